@@ -1,0 +1,68 @@
+/*
+ * backend: the one small interface between the balancer loop and whatever
+ * runs the VMs (the simulator's model, QEMU processes, later libvirt). The
+ * loop never knows which backend it drives.
+ *
+ * A backend never assumes a request succeeded: observe() reports what the
+ * VM really holds, and the loop feeds that to the policy. Everything a
+ * backend reads from a guest or from a process the guest can influence is
+ * range-checked before it reaches struct vm_observation.
+ *
+ * Calls return 0 or a negative errno; those that can fail for a reason an
+ * operator must read write one sentence into err.
+ */
+#ifndef DYNMEM_BACKEND_H
+#define DYNMEM_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "vm.h"
+
+struct backend;
+
+struct backend_ops {
+        const char *name;
+        const char *const *vm_keys; /* backend keys allowed in [vm "NAME"], NULL-terminated */
+
+        /* Check one VM's backend keys (files exist, values parse). Messages go to diag. */
+        int (*check_vm)(struct backend *b, const struct config *cfg, const struct config_vm *cvm,
+                        struct config_diag *diag);
+
+        /* Take a VM's backend keys; called when a VM is defined or its config reloaded. */
+        int (*configure_vm)(struct backend *b, struct vm *vm, const struct config *cfg,
+                            const struct config_vm *cvm, char *err, size_t errlen);
+
+        /* Start a VM with its startup size. The VM is running once observe() says alive. */
+        int (*start)(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen);
+
+        /* Stop a VM: gracefully, or at once with force. */
+        int (*stop)(struct backend *b, struct vm *vm, bool force, uint64_t now_ms);
+
+        /* Ask the VM to move toward target bytes (asynchronous). */
+        int (*set_target)(struct backend *b, struct vm *vm, uint64_t target_bytes,
+                          uint64_t now_ms);
+
+        /* Report what the VM holds and what its guest says now. */
+        int (*observe)(struct backend *b, struct vm *vm, uint64_t now_ms,
+                       struct vm_observation *ret);
+
+        /* Largest maximum the running VM can honour (device sizes fixed at start). */
+        uint64_t (*max_honourable)(struct backend *b, const struct vm *vm);
+
+        /* Reattach to a VM left running by an earlier daemon; -ENOENT when it is gone. */
+        int (*reattach)(struct backend *b, struct vm *vm, uint64_t now_ms);
+
+        /* Release a VM's backend data (the VM is off or being deleted). */
+        void (*forget_vm)(struct backend *b, struct vm *vm);
+
+        void (*destroy)(struct backend *b);
+};
+
+struct backend {
+        const struct backend_ops *ops;
+        void *priv;
+};
+
+#endif

@@ -1,0 +1,311 @@
+/*
+ * balancer: one balancing cycle, shared by dynmemd and dynmem-sim. Gathers
+ * observations, runs the policy (or an external one), applies the decision
+ * with shrinks before grows, and keeps the counters. See balancer.h.
+ */
+#include "balancer.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policy_exec.h"
+#include "units.h"
+
+int balancer_init(struct balancer *b, const char *policy_spec,
+                  const struct policy_tunables *tunables, struct backend *backend, char *err,
+                  size_t errlen)
+{
+        const char *command = NULL;
+
+        *b = (struct balancer){.backend = backend};
+        if (policy_kind_parse(policy_spec, &b->policy.kind, &command) < 0) {
+                snprintf(err, errlen, "unknown policy \"%s\" (dynmem, static, hyperv or exec:COMMAND)",
+                         policy_spec);
+                return -EINVAL;
+        }
+        if (tunables)
+                b->policy.tunables = *tunables;
+        else
+                policy_tunables_default(&b->policy.tunables);
+        if (command) {
+                int r = policy_exec_new(command, &b->exec, err, errlen);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+void balancer_fini(struct balancer *b)
+{
+        policy_exec_free(b->exec);
+        free(b->pv);
+        policy_scratch_free(&b->scratch);
+        *b = (struct balancer){0};
+}
+
+int balancer_set_vms(struct balancer *b, struct vm **vms, size_t n)
+{
+        if (n > b->pv_capacity) {
+                struct policy_vm *pv = realloc(b->pv, n * sizeof(*pv));
+                if (!pv)
+                        return -ENOMEM;
+                b->pv = pv;
+                b->pv_capacity = n;
+        }
+        if (policy_scratch_reserve(&b->scratch, n) < 0)
+                return -ENOMEM;
+        b->vms = vms;
+        b->n_vms = n;
+        return 0;
+}
+
+void balancer_request_start(struct balancer *b, struct vm *vm)
+{
+        (void)b;
+        vm->state = VM_STARTING;
+        vm->start_requested = true;
+        vm->refusal[0] = '\0';
+}
+
+static void emit(struct balancer *b, struct balancer_event ev)
+{
+        if (b->on_event)
+                b->on_event(&ev, b->event_userdata);
+}
+
+/* ---- 1. observe ---- */
+
+static void observe_one(struct balancer *b, struct vm *vm, uint64_t now)
+{
+        struct vm_observation obs = {0};
+        uint64_t before = vm->obs.assigned_bytes;
+
+        if (!vm_holds_memory(vm))
+                return;
+        if (b->backend->ops->observe(b->backend, vm, now, &obs) < 0 || !obs.alive) {
+                bool stopping = vm->state == VM_STOPPING;
+                vm->state = stopping ? VM_OFF : VM_CRASHED;
+                vm->obs = (struct vm_observation){0};
+                vm->target_bytes = vm->ideal_bytes = 0;
+                vm->counters.current_pressure = -1.0;
+                if (!stopping) {
+                        b->counters.crashes++;
+                        emit(b, (struct balancer_event){.kind = BALANCER_EVENT_CRASHED, .vm = vm,
+                                                        .bytes = before, .pressure = -1.0,
+                                                        .time_ms = now});
+                }
+                return;
+        }
+        /* Never more than the VM's maximum: a backend that says otherwise is clamped. */
+        if (obs.assigned_bytes > vm->settings.maximum_bytes && vm->settings.dynamic)
+                obs.assigned_bytes = vm->settings.maximum_bytes;
+        vm->obs = obs;
+        if (obs.assigned_bytes > before) {
+                vm->counters.added_bytes += obs.assigned_bytes - before;
+                b->counters.added_bytes += obs.assigned_bytes - before;
+        } else if (obs.assigned_bytes < before) {
+                vm->counters.removed_bytes += before - obs.assigned_bytes;
+                b->counters.removed_bytes += before - obs.assigned_bytes;
+        }
+        vm_counters_pressure(&vm->counters, vm_pressure_percent(vm), now);
+}
+
+/* ---- 2. decide ---- */
+
+static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
+{
+        *pv = (struct policy_vm){
+                .name = vm->name,
+                .settings = vm->settings,
+                .assigned_bytes = vm->obs.assigned_bytes,
+                .demand_known = vm->obs.demand_known,
+                .demand_bytes = vm->obs.demand_bytes,
+                .stall_known = vm->obs.stall_known,
+                .stall_fraction = vm->obs.stall_fraction,
+                .memory = vm->policy_memory,
+                .ideal_bytes = vm->ideal_bytes,
+        };
+        switch (vm->state) {
+        case VM_RUNNING:
+                pv->phase = POLICY_PHASE_RUNNING;
+                break;
+        case VM_STOPPING: {
+                /* A stopping VM keeps what it holds until it is gone. */
+                uint64_t held = size_round_up(vm->obs.assigned_bytes, vm->settings.block_bytes);
+                pv->phase = POLICY_PHASE_RUNNING;
+                pv->settings.dynamic = false;
+                pv->settings.startup_bytes = pv->settings.minimum_bytes =
+                        pv->settings.maximum_bytes = held;
+                break;
+        }
+        case VM_STARTING:
+                pv->phase = vm->start_requested ? POLICY_PHASE_STARTING : POLICY_PHASE_OFF;
+                break;
+        default:
+                pv->phase = POLICY_PHASE_OFF;
+                break;
+        }
+}
+
+static void run_external(struct balancer *b, uint64_t now)
+{
+        char err[256];
+
+        if (policy_exec_decide(b->exec, &b->host, b->pv, b->n_vms, now, err, sizeof(err)) < 0) {
+                b->counters.policy_refusals++;
+                for (size_t i = 0; i < b->n_vms; i++)
+                        b->pv[i].external_bytes = 0; /* keep previous targets */
+                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_POLICY, .message = err,
+                                                .pressure = -1.0, .time_ms = now});
+        }
+}
+
+/* ---- 3. apply ---- */
+
+static void apply_start(struct balancer *b, struct vm *vm, const struct policy_vm *pv,
+                        uint64_t now)
+{
+        char err[160] = "";
+
+        switch (pv->admission) {
+        case ADMISSION_ADMIT:
+                vm->start_requested = false;
+                if (b->backend->ops->start(b->backend, vm, now, err, sizeof(err)) < 0) {
+                        vm->state = VM_OFF;
+                        snprintf(vm->refusal, sizeof(vm->refusal), "%s", err);
+                        emit(b, (struct balancer_event){.kind = BALANCER_EVENT_START_FAILED,
+                                                        .vm = vm, .message = vm->refusal,
+                                                        .pressure = -1.0, .time_ms = now});
+                        return;
+                }
+                vm->state = VM_RUNNING;
+                vm->target_bytes = vm->ideal_bytes = vm->settings.startup_bytes;
+                vm->obs = (struct vm_observation){.alive = true,
+                                                  .assigned_bytes = vm->settings.startup_bytes};
+                vm->policy_memory = (struct policy_vm_memory){0};
+                vm_counters_reset(&vm->counters);
+                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_STARTED, .vm = vm,
+                                                .bytes = vm->settings.startup_bytes,
+                                                .reason = REASON_STARTUP, .pressure = -1.0,
+                                                .time_ms = now});
+                return;
+        case ADMISSION_REFUSE: {
+                char need[32], have[32];
+                uint64_t floors = b->last_summary.sum_floor_bytes;
+                uint64_t mem = b->host.memory_bytes;
+                snprintf(vm->refusal, sizeof(vm->refusal),
+                         "not enough memory: startup %s does not fit (%s free for it even with "
+                         "every VM at its minimum)",
+                         size_format(vm->settings.startup_bytes, need, sizeof(need)),
+                         size_format(mem > floors ? mem - floors : 0, have, sizeof(have)));
+                if (b->refused_starts_wait)
+                        return;
+                vm->start_requested = false;
+                vm->state = VM_OFF;
+                b->counters.refused_starts++;
+                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_REFUSED, .vm = vm,
+                                                .message = vm->refusal, .pressure = -1.0,
+                                                .time_ms = now});
+                return;
+        }
+        default:
+                return;
+        }
+}
+
+/* Issue one resize if the target changed; grows only in the second pass. */
+static void apply_resize(struct balancer *b, struct vm *vm, const struct policy_vm *pv,
+                         bool grows, uint64_t now)
+{
+        uint64_t target = pv->target_bytes, assigned = vm->obs.assigned_bytes;
+
+        if (vm->state != VM_RUNNING || target == vm->target_bytes)
+                return;
+        if (grows != (target > assigned))
+                return;
+        if (b->backend->ops->set_target(b->backend, vm, target, now) < 0)
+                return;
+        vm->target_bytes = target;
+        if (target == assigned)
+                return; /* a pending change cancelled: no operation */
+        bool add = target > assigned;
+        uint64_t bytes = add ? target - assigned : assigned - target;
+        if (add) {
+                vm->counters.add_operations++;
+                b->counters.add_operations++;
+        } else {
+                vm->counters.remove_operations++;
+                b->counters.remove_operations++;
+        }
+        emit(b, (struct balancer_event){.kind = add ? BALANCER_EVENT_ADD : BALANCER_EVENT_REMOVE,
+                                        .vm = vm, .bytes = bytes, .from_bytes = assigned,
+                                        .to_bytes = target, .reason = pv->reason,
+                                        .pressure = vm_pressure_percent(vm), .time_ms = now});
+}
+
+static void update_host_counters(struct balancer *b)
+{
+        uint64_t held = 0, slack = 0, demand = 0, assigned_known = 0;
+        double avg_sum = 0.0;
+        size_t avg_n = 0;
+
+        for (size_t i = 0; i < b->n_vms; i++) {
+                const struct vm *vm = b->vms[i];
+                const struct policy_vm *pv = &b->pv[i];
+                if (!vm_holds_memory(vm))
+                        continue;
+                held += vm->obs.assigned_bytes;
+                if (vm->settings.dynamic && vm->obs.assigned_bytes > pv->need_bytes &&
+                    pv->phase == POLICY_PHASE_RUNNING)
+                        slack += vm->obs.assigned_bytes - pv->need_bytes;
+                if (vm->obs.demand_known) {
+                        demand += vm->obs.demand_bytes;
+                        assigned_known += vm->obs.assigned_bytes;
+                }
+                if (vm->counters.average_pressure >= 0.0) {
+                        avg_sum += vm->counters.average_pressure;
+                        avg_n++;
+                }
+        }
+        struct balancer_counters *c = &b->counters;
+        c->available_bytes = held >= b->host.memory_bytes ? 0 : b->host.memory_bytes - held;
+        c->available_for_balancing_bytes = c->available_bytes + slack;
+        c->current_pressure =
+                assigned_known ? (double)demand * 100.0 / (double)assigned_known : -1.0;
+        c->average_pressure = avg_n ? avg_sum / (double)avg_n : -1.0;
+}
+
+int balancer_tick(struct balancer *b, uint64_t now)
+{
+        for (size_t i = 0; i < b->n_vms; i++)
+                observe_one(b, b->vms[i], now);
+        for (size_t i = 0; i < b->n_vms; i++)
+                fill_policy_vm(&b->pv[i], b->vms[i]);
+        if (b->exec)
+                run_external(b, now);
+        int r = policy_decide(&b->policy, &b->host, b->pv, b->n_vms, now, &b->scratch,
+                              &b->last_summary);
+        if (r < 0)
+                return r;
+        if (b->last_summary.refused)
+                b->counters.policy_refusals++;
+        for (size_t i = 0; i < b->n_vms; i++) {
+                struct vm *vm = b->vms[i];
+                const struct policy_vm *pv = &b->pv[i];
+                if (vm->state == VM_RUNNING) {
+                        vm->policy_memory = pv->memory;
+                        vm->ideal_bytes = pv->ideal_bytes;
+                        vm->reason = pv->reason;
+                }
+        }
+        for (int pass = 0; pass < 2; pass++)
+                for (size_t i = 0; i < b->n_vms; i++)
+                        apply_resize(b, b->vms[i], &b->pv[i], pass == 1, now);
+        for (size_t i = 0; i < b->n_vms; i++)
+                if (b->vms[i]->state == VM_STARTING && b->vms[i]->start_requested)
+                        apply_start(b, b->vms[i], &b->pv[i], now);
+        update_host_counters(b);
+        return 0;
+}

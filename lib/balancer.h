@@ -1,0 +1,79 @@
+/*
+ * balancer: the balancing loop every program shares. One call to
+ * balancer_tick() is one cycle: gather observations from the backend, let
+ * the policy decide, apply the decision (shrinks before grows, starts when
+ * admitted), and update the counters from what really happened. The caller
+ * owns the clock: dynmemd passes the real time, dynmem-sim a virtual one.
+ */
+#ifndef DYNMEM_BALANCER_H
+#define DYNMEM_BALANCER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "counters.h"
+#include "policy.h"
+#include "vm.h"
+
+struct policy_exec;
+
+enum balancer_event_kind {
+        BALANCER_EVENT_ADD,      /* a grow was requested: bytes, reason */
+        BALANCER_EVENT_REMOVE,   /* a shrink was requested */
+        BALANCER_EVENT_STARTED,  /* admitted and started */
+        BALANCER_EVENT_REFUSED,  /* a start was refused (reason in vm->refusal) */
+        BALANCER_EVENT_CRASHED,  /* the VM's process died */
+        BALANCER_EVENT_START_FAILED, /* the backend could not start it */
+        BALANCER_EVENT_POLICY,   /* a message about the policy (external failures) */
+};
+
+struct balancer_event {
+        enum balancer_event_kind kind;
+        struct vm *vm;           /* NULL for policy events */
+        uint64_t bytes;          /* size of the change */
+        uint64_t from_bytes, to_bytes;
+        enum policy_reason reason;
+        double pressure;         /* the VM's pressure when it happened, -1 unknown */
+        const char *message;
+        uint64_t time_ms;
+};
+
+typedef void (*balancer_event_fn)(const struct balancer_event *ev, void *userdata);
+
+struct balancer {
+        struct policy_config policy;
+        struct policy_exec *exec;     /* set for exec: policies */
+        struct policy_host host;
+        struct backend *backend;
+        struct vm **vms;              /* borrowed; the owner adds and removes */
+        size_t n_vms;
+        struct balancer_counters counters;
+        struct policy_summary last_summary;
+        balancer_event_fn on_event;
+        void *event_userdata;
+        /* refuse starts at once (daemon) or keep waiting and retrying (simulator) */
+        bool refused_starts_wait;
+
+        /* scratch */
+        struct policy_vm *pv;
+        size_t pv_capacity;
+        struct policy_scratch scratch;
+};
+
+/* Prepare a balancer; policy_spec is "dynmem", "static", "hyperv" or "exec:COMMAND". */
+int balancer_init(struct balancer *b, const char *policy_spec,
+                  const struct policy_tunables *tunables, struct backend *backend, char *err,
+                  size_t errlen);
+void balancer_fini(struct balancer *b);
+
+/* Replace the set of VMs the balancer looks at (the array is borrowed). */
+int balancer_set_vms(struct balancer *b, struct vm **vms, size_t n);
+
+/* One cycle at now_ms. Returns 0 or -ENOMEM. */
+int balancer_tick(struct balancer *b, uint64_t now_ms);
+
+/* Ask for a VM to be started at the next cycle (goes through admission). */
+void balancer_request_start(struct balancer *b, struct vm *vm);
+
+#endif

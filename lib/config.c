@@ -1,0 +1,737 @@
+/*
+ * config: reads dynmem's INI files (daemon configuration and simulator
+ * scenarios) through inih. A reader callback counts lines so that every
+ * message carries FILE:LINE; tables describe each section's keys, their type
+ * and their range. See config.h.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "units.h"
+
+/* ---- diagnostics ---- */
+
+void config_diag_add(struct config_diag *d, const char *file, unsigned line, const char *fmt, ...)
+{
+        char msg[512], *full = NULL;
+        va_list ap;
+
+        if (!d)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        int r = line ? asprintf(&full, "%s:%u: %s", file, line, msg)
+                     : asprintf(&full, "%s: %s", file, msg);
+        if (r < 0)
+                return;
+        char **grown = realloc(d->messages, (d->count + 1) * sizeof(*grown));
+        if (!grown) {
+                free(full);
+                return;
+        }
+        d->messages = grown;
+        d->messages[d->count++] = full;
+}
+
+void config_diag_free(struct config_diag *d)
+{
+        if (!d)
+                return;
+        for (size_t i = 0; i < d->count; i++)
+                free(d->messages[i]);
+        free(d->messages);
+        d->messages = NULL;
+        d->count = 0;
+}
+
+/* ---- key tables ---- */
+
+enum key_type {
+        KEY_SIZE,     /* uint64_t bytes */
+        KEY_DURATION, /* uint64_t ms */
+        KEY_U32,      /* uint32_t in [min, max] */
+        KEY_U64,      /* uint64_t */
+        KEY_BOOL,     /* bool: yes/no, on/off, true/false, 1/0 */
+        KEY_STRING,   /* char *, owned */
+        KEY_DOUBLE,   /* double in [min, max] */
+};
+
+struct key_spec {
+        const char *name;
+        enum key_type type;
+        size_t offset;
+        double min, max;      /* for KEY_U32 / KEY_DOUBLE / KEY_SIZE (max 0 = none) */
+        unsigned given_bit;   /* for [vm] settings and presence flags; 0 = none */
+        size_t given_offset;  /* offset of a bool "given" flag, or SIZE_MAX */
+};
+
+#define NO_FLAG SIZE_MAX
+
+static const struct key_spec host_keys[] = {
+        {"memory", KEY_SIZE, offsetof(struct config_host, memory_bytes), 0, 0, 0,
+         offsetof(struct config_host, memory_given)},
+        {"reserve", KEY_SIZE, offsetof(struct config_host, reserve_bytes), 0, 0, 0,
+         offsetof(struct config_host, reserve_given)},
+        {"policy", KEY_STRING, offsetof(struct config_host, policy), 0, 0, 0, NO_FLAG},
+        {"backend", KEY_STRING, offsetof(struct config_host, backend), 0, 0, 0, NO_FLAG},
+        {"interval", KEY_DURATION, offsetof(struct config_host, interval_ms), 10, 60000, 0, NO_FLAG},
+        {"socket", KEY_STRING, offsetof(struct config_host, socket), 0, 0, 0, NO_FLAG},
+        {"state_dir", KEY_STRING, offsetof(struct config_host, state_dir), 0, 0, 0, NO_FLAG},
+        {"http", KEY_STRING, offsetof(struct config_host, http), 0, 0, 0, NO_FLAG},
+        {NULL, 0, 0, 0, 0, 0, 0},
+};
+
+#define DAY_MS (86400.0 * 1000.0)
+static const struct key_spec policy_keys[] = {
+        {"min_change", KEY_SIZE, offsetof(struct policy_tunables, min_change_bytes), 0, 0, 0, NO_FLAG},
+        {"min_change_permille", KEY_U32, offsetof(struct policy_tunables, min_change_permille), 0, 1000, 0, NO_FLAG},
+        {"shrink_delay", KEY_DURATION, offsetof(struct policy_tunables, shrink_delay_ms), 0, DAY_MS, 0, NO_FLAG},
+        {"shrink_step_percent", KEY_U32, offsetof(struct policy_tunables, shrink_step_percent), 1, 100, 0, NO_FLAG},
+        {"trend_lookahead", KEY_DURATION, offsetof(struct policy_tunables, trend_lookahead_ms), 0, 3600000, 0, NO_FLAG},
+        {"stall_threshold_permille", KEY_U32, offsetof(struct policy_tunables, stall_threshold_permille), 1, 1000, 0, NO_FLAG},
+        {"stall_grow_percent", KEY_U32, offsetof(struct policy_tunables, stall_grow_percent), 1, 1000, 0, NO_FLAG},
+        {"probe_after", KEY_DURATION, offsetof(struct policy_tunables, probe_after_ms), 0, DAY_MS, 0, NO_FLAG},
+        {"probe_rate_permille", KEY_U32, offsetof(struct policy_tunables, probe_rate_permille), 0, 1000, 0, NO_FLAG},
+        {"probe_max_percent", KEY_U32, offsetof(struct policy_tunables, probe_max_percent), 0, 90, 0, NO_FLAG},
+        {"stall_memory", KEY_DURATION, offsetof(struct policy_tunables, stall_memory_ms), 0, DAY_MS, 0, NO_FLAG},
+        {NULL, 0, 0, 0, 0, 0, 0},
+};
+
+static const struct key_spec sim_keys[] = {
+        {"duration", KEY_DURATION, offsetof(struct config_sim, duration_ms), 0, 366 * DAY_MS, 0, NO_FLAG},
+        {"step", KEY_DURATION, offsetof(struct config_sim, step_ms), 10, 3600000, 0, NO_FLAG},
+        {"report_interval", KEY_DURATION, offsetof(struct config_sim, report_interval_ms), 10, 3600000, 0, NO_FLAG},
+        {"grow_rate", KEY_SIZE, offsetof(struct config_sim, grow_rate), 1, 0, 0, NO_FLAG},
+        {"shrink_rate", KEY_SIZE, offsetof(struct config_sim, shrink_rate), 1, 0, 0, NO_FLAG},
+        {"seed", KEY_U64, offsetof(struct config_sim, seed), 0, 0, 0, NO_FLAG},
+        {"speed", KEY_DOUBLE, offsetof(struct config_sim, speed), 0.001, 100000, 0, NO_FLAG},
+        {NULL, 0, 0, 0, 0, 0, 0},
+};
+
+#define VMS(field) offsetof(struct config_vm, settings) + offsetof(struct vm_settings, field)
+static const struct key_spec vm_keys[] = {
+        {"dynamic", KEY_BOOL, VMS(dynamic), 0, 0, SETTINGS_DYNAMIC, NO_FLAG},
+        {"startup", KEY_SIZE, VMS(startup_bytes), 0, 0, SETTINGS_STARTUP, NO_FLAG},
+        {"minimum", KEY_SIZE, VMS(minimum_bytes), 0, 0, SETTINGS_MINIMUM, NO_FLAG},
+        {"maximum", KEY_SIZE, VMS(maximum_bytes), 0, 0, SETTINGS_MAXIMUM, NO_FLAG},
+        {"buffer", KEY_U32, VMS(buffer_percent), SETTINGS_BUFFER_MIN, SETTINGS_BUFFER_MAX, SETTINGS_BUFFER, NO_FLAG},
+        {"weight", KEY_U32, VMS(weight), 0, SETTINGS_WEIGHT_MAX, SETTINGS_WEIGHT, NO_FLAG},
+        {"block", KEY_SIZE, VMS(block_bytes), 0, 0, SETTINGS_BLOCK, NO_FLAG},
+        {"autostart", KEY_BOOL, offsetof(struct config_vm, autostart), 0, 0, 0, NO_FLAG},
+        {NULL, 0, 0, 0, 0, 0, 0},
+};
+
+/* ---- parsing state ---- */
+
+enum section {
+        SECTION_NONE,
+        SECTION_HOST,
+        SECTION_POLICY,
+        SECTION_SIM,
+        SECTION_VM,
+        SECTION_BAD,
+};
+
+struct parse_state {
+        const char *file;
+        struct config *cfg;
+        struct config_diag *diag;
+        unsigned errors;
+        /* line reader */
+        const char *text;   /* string source, or NULL */
+        size_t text_pos;
+        FILE *fp;
+        unsigned line;
+        bool line_continues; /* the last line read started with white space */
+        bool overlong;
+        /* section tracking */
+        char section_raw[CONFIG_VALUE_MAX];
+        enum section section;
+        struct config_vm *vm;
+        char last_key[64];  /* for continuation lines */
+        /* keys seen in the current section, to catch duplicates */
+        char **seen;
+        size_t n_seen;
+};
+
+static void diag(struct parse_state *ps, unsigned line, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void diag(struct parse_state *ps, unsigned line, const char *fmt, ...)
+{
+        char msg[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        config_diag_add(ps->diag, ps->file, line, "%s", msg);
+        ps->errors++;
+}
+
+static void enter_section(struct parse_state *ps, const char *section);
+
+/*
+ * Section headers are handled here, where every one is seen (inih calls the
+ * key handler only for keys, so an empty [vm "x"] would otherwise be missed).
+ * Like inih, an indented line after a key continues that key's value.
+ */
+static void notice_section(struct parse_state *ps, const char *line)
+{
+        const char *p = line;
+
+        while (*p == ' ' || *p == '\t')
+                p++;
+        if (*p != '[' || (p > line && ps->last_key[0]))
+                return;
+        const char *end = strchr(p, ']');
+        if (!end)
+                return; /* inih reports the syntax error */
+        char name[CONFIG_VALUE_MAX];
+        size_t n = (size_t)(end - p - 1);
+        if (n >= sizeof(name))
+                n = sizeof(name) - 1;
+        memcpy(name, p + 1, n);
+        name[n] = '\0';
+        enter_section(ps, name);
+}
+
+/*
+ * inih's line reader. Counts lines, notes continuation lines, and reports
+ * lines too long for inih's buffer (which would otherwise be split silently).
+ */
+static char *read_line(char *buf, int size, void *stream)
+{
+        struct parse_state *ps = stream;
+        size_t n = 0, cap = (size_t)size - 1;
+
+        if (ps->text) {
+                const char *src = ps->text + ps->text_pos;
+                if (*src == '\0')
+                        return NULL;
+                while (src[n] && src[n] != '\n' && n < cap)
+                        n++;
+                memcpy(buf, src, n);
+                bool newline = src[n] == '\n';
+                bool more = src[n] && !newline;
+                ps->text_pos += n + (newline ? 1 : 0);
+                if (more) { /* skip the rest of an overlong line */
+                        ps->overlong = true;
+                        while (ps->text[ps->text_pos] && ps->text[ps->text_pos] != '\n')
+                                ps->text_pos++;
+                        if (ps->text[ps->text_pos] == '\n')
+                                ps->text_pos++;
+                }
+                buf[n] = '\0';
+        } else {
+                if (!fgets(buf, size, ps->fp))
+                        return NULL;
+                n = strlen(buf);
+                if (n > 0 && buf[n - 1] == '\n') {
+                        buf[n - 1] = '\0';
+                } else if (!feof(ps->fp)) {
+                        int c;
+                        ps->overlong = true;
+                        while ((c = fgetc(ps->fp)) != EOF && c != '\n')
+                                ;
+                }
+        }
+        ps->line++;
+        if (ps->overlong) {
+                diag(ps, ps->line, "line longer than %d characters (continue long values on "
+                                   "indented lines)", size - 2);
+                ps->overlong = false;
+                buf[0] = '\0'; /* inih sees an empty line */
+        }
+        if (strlen(buf) < n && !ps->text)
+                diag(ps, ps->line, "NUL byte in line");
+        ps->line_continues = buf[0] == ' ' || buf[0] == '\t';
+        notice_section(ps, buf);
+        return buf;
+}
+
+static bool seen_before(struct parse_state *ps, const char *key)
+{
+        for (size_t i = 0; i < ps->n_seen; i++)
+                if (strcmp(ps->seen[i], key) == 0)
+                        return true;
+        char **grown = realloc(ps->seen, (ps->n_seen + 1) * sizeof(*grown));
+        if (!grown)
+                return false;
+        ps->seen = grown;
+        ps->seen[ps->n_seen] = strdup(key);
+        if (ps->seen[ps->n_seen])
+                ps->n_seen++;
+        return false;
+}
+
+static void seen_reset(struct parse_state *ps)
+{
+        for (size_t i = 0; i < ps->n_seen; i++)
+                free(ps->seen[i]);
+        free(ps->seen);
+        ps->seen = NULL;
+        ps->n_seen = 0;
+}
+
+bool config_name_valid(const char *name)
+{
+        size_t n = strlen(name);
+
+        if (n == 0 || n >= CONFIG_NAME_MAX || name[0] == '.' || name[0] == '-')
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char)name[i];
+                if (!isalnum(c) && c != '_' && c != '.' && c != '-')
+                        return false;
+        }
+        return true;
+}
+
+static int start_vm_section(struct parse_state *ps, const char *section)
+{
+        const char *p = section + 2;
+        size_t n = strlen(p);
+
+        /* section is: vm "NAME" */
+        if (n < 2 || p[0] != '"' || p[n - 1] != '"') {
+                diag(ps, ps->line, "section [%s]: expected [vm \"NAME\"]", section);
+                return -1;
+        }
+        char name[CONFIG_NAME_MAX + 2];
+        if (n - 2 >= sizeof(name)) {
+                diag(ps, ps->line, "VM name longer than %d characters", CONFIG_NAME_MAX - 1);
+                return -1;
+        }
+        memcpy(name, p + 1, n - 2);
+        name[n - 2] = '\0';
+        if (!config_name_valid(name)) {
+                diag(ps, ps->line,
+                     "invalid VM name \"%s\" (1..%d of letters, digits, '_', '.', '-', not "
+                     "starting with '.' or '-')",
+                     name, CONFIG_NAME_MAX - 1);
+                return -1;
+        }
+        struct config *c = ps->cfg;
+        for (size_t i = 0; i < c->n_vms; i++) {
+                if (strcmp(c->vms[i].name, name) == 0) {
+                        diag(ps, ps->line, "VM \"%s\" is defined twice (first at line %u)", name,
+                             c->vms[i].line);
+                        return -1;
+                }
+        }
+        if (c->n_vms >= CONFIG_VMS_MAX) {
+                diag(ps, ps->line, "more than %d VMs", CONFIG_VMS_MAX);
+                return -1;
+        }
+        if ((c->n_vms & (c->n_vms - 1)) == 0) { /* grow at powers of two */
+                size_t cap = c->n_vms ? c->n_vms * 2 : 8;
+                struct config_vm *grown = realloc(c->vms, cap * sizeof(*grown));
+                if (!grown) {
+                        diag(ps, ps->line, "out of memory");
+                        return -1;
+                }
+                c->vms = grown;
+        }
+        struct config_vm *vm = &c->vms[c->n_vms++];
+        *vm = (struct config_vm){.line = ps->line};
+        memcpy(vm->name, name, strlen(name) + 1);
+        ps->vm = vm;
+        return 0;
+}
+
+static void enter_section(struct parse_state *ps, const char *section)
+{
+        snprintf(ps->section_raw, sizeof(ps->section_raw), "%s", section);
+        seen_reset(ps);
+        ps->vm = NULL;
+        ps->last_key[0] = '\0';
+        if (strcmp(section, "host") == 0)
+                ps->section = SECTION_HOST;
+        else if (strcmp(section, "policy") == 0)
+                ps->section = SECTION_POLICY;
+        else if (strcmp(section, "sim") == 0)
+                ps->section = SECTION_SIM;
+        else if (strncmp(section, "vm ", 3) == 0)
+                ps->section = start_vm_section(ps, section) == 0 ? SECTION_VM : SECTION_BAD;
+        else {
+                diag(ps, ps->line, "unknown section [%s] (known: host, policy, sim, vm \"NAME\")",
+                     section);
+                ps->section = SECTION_BAD;
+        }
+}
+
+static int parse_bool(const char *v, bool *ret)
+{
+        static const char *yes[] = {"yes", "on", "true", "1"}, *no[] = {"no", "off", "false", "0"};
+
+        for (size_t i = 0; i < 4; i++) {
+                if (strcasecmp(v, yes[i]) == 0)
+                        return *ret = true, 0;
+                if (strcasecmp(v, no[i]) == 0)
+                        return *ret = false, 0;
+        }
+        return -EINVAL;
+}
+
+static int parse_u64(const char *v, uint64_t *ret)
+{
+        char *end;
+
+        if (!isdigit((unsigned char)v[0]))
+                return -EINVAL;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno == ERANGE)
+                return -ERANGE;
+        if (*end)
+                return -EINVAL;
+        *ret = x;
+        return 0;
+}
+
+/* Store one value according to its spec. Returns 0 or -1 (reported). */
+static int store_value(struct parse_state *ps, const struct key_spec *k, void *base,
+                       const char *value)
+{
+        void *field = (char *)base + k->offset;
+        uint64_t u;
+        int r;
+
+        switch (k->type) {
+        case KEY_SIZE:
+                r = size_parse(value, &u);
+                if (r < 0 || u < (uint64_t)k->min) {
+                        diag(ps, ps->line, "%s: \"%s\" is not a size (bytes, or a number with K, "
+                                           "M, G or T)", k->name, value);
+                        return -1;
+                }
+                *(uint64_t *)field = u;
+                return 0;
+        case KEY_DURATION:
+                r = duration_parse(value, &u);
+                if (r < 0) {
+                        diag(ps, ps->line, "%s: \"%s\" is not a duration (a number with ms, s, m "
+                                           "or h)", k->name, value);
+                        return -1;
+                }
+                if ((k->min > 0 && (double)u < k->min) || (k->max > 0 && (double)u > k->max)) {
+                        char a[32], b[32];
+                        diag(ps, ps->line, "%s: %s is outside %s..%s", k->name, value,
+                             duration_format((uint64_t)k->min, a, sizeof(a)),
+                             duration_format((uint64_t)k->max, b, sizeof(b)));
+                        return -1;
+                }
+                *(uint64_t *)field = u;
+                return 0;
+        case KEY_U32:
+                r = parse_u64(value, &u);
+                if (r < 0 || (double)u < k->min || (double)u > k->max) {
+                        diag(ps, ps->line, "%s: \"%s\" is not a whole number in %.0f..%.0f",
+                             k->name, value, k->min, k->max);
+                        return -1;
+                }
+                *(uint32_t *)field = (uint32_t)u;
+                return 0;
+        case KEY_U64:
+                if (parse_u64(value, &u) < 0) {
+                        diag(ps, ps->line, "%s: \"%s\" is not a whole number", k->name, value);
+                        return -1;
+                }
+                *(uint64_t *)field = u;
+                return 0;
+        case KEY_DOUBLE: {
+                char *end;
+                errno = 0;
+                double d = strtod(value, &end);
+                if (errno || *end || end == value || !(d >= k->min && d <= k->max)) {
+                        diag(ps, ps->line, "%s: \"%s\" is not a number in %g..%g", k->name, value,
+                             k->min, k->max);
+                        return -1;
+                }
+                *(double *)field = d;
+                return 0;
+        }
+        case KEY_BOOL:
+                if (parse_bool(value, (bool *)field) < 0) {
+                        diag(ps, ps->line, "%s: \"%s\" is not yes or no", k->name, value);
+                        return -1;
+                }
+                return 0;
+        case KEY_STRING: {
+                char *dup = strdup(value);
+                if (!dup) {
+                        diag(ps, ps->line, "out of memory");
+                        return -1;
+                }
+                free(*(char **)field);
+                *(char **)field = dup;
+                return 0;
+        }
+        }
+        return -1;
+}
+
+static const struct key_spec *find_key(const struct key_spec *table, const char *name)
+{
+        for (; table->name; table++)
+                if (strcmp(table->name, name) == 0)
+                        return table;
+        return NULL;
+}
+
+static void add_extra(struct parse_state *ps, const char *key, const char *value)
+{
+        struct config_vm *vm = ps->vm;
+        struct config_kv *grown = realloc(vm->extra, (vm->n_extra + 1) * sizeof(*grown));
+
+        if (!grown) {
+                diag(ps, ps->line, "out of memory");
+                return;
+        }
+        vm->extra = grown;
+        vm->extra[vm->n_extra] = (struct config_kv){strdup(key), strdup(value), ps->line};
+        if (!vm->extra[vm->n_extra].key || !vm->extra[vm->n_extra].value) {
+                free(vm->extra[vm->n_extra].key);
+                free(vm->extra[vm->n_extra].value);
+                diag(ps, ps->line, "out of memory");
+                return;
+        }
+        vm->n_extra++;
+}
+
+/* A continuation line appends " value" to the previous backend key's value. */
+static int continue_value(struct parse_state *ps, const char *key, const char *value)
+{
+        struct config_vm *vm = ps->vm;
+
+        if (ps->section != SECTION_VM || !vm || vm->n_extra == 0 ||
+            strcmp(vm->extra[vm->n_extra - 1].key, key) != 0) {
+                diag(ps, ps->line, "%s: only backend keys may continue on indented lines", key);
+                return 0;
+        }
+        struct config_kv *kv = &vm->extra[vm->n_extra - 1];
+        size_t a = strlen(kv->value), b = strlen(value);
+        if (a + 1 + b >= CONFIG_VALUE_MAX) {
+                diag(ps, ps->line, "%s: value longer than %d characters", key,
+                     CONFIG_VALUE_MAX - 1);
+                return 0;
+        }
+        char *grown = realloc(kv->value, a + b + 2);
+        if (!grown)
+                return 0;
+        grown[a] = ' ';
+        memcpy(grown + a + 1, value, b + 1);
+        kv->value = grown;
+        return 1;
+}
+
+static int handle_key(void *user, const char *section, const char *key, const char *value)
+{
+        struct parse_state *ps = user;
+        const struct key_spec *table = NULL;
+        void *base = NULL;
+
+        (void)section; /* inih truncates long section names; ours is ps->section_raw */
+        if (ps->line_continues && strcmp(key, ps->last_key) == 0)
+                return continue_value(ps, key, value);
+        snprintf(ps->last_key, sizeof(ps->last_key), "%s", key);
+        switch (ps->section) {
+        case SECTION_NONE:
+                diag(ps, ps->line, "%s: key outside any section", key);
+                return 1;
+        case SECTION_BAD:
+                return 1; /* the section header was reported */
+        case SECTION_HOST:
+                table = host_keys, base = &ps->cfg->host;
+                break;
+        case SECTION_POLICY:
+                table = policy_keys, base = &ps->cfg->tunables;
+                break;
+        case SECTION_SIM:
+                table = sim_keys, base = &ps->cfg->sim;
+                break;
+        case SECTION_VM:
+                table = vm_keys, base = ps->vm;
+                break;
+        }
+        if (value[0] == '\0') {
+                diag(ps, ps->line, "%s: empty value", key);
+                return 1;
+        }
+        if (seen_before(ps, key)) {
+                diag(ps, ps->line, "%s: given twice in [%s]", key, ps->section_raw);
+                return 1;
+        }
+        const struct key_spec *k = find_key(table, key);
+        if (!k) {
+                if (ps->section == SECTION_VM) {
+                        add_extra(ps, key, value); /* checked by the backend */
+                        return 1;
+                }
+                diag(ps, ps->line, "unknown key \"%s\" in [%s]", key, ps->section_raw);
+                return 1;
+        }
+        if (store_value(ps, k, base, value) < 0)
+                return 1;
+        if (k->given_offset != NO_FLAG)
+                *(bool *)((char *)base + k->given_offset) = true;
+        if (ps->section == SECTION_VM && k->given_bit) {
+                ps->vm->given |= k->given_bit;
+                ps->vm->given_lines[__builtin_ctz(k->given_bit)] = ps->line;
+        }
+        return 1;
+}
+
+static void config_defaults(struct config *c)
+{
+        policy_tunables_default(&c->tunables);
+        c->host.interval_ms = MSEC_PER_SEC;
+        c->sim = (struct config_sim){
+                .step_ms = MSEC_PER_SEC,
+                .report_interval_ms = MSEC_PER_SEC,
+                .grow_rate = GIB,
+                .shrink_rate = 512 * MIB,
+                .seed = 1,
+                .speed = 1.0,
+        };
+}
+
+static int fill_string_default(char **field, const char *value)
+{
+        if (*field)
+                return 0;
+        *field = strdup(value);
+        return *field ? 0 : -ENOMEM;
+}
+
+/* Checks that need more than one key: settings rules, policy name. */
+static void check_whole(struct parse_state *ps)
+{
+        struct config *c = ps->cfg;
+        enum policy_kind kind;
+
+        if (fill_string_default(&c->host.policy, "dynmem") < 0 ||
+            fill_string_default(&c->host.backend, "sim") < 0)
+                diag(ps, 0, "out of memory");
+        if (c->host.policy && policy_kind_parse(c->host.policy, &kind, NULL) < 0)
+                diag(ps, 0, "[host] policy: \"%s\" is not dynmem, static, hyperv or exec:COMMAND",
+                     c->host.policy);
+        for (size_t i = 0; i < c->n_vms; i++) {
+                struct config_vm *vm = &c->vms[i];
+                char err[256];
+
+                settings_complete(&vm->settings, vm->given);
+                if (settings_check(&vm->settings, err, sizeof(err)) < 0)
+                        diag(ps, vm->line, "vm \"%s\": %s", vm->name, err);
+        }
+}
+
+static int load(struct parse_state *ps, struct config *ret)
+{
+        int r;
+
+        *ret = (struct config){0};
+        config_defaults(ret);
+        ret->path = strdup(ps->file);
+        ps->cfg = ret;
+        r = ini_parse_stream(read_line, ps, handle_key, ps);
+        seen_reset(ps);
+        if (r == -2) {
+                diag(ps, 0, "out of memory");
+        } else if (r > 0 && ps->errors == 0) {
+                diag(ps, (unsigned)r, "syntax error (expected [section] or key = value)");
+        }
+        check_whole(ps);
+        if (ps->errors) {
+                config_free(ret);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+int config_load(const char *path, struct config *ret, struct config_diag *d)
+{
+        struct parse_state ps = {.file = path, .diag = d};
+        int r;
+
+        ps.fp = fopen(path, "re");
+        if (!ps.fp) {
+                r = -errno;
+                config_diag_add(d, path, 0, "cannot open: %s", strerror(errno));
+                *ret = (struct config){0};
+                return r;
+        }
+        r = load(&ps, ret);
+        fclose(ps.fp);
+        return r;
+}
+
+int config_load_string(const char *name, const char *text, struct config *ret,
+                       struct config_diag *d)
+{
+        struct parse_state ps = {.file = name, .diag = d, .text = text};
+
+        return load(&ps, ret);
+}
+
+void config_free(struct config *c)
+{
+        if (!c)
+                return;
+        free(c->path);
+        free(c->host.policy);
+        free(c->host.backend);
+        free(c->host.socket);
+        free(c->host.state_dir);
+        free(c->host.http);
+        for (size_t i = 0; i < c->n_vms; i++) {
+                for (size_t j = 0; j < c->vms[i].n_extra; j++) {
+                        free(c->vms[i].extra[j].key);
+                        free(c->vms[i].extra[j].value);
+                }
+                free(c->vms[i].extra);
+        }
+        free(c->vms);
+        *c = (struct config){0};
+}
+
+int config_check_backend_keys(const struct config *c, const char *backend,
+                              const char *const *allowed, struct config_diag *d)
+{
+        int errors = 0;
+
+        for (size_t i = 0; i < c->n_vms; i++) {
+                const struct config_vm *vm = &c->vms[i];
+                for (size_t j = 0; j < vm->n_extra; j++) {
+                        bool ok = false;
+                        for (const char *const *a = allowed; *a && !ok; a++)
+                                ok = strcmp(*a, vm->extra[j].key) == 0;
+                        if (!ok) {
+                                config_diag_add(d, c->path, vm->extra[j].line,
+                                                "unknown key \"%s\" in [vm \"%s\"] for backend %s",
+                                                vm->extra[j].key, vm->name, backend);
+                                errors++;
+                        }
+                }
+        }
+        return errors ? -EINVAL : 0;
+}
+
+const struct config_kv *config_vm_key(const struct config_vm *vm, const char *key)
+{
+        for (size_t j = 0; j < vm->n_extra; j++)
+                if (strcmp(vm->extra[j].key, key) == 0)
+                        return &vm->extra[j];
+        return NULL;
+}

@@ -1,0 +1,113 @@
+/*
+ * config: the INI file shared by dynmemd's configuration and dynmem-sim's
+ * scenarios. One parser (inih underneath) checks every key's type and range
+ * and reports problems as "FILE:LINE: message"; unknown sections and keys are
+ * errors. Keys that belong to a backend ([vm] trace for the simulator,
+ * kernel for QEMU, ...) are kept with their line numbers for the backend to
+ * check with config_check_backend_keys().
+ *
+ * Sections:
+ *   [host]      memory, reserve, policy, backend, interval, socket, state_dir, http
+ *   [policy]    the dynmem policy's tunables (see docs/policy.md)
+ *   [sim]       duration, step, report_interval, grow_rate, shrink_rate, seed, speed
+ *   [vm "NAME"] startup, minimum, maximum, buffer, weight, dynamic, block, autostart,
+ *               plus backend keys
+ */
+#ifndef DYNMEM_CONFIG_H
+#define DYNMEM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policy.h"
+#include "settings.h"
+
+#define CONFIG_NAME_MAX   64    /* VM names: 1..63 of [A-Za-z0-9_.-], not starting with '.' or '-' */
+#define CONFIG_VALUE_MAX  4096  /* longest value, continuation lines included */
+#define CONFIG_VMS_MAX    100000
+#define CONFIG_FILE_MAX   (16u * 1024 * 1024)
+
+/* Problems found while reading; each message is complete ("FILE:LINE: ..."). */
+struct config_diag {
+        char **messages;
+        size_t count;
+};
+
+void config_diag_add(struct config_diag *d, const char *file, unsigned line, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+void config_diag_free(struct config_diag *d);
+
+struct config_kv {
+        char *key;
+        char *value;
+        unsigned line;
+};
+
+struct config_vm {
+        char name[CONFIG_NAME_MAX];
+        unsigned line;               /* of the section header */
+        struct vm_settings settings;
+        unsigned given;              /* enum settings_field bits set explicitly */
+        unsigned given_lines[8];     /* line of each settings key, by bit number */
+        bool autostart;
+        struct config_kv *extra;     /* backend keys, in file order */
+        size_t n_extra;
+};
+
+struct config_host {
+        uint64_t memory_bytes;       /* memory the VMs may hold in all */
+        bool memory_given;
+        uint64_t reserve_bytes;      /* kept for the host itself */
+        bool reserve_given;
+        char *policy;                /* "dynmem" unless given */
+        char *backend;               /* "sim" unless given */
+        uint64_t interval_ms;        /* balancing cycle, 1 s */
+        char *socket;
+        char *state_dir;
+        char *http;                  /* NULL = off */
+};
+
+struct config_sim {
+        uint64_t duration_ms;        /* 0 = until the last trace ends */
+        uint64_t step_ms;            /* 1 s */
+        uint64_t report_interval_ms; /* 1 s */
+        uint64_t grow_rate;          /* bytes per second, 1 GiB */
+        uint64_t shrink_rate;        /* bytes per second, 512 MiB */
+        uint64_t seed;
+        double speed;                /* simulated seconds per real second (daemon), 1 */
+};
+
+struct config {
+        char *path;
+        struct config_host host;
+        struct policy_tunables tunables;
+        struct config_sim sim;
+        struct config_vm *vms;
+        size_t n_vms;
+};
+
+/*
+ * Read and check a file. Returns 0 on success; -EINVAL when the file has
+ * errors (all of them in diag), or another negative errno when it cannot be
+ * read (also in diag). On failure *ret is left empty (config_free-able).
+ */
+int config_load(const char *path, struct config *ret, struct config_diag *diag);
+
+/* Same, from a string (tests, fuzzing); `name` is used in messages. */
+int config_load_string(const char *name, const char *text, struct config *ret,
+                       struct config_diag *diag);
+
+void config_free(struct config *c);
+
+/* Check that every backend key of every VM is in the NULL-terminated `allowed` list. */
+int config_check_backend_keys(const struct config *c, const char *backend,
+                              const char *const *allowed, struct config_diag *diag);
+
+/* The value of a backend key, or NULL. */
+const struct config_kv *config_vm_key(const struct config_vm *vm, const char *key);
+
+/* True when `name` is a valid VM name. */
+bool config_name_valid(const char *name);
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * policy: decides how much memory each VM should have. Pure: samples, settings
+ * and the time come in, targets with reasons go out; no I/O, no clock, no
+ * globals. The daemon, the simulator and the tests all call this same code.
+ *
+ * A decision has three stages:
+ *   1. estimate  each running dynamic VM's floor (minimum), need (demand
+ *                without buffer) and want (demand with buffer), all clamped to
+ *                [minimum, maximum]. The `dynmem` kind refines the estimate with
+ *                the demand trend, pressure-stall information, probing and
+ *                hysteresis; `hyperv` uses the last demand as is; `static` pins
+ *                every VM to its startup size.
+ *   2. allocate  the host's memory: plenty -> everyone gets want; scarcity ->
+ *                buffers go first, then weight decides (weighted water-filling
+ *                above each VM's floor, never more than a VM needs).
+ *   3. grant     what may be requested now without the sum of assigned memory
+ *                exceeding the host's memory during transitions: shrinks are
+ *                always allowed, grows only take memory that is free now
+ *                (memory freed by a shrink is handed out only once it has
+ *                happened). Starting VMs are admitted here.
+ *
+ * Every size is in bytes, every time in milliseconds.
+ */
+#ifndef DYNMEM_POLICY_H
+#define DYNMEM_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "settings.h"
+
+enum policy_kind {
+        POLICY_DYNMEM, /* default: Hyper-V's rules plus trend, stall, probing, hysteresis */
+        POLICY_STATIC, /* every VM keeps its startup size: no dynamic memory */
+        POLICY_HYPERV, /* documented Hyper-V behaviour: buffer target, weights, no more */
+        POLICY_EXTERNAL, /* targets come from elsewhere (exec: policies), checked here */
+};
+
+/*
+ * The dynmem kind's tunables. Defaults come from policy_tunables_default();
+ * docs/policy.md explains each one.
+ */
+struct policy_tunables {
+        uint64_t min_change_bytes;     /* changes smaller than this are ignored (16 MiB) */
+        uint32_t min_change_permille;  /* ... or smaller than this share of assigned (30 = 3 %) */
+        uint64_t shrink_delay_ms;      /* a surplus must last this long before a shrink (30 s) */
+        uint32_t shrink_step_percent;  /* one shrink takes at most this % of assigned (25 %) */
+        uint64_t trend_lookahead_ms;   /* rising demand is projected this far ahead (5 s) */
+        uint32_t stall_threshold_permille; /* stall share of an interval that means short (10 = 1 %) */
+        uint32_t stall_grow_percent;   /* a stalling VM grows by at least this % (10 %) */
+        uint64_t probe_after_ms;       /* no stall for this long before probing starts (60 s) */
+        uint32_t probe_rate_permille;  /* probing lowers the target this much per second (2 = 0.2 %/s) */
+        uint32_t probe_max_percent;    /* probing cuts at most this % below the demand target (50 %) */
+        uint64_t stall_memory_ms;      /* a size the VM stalled at is not probed below for this long (10 min) */
+};
+
+void policy_tunables_default(struct policy_tunables *ret);
+
+enum policy_phase {
+        POLICY_PHASE_OFF,      /* not running: ignored, holds nothing */
+        POLICY_PHASE_STARTING, /* asks for admission with its startup size */
+        POLICY_PHASE_RUNNING,  /* holds assigned_bytes */
+};
+
+enum policy_reason {
+        REASON_NONE,
+        REASON_DEMAND,        /* demand plus buffer, within [minimum, maximum] */
+        REASON_MINIMUM,       /* held at the minimum */
+        REASON_MAXIMUM,       /* capped at the maximum */
+        REASON_SCARCITY,      /* cut below its target because the host is short; by weight */
+        REASON_STALL,         /* the guest stalls: short whatever its demand says */
+        REASON_PROBE,         /* no stall for a while: probing toward the true working set */
+        REASON_HOLD,          /* surplus not old enough yet, or a small change ignored */
+        REASON_WAITING,       /* grow limited to memory that is free now */
+        REASON_NO_SIGNAL,     /* no demand known: keeps its size */
+        REASON_STATIC,        /* dynamic memory off, or the static policy */
+        REASON_STARTUP,       /* admitted with its startup size */
+        REASON_EXTERNAL,      /* target from an external policy */
+        REASON_OVERCOMMITTED, /* even the minimums do not fit the host */
+};
+
+const char *policy_reason_name(enum policy_reason r);
+
+enum policy_admission {
+        ADMISSION_NONE,   /* not starting */
+        ADMISSION_ADMIT,  /* start now with startup_bytes: the memory is free */
+        ADMISSION_WAIT,   /* room is being made: others are shrinking */
+        ADMISSION_REFUSE, /* cannot fit even with every VM at its minimum */
+};
+
+/* What the policy remembers about one VM between decisions; kept by the caller, zeroed at start. */
+struct policy_vm_memory {
+        uint64_t last_decision_ms;
+        uint64_t last_demand_bytes;
+        uint64_t last_demand_ms;
+        double demand_slope;        /* bytes per ms, smoothed, >= 0 used */
+        bool surplus;               /* assigned has been above want since surplus_since_ms */
+        uint64_t surplus_since_ms;
+        uint64_t surplus_peak_bytes; /* highest want seen during the surplus */
+        bool stalled_once;
+        uint64_t last_stall_ms;
+        uint64_t stall_size_bytes;  /* assigned when it last stalled */
+        uint32_t probe_permille;    /* current probe cut below the demand target */
+        uint64_t last_target_bytes; /* the ideal of the previous decision */
+};
+
+/* One VM as the policy sees it. Inputs first, then outputs. */
+struct policy_vm {
+        /* inputs */
+        const char *name;
+        struct vm_settings settings;
+        enum policy_phase phase;
+        uint64_t assigned_bytes;     /* what the VM really holds now (read back) */
+        bool demand_known;
+        uint64_t demand_bytes;       /* latest demand sample, without buffer */
+        bool stall_known;
+        double stall_fraction;       /* share of the last interval spent stalled, 0..1 */
+        uint64_t external_bytes;     /* POLICY_EXTERNAL: proposed target (0 = keep) */
+        struct policy_vm_memory memory; /* in and out */
+
+        /* outputs */
+        uint64_t target_bytes;       /* what to request now (after grant) */
+        uint64_t ideal_bytes;        /* what the VM should reach once memory is free */
+        enum policy_reason reason;
+        enum policy_admission admission;
+
+        /* scratch for the allocator */
+        uint64_t floor_bytes, need_bytes, want_bytes;
+};
+
+struct policy_host {
+        uint64_t memory_bytes;  /* memory the VMs may hold in all */
+        uint64_t reserve_bytes; /* kept for the host itself, outside memory_bytes; reported only */
+};
+
+/* Per-decision summary, for counters and logs. */
+struct policy_summary {
+        uint64_t sum_floor_bytes, sum_need_bytes, sum_want_bytes;
+        uint64_t sum_target_bytes;
+        bool scarcity;          /* not every VM gets its want */
+        bool overcommitted;     /* the floors alone exceed memory */
+        bool refused;           /* POLICY_EXTERNAL: proposal exceeded memory; targets kept */
+};
+
+/*
+ * Scratch space the allocator sorts in. Owned by the caller so a decision
+ * does not allocate; policy_scratch_reserve() grows it (returns -ENOMEM).
+ */
+struct policy_sort_item {
+        double key;
+        uint32_t index;
+};
+
+struct policy_scratch {
+        size_t capacity;
+        struct policy_sort_item *items;
+        uint32_t *index;
+};
+
+int policy_scratch_reserve(struct policy_scratch *s, size_t n);
+void policy_scratch_free(struct policy_scratch *s);
+
+struct policy_config {
+        enum policy_kind kind;
+        struct policy_tunables tunables;
+};
+
+/*
+ * Decide targets for n VMs at time now_ms. Fills every VM's outputs and
+ * updates its memory. scratch must hold at least n entries. ret_summary may
+ * be NULL. Returns 0, or -ENOMEM when scratch is too small.
+ */
+int policy_decide(const struct policy_config *cfg, const struct policy_host *host,
+                  struct policy_vm *vms, size_t n, uint64_t now_ms, struct policy_scratch *scratch,
+                  struct policy_summary *ret_summary);
+
+/*
+ * Parse a policy name: "dynmem", "static", "hyperv" (and "exec:..." as
+ * POLICY_EXTERNAL, with *ret_command pointing after the colon).
+ * Returns 0 or -EINVAL.
+ */
+int policy_kind_parse(const char *text, enum policy_kind *ret_kind, const char **ret_command);
+const char *policy_kind_name(enum policy_kind kind);
+
+#endif

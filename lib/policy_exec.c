@@ -1,0 +1,314 @@
+/*
+ * policy_exec: runs an external policy process and speaks its one-line JSON
+ * protocol. See policy_exec.h and docs/policy-exec.md.
+ */
+#include "policy_exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct policy_exec {
+        char *command;
+        pid_t pid;
+        int to_child;     /* its stdin */
+        int from_child;   /* its stdout */
+        uint64_t failed_at_ms;
+        bool failed;
+};
+
+int policy_exec_new(const char *command, struct policy_exec **ret, char *err, size_t errlen)
+{
+        struct policy_exec *pe = calloc(1, sizeof(*pe));
+
+        if (!pe || !(pe->command = strdup(command))) {
+                free(pe);
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        pe->pid = -1;
+        pe->to_child = pe->from_child = -1;
+        *ret = pe;
+        return 0;
+}
+
+static void stop_child(struct policy_exec *pe)
+{
+        if (pe->to_child >= 0)
+                close(pe->to_child);
+        if (pe->from_child >= 0)
+                close(pe->from_child);
+        pe->to_child = pe->from_child = -1;
+        if (pe->pid > 0) {
+                kill(pe->pid, SIGKILL);
+                waitpid(pe->pid, NULL, 0);
+        }
+        pe->pid = -1;
+}
+
+void policy_exec_free(struct policy_exec *pe)
+{
+        if (!pe)
+                return;
+        stop_child(pe);
+        free(pe->command);
+        free(pe);
+}
+
+static int start_child(struct policy_exec *pe, char *err, size_t errlen)
+{
+        int in[2], out[2];
+
+        if (pipe2(in, O_CLOEXEC) < 0)
+                goto fail;
+        if (pipe2(out, O_CLOEXEC) < 0) {
+                close(in[0]), close(in[1]);
+                goto fail;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+                goto fail;
+        }
+        if (pid == 0) {
+                dup2(in[0], STDIN_FILENO);
+                dup2(out[1], STDOUT_FILENO);
+                signal(SIGPIPE, SIG_DFL);
+                execl("/bin/sh", "sh", "-c", pe->command, (char *)NULL);
+                _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        fcntl(out[0], F_SETFL, O_NONBLOCK);
+        pe->pid = pid;
+        pe->to_child = in[1];
+        pe->from_child = out[0];
+        return 0;
+fail:
+        snprintf(err, errlen, "policy \"%s\": cannot start: %s", pe->command, strerror(errno));
+        return -errno;
+}
+
+/* Describe how the child ended, or that it is still there. */
+static void child_status(struct policy_exec *pe, char *buf, size_t len)
+{
+        int status;
+
+        if (pe->pid > 0 && waitpid(pe->pid, &status, WNOHANG) == pe->pid) {
+                pe->pid = -1;
+                if (WIFEXITED(status))
+                        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+                else if (WIFSIGNALED(status))
+                        snprintf(buf, len, "was killed by signal %d", WTERMSIG(status));
+                return;
+        }
+        snprintf(buf, len, "closed its output");
+}
+
+static uint64_t monotonic_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static json_t *json_size_or_null(bool known, uint64_t v)
+{
+        return known ? json_integer((json_int_t)v) : json_null();
+}
+
+char *policy_exec_request(const struct policy_host *host, const struct policy_vm *vms, size_t n,
+                          uint64_t now_ms)
+{
+        json_t *list = json_array();
+
+        for (size_t i = 0; i < n; i++) {
+                const struct policy_vm *vm = &vms[i];
+                if (vm->phase == POLICY_PHASE_OFF)
+                        continue;
+                json_t *o = json_pack(
+                        "{s:s, s:b, s:I, s:I, s:I, s:i, s:i, s:I, s:o, s:o}", "name", vm->name,
+                        "running", vm->phase == POLICY_PHASE_RUNNING, "startup",
+                        (json_int_t)vm->settings.startup_bytes, "minimum",
+                        (json_int_t)vm->settings.minimum_bytes, "maximum",
+                        (json_int_t)vm->settings.maximum_bytes, "buffer",
+                        (int)vm->settings.buffer_percent, "weight", (int)vm->settings.weight,
+                        "assigned", (json_int_t)vm->assigned_bytes, "demand",
+                        json_size_or_null(vm->demand_known, vm->demand_bytes), "stall",
+                        vm->stall_known ? json_real(vm->stall_fraction) : json_null());
+                json_array_append_new(list, o);
+        }
+        json_t *req = json_pack("{s:f, s:{s:I, s:I}, s:o}", "time", (double)now_ms / 1000.0,
+                                "host", "memory", (json_int_t)host->memory_bytes, "reserve",
+                                (json_int_t)host->reserve_bytes, "vms", list);
+        char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
+        return text;
+}
+
+int policy_exec_parse_reply(const char *line, size_t len, struct policy_vm *vms, size_t n,
+                            char *err, size_t errlen)
+{
+        json_error_t jerr;
+        json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr), *targets;
+        const char *name;
+        json_t *value;
+        int r = -EINVAL;
+
+        for (size_t i = 0; i < n; i++)
+                vms[i].external_bytes = 0;
+        if (!root) {
+                snprintf(err, errlen, "reply is not JSON: %s", jerr.text);
+                return -EINVAL;
+        }
+        targets = json_object_get(root, "targets");
+        if (!json_is_object(targets)) {
+                snprintf(err, errlen, "reply has no \"targets\" object");
+                goto out;
+        }
+        json_object_foreach(targets, name, value)
+        {
+                size_t i;
+                for (i = 0; i < n; i++)
+                        if (strcmp(vms[i].name, name) == 0)
+                                break;
+                if (i == n || vms[i].phase == POLICY_PHASE_OFF) {
+                        snprintf(err, errlen, "reply names an unknown VM \"%.64s\"", name);
+                        goto out;
+                }
+                if (!json_is_integer(value) || json_integer_value(value) < 0) {
+                        snprintf(err, errlen, "target for \"%.64s\" is not a byte count", name);
+                        goto out;
+                }
+                vms[i].external_bytes = (uint64_t)json_integer_value(value);
+        }
+        r = 0;
+out:
+        if (r < 0)
+                for (size_t i = 0; i < n; i++)
+                        vms[i].external_bytes = 0;
+        json_decref(root);
+        return r;
+}
+
+/* Read one line within the deadline. Returns its length, or a negative errno. */
+static ssize_t read_line(struct policy_exec *pe, char *buf, size_t cap, uint64_t deadline)
+{
+        size_t used = 0;
+
+        for (;;) {
+                uint64_t now = monotonic_ms();
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                struct pollfd p = {.fd = pe->from_child, .events = POLLIN};
+                int r = poll(&p, 1, (int)(deadline - now));
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r == 0)
+                        return -ETIMEDOUT;
+                ssize_t got = read(pe->from_child, buf + used, cap - used);
+                if (got < 0 && (errno == EAGAIN || errno == EINTR))
+                        continue;
+                if (got <= 0)
+                        return -EPIPE;
+                char *nl = memchr(buf + used, '\n', (size_t)got);
+                used += (size_t)got;
+                if (nl)
+                        return nl - buf;
+                if (used == cap)
+                        return -EMSGSIZE;
+        }
+}
+
+static int fail(struct policy_exec *pe, uint64_t now_ms, int r)
+{
+        stop_child(pe);
+        pe->failed = true;
+        pe->failed_at_ms = now_ms;
+        return r;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+        while (len > 0) {
+                ssize_t w = write(fd, buf, len);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        return -errno;
+                buf += w, len -= (size_t)w;
+        }
+        return 0;
+}
+
+int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
+                       struct policy_vm *vms, size_t n, uint64_t now_ms, char *err,
+                       size_t errlen)
+{
+        char how[64];
+        int r;
+
+        if (pe->failed && now_ms - pe->failed_at_ms < POLICY_EXEC_RESTART_MS && now_ms >= pe->failed_at_ms) {
+                snprintf(err, errlen, "policy \"%s\" is waiting to be restarted", pe->command);
+                return -EAGAIN;
+        }
+        if (pe->pid < 0 && (r = start_child(pe, err, errlen)) < 0)
+                return fail(pe, now_ms, r);
+        pe->failed = false;
+
+        char *req = policy_exec_request(host, vms, n, now_ms);
+        if (!req) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        /* Drop anything stale the process wrote since the last decision. */
+        char drain[4096];
+        while (read(pe->from_child, drain, sizeof(drain)) > 0)
+                ;
+        r = write_all(pe->to_child, req, strlen(req));
+        if (r == 0)
+                r = write_all(pe->to_child, "\n", 1);
+        free(req);
+        if (r < 0) {
+                child_status(pe, how, sizeof(how));
+                snprintf(err, errlen, "policy \"%s\" %s", pe->command, how);
+                return fail(pe, now_ms, -EPIPE);
+        }
+        size_t cap = POLICY_EXEC_LINE_BASE + POLICY_EXEC_LINE_PER_VM * n;
+        char *buf = malloc(cap);
+        if (!buf) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        ssize_t len = read_line(pe, buf, cap, monotonic_ms() + POLICY_EXEC_TIMEOUT_MS);
+        if (len == -ETIMEDOUT) {
+                snprintf(err, errlen, "policy \"%s\" did not answer within %d ms; killed",
+                         pe->command, POLICY_EXEC_TIMEOUT_MS);
+        } else if (len == -EMSGSIZE) {
+                snprintf(err, errlen, "policy \"%s\" answered more than %zu bytes; killed",
+                         pe->command, cap);
+        } else if (len < 0) {
+                child_status(pe, how, sizeof(how));
+                snprintf(err, errlen, "policy \"%s\" %s", pe->command, how);
+        } else {
+                char why[200];
+                r = policy_exec_parse_reply(buf, (size_t)len, vms, n, why, sizeof(why));
+                free(buf);
+                if (r < 0) {
+                        snprintf(err, errlen, "policy \"%s\": %s; killed", pe->command, why);
+                        return fail(pe, now_ms, r);
+                }
+                return 0;
+        }
+        free(buf);
+        return fail(pe, now_ms, (int)len);
+}

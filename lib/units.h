@@ -1,0 +1,50 @@
+/*
+ * units: parsing and printing of the two quantities dynmem speaks in.
+ *
+ * Sizes are bytes in a uint64_t. Text form: a whole or decimal number with
+ * an optional suffix K, M, G or T (powers of 1024; "KiB", "MiB"... and a
+ * trailing "B" are accepted too), or plain bytes.
+ *
+ * Durations are milliseconds in a uint64_t, the one time unit of the
+ * project. Text form: a whole or decimal number with a suffix ms, s, m or h;
+ * a bare number is seconds.
+ *
+ * The parsers accept the whole string or nothing: trailing garbage, signs,
+ * empty strings and overflow are errors (-EINVAL / -ERANGE), and the
+ * out-parameter is written only on success.
+ */
+#ifndef DYNMEM_UNITS_H
+#define DYNMEM_UNITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KIB ((uint64_t)1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define TIB (GIB * 1024)
+
+#define MSEC_PER_SEC ((uint64_t)1000)
+
+/* Parse a size. Returns 0, -EINVAL (not a size) or -ERANGE (too large). */
+int size_parse(const char *text, uint64_t *ret_bytes);
+
+/* Parse a duration. Returns 0, -EINVAL or -ERANGE. */
+int duration_parse(const char *text, uint64_t *ret_ms);
+
+/*
+ * Print a size for people: "512 MiB", "1.5 GiB", "0 B". Whole units are
+ * printed without decimals. Always NUL-terminates; returns buf.
+ */
+char *size_format(uint64_t bytes, char *buf, size_t len);
+
+/* Print a duration for people: "250ms", "1.5s", "3m", "2h". Returns buf. */
+char *duration_format(uint64_t ms, char *buf, size_t len);
+
+/* Round up to a multiple of align (align > 0); saturates at UINT64_MAX rounded down. */
+uint64_t size_round_up(uint64_t bytes, uint64_t align);
+
+/* Round down to a multiple of align (align > 0). */
+uint64_t size_round_down(uint64_t bytes, uint64_t align);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * vm: one virtual machine as the balancer loop knows it: its settings, its
+ * life-cycle state, the last thing its backend observed, what the policy
+ * decided for it, and its counters. Owned by the daemon's registry or by the
+ * simulator; the loop and the backends only borrow it.
+ */
+#ifndef DYNMEM_VM_H
+#define DYNMEM_VM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "counters.h"
+#include "policy.h"
+#include "settings.h"
+
+#define VM_NAME_MAX 64
+
+enum vm_state {
+        VM_OFF,
+        VM_STARTING, /* waiting for admission or for the backend to come up */
+        VM_RUNNING,
+        VM_STOPPING,
+        VM_CRASHED,  /* the backend process died; holds no memory */
+};
+
+const char *vm_state_name(enum vm_state s);
+int vm_state_parse(const char *text, enum vm_state *ret);
+
+/* Memory status as Hyper-V shows it. */
+enum vm_status {
+        VM_STATUS_UNKNOWN, /* no demand known */
+        VM_STATUS_OK,      /* target (demand + buffer) met */
+        VM_STATUS_LOW,     /* demand met, buffer not */
+        VM_STATUS_WARNING, /* assigned below demand */
+};
+
+const char *vm_status_name(enum vm_status s);
+
+/* What a backend saw of a VM at one moment. Every field is range-checked by the backend. */
+struct vm_observation {
+        bool alive;                   /* the VM's process/model runs */
+        uint64_t assigned_bytes;      /* memory the VM holds now */
+        bool demand_known;
+        uint64_t demand_bytes;        /* guest demand estimate, without buffer */
+        uint64_t demand_time_ms;      /* when the demand was sampled */
+        bool stall_known;
+        double stall_fraction;        /* share of the last interval stalled, 0..1 */
+        bool guest_visible_known;
+        uint64_t guest_visible_bytes; /* memory the guest sees (MemTotal) */
+        bool guest_available_known;
+        uint64_t guest_available_bytes; /* MemAvailable */
+        uint64_t host_rss_bytes;      /* real host memory of the VM's process, 0 if unknown */
+};
+
+struct vm {
+        char name[VM_NAME_MAX];
+        struct vm_settings settings;
+        enum vm_state state;
+        bool start_requested;         /* STARTING: waiting for admission */
+        char refusal[160];            /* why the last start was refused */
+
+        struct vm_observation obs;    /* latest observation */
+        uint64_t target_bytes;        /* last target asked of the backend */
+        uint64_t ideal_bytes;         /* what the policy would give once memory is free */
+        enum policy_reason reason;
+        struct policy_vm_memory policy_memory;
+        struct vm_counters counters;
+
+        void *backend_data;           /* owned by the backend */
+        void *owner_data;             /* owned by whoever owns the vm (registry, simulator) */
+};
+
+/* Pressure = demand / assigned x 100, or -1 when unknown. */
+double vm_pressure_percent(const struct vm *vm);
+enum vm_status vm_status(const struct vm *vm);
+
+/* True while the VM holds memory (running, or stopping). */
+bool vm_holds_memory(const struct vm *vm);
+
+#endif
