@@ -103,6 +103,7 @@ static const struct key_spec policy_keys[] = {
         {"probe_after", KEY_DURATION, offsetof(struct policy_tunables, probe_after_ms), 0, DAY_MS, 0, NO_FLAG},
         {"probe_rate_permille", KEY_U32, offsetof(struct policy_tunables, probe_rate_permille), 0, 1000, 0, NO_FLAG},
         {"probe_max_percent", KEY_U32, offsetof(struct policy_tunables, probe_max_percent), 0, 90, 0, NO_FLAG},
+        {"probe_step_permille", KEY_U32, offsetof(struct policy_tunables, probe_step_permille), 1, 500, 0, NO_FLAG},
         {"stall_memory", KEY_DURATION, offsetof(struct policy_tunables, stall_memory_ms), 0, DAY_MS, 0, NO_FLAG},
         {NULL, 0, 0, 0, 0, 0, 0},
 };
@@ -253,8 +254,6 @@ static char *read_line(char *buf, int size, void *stream)
                 ps->overlong = false;
                 buf[0] = '\0'; /* inih sees an empty line */
         }
-        if (strlen(buf) < n && !ps->text)
-                diag(ps, ps->line, "NUL byte in line");
         ps->line_continues = buf[0] == ' ' || buf[0] == '\t';
         notice_section(ps, buf);
         return buf;
@@ -300,7 +299,7 @@ bool config_name_valid(const char *name)
 
 static int start_vm_section(struct parse_state *ps, const char *section)
 {
-        const char *p = section + 2;
+        const char *p = section + 3;
         size_t n = strlen(p);
 
         /* section is: vm "NAME" */

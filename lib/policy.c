@@ -82,7 +82,8 @@ void policy_tunables_default(struct policy_tunables *t)
                 .stall_grow_percent = 10,
                 .probe_after_ms = 60 * MSEC_PER_SEC,
                 .probe_rate_permille = 2,
-                .probe_max_percent = 50,
+                .probe_max_percent = 25,
+                .probe_step_permille = 10,
                 .stall_memory_ms = 600 * MSEC_PER_SEC,
         };
 }
@@ -190,14 +191,15 @@ static uint64_t trend_projection(struct policy_vm *vm, uint64_t now,
         struct policy_vm_memory *m = &vm->memory;
         uint64_t demand = vm->demand_bytes;
 
-        if (m->last_demand_ms != 0 && now > m->last_demand_ms) {
+        if (m->has_demand && now > m->last_demand_ms) {
                 double slope = ((double)demand - (double)m->last_demand_bytes) /
                                (double)(now - m->last_demand_ms);
                 m->demand_slope = 0.5 * m->demand_slope + 0.5 * slope;
         }
-        if (m->last_demand_ms == 0 || now > m->last_demand_ms) {
+        if (!m->has_demand || now > m->last_demand_ms) {
                 m->last_demand_bytes = demand;
-                m->last_demand_ms = now ? now : 1;
+                m->last_demand_ms = now;
+                m->has_demand = true;
         }
         if (m->demand_slope <= 0.0)
                 return 0;
@@ -240,36 +242,40 @@ static void estimate_stall(struct policy_vm *vm, uint64_t now, const struct poli
 
 /*
  * A guest that reports stall information and has not stalled for
- * probe_after_ms is probed: its want is cut a little more each second (up to
- * probe_max_percent) until it stalls, and never below a size it stalled at
- * within stall_memory_ms (plus stall_grow_percent).
+ * probe_after_ms is probed: its want is cut a little more each second
+ * (probe_rate_permille) toward its true working set, until it stalls. The
+ * cut never goes below probe_max_percent under the reported demand, nor
+ * below a size the VM stalled at within stall_memory_ms (plus
+ * stall_grow_percent). The smoothing stage moves toward a probed target in
+ * steps of probe_step_permille of the VM, so the guest's first stalls are
+ * seen before it is short.
  */
 static void estimate_probe(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t)
 {
         struct policy_vm_memory *m = &vm->memory;
         const struct vm_settings *s = &vm->settings;
-        uint64_t quiet_since = m->last_stall_ms;
 
-        if (ms_since(now, quiet_since) < t->probe_after_ms) {
+        if (ms_since(now, m->last_stall_ms) < t->probe_after_ms || t->probe_max_percent == 0) {
                 m->probe_permille = 0;
                 return;
         }
-        uint64_t dt = m->last_decision_ms ? ms_since(now, m->last_decision_ms) : 0;
+        uint64_t dt = m->decided ? ms_since(now, m->last_decision_ms) : 0;
         uint64_t step = (uint64_t)t->probe_rate_permille * dt / MSEC_PER_SEC;
-        uint64_t cap = 10ull * t->probe_max_percent;
 
-        m->probe_permille = (uint32_t)(m->probe_permille + step > cap ? cap
-                                                                       : m->probe_permille + step);
-        uint64_t probed = size_round_up(scale_permille(vm->want_bytes, 1000 - m->probe_permille),
-                                        s->block_bytes);
+        m->probe_permille = (uint32_t)(m->probe_permille + step > 1000 ? 1000
+                                                                        : m->probe_permille + step);
+        uint64_t floor = scale_permille(vm->need_bytes, 10ull * (100 - t->probe_max_percent));
         if (m->stalled_once && ms_since(now, m->last_stall_ms) < t->stall_memory_ms) {
-                uint64_t known_short = size_round_up(
-                        scale_up_permille(m->stall_size_bytes, 10ull * t->stall_grow_percent),
-                        s->block_bytes);
-                if (probed < known_short)
-                        probed = known_short;
+                uint64_t known_short = scale_up_permille(m->stall_size_bytes,
+                                                         10ull * t->stall_grow_percent);
+                if (floor < known_short)
+                        floor = known_short;
         }
-        probed = clamp_u64(probed, s->minimum_bytes, s->maximum_bytes);
+        uint64_t probed = scale_permille(vm->want_bytes, 1000 - m->probe_permille);
+        if (probed < floor)
+                probed = floor;
+        probed = clamp_u64(size_round_up(probed, s->block_bytes), s->minimum_bytes,
+                           s->maximum_bytes);
         if (probed < vm->want_bytes) {
                 vm->want_bytes = probed;
                 if (vm->need_bytes > probed)
@@ -311,7 +317,7 @@ static void estimate_one(const struct policy_config *cfg, struct policy_vm *vm, 
                 estimate_from_demand(vm, vm->demand_bytes);
                 return;
         }
-        if (vm->memory.last_decision_ms == 0 && vm->memory.last_stall_ms == 0)
+        if (!vm->memory.decided && !vm->memory.stalled_once)
                 vm->memory.last_stall_ms = now; /* quiet time counts from the first decision */
         estimate_from_demand(vm, add_sat(vm->demand_bytes, trend_projection(vm, now, t)));
         if (stalling(vm, t))
@@ -506,6 +512,19 @@ static void smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
         }
         if (pressure)
                 return;
+        if (vm->reason == REASON_PROBE) {
+                /* Probing: small steps at once, so the first stall comes before shortness. */
+                uint64_t step = scale_permille(a, t->probe_step_permille);
+                if (step < vm->settings.block_bytes)
+                        step = vm->settings.block_bytes;
+                if (a - ideal < step) {
+                        vm->target_bytes = a;
+                        vm->reason = REASON_HOLD;
+                } else {
+                        vm->target_bytes = size_round_down(a - step, vm->settings.block_bytes);
+                }
+                return;
+        }
         if (a - ideal < db || !m->surplus || ms_since(now, m->surplus_since_ms) < t->shrink_delay_ms) {
                 vm->target_bytes = a;
                 vm->reason = REASON_HOLD;
@@ -659,7 +678,8 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                 struct policy_vm *vm = &vms[idx[j]];
 
                 sum.sum_target_bytes = add_sat(sum.sum_target_bytes, vm->target_bytes);
-                vm->memory.last_decision_ms = now_ms ? now_ms : 1;
+                vm->memory.last_decision_ms = now_ms;
+                vm->memory.decided = true;
                 vm->memory.last_target_bytes = vm->ideal_bytes;
         }
         if (ret_summary)

@@ -51,7 +51,8 @@ struct policy_tunables {
         uint32_t stall_grow_percent;   /* a stalling VM grows by at least this % (10 %) */
         uint64_t probe_after_ms;       /* no stall for this long before probing starts (60 s) */
         uint32_t probe_rate_permille;  /* probing lowers the target this much per second (2 = 0.2 %/s) */
-        uint32_t probe_max_percent;    /* probing cuts at most this % below the demand target (50 %) */
+        uint32_t probe_max_percent;    /* probing goes at most this % below reported demand (25 %) */
+        uint32_t probe_step_permille;  /* one probing shrink takes this much of the VM (10 = 1 %) */
         uint64_t stall_memory_ms;      /* a size the VM stalled at is not probed below for this long (10 min) */
 };
 
@@ -91,6 +92,8 @@ enum policy_admission {
 
 /* What the policy remembers about one VM between decisions; kept by the caller, zeroed at start. */
 struct policy_vm_memory {
+        bool decided;               /* a decision has been made for this VM */
+        bool has_demand;            /* last_demand_* hold a sample */
         uint64_t last_decision_ms;
         uint64_t last_demand_bytes;
         uint64_t last_demand_ms;

@@ -40,9 +40,10 @@ static int number_split(const char *text, uint64_t *whole, uint64_t *frac_num,
         if (!isdigit((unsigned char)*p))
                 return -EINVAL;
         for (; isdigit((unsigned char)*p); p++) {
-                if (w > (UINT64_MAX - 9) / 10)
+                uint64_t digit = (uint64_t)(*p - '0');
+                if (w > (UINT64_MAX - digit) / 10)
                         return -ERANGE;
-                w = w * 10 + (uint64_t)(*p - '0');
+                w = w * 10 + digit;
         }
         if (*p == '.') {
                 p++;

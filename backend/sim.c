@@ -1,0 +1,498 @@
+/*
+ * sim backend: the simulator's model of VMs that follow demand traces,
+ * behind the backend interface. See sim.h and docs/simulator.md.
+ */
+#include "sim.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "trace.h"
+#include "units.h"
+
+/*
+ * The guest starts to stall a little before it is short (reclaim works hard
+ * when free memory is nearly gone) and is fully stalled when it is a
+ * quarter short. Stall = clamp((demand - STALL_ONSET x held) / (STALL_FULL x
+ * demand), 0, 1).
+ */
+#define STALL_ONSET 0.98
+#define STALL_FULL  0.25
+
+struct sim_vm {
+        struct vm *vm;
+        struct trace trace;
+        size_t cursor;
+        uint64_t start_ms;       /* [vm] start: when the scenario asks for it */
+        uint64_t swap_bytes;
+        double report_scale;
+        bool psi;
+
+        bool running;
+        uint64_t started_ms;
+        uint64_t held;
+        uint64_t target;
+
+        bool reported;
+        uint64_t last_report_ms;
+        uint64_t reported_demand;
+        double reported_stall;
+        double stall_accum_ms;   /* stall x time since the last report */
+        uint64_t stall_window_ms;
+
+        bool is_short;
+        uint64_t short_since_ms;
+        bool in_oom;
+        struct sim_vm_stats stats;
+};
+
+struct sim_backend {
+        struct config_sim params;
+        uint64_t memory;
+        char *base_dir;
+        struct sim_vm **vms;
+        size_t n, cap;
+        uint64_t last_advance_ms;
+        bool advanced_once;
+};
+
+static const char *const sim_vm_keys[] = {"trace", "start", "swap", "report_scale", "psi", NULL};
+
+static struct sim_backend *priv(struct backend *b)
+{
+        return b->priv;
+}
+
+static char *resolve(const char *base_dir, const char *path)
+{
+        char *out = NULL;
+
+        if (path[0] == '/' || !base_dir)
+                return strdup(path);
+        if (asprintf(&out, "%s/%s", base_dir, path) < 0)
+                return NULL;
+        return out;
+}
+
+/* Parse the VM's backend keys into sv (trace not loaded). Reports to diag. */
+static int parse_keys(const struct config *cfg, const struct config_vm *cvm, struct sim_vm *sv,
+                      struct config_diag *diag)
+{
+        const struct config_kv *kv;
+        int errors = 0;
+
+        sv->report_scale = 1.0;
+        sv->psi = true;
+        if ((kv = config_vm_key(cvm, "start")) && duration_parse(kv->value, &sv->start_ms) < 0) {
+                config_diag_add(diag, cfg->path, kv->line, "start: \"%s\" is not a duration",
+                                kv->value);
+                errors++;
+        }
+        if ((kv = config_vm_key(cvm, "swap")) && size_parse(kv->value, &sv->swap_bytes) < 0) {
+                config_diag_add(diag, cfg->path, kv->line, "swap: \"%s\" is not a size", kv->value);
+                errors++;
+        }
+        if ((kv = config_vm_key(cvm, "report_scale"))) {
+                char *end;
+                double d = strtod(kv->value, &end);
+                if (*end || end == kv->value || !(d >= 0.1 && d <= 10.0)) {
+                        config_diag_add(diag, cfg->path, kv->line,
+                                        "report_scale: \"%s\" is not a number in 0.1..10",
+                                        kv->value);
+                        errors++;
+                } else {
+                        sv->report_scale = d;
+                }
+        }
+        if ((kv = config_vm_key(cvm, "psi"))) {
+                if (strcmp(kv->value, "yes") == 0 || strcmp(kv->value, "on") == 0)
+                        sv->psi = true;
+                else if (strcmp(kv->value, "no") == 0 || strcmp(kv->value, "off") == 0)
+                        sv->psi = false;
+                else {
+                        config_diag_add(diag, cfg->path, kv->line, "psi: \"%s\" is not yes or no",
+                                        kv->value);
+                        errors++;
+                }
+        }
+        if (!config_vm_key(cvm, "trace")) {
+                config_diag_add(diag, cfg->path, cvm->line,
+                                "vm \"%s\": the sim backend needs a trace = FILE.csv", cvm->name);
+                errors++;
+        }
+        return errors ? -EINVAL : 0;
+}
+
+static int load_trace(struct sim_backend *sb, const struct config_vm *cvm, struct trace *t,
+                      struct config_diag *diag)
+{
+        const struct config_kv *kv = config_vm_key(cvm, "trace");
+        char *path = kv ? resolve(sb->base_dir, kv->value) : NULL;
+        int r;
+
+        if (!path)
+                return -EINVAL;
+        r = trace_load(path, t, diag);
+        free(path);
+        return r;
+}
+
+static int sim_check_vm(struct backend *b, const struct config *cfg, const struct config_vm *cvm,
+                        struct config_diag *diag)
+{
+        struct sim_vm sv = {0};
+        struct trace t;
+        int r = parse_keys(cfg, cvm, &sv, diag);
+
+        if (r < 0)
+                return r;
+        r = load_trace(priv(b), cvm, &t, diag);
+        if (r == 0)
+                trace_free(&t);
+        return r;
+}
+
+static int sim_configure_vm(struct backend *b, struct vm *vm, const struct config *cfg,
+                            const struct config_vm *cvm, char *err, size_t errlen)
+{
+        struct sim_backend *sb = priv(b);
+        struct config_diag diag = {0};
+        struct sim_vm *sv = vm->backend_data;
+        bool fresh = sv == NULL;
+        struct sim_vm parsed = {0};
+        int r;
+
+        r = parse_keys(cfg, cvm, &parsed, &diag);
+        if (r == 0)
+                r = load_trace(sb, cvm, &parsed.trace, &diag);
+        if (r < 0) {
+                snprintf(err, errlen, "%s", diag.count ? diag.messages[0] : "bad sim keys");
+                config_diag_free(&diag);
+                return r;
+        }
+        config_diag_free(&diag);
+        if (fresh) {
+                sv = calloc(1, sizeof(*sv));
+                if (!sv || (sb->n == sb->cap && !(sb->vms = reallocarray(
+                                                          sb->vms, sb->cap = sb->cap ? sb->cap * 2 : 16,
+                                                          sizeof(*sb->vms))))) {
+                        free(sv);
+                        trace_free(&parsed.trace);
+                        snprintf(err, errlen, "out of memory");
+                        return -ENOMEM;
+                }
+                sv->vm = vm;
+                sb->vms[sb->n++] = sv;
+                vm->backend_data = sv;
+        } else {
+                trace_free(&sv->trace);
+        }
+        sv->trace = parsed.trace;
+        sv->cursor = 0;
+        sv->start_ms = parsed.start_ms;
+        sv->swap_bytes = parsed.swap_bytes;
+        sv->report_scale = parsed.report_scale;
+        sv->psi = parsed.psi;
+        return 0;
+}
+
+static uint64_t demand_now(struct sim_vm *sv, uint64_t now_ms)
+{
+        uint64_t rel = now_ms > sv->started_ms ? now_ms - sv->started_ms : 0;
+
+        return trace_demand_at(&sv->trace, rel, &sv->cursor);
+}
+
+static int sim_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen)
+{
+        struct sim_vm *sv = vm->backend_data;
+
+        if (!sv) {
+                snprintf(err, errlen, "VM has no simulated model");
+                return -EINVAL;
+        }
+        sv->running = true;
+        sv->started_ms = now_ms;
+        sv->cursor = 0;
+        sv->held = sv->target = vm->settings.startup_bytes;
+        sv->reported = false;
+        sv->is_short = sv->in_oom = false;
+        sv->stall_accum_ms = 0.0;
+        sv->stall_window_ms = 0;
+        sv->stats.ever_started = true;
+        return 0;
+}
+
+static int sim_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_ms)
+{
+        struct sim_vm *sv = vm->backend_data;
+
+        if (sv)
+                sv->running = false;
+        return 0;
+}
+
+static int sim_set_target(struct backend *b, struct vm *vm, uint64_t target, uint64_t now_ms)
+{
+        struct sim_vm *sv = vm->backend_data;
+
+        if (!sv || !sv->running)
+                return -ESRCH;
+        sv->target = target;
+        return 0;
+}
+
+static double stall_model(uint64_t demand, uint64_t held)
+{
+        if (demand == 0)
+                return 0.0;
+        double s = ((double)demand - STALL_ONSET * (double)held) / (STALL_FULL * (double)demand);
+        return s < 0.0 ? 0.0 : s > 1.0 ? 1.0 : s;
+}
+
+static int sim_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
+                       struct vm_observation *ret)
+{
+        struct sim_backend *sb = priv(b);
+        struct sim_vm *sv = vm->backend_data;
+
+        if (!sv || !sv->running) {
+                *ret = (struct vm_observation){.alive = false};
+                return 0;
+        }
+        if (!sv->reported || now_ms >= sv->last_report_ms + sb->params.report_interval_ms) {
+                uint64_t d = demand_now(sv, now_ms);
+                sv->reported_demand = (uint64_t)((double)d * sv->report_scale);
+                sv->reported_stall = sv->stall_window_ms
+                                             ? sv->stall_accum_ms / (double)sv->stall_window_ms
+                                             : stall_model(d, sv->held);
+                sv->stall_accum_ms = 0.0;
+                sv->stall_window_ms = 0;
+                sv->last_report_ms = now_ms;
+                sv->reported = true;
+        }
+        *ret = (struct vm_observation){
+                .alive = true,
+                .assigned_bytes = sv->held,
+                .demand_known = true,
+                .demand_bytes = sv->reported_demand,
+                .demand_time_ms = sv->last_report_ms,
+                .stall_known = sv->psi,
+                .stall_fraction = sv->psi ? sv->reported_stall : 0.0,
+                .guest_visible_known = true,
+                .guest_visible_bytes = sv->held,
+                .guest_available_known = true,
+                .guest_available_bytes = sv->held > sv->stats.demand_bytes
+                                                 ? sv->held - sv->stats.demand_bytes
+                                                 : 0,
+        };
+        return 0;
+}
+
+static void record_reaction(struct sim_vm_stats *st, uint64_t ms)
+{
+        if (st->n_reactions == st->cap_reactions) {
+                size_t cap = st->cap_reactions ? st->cap_reactions * 2 : 16;
+                uint64_t *grown = reallocarray(st->reactions_ms, cap, sizeof(*grown));
+                if (!grown)
+                        return;
+                st->reactions_ms = grown;
+                st->cap_reactions = cap;
+        }
+        st->reactions_ms[st->n_reactions++] = ms;
+}
+
+void sim_backend_judge(struct backend *b, uint64_t now_ms, uint64_t dt_ms)
+{
+        struct sim_backend *sb = priv(b);
+
+        for (size_t i = 0; i < sb->n; i++) {
+                struct sim_vm *sv = sb->vms[i];
+                if (!sv->running)
+                        continue;
+                uint64_t d = demand_now(sv, now_ms);
+                bool is_short = d > sv->held;
+
+                sv->stats.demand_bytes = d;
+                sv->stats.vm_ms += dt_ms;
+                sv->stall_accum_ms += stall_model(d, sv->held) * (double)dt_ms;
+                sv->stall_window_ms += dt_ms;
+                if (is_short) {
+                        sv->stats.short_ms += dt_ms;
+                        sv->stats.short_byte_s += (double)(d - sv->held) * (double)dt_ms / 1000.0;
+                        if (!sv->is_short)
+                                sv->short_since_ms = now_ms;
+                } else if (sv->is_short) {
+                        record_reaction(&sv->stats, now_ms - sv->short_since_ms);
+                }
+                sv->is_short = is_short;
+                bool oom = d > sv->held + sv->swap_bytes;
+                if (oom && !sv->in_oom)
+                        sv->stats.oom_kills++;
+                sv->in_oom = oom;
+        }
+}
+
+void sim_backend_move(struct backend *b, uint64_t dt_ms)
+{
+        struct sim_backend *sb = priv(b);
+        uint64_t shrink = (uint64_t)((double)sb->params.shrink_rate * (double)dt_ms / 1000.0);
+        uint64_t grow = (uint64_t)((double)sb->params.grow_rate * (double)dt_ms / 1000.0);
+        uint64_t held = 0;
+
+        for (size_t i = 0; i < sb->n; i++) {
+                struct sim_vm *sv = sb->vms[i];
+                if (!sv->running)
+                        continue;
+                if (sv->target < sv->held) {
+                        uint64_t by = sv->held - sv->target;
+                        sv->held -= by < shrink ? by : shrink;
+                }
+                held += sv->held;
+        }
+        uint64_t free_bytes = held < sb->memory ? sb->memory - held : 0;
+        for (size_t i = 0; i < sb->n; i++) {
+                struct sim_vm *sv = sb->vms[i];
+                if (!sv->running || sv->target <= sv->held)
+                        continue;
+                uint64_t by = sv->target - sv->held;
+                if (by > grow)
+                        by = grow;
+                if (by > free_bytes)
+                        by = free_bytes;
+                sv->held += by;
+                free_bytes -= by;
+        }
+}
+
+void sim_backend_advance(struct backend *b, uint64_t now_ms)
+{
+        struct sim_backend *sb = priv(b);
+
+        if (!sb->advanced_once) {
+                sb->advanced_once = true;
+                sb->last_advance_ms = now_ms;
+                sim_backend_judge(b, now_ms, 0);
+                return;
+        }
+        while (sb->last_advance_ms < now_ms) {
+                uint64_t dt = now_ms - sb->last_advance_ms;
+                if (dt > sb->params.step_ms)
+                        dt = sb->params.step_ms;
+                sim_backend_move(b, dt);
+                sb->last_advance_ms += dt;
+                sim_backend_judge(b, sb->last_advance_ms, dt);
+        }
+}
+
+uint64_t sim_backend_held_bytes(struct backend *b)
+{
+        struct sim_backend *sb = priv(b);
+        uint64_t held = 0;
+
+        for (size_t i = 0; i < sb->n; i++)
+                if (sb->vms[i]->running)
+                        held += sb->vms[i]->held;
+        return held;
+}
+
+uint64_t sim_backend_vm_start_ms(const struct vm *vm)
+{
+        const struct sim_vm *sv = vm->backend_data;
+        return sv ? sv->start_ms : 0;
+}
+
+const struct sim_vm_stats *sim_backend_vm_stats(const struct vm *vm)
+{
+        const struct sim_vm *sv = vm->backend_data;
+        return sv ? &sv->stats : NULL;
+}
+
+uint64_t sim_backend_vm_trace_end_ms(const struct vm *vm)
+{
+        const struct sim_vm *sv = vm->backend_data;
+        return sv ? trace_end_ms(&sv->trace) : 0;
+}
+
+static uint64_t sim_max_honourable(struct backend *b, const struct vm *vm)
+{
+        return SETTINGS_SIZE_MAX;
+}
+
+static int sim_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
+{
+        return -ENOENT; /* simulated VMs do not outlive the process */
+}
+
+static void sim_forget_vm(struct backend *b, struct vm *vm)
+{
+        struct sim_backend *sb = priv(b);
+        struct sim_vm *sv = vm->backend_data;
+
+        if (!sv)
+                return;
+        for (size_t i = 0; i < sb->n; i++) {
+                if (sb->vms[i] == sv) {
+                        sb->vms[i] = sb->vms[--sb->n];
+                        break;
+                }
+        }
+        trace_free(&sv->trace);
+        free(sv->stats.reactions_ms);
+        free(sv);
+        vm->backend_data = NULL;
+}
+
+static void sim_destroy(struct backend *b)
+{
+        struct sim_backend *sb = priv(b);
+
+        while (sb->n > 0)
+                sim_forget_vm(b, sb->vms[0]->vm);
+        free(sb->vms);
+        free(sb->base_dir);
+        free(sb);
+        free(b);
+}
+
+const struct backend_ops sim_backend_ops = {
+        .name = "sim",
+        .vm_keys = sim_vm_keys,
+        .check_vm = sim_check_vm,
+        .configure_vm = sim_configure_vm,
+        .start = sim_start,
+        .stop = sim_stop,
+        .set_target = sim_set_target,
+        .observe = sim_observe,
+        .max_honourable = sim_max_honourable,
+        .reattach = sim_reattach,
+        .forget_vm = sim_forget_vm,
+        .destroy = sim_destroy,
+};
+
+int sim_backend_new(const struct config *cfg, struct backend **ret, char *err, size_t errlen)
+{
+        struct backend *b = calloc(1, sizeof(*b));
+        struct sim_backend *sb = calloc(1, sizeof(*sb));
+        char *copy = cfg->path ? strdup(cfg->path) : NULL;
+
+        if (!b || !sb || (cfg->path && !copy)) {
+                free(b), free(sb), free(copy);
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        sb->params = cfg->sim;
+        sb->memory = cfg->host.memory_bytes;
+        if (copy) {
+                sb->base_dir = strdup(dirname(copy));
+                free(copy);
+        }
+        b->ops = &sim_backend_ops;
+        b->priv = sb;
+        *ret = b;
+        return 0;
+}

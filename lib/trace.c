@@ -1,0 +1,215 @@
+/*
+ * trace: reads "seconds,demand" CSV files and interpolates them. See trace.h.
+ */
+#include "trace.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "units.h"
+
+struct reader {
+        const char *name;
+        FILE *fp;
+        const char *text;
+        size_t pos;
+};
+
+/* Next line without its newline; NULL at the end. Lines over `cap` are flagged with *overlong. */
+static char *next_line(struct reader *rd, char *buf, size_t cap, bool *overlong)
+{
+        *overlong = false;
+        if (rd->fp) {
+                if (!fgets(buf, (int)cap, rd->fp))
+                        return NULL;
+                size_t n = strlen(buf);
+                if (n && buf[n - 1] == '\n') {
+                        buf[--n] = '\0';
+                } else if (!feof(rd->fp)) {
+                        int c;
+                        *overlong = true;
+                        while ((c = fgetc(rd->fp)) != EOF && c != '\n')
+                                ;
+                }
+        } else {
+                const char *s = rd->text + rd->pos;
+                if (!*s)
+                        return NULL;
+                size_t n = strcspn(s, "\n");
+                rd->pos += n + (s[n] == '\n');
+                if (n >= cap) {
+                        *overlong = true;
+                        n = cap - 1;
+                }
+                memcpy(buf, s, n);
+                buf[n] = '\0';
+        }
+        size_t n = strlen(buf);
+        if (n && buf[n - 1] == '\r')
+                buf[n - 1] = '\0';
+        return buf;
+}
+
+static int parse_seconds(const char *s, uint64_t *ret_ms)
+{
+        /* Seconds as a plain decimal number: reuse the duration parser (bare = seconds). */
+        for (const char *p = s; *p; p++)
+                if (!isdigit((unsigned char)*p) && *p != '.')
+                        return -EINVAL;
+        return duration_parse(s, ret_ms);
+}
+
+static int append_row(struct trace *t, size_t *cap, uint64_t ms, uint64_t demand)
+{
+        if (t->n == *cap) {
+                size_t ncap = *cap ? *cap * 2 : 256;
+                uint64_t *a = realloc(t->t_ms, ncap * sizeof(*a));
+                if (!a)
+                        return -ENOMEM;
+                t->t_ms = a;
+                uint64_t *b = realloc(t->demand, ncap * sizeof(*b));
+                if (!b)
+                        return -ENOMEM;
+                t->demand = b;
+                *cap = ncap;
+        }
+        t->t_ms[t->n] = ms;
+        t->demand[t->n] = demand;
+        t->n++;
+        return 0;
+}
+
+static int parse_row(struct reader *rd, unsigned line, char *text, struct trace *t, size_t *cap,
+                     struct config_diag *diag)
+{
+        char *comma = strchr(text, ',');
+        uint64_t ms, demand;
+
+        if (!comma || strchr(comma + 1, ',')) {
+                config_diag_add(diag, rd->name, line, "expected two fields: seconds,demand");
+                return -EINVAL;
+        }
+        *comma = '\0';
+        if (parse_seconds(text, &ms) < 0) {
+                config_diag_add(diag, rd->name, line, "\"%s\" is not a number of seconds", text);
+                return -EINVAL;
+        }
+        if (size_parse(comma + 1, &demand) < 0 || demand > TRACE_DEMAND_MAX) {
+                config_diag_add(diag, rd->name, line,
+                                "\"%s\" is not a demand in bytes (at most 16 TiB)", comma + 1);
+                return -EINVAL;
+        }
+        if (t->n > 0 && ms <= t->t_ms[t->n - 1]) {
+                config_diag_add(diag, rd->name, line, "seconds must increase (%s after %.3f)",
+                                text, (double)t->t_ms[t->n - 1] / 1000.0);
+                return -EINVAL;
+        }
+        if (t->n >= TRACE_ROWS_MAX) {
+                config_diag_add(diag, rd->name, line, "more than %u rows", TRACE_ROWS_MAX);
+                return -E2BIG;
+        }
+        return append_row(t, cap, ms, demand);
+}
+
+static int load(struct reader *rd, struct trace *t, struct config_diag *diag)
+{
+        char buf[256];
+        bool overlong;
+        unsigned line = 0;
+        size_t cap = 0;
+        int r = 0;
+
+        *t = (struct trace){.path = strdup(rd->name)};
+        while (next_line(rd, buf, sizeof(buf), &overlong)) {
+                line++;
+                if (overlong) {
+                        config_diag_add(diag, rd->name, line, "line too long");
+                        r = -EINVAL;
+                        break;
+                }
+                if (line == 1) {
+                        if (strcmp(buf, "seconds,demand") != 0) {
+                                config_diag_add(diag, rd->name, 1,
+                                                "expected the header \"seconds,demand\"");
+                                r = -EINVAL;
+                                break;
+                        }
+                        continue;
+                }
+                if (buf[0] == '\0' || buf[0] == '#')
+                        continue;
+                r = parse_row(rd, line, buf, t, &cap, diag);
+                if (r < 0)
+                        break;
+        }
+        if (r == 0 && t->n == 0) {
+                config_diag_add(diag, rd->name, line ? line : 1, "no rows");
+                r = -EINVAL;
+        }
+        if (r < 0)
+                trace_free(t);
+        return r;
+}
+
+int trace_load(const char *path, struct trace *ret, struct config_diag *diag)
+{
+        struct reader rd = {.name = path};
+        int r;
+
+        rd.fp = fopen(path, "re");
+        if (!rd.fp) {
+                r = -errno;
+                config_diag_add(diag, path, 0, "cannot open: %s", strerror(errno));
+                *ret = (struct trace){0};
+                return r;
+        }
+        r = load(&rd, ret, diag);
+        fclose(rd.fp);
+        return r;
+}
+
+int trace_load_string(const char *name, const char *text, struct trace *ret,
+                      struct config_diag *diag)
+{
+        struct reader rd = {.name = name, .text = text};
+
+        return load(&rd, ret, diag);
+}
+
+void trace_free(struct trace *t)
+{
+        if (!t)
+                return;
+        free(t->path);
+        free(t->t_ms);
+        free(t->demand);
+        *t = (struct trace){0};
+}
+
+uint64_t trace_end_ms(const struct trace *t)
+{
+        return t->n ? t->t_ms[t->n - 1] : 0;
+}
+
+uint64_t trace_demand_at(const struct trace *t, uint64_t ms, size_t *cursor)
+{
+        size_t i = *cursor < t->n ? *cursor : 0;
+
+        if (t->n == 0)
+                return 0;
+        if (ms <= t->t_ms[0])
+                return t->demand[0];
+        if (ms >= t->t_ms[t->n - 1])
+                return t->demand[t->n - 1];
+        if (t->t_ms[i] > ms)
+                i = 0;
+        while (i + 1 < t->n && t->t_ms[i + 1] <= ms)
+                i++;
+        *cursor = i;
+        uint64_t t0 = t->t_ms[i], t1 = t->t_ms[i + 1];
+        long double d0 = (long double)t->demand[i], d1 = (long double)t->demand[i + 1];
+        return (uint64_t)(d0 + (d1 - d0) * (long double)(ms - t0) / (long double)(t1 - t0));
+}

@@ -1,0 +1,41 @@
+/*
+ * trace: a recorded demand curve, CSV with the header "seconds,demand"
+ * (seconds from the VM's start, whole or decimal; demand in bytes, or a
+ * size with K, M, G or T). Seconds must increase strictly. Demand between
+ * two rows is interpolated linearly; before the first row it is the first
+ * value, after the last row the last value.
+ */
+#ifndef DYNMEM_TRACE_H
+#define DYNMEM_TRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define TRACE_ROWS_MAX  (10u * 1000 * 1000)
+#define TRACE_DEMAND_MAX (16 * TIB)
+
+struct trace {
+        char *path;
+        size_t n;
+        uint64_t *t_ms;
+        uint64_t *demand;
+};
+
+/* Read a trace; problems go to diag as FILE:LINE. Returns 0 or a negative errno. */
+int trace_load(const char *path, struct trace *ret, struct config_diag *diag);
+int trace_load_string(const char *name, const char *text, struct trace *ret,
+                      struct config_diag *diag);
+void trace_free(struct trace *t);
+
+/*
+ * Demand at t_ms. *cursor (start at 0) remembers the segment so that
+ * increasing times cost O(1); any time is accepted.
+ */
+uint64_t trace_demand_at(const struct trace *t, uint64_t t_ms, size_t *cursor);
+
+/* Time of the last row. */
+uint64_t trace_end_ms(const struct trace *t);
+
+#endif

@@ -1,0 +1,39 @@
+#!/bin/sh
+# deps.sh: install what dynmem needs to build, test and run its demo on Debian 12.
+# Idempotent: asks apt only for packages that are missing. Needs root for that.
+#
+#   scripts/deps.sh            build + test + demo packages
+#   scripts/deps.sh --print    list them and exit
+set -eu
+
+PACKAGES="
+  build-essential pkg-config meson ninja-build clang
+  libjansson-dev libinih-dev libevent-dev libmicrohttpd-dev libcmocka-dev
+  python3
+  qemu-system-x86 qemu-utils busybox-static cpio kmod
+  libclang-rt-14-dev
+"
+
+if [ "${1:-}" = "--print" ]; then
+        echo $PACKAGES
+        exit 0
+fi
+
+missing=""
+for p in $PACKAGES; do
+        if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+                missing="$missing $p"
+        fi
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+        echo "deps.sh: missing packages:$missing" >&2
+        echo "deps.sh: run as root (or: sudo apt-get install$missing)" >&2
+        exit 1
+fi
+echo "deps.sh: installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,310 @@
+/*
+ * simrun: replays a scenario through the shared balancer loop with a virtual
+ * clock and collects the figures dynmem-sim reports. The order inside one
+ * step is fixed by the model: judge (who is short at the start of the step),
+ * then reports and the decision (balancer_tick), then movement.
+ */
+#include "simrun.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+#include "units.h"
+
+static const char *const sim_only_keys_hint = "trace, start, swap, report_scale, psi";
+
+int simrun_load_scenario(const char *path, struct config *ret)
+{
+        struct config_diag diag = {0};
+        struct backend *b = NULL;
+        char err[256];
+        int r;
+
+        r = config_load(path, ret, &diag);
+        if (r == 0 && !ret->host.memory_given) {
+                config_diag_add(&diag, path, 0, "[host] memory is required in a scenario");
+                r = -EINVAL;
+        }
+        if (r == 0)
+                r = config_check_backend_keys(ret, "sim", sim_backend_ops.vm_keys, &diag);
+        if (r == 0 && sim_backend_new(ret, &b, err, sizeof(err)) < 0) {
+                config_diag_add(&diag, path, 0, "%s", err);
+                r = -ENOMEM;
+        }
+        for (size_t i = 0; r == 0 && b && i < ret->n_vms; i++)
+                if (sim_backend_ops.check_vm(b, ret, &ret->vms[i], &diag) < 0)
+                        r = -EINVAL;
+        for (size_t i = 0; i < diag.count; i++)
+                fprintf(stderr, "%s\n", diag.messages[i]);
+        if (r < 0 && diag.count == 0)
+                fprintf(stderr, "%s: invalid scenario (sim keys: %s)\n", path, sim_only_keys_hint);
+        if (b)
+                b->ops->destroy(b);
+        config_diag_free(&diag);
+        if (r < 0)
+                config_free(ret);
+        return r < 0 ? -EINVAL : 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+static double percentile_s(uint64_t *v, size_t n, double p)
+{
+        if (n == 0)
+                return 0.0;
+        qsort(v, n, sizeof(*v), cmp_u64);
+        size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+        return (double)v[i] / 1000.0;
+}
+
+static uint64_t scenario_duration(const struct config *cfg, struct vm *vms, size_t n)
+{
+        uint64_t end = 0;
+
+        if (cfg->sim.duration_ms)
+                return cfg->sim.duration_ms;
+        for (size_t i = 0; i < n; i++) {
+                uint64_t e = sim_backend_vm_start_ms(&vms[i]) + sim_backend_vm_trace_end_ms(&vms[i]);
+                if (e > end)
+                        end = e;
+        }
+        return end + cfg->sim.step_ms;
+}
+
+static void series_add(struct simrun_series *s, uint64_t t, uint64_t demand, uint64_t assigned)
+{
+        if (s->n < SIMRUN_SERIES_POINTS) {
+                s->t_ms[s->n] = t;
+                s->demand[s->n] = demand;
+                s->assigned[s->n] = assigned;
+                s->n++;
+        }
+}
+
+struct run_state {
+        const struct config *cfg;
+        const struct simrun_options *opt;
+        struct backend *backend;
+        struct balancer bal;
+        struct vm *vms;
+        struct vm **vm_ptrs;
+        size_t n;
+        double held_sum;   /* sum over steps of held bytes */
+        uint64_t steps;
+        uint64_t *peak, *held_total;
+};
+
+static void sample(struct run_state *rs, struct simrun_result *res, uint64_t t,
+                   bool take_series, bool take_timeline)
+{
+        uint64_t sum_demand = 0, sum_held = 0;
+
+        for (size_t i = 0; i < rs->n; i++) {
+                struct vm *vm = &rs->vms[i];
+                const struct sim_vm_stats *st = sim_backend_vm_stats(vm);
+                uint64_t held = vm_holds_memory(vm) ? vm->obs.assigned_bytes : 0;
+                uint64_t demand = vm_holds_memory(vm) ? st->demand_bytes : 0;
+
+                sum_demand += demand;
+                sum_held += held;
+                if (take_series && res->per_vm[i].series)
+                        series_add(res->per_vm[i].series, t, demand, held);
+                if (take_timeline)
+                        fprintf(rs->opt->timeline, "%.3f,%s,%s,%llu,%llu,%llu,%s\n",
+                                (double)t / 1000.0, vm->name, vm_state_name(vm->state),
+                                (unsigned long long)demand, (unsigned long long)held,
+                                (unsigned long long)vm->target_bytes,
+                                policy_reason_name(vm->reason));
+        }
+        if (take_series && res->host_series)
+                series_add(res->host_series, t, sum_demand, sum_held);
+}
+
+static int setup(struct run_state *rs, struct simrun_result *res, char *err, size_t errlen)
+{
+        const struct config *cfg = rs->cfg;
+        const char *policy = rs->opt->policy ? rs->opt->policy : cfg->host.policy;
+        int r;
+
+        r = sim_backend_new(cfg, &rs->backend, err, errlen);
+        if (r < 0)
+                return r;
+        rs->n = cfg->n_vms;
+        res->vms = rs->n;
+        rs->vms = calloc(rs->n ? rs->n : 1, sizeof(*rs->vms));
+        rs->vm_ptrs = calloc(rs->n ? rs->n : 1, sizeof(*rs->vm_ptrs));
+        res->per_vm = calloc(rs->n ? rs->n : 1, sizeof(*res->per_vm));
+        if (!rs->vms || !rs->vm_ptrs || !res->per_vm) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < rs->n; i++) {
+                struct vm *vm = &rs->vms[i];
+                snprintf(vm->name, sizeof(vm->name), "%s", cfg->vms[i].name);
+                vm->settings = cfg->vms[i].settings;
+                vm_counters_reset(&vm->counters);
+                rs->vm_ptrs[i] = vm;
+                r = rs->backend->ops->configure_vm(rs->backend, vm, cfg, &cfg->vms[i], err, errlen);
+                if (r < 0)
+                        return r;
+                snprintf(res->per_vm[i].name, sizeof(res->per_vm[i].name), "%s", vm->name);
+                if (rs->opt->series && !(res->per_vm[i].series = calloc(1, sizeof(struct simrun_series)))) {
+                        snprintf(err, errlen, "out of memory");
+                        return -ENOMEM;
+                }
+        }
+        if (rs->opt->series && !(res->host_series = calloc(1, sizeof(*res->host_series)))) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        r = balancer_init(&rs->bal, policy, &cfg->tunables, rs->backend, err, errlen);
+        if (r < 0)
+                return r;
+        rs->bal.host.memory_bytes = rs->opt->memory_override ? rs->opt->memory_override
+                                                             : cfg->host.memory_bytes;
+        rs->bal.host.reserve_bytes = cfg->host.reserve_bytes;
+        rs->bal.refused_starts_wait = true;
+        snprintf(res->policy, sizeof(res->policy), "%s", policy);
+        return balancer_set_vms(&rs->bal, rs->vm_ptrs, rs->n) < 0 ? -ENOMEM : 0;
+}
+
+static void collect(struct run_state *rs, struct simrun_result *res)
+{
+        size_t total = 0, k = 0;
+
+        for (size_t i = 0; i < rs->n; i++)
+                total += sim_backend_vm_stats(&rs->vms[i])->n_reactions;
+        uint64_t *all = calloc(total ? total : 1, sizeof(*all));
+        for (size_t i = 0; i < rs->n; i++) {
+                const struct sim_vm_stats *st = sim_backend_vm_stats(&rs->vms[i]);
+                struct simrun_vm_result *v = &res->per_vm[i];
+
+                v->started = st->ever_started;
+                v->vm_ms = st->vm_ms;
+                v->short_ms = st->short_ms;
+                v->short_byte_s = st->short_byte_s;
+                v->oom_kills = st->oom_kills;
+                v->add_ops = rs->vms[i].counters.add_operations;
+                v->remove_ops = rs->vms[i].counters.remove_operations;
+                v->peak_assigned = rs->peak[i];
+                v->mean_assigned = rs->steps ? rs->held_total[i] / rs->steps : 0;
+                res->started += st->ever_started;
+                res->vm_seconds += (double)st->vm_ms / 1000.0;
+                res->short_seconds += (double)st->short_ms / 1000.0;
+                res->short_byte_seconds += st->short_byte_s;
+                res->oom_kills += st->oom_kills;
+                for (size_t j = 0; all && j < st->n_reactions; j++)
+                        all[k++] = st->reactions_ms[j];
+        }
+        res->vms = rs->n;
+        res->refused = rs->n - res->started;
+        res->resize_ops = rs->bal.counters.add_operations + rs->bal.counters.remove_operations;
+        res->host_mean_bytes = rs->steps ? rs->held_sum / (double)rs->steps : 0.0;
+        if (all) {
+                res->reaction_p50_s = percentile_s(all, k, 0.50);
+                res->reaction_p95_s = percentile_s(all, k, 0.95);
+        }
+        free(all);
+}
+
+static void teardown(struct run_state *rs)
+{
+        balancer_fini(&rs->bal);
+        if (rs->backend)
+                rs->backend->ops->destroy(rs->backend);
+        free(rs->vms);
+        free(rs->vm_ptrs);
+        free(rs->peak);
+        free(rs->held_total);
+}
+
+int simrun(const struct config *cfg, const struct simrun_options *opt,
+           struct simrun_result *res, char *err, size_t errlen)
+{
+        struct run_state rs = {.cfg = cfg, .opt = opt};
+        int r;
+
+        *res = (struct simrun_result){0};
+        r = setup(&rs, res, err, errlen);
+        rs.peak = calloc(rs.n ? rs.n : 1, sizeof(*rs.peak));
+        rs.held_total = calloc(rs.n ? rs.n : 1, sizeof(*rs.held_total));
+        if (r == 0 && (!rs.peak || !rs.held_total)) {
+                snprintf(err, errlen, "out of memory");
+                r = -ENOMEM;
+        }
+        if (r < 0) {
+                teardown(&rs);
+                return r;
+        }
+        uint64_t step = cfg->sim.step_ms, duration = scenario_duration(cfg, rs.vms, rs.n);
+        uint64_t every = duration / SIMRUN_SERIES_POINTS;
+        uint64_t tl_every = duration / SIMRUN_TIMELINE_POINTS;
+        uint64_t next_sample = 0, next_row = 0, memory = rs.bal.host.memory_bytes;
+
+        if (every < step)
+                every = step;
+        if (tl_every < step)
+                tl_every = step;
+        res->duration_ms = duration;
+        res->memory_bytes = memory;
+        if (opt->timeline)
+                fprintf(opt->timeline, "seconds,vm,state,demand,assigned,target,reason\n");
+        for (uint64_t t = 0; t < duration; t += step) {
+                for (size_t i = 0; i < rs.n; i++) {
+                        struct vm *vm = &rs.vms[i];
+                        if (vm->state == VM_OFF && !sim_backend_vm_stats(vm)->ever_started &&
+                            sim_backend_vm_start_ms(vm) <= t)
+                                balancer_request_start(&rs.bal, vm);
+                }
+                sim_backend_judge(rs.backend, t, step);
+                uint64_t held = sim_backend_held_bytes(rs.backend);
+                rs.held_sum += (double)held;
+                rs.steps++;
+                if (held > res->host_peak_bytes)
+                        res->host_peak_bytes = held;
+                if (held > memory)
+                        res->budget_violations++;
+                r = balancer_tick(&rs.bal, t);
+                if (r < 0) {
+                        snprintf(err, errlen, "balancer: %s", strerror(-r));
+                        break;
+                }
+                for (size_t i = 0; i < rs.n; i++) {
+                        uint64_t h = vm_holds_memory(&rs.vms[i]) ? rs.vms[i].obs.assigned_bytes : 0;
+                        rs.held_total[i] += h;
+                        if (h > rs.peak[i])
+                                rs.peak[i] = h;
+                }
+                bool take_series = opt->series && t >= next_sample;
+                bool take_row = opt->timeline && t >= next_row;
+                if (take_series || take_row)
+                        sample(&rs, res, t, take_series, take_row);
+                if (take_series)
+                        next_sample += every;
+                if (take_row)
+                        next_row += tl_every;
+                sim_backend_move(rs.backend, step);
+        }
+        if (r == 0)
+                collect(&rs, res);
+        teardown(&rs);
+        return r;
+}
+
+void simrun_result_free(struct simrun_result *r)
+{
+        if (!r)
+                return;
+        for (size_t i = 0; r->per_vm && i < r->vms; i++)
+                free(r->per_vm[i].series);
+        free(r->per_vm);
+        free(r->host_series);
+        *r = (struct simrun_result){0};
+}

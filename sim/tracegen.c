@@ -1,0 +1,336 @@
+/*
+ * dynmem-tracegen: writes seeded, synthetic demand traces ("seconds,demand"
+ * CSV) for the simulator's bundled scenarios. Same arguments, same output.
+ *
+ * Shapes (docs/simulator.md describes each one):
+ *   diurnal  a day's cycle between base and peak (web tier)
+ *   batch    idle at base, jobs arriving at random that jump toward peak
+ *   leak     grows linearly from base at --rate per hour, restarts at peak
+ *   idle     flat at base with small noise and rare blips
+ *   warmup   rises from base toward peak as caches warm (1 - e^(-t/tau))
+ *   office   business hours: morning ramp, lunch dip, evening fall, nightly job
+ * Every shape gets multiplicative AR(1) noise (--noise percent).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dynmem-config.h"
+#include "units.h"
+
+#define POINTS_MAX 2000000
+
+struct rng {
+        uint64_t s[4];
+};
+
+static uint64_t splitmix64(uint64_t *x)
+{
+        uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+}
+
+static void rng_seed(struct rng *r, uint64_t seed)
+{
+        for (int i = 0; i < 4; i++)
+                r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+        return (x << k) | (x >> (64 - k));
+}
+
+/* xoshiro256** */
+static uint64_t rng_next(struct rng *r)
+{
+        uint64_t *s = r->s, result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+        s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t, s[3] = rotl(s[3], 45);
+        return result;
+}
+
+/* Uniform in [0, 1). */
+static double rng_uniform(struct rng *r)
+{
+        return (double)(rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+static double rng_normal(struct rng *r)
+{
+        double u = rng_uniform(r), v = rng_uniform(r);
+        return sqrt(-2.0 * log(u + 1e-300)) * cos(2.0 * M_PI * v);
+}
+
+static double rng_exponential(struct rng *r, double mean)
+{
+        return -mean * log(1.0 - rng_uniform(r));
+}
+
+struct params {
+        const char *shape;
+        uint64_t seed;
+        double duration_s, interval_s;
+        double base, peak;          /* bytes */
+        double noise;               /* fraction */
+        double period_s, phase_s;   /* diurnal */
+        double every_s, rise_s, hold_s; /* batch */
+        double rate;                /* leak, bytes per hour */
+        double tau_s;               /* warmup */
+};
+
+/* A spike of the batch shape: [start, start+rise] up, hold, then down within 10 s. */
+struct spike {
+        double start, rise, end, level;
+};
+
+struct shape_state {
+        struct spike *spikes;
+        size_t n_spikes;
+};
+
+static double day_fraction(double t, double period, double phase)
+{
+        return 0.5 - 0.5 * cos(2.0 * M_PI * (t - phase) / period);
+}
+
+static double smoothstep(double x)
+{
+        x = x < 0 ? 0 : x > 1 ? 1 : x;
+        return x * x * (3 - 2 * x);
+}
+
+/* Office hours on a 24 h clock starting at midnight. */
+static double office_level(const struct params *p, double t)
+{
+        double h = fmod(t / 3600.0, 24.0), day;
+
+        day = smoothstep(h - 8.0) * (1.0 - smoothstep(h - 17.0));
+        day *= 1.0 - 0.3 * exp(-pow((h - 12.5) / 0.5, 2.0)); /* lunch dip */
+        double night = exp(-pow((h - 2.0) / 0.4, 2.0));       /* nightly job */
+        double x = fmax(day, 0.8 * night);
+        return p->base + (p->peak - p->base) * x;
+}
+
+static double level_at(const struct params *p, const struct shape_state *st, double t)
+{
+        const char *s = p->shape;
+
+        if (strcmp(s, "diurnal") == 0)
+                return p->base + (p->peak - p->base) * day_fraction(t, p->period_s, p->phase_s);
+        if (strcmp(s, "leak") == 0) {
+                double cycle = (p->peak - p->base) / p->rate * 3600.0;
+                return p->base + p->rate * fmod(t, cycle) / 3600.0;
+        }
+        if (strcmp(s, "warmup") == 0)
+                return p->base + (p->peak - p->base) * (1.0 - exp(-t / p->tau_s));
+        if (strcmp(s, "office") == 0)
+                return office_level(p, t + p->phase_s);
+        double level = p->base; /* batch and idle: spikes over a flat base */
+        for (size_t i = 0; i < st->n_spikes; i++) {
+                const struct spike *k = &st->spikes[i];
+                if (t < k->start || t > k->end + 10.0)
+                        continue;
+                double x = t < k->start + k->rise ? (t - k->start) / k->rise
+                           : t <= k->end          ? 1.0
+                                                  : 1.0 - (t - k->end) / 10.0;
+                double v = p->base + (k->level - p->base) * x;
+                if (v > level)
+                        level = v;
+        }
+        return level;
+}
+
+static int plan_spikes(const struct params *p, struct rng *r, struct shape_state *st)
+{
+        bool idle = strcmp(p->shape, "idle") == 0;
+        double every = idle ? 6 * 3600.0 : p->every_s;
+        double t = rng_exponential(r, every);
+
+        while (t < p->duration_s) {
+                struct spike *grown = realloc(st->spikes, (st->n_spikes + 1) * sizeof(*grown));
+                if (!grown)
+                        return -ENOMEM;
+                st->spikes = grown;
+                struct spike *k = &st->spikes[st->n_spikes++];
+                k->start = t;
+                k->rise = idle ? 5.0 : p->rise_s;
+                k->end = t + k->rise + (idle ? 60.0 : p->hold_s * (0.5 + rng_uniform(r)));
+                k->level = idle ? p->base * 1.2
+                                : p->base + (p->peak - p->base) * (0.6 + 0.4 * rng_uniform(r));
+                t = k->end + 10.0 + rng_exponential(r, every);
+        }
+        return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+        double x = *(const double *)a, y = *(const double *)b;
+        return x < y ? -1 : x > y;
+}
+
+/* The grid plus every spike's corners, so sudden changes stay sudden. */
+static size_t sample_times(const struct params *p, const struct shape_state *st, double *times)
+{
+        size_t n = 0;
+
+        for (double t = 0; t <= p->duration_s && n < POINTS_MAX / 2; t += p->interval_s)
+                times[n++] = t;
+        for (size_t i = 0; i < st->n_spikes && n + 4 < POINTS_MAX; i++) {
+                const struct spike *k = &st->spikes[i];
+                double corners[4] = {k->start, k->start + k->rise, k->end, k->end + 10.0};
+                for (int c = 0; c < 4; c++)
+                        if (corners[c] <= p->duration_s)
+                                times[n++] = floor(corners[c]);
+        }
+        qsort(times, n, sizeof(*times), cmp_double);
+        size_t u = 0;
+        for (size_t i = 0; i < n; i++)
+                if (u == 0 || times[i] > times[u - 1])
+                        times[u++] = times[i];
+        return u;
+}
+
+static int generate(const struct params *p, FILE *out)
+{
+        struct shape_state st = {0};
+        struct rng r;
+        double *times = malloc(POINTS_MAX * sizeof(*times)), noise = 0.0;
+        const double phi = 0.9;
+
+        if (!times)
+                return -ENOMEM;
+        rng_seed(&r, p->seed);
+        if ((strcmp(p->shape, "batch") == 0 || strcmp(p->shape, "idle") == 0) &&
+            plan_spikes(p, &r, &st) < 0) {
+                free(times);
+                return -ENOMEM;
+        }
+        size_t n = sample_times(p, &st, times);
+        fprintf(out, "seconds,demand\n");
+        for (size_t i = 0; i < n; i++) {
+                noise = phi * noise + p->noise * sqrt(1.0 - phi * phi) * rng_normal(&r);
+                double v = level_at(p, &st, times[i]) * (1.0 + noise);
+                if (v < 16.0 * MIB)
+                        v = 16.0 * MIB;
+                fprintf(out, "%.0f,%.0f\n", times[i], v);
+        }
+        free(st.spikes);
+        free(times);
+        return ferror(out) ? -EIO : 0;
+}
+
+static void usage(FILE *out)
+{
+        fputs("Usage: dynmem-tracegen SHAPE [options] > trace.csv\n"
+              "\n"
+              "Write a seeded synthetic demand trace (seconds,demand CSV).\n"
+              "Shapes: diurnal, batch, leak, idle, warmup, office.\n"
+              "\n"
+              "  --seed N          random seed (default 1)\n"
+              "  --duration D      length (default 24h)\n"
+              "  --interval D      sample spacing (default 60s)\n"
+              "  --base SIZE       low level (default 256M)\n"
+              "  --peak SIZE       high level (default 1G)\n"
+              "  --noise PERCENT   AR(1) noise, % of the level (default 5)\n"
+              "  --period D        diurnal: cycle length (default 24h)\n"
+              "  --phase D         diurnal, office: shift of the cycle (default 0)\n"
+              "  --every D         batch: mean time between jobs (default 2h)\n"
+              "  --rise D          batch: time to reach a job's level (default 30s)\n"
+              "  --hold D          batch: mean job length (default 20m)\n"
+              "  --rate SIZE       leak: growth per hour (default 128M)\n"
+              "  --tau D           warmup: time constant (default 30m)\n",
+              out);
+}
+
+static int opt_duration(const char *v, double *ret)
+{
+        uint64_t ms;
+        if (duration_parse(v, &ms) < 0)
+                return -1;
+        *ret = (double)ms / 1000.0;
+        return 0;
+}
+
+static int opt_size(const char *v, double *ret)
+{
+        uint64_t b;
+        if (size_parse(v, &b) < 0)
+                return -1;
+        *ret = (double)b;
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option options[] = {
+                {"seed", required_argument, NULL, 's'},   {"duration", required_argument, NULL, 'd'},
+                {"interval", required_argument, NULL, 'i'}, {"base", required_argument, NULL, 'b'},
+                {"peak", required_argument, NULL, 'p'},   {"noise", required_argument, NULL, 'n'},
+                {"period", required_argument, NULL, 'P'}, {"phase", required_argument, NULL, 'H'},
+                {"every", required_argument, NULL, 'e'},  {"rise", required_argument, NULL, 'r'},
+                {"hold", required_argument, NULL, 'o'},   {"rate", required_argument, NULL, 'R'},
+                {"tau", required_argument, NULL, 't'},    {"help", no_argument, NULL, 'h'},
+                {NULL, 0, NULL, 0},
+        };
+        struct params p = {
+                .seed = 1, .duration_s = 86400, .interval_s = 60, .base = 256.0 * MIB,
+                .peak = 1024.0 * MIB, .noise = 0.05, .period_s = 86400, .every_s = 7200,
+                .rise_s = 30, .hold_s = 1200, .rate = 128.0 * MIB, .tau_s = 1800,
+        };
+        int c, bad = 0;
+
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+                char *end;
+                switch (c) {
+                case 's': p.seed = strtoull(optarg, &end, 10); bad |= *end != 0; break;
+                case 'd': bad |= opt_duration(optarg, &p.duration_s); break;
+                case 'i': bad |= opt_duration(optarg, &p.interval_s); break;
+                case 'b': bad |= opt_size(optarg, &p.base); break;
+                case 'p': bad |= opt_size(optarg, &p.peak); break;
+                case 'n': p.noise = strtod(optarg, &end) / 100.0; bad |= *end != 0; break;
+                case 'P': bad |= opt_duration(optarg, &p.period_s); break;
+                case 'H': bad |= opt_duration(optarg, &p.phase_s); break;
+                case 'e': bad |= opt_duration(optarg, &p.every_s); break;
+                case 'r': bad |= opt_duration(optarg, &p.rise_s); break;
+                case 'o': bad |= opt_duration(optarg, &p.hold_s); break;
+                case 'R': bad |= opt_size(optarg, &p.rate); break;
+                case 't': bad |= opt_duration(optarg, &p.tau_s); break;
+                case 'h': usage(stdout); return 0;
+                default: usage(stderr); return 2;
+                }
+                if (bad) {
+                        fprintf(stderr, "dynmem-tracegen: bad value \"%s\"\n", optarg);
+                        return 2;
+                }
+        }
+        static const char *const shapes[] = {"diurnal", "batch", "leak", "idle", "warmup", "office"};
+        bool known = false;
+        if (optind == argc - 1)
+                for (size_t i = 0; i < 6; i++)
+                        known |= strcmp(argv[optind], shapes[i]) == 0;
+        if (!known) {
+                fprintf(stderr, "dynmem-tracegen: expected one shape: diurnal, batch, leak, idle, "
+                                "warmup or office\n");
+                return 2;
+        }
+        p.shape = argv[optind];
+        if (p.interval_s < 1 || p.duration_s < p.interval_s || p.peak < p.base || p.rate <= 0 ||
+            p.tau_s <= 0 || p.rise_s <= 0 || p.every_s <= 0 || p.period_s <= 0 || p.noise < 0 ||
+            p.noise > 1) {
+                fprintf(stderr, "dynmem-tracegen: inconsistent options (need interval >= 1s, "
+                                "duration >= interval, peak >= base, positive times, noise "
+                                "0..100)\n");
+                return 2;
+        }
+        if (generate(&p, stdout) < 0) {
+                fprintf(stderr, "dynmem-tracegen: %s\n", strerror(errno ? errno : EIO));
+                return 1;
+        }
+        return 0;
+}

@@ -1,0 +1,124 @@
+/*
+ * Tests for units: sizes and durations to and from text.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "units.h"
+
+static void size_parse_accepts_suffixes(void **state)
+{
+        uint64_t v;
+
+        assert_int_equal(size_parse("0", &v), 0);
+        assert_int_equal(v, 0);
+        assert_int_equal(size_parse("4096", &v), 0);
+        assert_int_equal(v, 4096);
+        assert_int_equal(size_parse("512M", &v), 0);
+        assert_int_equal(v, 512 * MIB);
+        assert_int_equal(size_parse("2G", &v), 0);
+        assert_int_equal(v, 2 * GIB);
+        assert_int_equal(size_parse("1.5G", &v), 0);
+        assert_int_equal(v, 3 * GIB / 2);
+        assert_int_equal(size_parse("3GiB", &v), 0);
+        assert_int_equal(v, 3 * GIB);
+        assert_int_equal(size_parse("1t", &v), 0);
+        assert_int_equal(v, TIB);
+        assert_int_equal(size_parse("64k", &v), 0);
+        assert_int_equal(v, 64 * KIB);
+}
+
+static void size_parse_rejects_garbage(void **state)
+{
+        uint64_t v = 7;
+
+        assert_int_equal(size_parse("", &v), -EINVAL);
+        assert_int_equal(size_parse("M", &v), -EINVAL);
+        assert_int_equal(size_parse("-1", &v), -EINVAL);
+        assert_int_equal(size_parse("+1", &v), -EINVAL);
+        assert_int_equal(size_parse(" 1", &v), -EINVAL);
+        assert_int_equal(size_parse("1 G", &v), -EINVAL);
+        assert_int_equal(size_parse("1X", &v), -EINVAL);
+        assert_int_equal(size_parse("1.", &v), -EINVAL);
+        assert_int_equal(size_parse("1.5.5G", &v), -EINVAL);
+        assert_int_equal(size_parse(NULL, &v), -EINVAL);
+        assert_int_equal(v, 7); /* untouched on failure */
+}
+
+static void size_parse_detects_overflow(void **state)
+{
+        uint64_t v = 7;
+
+        assert_int_equal(size_parse("18446744073709551615", &v), 0);
+        assert_true(v == UINT64_MAX);
+        assert_int_equal(size_parse("18446744073709551616", &v), -ERANGE);
+        assert_int_equal(size_parse("17179869184G", &v), -ERANGE);
+        assert_int_equal(size_parse("99999999999999999999999", &v), -ERANGE);
+}
+
+static void duration_parse_units(void **state)
+{
+        uint64_t v;
+
+        assert_int_equal(duration_parse("250ms", &v), 0);
+        assert_int_equal(v, 250);
+        assert_int_equal(duration_parse("2", &v), 0);
+        assert_int_equal(v, 2000);
+        assert_int_equal(duration_parse("1.5s", &v), 0);
+        assert_int_equal(v, 1500);
+        assert_int_equal(duration_parse("3m", &v), 0);
+        assert_int_equal(v, 180000);
+        assert_int_equal(duration_parse("2h", &v), 0);
+        assert_int_equal(v, 7200000);
+        assert_int_equal(duration_parse("2M", &v), -EINVAL); /* minutes are lower case */
+        assert_int_equal(duration_parse("s", &v), -EINVAL);
+        assert_int_equal(duration_parse("1d", &v), -EINVAL);
+}
+
+static void size_format_is_readable(void **state)
+{
+        char buf[32];
+
+        assert_string_equal(size_format(0, buf, sizeof(buf)), "0 B");
+        assert_string_equal(size_format(512 * MIB, buf, sizeof(buf)), "512 MiB");
+        assert_string_equal(size_format(3 * GIB / 2, buf, sizeof(buf)), "1.5 GiB");
+        assert_string_equal(size_format(2 * TIB, buf, sizeof(buf)), "2 TiB");
+        assert_string_equal(size_format(1023, buf, sizeof(buf)), "1023 B");
+}
+
+static void duration_format_is_readable(void **state)
+{
+        char buf[32];
+
+        assert_string_equal(duration_format(250, buf, sizeof(buf)), "250ms");
+        assert_string_equal(duration_format(1500, buf, sizeof(buf)), "1.5s");
+        assert_string_equal(duration_format(180000, buf, sizeof(buf)), "3m");
+        assert_string_equal(duration_format(7200000, buf, sizeof(buf)), "2h");
+}
+
+static void rounding(void **state)
+{
+        assert_int_equal(size_round_up(1, 2 * MIB), 2 * MIB);
+        assert_int_equal(size_round_up(2 * MIB, 2 * MIB), 2 * MIB);
+        assert_int_equal(size_round_down(3 * MIB, 2 * MIB), 2 * MIB);
+        assert_true(size_round_up(UINT64_MAX, 2 * MIB) <= UINT64_MAX);
+        assert_int_equal(size_round_up(UINT64_MAX, 2 * MIB) % (2 * MIB), 0);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(size_parse_accepts_suffixes),
+                cmocka_unit_test(size_parse_rejects_garbage),
+                cmocka_unit_test(size_parse_detects_overflow),
+                cmocka_unit_test(duration_parse_units),
+                cmocka_unit_test(size_format_is_readable),
+                cmocka_unit_test(duration_format_is_readable),
+                cmocka_unit_test(rounding),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
