@@ -60,6 +60,19 @@ struct backend_ops {
         void (*destroy)(struct backend *b);
 };
 
+struct event_base;
+
+/* What a backend gets from the program that creates it. */
+struct backend_env {
+        struct event_base *base; /* the daemon's libevent loop; NULL in the simulator */
+        const char *run_dir;     /* sockets, pid files (e.g. /run/dynmem) */
+        const char *state_dir;   /* logs and state that survive a restart (e.g. /var/lib/dynmem) */
+        /* Called by asynchronous backends when something changed that the loop
+         * should look at soon (a VM died, a guest reported stall). May be NULL. */
+        void (*wakeup)(void *userdata);
+        void *wakeup_userdata;
+};
+
 struct backend {
         const struct backend_ops *ops;
         void *priv;

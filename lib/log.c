@@ -1,0 +1,64 @@
+/*
+ * log: messages to stderr or syslog, and a token-bucket rate limit. See log.h.
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static enum log_target log_target = LOG_TARGET_STDERR;
+static int log_max_priority = LOG_INFO;
+static const char *log_ident = "dynmem";
+
+void log_setup(const char *ident, enum log_target target, int max_priority)
+{
+        log_ident = ident;
+        log_target = target;
+        log_max_priority = max_priority;
+        if (target == LOG_TARGET_SYSLOG)
+                openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void log_msg(int priority, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (priority > log_max_priority)
+                return;
+        va_start(ap, fmt);
+        if (log_target == LOG_TARGET_SYSLOG) {
+                vsyslog(priority, fmt, ap);
+        } else {
+                static const char *const names[] = {"emerg", "alert", "crit", "error",
+                                                    "warning", "notice", "info", "debug"};
+                char line[2048];
+                vsnprintf(line, sizeof(line), fmt, ap);
+                fprintf(stderr, "%s: %s%s%s\n", log_ident,
+                        priority <= LOG_WARNING ? names[priority & 7] : "",
+                        priority <= LOG_WARNING ? ": " : "", line);
+        }
+        va_end(ap);
+}
+
+bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms)
+{
+        if (!rl->started) {
+                rl->started = true;
+                rl->tokens = rl->burst;
+                rl->last_ms = now_ms;
+        }
+        if (now_ms > rl->last_ms) {
+                rl->tokens += (double)(now_ms - rl->last_ms) * rl->per_minute / 60000.0;
+                if (rl->tokens > rl->burst)
+                        rl->tokens = rl->burst;
+                rl->last_ms = now_ms;
+        }
+        if (rl->tokens >= 1.0) {
+                rl->tokens -= 1.0;
+                return true;
+        }
+        rl->suppressed++;
+        return false;
+}
