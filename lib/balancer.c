@@ -120,6 +120,7 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
                 .name = vm->name,
                 .settings = vm->settings,
                 .assigned_bytes = vm->obs.assigned_bytes,
+                .requested_bytes = vm->target_bytes,
                 .demand_known = vm->obs.demand_known,
                 .demand_bytes = vm->obs.demand_bytes,
                 .stall_known = vm->obs.stall_known,

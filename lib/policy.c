@@ -84,6 +84,8 @@ void policy_tunables_default(struct policy_tunables *t)
                 .probe_rate_permille = 2,
                 .probe_max_percent = 25,
                 .probe_step_permille = 10,
+                .probe_fine_percent = 5,
+                .stall_backoff_max = 8,
                 .stall_memory_ms = 600 * MSEC_PER_SEC,
         };
 }
@@ -210,28 +212,80 @@ static uint64_t trend_projection(struct policy_vm *vm, uint64_t now,
 
 static bool stalling(const struct policy_vm *vm, const struct policy_tunables *t)
 {
+        /* NaN and negative shares compare false: no stall. */
         return vm->stall_known && vm->stall_fraction * 1000.0 >= t->stall_threshold_permille;
 }
 
+/* A figure is believed to under-count at most 4 times. */
+#define CORRECTION_MAX 4000
+
+static uint64_t backoff_ms(const struct policy_vm_memory *m, uint64_t base)
+{
+        return base * (m->stall_backoff ? m->stall_backoff : 1);
+}
+
+static bool correction_fresh(const struct policy_vm_memory *m, uint64_t now,
+                             const struct policy_tunables *t)
+{
+        return m->correction_permille &&
+               ms_since(now, m->correction_ms) < backoff_ms(m, t->stall_memory_ms);
+}
+
+/* A probe ends: the guest's true working set is `share` of its reported demand. */
+static void probe_learn(struct policy_vm_memory *m, uint64_t share_permille, uint64_t now,
+                        const struct policy_tunables *t)
+{
+        uint32_t c = (uint32_t)(share_permille > CORRECTION_MAX ? CORRECTION_MAX : share_permille);
+        bool same = m->correction_permille && c * 10 >= m->correction_permille * 9 &&
+                    c * 10 <= m->correction_permille * 11;
+
+        if (!same)
+                m->stall_backoff = 1;
+        else if (m->stall_backoff < t->stall_backoff_max)
+                m->stall_backoff *= 2;
+        m->correction_permille = c ? c : 1;
+        m->correction_ms = now;
+        m->probing = false;
+        m->probe_permille = 0;
+}
+
 /*
- * A stalling guest is short whatever its demand says: it gets at least its
- * current size plus stall_grow_percent plus the stalled share of it.
+ * A stall. While probing it marks the edge: the size held now is about the
+ * guest's true working set, and the reported demand is corrected by that
+ * share. A guest that stalls while it holds everything its figure asks for
+ * (assigned >= want) under-counts: it gets at least its current size plus
+ * stall_grow_percent plus the stalled share, and that size is remembered as
+ * too small. A guest that stalls below its want is explained by the missing
+ * buffer (a rise not yet followed, or scarcity): its figure is believed, so
+ * stalls cannot make VMs take memory from each other in turn.
  */
-static void estimate_stall(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t)
+static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now,
+                           const struct policy_tunables *t)
 {
         struct policy_vm_memory *m = &vm->memory;
         const struct vm_settings *s = &vm->settings;
+
+        m->last_stall_ms = now;
+        if (m->probing && reported > 0) {
+                uint64_t share = vm->assigned_bytes * 1000 / reported;
+                probe_learn(m, share > 1000 ? 1000 : share, now, t);
+        }
+        if (vm->assigned_bytes + s->block_bytes < vm->want_bytes) {
+                m->stall_streak = 0;
+                return;
+        }
+        /* One stall at want may be a rise not yet reported; a second in a row is not. */
+        if (++m->stall_streak < 2 || reported == 0)
+                return;
+        /* The working set is more than the VM holds: correct the figure upward. */
         double stall = vm->stall_fraction > 1.0 ? 1.0 : vm->stall_fraction;
         uint64_t permille = 10ull * t->stall_grow_percent + (uint64_t)(stall * 1000.0);
-        uint64_t base = vm->assigned_bytes > s->minimum_bytes ? vm->assigned_bytes
-                                                               : s->minimum_bytes;
-        uint64_t short_need = size_round_up(scale_up_permille(base, permille), s->block_bytes);
-
-        short_need = clamp_u64(add_sat(short_need, 0), s->minimum_bytes, s->maximum_bytes);
-        m->stalled_once = true;
-        m->last_stall_ms = now;
-        m->stall_size_bytes = vm->assigned_bytes;
-        m->probe_permille = 0;
+        uint64_t working = scale_up_permille(vm->assigned_bytes, permille);
+        uint64_t share = working / (reported / 1000 ? reported / 1000 : 1);
+        if (share > m->correction_permille || !correction_fresh(m, now, t))
+                probe_learn(m, share, now, t);
+        uint64_t short_need = clamp_u64(size_round_up(working, s->block_bytes), s->minimum_bytes,
+                                        s->maximum_bytes);
         if (short_need > vm->need_bytes)
                 vm->need_bytes = short_need;
         if (vm->need_bytes > vm->want_bytes) {
@@ -241,39 +295,48 @@ static void estimate_stall(struct policy_vm *vm, uint64_t now, const struct poli
 }
 
 /*
- * A guest that reports stall information and has not stalled for
- * probe_after_ms is probed: its want is cut a little more each second
- * (probe_rate_permille) toward its true working set, until it stalls. The
- * cut never goes below probe_max_percent under the reported demand, nor
- * below a size the VM stalled at within stall_memory_ms (plus
- * stall_grow_percent). The smoothing stage moves toward a probed target in
- * steps of probe_step_permille of the VM, so the guest's first stalls are
- * seen before it is short.
+ * A guest that reports stall information, has not stalled for
+ * probe_after_ms and has no fresh correction is probed toward its true
+ * working set: its target drops at once to the fine zone (probe_fine_percent
+ * above its demand) and descends from there probe_rate_permille per second,
+ * in fine steps, until the guest stalls (the edge) or the target reaches
+ * probe_max_percent under the reported demand. Either way the share learned
+ * corrects the reported demand for stall_memory_ms (doubled each time the
+ * same share is found again, up to stall_backoff_max), and the buffer is
+ * kept on top of the corrected demand.
  */
-static void estimate_probe(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t)
+static void estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now,
+                           const struct policy_tunables *t)
 {
         struct policy_vm_memory *m = &vm->memory;
         const struct vm_settings *s = &vm->settings;
 
-        if (ms_since(now, m->last_stall_ms) < t->probe_after_ms || t->probe_max_percent == 0) {
+        m->probe_demand_bytes = reported;
+        if (!m->probing) {
+                if (ms_since(now, m->last_stall_ms) < t->probe_after_ms ||
+                    t->probe_max_percent == 0 || correction_fresh(m, now, t) || reported == 0)
+                        return;
+                m->probing = true;
                 m->probe_permille = 0;
-                return;
         }
         uint64_t dt = m->decided ? ms_since(now, m->last_decision_ms) : 0;
         uint64_t step = (uint64_t)t->probe_rate_permille * dt / MSEC_PER_SEC;
-
         m->probe_permille = (uint32_t)(m->probe_permille + step > 1000 ? 1000
                                                                         : m->probe_permille + step);
-        uint64_t floor = scale_permille(vm->need_bytes, 10ull * (100 - t->probe_max_percent));
-        if (m->stalled_once && ms_since(now, m->last_stall_ms) < t->stall_memory_ms) {
-                uint64_t known_short = scale_up_permille(m->stall_size_bytes,
-                                                         10ull * t->stall_grow_percent);
-                if (floor < known_short)
-                        floor = known_short;
+        uint64_t zone = scale_up_permille(reported, 10ull * t->probe_fine_percent);
+        uint64_t probed = scale_permille(zone, 1000 - m->probe_permille);
+        uint64_t floor = scale_permille(reported, 10ull * (100 - t->probe_max_percent));
+        if (probed <= floor) {
+                /*
+                 * No stall down to the floor. Learn only what the VM really held without
+                 * stalling: below its figure, the figure over-counts that much; at or above
+                 * it (held up by its minimum), the figure stands.
+                 */
+                probe_learn(m, vm->assigned_bytes < reported ? vm->assigned_bytes * 1000 / reported
+                                                             : 1000,
+                            now, t);
+                return;
         }
-        uint64_t probed = scale_permille(vm->want_bytes, 1000 - m->probe_permille);
-        if (probed < floor)
-                probed = floor;
         probed = clamp_u64(size_round_up(probed, s->block_bytes), s->minimum_bytes,
                            s->maximum_bytes);
         if (probed < vm->want_bytes) {
@@ -281,6 +344,28 @@ static void estimate_probe(struct policy_vm *vm, uint64_t now, const struct poli
                 if (vm->need_bytes > probed)
                         vm->need_bytes = probed;
                 vm->reason = REASON_PROBE;
+        }
+}
+
+/* The dynmem estimate: trend, learned correction, stall, probe. */
+static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t)
+{
+        struct policy_vm_memory *m = &vm->memory;
+        uint64_t reported = vm->demand_bytes, demand = reported;
+        uint64_t trend = trend_projection(vm, now, t);
+
+        if (!m->decided)
+                m->last_stall_ms = now; /* quiet time counts from the first decision */
+        if (vm->stall_known && correction_fresh(m, now, t))
+                demand = scale_permille(reported, m->correction_permille);
+        estimate_from_demand(vm, add_sat(demand, trend));
+        if (!vm->stall_known)
+                return;
+        if (stalling(vm, t)) {
+                estimate_stall(vm, reported, now, t);
+        } else {
+                m->stall_streak = 0;
+                estimate_probe(vm, reported, now, t);
         }
 }
 
@@ -317,13 +402,7 @@ static void estimate_one(const struct policy_config *cfg, struct policy_vm *vm, 
                 estimate_from_demand(vm, vm->demand_bytes);
                 return;
         }
-        if (!vm->memory.decided && !vm->memory.stalled_once)
-                vm->memory.last_stall_ms = now; /* quiet time counts from the first decision */
-        estimate_from_demand(vm, add_sat(vm->demand_bytes, trend_projection(vm, now, t)));
-        if (stalling(vm, t))
-                estimate_stall(vm, now, t);
-        else if (vm->stall_known)
-                estimate_probe(vm, now, t);
+        estimate_dynmem(vm, now, t);
 }
 
 /* ---- stage 2: allocate the host's memory ---- */
@@ -477,19 +556,68 @@ static void allocate(const struct policy_host *host, struct policy_vm *vms, cons
                 vm->ideal_bytes = vm->target_bytes;
                 if (vm->target_bytes < vm->want_bytes)
                         vm->reason = sum->overcommitted ? REASON_OVERCOMMITTED : REASON_SCARCITY;
+                vm->ideal_reason = vm->reason;
         }
 }
 
 /* ---- stage 3: smooth (dynmem only), then grant ---- */
 
 /*
+ * What "keep the current size" means while a resize is in flight: the
+ * request stands if it moves toward the ideal without passing it; else the
+ * VM stays where it is.
+ */
+static uint64_t hold_target(const struct policy_vm *vm)
+{
+        uint64_t a = vm->assigned_bytes, r = vm->requested_bytes, ideal = vm->ideal_bytes;
+        uint64_t lo = a < ideal ? a : ideal, hi = a < ideal ? ideal : a;
+
+        return r && r >= lo && r <= hi ? r : a;
+}
+
+static void hold(struct policy_vm *vm)
+{
+        vm->target_bytes = hold_target(vm);
+        vm->reason = REASON_HOLD;
+}
+
+/*
+ * One probing shrink. Above the fine zone (probe_fine_percent over the
+ * reported demand) the demand figure itself says the memory is surplus, so
+ * the probe goes there in one step; inside it, steps of probe_step_permille
+ * of the VM, small enough that the first stall comes before shortness.
+ */
+static void probe_step(struct policy_vm *vm, const struct policy_tunables *t)
+{
+        uint64_t a = vm->assigned_bytes, ideal = vm->ideal_bytes, block = vm->settings.block_bytes;
+        uint64_t zone = size_round_up(scale_up_permille(vm->memory.probe_demand_bytes,
+                                                        10ull * t->probe_fine_percent),
+                                      block);
+        uint64_t step = scale_permille(a, t->probe_step_permille);
+
+        if (step < block)
+                step = block;
+        if (a > zone + step) {
+                vm->target_bytes = ideal > zone ? ideal : zone;
+                return;
+        }
+        if (a - ideal < step) {
+                hold(vm);
+                return;
+        }
+        vm->target_bytes = size_round_down(a - step, block);
+}
+
+/*
  * Hysteresis of the dynmem kind: grow at once; ignore changes smaller than
  * the deadband; shrink only after the surplus has lasted shrink_delay_ms, and
- * then by at most shrink_step_percent of the VM per decision. When memory is
- * needed elsewhere (`pressure`) shrinks happen at once.
+ * then by at most shrink_step_percent of the VM per decision. Under scarcity
+ * shrinks skip the delay and the steps (the memory is wanted elsewhere) but
+ * still ignore changes within the deadband; when someone waits for memory
+ * (`release`), every hold is released.
  */
 static void smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
-                       bool pressure)
+                       bool scarcity, bool release)
 {
         struct policy_vm_memory *m = &vm->memory;
         uint64_t a = vm->assigned_bytes, ideal = vm->ideal_bytes, db = deadband(t, a);
@@ -504,32 +632,23 @@ static void smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
         }
         vm->target_bytes = ideal;
         if (ideal >= a) {
-                if (ideal - a < db && vm->need_bytes <= a && vm->reason != REASON_STALL) {
-                        vm->target_bytes = a;
-                        vm->reason = REASON_HOLD;
-                }
+                if (ideal - a < db && vm->need_bytes <= a && vm->reason != REASON_STALL)
+                        hold(vm);
                 return;
         }
-        if (pressure)
+        if (release)
                 return;
-        if (vm->reason == REASON_PROBE) {
-                /* Probing: small steps at once, so the first stall comes before shortness. */
-                uint64_t step = scale_permille(a, t->probe_step_permille);
-                if (step < vm->settings.block_bytes)
-                        step = vm->settings.block_bytes;
-                if (a - ideal < step) {
-                        vm->target_bytes = a;
-                        vm->reason = REASON_HOLD;
-                } else {
-                        vm->target_bytes = size_round_down(a - step, vm->settings.block_bytes);
-                }
+        if (vm->reason == REASON_PROBE && !scarcity) {
+                probe_step(vm, t);
                 return;
         }
-        if (a - ideal < db || !m->surplus || ms_since(now, m->surplus_since_ms) < t->shrink_delay_ms) {
-                vm->target_bytes = a;
-                vm->reason = REASON_HOLD;
+        if (a - ideal < db ||
+            (!scarcity && (!m->surplus || ms_since(now, m->surplus_since_ms) < t->shrink_delay_ms))) {
+                hold(vm);
                 return;
         }
+        if (scarcity)
+                return;
         uint64_t step = scale_permille(a, 10ull * t->shrink_step_percent);
         if (step < db)
                 step = db;
@@ -538,16 +657,17 @@ static void smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
 }
 
 static void smooth(const struct policy_config *cfg, struct policy_vm *vms, const uint32_t *idx,
-                   size_t k, uint64_t now, bool pressure)
+                   size_t k, uint64_t now, bool scarcity, bool release)
 {
         for (size_t j = 0; j < k; j++) {
                 struct policy_vm *vm = &vms[idx[j]];
 
                 vm->target_bytes = vm->ideal_bytes;
+                vm->reason = vm->ideal_reason;
                 if (cfg->kind != POLICY_DYNMEM || vm->phase != POLICY_PHASE_RUNNING ||
                     !vm->settings.dynamic || !vm->demand_known)
                         continue;
-                smooth_one(vm, now, &cfg->tunables, pressure);
+                smooth_one(vm, now, &cfg->tunables, scarcity, release);
         }
 }
 
@@ -668,10 +788,10 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                 external_check(host, vms, idx, k, &sum);
 
         allocate(host, vms, idx, k, scratch, &sum);
-        smooth(cfg, vms, idx, k, now_ms, sum.scarcity);
-        if (grant(host, vms, idx, k, scratch) && !sum.scarcity && cfg->kind == POLICY_DYNMEM) {
-                /* Someone waits for memory that a held surplus keeps: release the holds. */
-                smooth(cfg, vms, idx, k, now_ms, true);
+        smooth(cfg, vms, idx, k, now_ms, sum.scarcity, false);
+        if (grant(host, vms, idx, k, scratch) && cfg->kind == POLICY_DYNMEM) {
+                /* Someone waits for memory that a hold keeps: release the holds. */
+                smooth(cfg, vms, idx, k, now_ms, sum.scarcity, true);
                 grant(host, vms, idx, k, scratch);
         }
         for (size_t j = 0; j < k; j++) {

@@ -52,8 +52,10 @@ struct policy_tunables {
         uint64_t probe_after_ms;       /* no stall for this long before probing starts (60 s) */
         uint32_t probe_rate_permille;  /* probing lowers the target this much per second (2 = 0.2 %/s) */
         uint32_t probe_max_percent;    /* probing goes at most this % below reported demand (25 %) */
-        uint32_t probe_step_permille;  /* one probing shrink takes this much of the VM (10 = 1 %) */
-        uint64_t stall_memory_ms;      /* a size the VM stalled at is not probed below for this long (10 min) */
+        uint32_t probe_step_permille;  /* one probing shrink near demand takes this much (10 = 1 %) */
+        uint32_t probe_fine_percent;   /* fine probing steps start this % above reported demand (5 %) */
+        uint32_t stall_backoff_max;    /* the same correction learned again multiplies stall_memory, up to this (8) */
+        uint64_t stall_memory_ms;      /* a learned demand correction holds this long (10 min) */
 };
 
 void policy_tunables_default(struct policy_tunables *ret);
@@ -101,10 +103,14 @@ struct policy_vm_memory {
         bool surplus;               /* assigned has been above want since surplus_since_ms */
         uint64_t surplus_since_ms;
         uint64_t surplus_peak_bytes; /* highest want seen during the surplus */
-        bool stalled_once;
         uint64_t last_stall_ms;
-        uint64_t stall_size_bytes;  /* assigned when it last stalled */
-        uint32_t probe_permille;    /* current probe cut below the demand target */
+        bool probing;               /* a probe is descending toward the working set */
+        uint32_t probe_permille;    /* how far the probe is below its start (the fine zone) */
+        uint64_t probe_demand_bytes; /* corrected demand when the probe last looked */
+        uint32_t correction_permille; /* learned: working set / reported demand, 1..4000 (0 = none) */
+        uint64_t correction_ms;     /* when it was learned */
+        uint32_t stall_backoff;     /* multiplier of stall_memory_ms, doubled per same edge */
+        uint32_t stall_streak;      /* consecutive decisions stalling at want */
         uint64_t last_target_bytes; /* the ideal of the previous decision */
 };
 
@@ -115,6 +121,7 @@ struct policy_vm {
         struct vm_settings settings;
         enum policy_phase phase;
         uint64_t assigned_bytes;     /* what the VM really holds now (read back) */
+        uint64_t requested_bytes;    /* target the backend is moving toward (0 = none) */
         bool demand_known;
         uint64_t demand_bytes;       /* latest demand sample, without buffer */
         bool stall_known;
@@ -130,6 +137,7 @@ struct policy_vm {
 
         /* scratch for the allocator */
         uint64_t floor_bytes, need_bytes, want_bytes;
+        enum policy_reason ideal_reason;
 };
 
 struct policy_host {

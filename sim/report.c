@@ -46,8 +46,16 @@ void report_human(FILE *out, const struct simrun_result *r)
         fprintf(out, "  host memory held: mean %s, peak %s; %llu resize operations\n",
                 size_format((uint64_t)r->host_mean_bytes, a, sizeof(a)),
                 size_format(r->host_peak_bytes, b, sizeof(b)), (unsigned long long)r->resize_ops);
-        fprintf(out, "  reaction (short until enough): p50 %.1f s, p95 %.1f s\n\n",
+        fprintf(out, "  reaction (short until enough): p50 %.1f s, p95 %.1f s\n",
                 r->reaction_p50_s, r->reaction_p95_s);
+        fputs("  resizes by reason:", out);
+        for (size_t i = 0; i <= REASON_OVERCOMMITTED; i++) {
+                uint64_t g = r->grow_ops_by_reason[i], s = r->shrink_ops_by_reason[i];
+                if (g || s)
+                        fprintf(out, " %s +%llu/-%llu", policy_reason_name((enum policy_reason)i),
+                                (unsigned long long)g, (unsigned long long)s);
+        }
+        fputs("\n\n", out);
         fprintf(out, "%-16s %8s %10s %10s %9s %6s %8s\n", "VM", "STARTED", "MEAN", "PEAK",
                 "SHORT_S", "OOM", "RESIZES");
         for (size_t i = 0; i < r->vms; i++) {

@@ -127,6 +127,19 @@ static void sample(struct run_state *rs, struct simrun_result *res, uint64_t t,
                 series_add(res->host_series, t, sum_demand, sum_held);
 }
 
+/* Count resize operations by direction and reason. */
+static void on_event(const struct balancer_event *ev, void *userdata)
+{
+        struct simrun_result *res = userdata;
+
+        if ((size_t)ev->reason > REASON_OVERCOMMITTED)
+                return;
+        if (ev->kind == BALANCER_EVENT_ADD)
+                res->grow_ops_by_reason[ev->reason]++;
+        else if (ev->kind == BALANCER_EVENT_REMOVE)
+                res->shrink_ops_by_reason[ev->reason]++;
+}
+
 static int setup(struct run_state *rs, struct simrun_result *res, char *err, size_t errlen)
 {
         const struct config *cfg = rs->cfg;
@@ -171,6 +184,8 @@ static int setup(struct run_state *rs, struct simrun_result *res, char *err, siz
                                                              : cfg->host.memory_bytes;
         rs->bal.host.reserve_bytes = cfg->host.reserve_bytes;
         rs->bal.refused_starts_wait = true;
+        rs->bal.on_event = on_event;
+        rs->bal.event_userdata = res;
         snprintf(res->policy, sizeof(res->policy), "%s", policy);
         return balancer_set_vms(&rs->bal, rs->vm_ptrs, rs->n) < 0 ? -ENOMEM : 0;
 }
