@@ -389,6 +389,11 @@ void sim_backend_advance(struct backend *b, uint64_t now_ms)
         }
 }
 
+void sim_backend_set_memory(struct backend *b, uint64_t bytes)
+{
+        priv(b)->memory = bytes;
+}
+
 uint64_t sim_backend_held_bytes(struct backend *b)
 {
         struct sim_backend *sb = priv(b);

@@ -54,6 +54,9 @@ const struct sim_vm_stats *sim_backend_vm_stats(const struct vm *vm);
 /* End of the VM's trace relative to its start. */
 uint64_t sim_backend_vm_trace_end_ms(const struct vm *vm);
 
+/* Change the host memory grows may take (dynmemd's config reload). */
+void sim_backend_set_memory(struct backend *b, uint64_t bytes);
+
 /* Sum of memory held by running VMs now. */
 uint64_t sim_backend_held_bytes(struct backend *b);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "units.h"
 
@@ -64,6 +65,7 @@ enum key_type {
         KEY_BOOL,     /* bool: yes/no, on/off, true/false, 1/0 */
         KEY_STRING,   /* char *, owned */
         KEY_DOUBLE,   /* double in [min, max] */
+        KEY_POLICY,   /* char *, owned: a policy name policy_kind_parse() accepts */
 };
 
 struct key_spec {
@@ -82,7 +84,7 @@ static const struct key_spec host_keys[] = {
          offsetof(struct config_host, memory_given)},
         {"reserve", KEY_SIZE, offsetof(struct config_host, reserve_bytes), 0, 0, 0,
          offsetof(struct config_host, reserve_given)},
-        {"policy", KEY_STRING, offsetof(struct config_host, policy), 0, 0, 0, NO_FLAG},
+        {"policy", KEY_POLICY, offsetof(struct config_host, policy), 0, 0, 0, NO_FLAG},
         {"backend", KEY_STRING, offsetof(struct config_host, backend), 0, 0, 0, NO_FLAG},
         {"interval", KEY_DURATION, offsetof(struct config_host, interval_ms), 10, 60000, 0, NO_FLAG},
         {"socket", KEY_STRING, offsetof(struct config_host, socket), 0, 0, 0, NO_FLAG},
@@ -104,6 +106,8 @@ static const struct key_spec policy_keys[] = {
         {"probe_rate_permille", KEY_U32, offsetof(struct policy_tunables, probe_rate_permille), 0, 1000, 0, NO_FLAG},
         {"probe_max_percent", KEY_U32, offsetof(struct policy_tunables, probe_max_percent), 0, 90, 0, NO_FLAG},
         {"probe_step_permille", KEY_U32, offsetof(struct policy_tunables, probe_step_permille), 1, 500, 0, NO_FLAG},
+        {"probe_fine_percent", KEY_U32, offsetof(struct policy_tunables, probe_fine_percent), 0, 100, 0, NO_FLAG},
+        {"stall_backoff_max", KEY_U32, offsetof(struct policy_tunables, stall_backoff_max), 1, 64, 0, NO_FLAG},
         {"stall_memory", KEY_DURATION, offsetof(struct policy_tunables, stall_memory_ms), 0, DAY_MS, 0, NO_FLAG},
         {NULL, 0, 0, 0, 0, 0, 0},
 };
@@ -241,16 +245,19 @@ static char *read_line(char *buf, int size, void *stream)
                 if (n > 0 && buf[n - 1] == '\n') {
                         buf[n - 1] = '\0';
                 } else if (!feof(ps->fp)) {
-                        int c;
-                        ps->overlong = true;
-                        while ((c = fgetc(ps->fp)) != EOF && c != '\n')
-                                ;
+                        /* The buffer is full: only a newline next keeps the line whole. */
+                        int c = fgetc(ps->fp);
+                        if (c != '\n' && c != EOF) {
+                                ps->overlong = true;
+                                while ((c = fgetc(ps->fp)) != EOF && c != '\n')
+                                        ;
+                        }
                 }
         }
         ps->line++;
         if (ps->overlong) {
                 diag(ps, ps->line, "line longer than %d characters (continue long values on "
-                                   "indented lines)", size - 2);
+                                   "indented lines)", size - 1);
                 ps->overlong = false;
                 buf[0] = '\0'; /* inih sees an empty line */
         }
@@ -467,6 +474,13 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                         return -1;
                 }
                 return 0;
+        case KEY_POLICY:
+                if (policy_kind_parse(value, &(enum policy_kind){0}, NULL) < 0) {
+                        diag(ps, ps->line, "%s: \"%s\" is not dynmem, static, hyperv or "
+                                           "exec:COMMAND", k->name, value);
+                        return -1;
+                }
+                /* fall through */
         case KEY_STRING: {
                 char *dup = strdup(value);
                 if (!dup) {
@@ -614,18 +628,14 @@ static int fill_string_default(char **field, const char *value)
         return *field ? 0 : -ENOMEM;
 }
 
-/* Checks that need more than one key: settings rules, policy name. */
+/* Checks that need more than one key: the settings rules. */
 static void check_whole(struct parse_state *ps)
 {
         struct config *c = ps->cfg;
-        enum policy_kind kind;
 
         if (fill_string_default(&c->host.policy, "dynmem") < 0 ||
             fill_string_default(&c->host.backend, "sim") < 0)
                 diag(ps, 0, "out of memory");
-        if (c->host.policy && policy_kind_parse(c->host.policy, &kind, NULL) < 0)
-                diag(ps, 0, "[host] policy: \"%s\" is not dynmem, static, hyperv or exec:COMMAND",
-                     c->host.policy);
         for (size_t i = 0; i < c->n_vms; i++) {
                 struct config_vm *vm = &c->vms[i];
                 char err[256];
@@ -648,7 +658,7 @@ static int load(struct parse_state *ps, struct config *ret)
         seen_reset(ps);
         if (r == -2) {
                 diag(ps, 0, "out of memory");
-        } else if (r > 0 && ps->errors == 0) {
+        } else if (r > 0) {
                 diag(ps, (unsigned)r, "syntax error (expected [section] or key = value)");
         }
         check_whole(ps);
@@ -662,16 +672,33 @@ static int load(struct parse_state *ps, struct config *ret)
 int config_load(const char *path, struct config *ret, struct config_diag *d)
 {
         struct parse_state ps = {.file = path, .diag = d};
+        struct stat st;
         int r;
 
+        *ret = (struct config){0};
         ps.fp = fopen(path, "re");
         if (!ps.fp) {
                 r = -errno;
                 config_diag_add(d, path, 0, "cannot open: %s", strerror(errno));
-                *ret = (struct config){0};
                 return r;
         }
+        r = fstat(fileno(ps.fp), &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : 0;
+        if (r < 0) {
+                config_diag_add(d, path, 0, "cannot read: %s", strerror(-r));
+                fclose(ps.fp);
+                return r;
+        }
+        if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > CONFIG_FILE_MAX) {
+                config_diag_add(d, path, 0, "larger than %u bytes", CONFIG_FILE_MAX);
+                fclose(ps.fp);
+                return -EFBIG;
+        }
         r = load(&ps, ret);
+        if (r == 0 && ferror(ps.fp)) {
+                config_diag_add(d, path, 0, "read error");
+                config_free(ret);
+                r = -EIO;
+        }
         fclose(ps.fp);
         return r;
 }

@@ -1,0 +1,203 @@
+/*
+ * qemu_int: what the QEMU backend's files share and nothing else includes:
+ * a VM's parsed keys (qemu_config.c), the QEMU command line
+ * (qemu_argv.c), the QEMU process (qemu_proc.c) and the pure memory
+ * arithmetic that turns a target into balloon and virtio-mem requests
+ * (qemu_mem.c). backend/qemu.c ties them to the backend interface.
+ */
+#ifndef DYNMEM_QEMU_INT_H
+#define DYNMEM_QEMU_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "settings.h"
+
+/* ---- ids of what dynmem owns inside QEMU ---- */
+#define QEMU_ID_MEMDEV     "dm-mem-ram"
+#define QEMU_ID_VMEM       "dm-vmem"
+#define QEMU_ID_BALLOON    "dm-balloon"
+#define QEMU_ID_SERIAL     "dm-serial"
+#define QEMU_ID_AGENT      "dm-agent"
+#define QEMU_ID_QMP        "dm-qmp"
+#define QEMU_ID_CONSOLE    "dm-console"
+#define QEMU_AGENT_PORT    "org.dynmem.agent.0"
+#define QEMU_PATH_VMEM     "/machine/peripheral/" QEMU_ID_VMEM
+#define QEMU_PATH_BALLOON  "/machine/peripheral/" QEMU_ID_BALLOON
+
+#define QEMU_DEFAULT_BINARY    "qemu-system-x86_64"
+#define QEMU_ARGS_MAX          256          /* words in qemu_args */
+#define QEMU_CPUS_MAX          256
+#define QEMU_VMEM_BLOCK_MIN    (2 * MIB)    /* virtio-mem's smallest block on x86 */
+#define QEMU_SHUTDOWN_DEFAULT  (30 * MSEC_PER_SEC)
+
+/* ---- a VM's keys (qemu_config.c) ---- */
+
+enum qemu_accel {
+        QEMU_ACCEL_AUTO,
+        QEMU_ACCEL_KVM,
+        QEMU_ACCEL_TCG,
+};
+
+struct qemu_vm_config {
+        char *qemu;            /* binary: a path, or a name looked up in PATH */
+        char *kernel;          /* absolute paths */
+        char *initrd;          /* NULL: none */
+        char *append;          /* full kernel command line, NULL: none */
+        char *disk;            /* NULL: none */
+        bool bundled_image;    /* kernel and initrd are the bundled guest image */
+        unsigned cpus;
+        enum qemu_accel accel;
+        char **extra;          /* qemu_args split into words, NULL-terminated */
+        size_t n_extra;
+        uint64_t shutdown_timeout_ms;
+};
+
+extern const char *const qemu_vm_keys[];
+
+/*
+ * Parse and check one VM's keys. Paths are made absolute against the
+ * config file's folder; kernel and initrd default to image_dir/vmlinuz and
+ * image_dir/initrd.img, and the bundled image's own command line
+ * (image_dir/cmdline) goes before `append`. Every problem goes to diag as
+ * "FILE:LINE: vm "NAME": ..."; with check_files, missing files are problems
+ * too. Returns 0 or -EINVAL; *ret is filled only on success.
+ */
+int qemu_config_parse(const struct config *cfg, const struct config_vm *cvm,
+                      const char *image_dir, bool check_files, struct qemu_vm_config *ret,
+                      struct config_diag *diag);
+void qemu_config_free(struct qemu_vm_config *c);
+
+/*
+ * Split qemu_args into words like a shell would without running one:
+ * blanks separate words, '...' and "..." quote, backslash escapes one
+ * character (not inside '...'). No expansion of any kind. Returns 0, or
+ * -EINVAL with a reason in err (unterminated quote, too many words).
+ */
+int qemu_args_split(const char *text, char ***ret_words, size_t *ret_n, char *err, size_t errlen);
+
+/*
+ * Refuse words that would touch memory or what dynmem owns: -m, memory
+ * backends, virtio-mem, balloons, monitors/QMP, ids and chardevs named
+ * dm-*, the agent port, -daemonize, -pidfile, -serial... Returns 0 or
+ * -EPERM with the reason in err.
+ */
+int qemu_args_check(char *const *words, size_t n, char *err, size_t errlen);
+
+void qemu_strv_free(char **v);
+
+/* ---- the command line (qemu_argv.c) ---- */
+
+struct qemu_layout {
+        uint64_t startup; /* base RAM: what firmware sees */
+        uint64_t region;  /* virtio-mem device size: maximum - startup, 0 = no device */
+        uint64_t block;   /* virtio-mem block size */
+};
+
+struct qemu_paths {
+        char *qmp;     /* run_dir/NAME.qmp */
+        char *agent;   /* run_dir/NAME.agent */
+        char *pid;     /* run_dir/NAME.pid */
+        char *console; /* state_dir/NAME.console.log */
+};
+
+int qemu_paths_make(const char *run_dir, const char *state_dir, const char *name,
+                    struct qemu_paths *ret, char *err, size_t errlen);
+void qemu_paths_free(struct qemu_paths *p);
+
+/* The memory layout for settings (startup, maximum, block; dynamic VMs only grow). */
+void qemu_layout_from_settings(const struct vm_settings *s, struct qemu_layout *ret);
+
+/* Choose KVM or TCG. why gets a sentence ("auto: /sys/module/kvm_intel is missing"). */
+bool qemu_accel_use_kvm(enum qemu_accel accel, char *why, size_t len, bool *ret_possible);
+
+/* The `-chardev` word of the QMP socket; reattach finds QEMU by it in /proc/PID/cmdline. */
+char *qemu_qmp_chardev_arg(const char *qmp_path);
+
+/* The whole argv (NULL-terminated, free with qemu_strv_free). */
+int qemu_argv_build(const char *name, const struct qemu_vm_config *c,
+                    const struct qemu_layout *l, const struct qemu_paths *p, bool kvm,
+                    char ***ret_argv);
+
+/* ---- the process (qemu_proc.c) ---- */
+
+/* Resolve a binary name through PATH (or check a path). 0 or -ENOENT/-EACCES. */
+int qemu_proc_find_binary(const char *name, char **ret_path);
+
+/* Start argv[0] in its own session, stdin /dev/null, stdout+stderr appended to log_fd. */
+int qemu_proc_spawn(char *const argv[], int log_fd, pid_t *ret_pid);
+
+/* 1 when the process behind pidfd has exited (reaped if it was our child), 0 if alive. */
+int qemu_proc_exited(int pidfd, int *ret_status);
+
+int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid);
+
+/* 0 when /proc/PID/cmdline has the exact word, -ENOENT when not, other errors. */
+int qemu_proc_cmdline_has(pid_t pid, const char *word);
+
+int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes);
+
+/*
+ * Wait (blocking, at most timeout_ms) until QEMU greets on its QMP socket,
+ * without consuming the greeting. Returns the connected socket; -ECHILD if
+ * the process exited meanwhile; -ETIMEDOUT.
+ */
+int qemu_proc_wait_qmp(const char *qmp_path, int pidfd, uint64_t timeout_ms);
+
+/* The last non-empty line of path after offset `from`, cleaned for a message. */
+int qemu_proc_log_last_line(const char *path, uint64_t from, char *buf, size_t len);
+
+/* Keep a console log under cap bytes: copy its tail to PATH.old and empty it. */
+int qemu_proc_log_trim(const char *path, uint64_t cap);
+
+/* ---- memory arithmetic (qemu_mem.c), pure ---- */
+
+#define QEMU_PLUG_STALL_MS    30000  /* a plug that does not move for this long is refused */
+#define QEMU_PLUG_RETRY_MS    60000  /* then plugging pauses this long */
+#define QEMU_UNPLUG_STALL_MS  10000  /* an unplug stuck this long is made up by the balloon */
+#define QEMU_BALLOON_FLOOR    (64 * MIB)
+
+struct qemu_mem {
+        struct qemu_layout layout;
+        bool known;              /* read back at least once */
+        uint64_t actual;         /* balloon "actual": base RAM minus the balloon */
+        uint64_t plugged;        /* virtio-mem "size" */
+        uint64_t requested;      /* virtio-mem "requested-size" */
+        uint64_t target;         /* what set_target asked, clamped and rounded */
+        bool balloon_sent;
+        uint64_t balloon_value;  /* last balloon target sent */
+        uint64_t requested_sent; /* last requested-size sent */
+        bool requested_in_flight;
+        uint64_t plugged_moved_ms;     /* when plugged last changed or a change was asked */
+        uint64_t plug_paused_until_ms; /* plugging refused by the guest: wait */
+};
+
+struct qemu_mem_plan {
+        bool set_balloon;
+        uint64_t balloon_value;
+        bool set_requested;
+        uint64_t requested;
+        bool balloon_first;       /* growing: deflate, then plug */
+        bool plug_refused;        /* the guest stopped plugging: requested cut back */
+        bool unplug_stalled;      /* the balloon makes up for blocks that do not unplug */
+};
+
+void qemu_mem_init(struct qemu_mem *m, const struct qemu_layout *l, bool known);
+
+/* Memory the VM holds: min(actual, startup) + plugged, never above startup + region. */
+uint64_t qemu_mem_assigned(const struct qemu_mem *m);
+
+/* Round and clamp a target to what the layout can hold. */
+uint64_t qemu_mem_clamp_target(const struct qemu_mem *m, uint64_t target);
+
+/* Record a read-back (values already range-checked). */
+void qemu_mem_readback(struct qemu_mem *m, uint64_t actual, uint64_t plugged, uint64_t requested,
+                       uint64_t now_ms);
+
+/* What to ask of QEMU now to move toward m->target; records what it plans as sent. */
+void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *ret);
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * qemu_mem: the QEMU backend's memory arithmetic, without I/O. A VM holds
+ * base RAM (startup) minus the balloon, plus what its virtio-mem device has
+ * plugged. Growing deflates the balloon first, then plugs; shrinking
+ * unplugs first, and the balloon takes the VM below startup, or makes up
+ * for blocks the guest cannot unplug. See docs/qemu-backend.md.
+ */
+#include <string.h>
+
+#include "qemu_int.h"
+#include "units.h"
+
+void qemu_mem_init(struct qemu_mem *m, const struct qemu_layout *l, bool known)
+{
+        *m = (struct qemu_mem){.layout = *l, .known = known, .actual = l->startup,
+                               .target = l->startup};
+}
+
+uint64_t qemu_mem_assigned(const struct qemu_mem *m)
+{
+        const struct qemu_layout *l = &m->layout;
+        uint64_t base = m->actual < l->startup ? m->actual : l->startup;
+        uint64_t plugged = m->plugged < l->region ? m->plugged : l->region;
+
+        return base + plugged;
+}
+
+uint64_t qemu_mem_clamp_target(const struct qemu_mem *m, uint64_t target)
+{
+        const struct qemu_layout *l = &m->layout;
+        uint64_t top = l->startup + l->region;
+        uint64_t block = l->block ? l->block : SETTINGS_BLOCK_DEFAULT;
+
+        if (target > top)
+                target = top;
+        target = size_round_up(target, block);
+        if (target > top)
+                target = top;
+        if (target < SETTINGS_MINIMUM_FLOOR)
+                target = SETTINGS_MINIMUM_FLOOR < top ? SETTINGS_MINIMUM_FLOOR : top;
+        return target;
+}
+
+void qemu_mem_readback(struct qemu_mem *m, uint64_t actual, uint64_t plugged, uint64_t requested,
+                       uint64_t now_ms)
+{
+        if (!m->known || plugged != m->plugged)
+                m->plugged_moved_ms = now_ms;
+        m->actual = actual;
+        m->plugged = plugged;
+        m->requested = requested;
+        m->known = true;
+}
+
+/* The requested-size the target calls for, with refused plugs taken into account. */
+static uint64_t wanted_requested(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *plan)
+{
+        const struct qemu_layout *l = &m->layout;
+        uint64_t want = m->target > l->startup ? m->target - l->startup : 0;
+
+        if (want > l->region)
+                want = l->region;
+        /* A plug that has not moved for a long time: the guest cannot or will not. */
+        if (m->requested > m->plugged && now_ms >= m->plugged_moved_ms + QEMU_PLUG_STALL_MS &&
+            now_ms >= m->plug_paused_until_ms) {
+                m->plug_paused_until_ms = now_ms + QEMU_PLUG_RETRY_MS;
+                plan->plug_refused = true;
+        }
+        if (now_ms < m->plug_paused_until_ms && want > m->plugged)
+                want = m->plugged;
+        return want;
+}
+
+/* The balloon target (base RAM the guest keeps), or false to leave the balloon alone. */
+static bool wanted_balloon(const struct qemu_mem *m, uint64_t now_ms, uint64_t *ret,
+                           struct qemu_mem_plan *plan)
+{
+        const struct qemu_layout *l = &m->layout;
+        uint64_t floor = QEMU_BALLOON_FLOOR < m->target ? QEMU_BALLOON_FLOOR : m->target;
+
+        if (m->target >= l->startup) {
+                *ret = l->startup; /* fully deflated */
+                return true;
+        }
+        if (m->plugged == 0) {
+                *ret = m->target;
+                return true;
+        }
+        bool stalled = m->requested < m->plugged &&
+                       now_ms >= m->plugged_moved_ms + QEMU_UNPLUG_STALL_MS;
+        bool inflated = m->balloon_sent && m->balloon_value < l->startup;
+        if (!stalled && !inflated)
+                return false; /* an unplug is under way: the balloon waits for it */
+        /* Blocks the guest cannot unplug (now): the balloon makes up for them. */
+        uint64_t v = m->target > m->plugged ? m->target - m->plugged : 0;
+        *ret = v > floor ? v : floor;
+        plan->unplug_stalled = stalled;
+        return true;
+}
+
+void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *ret)
+{
+        struct qemu_mem_plan plan = {0};
+        uint64_t balloon;
+
+        if (!m->known) {
+                *ret = plan;
+                return;
+        }
+        uint64_t want = wanted_requested(m, now_ms, &plan);
+        if (m->layout.region > 0 && want != m->requested && !m->requested_in_flight) {
+                plan.set_requested = true;
+                plan.requested = want;
+                m->requested_in_flight = true;
+                m->requested_sent = want;
+                m->plugged_moved_ms = now_ms; /* stalls count from the request */
+        }
+        if (wanted_balloon(m, now_ms, &balloon, &plan) &&
+            (!m->balloon_sent || balloon != m->balloon_value)) {
+                plan.set_balloon = true;
+                plan.balloon_value = balloon;
+                m->balloon_sent = true;
+                m->balloon_value = balloon;
+        }
+        plan.balloon_first = m->target > qemu_mem_assigned(m);
+        *ret = plan;
+}

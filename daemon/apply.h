@@ -1,0 +1,52 @@
+/*
+ * apply: changes to dynmemd's VMs, wherever they come from (the
+ * configuration file at start and on reload, the state file at start, the
+ * control socket): the settings rules, handing backend keys to the backend,
+ * and defining and dropping VMs. Messages name the VM; callers log or reply.
+ */
+#ifndef DYNMEM_APPLY_H
+#define DYNMEM_APPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "registry.h"
+#include "settings.h"
+#include "state.h"
+
+/*
+ * Check a change of settings against Hyper-V's rules for the VM's state
+ * (settings_check_change), and, while it runs, a raised maximum against
+ * `honourable`, the largest the running VM can reach. Returns 0 or -EPERM /
+ * -EINVAL with a reason in err.
+ */
+int apply_check_change(const struct vm *vm, const struct vm_settings *new, uint64_t honourable,
+                       char *err, size_t errlen);
+
+/* Check and make a change of settings. Returns 0 or a negative errno with a reason in err. */
+int apply_settings(struct daemon *d, struct registry_entry *e, const struct vm_settings *new,
+                   char *err, size_t errlen);
+
+/* Hand the entry's backend keys to the backend. Returns 0 or a negative errno with err. */
+int apply_configure(struct daemon *d, struct registry_entry *e, char *err, size_t errlen);
+
+/*
+ * Bring the registry in line with a configuration: define new VMs, update
+ * changed ones (settings the running rules refuse are kept and logged; the
+ * settings `dynmem set` overrode stay), drop VMs gone from the file (once
+ * they are off). `initial` is true at start. Logs what it does.
+ */
+void apply_config(struct daemon *d, const struct config *cfg, bool initial);
+
+/* Take the state file's overrides and created VMs (at start, after apply_config). */
+void apply_state(struct daemon *d, const struct state *st);
+
+/* Ask for every VM marked autostart that is off to be started. */
+void apply_autostart(struct daemon *d);
+
+/* Drop the VMs gone from the configuration that are off now. Returns how many. */
+size_t apply_sweep(struct daemon *d);
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * daemon: dynmemd's core. It owns the configuration in force, the backend,
+ * the balancer, the registry of VMs, the control server and the event loop,
+ * and runs one balancing cycle every [host] interval on a libevent timer.
+ * The cycle's clock is the monotonic clock, scaled by the backend's speed
+ * ([sim] speed for the simulated backend). docs/daemon.md describes it.
+ */
+#ifndef DYNMEM_DAEMON_H
+#define DYNMEM_DAEMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backend.h"
+#include "backends.h"
+#include "balancer.h"
+#include "config.h"
+#include "histogram.h"
+#include "log.h"
+#include "registry.h"
+
+#define DAEMON_GROUP_DEFAULT "dynmem"
+
+struct control_server;
+struct event;
+struct event_base;
+
+struct daemon_options {
+        const char *config_path;
+        const char *group; /* group that may read through the socket; NULL = dynmem */
+};
+
+struct daemon {
+        struct event_base *base;
+        char *config_path;
+        struct config cfg; /* the configuration in force */
+        const struct backends_entry *backend_entry;
+        struct backend *backend;
+        struct backend_env env;
+        struct balancer bal;
+        struct registry reg;
+        struct control_server *server;
+        struct event *cycle_ev;
+        struct event *signal_ev[3];
+
+        /* fixed for the daemon's life; a reload that changes them warns */
+        char *socket_path;
+        char *state_dir;
+        char *run_dir;
+        char *group;
+
+        /* clock */
+        double mono_base_ms;  /* monotonic ms when the clock (re)started */
+        double speed;         /* clock ms per real ms */
+        double deadline_ms;   /* monotonic ms the next cycle is due */
+        double started_ms;
+
+        uint64_t host_total_bytes; /* MemTotal, 0 when unknown */
+
+        /* persistence */
+        bool state_saved;
+        char state_error[256];
+
+        /* timing of the cycle */
+        struct histogram lateness;
+        struct histogram duration;
+        uint64_t cycles;
+        uint64_t cycles_skipped;
+
+        struct log_ratelimit tick_errors;
+};
+
+/*
+ * Set everything up: read and check the configuration (problems are logged
+ * as FILE:LINE), create the backend, define the VMs from the configuration
+ * and the state file, open the control socket, arm the timer and signals.
+ * Returns 0, -EINVAL (bad configuration) or another negative errno (logged).
+ */
+int daemon_init(struct daemon *d, const struct daemon_options *opt);
+
+/* Run until SIGTERM or SIGINT. Returns 0. */
+int daemon_run(struct daemon *d);
+
+void daemon_fini(struct daemon *d);
+
+/* Monotonic milliseconds (sub-millisecond precision). */
+double daemon_mono_ms(void);
+
+/* The cycle clock now: what the balancer and the backend are given. */
+uint64_t daemon_now(const struct daemon *d);
+
+/* The registry's VMs changed (added or removed): tell the balancer. */
+int daemon_vms_changed(struct daemon *d);
+
+/*
+ * Save the state file. Returns 0, or a negative errno with a warning for
+ * the operator in warn ("not saved: ...").
+ */
+int daemon_save(struct daemon *d, char *warn, size_t len);
+
+/* Re-read the configuration file (SIGHUP). Problems are logged; the old one stays. */
+void daemon_reload(struct daemon *d);
+
+#endif

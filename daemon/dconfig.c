@@ -1,0 +1,129 @@
+/*
+ * dconfig: the daemon's checks and defaults on top of lib/config. See
+ * dconfig.h.
+ */
+#include "dconfig.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends.h"
+#include "control.h"
+#include "hostmem.h"
+#include "units.h"
+
+int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char *err,
+                        size_t errlen)
+{
+        char a[32], b[32];
+
+        if (!h->reserve_given)
+                h->reserve_bytes = total_r == 0 ? hostmem_reserve_default(total) : 0;
+        if (h->memory_given)
+                return 0;
+        if (total_r < 0) {
+                snprintf(err, errlen, "[host] memory not given and MemTotal cannot be read from "
+                                      "%s (%s)", HOSTMEM_MEMINFO, strerror(-total_r));
+                return -EINVAL;
+        }
+        if (total <= h->reserve_bytes + SETTINGS_MINIMUM_FLOOR) {
+                snprintf(err, errlen, "[host] reserve %s leaves nothing of the host's %s for VMs",
+                         size_format(h->reserve_bytes, a, sizeof(a)),
+                         size_format(total, b, sizeof(b)));
+                return -EINVAL;
+        }
+        h->memory_bytes = size_round_down(total - h->reserve_bytes, 2 * MIB);
+        return 0;
+}
+
+static int fill_string(char **field, const char *value)
+{
+        if (*field)
+                return 0;
+        *field = strdup(value);
+        return *field ? 0 : -ENOMEM;
+}
+
+int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
+{
+        struct config cfg;
+        uint64_t total = 0;
+        char err[256];
+        int r, errors = 0;
+
+        r = config_load(path, &cfg, diag);
+        if (r < 0)
+                return -EINVAL;
+        if (fill_string(&cfg.host.socket, CONTROL_SOCKET_DEFAULT) < 0 ||
+            fill_string(&cfg.host.state_dir, DCONFIG_STATE_DIR_DEFAULT) < 0) {
+                config_diag_add(diag, path, 0, "out of memory");
+                errors++;
+        }
+        if (cfg.host.socket && cfg.host.socket[0] != '/') {
+                config_diag_add(diag, path, 0, "[host] socket \"%s\" must be an absolute path",
+                                cfg.host.socket);
+                errors++;
+        }
+        if (cfg.host.state_dir && cfg.host.state_dir[0] != '/') {
+                config_diag_add(diag, path, 0, "[host] state_dir \"%s\" must be an absolute path",
+                                cfg.host.state_dir);
+                errors++;
+        }
+        if (backends_check(cfg.host.backend, err, sizeof(err)) < 0) {
+                config_diag_add(diag, path, 0, "[host] backend: %s", err);
+                errors++;
+        }
+        r = hostmem_total(&total);
+        if (dconfig_host_memory(&cfg.host, r, total, err, sizeof(err)) < 0) {
+                config_diag_add(diag, path, 0, "%s", err);
+                errors++;
+        }
+        if (errors) {
+                config_free(&cfg);
+                return -EINVAL;
+        }
+        *ret = cfg;
+        return 0;
+}
+
+int dconfig_check_vms(struct backend *b, const struct config *cfg, struct config_diag *diag)
+{
+        int r = config_check_backend_keys(cfg, b->ops->name, b->ops->vm_keys, diag);
+
+        for (size_t i = 0; r == 0 && i < cfg->n_vms; i++)
+                if (b->ops->check_vm(b, cfg, &cfg->vms[i], diag) < 0)
+                        r = -EINVAL;
+        return r;
+}
+
+int dconfig_check_file(const char *path, struct config_diag *diag, char *summary, size_t len)
+{
+        const struct backends_entry *be;
+        struct backend_env env = {0};
+        struct backend *b = NULL;
+        struct config cfg;
+        char err[256], mem[32], res[32];
+        int r;
+
+        if (dconfig_load(path, &cfg, diag) < 0)
+                return -EINVAL;
+        be = backends_find(cfg.host.backend);
+        env.state_dir = cfg.host.state_dir;
+        r = be->create(&cfg, &env, &b, err, sizeof(err));
+        if (r < 0)
+                config_diag_add(diag, path, 0, "backend %s: %s", be->name, err);
+        else
+                r = dconfig_check_vms(b, &cfg, diag);
+        if (r == 0)
+                snprintf(summary, len, "%s: configuration OK: backend %s, policy %s, memory %s, "
+                                       "reserve %s, %zu VMs",
+                         path, be->name, cfg.host.policy,
+                         size_format(cfg.host.memory_bytes, mem, sizeof(mem)),
+                         size_format(cfg.host.reserve_bytes, res, sizeof(res)), cfg.n_vms);
+        if (b)
+                b->ops->destroy(b);
+        config_free(&cfg);
+        return r < 0 ? -EINVAL : 0;
+}

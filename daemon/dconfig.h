@@ -1,0 +1,46 @@
+/*
+ * dconfig: dynmemd's reading of the shared INI configuration (lib/config):
+ * what the daemon adds on top of the parser. It fills the [host] defaults
+ * (socket, state_dir, memory = MemTotal - reserve, reserve from
+ * hostmem_reserve_default()), checks that the backend exists in this build,
+ * and has the backend check every VM's backend keys. Problems go to a
+ * config_diag as "FILE:LINE: message" (or "FILE: message").
+ */
+#ifndef DYNMEM_DCONFIG_H
+#define DYNMEM_DCONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+
+#define DCONFIG_PATH_DEFAULT      "/etc/dynmem/dynmem.conf"
+#define DCONFIG_STATE_DIR_DEFAULT "/var/lib/dynmem"
+
+/*
+ * Fill memory and reserve that the file left out, given the host's MemTotal
+ * (total_r is hostmem_total()'s result). Returns 0 or -EINVAL with a
+ * sentence in err.
+ */
+int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char *err,
+                        size_t errlen);
+
+/*
+ * Read a daemon configuration: parse, fill [host] defaults, check the
+ * backend name. The VMs' backend keys are checked by dconfig_check_vms().
+ * Returns 0 or -EINVAL (problems in diag); on failure *ret is empty.
+ */
+int dconfig_load(const char *path, struct config *ret, struct config_diag *diag);
+
+/* Check every VM's backend keys with the backend. Returns 0 or -EINVAL. */
+int dconfig_check_vms(struct backend *b, const struct config *cfg, struct config_diag *diag);
+
+/*
+ * Everything `dynmemd -n` checks: load, create the backend, check the VMs.
+ * On success writes one line describing the config into summary.
+ */
+int dconfig_check_file(const char *path, struct config_diag *diag, char *summary, size_t len);
+
+#endif

@@ -1,0 +1,131 @@
+/*
+ * fsutil: mkdir -p, atomic durable file replacement, bounded reads.
+ * See fsutil.h.
+ */
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int fsutil_mkdir_p(const char *path, mode_t mode)
+{
+        char buf[PATH_MAX];
+        size_t n = strlen(path);
+
+        if (n == 0 || n >= sizeof(buf))
+                return -ENAMETOOLONG;
+        memcpy(buf, path, n + 1);
+        for (char *p = buf + 1; ; p++) {
+                if (*p != '/' && *p != '\0')
+                        continue;
+                char saved = *p;
+                *p = '\0';
+                if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = saved;
+                if (saved == '\0')
+                        break;
+        }
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return -errno;
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static int write_all(int fd, const char *data, size_t len)
+{
+        while (len > 0) {
+                ssize_t w = write(fd, data, len);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                data += w;
+                len -= (size_t)w;
+        }
+        return 0;
+}
+
+static int fsync_dir(const char *dir)
+{
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int r = 0;
+
+        if (fd < 0)
+                return -errno;
+        if (fsync(fd) < 0)
+                r = -errno;
+        close(fd);
+        return r;
+}
+
+int fsutil_write_atomic(const char *dir, const char *name, const char *data, size_t len,
+                        mode_t mode)
+{
+        char tmp[PATH_MAX], final[PATH_MAX];
+        int fd, r;
+
+        if (snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name) >= (int)sizeof(tmp) ||
+            snprintf(final, sizeof(final), "%s/%s", dir, name) >= (int)sizeof(final))
+                return -ENAMETOOLONG;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return -errno;
+        r = write_all(fd, data, len);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, final) < 0)
+                r = -errno;
+        if (r < 0) {
+                unlink(tmp);
+                return r;
+        }
+        return fsync_dir(dir);
+}
+
+int fsutil_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        char *buf;
+        size_t n = 0;
+
+        if (fd < 0)
+                return -errno;
+        int r = fstat(fd, &st) < 0          ? -errno
+                : !S_ISREG(st.st_mode)          ? -EINVAL
+                : (uint64_t)st.st_size > max    ? -EFBIG
+                                                : 0;
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        buf = malloc((size_t)st.st_size + 1);
+        if (!buf) {
+                close(fd);
+                return -ENOMEM;
+        }
+        while (n < (size_t)st.st_size) {
+                ssize_t got = read(fd, buf + n, (size_t)st.st_size - n);
+                if (got < 0 && errno == EINTR)
+                        continue;
+                if (got <= 0)
+                        break;
+                n += (size_t)got;
+        }
+        close(fd);
+        buf[n] = '\0';
+        *ret_data = buf;
+        *ret_len = n;
+        return 0;
+}

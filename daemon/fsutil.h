@@ -1,0 +1,29 @@
+/*
+ * fsutil: the few file-system operations dynmemd needs done carefully:
+ * making directories, replacing a file atomically and durably, and reading
+ * a whole file with a size limit.
+ */
+#ifndef DYNMEM_FSUTIL_H
+#define DYNMEM_FSUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* mkdir -p; existing directories are fine. Returns 0 or a negative errno. */
+int fsutil_mkdir_p(const char *path, mode_t mode);
+
+/*
+ * Replace dir/name with data: write dir/name.tmp, fsync it, rename it over
+ * dir/name, fsync dir. Readers see the old or the new file, never a part.
+ * Returns 0 or a negative errno.
+ */
+int fsutil_write_atomic(const char *dir, const char *name, const char *data, size_t len,
+                        mode_t mode);
+
+/*
+ * Read a whole file of at most max bytes into a NUL-terminated buffer
+ * (caller frees). Returns 0, -EFBIG when larger, or another negative errno.
+ */
+int fsutil_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len);
+
+#endif

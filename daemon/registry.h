@@ -1,0 +1,73 @@
+/*
+ * registry: the VMs dynmemd owns, kept sorted by name. Each entry embeds
+ * its struct vm (which the balancer borrows through registry.vms, an array
+ * in the same order) and what the daemon knows beyond the balancer: where
+ * the VM was defined, which settings `dynmem set` overrode, its backend
+ * keys, autostart, and why its last start failed.
+ */
+#ifndef DYNMEM_REGISTRY_H
+#define DYNMEM_REGISTRY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "backend.h"
+#include "config.h"
+#include "vm.h"
+
+enum registry_origin {
+        REGISTRY_CONFIG,  /* a [vm "NAME"] section of the configuration file */
+        REGISTRY_CREATED, /* made with `dynmem create`; lives in the state file */
+};
+
+const char *registry_origin_name(enum registry_origin o);
+int registry_origin_parse(const char *text, enum registry_origin *ret);
+
+struct registry_entry {
+        struct vm vm;                 /* vm.owner_data points back here */
+        enum registry_origin origin;
+        unsigned config_line;         /* REGISTRY_CONFIG: line of the section */
+        unsigned overrides;           /* REGISTRY_CONFIG: settings fields `dynmem set` changed */
+        bool autostart;
+        bool configured;              /* the backend accepted the keys */
+        bool removed;                 /* gone from the configuration: dropped once off */
+        int start_errno;              /* why the last start failed (0: it did not) */
+        struct config_kv *keys;       /* backend keys, owned */
+        size_t n_keys;
+};
+
+struct registry {
+        struct registry_entry **entries; /* sorted by name */
+        struct vm **vms;                 /* &entries[i]->vm, for the balancer */
+        size_t n, cap;
+};
+
+/* The entry named name, or NULL. O(log n). */
+struct registry_entry *registry_find(const struct registry *r, const char *name);
+
+/*
+ * Add a VM named name (settings zeroed, state off). Returns 0 with the entry
+ * in *ret, -EEXIST or -ENOMEM. Pointers into entries stay valid; r->vms
+ * changes (hand it to the balancer again).
+ */
+int registry_add(struct registry *r, const char *name, struct registry_entry **ret);
+
+/* Remove an entry: the backend forgets it, the entry is freed. */
+void registry_remove(struct registry *r, struct registry_entry *e, struct backend *b);
+
+/* Replace an entry's backend keys with copies. Returns 0 or -ENOMEM. */
+int registry_set_keys(struct registry_entry *e, const struct config_kv *keys, size_t n);
+
+/* True when the entry's backend keys are exactly these, in order. */
+bool registry_keys_equal(const struct registry_entry *e, const struct config_kv *keys, size_t n);
+
+/* A config_vm view of the entry for the backend (borrows the keys). */
+void registry_config_vm(const struct registry_entry *e, struct config_vm *ret);
+
+/* The entry owning vm. */
+struct registry_entry *registry_entry_of(const struct vm *vm);
+
+/* Free everything; the backend forgets every VM. b may be NULL. */
+void registry_free(struct registry *r, struct backend *b);
+
+#endif

@@ -1,0 +1,191 @@
+/*
+ * state: reading and writing dynmemd's state file. See state.h.
+ */
+#include "state.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control.h"
+#include "fsutil.h"
+
+static int parse_vm(const json_t *obj, struct state_vm *sv, char *err, size_t errlen)
+{
+        const char *name = NULL, *origin = NULL;
+        json_t *settings = NULL, *backend = NULL;
+        int autostart = 0;
+        json_error_t jerr;
+
+        if (json_unpack_ex((json_t *)obj, &jerr, JSON_STRICT, "{s:s, s:s, s?o, s?b, s?o}", "name",
+                           &name, "origin", &origin, "settings", &settings, "autostart",
+                           &autostart, "backend", &backend) < 0) {
+                snprintf(err, errlen, "%s", jerr.text);
+                return -EINVAL;
+        }
+        if (!config_name_valid(name)) {
+                snprintf(err, errlen, "invalid VM name \"%.64s\"", name);
+                return -EINVAL;
+        }
+        snprintf(sv->name, sizeof(sv->name), "%s", name);
+        if (registry_origin_parse(origin, &sv->origin) < 0) {
+                snprintf(err, errlen, "%s: origin must be config or created", name);
+                return -EINVAL;
+        }
+        sv->autostart = autostart;
+        if (settings && control_settings_parse(settings, &sv->settings, &sv->given, err,
+                                               errlen) < 0)
+                return -EINVAL;
+        if (backend && control_keys_parse(backend, &sv->keys, &sv->n_keys, err, errlen) < 0)
+                return -EINVAL;
+        return 0;
+}
+
+static int parse_vms(const json_t *vms, struct state *st, char *err, size_t errlen)
+{
+        size_t n = json_array_size(vms);
+
+        if (n > CONFIG_VMS_MAX) {
+                snprintf(err, errlen, "more than %d VMs", CONFIG_VMS_MAX);
+                return -EINVAL;
+        }
+        st->vms = calloc(n ? n : 1, sizeof(*st->vms));
+        if (!st->vms) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                char why[256];
+                int r = parse_vm(json_array_get(vms, i), &st->vms[i], why, sizeof(why));
+                st->n = i + 1;
+                if (r < 0) {
+                        snprintf(err, errlen, "vms[%zu]: %s", i, why);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+int state_parse(const char *text, size_t len, struct state *ret, char *err, size_t errlen)
+{
+        struct state st = {0};
+        json_error_t jerr;
+        json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr), *vms = NULL;
+        json_int_t version = 0;
+        int r = -EINVAL;
+
+        if (!root) {
+                snprintf(err, errlen, "line %d: %s", jerr.line, jerr.text);
+                return -EINVAL;
+        }
+        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:I, s:o}", "version", &version, "vms",
+                           &vms) < 0 || !json_is_array(vms))
+                snprintf(err, errlen, "expected {\"version\": %d, \"vms\": [...]}", STATE_VERSION);
+        else if (version != STATE_VERSION)
+                snprintf(err, errlen, "version %lld is not %d", (long long)version, STATE_VERSION);
+        else
+                r = parse_vms(vms, &st, err, errlen);
+        json_decref(root);
+        if (r < 0) {
+                state_free(&st);
+                return r;
+        }
+        *ret = st;
+        return 0;
+}
+
+int state_load(const char *dir, struct state *ret, char *err, size_t errlen)
+{
+        char path[PATH_MAX], *text = NULL;
+        size_t len;
+        int r;
+
+        if (snprintf(path, sizeof(path), "%s/%s", dir, STATE_FILE) >= (int)sizeof(path))
+                return -ENAMETOOLONG;
+        r = fsutil_read_file(path, STATE_FILE_MAX, &text, &len);
+        if (r == -ENOENT)
+                return r;
+        if (r < 0) {
+                snprintf(err, errlen, "%s: %s", path, strerror(-r));
+                return r;
+        }
+        char why[384];
+        r = state_parse(text, len, ret, why, sizeof(why));
+        if (r < 0)
+                snprintf(err, errlen, "%s: %s", path, why);
+        free(text);
+        return r;
+}
+
+void state_free(struct state *s)
+{
+        if (!s)
+                return;
+        for (size_t i = 0; i < s->n; i++)
+                control_keys_free(s->vms[i].keys, s->vms[i].n_keys);
+        free(s->vms);
+        *s = (struct state){0};
+}
+
+/* The persisted part of one entry, or NULL when it has nothing to keep. */
+static json_t *entry_json(const struct registry_entry *e, bool *ret_skip)
+{
+        bool created = e->origin == REGISTRY_CREATED;
+        unsigned mask = created ? ~0u : e->overrides;
+
+        *ret_skip = !created && (e->overrides == 0 || e->removed);
+        if (*ret_skip)
+                return NULL;
+        json_t *obj = json_pack("{s:s, s:s, s:o}", "name", e->vm.name, "origin",
+                                registry_origin_name(e->origin), "settings",
+                                control_settings_json(&e->vm.settings, mask));
+        if (obj && created &&
+            (json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0 ||
+             json_object_set_new(obj, "backend", control_keys_json(e->keys, e->n_keys)) < 0)) {
+                json_decref(obj);
+                return NULL;
+        }
+        return obj;
+}
+
+char *state_format(const struct registry *r)
+{
+        json_t *vms = json_array(), *root;
+        char *text;
+
+        for (size_t i = 0; vms && i < r->n; i++) {
+                bool skip;
+                json_t *obj = entry_json(r->entries[i], &skip);
+                if (!skip && json_array_append_new(vms, obj) < 0) {
+                        json_decref(vms);
+                        return NULL;
+                }
+        }
+        root = vms ? json_pack("{s:i, s:o}", "version", STATE_VERSION, "vms", vms) : NULL;
+        text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+        json_decref(root);
+        return text;
+}
+
+int state_save(const char *dir, const struct registry *r)
+{
+        char *text = state_format(r);
+        int ret;
+
+        if (!text)
+                return -ENOMEM;
+        size_t len = strlen(text);
+        text[len] = '\0';
+        char *line = realloc(text, len + 2);
+        if (!line) {
+                free(text);
+                return -ENOMEM;
+        }
+        line[len] = '\n';
+        line[len + 1] = '\0';
+        ret = fsutil_write_atomic(dir, STATE_FILE, line, len + 1, 0644);
+        free(line);
+        return ret;
+}

@@ -1,0 +1,59 @@
+/*
+ * state: dynmemd's state file, STATE_DIR/state.json. It keeps what the
+ * control socket changed so that it survives a restart: the settings
+ * `dynmem set` overrode on VMs of the configuration file (only those
+ * fields), and the VMs made with `dynmem create` (everything about them).
+ * The file is replaced atomically on every change. docs/daemon.md
+ * describes how it combines with the configuration file.
+ *
+ *   {"version": 1, "vms": [
+ *     {"name": "web1", "origin": "config", "settings": {"buffer_percent": 30}},
+ *     {"name": "web3", "origin": "created", "autostart": false,
+ *      "settings": {...every setting...}, "backend": {"trace": "/srv/web3.csv"}}]}
+ */
+#ifndef DYNMEM_STATE_H
+#define DYNMEM_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "registry.h"
+#include "settings.h"
+
+#define STATE_FILE     "state.json"
+#define STATE_VERSION  1
+#define STATE_FILE_MAX (64u * 1024 * 1024)
+
+struct state_vm {
+        char name[VM_NAME_MAX];
+        enum registry_origin origin;
+        struct vm_settings settings; /* the fields marked in given */
+        unsigned given;
+        bool autostart;
+        struct config_kv *keys;
+        size_t n_keys;
+};
+
+struct state {
+        struct state_vm *vms;
+        size_t n;
+};
+
+/*
+ * Parse a state file's text. Returns 0 or -EINVAL with a sentence in err
+ * naming the first problem; nothing is half-taken.
+ */
+int state_parse(const char *text, size_t len, struct state *ret, char *err, size_t errlen);
+
+/* Read STATE_DIR/state.json. -ENOENT when there is none; -EINVAL when it is bad (err). */
+int state_load(const char *dir, struct state *ret, char *err, size_t errlen);
+
+void state_free(struct state *s);
+
+/* The state file's text for a registry (caller frees); NULL on ENOMEM. */
+char *state_format(const struct registry *r);
+
+/* Write the registry's state to STATE_DIR/state.json atomically. Returns 0 or a negative errno. */
+int state_save(const char *dir, const struct registry *r);
+
+#endif

@@ -1,0 +1,588 @@
+/*
+ * control: encoding and checking of the control protocol's JSON lines,
+ * shared by dynmemd and the dynmem CLI. See control.h and
+ * docs/control-protocol.md.
+ */
+#include "control.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "units.h"
+
+static const struct control_command_info commands[CONTROL_N_COMMANDS] = {
+        [CONTROL_LIST] = {"list", false, false, 0},
+        [CONTROL_SHOW] = {"show", false, true, 0},
+        [CONTROL_STATUS] = {"status", false, false, 0},
+        [CONTROL_START] = {"start", true, true, 0},
+        [CONTROL_STOP] = {"stop", true, true, CONTROL_FIELD_FORCE},
+        [CONTROL_SET] = {"set", true, true, CONTROL_FIELD_SETTINGS},
+        [CONTROL_CREATE] = {"create", true, true,
+                            CONTROL_FIELD_SETTINGS | CONTROL_FIELD_BACKEND |
+                                    CONTROL_FIELD_AUTOSTART},
+        [CONTROL_DELETE] = {"delete", true, true, 0},
+};
+
+const struct control_command_info *control_command_info(enum control_command c)
+{
+        return (unsigned)c < CONTROL_N_COMMANDS ? &commands[c] : NULL;
+}
+
+int control_command_parse(const char *name, enum control_command *ret)
+{
+        for (unsigned i = 0; i < CONTROL_N_COMMANDS; i++) {
+                if (strcmp(commands[i].name, name) == 0) {
+                        *ret = (enum control_command)i;
+                        return 0;
+                }
+        }
+        return -EOPNOTSUPP;
+}
+
+/* ---- settings ---- */
+
+enum setting_type {
+        SETTING_BOOL,
+        SETTING_SIZE,
+        SETTING_U32,
+};
+
+struct setting_spec {
+        const char *key;
+        unsigned bit;
+        enum setting_type type;
+        size_t offset;
+        uint64_t min, max;
+};
+
+#define SETTING(field) offsetof(struct vm_settings, field)
+static const struct setting_spec setting_specs[] = {
+        {"dynamic", SETTINGS_DYNAMIC, SETTING_BOOL, SETTING(dynamic), 0, 1},
+        {"startup_bytes", SETTINGS_STARTUP, SETTING_SIZE, SETTING(startup_bytes), 0,
+         SETTINGS_SIZE_MAX},
+        {"minimum_bytes", SETTINGS_MINIMUM, SETTING_SIZE, SETTING(minimum_bytes), 0,
+         SETTINGS_SIZE_MAX},
+        {"maximum_bytes", SETTINGS_MAXIMUM, SETTING_SIZE, SETTING(maximum_bytes), 0,
+         SETTINGS_SIZE_MAX},
+        {"buffer_percent", SETTINGS_BUFFER, SETTING_U32, SETTING(buffer_percent),
+         SETTINGS_BUFFER_MIN, SETTINGS_BUFFER_MAX},
+        {"weight", SETTINGS_WEIGHT, SETTING_U32, SETTING(weight), 0, SETTINGS_WEIGHT_MAX},
+        {"block_bytes", SETTINGS_BLOCK, SETTING_SIZE, SETTING(block_bytes), 4096, GIB},
+};
+#define N_SETTINGS (sizeof(setting_specs) / sizeof(setting_specs[0]))
+
+static json_t *setting_json(const struct vm_settings *s, const struct setting_spec *spec)
+{
+        const char *p = (const char *)s + spec->offset;
+
+        switch (spec->type) {
+        case SETTING_BOOL:
+                return json_boolean(*(const bool *)p);
+        case SETTING_SIZE:
+                return json_integer((json_int_t) * (const uint64_t *)p);
+        case SETTING_U32:
+                return json_integer((json_int_t) * (const uint32_t *)p);
+        }
+        return NULL;
+}
+
+json_t *control_settings_json(const struct vm_settings *s, unsigned mask)
+{
+        json_t *obj = json_object();
+
+        for (size_t i = 0; obj && i < N_SETTINGS; i++) {
+                if (!(mask & setting_specs[i].bit))
+                        continue;
+                if (json_object_set_new(obj, setting_specs[i].key,
+                                        setting_json(s, &setting_specs[i])) < 0) {
+                        json_decref(obj);
+                        return NULL;
+                }
+        }
+        return obj;
+}
+
+void control_settings_merge(struct vm_settings *dst, const struct vm_settings *src, unsigned mask)
+{
+        for (size_t i = 0; i < N_SETTINGS; i++) {
+                const struct setting_spec *spec = &setting_specs[i];
+                size_t size = spec->type == SETTING_BOOL   ? sizeof(bool)
+                              : spec->type == SETTING_SIZE ? sizeof(uint64_t)
+                                                           : sizeof(uint32_t);
+                if (mask & spec->bit)
+                        memcpy((char *)dst + spec->offset, (const char *)src + spec->offset, size);
+        }
+}
+
+static const struct setting_spec *setting_find(const char *key)
+{
+        for (size_t i = 0; i < N_SETTINGS; i++)
+                if (strcmp(setting_specs[i].key, key) == 0)
+                        return &setting_specs[i];
+        return NULL;
+}
+
+static int setting_store(const struct setting_spec *spec, const json_t *v, struct vm_settings *s,
+                         char *err, size_t errlen)
+{
+        char *p = (char *)s + spec->offset;
+
+        if (spec->type == SETTING_BOOL) {
+                if (!json_is_boolean(v)) {
+                        snprintf(err, errlen, "%s: expected true or false", spec->key);
+                        return -EINVAL;
+                }
+                *(bool *)p = json_is_true(v);
+                return 0;
+        }
+        json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
+        if (x < 0 || (uint64_t)x < spec->min || (uint64_t)x > spec->max) {
+                snprintf(err, errlen, "%s: expected a whole number from %llu to %llu", spec->key,
+                         (unsigned long long)spec->min, (unsigned long long)spec->max);
+                return -EINVAL;
+        }
+        if (spec->type == SETTING_SIZE)
+                *(uint64_t *)p = (uint64_t)x;
+        else
+                *(uint32_t *)p = (uint32_t)x;
+        return 0;
+}
+
+int control_settings_parse(const json_t *obj, struct vm_settings *s, unsigned *ret_given,
+                           char *err, size_t errlen)
+{
+        struct vm_settings out = *s;
+        unsigned given = 0;
+        const char *key;
+        json_t *v;
+
+        if (!json_is_object(obj)) {
+                snprintf(err, errlen, "settings: expected an object");
+                return -EINVAL;
+        }
+        json_object_foreach((json_t *)obj, key, v) {
+                const struct setting_spec *spec = setting_find(key);
+                if (!spec) {
+                        snprintf(err, errlen, "settings: unknown setting \"%.64s\"", key);
+                        return -EINVAL;
+                }
+                int r = setting_store(spec, v, &out, err, errlen);
+                if (r < 0)
+                        return r;
+                given |= spec->bit;
+        }
+        *s = out;
+        *ret_given = given;
+        return 0;
+}
+
+/* ---- requests ---- */
+
+static const char *const base_fields[] = {"version", "command", "name"};
+
+static const struct {
+        const char *key;
+        unsigned field;
+} optional_fields[] = {
+        {"force", CONTROL_FIELD_FORCE},
+        {"settings", CONTROL_FIELD_SETTINGS},
+        {"backend", CONTROL_FIELD_BACKEND},
+        {"autostart", CONTROL_FIELD_AUTOSTART},
+};
+
+/* Every member of the request must be one the command takes. */
+static int check_members(const json_t *obj, const struct control_command_info *info, char *err,
+                         size_t errlen)
+{
+        const char *key;
+        json_t *v;
+
+        json_object_foreach((json_t *)obj, key, v) {
+                bool known = false;
+                for (size_t i = 0; i < 3 && !known; i++)
+                        known = strcmp(key, base_fields[i]) == 0 &&
+                                (i < 2 || info->needs_name);
+                for (size_t i = 0; i < 4 && !known; i++)
+                        known = strcmp(key, optional_fields[i].key) == 0 &&
+                                (info->fields & optional_fields[i].field);
+                if (!known) {
+                        snprintf(err, errlen, "unknown field \"%.64s\" in a %s request", key,
+                                 info->name);
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
+static int parse_header(const json_t *obj, struct control_request *req, char *err, size_t errlen)
+{
+        const json_t *version = json_object_get(obj, "version");
+        const json_t *command = json_object_get(obj, "command");
+
+        if (!json_is_integer(version)) {
+                snprintf(err, errlen, "request without a \"version\" number");
+                return -EPROTO;
+        }
+        if (json_integer_value(version) != CONTROL_VERSION) {
+                snprintf(err, errlen, "unsupported protocol version %lld (dynmemd speaks %d)",
+                         (long long)json_integer_value(version), CONTROL_VERSION);
+                return -EPROTO;
+        }
+        if (!json_is_string(command)) {
+                snprintf(err, errlen, "request without a \"command\" string");
+                return -EINVAL;
+        }
+        if (control_command_parse(json_string_value(command), &req->command) < 0) {
+                snprintf(err, errlen, "unknown command \"%.64s\"", json_string_value(command));
+                return -EOPNOTSUPP;
+        }
+        return 0;
+}
+
+static int parse_name(const json_t *obj, struct control_request *req, char *err, size_t errlen)
+{
+        const json_t *name = json_object_get(obj, "name");
+
+        if (!json_is_string(name)) {
+                snprintf(err, errlen, "%s: a VM \"name\" string is required",
+                         commands[req->command].name);
+                return -EINVAL;
+        }
+        if (!config_name_valid(json_string_value(name))) {
+                snprintf(err, errlen,
+                         "invalid VM name \"%.64s\" (1..%d of letters, digits, '_', '.', '-', "
+                         "not starting with '.' or '-')",
+                         json_string_value(name), CONFIG_NAME_MAX - 1);
+                return -EINVAL;
+        }
+        snprintf(req->name, sizeof(req->name), "%s", json_string_value(name));
+        return 0;
+}
+
+static bool key_name_valid(const char *key)
+{
+        size_t n = strlen(key);
+
+        if (n == 0 || n >= CONTROL_KEY_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!((key[i] >= 'a' && key[i] <= 'z') || (key[i] >= '0' && key[i] <= '9') ||
+                      key[i] == '_'))
+                        return false;
+        return true;
+}
+
+static int add_key(struct config_kv **keys, size_t *n, const char *key, const char *value)
+{
+        struct config_kv *grown = realloc(*keys, (*n + 1) * sizeof(*grown));
+
+        if (!grown)
+                return -ENOMEM;
+        *keys = grown;
+        grown[*n] = (struct config_kv){strdup(key), strdup(value), 0};
+        if (!grown[*n].key || !grown[*n].value) {
+                free(grown[*n].key);
+                free(grown[*n].value);
+                return -ENOMEM;
+        }
+        (*n)++;
+        return 0;
+}
+
+int control_keys_parse(const json_t *obj, struct config_kv **keys, size_t *n_keys, char *err,
+                       size_t errlen)
+{
+        const char *key;
+        json_t *v;
+
+        if (!json_is_object(obj) || json_object_size(obj) > CONTROL_KEYS_MAX) {
+                snprintf(err, errlen, "backend: expected an object of at most %d keys",
+                         CONTROL_KEYS_MAX);
+                return -EINVAL;
+        }
+        json_object_foreach((json_t *)obj, key, v) {
+                if (!key_name_valid(key) || !json_is_string(v) ||
+                    json_string_length(v) == 0 || json_string_length(v) >= CONFIG_VALUE_MAX ||
+                    strlen(json_string_value(v)) != json_string_length(v)) {
+                        snprintf(err, errlen,
+                                 "backend: \"%.64s\" must be a key of [a-z0-9_] with a "
+                                 "non-empty string value under %d bytes",
+                                 key, CONFIG_VALUE_MAX);
+                        return -EINVAL;
+                }
+                if (add_key(keys, n_keys, key, json_string_value(v)) < 0) {
+                        snprintf(err, errlen, "out of memory");
+                        return -ENOMEM;
+                }
+        }
+        return 0;
+}
+
+json_t *control_keys_json(const struct config_kv *keys, size_t n)
+{
+        json_t *obj = json_object();
+
+        for (size_t i = 0; obj && i < n; i++) {
+                if (json_object_set_new(obj, keys[i].key, json_string(keys[i].value)) < 0) {
+                        json_decref(obj);
+                        return NULL;
+                }
+        }
+        return obj;
+}
+
+void control_keys_free(struct config_kv *keys, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                free(keys[i].key);
+                free(keys[i].value);
+        }
+        free(keys);
+}
+
+static int parse_bool_field(const json_t *obj, const char *key, bool *ret, char *err,
+                            size_t errlen)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        if (!v)
+                return 0;
+        if (!json_is_boolean(v)) {
+                snprintf(err, errlen, "%s: expected true or false", key);
+                return -EINVAL;
+        }
+        *ret = json_is_true(v);
+        return 0;
+}
+
+static int parse_body(const json_t *obj, struct control_request *req, char *err, size_t errlen)
+{
+        const struct control_command_info *info = &commands[req->command];
+        const json_t *settings = json_object_get(obj, "settings");
+        const json_t *backend = json_object_get(obj, "backend");
+        int r;
+
+        if ((r = check_members(obj, info, err, errlen)) < 0)
+                return r;
+        if (info->needs_name && (r = parse_name(obj, req, err, errlen)) < 0)
+                return r;
+        if ((r = parse_bool_field(obj, "force", &req->force, err, errlen)) < 0 ||
+            (r = parse_bool_field(obj, "autostart", &req->autostart, err, errlen)) < 0)
+                return r;
+        if (settings && (r = control_settings_parse(settings, &req->settings, &req->given, err,
+                                                    errlen)) < 0)
+                return r;
+        if (req->command == CONTROL_SET && req->given == 0) {
+                snprintf(err, errlen, "%s: set: nothing to change", req->name);
+                return -EINVAL;
+        }
+        if (backend && (r = control_keys_parse(backend, &req->keys, &req->n_keys, err, errlen)) < 0)
+                return r;
+        return 0;
+}
+
+int control_request_parse(const char *line, size_t len, struct control_request *ret, char *err,
+                          size_t errlen)
+{
+        struct control_request req = {0};
+        json_error_t jerr;
+        json_t *obj;
+        int r;
+
+        if (len > CONTROL_REQUEST_MAX) {
+                snprintf(err, errlen, "request longer than %u bytes", CONTROL_REQUEST_MAX);
+                return -EMSGSIZE;
+        }
+        obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!obj) {
+                snprintf(err, errlen, "malformed request: %s at column %d", jerr.text,
+                         jerr.column);
+                return -EINVAL;
+        }
+        if (!json_is_object(obj)) {
+                json_decref(obj);
+                snprintf(err, errlen, "malformed request: expected a JSON object");
+                return -EINVAL;
+        }
+        r = parse_header(obj, &req, err, errlen);
+        if (r == 0)
+                r = parse_body(obj, &req, err, errlen);
+        json_decref(obj);
+        if (r < 0) {
+                control_request_free(&req);
+                return r;
+        }
+        *ret = req;
+        return 0;
+}
+
+void control_request_free(struct control_request *r)
+{
+        if (!r)
+                return;
+        control_keys_free(r->keys, r->n_keys);
+        r->keys = NULL;
+        r->n_keys = 0;
+}
+
+static json_t *request_json(const struct control_request *r)
+{
+        const struct control_command_info *info = control_command_info(r->command);
+        json_t *obj = info ? json_pack("{s:i, s:s}", "version", CONTROL_VERSION, "command",
+                                       info->name)
+                           : NULL;
+        int bad = 0;
+
+        if (!obj)
+                return NULL;
+        if (info->needs_name)
+                bad |= json_object_set_new(obj, "name", json_string(r->name));
+        if ((info->fields & CONTROL_FIELD_FORCE) && r->force)
+                bad |= json_object_set_new(obj, "force", json_true());
+        if ((info->fields & CONTROL_FIELD_SETTINGS) && r->given)
+                bad |= json_object_set_new(obj, "settings",
+                                           control_settings_json(&r->settings, r->given));
+        if ((info->fields & CONTROL_FIELD_AUTOSTART) && r->autostart)
+                bad |= json_object_set_new(obj, "autostart", json_true());
+        if ((info->fields & CONTROL_FIELD_BACKEND) && r->n_keys)
+                bad |= json_object_set_new(obj, "backend", control_keys_json(r->keys, r->n_keys));
+        if (bad) {
+                json_decref(obj);
+                return NULL;
+        }
+        return obj;
+}
+
+char *control_request_format(const struct control_request *r)
+{
+        json_t *obj = request_json(r);
+        char *line = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+
+        json_decref(obj);
+        return line;
+}
+
+/* ---- replies ---- */
+
+static json_t *nullable_size(bool known, uint64_t bytes)
+{
+        return known ? json_integer((json_int_t)bytes) : json_null();
+}
+
+json_t *control_vm_json(const struct vm *vm)
+{
+        bool holds = vm_holds_memory(vm);
+        double pressure = vm_pressure_percent(vm);
+        json_t *obj = json_object();
+        json_t *settings = control_settings_json(&vm->settings, ~0u);
+        int bad = !obj || !settings;
+
+        bad = bad || json_object_set_new(obj, "name", json_string(vm->name)) < 0;
+        bad = bad || json_object_set_new(obj, "state", json_string(vm_state_name(vm->state))) < 0;
+        bad = bad || json_object_update(obj, settings) < 0;
+        bad = bad || json_object_set_new(obj, "assigned_bytes",
+                                         json_integer(holds ? (json_int_t)vm->obs.assigned_bytes
+                                                            : 0)) < 0;
+        bad = bad || json_object_set_new(obj, "demand_bytes",
+                                         nullable_size(holds && vm->obs.demand_known,
+                                                       vm->obs.demand_bytes)) < 0;
+        bad = bad || json_object_set_new(obj, "pressure_percent",
+                                         pressure < 0 ? json_null()
+                                                      : json_real(round(pressure * 10) / 10)) < 0;
+        bad = bad || json_object_set_new(obj, "status",
+                                         json_string(vm_status_name(vm_status(vm)))) < 0;
+        bad = bad || json_object_set_new(obj, "target_bytes",
+                                         json_integer(holds ? (json_int_t)vm->target_bytes
+                                                            : 0)) < 0;
+        bad = bad || json_object_set_new(obj, "reason",
+                                         json_string(holds ? policy_reason_name(vm->reason)
+                                                           : "none")) < 0;
+        bad = bad || json_object_set_new(obj, "refusal", vm->refusal[0]
+                                                                 ? json_string(vm->refusal)
+                                                                 : json_null()) < 0;
+        json_decref(settings);
+        if (bad) {
+                json_decref(obj);
+                return NULL;
+        }
+        return obj;
+}
+
+static char *reply_line(json_t *reply)
+{
+        char *line = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+
+        json_decref(reply);
+        return line;
+}
+
+char *control_reply_ok(json_t *body)
+{
+        json_t *reply = json_pack("{s:i, s:b}", "version", CONTROL_VERSION, "ok", 1);
+
+        if (reply && body && json_object_update(reply, body) < 0) {
+                json_decref(reply);
+                reply = NULL;
+        }
+        json_decref(body);
+        return reply_line(reply);
+}
+
+char *control_reply_error(int errnum, const char *fmt, ...)
+{
+        char msg[CONTROL_ERROR_MAX];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        return reply_line(json_pack("{s:i, s:b, s:s, s:i}", "version", CONTROL_VERSION, "ok", 0,
+                                    "error", msg, "errno", errnum));
+}
+
+static int reply_error(const json_t *reply, char *err, size_t errlen)
+{
+        const json_t *msg = json_object_get(reply, "error");
+        const json_t *num = json_object_get(reply, "errno");
+        json_int_t e = json_is_integer(num) ? json_integer_value(num) : 0;
+
+        snprintf(err, errlen, "%s",
+                 json_is_string(msg) ? json_string_value(msg) : "dynmemd reported an error");
+        return e > 0 && e < 4096 ? -(int)e : -EIO;
+}
+
+int control_reply_parse(const char *line, size_t len, json_t **ret_reply, char *err,
+                        size_t errlen)
+{
+        json_error_t jerr;
+        json_t *reply;
+
+        if (len > CONTROL_REPLY_MAX) {
+                snprintf(err, errlen, "reply from dynmemd longer than %u bytes", CONTROL_REPLY_MAX);
+                return -EBADMSG;
+        }
+        reply = json_loadb(line, len, 0, &jerr);
+        if (!json_is_object(reply) || !json_is_boolean(json_object_get(reply, "ok"))) {
+                json_decref(reply);
+                snprintf(err, errlen, "malformed reply from dynmemd");
+                return -EBADMSG;
+        }
+        const json_t *version = json_object_get(reply, "version");
+        if (!json_is_integer(version) || json_integer_value(version) != CONTROL_VERSION) {
+                snprintf(err, errlen, "dynmemd speaks another protocol version (this dynmem "
+                                      "speaks %d)", CONTROL_VERSION);
+                json_decref(reply);
+                return -EPROTO;
+        }
+        if (!json_is_true(json_object_get(reply, "ok"))) {
+                int r = reply_error(reply, err, errlen);
+                json_decref(reply);
+                return r;
+        }
+        *ret_reply = reply;
+        return 0;
+}

@@ -1,0 +1,713 @@
+/*
+ * Tests for config: the INI reader shared by dynmemd and dynmem-sim. A full
+ * valid file, then every kind of error with its FILE:LINE, from strings and
+ * from real files.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "testutil.h"
+
+static const char full_file[] =
+        "# a full configuration\n"                     /* 1 */
+        "; another comment style\n"                    /* 2 */
+        "[host]\n"                                     /* 3 */
+        "memory = 8G\n"                                /* 4 */
+        "reserve = 1536M ; inline comment\n"           /* 5 */
+        "policy = hyperv\n"                            /* 6 */
+        "backend = sim\n"                              /* 7 */
+        "interval = 500ms\n"                           /* 8 */
+        "socket = /run/dynmem/control.sock\n"          /* 9 */
+        "state_dir = /var/lib/dynmem\n"                /* 10 */
+        "http = 127.0.0.1:8080\n"                      /* 11 */
+        "\n"                                           /* 12 */
+        "[policy]\n"                                   /* 13 */
+        "min_change = 32M\n"                           /* 14 */
+        "min_change_permille = 50\n"                   /* 15 */
+        "shrink_delay = 45s\n"                         /* 16 */
+        "shrink_step_percent = 10\n"                   /* 17 */
+        "trend_lookahead = 2s\n"                       /* 18 */
+        "stall_threshold_permille = 20\n"              /* 19 */
+        "stall_grow_percent = 15\n"                    /* 20 */
+        "probe_after = 2m\n"                           /* 21 */
+        "probe_rate_permille = 3\n"                    /* 22 */
+        "probe_max_percent = 30\n"                     /* 23 */
+        "probe_step_permille = 5\n"                    /* 24 */
+        "stall_memory = 1h\n"                          /* 25 */
+        "\n"                                           /* 26 */
+        "[sim]\n"                                      /* 27 */
+        "duration = 1h\n"                              /* 28 */
+        "step = 500ms\n"                               /* 29 */
+        "report_interval = 2s\n"                       /* 30 */
+        "grow_rate = 2G\n"                             /* 31 */
+        "shrink_rate = 256M\n"                         /* 32 */
+        "seed = 42\n"                                  /* 33 */
+        "speed = 10.5\n"                               /* 34 */
+        "\n"                                           /* 35 */
+        "[vm \"web-1\"]\n"                             /* 36 */
+        "dynamic = yes\n"                              /* 37 */
+        "startup = 512M\n"                             /* 38 */
+        "minimum = 256M\n"                             /* 39 */
+        "maximum = 2G\n"                               /* 40 */
+        "buffer = 50\n"                                /* 41 */
+        "weight = 8000\n"                              /* 42 */
+        "block = 4M\n"                                 /* 43 */
+        "autostart = true\n"                           /* 44 */
+        "trace = traces/web.csv\n"                     /* 45 */
+        "start = 30s\n"                                /* 46 */
+        "\n"                                           /* 47 */
+        "[vm \"db_2.x\"]\n"                            /* 48 */
+        "startup = 1G\n";                              /* 49 */
+
+static void full_file_parses(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+
+        assert_int_equal(config_load_string("full.ini", full_file, &c, &d), 0);
+        assert_int_equal(d.count, 0);
+        assert_string_equal(c.path, "full.ini");
+        assert_int_equal(c.host.memory_bytes, 8 * GIB);
+        assert_true(c.host.memory_given);
+        assert_int_equal(c.host.reserve_bytes, 1536 * MIB);
+        assert_true(c.host.reserve_given);
+        assert_string_equal(c.host.policy, "hyperv");
+        assert_string_equal(c.host.backend, "sim");
+        assert_int_equal(c.host.interval_ms, 500);
+        assert_string_equal(c.host.socket, "/run/dynmem/control.sock");
+        assert_string_equal(c.host.state_dir, "/var/lib/dynmem");
+        assert_string_equal(c.host.http, "127.0.0.1:8080");
+
+        assert_int_equal(c.tunables.min_change_bytes, 32 * MIB);
+        assert_int_equal(c.tunables.min_change_permille, 50);
+        assert_int_equal(c.tunables.shrink_delay_ms, 45000);
+        assert_int_equal(c.tunables.shrink_step_percent, 10);
+        assert_int_equal(c.tunables.trend_lookahead_ms, 2000);
+        assert_int_equal(c.tunables.stall_threshold_permille, 20);
+        assert_int_equal(c.tunables.stall_grow_percent, 15);
+        assert_int_equal(c.tunables.probe_after_ms, 120000);
+        assert_int_equal(c.tunables.probe_rate_permille, 3);
+        assert_int_equal(c.tunables.probe_max_percent, 30);
+        assert_int_equal(c.tunables.probe_step_permille, 5);
+        assert_int_equal(c.tunables.stall_memory_ms, 3600000);
+
+        assert_int_equal(c.sim.duration_ms, 3600000);
+        assert_int_equal(c.sim.step_ms, 500);
+        assert_int_equal(c.sim.report_interval_ms, 2000);
+        assert_int_equal(c.sim.grow_rate, 2 * GIB);
+        assert_int_equal(c.sim.shrink_rate, 256 * MIB);
+        assert_int_equal(c.sim.seed, 42);
+        assert_true(c.sim.speed == 10.5);
+
+        assert_int_equal(c.n_vms, 2);
+        const struct config_vm *w = &c.vms[0], *db = &c.vms[1];
+        assert_string_equal(w->name, "web-1");
+        assert_int_equal(w->line, 36);
+        assert_true(w->settings.dynamic);
+        assert_int_equal(w->settings.startup_bytes, 512 * MIB);
+        assert_int_equal(w->settings.minimum_bytes, 256 * MIB);
+        assert_int_equal(w->settings.maximum_bytes, 2 * GIB);
+        assert_int_equal(w->settings.buffer_percent, 50);
+        assert_int_equal(w->settings.weight, 8000);
+        assert_int_equal(w->settings.block_bytes, 4 * MIB);
+        assert_true(w->autostart);
+        assert_int_equal(w->given, SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM |
+                                           SETTINGS_MAXIMUM | SETTINGS_BUFFER | SETTINGS_WEIGHT |
+                                           SETTINGS_BLOCK);
+        assert_int_equal(w->given_lines[__builtin_ctz(SETTINGS_STARTUP)], 38);
+        assert_int_equal(w->given_lines[__builtin_ctz(SETTINGS_WEIGHT)], 42);
+        assert_int_equal(w->n_extra, 2);
+        assert_string_equal(w->extra[0].key, "trace");
+        assert_string_equal(w->extra[0].value, "traces/web.csv");
+        assert_int_equal(w->extra[0].line, 45);
+        assert_string_equal(w->extra[1].key, "start");
+        assert_string_equal(w->extra[1].value, "30s");
+        assert_int_equal(w->extra[1].line, 46);
+        assert_ptr_equal(config_vm_key(w, "start"), &w->extra[1]);
+        assert_null(config_vm_key(w, "swap"));
+
+        /* Defaults filled in for what was not given. */
+        assert_string_equal(db->name, "db_2.x");
+        assert_int_equal(db->line, 48);
+        assert_false(db->settings.dynamic);
+        assert_int_equal(db->settings.startup_bytes, GIB);
+        assert_int_equal(db->settings.minimum_bytes, 512 * MIB);
+        assert_int_equal(db->settings.maximum_bytes, GIB);
+        assert_int_equal(db->settings.buffer_percent, 20);
+        assert_int_equal(db->settings.weight, 5000);
+        assert_int_equal(db->settings.block_bytes, 2 * MIB);
+        assert_false(db->autostart);
+        assert_int_equal(db->n_extra, 0);
+        config_free(&c);
+        config_free(&c); /* twice is harmless */
+        config_free(NULL);
+        config_diag_free(&d);
+}
+
+static void empty_file_takes_defaults(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+        struct policy_tunables t;
+
+        assert_int_equal(config_load_string("empty.ini", "", &c, &d), 0);
+        assert_int_equal(d.count, 0);
+        assert_false(c.host.memory_given);
+        assert_false(c.host.reserve_given);
+        assert_string_equal(c.host.policy, "dynmem");
+        assert_string_equal(c.host.backend, "sim");
+        assert_int_equal(c.host.interval_ms, 1000);
+        assert_null(c.host.http);
+        assert_int_equal(c.sim.duration_ms, 0);
+        assert_int_equal(c.sim.step_ms, 1000);
+        assert_int_equal(c.sim.report_interval_ms, 1000);
+        assert_int_equal(c.sim.grow_rate, GIB);
+        assert_int_equal(c.sim.shrink_rate, 512 * MIB);
+        assert_true(c.sim.speed == 1.0);
+        policy_tunables_default(&t);
+        assert_int_equal(c.tunables.min_change_bytes, t.min_change_bytes);
+        assert_int_equal(c.tunables.shrink_delay_ms, t.shrink_delay_ms);
+        assert_int_equal(c.tunables.probe_after_ms, t.probe_after_ms);
+        assert_int_equal(c.tunables.stall_memory_ms, t.stall_memory_ms);
+        assert_int_equal(c.tunables.probe_max_percent, t.probe_max_percent);
+        assert_int_equal(c.n_vms, 0);
+        config_free(&c);
+
+        /* Comments and blank lines only: the same. */
+        assert_int_equal(config_load_string("c.ini", "# nothing\n\n; here\n   \n", &c, &d), 0);
+        assert_int_equal(c.n_vms, 0);
+        config_free(&c);
+        config_diag_free(&d);
+}
+
+/*
+ * Load text that must fail and check that some message reads
+ * "NAME:LINE: ..." containing needle. Returns the number of messages.
+ */
+static size_t expect_error_at(const char *text, unsigned line, const char *needle)
+{
+        struct config c;
+        struct config_diag d = {0};
+        char prefix[64];
+
+        memset(&c, 0x5A, sizeof(c));
+        int r = config_load_string("t.ini", text, &c, &d);
+        snprintf(prefix, sizeof(prefix), "t.ini:%u: ", line);
+        if (r != -EINVAL || !tu_diag_find(&d, prefix, needle)) {
+                tu_diag_print(&d);
+                fail_msg("expected -EINVAL and \"%s...%s\", got %d for:\n%s", prefix, needle, r,
+                         text);
+        }
+        /* A failed load leaves an empty config. */
+        assert_null(c.vms);
+        assert_null(c.path);
+        assert_int_equal(c.n_vms, 0);
+        config_free(&c);
+        size_t n = d.count;
+        config_diag_free(&d);
+        return n;
+}
+
+static void unknown_section(void **state)
+{
+        expect_error_at("[hots]\nmemory = 1G\n", 1, "unknown section [hots]");
+        expect_error_at("[host]\nmemory = 4G\n\n[VM \"a\"]\n", 4, "unknown section");
+        expect_error_at("[host]\n[vms \"a\"]\n", 2, "unknown section");
+        /* Keys in a bad section are not reported again. */
+        assert_int_equal(expect_error_at("[nope]\na = 1\nb = 2\n", 1, "unknown section"), 1);
+}
+
+static void unknown_keys(void **state)
+{
+        expect_error_at("[host]\nmemory = 1G\nmemroy = 1G\n", 3, "unknown key \"memroy\" in [host]");
+        expect_error_at("[sim]\nstep = 1s\nstpe = 1s\n", 3, "unknown key \"stpe\" in [sim]");
+        expect_error_at("[policy]\nshrink_delay = 1s\nshrink = 1\n", 3,
+                        "unknown key \"shrink\" in [policy]");
+        /* Keys are case-sensitive. */
+        expect_error_at("[host]\nMemory = 1G\n", 2, "unknown key \"Memory\"");
+}
+
+static void key_outside_section(void **state)
+{
+        expect_error_at("memory = 1G\n[host]\n", 1, "memory: key outside any section");
+        expect_error_at("# comment\n\nfoo = bar\n", 3, "key outside any section");
+}
+
+static void bad_values(void **state)
+{
+        expect_error_at("[host]\nmemory = lots\n", 2, "memory: \"lots\" is not a size");
+        expect_error_at("[host]\nmemory = -1G\n", 2, "is not a size");
+        expect_error_at("[host]\nmemory = 1 G\n", 2, "is not a size");
+        expect_error_at("[host]\nmemory = 99999999999T\n", 2, "is not a size");
+        expect_error_at("[host]\ninterval = 5x\n", 2, "interval: \"5x\" is not a duration");
+        expect_error_at("[sim]\nstep = 1M\n", 2, "is not a duration"); /* minutes are "m" */
+        expect_error_at("[vm \"a\"]\nbuffer = abc\n", 2, "buffer: \"abc\" is not a whole number");
+        expect_error_at("[vm \"a\"]\nweight = -1\n", 2, "weight: \"-1\" is not a whole number");
+        expect_error_at("[vm \"a\"]\nweight = 1.5\n", 2, "is not a whole number");
+        expect_error_at("[vm \"a\"]\nweight = 99999999999999999999999\n", 2,
+                        "is not a whole number");
+        expect_error_at("[vm \"a\"]\ndynamic = maybe\n", 2, "dynamic: \"maybe\" is not yes or no");
+        expect_error_at("[vm \"a\"]\nautostart = 2\n", 2, "is not yes or no");
+        expect_error_at("[sim]\nseed = x\n", 2, "seed: \"x\" is not a whole number");
+        expect_error_at("[sim]\nseed = -4\n", 2, "is not a whole number");
+        expect_error_at("[sim]\nspeed = fast\n", 2, "speed: \"fast\" is not a number");
+        expect_error_at("[sim]\nspeed = nan\n", 2, "is not a number");
+        expect_error_at("[sim]\ngrow_rate = 0\n", 2, "grow_rate"); /* a rate of 0 never moves */
+}
+
+static void good_value_spellings(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+        const char *text = "[vm \"a\"]\ndynamic = ON\nautostart = 0\nstartup = 1GiB\n"
+                           "maximum = 4294967296\n[sim]\nseed = 18446744073709551615\n";
+
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_true(c.vms[0].settings.dynamic);
+        assert_false(c.vms[0].autostart);
+        assert_int_equal(c.vms[0].settings.startup_bytes, GIB);
+        assert_int_equal(c.vms[0].settings.maximum_bytes, 4 * GIB);
+        assert_true(c.sim.seed == UINT64_MAX);
+        config_free(&c);
+        config_diag_free(&d);
+}
+
+static void out_of_range_values(void **state)
+{
+        expect_error_at("[vm \"a\"]\nweight = 10001\n", 2, "weight: \"10001\" is not a whole number in 0..10000");
+        expect_error_at("[vm \"a\"]\nbuffer = 4\n", 2, "in 5..2000");
+        expect_error_at("[vm \"a\"]\nbuffer = 2001\n", 2, "in 5..2000");
+        expect_error_at("[host]\ninterval = 5ms\n", 2, "interval: 5ms is outside");
+        expect_error_at("[host]\ninterval = 2m\n", 2, "is outside");
+        expect_error_at("[sim]\nstep = 0\n", 2, "step: 0 is outside");
+        expect_error_at("[sim]\nreport_interval = 2h\n", 2, "is outside");
+        expect_error_at("[sim]\nduration = 400d\n", 2, "is not a duration");
+        expect_error_at("[sim]\nduration = 10000h\n", 2, "is outside");
+        expect_error_at("[sim]\nspeed = 0\n", 2, "speed");
+        expect_error_at("[sim]\nspeed = 1e9\n", 2, "speed");
+        expect_error_at("[policy]\nshrink_step_percent = 0\n", 2, "shrink_step_percent");
+        expect_error_at("[policy]\nshrink_step_percent = 101\n", 2, "in 1..100");
+        expect_error_at("[policy]\nprobe_max_percent = 91\n", 2, "in 0..90");
+        expect_error_at("[policy]\nstall_threshold_permille = 0\n", 2, "in 1..1000");
+        expect_error_at("[policy]\nprobe_step_permille = 501\n", 2, "in 1..500");
+        expect_error_at("[policy]\nshrink_delay = 25h\n", 2, "is outside");
+        expect_error_at("[policy]\ntrend_lookahead = 2h\n", 2, "is outside");
+}
+
+static void duplicate_key(void **state)
+{
+        expect_error_at("[host]\nmemory = 1G\nreserve = 1G\nmemory = 2G\n", 4,
+                        "memory: given twice in [host]");
+        expect_error_at("[vm \"a\"]\ntrace = x.csv\ntrace = y.csv\n", 3,
+                        "trace: given twice in [vm \"a\"]");
+        /* The same key in two sections is fine; a section given twice is the same section. */
+        struct config c;
+        struct config_diag d = {0};
+        assert_int_equal(config_load_string("t.ini", "[vm \"a\"]\nweight = 1\n[vm \"b\"]\nweight = 2\n",
+                                            &c, &d), 0);
+        config_free(&c);
+        config_diag_free(&d);
+}
+
+static void duplicate_vm(void **state)
+{
+        expect_error_at("[vm \"a\"]\nstartup = 1G\n\n[vm \"a\"]\nstartup = 2G\n", 4,
+                        "VM \"a\" is defined twice (first at line 1)");
+}
+
+static void bad_vm_names(void **state)
+{
+        expect_error_at("[vm \"bad name\"]\n", 1, "invalid VM name \"bad name\"");
+        expect_error_at("[vm \"-x\"]\n", 1, "invalid VM name");
+        expect_error_at("[vm \".x\"]\n", 1, "invalid VM name");
+        expect_error_at("[vm \"a/b\"]\n", 1, "invalid VM name");
+        expect_error_at("[vm \"\"]\n", 1, "invalid VM name");
+        expect_error_at("[vm \"\xc3\xa9t\xc3\xa9\"]\n", 1, "invalid VM name");
+        expect_error_at("[vm noquotes]\n", 1, "expected [vm \"NAME\"]");
+        expect_error_at("[vm \"open]\n", 1, "expected [vm \"NAME\"]");
+        expect_error_at("[vm ]\n", 1, "expected [vm \"NAME\"]");
+        /* A name error at line 3 after a good VM. */
+        expect_error_at("[vm \"ok\"]\n\n[vm \"no good\"]\nweight = 1\n", 3, "invalid VM name");
+
+        assert_true(config_name_valid("a"));
+        assert_true(config_name_valid("web-01.example_x"));
+        assert_true(config_name_valid("0start"));
+        assert_false(config_name_valid(""));
+        assert_false(config_name_valid("-a"));
+        assert_false(config_name_valid(".a"));
+        assert_false(config_name_valid("a b"));
+        assert_false(config_name_valid("a\n"));
+}
+
+static void vm_name_length_limit(void **state)
+{
+        char name63[64], name64[65], text[256];
+        struct config c;
+        struct config_diag d = {0};
+
+        memset(name63, 'n', 63);
+        name63[63] = '\0';
+        memset(name64, 'n', 64);
+        name64[64] = '\0';
+        name63[0] = 'A'; /* a distinct first character, to see the name is kept whole */
+        name63[62] = 'Z';
+        assert_true(config_name_valid(name63));
+        assert_false(config_name_valid(name64));
+
+        /* inih cuts section names at 50 characters: the whole 63 must survive. */
+        snprintf(text, sizeof(text), "[vm \"%s\"]\nstartup = 1G\nweight = 7\n", name63);
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_int_equal(c.n_vms, 1);
+        assert_string_equal(c.vms[0].name, name63);
+        assert_int_equal(c.vms[0].settings.weight, 7);
+        config_free(&c);
+
+        /* Two long names equal in their first 50 characters are two VMs. */
+        char other[64];
+        memcpy(other, name63, sizeof(other));
+        other[60] = 'q';
+        snprintf(text, sizeof(text), "[vm \"%s\"]\n[vm \"%s\"]\n", name63, other);
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_int_equal(c.n_vms, 2);
+        config_free(&c);
+        config_diag_free(&d);
+
+        snprintf(text, sizeof(text), "[vm \"%s\"]\nstartup = 1G\n", name64);
+        expect_error_at(text, 1, "VM name");
+
+        snprintf(text, sizeof(text), "[vm \"%s%s\"]\n", name64, name64);
+        expect_error_at(text, 1, "VM name longer than 63 characters");
+}
+
+static void empty_value(void **state)
+{
+        expect_error_at("[host]\nmemory =\n", 2, "memory: empty value");
+        expect_error_at("[vm \"a\"]\ntrace = \n", 2, "trace: empty value");
+        expect_error_at("[host]\npolicy = ; only a comment\n", 2, "empty value");
+}
+
+static void bad_policy_name(void **state)
+{
+        expect_error_at("[host]\nmemory = 1G\npolicy = fancy\n", 3, "policy");
+        expect_error_at("[host]\npolicy = exec:\n", 2, "policy");
+}
+
+static void syntax_errors(void **state)
+{
+        expect_error_at("[host]\nmemory 1G\n", 2, "syntax error");
+        expect_error_at("[host\nmemory = 1G\n", 1, "syntax error");
+}
+
+static void overlong_line(void **state)
+{
+        char text[1024], value[400];
+        struct config c;
+        struct config_diag d = {0};
+
+        /* Just at the limit: "trace = " + value makes a 199-character line. */
+        memset(value, 'v', sizeof(value));
+        value[199 - 8] = '\0';
+        snprintf(text, sizeof(text), "[vm \"a\"]\ntrace = %s\nweight = 3\n", value);
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_int_equal(strlen(c.vms[0].extra[0].value), 191);
+        assert_int_equal(c.vms[0].settings.weight, 3);
+        config_free(&c);
+
+        /* One more is refused with its line, and the next line is read normally. */
+        value[199 - 8] = 'v';
+        value[200 - 8] = '\0';
+        snprintf(text, sizeof(text), "[vm \"a\"]\n\ntrace = %s\nweight = 99999\n", value);
+        expect_error_at(text, 3, "line longer than 199 characters");
+        expect_error_at(text, 4, "weight");
+
+        memset(value, 'v', sizeof(value));
+        value[sizeof(value) - 1] = '\0';
+        snprintf(text, sizeof(text), "[vm \"a\"]\ntrace = %s\n", value);
+        expect_error_at(text, 2, "line longer than");
+        config_diag_free(&d);
+}
+
+static void continuation_lines(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+        const char *text = "[vm \"a\"]\n"
+                           "append = console=ttyS0\n"
+                           "  quiet loglevel=3\n"
+                           "\tpanic=1\n"
+                           "weight = 9\n";
+
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_int_equal(c.vms[0].n_extra, 1);
+        assert_string_equal(c.vms[0].extra[0].key, "append");
+        assert_string_equal(c.vms[0].extra[0].value, "console=ttyS0 quiet loglevel=3 panic=1");
+        assert_int_equal(c.vms[0].extra[0].line, 2);
+        assert_int_equal(c.vms[0].settings.weight, 9);
+        config_free(&c);
+        config_diag_free(&d);
+
+        /* Settings keys do not continue. */
+        expect_error_at("[vm \"a\"]\nweight = 1\n  000\n", 3,
+                        "weight: only backend keys may continue on indented lines");
+        expect_error_at("[host]\nmemory = 1G\n  512M\n", 3, "only backend keys may continue");
+}
+
+static void continuation_value_limit(void **state)
+{
+        char *text = NULL, chunk[200];
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+
+        memset(chunk, 'c', 180);
+        chunk[180] = '\0';
+        fprintf(f, "[vm \"a\"]\nappend = x\n");
+        for (int i = 0; i < 30; i++) /* 30 x 181 > 4096 */
+                fprintf(f, "  %s\n", chunk);
+        fclose(f);
+        /* value = "x" + 22 x " cccc..." = 1 + 22 x 181 = 3983; the 23rd (line 25) overflows. */
+        expect_error_at(text, 25, "append: value longer than 4095 characters");
+        free(text);
+}
+
+static void cross_key_settings_errors(void **state)
+{
+        /* Reported at the VM's section header, with the VM's name. */
+        expect_error_at("[host]\nmemory = 4G\n[vm \"a\"]\nstartup = 1G\nminimum = 2G\n", 3,
+                        "vm \"a\": minimum 2 GiB is above startup 1 GiB");
+        expect_error_at("[vm \"a\"]\nstartup = 3G\nmaximum = 2G\n", 1, "above maximum");
+        expect_error_at("[vm \"a\"]\nstartup = 1025M\n", 1, "not a multiple of the 2 MiB block");
+        expect_error_at("[vm \"a\"]\nblock = 3M\n", 1, "block size");
+        expect_error_at("[vm \"a\"]\nminimum = 16M\nstartup = 16M\n", 1, "below 32 MiB");
+        expect_error_at("[vm \"b\"]\nstartup = 1G\n[vm \"a\"]\nstartup = 64M\nminimum = 128M\n", 3,
+                        "vm \"a\"");
+}
+
+static void several_errors_all_reported(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+        const char *text = "[host]\n"            /* 1 */
+                           "memory = much\n"     /* 2 */
+                           "bogus = 1\n"         /* 3 */
+                           "[sim]\n"             /* 4 */
+                           "step = forever\n"    /* 5 */
+                           "[vm \"a\"]\n"        /* 6 */
+                           "weight = 20000\n"    /* 7 */
+                           "[vm \"a\"]\n"        /* 8 */
+                           "[vm \"b\"]\n"        /* 9 */
+                           "startup = 1G\n"      /* 10 */
+                           "minimum = 2G\n"      /* 11 */
+                           "[what]\n";           /* 12 */
+
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), -EINVAL);
+        assert_non_null(tu_diag_find(&d, "t.ini:2: ", "memory"));
+        assert_non_null(tu_diag_find(&d, "t.ini:3: ", "bogus"));
+        assert_non_null(tu_diag_find(&d, "t.ini:5: ", "step"));
+        assert_non_null(tu_diag_find(&d, "t.ini:7: ", "weight"));
+        assert_non_null(tu_diag_find(&d, "t.ini:8: ", "defined twice"));
+        assert_non_null(tu_diag_find(&d, "t.ini:9: ", "minimum"));
+        assert_non_null(tu_diag_find(&d, "t.ini:12: ", "unknown section"));
+        assert_int_equal(d.count, 7);
+        config_diag_free(&d);
+}
+
+static void syntax_error_reported_with_others(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+        const char *text = "[host]\nmemory = much\njust words\n";
+
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), -EINVAL);
+        assert_non_null(tu_diag_find(&d, "t.ini:2: ", "memory"));
+        assert_non_null(tu_diag_find(&d, "t.ini:3: ", "syntax error"));
+        config_diag_free(&d);
+}
+
+static void crlf_lines(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+        const char *text = "[host]\r\nmemory = 2G\r\n\r\n[vm \"a\"]\r\ntrace = a.csv\r\n";
+
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_int_equal(c.host.memory_bytes, 2 * GIB);
+        assert_string_equal(c.vms[0].name, "a");
+        assert_string_equal(c.vms[0].extra[0].value, "a.csv");
+        config_free(&c);
+        expect_error_at("[host]\r\nmemory = 2G\r\nnope = 1\r\n", 3, "unknown key \"nope\"");
+        config_diag_free(&d);
+}
+
+static void backend_keys(void **state)
+{
+        static const char *const allowed[] = {"trace", "start", NULL};
+        struct config c;
+        struct config_diag d = {0};
+        const char *text = "[vm \"a\"]\n"
+                           "trace = a.csv\n"
+                           "start = 5s\n"
+                           "[vm \"b\"]\n"
+                           "trace = b.csv\n"
+                           "kernel = /boot/vmlinuz\n"
+                           "colour = blue\n";
+
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_int_equal(c.vms[1].n_extra, 3);
+        assert_int_equal(c.vms[1].extra[2].line, 7);
+        assert_int_equal(config_check_backend_keys(&c, "sim", allowed, &d), -EINVAL);
+        assert_int_equal(d.count, 2);
+        assert_non_null(tu_diag_find(&d, "t.ini:6: ", "unknown key \"kernel\" in [vm \"b\"] for backend sim"));
+        assert_non_null(tu_diag_find(&d, "t.ini:7: ", "\"colour\""));
+        config_diag_free(&d);
+
+        static const char *const all[] = {"trace", "start", "kernel", "colour", NULL};
+        assert_int_equal(config_check_backend_keys(&c, "qemu", all, &d), 0);
+        assert_int_equal(d.count, 0);
+        static const char *const none[] = {NULL};
+        assert_int_equal(config_check_backend_keys(&c, "none", none, &d), -EINVAL);
+        assert_int_equal(d.count, 5);
+        config_free(&c);
+        config_diag_free(&d);
+}
+
+static void real_files(void **state)
+{
+        char *dir = tu_tempdir();
+        char *good = tu_write(dir, "good.ini", full_file, false);
+        char *bad = tu_write(dir, "bad.ini", "[host]\nmemory = 1G\n\nnope = 2\n", false);
+        char *missing = NULL, prefix[512];
+        struct config c;
+        struct config_diag d = {0};
+
+        assert_int_equal(config_load(good, &c, &d), 0);
+        assert_string_equal(c.path, good);
+        assert_int_equal(c.n_vms, 2);
+        assert_int_equal(c.vms[0].extra[1].line, 46);
+        config_free(&c);
+
+        assert_int_equal(config_load(bad, &c, &d), -EINVAL);
+        snprintf(prefix, sizeof(prefix), "%s:4: ", bad);
+        assert_non_null(tu_diag_find(&d, prefix, "unknown key \"nope\" in [host]"));
+        config_diag_free(&d);
+
+        assert_true(asprintf(&missing, "%s/missing.ini", dir) > 0);
+        memset(&c, 0x5A, sizeof(c));
+        assert_int_equal(config_load(missing, &c, &d), -ENOENT);
+        assert_null(c.path);
+        snprintf(prefix, sizeof(prefix), "%s: ", missing);
+        assert_non_null(tu_diag_find(&d, prefix, "cannot open: No such file or directory"));
+        config_diag_free(&d);
+
+        char *empty = tu_write(dir, "empty.ini", "", false);
+        assert_int_equal(config_load(empty, &c, &d), 0);
+        assert_int_equal(c.n_vms, 0);
+        config_free(&c);
+
+        free(good), free(bad), free(missing), free(empty);
+        tu_rmtree(dir);
+}
+
+static void real_file_line_limits(void **state)
+{
+        char *dir = tu_tempdir();
+        char text[1024], value[300];
+        struct config c, cs;
+        struct config_diag d = {0}, ds = {0};
+
+        /* A file and the same string agree on where the line limit is. */
+        for (size_t len = 190; len <= 210; len++) {
+                memset(value, 'v', sizeof(value));
+                value[len - 8] = '\0'; /* "trace = " + value = len characters */
+                snprintf(text, sizeof(text), "[vm \"a\"]\ntrace = %s\nweight = 3\n", value);
+                char *path = tu_write(dir, "l.ini", text, false);
+                int rf = config_load(path, &c, &d);
+                int rs = config_load_string("l.ini", text, &cs, &ds);
+                if (rf != rs || (len <= 199) != (rf == 0))
+                        fail_msg("line of %zu characters: file %d, string %d", len, rf, rs);
+                config_free(&c), config_free(&cs);
+                config_diag_free(&d), config_diag_free(&ds);
+                free(path);
+        }
+        tu_rmtree(dir);
+}
+
+static void not_a_regular_file(void **state)
+{
+        char *dir = tu_tempdir();
+        struct config c;
+        struct config_diag d = {0};
+
+        /* A directory is not an empty configuration. */
+        assert_true(config_load(dir, &c, &d) < 0);
+        assert_int_equal(d.count, 1);
+        assert_non_null(strstr(d.messages[0], dir));
+        config_diag_free(&d);
+
+        /* Nor is a file larger than the limit (sparse, so this is cheap). */
+        char *big = tu_write(dir, "big.ini", "[host]\n", false);
+        assert_int_equal(truncate(big, CONFIG_FILE_MAX + 1), 0);
+        assert_true(config_load(big, &c, &d) < 0);
+        assert_int_equal(d.count, 1);
+        config_diag_free(&d);
+        free(big);
+        tu_rmtree(dir);
+}
+
+static void diag_helpers(void **state)
+{
+        struct config_diag d = {0};
+
+        config_diag_add(&d, "f.ini", 12, "bad %s", "thing");
+        config_diag_add(&d, "f.ini", 0, "whole file");
+        config_diag_add(NULL, "f.ini", 1, "ignored");
+        assert_int_equal(d.count, 2);
+        assert_string_equal(d.messages[0], "f.ini:12: bad thing");
+        assert_string_equal(d.messages[1], "f.ini: whole file");
+        config_diag_free(&d);
+        assert_int_equal(d.count, 0);
+        config_diag_free(&d);
+        config_diag_free(NULL);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(full_file_parses),
+                cmocka_unit_test(empty_file_takes_defaults),
+                cmocka_unit_test(unknown_section),
+                cmocka_unit_test(unknown_keys),
+                cmocka_unit_test(key_outside_section),
+                cmocka_unit_test(bad_values),
+                cmocka_unit_test(good_value_spellings),
+                cmocka_unit_test(out_of_range_values),
+                cmocka_unit_test(duplicate_key),
+                cmocka_unit_test(duplicate_vm),
+                cmocka_unit_test(bad_vm_names),
+                cmocka_unit_test(vm_name_length_limit),
+                cmocka_unit_test(empty_value),
+                cmocka_unit_test(bad_policy_name),
+                cmocka_unit_test(syntax_errors),
+                cmocka_unit_test(overlong_line),
+                cmocka_unit_test(continuation_lines),
+                cmocka_unit_test(continuation_value_limit),
+                cmocka_unit_test(cross_key_settings_errors),
+                cmocka_unit_test(several_errors_all_reported),
+                cmocka_unit_test(syntax_error_reported_with_others),
+                cmocka_unit_test(crlf_lines),
+                cmocka_unit_test(backend_keys),
+                cmocka_unit_test(real_files),
+                cmocka_unit_test(real_file_line_limits),
+                cmocka_unit_test(not_a_regular_file),
+                cmocka_unit_test(diag_helpers),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,289 @@
+/*
+ * Tests for settings: defaults, the checks on one set of settings, and the
+ * rules for what may change while a VM runs.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "settings.h"
+
+/* A valid dynamic VM: startup 1 GiB in [512 MiB, 4 GiB]. */
+static struct vm_settings valid(void)
+{
+        struct vm_settings s = {.dynamic = true};
+
+        settings_complete(&s, SETTINGS_DYNAMIC);
+        return s;
+}
+
+static void expect_invalid(const struct vm_settings *s, const char *needle)
+{
+        char err[256] = "";
+
+        assert_int_equal(settings_check(s, err, sizeof(err)), -EINVAL);
+        if (!strstr(err, needle))
+                fail_msg("error \"%s\" does not mention \"%s\"", err, needle);
+}
+
+static void complete_all_defaults(void **state)
+{
+        struct vm_settings s;
+
+        memset(&s, 0xA5, sizeof(s));
+        settings_complete(&s, 0);
+        assert_false(s.dynamic);
+        assert_int_equal(s.startup_bytes, 1 * GIB);
+        assert_int_equal(s.minimum_bytes, 512 * MIB);
+        assert_int_equal(s.maximum_bytes, 1 * GIB); /* static: maximum = startup */
+        assert_int_equal(s.buffer_percent, 20);
+        assert_int_equal(s.weight, 5000);
+        assert_int_equal(s.block_bytes, 2 * MIB);
+        assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+}
+
+static void complete_derives_from_given(void **state)
+{
+        struct vm_settings s = {.dynamic = true, .startup_bytes = 256 * MIB};
+
+        settings_complete(&s, SETTINGS_DYNAMIC | SETTINGS_STARTUP);
+        assert_true(s.dynamic);
+        assert_int_equal(s.startup_bytes, 256 * MIB);
+        assert_int_equal(s.minimum_bytes, 256 * MIB); /* min(512 MiB, startup) */
+        assert_int_equal(s.maximum_bytes, 1 * GIB);   /* 4 x startup for dynamic VMs */
+
+        s = (struct vm_settings){.dynamic = true, .startup_bytes = 2 * GIB};
+        settings_complete(&s, SETTINGS_DYNAMIC | SETTINGS_STARTUP);
+        assert_int_equal(s.minimum_bytes, 512 * MIB);
+        assert_int_equal(s.maximum_bytes, 8 * GIB);
+
+        /* 4 x startup saturates at the sanity bound. */
+        s = (struct vm_settings){.dynamic = true, .startup_bytes = SETTINGS_SIZE_MAX};
+        settings_complete(&s, SETTINGS_DYNAMIC | SETTINGS_STARTUP);
+        assert_int_equal(s.maximum_bytes, SETTINGS_SIZE_MAX);
+        s = (struct vm_settings){.dynamic = true, .startup_bytes = UINT64_MAX / 2};
+        settings_complete(&s, SETTINGS_DYNAMIC | SETTINGS_STARTUP);
+        assert_int_equal(s.maximum_bytes, SETTINGS_SIZE_MAX);
+}
+
+static void complete_keeps_given_fields(void **state)
+{
+        struct vm_settings s = {
+                .dynamic = true,
+                .startup_bytes = 3 * GIB,
+                .minimum_bytes = 64 * MIB,
+                .maximum_bytes = 5 * GIB,
+                .buffer_percent = 77,
+                .weight = 0,
+                .block_bytes = 4 * MIB,
+        };
+
+        settings_complete(&s, SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM |
+                                      SETTINGS_MAXIMUM | SETTINGS_BUFFER | SETTINGS_WEIGHT |
+                                      SETTINGS_BLOCK);
+        assert_true(s.dynamic);
+        assert_int_equal(s.startup_bytes, 3 * GIB);
+        assert_int_equal(s.minimum_bytes, 64 * MIB);
+        assert_int_equal(s.maximum_bytes, 5 * GIB);
+        assert_int_equal(s.buffer_percent, 77);
+        assert_int_equal(s.weight, 0);
+        assert_int_equal(s.block_bytes, 4 * MIB);
+}
+
+static void check_block_size(void **state)
+{
+        struct vm_settings s = valid();
+
+        s.block_bytes = 3 * MIB;
+        expect_invalid(&s, "block size");
+        s.block_bytes = 2048; /* below 4 KiB */
+        expect_invalid(&s, "block size");
+        s.block_bytes = 2 * GIB; /* above 1 GiB */
+        expect_invalid(&s, "block size");
+        s.block_bytes = 0;
+        expect_invalid(&s, "block size");
+        s.block_bytes = 4096;
+        assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+        s.block_bytes = 512 * MIB;
+        assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+        s.block_bytes = GIB;
+        expect_invalid(&s, "minimum 512 MiB is not a multiple of the 1 GiB block size");
+        s.minimum_bytes = GIB;
+        assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+}
+
+static void check_alignment(void **state)
+{
+        struct vm_settings s = valid();
+
+        s.startup_bytes += 4096;
+        expect_invalid(&s, "startup");
+        expect_invalid(&s, "multiple of the 2 MiB block");
+        s = valid();
+        s.minimum_bytes += MIB;
+        expect_invalid(&s, "minimum");
+        s = valid();
+        s.maximum_bytes -= MIB;
+        expect_invalid(&s, "maximum");
+        s = valid();
+        s.block_bytes = 64 * MIB;
+        s.minimum_bytes = 96 * MIB; /* a multiple of 32 MiB, not of 64 MiB */
+        expect_invalid(&s, "minimum");
+}
+
+static void check_ranges(void **state)
+{
+        struct vm_settings s = valid();
+
+        s.maximum_bytes = SETTINGS_SIZE_MAX + 2 * MIB;
+        expect_invalid(&s, "larger than 16 TiB");
+        s.maximum_bytes = SETTINGS_SIZE_MAX;
+        assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+
+        s = valid();
+        s.minimum_bytes = SETTINGS_MINIMUM_FLOOR - 2 * MIB;
+        expect_invalid(&s, "below 32 MiB");
+        s.minimum_bytes = 0;
+        expect_invalid(&s, "below");
+        s.minimum_bytes = SETTINGS_MINIMUM_FLOOR;
+        assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+
+        s = valid();
+        s.buffer_percent = SETTINGS_BUFFER_MIN - 1;
+        expect_invalid(&s, "buffer");
+        s.buffer_percent = SETTINGS_BUFFER_MAX + 1;
+        expect_invalid(&s, "buffer");
+        s.buffer_percent = SETTINGS_BUFFER_MIN;
+        assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+        s.buffer_percent = SETTINGS_BUFFER_MAX;
+        assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+
+        s = valid();
+        s.weight = SETTINGS_WEIGHT_MAX + 1;
+        expect_invalid(&s, "weight");
+        s.weight = UINT32_MAX;
+        expect_invalid(&s, "weight");
+        s.weight = SETTINGS_WEIGHT_MAX;
+        assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+        s.weight = 0;
+        assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+}
+
+static void check_ordering(void **state)
+{
+        struct vm_settings s = valid();
+
+        s.minimum_bytes = s.startup_bytes + 2 * MIB;
+        expect_invalid(&s, "is above startup 1 GiB");
+        s = valid();
+        s.maximum_bytes = s.startup_bytes - 2 * MIB;
+        expect_invalid(&s, "startup 1 GiB is above maximum");
+        s = valid();
+        s.minimum_bytes = s.startup_bytes = s.maximum_bytes = 64 * MIB; /* all equal is fine */
+        assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+}
+
+static void check_error_text_fits(void **state)
+{
+        struct vm_settings s = valid();
+        char err[8];
+
+        s.weight = 99999;
+        assert_int_equal(settings_check(&s, err, sizeof(err)), -EINVAL);
+        assert_true(strlen(err) < sizeof(err));
+}
+
+static void change_while_off_allows_anything_valid(void **state)
+{
+        struct vm_settings old = valid(), new = old;
+        char err[256];
+
+        new.dynamic = false;
+        new.startup_bytes = 2 * GIB;
+        new.maximum_bytes = 2 * GIB;
+        new.minimum_bytes = 1 * GIB;
+        new.block_bytes = 4 * MIB;
+        assert_int_equal(settings_check_change(&old, &new, false, err, sizeof(err)), 0);
+
+        new.minimum_bytes = 4 * GIB; /* invalid on its own: refused even while off */
+        assert_int_equal(settings_check_change(&old, &new, false, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "minimum"));
+}
+
+static void change_while_running(void **state)
+{
+        struct vm_settings old = valid(), new;
+        char err[256];
+
+        new = old;
+        new.dynamic = false;
+        new.maximum_bytes = new.startup_bytes;
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), -EPERM);
+        assert_non_null(strstr(err, "dynamic"));
+
+        new = old;
+        new.startup_bytes = 2 * GIB;
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), -EPERM);
+        assert_string_equal(err, "cannot change startup while the VM is running");
+
+        new = old;
+        new.block_bytes = 4 * MIB;
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), -EPERM);
+
+        new = old;
+        new.minimum_bytes = old.minimum_bytes + 2 * MIB; /* raising the minimum */
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), -EPERM);
+        assert_non_null(strstr(err, "minimum"));
+        new.minimum_bytes = old.minimum_bytes - 2 * MIB; /* lowering it */
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), 0);
+
+        new = old;
+        new.maximum_bytes = old.maximum_bytes - 2 * MIB; /* lowering the maximum */
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), -EPERM);
+        assert_non_null(strstr(err, "maximum"));
+        new.maximum_bytes = old.maximum_bytes + 2 * MIB; /* raising it */
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), 0);
+
+        new = old;
+        new.buffer_percent = 500;
+        new.weight = 0;
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), 0);
+        new.weight = 10000;
+        new.buffer_percent = 5;
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), 0);
+
+        /* An unchanged set is always fine. */
+        assert_int_equal(settings_check_change(&old, &old, true, err, sizeof(err)), 0);
+
+        /* A lowered minimum must still respect the floor; a raised maximum the bound. */
+        new = old;
+        new.minimum_bytes = 16 * MIB;
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), -EINVAL);
+        new = old;
+        new.maximum_bytes = SETTINGS_SIZE_MAX * 2;
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), -EINVAL);
+        new = old;
+        new.buffer_percent = 1;
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), -EINVAL);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(complete_all_defaults),
+                cmocka_unit_test(complete_derives_from_given),
+                cmocka_unit_test(complete_keeps_given_fields),
+                cmocka_unit_test(check_block_size),
+                cmocka_unit_test(check_alignment),
+                cmocka_unit_test(check_ranges),
+                cmocka_unit_test(check_ordering),
+                cmocka_unit_test(check_error_text_fits),
+                cmocka_unit_test(change_while_off_allows_anything_valid),
+                cmocka_unit_test(change_while_running),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

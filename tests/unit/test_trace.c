@@ -1,0 +1,308 @@
+/*
+ * Tests for trace: reading "seconds,demand" CSV (from strings and files),
+ * the FILE:LINE errors, and linear interpolation.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+#include "trace.h"
+
+static void load_ok(const char *text, struct trace *t)
+{
+        struct config_diag d = {0};
+
+        if (trace_load_string("t.csv", text, t, &d) != 0) {
+                tu_diag_print(&d);
+                fail_msg("trace did not load:\n%s", text);
+        }
+        assert_int_equal(d.count, 0);
+        config_diag_free(&d);
+}
+
+static void expect_error_at(const char *text, unsigned line, const char *needle)
+{
+        struct config_diag d = {0};
+        struct trace t;
+        char prefix[64];
+
+        memset(&t, 0x5A, sizeof(t));
+        int r = trace_load_string("t.csv", text, &t, &d);
+        snprintf(prefix, sizeof(prefix), "t.csv:%u: ", line);
+        if (r >= 0 || !tu_diag_find(&d, prefix, needle)) {
+                tu_diag_print(&d);
+                fail_msg("expected an error \"%s...%s\", got %d for:\n%s", prefix, needle, r, text);
+        }
+        assert_int_equal(d.count, 1); /* the first error stops the read */
+        assert_null(t.t_ms);
+        assert_null(t.demand);
+        assert_int_equal(t.n, 0);
+        trace_free(&t);
+        config_diag_free(&d);
+}
+
+static void parses_rows(void **state)
+{
+        struct trace t;
+
+        load_ok("seconds,demand\n0,1073741824\n10,2G\n25,512M\n", &t);
+        assert_string_equal(t.path, "t.csv");
+        assert_int_equal(t.n, 3);
+        assert_int_equal(t.t_ms[0], 0);
+        assert_int_equal(t.t_ms[1], 10000);
+        assert_int_equal(t.t_ms[2], 25000);
+        assert_int_equal(t.demand[0], GIB);
+        assert_int_equal(t.demand[1], 2 * GIB);
+        assert_int_equal(t.demand[2], 512 * MIB);
+        assert_int_equal(trace_end_ms(&t), 25000);
+        trace_free(&t);
+        trace_free(&t);
+        trace_free(NULL);
+}
+
+static void decimals_and_sizes(void **state)
+{
+        struct trace t;
+
+        load_ok("seconds,demand\n0.5,1.5G\n1.25,1000\n2.001,64KiB\n3,1T\n", &t);
+        assert_int_equal(t.n, 4);
+        assert_int_equal(t.t_ms[0], 500);
+        assert_int_equal(t.t_ms[1], 1250);
+        assert_int_equal(t.t_ms[2], 2001);
+        assert_int_equal(t.t_ms[3], 3000);
+        assert_int_equal(t.demand[0], 3 * GIB / 2);
+        assert_int_equal(t.demand[1], 1000);
+        assert_int_equal(t.demand[2], 64 * KIB);
+        assert_int_equal(t.demand[3], TIB);
+        trace_free(&t);
+
+        /* The largest demand allowed, and one byte more. */
+        load_ok("seconds,demand\n0,16T\n", &t);
+        assert_int_equal(t.demand[0], TRACE_DEMAND_MAX);
+        trace_free(&t);
+        expect_error_at("seconds,demand\n0,17592186044417\n", 2, "at most 16 TiB");
+}
+
+static void crlf_comments_blank_lines(void **state)
+{
+        struct trace t;
+
+        load_ok("seconds,demand\r\n# warm-up\r\n\r\n0,1G\r\n\n# peak\n5,2G\r\n10,1G", &t);
+        assert_int_equal(t.n, 3);
+        assert_int_equal(t.t_ms[1], 5000);
+        assert_int_equal(t.demand[1], 2 * GIB);
+        assert_int_equal(t.demand[2], GIB); /* last line without a newline */
+        trace_free(&t);
+
+        /* Line numbers count comments and blank lines. */
+        expect_error_at("seconds,demand\r\n# a\r\n\r\n0,1G\r\n# b\r\nx,1G\r\n", 6,
+                        "\"x\" is not a number of seconds");
+}
+
+static void header_required(void **state)
+{
+        expect_error_at("0,1G\n1,2G\n", 1, "expected the header \"seconds,demand\"");
+        expect_error_at("time,demand\n0,1G\n", 1, "expected the header");
+        expect_error_at("seconds, demand\n0,1G\n", 1, "expected the header");
+        expect_error_at("# comment first\nseconds,demand\n0,1G\n", 1, "expected the header");
+        expect_error_at("\nseconds,demand\n0,1G\n", 1, "expected the header");
+}
+
+static void empty_traces(void **state)
+{
+        expect_error_at("", 1, "no rows");
+        expect_error_at("seconds,demand\n", 1, "no rows");
+        expect_error_at("seconds,demand\n# nothing\n\n", 3, "no rows");
+}
+
+static void seconds_must_increase(void **state)
+{
+        expect_error_at("seconds,demand\n0,1G\n5,1G\n5,2G\n", 4, "seconds must increase");
+        expect_error_at("seconds,demand\n0,1G\n5,1G\n4.999,2G\n", 4, "seconds must increase");
+        expect_error_at("seconds,demand\n1,1G\n0,1G\n", 3, "(0 after 1.000)");
+}
+
+static void bad_fields(void **state)
+{
+        expect_error_at("seconds,demand\nabc,1G\n", 2, "\"abc\" is not a number of seconds");
+        expect_error_at("seconds,demand\n-1,1G\n", 2, "is not a number of seconds");
+        expect_error_at("seconds,demand\n1s,1G\n", 2, "is not a number of seconds");
+        expect_error_at("seconds,demand\n 1,1G\n", 2, "is not a number of seconds");
+        expect_error_at("seconds,demand\n,1G\n", 2, "is not a number of seconds");
+        expect_error_at("seconds,demand\n1.,1G\n", 2, "is not a number of seconds");
+        expect_error_at("seconds,demand\n.5,1G\n", 2, "is not a number of seconds");
+        expect_error_at("seconds,demand\n99999999999999999999,1G\n", 2, "is not a number of seconds");
+        expect_error_at("seconds,demand\n1,lots\n", 2, "\"lots\" is not a demand");
+        expect_error_at("seconds,demand\n1,-5\n", 2, "is not a demand");
+        expect_error_at("seconds,demand\n1,\n", 2, "is not a demand");
+        expect_error_at("seconds,demand\n1, 5G\n", 2, "is not a demand");
+        expect_error_at("seconds,demand\n0,1G\n1,2G\n2,1G,3\n", 4, "expected two fields");
+        expect_error_at("seconds,demand\n1\n", 2, "expected two fields");
+        expect_error_at("seconds,demand\n1;1G\n", 2, "expected two fields");
+}
+
+static void overlong_line(void **state)
+{
+        char text[600];
+
+        snprintf(text, sizeof(text), "seconds,demand\n0,1G\n1,%0400d\n", 5);
+        expect_error_at(text, 3, "line too long");
+}
+
+static void files(void **state)
+{
+        char *dir = tu_tempdir();
+        char *good = tu_write(dir, "good.csv", "seconds,demand\r\n0,1G\r\n60,2G\r\n", false);
+        char *bad = tu_write(dir, "bad.csv", "seconds,demand\n0,1G\n\n60,2G,\n", false);
+        char long_line[600], prefix[512], *missing = NULL;
+        struct trace t;
+        struct config_diag d = {0};
+
+        assert_int_equal(trace_load(good, &t, &d), 0);
+        assert_string_equal(t.path, good);
+        assert_int_equal(t.n, 2);
+        assert_int_equal(t.demand[1], 2 * GIB);
+        trace_free(&t);
+
+        assert_true(trace_load(bad, &t, &d) < 0);
+        snprintf(prefix, sizeof(prefix), "%s:4: ", bad);
+        assert_non_null(tu_diag_find(&d, prefix, "expected two fields"));
+        config_diag_free(&d);
+
+        snprintf(long_line, sizeof(long_line), "seconds,demand\n0,%0400d\n1,1G\n", 7);
+        char *lng = tu_write(dir, "long.csv", long_line, false);
+        assert_true(trace_load(lng, &t, &d) < 0);
+        snprintf(prefix, sizeof(prefix), "%s:2: ", lng);
+        assert_non_null(tu_diag_find(&d, prefix, "line too long"));
+        config_diag_free(&d);
+
+        assert_true(asprintf(&missing, "%s/missing.csv", dir) > 0);
+        memset(&t, 0x5A, sizeof(t));
+        assert_int_equal(trace_load(missing, &t, &d), -ENOENT);
+        assert_null(t.t_ms);
+        snprintf(prefix, sizeof(prefix), "%s: ", missing);
+        assert_non_null(tu_diag_find(&d, prefix, "cannot open"));
+        config_diag_free(&d);
+
+        free(good), free(bad), free(lng), free(missing);
+        tu_rmtree(dir);
+}
+
+static void interpolation(void **state)
+{
+        struct trace t;
+        size_t cursor = 0;
+
+        load_ok("seconds,demand\n10,1G\n20,3G\n30,3G\n40,1G\n", &t);
+        assert_int_equal(trace_demand_at(&t, 0, &cursor), GIB);         /* before the first */
+        assert_int_equal(trace_demand_at(&t, 10000, &cursor), GIB);     /* on the first */
+        assert_int_equal(trace_demand_at(&t, 15000, &cursor), 2 * GIB); /* between */
+        assert_int_equal(trace_demand_at(&t, 12500, &cursor), 3 * GIB / 2);
+        assert_int_equal(trace_demand_at(&t, 20000, &cursor), 3 * GIB); /* on a row */
+        assert_int_equal(trace_demand_at(&t, 25000, &cursor), 3 * GIB); /* flat */
+        assert_int_equal(trace_demand_at(&t, 35000, &cursor), 2 * GIB); /* falling */
+        assert_int_equal(trace_demand_at(&t, 40000, &cursor), GIB);     /* the last */
+        assert_int_equal(trace_demand_at(&t, 41000, &cursor), GIB);     /* after the last */
+        assert_int_equal(trace_demand_at(&t, UINT64_MAX, &cursor), GIB);
+        trace_free(&t);
+
+        /* One row: constant. */
+        load_ok("seconds,demand\n5,700M\n", &t);
+        cursor = 0;
+        assert_int_equal(trace_demand_at(&t, 0, &cursor), 700 * MIB);
+        assert_int_equal(trace_demand_at(&t, 5000, &cursor), 700 * MIB);
+        assert_int_equal(trace_demand_at(&t, 99000, &cursor), 700 * MIB);
+        trace_free(&t);
+
+        /* Large values do not overflow, rising or falling. */
+        load_ok("seconds,demand\n0,0\n1,16T\n2,0\n", &t);
+        cursor = 0;
+        assert_int_equal(trace_demand_at(&t, 500, &cursor), 8 * TIB);
+        assert_int_equal(trace_demand_at(&t, 1500, &cursor), 8 * TIB);
+        trace_free(&t);
+}
+
+/* Straightforward reference: linear search, no cursor. */
+static uint64_t reference_at(const struct trace *t, uint64_t ms)
+{
+        if (ms <= t->t_ms[0])
+                return t->demand[0];
+        for (size_t i = 0; i + 1 < t->n; i++) {
+                if (ms < t->t_ms[i + 1]) {
+                        long double d0 = (long double)t->demand[i], d1 = (long double)t->demand[i + 1];
+                        return (uint64_t)(d0 + (d1 - d0) * (long double)(ms - t->t_ms[i]) /
+                                                       (long double)(t->t_ms[i + 1] - t->t_ms[i]));
+                }
+        }
+        return t->demand[t->n - 1];
+}
+
+static void cursor_reuse_and_random_access(void **state)
+{
+        char *text = NULL;
+        size_t len = 0, cursor = 0;
+        FILE *f = open_memstream(&text, &len);
+        uint64_t x = 0x9E3779B97F4A7C15ull;
+        struct trace t;
+
+        fprintf(f, "seconds,demand\n");
+        for (int i = 0; i < 500; i++) /* uneven steps, demand up and down */
+                fprintf(f, "%d.%d,%dM\n", i * 3 + (i % 2), i % 10, 256 + (i * 37) % 1500);
+        fclose(f);
+        load_ok(text, &t);
+        free(text);
+
+        /* Forward in small steps with one cursor: same as the reference. */
+        for (uint64_t ms = 0; ms <= trace_end_ms(&t) + 2000; ms += 77)
+                assert_int_equal(trace_demand_at(&t, ms, &cursor), reference_at(&t, ms));
+        /* Random times, backward and forward, with the same cursor. */
+        for (int i = 0; i < 20000; i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                uint64_t ms = x % (trace_end_ms(&t) + 5000);
+                assert_int_equal(trace_demand_at(&t, ms, &cursor), reference_at(&t, ms));
+                assert_true(cursor < t.n);
+        }
+        /* A stale cursor from a longer trace is accepted. */
+        cursor = 1000000;
+        assert_int_equal(trace_demand_at(&t, 1234, &cursor), reference_at(&t, 1234));
+        /* Going back right after the end. */
+        cursor = 0;
+        trace_demand_at(&t, trace_end_ms(&t) - 1, &cursor);
+        assert_int_equal(trace_demand_at(&t, 1, &cursor), reference_at(&t, 1));
+        trace_free(&t);
+}
+
+static void empty_trace_demand_is_zero(void **state)
+{
+        struct trace t = {0};
+        size_t cursor = 3;
+
+        assert_int_equal(trace_demand_at(&t, 1000, &cursor), 0);
+        assert_int_equal(trace_end_ms(&t), 0);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(parses_rows),
+                cmocka_unit_test(decimals_and_sizes),
+                cmocka_unit_test(crlf_comments_blank_lines),
+                cmocka_unit_test(header_required),
+                cmocka_unit_test(empty_traces),
+                cmocka_unit_test(seconds_must_increase),
+                cmocka_unit_test(bad_fields),
+                cmocka_unit_test(overlong_line),
+                cmocka_unit_test(files),
+                cmocka_unit_test(interpolation),
+                cmocka_unit_test(cursor_reuse_and_random_access),
+                cmocka_unit_test(empty_trace_demand_is_zero),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
