@@ -98,6 +98,10 @@ int policy_scratch_reserve(struct policy_scratch *s, size_t n)
         if (!items)
                 return -ENOMEM;
         s->items = items;
+        items = realloc(s->spare, n * sizeof(*items));
+        if (!items)
+                return -ENOMEM;
+        s->spare = items;
         uint32_t *index = realloc(s->index, n * sizeof(*index));
         if (!index)
                 return -ENOMEM;
@@ -111,6 +115,7 @@ void policy_scratch_free(struct policy_scratch *s)
         if (!s)
                 return;
         free(s->items);
+        free(s->spare);
         free(s->index);
         *s = (struct policy_scratch){0};
 }
@@ -127,16 +132,31 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
         return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
+/* v * permille / 1000 in 128 bits, saturating. */
+static uint64_t scale_permille(uint64_t v, uint64_t permille)
+{
+        if (permille == 0 || v <= UINT64_MAX / permille)
+                return v * permille / 1000; /* the common case, without 128-bit division */
+        unsigned __int128 r = (unsigned __int128)v * permille / 1000;
+        return r > UINT64_MAX ? UINT64_MAX : (uint64_t)r;
+}
+
 /* v * (1000 + permille) / 1000, saturating; permille may be large (buffer 2000 % = 20000). */
 static uint64_t scale_up_permille(uint64_t v, uint64_t permille)
 {
-        long double r = (long double)v * (1000.0L + (long double)permille) / 1000.0L;
-        return r >= (long double)UINT64_MAX ? UINT64_MAX : (uint64_t)r;
+        return scale_permille(v, 1000 + permille);
 }
 
-static uint64_t scale_permille(uint64_t v, uint64_t permille)
+/* Block sizes are powers of two (settings_check): round with masks. */
+static uint64_t block_up(uint64_t v, uint64_t block)
 {
-        return (uint64_t)((long double)v * (long double)permille / 1000.0L);
+        uint64_t mask = block - 1;
+        return v > UINT64_MAX - mask ? UINT64_MAX & ~mask : (v + mask) & ~mask;
+}
+
+static uint64_t block_down(uint64_t v, uint64_t block)
+{
+        return v & ~(block - 1);
 }
 
 static uint64_t deadband(const struct policy_tunables *t, uint64_t assigned)
@@ -165,7 +185,7 @@ static void estimate_no_signal(struct policy_vm *vm)
 
         vm->floor_bytes = s->minimum_bytes;
         vm->need_bytes = vm->want_bytes = clamp_u64(
-                size_round_up(vm->assigned_bytes, s->block_bytes), s->minimum_bytes,
+                block_up(vm->assigned_bytes, s->block_bytes), s->minimum_bytes,
                 s->maximum_bytes);
         vm->reason = REASON_NO_SIGNAL;
 }
@@ -174,8 +194,8 @@ static void estimate_no_signal(struct policy_vm *vm)
 static void estimate_from_demand(struct policy_vm *vm, uint64_t demand)
 {
         const struct vm_settings *s = &vm->settings;
-        uint64_t need = size_round_up(demand, s->block_bytes);
-        uint64_t want = size_round_up(scale_up_permille(demand, 10ull * s->buffer_percent),
+        uint64_t need = block_up(demand, s->block_bytes);
+        uint64_t want = block_up(scale_up_permille(demand, 10ull * s->buffer_percent),
                                       s->block_bytes);
 
         vm->floor_bytes = s->minimum_bytes;
@@ -284,7 +304,7 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
         uint64_t share = working / (reported / 1000 ? reported / 1000 : 1);
         if (share > m->correction_permille || !correction_fresh(m, now, t))
                 probe_learn(m, share, now, t);
-        uint64_t short_need = clamp_u64(size_round_up(working, s->block_bytes), s->minimum_bytes,
+        uint64_t short_need = clamp_u64(block_up(working, s->block_bytes), s->minimum_bytes,
                                         s->maximum_bytes);
         if (short_need > vm->need_bytes)
                 vm->need_bytes = short_need;
@@ -337,7 +357,7 @@ static void estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
                             now, t);
                 return;
         }
-        probed = clamp_u64(size_round_up(probed, s->block_bytes), s->minimum_bytes,
+        probed = clamp_u64(block_up(probed, s->block_bytes), s->minimum_bytes,
                            s->maximum_bytes);
         if (probed < vm->want_bytes) {
                 vm->want_bytes = probed;
@@ -387,7 +407,7 @@ static void estimate_one(const struct policy_config *cfg, struct policy_vm *vm, 
                                                              : vm->assigned_bytes;
                 uint64_t want = vm->external_bytes ? vm->external_bytes : prev;
 
-                want = clamp_u64(size_round_up(want, s->block_bytes), s->minimum_bytes,
+                want = clamp_u64(block_up(want, s->block_bytes), s->minimum_bytes,
                                  s->maximum_bytes);
                 vm->floor_bytes = s->minimum_bytes;
                 vm->need_bytes = vm->want_bytes = want;
@@ -419,13 +439,47 @@ static void fill_levels(const struct policy_vm *vm, enum fill_stage stage, uint6
         *hi = stage == FILL_FLOOR_TO_NEED ? vm->need_bytes : vm->want_bytes;
 }
 
-static int sort_item_ascending(const void *a, const void *b)
+/*
+ * Sort items by key, ascending, stable: LSD radix sort with 11-bit digits,
+ * skipping digits every key shares. Linear in n; `spare` holds n items.
+ */
+static void sort_items(struct policy_sort_item *items, struct policy_sort_item *spare, size_t n)
 {
-        const struct policy_sort_item *x = a, *y = b;
+        enum { BITS = 11, BUCKETS = 1 << BITS };
+        uint32_t count[BUCKETS];
+        struct policy_sort_item *src = items, *dst = spare;
 
-        if (x->key != y->key)
-                return x->key < y->key ? -1 : 1;
-        return x->index < y->index ? -1 : x->index > y->index;
+        for (unsigned shift = 0; shift < 64; shift += BITS) {
+                memset(count, 0, sizeof(count));
+                for (size_t i = 0; i < n; i++)
+                        count[(src[i].key >> shift) & (BUCKETS - 1)]++;
+                if (n == 0 || count[(src[0].key >> shift) & (BUCKETS - 1)] == n)
+                        continue; /* every key has this digit */
+                uint32_t pos = 0;
+                for (size_t b = 0; b < BUCKETS; b++) {
+                        uint32_t c = count[b];
+                        count[b] = pos;
+                        pos += c;
+                }
+                for (size_t i = 0; i < n; i++)
+                        dst[count[(src[i].key >> shift) & (BUCKETS - 1)]++] = src[i];
+                struct policy_sort_item *t = src;
+                src = dst;
+                dst = t;
+        }
+        if (src != items)
+                memcpy(items, src, n * sizeof(*items));
+}
+
+/* Non-negative doubles keep their order as 64-bit patterns. */
+static uint64_t double_key(double d)
+{
+        uint64_t k;
+
+        if (!(d > 0.0))
+                return 0;
+        memcpy(&k, &d, sizeof(k));
+        return k;
 }
 
 /*
@@ -451,11 +505,11 @@ static uint64_t waterfill(struct policy_vm *vms, const uint32_t *idx, size_t n, 
                 if (hi <= lo || zero != zero_pass)
                         continue;
                 double w = zero_pass ? 1.0 : (double)vm->settings.weight;
-                items[m++] = (struct policy_sort_item){(double)(hi - lo) / w, idx[k]};
+                items[m++] = (struct policy_sort_item){double_key((double)(hi - lo) / w), idx[k]};
                 wsum += w;
         }
         /* Ascending room per unit of weight: the VMs that fill up first come first. */
-        qsort(items, m, sizeof(*items), sort_item_ascending);
+        sort_items(items, scr->spare, m);
 
         uint64_t left = budget;
         for (size_t i = 0; i < m && left > 0; i++) {
@@ -467,96 +521,116 @@ static uint64_t waterfill(struct policy_vm *vms, const uint32_t *idx, size_t n, 
                 double share = (double)left * w / wsum;
                 uint64_t give = share >= (double)(hi - lo) ? hi - lo : (uint64_t)share;
 
-                give = size_round_down(give > left ? left : give, vm->settings.block_bytes);
-                vm->target_bytes += give;
+                give = block_down(give > left ? left : give, vm->settings.block_bytes);
+                vm->ideal_bytes += give;
                 left -= give;
                 wsum -= w;
         }
         return left;
 }
 
-static void set_targets(struct policy_vm *vms, const uint32_t *idx, size_t n, size_t level)
+/* The state of one decision, shared by its passes. */
+struct decision {
+        const struct policy_config *cfg;
+        const struct policy_host *host;
+        struct policy_vm *vms;
+        struct policy_scratch *scr;
+        uint64_t now;
+        uint32_t *idx;          /* participants: running VMs, then admitted starters */
+        size_t k;
+        size_t n_starters;      /* starting VMs, in order, in scr->spare[].index */
+        uint64_t held;          /* memory the running VMs hold now */
+        size_t growers;         /* VMs asking to grow, in scr->items */
+        uint64_t asked;         /* how much they ask in all */
+        struct policy_summary sum;
+};
+
+static void set_ideals(struct decision *d, size_t level)
 {
-        for (size_t k = 0; k < n; k++) {
-                struct policy_vm *vm = &vms[idx[k]];
-                vm->target_bytes = level == 0   ? vm->floor_bytes
-                                   : level == 1 ? vm->need_bytes
-                                                : vm->want_bytes;
+        for (size_t j = 0; j < d->k; j++) {
+                struct policy_vm *vm = &d->vms[d->idx[j]];
+                vm->ideal_bytes = level == 0   ? vm->floor_bytes
+                                  : level == 1 ? vm->need_bytes
+                                               : vm->want_bytes;
         }
 }
 
 /*
- * Decide who takes part: running VMs, and starting VMs whose startup size
- * fits next to everybody's floor (the others are refused). Returns the
- * number of participants written to idx.
+ * Pass 1: estimate every VM; running VMs join the participants and the
+ * sums; starting VMs are set aside for admission.
  */
-static size_t admit_candidates(struct policy_vm *vms, size_t n, uint64_t memory, uint32_t *idx,
-                               struct policy_summary *sum)
+static void estimate_all(struct decision *d, size_t n)
 {
-        uint64_t floors = 0;
-        size_t k = 0;
-
-        for (size_t i = 0; i < n; i++)
-                if (vms[i].phase == POLICY_PHASE_RUNNING)
-                        floors = add_sat(floors, vms[i].floor_bytes);
         for (size_t i = 0; i < n; i++) {
-                struct policy_vm *vm = &vms[i];
+                struct policy_vm *vm = &d->vms[i];
 
+                vm->reason = REASON_NONE;
                 vm->admission = ADMISSION_NONE;
-                if (vm->phase == POLICY_PHASE_OFF) {
-                        vm->target_bytes = vm->ideal_bytes = 0;
+                vm->target_bytes = vm->ideal_bytes = 0;
+                if (vm->phase == POLICY_PHASE_OFF)
+                        continue;
+                estimate_one(d->cfg, vm, d->now);
+                if (vm->phase == POLICY_PHASE_STARTING) {
+                        d->scr->spare[d->n_starters++].index = (uint32_t)i;
                         continue;
                 }
-                if (vm->phase == POLICY_PHASE_STARTING) {
-                        if (add_sat(floors, vm->floor_bytes) > memory) {
-                                vm->admission = ADMISSION_REFUSE;
-                                vm->target_bytes = vm->ideal_bytes = 0;
-                                continue;
-                        }
-                        floors = add_sat(floors, vm->floor_bytes);
-                        vm->admission = ADMISSION_WAIT;
-                }
-                idx[k++] = (uint32_t)i;
+                d->idx[d->k++] = (uint32_t)i;
+                d->held = add_sat(d->held, vm->assigned_bytes);
+                d->sum.sum_floor_bytes = add_sat(d->sum.sum_floor_bytes, vm->floor_bytes);
+                d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
+                d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
         }
-        sum->sum_floor_bytes = floors;
-        return k;
 }
 
-static void allocate(const struct policy_host *host, struct policy_vm *vms, const uint32_t *idx,
-                     size_t k, struct policy_scratch *scr, struct policy_summary *sum)
+/*
+ * Starting VMs, in the order they come: each joins if its startup size fits
+ * next to everybody's floor (it then waits for the memory to be free, or is
+ * admitted in the grant), and is refused otherwise.
+ */
+static void admit_starters(struct decision *d)
 {
-        uint64_t memory = host->memory_bytes;
+        for (size_t b = 0; b < d->n_starters; b++) {
+                uint32_t i = d->scr->spare[b].index;
+                struct policy_vm *vm = &d->vms[i];
+                uint64_t floors = add_sat(d->sum.sum_floor_bytes, vm->floor_bytes);
 
-        sum->sum_need_bytes = sum->sum_want_bytes = 0;
-        for (size_t j = 0; j < k; j++) {
-                sum->sum_need_bytes = add_sat(sum->sum_need_bytes, vms[idx[j]].need_bytes);
-                sum->sum_want_bytes = add_sat(sum->sum_want_bytes, vms[idx[j]].want_bytes);
+                if (floors > d->host->memory_bytes) {
+                        vm->admission = ADMISSION_REFUSE;
+                        continue;
+                }
+                vm->admission = ADMISSION_WAIT;
+                d->sum.sum_floor_bytes = floors;
+                d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
+                d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
+                d->idx[d->k++] = i;
         }
+}
+
+/* Pass 2 (and water-filling): ideal sizes for the participants. */
+static void allocate(struct decision *d)
+{
+        struct policy_summary *sum = &d->sum;
+        uint64_t memory = d->host->memory_bytes;
+
         if (sum->sum_want_bytes <= memory) {
-                set_targets(vms, idx, k, 2);
+                set_ideals(d, 2);
         } else if (sum->sum_need_bytes <= memory) {
                 sum->scarcity = true;
-                set_targets(vms, idx, k, 1);
-                uint64_t left = waterfill(vms, idx, k, memory - sum->sum_need_bytes,
-                                          FILL_NEED_TO_WANT, scr, false);
-                waterfill(vms, idx, k, left, FILL_NEED_TO_WANT, scr, true);
+                set_ideals(d, 1);
+                uint64_t left = waterfill(d->vms, d->idx, d->k, memory - sum->sum_need_bytes,
+                                          FILL_NEED_TO_WANT, d->scr, false);
+                if (left > 0)
+                        waterfill(d->vms, d->idx, d->k, left, FILL_NEED_TO_WANT, d->scr, true);
         } else if (sum->sum_floor_bytes <= memory) {
                 sum->scarcity = true;
-                set_targets(vms, idx, k, 0);
-                uint64_t left = waterfill(vms, idx, k, memory - sum->sum_floor_bytes,
-                                          FILL_FLOOR_TO_NEED, scr, false);
-                waterfill(vms, idx, k, left, FILL_FLOOR_TO_NEED, scr, true);
+                set_ideals(d, 0);
+                uint64_t left = waterfill(d->vms, d->idx, d->k, memory - sum->sum_floor_bytes,
+                                          FILL_FLOOR_TO_NEED, d->scr, false);
+                if (left > 0)
+                        waterfill(d->vms, d->idx, d->k, left, FILL_FLOOR_TO_NEED, d->scr, true);
         } else {
                 sum->scarcity = sum->overcommitted = true;
-                set_targets(vms, idx, k, 0);
-        }
-        for (size_t j = 0; j < k; j++) {
-                struct policy_vm *vm = &vms[idx[j]];
-
-                vm->ideal_bytes = vm->target_bytes;
-                if (vm->target_bytes < vm->want_bytes)
-                        vm->reason = sum->overcommitted ? REASON_OVERCOMMITTED : REASON_SCARCITY;
-                vm->ideal_reason = vm->reason;
+                set_ideals(d, 0);
         }
 }
 
@@ -590,7 +664,7 @@ static void hold(struct policy_vm *vm)
 static void probe_step(struct policy_vm *vm, const struct policy_tunables *t)
 {
         uint64_t a = vm->assigned_bytes, ideal = vm->ideal_bytes, block = vm->settings.block_bytes;
-        uint64_t zone = size_round_up(scale_up_permille(vm->memory.probe_demand_bytes,
+        uint64_t zone = block_up(scale_up_permille(vm->memory.probe_demand_bytes,
                                                         10ull * t->probe_fine_percent),
                                       block);
         uint64_t step = scale_permille(a, t->probe_step_permille);
@@ -605,7 +679,7 @@ static void probe_step(struct policy_vm *vm, const struct policy_tunables *t)
                 hold(vm);
                 return;
         }
-        vm->target_bytes = size_round_down(a - step, block);
+        vm->target_bytes = block_down(a - step, block);
 }
 
 /*
@@ -653,88 +727,99 @@ static void smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
         if (step < db)
                 step = db;
         if (a - ideal > step)
-                vm->target_bytes = size_round_up(a - step, vm->settings.block_bytes);
+                vm->target_bytes = block_up(a - step, vm->settings.block_bytes);
 }
 
-static void smooth(const struct policy_config *cfg, struct policy_vm *vms, const uint32_t *idx,
-                   size_t k, uint64_t now, bool scarcity, bool release)
+/* Grant order: heavier first, then the one furthest below its need. */
+static uint64_t grow_key(const struct policy_vm *vm)
 {
-        for (size_t j = 0; j < k; j++) {
-                struct policy_vm *vm = &vms[idx[j]];
+        uint64_t shortfall = vm->need_bytes > vm->assigned_bytes
+                                     ? (vm->need_bytes - vm->assigned_bytes) >> 20
+                                     : 0;
+        const uint64_t mask = (1ull << 40) - 1;
 
+        if (shortfall > mask)
+                shortfall = mask;
+        return ((uint64_t)(SETTINGS_WEIGHT_MAX - vm->settings.weight) << 40) | (mask - shortfall);
+}
+
+/*
+ * Pass 3: reasons, smoothing (dynmem), and what the grant must look at: the
+ * growers and how much they ask. On the release pass every hold is dropped.
+ */
+static void settle(struct decision *d, bool release)
+{
+        struct policy_scratch *scr = d->scr;
+        uint64_t asked = 0, total = 0;
+        size_t growers = 0;
+
+        for (size_t j = 0; j < d->k; j++) {
+                struct policy_vm *vm = &d->vms[d->idx[j]];
+
+                if (!release) {
+                        if (vm->ideal_bytes < vm->want_bytes)
+                                vm->reason = d->sum.overcommitted ? REASON_OVERCOMMITTED
+                                                                  : REASON_SCARCITY;
+                        vm->ideal_reason = vm->reason;
+                        vm->memory.last_decision_ms = d->now;
+                        vm->memory.decided = true;
+                        vm->memory.last_target_bytes = vm->ideal_bytes;
+                }
                 vm->target_bytes = vm->ideal_bytes;
                 vm->reason = vm->ideal_reason;
-                if (cfg->kind != POLICY_DYNMEM || vm->phase != POLICY_PHASE_RUNNING ||
-                    !vm->settings.dynamic || !vm->demand_known)
-                        continue;
-                smooth_one(vm, now, &cfg->tunables, scarcity, release);
+                if (d->cfg->kind == POLICY_DYNMEM && vm->phase == POLICY_PHASE_RUNNING &&
+                    vm->settings.dynamic && vm->demand_known)
+                        smooth_one(vm, d->now, &d->cfg->tunables, d->sum.scarcity, release);
+                if (vm->phase == POLICY_PHASE_RUNNING && vm->target_bytes > vm->assigned_bytes) {
+                        scr->items[growers++] = (struct policy_sort_item){grow_key(vm), d->idx[j]};
+                        asked = add_sat(asked, vm->target_bytes - vm->assigned_bytes);
+                }
+                total = add_sat(total, vm->target_bytes);
         }
-}
-
-static int grow_first(const void *a, const void *b)
-{
-        const struct policy_sort_item *x = a, *y = b;
-
-        /* key = -(weight * 2^40 + shortfall in MiB): heavier first, then the shortest */
-        if (x->key != y->key)
-                return x->key < y->key ? -1 : 1;
-        return x->index < y->index ? -1 : x->index > y->index;
+        d->sum.sum_target_bytes = total;
+        d->growers = growers;
+        d->asked = asked;
 }
 
 /*
  * Grant: shrinks are free to go; starting VMs are admitted when their
  * startup size is free now; grows take only memory free now, heavier VMs
- * first. Returns true when some starter or grower could not get all it asked.
+ * first. Returns true when a starter or a grower could not get all it asked.
  */
-static bool grant(const struct policy_host *host, struct policy_vm *vms, const uint32_t *idx,
-                  size_t k, struct policy_scratch *scr)
+static bool grant(struct decision *d)
 {
-        uint64_t held = 0, asked = 0, free_now;
-        size_t growers = 0;
+        uint64_t memory = d->host->memory_bytes;
+        uint64_t free_now = d->held >= memory ? 0 : memory - d->held;
         bool short_of_memory = false;
 
-        for (size_t j = 0; j < k; j++)
-                if (vms[idx[j]].phase == POLICY_PHASE_RUNNING)
-                        held = add_sat(held, vms[idx[j]].assigned_bytes);
-        free_now = held >= host->memory_bytes ? 0 : host->memory_bytes - held;
-
-        for (size_t j = 0; j < k; j++) {
-                struct policy_vm *vm = &vms[idx[j]];
-
-                if (vm->phase == POLICY_PHASE_STARTING) {
-                        if (vm->settings.startup_bytes <= free_now) {
-                                vm->admission = ADMISSION_ADMIT;
-                                vm->target_bytes = vm->settings.startup_bytes;
-                                free_now -= vm->settings.startup_bytes;
-                        } else {
-                                vm->admission = ADMISSION_WAIT;
-                                vm->target_bytes = 0;
-                                short_of_memory = true;
-                        }
+        for (size_t j = 0; j < d->k; j++) {
+                struct policy_vm *vm = &d->vms[d->idx[j]];
+                if (vm->phase != POLICY_PHASE_STARTING)
                         continue;
-                }
-                if (vm->target_bytes > vm->assigned_bytes) {
-                        uint64_t grow = vm->target_bytes - vm->assigned_bytes;
-                        double w = (double)vm->settings.weight;
-                        double shortfall = vm->need_bytes > vm->assigned_bytes
-                                                   ? (double)(vm->need_bytes - vm->assigned_bytes)
-                                                   : 0.0;
-                        scr->items[growers++] = (struct policy_sort_item){
-                                -(w * 1099511627776.0 + shortfall / (double)MIB), idx[j]};
-                        asked = add_sat(asked, grow);
+                if (vm->settings.startup_bytes <= free_now) {
+                        vm->admission = ADMISSION_ADMIT;
+                        vm->target_bytes = vm->settings.startup_bytes;
+                        free_now -= vm->settings.startup_bytes;
+                } else {
+                        vm->admission = ADMISSION_WAIT;
+                        d->sum.sum_target_bytes -= vm->target_bytes;
+                        vm->target_bytes = 0;
+                        short_of_memory = true;
                 }
         }
-        if (asked <= free_now)
+        if (d->asked <= free_now)
                 return short_of_memory;
-        qsort(scr->items, growers, sizeof(*scr->items), grow_first);
-        for (size_t g = 0; g < growers; g++) {
-                struct policy_vm *vm = &vms[scr->items[g].index];
+        sort_items(d->scr->items, d->scr->spare, d->growers);
+        for (size_t g = 0; g < d->growers; g++) {
+                struct policy_vm *vm = &d->vms[d->scr->items[g].index];
                 uint64_t grow = vm->target_bytes - vm->assigned_bytes;
 
                 if (grow > free_now) {
-                        grow = size_round_down(free_now, vm->settings.block_bytes);
-                        vm->target_bytes = vm->assigned_bytes + grow;
+                        uint64_t granted = block_down(free_now, vm->settings.block_bytes);
+                        d->sum.sum_target_bytes -= grow - granted;
+                        vm->target_bytes = vm->assigned_bytes + granted;
                         vm->reason = REASON_WAITING;
+                        grow = granted;
                         short_of_memory = true;
                 }
                 free_now -= grow;
@@ -746,25 +831,22 @@ static bool grant(const struct policy_host *host, struct policy_vm *vms, const u
  * An external proposal that does not fit the host is refused as a whole:
  * every VM keeps its previous target, and the refusal is reported.
  */
-static void external_check(const struct policy_host *host, struct policy_vm *vms,
-                           const uint32_t *idx, size_t k, struct policy_summary *sum)
+static void external_check(struct decision *d)
 {
-        uint64_t total = 0;
-
-        for (size_t j = 0; j < k; j++)
-                total = add_sat(total, vms[idx[j]].want_bytes);
-        if (total <= host->memory_bytes)
+        if (d->sum.sum_want_bytes <= d->host->memory_bytes)
                 return;
-        sum->refused = true;
-        for (size_t j = 0; j < k; j++) {
-                struct policy_vm *vm = &vms[idx[j]];
+        d->sum.refused = true;
+        d->sum.sum_need_bytes = d->sum.sum_want_bytes = 0;
+        for (size_t j = 0; j < d->k; j++) {
+                struct policy_vm *vm = &d->vms[d->idx[j]];
                 uint64_t prev = vm->memory.last_target_bytes ? vm->memory.last_target_bytes
                                                              : vm->assigned_bytes;
 
-                if (vm->phase != POLICY_PHASE_RUNNING || !vm->settings.dynamic)
-                        continue;
-                vm->need_bytes = vm->want_bytes =
-                        clamp_u64(prev, vm->settings.minimum_bytes, vm->settings.maximum_bytes);
+                if (vm->phase == POLICY_PHASE_RUNNING && vm->settings.dynamic)
+                        vm->need_bytes = vm->want_bytes = clamp_u64(
+                                prev, vm->settings.minimum_bytes, vm->settings.maximum_bytes);
+                d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
+                d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
         }
 }
 
@@ -772,37 +854,23 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                   struct policy_vm *vms, size_t n, uint64_t now_ms, struct policy_scratch *scratch,
                   struct policy_summary *ret_summary)
 {
-        struct policy_summary sum = {0};
+        struct decision d = {.cfg = cfg, .host = host, .vms = vms, .scr = scratch,
+                             .now = now_ms, .idx = scratch->index};
 
         if (scratch->capacity < n)
                 return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-                vms[i].reason = REASON_NONE;
-                if (vms[i].phase != POLICY_PHASE_OFF)
-                        estimate_one(cfg, &vms[i], now_ms);
-        }
-        uint32_t *idx = scratch->index;
-        size_t k = admit_candidates(vms, n, host->memory_bytes, idx, &sum);
-
+        estimate_all(&d, n);
+        admit_starters(&d);
         if (cfg->kind == POLICY_EXTERNAL)
-                external_check(host, vms, idx, k, &sum);
-
-        allocate(host, vms, idx, k, scratch, &sum);
-        smooth(cfg, vms, idx, k, now_ms, sum.scarcity, false);
-        if (grant(host, vms, idx, k, scratch) && cfg->kind == POLICY_DYNMEM) {
+                external_check(&d);
+        allocate(&d);
+        settle(&d, false);
+        if (grant(&d) && cfg->kind == POLICY_DYNMEM) {
                 /* Someone waits for memory that a hold keeps: release the holds. */
-                smooth(cfg, vms, idx, k, now_ms, sum.scarcity, true);
-                grant(host, vms, idx, k, scratch);
-        }
-        for (size_t j = 0; j < k; j++) {
-                struct policy_vm *vm = &vms[idx[j]];
-
-                sum.sum_target_bytes = add_sat(sum.sum_target_bytes, vm->target_bytes);
-                vm->memory.last_decision_ms = now_ms;
-                vm->memory.decided = true;
-                vm->memory.last_target_bytes = vm->ideal_bytes;
+                settle(&d, true);
+                grant(&d);
         }
         if (ret_summary)
-                *ret_summary = sum;
+                *ret_summary = d.sum;
         return 0;
 }

@@ -159,13 +159,14 @@ struct policy_summary {
  * does not allocate; policy_scratch_reserve() grows it (returns -ENOMEM).
  */
 struct policy_sort_item {
-        double key;
+        uint64_t key;
         uint32_t index;
 };
 
 struct policy_scratch {
         size_t capacity;
         struct policy_sort_item *items;
+        struct policy_sort_item *spare; /* radix sort's second buffer */
         uint32_t *index;
 };
 
