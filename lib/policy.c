@@ -325,7 +325,7 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
  * same share is found again, up to stall_backoff_max), and the buffer is
  * kept on top of the corrected demand.
  */
-static void estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now,
+static bool estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now,
                            const struct policy_tunables *t)
 {
         struct policy_vm_memory *m = &vm->memory;
@@ -335,16 +335,20 @@ static void estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
         if (!m->probing) {
                 if (ms_since(now, m->last_stall_ms) < t->probe_after_ms ||
                     t->probe_max_percent == 0 || correction_fresh(m, now, t) || reported == 0)
-                        return;
+                        return false;
                 m->probing = true;
                 m->probe_permille = 0;
+                /* Start from the fine zone, or from where the VM is if that is lower. */
+                uint64_t zone = scale_up_permille(reported, 10ull * t->probe_fine_percent);
+                m->probe_start_bytes = vm->assigned_bytes < zone ? vm->assigned_bytes : zone;
         }
         uint64_t dt = m->decided ? ms_since(now, m->last_decision_ms) : 0;
         uint64_t step = (uint64_t)t->probe_rate_permille * dt / MSEC_PER_SEC;
         m->probe_permille = (uint32_t)(m->probe_permille + step > 1000 ? 1000
                                                                         : m->probe_permille + step);
         uint64_t zone = scale_up_permille(reported, 10ull * t->probe_fine_percent);
-        uint64_t probed = scale_permille(zone, 1000 - m->probe_permille);
+        uint64_t start = m->probe_start_bytes < zone ? m->probe_start_bytes : zone;
+        uint64_t probed = scale_permille(start, 1000 - m->probe_permille);
         uint64_t floor = scale_permille(reported, 10ull * (100 - t->probe_max_percent));
         if (probed <= floor) {
                 /*
@@ -355,7 +359,7 @@ static void estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
                 probe_learn(m, vm->assigned_bytes < reported ? vm->assigned_bytes * 1000 / reported
                                                              : 1000,
                             now, t);
-                return;
+                return true;
         }
         probed = clamp_u64(block_up(probed, s->block_bytes), s->minimum_bytes,
                            s->maximum_bytes);
@@ -365,12 +369,21 @@ static void estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
                         vm->need_bytes = probed;
                 vm->reason = REASON_PROBE;
         }
+        return false;
 }
 
 /* The dynmem estimate: trend, learned correction, stall, probe. */
 static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t)
 {
         struct policy_vm_memory *m = &vm->memory;
+
+        /* A share of time is 0..1: NaN says nothing, above 1 is all of it, below 0 none. */
+        if (vm->stall_known && isnan(vm->stall_fraction))
+                vm->stall_known = false;
+        else if (vm->stall_fraction > 1.0)
+                vm->stall_fraction = 1.0;
+        else if (vm->stall_fraction < 0.0)
+                vm->stall_fraction = 0.0;
         uint64_t reported = vm->demand_bytes, demand = reported;
         uint64_t trend = trend_projection(vm, now, t);
 
@@ -385,7 +398,9 @@ static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct pol
                 estimate_stall(vm, reported, now, t);
         } else {
                 m->stall_streak = 0;
-                estimate_probe(vm, reported, now, t);
+                if (estimate_probe(vm, reported, now, t)) /* learned now: use it now */
+                        estimate_from_demand(
+                                vm, add_sat(scale_permille(reported, m->correction_permille), trend));
         }
 }
 
@@ -645,8 +660,10 @@ static uint64_t hold_target(const struct policy_vm *vm)
 {
         uint64_t a = vm->assigned_bytes, r = vm->requested_bytes, ideal = vm->ideal_bytes;
         uint64_t lo = a < ideal ? a : ideal, hi = a < ideal ? ideal : a;
+        uint64_t keep = r && r >= lo && r <= hi ? r : a;
 
-        return r && r >= lo && r <= hi ? r : a;
+        /* Never hold more than the maximum, whatever the backend reports. */
+        return keep > vm->settings.maximum_bytes ? vm->settings.maximum_bytes : keep;
 }
 
 static void hold(struct policy_vm *vm)

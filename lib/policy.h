@@ -105,7 +105,8 @@ struct policy_vm_memory {
         uint64_t surplus_peak_bytes; /* highest want seen during the surplus */
         uint64_t last_stall_ms;
         bool probing;               /* a probe is descending toward the working set */
-        uint32_t probe_permille;    /* how far the probe is below its start (the fine zone) */
+        uint32_t probe_permille;    /* how far the probe is below its start */
+        uint64_t probe_start_bytes; /* where the probe started: the fine zone, or lower */
         uint64_t probe_demand_bytes; /* corrected demand when the probe last looked */
         uint32_t correction_permille; /* learned: working set / reported demand, 1..4000 (0 = none) */
         uint64_t correction_ms;     /* when it was learned */
