@@ -106,6 +106,7 @@ static const struct key_spec policy_keys[] = {
         {"probe_rate_permille", KEY_U32, offsetof(struct policy_tunables, probe_rate_permille), 0, 1000, 0, NO_FLAG},
         {"probe_max_percent", KEY_U32, offsetof(struct policy_tunables, probe_max_percent), 0, 90, 0, NO_FLAG},
         {"probe_step_permille", KEY_U32, offsetof(struct policy_tunables, probe_step_permille), 1, 500, 0, NO_FLAG},
+        {"probe_contention_percent", KEY_U32, offsetof(struct policy_tunables, probe_contention_percent), 0, 1000, 0, NO_FLAG},
         {"probe_fine_percent", KEY_U32, offsetof(struct policy_tunables, probe_fine_percent), 0, 100, 0, NO_FLAG},
         {"stall_backoff_max", KEY_U32, offsetof(struct policy_tunables, stall_backoff_max), 1, 64, 0, NO_FLAG},
         {"stall_memory", KEY_DURATION, offsetof(struct policy_tunables, stall_memory_ms), 0, DAY_MS, 0, NO_FLAG},

@@ -514,7 +514,7 @@ json_t *control_vm_json(const struct vm *vm)
 
 static char *reply_line(json_t *reply)
 {
-        char *line = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+        char *line = reply ? json_dumps(reply, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
 
         json_decref(reply);
         return line;

@@ -85,6 +85,7 @@ void policy_tunables_default(struct policy_tunables *t)
                 .probe_max_percent = 25,
                 .probe_step_permille = 10,
                 .probe_fine_percent = 5,
+                .probe_contention_percent = 70,
                 .stall_backoff_max = 8,
                 .stall_memory_ms = 600 * MSEC_PER_SEC,
         };
@@ -372,7 +373,29 @@ static bool estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
         return false;
 }
 
-/* The dynmem estimate: trend, learned correction, stall, probe. */
+/*
+ * Probing costs a little (fine resizes, a VM briefly without its buffer), and
+ * memory it reclaims is worth something only when the VMs want most of the
+ * host: probes run while the running VMs want at least probe_contention_percent
+ * of the host's memory, and stop, learning nothing, when they no longer do.
+ */
+static void probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
+                      bool contended)
+{
+        struct policy_vm_memory *m = &vm->memory;
+
+        if (!contended) {
+                m->probing = false;
+                m->probe_permille = 0;
+                return;
+        }
+        if (estimate_probe(vm, vm->demand_bytes, now, t)) /* learned now: use it now */
+                estimate_from_demand(vm, add_sat(scale_permille(vm->demand_bytes,
+                                                                m->correction_permille),
+                                                 vm->trend_bytes));
+}
+
+/* The dynmem estimate: trend, learned correction, stall; probing comes after the sums. */
 static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t)
 {
         struct policy_vm_memory *m = &vm->memory;
@@ -394,13 +417,12 @@ static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct pol
         estimate_from_demand(vm, add_sat(demand, trend));
         if (!vm->stall_known)
                 return;
+        vm->trend_bytes = trend;
         if (stalling(vm, t)) {
                 estimate_stall(vm, reported, now, t);
         } else {
                 m->stall_streak = 0;
-                if (estimate_probe(vm, reported, now, t)) /* learned now: use it now */
-                        estimate_from_demand(
-                                vm, add_sat(scale_permille(reported, m->correction_permille), trend));
+                vm->probe_candidate = true; /* probe_all() decides, once the sums are known */
         }
 }
 
@@ -581,6 +603,7 @@ static void estimate_all(struct decision *d, size_t n)
 
                 vm->reason = REASON_NONE;
                 vm->admission = ADMISSION_NONE;
+                vm->probe_candidate = false;
                 vm->target_bytes = vm->ideal_bytes = 0;
                 if (vm->phase == POLICY_PHASE_OFF)
                         continue;
@@ -594,6 +617,23 @@ static void estimate_all(struct decision *d, size_t n)
                 d->sum.sum_floor_bytes = add_sat(d->sum.sum_floor_bytes, vm->floor_bytes);
                 d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
                 d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
+        }
+}
+
+static void probe_all(struct decision *d)
+{
+        const struct policy_tunables *t = &d->cfg->tunables;
+        bool contended = d->sum.sum_want_bytes >=
+                         scale_permille(d->host->memory_bytes, 10ull * t->probe_contention_percent);
+
+        for (size_t j = 0; j < d->k; j++) {
+                struct policy_vm *vm = &d->vms[d->idx[j]];
+                if (!vm->probe_candidate)
+                        continue;
+                uint64_t need = vm->need_bytes, want = vm->want_bytes;
+                probe_one(vm, d->now, t, contended);
+                d->sum.sum_need_bytes += vm->need_bytes - need;
+                d->sum.sum_want_bytes += vm->want_bytes - want;
         }
 }
 
@@ -877,6 +917,8 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
         if (scratch->capacity < n)
                 return -ENOMEM;
         estimate_all(&d, n);
+        if (cfg->kind == POLICY_DYNMEM)
+                probe_all(&d);
         admit_starters(&d);
         if (cfg->kind == POLICY_EXTERNAL)
                 external_check(&d);

@@ -54,6 +54,7 @@ struct policy_tunables {
         uint32_t probe_max_percent;    /* probing goes at most this % below reported demand (25 %) */
         uint32_t probe_step_permille;  /* one probing shrink near demand takes this much (10 = 1 %) */
         uint32_t probe_fine_percent;   /* fine probing steps start this % above reported demand (5 %) */
+        uint32_t probe_contention_percent; /* probe only while VMs want this % of the host (70 %) */
         uint32_t stall_backoff_max;    /* the same correction learned again multiplies stall_memory, up to this (8) */
         uint64_t stall_memory_ms;      /* a learned demand correction holds this long (10 min) */
 };
@@ -138,7 +139,9 @@ struct policy_vm {
 
         /* scratch for the allocator */
         uint64_t floor_bytes, need_bytes, want_bytes;
+        uint64_t trend_bytes;
         enum policy_reason ideal_reason;
+        bool probe_candidate;
 };
 
 struct policy_host {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -97,12 +98,21 @@ fail:
         return -errno;
 }
 
-/* Describe how the child ended, or that it is still there. */
+/*
+ * Describe how the child ended, or that it is still there. A child that
+ * closed its output is usually exiting: give it a moment to be reaped.
+ */
 static void child_status(struct policy_exec *pe, char *buf, size_t len)
 {
         int status;
+        pid_t r = 0;
 
-        if (pe->pid > 0 && waitpid(pe->pid, &status, WNOHANG) == pe->pid) {
+        for (int i = 0; pe->pid > 0 && i < 50 && r == 0; i++) {
+                r = waitpid(pe->pid, &status, WNOHANG);
+                if (r == 0)
+                        nanosleep(&(struct timespec){.tv_nsec = 2 * 1000 * 1000}, NULL);
+        }
+        if (pe->pid > 0 && r == pe->pid) {
                 pe->pid = -1;
                 if (WIFEXITED(status))
                         snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
@@ -121,9 +131,21 @@ static uint64_t monotonic_ms(void)
         return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Bytes as a JSON integer, saturated so that nothing turns negative. */
+static json_t *json_bytes(uint64_t v)
+{
+        return json_integer(v > (uint64_t)INT64_MAX ? (json_int_t)INT64_MAX : (json_int_t)v);
+}
+
 static json_t *json_size_or_null(bool known, uint64_t v)
 {
-        return known ? json_integer((json_int_t)v) : json_null();
+        return known ? json_bytes(v) : json_null();
+}
+
+/* NaN and infinities have no JSON form: such a share is unknown. */
+static json_t *json_share_or_null(bool known, double v)
+{
+        return known && isfinite(v) ? json_real(v) : json_null();
 }
 
 char *policy_exec_request(const struct policy_host *host, const struct policy_vm *vms, size_t n,
@@ -136,15 +158,15 @@ char *policy_exec_request(const struct policy_host *host, const struct policy_vm
                 if (vm->phase == POLICY_PHASE_OFF)
                         continue;
                 json_t *o = json_pack(
-                        "{s:s, s:b, s:I, s:I, s:I, s:i, s:i, s:I, s:o, s:o}", "name", vm->name,
+                        "{s:s, s:b, s:o, s:o, s:o, s:i, s:i, s:o, s:o, s:o}", "name", vm->name,
                         "running", vm->phase == POLICY_PHASE_RUNNING, "startup",
-                        (json_int_t)vm->settings.startup_bytes, "minimum",
-                        (json_int_t)vm->settings.minimum_bytes, "maximum",
-                        (json_int_t)vm->settings.maximum_bytes, "buffer",
+                        json_bytes(vm->settings.startup_bytes), "minimum",
+                        json_bytes(vm->settings.minimum_bytes), "maximum",
+                        json_bytes(vm->settings.maximum_bytes), "buffer",
                         (int)vm->settings.buffer_percent, "weight", (int)vm->settings.weight,
-                        "assigned", (json_int_t)vm->assigned_bytes, "demand",
+                        "assigned", json_bytes(vm->assigned_bytes), "demand",
                         json_size_or_null(vm->demand_known, vm->demand_bytes), "stall",
-                        vm->stall_known ? json_real(vm->stall_fraction) : json_null());
+                        json_share_or_null(vm->stall_known, vm->stall_fraction));
                 json_array_append_new(list, o);
         }
         json_t *req = json_pack("{s:f, s:{s:I, s:I}, s:o}", "time", (double)now_ms / 1000.0,
@@ -257,6 +279,8 @@ int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
         char how[64];
         int r;
 
+        for (size_t i = 0; i < n; i++)
+                vms[i].external_bytes = 0; /* nothing proposed unless a reply says so */
         if (pe->failed && now_ms - pe->failed_at_ms < POLICY_EXEC_RESTART_MS && now_ms >= pe->failed_at_ms) {
                 snprintf(err, errlen, "policy \"%s\" is waiting to be restarted", pe->command);
                 return -EAGAIN;
