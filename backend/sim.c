@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "trace.h"
 #include "units.h"
@@ -23,9 +24,17 @@
 #define STALL_ONSET 0.98
 #define STALL_FULL  0.25
 
+/* One trace file, loaded once for every VM that replays it. */
+struct shared_trace {
+        char *path;
+        struct stat st;          /* the file when loaded: a changed file is loaded anew */
+        struct trace trace;
+        unsigned refs;
+};
+
 struct sim_vm {
         struct vm *vm;
-        struct trace trace;
+        struct shared_trace *trace;
         size_t cursor;
         uint64_t start_ms;       /* [vm] start: when the scenario asks for it */
         uint64_t swap_bytes;
@@ -56,6 +65,8 @@ struct sim_backend {
         char *base_dir;
         struct sim_vm **vms;
         size_t n, cap;
+        struct shared_trace **traces;
+        size_t n_traces;
         uint64_t last_advance_ms;
         bool advanced_once;
 };
@@ -127,32 +138,82 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
         return errors ? -EINVAL : 0;
 }
 
-static int load_trace(struct sim_backend *sb, const struct config_vm *cvm, struct trace *t,
-                      struct config_diag *diag)
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+        return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+               a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* The VM's trace, shared with other VMs replaying the same unchanged file. */
+static int trace_get(struct sim_backend *sb, const struct config_vm *cvm,
+                     struct shared_trace **ret, struct config_diag *diag)
 {
         const struct config_kv *kv = config_vm_key(cvm, "trace");
         char *path = kv ? resolve(sb->base_dir, kv->value) : NULL;
+        struct stat st;
         int r;
 
         if (!path)
                 return -EINVAL;
-        r = trace_load(path, t, diag);
-        free(path);
-        return r;
+        if (stat(path, &st) == 0) {
+                for (size_t i = 0; i < sb->n_traces; i++) {
+                        struct shared_trace *t = sb->traces[i];
+                        if (strcmp(t->path, path) == 0 && same_file(&t->st, &st)) {
+                                t->refs++;
+                                free(path);
+                                *ret = t;
+                                return 0;
+                        }
+                }
+        }
+        struct shared_trace *t = calloc(1, sizeof(*t));
+        struct shared_trace **grown = reallocarray(sb->traces, sb->n_traces + 1, sizeof(*grown));
+        if (!t || !grown) {
+                free(t), free(path);
+                config_diag_add(diag, cvm->name, 0, "out of memory");
+                return -ENOMEM;
+        }
+        sb->traces = grown;
+        r = trace_load(path, &t->trace, diag);
+        if (r < 0) {
+                free(t), free(path);
+                return r;
+        }
+        t->path = path;
+        t->st = st;
+        t->refs = 1;
+        sb->traces[sb->n_traces++] = t;
+        *ret = t;
+        return 0;
+}
+
+static void trace_put(struct sim_backend *sb, struct shared_trace *t)
+{
+        if (!t || --t->refs > 0)
+                return;
+        for (size_t i = 0; i < sb->n_traces; i++) {
+                if (sb->traces[i] == t) {
+                        sb->traces[i] = sb->traces[--sb->n_traces];
+                        break;
+                }
+        }
+        trace_free(&t->trace);
+        free(t->path);
+        free(t);
 }
 
 static int sim_check_vm(struct backend *b, const struct config *cfg, const struct config_vm *cvm,
                         struct config_diag *diag)
 {
         struct sim_vm sv = {0};
-        struct trace t;
+        struct shared_trace *t;
         int r = parse_keys(cfg, cvm, &sv, diag);
 
         if (r < 0)
                 return r;
-        r = load_trace(priv(b), cvm, &t, diag);
+        r = trace_get(priv(b), cvm, &t, diag);
         if (r == 0)
-                trace_free(&t);
+                trace_put(priv(b), t);
         return r;
 }
 
@@ -168,7 +229,7 @@ static int sim_configure_vm(struct backend *b, struct vm *vm, const struct confi
 
         r = parse_keys(cfg, cvm, &parsed, &diag);
         if (r == 0)
-                r = load_trace(sb, cvm, &parsed.trace, &diag);
+                r = trace_get(sb, cvm, &parsed.trace, &diag);
         if (r < 0) {
                 snprintf(err, errlen, "%s", diag.count ? diag.messages[0] : "bad sim keys");
                 config_diag_free(&diag);
@@ -176,20 +237,26 @@ static int sim_configure_vm(struct backend *b, struct vm *vm, const struct confi
         }
         config_diag_free(&diag);
         if (fresh) {
+                size_t cap = sb->n == sb->cap ? (sb->cap ? sb->cap * 2 : 16) : sb->cap;
+                struct sim_vm **grown = cap != sb->cap
+                                                ? reallocarray(sb->vms, cap, sizeof(*grown))
+                                                : sb->vms;
                 sv = calloc(1, sizeof(*sv));
-                if (!sv || (sb->n == sb->cap && !(sb->vms = reallocarray(
-                                                          sb->vms, sb->cap = sb->cap ? sb->cap * 2 : 16,
-                                                          sizeof(*sb->vms))))) {
+                if (!sv || !grown) {
                         free(sv);
-                        trace_free(&parsed.trace);
+                        if (grown)
+                                sb->vms = grown, sb->cap = cap;
+                        trace_put(sb, parsed.trace);
                         snprintf(err, errlen, "out of memory");
                         return -ENOMEM;
                 }
+                sb->vms = grown;
+                sb->cap = cap;
                 sv->vm = vm;
                 sb->vms[sb->n++] = sv;
                 vm->backend_data = sv;
         } else {
-                trace_free(&sv->trace);
+                trace_put(sb, sv->trace);
         }
         sv->trace = parsed.trace;
         sv->cursor = 0;
@@ -204,7 +271,7 @@ static uint64_t demand_now(struct sim_vm *sv, uint64_t now_ms)
 {
         uint64_t rel = now_ms > sv->started_ms ? now_ms - sv->started_ms : 0;
 
-        return trace_demand_at(&sv->trace, rel, &sv->cursor);
+        return trace_demand_at(&sv->trace->trace, rel, &sv->cursor);
 }
 
 static int sim_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen)
@@ -420,7 +487,7 @@ const struct sim_vm_stats *sim_backend_vm_stats(const struct vm *vm)
 uint64_t sim_backend_vm_trace_end_ms(const struct vm *vm)
 {
         const struct sim_vm *sv = vm->backend_data;
-        return sv ? trace_end_ms(&sv->trace) : 0;
+        return sv ? trace_end_ms(&sv->trace->trace) : 0;
 }
 
 static uint64_t sim_max_honourable(struct backend *b, const struct vm *vm)
@@ -446,7 +513,7 @@ static void sim_forget_vm(struct backend *b, struct vm *vm)
                         break;
                 }
         }
-        trace_free(&sv->trace);
+        trace_put(sb, sv->trace);
         free(sv->stats.reactions_ms);
         free(sv);
         vm->backend_data = NULL;
@@ -459,6 +526,7 @@ static void sim_destroy(struct backend *b)
         while (sb->n > 0)
                 sim_forget_vm(b, sb->vms[0]->vm);
         free(sb->vms);
+        free(sb->traces);
         free(sb->base_dir);
         free(sb);
         free(b);

@@ -114,20 +114,20 @@ static void observe_one(struct balancer *b, struct vm *vm, uint64_t now)
 
 /* ---- 2. decide ---- */
 
+/* The policy's inputs for one VM; the outputs are all written by policy_decide(). */
 static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
 {
-        *pv = (struct policy_vm){
-                .name = vm->name,
-                .settings = vm->settings,
-                .assigned_bytes = vm->obs.assigned_bytes,
-                .requested_bytes = vm->target_bytes,
-                .demand_known = vm->obs.demand_known,
-                .demand_bytes = vm->obs.demand_bytes,
-                .stall_known = vm->obs.stall_known,
-                .stall_fraction = vm->obs.stall_fraction,
-                .memory = vm->policy_memory,
-                .ideal_bytes = vm->ideal_bytes,
-        };
+        pv->name = vm->name;
+        pv->settings = vm->settings;
+        pv->assigned_bytes = vm->obs.assigned_bytes;
+        pv->requested_bytes = vm->target_bytes;
+        pv->demand_known = vm->obs.demand_known;
+        pv->demand_bytes = vm->obs.demand_bytes;
+        pv->stall_known = vm->obs.stall_known;
+        pv->stall_fraction = vm->obs.stall_fraction;
+        pv->external_bytes = 0;
+        if (vm_holds_memory(vm))
+                pv->memory = vm->policy_memory;
         switch (vm->state) {
         case VM_RUNNING:
                 pv->phase = POLICY_PHASE_RUNNING;

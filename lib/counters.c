@@ -26,9 +26,12 @@ void vm_counters_pressure(struct vm_counters *c, double pressure, uint64_t now_m
                 c->average_pressure = pressure;
         } else if (now_ms > c->last_update_ms) {
                 /* Exponential average with a one-minute time constant. */
-                double dt = (double)(now_ms - c->last_update_ms);
-                double alpha = 1.0 - exp(-dt / (double)COUNTERS_AVERAGE_WINDOW_MS);
-                c->average_pressure += alpha * (pressure - c->average_pressure);
+                uint64_t dt = now_ms - c->last_update_ms;
+                if (dt != c->alpha_dt_ms) { /* the cycle rarely changes: keep its weight */
+                        c->alpha_dt_ms = dt;
+                        c->alpha = 1.0 - exp(-(double)dt / (double)COUNTERS_AVERAGE_WINDOW_MS);
+                }
+                c->average_pressure += c->alpha * (pressure - c->average_pressure);
         }
         if (c->minimum_pressure < 0.0 || pressure < c->minimum_pressure)
                 c->minimum_pressure = pressure;

@@ -27,6 +27,8 @@ struct vm_counters {
         double minimum_pressure;         /* lowest pressure seen since start, -1 unknown */
         double maximum_pressure;         /* highest pressure seen since start, -1 unknown */
         uint64_t last_update_ms;
+        uint64_t alpha_dt_ms;            /* the averaging weight for this interval, cached */
+        double alpha;
 };
 
 struct balancer_counters {

@@ -29,10 +29,13 @@ static char *next_line(struct reader *rd, char *buf, size_t cap, bool *overlong)
                 if (n && buf[n - 1] == '\n') {
                         buf[--n] = '\0';
                 } else if (!feof(rd->fp)) {
-                        int c;
-                        *overlong = true;
-                        while ((c = fgetc(rd->fp)) != EOF && c != '\n')
-                                ;
+                        /* The buffer is full: only a newline next keeps the line whole. */
+                        int c = fgetc(rd->fp);
+                        if (c != '\n' && c != EOF) {
+                                *overlong = true;
+                                while ((c = fgetc(rd->fp)) != EOF && c != '\n')
+                                        ;
+                        }
                 }
         } else {
                 const char *s = rd->text + rd->pos;
@@ -194,12 +197,33 @@ uint64_t trace_end_ms(const struct trace *t)
         return t->n ? t->t_ms[t->n - 1] : 0;
 }
 
+/* Linear between rows i and i + 1, for t_ms[i] <= ms < t_ms[i + 1]. */
+static uint64_t interpolate(const struct trace *t, size_t i, uint64_t ms)
+{
+        uint64_t t0 = t->t_ms[i], t1 = t->t_ms[i + 1];
+        uint64_t d0 = t->demand[i], d1 = t->demand[i + 1];
+        uint64_t span = t1 - t0, at = ms - t0;
+
+        /* Demands are at most 16 TiB (44 bits): 64-bit products do when spans are short. */
+        if (at < (1ull << 19)) {
+                if (d1 >= d0)
+                        return d0 + (d1 - d0) * at / span;
+                return d0 - (d0 - d1) * at / span;
+        }
+        if (d1 >= d0)
+                return d0 + (uint64_t)((unsigned __int128)(d1 - d0) * at / span);
+        return d0 - (uint64_t)((unsigned __int128)(d0 - d1) * at / span);
+}
+
 uint64_t trace_demand_at(const struct trace *t, uint64_t ms, size_t *cursor)
 {
         size_t i = *cursor < t->n ? *cursor : 0;
 
         if (t->n == 0)
                 return 0;
+        /* Usually still in the segment of the last call: touch only that. */
+        if (i + 1 < t->n && t->t_ms[i] <= ms && ms < t->t_ms[i + 1])
+                return interpolate(t, i, ms);
         if (ms <= t->t_ms[0])
                 return t->demand[0];
         if (ms >= t->t_ms[t->n - 1])
@@ -209,7 +233,5 @@ uint64_t trace_demand_at(const struct trace *t, uint64_t ms, size_t *cursor)
         while (i + 1 < t->n && t->t_ms[i + 1] <= ms)
                 i++;
         *cursor = i;
-        uint64_t t0 = t->t_ms[i], t1 = t->t_ms[i + 1];
-        long double d0 = (long double)t->demand[i], d1 = (long double)t->demand[i + 1];
-        return (uint64_t)(d0 + (d1 - d0) * (long double)(ms - t0) / (long double)(t1 - t0));
+        return interpolate(t, i, ms);
 }
