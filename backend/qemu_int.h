@@ -14,25 +14,27 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "log.h"
+#include "qemu.h"
 #include "settings.h"
 
 /* ---- ids of what dynmem owns inside QEMU ---- */
-#define QEMU_ID_MEMDEV     "dm-mem-ram"
-#define QEMU_ID_VMEM       "dm-vmem"
-#define QEMU_ID_BALLOON    "dm-balloon"
-#define QEMU_ID_SERIAL     "dm-serial"
-#define QEMU_ID_AGENT      "dm-agent"
-#define QEMU_ID_QMP        "dm-qmp"
-#define QEMU_ID_CONSOLE    "dm-console"
-#define QEMU_AGENT_PORT    "org.dynmem.agent.0"
-#define QEMU_PATH_VMEM     "/machine/peripheral/" QEMU_ID_VMEM
-#define QEMU_PATH_BALLOON  "/machine/peripheral/" QEMU_ID_BALLOON
+#define QEMU_ID_MEMDEV    "dm-mem-ram"
+#define QEMU_ID_VMEM      "dm-vmem"
+#define QEMU_ID_BALLOON   "dm-balloon"
+#define QEMU_ID_SERIAL    "dm-serial"
+#define QEMU_ID_AGENT     "dm-agent"
+#define QEMU_ID_QMP       "dm-qmp"
+#define QEMU_ID_CONSOLE   "dm-console"
+#define QEMU_AGENT_PORT   "org.dynmem.agent.0"
+#define QEMU_PATH_VMEM    "/machine/peripheral/" QEMU_ID_VMEM
+#define QEMU_PATH_BALLOON "/machine/peripheral/" QEMU_ID_BALLOON
 
-#define QEMU_DEFAULT_BINARY    "qemu-system-x86_64"
-#define QEMU_ARGS_MAX          256          /* words in qemu_args */
-#define QEMU_CPUS_MAX          256
-#define QEMU_VMEM_BLOCK_MIN    (2 * MIB)    /* virtio-mem's smallest block on x86 */
-#define QEMU_SHUTDOWN_DEFAULT  (30 * MSEC_PER_SEC)
+#define QEMU_DEFAULT_BINARY   "qemu-system-x86_64"
+#define QEMU_ARGS_MAX         256 /* words in qemu_args */
+#define QEMU_CPUS_MAX         256
+#define QEMU_VMEM_BLOCK_MIN   (2 * MIB) /* virtio-mem's smallest block on x86 */
+#define QEMU_SHUTDOWN_DEFAULT (30 * MSEC_PER_SEC)
 
 /* ---- a VM's keys (qemu_config.c) ---- */
 
@@ -43,15 +45,15 @@ enum qemu_accel {
 };
 
 struct qemu_vm_config {
-        char *qemu;            /* binary: a path, or a name looked up in PATH */
-        char *kernel;          /* absolute paths */
-        char *initrd;          /* NULL: none */
-        char *append;          /* full kernel command line, NULL: none */
-        char *disk;            /* NULL: none */
-        bool bundled_image;    /* kernel and initrd are the bundled guest image */
+        char *qemu;         /* binary: a path, or a name looked up in PATH */
+        char *kernel;       /* absolute paths */
+        char *initrd;       /* NULL: none */
+        char *append;       /* full kernel command line, NULL: none */
+        char *disk;         /* NULL: none */
+        bool bundled_image; /* kernel and initrd are the bundled guest image */
         unsigned cpus;
         enum qemu_accel accel;
-        char **extra;          /* qemu_args split into words, NULL-terminated */
+        char **extra; /* qemu_args split into words, NULL-terminated */
         size_t n_extra;
         uint64_t shutdown_timeout_ms;
 };
@@ -66,9 +68,8 @@ extern const char *const qemu_vm_keys[];
  * "FILE:LINE: vm "NAME": ..."; with check_files, missing files are problems
  * too. Returns 0 or -EINVAL; *ret is filled only on success.
  */
-int qemu_config_parse(const struct config *cfg, const struct config_vm *cvm,
-                      const char *image_dir, bool check_files, struct qemu_vm_config *ret,
-                      struct config_diag *diag);
+int qemu_config_parse(const struct config *cfg, const struct config_vm *cvm, const char *image_dir,
+                      bool check_files, struct qemu_vm_config *ret, struct config_diag *diag);
 void qemu_config_free(struct qemu_vm_config *c);
 
 /*
@@ -111,16 +112,18 @@ void qemu_paths_free(struct qemu_paths *p);
 /* The memory layout for settings (startup, maximum, block; dynamic VMs only grow). */
 void qemu_layout_from_settings(const struct vm_settings *s, struct qemu_layout *ret);
 
-/* Choose KVM or TCG. why gets a sentence ("auto: /sys/module/kvm_intel is missing"). */
-bool qemu_accel_use_kvm(enum qemu_accel accel, char *why, size_t len, bool *ret_possible);
+/*
+ * Choose KVM or TCG; why gets a phrase for the log ("tcg (auto: no kvm_intel
+ * or kvm_amd module)"). -ENODEV when kvm is demanded but does not work here.
+ */
+int qemu_accel_choose(enum qemu_accel accel, bool *ret_kvm, char *why, size_t len);
 
 /* The `-chardev` word of the QMP socket; reattach finds QEMU by it in /proc/PID/cmdline. */
 char *qemu_qmp_chardev_arg(const char *qmp_path);
 
 /* The whole argv (NULL-terminated, free with qemu_strv_free). */
-int qemu_argv_build(const char *name, const struct qemu_vm_config *c,
-                    const struct qemu_layout *l, const struct qemu_paths *p, bool kvm,
-                    char ***ret_argv);
+int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const struct qemu_layout *l,
+                    const struct qemu_paths *p, bool kvm, char ***ret_argv);
 
 /* ---- the process (qemu_proc.c) ---- */
 
@@ -141,11 +144,13 @@ int qemu_proc_cmdline_has(pid_t pid, const char *word);
 int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes);
 
 /*
- * Wait (blocking, at most timeout_ms) until QEMU greets on its QMP socket,
- * without consuming the greeting. Returns the connected socket; -ECHILD if
- * the process exited meanwhile; -ETIMEDOUT.
+ * Connect to QEMU's QMP socket (retrying while it does not exist yet), read
+ * the greeting and negotiate capabilities, blocking at most timeout_ms.
+ * QEMU greets early but answers only once its machine exists, so success
+ * means QEMU started. Returns the socket (for qmp_adopt_fd); -ECHILD when
+ * the process exited; -ETIMEDOUT; -EPROTO when QEMU speaks no QMP.
  */
-int qemu_proc_wait_qmp(const char *qmp_path, int pidfd, uint64_t timeout_ms);
+int qemu_proc_qmp_handshake(const char *qmp_path, int pidfd, uint64_t timeout_ms);
 
 /* The last non-empty line of path after offset `from`, cleaned for a message. */
 int qemu_proc_log_last_line(const char *path, uint64_t from, char *buf, size_t len);
@@ -155,18 +160,18 @@ int qemu_proc_log_trim(const char *path, uint64_t cap);
 
 /* ---- memory arithmetic (qemu_mem.c), pure ---- */
 
-#define QEMU_PLUG_STALL_MS    30000  /* a plug that does not move for this long is refused */
-#define QEMU_PLUG_RETRY_MS    60000  /* then plugging pauses this long */
-#define QEMU_UNPLUG_STALL_MS  10000  /* an unplug stuck this long is made up by the balloon */
-#define QEMU_BALLOON_FLOOR    (64 * MIB)
+#define QEMU_PLUG_STALL_MS   30000 /* a plug that does not move for this long is refused */
+#define QEMU_PLUG_RETRY_MS   60000 /* then plugging pauses this long */
+#define QEMU_UNPLUG_STALL_MS 10000 /* an unplug stuck this long is made up by the balloon */
+#define QEMU_BALLOON_FLOOR   (64 * MIB)
 
 struct qemu_mem {
         struct qemu_layout layout;
-        bool known;              /* read back at least once */
-        uint64_t actual;         /* balloon "actual": base RAM minus the balloon */
-        uint64_t plugged;        /* virtio-mem "size" */
-        uint64_t requested;      /* virtio-mem "requested-size" */
-        uint64_t target;         /* what set_target asked, clamped and rounded */
+        bool known;         /* read back at least once */
+        uint64_t actual;    /* balloon "actual": base RAM minus the balloon */
+        uint64_t plugged;   /* virtio-mem "size" */
+        uint64_t requested; /* virtio-mem "requested-size" */
+        uint64_t target;    /* what set_target asked, clamped and rounded */
         bool balloon_sent;
         uint64_t balloon_value;  /* last balloon target sent */
         uint64_t requested_sent; /* last requested-size sent */
@@ -180,9 +185,9 @@ struct qemu_mem_plan {
         uint64_t balloon_value;
         bool set_requested;
         uint64_t requested;
-        bool balloon_first;       /* growing: deflate, then plug */
-        bool plug_refused;        /* the guest stopped plugging: requested cut back */
-        bool unplug_stalled;      /* the balloon makes up for blocks that do not unplug */
+        bool balloon_first;  /* growing: deflate, then plug */
+        bool plug_refused;   /* the guest stopped plugging: requested cut back */
+        bool unplug_stalled; /* the balloon makes up for blocks that do not unplug */
 };
 
 void qemu_mem_init(struct qemu_mem *m, const struct qemu_layout *l, bool known);
@@ -199,5 +204,100 @@ void qemu_mem_readback(struct qemu_mem *m, uint64_t actual, uint64_t plugged, ui
 
 /* What to ask of QEMU now to move toward m->target; records what it plans as sent. */
 void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *ret);
+
+/* ---- per-VM state (qemu.c: life cycle; qemu_monitor.c: QMP) ---- */
+
+#define QEMU_POLL_MS          1000  /* read back memory and statistics */
+#define QEMU_POLL_BUSY_MS     200   /* ... while a resize is under way */
+#define QEMU_BUSY_MS          30000 /* how long after a request to look that often */
+#define QEMU_RECONNECT_MS     1000  /* QMP lost while QEMU runs: try again */
+#define QEMU_STATS_INTERVAL_S 1     /* guest-stats-polling-interval */
+#define QEMU_STATS_FRESH_MS   10000 /* balloon statistics older than this are unknown */
+
+struct event;
+struct qmp;
+struct vm;
+struct qemu_backend;
+
+struct qemu_stats {
+        bool known;
+        uint64_t total;       /* stat-total-memory (MemTotal) */
+        uint64_t available;   /* stat-available-memory (MemAvailable) */
+        uint64_t last_update; /* QEMU's "last-update" */
+        uint64_t sampled_ms;  /* monotonic time last-update last moved */
+};
+
+/* One round of read-backs: the replies fill this, the last one applies it. */
+struct qemu_batch {
+        unsigned left;
+        bool balloon_ok, vmem_ok, summary_ok;
+        uint64_t actual, plugged, requested, region, block, base;
+};
+
+struct qemu_vm {
+        struct qemu_backend *qb;
+        struct vm *vm;
+        struct qemu_vm_config cfg;
+        bool cfg_valid;
+        struct qemu_paths paths;
+
+        /* the running instance */
+        bool running;
+        pid_t pid;
+        int pidfd;
+        bool kvm;
+        char accel[160];
+        uint64_t log_start; /* console log size when this instance started */
+        struct event *pid_ev, *poll_ev, *stop_ev, *reconnect_ev;
+        int stop_phase;         /* enum in qemu.c */
+        uint64_t busy_until_ms; /* poll fast until then (monotonic) */
+        unsigned polls;
+
+        struct qmp *qmp;
+        char qmp_lost[160];      /* why the last connection closed */
+        bool layout_verified;    /* the layout is what QEMU reports (reattach) */
+        uint64_t guess_assigned; /* reported until the first read-back */
+        bool target_set;         /* set_target was called for this instance */
+        struct qemu_batch batch;
+        bool reread;
+        struct qemu_mem mem;
+        struct qemu_stats stats;
+        bool agent_have;
+        uint64_t agent_ms; /* monotonic */
+        struct qemu_guest_report agent;
+        unsigned qemu_version[3];
+        struct log_ratelimit rl;
+};
+
+struct qemu_backend {
+        struct backend_env env;
+        char *run_dir, *state_dir, *image_dir;
+        struct qemu_vm **vms;
+        size_t n, cap;
+};
+
+uint64_t qemu_mono_ms(void);
+
+/* Connect to the VM's QMP socket (fd >= 0: an already connected one). */
+int qemu_monitor_connect(struct qemu_vm *qv, int fd);
+void qemu_monitor_close(struct qemu_vm *qv);
+
+/* Try to connect again in QEMU_RECONNECT_MS (while the VM runs). */
+void qemu_monitor_reconnect_later(struct qemu_vm *qv);
+
+/* Read memory and statistics back (again, if a round is under way). */
+void qemu_monitor_readback(struct qemu_vm *qv);
+
+/* Move toward qv->mem.target now if the state is known. */
+void qemu_monitor_apply(struct qemu_vm *qv);
+
+/* Send a command whose reply only matters for the log. */
+int qemu_monitor_simple(struct qemu_vm *qv, const char *execute);
+
+/* Schedule the next read-back: soon while a resize is under way, else in QEMU_POLL_MS. */
+void qemu_backend_schedule_poll(struct qemu_vm *qv);
+
+/* Tell the owner's loop to look soon. */
+void qemu_backend_wake(struct qemu_vm *qv);
 
 #endif

@@ -12,8 +12,8 @@
 
 void qemu_mem_init(struct qemu_mem *m, const struct qemu_layout *l, bool known)
 {
-        *m = (struct qemu_mem){.layout = *l, .known = known, .actual = l->startup,
-                               .target = l->startup};
+        *m = (struct qemu_mem){
+            .layout = *l, .known = known, .actual = l->startup, .target = l->startup};
 }
 
 uint64_t qemu_mem_assigned(const struct qemu_mem *m)
@@ -86,8 +86,8 @@ static bool wanted_balloon(const struct qemu_mem *m, uint64_t now_ms, uint64_t *
                 *ret = m->target;
                 return true;
         }
-        bool stalled = m->requested < m->plugged &&
-                       now_ms >= m->plugged_moved_ms + QEMU_UNPLUG_STALL_MS;
+        bool stalled =
+            m->requested < m->plugged && now_ms >= m->plugged_moved_ms + QEMU_UNPLUG_STALL_MS;
         bool inflated = m->balloon_sent && m->balloon_value < l->startup;
         if (!stalled && !inflated)
                 return false; /* an unplug is under way: the balloon waits for it */

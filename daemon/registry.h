@@ -32,6 +32,7 @@ struct registry_entry {
         bool configured;              /* the backend accepted the keys */
         bool removed;                 /* gone from the configuration: dropped once off */
         int start_errno;              /* why the last start failed (0: it did not) */
+        bool seen;                    /* scratch for apply_config() */
         struct config_kv *keys;       /* backend keys, owned */
         size_t n_keys;
 };

@@ -177,7 +177,6 @@ int state_save(const char *dir, const struct registry *r)
         if (!text)
                 return -ENOMEM;
         size_t len = strlen(text);
-        text[len] = '\0';
         char *line = realloc(text, len + 2);
         if (!line) {
                 free(text);

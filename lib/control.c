@@ -60,18 +60,19 @@ struct setting_spec {
 };
 
 #define SETTING(field) offsetof(struct vm_settings, field)
+/*
+ * Only the type's range is checked here; the settings' own ranges are
+ * settings_check()'s, so that every entry point reports them alike.
+ */
+#define SIZE_LIMIT ((uint64_t)INT64_MAX)
 static const struct setting_spec setting_specs[] = {
         {"dynamic", SETTINGS_DYNAMIC, SETTING_BOOL, SETTING(dynamic), 0, 1},
-        {"startup_bytes", SETTINGS_STARTUP, SETTING_SIZE, SETTING(startup_bytes), 0,
-         SETTINGS_SIZE_MAX},
-        {"minimum_bytes", SETTINGS_MINIMUM, SETTING_SIZE, SETTING(minimum_bytes), 0,
-         SETTINGS_SIZE_MAX},
-        {"maximum_bytes", SETTINGS_MAXIMUM, SETTING_SIZE, SETTING(maximum_bytes), 0,
-         SETTINGS_SIZE_MAX},
-        {"buffer_percent", SETTINGS_BUFFER, SETTING_U32, SETTING(buffer_percent),
-         SETTINGS_BUFFER_MIN, SETTINGS_BUFFER_MAX},
-        {"weight", SETTINGS_WEIGHT, SETTING_U32, SETTING(weight), 0, SETTINGS_WEIGHT_MAX},
-        {"block_bytes", SETTINGS_BLOCK, SETTING_SIZE, SETTING(block_bytes), 4096, GIB},
+        {"startup_bytes", SETTINGS_STARTUP, SETTING_SIZE, SETTING(startup_bytes), 0, SIZE_LIMIT},
+        {"minimum_bytes", SETTINGS_MINIMUM, SETTING_SIZE, SETTING(minimum_bytes), 0, SIZE_LIMIT},
+        {"maximum_bytes", SETTINGS_MAXIMUM, SETTING_SIZE, SETTING(maximum_bytes), 0, SIZE_LIMIT},
+        {"buffer_percent", SETTINGS_BUFFER, SETTING_U32, SETTING(buffer_percent), 0, UINT32_MAX},
+        {"weight", SETTINGS_WEIGHT, SETTING_U32, SETTING(weight), 0, UINT32_MAX},
+        {"block_bytes", SETTINGS_BLOCK, SETTING_SIZE, SETTING(block_bytes), 0, SIZE_LIMIT},
 };
 #define N_SETTINGS (sizeof(setting_specs) / sizeof(setting_specs[0]))
 

@@ -83,8 +83,9 @@ struct control_request {
  * Parse and check one request line (without its newline). Returns 0, or a
  * negative errno with one sentence in err: -EMSGSIZE (over the limit),
  * -EPROTO (missing or unsupported version), -EOPNOTSUPP (unknown command),
- * -EINVAL (anything else malformed). Settings are range-checked one by one
- * here; their consistency is the caller's to check.
+ * -EINVAL (anything else malformed). Settings are checked for their JSON
+ * type and to fit their C type; their ranges and consistency are
+ * settings_check()'s, which the caller applies.
  */
 int control_request_parse(const char *line, size_t len, struct control_request *ret, char *err,
                           size_t errlen);
@@ -104,8 +105,9 @@ json_t *control_settings_json(const struct vm_settings *s, unsigned mask);
 
 /*
  * Read settings from a JSON object into s, marking what was there in
- * *ret_given. Unknown keys, wrong types and values out of range are errors
- * (-EINVAL with a sentence in err).
+ * *ret_given. Unknown keys, wrong types and values that do not fit the
+ * field (negative, over 2^63 - 1 bytes, over 2^32 - 1) are errors (-EINVAL
+ * with a sentence in err). The caller applies settings_check().
  */
 int control_settings_parse(const json_t *obj, struct vm_settings *s, unsigned *ret_given,
                            char *err, size_t errlen);

@@ -900,8 +900,9 @@ static void external_check(struct decision *d)
                                                              : vm->assigned_bytes;
 
                 if (vm->phase == POLICY_PHASE_RUNNING && vm->settings.dynamic)
-                        vm->need_bytes = vm->want_bytes = clamp_u64(
-                                prev, vm->settings.minimum_bytes, vm->settings.maximum_bytes);
+                        vm->need_bytes = vm->want_bytes =
+                                clamp_u64(block_up(prev, vm->settings.block_bytes),
+                                          vm->settings.minimum_bytes, vm->settings.maximum_bytes);
                 d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
                 d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
         }

@@ -285,7 +285,8 @@ int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
                 snprintf(err, errlen, "policy \"%s\" is waiting to be restarted", pe->command);
                 return -EAGAIN;
         }
-        if (pe->pid < 0 && (r = start_child(pe, err, errlen)) < 0)
+        bool fresh = pe->pid < 0;
+        if (fresh && (r = start_child(pe, err, errlen)) < 0)
                 return fail(pe, now_ms, r);
         pe->failed = false;
 
@@ -313,10 +314,12 @@ int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
         }
-        ssize_t len = read_line(pe, buf, cap, monotonic_ms() + POLICY_EXEC_TIMEOUT_MS);
+        /* A process just started may first need to load its interpreter. */
+        int timeout = fresh ? POLICY_EXEC_START_TIMEOUT_MS : POLICY_EXEC_TIMEOUT_MS;
+        ssize_t len = read_line(pe, buf, cap, monotonic_ms() + (uint64_t)timeout);
         if (len == -ETIMEDOUT) {
                 snprintf(err, errlen, "policy \"%s\" did not answer within %d ms; killed",
-                         pe->command, POLICY_EXEC_TIMEOUT_MS);
+                         pe->command, timeout);
         } else if (len == -EMSGSIZE) {
                 snprintf(err, errlen, "policy \"%s\" answered more than %zu bytes; killed",
                          pe->command, cap);

@@ -1,7 +1,8 @@
 /*
  * policy_exec: an external policy process ("exec:COMMAND"). For every
  * decision it writes one JSON line describing the host and the VMs to the
- * process's standard input and reads one line of targets back within 1 s.
+ * process's standard input and reads one line of targets back within 1 s
+ * (5 s for the first answer after the process starts).
  * A process that dies, hangs or answers garbage is reported, killed and
  * restarted after a pause; meanwhile the previous targets stand. The
  * protocol is documented in docs/policy-exec.md.
@@ -17,6 +18,7 @@
 #include "policy.h"
 
 #define POLICY_EXEC_TIMEOUT_MS    1000
+#define POLICY_EXEC_START_TIMEOUT_MS 5000 /* the first answer after a (re)start */
 #define POLICY_EXEC_RESTART_MS    10000 /* pause before restarting a failed process */
 #define POLICY_EXEC_LINE_BASE     4096  /* reply limit: base + per VM */
 #define POLICY_EXEC_LINE_PER_VM   256

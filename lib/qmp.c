@@ -30,17 +30,18 @@ enum qmp_state {
 
 struct qmp_pending {
         uint64_t id;
-        char *line;        /* the command, until sent */
-        char execute[64];  /* for messages */
+        char *line;       /* the command, until sent */
+        char execute[64]; /* for messages */
         qmp_reply_fn fn;
         void *userdata;
-        uint64_t sent_ms;  /* 0 = not sent yet */
+        uint64_t sent_ms; /* 0 = not sent yet */
 };
 
 struct qmp {
         struct event_base *base;
         struct bufferevent *bev;
         struct event *timer;
+        struct event *ready_ev; /* adopted sockets: `ready` from the loop */
         struct qmp_callbacks cb;
         void *userdata;
         enum qmp_state state;
@@ -81,6 +82,8 @@ static void destroy(struct qmp *q)
                 bufferevent_free(q->bev);
         if (q->timer)
                 event_free(q->timer);
+        if (q->ready_ev)
+                event_free(q->ready_ev);
         free(q);
 }
 
@@ -223,7 +226,8 @@ int qmp_command(struct qmp *q, const char *execute, json_t *arguments, qmp_reply
                 json_decref(arguments);
                 return -ENOTCONN;
         }
-        if (!execute || !*execute || strlen(execute) >= sizeof(((struct qmp_pending *)0)->execute) ||
+        if (!execute || !*execute ||
+            strlen(execute) >= sizeof(((struct qmp_pending *)0)->execute) ||
             (arguments && !json_is_object(arguments))) {
                 json_decref(arguments);
                 return -EINVAL;
@@ -259,8 +263,8 @@ static void capabilities_done(struct qmp *q, const struct qmp_reply *reply, void
 static void read_version(struct qmp *q, json_t *greeting)
 {
         static const char *const keys[] = {"major", "minor", "micro"};
-        json_t *v = json_object_get(json_object_get(json_object_get(greeting, "QMP"), "version"),
-                                    "qemu");
+        json_t *v =
+            json_object_get(json_object_get(json_object_get(greeting, "QMP"), "version"), "qemu");
 
         for (size_t i = 0; i < 3; i++) {
                 uint64_t n;
@@ -471,6 +475,37 @@ int qmp_new_fd(struct event_base *base, int fd, const struct qmp_callbacks *cb, 
         return 0;
 }
 
+static void on_adopted(evutil_socket_t fd, short what, void *arg)
+{
+        struct qmp *q = arg;
+
+        (void)fd, (void)what;
+        if (q->state != QMP_READY || !q->cb.ready)
+                return;
+        q->dispatching++;
+        q->cb.ready(q, q->userdata);
+        leave(q);
+}
+
+int qmp_adopt_fd(struct event_base *base, int fd, const struct qmp_callbacks *cb, void *userdata,
+                 struct qmp **ret)
+{
+        struct qmp *q;
+        int r = qmp_new_fd(base, fd, cb, userdata, &q);
+
+        if (r < 0)
+                return r;
+        q->state = QMP_READY;
+        arm_timer(q);
+        if (!(q->ready_ev = evtimer_new(base, on_adopted, q))) {
+                destroy(q);
+                return -ENOMEM;
+        }
+        event_active(q->ready_ev, EV_TIMEOUT, 0);
+        *ret = q;
+        return 0;
+}
+
 int qmp_connect(struct event_base *base, const char *path, const struct qmp_callbacks *cb,
                 void *userdata, struct qmp **ret)
 {
@@ -507,8 +542,7 @@ bool qmp_is_closed(const struct qmp *q)
         return !q || q->state == QMP_CLOSED || q->doomed;
 }
 
-void qmp_version(const struct qmp *q, unsigned *ret_major, unsigned *ret_minor,
-                 unsigned *ret_micro)
+void qmp_version(const struct qmp *q, unsigned *ret_major, unsigned *ret_minor, unsigned *ret_micro)
 {
         *ret_major = q->version[0];
         *ret_minor = q->version[1];
@@ -534,7 +568,7 @@ int qmp_get_u64(const json_t *obj, const char *key, uint64_t max, uint64_t *ret)
         d = json_real_value(v);
         if (!isfinite(d) || d != floor(d))
                 return -EINVAL;
-        if (d < 0.0 || d > (double)EXACT_MAX || (uint64_t)d > max)
+        if (d < 0.0 || d >= (double)EXACT_MAX || (uint64_t)d > max)
                 return -ERANGE;
         *ret = (uint64_t)d;
         return 0;

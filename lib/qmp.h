@@ -29,10 +29,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QMP_LINE_MAX            (1024 * 1024) /* longest message accepted, bytes */
-#define QMP_PENDING_MAX         64            /* commands queued or awaiting replies */
-#define QMP_REPLY_TIMEOUT_MS    30000         /* no reply (or greeting) by then closes */
-#define QMP_EVENT_NAME_MAX      64
+#define QMP_LINE_MAX         (1024 * 1024) /* longest message accepted, bytes */
+#define QMP_PENDING_MAX      64            /* commands queued or awaiting replies */
+#define QMP_REPLY_TIMEOUT_MS 30000         /* no reply (or greeting) by then closes */
+#define QMP_EVENT_NAME_MAX   64
 
 struct event_base;
 struct qmp;
@@ -73,6 +73,15 @@ int qmp_connect(struct event_base *base, const char *path, const struct qmp_call
 int qmp_new_fd(struct event_base *base, int fd, const struct qmp_callbacks *cb, void *userdata,
                struct qmp **ret);
 
+/*
+ * Same over a socket on which the greeting was read and qmp_capabilities
+ * answered already (by a caller that had to know, before returning, that
+ * QEMU finished starting: QEMU greets early but answers commands only once
+ * its machine exists). `ready` is called from the loop.
+ */
+int qmp_adopt_fd(struct event_base *base, int fd, const struct qmp_callbacks *cb, void *userdata,
+                 struct qmp **ret);
+
 void qmp_free(struct qmp *q);
 
 /* Replies or greetings slower than this close the connection (default QMP_REPLY_TIMEOUT_MS). */
@@ -98,7 +107,7 @@ void qmp_version(const struct qmp *q, unsigned *ret_major, unsigned *ret_minor,
  * Read an exact non-negative integer no larger than max from member `key`
  * of obj (or from obj itself when key is NULL). Returns 0, -ENOENT (no such
  * member), -EINVAL (not an integral number) or -ERANGE (negative, above max,
- * or beyond 2^53 where doubles are no longer exact).
+ * or 2^53 and beyond, where doubles are no longer exact).
  */
 int qmp_get_u64(const json_t *obj, const char *key, uint64_t max, uint64_t *ret);
 

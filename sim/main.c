@@ -105,7 +105,10 @@ int main(int argc, char **argv)
         }
         if (json) {
                 json_t *o = report_json(&res);
-                json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+                if (!o || json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) < 0) {
+                        fprintf(stderr, "dynmem-sim: cannot write the JSON result\n");
+                        status = 1;
+                }
                 fputc('\n', stdout);
                 json_decref(o);
         } else {
@@ -113,7 +116,8 @@ int main(int argc, char **argv)
         }
         if (report_path) {
                 FILE *f = open_output(report_path);
-                if (!f || report_html(f, scenario, &res) < 0 || fclose(f) != 0) {
+                int r = f ? report_html(f, scenario, &res) : -1;
+                if ((f && fclose(f) != 0) || r < 0) {
                         fprintf(stderr, "dynmem-sim: cannot write %s\n", report_path);
                         status = 1;
                 }
@@ -121,6 +125,10 @@ int main(int argc, char **argv)
 out:
         if (opt.timeline && fclose(opt.timeline) != 0) {
                 fprintf(stderr, "dynmem-sim: cannot write %s\n", timeline_path);
+                status = 1;
+        }
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "dynmem-sim: cannot write the standard output\n");
                 status = 1;
         }
         simrun_result_free(&res);

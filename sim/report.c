@@ -48,6 +48,9 @@ void report_human(FILE *out, const struct simrun_result *r)
                 size_format(r->host_peak_bytes, b, sizeof(b)), (unsigned long long)r->resize_ops);
         fprintf(out, "  reaction (short until enough): p50 %.1f s, p95 %.1f s\n",
                 r->reaction_p50_s, r->reaction_p95_s);
+        if (r->policy_failures)
+                fprintf(out, "  external policy failures: %llu (previous targets stood)\n",
+                        (unsigned long long)r->policy_failures);
         fputs("  resizes by reason:", out);
         for (size_t i = 0; i <= REASON_OVERCOMMITTED; i++) {
                 uint64_t g = r->grow_ops_by_reason[i], s = r->shrink_ops_by_reason[i];

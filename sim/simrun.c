@@ -127,11 +127,19 @@ static void sample(struct run_state *rs, struct simrun_result *res, uint64_t t,
                 series_add(res->host_series, t, sum_demand, sum_held);
 }
 
-/* Count resize operations by direction and reason. */
+/* Count resize operations by direction and reason; report policy failures. */
 static void on_event(const struct balancer_event *ev, void *userdata)
 {
         struct simrun_result *res = userdata;
 
+        if (ev->kind == BALANCER_EVENT_POLICY) {
+                /* The first ten, then every hundredth: a broken policy must not flood. */
+                if (res->policy_failures < 10 || res->policy_failures % 100 == 0)
+                        fprintf(stderr, "dynmem-sim: at %.0f s: %s\n", (double)ev->time_ms / 1000.0,
+                                ev->message ? ev->message : "policy failure");
+                res->policy_failures++;
+                return;
+        }
         if ((size_t)ev->reason > REASON_OVERCOMMITTED)
                 return;
         if (ev->kind == BALANCER_EVENT_ADD)
@@ -186,7 +194,11 @@ static int setup(struct run_state *rs, struct simrun_result *res, char *err, siz
         rs->bal.refused_starts_wait = true;
         rs->bal.on_event = on_event;
         rs->bal.event_userdata = res;
-        snprintf(res->policy, sizeof(res->policy), "%s", policy);
+        res->policy = strdup(policy);
+        if (!res->policy) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
         return balancer_set_vms(&rs->bal, rs->vm_ptrs, rs->n) < 0 ? -ENOMEM : 0;
 }
 
@@ -321,5 +333,6 @@ void simrun_result_free(struct simrun_result *r)
                 free(r->per_vm[i].series);
         free(r->per_vm);
         free(r->host_series);
+        free(r->policy);
         *r = (struct simrun_result){0};
 }

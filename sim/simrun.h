@@ -35,7 +35,8 @@ struct simrun_vm_result {
 };
 
 struct simrun_result {
-        char policy[64];
+        char *policy;             /* owned */
+        uint64_t policy_failures; /* external policy failures (each reported on stderr) */
         uint64_t duration_ms;
         size_t vms, started, refused;
         double vm_seconds, short_seconds, short_byte_seconds;

@@ -23,16 +23,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MIB ((uint64_t)1 << 20)
-#define CHUNK (2 * MIB)
-#define TICK_MS 100
+#define MIB             ((uint64_t)1 << 20)
+#define CHUNK           (2 * MIB)
+#define TICK_MS         100
 #define TOUCH_PERIOD_MS 2000
-#define LOG_PERIOD_MS 1000
-#define CMDLINE_KEY "dynmem.load="
-#define SPEC_MAX 4096
+#define LOG_PERIOD_MS   1000
+#define CMDLINE_KEY     "dynmem.load="
+#define SPEC_MAX        4096
 
 struct holder {
-        void **chunks;     /* chunks[0..n) are mapped */
+        void **chunks; /* chunks[0..n) are mapped */
         size_t n, cap;
         size_t cursor;     /* next chunk to touch */
         size_t page;       /* page size */
@@ -155,8 +155,7 @@ static _Noreturn void run(const struct load_plan *plan)
                 holder_adjust(&h, chunks_for(target), t);
                 holder_touch_slice(&h);
                 if (t >= next_log) {
-                        printf("dynmem-load: holding %" PRIu64 " MiB (target %" PRIu64
-                               " MiB)\n",
+                        printf("dynmem-load: holding %" PRIu64 " MiB (target %" PRIu64 " MiB)\n",
                                (uint64_t)h.n * CHUNK / MIB, target / MIB);
                         next_log = t - t % LOG_PERIOD_MS + LOG_PERIOD_MS;
                 }
@@ -181,9 +180,8 @@ static void dry_run(const struct load_plan *plan)
         uint64_t span = plan->loop ? 2 * period : period;
         uint64_t every = span / 100 > 1000 ? span / 100 : 1000;
 
-        printf("plan: %zu steps, period %" PRIu64 " ms, %s, max %" PRIu64 " bytes\n",
-               plan->nsteps, period, plan->loop ? "loop" : "no loop",
-               load_plan_max_size(plan));
+        printf("plan: %zu steps, period %" PRIu64 " ms, %s, max %" PRIu64 " bytes\n", plan->nsteps,
+               period, plan->loop ? "loop" : "no loop", load_plan_max_size(plan));
         for (size_t i = 0; i < plan->nsteps; i++)
                 print_step(i, &plan->steps[i]);
         for (uint64_t t = 0; t <= span; t += every)
@@ -252,8 +250,7 @@ int main(int argc, char **argv)
                 dry_run(&plan);
                 return 0;
         }
-        printf("dynmem-load: plan %s (%zu steps, period %" PRIu64 " ms%s)\n",
-               cmdline ? spec : arg, plan.nsteps, load_plan_period_ms(&plan),
-               plan.loop ? ", loop" : "");
+        printf("dynmem-load: plan %s (%zu steps, period %" PRIu64 " ms%s)\n", cmdline ? spec : arg,
+               plan.nsteps, load_plan_period_ms(&plan), plan.loop ? ", loop" : "");
         run(&plan);
 }

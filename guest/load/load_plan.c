@@ -9,6 +9,8 @@
 #include <string.h>
 
 #define STEP_TEXT_MAX 128
+#define SIZE_HINT     "bytes or a number with K, M, G or T, at most 1024T"
+#define DURATION_HINT "a number with ms, s, m or h, at most a year"
 
 /* Parse leading decimal digits of *s into *ret (no sign, no overflow). */
 static int parse_digits(const char **s, uint64_t *ret)
@@ -113,8 +115,7 @@ static int parse_step(char *text, struct load_step *st, char *why, size_t whylen
         if (n == 3 && strcmp(f[0], "ramp") == 0) {
                 st->kind = LOAD_STEP_RAMP;
                 if (load_size_parse(f[1], &st->size) < 0) {
-                        seterr(why, whylen, "bad size \"%s\" (want bytes or a number with "
-                                            "K, M, G or T, at most 1024T)", f[1]);
+                        seterr(why, whylen, "bad size \"%s\" (want %s)", f[1], SIZE_HINT);
                         return -1;
                 }
                 text = f[2];
@@ -127,8 +128,7 @@ static int parse_step(char *text, struct load_step *st, char *why, size_t whylen
                 return -1;
         }
         if (load_duration_parse(text, &st->duration_ms) < 0) {
-                seterr(why, whylen, "bad duration \"%s\" (want a number with ms, s, m or h, "
-                                    "at most a year)", text);
+                seterr(why, whylen, "bad duration \"%s\" (want %s)", text, DURATION_HINT);
                 return -1;
         }
         return 0;
@@ -249,8 +249,8 @@ uint64_t load_plan_target(const struct load_plan *plan, uint64_t t_ms)
 
                 if (t_ms < st->duration_ms)
                         return st->kind == LOAD_STEP_RAMP
-                                       ? lerp(cur, st->size, t_ms, st->duration_ms)
-                                       : cur;
+                                   ? lerp(cur, st->size, t_ms, st->duration_ms)
+                                   : cur;
                 t_ms -= st->duration_ms;
                 if (st->kind == LOAD_STEP_RAMP)
                         cur = st->size;

@@ -20,8 +20,8 @@
 #include <stdint.h>
 
 #define LOAD_PLAN_MAX_STEPS 64
-#define LOAD_PLAN_MAX_SIZE ((uint64_t)1 << 50)         /* 1 PiB */
-#define LOAD_PLAN_MAX_MS ((uint64_t)366 * 24 * 3600 * 1000) /* a year */
+#define LOAD_PLAN_MAX_SIZE  ((uint64_t)1 << 50)                /* 1 PiB */
+#define LOAD_PLAN_MAX_MS    ((uint64_t)366 * 24 * 3600 * 1000) /* a year */
 
 enum load_step_kind {
         LOAD_STEP_RAMP,
@@ -30,7 +30,7 @@ enum load_step_kind {
 
 struct load_step {
         enum load_step_kind kind;
-        uint64_t size;        /* bytes; RAMP only */
+        uint64_t size; /* bytes; RAMP only */
         uint64_t duration_ms;
 };
 

@@ -195,6 +195,30 @@ static void files(void **state)
         tu_rmtree(dir);
 }
 
+static void files_and_strings_agree_on_the_line_limit(void **state)
+{
+        char *dir = tu_tempdir();
+        char text[1024], line[600];
+        struct trace tf, ts;
+        struct config_diag d = {0};
+
+        for (size_t len = 250; len <= 260; len++) {
+                /* "0," + zero-padded demand: a line of exactly len characters */
+                snprintf(line, sizeof(line), "0,%0*d", (int)(len - 2), 5);
+                snprintf(text, sizeof(text), "seconds,demand\n%s\n1,1G\n", line);
+                char *path = tu_write(dir, "l.csv", text, false);
+                int rf = trace_load(path, &tf, &d);
+                int rs = trace_load_string("l.csv", text, &ts, &d);
+                if ((rf == 0) != (rs == 0))
+                        fail_msg("a line of %zu characters: file %d, string %d", len, rf, rs);
+                if (rf == 0)
+                        trace_free(&tf), trace_free(&ts);
+                config_diag_free(&d);
+                free(path);
+        }
+        tu_rmtree(dir);
+}
+
 static void interpolation(void **state)
 {
         struct trace t;
@@ -227,9 +251,19 @@ static void interpolation(void **state)
         assert_int_equal(trace_demand_at(&t, 500, &cursor), 8 * TIB);
         assert_int_equal(trace_demand_at(&t, 1500, &cursor), 8 * TIB);
         trace_free(&t);
+
+        /* Over long spans too (a day-long segment, the largest demand). */
+        load_ok("seconds,demand\n0,0\n86400,16T\n172800,0\n", &t);
+        cursor = 0;
+        assert_int_equal(trace_demand_at(&t, 43200 * 1000, &cursor), 8 * TIB);
+        assert_int_equal(trace_demand_at(&t, 129600 * 1000, &cursor), 8 * TIB);
+        uint64_t before = trace_demand_at(&t, 86400 * 1000 - 1, &cursor);
+        assert_true(before < 16 * TIB && before > 16 * TIB - 16 * TIB / 86400000 - 2);
+        assert_int_equal(trace_demand_at(&t, 86400 * 1000, &cursor), 16 * TIB);
+        trace_free(&t);
 }
 
-/* Straightforward reference: linear search, no cursor. */
+/* Straightforward reference: linear search, no cursor, long double arithmetic. */
 static uint64_t reference_at(const struct trace *t, uint64_t ms)
 {
         if (ms <= t->t_ms[0])
@@ -259,23 +293,29 @@ static void cursor_reuse_and_random_access(void **state)
         load_ok(text, &t);
         free(text);
 
-        /* Forward in small steps with one cursor: same as the reference. */
+        /* Forward in small steps with one cursor: the reference, to a byte of rounding. */
         for (uint64_t ms = 0; ms <= trace_end_ms(&t) + 2000; ms += 77)
-                assert_int_equal(trace_demand_at(&t, ms, &cursor), reference_at(&t, ms));
+                assert_in_range(trace_demand_at(&t, ms, &cursor), reference_at(&t, ms) - 1,
+                                reference_at(&t, ms) + 1);
         /* Random times, backward and forward, with the same cursor. */
         for (int i = 0; i < 20000; i++) {
                 x ^= x << 13, x ^= x >> 7, x ^= x << 17;
                 uint64_t ms = x % (trace_end_ms(&t) + 5000);
-                assert_int_equal(trace_demand_at(&t, ms, &cursor), reference_at(&t, ms));
+                assert_in_range(trace_demand_at(&t, ms, &cursor), reference_at(&t, ms) - 1,
+                                reference_at(&t, ms) + 1);
                 assert_true(cursor < t.n);
         }
         /* A stale cursor from a longer trace is accepted. */
         cursor = 1000000;
-        assert_int_equal(trace_demand_at(&t, 1234, &cursor), reference_at(&t, 1234));
+        assert_in_range(trace_demand_at(&t, 1234, &cursor), reference_at(&t, 1234) - 1,
+                        reference_at(&t, 1234) + 1);
         /* Going back right after the end. */
         cursor = 0;
         trace_demand_at(&t, trace_end_ms(&t) - 1, &cursor);
         assert_int_equal(trace_demand_at(&t, 1, &cursor), reference_at(&t, 1));
+        /* Every row itself is exact. */
+        for (size_t i = 0; i < t.n; i++)
+                assert_int_equal(trace_demand_at(&t, t.t_ms[i], &cursor), t.demand[i]);
         trace_free(&t);
 }
 
@@ -300,6 +340,7 @@ int main(void)
                 cmocka_unit_test(bad_fields),
                 cmocka_unit_test(overlong_line),
                 cmocka_unit_test(files),
+                cmocka_unit_test(files_and_strings_agree_on_the_line_limit),
                 cmocka_unit_test(interpolation),
                 cmocka_unit_test(cursor_reuse_and_random_access),
                 cmocka_unit_test(empty_trace_demand_is_zero),

@@ -28,12 +28,4 @@ const char *tu_diag_find(const struct config_diag *d, const char *prefix, const 
 /* Print every message of d as TAP comments (for failing tests). */
 void tu_diag_print(const struct config_diag *d);
 
-/* Mark the running test skipped, with the reason as a TAP comment. */
-#define tu_skip(...)                                                                              \
-        do {                                                                                      \
-                print_message("# SKIP reason: " __VA_ARGS__);                                     \
-                print_message("\n");                                                              \
-                skip();                                                                           \
-        } while (0)
-
 #endif

@@ -1,0 +1,774 @@
+/*
+ * qemu backend: the backend interface over QEMU processes: keys, start
+ * (with a clear error when QEMU cannot run), stop, targets, observations,
+ * reattach after a daemon restart, and noticing QEMU's death. QMP lives in
+ * qemu_monitor.c, the command line in qemu_argv.c, the process in
+ * qemu_proc.c. See qemu.h and docs/qemu-backend.md.
+ */
+#include "qemu.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qemu_int.h"
+#include "qmp.h"
+#include "units.h"
+
+#ifndef DYNMEM_GUEST_IMAGE_DIR
+#define DYNMEM_GUEST_IMAGE_DIR "/usr/local/lib/dynmem/guest"
+#endif
+
+#define START_WAIT_MS  20000 /* QEMU must greet on QMP within this */
+#define QUIT_WAIT_MS   5000  /* after quit (or SIGTERM), SIGKILL */
+#define LOG_CAP        (16 * MIB)
+#define LOG_TRIM_POLLS 30
+
+enum stop_phase { STOP_NONE, STOP_POWERDOWN, STOP_QUIT, STOP_KILL };
+
+uint64_t qemu_mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct qemu_backend *priv(struct backend *b)
+{
+        return b->priv;
+}
+
+void qemu_backend_wake(struct qemu_vm *qv)
+{
+        if (qv->qb->env.wakeup)
+                qv->qb->env.wakeup(qv->qb->env.wakeup_userdata);
+}
+
+static void timer_in(struct event *ev, uint64_t ms)
+{
+        struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+                             .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+
+        evtimer_add(ev, &tv);
+}
+
+/* ---- the end of an instance ---- */
+
+static void free_events(struct qemu_vm *qv)
+{
+        struct event **evs[] = {&qv->pid_ev, &qv->poll_ev, &qv->stop_ev, &qv->reconnect_ev};
+
+        for (size_t i = 0; i < sizeof(evs) / sizeof(*evs); i++) {
+                if (*evs[i])
+                        event_free(*evs[i]);
+                *evs[i] = NULL;
+        }
+}
+
+/* Forget the instance without touching the process (daemon shutdown, forget_vm). */
+static void detach(struct qemu_vm *qv)
+{
+        qemu_monitor_close(qv);
+        free_events(qv);
+        if (qv->pidfd >= 0)
+                close(qv->pidfd);
+        qv->pidfd = -1;
+        qv->running = false;
+}
+
+/* QEMU is gone: say why, clean its files, tell the loop. */
+static void instance_gone(struct qemu_vm *qv, int status)
+{
+        char last[200] = "";
+
+        if (qv->stop_phase != STOP_NONE) {
+                log_msg(LOG_INFO, "vm \"%s\": QEMU (pid %d) stopped", qv->vm->name, (int)qv->pid);
+        } else {
+                qemu_proc_log_last_line(qv->paths.console, qv->log_start, last, sizeof(last));
+                char how[32] = "";
+                if (status >= 128)
+                        snprintf(how, sizeof(how), " (signal %d)", status - 128);
+                else if (status >= 0)
+                        snprintf(how, sizeof(how), " (status %d)", status);
+                log_msg(LOG_WARNING, "vm \"%s\": QEMU (pid %d) exited%s%s%s%s", qv->vm->name,
+                        (int)qv->pid, how, last[0] ? "; last console line: \"" : "", last,
+                        last[0] ? "\"" : "");
+        }
+        detach(qv);
+        unlink(qv->paths.qmp);
+        unlink(qv->paths.agent);
+        unlink(qv->paths.pid);
+        qemu_backend_wake(qv);
+}
+
+/* Returns true when the process has exited (and handles it). */
+static bool check_exit(struct qemu_vm *qv)
+{
+        int status = -1;
+
+        if (!qv->running || qv->pidfd < 0)
+                return !qv->running;
+        if (qemu_proc_exited(qv->pidfd, &status) != 1)
+                return false;
+        instance_gone(qv, status);
+        return true;
+}
+
+static void on_pidfd(evutil_socket_t fd, short what, void *arg)
+{
+        (void)fd, (void)what;
+        check_exit(arg);
+}
+
+void qemu_backend_schedule_poll(struct qemu_vm *qv)
+{
+        const struct qemu_mem *m = &qv->mem;
+        bool settled = m->known && !m->requested_in_flight && m->requested == m->plugged &&
+                       (!m->balloon_sent || m->actual == m->balloon_value);
+
+        if (qv->poll_ev)
+                timer_in(qv->poll_ev, !settled && qemu_mono_ms() < qv->busy_until_ms
+                                          ? QEMU_POLL_BUSY_MS
+                                          : QEMU_POLL_MS);
+}
+
+static void on_poll(evutil_socket_t fd, short what, void *arg)
+{
+        struct qemu_vm *qv = arg;
+
+        (void)fd, (void)what;
+        if (check_exit(qv))
+                return;
+        if (++qv->polls % LOG_TRIM_POLLS == 0)
+                qemu_proc_log_trim(qv->paths.console, LOG_CAP);
+        qemu_monitor_readback(qv);
+        qemu_backend_schedule_poll(qv);
+}
+
+static void kill_now(struct qemu_vm *qv, int sig)
+{
+        if (qv->pidfd >= 0)
+                pidfd_send_signal(qv->pidfd, sig, NULL, 0);
+}
+
+static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
+{
+        struct qemu_vm *qv = arg;
+
+        (void)fd, (void)what;
+        if (check_exit(qv))
+                return;
+        if (qv->stop_phase == STOP_POWERDOWN) {
+                log_msg(LOG_NOTICE, "vm \"%s\": the guest did not power off in %llu ms; quitting",
+                        qv->vm->name, (unsigned long long)qv->cfg.shutdown_timeout_ms);
+                qv->stop_phase = STOP_QUIT;
+                if (qemu_monitor_simple(qv, "quit") < 0)
+                        kill_now(qv, SIGTERM);
+                timer_in(qv->stop_ev, QUIT_WAIT_MS);
+        } else {
+                qv->stop_phase = STOP_KILL;
+                kill_now(qv, SIGKILL);
+        }
+}
+
+/* ---- an instance's events ---- */
+
+static int arm_instance(struct qemu_vm *qv)
+{
+        struct event_base *base = qv->qb->env.base;
+
+        qv->pid_ev = event_new(base, qv->pidfd, EV_READ | EV_PERSIST, on_pidfd, qv);
+        qv->poll_ev = evtimer_new(base, on_poll, qv);
+        qv->stop_ev = evtimer_new(base, on_stop_timer, qv);
+        if (!qv->pid_ev || !qv->poll_ev || !qv->stop_ev || event_add(qv->pid_ev, NULL) < 0)
+                return -ENOMEM;
+        qemu_backend_schedule_poll(qv);
+        return 0;
+}
+
+/* ---- keys ---- */
+
+static int qemu_check_vm(struct backend *b, const struct config *cfg, const struct config_vm *cvm,
+                         struct config_diag *diag)
+{
+        struct qemu_vm_config c;
+        int r = qemu_config_parse(cfg, cvm, priv(b)->image_dir, true, &c, diag);
+
+        if (r == 0)
+                qemu_config_free(&c);
+        return r;
+}
+
+static struct qemu_vm *vm_new(struct qemu_backend *qb, struct vm *vm, char *err, size_t errlen)
+{
+        struct qemu_vm *qv = calloc(1, sizeof(*qv));
+
+        if (!qv || (qb->n == qb->cap &&
+                    !(qb->vms = reallocarray(qb->vms, qb->cap = qb->cap ? qb->cap * 2 : 16,
+                                             sizeof(*qb->vms))))) {
+                free(qv);
+                snprintf(err, errlen, "out of memory");
+                return NULL;
+        }
+        /* Without directories (a backend made only to check a config) VMs cannot run. */
+        if (qb->run_dir && qb->state_dir &&
+            qemu_paths_make(qb->run_dir, qb->state_dir, vm->name, &qv->paths, err, errlen) < 0) {
+                free(qv);
+                return NULL;
+        }
+        qv->qb = qb;
+        qv->vm = vm;
+        qv->pidfd = -1;
+        qv->rl = (struct log_ratelimit){.burst = 10, .per_minute = 6};
+        qb->vms[qb->n++] = qv;
+        vm->backend_data = qv;
+        return qv;
+}
+
+static int qemu_configure_vm(struct backend *b, struct vm *vm, const struct config *cfg,
+                             const struct config_vm *cvm, char *err, size_t errlen)
+{
+        struct qemu_backend *qb = priv(b);
+        struct config_diag diag = {0};
+        struct qemu_vm_config c;
+        struct qemu_vm *qv = vm->backend_data;
+
+        /* Files are checked at start, where a missing one is the start's error. */
+        if (qemu_config_parse(cfg, cvm, qb->image_dir, false, &c, &diag) < 0) {
+                snprintf(err, errlen, "%s", diag.count ? diag.messages[0] : "bad QEMU keys");
+                config_diag_free(&diag);
+                return -EINVAL;
+        }
+        config_diag_free(&diag);
+        if (!qv && !(qv = vm_new(qb, vm, err, errlen))) {
+                qemu_config_free(&c);
+                return -ENOMEM;
+        }
+        qemu_config_free(&qv->cfg);
+        qv->cfg = c; /* a running VM uses it from its next start */
+        qv->cfg_valid = true;
+        return 0;
+}
+
+/* ---- start ---- */
+
+static int check_files(struct qemu_vm *qv, char **ret_binary, char *err, size_t errlen)
+{
+        const char *files[][2] = {
+            {"kernel", qv->cfg.kernel}, {"initrd", qv->cfg.initrd}, {"disk", qv->cfg.disk}};
+        int r;
+
+        for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
+                if (files[i][1] && access(files[i][1], R_OK) < 0) {
+                        r = -errno;
+                        snprintf(err, errlen, "vm \"%s\": %s %s: %s%s", qv->vm->name, files[i][0],
+                                 files[i][1], strerror(-r),
+                                 qv->cfg.bundled_image && i < 2 ? " (build the guest image)" : "");
+                        return r;
+                }
+        }
+        if ((r = qemu_proc_find_binary(qv->cfg.qemu, ret_binary)) < 0) {
+                snprintf(err, errlen, "vm \"%s\": QEMU binary %s: %s", qv->vm->name, qv->cfg.qemu,
+                         r == -ENOENT && !strchr(qv->cfg.qemu, '/') ? "not found in PATH"
+                                                                    : strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+/* The pid of a QEMU of this VM that still runs (from an earlier daemon), or 0. */
+static pid_t running_leftover(struct qemu_vm *qv)
+{
+        char *arg = qemu_qmp_chardev_arg(qv->paths.qmp);
+        pid_t pid = 0;
+        bool ours = false;
+
+        if (arg && qemu_proc_read_pidfile(qv->paths.pid, &pid) == 0)
+                ours = qemu_proc_cmdline_has(pid, arg) == 0;
+        free(arg);
+        return ours ? pid : 0;
+}
+
+static int make_dir(const char *path)
+{
+        if (mkdir(path, 0750) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* Write a header to the console log; returns the log fd (append) and its size after it. */
+static int open_log(struct qemu_vm *qv, char *const *argv, uint64_t *ret_offset)
+{
+        int fd =
+            open(qv->paths.console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+        time_t now = time(NULL);
+        char when[64];
+        struct tm tm;
+
+        if (fd < 0)
+                return -errno;
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&now, &tm));
+        dprintf(fd, "\n==== dynmem: starting vm \"%s\" at %s (%s):", qv->vm->name, when, qv->accel);
+        for (char *const *a = argv; *a; a++)
+                dprintf(fd, strpbrk(*a, " \t\"'") ? " '%s'" : " %s", *a);
+        dprintf(fd, "\n");
+        off_t end = lseek(fd, 0, SEEK_END);
+        *ret_offset = end > 0 ? (uint64_t)end : 0;
+        return fd;
+}
+
+/* QEMU did not come up: one sentence naming the VM and the cause. */
+static void start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen)
+{
+        char last[200] = "";
+
+        qemu_proc_log_last_line(qv->paths.console, qv->log_start, last, sizeof(last));
+        /* QEMU's messages start with a timestamp (-msg timestamp=on): not needed here. */
+        const char *msg = last;
+        if (strlen(msg) > 28 && msg[4] == '-' && msg[10] == 'T' && strchr(msg, 'Z') &&
+            strchr(msg, 'Z')[1] == ' ')
+                msg = strchr(msg, 'Z') + 2;
+        if (r == -ECHILD)
+                snprintf(err, errlen, "vm \"%s\": QEMU exited at start: %s", qv->vm->name,
+                         msg[0] ? msg : "no message (see the console log)");
+        else if (r == -ETIMEDOUT)
+                snprintf(err, errlen, "vm \"%s\": QEMU did not answer on %s within %d s",
+                         qv->vm->name, qv->paths.qmp, START_WAIT_MS / 1000);
+        else if (r == -EPROTO)
+                snprintf(err, errlen, "vm \"%s\": QEMU did not speak QMP on %s", qv->vm->name,
+                         qv->paths.qmp);
+        else
+                snprintf(err, errlen, "vm \"%s\": cannot talk to QEMU: %s", qv->vm->name,
+                         strerror(-r));
+        log_msg(LOG_ERR, "%s (console log %s)", err, qv->paths.console);
+}
+
+/* Spawn QEMU and wait for its QMP greeting; on failure nothing is left running. */
+static int spawn(struct qemu_vm *qv, const struct qemu_layout *l, char *binary, char *err,
+                 size_t errlen)
+{
+        struct qemu_vm_config c = qv->cfg;
+        char **argv = NULL;
+        int r, log_fd, fd;
+
+        c.qemu = binary;
+        if ((r = qemu_argv_build(qv->vm->name, &c, l, &qv->paths, qv->kvm, &argv)) < 0) {
+                snprintf(err, errlen, "vm \"%s\": out of memory", qv->vm->name);
+                return r;
+        }
+        unlink(qv->paths.qmp);
+        unlink(qv->paths.agent);
+        unlink(qv->paths.pid);
+        if ((log_fd = open_log(qv, argv, &qv->log_start)) < 0) {
+                snprintf(err, errlen, "vm \"%s\": console log %s: %s", qv->vm->name,
+                         qv->paths.console, strerror(-log_fd));
+                qemu_strv_free(argv);
+                return log_fd;
+        }
+        r = qemu_proc_spawn(argv, log_fd, &qv->pid);
+        close(log_fd);
+        qemu_strv_free(argv);
+        if (r < 0) {
+                snprintf(err, errlen, "vm \"%s\": cannot run %s: %s", qv->vm->name, binary,
+                         strerror(-r));
+                return r;
+        }
+        if ((qv->pidfd = pidfd_open(qv->pid, 0)) < 0) {
+                r = -errno;
+                kill(qv->pid, SIGKILL);
+                waitpid(qv->pid, NULL, 0);
+                snprintf(err, errlen, "vm \"%s\": pidfd_open: %s", qv->vm->name, strerror(-r));
+                return r;
+        }
+        if ((fd = qemu_proc_qmp_handshake(qv->paths.qmp, qv->pidfd, START_WAIT_MS)) < 0) {
+                kill_now(qv, SIGKILL);
+                waitid((idtype_t)P_PIDFD, (id_t)qv->pidfd, &(siginfo_t){0}, WEXITED);
+                start_failed(qv, fd, err, errlen);
+                close(qv->pidfd);
+                qv->pidfd = -1;
+                unlink(qv->paths.qmp);
+                unlink(qv->paths.agent);
+                unlink(qv->paths.pid);
+                return fd == -ECHILD ? -EIO : fd;
+        }
+        return fd;
+}
+
+static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen)
+{
+        struct qemu_backend *qb = priv(b);
+        struct qemu_vm *qv = vm->backend_data;
+        struct qemu_layout l;
+        char *binary = NULL;
+        pid_t old;
+        int r, fd;
+
+        (void)now_ms;
+        if (!qv || !qv->cfg_valid || !qv->paths.qmp || !qb->env.base) {
+                snprintf(err, errlen,
+                         "vm \"%s\": no QEMU configuration, event loop or run directory", vm->name);
+                return -EINVAL;
+        }
+        if (qv->running) {
+                snprintf(err, errlen, "vm \"%s\": QEMU already runs (pid %d)", vm->name,
+                         (int)qv->pid);
+                return -EBUSY;
+        }
+        if ((old = running_leftover(qv)) > 0) {
+                snprintf(err, errlen, "vm \"%s\": a QEMU of this VM still runs (pid %d)", vm->name,
+                         (int)old);
+                return -EEXIST;
+        }
+        if ((r = check_files(qv, &binary, err, errlen)) < 0)
+                return r;
+        const char *dir = NULL;
+        if ((r = qemu_accel_choose(qv->cfg.accel, &qv->kvm, qv->accel, sizeof(qv->accel))) < 0)
+                snprintf(err, errlen, "vm \"%s\": %s", vm->name, qv->accel);
+        else if ((r = make_dir(dir = qb->run_dir)) < 0 || (r = make_dir(dir = qb->state_dir)) < 0)
+                snprintf(err, errlen, "vm \"%s\": directory %s: %s", vm->name, dir, strerror(-r));
+        if (r < 0) {
+                free(binary);
+                return r;
+        }
+        qemu_layout_from_settings(&vm->settings, &l);
+        fd = spawn(qv, &l, binary, err, errlen);
+        free(binary);
+        if (fd < 0)
+                return fd;
+        qemu_mem_init(&qv->mem, &l, true);
+        qv->layout_verified = true;
+        qv->target_set = false;
+        qv->stats = (struct qemu_stats){0};
+        qv->agent_have = false;
+        qv->stop_phase = STOP_NONE;
+        qv->running = true;
+        if ((r = qemu_monitor_connect(qv, fd)) < 0 || (r = arm_instance(qv)) < 0) {
+                kill_now(qv, SIGKILL);
+                detach(qv);
+                snprintf(err, errlen, "vm \"%s\": %s", vm->name, strerror(-r));
+                return r;
+        }
+        log_msg(LOG_INFO,
+                "vm \"%s\": QEMU pid %d started, accel %s, %llu MiB base + %llu MiB "
+                "virtio-mem, console %s",
+                vm->name, (int)qv->pid, qv->accel, (unsigned long long)(l.startup / MIB),
+                (unsigned long long)(l.region / MIB), qv->paths.console);
+        return 0;
+}
+
+/* ---- stop, targets, observations ---- */
+
+static int qemu_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_ms)
+{
+        struct qemu_vm *qv = vm->backend_data;
+
+        (void)b, (void)now_ms;
+        if (!qv || !qv->running || check_exit(qv))
+                return 0;
+        if (force) {
+                qv->stop_phase = STOP_QUIT;
+                if (qemu_monitor_simple(qv, "quit") < 0) {
+                        qv->stop_phase = STOP_KILL;
+                        kill_now(qv, SIGKILL);
+                        return 0;
+                }
+                timer_in(qv->stop_ev, QUIT_WAIT_MS);
+                return 0;
+        }
+        if (qv->stop_phase != STOP_NONE)
+                return 0; /* already on its way */
+        qv->stop_phase = STOP_POWERDOWN;
+        if (qemu_monitor_simple(qv, "system_powerdown") < 0)
+                log_msg(LOG_NOTICE, "vm \"%s\": no QMP connection to ask for a power-off",
+                        vm->name);
+        timer_in(qv->stop_ev, qv->cfg.shutdown_timeout_ms);
+        return 0;
+}
+
+static int qemu_set_target(struct backend *b, struct vm *vm, uint64_t target_bytes, uint64_t now_ms)
+{
+        struct qemu_vm *qv = vm->backend_data;
+
+        (void)b, (void)now_ms;
+        if (!qv || !qv->running)
+                return -ESRCH;
+        qv->mem.target = qemu_mem_clamp_target(&qv->mem, target_bytes);
+        qv->target_set = true;
+        qemu_monitor_apply(qv);
+        return 0;
+}
+
+/* Demand and what the guest sees: the agent's report when fresh, else balloon statistics. */
+static void observe_guest(struct qemu_vm *qv, uint64_t now_ms, struct vm_observation *o)
+{
+        uint64_t mono = qemu_mono_ms();
+        const struct qemu_stats *s = &qv->stats;
+
+        if (qv->agent_have && mono - qv->agent_ms < QEMU_AGENT_FRESH_MS) {
+                const struct qemu_guest_report *r = &qv->agent;
+                uint64_t age = mono - qv->agent_ms;
+                o->demand_known = r->demand_known;
+                o->demand_bytes = r->demand_bytes;
+                o->demand_time_ms = now_ms > age ? now_ms - age : 0;
+                o->stall_known = r->stall_known;
+                o->stall_fraction = r->stall_fraction;
+                o->guest_visible_known = r->visible_known;
+                o->guest_visible_bytes = r->visible_bytes;
+                o->guest_available_known = r->available_known;
+                o->guest_available_bytes = r->available_bytes;
+                return;
+        }
+        if (!s->known || mono - s->sampled_ms >= QEMU_STATS_FRESH_MS)
+                return;
+        /* With deflate-on-oom the balloon stays in MemTotal and counts as used: take it out. */
+        const struct qemu_mem *m = &qv->mem;
+        uint64_t balloon = m->actual < m->layout.startup ? m->layout.startup - m->actual : 0;
+        uint64_t used = s->total - s->available, age = mono - s->sampled_ms;
+        o->demand_known = true;
+        o->demand_bytes = used > balloon ? used - balloon : 0;
+        o->demand_time_ms = now_ms > age ? now_ms - age : 0;
+        o->guest_visible_known = true;
+        o->guest_visible_bytes = s->total;
+        o->guest_available_known = true;
+        o->guest_available_bytes = s->available;
+}
+
+static int qemu_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
+                        struct vm_observation *ret)
+{
+        struct qemu_vm *qv = vm->backend_data;
+        struct vm_observation o = {.alive = true};
+        uint64_t rss;
+
+        (void)b;
+        if (!qv || check_exit(qv)) {
+                *ret = (struct vm_observation){.alive = false};
+                return 0;
+        }
+        o.assigned_bytes = qv->mem.known ? qemu_mem_assigned(&qv->mem) : qv->guess_assigned;
+        observe_guest(qv, now_ms, &o);
+        if (qemu_proc_rss(qv->pid, &rss) == 0)
+                o.host_rss_bytes = rss;
+        *ret = o;
+        return 0;
+}
+
+static uint64_t qemu_max_honourable(struct backend *b, const struct vm *vm)
+{
+        const struct qemu_vm *qv = vm->backend_data;
+
+        (void)b;
+        if (!qv || !qv->running)
+                return SETTINGS_SIZE_MAX; /* devices are sized at the next start */
+        return qv->mem.layout.startup + qv->mem.layout.region;
+}
+
+/* ---- reattach ---- */
+
+static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
+{
+        struct qemu_vm *qv = vm->backend_data;
+        struct qemu_layout l;
+        pid_t pid;
+        int r;
+
+        (void)now_ms;
+        if (!qv || !qv->paths.qmp || !priv(b)->env.base)
+                return -EINVAL;
+        if (qv->running)
+                return 0;
+        if ((pid = running_leftover(qv)) <= 0)
+                return -ENOENT;
+        if ((qv->pidfd = pidfd_open(pid, 0)) < 0)
+                return errno == ESRCH ? -ENOENT : -errno;
+        /* The pidfd pins the process: check again that it is the one we looked at. */
+        char *arg = qemu_qmp_chardev_arg(qv->paths.qmp);
+        r = arg && qemu_proc_cmdline_has(pid, arg) == 0 ? 0 : -ENOENT;
+        free(arg);
+        if (r < 0 || qemu_proc_exited(qv->pidfd, NULL) == 1) {
+                close(qv->pidfd);
+                qv->pidfd = -1;
+                return -ENOENT;
+        }
+        qv->pid = pid;
+        qv->kvm = qemu_proc_cmdline_has(pid, "kvm") == 0;
+        snprintf(qv->accel, sizeof(qv->accel), "%s (found running)", qv->kvm ? "kvm" : "tcg");
+        struct stat st;
+        qv->log_start = stat(qv->paths.console, &st) == 0 ? (uint64_t)st.st_size : 0;
+        qemu_layout_from_settings(&vm->settings, &l);
+        qemu_mem_init(&qv->mem, &l, false);
+        qv->layout_verified = false;
+        qv->target_set = false;
+        qv->guess_assigned = vm->obs.assigned_bytes ? vm->obs.assigned_bytes : l.startup;
+        qv->stats = (struct qemu_stats){0};
+        qv->agent_have = false;
+        qv->stop_phase = STOP_NONE;
+        qv->running = true;
+        if ((r = arm_instance(qv)) < 0) {
+                detach(qv);
+                return r;
+        }
+        if ((r = qemu_monitor_connect(qv, -1)) < 0) {
+                log_msg(LOG_WARNING,
+                        "vm \"%s\": QEMU pid %d runs but its QMP socket %s: %s; "
+                        "retrying",
+                        vm->name, (int)pid, qv->paths.qmp, strerror(-r));
+                qemu_monitor_reconnect_later(qv);
+        }
+        log_msg(LOG_INFO, "vm \"%s\": reattached to QEMU pid %d", vm->name, (int)pid);
+        return 0;
+}
+
+/* ---- the agent's hook ---- */
+
+int qemu_backend_guest_report(struct vm *vm, const struct qemu_guest_report *r, uint64_t now_ms)
+{
+        struct qemu_vm *qv = vm->backend_data;
+        uint64_t top;
+
+        (void)now_ms;
+        if (!qv || !qv->running)
+                return -ESRCH;
+        top = qv->mem.layout.startup + qv->mem.layout.region;
+        if ((r->stall_known && !(r->stall_fraction >= 0.0 && r->stall_fraction <= 1.0)) ||
+            (r->demand_known && r->demand_bytes > 4 * top) ||
+            (r->visible_known && r->visible_bytes > top) ||
+            (r->available_known && r->available_bytes > top))
+                return -EINVAL;
+        qv->agent = *r;
+        qv->agent_have = true;
+        qv->agent_ms = qemu_mono_ms();
+        return 0;
+}
+
+const char *qemu_backend_agent_socket(const struct vm *vm)
+{
+        const struct qemu_vm *qv = vm->backend_data;
+
+        return qv ? qv->paths.agent : NULL;
+}
+
+int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret)
+{
+        const struct qemu_vm *qv = vm->backend_data;
+
+        if (!qv)
+                return -ESRCH;
+        *ret = (struct qemu_vm_info){
+            .running = qv->running,
+            .pid = qv->running ? qv->pid : 0,
+            .kvm = qv->kvm,
+            .qmp_ready = qmp_is_ready(qv->qmp),
+            .memory_known = qv->mem.known,
+            .startup_bytes = qv->mem.layout.startup,
+            .vmem_region_bytes = qv->mem.layout.region,
+            .balloon_actual_bytes = qv->mem.actual,
+            .plugged_bytes = qv->mem.plugged,
+            .requested_bytes = qv->mem.requested,
+            .target_bytes = qv->mem.target,
+            .qemu_version = {qv->qemu_version[0], qv->qemu_version[1], qv->qemu_version[2]},
+            .console_log = qv->paths.console,
+        };
+        snprintf(ret->accel, sizeof(ret->accel), "%s", qv->accel);
+        return 0;
+}
+
+/* ---- the backend ---- */
+
+static void qemu_forget_vm(struct backend *b, struct vm *vm)
+{
+        struct qemu_backend *qb = priv(b);
+        struct qemu_vm *qv = vm->backend_data;
+
+        if (!qv)
+                return;
+        detach(qv);
+        for (size_t i = 0; i < qb->n; i++) {
+                if (qb->vms[i] == qv) {
+                        qb->vms[i] = qb->vms[--qb->n];
+                        break;
+                }
+        }
+        qemu_config_free(&qv->cfg);
+        qemu_paths_free(&qv->paths);
+        free(qv);
+        vm->backend_data = NULL;
+}
+
+/* Guests keep running: a new backend reattaches to them. */
+static void qemu_destroy(struct backend *b)
+{
+        struct qemu_backend *qb;
+
+        if (!b)
+                return;
+        qb = priv(b);
+        while (qb->n > 0)
+                qemu_forget_vm(b, qb->vms[0]->vm);
+        free(qb->vms);
+        free(qb->run_dir);
+        free(qb->state_dir);
+        free(qb->image_dir);
+        free(qb);
+        free(b);
+}
+
+const struct backend_ops qemu_backend_ops = {
+    .name = "qemu",
+    .vm_keys = qemu_vm_keys,
+    .check_vm = qemu_check_vm,
+    .configure_vm = qemu_configure_vm,
+    .start = qemu_start,
+    .stop = qemu_stop,
+    .set_target = qemu_set_target,
+    .observe = qemu_observe,
+    .max_honourable = qemu_max_honourable,
+    .reattach = qemu_reattach,
+    .forget_vm = qemu_forget_vm,
+    .destroy = qemu_destroy,
+};
+
+const char *qemu_backend_image_dir(struct backend *b)
+{
+        return priv(b)->image_dir;
+}
+
+int qemu_backend_new(const struct config *cfg, const struct backend_env *env, struct backend **ret,
+                     char *err, size_t errlen)
+{
+        struct backend *b = calloc(1, sizeof(*b));
+        struct qemu_backend *qb = calloc(1, sizeof(*qb));
+        const char *image = getenv(QEMU_GUEST_IMAGE_ENV);
+        const struct backend_env none = {0};
+
+        (void)cfg;
+        if (!env)
+                env = &none;
+        if (!b || !qb || (env->run_dir && !(qb->run_dir = strdup(env->run_dir))) ||
+            (env->state_dir && !(qb->state_dir = strdup(env->state_dir))) ||
+            !(qb->image_dir = strdup(image && *image ? image : DYNMEM_GUEST_IMAGE_DIR))) {
+                if (qb)
+                        free(qb->run_dir), free(qb->state_dir);
+                free(b), free(qb);
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        qb->env = *env;
+        qb->env.run_dir = qb->run_dir;
+        qb->env.state_dir = qb->state_dir;
+        b->ops = &qemu_backend_ops;
+        b->priv = qb;
+        *ret = b;
+        return 0;
+}

@@ -1,0 +1,92 @@
+/*
+ * qemu backend: each VM is one qemu-system-x86_64 process that dynmem
+ * starts itself (argv built word by word, never through a shell), with a
+ * QMP socket (run_dir/NAME.qmp), a pid file (run_dir/NAME.pid), a guest
+ * agent port org.dynmem.agent.0 behind run_dir/NAME.agent, and a console
+ * log (state_dir/NAME.console.log) that also receives QEMU's own messages.
+ *
+ * Memory layout: base RAM = startup; a virtio-mem device of maximum -
+ * startup (absent when they are equal) plugs memory above it; a
+ * virtio-balloon (deflate-on-oom, free page reporting, statistics) takes
+ * the VM below startup. Assigned = balloon "actual" + virtio-mem "size",
+ * both read back from QEMU, never assumed. See docs/qemu-backend.md.
+ *
+ * VM keys: kernel, initrd, append, disk, cpus, accel, qemu, qemu_args,
+ * shutdown_timeout. Without kernel, the bundled guest image in
+ * DYNMEM_GUEST_IMAGE_DIR (the build's guest/ folder; the environment
+ * variable of the same name overrides it) is used.
+ *
+ * The program that drives this backend must ignore SIGPIPE (a QEMU that
+ * dies while dynmem writes to its socket would otherwise kill it).
+ */
+#ifndef DYNMEM_BACKEND_QEMU_H
+#define DYNMEM_BACKEND_QEMU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backend.h"
+#include "config.h"
+#include "vm.h"
+
+#define QEMU_GUEST_IMAGE_ENV "DYNMEM_GUEST_IMAGE_DIR"
+
+/*
+ * Create the backend. env->base, run_dir and state_dir (copied) are needed to
+ * run VMs; without them the backend can only check and configure VMs.
+ */
+int qemu_backend_new(const struct config *cfg, const struct backend_env *env, struct backend **ret,
+                     char *err, size_t errlen);
+
+extern const struct backend_ops qemu_backend_ops;
+
+/* The folder the bundled guest image is taken from. */
+const char *qemu_backend_image_dir(struct backend *b);
+
+/*
+ * What the guest agent reports about a VM (the agent module parses and
+ * calls this). Values are range-checked here too; a report is used instead
+ * of the balloon statistics for QEMU_AGENT_FRESH_MS after it arrives.
+ */
+#define QEMU_AGENT_FRESH_MS 10000
+
+struct qemu_guest_report {
+        bool demand_known;
+        uint64_t demand_bytes;
+        bool stall_known;
+        double stall_fraction; /* 0..1 */
+        bool visible_known;
+        uint64_t visible_bytes; /* MemTotal */
+        bool available_known;
+        uint64_t available_bytes; /* MemAvailable */
+};
+
+/* Returns 0, -ESRCH when the VM does not run here, -EINVAL when the report is absurd. */
+int qemu_backend_guest_report(struct vm *vm, const struct qemu_guest_report *r, uint64_t now_ms);
+
+/* run_dir/NAME.agent: the unix socket behind the guest's org.dynmem.agent.0 port. */
+const char *qemu_backend_agent_socket(const struct vm *vm);
+
+/* A running VM's QEMU as the backend sees it (status output, tests). */
+struct qemu_vm_info {
+        bool running;
+        pid_t pid;
+        bool kvm;
+        char accel[160]; /* which accelerator and why */
+        bool qmp_ready;
+        bool memory_known;          /* read back from QEMU at least once */
+        uint64_t startup_bytes;     /* base RAM */
+        uint64_t vmem_region_bytes; /* virtio-mem device size, 0 = none */
+        uint64_t balloon_actual_bytes;
+        uint64_t plugged_bytes;
+        uint64_t requested_bytes;
+        uint64_t target_bytes;
+        unsigned qemu_version[3];
+        const char *console_log;
+};
+
+int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret);
+
+#endif

@@ -1,0 +1,278 @@
+/*
+ * qemu_argv: the QEMU command line of one VM, built word by word (never
+ * through a shell): memory layout, dynmem's devices, sockets, console log,
+ * accelerator. See docs/qemu-backend.md for what each part is for.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "qemu_int.h"
+#include "units.h"
+
+/* ---- paths ---- */
+
+void qemu_paths_free(struct qemu_paths *p)
+{
+        if (!p)
+                return;
+        free(p->qmp);
+        free(p->agent);
+        free(p->pid);
+        free(p->console);
+        *p = (struct qemu_paths){0};
+}
+
+int qemu_paths_make(const char *run_dir, const char *state_dir, const char *name,
+                    struct qemu_paths *ret, char *err, size_t errlen)
+{
+        struct qemu_paths p = {0};
+        size_t sun_max = sizeof(((struct sockaddr_un *)0)->sun_path);
+
+        if (asprintf(&p.qmp, "%s/%s.qmp", run_dir, name) < 0 ||
+            asprintf(&p.agent, "%s/%s.agent", run_dir, name) < 0 ||
+            asprintf(&p.pid, "%s/%s.pid", run_dir, name) < 0 ||
+            asprintf(&p.console, "%s/%s.console.log", state_dir, name) < 0) {
+                qemu_paths_free(&p);
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        if (strlen(p.qmp) >= sun_max || strlen(p.agent) >= sun_max) {
+                snprintf(err, errlen, "socket path %s is longer than %zu bytes", p.agent,
+                         sun_max - 1);
+                qemu_paths_free(&p);
+                return -ENAMETOOLONG;
+        }
+        *ret = p;
+        return 0;
+}
+
+/* ---- layout and accelerator ---- */
+
+void qemu_layout_from_settings(const struct vm_settings *s, struct qemu_layout *ret)
+{
+        uint64_t region = 0;
+
+        if (s->dynamic && s->maximum_bytes > s->startup_bytes)
+                region = size_round_up(s->maximum_bytes - s->startup_bytes, s->block_bytes);
+        *ret = (struct qemu_layout){
+            .startup = s->startup_bytes, .region = region, .block = s->block_bytes};
+}
+
+static bool kvm_works(char *why, size_t len)
+{
+        int fd;
+
+        if (access("/sys/module/kvm_intel", F_OK) < 0 && access("/sys/module/kvm_amd", F_OK) < 0) {
+                snprintf(why, len, "no kvm_intel or kvm_amd module");
+                return false;
+        }
+        if ((fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)) < 0) {
+                snprintf(why, len, "/dev/kvm: %s", strerror(errno));
+                return false;
+        }
+        close(fd);
+        snprintf(why, len, "kvm_intel or kvm_amd loaded and /dev/kvm opens");
+        return true;
+}
+
+int qemu_accel_choose(enum qemu_accel accel, bool *ret_kvm, char *why, size_t len)
+{
+        char reason[160];
+        bool kvm;
+
+        switch (accel) {
+        case QEMU_ACCEL_TCG:
+                *ret_kvm = false;
+                snprintf(why, len, "tcg (accel = tcg)");
+                return 0;
+        case QEMU_ACCEL_KVM:
+                if (!kvm_works(reason, sizeof(reason))) {
+                        snprintf(why, len, "accel = kvm, but KVM does not work here: %s", reason);
+                        return -ENODEV;
+                }
+                *ret_kvm = true;
+                snprintf(why, len, "kvm (accel = kvm)");
+                return 0;
+        default:
+                kvm = kvm_works(reason, sizeof(reason));
+                *ret_kvm = kvm;
+                snprintf(why, len, "%s (auto: %s)", kvm ? "kvm" : "tcg", reason);
+                return 0;
+        }
+}
+
+/* ---- argv ---- */
+
+struct argv {
+        char **v;
+        size_t n, cap;
+        bool failed;
+};
+
+static void add(struct argv *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct argv *a, const char *fmt, ...)
+{
+        va_list ap;
+        char *s;
+
+        if (a->failed)
+                return;
+        if (a->n + 2 > a->cap) {
+                size_t cap = a->cap ? a->cap * 2 : 64;
+                char **grown = realloc(a->v, cap * sizeof(*grown));
+                if (!grown) {
+                        a->failed = true;
+                        return;
+                }
+                a->v = grown;
+                a->cap = cap;
+        }
+        va_start(ap, fmt);
+        int r = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                a->failed = true;
+                return;
+        }
+        a->v[a->n++] = s;
+        a->v[a->n] = NULL;
+}
+
+/* A value inside QEMU's key=value option syntax: commas are doubled. */
+static char *opt_escape(const char *s)
+{
+        size_t n = strlen(s), commas = 0;
+        char *out, *o;
+
+        for (size_t i = 0; i < n; i++)
+                commas += s[i] == ',';
+        if (!(out = malloc(n + commas + 1)))
+                return NULL;
+        o = out;
+        for (size_t i = 0; i < n; i++) {
+                *o++ = s[i];
+                if (s[i] == ',')
+                        *o++ = ',';
+        }
+        *o = '\0';
+        return out;
+}
+
+char *qemu_qmp_chardev_arg(const char *qmp_path)
+{
+        char *esc = opt_escape(qmp_path), *out = NULL;
+
+        if (esc && asprintf(&out, "socket,id=" QEMU_ID_QMP ",path=%s,server=on,wait=off", esc) < 0)
+                out = NULL;
+        free(esc);
+        return out;
+}
+
+static void add_memory(struct argv *a, const struct qemu_layout *l)
+{
+        if (l->region == 0) {
+                add(a, "-m");
+                add(a, "size=%lluk", (unsigned long long)(l->startup / KIB));
+                return;
+        }
+        add(a, "-m");
+        add(a, "size=%lluk,slots=1,maxmem=%lluk", (unsigned long long)(l->startup / KIB),
+            (unsigned long long)((l->startup + l->region) / KIB));
+        add(a, "-object");
+        add(a, "memory-backend-ram,id=" QEMU_ID_MEMDEV ",size=%llu", (unsigned long long)l->region);
+        add(a, "-device");
+        add(a,
+            "virtio-mem-pci,id=" QEMU_ID_VMEM ",memdev=" QEMU_ID_MEMDEV
+            ",block-size=%llu,requested-size=0",
+            (unsigned long long)l->block);
+}
+
+static void add_devices(struct argv *a, const struct qemu_paths *p, const char *agent,
+                        const char *console)
+{
+        add(a, "-device");
+        add(a,
+            "virtio-balloon-pci,id=" QEMU_ID_BALLOON ",deflate-on-oom=on,free-page-reporting=on");
+        add(a, "-device");
+        add(a, "virtio-serial-pci,id=" QEMU_ID_SERIAL);
+        add(a, "-chardev");
+        add(a, "socket,id=" QEMU_ID_AGENT ",path=%s,server=on,wait=off", agent);
+        add(a, "-device");
+        add(a, "virtserialport,bus=" QEMU_ID_SERIAL ".0,chardev=" QEMU_ID_AGENT
+               ",name=" QEMU_AGENT_PORT);
+        add(a, "-chardev");
+        add(a, "file,id=" QEMU_ID_CONSOLE ",path=%s,append=on", console);
+        add(a, "-serial");
+        add(a, "chardev:" QEMU_ID_CONSOLE);
+        add(a, "-pidfile");
+        add(a, "%s", p->pid);
+}
+
+int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const struct qemu_layout *l,
+                    const struct qemu_paths *p, bool kvm, char ***ret_argv)
+{
+        struct argv a = {0};
+        char *agent = opt_escape(p->agent), *console = opt_escape(p->console);
+        char *qmp = qemu_qmp_chardev_arg(p->qmp), *disk = c->disk ? opt_escape(c->disk) : NULL;
+
+        if (!agent || !console || !qmp || (c->disk && !disk))
+                a.failed = true;
+        add(&a, "%s", c->qemu);
+        add(&a, "-name");
+        add(&a, "guest=%s", name);
+        add(&a, "-nodefaults");
+        add(&a, "-no-user-config");
+        add(&a, "-display");
+        add(&a, "none");
+        add(&a, "-machine");
+        add(&a, "pc");
+        add(&a, "-accel");
+        add(&a, "%s", kvm ? "kvm" : "tcg");
+        if (kvm) {
+                add(&a, "-cpu");
+                add(&a, "host");
+        }
+        add(&a, "-smp");
+        add(&a, "%u", c->cpus);
+        add_memory(&a, l);
+        add_devices(&a, p, agent, console);
+        add(&a, "-chardev");
+        add(&a, "%s", qmp);
+        add(&a, "-mon");
+        add(&a, "chardev=" QEMU_ID_QMP ",mode=control");
+        add(&a, "-msg");
+        add(&a, "timestamp=on");
+        add(&a, "-sandbox");
+        add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+        add(&a, "-kernel");
+        add(&a, "%s", c->kernel);
+        if (c->initrd) {
+                add(&a, "-initrd");
+                add(&a, "%s", c->initrd);
+        }
+        if (c->append) {
+                add(&a, "-append");
+                add(&a, "%s", c->append);
+        }
+        if (disk) {
+                size_t n = strlen(c->disk);
+                bool qcow2 = n > 6 && strcmp(c->disk + n - 6, ".qcow2") == 0;
+                add(&a, "-drive");
+                add(&a, "file=%s,if=virtio,format=%s", disk, qcow2 ? "qcow2" : "raw");
+        }
+        for (size_t i = 0; i < c->n_extra; i++)
+                add(&a, "%s", c->extra[i]);
+        free(agent), free(console), free(qmp), free(disk);
+        if (a.failed) {
+                qemu_strv_free(a.v);
+                return -ENOMEM;
+        }
+        *ret_argv = a.v;
+        return 0;
+}

@@ -1,0 +1,414 @@
+/*
+ * qemu_proc: the QEMU process of a VM: finding the binary, spawning it in
+ * its own session with its output appended to the console log, telling
+ * whether it still runs (pidfd, so a reattached QEMU that is not our child
+ * works too), its pid file and command line, its RSS, waiting for its QMP
+ * greeting at start, and keeping the console log bounded.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qemu_int.h"
+#include "units.h"
+
+extern char **environ;
+
+#define CMDLINE_MAX   (1024 * 1024) /* /proc/PID/cmdline read at most */
+#define STATUS_MAX    8192
+#define TAIL_MAX      4096        /* bytes of log searched for the last line */
+#define TRIM_KEEP     (256 * KIB) /* bytes of a trimmed log kept in PATH.old */
+#define HANDSHAKE_MAX (64 * KIB)  /* QMP bytes read while starting */
+
+static uint64_t mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int check_executable(const char *path)
+{
+        struct stat st;
+
+        if (stat(path, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EACCES;
+        return access(path, X_OK) < 0 ? -errno : 0;
+}
+
+int qemu_proc_find_binary(const char *name, char **ret_path)
+{
+        const char *env = getenv("PATH");
+        char *dirs, *save = NULL, *out = NULL;
+        int r = -ENOENT;
+
+        if (strchr(name, '/')) {
+                r = check_executable(name);
+                if (r == 0 && !(*ret_path = strdup(name)))
+                        return -ENOMEM;
+                return r;
+        }
+        if (!(dirs = strdup(env && *env ? env : "/usr/local/bin:/usr/bin:/bin")))
+                return -ENOMEM;
+        for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+                if (asprintf(&out, "%s/%s", *d ? d : ".", name) < 0) {
+                        r = -ENOMEM;
+                        break;
+                }
+                if (check_executable(out) == 0) {
+                        *ret_path = out;
+                        r = 0;
+                        break;
+                }
+                free(out);
+                out = NULL;
+        }
+        free(dirs);
+        return r;
+}
+
+int qemu_proc_spawn(char *const argv[], int log_fd, pid_t *ret_pid)
+{
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
+        pid_t pid;
+        int r;
+
+        if (posix_spawn_file_actions_init(&fa) != 0)
+                return -ENOMEM;
+        if (posix_spawnattr_init(&attr) != 0) {
+                posix_spawn_file_actions_destroy(&fa);
+                return -ENOMEM;
+        }
+        /* Its own session: a Ctrl-C at dynmemd's terminal does not reach the guests. */
+        r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                                POSIX_SPAWN_SETSIGDEF);
+        sigset_t none, all;
+        sigemptyset(&none);
+        sigfillset(&all);
+        if (r == 0)
+                r = posix_spawnattr_setsigmask(&attr, &none);
+        if (r == 0)
+                r = posix_spawnattr_setsigdefault(&attr, &all);
+        if (r == 0)
+                r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        if (r == 0)
+                r = posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
+        if (r == 0)
+                r = posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
+        if (r == 0)
+                r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+        if (r == 0)
+                r = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&attr);
+        if (r != 0)
+                return -r;
+        *ret_pid = pid;
+        return 0;
+}
+
+int qemu_proc_exited(int pidfd, int *ret_status)
+{
+        struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+        siginfo_t si = {0};
+
+        if (poll(&pfd, 1, 0) < 0)
+                return -errno;
+        if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+                return 0;
+        /* Reap it if it is our child; a reattached QEMU is someone else's (ECHILD). */
+        if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG) == 0 && si.si_pid) {
+                if (ret_status)
+                        *ret_status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+        } else if (ret_status) {
+                *ret_status = -1;
+        }
+        return 1;
+}
+
+int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid)
+{
+        char buf[32] = "", *end;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return -EINVAL;
+        buf[n] = '\0';
+        long v = strtol(buf, &end, 10);
+        while (*end == '\n' || *end == ' ')
+                end++;
+        if (end == buf || *end || v < 2 || v > INT_MAX)
+                return -EINVAL;
+        *ret_pid = (pid_t)v;
+        return 0;
+}
+
+/* Read a /proc file of at most max bytes. */
+static int read_small(const char *path, size_t max, char **ret, size_t *ret_len)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        size_t len = 0;
+        char *buf;
+
+        if (fd < 0)
+                return -errno;
+        if (!(buf = malloc(max + 1))) {
+                close(fd);
+                return -ENOMEM;
+        }
+        for (;;) {
+                ssize_t n = read(fd, buf + len, max - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0)
+                        break;
+                len += (size_t)n;
+                if (len == max)
+                        break;
+        }
+        close(fd);
+        buf[len] = '\0';
+        *ret = buf;
+        *ret_len = len;
+        return 0;
+}
+
+int qemu_proc_cmdline_has(pid_t pid, const char *word)
+{
+        char path[64], *buf;
+        size_t len;
+        int r;
+
+        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+        if ((r = read_small(path, CMDLINE_MAX, &buf, &len)) < 0)
+                return r;
+        r = -ENOENT;
+        for (size_t i = 0; i < len; i += strlen(buf + i) + 1) {
+                if (strcmp(buf + i, word) == 0) {
+                        r = 0;
+                        break;
+                }
+        }
+        free(buf);
+        return r;
+}
+
+int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes)
+{
+        char path[64], *buf, *line;
+        unsigned long long kb;
+        size_t len;
+        int r;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        if ((r = read_small(path, STATUS_MAX, &buf, &len)) < 0)
+                return r;
+        line = strstr(buf, "\nVmRSS:");
+        r = line && sscanf(line + 7, "%llu kB", &kb) == 1 && kb < SETTINGS_SIZE_MAX / KIB ? 0
+                                                                                          : -EINVAL;
+        if (r == 0)
+                *ret_bytes = (uint64_t)kb * KIB;
+        free(buf);
+        return r;
+}
+
+static int try_connect(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+                return -errno;
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                int e = errno;
+                close(fd);
+                return -e;
+        }
+        return fd;
+}
+
+/* Wait for the pidfd or fd (may be -1) to become readable. 1: process exited. */
+static int wait_either(int pidfd, int fd, uint64_t deadline)
+{
+        struct pollfd p[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
+        uint64_t now = mono_ms();
+        int wait = now < deadline ? (int)(deadline - now) : 0;
+
+        if (fd < 0 && wait > 20)
+                wait = 20; /* the socket does not exist yet: look again soon */
+        if (poll(p, 2, wait) < 0 && errno != EINTR)
+                return -errno;
+        return p[0].revents ? 1 : 0;
+}
+
+static int connect_qmp(const char *qmp_path, int pidfd, uint64_t deadline)
+{
+        for (;;) {
+                int fd = try_connect(qmp_path);
+                if (fd >= 0 || (fd != -ENOENT && fd != -ECONNREFUSED))
+                        return fd;
+                if (mono_ms() >= deadline)
+                        return -ETIMEDOUT;
+                int r = wait_either(pidfd, -1, deadline);
+                if (r != 0)
+                        return r == 1 ? -ECHILD : r;
+        }
+}
+
+/* One line of the handshake. 1: negotiated; 0: go on; <0: broken. */
+static int handshake_line(int fd, const char *line, size_t n, bool *greeted)
+{
+        static const char caps[] = "{\"execute\":\"qmp_capabilities\",\"id\":0}\r\n";
+        json_error_t jerr;
+        json_t *msg = json_loadb(line, n, JSON_DECODE_INT_AS_REAL, &jerr);
+        int r = -EPROTO;
+
+        if (!json_is_object(msg)) {
+                json_decref(msg);
+                return -EPROTO;
+        }
+        if (!*greeted && json_is_object(json_object_get(msg, "QMP"))) {
+                *greeted = true;
+                r = send(fd, caps, sizeof(caps) - 1, MSG_NOSIGNAL) == sizeof(caps) - 1 ? 0 : -EIO;
+        } else if (*greeted && json_object_get(msg, "event")) {
+                r = 0;
+        } else if (*greeted && json_object_get(msg, "return")) {
+                r = 1;
+        }
+        json_decref(msg);
+        return r;
+}
+
+int qemu_proc_qmp_handshake(const char *qmp_path, int pidfd, uint64_t timeout_ms)
+{
+        uint64_t deadline = mono_ms() + timeout_ms;
+        char *buf = malloc(HANDSHAKE_MAX);
+        size_t len = 0;
+        bool greeted = false;
+        int fd, r = 0;
+
+        if (!buf)
+                return -ENOMEM;
+        if ((fd = connect_qmp(qmp_path, pidfd, deadline)) < 0) {
+                free(buf);
+                return fd;
+        }
+        while (r == 0) {
+                if ((r = wait_either(pidfd, fd, deadline)) != 0) {
+                        r = r == 1 ? -ECHILD : r;
+                        break;
+                }
+                ssize_t n = recv(fd, buf + len, HANDSHAKE_MAX - len, MSG_DONTWAIT);
+                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                        /* QEMU closed the socket: it is on its way out, wait for it. */
+                        r = wait_either(pidfd, -1, mono_ms() + 2000) == 1 ? -ECHILD : -EPROTO;
+                        break;
+                }
+                len += n > 0 ? (size_t)n : 0;
+                char *nl;
+                while (r == 0 && (nl = memchr(buf, '\n', len))) {
+                        size_t line = (size_t)(nl - buf) + 1;
+                        r = handshake_line(fd, buf, line - 1, &greeted);
+                        memmove(buf, buf + line, len - line);
+                        len -= line;
+                }
+                if (r == 0 && len == HANDSHAKE_MAX)
+                        r = -EPROTO;
+                if (r == 0 && mono_ms() >= deadline)
+                        r = -ETIMEDOUT;
+        }
+        free(buf);
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+int qemu_proc_log_last_line(const char *path, uint64_t from, char *buf, size_t len)
+{
+        char tail[TAIL_MAX + 1];
+        struct stat st;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0 || (uint64_t)st.st_size <= from) {
+                close(fd);
+                return -ENOENT;
+        }
+        uint64_t start =
+            (uint64_t)st.st_size - from > TAIL_MAX ? (uint64_t)st.st_size - TAIL_MAX : from;
+        n = pread(fd, tail, TAIL_MAX, (off_t)start);
+        close(fd);
+        if (n <= 0)
+                return -ENOENT;
+        tail[n] = '\0';
+        /* Drop trailing blank lines, then take the last line. */
+        while (n > 0 && strchr("\r\n \t", tail[n - 1]))
+                tail[--n] = '\0';
+        if (n == 0)
+                return -ENOENT;
+        char *line = strrchr(tail, '\n');
+        line = line ? line + 1 : tail;
+        size_t o = 0;
+        for (; *line && o + 1 < len; line++)
+                buf[o++] = (unsigned char)*line < 0x20 || *line == 0x7f ? ' ' : *line;
+        buf[o] = '\0';
+        return 0;
+}
+
+int qemu_proc_log_trim(const char *path, uint64_t cap)
+{
+        struct stat st;
+        char old[4096];
+        int fd, out, r = 0;
+
+        if (stat(path, &st) < 0)
+                return -errno;
+        if ((uint64_t)st.st_size <= cap)
+                return 0;
+        /* QEMU holds the log open for appending: copy the tail aside, then empty it in place. */
+        if (snprintf(old, sizeof(old), "%s.old", path) >= (int)sizeof(old))
+                return -ENAMETOOLONG;
+        if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+                return -errno;
+        out = open(old, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (out >= 0) {
+                char *buf = malloc(TRIM_KEEP);
+                ssize_t n = buf ? pread(fd, buf, TRIM_KEEP, st.st_size - (off_t)TRIM_KEEP) : -1;
+                if (n > 0 && write(out, buf, (size_t)n) != n)
+                        r = -EIO;
+                free(buf);
+                close(out);
+        }
+        close(fd);
+        if (truncate(path, 0) < 0)
+                return -errno;
+        return r;
+}

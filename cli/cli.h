@@ -1,0 +1,32 @@
+/*
+ * cli: what the dynmem command's parts share: the parsed command line. Each
+ * command is one function (commands.c) in main.c's table; client.c talks to
+ * dynmemd; output.c prints replies for people.
+ */
+#ifndef DYNMEM_CLI_H
+#define DYNMEM_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "control.h"
+
+#define CLI_TIMEOUT_DEFAULT_MS (120 * 1000)
+
+struct cli {
+        const char *socket;     /* --socket, else $DYNMEM_SOCKET, else the default */
+        bool json;              /* --json: print the daemon's JSON */
+        uint64_t timeout_ms;    /* --timeout: how long to wait for a reply */
+        const char *name;       /* the VM named on the command line, or NULL */
+        struct control_request req; /* options that go into the request */
+};
+
+/* Exit statuses. */
+enum {
+        CLI_OK = 0,
+        CLI_FAILED = 1, /* dynmemd refused, or could not be reached */
+        CLI_USAGE = 2,
+};
+
+#endif

@@ -1,0 +1,101 @@
+/*
+ * commands: one function per dynmem command. See commands.h.
+ */
+#include "commands.h"
+
+#include <stdio.h>
+
+#include "client.h"
+#include "output.h"
+
+/* Make the request; on failure print dynmemd's or the connection's error. */
+static int call(struct cli *cli, enum control_command command, json_t **ret_reply)
+{
+        char err[CONTROL_ERROR_MAX + 256];
+        const json_t *warning;
+
+        cli->req.command = command;
+        if (client_call(cli, ret_reply, err, sizeof(err)) < 0) {
+                fprintf(stderr, "dynmem: %s\n", err);
+                return CLI_FAILED;
+        }
+        warning = json_object_get(*ret_reply, "warning");
+        if (json_is_string(warning))
+                fprintf(stderr, "dynmem: warning: %s: %s\n", cli->name ? cli->name : "dynmemd",
+                        json_string_value(warning));
+        return CLI_OK;
+}
+
+/* Print member `key` of the reply: as JSON with --json, else with print (may be NULL). */
+static int show_member(struct cli *cli, json_t *reply, const char *key,
+                       void (*print)(FILE *, const json_t *))
+{
+        const json_t *v = json_object_get(reply, key);
+        int r = CLI_OK;
+
+        if (!v) {
+                fprintf(stderr, "dynmem: the reply from dynmemd has no \"%s\"\n", key);
+                r = CLI_FAILED;
+        } else if (cli->json) {
+                output_json(stdout, v);
+        } else if (print) {
+                print(stdout, v);
+        }
+        json_decref(reply);
+        return r;
+}
+
+static int run(struct cli *cli, enum control_command command, const char *key,
+               void (*print)(FILE *, const json_t *))
+{
+        json_t *reply;
+        int r = call(cli, command, &reply);
+
+        if (r != CLI_OK)
+                return r;
+        if (!key) {
+                json_decref(reply);
+                return CLI_OK;
+        }
+        return show_member(cli, reply, key, print);
+}
+
+int commands_list(struct cli *cli)
+{
+        return run(cli, CONTROL_LIST, "vms", output_vm_table);
+}
+
+int commands_show(struct cli *cli)
+{
+        return run(cli, CONTROL_SHOW, "vm", output_vm);
+}
+
+int commands_status(struct cli *cli)
+{
+        return run(cli, CONTROL_STATUS, "host", output_host);
+}
+
+int commands_start(struct cli *cli)
+{
+        return run(cli, CONTROL_START, "vm", NULL);
+}
+
+int commands_stop(struct cli *cli)
+{
+        return run(cli, CONTROL_STOP, "vm", NULL);
+}
+
+int commands_set(struct cli *cli)
+{
+        return run(cli, CONTROL_SET, "vm", NULL);
+}
+
+int commands_create(struct cli *cli)
+{
+        return run(cli, CONTROL_CREATE, "vm", NULL);
+}
+
+int commands_delete(struct cli *cli)
+{
+        return run(cli, CONTROL_DELETE, NULL, NULL);
+}

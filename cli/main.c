@@ -1,0 +1,328 @@
+/*
+ * dynmem: the command operators use to see and change dynmem's VMs, a
+ * client of dynmemd's control socket. Git-style: `dynmem COMMAND [ARGS]`,
+ * one function per command (commands.c). See dynmem(1).
+ *
+ * Exit status: 0 done, 1 dynmemd refused or could not be reached, 2 bad usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "dynmem-config.h"
+#include "units.h"
+
+/* Options, and which commands take them. */
+enum {
+        OPT_COMMON = 1u << 0,   /* --json, --socket, --timeout, --help: every command */
+        OPT_FORCE = 1u << 1,    /* stop */
+        OPT_SETTINGS = 1u << 2, /* set, create */
+        OPT_CREATE = 1u << 3,   /* create: -o KEY=VALUE, --autostart */
+};
+
+struct command {
+        const char *name;
+        int (*run)(struct cli *cli);
+        unsigned options;
+        bool needs_name;
+        const char *summary;
+};
+
+static const struct command commands[] = {
+        {"list", commands_list, 0, false, "the VMs, their memory and settings"},
+        {"show", commands_show, 0, true, "one VM in detail"},
+        {"status", commands_status, 0, false, "the host: memory, reserve, available, pressure"},
+        {"start", commands_start, 0, true, "start a VM (if the host has room for it)"},
+        {"stop", commands_stop, OPT_FORCE, true, "stop a VM (--force: at once)"},
+        {"set", commands_set, OPT_SETTINGS, true, "change a VM's memory settings"},
+        {"create", commands_create, OPT_SETTINGS | OPT_CREATE, true, "define a new VM"},
+        {"delete", commands_delete, 0, true, "remove a VM made with create"},
+};
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+enum {
+        KEY_STARTUP = 256,
+        KEY_MINIMUM,
+        KEY_MAXIMUM,
+        KEY_BUFFER,
+        KEY_WEIGHT,
+        KEY_DYNAMIC,
+        KEY_AUTOSTART,
+        KEY_TIMEOUT,
+};
+
+static const struct {
+        struct option opt;
+        unsigned group;
+} options[] = {
+        {{"json", no_argument, NULL, 'j'}, OPT_COMMON},
+        {{"socket", required_argument, NULL, 's'}, OPT_COMMON},
+        {{"timeout", required_argument, NULL, KEY_TIMEOUT}, OPT_COMMON},
+        {{"help", no_argument, NULL, 'h'}, OPT_COMMON},
+        {{"force", no_argument, NULL, 'f'}, OPT_FORCE},
+        {{"startup", required_argument, NULL, KEY_STARTUP}, OPT_SETTINGS},
+        {{"minimum", required_argument, NULL, KEY_MINIMUM}, OPT_SETTINGS},
+        {{"maximum", required_argument, NULL, KEY_MAXIMUM}, OPT_SETTINGS},
+        {{"buffer", required_argument, NULL, KEY_BUFFER}, OPT_SETTINGS},
+        {{"weight", required_argument, NULL, KEY_WEIGHT}, OPT_SETTINGS},
+        {{"dynamic", required_argument, NULL, KEY_DYNAMIC}, OPT_SETTINGS},
+        {{"option", required_argument, NULL, 'o'}, OPT_CREATE},
+        {{"autostart", no_argument, NULL, KEY_AUTOSTART}, OPT_CREATE},
+};
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+static void usage(FILE *out)
+{
+        fputs("Usage: dynmem [--socket PATH] COMMAND [ARGS] [--json]\n\nCommands:\n", out);
+        for (size_t i = 0; i < N_COMMANDS; i++)
+                fprintf(out, "  %-7s %-6s %s\n", commands[i].name,
+                        commands[i].needs_name ? "NAME" : "", commands[i].summary);
+        fputs("\nOptions of set and create:\n"
+              "  --startup SIZE  --minimum SIZE  --maximum SIZE   sizes: 512M, 2G, 1.5G\n"
+              "  --buffer PERCENT  --weight 0..10000  --dynamic on|off\n"
+              "Options of create: -o, --option KEY=VALUE (backend keys, e.g. trace=FILE.csv),\n"
+              "  --autostart.  Option of stop: -f, --force.\n"
+              "Every command: -s, --socket PATH (default $" CONTROL_SOCKET_ENV " or "
+              CONTROL_SOCKET_DEFAULT "),\n"
+              "  -j, --json, --timeout DURATION (default 2m), -h, --help.\n"
+              "\nSee dynmem(1).\n",
+              out);
+}
+
+static int fail_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int fail_usage(const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("dynmem: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputs(" (dynmem --help)\n", stderr);
+        return -EINVAL;
+}
+
+/* The daemon checks the range; this only reads the number. */
+static int parse_u32(const char *text, uint32_t max, bool percent, uint32_t *ret)
+{
+        char *end;
+        unsigned long long v;
+
+        if (text[0] < '0' || text[0] > '9')
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(text, &end, 10);
+        if (percent && *end == '%')
+                end++;
+        if (errno || *end || v > max)
+                return -EINVAL;
+        *ret = (uint32_t)v;
+        return 0;
+}
+
+static int parse_onoff(const char *text, bool *ret)
+{
+        static const char *const on[] = {"on", "yes", "true", "1"}, *const off[] = {"off", "no",
+                                                                                   "false", "0"};
+        for (size_t i = 0; i < 4; i++) {
+                if (strcasecmp(text, on[i]) == 0)
+                        return *ret = true, 0;
+                if (strcasecmp(text, off[i]) == 0)
+                        return *ret = false, 0;
+        }
+        return -EINVAL;
+}
+
+static int add_key(struct control_request *req, const char *arg)
+{
+        const char *eq = strchr(arg, '=');
+        struct config_kv *grown;
+
+        if (!eq || eq == arg || !eq[1])
+                return fail_usage("--option: \"%s\" is not KEY=VALUE", arg);
+        if (req->n_keys >= CONTROL_KEYS_MAX)
+                return fail_usage("--option: more than %d keys", CONTROL_KEYS_MAX);
+        grown = realloc(req->keys, (req->n_keys + 1) * sizeof(*grown));
+        if (!grown)
+                return -ENOMEM;
+        req->keys = grown;
+        grown[req->n_keys] = (struct config_kv){strndup(arg, (size_t)(eq - arg)), strdup(eq + 1), 0};
+        if (!grown[req->n_keys].key || !grown[req->n_keys].value) {
+                free(grown[req->n_keys].key);
+                free(grown[req->n_keys].value);
+                return -ENOMEM;
+        }
+        req->n_keys++;
+        return 0;
+}
+
+static const struct {
+        int key;
+        unsigned bit;
+        const char *name;
+        size_t offset;
+} size_options[] = {
+        {KEY_STARTUP, SETTINGS_STARTUP, "--startup", offsetof(struct vm_settings, startup_bytes)},
+        {KEY_MINIMUM, SETTINGS_MINIMUM, "--minimum", offsetof(struct vm_settings, minimum_bytes)},
+        {KEY_MAXIMUM, SETTINGS_MAXIMUM, "--maximum", offsetof(struct vm_settings, maximum_bytes)},
+};
+
+static int take_size(struct control_request *req, int key, const char *arg)
+{
+        for (size_t i = 0; i < 3; i++) {
+                if (size_options[i].key != key)
+                        continue;
+                uint64_t *field = (uint64_t *)((char *)&req->settings + size_options[i].offset);
+                if (size_parse(arg, field) < 0)
+                        return fail_usage("\"%s\" is not a size (bytes, or a number with K, M, G "
+                                          "or T)", arg);
+                req->given |= size_options[i].bit;
+                return 0;
+        }
+        return -EINVAL;
+}
+
+/* One option of a command. Returns 0 or -EINVAL (reported). */
+static int take_option(struct cli *cli, int key, const char *arg)
+{
+        struct control_request *req = &cli->req;
+
+        switch (key) {
+        case 'j': cli->json = true; return 0;
+        case 's': cli->socket = arg; return 0;
+        case 'f': req->force = true; return 0;
+        case 'o': return add_key(req, arg);
+        case KEY_AUTOSTART: req->autostart = true; return 0;
+        case KEY_TIMEOUT:
+                if (duration_parse(arg, &cli->timeout_ms) < 0 || cli->timeout_ms == 0)
+                        return fail_usage("--timeout: \"%s\" is not a duration (30s, 5m)", arg);
+                return 0;
+        case KEY_STARTUP: case KEY_MINIMUM: case KEY_MAXIMUM:
+                return take_size(req, key, arg);
+        case KEY_BUFFER:
+                req->given |= SETTINGS_BUFFER;
+                return parse_u32(arg, UINT32_MAX, true, &req->settings.buffer_percent) < 0
+                               ? fail_usage("--buffer: \"%s\" is not a percentage", arg) : 0;
+        case KEY_WEIGHT:
+                req->given |= SETTINGS_WEIGHT;
+                return parse_u32(arg, UINT32_MAX, false, &req->settings.weight) < 0
+                               ? fail_usage("--weight: \"%s\" is not a whole number", arg) : 0;
+        case KEY_DYNAMIC:
+                req->given |= SETTINGS_DYNAMIC;
+                return parse_onoff(arg, &req->settings.dynamic) < 0
+                               ? fail_usage("--dynamic: \"%s\" is not on or off", arg) : 0;
+        }
+        return -EINVAL;
+}
+
+/* Parse argv with the options of `allowed`; stop at the first operand when `stop`. */
+static int parse(struct cli *cli, int argc, char **argv, unsigned allowed, bool stop)
+{
+        struct option longopts[N_OPTIONS + 1];
+        char shortopts[32] = "";
+        size_t n = 0;
+        int c;
+
+        snprintf(shortopts, sizeof(shortopts), "%s", stop ? "+:" : ":");
+        for (size_t i = 0; i < N_OPTIONS; i++) {
+                if (!(options[i].group & (allowed | OPT_COMMON)))
+                        continue;
+                longopts[n++] = options[i].opt;
+                if (options[i].opt.val < 256) {
+                        size_t l = strlen(shortopts);
+                        shortopts[l] = (char)options[i].opt.val;
+                        shortopts[l + 1] = options[i].opt.has_arg ? ':' : '\0';
+                        shortopts[l + 2] = '\0';
+                }
+        }
+        longopts[n] = (struct option){0};
+        optind = 0; /* glibc: start afresh, as for a new argv */
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+                if (c == 'h') {
+                        usage(stdout);
+                        exit(CLI_OK);
+                }
+                const char *cmd = stop ? "" : argv[0], *sep = stop ? "" : ": ";
+                if (c == ':')
+                        return fail_usage("%s%soption %s needs a value", cmd, sep,
+                                          argv[optind - 1]);
+                if (c == '?')
+                        return fail_usage("%s%sunknown option %s", cmd, sep, argv[optind - 1]);
+                if (take_option(cli, c, optarg) < 0)
+                        return -EINVAL;
+        }
+        return optind;
+}
+
+static const struct command *find_command(const char *name)
+{
+        for (size_t i = 0; i < N_COMMANDS; i++)
+                if (strcmp(commands[i].name, name) == 0)
+                        return &commands[i];
+        return NULL;
+}
+
+/* The command's own arguments: options and at most one VM name. */
+static int parse_command(struct cli *cli, const struct command *cmd, int argc, char **argv)
+{
+        int first = parse(cli, argc, argv, cmd->options, false);
+
+        if (first < 0)
+                return -EINVAL;
+        if (cmd->needs_name && argc - first != 1)
+                return fail_usage("%s: expected one VM name", cmd->name);
+        if (!cmd->needs_name && argc - first != 0)
+                return fail_usage("%s: takes no VM name", cmd->name);
+        if (cmd->needs_name) {
+                cli->name = argv[first];
+                if (!config_name_valid(cli->name))
+                        return fail_usage("\"%s\" is not a valid VM name", cli->name);
+                snprintf(cli->req.name, sizeof(cli->req.name), "%s", cli->name);
+        }
+        if (cmd->options & OPT_SETTINGS && cli->req.given == 0 && strcmp(cmd->name, "set") == 0)
+                return fail_usage("%s: nothing to change", cmd->name);
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        struct cli cli = {.timeout_ms = CLI_TIMEOUT_DEFAULT_MS};
+        const struct command *cmd;
+        int first, r;
+
+        signal(SIGPIPE, SIG_IGN);
+        if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
+                printf("dynmem %s\n", DYNMEM_VERSION);
+                return CLI_OK;
+        }
+        first = parse(&cli, argc, argv, 0, true); /* options before the command */
+        if (first < 0)
+                return CLI_USAGE;
+        if (first >= argc) {
+                usage(stderr);
+                return CLI_USAGE;
+        }
+        cmd = find_command(argv[first]);
+        if (!cmd) {
+                fail_usage("unknown command \"%s\"", argv[first]);
+                return CLI_USAGE;
+        }
+        if (parse_command(&cli, cmd, argc - first, argv + first) < 0)
+                return CLI_USAGE;
+        if (!cli.socket)
+                cli.socket = getenv(CONTROL_SOCKET_ENV);
+        if (!cli.socket || !cli.socket[0])
+                cli.socket = CONTROL_SOCKET_DEFAULT;
+        r = cmd->run(&cli);
+        control_request_free(&cli.req);
+        return r;
+}

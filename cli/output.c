@@ -1,0 +1,224 @@
+/*
+ * output: tables and key-value listings of dynmemd's replies. See output.h.
+ */
+#include "output.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "units.h"
+
+#define CELL_MAX 40
+
+void output_json(FILE *out, const json_t *value)
+{
+        json_dumpf(value, out, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
+        fputc('\n', out);
+}
+
+/* ---- cells: one field of a VM or host object as text ---- */
+
+typedef void (*cell_fn)(const json_t *obj, const char *key, char *buf, size_t len);
+
+static void cell_string(const json_t *obj, const char *key, char *buf, size_t len)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        snprintf(buf, len, "%s", json_is_string(v) ? json_string_value(v) : "-");
+}
+
+static void cell_size(const json_t *obj, const char *key, char *buf, size_t len)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        if (json_is_integer(v) && json_integer_value(v) >= 0)
+                size_format((uint64_t)json_integer_value(v), buf, len);
+        else
+                snprintf(buf, len, "-");
+}
+
+static void cell_percent(const json_t *obj, const char *key, char *buf, size_t len)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        if (json_is_number(v))
+                snprintf(buf, len, "%.0f %%", json_number_value(v));
+        else
+                snprintf(buf, len, "-");
+}
+
+static void cell_number(const json_t *obj, const char *key, char *buf, size_t len)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        if (json_is_integer(v))
+                snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+        else
+                snprintf(buf, len, "-");
+}
+
+static void cell_bool(const json_t *obj, const char *key, char *buf, size_t len)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        snprintf(buf, len, "%s", json_is_true(v) ? "on" : json_is_false(v) ? "off" : "-");
+}
+
+/* ---- the VM table ---- */
+
+struct column {
+        const char *header;
+        const char *key;
+        cell_fn cell;
+        bool right;
+};
+
+static const struct column vm_columns[] = {
+        {"NAME", "name", cell_string, false},
+        {"STATE", "state", cell_string, false},
+        {"ASSIGNED", "assigned_bytes", cell_size, true},
+        {"DEMAND", "demand_bytes", cell_size, true},
+        {"PRESSURE", "pressure_percent", cell_percent, true},
+        {"STATUS", "status", cell_string, false},
+        {"MIN", "minimum_bytes", cell_size, true},
+        {"STARTUP", "startup_bytes", cell_size, true},
+        {"MAX", "maximum_bytes", cell_size, true},
+        {"BUFFER", "buffer_percent", cell_percent, true},
+        {"WEIGHT", "weight", cell_number, true},
+};
+#define N_COLUMNS (sizeof(vm_columns) / sizeof(vm_columns[0]))
+
+static void print_row(FILE *out, char (*cells)[CELL_MAX], const size_t *width)
+{
+        for (size_t c = 0; c < N_COLUMNS; c++) {
+                bool last = c + 1 == N_COLUMNS;
+                if (vm_columns[c].right)
+                        fprintf(out, "%*s", (int)width[c], cells[c]);
+                else
+                        fprintf(out, "%-*s", last ? 0 : (int)width[c], cells[c]);
+                fputs(last ? "\n" : "  ", out);
+        }
+}
+
+void output_vm_table(FILE *out, const json_t *vms)
+{
+        size_t n = json_array_size(vms), width[N_COLUMNS];
+        char (*cells)[N_COLUMNS][CELL_MAX] = calloc(n + 1, sizeof(*cells));
+
+        if (!cells)
+                return;
+        for (size_t c = 0; c < N_COLUMNS; c++) {
+                snprintf(cells[0][c], CELL_MAX, "%s", vm_columns[c].header);
+                width[c] = strlen(vm_columns[c].header);
+        }
+        for (size_t r = 0; r < n; r++) {
+                for (size_t c = 0; c < N_COLUMNS; c++) {
+                        vm_columns[c].cell(json_array_get(vms, r), vm_columns[c].key,
+                                           cells[r + 1][c], CELL_MAX);
+                        size_t w = strlen(cells[r + 1][c]);
+                        width[c] = w > width[c] ? w : width[c];
+                }
+        }
+        for (size_t r = 0; r <= n; r++)
+                print_row(out, cells[r], width);
+        free(cells);
+}
+
+/* ---- key: value listings ---- */
+
+struct field {
+        const char *label;
+        const char *key;
+        cell_fn cell;
+};
+
+static void print_fields(FILE *out, const json_t *obj, const struct field *fields, size_t n)
+{
+        char buf[512];
+
+        for (size_t i = 0; i < n; i++) {
+                if (!json_object_get(obj, fields[i].key))
+                        continue;
+                fields[i].cell(obj, fields[i].key, buf, sizeof(buf));
+                fprintf(out, "%-16s %s\n", fields[i].label, buf);
+        }
+}
+
+static const struct field vm_fields[] = {
+        {"Name:", "name", cell_string},
+        {"State:", "state", cell_string},
+        {"Dynamic memory:", "dynamic", cell_bool},
+        {"Assigned:", "assigned_bytes", cell_size},
+        {"Demand:", "demand_bytes", cell_size},
+        {"Pressure:", "pressure_percent", cell_percent},
+        {"Status:", "status", cell_string},
+        {"Target:", "target_bytes", cell_size},
+        {"Reason:", "reason", cell_string},
+        {"Minimum:", "minimum_bytes", cell_size},
+        {"Startup:", "startup_bytes", cell_size},
+        {"Maximum:", "maximum_bytes", cell_size},
+        {"Buffer:", "buffer_percent", cell_percent},
+        {"Weight:", "weight", cell_number},
+        {"Block:", "block_bytes", cell_size},
+        {"Defined by:", "origin", cell_string},
+        {"Autostart:", "autostart", cell_bool},
+};
+
+void output_vm(FILE *out, const json_t *vm)
+{
+        const json_t *refusal = json_object_get(vm, "refusal");
+
+        print_fields(out, vm, vm_fields, sizeof(vm_fields) / sizeof(vm_fields[0]));
+        if (json_is_string(refusal))
+                fprintf(out, "%-16s %s\n", "Last refusal:", json_string_value(refusal));
+}
+
+static void cell_ms(const json_t *obj, const char *key, char *buf, size_t len)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        if (json_is_number(v))
+                snprintf(buf, len, "%.1f ms", json_number_value(v));
+        else
+                snprintf(buf, len, "-");
+}
+
+static void cell_duration(const json_t *obj, const char *key, char *buf, size_t len)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        if (json_is_integer(v) && json_integer_value(v) >= 0)
+                duration_format((uint64_t)json_integer_value(v), buf, len);
+        else
+                snprintf(buf, len, "-");
+}
+
+static const struct field host_fields[] = {
+        {"Host memory:", "host_total_bytes", cell_size},
+        {"Reserve:", "reserve_bytes", cell_size},
+        {"VM memory:", "memory_bytes", cell_size},
+        {"Assigned:", "assigned_bytes", cell_size},
+        {"Available:", "available_bytes", cell_size},
+        {"Pressure:", "pressure_percent", cell_percent},
+        {"VMs:", "vms", cell_number},
+        {"Running:", "running", cell_number},
+        {"Policy:", "policy", cell_string},
+        {"Backend:", "backend", cell_string},
+        {"Interval:", "interval_ms", cell_duration},
+        {"Config:", "config", cell_string},
+        {"Socket:", "socket", cell_string},
+        {"State dir:", "state_dir", cell_string},
+        {"Cycle late p99:", "cycle_lateness_p99_ms", cell_ms},
+        {"Uptime:", "uptime_ms", cell_duration},
+};
+
+void output_host(FILE *out, const json_t *host)
+{
+        const json_t *state_error = json_object_get(host, "state_error");
+
+        print_fields(out, host, host_fields, sizeof(host_fields) / sizeof(host_fields[0]));
+        if (json_is_string(state_error))
+                fprintf(out, "%-16s NOT SAVED: %s\n", "State:", json_string_value(state_error));
+}

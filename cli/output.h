@@ -1,0 +1,24 @@
+/*
+ * output: dynmem's replies printed for people: the VM table of `list`, one
+ * VM for `show`, the host for `status`; and the raw JSON for --json. Sizes
+ * are printed in MiB/GiB; what is unknown is printed as "-".
+ */
+#ifndef DYNMEM_OUTPUT_H
+#define DYNMEM_OUTPUT_H
+
+#include <jansson.h>
+#include <stdio.h>
+
+/* The value as indented JSON and a newline. */
+void output_json(FILE *out, const json_t *value);
+
+/* An aligned table of VMs: NAME STATE ASSIGNED DEMAND PRESSURE STATUS MIN STARTUP MAX BUFFER WEIGHT. */
+void output_vm_table(FILE *out, const json_t *vms);
+
+/* One VM, one "Key: value" line per field. */
+void output_vm(FILE *out, const json_t *vm);
+
+/* The host, one "Key: value" line per field. */
+void output_host(FILE *out, const json_t *host);
+
+#endif

@@ -1,0 +1,279 @@
+/*
+ * apply: changes to the VMs from the configuration file, the state file and
+ * the control socket, under one set of rules. See apply.h.
+ */
+#include "apply.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "control.h"
+#include "log.h"
+#include "units.h"
+
+static bool vm_is_off(const struct vm *vm)
+{
+        return vm->state == VM_OFF || vm->state == VM_CRASHED;
+}
+
+static bool settings_equal(const struct vm_settings *a, const struct vm_settings *b)
+{
+        return a->dynamic == b->dynamic && a->startup_bytes == b->startup_bytes &&
+               a->minimum_bytes == b->minimum_bytes && a->maximum_bytes == b->maximum_bytes &&
+               a->buffer_percent == b->buffer_percent && a->weight == b->weight &&
+               a->block_bytes == b->block_bytes;
+}
+
+int apply_check_change(const struct vm *vm, const struct vm_settings *new, uint64_t honourable,
+                       char *err, size_t errlen)
+{
+        bool running = !vm_is_off(vm);
+        char a[32], b[32];
+        int r;
+
+        r = settings_check_change(&vm->settings, new, running, err, errlen);
+        if (r < 0)
+                return r;
+        if (running && new->maximum_bytes > vm->settings.maximum_bytes &&
+            new->maximum_bytes > honourable) {
+                snprintf(err, errlen,
+                         "cannot raise maximum to %s while the VM is running: it can reach at "
+                         "most %s until it restarts",
+                         size_format(new->maximum_bytes, a, sizeof(a)),
+                         size_format(honourable, b, sizeof(b)));
+                return -EPERM;
+        }
+        return 0;
+}
+
+int apply_settings(struct daemon *d, struct registry_entry *e, const struct vm_settings *new,
+                   char *err, size_t errlen)
+{
+        uint64_t honourable = SETTINGS_SIZE_MAX;
+        int r;
+
+        if (!vm_is_off(&e->vm) && e->vm.backend_data)
+                honourable = d->backend->ops->max_honourable(d->backend, &e->vm);
+        r = apply_check_change(&e->vm, new, honourable, err, errlen);
+        if (r < 0)
+                return r;
+        e->vm.settings = *new;
+        return 0;
+}
+
+int apply_configure(struct daemon *d, struct registry_entry *e, char *err, size_t errlen)
+{
+        struct config label = d->cfg;
+        struct config_vm cvm;
+        int r;
+
+        registry_config_vm(e, &cvm);
+        if (e->origin == REGISTRY_CREATED)
+                label.path = e->vm.name; /* messages name the VM, not the file */
+        r = d->backend->ops->configure_vm(d->backend, &e->vm, &label, &cvm, err, errlen);
+        e->configured = r == 0;
+        return r;
+}
+
+static void define_from_config(struct daemon *d, const struct config *cfg,
+                               const struct config_vm *cvm, bool initial)
+{
+        struct registry_entry *e;
+        char err[512];
+
+        if (registry_add(&d->reg, cvm->name, &e) < 0) {
+                log_msg(LOG_ERR, "%s: cannot define the VM: out of memory", cvm->name);
+                return;
+        }
+        e->origin = REGISTRY_CONFIG;
+        e->config_line = cvm->line;
+        e->vm.settings = cvm->settings;
+        e->autostart = cvm->autostart;
+        e->seen = true;
+        if (registry_set_keys(e, cvm->extra, cvm->n_extra) < 0 ||
+            apply_configure(d, e, err, sizeof(err)) < 0) {
+                log_msg(LOG_ERR, "%s: the backend does not accept it: %s", cvm->name, err);
+                return;
+        }
+        if (!initial) {
+                log_msg(LOG_INFO, "%s: defined by %s:%u", cvm->name, cfg->path, cvm->line);
+                if (e->autostart)
+                        balancer_request_start(&d->bal, &e->vm);
+        }
+}
+
+/* The file's settings with the fields `dynmem set` overrode kept. */
+static struct vm_settings wanted_settings(const struct config *cfg, const struct config_vm *cvm,
+                                          struct registry_entry *e)
+{
+        struct vm_settings want = cvm->settings;
+        char err[256];
+
+        control_settings_merge(&want, &e->vm.settings, e->overrides);
+        if (e->overrides && settings_check(&want, err, sizeof(err)) < 0) {
+                log_msg(LOG_WARNING,
+                        "%s: the settings changed with dynmem set no longer fit %s:%u (%s); "
+                        "they are dropped",
+                        e->vm.name, cfg->path, cvm->line, err);
+                e->overrides = 0;
+                want = cvm->settings;
+        }
+        return want;
+}
+
+static void update_from_config(struct daemon *d, const struct config *cfg,
+                               const struct config_vm *cvm, struct registry_entry *e)
+{
+        char err[512];
+
+        if (e->origin == REGISTRY_CREATED) {
+                log_msg(LOG_WARNING, "%s: made with dynmem create, now defined by %s:%u; the "
+                                     "file's definition replaces it",
+                        e->vm.name, cfg->path, cvm->line);
+                e->origin = REGISTRY_CONFIG;
+                e->overrides = 0;
+        }
+        e->removed = false;
+        e->seen = true;
+        e->config_line = cvm->line;
+        e->autostart = cvm->autostart;
+        struct vm_settings want = wanted_settings(cfg, cvm, e);
+        if (!settings_equal(&want, &e->vm.settings) &&
+            apply_settings(d, e, &want, err, sizeof(err)) < 0)
+                log_msg(LOG_WARNING, "%s: keeping the current settings: %s (reload again once "
+                                     "the VM is off)", e->vm.name, err);
+        if (!registry_keys_equal(e, cvm->extra, cvm->n_extra)) {
+                if (registry_set_keys(e, cvm->extra, cvm->n_extra) < 0)
+                        log_msg(LOG_ERR, "%s: out of memory", e->vm.name);
+                else if (apply_configure(d, e, err, sizeof(err)) < 0)
+                        log_msg(LOG_ERR, "%s: the backend does not accept it: %s", e->vm.name,
+                                err);
+        }
+}
+
+static void drop_from_config(struct daemon *d, const struct config *cfg, struct registry_entry *e)
+{
+        if (vm_is_off(&e->vm)) {
+                log_msg(LOG_INFO, "%s: removed: no longer in %s", e->vm.name, cfg->path);
+                registry_remove(&d->reg, e, d->backend);
+                return;
+        }
+        if (!e->removed)
+                log_msg(LOG_NOTICE, "%s: no longer in %s; it is removed once it stops",
+                        e->vm.name, cfg->path);
+        e->removed = true;
+}
+
+void apply_config(struct daemon *d, const struct config *cfg, bool initial)
+{
+        for (size_t i = 0; i < d->reg.n; i++)
+                d->reg.entries[i]->seen = false;
+        for (size_t i = 0; i < cfg->n_vms; i++) {
+                const struct config_vm *cvm = &cfg->vms[i];
+                struct registry_entry *e = registry_find(&d->reg, cvm->name);
+                if (e)
+                        update_from_config(d, cfg, cvm, e);
+                else
+                        define_from_config(d, cfg, cvm, initial);
+        }
+        for (size_t i = d->reg.n; i-- > 0;) {
+                struct registry_entry *e = d->reg.entries[i];
+                if (e->origin == REGISTRY_CONFIG && !e->seen)
+                        drop_from_config(d, cfg, e);
+        }
+        daemon_vms_changed(d);
+}
+
+static void state_override(const struct state_vm *sv, struct registry_entry *e)
+{
+        struct vm_settings want;
+        char err[256];
+
+        if (!e || e->origin != REGISTRY_CONFIG) {
+                log_msg(LOG_WARNING, "state file: %s: settings for a VM no longer in the "
+                                     "configuration are dropped", sv->name);
+                return;
+        }
+        want = e->vm.settings;
+        control_settings_merge(&want, &sv->settings, sv->given);
+        if (settings_check(&want, err, sizeof(err)) < 0) {
+                log_msg(LOG_WARNING, "state file: %s: the settings changed with dynmem set no "
+                                     "longer fit the configuration (%s); they are dropped",
+                        sv->name, err);
+                return;
+        }
+        e->vm.settings = want;
+        e->overrides = sv->given;
+        log_msg(LOG_INFO, "%s: settings changed with dynmem set override the configuration",
+                sv->name);
+}
+
+static void state_created(struct daemon *d, const struct state_vm *sv)
+{
+        struct vm_settings s = sv->settings;
+        struct registry_entry *e;
+        char err[512];
+
+        settings_complete(&s, sv->given);
+        if (settings_check(&s, err, sizeof(err)) < 0) {
+                log_msg(LOG_WARNING, "state file: %s: dropped: %s", sv->name, err);
+                return;
+        }
+        if (registry_add(&d->reg, sv->name, &e) < 0) {
+                log_msg(LOG_ERR, "state file: %s: cannot define the VM", sv->name);
+                return;
+        }
+        e->origin = REGISTRY_CREATED;
+        e->vm.settings = s;
+        e->autostart = sv->autostart;
+        if (registry_set_keys(e, sv->keys, sv->n_keys) < 0 ||
+            apply_configure(d, e, err, sizeof(err)) < 0)
+                log_msg(LOG_ERR, "%s: the backend does not accept it: %s; it cannot start until "
+                                 "this is fixed", sv->name, err);
+}
+
+void apply_state(struct daemon *d, const struct state *st)
+{
+        for (size_t i = 0; i < st->n; i++) {
+                const struct state_vm *sv = &st->vms[i];
+                struct registry_entry *e = registry_find(&d->reg, sv->name);
+
+                if (sv->origin == REGISTRY_CONFIG)
+                        state_override(sv, e);
+                else if (e)
+                        log_msg(LOG_WARNING, "state file: %s: made with dynmem create, now "
+                                             "defined in the configuration, which wins",
+                                sv->name);
+                else
+                        state_created(d, sv);
+        }
+        daemon_vms_changed(d);
+}
+
+void apply_autostart(struct daemon *d)
+{
+        for (size_t i = 0; i < d->reg.n; i++) {
+                struct registry_entry *e = d->reg.entries[i];
+                if (e->autostart && e->configured && vm_is_off(&e->vm)) {
+                        log_msg(LOG_INFO, "%s: autostart", e->vm.name);
+                        balancer_request_start(&d->bal, &e->vm);
+                }
+        }
+}
+
+size_t apply_sweep(struct daemon *d)
+{
+        size_t dropped = 0;
+
+        for (size_t i = d->reg.n; i-- > 0;) {
+                struct registry_entry *e = d->reg.entries[i];
+                if (e->removed && vm_is_off(&e->vm)) {
+                        log_msg(LOG_INFO, "%s: removed: stopped after leaving the configuration",
+                                e->vm.name);
+                        registry_remove(&d->reg, e, d->backend);
+                        dropped++;
+                }
+        }
+        return dropped;
+}

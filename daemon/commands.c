@@ -1,0 +1,397 @@
+/*
+ * commands: the control requests dynmemd answers. See commands.h and
+ * docs/control-protocol.md.
+ */
+#include "commands.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "apply.h"
+#include "control_server.h"
+#include "daemon.h"
+#include "dynmem-config.h"
+#include "log.h"
+
+typedef char *(*command_fn)(struct daemon *d, const struct control_request *req,
+                            enum commands_wait *ret_wait);
+
+static bool vm_is_off(const struct vm *vm)
+{
+        return vm->state == VM_OFF || vm->state == VM_CRASHED;
+}
+
+static json_t *vm_json(const struct registry_entry *e)
+{
+        json_t *obj = control_vm_json(&e->vm);
+
+        if (obj && (json_object_set_new(obj, "origin",
+                                        json_string(registry_origin_name(e->origin))) < 0 ||
+                    json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0)) {
+                json_decref(obj);
+                return NULL;
+        }
+        return obj;
+}
+
+/* {"vm": {...}} plus "warning" when warn is not empty. */
+static char *reply_vm(const struct registry_entry *e, const char *warn)
+{
+        json_t *body = json_object(), *obj = vm_json(e);
+
+        if (!body || !obj || json_object_set_new(body, "vm", obj) < 0) {
+                json_decref(body);
+                return NULL;
+        }
+        if (warn && warn[0] && json_object_set_new(body, "warning", json_string(warn)) < 0) {
+                json_decref(body);
+                return NULL;
+        }
+        return control_reply_ok(body);
+}
+
+static struct registry_entry *find(struct daemon *d, const char *name, char **ret_reply)
+{
+        struct registry_entry *e = registry_find(&d->reg, name);
+
+        if (!e)
+                *ret_reply = control_reply_error(ENOENT, "%s: no such VM", name);
+        return e;
+}
+
+/* ---- reading ---- */
+
+static char *cmd_list(struct daemon *d, const struct control_request *req,
+                      enum commands_wait *ret_wait)
+{
+        json_t *vms = json_array();
+
+        for (size_t i = 0; vms && i < d->reg.n; i++) {
+                if (json_array_append_new(vms, vm_json(d->reg.entries[i])) < 0) {
+                        json_decref(vms);
+                        return NULL;
+                }
+        }
+        return vms ? control_reply_ok(json_pack("{s:o}", "vms", vms)) : NULL;
+}
+
+static char *cmd_show(struct daemon *d, const struct control_request *req,
+                      enum commands_wait *ret_wait)
+{
+        char *reply = NULL;
+        struct registry_entry *e = find(d, req->name, &reply);
+
+        return e ? reply_vm(e, NULL) : reply;
+}
+
+static int put(json_t *obj, const char *key, json_t *value)
+{
+        return json_object_set_new(obj, key, value) < 0 ? 1 : 0;
+}
+
+static json_t *nullable_percent(double p)
+{
+        return p < 0 ? json_null() : json_real((double)(long long)(p * 10.0 + 0.5) / 10.0);
+}
+
+static int put_memory(json_t *h, const struct daemon *d)
+{
+        const struct balancer_counters *c = &d->bal.counters;
+        uint64_t held = 0, memory = d->bal.host.memory_bytes;
+        size_t running = 0;
+
+        for (size_t i = 0; i < d->reg.n; i++) {
+                const struct vm *vm = &d->reg.entries[i]->vm;
+                if (vm_holds_memory(vm))
+                        held += vm->obs.assigned_bytes;
+                running += vm->state == VM_RUNNING;
+        }
+        return put(h, "host_total_bytes",
+                   d->host_total_bytes ? json_integer((json_int_t)d->host_total_bytes)
+                                       : json_null()) |
+               put(h, "memory_bytes", json_integer((json_int_t)memory)) |
+               put(h, "reserve_bytes", json_integer((json_int_t)d->bal.host.reserve_bytes)) |
+               put(h, "assigned_bytes", json_integer((json_int_t)held)) |
+               put(h, "available_bytes", json_integer(held < memory ? (json_int_t)(memory - held)
+                                                                    : 0)) |
+               put(h, "available_for_balancing_bytes",
+                   json_integer((json_int_t)c->available_for_balancing_bytes)) |
+               put(h, "pressure_percent", nullable_percent(c->current_pressure)) |
+               put(h, "average_pressure_percent", nullable_percent(c->average_pressure)) |
+               put(h, "vms", json_integer((json_int_t)d->reg.n)) |
+               put(h, "running", json_integer((json_int_t)running)) |
+               put(h, "refused_starts", json_integer((json_int_t)c->refused_starts)) |
+               put(h, "crashes", json_integer((json_int_t)c->crashes));
+}
+
+static json_t *ms(double v)
+{
+        return json_real((double)(long long)(v * 1000.0 + 0.5) / 1000.0);
+}
+
+static int put_timing(json_t *h, const struct daemon *d)
+{
+        return put(h, "uptime_ms",
+                   json_integer((json_int_t)(daemon_mono_ms() - d->started_ms))) |
+               put(h, "cycles", json_integer((json_int_t)d->cycles)) |
+               put(h, "cycles_skipped", json_integer((json_int_t)d->cycles_skipped)) |
+               put(h, "cycle_lateness_p50_ms", ms(histogram_percentile(&d->lateness, 0.50))) |
+               put(h, "cycle_lateness_p99_ms", ms(histogram_percentile(&d->lateness, 0.99))) |
+               put(h, "cycle_lateness_max_ms", ms(d->lateness.max_ms)) |
+               put(h, "cycle_duration_p99_ms", ms(histogram_percentile(&d->duration, 0.99))) |
+               put(h, "cycle_duration_max_ms", ms(d->duration.max_ms)) |
+               put(h, "cycle_lateness_histogram", histogram_json(&d->lateness)) |
+               put(h, "clients", json_integer((json_int_t)control_server_clients(d->server))) |
+               put(h, "requests", json_integer((json_int_t)control_server_requests(d->server)));
+}
+
+static char *cmd_status(struct daemon *d, const struct control_request *req,
+                        enum commands_wait *ret_wait)
+{
+        json_t *h = json_object();
+        int bad = !h;
+
+        bad = bad || put(h, "version", json_string(DYNMEM_VERSION)) |
+                             put(h, "config", json_string(d->config_path)) |
+                             put(h, "backend", json_string(d->backend_entry->name)) |
+                             put(h, "policy", json_string(d->cfg.host.policy)) |
+                             put(h, "interval_ms", json_integer((json_int_t)d->cfg.host.interval_ms)) |
+                             put(h, "clock_speed", json_real(d->speed)) |
+                             put(h, "socket", json_string(d->socket_path)) |
+                             put(h, "state_dir", json_string(d->state_dir)) |
+                             put(h, "state_saved", json_boolean(d->state_saved)) |
+                             put(h, "state_error", d->state_saved ? json_null()
+                                                                  : json_string(d->state_error));
+        bad = bad || put_memory(h, d) || put_timing(h, d);
+        if (bad) {
+                json_decref(h);
+                return NULL;
+        }
+        return control_reply_ok(json_pack("{s:o}", "host", h));
+}
+
+/* ---- life cycle ---- */
+
+static char *cmd_start(struct daemon *d, const struct control_request *req,
+                       enum commands_wait *ret_wait)
+{
+        char *reply = NULL, err[512];
+        struct registry_entry *e = find(d, req->name, &reply);
+
+        if (!e)
+                return reply;
+        switch (e->vm.state) {
+        case VM_RUNNING:
+                return control_reply_error(EALREADY, "%s: already running", e->vm.name);
+        case VM_STOPPING:
+                return control_reply_error(EBUSY, "%s: still stopping; start it once it is off",
+                                           e->vm.name);
+        case VM_STARTING:
+                *ret_wait = COMMANDS_WAIT_START;
+                return NULL;
+        default:
+                break;
+        }
+        if (e->removed)
+                return control_reply_error(ENOENT, "%s: no longer in the configuration",
+                                           e->vm.name);
+        if (!e->configured && apply_configure(d, e, err, sizeof(err)) < 0)
+                return control_reply_error(EINVAL, "%s: cannot start: %s", e->vm.name, err);
+        e->start_errno = 0;
+        balancer_request_start(&d->bal, &e->vm);
+        log_msg(LOG_INFO, "%s: start requested", e->vm.name);
+        *ret_wait = COMMANDS_WAIT_START;
+        return NULL;
+}
+
+static char *cmd_stop(struct daemon *d, const struct control_request *req,
+                      enum commands_wait *ret_wait)
+{
+        char *reply = NULL;
+        struct registry_entry *e = find(d, req->name, &reply);
+        int r;
+
+        if (!e)
+                return reply;
+        switch (e->vm.state) {
+        case VM_OFF:
+                return control_reply_error(EALREADY, "%s: not running", e->vm.name);
+        case VM_CRASHED:
+                e->vm.state = VM_OFF;
+                return reply_vm(e, NULL);
+        case VM_STARTING:
+                e->vm.start_requested = false;
+                e->vm.state = VM_OFF;
+                e->start_errno = ECANCELED;
+                snprintf(e->vm.refusal, sizeof(e->vm.refusal), "start cancelled by a stop");
+                return reply_vm(e, NULL);
+        case VM_STOPPING:
+                if (!req->force)
+                        break;
+                __attribute__((fallthrough)); /* a forced stop of a VM already stopping */
+        case VM_RUNNING:
+                r = d->backend->ops->stop(d->backend, &e->vm, req->force, daemon_now(d));
+                if (r < 0)
+                        return control_reply_error(-r, "%s: cannot stop: %s", e->vm.name,
+                                                   strerror(-r));
+                e->vm.state = VM_STOPPING;
+                log_msg(LOG_INFO, "%s: stop%s requested", e->vm.name, req->force ? " (forced)" : "");
+                break;
+        }
+        *ret_wait = COMMANDS_WAIT_STOP;
+        return NULL;
+}
+
+/* ---- settings ---- */
+
+static char *cmd_set(struct daemon *d, const struct control_request *req,
+                     enum commands_wait *ret_wait)
+{
+        char *reply = NULL, err[512], warn[512] = "";
+        struct registry_entry *e = find(d, req->name, &reply);
+        struct vm_settings want;
+        int r;
+
+        if (!e)
+                return reply;
+        want = e->vm.settings;
+        control_settings_merge(&want, &req->settings, req->given);
+        r = apply_settings(d, e, &want, err, sizeof(err));
+        if (r < 0)
+                return control_reply_error(-r, "%s: %s", e->vm.name, err);
+        if (e->origin == REGISTRY_CONFIG)
+                e->overrides |= req->given;
+        daemon_save(d, warn, sizeof(warn));
+        log_msg(LOG_INFO, "%s: settings changed", e->vm.name);
+        return reply_vm(e, warn);
+}
+
+static bool key_allowed(const struct backend *b, const char *key)
+{
+        for (const char *const *k = b->ops->vm_keys; *k; k++)
+                if (strcmp(*k, key) == 0)
+                        return true;
+        return false;
+}
+
+/* "NAME: message", naming the VM once (backend messages may name it already). */
+static char *fail_named(int errnum, const char *name, const char *msg)
+{
+        char quoted[VM_NAME_MAX + 8];
+        size_t n = strlen(name);
+
+        if (strncmp(msg, name, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+                msg += n + 2;
+        snprintf(quoted, sizeof(quoted), "vm \"%s\": ", name);
+        if (strncmp(msg, quoted, strlen(quoted)) == 0)
+                msg += strlen(quoted);
+        return control_reply_error(errnum, "%s: %s", name, msg);
+}
+
+static char *check_create(struct daemon *d, const struct control_request *req,
+                          struct vm_settings *ret)
+{
+        struct vm_settings s = req->settings;
+        char err[512];
+
+        if (registry_find(&d->reg, req->name))
+                return control_reply_error(EEXIST, "%s: already exists", req->name);
+        settings_complete(&s, req->given);
+        if (settings_check(&s, err, sizeof(err)) < 0)
+                return control_reply_error(EINVAL, "%s: %s", req->name, err);
+        for (size_t i = 0; i < req->n_keys; i++)
+                if (!key_allowed(d->backend, req->keys[i].key))
+                        return control_reply_error(EINVAL, "%s: backend %s takes no key \"%s\"",
+                                                   req->name, d->backend->ops->name,
+                                                   req->keys[i].key);
+        *ret = s;
+        return NULL;
+}
+
+static char *cmd_create(struct daemon *d, const struct control_request *req,
+                        enum commands_wait *ret_wait)
+{
+        char err[512], warn[512] = "";
+        struct registry_entry *e;
+        struct vm_settings s;
+        char *refused = check_create(d, req, &s);
+
+        if (refused)
+                return refused;
+        if (registry_add(&d->reg, req->name, &e) < 0)
+                return NULL;
+        e->origin = REGISTRY_CREATED;
+        e->vm.settings = s;
+        e->autostart = req->autostart;
+        if (registry_set_keys(e, req->keys, req->n_keys) < 0 ||
+            apply_configure(d, e, err, sizeof(err)) < 0 || daemon_vms_changed(d) < 0) {
+                registry_remove(&d->reg, e, d->backend);
+                daemon_vms_changed(d);
+                return fail_named(EINVAL, req->name, err);
+        }
+        daemon_save(d, warn, sizeof(warn));
+        log_msg(LOG_INFO, "%s: created", e->vm.name);
+        return reply_vm(e, warn);
+}
+
+static char *cmd_delete(struct daemon *d, const struct control_request *req,
+                        enum commands_wait *ret_wait)
+{
+        char *reply = NULL, warn[512] = "";
+        struct registry_entry *e = find(d, req->name, &reply);
+
+        if (!e)
+                return reply;
+        if (e->origin == REGISTRY_CONFIG)
+                return control_reply_error(EPERM, "%s: defined in %s:%u; remove it there and "
+                                                  "reload dynmemd", e->vm.name, d->config_path,
+                                           e->config_line);
+        if (!vm_is_off(&e->vm))
+                return control_reply_error(EBUSY, "%s: %s; stop it first", e->vm.name,
+                                           vm_state_name(e->vm.state));
+        log_msg(LOG_INFO, "%s: deleted", e->vm.name);
+        registry_remove(&d->reg, e, d->backend);
+        daemon_vms_changed(d);
+        daemon_save(d, warn, sizeof(warn));
+        return control_reply_ok(warn[0] ? json_pack("{s:s}", "warning", warn) : NULL);
+}
+
+static const command_fn handlers[CONTROL_N_COMMANDS] = {
+        [CONTROL_LIST] = cmd_list,     [CONTROL_SHOW] = cmd_show,
+        [CONTROL_STATUS] = cmd_status, [CONTROL_START] = cmd_start,
+        [CONTROL_STOP] = cmd_stop,     [CONTROL_SET] = cmd_set,
+        [CONTROL_CREATE] = cmd_create, [CONTROL_DELETE] = cmd_delete,
+};
+
+char *commands_run(struct daemon *d, const struct control_request *req,
+                   enum commands_wait *ret_wait)
+{
+        *ret_wait = COMMANDS_WAIT_NONE;
+        if ((unsigned)req->command >= CONTROL_N_COMMANDS)
+                return control_reply_error(EOPNOTSUPP, "unknown command");
+        return handlers[req->command](d, req, ret_wait);
+}
+
+bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait,
+                   char **ret_reply)
+{
+        struct registry_entry *e = registry_find(&d->reg, name);
+
+        if (!e) {
+                *ret_reply = control_reply_error(ENOENT, "%s: no longer defined", name);
+                return true;
+        }
+        if ((wait == COMMANDS_WAIT_START && e->vm.state == VM_STARTING) ||
+            (wait == COMMANDS_WAIT_STOP && e->vm.state == VM_STOPPING))
+                return false;
+        if (wait == COMMANDS_WAIT_START && e->vm.state != VM_RUNNING)
+                *ret_reply = control_reply_error(e->start_errno ? e->start_errno : EIO, "%s: %s",
+                                                 name,
+                                                 e->vm.refusal[0] ? e->vm.refusal
+                                                                  : "did not start");
+        else
+                *ret_reply = reply_vm(e, NULL);
+        return true;
+}

@@ -1,0 +1,37 @@
+/*
+ * commands: what dynmemd does for each control request, one function per
+ * command in a table. The control server has already parsed the request and
+ * checked that the caller may make it. Start and stop answer after the
+ * balancing cycle that decides them: commands_run() says so through
+ * *ret_wait, and commands_poll() gives the answer once it is known.
+ */
+#ifndef DYNMEM_COMMANDS_H
+#define DYNMEM_COMMANDS_H
+
+#include <stdbool.h>
+
+#include "control.h"
+
+struct daemon;
+
+enum commands_wait {
+        COMMANDS_WAIT_NONE,
+        COMMANDS_WAIT_START, /* until the VM leaves "starting" */
+        COMMANDS_WAIT_STOP,  /* until the VM leaves "stopping" */
+};
+
+/*
+ * Run a request. Returns the reply line (caller frees), or NULL: with
+ * *ret_wait set when the answer waits for a cycle, else out of memory.
+ */
+char *commands_run(struct daemon *d, const struct control_request *req,
+                   enum commands_wait *ret_wait);
+
+/*
+ * For a request waiting on VM `name`: true with the reply line in
+ * *ret_reply (NULL when out of memory) once the wait is over, else false.
+ */
+bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait,
+                   char **ret_reply);
+
+#endif

@@ -1,0 +1,461 @@
+/*
+ * daemon: dynmemd's core: set-up, the balancing cycle on a libevent timer,
+ * reload, persistence and shutdown. See daemon.h and docs/daemon.md.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <libgen.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "apply.h"
+#include "dynmem-config.h"
+#include "control_server.h"
+#include "dconfig.h"
+#include "fsutil.h"
+#include "hostmem.h"
+#include "state.h"
+#include "units.h"
+
+/* Event priorities: the cycle's timer before client traffic. */
+#define PRIORITY_CYCLE  0
+#define PRIORITIES      2
+
+double daemon_mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+uint64_t daemon_now(const struct daemon *d)
+{
+        double elapsed = daemon_mono_ms() - d->mono_base_ms;
+
+        return elapsed > 0 ? (uint64_t)(elapsed * d->speed) : 0;
+}
+
+int daemon_vms_changed(struct daemon *d)
+{
+        int r = balancer_set_vms(&d->bal, d->reg.vms, d->reg.n);
+
+        if (r < 0)
+                log_msg(LOG_ERR, "cannot hand %zu VMs to the balancer: out of memory", d->reg.n);
+        return r;
+}
+
+int daemon_save(struct daemon *d, char *warn, size_t len)
+{
+        int r = state_save(d->state_dir, &d->reg);
+
+        if (r < 0) {
+                snprintf(d->state_error, sizeof(d->state_error), "cannot write %s/%s: %s",
+                         d->state_dir, STATE_FILE, strerror(-r));
+                if (d->state_saved)
+                        log_msg(LOG_ERR, "%s; changes made with dynmem set and dynmem create "
+                                         "will not survive a restart", d->state_error);
+                d->state_saved = false;
+                if (warn)
+                        snprintf(warn, len, "not saved (%s); the change lasts until dynmemd stops",
+                                 d->state_error);
+                return r;
+        }
+        if (!d->state_saved)
+                log_msg(LOG_NOTICE, "state saved to %s/%s again", d->state_dir, STATE_FILE);
+        d->state_saved = true;
+        d->state_error[0] = '\0';
+        return 0;
+}
+
+/* ---- the balancing cycle ---- */
+
+static void on_balancer_event(const struct balancer_event *ev, void *userdata)
+{
+        struct daemon *d = userdata;
+        struct registry_entry *e = ev->vm ? registry_entry_of(ev->vm) : NULL;
+        char a[32];
+
+        switch (ev->kind) {
+        case BALANCER_EVENT_ADD:
+        case BALANCER_EVENT_REMOVE:
+                log_msg(LOG_DEBUG, "%s %c%s: %s", ev->vm->name,
+                        ev->kind == BALANCER_EVENT_ADD ? '+' : '-',
+                        size_format(ev->bytes, a, sizeof(a)), policy_reason_name(ev->reason));
+                break;
+        case BALANCER_EVENT_STARTED:
+                e->start_errno = 0;
+                log_msg(LOG_INFO, "%s: started with %s", ev->vm->name,
+                        size_format(ev->bytes, a, sizeof(a)));
+                break;
+        case BALANCER_EVENT_REFUSED:
+                e->start_errno = ENOSPC;
+                log_msg(LOG_NOTICE, "%s: start refused: %s", ev->vm->name, ev->message);
+                break;
+        case BALANCER_EVENT_START_FAILED:
+                e->start_errno = EIO;
+                log_msg(LOG_ERR, "%s: cannot start: %s", ev->vm->name, ev->message);
+                break;
+        case BALANCER_EVENT_CRASHED:
+                log_msg(LOG_WARNING, "%s: crashed; its %s are free again", ev->vm->name,
+                        size_format(ev->bytes, a, sizeof(a)));
+                break;
+        case BALANCER_EVENT_POLICY:
+                if (log_ratelimit_ok(&d->tick_errors, ev->time_ms))
+                        log_msg(LOG_WARNING, "policy: %s", ev->message);
+                break;
+        }
+}
+
+static void schedule_next(struct daemon *d)
+{
+        double now = daemon_mono_ms(), interval = (double)d->cfg.host.interval_ms;
+
+        d->deadline_ms += interval;
+        if (d->deadline_ms < now) { /* whole cycles missed: skip them, keep the cadence */
+                double missed = floor((now - d->deadline_ms) / interval) + 1;
+                d->cycles_skipped += (uint64_t)missed;
+                d->deadline_ms += missed * interval;
+        }
+        double wait = d->deadline_ms - now;
+        struct timeval tv = {
+                .tv_sec = (time_t)(wait / 1000.0),
+                .tv_usec = (suseconds_t)(fmod(wait, 1000.0) * 1000.0),
+        };
+        evtimer_add(d->cycle_ev, &tv);
+}
+
+static void cycle_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct daemon *d = arg;
+        double start = daemon_mono_ms();
+        uint64_t now = daemon_now(d);
+
+        (void)fd, (void)what;
+        histogram_add(&d->lateness, start - d->deadline_ms);
+        if (d->backend_entry->advance)
+                d->backend_entry->advance(d->backend, now);
+        if (balancer_tick(&d->bal, now) < 0 && log_ratelimit_ok(&d->tick_errors, now))
+                log_msg(LOG_ERR, "balancing cycle failed: out of memory");
+        control_server_after_cycle(d->server);
+        if (apply_sweep(d) > 0) {
+                daemon_vms_changed(d);
+                daemon_save(d, NULL, 0);
+        }
+        d->cycles++;
+        histogram_add(&d->duration, daemon_mono_ms() - start);
+        schedule_next(d);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+        struct daemon *d = arg;
+
+        (void)what;
+        if (sig == SIGHUP) {
+                daemon_reload(d);
+                return;
+        }
+        log_msg(LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        event_base_loopbreak(d->base);
+}
+
+/* ---- set-up ---- */
+
+static void log_diag(struct config_diag *diag)
+{
+        for (size_t i = 0; i < diag->count; i++)
+                log_msg(LOG_ERR, "%s", diag->messages[i]);
+        config_diag_free(diag);
+}
+
+static int setup_balancer(struct daemon *d, const struct config *cfg, struct balancer *ret)
+{
+        char err[256];
+        int r = balancer_init(ret, cfg->host.policy, &cfg->tunables, d->backend, err,
+                              sizeof(err));
+
+        if (r < 0) {
+                log_msg(LOG_ERR, "%s: [host] policy: %s", cfg->path, err);
+                return r;
+        }
+        ret->host.memory_bytes = cfg->host.memory_bytes;
+        ret->host.reserve_bytes = cfg->host.reserve_bytes;
+        ret->refused_starts_wait = false;
+        ret->on_event = on_balancer_event;
+        ret->event_userdata = d;
+        return 0;
+}
+
+static int setup_config(struct daemon *d, const char *path)
+{
+        struct config_diag diag = {0};
+        char err[256];
+        int r;
+
+        d->config_path = strdup(path);
+        if (!d->config_path)
+                return -ENOMEM;
+        if (dconfig_load(path, &d->cfg, &diag) < 0) {
+                log_diag(&diag);
+                return -EINVAL;
+        }
+        d->backend_entry = backends_find(d->cfg.host.backend);
+        d->socket_path = strdup(d->cfg.host.socket);
+        d->state_dir = strdup(d->cfg.host.state_dir);
+        d->run_dir = strdup(d->cfg.host.socket);
+        if (!d->socket_path || !d->state_dir || !d->run_dir)
+                return -ENOMEM;
+        d->env = (struct backend_env){.base = d->base, .run_dir = dirname(d->run_dir),
+                                      .state_dir = d->state_dir};
+        r = d->backend_entry->create(&d->cfg, &d->env, &d->backend, err, sizeof(err));
+        if (r < 0) {
+                log_msg(LOG_ERR, "%s: backend %s: %s", path, d->backend_entry->name, err);
+                return r;
+        }
+        if (dconfig_check_vms(d->backend, &d->cfg, &diag) < 0) {
+                log_diag(&diag);
+                return -EINVAL;
+        }
+        config_diag_free(&diag);
+        return setup_balancer(d, &d->cfg, &d->bal);
+}
+
+static void set_aside(const char *dir)
+{
+        char from[PATH_MAX], to[PATH_MAX];
+
+        snprintf(from, sizeof(from), "%s/%s", dir, STATE_FILE);
+        snprintf(to, sizeof(to), "%s/%s.bad", dir, STATE_FILE);
+        if (rename(from, to) == 0)
+                log_msg(LOG_ERR, "state file set aside as %s; starting from the configuration "
+                                 "alone", to);
+}
+
+static void setup_state(struct daemon *d)
+{
+        struct state st = {0};
+        char err[512];
+        int r;
+
+        d->state_saved = true;
+        r = fsutil_mkdir_p(d->state_dir, 0755);
+        if (r < 0)
+                log_msg(LOG_ERR, "state directory %s: %s", d->state_dir, strerror(-r));
+        r = state_load(d->state_dir, &st, err, sizeof(err));
+        if (r == 0) {
+                apply_state(d, &st);
+                state_free(&st);
+        } else if (r != -ENOENT) {
+                log_msg(LOG_ERR, "%s", err);
+                set_aside(d->state_dir);
+        }
+        daemon_save(d, NULL, 0);
+}
+
+static int setup_server(struct daemon *d, const char *group)
+{
+        struct control_server_options opt = {.path = d->socket_path, .group_name = group};
+        struct group *gr = getgrnam(group);
+        char err[512];
+        int r;
+
+        if (gr) {
+                opt.read_gid = gr->gr_gid;
+                opt.read_gid_valid = true;
+        } else {
+                log_msg(LOG_INFO, "no group %s: only root may use %s", group, d->socket_path);
+        }
+        r = control_server_new(d, &opt, &d->server, err, sizeof(err));
+        if (r < 0)
+                log_msg(LOG_ERR, "%s", err);
+        return r;
+}
+
+/* Signals are caught from the start; they are handled once the loop runs. */
+static int setup_signals(struct daemon *d)
+{
+        static const int signals[] = {SIGHUP, SIGTERM, SIGINT};
+
+        for (size_t i = 0; i < 3; i++) {
+                d->signal_ev[i] = evsignal_new(d->base, signals[i], signal_cb, d);
+                if (!d->signal_ev[i] || event_add(d->signal_ev[i], NULL) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* The first cycle runs at once, then every interval. */
+static int setup_cycle(struct daemon *d)
+{
+        struct timeval now = {0, 0};
+
+        d->cycle_ev = evtimer_new(d->base, cycle_cb, d);
+        if (!d->cycle_ev || event_priority_set(d->cycle_ev, PRIORITY_CYCLE) < 0)
+                return -ENOMEM;
+        d->deadline_ms = daemon_mono_ms();
+        return evtimer_add(d->cycle_ev, &now) < 0 ? -ENOMEM : 0;
+}
+
+static void log_started(const struct daemon *d)
+{
+        char mem[32], res[32], iv[32];
+
+        log_msg(LOG_INFO, "dynmemd %s: backend %s, policy %s, memory %s, reserve %s, "
+                          "interval %s, %zu VMs, listening on %s",
+                DYNMEM_VERSION, d->backend_entry->name, d->cfg.host.policy,
+                size_format(d->cfg.host.memory_bytes, mem, sizeof(mem)),
+                size_format(d->cfg.host.reserve_bytes, res, sizeof(res)),
+                duration_format(d->cfg.host.interval_ms, iv, sizeof(iv)), d->reg.n,
+                d->socket_path);
+}
+
+int daemon_init(struct daemon *d, const struct daemon_options *opt)
+{
+        const char *group = opt->group ? opt->group : DAEMON_GROUP_DEFAULT;
+        struct event_config *ec = event_config_new();
+        int r;
+
+        *d = (struct daemon){.tick_errors = {.burst = 5, .per_minute = 6}};
+        d->started_ms = daemon_mono_ms();
+        d->base = ec ? event_base_new_with_config(ec) : NULL;
+        event_config_free(ec);
+        d->group = strdup(group);
+        if (!d->base || !d->group || event_base_priority_init(d->base, PRIORITIES) < 0 ||
+            setup_signals(d) < 0)
+                return -ENOMEM;
+        if (hostmem_total(&d->host_total_bytes) < 0)
+                d->host_total_bytes = 0;
+        r = setup_config(d, opt->config_path);
+        if (r < 0)
+                return r;
+        d->speed = d->backend_entry->clock_speed ? d->backend_entry->clock_speed(&d->cfg) : 1.0;
+        d->mono_base_ms = daemon_mono_ms();
+        r = setup_server(d, group);
+        if (r < 0)
+                return r;
+        apply_config(d, &d->cfg, true);
+        setup_state(d);
+        r = setup_cycle(d);
+        if (r < 0)
+                return r;
+        apply_autostart(d);
+        log_started(d);
+        return 0;
+}
+
+int daemon_run(struct daemon *d)
+{
+        event_base_dispatch(d->base);
+        return 0;
+}
+
+void daemon_fini(struct daemon *d)
+{
+        control_server_free(d->server);
+        if (d->cycle_ev)
+                event_free(d->cycle_ev);
+        for (size_t i = 0; i < 3; i++)
+                if (d->signal_ev[i])
+                        event_free(d->signal_ev[i]);
+        balancer_fini(&d->bal);
+        registry_free(&d->reg, d->backend);
+        if (d->backend)
+                d->backend->ops->destroy(d->backend);
+        config_free(&d->cfg);
+        if (d->base)
+                event_base_free(d->base);
+        free(d->config_path);
+        free(d->socket_path);
+        free(d->state_dir);
+        free(d->run_dir);
+        free(d->group);
+        *d = (struct daemon){0};
+}
+
+/* ---- reload ---- */
+
+static void warn_fixed(const struct daemon *d, const struct config *cfg)
+{
+        if (strcmp(cfg->host.socket, d->socket_path) != 0)
+                log_msg(LOG_WARNING, "%s: [host] socket changes when dynmemd restarts",
+                        cfg->path);
+        if (strcmp(cfg->host.state_dir, d->state_dir) != 0)
+                log_msg(LOG_WARNING, "%s: [host] state_dir changes when dynmemd restarts",
+                        cfg->path);
+        if (memcmp(&cfg->sim, &d->cfg.sim, sizeof(cfg->sim)) != 0)
+                log_msg(LOG_WARNING, "%s: [sim] changes take effect when dynmemd restarts",
+                        cfg->path);
+}
+
+/* Load and check the file; 0 with *ret filled, or a negative errno (logged). */
+static int reload_read(struct daemon *d, struct config *ret)
+{
+        struct config_diag diag = {0};
+        struct config cfg;
+
+        if (dconfig_load(d->config_path, &cfg, &diag) < 0) {
+                log_diag(&diag);
+                return -EINVAL;
+        }
+        if (strcmp(cfg.host.backend, d->cfg.host.backend) != 0) {
+                log_msg(LOG_ERR, "%s: [host] backend changes only when dynmemd restarts",
+                        cfg.path);
+                config_free(&cfg);
+                return -EINVAL;
+        }
+        if (dconfig_check_vms(d->backend, &cfg, &diag) < 0) {
+                log_diag(&diag);
+                config_free(&cfg);
+                return -EINVAL;
+        }
+        config_diag_free(&diag);
+        *ret = cfg;
+        return 0;
+}
+
+static int reload_policy(struct daemon *d, const struct config *cfg)
+{
+        struct balancer nb;
+
+        if (strcmp(cfg->host.policy, d->cfg.host.policy) == 0) {
+                d->bal.policy.tunables = cfg->tunables;
+                return 0;
+        }
+        if (setup_balancer(d, cfg, &nb) < 0)
+                return -EINVAL;
+        nb.counters = d->bal.counters;
+        balancer_fini(&d->bal);
+        d->bal = nb;
+        return daemon_vms_changed(d);
+}
+
+void daemon_reload(struct daemon *d)
+{
+        struct config cfg = {0};
+
+        log_msg(LOG_INFO, "SIGHUP: reloading %s", d->config_path);
+        if (reload_read(d, &cfg) < 0 || reload_policy(d, &cfg) < 0) {
+                log_msg(LOG_ERR, "reload failed: the configuration in force stays");
+                config_free(&cfg);
+                return;
+        }
+        warn_fixed(d, &cfg);
+        d->bal.host.memory_bytes = cfg.host.memory_bytes;
+        d->bal.host.reserve_bytes = cfg.host.reserve_bytes;
+        if (d->backend_entry->set_memory)
+                d->backend_entry->set_memory(d->backend, cfg.host.memory_bytes);
+        config_free(&d->cfg);
+        d->cfg = cfg;
+        apply_config(d, &d->cfg, false);
+        daemon_save(d, NULL, 0);
+        log_msg(LOG_INFO, "reloaded %s: %zu VMs", d->config_path, d->reg.n);
+}

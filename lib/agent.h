@@ -1,0 +1,248 @@
+/*
+ * agent: the host side of the guest agent protocol (docs/guest-protocol.md)
+ * for one VM: a line parser fed with whatever bytes arrive from the VM's
+ * agent socket, the version handshake, the latest validated report, and the
+ * demand and stall estimate derived from it (docs/demand.md).
+ *
+ * No I/O, no clock, no logging: the caller owns the socket, passes the
+ * monotonic time in milliseconds, writes what agent_output() returns, and
+ * logs what agent_feed() says happened (once, rate-limited).
+ *
+ * Everything the guest sends is hostile. Lines are at most AGENT_LINE_MAX
+ * bytes (longer ones are discarded up to the next newline and counted), keys
+ * and values are [a-z0-9_.-], numbers are plain decimals checked against a
+ * range per field, a report that breaks any rule is dropped whole, counters
+ * that go backwards restart the deltas (never a negative rate), unknown types
+ * and keys are ignored and counted, and a token bucket bounds how many lines
+ * per second are parsed. The demand estimate is never above the guest's own
+ * MemTotal plus AGENT_DEMAND_MARGIN_DIV-th of it, nor above the VM's limit.
+ *
+ * How a backend drives it (one struct agent per running VM):
+ *
+ *   agent_new(&opts, &a)                      when the VM starts
+ *   connected to run_dir/NAME.agent:          agent_connected(a, now);
+ *                                             write agent_output(a, now, ...)
+ *   bytes arrived:                            ev = agent_feed(a, buf, n, now);
+ *     ev & AGENT_EV_READY      log once: agent_version(), agent_caps_format()
+ *     ev & AGENT_EV_REFUSED    log agent_refusal(a) once; keep the VM on
+ *                              balloon statistics (the agent is ignored)
+ *     ev & AGENT_EV_REPORT     agent_estimate(a, now, &e) -> observation
+ *     ev & AGENT_EV_URGENT     the guest started to stall: wake the loop now
+ *     ev & AGENT_EV_ERROR      log agent_last_error(a), rate-limited
+ *     then write agent_output(a, now, ...) when it returns > 0
+ *   once a second:                            write agent_output(a, now, ...)
+ *                                             (re-sends the hello to a silent agent)
+ *   EOF or error on the socket:               agent_disconnected(a); reconnect later
+ *   the VM stops:                             agent_free(a)
+ */
+#ifndef DYNMEM_AGENT_H
+#define DYNMEM_AGENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- protocol constants (shared with the guest agent, guest/agent/) ---- */
+
+#define AGENT_MAGIC          "DMG1" /* first word of every line: the framing, not the version */
+#define AGENT_PROTO_MIN      1      /* protocol versions this side speaks */
+#define AGENT_PROTO_MAX      1
+#define AGENT_LINE_MAX       1024   /* bytes per line, newline included */
+#define AGENT_WORD_MAX       64     /* bytes per type, key or value */
+#define AGENT_FIELDS_MAX     48     /* key=value pairs per line */
+#define AGENT_INTERVAL_MIN   100    /* report interval range, ms */
+#define AGENT_INTERVAL_MAX   60000
+#define AGENT_INTERVAL_DEFAULT 1000
+#define AGENT_BYTES_MAX      ((uint64_t)1 << 44) /* 16 TiB: no byte field may exceed it */
+#define AGENT_PORT_NAME      "org.dynmem.agent.0"
+
+/* ---- host-side limits ---- */
+
+#define AGENT_RATE_DEFAULT     20    /* lines parsed per second ... */
+#define AGENT_BURST_DEFAULT    40    /* ... with this burst */
+#define AGENT_FRESH_INTERVALS  3     /* a report is fresh for this many intervals */
+#define AGENT_REHELLO_MS       5000  /* a connected agent silent this long is sent the hello again */
+#define AGENT_REFUSED_RETRY_MS 60000 /* after a refusal, a new agent hello is heard this late */
+#define AGENT_STALL_MIN_WINDOW_MS 50 /* shorter report gaps do not yield a stall fraction */
+#define AGENT_REFAULT_HOLD_MS  60000 /* hot file cache counts this long after refaults */
+#define AGENT_DEMAND_MARGIN_DIV 8    /* demand <= MemTotal + MemTotal / 8 */
+
+/* Capabilities an agent announces in its hello. */
+enum agent_cap {
+        AGENT_CAP_BALLOON = 1u << 0,        /* a virtio-balloon device is bound */
+        AGENT_CAP_VIRTIO_MEM = 1u << 1,     /* a virtio-mem device is bound */
+        AGENT_CAP_PSI = 1u << 2,            /* /proc/pressure/memory is readable */
+        AGENT_CAP_PSI_TRIGGER = 1u << 3,    /* a PSI trigger is armed (else 100 ms polling) */
+        AGENT_CAP_ONLINE_MOVABLE = 1u << 4, /* the agent can bring memory blocks online */
+};
+
+/* Why the agent sent a report. */
+enum agent_cause {
+        AGENT_CAUSE_TICK,  /* the interval elapsed */
+        AGENT_CAUSE_PSI,   /* the guest started to stall (PSI trigger or polling) */
+        AGENT_CAUSE_HELLO, /* first report after the handshake */
+};
+
+enum agent_state {
+        AGENT_DISCONNECTED,
+        AGENT_WAITING, /* connected, no handshake yet */
+        AGENT_READY,   /* version agreed: reports are accepted */
+        AGENT_REFUSED, /* incompatible or misbehaving agent: ignored */
+};
+
+/* What agent_feed() saw, a bit mask. */
+enum agent_event {
+        AGENT_EV_READY = 1u << 0,   /* the handshake completed */
+        AGENT_EV_REFUSED = 1u << 1, /* the agent was refused; agent_refusal() says why */
+        AGENT_EV_REPORT = 1u << 2,  /* a new report was accepted */
+        AGENT_EV_URGENT = 1u << 3,  /* ... and it was sent because the guest started to stall */
+        AGENT_EV_OUTPUT = 1u << 4,  /* agent_output() has a line to send */
+        AGENT_EV_ERROR = 1u << 5,   /* a line was rejected; agent_last_error() says why */
+};
+
+struct agent_options {
+        uint64_t interval_ms; /* report interval asked of the agent; 0 = AGENT_INTERVAL_DEFAULT */
+        uint64_t limit_bytes; /* the most memory the VM can have; 0 = AGENT_BYTES_MAX */
+        uint32_t rate_per_s;  /* lines parsed per second; 0 = AGENT_RATE_DEFAULT */
+        uint32_t burst;       /* 0 = AGENT_BURST_DEFAULT */
+        uint32_t proto_min;   /* versions the host offers; 0 = AGENT_PROTO_MIN/MAX */
+        uint32_t proto_max;
+};
+
+/*
+ * One validated report. Sizes in bytes, times in the units their names say,
+ * counts as counted since the guest booted. Fields the agent may omit have a
+ * bit in `have`; absent ones are 0.
+ */
+enum agent_have {
+        AGENT_HAVE_AVAILABLE = 1u << 0, /* mem_available_bytes (Linux >= 3.14) */
+        AGENT_HAVE_PSI = 1u << 1,       /* psi_some_* */
+        AGENT_HAVE_PSI_FULL = 1u << 2,  /* psi_full_* */
+        AGENT_HAVE_REFAULTS = 1u << 3,  /* refaults */
+        AGENT_HAVE_BALLOON = 1u << 4,   /* balloon_bytes, balloon_in_total */
+        AGENT_HAVE_SELF = 1u << 5,      /* self_rss_bytes, self_cpu_us */
+};
+
+struct agent_report {
+        uint64_t seq;     /* 1, 2, ... per agent run */
+        uint64_t time_ms; /* the guest's CLOCK_MONOTONIC when sampled */
+        enum agent_cause cause;
+        uint32_t have;
+        uint64_t mem_total_bytes;
+        uint64_t mem_available_bytes;
+        uint64_t mem_free_bytes;
+        uint64_t cached_bytes;
+        uint64_t active_file_bytes;
+        uint64_t committed_bytes; /* Committed_AS */
+        uint64_t swap_used_bytes;
+        uint64_t balloon_bytes;    /* pages the balloon holds, from /proc/vmstat */
+        uint64_t balloon_in_total; /* 1: ballooned pages are part of MemTotal (deflate-on-oom) */
+        uint64_t psi_some_avg10_bp; /* basis points: 0..10000 = 0..100 % */
+        uint64_t psi_some_total_us;
+        uint64_t psi_full_avg10_bp;
+        uint64_t psi_full_total_us;
+        uint64_t pgmajfault;
+        uint64_t refaults; /* workingset_refault_anon + _file */
+        uint64_t oom_kill;
+        uint64_t onlined; /* memory blocks the agent brought online */
+        uint64_t self_rss_bytes;
+        uint64_t self_cpu_us;
+        uint64_t received_ms; /* host time it was accepted */
+};
+
+/* What the host makes of the reports. Fields are known only while the agent is fresh. */
+struct agent_estimate {
+        bool fresh;         /* a report arrived within AGENT_FRESH_INTERVALS intervals */
+        uint64_t report_ms; /* host time of the latest report */
+        bool demand_known;
+        uint64_t demand_bytes; /* docs/demand.md; <= MemTotal + margin and <= limit */
+        bool stall_known;
+        double stall_fraction; /* PSI "some" stall share of the last interval, 0..1 */
+        bool visible_known;
+        uint64_t visible_bytes; /* MemTotal */
+        bool available_known;
+        uint64_t available_bytes; /* MemAvailable */
+        bool rates_known;
+        double refaults_per_s;   /* workingset refaults, pages per second */
+        double majfaults_per_s;  /* major faults per second */
+        uint64_t committed_bytes; /* Committed_AS as reported (not used for demand) */
+};
+
+struct agent_counters {
+        uint64_t bytes;          /* bytes fed */
+        uint64_t lines;          /* complete lines seen */
+        uint64_t parsed;         /* lines parsed (within the rate) */
+        uint64_t rate_dropped;   /* lines dropped by the token bucket */
+        uint64_t too_long;       /* lines over AGENT_LINE_MAX, discarded */
+        uint64_t malformed;      /* bad magic, characters, spacing, numbers, duplicate keys */
+        uint64_t unknown_types;  /* well-formed lines of a type this side does not know */
+        uint64_t unknown_keys;   /* keys this side does not know (ignored) */
+        uint64_t rejected;       /* hellos and reports with a missing or out-of-range field */
+        uint64_t out_of_state;   /* reports before the handshake, lines while refused */
+        uint64_t reports;        /* reports accepted */
+        uint64_t urgent;         /* accepted reports sent because the guest started to stall */
+        uint64_t counter_resets; /* a guest counter or the guest clock went backwards */
+        uint64_t hellos_sent;
+        uint64_t handshakes;     /* hellos accepted */
+};
+
+struct agent;
+
+/* Fill opts with the defaults. */
+void agent_options_default(struct agent_options *ret);
+
+/* A new agent state (disconnected). 0, -EINVAL (options out of range), -ENOMEM. */
+int agent_new(const struct agent_options *opts, struct agent **ret);
+void agent_free(struct agent *a);
+
+/* The socket connected: forget any partial line and the handshake; the hello is queued. */
+void agent_connected(struct agent *a, uint64_t now_ms);
+
+/* The socket closed. The last report is kept (it goes stale by itself). */
+void agent_disconnected(struct agent *a);
+
+/*
+ * Bytes that arrived (any split: partial lines, many lines). Returns the
+ * enum agent_event bits of what happened. Never fails: bad input is counted.
+ */
+unsigned agent_feed(struct agent *a, const void *buf, size_t len, uint64_t now_ms);
+
+/*
+ * The line to write to the agent now, if any: the hello after
+ * agent_connected(), in answer to an agent's hello, and again when a
+ * connected agent has been silent for AGENT_REHELLO_MS. Nothing once the
+ * agent is refused. Writes at most len bytes (AGENT_LINE_MAX is enough),
+ * returns the length, 0 when there is nothing to send (or len is too small).
+ */
+size_t agent_output(struct agent *a, uint64_t now_ms, char *buf, size_t len);
+
+/* The latest derived values. 0, or -ENODATA before the first accepted report. */
+int agent_estimate(const struct agent *a, uint64_t now_ms, struct agent_estimate *ret);
+
+/* The latest accepted report, or NULL. */
+const struct agent_report *agent_last_report(const struct agent *a);
+
+enum agent_state agent_state(const struct agent *a);
+const char *agent_state_name(enum agent_state s);
+
+/* Agreed protocol version (0 before the handshake) and the agent's capabilities. */
+uint32_t agent_version(const struct agent *a);
+unsigned agent_caps(const struct agent *a);
+
+/* The agent's own version string as announced ("" when none), [a-z0-9_.-] only. */
+const char *agent_software(const struct agent *a);
+
+/* "balloon,virtio-mem,psi,psi-trigger,online-movable" or "none". Returns buf. */
+char *agent_caps_format(unsigned caps, char *buf, size_t len);
+
+/* One sentence: why the agent was refused ("" when it was not). */
+const char *agent_refusal(const struct agent *a);
+
+/* One sentence: why the latest rejected line was rejected ("" when none). */
+const char *agent_last_error(const struct agent *a);
+
+const struct agent_counters *agent_counters(const struct agent *a);
+
+const char *agent_cause_name(enum agent_cause c);
+
+#endif

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""dynmemd and dynmem basics: config check, list/show/status, start/stop, errors."""
+import os
+import re
+import subprocess
+
+from harness import (GIB, MIB, Daemon, Tap, check, main, running, wait_for)
+
+tap = Tap()
+
+CONFIG = """
+memory = 4G
+interval = 100ms
+
+[sim]
+speed = 20
+
+[vm "web1"]
+dynamic = yes
+startup = 1G
+minimum = 512M
+maximum = 3G
+trace = @DATA@/rise.csv
+autostart = yes
+
+[vm "db1"]
+startup = 512M
+trace = @DATA@/flat-300m.csv
+"""
+
+VM_FIELDS = {
+    "name": str, "state": str, "dynamic": bool, "startup_bytes": int,
+    "minimum_bytes": int, "maximum_bytes": int, "buffer_percent": int, "weight": int,
+    "assigned_bytes": int, "status": str,
+}
+
+
+def check_config(bins, text):
+    d = Daemon(bins, text)
+    try:
+        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        return p, d.conf
+    finally:
+        d.cleanup()
+
+
+@tap.case
+def config_check_accepts_a_good_file(bins):
+    p, conf = check_config(bins, CONFIG)
+    check(p.returncode == 0, "dynmemd -n on a good file", p)
+    check("configuration OK" in p.stdout and "2 VMs" in p.stdout, "summary line", p)
+
+
+@tap.case
+def config_check_reports_file_and_line(bins):
+    bad = CONFIG + "\n[vm \"x1\"]\nstartup = 1G\nbuffer = 1\ntrace = @DATA@/small.csv\n"
+    p, conf = check_config(bins, bad)
+    check(p.returncode == 2, "exit 2 on a bad file", p)
+    check(re.search(re.escape(conf) + r":\d+: buffer: \"1\"", p.stderr), "FILE:LINE: message", p)
+    p, conf = check_config(bins, CONFIG + "\n[vm \"x2\"]\nflavour = big\ntrace = @DATA@/small.csv\n")
+    check(p.returncode == 2 and re.search(re.escape(conf) + r":\d+: unknown key \"flavour\"",
+                                          p.stderr), "unknown backend key with its line", p)
+    p, conf = check_config(bins, CONFIG + "\n[vm \"x3\"]\ntrace = @DATA@/bad.csv\n")
+    check(p.returncode == 2 and "bad.csv:3:" in p.stderr, "bad trace reported with its line", p)
+
+
+@tap.case
+def config_check_names_the_backend_problem(bins):
+    p, _ = check_config(bins, "[host]\nbackend = qemu\n")
+    check(p.returncode == 2 and "backend qemu is not built yet" in p.stderr, "qemu missing", p)
+    p, _ = check_config(bins, "[host]\nbackend = vmware\n")
+    check(p.returncode == 2 and "unknown backend \"vmware\" (known: sim, qemu)" in p.stderr,
+          "unknown backend", p)
+
+
+@tap.case
+def dynmemd_refuses_bad_usage(bins):
+    p = subprocess.run([bins[0], "--bogus"], capture_output=True, text=True)
+    check(p.returncode == 2 and "Usage" in p.stderr, "exit 2 with usage", p)
+
+
+@tap.case
+def list_and_show_json_have_the_documented_fields(bins):
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        vms = d.json("list")
+        check(isinstance(vms, list) and [v["name"] for v in vms] == ["db1", "web1"],
+              "an array of VMs sorted by name", vms)
+        for v in vms:
+            for key, typ in VM_FIELDS.items():
+                check(isinstance(v.get(key), typ), f"{key} is a {typ.__name__}", v)
+            for key in ("demand_bytes", "pressure_percent"):
+                check(key in v, f"{key} present", v)
+            check(v["state"] in ("running", "off", "starting", "stopping", "crashed"), "state", v)
+            check(v["status"] in ("ok", "low", "warning", "unknown"), "status", v)
+        off = vms[0]
+        check(off["state"] == "off" and off["assigned_bytes"] == 0 and
+              off["demand_bytes"] is None and off["pressure_percent"] is None and
+              off["status"] == "unknown", "an off VM holds nothing and has no demand", off)
+        check(off["startup_bytes"] == 512 * MIB and off["dynamic"] is False, "db1 settings", off)
+        web = wait_for(lambda: (v := d.vm("web1"))["demand_bytes"] is not None and v,
+                       "web1 to report demand")
+        check(web["assigned_bytes"] >= web["minimum_bytes"], "assigned within bounds", web)
+        check(isinstance(web["pressure_percent"], (int, float)), "pressure is a number", web)
+        check(web["status"] != "unknown", "status known once demand is", web)
+        shown = d.json("show", "db1")
+        check(shown["name"] == "db1" and set(VM_FIELDS) <= set(shown), "show prints one VM", shown)
+
+
+@tap.case
+def status_json_describes_the_host(bins):
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        h = wait_for(lambda: (h := d.json("status"))["cycles"] > 2 and h, "a few cycles")
+        for key in ("memory_bytes", "reserve_bytes", "available_bytes", "assigned_bytes",
+                    "vms", "running", "cycles"):
+            check(isinstance(h.get(key), int), f"{key} is a number", h)
+        check(h["memory_bytes"] == 4 * GIB, "memory from the config", h)
+        check(h["available_bytes"] == h["memory_bytes"] - h["assigned_bytes"], "available", h)
+        check("pressure_percent" in h and h["backend"] == "sim" and h["policy"] == "dynmem", "", h)
+        check(isinstance(h["cycle_lateness_p99_ms"], (int, float)), "lateness p99", h)
+        check(isinstance(h["cycle_lateness_histogram"], list), "lateness histogram", h)
+        check(h["state_saved"] is True and h["state_error"] is None, "state saved", h)
+        r = d.ok("status")
+        check("VM memory:" in r.out and "4 GiB" in r.out, "human status", r)
+
+
+@tap.case
+def human_list_is_an_aligned_table(bins):
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        lines = d.ok("list").out.splitlines()
+        header = lines[0].split()
+        check(header == ["NAME", "STATE", "ASSIGNED", "DEMAND", "PRESSURE", "STATUS", "MIN",
+                         "STARTUP", "MAX", "BUFFER", "WEIGHT"], "header", lines)
+        check(len(lines) == 3, "one row per VM", lines)
+        ends = [m.end() for m in re.finditer(r"WEIGHT", lines[0])]
+        check(all(len(line) == ends[0] for line in lines), "right-aligned last column", lines)
+        check("512 MiB" in lines[1] and "GiB" in lines[2], "sizes in MiB/GiB", lines)
+        check(lines[1].startswith("db1 ") and " off " in lines[1], "db1 row", lines)
+
+
+@tap.case
+def start_and_stop(bins):
+    with running(bins, CONFIG) as d:
+        d.ok("start", "db1")
+        v = d.vm("db1")
+        check(v["state"] == "running" and v["assigned_bytes"] == 512 * MIB,
+              "start replies once running, with the startup size", v)
+        d.ok("stop", "db1")
+        v = d.vm("db1")
+        check(v["state"] == "off" and v["assigned_bytes"] == 0, "stop replies once off", v)
+        r = d.ok("start", "db1", "--json")
+        check('"state": "running"' in r.out, "start --json prints the VM", r)
+        d.ok("stop", "db1", "--force")
+        d.wait_state("db1", "off")
+
+
+@tap.case
+def life_cycle_errors_are_one_clear_line(bins):
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        d.fails("start", "web1", contains="dynmem: web1: already running")
+        d.fails("stop", "db1", contains="dynmem: db1: not running")
+        d.fails("show", "web9", contains="dynmem: web9: no such VM")
+        d.fails("start", "web9", contains="web9: no such VM")
+
+
+@tap.case
+def no_daemon_says_where_it_looked(bins):
+    d = Daemon(bins, CONFIG)
+    try:
+        r = d.fails("list", contains="no dynmemd is listening on " + d.socket)
+        env = dict(os.environ, DYNMEM_SOCKET="/nonexistent/dynmemd.sock")
+        p = subprocess.run([d.dynmem, "list"], capture_output=True, text=True, env=env)
+        check(p.returncode == 1 and "/nonexistent/dynmemd.sock" in p.stderr,
+              "DYNMEM_SOCKET is where it looks", p)
+    finally:
+        d.cleanup()
+
+
+@tap.case
+def socket_from_the_environment(bins):
+    with running(bins, CONFIG) as d:
+        env = dict(os.environ, DYNMEM_SOCKET=d.socket)
+        p = subprocess.run([d.dynmem, "list"], capture_output=True, text=True, env=env)
+        check(p.returncode == 0 and "web1" in p.stdout, "DYNMEM_SOCKET honoured", p)
+        p = subprocess.run([d.dynmem, "--socket", d.socket, "show", "web1"],
+                           capture_output=True, text=True, env=dict(os.environ,
+                                                                    DYNMEM_SOCKET="/x"))
+        check(p.returncode == 0, "--socket wins over DYNMEM_SOCKET", p)
+
+
+@tap.case
+def cli_usage_errors_exit_2(bins):
+    with running(bins, CONFIG) as d:
+        d.fails("frobnicate", rc=2, contains="unknown command")
+        d.fails("set", "web1", rc=2, contains="nothing to change")
+        d.fails("set", "web1", "--startup", "lots", rc=2, contains="is not a size")
+        d.fails("set", "web1", "--weight", "many", rc=2, contains="--weight")
+        d.fails("show", rc=2, contains="expected one VM name")
+        d.fails("list", "web1", rc=2, contains="takes no VM name")
+        d.fails("start", "web1", "--force", rc=2)
+        d.fails("show", "-bad", rc=2)
+
+
+if __name__ == "__main__":
+    main(tap)

@@ -1,0 +1,254 @@
+/*
+ * Tests for control: the control protocol's requests and replies, every
+ * malformed shape refused with the right errno.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "control.h"
+#include "units.h"
+
+static int parse(const char *line, struct control_request *req)
+{
+        char err[CONTROL_ERROR_MAX];
+
+        return control_request_parse(line, strlen(line), req, err, sizeof(err));
+}
+
+static void parse_err(const char *line, int expected, const char *needle)
+{
+        struct control_request req;
+        char err[CONTROL_ERROR_MAX] = "";
+
+        assert_int_equal(control_request_parse(line, strlen(line), &req, err, sizeof(err)),
+                         expected);
+        if (!strstr(err, needle))
+                fail_msg("\"%s\" not in \"%s\" for %s", needle, err, line);
+}
+
+static void requests_parse(void **state)
+{
+        struct control_request req;
+
+        assert_int_equal(parse("{\"version\":1,\"command\":\"list\"}", &req), 0);
+        assert_int_equal(req.command, CONTROL_LIST);
+        control_request_free(&req);
+        assert_int_equal(parse(" {\"command\":\"stop\",\"version\":1,\"name\":\"web1\","
+                               "\"force\":true}\r", &req), 0);
+        assert_int_equal(req.command, CONTROL_STOP);
+        assert_string_equal(req.name, "web1");
+        assert_true(req.force);
+        control_request_free(&req);
+        assert_int_equal(parse("{\"version\":1,\"command\":\"set\",\"name\":\"a.b-c_d\","
+                               "\"settings\":{\"weight\":10,\"maximum_bytes\":4294967296,"
+                               "\"dynamic\":false}}", &req), 0);
+        assert_int_equal(req.given, SETTINGS_WEIGHT | SETTINGS_MAXIMUM | SETTINGS_DYNAMIC);
+        assert_int_equal(req.settings.weight, 10);
+        assert_true(req.settings.maximum_bytes == 4 * GIB);
+        assert_false(req.settings.dynamic);
+        control_request_free(&req);
+        assert_int_equal(parse("{\"version\":1,\"command\":\"create\",\"name\":\"n\","
+                               "\"autostart\":true,\"backend\":{\"trace\":\"/x.csv\"}}", &req), 0);
+        assert_true(req.autostart);
+        assert_int_equal(req.n_keys, 1);
+        assert_string_equal(req.keys[0].key, "trace");
+        assert_string_equal(req.keys[0].value, "/x.csv");
+        control_request_free(&req);
+}
+
+static void requests_refuse_bad_envelopes(void **state)
+{
+        parse_err("", -EINVAL, "malformed request");
+        parse_err("{", -EINVAL, "malformed request");
+        parse_err("[]", -EINVAL, "expected a JSON object");
+        parse_err("{\"command\":\"list\"}", -EPROTO, "version");
+        parse_err("{\"version\":\"1\",\"command\":\"list\"}", -EPROTO, "version");
+        parse_err("{\"version\":2,\"command\":\"list\"}", -EPROTO, "unsupported protocol version 2");
+        parse_err("{\"version\":1}", -EINVAL, "command");
+        parse_err("{\"version\":1,\"command\":7}", -EINVAL, "command");
+        parse_err("{\"version\":1,\"command\":\"reboot\"}", -EOPNOTSUPP, "unknown command");
+        parse_err("{\"version\":1,\"command\":\"list\",\"name\":\"x\"}", -EINVAL,
+                  "unknown field \"name\" in a list request");
+        parse_err("{\"version\":1,\"command\":\"list\",\"version\":1}", -EINVAL, "malformed");
+        parse_err("{\"version\":1,\"command\":\"list\"} {}", -EINVAL, "malformed");
+        parse_err("{\"version\":1,\"command\":\"start\",\"name\":\"w\",\"force\":true}", -EINVAL,
+                  "unknown field \"force\"");
+}
+
+static void requests_refuse_bad_fields(void **state)
+{
+        parse_err("{\"version\":1,\"command\":\"show\"}", -EINVAL, "name");
+        parse_err("{\"version\":1,\"command\":\"show\",\"name\":\"\"}", -EINVAL, "invalid VM name");
+        parse_err("{\"version\":1,\"command\":\"show\",\"name\":\"a/b\"}", -EINVAL, "invalid");
+        parse_err("{\"version\":1,\"command\":\"show\",\"name\":\"-x\"}", -EINVAL, "invalid");
+        parse_err("{\"version\":1,\"command\":\"stop\",\"name\":\"w\",\"force\":1}", -EINVAL,
+                  "force");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\"}", -EINVAL, "nothing to change");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":{}}", -EINVAL,
+                  "nothing to change");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":[]}", -EINVAL,
+                  "settings");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":{\"weight\":-1}}",
+                  -EINVAL, "weight");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":"
+                  "{\"weight\":4294967296}}", -EINVAL, "weight");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":"
+                  "{\"startup_bytes\":1.5}}", -EINVAL, "startup_bytes");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":"
+                  "{\"dynamic\":\"yes\"}}", -EINVAL, "dynamic");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":{\"x\":1}}",
+                  -EINVAL, "unknown setting");
+        parse_err("{\"version\":1,\"command\":\"create\",\"name\":\"w\",\"backend\":"
+                  "{\"Trace\":\"x\"}}", -EINVAL, "backend");
+        parse_err("{\"version\":1,\"command\":\"create\",\"name\":\"w\",\"backend\":"
+                  "{\"trace\":\"\"}}", -EINVAL, "backend");
+        parse_err("{\"version\":1,\"command\":\"create\",\"name\":\"w\",\"backend\":"
+                  "{\"trace\":[]}}", -EINVAL, "backend");
+}
+
+static void requests_have_a_size_limit(void **state)
+{
+        size_t n = CONTROL_REQUEST_MAX + 1;
+        char *line = malloc(n + 1);
+        struct control_request req;
+        char err[CONTROL_ERROR_MAX];
+
+        assert_non_null(line);
+        memset(line, ' ', n);
+        line[n] = '\0';
+        assert_int_equal(control_request_parse(line, n, &req, err, sizeof(err)), -EMSGSIZE);
+        free(line);
+}
+
+static void requests_limit_backend_keys(void **state)
+{
+        char line[8192] = "{\"version\":1,\"command\":\"create\",\"name\":\"w\",\"backend\":{";
+        struct control_request req;
+
+        for (int i = 0; i <= CONTROL_KEYS_MAX; i++)
+                snprintf(line + strlen(line), sizeof(line) - strlen(line), "%s\"k%d\":\"v\"",
+                         i ? "," : "", i);
+        strcat(line, "}}");
+        parse_err(line, -EINVAL, "at most 64 keys");
+        (void)req;
+}
+
+static void requests_round_trip(void **state)
+{
+        struct control_request in = {.command = CONTROL_CREATE, .force = false, .autostart = true};
+        struct control_request out;
+        struct config_kv key = {"trace", "/srv/a b.csv", 0};
+        char *line;
+
+        snprintf(in.name, sizeof(in.name), "web-3");
+        in.settings.startup_bytes = 2 * GIB;
+        in.settings.buffer_percent = 35;
+        in.given = SETTINGS_STARTUP | SETTINGS_BUFFER;
+        in.keys = &key;
+        in.n_keys = 1;
+        line = control_request_format(&in);
+        assert_non_null(line);
+        assert_int_equal(parse(line, &out), 0);
+        assert_int_equal(out.command, CONTROL_CREATE);
+        assert_string_equal(out.name, "web-3");
+        assert_int_equal(out.given, in.given);
+        assert_true(out.settings.startup_bytes == 2 * GIB);
+        assert_int_equal(out.settings.buffer_percent, 35);
+        assert_true(out.autostart);
+        assert_string_equal(out.keys[0].value, "/srv/a b.csv");
+        control_request_free(&out);
+        free(line);
+        for (unsigned c = 0; c < CONTROL_N_COMMANDS; c++) {
+                struct control_request r = {.command = (enum control_command)c, .given = SETTINGS_WEIGHT};
+                snprintf(r.name, sizeof(r.name), "x");
+                line = control_request_format(&r);
+                assert_non_null(line);
+                assert_int_equal(parse(line, &out), 0);
+                assert_int_equal(out.command, c);
+                control_request_free(&out);
+                free(line);
+        }
+}
+
+static void replies_parse(void **state)
+{
+        char err[CONTROL_ERROR_MAX];
+        json_t *reply = NULL;
+        char *line = control_reply_ok(json_pack("{s:i}", "answer", 42));
+
+        assert_int_equal(control_reply_parse(line, strlen(line), &reply, err, sizeof(err)), 0);
+        assert_int_equal(json_integer_value(json_object_get(reply, "answer")), 42);
+        json_decref(reply);
+        free(line);
+        line = control_reply_error(EPERM, "%s: cannot change startup while the VM is running", "web1");
+        assert_int_equal(control_reply_parse(line, strlen(line), &reply, err, sizeof(err)), -EPERM);
+        assert_string_equal(err, "web1: cannot change startup while the VM is running");
+        free(line);
+        assert_int_equal(control_reply_parse("{\"version\":1,\"ok\":false,\"errno\":99999}", 38,
+                                             &reply, err, sizeof(err)), -EIO);
+        assert_int_equal(control_reply_parse("{\"version\":1}", 13, &reply, err, sizeof(err)),
+                         -EBADMSG);
+        assert_int_equal(control_reply_parse("nonsense", 8, &reply, err, sizeof(err)), -EBADMSG);
+        assert_int_equal(control_reply_parse("{\"version\":9,\"ok\":true}", 23, &reply, err,
+                                             sizeof(err)), -EPROTO);
+}
+
+static void vm_json_reports_unknowns_as_null(void **state)
+{
+        struct vm vm = {.state = VM_OFF};
+        json_t *obj;
+
+        snprintf(vm.name, sizeof(vm.name), "web1");
+        settings_complete(&vm.settings, 0);
+        obj = control_vm_json(&vm);
+        assert_non_null(obj);
+        assert_string_equal(json_string_value(json_object_get(obj, "state")), "off");
+        assert_true(json_is_null(json_object_get(obj, "demand_bytes")));
+        assert_true(json_is_null(json_object_get(obj, "pressure_percent")));
+        assert_string_equal(json_string_value(json_object_get(obj, "status")), "unknown");
+        json_decref(obj);
+        vm.state = VM_RUNNING;
+        vm.obs = (struct vm_observation){.alive = true, .assigned_bytes = GIB,
+                                         .demand_known = true, .demand_bytes = GIB / 2};
+        obj = control_vm_json(&vm);
+        assert_true(json_integer_value(json_object_get(obj, "demand_bytes")) == (json_int_t)GIB / 2);
+        assert_true(json_real_value(json_object_get(obj, "pressure_percent")) == 50.0);
+        json_decref(obj);
+}
+
+static void settings_merge_copies_only_the_mask(void **state)
+{
+        struct vm_settings a, b;
+
+        settings_complete(&a, 0);
+        b = a;
+        b.weight = 1;
+        b.buffer_percent = 99;
+        b.maximum_bytes = 8 * GIB;
+        control_settings_merge(&a, &b, SETTINGS_WEIGHT | SETTINGS_MAXIMUM);
+        assert_int_equal(a.weight, 1);
+        assert_int_equal(a.buffer_percent, SETTINGS_BUFFER_DEFAULT);
+        assert_true(a.maximum_bytes == 8 * GIB);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(requests_parse),
+                cmocka_unit_test(requests_refuse_bad_envelopes),
+                cmocka_unit_test(requests_refuse_bad_fields),
+                cmocka_unit_test(requests_have_a_size_limit),
+                cmocka_unit_test(requests_limit_backend_keys),
+                cmocka_unit_test(requests_round_trip),
+                cmocka_unit_test(replies_parse),
+                cmocka_unit_test(vm_json_reports_unknowns_as_null),
+                cmocka_unit_test(settings_merge_copies_only_the_mask),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,236 @@
+/*
+ * Tests for dynmemd's parts that need no event loop: the reserve formula and
+ * memory defaults, the cycle timing histogram, the settings rule for a
+ * running VM's maximum, the registry, the state file, the backend table.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "apply.h"
+#include "backends.h"
+#include "dconfig.h"
+#include "histogram.h"
+#include "hostmem.h"
+#include "registry.h"
+#include "state.h"
+#include "units.h"
+
+static void meminfo_parses(void **state)
+{
+        uint64_t v = 7;
+
+        assert_int_equal(hostmem_parse_total("MemTotal:       24683680 kB\nMemFree: 1 kB\n", &v), 0);
+        assert_true(v == 24683680ull * KIB);
+        assert_int_equal(hostmem_parse_total("MemFree: 1 kB\nMemTotal: 1024 kB\n", &v), 0);
+        assert_true(v == MIB);
+        v = 7;
+        assert_int_equal(hostmem_parse_total("MemTotal: lots\n", &v), -EINVAL);
+        assert_int_equal(hostmem_parse_total("XMemTotal: 5 kB\n", &v), -EINVAL);
+        assert_int_equal(hostmem_parse_total("MemTotal: 5 MB\n", &v), -EINVAL);
+        assert_int_equal(hostmem_parse_total("MemTotal: 0 kB\n", &v), -ERANGE);
+        assert_int_equal(hostmem_parse_total("", &v), -EINVAL);
+        assert_true(v == 7);
+}
+
+static void reserve_formula(void **state)
+{
+        assert_true(hostmem_reserve_default(8 * GIB) == 896 * MIB);
+        assert_true(hostmem_reserve_default(16 * GIB) == 1408 * MIB);
+        assert_true(hostmem_reserve_default(24 * GIB) == 1536 * MIB);
+        assert_true(hostmem_reserve_default(256 * GIB) == 5248 * MIB);
+        assert_true(hostmem_reserve_default(1024 * GIB) == 17536 * MIB);
+        assert_true(hostmem_reserve_default(GIB + 12345) % (2 * MIB) == 0);
+}
+
+static void memory_defaults(void **state)
+{
+        struct config_host h = {0};
+        char err[256];
+
+        assert_int_equal(dconfig_host_memory(&h, 0, 24 * GIB, err, sizeof(err)), 0);
+        assert_true(h.reserve_bytes == 1536 * MIB);
+        assert_true(h.memory_bytes == 24 * GIB - 1536 * MIB);
+        h = (struct config_host){.memory_bytes = 4 * GIB, .memory_given = true};
+        assert_int_equal(dconfig_host_memory(&h, 0, 24 * GIB, err, sizeof(err)), 0);
+        assert_true(h.memory_bytes == 4 * GIB && h.reserve_bytes == 1536 * MIB);
+        h = (struct config_host){.memory_bytes = 4 * GIB, .memory_given = true};
+        assert_int_equal(dconfig_host_memory(&h, -ENOENT, 0, err, sizeof(err)), 0);
+        assert_true(h.reserve_bytes == 0);
+        h = (struct config_host){0};
+        assert_int_equal(dconfig_host_memory(&h, -ENOENT, 0, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "MemTotal cannot be read"));
+        h = (struct config_host){.reserve_bytes = 8 * GIB, .reserve_given = true};
+        assert_int_equal(dconfig_host_memory(&h, 0, 8 * GIB, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "leaves nothing"));
+}
+
+static void histogram_percentiles(void **state)
+{
+        struct histogram h = {0};
+
+        assert_true(histogram_percentile(&h, 0.99) == 0.0);
+        for (int i = 0; i < 990; i++)
+                histogram_add(&h, 0.25);
+        for (int i = 0; i < 10; i++)
+                histogram_add(&h, 40.0);
+        assert_true(histogram_percentile(&h, 0.50) <= 0.3 + 1e-9);
+        assert_true(histogram_percentile(&h, 0.99) <= 0.3 + 1e-9);
+        assert_true(histogram_percentile(&h, 0.999) >= 40.0 - 1e-9);
+        assert_true(histogram_percentile(&h, 1.0) == 40.0);
+        histogram_add(&h, 50000.0); /* overflow bucket reports the largest value */
+        histogram_add(&h, -3.0);    /* early counts as on time */
+        assert_true(histogram_percentile(&h, 1.0) == 50000.0);
+        assert_true(h.count == 1002 && h.max_ms == 50000.0);
+        json_t *j = histogram_json(&h);
+        assert_int_equal(json_array_size(j), 4);
+        json_decref(j);
+}
+
+static void running_maximum_is_bounded_by_the_backend(void **state)
+{
+        struct vm vm = {.state = VM_RUNNING};
+        struct vm_settings want;
+        char err[256];
+
+        settings_complete(&vm.settings, 0);
+        vm.settings.dynamic = true;
+        vm.settings.maximum_bytes = 4 * GIB;
+        want = vm.settings;
+        want.maximum_bytes = 16 * GIB;
+        assert_int_equal(apply_check_change(&vm, &want, 8 * GIB, err, sizeof(err)), -EPERM);
+        assert_string_equal(err, "cannot raise maximum to 16 GiB while the VM is running: it "
+                                 "can reach at most 8 GiB until it restarts");
+        want.maximum_bytes = 8 * GIB;
+        assert_int_equal(apply_check_change(&vm, &want, 8 * GIB, err, sizeof(err)), 0);
+        want.maximum_bytes = 2 * GIB;
+        assert_int_equal(apply_check_change(&vm, &want, 8 * GIB, err, sizeof(err)), -EPERM);
+        vm.state = VM_OFF; /* off: anything consistent goes */
+        want.maximum_bytes = 16 * GIB;
+        assert_int_equal(apply_check_change(&vm, &want, 8 * GIB, err, sizeof(err)), 0);
+        vm.state = VM_STARTING; /* starting counts as running */
+        want = vm.settings;
+        want.startup_bytes = 2 * GIB;
+        assert_int_equal(apply_check_change(&vm, &want, 8 * GIB, err, sizeof(err)), -EPERM);
+}
+
+static void registry_keeps_names_sorted(void **state)
+{
+        static const char *const names[] = {"m", "b", "z", "a", "k"};
+        struct registry r = {0};
+        struct registry_entry *e;
+
+        for (size_t i = 0; i < 5; i++)
+                assert_int_equal(registry_add(&r, names[i], &e), 0);
+        assert_int_equal(registry_add(&r, "k", &e), -EEXIST);
+        assert_int_equal(r.n, 5);
+        for (size_t i = 0; i + 1 < r.n; i++)
+                assert_true(strcmp(r.entries[i]->vm.name, r.entries[i + 1]->vm.name) < 0);
+        for (size_t i = 0; i < r.n; i++)
+                assert_ptr_equal(r.vms[i], &r.entries[i]->vm);
+        e = registry_find(&r, "k");
+        assert_non_null(e);
+        assert_ptr_equal(registry_entry_of(&e->vm), e);
+        registry_remove(&r, e, NULL);
+        assert_null(registry_find(&r, "k"));
+        assert_non_null(registry_find(&r, "z"));
+        assert_int_equal(r.n, 4);
+        registry_free(&r, NULL);
+}
+
+static void state_round_trips(void **state)
+{
+        struct config_kv key = {"trace", "/srv/t.csv", 0};
+        struct registry r = {0};
+        struct registry_entry *cfg, *made, *plain;
+        struct state st;
+        char err[256], *text;
+
+        assert_int_equal(registry_add(&r, "web1", &cfg), 0);
+        settings_complete(&cfg->vm.settings, 0);
+        cfg->vm.settings.weight = 77;
+        cfg->overrides = SETTINGS_WEIGHT;
+        assert_int_equal(registry_add(&r, "plain", &plain), 0); /* nothing to keep */
+        assert_int_equal(registry_add(&r, "made", &made), 0);
+        made->origin = REGISTRY_CREATED;
+        made->autostart = true;
+        settings_complete(&made->vm.settings, 0);
+        assert_int_equal(registry_set_keys(made, &key, 1), 0);
+        text = state_format(&r);
+        assert_non_null(text);
+        assert_int_equal(state_parse(text, strlen(text), &st, err, sizeof(err)), 0);
+        assert_int_equal(st.n, 2);
+        assert_string_equal(st.vms[0].name, "made");
+        assert_int_equal(st.vms[0].origin, REGISTRY_CREATED);
+        assert_true(st.vms[0].autostart);
+        assert_int_equal(st.vms[0].given, SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM |
+                                                  SETTINGS_MAXIMUM | SETTINGS_BUFFER |
+                                                  SETTINGS_WEIGHT | SETTINGS_BLOCK);
+        assert_string_equal(st.vms[0].keys[0].value, "/srv/t.csv");
+        assert_string_equal(st.vms[1].name, "web1");
+        assert_int_equal(st.vms[1].given, SETTINGS_WEIGHT);
+        assert_int_equal(st.vms[1].settings.weight, 77);
+        state_free(&st);
+        free(text);
+        registry_free(&r, NULL);
+}
+
+static void state_refuses_bad_files(void **state)
+{
+        static const char *const bad[] = {
+                "",
+                "[]",
+                "{\"version\":2,\"vms\":[]}",
+                "{\"version\":1}",
+                "{\"version\":1,\"vms\":{}}",
+                "{\"version\":1,\"vms\":[],\"extra\":1}",
+                "{\"version\":1,\"vms\":[{\"name\":\"a\"}]}",
+                "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"elsewhere\"}]}",
+                "{\"version\":1,\"vms\":[{\"name\":\"../a\",\"origin\":\"config\"}]}",
+                "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\",\"colour\":1}]}",
+                "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\","
+                "\"settings\":{\"weight\":\"x\"}}]}",
+        };
+        struct state st;
+        char err[256];
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                assert_int_equal(state_parse(bad[i], strlen(bad[i]), &st, err, sizeof(err)),
+                                 -EINVAL);
+        assert_int_equal(state_parse("{\"version\":1,\"vms\":[]}", 22, &st, err, sizeof(err)), 0);
+        assert_int_equal(st.n, 0);
+        state_free(&st);
+}
+
+static void backend_table(void **state)
+{
+        char err[256];
+
+        assert_int_equal(backends_check("sim", err, sizeof(err)), 0);
+        assert_non_null(backends_find("sim")->create);
+        assert_int_equal(backends_check("qemu", err, sizeof(err)), -EOPNOTSUPP);
+        assert_non_null(strstr(err, "backend qemu is not built yet"));
+        assert_int_equal(backends_check("xen", err, sizeof(err)), -ENOENT);
+        assert_string_equal(err, "unknown backend \"xen\" (known: sim, qemu)");
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(meminfo_parses),
+                cmocka_unit_test(reserve_formula),
+                cmocka_unit_test(memory_defaults),
+                cmocka_unit_test(histogram_percentiles),
+                cmocka_unit_test(running_maximum_is_bounded_by_the_backend),
+                cmocka_unit_test(registry_keeps_names_sorted),
+                cmocka_unit_test(state_round_trips),
+                cmocka_unit_test(state_refuses_bad_files),
+                cmocka_unit_test(backend_table),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""What survives a restart (dynmem set, dynmem create), how the state file and
+the configuration combine, reload on SIGHUP, a clean exit on SIGTERM, and a
+state directory that cannot be written."""
+import json
+import os
+import signal
+import subprocess
+
+from harness import DATA, GIB, MIB, Daemon, Tap, check, main, running, wait_for
+
+tap = Tap()
+
+BASE = """
+memory = 8G
+interval = 100ms
+
+[sim]
+speed = 20
+"""
+
+WEB1 = """
+[vm "web1"]
+dynamic = yes
+startup = 1G
+minimum = 512M
+maximum = 4G
+weight = {weight}
+trace = @DATA@/flat-300m.csv
+autostart = yes
+"""
+
+DB1 = """
+[vm "db1"]
+startup = 512M
+trace = @DATA@/small.csv
+"""
+
+
+def config(weight=5000, maximum="4G", extra=""):
+    return BASE + WEB1.format(weight=weight).replace("maximum = 4G", f"maximum = {maximum}") + \
+        DB1 + extra
+
+
+def restart(d):
+    rc = d.stop()
+    check(rc == 0, f"dynmemd exit status {rc} on SIGTERM", d.log())
+    d.start()
+
+
+def state_file(d):
+    with open(os.path.join(d.state_dir, "state.json")) as f:
+        return json.load(f)
+
+
+class daemon:
+    def __init__(self, bins, text, **kw):
+        self.d = Daemon(bins, text, **kw)
+
+    def __enter__(self):
+        return self.d.start()
+
+    def __exit__(self, *exc):
+        self.d.cleanup()
+        return False
+
+
+@tap.case
+def set_survives_a_restart(bins):
+    with daemon(bins, config()) as d:
+        d.ok("set", "web1", "--buffer", "40", "--weight", "100")
+        st = state_file(d)
+        check(st["version"] == 1 and st["vms"] == [
+            {"name": "web1", "origin": "config",
+             "settings": {"buffer_percent": 40, "weight": 100}}],
+            "only the changed fields are kept", st)
+        restart(d)
+        v = d.vm("web1")
+        check(v["buffer_percent"] == 40 and v["weight"] == 100, "kept across restart", v)
+
+
+@tap.case
+def state_overrides_only_what_set_changed(bins):
+    with daemon(bins, config()) as d:
+        d.ok("set", "web1", "--weight", "100")
+        d.stop()
+        d.write_config(config(weight=7000, maximum="6G"))
+        d.start()
+        v = d.vm("web1")
+        check(v["weight"] == 100, "the overridden field keeps the set value", v)
+        check(v["maximum_bytes"] == 6 * GIB, "other fields follow the file", v)
+
+
+@tap.case
+def created_vm_survives_a_restart(bins):
+    with daemon(bins, config()) as d:
+        d.ok("create", "new1", "--startup", "256M", "--maximum", "1G", "--dynamic", "on",
+             "--autostart", "-o", f"trace={DATA}/small.csv")
+        d.ok("create", "new2", "-o", f"trace={DATA}/small.csv")
+        d.ok("delete", "new2")
+        restart(d)
+        vms = d.vms()
+        check("new2" not in vms, "a deleted VM stays deleted", vms)
+        v = vms["new1"]
+        check(v["origin"] == "created" and v["startup_bytes"] == 256 * MIB and
+              v["maximum_bytes"] == GIB and v["dynamic"] is True and v["autostart"] is True,
+              "settings kept", v)
+        d.wait_state("new1", "running")
+
+
+@tap.case
+def config_wins_over_a_created_vm_of_the_same_name(bins):
+    with daemon(bins, config()) as d:
+        d.ok("create", "x1", "--startup", "256M", "-o", f"trace={DATA}/small.csv")
+        d.stop()
+        d.write_config(config(extra='[vm "x1"]\nstartup = 768M\ntrace = @DATA@/small.csv\n'))
+        d.start()
+        v = d.vm("x1")
+        check(v["origin"] == "config" and v["startup_bytes"] == 768 * MIB, "file wins", v)
+        check("x1: made with dynmem create, now defined" in d.log(), "and says so", d.log())
+
+
+@tap.case
+def sighup_reloads_the_configuration(bins):
+    with daemon(bins, config()) as d:
+        d.wait_state("web1", "running")
+        d.ok("start", "db1")
+        d.write_config(config(weight=8000, extra='[vm "new9"]\nstartup = 256M\n'
+                                                 'trace = @DATA@/small.csv\nautostart = yes\n')
+                       .replace(DB1, ""))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.vm("web1")["weight"] == 8000, "the new weight")
+        d.wait_state("new9", "running")
+        check("db1" in d.vms(), "a running VM gone from the file stays until it stops")
+        d.ok("stop", "db1")
+        wait_for(lambda: "db1" not in d.vms(), "db1 to go once off")
+
+
+@tap.case
+def sighup_keeps_what_a_running_vm_cannot_take(bins):
+    with daemon(bins, config()) as d:
+        d.wait_state("web1", "running")
+        d.write_config(config().replace("startup = 1G", "startup = 2G"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "web1: keeping the current settings: cannot change startup" in d.log(),
+                 "the refusal in the log")
+        check(d.vm("web1")["startup_bytes"] == GIB, "startup kept while running")
+        d.ok("stop", "web1")
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.vm("web1")["startup_bytes"] == 2 * GIB, "applied once off")
+
+
+@tap.case
+def sighup_with_a_broken_file_keeps_the_old_one(bins):
+    with daemon(bins, config()) as d:
+        d.wait_state("web1", "running")
+        d.write_config(config() + "\n[vm \"bad\"]\nweight = heavy\n")
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "reload failed" in d.log(), "the failure in the log")
+        check(":" in d.log() and "weight: \"heavy\"" in d.log(), "FILE:LINE message", d.log())
+        vms = d.vms()
+        check("bad" not in vms and vms["web1"]["state"] == "running", "old config in force", vms)
+
+
+@tap.case
+def sigterm_exits_cleanly(bins):
+    d = Daemon(bins, config())
+    try:
+        d.start()
+        d.wait_state("web1", "running")
+        rc = d.stop()
+        check(rc == 0, "exit status 0", rc, d.log())
+        check(not os.path.exists(d.socket), "socket removed", d.log())
+        check("stopped" in d.log(), "says it stopped", d.log())
+    finally:
+        d.cleanup()
+
+
+@tap.case
+def second_daemon_on_the_same_socket_is_refused(bins):
+    with daemon(bins, config()) as d:
+        d.ok("set", "web1", "--weight", "123")
+        before = state_file(d)
+        p = subprocess.run([d.dynmemd, "-d", "-f", d.conf], capture_output=True, text=True,
+                           timeout=60)
+        check(p.returncode == 1 and "another dynmemd is listening on " + d.socket in p.stderr,
+              "refused with the reason", p)
+        check(state_file(d) == before, "state file untouched")
+        check(d.vm("web1")["weight"] == 123, "the first one still serves")
+
+
+@tap.case
+def unwritable_state_dir_keeps_running_and_says_so(bins):
+    d = Daemon(bins, config())
+    blocker = os.path.join(d.dir, "blocker")
+    open(blocker, "w").close()
+    d.state_dir = os.path.join(blocker, "state")  # a directory under a file: never writable
+    d.write_config(config())
+    try:
+        d.start()
+        h = d.json("status")
+        check(h["state_saved"] is False and "cannot write" in h["state_error"], "status", h)
+        check("dynmem set and dynmem create will not survive a restart" in d.log(), "log", d.log())
+        r = d.ok("set", "web1", "--weight", "42")
+        check("dynmem: warning: web1: not saved" in r.err, "the change warns", r)
+        check(d.vm("web1")["weight"] == 42, "but is made")
+        check("NOT SAVED" in d.ok("status").out, "human status shows it")
+    finally:
+        d.stop()
+        d.cleanup()
+
+
+@tap.case
+def corrupt_state_file_is_set_aside(bins):
+    d = Daemon(bins, config())
+    os.makedirs(d.state_dir)
+    with open(os.path.join(d.state_dir, "state.json"), "w") as f:
+        f.write('{"version": 1, "vms": [{"name": "web1", "origin": "elsewhere"}]}')
+    try:
+        d.start()
+        check(os.path.exists(os.path.join(d.state_dir, "state.json.bad")), "set aside", d.log())
+        check("origin must be config or created" in d.log(), "the reason is logged", d.log())
+        check(state_file(d) == {"version": 1, "vms": []}, "a good state file written")
+        d.wait_state("web1", "running")
+    finally:
+        d.stop()
+        d.cleanup()
+
+
+if __name__ == "__main__":
+    main(tap)

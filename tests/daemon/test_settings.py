@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Every settings rule of Hyper-V, allowed and refused, through dynmem set and
+dynmem create; and dynmem delete."""
+from harness import GIB, MIB, Tap, check, main, running, wait_for
+
+tap = Tap()
+
+CONFIG = """
+memory = 8G
+interval = 100ms
+
+[sim]
+speed = 20
+
+[vm "web1"]
+dynamic = yes
+startup = 1G
+minimum = 512M
+maximum = 4G
+trace = @DATA@/flat-300m.csv
+autostart = yes
+
+[vm "off1"]
+dynamic = yes
+startup = 1G
+minimum = 512M
+maximum = 2G
+trace = @DATA@/flat-300m.csv
+"""
+
+
+def started(bins):
+    ctx = running(bins, CONFIG)
+    d = ctx.__enter__()
+    d.wait_state("web1", "running")
+    return ctx, d
+
+
+@tap.case
+def running_vm_refuses_startup_and_dynamic_changes(bins):
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        d.fails("set", "web1", "--startup", "2G",
+                contains="dynmem: web1: cannot change startup while the VM is running")
+        d.fails("set", "web1", "--dynamic", "off",
+                contains="dynmem: web1: cannot change dynamic while the VM is running")
+        v = d.vm("web1")
+        check(v["startup_bytes"] == GIB and v["dynamic"] is True, "unchanged after refusals", v)
+
+
+@tap.case
+def running_vm_minimum_may_only_be_lowered(bins):
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        d.fails("set", "web1", "--minimum", "768M",
+                contains="web1: minimum can only be lowered while the VM is running")
+        d.ok("set", "web1", "--minimum", "256M")
+        check(d.vm("web1")["minimum_bytes"] == 256 * MIB, "minimum lowered")
+
+
+@tap.case
+def running_vm_maximum_may_only_be_raised(bins):
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        d.fails("set", "web1", "--maximum", "2G",
+                contains="web1: maximum can only be raised while the VM is running")
+        d.ok("set", "web1", "--maximum", "6G")
+        check(d.vm("web1")["maximum_bytes"] == 6 * GIB, "maximum raised")
+
+
+@tap.case
+def buffer_and_weight_change_any_time(bins):
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        d.ok("set", "web1", "--buffer", "50", "--weight", "9000")
+        d.ok("set", "off1", "--buffer", "35%", "--weight", "0")
+        v, o = d.vm("web1"), d.vm("off1")
+        check(v["buffer_percent"] == 50 and v["weight"] == 9000, "running VM changed", v)
+        check(o["buffer_percent"] == 35 and o["weight"] == 0, "off VM changed", o)
+        d.fails("set", "web1", "--buffer", "4", contains="web1: buffer 4 % is outside 5..2000 %")
+        d.fails("set", "web1", "--buffer", "2001", contains="outside 5..2000 %")
+        d.fails("set", "web1", "--weight", "10001", contains="web1: weight 10001 is outside")
+
+
+@tap.case
+def off_vm_takes_startup_and_dynamic_changes(bins):
+    with running(bins, CONFIG) as d:
+        d.ok("set", "off1", "--startup", "1536M", "--dynamic", "off")
+        o = d.vm("off1")
+        check(o["startup_bytes"] == 1536 * MIB and o["dynamic"] is False, "changed while off", o)
+        d.ok("start", "off1")
+        check(d.vm("off1")["assigned_bytes"] == 1536 * MIB, "starts with the new startup")
+
+
+@tap.case
+def minimum_startup_maximum_stay_ordered(bins):
+    with running(bins, CONFIG) as d:
+        d.fails("set", "off1", "--minimum", "1536M",
+                contains="off1: minimum 1.5 GiB is above startup 1 GiB")
+        d.fails("set", "off1", "--startup", "3G", contains="off1: startup 3 GiB is above maximum 2 GiB")
+        d.fails("set", "off1", "--maximum", "768M", contains="above maximum 768 MiB")
+        d.fails("set", "off1", "--minimum", "16M", contains="minimum 16 MiB is below 32 MiB")
+        d.fails("set", "off1", "--startup", "1000001K", contains="not a multiple of the 2 MiB block")
+        d.ok("set", "off1", "--startup", "3G", "--maximum", "3G", "--minimum", "3G")
+        o = d.vm("off1")
+        check(o["minimum_bytes"] == o["startup_bytes"] == o["maximum_bytes"] == 3 * GIB,
+              "several settings in one change are checked together", o)
+
+
+@tap.case
+def static_vm_keeps_its_startup_size_and_counts(bins):
+    with running(bins, CONFIG) as d:
+        d.ok("create", "fixed1", "--startup", "768M", "--dynamic", "off",
+             "-o", "trace=@DATA@/flat-300m.csv".replace("@DATA@", __import__("harness").DATA))
+        d.ok("start", "fixed1")
+        # demand (300M) is far below startup; a dynamic VM would shrink, a static one must not
+        h = wait_for(lambda: (h := d.json("status"))["cycles"] > 20 and h, "cycles to pass")
+        v = d.vm("fixed1")
+        check(v["assigned_bytes"] == 768 * MIB, "static VM keeps startup", v)
+        check(h["assigned_bytes"] >= 768 * MIB, "it counts against the host", h)
+
+
+@tap.case
+def create_defines_a_vm_with_defaults(bins):
+    from harness import DATA
+    with running(bins, CONFIG) as d:
+        r = d.ok("create", "new1", "--startup", "512M", "--dynamic", "on",
+                 "-o", f"trace={DATA}/small.csv", "--json")
+        v = d.vm("new1")
+        check(v["origin"] == "created" and v["state"] == "off", "created, off", v)
+        check(v["maximum_bytes"] == 2 * GIB and v["minimum_bytes"] == 512 * MIB and
+              v["buffer_percent"] == 20 and v["weight"] == 5000, "defaults completed", v)
+        check('"name": "new1"' in r.out, "create --json prints the VM", r)
+        d.ok("start", "new1")
+        d.fails("create", "new1", "-o", f"trace={DATA}/small.csv",
+                contains="new1: already exists")
+        d.fails("create", "web1", contains="web1: already exists")
+
+
+@tap.case
+def create_refuses_what_the_backend_cannot_run(bins):
+    from harness import DATA
+    with running(bins, CONFIG) as d:
+        d.fails("create", "new2", contains="the sim backend needs a trace")
+        d.fails("create", "new2", "-o", "trace=/nonexistent.csv", contains="/nonexistent.csv")
+        d.fails("create", "new2", "-o", f"trace={DATA}/small.csv", "-o", "colour=red",
+                contains="new2: backend sim takes no key \"colour\"")
+        d.fails("create", "new2", "--startup", "1G", "--maximum", "512M",
+                "-o", f"trace={DATA}/small.csv", contains="new2: startup 1 GiB is above maximum")
+        d.fails("show", "new2", contains="no such VM")
+
+
+@tap.case
+def delete_only_created_vms_that_are_off(bins):
+    from harness import DATA
+    with running(bins, CONFIG) as d:
+        d.fails("delete", "web1", contains="web1: defined in " + d.conf + ":")
+        d.ok("create", "tmp1", "-o", f"trace={DATA}/small.csv", "--startup", "256M")
+        d.ok("start", "tmp1")
+        d.fails("delete", "tmp1", contains="tmp1: running; stop it first")
+        d.ok("stop", "tmp1")
+        d.ok("delete", "tmp1")
+        d.fails("show", "tmp1", contains="tmp1: no such VM")
+        d.fails("delete", "tmp1", contains="tmp1: no such VM")
+
+
+@tap.case
+def set_on_an_unknown_vm(bins):
+    with running(bins, CONFIG) as d:
+        d.fails("set", "nope", "--weight", "1", contains="dynmem: nope: no such VM")
+
+
+if __name__ == "__main__":
+    main(tap)

@@ -1,0 +1,258 @@
+/*
+ * qtest: helpers for the QEMU tests. See qtest.h.
+ */
+#include "qtest.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qemu.h"
+
+extern char **environ;
+
+uint64_t qt_now_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+char *qt_tempdir(void)
+{
+        const char *tmp = getenv("TMPDIR");
+        char *dir;
+
+        if (asprintf(&dir, "%s/dmq.XXXXXX", tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp") < 0)
+                abort();
+        if (!mkdtemp(dir))
+                abort();
+        return dir;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void)st, (void)flag, (void)ftw;
+        return remove(path);
+}
+
+void qt_rmtree(char *dir)
+{
+        if (!dir)
+                return;
+        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        free(dir);
+}
+
+static char *read_file(const char *path)
+{
+        FILE *f = fopen(path, "re");
+        char *buf = NULL;
+        size_t cap = 0, n = 0, got;
+
+        if (!f)
+                return NULL;
+        do {
+                if (n + 4096 + 1 > cap && !(buf = realloc(buf, cap = cap * 2 + 8192)))
+                        abort();
+                got = fread(buf + n, 1, 4096, f);
+                n += got;
+        } while (got > 0);
+        fclose(f);
+        buf[n] = '\0';
+        return buf;
+}
+
+void qt_kill_leftovers(const char *run_dir)
+{
+        DIR *d = opendir(run_dir);
+        struct dirent *e;
+
+        if (!d)
+                return;
+        while ((e = readdir(d))) {
+                size_t n = strlen(e->d_name);
+                char path[4096], buf[32] = "";
+                FILE *f;
+                if (n < 5 || strcmp(e->d_name + n - 4, ".pid") != 0)
+                        continue;
+                snprintf(path, sizeof(path), "%s/%s", run_dir, e->d_name);
+                if (!(f = fopen(path, "re")))
+                        continue;
+                pid_t pid = fgets(buf, sizeof(buf), f) ? (pid_t)atoi(buf) : 0;
+                char proc[64], all[65536];
+                size_t len = 0;
+                FILE *c;
+                snprintf(proc, sizeof(proc), "/proc/%d/cmdline", (int)pid);
+                if (pid > 1 && (c = fopen(proc, "re"))) {
+                        len = fread(all, 1, sizeof(all) - 1, c);
+                        fclose(c);
+                }
+                all[len] = '\0';
+                for (size_t i = 0; i < len; i++)
+                        all[i] = all[i] ? all[i] : ' ';
+                /* Only a process whose command line names this folder: pids get reused. */
+                if (len && strstr(all, run_dir) && kill(pid, SIGKILL) == 0)
+                        waitpid(pid, NULL, 0);
+                fclose(f);
+        }
+        closedir(d);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+        (void)fd, (void)what, (void)arg;
+}
+
+bool qt_loop_until(struct event_base *base, bool (*cond)(void *), void *arg, uint64_t timeout_ms)
+{
+        uint64_t deadline = qt_now_ms() + timeout_ms;
+        struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+        struct timeval tv = {.tv_sec = 0, .tv_usec = 50000};
+        bool ok;
+
+        event_add(tick, &tv);
+        while (!(ok = cond(arg)) && qt_now_ms() < deadline)
+                event_base_loop(base, EVLOOP_ONCE);
+        event_free(tick);
+        return ok;
+}
+
+static bool never(void *arg)
+{
+        (void)arg;
+        return false;
+}
+
+void qt_loop_for(struct event_base *base, uint64_t ms)
+{
+        qt_loop_until(base, never, NULL, ms);
+}
+
+static bool image_in(const char *dir)
+{
+        char k[4096], i[4096];
+
+        snprintf(k, sizeof(k), "%s/vmlinuz", dir);
+        snprintf(i, sizeof(i), "%s/initrd.img", dir);
+        return access(k, R_OK) == 0 && access(i, R_OK) == 0;
+}
+
+/* Run guest/image/build.sh OUT, its output into OUT.log. */
+static int build_image(const char *src, const char *out, char *why, size_t len)
+{
+        char script[4096], log[4096];
+        posix_spawn_file_actions_t fa;
+        pid_t pid;
+        int status = 0, r;
+
+        snprintf(script, sizeof(script), "%s/guest/image/build.sh", src);
+        snprintf(log, sizeof(log), "%s.log", out);
+        char *argv[] = {script, (char *)out, NULL};
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        posix_spawn_file_actions_adddup2(&fa, 1, 2);
+        r = posix_spawn(&pid, script, &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        if (r != 0) {
+                snprintf(why, len, "cannot run %s: %s", script, strerror(r));
+                return -r;
+        }
+        waitpid(pid, &status, 0);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !image_in(out)) {
+                snprintf(why, len, "the guest image could not be built (%s failed, see %s)", script,
+                         log);
+                return -EIO;
+        }
+        return 0;
+}
+
+const char *qt_guest_image(char *why, size_t len)
+{
+        static char dir[4096];
+        const char *env = getenv(QEMU_GUEST_IMAGE_ENV), *build = getenv("DYNMEM_BUILD_ROOT");
+        const char *src = getenv("DYNMEM_SOURCE_ROOT"), *own = getenv("DYNMEM_TEST_IMAGE_DIR");
+
+        if (dir[0])
+                return dir;
+        if (env && *env && image_in(env))
+                snprintf(dir, sizeof(dir), "%s", env);
+        else if (build && snprintf(dir, sizeof(dir), "%s/guest", build) > 0 && image_in(dir))
+                ;
+        else if (own && image_in(own))
+                snprintf(dir, sizeof(dir), "%s", own);
+        else if (!src || !own) {
+                snprintf(why, len,
+                         "no guest image and DYNMEM_SOURCE_ROOT/DYNMEM_TEST_IMAGE_DIR "
+                         "unset (run through meson test)");
+                return NULL;
+        } else if (build_image(src, own, why, len) == 0) {
+                snprintf(dir, sizeof(dir), "%s", own);
+        } else {
+                dir[0] = '\0';
+                return NULL;
+        }
+        setenv(QEMU_GUEST_IMAGE_ENV, dir, 1);
+        return dir;
+}
+
+bool qt_file_contains(const char *path, const char *needle)
+{
+        char *text = read_file(path);
+        bool found = text && strstr(text, needle);
+
+        free(text);
+        return found;
+}
+
+uint64_t qt_console_memtotal(const char *path)
+{
+        char *text = read_file(path), *p, *last = NULL;
+        unsigned long long kb = 0;
+
+        for (p = text; p && (p = strstr(p, "MemTotal=")); p++)
+                last = p;
+        if (last)
+                sscanf(last, "MemTotal=%llu kB", &kb);
+        free(text);
+        return (uint64_t)kb * 1024;
+}
+
+int qt_vm_configure(struct qt_vm *t, struct backend *b, const char *ini, char *err, size_t len)
+{
+        struct config_diag diag = {0};
+        int r;
+
+        memset(t, 0, sizeof(*t));
+        r = config_load_string("test.ini", ini, &t->cfg, &diag);
+        if (r == 0 && t->cfg.n_vms < 1)
+                r = -EINVAL;
+        if (r < 0) {
+                snprintf(err, len, "%s", diag.count ? diag.messages[0] : "bad config");
+                config_diag_free(&diag);
+                return r;
+        }
+        config_diag_free(&diag);
+        snprintf(t->vm.name, sizeof(t->vm.name), "%s", t->cfg.vms[0].name);
+        t->vm.settings = t->cfg.vms[0].settings;
+        return b->ops->configure_vm(b, &t->vm, &t->cfg, &t->cfg.vms[0], err, len);
+}
+
+void qt_vm_release(struct qt_vm *t, struct backend *b)
+{
+        if (b)
+                b->ops->forget_vm(b, &t->vm);
+        config_free(&t->cfg);
+}

@@ -1,0 +1,57 @@
+/*
+ * qtest: helpers the QEMU tests share: temporary folders, running a
+ * libevent loop until a condition holds, the guest image (found or built),
+ * and VMs configured from INI text.
+ */
+#ifndef DYNMEM_QTEST_H
+#define DYNMEM_QTEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "config.h"
+#include "vm.h"
+
+struct event_base;
+
+uint64_t qt_now_ms(void);
+
+/* A fresh folder under $TMPDIR or /tmp (short: sockets live there); caller frees. */
+char *qt_tempdir(void);
+void qt_rmtree(char *dir);
+
+/* Kill (SIGKILL) and reap every QEMU whose pid file is in run_dir: a failed test's leftovers. */
+void qt_kill_leftovers(const char *run_dir);
+
+/* Run the loop until cond(arg) is true or timeout_ms pass; returns cond's last value. */
+bool qt_loop_until(struct event_base *base, bool (*cond)(void *), void *arg, uint64_t timeout_ms);
+
+/* Run the loop for ms milliseconds. */
+void qt_loop_for(struct event_base *base, uint64_t ms);
+
+/*
+ * The bundled guest image's folder: $DYNMEM_GUEST_IMAGE_DIR, the build's
+ * guest/ folder, or one built here with guest/image/build.sh. NULL with the
+ * reason in why when no image can be had.
+ */
+const char *qt_guest_image(char *why, size_t len);
+
+/* True when the file contains needle. */
+bool qt_file_contains(const char *path, const char *needle);
+
+/* The last "MemTotal=N kB" the guest image printed (dynmem.debug=1), in bytes; 0 if none. */
+uint64_t qt_console_memtotal(const char *path);
+
+/* A VM as the daemon would hold it, configured from `[vm "NAME"]` INI text. */
+struct qt_vm {
+        struct config cfg;
+        struct vm vm;
+};
+
+/* Load ini, take its first VM, configure it on backend b (no check_vm). 0 or -errno. */
+int qt_vm_configure(struct qt_vm *t, struct backend *b, const char *ini, char *err, size_t len);
+void qt_vm_release(struct qt_vm *t, struct backend *b);
+
+#endif

@@ -1,0 +1,697 @@
+/*
+ * Tests for the QEMU backend's parts that need no QEMU: qemu_args split and
+ * refused, the command line, VM keys with FILE:LINE diagnostics and the
+ * bundled image, the accelerator choice, and the memory arithmetic (grow
+ * order, shrink order, balloon below startup, stuck unplug, refused plug).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "qemu.h"
+#include "qemu_int.h"
+#include "qtest.h"
+#include "units.h"
+
+/* ---- qemu_args ---- */
+
+static void split(const char *text, char ***words, size_t *n)
+{
+        char err[128];
+
+        if (qemu_args_split(text, words, n, err, sizeof(err)) < 0)
+                fail_msg("split \"%s\": %s", text, err);
+}
+
+static void args_split_like_a_shell_without_one(void **state)
+{
+        char **w, err[128];
+        size_t n;
+
+        (void)state;
+        split("  -device  virtio-net-pci,netdev=n0\t-name 'a b' \"c \\\"d\\\"\" e\\ f $HOME `x`",
+              &w, &n);
+        assert_int_equal(n, 8);
+        assert_string_equal(w[0], "-device");
+        assert_string_equal(w[1], "virtio-net-pci,netdev=n0");
+        assert_string_equal(w[3], "a b");
+        assert_string_equal(w[4], "c \"d\"");
+        assert_string_equal(w[5], "e f");
+        assert_string_equal(w[6], "$HOME");
+        assert_string_equal(w[7], "`x`");
+        assert_null(w[8]);
+        qemu_strv_free(w);
+        split("", &w, &n);
+        assert_int_equal(n, 0);
+        assert_null(w[0]);
+        qemu_strv_free(w);
+        split("''", &w, &n);
+        assert_int_equal(n, 1);
+        assert_string_equal(w[0], "");
+        qemu_strv_free(w);
+        assert_int_equal(qemu_args_split("-a 'open", &w, &n, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "unterminated"));
+        assert_int_equal(qemu_args_split("-a \\", &w, &n, err, sizeof(err)), -EINVAL);
+        char many[4096] = "";
+        for (int i = 0; i <= QEMU_ARGS_MAX; i++)
+                strcat(many, "x ");
+        assert_int_equal(qemu_args_split(many, &w, &n, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "words"));
+}
+
+static void args_touching_memory_or_dynmem_devices_are_refused(void **state)
+{
+        static const char *const refused[] = {
+            "-m 4G",
+            "--m 4G",
+            "-object memory-backend-file,id=x,size=1G,mem-path=/dev/shm/x",
+            "-device virtio-mem-pci,id=x,memdev=y",
+            "-device virtio-balloon-pci,id=b2",
+            "-device pc-dimm,id=d,memdev=m",
+            "-device nvdimm,id=d",
+            "-global virtio-balloon-device.free-page-hint=on",
+            "-machine pc,memory-backend=foo",
+            "-qmp unix:/tmp/x,server=on",
+            "-monitor stdio",
+            "-mon chardev=c",
+            "-chardev socket,id=dm-agent,path=/tmp/y",
+            "-device virtserialport,bus=dm-serial.0,chardev=c,name=x",
+            "-device virtserialport,chardev=c0,name=org.dynmem.agent.0",
+            "-device '{\"driver\":\"virtio-net-pci\",\"id\": \"dm-net\"}'",
+            "-netdev user,id=dm-n",
+            "-daemonize",
+            "-pidfile /tmp/p",
+            "-serial stdio",
+            "-nographic",
+            "-kernel /boot/vmlinuz",
+            "-smp 4",
+            "-accel kvm",
+            "-enable-kvm",
+            "-name other",
+            "-readconfig /etc/x.cfg",
+            "-set device.dm-vmem.requested-size=1G",
+            "-mem-prealloc",
+            "-numa node,memdev=m",
+            "-overcommit mem-lock=on",
+            "-sandbox off",
+            "-S",
+            "-no-shutdown",
+            "-runas nobody",
+        };
+        static const char *const allowed[] = {
+            "-netdev user,id=n0 -device virtio-net-pci,netdev=n0",
+            "-drive file=/var/lib/dm-1.img,if=virtio,format=raw",
+            "-no-reboot -cpu max -machine q35",
+            "-device virtio-rng-pci -rtc base=utc",
+            "-chardev socket,id=mon1,path=/tmp/x,,dm-1,server=on,wait=off",
+        };
+        char **w, err[256];
+        size_t n;
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++) {
+                split(refused[i], &w, &n);
+                if (qemu_args_check(w, n, err, sizeof(err)) != -EPERM)
+                        fail_msg("\"%s\" was not refused", refused[i]);
+                assert_non_null(strstr(err, "qemu_args may not"));
+                qemu_strv_free(w);
+        }
+        for (size_t i = 0; i < sizeof(allowed) / sizeof(*allowed); i++) {
+                split(allowed[i], &w, &n);
+                if (qemu_args_check(w, n, err, sizeof(err)) != 0)
+                        fail_msg("\"%s\" was refused: %s", allowed[i], err);
+                qemu_strv_free(w);
+        }
+}
+
+/* ---- the command line ---- */
+
+static bool has_pair(char **argv, const char *opt, const char *value)
+{
+        for (size_t i = 0; argv[i] && argv[i + 1]; i++)
+                if (strcmp(argv[i], opt) == 0 && strcmp(argv[i + 1], value) == 0)
+                        return true;
+        return false;
+}
+
+static bool has_word_with(char **argv, const char *needle)
+{
+        for (size_t i = 0; argv[i]; i++)
+                if (strstr(argv[i], needle))
+                        return true;
+        return false;
+}
+
+static void argv_has_the_memory_layout_and_dynmem_devices(void **state)
+{
+        char *extra[] = {"-no-reboot", NULL};
+        struct qemu_vm_config c = {.qemu = "/usr/bin/qemu-system-x86_64",
+                                   .kernel = "/img/vmlinuz",
+                                   .initrd = "/img/initrd.img",
+                                   .append = "console=ttyS0 quiet",
+                                   .cpus = 2,
+                                   .extra = extra,
+                                   .n_extra = 1};
+        struct qemu_paths p = {.qmp = "/run/dm,x/web.qmp",
+                               .agent = "/run/dm/web.agent",
+                               .pid = "/run/dm/web.pid",
+                               .console = "/var/lib/dm/web.console.log"};
+        struct qemu_layout l = {.startup = 256 * MIB, .region = 768 * MIB, .block = 2 * MIB};
+        char **argv;
+
+        (void)state;
+        assert_int_equal(qemu_argv_build("web", &c, &l, &p, false, &argv), 0);
+        assert_string_equal(argv[0], "/usr/bin/qemu-system-x86_64");
+        assert_true(has_pair(argv, "-m", "size=262144k,slots=1,maxmem=1048576k"));
+        assert_true(has_pair(argv, "-object", "memory-backend-ram,id=dm-mem-ram,size=805306368"));
+        assert_true(has_pair(argv, "-device",
+                             "virtio-mem-pci,id=dm-vmem,memdev=dm-mem-ram,"
+                             "block-size=2097152,requested-size=0"));
+        assert_true(has_pair(argv, "-device",
+                             "virtio-balloon-pci,id=dm-balloon,"
+                             "deflate-on-oom=on,free-page-reporting=on"));
+        assert_true(has_pair(argv, "-device",
+                             "virtserialport,bus=dm-serial.0,chardev=dm-agent,"
+                             "name=org.dynmem.agent.0"));
+        assert_true(has_pair(argv, "-chardev",
+                             "socket,id=dm-agent,path=/run/dm/web.agent,"
+                             "server=on,wait=off"));
+        /* Commas in paths are doubled inside option strings. */
+        assert_true(has_pair(argv, "-chardev",
+                             "socket,id=dm-qmp,path=/run/dm,,x/web.qmp,"
+                             "server=on,wait=off"));
+        assert_true(has_pair(argv, "-pidfile", "/run/dm/web.pid"));
+        assert_true(has_pair(argv, "-accel", "tcg"));
+        assert_true(has_pair(argv, "-smp", "2"));
+        assert_true(has_pair(argv, "-append", "console=ttyS0 quiet"));
+        assert_true(has_pair(argv, "-name", "guest=web"));
+        assert_false(has_word_with(argv, "host"));
+        size_t n = 0;
+        while (argv[n])
+                n++;
+        assert_string_equal(argv[n - 1], "-no-reboot");
+        qemu_strv_free(argv);
+
+        /* No room above startup: no virtio-mem at all; KVM brings -cpu host. */
+        l.region = 0;
+        c.n_extra = 0;
+        assert_int_equal(qemu_argv_build("web", &c, &l, &p, true, &argv), 0);
+        assert_true(has_pair(argv, "-m", "size=262144k"));
+        assert_false(has_word_with(argv, "virtio-mem"));
+        assert_false(has_word_with(argv, "memory-backend"));
+        assert_true(has_word_with(argv, "virtio-balloon-pci"));
+        assert_true(has_pair(argv, "-accel", "kvm"));
+        assert_true(has_pair(argv, "-cpu", "host"));
+        qemu_strv_free(argv);
+}
+
+static void layout_follows_the_settings(void **state)
+{
+        struct vm_settings s = {.dynamic = true,
+                                .startup_bytes = 512 * MIB,
+                                .minimum_bytes = 256 * MIB,
+                                .maximum_bytes = 2 * GIB,
+                                .block_bytes = 2 * MIB};
+        struct qemu_layout l;
+
+        (void)state;
+        qemu_layout_from_settings(&s, &l);
+        assert_int_equal(l.startup, 512 * MIB);
+        assert_int_equal(l.region, 1536 * MIB);
+        s.dynamic = false;
+        qemu_layout_from_settings(&s, &l);
+        assert_int_equal(l.region, 0);
+}
+
+static void paths_fit_in_a_socket_address(void **state)
+{
+        struct qemu_paths p;
+        char err[256], longdir[200];
+
+        (void)state;
+        assert_int_equal(
+            qemu_paths_make("/run/dynmem", "/var/lib/dynmem", "web", &p, err, sizeof(err)), 0);
+        assert_string_equal(p.qmp, "/run/dynmem/web.qmp");
+        assert_string_equal(p.agent, "/run/dynmem/web.agent");
+        assert_string_equal(p.pid, "/run/dynmem/web.pid");
+        assert_string_equal(p.console, "/var/lib/dynmem/web.console.log");
+        qemu_paths_free(&p);
+        memset(longdir, 'd', sizeof(longdir) - 1);
+        longdir[0] = '/';
+        longdir[sizeof(longdir) - 1] = '\0';
+        assert_int_equal(qemu_paths_make(longdir, "/var", "web", &p, err, sizeof(err)),
+                         -ENAMETOOLONG);
+        assert_non_null(strstr(err, "longer than"));
+}
+
+static void accel_is_chosen_and_explained(void **state)
+{
+        char why[160];
+        bool kvm = true;
+
+        (void)state;
+        assert_int_equal(qemu_accel_choose(QEMU_ACCEL_TCG, &kvm, why, sizeof(why)), 0);
+        assert_false(kvm);
+        assert_string_equal(why, "tcg (accel = tcg)");
+        assert_int_equal(qemu_accel_choose(QEMU_ACCEL_AUTO, &kvm, why, sizeof(why)), 0);
+        assert_non_null(strstr(why, kvm ? "kvm (auto: " : "tcg (auto: "));
+        bool auto_kvm = kvm;
+        int r = qemu_accel_choose(QEMU_ACCEL_KVM, &kvm, why, sizeof(why));
+        /* Demanding KVM works exactly where auto would choose it. */
+        assert_int_equal(r == 0, auto_kvm);
+        if (r < 0) {
+                assert_int_equal(r, -ENODEV);
+                assert_non_null(strstr(why, "KVM does not work here"));
+        }
+}
+
+/* ---- keys ---- */
+
+struct keys {
+        char *dir;
+        char *image;
+        struct config cfg;
+        struct config_diag diag;
+};
+
+static void write_file(const char *dir, const char *name, const char *text)
+{
+        char path[512];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        assert_non_null(f = fopen(path, "w"));
+        fputs(text, f);
+        fclose(f);
+}
+
+static int keys_setup(void **state)
+{
+        struct keys *k = calloc(1, sizeof(*k));
+
+        k->dir = qt_tempdir();
+        assert_true(asprintf(&k->image, "%s/image", k->dir) > 0);
+        assert_int_equal(mkdir(k->image, 0755), 0);
+        write_file(k->image, "vmlinuz", "kernel");
+        write_file(k->image, "initrd.img", "initrd");
+        write_file(k->image, "cmdline", "console=ttyS0 memhp_default_state=online_movable\n");
+        write_file(k->dir, "own-kernel", "kernel");
+        *state = k;
+        return 0;
+}
+
+static int keys_teardown(void **state)
+{
+        struct keys *k = *state;
+
+        config_free(&k->cfg);
+        config_diag_free(&k->diag);
+        free(k->image);
+        qt_rmtree(k->dir);
+        free(k);
+        return 0;
+}
+
+/* Load ini as DIR/vm.ini and parse its first VM's keys. */
+static int parse(struct keys *k, const char *ini, bool check_files, struct qemu_vm_config *c)
+{
+        char path[512];
+
+        write_file(k->dir, "vm.ini", ini);
+        snprintf(path, sizeof(path), "%s/vm.ini", k->dir);
+        config_free(&k->cfg);
+        config_diag_free(&k->diag);
+        if (config_load(path, &k->cfg, &k->diag) < 0) {
+                for (size_t i = 0; i < k->diag.count; i++)
+                        print_message("# %s\n", k->diag.messages[i]);
+                fail_msg("config did not load");
+        }
+        return qemu_config_parse(&k->cfg, &k->cfg.vms[0], k->image, check_files, c, &k->diag);
+}
+
+/* The diag message for line `line` of vm.ini containing needle. */
+static bool diag_has(struct keys *k, unsigned line, const char *needle)
+{
+        char prefix[512];
+
+        snprintf(prefix, sizeof(prefix), "%s/vm.ini:%u: vm \"", k->dir, line);
+        for (size_t i = 0; i < k->diag.count; i++)
+                if (strncmp(k->diag.messages[i], prefix, strlen(prefix)) == 0 &&
+                    strstr(k->diag.messages[i], needle))
+                        return true;
+        for (size_t i = 0; i < k->diag.count; i++)
+                print_message("# %s\n", k->diag.messages[i]);
+        return false;
+}
+
+static void the_bundled_image_is_the_default(void **state)
+{
+        struct keys *k = *state;
+        struct qemu_vm_config c;
+        char want[512];
+
+        assert_int_equal(parse(k, "[vm \"web\"]\nappend = dynmem.load=ramp:100M:10s\n", true, &c),
+                         0);
+        assert_true(c.bundled_image);
+        snprintf(want, sizeof(want), "%s/vmlinuz", k->image);
+        assert_string_equal(c.kernel, want);
+        snprintf(want, sizeof(want), "%s/initrd.img", k->image);
+        assert_string_equal(c.initrd, want);
+        assert_string_equal(c.append, "console=ttyS0 memhp_default_state=online_movable "
+                                      "dynmem.load=ramp:100M:10s");
+        assert_string_equal(c.qemu, QEMU_DEFAULT_BINARY);
+        assert_int_equal(c.cpus, 1);
+        assert_int_equal(c.accel, QEMU_ACCEL_AUTO);
+        assert_int_equal(c.shutdown_timeout_ms, QEMU_SHUTDOWN_DEFAULT);
+        qemu_config_free(&c);
+}
+
+static void own_kernel_paths_are_relative_to_the_config(void **state)
+{
+        struct keys *k = *state;
+        struct qemu_vm_config c;
+        char want[512];
+
+        assert_int_equal(parse(k,
+                               "[vm \"web\"]\nkernel = own-kernel\nappend = console=ttyS0\n"
+                               "cpus = 4\naccel = tcg\nshutdown_timeout = 5s\n"
+                               "qemu_args = -no-reboot -device virtio-rng-pci\n",
+                               true, &c),
+                         0);
+        assert_false(c.bundled_image);
+        snprintf(want, sizeof(want), "%s/own-kernel", k->dir);
+        assert_string_equal(c.kernel, want);
+        assert_null(c.initrd);
+        assert_string_equal(c.append, "console=ttyS0");
+        assert_int_equal(c.cpus, 4);
+        assert_int_equal(c.accel, QEMU_ACCEL_TCG);
+        assert_int_equal(c.shutdown_timeout_ms, 5000);
+        assert_int_equal(c.n_extra, 3);
+        assert_string_equal(c.extra[2], "virtio-rng-pci");
+        qemu_config_free(&c);
+}
+
+static void bad_keys_are_reported_with_file_and_line(void **state)
+{
+        struct keys *k = *state;
+        struct qemu_vm_config c;
+
+        assert_int_equal(parse(k,
+                               "[vm \"web\"]\n"                           /* 1 */
+                               "dynamic = yes\n"                          /* 2 */
+                               "startup = 256M\n"                         /* 3 */
+                               "maximum = 1G\n"                           /* 4 */
+                               "block = 1M\n"                             /* 5 */
+                               "kernel = missing-kernel\n"                /* 6 */
+                               "cpus = many\n"                            /* 7 */
+                               "accel = hvf\n"                            /* 8 */
+                               "qemu_args = -object memory-backend-ram\n" /* 9 */
+                               "qemu = /nonexistent/qemu\n"               /* 10 */
+                               "shutdown_timeout = 2h\n"                  /* 11 */
+                               "disk = 'unterminated\n"                   /* 12 */
+                               "append = a\tb\n",                         /* 13 */
+                               true, &c),
+                         -EINVAL);
+        assert_true(diag_has(k, 5, "block 1 MiB is below virtio-mem's 2 MiB"));
+        assert_true(diag_has(k, 6, "missing-kernel: No such file or directory"));
+        assert_true(diag_has(k, 7, "cpus: \"many\""));
+        assert_true(diag_has(k, 8, "accel: \"hvf\" is not auto, kvm or tcg"));
+        assert_true(diag_has(k, 9, "memory-backend"));
+        assert_true(diag_has(k, 10, "QEMU binary /nonexistent/qemu"));
+        assert_true(diag_has(k, 11, "shutdown_timeout"));
+        assert_true(diag_has(k, 12, "disk"));
+        assert_true(diag_has(k, 13, "control characters"));
+        /* Without the file checks (configure_vm), only the file problems go away. */
+        config_diag_free(&k->diag);
+        assert_int_equal(parse(k, "[vm \"web\"]\nkernel = missing-kernel\ncpus = 2\n", false, &c),
+                         0);
+        qemu_config_free(&c);
+}
+
+static void a_missing_bundled_image_says_so(void **state)
+{
+        struct keys *k = *state;
+        struct qemu_vm_config c;
+        char path[512];
+
+        snprintf(path, sizeof(path), "%s/vmlinuz", k->image);
+        unlink(path);
+        assert_int_equal(parse(k, "[vm \"web\"]\n", true, &c), -EINVAL);
+        assert_true(diag_has(k, 1, "the bundled guest image"));
+}
+
+static void a_backend_without_directories_only_checks(void **state)
+{
+        struct keys *k = *state;
+        struct backend *b;
+        struct vm vm = {.name = "web"};
+        char err[256];
+
+        write_file(k->dir, "vm.ini", "[vm \"web\"]\nkernel = own-kernel\n");
+        char path[512];
+        snprintf(path, sizeof(path), "%s/vm.ini", k->dir);
+        assert_int_equal(config_load(path, &k->cfg, &k->diag), 0);
+        assert_int_equal(qemu_backend_new(&k->cfg, &(struct backend_env){0}, &b, err, sizeof(err)),
+                         0);
+        assert_int_equal(b->ops->check_vm(b, &k->cfg, &k->cfg.vms[0], &k->diag), 0);
+        vm.settings = k->cfg.vms[0].settings;
+        assert_int_equal(b->ops->configure_vm(b, &vm, &k->cfg, &k->cfg.vms[0], err, sizeof(err)),
+                         0);
+        assert_int_equal(b->ops->start(b, &vm, 0, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "vm \"web\": no QEMU configuration, event loop or run"));
+        assert_int_equal(b->ops->reattach(b, &vm, 0), -EINVAL);
+        assert_null(qemu_backend_agent_socket(&vm));
+        b->ops->destroy(b);
+        assert_null(vm.backend_data);
+}
+
+/* ---- memory arithmetic ---- */
+
+static struct qemu_mem mem(uint64_t startup, uint64_t region)
+{
+        struct qemu_layout l = {.startup = startup, .region = region, .block = 2 * MIB};
+        struct qemu_mem m;
+
+        qemu_mem_init(&m, &l, true);
+        return m;
+}
+
+/* Plan at now and pretend the requests went through QEMU (replies arrived). */
+static struct qemu_mem_plan plan(struct qemu_mem *m, uint64_t now)
+{
+        struct qemu_mem_plan p;
+
+        qemu_mem_plan(m, now, &p);
+        m->requested_in_flight = false;
+        if (p.set_requested)
+                m->requested = p.requested;
+        return p;
+}
+
+static void growing_deflates_first_then_plugs(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 768 * MIB);
+        struct qemu_mem_plan p;
+
+        (void)state;
+        assert_int_equal(qemu_mem_assigned(&m), 256 * MIB);
+        p = plan(&m, 0);
+        assert_true(p.set_balloon); /* the first plan states the balloon once */
+        assert_int_equal(p.balloon_value, 256 * MIB);
+        assert_false(p.set_requested);
+        /* Ballooned down to 192 MiB, then asked for 768 MiB. */
+        m.target = 192 * MIB;
+        p = plan(&m, 1000);
+        assert_int_equal(p.balloon_value, 192 * MIB);
+        qemu_mem_readback(&m, 192 * MIB, 0, 0, 2000);
+        m.target = 768 * MIB;
+        p = plan(&m, 3000);
+        assert_true(p.set_balloon && p.set_requested && p.balloon_first);
+        assert_int_equal(p.balloon_value, 256 * MIB);
+        assert_int_equal(p.requested, 512 * MIB);
+        qemu_mem_readback(&m, 256 * MIB, 512 * MIB, 512 * MIB, 4000);
+        assert_int_equal(qemu_mem_assigned(&m), 768 * MIB);
+        p = plan(&m, 5000);
+        assert_false(p.set_balloon || p.set_requested);
+}
+
+static void shrinking_unplugs_first_then_balloons(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 768 * MIB);
+        struct qemu_mem_plan p;
+
+        (void)state;
+        plan(&m, 0);
+        m.target = 768 * MIB;
+        plan(&m, 0);
+        qemu_mem_readback(&m, 256 * MIB, 512 * MIB, 512 * MIB, 1000);
+        m.target = 192 * MIB;
+        p = plan(&m, 2000);
+        assert_true(p.set_requested);
+        assert_int_equal(p.requested, 0);
+        assert_false(p.set_balloon); /* the balloon waits for the unplug */
+        assert_false(p.balloon_first);
+        qemu_mem_readback(&m, 256 * MIB, 256 * MIB, 0, 3000);
+        p = plan(&m, 4000);
+        assert_false(p.set_balloon || p.set_requested);
+        qemu_mem_readback(&m, 256 * MIB, 0, 0, 5000);
+        p = plan(&m, 6000);
+        assert_true(p.set_balloon);
+        assert_int_equal(p.balloon_value, 192 * MIB);
+        qemu_mem_readback(&m, 192 * MIB, 0, 0, 7000);
+        assert_int_equal(qemu_mem_assigned(&m), 192 * MIB);
+}
+
+static void a_stuck_unplug_is_made_up_by_the_balloon(void **state)
+{
+        struct qemu_mem m = mem(512 * MIB, 512 * MIB);
+        struct qemu_mem_plan p;
+
+        (void)state;
+        plan(&m, 0);
+        m.target = 1 * GIB;
+        plan(&m, 0);
+        qemu_mem_readback(&m, 512 * MIB, 512 * MIB, 512 * MIB, 1000);
+        m.target = 640 * MIB; /* 128 MiB above startup */
+        p = plan(&m, 2000);
+        assert_int_equal(p.requested, 128 * MIB);
+        /* The guest unplugs nothing for a long time. */
+        qemu_mem_readback(&m, 512 * MIB, 512 * MIB, 128 * MIB, 3000);
+        p = plan(&m, 2000 + QEMU_UNPLUG_STALL_MS - 1);
+        assert_false(p.set_balloon);
+        p = plan(&m, 2000 + QEMU_UNPLUG_STALL_MS);
+        assert_false(p.set_balloon); /* target above startup: nothing to balloon */
+
+        m.target = 384 * MIB; /* below startup now */
+        p = plan(&m, 20000);
+        assert_int_equal(p.requested, 0);
+        qemu_mem_readback(&m, 512 * MIB, 512 * MIB, 0, 21000);
+        p = plan(&m, 20000 + QEMU_UNPLUG_STALL_MS);
+        assert_true(p.set_balloon && p.unplug_stalled);
+        assert_int_equal(p.balloon_value, QEMU_BALLOON_FLOOR); /* 384 - 512 < floor */
+        /* Part of it unplugs after all: the balloon gives back as much. */
+        qemu_mem_readback(&m, QEMU_BALLOON_FLOOR, 128 * MIB, 0, 40000);
+        p = plan(&m, 40001);
+        assert_true(p.set_balloon);
+        assert_int_equal(p.balloon_value, 256 * MIB);
+        qemu_mem_readback(&m, 256 * MIB, 0, 0, 41000);
+        p = plan(&m, 41001);
+        assert_int_equal(p.balloon_value, 384 * MIB);
+}
+
+static void a_refused_plug_is_cut_back_and_retried_later(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 256 * MIB);
+        struct qemu_mem_plan p;
+
+        (void)state;
+        plan(&m, 0);
+        m.target = 512 * MIB;
+        p = plan(&m, 1000);
+        assert_int_equal(p.requested, 256 * MIB);
+        qemu_mem_readback(&m, 256 * MIB, 0, 256 * MIB, 2000);
+        p = plan(&m, 1000 + QEMU_PLUG_STALL_MS - 1);
+        assert_false(p.set_requested || p.plug_refused);
+        uint64_t t = 1000 + QEMU_PLUG_STALL_MS;
+        p = plan(&m, t);
+        assert_true(p.plug_refused && p.set_requested);
+        assert_int_equal(p.requested, 0);
+        qemu_mem_readback(&m, 256 * MIB, 0, 0, t + 1);
+        p = plan(&m, t + QEMU_PLUG_RETRY_MS - 1);
+        assert_false(p.set_requested);
+        p = plan(&m, t + QEMU_PLUG_RETRY_MS);
+        assert_true(p.set_requested);
+        assert_int_equal(p.requested, 256 * MIB);
+}
+
+static void without_virtio_mem_the_balloon_works_alone(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 0);
+        struct qemu_mem_plan p;
+
+        (void)state;
+        assert_int_equal(qemu_mem_clamp_target(&m, 1 * GIB), 256 * MIB);
+        plan(&m, 0);
+        m.target = qemu_mem_clamp_target(&m, 128 * MIB);
+        p = plan(&m, 1000);
+        assert_false(p.set_requested);
+        assert_true(p.set_balloon);
+        assert_int_equal(p.balloon_value, 128 * MIB);
+        qemu_mem_readback(&m, 128 * MIB, 0, 0, 2000);
+        assert_int_equal(qemu_mem_assigned(&m), 128 * MIB);
+        m.target = qemu_mem_clamp_target(&m, 1 * GIB);
+        p = plan(&m, 3000);
+        assert_false(p.set_requested);
+        assert_int_equal(p.balloon_value, 256 * MIB);
+}
+
+static void requests_in_flight_are_not_repeated(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 256 * MIB);
+        struct qemu_mem_plan p;
+
+        (void)state;
+        m.target = 512 * MIB;
+        qemu_mem_plan(&m, 0, &p);
+        assert_true(p.set_requested);
+        qemu_mem_plan(&m, 10, &p);
+        assert_false(p.set_requested || p.set_balloon);
+        struct qemu_mem unknown = mem(256 * MIB, 0);
+        unknown.known = false;
+        unknown.target = 128 * MIB;
+        qemu_mem_plan(&unknown, 0, &p);
+        assert_false(p.set_requested || p.set_balloon);
+}
+
+static void what_is_read_back_is_clamped(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 256 * MIB);
+
+        (void)state;
+        /* A balloon "actual" above base RAM (a QEMU counting plugged memory in it). */
+        qemu_mem_readback(&m, 512 * MIB, 256 * MIB, 256 * MIB, 0);
+        assert_int_equal(qemu_mem_assigned(&m), 512 * MIB);
+        assert_int_equal(qemu_mem_clamp_target(&m, 64 * GIB), 512 * MIB);
+        assert_int_equal(qemu_mem_clamp_target(&m, 300 * MIB + 1), 302 * MIB);
+        assert_int_equal(qemu_mem_clamp_target(&m, 0), SETTINGS_MINIMUM_FLOOR);
+        assert_int_equal(qemu_mem_clamp_target(&m, UINT64_MAX), 512 * MIB);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(args_split_like_a_shell_without_one),
+            cmocka_unit_test(args_touching_memory_or_dynmem_devices_are_refused),
+            cmocka_unit_test(argv_has_the_memory_layout_and_dynmem_devices),
+            cmocka_unit_test(layout_follows_the_settings),
+            cmocka_unit_test(paths_fit_in_a_socket_address),
+            cmocka_unit_test(accel_is_chosen_and_explained),
+            cmocka_unit_test_setup_teardown(the_bundled_image_is_the_default, keys_setup,
+                                            keys_teardown),
+            cmocka_unit_test_setup_teardown(own_kernel_paths_are_relative_to_the_config, keys_setup,
+                                            keys_teardown),
+            cmocka_unit_test_setup_teardown(bad_keys_are_reported_with_file_and_line, keys_setup,
+                                            keys_teardown),
+            cmocka_unit_test_setup_teardown(a_missing_bundled_image_says_so, keys_setup,
+                                            keys_teardown),
+            cmocka_unit_test_setup_teardown(a_backend_without_directories_only_checks, keys_setup,
+                                            keys_teardown),
+            cmocka_unit_test(growing_deflates_first_then_plugs),
+            cmocka_unit_test(shrinking_unplugs_first_then_balloons),
+            cmocka_unit_test(a_stuck_unplug_is_made_up_by_the_balloon),
+            cmocka_unit_test(a_refused_plug_is_cut_back_and_retried_later),
+            cmocka_unit_test(without_virtio_mem_the_balloon_works_alone),
+            cmocka_unit_test(requests_in_flight_are_not_repeated),
+            cmocka_unit_test(what_is_read_back_is_clamped),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

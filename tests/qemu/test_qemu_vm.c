@@ -1,0 +1,412 @@
+/*
+ * Tests for the QEMU backend with real guests under TCG: start, plug and
+ * unplug with virtio-mem, balloon below startup, QEMU killed, reattach from
+ * a fresh backend, and starts that must fail with a clear reason. Prints
+ * the latencies it sees as TAP comments.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "qemu.h"
+#include "qtest.h"
+#include "units.h"
+
+#define WAIT_MS (120 * 1000) /* generous: TCG on a shared, busy machine */
+
+struct fixture {
+        struct event_base *base;
+        char *dir;
+        char run[256], state[256];
+        int wakeups;
+};
+
+static void on_wakeup(void *userdata)
+{
+        ((struct fixture *)userdata)->wakeups++;
+}
+
+static struct backend *new_backend(struct fixture *f)
+{
+        struct backend_env env = {.base = f->base,
+                                  .run_dir = f->run,
+                                  .state_dir = f->state,
+                                  .wakeup = on_wakeup,
+                                  .wakeup_userdata = f};
+        struct backend *b = NULL;
+        char err[256];
+
+        assert_int_equal(qemu_backend_new(NULL, &env, &b, err, sizeof(err)), 0);
+        return b;
+}
+
+static int setup(void **state)
+{
+        struct fixture *f = calloc(1, sizeof(*f));
+
+        f->base = event_base_new();
+        f->dir = qt_tempdir();
+        snprintf(f->run, sizeof(f->run), "%s/run", f->dir);
+        snprintf(f->state, sizeof(f->state), "%s/state", f->dir);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state)
+{
+        struct fixture *f = *state;
+
+        qt_kill_leftovers(f->run);
+        event_base_free(f->base);
+        qt_rmtree(f->dir);
+        free(f);
+        return 0;
+}
+
+/* ---- waiting for conditions ---- */
+
+struct watch {
+        struct backend *b;
+        struct qt_vm *t;
+        uint64_t bytes;
+        struct vm_observation obs;
+        struct qemu_vm_info info;
+        const char *needle;
+};
+
+static void refresh(struct watch *w)
+{
+        w->b->ops->observe(w->b, &w->t->vm, qt_now_ms(), &w->obs);
+        qemu_backend_vm_info(&w->t->vm, &w->info);
+}
+
+static bool assigned_is(void *arg)
+{
+        struct watch *w = arg;
+
+        refresh(w);
+        return w->obs.alive && w->info.memory_known && w->obs.assigned_bytes == w->bytes;
+}
+
+static bool is_dead(void *arg)
+{
+        struct watch *w = arg;
+
+        refresh(w);
+        return !w->obs.alive;
+}
+
+static bool demand_known(void *arg)
+{
+        struct watch *w = arg;
+
+        refresh(w);
+        return w->obs.demand_known && w->info.memory_known;
+}
+
+static bool console_has(void *arg)
+{
+        struct watch *w = arg;
+
+        return qt_file_contains(w->info.console_log, w->needle);
+}
+
+static bool memtotal_at_least(void *arg)
+{
+        struct watch *w = arg;
+
+        return qt_console_memtotal(w->info.console_log) >= w->bytes;
+}
+
+static bool memtotal_below(void *arg)
+{
+        struct watch *w = arg;
+        uint64_t m = qt_console_memtotal(w->info.console_log);
+
+        return m > 0 && m < w->bytes;
+}
+
+static void wait_for(struct fixture *f, bool (*cond)(void *), struct watch *w, const char *what)
+{
+        if (!qt_loop_until(f->base, cond, w, WAIT_MS))
+                fail_msg("timed out waiting for %s (assigned %llu, plugged %llu, actual %llu)",
+                         what, (unsigned long long)w->obs.assigned_bytes,
+                         (unsigned long long)w->info.plugged_bytes,
+                         (unsigned long long)w->info.balloon_actual_bytes);
+}
+
+/* Start a configured VM and wait for the guest's ready line; returns ms to ready. */
+static uint64_t boot(struct fixture *f, struct backend *b, struct qt_vm *t, struct watch *w)
+{
+        uint64_t t0 = qt_now_ms(), t1;
+        char err[256] = "";
+
+        *w = (struct watch){.b = b, .t = t};
+        if (b->ops->start(b, &t->vm, t0, err, sizeof(err)) < 0)
+                fail_msg("start: %s", err);
+        t1 = qt_now_ms();
+        refresh(w);
+        assert_true(w->obs.alive);
+        assert_int_equal(w->obs.assigned_bytes, t->vm.settings.startup_bytes);
+        w->needle = "dynmem-guest-image: ready";
+        wait_for(f, console_has, w, "the guest's ready line");
+        print_message("# vm %s: start() returned in %llu ms, guest ready %llu ms after start\n",
+                      t->vm.name, (unsigned long long)(t1 - t0),
+                      (unsigned long long)(qt_now_ms() - t0));
+        return qt_now_ms() - t0;
+}
+
+/* Ask for target and wait until assigned is there; returns the ms it took. */
+static uint64_t resize(struct fixture *f, struct watch *w, uint64_t target, const char *what)
+{
+        uint64_t t0 = qt_now_ms();
+
+        assert_int_equal(w->b->ops->set_target(w->b, &w->t->vm, target, t0), 0);
+        w->bytes = target;
+        wait_for(f, assigned_is, w, what);
+        return qt_now_ms() - t0;
+}
+
+/* ---- tests ---- */
+
+static const char grow_ini[] = "[vm \"grow\"]\n"
+                               "dynamic = yes\n"
+                               "startup = 256M\n"
+                               "minimum = 128M\n"
+                               "maximum = 1G\n"
+                               "append = dynmem.debug=1\n";
+
+static void grows_shrinks_balloons_and_dies(void **state)
+{
+        struct fixture *f = *state;
+        struct backend *b = new_backend(f);
+        struct qt_vm t;
+        struct watch w;
+        char err[256];
+        struct stat st;
+
+        assert_int_equal(qt_vm_configure(&t, b, grow_ini, err, sizeof(err)), 0);
+        boot(f, b, &t, &w);
+        assert_true(strstr(w.info.accel, "tcg") || strstr(w.info.accel, "kvm"));
+        assert_int_equal(w.info.vmem_region_bytes, 768 * MIB);
+        wait_for(f, demand_known, &w, "balloon statistics");
+        assert_true(w.obs.host_rss_bytes > 16 * MIB);
+        assert_true(w.obs.demand_bytes > 0 && w.obs.demand_bytes < 256 * MIB);
+        print_message("# balloon statistics: demand %llu MiB, MemTotal %llu MiB, available %llu "
+                      "MiB; QEMU RSS %llu MiB\n",
+                      (unsigned long long)(w.obs.demand_bytes / MIB),
+                      (unsigned long long)(w.obs.guest_visible_bytes / MIB),
+                      (unsigned long long)(w.obs.guest_available_bytes / MIB),
+                      (unsigned long long)(w.obs.host_rss_bytes / MIB));
+        assert_int_equal(w.obs.assigned_bytes, 256 * MIB);
+        w.bytes = 1;
+        wait_for(f, memtotal_at_least, &w, "the guest's MemTotal line");
+        uint64_t memtotal = qt_console_memtotal(w.info.console_log);
+
+        uint64_t plug = resize(f, &w, 768 * MIB, "plugging 512 MiB");
+        assert_int_equal(w.info.plugged_bytes, 512 * MIB);
+        assert_int_equal(w.info.balloon_actual_bytes, 256 * MIB);
+        w.bytes = memtotal + 500 * MIB;
+        wait_for(f, memtotal_at_least, &w, "MemTotal to grow by 512 MiB");
+
+        uint64_t unplug = resize(f, &w, 256 * MIB, "unplugging 512 MiB");
+        assert_int_equal(w.info.plugged_bytes, 0);
+        w.bytes = memtotal + 16 * MIB;
+        wait_for(f, memtotal_below, &w, "MemTotal to shrink back");
+
+        uint64_t inflate = resize(f, &w, 192 * MIB, "the balloon to take 64 MiB");
+        assert_int_equal(w.info.balloon_actual_bytes, 192 * MIB);
+        assert_int_equal(w.info.plugged_bytes, 0);
+        assert_int_equal(w.info.requested_bytes, 0);
+        uint64_t deflate = resize(f, &w, 256 * MIB, "the balloon to give it back");
+        print_message("# plug 512 MiB %llu ms, unplug 512 MiB %llu ms, balloon -64 MiB %llu ms, "
+                      "+64 MiB %llu ms (as the backend sees it)\n",
+                      (unsigned long long)plug, (unsigned long long)unplug,
+                      (unsigned long long)inflate, (unsigned long long)deflate);
+
+        /* Targets beyond the layout are clamped, never reported above maximum. */
+        resize(f, &w, 1 * GIB, "growing to maximum");
+        assert_int_equal(b->ops->set_target(b, &t.vm, 64 * GIB, qt_now_ms()), 0);
+        qt_loop_for(f->base, 1500);
+        refresh(&w);
+        assert_true(w.obs.assigned_bytes <= 1 * GIB);
+
+        int before = f->wakeups;
+        uint64_t killed = qt_now_ms();
+        assert_int_equal(kill(w.info.pid, SIGKILL), 0);
+        wait_for(f, is_dead, &w, "the backend to see QEMU die");
+        print_message("# kill -9 seen after %llu ms\n", (unsigned long long)(qt_now_ms() - killed));
+        assert_true(f->wakeups > before);
+        assert_int_equal(b->ops->set_target(b, &t.vm, 512 * MIB, qt_now_ms()), -ESRCH);
+        char qmp[512];
+        snprintf(qmp, sizeof(qmp), "%s/grow.qmp", f->run);
+        assert_int_equal(stat(qmp, &st), -1);
+        qt_vm_release(&t, b);
+        b->ops->destroy(b);
+}
+
+static const char again_ini[] = "[vm \"again\"]\n"
+                                "dynamic = yes\n"
+                                "startup = 256M\n"
+                                "minimum = 128M\n"
+                                "maximum = 512M\n";
+
+static void reattaches_from_a_fresh_backend(void **state)
+{
+        struct fixture *f = *state;
+        struct backend *a = new_backend(f), *b;
+        struct qt_vm t;
+        struct watch w;
+        char err[256];
+
+        assert_int_equal(qt_vm_configure(&t, a, again_ini, err, sizeof(err)), 0);
+        boot(f, a, &t, &w);
+        resize(f, &w, 384 * MIB, "plugging 128 MiB");
+        pid_t pid = w.info.pid;
+
+        /* The daemon goes away; the guest keeps running. */
+        a->ops->destroy(a);
+        assert_null(t.vm.backend_data);
+        assert_int_equal(kill(pid, 0), 0);
+
+        b = new_backend(f);
+        assert_int_equal(b->ops->configure_vm(b, &t.vm, &t.cfg, &t.cfg.vms[0], err, sizeof(err)),
+                         0);
+        t.vm.obs.assigned_bytes = 0;
+        assert_int_equal(b->ops->reattach(b, &t.vm, qt_now_ms()), 0);
+        w.b = b;
+        w.bytes = 384 * MIB;
+        wait_for(f, assigned_is, &w, "the reattached VM's memory");
+        assert_int_equal(w.info.pid, pid);
+        assert_true(w.info.qmp_ready);
+        /* Found running, it keeps what it has until asked. */
+        qt_loop_for(f->base, 2500);
+        refresh(&w);
+        assert_int_equal(w.obs.assigned_bytes, 384 * MIB);
+        assert_int_equal(b->ops->max_honourable(b, &t.vm), 512 * MIB);
+        assert_int_equal(b->ops->reattach(b, &t.vm, qt_now_ms()), 0);
+
+        resize(f, &w, 256 * MIB, "unplugging after reattach");
+        assert_int_equal(b->ops->stop(b, &t.vm, true, qt_now_ms()), 0);
+        wait_for(f, is_dead, &w, "a forced stop");
+        assert_int_equal(b->ops->reattach(b, &t.vm, qt_now_ms()), -ENOENT);
+        qt_vm_release(&t, b);
+        b->ops->destroy(b);
+}
+
+/* Configure ini (the image's paths filled in) and return start()'s error. */
+static int start_error(struct fixture *f, const char *ini, char *err, size_t len)
+{
+        struct backend *b = new_backend(f);
+        struct qt_vm t;
+        int r;
+
+        assert_int_equal(qt_vm_configure(&t, b, ini, err, len), 0);
+        r = b->ops->start(b, &t.vm, qt_now_ms(), err, len);
+        if (r == 0)
+                b->ops->stop(b, &t.vm, true, qt_now_ms());
+        qt_vm_release(&t, b);
+        b->ops->destroy(b);
+        return r;
+}
+
+static void start_failures_name_the_vm_and_cause(void **state)
+{
+        struct fixture *f = *state;
+        char err[256];
+
+        assert_true(start_error(f, "[vm \"nokernel\"]\nkernel = /nonexistent/vmlinuz\n", err,
+                                sizeof(err)) < 0);
+        print_message("# %s\n", err);
+        assert_non_null(strstr(err, "vm \"nokernel\""));
+        assert_non_null(strstr(err, "/nonexistent/vmlinuz"));
+
+        assert_true(start_error(f, "[vm \"noqemu\"]\nqemu = /nonexistent/qemu-system-x86_64\n", err,
+                                sizeof(err)) < 0);
+        print_message("# %s\n", err);
+        assert_non_null(strstr(err, "vm \"noqemu\""));
+        assert_non_null(strstr(err, "QEMU binary"));
+
+        assert_true(start_error(f, "[vm \"baddev\"]\nqemu_args = -device no-such-device\n", err,
+                                sizeof(err)) < 0);
+        print_message("# %s\n", err);
+        assert_non_null(strstr(err, "vm \"baddev\": QEMU exited at start"));
+        assert_non_null(strstr(err, "no-such-device"));
+}
+
+static void check_vm_reports_file_and_line(void **state)
+{
+        struct fixture *f = *state;
+        struct backend *b = new_backend(f);
+        struct config cfg;
+        struct config_diag diag = {0};
+        const char *ini = "[vm \"mem\"]\n"
+                          "startup = 256M\n"
+                          "qemu_args = -display none -m 4G\n"
+                          "kernel = /nonexistent/vmlinuz\n"
+                          "cpus = 0\n";
+
+        assert_int_equal(config_load_string("test.ini", ini, &cfg, &diag), 0);
+        assert_int_equal(b->ops->check_vm(b, &cfg, &cfg.vms[0], &diag), -EINVAL);
+        bool args = false, kernel = false, cpus = false;
+        for (size_t i = 0; i < diag.count; i++) {
+                print_message("# %s\n", diag.messages[i]);
+                args |= strstr(diag.messages[i], "test.ini:3: vm \"mem\": qemu_args") &&
+                        strstr(diag.messages[i], "-m");
+                kernel |= strstr(diag.messages[i], "test.ini:4: vm \"mem\": kernel "
+                                                   "/nonexistent/vmlinuz") != NULL;
+                cpus |= strstr(diag.messages[i], "test.ini:5: vm \"mem\": cpus") != NULL;
+        }
+        assert_true(args && kernel && cpus);
+        config_diag_free(&diag);
+        config_free(&cfg);
+        b->ops->destroy(b);
+}
+
+static void stop_escalates_when_the_guest_ignores_power_off(void **state)
+{
+        struct fixture *f = *state;
+        struct backend *b = new_backend(f);
+        struct qt_vm t;
+        struct watch w = {.b = b, .t = &t};
+        char err[256];
+
+        assert_int_equal(qt_vm_configure(&t, b, "[vm \"stubborn\"]\nshutdown_timeout = 500ms\n",
+                                         err, sizeof(err)),
+                         0);
+        assert_int_equal(b->ops->start(b, &t.vm, qt_now_ms(), err, sizeof(err)), 0);
+        assert_int_equal(b->ops->stop(b, &t.vm, false, qt_now_ms()), 0);
+        wait_for(f, is_dead, &w, "power-off, then quit");
+        qt_vm_release(&t, b);
+        b->ops->destroy(b);
+}
+
+int main(void)
+{
+        char why[512] = "";
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown(check_vm_reports_file_and_line, setup, teardown),
+            cmocka_unit_test_setup_teardown(start_failures_name_the_vm_and_cause, setup, teardown),
+            cmocka_unit_test_setup_teardown(stop_escalates_when_the_guest_ignores_power_off, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(grows_shrinks_balloons_and_dies, setup, teardown),
+            cmocka_unit_test_setup_teardown(reattaches_from_a_fresh_backend, setup, teardown),
+        };
+
+        signal(SIGPIPE, SIG_IGN);
+        if (!qt_guest_image(why, sizeof(why))) {
+                printf("1..0 # SKIP %s\n", why);
+                return 0;
+        }
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

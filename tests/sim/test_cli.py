@@ -1,0 +1,385 @@
+#!/usr/bin/env python3
+"""Command-line tests of dynmem-sim: usage and exit codes, scenario and trace
+errors as FILE:LINE before anything runs, the --json keys and values,
+determinism, --timeline, --report, the built-in policies and an exec: policy.
+
+    test_cli.py DYNMEM_SIM DATA_DIR
+
+Prints TAP: a plan, then "ok N - name" / "not ok N - name" per case.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+
+SIM = os.path.abspath(sys.argv[1])
+DATA = os.path.abspath(sys.argv[2])
+SMALL = os.path.join(DATA, "small.ini")
+TMP = tempfile.mkdtemp(prefix="dynmem-sim-test-")
+
+# The interpreter running this script, without the start-up cost of a wrapper
+# (a policy's first answer is due within 1 s of its start).
+PYTHON = f"exec {sys.executable} -S"
+
+JSON_KEYS = {
+    "policy", "duration_s", "vms", "started", "refused", "vm_seconds", "short_seconds",
+    "short_byte_seconds", "oom_kills", "host_mean_bytes", "host_peak_bytes",
+    "budget_violations", "resize_ops", "reaction_p50_s", "reaction_p95_s",
+}
+
+
+def run(*args, timeout=120):
+    return subprocess.run([SIM, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def write(name, text):
+    path = os.path.join(TMP, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def sim_json(*args):
+    r = run(*args, "--json")
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
+    return json.loads(r.stdout)
+
+
+def expect_exit(r, code, *needles):
+    assert r.returncode == code, f"exit {r.returncode}, expected {code}; stderr: {r.stderr}"
+    for n in needles:
+        assert n in r.stderr, f"{n!r} not in stderr: {r.stderr}"
+
+
+GOOD_VM = """
+[vm "a"]
+dynamic = yes
+startup = 512M
+minimum = 256M
+maximum = 1G
+trace = a.csv
+"""
+
+
+def scenario(name, text, trace="seconds,demand\n0,300M\n10,400M\n"):
+    write("a.csv", trace)
+    return write(name, text)
+
+
+# ---- usage ----
+
+def test_help():
+    r = run("--help")
+    assert r.returncode == 0, r.returncode
+    assert "Usage: dynmem-sim SCENARIO.ini" in r.stdout
+    assert "--policy" in r.stdout and "--json" in r.stdout and "--report" in r.stdout
+
+
+def test_version():
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("dynmem-sim "), r.stdout
+
+
+def test_bad_option():
+    expect_exit(run("--bogus", SMALL), 2, "Usage")
+
+
+def test_no_scenario():
+    expect_exit(run(), 2, "expected one scenario file")
+    expect_exit(run(SMALL, SMALL), 2, "expected one scenario file")
+    expect_exit(run("--policy"), 2)
+
+
+def test_missing_scenario():
+    path = os.path.join(TMP, "nope.ini")
+    r = run(path)
+    expect_exit(r, 2, path, "cannot open")
+    assert r.stdout == ""
+
+
+def test_unknown_policy():
+    expect_exit(run(SMALL, "--policy", "greedy"), 2, 'unknown policy "greedy"')
+    expect_exit(run(SMALL, "--policy", "exec:"), 2, "unknown policy")
+
+
+# ---- bad scenarios and traces: FILE:LINE, exit 2, nothing runs ----
+
+def test_malformed_scenario():
+    path = scenario("bad.ini", "[host]\nmemory = 4G\nmemroy = 1G\n" + GOOD_VM)
+    timeline = os.path.join(TMP, "never.csv")
+    r = run(path, "--json", "--timeline", timeline)
+    expect_exit(r, 2, f'{path}:3: unknown key "memroy" in [host]')
+    assert r.stdout == "", "something ran"
+    assert not os.path.exists(timeline), "the timeline was written"
+
+
+def test_several_errors_reported():
+    path = scenario("bad2.ini", "[host]\nmemory = lots\n[sim]\nstep = 0\n" + GOOD_VM +
+                    "weight = 99999\n[what]\n")
+    r = run(path)
+    expect_exit(r, 2, f"{path}:2: memory", f"{path}:4: step", f"{path}:12: weight",
+                f"{path}:13: unknown section")
+
+
+def test_bad_values_and_settings():
+    path = scenario("bad3.ini", "[host]\nmemory = 4G\n[vm \"a\"]\nstartup = 1G\nminimum = 2G\n"
+                    "trace = a.csv\n")
+    expect_exit(run(path), 2, f'{path}:3: vm "a": minimum 2 GiB is above startup 1 GiB')
+
+
+def test_memory_required():
+    path = scenario("nomem.ini", "[host]\npolicy = hyperv\n" + GOOD_VM)
+    expect_exit(run(path), 2, "memory is required")
+
+
+def test_unknown_vm_key():
+    path = scenario("vmkey.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "kernel = /boot/vmlinuz\n")
+    expect_exit(run(path), 2, f'{path}:10: unknown key "kernel" in [vm "a"] for backend sim')
+
+
+def test_bad_sim_key_value():
+    path = scenario("simkey.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "start = soon\n")
+    expect_exit(run(path), 2, f'{path}:10: start: "soon" is not a duration')
+
+
+def test_trace_required():
+    path = write("notrace.ini", "[host]\nmemory = 4G\n[vm \"a\"]\nstartup = 1G\n")
+    expect_exit(run(path), 2, f'{path}:3: vm "a": the sim backend needs a trace')
+
+
+def test_missing_trace():
+    path = write("missing.ini", "[host]\nmemory = 4G\n" +
+                 GOOD_VM.replace("a.csv", "traces/gone.csv"))
+    r = run(path)
+    expect_exit(r, 2, os.path.join(TMP, "traces/gone.csv"), "cannot open")
+    assert r.stdout == ""
+
+
+def test_bad_trace_line():
+    path = scenario("badtrace.ini", "[host]\nmemory = 4G\n" + GOOD_VM,
+                    trace="seconds,demand\n0,300M\n# fine so far\n10,lots\n")
+    r = run(path)
+    expect_exit(r, 2, os.path.join(TMP, "a.csv") + ":4:", '"lots" is not a demand')
+    assert r.stdout == ""
+
+
+def test_trace_without_header():
+    path = scenario("nohead.ini", "[host]\nmemory = 4G\n" + GOOD_VM, trace="0,300M\n")
+    expect_exit(run(path), 2, os.path.join(TMP, "a.csv") + ":1: expected the header")
+
+
+def test_trace_relative_to_scenario():
+    # Run from another directory: the trace is found next to the scenario.
+    path = scenario("rel.ini", "[host]\nmemory = 4G\n" + GOOD_VM)
+    r = subprocess.run([SIM, path, "--json"], capture_output=True, text=True, cwd="/",
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+# ---- --json ----
+
+def test_json_keys_exactly():
+    out = sim_json(SMALL)
+    assert set(out) == JSON_KEYS, f"keys differ: {set(out) ^ JSON_KEYS}"
+
+
+def test_json_values_sensible():
+    out = sim_json(SMALL)
+    assert out["policy"] == "dynmem"
+    assert out["duration_s"] == 120
+    assert out["vms"] == 3 and out["started"] == 3 and out["refused"] == 0
+    # web and fixed run from the first step, batch from 10 s
+    assert 340 <= out["vm_seconds"] <= 350, out["vm_seconds"]
+    assert 0 <= out["short_seconds"] <= out["vm_seconds"]
+    assert (out["short_byte_seconds"] > 0) == (out["short_seconds"] > 0)
+    assert out["oom_kills"] == 0
+    assert out["budget_violations"] == 0
+    assert 0 < out["host_mean_bytes"] <= out["host_peak_bytes"] <= 3584 * 2**20
+    assert out["resize_ops"] > 0
+    assert 0 <= out["reaction_p50_s"] <= out["reaction_p95_s"]
+    for key in JSON_KEYS - {"policy"}:
+        assert isinstance(out[key], (int, float)) and out[key] >= 0, key
+
+
+def test_refused_vm_counted():
+    path = scenario("refused.ini", "[host]\nmemory = 1G\n" + GOOD_VM +
+                    "[vm \"huge\"]\nstartup = 2G\ntrace = a.csv\n")
+    out = sim_json(path)
+    assert out["vms"] == 2 and out["started"] == 1 and out["refused"] == 1, out
+
+
+def test_deterministic():
+    first = run(SMALL, "--json")
+    second = run(SMALL, "--json")
+    assert first.returncode == 0 and second.returncode == 0
+    assert first.stdout == second.stdout
+
+
+def test_human_summary():
+    r = run(SMALL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("policy dynmem, 3 VMs")
+    for name in ("web", "batch", "fixed"):
+        assert f"\n{name} " in r.stdout, name
+
+
+# ---- --timeline and --report ----
+
+def test_timeline():
+    path = os.path.join(TMP, "timeline.csv")
+    r = run(SMALL, "--timeline", path)
+    assert r.returncode == 0, r.stderr
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "seconds,vm,state,demand,assigned,target,reason", lines[0]
+    rows = [line.split(",") for line in lines[1:]]
+    assert len(rows) == 3 * 120, len(rows)  # every step, every VM
+    last = -1.0
+    for row in rows:
+        assert len(row) == 7, row
+        assert row[1] in ("web", "batch", "fixed"), row
+        t = float(row[0])
+        assert t >= last
+        last = t
+        assert all(int(x) >= 0 for x in row[3:6]), row
+    assert any(row[1] == "batch" and row[2] == "off" for row in rows)  # before its start
+    assert any(row[2] == "running" for row in rows)
+
+
+def test_timeline_unwritable():
+    r = run(SMALL, "--timeline", "/nonexistent-dir/t.csv")
+    expect_exit(r, 1, "/nonexistent-dir/t.csv")
+
+
+def test_report_html():
+    path = os.path.join(TMP, "report.html")
+    r = run(SMALL, "--report", path, "--json")
+    assert r.returncode == 0, r.stderr
+    json.loads(r.stdout)  # --json still prints its object
+    with open(path, encoding="utf-8") as f:
+        html = f.read()
+    assert html.startswith("<!DOCTYPE html>")
+    assert html.count("<svg") == 4  # the host and each VM
+    assert "</html>" in html
+    for name in ("web", "batch", "fixed"):
+        assert name in html
+    assert "<script" not in html and "http://" not in html  # self-contained
+
+
+def test_full_disk_is_an_error():
+    with open("/dev/full", "w") as full:
+        for args in ([SMALL, "--json"], [SMALL]):
+            r = subprocess.run([SIM, *args], stdout=full, stderr=subprocess.PIPE, text=True,
+                               timeout=60)
+            expect_exit(r, 1, "cannot write")
+    expect_exit(run(SMALL, "--timeline", "/dev/full"), 1, "cannot write /dev/full")
+    expect_exit(run(SMALL, "--report", "/dev/full"), 1, "cannot write /dev/full")
+
+
+def test_report_unwritable():
+    expect_exit(run(SMALL, "--report", "/nonexistent-dir/r.html"), 1, "/nonexistent-dir/r.html")
+
+
+# ---- policies ----
+
+def test_static_never_resizes():
+    out = sim_json(SMALL, "--policy", "static")
+    assert out["policy"] == "static"
+    assert out["resize_ops"] == 0
+    assert out["host_peak_bytes"] == 3 * 512 * 2**20
+
+
+def test_policies_differ():
+    static = sim_json(SMALL, "--policy", "static")
+    hyperv = sim_json(SMALL, "--policy", "hyperv")
+    dynmem = sim_json(SMALL)
+    assert hyperv["policy"] == "hyperv" and hyperv["resize_ops"] > 0
+    # Dynamic memory serves the spikes a static size cannot.
+    assert dynmem["short_seconds"] < static["short_seconds"]
+    assert hyperv["short_seconds"] < static["short_seconds"]
+
+
+POLICY_PY = """
+import json, sys
+for line in sys.stdin:
+    req = json.loads(line)
+    targets = {}
+    for vm in req["vms"]:
+        if vm["running"] and vm["demand"] is not None:
+            want = int(vm["demand"] * 1.3)
+            want = max(vm["minimum"], min(vm["maximum"], want))
+            targets[vm["name"]] = want
+    print(json.dumps({"targets": targets}), flush=True)
+"""
+
+
+def test_exec_policy():
+    script = write("policy.py", POLICY_PY)
+    spec = f"exec:{PYTHON} {script}"
+    out = sim_json(SMALL, "--policy", spec)
+    assert out["policy"].startswith("exec:") and spec.startswith(out["policy"]), out["policy"]
+    assert out["started"] == 3 and out["budget_violations"] == 0
+    assert out["resize_ops"] > 0
+    static = sim_json(SMALL, "--policy", "static")
+    assert out["short_seconds"] < static["short_seconds"]
+
+
+def test_exec_policy_named_in_full():
+    script = write("a-policy-with-a-rather-long-name-to-see-it-reported-whole.py", POLICY_PY)
+    spec = f"exec:{PYTHON} {script}"
+    out = sim_json(SMALL, "--policy", spec)
+    assert out["policy"] == spec, out["policy"]
+
+
+def test_exec_policy_keeping_targets():
+    script = write("keep.py", 'import sys\nfor line in sys.stdin:\n'
+                   '    print(\'{"targets": {}}\', flush=True)\n')
+    out = sim_json(SMALL, "--policy", f"exec:{PYTHON} {script}")
+    assert out["resize_ops"] == 0  # every VM keeps its startup size
+
+
+def test_exec_policy_from_scenario():
+    script = write("policy2.py", POLICY_PY)
+    path = scenario("execpol.ini", f"[host]\nmemory = 4G\npolicy = exec:{PYTHON} {script}\n" +
+                    GOOD_VM)
+    out = sim_json(path)
+    assert out["policy"].startswith("exec:")
+    assert out["resize_ops"] > 0
+
+
+def test_exec_policy_failure_is_survived():
+    script = write("garbage.sh", "while read line; do echo nonsense; done\n")
+    r = run(SMALL, "--json", "--policy", f"exec:sh {script}")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["resize_ops"] == 0  # the previous targets stand
+    assert "not JSON" in r.stderr, r.stderr
+
+
+TESTS = [(name, fn) for name, fn in globals().items()
+         if name.startswith("test_") and callable(fn)]
+
+
+def main():
+    print(f"1..{len(TESTS)}", flush=True)
+    failed = 0
+    for i, (name, fn) in enumerate(TESTS, 1):
+        try:
+            note = fn()
+        except Exception:  # report every failure as one TAP line, with the details
+            failed += 1
+            print(f"not ok {i} - {name}")
+            for line in traceback.format_exc().splitlines():
+                print(f"# {line}")
+        else:
+            print(f"ok {i} - {name}" + (f" # {note}" if note else ""), flush=True)
+    shutil.rmtree(TMP, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
