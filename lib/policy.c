@@ -477,8 +477,9 @@ static void fill_levels(const struct policy_vm *vm, enum fill_stage stage, uint6
 }
 
 /*
- * Sort items by key, ascending, stable: LSD radix sort with 11-bit digits,
- * skipping digits every key shares. Linear in n; `spare` holds n items.
+ * Sort items by key (32 significant bits), ascending, stable: LSD radix sort
+ * with 11-bit digits, skipping digits every key shares. Linear in n; `spare`
+ * holds n items.
  */
 static void sort_items(struct policy_sort_item *items, struct policy_sort_item *spare, size_t n)
 {
@@ -486,7 +487,7 @@ static void sort_items(struct policy_sort_item *items, struct policy_sort_item *
         uint32_t count[BUCKETS];
         struct policy_sort_item *src = items, *dst = spare;
 
-        for (unsigned shift = 0; shift < 64; shift += BITS) {
+        for (unsigned shift = 0; shift < 32; shift += BITS) {
                 memset(count, 0, sizeof(count));
                 for (size_t i = 0; i < n; i++)
                         count[(src[i].key >> shift) & (BUCKETS - 1)]++;
@@ -508,7 +509,11 @@ static void sort_items(struct policy_sort_item *items, struct policy_sort_item *
                 memcpy(items, src, n * sizeof(*items));
 }
 
-/* Non-negative doubles keep their order as 64-bit patterns. */
+/*
+ * Non-negative doubles keep their order as bit patterns; the top 32 bits
+ * (exponent and 20 bits of mantissa: one part in a million) order the
+ * water-filling well enough.
+ */
 static uint64_t double_key(double d)
 {
         uint64_t k;
@@ -516,7 +521,7 @@ static uint64_t double_key(double d)
         if (!(d > 0.0))
                 return 0;
         memcpy(&k, &d, sizeof(k));
-        return k;
+        return k >> 32;
 }
 
 /*
@@ -524,7 +529,8 @@ static uint64_t double_key(double d)
  * lower level, VM i receiving at most its room (upper - lower), in proportion
  * to its weight. Weight-0 VMs take part only in the zero pass, which shares
  * equally what the others could not use. Shares are rounded down to each
- * VM's block. Adds to target_bytes; returns what is left of the budget.
+ * VM's block. The weighted pass sets every ideal to its lower level, then adds
+ * the shares; returns what is left of the budget.
  */
 static uint64_t waterfill(struct policy_vm *vms, const uint32_t *idx, size_t n, uint64_t budget,
                           enum fill_stage stage, struct policy_scratch *scr, bool zero_pass)
@@ -534,11 +540,13 @@ static uint64_t waterfill(struct policy_vm *vms, const uint32_t *idx, size_t n, 
         double wsum = 0.0;
 
         for (size_t k = 0; k < n; k++) {
-                const struct policy_vm *vm = &vms[idx[k]];
+                struct policy_vm *vm = &vms[idx[k]];
                 uint64_t lo, hi;
                 bool zero = vm->settings.weight == 0;
 
                 fill_levels(vm, stage, &lo, &hi);
+                if (!zero_pass)
+                        vm->ideal_bytes = lo; /* the first pass sets everyone's base */
                 if (hi <= lo || zero != zero_pass)
                         continue;
                 double w = zero_pass ? 1.0 : (double)vm->settings.weight;
@@ -576,20 +584,20 @@ struct decision {
         uint32_t *idx;          /* participants: running VMs, then admitted starters */
         size_t k;
         size_t n_starters;      /* starting VMs, in order, in scr->spare[].index */
+        size_t n_admitted;      /* of which take part (not refused) */
+        size_t probing;         /* running VMs with a probe under way */
+        bool filled;            /* water-filling set the ideals */
+        int base_level;         /* else: 0 floor, 1 need, 2 want */
         uint64_t held;          /* memory the running VMs hold now */
         size_t growers;         /* VMs asking to grow, in scr->items */
         uint64_t asked;         /* how much they ask in all */
         struct policy_summary sum;
 };
 
-static void set_ideals(struct decision *d, size_t level)
+/* The level every participant gets when there is nothing to share out. */
+static uint64_t base_ideal(const struct policy_vm *vm, int level)
 {
-        for (size_t j = 0; j < d->k; j++) {
-                struct policy_vm *vm = &d->vms[d->idx[j]];
-                vm->ideal_bytes = level == 0   ? vm->floor_bytes
-                                  : level == 1 ? vm->need_bytes
-                                               : vm->want_bytes;
-        }
+        return level == 0 ? vm->floor_bytes : level == 1 ? vm->need_bytes : vm->want_bytes;
 }
 
 /*
@@ -613,6 +621,7 @@ static void estimate_all(struct decision *d, size_t n)
                         continue;
                 }
                 d->idx[d->k++] = (uint32_t)i;
+                d->probing += vm->memory.probing;
                 d->held = add_sat(d->held, vm->assigned_bytes);
                 d->sum.sum_floor_bytes = add_sat(d->sum.sum_floor_bytes, vm->floor_bytes);
                 d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
@@ -626,6 +635,8 @@ static void probe_all(struct decision *d)
         bool contended = d->sum.sum_want_bytes >=
                          scale_permille(d->host->memory_bytes, 10ull * t->probe_contention_percent);
 
+        if (!contended && d->probing == 0)
+                return; /* nothing to start, nothing to stop */
         for (size_t j = 0; j < d->k; j++) {
                 struct policy_vm *vm = &d->vms[d->idx[j]];
                 if (!vm->probe_candidate)
@@ -654,6 +665,7 @@ static void admit_starters(struct decision *d)
                         continue;
                 }
                 vm->admission = ADMISSION_WAIT;
+                d->n_admitted++;
                 d->sum.sum_floor_bytes = floors;
                 d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
                 d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
@@ -668,24 +680,24 @@ static void allocate(struct decision *d)
         uint64_t memory = d->host->memory_bytes;
 
         if (sum->sum_want_bytes <= memory) {
-                set_ideals(d, 2);
+                d->base_level = 2; /* settle() sets the ideals */
         } else if (sum->sum_need_bytes <= memory) {
                 sum->scarcity = true;
-                set_ideals(d, 1);
+                d->filled = true;
                 uint64_t left = waterfill(d->vms, d->idx, d->k, memory - sum->sum_need_bytes,
                                           FILL_NEED_TO_WANT, d->scr, false);
                 if (left > 0)
                         waterfill(d->vms, d->idx, d->k, left, FILL_NEED_TO_WANT, d->scr, true);
         } else if (sum->sum_floor_bytes <= memory) {
                 sum->scarcity = true;
-                set_ideals(d, 0);
+                d->filled = true;
                 uint64_t left = waterfill(d->vms, d->idx, d->k, memory - sum->sum_floor_bytes,
                                           FILL_FLOOR_TO_NEED, d->scr, false);
                 if (left > 0)
                         waterfill(d->vms, d->idx, d->k, left, FILL_FLOOR_TO_NEED, d->scr, true);
         } else {
                 sum->scarcity = sum->overcommitted = true;
-                set_ideals(d, 0);
+                d->base_level = 0;
         }
 }
 
@@ -793,11 +805,12 @@ static uint64_t grow_key(const struct policy_vm *vm)
         uint64_t shortfall = vm->need_bytes > vm->assigned_bytes
                                      ? (vm->need_bytes - vm->assigned_bytes) >> 20
                                      : 0;
-        const uint64_t mask = (1ull << 40) - 1;
+        const uint64_t mask = (1ull << 18) - 1; /* MiB, up to 256 GiB */
 
         if (shortfall > mask)
                 shortfall = mask;
-        return ((uint64_t)(SETTINGS_WEIGHT_MAX - vm->settings.weight) << 40) | (mask - shortfall);
+        /* 14 bits of weight above 18 of shortfall: 32 bits in all. */
+        return ((uint64_t)(SETTINGS_WEIGHT_MAX - vm->settings.weight) << 18) | (mask - shortfall);
 }
 
 /*
@@ -814,6 +827,8 @@ static void settle(struct decision *d, bool release)
                 struct policy_vm *vm = &d->vms[d->idx[j]];
 
                 if (!release) {
+                        if (!d->filled)
+                                vm->ideal_bytes = base_ideal(vm, d->base_level);
                         if (vm->ideal_bytes < vm->want_bytes)
                                 vm->reason = d->sum.overcommitted ? REASON_OVERCOMMITTED
                                                                   : REASON_SCARCITY;
@@ -849,7 +864,8 @@ static bool grant(struct decision *d)
         uint64_t free_now = d->held >= memory ? 0 : memory - d->held;
         bool short_of_memory = false;
 
-        for (size_t j = 0; j < d->k; j++) {
+        /* Admitted starters were appended after the running VMs. */
+        for (size_t j = d->k - d->n_admitted; j < d->k; j++) {
                 struct policy_vm *vm = &d->vms[d->idx[j]];
                 if (vm->phase != POLICY_PHASE_STARTING)
                         continue;

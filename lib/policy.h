@@ -116,32 +116,34 @@ struct policy_vm_memory {
         uint64_t last_target_bytes; /* the ideal of the previous decision */
 };
 
-/* One VM as the policy sees it. Inputs first, then outputs. */
+/*
+ * One VM as the policy sees it. The fields every pass reads or writes come
+ * first, in two cache lines; what only the estimate needs comes after.
+ */
 struct policy_vm {
-        /* inputs */
-        const char *name;
-        struct vm_settings settings;
+        /* inputs read by every pass */
         enum policy_phase phase;
-        uint64_t assigned_bytes;     /* what the VM really holds now (read back) */
-        uint64_t requested_bytes;    /* target the backend is moving toward (0 = none) */
         bool demand_known;
-        uint64_t demand_bytes;       /* latest demand sample, without buffer */
         bool stall_known;
+        /* outputs and the allocator's scratch */
+        bool probe_candidate;
+        enum policy_reason reason;
+        enum policy_reason ideal_reason;
+        enum policy_admission admission;
+        uint64_t assigned_bytes;     /* input: what the VM really holds now (read back) */
+        uint64_t requested_bytes;    /* input: target the backend is moving toward (0 = none) */
+        uint64_t floor_bytes, need_bytes, want_bytes;
+        uint64_t ideal_bytes;        /* output: what the VM should reach once memory is free */
+        uint64_t target_bytes;       /* output: what to request now (after grant) */
+        struct vm_settings settings; /* input */
+
+        /* inputs for the estimate */
+        const char *name;
+        uint64_t demand_bytes;       /* latest demand sample, without buffer */
         double stall_fraction;       /* share of the last interval spent stalled, 0..1 */
         uint64_t external_bytes;     /* POLICY_EXTERNAL: proposed target (0 = keep) */
+        uint64_t trend_bytes;        /* scratch: the demand trend's projection */
         struct policy_vm_memory memory; /* in and out */
-
-        /* outputs */
-        uint64_t target_bytes;       /* what to request now (after grant) */
-        uint64_t ideal_bytes;        /* what the VM should reach once memory is free */
-        enum policy_reason reason;
-        enum policy_admission admission;
-
-        /* scratch for the allocator */
-        uint64_t floor_bytes, need_bytes, want_bytes;
-        uint64_t trend_bytes;
-        enum policy_reason ideal_reason;
-        bool probe_candidate;
 };
 
 struct policy_host {
