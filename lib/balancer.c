@@ -45,17 +45,31 @@ void balancer_fini(struct balancer *b)
         *b = (struct balancer){0};
 }
 
+/*
+ * The policy's per-VM memory lives in the balancer's slots between ticks.
+ * A new set of VMs gets new slots; a VM that was in the old set keeps its
+ * memory (its slot number and the set's generation are recorded in it).
+ */
 int balancer_set_vms(struct balancer *b, struct vm **vms, size_t n)
 {
-        if (n > b->pv_capacity) {
-                struct policy_vm *pv = realloc(b->pv, n * sizeof(*pv));
-                if (!pv)
-                        return -ENOMEM;
-                b->pv = pv;
-                b->pv_capacity = n;
-        }
-        if (policy_scratch_reserve(&b->scratch, n) < 0)
+        struct policy_vm *pv = calloc(n ? n : 1, sizeof(*pv));
+
+        if (!pv || policy_scratch_reserve(&b->scratch, n) < 0) {
+                free(pv);
                 return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct vm *vm = vms[i];
+                if (b->pv && vm->balancer_generation == b->generation &&
+                    vm->balancer_slot < b->n_vms)
+                        pv[i].memory = b->pv[vm->balancer_slot].memory;
+                vm->balancer_slot = i;
+        }
+        b->generation++;
+        for (size_t i = 0; i < n; i++)
+                vms[i]->balancer_generation = b->generation;
+        free(b->pv);
+        b->pv = pv;
         b->vms = vms;
         b->n_vms = n;
         return 0;
@@ -126,8 +140,6 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
         pv->stall_known = vm->obs.stall_known;
         pv->stall_fraction = vm->obs.stall_fraction;
         pv->external_bytes = 0;
-        if (vm_holds_memory(vm))
-                pv->memory = vm->policy_memory;
         switch (vm->state) {
         case VM_RUNNING:
                 pv->phase = POLICY_PHASE_RUNNING;
@@ -185,7 +197,7 @@ static void apply_start(struct balancer *b, struct vm *vm, const struct policy_v
                 vm->target_bytes = vm->ideal_bytes = vm->settings.startup_bytes;
                 vm->obs = (struct vm_observation){.alive = true,
                                                   .assigned_bytes = vm->settings.startup_bytes};
-                vm->policy_memory = (struct policy_vm_memory){0};
+                b->pv[vm->balancer_slot].memory = (struct policy_vm_memory){0};
                 vm_counters_reset(&vm->counters);
                 emit(b, (struct balancer_event){.kind = BALANCER_EVENT_STARTED, .vm = vm,
                                                 .bytes = vm->settings.startup_bytes,
@@ -194,6 +206,8 @@ static void apply_start(struct balancer *b, struct vm *vm, const struct policy_v
                 return;
         case ADMISSION_REFUSE: {
                 char need[32], have[32];
+                if (b->refused_starts_wait && vm->refusal[0])
+                        return; /* still waiting: said once */
                 uint64_t floors = b->last_summary.sum_floor_bytes;
                 uint64_t mem = b->host.memory_bytes;
                 snprintf(vm->refusal, sizeof(vm->refusal),
@@ -296,7 +310,6 @@ int balancer_tick(struct balancer *b, uint64_t now)
                 struct vm *vm = b->vms[i];
                 const struct policy_vm *pv = &b->pv[i];
                 if (vm->state == VM_RUNNING) {
-                        vm->policy_memory = pv->memory;
                         vm->ideal_bytes = pv->ideal_bytes;
                         vm->reason = pv->reason;
                 }

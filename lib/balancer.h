@@ -55,9 +55,9 @@ struct balancer {
         /* refuse starts at once (daemon) or keep waiting and retrying (simulator) */
         bool refused_starts_wait;
 
-        /* scratch */
+        /* the policy's view of each VM, and its memory between ticks */
         struct policy_vm *pv;
-        size_t pv_capacity;
+        uint64_t generation;          /* of the current set of VMs */
         struct policy_scratch scratch;
 };
 
@@ -67,7 +67,10 @@ int balancer_init(struct balancer *b, const char *policy_spec,
                   size_t errlen);
 void balancer_fini(struct balancer *b);
 
-/* Replace the set of VMs the balancer looks at (the array is borrowed). */
+/*
+ * Replace the set of VMs the balancer looks at (the array is borrowed). VMs
+ * that were in the previous set keep what the policy remembers of them.
+ */
 int balancer_set_vms(struct balancer *b, struct vm **vms, size_t n);
 
 /* One cycle at now_ms. Returns 0 or -ENOMEM. */

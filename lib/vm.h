@@ -64,7 +64,8 @@ struct vm {
         uint64_t target_bytes;        /* last target asked of the backend */
         uint64_t ideal_bytes;         /* what the policy would give once memory is free */
         enum policy_reason reason;
-        struct policy_vm_memory policy_memory;
+        size_t balancer_slot;         /* the balancer's index for this VM */
+        uint64_t balancer_generation; /* of the balancer's set it belongs to */
         struct vm_counters counters;
 
         void *backend_data;           /* owned by the backend */
