@@ -31,7 +31,7 @@
  *     ev & AGENT_EV_ERROR      log agent_last_error(a), rate-limited
  *     then write agent_output(a, now, ...) when it returns > 0
  *   once a second:                            write agent_output(a, now, ...)
- *                                             (re-sends the hello to a silent agent)
+ *                                             (re-sends the hello to an agent gone silent)
  *   EOF or error on the socket:               agent_disconnected(a); reconnect later
  *   the VM stops:                             agent_free(a)
  */
@@ -61,7 +61,8 @@
 #define AGENT_RATE_DEFAULT     20    /* lines parsed per second ... */
 #define AGENT_BURST_DEFAULT    40    /* ... with this burst */
 #define AGENT_FRESH_INTERVALS  3     /* a report is fresh for this many intervals */
-#define AGENT_REHELLO_MS       5000  /* a connected agent silent this long is sent the hello again */
+#define AGENT_REHELLO_MS       5000  /* an agent heard, then silent this long, gets the hello again */
+#define AGENT_REHELLO_MAX_MS   60000 /* ... the silence doubles after each, up to this */
 #define AGENT_REFUSED_RETRY_MS 60000 /* after a refusal, a new agent hello is heard this late */
 #define AGENT_STALL_MIN_WINDOW_MS 50 /* shorter report gaps do not yield a stall fraction */
 #define AGENT_REFAULT_HOLD_MS  60000 /* hot file cache counts this long after refaults */
@@ -209,9 +210,11 @@ unsigned agent_feed(struct agent *a, const void *buf, size_t len, uint64_t now_m
 
 /*
  * The line to write to the agent now, if any: the hello after
- * agent_connected(), in answer to an agent's hello, and again when a
- * connected agent has been silent for AGENT_REHELLO_MS. Nothing once the
- * agent is refused. Writes at most len bytes (AGENT_LINE_MAX is enough),
+ * agent_connected(), in answer to an agent's announcement, and again when
+ * an agent heard on this connection has been silent for AGENT_REHELLO_MS
+ * (then 10, 20, 40, 60, 60... s; any line resets it). An agent never heard
+ * is not written to again: a guest without an agent does not read its port,
+ * and what is written would only pile up. Nothing once the agent is refused. Writes at most len bytes (AGENT_LINE_MAX is enough),
  * returns the length, 0 when there is nothing to send (or len is too small).
  */
 size_t agent_output(struct agent *a, uint64_t now_ms, char *buf, size_t len);

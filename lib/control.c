@@ -461,7 +461,7 @@ static json_t *request_json(const struct control_request *r)
 char *control_request_format(const struct control_request *r)
 {
         json_t *obj = request_json(r);
-        char *line = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+        char *line = obj ? json_dumps(obj, CONTROL_JSON_FLAGS) : NULL;
 
         json_decref(obj);
         return line;
@@ -515,7 +515,7 @@ json_t *control_vm_json(const struct vm *vm)
 
 static char *reply_line(json_t *reply)
 {
-        char *line = reply ? json_dumps(reply, JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+        char *line = reply ? json_dumps(reply, CONTROL_JSON_FLAGS) : NULL;
 
         json_decref(reply);
         return line;

@@ -34,6 +34,7 @@
 #define CONTROL_KEYS_MAX    64                  /* backend keys in one create request */
 #define CONTROL_KEY_MAX     64                  /* length of a backend key name */
 #define CONTROL_ERROR_MAX   512                 /* length of an error message */
+#define CONTROL_JSON_FLAGS  (JSON_COMPACT | JSON_REAL_PRECISION(12)) /* how lines are encoded */
 
 enum control_command {
         CONTROL_LIST,

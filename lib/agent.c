@@ -1,0 +1,846 @@
+/*
+ * agent: the host side of the guest agent protocol: line framing, the
+ * handshake, report validation and the demand/stall estimate. See agent.h
+ * for the contract, docs/guest-protocol.md for the wire format and
+ * docs/demand.md for the estimate.
+ */
+#include "agent.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COUNT_MAX       ((uint64_t)1 << 62) /* counters and times: far beyond any real value */
+#define TIME_MAX        ((uint64_t)1 << 53)
+#define VERSION_MAX     1000
+#define PAGE_SIZE_MIN   4096
+#define PAGE_SIZE_MAX   (1u << 20)
+#define MEM_TOTAL_MIN   ((uint64_t)1 << 20)
+#define REFAULT_MIN_PER_S 256.0 /* refaulted pages per second that mean "cache is short" */
+
+struct agent_field {
+        const char *key, *val;
+        size_t klen, vlen;
+};
+
+struct agent_line {
+        const char *type;
+        size_t tlen;
+        size_t n;
+        struct agent_field f[AGENT_FIELDS_MAX];
+};
+
+struct agent {
+        struct agent_options opt;
+        enum agent_state state;
+
+        char line[AGENT_LINE_MAX];
+        size_t line_len;
+        bool discarding; /* inside a line that was too long, until its newline */
+
+        double tokens;
+        uint64_t tokens_ms;
+
+        uint32_t version;
+        unsigned caps;
+        uint64_t page_size;
+        char software[AGENT_WORD_MAX + 1];
+        bool hello_pending;
+        bool hello_sent;
+        uint64_t hello_sent_ms;
+        bool heard;              /* a line arrived on this connection */
+        uint64_t last_rx_ms;
+        uint64_t rehello_gap_ms; /* silence before the next hello; doubles */
+        uint64_t refused_ms;
+        char refusal[200];
+        char error[160];
+
+        bool have_report;
+        struct agent_report last;
+        bool have_base; /* base: the report deltas are measured from */
+        struct agent_report base;
+        bool stall_known;
+        double stall;
+        bool rates_known;
+        double refault_rate, majfault_rate;
+        bool refault_seen;
+        uint64_t refault_seen_ms;
+
+        struct agent_counters c;
+};
+
+/* ---- words and numbers ---- */
+
+static bool word_char(char ch)
+{
+        return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' ||
+               ch == '-';
+}
+
+static bool word_ok(const char *s, size_t n)
+{
+        if (n == 0 || n > AGENT_WORD_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!word_char(s[i]))
+                        return false;
+        return true;
+}
+
+static bool word_is(const char *s, size_t n, const char *lit)
+{
+        return strlen(lit) == n && memcmp(s, lit, n) == 0;
+}
+
+/* A plain decimal: digits only, no sign, no leading zero, at most max. */
+static int num_parse(const char *s, size_t n, uint64_t max, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        if (n == 0 || n > 20 || (n > 1 && s[0] == '0'))
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                unsigned d = (unsigned)(s[i] - '0');
+
+                if (d > 9)
+                        return -EINVAL;
+                if (v > (UINT64_MAX - d) / 10)
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+        if (v > max)
+                return -ERANGE;
+        *ret = v;
+        return 0;
+}
+
+/*
+ * Split "DMG1 type key=value ..." (no newline). Single spaces only; every
+ * word [a-z0-9_.-]; at most AGENT_FIELDS_MAX pairs.
+ */
+static int line_split(const char *s, size_t len, struct agent_line *ret)
+{
+        size_t mlen = strlen(AGENT_MAGIC), i, start;
+
+        if (len < mlen + 2 || memcmp(s, AGENT_MAGIC, mlen) != 0 || s[mlen] != ' ')
+                return -EINVAL;
+        i = mlen + 1;
+        for (start = i; i < len && s[i] != ' '; i++)
+                ;
+        if (!word_ok(s + start, i - start))
+                return -EINVAL;
+        ret->type = s + start;
+        ret->tlen = i - start;
+        ret->n = 0;
+        while (i < len) {
+                const char *tok, *eq;
+                size_t tlen;
+
+                start = ++i; /* past the space */
+                for (; i < len && s[i] != ' '; i++)
+                        ;
+                tok = s + start;
+                tlen = i - start;
+                eq = memchr(tok, '=', tlen);
+                if (!eq || ret->n == AGENT_FIELDS_MAX)
+                        return -EINVAL;
+                struct agent_field *f = &ret->f[ret->n++];
+                f->key = tok;
+                f->klen = (size_t)(eq - tok);
+                f->val = eq + 1;
+                f->vlen = tlen - f->klen - 1;
+                if (!word_ok(f->key, f->klen) || !word_ok(f->val, f->vlen))
+                        return -EINVAL;
+        }
+        return 0;
+}
+
+/* ---- options, life cycle ---- */
+
+void agent_options_default(struct agent_options *ret)
+{
+        *ret = (struct agent_options){
+                .interval_ms = AGENT_INTERVAL_DEFAULT,
+                .limit_bytes = AGENT_BYTES_MAX,
+                .rate_per_s = AGENT_RATE_DEFAULT,
+                .burst = AGENT_BURST_DEFAULT,
+                .proto_min = AGENT_PROTO_MIN,
+                .proto_max = AGENT_PROTO_MAX,
+        };
+}
+
+static int options_resolve(const struct agent_options *in, struct agent_options *ret)
+{
+        struct agent_options o;
+
+        agent_options_default(&o);
+        if (in->interval_ms)
+                o.interval_ms = in->interval_ms;
+        if (in->limit_bytes)
+                o.limit_bytes = in->limit_bytes;
+        if (in->rate_per_s)
+                o.rate_per_s = in->rate_per_s;
+        if (in->burst)
+                o.burst = in->burst;
+        if (in->proto_min || in->proto_max) {
+                o.proto_min = in->proto_min;
+                o.proto_max = in->proto_max;
+        }
+        if (o.interval_ms < AGENT_INTERVAL_MIN || o.interval_ms > AGENT_INTERVAL_MAX ||
+            o.limit_bytes > AGENT_BYTES_MAX || o.rate_per_s > 100000 || o.burst > 100000 ||
+            o.proto_min < 1 || o.proto_min > o.proto_max || o.proto_max > VERSION_MAX)
+                return -EINVAL;
+        *ret = o;
+        return 0;
+}
+
+int agent_new(const struct agent_options *opts, struct agent **ret)
+{
+        struct agent_options o;
+        struct agent *a;
+        int r;
+
+        if (!opts)
+                agent_options_default(&o);
+        else if ((r = options_resolve(opts, &o)) < 0)
+                return r;
+        a = calloc(1, sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        a->opt = o;
+        a->state = AGENT_DISCONNECTED;
+        a->tokens = o.burst;
+        a->page_size = PAGE_SIZE_MIN;
+        *ret = a;
+        return 0;
+}
+
+void agent_free(struct agent *a)
+{
+        free(a);
+}
+
+static void handshake_forget(struct agent *a)
+{
+        a->line_len = 0;
+        a->discarding = false;
+        a->version = 0;
+        a->caps = 0;
+        a->software[0] = '\0';
+        a->page_size = PAGE_SIZE_MIN;
+        a->refusal[0] = '\0';
+        a->hello_sent = false;
+        a->heard = false;
+        a->rehello_gap_ms = AGENT_REHELLO_MS;
+}
+
+void agent_connected(struct agent *a, uint64_t now_ms)
+{
+        handshake_forget(a);
+        a->state = AGENT_WAITING;
+        a->hello_pending = true;
+        a->last_rx_ms = now_ms;
+}
+
+void agent_disconnected(struct agent *a)
+{
+        handshake_forget(a);
+        a->state = AGENT_DISCONNECTED;
+        a->hello_pending = false;
+}
+
+/* ---- handshake ---- */
+
+static void refuse(struct agent *a, uint64_t now_ms, unsigned *ev)
+{
+        a->state = AGENT_REFUSED;
+        a->version = 0;
+        a->refused_ms = now_ms;
+        *ev |= AGENT_EV_REFUSED;
+}
+
+struct hello {
+        uint64_t min, max, version, interval_ms, page_size;
+        bool has_version;
+        unsigned caps;
+        const char *software;
+        size_t software_len;
+};
+
+static const struct {
+        const char *key;
+        unsigned cap;
+} hello_caps[] = {
+        {"balloon", AGENT_CAP_BALLOON},
+        {"virtio_mem", AGENT_CAP_VIRTIO_MEM},
+        {"psi", AGENT_CAP_PSI},
+        {"psi_trigger", AGENT_CAP_PSI_TRIGGER},
+        {"online_movable", AGENT_CAP_ONLINE_MOVABLE},
+};
+
+#define N_HELLO_CAPS (sizeof(hello_caps) / sizeof(hello_caps[0]))
+
+/* One hello key into h; *seen has one bit per known key. 1 = unknown key, <0 = bad value. */
+static int hello_key(const struct agent_field *f, struct hello *h, uint64_t *seen)
+{
+        static const char *const nums[] = {"min", "max", "version", "interval_ms", "page_size"};
+        uint64_t *dst[] = {&h->min, &h->max, &h->version, &h->interval_ms, &h->page_size};
+        const uint64_t max[] = {VERSION_MAX, VERSION_MAX, VERSION_MAX, AGENT_INTERVAL_MAX,
+                                PAGE_SIZE_MAX};
+        size_t i;
+        uint64_t v;
+
+        for (i = 0; i < 5; i++) {
+                if (!word_is(f->key, f->klen, nums[i]))
+                        continue;
+                if (*seen & (1ull << i) || num_parse(f->val, f->vlen, max[i], dst[i]) < 0)
+                        return -EINVAL;
+                *seen |= 1ull << i;
+                return 0;
+        }
+        for (i = 0; i < N_HELLO_CAPS; i++) {
+                if (!word_is(f->key, f->klen, hello_caps[i].key))
+                        continue;
+                if (*seen & (1ull << (8 + i)) || num_parse(f->val, f->vlen, 1, &v) < 0)
+                        return -EINVAL;
+                *seen |= 1ull << (8 + i);
+                h->caps |= v ? hello_caps[i].cap : 0;
+                return 0;
+        }
+        if (word_is(f->key, f->klen, "agent")) {
+                if (*seen & (1ull << 20))
+                        return -EINVAL;
+                *seen |= 1ull << 20;
+                h->software = f->val;
+                h->software_len = f->vlen;
+                return 0;
+        }
+        return 1;
+}
+
+static int hello_parse(struct agent *a, const struct agent_line *l, struct hello *h)
+{
+        uint64_t seen = 0;
+
+        *h = (struct hello){.page_size = PAGE_SIZE_MIN};
+        for (size_t i = 0; i < l->n; i++) {
+                int r = hello_key(&l->f[i], h, &seen);
+
+                if (r < 0) {
+                        snprintf(a->error, sizeof(a->error),
+                                 "hello: a value is out of range, repeated or not a number");
+                        return r;
+                }
+                a->c.unknown_keys += r;
+        }
+        h->has_version = seen & (1ull << 2);
+        if ((seen & 3) != 3 || h->min < 1 || h->min > h->max) {
+                snprintf(a->error, sizeof(a->error), "hello: min and max versions missing or bad");
+                return -EINVAL;
+        }
+        if ((seen & (1ull << 4)) && (h->page_size < PAGE_SIZE_MIN ||
+                                     (h->page_size & (h->page_size - 1)) != 0)) {
+                snprintf(a->error, sizeof(a->error), "hello: page_size is not a power of two");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static void hello_accept(struct agent *a, const struct hello *h, uint32_t version, unsigned *ev)
+{
+        a->state = AGENT_READY;
+        a->version = version;
+        a->caps = h->caps;
+        a->page_size = h->page_size;
+        memcpy(a->software, h->software ? h->software : "", h->software_len);
+        a->software[h->software_len] = '\0';
+        a->refusal[0] = '\0';
+        a->c.handshakes++;
+        *ev |= AGENT_EV_READY;
+}
+
+static void on_hello(struct agent *a, const struct agent_line *l, uint64_t now_ms, unsigned *ev)
+{
+        uint64_t hi, lo;
+        struct hello h;
+
+        if (hello_parse(a, l, &h) < 0) {
+                a->c.rejected++;
+                *ev |= AGENT_EV_ERROR;
+                return;
+        }
+        hi = h.max < a->opt.proto_max ? h.max : a->opt.proto_max;
+        lo = h.min > a->opt.proto_min ? h.min : a->opt.proto_min;
+        if (!h.has_version) { /* an agent announcing itself: answer with the host's hello */
+                a->hello_pending = true;
+                *ev |= AGENT_EV_OUTPUT;
+                a->state = AGENT_WAITING;
+                a->version = 0;
+        }
+        if (hi < lo) {
+                snprintf(a->refusal, sizeof(a->refusal),
+                         "guest agent speaks protocol versions %" PRIu64 "-%" PRIu64
+                         ", the host %u-%u: incompatible, agent ignored",
+                         h.min, h.max, a->opt.proto_min, a->opt.proto_max);
+                refuse(a, now_ms, ev);
+        } else if (h.has_version && h.version == 0) {
+                snprintf(a->refusal, sizeof(a->refusal),
+                         "guest agent refused the host's protocol versions %u-%u (it speaks %" PRIu64
+                         "-%" PRIu64 "), agent ignored",
+                         a->opt.proto_min, a->opt.proto_max, h.min, h.max);
+                refuse(a, now_ms, ev);
+        } else if (h.has_version && h.version != hi) {
+                snprintf(a->refusal, sizeof(a->refusal),
+                         "guest agent chose protocol version %" PRIu64 " where %" PRIu64
+                         " was due: agent ignored",
+                         h.version, hi);
+                refuse(a, now_ms, ev);
+        } else if (h.has_version) {
+                hello_accept(a, &h, (uint32_t)hi, ev);
+        }
+}
+
+/* ---- reports ---- */
+
+#define RF(name) offsetof(struct agent_report, name)
+
+static const struct report_key {
+        const char *key;
+        size_t off;
+        uint64_t max;
+        uint32_t have; /* group bit: when any key of a group is present, all must be */
+        bool required;
+} report_keys[] = {
+        {"seq", RF(seq), COUNT_MAX, 0, true},
+        {"time_ms", RF(time_ms), TIME_MAX, 0, true},
+        {"mem_total_bytes", RF(mem_total_bytes), AGENT_BYTES_MAX, 0, true},
+        {"mem_free_bytes", RF(mem_free_bytes), AGENT_BYTES_MAX, 0, true},
+        {"mem_available_bytes", RF(mem_available_bytes), AGENT_BYTES_MAX, AGENT_HAVE_AVAILABLE, false},
+        {"cached_bytes", RF(cached_bytes), AGENT_BYTES_MAX, 0, false},
+        {"active_file_bytes", RF(active_file_bytes), AGENT_BYTES_MAX, 0, false},
+        {"committed_bytes", RF(committed_bytes), COUNT_MAX, 0, false},
+        {"swap_used_bytes", RF(swap_used_bytes), AGENT_BYTES_MAX, 0, false},
+        {"balloon_bytes", RF(balloon_bytes), AGENT_BYTES_MAX, AGENT_HAVE_BALLOON, false},
+        {"balloon_in_total", RF(balloon_in_total), 1, AGENT_HAVE_BALLOON, false},
+        {"psi_some_avg10_bp", RF(psi_some_avg10_bp), 10000, AGENT_HAVE_PSI, false},
+        {"psi_some_total_us", RF(psi_some_total_us), COUNT_MAX, AGENT_HAVE_PSI, false},
+        {"psi_full_avg10_bp", RF(psi_full_avg10_bp), 10000, AGENT_HAVE_PSI_FULL, false},
+        {"psi_full_total_us", RF(psi_full_total_us), COUNT_MAX, AGENT_HAVE_PSI_FULL, false},
+        {"pgmajfault", RF(pgmajfault), COUNT_MAX, 0, false},
+        {"refaults", RF(refaults), COUNT_MAX, AGENT_HAVE_REFAULTS, false},
+        {"oom_kill", RF(oom_kill), COUNT_MAX, 0, false},
+        {"onlined", RF(onlined), COUNT_MAX, 0, false},
+        {"self_rss_bytes", RF(self_rss_bytes), AGENT_BYTES_MAX, AGENT_HAVE_SELF, false},
+        {"self_cpu_us", RF(self_cpu_us), COUNT_MAX, AGENT_HAVE_SELF, false},
+};
+
+#define N_REPORT_KEYS (sizeof(report_keys) / sizeof(report_keys[0]))
+
+static const char *const cause_names[] = {
+        [AGENT_CAUSE_TICK] = "tick",
+        [AGENT_CAUSE_PSI] = "psi",
+        [AGENT_CAUSE_HELLO] = "hello",
+};
+
+const char *agent_cause_name(enum agent_cause c)
+{
+        return (unsigned)c < 3 ? cause_names[c] : "?";
+}
+
+static int report_error(struct agent *a, const char *what, const char *key)
+{
+        snprintf(a->error, sizeof(a->error), "report: %s %s", key, what);
+        return -EINVAL;
+}
+
+/* One key=value into r. 1 = unknown key, <0 = rejected. */
+static int report_key(struct agent *a, const struct agent_field *f, struct agent_report *r,
+                      uint64_t *seen)
+{
+        if (word_is(f->key, f->klen, "cause")) {
+                if (*seen & (1ull << 63))
+                        return report_error(a, "is repeated", "cause");
+                *seen |= 1ull << 63;
+                for (unsigned c = 0; c < 3; c++)
+                        if (word_is(f->val, f->vlen, cause_names[c])) {
+                                r->cause = (enum agent_cause)c;
+                                return 0;
+                        }
+                return 0; /* a cause this side does not know: an ordinary report */
+        }
+        for (size_t i = 0; i < N_REPORT_KEYS; i++) {
+                const struct report_key *k = &report_keys[i];
+
+                if (!word_is(f->key, f->klen, k->key))
+                        continue;
+                if (*seen & (1ull << i))
+                        return report_error(a, "is repeated", k->key);
+                if (num_parse(f->val, f->vlen, k->max, (uint64_t *)((char *)r + k->off)) < 0)
+                        return report_error(a, "is out of range or not a number", k->key);
+                *seen |= 1ull << i;
+                r->have |= k->have;
+                return 0;
+        }
+        return 1;
+}
+
+/* Required keys present, groups complete, and the figures consistent. */
+static int report_check(struct agent *a, const struct agent_report *r, uint64_t seen)
+{
+        for (size_t i = 0; i < N_REPORT_KEYS; i++) {
+                const struct report_key *k = &report_keys[i];
+                bool needed = k->required || (k->have && (r->have & k->have));
+
+                if (needed && !(seen & (1ull << i)))
+                        return report_error(a, "is missing", k->key);
+        }
+        if (r->seq == 0)
+                return report_error(a, "is zero", "seq");
+        if (r->mem_total_bytes < MEM_TOTAL_MIN || r->mem_total_bytes > a->opt.limit_bytes)
+                return report_error(a, "is outside 1 MiB..the VM's limit", "mem_total_bytes");
+        const struct {
+                const char *key;
+                uint64_t v;
+                bool apply;
+        } parts[] = {
+                {"mem_available_bytes", r->mem_available_bytes, true},
+                {"mem_free_bytes", r->mem_free_bytes, true},
+                {"cached_bytes", r->cached_bytes, true},
+                {"active_file_bytes", r->active_file_bytes, true},
+                {"balloon_bytes", r->balloon_bytes, r->balloon_in_total == 1},
+        };
+        for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+                if (parts[i].apply && parts[i].v > r->mem_total_bytes)
+                        return report_error(a, "is above mem_total_bytes", parts[i].key);
+        return 0;
+}
+
+static int report_parse(struct agent *a, const struct agent_line *l, struct agent_report *ret)
+{
+        struct agent_report r = {.cause = AGENT_CAUSE_TICK};
+        uint64_t seen = 0;
+        int k;
+
+        for (size_t i = 0; i < l->n; i++) {
+                k = report_key(a, &l->f[i], &r, &seen);
+                if (k < 0)
+                        return k;
+                a->c.unknown_keys += (uint64_t)k;
+        }
+        if (report_check(a, &r, seen) < 0)
+                return -EINVAL;
+        *ret = r;
+        return 0;
+}
+
+/* Rate of counter `now` against `then` over dt_ms; false when it went backwards. */
+static bool counter_rate(uint64_t then, uint64_t now, uint64_t dt_ms, double *ret)
+{
+        if (now < then)
+                return false;
+        *ret = (double)(now - then) * 1000.0 / (double)dt_ms;
+        return true;
+}
+
+/* Deltas between the base and r: stall share, refault and major fault rates. */
+static void report_deltas(struct agent *a, const struct agent_report *r, uint64_t now_ms)
+{
+        const struct agent_report *b = &a->base;
+        uint64_t dt;
+        double v;
+
+        if (!a->have_base || r->seq <= b->seq || r->time_ms < b->time_ms) {
+                if (a->have_base)
+                        a->c.counter_resets++; /* a restarted agent or guest */
+                a->base = *r;
+                a->have_base = true;
+                a->stall_known = a->rates_known = false;
+                return;
+        }
+        dt = r->time_ms - b->time_ms;
+        if (dt < AGENT_STALL_MIN_WINDOW_MS)
+                return; /* too short to measure: the next report measures from the same base */
+        a->stall_known = false;
+        if ((r->have & b->have & AGENT_HAVE_PSI)) {
+                if (counter_rate(b->psi_some_total_us, r->psi_some_total_us, dt, &v)) {
+                        v /= 1e6; /* us per s -> share */
+                        a->stall = v < 0 ? 0 : v > 1 ? 1 : v;
+                        a->stall_known = true;
+                } else {
+                        a->c.counter_resets++;
+                }
+        }
+        a->rates_known = counter_rate(b->pgmajfault, r->pgmajfault, dt, &a->majfault_rate);
+        if (a->rates_known && (r->have & b->have & AGENT_HAVE_REFAULTS))
+                a->rates_known = counter_rate(b->refaults, r->refaults, dt, &a->refault_rate);
+        else if (a->rates_known)
+                a->refault_rate = 0;
+        if (!a->rates_known)
+                a->c.counter_resets++;
+        else if (a->refault_rate >= REFAULT_MIN_PER_S * 4096.0 / (double)a->page_size) {
+                a->refault_seen = true;
+                a->refault_seen_ms = now_ms;
+        }
+        a->base = *r;
+}
+
+static void on_report(struct agent *a, const struct agent_line *l, uint64_t now_ms, unsigned *ev)
+{
+        struct agent_report r;
+
+        if (a->state != AGENT_READY) {
+                a->c.out_of_state++;
+                return;
+        }
+        if (report_parse(a, l, &r) < 0) {
+                a->c.rejected++;
+                *ev |= AGENT_EV_ERROR;
+                return;
+        }
+        r.received_ms = now_ms;
+        report_deltas(a, &r, now_ms);
+        a->last = r;
+        a->have_report = true;
+        a->c.reports++;
+        *ev |= AGENT_EV_REPORT;
+        if (r.cause == AGENT_CAUSE_PSI) {
+                a->c.urgent++;
+                *ev |= AGENT_EV_URGENT;
+        }
+}
+
+/* ---- lines ---- */
+
+static bool token_take(struct agent *a, uint64_t now_ms)
+{
+        if (now_ms > a->tokens_ms) {
+                a->tokens += (double)(now_ms - a->tokens_ms) * a->opt.rate_per_s / 1000.0;
+                if (a->tokens > a->opt.burst)
+                        a->tokens = a->opt.burst;
+        }
+        a->tokens_ms = now_ms;
+        if (a->tokens < 1.0)
+                return false;
+        a->tokens -= 1.0;
+        return true;
+}
+
+static void on_line(struct agent *a, const char *s, size_t len, uint64_t now_ms, unsigned *ev)
+{
+        struct agent_line l;
+
+        a->c.lines++;
+        if (!token_take(a, now_ms)) {
+                a->c.rate_dropped++;
+                return;
+        }
+        a->c.parsed++;
+        a->heard = true;
+        a->last_rx_ms = now_ms;
+        a->rehello_gap_ms = AGENT_REHELLO_MS;
+        if (line_split(s, len, &l) < 0) {
+                a->c.malformed++;
+                snprintf(a->error, sizeof(a->error), "malformed line (magic, spacing or a "
+                                                     "character outside [a-z0-9_.-])");
+                *ev |= AGENT_EV_ERROR;
+                return;
+        }
+        bool hello = word_is(l.type, l.tlen, "hello");
+        if (a->state == AGENT_REFUSED &&
+            !(hello && now_ms - a->refused_ms >= AGENT_REFUSED_RETRY_MS)) {
+                a->c.out_of_state++;
+                return;
+        }
+        if (hello)
+                on_hello(a, &l, now_ms, ev);
+        else if (word_is(l.type, l.tlen, "report"))
+                on_report(a, &l, now_ms, ev);
+        else
+                a->c.unknown_types++;
+}
+
+unsigned agent_feed(struct agent *a, const void *buf, size_t len, uint64_t now_ms)
+{
+        const char *p = buf, *end = p + len;
+        unsigned ev = 0;
+
+        if (a->state == AGENT_DISCONNECTED)
+                return 0;
+        a->c.bytes += len;
+        while (p < end) {
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
+                size_t n = (size_t)((nl ? nl : end) - p);
+
+                if (a->discarding) {
+                        a->discarding = !nl;
+                } else if (a->line_len + n > AGENT_LINE_MAX - 1) {
+                        a->c.too_long++;
+                        a->line_len = 0;
+                        a->discarding = !nl;
+                } else {
+                        memcpy(a->line + a->line_len, p, n);
+                        a->line_len += n;
+                        if (nl) {
+                                on_line(a, a->line, a->line_len, now_ms, &ev);
+                                a->line_len = 0;
+                        }
+                }
+                p = nl ? nl + 1 : end;
+        }
+        return ev;
+}
+
+/* An agent heard on this connection has gone quiet for longer than the current gap. */
+static bool agent_silent(const struct agent *a, uint64_t now_ms)
+{
+        if (a->state == AGENT_REFUSED || !a->heard || now_ms < a->last_rx_ms ||
+            now_ms - a->last_rx_ms < a->rehello_gap_ms)
+                return false;
+        return !a->hello_sent || now_ms < a->hello_sent_ms ||
+               now_ms - a->hello_sent_ms >= a->rehello_gap_ms;
+}
+
+size_t agent_output(struct agent *a, uint64_t now_ms, char *buf, size_t len)
+{
+        bool silent;
+        int n;
+
+        if (a->state == AGENT_DISCONNECTED)
+                return 0;
+        silent = !a->hello_pending && agent_silent(a, now_ms);
+        if (!a->hello_pending && !silent)
+                return 0;
+        n = snprintf(buf, len, AGENT_MAGIC " hello min=%u max=%u interval_ms=%" PRIu64 "\n",
+                     a->opt.proto_min, a->opt.proto_max, a->opt.interval_ms);
+        if (n < 0 || (size_t)n >= len)
+                return 0;
+        if (silent && a->rehello_gap_ms < AGENT_REHELLO_MAX_MS)
+                a->rehello_gap_ms = a->rehello_gap_ms * 2 < AGENT_REHELLO_MAX_MS
+                                            ? a->rehello_gap_ms * 2
+                                            : AGENT_REHELLO_MAX_MS;
+        a->hello_pending = false;
+        a->hello_sent = true;
+        a->hello_sent_ms = now_ms;
+        a->c.hellos_sent++;
+        return (size_t)n;
+}
+
+/* ---- results ---- */
+
+static uint64_t demand_of(const struct agent *a, const struct agent_report *r, uint64_t now_ms)
+{
+        uint64_t used = r->mem_total_bytes - r->mem_available_bytes, cap;
+
+        if ((r->have & AGENT_HAVE_BALLOON) && r->balloon_in_total)
+                used -= r->balloon_bytes < used ? r->balloon_bytes : used;
+        if (a->refault_seen && now_ms - a->refault_seen_ms <= AGENT_REFAULT_HOLD_MS)
+                used += r->active_file_bytes;
+        cap = r->mem_total_bytes + r->mem_total_bytes / AGENT_DEMAND_MARGIN_DIV;
+        if (cap > a->opt.limit_bytes)
+                cap = a->opt.limit_bytes;
+        return used < cap ? used : cap;
+}
+
+int agent_estimate(const struct agent *a, uint64_t now_ms, struct agent_estimate *ret)
+{
+        const struct agent_report *r = &a->last;
+        struct agent_estimate e = {0};
+
+        if (!a->have_report)
+                return -ENODATA;
+        e.report_ms = r->received_ms;
+        e.committed_bytes = r->committed_bytes;
+        e.fresh = now_ms >= r->received_ms &&
+                  now_ms - r->received_ms <= AGENT_FRESH_INTERVALS * a->opt.interval_ms;
+        if (e.fresh) {
+                e.visible_known = true;
+                e.visible_bytes = r->mem_total_bytes;
+                e.available_known = r->have & AGENT_HAVE_AVAILABLE;
+                e.available_bytes = r->mem_available_bytes;
+                e.demand_known = e.available_known;
+                e.demand_bytes = e.demand_known ? demand_of(a, r, now_ms) : 0;
+                e.stall_known = a->stall_known;
+                e.stall_fraction = a->stall_known ? a->stall : 0;
+                e.rates_known = a->rates_known;
+                e.refaults_per_s = a->rates_known ? a->refault_rate : 0;
+                e.majfaults_per_s = a->rates_known ? a->majfault_rate : 0;
+        }
+        *ret = e;
+        return 0;
+}
+
+const struct agent_report *agent_last_report(const struct agent *a)
+{
+        return a->have_report ? &a->last : NULL;
+}
+
+enum agent_state agent_state(const struct agent *a)
+{
+        return a->state;
+}
+
+const char *agent_state_name(enum agent_state s)
+{
+        static const char *const names[] = {
+                [AGENT_DISCONNECTED] = "disconnected",
+                [AGENT_WAITING] = "waiting",
+                [AGENT_READY] = "ready",
+                [AGENT_REFUSED] = "refused",
+        };
+
+        return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+uint32_t agent_version(const struct agent *a)
+{
+        return a->version;
+}
+
+unsigned agent_caps(const struct agent *a)
+{
+        return a->caps;
+}
+
+const char *agent_software(const struct agent *a)
+{
+        return a->software;
+}
+
+char *agent_caps_format(unsigned caps, char *buf, size_t len)
+{
+        static const char *const names[] = {"balloon", "virtio-mem", "psi", "psi-trigger",
+                                            "online-movable"};
+        size_t used = 0;
+
+        if (len == 0)
+                return buf;
+        buf[0] = '\0';
+        for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                if (!(caps & (1u << i)))
+                        continue;
+                int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "", names[i]);
+                if (n < 0 || (size_t)n >= len - used)
+                        break;
+                used += (size_t)n;
+        }
+        if (!used)
+                snprintf(buf, len, "none");
+        return buf;
+}
+
+const char *agent_refusal(const struct agent *a)
+{
+        return a->refusal;
+}
+
+const char *agent_last_error(const struct agent *a)
+{
+        return a->error;
+}
+
+const struct agent_counters *agent_counters(const struct agent *a)
+{
+        return &a->c;
+}

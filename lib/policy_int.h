@@ -1,0 +1,76 @@
+/*
+ * policy_int: what the policy's files share and nobody else uses: saturating
+ * byte arithmetic, and the per-VM steps of the estimate and smoothing stages
+ * (policy_estimate.c, policy_smooth.c) that policy.c's decision calls.
+ */
+#ifndef DYNMEM_POLICY_INT_H
+#define DYNMEM_POLICY_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "policy.h"
+#include "units.h"
+
+/* ---- saturating arithmetic on bytes ---- */
+
+static inline uint64_t clamp_u64(uint64_t v, uint64_t lo, uint64_t hi)
+{
+        return v < lo ? lo : v > hi ? hi : v;
+}
+
+static inline uint64_t add_sat(uint64_t a, uint64_t b)
+{
+        return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* v * permille / 1000 in 128 bits, saturating. */
+static inline uint64_t scale_permille(uint64_t v, uint64_t permille)
+{
+        if (permille == 0 || v <= UINT64_MAX / permille)
+                return v * permille / 1000; /* the common case, without 128-bit division */
+        unsigned __int128 r = (unsigned __int128)v * permille / 1000;
+        return r > UINT64_MAX ? UINT64_MAX : (uint64_t)r;
+}
+
+/* v * (1000 + permille) / 1000, saturating; permille may be large (buffer 2000 % = 20000). */
+static inline uint64_t scale_up_permille(uint64_t v, uint64_t permille)
+{
+        return scale_permille(v, 1000 + permille);
+}
+
+/* Block sizes are powers of two (settings_check): round with masks. */
+static inline uint64_t block_up(uint64_t v, uint64_t block)
+{
+        uint64_t mask = block - 1;
+        return v > UINT64_MAX - mask ? UINT64_MAX & ~mask : (v + mask) & ~mask;
+}
+
+static inline uint64_t block_down(uint64_t v, uint64_t block)
+{
+        return v & ~(block - 1);
+}
+
+static inline uint64_t deadband(const struct policy_tunables *t, uint64_t assigned)
+{
+        uint64_t rel = scale_permille(assigned, t->min_change_permille);
+        return rel > t->min_change_bytes ? rel : t->min_change_bytes;
+}
+
+static inline uint64_t ms_since(uint64_t now, uint64_t then)
+{
+        return now > then ? now - then : 0;
+}
+
+/* Stage 1 for one VM: floor, need, want and reason (policy_estimate.c). */
+void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, uint64_t now);
+
+/* Probing for one candidate, once the host's contention is known (policy_estimate.c). */
+void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
+                      bool contended);
+
+/* Stage 3 hysteresis for one running dynamic VM (policy_smooth.c). */
+void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
+                       bool scarcity, bool release);
+
+#endif

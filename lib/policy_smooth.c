@@ -1,0 +1,103 @@
+/*
+ * policy_smooth: stage 3 hysteresis of the dynmem kind, for one VM: hold
+ * small changes, delay and step shrinks, take probing shrinks in fine steps,
+ * and keep resizes already in flight (docs/policy.md).
+ */
+#include "policy_int.h"
+
+
+/*
+ * What "keep the current size" means while a resize is in flight: the
+ * request stands if it moves toward the ideal without passing it; else the
+ * VM stays where it is.
+ */
+static uint64_t hold_target(const struct policy_vm *vm)
+{
+        uint64_t a = vm->assigned_bytes, r = vm->requested_bytes, ideal = vm->ideal_bytes;
+        uint64_t lo = a < ideal ? a : ideal, hi = a < ideal ? ideal : a;
+        uint64_t keep = r && r >= lo && r <= hi ? r : a;
+
+        /* Never hold more than the maximum, whatever the backend reports. */
+        return keep > vm->settings.maximum_bytes ? vm->settings.maximum_bytes : keep;
+}
+
+static void hold(struct policy_vm *vm)
+{
+        vm->target_bytes = hold_target(vm);
+        vm->reason = REASON_HOLD;
+}
+
+/*
+ * One probing shrink. Above the fine zone (probe_fine_percent over the
+ * reported demand) the demand figure itself says the memory is surplus, so
+ * the probe goes there in one step; inside it, steps of probe_step_permille
+ * of the VM, small enough that the first stall comes before shortness.
+ */
+static void probe_step(struct policy_vm *vm, const struct policy_tunables *t)
+{
+        uint64_t a = vm->assigned_bytes, ideal = vm->ideal_bytes, block = vm->settings.block_bytes;
+        uint64_t zone = block_up(scale_up_permille(vm->memory.probe_demand_bytes,
+                                                        10ull * t->probe_fine_percent),
+                                      block);
+        uint64_t step = scale_permille(a, t->probe_step_permille);
+
+        if (step < block)
+                step = block;
+        if (a > zone + step) {
+                vm->target_bytes = ideal > zone ? ideal : zone;
+                return;
+        }
+        if (a - ideal < step) {
+                hold(vm);
+                return;
+        }
+        vm->target_bytes = block_down(a - step, block);
+}
+
+/*
+ * Hysteresis of the dynmem kind: grow at once; ignore changes smaller than
+ * the deadband; shrink only after the surplus has lasted shrink_delay_ms, and
+ * then by at most shrink_step_percent of the VM per decision. Under scarcity
+ * shrinks skip the delay and the steps (the memory is wanted elsewhere) but
+ * still ignore changes within the deadband; when someone waits for memory
+ * (`release`), every hold is released.
+ */
+void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
+                       bool scarcity, bool release)
+{
+        struct policy_vm_memory *m = &vm->memory;
+        uint64_t a = vm->assigned_bytes, ideal = vm->ideal_bytes, db = deadband(t, a);
+
+        if (vm->want_bytes + db <= a) {
+                if (!m->surplus) {
+                        m->surplus = true;
+                        m->surplus_since_ms = now;
+                }
+        } else {
+                m->surplus = false;
+        }
+        vm->target_bytes = ideal;
+        if (ideal >= a) {
+                if (ideal - a < db && vm->need_bytes <= a && vm->reason != REASON_STALL)
+                        hold(vm);
+                return;
+        }
+        if (release)
+                return;
+        if (vm->reason == REASON_PROBE && !scarcity) {
+                probe_step(vm, t);
+                return;
+        }
+        if (a - ideal < db ||
+            (!scarcity && (!m->surplus || ms_since(now, m->surplus_since_ms) < t->shrink_delay_ms))) {
+                hold(vm);
+                return;
+        }
+        if (scarcity)
+                return;
+        uint64_t step = scale_permille(a, 10ull * t->shrink_step_percent);
+        if (step < db)
+                step = db;
+        if (a - ideal > step)
+                vm->target_bytes = block_up(a - step, vm->settings.block_bytes);
+}
