@@ -59,6 +59,7 @@ int apply_settings(struct daemon *d, struct registry_entry *e, const struct vm_s
         if (r < 0)
                 return r;
         e->vm.settings = *new;
+        registry_touch(e);
         return 0;
 }
 
@@ -73,6 +74,7 @@ int apply_configure(struct daemon *d, struct registry_entry *e, char *err, size_
                 label.path = e->vm.name; /* messages name the VM, not the file */
         r = d->backend->ops->configure_vm(d->backend, &e->vm, &label, &cvm, err, errlen);
         e->configured = r == 0;
+        registry_touch(e);
         return r;
 }
 
@@ -100,6 +102,7 @@ static void define_from_config(struct daemon *d, const struct config *cfg,
                 log_msg(LOG_INFO, "%s: defined by %s:%u", cvm->name, cfg->path, cvm->line);
                 if (e->autostart)
                         balancer_request_start(&d->bal, &e->vm);
+                registry_touch(e);
         }
 }
 
@@ -138,6 +141,7 @@ static void update_from_config(struct daemon *d, const struct config *cfg,
         e->seen = true;
         e->config_line = cvm->line;
         e->autostart = cvm->autostart;
+        registry_touch(e);
         struct vm_settings want = wanted_settings(cfg, cvm, e);
         if (!settings_equal(&want, &e->vm.settings) &&
             apply_settings(d, e, &want, err, sizeof(err)) < 0)
@@ -163,6 +167,7 @@ static void drop_from_config(struct daemon *d, const struct config *cfg, struct 
                 log_msg(LOG_NOTICE, "%s: no longer in %s; it is removed once it stops",
                         e->vm.name, cfg->path);
         e->removed = true;
+        registry_touch(e);
 }
 
 void apply_config(struct daemon *d, const struct config *cfg, bool initial)
@@ -205,6 +210,7 @@ static void state_override(const struct state_vm *sv, struct registry_entry *e)
         }
         e->vm.settings = want;
         e->overrides = sv->given;
+        registry_touch(e);
         log_msg(LOG_INFO, "%s: settings changed with dynmem set override the configuration",
                 sv->name);
 }
@@ -258,6 +264,7 @@ void apply_autostart(struct daemon *d)
                 if (e->autostart && e->configured && vm_is_off(&e->vm)) {
                         log_msg(LOG_INFO, "%s: autostart", e->vm.name);
                         balancer_request_start(&d->bal, &e->vm);
+                        registry_touch(e);
                 }
         }
 }

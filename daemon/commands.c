@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "apply.h"
@@ -36,20 +37,82 @@ static json_t *vm_json(const struct registry_entry *e)
         return obj;
 }
 
-/* {"vm": {...}} plus "warning" when warn is not empty. */
-static char *reply_vm(const struct registry_entry *e, const char *warn)
+/* The VM as reply JSON text, cached until the next cycle or a change (registry_touch). */
+static const char *vm_text(struct daemon *d, struct registry_entry *e)
 {
-        json_t *body = json_object(), *obj = vm_json(e);
+        json_t *obj;
 
-        if (!body || !obj || json_object_set_new(body, "vm", obj) < 0) {
-                json_decref(body);
-                return NULL;
+        if (e->json_text && e->json_cycle == d->cycles)
+                return e->json_text;
+        registry_touch(e);
+        obj = vm_json(e);
+        e->json_text = obj ? json_dumps(obj, CONTROL_JSON_FLAGS) : NULL;
+        e->json_len = e->json_text ? strlen(e->json_text) : 0;
+        e->json_cycle = d->cycles;
+        json_decref(obj);
+        return e->json_text;
+}
+
+struct piece {
+        const char *text;
+        size_t len;
+};
+
+/* Concatenate pieces into one NUL-terminated string; NULL on ENOMEM. */
+static char *join(const struct piece *pieces, size_t n)
+{
+        size_t total = 1, at = 0;
+        char *out;
+
+        for (size_t i = 0; i < n; i++)
+                total += pieces[i].len;
+        out = malloc(total);
+        for (size_t i = 0; out && i < n; i++) {
+                memcpy(out + at, pieces[i].text, pieces[i].len);
+                at += pieces[i].len;
         }
-        if (warn && warn[0] && json_object_set_new(body, "warning", json_string(warn)) < 0) {
-                json_decref(body);
-                return NULL;
+        if (out)
+                out[at] = '\0';
+        return out;
+}
+
+/*
+ * An ok reply whose member `key` holds VM objects already encoded: one, or
+ * an array of them. Assembled from the cached pieces, `list` stays cheap.
+ */
+static char *reply_texts(const char *key, struct registry_entry *const *entries, size_t n,
+                         bool array, const char *warn)
+{
+        char head[64], *tail = NULL, *line = NULL;
+        struct piece *p = calloc(2 * n + 3, sizeof(*p));
+        json_t *w = warn && warn[0] ? json_pack("{s:s}", "warning", warn) : NULL;
+        size_t k = 0;
+
+        if (w && (tail = json_dumps(w, CONTROL_JSON_FLAGS)))
+                tail[0] = ','; /* {"warning":...} becomes ,"warning":...} */
+        json_decref(w);
+        if (p && (!w || tail)) {
+                int len = snprintf(head, sizeof(head), "{\"version\":%d,\"ok\":true,\"%s\":%s",
+                                   CONTROL_VERSION, key, array ? "[" : "");
+                p[k++] = (struct piece){head, (size_t)len};
+                for (size_t i = 0; i < n; i++) {
+                        if (i)
+                                p[k++] = (struct piece){",", 1};
+                        p[k++] = (struct piece){entries[i]->json_text, entries[i]->json_len};
+                }
+                p[k++] = (struct piece){array ? "]" : "", array ? 1 : 0};
+                p[k++] = tail ? (struct piece){tail, strlen(tail)} : (struct piece){"}", 1};
+                line = join(p, k);
         }
-        return control_reply_ok(body);
+        free(p);
+        free(tail);
+        return line;
+}
+
+/* {"vm": {...}} plus "warning" when warn is not empty. */
+static char *reply_vm(struct daemon *d, struct registry_entry *e, const char *warn)
+{
+        return vm_text(d, e) ? reply_texts("vm", &e, 1, false, warn) : NULL;
 }
 
 static struct registry_entry *find(struct daemon *d, const char *name, char **ret_reply)
@@ -66,15 +129,10 @@ static struct registry_entry *find(struct daemon *d, const char *name, char **re
 static char *cmd_list(struct daemon *d, const struct control_request *req,
                       enum commands_wait *ret_wait)
 {
-        json_t *vms = json_array();
-
-        for (size_t i = 0; vms && i < d->reg.n; i++) {
-                if (json_array_append_new(vms, vm_json(d->reg.entries[i])) < 0) {
-                        json_decref(vms);
+        for (size_t i = 0; i < d->reg.n; i++)
+                if (!vm_text(d, d->reg.entries[i]))
                         return NULL;
-                }
-        }
-        return vms ? control_reply_ok(json_pack("{s:o}", "vms", vms)) : NULL;
+        return reply_texts("vms", d->reg.entries, d->reg.n, true, NULL);
 }
 
 static char *cmd_show(struct daemon *d, const struct control_request *req,
@@ -83,7 +141,7 @@ static char *cmd_show(struct daemon *d, const struct control_request *req,
         char *reply = NULL;
         struct registry_entry *e = find(d, req->name, &reply);
 
-        return e ? reply_vm(e, NULL) : reply;
+        return e ? reply_vm(d, e, NULL) : reply;
 }
 
 static int put(json_t *obj, const char *key, json_t *value)
@@ -99,15 +157,8 @@ static json_t *nullable_percent(double p)
 static int put_memory(json_t *h, const struct daemon *d)
 {
         const struct balancer_counters *c = &d->bal.counters;
-        uint64_t held = 0, memory = d->bal.host.memory_bytes;
-        size_t running = 0;
+        uint64_t held = d->held_bytes, memory = d->bal.host.memory_bytes;
 
-        for (size_t i = 0; i < d->reg.n; i++) {
-                const struct vm *vm = &d->reg.entries[i]->vm;
-                if (vm_holds_memory(vm))
-                        held += vm->obs.assigned_bytes;
-                running += vm->state == VM_RUNNING;
-        }
         return put(h, "host_total_bytes",
                    d->host_total_bytes ? json_integer((json_int_t)d->host_total_bytes)
                                        : json_null()) |
@@ -121,7 +172,7 @@ static int put_memory(json_t *h, const struct daemon *d)
                put(h, "pressure_percent", nullable_percent(c->current_pressure)) |
                put(h, "average_pressure_percent", nullable_percent(c->average_pressure)) |
                put(h, "vms", json_integer((json_int_t)d->reg.n)) |
-               put(h, "running", json_integer((json_int_t)running)) |
+               put(h, "running", json_integer((json_int_t)d->holding_vms)) |
                put(h, "refused_starts", json_integer((json_int_t)c->refused_starts)) |
                put(h, "crashes", json_integer((json_int_t)c->crashes));
 }
@@ -201,6 +252,7 @@ static char *cmd_start(struct daemon *d, const struct control_request *req,
                 return control_reply_error(EINVAL, "%s: cannot start: %s", e->vm.name, err);
         e->start_errno = 0;
         balancer_request_start(&d->bal, &e->vm);
+        registry_touch(e);
         log_msg(LOG_INFO, "%s: start requested", e->vm.name);
         *ret_wait = COMMANDS_WAIT_START;
         return NULL;
@@ -220,13 +272,15 @@ static char *cmd_stop(struct daemon *d, const struct control_request *req,
                 return control_reply_error(EALREADY, "%s: not running", e->vm.name);
         case VM_CRASHED:
                 e->vm.state = VM_OFF;
-                return reply_vm(e, NULL);
+                registry_touch(e);
+                return reply_vm(d, e, NULL);
         case VM_STARTING:
                 e->vm.start_requested = false;
                 e->vm.state = VM_OFF;
                 e->start_errno = ECANCELED;
                 snprintf(e->vm.refusal, sizeof(e->vm.refusal), "start cancelled by a stop");
-                return reply_vm(e, NULL);
+                registry_touch(e);
+                return reply_vm(d, e, NULL);
         case VM_STOPPING:
                 if (!req->force)
                         break;
@@ -237,6 +291,7 @@ static char *cmd_stop(struct daemon *d, const struct control_request *req,
                         return control_reply_error(-r, "%s: cannot stop: %s", e->vm.name,
                                                    strerror(-r));
                 e->vm.state = VM_STOPPING;
+                registry_touch(e);
                 log_msg(LOG_INFO, "%s: stop%s requested", e->vm.name, req->force ? " (forced)" : "");
                 break;
         }
@@ -263,9 +318,10 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
                 return control_reply_error(-r, "%s: %s", e->vm.name, err);
         if (e->origin == REGISTRY_CONFIG)
                 e->overrides |= req->given;
+        registry_touch(e);
         daemon_save(d, warn, sizeof(warn));
         log_msg(LOG_INFO, "%s: settings changed", e->vm.name);
-        return reply_vm(e, warn);
+        return reply_vm(d, e, warn);
 }
 
 static bool key_allowed(const struct backend *b, const char *key)
@@ -333,7 +389,7 @@ static char *cmd_create(struct daemon *d, const struct control_request *req,
         }
         daemon_save(d, warn, sizeof(warn));
         log_msg(LOG_INFO, "%s: created", e->vm.name);
-        return reply_vm(e, warn);
+        return reply_vm(d, e, warn);
 }
 
 static char *cmd_delete(struct daemon *d, const struct control_request *req,
@@ -392,6 +448,6 @@ bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait,
                                                  e->vm.refusal[0] ? e->vm.refusal
                                                                   : "did not start");
         else
-                *ret_reply = reply_vm(e, NULL);
+                *ret_reply = reply_vm(d, e, NULL);
         return true;
 }

@@ -162,13 +162,24 @@ static void conn_free(struct conn *c)
         free(c);
 }
 
+static void free_line(const void *data, size_t len, void *arg)
+{
+        (void)len, (void)arg;
+        free((void *)data);
+}
+
+/* Queue a reply line (taking it: no copy) and its newline. */
 static void send_line(struct conn *c, char *line)
 {
         struct evbuffer *out = bufferevent_get_output(c->bev);
 
-        if (!line || evbuffer_add(out, line, strlen(line)) < 0 || evbuffer_add(out, "\n", 1) < 0)
+        if (!line || evbuffer_add_reference(out, line, strlen(line), free_line, NULL) < 0) {
+                free(line);
                 c->closing = true; /* out of memory: give up on this client */
-        free(line);
+                return;
+        }
+        if (evbuffer_add(out, "\n", 1) < 0)
+                c->closing = true;
 }
 
 /*
@@ -396,6 +407,7 @@ static int conn_setup(struct control_server *srv, struct conn *c, int fd)
         bufferevent_priority_set(c->bev, PRIORITY_CLIENTS);
         bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
         bufferevent_setwatermark(c->bev, EV_READ, 0, CONTROL_REQUEST_MAX + 2);
+        bufferevent_set_max_single_write(c->bev, CONTROL_SERVER_WRITE_MAX); /* fewer wakeups */
         bufferevent_set_timeouts(c->bev, &idle, &idle);
         return bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }

@@ -26,6 +26,7 @@
 #define CONTROL_SERVER_IDLE_MS      30000
 #define CONTROL_SERVER_LINGER_MS    2000  /* input still read (and dropped) after a closing reply */
 #define CONTROL_SERVER_OUTPUT_HIGH  (256u * 1024)
+#define CONTROL_SERVER_WRITE_MAX    (1024 * 1024) /* bytes handed to one write() */
 #define CONTROL_SERVER_BACKLOG      CONTROL_SERVER_CLIENTS_MAX
 
 struct daemon;

@@ -115,6 +115,19 @@ static void on_balancer_event(const struct balancer_event *ev, void *userdata)
         }
 }
 
+static void sum_held(struct daemon *d)
+{
+        d->held_bytes = 0;
+        d->holding_vms = 0;
+        for (size_t i = 0; i < d->reg.n; i++) {
+                const struct vm *vm = d->reg.vms[i];
+                if (vm_holds_memory(vm)) {
+                        d->held_bytes += vm->obs.assigned_bytes;
+                        d->holding_vms++;
+                }
+        }
+}
+
 static void schedule_next(struct daemon *d)
 {
         double now = daemon_mono_ms(), interval = (double)d->cfg.host.interval_ms;
@@ -145,12 +158,13 @@ static void cycle_cb(evutil_socket_t fd, short what, void *arg)
                 d->backend_entry->advance(d->backend, now);
         if (balancer_tick(&d->bal, now) < 0 && log_ratelimit_ok(&d->tick_errors, now))
                 log_msg(LOG_ERR, "balancing cycle failed: out of memory");
+        d->cycles++; /* before anything is read: what was cached is stale now */
+        sum_held(d);
         control_server_after_cycle(d->server);
         if (apply_sweep(d) > 0) {
                 daemon_vms_changed(d);
                 daemon_save(d, NULL, 0);
         }
-        d->cycles++;
         histogram_add(&d->duration, daemon_mono_ms() - start);
         schedule_next(d);
 }
@@ -309,7 +323,10 @@ static void log_started(const struct daemon *d)
 {
         char mem[32], res[32], iv[32];
 
-        log_msg(LOG_INFO, "dynmemd %s: backend %s, policy %s, memory %s, reserve %s, "
+        if (d->cfg.host.http)
+                log_msg(LOG_WARNING, "%s: [host] http: this dynmemd serves no HTTP; ignored",
+                        d->config_path);
+        log_msg(LOG_INFO, "started (version %s): backend %s, policy %s, memory %s, reserve %s, "
                           "interval %s, %zu VMs, listening on %s",
                 DYNMEM_VERSION, d->backend_entry->name, d->cfg.host.policy,
                 size_format(d->cfg.host.memory_bytes, mem, sizeof(mem)),
@@ -326,6 +343,9 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
 
         *d = (struct daemon){.tick_errors = {.burst = 5, .per_minute = 6}};
         d->started_ms = daemon_mono_ms();
+        /* coalesce epoll changes within a loop iteration: fewer system calls per client */
+        if (ec)
+                event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
         d->base = ec ? event_base_new_with_config(ec) : NULL;
         event_config_free(ec);
         d->group = strdup(group);

@@ -59,6 +59,10 @@ struct daemon {
 
         uint64_t host_total_bytes; /* MemTotal, 0 when unknown */
 
+        /* summed at the end of each cycle: memory is only taken or freed by a cycle */
+        uint64_t held_bytes;  /* memory held by VMs */
+        size_t holding_vms;   /* VMs holding memory (running or stopping) */
+
         /* persistence */
         bool state_saved;
         char state_error[256];
@@ -66,7 +70,7 @@ struct daemon {
         /* timing of the cycle */
         struct histogram lateness;
         struct histogram duration;
-        uint64_t cycles;
+        uint64_t cycles;         /* cycles run; also the age of cached JSON */
         uint64_t cycles_skipped;
 
         struct log_ratelimit tick_errors;

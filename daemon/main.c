@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,9 @@
 #include "dconfig.h"
 #include "dynmem-config.h"
 #include "log.h"
+
+#define MMAP_THRESHOLD (8 * 1024 * 1024)
+#define TRIM_THRESHOLD (16 * 1024 * 1024)
 
 struct options {
         const char *config;
@@ -158,6 +162,12 @@ int main(int argc, char **argv)
         if (parse_options(argc, argv, &opt) < 0)
                 return 2;
         signal(SIGPIPE, SIG_IGN);
+        /*
+         * Replies to list are large and short-lived: keep them on the heap and keep
+         * the heap, instead of mapping and faulting in fresh pages for every one.
+         */
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
         if (realpath(opt.config, config)) /* traces are found relative to it after chdir */
                 opt.config = config;
         if (opt.check)

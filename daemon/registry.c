@@ -101,6 +101,14 @@ int registry_add(struct registry *r, const char *name, struct registry_entry **r
         return 0;
 }
 
+void registry_touch(struct registry_entry *e)
+{
+        free(e->json_text);
+        e->json_text = NULL;
+        free(e->state_text);
+        e->state_text = NULL;
+}
+
 static void entry_free(struct registry_entry *e, struct backend *b)
 {
         if (b && e->vm.backend_data)
@@ -110,6 +118,8 @@ static void entry_free(struct registry_entry *e, struct backend *b)
                 free(e->keys[i].value);
         }
         free(e->keys);
+        free(e->json_text);
+        free(e->state_text);
         free(e);
 }
 
@@ -151,6 +161,7 @@ int registry_set_keys(struct registry_entry *e, const struct config_kv *keys, si
         free(e->keys);
         e->keys = copy;
         e->n_keys = n;
+        registry_touch(e);
         return 0;
 }
 

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "backend.h"
 #include "config.h"
@@ -33,6 +34,10 @@ struct registry_entry {
         bool removed;                 /* gone from the configuration: dropped once off */
         int start_errno;              /* why the last start failed (0: it did not) */
         bool seen;                    /* scratch for apply_config() */
+        char *json_text;              /* cached reply JSON, valid during cycle json_cycle */
+        size_t json_len;
+        uint64_t json_cycle;
+        char *state_text;             /* cached state file entry ("" when none), or NULL */
         struct config_kv *keys;       /* backend keys, owned */
         size_t n_keys;
 };
@@ -55,6 +60,12 @@ int registry_add(struct registry *r, const char *name, struct registry_entry **r
 
 /* Remove an entry: the backend forgets it, the entry is freed. */
 void registry_remove(struct registry *r, struct registry_entry *e, struct backend *b);
+
+/*
+ * Something about the entry changed outside a cycle (settings, state,
+ * overrides, origin, keys, autostart, removal): drop what is cached.
+ */
+void registry_touch(struct registry_entry *e);
 
 /* Replace an entry's backend keys with copies. Returns 0 or -ENOMEM. */
 int registry_set_keys(struct registry_entry *e, const struct config_kv *keys, size_t n);

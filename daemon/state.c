@@ -150,41 +150,56 @@ static json_t *entry_json(const struct registry_entry *e, bool *ret_skip)
         return obj;
 }
 
-char *state_format(const struct registry *r)
+/* The entry's line in the state file ("" when it has none), cached until touched. */
+static const char *entry_text(struct registry_entry *e)
 {
-        json_t *vms = json_array(), *root;
-        char *text;
+        bool skip;
+        json_t *obj;
 
-        for (size_t i = 0; vms && i < r->n; i++) {
-                bool skip;
-                json_t *obj = entry_json(r->entries[i], &skip);
-                if (!skip && json_array_append_new(vms, obj) < 0) {
-                        json_decref(vms);
-                        return NULL;
-                }
+        if (e->state_text)
+                return e->state_text;
+        obj = entry_json(e, &skip);
+        e->state_text = skip ? strdup("") : obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+        json_decref(obj);
+        return e->state_text;
+}
+
+char *state_format(struct registry *r)
+{
+        char *text = NULL;
+        size_t len = 0, kept = 0;
+        FILE *f = open_memstream(&text, &len);
+        bool bad = !f;
+
+        if (f)
+                fprintf(f, "{\"version\": %d, \"vms\": [", STATE_VERSION);
+        for (size_t i = 0; !bad && i < r->n; i++) {
+                const char *line = entry_text(r->entries[i]);
+                if (!line)
+                        bad = true;
+                else if (line[0])
+                        fprintf(f, "%s\n  %s", kept++ ? "," : "", line);
         }
-        root = vms ? json_pack("{s:i, s:o}", "version", STATE_VERSION, "vms", vms) : NULL;
-        text = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
-        json_decref(root);
+        if (f) {
+                fputs(kept ? "\n]}\n" : "]}\n", f);
+                bad |= ferror(f) != 0;
+                bad |= fclose(f) != 0;
+        }
+        if (bad) {
+                free(text);
+                return NULL;
+        }
         return text;
 }
 
-int state_save(const char *dir, const struct registry *r)
+int state_save(const char *dir, struct registry *r)
 {
         char *text = state_format(r);
         int ret;
 
         if (!text)
                 return -ENOMEM;
-        size_t len = strlen(text);
-        char *line = realloc(text, len + 2);
-        if (!line) {
-                free(text);
-                return -ENOMEM;
-        }
-        line[len] = '\n';
-        line[len + 1] = '\0';
-        ret = fsutil_write_atomic(dir, STATE_FILE, line, len + 1, 0644);
-        free(line);
+        ret = fsutil_write_atomic(dir, STATE_FILE, text, strlen(text), 0644);
+        free(text);
         return ret;
 }

@@ -50,10 +50,13 @@ int state_load(const char *dir, struct state *ret, char *err, size_t errlen);
 
 void state_free(struct state *s);
 
-/* The state file's text for a registry (caller frees); NULL on ENOMEM. */
-char *state_format(const struct registry *r);
+/*
+ * The state file's text for a registry (caller frees); NULL on ENOMEM. Each
+ * entry's line is cached in the entry until registry_touch().
+ */
+char *state_format(struct registry *r);
 
 /* Write the registry's state to STATE_DIR/state.json atomically. Returns 0 or a negative errno. */
-int state_save(const char *dir, const struct registry *r);
+int state_save(const char *dir, struct registry *r);
 
 #endif

@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COUNT_MAX       ((uint64_t)1 << 62) /* counters and times: far beyond any real value */
-#define TIME_MAX        ((uint64_t)1 << 53)
-#define VERSION_MAX     1000
-#define PAGE_SIZE_MIN   4096
-#define PAGE_SIZE_MAX   (1u << 20)
-#define MEM_TOTAL_MIN   ((uint64_t)1 << 20)
+#define COUNT_MAX         ((uint64_t)1 << 62) /* counters and times: far beyond any real value */
+#define TIME_MAX          ((uint64_t)1 << 53)
+#define VERSION_MAX       1000
+#define PAGE_SIZE_MIN     4096
+#define PAGE_SIZE_MAX     (1u << 20)
+#define MEM_TOTAL_MIN     ((uint64_t)1 << 20)
 #define REFAULT_MIN_PER_S 256.0 /* refaulted pages per second that mean "cache is short" */
 
 struct agent_field {
@@ -50,7 +50,7 @@ struct agent {
         bool hello_pending;
         bool hello_sent;
         uint64_t hello_sent_ms;
-        bool heard;              /* a line arrived on this connection */
+        bool heard; /* a line arrived on this connection */
         uint64_t last_rx_ms;
         uint64_t rehello_gap_ms; /* silence before the next hello; doubles */
         uint64_t refused_ms;
@@ -162,12 +162,12 @@ static int line_split(const char *s, size_t len, struct agent_line *ret)
 void agent_options_default(struct agent_options *ret)
 {
         *ret = (struct agent_options){
-                .interval_ms = AGENT_INTERVAL_DEFAULT,
-                .limit_bytes = AGENT_BYTES_MAX,
-                .rate_per_s = AGENT_RATE_DEFAULT,
-                .burst = AGENT_BURST_DEFAULT,
-                .proto_min = AGENT_PROTO_MIN,
-                .proto_max = AGENT_PROTO_MAX,
+            .interval_ms = AGENT_INTERVAL_DEFAULT,
+            .limit_bytes = AGENT_BYTES_MAX,
+            .rate_per_s = AGENT_RATE_DEFAULT,
+            .burst = AGENT_BURST_DEFAULT,
+            .proto_min = AGENT_PROTO_MIN,
+            .proto_max = AGENT_PROTO_MAX,
         };
 }
 
@@ -273,11 +273,11 @@ static const struct {
         const char *key;
         unsigned cap;
 } hello_caps[] = {
-        {"balloon", AGENT_CAP_BALLOON},
-        {"virtio_mem", AGENT_CAP_VIRTIO_MEM},
-        {"psi", AGENT_CAP_PSI},
-        {"psi_trigger", AGENT_CAP_PSI_TRIGGER},
-        {"online_movable", AGENT_CAP_ONLINE_MOVABLE},
+    {"balloon", AGENT_CAP_BALLOON},
+    {"virtio_mem", AGENT_CAP_VIRTIO_MEM},
+    {"psi", AGENT_CAP_PSI},
+    {"psi_trigger", AGENT_CAP_PSI_TRIGGER},
+    {"online_movable", AGENT_CAP_ONLINE_MOVABLE},
 };
 
 #define N_HELLO_CAPS (sizeof(hello_caps) / sizeof(hello_caps[0]))
@@ -340,8 +340,8 @@ static int hello_parse(struct agent *a, const struct agent_line *l, struct hello
                 snprintf(a->error, sizeof(a->error), "hello: min and max versions missing or bad");
                 return -EINVAL;
         }
-        if ((seen & (1ull << 4)) && (h->page_size < PAGE_SIZE_MIN ||
-                                     (h->page_size & (h->page_size - 1)) != 0)) {
+        if ((seen & (1ull << 4)) &&
+            (h->page_size < PAGE_SIZE_MIN || (h->page_size & (h->page_size - 1)) != 0)) {
                 snprintf(a->error, sizeof(a->error), "hello: page_size is not a power of two");
                 return -EINVAL;
         }
@@ -350,6 +350,12 @@ static int hello_parse(struct agent *a, const struct agent_line *l, struct hello
 
 static void hello_accept(struct agent *a, const struct hello *h, uint32_t version, unsigned *ev)
 {
+        bool same = a->state == AGENT_READY && a->version == version && a->caps == h->caps &&
+                    strlen(a->software) == h->software_len &&
+                    memcmp(a->software, h->software ? h->software : "", h->software_len) == 0;
+
+        if (!same)
+                *ev |= AGENT_EV_READY;
         a->state = AGENT_READY;
         a->version = version;
         a->caps = h->caps;
@@ -358,7 +364,6 @@ static void hello_accept(struct agent *a, const struct hello *h, uint32_t versio
         a->software[h->software_len] = '\0';
         a->refusal[0] = '\0';
         a->c.handshakes++;
-        *ev |= AGENT_EV_READY;
 }
 
 static void on_hello(struct agent *a, const struct agent_line *l, uint64_t now_ms, unsigned *ev)
@@ -386,10 +391,11 @@ static void on_hello(struct agent *a, const struct agent_line *l, uint64_t now_m
                          h.min, h.max, a->opt.proto_min, a->opt.proto_max);
                 refuse(a, now_ms, ev);
         } else if (h.has_version && h.version == 0) {
-                snprintf(a->refusal, sizeof(a->refusal),
-                         "guest agent refused the host's protocol versions %u-%u (it speaks %" PRIu64
-                         "-%" PRIu64 "), agent ignored",
-                         a->opt.proto_min, a->opt.proto_max, h.min, h.max);
+                snprintf(
+                    a->refusal, sizeof(a->refusal),
+                    "guest agent refused the host's protocol versions %u-%u (it speaks %" PRIu64
+                    "-%" PRIu64 "), agent ignored",
+                    a->opt.proto_min, a->opt.proto_max, h.min, h.max);
                 refuse(a, now_ms, ev);
         } else if (h.has_version && h.version != hi) {
                 snprintf(a->refusal, sizeof(a->refusal),
@@ -413,35 +419,35 @@ static const struct report_key {
         uint32_t have; /* group bit: when any key of a group is present, all must be */
         bool required;
 } report_keys[] = {
-        {"seq", RF(seq), COUNT_MAX, 0, true},
-        {"time_ms", RF(time_ms), TIME_MAX, 0, true},
-        {"mem_total_bytes", RF(mem_total_bytes), AGENT_BYTES_MAX, 0, true},
-        {"mem_free_bytes", RF(mem_free_bytes), AGENT_BYTES_MAX, 0, true},
-        {"mem_available_bytes", RF(mem_available_bytes), AGENT_BYTES_MAX, AGENT_HAVE_AVAILABLE, false},
-        {"cached_bytes", RF(cached_bytes), AGENT_BYTES_MAX, 0, false},
-        {"active_file_bytes", RF(active_file_bytes), AGENT_BYTES_MAX, 0, false},
-        {"committed_bytes", RF(committed_bytes), COUNT_MAX, 0, false},
-        {"swap_used_bytes", RF(swap_used_bytes), AGENT_BYTES_MAX, 0, false},
-        {"balloon_bytes", RF(balloon_bytes), AGENT_BYTES_MAX, AGENT_HAVE_BALLOON, false},
-        {"balloon_in_total", RF(balloon_in_total), 1, AGENT_HAVE_BALLOON, false},
-        {"psi_some_avg10_bp", RF(psi_some_avg10_bp), 10000, AGENT_HAVE_PSI, false},
-        {"psi_some_total_us", RF(psi_some_total_us), COUNT_MAX, AGENT_HAVE_PSI, false},
-        {"psi_full_avg10_bp", RF(psi_full_avg10_bp), 10000, AGENT_HAVE_PSI_FULL, false},
-        {"psi_full_total_us", RF(psi_full_total_us), COUNT_MAX, AGENT_HAVE_PSI_FULL, false},
-        {"pgmajfault", RF(pgmajfault), COUNT_MAX, 0, false},
-        {"refaults", RF(refaults), COUNT_MAX, AGENT_HAVE_REFAULTS, false},
-        {"oom_kill", RF(oom_kill), COUNT_MAX, 0, false},
-        {"onlined", RF(onlined), COUNT_MAX, 0, false},
-        {"self_rss_bytes", RF(self_rss_bytes), AGENT_BYTES_MAX, AGENT_HAVE_SELF, false},
-        {"self_cpu_us", RF(self_cpu_us), COUNT_MAX, AGENT_HAVE_SELF, false},
+    {"seq", RF(seq), COUNT_MAX, 0, true},
+    {"time_ms", RF(time_ms), TIME_MAX, 0, true},
+    {"mem_total_bytes", RF(mem_total_bytes), AGENT_BYTES_MAX, 0, true},
+    {"mem_free_bytes", RF(mem_free_bytes), AGENT_BYTES_MAX, 0, true},
+    {"mem_available_bytes", RF(mem_available_bytes), AGENT_BYTES_MAX, AGENT_HAVE_AVAILABLE, false},
+    {"cached_bytes", RF(cached_bytes), AGENT_BYTES_MAX, 0, false},
+    {"active_file_bytes", RF(active_file_bytes), AGENT_BYTES_MAX, 0, false},
+    {"committed_bytes", RF(committed_bytes), COUNT_MAX, 0, false},
+    {"swap_used_bytes", RF(swap_used_bytes), AGENT_BYTES_MAX, 0, false},
+    {"balloon_bytes", RF(balloon_bytes), AGENT_BYTES_MAX, AGENT_HAVE_BALLOON, false},
+    {"balloon_in_total", RF(balloon_in_total), 1, AGENT_HAVE_BALLOON, false},
+    {"psi_some_avg10_bp", RF(psi_some_avg10_bp), 10000, AGENT_HAVE_PSI, false},
+    {"psi_some_total_us", RF(psi_some_total_us), COUNT_MAX, AGENT_HAVE_PSI, false},
+    {"psi_full_avg10_bp", RF(psi_full_avg10_bp), 10000, AGENT_HAVE_PSI_FULL, false},
+    {"psi_full_total_us", RF(psi_full_total_us), COUNT_MAX, AGENT_HAVE_PSI_FULL, false},
+    {"pgmajfault", RF(pgmajfault), COUNT_MAX, 0, false},
+    {"refaults", RF(refaults), COUNT_MAX, AGENT_HAVE_REFAULTS, false},
+    {"oom_kill", RF(oom_kill), COUNT_MAX, 0, false},
+    {"onlined", RF(onlined), COUNT_MAX, 0, false},
+    {"self_rss_bytes", RF(self_rss_bytes), AGENT_BYTES_MAX, AGENT_HAVE_SELF, false},
+    {"self_cpu_us", RF(self_cpu_us), COUNT_MAX, AGENT_HAVE_SELF, false},
 };
 
 #define N_REPORT_KEYS (sizeof(report_keys) / sizeof(report_keys[0]))
 
 static const char *const cause_names[] = {
-        [AGENT_CAUSE_TICK] = "tick",
-        [AGENT_CAUSE_PSI] = "psi",
-        [AGENT_CAUSE_HELLO] = "hello",
+    [AGENT_CAUSE_TICK] = "tick",
+    [AGENT_CAUSE_PSI] = "psi",
+    [AGENT_CAUSE_HELLO] = "hello",
 };
 
 const char *agent_cause_name(enum agent_cause c)
@@ -505,11 +511,11 @@ static int report_check(struct agent *a, const struct agent_report *r, uint64_t 
                 uint64_t v;
                 bool apply;
         } parts[] = {
-                {"mem_available_bytes", r->mem_available_bytes, true},
-                {"mem_free_bytes", r->mem_free_bytes, true},
-                {"cached_bytes", r->cached_bytes, true},
-                {"active_file_bytes", r->active_file_bytes, true},
-                {"balloon_bytes", r->balloon_bytes, r->balloon_in_total == 1},
+            {"mem_available_bytes", r->mem_available_bytes, true},
+            {"mem_free_bytes", r->mem_free_bytes, true},
+            {"cached_bytes", r->cached_bytes, true},
+            {"active_file_bytes", r->active_file_bytes, true},
+            {"balloon_bytes", r->balloon_bytes, r->balloon_in_total == 1},
         };
         for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
                 if (parts[i].apply && parts[i].v > r->mem_total_bytes)
@@ -642,8 +648,9 @@ static void on_line(struct agent *a, const char *s, size_t len, uint64_t now_ms,
         a->rehello_gap_ms = AGENT_REHELLO_MS;
         if (line_split(s, len, &l) < 0) {
                 a->c.malformed++;
-                snprintf(a->error, sizeof(a->error), "malformed line (magic, spacing or a "
-                                                     "character outside [a-z0-9_.-])");
+                snprintf(a->error, sizeof(a->error),
+                         "malformed line (magic, spacing or a "
+                         "character outside [a-z0-9_.-])");
                 *ev |= AGENT_EV_ERROR;
                 return;
         }
@@ -718,8 +725,8 @@ size_t agent_output(struct agent *a, uint64_t now_ms, char *buf, size_t len)
                 return 0;
         if (silent && a->rehello_gap_ms < AGENT_REHELLO_MAX_MS)
                 a->rehello_gap_ms = a->rehello_gap_ms * 2 < AGENT_REHELLO_MAX_MS
-                                            ? a->rehello_gap_ms * 2
-                                            : AGENT_REHELLO_MAX_MS;
+                                        ? a->rehello_gap_ms * 2
+                                        : AGENT_REHELLO_MAX_MS;
         a->hello_pending = false;
         a->hello_sent = true;
         a->hello_sent_ms = now_ms;
@@ -784,10 +791,10 @@ enum agent_state agent_state(const struct agent *a)
 const char *agent_state_name(enum agent_state s)
 {
         static const char *const names[] = {
-                [AGENT_DISCONNECTED] = "disconnected",
-                [AGENT_WAITING] = "waiting",
-                [AGENT_READY] = "ready",
-                [AGENT_REFUSED] = "refused",
+            [AGENT_DISCONNECTED] = "disconnected",
+            [AGENT_WAITING] = "waiting",
+            [AGENT_READY] = "ready",
+            [AGENT_REFUSED] = "refused",
         };
 
         return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";

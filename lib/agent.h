@@ -23,7 +23,8 @@
  *   connected to run_dir/NAME.agent:          agent_connected(a, now);
  *                                             write agent_output(a, now, ...)
  *   bytes arrived:                            ev = agent_feed(a, buf, n, now);
- *     ev & AGENT_EV_READY      log once: agent_version(), agent_caps_format()
+ *     ev & AGENT_EV_READY      log: agent_version(), agent_caps_format() (only
+ *                              when the handshake is new or its result changed)
  *     ev & AGENT_EV_REFUSED    log agent_refusal(a) once; keep the VM on
  *                              balloon statistics (the agent is ignored)
  *     ev & AGENT_EV_REPORT     agent_estimate(a, now, &e) -> observation
@@ -44,29 +45,29 @@
 
 /* ---- protocol constants (shared with the guest agent, guest/agent/) ---- */
 
-#define AGENT_MAGIC          "DMG1" /* first word of every line: the framing, not the version */
-#define AGENT_PROTO_MIN      1      /* protocol versions this side speaks */
-#define AGENT_PROTO_MAX      1
-#define AGENT_LINE_MAX       1024   /* bytes per line, newline included */
-#define AGENT_WORD_MAX       64     /* bytes per type, key or value */
-#define AGENT_FIELDS_MAX     48     /* key=value pairs per line */
-#define AGENT_INTERVAL_MIN   100    /* report interval range, ms */
-#define AGENT_INTERVAL_MAX   60000
+#define AGENT_MAGIC            "DMG1" /* first word of every line: the framing, not the version */
+#define AGENT_PROTO_MIN        1      /* protocol versions this side speaks */
+#define AGENT_PROTO_MAX        1
+#define AGENT_LINE_MAX         1024 /* bytes per line, newline included */
+#define AGENT_WORD_MAX         64   /* bytes per type, key or value */
+#define AGENT_FIELDS_MAX       48   /* key=value pairs per line */
+#define AGENT_INTERVAL_MIN     100  /* report interval range, ms */
+#define AGENT_INTERVAL_MAX     60000
 #define AGENT_INTERVAL_DEFAULT 1000
-#define AGENT_BYTES_MAX      ((uint64_t)1 << 44) /* 16 TiB: no byte field may exceed it */
-#define AGENT_PORT_NAME      "org.dynmem.agent.0"
+#define AGENT_BYTES_MAX        ((uint64_t)1 << 44) /* 16 TiB: no byte field may exceed it */
+#define AGENT_PORT_NAME        "org.dynmem.agent.0"
 
 /* ---- host-side limits ---- */
 
-#define AGENT_RATE_DEFAULT     20    /* lines parsed per second ... */
-#define AGENT_BURST_DEFAULT    40    /* ... with this burst */
-#define AGENT_FRESH_INTERVALS  3     /* a report is fresh for this many intervals */
-#define AGENT_REHELLO_MS       5000  /* an agent heard, then silent this long, gets the hello again */
-#define AGENT_REHELLO_MAX_MS   60000 /* ... the silence doubles after each, up to this */
-#define AGENT_REFUSED_RETRY_MS 60000 /* after a refusal, a new agent hello is heard this late */
-#define AGENT_STALL_MIN_WINDOW_MS 50 /* shorter report gaps do not yield a stall fraction */
-#define AGENT_REFAULT_HOLD_MS  60000 /* hot file cache counts this long after refaults */
-#define AGENT_DEMAND_MARGIN_DIV 8    /* demand <= MemTotal + MemTotal / 8 */
+#define AGENT_RATE_DEFAULT        20 /* lines parsed per second ... */
+#define AGENT_BURST_DEFAULT       40 /* ... with this burst */
+#define AGENT_FRESH_INTERVALS     3  /* a report is fresh for this many intervals */
+#define AGENT_REHELLO_MS          5000 /* an agent heard, then silent this long, gets the hello again */
+#define AGENT_REHELLO_MAX_MS      60000 /* ... the silence doubles after each, up to this */
+#define AGENT_REFUSED_RETRY_MS    60000 /* after a refusal, a new agent hello is heard this late */
+#define AGENT_STALL_MIN_WINDOW_MS 50    /* shorter report gaps do not yield a stall fraction */
+#define AGENT_REFAULT_HOLD_MS     60000 /* hot file cache counts this long after refaults */
+#define AGENT_DEMAND_MARGIN_DIV   8     /* demand <= MemTotal + MemTotal / 8 */
 
 /* Capabilities an agent announces in its hello. */
 enum agent_cap {
@@ -93,7 +94,7 @@ enum agent_state {
 
 /* What agent_feed() saw, a bit mask. */
 enum agent_event {
-        AGENT_EV_READY = 1u << 0,   /* the handshake completed */
+        AGENT_EV_READY = 1u << 0,   /* a handshake completed with a new result */
         AGENT_EV_REFUSED = 1u << 1, /* the agent was refused; agent_refusal() says why */
         AGENT_EV_REPORT = 1u << 2,  /* a new report was accepted */
         AGENT_EV_URGENT = 1u << 3,  /* ... and it was sent because the guest started to stall */
@@ -136,8 +137,8 @@ struct agent_report {
         uint64_t active_file_bytes;
         uint64_t committed_bytes; /* Committed_AS */
         uint64_t swap_used_bytes;
-        uint64_t balloon_bytes;    /* pages the balloon holds, from /proc/vmstat */
-        uint64_t balloon_in_total; /* 1: ballooned pages are part of MemTotal (deflate-on-oom) */
+        uint64_t balloon_bytes;     /* pages the balloon holds, from /proc/vmstat */
+        uint64_t balloon_in_total;  /* 1: ballooned pages are part of MemTotal (deflate-on-oom) */
         uint64_t psi_some_avg10_bp; /* basis points: 0..10000 = 0..100 % */
         uint64_t psi_some_total_us;
         uint64_t psi_full_avg10_bp;
@@ -164,8 +165,8 @@ struct agent_estimate {
         bool available_known;
         uint64_t available_bytes; /* MemAvailable */
         bool rates_known;
-        double refaults_per_s;   /* workingset refaults, pages per second */
-        double majfaults_per_s;  /* major faults per second */
+        double refaults_per_s;    /* workingset refaults, pages per second */
+        double majfaults_per_s;   /* major faults per second */
         uint64_t committed_bytes; /* Committed_AS as reported (not used for demand) */
 };
 
@@ -184,7 +185,7 @@ struct agent_counters {
         uint64_t urgent;         /* accepted reports sent because the guest started to stall */
         uint64_t counter_resets; /* a guest counter or the guest clock went backwards */
         uint64_t hellos_sent;
-        uint64_t handshakes;     /* hellos accepted */
+        uint64_t handshakes; /* hellos accepted */
 };
 
 struct agent;
@@ -214,8 +215,9 @@ unsigned agent_feed(struct agent *a, const void *buf, size_t len, uint64_t now_m
  * an agent heard on this connection has been silent for AGENT_REHELLO_MS
  * (then 10, 20, 40, 60, 60... s; any line resets it). An agent never heard
  * is not written to again: a guest without an agent does not read its port,
- * and what is written would only pile up. Nothing once the agent is refused. Writes at most len bytes (AGENT_LINE_MAX is enough),
- * returns the length, 0 when there is nothing to send (or len is too small).
+ * and what is written would only pile up. Nothing once the agent is refused. Writes at most len
+ * bytes (AGENT_LINE_MAX is enough), returns the length, 0 when there is nothing to send (or len is
+ * too small).
  */
 size_t agent_output(struct agent *a, uint64_t now_ms, char *buf, size_t len);
 

@@ -5,8 +5,8 @@ per second, each on a new connection like the dynmem command) for a while,
 and reports the cycle's lateness (p50/p99/max, from dynmemd's own histogram),
 its CPU use in % of one core, its memory (RSS), and the requests' latency.
 
-    python3 bench/daemon/bench.py --build build [--vms 1000] [--rate 100]
-                                  [--duration 60] [--mix show=60,status=20,list=10,set=10]
+    python3 bench/daemon/bench.py [--build DIR] [--vms 1000] [--rate 100]
+                                  [--duration 60] [--mix show=60,status=25,list=10,set=5]
                                   [--json] [--check]
 
 --check exits 1 when a target of issue 3 is missed: p99 lateness < 50 ms,
@@ -28,7 +28,7 @@ import time
 
 MIB = 1024 * 1024
 TRACES = 20
-DEFAULT_MIX = "show=60,status=20,list=10,set=10"
+DEFAULT_MIX = "show=60,status=25,list=10,set=5"
 
 
 def write_traces(d, seed):
@@ -222,7 +222,7 @@ TARGETS = [("cycle_lateness_p99_ms", 50.0, "ms"), ("cpu_percent_of_one_core", 5.
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--build", default="build")
+    ap.add_argument("--build", help="build directory (default build-release/, else build/)")
     ap.add_argument("--dynmemd")
     ap.add_argument("--vms", type=int, default=1000)
     ap.add_argument("--rate", type=float, default=100.0)
@@ -236,7 +236,12 @@ def main():
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
     args.mix_text, args.mix = args.mix, parse_mix(args.mix)
+    if not args.build:
+        args.build = "build-release" if os.path.isdir("build-release") else "build"
     args.dynmemd = os.path.abspath(args.dynmemd or os.path.join(args.build, "daemon", "dynmemd"))
+    if not os.access(args.dynmemd, os.X_OK):
+        sys.exit(f"bench: no dynmemd at {args.dynmemd}; build first (meson setup build && "
+                 "ninja -C build)")
     d = tempfile.mkdtemp(prefix="dynmemd-bench-")
     try:
         r = measure(args, d)

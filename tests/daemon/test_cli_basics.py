@@ -204,5 +204,41 @@ def cli_usage_errors_exit_2(bins):
         d.fails("show", "-bad", rc=2)
 
 
+SLOW = CONFIG.replace("interval = 100ms", "interval = 60s")
+
+
+def start_in_background(d, name):
+    """dynmem start NAME, which waits for the next cycle (a minute away with SLOW)."""
+    p = subprocess.Popen([d.dynmem, "--socket", d.socket, "start", name],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: d.vm(name)["state"] == "starting", f"{name} to be starting")
+    return p
+
+
+@tap.case
+def stop_cancels_a_start_that_waits(bins):
+    with running(bins, SLOW) as d:
+        p = start_in_background(d, "db1")
+        d.ok("stop", "db1")
+        out, err = p.communicate(timeout=60)
+        check(p.returncode == 1 and err == "dynmem: db1: start cancelled by a stop\n",
+              "the waiting start is told", p.returncode, err)
+        check(d.vm("db1")["state"] == "off", "off again")
+
+
+@tap.case
+def sigterm_tells_waiting_clients(bins):
+    d = Daemon(bins, SLOW)
+    try:
+        d.start()
+        p = start_in_background(d, "db1")
+        rc = d.stop()
+        out, err = p.communicate(timeout=60)
+        check(rc == 0, "clean exit", rc, d.log())
+        check(p.returncode == 1 and "db1: dynmemd is stopping" in err, "told", err)
+    finally:
+        d.cleanup()
+
+
 if __name__ == "__main__":
     main(tap)

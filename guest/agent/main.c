@@ -1,0 +1,290 @@
+/*
+ * dynmem-guest: dynmem's guest agent. It tells the host, over the
+ * virtio-serial port org.dynmem.agent.0, how much memory the guest uses and
+ * whether it stalls: a report every interval the host asks for, and one at
+ * once when a PSI trigger says the guest has started to stall. It also
+ * brings hot-added memory blocks online when the kernel has not.
+ *
+ * One thread, one poll() loop, no allocation after start; it never
+ * busy-loops (every wait is a poll on a descriptor or a timer) and logs to
+ * stderr sparingly. The protocol: docs/guest-protocol.md. Only libc;
+ * built static so that it runs in any Linux guest.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "conn.h"
+#include "dynmem-config.h"
+#include "hotplug.h"
+#include "proto.h"
+#include "psi.h"
+#include "sample.h"
+#include "util.h"
+
+#define PSI_REPORT_GAP_MS 100 /* stall-triggered reports at most this often */
+
+struct run {
+        struct conn conn;
+        struct psi psi;
+        struct sampler smp;
+        struct hotplug hp;
+        uint32_t my_min, my_max;
+        uint32_t version;       /* agreed with the host; 0 = none */
+        bool told_incompatible; /* logged on this connection */
+        uint64_t interval_ms;
+        uint64_t next_report_ms;
+        uint64_t last_psi_report_ms;
+        uint64_t seq;
+        uint64_t now;
+        bool verbose;
+};
+
+static unsigned caps_of(struct run *r)
+{
+        return (r->smp.dev.balloon ? AGENT_CAP_BALLOON : 0) |
+               (r->smp.dev.virtio_mem ? AGENT_CAP_VIRTIO_MEM : 0) |
+               (psi_available(&r->psi) ? AGENT_CAP_PSI : 0) |
+               (psi_has_trigger(&r->psi) ? AGENT_CAP_PSI_TRIGGER : 0) |
+               (r->hp.writable ? AGENT_CAP_ONLINE_MOVABLE : 0);
+}
+
+static void send_hello(struct run *r, bool announce, uint32_t version)
+{
+        struct proto_offer o = {
+            .min = r->my_min,
+            .max = r->my_max,
+            .version = version,
+            .announce = announce,
+            .interval_ms = r->interval_ms,
+            .caps = caps_of(r),
+            .page_size = r->smp.page_size,
+            .software = DYNMEM_VERSION,
+        };
+        char line[AGENT_LINE_MAX];
+        size_t n = proto_hello(&o, line, sizeof(line));
+
+        if (n)
+                conn_send(&r->conn, line, n, r->now);
+}
+
+static void send_report(struct run *r, const char *cause)
+{
+        char line[AGENT_LINE_MAX];
+        struct sample s;
+        size_t n;
+
+        if (sampler_read(&r->smp, &r->psi, &s) < 0)
+                return;
+        if (s.have & AGENT_HAVE_PSI)
+                psi_note(&r->psi, &s.psi, r->now);
+        n = proto_report(&s, ++r->seq, cause, r->hp.onlined, line, sizeof(line));
+        if (n)
+                conn_send(&r->conn, line, n, r->now);
+}
+
+static void on_host_hello(struct run *r, const struct proto_host_hello *h)
+{
+        uint32_t v = proto_choose(r->my_min, r->my_max, h->min, h->max);
+        uint64_t interval = h->has_interval ? h->interval_ms : AGENT_INTERVAL_DEFAULT;
+
+        if (interval < AGENT_INTERVAL_MIN)
+                interval = AGENT_INTERVAL_MIN;
+        if (interval > AGENT_INTERVAL_MAX)
+                interval = AGENT_INTERVAL_MAX;
+        r->interval_ms = interval;
+        sampler_scan_devices(&r->smp);
+        send_hello(r, false, v);
+        if (!v) {
+                if (!r->told_incompatible)
+                        util_log("host speaks protocol versions %" PRIu64 "-%" PRIu64
+                                 ", this agent %u-%u: incompatible; not reporting until a "
+                                 "compatible host connects",
+                                 h->min, h->max, r->my_min, r->my_max);
+                r->told_incompatible = true;
+                r->version = 0;
+                return;
+        }
+        if (r->version != v || r->verbose)
+                util_log("host connected: protocol %u, a report every %" PRIu64 " ms", v, interval);
+        r->version = v;
+        send_report(r, "hello");
+        r->next_report_ms = r->now + r->interval_ms;
+}
+
+static void on_line(void *arg, const char *line, size_t len)
+{
+        struct run *r = arg;
+        struct proto_host_hello h;
+        int k = proto_parse_host(line, len, &h);
+
+        if (k > 0)
+                on_host_hello(r, &h);
+        else if (k < 0)
+                util_log("ignored a malformed line from the host");
+}
+
+static int min_timeout(int a, int b)
+{
+        return a < 0 ? b : b < 0 ? a : a < b ? a : b;
+}
+
+static int loop_timeout(struct run *r)
+{
+        int t = conn_timeout(&r->conn, r->now);
+
+        t = min_timeout(t, hotplug_timeout(&r->hp, r->now));
+        if (r->version) {
+                t = min_timeout(t,
+                                r->next_report_ms > r->now ? (int)(r->next_report_ms - r->now) : 0);
+                t = min_timeout(t, psi_timeout(&r->psi, r->now));
+        }
+        return t;
+}
+
+static void loop_once(struct run *r)
+{
+        struct pollfd fds[3] = {
+            {.fd = r->conn.fd, .events = conn_events(&r->conn)},
+            {.fd = psi_poll_fd(&r->psi), .events = POLLPRI},
+            {.fd = hotplug_poll_fd(&r->hp), .events = POLLIN},
+        };
+
+        if (!fds[0].events)
+                fds[0].fd = -1;
+        if (poll(fds, 3, loop_timeout(r)) < 0 && errno != EINTR) {
+                util_log("poll: %s", strerror(errno));
+                return;
+        }
+        r->now = util_now_ms();
+        if (fds[0].revents && !conn_io(&r->conn, fds[0].revents, r->now, on_line, r)) {
+                if (r->version && r->verbose)
+                        util_log("host side went away");
+                r->version = 0;
+        }
+        if (psi_check(&r->psi, fds[1].revents, r->now) && r->version &&
+            r->now - r->last_psi_report_ms >= PSI_REPORT_GAP_MS) {
+                r->last_psi_report_ms = r->now;
+                send_report(r, "psi");
+        }
+        hotplug_run(&r->hp, fds[2].revents, r->now);
+}
+
+static void run_forever(struct run *r)
+{
+        for (;;) {
+                r->now = util_now_ms();
+                if (conn_service(&r->conn, r->now)) {
+                        r->version = 0;
+                        r->told_incompatible = false;
+                        send_hello(r, true, 0);
+                }
+                if (r->version && r->now >= r->next_report_ms) {
+                        send_report(r, "tick");
+                        r->next_report_ms += r->interval_ms;
+                        if (r->next_report_ms <= r->now) /* late (suspended): no catching up */
+                                r->next_report_ms = r->now + r->interval_ms;
+                }
+                loop_once(r);
+        }
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f, "usage: dynmem-guest [-v] [-p PORT] [-r ROOT]\n"
+                   "dynmem's guest agent: memory and stall reports to the host.\n"
+                   "  -p, --port PORT   virtio-serial port name (default " AGENT_PORT_NAME "),\n"
+                   "                    or a path (a character device, or a unix socket)\n"
+                   "  -r, --root DIR    read /proc and /sys under DIR (tests)\n"
+                   "  -v, --verbose     log every connection change\n"
+                   "      --versions MIN-MAX  protocol versions to offer (tests)\n"
+                   "  -V, --version     print the version and exit\n");
+}
+
+static int parse_args(int argc, char **argv, struct run *r, const char **port, const char **root)
+{
+        static const struct option opts[] = {
+            {"port", required_argument, NULL, 'p'},
+            {"root", required_argument, NULL, 'r'},
+            {"verbose", no_argument, NULL, 'v'},
+            {"versions", required_argument, NULL, 1},
+            {"version", no_argument, NULL, 'V'},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0},
+        };
+        unsigned lo, hi;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "p:r:vVh", opts, NULL)) != -1) {
+                switch (c) {
+                case 'p':
+                        *port = optarg;
+                        break;
+                case 'r':
+                        *root = optarg;
+                        break;
+                case 'v':
+                        r->verbose = true;
+                        break;
+                case 1:
+                        if (sscanf(optarg, "%u-%u", &lo, &hi) != 2 || lo < 1 || lo > hi ||
+                            hi > 1000) {
+                                fprintf(stderr, "dynmem-guest: --versions wants MIN-MAX\n");
+                                return 2;
+                        }
+                        r->my_min = lo, r->my_max = hi;
+                        break;
+                case 'V':
+                        printf("dynmem-guest %s\n", DYNMEM_VERSION);
+                        return 0;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind != argc) {
+                usage(stderr);
+                return 2;
+        }
+        return -1;
+}
+
+int main(int argc, char **argv)
+{
+        static struct run r = {.my_min = AGENT_PROTO_MIN,
+                               .my_max = AGENT_PROTO_MAX,
+                               .interval_ms = AGENT_INTERVAL_DEFAULT};
+        const char *port = AGENT_PORT_NAME, *root = "";
+        int rc = parse_args(argc, argv, &r, &port, &root);
+
+        if (rc >= 0)
+                return rc;
+        signal(SIGPIPE, SIG_IGN);
+        util_set_root(root);
+        r.now = util_now_ms();
+        if (sampler_open(&r.smp) < 0) {
+                util_log("cannot read %s/proc/meminfo: %s", root, strerror(errno));
+                return 1;
+        }
+        psi_open(&r.psi);
+        hotplug_open(&r.hp, r.now);
+        conn_init(&r.conn, port);
+        util_log("%s: port %s, %s, memory hotplug %s", DYNMEM_VERSION, port,
+                 psi_has_trigger(&r.psi) ? "PSI trigger (" PSI_TRIGGER ")"
+                 : psi_available(&r.psi) ? "PSI polled"
+                                         : "no PSI",
+                 !r.hp.present   ? "absent"
+                 : r.hp.writable ? "onlined here"
+                                 : "not writable");
+        run_forever(&r);
+        return 0;
+}

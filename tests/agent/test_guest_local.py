@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""dynmem-guest on this host, against a fake /proc and /sys (--root) and a unix
+socket standing in for its virtio-serial port, with agent-peer (lib/agent.c)
+as the host side. Checks what the agent reads and reports, the handshake both
+ways (including incompatible versions), reconnection, PSI polling where no
+trigger can be armed, onlining of offline memory blocks, bad input from the
+host, and that a missing port does not make it spin. Prints TAP.
+
+usage: test_guest_local.py DYNMEM_GUEST AGENT_PEER
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from agentlib import Peer, Tap, parse_fields  # noqa: E402
+
+MIB = 1 << 20
+MEMINFO = """MemTotal:        1048576 kB
+MemFree:          262144 kB
+MemAvailable:     524288 kB
+Buffers:            1024 kB
+Cached:           131072 kB
+SwapCached:            0 kB
+Active(file):      65536 kB
+SwapTotal:        102400 kB
+SwapFree:          92160 kB
+Committed_AS:    2097152 kB
+"""
+VMSTAT = """pgmajfault 10
+workingset_refault_anon 1
+workingset_refault_file 2
+oom_kill 3
+balloon_inflate 25600
+balloon_deflate 0
+"""
+PSI_IDLE = ("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+            "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+
+
+def write_in_place(path, text):
+    """Rewrite a file the agent keeps open (it preads the same inode)."""
+    with open(path, "r+") as f:
+        f.write(text)
+        f.truncate()
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def make_root(root):
+    write(f"{root}/proc/meminfo", MEMINFO)
+    write(f"{root}/proc/vmstat", VMSTAT)
+    write(f"{root}/proc/pressure/memory", PSI_IDLE)
+    os.symlink("/proc/self", f"{root}/proc/self")
+    # a balloon with deflate-on-oom (feature bit 2) and a virtio-mem device, both bound
+    write(f"{root}/sys/bus/virtio/devices/virtio0/device", "0x0005\n")
+    write(f"{root}/sys/bus/virtio/devices/virtio0/features", "0010" + "0" * 60 + "\n")
+    os.makedirs(f"{root}/sys/bus/virtio/devices/virtio0/driver")
+    write(f"{root}/sys/bus/virtio/devices/virtio1/device", "0x0018\n")
+    os.makedirs(f"{root}/sys/bus/virtio/devices/virtio1/driver")
+    write(f"{root}/sys/devices/system/memory/auto_online_blocks", "offline\n")
+    write(f"{root}/sys/devices/system/memory/memory0/state", "online\n")
+    write(f"{root}/sys/devices/system/memory/memory1/state", "offline\n")
+    write(f"{root}/sys/devices/system/memory/memory2/state", "offline\n")
+    write(f"{root}/sys/class/virtio-ports/vport0p1/name", "org.dynmem.agent.0\n")
+    os.makedirs(f"{root}/dev")
+
+
+class Agent:
+    def __init__(self, exe, root, logdir, *args):
+        self.log = os.path.join(logdir, f"agent-{time.monotonic_ns()}.log")
+        self.proc = subprocess.Popen([exe, "--root", root, *args], stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log, "w"))
+
+    def text(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def cpu_ticks(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=5)
+
+
+def wait_until(cond, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def check_session(t, peer, agent):
+    ready = peer.wait_for(lambda l: l.startswith("ready "), 20)
+    t.ok(ready is not None, "handshake: the agent answers the host's hello",
+         peer.text() + "\n" + agent.text())
+    f = parse_fields(ready or "")
+    t.ok(f.get("version") == 1 and f.get("caps") == "balloon,virtio-mem,psi,online-movable",
+         "hello: version 1 and capabilities (no PSI trigger on a plain file)", ready)
+    r = peer.report(10)
+    t.ok(r is not None and r["cause"] == "hello", "a report follows the handshake at once",
+         peer.text())
+    r = r or {}
+    want = {"total": 1024 * MIB, "avail": 512 * MIB, "free": 256 * MIB,
+            "committed": 2048 * MIB, "balloon": 100 * MIB, "oom_kill": 3}
+    got = {k: r.get(k) for k in want}
+    t.ok(got == want, "report carries /proc/meminfo and /proc/vmstat in bytes", f"{got}\n{want}")
+    t.ok(r.get("demand") == 412 * MIB,
+         "demand = MemTotal - MemAvailable - balloon (deflate-on-oom)", r.get("demand"))
+    t.ok(r.get("unknown_keys") == 0, "the host parser knows every key the agent sends", r)
+    t.ok(0 < r.get("self_rss", 0) < 4 * MIB, "the agent reports its own RSS",
+         r.get("self_rss"))
+    ticks = [peer.report(5, lambda x: x["cause"] == "tick") for _ in range(3)]
+    seqs = [x["seq"] for x in ticks if x]
+    t.ok(len(seqs) == 3 and seqs == list(range(seqs[0], seqs[0] + 3)),
+         "reports keep coming at the interval, numbered", seqs)
+    return seqs[-1] if seqs else 0
+
+
+def check_onlining(t, root, peer):
+    states = lambda: [open(f"{root}/sys/devices/system/memory/memory{i}/state").read().strip()
+                      for i in (1, 2)]
+    t.ok(wait_until(lambda: states() == ["online_movable"] * 2, 10),
+         "offline memory blocks are brought online movable", states())
+    r = peer.report(10, lambda x: x["onlined"] == 2)
+    t.ok(r is not None, "reports count the blocks the agent onlined", peer.text()[-500:])
+
+
+def check_psi_polling(t, root, peer):
+    write_in_place(f"{root}/proc/pressure/memory",
+                   "some avg10=5.00 avg60=1.00 avg300=0.20 total=1000\n"
+                   "full avg10=1.00 avg60=0.00 avg300=0.00 total=500\n")
+    r = peer.report(10, lambda x: x["some_total_us"] == 1000)
+    t.ok(r is not None and r["some_avg10_bp"] == 500,
+         "PSI figures are reported (avg10 in basis points, total in us)", r)
+    time.sleep(0.3)
+    write_in_place(f"{root}/proc/pressure/memory",
+                   "some avg10=9.00 avg60=1.00 avg300=0.20 total=61000\n"
+                   "full avg10=1.00 avg60=0.00 avg300=0.00 total=500\n")
+    r = peer.report(10, lambda x: x["cause"] == "psi")
+    t.ok(r is not None and r["some_total_us"] == 61000,
+         "without a trigger, polling sees the stall and reports at once", peer.text()[-800:])
+    write_in_place(f"{root}/proc/pressure/memory", PSI_IDLE)
+
+
+def check_reconnect(t, peer_exe, port, agent, last_seq):
+    peer = Peer(peer_exe, port, "--listen", "--interval", "200", "--reports", "3", timeout=20)
+    ready = peer.wait_for(lambda l: l.startswith("ready "), 15)
+    r = peer.report(10)
+    t.ok(ready is not None and r is not None and r["seq"] > last_seq,
+         "after the host side closes and comes back the agent reconnects; seq goes on",
+         peer.text() + "\n" + agent.text())
+    peer.stop()
+
+
+def check_incompatible(t, agent, agent_exe, peer_exe, root, port, tmp):
+    peer = Peer(peer_exe, port, "--listen", "--versions", "5-9", "--until-refused", timeout=20)
+    refused = peer.wait_for(lambda l: l.startswith("refused "), 15)
+    # whichever comes first, the agent's announcement or its version=0 answer
+    t.ok(refused is not None and "5-9" in refused and "1-1" in refused,
+         "a host speaking only 5-9 and an agent speaking 1 refuse each other", peer.text())
+    peer.stop()
+    time.sleep(0.2)
+    t.ok("host speaks protocol versions 5-9, this agent 1-1: incompatible" in agent_text(tmp),
+         "the agent logs one clear line", agent_text(tmp))
+
+    agent.stop()  # one agent at a time on the port
+    newer = Agent(agent_exe, root, tmp, "--versions", "3-4")
+    peer = Peer(peer_exe, port, "--listen", "--until-refused", timeout=20)
+    refused = peer.wait_for(lambda l: l.startswith("refused "), 15)
+    t.ok(refused is not None and "speaks protocol versions 3-4, the host 1-1" in refused,
+         "an agent speaking only 3-4 is refused by the host", peer.text())
+    t.ok(peer.wait_for(lambda l: l.startswith("report "), 1.5) is None,
+         "a refused agent sends no reports", peer.text())
+    peer.stop()
+    newer.stop()
+
+
+def agent_text(tmp):
+    out = ""
+    for name in sorted(os.listdir(tmp)):
+        if name.startswith("agent-") and name.endswith(".log"):
+            with open(os.path.join(tmp, name), errors="replace") as f:
+                out += f.read()
+    return out
+
+
+def check_host_junk(t, agent_exe, root, port, tmp):
+    """Raw host: junk, an over-long line, then a good hello: the agent still answers."""
+    if os.path.exists(port):
+        os.unlink(port)
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(port)
+    srv.listen(1)
+    srv.settimeout(10)
+    agent = Agent(agent_exe, root, tmp)
+    try:
+        conn, _ = srv.accept()
+        conn.settimeout(10)
+        conn.sendall(b"DMG1 hello min=x max=1\nGARBAGE \x00\xff\n" + b"y" * 3000 + b"\n" +
+                     b"DMG1 hello min=1 max=1 interval_ms=999999\n")
+        data = b""
+        end = time.monotonic() + 10
+        while b"cause=hello" not in data and time.monotonic() < end:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        lines = data.decode(errors="replace").splitlines()
+        hello = [l for l in lines if l.startswith("DMG1 hello") and "version=" in l]
+        t.ok(hello and "version=1 interval_ms=60000" in hello[0],
+             "after junk and an over-long line a good hello is answered; "
+             "the interval is clamped to 60 s", "\n".join(lines))
+        t.ok(all(len(l) + 1 <= 1024 for l in lines), "every agent line fits 1024 bytes")
+        conn.close()
+    finally:
+        srv.close()
+        time.sleep(0.3)
+        agent.stop()
+    t.ok("ignored a malformed line from the host" in agent.text(), "junk is logged",
+         agent.text())
+
+
+def check_no_spin(t, agent_exe, root, tmp):
+    agent = Agent(agent_exe, root, tmp, "--port", os.path.join(tmp, "nothing-here"))
+    time.sleep(0.5)
+    before = agent.cpu_ticks()
+    time.sleep(3)
+    used = agent.cpu_ticks() - before
+    alive = agent.proc.poll() is None
+    agent.stop()
+    t.ok(alive and used < 50, "without a port the agent waits and retries, it does not spin",
+         f"alive={alive} cpu ticks in 3 s={used}")
+    t.ok(agent.text().count("looking again every second") == 1,
+         "a missing port is logged once", agent.text())
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    agent_exe, peer_exe = map(os.path.abspath, sys.argv[1:])
+    t = Tap()
+    tmp = tempfile.mkdtemp(prefix="dmg-", dir="/tmp")
+    root = os.path.join(tmp, "root")
+    port = os.path.join(root, "dev", "vport0p1")
+    agent = None
+    try:
+        make_root(root)
+        peer = Peer(peer_exe, port, "--listen", "--interval", "200", timeout=60)
+        agent = Agent(agent_exe, root, tmp)  # finds its port by name under sys/class
+        last = check_session(t, peer, agent)
+        check_onlining(t, root, peer)
+        check_psi_polling(t, root, peer)
+        last = max(last, max((parse_fields(l).get("seq", 0) for l in peer.lines
+                              if l.startswith("report ")), default=0))
+        peer.stop()
+        check_reconnect(t, peer_exe, port, agent, last)
+        check_incompatible(t, agent, agent_exe, peer_exe, root, port, tmp)
+        agent = None
+        check_host_junk(t, agent_exe, root, port, tmp)
+        check_no_spin(t, agent_exe, root, tmp)
+    finally:
+        if agent:
+            agent.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return t.done()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
