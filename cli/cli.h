@@ -15,10 +15,10 @@
 #define CLI_TIMEOUT_DEFAULT_MS (120 * 1000)
 
 struct cli {
-        const char *socket;     /* --socket, else $DYNMEM_SOCKET, else the default */
-        bool json;              /* --json: print the daemon's JSON */
-        uint64_t timeout_ms;    /* --timeout: how long to wait for a reply */
-        const char *name;       /* the VM named on the command line, or NULL */
+        const char *socket;         /* --socket, else $DYNMEM_SOCKET, else the default */
+        bool json;                  /* --json: print the daemon's JSON */
+        uint64_t timeout_ms;        /* --timeout: how long to wait for a reply */
+        const char *name;           /* the VM named on the command line, or NULL */
         struct control_request req; /* options that go into the request */
 };
 

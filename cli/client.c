@@ -46,12 +46,15 @@ static int connect_socket(const char *path, uint64_t timeout_ms, char *err, size
                 if (fd >= 0)
                         close(fd);
                 if (e == EACCES || e == EPERM)
-                        snprintf(err, errlen, "permission denied on %s: reading needs root or "
-                                              "membership in the socket's group (dynmem)", path);
+                        snprintf(err, errlen,
+                                 "permission denied on %s: reading needs root or "
+                                 "membership in the socket's group (dynmem)",
+                                 path);
                 else
-                        snprintf(err, errlen, "no dynmemd is listening on %s (%s); start it, or "
-                                              "point --socket or " CONTROL_SOCKET_ENV
-                                              " at its socket", path, strerror(e));
+                        snprintf(err, errlen,
+                                 "no dynmemd is listening on %s (%s); start it, or "
+                                 "point --socket or " CONTROL_SOCKET_ENV " at its socket",
+                                 path, strerror(e));
                 return -e;
         }
         return fd;
@@ -137,11 +140,9 @@ static void io_error(const struct cli *cli, int r, char *err, size_t errlen)
                 snprintf(err, errlen, "dynmemd on %s closed the connection without a reply",
                          cli->socket);
         else if (r == -EMSGSIZE)
-                snprintf(err, errlen, "reply from dynmemd larger than %u bytes",
-                         CONTROL_REPLY_MAX);
+                snprintf(err, errlen, "reply from dynmemd larger than %u bytes", CONTROL_REPLY_MAX);
         else
-                snprintf(err, errlen, "talking to dynmemd on %s: %s", cli->socket,
-                         strerror(-r));
+                snprintf(err, errlen, "talking to dynmemd on %s: %s", cli->socket, strerror(-r));
 }
 
 int client_call(const struct cli *cli, json_t **ret_reply, char *err, size_t errlen)

@@ -36,14 +36,14 @@ struct command {
 };
 
 static const struct command commands[] = {
-        {"list", commands_list, 0, false, "the VMs, their memory and settings"},
-        {"show", commands_show, 0, true, "one VM in detail"},
-        {"status", commands_status, 0, false, "the host: memory, reserve, available, pressure"},
-        {"start", commands_start, 0, true, "start a VM (if the host has room for it)"},
-        {"stop", commands_stop, OPT_FORCE, true, "stop a VM (--force: at once)"},
-        {"set", commands_set, OPT_SETTINGS, true, "change a VM's memory settings"},
-        {"create", commands_create, OPT_SETTINGS | OPT_CREATE, true, "define a new VM"},
-        {"delete", commands_delete, 0, true, "remove a VM made with create"},
+    {"list", commands_list, 0, false, "the VMs, their memory and settings"},
+    {"show", commands_show, 0, true, "one VM in detail"},
+    {"status", commands_status, 0, false, "the host: memory, reserve, available, pressure"},
+    {"start", commands_start, 0, true, "start a VM (if the host has room for it)"},
+    {"stop", commands_stop, OPT_FORCE, true, "stop a VM (--force: at once)"},
+    {"set", commands_set, OPT_SETTINGS, true, "change a VM's memory settings"},
+    {"create", commands_create, OPT_SETTINGS | OPT_CREATE, true, "define a new VM"},
+    {"delete", commands_delete, 0, true, "remove a VM made with create"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -62,19 +62,19 @@ static const struct {
         struct option opt;
         unsigned group;
 } options[] = {
-        {{"json", no_argument, NULL, 'j'}, OPT_COMMON},
-        {{"socket", required_argument, NULL, 's'}, OPT_COMMON},
-        {{"timeout", required_argument, NULL, KEY_TIMEOUT}, OPT_COMMON},
-        {{"help", no_argument, NULL, 'h'}, OPT_COMMON},
-        {{"force", no_argument, NULL, 'f'}, OPT_FORCE},
-        {{"startup", required_argument, NULL, KEY_STARTUP}, OPT_SETTINGS},
-        {{"minimum", required_argument, NULL, KEY_MINIMUM}, OPT_SETTINGS},
-        {{"maximum", required_argument, NULL, KEY_MAXIMUM}, OPT_SETTINGS},
-        {{"buffer", required_argument, NULL, KEY_BUFFER}, OPT_SETTINGS},
-        {{"weight", required_argument, NULL, KEY_WEIGHT}, OPT_SETTINGS},
-        {{"dynamic", required_argument, NULL, KEY_DYNAMIC}, OPT_SETTINGS},
-        {{"option", required_argument, NULL, 'o'}, OPT_CREATE},
-        {{"autostart", no_argument, NULL, KEY_AUTOSTART}, OPT_CREATE},
+    {{"json", no_argument, NULL, 'j'}, OPT_COMMON},
+    {{"socket", required_argument, NULL, 's'}, OPT_COMMON},
+    {{"timeout", required_argument, NULL, KEY_TIMEOUT}, OPT_COMMON},
+    {{"help", no_argument, NULL, 'h'}, OPT_COMMON},
+    {{"force", no_argument, NULL, 'f'}, OPT_FORCE},
+    {{"startup", required_argument, NULL, KEY_STARTUP}, OPT_SETTINGS},
+    {{"minimum", required_argument, NULL, KEY_MINIMUM}, OPT_SETTINGS},
+    {{"maximum", required_argument, NULL, KEY_MAXIMUM}, OPT_SETTINGS},
+    {{"buffer", required_argument, NULL, KEY_BUFFER}, OPT_SETTINGS},
+    {{"weight", required_argument, NULL, KEY_WEIGHT}, OPT_SETTINGS},
+    {{"dynamic", required_argument, NULL, KEY_DYNAMIC}, OPT_SETTINGS},
+    {{"option", required_argument, NULL, 'o'}, OPT_CREATE},
+    {{"autostart", no_argument, NULL, KEY_AUTOSTART}, OPT_CREATE},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -89,8 +89,8 @@ static void usage(FILE *out)
               "  --buffer PERCENT  --weight 0..10000  --dynamic on|off\n"
               "Options of create: -o, --option KEY=VALUE (backend keys, e.g. trace=FILE.csv),\n"
               "  --autostart.  Option of stop: -f, --force.\n"
-              "Every command: -s, --socket PATH (default $" CONTROL_SOCKET_ENV " or "
-              CONTROL_SOCKET_DEFAULT "),\n"
+              "Every command: -s, --socket PATH (default $" CONTROL_SOCKET_ENV
+              " or " CONTROL_SOCKET_DEFAULT "),\n"
               "  -j, --json, --timeout DURATION (default 2m), -h, --help.\n"
               "\nSee dynmem(1).\n",
               out);
@@ -131,7 +131,7 @@ static int parse_u32(const char *text, uint32_t max, bool percent, uint32_t *ret
 static int parse_onoff(const char *text, bool *ret)
 {
         static const char *const on[] = {"on", "yes", "true", "1"}, *const off[] = {"off", "no",
-                                                                                   "false", "0"};
+                                                                                    "false", "0"};
         for (size_t i = 0; i < 4; i++) {
                 if (strcasecmp(text, on[i]) == 0)
                         return *ret = true, 0;
@@ -154,7 +154,8 @@ static int add_key(struct control_request *req, const char *arg)
         if (!grown)
                 return -ENOMEM;
         req->keys = grown;
-        grown[req->n_keys] = (struct config_kv){strndup(arg, (size_t)(eq - arg)), strdup(eq + 1), 0};
+        grown[req->n_keys] =
+            (struct config_kv){strndup(arg, (size_t)(eq - arg)), strdup(eq + 1), 0};
         if (!grown[req->n_keys].key || !grown[req->n_keys].value) {
                 free(grown[req->n_keys].key);
                 free(grown[req->n_keys].value);
@@ -170,9 +171,9 @@ static const struct {
         const char *name;
         size_t offset;
 } size_options[] = {
-        {KEY_STARTUP, SETTINGS_STARTUP, "--startup", offsetof(struct vm_settings, startup_bytes)},
-        {KEY_MINIMUM, SETTINGS_MINIMUM, "--minimum", offsetof(struct vm_settings, minimum_bytes)},
-        {KEY_MAXIMUM, SETTINGS_MAXIMUM, "--maximum", offsetof(struct vm_settings, maximum_bytes)},
+    {KEY_STARTUP, SETTINGS_STARTUP, "--startup", offsetof(struct vm_settings, startup_bytes)},
+    {KEY_MINIMUM, SETTINGS_MINIMUM, "--minimum", offsetof(struct vm_settings, minimum_bytes)},
+    {KEY_MAXIMUM, SETTINGS_MAXIMUM, "--maximum", offsetof(struct vm_settings, maximum_bytes)},
 };
 
 static int take_size(struct control_request *req, int key, const char *arg)
@@ -183,7 +184,8 @@ static int take_size(struct control_request *req, int key, const char *arg)
                 uint64_t *field = (uint64_t *)((char *)&req->settings + size_options[i].offset);
                 if (size_parse(arg, field) < 0)
                         return fail_usage("\"%s\" is not a size (bytes, or a number with K, M, G "
-                                          "or T)", arg);
+                                          "or T)",
+                                          arg);
                 req->given |= size_options[i].bit;
                 return 0;
         }
@@ -196,29 +198,43 @@ static int take_option(struct cli *cli, int key, const char *arg)
         struct control_request *req = &cli->req;
 
         switch (key) {
-        case 'j': cli->json = true; return 0;
-        case 's': cli->socket = arg; return 0;
-        case 'f': req->force = true; return 0;
-        case 'o': return add_key(req, arg);
-        case KEY_AUTOSTART: req->autostart = true; return 0;
+        case 'j':
+                cli->json = true;
+                return 0;
+        case 's':
+                cli->socket = arg;
+                return 0;
+        case 'f':
+                req->force = true;
+                return 0;
+        case 'o':
+                return add_key(req, arg);
+        case KEY_AUTOSTART:
+                req->autostart = true;
+                return 0;
         case KEY_TIMEOUT:
                 if (duration_parse(arg, &cli->timeout_ms) < 0 || cli->timeout_ms == 0)
                         return fail_usage("--timeout: \"%s\" is not a duration (30s, 5m)", arg);
                 return 0;
-        case KEY_STARTUP: case KEY_MINIMUM: case KEY_MAXIMUM:
+        case KEY_STARTUP:
+        case KEY_MINIMUM:
+        case KEY_MAXIMUM:
                 return take_size(req, key, arg);
         case KEY_BUFFER:
                 req->given |= SETTINGS_BUFFER;
                 return parse_u32(arg, UINT32_MAX, true, &req->settings.buffer_percent) < 0
-                               ? fail_usage("--buffer: \"%s\" is not a percentage", arg) : 0;
+                           ? fail_usage("--buffer: \"%s\" is not a percentage", arg)
+                           : 0;
         case KEY_WEIGHT:
                 req->given |= SETTINGS_WEIGHT;
                 return parse_u32(arg, UINT32_MAX, false, &req->settings.weight) < 0
-                               ? fail_usage("--weight: \"%s\" is not a whole number", arg) : 0;
+                           ? fail_usage("--weight: \"%s\" is not a whole number", arg)
+                           : 0;
         case KEY_DYNAMIC:
                 req->given |= SETTINGS_DYNAMIC;
                 return parse_onoff(arg, &req->settings.dynamic) < 0
-                               ? fail_usage("--dynamic: \"%s\" is not on or off", arg) : 0;
+                           ? fail_usage("--dynamic: \"%s\" is not on or off", arg)
+                           : 0;
         }
         return -EINVAL;
 }

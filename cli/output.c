@@ -76,17 +76,17 @@ struct column {
 };
 
 static const struct column vm_columns[] = {
-        {"NAME", "name", cell_string, false},
-        {"STATE", "state", cell_string, false},
-        {"ASSIGNED", "assigned_bytes", cell_size, true},
-        {"DEMAND", "demand_bytes", cell_size, true},
-        {"PRESSURE", "pressure_percent", cell_percent, true},
-        {"STATUS", "status", cell_string, false},
-        {"MIN", "minimum_bytes", cell_size, true},
-        {"STARTUP", "startup_bytes", cell_size, true},
-        {"MAX", "maximum_bytes", cell_size, true},
-        {"BUFFER", "buffer_percent", cell_percent, true},
-        {"WEIGHT", "weight", cell_number, true},
+    {"NAME", "name", cell_string, false},
+    {"STATE", "state", cell_string, false},
+    {"ASSIGNED", "assigned_bytes", cell_size, true},
+    {"DEMAND", "demand_bytes", cell_size, true},
+    {"PRESSURE", "pressure_percent", cell_percent, true},
+    {"STATUS", "status", cell_string, false},
+    {"MIN", "minimum_bytes", cell_size, true},
+    {"STARTUP", "startup_bytes", cell_size, true},
+    {"MAX", "maximum_bytes", cell_size, true},
+    {"BUFFER", "buffer_percent", cell_percent, true},
+    {"WEIGHT", "weight", cell_number, true},
 };
 #define N_COLUMNS (sizeof(vm_columns) / sizeof(vm_columns[0]))
 
@@ -105,7 +105,7 @@ static void print_row(FILE *out, char (*cells)[CELL_MAX], const size_t *width)
 void output_vm_table(FILE *out, const json_t *vms)
 {
         size_t n = json_array_size(vms), width[N_COLUMNS];
-        char (*cells)[N_COLUMNS][CELL_MAX] = calloc(n + 1, sizeof(*cells));
+        char(*cells)[N_COLUMNS][CELL_MAX] = calloc(n + 1, sizeof(*cells));
 
         if (!cells)
                 return;
@@ -147,23 +147,23 @@ static void print_fields(FILE *out, const json_t *obj, const struct field *field
 }
 
 static const struct field vm_fields[] = {
-        {"Name:", "name", cell_string},
-        {"State:", "state", cell_string},
-        {"Dynamic memory:", "dynamic", cell_bool},
-        {"Assigned:", "assigned_bytes", cell_size},
-        {"Demand:", "demand_bytes", cell_size},
-        {"Pressure:", "pressure_percent", cell_percent},
-        {"Status:", "status", cell_string},
-        {"Target:", "target_bytes", cell_size},
-        {"Reason:", "reason", cell_string},
-        {"Minimum:", "minimum_bytes", cell_size},
-        {"Startup:", "startup_bytes", cell_size},
-        {"Maximum:", "maximum_bytes", cell_size},
-        {"Buffer:", "buffer_percent", cell_percent},
-        {"Weight:", "weight", cell_number},
-        {"Block:", "block_bytes", cell_size},
-        {"Defined by:", "origin", cell_string},
-        {"Autostart:", "autostart", cell_bool},
+    {"Name:", "name", cell_string},
+    {"State:", "state", cell_string},
+    {"Dynamic memory:", "dynamic", cell_bool},
+    {"Assigned:", "assigned_bytes", cell_size},
+    {"Demand:", "demand_bytes", cell_size},
+    {"Pressure:", "pressure_percent", cell_percent},
+    {"Status:", "status", cell_string},
+    {"Target:", "target_bytes", cell_size},
+    {"Reason:", "reason", cell_string},
+    {"Minimum:", "minimum_bytes", cell_size},
+    {"Startup:", "startup_bytes", cell_size},
+    {"Maximum:", "maximum_bytes", cell_size},
+    {"Buffer:", "buffer_percent", cell_percent},
+    {"Weight:", "weight", cell_number},
+    {"Block:", "block_bytes", cell_size},
+    {"Defined by:", "origin", cell_string},
+    {"Autostart:", "autostart", cell_bool},
 };
 
 void output_vm(FILE *out, const json_t *vm)
@@ -196,22 +196,22 @@ static void cell_duration(const json_t *obj, const char *key, char *buf, size_t 
 }
 
 static const struct field host_fields[] = {
-        {"Host memory:", "host_total_bytes", cell_size},
-        {"Reserve:", "reserve_bytes", cell_size},
-        {"VM memory:", "memory_bytes", cell_size},
-        {"Assigned:", "assigned_bytes", cell_size},
-        {"Available:", "available_bytes", cell_size},
-        {"Pressure:", "pressure_percent", cell_percent},
-        {"VMs:", "vms", cell_number},
-        {"Running:", "running", cell_number},
-        {"Policy:", "policy", cell_string},
-        {"Backend:", "backend", cell_string},
-        {"Interval:", "interval_ms", cell_duration},
-        {"Config:", "config", cell_string},
-        {"Socket:", "socket", cell_string},
-        {"State dir:", "state_dir", cell_string},
-        {"Cycle late p99:", "cycle_lateness_p99_ms", cell_ms},
-        {"Uptime:", "uptime_ms", cell_duration},
+    {"Host memory:", "host_total_bytes", cell_size},
+    {"Reserve:", "reserve_bytes", cell_size},
+    {"VM memory:", "memory_bytes", cell_size},
+    {"Assigned:", "assigned_bytes", cell_size},
+    {"Available:", "available_bytes", cell_size},
+    {"Pressure:", "pressure_percent", cell_percent},
+    {"VMs:", "vms", cell_number},
+    {"Running:", "running", cell_number},
+    {"Policy:", "policy", cell_string},
+    {"Backend:", "backend", cell_string},
+    {"Interval:", "interval_ms", cell_duration},
+    {"Config:", "config", cell_string},
+    {"Socket:", "socket", cell_string},
+    {"State dir:", "state_dir", cell_string},
+    {"Cycle late p99:", "cycle_lateness_p99_ms", cell_ms},
+    {"Uptime:", "uptime_ms", cell_duration},
 };
 
 void output_host(FILE *out, const json_t *host)

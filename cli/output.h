@@ -12,7 +12,8 @@
 /* The value as indented JSON and a newline. */
 void output_json(FILE *out, const json_t *value);
 
-/* An aligned table of VMs: NAME STATE ASSIGNED DEMAND PRESSURE STATUS MIN STARTUP MAX BUFFER WEIGHT. */
+/* An aligned table of VMs: NAME STATE ASSIGNED DEMAND PRESSURE STATUS MIN STARTUP MAX BUFFER
+ * WEIGHT. */
 void output_vm_table(FILE *out, const json_t *vms);
 
 /* One VM, one "Key: value" line per field. */

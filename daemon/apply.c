@@ -35,8 +35,8 @@ int apply_check_change(const struct vm *vm, const struct vm_settings *new, uint6
         r = settings_check_change(&vm->settings, new, running, err, errlen);
         if (r < 0)
                 return r;
-        if (running && new->maximum_bytes > vm->settings.maximum_bytes &&
-            new->maximum_bytes > honourable) {
+        if (running &&
+            new->maximum_bytes > vm->settings.maximum_bytes &&new->maximum_bytes > honourable) {
                 snprintf(err, errlen,
                          "cannot raise maximum to %s while the VM is running: it can reach at "
                          "most %s until it restarts",
@@ -131,8 +131,9 @@ static void update_from_config(struct daemon *d, const struct config *cfg,
         char err[512];
 
         if (e->origin == REGISTRY_CREATED) {
-                log_msg(LOG_WARNING, "%s: made with dynmem create, now defined by %s:%u; the "
-                                     "file's definition replaces it",
+                log_msg(LOG_WARNING,
+                        "%s: made with dynmem create, now defined by %s:%u; the "
+                        "file's definition replaces it",
                         e->vm.name, cfg->path, cvm->line);
                 e->origin = REGISTRY_CONFIG;
                 e->overrides = 0;
@@ -145,14 +146,15 @@ static void update_from_config(struct daemon *d, const struct config *cfg,
         struct vm_settings want = wanted_settings(cfg, cvm, e);
         if (!settings_equal(&want, &e->vm.settings) &&
             apply_settings(d, e, &want, err, sizeof(err)) < 0)
-                log_msg(LOG_WARNING, "%s: keeping the current settings: %s (reload again once "
-                                     "the VM is off)", e->vm.name, err);
+                log_msg(LOG_WARNING,
+                        "%s: keeping the current settings: %s (reload again once "
+                        "the VM is off)",
+                        e->vm.name, err);
         if (!registry_keys_equal(e, cvm->extra, cvm->n_extra)) {
                 if (registry_set_keys(e, cvm->extra, cvm->n_extra) < 0)
                         log_msg(LOG_ERR, "%s: out of memory", e->vm.name);
                 else if (apply_configure(d, e, err, sizeof(err)) < 0)
-                        log_msg(LOG_ERR, "%s: the backend does not accept it: %s", e->vm.name,
-                                err);
+                        log_msg(LOG_ERR, "%s: the backend does not accept it: %s", e->vm.name, err);
         }
 }
 
@@ -164,8 +166,8 @@ static void drop_from_config(struct daemon *d, const struct config *cfg, struct 
                 return;
         }
         if (!e->removed)
-                log_msg(LOG_NOTICE, "%s: no longer in %s; it is removed once it stops",
-                        e->vm.name, cfg->path);
+                log_msg(LOG_NOTICE, "%s: no longer in %s; it is removed once it stops", e->vm.name,
+                        cfg->path);
         e->removed = true;
         registry_touch(e);
 }
@@ -196,15 +198,18 @@ static void state_override(const struct state_vm *sv, struct registry_entry *e)
         char err[256];
 
         if (!e || e->origin != REGISTRY_CONFIG) {
-                log_msg(LOG_WARNING, "state file: %s: settings for a VM no longer in the "
-                                     "configuration are dropped", sv->name);
+                log_msg(LOG_WARNING,
+                        "state file: %s: settings for a VM no longer in the "
+                        "configuration are dropped",
+                        sv->name);
                 return;
         }
         want = e->vm.settings;
         control_settings_merge(&want, &sv->settings, sv->given);
         if (settings_check(&want, err, sizeof(err)) < 0) {
-                log_msg(LOG_WARNING, "state file: %s: the settings changed with dynmem set no "
-                                     "longer fit the configuration (%s); they are dropped",
+                log_msg(LOG_WARNING,
+                        "state file: %s: the settings changed with dynmem set no "
+                        "longer fit the configuration (%s); they are dropped",
                         sv->name, err);
                 return;
         }
@@ -235,8 +240,10 @@ static void state_created(struct daemon *d, const struct state_vm *sv)
         e->autostart = sv->autostart;
         if (registry_set_keys(e, sv->keys, sv->n_keys) < 0 ||
             apply_configure(d, e, err, sizeof(err)) < 0)
-                log_msg(LOG_ERR, "%s: the backend does not accept it: %s; it cannot start until "
-                                 "this is fixed", sv->name, err);
+                log_msg(LOG_ERR,
+                        "%s: the backend does not accept it: %s; it cannot start until "
+                        "this is fixed",
+                        sv->name, err);
 }
 
 void apply_state(struct daemon *d, const struct state *st)
@@ -248,8 +255,9 @@ void apply_state(struct daemon *d, const struct state *st)
                 if (sv->origin == REGISTRY_CONFIG)
                         state_override(sv, e);
                 else if (e)
-                        log_msg(LOG_WARNING, "state file: %s: made with dynmem create, now "
-                                             "defined in the configuration, which wins",
+                        log_msg(LOG_WARNING,
+                                "state file: %s: made with dynmem create, now "
+                                "defined in the configuration, which wins",
                                 sv->name);
                 else
                         state_created(d, sv);

@@ -7,10 +7,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "qemu.h"
 #include "sim.h"
 
-static int sim_create(const struct config *cfg, const struct backend_env *env,
-                      struct backend **ret, char *err, size_t errlen)
+static int sim_create(const struct config *cfg, const struct backend_env *env, struct backend **ret,
+                      char *err, size_t errlen)
 {
         (void)env;
         return sim_backend_new(cfg, ret, err, errlen);
@@ -22,18 +23,19 @@ static double sim_clock_speed(const struct config *cfg)
 }
 
 static const struct backends_entry backends[] = {
-        {
-                .name = "sim",
-                .ops = &sim_backend_ops,
-                .create = sim_create,
-                .clock_speed = sim_clock_speed,
-                .advance = sim_backend_advance,
-                .set_memory = sim_backend_set_memory,
-        },
-        {
-                .name = "qemu",
-                .missing = "backend qemu is not built yet; this dynmemd runs backend sim only",
-        },
+    {
+        .name = "sim",
+        .ops = &sim_backend_ops,
+        .create = sim_create,
+        .clock_speed = sim_clock_speed,
+        .advance = sim_backend_advance,
+        .set_memory = sim_backend_set_memory,
+    },
+    {
+        .name = "qemu",
+        .ops = &qemu_backend_ops,
+        .create = qemu_backend_new,
+    },
 };
 
 const struct backends_entry *backends_find(const char *name)

@@ -19,8 +19,8 @@ struct backends_entry {
         const struct backend_ops *ops; /* NULL when missing */
         const char *missing;           /* why this build cannot use it, or NULL */
 
-        int (*create)(const struct config *cfg, const struct backend_env *env,
-                      struct backend **ret, char *err, size_t errlen);
+        int (*create)(const struct config *cfg, const struct backend_env *env, struct backend **ret,
+                      char *err, size_t errlen);
         /* Simulated milliseconds per real millisecond (1 for real VMs). */
         double (*clock_speed)(const struct config *cfg);
         /* Called at the start of every cycle with the cycle's time; may be NULL. */

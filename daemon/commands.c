@@ -28,9 +28,9 @@ static json_t *vm_json(const struct registry_entry *e)
 {
         json_t *obj = control_vm_json(&e->vm);
 
-        if (obj && (json_object_set_new(obj, "origin",
-                                        json_string(registry_origin_name(e->origin))) < 0 ||
-                    json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0)) {
+        if (obj &&
+            (json_object_set_new(obj, "origin", json_string(registry_origin_name(e->origin))) < 0 ||
+             json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0)) {
                 json_decref(obj);
                 return NULL;
         }
@@ -165,8 +165,8 @@ static int put_memory(json_t *h, const struct daemon *d)
                put(h, "memory_bytes", json_integer((json_int_t)memory)) |
                put(h, "reserve_bytes", json_integer((json_int_t)d->bal.host.reserve_bytes)) |
                put(h, "assigned_bytes", json_integer((json_int_t)held)) |
-               put(h, "available_bytes", json_integer(held < memory ? (json_int_t)(memory - held)
-                                                                    : 0)) |
+               put(h, "available_bytes",
+                   json_integer(held < memory ? (json_int_t)(memory - held) : 0)) |
                put(h, "available_for_balancing_bytes",
                    json_integer((json_int_t)c->available_for_balancing_bytes)) |
                put(h, "pressure_percent", nullable_percent(c->current_pressure)) |
@@ -184,8 +184,7 @@ static json_t *ms(double v)
 
 static int put_timing(json_t *h, const struct daemon *d)
 {
-        return put(h, "uptime_ms",
-                   json_integer((json_int_t)(daemon_mono_ms() - d->started_ms))) |
+        return put(h, "uptime_ms", json_integer((json_int_t)(daemon_mono_ms() - d->started_ms))) |
                put(h, "cycles", json_integer((json_int_t)d->cycles)) |
                put(h, "cycles_skipped", json_integer((json_int_t)d->cycles_skipped)) |
                put(h, "cycle_lateness_p50_ms", ms(histogram_percentile(&d->lateness, 0.50))) |
@@ -204,17 +203,17 @@ static char *cmd_status(struct daemon *d, const struct control_request *req,
         json_t *h = json_object();
         int bad = !h;
 
-        bad = bad || put(h, "version", json_string(DYNMEM_VERSION)) |
-                             put(h, "config", json_string(d->config_path)) |
-                             put(h, "backend", json_string(d->backend_entry->name)) |
-                             put(h, "policy", json_string(d->cfg.host.policy)) |
-                             put(h, "interval_ms", json_integer((json_int_t)d->cfg.host.interval_ms)) |
-                             put(h, "clock_speed", json_real(d->speed)) |
-                             put(h, "socket", json_string(d->socket_path)) |
-                             put(h, "state_dir", json_string(d->state_dir)) |
-                             put(h, "state_saved", json_boolean(d->state_saved)) |
-                             put(h, "state_error", d->state_saved ? json_null()
-                                                                  : json_string(d->state_error));
+        bad = bad ||
+              put(h, "version", json_string(DYNMEM_VERSION)) |
+                  put(h, "config", json_string(d->config_path)) |
+                  put(h, "backend", json_string(d->backend_entry->name)) |
+                  put(h, "policy", json_string(d->cfg.host.policy)) |
+                  put(h, "interval_ms", json_integer((json_int_t)d->cfg.host.interval_ms)) |
+                  put(h, "clock_speed", json_real(d->speed)) |
+                  put(h, "socket", json_string(d->socket_path)) |
+                  put(h, "state_dir", json_string(d->state_dir)) |
+                  put(h, "state_saved", json_boolean(d->state_saved)) |
+                  put(h, "state_error", d->state_saved ? json_null() : json_string(d->state_error));
         bad = bad || put_memory(h, d) || put_timing(h, d);
         if (bad) {
                 json_decref(h);
@@ -292,7 +291,8 @@ static char *cmd_stop(struct daemon *d, const struct control_request *req,
                                                    strerror(-r));
                 e->vm.state = VM_STOPPING;
                 registry_touch(e);
-                log_msg(LOG_INFO, "%s: stop%s requested", e->vm.name, req->force ? " (forced)" : "");
+                log_msg(LOG_INFO, "%s: stop%s requested", e->vm.name,
+                        req->force ? " (forced)" : "");
                 break;
         }
         *ret_wait = COMMANDS_WAIT_STOP;
@@ -401,9 +401,10 @@ static char *cmd_delete(struct daemon *d, const struct control_request *req,
         if (!e)
                 return reply;
         if (e->origin == REGISTRY_CONFIG)
-                return control_reply_error(EPERM, "%s: defined in %s:%u; remove it there and "
-                                                  "reload dynmemd", e->vm.name, d->config_path,
-                                           e->config_line);
+                return control_reply_error(EPERM,
+                                           "%s: defined in %s:%u; remove it there and "
+                                           "reload dynmemd",
+                                           e->vm.name, d->config_path, e->config_line);
         if (!vm_is_off(&e->vm))
                 return control_reply_error(EBUSY, "%s: %s; stop it first", e->vm.name,
                                            vm_state_name(e->vm.state));
@@ -415,10 +416,9 @@ static char *cmd_delete(struct daemon *d, const struct control_request *req,
 }
 
 static const command_fn handlers[CONTROL_N_COMMANDS] = {
-        [CONTROL_LIST] = cmd_list,     [CONTROL_SHOW] = cmd_show,
-        [CONTROL_STATUS] = cmd_status, [CONTROL_START] = cmd_start,
-        [CONTROL_STOP] = cmd_stop,     [CONTROL_SET] = cmd_set,
-        [CONTROL_CREATE] = cmd_create, [CONTROL_DELETE] = cmd_delete,
+    [CONTROL_LIST] = cmd_list,     [CONTROL_SHOW] = cmd_show,     [CONTROL_STATUS] = cmd_status,
+    [CONTROL_START] = cmd_start,   [CONTROL_STOP] = cmd_stop,     [CONTROL_SET] = cmd_set,
+    [CONTROL_CREATE] = cmd_create, [CONTROL_DELETE] = cmd_delete,
 };
 
 char *commands_run(struct daemon *d, const struct control_request *req,
@@ -430,8 +430,7 @@ char *commands_run(struct daemon *d, const struct control_request *req,
         return handlers[req->command](d, req, ret_wait);
 }
 
-bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait,
-                   char **ret_reply)
+bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, char **ret_reply)
 {
         struct registry_entry *e = registry_find(&d->reg, name);
 
@@ -443,10 +442,9 @@ bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait,
             (wait == COMMANDS_WAIT_STOP && e->vm.state == VM_STOPPING))
                 return false;
         if (wait == COMMANDS_WAIT_START && e->vm.state != VM_RUNNING)
-                *ret_reply = control_reply_error(e->start_errno ? e->start_errno : EIO, "%s: %s",
-                                                 name,
-                                                 e->vm.refusal[0] ? e->vm.refusal
-                                                                  : "did not start");
+                *ret_reply =
+                    control_reply_error(e->start_errno ? e->start_errno : EIO, "%s: %s", name,
+                                        e->vm.refusal[0] ? e->vm.refusal : "did not start");
         else
                 *ret_reply = reply_vm(d, e, NULL);
         return true;

@@ -31,7 +31,6 @@ char *commands_run(struct daemon *d, const struct control_request *req,
  * For a request waiting on VM `name`: true with the reply line in
  * *ret_reply (NULL when out of memory) once the wait is over, else false.
  */
-bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait,
-                   char **ret_reply);
+bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, char **ret_reply);
 
 #endif

@@ -29,7 +29,7 @@
 #define SO_PEERGROUPS 59
 #endif
 
-#define PRIORITY_CLIENTS 1       /* after the cycle's timer */
+#define PRIORITY_CLIENTS 1 /* after the cycle's timer */
 #define PEER_GROUPS_MAX  65536
 #define ACCEPT_RETRY_MS  100
 
@@ -123,8 +123,8 @@ static int make_socket(const struct control_server_options *opt, char *err, size
         int r;
 
         if (strlen(opt->path) >= sizeof(sa.sun_path) || strlen(opt->path) >= sizeof(dir)) {
-                snprintf(err, errlen, "control socket path %s is longer than %zu bytes",
-                         opt->path, sizeof(sa.sun_path) - 1);
+                snprintf(err, errlen, "control socket path %s is longer than %zu bytes", opt->path,
+                         sizeof(sa.sun_path) - 1);
                 return -ENAMETOOLONG;
         }
         memcpy(sa.sun_path, opt->path, strlen(opt->path) + 1);
@@ -194,8 +194,8 @@ static void linger(struct conn *c)
 
         c->lingering = true;
         shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-        evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(
-                                                              bufferevent_get_input(c->bev)));
+        evbuffer_drain(bufferevent_get_input(c->bev),
+                       evbuffer_get_length(bufferevent_get_input(c->bev)));
         bufferevent_set_timeouts(c->bev, &tv, NULL);
         bufferevent_enable(c->bev, EV_READ);
 }
@@ -229,8 +229,8 @@ static void refuse(struct conn *c, const struct control_request *req)
         if (log_ratelimit_ok(&c->srv->rl, daemon_now(c->srv->d)))
                 log_msg(LOG_NOTICE, "control: %s %s by uid %u (pid %d) refused: needs root",
                         info->name, req->name, (unsigned)c->uid, (int)c->pid);
-        send_line(c, control_reply_error(EACCES, "%s%spermission denied: %s needs root",
-                                         req->name, req->name[0] ? ": " : "", info->name));
+        send_line(c, control_reply_error(EACCES, "%s%spermission denied: %s needs root", req->name,
+                                         req->name[0] ? ": " : "", info->name));
 }
 
 static void handle_request(struct conn *c, const struct control_request *req)
@@ -262,8 +262,9 @@ static void handle_line(struct conn *c, const char *line, size_t len)
                 return; /* blank lines are ignored */
         c->srv->requests++;
         if (!c->may_read) {
-                send_line(c, control_reply_error(EACCES, "permission denied: the control socket "
-                                                         "serves root and group %s only",
+                send_line(c, control_reply_error(EACCES,
+                                                 "permission denied: the control socket "
+                                                 "serves root and group %s only",
                                                  c->srv->group_name));
                 c->closing = true;
                 return;
@@ -292,8 +293,9 @@ static void process(struct conn *c)
                 if (!line) {
                         left = evbuffer_get_length(in);
                         if (left > CONTROL_REQUEST_MAX) {
-                                send_line(c, control_reply_error(EMSGSIZE, "request longer than "
-                                                                           "%u bytes",
+                                send_line(c, control_reply_error(EMSGSIZE,
+                                                                 "request longer than "
+                                                                 "%u bytes",
                                                                  CONTROL_REQUEST_MAX));
                                 evbuffer_drain(in, left);
                                 c->closing = true;
@@ -399,7 +401,8 @@ static void reject(struct control_server *srv, int fd, const char *why)
 
 static int conn_setup(struct control_server *srv, struct conn *c, int fd)
 {
-        struct timeval idle = {CONTROL_SERVER_IDLE_MS / 1000, (CONTROL_SERVER_IDLE_MS % 1000) * 1000};
+        struct timeval idle = {CONTROL_SERVER_IDLE_MS / 1000,
+                               (CONTROL_SERVER_IDLE_MS % 1000) * 1000};
 
         c->bev = bufferevent_socket_new(srv->d->base, fd, BEV_OPT_CLOSE_ON_FREE);
         if (!c->bev)
@@ -425,14 +428,15 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                 reject(srv, fd, "too many clients; try again later");
                 return;
         }
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || !(c = calloc(1, sizeof(*c)))) {
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+            !(c = calloc(1, sizeof(*c)))) {
                 close(fd);
                 return;
         }
         *c = (struct conn){.srv = srv, .uid = cred.uid, .pid = cred.pid};
         c->may_change = cred.uid == 0 || cred.uid == srv->own_uid;
-        c->may_read = c->may_change ||
-                      (srv->read_gid_valid && in_group(fd, cred.gid, srv->read_gid));
+        c->may_read =
+            c->may_change || (srv->read_gid_valid && in_group(fd, cred.gid, srv->read_gid));
         if (conn_setup(srv, c, fd) < 0) {
                 if (c->bev)
                         bufferevent_free(c->bev);
@@ -483,10 +487,13 @@ int control_server_new(struct daemon *d, const struct control_server_options *op
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
         }
-        *srv = (struct control_server){.d = d, .path = srv->path, .group_name = srv->group_name,
+        *srv = (struct control_server){.d = d,
+                                       .path = srv->path,
+                                       .group_name = srv->group_name,
                                        .read_gid = opt->read_gid,
                                        .read_gid_valid = opt->read_gid_valid,
-                                       .own_uid = geteuid(), .rl = {.burst = 10, .per_minute = 10}};
+                                       .own_uid = geteuid(),
+                                       .rl = {.burst = 10, .per_minute = 10}};
         fd = make_socket(opt, err, errlen);
         if (fd < 0) {
                 free(srv->path);
@@ -543,8 +550,8 @@ void control_server_free(struct control_server *s)
                 struct conn *c = s->conns;
                 if (c->wait != COMMANDS_WAIT_NONE) {
                         /* best effort, without blocking: the loop is gone */
-                        char *line = control_reply_error(ESHUTDOWN, "%s: dynmemd is stopping",
-                                                         c->wait_name);
+                        char *line =
+                            control_reply_error(ESHUTDOWN, "%s: dynmemd is stopping", c->wait_name);
                         int fd = bufferevent_getfd(c->bev);
                         if (line && send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
                                 (void)!send(fd, "\n", 1, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -22,12 +22,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CONTROL_SERVER_CLIENTS_MAX  128
-#define CONTROL_SERVER_IDLE_MS      30000
-#define CONTROL_SERVER_LINGER_MS    2000  /* input still read (and dropped) after a closing reply */
-#define CONTROL_SERVER_OUTPUT_HIGH  (256u * 1024)
-#define CONTROL_SERVER_WRITE_MAX    (1024 * 1024) /* bytes handed to one write() */
-#define CONTROL_SERVER_BACKLOG      CONTROL_SERVER_CLIENTS_MAX
+#define CONTROL_SERVER_CLIENTS_MAX 128
+#define CONTROL_SERVER_IDLE_MS     30000
+#define CONTROL_SERVER_LINGER_MS   2000 /* input still read (and dropped) after a closing reply */
+#define CONTROL_SERVER_OUTPUT_HIGH (256u * 1024)
+#define CONTROL_SERVER_WRITE_MAX   (1024 * 1024) /* bytes handed to one write() */
+#define CONTROL_SERVER_BACKLOG     CONTROL_SERVER_CLIENTS_MAX
 
 struct daemon;
 struct control_server;
@@ -36,7 +36,7 @@ struct control_server_options {
         const char *path;
         const char *group_name; /* for messages */
         gid_t read_gid;
-        bool read_gid_valid;    /* false: no such group, only root and the daemon's user */
+        bool read_gid_valid; /* false: no such group, only root and the daemon's user */
 };
 
 /*

@@ -26,8 +26,8 @@
 #include "units.h"
 
 /* Event priorities: the cycle's timer before client traffic. */
-#define PRIORITY_CYCLE  0
-#define PRIORITIES      2
+#define PRIORITY_CYCLE 0
+#define PRIORITIES     2
 
 double daemon_mono_ms(void)
 {
@@ -61,8 +61,10 @@ int daemon_save(struct daemon *d, char *warn, size_t len)
                 snprintf(d->state_error, sizeof(d->state_error), "cannot write %s/%s: %s",
                          d->state_dir, STATE_FILE, strerror(-r));
                 if (d->state_saved)
-                        log_msg(LOG_ERR, "%s; changes made with dynmem set and dynmem create "
-                                         "will not survive a restart", d->state_error);
+                        log_msg(LOG_ERR,
+                                "%s; changes made with dynmem set and dynmem create "
+                                "will not survive a restart",
+                                d->state_error);
                 d->state_saved = false;
                 if (warn)
                         snprintf(warn, len, "not saved (%s); the change lasts until dynmemd stops",
@@ -140,8 +142,8 @@ static void schedule_next(struct daemon *d)
         }
         double wait = d->deadline_ms - now;
         struct timeval tv = {
-                .tv_sec = (time_t)(wait / 1000.0),
-                .tv_usec = (suseconds_t)(fmod(wait, 1000.0) * 1000.0),
+            .tv_sec = (time_t)(wait / 1000.0),
+            .tv_usec = (suseconds_t)(fmod(wait, 1000.0) * 1000.0),
         };
         evtimer_add(d->cycle_ev, &tv);
 }
@@ -194,8 +196,7 @@ static void log_diag(struct config_diag *diag)
 static int setup_balancer(struct daemon *d, const struct config *cfg, struct balancer *ret)
 {
         char err[256];
-        int r = balancer_init(ret, cfg->host.policy, &cfg->tunables, d->backend, err,
-                              sizeof(err));
+        int r = balancer_init(ret, cfg->host.policy, &cfg->tunables, d->backend, err, sizeof(err));
 
         if (r < 0) {
                 log_msg(LOG_ERR, "%s: [host] policy: %s", cfg->path, err);
@@ -228,8 +229,8 @@ static int setup_config(struct daemon *d, const char *path)
         d->run_dir = strdup(d->cfg.host.socket);
         if (!d->socket_path || !d->state_dir || !d->run_dir)
                 return -ENOMEM;
-        d->env = (struct backend_env){.base = d->base, .run_dir = dirname(d->run_dir),
-                                      .state_dir = d->state_dir};
+        d->env = (struct backend_env){
+            .base = d->base, .run_dir = dirname(d->run_dir), .state_dir = d->state_dir};
         r = d->backend_entry->create(&d->cfg, &d->env, &d->backend, err, sizeof(err));
         if (r < 0) {
                 log_msg(LOG_ERR, "%s: backend %s: %s", path, d->backend_entry->name, err);
@@ -250,8 +251,10 @@ static void set_aside(const char *dir)
         snprintf(from, sizeof(from), "%s/%s", dir, STATE_FILE);
         snprintf(to, sizeof(to), "%s/%s.bad", dir, STATE_FILE);
         if (rename(from, to) == 0)
-                log_msg(LOG_ERR, "state file set aside as %s; starting from the configuration "
-                                 "alone", to);
+                log_msg(LOG_ERR,
+                        "state file set aside as %s; starting from the configuration "
+                        "alone",
+                        to);
 }
 
 static void setup_state(struct daemon *d)
@@ -326,13 +329,13 @@ static void log_started(const struct daemon *d)
         if (d->cfg.host.http)
                 log_msg(LOG_WARNING, "%s: [host] http: this dynmemd serves no HTTP; ignored",
                         d->config_path);
-        log_msg(LOG_INFO, "started (version %s): backend %s, policy %s, memory %s, reserve %s, "
-                          "interval %s, %zu VMs, listening on %s",
+        log_msg(LOG_INFO,
+                "started (version %s): backend %s, policy %s, memory %s, reserve %s, "
+                "interval %s, %zu VMs, listening on %s",
                 DYNMEM_VERSION, d->backend_entry->name, d->cfg.host.policy,
                 size_format(d->cfg.host.memory_bytes, mem, sizeof(mem)),
                 size_format(d->cfg.host.reserve_bytes, res, sizeof(res)),
-                duration_format(d->cfg.host.interval_ms, iv, sizeof(iv)), d->reg.n,
-                d->socket_path);
+                duration_format(d->cfg.host.interval_ms, iv, sizeof(iv)), d->reg.n, d->socket_path);
 }
 
 int daemon_init(struct daemon *d, const struct daemon_options *opt)
@@ -406,8 +409,7 @@ void daemon_fini(struct daemon *d)
 static void warn_fixed(const struct daemon *d, const struct config *cfg)
 {
         if (strcmp(cfg->host.socket, d->socket_path) != 0)
-                log_msg(LOG_WARNING, "%s: [host] socket changes when dynmemd restarts",
-                        cfg->path);
+                log_msg(LOG_WARNING, "%s: [host] socket changes when dynmemd restarts", cfg->path);
         if (strcmp(cfg->host.state_dir, d->state_dir) != 0)
                 log_msg(LOG_WARNING, "%s: [host] state_dir changes when dynmemd restarts",
                         cfg->path);
@@ -427,8 +429,7 @@ static int reload_read(struct daemon *d, struct config *ret)
                 return -EINVAL;
         }
         if (strcmp(cfg.host.backend, d->cfg.host.backend) != 0) {
-                log_msg(LOG_ERR, "%s: [host] backend changes only when dynmemd restarts",
-                        cfg.path);
+                log_msg(LOG_ERR, "%s: [host] backend changes only when dynmemd restarts", cfg.path);
                 config_free(&cfg);
                 return -EINVAL;
         }

@@ -52,16 +52,16 @@ struct daemon {
         char *group;
 
         /* clock */
-        double mono_base_ms;  /* monotonic ms when the clock (re)started */
-        double speed;         /* clock ms per real ms */
-        double deadline_ms;   /* monotonic ms the next cycle is due */
+        double mono_base_ms; /* monotonic ms when the clock (re)started */
+        double speed;        /* clock ms per real ms */
+        double deadline_ms;  /* monotonic ms the next cycle is due */
         double started_ms;
 
         uint64_t host_total_bytes; /* MemTotal, 0 when unknown */
 
         /* summed at the end of each cycle: memory is only taken or freed by a cycle */
-        uint64_t held_bytes;  /* memory held by VMs */
-        size_t holding_vms;   /* VMs holding memory (running or stopping) */
+        uint64_t held_bytes; /* memory held by VMs */
+        size_t holding_vms;  /* VMs holding memory (running or stopping) */
 
         /* persistence */
         bool state_saved;
@@ -70,7 +70,7 @@ struct daemon {
         /* timing of the cycle */
         struct histogram lateness;
         struct histogram duration;
-        uint64_t cycles;         /* cycles run; also the age of cached JSON */
+        uint64_t cycles; /* cycles run; also the age of cached JSON */
         uint64_t cycles_skipped;
 
         struct log_ratelimit tick_errors;

@@ -24,8 +24,10 @@ int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char
         if (h->memory_given)
                 return 0;
         if (total_r < 0) {
-                snprintf(err, errlen, "[host] memory not given and MemTotal cannot be read from "
-                                      "%s (%s)", HOSTMEM_MEMINFO, strerror(-total_r));
+                snprintf(err, errlen,
+                         "[host] memory not given and MemTotal cannot be read from "
+                         "%s (%s)",
+                         HOSTMEM_MEMINFO, strerror(-total_r));
                 return -EINVAL;
         }
         if (total <= h->reserve_bytes + SETTINGS_MINIMUM_FLOOR) {
@@ -117,8 +119,9 @@ int dconfig_check_file(const char *path, struct config_diag *diag, char *summary
         else
                 r = dconfig_check_vms(b, &cfg, diag);
         if (r == 0)
-                snprintf(summary, len, "%s: configuration OK: backend %s, policy %s, memory %s, "
-                                       "reserve %s, %zu VMs",
+                snprintf(summary, len,
+                         "%s: configuration OK: backend %s, policy %s, memory %s, "
+                         "reserve %s, %zu VMs",
                          path, be->name, cfg.host.policy,
                          size_format(cfg.host.memory_bytes, mem, sizeof(mem)),
                          size_format(cfg.host.reserve_bytes, res, sizeof(res)), cfg.n_vms);

@@ -22,7 +22,7 @@ int fsutil_mkdir_p(const char *path, mode_t mode)
         if (n == 0 || n >= sizeof(buf))
                 return -ENAMETOOLONG;
         memcpy(buf, path, n + 1);
-        for (char *p = buf + 1; ; p++) {
+        for (char *p = buf + 1;; p++) {
                 if (*p != '/' && *p != '\0')
                         continue;
                 char saved = *p;
@@ -102,10 +102,10 @@ int fsutil_read_file(const char *path, size_t max, char **ret_data, size_t *ret_
 
         if (fd < 0)
                 return -errno;
-        int r = fstat(fd, &st) < 0          ? -errno
-                : !S_ISREG(st.st_mode)          ? -EINVAL
-                : (uint64_t)st.st_size > max    ? -EFBIG
-                                                : 0;
+        int r = fstat(fd, &st) < 0           ? -errno
+                : !S_ISREG(st.st_mode)       ? -EINVAL
+                : (uint64_t)st.st_size > max ? -EFBIG
+                                             : 0;
         if (r < 0) {
                 close(fd);
                 return r;

@@ -62,8 +62,8 @@ json_t *histogram_json(const struct histogram *h)
                 if (h->buckets[i] == 0)
                         continue;
                 double upper = round(histogram_bucket_upper(h, i) * 1000.0) / 1000.0;
-                if (json_array_append_new(arr, json_pack("[f, I]", upper,
-                                                         (json_int_t)h->buckets[i])) < 0) {
+                if (json_array_append_new(
+                        arr, json_pack("[f, I]", upper, (json_int_t)h->buckets[i])) < 0) {
                         json_decref(arr);
                         return NULL;
                 }

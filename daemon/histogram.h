@@ -11,10 +11,10 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#define HISTOGRAM_FINE_N     1000 /* 0.1 ms buckets: 0 .. 100 ms */
-#define HISTOGRAM_COARSE_N   990  /* 10 ms buckets: 100 ms .. 10 s */
-#define HISTOGRAM_BUCKETS    (HISTOGRAM_FINE_N + HISTOGRAM_COARSE_N + 1)
-#define HISTOGRAM_LIMIT_MS   10000.0
+#define HISTOGRAM_FINE_N   1000 /* 0.1 ms buckets: 0 .. 100 ms */
+#define HISTOGRAM_COARSE_N 990  /* 10 ms buckets: 100 ms .. 10 s */
+#define HISTOGRAM_BUCKETS  (HISTOGRAM_FINE_N + HISTOGRAM_COARSE_N + 1)
+#define HISTOGRAM_LIMIT_MS 10000.0
 
 struct histogram {
         uint64_t count;

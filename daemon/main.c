@@ -57,28 +57,40 @@ static void usage(FILE *out)
 static int parse_options(int argc, char **argv, struct options *opt)
 {
         static const struct option longopts[] = {
-                {"config", required_argument, NULL, 'f'},
-                {"foreground", no_argument, NULL, 'd'},
-                {"check", no_argument, NULL, 'n'},
-                {"verbose", no_argument, NULL, 'v'},
-                {"group", required_argument, NULL, 'g'},
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, 'V'},
-                {NULL, 0, NULL, 0},
+            {"config", required_argument, NULL, 'f'}, {"foreground", no_argument, NULL, 'd'},
+            {"check", no_argument, NULL, 'n'},        {"verbose", no_argument, NULL, 'v'},
+            {"group", required_argument, NULL, 'g'},  {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
         };
         int c;
 
         *opt = (struct options){.config = DCONFIG_PATH_DEFAULT};
         while ((c = getopt_long(argc, argv, "f:dnvg:hV", longopts, NULL)) != -1) {
                 switch (c) {
-                case 'f': opt->config = optarg; break;
-                case 'd': opt->foreground = true; break;
-                case 'n': opt->check = true; break;
-                case 'v': opt->verbose = true; break;
-                case 'g': opt->group = optarg; break;
-                case 'h': usage(stdout); exit(0);
-                case 'V': printf("dynmemd %s\n", DYNMEM_VERSION); exit(0);
-                default: usage(stderr); return -EINVAL;
+                case 'f':
+                        opt->config = optarg;
+                        break;
+                case 'd':
+                        opt->foreground = true;
+                        break;
+                case 'n':
+                        opt->check = true;
+                        break;
+                case 'v':
+                        opt->verbose = true;
+                        break;
+                case 'g':
+                        opt->group = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        exit(0);
+                case 'V':
+                        printf("dynmemd %s\n", DYNMEM_VERSION);
+                        exit(0);
+                default:
+                        usage(stderr);
+                        return -EINVAL;
                 }
         }
         if (optind != argc) {
@@ -175,8 +187,8 @@ int main(int argc, char **argv)
         log_setup("dynmemd", LOG_TARGET_STDERR, opt.verbose ? LOG_DEBUG : LOG_INFO);
         if (!opt.foreground && detach(&ready) < 0)
                 return 1;
-        r = daemon_init(&d, &(struct daemon_options){.config_path = opt.config,
-                                                     .group = opt.group});
+        r = daemon_init(&d,
+                        &(struct daemon_options){.config_path = opt.config, .group = opt.group});
         if (r < 0) {
                 daemon_fini(&d);
                 return r == -EINVAL ? 2 : 1;

@@ -8,8 +8,8 @@
 #include <string.h>
 
 static const char *const origin_names[] = {
-        [REGISTRY_CONFIG] = "config",
-        [REGISTRY_CREATED] = "created",
+    [REGISTRY_CONFIG] = "config",
+    [REGISTRY_CREATED] = "created",
 };
 
 const char *registry_origin_name(enum registry_origin o)
@@ -143,8 +143,8 @@ int registry_set_keys(struct registry_entry *e, const struct config_kv *keys, si
         if (!copy)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                copy[i] = (struct config_kv){strdup(keys[i].key), strdup(keys[i].value),
-                                             keys[i].line};
+                copy[i] =
+                    (struct config_kv){strdup(keys[i].key), strdup(keys[i].value), keys[i].line};
                 if (!copy[i].key || !copy[i].value) {
                         for (size_t j = 0; j <= i; j++) {
                                 free(copy[j].key);
@@ -179,12 +179,12 @@ bool registry_keys_equal(const struct registry_entry *e, const struct config_kv 
 void registry_config_vm(const struct registry_entry *e, struct config_vm *ret)
 {
         *ret = (struct config_vm){
-                .line = e->config_line,
-                .settings = e->vm.settings,
-                .given = ~0u,
-                .autostart = e->autostart,
-                .extra = e->keys,
-                .n_extra = e->n_keys,
+            .line = e->config_line,
+            .settings = e->vm.settings,
+            .given = ~0u,
+            .autostart = e->autostart,
+            .extra = e->keys,
+            .n_extra = e->n_keys,
         };
         memcpy(ret->name, e->vm.name, strlen(e->vm.name) + 1);
 }

@@ -25,20 +25,20 @@ const char *registry_origin_name(enum registry_origin o);
 int registry_origin_parse(const char *text, enum registry_origin *ret);
 
 struct registry_entry {
-        struct vm vm;                 /* vm.owner_data points back here */
+        struct vm vm; /* vm.owner_data points back here */
         enum registry_origin origin;
-        unsigned config_line;         /* REGISTRY_CONFIG: line of the section */
-        unsigned overrides;           /* REGISTRY_CONFIG: settings fields `dynmem set` changed */
+        unsigned config_line; /* REGISTRY_CONFIG: line of the section */
+        unsigned overrides;   /* REGISTRY_CONFIG: settings fields `dynmem set` changed */
         bool autostart;
-        bool configured;              /* the backend accepted the keys */
-        bool removed;                 /* gone from the configuration: dropped once off */
-        int start_errno;              /* why the last start failed (0: it did not) */
-        bool seen;                    /* scratch for apply_config() */
-        char *json_text;              /* cached reply JSON, valid during cycle json_cycle */
+        bool configured; /* the backend accepted the keys */
+        bool removed;    /* gone from the configuration: dropped once off */
+        int start_errno; /* why the last start failed (0: it did not) */
+        bool seen;       /* scratch for apply_config() */
+        char *json_text; /* cached reply JSON, valid during cycle json_cycle */
         size_t json_len;
         uint64_t json_cycle;
-        char *state_text;             /* cached state file entry ("" when none), or NULL */
-        struct config_kv *keys;       /* backend keys, owned */
+        char *state_text;       /* cached state file entry ("" when none), or NULL */
+        struct config_kv *keys; /* backend keys, owned */
         size_t n_keys;
 };
 

@@ -20,8 +20,8 @@ static int parse_vm(const json_t *obj, struct state_vm *sv, char *err, size_t er
         json_error_t jerr;
 
         if (json_unpack_ex((json_t *)obj, &jerr, JSON_STRICT, "{s:s, s:s, s?o, s?b, s?o}", "name",
-                           &name, "origin", &origin, "settings", &settings, "autostart",
-                           &autostart, "backend", &backend) < 0) {
+                           &name, "origin", &origin, "settings", &settings, "autostart", &autostart,
+                           "backend", &backend) < 0) {
                 snprintf(err, errlen, "%s", jerr.text);
                 return -EINVAL;
         }
@@ -35,8 +35,8 @@ static int parse_vm(const json_t *obj, struct state_vm *sv, char *err, size_t er
                 return -EINVAL;
         }
         sv->autostart = autostart;
-        if (settings && control_settings_parse(settings, &sv->settings, &sv->given, err,
-                                               errlen) < 0)
+        if (settings &&
+            control_settings_parse(settings, &sv->settings, &sv->given, err, errlen) < 0)
                 return -EINVAL;
         if (backend && control_keys_parse(backend, &sv->keys, &sv->n_keys, err, errlen) < 0)
                 return -EINVAL;
@@ -81,7 +81,8 @@ int state_parse(const char *text, size_t len, struct state *ret, char *err, size
                 return -EINVAL;
         }
         if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:I, s:o}", "version", &version, "vms",
-                           &vms) < 0 || !json_is_array(vms))
+                           &vms) < 0 ||
+            !json_is_array(vms))
                 snprintf(err, errlen, "expected {\"version\": %d, \"vms\": [...]}", STATE_VERSION);
         else if (version != STATE_VERSION)
                 snprintf(err, errlen, "version %lld is not %d", (long long)version, STATE_VERSION);

@@ -15,16 +15,15 @@
 #include "units.h"
 
 static const struct control_command_info commands[CONTROL_N_COMMANDS] = {
-        [CONTROL_LIST] = {"list", false, false, 0},
-        [CONTROL_SHOW] = {"show", false, true, 0},
-        [CONTROL_STATUS] = {"status", false, false, 0},
-        [CONTROL_START] = {"start", true, true, 0},
-        [CONTROL_STOP] = {"stop", true, true, CONTROL_FIELD_FORCE},
-        [CONTROL_SET] = {"set", true, true, CONTROL_FIELD_SETTINGS},
-        [CONTROL_CREATE] = {"create", true, true,
-                            CONTROL_FIELD_SETTINGS | CONTROL_FIELD_BACKEND |
-                                    CONTROL_FIELD_AUTOSTART},
-        [CONTROL_DELETE] = {"delete", true, true, 0},
+    [CONTROL_LIST] = {"list", false, false, 0},
+    [CONTROL_SHOW] = {"show", false, true, 0},
+    [CONTROL_STATUS] = {"status", false, false, 0},
+    [CONTROL_START] = {"start", true, true, 0},
+    [CONTROL_STOP] = {"stop", true, true, CONTROL_FIELD_FORCE},
+    [CONTROL_SET] = {"set", true, true, CONTROL_FIELD_SETTINGS},
+    [CONTROL_CREATE] = {"create", true, true,
+                        CONTROL_FIELD_SETTINGS | CONTROL_FIELD_BACKEND | CONTROL_FIELD_AUTOSTART},
+    [CONTROL_DELETE] = {"delete", true, true, 0},
 };
 
 const struct control_command_info *control_command_info(enum control_command c)
@@ -66,13 +65,13 @@ struct setting_spec {
  */
 #define SIZE_LIMIT ((uint64_t)INT64_MAX)
 static const struct setting_spec setting_specs[] = {
-        {"dynamic", SETTINGS_DYNAMIC, SETTING_BOOL, SETTING(dynamic), 0, 1},
-        {"startup_bytes", SETTINGS_STARTUP, SETTING_SIZE, SETTING(startup_bytes), 0, SIZE_LIMIT},
-        {"minimum_bytes", SETTINGS_MINIMUM, SETTING_SIZE, SETTING(minimum_bytes), 0, SIZE_LIMIT},
-        {"maximum_bytes", SETTINGS_MAXIMUM, SETTING_SIZE, SETTING(maximum_bytes), 0, SIZE_LIMIT},
-        {"buffer_percent", SETTINGS_BUFFER, SETTING_U32, SETTING(buffer_percent), 0, UINT32_MAX},
-        {"weight", SETTINGS_WEIGHT, SETTING_U32, SETTING(weight), 0, UINT32_MAX},
-        {"block_bytes", SETTINGS_BLOCK, SETTING_SIZE, SETTING(block_bytes), 0, SIZE_LIMIT},
+    {"dynamic", SETTINGS_DYNAMIC, SETTING_BOOL, SETTING(dynamic), 0, 1},
+    {"startup_bytes", SETTINGS_STARTUP, SETTING_SIZE, SETTING(startup_bytes), 0, SIZE_LIMIT},
+    {"minimum_bytes", SETTINGS_MINIMUM, SETTING_SIZE, SETTING(minimum_bytes), 0, SIZE_LIMIT},
+    {"maximum_bytes", SETTINGS_MAXIMUM, SETTING_SIZE, SETTING(maximum_bytes), 0, SIZE_LIMIT},
+    {"buffer_percent", SETTINGS_BUFFER, SETTING_U32, SETTING(buffer_percent), 0, UINT32_MAX},
+    {"weight", SETTINGS_WEIGHT, SETTING_U32, SETTING(weight), 0, UINT32_MAX},
+    {"block_bytes", SETTINGS_BLOCK, SETTING_SIZE, SETTING(block_bytes), 0, SIZE_LIMIT},
 };
 #define N_SETTINGS (sizeof(setting_specs) / sizeof(setting_specs[0]))
 
@@ -153,8 +152,8 @@ static int setting_store(const struct setting_spec *spec, const json_t *v, struc
         return 0;
 }
 
-int control_settings_parse(const json_t *obj, struct vm_settings *s, unsigned *ret_given,
-                           char *err, size_t errlen)
+int control_settings_parse(const json_t *obj, struct vm_settings *s, unsigned *ret_given, char *err,
+                           size_t errlen)
 {
         struct vm_settings out = *s;
         unsigned given = 0;
@@ -165,7 +164,8 @@ int control_settings_parse(const json_t *obj, struct vm_settings *s, unsigned *r
                 snprintf(err, errlen, "settings: expected an object");
                 return -EINVAL;
         }
-        json_object_foreach((json_t *)obj, key, v) {
+        json_object_foreach((json_t *)obj, key, v)
+        {
                 const struct setting_spec *spec = setting_find(key);
                 if (!spec) {
                         snprintf(err, errlen, "settings: unknown setting \"%.64s\"", key);
@@ -189,10 +189,10 @@ static const struct {
         const char *key;
         unsigned field;
 } optional_fields[] = {
-        {"force", CONTROL_FIELD_FORCE},
-        {"settings", CONTROL_FIELD_SETTINGS},
-        {"backend", CONTROL_FIELD_BACKEND},
-        {"autostart", CONTROL_FIELD_AUTOSTART},
+    {"force", CONTROL_FIELD_FORCE},
+    {"settings", CONTROL_FIELD_SETTINGS},
+    {"backend", CONTROL_FIELD_BACKEND},
+    {"autostart", CONTROL_FIELD_AUTOSTART},
 };
 
 /* Every member of the request must be one the command takes. */
@@ -202,11 +202,11 @@ static int check_members(const json_t *obj, const struct control_command_info *i
         const char *key;
         json_t *v;
 
-        json_object_foreach((json_t *)obj, key, v) {
+        json_object_foreach((json_t *)obj, key, v)
+        {
                 bool known = false;
                 for (size_t i = 0; i < 3 && !known; i++)
-                        known = strcmp(key, base_fields[i]) == 0 &&
-                                (i < 2 || info->needs_name);
+                        known = strcmp(key, base_fields[i]) == 0 && (i < 2 || info->needs_name);
                 for (size_t i = 0; i < 4 && !known; i++)
                         known = strcmp(key, optional_fields[i].key) == 0 &&
                                 (info->fields & optional_fields[i].field);
@@ -305,9 +305,10 @@ int control_keys_parse(const json_t *obj, struct config_kv **keys, size_t *n_key
                          CONTROL_KEYS_MAX);
                 return -EINVAL;
         }
-        json_object_foreach((json_t *)obj, key, v) {
-                if (!key_name_valid(key) || !json_is_string(v) ||
-                    json_string_length(v) == 0 || json_string_length(v) >= CONFIG_VALUE_MAX ||
+        json_object_foreach((json_t *)obj, key, v)
+        {
+                if (!key_name_valid(key) || !json_is_string(v) || json_string_length(v) == 0 ||
+                    json_string_length(v) >= CONFIG_VALUE_MAX ||
                     strlen(json_string_value(v)) != json_string_length(v)) {
                         snprintf(err, errlen,
                                  "backend: \"%.64s\" must be a key of [a-z0-9_] with a "
@@ -345,8 +346,7 @@ void control_keys_free(struct config_kv *keys, size_t n)
         free(keys);
 }
 
-static int parse_bool_field(const json_t *obj, const char *key, bool *ret, char *err,
-                            size_t errlen)
+static int parse_bool_field(const json_t *obj, const char *key, bool *ret, char *err, size_t errlen)
 {
         const json_t *v = json_object_get(obj, key);
 
@@ -374,8 +374,8 @@ static int parse_body(const json_t *obj, struct control_request *req, char *err,
         if ((r = parse_bool_field(obj, "force", &req->force, err, errlen)) < 0 ||
             (r = parse_bool_field(obj, "autostart", &req->autostart, err, errlen)) < 0)
                 return r;
-        if (settings && (r = control_settings_parse(settings, &req->settings, &req->given, err,
-                                                    errlen)) < 0)
+        if (settings &&
+            (r = control_settings_parse(settings, &req->settings, &req->given, err, errlen)) < 0)
                 return r;
         if (req->command == CONTROL_SET && req->given == 0) {
                 snprintf(err, errlen, "%s: set: nothing to change", req->name);
@@ -400,8 +400,7 @@ int control_request_parse(const char *line, size_t len, struct control_request *
         }
         obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!obj) {
-                snprintf(err, errlen, "malformed request: %s at column %d", jerr.text,
-                         jerr.column);
+                snprintf(err, errlen, "malformed request: %s at column %d", jerr.text, jerr.column);
                 return -EINVAL;
         }
         if (!json_is_object(obj)) {
@@ -433,9 +432,9 @@ void control_request_free(struct control_request *r)
 static json_t *request_json(const struct control_request *r)
 {
         const struct control_command_info *info = control_command_info(r->command);
-        json_t *obj = info ? json_pack("{s:i, s:s}", "version", CONTROL_VERSION, "command",
-                                       info->name)
-                           : NULL;
+        json_t *obj =
+            info ? json_pack("{s:i, s:s}", "version", CONTROL_VERSION, "command", info->name)
+                 : NULL;
         int bad = 0;
 
         if (!obj)
@@ -485,26 +484,26 @@ json_t *control_vm_json(const struct vm *vm)
         bad = bad || json_object_set_new(obj, "name", json_string(vm->name)) < 0;
         bad = bad || json_object_set_new(obj, "state", json_string(vm_state_name(vm->state))) < 0;
         bad = bad || json_object_update(obj, settings) < 0;
-        bad = bad || json_object_set_new(obj, "assigned_bytes",
-                                         json_integer(holds ? (json_int_t)vm->obs.assigned_bytes
-                                                            : 0)) < 0;
-        bad = bad || json_object_set_new(obj, "demand_bytes",
-                                         nullable_size(holds && vm->obs.demand_known,
-                                                       vm->obs.demand_bytes)) < 0;
+        bad = bad ||
+              json_object_set_new(obj, "assigned_bytes",
+                                  json_integer(holds ? (json_int_t)vm->obs.assigned_bytes : 0)) < 0;
+        bad = bad || json_object_set_new(
+                         obj, "demand_bytes",
+                         nullable_size(holds && vm->obs.demand_known, vm->obs.demand_bytes)) < 0;
         bad = bad || json_object_set_new(obj, "pressure_percent",
                                          pressure < 0 ? json_null()
                                                       : json_real(round(pressure * 10) / 10)) < 0;
-        bad = bad || json_object_set_new(obj, "status",
-                                         json_string(vm_status_name(vm_status(vm)))) < 0;
-        bad = bad || json_object_set_new(obj, "target_bytes",
-                                         json_integer(holds ? (json_int_t)vm->target_bytes
-                                                            : 0)) < 0;
-        bad = bad || json_object_set_new(obj, "reason",
-                                         json_string(holds ? policy_reason_name(vm->reason)
-                                                           : "none")) < 0;
-        bad = bad || json_object_set_new(obj, "refusal", vm->refusal[0]
-                                                                 ? json_string(vm->refusal)
-                                                                 : json_null()) < 0;
+        bad = bad ||
+              json_object_set_new(obj, "status", json_string(vm_status_name(vm_status(vm)))) < 0;
+        bad =
+            bad || json_object_set_new(obj, "target_bytes",
+                                       json_integer(holds ? (json_int_t)vm->target_bytes : 0)) < 0;
+        bad = bad ||
+              json_object_set_new(obj, "reason",
+                                  json_string(holds ? policy_reason_name(vm->reason) : "none")) < 0;
+        bad =
+            bad || json_object_set_new(obj, "refusal",
+                                       vm->refusal[0] ? json_string(vm->refusal) : json_null()) < 0;
         json_decref(settings);
         if (bad) {
                 json_decref(obj);
@@ -556,8 +555,7 @@ static int reply_error(const json_t *reply, char *err, size_t errlen)
         return e > 0 && e < 4096 ? -(int)e : -EIO;
 }
 
-int control_reply_parse(const char *line, size_t len, json_t **ret_reply, char *err,
-                        size_t errlen)
+int control_reply_parse(const char *line, size_t len, json_t **ret_reply, char *err, size_t errlen)
 {
         json_error_t jerr;
         json_t *reply;
@@ -574,8 +572,10 @@ int control_reply_parse(const char *line, size_t len, json_t **ret_reply, char *
         }
         const json_t *version = json_object_get(reply, "version");
         if (!json_is_integer(version) || json_integer_value(version) != CONTROL_VERSION) {
-                snprintf(err, errlen, "dynmemd speaks another protocol version (this dynmem "
-                                      "speaks %d)", CONTROL_VERSION);
+                snprintf(err, errlen,
+                         "dynmemd speaks another protocol version (this dynmem "
+                         "speaks %d)",
+                         CONTROL_VERSION);
                 json_decref(reply);
                 return -EPROTO;
         }

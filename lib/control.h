@@ -7,7 +7,8 @@
  *
  *   {"version":1,"command":"show","name":"web1"}
  *   {"version":1,"ok":true,"vm":{...}}
- *   {"version":1,"ok":false,"error":"web1: cannot change startup while the VM is running","errno":1}
+ *   {"version":1,"ok":false,"error":"web1: cannot change startup while the VM is
+ * running","errno":1}
  *
  * Limits: a request line is at most CONTROL_REQUEST_MAX bytes (newline not
  * counted); a create request carries at most CONTROL_KEYS_MAX backend keys;
@@ -71,12 +72,12 @@ int control_command_parse(const char *name, enum control_command *ret);
 
 struct control_request {
         enum control_command command;
-        char name[VM_NAME_MAX];     /* "" when the command names no VM */
+        char name[VM_NAME_MAX]; /* "" when the command names no VM */
         bool force;
         struct vm_settings settings; /* fields marked in `given` */
         unsigned given;              /* enum settings_field bits */
         bool autostart;
-        struct config_kv *keys;      /* create: backend keys (line = 0) */
+        struct config_kv *keys; /* create: backend keys (line = 0) */
         size_t n_keys;
 };
 
@@ -110,8 +111,8 @@ json_t *control_settings_json(const struct vm_settings *s, unsigned mask);
  * field (negative, over 2^63 - 1 bytes, over 2^32 - 1) are errors (-EINVAL
  * with a sentence in err). The caller applies settings_check().
  */
-int control_settings_parse(const json_t *obj, struct vm_settings *s, unsigned *ret_given,
-                           char *err, size_t errlen);
+int control_settings_parse(const json_t *obj, struct vm_settings *s, unsigned *ret_given, char *err,
+                           size_t errlen);
 
 /* Copy the settings marked in mask from src to dst. */
 void control_settings_merge(struct vm_settings *dst, const struct vm_settings *src, unsigned mask);
@@ -143,7 +144,6 @@ char *control_reply_error(int errnum, const char *fmt, ...) __attribute__((forma
  * errno (EIO when it has none or an odd one) with its message in err. A
  * malformed reply: -EBADMSG; another version: -EPROTO.
  */
-int control_reply_parse(const char *line, size_t len, json_t **ret_reply, char *err,
-                        size_t errlen);
+int control_reply_parse(const char *line, size_t len, json_t **ret_reply, char *err, size_t errlen);
 
 #endif

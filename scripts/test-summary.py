@@ -29,7 +29,13 @@ def main():
     passed = failed = skipped = 0
     with open(sys.argv[1], encoding="utf-8", errors="replace") as log:
         for line in log:
-            entry = json.loads(line)
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                # Not a record of meson's: output a stray process appended.
+                print(f"test-summary: ignoring a line that is not a test record: {line[:60]!r}",
+                      file=sys.stderr)
+                continue
             result = entry.get("result", "")
             p = f = s = 0
             if entry.get("protocol") == "tap" or "1.." in entry.get("stdout", "")[:200]:

@@ -40,21 +40,27 @@ static void requests_parse(void **state)
         assert_int_equal(req.command, CONTROL_LIST);
         control_request_free(&req);
         assert_int_equal(parse(" {\"command\":\"stop\",\"version\":1,\"name\":\"web1\","
-                               "\"force\":true}\r", &req), 0);
+                               "\"force\":true}\r",
+                               &req),
+                         0);
         assert_int_equal(req.command, CONTROL_STOP);
         assert_string_equal(req.name, "web1");
         assert_true(req.force);
         control_request_free(&req);
         assert_int_equal(parse("{\"version\":1,\"command\":\"set\",\"name\":\"a.b-c_d\","
                                "\"settings\":{\"weight\":10,\"maximum_bytes\":4294967296,"
-                               "\"dynamic\":false}}", &req), 0);
+                               "\"dynamic\":false}}",
+                               &req),
+                         0);
         assert_int_equal(req.given, SETTINGS_WEIGHT | SETTINGS_MAXIMUM | SETTINGS_DYNAMIC);
         assert_int_equal(req.settings.weight, 10);
         assert_true(req.settings.maximum_bytes == 4 * GIB);
         assert_false(req.settings.dynamic);
         control_request_free(&req);
         assert_int_equal(parse("{\"version\":1,\"command\":\"create\",\"name\":\"n\","
-                               "\"autostart\":true,\"backend\":{\"trace\":\"/x.csv\"}}", &req), 0);
+                               "\"autostart\":true,\"backend\":{\"trace\":\"/x.csv\"}}",
+                               &req),
+                         0);
         assert_true(req.autostart);
         assert_int_equal(req.n_keys, 1);
         assert_string_equal(req.keys[0].key, "trace");
@@ -69,7 +75,8 @@ static void requests_refuse_bad_envelopes(void **state)
         parse_err("[]", -EINVAL, "expected a JSON object");
         parse_err("{\"command\":\"list\"}", -EPROTO, "version");
         parse_err("{\"version\":\"1\",\"command\":\"list\"}", -EPROTO, "version");
-        parse_err("{\"version\":2,\"command\":\"list\"}", -EPROTO, "unsupported protocol version 2");
+        parse_err("{\"version\":2,\"command\":\"list\"}", -EPROTO,
+                  "unsupported protocol version 2");
         parse_err("{\"version\":1}", -EINVAL, "command");
         parse_err("{\"version\":1,\"command\":7}", -EINVAL, "command");
         parse_err("{\"version\":1,\"command\":\"reboot\"}", -EOPNOTSUPP, "unknown command");
@@ -89,7 +96,8 @@ static void requests_refuse_bad_fields(void **state)
         parse_err("{\"version\":1,\"command\":\"show\",\"name\":\"-x\"}", -EINVAL, "invalid");
         parse_err("{\"version\":1,\"command\":\"stop\",\"name\":\"w\",\"force\":1}", -EINVAL,
                   "force");
-        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\"}", -EINVAL, "nothing to change");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\"}", -EINVAL,
+                  "nothing to change");
         parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":{}}", -EINVAL,
                   "nothing to change");
         parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":[]}", -EINVAL,
@@ -97,19 +105,25 @@ static void requests_refuse_bad_fields(void **state)
         parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":{\"weight\":-1}}",
                   -EINVAL, "weight");
         parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":"
-                  "{\"weight\":4294967296}}", -EINVAL, "weight");
+                  "{\"weight\":4294967296}}",
+                  -EINVAL, "weight");
         parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":"
-                  "{\"startup_bytes\":1.5}}", -EINVAL, "startup_bytes");
+                  "{\"startup_bytes\":1.5}}",
+                  -EINVAL, "startup_bytes");
         parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":"
-                  "{\"dynamic\":\"yes\"}}", -EINVAL, "dynamic");
+                  "{\"dynamic\":\"yes\"}}",
+                  -EINVAL, "dynamic");
         parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"settings\":{\"x\":1}}",
                   -EINVAL, "unknown setting");
         parse_err("{\"version\":1,\"command\":\"create\",\"name\":\"w\",\"backend\":"
-                  "{\"Trace\":\"x\"}}", -EINVAL, "backend");
+                  "{\"Trace\":\"x\"}}",
+                  -EINVAL, "backend");
         parse_err("{\"version\":1,\"command\":\"create\",\"name\":\"w\",\"backend\":"
-                  "{\"trace\":\"\"}}", -EINVAL, "backend");
+                  "{\"trace\":\"\"}}",
+                  -EINVAL, "backend");
         parse_err("{\"version\":1,\"command\":\"create\",\"name\":\"w\",\"backend\":"
-                  "{\"trace\":[]}}", -EINVAL, "backend");
+                  "{\"trace\":[]}}",
+                  -EINVAL, "backend");
 }
 
 static void requests_have_a_size_limit(void **state)
@@ -165,7 +179,8 @@ static void requests_round_trip(void **state)
         control_request_free(&out);
         free(line);
         for (unsigned c = 0; c < CONTROL_N_COMMANDS; c++) {
-                struct control_request r = {.command = (enum control_command)c, .given = SETTINGS_WEIGHT};
+                struct control_request r = {.command = (enum control_command)c,
+                                            .given = SETTINGS_WEIGHT};
                 snprintf(r.name, sizeof(r.name), "x");
                 line = control_request_format(&r);
                 assert_non_null(line);
@@ -186,17 +201,20 @@ static void replies_parse(void **state)
         assert_int_equal(json_integer_value(json_object_get(reply, "answer")), 42);
         json_decref(reply);
         free(line);
-        line = control_reply_error(EPERM, "%s: cannot change startup while the VM is running", "web1");
+        line =
+            control_reply_error(EPERM, "%s: cannot change startup while the VM is running", "web1");
         assert_int_equal(control_reply_parse(line, strlen(line), &reply, err, sizeof(err)), -EPERM);
         assert_string_equal(err, "web1: cannot change startup while the VM is running");
         free(line);
         assert_int_equal(control_reply_parse("{\"version\":1,\"ok\":false,\"errno\":99999}", 38,
-                                             &reply, err, sizeof(err)), -EIO);
+                                             &reply, err, sizeof(err)),
+                         -EIO);
         assert_int_equal(control_reply_parse("{\"version\":1}", 13, &reply, err, sizeof(err)),
                          -EBADMSG);
         assert_int_equal(control_reply_parse("nonsense", 8, &reply, err, sizeof(err)), -EBADMSG);
-        assert_int_equal(control_reply_parse("{\"version\":9,\"ok\":true}", 23, &reply, err,
-                                             sizeof(err)), -EPROTO);
+        assert_int_equal(
+            control_reply_parse("{\"version\":9,\"ok\":true}", 23, &reply, err, sizeof(err)),
+            -EPROTO);
 }
 
 static void vm_json_reports_unknowns_as_null(void **state)
@@ -214,10 +232,11 @@ static void vm_json_reports_unknowns_as_null(void **state)
         assert_string_equal(json_string_value(json_object_get(obj, "status")), "unknown");
         json_decref(obj);
         vm.state = VM_RUNNING;
-        vm.obs = (struct vm_observation){.alive = true, .assigned_bytes = GIB,
-                                         .demand_known = true, .demand_bytes = GIB / 2};
+        vm.obs = (struct vm_observation){
+            .alive = true, .assigned_bytes = GIB, .demand_known = true, .demand_bytes = GIB / 2};
         obj = control_vm_json(&vm);
-        assert_true(json_integer_value(json_object_get(obj, "demand_bytes")) == (json_int_t)GIB / 2);
+        assert_true(json_integer_value(json_object_get(obj, "demand_bytes")) ==
+                    (json_int_t)GIB / 2);
         assert_true(json_real_value(json_object_get(obj, "pressure_percent")) == 50.0);
         json_decref(obj);
 }
@@ -240,15 +259,15 @@ static void settings_merge_copies_only_the_mask(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(requests_parse),
-                cmocka_unit_test(requests_refuse_bad_envelopes),
-                cmocka_unit_test(requests_refuse_bad_fields),
-                cmocka_unit_test(requests_have_a_size_limit),
-                cmocka_unit_test(requests_limit_backend_keys),
-                cmocka_unit_test(requests_round_trip),
-                cmocka_unit_test(replies_parse),
-                cmocka_unit_test(vm_json_reports_unknowns_as_null),
-                cmocka_unit_test(settings_merge_copies_only_the_mask),
+            cmocka_unit_test(requests_parse),
+            cmocka_unit_test(requests_refuse_bad_envelopes),
+            cmocka_unit_test(requests_refuse_bad_fields),
+            cmocka_unit_test(requests_have_a_size_limit),
+            cmocka_unit_test(requests_limit_backend_keys),
+            cmocka_unit_test(requests_round_trip),
+            cmocka_unit_test(replies_parse),
+            cmocka_unit_test(vm_json_reports_unknowns_as_null),
+            cmocka_unit_test(settings_merge_copies_only_the_mask),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,7 +25,8 @@ static void meminfo_parses(void **state)
 {
         uint64_t v = 7;
 
-        assert_int_equal(hostmem_parse_total("MemTotal:       24683680 kB\nMemFree: 1 kB\n", &v), 0);
+        assert_int_equal(hostmem_parse_total("MemTotal:       24683680 kB\nMemFree: 1 kB\n", &v),
+                         0);
         assert_true(v == 24683680ull * KIB);
         assert_int_equal(hostmem_parse_total("MemFree: 1 kB\nMemTotal: 1024 kB\n", &v), 0);
         assert_true(v == MIB);
@@ -169,8 +170,8 @@ static void state_round_trips(void **state)
         assert_int_equal(st.vms[0].origin, REGISTRY_CREATED);
         assert_true(st.vms[0].autostart);
         assert_int_equal(st.vms[0].given, SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM |
-                                                  SETTINGS_MAXIMUM | SETTINGS_BUFFER |
-                                                  SETTINGS_WEIGHT | SETTINGS_BLOCK);
+                                              SETTINGS_MAXIMUM | SETTINGS_BUFFER | SETTINGS_WEIGHT |
+                                              SETTINGS_BLOCK);
         assert_string_equal(st.vms[0].keys[0].value, "/srv/t.csv");
         assert_string_equal(st.vms[1].name, "web1");
         assert_int_equal(st.vms[1].given, SETTINGS_WEIGHT);
@@ -183,18 +184,18 @@ static void state_round_trips(void **state)
 static void state_refuses_bad_files(void **state)
 {
         static const char *const bad[] = {
-                "",
-                "[]",
-                "{\"version\":2,\"vms\":[]}",
-                "{\"version\":1}",
-                "{\"version\":1,\"vms\":{}}",
-                "{\"version\":1,\"vms\":[],\"extra\":1}",
-                "{\"version\":1,\"vms\":[{\"name\":\"a\"}]}",
-                "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"elsewhere\"}]}",
-                "{\"version\":1,\"vms\":[{\"name\":\"../a\",\"origin\":\"config\"}]}",
-                "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\",\"colour\":1}]}",
-                "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\","
-                "\"settings\":{\"weight\":\"x\"}}]}",
+            "",
+            "[]",
+            "{\"version\":2,\"vms\":[]}",
+            "{\"version\":1}",
+            "{\"version\":1,\"vms\":{}}",
+            "{\"version\":1,\"vms\":[],\"extra\":1}",
+            "{\"version\":1,\"vms\":[{\"name\":\"a\"}]}",
+            "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"elsewhere\"}]}",
+            "{\"version\":1,\"vms\":[{\"name\":\"../a\",\"origin\":\"config\"}]}",
+            "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\",\"colour\":1}]}",
+            "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\","
+            "\"settings\":{\"weight\":\"x\"}}]}",
         };
         struct state st;
         char err[256];
@@ -222,15 +223,15 @@ static void backend_table(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(meminfo_parses),
-                cmocka_unit_test(reserve_formula),
-                cmocka_unit_test(memory_defaults),
-                cmocka_unit_test(histogram_percentiles),
-                cmocka_unit_test(running_maximum_is_bounded_by_the_backend),
-                cmocka_unit_test(registry_keeps_names_sorted),
-                cmocka_unit_test(state_round_trips),
-                cmocka_unit_test(state_refuses_bad_files),
-                cmocka_unit_test(backend_table),
+            cmocka_unit_test(meminfo_parses),
+            cmocka_unit_test(reserve_formula),
+            cmocka_unit_test(memory_defaults),
+            cmocka_unit_test(histogram_percentiles),
+            cmocka_unit_test(running_maximum_is_bounded_by_the_backend),
+            cmocka_unit_test(registry_keeps_names_sorted),
+            cmocka_unit_test(state_round_trips),
+            cmocka_unit_test(state_refuses_bad_files),
+            cmocka_unit_test(backend_table),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
