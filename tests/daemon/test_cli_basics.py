@@ -66,8 +66,11 @@ def config_check_reports_file_and_line(bins):
 
 @tap.case
 def config_check_names_the_backend_problem(bins):
-    p, _ = check_config(bins, "[host]\nbackend = qemu\n")
-    check(p.returncode == 2 and "backend qemu is not built yet" in p.stderr, "qemu missing", p)
+    p, _ = check_config(bins, "[host]\nbackend = qemu\n[vm \"a\"]\nkernel = /nonexistent/vmlinuz\n"
+                           "initrd = /nonexistent/initrd.img\n")
+    check(p.returncode == 2 and re.search(r"\.conf:\d+: vm \"a\": kernel /nonexistent/vmlinuz: "
+                                          r"No such file", p.stderr),
+          "a qemu VM's missing kernel is named with its line", p)
     p, _ = check_config(bins, "[host]\nbackend = vmware\n")
     check(p.returncode == 2 and "unknown backend \"vmware\" (known: sim, qemu)" in p.stderr,
           "unknown backend", p)
