@@ -34,16 +34,24 @@ FUZZ_DIR=${FUZZ_DIR:-build-fuzz}
 mkdir -p "$FUZZ_DIR/$TARGET-corpus"
 BIN=$FUZZ_DIR/${TARGET}_fuzz
 
-# The library sources each target needs (they must not need more than libc).
+# The library sources and libraries each target needs.
+POLICY="lib/policy.c lib/policy_estimate.c lib/policy_smooth.c lib/settings.c lib/units.c"
+LIBS=""
 case $TARGET in
 agent) LIBSRC="lib/agent.c" ;;
+config) LIBSRC="lib/config.c $POLICY"; LIBS="-linih" ;;
+trace) LIBSRC="lib/trace.c lib/config.c $POLICY"; LIBS="-linih" ;;
+control) LIBSRC="lib/control.c lib/vm.c lib/counters.c lib/config.c $POLICY"
+        LIBS="-linih -ljansson" ;;
+policy_exec) LIBSRC="lib/policy_exec.c $POLICY"; LIBS="-ljansson" ;;
+qmp) LIBSRC="lib/qmp.c"; LIBS="-levent -ljansson" ;;
 *) echo "run.sh: unknown target $TARGET" >&2; exit 2 ;;
 esac
 
 # shellcheck disable=SC2086
 if ! "$CLANG" -std=c17 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        -Ilib -o "$BIN" "$SRC" $LIBSRC -lm 2>"$FUZZ_DIR/$TARGET-build.log"; then
+        -Ilib -o "$BIN" "$SRC" $LIBSRC $LIBS -lm 2>"$FUZZ_DIR/$TARGET-build.log"; then
         if grep -q "libclang_rt.fuzzer\|cannot find -l\|fuzzer.*not found" "$FUZZ_DIR/$TARGET-build.log"; then
                 echo "run.sh: libFuzzer is missing (apt-get install libclang-rt-14-dev)"
                 exit 77
