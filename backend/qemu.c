@@ -79,6 +79,8 @@ static void free_events(struct qemu_vm *qv)
 /* Forget the instance without touching the process (daemon shutdown, forget_vm). */
 static void detach(struct qemu_vm *qv)
 {
+        qemu_agent_free(qv->agent_conn);
+        qv->agent_conn = NULL;
         qemu_monitor_close(qv);
         free_events(qv);
         if (qv->pidfd >= 0)
@@ -451,6 +453,7 @@ static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *e
         qv->target_set = false;
         qv->stats = (struct qemu_stats){0};
         qv->agent_have = false;
+        qv->source = QEMU_SIGNAL_NONE;
         qv->stop_phase = STOP_NONE;
         qv->running = true;
         if ((r = qemu_monitor_connect(qv, fd)) < 0 || (r = arm_instance(qv)) < 0) {
@@ -509,13 +512,17 @@ static int qemu_set_target(struct backend *b, struct vm *vm, uint64_t target_byt
         return 0;
 }
 
-/* Demand and what the guest sees: the agent's report when fresh, else balloon statistics. */
+/*
+ * Demand and what the guest sees: the agent's report when it is fresh and
+ * knows the demand, else the balloon statistics when fresh, else nothing.
+ */
 static void observe_guest(struct qemu_vm *qv, uint64_t now_ms, struct vm_observation *o)
 {
         uint64_t mono = qemu_mono_ms();
         const struct qemu_stats *s = &qv->stats;
 
-        if (qv->agent_have && mono - qv->agent_ms < QEMU_AGENT_FRESH_MS) {
+        qv->source = QEMU_SIGNAL_NONE;
+        if (qv->agent_have && qv->agent.demand_known && mono - qv->agent_ms < QEMU_AGENT_FRESH_MS) {
                 const struct qemu_guest_report *r = &qv->agent;
                 uint64_t age = mono - qv->agent_ms;
                 o->demand_known = r->demand_known;
@@ -527,10 +534,12 @@ static void observe_guest(struct qemu_vm *qv, uint64_t now_ms, struct vm_observa
                 o->guest_visible_bytes = r->visible_bytes;
                 o->guest_available_known = r->available_known;
                 o->guest_available_bytes = r->available_bytes;
+                qv->source = QEMU_SIGNAL_AGENT;
                 return;
         }
         if (!s->known || mono - s->sampled_ms >= QEMU_STATS_FRESH_MS)
                 return;
+        qv->source = QEMU_SIGNAL_BALLOON;
         /* With deflate-on-oom the balloon stays in MemTotal and counts as used: take it out. */
         const struct qemu_mem *m = &qv->mem;
         uint64_t balloon = m->actual < m->layout.startup ? m->layout.startup - m->actual : 0;
@@ -613,6 +622,7 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         qv->guess_assigned = vm->obs.assigned_bytes ? vm->obs.assigned_bytes : l.startup;
         qv->stats = (struct qemu_stats){0};
         qv->agent_have = false;
+        qv->source = QEMU_SIGNAL_NONE;
         qv->stop_phase = STOP_NONE;
         qv->running = true;
         if ((r = arm_instance(qv)) < 0) {
@@ -630,7 +640,7 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         return 0;
 }
 
-/* ---- the agent's hook ---- */
+/* ---- the guest agent ---- */
 
 int qemu_backend_guest_report(struct vm *vm, const struct qemu_guest_report *r, uint64_t now_ms)
 {
@@ -659,6 +669,102 @@ const char *qemu_backend_agent_socket(const struct vm *vm)
         return qv ? qv->paths.agent : NULL;
 }
 
+/* ---- the agent's connection ---- */
+
+static void on_agent_report(void *userdata, const struct agent_estimate *e)
+{
+        struct qemu_vm *qv = userdata;
+        const struct qemu_guest_report r = {
+            .demand_known = e->demand_known,
+            .demand_bytes = e->demand_bytes,
+            .stall_known = e->stall_known,
+            .stall_fraction = e->stall_fraction,
+            .visible_known = e->visible_known,
+            .visible_bytes = e->visible_bytes,
+            .available_known = e->available_known,
+            .available_bytes = e->available_bytes,
+        };
+
+        if (qemu_backend_guest_report(qv->vm, &r, qemu_mono_ms()) == -EINVAL &&
+            log_ratelimit_ok(&qv->rl, qemu_mono_ms()))
+                log_msg(LOG_WARNING, "vm \"%s\": ignoring an impossible guest agent report",
+                        qv->vm->name);
+}
+
+static void on_agent_urgent(void *userdata)
+{
+        qemu_backend_wake(userdata);
+}
+
+static const struct qemu_agent_hooks agent_hooks = {
+    .report = on_agent_report,
+    .urgent = on_agent_urgent,
+};
+
+void qemu_backend_agent_start(struct qemu_vm *qv)
+{
+        uint64_t limit = qv->mem.layout.startup + qv->mem.layout.region;
+        int r;
+
+        if (qv->agent_conn || !qv->running)
+                return;
+        r = qemu_agent_new(qv->qb->env.base, qv->vm->name, qv->paths.agent, limit, &agent_hooks, qv,
+                           &qv->agent_conn);
+        if (r < 0) {
+                log_msg(LOG_WARNING, "vm \"%s\": no guest agent connection: %s", qv->vm->name,
+                        strerror(-r));
+                return;
+        }
+        qemu_agent_connect_now(qv->agent_conn);
+}
+
+const char *qemu_backend_signal_source(const struct vm *vm)
+{
+        static const char *const names[] = {
+            [QEMU_SIGNAL_NONE] = "none",
+            [QEMU_SIGNAL_AGENT] = "agent",
+            [QEMU_SIGNAL_BALLOON] = "balloon",
+        };
+        const struct qemu_vm *qv = vm->backend_data;
+
+        if (!qv || !qv->running || (unsigned)qv->source >= sizeof(names) / sizeof(*names))
+                return names[QEMU_SIGNAL_NONE];
+        return names[qv->source];
+}
+
+int qemu_backend_agent_drop(struct vm *vm)
+{
+        struct qemu_vm *qv = vm->backend_data;
+        struct qemu_agent_stats st;
+
+        if (!qv || !qv->agent_conn)
+                return -ESRCH;
+        qemu_agent_stats(qv->agent_conn, &st);
+        if (!st.connected)
+                return -ESRCH;
+        qemu_agent_drop(qv->agent_conn);
+        return 0;
+}
+
+static void agent_info(const struct qemu_vm *qv, struct qemu_vm_info *ret)
+{
+        struct qemu_agent_stats st = {0};
+        const struct agent *a;
+
+        ret->signal_source = qemu_backend_signal_source(qv->vm);
+        ret->agent_state = agent_state_name(AGENT_DISCONNECTED);
+        if (!qv->agent_conn)
+                return;
+        a = qemu_agent_parser(qv->agent_conn);
+        qemu_agent_stats(qv->agent_conn, &st);
+        ret->agent_state = agent_state_name(agent_state(a));
+        ret->agent_connected = st.connected;
+        ret->agent_version = agent_version(a);
+        ret->agent_caps = agent_caps(a);
+        ret->agent_connects = st.connects;
+        ret->agent = *agent_counters(a);
+}
+
 int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret)
 {
         const struct qemu_vm *qv = vm->backend_data;
@@ -681,6 +787,7 @@ int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret)
             .console_log = qv->paths.console,
         };
         snprintf(ret->accel, sizeof(ret->accel), "%s", qv->accel);
+        agent_info(qv, ret);
         return 0;
 }
 

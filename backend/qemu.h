@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "agent.h"
 #include "backend.h"
 #include "config.h"
 #include "vm.h"
@@ -46,9 +47,11 @@ extern const struct backend_ops qemu_backend_ops;
 const char *qemu_backend_image_dir(struct backend *b);
 
 /*
- * What the guest agent reports about a VM (the agent module parses and
- * calls this). Values are range-checked here too; a report is used instead
- * of the balloon statistics for QEMU_AGENT_FRESH_MS after it arrives.
+ * What the guest agent reports about a VM. The backend connects to each
+ * running VM's agent socket itself (backend/qemu_agent.c) and calls this
+ * with every fresh estimate lib/agent.c makes. Values are range-checked here
+ * too; a report with a known demand is used instead of the balloon
+ * statistics for QEMU_AGENT_FRESH_MS after it arrives.
  */
 #define QEMU_AGENT_FRESH_MS 10000
 
@@ -69,6 +72,23 @@ int qemu_backend_guest_report(struct vm *vm, const struct qemu_guest_report *r, 
 /* run_dir/NAME.agent: the unix socket behind the guest's org.dynmem.agent.0 port. */
 const char *qemu_backend_agent_socket(const struct vm *vm);
 
+/* Where the demand of a VM's latest observe() came from. */
+enum qemu_signal {
+        QEMU_SIGNAL_NONE,    /* neither: demand unknown, the VM keeps its size */
+        QEMU_SIGNAL_AGENT,   /* the guest agent's report */
+        QEMU_SIGNAL_BALLOON, /* the balloon driver's statistics */
+};
+
+/* "agent", "balloon" or "none" (also for a VM that does not run here). */
+const char *qemu_backend_signal_source(const struct vm *vm);
+
+/*
+ * For tests: close the VM's agent connection as if it had failed; the
+ * backend reconnects within QEMU_AGENT_TICK_MS (1 s). -ESRCH when the VM
+ * has no agent connection.
+ */
+int qemu_backend_agent_drop(struct vm *vm);
+
 /* A running VM's QEMU as the backend sees it (status output, tests). */
 struct qemu_vm_info {
         bool running;
@@ -85,6 +105,15 @@ struct qemu_vm_info {
         uint64_t target_bytes;
         unsigned qemu_version[3];
         const char *console_log;
+        const char *signal_source; /* qemu_backend_signal_source() */
+        /* The guest agent: "disconnected" (no connection), "waiting" (connected, no
+         * handshake), "ready" or "refused" (lib/agent.h's agent_state_name()). */
+        const char *agent_state;
+        bool agent_connected;
+        uint32_t agent_version;      /* 0 before the handshake */
+        unsigned agent_caps;         /* enum agent_cap bits */
+        uint64_t agent_connects;     /* connections made to the agent socket by this backend */
+        struct agent_counters agent; /* what the parser counted, over all connections */
 };
 
 int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret);

@@ -1,9 +1,10 @@
 /*
- * qemu_int: what the QEMU backend's files share and nothing else includes:
- * a VM's parsed keys (qemu_config.c), the QEMU command line
- * (qemu_argv.c), the QEMU process (qemu_proc.c) and the pure memory
+ * qemu_int: what the QEMU backend's files (and its tests) share and nothing
+ * else includes: a VM's parsed keys (qemu_config.c), the QEMU command line
+ * (qemu_argv.c), the QEMU process (qemu_proc.c), the pure memory
  * arithmetic that turns a target into balloon and virtio-mem requests
- * (qemu_mem.c). backend/qemu.c ties them to the backend interface.
+ * (qemu_mem.c) and the guest agent's connection (qemu_agent.c).
+ * backend/qemu.c ties them to the backend interface.
  */
 #ifndef DYNMEM_QEMU_INT_H
 #define DYNMEM_QEMU_INT_H
@@ -205,6 +206,57 @@ void qemu_mem_readback(struct qemu_mem *m, uint64_t actual, uint64_t plugged, ui
 /* What to ask of QEMU now to move toward m->target; records what it plans as sent. */
 void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *ret);
 
+/* ---- the guest agent's connection (qemu_agent.c) ---- */
+
+#define QEMU_AGENT_TICK_MS  1000        /* connect attempts and due output, this often */
+#define QEMU_AGENT_READ_MAX (64 * 1024) /* bytes taken from the socket per turn of the loop */
+
+struct event_base;
+struct qemu_agent;
+
+struct qemu_agent_hooks {
+        /* A report was accepted and the estimate is fresh. */
+        void (*report)(void *userdata, const struct agent_estimate *e);
+        /* The report was sent because the guest started to stall: run a cycle now. */
+        void (*urgent)(void *userdata);
+};
+
+struct qemu_agent_stats {
+        bool connected;
+        uint64_t connects;         /* connections made (or adopted) */
+        uint64_t disconnects;      /* closed by EOF, an error or qemu_agent_drop() */
+        uint64_t connect_failures; /* attempts that did not connect */
+        uint64_t read, written;    /* bytes */
+        uint64_t read_calls;       /* read callbacks */
+        uint64_t largest_read;     /* most bytes one read callback took (<= QEMU_AGENT_READ_MAX) */
+};
+
+/*
+ * A VM's agent connection: a lib/agent.c parser with limit_bytes (the most
+ * memory the VM can have) and a timer that connects to path every
+ * QEMU_AGENT_TICK_MS while not connected (the first attempt one tick after
+ * this call, or at qemu_agent_connect_now()) and writes the parser's output.
+ * Hooks run from the event loop; name is the VM's, for messages.
+ */
+int qemu_agent_new(struct event_base *base, const char *name, const char *path,
+                   uint64_t limit_bytes, const struct qemu_agent_hooks *hooks, void *userdata,
+                   struct qemu_agent **ret);
+
+/* Try to connect now if not connected. */
+void qemu_agent_connect_now(struct qemu_agent *qa);
+
+/* Take fd (a connected stream socket; closed on failure) as the connection. */
+int qemu_agent_adopt(struct qemu_agent *qa, int fd);
+
+/* Close the connection as if it had failed; the next tick reconnects (tests). */
+void qemu_agent_drop(struct qemu_agent *qa);
+
+/* Accepts NULL; may be called from a hook (then freed when the callback returns). */
+void qemu_agent_free(struct qemu_agent *qa);
+
+void qemu_agent_stats(const struct qemu_agent *qa, struct qemu_agent_stats *ret);
+const struct agent *qemu_agent_parser(const struct qemu_agent *qa);
+
 /* ---- per-VM state (qemu.c: life cycle; qemu_monitor.c: QMP) ---- */
 
 #define QEMU_POLL_MS          1000  /* read back memory and statistics */
@@ -262,9 +314,11 @@ struct qemu_vm {
         bool reread;
         struct qemu_mem mem;
         struct qemu_stats stats;
+        struct qemu_agent *agent_conn; /* the guest agent's connection, once QMP was ready */
         bool agent_have;
         uint64_t agent_ms; /* monotonic */
         struct qemu_guest_report agent;
+        enum qemu_signal source; /* where the latest observation's demand came from */
         unsigned qemu_version[3];
         struct log_ratelimit rl;
 };
@@ -299,5 +353,8 @@ void qemu_backend_schedule_poll(struct qemu_vm *qv);
 
 /* Tell the owner's loop to look soon. */
 void qemu_backend_wake(struct qemu_vm *qv);
+
+/* Start the VM's agent connection (QMP is ready); nothing when it exists. Logs a failure. */
+void qemu_backend_agent_start(struct qemu_vm *qv);
 
 #endif

@@ -185,6 +185,9 @@ static void batch_done(struct qemu_vm *qv)
 
         if (!qv->layout_verified)
                 adopt_layout(qv);
+        /* QEMU's machine (so its agent socket) exists and the VM's size limit is known. */
+        if (qv->layout_verified)
+                qemu_backend_agent_start(qv);
         if (qv->layout_verified && b->balloon_ok && b->vmem_ok) {
                 bool first = !qv->mem.known;
                 qemu_mem_readback(&qv->mem, b->actual, b->plugged, b->requested, qemu_mono_ms());

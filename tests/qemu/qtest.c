@@ -150,17 +150,22 @@ static bool image_in(const char *dir)
         return access(k, R_OK) == 0 && access(i, R_OK) == 0;
 }
 
-/* Run guest/image/build.sh OUT, its output into OUT.log. */
-static int build_image(const char *src, const char *out, char *why, size_t len)
+/* Run guest/image/build.sh OUT PROGRAMS..., its output into OUT.log. */
+static int build_image(const char *src, const char *out, char *const *programs, char *why,
+                       size_t len)
 {
         char script[4096], log[4096];
         posix_spawn_file_actions_t fa;
+        char *argv[16] = {script, (char *)out};
+        size_t n = 2;
         pid_t pid;
         int status = 0, r;
 
         snprintf(script, sizeof(script), "%s/guest/image/build.sh", src);
         snprintf(log, sizeof(log), "%s.log", out);
-        char *argv[] = {script, (char *)out, NULL};
+        for (; programs && *programs && n < sizeof(argv) / sizeof(*argv) - 1; programs++)
+                argv[n++] = *programs;
+        argv[n] = NULL;
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         posix_spawn_file_actions_adddup2(&fa, 1, 2);
@@ -198,13 +203,75 @@ const char *qt_guest_image(char *why, size_t len)
                          "no guest image and DYNMEM_SOURCE_ROOT/DYNMEM_TEST_IMAGE_DIR "
                          "unset (run through meson test)");
                 return NULL;
-        } else if (build_image(src, own, why, len) == 0) {
+        } else if (build_image(src, own, NULL, why, len) == 0) {
                 snprintf(dir, sizeof(dir), "%s", own);
         } else {
                 dir[0] = '\0';
                 return NULL;
         }
         setenv(QEMU_GUEST_IMAGE_ENV, dir, 1);
+        return dir;
+}
+
+/* Give out/cache a hard link to the kernel package another image folder already fetched. */
+static void share_kernel(const char *out, const char *other)
+{
+        char dir[4096], from[8192], to[8192];
+        struct dirent *e;
+        DIR *d;
+
+        snprintf(dir, sizeof(dir), "%s/cache", out);
+        mkdir(out, 0755);
+        mkdir(dir, 0755);
+        if (!other || !(d = opendir(dir)))
+                return;
+        while ((e = readdir(d)))
+                if (strstr(e->d_name, ".deb")) {
+                        closedir(d);
+                        return;
+                }
+        closedir(d);
+        snprintf(dir, sizeof(dir), "%s/cache", other);
+        if (!(d = opendir(dir)))
+                return;
+        while ((e = readdir(d))) {
+                if (strncmp(e->d_name, "linux-image-", 12) != 0 || !strstr(e->d_name, ".deb"))
+                        continue;
+                snprintf(from, sizeof(from), "%s/%s", dir, e->d_name);
+                snprintf(to, sizeof(to), "%s/cache/%s", out, e->d_name);
+                link(from, to);
+        }
+        closedir(d);
+}
+
+const char *qt_guest_image_built(bool with_programs, char *why, size_t len)
+{
+        static char dirs[2][4096];
+        const char *src = getenv("DYNMEM_SOURCE_ROOT"), *plain = getenv("DYNMEM_TEST_IMAGE_DIR");
+        const char *agent = getenv("DYNMEM_TEST_AGENT_IMAGE_DIR");
+        const char *list = getenv("DYNMEM_TEST_GUEST_PROGRAMS");
+        const char *out = with_programs ? agent : plain;
+        char *dir = dirs[with_programs], *copy = NULL, *programs[8] = {NULL}, *save = NULL;
+        size_t n = 0;
+
+        if (dir[0])
+                return dir;
+        if (!src || !out || (with_programs && !list)) {
+                snprintf(why, len,
+                         "DYNMEM_SOURCE_ROOT, DYNMEM_TEST_IMAGE_DIR, DYNMEM_TEST_AGENT_IMAGE_DIR "
+                         "or DYNMEM_TEST_GUEST_PROGRAMS unset (run through meson test)");
+                return NULL;
+        }
+        if (with_programs && (copy = strdup(list)))
+                for (char *p = strtok_r(copy, ":", &save); p && n < 7;
+                     p = strtok_r(NULL, ":", &save))
+                        programs[n++] = p;
+        share_kernel(out, with_programs ? plain : agent);
+        int r = build_image(src, out, programs, why, len);
+        free(copy);
+        if (r < 0)
+                return NULL;
+        snprintf(dir, sizeof(dirs[0]), "%s", out);
         return dir;
 }
 
@@ -228,6 +295,30 @@ uint64_t qt_console_memtotal(const char *path)
                 sscanf(last, "MemTotal=%llu kB", &kb);
         free(text);
         return (uint64_t)kb * 1024;
+}
+
+int qt_console_load(const char *path, uint64_t *ret_held, uint64_t *ret_target,
+                    unsigned *ret_repeats)
+{
+        static const char tag[] = "dynmem-load: holding ";
+        char *text = read_file(path), *p;
+        unsigned long long held = 0, target = 0, h, t;
+        unsigned repeats = 0;
+        bool any = false;
+
+        for (p = text; p && (p = strstr(p, tag)); p++) {
+                if (sscanf(p + sizeof(tag) - 1, "%llu MiB (target %llu MiB)", &h, &t) != 2)
+                        continue;
+                repeats = any && h == held && t == target ? repeats + 1 : 1;
+                held = h, target = t, any = true;
+        }
+        free(text);
+        if (!any)
+                return -ENOENT;
+        *ret_held = (uint64_t)held << 20;
+        *ret_target = (uint64_t)target << 20;
+        *ret_repeats = repeats;
+        return 0;
 }
 
 int qt_vm_configure(struct qt_vm *t, struct backend *b, const char *ini, char *err, size_t len)

@@ -38,6 +38,23 @@ void qt_loop_for(struct event_base *base, uint64_t ms);
  */
 const char *qt_guest_image(char *why, size_t len);
 
+/*
+ * A guest image built here with guest/image/build.sh (cached by its inputs):
+ * with_programs, into $DYNMEM_TEST_AGENT_IMAGE_DIR with the static programs
+ * in $DYNMEM_TEST_GUEST_PROGRAMS (':'-separated: dynmem-guest, dynmem-load);
+ * else into $DYNMEM_TEST_IMAGE_DIR with none (a guest without an agent).
+ * NULL with the reason in why when it cannot be built.
+ */
+const char *qt_guest_image_built(bool with_programs, char *why, size_t len);
+
+/*
+ * The last "dynmem-load: holding N MiB (target M MiB)" console line: N and M
+ * in bytes, and how many lines in a row at the end said the same.
+ * -ENOENT when there is none.
+ */
+int qt_console_load(const char *path, uint64_t *ret_held, uint64_t *ret_target,
+                    unsigned *ret_repeats);
+
 /* True when the file contains needle. */
 bool qt_file_contains(const char *path, const char *needle);
 
