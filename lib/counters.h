@@ -50,4 +50,50 @@ void vm_counters_reset(struct vm_counters *c);
 /* Feed one pressure sample (percent, or < 0 when unknown) at now_ms. */
 void vm_counters_pressure(struct vm_counters *c, double pressure, uint64_t now_ms);
 
+/*
+ * The two sets as tables, in Hyper-V's order, so that every reader (the
+ * control socket's JSON, Prometheus, dynmem counters) names and scales a
+ * counter alike. docs/counters.md defines each one.
+ */
+enum counters_unit {
+        COUNTERS_BYTES,
+        COUNTERS_PERCENT,
+        COUNTERS_OPERATIONS,
+};
+
+struct counters_def {
+        const char *title;  /* Hyper-V's name: "Added Memory" */
+        const char *key;    /* JSON: "added_memory_bytes" */
+        const char *metric; /* Prometheus, after "dynmem_balancer_" or "dynmem_vm_" */
+        enum counters_unit unit;
+        bool total;         /* only grows (a Prometheus counter); else a gauge */
+        const char *help;   /* one line, Prometheus HELP */
+};
+
+#define COUNTERS_BALANCER_N 8
+#define COUNTERS_VM_N       11
+
+extern const struct counters_def counters_balancer_defs[COUNTERS_BALANCER_N];
+extern const struct counters_def counters_vm_defs[COUNTERS_VM_N];
+
+/* One reading: bytes and operations in n, percentages in percent. */
+struct counters_value {
+        bool known;
+        uint64_t n;
+        double percent;
+};
+
+struct vm;
+
+/* The Dynamic Memory Balancer set, in counters_balancer_defs' order. */
+void counters_balancer_read(const struct balancer_counters *c,
+                            struct counters_value ret[COUNTERS_BALANCER_N]);
+
+/*
+ * The Dynamic Memory VM set of one VM, in counters_vm_defs' order. Memory
+ * and pressure are known only while the VM holds memory (running or
+ * stopping); the sums count since the VM last started.
+ */
+void counters_vm_read(const struct vm *vm, struct counters_value ret[COUNTERS_VM_N]);
+
 #endif

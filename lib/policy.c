@@ -247,7 +247,7 @@ struct decision {
         size_t k;
         size_t n_starters;      /* starting VMs, in order, in scr->spare[].index */
         size_t n_admitted;      /* of which take part (not refused) */
-        size_t probing;         /* running VMs with a probe under way */
+        uint64_t unprobed_want; /* what the running VMs want before any probe cuts it */
         bool filled;            /* water-filling set the ideals */
         int base_level;         /* else: 0 floor, 1 need, 2 want */
         uint64_t held;          /* memory the running VMs hold now */
@@ -278,35 +278,19 @@ static void estimate_all(struct decision *d, size_t n)
                 if (vm->phase == POLICY_PHASE_OFF)
                         continue;
                 policy_estimate_one(d->cfg, vm, d->now);
+                if (vm->phase == POLICY_PHASE_RUNNING)
+                        d->unprobed_want = add_sat(d->unprobed_want, vm->want_bytes);
+                if (vm->probe_candidate)
+                        policy_probe_one(vm, d->now, &d->cfg->tunables, d->scr->contended);
                 if (vm->phase == POLICY_PHASE_STARTING) {
                         d->scr->spare[d->n_starters++].index = (uint32_t)i;
                         continue;
                 }
                 d->idx[d->k++] = (uint32_t)i;
-                d->probing += vm->memory.probing;
                 d->held = add_sat(d->held, vm->assigned_bytes);
                 d->sum.sum_floor_bytes = add_sat(d->sum.sum_floor_bytes, vm->floor_bytes);
                 d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
                 d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
-        }
-}
-
-static void probe_all(struct decision *d)
-{
-        const struct policy_tunables *t = &d->cfg->tunables;
-        bool contended = d->sum.sum_want_bytes >=
-                         scale_permille(d->host->memory_bytes, 10ull * t->probe_contention_percent);
-
-        if (!contended && d->probing == 0)
-                return; /* nothing to start, nothing to stop */
-        for (size_t j = 0; j < d->k; j++) {
-                struct policy_vm *vm = &d->vms[d->idx[j]];
-                if (!vm->probe_candidate)
-                        continue;
-                uint64_t need = vm->need_bytes, want = vm->want_bytes;
-                policy_probe_one(vm, d->now, t, contended);
-                d->sum.sum_need_bytes += vm->need_bytes - need;
-                d->sum.sum_want_bytes += vm->want_bytes - want;
         }
 }
 
@@ -500,8 +484,10 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
         if (scratch->capacity < n)
                 return -ENOMEM;
         estimate_all(&d, n);
-        if (cfg->kind == POLICY_DYNMEM)
-                probe_all(&d);
+        /* Probing in the next decision depends on how much the VMs want of the host now. */
+        scratch->contended = d.unprobed_want >=
+                             scale_permille(host->memory_bytes,
+                                            10ull * cfg->tunables.probe_contention_percent);
         admit_starters(&d);
         if (cfg->kind == POLICY_EXTERNAL)
                 external_check(&d);

@@ -103,7 +103,6 @@ struct policy_vm_memory {
         double demand_slope;        /* bytes per ms, smoothed, >= 0 used */
         bool surplus;               /* assigned has been above want since surplus_since_ms */
         uint64_t surplus_since_ms;
-        uint64_t surplus_peak_bytes; /* highest want seen during the surplus */
         uint64_t last_stall_ms;
         bool probing;               /* a probe is descending toward the working set */
         uint32_t probe_permille;    /* how far the probe is below its start */
@@ -161,8 +160,9 @@ struct policy_summary {
 };
 
 /*
- * Scratch space the allocator sorts in. Owned by the caller so a decision
- * does not allocate; policy_scratch_reserve() grows it (returns -ENOMEM).
+ * Scratch space the allocator sorts in, and what one decision tells the next
+ * about the host as a whole. Owned by the caller so a decision does not
+ * allocate; policy_scratch_reserve() grows it (returns -ENOMEM).
  */
 struct policy_sort_item {
         uint64_t key;
@@ -170,6 +170,7 @@ struct policy_sort_item {
 };
 
 struct policy_scratch {
+        bool contended;      /* the last decision's VMs wanted most of the host (probing) */
         size_t capacity;
         struct policy_sort_item *items;
         struct policy_sort_item *spare; /* radix sort's second buffer */

@@ -211,8 +211,9 @@ static bool estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
 /*
  * Probing costs a little (fine resizes, a VM briefly without its buffer), and
  * memory it reclaims is worth something only when the VMs want most of the
- * host: probes run while the running VMs want at least probe_contention_percent
- * of the host's memory, and stop, learning nothing, when they no longer do.
+ * host: probes run while the running VMs wanted at least
+ * probe_contention_percent of the host's memory at the previous decision, and
+ * stop, learning nothing, when they no longer do.
  */
 void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
                       bool contended)
@@ -257,7 +258,7 @@ static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct pol
                 estimate_stall(vm, reported, now, t);
         } else {
                 m->stall_streak = 0;
-                vm->probe_candidate = true; /* probe_all() decides, once the sums are known */
+                vm->probe_candidate = true; /* policy_probe_one() decides */
         }
 }
 
