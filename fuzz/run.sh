@@ -10,7 +10,8 @@
 # $FUZZ_DIR/TARGET-crash-*, so the checked-in corpus is never changed. To add
 # what a long run found to the seeds: copy (or `-merge=1`) files from the
 # work corpus into fuzz/corpus/TARGET/. Exit status: 0 no finding, 1 a
-# finding or a build failure, 77 no clang/libFuzzer here (a skip for meson).
+# finding or a build failure (libFuzzer is told to exit 1, not its default 77,
+# which meson would read as a skip), 77 no clang/libFuzzer here (a skip).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -65,5 +66,6 @@ DICT=
 echo "run.sh: $BIN for $SECONDS_ s on $SEEDS (+ $FUZZ_DIR/$TARGET-corpus)"
 # shellcheck disable=SC2086
 exec "$BIN" -max_total_time="$SECONDS_" -max_len=8192 -timeout=10 -rss_limit_mb=1024 \
+        -error_exitcode=1 -timeout_exitcode=1 \
         -print_final_stats=1 -artifact_prefix="$FUZZ_DIR/$TARGET-crash-" $DICT "$@" \
         "$FUZZ_DIR/$TARGET-corpus" "$SEEDS"

@@ -24,6 +24,8 @@ static const struct control_command_info commands[CONTROL_N_COMMANDS] = {
     [CONTROL_CREATE] = {"create", true, true,
                         CONTROL_FIELD_SETTINGS | CONTROL_FIELD_BACKEND | CONTROL_FIELD_AUTOSTART},
     [CONTROL_DELETE] = {"delete", true, true, 0},
+    [CONTROL_COUNTERS] = {"counters", false, false, CONTROL_FIELD_NAME},
+    [CONTROL_EVENTS] = {"events", false, false, CONTROL_FIELD_SINCE},
 };
 
 const struct control_command_info *control_command_info(enum control_command c)
@@ -193,7 +195,10 @@ static const struct {
     {"settings", CONTROL_FIELD_SETTINGS},
     {"backend", CONTROL_FIELD_BACKEND},
     {"autostart", CONTROL_FIELD_AUTOSTART},
+    {"name", CONTROL_FIELD_NAME},
+    {"since", CONTROL_FIELD_SINCE},
 };
+#define N_OPTIONAL_FIELDS (sizeof(optional_fields) / sizeof(optional_fields[0]))
 
 /* Every member of the request must be one the command takes. */
 static int check_members(const json_t *obj, const struct control_command_info *info, char *err,
@@ -207,7 +212,7 @@ static int check_members(const json_t *obj, const struct control_command_info *i
                 bool known = false;
                 for (size_t i = 0; i < 3 && !known; i++)
                         known = strcmp(key, base_fields[i]) == 0 && (i < 2 || info->needs_name);
-                for (size_t i = 0; i < 4 && !known; i++)
+                for (size_t i = 0; i < N_OPTIONAL_FIELDS && !known; i++)
                         known = strcmp(key, optional_fields[i].key) == 0 &&
                                 (info->fields & optional_fields[i].field);
                 if (!known) {
@@ -360,6 +365,20 @@ static int parse_bool_field(const json_t *obj, const char *key, bool *ret, char 
         return 0;
 }
 
+static int parse_since(const json_t *obj, uint64_t *ret, char *err, size_t errlen)
+{
+        const json_t *v = json_object_get(obj, "since");
+
+        if (!v)
+                return 0;
+        if (!json_is_integer(v) || json_integer_value(v) < 0) {
+                snprintf(err, errlen, "since: expected a whole number >= 0");
+                return -EINVAL;
+        }
+        *ret = (uint64_t)json_integer_value(v);
+        return 0;
+}
+
 static int parse_body(const json_t *obj, struct control_request *req, char *err, size_t errlen)
 {
         const struct control_command_info *info = &commands[req->command];
@@ -369,7 +388,10 @@ static int parse_body(const json_t *obj, struct control_request *req, char *err,
 
         if ((r = check_members(obj, info, err, errlen)) < 0)
                 return r;
-        if (info->needs_name && (r = parse_name(obj, req, err, errlen)) < 0)
+        if ((info->needs_name || json_object_get(obj, "name")) &&
+            (r = parse_name(obj, req, err, errlen)) < 0)
+                return r;
+        if ((r = parse_since(obj, &req->since, err, errlen)) < 0)
                 return r;
         if ((r = parse_bool_field(obj, "force", &req->force, err, errlen)) < 0 ||
             (r = parse_bool_field(obj, "autostart", &req->autostart, err, errlen)) < 0)
@@ -439,8 +461,10 @@ static json_t *request_json(const struct control_request *r)
 
         if (!obj)
                 return NULL;
-        if (info->needs_name)
+        if (info->needs_name || ((info->fields & CONTROL_FIELD_NAME) && r->name[0]))
                 bad |= json_object_set_new(obj, "name", json_string(r->name));
+        if ((info->fields & CONTROL_FIELD_SINCE) && r->since)
+                bad |= json_object_set_new(obj, "since", json_integer((json_int_t)r->since));
         if ((info->fields & CONTROL_FIELD_FORCE) && r->force)
                 bad |= json_object_set_new(obj, "force", json_true());
         if ((info->fields & CONTROL_FIELD_SETTINGS) && r->given)
@@ -490,6 +514,12 @@ json_t *control_vm_json(const struct vm *vm)
         bad = bad || json_object_set_new(
                          obj, "demand_bytes",
                          nullable_size(holds && vm->obs.demand_known, vm->obs.demand_bytes)) < 0;
+        bad = bad || json_object_set_new(obj, "guest_visible_bytes",
+                                         nullable_size(holds && vm->obs.guest_visible_known,
+                                                       vm->obs.guest_visible_bytes)) < 0;
+        bad = bad || json_object_set_new(obj, "host_rss_bytes",
+                                         nullable_size(holds && vm->obs.host_rss_bytes,
+                                                       vm->obs.host_rss_bytes)) < 0;
         bad = bad || json_object_set_new(obj, "pressure_percent",
                                          pressure < 0 ? json_null()
                                                       : json_real(round(pressure * 10) / 10)) < 0;
@@ -550,8 +580,8 @@ static int reply_error(const json_t *reply, char *err, size_t errlen)
         const json_t *num = json_object_get(reply, "errno");
         json_int_t e = json_is_integer(num) ? json_integer_value(num) : 0;
 
-        snprintf(err, errlen, "%s",
-                 json_is_string(msg) ? json_string_value(msg) : "dynmemd reported an error");
+        bool said = json_is_string(msg) && json_string_value(msg)[0] != '\0';
+        snprintf(err, errlen, "%s", said ? json_string_value(msg) : "dynmemd reported an error");
         return e > 0 && e < 4096 ? -(int)e : -EIO;
 }
 
