@@ -46,6 +46,8 @@ enum control_command {
         CONTROL_SET,
         CONTROL_CREATE,
         CONTROL_DELETE,
+        CONTROL_COUNTERS,
+        CONTROL_EVENTS,
         CONTROL_N_COMMANDS,
 };
 
@@ -62,6 +64,8 @@ enum {
         CONTROL_FIELD_SETTINGS = 1u << 1,  /* set, create: "settings": {...} */
         CONTROL_FIELD_BACKEND = 1u << 2,   /* create: "backend": {"KEY": "VALUE"} */
         CONTROL_FIELD_AUTOSTART = 1u << 3, /* create: "autostart": bool */
+        CONTROL_FIELD_NAME = 1u << 4,      /* counters: "name" (one VM), optional */
+        CONTROL_FIELD_SINCE = 1u << 5,     /* events: "since": sequence number */
 };
 
 /* The command's description, or NULL when out of range. */
@@ -79,6 +83,7 @@ struct control_request {
         bool autostart;
         struct config_kv *keys; /* create: backend keys (line = 0) */
         size_t n_keys;
+        uint64_t since; /* events: the last sequence number seen (0: all) */
 };
 
 /*
