@@ -1,7 +1,8 @@
 /*
  * cli: what the dynmem command's parts share: the parsed command line. Each
- * command is one function (commands.c) in main.c's table; client.c talks to
- * dynmemd; output.c prints replies for people.
+ * command is one function (commands.c; counters.c, events.c and top.c for
+ * the live views) in main.c's table; client.c talks to dynmemd; output.c
+ * prints replies for people.
  */
 #ifndef DYNMEM_CLI_H
 #define DYNMEM_CLI_H
@@ -20,6 +21,11 @@ struct cli {
         uint64_t timeout_ms;        /* --timeout: how long to wait for a reply */
         const char *name;           /* the VM named on the command line, or NULL */
         struct control_request req; /* options that go into the request */
+        const char *set;            /* counters --set: "balancer", "vm", or NULL for both */
+        const char *vm;             /* counters --vm NAME */
+        uint64_t interval_ms;       /* counters --interval: 0 = one sample */
+        uint64_t count;             /* counters --count: samples in a series, 0 = until stopped */
+        bool follow;                /* events --follow */
 };
 
 /* Exit statuses. */

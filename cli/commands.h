@@ -16,5 +16,8 @@ int commands_stop(struct cli *cli);
 int commands_set(struct cli *cli);
 int commands_create(struct cli *cli);
 int commands_delete(struct cli *cli);
+int commands_counters(struct cli *cli); /* counters.c */
+int commands_events(struct cli *cli);   /* events.c */
+int commands_top(struct cli *cli);      /* top.c */
 
 #endif

@@ -25,6 +25,8 @@ enum {
         OPT_FORCE = 1u << 1,    /* stop */
         OPT_SETTINGS = 1u << 2, /* set, create */
         OPT_CREATE = 1u << 3,   /* create: -o KEY=VALUE, --autostart */
+        OPT_COUNTERS = 1u << 4, /* counters: --set, --vm, --interval, --count */
+        OPT_FOLLOW = 1u << 5,   /* events: --follow */
 };
 
 struct command {
@@ -44,6 +46,9 @@ static const struct command commands[] = {
     {"set", commands_set, OPT_SETTINGS, true, "change a VM's memory settings"},
     {"create", commands_create, OPT_SETTINGS | OPT_CREATE, true, "define a new VM"},
     {"delete", commands_delete, 0, true, "remove a VM made with create"},
+    {"counters", commands_counters, OPT_COUNTERS, false, "the performance counters"},
+    {"top", commands_top, 0, false, "a live view of the VMs by pressure (q quits)"},
+    {"events", commands_events, OPT_FOLLOW, false, "what the balancer did, with reasons"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -56,6 +61,11 @@ enum {
         KEY_DYNAMIC,
         KEY_AUTOSTART,
         KEY_TIMEOUT,
+        KEY_SET,
+        KEY_VM,
+        KEY_INTERVAL,
+        KEY_COUNT,
+        KEY_FOLLOW,
 };
 
 static const struct {
@@ -75,6 +85,11 @@ static const struct {
     {{"dynamic", required_argument, NULL, KEY_DYNAMIC}, OPT_SETTINGS},
     {{"option", required_argument, NULL, 'o'}, OPT_CREATE},
     {{"autostart", no_argument, NULL, KEY_AUTOSTART}, OPT_CREATE},
+    {{"set", required_argument, NULL, KEY_SET}, OPT_COUNTERS},
+    {{"vm", required_argument, NULL, KEY_VM}, OPT_COUNTERS},
+    {{"interval", required_argument, NULL, KEY_INTERVAL}, OPT_COUNTERS},
+    {{"count", required_argument, NULL, KEY_COUNT}, OPT_COUNTERS},
+    {{"follow", no_argument, NULL, KEY_FOLLOW}, OPT_FOLLOW},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -82,13 +97,15 @@ static void usage(FILE *out)
 {
         fputs("Usage: dynmem [--socket PATH] COMMAND [ARGS] [--json]\n\nCommands:\n", out);
         for (size_t i = 0; i < N_COMMANDS; i++)
-                fprintf(out, "  %-7s %-6s %s\n", commands[i].name,
+                fprintf(out, "  %-8s %-6s %s\n", commands[i].name,
                         commands[i].needs_name ? "NAME" : "", commands[i].summary);
         fputs("\nOptions of set and create:\n"
               "  --startup SIZE  --minimum SIZE  --maximum SIZE   sizes: 512M, 2G, 1.5G\n"
               "  --buffer PERCENT  --weight 0..10000  --dynamic on|off\n"
               "Options of create: -o, --option KEY=VALUE (backend keys, e.g. trace=FILE.csv),\n"
               "  --autostart.  Option of stop: -f, --force.\n"
+              "Options of counters: --set balancer|vm, --vm NAME, --interval DURATION,\n"
+              "  --count N (a series, as CSV).  Option of events: --follow.\n"
               "Every command: -s, --socket PATH (default $" CONTROL_SOCKET_ENV
               " or " CONTROL_SOCKET_DEFAULT "),\n"
               "  -j, --json, --timeout DURATION (default 2m), -h, --help.\n"
@@ -192,6 +209,40 @@ static int take_size(struct control_request *req, int key, const char *arg)
         return -EINVAL;
 }
 
+/* The options of counters and events. Returns 0 or -EINVAL (reported). */
+static int take_view_option(struct cli *cli, int key, const char *arg)
+{
+        char *end;
+
+        switch (key) {
+        case KEY_SET:
+                if (strcmp(arg, "balancer") != 0 && strcmp(arg, "vm") != 0)
+                        return fail_usage("--set: \"%s\" is not balancer or vm", arg);
+                cli->set = arg;
+                return 0;
+        case KEY_VM:
+                if (!config_name_valid(arg))
+                        return fail_usage("--vm: \"%s\" is not a valid VM name", arg);
+                cli->vm = arg;
+                return 0;
+        case KEY_INTERVAL:
+                if (duration_parse(arg, &cli->interval_ms) < 0 || cli->interval_ms < 100)
+                        return fail_usage("--interval: \"%s\" is not a duration of 100ms or more",
+                                          arg);
+                return 0;
+        case KEY_COUNT:
+                errno = 0;
+                cli->count = arg[0] >= '1' && arg[0] <= '9' ? strtoull(arg, &end, 10) : 0;
+                if (cli->count == 0 || errno || *end)
+                        return fail_usage("--count: \"%s\" is not a whole number from 1", arg);
+                return 0;
+        case KEY_FOLLOW:
+                cli->follow = true;
+                return 0;
+        }
+        return -EINVAL;
+}
+
 /* One option of a command. Returns 0 or -EINVAL (reported). */
 static int take_option(struct cli *cli, int key, const char *arg)
 {
@@ -230,6 +281,12 @@ static int take_option(struct cli *cli, int key, const char *arg)
                 return parse_u32(arg, UINT32_MAX, false, &req->settings.weight) < 0
                            ? fail_usage("--weight: \"%s\" is not a whole number", arg)
                            : 0;
+        case KEY_SET:
+        case KEY_VM:
+        case KEY_INTERVAL:
+        case KEY_COUNT:
+        case KEY_FOLLOW:
+                return take_view_option(cli, key, arg);
         case KEY_DYNAMIC:
                 req->given |= SETTINGS_DYNAMIC;
                 return parse_onoff(arg, &req->settings.dynamic) < 0
@@ -306,6 +363,8 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
         }
         if (cmd->options & OPT_SETTINGS && cli->req.given == 0 && strcmp(cmd->name, "set") == 0)
                 return fail_usage("%s: nothing to change", cmd->name);
+        if (cli->vm && cli->set && strcmp(cli->set, "balancer") == 0)
+                return fail_usage("%s: --vm needs the vm set", cmd->name);
         return 0;
 }
 

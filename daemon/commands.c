@@ -14,7 +14,10 @@
 #include "control_server.h"
 #include "daemon.h"
 #include "dynmem-config.h"
+#include "events.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 
 typedef char *(*command_fn)(struct daemon *d, const struct control_request *req,
                             enum commands_wait *ret_wait);
@@ -213,7 +216,9 @@ static char *cmd_status(struct daemon *d, const struct control_request *req,
                   put(h, "socket", json_string(d->socket_path)) |
                   put(h, "state_dir", json_string(d->state_dir)) |
                   put(h, "state_saved", json_boolean(d->state_saved)) |
-                  put(h, "state_error", d->state_saved ? json_null() : json_string(d->state_error));
+                  put(h, "state_error",
+                      d->state_saved ? json_null() : json_string(d->state_error)) |
+                  put(h, "http_url", d->http ? json_string(http_server_url(d->http)) : json_null());
         bad = bad || put_memory(h, d) || put_timing(h, d);
         if (bad) {
                 json_decref(h);
@@ -415,10 +420,32 @@ static char *cmd_delete(struct daemon *d, const struct control_request *req,
         return control_reply_ok(warn[0] ? json_pack("{s:s}", "warning", warn) : NULL);
 }
 
+/* ---- counters and events ---- */
+
+static char *cmd_counters(struct daemon *d, const struct control_request *req,
+                          enum commands_wait *ret_wait)
+{
+        json_t *counters;
+        int r = metrics_counters_json(d, req->name[0] ? req->name : NULL, &counters);
+
+        if (r == -ENOENT)
+                return control_reply_error(ENOENT, "%s: no such VM", req->name);
+        return r < 0 ? NULL : control_reply_ok(json_pack("{s:o}", "counters", counters));
+}
+
+static char *cmd_events(struct daemon *d, const struct control_request *req,
+                        enum commands_wait *ret_wait)
+{
+        json_t *body = events_json(d->events, req->since, EVENTS_READ_MAX);
+
+        return body ? control_reply_ok(body) : NULL;
+}
+
 static const command_fn handlers[CONTROL_N_COMMANDS] = {
     [CONTROL_LIST] = cmd_list,     [CONTROL_SHOW] = cmd_show,     [CONTROL_STATUS] = cmd_status,
     [CONTROL_START] = cmd_start,   [CONTROL_STOP] = cmd_stop,     [CONTROL_SET] = cmd_set,
-    [CONTROL_CREATE] = cmd_create, [CONTROL_DELETE] = cmd_delete,
+    [CONTROL_CREATE] = cmd_create, [CONTROL_DELETE] = cmd_delete, [CONTROL_COUNTERS] = cmd_counters,
+    [CONTROL_EVENTS] = cmd_events,
 };
 
 char *commands_run(struct daemon *d, const struct control_request *req,

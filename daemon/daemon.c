@@ -17,13 +17,17 @@
 #include <time.h>
 
 #include "apply.h"
+#include "attach.h"
 #include "dynmem-config.h"
 #include "control_server.h"
 #include "dconfig.h"
+#include "events.h"
 #include "fsutil.h"
 #include "hostmem.h"
+#include "http.h"
 #include "state.h"
 #include "units.h"
+#include "wake.h"
 
 /* Event priorities: the cycle's timer before client traffic. */
 #define PRIORITY_CYCLE 0
@@ -86,6 +90,8 @@ static void on_balancer_event(const struct balancer_event *ev, void *userdata)
         struct registry_entry *e = ev->vm ? registry_entry_of(ev->vm) : NULL;
         char a[32];
 
+        if (d->events)
+                events_add(d->events, ev);
         switch (ev->kind) {
         case BALANCER_EVENT_ADD:
         case BALANCER_EVENT_REMOVE:
@@ -148,25 +154,32 @@ static void schedule_next(struct daemon *d)
         evtimer_add(d->cycle_ev, &tv);
 }
 
-static void cycle_cb(evutil_socket_t fd, short what, void *arg)
+void daemon_cycle(struct daemon *d)
 {
-        struct daemon *d = arg;
-        double start = daemon_mono_ms();
         uint64_t now = daemon_now(d);
 
-        (void)fd, (void)what;
-        histogram_add(&d->lateness, start - d->deadline_ms);
         if (d->backend_entry->advance)
                 d->backend_entry->advance(d->backend, now);
         if (balancer_tick(&d->bal, now) < 0 && log_ratelimit_ok(&d->tick_errors, now))
                 log_msg(LOG_ERR, "balancing cycle failed: out of memory");
         d->cycles++; /* before anything is read: what was cached is stale now */
         sum_held(d);
+        attach_after_cycle(d); /* before replies: a started VM is on disk first */
         control_server_after_cycle(d->server);
         if (apply_sweep(d) > 0) {
                 daemon_vms_changed(d);
                 daemon_save(d, NULL, 0);
         }
+}
+
+static void cycle_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct daemon *d = arg;
+        double start = daemon_mono_ms();
+
+        (void)fd, (void)what;
+        histogram_add(&d->lateness, start - d->deadline_ms);
+        daemon_cycle(d);
         histogram_add(&d->duration, daemon_mono_ms() - start);
         schedule_next(d);
 }
@@ -230,7 +243,8 @@ static int setup_config(struct daemon *d, const char *path)
         if (!d->socket_path || !d->state_dir || !d->run_dir)
                 return -ENOMEM;
         d->env = (struct backend_env){
-            .base = d->base, .run_dir = dirname(d->run_dir), .state_dir = d->state_dir};
+            .base = d->base, .run_dir = dirname(d->run_dir), .state_dir = d->state_dir,
+            .wakeup = wake_request, .wakeup_userdata = d};
         r = d->backend_entry->create(&d->cfg, &d->env, &d->backend, err, sizeof(err));
         if (r < 0) {
                 log_msg(LOG_ERR, "%s: backend %s: %s", path, d->backend_entry->name, err);
@@ -326,9 +340,8 @@ static void log_started(const struct daemon *d)
 {
         char mem[32], res[32], iv[32];
 
-        if (d->cfg.host.http)
-                log_msg(LOG_WARNING, "%s: [host] http: this dynmemd serves no HTTP; ignored",
-                        d->config_path);
+        if (d->http)
+                log_msg(LOG_INFO, "serving HTTP on %s", http_server_url(d->http));
         log_msg(LOG_INFO,
                 "started (version %s): backend %s, policy %s, memory %s, reserve %s, "
                 "interval %s, %zu VMs, listening on %s",
@@ -363,12 +376,12 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
         d->speed = d->backend_entry->clock_speed ? d->backend_entry->clock_speed(&d->cfg) : 1.0;
         d->mono_base_ms = daemon_mono_ms();
         r = setup_server(d, group);
-        if (r < 0)
+        if (r < 0 || (r = events_new(0, &d->events)) < 0 || (r = http_setup(d)) < 0)
                 return r;
         apply_config(d, &d->cfg, true);
         setup_state(d);
         r = setup_cycle(d);
-        if (r < 0)
+        if (r < 0 || (r = wake_init(d)) < 0 || (r = attach_init(d)) < 0)
                 return r;
         apply_autostart(d);
         log_started(d);
@@ -383,6 +396,10 @@ int daemon_run(struct daemon *d)
 
 void daemon_fini(struct daemon *d)
 {
+        attach_free(d);
+        wake_free(d);
+        http_server_free(d->http);
+        events_free(d->events);
         control_server_free(d->server);
         if (d->cycle_ev)
                 event_free(d->cycle_ev);
@@ -416,6 +433,9 @@ static void warn_fixed(const struct daemon *d, const struct config *cfg)
         if (memcmp(&cfg->sim, &d->cfg.sim, sizeof(cfg->sim)) != 0)
                 log_msg(LOG_WARNING, "%s: [sim] changes take effect when dynmemd restarts",
                         cfg->path);
+        if (http_config_changed(&cfg->host, &d->cfg.host))
+                log_msg(LOG_WARNING, "%s: [host] http, http_allow_remote and web_dir change "
+                        "when dynmemd restarts", cfg->path);
 }
 
 /* Load and check the file; 0 with *ret filled, or a negative errno (logged). */

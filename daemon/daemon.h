@@ -23,7 +23,11 @@
 
 #define DAEMON_GROUP_DEFAULT "dynmem"
 
+struct attach;
 struct control_server;
+struct events;
+struct http_server;
+struct wake;
 struct event;
 struct event_base;
 
@@ -74,6 +78,12 @@ struct daemon {
         uint64_t cycles_skipped;
 
         struct log_ratelimit tick_errors;
+
+        struct attach *attach; /* running.json and reattaching (attach.c) */
+        struct wake *wake;     /* extra cycles a backend asks for (wake.c) */
+
+        struct events *events;    /* recent balancer events (events.c) */
+        struct http_server *http; /* [host] http; NULL when off (http.c) */
 };
 
 /*
@@ -106,5 +116,8 @@ int daemon_save(struct daemon *d, char *warn, size_t len);
 
 /* Re-read the configuration file (SIGHUP). Problems are logged; the old one stays. */
 void daemon_reload(struct daemon *d);
+
+/* One balancing cycle now (the timer's, or an extra one a backend asked for: wake.c). */
+void daemon_cycle(struct daemon *d);
 
 #endif

@@ -12,6 +12,7 @@
 #include "backends.h"
 #include "control.h"
 #include "hostmem.h"
+#include "http.h"
 #include "units.h"
 
 int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char *err,
@@ -38,6 +39,28 @@ int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char
         }
         h->memory_bytes = size_round_down(total - h->reserve_bytes, 2 * MIB);
         return 0;
+}
+
+/* [host] http's address (loopback unless http_allow_remote) and web_dir. */
+static int dconfig_check_http(const struct config_host *h, const char *path,
+                              struct config_diag *diag)
+{
+        struct sockaddr_storage ss;
+        socklen_t len;
+        char err[256];
+        int r = 0;
+
+        if (http_wanted(h->http) &&
+            http_address_parse(h->http, h->http_allow_remote, &ss, &len, err, sizeof(err)) < 0) {
+                config_diag_add(diag, path, 0, "[host] http: %s", err);
+                r = -EINVAL;
+        }
+        if (h->web_dir && h->web_dir[0] != '/') {
+                config_diag_add(diag, path, 0, "[host] web_dir \"%s\" must be an absolute path",
+                                h->web_dir);
+                r = -EINVAL;
+        }
+        return r;
 }
 
 static int fill_string(char **field, const char *value)
@@ -73,6 +96,8 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
                                 cfg.host.state_dir);
                 errors++;
         }
+        if (dconfig_check_http(&cfg.host, path, diag) < 0)
+                errors++;
         if (backends_check(cfg.host.backend, err, sizeof(err)) < 0) {
                 config_diag_add(diag, path, 0, "[host] backend: %s", err);
                 errors++;

@@ -90,6 +90,8 @@ static const struct key_spec host_keys[] = {
         {"socket", KEY_STRING, offsetof(struct config_host, socket), 0, 0, 0, NO_FLAG},
         {"state_dir", KEY_STRING, offsetof(struct config_host, state_dir), 0, 0, 0, NO_FLAG},
         {"http", KEY_STRING, offsetof(struct config_host, http), 0, 0, 0, NO_FLAG},
+        {"http_allow_remote", KEY_BOOL, offsetof(struct config_host, http_allow_remote), 0, 0, 0, NO_FLAG},
+        {"web_dir", KEY_STRING, offsetof(struct config_host, web_dir), 0, 0, 0, NO_FLAG},
         {NULL, 0, 0, 0, 0, 0, 0},
 };
 
@@ -722,6 +724,7 @@ void config_free(struct config *c)
         free(c->host.socket);
         free(c->host.state_dir);
         free(c->host.http);
+        free(c->host.web_dir);
         for (size_t i = 0; i < c->n_vms; i++) {
                 for (size_t j = 0; j < c->vms[i].n_extra; j++) {
                         free(c->vms[i].extra[j].key);

@@ -7,7 +7,8 @@
  * check with config_check_backend_keys().
  *
  * Sections:
- *   [host]      memory, reserve, policy, backend, interval, socket, state_dir, http
+ *   [host]      memory, reserve, policy, backend, interval, socket, state_dir, http,
+ *               http_allow_remote, web_dir
  *   [policy]    the dynmem policy's tunables (see docs/policy.md)
  *   [sim]       duration, step, report_interval, grow_rate, shrink_rate, seed, speed
  *   [vm "NAME"] startup, minimum, maximum, buffer, weight, dynamic, block, autostart,
@@ -66,6 +67,8 @@ struct config_host {
         char *socket;
         char *state_dir;
         char *http;                  /* NULL = off */
+        bool http_allow_remote;      /* http may listen beyond loopback */
+        char *web_dir;               /* NULL = the page built into dynmemd */
 };
 
 struct config_sim {

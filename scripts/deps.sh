@@ -4,6 +4,9 @@
 #
 #   scripts/deps.sh            build + test + demo packages
 #   scripts/deps.sh --print    list them and exit
+#
+# The browser test also needs node and npm (not from this list: they come with
+# the machine's Node.js) and fetches playwright-core once (tests/web/setup.sh).
 set -eu
 
 PACKAGES="
@@ -12,6 +15,7 @@ PACKAGES="
   python3
   qemu-system-x86 qemu-utils busybox-static cpio kmod
   libclang-rt-14-dev
+  libjs-dygraphs python3-prometheus-client tmux chromium
 "
 
 if [ "${1:-}" = "--print" ]; then

@@ -2,7 +2,9 @@
  * dynmem-guest: dynmem's guest agent. It tells the host, over the
  * virtio-serial port org.dynmem.agent.0, how much memory the guest uses and
  * whether it stalls: a report every interval the host asks for, and one at
- * once when a PSI trigger says the guest has started to stall. It also
+ * once when a PSI trigger says the guest has started to stall (unless
+ * --no-trigger or dynmem.agent.trigger=0 on the kernel command line turn
+ * that off, for comparisons). It also
  * brings hot-added memory blocks online when the kernel has not.
  *
  * One thread, one poll() loop, no allocation after start; it never
@@ -44,6 +46,7 @@ struct run {
         uint64_t seq;
         uint64_t now;
         bool verbose;
+        bool no_trigger; /* no stall-triggered reports: every interval only */
 };
 
 static unsigned caps_of(struct run *r)
@@ -203,6 +206,9 @@ static void usage(FILE *f)
                    "                    or a path (a character device, or a unix socket)\n"
                    "  -r, --root DIR    read /proc and /sys under DIR (tests)\n"
                    "  -v, --verbose     log every connection change\n"
+                   "      --no-trigger  no report when the guest starts to stall, only every\n"
+                   "                    interval (also: dynmem.agent.trigger=0 on the kernel\n"
+                   "                    command line)\n"
                    "      --versions MIN-MAX  protocol versions to offer (tests)\n"
                    "  -V, --version     print the version and exit\n");
 }
@@ -214,6 +220,7 @@ static int parse_args(int argc, char **argv, struct run *r, const char **port, c
             {"root", required_argument, NULL, 'r'},
             {"verbose", no_argument, NULL, 'v'},
             {"versions", required_argument, NULL, 1},
+            {"no-trigger", no_argument, NULL, 2},
             {"version", no_argument, NULL, 'V'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
@@ -240,6 +247,9 @@ static int parse_args(int argc, char **argv, struct run *r, const char **port, c
                         }
                         r->my_min = lo, r->my_max = hi;
                         break;
+                case 2:
+                        r->no_trigger = true;
+                        break;
                 case 'V':
                         printf("dynmem-guest %s\n", DYNMEM_VERSION);
                         return 0;
@@ -256,6 +266,20 @@ static int parse_args(int argc, char **argv, struct run *r, const char **port, c
                 return 2;
         }
         return -1;
+}
+
+/* True when the kernel command line (root + path) has word as a whole word. */
+static bool cmdline_has(const char *path, const char *word)
+{
+        char buf[4096];
+        size_t n = strlen(word);
+
+        if (util_read_file(path, buf, sizeof(buf)) <= 0)
+                return false;
+        for (const char *p = buf; (p = strstr(p, word)); p += n)
+                if ((p == buf || p[-1] == ' ') && (p[n] == '\0' || p[n] == ' ' || p[n] == '\n'))
+                        return true;
+        return false;
 }
 
 int main(int argc, char **argv)
@@ -275,12 +299,15 @@ int main(int argc, char **argv)
                 util_log("cannot read %s/proc/meminfo: %s", root, strerror(errno));
                 return 1;
         }
-        psi_open(&r.psi);
+        if (cmdline_has("/proc/cmdline", "dynmem.agent.trigger=0"))
+                r.no_trigger = true;
+        psi_open(&r.psi, !r.no_trigger);
         hotplug_open(&r.hp, r.now);
         conn_init(&r.conn, port);
         util_log("%s: port %s, %s, memory hotplug %s", DYNMEM_VERSION, port,
                  psi_has_trigger(&r.psi) ? "PSI trigger (" PSI_TRIGGER ")"
-                 : psi_available(&r.psi) ? "PSI polled"
+                 : psi_available(&r.psi) && r.no_trigger ? "PSI read, no stall reports"
+                 : psi_available(&r.psi)                 ? "PSI polled"
                                          : "no PSI",
                  !r.hp.present   ? "absent"
                  : r.hp.writable ? "onlined here"

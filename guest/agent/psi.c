@@ -27,16 +27,17 @@ static bool arm_trigger(int fd)
         return write(fd, PSI_TRIGGER, sizeof(PSI_TRIGGER)) == (ssize_t)sizeof(PSI_TRIGGER);
 }
 
-void psi_open(struct psi *p)
+void psi_open(struct psi *p, bool events)
 {
         char path[UTIL_PATH_MAX];
 
         memset(p, 0, sizeof(*p));
         p->read_fd = p->trigger_fd = -1;
+        p->events_off = !events;
         if (!util_path(path, PSI_PATH))
                 return;
         p->read_fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (p->read_fd < 0)
+        if (p->read_fd < 0 || p->events_off)
                 return;
         p->trigger_fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
         if (p->trigger_fd < 0)
@@ -124,7 +125,7 @@ int psi_poll_fd(const struct psi *p)
 
 int psi_timeout(const struct psi *p, uint64_t now_ms)
 {
-        if (p->trigger_fd >= 0 || p->read_fd < 0 || !p->polling)
+        if (p->events_off || p->trigger_fd >= 0 || p->read_fd < 0 || !p->polling)
                 return -1;
         return p->next_poll_ms > now_ms ? (int)(p->next_poll_ms - now_ms) : 0;
 }
@@ -160,6 +161,8 @@ static bool psi_poll_once(struct psi *p, uint64_t now_ms)
 
 bool psi_check(struct psi *p, short trigger_revents, uint64_t now_ms)
 {
+        if (p->events_off)
+                return false;
         if (p->trigger_fd >= 0) {
                 if (trigger_revents & POLLERR) { /* the trigger is gone: fall back */
                         close(p->trigger_fd);
@@ -178,7 +181,7 @@ void psi_note(struct psi *p, const struct psi_values *v, uint64_t now_ms)
 {
         bool pressure = v->some_avg10_bp > 0 || v->some_total_us != p->last_total_us;
 
-        if (p->trigger_fd >= 0)
+        if (p->events_off || p->trigger_fd >= 0)
                 return;
         if (pressure && !p->polling) {
                 p->polling = true;

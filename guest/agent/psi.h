@@ -5,7 +5,9 @@
  * policy treats as short of memory, stall_threshold_permille) wakes the
  * agent through poll(POLLPRI). Where triggers are not allowed (old kernels,
  * no privilege) the file is polled every 100 ms while pressure is non-zero,
- * with the same threshold.
+ * with the same threshold. Stall events can be turned off (the agent's
+ * --no-trigger, kernel command line dynmem.agent.trigger=0): the figures
+ * are still read for the periodic reports, nothing else happens.
  */
 #ifndef DYNMEM_GUEST_PSI_H
 #define DYNMEM_GUEST_PSI_H
@@ -32,10 +34,11 @@ struct psi {
         uint64_t window_start_ms, window_start_us; /* fallback's 1 s window */
         uint64_t last_event_ms;
         uint64_t last_total_us;
+        bool events_off; /* no trigger, no polling: psi_check() never fires */
 };
 
-/* Open PSI and arm the trigger. Never fails: what is missing is noted in p. */
-void psi_open(struct psi *p);
+/* Open PSI and, with events, arm the trigger. Never fails: what is missing is noted in p. */
+void psi_open(struct psi *p, bool events);
 void psi_close(struct psi *p);
 
 bool psi_available(const struct psi *p);

@@ -1,0 +1,433 @@
+#!/usr/bin/env python3
+"""bench/qemu/bench.py: dynmemd with the QEMU backend and four real guests under
+TCG: how fast memory follows a load step, how fast a stalling guest is
+helped with and without the agent's PSI trigger, and how much host memory
+the guests cost compared with the same guests sized statically. Results and
+method: docs/benchmarks-qemu.md.
+
+Phase 1 (policy dynmem): guests t1, t2 (agent with its PSI trigger) and p1,
+p2 (the agent told dynmem.agent.trigger=0: a report every second only) each
+repeat a load step from 48 MiB to 400 MiB (in 100 ms) and back, every 40 s,
+staggered; startup 256 MiB (~217 MiB MemTotal), maximum 1 GiB.
+Phase 2 (policy static): the same four guests and plans, each given the
+1 GiB a static VM needs for the step.
+
+Guest-side times come from a probe in the guest image (bench/qemu/probe.c,
+installed as /bin/dynmem-load around the real load) that stamps every load
+line, the first growth of PSI memory "some" total (the guest starts to
+stall) and every change of MemTotal (plugged memory online) with the
+guest's monotonic clock; each console line's arrival is stamped here, and
+a guest time maps to host time by the lower envelope of (arrival - guest
+time) over the lines within 30 s. The daemon's requests are its -v log
+lines ("NAME +N MiB: reason"), stamped on arrival from its stderr pipe;
+what the daemon sees is `dynmem list --json`, polled every 100 ms.
+
+usage: bench.py --dynmemd EXE --dynmem EXE --guest EXE --load EXE --probe EXE
+                --source DIR [--out DIR] [--duration S] [--static-duration S]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+MIB = 1 << 20
+LOW_MIB, HIGH_MIB = 48, 400
+HIGH_HOLD_S = 8
+PERIOD_S = 40.2  # a_i + b_i + 8 s high + 2 x 100 ms ramps
+GUESTS = [  # name, trigger, seconds before the first step
+    ("t1", True, 4), ("p1", False, 12), ("t2", True, 20), ("p2", False, 28),
+]
+BUFFER = 5  # percent: a thin margin, so that a step makes the guest stall (see the docs)
+SETTLE_S = 3  # steps this soon after the load started are not counted (agent connecting)
+
+
+def plan(first_s):
+    rest = PERIOD_S - first_s - HIGH_HOLD_S - 0.2
+    return (f"hold:{first_s}s,ramp:{HIGH_MIB}M:100ms,hold:{HIGH_HOLD_S}s,"
+            f"ramp:{LOW_MIB}M:100ms,hold:{int(rest * 1000)}ms,loop")
+
+
+def vm_section(name, trigger, first_s, static):
+    append = f"dynmem.load={plan(first_s)}" + ("" if trigger else " dynmem.agent.trigger=0")
+    sizes = ("dynamic = no\nstartup = 1G\nminimum = 1G\nmaximum = 1G\n" if static else
+             "dynamic = yes\nstartup = 256M\nminimum = 256M\nmaximum = 1G\n")
+    return (f'\n[vm "{name}"]\n{sizes}buffer = {BUFFER}\naccel = auto\ncpus = 1\n'
+            f"shutdown_timeout = 1s\nappend = {append}\nautostart = yes\n")
+
+
+def config(root, static):
+    text = (f"[host]\nbackend = qemu\nsocket = {root}/run/dynmemd.sock\n"
+            f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n"
+            f"policy = {'static' if static else 'dynmem'}\n\n[policy]\nshrink_delay = 5s\n"
+            "trend_lookahead = 0s\n")
+    return text + "".join(vm_section(n, t, f, static) for n, t, f in GUESTS)
+
+
+# ---- the image ----
+
+def build_image(args, out):
+    progs = os.path.join(out, "programs")
+    os.makedirs(progs, exist_ok=True)
+    for src, name in ((args.probe, "dynmem-load"), (args.load, "dynmem-load-real"),
+                      (args.guest, "dynmem-guest")):
+        shutil.copy(src, os.path.join(progs, name))
+    image = os.path.join(out, "image")
+    log = os.path.join(out, "image.log")
+    with open(log, "w") as f:
+        r = subprocess.run([os.path.join(args.source, "guest/image/build.sh"), image] +
+                           [os.path.join(progs, n) for n in
+                            ("dynmem-guest", "dynmem-load", "dynmem-load-real")],
+                           stdout=f, stderr=subprocess.STDOUT)
+    if r.returncode != 0:
+        sys.exit(f"bench.py: the guest image could not be built; see {log}")
+    return image
+
+
+# ---- watching a run ----
+
+class Watch:
+    """Console lines (stamped on arrival), daemon log lines (stamped), list samples."""
+
+    def __init__(self, args, root, names):
+        self.args, self.root, self.names = args, root, names
+        self.console = {n: [] for n in names}  # (arrival, line)
+        self.daemon = []                        # (arrival, line)
+        self.samples = []                       # (time, {name: vm json})
+        self.stop = threading.Event()
+        self.threads = []
+
+    def start(self, proc):
+        self.threads = [threading.Thread(target=self._daemon_lines, args=(proc,), daemon=True),
+                        threading.Thread(target=self._consoles, daemon=True),
+                        threading.Thread(target=self._list, daemon=True)]
+        for t in self.threads:
+            t.start()
+
+    def _daemon_lines(self, proc):
+        with open(os.path.join(self.root, "dynmemd.log"), "w") as log:
+            for line in proc.stderr:
+                self.daemon.append((time.time(), line.rstrip("\n")))
+                log.write(line)
+                log.flush()
+
+    def _consoles(self):
+        pos = {n: 0 for n in self.names}
+        partial = {n: "" for n in self.names}
+        while not self.stop.is_set():
+            for n in self.names:
+                path = os.path.join(self.root, "state", n + ".console.log")
+                try:
+                    with open(path, "rb") as f:
+                        f.seek(pos[n])
+                        data = f.read()
+                except OSError:
+                    continue
+                if not data:
+                    continue
+                now = time.time()
+                pos[n] += len(data)
+                text = partial[n] + data.decode(errors="replace")
+                lines = text.split("\n")
+                partial[n] = lines.pop()
+                self.console[n].extend((now, line) for line in lines)
+            self.stop.wait(0.005)
+
+    def _list(self):
+        while not self.stop.is_set():
+            r = subprocess.run([self.args.dynmem, "--socket", self.root + "/run/dynmemd.sock",
+                                "list", "--json"], capture_output=True, text=True)
+            if r.returncode == 0:
+                try:
+                    self.samples.append((time.time(),
+                                         {v["name"]: v for v in json.loads(r.stdout)}))
+                except ValueError:
+                    pass
+            self.stop.wait(0.1)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads[1:]:
+            t.join()
+
+
+def run_phase(args, root, static, duration):
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(os.path.join(root, "run"))
+    os.makedirs(os.path.join(root, "state"))
+    conf = os.path.join(root, "dynmem.conf")
+    with open(conf, "w") as f:
+        f.write(config(root, static))
+    names = [g[0] for g in GUESTS]
+    env = dict(os.environ, DYNMEM_GUEST_IMAGE_DIR=args.image)
+    proc = subprocess.Popen([args.dynmemd, "-d", "-v", "-f", conf], stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, env=env,
+                            start_new_session=True)
+    w = Watch(args, root, names)
+    w.start(proc)
+    t0 = time.time()
+    print(f"bench.py: {'static' if static else 'dynmem'} phase: {duration} s of load "
+          f"after the guests boot", flush=True)
+    try:
+        deadline = t0 + 300
+        while not all(any("| dynmem-load: holding" in l for _, l in w.console[n])
+                      for n in names):
+            if time.time() > deadline or proc.poll() is not None:
+                sys.exit(f"bench.py: the guests did not boot (dynmemd "
+                         f"{'exited' if proc.poll() is not None else 'runs'}); see {root}")
+            time.sleep(0.5)
+        booted = time.time()
+        print(f"bench.py: guests running {booted - t0:.0f} s after dynmemd started",
+              flush=True)
+        time.sleep(duration)
+    finally:
+        w.finish()
+        for n in names:
+            subprocess.run([args.dynmem, "--socket", root + "/run/dynmemd.sock", "stop",
+                            "--force", n], capture_output=True)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    w.booted = booted
+    with open(os.path.join(root, "raw.json"), "w") as f:
+        json.dump({"booted": booted, "console": w.console, "daemon": w.daemon,
+                   "samples": w.samples}, f)
+    return w
+
+
+class Raw:
+    """A finished phase read back from its raw.json (--analyse)."""
+
+    def __init__(self, root):
+        with open(os.path.join(root, "raw.json")) as f:
+            d = json.load(f)
+        self.booted = d["booted"]
+        self.console = {n: [tuple(x) for x in v] for n, v in d["console"].items()}
+        self.daemon = [tuple(x) for x in d["daemon"]]
+        self.samples = [tuple(x) for x in d["samples"]]
+
+
+# ---- analysis ----
+
+PROBE = re.compile(r"probe: t=(\d+) (.*)$")
+
+
+def probe_events(lines):
+    """[(arrival, guest_seconds, text)] of the probe's lines."""
+    out = []
+    for arrival, line in lines:
+        m = PROBE.search(line)
+        if m:
+            out.append((arrival, int(m.group(1)) / 1e6, m.group(2)))
+    return out
+
+
+def to_host(events, g):
+    """Host time of guest time g: lower envelope of arrival - guest over +-30 s."""
+    near = [a - t for a, t, _ in events if abs(t - g) <= 30]
+    return g + min(near) if near else None
+
+
+def pct(values, p):
+    if not values:
+        return None
+    v = sorted(values)
+    k = (len(v) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def steps_of(name, first_s, events):
+    """Guest times of the steps: per run of the load (a restart starts a new plan)."""
+    starts = [t for _, t, text in events if text.startswith("start pid=")]
+    out = []
+    for i, s in enumerate(starts):
+        # the load's clock starts with its first line, just after the probe started it
+        first = next((t for _, t, text in events
+                      if t >= s and text.startswith("| dynmem-load: holding")), None)
+        if first is None:
+            continue
+        end = starts[i + 1] if i + 1 < len(starts) else float("inf")
+        k = 0
+        while True:
+            step = first + first_s + k * PERIOD_S
+            if step + HIGH_HOLD_S > end or step > events[-1][1]:
+                break
+            if step - first >= SETTLE_S:
+                out.append(step)
+            k += 1
+    return out
+
+
+def analyse_guest(w, name, first_s):
+    ev = probe_events(w.console[name])
+    stalls = [t for _, t, text in ev if text.startswith("stall")]
+    mem = [(t, int(text.split("kb=")[1])) for _, t, text in ev
+           if text.startswith("memtotal") or text.startswith("tick memtotal")]
+    requests = [(a, line.rsplit(": ", 1)[-1]) for a, line in w.daemon
+                if re.match(rf"dynmemd: {name} \+", line)]
+    wakes = [a for a, line in w.daemon if "extra cycle" in line]
+    ooms = [a for a, line in w.console[name] if "Out of memory" in line]
+    rows = []
+    for step in steps_of(name, first_s, ev):
+        h_step = to_host(ev, step)
+        window = step + HIGH_HOLD_S
+        r = {"step_host": h_step}
+        st = [t for t in stalls if step <= t < window]
+        quiet = not [t for t in stalls if step - 1.0 <= t < step]
+        r["stall"] = st[0] - step if st and quiet else None
+        before = [kb for t, kb in mem if t < step]
+        base = before[-1] if before else None
+        on = [t for t, kb in mem if step <= t < window and base is not None and kb > base]
+        r["online"] = on[0] - step if on else None
+        req = [(a, why) for a, why in requests if h_step - 0.05 <= a < to_host(ev, window)]
+        r["request"] = req[0][0] - h_step if req else None
+        r["reason"] = req[0][1] if req else None
+        if r["stall"] is not None:
+            h_stall = to_host(ev, step + r["stall"])
+            wk = [a for a in wakes if h_stall - 0.01 <= a < h_stall + 2.0]
+            r["stall_to_wakeup"] = wk[0] - h_stall if wk else None
+        seen_base = [s[name]["assigned_bytes"] for t, s in w.samples
+                     if t < h_step and name in s]
+        win = [(t, s[name]["assigned_bytes"]) for t, s in w.samples
+               if h_step <= t < h_step + HIGH_HOLD_S and name in s]
+        if seen_base and win:
+            b0 = seen_base[-1]
+            top = max(a for _, a in win)
+            grew = [t for t, a in win if a > b0]
+            full = [t for t, a in win if top > b0 and a - b0 >= 0.9 * (top - b0)]
+            r["seen"] = grew[0] - h_step if grew else None
+            r["full"] = full[0] - h_step if full else None
+            r["from"], r["to"] = b0, top
+        if r["stall"] is not None and r["request"] is not None:
+            r["stall_to_request"] = r["request"] - r["stall"]
+        if r["stall"] is not None and r["online"] is not None:
+            r["stall_to_online"] = r["online"] - r["stall"]
+        r["oom"] = len([a for a in ooms if h_step <= a < h_step + HIGH_HOLD_S + 2])
+        rows.append(r)
+    return rows, len(ooms)
+
+
+def sums_of(w, key):
+    sums = [sum((v.get(key) or 0) for v in s.values()) for t, s in w.samples if t >= w.booted]
+    return (statistics.mean(sums) if sums else 0, max(sums) if sums else 0, len(sums))
+
+
+def summarize(values):
+    v = [x for x in values if x is not None]
+    return {"n": len(v), "p50_ms": round(pct(v, 50) * 1000, 1) if v else None,
+            "p95_ms": round(pct(v, 95) * 1000, 1) if v else None,
+            "max_ms": round(max(v) * 1000, 1) if v else None}
+
+
+def report(dyn, stat, out):
+    groups = {"trigger": [g for g in GUESTS if g[1]], "1 s reports": [g for g in GUESTS
+                                                                      if not g[1]]}
+    res = {"groups": {}, "guests": {}}
+    for label, members in groups.items():
+        rows, ooms = [], 0
+        for name, _, first in members:
+            r, o = analyse_guest(dyn, name, first)
+            rows += r
+            ooms += o
+            res["guests"][name] = r
+        stall_first = [r for r in rows if r.get("stall_to_request") is not None and
+                       r["stall_to_request"] >= 0]
+        before = [r for r in rows if r.get("stall_to_request") is not None and
+                  r["stall_to_request"] < 0]
+        res["groups"][label] = {
+            "steps": len(rows),
+            "stalled_steps": len([r for r in rows if r["stall"] is not None]),
+            "requests_before_any_stall": len(before) +
+            len([r for r in rows if r["stall"] is None and r["request"] is not None]),
+            "stall_to_request": summarize([r["stall_to_request"] for r in stall_first]),
+            "stall_to_wakeup": summarize([r.get("stall_to_wakeup") for r in rows]),
+            "first_request_reasons": {k: len([r for r in rows if r["reason"] == k])
+                                      for k in sorted({r["reason"] for r in rows
+                                                       if r["reason"]})},
+            "stall_to_online": summarize([r.get("stall_to_online") for r in rows
+                                          if r.get("stall_to_online") is not None and
+                                          r["stall_to_online"] >= 0]),
+            "step_to_request": summarize([r["request"] for r in rows]),
+            "step_to_daemon_sees_plug": summarize([r.get("seen") for r in rows]),
+            "step_to_daemon_sees_90pct": summarize([r.get("full") for r in rows]),
+            "step_to_guest_memtotal_grows": summarize([r["online"] for r in rows]),
+            "oom_kills": ooms,
+            "steps_with_oom": len([r for r in rows if r["oom"]]),
+        }
+    da, dap, _ = sums_of(dyn, "assigned_bytes")
+    sa, sap, _ = sums_of(stat, "assigned_bytes")
+    res["assigned"] = {"dynmem_mean_mib": round(da / MIB), "dynmem_peak_mib": round(dap / MIB),
+                       "static_mean_mib": round(sa / MIB), "static_peak_mib": round(sap / MIB),
+                       "mean_ratio": round(da / sa, 3) if sa else None}
+    dm, dp, dn = sums_of(dyn, "host_rss_bytes")
+    sm, sp, sn = sums_of(stat, "host_rss_bytes")
+    res["rss"] = {"dynmem_mean_mib": round(dm / MIB), "dynmem_peak_mib": round(dp / MIB),
+                  "static_mean_mib": round(sm / MIB), "static_peak_mib": round(sp / MIB),
+                  "mean_ratio": round(dm / sm, 3) if sm else None,
+                  "peak_ratio": round(dp / sp, 3) if sp else None, "samples": [dn, sn]}
+    accel = re.findall(r"accel (\w+) \(", "\n".join(l for _, l in dyn.daemon))
+    res["accel"] = sorted(set(accel))
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    return res
+
+
+def print_report(res):
+    def fmt(s):
+        return (f"p50 {s['p50_ms']:7.1f} ms  p95 {s['p95_ms']:7.1f} ms  (n={s['n']})"
+                if s["n"] else "no samples")
+    print(f"accelerator: {', '.join(res['accel']) or 'unknown'}")
+    for label, g in res["groups"].items():
+        print(f"\n== {label}: {g['steps']} steps, {g['stalled_steps']} with a stall, "
+              f"{g['requests_before_any_stall']} plug requests before any stall, "
+              f"{g['oom_kills']} OOM kills ({g['steps_with_oom']} steps)")
+        print(f"  first plug request's reason: {g['first_request_reasons']}")
+        for key in ("stall_to_wakeup", "stall_to_request", "stall_to_online", "step_to_request",
+                    "step_to_daemon_sees_plug", "step_to_daemon_sees_90pct",
+                    "step_to_guest_memtotal_grows"):
+            print(f"  {key.replace('_', ' '):32s} {fmt(g[key])}")
+    r = res["rss"]
+    print(f"\nhost memory (sum of QEMU RSS): dynmem mean {r['dynmem_mean_mib']} MiB, peak "
+          f"{r['dynmem_peak_mib']} MiB; static (1 GiB each) mean {r['static_mean_mib']} MiB, "
+          f"peak {r['static_peak_mib']} MiB; ratio mean {r['mean_ratio']}, peak "
+          f"{r['peak_ratio']}")
+    a = res["assigned"]
+    print(f"memory assigned (sum): dynmem mean {a['dynmem_mean_mib']} MiB, peak "
+          f"{a['dynmem_peak_mib']} MiB; static mean {a['static_mean_mib']} MiB; ratio mean "
+          f"{a['mean_ratio']}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for opt in ("--dynmemd", "--dynmem", "--guest", "--load", "--probe", "--source"):
+        ap.add_argument(opt, required=True)
+    ap.add_argument("--out", default="build/bench-qemu")
+    ap.add_argument("--duration", type=int, default=420)
+    ap.add_argument("--static-duration", type=int, default=120)
+    ap.add_argument("--analyse", action="store_true",
+                    help="only analyse the raw.json files of an earlier run in --out")
+    args = ap.parse_args()
+    for k in ("dynmemd", "dynmem", "guest", "load", "probe", "source"):
+        setattr(args, k, os.path.abspath(getattr(args, k)))
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    if args.analyse:
+        dyn, stat = Raw(os.path.join(out, "dynmem")), Raw(os.path.join(out, "static"))
+    else:
+        args.image = build_image(args, out)
+        dyn = run_phase(args, os.path.join(out, "dynmem"), False, args.duration)
+        stat = run_phase(args, os.path.join(out, "static"), True, args.static_duration)
+    res = report(dyn, stat, out)
+    print_report(res)
+    print(f"\nresults: {out}/results.json; logs and consoles: {out}/dynmem, {out}/static")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,508 @@
+/*
+ * attach: STATE_DIR/running.json and reattaching to the VMs it lists when
+ * dynmemd starts. See attach.h.
+ */
+#include "attach.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "fsutil.h"
+#include "log.h"
+#include "units.h"
+
+#define PRESSURE_LIMIT 1e9 /* percent; anything above is not a pressure */
+
+struct attach {
+        bool enabled;     /* the file is ours to keep (set once attach_init ran) */
+        bool failing;     /* the last write failed (logged once) */
+        uint64_t sig;     /* which VMs held memory, in which state, at the last write */
+        double written_ms;
+        char *written;    /* the text last written */
+};
+
+/* ---- the file's text ---- */
+
+static json_t *pressure_json(double p)
+{
+        return p < 0.0 ? json_null() : json_real(p);
+}
+
+static json_t *vm_counters_json(const struct vm_counters *c)
+{
+        return json_pack("{s:I, s:I, s:I, s:I, s:o, s:o, s:o}", "added_bytes",
+                         (json_int_t)c->added_bytes, "removed_bytes", (json_int_t)c->removed_bytes,
+                         "add_operations", (json_int_t)c->add_operations, "remove_operations",
+                         (json_int_t)c->remove_operations, "average_pressure",
+                         pressure_json(c->average_pressure), "minimum_pressure",
+                         pressure_json(c->minimum_pressure), "maximum_pressure",
+                         pressure_json(c->maximum_pressure));
+}
+
+static json_t *host_counters_json(const struct balancer_counters *c)
+{
+        return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "added_bytes",
+                         (json_int_t)c->added_bytes, "removed_bytes", (json_int_t)c->removed_bytes,
+                         "add_operations", (json_int_t)c->add_operations, "remove_operations",
+                         (json_int_t)c->remove_operations, "refused_starts",
+                         (json_int_t)c->refused_starts, "crashes", (json_int_t)c->crashes,
+                         "policy_refusals", (json_int_t)c->policy_refusals);
+}
+
+static json_t *vm_json(const struct vm *vm)
+{
+        return json_pack("{s:s, s:s, s:I, s:I, s:o}", "name", vm->name, "state",
+                         vm_state_name(vm->state), "assigned_bytes",
+                         (json_int_t)vm->obs.assigned_bytes, "target_bytes",
+                         (json_int_t)vm->target_bytes, "counters", vm_counters_json(&vm->counters));
+}
+
+char *attach_format(const struct daemon *d)
+{
+        json_t *vms = json_array(), *root;
+        char *text = NULL;
+
+        for (size_t i = 0; vms && i < d->reg.n; i++) {
+                const struct vm *vm = d->reg.vms[i];
+                if (vm_holds_memory(vm) && json_array_append_new(vms, vm_json(vm)) < 0) {
+                        json_decref(vms);
+                        return NULL;
+                }
+        }
+        root = vms ? json_pack("{s:i, s:o, s:o}", "version", ATTACH_VERSION, "host",
+                               host_counters_json(&d->bal.counters), "vms", vms)
+                   : NULL;
+        if (root)
+                text = json_dumps(root, JSON_INDENT(1) | JSON_REAL_PRECISION(12));
+        json_decref(root);
+        return text;
+}
+
+/* ---- parsing ---- */
+
+/* obj[key] as an integer 0..ATTACH_BYTES_LIMIT; a missing key leaves *ret alone. */
+static int get_count(const json_t *obj, const char *key, uint64_t *ret, char *err, size_t errlen)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        if (!v)
+                return 0;
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            (uint64_t)json_integer_value(v) > ATTACH_BYTES_LIMIT) {
+                snprintf(err, errlen, "%s: not a count of 0..2^62", key);
+                return -EINVAL;
+        }
+        *ret = (uint64_t)json_integer_value(v);
+        return 0;
+}
+
+static int get_pressure(const json_t *obj, const char *key, double *ret, char *err,
+                        size_t errlen)
+{
+        const json_t *v = json_object_get(obj, key);
+
+        if (!v || json_is_null(v)) {
+                *ret = -1.0;
+                return 0;
+        }
+        if (!json_is_number(v) || !(json_number_value(v) >= 0.0) ||
+            json_number_value(v) > PRESSURE_LIMIT) {
+                snprintf(err, errlen, "%s: not a pressure", key);
+                return -EINVAL;
+        }
+        *ret = json_number_value(v);
+        return 0;
+}
+
+static int parse_counters(const json_t *obj, struct vm_counters *c, char *err, size_t errlen)
+{
+        static const struct {
+                const char *key;
+                size_t off;
+        } counts[] = {
+            {"added_bytes", offsetof(struct vm_counters, added_bytes)},
+            {"removed_bytes", offsetof(struct vm_counters, removed_bytes)},
+            {"add_operations", offsetof(struct vm_counters, add_operations)},
+            {"remove_operations", offsetof(struct vm_counters, remove_operations)},
+        }, pressures[] = {
+            {"average_pressure", offsetof(struct vm_counters, average_pressure)},
+            {"minimum_pressure", offsetof(struct vm_counters, minimum_pressure)},
+            {"maximum_pressure", offsetof(struct vm_counters, maximum_pressure)},
+        };
+
+        vm_counters_reset(c);
+        if (!obj)
+                return 0;
+        if (!json_is_object(obj)) {
+                snprintf(err, errlen, "counters: not an object");
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++)
+                if (get_count(obj, counts[i].key, (uint64_t *)((char *)c + counts[i].off), err,
+                              errlen) < 0)
+                        return -EINVAL;
+        for (size_t i = 0; i < sizeof(pressures) / sizeof(pressures[0]); i++)
+                if (get_pressure(obj, pressures[i].key,
+                                 (double *)((char *)c + pressures[i].off), err, errlen) < 0)
+                        return -EINVAL;
+        return 0;
+}
+
+static int parse_host(const json_t *obj, struct balancer_counters *c, char *err, size_t errlen)
+{
+        static const struct {
+                const char *key;
+                size_t off;
+        } fields[] = {
+            {"added_bytes", offsetof(struct balancer_counters, added_bytes)},
+            {"removed_bytes", offsetof(struct balancer_counters, removed_bytes)},
+            {"add_operations", offsetof(struct balancer_counters, add_operations)},
+            {"remove_operations", offsetof(struct balancer_counters, remove_operations)},
+            {"refused_starts", offsetof(struct balancer_counters, refused_starts)},
+            {"crashes", offsetof(struct balancer_counters, crashes)},
+            {"policy_refusals", offsetof(struct balancer_counters, policy_refusals)},
+        };
+
+        *c = (struct balancer_counters){0};
+        if (!obj)
+                return 0;
+        if (!json_is_object(obj)) {
+                snprintf(err, errlen, "host: not an object");
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+                if (get_count(obj, fields[i].key, (uint64_t *)((char *)c + fields[i].off), err,
+                              errlen) < 0)
+                        return -EINVAL;
+        return 0;
+}
+
+static int parse_vm(const json_t *obj, struct attach_vm *av, char *err, size_t errlen)
+{
+        const char *name = NULL, *state = NULL;
+        json_t *counters = NULL;
+        json_int_t assigned = -1, target = -1;
+        json_error_t jerr;
+
+        if (json_unpack_ex((json_t *)obj, &jerr, 0, "{s:s, s:s, s:I, s:I, s?o}", "name", &name,
+                           "state", &state, "assigned_bytes", &assigned, "target_bytes", &target,
+                           "counters", &counters) < 0) {
+                snprintf(err, errlen, "%s", jerr.text);
+                return -EINVAL;
+        }
+        if (!config_name_valid(name)) {
+                snprintf(err, errlen, "invalid VM name \"%.64s\"", name);
+                return -EINVAL;
+        }
+        snprintf(av->name, sizeof(av->name), "%s", name);
+        if (vm_state_parse(state, &av->state) < 0 ||
+            (av->state != VM_RUNNING && av->state != VM_STOPPING)) {
+                snprintf(err, errlen, "%s: state \"%.32s\" is not running or stopping", name,
+                         state);
+                return -EINVAL;
+        }
+        if (assigned < 0 || (uint64_t)assigned > SETTINGS_SIZE_MAX || target < 0 ||
+            (uint64_t)target > SETTINGS_SIZE_MAX) {
+                snprintf(err, errlen, "%s: sizes out of range", name);
+                return -EINVAL;
+        }
+        av->assigned_bytes = (uint64_t)assigned;
+        av->target_bytes = (uint64_t)target;
+        char why[128];
+        if (parse_counters(counters, &av->counters, why, sizeof(why)) < 0) {
+                snprintf(err, errlen, "%s: %s", name, why);
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static bool listed(const struct attach_list *l, size_t n, const char *name)
+{
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(l->vms[i].name, name) == 0)
+                        return true;
+        return false;
+}
+
+static int parse_vms(const json_t *vms, struct attach_list *l, char *err, size_t errlen)
+{
+        size_t n = json_array_size(vms);
+
+        if (n > CONFIG_VMS_MAX) {
+                snprintf(err, errlen, "more than %d VMs", CONFIG_VMS_MAX);
+                return -EINVAL;
+        }
+        l->vms = calloc(n ? n : 1, sizeof(*l->vms));
+        if (!l->vms) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                char why[256];
+                if (parse_vm(json_array_get(vms, i), &l->vms[i], why, sizeof(why)) < 0) {
+                        snprintf(err, errlen, "vms[%zu]: %s", i, why);
+                        return -EINVAL;
+                }
+                if (listed(l, i, l->vms[i].name)) {
+                        snprintf(err, errlen, "vms[%zu]: %s is listed twice", i, l->vms[i].name);
+                        return -EINVAL;
+                }
+                l->n = i + 1;
+        }
+        return 0;
+}
+
+int attach_parse(const char *text, size_t len, struct attach_list *ret, char *err,
+                 size_t errlen)
+{
+        struct attach_list l = {0};
+        json_error_t jerr;
+        json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr), *vms = NULL,
+               *host = NULL;
+        json_int_t version = 0;
+        char why[384];
+        int r = -EINVAL;
+
+        if (!root) {
+                snprintf(err, errlen, "line %d: %s", jerr.line, jerr.text);
+                return -EINVAL;
+        }
+        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:I, s?o, s:o}", "version", &version,
+                           "host", &host, "vms", &vms) < 0 ||
+            !json_is_array(vms))
+                snprintf(err, errlen, "expected {\"version\": %d, \"host\": {...}, \"vms\": [...]}",
+                         ATTACH_VERSION);
+        else if (version != ATTACH_VERSION)
+                snprintf(err, errlen, "version %lld is not %d", (long long)version, ATTACH_VERSION);
+        else if (parse_host(host, &l.host, why, sizeof(why)) < 0)
+                snprintf(err, errlen, "%s", why);
+        else
+                r = parse_vms(vms, &l, err, errlen);
+        json_decref(root);
+        if (r < 0) {
+                attach_list_free(&l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
+void attach_list_free(struct attach_list *l)
+{
+        if (!l)
+                return;
+        free(l->vms);
+        *l = (struct attach_list){0};
+}
+
+/* ---- writing ---- */
+
+/* Which VMs hold memory and in which state: changes when one starts, stops or crashes. */
+static uint64_t holding_signature(const struct daemon *d)
+{
+        uint64_t h = 1469598103934665603ull; /* FNV-1a */
+
+        for (size_t i = 0; i < d->reg.n; i++) {
+                const struct vm *vm = d->reg.vms[i];
+                if (!vm_holds_memory(vm))
+                        continue;
+                h = (h ^ (uint64_t)(uintptr_t)vm) * 1099511628211ull;
+                h = (h ^ (uint64_t)vm->state) * 1099511628211ull;
+        }
+        return h;
+}
+
+static void save(struct daemon *d, struct attach *a)
+{
+        char *text = attach_format(d);
+        int r = text ? 0 : -ENOMEM;
+
+        a->sig = holding_signature(d);
+        a->written_ms = daemon_mono_ms();
+        if (text && !a->failing && a->written && strcmp(text, a->written) == 0) {
+                free(text);
+                return;
+        }
+        if (text)
+                r = fsutil_write_atomic(d->state_dir, ATTACH_FILE, text, strlen(text), 0644);
+        if (r < 0) {
+                if (!a->failing)
+                        log_msg(LOG_ERR,
+                                "cannot write %s/%s: %s; a restarted dynmemd will not find the "
+                                "running VMs",
+                                d->state_dir, ATTACH_FILE, strerror(-r));
+                a->failing = true;
+                free(text);
+                return;
+        }
+        if (a->failing)
+                log_msg(LOG_NOTICE, "%s/%s written again", d->state_dir, ATTACH_FILE);
+        a->failing = false;
+        free(a->written);
+        a->written = text;
+}
+
+void attach_after_cycle(struct daemon *d)
+{
+        struct attach *a = d->attach;
+
+        if (!a || !a->enabled)
+                return;
+        if (holding_signature(d) != a->sig ||
+            daemon_mono_ms() - a->written_ms >= (double)ATTACH_REFRESH_MS)
+                save(d, a);
+}
+
+/* ---- reattaching ---- */
+
+static void restore_counters(struct vm_counters *c, const struct vm_counters *saved,
+                             uint64_t now)
+{
+        vm_counters_reset(c);
+        c->added_bytes = saved->added_bytes;
+        c->removed_bytes = saved->removed_bytes;
+        c->add_operations = saved->add_operations;
+        c->remove_operations = saved->remove_operations;
+        c->average_pressure = saved->average_pressure;
+        c->minimum_pressure = saved->minimum_pressure;
+        c->maximum_pressure = saved->maximum_pressure;
+        c->last_update_ms = now;
+}
+
+/* The backend found the VM running: it runs again as it was (and stops again if it was). */
+static void reattached(struct daemon *d, struct registry_entry *e, const struct attach_vm *av,
+                       uint64_t now)
+{
+        struct vm *vm = &e->vm;
+        char a[32];
+
+        vm->state = VM_RUNNING;
+        vm->target_bytes = vm->ideal_bytes = av->assigned_bytes;
+        restore_counters(&vm->counters, &av->counters, now);
+        log_msg(LOG_INFO, "%s: reattached: running, holding %s", vm->name,
+                size_format(av->assigned_bytes, a, sizeof(a)));
+        if (av->state == VM_STOPPING) {
+                if (d->backend->ops->stop(d->backend, vm, false, now) == 0) {
+                        vm->state = VM_STOPPING;
+                        log_msg(LOG_INFO, "%s: it was stopping when dynmemd stopped: stopping",
+                                vm->name);
+                } else {
+                        log_msg(LOG_WARNING, "%s: it was stopping, but cannot be stopped again",
+                                vm->name);
+                }
+        }
+}
+
+static void reattach_one(struct daemon *d, const struct attach_vm *av, uint64_t now)
+{
+        struct registry_entry *e = registry_find(&d->reg, av->name);
+        struct vm *vm = e ? &e->vm : NULL;
+        int r;
+
+        if (!e) {
+                log_msg(LOG_WARNING,
+                        "%s: was running when dynmemd stopped but is no longer defined; "
+                        "whatever of it still runs is left alone",
+                        av->name);
+                return;
+        }
+        if (!e->configured || vm->state != VM_OFF) {
+                log_msg(LOG_WARNING, "%s: was running when dynmemd stopped; cannot reattach: %s",
+                        av->name, e->configured ? "not off" : "the backend refused its keys");
+                return;
+        }
+        vm->obs = (struct vm_observation){.alive = true, .assigned_bytes = av->assigned_bytes};
+        r = d->backend->ops->reattach(d->backend, vm, now);
+        registry_touch(e);
+        if (r == 0) {
+                reattached(d, e, av, now);
+                return;
+        }
+        vm->obs = (struct vm_observation){0};
+        if (r == -ENOENT) {
+                log_msg(LOG_INFO,
+                        "%s: was running when dynmemd stopped; nothing of it runs now: off",
+                        vm->name);
+                return;
+        }
+        vm->state = VM_CRASHED;
+        d->bal.counters.crashes++;
+        log_msg(LOG_WARNING, "%s: was running when dynmemd stopped; cannot reattach (%s): crashed",
+                vm->name, strerror(-r));
+}
+
+static void restore_host(struct balancer_counters *c, const struct balancer_counters *saved)
+{
+        c->added_bytes = saved->added_bytes;
+        c->removed_bytes = saved->removed_bytes;
+        c->add_operations = saved->add_operations;
+        c->remove_operations = saved->remove_operations;
+        c->refused_starts = saved->refused_starts;
+        c->crashes = saved->crashes;
+        c->policy_refusals = saved->policy_refusals;
+}
+
+/* Read the file; 0 with *ret, -ENOENT when there is none, another error logged. */
+static int load(const struct daemon *d, struct attach_list *ret)
+{
+        char path[PATH_MAX - 8], bad[PATH_MAX], err[512], *text = NULL;
+        size_t len;
+        int r;
+
+        if (snprintf(path, sizeof(path), "%s/%s", d->state_dir, ATTACH_FILE) >=
+            (int)sizeof(path))
+                return -ENAMETOOLONG;
+        r = fsutil_read_file(path, ATTACH_FILE_MAX, &text, &len);
+        if (r == -ENOENT)
+                return r;
+        if (r < 0) {
+                log_msg(LOG_ERR, "%s: %s; no VM is reattached", path, strerror(-r));
+                return r;
+        }
+        r = attach_parse(text, len, ret, err, sizeof(err));
+        free(text);
+        if (r < 0) {
+                snprintf(bad, sizeof(bad), "%s.bad", path);
+                log_msg(LOG_ERR, "%s: %s; set aside as %s, no VM is reattached", path, err,
+                        rename(path, bad) == 0 ? bad : "(cannot rename)");
+        }
+        return r;
+}
+
+int attach_init(struct daemon *d)
+{
+        struct attach_list l = {0};
+        uint64_t now = daemon_now(d);
+
+        d->attach = calloc(1, sizeof(*d->attach));
+        if (!d->attach)
+                return -ENOMEM;
+        if (load(d, &l) == 0) {
+                restore_host(&d->bal.counters, &l.host);
+                for (size_t i = 0; i < l.n; i++)
+                        reattach_one(d, &l.vms[i], now);
+                attach_list_free(&l);
+        }
+        d->attach->enabled = true;
+        save(d, d->attach);
+        return 0;
+}
+
+void attach_free(struct daemon *d)
+{
+        struct attach *a = d->attach;
+
+        if (!a)
+                return;
+        if (a->enabled)
+                save(d, a);
+        free(a->written);
+        free(a);
+        d->attach = NULL;
+}

@@ -1,0 +1,78 @@
+/*
+ * attach: what keeps running when dynmemd does not. The VMs that hold
+ * memory (running or stopping) are listed in STATE_DIR/running.json with
+ * what they hold, their last target and their counters; the file is
+ * replaced atomically (write, fsync, rename, fsync the folder) at the end of
+ * every cycle in which a VM started, stopped, crashed or changed state,
+ * every ATTACH_REFRESH_MS while something else in it changed, and when
+ * dynmemd stops. So after `kill -9 dynmemd` it still says which VMs run.
+ *
+ * At start (after the configuration and the state file are applied, before
+ * autostart) every VM the file lists is handed to the backend's reattach():
+ * 0 and the VM is running again with nothing restarted, its settings and
+ * the counters the file kept; -ENOENT and it is off (nothing of it runs any
+ * more); another error and it is crashed. Each outcome is logged once.
+ *
+ *   {"version": 1,
+ *    "host": {"added_bytes": 0, "removed_bytes": 0, "add_operations": 0, ...},
+ *    "vms": [{"name": "web1", "state": "running", "assigned_bytes": 805306368,
+ *             "target_bytes": 805306368, "counters": {"added_bytes": 0, ...}}]}
+ */
+#ifndef DYNMEM_ATTACH_H
+#define DYNMEM_ATTACH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "counters.h"
+#include "vm.h"
+
+#define ATTACH_FILE        "running.json"
+#define ATTACH_VERSION     1
+#define ATTACH_FILE_MAX    (16u * 1024 * 1024)
+#define ATTACH_REFRESH_MS  10000
+#define ATTACH_BYTES_LIMIT (1ull << 62) /* sizes and counts above this are refused */
+
+struct daemon;
+
+/* One VM of the file. */
+struct attach_vm {
+        char name[VM_NAME_MAX];
+        enum vm_state state; /* VM_RUNNING or VM_STOPPING */
+        uint64_t assigned_bytes;
+        uint64_t target_bytes;
+        struct vm_counters counters; /* the cumulative fields and pressures */
+};
+
+struct attach_list {
+        struct attach_vm *vms;
+        size_t n;
+        struct balancer_counters host; /* the cumulative fields */
+};
+
+/*
+ * Parse the file's text. Returns 0, or -EINVAL with one sentence in err
+ * (wrong types, sizes out of range, unknown states, duplicate names) and
+ * nothing taken. Caller frees with attach_list_free().
+ */
+int attach_parse(const char *text, size_t len, struct attach_list *ret, char *err,
+                 size_t errlen);
+void attach_list_free(struct attach_list *l);
+
+/* The file's text for the daemon's VMs now (caller frees); NULL on ENOMEM. */
+char *attach_format(const struct daemon *d);
+
+/*
+ * Read STATE_DIR/running.json and reattach the VMs it lists; from now on the
+ * file is kept. Logs what it does. Returns 0 or -ENOMEM.
+ */
+int attach_init(struct daemon *d);
+
+/* End of a cycle: write the file if what it holds changed (see above). */
+void attach_after_cycle(struct daemon *d);
+
+/* Write the file one last time (when attach_init ran) and free. d->attach may be NULL. */
+void attach_free(struct daemon *d);
+
+#endif

@@ -1,0 +1,102 @@
+// page_check.cjs: open dynmemd's live page in headless Chromium (driven by
+// playwright-core) and report what it shows, as one JSON object on stdout,
+// for test_page.py to judge:
+//
+//   node page_check.cjs URL SCREENSHOT.png
+//
+// PLAYWRIGHT_CORE names the playwright-core module directory, CHROMIUM the
+// browser (default /usr/bin/chromium).
+'use strict';
+
+const {chromium} = require(process.env.PLAYWRIGHT_CORE || 'playwright-core');
+
+const WAIT_MS = 90000;
+
+// Inside the page: how many pixels of each chart's canvases are drawn.
+function inkOf(selector) {
+  const out = {};
+  for (const box of document.querySelectorAll(selector)) {
+    let ink = 0;
+    for (const c of box.querySelectorAll('canvas')) {
+      if (!c.width || !c.height) continue;
+      const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      for (let i = 3; i < data.length; i += 4) if (data[i]) ink++;
+    }
+    out[box.dataset.vm || box.id] = ink;
+  }
+  return out;
+}
+
+function tableOf() {
+  const rows = {};
+  for (const tr of document.querySelectorAll('#vms tbody tr')) {
+    const cells = {};
+    for (const td of tr.children) cells[td.classList[0]] = td.textContent;
+    rows[tr.dataset.vm] = cells;
+  }
+  return rows;
+}
+
+async function main() {
+  const [url, shot] = process.argv.slice(2);
+  const origin = new URL(url).origin;
+  const report = {errors: [], foreign: [], requests: 0};
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  });
+  try {
+    const page = await browser.newPage({viewport: {width: 1400, height: 1100}});
+    page.on('pageerror', (e) => report.errors.push(String(e)));
+    page.on('console', (m) => { if (m.type() === 'error') report.errors.push(m.text()); });
+    page.on('request', (r) => {
+      report.requests++;
+      if (!r.url().startsWith(origin)) report.foreign.push(r.url());
+    });
+    const response = await page.goto(url, {timeout: WAIT_MS});
+    report.status = response.status();
+    await page.waitForFunction(() => Number(document.body.dataset.polls || 0) >= 3,
+                               null, {timeout: WAIT_MS});
+    report.title = await page.title();
+    report.dygraph = await page.evaluate(() => typeof window.Dygraph);
+    report.first = await page.evaluate(tableOf);
+    report.host = await page.evaluate(() => ({
+      memory: document.getElementById('host-memory').textContent,
+      vms: document.getElementById('host-vms').textContent,
+    }));
+    // the numbers change: wait for any assigned or demand cell to differ
+    const before = JSON.stringify(report.first);
+    report.changed = await page.waitForFunction((b) => {
+      const now = {};
+      for (const tr of document.querySelectorAll('#vms tbody tr')) {
+        now[tr.dataset.vm] = [tr.querySelector('.assigned').textContent,
+                              tr.querySelector('.demand').textContent];
+      }
+      const old = JSON.parse(b);
+      return Object.keys(now).some((n) => old[n] &&
+          (old[n].assigned !== now[n][0] || old[n].demand !== now[n][1]));
+    }, before, {timeout: WAIT_MS}).then(() => true, () => false);
+    // let every chart collect a few points, then look at them
+    await page.waitForFunction(() => Number(document.body.dataset.polls || 0) >= 8,
+                               null, {timeout: WAIT_MS});
+    report.last = await page.evaluate(tableOf);
+    report.charts = await page.evaluate(inkOf, '#charts .chart-box');
+    report.hostChart = await page.evaluate(inkOf, '#host-chart');
+    report.events = await page.evaluate(() =>
+      [...document.querySelectorAll('#events li')].map((li) => li.textContent));
+    report.connection = await page.evaluate(() =>
+      document.getElementById('connection').textContent);
+    await page.screenshot({path: shot, fullPage: true});
+    report.screenshot = shot;
+  } catch (e) {
+    report.failure = String(e && e.stack || e);
+  } finally {
+    await browser.close();
+  }
+  process.stdout.write(JSON.stringify(report) + '\n');
+}
+
+main().catch((e) => {
+  process.stdout.write(JSON.stringify({failure: String(e && e.stack || e)}) + '\n');
+  process.exit(1);
+});

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""The live page in a real browser: dynmemd runs simulated VMs whose demand
+keeps moving; headless Chromium (Debian's, driven by playwright-core) opens
+the page and must show a row per VM, a drawn chart per running VM and for the
+host, numbers that change, the events, no error and no request beyond
+dynmemd. A screenshot is saved in the build directory.
+
+    test_page.py DYNMEMD DYNMEM BUILD_DIR
+
+Prints TAP; exits 77 (skipped) when chromium cannot be installed.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "daemon"))
+
+from harness import Tap, check, running, wait_for  # noqa: E402
+
+tap = Tap()
+
+CONFIG = """
+memory = 8G
+interval = 200ms
+http = 127.0.0.1:0
+
+[sim]
+speed = 10
+
+[vm "web1"]
+dynamic = yes
+startup = 1G
+minimum = 512M
+maximum = 3G
+trace = {wave}
+autostart = yes
+
+[vm "db1"]
+dynamic = yes
+startup = 2G
+minimum = 1G
+maximum = 3G
+buffer = 30
+weight = 8000
+trace = {steps}
+autostart = yes
+
+[vm "spare"]
+startup = 1G
+trace = {steps}
+"""
+
+
+def write_traces(tmp):
+    wave, steps = os.path.join(tmp, "wave.csv"), os.path.join(tmp, "steps.csv")
+    with open(wave, "w") as f:
+        f.write("seconds,demand\n")
+        for k in range(0, 7200, 15):
+            f.write(f"{k},{400 if (k // 15) % 2 == 0 else 1800}M\n")
+    with open(steps, "w") as f:
+        f.write("seconds,demand\n")
+        for k in range(0, 7200, 25):
+            f.write(f"{k},{900 + (k // 25) % 4 * 300}M\n")
+    return wave, steps
+
+
+def setup():
+    p = subprocess.run([os.path.join(HERE, "setup.sh")], capture_output=True, text=True,
+                       timeout=900)
+    if p.returncode == 77:
+        print(f"1..0 # SKIP {p.stderr.strip()}", flush=True)
+        sys.exit(77)
+    if p.returncode != 0:
+        print("1..0", flush=True)
+        print(f"Bail out! {p.stderr.strip()}", flush=True)
+        sys.exit(1)
+    return p.stdout.strip()
+
+
+def main():
+    if len(sys.argv) != 4:
+        print("usage: test_page.py DYNMEMD DYNMEM BUILD_DIR", file=sys.stderr)
+        sys.exit(2)
+    bins = (os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]))
+    shot = os.path.join(os.path.abspath(sys.argv[3]), "dynmem-page.png")
+    modules = setup()
+    result = {}
+
+    @tap.case
+    def the_page_shows_the_vms_charts_and_events(b):
+        with tempfile.TemporaryDirectory() as tmp:
+            wave, steps = write_traces(tmp)
+            with running(b, CONFIG.format(wave=wave, steps=steps)) as d:
+                wait_for(lambda: d.vm("db1")["state"] == "running", "the VMs to run")
+                url = d.json("status")["http_url"]
+                env = dict(os.environ, PLAYWRIGHT_CORE=os.path.join(modules, "playwright-core"))
+                p = subprocess.run(["node", os.path.join(HERE, "page_check.cjs"), url, shot],
+                                   capture_output=True, text=True, timeout=600, env=env)
+                check(p.stdout.strip(), "page_check.cjs reported", p.stderr)
+                result.update(json.loads(p.stdout.strip().splitlines()[-1]))
+                check("failure" not in result, "the browser run", result.get("failure"),
+                      p.stderr)
+
+    @tap.case
+    def one_row_per_vm_with_every_column(b):
+        rows = result.get("last", {})
+        check(sorted(rows) == ["db1", "spare", "web1"], "a row per VM", rows)
+        db1 = rows["db1"]
+        for col in ("name", "state", "assigned", "demand", "pressure", "status", "minimum",
+                    "startup", "maximum", "buffer", "weight"):
+            check(col in db1, f"column {col}", db1)
+        check(db1["state"] == "running" and db1["minimum"] == "1 GiB" and
+              db1["startup"] == "2 GiB" and db1["maximum"] == "3 GiB" and
+              db1["buffer"] == "30 %" and db1["weight"] == "8000", "db1's settings", db1)
+        check(rows["spare"]["state"] == "off" and rows["spare"]["pressure"] == "-",
+              "an off VM", rows["spare"])
+        check(result["host"]["memory"] == "8 GiB" and result["host"]["vms"] == "3 (2 running)",
+              "the host line", result["host"])
+
+    @tap.case
+    def the_numbers_change(b):
+        check(result.get("changed") is True, "assigned or demand changed while watching",
+              result.get("first"), result.get("last"))
+
+    @tap.case
+    def charts_are_drawn_from_the_local_library(b):
+        check(result.get("dygraph") == "function", "dygraphs loaded from dynmemd",
+              result.get("dygraph"))
+        charts = result.get("charts", {})
+        check(sorted(charts) == ["db1", "web1"], "a chart per running VM", charts)
+        check(all(ink > 500 for ink in charts.values()), "each chart has drawn lines", charts)
+        check(result.get("hostChart", {}).get("host-chart", 0) > 500, "the host chart",
+              result.get("hostChart"))
+        check(result.get("foreign") == [], "no request leaves dynmemd (no CDN)",
+              result.get("foreign"))
+
+    @tap.case
+    def events_and_no_errors(b):
+        events = result.get("events", [])
+        check(any(re.search(r"(db1|web1) [+-][\d.]+ [MG]iB: .*pressure", e) for e in events),
+              "grows and shrinks with their size and reason", events)
+        check(result.get("errors") == [], "no script errors", result.get("errors"))
+        check(result.get("connection", "").startswith("updated"), "connected",
+              result.get("connection"))
+
+    @tap.case
+    def a_screenshot_is_saved(b):
+        check(os.path.getsize(shot) > 10000, "the screenshot", shot)
+        print(f"# screenshot: {shot}", flush=True)
+
+    sys.exit(tap.run(bins))
+
+
+if __name__ == "__main__":
+    main()

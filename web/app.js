@@ -1,0 +1,263 @@
+// app.js: dynmemd's live page. Every second it reads /api/v1/vms,
+// /api/v1/counters, /api/v1/status and the new events, redraws the table and
+// appends one point to each chart. The charts' history (the last ten minutes)
+// lives in this page only; reloading starts them afresh. Read-only: it never
+// sends anything but GET.
+'use strict';
+
+(function () {
+  const POLL_MS = 1000;
+  const HISTORY_MS = 10 * 60 * 1000;
+  const FETCH_TIMEOUT_MS = 5000;
+  const EVENTS_SHOWN = 100;
+  const MIB = 1024 * 1024;
+  const GIB = 1024 * MIB;
+
+  const COLUMNS = [
+    ['name', 'name', text],
+    ['state', 'state', text],
+    ['assigned', 'assigned_bytes', size, true],
+    ['demand', 'demand_bytes', size, true],
+    ['pressure', 'pressure_percent', percent, true],
+    ['status', 'status', text],
+    ['minimum', 'minimum_bytes', size, true],
+    ['startup', 'startup_bytes', size, true],
+    ['maximum', 'maximum_bytes', size, true],
+    ['buffer', 'buffer_percent', percent, true],
+    ['weight', 'weight', text, true],
+  ];
+
+  const page = {
+    polls: 0,
+    eventsSince: 0,
+    host: [],            // [Date, available MiB, assigned MiB]
+    history: new Map(),  // VM name -> [[Date, assigned MiB, demand MiB], ...]
+    charts: new Map(),   // VM name -> {box, graph}
+    hostGraph: null,
+  };
+
+  function text(v) {
+    return v === null || v === undefined ? '-' : String(v);
+  }
+
+  function size(bytes) {
+    if (bytes === null || bytes === undefined) return '-';
+    if (bytes >= GIB) return trim(bytes / GIB) + ' GiB';
+    if (bytes >= MIB) return Math.round(bytes / MIB) + ' MiB';
+    return bytes + ' B';
+  }
+
+  function trim(x) {
+    return String(Math.round(x * 100) / 100);
+  }
+
+  function percent(p) {
+    return p === null || p === undefined ? '-' : Math.round(p) + ' %';
+  }
+
+  // 17:29:00, whatever the locale's 12-hour habits
+  function clock(ms) {
+    return new Date(ms).toTimeString().slice(0, 8);
+  }
+
+  function mib(bytes) {
+    return bytes === null || bytes === undefined ? null : bytes / MIB;
+  }
+
+  async function get(path) {
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+    try {
+      const r = await fetch(path, {cache: 'no-store', signal: ctl.signal});
+      if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
+      return await r.json();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // ---- the header and the table ----
+
+  function showHost(host) {
+    const set = (id, v) => { document.getElementById(id).textContent = v; };
+    set('host-memory', size(host.memory_bytes));
+    set('host-assigned', size(host.assigned_bytes));
+    set('host-available', size(host.available_bytes));
+    set('host-pressure', percent(host.pressure_percent));
+    set('host-vms', host.vms + ' (' + host.running + ' running)');
+  }
+
+  function showVms(vms) {
+    const body = document.querySelector('#vms tbody');
+    const rows = new Map();
+    for (const tr of body.querySelectorAll('tr')) rows.set(tr.dataset.vm, tr);
+    for (const vm of vms) {
+      let tr = rows.get(vm.name);
+      rows.delete(vm.name);
+      if (!tr) {
+        tr = document.createElement('tr');
+        tr.dataset.vm = vm.name;
+        for (const [cls, , , num] of COLUMNS) {
+          const td = document.createElement('td');
+          td.className = cls + (num ? ' num' : '');
+          tr.appendChild(td);
+        }
+      }
+      body.appendChild(tr); // keeps the daemon's order (by name)
+      COLUMNS.forEach(([cls, key, fmt, num], i) => {
+        const td = tr.children[i];
+        td.textContent = fmt(vm[key]);
+        td.className = cls + (num ? ' num' : '') + (cls === 'status' ? ' status-' + vm.status : '');
+      });
+      tr.className = vm.state === 'running' || vm.state === 'stopping' ? '' : 'off';
+    }
+    for (const tr of rows.values()) tr.remove();
+    document.getElementById('no-vms').hidden = vms.length > 0;
+  }
+
+  // ---- charts ----
+
+  function prune(rows, now) {
+    while (rows.length && now - rows[0][0] > HISTORY_MS) rows.shift();
+  }
+
+  function chartOptions(labels, colors) {
+    return {
+      labels: labels,
+      colors: colors,
+      ylabel: 'MiB',
+      legend: 'always',
+      labelsSeparateLines: false,
+      includeZero: true,
+      strokeWidth: 1.6,
+      axisLabelWidth: 64,
+      connectSeparatedPoints: false,
+      axes: {
+        x: {
+          pixelsPerLabel: 90,
+          axisLabelFormatter: (d) => clock(d),
+          valueFormatter: (ms) => clock(ms),
+        },
+        y: {valueFormatter: (v) => size(v * MIB)},
+      },
+    };
+  }
+
+  function drawHost(counters, now) {
+    const b = counters.balancer;
+    const assigned = Object.values(counters.vms).reduce((s, c) => s + c.physical_memory_bytes, 0);
+    page.host.push([now, mib(b.available_memory_bytes), mib(assigned)]);
+    prune(page.host, now);
+    if (!window.Dygraph) return;
+    if (!page.hostGraph) {
+      page.hostGraph = new Dygraph(document.getElementById('host-chart'), page.host,
+          chartOptions(['Time', 'Available', 'Assigned to VMs'], ['#2e7d32', '#1565c0']));
+    } else {
+      page.hostGraph.updateOptions({file: page.host});
+    }
+  }
+
+  function chartFor(name) {
+    let c = page.charts.get(name);
+    if (c) return c;
+    const box = document.createElement('div');
+    box.className = 'chart-box';
+    box.dataset.vm = name;
+    const h = document.createElement('h3');
+    h.textContent = name;
+    const div = document.createElement('div');
+    div.className = 'chart';
+    div.dataset.vm = name;
+    box.append(h, div);
+    const all = document.getElementById('charts');
+    const after = [...all.children].find((x) => x.dataset.vm > name);
+    all.insertBefore(box, after || null);
+    c = {box: box, div: div, graph: null};
+    page.charts.set(name, c);
+    return c;
+  }
+
+  function drawVms(vms, now) {
+    const seen = new Set();
+    for (const vm of vms) {
+      seen.add(vm.name);
+      const running = vm.state === 'running' || vm.state === 'stopping';
+      let rows = page.history.get(vm.name);
+      if (!rows && !running) continue;
+      if (!rows) page.history.set(vm.name, rows = []);
+      rows.push([now, running ? mib(vm.assigned_bytes) : null,
+                 running ? mib(vm.demand_bytes) : null]);
+      prune(rows, now);
+      if (!window.Dygraph) continue;
+      const c = chartFor(vm.name);
+      if (!c.graph) {
+        c.graph = new Dygraph(c.div, rows,
+            chartOptions(['Time', 'Assigned', 'Demand'], ['#1565c0', '#e65100']));
+      } else {
+        c.graph.updateOptions({file: rows});
+      }
+    }
+    for (const [name, c] of page.charts) {
+      if (seen.has(name)) continue;
+      if (c.graph) c.graph.destroy();
+      c.box.remove();
+      page.charts.delete(name);
+      page.history.delete(name);
+    }
+    document.getElementById('no-charts').hidden = page.charts.size > 0 || !window.Dygraph;
+    document.getElementById('no-library').hidden = !!window.Dygraph;
+  }
+
+  // ---- events ----
+
+  function showEvents(reply) {
+    const list = document.getElementById('events');
+    if (reply.dropped > 0) addEvent(list, Date.now(), 'dropped',
+                                    reply.dropped + ' events not shown (the page fell behind)');
+    for (const ev of reply.events) addEvent(list, ev.time_ms, ev.kind, ev.text);
+    while (list.children.length > EVENTS_SHOWN) list.lastChild.remove();
+    page.eventsSince = reply.next;
+  }
+
+  function addEvent(list, ms, kind, what) {
+    const li = document.createElement('li');
+    li.className = kind;
+    const t = document.createElement('time');
+    const d = new Date(ms);
+    t.dateTime = d.toISOString();
+    t.textContent = clock(ms);
+    li.append(t, document.createTextNode(what));
+    list.insertBefore(li, list.firstChild);
+  }
+
+  // ---- the loop ----
+
+  function connection(ok, why) {
+    const p = document.getElementById('connection');
+    p.textContent = ok ? 'updated ' + clock(Date.now()) : 'dynmemd not answering: ' + why;
+    p.classList.toggle('lost', !ok);
+  }
+
+  async function poll() {
+    try {
+      const [vms, counters, host, events] = await Promise.all([
+        get('/api/v1/vms'), get('/api/v1/counters'), get('/api/v1/status'),
+        get(page.polls ? '/api/v1/events?since=' + page.eventsSince : '/api/v1/events?last=50'),
+      ]);
+      const now = new Date();
+      showHost(host);
+      showVms(vms);
+      drawHost(counters, now);
+      drawVms(vms, now);
+      showEvents(events);
+      page.polls++;
+      document.body.dataset.polls = String(page.polls);
+      connection(true);
+    } catch (e) {
+      connection(false, e.message);
+    }
+    setTimeout(poll, POLL_MS);
+  }
+
+  poll();
+})();
