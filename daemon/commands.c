@@ -18,6 +18,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "wake.h"
 
 typedef char *(*command_fn)(struct daemon *d, const struct control_request *req,
                             enum commands_wait *ret_wait);
@@ -284,6 +285,7 @@ static char *cmd_stop(struct daemon *d, const struct control_request *req,
                 e->start_errno = ECANCELED;
                 snprintf(e->vm.refusal, sizeof(e->vm.refusal), "start cancelled by a stop");
                 registry_touch(e);
+                wake_request(d); /* the waiting start is answered after a cycle: run one now */
                 return reply_vm(d, e, NULL);
         case VM_STOPPING:
                 if (!req->force)

@@ -194,8 +194,8 @@ static void state_refuses_bad_files(void **state)
             "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"elsewhere\"}]}",
             "{\"version\":1,\"vms\":[{\"name\":\"../a\",\"origin\":\"config\"}]}",
             "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\",\"colour\":1}]}",
-            "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\","
-            "\"settings\":{\"weight\":\"x\"}}]}",
+            ("{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\","
+             "\"settings\":{\"weight\":\"x\"}}]}"),
         };
         struct state st;
         char err[256];

@@ -370,8 +370,8 @@ static void malformed_lines_are_counted(void **state)
             "DMG1 report seq=1=2\n",
             "DMG1 report seq=%41\n",
             "DMG1 report se\xc3\xa9=1\n",
-            "DMG1 report seq=1 "
-            "key=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+            ("DMG1 report seq=1 "
+             "key=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"),
         };
         struct agent *a = ready_agent(0);
 
