@@ -280,6 +280,13 @@ for name in peak:
         grows = len(re.findall(r"^dynmemd: %s \+" % re.escape(name), log, re.M))
         shrinks = len(re.findall(r"^dynmemd: %s -" % re.escape(name), log, re.M))
         ops[name] = (grows, shrinks, "log")
+ooms = 0
+for name in peak:
+    try:
+        with open(os.path.join(demo, "state", name + ".console.log"), errors="replace") as f:
+            ooms += f.read().count("Out of memory")
+    except OSError:
+        pass
 m = re.search(r"memory ([0-9.]+ [KMGT]iB)", log)
 parts = ["%s peaked at %d MiB assigned (%d grows, %d shrinks; QEMU resident up to %d MiB)"
          % (n, peak[n] // MIB, ops[n][0], ops[n][1], rss.get(n, 0) // MIB) for n in sorted(peak)]
@@ -292,6 +299,9 @@ print("Summary: " + "; ".join(parts) + ". Together they held at most %d MiB at o
       % (top // MIB, m.group(1) if m else "budget", len(peak) * 1024,
          "dynmem show --json" if all(o[2] == "counters" for o in ops.values())
          else "dynmemd's log (-v)", demo, demo))
+print("The guests' consoles show %s." % ("no OOM kill" if not ooms else
+      "%d OOM kill%s (a load that outran the memory being plugged; it restarts after 5 s)"
+      % (ooms, "" if ooms == 1 else "s")))
 EOF
 }
 

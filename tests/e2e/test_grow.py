@@ -24,8 +24,11 @@ MINIMUM = 256 * MIB
 BUFFER = 20
 HIGH = 448 * MIB  # the load's high level; 256 MiB guests show ~217 MiB MemTotal
 LOW = 32 * MIB
-# 89 s period: 6 s quiet, a 10 s climb to 448 MiB, 20 s there, down to 32 MiB in 3 s, 50 s low.
-PLAN = "hold:6s,ramp:448M:10s,hold:20s,ramp:32M:3s,hold:50s,loop"
+# 99 s period: 6 s quiet, a 20 s climb to 448 MiB, 20 s there, down to 32 MiB in 3 s, 50 s low.
+# (22 MiB/s: a TCG guest sharing two cores with other tests faults memory in slowly, and
+# one that fills its boot memory before plugged memory is online can run out of the
+# unmovable memory its kernel needs; docs/benchmarks-qemu.md.)
+PLAN = "hold:6s,ramp:448M:20s,hold:20s,ramp:32M:3s,hold:50s,loop"
 # Back within minimum plus buffer (one block of slack).
 BOUND = MINIMUM + MINIMUM * BUFFER // 100 + 2 * MIB
 
