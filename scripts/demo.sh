@@ -7,7 +7,8 @@
 # different times on a host given too little memory for all their maxima.
 # Then it shows `dynmem list` every 2 s while memory flows between them, for
 # DYNMEM_DEMO_SECONDS (default 120) or until Ctrl-C, stops the guests and
-# dynmemd, checks that no QEMU is left, and prints a summary.
+# dynmemd, checks that no QEMU is left, and prints a summary. While it runs,
+# dynmemd serves its live page on a free loopback port (DYNMEM_DEMO_HTTP).
 #
 #   scripts/demo.sh          the QEMU demo (runtime files in build/demo/)
 #   scripts/demo.sh --sim    the simulator instead: the article's host under the
@@ -19,7 +20,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 usage() {
-        sed -n '12,15p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '13,16p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -126,7 +127,12 @@ start_daemon() {
         fi
         clear_leftovers
         mkdir -p "$RUN" "$DEMO/state"
-        sed "s#@DEMO_DIR@#$DEMO#g" demo/demo.conf >"$DEMO/dynmem.conf"
+        # The live page on a free loopback port (DYNMEM_DEMO_HTTP=ADDRESS:PORT to choose).
+        HTTP=${DYNMEM_DEMO_HTTP:-}
+        if [ -z "$HTTP" ]; then
+                HTTP=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        fi
+        sed -e "s#@DEMO_DIR@#$DEMO#g" -e "s#@DEMO_HTTP@#$HTTP#g" demo/demo.conf >"$DEMO/dynmem.conf"
         : >"$DEMO/samples.jsonl"
         # Its own session: a Ctrl-C at this terminal reaches the demo, not dynmemd.
         setsid build/daemon/dynmemd -d -v -f "$DEMO/dynmem.conf" >"$DEMO/dynmemd.log" 2>&1 &
@@ -142,6 +148,7 @@ start_daemon() {
                 sleep 0.1
         done
         echo "demo.sh: dynmemd pid $DAEMON_PID, log $DEMO/dynmemd.log"
+        echo "demo.sh: live page http://$HTTP/ (metrics: http://$HTTP/metrics)"
         grep -m 3 'accel' "$DEMO/dynmemd.log" | sed 's/^/  /' || true
 }
 
@@ -163,7 +170,7 @@ show() {
         if [ -t 1 ]; then
                 printf '\033[H\033[2J'
         fi
-        echo "dynmem demo  $(date +%T)  ${elapsed}s of ${SECONDS_WANTED}s  (Ctrl-C ends it)"
+        echo "dynmem demo  $(date +%T)  ${elapsed}s of ${SECONDS_WANTED}s  (Ctrl-C ends it)  live page: http://$HTTP/"
         dm status --json 2>/dev/null | python3 -c '
 import json, sys
 h = json.load(sys.stdin)
