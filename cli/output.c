@@ -217,8 +217,11 @@ static const struct field host_fields[] = {
 void output_host(FILE *out, const json_t *host)
 {
         const json_t *state_error = json_object_get(host, "state_error");
+        const json_t *overcommit = json_object_get(host, "overcommit_error");
 
         print_fields(out, host, host_fields, sizeof(host_fields) / sizeof(host_fields[0]));
+        if (json_is_string(overcommit))
+                fprintf(out, "%-16s OVERCOMMITTED: %s\n", "Memory:", json_string_value(overcommit));
         if (json_is_string(state_error))
                 fprintf(out, "%-16s NOT SAVED: %s\n", "State:", json_string_value(state_error));
 }

@@ -207,19 +207,22 @@ static char *cmd_status(struct daemon *d, const struct control_request *req,
         json_t *h = json_object();
         int bad = !h;
 
-        bad = bad ||
-              put(h, "version", json_string(DYNMEM_VERSION)) |
-                  put(h, "config", json_string(d->config_path)) |
-                  put(h, "backend", json_string(d->backend_entry->name)) |
-                  put(h, "policy", json_string(d->cfg.host.policy)) |
-                  put(h, "interval_ms", json_integer((json_int_t)d->cfg.host.interval_ms)) |
-                  put(h, "clock_speed", json_real(d->speed)) |
-                  put(h, "socket", json_string(d->socket_path)) |
-                  put(h, "state_dir", json_string(d->state_dir)) |
-                  put(h, "state_saved", json_boolean(d->state_saved)) |
-                  put(h, "state_error",
-                      d->state_saved ? json_null() : json_string(d->state_error)) |
-                  put(h, "http_url", d->http ? json_string(http_server_url(d->http)) : json_null());
+        bad =
+            bad ||
+            put(h, "version", json_string(DYNMEM_VERSION)) |
+                put(h, "config", json_string(d->config_path)) |
+                put(h, "backend", json_string(d->backend_entry->name)) |
+                put(h, "policy", json_string(d->cfg.host.policy)) |
+                put(h, "interval_ms", json_integer((json_int_t)d->cfg.host.interval_ms)) |
+                put(h, "clock_speed", json_real(d->speed)) |
+                put(h, "socket", json_string(d->socket_path)) |
+                put(h, "state_dir", json_string(d->state_dir)) |
+                put(h, "state_saved", json_boolean(d->state_saved)) |
+                put(h, "state_error", d->state_saved ? json_null() : json_string(d->state_error)) |
+                put(h, "overcommitted", json_boolean(d->overcommitted)) |
+                put(h, "overcommit_error",
+                    d->overcommitted ? json_string(d->overcommit_error) : json_null()) |
+                put(h, "http_url", d->http ? json_string(http_server_url(d->http)) : json_null());
         bad = bad || put_memory(h, d) || put_timing(h, d);
         if (bad) {
                 json_decref(h);

@@ -59,7 +59,9 @@ struct control_server {
         struct conn *conns;
         size_t n_conns;
         uint64_t requests;
-        struct log_ratelimit rl;
+        struct log_ratelimit rl;        /* refused clients, accept errors */
+        struct log_ratelimit denied_rl; /* changes refused for want of root: a flood of
+                                           connections cannot hide them */
 };
 
 /* ---- the socket ---- */
@@ -226,7 +228,7 @@ static void refuse(struct conn *c, const struct control_request *req)
 {
         const struct control_command_info *info = control_command_info(req->command);
 
-        if (log_ratelimit_ok(&c->srv->rl, daemon_now(c->srv->d)))
+        if (log_ratelimit_ok(&c->srv->denied_rl, daemon_now(c->srv->d)))
                 log_msg(LOG_NOTICE, "control: %s %s by uid %u (pid %d) refused: needs root",
                         info->name, req->name, (unsigned)c->uid, (int)c->pid);
         send_line(c, control_reply_error(EACCES, "%s%spermission denied: %s needs root", req->name,
@@ -493,7 +495,8 @@ int control_server_new(struct daemon *d, const struct control_server_options *op
                                        .read_gid = opt->read_gid,
                                        .read_gid_valid = opt->read_gid_valid,
                                        .own_uid = geteuid(),
-                                       .rl = {.burst = 10, .per_minute = 10}};
+                                       .rl = {.burst = 10, .per_minute = 10},
+                                       .denied_rl = {.burst = 10, .per_minute = 10}};
         fd = make_socket(opt, err, errlen);
         if (fd < 0) {
                 free(srv->path);

@@ -33,6 +33,9 @@
 #define PRIORITY_CYCLE 0
 #define PRIORITIES     2
 
+/* A state file that could not be written is tried again this often (real ms). */
+#define STATE_RETRY_MS 2000.0
+
 double daemon_mono_ms(void)
 {
         struct timespec ts;
@@ -62,6 +65,7 @@ int daemon_save(struct daemon *d, char *warn, size_t len)
         int r = state_save(d->state_dir, &d->reg);
 
         if (r < 0) {
+                d->state_retry_ms = daemon_mono_ms();
                 snprintf(d->state_error, sizeof(d->state_error), "cannot write %s/%s: %s",
                          d->state_dir, STATE_FILE, strerror(-r));
                 if (d->state_saved)
@@ -154,6 +158,34 @@ static void schedule_next(struct daemon *d)
         evtimer_add(d->cycle_ev, &tv);
 }
 
+/* A state file that could not be written is written again once it can be. */
+static void retry_save(struct daemon *d)
+{
+        if (!d->state_saved && daemon_mono_ms() - d->state_retry_ms >= STATE_RETRY_MS)
+                daemon_save(d, NULL, 0);
+}
+
+/* Say once when the running VMs' minimums no longer fit memory, and once when they fit again. */
+static void check_overcommit(struct daemon *d)
+{
+        const struct policy_summary *s = &d->bal.last_summary;
+        char mem[32], floors[32];
+
+        if (s->overcommitted && !d->overcommitted) {
+                snprintf(d->overcommit_error, sizeof(d->overcommit_error),
+                         "the running VMs' minimums (%s in all) exceed memory (%s): no VM is "
+                         "taken below its minimum; raise memory, lower a minimum or stop a VM",
+                         size_format(s->sum_floor_bytes, floors, sizeof(floors)),
+                         size_format(d->bal.host.memory_bytes, mem, sizeof(mem)));
+                log_msg(LOG_ERR, "overcommitted: %s", d->overcommit_error);
+        } else if (!s->overcommitted && d->overcommitted) {
+                log_msg(LOG_NOTICE, "the running VMs' minimums fit memory (%s) again",
+                        size_format(d->bal.host.memory_bytes, mem, sizeof(mem)));
+                d->overcommit_error[0] = '\0';
+        }
+        d->overcommitted = s->overcommitted;
+}
+
 void daemon_cycle(struct daemon *d)
 {
         uint64_t now = daemon_now(d);
@@ -164,12 +196,14 @@ void daemon_cycle(struct daemon *d)
                 log_msg(LOG_ERR, "balancing cycle failed: out of memory");
         d->cycles++; /* before anything is read: what was cached is stale now */
         sum_held(d);
+        check_overcommit(d);
         attach_after_cycle(d); /* before replies: a started VM is on disk first */
         control_server_after_cycle(d->server);
         if (apply_sweep(d) > 0) {
                 daemon_vms_changed(d);
                 daemon_save(d, NULL, 0);
         }
+        retry_save(d);
 }
 
 static void cycle_cb(evutil_socket_t fd, short what, void *arg)
@@ -242,9 +276,11 @@ static int setup_config(struct daemon *d, const char *path)
         d->run_dir = strdup(d->cfg.host.socket);
         if (!d->socket_path || !d->state_dir || !d->run_dir)
                 return -ENOMEM;
-        d->env = (struct backend_env){
-            .base = d->base, .run_dir = dirname(d->run_dir), .state_dir = d->state_dir,
-            .wakeup = wake_request, .wakeup_userdata = d};
+        d->env = (struct backend_env){.base = d->base,
+                                      .run_dir = dirname(d->run_dir),
+                                      .state_dir = d->state_dir,
+                                      .wakeup = wake_request,
+                                      .wakeup_userdata = d};
         r = d->backend_entry->create(&d->cfg, &d->env, &d->backend, err, sizeof(err));
         if (r < 0) {
                 log_msg(LOG_ERR, "%s: backend %s: %s", path, d->backend_entry->name, err);
@@ -434,8 +470,10 @@ static void warn_fixed(const struct daemon *d, const struct config *cfg)
                 log_msg(LOG_WARNING, "%s: [sim] changes take effect when dynmemd restarts",
                         cfg->path);
         if (http_config_changed(&cfg->host, &d->cfg.host))
-                log_msg(LOG_WARNING, "%s: [host] http, http_allow_remote and web_dir change "
-                        "when dynmemd restarts", cfg->path);
+                log_msg(LOG_WARNING,
+                        "%s: [host] http, http_allow_remote and web_dir change "
+                        "when dynmemd restarts",
+                        cfg->path);
 }
 
 /* Load and check the file; 0 with *ret filled, or a negative errno (logged). */

@@ -70,6 +70,11 @@ struct daemon {
         /* persistence */
         bool state_saved;
         char state_error[256];
+        double state_retry_ms; /* monotonic ms of the last failed save */
+
+        /* the running VMs' minimums exceed memory (a reload lowered it): said once */
+        bool overcommitted;
+        char overcommit_error[256];
 
         /* timing of the cycle */
         struct histogram lateness;
