@@ -250,11 +250,27 @@ struct decision {
         uint64_t unprobed_want; /* what the running VMs want before any probe cuts it */
         bool filled;            /* water-filling set the ideals */
         int base_level;         /* else: 0 floor, 1 need, 2 want */
-        uint64_t held;          /* memory the running VMs hold now */
+        uint64_t held;          /* memory the running VMs hold, or may take (committed()) */
         size_t growers;         /* VMs asking to grow, in scr->items */
         uint64_t asked;         /* how much they ask in all */
         struct policy_summary sum;
 };
+
+/*
+ * What a running VM may hold before the next read-back: what it holds, or the
+ * request already in flight when that is higher (the guest may still plug up
+ * to it, even after a lower target is sent). Grows are granted only from
+ * memory that no VM holds or may still take, so that the sum of assigned
+ * memory stays within the host's also while a grow is cut short.
+ */
+static uint64_t committed(const struct policy_vm *vm)
+{
+        uint64_t r = vm->requested_bytes;
+
+        if (r > vm->settings.maximum_bytes)
+                r = vm->settings.maximum_bytes;
+        return r > vm->assigned_bytes ? r : vm->assigned_bytes;
+}
 
 /* The level every participant gets when there is nothing to share out. */
 static uint64_t base_ideal(const struct policy_vm *vm, int level)
@@ -287,7 +303,7 @@ static void estimate_all(struct decision *d, size_t n)
                         continue;
                 }
                 d->idx[d->k++] = (uint32_t)i;
-                d->held = add_sat(d->held, vm->assigned_bytes);
+                d->held = add_sat(d->held, committed(vm));
                 d->sum.sum_floor_bytes = add_sat(d->sum.sum_floor_bytes, vm->floor_bytes);
                 d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
                 d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
@@ -394,7 +410,8 @@ static void settle(struct decision *d, bool release)
                         policy_smooth_one(vm, d->now, &d->cfg->tunables, d->sum.scarcity, release);
                 if (vm->phase == POLICY_PHASE_RUNNING && vm->target_bytes > vm->assigned_bytes) {
                         scr->items[growers++] = (struct policy_sort_item){grow_key(vm), d->idx[j]};
-                        asked = add_sat(asked, vm->target_bytes - vm->assigned_bytes);
+                        if (vm->target_bytes > committed(vm))
+                                asked = add_sat(asked, vm->target_bytes - committed(vm));
                 }
                 total = add_sat(total, vm->target_bytes);
         }
@@ -412,7 +429,7 @@ static bool grant(struct decision *d)
 {
         uint64_t memory = d->host->memory_bytes;
         uint64_t free_now = d->held >= memory ? 0 : memory - d->held;
-        bool short_of_memory = false;
+        bool over = d->held > memory, short_of_memory = false;
 
         /* Admitted starters were appended after the running VMs. */
         for (size_t j = d->k - d->n_admitted; j < d->k; j++) {
@@ -430,22 +447,25 @@ static bool grant(struct decision *d)
                         short_of_memory = true;
                 }
         }
-        if (d->asked <= free_now)
+        if (!over && d->asked <= free_now)
                 return short_of_memory;
         sort_items(d->scr->items, d->scr->spare, d->growers);
         for (size_t g = 0; g < d->growers; g++) {
                 struct policy_vm *vm = &d->vms[d->scr->items[g].index];
+                /* Its own request in flight is already counted in held (none when over). */
+                uint64_t own = over ? 0 : committed(vm) - vm->assigned_bytes;
                 uint64_t grow = vm->target_bytes - vm->assigned_bytes;
 
-                if (grow > free_now) {
-                        uint64_t granted = block_down(free_now, vm->settings.block_bytes);
+                if (grow > add_sat(free_now, own)) {
+                        uint64_t granted =
+                            block_down(add_sat(free_now, own), vm->settings.block_bytes);
                         d->sum.sum_target_bytes -= grow - granted;
                         vm->target_bytes = vm->assigned_bytes + granted;
                         vm->reason = REASON_WAITING;
                         grow = granted;
                         short_of_memory = true;
                 }
-                free_now -= grow;
+                free_now -= grow > own ? grow - own : 0;
         }
         return short_of_memory;
 }
