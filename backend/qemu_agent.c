@@ -37,7 +37,8 @@ struct qemu_agent {
         uint64_t lines_at_connect;
         bool silence_logged;
         struct log_ratelimit rl;
-        unsigned busy; /* inside a callback: qemu_agent_free() waits */
+        struct log_ratelimit rl_same; /* a handshake the same as the one logged */
+        unsigned busy;                /* inside a callback: qemu_agent_free() waits */
         bool doomed;
 
         /* What was logged last, so that a handshake repeated at every reconnect is logged once. */
@@ -81,17 +82,31 @@ static bool rl_ok(struct qemu_agent *qa, uint64_t now_ms, uint64_t *ret_suppress
         return true;
 }
 
-static void log_ready(struct qemu_agent *qa)
+/*
+ * A new handshake result at info; the same one again (a reconnect, or an agent
+ * that handshakes in a loop) at debug, rate-limited like the errors.
+ */
+static void log_ready(struct qemu_agent *qa, uint64_t now_ms)
 {
         const char *sw = agent_software(qa->a);
-        char caps[128];
+        char caps[128], more[48] = "";
+        uint64_t suppressed = 0;
         bool same = qa->ready_logged && qa->ready_version == agent_version(qa->a) &&
                     qa->ready_caps == agent_caps(qa->a) && strcmp(qa->ready_software, sw) == 0;
 
+        if (same && !log_ratelimit_ok(&qa->rl_same, now_ms))
+                return;
+        if (same) {
+                suppressed = qa->rl_same.suppressed;
+                qa->rl_same.suppressed = 0;
+        }
+        if (suppressed)
+                snprintf(more, sizeof(more), " (%llu more not logged)",
+                         (unsigned long long)suppressed);
         log_msg(same ? LOG_DEBUG : LOG_INFO,
-                "vm \"%s\": guest agent %s ready: protocol version %u, capabilities %s", qa->name,
+                "vm \"%s\": guest agent %s ready: protocol version %u, capabilities %s%s", qa->name,
                 sw[0] ? sw : "(no version)", agent_version(qa->a),
-                agent_caps_format(agent_caps(qa->a), caps, sizeof(caps)));
+                agent_caps_format(agent_caps(qa->a), caps, sizeof(caps)), more);
         qa->ready_logged = true;
         qa->ready_version = agent_version(qa->a);
         qa->ready_caps = agent_caps(qa->a);
@@ -166,7 +181,7 @@ static void act(struct qemu_agent *qa, unsigned ev, uint64_t now_ms)
         struct agent_estimate e;
 
         if (ev & AGENT_EV_READY)
-                log_ready(qa);
+                log_ready(qa, now_ms);
         if (ev & AGENT_EV_REFUSED)
                 log_refused(qa);
         if (ev & AGENT_EV_ERROR)
@@ -309,6 +324,7 @@ int qemu_agent_new(struct event_base *base, const char *name, const char *path,
         qa->hooks = hooks ? *hooks : (struct qemu_agent_hooks){0};
         qa->userdata = userdata;
         qa->rl = (struct log_ratelimit){.burst = 5, .per_minute = 6};
+        qa->rl_same = (struct log_ratelimit){.burst = 5, .per_minute = 6};
         qa->name = strdup(name);
         qa->path = strdup(path);
         qa->tick = event_new(base, -1, EV_PERSIST, on_tick, qa);
