@@ -372,6 +372,35 @@ static void deep_scarcity_weight_decides(void **state)
         assert_true(sum_max_assigned_target(f) <= f->host.memory_bytes);
 }
 
+/*
+ * A grow in flight: a was asked to go from 1 GiB to 2 GiB and has plugged half
+ * of it. Its guest may still plug up to 2 GiB, so the memory between 1.5 and
+ * 2 GiB is not free for b, even when a's target is cut.
+ */
+static void a_grow_in_flight_is_not_granted_twice(void **state)
+{
+        struct fx *f = *state;
+
+        f->cfg.kind = POLICY_HYPERV;
+        f->host.memory_bytes = 3 * GIB;
+        struct policy_vm *a = add(f, "a", dyn(GIB, GIB, 4 * GIB), GIB + 512 * MIB);
+        struct policy_vm *b = add(f, "b", dyn(GIB, GIB, 4 * GIB), GIB);
+        a->requested_bytes = 2 * GIB;
+        b->requested_bytes = GIB;
+        b->settings.weight = 10000; /* b is granted first */
+        demand(a, GIB);             /* a now wants less than its request ... */
+        demand(b, 2 * GIB);         /* ... b much more */
+        decide(f, 0);
+        /* Held: 1.5 GiB plugged + 0.5 GiB that a may still plug + b's 1 GiB = 3 GiB. */
+        assert_int_equal(b->target_bytes, GIB);
+        assert_int_equal(b->reason, REASON_WAITING);
+        /* Once a's plugged size is read back lower, b grows. */
+        a->assigned_bytes = a->requested_bytes = a->target_bytes;
+        decide(f, 1000);
+        assert_true(b->target_bytes > GIB);
+        assert_true(b->target_bytes + a->assigned_bytes <= f->host.memory_bytes);
+}
+
 static void equal_weights_share_equally(void **state)
 {
         struct fx *f = *state;
@@ -1159,42 +1188,43 @@ static void external_proposal_over_memory_is_refused(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                T(kind_names_parse),
-                T(reason_names),
-                T(scratch_too_small),
-                T(plenty_target_is_demand_plus_buffer),
-                T(plenty_everyone_gets_want),
-                T(scarcity_buffers_go_first),
-                T(deep_scarcity_weight_decides),
-                T(equal_weights_share_equally),
-                T(never_more_than_need),
-                T(weight_zero_takes_leftovers_only),
-                T(overcommitted_holds_everyone_at_minimum),
-                T(static_policy_pins_startup),
-                T(hyperv_follows_demand_without_hysteresis),
-                T(no_demand_keeps_size),
-                T(dynmem_grows_at_once),
-                T(dynmem_ignores_small_changes),
-                T(dynmem_shrinks_after_delay_and_gradually),
-                T(dynmem_surplus_restarts_when_demand_returns),
-                T(dynmem_hold_keeps_a_resize_in_flight),
-                T(dynmem_releases_holds_when_another_waits),
-                T(dynmem_projects_rising_demand),
-                T(stall_grows_a_vm_whose_demand_looks_fine),
-                T(probing_lowers_a_quiet_vm),
-                T(probing_stops_at_its_floor),
-                T(probing_never_below_minimum),
-                T(probing_needs_stall_information),
-                T(admission_admits_when_free),
-                T(admission_waits_while_others_shrink),
-                T(admission_refuses_what_cannot_fit),
-                T(hostile_demand),
-                T(buffer_2000_percent),
-                T(hostile_assigned_above_maximum),
-                T(hostile_stall_values),
-                T(stall_nan_is_not_a_quiet_guest),
-                T(external_proposals_are_clamped),
-                T(external_proposal_over_memory_is_refused),
+            T(kind_names_parse),
+            T(reason_names),
+            T(scratch_too_small),
+            T(plenty_target_is_demand_plus_buffer),
+            T(plenty_everyone_gets_want),
+            T(scarcity_buffers_go_first),
+            T(deep_scarcity_weight_decides),
+            T(a_grow_in_flight_is_not_granted_twice),
+            T(equal_weights_share_equally),
+            T(never_more_than_need),
+            T(weight_zero_takes_leftovers_only),
+            T(overcommitted_holds_everyone_at_minimum),
+            T(static_policy_pins_startup),
+            T(hyperv_follows_demand_without_hysteresis),
+            T(no_demand_keeps_size),
+            T(dynmem_grows_at_once),
+            T(dynmem_ignores_small_changes),
+            T(dynmem_shrinks_after_delay_and_gradually),
+            T(dynmem_surplus_restarts_when_demand_returns),
+            T(dynmem_hold_keeps_a_resize_in_flight),
+            T(dynmem_releases_holds_when_another_waits),
+            T(dynmem_projects_rising_demand),
+            T(stall_grows_a_vm_whose_demand_looks_fine),
+            T(probing_lowers_a_quiet_vm),
+            T(probing_stops_at_its_floor),
+            T(probing_never_below_minimum),
+            T(probing_needs_stall_information),
+            T(admission_admits_when_free),
+            T(admission_waits_while_others_shrink),
+            T(admission_refuses_what_cannot_fit),
+            T(hostile_demand),
+            T(buffer_2000_percent),
+            T(hostile_assigned_above_maximum),
+            T(hostile_stall_values),
+            T(stall_nan_is_not_a_quiet_guest),
+            T(external_proposals_are_clamped),
+            T(external_proposal_over_memory_is_refused),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
