@@ -12,7 +12,7 @@ set -eu
 PACKAGES="
   build-essential pkg-config meson ninja-build clang
   libjansson-dev libinih-dev libevent-dev libmicrohttpd-dev libcmocka-dev
-  python3
+  python3 valgrind
   qemu-system-x86 qemu-utils busybox-static cpio kmod
   libclang-rt-14-dev
   libjs-dygraphs python3-prometheus-client tmux chromium

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Count the real tests in a meson test log and print 'N passed, N failed, N skipped'.
+"""Count the real tests in meson test logs and print 'N passed, N failed, N skipped'.
+
+usage: test-summary.py TESTLOG.json [TESTLOG.json...]  (one line for all of them)
 
 TAP tests (cmocka unit tests) count each test case; other tests count once.
 Exit status 1 when anything failed or nothing ran.
@@ -27,7 +29,21 @@ def tap_counts(stdout):
 
 def main():
     passed = failed = skipped = 0
-    with open(sys.argv[1], encoding="utf-8", errors="replace") as log:
+    for path in sys.argv[1:]:
+        p, f, s = count_log(path)
+        passed, failed, skipped = passed + p, failed + f, skipped + s
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed or passed == 0 else 0
+
+
+def count_log(path):
+    passed = failed = skipped = 0
+    try:
+        log = open(path, encoding="utf-8", errors="replace")
+    except OSError as e:
+        print(f"test-summary: {path}: {e.strerror}; counted as one failure", file=sys.stderr)
+        return 0, 1, 0
+    with log:
         for line in log:
             try:
                 entry = json.loads(line)
@@ -50,8 +66,7 @@ def main():
             elif result not in ("OK", "SKIP", "EXPECTEDFAIL") and f == 0:
                 f = 1  # crashed or timed out after its last TAP line
             passed, failed, skipped = passed + p, failed + f, skipped + s
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
-    return 1 if failed or passed == 0 else 0
+    return passed, failed, skipped
 
 
 if __name__ == "__main__":

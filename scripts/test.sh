@@ -3,20 +3,58 @@
 # root), builds dynmem with AddressSanitizer and UndefinedBehaviorSanitizer,
 # runs the whole suite, and ends with one line: "N passed, N failed, N skipped".
 #
-#   scripts/test.sh [meson test arguments...]     e.g. scripts/test.sh --suite unit
+# The daemon's integration scripts also run with dynmemd under valgrind
+# memcheck (suite "valgrind"), from a second build without sanitizers
+# ($BUILD-plain): valgrind and the sanitizers do not mix. Its results count in
+# the same line.
+#
+#   scripts/test.sh                         everything
+#   scripts/test.sh [meson test arguments]  e.g. --suite unit (the sanitized build
+#                                           only; --suite valgrind: the plain one only)
+#   DYNMEM_TEST_VALGRIND=0 scripts/test.sh  everything but the valgrind suite
 set -eu
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh
 BUILD=${DYNMEM_TEST_BUILD:-build-test}
-if [ ! -d "$BUILD" ]; then
-        meson setup "$BUILD" -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
-fi
-ninja -C "$BUILD" >/dev/null || ninja -C "$BUILD"
+PLAIN=$BUILD-plain
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Which builds this run needs: the valgrind suite asked for alone runs only there.
+main=1
+valgrind=0
+[ $# -eq 0 ] && [ "${DYNMEM_TEST_VALGRIND:-1}" != 0 ] && valgrind=1
+prev=""
+for a in "$@"; do
+        case "$prev/$a" in
+        --suite/valgrind | */--suite=valgrind | */dynmem:valgrind)
+                main=0 valgrind=1 ;;
+        esac
+        prev=$a
+done
+
 status=0
-meson test -C "$BUILD" --print-errorlogs "$@" || status=$?
-python3 scripts/test-summary.py "$BUILD/meson-logs/testlog.json" || status=1
+logs=""
+if [ $main = 1 ]; then
+        if [ ! -d "$BUILD" ]; then
+                meson setup "$BUILD" -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+        fi
+        ninja -C "$BUILD" >/dev/null || ninja -C "$BUILD"
+        export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+        export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+        meson test -C "$BUILD" --print-errorlogs "$@" || status=$?
+        logs="$BUILD/meson-logs/testlog.json"
+fi
+if [ $valgrind = 1 ]; then
+        if [ ! -d "$PLAIN" ]; then
+                meson setup "$PLAIN" -Dbuildtype=debugoptimized >/dev/null
+        fi
+        # Only what the suite runs: dynmemd and dynmem.
+        ninja -C "$PLAIN" daemon/dynmemd cli/dynmem >/dev/null ||
+                ninja -C "$PLAIN" daemon/dynmemd cli/dynmem
+        [ $# -eq 0 ] && set -- --suite valgrind
+        meson test -C "$PLAIN" --no-rebuild --print-errorlogs "$@" || status=$?
+        logs="$logs $PLAIN/meson-logs/testlog.json"
+fi
+# shellcheck disable=SC2086
+python3 scripts/test-summary.py $logs || status=1
 exit $status

@@ -6,6 +6,7 @@ asserts on timing.
 """
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -133,10 +134,17 @@ class Daemon:
             self.logf.close()
 
     def cleanup(self):
+        if self.proc and self.proc.poll() is None and WRAPPER:
+            try:  # a clean exit, so that the wrapper checks for leaks too
+                self.stop()
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        report = wrapper_report(self.log())
         shutil.rmtree(self.dir, ignore_errors=True)
+        check(not report, "the wrapper reported errors in dynmemd", report)
 
     # ---- the CLI ----
 
@@ -213,6 +221,13 @@ class Daemon:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
+
+
+def wrapper_report(log):
+    """What valgrind (run quiet: errors only) wrote in dynmemd's log, or ""."""
+    if not WRAPPER:
+        return ""
+    return "\n".join(line for line in log.splitlines() if re.match(r"==\d+== ", line))
 
 
 def user_group(user):
