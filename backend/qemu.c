@@ -450,6 +450,7 @@ static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *e
                 return fd;
         qemu_mem_init(&qv->mem, &l, true);
         qv->layout_verified = true;
+        qv->reserve_known = false;
         qv->target_set = false;
         qv->stats = (struct qemu_stats){0};
         qv->agent_have = false;
@@ -512,9 +513,30 @@ static int qemu_set_target(struct backend *b, struct vm *vm, uint64_t target_byt
         return 0;
 }
 
+/* Measure the guest kernel's reservation again from a MemTotal sampled at sampled_ms. */
+static void note_mem_total(struct qemu_vm *qv, uint64_t mem_total, uint64_t sampled_ms)
+{
+        uint64_t reserve;
+
+        if (qemu_mem_guest_reserve(&qv->mem, mem_total, sampled_ms, &reserve)) {
+                qv->reserve = reserve;
+                qv->reserve_known = true;
+        }
+}
+
+/* The guest's demand as the host holds it: plus what its kernel keeps out of MemTotal. */
+static uint64_t host_demand(const struct qemu_vm *qv, uint64_t guest_demand)
+{
+        uint64_t reserve = qv->reserve_known ? qv->reserve : 0;
+
+        return guest_demand > UINT64_MAX - reserve ? UINT64_MAX : guest_demand + reserve;
+}
+
 /*
  * Demand and what the guest sees: the agent's report when it is fresh and
  * knows the demand, else the balloon statistics when fresh, else nothing.
+ * Demand is in the host's terms, as assigned memory is: the guest's figure
+ * plus the memory its kernel keeps out of MemTotal (docs/demand.md).
  */
 static void observe_guest(struct qemu_vm *qv, uint64_t now_ms, struct vm_observation *o)
 {
@@ -525,8 +547,10 @@ static void observe_guest(struct qemu_vm *qv, uint64_t now_ms, struct vm_observa
         if (qv->agent_have && qv->agent.demand_known && mono - qv->agent_ms < QEMU_AGENT_FRESH_MS) {
                 const struct qemu_guest_report *r = &qv->agent;
                 uint64_t age = mono - qv->agent_ms;
+                if (r->visible_known)
+                        note_mem_total(qv, r->visible_bytes, qv->agent_ms);
                 o->demand_known = r->demand_known;
-                o->demand_bytes = r->demand_bytes;
+                o->demand_bytes = host_demand(qv, r->demand_bytes);
                 o->demand_time_ms = now_ms > age ? now_ms - age : 0;
                 o->stall_known = r->stall_known;
                 o->stall_fraction = r->stall_fraction;
@@ -544,8 +568,9 @@ static void observe_guest(struct qemu_vm *qv, uint64_t now_ms, struct vm_observa
         const struct qemu_mem *m = &qv->mem;
         uint64_t balloon = m->actual < m->layout.startup ? m->layout.startup - m->actual : 0;
         uint64_t used = s->total - s->available, age = mono - s->sampled_ms;
+        note_mem_total(qv, s->total, s->sampled_ms);
         o->demand_known = true;
-        o->demand_bytes = used > balloon ? used - balloon : 0;
+        o->demand_bytes = host_demand(qv, used > balloon ? used - balloon : 0);
         o->demand_time_ms = now_ms > age ? now_ms - age : 0;
         o->guest_visible_known = true;
         o->guest_visible_bytes = s->total;
@@ -618,6 +643,7 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         qemu_layout_from_settings(&vm->settings, &l);
         qemu_mem_init(&qv->mem, &l, false);
         qv->layout_verified = false;
+        qv->reserve_known = false;
         qv->target_set = false;
         qv->guess_assigned = vm->obs.assigned_bytes ? vm->obs.assigned_bytes : l.startup;
         qv->stats = (struct qemu_stats){0};

@@ -206,6 +206,20 @@ void qemu_mem_readback(struct qemu_mem *m, uint64_t actual, uint64_t plugged, ui
 /* What to ask of QEMU now to move toward m->target; records what it plans as sent. */
 void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *ret);
 
+#define QEMU_RESERVE_SETTLE_MS 2000 /* virtio-mem still this long before MemTotal counts */
+
+/*
+ * What the guest's kernel keeps out of MemTotal (its image, the memory map of
+ * its boot memory, firmware and crash-kernel reservations): startup + plugged
+ * - MemTotal, from a MemTotal sampled at sampled_ms. Only when virtio-mem had
+ * been still for QEMU_RESERVE_SETTLE_MS by then (memory plugged but not yet
+ * online would count as kept) and the figure is below half the startup size.
+ * The balloon does not enter: with deflate-on-oom its pages stay in MemTotal.
+ * True and *ret set, or false.
+ */
+bool qemu_mem_guest_reserve(const struct qemu_mem *m, uint64_t mem_total, uint64_t sampled_ms,
+                            uint64_t *ret);
+
 /* ---- the guest agent's connection (qemu_agent.c) ---- */
 
 #define QEMU_AGENT_TICK_MS  1000        /* connect attempts and due output, this often */
@@ -319,6 +333,8 @@ struct qemu_vm {
         uint64_t agent_ms; /* monotonic */
         struct qemu_guest_report agent;
         enum qemu_signal source; /* where the latest observation's demand came from */
+        bool reserve_known;      /* the guest kernel's reservation was measured */
+        uint64_t reserve;        /* memory the VM holds outside its MemTotal (qemu_mem) */
         unsigned qemu_version[3];
         struct log_ratelimit rl;
 };

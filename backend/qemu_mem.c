@@ -125,3 +125,18 @@ void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *re
         plan.balloon_first = m->target > qemu_mem_assigned(m);
         *ret = plan;
 }
+
+bool qemu_mem_guest_reserve(const struct qemu_mem *m, uint64_t mem_total, uint64_t sampled_ms,
+                            uint64_t *ret)
+{
+        const struct qemu_layout *l = &m->layout;
+        uint64_t plugged = m->plugged < l->region ? m->plugged : l->region;
+        uint64_t present = l->startup + plugged;
+
+        if (!m->known || m->requested_in_flight || m->requested != m->plugged ||
+            sampled_ms < m->plugged_moved_ms + QEMU_RESERVE_SETTLE_MS || mem_total == 0 ||
+            mem_total > present || present - mem_total >= l->startup / 2)
+                return false;
+        *ret = present - mem_total;
+        return true;
+}

@@ -550,6 +550,38 @@ static void shrinking_unplugs_first_then_balloons(void **state)
         assert_int_equal(qemu_mem_assigned(&m), 192 * MIB);
 }
 
+/* The guest kernel's reservation is measured only while virtio-mem stands still. */
+static void the_guest_reserve_is_measured_when_settled(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 768 * MIB);
+        uint64_t r = 0;
+
+        (void)state;
+        m.known = false; /* as after a reattach: nothing read back yet */
+        assert_false(qemu_mem_guest_reserve(&m, 217 * MIB, 500, &r));
+        qemu_mem_readback(&m, 256 * MIB, 0, 0, 1000);
+        /* Too soon after the first read-back. */
+        assert_false(qemu_mem_guest_reserve(&m, 217 * MIB, 1000 + QEMU_RESERVE_SETTLE_MS - 1, &r));
+        assert_true(qemu_mem_guest_reserve(&m, 217 * MIB, 1000 + QEMU_RESERVE_SETTLE_MS, &r));
+        assert_int_equal(r, 39 * MIB);
+        /* A balloon (deflate-on-oom) leaves MemTotal as it was: the same reservation. */
+        qemu_mem_readback(&m, 192 * MIB, 0, 0, 4000);
+        assert_true(qemu_mem_guest_reserve(&m, 217 * MIB, 5000, &r));
+        assert_int_equal(r, 39 * MIB);
+        /* A plug under way: plugged memory is not online yet. */
+        m.target = 512 * MIB;
+        plan(&m, 6000);
+        assert_false(qemu_mem_guest_reserve(&m, 217 * MIB, 6500, &r));
+        qemu_mem_readback(&m, 256 * MIB, 256 * MIB, 256 * MIB, 7000);
+        assert_false(qemu_mem_guest_reserve(&m, 217 * MIB, 8000, &r));
+        assert_true(qemu_mem_guest_reserve(&m, 473 * MIB, 7000 + QEMU_RESERVE_SETTLE_MS, &r));
+        assert_int_equal(r, 39 * MIB);
+        /* Impossible figures: more than is there, a reservation of half the startup size. */
+        assert_false(qemu_mem_guest_reserve(&m, 600 * MIB, 20000, &r));
+        assert_false(qemu_mem_guest_reserve(&m, 384 * MIB, 20000, &r));
+        assert_false(qemu_mem_guest_reserve(&m, 0, 20000, &r));
+}
+
 static void a_stuck_unplug_is_made_up_by_the_balloon(void **state)
 {
         struct qemu_mem m = mem(512 * MIB, 512 * MIB);
@@ -686,6 +718,7 @@ int main(void)
                                             keys_teardown),
             cmocka_unit_test(growing_deflates_first_then_plugs),
             cmocka_unit_test(shrinking_unplugs_first_then_balloons),
+            cmocka_unit_test(the_guest_reserve_is_measured_when_settled),
             cmocka_unit_test(a_stuck_unplug_is_made_up_by_the_balloon),
             cmocka_unit_test(a_refused_plug_is_cut_back_and_retried_later),
             cmocka_unit_test(without_virtio_mem_the_balloon_works_alone),
