@@ -1,9 +1,13 @@
 /*
  * psi: the guest's memory pressure-stall information (/proc/pressure/memory):
  * its figures, and the event that says the guest has started to stall. A
- * PSI trigger ("some 10000 1000000": 10 ms of stall within 1 s, the 1 % the
+ * PSI trigger ("some 5000 500000": 5 ms of stall within 500 ms, the 1 % the
  * policy treats as short of memory, stall_threshold_permille) wakes the
- * agent through poll(POLLPRI). Where triggers are not allowed (old kernels,
+ * agent through poll(POLLPRI). The window is the kernel's shortest: the
+ * kernel compares the growth with the threshold every tenth of the window
+ * (the first time a tenth after the stall began), so a 500 ms window fires
+ * from 50 ms after the stall began, a 1 s window not before 100 ms. Where
+ * triggers are not allowed (old kernels,
  * no privilege) the file is polled every 100 ms while pressure is non-zero,
  * with the same threshold. Stall events can be turned off (the agent's
  * --no-trigger, kernel command line dynmem.agent.trigger=0): the figures
@@ -15,9 +19,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define PSI_TRIGGER      "some 10000 1000000"
-#define PSI_THRESHOLD_US 10000
-#define PSI_WINDOW_MS    1000
+#define PSI_TRIGGER      "some 5000 500000"
+#define PSI_THRESHOLD_US 5000
+#define PSI_WINDOW_MS    500
 #define PSI_POLL_MS      100
 
 struct psi_values {
