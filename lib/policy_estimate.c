@@ -209,18 +209,32 @@ static bool estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
 }
 
 /*
+ * A demand rising by PROBE_RISING_PERMILLE of itself a second or more: the
+ * figure says nothing steady about the working set, and a cut to the fine
+ * zone would leave a climbing guest less than one report's growth.
+ */
+#define PROBE_RISING_PERMILLE 10
+
+static bool rising(const struct policy_vm *vm)
+{
+        return vm->memory.demand_slope * (double)MSEC_PER_SEC * 1000.0 >=
+               (double)vm->demand_bytes * PROBE_RISING_PERMILLE;
+}
+
+/*
  * Probing costs a little (fine resizes, a VM briefly without its buffer), and
  * memory it reclaims is worth something only when the VMs want most of the
  * host: probes run while the running VMs wanted at least
  * probe_contention_percent of the host's memory at the previous decision, and
- * stop, learning nothing, when they no longer do.
+ * stop, learning nothing, when they no longer do, or while the VM's demand
+ * rises.
  */
 void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
                       bool contended)
 {
         struct policy_vm_memory *m = &vm->memory;
 
-        if (!contended) {
+        if (!contended || rising(vm)) {
                 m->probing = false;
                 m->probe_permille = 0;
                 return;
