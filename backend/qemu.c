@@ -717,9 +717,30 @@ static void on_agent_report(void *userdata, const struct agent_estimate *e)
                         qv->vm->name);
 }
 
+/* A stall report asks for a cycle now, within this VM's share (QEMU_WAKE_RATE). */
+static bool wake_share_ok(struct qemu_vm *qv, uint64_t now_ms)
+{
+        if (qv->wake_refilled_ms == 0) {
+                qv->wake_tokens = QEMU_WAKE_BURST;
+        } else if (now_ms > qv->wake_refilled_ms) {
+                qv->wake_tokens +=
+                    (double)(now_ms - qv->wake_refilled_ms) * QEMU_WAKE_RATE / 1000.0;
+                if (qv->wake_tokens > QEMU_WAKE_BURST)
+                        qv->wake_tokens = QEMU_WAKE_BURST;
+        }
+        qv->wake_refilled_ms = now_ms ? now_ms : 1;
+        if (qv->wake_tokens < 1.0)
+                return false;
+        qv->wake_tokens -= 1.0;
+        return true;
+}
+
 static void on_agent_urgent(void *userdata)
 {
-        qemu_backend_wake(userdata);
+        struct qemu_vm *qv = userdata;
+
+        if (wake_share_ok(qv, qemu_mono_ms()))
+                qemu_backend_wake(qv);
 }
 
 static const struct qemu_agent_hooks agent_hooks = {

@@ -224,6 +224,14 @@ bool qemu_mem_guest_reserve(const struct qemu_mem *m, uint64_t mem_total, uint64
 
 #define QEMU_AGENT_TICK_MS  1000        /* connect attempts and due output, this often */
 #define QEMU_AGENT_READ_MAX (64 * 1024) /* bytes taken from the socket per turn of the loop */
+/*
+ * Extra cycles one VM's stall reports may ask for: QEMU_WAKE_RATE a second,
+ * bursts of QEMU_WAKE_BURST. The daemon's own budget (daemon/wake.h) is the
+ * host's; this share keeps one guest that reports stalls without end from
+ * using it all up, so another guest's stall still wakes the balancer at once.
+ */
+#define QEMU_WAKE_RATE  2
+#define QEMU_WAKE_BURST 2
 
 struct event_base;
 struct qemu_agent;
@@ -337,6 +345,8 @@ struct qemu_vm {
         uint64_t reserve;        /* memory the VM holds outside its MemTotal (qemu_mem) */
         unsigned qemu_version[3];
         struct log_ratelimit rl;
+        double wake_tokens;        /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
+        uint64_t wake_refilled_ms; /* monotonic; 0: never asked (a full bucket) */
 };
 
 struct qemu_backend {
