@@ -145,8 +145,12 @@ class Watch:
 
     def _list(self):
         while not self.stop.is_set():
-            r = subprocess.run([self.args.dynmem, "--socket", self.root + "/run/dynmemd.sock",
-                                "list", "--json"], capture_output=True, text=True)
+            try:
+                r = subprocess.run([self.args.dynmem, "--socket", self.root + "/run/dynmemd.sock",
+                                    "list", "--json"], capture_output=True, text=True)
+            except OSError:  # the program is being rebuilt: the next poll tries again
+                self.stop.wait(0.1)
+                continue
             if r.returncode == 0:
                 try:
                     self.samples.append((time.time(),
@@ -248,7 +252,9 @@ def pct(values, p):
 
 
 def steps_of(name, first_s, events):
-    """Guest times of the steps: per run of the load (a restart starts a new plan)."""
+    """(guest time of a step, end of its window) per step: per run of the load (a restart
+    starts a new plan). A window lasts HIGH_HOLD_S, or until the load restarts (after
+    an OOM kill): a step whose load was killed still counts."""
     starts = [t for _, t, text in events if text.startswith("start pid=")]
     out = []
     for i, s in enumerate(starts):
@@ -261,10 +267,10 @@ def steps_of(name, first_s, events):
         k = 0
         while True:
             step = first + first_s + k * PERIOD_S
-            if step + HIGH_HOLD_S > end or step > events[-1][1]:
+            if step >= end or step + HIGH_HOLD_S > events[-1][1]:
                 break
             if step - first >= SETTLE_S:
-                out.append(step)
+                out.append((step, min(step + HIGH_HOLD_S, end)))
             k += 1
     return out
 
@@ -279,9 +285,8 @@ def analyse_guest(w, name, first_s):
     wakes = [a for a, line in w.daemon if "extra cycle" in line]
     ooms = [a for a, line in w.console[name] if "Out of memory" in line]
     rows = []
-    for step in steps_of(name, first_s, ev):
+    for step, window in steps_of(name, first_s, ev):
         h_step = to_host(ev, step)
-        window = step + HIGH_HOLD_S
         r = {"step_host": h_step}
         st = [t for t in stalls if step <= t < window]
         quiet = not [t for t in stalls if step - 1.0 <= t < step]
@@ -297,10 +302,24 @@ def analyse_guest(w, name, first_s):
             h_stall = to_host(ev, step + r["stall"])
             wk = [a for a in wakes if h_stall - 0.01 <= a < h_stall + 2.0]
             r["stall_to_wakeup"] = wk[0] - h_stall if wk else None
+            # the reaction to the stall: the first plug request from its start on, and the
+            # first growth of MemTotal after it (a request made before the stall is counted
+            # in requests_before_stall, not here)
+            after = [a for a, _ in requests if h_stall - 0.005 <= a < to_host(ev, window)]
+            r["stall_to_request"] = after[0] - h_stall if after else None
+            r["request_before_stall"] = bool(req) and req[0][0] < h_stall - 0.005
+            # the request came from the extra cycle the stall report asked for (the guest
+            # was still short when its agent reported), not from a later cycle
+            r["request_in_wakeup_cycle"] = (bool(after) and bool(wk) and
+                                            0 <= after[0] - wk[0] < 0.01)
+            t_stall = step + r["stall"]
+            at_stall = [kb for t, kb in mem if t <= t_stall]
+            grew = [t for t, kb in mem if t_stall < t < window and at_stall and kb > at_stall[-1]]
+            r["stall_to_online"] = grew[0] - t_stall if grew else None
         seen_base = [s[name]["assigned_bytes"] for t, s in w.samples
                      if t < h_step and name in s]
         win = [(t, s[name]["assigned_bytes"]) for t, s in w.samples
-               if h_step <= t < h_step + HIGH_HOLD_S and name in s]
+               if h_step <= t < to_host(ev, window) and name in s]
         if seen_base and win:
             b0 = seen_base[-1]
             top = max(a for _, a in win)
@@ -309,10 +328,6 @@ def analyse_guest(w, name, first_s):
             r["seen"] = grew[0] - h_step if grew else None
             r["full"] = full[0] - h_step if full else None
             r["from"], r["to"] = b0, top
-        if r["stall"] is not None and r["request"] is not None:
-            r["stall_to_request"] = r["request"] - r["stall"]
-        if r["stall"] is not None and r["online"] is not None:
-            r["stall_to_online"] = r["online"] - r["stall"]
         r["oom"] = len([a for a in ooms if h_step <= a < h_step + HIGH_HOLD_S + 2])
         rows.append(r)
     return rows, len(ooms)
@@ -341,23 +356,23 @@ def report(dyn, stat, out):
             rows += r
             ooms += o
             res["guests"][name] = r
-        stall_first = [r for r in rows if r.get("stall_to_request") is not None and
-                       r["stall_to_request"] >= 0]
-        before = [r for r in rows if r.get("stall_to_request") is not None and
-                  r["stall_to_request"] < 0]
         res["groups"][label] = {
             "steps": len(rows),
             "stalled_steps": len([r for r in rows if r["stall"] is not None]),
-            "requests_before_any_stall": len(before) +
+            "requests_before_any_stall":
+            len([r for r in rows if r.get("request_before_stall")]) +
             len([r for r in rows if r["stall"] is None and r["request"] is not None]),
-            "stall_to_request": summarize([r["stall_to_request"] for r in stall_first]),
-            "stall_to_wakeup": summarize([r.get("stall_to_wakeup") for r in rows]),
+            "stall_to_request": summarize([r.get("stall_to_request") for r in rows]),
+            # wakeups are not per VM in the log: only the trigger group's are its own
+            "stall_to_request_in_wakeup_cycle": summarize(
+                [r.get("stall_to_request") for r in rows
+                 if r.get("request_in_wakeup_cycle") and label == "trigger"]),
+            "stall_to_wakeup": summarize([r.get("stall_to_wakeup") for r in rows
+                                          if label == "trigger"]),
             "first_request_reasons": {k: len([r for r in rows if r["reason"] == k])
                                       for k in sorted({r["reason"] for r in rows
                                                        if r["reason"]})},
-            "stall_to_online": summarize([r.get("stall_to_online") for r in rows
-                                          if r.get("stall_to_online") is not None and
-                                          r["stall_to_online"] >= 0]),
+            "stall_to_online": summarize([r.get("stall_to_online") for r in rows]),
             "step_to_request": summarize([r["request"] for r in rows]),
             "step_to_daemon_sees_plug": summarize([r.get("seen") for r in rows]),
             "step_to_daemon_sees_90pct": summarize([r.get("full") for r in rows]),
@@ -393,7 +408,8 @@ def print_report(res):
               f"{g['requests_before_any_stall']} plug requests before any stall, "
               f"{g['oom_kills']} OOM kills ({g['steps_with_oom']} steps)")
         print(f"  first plug request's reason: {g['first_request_reasons']}")
-        for key in ("stall_to_wakeup", "stall_to_request", "stall_to_online", "step_to_request",
+        for key in ("stall_to_wakeup", "stall_to_request", "stall_to_request_in_wakeup_cycle",
+                    "stall_to_online", "step_to_request",
                     "step_to_daemon_sees_plug", "step_to_daemon_sees_90pct",
                     "step_to_guest_memtotal_grows"):
             print(f"  {key.replace('_', ' '):32s} {fmt(g[key])}")
