@@ -554,6 +554,7 @@ static void observe_guest(struct qemu_vm *qv, uint64_t now_ms, struct vm_observa
                 o->demand_time_ms = now_ms > age ? now_ms - age : 0;
                 o->stall_known = r->stall_known;
                 o->stall_fraction = r->stall_fraction;
+                o->stall_urgent = qv->agent_urgent && r->stall_known;
                 o->guest_visible_known = r->visible_known;
                 o->guest_visible_bytes = r->visible_bytes;
                 o->guest_available_known = r->available_known;
@@ -592,6 +593,7 @@ static int qemu_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
         }
         o.assigned_bytes = qv->mem.known ? qemu_mem_assigned(&qv->mem) : qv->guess_assigned;
         observe_guest(qv, now_ms, &o);
+        qv->agent_urgent = false; /* one observation (one decision) per urgent report */
         if (qemu_proc_rss(qv->pid, &rss) == 0)
                 o.host_rss_bytes = rss;
         *ret = o;
@@ -711,8 +713,10 @@ static void on_agent_report(void *userdata, const struct agent_estimate *e)
             .available_bytes = e->available_bytes,
         };
 
-        if (qemu_backend_guest_report(qv->vm, &r, qemu_mono_ms()) == -EINVAL &&
-            log_ratelimit_ok(&qv->rl, qemu_mono_ms()))
+        int ret = qemu_backend_guest_report(qv->vm, &r, qemu_mono_ms());
+
+        qv->agent_taken = ret == 0;
+        if (ret == -EINVAL && log_ratelimit_ok(&qv->rl, qemu_mono_ms()))
                 log_msg(LOG_WARNING, "vm \"%s\": ignoring an impossible guest agent report",
                         qv->vm->name);
 }
@@ -735,10 +739,18 @@ static bool wake_share_ok(struct qemu_vm *qv, uint64_t now_ms)
         return true;
 }
 
+/*
+ * The report just taken was sent because the guest began to stall: the next
+ * observation says so (the policy need not wait for a second stalling
+ * decision), and the loop is asked for a cycle now.
+ */
 static void on_agent_urgent(void *userdata)
 {
         struct qemu_vm *qv = userdata;
 
+        if (qv->agent_taken)
+                qv->agent_urgent = true;
+        qv->agent_taken = false;
         if (wake_share_ok(qv, qemu_mono_ms()))
                 qemu_backend_wake(qv);
 }

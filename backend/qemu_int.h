@@ -340,6 +340,8 @@ struct qemu_vm {
         bool agent_have;
         uint64_t agent_ms; /* monotonic */
         struct qemu_guest_report agent;
+        bool agent_taken;        /* the agent's latest report was accepted, no urgent seen yet */
+        bool agent_urgent;       /* a report sent as the guest began to stall, not yet observed */
         enum qemu_signal source; /* where the latest observation's demand came from */
         bool reserve_known;      /* the guest kernel's reservation was measured */
         uint64_t reserve;        /* memory the VM holds outside its MemTotal (qemu_mem) */

@@ -140,6 +140,12 @@ struct policy_vm {
         const char *name;
         uint64_t demand_bytes;       /* latest demand sample, without buffer */
         double stall_fraction;       /* share of the last interval spent stalled, 0..1 */
+        /*
+         * The stall share came in a report the guest sent because it started to
+         * stall, received since the previous decision: its demand figure is as
+         * fresh as the stall (set for that one decision only).
+         */
+        bool stall_urgent;
         uint64_t external_bytes;     /* POLICY_EXTERNAL: proposed target (0 = keep) */
         uint64_t trend_bytes;        /* scratch: the demand trend's projection */
         struct policy_vm_memory memory; /* in and out */

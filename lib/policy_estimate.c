@@ -109,11 +109,13 @@ static void probe_learn(struct policy_vm_memory *m, uint64_t share_permille, uin
  * A stall. While probing it marks the edge: the size held now is about the
  * guest's true working set, and the reported demand is corrected by that
  * share. A guest that stalls while it holds everything its figure asks for
- * (assigned >= want) under-counts: it gets at least its current size plus
- * stall_grow_percent plus the stalled share, and that size is remembered as
- * too small. A guest that stalls below its want is explained by the missing
- * buffer (a rise not yet followed, or scarcity): its figure is believed, so
- * stalls cannot make VMs take memory from each other in turn.
+ * (assigned >= want) on two decisions in a row, or on the first decision
+ * after it reported the stall as it began (stall_urgent), under-counts: it
+ * gets at least its current size plus stall_grow_percent plus the stalled
+ * share, and that size is remembered as too small. A guest that stalls below
+ * its want is explained by the missing buffer (a rise not yet followed, or
+ * scarcity): its figure is believed, so stalls cannot make VMs take memory
+ * from each other in turn.
  */
 static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now,
                            const struct policy_tunables *t)
@@ -130,8 +132,11 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
                 m->stall_streak = 0;
                 return;
         }
-        /* One stall at want may be a rise not yet reported; a second in a row is not. */
-        if (++m->stall_streak < 2 || reported == 0)
+        /*
+         * One stall at want may be a rise not yet reported; a second in a row is
+         * not, nor one the guest reported as it began (its figure is current).
+         */
+        if ((++m->stall_streak < 2 && !vm->stall_urgent) || reported == 0)
                 return;
         /* The working set is more than the VM holds: correct the figure upward. */
         double stall = vm->stall_fraction > 1.0 ? 1.0 : vm->stall_fraction;

@@ -46,6 +46,8 @@ struct vm_observation {
         uint64_t demand_time_ms;      /* when the demand was sampled */
         bool stall_known;
         double stall_fraction;        /* share of the last interval stalled, 0..1 */
+        bool stall_urgent;            /* the guest reported a stall as it began, since the
+                                         previous observation: the figures are current */
         bool guest_visible_known;
         uint64_t guest_visible_bytes; /* memory the guest sees (MemTotal) */
         bool guest_available_known;

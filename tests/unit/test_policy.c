@@ -810,6 +810,91 @@ static void stall_grows_a_vm_whose_demand_looks_fine(void **state)
         assert_int_equal(a->target_bytes, 8 * GIB);
 }
 
+/*
+ * A stall at want waits for a second stalling decision: the first may be a rise
+ * the guest has not reported yet. A stall the guest reported as it began
+ * (stall_urgent) comes with a current figure: the first decision grows it.
+ */
+static void urgent_stall_at_want_grows_at_once(void **state)
+{
+        struct fx *f = *state;
+
+        for (int urgent = 0; urgent <= 1; urgent++) {
+                uint64_t now = 0;
+                f->n = 0;
+                struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), 1230 * MIB);
+                demand(a, GIB); /* want: 1 GiB + 20 % = 1230 MiB, what it holds */
+                stall(a, 0.0);
+                decide(f, now);
+                assert_int_equal(a->target_bytes, 1230 * MIB);
+                settle(f);
+                now += 1000;
+
+                stall(a, 0.2);
+                a->stall_urgent = urgent;
+                decide(f, now);
+                if (!urgent) {
+                        assert_int_equal(a->target_bytes, 1230 * MIB);
+                        settle(f);
+                        now += 1000;
+                        decide(f, now); /* the second stalling decision */
+                }
+                assert_int_equal(a->reason, REASON_STALL);
+                /* current size + stall_grow_percent (10 %) + the stalled share (20 %) */
+                assert_int_equal(a->target_bytes, size_round_up(1230 * MIB * 13 / 10, 2 * MIB));
+        }
+}
+
+/* Below its want a stalling VM is believed, urgent or not: no grow inside the deadband. */
+static void urgent_stall_below_want_is_believed(void **state)
+{
+        struct fx *f = *state;
+
+        struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), 1220 * MIB);
+        demand(a, GIB); /* want 1230 MiB: 10 MiB more, inside the deadband */
+        stall(a, 0.5);
+        for (uint64_t now = 0; now < 10000; now += 1000) {
+                a->stall_urgent = true;
+                decide(f, now);
+                assert_int_equal(a->target_bytes, 1220 * MIB);
+                assert_int_equal(a->reason, REASON_HOLD);
+                settle(f);
+        }
+}
+
+/*
+ * A guest that reports an urgent stall at every decision grows as fast as the
+ * stall rule allows and no further: never above its maximum, and under
+ * scarcity never at the cost of another VM's minimum or of the host's memory.
+ */
+static void hostile_urgent_stalls(void **state)
+{
+        struct fx *f = *state;
+
+        f->host.memory_bytes = 4 * GIB;
+        struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 3 * GIB), GIB);
+        struct policy_vm *b = add(f, "b", dyn(2 * GIB, GIB, 4 * GIB), 2 * GIB);
+        demand(a, 800 * MIB);
+        demand(b, 3 * GIB); /* b wants more than the host has left for it */
+        stall(a, 1.0);
+        stall(b, 0.0);
+        for (uint64_t now = 0; now < 120000; now += 1000) {
+                a->stall_urgent = true;
+                decide(f, now);
+                assert_true(a->target_bytes <= 3 * GIB);
+                assert_true(b->target_bytes >= GIB);
+                uint64_t held = 0;
+                for (size_t i = 0; i < f->n; i++) {
+                        const struct policy_vm *v = &f->vms[i];
+                        held += v->assigned_bytes > v->target_bytes ? v->assigned_bytes
+                                                                    : v->target_bytes;
+                }
+                assert_true(held <= f->host.memory_bytes);
+                settle(f);
+        }
+        assert_true(b->assigned_bytes >= GIB);
+}
+
 /* Run a quiet (never stalling) VM for a while; returns the lowest target seen. */
 static uint64_t run_quiet(struct fx *f, struct policy_vm *a, uint64_t from, uint64_t to,
                           uint64_t *first_cut)
@@ -1211,6 +1296,9 @@ int main(void)
                 T(dynmem_releases_holds_when_another_waits),
                 T(dynmem_projects_rising_demand),
                 T(stall_grows_a_vm_whose_demand_looks_fine),
+                T(urgent_stall_at_want_grows_at_once),
+                T(urgent_stall_below_want_is_believed),
+                T(hostile_urgent_stalls),
                 T(probing_lowers_a_quiet_vm),
                 T(probing_stops_at_its_floor),
                 T(probing_never_below_minimum),

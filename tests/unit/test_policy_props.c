@@ -90,8 +90,8 @@ static void dump(const struct world *w)
         for (size_t i = 0; i < w->n; i++) {
                 const struct policy_vm *v = &w->vms[i];
                 printf("#  %s phase %d dyn %d min %llu st %llu max %llu buf %u w %u blk %llu "
-                       "assigned %llu demand %s%llu stall %s%g ext %llu -> target %llu ideal %llu "
-                       "%s adm %d\n",
+                       "assigned %llu demand %s%llu stall %s%g%s ext %llu -> target %llu "
+                       "ideal %llu %s adm %d\n",
                        v->name, v->phase, v->settings.dynamic,
                        (unsigned long long)v->settings.minimum_bytes,
                        (unsigned long long)v->settings.startup_bytes,
@@ -99,9 +99,10 @@ static void dump(const struct world *w)
                        v->settings.weight, (unsigned long long)v->settings.block_bytes,
                        (unsigned long long)v->assigned_bytes, v->demand_known ? "" : "?",
                        (unsigned long long)v->demand_bytes, v->stall_known ? "" : "?",
-                       v->stall_fraction, (unsigned long long)v->external_bytes,
-                       (unsigned long long)v->target_bytes, (unsigned long long)v->ideal_bytes,
-                       policy_reason_name(v->reason), v->admission);
+                       v->stall_fraction, v->stall_urgent ? " urgent" : "",
+                       (unsigned long long)v->external_bytes, (unsigned long long)v->target_bytes,
+                       (unsigned long long)v->ideal_bytes, policy_reason_name(v->reason),
+                       v->admission);
         }
 }
 
@@ -169,6 +170,8 @@ static void random_signals(struct world *w, struct policy_vm *v)
                         v->stall_fraction = odd[rnd_below(r, 5)];
                 }
         }
+        /* A stall reported as it began: for one decision, any VM (a hostile one at will). */
+        v->stall_urgent = chance(r, w->hostile ? 50 : 10);
         if (w->cfg.kind == POLICY_EXTERNAL)
                 v->external_bytes = chance(r, 30) ? 0 : rnd_range(r, 0, 2 * s->maximum_bytes);
 }
