@@ -4,10 +4,10 @@
  * with dynmem-guest and dynmem-load, "plain" from the same image without
  * them (its port is there, nobody answers). The backend's observation
  * switches to agent-sourced demand that tracks what dynmem-load holds, the
- * stall share stays within 0..1, a PSI-triggered report wakes the loop, a
- * closed connection is made again, a daemon restart (a fresh backend
- * reattaching) reconnects the agent, and the plain guest stays on the
- * balloon statistics throughout.
+ * stall share stays within 0..1, a PSI-triggered report wakes the loop and
+ * marks the next observation (stall_urgent), a closed connection is made
+ * again, a daemon restart (a fresh backend reattaching) reconnects the agent,
+ * and the plain guest stays on the balloon statistics throughout.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -306,6 +306,10 @@ static void a_psi_report_wakes_the_loop(void **state)
         /* Nothing else wakes the loop while both QEMUs run. */
         assert_true(f->wakeups > before);
         assert_true((uint64_t)(f->wakeups - before) <= f->info[AGENT].agent.urgent - f->since);
+        /* The observation after it says the stall was reported as it began; the next does not. */
+        assert_true(f->obs[AGENT].stall_urgent == f->obs[AGENT].stall_known);
+        refresh(f);
+        assert_false(f->obs[AGENT].stall_urgent);
 }
 
 static void the_stall_share_is_within_0_and_1(void **state)
