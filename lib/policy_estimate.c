@@ -7,7 +7,6 @@
 
 #include "policy_int.h"
 
-
 static void estimate_fixed(struct policy_vm *vm, enum policy_reason reason)
 {
         vm->floor_bytes = vm->need_bytes = vm->want_bytes = vm->settings.startup_bytes;
@@ -20,9 +19,8 @@ static void estimate_no_signal(struct policy_vm *vm)
         const struct vm_settings *s = &vm->settings;
 
         vm->floor_bytes = s->minimum_bytes;
-        vm->need_bytes = vm->want_bytes = clamp_u64(
-                block_up(vm->assigned_bytes, s->block_bytes), s->minimum_bytes,
-                s->maximum_bytes);
+        vm->need_bytes = vm->want_bytes = clamp_u64(block_up(vm->assigned_bytes, s->block_bytes),
+                                                    s->minimum_bytes, s->maximum_bytes);
         vm->reason = REASON_NO_SIGNAL;
 }
 
@@ -31,8 +29,8 @@ static void estimate_from_demand(struct policy_vm *vm, uint64_t demand)
 {
         const struct vm_settings *s = &vm->settings;
         uint64_t need = block_up(demand, s->block_bytes);
-        uint64_t want = block_up(scale_up_permille(demand, 10ull * s->buffer_percent),
-                                      s->block_bytes);
+        uint64_t want =
+            block_up(scale_up_permille(demand, 10ull * s->buffer_percent), s->block_bytes);
 
         vm->floor_bytes = s->minimum_bytes;
         vm->need_bytes = clamp_u64(need, s->minimum_bytes, s->maximum_bytes);
@@ -64,12 +62,6 @@ static uint64_t trend_projection(struct policy_vm *vm, uint64_t now,
         double extra = m->demand_slope * (double)t->trend_lookahead_ms;
         /* A projection never more than doubles the demand. */
         return extra >= (double)demand ? demand : (uint64_t)extra;
-}
-
-static bool stalling(const struct policy_vm *vm, const struct policy_tunables *t)
-{
-        /* NaN and negative shares compare false: no stall. */
-        return vm->stall_known && vm->stall_fraction * 1000.0 >= t->stall_threshold_permille;
 }
 
 /* A figure is believed to under-count at most 4 times. */
@@ -145,8 +137,8 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
         uint64_t share = working / (reported / 1000 ? reported / 1000 : 1);
         if (share > m->correction_permille || !correction_fresh(m, now, t))
                 probe_learn(m, share, now, t);
-        uint64_t short_need = clamp_u64(block_up(working, s->block_bytes), s->minimum_bytes,
-                                        s->maximum_bytes);
+        uint64_t short_need =
+            clamp_u64(block_up(working, s->block_bytes), s->minimum_bytes, s->maximum_bytes);
         if (short_need > vm->need_bytes)
                 vm->need_bytes = short_need;
         if (vm->need_bytes > vm->want_bytes) {
@@ -185,8 +177,8 @@ static bool estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
         }
         uint64_t dt = m->decided ? ms_since(now, m->last_decision_ms) : 0;
         uint64_t step = (uint64_t)t->probe_rate_permille * dt / MSEC_PER_SEC;
-        m->probe_permille = (uint32_t)(m->probe_permille + step > 1000 ? 1000
-                                                                        : m->probe_permille + step);
+        m->probe_permille =
+            (uint32_t)(m->probe_permille + step > 1000 ? 1000 : m->probe_permille + step);
         uint64_t zone = scale_up_permille(reported, 10ull * t->probe_fine_percent);
         uint64_t start = m->probe_start_bytes < zone ? m->probe_start_bytes : zone;
         uint64_t probed = scale_permille(start, 1000 - m->probe_permille);
@@ -197,13 +189,12 @@ static bool estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
                  * stalling: below its figure, the figure over-counts that much; at or above
                  * it (held up by its minimum), the figure stands.
                  */
-                probe_learn(m, vm->assigned_bytes < reported ? vm->assigned_bytes * 1000 / reported
-                                                             : 1000,
-                            now, t);
+                probe_learn(
+                    m, vm->assigned_bytes < reported ? vm->assigned_bytes * 1000 / reported : 1000,
+                    now, t);
                 return true;
         }
-        probed = clamp_u64(block_up(probed, s->block_bytes), s->minimum_bytes,
-                           s->maximum_bytes);
+        probed = clamp_u64(block_up(probed, s->block_bytes), s->minimum_bytes, s->maximum_bytes);
         if (probed < vm->want_bytes) {
                 vm->want_bytes = probed;
                 if (vm->need_bytes > probed)
@@ -245,9 +236,9 @@ void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tu
                 return;
         }
         if (estimate_probe(vm, vm->demand_bytes, now, t)) /* learned now: use it now */
-                estimate_from_demand(vm, add_sat(scale_permille(vm->demand_bytes,
-                                                                m->correction_permille),
-                                                 vm->trend_bytes));
+                estimate_from_demand(
+                    vm, add_sat(scale_permille(vm->demand_bytes, m->correction_permille),
+                                vm->trend_bytes));
 }
 
 /* The dynmem estimate: trend, learned correction, stall; probing comes after the sums. */
@@ -299,8 +290,8 @@ void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, 
                                                              : vm->assigned_bytes;
                 uint64_t want = vm->external_bytes ? vm->external_bytes : prev;
 
-                want = clamp_u64(block_up(want, s->block_bytes), s->minimum_bytes,
-                                 s->maximum_bytes);
+                want =
+                    clamp_u64(block_up(want, s->block_bytes), s->minimum_bytes, s->maximum_bytes);
                 vm->floor_bytes = s->minimum_bytes;
                 vm->need_bytes = vm->want_bytes = want;
                 vm->reason = REASON_EXTERNAL;

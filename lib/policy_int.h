@@ -62,6 +62,13 @@ static inline uint64_t ms_since(uint64_t now, uint64_t then)
         return now > then ? now - then : 0;
 }
 
+/* The VM stalled for stall_threshold_permille or more of the last interval. */
+static inline bool stalling(const struct policy_vm *vm, const struct policy_tunables *t)
+{
+        /* NaN and negative shares compare false: no stall. */
+        return vm->stall_known && vm->stall_fraction * 1000.0 >= t->stall_threshold_permille;
+}
+
 /* Stage 1 for one VM: floor, need, want and reason (policy_estimate.c). */
 void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, uint64_t now);
 

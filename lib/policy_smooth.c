@@ -5,7 +5,6 @@
  */
 #include "policy_int.h"
 
-
 /*
  * What "keep the current size" means while a resize is in flight: the
  * request stands if it moves toward the ideal without passing it; else the
@@ -36,9 +35,8 @@ static void hold(struct policy_vm *vm)
 static void probe_step(struct policy_vm *vm, const struct policy_tunables *t)
 {
         uint64_t a = vm->assigned_bytes, ideal = vm->ideal_bytes, block = vm->settings.block_bytes;
-        uint64_t zone = block_up(scale_up_permille(vm->memory.probe_demand_bytes,
-                                                        10ull * t->probe_fine_percent),
-                                      block);
+        uint64_t zone = block_up(
+            scale_up_permille(vm->memory.probe_demand_bytes, 10ull * t->probe_fine_percent), block);
         uint64_t step = scale_permille(a, t->probe_step_permille);
 
         if (step < block)
@@ -56,7 +54,8 @@ static void probe_step(struct policy_vm *vm, const struct policy_tunables *t)
 
 /*
  * Hysteresis of the dynmem kind: grow at once; ignore changes smaller than
- * the deadband; shrink only after the surplus has lasted shrink_delay_ms, and
+ * the deadband (except a grow for a VM that has just reported, with
+ * stall_urgent, that it stalls); shrink only after the surplus has lasted shrink_delay_ms, and
  * then by at most shrink_step_percent of the VM per decision. Under scarcity
  * shrinks skip the delay and the steps (the memory is wanted elsewhere) but
  * still ignore changes within the deadband; when someone waits for memory
@@ -78,7 +77,14 @@ void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
         }
         vm->target_bytes = ideal;
         if (ideal >= a) {
-                if (ideal - a < db && vm->need_bytes <= a && vm->reason != REASON_STALL)
+                /*
+                 * A grow within the deadband waits, unless the VM is below its
+                 * need, grows for a stall, or has just said that it stalls now
+                 * (stall_urgent): then its buffer is gone and the grow is due.
+                 */
+                bool due = vm->need_bytes > a || vm->reason == REASON_STALL ||
+                           (vm->stall_urgent && stalling(vm, t));
+                if (ideal - a < db && !due)
                         hold(vm);
                 return;
         }
@@ -88,8 +94,8 @@ void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
                 probe_step(vm, t);
                 return;
         }
-        if (a - ideal < db ||
-            (!scarcity && (!m->surplus || ms_since(now, m->surplus_since_ms) < t->shrink_delay_ms))) {
+        if (a - ideal < db || (!scarcity && (!m->surplus || ms_since(now, m->surplus_since_ms) <
+                                                                t->shrink_delay_ms))) {
                 hold(vm);
                 return;
         }

@@ -845,20 +845,33 @@ static void urgent_stall_at_want_grows_at_once(void **state)
         }
 }
 
-/* Below its want a stalling VM is believed, urgent or not: no grow inside the deadband. */
-static void urgent_stall_below_want_is_believed(void **state)
+/*
+ * Below its want a stalling VM is believed: the missing buffer explains the
+ * stall, and a grow to its want inside the deadband waits. Unless the guest
+ * has just said it stalls now (stall_urgent): then its buffer is gone and the
+ * grow to its want is due at once, deadband or not.
+ */
+static void urgent_stall_below_want_restores_the_buffer(void **state)
 {
         struct fx *f = *state;
 
-        struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), 1220 * MIB);
-        demand(a, GIB); /* want 1230 MiB: 10 MiB more, inside the deadband */
-        stall(a, 0.5);
-        for (uint64_t now = 0; now < 10000; now += 1000) {
-                a->stall_urgent = true;
-                decide(f, now);
-                assert_int_equal(a->target_bytes, 1220 * MIB);
-                assert_int_equal(a->reason, REASON_HOLD);
-                settle(f);
+        for (int urgent = 0; urgent <= 1; urgent++) {
+                f->n = 0;
+                struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), 1220 * MIB);
+                demand(a, GIB); /* want 1230 MiB: 10 MiB more, inside the deadband */
+                stall(a, 0.5);
+                a->stall_urgent = urgent;
+                decide(f, 0);
+                if (urgent) {
+                        assert_int_equal(a->target_bytes, 1230 * MIB);
+                        continue;
+                }
+                for (uint64_t now = 0; now < 10000; now += 1000) {
+                        decide(f, now);
+                        assert_int_equal(a->target_bytes, 1220 * MIB);
+                        assert_int_equal(a->reason, REASON_HOLD);
+                        settle(f);
+                }
         }
 }
 
@@ -1297,7 +1310,7 @@ int main(void)
                 T(dynmem_projects_rising_demand),
                 T(stall_grows_a_vm_whose_demand_looks_fine),
                 T(urgent_stall_at_want_grows_at_once),
-                T(urgent_stall_below_want_is_believed),
+                T(urgent_stall_below_want_restores_the_buffer),
                 T(hostile_urgent_stalls),
                 T(probing_lowers_a_quiet_vm),
                 T(probing_stops_at_its_floor),
