@@ -27,7 +27,7 @@
 /* One trace file, loaded once for every VM that replays it. */
 struct shared_trace {
         char *path;
-        struct stat st;          /* the file when loaded: a changed file is loaded anew */
+        struct stat st; /* the file when loaded: a changed file is loaded anew */
         struct trace trace;
         unsigned refs;
 };
@@ -36,7 +36,7 @@ struct sim_vm {
         struct vm *vm;
         struct shared_trace *trace;
         size_t cursor;
-        uint64_t start_ms;       /* [vm] start: when the scenario asks for it */
+        uint64_t start_ms; /* [vm] start: when the scenario asks for it */
         uint64_t swap_bytes;
         double report_scale;
         bool psi;
@@ -50,7 +50,7 @@ struct sim_vm {
         uint64_t last_report_ms;
         uint64_t reported_demand;
         double reported_stall;
-        double stall_accum_ms;   /* stall x time since the last report */
+        double stall_accum_ms; /* stall x time since the last report */
         uint64_t stall_window_ms;
 
         bool is_short;
@@ -145,8 +145,8 @@ static bool same_file(const struct stat *a, const struct stat *b)
 }
 
 /* The VM's trace, shared with other VMs replaying the same unchanged file. */
-static int trace_get(struct sim_backend *sb, const struct config_vm *cvm,
-                     struct shared_trace **ret, struct config_diag *diag)
+static int trace_get(struct sim_backend *sb, const struct config_vm *cvm, struct shared_trace **ret,
+                     struct config_diag *diag)
 {
         const struct config_kv *kv = config_vm_key(cvm, "trace");
         char *path = kv ? resolve(sb->base_dir, kv->value) : NULL;
@@ -238,9 +238,8 @@ static int sim_configure_vm(struct backend *b, struct vm *vm, const struct confi
         config_diag_free(&diag);
         if (fresh) {
                 size_t cap = sb->n == sb->cap ? (sb->cap ? sb->cap * 2 : 16) : sb->cap;
-                struct sim_vm **grown = cap != sb->cap
-                                                ? reallocarray(sb->vms, cap, sizeof(*grown))
-                                                : sb->vms;
+                struct sim_vm **grown =
+                    cap != sb->cap ? reallocarray(sb->vms, cap, sizeof(*grown)) : sb->vms;
                 sv = calloc(1, sizeof(*sv));
                 if (!sv || !grown) {
                         free(sv);
@@ -335,27 +334,26 @@ static int sim_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
                 uint64_t d = demand_now(sv, now_ms);
                 sv->reported_demand = (uint64_t)((double)d * sv->report_scale);
                 sv->reported_stall = sv->stall_window_ms
-                                             ? sv->stall_accum_ms / (double)sv->stall_window_ms
-                                             : stall_model(d, sv->held);
+                                         ? sv->stall_accum_ms / (double)sv->stall_window_ms
+                                         : stall_model(d, sv->held);
                 sv->stall_accum_ms = 0.0;
                 sv->stall_window_ms = 0;
                 sv->last_report_ms = now_ms;
                 sv->reported = true;
         }
         *ret = (struct vm_observation){
-                .alive = true,
-                .assigned_bytes = sv->held,
-                .demand_known = true,
-                .demand_bytes = sv->reported_demand,
-                .demand_time_ms = sv->last_report_ms,
-                .stall_known = sv->psi,
-                .stall_fraction = sv->psi ? sv->reported_stall : 0.0,
-                .guest_visible_known = true,
-                .guest_visible_bytes = sv->held,
-                .guest_available_known = true,
-                .guest_available_bytes = sv->held > sv->stats.demand_bytes
-                                                 ? sv->held - sv->stats.demand_bytes
-                                                 : 0,
+            .alive = true,
+            .assigned_bytes = sv->held,
+            .demand_known = true,
+            .demand_bytes = sv->reported_demand,
+            .demand_time_ms = sv->last_report_ms,
+            .stall_known = sv->psi,
+            .stall_fraction = sv->psi ? sv->reported_stall : 0.0,
+            .guest_visible_known = true,
+            .guest_visible_bytes = sv->held,
+            .guest_available_known = true,
+            .guest_available_bytes =
+                sv->held > sv->stats.demand_bytes ? sv->held - sv->stats.demand_bytes : 0,
         };
         return 0;
 }
@@ -533,18 +531,18 @@ static void sim_destroy(struct backend *b)
 }
 
 const struct backend_ops sim_backend_ops = {
-        .name = "sim",
-        .vm_keys = sim_vm_keys,
-        .check_vm = sim_check_vm,
-        .configure_vm = sim_configure_vm,
-        .start = sim_start,
-        .stop = sim_stop,
-        .set_target = sim_set_target,
-        .observe = sim_observe,
-        .max_honourable = sim_max_honourable,
-        .reattach = sim_reattach,
-        .forget_vm = sim_forget_vm,
-        .destroy = sim_destroy,
+    .name = "sim",
+    .vm_keys = sim_vm_keys,
+    .check_vm = sim_check_vm,
+    .configure_vm = sim_configure_vm,
+    .start = sim_start,
+    .stop = sim_stop,
+    .set_target = sim_set_target,
+    .observe = sim_observe,
+    .max_honourable = sim_max_honourable,
+    .reattach = sim_reattach,
+    .forget_vm = sim_forget_vm,
+    .destroy = sim_destroy,
 };
 
 int sim_backend_new(const struct config *cfg, struct backend **ret, char *err, size_t errlen)

@@ -25,13 +25,13 @@
 #include "vm.h"
 
 struct sim_vm_stats {
-        uint64_t vm_ms;            /* time running */
-        uint64_t short_ms;         /* time short */
-        double short_byte_s;       /* integral of (demand - held) while short, byte-seconds */
+        uint64_t vm_ms;      /* time running */
+        uint64_t short_ms;   /* time short */
+        double short_byte_s; /* integral of (demand - held) while short, byte-seconds */
         uint64_t oom_kills;
-        uint64_t *reactions_ms;    /* duration of each short episode that ended */
+        uint64_t *reactions_ms; /* duration of each short episode that ended */
         size_t n_reactions, cap_reactions;
-        uint64_t demand_bytes;     /* true demand at the last judgement */
+        uint64_t demand_bytes; /* true demand at the last judgement */
         bool ever_started;
 };
 

@@ -42,15 +42,18 @@ static void make_vms(struct policy_vm *vms, size_t n)
         for (size_t i = 0; i < n; i++) {
                 uint64_t startup = (1 + rng() % 8) * 512 * MIB;
                 vms[i] = (struct policy_vm){
-                        .name = "vm",
-                        .settings = {.dynamic = true, .startup_bytes = startup,
-                                     .minimum_bytes = 256 * MIB, .maximum_bytes = 4 * startup,
-                                     .buffer_percent = 20, .weight = (uint32_t)(rng() % 10001),
-                                     .block_bytes = 2 * MIB},
-                        .phase = POLICY_PHASE_RUNNING,
-                        .assigned_bytes = startup,
-                        .demand_known = true,
-                        .stall_known = true,
+                    .name = "vm",
+                    .settings = {.dynamic = true,
+                                 .startup_bytes = startup,
+                                 .minimum_bytes = 256 * MIB,
+                                 .maximum_bytes = 4 * startup,
+                                 .buffer_percent = 20,
+                                 .weight = (uint32_t)(rng() % 10001),
+                                 .block_bytes = 2 * MIB},
+                    .phase = POLICY_PHASE_RUNNING,
+                    .assigned_bytes = startup,
+                    .demand_known = true,
+                    .stall_known = true,
                 };
         }
 }

@@ -20,11 +20,11 @@
 #define PRESSURE_LIMIT 1e9 /* percent; anything above is not a pressure */
 
 struct attach {
-        bool enabled;     /* the file is ours to keep (set once attach_init ran) */
-        bool failing;     /* the last write failed (logged once) */
-        uint64_t sig;     /* which VMs held memory, in which state, at the last write */
+        bool enabled; /* the file is ours to keep (set once attach_init ran) */
+        bool failing; /* the last write failed (logged once) */
+        uint64_t sig; /* which VMs held memory, in which state, at the last write */
         double written_ms;
-        char *written;    /* the text last written */
+        char *written; /* the text last written */
 };
 
 /* ---- the file's text ---- */
@@ -102,8 +102,7 @@ static int get_count(const json_t *obj, const char *key, uint64_t *ret, char *er
         return 0;
 }
 
-static int get_pressure(const json_t *obj, const char *key, double *ret, char *err,
-                        size_t errlen)
+static int get_pressure(const json_t *obj, const char *key, double *ret, char *err, size_t errlen)
 {
         const json_t *v = json_object_get(obj, key);
 
@@ -125,16 +124,18 @@ static int parse_counters(const json_t *obj, struct vm_counters *c, char *err, s
         static const struct {
                 const char *key;
                 size_t off;
-        } counts[] = {
-            {"added_bytes", offsetof(struct vm_counters, added_bytes)},
-            {"removed_bytes", offsetof(struct vm_counters, removed_bytes)},
-            {"add_operations", offsetof(struct vm_counters, add_operations)},
-            {"remove_operations", offsetof(struct vm_counters, remove_operations)},
-        }, pressures[] = {
-            {"average_pressure", offsetof(struct vm_counters, average_pressure)},
-            {"minimum_pressure", offsetof(struct vm_counters, minimum_pressure)},
-            {"maximum_pressure", offsetof(struct vm_counters, maximum_pressure)},
-        };
+        } counts[] =
+            {
+                {"added_bytes", offsetof(struct vm_counters, added_bytes)},
+                {"removed_bytes", offsetof(struct vm_counters, removed_bytes)},
+                {"add_operations", offsetof(struct vm_counters, add_operations)},
+                {"remove_operations", offsetof(struct vm_counters, remove_operations)},
+            },
+          pressures[] = {
+              {"average_pressure", offsetof(struct vm_counters, average_pressure)},
+              {"minimum_pressure", offsetof(struct vm_counters, minimum_pressure)},
+              {"maximum_pressure", offsetof(struct vm_counters, maximum_pressure)},
+          };
 
         vm_counters_reset(c);
         if (!obj)
@@ -148,8 +149,8 @@ static int parse_counters(const json_t *obj, struct vm_counters *c, char *err, s
                               errlen) < 0)
                         return -EINVAL;
         for (size_t i = 0; i < sizeof(pressures) / sizeof(pressures[0]); i++)
-                if (get_pressure(obj, pressures[i].key,
-                                 (double *)((char *)c + pressures[i].off), err, errlen) < 0)
+                if (get_pressure(obj, pressures[i].key, (double *)((char *)c + pressures[i].off),
+                                 err, errlen) < 0)
                         return -EINVAL;
         return 0;
 }
@@ -258,8 +259,7 @@ static int parse_vms(const json_t *vms, struct attach_list *l, char *err, size_t
         return 0;
 }
 
-int attach_parse(const char *text, size_t len, struct attach_list *ret, char *err,
-                 size_t errlen)
+int attach_parse(const char *text, size_t len, struct attach_list *ret, char *err, size_t errlen)
 {
         struct attach_list l = {0};
         json_error_t jerr;
@@ -273,8 +273,8 @@ int attach_parse(const char *text, size_t len, struct attach_list *ret, char *er
                 snprintf(err, errlen, "line %d: %s", jerr.line, jerr.text);
                 return -EINVAL;
         }
-        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:I, s?o, s:o}", "version", &version,
-                           "host", &host, "vms", &vms) < 0 ||
+        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:I, s?o, s:o}", "version", &version, "host",
+                           &host, "vms", &vms) < 0 ||
             !json_is_array(vms))
                 snprintf(err, errlen, "expected {\"version\": %d, \"host\": {...}, \"vms\": [...]}",
                          ATTACH_VERSION);
@@ -361,8 +361,7 @@ void attach_after_cycle(struct daemon *d)
 
 /* ---- reattaching ---- */
 
-static void restore_counters(struct vm_counters *c, const struct vm_counters *saved,
-                             uint64_t now)
+static void restore_counters(struct vm_counters *c, const struct vm_counters *saved, uint64_t now)
 {
         vm_counters_reset(c);
         c->added_bytes = saved->added_bytes;
@@ -455,8 +454,7 @@ static int load(const struct daemon *d, struct attach_list *ret)
         size_t len;
         int r;
 
-        if (snprintf(path, sizeof(path), "%s/%s", d->state_dir, ATTACH_FILE) >=
-            (int)sizeof(path))
+        if (snprintf(path, sizeof(path), "%s/%s", d->state_dir, ATTACH_FILE) >= (int)sizeof(path))
                 return -ENAMETOOLONG;
         r = fsutil_read_file(path, ATTACH_FILE_MAX, &text, &len);
         if (r == -ENOENT)

@@ -56,8 +56,7 @@ struct attach_list {
  * (wrong types, sizes out of range, unknown states, duplicate names) and
  * nothing taken. Caller frees with attach_list_free().
  */
-int attach_parse(const char *text, size_t len, struct attach_list *ret, char *err,
-                 size_t errlen);
+int attach_parse(const char *text, size_t len, struct attach_list *ret, char *err, size_t errlen);
 void attach_list_free(struct attach_list *l);
 
 /* The file's text for the daemon's VMs now (caller frees); NULL on ENOMEM. */

@@ -28,8 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (control_request_parse((const char *)data, size, &req, err, sizeof(err)) == 0) {
                 char *line = control_request_format(&req);
                 if (line) {
-                        CHECK(control_request_parse(line, strlen(line), &again, err,
-                                                    sizeof(err)) == 0);
+                        CHECK(control_request_parse(line, strlen(line), &again, err, sizeof(err)) ==
+                              0);
                         CHECK(again.command == req.command);
                         control_request_free(&again);
                         free(line);

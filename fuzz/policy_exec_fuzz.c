@@ -34,15 +34,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         policy_tunables_default(&cfg.tunables);
         for (size_t i = 0; i < N; i++) {
                 vms[i] = (struct policy_vm){
-                        .name = names[i],
-                        .settings = {.dynamic = true, .startup_bytes = GIB,
-                                     .minimum_bytes = 512 * MIB, .maximum_bytes = 4 * GIB,
-                                     .buffer_percent = 20, .weight = 5000,
-                                     .block_bytes = 2 * MIB},
-                        .phase = i == 2 ? POLICY_PHASE_OFF : POLICY_PHASE_RUNNING,
-                        .assigned_bytes = GIB,
-                        .demand_known = true,
-                        .demand_bytes = 700 * MIB,
+                    .name = names[i],
+                    .settings = {.dynamic = true,
+                                 .startup_bytes = GIB,
+                                 .minimum_bytes = 512 * MIB,
+                                 .maximum_bytes = 4 * GIB,
+                                 .buffer_percent = 20,
+                                 .weight = 5000,
+                                 .block_bytes = 2 * MIB},
+                    .phase = i == 2 ? POLICY_PHASE_OFF : POLICY_PHASE_RUNNING,
+                    .assigned_bytes = GIB,
+                    .demand_known = true,
+                    .demand_bytes = 700 * MIB,
                 };
         }
         if (policy_exec_parse_reply((const char *)data, size, vms, N, err, sizeof(err)) < 0) {
@@ -58,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 CHECK(vms[i].target_bytes >= vms[i].settings.minimum_bytes);
                 CHECK(vms[i].target_bytes <= vms[i].settings.maximum_bytes);
                 sum += vms[i].target_bytes > vms[i].assigned_bytes ? vms[i].target_bytes
-                                                                  : vms[i].assigned_bytes;
+                                                                   : vms[i].assigned_bytes;
         }
         CHECK(sum <= host.memory_bytes);
         policy_scratch_free(&scratch);

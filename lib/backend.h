@@ -41,8 +41,7 @@ struct backend_ops {
         int (*stop)(struct backend *b, struct vm *vm, bool force, uint64_t now_ms);
 
         /* Ask the VM to move toward target bytes (asynchronous). */
-        int (*set_target)(struct backend *b, struct vm *vm, uint64_t target_bytes,
-                          uint64_t now_ms);
+        int (*set_target)(struct backend *b, struct vm *vm, uint64_t target_bytes, uint64_t now_ms);
 
         /* Report what the VM holds and what its guest says now. */
         int (*observe)(struct backend *b, struct vm *vm, uint64_t now_ms,

@@ -21,7 +21,8 @@ int balancer_init(struct balancer *b, const char *policy_spec,
 
         *b = (struct balancer){.backend = backend};
         if (policy_kind_parse(policy_spec, &b->policy.kind, &command) < 0) {
-                snprintf(err, errlen, "unknown policy \"%s\" (dynmem, static, hyperv or exec:COMMAND)",
+                snprintf(err, errlen,
+                         "unknown policy \"%s\" (dynmem, static, hyperv or exec:COMMAND)",
                          policy_spec);
                 return -EINVAL;
         }
@@ -106,8 +107,10 @@ static void observe_one(struct balancer *b, struct vm *vm, uint64_t now)
                 vm->counters.current_pressure = -1.0;
                 if (!stopping) {
                         b->counters.crashes++;
-                        emit(b, (struct balancer_event){.kind = BALANCER_EVENT_CRASHED, .vm = vm,
-                                                        .bytes = before, .pressure = -1.0,
+                        emit(b, (struct balancer_event){.kind = BALANCER_EVENT_CRASHED,
+                                                        .vm = vm,
+                                                        .bytes = before,
+                                                        .pressure = -1.0,
                                                         .time_ms = now});
                 }
                 return;
@@ -151,7 +154,7 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
                 pv->phase = POLICY_PHASE_RUNNING;
                 pv->settings.dynamic = false;
                 pv->settings.startup_bytes = pv->settings.minimum_bytes =
-                        pv->settings.maximum_bytes = held;
+                    pv->settings.maximum_bytes = held;
                 break;
         }
         case VM_STARTING:
@@ -171,15 +174,16 @@ static void run_external(struct balancer *b, uint64_t now)
                 b->counters.policy_refusals++;
                 for (size_t i = 0; i < b->n_vms; i++)
                         b->pv[i].external_bytes = 0; /* keep previous targets */
-                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_POLICY, .message = err,
-                                                .pressure = -1.0, .time_ms = now});
+                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_POLICY,
+                                                .message = err,
+                                                .pressure = -1.0,
+                                                .time_ms = now});
         }
 }
 
 /* ---- 3. apply ---- */
 
-static void apply_start(struct balancer *b, struct vm *vm, const struct policy_vm *pv,
-                        uint64_t now)
+static void apply_start(struct balancer *b, struct vm *vm, const struct policy_vm *pv, uint64_t now)
 {
         char err[160] = "";
 
@@ -190,8 +194,10 @@ static void apply_start(struct balancer *b, struct vm *vm, const struct policy_v
                         vm->state = VM_OFF;
                         snprintf(vm->refusal, sizeof(vm->refusal), "%s", err);
                         emit(b, (struct balancer_event){.kind = BALANCER_EVENT_START_FAILED,
-                                                        .vm = vm, .message = vm->refusal,
-                                                        .pressure = -1.0, .time_ms = now});
+                                                        .vm = vm,
+                                                        .message = vm->refusal,
+                                                        .pressure = -1.0,
+                                                        .time_ms = now});
                         return;
                 }
                 vm->state = VM_RUNNING;
@@ -200,9 +206,11 @@ static void apply_start(struct balancer *b, struct vm *vm, const struct policy_v
                                                   .assigned_bytes = vm->settings.startup_bytes};
                 b->pv[vm->balancer_slot].memory = (struct policy_vm_memory){0};
                 vm_counters_reset(&vm->counters);
-                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_STARTED, .vm = vm,
+                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_STARTED,
+                                                .vm = vm,
                                                 .bytes = vm->settings.startup_bytes,
-                                                .reason = REASON_STARTUP, .pressure = -1.0,
+                                                .reason = REASON_STARTUP,
+                                                .pressure = -1.0,
                                                 .time_ms = now});
                 return;
         case ADMISSION_REFUSE: {
@@ -221,8 +229,10 @@ static void apply_start(struct balancer *b, struct vm *vm, const struct policy_v
                 vm->start_requested = false;
                 vm->state = VM_OFF;
                 b->counters.refused_starts++;
-                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_REFUSED, .vm = vm,
-                                                .message = vm->refusal, .pressure = -1.0,
+                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_REFUSED,
+                                                .vm = vm,
+                                                .message = vm->refusal,
+                                                .pressure = -1.0,
                                                 .time_ms = now});
                 return;
         }
@@ -232,8 +242,8 @@ static void apply_start(struct balancer *b, struct vm *vm, const struct policy_v
 }
 
 /* Issue one resize if the target changed; grows only in the second pass. */
-static void apply_resize(struct balancer *b, struct vm *vm, const struct policy_vm *pv,
-                         bool grows, uint64_t now)
+static void apply_resize(struct balancer *b, struct vm *vm, const struct policy_vm *pv, bool grows,
+                         uint64_t now)
 {
         uint64_t target = pv->target_bytes, assigned = vm->obs.assigned_bytes;
 
@@ -256,9 +266,13 @@ static void apply_resize(struct balancer *b, struct vm *vm, const struct policy_
                 b->counters.remove_operations++;
         }
         emit(b, (struct balancer_event){.kind = add ? BALANCER_EVENT_ADD : BALANCER_EVENT_REMOVE,
-                                        .vm = vm, .bytes = bytes, .from_bytes = assigned,
-                                        .to_bytes = target, .reason = pv->reason,
-                                        .pressure = vm_pressure_percent(vm), .time_ms = now});
+                                        .vm = vm,
+                                        .bytes = bytes,
+                                        .from_bytes = assigned,
+                                        .to_bytes = target,
+                                        .reason = pv->reason,
+                                        .pressure = vm_pressure_percent(vm),
+                                        .time_ms = now});
 }
 
 static void update_host_counters(struct balancer *b)
@@ -289,7 +303,7 @@ static void update_host_counters(struct balancer *b)
         c->available_bytes = held >= b->host.memory_bytes ? 0 : b->host.memory_bytes - held;
         c->available_for_balancing_bytes = c->available_bytes + slack;
         c->current_pressure =
-                assigned_known ? (double)demand * 100.0 / (double)assigned_known : -1.0;
+            assigned_known ? (double)demand * 100.0 / (double)assigned_known : -1.0;
         c->average_pressure = avg_n ? avg_sum / (double)avg_n : -1.0;
 }
 

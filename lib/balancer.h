@@ -19,22 +19,22 @@
 struct policy_exec;
 
 enum balancer_event_kind {
-        BALANCER_EVENT_ADD,      /* a grow was requested: bytes, reason */
-        BALANCER_EVENT_REMOVE,   /* a shrink was requested */
-        BALANCER_EVENT_STARTED,  /* admitted and started */
-        BALANCER_EVENT_REFUSED,  /* a start was refused (reason in vm->refusal) */
-        BALANCER_EVENT_CRASHED,  /* the VM's process died */
+        BALANCER_EVENT_ADD,          /* a grow was requested: bytes, reason */
+        BALANCER_EVENT_REMOVE,       /* a shrink was requested */
+        BALANCER_EVENT_STARTED,      /* admitted and started */
+        BALANCER_EVENT_REFUSED,      /* a start was refused (reason in vm->refusal) */
+        BALANCER_EVENT_CRASHED,      /* the VM's process died */
         BALANCER_EVENT_START_FAILED, /* the backend could not start it */
-        BALANCER_EVENT_POLICY,   /* a message about the policy (external failures) */
+        BALANCER_EVENT_POLICY,       /* a message about the policy (external failures) */
 };
 
 struct balancer_event {
         enum balancer_event_kind kind;
-        struct vm *vm;           /* NULL for policy events */
-        uint64_t bytes;          /* size of the change */
+        struct vm *vm;  /* NULL for policy events */
+        uint64_t bytes; /* size of the change */
         uint64_t from_bytes, to_bytes;
         enum policy_reason reason;
-        double pressure;         /* the VM's pressure when it happened, -1 unknown */
+        double pressure; /* the VM's pressure when it happened, -1 unknown */
         const char *message;
         uint64_t time_ms;
 };
@@ -43,10 +43,10 @@ typedef void (*balancer_event_fn)(const struct balancer_event *ev, void *userdat
 
 struct balancer {
         struct policy_config policy;
-        struct policy_exec *exec;     /* set for exec: policies */
+        struct policy_exec *exec; /* set for exec: policies */
         struct policy_host host;
         struct backend *backend;
-        struct vm **vms;              /* borrowed; the owner adds and removes */
+        struct vm **vms; /* borrowed; the owner adds and removes */
         size_t n_vms;
         struct balancer_counters counters;
         struct policy_summary last_summary;
@@ -57,7 +57,7 @@ struct balancer {
 
         /* the policy's view of each VM, and its memory between ticks */
         struct policy_vm *pv;
-        uint64_t generation;          /* of the current set of VMs */
+        uint64_t generation; /* of the current set of VMs */
         struct policy_scratch scratch;
 };
 

@@ -72,71 +72,89 @@ struct key_spec {
         const char *name;
         enum key_type type;
         size_t offset;
-        double min, max;      /* for KEY_U32 / KEY_DOUBLE / KEY_SIZE (max 0 = none) */
-        unsigned given_bit;   /* for [vm] settings and presence flags; 0 = none */
-        size_t given_offset;  /* offset of a bool "given" flag, or SIZE_MAX */
+        double min, max;     /* for KEY_U32 / KEY_DOUBLE / KEY_SIZE (max 0 = none) */
+        unsigned given_bit;  /* for [vm] settings and presence flags; 0 = none */
+        size_t given_offset; /* offset of a bool "given" flag, or SIZE_MAX */
 };
 
 #define NO_FLAG SIZE_MAX
 
 static const struct key_spec host_keys[] = {
-        {"memory", KEY_SIZE, offsetof(struct config_host, memory_bytes), 0, 0, 0,
-         offsetof(struct config_host, memory_given)},
-        {"reserve", KEY_SIZE, offsetof(struct config_host, reserve_bytes), 0, 0, 0,
-         offsetof(struct config_host, reserve_given)},
-        {"policy", KEY_POLICY, offsetof(struct config_host, policy), 0, 0, 0, NO_FLAG},
-        {"backend", KEY_STRING, offsetof(struct config_host, backend), 0, 0, 0, NO_FLAG},
-        {"interval", KEY_DURATION, offsetof(struct config_host, interval_ms), 10, 60000, 0, NO_FLAG},
-        {"socket", KEY_STRING, offsetof(struct config_host, socket), 0, 0, 0, NO_FLAG},
-        {"state_dir", KEY_STRING, offsetof(struct config_host, state_dir), 0, 0, 0, NO_FLAG},
-        {"http", KEY_STRING, offsetof(struct config_host, http), 0, 0, 0, NO_FLAG},
-        {"http_allow_remote", KEY_BOOL, offsetof(struct config_host, http_allow_remote), 0, 0, 0, NO_FLAG},
-        {"web_dir", KEY_STRING, offsetof(struct config_host, web_dir), 0, 0, 0, NO_FLAG},
-        {NULL, 0, 0, 0, 0, 0, 0},
+    {"memory", KEY_SIZE, offsetof(struct config_host, memory_bytes), 0, 0, 0,
+     offsetof(struct config_host, memory_given)},
+    {"reserve", KEY_SIZE, offsetof(struct config_host, reserve_bytes), 0, 0, 0,
+     offsetof(struct config_host, reserve_given)},
+    {"policy", KEY_POLICY, offsetof(struct config_host, policy), 0, 0, 0, NO_FLAG},
+    {"backend", KEY_STRING, offsetof(struct config_host, backend), 0, 0, 0, NO_FLAG},
+    {"interval", KEY_DURATION, offsetof(struct config_host, interval_ms), 10, 60000, 0, NO_FLAG},
+    {"socket", KEY_STRING, offsetof(struct config_host, socket), 0, 0, 0, NO_FLAG},
+    {"state_dir", KEY_STRING, offsetof(struct config_host, state_dir), 0, 0, 0, NO_FLAG},
+    {"http", KEY_STRING, offsetof(struct config_host, http), 0, 0, 0, NO_FLAG},
+    {"http_allow_remote", KEY_BOOL, offsetof(struct config_host, http_allow_remote), 0, 0, 0,
+     NO_FLAG},
+    {"web_dir", KEY_STRING, offsetof(struct config_host, web_dir), 0, 0, 0, NO_FLAG},
+    {NULL, 0, 0, 0, 0, 0, 0},
 };
 
 #define DAY_MS (86400.0 * 1000.0)
 static const struct key_spec policy_keys[] = {
-        {"min_change", KEY_SIZE, offsetof(struct policy_tunables, min_change_bytes), 0, 0, 0, NO_FLAG},
-        {"min_change_permille", KEY_U32, offsetof(struct policy_tunables, min_change_permille), 0, 1000, 0, NO_FLAG},
-        {"shrink_delay", KEY_DURATION, offsetof(struct policy_tunables, shrink_delay_ms), 0, DAY_MS, 0, NO_FLAG},
-        {"shrink_step_percent", KEY_U32, offsetof(struct policy_tunables, shrink_step_percent), 1, 100, 0, NO_FLAG},
-        {"trend_lookahead", KEY_DURATION, offsetof(struct policy_tunables, trend_lookahead_ms), 0, 3600000, 0, NO_FLAG},
-        {"stall_threshold_permille", KEY_U32, offsetof(struct policy_tunables, stall_threshold_permille), 1, 1000, 0, NO_FLAG},
-        {"stall_grow_percent", KEY_U32, offsetof(struct policy_tunables, stall_grow_percent), 1, 1000, 0, NO_FLAG},
-        {"probe_after", KEY_DURATION, offsetof(struct policy_tunables, probe_after_ms), 0, DAY_MS, 0, NO_FLAG},
-        {"probe_rate_permille", KEY_U32, offsetof(struct policy_tunables, probe_rate_permille), 0, 1000, 0, NO_FLAG},
-        {"probe_max_percent", KEY_U32, offsetof(struct policy_tunables, probe_max_percent), 0, 90, 0, NO_FLAG},
-        {"probe_step_permille", KEY_U32, offsetof(struct policy_tunables, probe_step_permille), 1, 500, 0, NO_FLAG},
-        {"probe_contention_percent", KEY_U32, offsetof(struct policy_tunables, probe_contention_percent), 0, 1000, 0, NO_FLAG},
-        {"probe_fine_percent", KEY_U32, offsetof(struct policy_tunables, probe_fine_percent), 0, 100, 0, NO_FLAG},
-        {"stall_backoff_max", KEY_U32, offsetof(struct policy_tunables, stall_backoff_max), 1, 64, 0, NO_FLAG},
-        {"stall_memory", KEY_DURATION, offsetof(struct policy_tunables, stall_memory_ms), 0, DAY_MS, 0, NO_FLAG},
-        {NULL, 0, 0, 0, 0, 0, 0},
+    {"min_change", KEY_SIZE, offsetof(struct policy_tunables, min_change_bytes), 0, 0, 0, NO_FLAG},
+    {"min_change_permille", KEY_U32, offsetof(struct policy_tunables, min_change_permille), 0, 1000,
+     0, NO_FLAG},
+    {"shrink_delay", KEY_DURATION, offsetof(struct policy_tunables, shrink_delay_ms), 0, DAY_MS, 0,
+     NO_FLAG},
+    {"shrink_step_percent", KEY_U32, offsetof(struct policy_tunables, shrink_step_percent), 1, 100,
+     0, NO_FLAG},
+    {"trend_lookahead", KEY_DURATION, offsetof(struct policy_tunables, trend_lookahead_ms), 0,
+     3600000, 0, NO_FLAG},
+    {"stall_threshold_permille", KEY_U32,
+     offsetof(struct policy_tunables, stall_threshold_permille), 1, 1000, 0, NO_FLAG},
+    {"stall_grow_percent", KEY_U32, offsetof(struct policy_tunables, stall_grow_percent), 1, 1000,
+     0, NO_FLAG},
+    {"probe_after", KEY_DURATION, offsetof(struct policy_tunables, probe_after_ms), 0, DAY_MS, 0,
+     NO_FLAG},
+    {"probe_rate_permille", KEY_U32, offsetof(struct policy_tunables, probe_rate_permille), 0, 1000,
+     0, NO_FLAG},
+    {"probe_max_percent", KEY_U32, offsetof(struct policy_tunables, probe_max_percent), 0, 90, 0,
+     NO_FLAG},
+    {"probe_step_permille", KEY_U32, offsetof(struct policy_tunables, probe_step_permille), 1, 500,
+     0, NO_FLAG},
+    {"probe_contention_percent", KEY_U32,
+     offsetof(struct policy_tunables, probe_contention_percent), 0, 1000, 0, NO_FLAG},
+    {"probe_fine_percent", KEY_U32, offsetof(struct policy_tunables, probe_fine_percent), 0, 100, 0,
+     NO_FLAG},
+    {"stall_backoff_max", KEY_U32, offsetof(struct policy_tunables, stall_backoff_max), 1, 64, 0,
+     NO_FLAG},
+    {"stall_memory", KEY_DURATION, offsetof(struct policy_tunables, stall_memory_ms), 0, DAY_MS, 0,
+     NO_FLAG},
+    {NULL, 0, 0, 0, 0, 0, 0},
 };
 
 static const struct key_spec sim_keys[] = {
-        {"duration", KEY_DURATION, offsetof(struct config_sim, duration_ms), 0, 366 * DAY_MS, 0, NO_FLAG},
-        {"step", KEY_DURATION, offsetof(struct config_sim, step_ms), 10, 3600000, 0, NO_FLAG},
-        {"report_interval", KEY_DURATION, offsetof(struct config_sim, report_interval_ms), 10, 3600000, 0, NO_FLAG},
-        {"grow_rate", KEY_SIZE, offsetof(struct config_sim, grow_rate), 1, 0, 0, NO_FLAG},
-        {"shrink_rate", KEY_SIZE, offsetof(struct config_sim, shrink_rate), 1, 0, 0, NO_FLAG},
-        {"seed", KEY_U64, offsetof(struct config_sim, seed), 0, 0, 0, NO_FLAG},
-        {"speed", KEY_DOUBLE, offsetof(struct config_sim, speed), 0.001, 100000, 0, NO_FLAG},
-        {NULL, 0, 0, 0, 0, 0, 0},
+    {"duration", KEY_DURATION, offsetof(struct config_sim, duration_ms), 0, 366 * DAY_MS, 0,
+     NO_FLAG},
+    {"step", KEY_DURATION, offsetof(struct config_sim, step_ms), 10, 3600000, 0, NO_FLAG},
+    {"report_interval", KEY_DURATION, offsetof(struct config_sim, report_interval_ms), 10, 3600000,
+     0, NO_FLAG},
+    {"grow_rate", KEY_SIZE, offsetof(struct config_sim, grow_rate), 1, 0, 0, NO_FLAG},
+    {"shrink_rate", KEY_SIZE, offsetof(struct config_sim, shrink_rate), 1, 0, 0, NO_FLAG},
+    {"seed", KEY_U64, offsetof(struct config_sim, seed), 0, 0, 0, NO_FLAG},
+    {"speed", KEY_DOUBLE, offsetof(struct config_sim, speed), 0.001, 100000, 0, NO_FLAG},
+    {NULL, 0, 0, 0, 0, 0, 0},
 };
 
 #define VMS(field) offsetof(struct config_vm, settings) + offsetof(struct vm_settings, field)
 static const struct key_spec vm_keys[] = {
-        {"dynamic", KEY_BOOL, VMS(dynamic), 0, 0, SETTINGS_DYNAMIC, NO_FLAG},
-        {"startup", KEY_SIZE, VMS(startup_bytes), 0, 0, SETTINGS_STARTUP, NO_FLAG},
-        {"minimum", KEY_SIZE, VMS(minimum_bytes), 0, 0, SETTINGS_MINIMUM, NO_FLAG},
-        {"maximum", KEY_SIZE, VMS(maximum_bytes), 0, 0, SETTINGS_MAXIMUM, NO_FLAG},
-        {"buffer", KEY_U32, VMS(buffer_percent), SETTINGS_BUFFER_MIN, SETTINGS_BUFFER_MAX, SETTINGS_BUFFER, NO_FLAG},
-        {"weight", KEY_U32, VMS(weight), 0, SETTINGS_WEIGHT_MAX, SETTINGS_WEIGHT, NO_FLAG},
-        {"block", KEY_SIZE, VMS(block_bytes), 0, 0, SETTINGS_BLOCK, NO_FLAG},
-        {"autostart", KEY_BOOL, offsetof(struct config_vm, autostart), 0, 0, 0, NO_FLAG},
-        {NULL, 0, 0, 0, 0, 0, 0},
+    {"dynamic", KEY_BOOL, VMS(dynamic), 0, 0, SETTINGS_DYNAMIC, NO_FLAG},
+    {"startup", KEY_SIZE, VMS(startup_bytes), 0, 0, SETTINGS_STARTUP, NO_FLAG},
+    {"minimum", KEY_SIZE, VMS(minimum_bytes), 0, 0, SETTINGS_MINIMUM, NO_FLAG},
+    {"maximum", KEY_SIZE, VMS(maximum_bytes), 0, 0, SETTINGS_MAXIMUM, NO_FLAG},
+    {"buffer", KEY_U32, VMS(buffer_percent), SETTINGS_BUFFER_MIN, SETTINGS_BUFFER_MAX,
+     SETTINGS_BUFFER, NO_FLAG},
+    {"weight", KEY_U32, VMS(weight), 0, SETTINGS_WEIGHT_MAX, SETTINGS_WEIGHT, NO_FLAG},
+    {"block", KEY_SIZE, VMS(block_bytes), 0, 0, SETTINGS_BLOCK, NO_FLAG},
+    {"autostart", KEY_BOOL, offsetof(struct config_vm, autostart), 0, 0, 0, NO_FLAG},
+    {NULL, 0, 0, 0, 0, 0, 0},
 };
 
 /* ---- parsing state ---- */
@@ -156,7 +174,7 @@ struct parse_state {
         struct config_diag *diag;
         unsigned errors;
         /* line reader */
-        const char *text;   /* string source, or NULL */
+        const char *text; /* string source, or NULL */
         size_t text_pos;
         FILE *fp;
         unsigned line;
@@ -166,14 +184,14 @@ struct parse_state {
         char section_raw[CONFIG_VALUE_MAX];
         enum section section;
         struct config_vm *vm;
-        char last_key[64];  /* for continuation lines */
+        char last_key[64]; /* for continuation lines */
         /* keys seen in the current section, to catch duplicates */
         char **seen;
         size_t n_seen;
 };
 
 static void diag(struct parse_state *ps, unsigned line, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void diag(struct parse_state *ps, unsigned line, const char *fmt, ...)
 {
@@ -259,8 +277,10 @@ static char *read_line(char *buf, int size, void *stream)
         }
         ps->line++;
         if (ps->overlong) {
-                diag(ps, ps->line, "line longer than %d characters (continue long values on "
-                                   "indented lines)", size - 1);
+                diag(ps, ps->line,
+                     "line longer than %d characters (continue long values on "
+                     "indented lines)",
+                     size - 1);
                 ps->overlong = false;
                 buf[0] = '\0'; /* inih sees an empty line */
         }
@@ -421,8 +441,10 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         case KEY_SIZE:
                 r = size_parse(value, &u);
                 if (r < 0 || u < (uint64_t)k->min) {
-                        diag(ps, ps->line, "%s: \"%s\" is not a size (bytes, or a number with K, "
-                                           "M, G or T)", k->name, value);
+                        diag(ps, ps->line,
+                             "%s: \"%s\" is not a size (bytes, or a number with K, "
+                             "M, G or T)",
+                             k->name, value);
                         return -1;
                 }
                 *(uint64_t *)field = u;
@@ -430,8 +452,10 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         case KEY_DURATION:
                 r = duration_parse(value, &u);
                 if (r < 0) {
-                        diag(ps, ps->line, "%s: \"%s\" is not a duration (a number with ms, s, m "
-                                           "or h)", k->name, value);
+                        diag(ps, ps->line,
+                             "%s: \"%s\" is not a duration (a number with ms, s, m "
+                             "or h)",
+                             k->name, value);
                         return -1;
                 }
                 if ((k->min > 0 && (double)u < k->min) || (k->max > 0 && (double)u > k->max)) {
@@ -479,8 +503,10 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                 return 0;
         case KEY_POLICY:
                 if (policy_kind_parse(value, &(enum policy_kind){0}, NULL) < 0) {
-                        diag(ps, ps->line, "%s: \"%s\" is not dynmem, static, hyperv or "
-                                           "exec:COMMAND", k->name, value);
+                        diag(ps, ps->line,
+                             "%s: \"%s\" is not dynmem, static, hyperv or "
+                             "exec:COMMAND",
+                             k->name, value);
                         return -1;
                 }
                 /* fall through */
@@ -614,12 +640,12 @@ static void config_defaults(struct config *c)
         policy_tunables_default(&c->tunables);
         c->host.interval_ms = MSEC_PER_SEC;
         c->sim = (struct config_sim){
-                .step_ms = MSEC_PER_SEC,
-                .report_interval_ms = MSEC_PER_SEC,
-                .grow_rate = GIB,
-                .shrink_rate = 512 * MIB,
-                .seed = 1,
-                .speed = 1.0,
+            .step_ms = MSEC_PER_SEC,
+            .report_interval_ms = MSEC_PER_SEC,
+            .grow_rate = GIB,
+            .shrink_rate = 512 * MIB,
+            .seed = 1,
+            .speed = 1.0,
         };
 }
 

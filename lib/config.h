@@ -24,10 +24,10 @@
 #include "policy.h"
 #include "settings.h"
 
-#define CONFIG_NAME_MAX   64    /* VM names: 1..63 of [A-Za-z0-9_.-], not starting with '.' or '-' */
-#define CONFIG_VALUE_MAX  4096  /* longest value, continuation lines included */
-#define CONFIG_VMS_MAX    100000
-#define CONFIG_FILE_MAX   (16u * 1024 * 1024)
+#define CONFIG_NAME_MAX  64   /* VM names: 1..63 of [A-Za-z0-9_.-], not starting with '.' or '-' */
+#define CONFIG_VALUE_MAX 4096 /* longest value, continuation lines included */
+#define CONFIG_VMS_MAX   100000
+#define CONFIG_FILE_MAX  (16u * 1024 * 1024)
 
 /* Problems found while reading; each message is complete ("FILE:LINE: ..."). */
 struct config_diag {
@@ -36,7 +36,7 @@ struct config_diag {
 };
 
 void config_diag_add(struct config_diag *d, const char *file, unsigned line, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 void config_diag_free(struct config_diag *d);
 
 struct config_kv {
@@ -47,28 +47,28 @@ struct config_kv {
 
 struct config_vm {
         char name[CONFIG_NAME_MAX];
-        unsigned line;               /* of the section header */
+        unsigned line; /* of the section header */
         struct vm_settings settings;
-        unsigned given;              /* enum settings_field bits set explicitly */
-        unsigned given_lines[8];     /* line of each settings key, by bit number */
+        unsigned given;          /* enum settings_field bits set explicitly */
+        unsigned given_lines[8]; /* line of each settings key, by bit number */
         bool autostart;
-        struct config_kv *extra;     /* backend keys, in file order */
+        struct config_kv *extra; /* backend keys, in file order */
         size_t n_extra;
 };
 
 struct config_host {
-        uint64_t memory_bytes;       /* memory the VMs may hold in all */
+        uint64_t memory_bytes; /* memory the VMs may hold in all */
         bool memory_given;
-        uint64_t reserve_bytes;      /* kept for the host itself */
+        uint64_t reserve_bytes; /* kept for the host itself */
         bool reserve_given;
-        char *policy;                /* "dynmem" unless given */
-        char *backend;               /* "sim" unless given */
-        uint64_t interval_ms;        /* balancing cycle, 1 s */
+        char *policy;         /* "dynmem" unless given */
+        char *backend;        /* "sim" unless given */
+        uint64_t interval_ms; /* balancing cycle, 1 s */
         char *socket;
         char *state_dir;
-        char *http;                  /* NULL = off */
-        bool http_allow_remote;      /* http may listen beyond loopback */
-        char *web_dir;               /* NULL = the page built into dynmemd */
+        char *http;             /* NULL = off */
+        bool http_allow_remote; /* http may listen beyond loopback */
+        char *web_dir;          /* NULL = the page built into dynmemd */
 };
 
 struct config_sim {
@@ -78,7 +78,7 @@ struct config_sim {
         uint64_t grow_rate;          /* bytes per second, 1 GiB */
         uint64_t shrink_rate;        /* bytes per second, 512 MiB */
         uint64_t seed;
-        double speed;                /* simulated seconds per real second (daemon), 1 */
+        double speed; /* simulated seconds per real second (daemon), 1 */
 };
 
 struct config {

@@ -191,12 +191,9 @@ static const struct {
         const char *key;
         unsigned field;
 } optional_fields[] = {
-    {"force", CONTROL_FIELD_FORCE},
-    {"settings", CONTROL_FIELD_SETTINGS},
-    {"backend", CONTROL_FIELD_BACKEND},
-    {"autostart", CONTROL_FIELD_AUTOSTART},
-    {"name", CONTROL_FIELD_NAME},
-    {"since", CONTROL_FIELD_SINCE},
+    {"force", CONTROL_FIELD_FORCE},     {"settings", CONTROL_FIELD_SETTINGS},
+    {"backend", CONTROL_FIELD_BACKEND}, {"autostart", CONTROL_FIELD_AUTOSTART},
+    {"name", CONTROL_FIELD_NAME},       {"since", CONTROL_FIELD_SINCE},
 };
 #define N_OPTIONAL_FIELDS (sizeof(optional_fields) / sizeof(optional_fields[0]))
 

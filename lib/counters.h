@@ -18,31 +18,31 @@
 #define COUNTERS_AVERAGE_WINDOW_MS (60 * 1000) /* average pressure: exponential, ~1 minute */
 
 struct vm_counters {
-        uint64_t added_bytes;            /* memory added, summed over every grow observed */
-        uint64_t removed_bytes;          /* memory removed, summed over every shrink observed */
-        uint64_t add_operations;         /* grow requests issued */
-        uint64_t remove_operations;      /* shrink requests issued */
-        double current_pressure;         /* latest pressure %, -1 unknown */
-        double average_pressure;         /* exponential average over ~1 minute, -1 unknown */
-        double minimum_pressure;         /* lowest pressure seen since start, -1 unknown */
-        double maximum_pressure;         /* highest pressure seen since start, -1 unknown */
+        uint64_t added_bytes;       /* memory added, summed over every grow observed */
+        uint64_t removed_bytes;     /* memory removed, summed over every shrink observed */
+        uint64_t add_operations;    /* grow requests issued */
+        uint64_t remove_operations; /* shrink requests issued */
+        double current_pressure;    /* latest pressure %, -1 unknown */
+        double average_pressure;    /* exponential average over ~1 minute, -1 unknown */
+        double minimum_pressure;    /* lowest pressure seen since start, -1 unknown */
+        double maximum_pressure;    /* highest pressure seen since start, -1 unknown */
         uint64_t last_update_ms;
-        uint64_t alpha_dt_ms;            /* the averaging weight for this interval, cached */
+        uint64_t alpha_dt_ms; /* the averaging weight for this interval, cached */
         double alpha;
 };
 
 struct balancer_counters {
-        uint64_t available_bytes;        /* host memory for VMs not held by any VM */
+        uint64_t available_bytes;               /* host memory for VMs not held by any VM */
         uint64_t available_for_balancing_bytes; /* available + what VMs hold above their target */
-        double average_pressure;         /* mean of running VMs' average pressure, -1 none */
-        double current_pressure;         /* sum of demand / sum of assigned x 100, -1 none */
+        double average_pressure;                /* mean of running VMs' average pressure, -1 none */
+        double current_pressure;                /* sum of demand / sum of assigned x 100, -1 none */
         uint64_t added_bytes;
         uint64_t removed_bytes;
         uint64_t add_operations;
         uint64_t remove_operations;
         uint64_t refused_starts;
         uint64_t crashes;
-        uint64_t policy_refusals;        /* external proposals refused */
+        uint64_t policy_refusals; /* external proposals refused */
 };
 
 void vm_counters_reset(struct vm_counters *c);
@@ -66,8 +66,8 @@ struct counters_def {
         const char *key;    /* JSON: "added_memory_bytes" */
         const char *metric; /* Prometheus, after "dynmem_balancer_" or "dynmem_vm_" */
         enum counters_unit unit;
-        bool total;         /* only grows (a Prometheus counter); else a gauge */
-        const char *help;   /* one line, Prometheus HELP */
+        bool total;       /* only grows (a Prometheus counter); else a gauge */
+        const char *help; /* one line, Prometheus HELP */
 };
 
 #define COUNTERS_BALANCER_N 8

@@ -31,7 +31,7 @@ void log_msg(int priority, const char *fmt, ...)
         if (log_target == LOG_TARGET_SYSLOG) {
                 vsyslog(priority, fmt, ap);
         } else {
-                static const char *const names[] = {"emerg", "alert", "crit", "error",
+                static const char *const names[] = {"emerg",   "alert",  "crit", "error",
                                                     "warning", "notice", "info", "debug"};
                 char line[2048];
                 vsnprintf(line, sizeof(line), fmt, ap);

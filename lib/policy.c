@@ -14,20 +14,13 @@
 #include <string.h>
 
 static const char *const reason_names[] = {
-        [REASON_NONE] = "none",
-        [REASON_DEMAND] = "demand",
-        [REASON_MINIMUM] = "minimum",
-        [REASON_MAXIMUM] = "maximum",
-        [REASON_SCARCITY] = "scarcity",
-        [REASON_STALL] = "stall",
-        [REASON_PROBE] = "probe",
-        [REASON_HOLD] = "hold",
-        [REASON_WAITING] = "waiting",
-        [REASON_NO_SIGNAL] = "no-signal",
-        [REASON_STATIC] = "static",
-        [REASON_STARTUP] = "startup",
-        [REASON_EXTERNAL] = "external",
-        [REASON_OVERCOMMITTED] = "overcommitted",
+    [REASON_NONE] = "none",         [REASON_DEMAND] = "demand",
+    [REASON_MINIMUM] = "minimum",   [REASON_MAXIMUM] = "maximum",
+    [REASON_SCARCITY] = "scarcity", [REASON_STALL] = "stall",
+    [REASON_PROBE] = "probe",       [REASON_HOLD] = "hold",
+    [REASON_WAITING] = "waiting",   [REASON_NO_SIGNAL] = "no-signal",
+    [REASON_STATIC] = "static",     [REASON_STARTUP] = "startup",
+    [REASON_EXTERNAL] = "external", [REASON_OVERCOMMITTED] = "overcommitted",
 };
 
 const char *policy_reason_name(enum policy_reason r)
@@ -38,16 +31,16 @@ const char *policy_reason_name(enum policy_reason r)
 }
 
 static const char *const kind_names[] = {
-        [POLICY_DYNMEM] = "dynmem",
-        [POLICY_STATIC] = "static",
-        [POLICY_HYPERV] = "hyperv",
-        [POLICY_EXTERNAL] = "exec",
+    [POLICY_DYNMEM] = "dynmem",
+    [POLICY_STATIC] = "static",
+    [POLICY_HYPERV] = "hyperv",
+    [POLICY_EXTERNAL] = "exec",
 };
 
 const char *policy_kind_name(enum policy_kind kind)
 {
         return (size_t)kind < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[kind]
-                                                                          : "unknown";
+                                                                         : "unknown";
 }
 
 int policy_kind_parse(const char *text, enum policy_kind *ret_kind, const char **ret_command)
@@ -76,21 +69,21 @@ int policy_kind_parse(const char *text, enum policy_kind *ret_kind, const char *
 void policy_tunables_default(struct policy_tunables *t)
 {
         *t = (struct policy_tunables){
-                .min_change_bytes = 16 * MIB,
-                .min_change_permille = 30,
-                .shrink_delay_ms = 30 * MSEC_PER_SEC,
-                .shrink_step_percent = 25,
-                .trend_lookahead_ms = 5 * MSEC_PER_SEC,
-                .stall_threshold_permille = 10,
-                .stall_grow_percent = 10,
-                .probe_after_ms = 60 * MSEC_PER_SEC,
-                .probe_rate_permille = 2,
-                .probe_max_percent = 25,
-                .probe_step_permille = 10,
-                .probe_fine_percent = 5,
-                .probe_contention_percent = 70,
-                .stall_backoff_max = 8,
-                .stall_memory_ms = 600 * MSEC_PER_SEC,
+            .min_change_bytes = 16 * MIB,
+            .min_change_permille = 30,
+            .shrink_delay_ms = 30 * MSEC_PER_SEC,
+            .shrink_step_percent = 25,
+            .trend_lookahead_ms = 5 * MSEC_PER_SEC,
+            .stall_threshold_permille = 10,
+            .stall_grow_percent = 10,
+            .probe_after_ms = 60 * MSEC_PER_SEC,
+            .probe_rate_permille = 2,
+            .probe_max_percent = 25,
+            .probe_step_permille = 10,
+            .probe_fine_percent = 5,
+            .probe_contention_percent = 70,
+            .stall_backoff_max = 8,
+            .stall_memory_ms = 600 * MSEC_PER_SEC,
         };
 }
 
@@ -243,7 +236,7 @@ struct decision {
         struct policy_vm *vms;
         struct policy_scratch *scr;
         uint64_t now;
-        uint32_t *idx;          /* participants: running VMs, then admitted starters */
+        uint32_t *idx; /* participants: running VMs, then admitted starters */
         size_t k;
         size_t n_starters;      /* starting VMs, in order, in scr->spare[].index */
         size_t n_admitted;      /* of which take part (not refused) */
@@ -368,9 +361,8 @@ static void allocate(struct decision *d)
 /* Grant order: heavier first, then the one furthest below its need. */
 static uint64_t grow_key(const struct policy_vm *vm)
 {
-        uint64_t shortfall = vm->need_bytes > vm->assigned_bytes
-                                     ? (vm->need_bytes - vm->assigned_bytes) >> 20
-                                     : 0;
+        uint64_t shortfall =
+            vm->need_bytes > vm->assigned_bytes ? (vm->need_bytes - vm->assigned_bytes) >> 20 : 0;
         const uint64_t mask = (1ull << 18) - 1; /* MiB, up to 256 GiB */
 
         if (shortfall > mask)
@@ -396,8 +388,8 @@ static void settle(struct decision *d, bool release)
                         if (!d->filled)
                                 vm->ideal_bytes = base_ideal(vm, d->base_level);
                         if (vm->ideal_bytes < vm->want_bytes)
-                                vm->reason = d->sum.overcommitted ? REASON_OVERCOMMITTED
-                                                                  : REASON_SCARCITY;
+                                vm->reason =
+                                    d->sum.overcommitted ? REASON_OVERCOMMITTED : REASON_SCARCITY;
                         vm->ideal_reason = vm->reason;
                         vm->memory.last_decision_ms = d->now;
                         vm->memory.decided = true;
@@ -487,8 +479,8 @@ static void external_check(struct decision *d)
 
                 if (vm->phase == POLICY_PHASE_RUNNING && vm->settings.dynamic)
                         vm->need_bytes = vm->want_bytes =
-                                clamp_u64(block_up(prev, vm->settings.block_bytes),
-                                          vm->settings.minimum_bytes, vm->settings.maximum_bytes);
+                            clamp_u64(block_up(prev, vm->settings.block_bytes),
+                                      vm->settings.minimum_bytes, vm->settings.maximum_bytes);
                 d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
                 d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
         }
@@ -498,16 +490,20 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                   struct policy_vm *vms, size_t n, uint64_t now_ms, struct policy_scratch *scratch,
                   struct policy_summary *ret_summary)
 {
-        struct decision d = {.cfg = cfg, .host = host, .vms = vms, .scr = scratch,
-                             .now = now_ms, .idx = scratch->index};
+        struct decision d = {.cfg = cfg,
+                             .host = host,
+                             .vms = vms,
+                             .scr = scratch,
+                             .now = now_ms,
+                             .idx = scratch->index};
 
         if (scratch->capacity < n)
                 return -ENOMEM;
         estimate_all(&d, n);
         /* Probing in the next decision depends on how much the VMs want of the host now. */
-        scratch->contended = d.unprobed_want >=
-                             scale_permille(host->memory_bytes,
-                                            10ull * cfg->tunables.probe_contention_percent);
+        scratch->contended =
+            d.unprobed_want >=
+            scale_permille(host->memory_bytes, 10ull * cfg->tunables.probe_contention_percent);
         admit_starters(&d);
         if (cfg->kind == POLICY_EXTERNAL)
                 external_check(&d);

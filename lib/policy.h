@@ -31,9 +31,9 @@
 #include "settings.h"
 
 enum policy_kind {
-        POLICY_DYNMEM, /* default: Hyper-V's rules plus trend, stall, probing, hysteresis */
-        POLICY_STATIC, /* every VM keeps its startup size: no dynamic memory */
-        POLICY_HYPERV, /* documented Hyper-V behaviour: buffer target, weights, no more */
+        POLICY_DYNMEM,   /* default: Hyper-V's rules plus trend, stall, probing, hysteresis */
+        POLICY_STATIC,   /* every VM keeps its startup size: no dynamic memory */
+        POLICY_HYPERV,   /* documented Hyper-V behaviour: buffer target, weights, no more */
         POLICY_EXTERNAL, /* targets come from elsewhere (exec: policies), checked here */
 };
 
@@ -42,21 +42,26 @@ enum policy_kind {
  * docs/policy.md explains each one.
  */
 struct policy_tunables {
-        uint64_t min_change_bytes;     /* changes smaller than this are ignored (16 MiB) */
-        uint32_t min_change_permille;  /* ... or smaller than this share of assigned (30 = 3 %) */
-        uint64_t shrink_delay_ms;      /* a surplus must last this long before a shrink (30 s) */
-        uint32_t shrink_step_percent;  /* one shrink takes at most this % of assigned (25 %) */
-        uint64_t trend_lookahead_ms;   /* rising demand is projected this far ahead (5 s) */
-        uint32_t stall_threshold_permille; /* stall share of an interval that means short (10 = 1 %) */
-        uint32_t stall_grow_percent;   /* a stalling VM grows by at least this % (10 %) */
-        uint64_t probe_after_ms;       /* no stall for this long before probing starts (60 s) */
-        uint32_t probe_rate_permille;  /* probing lowers the target this much per second (2 = 0.2 %/s) */
-        uint32_t probe_max_percent;    /* probing goes at most this % below reported demand (25 %) */
-        uint32_t probe_step_permille;  /* one probing shrink near demand takes this much (10 = 1 %) */
-        uint32_t probe_fine_percent;   /* fine probing steps start this % above reported demand (5 %) */
+        uint64_t min_change_bytes;    /* changes smaller than this are ignored (16 MiB) */
+        uint32_t min_change_permille; /* ... or smaller than this share of assigned (30 = 3 %) */
+        uint64_t shrink_delay_ms;     /* a surplus must last this long before a shrink (30 s) */
+        uint32_t shrink_step_percent; /* one shrink takes at most this % of assigned (25 %) */
+        uint64_t trend_lookahead_ms;  /* rising demand is projected this far ahead (5 s) */
+        uint32_t
+            stall_threshold_permille; /* stall share of an interval that means short (10 = 1 %) */
+        uint32_t stall_grow_percent;  /* a stalling VM grows by at least this % (10 %) */
+        uint64_t probe_after_ms;      /* no stall for this long before probing starts (60 s) */
+        uint32_t
+            probe_rate_permille; /* probing lowers the target this much per second (2 = 0.2 %/s) */
+        uint32_t probe_max_percent; /* probing goes at most this % below reported demand (25 %) */
+        uint32_t
+            probe_step_permille; /* one probing shrink near demand takes this much (10 = 1 %) */
+        uint32_t
+            probe_fine_percent; /* fine probing steps start this % above reported demand (5 %) */
         uint32_t probe_contention_percent; /* probe only while VMs want this % of the host (70 %) */
-        uint32_t stall_backoff_max;    /* the same correction learned again multiplies stall_memory, up to this (8) */
-        uint64_t stall_memory_ms;      /* a learned demand correction holds this long (10 min) */
+        uint32_t stall_backoff_max; /* the same correction learned again multiplies stall_memory, up
+                                       to this (8) */
+        uint64_t stall_memory_ms;   /* a learned demand correction holds this long (10 min) */
 };
 
 void policy_tunables_default(struct policy_tunables *ret);
@@ -95,20 +100,21 @@ enum policy_admission {
 
 /* What the policy remembers about one VM between decisions; kept by the caller, zeroed at start. */
 struct policy_vm_memory {
-        bool decided;               /* a decision has been made for this VM */
-        bool has_demand;            /* last_demand_* hold a sample */
+        bool decided;    /* a decision has been made for this VM */
+        bool has_demand; /* last_demand_* hold a sample */
         uint64_t last_decision_ms;
         uint64_t last_demand_bytes;
         uint64_t last_demand_ms;
-        double demand_slope;        /* bytes per ms, smoothed, >= 0 used */
-        bool surplus;               /* assigned has been above want since surplus_since_ms */
+        double demand_slope; /* bytes per ms, smoothed, >= 0 used */
+        bool surplus;        /* assigned has been above want since surplus_since_ms */
         uint64_t surplus_since_ms;
         uint64_t last_stall_ms;
-        bool probing;               /* a probe is descending toward the working set */
-        uint32_t probe_permille;    /* how far the probe is below its start */
-        uint64_t probe_start_bytes; /* where the probe started: the fine zone, or lower */
+        bool probing;                /* a probe is descending toward the working set */
+        uint32_t probe_permille;     /* how far the probe is below its start */
+        uint64_t probe_start_bytes;  /* where the probe started: the fine zone, or lower */
         uint64_t probe_demand_bytes; /* corrected demand when the probe last looked */
-        uint32_t correction_permille; /* learned: working set / reported demand, 1..4000 (0 = none) */
+        uint32_t
+            correction_permille;    /* learned: working set / reported demand, 1..4000 (0 = none) */
         uint64_t correction_ms;     /* when it was learned */
         uint32_t stall_backoff;     /* multiplier of stall_memory_ms, doubled per same edge */
         uint32_t stall_streak;      /* consecutive decisions stalling at want */
@@ -129,8 +135,8 @@ struct policy_vm {
         enum policy_reason reason;
         enum policy_reason ideal_reason;
         enum policy_admission admission;
-        uint64_t assigned_bytes;     /* input: what the VM really holds now (read back) */
-        uint64_t requested_bytes;    /* input: target the backend is moving toward (0 = none) */
+        uint64_t assigned_bytes;  /* input: what the VM really holds now (read back) */
+        uint64_t requested_bytes; /* input: target the backend is moving toward (0 = none) */
         uint64_t floor_bytes, need_bytes, want_bytes;
         uint64_t ideal_bytes;        /* output: what the VM should reach once memory is free */
         uint64_t target_bytes;       /* output: what to request now (after grant) */
@@ -138,16 +144,16 @@ struct policy_vm {
 
         /* inputs for the estimate */
         const char *name;
-        uint64_t demand_bytes;       /* latest demand sample, without buffer */
-        double stall_fraction;       /* share of the last interval spent stalled, 0..1 */
+        uint64_t demand_bytes; /* latest demand sample, without buffer */
+        double stall_fraction; /* share of the last interval spent stalled, 0..1 */
         /*
          * The stall share came in a report the guest sent because it started to
          * stall, received since the previous decision: its demand figure is as
          * fresh as the stall (set for that one decision only).
          */
         bool stall_urgent;
-        uint64_t external_bytes;     /* POLICY_EXTERNAL: proposed target (0 = keep) */
-        uint64_t trend_bytes;        /* scratch: the demand trend's projection */
+        uint64_t external_bytes;        /* POLICY_EXTERNAL: proposed target (0 = keep) */
+        uint64_t trend_bytes;           /* scratch: the demand trend's projection */
         struct policy_vm_memory memory; /* in and out */
 };
 
@@ -160,9 +166,9 @@ struct policy_host {
 struct policy_summary {
         uint64_t sum_floor_bytes, sum_need_bytes, sum_want_bytes;
         uint64_t sum_target_bytes;
-        bool scarcity;          /* not every VM gets its want */
-        bool overcommitted;     /* the floors alone exceed memory */
-        bool refused;           /* POLICY_EXTERNAL: proposal exceeded memory; targets kept */
+        bool scarcity;      /* not every VM gets its want */
+        bool overcommitted; /* the floors alone exceed memory */
+        bool refused;       /* POLICY_EXTERNAL: proposal exceeded memory; targets kept */
 };
 
 /*
@@ -176,7 +182,7 @@ struct policy_sort_item {
 };
 
 struct policy_scratch {
-        bool contended;      /* the last decision's VMs wanted most of the host (probing) */
+        bool contended; /* the last decision's VMs wanted most of the host (probing) */
         size_t capacity;
         struct policy_sort_item *items;
         struct policy_sort_item *spare; /* radix sort's second buffer */

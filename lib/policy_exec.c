@@ -20,8 +20,8 @@
 struct policy_exec {
         char *command;
         pid_t pid;
-        int to_child;     /* its stdin */
-        int from_child;   /* its stdout */
+        int to_child;   /* its stdin */
+        int from_child; /* its stdout */
         uint64_t failed_at_ms;
         bool failed;
 };
@@ -157,20 +157,20 @@ char *policy_exec_request(const struct policy_host *host, const struct policy_vm
                 const struct policy_vm *vm = &vms[i];
                 if (vm->phase == POLICY_PHASE_OFF)
                         continue;
-                json_t *o = json_pack(
-                        "{s:s, s:b, s:o, s:o, s:o, s:i, s:i, s:o, s:o, s:o}", "name", vm->name,
-                        "running", vm->phase == POLICY_PHASE_RUNNING, "startup",
-                        json_bytes(vm->settings.startup_bytes), "minimum",
-                        json_bytes(vm->settings.minimum_bytes), "maximum",
-                        json_bytes(vm->settings.maximum_bytes), "buffer",
-                        (int)vm->settings.buffer_percent, "weight", (int)vm->settings.weight,
-                        "assigned", json_bytes(vm->assigned_bytes), "demand",
-                        json_size_or_null(vm->demand_known, vm->demand_bytes), "stall",
-                        json_share_or_null(vm->stall_known, vm->stall_fraction));
+                json_t *o =
+                    json_pack("{s:s, s:b, s:o, s:o, s:o, s:i, s:i, s:o, s:o, s:o}", "name",
+                              vm->name, "running", vm->phase == POLICY_PHASE_RUNNING, "startup",
+                              json_bytes(vm->settings.startup_bytes), "minimum",
+                              json_bytes(vm->settings.minimum_bytes), "maximum",
+                              json_bytes(vm->settings.maximum_bytes), "buffer",
+                              (int)vm->settings.buffer_percent, "weight", (int)vm->settings.weight,
+                              "assigned", json_bytes(vm->assigned_bytes), "demand",
+                              json_size_or_null(vm->demand_known, vm->demand_bytes), "stall",
+                              json_share_or_null(vm->stall_known, vm->stall_fraction));
                 json_array_append_new(list, o);
         }
-        json_t *req = json_pack("{s:f, s:{s:I, s:I}, s:o}", "time", (double)now_ms / 1000.0,
-                                "host", "memory", (json_int_t)host->memory_bytes, "reserve",
+        json_t *req = json_pack("{s:f, s:{s:I, s:I}, s:o}", "time", (double)now_ms / 1000.0, "host",
+                                "memory", (json_int_t)host->memory_bytes, "reserve",
                                 (json_int_t)host->reserve_bytes, "vms", list);
         char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
         json_decref(req);
@@ -273,15 +273,15 @@ static int write_all(int fd, const char *buf, size_t len)
 }
 
 int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
-                       struct policy_vm *vms, size_t n, uint64_t now_ms, char *err,
-                       size_t errlen)
+                       struct policy_vm *vms, size_t n, uint64_t now_ms, char *err, size_t errlen)
 {
         char how[64];
         int r;
 
         for (size_t i = 0; i < n; i++)
                 vms[i].external_bytes = 0; /* nothing proposed unless a reply says so */
-        if (pe->failed && now_ms - pe->failed_at_ms < POLICY_EXEC_RESTART_MS && now_ms >= pe->failed_at_ms) {
+        if (pe->failed && now_ms - pe->failed_at_ms < POLICY_EXEC_RESTART_MS &&
+            now_ms >= pe->failed_at_ms) {
                 snprintf(err, errlen, "policy \"%s\" is waiting to be restarted", pe->command);
                 return -EAGAIN;
         }

@@ -17,11 +17,11 @@
 
 #include "policy.h"
 
-#define POLICY_EXEC_TIMEOUT_MS    1000
-#define POLICY_EXEC_START_TIMEOUT_MS 5000 /* the first answer after a (re)start */
-#define POLICY_EXEC_RESTART_MS    10000 /* pause before restarting a failed process */
-#define POLICY_EXEC_LINE_BASE     4096  /* reply limit: base + per VM */
-#define POLICY_EXEC_LINE_PER_VM   256
+#define POLICY_EXEC_TIMEOUT_MS       1000
+#define POLICY_EXEC_START_TIMEOUT_MS 5000  /* the first answer after a (re)start */
+#define POLICY_EXEC_RESTART_MS       10000 /* pause before restarting a failed process */
+#define POLICY_EXEC_LINE_BASE        4096  /* reply limit: base + per VM */
+#define POLICY_EXEC_LINE_PER_VM      256
 
 struct policy_exec;
 
@@ -35,8 +35,7 @@ void policy_exec_free(struct policy_exec *pe);
  * one sentence in err.
  */
 int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
-                       struct policy_vm *vms, size_t n, uint64_t now_ms, char *err,
-                       size_t errlen);
+                       struct policy_vm *vms, size_t n, uint64_t now_ms, char *err, size_t errlen);
 
 /* Build the request line (without newline); caller frees. Exposed for tests. */
 char *policy_exec_request(const struct policy_host *host, const struct policy_vm *vms, size_t n,

@@ -15,24 +15,24 @@
 
 #include "units.h"
 
-#define SETTINGS_MINIMUM_FLOOR   (32 * MIB)  /* no VM may be set below this */
-#define SETTINGS_BUFFER_MIN      5u          /* percent */
-#define SETTINGS_BUFFER_MAX      2000u       /* percent */
-#define SETTINGS_BUFFER_DEFAULT  20u         /* percent */
+#define SETTINGS_MINIMUM_FLOOR   (32 * MIB) /* no VM may be set below this */
+#define SETTINGS_BUFFER_MIN      5u         /* percent */
+#define SETTINGS_BUFFER_MAX      2000u      /* percent */
+#define SETTINGS_BUFFER_DEFAULT  20u        /* percent */
 #define SETTINGS_WEIGHT_MAX      10000u
 #define SETTINGS_WEIGHT_DEFAULT  5000u
-#define SETTINGS_BLOCK_DEFAULT   (2 * MIB)   /* virtio-mem device block on x86 */
+#define SETTINGS_BLOCK_DEFAULT   (2 * MIB) /* virtio-mem device block on x86 */
 #define SETTINGS_STARTUP_DEFAULT (1 * GIB)
-#define SETTINGS_SIZE_MAX        (16 * TIB)  /* sanity bound on any one VM */
+#define SETTINGS_SIZE_MAX        (16 * TIB) /* sanity bound on any one VM */
 
 struct vm_settings {
-        bool dynamic;             /* Dynamic Memory on; off = fixed at startup */
-        uint64_t startup_bytes;   /* what the guest boots with */
-        uint64_t minimum_bytes;   /* floor of the balancer */
-        uint64_t maximum_bytes;   /* ceiling of the balancer */
-        uint32_t buffer_percent;  /* memory kept above demand, % of demand */
-        uint32_t weight;          /* 0..10000: who keeps memory under scarcity */
-        uint64_t block_bytes;     /* resize granularity (power of two) */
+        bool dynamic;            /* Dynamic Memory on; off = fixed at startup */
+        uint64_t startup_bytes;  /* what the guest boots with */
+        uint64_t minimum_bytes;  /* floor of the balancer */
+        uint64_t maximum_bytes;  /* ceiling of the balancer */
+        uint32_t buffer_percent; /* memory kept above demand, % of demand */
+        uint32_t weight;         /* 0..10000: who keeps memory under scarcity */
+        uint64_t block_bytes;    /* resize granularity (power of two) */
 };
 
 /* Which settings were given explicitly (the others take defaults). */

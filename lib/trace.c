@@ -106,8 +106,8 @@ static int parse_row(struct reader *rd, unsigned line, char *text, struct trace 
                 return -EINVAL;
         }
         if (t->n > 0 && ms <= t->t_ms[t->n - 1]) {
-                config_diag_add(diag, rd->name, line, "seconds must increase (%s after %.3f)",
-                                text, (double)t->t_ms[t->n - 1] / 1000.0);
+                config_diag_add(diag, rd->name, line, "seconds must increase (%s after %.3f)", text,
+                                (double)t->t_ms[t->n - 1] / 1000.0);
                 return -EINVAL;
         }
         if (t->n >= TRACE_ROWS_MAX) {

@@ -13,7 +13,7 @@
 
 #include "config.h"
 
-#define TRACE_ROWS_MAX  (10u * 1000 * 1000)
+#define TRACE_ROWS_MAX   (10u * 1000 * 1000)
 #define TRACE_DEMAND_MAX (16 * TIB)
 
 struct trace {

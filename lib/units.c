@@ -18,21 +18,20 @@ struct unit_suffix {
 };
 
 static const struct unit_suffix size_suffixes[] = {
-        {"", 1},     {"B", 1},         {"K", KIB},        {"KB", KIB}, {"KiB", KIB},
-        {"M", MIB},  {"MB", MIB},      {"MiB", MIB},      {"G", GIB},  {"GB", GIB},
-        {"GiB", GIB}, {"T", TIB},      {"TB", TIB},       {"TiB", TIB},
+    {"", 1},      {"B", 1},   {"K", KIB},  {"KB", KIB},  {"KiB", KIB}, {"M", MIB},  {"MB", MIB},
+    {"MiB", MIB}, {"G", GIB}, {"GB", GIB}, {"GiB", GIB}, {"T", TIB},   {"TB", TIB}, {"TiB", TIB},
 };
 
 static const struct unit_suffix duration_suffixes[] = {
-        {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000},
+    {"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000},
 };
 
 /*
  * Split "12.5G" into a whole part, a fraction (as numerator/denominator) and
  * the suffix. Only digits and one optional dot are accepted.
  */
-static int number_split(const char *text, uint64_t *whole, uint64_t *frac_num,
-                        uint64_t *frac_den, const char **suffix)
+static int number_split(const char *text, uint64_t *whole, uint64_t *frac_num, uint64_t *frac_den,
+                        const char **suffix)
 {
         const char *p = text;
         uint64_t w = 0, num = 0, den = 1;
@@ -106,8 +105,7 @@ int duration_parse(const char *text, uint64_t *ret_ms)
 {
         /* Case matters: "m" is minutes, "M" would be ambiguous. */
         return scaled_parse(text, duration_suffixes,
-                            sizeof(duration_suffixes) / sizeof(duration_suffixes[0]), true,
-                            ret_ms);
+                            sizeof(duration_suffixes) / sizeof(duration_suffixes[0]), true, ret_ms);
 }
 
 char *size_format(uint64_t bytes, char *buf, size_t len)

@@ -8,17 +8,14 @@
 #include <string.h>
 
 static const char *const state_names[] = {
-        [VM_OFF] = "off",
-        [VM_STARTING] = "starting",
-        [VM_RUNNING] = "running",
-        [VM_STOPPING] = "stopping",
-        [VM_CRASHED] = "crashed",
+    [VM_OFF] = "off",           [VM_STARTING] = "starting", [VM_RUNNING] = "running",
+    [VM_STOPPING] = "stopping", [VM_CRASHED] = "crashed",
 };
 
 const char *vm_state_name(enum vm_state s)
 {
         return (size_t)s < sizeof(state_names) / sizeof(state_names[0]) ? state_names[s]
-                                                                          : "unknown";
+                                                                        : "unknown";
 }
 
 int vm_state_parse(const char *text, enum vm_state *ret)
@@ -33,16 +30,16 @@ int vm_state_parse(const char *text, enum vm_state *ret)
 }
 
 static const char *const status_names[] = {
-        [VM_STATUS_UNKNOWN] = "unknown",
-        [VM_STATUS_OK] = "ok",
-        [VM_STATUS_LOW] = "low",
-        [VM_STATUS_WARNING] = "warning",
+    [VM_STATUS_UNKNOWN] = "unknown",
+    [VM_STATUS_OK] = "ok",
+    [VM_STATUS_LOW] = "low",
+    [VM_STATUS_WARNING] = "warning",
 };
 
 const char *vm_status_name(enum vm_status s)
 {
         return (size_t)s < sizeof(status_names) / sizeof(status_names[0]) ? status_names[s]
-                                                                           : "unknown";
+                                                                          : "unknown";
 }
 
 bool vm_holds_memory(const struct vm *vm)

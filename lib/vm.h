@@ -21,7 +21,7 @@ enum vm_state {
         VM_STARTING, /* waiting for admission or for the backend to come up */
         VM_RUNNING,
         VM_STOPPING,
-        VM_CRASHED,  /* the backend process died; holds no memory */
+        VM_CRASHED, /* the backend process died; holds no memory */
 };
 
 const char *vm_state_name(enum vm_state s);
@@ -39,39 +39,39 @@ const char *vm_status_name(enum vm_status s);
 
 /* What a backend saw of a VM at one moment. Every field is range-checked by the backend. */
 struct vm_observation {
-        bool alive;                   /* the VM's process/model runs */
-        uint64_t assigned_bytes;      /* memory the VM holds now */
+        bool alive;              /* the VM's process/model runs */
+        uint64_t assigned_bytes; /* memory the VM holds now */
         bool demand_known;
-        uint64_t demand_bytes;        /* guest demand estimate, without buffer */
-        uint64_t demand_time_ms;      /* when the demand was sampled */
+        uint64_t demand_bytes;   /* guest demand estimate, without buffer */
+        uint64_t demand_time_ms; /* when the demand was sampled */
         bool stall_known;
-        double stall_fraction;        /* share of the last interval stalled, 0..1 */
-        bool stall_urgent;            /* the guest reported a stall as it began, since the
-                                         previous observation: the figures are current */
+        double stall_fraction; /* share of the last interval stalled, 0..1 */
+        bool stall_urgent;     /* the guest reported a stall as it began, since the
+                                  previous observation: the figures are current */
         bool guest_visible_known;
         uint64_t guest_visible_bytes; /* memory the guest sees (MemTotal) */
         bool guest_available_known;
         uint64_t guest_available_bytes; /* MemAvailable */
-        uint64_t host_rss_bytes;      /* real host memory of the VM's process, 0 if unknown */
+        uint64_t host_rss_bytes;        /* real host memory of the VM's process, 0 if unknown */
 };
 
 struct vm {
         char name[VM_NAME_MAX];
         struct vm_settings settings;
         enum vm_state state;
-        bool start_requested;         /* STARTING: waiting for admission */
-        char refusal[160];            /* why the last start was refused */
+        bool start_requested; /* STARTING: waiting for admission */
+        char refusal[160];    /* why the last start was refused */
 
-        struct vm_observation obs;    /* latest observation */
-        uint64_t target_bytes;        /* last target asked of the backend */
-        uint64_t ideal_bytes;         /* what the policy would give once memory is free */
+        struct vm_observation obs; /* latest observation */
+        uint64_t target_bytes;     /* last target asked of the backend */
+        uint64_t ideal_bytes;      /* what the policy would give once memory is free */
         enum policy_reason reason;
         size_t balancer_slot;         /* the balancer's index for this VM */
         uint64_t balancer_generation; /* of the balancer's set it belongs to */
         struct vm_counters counters;
 
-        void *backend_data;           /* owned by the backend */
-        void *owner_data;             /* owned by whoever owns the vm (registry, simulator) */
+        void *backend_data; /* owned by the backend */
+        void *owner_data;   /* owned by whoever owns the vm (registry, simulator) */
 };
 
 /* Pressure = demand / assigned x 100, or -1 when unknown. */

@@ -49,13 +49,13 @@ static FILE *open_output(const char *path)
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"policy", required_argument, NULL, 'p'},
-                {"json", no_argument, NULL, 'j'},
-                {"timeline", required_argument, NULL, 't'},
-                {"report", required_argument, NULL, 'r'},
-                {"help", no_argument, NULL, 'h'},
-                {"version", no_argument, NULL, 'V'},
-                {NULL, 0, NULL, 0},
+            {"policy", required_argument, NULL, 'p'},
+            {"json", no_argument, NULL, 'j'},
+            {"timeline", required_argument, NULL, 't'},
+            {"report", required_argument, NULL, 'r'},
+            {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},
+            {NULL, 0, NULL, 0},
         };
         const char *timeline_path = NULL, *report_path = NULL;
         struct simrun_options opt = {0};
@@ -65,13 +65,27 @@ int main(int argc, char **argv)
         signal(SIGPIPE, SIG_IGN);
         while ((c = getopt_long(argc, argv, "p:jt:r:hV", options, NULL)) != -1) {
                 switch (c) {
-                case 'p': opt.policy = optarg; break;
-                case 'j': json = true; break;
-                case 't': timeline_path = optarg; break;
-                case 'r': report_path = optarg; break;
-                case 'h': usage(stdout); return 0;
-                case 'V': printf("dynmem-sim %s\n", DYNMEM_VERSION); return 0;
-                default: usage(stderr); return 2;
+                case 'p':
+                        opt.policy = optarg;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 't':
+                        timeline_path = optarg;
+                        break;
+                case 'r':
+                        report_path = optarg;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("dynmem-sim %s\n", DYNMEM_VERSION);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
                 }
         }
         if (optind != argc - 1) {
@@ -84,8 +98,10 @@ int main(int argc, char **argv)
         if (simrun_load_scenario(scenario, &cfg) < 0)
                 return 2;
         if (opt.policy && policy_kind_parse(opt.policy, &(enum policy_kind){0}, NULL) < 0) {
-                fprintf(stderr, "dynmem-sim: unknown policy \"%s\" (dynmem, static, hyperv or "
-                                "exec:COMMAND)\n", opt.policy);
+                fprintf(stderr,
+                        "dynmem-sim: unknown policy \"%s\" (dynmem, static, hyperv or "
+                        "exec:COMMAND)\n",
+                        opt.policy);
                 config_free(&cfg);
                 return 2;
         }

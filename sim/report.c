@@ -10,8 +10,8 @@
 
 #include "units.h"
 
-#define CHART_W 720
-#define CHART_H 160
+#define CHART_W    720
+#define CHART_H    160
 #define CHARTS_MAX 64 /* per-VM charts drawn; more VMs are listed in the table only */
 
 json_t *report_json(const struct simrun_result *r)
@@ -21,12 +21,11 @@ json_t *report_json(const struct simrun_result *r)
                          "policy", r->policy, "duration_s", (double)r->duration_ms / 1000.0, "vms",
                          (json_int_t)r->vms, "started", (json_int_t)r->started, "refused",
                          (json_int_t)r->refused, "vm_seconds", r->vm_seconds, "short_seconds",
-                         r->short_seconds, "short_byte_seconds", r->short_byte_seconds,
-                         "oom_kills", (json_int_t)r->oom_kills, "host_mean_bytes",
-                         r->host_mean_bytes, "host_peak_bytes", (json_int_t)r->host_peak_bytes,
-                         "budget_violations", (json_int_t)r->budget_violations, "resize_ops",
-                         (json_int_t)r->resize_ops, "reaction_p50_s", r->reaction_p50_s,
-                         "reaction_p95_s", r->reaction_p95_s);
+                         r->short_seconds, "short_byte_seconds", r->short_byte_seconds, "oom_kills",
+                         (json_int_t)r->oom_kills, "host_mean_bytes", r->host_mean_bytes,
+                         "host_peak_bytes", (json_int_t)r->host_peak_bytes, "budget_violations",
+                         (json_int_t)r->budget_violations, "resize_ops", (json_int_t)r->resize_ops,
+                         "reaction_p50_s", r->reaction_p50_s, "reaction_p95_s", r->reaction_p95_s);
 }
 
 void report_human(FILE *out, const struct simrun_result *r)
@@ -46,8 +45,8 @@ void report_human(FILE *out, const struct simrun_result *r)
         fprintf(out, "  host memory held: mean %s, peak %s; %llu resize operations\n",
                 size_format((uint64_t)r->host_mean_bytes, a, sizeof(a)),
                 size_format(r->host_peak_bytes, b, sizeof(b)), (unsigned long long)r->resize_ops);
-        fprintf(out, "  reaction (short until enough): p50 %.1f s, p95 %.1f s\n",
-                r->reaction_p50_s, r->reaction_p95_s);
+        fprintf(out, "  reaction (short until enough): p50 %.1f s, p95 %.1f s\n", r->reaction_p50_s,
+                r->reaction_p95_s);
         if (r->policy_failures)
                 fprintf(out, "  external policy failures: %llu (previous targets stood)\n",
                         (unsigned long long)r->policy_failures);
@@ -75,11 +74,20 @@ static void html_escape(FILE *out, const char *s)
 {
         for (; *s; s++) {
                 switch (*s) {
-                case '<': fputs("&lt;", out); break;
-                case '>': fputs("&gt;", out); break;
-                case '&': fputs("&amp;", out); break;
-                case '"': fputs("&quot;", out); break;
-                default: fputc(*s, out);
+                case '<':
+                        fputs("&lt;", out);
+                        break;
+                case '>':
+                        fputs("&gt;", out);
+                        break;
+                case '&':
+                        fputs("&amp;", out);
+                        break;
+                case '"':
+                        fputs("&quot;", out);
+                        break;
+                default:
+                        fputc(*s, out);
                 }
         }
 }
@@ -129,7 +137,8 @@ int report_html(FILE *out, const char *scenario, const struct simrun_result *r)
 {
         char a[32], b[32];
 
-        fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>dynmem-sim: ",
+        fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta "
+              "charset=\"utf-8\">\n<title>dynmem-sim: ",
               out);
         html_escape(out, scenario);
         fputs("</title>\n<style>\n"
@@ -149,18 +158,20 @@ int report_html(FILE *out, const char *scenario, const struct simrun_result *r)
         fprintf(out, "</b>, %zu VMs over %s, host memory for VMs %s.</p>\n", r->vms,
                 duration_format(r->duration_ms, a, sizeof(a)),
                 size_format(r->memory_bytes, b, sizeof(b)));
-        fprintf(out, "<table><tr><th>figure</th><th>value</th></tr>\n"
-                     "<tr><td>started / never started</td><td>%zu / %zu</td></tr>\n"
-                     "<tr><td>short VM-seconds</td><td>%.0f of %.0f</td></tr>\n"
-                     "<tr><td>OOM kills</td><td>%llu</td></tr>\n"
-                     "<tr><td>host memory held, mean</td><td>%s</td></tr>\n",
+        fprintf(out,
+                "<table><tr><th>figure</th><th>value</th></tr>\n"
+                "<tr><td>started / never started</td><td>%zu / %zu</td></tr>\n"
+                "<tr><td>short VM-seconds</td><td>%.0f of %.0f</td></tr>\n"
+                "<tr><td>OOM kills</td><td>%llu</td></tr>\n"
+                "<tr><td>host memory held, mean</td><td>%s</td></tr>\n",
                 r->started, r->refused, r->short_seconds, r->vm_seconds,
                 (unsigned long long)r->oom_kills,
                 size_format((uint64_t)r->host_mean_bytes, a, sizeof(a)));
-        fprintf(out, "<tr><td>host memory held, peak</td><td>%s</td></tr>\n"
-                     "<tr><td>resize operations</td><td>%llu</td></tr>\n"
-                     "<tr><td>reaction p50 / p95</td><td>%.1f s / %.1f s</td></tr>\n"
-                     "<tr><td>budget violations</td><td>%llu</td></tr></table>\n",
+        fprintf(out,
+                "<tr><td>host memory held, peak</td><td>%s</td></tr>\n"
+                "<tr><td>resize operations</td><td>%llu</td></tr>\n"
+                "<tr><td>reaction p50 / p95</td><td>%.1f s / %.1f s</td></tr>\n"
+                "<tr><td>budget violations</td><td>%llu</td></tr></table>\n",
                 size_format(r->host_peak_bytes, a, sizeof(a)), (unsigned long long)r->resize_ops,
                 r->reaction_p50_s, r->reaction_p95_s, (unsigned long long)r->budget_violations);
         fputs("<p class=\"key\"><span style=\"background:#2471a3\"></span>assigned"

@@ -71,7 +71,8 @@ static uint64_t scenario_duration(const struct config *cfg, struct vm *vms, size
         if (cfg->sim.duration_ms)
                 return cfg->sim.duration_ms;
         for (size_t i = 0; i < n; i++) {
-                uint64_t e = sim_backend_vm_start_ms(&vms[i]) + sim_backend_vm_trace_end_ms(&vms[i]);
+                uint64_t e =
+                    sim_backend_vm_start_ms(&vms[i]) + sim_backend_vm_trace_end_ms(&vms[i]);
                 if (e > end)
                         end = e;
         }
@@ -96,13 +97,13 @@ struct run_state {
         struct vm *vms;
         struct vm **vm_ptrs;
         size_t n;
-        double held_sum;   /* sum over steps of held bytes */
+        double held_sum; /* sum over steps of held bytes */
         uint64_t steps;
         uint64_t *peak, *held_total;
 };
 
-static void sample(struct run_state *rs, struct simrun_result *res, uint64_t t,
-                   bool take_series, bool take_timeline)
+static void sample(struct run_state *rs, struct simrun_result *res, uint64_t t, bool take_series,
+                   bool take_timeline)
 {
         uint64_t sum_demand = 0, sum_held = 0;
 
@@ -176,7 +177,8 @@ static int setup(struct run_state *rs, struct simrun_result *res, char *err, siz
                 if (r < 0)
                         return r;
                 snprintf(res->per_vm[i].name, sizeof(res->per_vm[i].name), "%s", vm->name);
-                if (rs->opt->series && !(res->per_vm[i].series = calloc(1, sizeof(struct simrun_series)))) {
+                if (rs->opt->series &&
+                    !(res->per_vm[i].series = calloc(1, sizeof(struct simrun_series)))) {
                         snprintf(err, errlen, "out of memory");
                         return -ENOMEM;
                 }
@@ -188,8 +190,8 @@ static int setup(struct run_state *rs, struct simrun_result *res, char *err, siz
         r = balancer_init(&rs->bal, policy, &cfg->tunables, rs->backend, err, errlen);
         if (r < 0)
                 return r;
-        rs->bal.host.memory_bytes = rs->opt->memory_override ? rs->opt->memory_override
-                                                             : cfg->host.memory_bytes;
+        rs->bal.host.memory_bytes =
+            rs->opt->memory_override ? rs->opt->memory_override : cfg->host.memory_bytes;
         rs->bal.host.reserve_bytes = cfg->host.reserve_bytes;
         rs->bal.refused_starts_wait = true;
         rs->bal.on_event = on_event;
@@ -252,8 +254,8 @@ static void teardown(struct run_state *rs)
         free(rs->held_total);
 }
 
-int simrun(const struct config *cfg, const struct simrun_options *opt,
-           struct simrun_result *res, char *err, size_t errlen)
+int simrun(const struct config *cfg, const struct simrun_options *opt, struct simrun_result *res,
+           char *err, size_t errlen)
 {
         struct run_state rs = {.cfg = cfg, .opt = opt};
         int r;

@@ -54,9 +54,9 @@ struct simrun_result {
 };
 
 struct simrun_options {
-        const char *policy;      /* NULL = the scenario's */
-        FILE *timeline;          /* CSV rows, or NULL */
-        bool series;             /* keep chart series */
+        const char *policy;       /* NULL = the scenario's */
+        FILE *timeline;           /* CSV rows, or NULL */
+        bool series;              /* keep chart series */
         uint64_t memory_override; /* 0 = the scenario's */
 };
 
@@ -64,8 +64,8 @@ struct simrun_options {
  * Run a loaded and checked scenario. Returns 0, or a negative errno with a
  * sentence in err.
  */
-int simrun(const struct config *cfg, const struct simrun_options *opt,
-           struct simrun_result *ret, char *err, size_t errlen);
+int simrun(const struct config *cfg, const struct simrun_options *opt, struct simrun_result *ret,
+           char *err, size_t errlen);
 void simrun_result_free(struct simrun_result *r);
 
 /*

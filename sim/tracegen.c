@@ -76,12 +76,12 @@ struct params {
         const char *shape;
         uint64_t seed;
         double duration_s, interval_s;
-        double base, peak;          /* bytes */
-        double noise;               /* fraction */
-        double period_s, phase_s;   /* diurnal */
+        double base, peak;              /* bytes */
+        double noise;                   /* fraction */
+        double period_s, phase_s;       /* diurnal */
         double every_s, rise_s, hold_s; /* batch */
-        double rate;                /* leak, bytes per hour */
-        double tau_s;               /* warmup */
+        double rate;                    /* leak, bytes per hour */
+        double tau_s;                   /* warmup */
 };
 
 /* A spike of the batch shape: [start, start+rise] up, hold, then down within 10 s. */
@@ -112,7 +112,7 @@ static double office_level(const struct params *p, double t)
 
         day = smoothstep(h - 8.0) * (1.0 - smoothstep(h - 17.0));
         day *= 1.0 - 0.3 * exp(-pow((h - 12.5) / 0.5, 2.0)); /* lunch dip */
-        double night = exp(-pow((h - 2.0) / 0.4, 2.0));       /* nightly job */
+        double night = exp(-pow((h - 2.0) / 0.4, 2.0));      /* nightly job */
         double x = fmax(day, 0.8 * night);
         return p->base + (p->peak - p->base) * x;
 }
@@ -269,47 +269,96 @@ static int opt_size(const char *v, double *ret)
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-                {"seed", required_argument, NULL, 's'},   {"duration", required_argument, NULL, 'd'},
-                {"interval", required_argument, NULL, 'i'}, {"base", required_argument, NULL, 'b'},
-                {"peak", required_argument, NULL, 'p'},   {"noise", required_argument, NULL, 'n'},
-                {"period", required_argument, NULL, 'P'}, {"phase", required_argument, NULL, 'H'},
-                {"every", required_argument, NULL, 'e'},  {"rise", required_argument, NULL, 'r'},
-                {"hold", required_argument, NULL, 'o'},   {"rate", required_argument, NULL, 'R'},
-                {"tau", required_argument, NULL, 't'},    {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0},
+            {"seed", required_argument, NULL, 's'},
+            {"duration", required_argument, NULL, 'd'},
+            {"interval", required_argument, NULL, 'i'},
+            {"base", required_argument, NULL, 'b'},
+            {"peak", required_argument, NULL, 'p'},
+            {"noise", required_argument, NULL, 'n'},
+            {"period", required_argument, NULL, 'P'},
+            {"phase", required_argument, NULL, 'H'},
+            {"every", required_argument, NULL, 'e'},
+            {"rise", required_argument, NULL, 'r'},
+            {"hold", required_argument, NULL, 'o'},
+            {"rate", required_argument, NULL, 'R'},
+            {"tau", required_argument, NULL, 't'},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0},
         };
         struct params p = {
-                .seed = 1, .duration_s = 86400, .interval_s = 60, .base = 256.0 * MIB,
-                .peak = 1024.0 * MIB, .noise = 0.05, .period_s = 86400, .every_s = 7200,
-                .rise_s = 30, .hold_s = 1200, .rate = 128.0 * MIB, .tau_s = 1800,
+            .seed = 1,
+            .duration_s = 86400,
+            .interval_s = 60,
+            .base = 256.0 * MIB,
+            .peak = 1024.0 * MIB,
+            .noise = 0.05,
+            .period_s = 86400,
+            .every_s = 7200,
+            .rise_s = 30,
+            .hold_s = 1200,
+            .rate = 128.0 * MIB,
+            .tau_s = 1800,
         };
         int c, bad = 0;
 
         while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 char *end;
                 switch (c) {
-                case 's': p.seed = strtoull(optarg, &end, 10); bad |= *end != 0; break;
-                case 'd': bad |= opt_duration(optarg, &p.duration_s); break;
-                case 'i': bad |= opt_duration(optarg, &p.interval_s); break;
-                case 'b': bad |= opt_size(optarg, &p.base); break;
-                case 'p': bad |= opt_size(optarg, &p.peak); break;
-                case 'n': p.noise = strtod(optarg, &end) / 100.0; bad |= *end != 0; break;
-                case 'P': bad |= opt_duration(optarg, &p.period_s); break;
-                case 'H': bad |= opt_duration(optarg, &p.phase_s); break;
-                case 'e': bad |= opt_duration(optarg, &p.every_s); break;
-                case 'r': bad |= opt_duration(optarg, &p.rise_s); break;
-                case 'o': bad |= opt_duration(optarg, &p.hold_s); break;
-                case 'R': bad |= opt_size(optarg, &p.rate); break;
-                case 't': bad |= opt_duration(optarg, &p.tau_s); break;
-                case 'h': usage(stdout); return 0;
-                default: usage(stderr); return 2;
+                case 's':
+                        p.seed = strtoull(optarg, &end, 10);
+                        bad |= *end != 0;
+                        break;
+                case 'd':
+                        bad |= opt_duration(optarg, &p.duration_s);
+                        break;
+                case 'i':
+                        bad |= opt_duration(optarg, &p.interval_s);
+                        break;
+                case 'b':
+                        bad |= opt_size(optarg, &p.base);
+                        break;
+                case 'p':
+                        bad |= opt_size(optarg, &p.peak);
+                        break;
+                case 'n':
+                        p.noise = strtod(optarg, &end) / 100.0;
+                        bad |= *end != 0;
+                        break;
+                case 'P':
+                        bad |= opt_duration(optarg, &p.period_s);
+                        break;
+                case 'H':
+                        bad |= opt_duration(optarg, &p.phase_s);
+                        break;
+                case 'e':
+                        bad |= opt_duration(optarg, &p.every_s);
+                        break;
+                case 'r':
+                        bad |= opt_duration(optarg, &p.rise_s);
+                        break;
+                case 'o':
+                        bad |= opt_duration(optarg, &p.hold_s);
+                        break;
+                case 'R':
+                        bad |= opt_size(optarg, &p.rate);
+                        break;
+                case 't':
+                        bad |= opt_duration(optarg, &p.tau_s);
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
                 }
                 if (bad) {
                         fprintf(stderr, "dynmem-tracegen: bad value \"%s\"\n", optarg);
                         return 2;
                 }
         }
-        static const char *const shapes[] = {"diurnal", "batch", "leak", "idle", "warmup", "office"};
+        static const char *const shapes[] = {"diurnal", "batch",  "leak",
+                                             "idle",    "warmup", "office"};
         bool known = false;
         if (optind == argc - 1)
                 for (size_t i = 0; i < 6; i++)

@@ -216,14 +216,10 @@ static void usage(FILE *f)
 static int parse_args(int argc, char **argv, struct run *r, const char **port, const char **root)
 {
         static const struct option opts[] = {
-            {"port", required_argument, NULL, 'p'},
-            {"root", required_argument, NULL, 'r'},
-            {"verbose", no_argument, NULL, 'v'},
-            {"versions", required_argument, NULL, 1},
-            {"no-trigger", no_argument, NULL, 2},
-            {"version", no_argument, NULL, 'V'},
-            {"help", no_argument, NULL, 'h'},
-            {NULL, 0, NULL, 0},
+            {"port", required_argument, NULL, 'p'}, {"root", required_argument, NULL, 'r'},
+            {"verbose", no_argument, NULL, 'v'},    {"versions", required_argument, NULL, 1},
+            {"no-trigger", no_argument, NULL, 2},   {"version", no_argument, NULL, 'V'},
+            {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
         };
         unsigned lo, hi;
         int c;
@@ -305,10 +301,10 @@ int main(int argc, char **argv)
         hotplug_open(&r.hp, r.now);
         conn_init(&r.conn, port);
         util_log("%s: port %s, %s, memory hotplug %s", DYNMEM_VERSION, port,
-                 psi_has_trigger(&r.psi) ? "PSI trigger (" PSI_TRIGGER ")"
+                 psi_has_trigger(&r.psi)                 ? "PSI trigger (" PSI_TRIGGER ")"
                  : psi_available(&r.psi) && r.no_trigger ? "PSI read, no stall reports"
                  : psi_available(&r.psi)                 ? "PSI polled"
-                                         : "no PSI",
+                                                         : "no PSI",
                  !r.hp.present   ? "absent"
                  : r.hp.writable ? "onlined here"
                                  : "not writable");

@@ -77,7 +77,7 @@ int load_duration_parse(const char *text, uint64_t *ret_ms)
 }
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
-        __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void seterr(char *err, size_t errlen, const char *fmt, ...)
 {

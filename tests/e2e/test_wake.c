@@ -41,8 +41,10 @@ static int setup(void **state)
         snprintf(path, sizeof(path), "%s/dynmem.conf", f->dir);
         fp = fopen(path, "w");
         assert_non_null(fp);
-        fprintf(fp, "[host]\nsocket = %s/run/s.sock\nstate_dir = %s/state\nmemory = 8G\n"
-                    "interval = 60s\n", f->dir, f->dir);
+        fprintf(fp,
+                "[host]\nsocket = %s/run/s.sock\nstate_dir = %s/state\nmemory = 8G\n"
+                "interval = 60s\n",
+                f->dir, f->dir);
         fclose(fp);
         log_setup("test-wake", LOG_TARGET_STDERR, LOG_WARNING);
         struct daemon_options opt = {.config_path = path};
@@ -155,8 +157,7 @@ int main(void)
                                             teardown),
             cmocka_unit_test_setup_teardown(requests_while_one_is_pending_are_merged, setup,
                                             teardown),
-            cmocka_unit_test_setup_teardown(a_request_a_cycle_answered_is_dropped, setup,
-                                            teardown),
+            cmocka_unit_test_setup_teardown(a_request_a_cycle_answered_is_dropped, setup, teardown),
             cmocka_unit_test_setup_teardown(a_flood_is_rate_limited, setup, teardown),
         };
 

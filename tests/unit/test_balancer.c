@@ -24,7 +24,7 @@
 
 struct event {
         enum balancer_event_kind kind;
-        size_t vm;      /* index, or SIZE_MAX */
+        size_t vm; /* index, or SIZE_MAX */
         uint64_t bytes;
         uint64_t tick;
         char message[200];
@@ -52,8 +52,7 @@ static void on_event(const struct balancer_event *ev, void *userdata)
 
         assert_true(r->n_events < MAX_EVENTS);
         struct event *e = &r->events[r->n_events++];
-        *e = (struct event){.kind = ev->kind, .vm = SIZE_MAX, .bytes = ev->bytes,
-                            .tick = r->tick};
+        *e = (struct event){.kind = ev->kind, .vm = SIZE_MAX, .bytes = ev->bytes, .tick = r->tick};
         if (ev->vm)
                 e->vm = (size_t)(ev->vm - r->vms);
         if (ev->message)
@@ -128,8 +127,7 @@ static void rig_load(struct rig *r, const char *scenario, const char *policy, bo
                 fail_msg("scenario does not load");
         }
         free(text);
-        assert_int_equal(config_check_backend_keys(&r->cfg, "sim", sim_backend_ops.vm_keys, &d),
-                         0);
+        assert_int_equal(config_check_backend_keys(&r->cfg, "sim", sim_backend_ops.vm_keys, &d), 0);
         assert_int_equal(sim_backend_new(&r->cfg, &r->backend, err, sizeof(err)), 0);
         r->n = r->cfg.n_vms;
         assert_true(r->n <= MAX_VMS);
@@ -211,8 +209,7 @@ static size_t count_events(const struct rig *r, enum balancer_event_kind kind, s
         return c;
 }
 
-static const struct event *find_event(const struct rig *r, enum balancer_event_kind kind,
-                                      size_t vm)
+static const struct event *find_event(const struct rig *r, enum balancer_event_kind kind, size_t vm)
 {
         for (size_t i = 0; i < r->n_events; i++)
                 if (r->events[i].kind == kind && r->events[i].vm == vm)
@@ -324,7 +321,7 @@ static void counters_match_what_happened(void **state)
                         assert_int_equal(c->removed_bytes, r->seen_removed[i]);
                         /* startup + added - removed = what it holds */
                         assert_int_equal(r->vms[i].settings.startup_bytes + c->added_bytes -
-                                                 c->removed_bytes,
+                                             c->removed_bytes,
                                          r->vms[i].obs.assigned_bytes);
                         assert_true(c->add_operations > 0 && c->remove_operations > 0);
                         adds += c->add_operations, removes += c->remove_operations;
@@ -498,9 +495,8 @@ static void held_never_exceeds_memory(void **state)
                         running += r->vms[i].state == VM_RUNNING;
                 assert_true(running >= 3);
                 if (strcmp(policies[p], "static") == 0)
-                        assert_int_equal(r->bal.counters.add_operations +
-                                                 r->bal.counters.remove_operations,
-                                         0);
+                        assert_int_equal(
+                            r->bal.counters.add_operations + r->bal.counters.remove_operations, 0);
         }
 }
 
@@ -516,8 +512,9 @@ static void external_policy_through_the_loop(void **state)
 
         trace(r, "a.csv", "0,500M\n");
         assert_true(asprintf(&spec, "exec:exec /bin/sh %s", good) > 0);
-        rig_load(r, "[host]\nmemory = 4G\n[vm \"a\"]\ndynamic = yes\nstartup = 1G\nminimum = 512M\n"
-                    "maximum = 2G\ntrace = @DIR@/a.csv\n",
+        rig_load(r,
+                 "[host]\nmemory = 4G\n[vm \"a\"]\ndynamic = yes\nstartup = 1G\nminimum = 512M\n"
+                 "maximum = 2G\ntrace = @DIR@/a.csv\n",
                  spec, true);
         start_all(r);
         rig_run(r, 4);
@@ -536,8 +533,9 @@ static void failing_external_policy_is_reported(void **state)
 
         trace(r, "a.csv", "0,500M\n");
         assert_true(asprintf(&spec, "exec:exec /bin/sh %s", bad) > 0);
-        rig_load(r, "[host]\nmemory = 4G\n[vm \"a\"]\ndynamic = yes\nstartup = 1G\nminimum = 512M\n"
-                    "maximum = 2G\ntrace = @DIR@/a.csv\n",
+        rig_load(r,
+                 "[host]\nmemory = 4G\n[vm \"a\"]\ndynamic = yes\nstartup = 1G\nminimum = 512M\n"
+                 "maximum = 2G\ntrace = @DIR@/a.csv\n",
                  spec, true);
         start_all(r);
         rig_run(r, 3);
@@ -571,17 +569,17 @@ static void unknown_policy_is_refused(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                T(start_makes_a_vm_run),
-                T(shrinks_are_applied_before_grows),
-                T(counters_match_what_happened),
-                T(refused_start_waits_or_is_refused),
-                T(refused_start_reports_a_reason),
-                T(start_waits_until_memory_is_freed),
-                T(crash_is_noticed),
-                T(held_never_exceeds_memory),
-                T(external_policy_through_the_loop),
-                T(failing_external_policy_is_reported),
-                cmocka_unit_test(unknown_policy_is_refused),
+            T(start_makes_a_vm_run),
+            T(shrinks_are_applied_before_grows),
+            T(counters_match_what_happened),
+            T(refused_start_waits_or_is_refused),
+            T(refused_start_reports_a_reason),
+            T(start_waits_until_memory_is_freed),
+            T(crash_is_noticed),
+            T(held_never_exceeds_memory),
+            T(external_policy_through_the_loop),
+            T(failing_external_policy_is_reported),
+            cmocka_unit_test(unknown_policy_is_refused),
         };
 
         signal(SIGPIPE, SIG_IGN); /* exec: policies */

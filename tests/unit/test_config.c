@@ -17,56 +17,55 @@
 #include "config.h"
 #include "testutil.h"
 
-static const char full_file[] =
-        "# a full configuration\n"                     /* 1 */
-        "; another comment style\n"                    /* 2 */
-        "[host]\n"                                     /* 3 */
-        "memory = 8G\n"                                /* 4 */
-        "reserve = 1536M ; inline comment\n"           /* 5 */
-        "policy = hyperv\n"                            /* 6 */
-        "backend = sim\n"                              /* 7 */
-        "interval = 500ms\n"                           /* 8 */
-        "socket = /run/dynmem/control.sock\n"          /* 9 */
-        "state_dir = /var/lib/dynmem\n"                /* 10 */
-        "http = 127.0.0.1:8080\n"                      /* 11 */
-        "\n"                                           /* 12 */
-        "[policy]\n"                                   /* 13 */
-        "min_change = 32M\n"                           /* 14 */
-        "min_change_permille = 50\n"                   /* 15 */
-        "shrink_delay = 45s\n"                         /* 16 */
-        "shrink_step_percent = 10\n"                   /* 17 */
-        "trend_lookahead = 2s\n"                       /* 18 */
-        "stall_threshold_permille = 20\n"              /* 19 */
-        "stall_grow_percent = 15\n"                    /* 20 */
-        "probe_after = 2m\n"                           /* 21 */
-        "probe_rate_permille = 3\n"                    /* 22 */
-        "probe_max_percent = 30\n"                     /* 23 */
-        "probe_step_permille = 5\n"                    /* 24 */
-        "stall_memory = 1h\n"                          /* 25 */
-        "\n"                                           /* 26 */
-        "[sim]\n"                                      /* 27 */
-        "duration = 1h\n"                              /* 28 */
-        "step = 500ms\n"                               /* 29 */
-        "report_interval = 2s\n"                       /* 30 */
-        "grow_rate = 2G\n"                             /* 31 */
-        "shrink_rate = 256M\n"                         /* 32 */
-        "seed = 42\n"                                  /* 33 */
-        "speed = 10.5\n"                               /* 34 */
-        "\n"                                           /* 35 */
-        "[vm \"web-1\"]\n"                             /* 36 */
-        "dynamic = yes\n"                              /* 37 */
-        "startup = 512M\n"                             /* 38 */
-        "minimum = 256M\n"                             /* 39 */
-        "maximum = 2G\n"                               /* 40 */
-        "buffer = 50\n"                                /* 41 */
-        "weight = 8000\n"                              /* 42 */
-        "block = 4M\n"                                 /* 43 */
-        "autostart = true\n"                           /* 44 */
-        "trace = traces/web.csv\n"                     /* 45 */
-        "start = 30s\n"                                /* 46 */
-        "\n"                                           /* 47 */
-        "[vm \"db_2.x\"]\n"                            /* 48 */
-        "startup = 1G\n";                              /* 49 */
+static const char full_file[] = "# a full configuration\n"            /* 1 */
+                                "; another comment style\n"           /* 2 */
+                                "[host]\n"                            /* 3 */
+                                "memory = 8G\n"                       /* 4 */
+                                "reserve = 1536M ; inline comment\n"  /* 5 */
+                                "policy = hyperv\n"                   /* 6 */
+                                "backend = sim\n"                     /* 7 */
+                                "interval = 500ms\n"                  /* 8 */
+                                "socket = /run/dynmem/control.sock\n" /* 9 */
+                                "state_dir = /var/lib/dynmem\n"       /* 10 */
+                                "http = 127.0.0.1:8080\n"             /* 11 */
+                                "\n"                                  /* 12 */
+                                "[policy]\n"                          /* 13 */
+                                "min_change = 32M\n"                  /* 14 */
+                                "min_change_permille = 50\n"          /* 15 */
+                                "shrink_delay = 45s\n"                /* 16 */
+                                "shrink_step_percent = 10\n"          /* 17 */
+                                "trend_lookahead = 2s\n"              /* 18 */
+                                "stall_threshold_permille = 20\n"     /* 19 */
+                                "stall_grow_percent = 15\n"           /* 20 */
+                                "probe_after = 2m\n"                  /* 21 */
+                                "probe_rate_permille = 3\n"           /* 22 */
+                                "probe_max_percent = 30\n"            /* 23 */
+                                "probe_step_permille = 5\n"           /* 24 */
+                                "stall_memory = 1h\n"                 /* 25 */
+                                "\n"                                  /* 26 */
+                                "[sim]\n"                             /* 27 */
+                                "duration = 1h\n"                     /* 28 */
+                                "step = 500ms\n"                      /* 29 */
+                                "report_interval = 2s\n"              /* 30 */
+                                "grow_rate = 2G\n"                    /* 31 */
+                                "shrink_rate = 256M\n"                /* 32 */
+                                "seed = 42\n"                         /* 33 */
+                                "speed = 10.5\n"                      /* 34 */
+                                "\n"                                  /* 35 */
+                                "[vm \"web-1\"]\n"                    /* 36 */
+                                "dynamic = yes\n"                     /* 37 */
+                                "startup = 512M\n"                    /* 38 */
+                                "minimum = 256M\n"                    /* 39 */
+                                "maximum = 2G\n"                      /* 40 */
+                                "buffer = 50\n"                       /* 41 */
+                                "weight = 8000\n"                     /* 42 */
+                                "block = 4M\n"                        /* 43 */
+                                "autostart = true\n"                  /* 44 */
+                                "trace = traces/web.csv\n"            /* 45 */
+                                "start = 30s\n"                       /* 46 */
+                                "\n"                                  /* 47 */
+                                "[vm \"db_2.x\"]\n"                   /* 48 */
+                                "startup = 1G\n";                     /* 49 */
 
 static void full_file_parses(void **state)
 {
@@ -121,8 +120,8 @@ static void full_file_parses(void **state)
         assert_int_equal(w->settings.block_bytes, 4 * MIB);
         assert_true(w->autostart);
         assert_int_equal(w->given, SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM |
-                                           SETTINGS_MAXIMUM | SETTINGS_BUFFER | SETTINGS_WEIGHT |
-                                           SETTINGS_BLOCK);
+                                       SETTINGS_MAXIMUM | SETTINGS_BUFFER | SETTINGS_WEIGHT |
+                                       SETTINGS_BLOCK);
         assert_int_equal(w->given_lines[__builtin_ctz(SETTINGS_STARTUP)], 38);
         assert_int_equal(w->given_lines[__builtin_ctz(SETTINGS_WEIGHT)], 42);
         assert_int_equal(w->n_extra, 2);
@@ -228,7 +227,8 @@ static void unknown_section(void **state)
 
 static void unknown_keys(void **state)
 {
-        expect_error_at("[host]\nmemory = 1G\nmemroy = 1G\n", 3, "unknown key \"memroy\" in [host]");
+        expect_error_at("[host]\nmemory = 1G\nmemroy = 1G\n", 3,
+                        "unknown key \"memroy\" in [host]");
         expect_error_at("[sim]\nstep = 1s\nstpe = 1s\n", 3, "unknown key \"stpe\" in [sim]");
         expect_error_at("[policy]\nshrink_delay = 1s\nshrink = 1\n", 3,
                         "unknown key \"shrink\" in [policy]");
@@ -283,7 +283,8 @@ static void good_value_spellings(void **state)
 
 static void out_of_range_values(void **state)
 {
-        expect_error_at("[vm \"a\"]\nweight = 10001\n", 2, "weight: \"10001\" is not a whole number in 0..10000");
+        expect_error_at("[vm \"a\"]\nweight = 10001\n", 2,
+                        "weight: \"10001\" is not a whole number in 0..10000");
         expect_error_at("[vm \"a\"]\nbuffer = 4\n", 2, "in 5..2000");
         expect_error_at("[vm \"a\"]\nbuffer = 2001\n", 2, "in 5..2000");
         expect_error_at("[host]\ninterval = 5ms\n", 2, "interval: 5ms is outside");
@@ -312,8 +313,9 @@ static void duplicate_key(void **state)
         /* The same key in two sections is fine; a section given twice is the same section. */
         struct config c;
         struct config_diag d = {0};
-        assert_int_equal(config_load_string("t.ini", "[vm \"a\"]\nweight = 1\n[vm \"b\"]\nweight = 2\n",
-                                            &c, &d), 0);
+        assert_int_equal(
+            config_load_string("t.ini", "[vm \"a\"]\nweight = 1\n[vm \"b\"]\nweight = 2\n", &c, &d),
+            0);
         config_free(&c);
         config_diag_free(&d);
 }
@@ -495,18 +497,18 @@ static void several_errors_all_reported(void **state)
 {
         struct config c;
         struct config_diag d = {0};
-        const char *text = "[host]\n"            /* 1 */
-                           "memory = much\n"     /* 2 */
-                           "bogus = 1\n"         /* 3 */
-                           "[sim]\n"             /* 4 */
-                           "step = forever\n"    /* 5 */
-                           "[vm \"a\"]\n"        /* 6 */
-                           "weight = 20000\n"    /* 7 */
-                           "[vm \"a\"]\n"        /* 8 */
-                           "[vm \"b\"]\n"        /* 9 */
-                           "startup = 1G\n"      /* 10 */
-                           "minimum = 2G\n"      /* 11 */
-                           "[what]\n";           /* 12 */
+        const char *text = "[host]\n"         /* 1 */
+                           "memory = much\n"  /* 2 */
+                           "bogus = 1\n"      /* 3 */
+                           "[sim]\n"          /* 4 */
+                           "step = forever\n" /* 5 */
+                           "[vm \"a\"]\n"     /* 6 */
+                           "weight = 20000\n" /* 7 */
+                           "[vm \"a\"]\n"     /* 8 */
+                           "[vm \"b\"]\n"     /* 9 */
+                           "startup = 1G\n"   /* 10 */
+                           "minimum = 2G\n"   /* 11 */
+                           "[what]\n";        /* 12 */
 
         assert_int_equal(config_load_string("t.ini", text, &c, &d), -EINVAL);
         assert_non_null(tu_diag_find(&d, "t.ini:2: ", "memory"));
@@ -565,7 +567,8 @@ static void backend_keys(void **state)
         assert_int_equal(c.vms[1].extra[2].line, 7);
         assert_int_equal(config_check_backend_keys(&c, "sim", allowed, &d), -EINVAL);
         assert_int_equal(d.count, 2);
-        assert_non_null(tu_diag_find(&d, "t.ini:6: ", "unknown key \"kernel\" in [vm \"b\"] for backend sim"));
+        assert_non_null(
+            tu_diag_find(&d, "t.ini:6: ", "unknown key \"kernel\" in [vm \"b\"] for backend sim"));
         assert_non_null(tu_diag_find(&d, "t.ini:7: ", "\"colour\""));
         config_diag_free(&d);
 
@@ -681,33 +684,33 @@ static void diag_helpers(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(full_file_parses),
-                cmocka_unit_test(empty_file_takes_defaults),
-                cmocka_unit_test(unknown_section),
-                cmocka_unit_test(unknown_keys),
-                cmocka_unit_test(key_outside_section),
-                cmocka_unit_test(bad_values),
-                cmocka_unit_test(good_value_spellings),
-                cmocka_unit_test(out_of_range_values),
-                cmocka_unit_test(duplicate_key),
-                cmocka_unit_test(duplicate_vm),
-                cmocka_unit_test(bad_vm_names),
-                cmocka_unit_test(vm_name_length_limit),
-                cmocka_unit_test(empty_value),
-                cmocka_unit_test(bad_policy_name),
-                cmocka_unit_test(syntax_errors),
-                cmocka_unit_test(overlong_line),
-                cmocka_unit_test(continuation_lines),
-                cmocka_unit_test(continuation_value_limit),
-                cmocka_unit_test(cross_key_settings_errors),
-                cmocka_unit_test(several_errors_all_reported),
-                cmocka_unit_test(syntax_error_reported_with_others),
-                cmocka_unit_test(crlf_lines),
-                cmocka_unit_test(backend_keys),
-                cmocka_unit_test(real_files),
-                cmocka_unit_test(real_file_line_limits),
-                cmocka_unit_test(not_a_regular_file),
-                cmocka_unit_test(diag_helpers),
+            cmocka_unit_test(full_file_parses),
+            cmocka_unit_test(empty_file_takes_defaults),
+            cmocka_unit_test(unknown_section),
+            cmocka_unit_test(unknown_keys),
+            cmocka_unit_test(key_outside_section),
+            cmocka_unit_test(bad_values),
+            cmocka_unit_test(good_value_spellings),
+            cmocka_unit_test(out_of_range_values),
+            cmocka_unit_test(duplicate_key),
+            cmocka_unit_test(duplicate_vm),
+            cmocka_unit_test(bad_vm_names),
+            cmocka_unit_test(vm_name_length_limit),
+            cmocka_unit_test(empty_value),
+            cmocka_unit_test(bad_policy_name),
+            cmocka_unit_test(syntax_errors),
+            cmocka_unit_test(overlong_line),
+            cmocka_unit_test(continuation_lines),
+            cmocka_unit_test(continuation_value_limit),
+            cmocka_unit_test(cross_key_settings_errors),
+            cmocka_unit_test(several_errors_all_reported),
+            cmocka_unit_test(syntax_error_reported_with_others),
+            cmocka_unit_test(crlf_lines),
+            cmocka_unit_test(backend_keys),
+            cmocka_unit_test(real_files),
+            cmocka_unit_test(real_file_line_limits),
+            cmocka_unit_test(not_a_regular_file),
+            cmocka_unit_test(diag_helpers),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

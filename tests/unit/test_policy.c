@@ -56,13 +56,13 @@ static int fx_teardown(void **state)
 static struct vm_settings dyn(uint64_t startup, uint64_t minimum, uint64_t maximum)
 {
         return (struct vm_settings){
-                .dynamic = true,
-                .startup_bytes = startup,
-                .minimum_bytes = minimum,
-                .maximum_bytes = maximum,
-                .buffer_percent = 20,
-                .weight = 5000,
-                .block_bytes = 2 * MIB,
+            .dynamic = true,
+            .startup_bytes = startup,
+            .minimum_bytes = minimum,
+            .maximum_bytes = maximum,
+            .buffer_percent = 20,
+            .weight = 5000,
+            .block_bytes = 2 * MIB,
         };
 }
 
@@ -81,10 +81,10 @@ static struct policy_vm *add(struct fx *f, const char *name, struct vm_settings 
 
         assert_true(f->n <= MAX_VMS);
         *vm = (struct policy_vm){
-                .name = name,
-                .settings = s,
-                .phase = POLICY_PHASE_RUNNING,
-                .assigned_bytes = assigned,
+            .name = name,
+            .settings = s,
+            .phase = POLICY_PHASE_RUNNING,
+            .assigned_bytes = assigned,
         };
         return vm;
 }
@@ -111,9 +111,8 @@ static void stall(struct policy_vm *vm, double fraction)
 
 static void decide(struct fx *f, uint64_t now_ms)
 {
-        assert_int_equal(policy_decide(&f->cfg, &f->host, f->vms, f->n, now_ms, &f->scratch,
-                                       &f->sum),
-                         0);
+        assert_int_equal(
+            policy_decide(&f->cfg, &f->host, f->vms, f->n, now_ms, &f->scratch, &f->sum), 0);
 }
 
 /* The backend did what was asked: running VMs now hold their target. */
@@ -196,7 +195,7 @@ static void reason_names(void **state)
         }
         assert_string_equal(policy_reason_name(REASON_STALL), "stall");
         assert_string_equal(policy_reason_name((enum policy_reason)1000), "unknown");
-        assert_string_equal(policy_reason_name((enum policy_reason)-1), "unknown");
+        assert_string_equal(policy_reason_name((enum policy_reason) - 1), "unknown");
 }
 
 static void scratch_too_small(void **state)
@@ -227,15 +226,15 @@ struct plenty_case {
 static void plenty_target_is_demand_plus_buffer(void **state)
 {
         static const struct plenty_case cases[] = {
-                {1000 * MIB + 1, 20, 2 * MIB, 512 * MIB, 4 * GIB, 1202 * MIB, REASON_DEMAND},
-                {1000 * MIB, 20, 2 * MIB, 512 * MIB, 4 * GIB, 1200 * MIB, REASON_DEMAND},
-                {2000 * MIB, 5, 2 * MIB, 512 * MIB, 4 * GIB, 2100 * MIB, REASON_DEMAND},
-                {100 * MIB, 2000, 2 * MIB, 512 * MIB, 4 * GIB, 2100 * MIB, REASON_DEMAND},
-                {700 * MIB, 20, 64 * MIB, 512 * MIB, 4 * GIB, 896 * MIB, REASON_DEMAND},
-                {100 * MIB, 20, 2 * MIB, 512 * MIB, 4 * GIB, 512 * MIB, REASON_MINIMUM},
-                {0, 20, 2 * MIB, 512 * MIB, 4 * GIB, 512 * MIB, REASON_MINIMUM},
-                {10 * GIB, 20, 2 * MIB, 512 * MIB, 4 * GIB, 4 * GIB, REASON_MAXIMUM},
-                {3500 * MIB, 20, 2 * MIB, 512 * MIB, 4 * GIB, 4 * GIB, REASON_MAXIMUM},
+            {1000 * MIB + 1, 20, 2 * MIB, 512 * MIB, 4 * GIB, 1202 * MIB, REASON_DEMAND},
+            {1000 * MIB, 20, 2 * MIB, 512 * MIB, 4 * GIB, 1200 * MIB, REASON_DEMAND},
+            {2000 * MIB, 5, 2 * MIB, 512 * MIB, 4 * GIB, 2100 * MIB, REASON_DEMAND},
+            {100 * MIB, 2000, 2 * MIB, 512 * MIB, 4 * GIB, 2100 * MIB, REASON_DEMAND},
+            {700 * MIB, 20, 64 * MIB, 512 * MIB, 4 * GIB, 896 * MIB, REASON_DEMAND},
+            {100 * MIB, 20, 2 * MIB, 512 * MIB, 4 * GIB, 512 * MIB, REASON_MINIMUM},
+            {0, 20, 2 * MIB, 512 * MIB, 4 * GIB, 512 * MIB, REASON_MINIMUM},
+            {10 * GIB, 20, 2 * MIB, 512 * MIB, 4 * GIB, 4 * GIB, REASON_MAXIMUM},
+            {3500 * MIB, 20, 2 * MIB, 512 * MIB, 4 * GIB, 4 * GIB, REASON_MAXIMUM},
         };
         static const enum policy_kind kinds[] = {POLICY_HYPERV, POLICY_DYNMEM};
 
@@ -1286,46 +1285,46 @@ static void external_proposal_over_memory_is_refused(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                T(kind_names_parse),
-                T(reason_names),
-                T(scratch_too_small),
-                T(plenty_target_is_demand_plus_buffer),
-                T(plenty_everyone_gets_want),
-                T(scarcity_buffers_go_first),
-                T(deep_scarcity_weight_decides),
-                T(a_grow_in_flight_is_not_granted_twice),
-                T(equal_weights_share_equally),
-                T(never_more_than_need),
-                T(weight_zero_takes_leftovers_only),
-                T(overcommitted_holds_everyone_at_minimum),
-                T(static_policy_pins_startup),
-                T(hyperv_follows_demand_without_hysteresis),
-                T(no_demand_keeps_size),
-                T(dynmem_grows_at_once),
-                T(dynmem_ignores_small_changes),
-                T(dynmem_shrinks_after_delay_and_gradually),
-                T(dynmem_surplus_restarts_when_demand_returns),
-                T(dynmem_hold_keeps_a_resize_in_flight),
-                T(dynmem_releases_holds_when_another_waits),
-                T(dynmem_projects_rising_demand),
-                T(stall_grows_a_vm_whose_demand_looks_fine),
-                T(urgent_stall_at_want_grows_at_once),
-                T(urgent_stall_below_want_restores_the_buffer),
-                T(hostile_urgent_stalls),
-                T(probing_lowers_a_quiet_vm),
-                T(probing_stops_at_its_floor),
-                T(probing_never_below_minimum),
-                T(probing_needs_stall_information),
-                T(admission_admits_when_free),
-                T(admission_waits_while_others_shrink),
-                T(admission_refuses_what_cannot_fit),
-                T(hostile_demand),
-                T(buffer_2000_percent),
-                T(hostile_assigned_above_maximum),
-                T(hostile_stall_values),
-                T(stall_nan_is_not_a_quiet_guest),
-                T(external_proposals_are_clamped),
-                T(external_proposal_over_memory_is_refused),
+            T(kind_names_parse),
+            T(reason_names),
+            T(scratch_too_small),
+            T(plenty_target_is_demand_plus_buffer),
+            T(plenty_everyone_gets_want),
+            T(scarcity_buffers_go_first),
+            T(deep_scarcity_weight_decides),
+            T(a_grow_in_flight_is_not_granted_twice),
+            T(equal_weights_share_equally),
+            T(never_more_than_need),
+            T(weight_zero_takes_leftovers_only),
+            T(overcommitted_holds_everyone_at_minimum),
+            T(static_policy_pins_startup),
+            T(hyperv_follows_demand_without_hysteresis),
+            T(no_demand_keeps_size),
+            T(dynmem_grows_at_once),
+            T(dynmem_ignores_small_changes),
+            T(dynmem_shrinks_after_delay_and_gradually),
+            T(dynmem_surplus_restarts_when_demand_returns),
+            T(dynmem_hold_keeps_a_resize_in_flight),
+            T(dynmem_releases_holds_when_another_waits),
+            T(dynmem_projects_rising_demand),
+            T(stall_grows_a_vm_whose_demand_looks_fine),
+            T(urgent_stall_at_want_grows_at_once),
+            T(urgent_stall_below_want_restores_the_buffer),
+            T(hostile_urgent_stalls),
+            T(probing_lowers_a_quiet_vm),
+            T(probing_stops_at_its_floor),
+            T(probing_never_below_minimum),
+            T(probing_needs_stall_information),
+            T(admission_admits_when_free),
+            T(admission_waits_while_others_shrink),
+            T(admission_refuses_what_cannot_fit),
+            T(hostile_demand),
+            T(buffer_2000_percent),
+            T(hostile_assigned_above_maximum),
+            T(hostile_stall_values),
+            T(stall_nan_is_not_a_quiet_guest),
+            T(external_proposals_are_clamped),
+            T(external_proposal_over_memory_is_refused),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,13 +34,13 @@ struct fx {
 static struct vm_settings settings(uint64_t startup)
 {
         return (struct vm_settings){
-                .dynamic = true,
-                .startup_bytes = startup,
-                .minimum_bytes = 512 * MIB,
-                .maximum_bytes = 8 * GIB,
-                .buffer_percent = 25,
-                .weight = 7000,
-                .block_bytes = 2 * MIB,
+            .dynamic = true,
+            .startup_bytes = startup,
+            .minimum_bytes = 512 * MIB,
+            .maximum_bytes = 8 * GIB,
+            .buffer_percent = 25,
+            .weight = 7000,
+            .block_bytes = 2 * MIB,
         };
 }
 
@@ -52,16 +52,22 @@ static int fx_setup(void **state)
                 return -1;
         f->dir = tu_tempdir();
         f->host = (struct policy_host){.memory_bytes = 16 * GIB, .reserve_bytes = GIB};
-        f->vms[0] = (struct policy_vm){.name = "web", .settings = settings(GIB),
-                                       .phase = POLICY_PHASE_RUNNING, .assigned_bytes = 1500 * MIB,
-                                       .demand_known = true, .demand_bytes = 900 * MIB,
-                                       .stall_known = true, .stall_fraction = 0.25};
-        f->vms[1] = (struct policy_vm){.name = "db", .settings = settings(2 * GIB),
-                                       .phase = POLICY_PHASE_RUNNING, .assigned_bytes = 2 * GIB};
-        f->vms[2] = (struct policy_vm){.name = "new", .settings = settings(GIB),
-                                       .phase = POLICY_PHASE_STARTING};
-        f->vms[3] = (struct policy_vm){.name = "off", .settings = settings(GIB),
-                                       .phase = POLICY_PHASE_OFF};
+        f->vms[0] = (struct policy_vm){.name = "web",
+                                       .settings = settings(GIB),
+                                       .phase = POLICY_PHASE_RUNNING,
+                                       .assigned_bytes = 1500 * MIB,
+                                       .demand_known = true,
+                                       .demand_bytes = 900 * MIB,
+                                       .stall_known = true,
+                                       .stall_fraction = 0.25};
+        f->vms[1] = (struct policy_vm){.name = "db",
+                                       .settings = settings(2 * GIB),
+                                       .phase = POLICY_PHASE_RUNNING,
+                                       .assigned_bytes = 2 * GIB};
+        f->vms[2] = (struct policy_vm){
+            .name = "new", .settings = settings(GIB), .phase = POLICY_PHASE_STARTING};
+        f->vms[3] =
+            (struct policy_vm){.name = "off", .settings = settings(GIB), .phase = POLICY_PHASE_OFF};
         *state = f;
         return 0;
 }
@@ -120,14 +126,13 @@ static void expect_failure(struct fx *f, uint64_t now_ms, int expected, const ch
  * running VMs. (sh rather than python3: it starts at once even on a busy
  * machine, and the first answer is due within 1 s of the start.)
  */
-static const char good_sh[] =
-        "n=0\n"
-        "while read -r line; do\n"
-        "    n=$((n + 1))\n"
-        "    printf '%s\\n' \"$line\" >> \"$1/requests.log\"\n"
-        "    t=$((1073741824 + n * 2097152))\n"
-        "    echo \"{\\\"targets\\\": {\\\"web\\\": $t, \\\"db\\\": $t}}\"\n"
-        "done\n";
+static const char good_sh[] = "n=0\n"
+                              "while read -r line; do\n"
+                              "    n=$((n + 1))\n"
+                              "    printf '%s\\n' \"$line\" >> \"$1/requests.log\"\n"
+                              "    t=$((1073741824 + n * 2097152))\n"
+                              "    echo \"{\\\"targets\\\": {\\\"web\\\": $t, \\\"db\\\": $t}}\"\n"
+                              "done\n";
 
 static void good_policy_targets_arrive(void **state)
 {
@@ -148,8 +153,8 @@ static void good_policy_targets_arrive(void **state)
 
 static void check_vm_object(json_t *o, const struct policy_vm *vm)
 {
-        static const char *const keys[] = {"name",    "running", "startup",  "minimum", "maximum",
-                                           "buffer",  "weight",  "assigned", "demand",  "stall"};
+        static const char *const keys[] = {"name",   "running", "startup",  "minimum", "maximum",
+                                           "buffer", "weight",  "assigned", "demand",  "stall"};
         assert_true(json_is_object(o));
         assert_int_equal(json_object_size(o), 10);
         for (size_t i = 0; i < 10; i++)
@@ -277,10 +282,10 @@ static void restarted_policy_recovers(void **state)
         struct fx *f = *state;
         /* Garbage the first time it runs, good answers once restarted. */
         static const char script[] =
-                "marker=\"$1/started-once\"\n"
-                "if [ -e \"$marker\" ]; then reply='{\"targets\": {\"db\": 3221225472}}'\n"
-                "else : > \"$marker\"; reply='{oops'; fi\n"
-                "while read -r line; do echo \"$reply\"; done\n";
+            "marker=\"$1/started-once\"\n"
+            "if [ -e \"$marker\" ]; then reply='{\"targets\": {\"db\": 3221225472}}'\n"
+            "else : > \"$marker\"; reply='{oops'; fi\n"
+            "while read -r line; do echo \"$reply\"; done\n";
 
         start(f, "flaky.sh", script, "exec /bin/sh");
         expect_failure(f, 1000, -EINVAL, "not JSON");
@@ -295,20 +300,20 @@ static void bad_replies(void **state)
         static const struct {
                 const char *reply, *needle;
         } cases[] = {
-                {"{\"targets\": {\"nosuch\": 1073741824}}", "unknown VM \"nosuch\""},
-                {"{\"targets\": {\"off\": 1073741824}}", "unknown VM \"off\""},
-                {"{\"targets\": {\"web\": -5}}", "\"web\" is not a byte count"},
-                {"{\"targets\": {\"web\": 1.5}}", "is not a byte count"},
-                {"{\"targets\": {\"web\": \"1G\"}}", "is not a byte count"},
-                {"{\"targets\": {\"web\": true}}", "is not a byte count"},
-                {"{\"targets\": {\"web\": null}}", "is not a byte count"},
-                {"{\"targets\": {\"web\": 99999999999999999999999}}", "not JSON"},
-                {"{\"targets\": [1, 2]}", "no \"targets\" object"},
-                {"{\"target\": {}}", "no \"targets\" object"},
-                {"[1, 2, 3]", "no \"targets\" object"},
-                {"{\"targets\": {\"web\": 1, \"web\": 2}}", "not JSON"},
-                {"{\"targets\": {}} trailing", "not JSON"},
-                {"", "not JSON"},
+            {"{\"targets\": {\"nosuch\": 1073741824}}", "unknown VM \"nosuch\""},
+            {"{\"targets\": {\"off\": 1073741824}}", "unknown VM \"off\""},
+            {"{\"targets\": {\"web\": -5}}", "\"web\" is not a byte count"},
+            {"{\"targets\": {\"web\": 1.5}}", "is not a byte count"},
+            {"{\"targets\": {\"web\": \"1G\"}}", "is not a byte count"},
+            {"{\"targets\": {\"web\": true}}", "is not a byte count"},
+            {"{\"targets\": {\"web\": null}}", "is not a byte count"},
+            {"{\"targets\": {\"web\": 99999999999999999999999}}", "not JSON"},
+            {"{\"targets\": [1, 2]}", "no \"targets\" object"},
+            {"{\"target\": {}}", "no \"targets\" object"},
+            {"[1, 2, 3]", "no \"targets\" object"},
+            {"{\"targets\": {\"web\": 1, \"web\": 2}}", "not JSON"},
+            {"{\"targets\": {}} trailing", "not JSON"},
+            {"", "not JSON"},
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -340,26 +345,23 @@ static void parse_reply_accepts_good_lines(void **state)
         char why[200];
         const char *line = "{\"targets\": {\"db\": 3221225472, \"new\": 0}, \"note\": \"x\"}";
 
-        assert_int_equal(policy_exec_parse_reply(line, strlen(line), f->vms, N_VMS, why,
-                                                 sizeof(why)),
-                         0);
+        assert_int_equal(
+            policy_exec_parse_reply(line, strlen(line), f->vms, N_VMS, why, sizeof(why)), 0);
         assert_int_equal(f->vms[1].external_bytes, 3 * GIB);
         assert_int_equal(f->vms[0].external_bytes, 0);
         line = "{\"targets\": {}}";
-        assert_int_equal(policy_exec_parse_reply(line, strlen(line), f->vms, N_VMS, why,
-                                                 sizeof(why)),
-                         0);
+        assert_int_equal(
+            policy_exec_parse_reply(line, strlen(line), f->vms, N_VMS, why, sizeof(why)), 0);
         assert_int_equal(f->vms[1].external_bytes, 0);
         /* A NUL inside the line is not hidden by C string handling. */
-        assert_int_equal(policy_exec_parse_reply("{\"targets\": {}}\0x", 17, f->vms, N_VMS, why,
-                                                 sizeof(why)),
-                         -EINVAL);
+        assert_int_equal(
+            policy_exec_parse_reply("{\"targets\": {}}\0x", 17, f->vms, N_VMS, why, sizeof(why)),
+            -EINVAL);
         /* A very long unknown name is cut in the message. */
         char big[400];
         memset(big, 'n', sizeof(big));
         snprintf(big, sizeof(big), "{\"targets\": {\"%0300d\": 1}}", 0);
-        assert_int_equal(policy_exec_parse_reply(big, strlen(big), f->vms, N_VMS, why,
-                                                 sizeof(why)),
+        assert_int_equal(policy_exec_parse_reply(big, strlen(big), f->vms, N_VMS, why, sizeof(why)),
                          -EINVAL);
         assert_true(strlen(why) < 120);
 }
@@ -367,12 +369,11 @@ static void parse_reply_accepts_good_lines(void **state)
 static void reply_in_pieces(void **state)
 {
         struct fx *f = *state;
-        static const char script[] =
-                "while read -r line; do\n"
-                "    printf '{\"targets\": '; sleep 0.05\n"
-                "    printf '{\"web\": 2147483648}'; sleep 0.05\n"
-                "    printf '}\\n'\n"
-                "done\n";
+        static const char script[] = "while read -r line; do\n"
+                                     "    printf '{\"targets\": '; sleep 0.05\n"
+                                     "    printf '{\"web\": 2147483648}'; sleep 0.05\n"
+                                     "    printf '}\\n'\n"
+                                     "done\n";
 
         start(f, "pieces.sh", script, "exec /bin/sh");
         assert_int_equal(decide(f, 0), 0);
@@ -436,12 +437,11 @@ static void slow_start_gets_more_time(void **state)
 static void oversized_reply_is_refused(void **state)
 {
         struct fx *f = *state;
-        static const char script[] =
-                "while read -r line; do\n"
-                "    printf '{\"targets\": {}, \"pad\": \"'\n"
-                "    head -c 100000 /dev/zero | tr '\\0' x\n"
-                "    printf '\"}\\n'\n"
-                "done\n";
+        static const char script[] = "while read -r line; do\n"
+                                     "    printf '{\"targets\": {}, \"pad\": \"'\n"
+                                     "    head -c 100000 /dev/zero | tr '\\0' x\n"
+                                     "    printf '\"}\\n'\n"
+                                     "done\n";
 
         start(f, "big.sh", script, "exec /bin/sh");
         expect_failure(f, 0, -EMSGSIZE, "answered more than");
@@ -493,20 +493,20 @@ static void new_and_free(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                T(good_policy_targets_arrive),
-                T(request_has_the_documented_fields),
-                T(request_survives_odd_values),
-                T(garbage_reply),
-                T(restarted_policy_recovers),
-                T(bad_replies),
-                T(parse_reply_accepts_good_lines),
-                T(reply_in_pieces),
-                T(process_that_exits),
-                T(slow_start_gets_more_time),
-                T(process_that_hangs_is_killed),
-                T(oversized_reply_is_refused),
-                T(reply_at_the_size_limit),
-                T(new_and_free),
+            T(good_policy_targets_arrive),
+            T(request_has_the_documented_fields),
+            T(request_survives_odd_values),
+            T(garbage_reply),
+            T(restarted_policy_recovers),
+            T(bad_replies),
+            T(parse_reply_accepts_good_lines),
+            T(reply_in_pieces),
+            T(process_that_exits),
+            T(slow_start_gets_more_time),
+            T(process_that_hangs_is_killed),
+            T(oversized_reply_is_refused),
+            T(reply_at_the_size_limit),
+            T(new_and_free),
         };
 
         signal(SIGPIPE, SIG_IGN); /* as policy_exec.h asks of its callers */

@@ -25,10 +25,10 @@
 
 #include "policy.h"
 
-#define MAX_VMS      8    /* per host in the main properties */
-#define MANY_VMS     1500 /* per host in the large one */
-#define SCENARIOS    500
-#define DECISIONS    30 /* per scenario: 15,000 decisions per property */
+#define MAX_VMS   8    /* per host in the main properties */
+#define MANY_VMS  1500 /* per host in the large one */
+#define SCENARIOS 500
+#define DECISIONS 30 /* per scenario: 15,000 decisions per property */
 
 struct rng {
         uint64_t s;
@@ -106,12 +106,12 @@ static void dump(const struct world *w)
         }
 }
 
-#define CHECK(w, cond, ...)                                                                       \
-        do {                                                                                      \
-                if (!(cond)) {                                                                    \
-                        dump(w);                                                                  \
-                        fail_msg(__VA_ARGS__);                                                    \
-                }                                                                                 \
+#define CHECK(w, cond, ...)                                                                        \
+        do {                                                                                       \
+                if (!(cond)) {                                                                     \
+                        dump(w);                                                                   \
+                        fail_msg(__VA_ARGS__);                                                     \
+                }                                                                                  \
         } while (0)
 
 /* ---- building random worlds ---- */
@@ -125,14 +125,14 @@ static struct vm_settings random_settings(struct rng *r)
         uint64_t startup = rnd_range(r, min / block, (min + 4 * GIB) / block) * block;
         uint64_t max = rnd_range(r, startup / block, (startup + 8 * GIB) / block) * block;
         struct vm_settings s = {
-                .dynamic = chance(r, 85),
-                .startup_bytes = startup,
-                .minimum_bytes = min,
-                .maximum_bytes = max,
-                .buffer_percent = chance(r, 70) ? (uint32_t)rnd_range(r, 5, 100)
-                                                : (uint32_t)rnd_range(r, 5, 2000),
-                .weight = chance(r, 10) ? 0 : (uint32_t)rnd_range(r, 0, 10000),
-                .block_bytes = block,
+            .dynamic = chance(r, 85),
+            .startup_bytes = startup,
+            .minimum_bytes = min,
+            .maximum_bytes = max,
+            .buffer_percent =
+                chance(r, 70) ? (uint32_t)rnd_range(r, 5, 100) : (uint32_t)rnd_range(r, 5, 2000),
+            .weight = chance(r, 10) ? 0 : (uint32_t)rnd_range(r, 0, 10000),
+            .block_bytes = block,
         };
         assert_int_equal(settings_check(&s, (char[128]){0}, 128), 0);
         return s;
@@ -202,7 +202,7 @@ static void world_init(struct world *w, uint64_t seed, bool hostile, size_t min_
                 v->name = w->names[i];
                 v->settings = random_settings(r);
                 unsigned p = (unsigned)rnd_below(r, 100);
-                v->phase = p < 70 ? POLICY_PHASE_RUNNING
+                v->phase = p < 70   ? POLICY_PHASE_RUNNING
                            : p < 85 ? POLICY_PHASE_STARTING
                                     : POLICY_PHASE_OFF;
                 if (v->phase == POLICY_PHASE_RUNNING)
@@ -234,7 +234,8 @@ static bool fixed_size(const struct world *w, const struct policy_vm *v)
 
 static uint64_t deadband(const struct world *w, uint64_t assigned)
 {
-        uint64_t rel = (uint64_t)((long double)assigned * w->cfg.tunables.min_change_permille / 1000);
+        uint64_t rel =
+            (uint64_t)((long double)assigned * w->cfg.tunables.min_change_permille / 1000);
         return rel > w->cfg.tunables.min_change_bytes ? rel : w->cfg.tunables.min_change_bytes;
 }
 
@@ -245,7 +246,9 @@ static uint64_t hyperv_want(const struct policy_vm *v)
         uint64_t w = want >= 18446744073709551615.0L ? UINT64_MAX : (uint64_t)want;
 
         w = size_round_up(w, s->block_bytes);
-        return w < s->minimum_bytes ? s->minimum_bytes : w > s->maximum_bytes ? s->maximum_bytes : w;
+        return w < s->minimum_bytes   ? s->minimum_bytes
+               : w > s->maximum_bytes ? s->maximum_bytes
+                                      : w;
 }
 
 static void check_memory(struct world *w, uint64_t held)
@@ -302,8 +305,7 @@ static void check_admission(struct world *w)
                               "%s admitted with %llu, not its startup size", v->name,
                               (unsigned long long)v->target_bytes);
                 else
-                        CHECK(w, v->target_bytes == 0, "%s not admitted but has a target",
-                              v->name);
+                        CHECK(w, v->target_bytes == 0, "%s not admitted but has a target", v->name);
         }
 }
 
@@ -311,8 +313,7 @@ static void check_running_vm(struct world *w, const struct policy_vm *v)
 {
         const struct vm_settings *s = &v->settings;
 
-        CHECK(w, strcmp(policy_reason_name(v->reason), "unknown") != 0, "%s: bad reason",
-              v->name);
+        CHECK(w, strcmp(policy_reason_name(v->reason), "unknown") != 0, "%s: bad reason", v->name);
         if (fixed_size(w, v)) {
                 CHECK(w, v->ideal_bytes == s->startup_bytes, "%s: fixed VM's ideal is not startup",
                       v->name);
@@ -333,13 +334,13 @@ static void check_running_vm(struct world *w, const struct policy_vm *v)
               (unsigned long long)v->target_bytes);
         if (w->hostile)
                 return; /* assigned may exceed the maximum: see test_policy.c */
-        CHECK(w, v->target_bytes <= s->maximum_bytes, "%s: target %llu above its maximum",
-              v->name, (unsigned long long)v->target_bytes);
+        CHECK(w, v->target_bytes <= s->maximum_bytes, "%s: target %llu above its maximum", v->name,
+              (unsigned long long)v->target_bytes);
         if (w->sum.overcommitted)
-                CHECK(w, v->target_bytes <= s->minimum_bytes ||
-                                 (v->target_bytes <= v->assigned_bytes &&
-                                  v->target_bytes - s->minimum_bytes <
-                                          deadband(w, v->assigned_bytes)),
+                CHECK(w,
+                      v->target_bytes <= s->minimum_bytes ||
+                          (v->target_bytes <= v->assigned_bytes &&
+                           v->target_bytes - s->minimum_bytes < deadband(w, v->assigned_bytes)),
                       "%s: overcommitted host, target %llu above its minimum", v->name,
                       (unsigned long long)v->target_bytes);
         if (w->cfg.kind == POLICY_HYPERV && v->demand_known && !w->sum.scarcity)
@@ -415,9 +416,8 @@ static void step(struct world *w)
         for (size_t i = 0; i < w->n; i++)
                 if (w->vms[i].phase == POLICY_PHASE_RUNNING)
                         held += w->vms[i].assigned_bytes;
-        assert_int_equal(policy_decide(&w->cfg, &w->host, w->vms, w->n, w->now, &w->scratch,
-                                       &w->sum),
-                         0);
+        assert_int_equal(
+            policy_decide(&w->cfg, &w->host, w->vms, w->n, w->now, &w->scratch, &w->sum), 0);
         check_all(w, held);
         w->decisions++;
         w->scarce += w->sum.scarcity;
@@ -430,13 +430,14 @@ static void step(struct world *w)
                 w->waiting += v->admission == ADMISSION_WAIT;
                 w->refused_starts += v->admission == ADMISSION_REFUSE;
                 w->grows += v->phase == POLICY_PHASE_RUNNING && v->target_bytes > v->assigned_bytes;
-                w->shrinks += v->phase == POLICY_PHASE_RUNNING && v->target_bytes < v->assigned_bytes;
+                w->shrinks +=
+                    v->phase == POLICY_PHASE_RUNNING && v->target_bytes < v->assigned_bytes;
         }
         for (size_t i = 0; i < w->n; i++)
                 move_vm(w, &w->vms[i]);
         if (chance(&w->rng, 5)) /* the operator lowers (or raises) the host's memory */
-                w->host.memory_bytes = (uint64_t)((double)w->host.memory_bytes *
-                                                  (0.5 + 0.7 * rnd_unit(&w->rng)));
+                w->host.memory_bytes =
+                    (uint64_t)((double)w->host.memory_bytes * (0.5 + 0.7 * rnd_unit(&w->rng)));
         w->now += chance(&w->rng, 5) ? 0 : rnd_range(&w->rng, 100, 5000);
         if (w->hostile && chance(&w->rng, 3)) /* a clock that jumps back */
                 w->now -= rnd_range(&w->rng, 0, w->now);
@@ -521,10 +522,10 @@ static void invariants_hold_with_many_vms(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(invariants_hold_on_random_hosts),
-                cmocka_unit_test(invariants_hold_on_hostile_inputs),
-                cmocka_unit_test(invariants_hold_over_a_long_run),
-                cmocka_unit_test(invariants_hold_with_many_vms),
+            cmocka_unit_test(invariants_hold_on_random_hosts),
+            cmocka_unit_test(invariants_hold_on_hostile_inputs),
+            cmocka_unit_test(invariants_hold_over_a_long_run),
+            cmocka_unit_test(invariants_hold_with_many_vms),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

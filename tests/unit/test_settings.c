@@ -73,18 +73,18 @@ static void complete_derives_from_given(void **state)
 static void complete_keeps_given_fields(void **state)
 {
         struct vm_settings s = {
-                .dynamic = true,
-                .startup_bytes = 3 * GIB,
-                .minimum_bytes = 64 * MIB,
-                .maximum_bytes = 5 * GIB,
-                .buffer_percent = 77,
-                .weight = 0,
-                .block_bytes = 4 * MIB,
+            .dynamic = true,
+            .startup_bytes = 3 * GIB,
+            .minimum_bytes = 64 * MIB,
+            .maximum_bytes = 5 * GIB,
+            .buffer_percent = 77,
+            .weight = 0,
+            .block_bytes = 4 * MIB,
         };
 
         settings_complete(&s, SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM |
-                                      SETTINGS_MAXIMUM | SETTINGS_BUFFER | SETTINGS_WEIGHT |
-                                      SETTINGS_BLOCK);
+                                  SETTINGS_MAXIMUM | SETTINGS_BUFFER | SETTINGS_WEIGHT |
+                                  SETTINGS_BLOCK);
         assert_true(s.dynamic);
         assert_int_equal(s.startup_bytes, 3 * GIB);
         assert_int_equal(s.minimum_bytes, 64 * MIB);
@@ -274,16 +274,16 @@ static void change_while_running(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(complete_all_defaults),
-                cmocka_unit_test(complete_derives_from_given),
-                cmocka_unit_test(complete_keeps_given_fields),
-                cmocka_unit_test(check_block_size),
-                cmocka_unit_test(check_alignment),
-                cmocka_unit_test(check_ranges),
-                cmocka_unit_test(check_ordering),
-                cmocka_unit_test(check_error_text_fits),
-                cmocka_unit_test(change_while_off_allows_anything_valid),
-                cmocka_unit_test(change_while_running),
+            cmocka_unit_test(complete_all_defaults),
+            cmocka_unit_test(complete_derives_from_given),
+            cmocka_unit_test(complete_keeps_given_fields),
+            cmocka_unit_test(check_block_size),
+            cmocka_unit_test(check_alignment),
+            cmocka_unit_test(check_ranges),
+            cmocka_unit_test(check_ordering),
+            cmocka_unit_test(check_error_text_fits),
+            cmocka_unit_test(change_while_off_allows_anything_valid),
+            cmocka_unit_test(change_while_running),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -138,7 +138,8 @@ static void bad_fields(void **state)
         expect_error_at("seconds,demand\n,1G\n", 2, "is not a number of seconds");
         expect_error_at("seconds,demand\n1.,1G\n", 2, "is not a number of seconds");
         expect_error_at("seconds,demand\n.5,1G\n", 2, "is not a number of seconds");
-        expect_error_at("seconds,demand\n99999999999999999999,1G\n", 2, "is not a number of seconds");
+        expect_error_at("seconds,demand\n99999999999999999999,1G\n", 2,
+                        "is not a number of seconds");
         expect_error_at("seconds,demand\n1,lots\n", 2, "\"lots\" is not a demand");
         expect_error_at("seconds,demand\n1,-5\n", 2, "is not a demand");
         expect_error_at("seconds,demand\n1,\n", 2, "is not a demand");
@@ -270,9 +271,10 @@ static uint64_t reference_at(const struct trace *t, uint64_t ms)
                 return t->demand[0];
         for (size_t i = 0; i + 1 < t->n; i++) {
                 if (ms < t->t_ms[i + 1]) {
-                        long double d0 = (long double)t->demand[i], d1 = (long double)t->demand[i + 1];
+                        long double d0 = (long double)t->demand[i],
+                                    d1 = (long double)t->demand[i + 1];
                         return (uint64_t)(d0 + (d1 - d0) * (long double)(ms - t->t_ms[i]) /
-                                                       (long double)(t->t_ms[i + 1] - t->t_ms[i]));
+                                                   (long double)(t->t_ms[i + 1] - t->t_ms[i]));
                 }
         }
         return t->demand[t->n - 1];
@@ -331,19 +333,19 @@ static void empty_trace_demand_is_zero(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(parses_rows),
-                cmocka_unit_test(decimals_and_sizes),
-                cmocka_unit_test(crlf_comments_blank_lines),
-                cmocka_unit_test(header_required),
-                cmocka_unit_test(empty_traces),
-                cmocka_unit_test(seconds_must_increase),
-                cmocka_unit_test(bad_fields),
-                cmocka_unit_test(overlong_line),
-                cmocka_unit_test(files),
-                cmocka_unit_test(files_and_strings_agree_on_the_line_limit),
-                cmocka_unit_test(interpolation),
-                cmocka_unit_test(cursor_reuse_and_random_access),
-                cmocka_unit_test(empty_trace_demand_is_zero),
+            cmocka_unit_test(parses_rows),
+            cmocka_unit_test(decimals_and_sizes),
+            cmocka_unit_test(crlf_comments_blank_lines),
+            cmocka_unit_test(header_required),
+            cmocka_unit_test(empty_traces),
+            cmocka_unit_test(seconds_must_increase),
+            cmocka_unit_test(bad_fields),
+            cmocka_unit_test(overlong_line),
+            cmocka_unit_test(files),
+            cmocka_unit_test(files_and_strings_agree_on_the_line_limit),
+            cmocka_unit_test(interpolation),
+            cmocka_unit_test(cursor_reuse_and_random_access),
+            cmocka_unit_test(empty_trace_demand_is_zero),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

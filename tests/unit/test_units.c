@@ -112,13 +112,13 @@ static void rounding(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(size_parse_accepts_suffixes),
-                cmocka_unit_test(size_parse_rejects_garbage),
-                cmocka_unit_test(size_parse_detects_overflow),
-                cmocka_unit_test(duration_parse_units),
-                cmocka_unit_test(size_format_is_readable),
-                cmocka_unit_test(duration_format_is_readable),
-                cmocka_unit_test(rounding),
+            cmocka_unit_test(size_parse_accepts_suffixes),
+            cmocka_unit_test(size_parse_rejects_garbage),
+            cmocka_unit_test(size_parse_detects_overflow),
+            cmocka_unit_test(duration_parse_units),
+            cmocka_unit_test(size_format_is_readable),
+            cmocka_unit_test(duration_format_is_readable),
+            cmocka_unit_test(rounding),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
