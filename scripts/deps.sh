@@ -10,7 +10,7 @@
 set -eu
 
 PACKAGES="
-  build-essential pkg-config meson ninja-build clang
+  build-essential pkg-config meson ninja-build clang clang-format
   libjansson-dev libinih-dev libevent-dev libmicrohttpd-dev libcmocka-dev
   python3 valgrind
   qemu-system-x86 qemu-utils busybox-static cpio kmod
