@@ -138,7 +138,7 @@ static bool psi_event(struct psi *p, uint64_t now_ms)
         return true;
 }
 
-/* Fallback: the stall added within the current 1 s window crossed the threshold. */
+/* Fallback: the stall added within the current window crossed the threshold. */
 static bool psi_poll_once(struct psi *p, uint64_t now_ms)
 {
         struct psi_values v;
@@ -146,11 +146,18 @@ static bool psi_poll_once(struct psi *p, uint64_t now_ms)
         p->next_poll_ms = now_ms + PSI_POLL_MS;
         if (psi_read(p, &v) < 0)
                 return false;
+        /*
+         * A new window starts from the fallback's own previous reading, not from
+         * the last periodic report's: a report that read the stall first must not
+         * hide its growth from the poll that follows.
+         */
         if (v.some_total_us < p->window_start_us || now_ms - p->window_start_ms >= PSI_WINDOW_MS) {
                 p->window_start_ms = now_ms;
-                p->window_start_us = p->last_total_us ? p->last_total_us : v.some_total_us;
+                p->window_start_us = p->poll_last_us && p->poll_last_us <= v.some_total_us
+                                         ? p->poll_last_us
+                                         : v.some_total_us;
         }
-        p->last_total_us = v.some_total_us;
+        p->poll_last_us = p->last_total_us = v.some_total_us;
         if (v.some_total_us - p->window_start_us >= PSI_THRESHOLD_US) {
                 p->window_start_us = v.some_total_us;
                 p->window_start_ms = now_ms;
@@ -188,6 +195,7 @@ void psi_note(struct psi *p, const struct psi_values *v, uint64_t now_ms)
                 p->next_poll_ms = now_ms + PSI_POLL_MS;
                 p->window_start_ms = now_ms;
                 p->window_start_us = p->last_total_us ? p->last_total_us : v->some_total_us;
+                p->poll_last_us = p->window_start_us;
         }
         if (!pressure)
                 p->polling = false;

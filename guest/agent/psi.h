@@ -35,10 +35,11 @@ struct psi {
         int trigger_fd; /* -1: no trigger, polling instead */
         bool polling;   /* fallback: pressure was non-zero at the last look */
         uint64_t next_poll_ms;
-        uint64_t window_start_ms, window_start_us; /* fallback's 1 s window */
+        uint64_t window_start_ms, window_start_us; /* the fallback's window (PSI_WINDOW_MS) */
         uint64_t last_event_ms;
         uint64_t last_total_us;
-        bool events_off; /* no trigger, no polling: psi_check() never fires */
+        uint64_t poll_last_us; /* the fallback's own last reading: a new window's base */
+        bool events_off;       /* no trigger, no polling: psi_check() never fires */
 };
 
 /* Open PSI and, with events, arm the trigger. Never fails: what is missing is noted in p. */
