@@ -233,6 +233,8 @@ static struct qemu_vm *vm_new(struct qemu_backend *qb, struct vm *vm, char *err,
         qv->vm = vm;
         qv->pidfd = -1;
         qv->rl = (struct log_ratelimit){.burst = 10, .per_minute = 6};
+        qv->wake_rl =
+            (struct log_ratelimit){.burst = QEMU_WAKE_BURST, .per_minute = QEMU_WAKE_RATE * 60};
         qb->vms[qb->n++] = qv;
         vm->backend_data = qv;
         return qv;
@@ -721,29 +723,6 @@ static void on_agent_report(void *userdata, const struct agent_estimate *e)
                         qv->vm->name);
 }
 
-/* A stall report asks for a cycle now, within this VM's share (QEMU_WAKE_RATE). */
-static bool wake_share_ok(struct qemu_vm *qv, uint64_t now_ms)
-{
-        if (qv->wake_refilled_ms == 0) {
-                qv->wake_tokens = QEMU_WAKE_BURST;
-        } else if (now_ms > qv->wake_refilled_ms) {
-                qv->wake_tokens +=
-                    (double)(now_ms - qv->wake_refilled_ms) * QEMU_WAKE_RATE / 1000.0;
-                if (qv->wake_tokens > QEMU_WAKE_BURST)
-                        qv->wake_tokens = QEMU_WAKE_BURST;
-        }
-        qv->wake_refilled_ms = now_ms ? now_ms : 1;
-        if (qv->wake_tokens < 1.0)
-                return false;
-        qv->wake_tokens -= 1.0;
-        return true;
-}
-
-/*
- * The report just taken was sent because the guest began to stall: the next
- * observation says so (the policy need not wait for a second stalling
- * decision), and the loop is asked for a cycle now.
- */
 static void on_agent_urgent(void *userdata)
 {
         struct qemu_vm *qv = userdata;
@@ -751,7 +730,8 @@ static void on_agent_urgent(void *userdata)
         if (qv->agent_taken)
                 qv->agent_urgent = true;
         qv->agent_taken = false;
-        if (wake_share_ok(qv, qemu_mono_ms()))
+        /* A cycle now, within this VM's share (QEMU_WAKE_RATE). */
+        if (log_ratelimit_ok(&qv->wake_rl, qemu_mono_ms()))
                 qemu_backend_wake(qv);
 }
 

@@ -347,8 +347,7 @@ struct qemu_vm {
         uint64_t reserve;        /* memory the VM holds outside its MemTotal (qemu_mem) */
         unsigned qemu_version[3];
         struct log_ratelimit rl;
-        double wake_tokens;        /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
-        uint64_t wake_refilled_ms; /* monotonic; 0: never asked (a full bucket) */
+        struct log_ratelimit wake_rl; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 };
 
 struct qemu_backend {
