@@ -430,17 +430,15 @@ static void parse_qemu(struct parse_ctx *x, struct qemu_vm_config *c)
 static void check_sizes(struct parse_ctx *x)
 {
         const struct vm_settings *s = &x->cvm->settings;
-        unsigned block_line = x->cvm->given & SETTINGS_BLOCK ? x->cvm->given_lines[6] : 0;
-        unsigned startup_line = x->cvm->given & SETTINGS_STARTUP ? x->cvm->given_lines[1] : 0;
         char a[32];
 
         if (s->dynamic && s->maximum_bytes > s->startup_bytes &&
             s->block_bytes < QEMU_VMEM_BLOCK_MIN)
-                problem(x, block_line ? block_line : x->cvm->line,
+                problem(x, config_setting_line(x->cvm, SETTINGS_BLOCK),
                         "block %s is below virtio-mem's 2 MiB on x86",
                         size_format(s->block_bytes, a, sizeof(a)));
         if (s->startup_bytes % MIB != 0)
-                problem(x, startup_line ? startup_line : x->cvm->line,
+                problem(x, config_setting_line(x->cvm, SETTINGS_STARTUP),
                         "startup %s is not a whole number of MiB",
                         size_format(s->startup_bytes, a, sizeof(a)));
 }

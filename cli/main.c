@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cli.h"
 #include "commands.h"
@@ -52,20 +51,16 @@ static const struct command commands[] = {
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
+/* getopt values beyond characters; settings_table row i is KEY_SETTING + i. */
 enum {
-        KEY_STARTUP = 256,
-        KEY_MINIMUM,
-        KEY_MAXIMUM,
-        KEY_BUFFER,
-        KEY_WEIGHT,
-        KEY_DYNAMIC,
-        KEY_AUTOSTART,
+        KEY_AUTOSTART = 256,
         KEY_TIMEOUT,
         KEY_SET,
         KEY_VM,
         KEY_INTERVAL,
         KEY_COUNT,
         KEY_FOLLOW,
+        KEY_SETTING,
 };
 
 static const struct {
@@ -77,12 +72,6 @@ static const struct {
     {{"timeout", required_argument, NULL, KEY_TIMEOUT}, OPT_COMMON},
     {{"help", no_argument, NULL, 'h'}, OPT_COMMON},
     {{"force", no_argument, NULL, 'f'}, OPT_FORCE},
-    {{"startup", required_argument, NULL, KEY_STARTUP}, OPT_SETTINGS},
-    {{"minimum", required_argument, NULL, KEY_MINIMUM}, OPT_SETTINGS},
-    {{"maximum", required_argument, NULL, KEY_MAXIMUM}, OPT_SETTINGS},
-    {{"buffer", required_argument, NULL, KEY_BUFFER}, OPT_SETTINGS},
-    {{"weight", required_argument, NULL, KEY_WEIGHT}, OPT_SETTINGS},
-    {{"dynamic", required_argument, NULL, KEY_DYNAMIC}, OPT_SETTINGS},
     {{"option", required_argument, NULL, 'o'}, OPT_CREATE},
     {{"autostart", no_argument, NULL, KEY_AUTOSTART}, OPT_CREATE},
     {{"set", required_argument, NULL, KEY_SET}, OPT_COUNTERS},
@@ -93,16 +82,34 @@ static const struct {
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
+/* How an option's value is shown in the usage: on|off, SIZE, PERCENT or 0..10000. */
+static const char *setting_metavar(const struct setting_desc *d, char *buf, size_t len)
+{
+        if (d->type == SETTING_SWITCH)
+                return "on|off";
+        if (d->type == SETTING_SIZE)
+                return "SIZE";
+        if (strcmp(d->unit, "%") == 0)
+                return "PERCENT";
+        snprintf(buf, len, "%llu..%llu", (unsigned long long)d->min, (unsigned long long)d->max);
+        return buf;
+}
+
 static void usage(FILE *out)
 {
+        char buf[48];
+
         fputs("Usage: dynmem [--socket PATH] COMMAND [ARGS] [--json]\n\nCommands:\n", out);
         for (size_t i = 0; i < N_COMMANDS; i++)
                 fprintf(out, "  %-8s %-6s %s\n", commands[i].name,
                         commands[i].needs_name ? "NAME" : "", commands[i].summary);
-        fputs("\nOptions of set and create:\n"
-              "  --startup SIZE  --minimum SIZE  --maximum SIZE   sizes: 512M, 2G, 1.5G\n"
-              "  --buffer PERCENT  --weight 0..10000  --dynamic on|off\n"
-              "Options of create: -o, --option KEY=VALUE (backend keys, e.g. trace=FILE.csv),\n"
+        fputs("\nOptions of set and create (sizes: 512M, 2G, 1.5G):\n", out);
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                fprintf(out, "  --%s %s%s", d->name, setting_metavar(d, buf, sizeof(buf)),
+                        i % 4 == 3 || i + 1 == SETTINGS_N ? "\n" : "");
+        }
+        fputs("Options of create: -o, --option KEY=VALUE (backend keys, e.g. trace=FILE.csv),\n"
               "  --autostart.  Option of stop: -f, --force.\n"
               "Options of counters: --set balancer|vm, --vm NAME, --interval DURATION,\n"
               "  --count N (a series, as CSV).  Option of events: --follow.\n"
@@ -124,37 +131,6 @@ static int fail_usage(const char *fmt, ...)
         vfprintf(stderr, fmt, ap);
         va_end(ap);
         fputs(" (dynmem --help)\n", stderr);
-        return -EINVAL;
-}
-
-/* The daemon checks the range; this only reads the number. */
-static int parse_u32(const char *text, uint32_t max, bool percent, uint32_t *ret)
-{
-        char *end;
-        unsigned long long v;
-
-        if (text[0] < '0' || text[0] > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(text, &end, 10);
-        if (percent && *end == '%')
-                end++;
-        if (errno || *end || v > max)
-                return -EINVAL;
-        *ret = (uint32_t)v;
-        return 0;
-}
-
-static int parse_onoff(const char *text, bool *ret)
-{
-        static const char *const on[] = {"on", "yes", "true", "1"}, *const off[] = {"off", "no",
-                                                                                    "false", "0"};
-        for (size_t i = 0; i < 4; i++) {
-                if (strcasecmp(text, on[i]) == 0)
-                        return *ret = true, 0;
-                if (strcasecmp(text, off[i]) == 0)
-                        return *ret = false, 0;
-        }
         return -EINVAL;
 }
 
@@ -182,31 +158,16 @@ static int add_key(struct control_request *req, const char *arg)
         return 0;
 }
 
-static const struct {
-        int key;
-        unsigned bit;
-        const char *name;
-        size_t offset;
-} size_options[] = {
-    {KEY_STARTUP, SETTINGS_STARTUP, "--startup", offsetof(struct vm_settings, startup_bytes)},
-    {KEY_MINIMUM, SETTINGS_MINIMUM, "--minimum", offsetof(struct vm_settings, minimum_bytes)},
-    {KEY_MAXIMUM, SETTINGS_MAXIMUM, "--maximum", offsetof(struct vm_settings, maximum_bytes)},
-};
-
-static int take_size(struct control_request *req, int key, const char *arg)
+/* --NAME VALUE for a setting: read by its type; dynmemd checks the range. */
+static int take_setting(struct control_request *req, const struct setting_desc *d, const char *arg)
 {
-        for (size_t i = 0; i < 3; i++) {
-                if (size_options[i].key != key)
-                        continue;
-                uint64_t *field = (uint64_t *)((char *)&req->settings + size_options[i].offset);
-                if (size_parse(arg, field) < 0)
-                        return fail_usage("\"%s\" is not a size (bytes, or a number with K, M, G "
-                                          "or T)",
-                                          arg);
-                req->given |= size_options[i].bit;
-                return 0;
-        }
-        return -EINVAL;
+        uint64_t v;
+
+        if (settings_parse_text(d, arg, &v) < 0)
+                return fail_usage("--%s: \"%s\" is not %s", d->name, arg, settings_expected(d));
+        settings_set(&req->settings, d, v);
+        req->given |= d->bit;
+        return 0;
 }
 
 /* The options of counters and events. Returns 0 or -EINVAL (reported). */
@@ -267,39 +228,22 @@ static int take_option(struct cli *cli, int key, const char *arg)
                 if (duration_parse(arg, &cli->timeout_ms) < 0 || cli->timeout_ms == 0)
                         return fail_usage("--timeout: \"%s\" is not a duration (30s, 5m)", arg);
                 return 0;
-        case KEY_STARTUP:
-        case KEY_MINIMUM:
-        case KEY_MAXIMUM:
-                return take_size(req, key, arg);
-        case KEY_BUFFER:
-                req->given |= SETTINGS_BUFFER;
-                return parse_u32(arg, UINT32_MAX, true, &req->settings.buffer_percent) < 0
-                           ? fail_usage("--buffer: \"%s\" is not a percentage", arg)
-                           : 0;
-        case KEY_WEIGHT:
-                req->given |= SETTINGS_WEIGHT;
-                return parse_u32(arg, UINT32_MAX, false, &req->settings.weight) < 0
-                           ? fail_usage("--weight: \"%s\" is not a whole number", arg)
-                           : 0;
         case KEY_SET:
         case KEY_VM:
         case KEY_INTERVAL:
         case KEY_COUNT:
         case KEY_FOLLOW:
                 return take_view_option(cli, key, arg);
-        case KEY_DYNAMIC:
-                req->given |= SETTINGS_DYNAMIC;
-                return parse_onoff(arg, &req->settings.dynamic) < 0
-                           ? fail_usage("--dynamic: \"%s\" is not on or off", arg)
-                           : 0;
         }
+        if (key >= KEY_SETTING && key < KEY_SETTING + SETTINGS_N)
+                return take_setting(req, &settings_table[key - KEY_SETTING], arg);
         return -EINVAL;
 }
 
 /* Parse argv with the options of `allowed`; stop at the first operand when `stop`. */
 static int parse(struct cli *cli, int argc, char **argv, unsigned allowed, bool stop)
 {
-        struct option longopts[N_OPTIONS + 1];
+        struct option longopts[N_OPTIONS + SETTINGS_N + 1];
         char shortopts[32] = "";
         size_t n = 0;
         int c;
@@ -316,6 +260,9 @@ static int parse(struct cli *cli, int argc, char **argv, unsigned allowed, bool 
                         shortopts[l + 2] = '\0';
                 }
         }
+        for (size_t i = 0; (allowed & OPT_SETTINGS) && i < SETTINGS_N; i++)
+                longopts[n++] = (struct option){settings_table[i].name, required_argument, NULL,
+                                                KEY_SETTING + (int)i};
         longopts[n] = (struct option){0};
         optind = 0; /* glibc: start afresh, as for a new argv */
         opterr = 0;

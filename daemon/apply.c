@@ -17,14 +17,6 @@ static bool vm_is_off(const struct vm *vm)
         return vm->state == VM_OFF || vm->state == VM_CRASHED;
 }
 
-static bool settings_equal(const struct vm_settings *a, const struct vm_settings *b)
-{
-        return a->dynamic == b->dynamic && a->startup_bytes == b->startup_bytes &&
-               a->minimum_bytes == b->minimum_bytes && a->maximum_bytes == b->maximum_bytes &&
-               a->buffer_percent == b->buffer_percent && a->weight == b->weight &&
-               a->block_bytes == b->block_bytes;
-}
-
 int apply_check_change(const struct vm *vm, const struct vm_settings *new, uint64_t honourable,
                        char *err, size_t errlen)
 {
@@ -113,7 +105,7 @@ static struct vm_settings wanted_settings(const struct config *cfg, const struct
         struct vm_settings want = cvm->settings;
         char err[256];
 
-        control_settings_merge(&want, &e->vm.settings, e->overrides);
+        settings_merge(&want, &e->vm.settings, e->overrides);
         if (e->overrides && settings_check(&want, err, sizeof(err)) < 0) {
                 log_msg(LOG_WARNING,
                         "%s: the settings changed with dynmem set no longer fit %s:%u (%s); "
@@ -144,7 +136,7 @@ static void update_from_config(struct daemon *d, const struct config *cfg,
         e->autostart = cvm->autostart;
         registry_touch(e);
         struct vm_settings want = wanted_settings(cfg, cvm, e);
-        if (!settings_equal(&want, &e->vm.settings) &&
+        if (settings_diff(&want, &e->vm.settings) != 0 &&
             apply_settings(d, e, &want, err, sizeof(err)) < 0)
                 log_msg(LOG_WARNING,
                         "%s: keeping the current settings: %s (reload again once "
@@ -205,7 +197,7 @@ static void state_override(const struct state_vm *sv, struct registry_entry *e)
                 return;
         }
         want = e->vm.settings;
-        control_settings_merge(&want, &sv->settings, sv->given);
+        settings_merge(&want, &sv->settings, sv->given);
         if (settings_check(&want, err, sizeof(err)) < 0) {
                 log_msg(LOG_WARNING,
                         "state file: %s: the settings changed with dynmem set no "

@@ -322,7 +322,7 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
         if (!e)
                 return reply;
         want = e->vm.settings;
-        control_settings_merge(&want, &req->settings, req->given);
+        settings_merge(&want, &req->settings, req->given);
         r = apply_settings(d, e, &want, err, sizeof(err));
         if (r < 0)
                 return control_reply_error(-r, "%s: %s", e->vm.name, err);

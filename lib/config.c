@@ -73,88 +73,77 @@ struct key_spec {
         enum key_type type;
         size_t offset;
         double min, max;     /* for KEY_U32 / KEY_DOUBLE / KEY_SIZE (max 0 = none) */
-        unsigned given_bit;  /* for [vm] settings and presence flags; 0 = none */
         size_t given_offset; /* offset of a bool "given" flag, or SIZE_MAX */
 };
 
 #define NO_FLAG SIZE_MAX
 
 static const struct key_spec host_keys[] = {
-    {"memory", KEY_SIZE, offsetof(struct config_host, memory_bytes), 0, 0, 0,
+    {"memory", KEY_SIZE, offsetof(struct config_host, memory_bytes), 0, 0,
      offsetof(struct config_host, memory_given)},
-    {"reserve", KEY_SIZE, offsetof(struct config_host, reserve_bytes), 0, 0, 0,
+    {"reserve", KEY_SIZE, offsetof(struct config_host, reserve_bytes), 0, 0,
      offsetof(struct config_host, reserve_given)},
-    {"policy", KEY_POLICY, offsetof(struct config_host, policy), 0, 0, 0, NO_FLAG},
-    {"backend", KEY_STRING, offsetof(struct config_host, backend), 0, 0, 0, NO_FLAG},
-    {"interval", KEY_DURATION, offsetof(struct config_host, interval_ms), 10, 60000, 0, NO_FLAG},
-    {"socket", KEY_STRING, offsetof(struct config_host, socket), 0, 0, 0, NO_FLAG},
-    {"state_dir", KEY_STRING, offsetof(struct config_host, state_dir), 0, 0, 0, NO_FLAG},
-    {"http", KEY_STRING, offsetof(struct config_host, http), 0, 0, 0, NO_FLAG},
-    {"http_allow_remote", KEY_BOOL, offsetof(struct config_host, http_allow_remote), 0, 0, 0,
-     NO_FLAG},
-    {"web_dir", KEY_STRING, offsetof(struct config_host, web_dir), 0, 0, 0, NO_FLAG},
-    {NULL, 0, 0, 0, 0, 0, 0},
+    {"policy", KEY_POLICY, offsetof(struct config_host, policy), 0, 0, NO_FLAG},
+    {"backend", KEY_STRING, offsetof(struct config_host, backend), 0, 0, NO_FLAG},
+    {"interval", KEY_DURATION, offsetof(struct config_host, interval_ms), 10, 60000, NO_FLAG},
+    {"socket", KEY_STRING, offsetof(struct config_host, socket), 0, 0, NO_FLAG},
+    {"state_dir", KEY_STRING, offsetof(struct config_host, state_dir), 0, 0, NO_FLAG},
+    {"http", KEY_STRING, offsetof(struct config_host, http), 0, 0, NO_FLAG},
+    {"http_allow_remote", KEY_BOOL, offsetof(struct config_host, http_allow_remote), 0, 0, NO_FLAG},
+    {"web_dir", KEY_STRING, offsetof(struct config_host, web_dir), 0, 0, NO_FLAG},
+    {NULL, 0, 0, 0, 0, 0},
 };
 
 #define DAY_MS (86400.0 * 1000.0)
 static const struct key_spec policy_keys[] = {
-    {"min_change", KEY_SIZE, offsetof(struct policy_tunables, min_change_bytes), 0, 0, 0, NO_FLAG},
+    {"min_change", KEY_SIZE, offsetof(struct policy_tunables, min_change_bytes), 0, 0, NO_FLAG},
     {"min_change_permille", KEY_U32, offsetof(struct policy_tunables, min_change_permille), 0, 1000,
-     0, NO_FLAG},
-    {"shrink_delay", KEY_DURATION, offsetof(struct policy_tunables, shrink_delay_ms), 0, DAY_MS, 0,
+     NO_FLAG},
+    {"shrink_delay", KEY_DURATION, offsetof(struct policy_tunables, shrink_delay_ms), 0, DAY_MS,
      NO_FLAG},
     {"shrink_step_percent", KEY_U32, offsetof(struct policy_tunables, shrink_step_percent), 1, 100,
-     0, NO_FLAG},
+     NO_FLAG},
     {"trend_lookahead", KEY_DURATION, offsetof(struct policy_tunables, trend_lookahead_ms), 0,
-     3600000, 0, NO_FLAG},
+     3600000, NO_FLAG},
     {"stall_threshold_permille", KEY_U32,
-     offsetof(struct policy_tunables, stall_threshold_permille), 1, 1000, 0, NO_FLAG},
+     offsetof(struct policy_tunables, stall_threshold_permille), 1, 1000, NO_FLAG},
     {"stall_grow_percent", KEY_U32, offsetof(struct policy_tunables, stall_grow_percent), 1, 1000,
-     0, NO_FLAG},
-    {"probe_after", KEY_DURATION, offsetof(struct policy_tunables, probe_after_ms), 0, DAY_MS, 0,
+     NO_FLAG},
+    {"probe_after", KEY_DURATION, offsetof(struct policy_tunables, probe_after_ms), 0, DAY_MS,
      NO_FLAG},
     {"probe_rate_permille", KEY_U32, offsetof(struct policy_tunables, probe_rate_permille), 0, 1000,
-     0, NO_FLAG},
-    {"probe_max_percent", KEY_U32, offsetof(struct policy_tunables, probe_max_percent), 0, 90, 0,
+     NO_FLAG},
+    {"probe_max_percent", KEY_U32, offsetof(struct policy_tunables, probe_max_percent), 0, 90,
      NO_FLAG},
     {"probe_step_permille", KEY_U32, offsetof(struct policy_tunables, probe_step_permille), 1, 500,
-     0, NO_FLAG},
+     NO_FLAG},
     {"probe_contention_percent", KEY_U32,
-     offsetof(struct policy_tunables, probe_contention_percent), 0, 1000, 0, NO_FLAG},
-    {"probe_fine_percent", KEY_U32, offsetof(struct policy_tunables, probe_fine_percent), 0, 100, 0,
+     offsetof(struct policy_tunables, probe_contention_percent), 0, 1000, NO_FLAG},
+    {"probe_fine_percent", KEY_U32, offsetof(struct policy_tunables, probe_fine_percent), 0, 100,
      NO_FLAG},
-    {"stall_backoff_max", KEY_U32, offsetof(struct policy_tunables, stall_backoff_max), 1, 64, 0,
+    {"stall_backoff_max", KEY_U32, offsetof(struct policy_tunables, stall_backoff_max), 1, 64,
      NO_FLAG},
-    {"stall_memory", KEY_DURATION, offsetof(struct policy_tunables, stall_memory_ms), 0, DAY_MS, 0,
+    {"stall_memory", KEY_DURATION, offsetof(struct policy_tunables, stall_memory_ms), 0, DAY_MS,
      NO_FLAG},
-    {NULL, 0, 0, 0, 0, 0, 0},
+    {NULL, 0, 0, 0, 0, 0},
 };
 
 static const struct key_spec sim_keys[] = {
-    {"duration", KEY_DURATION, offsetof(struct config_sim, duration_ms), 0, 366 * DAY_MS, 0,
-     NO_FLAG},
-    {"step", KEY_DURATION, offsetof(struct config_sim, step_ms), 10, 3600000, 0, NO_FLAG},
+    {"duration", KEY_DURATION, offsetof(struct config_sim, duration_ms), 0, 366 * DAY_MS, NO_FLAG},
+    {"step", KEY_DURATION, offsetof(struct config_sim, step_ms), 10, 3600000, NO_FLAG},
     {"report_interval", KEY_DURATION, offsetof(struct config_sim, report_interval_ms), 10, 3600000,
-     0, NO_FLAG},
-    {"grow_rate", KEY_SIZE, offsetof(struct config_sim, grow_rate), 1, 0, 0, NO_FLAG},
-    {"shrink_rate", KEY_SIZE, offsetof(struct config_sim, shrink_rate), 1, 0, 0, NO_FLAG},
-    {"seed", KEY_U64, offsetof(struct config_sim, seed), 0, 0, 0, NO_FLAG},
-    {"speed", KEY_DOUBLE, offsetof(struct config_sim, speed), 0.001, 100000, 0, NO_FLAG},
-    {NULL, 0, 0, 0, 0, 0, 0},
+     NO_FLAG},
+    {"grow_rate", KEY_SIZE, offsetof(struct config_sim, grow_rate), 1, 0, NO_FLAG},
+    {"shrink_rate", KEY_SIZE, offsetof(struct config_sim, shrink_rate), 1, 0, NO_FLAG},
+    {"seed", KEY_U64, offsetof(struct config_sim, seed), 0, 0, NO_FLAG},
+    {"speed", KEY_DOUBLE, offsetof(struct config_sim, speed), 0.001, 100000, NO_FLAG},
+    {NULL, 0, 0, 0, 0, 0},
 };
 
-#define VMS(field) offsetof(struct config_vm, settings) + offsetof(struct vm_settings, field)
+/* The settings themselves come from settings_table (lib/settings). */
 static const struct key_spec vm_keys[] = {
-    {"dynamic", KEY_BOOL, VMS(dynamic), 0, 0, SETTINGS_DYNAMIC, NO_FLAG},
-    {"startup", KEY_SIZE, VMS(startup_bytes), 0, 0, SETTINGS_STARTUP, NO_FLAG},
-    {"minimum", KEY_SIZE, VMS(minimum_bytes), 0, 0, SETTINGS_MINIMUM, NO_FLAG},
-    {"maximum", KEY_SIZE, VMS(maximum_bytes), 0, 0, SETTINGS_MAXIMUM, NO_FLAG},
-    {"buffer", KEY_U32, VMS(buffer_percent), SETTINGS_BUFFER_MIN, SETTINGS_BUFFER_MAX,
-     SETTINGS_BUFFER, NO_FLAG},
-    {"weight", KEY_U32, VMS(weight), 0, SETTINGS_WEIGHT_MAX, SETTINGS_WEIGHT, NO_FLAG},
-    {"block", KEY_SIZE, VMS(block_bytes), 0, 0, SETTINGS_BLOCK, NO_FLAG},
-    {"autostart", KEY_BOOL, offsetof(struct config_vm, autostart), 0, 0, 0, NO_FLAG},
-    {NULL, 0, 0, 0, 0, 0, 0},
+    {"autostart", KEY_BOOL, offsetof(struct config_vm, autostart), 0, 0, NO_FLAG},
+    {NULL, 0, 0, 0, 0, 0},
 };
 
 /* ---- parsing state ---- */
@@ -400,19 +389,6 @@ static void enter_section(struct parse_state *ps, const char *section)
         }
 }
 
-static int parse_bool(const char *v, bool *ret)
-{
-        static const char *yes[] = {"yes", "on", "true", "1"}, *no[] = {"no", "off", "false", "0"};
-
-        for (size_t i = 0; i < 4; i++) {
-                if (strcasecmp(v, yes[i]) == 0)
-                        return *ret = true, 0;
-                if (strcasecmp(v, no[i]) == 0)
-                        return *ret = false, 0;
-        }
-        return -EINVAL;
-}
-
 static int parse_u64(const char *v, uint64_t *ret)
 {
         char *end;
@@ -496,7 +472,7 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                 return 0;
         }
         case KEY_BOOL:
-                if (parse_bool(value, (bool *)field) < 0) {
+                if (switch_parse(value, (bool *)field) < 0) {
                         diag(ps, ps->line, "%s: \"%s\" is not yes or no", k->name, value);
                         return -1;
                 }
@@ -522,6 +498,32 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         }
         }
         return -1;
+}
+
+/*
+ * Store one of a [vm]'s settings. Whole numbers are checked against the
+ * setting's range here, on their own line; sizes, which depend on each
+ * other and on the block, in check_whole(). Returns 0 or -1 (reported).
+ */
+static int store_setting(struct parse_state *ps, const struct setting_desc *d, const char *value)
+{
+        uint64_t v;
+
+        if (settings_parse_text(d, value, &v) < 0 ||
+            (d->type == SETTING_NUMBER && (v < d->min || v > d->max))) {
+                if (d->type == SETTING_NUMBER)
+                        diag(ps, ps->line, "%s: \"%s\" is not %s in %llu..%llu", d->name, value,
+                             settings_expected(d), (unsigned long long)d->min,
+                             (unsigned long long)d->max);
+                else
+                        diag(ps, ps->line, "%s: \"%s\" is not %s", d->name, value,
+                             settings_expected(d));
+                return -1;
+        }
+        settings_set(&ps->vm->settings, d, v);
+        ps->vm->given |= d->bit;
+        ps->vm->given_lines[__builtin_ctz(d->bit)] = ps->line;
+        return 0;
 }
 
 static const struct key_spec *find_key(const struct key_spec *table, const char *name)
@@ -615,6 +617,11 @@ static int handle_key(void *user, const char *section, const char *key, const ch
                 diag(ps, ps->line, "%s: given twice in [%s]", key, ps->section_raw);
                 return 1;
         }
+        const struct setting_desc *setting = ps->section == SECTION_VM ? settings_find(key) : NULL;
+        if (setting) {
+                store_setting(ps, setting, value);
+                return 1;
+        }
         const struct key_spec *k = find_key(table, key);
         if (!k) {
                 if (ps->section == SECTION_VM) {
@@ -628,10 +635,6 @@ static int handle_key(void *user, const char *section, const char *key, const ch
                 return 1;
         if (k->given_offset != NO_FLAG)
                 *(bool *)((char *)base + k->given_offset) = true;
-        if (ps->section == SECTION_VM && k->given_bit) {
-                ps->vm->given |= k->given_bit;
-                ps->vm->given_lines[__builtin_ctz(k->given_bit)] = ps->line;
-        }
         return 1;
 }
 
@@ -782,6 +785,11 @@ int config_check_backend_keys(const struct config *c, const char *backend,
                 }
         }
         return errors ? -EINVAL : 0;
+}
+
+unsigned config_setting_line(const struct config_vm *vm, unsigned bit)
+{
+        return vm->given & bit ? vm->given_lines[__builtin_ctz(bit)] : vm->line;
 }
 
 const struct config_kv *config_vm_key(const struct config_vm *vm, const char *key)

@@ -49,8 +49,8 @@ struct config_vm {
         char name[CONFIG_NAME_MAX];
         unsigned line; /* of the section header */
         struct vm_settings settings;
-        unsigned given;          /* enum settings_field bits set explicitly */
-        unsigned given_lines[8]; /* line of each settings key, by bit number */
+        unsigned given;                   /* enum settings_field bits set explicitly */
+        unsigned given_lines[SETTINGS_N]; /* line of each setting, by settings_table row */
         bool autostart;
         struct config_kv *extra; /* backend keys, in file order */
         size_t n_extra;
@@ -106,6 +106,9 @@ void config_free(struct config *c);
 /* Check that every backend key of every VM is in the NULL-terminated `allowed` list. */
 int config_check_backend_keys(const struct config *c, const char *backend,
                               const char *const *allowed, struct config_diag *diag);
+
+/* The line that gave a setting (one settings_field bit), else the section's. */
+unsigned config_setting_line(const struct config_vm *vm, unsigned bit);
 
 /* The value of a backend key, or NULL. */
 const struct config_kv *config_vm_key(const struct config_vm *vm, const char *key);

@@ -46,61 +46,19 @@ int control_command_parse(const char *name, enum control_command *ret)
 
 /* ---- settings ---- */
 
-enum setting_type {
-        SETTING_BOOL,
-        SETTING_SIZE,
-        SETTING_U32,
-};
-
-struct setting_spec {
-        const char *key;
-        unsigned bit;
-        enum setting_type type;
-        size_t offset;
-        uint64_t min, max;
-};
-
-#define SETTING(field) offsetof(struct vm_settings, field)
-/*
- * Only the type's range is checked here; the settings' own ranges are
- * settings_check()'s, so that every entry point reports them alike.
- */
-#define SIZE_LIMIT ((uint64_t)INT64_MAX)
-static const struct setting_spec setting_specs[] = {
-    {"dynamic", SETTINGS_DYNAMIC, SETTING_BOOL, SETTING(dynamic), 0, 1},
-    {"startup_bytes", SETTINGS_STARTUP, SETTING_SIZE, SETTING(startup_bytes), 0, SIZE_LIMIT},
-    {"minimum_bytes", SETTINGS_MINIMUM, SETTING_SIZE, SETTING(minimum_bytes), 0, SIZE_LIMIT},
-    {"maximum_bytes", SETTINGS_MAXIMUM, SETTING_SIZE, SETTING(maximum_bytes), 0, SIZE_LIMIT},
-    {"buffer_percent", SETTINGS_BUFFER, SETTING_U32, SETTING(buffer_percent), 0, UINT32_MAX},
-    {"weight", SETTINGS_WEIGHT, SETTING_U32, SETTING(weight), 0, UINT32_MAX},
-    {"block_bytes", SETTINGS_BLOCK, SETTING_SIZE, SETTING(block_bytes), 0, SIZE_LIMIT},
-};
-#define N_SETTINGS (sizeof(setting_specs) / sizeof(setting_specs[0]))
-
-static json_t *setting_json(const struct vm_settings *s, const struct setting_spec *spec)
-{
-        const char *p = (const char *)s + spec->offset;
-
-        switch (spec->type) {
-        case SETTING_BOOL:
-                return json_boolean(*(const bool *)p);
-        case SETTING_SIZE:
-                return json_integer((json_int_t) * (const uint64_t *)p);
-        case SETTING_U32:
-                return json_integer((json_int_t) * (const uint32_t *)p);
-        }
-        return NULL;
-}
-
+/* The settings' JSON members and types come from settings_table (lib/settings). */
 json_t *control_settings_json(const struct vm_settings *s, unsigned mask)
 {
         json_t *obj = json_object();
 
-        for (size_t i = 0; obj && i < N_SETTINGS; i++) {
-                if (!(mask & setting_specs[i].bit))
+        for (size_t i = 0; obj && i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                uint64_t v = settings_get(s, d);
+                if (!(mask & d->bit))
                         continue;
-                if (json_object_set_new(obj, setting_specs[i].key,
-                                        setting_json(s, &setting_specs[i])) < 0) {
+                json_t *value =
+                    d->type == SETTING_SWITCH ? json_boolean(v) : json_integer((json_int_t)v);
+                if (json_object_set_new(obj, d->json, value) < 0) {
                         json_decref(obj);
                         return NULL;
                 }
@@ -108,49 +66,28 @@ json_t *control_settings_json(const struct vm_settings *s, unsigned mask)
         return obj;
 }
 
-void control_settings_merge(struct vm_settings *dst, const struct vm_settings *src, unsigned mask)
-{
-        for (size_t i = 0; i < N_SETTINGS; i++) {
-                const struct setting_spec *spec = &setting_specs[i];
-                size_t size = spec->type == SETTING_BOOL   ? sizeof(bool)
-                              : spec->type == SETTING_SIZE ? sizeof(uint64_t)
-                                                           : sizeof(uint32_t);
-                if (mask & spec->bit)
-                        memcpy((char *)dst + spec->offset, (const char *)src + spec->offset, size);
-        }
-}
-
-static const struct setting_spec *setting_find(const char *key)
-{
-        for (size_t i = 0; i < N_SETTINGS; i++)
-                if (strcmp(setting_specs[i].key, key) == 0)
-                        return &setting_specs[i];
-        return NULL;
-}
-
-static int setting_store(const struct setting_spec *spec, const json_t *v, struct vm_settings *s,
+/*
+ * Only the type's range is checked here; the settings' own ranges are
+ * settings_check()'s, so that every entry point reports them alike.
+ */
+static int setting_store(const struct setting_desc *d, const json_t *v, struct vm_settings *s,
                          char *err, size_t errlen)
 {
-        char *p = (char *)s + spec->offset;
-
-        if (spec->type == SETTING_BOOL) {
+        if (d->type == SETTING_SWITCH) {
                 if (!json_is_boolean(v)) {
-                        snprintf(err, errlen, "%s: expected true or false", spec->key);
+                        snprintf(err, errlen, "%s: expected true or false", d->json);
                         return -EINVAL;
                 }
-                *(bool *)p = json_is_true(v);
+                settings_set(s, d, json_is_true(v));
                 return 0;
         }
         json_int_t x = json_is_integer(v) ? json_integer_value(v) : -1;
-        if (x < 0 || (uint64_t)x < spec->min || (uint64_t)x > spec->max) {
-                snprintf(err, errlen, "%s: expected a whole number from %llu to %llu", spec->key,
-                         (unsigned long long)spec->min, (unsigned long long)spec->max);
+        if (x < 0 || (uint64_t)x > settings_type_max(d)) {
+                snprintf(err, errlen, "%s: expected a whole number from 0 to %llu", d->json,
+                         (unsigned long long)settings_type_max(d));
                 return -EINVAL;
         }
-        if (spec->type == SETTING_SIZE)
-                *(uint64_t *)p = (uint64_t)x;
-        else
-                *(uint32_t *)p = (uint32_t)x;
+        settings_set(s, d, (uint64_t)x);
         return 0;
 }
 
@@ -168,15 +105,15 @@ int control_settings_parse(const json_t *obj, struct vm_settings *s, unsigned *r
         }
         json_object_foreach((json_t *)obj, key, v)
         {
-                const struct setting_spec *spec = setting_find(key);
-                if (!spec) {
+                const struct setting_desc *d = settings_find_json(key);
+                if (!d) {
                         snprintf(err, errlen, "settings: unknown setting \"%.64s\"", key);
                         return -EINVAL;
                 }
-                int r = setting_store(spec, v, &out, err, errlen);
+                int r = setting_store(d, v, &out, err, errlen);
                 if (r < 0)
                         return r;
-                given |= spec->bit;
+                given |= d->bit;
         }
         *s = out;
         *ret_given = given;

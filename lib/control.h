@@ -104,9 +104,10 @@ void control_request_free(struct control_request *r);
 char *control_request_format(const struct control_request *r);
 
 /*
- * Settings as JSON ("startup_bytes", "minimum_bytes", "maximum_bytes",
- * "buffer_percent", "weight", "dynamic", "block_bytes"): only the fields in
- * mask. Used by requests, replies and the daemon's state file.
+ * Settings as JSON, each under its settings_table row's json name
+ * ("startup_bytes", "minimum_bytes", "maximum_bytes", "buffer_percent",
+ * "weight", "dynamic", "block_bytes"): only the fields in mask. Used by
+ * requests, replies and the daemon's state file.
  */
 json_t *control_settings_json(const struct vm_settings *s, unsigned mask);
 
@@ -118,9 +119,6 @@ json_t *control_settings_json(const struct vm_settings *s, unsigned mask);
  */
 int control_settings_parse(const json_t *obj, struct vm_settings *s, unsigned *ret_given, char *err,
                            size_t errlen);
-
-/* Copy the settings marked in mask from src to dst. */
-void control_settings_merge(struct vm_settings *dst, const struct vm_settings *src, unsigned mask);
 
 /*
  * Backend keys as a JSON object of strings, and back. The parser checks

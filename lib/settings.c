@@ -1,11 +1,173 @@
 /*
- * settings: defaults and consistency rules for one VM's Dynamic Memory
- * settings. See settings.h.
+ * settings: the table of a VM's settings, their defaults and the rules that
+ * bind them. See settings.h.
  */
 #include "settings.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define AT(field) offsetof(struct vm_settings, field)
+
+const struct setting_desc settings_table[SETTINGS_N] = {
+    {SETTINGS_DYNAMIC, "dynamic", "dynamic", "dynamic", SETTING_SWITCH, AT(dynamic), 0, 1, "",
+     SETTING_WHILE_OFF},
+    {SETTINGS_STARTUP, "startup", "startup_bytes", "startup", SETTING_SIZE, AT(startup_bytes), 0,
+     SETTINGS_SIZE_MAX, "bytes", SETTING_WHILE_OFF},
+    {SETTINGS_MINIMUM, "minimum", "minimum_bytes", "minimum", SETTING_SIZE, AT(minimum_bytes),
+     SETTINGS_MINIMUM_FLOOR, SETTINGS_SIZE_MAX, "bytes", SETTING_ONLY_LOWER},
+    {SETTINGS_MAXIMUM, "maximum", "maximum_bytes", "maximum", SETTING_SIZE, AT(maximum_bytes), 0,
+     SETTINGS_SIZE_MAX, "bytes", SETTING_ONLY_RAISE},
+    {SETTINGS_BUFFER, "buffer", "buffer_percent", "buffer", SETTING_NUMBER, AT(buffer_percent),
+     SETTINGS_BUFFER_MIN, SETTINGS_BUFFER_MAX, "%", SETTING_ANY_TIME},
+    {SETTINGS_WEIGHT, "weight", "weight", "weight", SETTING_NUMBER, AT(weight), 0,
+     SETTINGS_WEIGHT_MAX, "", SETTING_ANY_TIME},
+    {SETTINGS_BLOCK, "block", "block_bytes", "block size", SETTING_SIZE, AT(block_bytes),
+     SETTINGS_BLOCK_MIN, SETTINGS_BLOCK_MAX, "bytes", SETTING_WHILE_OFF},
+};
+
+_Static_assert(SETTINGS_ALL ==
+                   (SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM | SETTINGS_MAXIMUM |
+                    SETTINGS_BUFFER | SETTINGS_WEIGHT | SETTINGS_BLOCK),
+               "settings_table has a row for every settings_field bit");
+
+static const struct setting_desc *find_by(size_t member, const char *key)
+{
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const char *name =
+                    *(const char *const *)((const char *)&settings_table[i] + member);
+                if (strcmp(name, key) == 0)
+                        return &settings_table[i];
+        }
+        return NULL;
+}
+
+const struct setting_desc *settings_find(const char *name)
+{
+        return find_by(offsetof(struct setting_desc, name), name);
+}
+
+const struct setting_desc *settings_find_json(const char *json)
+{
+        return find_by(offsetof(struct setting_desc, json), json);
+}
+
+uint64_t settings_get(const struct vm_settings *s, const struct setting_desc *d)
+{
+        const char *p = (const char *)s + d->offset;
+
+        switch (d->type) {
+        case SETTING_SWITCH:
+                return *(const bool *)p;
+        case SETTING_SIZE:
+                return *(const uint64_t *)p;
+        case SETTING_NUMBER:
+                return *(const uint32_t *)p;
+        }
+        return 0;
+}
+
+void settings_set(struct vm_settings *s, const struct setting_desc *d, uint64_t v)
+{
+        char *p = (char *)s + d->offset;
+
+        switch (d->type) {
+        case SETTING_SWITCH:
+                *(bool *)p = v != 0;
+                break;
+        case SETTING_SIZE:
+                *(uint64_t *)p = v;
+                break;
+        case SETTING_NUMBER:
+                *(uint32_t *)p = (uint32_t)v;
+                break;
+        }
+}
+
+uint64_t settings_type_max(const struct setting_desc *d)
+{
+        switch (d->type) {
+        case SETTING_SWITCH:
+                return 1;
+        case SETTING_SIZE:
+                return (uint64_t)INT64_MAX;
+        case SETTING_NUMBER:
+                return UINT32_MAX;
+        }
+        return 0;
+}
+
+static int parse_number(const char *text, bool percent, uint64_t *ret)
+{
+        char *end;
+
+        if (text[0] < '0' || text[0] > '9')
+                return -EINVAL;
+        errno = 0;
+        unsigned long long v = strtoull(text, &end, 10);
+        if (percent && *end == '%')
+                end++;
+        if (errno || *end || v > UINT32_MAX)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+int settings_parse_text(const struct setting_desc *d, const char *text, uint64_t *ret)
+{
+        uint64_t v;
+
+        switch (d->type) {
+        case SETTING_SWITCH: {
+                bool on;
+                if (switch_parse(text, &on) < 0)
+                        return -EINVAL;
+                *ret = on;
+                return 0;
+        }
+        case SETTING_NUMBER:
+                return parse_number(text, strcmp(d->unit, "%") == 0, ret);
+        case SETTING_SIZE:
+                if (size_parse(text, &v) < 0 || v > settings_type_max(d))
+                        return -EINVAL;
+                *ret = v;
+                return 0;
+        }
+        return -EINVAL;
+}
+
+const char *settings_expected(const struct setting_desc *d)
+{
+        switch (d->type) {
+        case SETTING_SWITCH:
+                return "yes or no";
+        case SETTING_SIZE:
+                return "a size (bytes, or a number with K, M, G or T)";
+        case SETTING_NUMBER:
+                return "a whole number";
+        }
+        return "";
+}
+
+unsigned settings_diff(const struct vm_settings *a, const struct vm_settings *b)
+{
+        unsigned mask = 0;
+
+        for (size_t i = 0; i < SETTINGS_N; i++)
+                if (settings_get(a, &settings_table[i]) != settings_get(b, &settings_table[i]))
+                        mask |= settings_table[i].bit;
+        return mask;
+}
+
+void settings_merge(struct vm_settings *dst, const struct vm_settings *src, unsigned mask)
+{
+        for (size_t i = 0; i < SETTINGS_N; i++)
+                if (mask & settings_table[i].bit)
+                        settings_set(dst, &settings_table[i],
+                                     settings_get(src, &settings_table[i]));
+}
 
 void settings_complete(struct vm_settings *s, unsigned given)
 {
@@ -28,65 +190,114 @@ void settings_complete(struct vm_settings *s, unsigned given)
                 s->weight = SETTINGS_WEIGHT_DEFAULT;
 }
 
-static int check_size(const char *what, uint64_t v, uint64_t block, char *err, size_t errlen)
+/* The block is every other size's unit: a power of two in its range. */
+static int check_block(const struct vm_settings *s, char *err, size_t errlen)
+{
+        const struct setting_desc *d = &settings_table[__builtin_ctz(SETTINGS_BLOCK)];
+        uint64_t v = s->block_bytes;
+        char a[32], b[32], c[32];
+
+        if (v >= d->min && v <= d->max && (v & (v - 1)) == 0)
+                return 0;
+        snprintf(err, errlen, "%s %s is not a power of two between %s and %s", d->label,
+                 size_format(v, a, sizeof(a)), size_format(d->min, b, sizeof(b)),
+                 size_format(d->max, c, sizeof(c)));
+        return -EINVAL;
+}
+
+static int check_size(const struct vm_settings *s, const struct setting_desc *d, char *err,
+                      size_t errlen)
+{
+        uint64_t v = settings_get(s, d);
+        char a[32], b[32];
+
+        size_format(v, a, sizeof(a));
+        if (v > d->max)
+                snprintf(err, errlen, "%s %s is larger than %s", d->label, a,
+                         size_format(d->max, b, sizeof(b)));
+        else if (v % s->block_bytes != 0)
+                snprintf(err, errlen, "%s %s is not a multiple of the %s block size", d->label, a,
+                         size_format(s->block_bytes, b, sizeof(b)));
+        else if (v < d->min)
+                snprintf(err, errlen, "%s %s is below %s", d->label, a,
+                         size_format(d->min, b, sizeof(b)));
+        else
+                return 0;
+        return -EINVAL;
+}
+
+static int check_number(const struct vm_settings *s, const struct setting_desc *d, char *err,
+                        size_t errlen)
+{
+        uint64_t v = settings_get(s, d);
+        const char *sp = d->unit[0] ? " " : "";
+
+        if (v >= d->min && v <= d->max)
+                return 0;
+        snprintf(err, errlen, "%s %llu%s%s is outside %llu..%llu%s%s", d->label,
+                 (unsigned long long)v, sp, d->unit, (unsigned long long)d->min,
+                 (unsigned long long)d->max, sp, d->unit);
+        return -EINVAL;
+}
+
+static int check_order(const char *low_label, uint64_t low, const char *high_label, uint64_t high,
+                       char *err, size_t errlen)
 {
         char a[32], b[32];
 
-        if (v > SETTINGS_SIZE_MAX) {
-                snprintf(err, errlen, "%s %s is larger than %s", what, size_format(v, a, sizeof(a)),
-                         size_format(SETTINGS_SIZE_MAX, b, sizeof(b)));
-                return -EINVAL;
-        }
-        if (v % block != 0) {
-                snprintf(err, errlen, "%s %s is not a multiple of the %s block size", what,
-                         size_format(v, a, sizeof(a)), size_format(block, b, sizeof(b)));
-                return -EINVAL;
-        }
-        return 0;
+        if (low <= high)
+                return 0;
+        snprintf(err, errlen, "%s %s is above %s %s", low_label, size_format(low, a, sizeof(a)),
+                 high_label, size_format(high, b, sizeof(b)));
+        return -EINVAL;
 }
 
 int settings_check(const struct vm_settings *s, char *err, size_t errlen)
 {
-        char a[32], b[32];
-
-        if (s->block_bytes < 4096 || (s->block_bytes & (s->block_bytes - 1)) != 0 ||
-            s->block_bytes > GIB) {
-                snprintf(err, errlen, "block size %s is not a power of two between 4 KiB and 1 GiB",
-                         size_format(s->block_bytes, a, sizeof(a)));
+        if (check_block(s, err, errlen) < 0)
                 return -EINVAL;
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                if (d->type == SETTING_SIZE && d->bit != SETTINGS_BLOCK &&
+                    check_size(s, d, err, errlen) < 0)
+                        return -EINVAL;
         }
-        if (check_size("startup", s->startup_bytes, s->block_bytes, err, errlen) < 0 ||
-            check_size("minimum", s->minimum_bytes, s->block_bytes, err, errlen) < 0 ||
-            check_size("maximum", s->maximum_bytes, s->block_bytes, err, errlen) < 0)
+        if (check_order("minimum", s->minimum_bytes, "startup", s->startup_bytes, err, errlen) <
+                0 ||
+            check_order("startup", s->startup_bytes, "maximum", s->maximum_bytes, err, errlen) < 0)
                 return -EINVAL;
-        if (s->minimum_bytes < SETTINGS_MINIMUM_FLOOR) {
-                snprintf(err, errlen, "minimum %s is below %s",
-                         size_format(s->minimum_bytes, a, sizeof(a)),
-                         size_format(SETTINGS_MINIMUM_FLOOR, b, sizeof(b)));
-                return -EINVAL;
-        }
-        if (s->minimum_bytes > s->startup_bytes) {
-                snprintf(err, errlen, "minimum %s is above startup %s",
-                         size_format(s->minimum_bytes, a, sizeof(a)),
-                         size_format(s->startup_bytes, b, sizeof(b)));
-                return -EINVAL;
-        }
-        if (s->startup_bytes > s->maximum_bytes) {
-                snprintf(err, errlen, "startup %s is above maximum %s",
-                         size_format(s->startup_bytes, a, sizeof(a)),
-                         size_format(s->maximum_bytes, b, sizeof(b)));
-                return -EINVAL;
-        }
-        if (s->buffer_percent < SETTINGS_BUFFER_MIN || s->buffer_percent > SETTINGS_BUFFER_MAX) {
-                snprintf(err, errlen, "buffer %u %% is outside %u..%u %%", s->buffer_percent,
-                         SETTINGS_BUFFER_MIN, SETTINGS_BUFFER_MAX);
-                return -EINVAL;
-        }
-        if (s->weight > SETTINGS_WEIGHT_MAX) {
-                snprintf(err, errlen, "weight %u is outside 0..%u", s->weight, SETTINGS_WEIGHT_MAX);
-                return -EINVAL;
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                if (d->type == SETTING_NUMBER && check_number(s, d, err, errlen) < 0)
+                        return -EINVAL;
         }
         return 0;
+}
+
+/* Whether a running VM may take `now` for the setting it holds as `was`; if not, why. */
+static int check_running_change(const struct setting_desc *d, uint64_t was, uint64_t now, char *err,
+                                size_t errlen)
+{
+        switch (d->change) {
+        case SETTING_ANY_TIME:
+                return 0;
+        case SETTING_WHILE_OFF:
+                if (now == was)
+                        return 0;
+                snprintf(err, errlen, "cannot change %s while the VM is running", d->label);
+                return -EPERM;
+        case SETTING_ONLY_LOWER:
+                if (now <= was)
+                        return 0;
+                snprintf(err, errlen, "%s can only be lowered while the VM is running", d->label);
+                return -EPERM;
+        case SETTING_ONLY_RAISE:
+                if (now >= was)
+                        return 0;
+                snprintf(err, errlen, "%s can only be raised while the VM is running", d->label);
+                return -EPERM;
+        }
+        return -EPERM;
 }
 
 int settings_check_change(const struct vm_settings *old, const struct vm_settings *new,
@@ -94,27 +305,12 @@ int settings_check_change(const struct vm_settings *old, const struct vm_setting
 {
         if (settings_check(new, err, errlen) < 0)
                 return -EINVAL;
-        if (!running)
-                return 0;
-        if (new->dynamic != old->dynamic) {
-                snprintf(err, errlen, "cannot change dynamic while the VM is running");
-                return -EPERM;
-        }
-        if (new->startup_bytes != old->startup_bytes) {
-                snprintf(err, errlen, "cannot change startup while the VM is running");
-                return -EPERM;
-        }
-        if (new->block_bytes != old->block_bytes) {
-                snprintf(err, errlen, "cannot change the block size while the VM is running");
-                return -EPERM;
-        }
-        if (new->minimum_bytes > old->minimum_bytes) {
-                snprintf(err, errlen, "minimum can only be lowered while the VM is running");
-                return -EPERM;
-        }
-        if (new->maximum_bytes < old->maximum_bytes) {
-                snprintf(err, errlen, "maximum can only be raised while the VM is running");
-                return -EPERM;
+        for (size_t i = 0; running && i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                int r = check_running_change(d, settings_get(old, d), settings_get(new, d), err,
+                                             errlen);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }

@@ -1,10 +1,33 @@
 /*
- * settings: the per-VM Dynamic Memory settings and the rules that bind them.
+ * settings: the per-VM Dynamic Memory settings, described once.
  *
- * These are the numbers an operator sets (startup, minimum, maximum, buffer,
- * weight, dynamic) with their ranges and defaults, and the checks that every
- * entry point (config file, control socket, simulator scenario) applies the
- * same way. No I/O.
+ * A VM's settings are the numbers an operator sets: dynamic, startup,
+ * minimum, maximum, buffer, weight and block. settings_table[] has one row
+ * per setting, and every place that reads or writes a setting works from
+ * that row instead of a copy of its own: the INI reader (lib/config), the
+ * JSON of the control protocol, the state file and the HTTP API
+ * (lib/control), the options of `dynmem set` and `dynmem create`
+ * (cli/main) and the daemon's comparison of old and new settings
+ * (daemon/apply). A row says:
+ *
+ *   bit     its enum settings_field bit; row i describes bit 1u << i, so the
+ *           bits of a "given" mask index the table
+ *   name    the INI key in [vm "NAME"] and the CLI option (--NAME)
+ *   json    the member in JSON objects ("startup_bytes")
+ *   label   the words in messages ("startup", "block size")
+ *   type    a switch (bool), a size (bytes, uint64_t) or a whole number
+ *           (uint32_t): how it is read from text and from JSON
+ *   offset  where it lives in struct vm_settings
+ *   min,max the setting's own range; unit "bytes", "%" or "" for messages
+ *   change  what may change while the VM runs (Hyper-V's rules)
+ *
+ * Reading a value (settings_parse_text, or JSON in lib/control) checks only
+ * that it fits its type. The ranges and the rules between settings (minimum
+ * <= startup <= maximum, every size a multiple of the block) are
+ * settings_check()'s, so every entry point reports them alike; the INI
+ * reader also checks a whole number's range on its own line. autostart is
+ * not a setting: it belongs to a VM's definition (the file, `create`) and
+ * `dynmem set` does not change it. No I/O.
  */
 #ifndef DYNMEM_SETTINGS_H
 #define DYNMEM_SETTINGS_H
@@ -21,6 +44,8 @@
 #define SETTINGS_BUFFER_DEFAULT  20u        /* percent */
 #define SETTINGS_WEIGHT_MAX      10000u
 #define SETTINGS_WEIGHT_DEFAULT  5000u
+#define SETTINGS_BLOCK_MIN       (4 * KIB)
+#define SETTINGS_BLOCK_MAX       GIB
 #define SETTINGS_BLOCK_DEFAULT   (2 * MIB) /* virtio-mem device block on x86 */
 #define SETTINGS_STARTUP_DEFAULT (1 * GIB)
 #define SETTINGS_SIZE_MAX        (16 * TIB) /* sanity bound on any one VM */
@@ -45,6 +70,64 @@ enum settings_field {
         SETTINGS_WEIGHT = 1u << 5,
         SETTINGS_BLOCK = 1u << 6,
 };
+#define SETTINGS_N   7                         /* rows of settings_table */
+#define SETTINGS_ALL ((1u << SETTINGS_N) - 1u) /* every settings_field bit */
+
+enum setting_type {
+        SETTING_SWITCH, /* bool: yes/no, on/off, true/false, 1/0 */
+        SETTING_SIZE,   /* uint64_t bytes: 512M, 2G, 1.5G */
+        SETTING_NUMBER, /* uint32_t: a whole number (a trailing % for percentages) */
+};
+
+enum setting_change {
+        SETTING_ANY_TIME,   /* buffer, weight */
+        SETTING_WHILE_OFF,  /* dynamic, startup, block */
+        SETTING_ONLY_LOWER, /* minimum, while running */
+        SETTING_ONLY_RAISE, /* maximum, while running */
+};
+
+struct setting_desc {
+        unsigned bit;
+        const char *name;
+        const char *json;
+        const char *label;
+        enum setting_type type;
+        size_t offset;
+        uint64_t min, max;
+        const char *unit;
+        enum setting_change change;
+};
+
+extern const struct setting_desc settings_table[SETTINGS_N];
+
+/* The row for an INI key / CLI option name, or for a JSON member; NULL if none. */
+const struct setting_desc *settings_find(const char *name);
+const struct setting_desc *settings_find_json(const char *json);
+
+/* A setting's value, widened to uint64_t (a switch is 0 or 1). */
+uint64_t settings_get(const struct vm_settings *s, const struct setting_desc *d);
+
+/* Store a value that fits the type (settings_type_max). */
+void settings_set(struct vm_settings *s, const struct setting_desc *d, uint64_t v);
+
+/* The largest value the type can carry in text and JSON (sizes: 2^63 - 1). */
+uint64_t settings_type_max(const struct setting_desc *d);
+
+/*
+ * Read a value from text (the config file, the command line) by its type.
+ * Checks only that it fits the type. Returns 0, or -EINVAL and leaves *ret
+ * alone.
+ */
+int settings_parse_text(const struct setting_desc *d, const char *text, uint64_t *ret);
+
+/* What settings_parse_text() wants, for messages: "a size (bytes, or ...)". */
+const char *settings_expected(const struct setting_desc *d);
+
+/* The bits of the settings that differ between a and b (0: equal). */
+unsigned settings_diff(const struct vm_settings *a, const struct vm_settings *b);
+
+/* Copy the settings marked in mask from src to dst. */
+void settings_merge(struct vm_settings *dst, const struct vm_settings *src, unsigned mask);
 
 /*
  * Fill the fields not marked in given_mask with defaults derived from the
@@ -55,20 +138,20 @@ enum settings_field {
 void settings_complete(struct vm_settings *s, unsigned given_mask);
 
 /*
- * Check a complete set of settings on its own: ranges, alignment to the
- * block size and minimum <= startup <= maximum. Returns 0 or -EINVAL with a
- * sentence (no trailing period) in err.
+ * Check a complete set of settings on its own: every row's range, the
+ * block a power of two, every size a multiple of it, and minimum <= startup
+ * <= maximum. Returns 0 or -EINVAL with a sentence (no trailing period) in
+ * err.
  */
 int settings_check(const struct vm_settings *s, char *err, size_t errlen);
 
 /*
  * Check a change to a VM's settings against Hyper-V's rules for what may
- * change while it runs: dynamic and startup only while off, minimum may only
- * be lowered and maximum only be raised while running, buffer and weight at
- * any time. `running` is true for any state other than off/crashed.
- * `assigned_bytes` is what the running VM holds now. Returns 0 or -EPERM /
- * -EINVAL with a reason in err ("cannot change startup while the VM is
- * running").
+ * change while it runs (each row's `change`): dynamic, startup and block
+ * only while off, minimum may only be lowered and maximum only be raised
+ * while running, buffer and weight at any time. `running` is true for any
+ * state other than off/crashed. Returns 0 or -EPERM / -EINVAL with a reason
+ * in err ("cannot change startup while the VM is running").
  */
 int settings_check_change(const struct vm_settings *old, const struct vm_settings *new,
                           bool running, char *err, size_t errlen);

@@ -1,5 +1,6 @@
 /*
- * units: sizes in bytes and durations in milliseconds, to and from text.
+ * units: sizes in bytes, durations in milliseconds and switches, to and
+ * from text.
  * See units.h for the accepted forms.
  */
 #include "units.h"
@@ -152,4 +153,18 @@ uint64_t size_round_up(uint64_t bytes, uint64_t align)
 uint64_t size_round_down(uint64_t bytes, uint64_t align)
 {
         return bytes - bytes % align;
+}
+
+int switch_parse(const char *text, bool *ret)
+{
+        static const char *const on[] = {"yes", "on", "true", "1"};
+        static const char *const off[] = {"no", "off", "false", "0"};
+
+        for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
+                if (strcasecmp(text, on[i]) == 0)
+                        return *ret = true, 0;
+                if (strcasecmp(text, off[i]) == 0)
+                        return *ret = false, 0;
+        }
+        return -EINVAL;
 }

@@ -1,5 +1,6 @@
 /*
- * units: parsing and printing of the two quantities dynmem speaks in.
+ * units: parsing and printing of the two quantities dynmem speaks in, and
+ * of switches.
  *
  * Sizes are bytes in a uint64_t. Text form: a whole or decimal number with
  * an optional suffix K, M, G or T (powers of 1024; "KiB", "MiB"... and a
@@ -9,6 +10,9 @@
  * project. Text form: a whole or decimal number with a suffix ms, s, m or h;
  * a bare number is seconds.
  *
+ * Switches are bools. Text form: yes/no, on/off, true/false or 1/0, in any
+ * case.
+ *
  * The parsers accept the whole string or nothing: trailing garbage, signs,
  * empty strings and overflow are errors (-EINVAL / -ERANGE), and the
  * out-parameter is written only on success.
@@ -16,6 +20,7 @@
 #ifndef DYNMEM_UNITS_H
 #define DYNMEM_UNITS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +36,9 @@ int size_parse(const char *text, uint64_t *ret_bytes);
 
 /* Parse a duration. Returns 0, -EINVAL or -ERANGE. */
 int duration_parse(const char *text, uint64_t *ret_ms);
+
+/* Parse a switch. Returns 0 or -EINVAL. */
+int switch_parse(const char *text, bool *ret);
 
 /*
  * Print a size for people: "512 MiB", "1.5 GiB", "0 B". Whole units are

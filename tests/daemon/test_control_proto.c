@@ -250,10 +250,68 @@ static void settings_merge_copies_only_the_mask(void **state)
         b.weight = 1;
         b.buffer_percent = 99;
         b.maximum_bytes = 8 * GIB;
-        control_settings_merge(&a, &b, SETTINGS_WEIGHT | SETTINGS_MAXIMUM);
+        settings_merge(&a, &b, SETTINGS_WEIGHT | SETTINGS_MAXIMUM);
         assert_int_equal(a.weight, 1);
         assert_int_equal(a.buffer_percent, SETTINGS_BUFFER_DEFAULT);
         assert_true(a.maximum_bytes == 8 * GIB);
+}
+
+/* Every row of settings_table goes out and comes back under its JSON name. */
+static void settings_json_round_trips_every_row(void **state)
+{
+        struct vm_settings s, back = {0};
+        unsigned given = 0;
+        char err[CONTROL_ERROR_MAX];
+
+        settings_complete(&s, 0);
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                json_t *one = control_settings_json(&s, d->bit);
+
+                assert_int_equal(json_object_size(one), 1);
+                assert_non_null(json_object_get(one, d->json));
+                json_decref(one);
+        }
+        settings_set(&s, settings_find("weight"), 1234);
+        json_t *all = control_settings_json(&s, SETTINGS_ALL);
+        assert_int_equal(json_object_size(all), SETTINGS_N);
+        assert_int_equal(control_settings_parse(all, &back, &given, err, sizeof(err)), 0);
+        assert_int_equal(given, SETTINGS_ALL);
+        assert_int_equal(settings_diff(&s, &back), 0);
+        json_decref(all);
+}
+
+/* A value the field cannot hold is refused here; its own range is settings_check()'s. */
+static void settings_json_checks_the_type_only(void **state)
+{
+        struct vm_settings s = {0};
+        unsigned given = 0;
+        char err[CONTROL_ERROR_MAX];
+
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                json_t *wrong = d->type == SETTING_SWITCH ? json_pack("{s:i}", d->json, 1)
+                                                          : json_pack("{s:b}", d->json, 1);
+                json_t *negative = json_pack("{s:i}", d->json, -1);
+
+                assert_int_equal(control_settings_parse(wrong, &s, &given, err, sizeof(err)),
+                                 -EINVAL);
+                assert_non_null(strstr(err, d->json));
+                if (d->type != SETTING_SWITCH) {
+                        assert_int_equal(
+                            control_settings_parse(negative, &s, &given, err, sizeof(err)),
+                            -EINVAL);
+                }
+                json_decref(wrong);
+                json_decref(negative);
+        }
+        json_t *big = json_pack("{s:I}", "weight", (json_int_t)UINT32_MAX + 1);
+        assert_int_equal(control_settings_parse(big, &s, &given, err, sizeof(err)), -EINVAL);
+        json_decref(big);
+        json_t *out_of_range = json_pack("{s:i}", "buffer_percent", 4); /* a type fit */
+        assert_int_equal(control_settings_parse(out_of_range, &s, &given, err, sizeof(err)), 0);
+        assert_int_equal(s.buffer_percent, 4);
+        json_decref(out_of_range);
 }
 
 int main(void)
@@ -268,6 +326,8 @@ int main(void)
             cmocka_unit_test(replies_parse),
             cmocka_unit_test(vm_json_reports_unknowns_as_null),
             cmocka_unit_test(settings_merge_copies_only_the_mask),
+            cmocka_unit_test(settings_json_round_trips_every_row),
+            cmocka_unit_test(settings_json_checks_the_type_only),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

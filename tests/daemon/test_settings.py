@@ -165,6 +165,26 @@ def delete_only_created_vms_that_are_off(bins):
 
 
 @tap.case
+def every_setting_has_an_option(bins):
+    from harness import DATA
+    import subprocess
+    usage = subprocess.run([bins[1], "--help"], capture_output=True, text=True).stdout
+    for option in ("--dynamic on|off", "--startup SIZE", "--minimum SIZE", "--maximum SIZE",
+                   "--buffer PERCENT", "--weight 0..10000", "--block SIZE"):
+        check(option in usage, f"{option} in the usage", usage)
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        d.ok("create", "blk1", "--block", "4M", "--startup", "512M", "-o", f"trace={DATA}/small.csv")
+        check(d.vm("blk1")["block_bytes"] == 4 * MIB, "create takes --block", d.vm("blk1"))
+        d.ok("set", "off1", "--block", "8M")
+        check(d.vm("off1")["block_bytes"] == 8 * MIB, "set takes --block while off")
+        d.fails("set", "web1", "--block", "4M",
+                contains="web1: cannot change block size while the VM is running")
+        d.fails("set", "off1", "--block", "3M", contains="off1: block size 3 MiB is not a power of two")
+        d.fails("set", "off1", "--block", "big", rc=2, contains='--block: "big" is not a size')
+
+
+@tap.case
 def set_on_an_unknown_vm(bins):
     with running(bins, CONFIG) as d:
         d.fails("set", "nope", "--weight", "1", contains="dynmem: nope: no such VM")

@@ -304,6 +304,51 @@ static void out_of_range_values(void **state)
         expect_error_at("[policy]\ntrend_lookahead = 2h\n", 2, "is outside");
 }
 
+/* Every row of settings_table is a [vm] key, recorded with its line. */
+static void every_setting_is_a_vm_key(void **state)
+{
+        struct vm_settings defaults;
+
+        settings_complete(&defaults, 0);
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                char text[128];
+                struct config c;
+                struct config_diag diag = {0};
+
+                snprintf(text, sizeof(text), "[vm \"a\"]\n%s = %llu\n", d->name,
+                         (unsigned long long)settings_get(&defaults, d));
+                assert_int_equal(config_load_string("t.ini", text, &c, &diag), 0);
+                assert_int_equal(c.vms[0].given, d->bit);
+                assert_int_equal(config_setting_line(&c.vms[0], d->bit), 2);
+                assert_int_equal(settings_diff(&c.vms[0].settings, &defaults), 0);
+                config_free(&c);
+                config_diag_free(&diag);
+                if (d->type == SETTING_NUMBER) { /* a whole number's range, on its line */
+                        char want[64];
+                        snprintf(text, sizeof(text), "[vm \"a\"]\n%s = %llu\n", d->name,
+                                 (unsigned long long)d->max + 1);
+                        snprintf(want, sizeof(want),
+                                 "%s: \"%llu\" is not a whole number in %llu..%llu", d->name,
+                                 (unsigned long long)d->max + 1, (unsigned long long)d->min,
+                                 (unsigned long long)d->max);
+                        expect_error_at(text, 2, want);
+                }
+        }
+}
+
+static void percent_sign_on_percentages(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+
+        assert_int_equal(config_load_string("t.ini", "[vm \"a\"]\nbuffer = 35%\n", &c, &d), 0);
+        assert_int_equal(c.vms[0].settings.buffer_percent, 35);
+        assert_int_equal(config_setting_line(&c.vms[0], SETTINGS_WEIGHT), 1); /* not given */
+        config_free(&c);
+        expect_error_at("[vm \"a\"]\nweight = 35%\n", 2, "is not a whole number");
+}
+
 static void duplicate_key(void **state)
 {
         expect_error_at("[host]\nmemory = 1G\nreserve = 1G\nmemory = 2G\n", 4,
@@ -692,6 +737,8 @@ int main(void)
             cmocka_unit_test(bad_values),
             cmocka_unit_test(good_value_spellings),
             cmocka_unit_test(out_of_range_values),
+            cmocka_unit_test(every_setting_is_a_vm_key),
+            cmocka_unit_test(percent_sign_on_percentages),
             cmocka_unit_test(duplicate_key),
             cmocka_unit_test(duplicate_vm),
             cmocka_unit_test(bad_vm_names),

@@ -1,6 +1,7 @@
 /*
- * Tests for settings: defaults, the checks on one set of settings, and the
- * rules for what may change while a VM runs.
+ * Tests for settings: the table (one row per bit, names found back, values
+ * read by type), defaults, the checks on one set of settings, and the rules
+ * for what may change while a VM runs, row by row.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -271,6 +272,152 @@ static void change_while_running(void **state)
         assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), -EINVAL);
 }
 
+/* Row i is bit i; every name finds its row back; no two rows share a name or a field. */
+static void table_rows_match_bits_and_names(void **state)
+{
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                assert_int_equal(d->bit, 1u << i);
+                assert_ptr_equal(settings_find(d->name), d);
+                assert_ptr_equal(settings_find_json(d->json), d);
+                assert_true(d->offset < sizeof(struct vm_settings));
+                assert_true(d->min <= d->max && d->max <= settings_type_max(d));
+                for (size_t j = 0; j < i; j++) {
+                        assert_true(strcmp(d->name, settings_table[j].name) != 0);
+                        assert_true(strcmp(d->json, settings_table[j].json) != 0);
+                        assert_true(d->offset != settings_table[j].offset);
+                }
+        }
+        assert_null(settings_find("autostart")); /* a definition's, not a setting */
+        assert_null(settings_find("startup_bytes"));
+        assert_null(settings_find_json("startup"));
+        assert_int_equal(SETTINGS_ALL, (1u << SETTINGS_N) - 1);
+}
+
+/* Each row reads and writes its own field and no other: set, get, diff, merge. */
+static void table_rows_own_their_field(void **state)
+{
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                struct vm_settings a = valid(), b = a, merged = a;
+                uint64_t v = settings_get(&a, d) == d->max ? d->min : d->max;
+
+                settings_set(&b, d, v);
+                assert_int_equal(settings_get(&b, d), v);
+                assert_int_equal(settings_diff(&a, &b), d->bit);
+                assert_int_equal(settings_diff(&a, &a), 0);
+                settings_merge(&merged, &b, SETTINGS_ALL & ~d->bit);
+                assert_int_equal(settings_diff(&merged, &a), 0);
+                settings_merge(&merged, &b, d->bit);
+                assert_int_equal(settings_diff(&merged, &b), 0);
+        }
+}
+
+static void parse_text_by_type(void **state)
+{
+        const struct setting_desc *dynamic = settings_find("dynamic");
+        const struct setting_desc *startup = settings_find("startup");
+        const struct setting_desc *buffer = settings_find("buffer");
+        const struct setting_desc *weight = settings_find("weight");
+        const struct setting_desc *block = settings_find("block");
+        uint64_t v = 77;
+
+        assert_int_equal(settings_parse_text(dynamic, "On", &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(settings_parse_text(dynamic, "no", &v), 0);
+        assert_int_equal(v, 0);
+        assert_int_equal(settings_parse_text(dynamic, "maybe", &v), -EINVAL);
+        assert_int_equal(settings_parse_text(startup, "1.5G", &v), 0);
+        assert_int_equal(v, 1536 * MIB);
+        assert_int_equal(settings_parse_text(block, "4M", &v), 0);
+        assert_int_equal(v, 4 * MIB);
+        assert_int_equal(settings_parse_text(startup, "lots", &v), -EINVAL);
+        assert_int_equal(settings_parse_text(startup, "16777216T", &v), -EINVAL); /* 2^64 */
+        assert_int_equal(settings_parse_text(buffer, "35%", &v), 0);
+        assert_int_equal(v, 35);
+        assert_int_equal(settings_parse_text(buffer, "4", &v), 0); /* the range is checked later */
+        assert_int_equal(v, 4);
+        assert_int_equal(settings_parse_text(weight, "35%", &v), -EINVAL); /* not a percentage */
+        assert_int_equal(settings_parse_text(weight, "4294967295", &v), 0);
+        assert_int_equal(settings_parse_text(weight, "4294967296", &v), -EINVAL);
+        assert_int_equal(settings_parse_text(weight, "-1", &v), -EINVAL);
+        assert_int_equal(settings_parse_text(weight, "", &v), -EINVAL);
+        v = 77;
+        assert_int_equal(settings_parse_text(weight, "1.5", &v), -EINVAL);
+        assert_int_equal(v, 77); /* untouched on failure */
+        assert_non_null(strstr(settings_expected(startup), "size"));
+        assert_non_null(strstr(settings_expected(weight), "whole number"));
+        assert_non_null(strstr(settings_expected(dynamic), "yes or no"));
+}
+
+/* Every whole-number row: its bounds pass settings_check, one beyond fails naming it. */
+static void check_number_rows_at_their_bounds(void **state)
+{
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                struct vm_settings s = valid();
+
+                if (d->type != SETTING_NUMBER)
+                        continue;
+                settings_set(&s, d, d->min);
+                assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+                settings_set(&s, d, d->max);
+                assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+                settings_set(&s, d, d->max + 1);
+                expect_invalid(&s, d->label);
+                if (d->min > 0) {
+                        settings_set(&s, d, d->min - 1);
+                        expect_invalid(&s, "is outside");
+                }
+        }
+}
+
+/* Every row's change rule, applied to a running VM one row at a time. */
+static void change_rules_row_by_row(void **state)
+{
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                struct vm_settings old = valid(), up;
+                char err[256] = "";
+
+                /* `up` holds a valid larger value of this row alone */
+                old.dynamic = false; /* valid either way: startup 1 GiB <= maximum 4 GiB */
+                up = old;
+                uint64_t was = settings_get(&old, d);
+                uint64_t step = d->type != SETTING_SIZE    ? 1
+                                : d->bit == SETTINGS_BLOCK ? was /* the next power of two */
+                                                           : old.block_bytes;
+                settings_set(&up, d, was + step);
+                assert_int_equal(settings_diff(&old, &up), d->bit);
+                assert_int_equal(settings_check(&up, err, sizeof(err)), 0);
+
+                int r_up = settings_check_change(&old, &up, true, err, sizeof(err));
+                int r_down = settings_check_change(&up, &old, true, err, sizeof(err));
+                switch (d->change) {
+                case SETTING_ANY_TIME:
+                        assert_int_equal(r_up, 0);
+                        assert_int_equal(r_down, 0);
+                        break;
+                case SETTING_WHILE_OFF:
+                        assert_int_equal(r_up, -EPERM);
+                        assert_int_equal(r_down, -EPERM);
+                        assert_non_null(strstr(err, d->label));
+                        break;
+                case SETTING_ONLY_LOWER:
+                        assert_int_equal(r_up, -EPERM);
+                        assert_int_equal(r_down, 0);
+                        break;
+                case SETTING_ONLY_RAISE:
+                        assert_int_equal(r_up, 0);
+                        assert_int_equal(r_down, -EPERM);
+                        break;
+                }
+                /* while off, anything valid goes */
+                assert_int_equal(settings_check_change(&old, &up, false, err, sizeof(err)), 0);
+                assert_int_equal(settings_check_change(&up, &old, false, err, sizeof(err)), 0);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -284,6 +431,11 @@ int main(void)
             cmocka_unit_test(check_error_text_fits),
             cmocka_unit_test(change_while_off_allows_anything_valid),
             cmocka_unit_test(change_while_running),
+            cmocka_unit_test(table_rows_match_bits_and_names),
+            cmocka_unit_test(table_rows_own_their_field),
+            cmocka_unit_test(parse_text_by_type),
+            cmocka_unit_test(check_number_rows_at_their_bounds),
+            cmocka_unit_test(change_rules_row_by_row),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
