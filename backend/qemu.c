@@ -135,9 +135,7 @@ static void on_pidfd(evutil_socket_t fd, short what, void *arg)
 
 void qemu_backend_schedule_poll(struct qemu_vm *qv)
 {
-        const struct qemu_mem *m = &qv->mem;
-        bool settled = m->known && !m->requested_in_flight && m->requested == m->plugged &&
-                       (!m->balloon_sent || m->actual == m->balloon_value);
+        bool settled = qemu_mem_settled(&qv->mem);
 
         if (qv->poll_ev)
                 timer_in(qv->poll_ev, !settled && qemu_mono_ms() < qv->busy_until_ms
@@ -546,17 +544,18 @@ static void observe_guest(struct qemu_vm *qv, uint64_t now_ms, struct vm_observa
         const struct qemu_stats *s = &qv->stats;
 
         qv->source = QEMU_SIGNAL_NONE;
-        if (qv->agent_have && qv->agent.demand_known && mono - qv->agent_ms < QEMU_AGENT_FRESH_MS) {
-                const struct qemu_guest_report *r = &qv->agent;
-                uint64_t age = mono - qv->agent_ms;
+        if (qv->agent_have && qv->agent.demand_known &&
+            mono - qv->agent.report_ms < QEMU_AGENT_FRESH_MS) {
+                const struct agent_estimate *r = &qv->agent;
+                uint64_t age = mono - r->report_ms;
                 if (r->visible_known)
-                        note_mem_total(qv, r->visible_bytes, qv->agent_ms);
+                        note_mem_total(qv, r->visible_bytes, r->report_ms);
                 o->demand_known = r->demand_known;
                 o->demand_bytes = host_demand(qv, r->demand_bytes);
                 o->demand_time_ms = now_ms > age ? now_ms - age : 0;
                 o->stall_known = r->stall_known;
                 o->stall_fraction = r->stall_fraction;
-                o->stall_urgent = qv->agent_urgent && r->stall_known;
+                o->stall_urgent = r->stall_known && r->urgent_reports != qv->urgent_observed;
                 o->guest_visible_known = r->visible_known;
                 o->guest_visible_bytes = r->visible_bytes;
                 o->guest_available_known = r->available_known;
@@ -595,7 +594,7 @@ static int qemu_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
         }
         o.assigned_bytes = qv->mem.known ? qemu_mem_assigned(&qv->mem) : qv->guess_assigned;
         observe_guest(qv, now_ms, &o);
-        qv->agent_urgent = false; /* one observation (one decision) per urgent report */
+        qv->urgent_observed = qv->agent.urgent_reports; /* one observation per urgent report */
         if (qemu_proc_rss(qv->pid, &rss) == 0)
                 o.host_rss_bytes = rss;
         *ret = o;
@@ -672,26 +671,6 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
 
 /* ---- the guest agent ---- */
 
-int qemu_backend_guest_report(struct vm *vm, const struct qemu_guest_report *r, uint64_t now_ms)
-{
-        struct qemu_vm *qv = vm->backend_data;
-        uint64_t top;
-
-        (void)now_ms;
-        if (!qv || !qv->running)
-                return -ESRCH;
-        top = qv->mem.layout.startup + qv->mem.layout.region;
-        if ((r->stall_known && !(r->stall_fraction >= 0.0 && r->stall_fraction <= 1.0)) ||
-            (r->demand_known && r->demand_bytes > 4 * top) ||
-            (r->visible_known && r->visible_bytes > top) ||
-            (r->available_known && r->available_bytes > top))
-                return -EINVAL;
-        qv->agent = *r;
-        qv->agent_have = true;
-        qv->agent_ms = qemu_mono_ms();
-        return 0;
-}
-
 const char *qemu_backend_agent_socket(const struct vm *vm)
 {
         const struct qemu_vm *qv = vm->backend_data;
@@ -701,44 +680,24 @@ const char *qemu_backend_agent_socket(const struct vm *vm)
 
 /* ---- the agent's connection ---- */
 
+/*
+ * A fresh estimate: lib/agent has checked every figure against the VM's limit
+ * (startup + virtio-mem region), so it is taken as it is. A stall that began
+ * since the last one asks for a cycle now, within this VM's share
+ * (QEMU_WAKE_RATE), after the estimate is in place for it.
+ */
 static void on_agent_report(void *userdata, const struct agent_estimate *e)
 {
         struct qemu_vm *qv = userdata;
-        const struct qemu_guest_report r = {
-            .demand_known = e->demand_known,
-            .demand_bytes = e->demand_bytes,
-            .stall_known = e->stall_known,
-            .stall_fraction = e->stall_fraction,
-            .visible_known = e->visible_known,
-            .visible_bytes = e->visible_bytes,
-            .available_known = e->available_known,
-            .available_bytes = e->available_bytes,
-        };
+        bool urgent = e->urgent_reports != qv->agent.urgent_reports;
 
-        int ret = qemu_backend_guest_report(qv->vm, &r, qemu_mono_ms());
-
-        qv->agent_taken = ret == 0;
-        if (ret == -EINVAL && log_ratelimit_ok(&qv->rl, qemu_mono_ms()))
-                log_msg(LOG_WARNING, "vm \"%s\": ignoring an impossible guest agent report",
-                        qv->vm->name);
-}
-
-static void on_agent_urgent(void *userdata)
-{
-        struct qemu_vm *qv = userdata;
-
-        if (qv->agent_taken)
-                qv->agent_urgent = true;
-        qv->agent_taken = false;
-        /* A cycle now, within this VM's share (QEMU_WAKE_RATE). */
-        if (log_ratelimit_ok(&qv->wake_rl, qemu_mono_ms()))
+        qv->agent = *e;
+        qv->agent_have = true;
+        if (urgent && log_ratelimit_ok(&qv->wake_rl, qemu_mono_ms()))
                 qemu_backend_wake(qv);
 }
 
-static const struct qemu_agent_hooks agent_hooks = {
-    .report = on_agent_report,
-    .urgent = on_agent_urgent,
-};
+static const struct qemu_agent_hooks agent_hooks = {.report = on_agent_report};
 
 void qemu_backend_agent_start(struct qemu_vm *qv)
 {
@@ -747,6 +706,10 @@ void qemu_backend_agent_start(struct qemu_vm *qv)
 
         if (qv->agent_conn || !qv->running)
                 return;
+        /* A new parser counts urgent reports from 0. */
+        qv->agent = (struct agent_estimate){0};
+        qv->agent_have = false;
+        qv->urgent_observed = 0;
         r = qemu_agent_new(qv->qb->env.base, qv->vm->name, qv->paths.agent, limit, &agent_hooks, qv,
                            &qv->agent_conn);
         if (r < 0) {
@@ -757,7 +720,7 @@ void qemu_backend_agent_start(struct qemu_vm *qv)
         qemu_agent_connect_now(qv->agent_conn);
 }
 
-const char *qemu_backend_signal_source(const struct vm *vm)
+static const char *signal_source(const struct vm *vm)
 {
         static const char *const names[] = {
             [QEMU_SIGNAL_NONE] = "none",
@@ -785,34 +748,41 @@ int qemu_backend_agent_drop(struct vm *vm)
         return 0;
 }
 
-static void agent_info(const struct qemu_vm *qv, struct qemu_vm_info *ret)
+static void qemu_describe(struct backend *b, const struct vm *vm,
+                          struct backend_vm_description *ret)
 {
-        struct qemu_agent_stats st = {0};
-        const struct agent *a;
+        const struct qemu_vm *qv = vm->backend_data;
 
-        ret->signal_source = qemu_backend_signal_source(qv->vm);
-        ret->agent_state = agent_state_name(AGENT_DISCONNECTED);
-        if (!qv->agent_conn)
+        (void)b;
+        ret->signal = signal_source(vm);
+        if (!qv || !qv->running)
                 return;
-        a = qemu_agent_parser(qv->agent_conn);
-        qemu_agent_stats(qv->agent_conn, &st);
-        ret->agent_state = agent_state_name(agent_state(a));
-        ret->agent_connected = st.connected;
-        ret->agent_version = agent_version(a);
-        ret->agent_caps = agent_caps(a);
-        ret->agent_connects = st.connects;
-        ret->agent = *agent_counters(a);
+        ret->pid = qv->pid;
+        snprintf(ret->accelerator, sizeof(ret->accelerator), "%s", qv->accel);
+        unsigned v[3] = {0};
+        if (qv->qmp)
+                qmp_version(qv->qmp, &v[0], &v[1], &v[2]);
+        if (v[0])
+                snprintf(ret->version, sizeof(ret->version), "%u.%u.%u", v[0], v[1], v[2]);
+        ret->resizing = qv->target_set && !qemu_mem_settled(&qv->mem);
+        ret->agent_state = agent_state_name(AGENT_DISCONNECTED);
+        if (qv->agent_conn) {
+                const struct agent *a = qemu_agent_parser(qv->agent_conn);
+                ret->agent_state = agent_state_name(agent_state(a));
+                ret->agent_version = agent_version(a);
+                ret->agent_caps = agent_caps(a);
+        }
 }
 
 int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret)
 {
         const struct qemu_vm *qv = vm->backend_data;
+        struct qemu_agent_stats st = {0};
 
         if (!qv)
                 return -ESRCH;
         *ret = (struct qemu_vm_info){
             .running = qv->running,
-            .pid = qv->running ? qv->pid : 0,
             .kvm = qv->kvm,
             .qmp_ready = qmp_is_ready(qv->qmp),
             .memory_known = qv->mem.known,
@@ -821,12 +791,15 @@ int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret)
             .balloon_actual_bytes = qv->mem.actual,
             .plugged_bytes = qv->mem.plugged,
             .requested_bytes = qv->mem.requested,
-            .target_bytes = qv->mem.target,
-            .qemu_version = {qv->qemu_version[0], qv->qemu_version[1], qv->qemu_version[2]},
             .console_log = qv->paths.console,
         };
-        snprintf(ret->accel, sizeof(ret->accel), "%s", qv->accel);
-        agent_info(qv, ret);
+        qemu_describe(NULL, vm, &ret->desc);
+        if (qv->agent_conn) {
+                qemu_agent_stats(qv->agent_conn, &st);
+                ret->agent_connected = st.connected;
+                ret->agent_connects = st.connects;
+                ret->agent = *agent_counters(qemu_agent_parser(qv->agent_conn));
+        }
         return 0;
 }
 
@@ -880,6 +853,7 @@ const struct backend_ops qemu_backend_ops = {
     .set_target = qemu_set_target,
     .observe = qemu_observe,
     .max_honourable = qemu_max_honourable,
+    .describe = qemu_describe,
     .reattach = qemu_reattach,
     .forget_vm = qemu_forget_vm,
     .destroy = qemu_destroy,

@@ -25,7 +25,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 
 #include "agent.h"
 #include "backend.h"
@@ -47,27 +46,11 @@ extern const struct backend_ops qemu_backend_ops;
 const char *qemu_backend_image_dir(struct backend *b);
 
 /*
- * What the guest agent reports about a VM. The backend connects to each
- * running VM's agent socket itself (backend/qemu_agent.c) and calls this
- * with every fresh estimate lib/agent.c makes. Values are range-checked here
- * too; a report with a known demand is used instead of the balloon
- * statistics for QEMU_AGENT_FRESH_MS after it arrives.
+ * The guest agent's estimate (lib/agent.h; backend/qemu_agent.c holds the
+ * connection) is used instead of the balloon statistics for
+ * QEMU_AGENT_FRESH_MS after it arrives, when it knows the demand.
  */
 #define QEMU_AGENT_FRESH_MS 10000
-
-struct qemu_guest_report {
-        bool demand_known;
-        uint64_t demand_bytes;
-        bool stall_known;
-        double stall_fraction; /* 0..1 */
-        bool visible_known;
-        uint64_t visible_bytes; /* MemTotal */
-        bool available_known;
-        uint64_t available_bytes; /* MemAvailable */
-};
-
-/* Returns 0, -ESRCH when the VM does not run here, -EINVAL when the report is absurd. */
-int qemu_backend_guest_report(struct vm *vm, const struct qemu_guest_report *r, uint64_t now_ms);
 
 /* run_dir/NAME.agent: the unix socket behind the guest's org.dynmem.agent.0 port. */
 const char *qemu_backend_agent_socket(const struct vm *vm);
@@ -79,9 +62,6 @@ enum qemu_signal {
         QEMU_SIGNAL_BALLOON, /* the balloon driver's statistics */
 };
 
-/* "agent", "balloon" or "none" (also for a VM that does not run here). */
-const char *qemu_backend_signal_source(const struct vm *vm);
-
 /*
  * For tests: close the VM's agent connection as if it had failed; the
  * backend reconnects within QEMU_AGENT_TICK_MS (1 s). -ESRCH when the VM
@@ -89,12 +69,15 @@ const char *qemu_backend_signal_source(const struct vm *vm);
  */
 int qemu_backend_agent_drop(struct vm *vm);
 
-/* A running VM's QEMU as the backend sees it (status output, tests). */
+/*
+ * A VM's QEMU as the backend sees it, for tests: what describe() says
+ * (signal, agent, pid, accelerator, version, resizing) plus the memory read
+ * back and the agent connection's counters.
+ */
 struct qemu_vm_info {
+        struct backend_vm_description desc;
         bool running;
-        pid_t pid;
         bool kvm;
-        char accel[160]; /* which accelerator and why */
         bool qmp_ready;
         bool memory_known;          /* read back from QEMU at least once */
         uint64_t startup_bytes;     /* base RAM */
@@ -102,16 +85,8 @@ struct qemu_vm_info {
         uint64_t balloon_actual_bytes;
         uint64_t plugged_bytes;
         uint64_t requested_bytes;
-        uint64_t target_bytes;
-        unsigned qemu_version[3];
         const char *console_log;
-        const char *signal_source; /* qemu_backend_signal_source() */
-        /* The guest agent: "disconnected" (no connection), "waiting" (connected, no
-         * handshake), "ready" or "refused" (lib/agent.h's agent_state_name()). */
-        const char *agent_state;
         bool agent_connected;
-        uint32_t agent_version;      /* 0 before the handshake */
-        unsigned agent_caps;         /* enum agent_cap bits */
         uint64_t agent_connects;     /* connections made to the agent socket by this backend */
         struct agent_counters agent; /* what the parser counted, over all connections */
 };

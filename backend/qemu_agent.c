@@ -4,7 +4,8 @@
  * port), again every second while it is not connected, feeds lib/agent.c
  * with what arrives (at most QEMU_AGENT_READ_MAX bytes per turn of the event
  * loop), writes the parser's hellos, logs what the parser saw, and hands
- * fresh estimates and urgent reports to its owner through hooks.
+ * fresh estimates (which count the urgent reports) to its owner through a
+ * hook.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -189,9 +190,6 @@ static void act(struct qemu_agent *qa, unsigned ev, uint64_t now_ms)
         if ((ev & AGENT_EV_REPORT) && agent_estimate(qa->a, now_ms, &e) == 0 && e.fresh &&
             qa->hooks.report)
                 qa->hooks.report(qa->userdata, &e);
-        /* After the report: the loop that wakes up finds it in place. */
-        if ((ev & AGENT_EV_URGENT) && !qa->doomed && qa->hooks.urgent)
-                qa->hooks.urgent(qa->userdata);
 }
 
 /* The input never holds more than QEMU_AGENT_READ_MAX bytes (watermark and read size). */

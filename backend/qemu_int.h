@@ -196,6 +196,9 @@ void qemu_mem_init(struct qemu_mem *m, const struct qemu_layout *l, bool known);
 /* Memory the VM holds: min(actual, startup) + plugged, never above startup + region. */
 uint64_t qemu_mem_assigned(const struct qemu_mem *m);
 
+/* Every request sent was met: virtio-mem plugged what was asked, the balloon is where sent. */
+bool qemu_mem_settled(const struct qemu_mem *m);
+
 /* Round and clamp a target to what the layout can hold. */
 uint64_t qemu_mem_clamp_target(const struct qemu_mem *m, uint64_t target);
 
@@ -237,10 +240,11 @@ struct event_base;
 struct qemu_agent;
 
 struct qemu_agent_hooks {
-        /* A report was accepted and the estimate is fresh. */
+        /*
+         * A report was accepted and the estimate is fresh. When e->urgent_reports grew,
+         * the guest started to stall: the owner runs a cycle now.
+         */
         void (*report)(void *userdata, const struct agent_estimate *e);
-        /* The report was sent because the guest started to stall: run a cycle now. */
-        void (*urgent)(void *userdata);
 };
 
 struct qemu_agent_stats {
@@ -338,14 +342,11 @@ struct qemu_vm {
         struct qemu_stats stats;
         struct qemu_agent *agent_conn; /* the guest agent's connection, once QMP was ready */
         bool agent_have;
-        uint64_t agent_ms; /* monotonic */
-        struct qemu_guest_report agent;
-        bool agent_taken;        /* the agent's latest report was accepted, no urgent seen yet */
-        bool agent_urgent;       /* a report sent as the guest began to stall, not yet observed */
-        enum qemu_signal source; /* where the latest observation's demand came from */
-        bool reserve_known;      /* the guest kernel's reservation was measured */
-        uint64_t reserve;        /* memory the VM holds outside its MemTotal (qemu_mem) */
-        unsigned qemu_version[3];
+        struct agent_estimate agent; /* the latest fresh one; report_ms is monotonic */
+        uint64_t urgent_observed;    /* agent.urgent_reports at the last observe() */
+        enum qemu_signal source;     /* where the latest observation's demand came from */
+        bool reserve_known;          /* the guest kernel's reservation was measured */
+        uint64_t reserve;            /* memory the VM holds outside its MemTotal (qemu_mem) */
         struct log_ratelimit rl;
         struct log_ratelimit wake_rl; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 };

@@ -25,6 +25,12 @@ uint64_t qemu_mem_assigned(const struct qemu_mem *m)
         return base + plugged;
 }
 
+bool qemu_mem_settled(const struct qemu_mem *m)
+{
+        return m->known && !m->requested_in_flight && m->requested == m->plugged &&
+               (!m->balloon_sent || m->actual == m->balloon_value);
+}
+
 uint64_t qemu_mem_clamp_target(const struct qemu_mem *m, uint64_t target)
 {
         const struct qemu_layout *l = &m->layout;

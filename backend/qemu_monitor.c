@@ -333,7 +333,6 @@ static void on_ready(struct qmp *q, void *userdata)
         json_t *args = json_pack("{s:s, s:s, s:i}", "path", QEMU_PATH_BALLOON, "property",
                                  "guest-stats-polling-interval", "value", QEMU_STATS_INTERVAL_S);
 
-        qmp_version(q, &qv->qemu_version[0], &qv->qemu_version[1], &qv->qemu_version[2]);
         qmp_command(q, "qom-set", args, NULL, NULL);
         qemu_monitor_readback(qv);
 }

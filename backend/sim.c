@@ -493,6 +493,17 @@ static uint64_t sim_max_honourable(struct backend *b, const struct vm *vm)
         return SETTINGS_SIZE_MAX;
 }
 
+/* A simulated VM's demand is its trace; it moves toward its target at the model's rates. */
+static void sim_describe(struct backend *b, const struct vm *vm, struct backend_vm_description *ret)
+{
+        const struct sim_vm *sv = vm->backend_data;
+
+        ret->signal = sv && sv->running ? "trace" : "none";
+        if (!sv || !sv->running)
+                return;
+        ret->resizing = sv->held != sv->target;
+}
+
 static int sim_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
 {
         return -ENOENT; /* simulated VMs do not outlive the process */
@@ -540,6 +551,7 @@ const struct backend_ops sim_backend_ops = {
     .set_target = sim_set_target,
     .observe = sim_observe,
     .max_honourable = sim_max_honourable,
+    .describe = sim_describe,
     .reattach = sim_reattach,
     .forget_vm = sim_forget_vm,
     .destroy = sim_destroy,

@@ -166,13 +166,34 @@ static const struct field vm_fields[] = {
     {"Autostart:", "autostart", cell_bool},
 };
 
+/* What the backend describes (the "backend" member); what does not apply is left out. */
+static const struct field backend_fields[] = {
+    {"Backend:", "name", cell_string},
+    {"Demand from:", "signal", cell_string},
+    {"Guest agent:", "agent_state", cell_string},
+    {"Agent protocol:", "agent_protocol_version", cell_number},
+    {"Agent can:", "agent_capabilities", cell_string},
+    {"Process:", "pid", cell_number},
+    {"Accelerator:", "accelerator", cell_string},
+    {"Version:", "version", cell_string},
+    {"Resizing:", "resizing", cell_bool},
+};
+
 void output_vm(FILE *out, const json_t *vm)
 {
         const json_t *refusal = json_object_get(vm, "refusal");
+        const json_t *backend = json_object_get(vm, "backend");
 
         print_fields(out, vm, vm_fields, sizeof(vm_fields) / sizeof(vm_fields[0]));
         if (json_is_string(refusal))
                 fprintf(out, "%-16s %s\n", "Last refusal:", json_string_value(refusal));
+        for (size_t i = 0;
+             json_is_object(backend) && i < sizeof(backend_fields) / sizeof(backend_fields[0]);
+             i++) {
+                const struct field *f = &backend_fields[i];
+                if (!json_is_null(json_object_get(backend, f->key)))
+                        print_fields(out, backend, f, 1);
+        }
 }
 
 static void cell_ms(const json_t *obj, const char *key, char *buf, size_t len)

@@ -28,9 +28,12 @@ static bool vm_is_off(const struct vm *vm)
         return vm->state == VM_OFF || vm->state == VM_CRASHED;
 }
 
-static json_t *vm_json(const struct registry_entry *e)
+static json_t *vm_json(struct daemon *d, const struct registry_entry *e)
 {
-        json_t *obj = control_vm_json(&e->vm);
+        struct backend_vm_description desc = {0};
+
+        d->backend->ops->describe(d->backend, &e->vm, &desc);
+        json_t *obj = control_vm_json(&e->vm, d->backend->ops->name, &desc);
 
         if (obj &&
             (json_object_set_new(obj, "origin", json_string(registry_origin_name(e->origin))) < 0 ||
@@ -49,7 +52,7 @@ static const char *vm_text(struct daemon *d, struct registry_entry *e)
         if (e->json_text && e->json_cycle == d->cycles)
                 return e->json_text;
         registry_touch(e);
-        obj = vm_json(e);
+        obj = vm_json(d, e);
         e->json_text = obj ? json_dumps(obj, CONTROL_JSON_FLAGS) : NULL;
         e->json_len = e->json_text ? strlen(e->json_text) : 0;
         e->json_cycle = d->cycles;

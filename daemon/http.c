@@ -29,6 +29,7 @@
 #define HTTP_PRIORITY   1   /* client traffic: after the cycle's timer (priority 0) */
 #define HTTP_EVENTS_MAX 256 /* events in one reply */
 #define HTTP_FILES_MAX  8   /* page and library files */
+#define VM_PREFIX       "/api/v1/vms/"
 
 #define CSP                                                                                        \
         "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "             \
@@ -375,11 +376,14 @@ static void load_library(struct http_server *s)
 /* ---- dynamic bodies ---- */
 
 /* The member `key` of a reading command's reply, as `dynmem ... --json` prints it. */
-static char *command_member(struct daemon *d, enum control_command command, const char *key,
-                            size_t *ret_len)
+static char *command_member(struct daemon *d, enum control_command command, const char *name,
+                            const char *key, size_t *ret_len)
 {
         struct control_request req = {.command = command};
         enum commands_wait wait;
+
+        if (name)
+                snprintf(req.name, sizeof(req.name), "%s", name);
         char *line = commands_run(d, &req, &wait), *text = NULL;
         json_t *reply = line ? json_loads(line, 0, NULL) : NULL;
         const json_t *member = json_object_get(reply, key);
@@ -395,12 +399,12 @@ static char *command_member(struct daemon *d, enum control_command command, cons
 
 static char *build_vms(struct http_server *s, size_t *ret_len)
 {
-        return command_member(s->d, CONTROL_LIST, "vms", ret_len);
+        return command_member(s->d, CONTROL_LIST, NULL, "vms", ret_len);
 }
 
 static char *build_status(struct http_server *s, size_t *ret_len)
 {
-        return command_member(s->d, CONTROL_STATUS, "host", ret_len);
+        return command_member(s->d, CONTROL_STATUS, NULL, "host", ret_len);
 }
 
 static char *build_counters(struct http_server *s, size_t *ret_len)
@@ -449,6 +453,25 @@ static enum MHD_Result serve_route(struct http_server *s, struct MHD_Connection 
                 *k = (struct cached){r, s->d->cycles, now};
         }
         return MHD_queue_response(c, MHD_HTTP_OK, k->resp);
+}
+
+/* One VM, as `dynmem show NAME --json`: 404 for a VM that does not exist. */
+static enum MHD_Result serve_vm(struct http_server *s, struct MHD_Connection *c, const char *name)
+{
+        size_t len = 0;
+        char *text;
+
+        if (!config_name_valid(name))
+                return fail(s, c, ERR_NOT_FOUND);
+        text = command_member(s->d, CONTROL_SHOW, name, "vm", &len);
+        if (!text)
+                return fail(s, c, registry_find(&s->d->reg, name) ? ERR_INTERNAL : ERR_NOT_FOUND);
+        struct MHD_Response *r = owned(text, len, "application/json");
+        if (!r)
+                return fail(s, c, ERR_INTERNAL);
+        enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+        MHD_destroy_response(r); /* the connection holds it until it is sent */
+        return ret;
 }
 
 /* since=N, last=N: digits only, no overflow. */
@@ -523,6 +546,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                         return serve_route(s, c, i);
         if (strcmp(url, "/api/v1/events") == 0)
                 return serve_events(s, c);
+        if (strncmp(url, VM_PREFIX, strlen(VM_PREFIX)) == 0)
+                return serve_vm(s, c, url + strlen(VM_PREFIX));
         for (size_t i = 0; i < s->n_files; i++)
                 if (strcmp(url, s->files[i].path) == 0)
                         return MHD_queue_response(c, MHD_HTTP_OK, s->files[i].resp);

@@ -7,6 +7,7 @@
  *
  *   GET /metrics           Prometheus text format 0.0.4
  *   GET /api/v1/vms        the VMs, as `dynmem list --json`
+ *   GET /api/v1/vms/NAME   one VM, as `dynmem show NAME --json`
  *   GET /api/v1/counters   the counter sets, as `dynmem counters --json`
  *   GET /api/v1/status     the host, as `dynmem status --json`
  *   GET /api/v1/events     recent events (?since=N, ?last=N), as `dynmem events --json`

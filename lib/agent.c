@@ -759,6 +759,7 @@ int agent_estimate(const struct agent *a, uint64_t now_ms, struct agent_estimate
                 return -ENODATA;
         e.report_ms = r->received_ms;
         e.committed_bytes = r->committed_bytes;
+        e.urgent_reports = a->c.urgent;
         e.fresh = now_ms >= r->received_ms &&
                   now_ms - r->received_ms <= AGENT_FRESH_INTERVALS * a->opt.interval_ms;
         if (e.fresh) {

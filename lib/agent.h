@@ -27,8 +27,9 @@
  *                              when the handshake is new or its result changed)
  *     ev & AGENT_EV_REFUSED    log agent_refusal(a) once; keep the VM on
  *                              balloon statistics (the agent is ignored)
- *     ev & AGENT_EV_REPORT     agent_estimate(a, now, &e) -> observation
- *     ev & AGENT_EV_URGENT     the guest started to stall: wake the loop now
+ *     ev & AGENT_EV_REPORT     agent_estimate(a, now, &e) -> observation; when
+ *                              e.urgent_reports grew, the guest started to stall:
+ *                              wake the loop now (also ev & AGENT_EV_URGENT)
  *     ev & AGENT_EV_ERROR      log agent_last_error(a), rate-limited
  *     then write agent_output(a, now, ...) when it returns > 0
  *   once a second:                            write agent_output(a, now, ...)
@@ -168,6 +169,13 @@ struct agent_estimate {
         double refaults_per_s;    /* workingset refaults, pages per second */
         double majfaults_per_s;   /* major faults per second */
         uint64_t committed_bytes; /* Committed_AS as reported (not used for demand) */
+        /*
+         * Reports accepted so far that the guest sent because it started to stall
+         * (cause psi): when it grew since the last estimate the caller took, a stall
+         * began in between. A count, not a flag of the latest report, so that an
+         * urgent report followed by an ordinary one in the same read is not lost.
+         */
+        uint64_t urgent_reports;
 };
 
 struct agent_counters {

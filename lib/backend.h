@@ -10,10 +10,16 @@
  *
  * Calls return 0 or a negative errno; those that can fail for a reason an
  * operator must read write one sentence into err.
+ *
+ * describe() says what the backend knows about a VM beyond its observation,
+ * for people (`dynmem show`, /api/v1/vms/NAME: the "backend" member, see
+ * docs/control-protocol.md) and tests. A backend fills what applies to it
+ * and leaves the rest as the caller zeroed it.
  */
 #ifndef DYNMEM_BACKEND_H
 #define DYNMEM_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +27,19 @@
 #include "vm.h"
 
 struct backend;
+
+struct backend_vm_description {
+        const char *signal;      /* where demand comes from now: "agent", "balloon", "trace" or
+                                    "none"; NULL: the backend does not say */
+        const char *agent_state; /* the guest agent: "disconnected", "waiting", "ready",
+                                    "refused" (agent_state_name()); NULL: no agent */
+        uint32_t agent_version;  /* protocol version agreed, 0 before a handshake */
+        unsigned agent_caps;     /* enum agent_cap bits the agent announced */
+        long pid;                /* the VM's process, 0 when none */
+        char accelerator[160];   /* "kvm", "tcg (/dev/kvm: ...)"; "" when it does not apply */
+        char version[32];        /* the hypervisor's version ("8.2.1"), "" when unknown */
+        bool resizing;           /* asked to resize, and the requests are not met yet */
+};
 
 struct backend_ops {
         const char *name;
@@ -49,6 +68,10 @@ struct backend_ops {
 
         /* Largest maximum the running VM can honour (device sizes fixed at start). */
         uint64_t (*max_honourable)(struct backend *b, const struct vm *vm);
+
+        /* Fill what the backend knows about the VM (ret comes zeroed); any state. */
+        void (*describe)(struct backend *b, const struct vm *vm,
+                         struct backend_vm_description *ret);
 
         /* Reattach to a VM left running by an earlier daemon; -ENOENT when it is gone. */
         int (*reattach)(struct backend *b, struct vm *vm, uint64_t now_ms);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent.h"
 #include "units.h"
 
 static const struct control_command_info commands[CONTROL_N_COMMANDS] = {
@@ -431,7 +432,32 @@ static json_t *nullable_size(bool known, uint64_t bytes)
         return known ? json_integer((json_int_t)bytes) : json_null();
 }
 
-json_t *control_vm_json(const struct vm *vm)
+static json_t *nullable_string(const char *s)
+{
+        return s && s[0] ? json_string(s) : json_null();
+}
+
+/* The backend's description; what does not apply is null. */
+static json_t *description_json(const char *backend_name, const struct backend_vm_description *d)
+{
+        char caps[128];
+        bool agent = d->agent_state != NULL;
+
+        return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "name", backend_name,
+                         "signal", nullable_string(d->signal), "agent_state",
+                         nullable_string(d->agent_state), "agent_protocol_version",
+                         agent && d->agent_version ? json_integer(d->agent_version) : json_null(),
+                         "agent_capabilities",
+                         agent && d->agent_version
+                             ? json_string(agent_caps_format(d->agent_caps, caps, sizeof(caps)))
+                             : json_null(),
+                         "pid", d->pid > 0 ? json_integer(d->pid) : json_null(), "accelerator",
+                         nullable_string(d->accelerator), "version", nullable_string(d->version),
+                         "resizing", d->resizing);
+}
+
+json_t *control_vm_json(const struct vm *vm, const char *backend_name,
+                        const struct backend_vm_description *desc)
 {
         bool holds = vm_holds_memory(vm);
         double pressure = vm_pressure_percent(vm);
@@ -468,6 +494,8 @@ json_t *control_vm_json(const struct vm *vm)
         bad =
             bad || json_object_set_new(obj, "refusal",
                                        vm->refusal[0] ? json_string(vm->refusal) : json_null()) < 0;
+        bad = bad || (desc && json_object_set_new(obj, "backend",
+                                                  description_json(backend_name, desc)) < 0);
         json_decref(settings);
         if (bad) {
                 json_decref(obj);

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "config.h"
 #include "settings.h"
 #include "vm.h"
@@ -132,8 +133,13 @@ int control_keys_parse(const json_t *obj, struct config_kv **keys, size_t *n_key
                        size_t errlen);
 void control_keys_free(struct config_kv *keys, size_t n);
 
-/* One VM as replies show it (docs/control-protocol.md lists the fields). */
-json_t *control_vm_json(const struct vm *vm);
+/*
+ * One VM as replies show it (docs/control-protocol.md lists the fields), with
+ * what its backend (named backend_name) describes as the member "backend";
+ * desc NULL: no such member.
+ */
+json_t *control_vm_json(const struct vm *vm, const char *backend_name,
+                        const struct backend_vm_description *desc);
 
 /* A success reply: body's members plus version and ok. Steals body (may be NULL). */
 char *control_reply_ok(json_t *body);

@@ -260,11 +260,10 @@ static void capabilities_done(struct qmp *q, const struct qmp_reply *reply, void
                 q->cb.ready(q, q->userdata);
 }
 
-static void read_version(struct qmp *q, json_t *greeting)
+/* {"major": M, "minor": N, "micro": P}: from the greeting, or from query-version. */
+static void read_version(struct qmp *q, const json_t *v)
 {
         static const char *const keys[] = {"major", "minor", "micro"};
-        json_t *v =
-            json_object_get(json_object_get(json_object_get(greeting, "QMP"), "version"), "qemu");
 
         for (size_t i = 0; i < 3; i++) {
                 uint64_t n;
@@ -280,7 +279,8 @@ static void on_greeting(struct qmp *q, json_t *msg)
                 fail(q, "QEMU did not greet with a QMP object");
                 return;
         }
-        read_version(q, msg);
+        read_version(
+            q, json_object_get(json_object_get(json_object_get(msg, "QMP"), "version"), "qemu"));
         if (q->count == QMP_PENDING_MAX) {
                 fail(q, "too many commands queued before the greeting");
                 return;
@@ -487,6 +487,13 @@ static void on_adopted(evutil_socket_t fd, short what, void *arg)
         leave(q);
 }
 
+static void on_query_version(struct qmp *q, const struct qmp_reply *reply, void *userdata)
+{
+        (void)userdata;
+        if (reply->status == QMP_OK)
+                read_version(q, json_object_get(reply->ret, "qemu"));
+}
+
 int qmp_adopt_fd(struct event_base *base, int fd, const struct qmp_callbacks *cb, void *userdata,
                  struct qmp **ret)
 {
@@ -497,7 +504,9 @@ int qmp_adopt_fd(struct event_base *base, int fd, const struct qmp_callbacks *cb
                 return r;
         q->state = QMP_READY;
         arm_timer(q);
-        if (!(q->ready_ev = evtimer_new(base, on_adopted, q))) {
+        /* The greeting, and the version in it, went to the caller: ask for the version. */
+        if (!(q->ready_ev = evtimer_new(base, on_adopted, q)) ||
+            qmp_command(q, "query-version", NULL, on_query_version, NULL) < 0) {
                 destroy(q);
                 return -ENOMEM;
         }

@@ -99,7 +99,10 @@ int qmp_command(struct qmp *q, const char *execute, json_t *arguments, qmp_reply
 bool qmp_is_ready(const struct qmp *q);
 bool qmp_is_closed(const struct qmp *q);
 
-/* QEMU's version from the greeting (0.0.0 before it arrived). */
+/*
+ * QEMU's version from the greeting, or on an adopted socket from the reply to
+ * the query-version the client sends first (0.0.0 until then).
+ */
 void qmp_version(const struct qmp *q, unsigned *ret_major, unsigned *ret_minor,
                  unsigned *ret_micro);
 

@@ -110,6 +110,28 @@ def list_and_show_json_have_the_documented_fields(bins):
         check(shown["name"] == "db1" and set(VM_FIELDS) <= set(shown), "show prints one VM", shown)
 
 
+BACKEND_FIELDS = ["accelerator", "agent_capabilities", "agent_protocol_version", "agent_state",
+                  "name", "pid", "resizing", "signal", "version"]
+
+
+@tap.case
+def show_says_what_the_backend_knows(bins):
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        web, db = d.json("show", "web1")["backend"], d.json("show", "db1")["backend"]
+        check(sorted(web) == BACKEND_FIELDS and sorted(db) == BACKEND_FIELDS,
+              "every member, null where it does not apply", web, db)
+        check(web["name"] == "sim" and web["signal"] == "trace" and db["signal"] == "none",
+              "a simulated VM's demand is its trace while it runs", web, db)
+        check(web["agent_state"] is None and web["pid"] is None and web["accelerator"] is None,
+              "no agent, process or accelerator in the simulator", web)
+        check(isinstance(web["resizing"], bool) and db["resizing"] is False, "resizing", web, db)
+        out = d.ok("show", "web1").out
+        check("Backend:         sim" in out and "Demand from:     trace" in out and
+              "Resizing:" in out and "Process:" not in out and "Guest agent:" not in out,
+              "the human view leaves out what does not apply", out)
+
+
 @tap.case
 def status_json_describes_the_host(bins):
     with running(bins, CONFIG) as d:

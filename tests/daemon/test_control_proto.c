@@ -224,7 +224,7 @@ static void vm_json_reports_unknowns_as_null(void **state)
 
         snprintf(vm.name, sizeof(vm.name), "web1");
         settings_complete(&vm.settings, 0);
-        obj = control_vm_json(&vm);
+        obj = control_vm_json(&vm, NULL, NULL);
         assert_non_null(obj);
         assert_string_equal(json_string_value(json_object_get(obj, "state")), "off");
         assert_true(json_is_null(json_object_get(obj, "demand_bytes")));
@@ -234,7 +234,7 @@ static void vm_json_reports_unknowns_as_null(void **state)
         vm.state = VM_RUNNING;
         vm.obs = (struct vm_observation){
             .alive = true, .assigned_bytes = GIB, .demand_known = true, .demand_bytes = GIB / 2};
-        obj = control_vm_json(&vm);
+        obj = control_vm_json(&vm, NULL, NULL);
         assert_true(json_integer_value(json_object_get(obj, "demand_bytes")) ==
                     (json_int_t)GIB / 2);
         assert_true(json_real_value(json_object_get(obj, "pressure_percent")) == 50.0);

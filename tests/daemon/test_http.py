@@ -150,6 +150,12 @@ def the_api_gives_the_clis_json(bins):
         check(sorted(counters) == sorted(cli) and list(counters["balancer"]) ==
               list(cli["balancer"]) and sorted(counters["vms"]) == sorted(cli["vms"]),
               "counters: the same shape", counters, cli)
+        one = get_json(d, f"/api/v1/vms/{vms[0]['name']}")
+        shown = d.json("show", vms[0]["name"])
+        check(sorted(one) == sorted(shown) and one["name"] == shown["name"],
+              "/api/v1/vms/NAME is dynmem show NAME", one, shown)
+        check(one["backend"]["name"] == "sim" and sorted(one["backend"]) == sorted(shown["backend"]),
+              "with what the backend describes", one)
         host = get_json(d, "/api/v1/status")
         check(sorted(host) == sorted(d.json("status")), "status: the same members", host)
         ev = get_json(d, "/api/v1/events")
@@ -195,7 +201,8 @@ def bad_requests_get_the_right_status(bins):
             status, headers, _ = request(d, "/metrics", method=method, body=b"x=1")
             check(status == 405 and headers.get("Allow") == "GET, HEAD", f"{method}: 405",
                   status, headers)
-        for path in ("/nope", "/api/v1", "/api/v1/vms/web1", "/metrics/", "/../etc/passwd",
+        for path in ("/nope", "/api/v1", "/api/v1/vms/nosuchvm", "/api/v1/vms/", "/api/v1/vms/-x",
+                     "/api/v1/vms/web1/", "/api/v1/vms/web1/x", "/metrics/", "/../etc/passwd",
                      "/lib/", "/lib/dygraph.js", "/index.htm"):
             status, _, _ = request(d, path)
             check(status == 404, f"GET {path}: 404", status)

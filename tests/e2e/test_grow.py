@@ -87,6 +87,16 @@ def the_guest_boots_and_its_agent_reports(ctx):
             f"MemTotal {mib(v['guest_visible_bytes'])}, demand {mib(v['demand_bytes'])}")
     check(v["assigned_bytes"] == STARTUP, "starts with its startup size", v)
     check(v["host_rss_bytes"] and v["host_rss_bytes"] > 32 * MIB, "QEMU's RSS is reported", v)
+    b = wait_for(lambda: (x := d.vm("g1")["backend"])["signal"] == "agent" and x,
+                 "demand from the agent")
+    check(b["name"] == "qemu" and b["agent_state"] == "ready" and
+          b["agent_protocol_version"] == 1 and "psi" in b["agent_capabilities"],
+          "show says the agent is ready, its protocol and capabilities", b)
+    check(b["pid"] == d.qemu_pid("g1") and b["accelerator"].startswith("tcg") and
+          b["version"].count(".") == 2, "QEMU's pid, accelerator and version", b)
+    out = d.ok("show", "g1").out
+    check("Guest agent:     ready" in out and f"Process:         {b['pid']}" in out,
+          "and so does the human view", out)
 
 
 @tap.case

@@ -92,7 +92,7 @@ static void refresh(struct fixture *f)
                             !(f->obs[i].stall_fraction >= 0.0 && f->obs[i].stall_fraction <= 1.0);
                 }
         }
-        const char *src = qemu_backend_signal_source(&f->t[PLAIN].vm);
+        const char *src = f->info[PLAIN].desc.signal;
         if (strcmp(src, "balloon") == 0) {
                 f->plain_balloon++;
         } else if (f->obs[PLAIN].demand_known) {
@@ -106,8 +106,7 @@ static void wait_for(struct fixture *f, bool (*cond)(void *), const char *what)
         if (!qt_loop_until(f->base, cond, f, WAIT_MS))
                 fail_msg("timed out waiting for %s (agent: source %s, state %s, %llu reports, "
                          "%llu connects)",
-                         what, qemu_backend_signal_source(&f->t[AGENT].vm),
-                         f->info[AGENT].agent_state,
+                         what, f->info[AGENT].desc.signal, f->info[AGENT].desc.agent_state,
                          (unsigned long long)f->info[AGENT].agent.reports,
                          (unsigned long long)f->info[AGENT].agent_connects);
 }
@@ -128,8 +127,7 @@ static bool agent_sourced(void *arg)
         struct fixture *f = arg;
 
         refresh(f);
-        return strcmp(qemu_backend_signal_source(&f->t[AGENT].vm), "agent") == 0 &&
-               f->obs[AGENT].demand_known;
+        return strcmp(f->info[AGENT].desc.signal, "agent") == 0 && f->obs[AGENT].demand_known;
 }
 
 /* dynmem-load has held HOLD_MIB for 3 console lines; f->since = the reports so far. */
@@ -153,7 +151,7 @@ static bool reports_after(void *arg)
 
         refresh(f);
         return f->info[AGENT].agent.reports >= f->since + 2 &&
-               strcmp(qemu_backend_signal_source(&f->t[AGENT].vm), "agent") == 0;
+               strcmp(f->info[AGENT].desc.signal, "agent") == 0;
 }
 
 static bool urgent_after(void *arg)
@@ -265,10 +263,10 @@ static void demand_switches_to_the_agent_and_tracks_the_load(void **state)
                       "agent %s, caps 0x%x\n",
                       (unsigned long long)(qt_now_ms() - t0),
                       (unsigned long long)(f->obs[AGENT].demand_bytes / MIB),
-                      f->info[AGENT].agent_state, f->info[AGENT].agent_caps);
-        assert_string_equal(f->info[AGENT].agent_state, "ready");
-        assert_int_equal(f->info[AGENT].agent_version, 1);
-        assert_true(f->info[AGENT].agent_caps & AGENT_CAP_PSI);
+                      f->info[AGENT].desc.agent_state, f->info[AGENT].desc.agent_caps);
+        assert_string_equal(f->info[AGENT].desc.agent_state, "ready");
+        assert_int_equal(f->info[AGENT].desc.agent_version, 1);
+        assert_true(f->info[AGENT].desc.agent_caps & AGENT_CAP_PSI);
         assert_true(f->obs[AGENT].guest_visible_known &&
                     f->obs[AGENT].guest_visible_bytes <= 256 * MIB);
 
@@ -333,11 +331,11 @@ static void a_closed_connection_is_made_again(void **state)
         assert_int_equal(qemu_backend_agent_drop(&f->t[AGENT].vm), 0);
         refresh(f);
         assert_false(f->info[AGENT].agent_connected);
-        assert_string_equal(f->info[AGENT].agent_state, "disconnected");
+        assert_string_equal(f->info[AGENT].desc.agent_state, "disconnected");
         f->since = reports;
         wait_for(f, reports_after, "reports on a new connection");
         assert_int_equal(f->info[AGENT].agent_connects, connects + 1);
-        assert_string_equal(f->info[AGENT].agent_state, "ready");
+        assert_string_equal(f->info[AGENT].desc.agent_state, "ready");
         print_message("# reconnected; %llu reports in all\n",
                       (unsigned long long)f->info[AGENT].agent.reports);
 }
@@ -354,7 +352,7 @@ static void a_guest_without_an_agent_stays_on_balloon_statistics(void **state)
                       (unsigned long long)f->info[PLAIN].agent.lines);
         assert_int_equal(f->plain_not_balloon, 0);
         assert_true(f->obs[PLAIN].demand_known);
-        assert_string_equal(f->info[PLAIN].agent_state, "waiting");
+        assert_string_equal(f->info[PLAIN].desc.agent_state, "waiting");
         assert_int_equal(f->info[PLAIN].agent.lines, 0);
         assert_int_equal(f->info[PLAIN].agent.hellos_sent, 1); /* never written to again */
 }
@@ -378,7 +376,7 @@ static void a_restarted_daemon_reconnects_the_agent(void **state)
         assert_int_equal(f->plain_not_balloon, 0);
         print_message("# after reattach: agent demand %llu MiB, plain guest on %s\n",
                       (unsigned long long)(f->obs[AGENT].demand_bytes / MIB),
-                      qemu_backend_signal_source(&f->t[PLAIN].vm));
+                      f->info[PLAIN].desc.signal);
 }
 
 int main(void)

@@ -166,15 +166,31 @@ static uint64_t boot(struct fixture *f, struct backend *b, struct qt_vm *t, stru
         return qt_now_ms() - t0;
 }
 
-/* Ask for target and wait until assigned is there; returns the ms it took. */
+static bool settled(void *arg)
+{
+        struct watch *w = arg;
+
+        refresh(w);
+        return !w->info.desc.resizing;
+}
+
+/*
+ * Ask for target and wait until assigned is there; returns the ms it took.
+ * describe() says a resize is in flight from the request until its requests
+ * are met.
+ */
 static uint64_t resize(struct fixture *f, struct watch *w, uint64_t target, const char *what)
 {
-        uint64_t t0 = qt_now_ms();
+        uint64_t t0 = qt_now_ms(), took;
 
         assert_int_equal(w->b->ops->set_target(w->b, &w->t->vm, target, t0), 0);
+        refresh(w);
+        assert_true(w->info.desc.resizing || w->obs.assigned_bytes == target);
         w->bytes = target;
         wait_for(f, assigned_is, w, what);
-        return qt_now_ms() - t0;
+        took = qt_now_ms() - t0;
+        wait_for(f, settled, w, "the resize's requests to be met");
+        return took;
 }
 
 /* ---- tests ---- */
@@ -197,9 +213,19 @@ static void grows_shrinks_balloons_and_dies(void **state)
 
         assert_int_equal(qt_vm_configure(&t, b, grow_ini, err, sizeof(err)), 0);
         boot(f, b, &t, &w);
-        assert_true(strstr(w.info.accel, "tcg") || strstr(w.info.accel, "kvm"));
+        assert_true(strstr(w.info.desc.accelerator, "tcg") ||
+                    strstr(w.info.desc.accelerator, "kvm"));
         assert_int_equal(w.info.vmem_region_bytes, 768 * MIB);
         wait_for(f, demand_known, &w, "balloon statistics");
+        /* What describe() says of a running VM without an agent. */
+        unsigned major, minor, micro;
+        assert_true(w.info.desc.pid > 1);
+        assert_int_equal(sscanf(w.info.desc.version, "%u.%u.%u", &major, &minor, &micro), 3);
+        assert_true(major >= 7);
+        assert_string_equal(w.info.desc.signal, "balloon");
+        assert_non_null(w.info.desc.agent_state);
+        assert_int_equal(w.info.desc.agent_version, 0);
+        assert_false(w.info.desc.resizing);
         assert_true(w.obs.host_rss_bytes > 16 * MIB);
         assert_true(w.obs.demand_bytes > 0 && w.obs.demand_bytes < 256 * MIB);
         print_message("# balloon statistics: demand %llu MiB, MemTotal %llu MiB, available %llu "
@@ -243,7 +269,7 @@ static void grows_shrinks_balloons_and_dies(void **state)
 
         int before = f->wakeups;
         uint64_t killed = qt_now_ms();
-        assert_int_equal(kill(w.info.pid, SIGKILL), 0);
+        assert_int_equal(kill((pid_t)w.info.desc.pid, SIGKILL), 0);
         wait_for(f, is_dead, &w, "the backend to see QEMU die");
         print_message("# kill -9 seen after %llu ms\n", (unsigned long long)(qt_now_ms() - killed));
         assert_true(f->wakeups > before);
@@ -272,7 +298,7 @@ static void reattaches_from_a_fresh_backend(void **state)
         assert_int_equal(qt_vm_configure(&t, a, again_ini, err, sizeof(err)), 0);
         boot(f, a, &t, &w);
         resize(f, &w, 384 * MIB, "plugging 128 MiB");
-        pid_t pid = w.info.pid;
+        pid_t pid = (pid_t)w.info.desc.pid;
 
         /* The daemon goes away; the guest keeps running. */
         a->ops->destroy(a);
@@ -287,7 +313,7 @@ static void reattaches_from_a_fresh_backend(void **state)
         w.b = b;
         w.bytes = 384 * MIB;
         wait_for(f, assigned_is, &w, "the reattached VM's memory");
-        assert_int_equal(w.info.pid, pid);
+        assert_int_equal((pid_t)w.info.desc.pid, pid);
         assert_true(w.info.qmp_ready);
         /* Found running, it keeps what it has until asked. */
         qt_loop_for(f->base, 2500);

@@ -283,6 +283,18 @@ static void psi_report_is_urgent(void **state)
         assert_int_equal(agent_estimate(a, 2, &e), 0);
         assert_false(e.demand_known);
         assert_true(e.visible_known);
+        /* the estimate counts urgent reports: one, although the latest was ordinary */
+        assert_int_equal(e.urgent_reports, 1);
+        /* an urgent report and an ordinary one in the same read still count */
+        ev = feed(a,
+                  "DMG1 report seq=3 time_ms=3 cause=psi mem_total_bytes=1073741824 "
+                  "mem_free_bytes=0\n"
+                  "DMG1 report seq=4 time_ms=4 cause=tick mem_total_bytes=1073741824 "
+                  "mem_free_bytes=0\n",
+                  4);
+        assert_true(ev & AGENT_EV_URGENT);
+        assert_int_equal(agent_estimate(a, 4, &e), 0);
+        assert_int_equal(e.urgent_reports, 2);
         agent_free(a);
 }
 
