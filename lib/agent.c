@@ -1,8 +1,8 @@
 /*
  * agent: the host side of the guest agent protocol: line framing, the
- * handshake, report validation and the demand/stall estimate. See agent.h
- * for the contract, docs/guest-protocol.md for the wire format and
- * docs/demand.md for the estimate.
+ * handshake and report validation; accepted reports go to the estimate
+ * (agent_estimate.c). See agent.h for the contract and
+ * docs/guest-protocol.md for the wire format.
  */
 #include "agent.h"
 
@@ -12,13 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define COUNT_MAX         ((uint64_t)1 << 62) /* counters and times: far beyond any real value */
-#define TIME_MAX          ((uint64_t)1 << 53)
-#define VERSION_MAX       1000
-#define PAGE_SIZE_MIN     4096
-#define PAGE_SIZE_MAX     (1u << 20)
-#define MEM_TOTAL_MIN     ((uint64_t)1 << 20)
-#define REFAULT_MIN_PER_S 256.0 /* refaulted pages per second that mean "cache is short" */
+#define MEM_TOTAL_MIN ((uint64_t)1 << 20)
 
 struct agent_field {
         const char *key, *val;
@@ -59,14 +53,7 @@ struct agent {
 
         bool have_report;
         struct agent_report last;
-        bool have_base; /* base: the report deltas are measured from */
-        struct agent_report base;
-        bool stall_known;
-        double stall;
-        bool rates_known;
-        double refault_rate, majfault_rate;
-        bool refault_seen;
-        uint64_t refault_seen_ms;
+        struct agent_estimator est;
 
         struct agent_counters c;
 };
@@ -190,7 +177,7 @@ static int options_resolve(const struct agent_options *in, struct agent_options 
         }
         if (o.interval_ms < AGENT_INTERVAL_MIN || o.interval_ms > AGENT_INTERVAL_MAX ||
             o.limit_bytes > AGENT_BYTES_MAX || o.rate_per_s > 100000 || o.burst > 100000 ||
-            o.proto_min < 1 || o.proto_min > o.proto_max || o.proto_max > VERSION_MAX)
+            o.proto_min < 1 || o.proto_min > o.proto_max || o.proto_max > AGENT_VERSION_MAX)
                 return -EINVAL;
         *ret = o;
         return 0;
@@ -212,7 +199,7 @@ int agent_new(const struct agent_options *opts, struct agent **ret)
         a->opt = o;
         a->state = AGENT_DISCONNECTED;
         a->tokens = o.burst;
-        a->page_size = PAGE_SIZE_MIN;
+        a->page_size = AGENT_PAGE_SIZE_MIN;
         *ret = a;
         return 0;
 }
@@ -229,7 +216,7 @@ static void handshake_forget(struct agent *a)
         a->version = 0;
         a->caps = 0;
         a->software[0] = '\0';
-        a->page_size = PAGE_SIZE_MIN;
+        a->page_size = AGENT_PAGE_SIZE_MIN;
         a->refusal[0] = '\0';
         a->hello_sent = false;
         a->heard = false;
@@ -269,52 +256,39 @@ struct hello {
         size_t software_len;
 };
 
-static const struct {
-        const char *key;
-        unsigned cap;
-} hello_caps[] = {
-    {"balloon", AGENT_CAP_BALLOON},
-    {"virtio_mem", AGENT_CAP_VIRTIO_MEM},
-    {"psi", AGENT_CAP_PSI},
-    {"psi_trigger", AGENT_CAP_PSI_TRIGGER},
-    {"online_movable", AGENT_CAP_ONLINE_MOVABLE},
-};
-
-#define N_HELLO_CAPS (sizeof(hello_caps) / sizeof(hello_caps[0]))
-
 /* One hello key into h; *seen has one bit per known key. 1 = unknown key, <0 = bad value. */
 static int hello_key(const struct agent_field *f, struct hello *h, uint64_t *seen)
 {
-        static const char *const nums[] = {"min", "max", "version", "interval_ms", "page_size"};
-        uint64_t *dst[] = {&h->min, &h->max, &h->version, &h->interval_ms, &h->page_size};
-        const uint64_t max[] = {VERSION_MAX, VERSION_MAX, VERSION_MAX, AGENT_INTERVAL_MAX,
-                                PAGE_SIZE_MAX};
-        size_t i;
+        uint64_t *dst[] = {
+            [AGENT_HELLO_MIN] = &h->min,
+            [AGENT_HELLO_MAX] = &h->max,
+            [AGENT_HELLO_VERSION] = &h->version,
+            [AGENT_HELLO_INTERVAL_MS] = &h->interval_ms,
+            [AGENT_HELLO_PAGE_SIZE] = &h->page_size,
+        };
         uint64_t v;
 
-        for (i = 0; i < 5; i++) {
-                if (!word_is(f->key, f->klen, nums[i]))
+        for (unsigned i = 0; i < AGENT_HELLO_N_KEYS; i++) {
+                if (!word_is(f->key, f->klen, agent_hello_keys[i].key))
                         continue;
-                if (*seen & (1ull << i) || num_parse(f->val, f->vlen, max[i], dst[i]) < 0)
+                if (*seen & (1ull << i))
                         return -EINVAL;
                 *seen |= 1ull << i;
-                return 0;
+                if (i == AGENT_HELLO_SOFTWARE) {
+                        h->software = f->val;
+                        h->software_len = f->vlen;
+                        return 0;
+                }
+                return num_parse(f->val, f->vlen, agent_hello_keys[i].max, dst[i]) < 0 ? -EINVAL
+                                                                                       : 0;
         }
-        for (i = 0; i < N_HELLO_CAPS; i++) {
-                if (!word_is(f->key, f->klen, hello_caps[i].key))
+        for (unsigned i = 0; i < AGENT_N_CAPS; i++) {
+                if (!word_is(f->key, f->klen, agent_caps_table[i].key))
                         continue;
                 if (*seen & (1ull << (8 + i)) || num_parse(f->val, f->vlen, 1, &v) < 0)
                         return -EINVAL;
                 *seen |= 1ull << (8 + i);
-                h->caps |= v ? hello_caps[i].cap : 0;
-                return 0;
-        }
-        if (word_is(f->key, f->klen, "agent")) {
-                if (*seen & (1ull << 20))
-                        return -EINVAL;
-                *seen |= 1ull << 20;
-                h->software = f->val;
-                h->software_len = f->vlen;
+                h->caps |= v ? agent_caps_table[i].cap : 0;
                 return 0;
         }
         return 1;
@@ -324,7 +298,7 @@ static int hello_parse(struct agent *a, const struct agent_line *l, struct hello
 {
         uint64_t seen = 0;
 
-        *h = (struct hello){.page_size = PAGE_SIZE_MIN};
+        *h = (struct hello){.page_size = AGENT_PAGE_SIZE_MIN};
         for (size_t i = 0; i < l->n; i++) {
                 int r = hello_key(&l->f[i], h, &seen);
 
@@ -335,13 +309,14 @@ static int hello_parse(struct agent *a, const struct agent_line *l, struct hello
                 }
                 a->c.unknown_keys += r;
         }
-        h->has_version = seen & (1ull << 2);
-        if ((seen & 3) != 3 || h->min < 1 || h->min > h->max) {
+        h->has_version = seen & (1ull << AGENT_HELLO_VERSION);
+        if (!(seen & (1ull << AGENT_HELLO_MIN)) || !(seen & (1ull << AGENT_HELLO_MAX)) ||
+            h->min < 1 || h->min > h->max) {
                 snprintf(a->error, sizeof(a->error), "hello: min and max versions missing or bad");
                 return -EINVAL;
         }
-        if ((seen & (1ull << 4)) &&
-            (h->page_size < PAGE_SIZE_MIN || (h->page_size & (h->page_size - 1)) != 0)) {
+        if ((seen & (1ull << AGENT_HELLO_PAGE_SIZE)) &&
+            (h->page_size < AGENT_PAGE_SIZE_MIN || (h->page_size & (h->page_size - 1)) != 0)) {
                 snprintf(a->error, sizeof(a->error), "hello: page_size is not a power of two");
                 return -EINVAL;
         }
@@ -410,49 +385,36 @@ static void on_hello(struct agent *a, const struct agent_line *l, uint64_t now_m
 
 /* ---- reports ---- */
 
+/* Where each report key goes (its name, range and group are agent_wire.c's). */
 #define RF(name) offsetof(struct agent_report, name)
-
-static const struct report_key {
-        const char *key;
-        size_t off;
-        uint64_t max;
-        uint32_t have; /* group bit: when any key of a group is present, all must be */
-        bool required;
-} report_keys[] = {
-    {"seq", RF(seq), COUNT_MAX, 0, true},
-    {"time_ms", RF(time_ms), TIME_MAX, 0, true},
-    {"mem_total_bytes", RF(mem_total_bytes), AGENT_BYTES_MAX, 0, true},
-    {"mem_free_bytes", RF(mem_free_bytes), AGENT_BYTES_MAX, 0, true},
-    {"mem_available_bytes", RF(mem_available_bytes), AGENT_BYTES_MAX, AGENT_HAVE_AVAILABLE, false},
-    {"cached_bytes", RF(cached_bytes), AGENT_BYTES_MAX, 0, false},
-    {"active_file_bytes", RF(active_file_bytes), AGENT_BYTES_MAX, 0, false},
-    {"committed_bytes", RF(committed_bytes), COUNT_MAX, 0, false},
-    {"swap_used_bytes", RF(swap_used_bytes), AGENT_BYTES_MAX, 0, false},
-    {"balloon_bytes", RF(balloon_bytes), AGENT_BYTES_MAX, AGENT_HAVE_BALLOON, false},
-    {"balloon_in_total", RF(balloon_in_total), 1, AGENT_HAVE_BALLOON, false},
-    {"psi_some_avg10_bp", RF(psi_some_avg10_bp), 10000, AGENT_HAVE_PSI, false},
-    {"psi_some_total_us", RF(psi_some_total_us), COUNT_MAX, AGENT_HAVE_PSI, false},
-    {"psi_full_avg10_bp", RF(psi_full_avg10_bp), 10000, AGENT_HAVE_PSI_FULL, false},
-    {"psi_full_total_us", RF(psi_full_total_us), COUNT_MAX, AGENT_HAVE_PSI_FULL, false},
-    {"pgmajfault", RF(pgmajfault), COUNT_MAX, 0, false},
-    {"refaults", RF(refaults), COUNT_MAX, AGENT_HAVE_REFAULTS, false},
-    {"oom_kill", RF(oom_kill), COUNT_MAX, 0, false},
-    {"onlined", RF(onlined), COUNT_MAX, 0, false},
-    {"self_rss_bytes", RF(self_rss_bytes), AGENT_BYTES_MAX, AGENT_HAVE_SELF, false},
-    {"self_cpu_us", RF(self_cpu_us), COUNT_MAX, AGENT_HAVE_SELF, false},
+static const size_t report_offsets[AGENT_R_N_KEYS] = {
+    [AGENT_R_SEQ] = RF(seq),
+    [AGENT_R_TIME_MS] = RF(time_ms),
+    [AGENT_R_MEM_TOTAL] = RF(mem_total_bytes),
+    [AGENT_R_MEM_FREE] = RF(mem_free_bytes),
+    [AGENT_R_MEM_AVAILABLE] = RF(mem_available_bytes),
+    [AGENT_R_CACHED] = RF(cached_bytes),
+    [AGENT_R_ACTIVE_FILE] = RF(active_file_bytes),
+    [AGENT_R_COMMITTED] = RF(committed_bytes),
+    [AGENT_R_SWAP_USED] = RF(swap_used_bytes),
+    [AGENT_R_BALLOON] = RF(balloon_bytes),
+    [AGENT_R_BALLOON_IN_TOTAL] = RF(balloon_in_total),
+    [AGENT_R_PSI_SOME_AVG10] = RF(psi_some_avg10_bp),
+    [AGENT_R_PSI_SOME_TOTAL] = RF(psi_some_total_us),
+    [AGENT_R_PSI_FULL_AVG10] = RF(psi_full_avg10_bp),
+    [AGENT_R_PSI_FULL_TOTAL] = RF(psi_full_total_us),
+    [AGENT_R_PGMAJFAULT] = RF(pgmajfault),
+    [AGENT_R_REFAULTS] = RF(refaults),
+    [AGENT_R_OOM_KILL] = RF(oom_kill),
+    [AGENT_R_ONLINED] = RF(onlined),
+    [AGENT_R_SELF_RSS] = RF(self_rss_bytes),
+    [AGENT_R_SELF_CPU] = RF(self_cpu_us),
 };
-
-#define N_REPORT_KEYS (sizeof(report_keys) / sizeof(report_keys[0]))
-
-static const char *const cause_names[] = {
-    [AGENT_CAUSE_TICK] = "tick",
-    [AGENT_CAUSE_PSI] = "psi",
-    [AGENT_CAUSE_HELLO] = "hello",
-};
+_Static_assert(AGENT_R_N_KEYS < 63, "a report's keys fit the seen mask beside the cause bit");
 
 const char *agent_cause_name(enum agent_cause c)
 {
-        return (unsigned)c < 3 ? cause_names[c] : "?";
+        return (unsigned)c < AGENT_N_CAUSES ? agent_cause_names[c] : "?";
 }
 
 static int report_error(struct agent *a, const char *what, const char *key)
@@ -465,25 +427,26 @@ static int report_error(struct agent *a, const char *what, const char *key)
 static int report_key(struct agent *a, const struct agent_field *f, struct agent_report *r,
                       uint64_t *seen)
 {
-        if (word_is(f->key, f->klen, "cause")) {
+        if (word_is(f->key, f->klen, AGENT_CAUSE_KEY)) {
                 if (*seen & (1ull << 63))
-                        return report_error(a, "is repeated", "cause");
+                        return report_error(a, "is repeated", AGENT_CAUSE_KEY);
                 *seen |= 1ull << 63;
-                for (unsigned c = 0; c < 3; c++)
-                        if (word_is(f->val, f->vlen, cause_names[c])) {
+                for (unsigned c = 0; c < AGENT_N_CAUSES; c++)
+                        if (word_is(f->val, f->vlen, agent_cause_names[c])) {
                                 r->cause = (enum agent_cause)c;
                                 return 0;
                         }
                 return 0; /* a cause this side does not know: an ordinary report */
         }
-        for (size_t i = 0; i < N_REPORT_KEYS; i++) {
-                const struct report_key *k = &report_keys[i];
+        for (size_t i = 0; i < AGENT_R_N_KEYS; i++) {
+                const struct agent_report_key_desc *k = &agent_report_keys[i];
 
                 if (!word_is(f->key, f->klen, k->key))
                         continue;
                 if (*seen & (1ull << i))
                         return report_error(a, "is repeated", k->key);
-                if (num_parse(f->val, f->vlen, k->max, (uint64_t *)((char *)r + k->off)) < 0)
+                if (num_parse(f->val, f->vlen, k->max,
+                              (uint64_t *)((char *)r + report_offsets[i])) < 0)
                         return report_error(a, "is out of range or not a number", k->key);
                 *seen |= 1ull << i;
                 r->have |= k->have;
@@ -495,8 +458,8 @@ static int report_key(struct agent *a, const struct agent_field *f, struct agent
 /* Required keys present, groups complete, and the figures consistent. */
 static int report_check(struct agent *a, const struct agent_report *r, uint64_t seen)
 {
-        for (size_t i = 0; i < N_REPORT_KEYS; i++) {
-                const struct report_key *k = &report_keys[i];
+        for (size_t i = 0; i < AGENT_R_N_KEYS; i++) {
+                const struct agent_report_key_desc *k = &agent_report_keys[i];
                 bool needed = k->required || (k->have && (r->have & k->have));
 
                 if (needed && !(seen & (1ull << i)))
@@ -541,57 +504,6 @@ static int report_parse(struct agent *a, const struct agent_line *l, struct agen
         return 0;
 }
 
-/* Rate of counter `now` against `then` over dt_ms; false when it went backwards. */
-static bool counter_rate(uint64_t then, uint64_t now, uint64_t dt_ms, double *ret)
-{
-        if (now < then)
-                return false;
-        *ret = (double)(now - then) * 1000.0 / (double)dt_ms;
-        return true;
-}
-
-/* Deltas between the base and r: stall share, refault and major fault rates. */
-static void report_deltas(struct agent *a, const struct agent_report *r, uint64_t now_ms)
-{
-        const struct agent_report *b = &a->base;
-        uint64_t dt;
-        double v;
-
-        if (!a->have_base || r->seq <= b->seq || r->time_ms < b->time_ms) {
-                if (a->have_base)
-                        a->c.counter_resets++; /* a restarted agent or guest */
-                a->base = *r;
-                a->have_base = true;
-                a->stall_known = a->rates_known = false;
-                return;
-        }
-        dt = r->time_ms - b->time_ms;
-        if (dt < AGENT_STALL_MIN_WINDOW_MS)
-                return; /* too short to measure: the next report measures from the same base */
-        a->stall_known = false;
-        if ((r->have & b->have & AGENT_HAVE_PSI)) {
-                if (counter_rate(b->psi_some_total_us, r->psi_some_total_us, dt, &v)) {
-                        v /= 1e6; /* us per s -> share */
-                        a->stall = v < 0 ? 0 : v > 1 ? 1 : v;
-                        a->stall_known = true;
-                } else {
-                        a->c.counter_resets++;
-                }
-        }
-        a->rates_known = counter_rate(b->pgmajfault, r->pgmajfault, dt, &a->majfault_rate);
-        if (a->rates_known && (r->have & b->have & AGENT_HAVE_REFAULTS))
-                a->rates_known = counter_rate(b->refaults, r->refaults, dt, &a->refault_rate);
-        else if (a->rates_known)
-                a->refault_rate = 0;
-        if (!a->rates_known)
-                a->c.counter_resets++;
-        else if (a->refault_rate >= REFAULT_MIN_PER_S * 4096.0 / (double)a->page_size) {
-                a->refault_seen = true;
-                a->refault_seen_ms = now_ms;
-        }
-        a->base = *r;
-}
-
 static void on_report(struct agent *a, const struct agent_line *l, uint64_t now_ms, unsigned *ev)
 {
         struct agent_report r;
@@ -606,7 +518,7 @@ static void on_report(struct agent *a, const struct agent_line *l, uint64_t now_
                 return;
         }
         r.received_ms = now_ms;
-        report_deltas(a, &r, now_ms);
+        a->c.counter_resets += agent_estimator_add(&a->est, &r, a->page_size, now_ms);
         a->last = r;
         a->have_report = true;
         a->c.reports++;
@@ -654,7 +566,7 @@ static void on_line(struct agent *a, const char *s, size_t len, uint64_t now_ms,
                 *ev |= AGENT_EV_ERROR;
                 return;
         }
-        bool hello = word_is(l.type, l.tlen, "hello");
+        bool hello = word_is(l.type, l.tlen, AGENT_TYPE_HELLO);
         if (a->state == AGENT_REFUSED &&
             !(hello && now_ms - a->refused_ms >= AGENT_REFUSED_RETRY_MS)) {
                 a->c.out_of_state++;
@@ -662,7 +574,7 @@ static void on_line(struct agent *a, const char *s, size_t len, uint64_t now_ms,
         }
         if (hello)
                 on_hello(a, &l, now_ms, ev);
-        else if (word_is(l.type, l.tlen, "report"))
+        else if (word_is(l.type, l.tlen, AGENT_TYPE_REPORT))
                 on_report(a, &l, now_ms, ev);
         else
                 a->c.unknown_types++;
@@ -736,46 +648,12 @@ size_t agent_output(struct agent *a, uint64_t now_ms, char *buf, size_t len)
 
 /* ---- results ---- */
 
-static uint64_t demand_of(const struct agent *a, const struct agent_report *r, uint64_t now_ms)
-{
-        uint64_t used = r->mem_total_bytes - r->mem_available_bytes, cap;
-
-        if ((r->have & AGENT_HAVE_BALLOON) && r->balloon_in_total)
-                used -= r->balloon_bytes < used ? r->balloon_bytes : used;
-        if (a->refault_seen && now_ms - a->refault_seen_ms <= AGENT_REFAULT_HOLD_MS)
-                used += r->active_file_bytes;
-        cap = r->mem_total_bytes + r->mem_total_bytes / AGENT_DEMAND_MARGIN_DIV;
-        if (cap > a->opt.limit_bytes)
-                cap = a->opt.limit_bytes;
-        return used < cap ? used : cap;
-}
-
 int agent_estimate(const struct agent *a, uint64_t now_ms, struct agent_estimate *ret)
 {
-        const struct agent_report *r = &a->last;
-        struct agent_estimate e = {0};
-
         if (!a->have_report)
                 return -ENODATA;
-        e.report_ms = r->received_ms;
-        e.committed_bytes = r->committed_bytes;
-        e.urgent_reports = a->c.urgent;
-        e.fresh = now_ms >= r->received_ms &&
-                  now_ms - r->received_ms <= AGENT_FRESH_INTERVALS * a->opt.interval_ms;
-        if (e.fresh) {
-                e.visible_known = true;
-                e.visible_bytes = r->mem_total_bytes;
-                e.available_known = r->have & AGENT_HAVE_AVAILABLE;
-                e.available_bytes = r->mem_available_bytes;
-                e.demand_known = e.available_known;
-                e.demand_bytes = e.demand_known ? demand_of(a, r, now_ms) : 0;
-                e.stall_known = a->stall_known;
-                e.stall_fraction = a->stall_known ? a->stall : 0;
-                e.rates_known = a->rates_known;
-                e.refaults_per_s = a->rates_known ? a->refault_rate : 0;
-                e.majfaults_per_s = a->rates_known ? a->majfault_rate : 0;
-        }
-        *ret = e;
+        agent_estimator_get(&a->est, &a->last, a->opt.limit_bytes, a->opt.interval_ms, now_ms, ret);
+        ret->urgent_reports = a->c.urgent;
         return 0;
 }
 
@@ -818,17 +696,16 @@ const char *agent_software(const struct agent *a)
 
 char *agent_caps_format(unsigned caps, char *buf, size_t len)
 {
-        static const char *const names[] = {"balloon", "virtio-mem", "psi", "psi-trigger",
-                                            "online-movable"};
         size_t used = 0;
 
         if (len == 0)
                 return buf;
         buf[0] = '\0';
-        for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-                if (!(caps & (1u << i)))
+        for (unsigned i = 0; i < AGENT_N_CAPS; i++) {
+                if (!(caps & agent_caps_table[i].cap))
                         continue;
-                int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "", names[i]);
+                int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "",
+                                 agent_caps_table[i].label);
                 if (n < 0 || (size_t)n >= len - used)
                         break;
                 used += (size_t)n;

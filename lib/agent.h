@@ -1,8 +1,10 @@
 /*
  * agent: the host side of the guest agent protocol (docs/guest-protocol.md)
  * for one VM: a line parser fed with whatever bytes arrive from the VM's
- * agent socket, the version handshake, the latest validated report, and the
- * demand and stall estimate derived from it (docs/demand.md).
+ * agent socket, the version handshake and the latest validated report. The
+ * protocol's words are agent_wire.h's (shared with the guest agent); each
+ * accepted report feeds the demand and stall estimate of agent_estimate.h
+ * (docs/demand.md), which agent_estimate() returns.
  *
  * No I/O, no clock, no logging: the caller owns the socket, passes the
  * monotonic time in milliseconds, writes what agent_output() returns, and
@@ -44,47 +46,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- protocol constants (shared with the guest agent, guest/agent/) ---- */
-
-#define AGENT_MAGIC            "DMG1" /* first word of every line: the framing, not the version */
-#define AGENT_PROTO_MIN        1      /* protocol versions this side speaks */
-#define AGENT_PROTO_MAX        1
-#define AGENT_LINE_MAX         1024 /* bytes per line, newline included */
-#define AGENT_WORD_MAX         64   /* bytes per type, key or value */
-#define AGENT_FIELDS_MAX       48   /* key=value pairs per line */
-#define AGENT_INTERVAL_MIN     100  /* report interval range, ms */
-#define AGENT_INTERVAL_MAX     60000
-#define AGENT_INTERVAL_DEFAULT 1000
-#define AGENT_BYTES_MAX        ((uint64_t)1 << 44) /* 16 TiB: no byte field may exceed it */
-#define AGENT_PORT_NAME        "org.dynmem.agent.0"
+#include "agent_estimate.h"
+#include "agent_wire.h"
 
 /* ---- host-side limits ---- */
 
-#define AGENT_RATE_DEFAULT        20 /* lines parsed per second ... */
-#define AGENT_BURST_DEFAULT       40 /* ... with this burst */
-#define AGENT_FRESH_INTERVALS     3  /* a report is fresh for this many intervals */
-#define AGENT_REHELLO_MS          5000 /* an agent heard, then silent this long, gets the hello again */
-#define AGENT_REHELLO_MAX_MS      60000 /* ... the silence doubles after each, up to this */
-#define AGENT_REFUSED_RETRY_MS    60000 /* after a refusal, a new agent hello is heard this late */
-#define AGENT_STALL_MIN_WINDOW_MS 50    /* shorter report gaps do not yield a stall fraction */
-#define AGENT_REFAULT_HOLD_MS     60000 /* hot file cache counts this long after refaults */
-#define AGENT_DEMAND_MARGIN_DIV   8     /* demand <= MemTotal + MemTotal / 8 */
-
-/* Capabilities an agent announces in its hello. */
-enum agent_cap {
-        AGENT_CAP_BALLOON = 1u << 0,        /* a virtio-balloon device is bound */
-        AGENT_CAP_VIRTIO_MEM = 1u << 1,     /* a virtio-mem device is bound */
-        AGENT_CAP_PSI = 1u << 2,            /* /proc/pressure/memory is readable */
-        AGENT_CAP_PSI_TRIGGER = 1u << 3,    /* a PSI trigger is armed (else 100 ms polling) */
-        AGENT_CAP_ONLINE_MOVABLE = 1u << 4, /* the agent can bring memory blocks online */
-};
-
-/* Why the agent sent a report. */
-enum agent_cause {
-        AGENT_CAUSE_TICK,  /* the interval elapsed */
-        AGENT_CAUSE_PSI,   /* the guest started to stall (PSI trigger or polling) */
-        AGENT_CAUSE_HELLO, /* first report after the handshake */
-};
+#define AGENT_RATE_DEFAULT     20   /* lines parsed per second ... */
+#define AGENT_BURST_DEFAULT    40   /* ... with this burst */
+#define AGENT_REHELLO_MS       5000 /* an agent heard, then silent this long, gets the hello again */
+#define AGENT_REHELLO_MAX_MS   60000 /* ... the silence doubles after each, up to this */
+#define AGENT_REFUSED_RETRY_MS 60000 /* after a refusal, a new agent hello is heard this late */
 
 enum agent_state {
         AGENT_DISCONNECTED,
@@ -110,72 +81,6 @@ struct agent_options {
         uint32_t burst;       /* 0 = AGENT_BURST_DEFAULT */
         uint32_t proto_min;   /* versions the host offers; 0 = AGENT_PROTO_MIN/MAX */
         uint32_t proto_max;
-};
-
-/*
- * One validated report. Sizes in bytes, times in the units their names say,
- * counts as counted since the guest booted. Fields the agent may omit have a
- * bit in `have`; absent ones are 0.
- */
-enum agent_have {
-        AGENT_HAVE_AVAILABLE = 1u << 0, /* mem_available_bytes (Linux >= 3.14) */
-        AGENT_HAVE_PSI = 1u << 1,       /* psi_some_* */
-        AGENT_HAVE_PSI_FULL = 1u << 2,  /* psi_full_* */
-        AGENT_HAVE_REFAULTS = 1u << 3,  /* refaults */
-        AGENT_HAVE_BALLOON = 1u << 4,   /* balloon_bytes, balloon_in_total */
-        AGENT_HAVE_SELF = 1u << 5,      /* self_rss_bytes, self_cpu_us */
-};
-
-struct agent_report {
-        uint64_t seq;     /* 1, 2, ... per agent run */
-        uint64_t time_ms; /* the guest's CLOCK_MONOTONIC when sampled */
-        enum agent_cause cause;
-        uint32_t have;
-        uint64_t mem_total_bytes;
-        uint64_t mem_available_bytes;
-        uint64_t mem_free_bytes;
-        uint64_t cached_bytes;
-        uint64_t active_file_bytes;
-        uint64_t committed_bytes; /* Committed_AS */
-        uint64_t swap_used_bytes;
-        uint64_t balloon_bytes;     /* pages the balloon holds, from /proc/vmstat */
-        uint64_t balloon_in_total;  /* 1: ballooned pages are part of MemTotal (deflate-on-oom) */
-        uint64_t psi_some_avg10_bp; /* basis points: 0..10000 = 0..100 % */
-        uint64_t psi_some_total_us;
-        uint64_t psi_full_avg10_bp;
-        uint64_t psi_full_total_us;
-        uint64_t pgmajfault;
-        uint64_t refaults; /* workingset_refault_anon + _file */
-        uint64_t oom_kill;
-        uint64_t onlined; /* memory blocks the agent brought online */
-        uint64_t self_rss_bytes;
-        uint64_t self_cpu_us;
-        uint64_t received_ms; /* host time it was accepted */
-};
-
-/* What the host makes of the reports. Fields are known only while the agent is fresh. */
-struct agent_estimate {
-        bool fresh;         /* a report arrived within AGENT_FRESH_INTERVALS intervals */
-        uint64_t report_ms; /* host time of the latest report */
-        bool demand_known;
-        uint64_t demand_bytes; /* docs/demand.md; <= MemTotal + margin and <= limit */
-        bool stall_known;
-        double stall_fraction; /* PSI "some" stall share of the last interval, 0..1 */
-        bool visible_known;
-        uint64_t visible_bytes; /* MemTotal */
-        bool available_known;
-        uint64_t available_bytes; /* MemAvailable */
-        bool rates_known;
-        double refaults_per_s;    /* workingset refaults, pages per second */
-        double majfaults_per_s;   /* major faults per second */
-        uint64_t committed_bytes; /* Committed_AS as reported (not used for demand) */
-        /*
-         * Reports accepted so far that the guest sent because it started to stall
-         * (cause psi): when it grew since the last estimate the caller took, a stall
-         * began in between. A count, not a flag of the latest report, so that an
-         * urgent report followed by an ordinary one in the same read is not lost.
-         */
-        uint64_t urgent_reports;
 };
 
 struct agent_counters {

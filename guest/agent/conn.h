@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent.h"
+#include "agent_wire.h"
 
 #define CONN_RETRY_MS 1000
 #define CONN_OUT_MAX  (4 * AGENT_LINE_MAX)

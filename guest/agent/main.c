@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent.h"
+#include "agent_wire.h"
 #include "conn.h"
 #include "dynmem-config.h"
 #include "hotplug.h"
@@ -77,7 +77,7 @@ static void send_hello(struct run *r, bool announce, uint32_t version)
                 conn_send(&r->conn, line, n, r->now);
 }
 
-static void send_report(struct run *r, const char *cause)
+static void send_report(struct run *r, enum agent_cause cause)
 {
         char line[AGENT_LINE_MAX];
         struct sample s;
@@ -117,7 +117,7 @@ static void on_host_hello(struct run *r, const struct proto_host_hello *h)
         if (r->version != v || r->verbose)
                 util_log("host connected: protocol %u, a report every %" PRIu64 " ms", v, interval);
         r->version = v;
-        send_report(r, "hello");
+        send_report(r, AGENT_CAUSE_HELLO);
         r->next_report_ms = r->now + r->interval_ms;
 }
 
@@ -174,7 +174,7 @@ static void loop_once(struct run *r)
         if (psi_check(&r->psi, fds[1].revents, r->now) && r->version &&
             r->now - r->last_psi_report_ms >= PSI_REPORT_GAP_MS) {
                 r->last_psi_report_ms = r->now;
-                send_report(r, "psi");
+                send_report(r, AGENT_CAUSE_PSI);
         }
         hotplug_run(&r->hp, fds[2].revents, r->now);
 }
@@ -189,7 +189,7 @@ static void run_forever(struct run *r)
                         send_hello(r, true, 0);
                 }
                 if (r->version && r->now >= r->next_report_ms) {
-                        send_report(r, "tick");
+                        send_report(r, AGENT_CAUSE_TICK);
                         r->next_report_ms += r->interval_ms;
                         if (r->next_report_ms <= r->now) /* late (suspended): no catching up */
                                 r->next_report_ms = r->now + r->interval_ms;

@@ -1,6 +1,8 @@
 /*
  * proto: host hello parsing and the agent's lines. The host is the more
- * trusted side, but its lines are still bounded and range-checked.
+ * trusted side, but its lines are still bounded and range-checked. Every
+ * key, capability and cause is named by lib/agent_wire.c, which the host's
+ * parser reads too.
  */
 #include "proto.h"
 
@@ -10,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agent.h"
+#include "agent_wire.h"
 #include "util.h"
 
 static bool word_char(char ch)
@@ -53,21 +55,27 @@ int proto_parse_host(const char *line, size_t len, struct proto_host_hello *ret)
         for (i = sizeof(prefix) - 1; i < len; i++)
                 if (!word_char(line[i]) && line[i] != ' ')
                         return -EINVAL;
+        const size_t type_len = strlen(AGENT_TYPE_HELLO);
         i = sizeof(prefix) - 1;
-        if (len - i < 5 || memcmp(line + i, "hello", 5) != 0 || (len > i + 5 && line[i + 5] != ' '))
+        if (len - i < type_len || memcmp(line + i, AGENT_TYPE_HELLO, type_len) != 0 ||
+            (len > i + type_len && line[i + type_len] != ' '))
                 return 0;
-        for (i += 5; i < len;) { /* line[i] is the space before a key=value */
+        for (i += type_len; i < len;) { /* line[i] is the space before a key=value */
                 size_t start = i + 1, n = 0;
                 int r;
 
                 while (start + n < len && line[start + n] != ' ')
                         n++;
                 const char *w = line + start;
-                if ((r = field(w, n, "min", 1000, &h.min)) > 0)
+                /* The interval is clamped by the caller: any 32-bit number is read. */
+                if ((r = field(w, n, agent_hello_keys[AGENT_HELLO_MIN].key, AGENT_VERSION_MAX,
+                               &h.min)) > 0)
                         min = true;
-                else if (r == 0 && (r = field(w, n, "max", 1000, &h.max)) > 0)
+                else if (r == 0 && (r = field(w, n, agent_hello_keys[AGENT_HELLO_MAX].key,
+                                              AGENT_VERSION_MAX, &h.max)) > 0)
                         max = true;
-                else if (r == 0 && (r = field(w, n, "interval_ms", UINT32_MAX, &h.interval_ms)) > 0)
+                else if (r == 0 && (r = field(w, n, agent_hello_keys[AGENT_HELLO_INTERVAL_MS].key,
+                                              UINT32_MAX, &h.interval_ms)) > 0)
                         h.has_interval = true;
                 if (r < 0)
                         return r;
@@ -109,62 +117,80 @@ static bool put(char *buf, size_t len, size_t *used, const char *fmt, ...)
         return true;
 }
 
+/* " key=value" for a hello key. */
+static bool put_hello_key(char *buf, size_t len, size_t *used, enum agent_hello_key k, uint64_t v)
+{
+        return put(buf, len, used, " %s=%" PRIu64, agent_hello_keys[k].key, v);
+}
+
 size_t proto_hello(const struct proto_offer *o, char *buf, size_t len)
 {
-        static const struct {
-                const char *key;
-                unsigned cap;
-        } caps[] = {
-            {"balloon", AGENT_CAP_BALLOON},
-            {"virtio_mem", AGENT_CAP_VIRTIO_MEM},
-            {"psi", AGENT_CAP_PSI},
-            {"psi_trigger", AGENT_CAP_PSI_TRIGGER},
-            {"online_movable", AGENT_CAP_ONLINE_MOVABLE},
-        };
         size_t used = 0;
 
-        put(buf, len, &used, AGENT_MAGIC " hello min=%u max=%u", o->min, o->max);
-        if (!o->announce)
-                put(buf, len, &used, " version=%u interval_ms=%" PRIu64, o->version,
-                    o->interval_ms);
-        put(buf, len, &used, " agent=%s page_size=%" PRIu64, o->software, o->page_size);
-        for (unsigned i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
-                put(buf, len, &used, " %s=%d", caps[i].key, (o->caps & caps[i].cap) ? 1 : 0);
+        put(buf, len, &used, AGENT_MAGIC " " AGENT_TYPE_HELLO);
+        put_hello_key(buf, len, &used, AGENT_HELLO_MIN, o->min);
+        put_hello_key(buf, len, &used, AGENT_HELLO_MAX, o->max);
+        if (!o->announce) {
+                put_hello_key(buf, len, &used, AGENT_HELLO_VERSION, o->version);
+                put_hello_key(buf, len, &used, AGENT_HELLO_INTERVAL_MS, o->interval_ms);
+        }
+        put(buf, len, &used, " %s=%s", agent_hello_keys[AGENT_HELLO_SOFTWARE].key, o->software);
+        put_hello_key(buf, len, &used, AGENT_HELLO_PAGE_SIZE, o->page_size);
+        for (unsigned i = 0; i < AGENT_N_CAPS; i++)
+                put(buf, len, &used, " %s=%d", agent_caps_table[i].key,
+                    (o->caps & agent_caps_table[i].cap) ? 1 : 0);
         if (!put(buf, len, &used, "\n") || used > AGENT_LINE_MAX)
                 return 0;
         return used;
 }
 
-size_t proto_report(const struct sample *s, uint64_t seq, const char *cause, uint64_t onlined,
+/* " key=value" for a report key. */
+static bool put_key(char *buf, size_t len, size_t *used, enum agent_report_key k, uint64_t v)
+{
+        return put(buf, len, used, " %s=%" PRIu64, agent_report_keys[k].key, v);
+}
+
+/* The keys of one group, present together or not at all. */
+static void put_group(char *buf, size_t len, size_t *used, bool present, enum agent_report_key a,
+                      uint64_t va, enum agent_report_key b, uint64_t vb)
+{
+        if (!present)
+                return;
+        put_key(buf, len, used, a, va);
+        put_key(buf, len, used, b, vb);
+}
+
+size_t proto_report(const struct sample *s, uint64_t seq, enum agent_cause cause, uint64_t onlined,
                     char *buf, size_t len)
 {
+        const struct psi_values *p = &s->psi;
         size_t used = 0;
 
-        put(buf, len, &used,
-            AGENT_MAGIC " report seq=%" PRIu64 " time_ms=%" PRIu64 " cause=%s"
-                        " mem_total_bytes=%" PRIu64 " mem_free_bytes=%" PRIu64
-                        " cached_bytes=%" PRIu64 " active_file_bytes=%" PRIu64
-                        " committed_bytes=%" PRIu64 " swap_used_bytes=%" PRIu64,
-            seq, s->time_ms, cause, s->mem_total, s->mem_free, s->cached, s->active_file,
-            s->committed, s->swap_used);
+        put(buf, len, &used, AGENT_MAGIC " " AGENT_TYPE_REPORT);
+        put_key(buf, len, &used, AGENT_R_SEQ, seq);
+        put_key(buf, len, &used, AGENT_R_TIME_MS, s->time_ms);
+        put(buf, len, &used, " %s=%s", AGENT_CAUSE_KEY, agent_cause_names[cause]);
+        put_key(buf, len, &used, AGENT_R_MEM_TOTAL, s->mem_total);
+        put_key(buf, len, &used, AGENT_R_MEM_FREE, s->mem_free);
+        put_key(buf, len, &used, AGENT_R_CACHED, s->cached);
+        put_key(buf, len, &used, AGENT_R_ACTIVE_FILE, s->active_file);
+        put_key(buf, len, &used, AGENT_R_COMMITTED, s->committed);
+        put_key(buf, len, &used, AGENT_R_SWAP_USED, s->swap_used);
         if (s->have & AGENT_HAVE_AVAILABLE)
-                put(buf, len, &used, " mem_available_bytes=%" PRIu64, s->mem_available);
-        if (s->have & AGENT_HAVE_BALLOON)
-                put(buf, len, &used, " balloon_bytes=%" PRIu64 " balloon_in_total=%d", s->balloon,
-                    s->balloon_in_total ? 1 : 0);
-        if (s->have & AGENT_HAVE_PSI)
-                put(buf, len, &used, " psi_some_avg10_bp=%" PRIu64 " psi_some_total_us=%" PRIu64,
-                    s->psi.some_avg10_bp, s->psi.some_total_us);
-        if (s->have & AGENT_HAVE_PSI_FULL)
-                put(buf, len, &used, " psi_full_avg10_bp=%" PRIu64 " psi_full_total_us=%" PRIu64,
-                    s->psi.full_avg10_bp, s->psi.full_total_us);
-        put(buf, len, &used, " pgmajfault=%" PRIu64 " oom_kill=%" PRIu64 " onlined=%" PRIu64,
-            s->pgmajfault, s->oom_kill, onlined);
+                put_key(buf, len, &used, AGENT_R_MEM_AVAILABLE, s->mem_available);
+        put_group(buf, len, &used, s->have & AGENT_HAVE_BALLOON, AGENT_R_BALLOON, s->balloon,
+                  AGENT_R_BALLOON_IN_TOTAL, s->balloon_in_total ? 1 : 0);
+        put_group(buf, len, &used, s->have & AGENT_HAVE_PSI, AGENT_R_PSI_SOME_AVG10,
+                  p->some_avg10_bp, AGENT_R_PSI_SOME_TOTAL, p->some_total_us);
+        put_group(buf, len, &used, s->have & AGENT_HAVE_PSI_FULL, AGENT_R_PSI_FULL_AVG10,
+                  p->full_avg10_bp, AGENT_R_PSI_FULL_TOTAL, p->full_total_us);
+        put_key(buf, len, &used, AGENT_R_PGMAJFAULT, s->pgmajfault);
+        put_key(buf, len, &used, AGENT_R_OOM_KILL, s->oom_kill);
+        put_key(buf, len, &used, AGENT_R_ONLINED, onlined);
         if (s->have & AGENT_HAVE_REFAULTS)
-                put(buf, len, &used, " refaults=%" PRIu64, s->refaults);
-        if (s->have & AGENT_HAVE_SELF)
-                put(buf, len, &used, " self_rss_bytes=%" PRIu64 " self_cpu_us=%" PRIu64,
-                    s->self_rss, s->self_cpu_us);
+                put_key(buf, len, &used, AGENT_R_REFAULTS, s->refaults);
+        put_group(buf, len, &used, s->have & AGENT_HAVE_SELF, AGENT_R_SELF_RSS, s->self_rss,
+                  AGENT_R_SELF_CPU, s->self_cpu_us);
         if (!put(buf, len, &used, "\n") || used > AGENT_LINE_MAX)
                 return 0;
         return used;

@@ -1,7 +1,7 @@
 /*
  * proto: the guest's side of the protocol (docs/guest-protocol.md): reading
  * the host's hello, choosing the version, and writing the agent's hello and
- * reports. Pure: text in, text out.
+ * reports with the words of lib/agent_wire.h. Pure: text in, text out.
  */
 #ifndef DYNMEM_GUEST_PROTO_H
 #define DYNMEM_GUEST_PROTO_H
@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agent_wire.h"
 #include "sample.h"
 
 struct proto_host_hello {
@@ -40,7 +41,7 @@ uint32_t proto_choose(uint32_t my_min, uint32_t my_max, uint64_t host_min, uint6
 
 /* Write the hello / a report line (with newline). Length, or 0 if buf is too small. */
 size_t proto_hello(const struct proto_offer *o, char *buf, size_t len);
-size_t proto_report(const struct sample *s, uint64_t seq, const char *cause, uint64_t onlined,
+size_t proto_report(const struct sample *s, uint64_t seq, enum agent_cause cause, uint64_t onlined,
                     char *buf, size_t len);
 
 #endif

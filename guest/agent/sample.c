@@ -14,7 +14,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "agent_wire.h"
 #include "util.h"
 
 #define VIRTIO_ID_BALLOON               5

@@ -1,0 +1,109 @@
+/*
+ * agent_estimate: what the host makes of a guest agent's reports
+ * (docs/demand.md): the demand, and the stall share and fault rates measured
+ * between two reports, never above the guest's MemTotal plus
+ * AGENT_DEMAND_MARGIN_DIV-th of it nor above the VM's limit. The protocol
+ * (framing, handshake, validation: lib/agent.c) hands every report it
+ * accepted to agent_estimator_add(); reports are already range-checked.
+ * Pure: no I/O, no clock (times are passed in, in milliseconds).
+ */
+#ifndef DYNMEM_AGENT_ESTIMATE_H
+#define DYNMEM_AGENT_ESTIMATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent_wire.h"
+
+#define AGENT_FRESH_INTERVALS     3     /* a report is fresh for this many intervals */
+#define AGENT_STALL_MIN_WINDOW_MS 50    /* shorter report gaps do not yield a stall fraction */
+#define AGENT_REFAULT_HOLD_MS     60000 /* hot file cache counts this long after refaults */
+#define AGENT_DEMAND_MARGIN_DIV   8     /* demand <= MemTotal + MemTotal / 8 */
+
+/*
+ * One validated report. Sizes in bytes, times in the units their names say,
+ * counts as counted since the guest booted. Keys the agent may omit have a
+ * group bit in `have`; absent ones are 0.
+ */
+struct agent_report {
+        uint64_t seq;     /* 1, 2, ... per agent run */
+        uint64_t time_ms; /* the guest's CLOCK_MONOTONIC when sampled */
+        enum agent_cause cause;
+        uint32_t have;
+        uint64_t mem_total_bytes;
+        uint64_t mem_available_bytes;
+        uint64_t mem_free_bytes;
+        uint64_t cached_bytes;
+        uint64_t active_file_bytes;
+        uint64_t committed_bytes; /* Committed_AS */
+        uint64_t swap_used_bytes;
+        uint64_t balloon_bytes;     /* pages the balloon holds, from /proc/vmstat */
+        uint64_t balloon_in_total;  /* 1: ballooned pages are part of MemTotal (deflate-on-oom) */
+        uint64_t psi_some_avg10_bp; /* basis points: 0..10000 = 0..100 % */
+        uint64_t psi_some_total_us;
+        uint64_t psi_full_avg10_bp;
+        uint64_t psi_full_total_us;
+        uint64_t pgmajfault;
+        uint64_t refaults; /* workingset_refault_anon + _file */
+        uint64_t oom_kill;
+        uint64_t onlined; /* memory blocks the agent brought online */
+        uint64_t self_rss_bytes;
+        uint64_t self_cpu_us;
+        uint64_t received_ms; /* host time it was accepted */
+};
+
+/* What the host makes of the reports. Fields are known only while the agent is fresh. */
+struct agent_estimate {
+        bool fresh;         /* a report arrived within AGENT_FRESH_INTERVALS intervals */
+        uint64_t report_ms; /* host time of the latest report */
+        bool demand_known;
+        uint64_t demand_bytes; /* docs/demand.md; <= MemTotal + margin and <= limit */
+        bool stall_known;
+        double stall_fraction; /* PSI "some" stall share of the last interval, 0..1 */
+        bool visible_known;
+        uint64_t visible_bytes; /* MemTotal */
+        bool available_known;
+        uint64_t available_bytes; /* MemAvailable */
+        bool rates_known;
+        double refaults_per_s;    /* workingset refaults, pages per second */
+        double majfaults_per_s;   /* major faults per second */
+        uint64_t committed_bytes; /* Committed_AS as reported (not used for demand) */
+        /*
+         * Reports accepted so far that the guest sent because it started to stall
+         * (cause psi): when it grew since the last estimate the caller took, a stall
+         * began in between. A count, not a flag of the latest report, so that an
+         * urgent report followed by an ordinary one in the same read is not lost.
+         */
+        uint64_t urgent_reports;
+};
+
+/* What the estimate carries from one report to the next (zeroed: none yet). */
+struct agent_estimator {
+        bool have_base; /* base: the report the deltas are measured from */
+        struct agent_report base;
+        bool stall_known;
+        double stall;
+        bool rates_known;
+        double refault_rate, majfault_rate;
+        bool refault_seen;
+        uint64_t refault_seen_ms;
+};
+
+/*
+ * Take one accepted report (received at now_ms) from a guest with pages of
+ * page_size bytes. Returns how many counters it found going backwards (a
+ * restarted agent or guest): the deltas start again from this report.
+ */
+unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_report *r,
+                             uint64_t page_size, uint64_t now_ms);
+
+/*
+ * The estimate at now_ms from the latest report r, for a VM that can hold at
+ * most limit_bytes and an agent that reports every interval_ms. Fills every
+ * field but urgent_reports (the protocol's count).
+ */
+void agent_estimator_get(const struct agent_estimator *e, const struct agent_report *r,
+                         uint64_t limit_bytes, uint64_t interval_ms, uint64_t now_ms,
+                         struct agent_estimate *ret);
+
+#endif
