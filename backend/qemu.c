@@ -36,14 +36,6 @@
 
 enum stop_phase { STOP_NONE, STOP_POWERDOWN, STOP_QUIT, STOP_KILL };
 
-uint64_t qemu_mono_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static struct qemu_backend *priv(struct backend *b)
 {
         return b->priv;
@@ -138,9 +130,8 @@ void qemu_backend_schedule_poll(struct qemu_vm *qv)
         bool settled = qemu_mem_settled(&qv->mem);
 
         if (qv->poll_ev)
-                timer_in(qv->poll_ev, !settled && qemu_mono_ms() < qv->busy_until_ms
-                                          ? QEMU_POLL_BUSY_MS
-                                          : QEMU_POLL_MS);
+                timer_in(qv->poll_ev, !settled && mono_ms() < qv->busy_until_ms ? QEMU_POLL_BUSY_MS
+                                                                                : QEMU_POLL_MS);
 }
 
 static void on_poll(evutil_socket_t fd, short what, void *arg)
@@ -230,9 +221,8 @@ static struct qemu_vm *vm_new(struct qemu_backend *qb, struct vm *vm, char *err,
         qv->qb = qb;
         qv->vm = vm;
         qv->pidfd = -1;
-        qv->rl = (struct log_ratelimit){.burst = 10, .per_minute = 6};
-        qv->wake_rl =
-            (struct log_ratelimit){.burst = QEMU_WAKE_BURST, .per_minute = QEMU_WAKE_RATE * 60};
+        qv->rl = LOG_RATELIMIT(10, 6);
+        qv->wake = BUCKET(QEMU_WAKE_RATE, QEMU_WAKE_BURST);
         qb->vms[qb->n++] = qv;
         vm->backend_data = qv;
         return qv;
@@ -540,7 +530,7 @@ static uint64_t host_demand(const struct qemu_vm *qv, uint64_t guest_demand)
  */
 static void observe_guest(struct qemu_vm *qv, uint64_t now_ms, struct vm_observation *o)
 {
-        uint64_t mono = qemu_mono_ms();
+        uint64_t mono = mono_ms();
         const struct qemu_stats *s = &qv->stats;
 
         qv->source = QEMU_SIGNAL_NONE;
@@ -693,7 +683,7 @@ static void on_agent_report(void *userdata, const struct agent_estimate *e)
 
         qv->agent = *e;
         qv->agent_have = true;
-        if (urgent && log_ratelimit_ok(&qv->wake_rl, qemu_mono_ms()))
+        if (urgent && bucket_take(&qv->wake, (double)mono_ms()))
                 qemu_backend_wake(qv);
 }
 

@@ -197,7 +197,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
         struct qemu_agent *qa = arg;
         struct evbuffer *in = bufferevent_get_input(bev);
-        uint64_t now = qemu_mono_ms(), total = 0;
+        uint64_t now = mono_ms(), total = 0;
         unsigned ev = 0;
         size_t n;
 
@@ -230,7 +230,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 int qemu_agent_adopt(struct qemu_agent *qa, int fd)
 {
-        uint64_t now = qemu_mono_ms();
+        uint64_t now = mono_ms();
 
         disconnect(qa, "replaced");
         qa->lost[0] = '\0';
@@ -278,7 +278,7 @@ static int try_connect(struct qemu_agent *qa)
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
         struct qemu_agent *qa = arg;
-        uint64_t now = qemu_mono_ms(), suppressed;
+        uint64_t now = mono_ms(), suppressed;
         int r;
 
         (void)fd, (void)what;
@@ -321,8 +321,8 @@ int qemu_agent_new(struct event_base *base, const char *name, const char *path,
         qa->base = base;
         qa->hooks = hooks ? *hooks : (struct qemu_agent_hooks){0};
         qa->userdata = userdata;
-        qa->rl = (struct log_ratelimit){.burst = 5, .per_minute = 6};
-        qa->rl_same = (struct log_ratelimit){.burst = 5, .per_minute = 6};
+        qa->rl = LOG_RATELIMIT(5, 6);
+        qa->rl_same = LOG_RATELIMIT(5, 6);
         qa->name = strdup(name);
         qa->path = strdup(path);
         qa->tick = event_new(base, -1, EV_PERSIST, on_tick, qa);

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "mono.h"
 #include "qemu.h"
 #include "settings.h"
 
@@ -348,7 +349,7 @@ struct qemu_vm {
         bool reserve_known;          /* the guest kernel's reservation was measured */
         uint64_t reserve;            /* memory the VM holds outside its MemTotal (qemu_mem) */
         struct log_ratelimit rl;
-        struct log_ratelimit wake_rl; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
+        struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 };
 
 struct qemu_backend {
@@ -357,8 +358,6 @@ struct qemu_backend {
         struct qemu_vm **vms;
         size_t n, cap;
 };
-
-uint64_t qemu_mono_ms(void);
 
 /* Connect to the VM's QMP socket (fd >= 0: an already connected one). */
 int qemu_monitor_connect(struct qemu_vm *qv, int fd);

@@ -20,7 +20,7 @@
 
 static bool rl_ok(struct qemu_vm *qv)
 {
-        return log_ratelimit_ok(&qv->rl, qemu_mono_ms());
+        return log_ratelimit_ok(&qv->rl, mono_ms());
 }
 
 /* ---- read-back ---- */
@@ -146,7 +146,7 @@ static void on_stats(struct qmp *q, const struct qmp_reply *reply, void *userdat
             qmp_get_u64(stats, "stat-total-memory", l->startup + l->region, &total) == 0 &&
             qmp_get_u64(stats, "stat-available-memory", total, &avail) == 0 && updated > 0) {
                 if (!qv->stats.known || updated != qv->stats.last_update)
-                        qv->stats.sampled_ms = qemu_mono_ms();
+                        qv->stats.sampled_ms = mono_ms();
                 qv->stats = (struct qemu_stats){.known = true,
                                                 .total = total,
                                                 .available = avail,
@@ -190,7 +190,7 @@ static void batch_done(struct qemu_vm *qv)
                 qemu_backend_agent_start(qv);
         if (qv->layout_verified && b->balloon_ok && b->vmem_ok) {
                 bool first = !qv->mem.known;
-                qemu_mem_readback(&qv->mem, b->actual, b->plugged, b->requested, qemu_mono_ms());
+                qemu_mem_readback(&qv->mem, b->actual, b->plugged, b->requested, mono_ms());
                 /* Found running: hold what it has until someone asks for a target. */
                 if (first && !qv->target_set)
                         qv->mem.target =
@@ -305,7 +305,7 @@ void qemu_monitor_apply(struct qemu_vm *qv)
 
         if (!qmp_is_ready(qv->qmp) || !qv->mem.known)
                 return;
-        qemu_mem_plan(&qv->mem, qemu_mono_ms(), &p);
+        qemu_mem_plan(&qv->mem, mono_ms(), &p);
         log_plan(qv, &p);
         if (p.set_balloon && p.balloon_first)
                 sent |= send_balloon(qv, p.balloon_value);
@@ -314,7 +314,7 @@ void qemu_monitor_apply(struct qemu_vm *qv)
         if (p.set_balloon && !p.balloon_first)
                 sent |= send_balloon(qv, p.balloon_value);
         if (sent) {
-                qv->busy_until_ms = qemu_mono_ms() + QEMU_BUSY_MS;
+                qv->busy_until_ms = mono_ms() + QEMU_BUSY_MS;
                 qemu_monitor_readback(qv);
                 qemu_backend_schedule_poll(qv);
         }

@@ -23,6 +23,7 @@
 
 #include "qemu_int.h"
 #include "units.h"
+#include "mono.h"
 
 extern char **environ;
 
@@ -31,14 +32,6 @@ extern char **environ;
 #define TAIL_MAX      4096        /* bytes of log searched for the last line */
 #define TRIM_KEEP     (256 * KIB) /* bytes of a trimmed log kept in PATH.old */
 #define HANDSHAKE_MAX (64 * KIB)  /* QMP bytes read while starting */
-
-static uint64_t mono_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int check_executable(const char *path)
 {

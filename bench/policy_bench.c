@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mono.h"
 #include "policy.h"
 #include "units.h"
 
@@ -22,13 +23,6 @@ static uint64_t rng(void)
         rng_state ^= rng_state >> 7;
         rng_state ^= rng_state << 17;
         return rng_state;
-}
-
-static double now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -74,9 +68,9 @@ static void run(enum policy_kind kind, struct policy_vm *vms, size_t n, uint64_t
                         vms[i].demand_bytes = 128 * MIB + rng() % (vms[i].settings.maximum_bytes);
                         vms[i].stall_fraction = (rng() % 100) < 2 ? 0.05 : 0.0;
                 }
-                double start = now_ms();
+                double start = mono_ms_exact();
                 policy_decide(&cfg, &host, vms, n, (uint64_t)d * 1000, &scratch, NULL);
-                t[d] = now_ms() - start;
+                t[d] = mono_ms_exact() - start;
                 for (size_t i = 0; i < n; i++) /* the backend follows at once */
                         vms[i].assigned_bytes = vms[i].target_bytes;
         }

@@ -16,14 +16,7 @@
 #include <unistd.h>
 
 #include "units.h"
-
-static uint64_t mono_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+#include "mono.h"
 
 static int connect_socket(const char *path, uint64_t timeout_ms, char *err, size_t errlen)
 {

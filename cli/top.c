@@ -20,6 +20,7 @@
 #include "commands.h"
 #include "output.h"
 #include "units.h"
+#include "mono.h"
 
 #define TOP_REFRESH_MS 1000
 
@@ -207,14 +208,6 @@ static void draw(const char *text)
         }
         fputs(ESC_EOS, stdout);
         fflush(stdout);
-}
-
-static uint64_t mono_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* Read keys until the next frame is due; true when it is time to quit. */

@@ -324,7 +324,7 @@ static void save(struct daemon *d, struct attach *a)
         int r = text ? 0 : -ENOMEM;
 
         a->sig = holding_signature(d);
-        a->written_ms = daemon_mono_ms();
+        a->written_ms = mono_ms_exact();
         if (text && !a->failing && a->written && strcmp(text, a->written) == 0) {
                 free(text);
                 return;
@@ -355,7 +355,7 @@ void attach_after_cycle(struct daemon *d)
         if (!a || !a->enabled)
                 return;
         if (holding_signature(d) != a->sig ||
-            daemon_mono_ms() - a->written_ms >= (double)ATTACH_REFRESH_MS)
+            mono_ms_exact() - a->written_ms >= (double)ATTACH_REFRESH_MS)
                 save(d, a);
 }
 

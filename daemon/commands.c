@@ -191,7 +191,7 @@ static json_t *ms(double v)
 
 static int put_timing(json_t *h, const struct daemon *d)
 {
-        return put(h, "uptime_ms", json_integer((json_int_t)(daemon_mono_ms() - d->started_ms))) |
+        return put(h, "uptime_ms", json_integer((json_int_t)(mono_ms_exact() - d->started_ms))) |
                put(h, "cycles", json_integer((json_int_t)d->cycles)) |
                put(h, "cycles_skipped", json_integer((json_int_t)d->cycles_skipped)) |
                put(h, "cycle_lateness_p50_ms", ms(histogram_percentile(&d->lateness, 0.50))) |

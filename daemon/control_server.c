@@ -495,8 +495,8 @@ int control_server_new(struct daemon *d, const struct control_server_options *op
                                        .read_gid = opt->read_gid,
                                        .read_gid_valid = opt->read_gid_valid,
                                        .own_uid = geteuid(),
-                                       .rl = {.burst = 10, .per_minute = 10},
-                                       .denied_rl = {.burst = 10, .per_minute = 10}};
+                                       .rl = LOG_RATELIMIT(10, 10),
+                                       .denied_rl = LOG_RATELIMIT(10, 10)};
         fd = make_socket(opt, err, errlen);
         if (fd < 0) {
                 free(srv->path);

@@ -36,17 +36,9 @@
 /* A state file that could not be written is tried again this often (real ms). */
 #define STATE_RETRY_MS 2000.0
 
-double daemon_mono_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
 uint64_t daemon_now(const struct daemon *d)
 {
-        double elapsed = daemon_mono_ms() - d->mono_base_ms;
+        double elapsed = mono_ms_exact() - d->mono_base_ms;
 
         return elapsed > 0 ? (uint64_t)(elapsed * d->speed) : 0;
 }
@@ -65,7 +57,7 @@ int daemon_save(struct daemon *d, char *warn, size_t len)
         int r = state_save(d->state_dir, &d->reg);
 
         if (r < 0) {
-                d->state_retry_ms = daemon_mono_ms();
+                d->state_retry_ms = mono_ms_exact();
                 snprintf(d->state_error, sizeof(d->state_error), "cannot write %s/%s: %s",
                          d->state_dir, STATE_FILE, strerror(-r));
                 if (d->state_saved)
@@ -142,7 +134,7 @@ static void sum_held(struct daemon *d)
 
 static void schedule_next(struct daemon *d)
 {
-        double now = daemon_mono_ms(), interval = (double)d->cfg.host.interval_ms;
+        double now = mono_ms_exact(), interval = (double)d->cfg.host.interval_ms;
 
         d->deadline_ms += interval;
         if (d->deadline_ms < now) { /* whole cycles missed: skip them, keep the cadence */
@@ -161,7 +153,7 @@ static void schedule_next(struct daemon *d)
 /* A state file that could not be written is written again once it can be. */
 static void retry_save(struct daemon *d)
 {
-        if (!d->state_saved && daemon_mono_ms() - d->state_retry_ms >= STATE_RETRY_MS)
+        if (!d->state_saved && mono_ms_exact() - d->state_retry_ms >= STATE_RETRY_MS)
                 daemon_save(d, NULL, 0);
 }
 
@@ -209,12 +201,12 @@ void daemon_cycle(struct daemon *d)
 static void cycle_cb(evutil_socket_t fd, short what, void *arg)
 {
         struct daemon *d = arg;
-        double start = daemon_mono_ms();
+        double start = mono_ms_exact();
 
         (void)fd, (void)what;
         histogram_add(&d->lateness, start - d->deadline_ms);
         daemon_cycle(d);
-        histogram_add(&d->duration, daemon_mono_ms() - start);
+        histogram_add(&d->duration, mono_ms_exact() - start);
         schedule_next(d);
 }
 
@@ -368,7 +360,7 @@ static int setup_cycle(struct daemon *d)
         d->cycle_ev = evtimer_new(d->base, cycle_cb, d);
         if (!d->cycle_ev || event_priority_set(d->cycle_ev, PRIORITY_CYCLE) < 0)
                 return -ENOMEM;
-        d->deadline_ms = daemon_mono_ms();
+        d->deadline_ms = mono_ms_exact();
         return evtimer_add(d->cycle_ev, &now) < 0 ? -ENOMEM : 0;
 }
 
@@ -393,8 +385,8 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
         struct event_config *ec = event_config_new();
         int r;
 
-        *d = (struct daemon){.tick_errors = {.burst = 5, .per_minute = 6}};
-        d->started_ms = daemon_mono_ms();
+        *d = (struct daemon){.tick_errors = LOG_RATELIMIT(5, 6)};
+        d->started_ms = mono_ms_exact();
         /* coalesce epoll changes within a loop iteration: fewer system calls per client */
         if (ec)
                 event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
@@ -410,7 +402,7 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
         if (r < 0)
                 return r;
         d->speed = d->backend_entry->clock_speed ? d->backend_entry->clock_speed(&d->cfg) : 1.0;
-        d->mono_base_ms = daemon_mono_ms();
+        d->mono_base_ms = mono_ms_exact();
         r = setup_server(d, group);
         if (r < 0 || (r = events_new(0, &d->events)) < 0 || (r = http_setup(d)) < 0)
                 return r;

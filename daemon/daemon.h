@@ -19,6 +19,7 @@
 #include "config.h"
 #include "histogram.h"
 #include "log.h"
+#include "mono.h"
 #include "registry.h"
 
 #define DAEMON_GROUP_DEFAULT "dynmem"
@@ -103,9 +104,6 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt);
 int daemon_run(struct daemon *d);
 
 void daemon_fini(struct daemon *d);
-
-/* Monotonic milliseconds (sub-millisecond precision). */
-double daemon_mono_ms(void);
 
 /* The cycle clock now: what the balancer and the backend are given. */
 uint64_t daemon_now(const struct daemon *d);

@@ -440,7 +440,7 @@ static const struct route {
 static enum MHD_Result serve_route(struct http_server *s, struct MHD_Connection *c, size_t i)
 {
         struct cached *k = &s->cache[i];
-        double now = daemon_mono_ms();
+        double now = mono_ms_exact();
 
         if (!k->resp || k->cycle != s->d->cycles || now - k->built_ms >= HTTP_CACHE_MS) {
                 size_t len = 0;
@@ -564,7 +564,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
         struct http_server *s = cls;
         char msg[256];
 
-        if (!log_ratelimit_ok(&s->rl, (uint64_t)daemon_mono_ms()))
+        if (!log_ratelimit_ok(&s->rl, (uint64_t)mono_ms_exact()))
                 return;
         vsnprintf(msg, sizeof(msg), fmt, ap);
         msg[strcspn(msg, "\n")] = '\0';
@@ -639,7 +639,7 @@ int http_server_new(struct daemon *d, const struct http_options *opt, struct htt
                 return -ENOMEM;
         }
         s->d = d;
-        s->rl = (struct log_ratelimit){.burst = 10, .per_minute = 10};
+        s->rl = LOG_RATELIMIT(10, 10);
         r = http_address_parse(opt->address, opt->allow_remote, &ss, &len, err, errlen);
         if (r == 0 && ((r = make_errors(s)) < 0 || (r = load_page(s, opt->web_dir)) < 0))
                 snprintf(err, errlen, "out of memory");

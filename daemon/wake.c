@@ -5,47 +5,52 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <math.h>
 #include <stdlib.h>
 
 #include "daemon.h"
+#include "bucket.h"
 #include "log.h"
 
 #define WAKE_PRIORITY 0 /* the cycle timer's priority (daemon.c): before client traffic */
 
 struct wake {
         struct event *ev;
-        double tokens;
-        double refilled_ms;
+        struct bucket bucket; /* WAKE_RATE, WAKE_BURST */
         bool pending;
         uint64_t requested_cycle; /* d->cycles when the pending request came */
         double requested_ms;
         struct wake_stats stats;
 };
 
-static void refill(struct wake *w, double now)
+/* Arm the timer to run in delay_ms; false when it cannot be. */
+static bool arm(struct wake *w, double delay_ms)
 {
-        if (now > w->refilled_ms) {
-                w->tokens += (now - w->refilled_ms) * WAKE_RATE / 1000.0;
-                if (w->tokens > WAKE_BURST)
-                        w->tokens = WAKE_BURST;
-        }
-        w->refilled_ms = now;
+        struct timeval tv = {.tv_sec = (time_t)(delay_ms / 1000.0),
+                             .tv_usec = (suseconds_t)(fmod(delay_ms, 1000.0) * 1000.0)};
+
+        return evtimer_add(w->ev, &tv) == 0;
 }
 
 static void wake_cb(evutil_socket_t fd, short what, void *arg)
 {
         struct daemon *d = arg;
         struct wake *w = d->wake;
-        double now = daemon_mono_ms();
+        double now = mono_ms_exact();
 
         (void)fd, (void)what;
-        w->pending = false;
         if (d->cycles > w->requested_cycle) { /* a cycle ran since: it has seen the news */
+                w->pending = false;
                 w->stats.dropped++;
                 return;
         }
-        refill(w, now);
-        w->tokens -= 1.0;
+        /* The timer may fire a hair before the token is whole: wait for the rest. */
+        if (!bucket_take(&w->bucket, now)) {
+                if (!arm(w, bucket_wait_ms(&w->bucket, now)))
+                        w->pending = false;
+                return;
+        }
+        w->pending = false;
         w->stats.cycles++;
         log_msg(LOG_DEBUG, "extra cycle %.1f ms after a wakeup", now - w->requested_ms);
         daemon_cycle(d);
@@ -64,15 +69,13 @@ void wake_request(void *userdata)
                 w->stats.dropped++;
                 return;
         }
-        now = daemon_mono_ms();
-        refill(w, now);
-        delay = w->tokens >= 1.0 ? 0.0 : (1.0 - w->tokens) * 1000.0 / WAKE_RATE;
+        now = mono_ms_exact();
+        delay = bucket_wait_ms(&w->bucket, now);
         if (d->deadline_ms - now <= delay) { /* the regular cycle comes first */
                 w->stats.dropped++;
                 return;
         }
-        struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)(delay * 1000.0)};
-        if (evtimer_add(w->ev, &tv) < 0)
+        if (!arm(w, delay))
                 return;
         w->pending = true;
         w->requested_cycle = d->cycles;
@@ -92,8 +95,7 @@ int wake_init(struct daemon *d)
                 free(w);
                 return -ENOMEM;
         }
-        w->tokens = WAKE_BURST;
-        w->refilled_ms = daemon_mono_ms();
+        w->bucket = BUCKET(WAKE_RATE, WAKE_BURST);
         d->wake = w;
         return 0;
 }

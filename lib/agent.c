@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bucket.h"
+
 #define MEM_TOTAL_MIN ((uint64_t)1 << 20)
 
 struct agent_field {
@@ -34,8 +36,7 @@ struct agent {
         size_t line_len;
         bool discarding; /* inside a line that was too long, until its newline */
 
-        double tokens;
-        uint64_t tokens_ms;
+        struct bucket lines; /* lines parsed: opt.rate_per_s, opt.burst */
 
         uint32_t version;
         unsigned caps;
@@ -198,7 +199,7 @@ int agent_new(const struct agent_options *opts, struct agent **ret)
                 return -ENOMEM;
         a->opt = o;
         a->state = AGENT_DISCONNECTED;
-        a->tokens = o.burst;
+        a->lines = BUCKET(o.rate_per_s, o.burst);
         a->page_size = AGENT_PAGE_SIZE_MIN;
         *ret = a;
         return 0;
@@ -531,26 +532,12 @@ static void on_report(struct agent *a, const struct agent_line *l, uint64_t now_
 
 /* ---- lines ---- */
 
-static bool token_take(struct agent *a, uint64_t now_ms)
-{
-        if (now_ms > a->tokens_ms) {
-                a->tokens += (double)(now_ms - a->tokens_ms) * a->opt.rate_per_s / 1000.0;
-                if (a->tokens > a->opt.burst)
-                        a->tokens = a->opt.burst;
-        }
-        a->tokens_ms = now_ms;
-        if (a->tokens < 1.0)
-                return false;
-        a->tokens -= 1.0;
-        return true;
-}
-
 static void on_line(struct agent *a, const char *s, size_t len, uint64_t now_ms, unsigned *ev)
 {
         struct agent_line l;
 
         a->c.lines++;
-        if (!token_take(a, now_ms)) {
+        if (!bucket_take(&a->lines, (double)now_ms)) {
                 a->c.rate_dropped++;
                 return;
         }

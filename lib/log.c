@@ -1,5 +1,5 @@
 /*
- * log: messages to stderr or syslog, and a token-bucket rate limit. See log.h.
+ * log: messages to stderr or syslog, and their rate limit. See log.h.
  */
 #include "log.h"
 
@@ -44,21 +44,8 @@ void log_msg(int priority, const char *fmt, ...)
 
 bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms)
 {
-        if (!rl->started) {
-                rl->started = true;
-                rl->tokens = rl->burst;
-                rl->last_ms = now_ms;
-        }
-        if (now_ms > rl->last_ms) {
-                rl->tokens += (double)(now_ms - rl->last_ms) * rl->per_minute / 60000.0;
-                if (rl->tokens > rl->burst)
-                        rl->tokens = rl->burst;
-                rl->last_ms = now_ms;
-        }
-        if (rl->tokens >= 1.0) {
-                rl->tokens -= 1.0;
+        if (bucket_take(&rl->bucket, (double)now_ms))
                 return true;
-        }
         rl->suppressed++;
         return false;
 }

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <syslog.h>
 
+#include "bucket.h"
+
 enum log_target {
         LOG_TARGET_STDERR,
         LOG_TARGET_SYSLOG,
@@ -22,18 +24,18 @@ void log_setup(const char *ident, enum log_target target, int max_priority);
 void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
- * A token bucket: at most `burst` messages, refilled at `per_minute`.
- * log_ratelimit_ok() says whether one more may be written now and counts
- * the ones suppressed, which the next allowed message should mention.
+ * A token bucket (bucket.h) of messages: LOG_RATELIMIT(5, 6) allows bursts
+ * of 5 and 6 a minute. log_ratelimit_ok() says whether one more may be
+ * written now and counts the ones suppressed, which the next allowed message
+ * should mention.
  */
 struct log_ratelimit {
-        uint32_t burst;
-        uint32_t per_minute;
-        double tokens;
-        uint64_t last_ms;
+        struct bucket bucket;
         uint64_t suppressed;
-        bool started;
 };
+
+#define LOG_RATELIMIT(burst_, per_minute_)                                                         \
+        ((struct log_ratelimit){.bucket = BUCKET((per_minute_) / 60.0, (burst_))})
 
 bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms);
 

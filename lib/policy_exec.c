@@ -3,6 +3,7 @@
  * protocol. See policy_exec.h and docs/policy-exec.md.
  */
 #include "policy_exec.h"
+#include "mono.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -123,14 +124,6 @@ static void child_status(struct policy_exec *pe, char *buf, size_t len)
         snprintf(buf, len, "closed its output");
 }
 
-static uint64_t monotonic_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Bytes as a JSON integer, saturated so that nothing turns negative. */
 static json_t *json_bytes(uint64_t v)
 {
@@ -228,7 +221,7 @@ static ssize_t read_line(struct policy_exec *pe, char *buf, size_t cap, uint64_t
         size_t used = 0;
 
         for (;;) {
-                uint64_t now = monotonic_ms();
+                uint64_t now = mono_ms();
                 if (now >= deadline)
                         return -ETIMEDOUT;
                 struct pollfd p = {.fd = pe->from_child, .events = POLLIN};
@@ -316,7 +309,7 @@ int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
         }
         /* A process just started may first need to load its interpreter. */
         int timeout = fresh ? POLICY_EXEC_START_TIMEOUT_MS : POLICY_EXEC_TIMEOUT_MS;
-        ssize_t len = read_line(pe, buf, cap, monotonic_ms() + (uint64_t)timeout);
+        ssize_t len = read_line(pe, buf, cap, mono_ms() + (uint64_t)timeout);
         if (len == -ETIMEDOUT) {
                 snprintf(err, errlen, "policy \"%s\" did not answer within %d ms; killed",
                          pe->command, timeout);

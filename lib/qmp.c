@@ -3,6 +3,7 @@
  * on every line and a shape check on every message. See qmp.h.
  */
 #include "qmp.h"
+#include "mono.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -54,14 +55,6 @@ struct qmp {
         int dispatching; /* > 0 while callbacks run */
         bool doomed;     /* qmp_free() called during a callback */
 };
-
-static uint64_t mono_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static struct qmp_pending *pending_at(struct qmp *q, size_t i)
 {

@@ -165,7 +165,7 @@ static void loop_once(struct run *r)
                 util_log("poll: %s", strerror(errno));
                 return;
         }
-        r->now = util_now_ms();
+        r->now = mono_ms();
         if (fds[0].revents && !conn_io(&r->conn, fds[0].revents, r->now, on_line, r)) {
                 if (r->version && r->verbose)
                         util_log("host side went away");
@@ -182,7 +182,7 @@ static void loop_once(struct run *r)
 static void run_forever(struct run *r)
 {
         for (;;) {
-                r->now = util_now_ms();
+                r->now = mono_ms();
                 if (conn_service(&r->conn, r->now)) {
                         r->version = 0;
                         r->told_incompatible = false;
@@ -290,7 +290,7 @@ int main(int argc, char **argv)
                 return rc;
         signal(SIGPIPE, SIG_IGN);
         util_set_root(root);
-        r.now = util_now_ms();
+        r.now = mono_ms();
         if (sampler_open(&r.smp) < 0) {
                 util_log("cannot read %s/proc/meminfo: %s", root, strerror(errno));
                 return 1;

@@ -185,7 +185,7 @@ static void sample_self(struct sampler *s, struct sample *ret)
 
 int sampler_read(struct sampler *s, struct psi *p, struct sample *ret)
 {
-        struct sample smp = {.time_ms = util_now_ms()};
+        struct sample smp = {.time_ms = mono_ms()};
         long n;
 
         n = util_pread_all(s->meminfo_fd, meminfo_buf, sizeof(meminfo_buf));

@@ -4,6 +4,8 @@
  */
 #include "util.h"
 
+#include "bucket.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -16,14 +18,6 @@
 #define LOG_PER_MINUTE 10
 
 static char root_prefix[UTIL_PATH_MAX / 2];
-
-uint64_t util_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 void util_set_root(const char *root)
 {
@@ -127,22 +121,16 @@ int util_find_u64(const char *text, const char *key, uint64_t *ret)
 
 void util_log(const char *fmt, ...)
 {
-        static double tokens = LOG_BURST;
-        static uint64_t last_ms, suppressed;
-        uint64_t now = util_now_ms();
+        static struct bucket rate = BUCKET(LOG_PER_MINUTE / 60.0, LOG_BURST);
+        static uint64_t suppressed;
         char line[512];
         va_list ap;
         int n;
 
-        tokens += (double)(now - last_ms) * LOG_PER_MINUTE / 60000.0;
-        if (tokens > LOG_BURST)
-                tokens = LOG_BURST;
-        last_ms = now;
-        if (tokens < 1) {
+        if (!bucket_take(&rate, (double)mono_ms())) {
                 suppressed++;
                 return;
         }
-        tokens -= 1;
         n = snprintf(line, sizeof(line), "dynmem-guest: ");
         va_start(ap, fmt);
         vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);

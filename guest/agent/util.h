@@ -1,7 +1,9 @@
 /*
- * util: the small helpers the guest agent's modules share: the monotonic
- * clock, paths under the (test-replaceable) root, reading a small file in one
- * go, "Key: value" parsing, and rate-limited logging to stderr (the console).
+ * util: the small helpers the guest agent's modules share: paths under the
+ * (test-replaceable) root, reading a small file in one go, "Key: value"
+ * parsing, and rate-limited logging to stderr (the console). The clock and
+ * the rate limit are lib/mono.c's and lib/bucket.c's, which the agent
+ * compiles (libc only).
  */
 #ifndef DYNMEM_GUEST_UTIL_H
 #define DYNMEM_GUEST_UTIL_H
@@ -10,10 +12,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define UTIL_PATH_MAX 512
+#include "mono.h"
 
-/* CLOCK_MONOTONIC in milliseconds. */
-uint64_t util_now_ms(void);
+#define UTIL_PATH_MAX 512
 
 /* Set the prefix that util_path() puts before /proc and /sys paths ("" = the real ones). */
 void util_set_root(const char *root);

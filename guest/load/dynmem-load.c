@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mono.h"
+
 #define MIB             ((uint64_t)1 << 20)
 #define CHUNK           (2 * MIB)
 #define TICK_MS         100
@@ -55,14 +57,6 @@ static void usage(FILE *f)
                    "  --dry-run  print the parsed plan and its targets, then exit\n"
                    "Example: dynmem-load ramp:200M:10s,hold:5s,ramp:50M:5s,loop\n"
                    "Exit status: 2 on a bad spec or usage.\n");
-}
-
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void sleep_until_ms(uint64_t ms)
@@ -146,10 +140,10 @@ static size_t chunks_for(uint64_t bytes)
 static _Noreturn void run(const struct load_plan *plan)
 {
         struct holder h = {.page = (size_t)sysconf(_SC_PAGESIZE), .gen = 1};
-        uint64_t start = now_ms(), next_log = 0;
+        uint64_t start = mono_ms(), next_log = 0;
 
         for (uint64_t tick = 0;; tick++) {
-                uint64_t t = now_ms() - start;
+                uint64_t t = mono_ms() - start;
                 uint64_t target = load_plan_target(plan, t);
 
                 holder_adjust(&h, chunks_for(target), t);

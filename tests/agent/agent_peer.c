@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "mono.h"
 
 struct peer {
         const char *path;
@@ -40,14 +41,6 @@ struct peer {
         uint64_t refused_at_ms;
         int fd;
 };
-
-static uint64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int unix_addr(const char *path, struct sockaddr_un *sa)
 {
@@ -73,7 +66,7 @@ static int open_peer(struct peer *p)
                 if (l < 0 || bind(l, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(l, 1) < 0)
                         return -1;
                 struct pollfd pfd = {.fd = l, .events = POLLIN};
-                while (now_ms() < p->deadline_ms)
+                while (mono_ms() < p->deadline_ms)
                         if (poll(&pfd, 1, 200) > 0)
                                 break;
                 fd = pfd.revents & POLLIN ? accept4(l, NULL, NULL, SOCK_CLOEXEC) : -1;
@@ -81,7 +74,7 @@ static int open_peer(struct peer *p)
                 unlink(p->path);
                 return fd;
         }
-        while (now_ms() < p->deadline_ms) {
+        while (mono_ms() < p->deadline_ms) {
                 fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
                 if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
                         return fd;
@@ -160,11 +153,11 @@ static int run(struct peer *p, struct agent *a)
 {
         char buf[4096];
 
-        agent_connected(a, now_ms());
+        agent_connected(a, mono_ms());
         printf("connected\n");
-        send_output(p, a, now_ms());
+        send_output(p, a, mono_ms());
         for (;;) {
-                uint64_t now = now_ms();
+                uint64_t now = mono_ms();
                 struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
 
                 if (p->reports_goal && agent_counters(a)->reports >= p->reports_goal)
@@ -175,7 +168,7 @@ static int run(struct peer *p, struct agent *a)
                         return 1;
                 if (poll(&pfd, 1, 200) < 0 && errno != EINTR)
                         return 1;
-                now = now_ms();
+                now = mono_ms();
                 if (pfd.revents) {
                         ssize_t n = read(p->fd, buf, sizeof(buf));
                         if (n <= 0) {
@@ -223,7 +216,7 @@ static int parse_args(int argc, char **argv, struct peer *p)
                         p->until_refused = true;
                         break;
                 case 't':
-                        p->deadline_ms = now_ms() + strtoull(optarg, NULL, 10) * 1000;
+                        p->deadline_ms = mono_ms() + strtoull(optarg, NULL, 10) * 1000;
                         break;
                 default:
                         return -1;
@@ -244,7 +237,7 @@ int main(int argc, char **argv)
         setvbuf(stdout, NULL, _IOLBF, 0);
         signal(SIGPIPE, SIG_IGN);
         agent_options_default(&p.opt);
-        p.deadline_ms = now_ms() + 60000;
+        p.deadline_ms = mono_ms() + 60000;
         if (parse_args(argc, argv, &p) < 0) {
                 fprintf(stderr, "usage: agent-peer [--listen] [--versions MIN-MAX] [--interval MS] "
                                 "[--limit BYTES] [--reports N] [--until-refused] [--timeout S] "

@@ -71,9 +71,9 @@ static int teardown(void **state)
 /* Run the loop until the cycle count passes `after` or WAIT_MS pass. */
 static void loop_until_cycle(struct daemon *d, uint64_t after)
 {
-        double end = daemon_mono_ms() + WAIT_MS;
+        double end = mono_ms_exact() + WAIT_MS;
 
-        while (d->cycles <= after && daemon_mono_ms() < end)
+        while (d->cycles <= after && mono_ms_exact() < end)
                 event_base_loop(d->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
 }
 
@@ -87,7 +87,7 @@ static void a_wakeup_runs_a_cycle_before_the_regular_one(void **state)
         wake_request(d);
         loop_until_cycle(d, before);
         assert_true(d->cycles == before + 1);
-        assert_true(daemon_mono_ms() < d->deadline_ms); /* the regular one is a minute away */
+        assert_true(mono_ms_exact() < d->deadline_ms); /* the regular one is a minute away */
         wake_stats(d, &s);
         assert_true(s.requests == 1 && s.cycles == 1 && s.dropped == 0);
 }
@@ -118,8 +118,8 @@ static void a_request_a_cycle_answered_is_dropped(void **state)
         wake_request(d);
         daemon_cycle(d); /* e.g. the regular cycle got there first */
         uint64_t after = d->cycles;
-        double end = daemon_mono_ms() + 500.0;
-        while (daemon_mono_ms() < end) /* the pending request fires and is dropped */
+        double end = mono_ms_exact() + 500.0;
+        while (mono_ms_exact() < end) /* the pending request fires and is dropped */
                 event_base_loop(d->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
         assert_true(d->cycles == after);
         wake_stats(d, &s);
@@ -130,11 +130,11 @@ static void a_flood_is_rate_limited(void **state)
 {
         struct fixture *f = *state;
         struct daemon *d = &f->d;
-        double start = daemon_mono_ms(), elapsed;
+        double start = mono_ms_exact(), elapsed;
         uint64_t before = d->cycles, requests = 0;
         struct wake_stats s;
 
-        while ((elapsed = daemon_mono_ms() - start) < 1000.0) {
+        while ((elapsed = mono_ms_exact() - start) < 1000.0) {
                 wake_request(d);
                 requests++;
                 event_base_loop(d->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);

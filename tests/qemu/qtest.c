@@ -22,14 +22,6 @@
 
 extern char **environ;
 
-uint64_t qt_now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 char *qt_tempdir(void)
 {
         const char *tmp = getenv("TMPDIR");
@@ -118,13 +110,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 bool qt_loop_until(struct event_base *base, bool (*cond)(void *), void *arg, uint64_t timeout_ms)
 {
-        uint64_t deadline = qt_now_ms() + timeout_ms;
+        uint64_t deadline = mono_ms() + timeout_ms;
         struct event *tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
         struct timeval tv = {.tv_sec = 0, .tv_usec = 50000};
         bool ok;
 
         event_add(tick, &tv);
-        while (!(ok = cond(arg)) && qt_now_ms() < deadline)
+        while (!(ok = cond(arg)) && mono_ms() < deadline)
                 event_base_loop(base, EVLOOP_ONCE);
         event_free(tick);
         return ok;

@@ -12,11 +12,10 @@
 
 #include "backend.h"
 #include "config.h"
+#include "mono.h"
 #include "vm.h"
 
 struct event_base;
-
-uint64_t qt_now_ms(void);
 
 /* A fresh folder under $TMPDIR or /tmp (short: sockets live there); caller frees. */
 char *qt_tempdir(void);

@@ -84,7 +84,7 @@ static void configure(struct fixture *f, int i)
 static void refresh(struct fixture *f)
 {
         for (int i = 0; i < N_VMS; i++) {
-                f->b->ops->observe(f->b, &f->t[i].vm, qt_now_ms(), &f->obs[i]);
+                f->b->ops->observe(f->b, &f->t[i].vm, mono_ms(), &f->obs[i]);
                 qemu_backend_vm_info(&f->t[i].vm, &f->info[i]);
                 if (f->obs[i].stall_known) {
                         f->stall_seen++;
@@ -221,14 +221,14 @@ static int group_setup(void **state)
         if (qt_vm_configure(&f->t[AGENT], f->b, agent_ini, err, sizeof(err)) < 0 ||
             qt_vm_configure(&f->t[PLAIN], f->b, ini, err, sizeof(err)) < 0)
                 return setup_failed(f, "configure", err);
-        uint64_t t0 = qt_now_ms();
+        uint64_t t0 = mono_ms();
         for (int i = 0; i < N_VMS; i++)
                 if (f->b->ops->start(f->b, &f->t[i].vm, t0, err, sizeof(err)) < 0)
                         return setup_failed(f, "start", err);
         if (!qt_loop_until(f->base, both_ready, f, WAIT_MS))
                 return setup_failed(f, "boot", "the guests did not print their ready line");
         *state = f;
-        printf("# both guests ready %llu ms after start\n", (unsigned long long)(qt_now_ms() - t0));
+        printf("# both guests ready %llu ms after start\n", (unsigned long long)(mono_ms() - t0));
         return 0;
 }
 
@@ -255,13 +255,13 @@ static int group_teardown(void **state)
 static void demand_switches_to_the_agent_and_tracks_the_load(void **state)
 {
         struct fixture *f = *state;
-        uint64_t t0 = qt_now_ms(), held, target;
+        uint64_t t0 = mono_ms(), held, target;
         unsigned repeats;
 
         wait_for(f, agent_sourced, "agent-sourced demand");
         print_message("# agent-sourced demand %llu ms after both guests were ready: %llu MiB, "
                       "agent %s, caps 0x%x\n",
-                      (unsigned long long)(qt_now_ms() - t0),
+                      (unsigned long long)(mono_ms() - t0),
                       (unsigned long long)(f->obs[AGENT].demand_bytes / MIB),
                       f->info[AGENT].desc.agent_state, f->info[AGENT].desc.agent_caps);
         assert_string_equal(f->info[AGENT].desc.agent_state, "ready");
@@ -292,14 +292,14 @@ static void demand_switches_to_the_agent_and_tracks_the_load(void **state)
 static void a_psi_report_wakes_the_loop(void **state)
 {
         struct fixture *f = *state;
-        uint64_t t0 = qt_now_ms();
+        uint64_t t0 = mono_ms();
 
         refresh(f);
         f->since = f->info[AGENT].agent.urgent;
         int before = f->wakeups;
         wait_for(f, urgent_after, "a PSI-triggered report (the load climbs toward OOM)");
         print_message("# PSI-triggered report after %llu ms; stall %s%.4f\n",
-                      (unsigned long long)(qt_now_ms() - t0),
+                      (unsigned long long)(mono_ms() - t0),
                       f->obs[AGENT].stall_known ? "" : "unknown ", f->obs[AGENT].stall_fraction);
         /* Nothing else wakes the loop while both QEMUs run. */
         assert_true(f->wakeups > before);
@@ -366,7 +366,7 @@ static void a_restarted_daemon_reconnects_the_agent(void **state)
         f->b = new_backend(f);
         for (int i = 0; i < N_VMS; i++) {
                 configure(f, i);
-                assert_int_equal(f->b->ops->reattach(f->b, &f->t[i].vm, qt_now_ms()), 0);
+                assert_int_equal(f->b->ops->reattach(f->b, &f->t[i].vm, mono_ms()), 0);
         }
         f->plain_balloon = 0;
         f->since = 0;

@@ -86,7 +86,7 @@ struct watch {
 
 static void refresh(struct watch *w)
 {
-        w->b->ops->observe(w->b, &w->t->vm, qt_now_ms(), &w->obs);
+        w->b->ops->observe(w->b, &w->t->vm, mono_ms(), &w->obs);
         qemu_backend_vm_info(&w->t->vm, &w->info);
 }
 
@@ -148,13 +148,13 @@ static void wait_for(struct fixture *f, bool (*cond)(void *), struct watch *w, c
 /* Start a configured VM and wait for the guest's ready line; returns ms to ready. */
 static uint64_t boot(struct fixture *f, struct backend *b, struct qt_vm *t, struct watch *w)
 {
-        uint64_t t0 = qt_now_ms(), t1;
+        uint64_t t0 = mono_ms(), t1;
         char err[256] = "";
 
         *w = (struct watch){.b = b, .t = t};
         if (b->ops->start(b, &t->vm, t0, err, sizeof(err)) < 0)
                 fail_msg("start: %s", err);
-        t1 = qt_now_ms();
+        t1 = mono_ms();
         refresh(w);
         assert_true(w->obs.alive);
         assert_int_equal(w->obs.assigned_bytes, t->vm.settings.startup_bytes);
@@ -162,8 +162,8 @@ static uint64_t boot(struct fixture *f, struct backend *b, struct qt_vm *t, stru
         wait_for(f, console_has, w, "the guest's ready line");
         print_message("# vm %s: start() returned in %llu ms, guest ready %llu ms after start\n",
                       t->vm.name, (unsigned long long)(t1 - t0),
-                      (unsigned long long)(qt_now_ms() - t0));
-        return qt_now_ms() - t0;
+                      (unsigned long long)(mono_ms() - t0));
+        return mono_ms() - t0;
 }
 
 static bool settled(void *arg)
@@ -181,14 +181,14 @@ static bool settled(void *arg)
  */
 static uint64_t resize(struct fixture *f, struct watch *w, uint64_t target, const char *what)
 {
-        uint64_t t0 = qt_now_ms(), took;
+        uint64_t t0 = mono_ms(), took;
 
         assert_int_equal(w->b->ops->set_target(w->b, &w->t->vm, target, t0), 0);
         refresh(w);
         assert_true(w->info.desc.resizing || w->obs.assigned_bytes == target);
         w->bytes = target;
         wait_for(f, assigned_is, w, what);
-        took = qt_now_ms() - t0;
+        took = mono_ms() - t0;
         wait_for(f, settled, w, "the resize's requests to be met");
         return took;
 }
@@ -262,18 +262,18 @@ static void grows_shrinks_balloons_and_dies(void **state)
 
         /* Targets beyond the layout are clamped, never reported above maximum. */
         resize(f, &w, 1 * GIB, "growing to maximum");
-        assert_int_equal(b->ops->set_target(b, &t.vm, 64 * GIB, qt_now_ms()), 0);
+        assert_int_equal(b->ops->set_target(b, &t.vm, 64 * GIB, mono_ms()), 0);
         qt_loop_for(f->base, 1500);
         refresh(&w);
         assert_true(w.obs.assigned_bytes <= 1 * GIB);
 
         int before = f->wakeups;
-        uint64_t killed = qt_now_ms();
+        uint64_t killed = mono_ms();
         assert_int_equal(kill((pid_t)w.info.desc.pid, SIGKILL), 0);
         wait_for(f, is_dead, &w, "the backend to see QEMU die");
-        print_message("# kill -9 seen after %llu ms\n", (unsigned long long)(qt_now_ms() - killed));
+        print_message("# kill -9 seen after %llu ms\n", (unsigned long long)(mono_ms() - killed));
         assert_true(f->wakeups > before);
-        assert_int_equal(b->ops->set_target(b, &t.vm, 512 * MIB, qt_now_ms()), -ESRCH);
+        assert_int_equal(b->ops->set_target(b, &t.vm, 512 * MIB, mono_ms()), -ESRCH);
         char qmp[512];
         snprintf(qmp, sizeof(qmp), "%s/grow.qmp", f->run);
         assert_int_equal(stat(qmp, &st), -1);
@@ -309,7 +309,7 @@ static void reattaches_from_a_fresh_backend(void **state)
         assert_int_equal(b->ops->configure_vm(b, &t.vm, &t.cfg, &t.cfg.vms[0], err, sizeof(err)),
                          0);
         t.vm.obs.assigned_bytes = 0;
-        assert_int_equal(b->ops->reattach(b, &t.vm, qt_now_ms()), 0);
+        assert_int_equal(b->ops->reattach(b, &t.vm, mono_ms()), 0);
         w.b = b;
         w.bytes = 384 * MIB;
         wait_for(f, assigned_is, &w, "the reattached VM's memory");
@@ -320,12 +320,12 @@ static void reattaches_from_a_fresh_backend(void **state)
         refresh(&w);
         assert_int_equal(w.obs.assigned_bytes, 384 * MIB);
         assert_int_equal(b->ops->max_honourable(b, &t.vm), 512 * MIB);
-        assert_int_equal(b->ops->reattach(b, &t.vm, qt_now_ms()), 0);
+        assert_int_equal(b->ops->reattach(b, &t.vm, mono_ms()), 0);
 
         resize(f, &w, 256 * MIB, "unplugging after reattach");
-        assert_int_equal(b->ops->stop(b, &t.vm, true, qt_now_ms()), 0);
+        assert_int_equal(b->ops->stop(b, &t.vm, true, mono_ms()), 0);
         wait_for(f, is_dead, &w, "a forced stop");
-        assert_int_equal(b->ops->reattach(b, &t.vm, qt_now_ms()), -ENOENT);
+        assert_int_equal(b->ops->reattach(b, &t.vm, mono_ms()), -ENOENT);
         qt_vm_release(&t, b);
         b->ops->destroy(b);
 }
@@ -338,9 +338,9 @@ static int start_error(struct fixture *f, const char *ini, char *err, size_t len
         int r;
 
         assert_int_equal(qt_vm_configure(&t, b, ini, err, len), 0);
-        r = b->ops->start(b, &t.vm, qt_now_ms(), err, len);
+        r = b->ops->start(b, &t.vm, mono_ms(), err, len);
         if (r == 0)
-                b->ops->stop(b, &t.vm, true, qt_now_ms());
+                b->ops->stop(b, &t.vm, true, mono_ms());
         qt_vm_release(&t, b);
         b->ops->destroy(b);
         return r;
@@ -410,8 +410,8 @@ static void stop_escalates_when_the_guest_ignores_power_off(void **state)
         assert_int_equal(qt_vm_configure(&t, b, "[vm \"stubborn\"]\nshutdown_timeout = 500ms\n",
                                          err, sizeof(err)),
                          0);
-        assert_int_equal(b->ops->start(b, &t.vm, qt_now_ms(), err, sizeof(err)), 0);
-        assert_int_equal(b->ops->stop(b, &t.vm, false, qt_now_ms()), 0);
+        assert_int_equal(b->ops->start(b, &t.vm, mono_ms(), err, sizeof(err)), 0);
+        assert_int_equal(b->ops->stop(b, &t.vm, false, mono_ms()), 0);
         wait_for(f, is_dead, &w, "power-off, then quit");
         qt_vm_release(&t, b);
         b->ops->destroy(b);
