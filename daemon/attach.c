@@ -14,6 +14,7 @@
 
 #include "daemon.h"
 #include "fsutil.h"
+#include "savefile.h"
 #include "log.h"
 #include "units.h"
 
@@ -184,8 +185,9 @@ static int parse_host(const json_t *obj, struct balancer_counters *c, char *err,
         return 0;
 }
 
-static int parse_vm(const json_t *obj, struct attach_vm *av, char *err, size_t errlen)
+static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
 {
+        struct attach_vm *av = vm;
         const char *name = NULL, *state = NULL;
         json_t *counters = NULL;
         json_int_t assigned = -1, target = -1;
@@ -223,69 +225,32 @@ static int parse_vm(const json_t *obj, struct attach_vm *av, char *err, size_t e
         return 0;
 }
 
-static bool listed(const struct attach_list *l, size_t n, const char *name)
-{
-        for (size_t i = 0; i < n; i++)
-                if (strcmp(l->vms[i].name, name) == 0)
-                        return true;
-        return false;
-}
+static const char *const attach_extras[] = {"host", NULL};
 
-static int parse_vms(const json_t *vms, struct attach_list *l, char *err, size_t errlen)
-{
-        size_t n = json_array_size(vms);
-
-        if (n > CONFIG_VMS_MAX) {
-                snprintf(err, errlen, "more than %d VMs", CONFIG_VMS_MAX);
-                return -EINVAL;
-        }
-        l->vms = calloc(n ? n : 1, sizeof(*l->vms));
-        if (!l->vms) {
-                snprintf(err, errlen, "out of memory");
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < n; i++) {
-                char why[256];
-                if (parse_vm(json_array_get(vms, i), &l->vms[i], why, sizeof(why)) < 0) {
-                        snprintf(err, errlen, "vms[%zu]: %s", i, why);
-                        return -EINVAL;
-                }
-                if (listed(l, i, l->vms[i].name)) {
-                        snprintf(err, errlen, "vms[%zu]: %s is listed twice", i, l->vms[i].name);
-                        return -EINVAL;
-                }
-                l->n = i + 1;
-        }
-        return 0;
-}
+static const struct savefile_spec attach_spec = {
+    .version = ATTACH_VERSION,
+    .shape = "{\"version\": 1, \"host\": {...}, \"vms\": [...]}",
+    .extras = attach_extras,
+    .vm_size = sizeof(struct attach_vm),
+    .name_offset = offsetof(struct attach_vm, name),
+    .parse_vm = parse_vm,
+};
 
 int attach_parse(const char *text, size_t len, struct attach_list *ret, char *err, size_t errlen)
 {
         struct attach_list l = {0};
-        json_error_t jerr;
-        json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr), *vms = NULL,
-               *host = NULL;
-        json_int_t version = 0;
+        json_t *root;
+        void *vms;
         char why[384];
-        int r = -EINVAL;
+        int r = savefile_parse(text, len, &attach_spec, &root, &vms, &l.n, err, errlen);
 
-        if (!root) {
-                snprintf(err, errlen, "line %d: %s", jerr.line, jerr.text);
-                return -EINVAL;
-        }
-        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:I, s?o, s:o}", "version", &version, "host",
-                           &host, "vms", &vms) < 0 ||
-            !json_is_array(vms))
-                snprintf(err, errlen, "expected {\"version\": %d, \"host\": {...}, \"vms\": [...]}",
-                         ATTACH_VERSION);
-        else if (version != ATTACH_VERSION)
-                snprintf(err, errlen, "version %lld is not %d", (long long)version, ATTACH_VERSION);
-        else if (parse_host(host, &l.host, why, sizeof(why)) < 0)
-                snprintf(err, errlen, "%s", why);
-        else
-                r = parse_vms(vms, &l, err, errlen);
+        if (r < 0)
+                return r;
+        l.vms = vms;
+        r = parse_host(json_object_get(root, "host"), &l.host, why, sizeof(why));
         json_decref(root);
         if (r < 0) {
+                snprintf(err, errlen, "%s", why);
                 attach_list_free(&l);
                 return r;
         }

@@ -83,6 +83,30 @@ static char *join(const struct piece *pieces, size_t n)
         return out;
 }
 
+/* head, the VMs' cached texts (in [ ] when array), tail: one string, or NULL on ENOMEM. */
+static char *join_texts(const char *head, struct registry_entry *const *entries, size_t n,
+                        bool array, const char *tail)
+{
+        struct piece *p = calloc(2 * n + 4, sizeof(*p));
+        size_t k = 0;
+        char *line;
+
+        if (!p)
+                return NULL;
+        p[k++] = (struct piece){head, strlen(head)};
+        p[k++] = (struct piece){array ? "[" : "", array ? 1 : 0};
+        for (size_t i = 0; i < n; i++) {
+                if (i)
+                        p[k++] = (struct piece){",", 1};
+                p[k++] = (struct piece){entries[i]->json_text, entries[i]->json_len};
+        }
+        p[k++] = (struct piece){array ? "]" : "", array ? 1 : 0};
+        p[k++] = (struct piece){tail, strlen(tail)};
+        line = join(p, k);
+        free(p);
+        return line;
+}
+
 /*
  * An ok reply whose member `key` holds VM objects already encoded: one, or
  * an array of them. Assembled from the cached pieces, `list` stays cheap.
@@ -91,27 +115,16 @@ static char *reply_texts(const char *key, struct registry_entry *const *entries,
                          bool array, const char *warn)
 {
         char head[64], *tail = NULL, *line = NULL;
-        struct piece *p = calloc(2 * n + 3, sizeof(*p));
         json_t *w = warn && warn[0] ? json_pack("{s:s}", "warning", warn) : NULL;
-        size_t k = 0;
 
         if (w && (tail = json_dumps(w, CONTROL_JSON_FLAGS)))
                 tail[0] = ','; /* {"warning":...} becomes ,"warning":...} */
         json_decref(w);
-        if (p && (!w || tail)) {
-                int len = snprintf(head, sizeof(head), "{\"version\":%d,\"ok\":true,\"%s\":%s",
-                                   CONTROL_VERSION, key, array ? "[" : "");
-                p[k++] = (struct piece){head, (size_t)len};
-                for (size_t i = 0; i < n; i++) {
-                        if (i)
-                                p[k++] = (struct piece){",", 1};
-                        p[k++] = (struct piece){entries[i]->json_text, entries[i]->json_len};
-                }
-                p[k++] = (struct piece){array ? "]" : "", array ? 1 : 0};
-                p[k++] = tail ? (struct piece){tail, strlen(tail)} : (struct piece){"}", 1};
-                line = join(p, k);
+        if (!w || tail) {
+                snprintf(head, sizeof(head), "{\"version\":%d,\"ok\":true,\"%s\":", CONTROL_VERSION,
+                         key);
+                line = join_texts(head, entries, n, array, tail ? tail : "}");
         }
-        free(p);
         free(tail);
         return line;
 }
@@ -133,13 +146,32 @@ static struct registry_entry *find(struct daemon *d, const char *name, char **re
 
 /* ---- reading ---- */
 
-static char *cmd_list(struct daemon *d, const struct control_request *req,
-                      enum commands_wait *ret_wait)
+/* Every VM's text up to date in its cache; false on ENOMEM. */
+static bool vm_texts(struct daemon *d)
 {
         for (size_t i = 0; i < d->reg.n; i++)
                 if (!vm_text(d, d->reg.entries[i]))
-                        return NULL;
-        return reply_texts("vms", d->reg.entries, d->reg.n, true, NULL);
+                        return false;
+        return true;
+}
+
+static char *cmd_list(struct daemon *d, const struct control_request *req,
+                      enum commands_wait *ret_wait)
+{
+        return vm_texts(d) ? reply_texts("vms", d->reg.entries, d->reg.n, true, NULL) : NULL;
+}
+
+char *commands_vms_text(struct daemon *d)
+{
+        return vm_texts(d) ? join_texts("", d->reg.entries, d->reg.n, true, "") : NULL;
+}
+
+char *commands_vm_text(struct daemon *d, const char *name)
+{
+        struct registry_entry *e = registry_find(&d->reg, name);
+        const char *text = e ? vm_text(d, e) : NULL;
+
+        return text ? strdup(text) : NULL;
 }
 
 static char *cmd_show(struct daemon *d, const struct control_request *req,
@@ -204,8 +236,7 @@ static int put_timing(json_t *h, const struct daemon *d)
                put(h, "requests", json_integer((json_int_t)control_server_requests(d->server)));
 }
 
-static char *cmd_status(struct daemon *d, const struct control_request *req,
-                        enum commands_wait *ret_wait)
+json_t *commands_host_json(struct daemon *d)
 {
         json_t *h = json_object();
         int bad = !h;
@@ -231,7 +262,15 @@ static char *cmd_status(struct daemon *d, const struct control_request *req,
                 json_decref(h);
                 return NULL;
         }
-        return control_reply_ok(json_pack("{s:o}", "host", h));
+        return h;
+}
+
+static char *cmd_status(struct daemon *d, const struct control_request *req,
+                        enum commands_wait *ret_wait)
+{
+        json_t *h = commands_host_json(d);
+
+        return h ? control_reply_ok(json_pack("{s:o}", "host", h)) : NULL;
 }
 
 /* ---- life cycle ---- */

@@ -28,6 +28,16 @@ char *commands_run(struct daemon *d, const struct control_request *req,
                    enum commands_wait *ret_wait);
 
 /*
+ * The bodies of the reading commands, as `dynmem list|show|status --json`
+ * print them, for the HTTP API: the VMs as a JSON array (text), one VM
+ * (text; NULL when there is no such VM) and the host object. Callers free;
+ * NULL on ENOMEM.
+ */
+char *commands_vms_text(struct daemon *d);
+char *commands_vm_text(struct daemon *d, const char *name);
+json_t *commands_host_json(struct daemon *d);
+
+/*
  * For a request waiting on VM `name`: true with the reply line in
  * *ret_reply (NULL when out of memory) once the wait is over, else false.
  */

@@ -461,7 +461,7 @@ static void warn_fixed(const struct daemon *d, const struct config *cfg)
         if (memcmp(&cfg->sim, &d->cfg.sim, sizeof(cfg->sim)) != 0)
                 log_msg(LOG_WARNING, "%s: [sim] changes take effect when dynmemd restarts",
                         cfg->path);
-        if (http_config_changed(&cfg->host, &d->cfg.host))
+        if (dconfig_http_changed(&cfg->host, &d->cfg.host))
                 log_msg(LOG_WARNING,
                         "%s: [host] http, http_allow_remote and web_dir change "
                         "when dynmemd restarts",

@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "address.h"
 #include "backends.h"
 #include "control.h"
 #include "hostmem.h"
-#include "http.h"
 #include "units.h"
 
 int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char *err,
@@ -41,6 +41,22 @@ int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char
         return 0;
 }
 
+bool dconfig_http_wanted(const char *http)
+{
+        return http && http[0] && strcmp(http, "off") != 0;
+}
+
+static bool same(const char *a, const char *b)
+{
+        return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+bool dconfig_http_changed(const struct config_host *a, const struct config_host *b)
+{
+        return !same(a->http, b->http) || !same(a->web_dir, b->web_dir) ||
+               a->http_allow_remote != b->http_allow_remote;
+}
+
 /* [host] http's address (loopback unless http_allow_remote) and web_dir. */
 static int dconfig_check_http(const struct config_host *h, const char *path,
                               struct config_diag *diag)
@@ -50,8 +66,8 @@ static int dconfig_check_http(const struct config_host *h, const char *path,
         char err[256];
         int r = 0;
 
-        if (http_wanted(h->http) &&
-            http_address_parse(h->http, h->http_allow_remote, &ss, &len, err, sizeof(err)) < 0) {
+        if (dconfig_http_wanted(h->http) &&
+            address_parse(h->http, h->http_allow_remote, &ss, &len, err, sizeof(err)) < 0) {
                 config_diag_add(diag, path, 0, "[host] http: %s", err);
                 r = -EINVAL;
         }

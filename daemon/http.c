@@ -20,7 +20,9 @@
 
 #include "commands.h"
 #include "control.h"
+#include "address.h"
 #include "daemon.h"
+#include "dconfig.h"
 #include "events.h"
 #include "log.h"
 #include "metrics.h"
@@ -72,7 +74,7 @@ struct http_server {
         struct MHD_Daemon *mhd;
         struct event *ready_ev; /* MHD's epoll descriptor is readable */
         struct event *timer_ev; /* MHD's next timeout */
-        char url[INET6_ADDRSTRLEN + 32];
+        char url[ADDRESS_URL_MAX];
         struct MHD_Response *errors[N_ERRORS];
         struct file files[HTTP_FILES_MAX];
         size_t n_files;
@@ -81,101 +83,6 @@ struct http_server {
         uint64_t events_since, events_last;
         struct log_ratelimit rl;
 };
-
-/* ---- addresses ---- */
-
-static bool is_loopback(const struct sockaddr_storage *ss)
-{
-        if (ss->ss_family == AF_INET) {
-                const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-                return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-        }
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-}
-
-static int parse_port(const char *text, uint16_t *ret)
-{
-        char *end;
-        unsigned long v;
-
-        if (text[0] < '0' || text[0] > '9' || strlen(text) > 5)
-                return -EINVAL;
-        v = strtoul(text, &end, 10);
-        if (*end || v > 65535)
-                return -EINVAL;
-        *ret = (uint16_t)v;
-        return 0;
-}
-
-/* The host part into ss (port not set). */
-static int parse_host(const char *host, size_t n, struct sockaddr_storage *ss, socklen_t *len)
-{
-        struct sockaddr_in *in = (struct sockaddr_in *)ss;
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-        char buf[INET6_ADDRSTRLEN];
-
-        memset(ss, 0, sizeof(*ss));
-        if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
-                host++, n -= 2;
-                if (n >= sizeof(buf))
-                        return -EINVAL;
-                memcpy(buf, host, n);
-                buf[n] = '\0';
-                in6->sin6_family = AF_INET6;
-                *len = sizeof(*in6);
-                return inet_pton(AF_INET6, buf, &in6->sin6_addr) == 1 ? 0 : -EINVAL;
-        }
-        if (n == 1 && host[0] == '*') {
-                in6->sin6_family = AF_INET6;
-                in6->sin6_addr = in6addr_any;
-                *len = sizeof(*in6);
-                return 0;
-        }
-        if (n >= sizeof(buf))
-                return -EINVAL;
-        memcpy(buf, host, n);
-        buf[n] = '\0';
-        in->sin_family = AF_INET;
-        *len = sizeof(*in);
-        if (strcmp(buf, "localhost") == 0)
-                return inet_pton(AF_INET, "127.0.0.1", &in->sin_addr) == 1 ? 0 : -EINVAL;
-        return inet_pton(AF_INET, buf, &in->sin_addr) == 1 ? 0 : -EINVAL;
-}
-
-int http_address_parse(const char *text, bool allow_remote, struct sockaddr_storage *ret,
-                       socklen_t *ret_len, char *err, size_t errlen)
-{
-        const char *colon = strrchr(text, ':');
-        struct sockaddr_storage ss;
-        socklen_t len = 0;
-        uint16_t port;
-
-        if (!colon || colon == text || parse_port(colon + 1, &port) < 0) {
-                snprintf(err, errlen, "\"%.80s\" is not ADDRESS:PORT (e.g. 127.0.0.1:9100)", text);
-                return -EINVAL;
-        }
-        if (parse_host(text, (size_t)(colon - text), &ss, &len) < 0) {
-                snprintf(err, errlen,
-                         "\"%.*s\" is not an IP address (IPv4, [IPv6], localhost or *)",
-                         (int)(colon - text > 80 ? 80 : colon - text), text);
-                return -EINVAL;
-        }
-        if (ss.ss_family == AF_INET)
-                ((struct sockaddr_in *)&ss)->sin_port = htons(port);
-        else
-                ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
-        if (!allow_remote && !is_loopback(&ss)) {
-                snprintf(err, errlen,
-                         "%.80s is not a loopback address; the page and metrics are not "
-                         "protected: set http_allow_remote = yes to serve them beyond this host",
-                         text);
-                return -EINVAL;
-        }
-        *ret = ss;
-        *ret_len = len;
-        return 0;
-}
 
 static int listen_on(const struct sockaddr_storage *ss, socklen_t len, char *err, size_t errlen)
 {
@@ -204,22 +111,10 @@ static void make_url(struct http_server *s, int fd)
 {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
-        char host[INET6_ADDRSTRLEN] = "?";
-        unsigned port = 0;
 
-        if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-                if (ss.ss_family == AF_INET) {
-                        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
-                        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-                        port = ntohs(in->sin_port);
-                } else {
-                        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
-                        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-                        port = ntohs(in6->sin6_port);
-                }
-        }
-        snprintf(s->url, sizeof(s->url),
-                 ss.ss_family == AF_INET6 ? "http://[%s]:%u/" : "http://%s:%u/", host, port);
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+                ss.ss_family = AF_UNSPEC;
+        address_url(&ss, s->url, sizeof(s->url));
 }
 
 /* ---- responses ---- */
@@ -375,23 +270,9 @@ static void load_library(struct http_server *s)
 
 /* ---- dynamic bodies ---- */
 
-/* The member `key` of a reading command's reply, as `dynmem ... --json` prints it. */
-static char *command_member(struct daemon *d, enum control_command command, const char *name,
-                            const char *key, size_t *ret_len)
+/* text, with its length; NULL stays NULL. */
+static char *measured(char *text, size_t *ret_len)
 {
-        struct control_request req = {.command = command};
-        enum commands_wait wait;
-
-        if (name)
-                snprintf(req.name, sizeof(req.name), "%s", name);
-        char *line = commands_run(d, &req, &wait), *text = NULL;
-        json_t *reply = line ? json_loads(line, 0, NULL) : NULL;
-        const json_t *member = json_object_get(reply, key);
-
-        if (member)
-                text = json_dumps(member, CONTROL_JSON_FLAGS);
-        json_decref(reply);
-        free(line);
         if (text)
                 *ret_len = strlen(text);
         return text;
@@ -399,12 +280,16 @@ static char *command_member(struct daemon *d, enum control_command command, cons
 
 static char *build_vms(struct http_server *s, size_t *ret_len)
 {
-        return command_member(s->d, CONTROL_LIST, NULL, "vms", ret_len);
+        return measured(commands_vms_text(s->d), ret_len);
 }
 
 static char *build_status(struct http_server *s, size_t *ret_len)
 {
-        return command_member(s->d, CONTROL_STATUS, NULL, "host", ret_len);
+        json_t *h = commands_host_json(s->d);
+        char *text = h ? json_dumps(h, CONTROL_JSON_FLAGS) : NULL;
+
+        json_decref(h);
+        return measured(text, ret_len);
 }
 
 static char *build_counters(struct http_server *s, size_t *ret_len)
@@ -415,9 +300,7 @@ static char *build_counters(struct http_server *s, size_t *ret_len)
                          : NULL;
 
         json_decref(obj);
-        if (text)
-                *ret_len = strlen(text);
-        return text;
+        return measured(text, ret_len);
 }
 
 static char *build_metrics(struct http_server *s, size_t *ret_len)
@@ -461,11 +344,11 @@ static enum MHD_Result serve_vm(struct http_server *s, struct MHD_Connection *c,
         size_t len = 0;
         char *text;
 
-        if (!config_name_valid(name))
+        if (!config_name_valid(name) || !registry_find(&s->d->reg, name))
                 return fail(s, c, ERR_NOT_FOUND);
-        text = command_member(s->d, CONTROL_SHOW, name, "vm", &len);
+        text = measured(commands_vm_text(s->d, name), &len);
         if (!text)
-                return fail(s, c, registry_find(&s->d->reg, name) ? ERR_INTERNAL : ERR_NOT_FOUND);
+                return fail(s, c, ERR_INTERNAL);
         struct MHD_Response *r = owned(text, len, "application/json");
         if (!r)
                 return fail(s, c, ERR_INTERNAL);
@@ -640,7 +523,7 @@ int http_server_new(struct daemon *d, const struct http_options *opt, struct htt
         }
         s->d = d;
         s->rl = LOG_RATELIMIT(10, 10);
-        r = http_address_parse(opt->address, opt->allow_remote, &ss, &len, err, errlen);
+        r = address_parse(opt->address, opt->allow_remote, &ss, &len, err, errlen);
         if (r == 0 && ((r = make_errors(s)) < 0 || (r = load_page(s, opt->web_dir)) < 0))
                 snprintf(err, errlen, "out of memory");
         if (r < 0) {
@@ -694,22 +577,6 @@ void http_server_free(struct http_server *s)
 
 /* ---- the daemon's configuration ---- */
 
-bool http_wanted(const char *http)
-{
-        return http && http[0] && strcmp(http, "off") != 0;
-}
-
-static bool same(const char *a, const char *b)
-{
-        return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-bool http_config_changed(const struct config_host *a, const struct config_host *b)
-{
-        return !same(a->http, b->http) || !same(a->web_dir, b->web_dir) ||
-               a->http_allow_remote != b->http_allow_remote;
-}
-
 int http_setup(struct daemon *d)
 {
         const struct config_host *h = &d->cfg.host;
@@ -717,7 +584,7 @@ int http_setup(struct daemon *d)
         char err[512];
         int r;
 
-        if (!http_wanted(h->http))
+        if (!dconfig_http_wanted(h->http))
                 return 0;
         r = http_server_new(d, &opt, &d->http, err, sizeof(err));
         if (r < 0)

@@ -26,7 +26,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <sys/socket.h>
 
 #define HTTP_CONNECTIONS_MAX 64
 #define HTTP_PER_IP_MAX      16
@@ -41,20 +40,10 @@ struct daemon;
 struct http_server;
 
 struct http_options {
-        const char *address; /* "127.0.0.1:9100", "[::1]:9100", "localhost:9100", "*:9100" */
+        const char *address; /* ADDRESS:PORT (address.h) */
         bool allow_remote;   /* [host] http_allow_remote: listen beyond loopback */
         const char *web_dir; /* [host] web_dir: page files that replace the built-in ones */
 };
-
-/*
- * Parse ADDRESS:PORT. ADDRESS is an IPv4 address, an IPv6 address in
- * brackets, "localhost" (127.0.0.1) or "*" (every address, IPv4 and IPv6);
- * PORT 0..65535 (0: the kernel picks one). An address that is not loopback
- * is refused unless allow_remote. Returns 0 or -EINVAL with a sentence in
- * err.
- */
-int http_address_parse(const char *text, bool allow_remote, struct sockaddr_storage *ret,
-                       socklen_t *ret_len, char *err, size_t errlen);
 
 /*
  * Listen and serve from d's event loop. Returns 0, or a negative errno with
@@ -69,12 +58,6 @@ int http_server_new(struct daemon *d, const struct http_options *opt, struct htt
  * bad address or another negative errno (logged).
  */
 int http_setup(struct daemon *d);
-
-/* True when a new configuration changes what http_setup() used (it applies at restart). */
-bool http_config_changed(const struct config_host *a, const struct config_host *b);
-
-/* Whether [host] http asks for a server: set, not empty, not "off". */
-bool http_wanted(const char *http);
 
 /* "http://127.0.0.1:9100/" with the port really bound; NULL for NULL. */
 const char *http_server_url(const struct http_server *s);

@@ -4,6 +4,7 @@
 #include "state.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,9 +12,11 @@
 
 #include "control.h"
 #include "fsutil.h"
+#include "savefile.h"
 
-static int parse_vm(const json_t *obj, struct state_vm *sv, char *err, size_t errlen)
+static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
 {
+        struct state_vm *sv = vm;
         const char *name = NULL, *origin = NULL;
         json_t *settings = NULL, *backend = NULL;
         int autostart = 0;
@@ -43,57 +46,31 @@ static int parse_vm(const json_t *obj, struct state_vm *sv, char *err, size_t er
         return 0;
 }
 
-static int parse_vms(const json_t *vms, struct state *st, char *err, size_t errlen)
+static void free_vm_item(void *vm)
 {
-        size_t n = json_array_size(vms);
+        struct state_vm *sv = vm;
 
-        if (n > CONFIG_VMS_MAX) {
-                snprintf(err, errlen, "more than %d VMs", CONFIG_VMS_MAX);
-                return -EINVAL;
-        }
-        st->vms = calloc(n ? n : 1, sizeof(*st->vms));
-        if (!st->vms) {
-                snprintf(err, errlen, "out of memory");
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < n; i++) {
-                char why[256];
-                int r = parse_vm(json_array_get(vms, i), &st->vms[i], why, sizeof(why));
-                st->n = i + 1;
-                if (r < 0) {
-                        snprintf(err, errlen, "vms[%zu]: %s", i, why);
-                        return r;
-                }
-        }
-        return 0;
+        control_keys_free(sv->keys, sv->n_keys);
 }
+
+static const struct savefile_spec state_spec = {
+    .version = STATE_VERSION,
+    .shape = "{\"version\": 1, \"vms\": [...]}",
+    .vm_size = sizeof(struct state_vm),
+    .name_offset = offsetof(struct state_vm, name),
+    .parse_vm = parse_vm,
+    .free_vm = free_vm_item,
+};
 
 int state_parse(const char *text, size_t len, struct state *ret, char *err, size_t errlen)
 {
-        struct state st = {0};
-        json_error_t jerr;
-        json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr), *vms = NULL;
-        json_int_t version = 0;
-        int r = -EINVAL;
+        void *vms;
+        size_t n;
+        int r = savefile_parse(text, len, &state_spec, NULL, &vms, &n, err, errlen);
 
-        if (!root) {
-                snprintf(err, errlen, "line %d: %s", jerr.line, jerr.text);
-                return -EINVAL;
-        }
-        if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:I, s:o}", "version", &version, "vms",
-                           &vms) < 0 ||
-            !json_is_array(vms))
-                snprintf(err, errlen, "expected {\"version\": %d, \"vms\": [...]}", STATE_VERSION);
-        else if (version != STATE_VERSION)
-                snprintf(err, errlen, "version %lld is not %d", (long long)version, STATE_VERSION);
-        else
-                r = parse_vms(vms, &st, err, errlen);
-        json_decref(root);
-        if (r < 0) {
-                state_free(&st);
+        if (r < 0)
                 return r;
-        }
-        *ret = st;
+        *ret = (struct state){.vms = vms, .n = n};
         return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "apply.h"
+#include "attach.h"
 #include "backends.h"
 #include "dconfig.h"
 #include "histogram.h"
@@ -208,6 +209,85 @@ static void state_refuses_bad_files(void **state)
         state_free(&st);
 }
 
+/* Both saved files go through one parser: the same shape problems, the same messages. */
+static int parse_either(bool attach, const char *text, char *err, size_t errlen)
+{
+        struct attach_list l;
+        struct state st;
+        int r;
+
+        if (attach) {
+                r = attach_parse(text, strlen(text), &l, err, errlen);
+                if (r == 0)
+                        attach_list_free(&l);
+        } else {
+                r = state_parse(text, strlen(text), &st, err, errlen);
+                if (r == 0)
+                        state_free(&st);
+        }
+        return r;
+}
+
+static void saved_files_share_one_parser(void **state)
+{
+        static const struct {
+                const char *text, *message;
+        } bad[] = {
+            {"{", "line 1:"},
+            {"[]", "expected {\"version\": 1, "},
+            {"{\"version\":1,\"vms\":{}}", "expected {\"version\": 1, "},
+            {"{\"version\":\"1\",\"vms\":[]}", "expected {\"version\": 1, "},
+            {"{\"version\":1,\"vms\":[],\"colour\":1}", "expected {\"version\": 1, "},
+            {"{\"version\":2,\"vms\":[]}", "version 2 is not 1"},
+            {"{\"version\":1,\"vms\":[],\"vms\":[]}", "duplicate"},
+        };
+        char err[512];
+
+        for (int attach = 0; attach <= 1; attach++) {
+                for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                        err[0] = '\0';
+                        assert_int_equal(parse_either(attach, bad[i].text, err, sizeof(err)),
+                                         -EINVAL);
+                        if (!strstr(err, bad[i].message))
+                                fail_msg("%s: \"%s\" not in \"%s\"", bad[i].text, bad[i].message,
+                                         err);
+                }
+        }
+        /* a VM listed twice, in either file */
+        assert_int_equal(
+            parse_either(false,
+                         "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\"},"
+                         "{\"name\":\"a\",\"origin\":\"config\"}]}",
+                         err, sizeof(err)),
+            -EINVAL);
+        assert_non_null(strstr(err, "vms[1]: a is listed twice"));
+        assert_int_equal(
+            parse_either(true,
+                         "{\"version\":1,\"vms\":[{\"name\":\"a\",\"state\":\"running\","
+                         "\"assigned_bytes\":1,\"target_bytes\":1},{\"name\":\"a\","
+                         "\"state\":\"running\",\"assigned_bytes\":1,\"target_bytes\":1}]}",
+                         err, sizeof(err)),
+            -EINVAL);
+        assert_non_null(strstr(err, "vms[1]: a is listed twice"));
+        /* "host" is running.json's own member; a bad one is refused there */
+        assert_int_equal(
+            parse_either(true, "{\"version\":1,\"host\":{},\"vms\":[]}", err, sizeof(err)), 0);
+        assert_int_equal(
+            parse_either(false, "{\"version\":1,\"host\":{},\"vms\":[]}", err, sizeof(err)),
+            -EINVAL);
+        assert_int_equal(parse_either(true, "{\"version\":1,\"host\":{\"crashes\":-1},\"vms\":[]}",
+                                      err, sizeof(err)),
+                         -EINVAL);
+        /* a failure after a VM with backend keys takes nothing (the sanitizer checks for leaks) */
+        assert_int_equal(
+            parse_either(false,
+                         "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"created\","
+                         "\"backend\":{\"trace\":\"/x\"}},{\"name\":\"b\"}]}",
+                         err, sizeof(err)),
+            -EINVAL);
+        assert_non_null(strstr(err, "vms[1]:"));
+}
+
 static void backend_table(void **state)
 {
         char err[256];
@@ -231,6 +311,7 @@ int main(void)
             cmocka_unit_test(registry_keeps_names_sorted),
             cmocka_unit_test(state_round_trips),
             cmocka_unit_test(state_refuses_bad_files),
+            cmocka_unit_test(saved_files_share_one_parser),
             cmocka_unit_test(backend_table),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,7 +17,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "address.h"
 #include "control.h"
+#include "dconfig.h"
 #include "counters.h"
 #include "events.h"
 #include "http.h"
@@ -238,7 +240,7 @@ static int parse(const char *text, bool remote, struct sockaddr_storage *ss)
 {
         socklen_t len;
         char err[256] = "";
-        int r = http_address_parse(text, remote, ss, &len, err, sizeof(err));
+        int r = address_parse(text, remote, ss, &len, err, sizeof(err));
 
         if (r < 0)
                 assert_true(err[0] != '\0');
@@ -289,10 +291,17 @@ static void http_addresses(void **state)
         };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 assert_int_equal(parse(bad[i], true, &ss), -EINVAL);
-        assert_true(http_wanted("127.0.0.1:1"));
-        assert_false(http_wanted(NULL));
-        assert_false(http_wanted(""));
-        assert_false(http_wanted("off"));
+        char url[ADDRESS_URL_MAX];
+        assert_int_equal(parse("127.0.0.1:9100", false, &ss), 0);
+        address_url(&ss, url, sizeof(url));
+        assert_string_equal(url, "http://127.0.0.1:9100/");
+        assert_int_equal(parse("[::1]:80", false, &ss), 0);
+        address_url(&ss, url, sizeof(url));
+        assert_string_equal(url, "http://[::1]:80/");
+        assert_true(dconfig_http_wanted("127.0.0.1:1"));
+        assert_false(dconfig_http_wanted(NULL));
+        assert_false(dconfig_http_wanted(""));
+        assert_false(dconfig_http_wanted("off"));
 }
 
 static int parse_request(const char *line, struct control_request *req)

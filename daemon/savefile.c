@@ -1,0 +1,111 @@
+/*
+ * savefile: the parser of the saved VM lists. See savefile.h.
+ */
+#include "savefile.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+/* version and vms, plus the spec's extras; anything else is an error. */
+static bool members_known(const json_t *root, const struct savefile_spec *spec)
+{
+        const char *key;
+        json_t *v;
+
+        json_object_foreach((json_t *)root, key, v)
+        {
+                bool known = strcmp(key, "version") == 0 || strcmp(key, "vms") == 0;
+                for (const char *const *x = spec->extras; x && *x && !known; x++)
+                        known = strcmp(key, *x) == 0;
+                if (!known)
+                        return false;
+        }
+        return true;
+}
+
+static const char *name_of(const struct savefile_spec *spec, const char *vms, size_t i)
+{
+        return vms + i * spec->vm_size + spec->name_offset;
+}
+
+static void free_vms(const struct savefile_spec *spec, char *vms, size_t n)
+{
+        for (size_t i = 0; spec->free_vm && i < n; i++)
+                spec->free_vm(vms + i * spec->vm_size);
+        free(vms);
+}
+
+static int parse_vms(const json_t *list, const struct savefile_spec *spec, char **ret_vms,
+                     size_t *ret_n, char *err, size_t errlen)
+{
+        size_t n = json_array_size(list);
+        char *vms, why[256];
+
+        if (n > CONFIG_VMS_MAX) {
+                snprintf(err, errlen, "more than %d VMs", CONFIG_VMS_MAX);
+                return -EINVAL;
+        }
+        vms = calloc(n ? n : 1, spec->vm_size);
+        if (!vms) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                why[0] = '\0';
+                int r = spec->parse_vm(json_array_get(list, i), vms + i * spec->vm_size, why,
+                                       sizeof(why));
+                for (size_t j = 0; r == 0 && j < i; j++)
+                        if (strcmp(name_of(spec, vms, i), name_of(spec, vms, j)) == 0) {
+                                snprintf(why, sizeof(why), "%s is listed twice",
+                                         name_of(spec, vms, i));
+                                r = -EINVAL;
+                        }
+                if (r < 0) {
+                        snprintf(err, errlen, "vms[%zu]: %s", i, why);
+                        free_vms(spec, vms, i + 1);
+                        return r;
+                }
+        }
+        *ret_vms = vms;
+        *ret_n = n;
+        return 0;
+}
+
+int savefile_parse(const char *text, size_t len, const struct savefile_spec *spec,
+                   json_t **ret_root, void **ret_vms, size_t *ret_n, char *err, size_t errlen)
+{
+        json_error_t jerr;
+        json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+        const json_t *version = json_object_get(root, "version");
+        const json_t *list = json_object_get(root, "vms");
+        char *vms = NULL;
+        size_t n = 0;
+        int r = -EINVAL;
+
+        if (!root) {
+                snprintf(err, errlen, "line %d: %s", jerr.line, jerr.text);
+                return -EINVAL;
+        }
+        if (!json_is_object(root) || !json_is_integer(version) || !json_is_array(list) ||
+            !members_known(root, spec))
+                snprintf(err, errlen, "expected %s", spec->shape);
+        else if (json_integer_value(version) != spec->version)
+                snprintf(err, errlen, "version %lld is not %d",
+                         (long long)json_integer_value(version), spec->version);
+        else
+                r = parse_vms(list, spec, &vms, &n, err, errlen);
+        if (r < 0 || !ret_root)
+                json_decref(root);
+        if (r < 0)
+                return r;
+        if (ret_root)
+                *ret_root = root;
+        *ret_vms = vms;
+        *ret_n = n;
+        return 0;
+}
