@@ -400,7 +400,7 @@ static void parse_qemu(struct parse_ctx *x, struct qemu_vm_config *c)
 {
         const struct config_kv *kv = config_vm_key(x->cvm, "qemu");
         const char *name = kv ? kv->value : QEMU_DEFAULT_BINARY;
-        char err[256];
+        char err[256] = "";
         int r;
 
         if (kv && !kv->value[0])

@@ -11,7 +11,7 @@
 /* Make the request; on failure print dynmemd's or the connection's error. */
 static int call(struct cli *cli, enum control_command command, json_t **ret_reply)
 {
-        char err[CONTROL_ERROR_MAX + 256];
+        char err[CONTROL_ERROR_MAX + 256] = "";
         const json_t *warning;
 
         cli->req.command = command;

@@ -32,7 +32,7 @@ static bool want_vms(const struct cli *cli)
 /* One sample: the "counters" member, without the sets --set leaves out. */
 static int sample(struct cli *cli, json_t **ret)
 {
-        char err[CONTROL_ERROR_MAX + 256];
+        char err[CONTROL_ERROR_MAX + 256] = "";
         json_t *reply, *counters;
 
         cli->req = (struct control_request){.command = CONTROL_COUNTERS};

@@ -18,7 +18,7 @@
 /* The events after `since`. */
 static int fetch(struct cli *cli, uint64_t since, json_t **ret_reply)
 {
-        char err[CONTROL_ERROR_MAX + 256];
+        char err[CONTROL_ERROR_MAX + 256] = "";
 
         cli->req = (struct control_request){.command = CONTROL_EVENTS, .since = since};
         if (client_call(cli, ret_reply, err, sizeof(err)) < 0) {

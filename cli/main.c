@@ -240,11 +240,15 @@ static int take_option(struct cli *cli, int key, const char *arg)
         return -EINVAL;
 }
 
+/* "+:" and each short option with its ':' fit, with the NUL. */
+#define SHORTOPTS_MAX 32
+_Static_assert(2 + 2 * N_OPTIONS + 1 <= SHORTOPTS_MAX, "every short option fits shortopts");
+
 /* Parse argv with the options of `allowed`; stop at the first operand when `stop`. */
 static int parse(struct cli *cli, int argc, char **argv, unsigned allowed, bool stop)
 {
         struct option longopts[N_OPTIONS + SETTINGS_N + 1];
-        char shortopts[32] = "";
+        char shortopts[SHORTOPTS_MAX] = "";
         size_t n = 0;
         int c;
 

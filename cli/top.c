@@ -45,20 +45,21 @@ static void on_winch(int sig)
         (void)sig; /* only to interrupt poll(): the next frame reads the new size */
 }
 
+static const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
+#define N_SIGNALS (sizeof(signals) / sizeof(signals[0]))
+
 struct terminal {
         struct termios saved;
         bool raw;
-        struct sigaction old[4];
+        struct sigaction old[N_SIGNALS]; /* what each of signals[] did before */
 };
-
-static const int signals[] = {SIGINT, SIGTERM, SIGHUP, SIGWINCH};
 
 /* Keys without Enter and without echo; Ctrl-C still signals. */
 static void terminal_enter(struct terminal *t)
 {
         struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: poll() returns */
 
-        for (size_t i = 0; i < 4; i++) {
+        for (size_t i = 0; i < N_SIGNALS; i++) {
                 sa.sa_handler = signals[i] == SIGWINCH ? on_winch : on_signal;
                 sigaction(signals[i], &sa, &t->old[i]);
         }
@@ -79,7 +80,7 @@ static void terminal_leave(struct terminal *t)
         fflush(stdout);
         if (t->raw)
                 tcsetattr(STDIN_FILENO, TCSANOW, &t->saved);
-        for (size_t i = 0; i < 4; i++)
+        for (size_t i = 0; i < N_SIGNALS; i++)
                 sigaction(signals[i], &t->old[i], NULL);
 }
 
@@ -148,7 +149,7 @@ static void host_line(FILE *f, const json_t *host)
 /* The frame's text, or a one-line error: NUL-terminated, caller frees. */
 static char *frame_text(struct cli *cli)
 {
-        char err[CONTROL_ERROR_MAX + 256], *text = NULL, when[16];
+        char err[CONTROL_ERROR_MAX + 256] = "", *text = NULL, when[16];
         json_t *vms = NULL, *host = NULL, *order;
         size_t len;
         time_t now = time(NULL);

@@ -64,17 +64,32 @@ int apply_configure(struct daemon *d, struct registry_entry *e, char *err, size_
         registry_config_vm(e, &cvm);
         if (e->origin == REGISTRY_CREATED)
                 label.path = e->vm.name; /* messages name the VM, not the file */
+        err[0] = '\0';
         r = d->backend->ops->configure_vm(d->backend, &e->vm, &label, &cvm, err, errlen);
+        if (r < 0 && !err[0])
+                snprintf(err, errlen, "%s", strerror(-r));
         e->configured = r == 0;
         registry_touch(e);
         return r;
+}
+
+int apply_keys(struct daemon *d, struct registry_entry *e, const struct config_kv *keys, size_t n,
+               char *err, size_t errlen)
+{
+        int r = registry_set_keys(e, keys, n);
+
+        if (r < 0) {
+                snprintf(err, errlen, "out of memory");
+                return r;
+        }
+        return apply_configure(d, e, err, errlen);
 }
 
 static void define_from_config(struct daemon *d, const struct config *cfg,
                                const struct config_vm *cvm, bool initial)
 {
         struct registry_entry *e;
-        char err[512];
+        char err[512] = "";
 
         if (registry_add(&d->reg, cvm->name, &e) < 0) {
                 log_msg(LOG_ERR, "%s: cannot define the VM: out of memory", cvm->name);
@@ -85,8 +100,7 @@ static void define_from_config(struct daemon *d, const struct config *cfg,
         e->vm.settings = cvm->settings;
         e->autostart = cvm->autostart;
         e->seen = true;
-        if (registry_set_keys(e, cvm->extra, cvm->n_extra) < 0 ||
-            apply_configure(d, e, err, sizeof(err)) < 0) {
+        if (apply_keys(d, e, cvm->extra, cvm->n_extra, err, sizeof(err)) < 0) {
                 log_msg(LOG_ERR, "%s: the backend does not accept it: %s", cvm->name, err);
                 return;
         }
@@ -103,7 +117,7 @@ static struct vm_settings wanted_settings(const struct config *cfg, const struct
                                           struct registry_entry *e)
 {
         struct vm_settings want = cvm->settings;
-        char err[256];
+        char err[256] = "";
 
         settings_merge(&want, &e->vm.settings, e->overrides);
         if (e->overrides && settings_check(&want, err, sizeof(err)) < 0) {
@@ -120,7 +134,7 @@ static struct vm_settings wanted_settings(const struct config *cfg, const struct
 static void update_from_config(struct daemon *d, const struct config *cfg,
                                const struct config_vm *cvm, struct registry_entry *e)
 {
-        char err[512];
+        char err[512] = "";
 
         if (e->origin == REGISTRY_CREATED) {
                 log_msg(LOG_WARNING,
@@ -142,12 +156,9 @@ static void update_from_config(struct daemon *d, const struct config *cfg,
                         "%s: keeping the current settings: %s (reload again once "
                         "the VM is off)",
                         e->vm.name, err);
-        if (!registry_keys_equal(e, cvm->extra, cvm->n_extra)) {
-                if (registry_set_keys(e, cvm->extra, cvm->n_extra) < 0)
-                        log_msg(LOG_ERR, "%s: out of memory", e->vm.name);
-                else if (apply_configure(d, e, err, sizeof(err)) < 0)
-                        log_msg(LOG_ERR, "%s: the backend does not accept it: %s", e->vm.name, err);
-        }
+        if (!registry_keys_equal(e, cvm->extra, cvm->n_extra) &&
+            apply_keys(d, e, cvm->extra, cvm->n_extra, err, sizeof(err)) < 0)
+                log_msg(LOG_ERR, "%s: the backend does not accept it: %s", e->vm.name, err);
 }
 
 static void drop_from_config(struct daemon *d, const struct config *cfg, struct registry_entry *e)
@@ -187,7 +198,7 @@ void apply_config(struct daemon *d, const struct config *cfg, bool initial)
 static void state_override(const struct state_vm *sv, struct registry_entry *e)
 {
         struct vm_settings want;
-        char err[256];
+        char err[256] = "";
 
         if (!e || e->origin != REGISTRY_CONFIG) {
                 log_msg(LOG_WARNING,
@@ -216,7 +227,7 @@ static void state_created(struct daemon *d, const struct state_vm *sv)
 {
         struct vm_settings s = sv->settings;
         struct registry_entry *e;
-        char err[512];
+        char err[512] = "";
 
         settings_complete(&s, sv->given);
         if (settings_check(&s, err, sizeof(err)) < 0) {
@@ -230,8 +241,7 @@ static void state_created(struct daemon *d, const struct state_vm *sv)
         e->origin = REGISTRY_CREATED;
         e->vm.settings = s;
         e->autostart = sv->autostart;
-        if (registry_set_keys(e, sv->keys, sv->n_keys) < 0 ||
-            apply_configure(d, e, err, sizeof(err)) < 0)
+        if (apply_keys(d, e, sv->keys, sv->n_keys, err, sizeof(err)) < 0)
                 log_msg(LOG_ERR,
                         "%s: the backend does not accept it: %s; it cannot start until "
                         "this is fixed",

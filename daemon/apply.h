@@ -29,8 +29,15 @@ int apply_check_change(const struct vm *vm, const struct vm_settings *new, uint6
 int apply_settings(struct daemon *d, struct registry_entry *e, const struct vm_settings *new,
                    char *err, size_t errlen);
 
-/* Hand the entry's backend keys to the backend. Returns 0 or a negative errno with err. */
+/*
+ * Hand the entry's backend keys to the backend. Returns 0 or a negative errno
+ * with a reason in err (the backend's, or the errno's when it gave none).
+ */
 int apply_configure(struct daemon *d, struct registry_entry *e, char *err, size_t errlen);
+
+/* Take these backend keys for the entry (copied), then apply_configure(). */
+int apply_keys(struct daemon *d, struct registry_entry *e, const struct config_kv *keys, size_t n,
+               char *err, size_t errlen);
 
 /*
  * Bring the registry in line with a configuration: define new VMs, update

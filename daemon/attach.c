@@ -217,7 +217,7 @@ static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
         }
         av->assigned_bytes = (uint64_t)assigned;
         av->target_bytes = (uint64_t)target;
-        char why[128];
+        char why[128] = "";
         if (parse_counters(counters, &av->counters, why, sizeof(why)) < 0) {
                 snprintf(err, errlen, "%s: %s", name, why);
                 return -EINVAL;
@@ -241,7 +241,7 @@ int attach_parse(const char *text, size_t len, struct attach_list *ret, char *er
         struct attach_list l = {0};
         json_t *root;
         void *vms;
-        char why[384];
+        char why[384] = "";
         int r = savefile_parse(text, len, &attach_spec, &root, &vms, &l.n, err, errlen);
 
         if (r < 0)
@@ -415,7 +415,7 @@ static void restore_host(struct balancer_counters *c, const struct balancer_coun
 /* Read the file; 0 with *ret, -ENOENT when there is none, another error logged. */
 static int load(const struct daemon *d, struct attach_list *ret)
 {
-        char path[PATH_MAX - 8], bad[PATH_MAX], err[512], *text = NULL;
+        char path[PATH_MAX - 8], bad[PATH_MAX], err[512] = "", *text = NULL;
         size_t len;
         int r;
 

@@ -278,7 +278,7 @@ static char *cmd_status(struct daemon *d, const struct control_request *req,
 static char *cmd_start(struct daemon *d, const struct control_request *req,
                        enum commands_wait *ret_wait)
 {
-        char *reply = NULL, err[512];
+        char *reply = NULL, err[512] = "";
         struct registry_entry *e = find(d, req->name, &reply);
 
         if (!e)
@@ -356,7 +356,7 @@ static char *cmd_stop(struct daemon *d, const struct control_request *req,
 static char *cmd_set(struct daemon *d, const struct control_request *req,
                      enum commands_wait *ret_wait)
 {
-        char *reply = NULL, err[512], warn[512] = "";
+        char *reply = NULL, err[512] = "", warn[512] = "";
         struct registry_entry *e = find(d, req->name, &reply);
         struct vm_settings want;
         int r;
@@ -402,7 +402,7 @@ static char *check_create(struct daemon *d, const struct control_request *req,
                           struct vm_settings *ret)
 {
         struct vm_settings s = req->settings;
-        char err[512];
+        char err[512] = "";
 
         if (registry_find(&d->reg, req->name))
                 return control_reply_error(EEXIST, "%s: already exists", req->name);
@@ -421,10 +421,11 @@ static char *check_create(struct daemon *d, const struct control_request *req,
 static char *cmd_create(struct daemon *d, const struct control_request *req,
                         enum commands_wait *ret_wait)
 {
-        char err[512], warn[512] = "";
+        char err[512] = "", warn[512] = "";
         struct registry_entry *e;
         struct vm_settings s;
         char *refused = check_create(d, req, &s);
+        int r;
 
         if (refused)
                 return refused;
@@ -433,8 +434,12 @@ static char *cmd_create(struct daemon *d, const struct control_request *req,
         e->origin = REGISTRY_CREATED;
         e->vm.settings = s;
         e->autostart = req->autostart;
-        if (registry_set_keys(e, req->keys, req->n_keys) < 0 ||
-            apply_configure(d, e, err, sizeof(err)) < 0 || daemon_vms_changed(d) < 0) {
+        r = apply_keys(d, e, req->keys, req->n_keys, err, sizeof(err));
+        if (r == 0 && daemon_vms_changed(d) < 0) {
+                snprintf(err, sizeof(err), "out of memory");
+                r = -ENOMEM;
+        }
+        if (r < 0) {
                 registry_remove(&d->reg, e, d->backend);
                 daemon_vms_changed(d);
                 return fail_named(EINVAL, req->name, err);

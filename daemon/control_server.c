@@ -257,7 +257,7 @@ static void handle_request(struct conn *c, const struct control_request *req)
 static void handle_line(struct conn *c, const char *line, size_t len)
 {
         struct control_request req;
-        char err[CONTROL_ERROR_MAX];
+        char err[CONTROL_ERROR_MAX] = "";
         int r;
 
         if (len == 0 || (len == 1 && line[0] == '\r'))

@@ -234,7 +234,7 @@ static void log_diag(struct config_diag *diag)
 
 static int setup_balancer(struct daemon *d, const struct config *cfg, struct balancer *ret)
 {
-        char err[256];
+        char err[256] = "";
         int r = balancer_init(ret, cfg->host.policy, &cfg->tunables, d->backend, err, sizeof(err));
 
         if (r < 0) {
@@ -252,7 +252,7 @@ static int setup_balancer(struct daemon *d, const struct config *cfg, struct bal
 static int setup_config(struct daemon *d, const char *path)
 {
         struct config_diag diag = {0};
-        char err[256];
+        char err[256] = "";
         int r;
 
         d->config_path = strdup(path);
@@ -302,7 +302,7 @@ static void set_aside(const char *dir)
 static void setup_state(struct daemon *d)
 {
         struct state st = {0};
-        char err[512];
+        char err[512] = "";
         int r;
 
         d->state_saved = true;
@@ -324,7 +324,7 @@ static int setup_server(struct daemon *d, const char *group)
 {
         struct control_server_options opt = {.path = d->socket_path, .group_name = group};
         struct group *gr = getgrnam(group);
-        char err[512];
+        char err[512] = "";
         int r;
 
         if (gr) {
@@ -339,13 +339,17 @@ static int setup_server(struct daemon *d, const char *group)
         return r;
 }
 
+/* The signals dynmemd handles, one event each (d->signal_ev). */
+static const int handled_signals[] = {SIGHUP, SIGTERM, SIGINT};
+#define N_SIGNALS (sizeof(handled_signals) / sizeof(handled_signals[0]))
+_Static_assert(N_SIGNALS == sizeof(((struct daemon *)0)->signal_ev) / sizeof(struct event *),
+               "an event for each handled signal");
+
 /* Signals are caught from the start; they are handled once the loop runs. */
 static int setup_signals(struct daemon *d)
 {
-        static const int signals[] = {SIGHUP, SIGTERM, SIGINT};
-
-        for (size_t i = 0; i < 3; i++) {
-                d->signal_ev[i] = evsignal_new(d->base, signals[i], signal_cb, d);
+        for (size_t i = 0; i < N_SIGNALS; i++) {
+                d->signal_ev[i] = evsignal_new(d->base, handled_signals[i], signal_cb, d);
                 if (!d->signal_ev[i] || event_add(d->signal_ev[i], NULL) < 0)
                         return -ENOMEM;
         }
@@ -431,7 +435,7 @@ void daemon_fini(struct daemon *d)
         control_server_free(d->server);
         if (d->cycle_ev)
                 event_free(d->cycle_ev);
-        for (size_t i = 0; i < 3; i++)
+        for (size_t i = 0; i < N_SIGNALS; i++)
                 if (d->signal_ev[i])
                         event_free(d->signal_ev[i]);
         balancer_fini(&d->bal);

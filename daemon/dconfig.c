@@ -63,7 +63,7 @@ static int dconfig_check_http(const struct config_host *h, const char *path,
 {
         struct sockaddr_storage ss;
         socklen_t len;
-        char err[256];
+        char err[256] = "";
         int r = 0;
 
         if (dconfig_http_wanted(h->http) &&
@@ -91,7 +91,7 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
 {
         struct config cfg;
         uint64_t total = 0;
-        char err[256];
+        char err[256] = "";
         int r, errors = 0;
 
         r = config_load(path, &cfg, diag);
@@ -147,7 +147,7 @@ int dconfig_check_file(const char *path, struct config_diag *diag, char *summary
         struct backend_env env = {0};
         struct backend *b = NULL;
         struct config cfg;
-        char err[256], mem[32], res[32];
+        char err[256] = "", mem[32], res[32];
         int r;
 
         if (dconfig_load(path, &cfg, diag) < 0)

@@ -258,7 +258,7 @@ static void load_library(struct http_server *s)
         };
         char path[PATH_MAX];
 
-        for (size_t i = 0; i < 2; i++) {
+        for (size_t i = 0; i < sizeof(lib) / sizeof(lib[0]); i++) {
                 snprintf(path, sizeof(path), "%s/%s", HTTP_DYGRAPHS_DIR, lib[i].file);
                 int r = add_disk_file(s, lib[i].url, path, lib[i].type);
                 if (r < 0)
@@ -581,7 +581,7 @@ int http_setup(struct daemon *d)
 {
         const struct config_host *h = &d->cfg.host;
         struct http_options opt = {h->http, h->http_allow_remote, h->web_dir};
-        char err[512];
+        char err[512] = "";
         int r;
 
         if (!dconfig_http_wanted(h->http))

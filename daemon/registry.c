@@ -7,19 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const origin_names[] = {
+static const char *const origin_names[REGISTRY_N_ORIGINS] = {
     [REGISTRY_CONFIG] = "config",
     [REGISTRY_CREATED] = "created",
 };
+#define N_ORIGINS (sizeof(origin_names) / sizeof(origin_names[0]))
 
 const char *registry_origin_name(enum registry_origin o)
 {
-        return (unsigned)o < 2 ? origin_names[o] : "unknown";
+        return (unsigned)o < N_ORIGINS ? origin_names[o] : "unknown";
 }
 
 int registry_origin_parse(const char *text, enum registry_origin *ret)
 {
-        for (unsigned i = 0; i < 2; i++) {
+        for (unsigned i = 0; i < N_ORIGINS; i++) {
                 if (strcmp(text, origin_names[i]) == 0) {
                         *ret = (enum registry_origin)i;
                         return 0;

@@ -19,6 +19,7 @@
 enum registry_origin {
         REGISTRY_CONFIG,  /* a [vm "NAME"] section of the configuration file */
         REGISTRY_CREATED, /* made with `dynmem create`; lives in the state file */
+        REGISTRY_N_ORIGINS,
 };
 
 const char *registry_origin_name(enum registry_origin o);

@@ -44,7 +44,7 @@ static int parse_vms(const json_t *list, const struct savefile_spec *spec, char 
                      size_t *ret_n, char *err, size_t errlen)
 {
         size_t n = json_array_size(list);
-        char *vms, why[256];
+        char *vms, why[256] = "";
 
         if (n > CONFIG_VMS_MAX) {
                 snprintf(err, errlen, "more than %d VMs", CONFIG_VMS_MAX);

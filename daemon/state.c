@@ -89,7 +89,7 @@ int state_load(const char *dir, struct state *ret, char *err, size_t errlen)
                 snprintf(err, errlen, "%s: %s", path, strerror(-r));
                 return r;
         }
-        char why[384];
+        char why[384] = "";
         r = state_parse(text, len, ret, why, sizeof(why));
         if (r < 0)
                 snprintf(err, errlen, "%s: %s", path, why);

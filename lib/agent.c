@@ -257,6 +257,11 @@ struct hello {
         size_t software_len;
 };
 
+/* A hello's seen mask: bit i for hello key i, bit HELLO_CAP_BIT + i for capability i. */
+#define HELLO_CAP_BIT 8
+_Static_assert(AGENT_HELLO_N_KEYS <= HELLO_CAP_BIT && HELLO_CAP_BIT + AGENT_N_CAPS <= 64,
+               "a hello's keys and capabilities fit the seen mask");
+
 /* One hello key into h; *seen has one bit per known key. 1 = unknown key, <0 = bad value. */
 static int hello_key(const struct agent_field *f, struct hello *h, uint64_t *seen)
 {
@@ -286,9 +291,9 @@ static int hello_key(const struct agent_field *f, struct hello *h, uint64_t *see
         for (unsigned i = 0; i < AGENT_N_CAPS; i++) {
                 if (!word_is(f->key, f->klen, agent_caps_table[i].key))
                         continue;
-                if (*seen & (1ull << (8 + i)) || num_parse(f->val, f->vlen, 1, &v) < 0)
+                if (*seen & (1ull << (HELLO_CAP_BIT + i)) || num_parse(f->val, f->vlen, 1, &v) < 0)
                         return -EINVAL;
-                *seen |= 1ull << (8 + i);
+                *seen |= 1ull << (HELLO_CAP_BIT + i);
                 h->caps |= v ? agent_caps_table[i].cap : 0;
                 return 0;
         }

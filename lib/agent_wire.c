@@ -13,6 +13,9 @@ const struct agent_hello_key_desc agent_hello_keys[AGENT_HELLO_N_KEYS] = {
     [AGENT_HELLO_SOFTWARE] = {"agent", 0},
 };
 
+_Static_assert(AGENT_CAP_ONLINE_MOVABLE == 1u << (AGENT_N_CAPS - 1),
+               "AGENT_N_CAPS counts every capability bit");
+
 const struct agent_cap_desc agent_caps_table[AGENT_N_CAPS] = {
     {AGENT_CAP_BALLOON, "balloon", "balloon"},
     {AGENT_CAP_VIRTIO_MEM, "virtio_mem", "virtio-mem"},

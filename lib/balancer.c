@@ -168,7 +168,7 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
 
 static void run_external(struct balancer *b, uint64_t now)
 {
-        char err[256];
+        char err[256] = "";
 
         if (policy_exec_decide(b->exec, &b->host, b->pv, b->n_vms, now, err, sizeof(err)) < 0) {
                 b->counters.policy_refusals++;

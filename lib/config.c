@@ -670,7 +670,7 @@ static void check_whole(struct parse_state *ps)
                 diag(ps, 0, "out of memory");
         for (size_t i = 0; i < c->n_vms; i++) {
                 struct config_vm *vm = &c->vms[i];
-                char err[256];
+                char err[256] = "";
 
                 settings_complete(&vm->settings, vm->given);
                 if (settings_check(&vm->settings, err, sizeof(err)) < 0)

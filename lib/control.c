@@ -145,8 +145,9 @@ static int check_members(const json_t *obj, const struct control_command_info *i
         json_object_foreach((json_t *)obj, key, v)
         {
                 bool known = false;
-                for (size_t i = 0; i < 3 && !known; i++)
-                        known = strcmp(key, base_fields[i]) == 0 && (i < 2 || info->needs_name);
+                for (size_t i = 0; i < sizeof(base_fields) / sizeof(base_fields[0]) && !known; i++)
+                        known = strcmp(key, base_fields[i]) == 0 &&
+                                (strcmp(key, "name") != 0 || info->needs_name);
                 for (size_t i = 0; i < N_OPTIONAL_FIELDS && !known; i++)
                         known = strcmp(key, optional_fields[i].key) == 0 &&
                                 (info->fields & optional_fields[i].field);

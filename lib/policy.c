@@ -131,10 +131,12 @@ static void fill_levels(const struct policy_vm *vm, enum fill_stage stage, uint6
         *hi = stage == FILL_FLOOR_TO_NEED ? vm->need_bytes : vm->want_bytes;
 }
 
+#define SORT_KEY_BITS 32 /* sort_items() orders by the low 32 bits of a key */
+
 /*
- * Sort items by key (32 significant bits), ascending, stable: LSD radix sort
- * with 11-bit digits, skipping digits every key shares. Linear in n; `spare`
- * holds n items.
+ * Sort items by key (SORT_KEY_BITS significant bits), ascending, stable: LSD
+ * radix sort with 11-bit digits, skipping digits every key shares. Linear in
+ * n; `spare` holds n items.
  */
 static void sort_items(struct policy_sort_item *items, struct policy_sort_item *spare, size_t n)
 {
@@ -142,7 +144,7 @@ static void sort_items(struct policy_sort_item *items, struct policy_sort_item *
         uint32_t count[BUCKETS];
         struct policy_sort_item *src = items, *dst = spare;
 
-        for (unsigned shift = 0; shift < 32; shift += BITS) {
+        for (unsigned shift = 0; shift < SORT_KEY_BITS; shift += BITS) {
                 memset(count, 0, sizeof(count));
                 for (size_t i = 0; i < n; i++)
                         count[(src[i].key >> shift) & (BUCKETS - 1)]++;
@@ -176,7 +178,7 @@ static uint64_t double_key(double d)
         if (!(d > 0.0))
                 return 0;
         memcpy(&k, &d, sizeof(k));
-        return k >> 32;
+        return k >> (64 - SORT_KEY_BITS);
 }
 
 /*
@@ -358,17 +360,23 @@ static void allocate(struct decision *d)
 
 /* ---- stage 3: settle (smoothing in policy_smooth.c), then grant ---- */
 
+#define GROW_WEIGHT_BITS    14 /* the weight, heaviest first */
+#define GROW_SHORTFALL_BITS 18 /* MiB below need, up to 256 GiB, furthest first */
+_Static_assert(SETTINGS_WEIGHT_MAX < (1u << GROW_WEIGHT_BITS), "a weight fits its bits of the key");
+_Static_assert(GROW_WEIGHT_BITS + GROW_SHORTFALL_BITS <= SORT_KEY_BITS,
+               "the grant order's key fits what sort_items() sorts by");
+
 /* Grant order: heavier first, then the one furthest below its need. */
 static uint64_t grow_key(const struct policy_vm *vm)
 {
         uint64_t shortfall =
             vm->need_bytes > vm->assigned_bytes ? (vm->need_bytes - vm->assigned_bytes) >> 20 : 0;
-        const uint64_t mask = (1ull << 18) - 1; /* MiB, up to 256 GiB */
+        const uint64_t mask = (1ull << GROW_SHORTFALL_BITS) - 1;
 
         if (shortfall > mask)
                 shortfall = mask;
-        /* 14 bits of weight above 18 of shortfall: 32 bits in all. */
-        return ((uint64_t)(SETTINGS_WEIGHT_MAX - vm->settings.weight) << 18) | (mask - shortfall);
+        return ((uint64_t)(SETTINGS_WEIGHT_MAX - vm->settings.weight) << GROW_SHORTFALL_BITS) |
+               (mask - shortfall);
 }
 
 /*

@@ -320,7 +320,7 @@ int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
                 child_status(pe, how, sizeof(how));
                 snprintf(err, errlen, "policy \"%s\" %s", pe->command, how);
         } else {
-                char why[200];
+                char why[200] = "";
                 r = policy_exec_parse_reply(buf, (size_t)len, vms, n, why, sizeof(why));
                 free(buf);
                 if (r < 0) {

@@ -129,7 +129,7 @@ static void arm_timer(struct qmp *q)
 static void fail(struct qmp *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(struct qmp *q, const char *fmt, ...)
 {
-        char why[256];
+        char why[256] = "";
         va_list ap;
 
         if (q->state == QMP_CLOSED)
@@ -257,8 +257,10 @@ static void capabilities_done(struct qmp *q, const struct qmp_reply *reply, void
 static void read_version(struct qmp *q, const json_t *v)
 {
         static const char *const keys[] = {"major", "minor", "micro"};
+        _Static_assert(sizeof(keys) / sizeof(keys[0]) == sizeof(q->version) / sizeof(q->version[0]),
+                       "a name for each part of the version");
 
-        for (size_t i = 0; i < 3; i++) {
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
                 uint64_t n;
                 if (qmp_get_u64(v, keys[i], 100000, &n) == 0)
                         q->version[i] = (unsigned)n;

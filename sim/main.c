@@ -112,7 +112,7 @@ int main(int argc, char **argv)
         opt.series = report_path != NULL;
 
         struct simrun_result res;
-        char err[256];
+        char err[256] = "";
         int status = 0;
         if (simrun(&cfg, &opt, &res, err, sizeof(err)) < 0) {
                 fprintf(stderr, "dynmem-sim: %s: %s\n", scenario, err);

@@ -20,7 +20,7 @@ int simrun_load_scenario(const char *path, struct config *ret)
 {
         struct config_diag diag = {0};
         struct backend *b = NULL;
-        char err[256];
+        char err[256] = "";
         int r;
 
         r = config_load(path, ret, &diag);

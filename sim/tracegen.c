@@ -361,7 +361,7 @@ int main(int argc, char **argv)
                                              "idle",    "warmup", "office"};
         bool known = false;
         if (optind == argc - 1)
-                for (size_t i = 0; i < 6; i++)
+                for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
                         known |= strcmp(argv[optind], shapes[i]) == 0;
         if (!known) {
                 fprintf(stderr, "dynmem-tracegen: expected one shape: diurnal, batch, leak, idle, "

@@ -15,6 +15,7 @@
 #include "apply.h"
 #include "attach.h"
 #include "backends.h"
+#include "daemon.h"
 #include "dconfig.h"
 #include "histogram.h"
 #include "hostmem.h"
@@ -119,6 +120,33 @@ static void running_maximum_is_bounded_by_the_backend(void **state)
         want = vm.settings;
         want.startup_bytes = 2 * GIB;
         assert_int_equal(apply_check_change(&vm, &want, 8 * GIB, err, sizeof(err)), -EPERM);
+}
+
+/* A backend that refuses every VM without saying why. */
+static int silent_configure(struct backend *b, struct vm *vm, const struct config *cfg,
+                            const struct config_vm *cvm, char *err, size_t errlen)
+{
+        return -EIO;
+}
+
+static const struct backend_ops silent_ops = {.name = "silent", .configure_vm = silent_configure};
+
+/* Whatever the backend leaves unsaid, the reason is a sentence, never old bytes. */
+static void a_refusal_always_has_a_reason(void **state)
+{
+        struct backend b = {.ops = &silent_ops};
+        struct daemon d = {.backend = &b};
+        struct registry_entry *e;
+        struct config_kv key = {"trace", "/x.csv", 0};
+        char err[64];
+
+        assert_int_equal(registry_add(&d.reg, "a", &e), 0);
+        memset(err, 'X', sizeof(err));
+        assert_int_equal(apply_keys(&d, e, &key, 1, err, sizeof(err)), -EIO);
+        assert_string_equal(err, strerror(EIO));
+        assert_false(e->configured);
+        assert_int_equal(e->n_keys, 1);
+        registry_free(&d.reg, NULL);
 }
 
 static void registry_keeps_names_sorted(void **state)
@@ -308,6 +336,7 @@ int main(void)
             cmocka_unit_test(memory_defaults),
             cmocka_unit_test(histogram_percentiles),
             cmocka_unit_test(running_maximum_is_bounded_by_the_backend),
+            cmocka_unit_test(a_refusal_always_has_a_reason),
             cmocka_unit_test(registry_keeps_names_sorted),
             cmocka_unit_test(state_round_trips),
             cmocka_unit_test(state_refuses_bad_files),
