@@ -140,6 +140,7 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
         pv->requested_bytes = vm->target_bytes;
         pv->demand_known = vm->obs.demand_known;
         pv->demand_bytes = vm->obs.demand_bytes;
+        pv->demand_time_ms = vm->obs.demand_time_ms;
         pv->stall_known = vm->obs.stall_known;
         pv->stall_fraction = vm->obs.stall_fraction;
         pv->stall_urgent = vm->obs.stall_urgent;

@@ -144,8 +144,9 @@ struct policy_vm {
 
         /* inputs for the estimate */
         const char *name;
-        uint64_t demand_bytes; /* latest demand sample, without buffer */
-        double stall_fraction; /* share of the last interval spent stalled, 0..1 */
+        uint64_t demand_bytes;   /* latest demand sample, without buffer */
+        uint64_t demand_time_ms; /* when it was sampled, on the decisions' clock (0 = now) */
+        double stall_fraction;   /* share of the last interval spent stalled, 0..1 */
         /*
          * The stall share came in a report the guest sent because it started to
          * stall, received since the previous decision: its demand figure is as

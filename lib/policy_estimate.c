@@ -40,22 +40,36 @@ static void estimate_from_demand(struct policy_vm *vm, uint64_t demand)
                                                : REASON_DEMAND;
 }
 
-/* Smoothed demand slope (bytes per ms, rises only count) for the trend projection. */
+/* Samples closer than this are one sample seen twice (the time of a report jitters). */
+#define TREND_SAMPLE_GAP_MS 50
+
+/*
+ * Smoothed demand slope (bytes per ms, rises only count) for the trend
+ * projection, measured between demand samples over the time between them
+ * (the sample's own time where the backend gives one, else the decision's).
+ * A decision without a new sample (an extra cycle another VM asked for) leaves
+ * the slope alone: measured over the time since the last decision instead,
+ * one report's rise seen 50 ms after the previous decision would look twenty
+ * times as steep as it is.
+ */
 static uint64_t trend_projection(struct policy_vm *vm, uint64_t now,
                                  const struct policy_tunables *t)
 {
         struct policy_vm_memory *m = &vm->memory;
         uint64_t demand = vm->demand_bytes;
+        uint64_t at = vm->demand_time_ms && vm->demand_time_ms <= now ? vm->demand_time_ms : now;
 
-        if (m->has_demand && now > m->last_demand_ms) {
-                double slope = ((double)demand - (double)m->last_demand_bytes) /
-                               (double)(now - m->last_demand_ms);
-                m->demand_slope = 0.5 * m->demand_slope + 0.5 * slope;
-        }
-        if (!m->has_demand || now > m->last_demand_ms) {
+        if (!m->has_demand || at < m->last_demand_ms) { /* the first sample, or a restart */
+                m->demand_slope = 0.0;
                 m->last_demand_bytes = demand;
-                m->last_demand_ms = now;
+                m->last_demand_ms = at;
                 m->has_demand = true;
+        } else if (at >= m->last_demand_ms + TREND_SAMPLE_GAP_MS) {
+                double slope = ((double)demand - (double)m->last_demand_bytes) /
+                               (double)(at - m->last_demand_ms);
+                m->demand_slope = 0.5 * m->demand_slope + 0.5 * slope;
+                m->last_demand_bytes = demand;
+                m->last_demand_ms = at;
         }
         if (m->demand_slope <= 0.0)
                 return 0;
