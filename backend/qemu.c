@@ -444,6 +444,8 @@ static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *e
         qv->target_set = false;
         qv->stats = (struct qemu_stats){0};
         qv->agent_have = false;
+        qv->guest_resets = 0;
+        qv->reset_unseen = false;
         qv->source = QEMU_SIGNAL_NONE;
         qv->stop_phase = STOP_NONE;
         qv->running = true;
@@ -583,6 +585,8 @@ static int qemu_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
                 return 0;
         }
         o.assigned_bytes = qv->mem.known ? qemu_mem_assigned(&qv->mem) : qv->guess_assigned;
+        o.rebooted = qv->reset_unseen;
+        qv->reset_unseen = false;
         observe_guest(qv, now_ms, &o);
         qv->urgent_observed = qv->agent.urgent_reports; /* one observation per urgent report */
         if (qemu_proc_rss(qv->pid, &rss) == 0)
@@ -641,6 +645,8 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         qv->guess_assigned = vm->obs.assigned_bytes ? vm->obs.assigned_bytes : l.startup;
         qv->stats = (struct qemu_stats){0};
         qv->agent_have = false;
+        qv->guest_resets = 0;
+        qv->reset_unseen = false;
         qv->source = QEMU_SIGNAL_NONE;
         qv->stop_phase = STOP_NONE;
         qv->running = true;
@@ -657,6 +663,23 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         }
         log_msg(LOG_INFO, "vm \"%s\": reattached to QEMU pid %d", vm->name, (int)pid);
         return 0;
+}
+
+/* ---- the guest restarting ---- */
+
+void qemu_backend_guest_reset(struct qemu_vm *qv, const char *reason)
+{
+        if (!qv->running)
+                return;
+        qv->guest_resets++;
+        qv->reset_unseen = true;
+        qv->agent_have = false;
+        qv->stats = (struct qemu_stats){0};
+        qemu_mem_reset(&qv->mem, mono_ms());
+        log_msg(LOG_INFO, "vm \"%s\": the machine was reset (%s)", qv->vm->name,
+                reason ? reason : "no reason given");
+        qemu_monitor_readback(qv);
+        qemu_backend_wake(qv);
 }
 
 /* ---- the guest agent ---- */
@@ -781,6 +804,7 @@ int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret)
             .balloon_actual_bytes = qv->mem.actual,
             .plugged_bytes = qv->mem.plugged,
             .requested_bytes = qv->mem.requested,
+            .guest_resets = qv->guest_resets,
             .console_log = qv->paths.console,
         };
         qemu_describe(NULL, vm, &ret->desc);

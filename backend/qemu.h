@@ -85,6 +85,7 @@ struct qemu_vm_info {
         uint64_t balloon_actual_bytes;
         uint64_t plugged_bytes;
         uint64_t requested_bytes;
+        uint64_t guest_resets; /* guest reboots (QMP RESET) of the running instance */
         const char *console_log;
         bool agent_connected;
         uint64_t agent_connects;     /* connections made to the agent socket by this backend */

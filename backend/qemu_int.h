@@ -180,6 +180,8 @@ struct qemu_mem {
         bool requested_in_flight;
         uint64_t plugged_moved_ms;     /* when plugged last changed or a change was asked */
         uint64_t plug_paused_until_ms; /* plugging refused by the guest: wait */
+        bool actual_stale;             /* since a reset QEMU still says stale_actual ... */
+        uint64_t stale_actual;         /* ... for a balloon the new boot has not filled */
 };
 
 struct qemu_mem_plan {
@@ -206,6 +208,15 @@ uint64_t qemu_mem_clamp_target(const struct qemu_mem *m, uint64_t target);
 /* Record a read-back (values already range-checked). */
 void qemu_mem_readback(struct qemu_mem *m, uint64_t actual, uint64_t plugged, uint64_t requested,
                        uint64_t now_ms);
+
+/*
+ * The machine was reset: virtio-mem is empty (QEMU unplugs on a reset) and so
+ * is the balloon, which the new kernel fills again only up to the target. QEMU
+ * does not clear the balloon's "actual" on a reset, and a guest that inflates
+ * nothing never writes it: until the value moves, the base RAM counts as the
+ * guest's (the figure errs toward more, never toward less).
+ */
+void qemu_mem_reset(struct qemu_mem *m, uint64_t now_ms);
 
 /* What to ask of QEMU now to move toward m->target; records what it plans as sent. */
 void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *ret);
@@ -348,6 +359,8 @@ struct qemu_vm {
         enum qemu_signal source;     /* where the latest observation's demand came from */
         bool reserve_known;          /* the guest kernel's reservation was measured */
         uint64_t reserve;            /* memory the VM holds outside its MemTotal (qemu_mem) */
+        uint64_t guest_resets;       /* RESET events of this instance (guest reboots) */
+        bool reset_unseen;           /* one since the last observation */
         struct log_ratelimit rl;
         struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 };
@@ -380,6 +393,15 @@ void qemu_backend_schedule_poll(struct qemu_vm *qv);
 
 /* Tell the owner's loop to look soon. */
 void qemu_backend_wake(struct qemu_vm *qv);
+
+/*
+ * QEMU reset the machine (RESET: the guest rebooted, or a system_reset):
+ * what the guest said of its previous boot is dropped, virtio-mem is empty
+ * again (QEMU unplugs everything on a reset; a read-back follows at once),
+ * and the next observation says `rebooted`, so that the loop sends the VM
+ * back to its startup size before the new kernel plugs anything.
+ */
+void qemu_backend_guest_reset(struct qemu_vm *qv, const char *reason);
 
 /* Start the VM's agent connection (QMP is ready); nothing when it exists. Logs a failure. */
 void qemu_backend_agent_start(struct qemu_vm *qv);

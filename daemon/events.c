@@ -22,7 +22,7 @@ static const char *const kind_names[] = {
     [BALANCER_EVENT_ADD] = "add",         [BALANCER_EVENT_REMOVE] = "remove",
     [BALANCER_EVENT_STARTED] = "started", [BALANCER_EVENT_REFUSED] = "refused",
     [BALANCER_EVENT_CRASHED] = "crashed", [BALANCER_EVENT_START_FAILED] = "start_failed",
-    [BALANCER_EVENT_POLICY] = "policy",
+    [BALANCER_EVENT_POLICY] = "policy",   [BALANCER_EVENT_REBOOTED] = "rebooted",
 };
 
 /* Why a resize happened, for people; NULL: the pressure says it all. */
@@ -147,6 +147,10 @@ char *events_text(const struct events_entry *x, char *buf, size_t len)
                 break;
         case BALANCER_EVENT_START_FAILED:
                 snprintf(buf, len, "%s could not start: %s", x->vm, x->message);
+                break;
+        case BALANCER_EVENT_REBOOTED:
+                snprintf(buf, len, "%s: the guest restarted; back to %s", x->vm,
+                         size_format(x->bytes, size, sizeof(size)));
                 break;
         default:
                 snprintf(buf, len, "policy: %s", x->message);

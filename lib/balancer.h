@@ -26,6 +26,7 @@ enum balancer_event_kind {
         BALANCER_EVENT_CRASHED,      /* the VM's process died */
         BALANCER_EVENT_START_FAILED, /* the backend could not start it */
         BALANCER_EVENT_POLICY,       /* a message about the policy (external failures) */
+        BALANCER_EVENT_REBOOTED,     /* the guest restarted: back to bytes (its startup size) */
 };
 
 struct balancer_event {

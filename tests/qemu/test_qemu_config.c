@@ -550,6 +550,46 @@ static void shrinking_unplugs_first_then_balloons(void **state)
         assert_int_equal(qemu_mem_assigned(&m), 192 * MIB);
 }
 
+/*
+ * A reset empties virtio-mem and the balloon. QEMU keeps the balloon's old
+ * "actual" until the new boot's driver writes one: the stale figure is not
+ * believed (base RAM counts as the guest's) until it moves.
+ */
+static void a_reset_starts_from_empty_devices(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 768 * MIB);
+        struct qemu_mem_plan p;
+
+        (void)state;
+        plan(&m, 0);
+        m.target = 512 * MIB;
+        plan(&m, 0);
+        qemu_mem_readback(&m, 256 * MIB, 256 * MIB, 256 * MIB, 1000);
+        qemu_mem_reset(&m, 2000);
+        assert_int_equal(qemu_mem_assigned(&m), 256 * MIB);
+        m.target = 256 * MIB;
+        p = plan(&m, 2000);
+        assert_true(p.set_requested && p.set_balloon); /* both stated again for the new boot */
+        assert_int_equal(p.requested, 0);
+        assert_int_equal(p.balloon_value, 256 * MIB);
+
+        /* Ballooned to 192 MiB, reset, asked for 256 MiB: the guest inflates nothing. */
+        m.target = 192 * MIB;
+        plan(&m, 3000);
+        qemu_mem_readback(&m, 192 * MIB, 0, 0, 4000);
+        assert_int_equal(qemu_mem_assigned(&m), 192 * MIB);
+        qemu_mem_reset(&m, 5000);
+        m.target = 256 * MIB;
+        plan(&m, 5000);
+        qemu_mem_readback(&m, 192 * MIB, 0, 0, 6000); /* QEMU's stale figure */
+        assert_int_equal(qemu_mem_assigned(&m), 256 * MIB);
+        /* The new boot's driver writes a figure: believed again from then on. */
+        qemu_mem_readback(&m, 224 * MIB, 0, 0, 7000);
+        assert_int_equal(qemu_mem_assigned(&m), 224 * MIB);
+        qemu_mem_readback(&m, 192 * MIB, 0, 0, 8000);
+        assert_int_equal(qemu_mem_assigned(&m), 192 * MIB);
+}
+
 /* The guest kernel's reservation is measured only while virtio-mem stands still. */
 static void the_guest_reserve_is_measured_when_settled(void **state)
 {
@@ -722,6 +762,7 @@ int main(void)
             cmocka_unit_test(a_stuck_unplug_is_made_up_by_the_balloon),
             cmocka_unit_test(a_refused_plug_is_cut_back_and_retried_later),
             cmocka_unit_test(without_virtio_mem_the_balloon_works_alone),
+            cmocka_unit_test(a_reset_starts_from_empty_devices),
             cmocka_unit_test(requests_in_flight_are_not_repeated),
             cmocka_unit_test(what_is_read_back_is_clamped),
         };
