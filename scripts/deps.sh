@@ -13,7 +13,7 @@ PACKAGES="
   build-essential pkg-config meson ninja-build clang clang-format
   libjansson-dev libinih-dev libevent-dev libmicrohttpd-dev libcmocka-dev
   python3 valgrind
-  qemu-system-x86 qemu-utils busybox-static cpio kmod
+  qemu-system-x86 qemu-utils busybox-static cpio kmod debootstrap e2fsprogs
   libclang-rt-14-dev
   libjs-dygraphs python3-prometheus-client tmux chromium
 "
