@@ -151,7 +151,7 @@ def parse_pgbench(lines, duration):
             for m in [re.match(r"progress: ([\d.]+) s, ([\d.]+) tps", l)] if m]
     tail = [v for t, v in prog if t > duration * 2 / 3]
     pre = [fields(l) for l in lines if l.startswith("prewarm ")]
-    r = {"unit": "tx/s", "finished": bool(tps), "progress": prog,
+    r = {"unit": "tx/s", "finished": bool(tps), "progress": prog, "busy_s": duration,
          "steady": round(statistics.mean(tail), 1) if tail else None,
          "prewarm_s": round(float(pre[0]["end"]) - float(pre[0]["start"]), 1) if pre else None,
          "prewarm_blocks": pre[0].get("blocks") if pre else None}
@@ -236,8 +236,9 @@ class Host:
             try:
                 v = self.list()
                 if v:
-                    if n % 5 == 0:  # smaps walks every mapping: not every second
-                        for name, e in v.items():
+                    for name, e in v.items():
+                        e["qemu_cpu_s"] = self.qemu_cpu_s(name)
+                        if n % 5 == 0:  # smaps walks every mapping: not every second
                             e["guest_ram_rss_bytes"] = self.guest_ram_rss(name, e)
                     self.samples.append((time.time(), v))
             except (OSError, ValueError):
@@ -245,16 +246,33 @@ class Host:
             n += 1
             self.stop_ev.wait(1.0)
 
+    def qemu_pid(self, name):
+        try:
+            with open(os.path.join(self.root, "run", name + ".pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def qemu_cpu_s(self, name):
+        """CPU seconds (user + system) the guest's QEMU has used: under TCG the work
+        a guest gets done is bounded by the CPU it is given, which the shared
+        machine hands out unevenly; throughput per CPU second takes that out."""
+        pid = self.qemu_pid(name)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, TypeError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def guest_ram_rss(self, name, entry):
         """Resident bytes of QEMU's guest RAM mappings (base RAM and the virtio-mem
         backend, found by their sizes in /proc/PID/smaps): QEMU's RSS without its
         own heap and, under TCG, its translation cache (up to 1 GiB here)."""
         try:
-            with open(os.path.join(self.root, "run", name + ".pid")) as f:
-                pid = int(f.read().strip())
-            with open(f"/proc/{pid}/smaps") as f:
+            with open(f"/proc/{self.qemu_pid(name)}/smaps") as f:
                 text = f.read()
-        except (OSError, ValueError):
+        except OSError:
             return None
         startup, maximum = entry["startup_bytes"], entry["maximum_bytes"]
         sizes = {startup} | ({maximum - startup} if maximum > startup else set())
@@ -372,6 +390,13 @@ def summarise(host, name, start, end, duration, lines, parse):
         "guest_ram_rss_mean_mib": ram_mean(win),
         "samples": len(win),
     })
+    cpu = [v["qemu_cpu_s"] for v in win if v.get("qemu_cpu_s") is not None]
+    r["qemu_cpu_s"] = round(cpu[-1] - cpu[0], 1) if len(cpu) > 1 else None
+    # the work over the CPU its QEMU had: pgbench's tx/s and redis' req/s (of the
+    # benchmark's busy time) times the time they cover, per CPU second of the window
+    span = r.get("busy_s") or r["window_s"]
+    r["per_cpu_s"] = (round(r["throughput"] * span / r["qemu_cpu_s"], 2)
+                      if r.get("throughput") and r["qemu_cpu_s"] else None)
     if r["oom_kills"] is None:  # its last counters never came: ask its kernel log
         r["oom_kills_console"] = console_oom_kills(host, name)
     return r
@@ -400,6 +425,8 @@ def headline(res):
     c1, c2, c3, c4 = (res.get(k, {}) for k in ("case1", "case2", "case3", "case4"))
     return {
         "throughput_3_vs_2": ratio(c3.get("throughput"), c2.get("throughput")),
+        "per_cpu_3_vs_2": ratio(c3.get("per_cpu_s"), c2.get("per_cpu_s")),
+        "per_cpu_1_vs_2": ratio(c1.get("per_cpu_s"), c2.get("per_cpu_s")),
         "assigned_3_vs_2": ratio(c3.get("assigned_mean_mib"), c2.get("assigned_mean_mib")),
         "rss_3_vs_2": ratio(c3.get("rss_mean_mib"), c2.get("rss_mean_mib")),
         "guest_ram_rss_3_vs_2": ratio(c3.get("guest_ram_rss_mean_mib"),
@@ -415,7 +442,7 @@ def print_report(all_res):
     for workload, res in all_res.items():
         unit = next((r["unit"] for r in res.values() if r.get("unit")), "")
         print(f"\n== {workload} ({unit})")
-        print(f"{'guest':8s} {'throughput':>10s} {'OOM':>4s} {'stall some/full s':>18s} "
+        print(f"{'guest':8s} {'throughput':>10s} {'per CPU s':>9s} {'OOM':>4s} {'stall some/full s':>18s} "
               f"{'assigned mean/peak MiB':>23s} {'QEMU RSS MiB':>13s} {'guest RAM RSS':>14s}")
         for n in ("case1", "case2", "case3", "case4", "peer1", "peer2"):
             r = res.get(n)
@@ -425,7 +452,7 @@ def print_report(all_res):
             tp += "" if r.get("finished") else "*"
             oom = r["oom_kills"] if r["oom_kills"] is not None else f"{r.get('oom_kills_console')}?"
             stall = f"{r['stall_some_s']}/{r['stall_full_s']}"
-            print(f"{n:8s} {tp:>10s} {oom:>4} {stall:>18s} "
+            print(f"{n:8s} {tp:>10s} {r.get('per_cpu_s')!s:>9s} {oom:>4} {stall:>18s} "
                   f"{r['assigned_mean_mib']:>12}/{r['assigned_peak_mib']:<10} "
                   f"{r['rss_mean_mib']:>13} {r.get('guest_ram_rss_mean_mib')!s:>14}")
         h = headline(res)
