@@ -94,12 +94,14 @@ su postgres -c 'pgbench -S -c 2 -j 2 -T @DURATION@ -P 20 bench' 2>&1 |
 counters
 """
 
-REDIS_KEYS, REDIS_VALUE, REDIS_PAUSE = 32000, 16000, 40
+REDIS_KEYS, REDIS_VALUE, REDIS_PAUSE, REDIS_CHUNKS = 32000, 16000, 40, 8
 REDIS_READY = "redis-cli ping | grep -q PONG"
-# Each step: ok=1 finished, ok=0 failed (its time counts, its requests do not), ok=cut
-# (stopped by the window's end: not counted); a step begun and never ended counts as
-# failed up to the window's end. A GET after a failed SET is skipped: it would read
-# missing keys.
+# A SET (or GET) phase of 2 x REDIS_KEYS requests runs as REDIS_CHUNKS runs of
+# redis-benchmark, so that a slow stretch of the shared machine still counts the
+# work done. Each chunk: ok=1 finished, ok=0 failed (its time counts, its
+# requests do not), ok=cut (stopped by the window's end: not counted); a chunk
+# begun and never ended counts as failed up to the window's end. After a failed
+# chunk the cycle goes to its FLUSHALL: a GET would read missing keys.
 REDIS_SCRIPT = PRELUDE + r"""counters
 end=$(( $(date +%s) + @DURATION@ )); cycle=0
 say "window end=$end"
@@ -107,18 +109,21 @@ redis-cli flushall >/dev/null
 while [ $(date +%s) -lt $end ]; do
   cycle=$((cycle + 1)); ok=1
   for t in set get; do
-    [ $ok = 1 ] || break
-    left=$(( end - $(date +%s) )); [ $left -gt 0 ] || break
-    s=$(date +%s.%N)
-    say "begin cycle=$cycle test=$t start=$s"
-    out=$(timeout $left redis-benchmark -q -t $t -n @N@ -r @KEYS@ -d @VALUE@ -P 16 -c 4 --csv 2>&1)
-    rc=$?; e=$(date +%s.%N)
-    if [ $rc = 0 ]; then ok=1; elif [ $rc = 124 ]; then ok=cut; else ok=0; fi
-    say "step cycle=$cycle test=$t ok=$ok n=@N@ start=$s end=$e"
-    echo "$out" | tail -n 2 | while read -r line; do say "  | $line"; done
+    c=0
+    while [ $ok = 1 ] && [ $c -lt @CHUNKS@ ]; do
+      c=$((c + 1))
+      left=$(( end - $(date +%s) )); [ $left -gt 0 ] || { ok=cut; break; }
+      s=$(date +%s.%N)
+      say "begin cycle=$cycle test=$t chunk=$c start=$s"
+      out=$(timeout $left redis-benchmark -q -t $t -n @N@ -r @KEYS@ -d @VALUE@ -P 16 -c 4 --csv 2>&1)
+      rc=$?; e=$(date +%s.%N)
+      if [ $rc = 0 ]; then ok=1; elif [ $rc = 124 ]; then ok=cut; else ok=0; fi
+      say "step cycle=$cycle test=$t chunk=$c ok=$ok n=@N@ start=$s end=$e"
+      [ $ok = 1 ] || echo "$out" | tail -n 2 | while read -r line; do say "  | $line"; done
+    done
   done
   redis-cli flushall >/dev/null 2>&1
-  say "flush cycle=$cycle at=$(date +%s.%N)"
+  say "flush cycle=$cycle at=$(date +%s.%N) used=$(redis-cli info memory 2>/dev/null | sed -n 's/^used_memory_peak_human://p' | tr -d '\r')"
   sleep @PAUSE@
 done
 say "restarts $(systemctl show -p NRestarts --value redis-server)"
@@ -164,10 +169,10 @@ def parse_pgbench(lines, duration):
 
 def parse_redis(lines, duration):
     end = next((float(fields(l)["end"]) for l in lines if l.startswith("window ")), None)
-    begun = {(d["cycle"], d["test"]): d for d in
-             (fields(l) for l in lines if l.startswith("begin "))}
+    key = (lambda d: (d["cycle"], d["test"], d.get("chunk")))
+    begun = {key(d): d for d in (fields(l) for l in lines if l.startswith("begin "))}
     steps = [fields(l) for l in lines if l.startswith("step ")]
-    ended = {(d["cycle"], d["test"]) for d in steps}
+    ended = {key(d) for d in steps}
     counted = [(float(d["start"]), float(d["end"]), d["ok"] == "1", int(d["n"]))
                for d in steps if d["ok"] in ("0", "1")]
     # begun, never ended: failed, up to the window's end
@@ -187,8 +192,9 @@ WORKLOADS = {
     "pgbench": (PG_READY, lambda d: fill(PG_SCRIPT, DURATION=d, PREWARM=PG_PREWARM),
                 parse_pgbench),
     "redis": (REDIS_READY,
-              lambda d: fill(REDIS_SCRIPT, DURATION=d, N=2 * REDIS_KEYS, KEYS=REDIS_KEYS,
-                             VALUE=REDIS_VALUE, PAUSE=REDIS_PAUSE),
+              lambda d: fill(REDIS_SCRIPT, DURATION=d, N=2 * REDIS_KEYS // REDIS_CHUNKS,
+                             KEYS=REDIS_KEYS, VALUE=REDIS_VALUE, PAUSE=REDIS_PAUSE,
+                             CHUNKS=REDIS_CHUNKS),
               parse_redis),
 }
 
@@ -441,7 +447,8 @@ def headline(res):
 def print_report(all_res):
     for workload, res in all_res.items():
         unit = next((r["unit"] for r in res.values() if r.get("unit")), "")
-        print(f"\n== {workload} ({unit})")
+        run = res.get("_run", {})
+        print(f"\n== {workload} ({unit}), run started {run.get('started', '?')}")
         print(f"{'guest':8s} {'throughput':>10s} {'per CPU s':>9s} {'OOM':>4s} {'stall some/full s':>18s} "
               f"{'assigned mean/peak MiB':>23s} {'QEMU RSS MiB':>13s} {'guest RAM RSS':>14s}")
         for n in ("case1", "case2", "case3", "case4", "peer1", "peer2"):
@@ -491,11 +498,18 @@ def main():
     except RuntimeError as e:
         sys.exit(f"bench.py: {e}")
     print(f"bench.py: image {'up to date' if cached else 'built'} in {took:.0f} s", flush=True)
-    all_res = {}
+    # Workloads not run now keep the figures of their own (earlier) run: each
+    # workload's cases are always from one run, and say when it was.
+    try:
+        with open(path) as f:
+            all_res = json.load(f)["workloads"]
+    except (OSError, ValueError, KeyError):
+        all_res = {}
     for workload in args.workloads.split(","):
         if workload not in WORKLOADS:
             sys.exit(f"bench.py: unknown workload {workload!r}")
-        all_res[workload] = {}
+        all_res[workload] = {"_run": {"started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                      "duration_s": args.duration}}
         for phase in args.phases.split(","):
             if phase not in PHASES:
                 sys.exit(f"bench.py: unknown phase {phase!r}")
@@ -507,8 +521,7 @@ def main():
             res.setdefault("_headline", {})[k] = v
     with open(path, "w") as f:
         json.dump({"duration_s": args.duration, "workloads": all_res}, f, indent=1)
-    print_report({w: {k: v for k, v in r.items() if not k.startswith("_")}
-                  for w, r in all_res.items()})
+    print_report(all_res)
     print(f"\nresults: {path}; logs, consoles and guest outputs under {args.out}/WORKLOAD/PHASE")
 
 
