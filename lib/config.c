@@ -135,7 +135,6 @@ static const struct key_spec policy_keys[] = {
      NO_FLAG},
     {"shrink_band_percent", KEY_U32, offsetof(struct policy_tunables, shrink_band_percent), 0, 1000,
      NO_FLAG},
-    {"risk_tiers", KEY_BOOL, offsetof(struct policy_tunables, risk_tiers), 0, 0, NO_FLAG},
     {NULL, 0, 0, 0, 0, 0},
 };
 

@@ -85,11 +85,10 @@ void policy_tunables_default(struct policy_tunables *t)
             .stall_backoff_max = 8,
             .stall_memory_ms = 600 * MSEC_PER_SEC,
             .history_halflife_ms = 3600 * MSEC_PER_SEC,
-            .headroom_permille = 990,
+            .headroom_permille = 995,
             .persistence_max_permille = 1000,
             .grow_band_percent = 30,
             .shrink_band_percent = 50,
-            .risk_tiers = true,
         };
 }
 
@@ -125,35 +124,20 @@ void policy_scratch_free(struct policy_scratch *s)
 
 /* ---- stage 2: allocate the host's memory ---- */
 
-/*
- * The levels memory is handed out by, in order: every VM reaches a level
- * before any VM gets more than it. Between need and want, the risk tiers:
- * headroom covering the likelier rises comes before headroom covering rarer
- * ones, so a steady VM's buffer goes before a volatile VM's cover.
+/* The levels memory is handed out by, in order: every VM reaches a level before any VM gets more.
  */
 enum level {
         LEVEL_FLOOR,
         LEVEL_NEED,
-        LEVEL_TIER1,
-        LEVEL_TIER2,
         LEVEL_WANT,
         LEVELS,
 };
 
 static uint64_t level_bytes(const struct policy_vm *vm, int level)
 {
-        switch (level) {
-        case LEVEL_FLOOR:
-                return vm->floor_bytes;
-        case LEVEL_NEED:
-                return vm->need_bytes;
-        case LEVEL_TIER1:
-                return vm->tier_bytes[0];
-        case LEVEL_TIER2:
-                return vm->tier_bytes[1];
-        default:
-                return vm->want_bytes;
-        }
+        return level == LEVEL_FLOOR  ? vm->floor_bytes
+               : level == LEVEL_NEED ? vm->need_bytes
+                                     : vm->want_bytes;
 }
 
 /* Water-filling from level `stage` to the next one. */
@@ -328,7 +312,6 @@ static void estimate_all(struct decision *d, size_t n)
                 if (vm->probe_candidate)
                         policy_probe_one(vm, d->now, &d->cfg->tunables,
                                          d->scr->contended && !d->scr->scarce);
-                policy_tiers_settle(vm);
                 if (vm->phase == POLICY_PHASE_STARTING) {
                         d->scr->spare[d->n_starters++].index = (uint32_t)i;
                         continue;
@@ -530,7 +513,7 @@ static void external_check(struct decision *d)
                                                              : vm->assigned_bytes;
 
                 if (vm->phase == POLICY_PHASE_RUNNING && vm->settings.dynamic)
-                        vm->need_bytes = vm->want_bytes = vm->tier_bytes[0] = vm->tier_bytes[1] =
+                        vm->need_bytes = vm->want_bytes =
                             clamp_u64(block_up(prev, vm->settings.block_bytes),
                                       vm->settings.minimum_bytes, vm->settings.maximum_bytes);
                 add_levels(d, vm);

@@ -13,8 +13,7 @@
  *                hysteresis; `hyperv` uses the last demand and the buffer as
  *                they are; `static` pins every VM to its startup size.
  *   2. allocate  the host's memory: plenty -> everyone gets want; scarcity ->
- *                headroom goes first, the part that covers the fewest rises
- *                first (risk tiers), then weight decides (weighted
+ *                headroom goes first, then weight decides (weighted
  *                water-filling above each VM's floor, never more than a VM
  *                needs).
  *   3. grant     what may be requested now without the sum of assigned memory
@@ -71,7 +70,6 @@ struct policy_tunables {
         uint32_t persistence_max_permille; /* changes carry on at most this much (1000; 0 = off) */
         uint32_t grow_band_percent;   /* grow once less than this % of the headroom is left (50) */
         uint32_t shrink_band_percent; /* shrink once the surplus exceeds this % of it (50) */
-        bool risk_tiers;              /* under scarcity, cut the headroom covering least first */
 };
 
 void policy_tunables_default(struct policy_tunables *ret);
@@ -167,8 +165,6 @@ struct policy_vm {
         uint64_t assigned_bytes;  /* input: what the VM really holds now (read back) */
         uint64_t requested_bytes; /* input: target the backend is moving toward (0 = none) */
         uint64_t floor_bytes, need_bytes, want_bytes;
-        /* need + the headroom covering the likelier rises, by risk tier (need..want) */
-        uint64_t tier_bytes[2];
         uint64_t ideal_bytes;        /* output: what the VM should reach once memory is free */
         uint64_t target_bytes;       /* output: what to request now (after grant) */
         struct vm_settings settings; /* input */

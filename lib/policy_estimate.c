@@ -27,11 +27,10 @@ static void estimate_no_signal(struct policy_vm *vm)
 
 /*
  * need = what the VM uses, want = what it is expected to use + headroom
- * (never below need), each risk tier the expected use + the headroom covering
- * likelier rises: rounded up to the block, clamped.
+ * (never below need): rounded up to the block, clamped.
  */
 static void estimate_levels(struct policy_vm *vm, uint64_t need, uint64_t expected,
-                            uint64_t headroom, const uint64_t tier_headroom[2])
+                            uint64_t headroom)
 {
         const struct vm_settings *s = &vm->settings;
         uint64_t want = block_up(add_sat(expected, headroom), s->block_bytes);
@@ -42,61 +41,39 @@ static void estimate_levels(struct policy_vm *vm, uint64_t need, uint64_t expect
         vm->need_bytes =
             clamp_u64(block_up(need, s->block_bytes), s->minimum_bytes, s->maximum_bytes);
         vm->want_bytes = clamp_u64(want, s->minimum_bytes, s->maximum_bytes);
-        for (int i = 0; i < 2; i++)
-                vm->tier_bytes[i] = block_up(
-                    add_sat(expected, tier_headroom[i] < headroom ? tier_headroom[i] : headroom),
-                    s->block_bytes);
         vm->reason = want > s->maximum_bytes   ? REASON_MAXIMUM
                      : want < s->minimum_bytes ? REASON_MINIMUM
                                                : REASON_DEMAND;
 }
 
-/* Hyper-V's estimate: need = demand, want = demand + buffer, no tiers. */
+/* Hyper-V's estimate: need = demand, want = demand + buffer. */
 static void estimate_from_demand(struct policy_vm *vm, uint64_t demand)
 {
         uint64_t want = scale_up_permille(demand, 10ull * vm->settings.buffer_percent);
-        uint64_t none[2] = {0, 0};
 
-        estimate_levels(vm, demand, demand, want - demand, none);
+        estimate_levels(vm, demand, demand, want - demand);
 }
 
-/* The share of unforeseen rises the risk tiers cover, decreasing: 95 % and 80 %. */
-static const uint32_t tier_permille[2] = {950, 800};
-
 /*
- * The dynmem estimate from a (corrected) demand figure: need is the figure
- * the VM is expected to report at the next decision (its latest change
- * carried on as far as its changes have carried on before); the headroom is
- * the buffer, or more when the VM's unforeseen rises have been larger (the
- * buffer is the floor: the operator's choice is never cut in plenty).
- * `scale` is the learned correction of the figure, permille. Returns the
- * learned headroom, uncorrected.
+ * The dynmem estimate from a (corrected) demand figure: need is what the VM
+ * uses now or is expected to use at the next decision (its recent rate of
+ * change carried on as far as its changes have carried on before), whichever
+ * is more; want is the expected use plus the headroom: the buffer, or more
+ * when the VM's unforeseen rises have been larger (the buffer is the floor:
+ * the operator's choice is never cut in plenty). `scale` is the learned
+ * correction of the figure, permille. Returns the learned headroom,
+ * uncorrected.
  */
 static uint64_t estimate_learned(struct policy_vm *vm, uint64_t expected, uint64_t scale,
                                  const struct policy_tunables *t)
 {
-        const struct policy_history *h = &vm->memory.history;
         uint64_t next = scale_permille(expected, scale);
         uint64_t now = scale_permille(vm->demand_bytes, scale);
         uint64_t buffer = scale_permille(next, 10ull * vm->settings.buffer_percent);
-        uint64_t learned, q[2] = {0, 0}, tiers[2] = {0, 0};
-
-        if (t->headroom_permille >= tier_permille[0]) {
-                uint32_t levels[3] = {t->headroom_permille, tier_permille[0], tier_permille[1]};
-                uint64_t all[3];
-                policy_history_quantiles(h, levels, 3, all);
-                learned = all[0], q[0] = all[1], q[1] = all[2];
-        } else {
-                policy_history_quantiles(h, &t->headroom_permille, 1, &learned);
-                policy_history_quantiles(h, tier_permille, 2, q);
-        }
-        if (t->risk_tiers) {
-                tiers[0] = scale_permille(q[1], scale); /* the likelier rises first */
-                tiers[1] = scale_permille(q[0], scale);
-        }
+        uint64_t learned = policy_history_quantile(&vm->memory.history, t->headroom_permille);
         uint64_t headroom = scale_permille(learned, scale);
-        estimate_levels(vm, now > next ? now : next, next, headroom > buffer ? headroom : buffer,
-                        tiers);
+
+        estimate_levels(vm, now > next ? now : next, next, headroom > buffer ? headroom : buffer);
         return learned;
 }
 
@@ -170,11 +147,17 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
          */
         if ((++m->stall_streak < 2 && !vm->stall_urgent) || reported == 0)
                 return;
-        /* The working set is more than the VM holds: correct the figure upward. */
+        /*
+         * The working set is more than the VM holds: it grows now by
+         * stall_grow_percent plus the stalled share, and the figure is corrected
+         * upward by what is sure, stall_grow_percent over what it holds (a stall
+         * at the corrected size corrects again).
+         */
         double stall = vm->stall_fraction > 1.0 ? 1.0 : vm->stall_fraction;
         uint64_t permille = 10ull * t->stall_grow_percent + (uint64_t)(stall * 1000.0);
         uint64_t working = scale_up_permille(vm->assigned_bytes, permille);
-        uint64_t share = working / (reported / 1000 ? reported / 1000 : 1);
+        uint64_t sure = scale_up_permille(vm->assigned_bytes, 10ull * t->stall_grow_percent);
+        uint64_t share = sure / (reported / 1000 ? reported / 1000 : 1);
         if (share > m->correction_permille || !correction_fresh(m, now, t))
                 probe_learn(m, share, now, t);
         uint64_t short_need =
@@ -342,7 +325,7 @@ void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, 
 {
         const struct policy_tunables *t = &cfg->tunables;
 
-        vm->tier_bytes[0] = vm->tier_bytes[1] = vm->cover_bytes = 0;
+        vm->cover_bytes = 0;
         if (vm->phase == POLICY_PHASE_STARTING) {
                 estimate_fixed(vm, REASON_STARTUP);
                 return;
@@ -373,13 +356,4 @@ void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, 
                 return;
         }
         estimate_dynmem(vm, now, t, decay);
-}
-
-/* Every risk tier between need and want, whatever changed them since. */
-void policy_tiers_settle(struct policy_vm *vm)
-{
-        for (int i = 0; i < 2; i++)
-                vm->tier_bytes[i] = clamp_u64(vm->tier_bytes[i], vm->need_bytes, vm->want_bytes);
-        if (vm->tier_bytes[1] < vm->tier_bytes[0])
-                vm->tier_bytes[1] = vm->tier_bytes[0];
 }

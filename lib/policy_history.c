@@ -3,7 +3,7 @@
  * sample at a time, and nothing else: how much of a change carries on into
  * the next interval (persistence, for the projection), and how large the
  * rises were that the projection did not foresee (a histogram whose
- * quantiles give the VM its headroom and its risk tiers). Every weight
+ * quantile gives the VM its headroom). Every weight
  * halves each history_halflife_ms, so the VM's recent behaviour counts most.
  * A sample changes nothing it has not seen: the decision at time t depends
  * only on samples up to t (docs/policy.md).
@@ -104,34 +104,28 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
 }
 
 /*
- * The rises that permille[i] of the unforeseen rises stayed under, in bytes,
- * for n levels in decreasing order: the histogram read once from the top,
- * interpolated inside each bucket (1000: the top of the largest). 0 for a level
- * of 0 or with no history.
+ * The rise that `permille` of the unforeseen rises stayed under, in bytes:
+ * the histogram read from the top, interpolated inside the bucket. 0 with no
+ * history, for a level of 0, or when it falls in the bottom bucket (rises
+ * under 8 MiB are below any deadband).
  */
-void policy_history_quantiles(const struct policy_history *h, const uint32_t *permille, size_t n,
-                              uint64_t *ret)
+uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille)
 {
-        double sum = h->weight_sum, above = 0.0;
-        size_t i = 0;
+        double sum = h->weight_sum, tail = sum * (1000.0 - (double)permille) / 1000.0;
+        double above = 0.0;
 
-        for (size_t j = 0; j < n; j++)
-                ret[j] = 0;
-        if (!(sum > 0.0))
-                return;
-        for (unsigned b = POLICY_RISE_BUCKETS; b-- > 0 && i < n;) {
+        if (permille == 0 || !(sum > 0.0))
+                return 0;
+        for (unsigned b = POLICY_RISE_BUCKETS; b-- > 1;) {
                 double w = h->rise_weight[b];
-                double lo = (double)bucket_start(b);
-                double hi =
-                    b + 1 < POLICY_RISE_BUCKETS ? (double)bucket_start(b + 1) : lo * M_SQRT2;
-
-                while (i < n && permille[i] > 0 && w > 0.0 &&
-                       above + w > sum * (1000.0 - (double)permille[i]) / 1000.0) {
-                        double into = (sum * (1000.0 - (double)permille[i]) / 1000.0 - above) / w;
-                        /* Rises under 8 MiB are below any deadband: they count as none. */
-                        ret[i++] =
-                            b == 0 ? 0 : (uint64_t)(hi - (hi - lo) * (into < 0.0 ? 0.0 : into));
+                if (w > 0.0 && above + w > tail) {
+                        double lo = (double)bucket_start(b);
+                        double hi = b + 1 < POLICY_RISE_BUCKETS ? (double)bucket_start(b + 1)
+                                                                : lo * M_SQRT2;
+                        double into = (tail - above) / w; /* 0 at the top of the bucket */
+                        return (uint64_t)(hi - (hi - lo) * (into < 0.0 ? 0.0 : into));
                 }
                 above += w;
         }
+        return 0;
 }

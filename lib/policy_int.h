@@ -85,12 +85,8 @@ struct policy_decay {
 uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64_t now,
                                struct policy_decay *cache, const struct policy_tunables *t);
 
-/*
- * The rises permille[0..n) of the unforeseen rises stayed under, in bytes
- * (levels in decreasing order; 0 with no history or for a level of 0).
- */
-void policy_history_quantiles(const struct policy_history *h, const uint32_t *permille, size_t n,
-                              uint64_t *ret);
+/* The rise `permille` of the VM's unforeseen rises stayed under, in bytes (0: none known). */
+uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille);
 
 /*
  * The grow edge: below it a VM is grown toward `top` (its want, or its ideal
@@ -111,9 +107,6 @@ static inline uint64_t grow_edge(const struct policy_vm *vm, uint64_t top,
 /* Stage 1 for one VM: floor, need, want and reason (policy_estimate.c). */
 void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, uint64_t now,
                          struct policy_decay *decay);
-
-/* Keep a VM's risk tiers between its need and want, in order (policy_estimate.c). */
-void policy_tiers_settle(struct policy_vm *vm);
 
 /* Probing for one candidate, once the host's contention is known (policy_estimate.c). */
 void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
