@@ -70,7 +70,7 @@ void report_human(FILE *out, const struct simrun_result *r)
         }
 }
 
-static void html_escape(FILE *out, const char *s)
+void report_html_escape(FILE *out, const char *s)
 {
         for (; *s; s++) {
                 switch (*s) {
@@ -118,7 +118,7 @@ static void chart(FILE *out, const char *title, const struct simrun_series *s, u
         }
         y_max = y_max + y_max / 10 + 1;
         fputs("<figure><figcaption>", out);
-        html_escape(out, title);
+        report_html_escape(out, title);
         fprintf(out, " <small>(0 .. %s)</small></figcaption>\n", size_format(y_max, a, sizeof(a)));
         fprintf(out, "<svg viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\">\n", CHART_W, CHART_H,
                 CHART_W, CHART_H);
@@ -140,7 +140,7 @@ int report_html(FILE *out, const char *scenario, const struct simrun_result *r)
         fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta "
               "charset=\"utf-8\">\n<title>dynmem-sim: ",
               out);
-        html_escape(out, scenario);
+        report_html_escape(out, scenario);
         fputs("</title>\n<style>\n"
               "body{font-family:sans-serif;margin:1.5em;color:#222}\n"
               "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;"
@@ -152,9 +152,9 @@ int report_html(FILE *out, const char *scenario, const struct simrun_result *r)
               "margin:0 0.4em 0.15em 1em;vertical-align:middle}\n"
               "</style></head><body>\n<h1>dynmem-sim: ",
               out);
-        html_escape(out, scenario);
+        report_html_escape(out, scenario);
         fprintf(out, "</h1>\n<p>Policy <b>");
-        html_escape(out, r->policy);
+        report_html_escape(out, r->policy);
         fprintf(out, "</b>, %zu VMs over %s, host memory for VMs %s.</p>\n", r->vms,
                 duration_format(r->duration_ms, a, sizeof(a)),
                 size_format(r->memory_bytes, b, sizeof(b)));

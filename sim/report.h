@@ -18,4 +18,7 @@ void report_human(FILE *out, const struct simrun_result *r);
 /* Returns 0, or -1 when writing failed. */
 int report_html(FILE *out, const char *scenario, const struct simrun_result *r);
 
+/* Write s with <, >, & and " escaped for HTML text and attributes. */
+void report_html_escape(FILE *out, const char *s);
+
 #endif
