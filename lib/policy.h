@@ -128,10 +128,14 @@ struct policy_history {
 
 /* What the policy remembers about one VM between decisions; kept by the caller, zeroed at start. */
 struct policy_vm_memory {
-        bool decided; /* a decision has been made for this VM */
+        /* what every decision's smoothing reads first (one cache line) */
+        bool decided;  /* a decision has been made for this VM */
+        bool surplus;  /* assigned has been above its shrink edge since surplus_since_ms */
+        bool last_cut; /* the previous ideal was below its want (scarcity) */
         uint64_t last_decision_ms;
-        bool surplus; /* assigned has been above want since surplus_since_ms */
         uint64_t surplus_since_ms;
+        uint64_t last_target_bytes; /* the ideal of the previous decision */
+
         uint64_t last_stall_ms;
         bool probing;                /* a probe is descending toward the working set */
         uint32_t probe_permille;     /* how far the probe is below its start */
@@ -139,24 +143,29 @@ struct policy_vm_memory {
         uint64_t probe_demand_bytes; /* corrected demand when the probe last looked */
         uint64_t probe_cover_bytes;  /* the headroom for unforeseen rises the probe kept */
         uint32_t
-            correction_permille;    /* learned: working set / reported demand, 1..4000 (0 = none) */
-        uint64_t correction_ms;     /* when it was learned */
-        uint32_t stall_backoff;     /* multiplier of stall_memory_ms, doubled per same edge */
-        uint32_t stall_streak;      /* consecutive decisions stalling at want */
-        uint64_t last_target_bytes; /* the ideal of the previous decision */
-        bool last_cut;              /* that ideal was below its want (scarcity) */
+            correction_permille; /* learned: working set / reported demand, 1..4000 (0 = none) */
+        uint64_t correction_ms;  /* when it was learned */
+        uint32_t stall_backoff;  /* multiplier of stall_memory_ms, doubled per same edge */
+        uint32_t stall_streak;   /* consecutive decisions stalling at want */
         struct policy_history history;
 };
 
 /*
  * One VM as the policy sees it. The fields every pass reads or writes come
- * first, in two cache lines; what only the estimate needs comes after.
+ * first, in two cache lines, then the cover and the part of the memory the
+ * smoothing reads in the third; what only the estimate needs comes after.
  */
 struct policy_vm {
         /* inputs read by every pass */
         enum policy_phase phase;
         bool demand_known;
         bool stall_known;
+        /*
+         * The stall share came in a report the guest sent because it started to
+         * stall, received since the previous decision: its demand figure is as
+         * fresh as the stall (set for that one decision only).
+         */
+        bool stall_urgent;
         /* outputs and the allocator's scratch */
         bool probe_candidate;
         enum policy_reason reason;
@@ -165,24 +174,18 @@ struct policy_vm {
         uint64_t assigned_bytes;  /* input: what the VM really holds now (read back) */
         uint64_t requested_bytes; /* input: target the backend is moving toward (0 = none) */
         uint64_t floor_bytes, need_bytes, want_bytes;
-        uint64_t ideal_bytes;        /* output: what the VM should reach once memory is free */
-        uint64_t target_bytes;       /* output: what to request now (after grant) */
-        struct vm_settings settings; /* input */
+        uint64_t ideal_bytes;           /* output: what the VM should reach once memory is free */
+        uint64_t target_bytes;          /* output: what to request now (after grant) */
+        struct vm_settings settings;    /* input */
+        uint64_t cover_bytes;           /* scratch: headroom its unforeseen rises call for */
+        struct policy_vm_memory memory; /* in and out */
 
         /* inputs for the estimate */
         const char *name;
-        uint64_t demand_bytes; /* latest demand sample, without buffer */
-        double stall_fraction; /* share of the last interval spent stalled, 0..1 */
-        /*
-         * The stall share came in a report the guest sent because it started to
-         * stall, received since the previous decision: its demand figure is as
-         * fresh as the stall (set for that one decision only).
-         */
-        bool stall_urgent;
-        uint64_t external_bytes;        /* POLICY_EXTERNAL: proposed target (0 = keep) */
-        uint64_t expected_bytes;        /* scratch: the figure expected at the next decision */
-        uint64_t cover_bytes;           /* scratch: headroom its unforeseen rises call for */
-        struct policy_vm_memory memory; /* in and out */
+        uint64_t demand_bytes;   /* latest demand sample, without buffer */
+        double stall_fraction;   /* share of the last interval spent stalled, 0..1 */
+        uint64_t external_bytes; /* POLICY_EXTERNAL: proposed target (0 = keep) */
+        uint64_t expected_bytes; /* scratch: the figure expected at the next decision */
 };
 
 struct policy_host {
