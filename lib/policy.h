@@ -117,6 +117,8 @@ enum policy_admission {
 struct policy_history {
         float rise_weight[POLICY_RISE_BUCKETS]; /* bucket 0: < 8 MiB; then x sqrt(2) each */
         float weight_sum;
+        float weight_unit;             /* what one new sample weighs in rise_weight (0: none yet) */
+        uint8_t top;                   /* the highest bucket with any weight */
         bool primed;                   /* last_demand holds a sample */
         uint64_t last_demand;          /* the previous sample (bytes) */
         uint64_t last_ms;              /* when it was seen */

@@ -70,6 +70,36 @@ static double projection(const struct policy_history *h, uint64_t dt_ms,
         return p;
 }
 
+/*
+ * Count a surprise with weight 1 after every earlier weight decayed by
+ * `decay`. Rather than multiplying every bucket at every sample, the weights
+ * are kept in a unit that grows by 1/decay per sample (only their ratios
+ * matter) and are scaled back when it grows large.
+ */
+static void add_surprise(struct policy_history *h, uint64_t surprise, double decay)
+{
+        unsigned b = bucket_of(surprise);
+
+        if (!(decay > 0.0) || !(h->weight_unit > 0.0f)) {
+                memset(h->rise_weight, 0, sizeof(h->rise_weight));
+                h->weight_sum = 0.0f;
+                h->weight_unit = 1.0f;
+                h->top = 0;
+        } else {
+                h->weight_unit = (float)(h->weight_unit / decay);
+        }
+        if (h->weight_unit > 1e18f) {
+                for (unsigned i = 0; i <= h->top; i++)
+                        h->rise_weight[i] /= h->weight_unit;
+                h->weight_sum /= h->weight_unit;
+                h->weight_unit = 1.0f;
+        }
+        h->rise_weight[b] += h->weight_unit;
+        h->weight_sum += h->weight_unit;
+        if (b > h->top)
+                h->top = (uint8_t)b;
+}
+
 uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64_t now,
                                struct policy_decay *cache, const struct policy_tunables *t)
 {
@@ -82,10 +112,7 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
                 double rate = ((double)demand - (double)h->last_demand) / (double)dt;
                 uint64_t surprise = demand > h->expected ? demand - h->expected : 0;
 
-                for (unsigned b = 0; b < POLICY_RISE_BUCKETS; b++)
-                        h->rise_weight[b] *= (float)decay;
-                h->weight_sum = h->weight_sum * (float)decay + 1.0f;
-                h->rise_weight[bucket_of(surprise)] += 1.0f;
+                add_surprise(h, surprise, decay);
                 /* How well the smoothed rate foretold this one. */
                 h->persist_xy = h->persist_xy * decay + rate * h->trend_rate;
                 h->persist_xx = h->persist_xx * decay + h->trend_rate * h->trend_rate;
@@ -95,7 +122,9 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
         /* The projection never more than doubles the demand, nor halves it. */
         double lo = -(double)demand / 2.0, hi = (double)demand;
         p = p < lo ? lo : p > hi ? hi : p;
-        h->expected = (uint64_t)((double)demand + p);
+        double expected = (double)demand + p;
+        /* 2^64 as a double: anything at or above it saturates. */
+        h->expected = expected >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)expected;
         h->last_demand = demand;
         h->last_dt_ms = dt;
         h->last_ms = now;
@@ -116,7 +145,7 @@ uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permil
 
         if (permille == 0 || !(sum > 0.0))
                 return 0;
-        for (unsigned b = POLICY_RISE_BUCKETS; b-- > 1;) {
+        for (unsigned b = h->top + 1u; b-- > 1;) {
                 double w = h->rise_weight[b];
                 if (w > 0.0 && above + w > tail) {
                         double lo = (double)bucket_start(b);
