@@ -117,7 +117,7 @@ def write_trace(path, rows):
 
 
 def scenario(dataset, tmp, names, memory, days=ALL_DAYS, start_day=0, interp="linear",
-             policy_keys=None, step="30s", swap="256M", tag="s"):
+             policy_keys=None, step="30s", swap="256M", buffer=20, tag="s"):
     """Write a scenario for `names` and return its path. memory is a size string."""
     caps = capacities(dataset)
     start, end = start_day * DAY, (start_day + days) * DAY
@@ -136,7 +136,7 @@ def scenario(dataset, tmp, names, memory, days=ALL_DAYS, start_day=0, interp="li
         prov = align(caps[name])
         startup = min(prov, max(512 * MIB, align(rows[0][1] * 6 // 5)))
         lines += [f'[vm "{name}"]', f"trace = {path}", "dynamic = yes", f"startup = {startup}",
-                  f"minimum = {min(128 * MIB, startup)}", f"maximum = {prov}", "buffer = 20",
+                  f"minimum = {min(128 * MIB, startup)}", f"maximum = {prov}", f"buffer = {buffer}",
                   "weight = 5000", f"swap = {swap}", f"start = {30 * i}s", ""]
     path = os.path.join(tmp, f"{tag}.ini")
     with open(path, "w", encoding="utf-8") as f:

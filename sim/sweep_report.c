@@ -20,9 +20,17 @@
 #define PLOT_B    36   /* room for the x labels */
 #define PLOT_R    32   /* room for the last x label */
 #define SHARE_MIN 1e-6 /* the log axis's floor: 0.0001 % (and shorter, drawn there) */
+#define OOM_FLOOR 0.3  /* where 0 OOM kills are drawn, under 1 on the log axis */
 
 static const char *const colours[] = {"#7f8c8d", "#c0392b", "#2471a3", "#27ae60",
                                       "#8e44ad", "#d35400", "#16a085", "#2c3e50"};
+
+/* The scenario's file name, for the page's heading (the full path is in its title). */
+static const char *base_name(const char *path)
+{
+        const char *slash = strrchr(path, '/');
+        return slash && slash[1] ? slash + 1 : path;
+}
 
 static double share_of(const struct sweep_figures *f)
 {
@@ -122,44 +130,45 @@ json_t *sweep_report_json(const struct sweep_result *r)
 
 /* ---- the page ---- */
 
+/* Both charts have a log y axis; OOM kills start at a floor drawn as 0. */
 struct axes {
         double x_lo, x_hi, y_lo, y_hi;
-        bool log_y;
+        bool percent;    /* tick labels as percentages */
+        bool zero_floor; /* the floor stands for 0 */
 };
 
 static double px(const struct axes *ax, double x)
 {
         double span = ax->x_hi > ax->x_lo ? ax->x_hi - ax->x_lo : 1.0;
-        return PLOT_L + (x - ax->x_lo) * (PLOT_W - PLOT_L - 16) / span;
+        return PLOT_L + (x - ax->x_lo) * (PLOT_W - PLOT_L - PLOT_R) / span;
 }
 
 static double py(const struct axes *ax, double y)
 {
-        double lo = ax->log_y ? log10(ax->y_lo) : ax->y_lo;
-        double hi = ax->log_y ? log10(ax->y_hi) : ax->y_hi;
-        double v = ax->log_y ? log10(y < ax->y_lo ? ax->y_lo : y) : y;
+        double lo = log10(ax->y_lo), hi = log10(ax->y_hi);
+        double v = log10(y < ax->y_lo ? ax->y_lo : y);
         return (PLOT_H - PLOT_B) - (v - lo) * (PLOT_H - PLOT_B - 12) / (hi > lo ? hi - lo : 1.0);
+}
+
+static void y_tick(FILE *out, const struct axes *ax, double v, double label)
+{
+        fprintf(out,
+                "<line class=\"grid\" x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\"/>"
+                "<text class=\"tick\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g%s</text>\n",
+                PLOT_L, PLOT_W - PLOT_R, py(ax, v), py(ax, v), PLOT_L - 6, py(ax, v) + 4,
+                ax->percent ? label * 100.0 : label, ax->percent ? " %" : "");
 }
 
 static void y_ticks(FILE *out, const struct axes *ax)
 {
-        if (ax->log_y) {
-                for (double v = ax->y_lo; v <= ax->y_hi * 1.0001; v *= 10.0)
-                        fprintf(out,
-                                "<line class=\"grid\" x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\"/>"
-                                "<text class=\"tick\" x=\"%d\" y=\"%.1f\" "
-                                "text-anchor=\"end\">%g %%</text>\n",
-                                PLOT_L, PLOT_W - PLOT_R, py(ax, v), py(ax, v), PLOT_L - 6,
-                                py(ax, v) + 4, v * 100.0);
-                return;
+        double v = ax->y_lo;
+
+        if (ax->zero_floor) {
+                y_tick(out, ax, v, 0.0);
+                v = 1.0;
         }
-        double step = ax->y_hi > 10 ? pow(10.0, floor(log10(ax->y_hi / 2.0))) : 1.0;
-        for (double v = 0; v <= ax->y_hi; v += step)
-                fprintf(out,
-                        "<line class=\"grid\" x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\"/>"
-                        "<text class=\"tick\" x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
-                        PLOT_L, PLOT_W - PLOT_R, py(ax, v), py(ax, v), PLOT_L - 6, py(ax, v) + 4,
-                        v);
+        for (; v <= ax->y_hi * 1.0001; v *= 10.0)
+                y_tick(out, ax, v, v);
 }
 
 static void x_ticks(FILE *out, const struct axes *ax, const struct sweep_result *r)
@@ -234,15 +243,12 @@ static void plot(FILE *out, const char *id, const char *title, const struct swee
                         double v = oom ? (double)r->figures[j].oom_kills : share_of(&r->figures[j]);
                         top = v > top ? v : top;
                 }
-        if (oom) {
-                ax.y_hi = top < 1.0 ? 1.0 : top * 1.1;
-        } else {
-                ax.log_y = true;
-                ax.y_lo = SHARE_MIN;
-                ax.y_hi = SHARE_MIN * 10.0;
-                while (ax.y_hi < top && ax.y_hi < 1.0)
-                        ax.y_hi *= 10.0;
-        }
+        ax.percent = !oom;
+        ax.zero_floor = oom;
+        ax.y_lo = oom ? OOM_FLOOR : SHARE_MIN;
+        ax.y_hi = oom ? 10.0 : SHARE_MIN * 10.0;
+        while (ax.y_hi < top && ax.y_hi < (oom ? 1e12 : 1.0))
+                ax.y_hi *= 10.0;
         fprintf(out, "<figure><figcaption>%s</figcaption>\n", title);
         fprintf(out, "<svg id=\"%s\" viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\">\n", id,
                 PLOT_W, PLOT_H, PLOT_W, PLOT_H);
@@ -352,7 +358,7 @@ int sweep_report_html(FILE *out, const char *scenario, const struct sweep_result
               "margin:0 0.4em 0.15em 1em;vertical-align:middle}\n"
               "</style></head><body>\n<h1>Capacity sweep: ",
               out);
-        report_html_escape(out, scenario);
+        report_html_escape(out, base_name(scenario));
         fprintf(out,
                 "</h1>\n<p>%zu host sizes &times; %zu policies, simulated on %u worker processes "
                 "in %.1f s.</p>\n",
@@ -360,7 +366,7 @@ int sweep_report_html(FILE *out, const char *scenario, const struct sweep_result
         smallest_line(out, r);
         legend(out, r);
         plot(out, "short-curve", "Short VM-seconds, % of VM-seconds (log scale)", r, false);
-        plot(out, "oom-curve", "OOM kills", r, true);
+        plot(out, "oom-curve", "OOM kills (log scale)", r, true);
         table(out, r);
         fputs("</body></html>\n", out);
         return ferror(out) ? -1 : 0;

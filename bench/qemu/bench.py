@@ -10,9 +10,10 @@ p2 (the agent told dynmem.agent.trigger=0: a report every second only) each
 repeat a load step from 48 MiB to 400 MiB (in 100 ms) and back, every 40 s,
 staggered; startup 256 MiB (~217 MiB MemTotal), maximum 1 GiB. The policy
 is made purely reactive so that steps make the guests stall: buffer 5 %,
-[policy] trend_lookahead = 0s (no growing ahead of a rising demand),
-stall_memory = 0s (no learned correction carried from one step to the
-next), shrink_delay = 5s (back to the startup size between steps).
+[policy] trend_lookahead = 0s and persistence_max_permille = 0 (no growing
+ahead of a rising demand), headroom_permille = 0 (no headroom learned from
+earlier steps), stall_memory = 0s (no learned correction carried from one
+step to the next), shrink_delay = 5s (back to the startup size between steps).
 Phase 2 (policy static): the same four guests and plans, each given the
 1 GiB a static VM needs for the step.
 
@@ -70,7 +71,8 @@ def config(root, static):
     text = (f"[host]\nbackend = qemu\nsocket = {root}/run/dynmemd.sock\n"
             f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n"
             f"policy = {'static' if static else 'dynmem'}\n\n[policy]\nshrink_delay = 5s\n"
-            "trend_lookahead = 0s\nstall_memory = 0s\n")
+            "trend_lookahead = 0s\npersistence_max_permille = 0\nheadroom_permille = 0\n"
+            "stall_memory = 0s\n")
     return text + "".join(vm_section(n, t, f, static) for n, t, f in GUESTS)
 
 
