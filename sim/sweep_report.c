@@ -341,23 +341,14 @@ static void table(FILE *out, const struct sweep_result *r)
 
 int sweep_report_html(FILE *out, const char *scenario, const struct sweep_result *r)
 {
-        fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-              "<title>dynmem-sim sweep: ",
-              out);
-        report_html_escape(out, scenario);
-        fputs("</title>\n<style>\n"
-              "body{font-family:sans-serif;margin:1.5em;color:#222}\n"
-              "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;"
-              "text-align:right}th:first-child,td:first-child{text-align:left}\n"
-              "td.meets{background:#e8f6ec}\n"
-              "figure{margin:0.5em 0}figcaption{font-size:95%;margin-bottom:0.2em}\n"
-              ".bg{fill:#fafafa;stroke:#ccc}.grid{stroke:#e4e4e4}.tick{font-size:11px;fill:#555}\n"
-              ".label{font-size:12px;fill:#333}.curve{fill:none;stroke-width:2}\n"
-              ".slo{stroke:#333;stroke-dasharray:6 4}.smallest{stroke-dasharray:2 3;"
-              "stroke-width:1.5}\n.key span{display:inline-block;width:2em;height:0.4em;"
-              "margin:0 0.4em 0.15em 1em;vertical-align:middle}\n"
-              "</style></head><body>\n<h1>Capacity sweep: ",
-              out);
+        report_html_begin(out, "dynmem-sim sweep", scenario,
+                          "td.meets{background:#e8f6ec}\n"
+                          "figure{margin:0.5em 0}figcaption{font-size:95%;margin-bottom:0.2em}\n"
+                          ".grid{stroke:#e4e4e4}.tick{font-size:11px;fill:#555}\n"
+                          ".label{font-size:12px;fill:#333}.curve{fill:none;stroke-width:2}\n"
+                          ".slo{stroke:#333;stroke-dasharray:6 4}"
+                          ".smallest{stroke-dasharray:2 3;stroke-width:1.5}\n");
+        fputs("<h1>Capacity sweep: ", out);
         report_html_escape(out, base_name(scenario));
         fprintf(out,
                 "</h1>\n<p>%zu host sizes &times; %zu policies, simulated on %u worker processes "

@@ -14,7 +14,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import simtap  # noqa: E402
 
 SIM = os.path.abspath(sys.argv[1])
 DATA = os.path.abspath(sys.argv[2])
@@ -160,19 +162,9 @@ CASES = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 
 
 def main():
-    print(f"1..{len(CASES)}", flush=True)
-    failed = 0
-    for i, case in enumerate(CASES, 1):
-        try:
-            case()
-            print(f"ok {i} - {case.__name__}", flush=True)
-        except Exception:  # noqa: BLE001 (report every failure as TAP)
-            failed += 1
-            print(f"not ok {i} - {case.__name__}", flush=True)
-            for line in traceback.format_exc().splitlines():
-                print(f"# {line}", flush=True)
+    status = simtap.run_cases(CASES)
     shutil.rmtree(TMP, ignore_errors=True)
-    sys.exit(1 if failed else 0)
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
 'use strict';
 
 const path = require('path');
-const {chromium} = require(process.env.PLAYWRIGHT_CORE || 'playwright-core');
+const {run} = require('./browser.cjs');
 
 // Inside the page: every curve of a chart, as drawn.
 function curvesOf(id) {
@@ -36,45 +36,25 @@ function curvesOf(id) {
           shown: svg.getBoundingClientRect().width > 0};
 }
 
-async function main() {
-  const [file, shot] = process.argv.slice(2);
-  const url = 'file://' + path.resolve(file);
-  const report = {errors: [], foreign: []};
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-  });
-  try {
-    const page = await browser.newPage({viewport: {width: 1200, height: 900}});
-    page.on('pageerror', (e) => report.errors.push(String(e)));
-    page.on('console', (m) => { if (m.type() === 'error') report.errors.push(m.text()); });
-    page.on('request', (r) => { if (r.url() !== url) report.foreign.push(r.url()); });
-    await page.goto(url, {timeout: 60000});
-    report.title = await page.title();
-    report.short = await page.evaluate(curvesOf, 'short-curve');
-    report.oom = await page.evaluate(curvesOf, 'oom-curve');
-    report.smallest = await page.evaluate(() => {
-      const out = {};
-      for (const s of document.querySelectorAll('#smallest span[data-policy]')) {
-        out[s.dataset.policy] = {bytes: Number(s.dataset.bytes), text: s.textContent};
-      }
-      return out;
-    });
-    report.rows = await page.evaluate(() => [...document.querySelectorAll('#sweep-table tr')]
-        .slice(1).map((tr) => [...tr.children].map((td) => td.textContent)));
-    report.meets = await page.evaluate(() =>
-      document.querySelectorAll('#sweep-table td.meets').length);
-    await page.screenshot({path: shot, fullPage: true});
-    report.screenshot = shot;
-  } catch (e) {
-    report.failure = String(e && e.stack || e);
-  } finally {
-    await browser.close();
-  }
-  process.stdout.write(JSON.stringify(report) + '\n');
-}
+const [file, shot] = process.argv.slice(2);
+const url = 'file://' + path.resolve(file);
 
-main().catch((e) => {
-  process.stdout.write(JSON.stringify({failure: String(e && e.stack || e)}) + '\n');
-  process.exit(1);
+run({width: 1200, height: 900}, (u) => u === url, async (page, report) => {
+  await page.goto(url, {timeout: 60000});
+  report.title = await page.title();
+  report.short = await page.evaluate(curvesOf, 'short-curve');
+  report.oom = await page.evaluate(curvesOf, 'oom-curve');
+  report.smallest = await page.evaluate(() => {
+    const out = {};
+    for (const s of document.querySelectorAll('#smallest span[data-policy]')) {
+      out[s.dataset.policy] = {bytes: Number(s.dataset.bytes), text: s.textContent};
+    }
+    return out;
+  });
+  report.rows = await page.evaluate(() => [...document.querySelectorAll('#sweep-table tr')]
+      .slice(1).map((tr) => [...tr.children].map((td) => td.textContent)));
+  report.meets = await page.evaluate(() =>
+    document.querySelectorAll('#sweep-table td.meets').length);
+  await page.screenshot({path: shot, fullPage: true});
+  report.screenshot = shot;
 });
