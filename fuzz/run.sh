@@ -39,13 +39,13 @@ BIN=$FUZZ_DIR/${TARGET}_fuzz
 POLICY="lib/policy.c lib/policy_estimate.c lib/policy_smooth.c lib/settings.c lib/units.c"
 LIBS=""
 case $TARGET in
-agent) LIBSRC="lib/agent.c" ;;
+agent) LIBSRC="lib/agent.c lib/agent_wire.c lib/agent_estimate.c lib/bucket.c" ;;
 config) LIBSRC="lib/config.c $POLICY"; LIBS="-linih" ;;
 trace) LIBSRC="lib/trace.c lib/config.c $POLICY"; LIBS="-linih" ;;
-control) LIBSRC="lib/control.c lib/vm.c lib/counters.c lib/config.c $POLICY"
+control) LIBSRC="lib/control.c lib/agent_wire.c lib/vm.c lib/counters.c lib/config.c $POLICY"
         LIBS="-linih -ljansson" ;;
-policy_exec) LIBSRC="lib/policy_exec.c $POLICY"; LIBS="-ljansson" ;;
-qmp) LIBSRC="lib/qmp.c"; LIBS="-levent -ljansson" ;;
+policy_exec) LIBSRC="lib/policy_exec.c lib/mono.c $POLICY"; LIBS="-ljansson" ;;
+qmp) LIBSRC="lib/qmp.c lib/mono.c"; LIBS="-levent -ljansson" ;;
 *) echo "run.sh: unknown target $TARGET" >&2; exit 2 ;;
 esac
 

@@ -686,27 +686,6 @@ const char *agent_software(const struct agent *a)
         return a->software;
 }
 
-char *agent_caps_format(unsigned caps, char *buf, size_t len)
-{
-        size_t used = 0;
-
-        if (len == 0)
-                return buf;
-        buf[0] = '\0';
-        for (unsigned i = 0; i < AGENT_N_CAPS; i++) {
-                if (!(caps & agent_caps_table[i].cap))
-                        continue;
-                int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "",
-                                 agent_caps_table[i].label);
-                if (n < 0 || (size_t)n >= len - used)
-                        break;
-                used += (size_t)n;
-        }
-        if (!used)
-                snprintf(buf, len, "none");
-        return buf;
-}
-
 const char *agent_refusal(const struct agent *a)
 {
         return a->refusal;

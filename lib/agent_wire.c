@@ -4,6 +4,8 @@
  */
 #include "agent_wire.h"
 
+#include <stdio.h>
+
 const struct agent_hello_key_desc agent_hello_keys[AGENT_HELLO_N_KEYS] = {
     [AGENT_HELLO_MIN] = {"min", AGENT_VERSION_MAX},
     [AGENT_HELLO_MAX] = {"max", AGENT_VERSION_MAX},
@@ -56,3 +58,24 @@ const struct agent_report_key_desc agent_report_keys[AGENT_R_N_KEYS] = {
     [AGENT_R_SELF_RSS] = {"self_rss_bytes", BYTES, AGENT_HAVE_SELF, false},
     [AGENT_R_SELF_CPU] = {"self_cpu_us", COUNT, AGENT_HAVE_SELF, false},
 };
+
+char *agent_caps_format(unsigned caps, char *buf, size_t len)
+{
+        size_t used = 0;
+
+        if (len == 0)
+                return buf;
+        buf[0] = '\0';
+        for (unsigned i = 0; i < AGENT_N_CAPS; i++) {
+                if (!(caps & agent_caps_table[i].cap))
+                        continue;
+                int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "",
+                                 agent_caps_table[i].label);
+                if (n < 0 || (size_t)n >= len - used)
+                        break;
+                used += (size_t)n;
+        }
+        if (!used)
+                snprintf(buf, len, "none");
+        return buf;
+}

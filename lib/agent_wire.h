@@ -10,6 +10,7 @@
 #define DYNMEM_AGENT_WIRE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* ---- framing and limits ---- */
@@ -73,6 +74,10 @@ struct agent_cap_desc {
 
 /* Row i is the capability 1u << i. */
 extern const struct agent_cap_desc agent_caps_table[AGENT_N_CAPS];
+
+/* The labels of caps: "balloon,virtio-mem,psi,psi-trigger,online-movable", or "none". Returns buf.
+ */
+char *agent_caps_format(unsigned caps, char *buf, size_t len);
 
 /* ---- report ---- */
 

@@ -19,8 +19,9 @@ import shutil
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agentlib import GuestVM, Peer, Tap, build_image, parse_fields  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import GuestVM, Peer, Tap, build_image, parse_fields  # noqa: E402
+
 
 MIB = 1 << 20
 LOAD = "dynmem.load=ramp:230M:8s,hold:2s,ramp:60M:2s,loop"
@@ -107,8 +108,7 @@ def main():
         ap.add_argument(opt, required=True)
     args = ap.parse_args()
     t = Tap()
-    why = build_image(args.source, args.image_dir, [args.guest, args.load],
-                      args.image_dir + ".log")
+    why = build_image(args.image_dir, [args.guest, args.load], args.source)
     if why:
         t.skip_all(why)
         return 0
