@@ -17,9 +17,9 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "daemon"))
+sys.path.insert(0, os.path.join(HERE, ".."))
 
-from harness import Tap, check  # noqa: E402
+from dynmemtest import Tap, check  # noqa: E402
 from test_page import setup  # noqa: E402
 
 tap = Tap()
