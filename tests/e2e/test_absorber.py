@@ -73,11 +73,6 @@ def the_absorber_is_set_up_unless_turned_off(ctx):
     comment(line.group(0))
     wait_for(lambda: "absorber: none: turned off" in d.console("bare"),
              "the agent in bare to say it has none (turned off)", timeout=60)
-    # what an idle absorber holds: the same guests, the same image, before the step
-    avail = {n: d.vm(n).get("guest_available_bytes") for n in ("absorb", "bare")}
-    if all(avail.values()):
-        comment(f"idle: MemAvailable {avail['absorb'] / MIB:.1f} MiB with the absorber, "
-                f"{avail['bare'] / MIB:.1f} MiB without")
 
 
 @tap.case
