@@ -17,8 +17,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agentlib import Tap  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import Tap  # noqa: E402
 
 MIB = 1 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")

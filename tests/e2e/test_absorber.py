@@ -14,10 +14,14 @@ absorber back into RAM. Prints TAP.
 
 usage: test_absorber.py DYNMEMD DYNMEM
 """
+import os
 import re
+import sys
 import time
 
-from e2elib import MIB, QemuDaemon, Tap, check, comment, guest_image, mib, run, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import (MIB, QemuDaemon, Tap, check, comment, guest_image, main, mib,
+                        wait_for)  # noqa: E402
 
 tap = Tap()
 
@@ -111,4 +115,4 @@ def the_absorber_drains_once_the_memory_is_there(ctx):
 
 
 if __name__ == "__main__":
-    run(tap, setup, teardown)
+    main(tap, setup, teardown)
