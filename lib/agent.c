@@ -415,6 +415,9 @@ static const size_t report_offsets[AGENT_R_N_KEYS] = {
     [AGENT_R_ONLINED] = RF(onlined),
     [AGENT_R_SELF_RSS] = RF(self_rss_bytes),
     [AGENT_R_SELF_CPU] = RF(self_cpu_us),
+    [AGENT_R_ABSORBER] = RF(absorber_bytes),
+    [AGENT_R_ABSORBER_RAM] = RF(absorber_ram_bytes),
+    [AGENT_R_ABSORBER_SIZE] = RF(absorber_size_bytes),
 };
 _Static_assert(AGENT_R_N_KEYS < 63, "a report's keys fit the seen mask beside the cause bit");
 
@@ -485,10 +488,15 @@ static int report_check(struct agent *a, const struct agent_report *r, uint64_t 
             {"cached_bytes", r->cached_bytes, true},
             {"active_file_bytes", r->active_file_bytes, true},
             {"balloon_bytes", r->balloon_bytes, r->balloon_in_total == 1},
+            {"absorber_ram_bytes", r->absorber_ram_bytes, true},
         };
         for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
                 if (parts[i].apply && parts[i].v > r->mem_total_bytes)
                         return report_error(a, "is above mem_total_bytes", parts[i].key);
+        if (r->absorber_size_bytes > AGENT_ABSORBER_MAX_TOTALS * r->mem_total_bytes)
+                return report_error(a, "is above 2 x mem_total_bytes", "absorber_size_bytes");
+        if (r->absorber_bytes > r->absorber_size_bytes)
+                return report_error(a, "is above absorber_size_bytes", "absorber_bytes");
         return 0;
 }
 

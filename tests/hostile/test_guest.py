@@ -3,7 +3,7 @@
 backend (TCG), on a host too small for every maximum. The hostile guest runs
 hostile-agent in place of dynmem-guest, on one boot, in turn: claiming its
 maximum for ever (no free memory, 100 % stalled, a stall report every
-100 ms); flooding valid-looking reports as fast as the port takes them;
+100 ms, and short by a full burst absorber of twice its MemTotal); flooding valid-looking reports as fast as the port takes them;
 closing and reopening its port in a loop; and sending garbage (random bytes,
 oversized and malformed lines, JSON, huge, negative and inconsistent numbers,
 then wrong protocol versions). Checked:
