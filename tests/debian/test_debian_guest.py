@@ -30,9 +30,9 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
+sys.path.insert(0, os.path.join(HERE, ".."))
 from debianlib import Guest, build_image, cannot_build_reason, overlay, qga_socket, vm_section  # noqa: E402
-from e2elib import MIB, QemuDaemon, Tap, check, comment, mib, run, skip_all, wait_for  # noqa: E402
+from dynmemtest import MIB, QemuDaemon, Tap, check, comment, main, mib, skip_all, wait_for  # noqa: E402
 from qga import QgaError  # noqa: E402
 
 REBOOT = "--reboot" in sys.argv
@@ -88,14 +88,7 @@ def setup(bins):
 
 
 def teardown(ctx):
-    d = ctx["d"]
-    d.stop_guests()
-    rc = d.stop()
-    log = d.log()
-    if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log:
-        comment(f"dynmemd exited with {rc} on SIGTERM")
-        comment(log[-4000:])
-    d.cleanup()
+    ctx["d"].finish()
 
 
 def wait_qga(ctx, what, timeout=BOOT_TIMEOUT):
@@ -260,4 +253,4 @@ if REBOOT:
     tap.case(after_a_reboot_it_starts_at_its_startup_size)
 
 if __name__ == "__main__":
-    run(tap, setup, teardown)
+    main(tap, setup, teardown)
