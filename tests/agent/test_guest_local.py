@@ -18,7 +18,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import (MIB, PSI_IDLE, Agent, Peer, Tap, make_root, parse_fields, write_in_place)  # noqa: E402
+from dynmemtest import (MIB, PSI_IDLE, Agent, Peer, Tap, make_root, parse_fields, write,  # noqa: E402
+                        write_in_place)
 
 
 def wait_until(cond, timeout):
