@@ -491,11 +491,10 @@ static void use_reboot_backend(struct rig *r)
         reboot_next = false;
 }
 
-static void a_rebooted_guest_goes_back_to_its_startup_size(void **state)
+/* VM "a" (startup 1G, minimum 512M, maximum 4G) replaying `csv` on the reboot backend. */
+static void start_rebooting_vm(struct rig *r, const char *csv)
 {
-        struct rig *r = *state;
-
-        trace(r, "a.csv", "0,2G\n600,2G\n");
+        trace(r, "a.csv", csv);
         rig_load(r,
                  "[host]\nmemory = 8G\n"
                  "[vm \"a\"]\ndynamic = yes\nstartup = 1G\nminimum = 512M\nmaximum = 4G\n"
@@ -503,6 +502,13 @@ static void a_rebooted_guest_goes_back_to_its_startup_size(void **state)
                  "dynmem", true);
         use_reboot_backend(r);
         start_all(r);
+}
+
+static void a_rebooted_guest_goes_back_to_its_startup_size(void **state)
+{
+        struct rig *r = *state;
+
+        start_rebooting_vm(r, "0,2G\n600,2G\n");
         rig_run(r, 30);
         struct vm *vm = &r->vms[0];
         assert_true(vm->target_bytes > 2 * GIB);
@@ -530,14 +536,7 @@ static void a_rebooted_guest_below_startup_stays_there(void **state)
         struct rig *r = *state;
 
         /* 300 MiB of demand: it holds its 512 MiB minimum, under its 1 GiB startup. */
-        trace(r, "a.csv", "0,300M\n600,300M\n");
-        rig_load(r,
-                 "[host]\nmemory = 8G\n"
-                 "[vm \"a\"]\ndynamic = yes\nstartup = 1G\nminimum = 512M\nmaximum = 4G\n"
-                 "trace = @DIR@/a.csv\n",
-                 "dynmem", true);
-        use_reboot_backend(r);
-        start_all(r);
+        start_rebooting_vm(r, "0,300M\n600,300M\n");
         rig_run(r, 120);
         struct vm *vm = &r->vms[0];
         assert_int_equal(vm->target_bytes, 512 * MIB);
