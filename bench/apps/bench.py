@@ -274,22 +274,32 @@ class Host:
     def guest_ram_rss(self, name, entry):
         """Resident bytes of QEMU's guest RAM mappings (base RAM and the virtio-mem
         backend, found by their sizes in /proc/PID/smaps): QEMU's RSS without its
-        own heap and, under TCG, its translation cache (up to 1 GiB here)."""
+        own heap and, under TCG, its translation cache (up to 1 GiB here). A
+        dynamic VM's base RAM (-m size=) and its virtio-mem region (the
+        memory-backend's size=) are read from QEMU's command line. None when no
+        mapping matched (nothing to report)."""
         try:
-            with open(f"/proc/{self.qemu_pid(name)}/smaps") as f:
+            pid = self.qemu_pid(name)
+            with open(f"/proc/{pid}/smaps") as f:
                 text = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
         except OSError:
             return None
-        startup, maximum = entry["startup_bytes"], entry["maximum_bytes"]
-        sizes = {startup} | ({maximum - startup} if maximum > startup else set())
-        total, size = 0, 0
+        sizes = set()
+        for flag, arg in zip(argv, argv[1:]):
+            m = re.match(r"^(?:memory-backend-\w+,.*?)?\bsize=(\d+)([kMG]?)\b", arg)
+            if flag in ("-m", "-object") and m:
+                sizes.add(int(m.group(1)) << {"": 0, "k": 10, "M": 20, "G": 30}[m.group(2)])
+        total, size, found = 0, 0, False
         for line in text.splitlines():
             m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) ", line)
             if m:
                 size = int(m.group(2), 16) - int(m.group(1), 16)
-            elif line.startswith("Rss:") and any(s <= size <= s + 4 * MIB for s in sizes):
+            elif line.startswith("Rss:") and any(abs(size - s) <= 4 * MIB for s in sizes):
                 total += int(line.split()[1]) * 1024
-        return total
+                found = True
+        return total if found else None
 
     def stop(self):
         self.stop_ev.set()
