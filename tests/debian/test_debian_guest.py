@@ -36,7 +36,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 from debianlib import Guest, build_image, cannot_build_reason, overlay, qga_socket, vm_section  # noqa: E402
-from dynmemtest import MIB, QemuDaemon, Tap, check, comment, main, mib, skip_all, wait_for  # noqa: E402
+from dynmemtest import (MIB, Failure, QemuDaemon, Tap, check, comment, main, mib, skip_all,  # noqa: E402
+                        wait_for)
 from qga import QgaError  # noqa: E402
 
 REBOOT = "--reboot" in sys.argv
@@ -232,8 +233,12 @@ def after_a_reboot_it_starts_at_its_startup_size(ctx):
     g.qga.call("guest-shutdown", {"mode": "reboot"})
     t = time.monotonic()
 
-    wait_for(lambda: try_sh(g, "cat /proc/sys/kernel/random/boot_id").strip() not in
-             ("", ctx["boot0"]), "the guest to boot again", timeout=BOOT_TIMEOUT, interval=2)
+    try:
+        wait_for(lambda: try_sh(g, "cat /proc/sys/kernel/random/boot_id").strip() not in
+                 ("", ctx["boot0"]), "the guest to boot again", timeout=BOOT_TIMEOUT, interval=2)
+    except Failure as e:
+        raise Failure(f"{e}\n{d.vm(NAME)}\n-- dynmemd --\n{d.log()[-2500:]}\n-- console --\n"
+                      f"{d.console(NAME)[-4000:]}")
     comment(f"rebooted; qemu-guest-agent answers {time.monotonic() - t:.0f} s after the request")
     v = d.vm(NAME)
     check(v["target_bytes"] == STARTUP, "dynmem asks for the startup size", v)
