@@ -18,8 +18,8 @@ two boots, checked through qemu-guest-agent (Debian's package in the guest):
   DYNMEM_SLOW_TESTS=1 (test-qemu-vm checks the same reset path with the busybox
   image in the default suite, test-balancer the balancer's answer to it).
 
-The whole script costs ~7 min here (the image from nothing ~100 s, a systemd boot
-under TCG 2-3 min, the load 3 min): the default suite reports it skipped;
+The whole script costs 6-11 min here (the image from nothing 100-340 s, a
+systemd boot under TCG 2-7 min, the load 3 min): the default suite reports it skipped;
 DYNMEM_DEBIAN_TESTS=1 (or DYNMEM_SLOW_TESTS=1) runs it.
 
 Prints TAP; skips when the image cannot be built here (not root, no
@@ -47,8 +47,8 @@ if REBOOT:
         skip_all("the Debian guest's reboot scenario takes 8-12 min under TCG here: "
                  "DYNMEM_SLOW_TESTS=1 runs it")
 elif os.environ.get("DYNMEM_DEBIAN_TESTS") != "1" and os.environ.get("DYNMEM_SLOW_TESTS") != "1":
-    skip_all("the Debian guest takes ~7 min under TCG here (debootstrap ~100 s on a fresh "
-             "machine, a systemd boot 2-3 min): DYNMEM_DEBIAN_TESTS=1 runs it")
+    skip_all("the Debian guest takes 6-11 min under TCG here (its image from nothing "
+             "100-340 s, a systemd boot 2-7 min): DYNMEM_DEBIAN_TESTS=1 runs it")
 
 tap = Tap()
 NAME = "deb"
