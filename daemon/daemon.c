@@ -241,6 +241,12 @@ static int setup_balancer(struct daemon *d, const struct config *cfg, struct bal
                 log_msg(LOG_ERR, "%s: [host] policy: %s", cfg->path, err);
                 return r;
         }
+        /* An exec: policy is read from the loop; its reply runs an extra cycle. */
+        if (balancer_attach_loop(ret, d->base, wake_request, d) < 0) {
+                balancer_fini(ret);
+                log_msg(LOG_ERR, "%s: [host] policy: out of memory", cfg->path);
+                return -ENOMEM;
+        }
         ret->host.memory_bytes = cfg->host.memory_bytes;
         ret->host.reserve_bytes = cfg->host.reserve_bytes;
         ret->refused_starts_wait = false;

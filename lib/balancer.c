@@ -38,6 +38,12 @@ int balancer_init(struct balancer *b, const char *policy_spec,
         return 0;
 }
 
+int balancer_attach_loop(struct balancer *b, struct event_base *base,
+                         void (*on_reply)(void *userdata), void *userdata)
+{
+        return b->exec ? policy_exec_attach(b->exec, base, on_reply, userdata) : 0;
+}
+
 void balancer_fini(struct balancer *b)
 {
         policy_exec_free(b->exec);
@@ -166,19 +172,26 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
         }
 }
 
+/*
+ * No reply to apply (a request in flight, a process waiting to be
+ * restarted) keeps every target; a failure is counted. Messages come once.
+ */
 static void run_external(struct balancer *b, uint64_t now)
 {
-        char err[256] = "";
+        char err[320] = "";
+        int r = policy_exec_decide(b->exec, &b->host, b->pv, b->n_vms, now, err, sizeof(err));
 
-        if (policy_exec_decide(b->exec, &b->host, b->pv, b->n_vms, now, err, sizeof(err)) < 0) {
+        if (r == 0)
+                return;
+        for (size_t i = 0; i < b->n_vms; i++)
+                b->pv[i].external_bytes = 0; /* keep previous targets */
+        if (r != -EINPROGRESS && r != -EAGAIN)
                 b->counters.policy_refusals++;
-                for (size_t i = 0; i < b->n_vms; i++)
-                        b->pv[i].external_bytes = 0; /* keep previous targets */
+        if (err[0])
                 emit(b, (struct balancer_event){.kind = BALANCER_EVENT_POLICY,
                                                 .message = err,
                                                 .pressure = -1.0,
                                                 .time_ms = now});
-        }
 }
 
 /* ---- 3. apply ---- */
