@@ -29,8 +29,7 @@
 #define DYNMEM_GUEST_IMAGE_DIR "/usr/local/lib/dynmem/guest"
 #endif
 
-#define START_WAIT_MS  20000 /* QEMU must greet on QMP within this */
-#define QUIT_WAIT_MS   5000  /* after quit (or SIGTERM), SIGKILL */
+#define QUIT_WAIT_MS   5000 /* after quit (or SIGTERM), SIGKILL */
 #define LOG_CAP        (16 * MIB)
 #define LOG_TRIM_POLLS 30
 
@@ -59,7 +58,8 @@ static void timer_in(struct event *ev, uint64_t ms)
 
 static void free_events(struct qemu_vm *qv)
 {
-        struct event **evs[] = {&qv->pid_ev, &qv->poll_ev, &qv->stop_ev, &qv->reconnect_ev};
+        struct event **evs[] = {&qv->pid_ev, &qv->poll_ev, &qv->stop_ev, &qv->reconnect_ev,
+                                &qv->start_ev};
 
         for (size_t i = 0; i < sizeof(evs) / sizeof(*evs); i++) {
                 if (*evs[i])
@@ -81,12 +81,21 @@ static void detach(struct qemu_vm *qv)
         qv->running = false;
 }
 
+static void start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen);
+
 /* QEMU is gone: say why, clean its files, tell the loop. */
 static void instance_gone(struct qemu_vm *qv, int status)
 {
         char last[200] = "";
 
-        if (qv->stop_phase != STOP_NONE) {
+        if (qv->start_state == QEMU_START_PENDING) {
+                int why = qv->stop_phase != STOP_NONE ? -ECANCELED
+                          : !qv->start_timed_out      ? -ECHILD
+                          : qv->start_closed          ? -EPROTO
+                                                      : -ETIMEDOUT;
+                start_failed(qv, why, qv->start_error, sizeof(qv->start_error));
+                qv->start_state = QEMU_START_FAILED;
+        } else if (qv->stop_phase != STOP_NONE) {
                 log_msg(LOG_INFO, "vm \"%s\": QEMU (pid %d) stopped", qv->vm->name, (int)qv->pid);
         } else {
                 qemu_proc_log_last_line(qv->paths.console, qv->log_start, last, sizeof(last));
@@ -335,8 +344,11 @@ static void start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen)
                 snprintf(err, errlen, "vm \"%s\": QEMU exited at start: %s", qv->vm->name,
                          msg[0] ? msg : "no message (see the console log)");
         else if (r == -ETIMEDOUT)
-                snprintf(err, errlen, "vm \"%s\": QEMU did not answer on %s within %d s",
-                         qv->vm->name, qv->paths.qmp, START_WAIT_MS / 1000);
+                snprintf(err, errlen, "vm \"%s\": QEMU did not answer on %s within %d s; killed",
+                         qv->vm->name, qv->paths.qmp, QEMU_START_WAIT_MS / 1000);
+        else if (r == -ECANCELED)
+                snprintf(err, errlen, "vm \"%s\": stopped before QEMU finished starting",
+                         qv->vm->name);
         else if (r == -EPROTO)
                 snprintf(err, errlen, "vm \"%s\": QEMU did not speak QMP on %s", qv->vm->name,
                          qv->paths.qmp);
@@ -346,13 +358,13 @@ static void start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen)
         log_msg(LOG_ERR, "%s (console log %s)", err, qv->paths.console);
 }
 
-/* Spawn QEMU and wait for its QMP greeting; on failure nothing is left running. */
+/* Spawn QEMU; the start goes on in the loop (QMP). On failure nothing is left running. */
 static int spawn(struct qemu_vm *qv, const struct qemu_layout *l, char *binary, char *err,
                  size_t errlen)
 {
         struct qemu_vm_config c = qv->cfg;
         char **argv = NULL;
-        int r, log_fd, fd;
+        int r, log_fd;
 
         c.qemu = binary;
         if ((r = qemu_argv_build(qv->vm->name, &c, l, &qv->paths, qv->kvm, &argv)) < 0) {
@@ -379,24 +391,73 @@ static int spawn(struct qemu_vm *qv, const struct qemu_layout *l, char *binary, 
         if ((qv->pidfd = pidfd_open(qv->pid, 0)) < 0) {
                 r = -errno;
                 kill(qv->pid, SIGKILL);
-                waitpid(qv->pid, NULL, 0);
+                /* Not waited for: it may linger as a zombie (no descriptors left, EMFILE). */
+                waitpid(qv->pid, NULL, WNOHANG);
                 snprintf(err, errlen, "vm \"%s\": pidfd_open: %s", qv->vm->name, strerror(-r));
                 return r;
         }
-        if ((fd = qemu_proc_qmp_handshake(qv->paths.qmp, qv->pidfd, START_WAIT_MS)) < 0) {
-                kill_now(qv, SIGKILL);
-                waitid((idtype_t)P_PIDFD, (id_t)qv->pidfd, &(siginfo_t){0}, WEXITED);
-                start_failed(qv, fd, err, errlen);
-                close(qv->pidfd);
-                qv->pidfd = -1;
-                unlink(qv->paths.qmp);
-                unlink(qv->paths.agent);
-                unlink(qv->paths.pid);
-                return fd == -ECHILD ? -EIO : fd;
-        }
-        return fd;
+        return 0;
 }
 
+/* The start's deadline: QEMU that has not answered on QMP by now is killed. */
+static void on_start_timer(evutil_socket_t fd, short what, void *arg)
+{
+        struct qemu_vm *qv = arg;
+
+        (void)fd, (void)what;
+        if (qv->start_state != QEMU_START_PENDING)
+                return;
+        qv->start_timed_out = true;
+        kill_now(qv, SIGKILL); /* instance_gone() reports it once the pidfd says it is gone */
+}
+
+void qemu_backend_start_closed(struct qemu_vm *qv, const char *why)
+{
+        if (qv->start_state != QEMU_START_PENDING)
+                return;
+        /* QEMU that fails at start closes QMP first, then exits with its message: wait 2 s. */
+        qv->start_closed = true;
+        log_msg(LOG_DEBUG, "vm \"%s\": QMP closed while starting: %s", qv->vm->name, why);
+        timer_in(qv->start_ev, 2000);
+}
+
+void qemu_backend_start_done(struct qemu_vm *qv)
+{
+        if (qv->start_state != QEMU_START_PENDING)
+                return;
+        qv->start_state = QEMU_START_DONE;
+        event_del(qv->start_ev);
+        log_msg(LOG_INFO,
+                "vm \"%s\": QEMU pid %d started, accel %s, %llu MiB base + %llu MiB "
+                "virtio-mem, console %s",
+                qv->vm->name, (int)qv->pid, qv->accel,
+                (unsigned long long)(qv->mem.layout.startup / MIB),
+                (unsigned long long)(qv->mem.layout.region / MIB), qv->paths.console);
+        qemu_backend_wake(qv);
+}
+
+static int qemu_start_result(struct backend *b, struct vm *vm, char *err, size_t errlen)
+{
+        struct qemu_vm *qv = vm->backend_data;
+        enum qemu_start_state s = qv ? qv->start_state : QEMU_START_FAILED;
+
+        (void)b;
+        if (s == QEMU_START_PENDING)
+                return 0;
+        if (qv)
+                qv->start_state = QEMU_START_NONE;
+        if (s != QEMU_START_FAILED)
+                return 1;
+        snprintf(err, errlen, "%s", qv ? qv->start_error : "no QEMU state");
+        return -EIO;
+}
+
+/*
+ * Runs in the cycle: what it does before returning is local and bounded
+ * (stat and access of the VM's files, the pid file and /proc/PID/cmdline, a
+ * mkdir, one header appended to the console log, posix_spawn); everything
+ * that waits for QEMU happens later in the loop (QMP, the deadline timer).
+ */
 static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen)
 {
         struct qemu_backend *qb = priv(b);
@@ -404,7 +465,7 @@ static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *e
         struct qemu_layout l;
         char *binary = NULL;
         pid_t old;
-        int r, fd;
+        int r;
 
         (void)now_ms;
         if (!qv || !qv->cfg_valid || !qv->paths.qmp || !qb->env.base) {
@@ -434,10 +495,10 @@ static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *e
                 return r;
         }
         qemu_layout_from_settings(&vm->settings, &l);
-        fd = spawn(qv, &l, binary, err, errlen);
+        r = spawn(qv, &l, binary, err, errlen);
         free(binary);
-        if (fd < 0)
-                return fd;
+        if (r < 0)
+                return r;
         qemu_mem_init(&qv->mem, &l, true);
         qv->layout_verified = true;
         qv->reserve_known = false;
@@ -447,18 +508,22 @@ static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *e
         qv->source = QEMU_SIGNAL_NONE;
         qv->stop_phase = STOP_NONE;
         qv->running = true;
-        if ((r = qemu_monitor_connect(qv, fd)) < 0 || (r = arm_instance(qv)) < 0) {
+        qv->start_state = QEMU_START_PENDING;
+        qv->start_closed = qv->start_timed_out = false;
+        if ((r = arm_instance(qv)) < 0 ||
+            !(qv->start_ev = evtimer_new(qb->env.base, on_start_timer, qv))) {
                 kill_now(qv, SIGKILL);
+                waitid((idtype_t)P_PIDFD, (id_t)qv->pidfd, &(siginfo_t){0}, WEXITED | WNOHANG);
+                qv->start_state = QEMU_START_NONE;
                 detach(qv);
-                snprintf(err, errlen, "vm \"%s\": %s", vm->name, strerror(-r));
-                return r;
+                snprintf(err, errlen, "vm \"%s\": out of memory", vm->name);
+                return -ENOMEM;
         }
-        log_msg(LOG_INFO,
-                "vm \"%s\": QEMU pid %d started, accel %s, %llu MiB base + %llu MiB "
-                "virtio-mem, console %s",
-                vm->name, (int)qv->pid, qv->accel, (unsigned long long)(l.startup / MIB),
-                (unsigned long long)(l.region / MIB), qv->paths.console);
-        return 0;
+        /* The rest happens in the loop: QMP's greeting, its answer, or the deadline. */
+        timer_in(qv->start_ev, QEMU_START_WAIT_MS);
+        if (qemu_monitor_connect(qv) < 0)
+                qemu_monitor_reconnect_later(qv);
+        return BACKEND_START_PENDING;
 }
 
 /* ---- stop, targets, observations ---- */
@@ -470,6 +535,11 @@ static int qemu_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_
         (void)b, (void)now_ms;
         if (!qv || !qv->running || check_exit(qv))
                 return 0;
+        if (qv->start_state == QEMU_START_PENDING) { /* nothing booted yet to shut down */
+                qv->stop_phase = STOP_KILL;
+                kill_now(qv, SIGKILL);
+                return 0;
+        }
         if (force) {
                 qv->stop_phase = STOP_QUIT;
                 if (qemu_monitor_simple(qv, "quit") < 0) {
@@ -648,7 +718,7 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
                 detach(qv);
                 return r;
         }
-        if ((r = qemu_monitor_connect(qv, -1)) < 0) {
+        if ((r = qemu_monitor_connect(qv)) < 0) {
                 log_msg(LOG_WARNING,
                         "vm \"%s\": QEMU pid %d runs but its QMP socket %s: %s; "
                         "retrying",
@@ -839,6 +909,7 @@ const struct backend_ops qemu_backend_ops = {
     .check_vm = qemu_check_vm,
     .configure_vm = qemu_configure_vm,
     .start = qemu_start,
+    .start_result = qemu_start_result,
     .stop = qemu_stop,
     .set_target = qemu_set_target,
     .observe = qemu_observe,

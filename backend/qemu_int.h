@@ -148,15 +148,6 @@ int qemu_proc_cmdline_has(pid_t pid, const char *word);
 
 int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes);
 
-/*
- * Connect to QEMU's QMP socket (retrying while it does not exist yet), read
- * the greeting and negotiate capabilities, blocking at most timeout_ms.
- * QEMU greets early but answers only once its machine exists, so success
- * means QEMU started. Returns the socket (for qmp_adopt_fd); -ECHILD when
- * the process exited; -ETIMEDOUT; -EPROTO when QEMU speaks no QMP.
- */
-int qemu_proc_qmp_handshake(const char *qmp_path, int pidfd, uint64_t timeout_ms);
-
 /* The last non-empty line of path after offset `from`, cleaned for a message. */
 int qemu_proc_log_last_line(const char *path, uint64_t from, char *buf, size_t len);
 
@@ -293,6 +284,8 @@ const struct agent *qemu_agent_parser(const struct qemu_agent *qa);
 #define QEMU_POLL_BUSY_MS     200   /* ... while a resize is under way */
 #define QEMU_BUSY_MS          30000 /* how long after a request to look that often */
 #define QEMU_RECONNECT_MS     1000  /* QMP lost while QEMU runs: try again */
+#define QEMU_START_RETRY_MS   20    /* ... while it starts and has no socket yet */
+#define QEMU_START_WAIT_MS    20000 /* QEMU must answer on QMP within this of its start */
 #define QEMU_STATS_INTERVAL_S 1     /* guest-stats-polling-interval */
 #define QEMU_STATS_FRESH_MS   10000 /* balloon statistics older than this are unknown */
 
@@ -316,6 +309,14 @@ struct qemu_batch {
         uint64_t actual, plugged, requested, region, block, base;
 };
 
+/* A start under way: QEMU spawned, QMP not answered yet (qemu.c). */
+enum qemu_start_state {
+        QEMU_START_NONE,
+        QEMU_START_PENDING,
+        QEMU_START_DONE,   /* QMP answered: the machine exists */
+        QEMU_START_FAILED, /* nothing of it runs; start_error says why */
+};
+
 struct qemu_vm {
         struct qemu_backend *qb;
         struct vm *vm;
@@ -330,7 +331,11 @@ struct qemu_vm {
         bool kvm;
         char accel[160];
         uint64_t log_start; /* console log size when this instance started */
-        struct event *pid_ev, *poll_ev, *stop_ev, *reconnect_ev;
+        struct event *pid_ev, *poll_ev, *stop_ev, *reconnect_ev, *start_ev;
+        enum qemu_start_state start_state;
+        bool start_closed;      /* QMP closed before it answered */
+        bool start_timed_out;   /* QEMU killed for not answering in time */
+        char start_error[320];  /* QEMU_START_FAILED: one sentence */
         int stop_phase;         /* enum in qemu.c */
         uint64_t busy_until_ms; /* poll fast until then (monotonic) */
         unsigned polls;
@@ -362,11 +367,11 @@ struct qemu_backend {
         size_t n, cap;
 };
 
-/* Connect to the VM's QMP socket (fd >= 0: an already connected one). */
-int qemu_monitor_connect(struct qemu_vm *qv, int fd);
+/* Connect to the VM's QMP socket. */
+int qemu_monitor_connect(struct qemu_vm *qv);
 void qemu_monitor_close(struct qemu_vm *qv);
 
-/* Try to connect again in QEMU_RECONNECT_MS (while the VM runs). */
+/* Try to connect again in QEMU_RECONNECT_MS (QEMU_START_RETRY_MS while it starts). */
 void qemu_monitor_reconnect_later(struct qemu_vm *qv);
 
 /* Read memory and statistics back (again, if a round is under way). */
@@ -383,6 +388,12 @@ void qemu_backend_schedule_poll(struct qemu_vm *qv);
 
 /* Tell the owner's loop to look soon. */
 void qemu_backend_wake(struct qemu_vm *qv);
+
+/* QMP answered a starting QEMU (on_ready): its machine exists, the start is done. */
+void qemu_backend_start_done(struct qemu_vm *qv);
+
+/* QMP closed while QEMU starts: it fails unless it runs and answers again soon. */
+void qemu_backend_start_closed(struct qemu_vm *qv, const char *why);
 
 /* Start the VM's agent connection (QMP is ready); nothing when it exists. Logs a failure. */
 void qemu_backend_agent_start(struct qemu_vm *qv);

@@ -2,23 +2,19 @@
  * qemu_proc: the QEMU process of a VM: finding the binary, spawning it in
  * its own session with its output appended to the console log, telling
  * whether it still runs (pidfd, so a reattached QEMU that is not our child
- * works too), its pid file and command line, its RSS, waiting for its QMP
- * greeting at start, and keeping the console log bounded.
+ * works too), its pid file and command line, its RSS, and keeping the
+ * console log bounded. Nothing here waits for QEMU.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <limits.h>
 #include <poll.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "qemu_int.h"
@@ -27,11 +23,10 @@
 
 extern char **environ;
 
-#define CMDLINE_MAX   (1024 * 1024) /* /proc/PID/cmdline read at most */
-#define STATUS_MAX    8192
-#define TAIL_MAX      4096        /* bytes of log searched for the last line */
-#define TRIM_KEEP     (256 * KIB) /* bytes of a trimmed log kept in PATH.old */
-#define HANDSHAKE_MAX (64 * KIB)  /* QMP bytes read while starting */
+#define CMDLINE_MAX (1024 * 1024) /* /proc/PID/cmdline read at most */
+#define STATUS_MAX  8192
+#define TAIL_MAX    4096        /* bytes of log searched for the last line */
+#define TRIM_KEEP   (256 * KIB) /* bytes of a trimmed log kept in PATH.old */
 
 static int check_executable(const char *path)
 {
@@ -75,6 +70,11 @@ int qemu_proc_find_binary(const char *name, char **ret_path)
         return r;
 }
 
+/*
+ * posix_spawn() returns once the child has called exec (glibc's vfork-like
+ * clone): the time to map QEMU's binary, not QEMU's start, which goes on in
+ * the loop.
+ */
 int qemu_proc_spawn(char *const argv[], int log_fd, pid_t *ret_pid)
 {
         posix_spawn_file_actions_t fa;
@@ -207,6 +207,7 @@ int qemu_proc_cmdline_has(pid_t pid, const char *word)
         return r;
 }
 
+/* /proc/PID/status is made by the kernel on read: no disk, nothing that waits on QEMU. */
 int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes)
 {
         char path[64], *buf, *line;
@@ -224,122 +225,6 @@ int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes)
                 *ret_bytes = (uint64_t)kb * KIB;
         free(buf);
         return r;
-}
-
-static int try_connect(const char *path)
-{
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fd;
-
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                int e = errno;
-                close(fd);
-                return -e;
-        }
-        return fd;
-}
-
-/* Wait for the pidfd or fd (may be -1) to become readable. 1: process exited. */
-static int wait_either(int pidfd, int fd, uint64_t deadline)
-{
-        struct pollfd p[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
-        uint64_t now = mono_ms();
-        int wait = now < deadline ? (int)(deadline - now) : 0;
-
-        if (fd < 0 && wait > 20)
-                wait = 20; /* the socket does not exist yet: look again soon */
-        if (poll(p, 2, wait) < 0 && errno != EINTR)
-                return -errno;
-        return p[0].revents ? 1 : 0;
-}
-
-static int connect_qmp(const char *qmp_path, int pidfd, uint64_t deadline)
-{
-        for (;;) {
-                int fd = try_connect(qmp_path);
-                if (fd >= 0 || (fd != -ENOENT && fd != -ECONNREFUSED))
-                        return fd;
-                if (mono_ms() >= deadline)
-                        return -ETIMEDOUT;
-                int r = wait_either(pidfd, -1, deadline);
-                if (r != 0)
-                        return r == 1 ? -ECHILD : r;
-        }
-}
-
-/* One line of the handshake. 1: negotiated; 0: go on; <0: broken. */
-static int handshake_line(int fd, const char *line, size_t n, bool *greeted)
-{
-        static const char caps[] = "{\"execute\":\"qmp_capabilities\",\"id\":0}\r\n";
-        json_error_t jerr;
-        json_t *msg = json_loadb(line, n, JSON_DECODE_INT_AS_REAL, &jerr);
-        int r = -EPROTO;
-
-        if (!json_is_object(msg)) {
-                json_decref(msg);
-                return -EPROTO;
-        }
-        if (!*greeted && json_is_object(json_object_get(msg, "QMP"))) {
-                *greeted = true;
-                r = send(fd, caps, sizeof(caps) - 1, MSG_NOSIGNAL) == sizeof(caps) - 1 ? 0 : -EIO;
-        } else if (*greeted && json_object_get(msg, "event")) {
-                r = 0;
-        } else if (*greeted && json_object_get(msg, "return")) {
-                r = 1;
-        }
-        json_decref(msg);
-        return r;
-}
-
-int qemu_proc_qmp_handshake(const char *qmp_path, int pidfd, uint64_t timeout_ms)
-{
-        uint64_t deadline = mono_ms() + timeout_ms;
-        char *buf = malloc(HANDSHAKE_MAX);
-        size_t len = 0;
-        bool greeted = false;
-        int fd, r = 0;
-
-        if (!buf)
-                return -ENOMEM;
-        if ((fd = connect_qmp(qmp_path, pidfd, deadline)) < 0) {
-                free(buf);
-                return fd;
-        }
-        while (r == 0) {
-                if ((r = wait_either(pidfd, fd, deadline)) != 0) {
-                        r = r == 1 ? -ECHILD : r;
-                        break;
-                }
-                ssize_t n = recv(fd, buf + len, HANDSHAKE_MAX - len, MSG_DONTWAIT);
-                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-                        /* QEMU closed the socket: it is on its way out, wait for it. */
-                        r = wait_either(pidfd, -1, mono_ms() + 2000) == 1 ? -ECHILD : -EPROTO;
-                        break;
-                }
-                len += n > 0 ? (size_t)n : 0;
-                char *nl;
-                while (r == 0 && (nl = memchr(buf, '\n', len))) {
-                        size_t line = (size_t)(nl - buf) + 1;
-                        r = handshake_line(fd, buf, line - 1, &greeted);
-                        memmove(buf, buf + line, len - line);
-                        len -= line;
-                }
-                if (r == 0 && len == HANDSHAKE_MAX)
-                        r = -EPROTO;
-                if (r == 0 && mono_ms() >= deadline)
-                        r = -ETIMEDOUT;
-        }
-        free(buf);
-        if (r < 0) {
-                close(fd);
-                return r;
-        }
-        return fd;
 }
 
 int qemu_proc_log_last_line(const char *path, uint64_t from, char *buf, size_t len)
@@ -376,6 +261,11 @@ int qemu_proc_log_last_line(const char *path, uint64_t from, char *buf, size_t l
         return 0;
 }
 
+/*
+ * Runs from the loop every 30 read-backs: a stat, and above the cap one copy of
+ * at most 256 KiB and a truncate on the state directory's disk. Bounded by
+ * the cap, never by the guest (QEMU holds the log with O_APPEND).
+ */
 int qemu_proc_log_trim(const char *path, uint64_t cap)
 {
         struct stat st;

@@ -152,7 +152,7 @@ int policy_exec_start_child(struct policy_exec *pe, char *err, size_t errlen)
         if ((pidfd = pidfd_open(pid, 0)) < 0) {
                 int e = errno;
                 kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0); /* just forked and never ran anything that can block */
+                waitpid(pid, NULL, WNOHANG); /* not waited for: a zombie at worst (EMFILE) */
                 close(in[1]), close(out[0]);
                 errno = e;
                 goto fail;

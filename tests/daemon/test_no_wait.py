@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
-"""A balancing loop that never waits for an exec: policy: while the policy takes
-3 s to answer, `status` is answered at once and no cycle is skipped (as counted by
-dynmemd itself); the late reply is still applied. A policy that answers garbage or
-dies keeps the VMs at their targets, is restarted after a pause that doubles, and
-is followed again once it answers."""
+"""A balancing loop that never waits: while an exec: policy takes 3 s to answer,
+or a QEMU never answers its QMP greeting, `status` is answered at once and no
+cycle is skipped (as counted by dynmemd itself); the late reply is still applied,
+and the silent QEMU is killed after 20 s with the reason. A policy that answers
+garbage or dies keeps the VMs at their targets, is restarted after a pause that
+doubles, and is followed again once it answers."""
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import MIB, WAIT, Tap, check, main, request, running, wait_for  # noqa: E402
+from dynmemtest import (MIB, WAIT, Skip, Tap, check, main, request, running,  # noqa: E402
+                        wait_for)
 
 tap = Tap()
 
@@ -98,20 +102,10 @@ def status_and_cycles_do_not_wait_for_a_slow_policy(bins):
     with daemon_with_policy(bins, f"3 {1536 * MIB}") as d:
         wait_for(lambda: target(d, "web") == 1536 * MIB, "the first reply to be applied")
         before = host(d)
-        # 100 status requests while the policy thinks for 3 s at a time.
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(WAIT)
-        s.connect(d.socket)
-        times = []
-        t0 = time.monotonic()
-        while len(times) < 100 or time.monotonic() - t0 < 6.5:
-            times.append(timed_status(s))
-            time.sleep(0.05)
-        s.close()
+        # 100 status requests (or more) while the policy thinks for 3 s at a time.
+        p99, worst, calls = status_calls_while(d, 6.5)
         after = host(d)
-        times.sort()
-        p99, worst = times[int(len(times) * 0.99) - 1], times[-1]
-        print(f"# {len(times)} status calls during 3 s replies: p99 {p99 * 1000:.1f} ms, "
+        print(f"# {calls} status calls during 3 s replies: p99 {p99 * 1000:.1f} ms, "
               f"max {worst * 1000:.1f} ms; cycles {after['cycles'] - before['cycles']}, "
               f"skipped {after['cycles_skipped'] - before['cycles_skipped']}, "
               f"lateness p99 {after['cycle_lateness_p99_ms']} ms", flush=True)
@@ -127,6 +121,21 @@ def status_and_cycles_do_not_wait_for_a_slow_policy(bins):
         wait_for(lambda: target(d, "web") == 1280 * MIB, "a late reply to be applied")
         check(d.log().count("has not answered for") <= 6, "lateness reported too often",
               d.log())
+
+
+def status_calls_while(d, seconds, at_least=100):
+    """Time `status` requests on one connection for `seconds` (and at least 100)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(WAIT)
+    s.connect(d.socket)
+    times = []
+    t0 = time.monotonic()
+    while len(times) < at_least or time.monotonic() - t0 < seconds:
+        times.append(timed_status(s))
+        time.sleep(0.05)
+    s.close()
+    times.sort()
+    return times[int(len(times) * 0.99) - 1], times[-1], len(times)
 
 
 def policy_log(d):
@@ -154,6 +163,64 @@ def garbage_or_death_keeps_targets_and_restarts_with_backoff(bins):
         # Answering again: followed again (after the pause, at most 4 s by now).
         set_mode(d, f"0 {1280 * MIB}")
         wait_for(lambda: target(d, "web") == 1280 * MIB, "the restarted policy's target")
+
+
+# QEMU itself, stopped before it runs: it never greets on QMP (a hung QEMU).
+FROZEN_QEMU = """#!/bin/sh
+kill -STOP $$
+exec qemu-system-x86_64 "$@"
+"""
+
+HUNG = """
+memory = 2G
+interval = 100ms
+backend = qemu
+
+[vm "hung"]
+startup = 256M
+kernel = @DIR@/vmlinuz
+qemu = @DIR@/frozen-qemu
+"""
+
+
+class daemon_with_frozen_qemu(running):
+    def __init__(self, bins):
+        super().__init__(bins, "")
+        with open(os.path.join(self.d.dir, "vmlinuz"), "w") as f:
+            f.write("never read: QEMU is stopped before it starts\n")
+        path = os.path.join(self.d.dir, "frozen-qemu")
+        with open(path, "w") as f:
+            f.write(FROZEN_QEMU)
+        os.chmod(path, 0o755)
+        self.d.write_config(HUNG.replace("@DIR@", self.d.dir))
+
+
+@tap.case
+def status_and_cycles_do_not_wait_for_a_silent_qemu(bins):
+    if not shutil.which("qemu-system-x86_64"):
+        raise Skip("qemu-system-x86_64 is not installed")
+    with daemon_with_frozen_qemu(bins) as d:
+        path = os.path.join(d.dir, "frozen-qemu")
+        before = host(d)
+        start = subprocess.Popen([d.dynmem, "--socket", d.socket, "start", "hung"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: d.vm("hung")["state"] == "starting", "the start to be under way")
+        p99, worst, calls = status_calls_while(d, 5.0)
+        after = host(d)
+        skipped = after["cycles_skipped"] - before["cycles_skipped"]
+        print(f"# {calls} status calls while QEMU does not greet: p99 {p99 * 1000:.1f} ms, "
+              f"max {worst * 1000:.1f} ms; cycles {after['cycles'] - before['cycles']}, "
+              f"skipped {skipped}", flush=True)
+        check(worst < 1.0, f"a status call took {worst:.2f} s")
+        check(skipped < 10, f"{skipped} cycles skipped while QEMU was silent", after)
+        check(d.vm("hung")["state"] == "starting", "the start ended early", d.vm("hung"))
+        # After 20 s it is killed, and the waiting `dynmem start` hears why.
+        out, err = start.communicate(timeout=WAIT)
+        check(start.returncode != 0 and "did not answer on" in err and "within 20 s" in err,
+              "the start's reply", start.returncode, out, err)
+        check(d.vm("hung")["state"] == "off", "the VM is not off", d.vm("hung"))
+        check(not subprocess.run(["pgrep", "-f", path], capture_output=True).stdout,
+              "the silent QEMU still runs")
 
 
 if __name__ == "__main__":

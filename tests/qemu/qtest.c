@@ -122,6 +122,36 @@ bool qt_loop_until(struct event_base *base, bool (*cond)(void *), void *arg, uin
         return ok;
 }
 
+struct start_wait {
+        struct backend *b;
+        struct vm *vm;
+        char *err;
+        size_t len;
+        int r;
+};
+
+static bool start_ended(void *arg)
+{
+        struct start_wait *w = arg;
+
+        w->r = w->b->ops->start_result(w->b, w->vm, w->err, w->len);
+        return w->r != 0;
+}
+
+int qt_start(struct event_base *base, struct backend *b, struct vm *vm, char *err, size_t len)
+{
+        struct start_wait w = {.b = b, .vm = vm, .err = err, .len = len};
+        int r = b->ops->start(b, vm, mono_ms(), err, len);
+
+        if (r != BACKEND_START_PENDING)
+                return r;
+        if (!qt_loop_until(base, start_ended, &w, 120 * 1000)) {
+                snprintf(err, len, "the start did not end within 120 s");
+                return -ETIMEDOUT;
+        }
+        return w.r < 0 ? w.r : 0;
+}
+
 static bool never(void *arg)
 {
         (void)arg;

@@ -27,6 +27,12 @@ void qt_kill_leftovers(const char *run_dir);
 /* Run the loop until cond(arg) is true or timeout_ms pass; returns cond's last value. */
 bool qt_loop_until(struct event_base *base, bool (*cond)(void *), void *arg, uint64_t timeout_ms);
 
+/*
+ * Start vm and run the loop until the start has ended (QMP answered, or
+ * QEMU failed): 0, or a negative errno with the reason in err.
+ */
+int qt_start(struct event_base *base, struct backend *b, struct vm *vm, char *err, size_t len);
+
 /* Run the loop for ms milliseconds. */
 void qt_loop_for(struct event_base *base, uint64_t ms);
 

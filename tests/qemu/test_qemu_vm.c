@@ -152,7 +152,7 @@ static uint64_t boot(struct fixture *f, struct backend *b, struct qt_vm *t, stru
         char err[256] = "";
 
         *w = (struct watch){.b = b, .t = t};
-        if (b->ops->start(b, &t->vm, t0, err, sizeof(err)) < 0)
+        if (qt_start(f->base, b, &t->vm, err, sizeof(err)) < 0)
                 fail_msg("start: %s", err);
         t1 = mono_ms();
         refresh(w);
@@ -339,7 +339,7 @@ static int start_error(struct fixture *f, const char *ini, char *err, size_t len
         int r;
 
         assert_int_equal(qt_vm_configure(&t, b, ini, err, len), 0);
-        r = b->ops->start(b, &t.vm, mono_ms(), err, len);
+        r = qt_start(f->base, b, &t.vm, err, len);
         if (r == 0)
                 b->ops->stop(b, &t.vm, true, mono_ms());
         qt_vm_release(&t, b);
@@ -411,7 +411,7 @@ static void stop_escalates_when_the_guest_ignores_power_off(void **state)
         assert_int_equal(qt_vm_configure(&t, b, "[vm \"stubborn\"]\nshutdown_timeout = 500ms\n",
                                          err, sizeof(err)),
                          0);
-        assert_int_equal(b->ops->start(b, &t.vm, mono_ms(), err, sizeof(err)), 0);
+        assert_int_equal(qt_start(f->base, b, &t.vm, err, sizeof(err)), 0);
         assert_int_equal(b->ops->stop(b, &t.vm, false, mono_ms()), 0);
         wait_for(f, is_dead, &w, "power-off, then quit");
         qt_vm_release(&t, b);
