@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +19,6 @@
 #include "qemu_int.h"
 #include "units.h"
 #include "mono.h"
-
-extern char **environ;
 
 #define CMDLINE_MAX (1024 * 1024) /* /proc/PID/cmdline read at most */
 #define STATUS_MAX  8192
@@ -70,52 +67,6 @@ int qemu_proc_find_binary(const char *name, char **ret_path)
         return r;
 }
 
-/*
- * posix_spawn() returns once the child has called exec (glibc's vfork-like
- * clone): the time to map QEMU's binary, not QEMU's start, which goes on in
- * the loop.
- */
-int qemu_proc_spawn(char *const argv[], int log_fd, pid_t *ret_pid)
-{
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        pid_t pid;
-        int r;
-
-        if (posix_spawn_file_actions_init(&fa) != 0)
-                return -ENOMEM;
-        if (posix_spawnattr_init(&attr) != 0) {
-                posix_spawn_file_actions_destroy(&fa);
-                return -ENOMEM;
-        }
-        /* Its own session: a Ctrl-C at dynmemd's terminal does not reach the guests. */
-        r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                                POSIX_SPAWN_SETSIGDEF);
-        sigset_t none, all;
-        sigemptyset(&none);
-        sigfillset(&all);
-        if (r == 0)
-                r = posix_spawnattr_setsigmask(&attr, &none);
-        if (r == 0)
-                r = posix_spawnattr_setsigdefault(&attr, &all);
-        if (r == 0)
-                r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
-        if (r == 0)
-                r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-        if (r == 0)
-                r = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        if (r != 0)
-                return -r;
-        *ret_pid = pid;
-        return 0;
-}
-
 int qemu_proc_exited(int pidfd, int *ret_status)
 {
         struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
@@ -135,10 +86,11 @@ int qemu_proc_exited(int pidfd, int *ret_status)
         return 1;
 }
 
-int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid)
+int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid, uint64_t *ret_start)
 {
-        char buf[32] = "", *end;
+        char buf[64] = "", *end;
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        unsigned long long start = 0;
         ssize_t n;
 
         if (fd < 0)
@@ -149,12 +101,44 @@ int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid)
                 return -EINVAL;
         buf[n] = '\0';
         long v = strtol(buf, &end, 10);
+        if (end == buf || v < 2 || v > INT_MAX)
+                return -EINVAL;
+        if (*end == ' ') {
+                char *p = end + 1;
+                errno = 0;
+                start = strtoull(p, &end, 10);
+                if (end == p || errno)
+                        return -EINVAL;
+        }
         while (*end == '\n' || *end == ' ')
                 end++;
-        if (end == buf || *end || v < 2 || v > INT_MAX)
+        if (*end)
                 return -EINVAL;
         *ret_pid = (pid_t)v;
+        *ret_start = start;
         return 0;
+}
+
+int qemu_proc_write_pidfile(const char *path, pid_t pid, uint64_t start)
+{
+        char tmp[PATH_MAX], line[64];
+        int len = snprintf(line, sizeof(line), "%d %llu\n", (int)pid, (unsigned long long)start);
+        int fd, r = 0;
+
+        if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+                return -ENAMETOOLONG;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+                return -errno;
+        if (write(fd, line, (size_t)len) != len)
+                r = -EIO;
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                unlink(tmp);
+        return r;
 }
 
 /* Read a /proc file of at most max bytes. */
@@ -208,6 +192,30 @@ int qemu_proc_cmdline_has(pid_t pid, const char *word)
 }
 
 /* /proc/PID/status is made by the kernel on read: no disk, nothing that waits on QEMU. */
+int qemu_proc_start_time(pid_t pid, uint64_t *ret)
+{
+        char path[64], *buf, *p;
+        unsigned long long start;
+        size_t len;
+        int r;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        if ((r = read_small(path, STATUS_MAX, &buf, &len)) < 0)
+                return r;
+        /* After the name in parentheses (which may hold anything): state is field 3. */
+        r = -EINVAL;
+        if ((p = strrchr(buf, ')'))) {
+                for (int field = 2; p && field < 22; field++)
+                        p = strchr(p + 1, ' ');
+                if (p && sscanf(p + 1, "%llu", &start) == 1) {
+                        *ret = start;
+                        r = 0;
+                }
+        }
+        free(buf);
+        return r;
+}
+
 int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes)
 {
         char path[64], *buf, *line;

@@ -71,9 +71,14 @@ void qt_kill_leftovers(const char *run_dir)
 {
         DIR *d = opendir(run_dir);
         struct dirent *e;
+        char top[4096];
 
         if (!d)
                 return;
+        /* The test's folder: QEMU's command line names its console log there. */
+        snprintf(top, sizeof(top), "%s", run_dir);
+        if (strrchr(top, '/'))
+                *strrchr(top, '/') = '\0';
         while ((e = readdir(d))) {
                 size_t n = strlen(e->d_name);
                 char path[4096], buf[32] = "";
@@ -96,7 +101,7 @@ void qt_kill_leftovers(const char *run_dir)
                 for (size_t i = 0; i < len; i++)
                         all[i] = all[i] ? all[i] : ' ';
                 /* Only a process whose command line names this folder: pids get reused. */
-                if (len && strstr(all, run_dir) && kill(pid, SIGKILL) == 0)
+                if (len && strstr(all, top) && kill(pid, SIGKILL) == 0)
                         waitpid(pid, NULL, 0);
                 fclose(f);
         }

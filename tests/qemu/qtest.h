@@ -21,7 +21,10 @@ struct event_base;
 char *qt_tempdir(void);
 void qt_rmtree(char *dir);
 
-/* Kill (SIGKILL) and reap every QEMU whose pid file is in run_dir: a failed test's leftovers. */
+/*
+ * Kill (SIGKILL) and reap every QEMU whose pid file is in run_dir and whose
+ * command line names run_dir's parent folder: a failed test's leftovers.
+ */
 void qt_kill_leftovers(const char *run_dir);
 
 /* Run the loop until cond(arg) is true or timeout_ms pass; returns cond's last value. */

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "qemu.h"
+#include "qemu_launch.h"
 #include "qtest.h"
 #include "units.h"
 
@@ -369,6 +370,28 @@ static void start_failures_name_the_vm_and_cause(void **state)
         print_message("# %s\n", err);
         assert_non_null(strstr(err, "vm \"baddev\": QEMU exited at start"));
         assert_non_null(strstr(err, "no-such-device"));
+
+        /* QEMU, as its own user, loads the kernel dynmemd opened: it must be able to read it. */
+        struct backend *b = new_backend(f);
+        const struct qemu_identity *id = qemu_backend_identity(b);
+        bool switched = id && id->switched && !id->problem[0] && id->uid != 0;
+        b->ops->destroy(b);
+        if (!switched) {
+                print_message("# not checked: QEMU runs as this test's own user here\n");
+                return;
+        }
+        char ini[512], kernel[300];
+        snprintf(kernel, sizeof(kernel), "%s/private-vmlinuz", f->dir);
+        FILE *k = fopen(kernel, "w");
+        assert_non_null(k);
+        fputs("not a kernel: never read\n", k);
+        fclose(k);
+        assert_int_equal(chmod(kernel, 0600), 0);
+        snprintf(ini, sizeof(ini), "[vm \"private\"]\nkernel = %s\n", kernel);
+        assert_true(start_error(f, ini, err, sizeof(err)) < 0);
+        print_message("# %s\n", err);
+        assert_non_null(strstr(err, "vm \"private\": kernel"));
+        assert_non_null(strstr(err, "cannot be read by user"));
 }
 
 static void check_vm_reports_file_and_line(void **state)

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Who may do what, and what dynmemd keeps: members of [host] admin_group may change
+settings through the socket and readers may not (SO_PEERCRED and SO_PEERGROUPS, the
+groups of the connecting process); an admin_group that does not exist is a
+configuration error; run as root dynmemd says so once; run as the unit runs it (an
+ordinary user with CAP_SETUID and CAP_SETGID, no_new_privs) it keeps no capability."""
+import grp
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import Skip, Tap, check, main, need_root, running  # noqa: E402
+
+tap = Tap()
+
+CONFIG = """
+memory = 4G
+interval = 100ms
+admin_group = staff
+
+[sim]
+speed = 20
+
+[vm "web1"]
+startup = 1G
+trace = @DATA@/small.csv
+autostart = yes
+"""
+
+
+def as_nobody(d, *args, groups=()):
+    """dynmem as nobody (group nogroup, the socket's), with these supplementary groups."""
+    cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup"]
+    cmd += [f"--groups={','.join(str(grp.getgrnam(g).gr_gid) for g in groups)}"] if groups \
+        else ["--clear-groups"]
+    env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+    return subprocess.run(cmd + [d.dynmem, "--socket", d.socket] + list(args),
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+@tap.case
+def admin_group_members_may_change_readers_may_not(bins):
+    with running(bins, CONFIG, group="nogroup") as d:
+        d.wait_state("web1", "running")
+        r = as_nobody(d, "set", "web1", "--weight", "1")
+        check(r.returncode == 1 and "needs root or group staff" in r.stderr,
+              "a reader may not change", r)
+        r = as_nobody(d, "set", "web1", "--weight", "7", groups=["staff"])
+        check(r.returncode == 0, "a member of staff may change", r.stderr)
+        check(d.vm("web1")["weight"] == 7, "the change holds", d.vm("web1"))
+        r = as_nobody(d, "stop", "web1", groups=["adm", "staff"])
+        check(r.returncode == 0, "also among other groups", r.stderr)
+        check("refused: needs root or group staff" in d.log(), "the refusal is logged", d.log())
+
+
+@tap.case
+def an_admin_group_that_does_not_exist_is_refused(bins):
+    with running(bins, "memory = 4G\n") as d:
+        with open(d.conf, "a") as f:
+            f.write("admin_group = no-such-group-dynmem\n")
+        r = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        check(r.returncode == 2 and "admin_group: there is no group no-such-group-dynmem"
+              in r.stderr, "dynmemd -n", r)
+
+
+@tap.case
+def as_root_it_says_so_once(bins):
+    need_root()
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        check(d.log().count("running as root") == 1, "said once", d.log())
+
+
+def caps(pid):
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return {k: fields[k].strip() for k in ("Uid", "CapPrm", "CapEff", "CapInh", "CapAmb",
+                                            "NoNewPrivs")}
+
+
+@tap.case
+def as_the_unit_runs_it_it_keeps_no_capability(bins):
+    r = running(bins, CONFIG)
+    try:
+        user = r.d.as_the_unit()
+    except Skip:
+        r.d.cleanup()
+        raise
+    with r as d:
+        d.wait_state("web1", "running")
+        c = caps(d.proc.pid)
+        check(c["Uid"].split()[0] == str(user.pw_uid), "runs as dynmem", c)
+        for k in ("CapPrm", "CapEff", "CapInh", "CapAmb"):
+            check(int(c[k], 16) == 0, f"{k} is empty", c)
+        check(c["NoNewPrivs"] == "1", "no_new_privs", c)
+        check("without capabilities" in d.log(), "said", d.log())
+        d.ok("set", "web1", "--weight", "9")  # root may still change settings
+
+
+if __name__ == "__main__":
+    main(tap)
