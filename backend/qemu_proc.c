@@ -191,16 +191,23 @@ int qemu_proc_cmdline_has(pid_t pid, const char *word)
         return r;
 }
 
-/* /proc/PID/status is made by the kernel on read: no disk, nothing that waits on QEMU. */
+/* /proc/PID/NAME, made by the kernel on read: no disk, nothing that waits on QEMU. */
+static int read_proc(pid_t pid, const char *name, char **ret)
+{
+        char path[64];
+        size_t len;
+
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+        return read_small(path, STATUS_MAX, ret, &len);
+}
+
 int qemu_proc_start_time(pid_t pid, uint64_t *ret)
 {
-        char path[64], *buf, *p;
+        char *buf, *p;
         unsigned long long start;
-        size_t len;
         int r;
 
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        if ((r = read_small(path, STATUS_MAX, &buf, &len)) < 0)
+        if ((r = read_proc(pid, "stat", &buf)) < 0)
                 return r;
         /* After the name in parentheses (which may hold anything): state is field 3. */
         r = -EINVAL;
@@ -218,13 +225,11 @@ int qemu_proc_start_time(pid_t pid, uint64_t *ret)
 
 int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes)
 {
-        char path[64], *buf, *line;
+        char *buf, *line;
         unsigned long long kb;
-        size_t len;
         int r;
 
-        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-        if ((r = read_small(path, STATUS_MAX, &buf, &len)) < 0)
+        if ((r = read_proc(pid, "status", &buf)) < 0)
                 return r;
         line = strstr(buf, "\nVmRSS:");
         r = line && sscanf(line + 7, "%llu kB", &kb) == 1 && kb < SETTINGS_SIZE_MAX / KIB ? 0

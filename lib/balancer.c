@@ -98,6 +98,16 @@ static void emit(struct balancer *b, struct balancer_event ev)
 
 /* ---- 1. observe ---- */
 
+static void emit_started(struct balancer *b, struct vm *vm, uint64_t now)
+{
+        emit(b, (struct balancer_event){.kind = BALANCER_EVENT_STARTED,
+                                        .vm = vm,
+                                        .bytes = vm->settings.startup_bytes,
+                                        .reason = REASON_STARTUP,
+                                        .pressure = -1.0,
+                                        .time_ms = now});
+}
+
 /* A start the backend finishes later: STARTED once it runs, START_FAILED if it did not. */
 static bool start_still_pending(struct balancer *b, struct vm *vm, uint64_t now)
 {
@@ -107,12 +117,7 @@ static bool start_still_pending(struct balancer *b, struct vm *vm, uint64_t now)
                 return true; /* it holds its startup size meanwhile */
         vm->start_pending = false;
         if (r > 0) {
-                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_STARTED,
-                                                .vm = vm,
-                                                .bytes = vm->settings.startup_bytes,
-                                                .reason = REASON_STARTUP,
-                                                .pressure = -1.0,
-                                                .time_ms = now});
+                emit_started(b, vm, now);
                 return false;
         }
         bool stopping = vm->state == VM_STOPPING;
@@ -254,14 +259,8 @@ static void apply_start(struct balancer *b, struct vm *vm, const struct policy_v
                 b->pv[vm->balancer_slot].memory = (struct policy_vm_memory){0};
                 vm_counters_reset(&vm->counters);
                 vm->start_pending = r == BACKEND_START_PENDING && b->backend->ops->start_result;
-                if (vm->start_pending)
-                        return; /* STARTED comes when the backend says it runs */
-                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_STARTED,
-                                                .vm = vm,
-                                                .bytes = vm->settings.startup_bytes,
-                                                .reason = REASON_STARTUP,
-                                                .pressure = -1.0,
-                                                .time_ms = now});
+                if (!vm->start_pending) /* else STARTED comes when the backend says it runs */
+                        emit_started(b, vm, now);
                 return;
         case ADMISSION_REFUSE: {
                 char need[32], have[32];
