@@ -345,6 +345,7 @@ static void __attribute__((noreturn)) run_launcher(int sock, struct who *w)
         signal(SIGINT, SIG_IGN);
         signal(SIGHUP, SIG_IGN);
         signal(SIGPIPE, SIG_IGN);
+        prctl(PR_SET_NAME, "dynmem-launcher", 0, 0, 0); /* as ps shows it */
         prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
         w->envp = qemu_environment();
         if (!w->envp)

@@ -99,5 +99,4 @@ int policy_exec_loop_decide(struct policy_exec *pe, const struct policy_host *ho
                             size_t errlen);
 void policy_exec_loop_free(struct policy_exec *pe);
 
-
 #endif

@@ -139,7 +139,7 @@ def dynmemd_keeps_nothing_and_qemu_runs_as_its_own_user(ctx):
     check(st["Uid"].split()[0] == str(ctx["dynmem"].pw_uid) and no_caps(st), "dynmemd", st)
     check(st["NoNewPrivs"] == "1", "dynmemd: no_new_privs", st)
     kids = {p: status_of(p) for p in children(me)}
-    launcher = [p for p, s in kids.items() if s["Name"] == "dynmemd"]
+    launcher = [p for p, s in kids.items() if s["Name"] == "dynmem-launcher"]
     check(len(launcher) == 1, "one launcher", kids)
     ls = kids[launcher[0]]
     check(int(ls["CapPrm"], 16) == SETUID_SETGID and int(ls["CapEff"], 16) == SETUID_SETGID,
