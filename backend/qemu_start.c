@@ -257,13 +257,42 @@ int qemu_backend_start_result(struct backend *b, struct vm *vm, char *err, size_
  * mkdir, one header appended to the console log, posix_spawn); everything
  * that waits for QEMU happens later in the loop (QMP, the deadline timer).
  */
+/* Nothing of the VM runs, its files and binary are there, the folders exist. */
+static int check_can_start(struct qemu_backend *qb, struct qemu_vm *qv, char **ret_binary,
+                           char *err, size_t errlen)
+{
+        const char *name = qv->vm->name, *dir = NULL;
+        pid_t old;
+        int r;
+
+        if (qv->running) {
+                snprintf(err, errlen, "vm \"%s\": QEMU already runs (pid %d)", name, (int)qv->pid);
+                return -EBUSY;
+        }
+        if ((old = qemu_start_leftover(qv, NULL)) > 0) {
+                snprintf(err, errlen, "vm \"%s\": a QEMU of this VM still runs (pid %d)", name,
+                         (int)old);
+                return -EEXIST;
+        }
+        if ((r = check_files(qv, ret_binary, err, errlen)) < 0)
+                return r;
+        if ((r = qemu_accel_choose(qv->cfg.accel, &qv->kvm, qv->accel, sizeof(qv->accel))) < 0)
+                snprintf(err, errlen, "vm \"%s\": %s", name, qv->accel);
+        else if ((r = make_dir(dir = qb->run_dir)) < 0 || (r = make_dir(dir = qb->state_dir)) < 0)
+                snprintf(err, errlen, "vm \"%s\": directory %s: %s", name, dir, strerror(-r));
+        if (r < 0) {
+                free(*ret_binary);
+                *ret_binary = NULL;
+        }
+        return r;
+}
+
 int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen)
 {
-        struct qemu_backend *qb = ((struct qemu_backend *)b->priv);
+        struct qemu_backend *qb = b->priv;
         struct qemu_vm *qv = vm->backend_data;
         struct qemu_layout l;
         char *binary = NULL;
-        pid_t old;
         int r;
 
         (void)now_ms;
@@ -272,27 +301,8 @@ int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *
                          "vm \"%s\": no QEMU configuration, event loop or run directory", vm->name);
                 return -EINVAL;
         }
-        if (qv->running) {
-                snprintf(err, errlen, "vm \"%s\": QEMU already runs (pid %d)", vm->name,
-                         (int)qv->pid);
-                return -EBUSY;
-        }
-        if ((old = qemu_start_leftover(qv, NULL)) > 0) {
-                snprintf(err, errlen, "vm \"%s\": a QEMU of this VM still runs (pid %d)", vm->name,
-                         (int)old);
-                return -EEXIST;
-        }
-        if ((r = check_files(qv, &binary, err, errlen)) < 0)
+        if ((r = check_can_start(qb, qv, &binary, err, errlen)) < 0)
                 return r;
-        const char *dir = NULL;
-        if ((r = qemu_accel_choose(qv->cfg.accel, &qv->kvm, qv->accel, sizeof(qv->accel))) < 0)
-                snprintf(err, errlen, "vm \"%s\": %s", vm->name, qv->accel);
-        else if ((r = make_dir(dir = qb->run_dir)) < 0 || (r = make_dir(dir = qb->state_dir)) < 0)
-                snprintf(err, errlen, "vm \"%s\": directory %s: %s", vm->name, dir, strerror(-r));
-        if (r < 0) {
-                free(binary);
-                return r;
-        }
         qemu_layout_from_settings(&vm->settings, &l);
         r = spawn(qv, &l, binary, err, errlen);
         free(binary);
