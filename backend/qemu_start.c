@@ -251,12 +251,6 @@ int qemu_backend_start_result(struct backend *b, struct vm *vm, char *err, size_
         return -EIO;
 }
 
-/*
- * Runs in the cycle: what it does before returning is local and bounded
- * (stat and access of the VM's files, the pid file and /proc/PID/cmdline, a
- * mkdir, one header appended to the console log, posix_spawn); everything
- * that waits for QEMU happens later in the loop (QMP, the deadline timer).
- */
 /* Nothing of the VM runs, its files and binary are there, the folders exist. */
 static int check_can_start(struct qemu_backend *qb, struct qemu_vm *qv, char **ret_binary,
                            char *err, size_t errlen)
@@ -287,6 +281,13 @@ static int check_can_start(struct qemu_backend *qb, struct qemu_vm *qv, char **r
         return r;
 }
 
+/*
+ * Runs in the cycle: what it does before returning is local and bounded
+ * (stat and access of the VM's files, the pid file and /proc/PID/cmdline, a
+ * mkdir, binding two sockets, opening the files QEMU is handed, one header
+ * appended to the console log, the launcher's clone and exec); everything
+ * that waits for QEMU happens later in the loop (QMP, the deadline timer).
+ */
 int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen)
 {
         struct qemu_backend *qb = b->priv;
