@@ -51,9 +51,10 @@ OOM_MARKERS = ("Out of memory", "invoked oom-killer", "oom-kill:")
 # A command dynmemd is started under, e.g. "valgrind --error-exitcode=99 ..." (the
 # valgrind suite sets it); empty: dynmemd runs directly.
 WRAPPER = shlex.split(os.environ.get("DYNMEM_DAEMON_WRAPPER", ""))
-# How the shipped unit starts dynmemd (daemon/dynmemd.service.in): user dynmem,
-# CAP_SETUID and CAP_SETGID its only capabilities, no_new_privs (Daemon.as_the_unit()).
-UNIT = ["setpriv", "--reuid=dynmem", "--regid=dynmem", "--init-groups",
+# How the shipped unit starts dynmemd (daemon/dynmemd.service.in): user dynmem, groups
+# dynmem and kvm (SupplementaryGroups=), CAP_SETUID and CAP_SETGID its only
+# capabilities, no_new_privs (Daemon.as_the_unit()).
+UNIT = ["setpriv", "--reuid=dynmem", "--regid=dynmem", "--groups=dynmem,kvm",
         "--inh-caps=+setuid,+setgid", "--ambient-caps=+setuid,+setgid",
         "--bounding-set=-all,+setuid,+setgid", "--no-new-privs"]
 
@@ -215,17 +216,19 @@ class Daemon:
             f.write(head + text)
 
     def as_the_unit(self):
-        """Start dynmemd as the shipped unit would: user dynmem, with CAP_SETUID and
-        CAP_SETGID only, no_new_privs, in a folder that is dynmem's. Raises Skip where
-        that cannot be done (not root, no user dynmem)."""
+        """Start dynmemd as the shipped unit would: user dynmem, groups dynmem and kvm,
+        with CAP_SETUID and CAP_SETGID only, no_new_privs, in a folder that is dynmem's.
+        Raises Skip where that cannot be done (not root, no user dynmem, no group kvm)."""
+        import grp
         import pwd
         if os.geteuid() != 0:
             raise Skip("needs root (setpriv gives dynmemd the unit's capabilities)")
         try:
             user = pwd.getpwnam("dynmem")
+            grp.getgrnam("kvm")
         except KeyError:
-            raise Skip("no user dynmem (scripts/deps.sh creates it: systemd-sysusers "
-                       "daemon/sysusers.conf)") from None
+            raise Skip("no user dynmem or group kvm (scripts/deps.sh creates them: "
+                       "systemd-sysusers daemon/sysusers.conf)") from None
         for top, dirs, files in os.walk(self.dir):
             for name in dirs + files + [""]:
                 os.lchown(os.path.join(top, name), user.pw_uid, user.pw_gid)

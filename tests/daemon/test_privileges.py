@@ -2,8 +2,9 @@
 """Who may do what, and what dynmemd keeps: members of [host] admin_group may change
 settings through the socket and readers may not (SO_PEERCRED and SO_PEERGROUPS, the
 groups of the connecting process); an admin_group that does not exist is a
-configuration error; run as root dynmemd says so once; run as the unit runs it (an
-ordinary user with CAP_SETUID and CAP_SETGID, no_new_privs) it keeps no capability."""
+configuration error; run as root dynmemd says so once; run as the unit runs it (user
+dynmem in groups dynmem and kvm, with CAP_SETUID and CAP_SETGID, no_new_privs) it keeps
+those groups and no capability."""
 import grp
 import os
 import subprocess
@@ -75,8 +76,8 @@ def as_root_it_says_so_once(bins):
 def caps(pid):
     with open(f"/proc/{pid}/status") as f:
         fields = dict(line.split(":", 1) for line in f if ":" in line)
-    return {k: fields[k].strip() for k in ("Uid", "CapPrm", "CapEff", "CapInh", "CapAmb",
-                                            "NoNewPrivs")}
+    return {k: fields[k].strip() for k in ("Uid", "Groups", "CapPrm", "CapEff", "CapInh",
+                                            "CapAmb", "NoNewPrivs")}
 
 
 @tap.case
@@ -90,7 +91,9 @@ def as_the_unit_runs_it_it_keeps_no_capability(bins):
     with r as d:
         d.wait_state("web1", "running")
         c = caps(d.proc.pid)
-        check(c["Uid"].split()[0] == str(user.pw_uid), "runs as dynmem", c)
+        check(c["Uid"].split() == [str(user.pw_uid)] * 4, "runs as dynmem (all four)", c)
+        check({int(g) for g in c["Groups"].split()} == {user.pw_gid, grp.getgrnam("kvm").gr_gid},
+              "groups dynmem and kvm, no more", c)
         for k in ("CapPrm", "CapEff", "CapInh", "CapAmb"):
             check(int(c[k], 16) == 0, f"{k} is empty", c)
         check(c["NoNewPrivs"] == "1", "no_new_privs", c)

@@ -1,59 +1,136 @@
 #!/usr/bin/env python3
-"""The systemd unit as meson installs it: `systemd-analyze security --offline=true`
-rates its exposure at 3.0 or less, and every protection that is off is explained in
-a comment of the unit. Skipped where systemd-analyze is missing (Debian: package
-systemd, which scripts/deps.sh installs; it works without systemd running).
+"""The systemd unit and the system users as `meson install` puts them (into a
+temporary DESTDIR, tag systemd): `systemd-analyze security --offline=true` rates the
+installed unit's exposure at 3.0 or less; every protection it rates as off is
+explained in a comment of the unit; the installed sysusers.d file creates users
+dynmem and dynmem-qemu (in group kvm), neither root nor in group root. Cases that
+need systemd-analyze or systemd-sysusers (Debian package systemd, which
+scripts/deps.sh installs; neither needs systemd running) are skipped without them.
 
-usage: test_unit_security.py UNIT"""
+usage: test_unit_security.py DYNMEMD DYNMEM (with DYNMEM_BUILD_ROOT in the environment)
+"""
+import glob
+import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import Skip, Tap, check, comment, main, need_root, skip_all  # noqa: E402
+
+tap = Tap()
 
 TARGET = 3.0
 
 
+def installed(ctx, pattern):
+    found = glob.glob(os.path.join(ctx["destdir"], "**", pattern), recursive=True)
+    check(len(found) == 1, f"one installed {pattern}", found)
+    return found[0]
+
+
+@tap.case
+def meson_installs_the_unit_and_the_users(ctx):
+    unit = installed(ctx, "dynmemd.service")
+    check(re.search(r"/lib/systemd/system/dynmemd\.service$", unit), "in systemd's folder", unit)
+    users = installed(ctx, "dynmem.conf")
+    check(re.search(r"/lib/sysusers\.d/dynmem\.conf$", users), "in sysusers.d", users)
+    text = open(unit).read()
+    check(not re.search(r"@[A-Z_]+@", text), "every @VARIABLE@ substituted", text)
+    for line in ("User=dynmem", "Type=notify", "KillMode=process", "NoNewPrivileges=yes"):
+        check(line in text.splitlines(), f"the unit says {line}")
+
+
+def analyze(ctx):
+    if not shutil.which("systemd-analyze"):
+        raise Skip("systemd-analyze is missing (Debian package systemd)")
+    if "analysis" not in ctx:
+        unit = installed(ctx, "dynmemd.service")
+        r = subprocess.run(["systemd-analyze", "security", "--offline=true", unit],
+                           capture_output=True, text=True, timeout=120)
+        ctx["analysis"] = r.stdout + r.stderr
+    return ctx["analysis"]
+
+
+@tap.case
+def the_installed_unit_is_rated_3_or_less(ctx):
+    out = analyze(ctx)
+    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
+    check(m, "an exposure level", out)
+    level = float(m.group(1))
+    comment(f"exposure {level} (target <= {TARGET})")
+    check(level <= TARGET, f"exposure {level} above {TARGET}", out)
+
+
 def explained(lines, comments, name):
+    """Set under a comment (or among settings grouped under one), or named in one."""
     for i, line in enumerate(lines):
         if line.startswith(name + "="):
             j = i - 1
             while j >= 0 and lines[j] and not lines[j].startswith("#"):
-                j -= 1  # settings grouped under one comment
+                j -= 1
             return j >= 0 and lines[j].startswith("#")
     return name + "=" in comments
 
 
-def main():
-    unit = sys.argv[1]
-    if not shutil.which("systemd-analyze"):
-        print("1..0 # SKIP systemd-analyze is missing (Debian package systemd)")
-        return 0
-    print("1..2", flush=True)
-    r = subprocess.run(["systemd-analyze", "security", "--offline=true", unit],
-                       capture_output=True, text=True)
-    m = re.search(r"Overall exposure level for \S+: ([0-9.]+)", r.stdout)
-    if not m:
-        print("not ok 1 - exposure rated")
-        for line in (r.stdout + r.stderr).splitlines():
-            print(f"# {line}")
-        return 1
-    level = float(m.group(1))
-    print(f"# exposure {level} (target <= {TARGET})")
-    print(f"{'ok' if level <= TARGET else 'not ok'} 1 - exposure {level} <= {TARGET}")
-    # Each setting rated as a risk ("✗ Setting=") is explained: set, with a comment
-    # right above it (or above the settings grouped with it); not set, named in one.
-    lines = open(unit).read().splitlines()
+@tap.case
+def every_protection_left_off_is_explained(ctx):
+    out = analyze(ctx)
+    lines = open(installed(ctx, "dynmemd.service")).read().splitlines()
     comments = "\n".join(line for line in lines if line.startswith("#"))
-    missing = []
-    for line in r.stdout.splitlines():
-        m = re.match(r"✗ (\S+?)=", line)
-        if m and not any(explained(lines, comments, n) for n in m.group(1).split("/") if n):
-            missing.append(m.group(1))
-    print(f"{'ok' if not missing else 'not ok'} 2 - every protection left off is explained")
-    for name in missing:
-        print(f"# no comment for {name}=")
-    return 0 if level <= TARGET and not missing else 1
+    off = [m.group(1) for m in re.finditer(r"^✗ (\S+?)=", out, re.M)]
+    check(off, "systemd-analyze rated some settings as off (its format changed?)", out)
+    missing = [s for s in off
+               if not any(explained(lines, comments, n) for n in s.split("/") if n)]
+    comment(f"{len(off)} settings rated off")
+    check(not missing, "no comment in the unit for " + ", ".join(missing))
+
+
+@tap.case
+def the_installed_sysusers_file_creates_both_users(ctx):
+    need_root()
+    if not shutil.which("systemd-sysusers"):
+        raise Skip("systemd-sysusers is missing (Debian package systemd)")
+    root = os.path.join(ctx["tmp"], "root")
+    os.makedirs(os.path.join(root, "etc"))
+    r = subprocess.run(["systemd-sysusers", "--root=" + root, installed(ctx, "dynmem.conf")],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "systemd-sysusers", r.stdout, r.stderr)
+    passwd = {f[0]: f for f in (line.split(":") for line in open(os.path.join(root, "etc",
+                                                                               "passwd")))}
+    group = {f[0]: f for f in (line.rstrip("\n").split(":")
+                               for line in open(os.path.join(root, "etc", "group")))}
+    for user in ("dynmem", "dynmem-qemu"):
+        check(user in passwd, f"user {user}", passwd)
+        check(passwd[user][2] != "0" and passwd[user][3] != "0", f"{user} is not root",
+              passwd[user])
+        check(passwd[user][6].strip().endswith("nologin"), f"{user} has no shell", passwd[user])
+    check("dynmem-qemu" in group["kvm"][3].split(","), "dynmem-qemu in group kvm", group)
+    check("root" not in group or not group["root"][3], "nobody added to group root", group)
+
+
+def setup(bins):
+    build = os.environ.get("DYNMEM_BUILD_ROOT")
+    if not build:
+        skip_all("DYNMEM_BUILD_ROOT is not set (meson test sets it)")
+    tmp = tempfile.mkdtemp(prefix="dynmem-unit-")
+    destdir = os.path.join(tmp, "dest")
+    r = subprocess.run(["meson", "install", "-C", build, "--no-rebuild", "--quiet",
+                        "--tags", "systemd", "--destdir", destdir],
+                       capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        shutil.rmtree(tmp)
+        print("1..1\nnot ok 1 - meson install")
+        comment(r.stdout + r.stderr)
+        sys.exit(1)
+    return {"tmp": tmp, "destdir": destdir}
+
+
+def teardown(ctx):
+    shutil.rmtree(ctx["tmp"], ignore_errors=True)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main(tap, setup, teardown)

@@ -9,6 +9,7 @@ Prints TAP.
 
 usage: test_privilege.py DYNMEMD DYNMEM
 """
+import grp
 import json
 import os
 import pwd
@@ -73,7 +74,7 @@ def as_user(uid, gid, groups, fn):
     return json.loads(data)
 
 
-def attempts(d, dynmemd_pid):
+def attempts(d, dynmemd_pid, launcher_pid):
     """What QEMU's user tries: each entry (what, callable raising on refusal)."""
     run_dir, state = d.run_dir, d.state_dir
 
@@ -95,10 +96,12 @@ def attempts(d, dynmemd_pid):
         ("read /etc/shadow", lambda: open("/etc/shadow").read()),
         ("read dynmemd's memory", lambda: open(f"/proc/{dynmemd_pid}/mem", "rb").read(1)),
         ("signal dynmemd", lambda: os.kill(dynmemd_pid, 0)),
+        ("read the launcher's memory", lambda: open(f"/proc/{launcher_pid}/mem", "rb").read(1)),
+        ("signal the launcher", lambda: os.kill(launcher_pid, 0)),
     ]
 
 
-def check_qemu(d, qemu, dynmemd_pid):
+def check_qemu(d, qemu, dynmemd_pid, launcher_pid):
     user = pwd.getpwnam("dynmem-qemu")
     groups = sorted(os.getgrouplist("dynmem-qemu", user.pw_gid))
     st = status_of(qemu)
@@ -120,7 +123,7 @@ def check_qemu(d, qemu, dynmemd_pid):
                os.path.realpath(os.path.join(os.environ["DYNMEM_GUEST_IMAGE_DIR"], "initrd.img"))}
     check(set(files) <= allowed | {"/dev/kvm"}, "only what it was handed", files)
     results = {what: as_user(user.pw_uid, user.pw_gid, groups, fn)
-               for what, fn in attempts(d, dynmemd_pid)}
+               for what, fn in attempts(d, dynmemd_pid, launcher_pid)}
     allowed_through = {what: r for what, r in results.items()
                        if not (isinstance(r, str) and r.startswith("PermissionError"))}
     comment(f"as QEMU's user: {len(results) - len(allowed_through)} of {len(results)} refused")
@@ -138,6 +141,9 @@ def dynmemd_keeps_nothing_and_qemu_runs_as_its_own_user(ctx):
     st = status_of(me)
     check(st["Uid"].split()[0] == str(ctx["dynmem"].pw_uid) and no_caps(st), "dynmemd", st)
     check(st["NoNewPrivs"] == "1", "dynmemd: no_new_privs", st)
+    check({int(g) for g in st["Groups"].split()} == {ctx["dynmem"].pw_gid,
+                                                       grp.getgrnam("kvm").gr_gid},
+          "dynmemd: groups dynmem and kvm, no more", st)
     kids = {p: status_of(p) for p in children(me)}
     launcher = [p for p, s in kids.items() if s["Name"] == "dynmem-launcher"]
     check(len(launcher) == 1, "one launcher", kids)
@@ -146,7 +152,7 @@ def dynmemd_keeps_nothing_and_qemu_runs_as_its_own_user(ctx):
           "the launcher keeps CAP_SETUID and CAP_SETGID only", ls)
     comment(f"dynmemd pid {me}: CapPrm {st['CapPrm']}; launcher pid {launcher[0]}: "
             f"CapPrm {ls['CapPrm']}")
-    check_qemu(d, d.qemu_pid("p1"), me)
+    check_qemu(d, d.qemu_pid("p1"), me, launcher[0])
     d.stop_guests()
     d.stop()
 

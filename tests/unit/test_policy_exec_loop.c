@@ -25,7 +25,7 @@
 
 #define N_VMS   3
 #define WAIT_MS 30000 /* generous: a busy machine with sanitizers */
-#define QUICK   500   /* a decision that waited for a 1.5 s policy would take longer */
+#define QUICK   1000  /* a decision that waited for a 1.5 s policy would take longer */
 
 struct fx {
         char *dir;
