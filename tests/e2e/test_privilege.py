@@ -148,6 +148,7 @@ def dynmemd_keeps_nothing_and_qemu_runs_as_its_own_user(ctx):
     launcher = [p for p, s in kids.items() if s["Name"] == "dynmem-launcher"]
     check(len(launcher) == 1, "one launcher", kids)
     ls = kids[launcher[0]]
+    check(ls["Uid"].split() == [str(ctx["dynmem"].pw_uid)] * 4, "the launcher runs as dynmem", ls)
     check(int(ls["CapPrm"], 16) == SETUID_SETGID and int(ls["CapEff"], 16) == SETUID_SETGID,
           "the launcher keeps CAP_SETUID and CAP_SETGID only", ls)
     comment(f"dynmemd pid {me}: CapPrm {st['CapPrm']}; launcher pid {launcher[0]}: "
