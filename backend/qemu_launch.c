@@ -427,6 +427,7 @@ int qemu_launch_new(const char *user, struct qemu_launch **ret, char *err, size_
         ql->pid = fork();
         if (ql->pid == 0) {
                 close(sv[0]);
+                free(ql); /* dynmemd's, not the launcher's (valgrind counts it lost there) */
                 run_launcher(sv[1], &w);
         }
         close(sv[1]);
