@@ -2,7 +2,7 @@
 """The systemd unit and the system users as `meson install` puts them (into a
 temporary DESTDIR, tag systemd): `systemd-analyze security --offline=true` rates the
 installed unit's exposure at 3.0 or less; every protection it rates as off is
-explained in a comment of the unit; the installed sysusers.d file creates users
+explained in a comment of the unit; those docs/security.md names are on; the installed sysusers.d file creates users
 dynmem and dynmem-qemu (in group kvm), neither root nor in group root. Cases that
 need systemd-analyze or systemd-sysusers (Debian package systemd, which
 scripts/deps.sh installs; neither needs systemd running) are skipped without them.
@@ -86,6 +86,29 @@ def every_protection_left_off_is_explained(ctx):
                if not any(explained(lines, comments, n) for n in s.split("/") if n)]
     comment(f"{len(off)} settings rated off")
     check(not missing, "no comment in the unit for " + ", ".join(missing))
+
+
+# What docs/security.md says the unit takes away, as systemd-analyze reads the unit.
+CLAIMED_ON = ["SystemCallFilter=~@debug", "SystemCallFilter=~@mount",
+              "SystemCallFilter=~@module", "SystemCallFilter=~@raw-io", "ProtectHome=",
+              "PrivateTmp=", "NoNewPrivileges=", "CapabilityBoundingSet=~CAP_SYS_PTRACE"]
+
+
+@tap.case
+def the_protections_the_docs_name_are_on(ctx):
+    out = analyze(ctx)
+    rated = {m.group(2): m.group(1) for m in re.finditer(r"^([✓✗]) (\S+)", out, re.M)}
+    for name in CLAIMED_ON:
+        check(rated.get(name) == "✓", f"{name} on", rated.get(name))
+    check(re.search(r"^✓ ProtectSystem=.*strict read-only", out, re.M), "ProtectSystem=strict")
+    check(re.search(r"^✓ User=/DynamicUser=.*non-root", out, re.M), "a non-root user")
+    lines = open(installed(ctx, "dynmemd.service")).read().splitlines()
+    check(any(line.startswith("SystemCallFilter=~") and "process_vm_readv" in line
+              and "process_vm_writev" in line for line in lines),
+          "process_vm_readv and process_vm_writev denied")
+    check("AmbientCapabilities=CAP_SETUID CAP_SETGID" in lines
+          and "CapabilityBoundingSet=CAP_SETUID CAP_SETGID" in lines,
+          "CAP_SETUID and CAP_SETGID, nothing else")
 
 
 @tap.case
