@@ -218,11 +218,14 @@ class Daemon:
     def as_the_unit(self):
         """Start dynmemd as the shipped unit would: user dynmem, groups dynmem and kvm,
         with CAP_SETUID and CAP_SETGID only, no_new_privs, in a folder that is dynmem's.
-        Raises Skip where that cannot be done (not root, no user dynmem, no group kvm)."""
+        Raises Skip where that cannot be done (not root, no user dynmem, no group kvm,
+        under DYNMEM_DAEMON_WRAPPER)."""
         import grp
         import pwd
         if os.geteuid() != 0:
             raise Skip("needs root (setpriv gives dynmemd the unit's capabilities)")
+        if WRAPPER:
+            raise Skip(f"{os.path.basename(WRAPPER[0])} would run setpriv, not dynmemd")
         try:
             user = pwd.getpwnam("dynmem")
             grp.getgrnam("kvm")
