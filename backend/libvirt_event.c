@@ -22,12 +22,15 @@ struct watch {
         virEventTimeoutCallback timer_cb;
         void *opaque;
         virFreeCallback ff;
+        struct watch *next_released;
 };
 
 static struct event_base *loop_base;
 static struct watch **watches; /* live ones */
 static size_t n_watches, cap_watches;
 static int last_id;
+static struct watch *released;   /* removed, waiting for release() (linked by opaque_next) */
+static struct event *release_ev; /* runs release() at the next turn of the loop */
 
 size_t libvirt_event_count(void)
 {
@@ -66,16 +69,23 @@ static void forget(struct watch *w)
         }
 }
 
-/* From the loop, after the remove call returned: the free callback, then the watch. */
+/* From the loop, after the remove calls returned: the free callbacks, then the watches. */
 static void release(evutil_socket_t fd, short what, void *arg)
 {
-        struct watch *w = arg;
+        (void)fd, (void)what, (void)arg;
+        libvirt_event_flush();
+}
 
-        (void)fd, (void)what;
-        if (w->ff)
-                w->ff(w->opaque);
-        event_free(w->ev);
-        free(w);
+void libvirt_event_flush(void)
+{
+        while (released) {
+                struct watch *w = released;
+                released = w->next_released;
+                if (w->ff)
+                        w->ff(w->opaque);
+                event_free(w->ev);
+                free(w);
+        }
 }
 
 static int remove_watch(struct watch *w)
@@ -85,11 +95,9 @@ static int remove_watch(struct watch *w)
         event_del(w->ev);
         w->removed = true;
         forget(w);
-        if (event_base_once(loop_base, -1, EV_TIMEOUT, release, w, &now) < 0) {
-                /* Cannot defer: leak the opaque rather than free it under libvirt's feet. */
-                event_free(w->ev);
-                free(w);
-        }
+        w->next_released = released;
+        released = w;
+        event_add(release_ev, &now);
         return 0;
 }
 
@@ -225,6 +233,9 @@ int libvirt_event_register(struct event_base *base)
 {
         if (loop_base)
                 return loop_base == base ? 0 : -EALREADY;
+        release_ev = evtimer_new(base, release, NULL);
+        if (!release_ev)
+                return -ENOMEM;
         loop_base = base;
         virEventRegisterImpl(add_handle, update_handle, remove_handle, add_timeout, update_timeout,
                              remove_timeout);

@@ -38,4 +38,11 @@ int libvirt_event_register(struct event_base *base);
 /* Handles and timeouts registered now (for tests and status). */
 size_t libvirt_event_count(void);
 
+/*
+ * Run the free callbacks of what was removed and not yet released (the loop
+ * does it at its next turn). For a program that stops its loop after
+ * closing its connection, so that nothing libvirt handed over is left.
+ */
+void libvirt_event_flush(void);
+
 #endif

@@ -85,6 +85,10 @@ struct daemon {
 
         struct log_ratelimit tick_errors;
 
+        /* the backend's list of VMs last taken in (inventory.c) */
+        uint64_t inventory_generation;
+        bool inventory_adopted;
+
         struct attach *attach; /* running.json and reattaching (attach.c) */
         struct wake *wake;     /* extra cycles a backend asks for (wake.c) */
 

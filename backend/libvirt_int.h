@@ -1,0 +1,169 @@
+/*
+ * libvirt_int: what the libvirt backend's files share and nothing else
+ * includes: the connection and its events (libvirt_conn.c), the table of
+ * domains and what each holds (libvirt_dom.c), and the backend interface
+ * on top (libvirt.c). The memory arithmetic (qemu_mem) and the guest
+ * agent's connection (qemu_agent) are the QEMU backend's, shared: behind
+ * libvirt the VM is the same QEMU with the same devices.
+ */
+#ifndef DYNMEM_LIBVIRT_INT_H
+#define DYNMEM_LIBVIRT_INT_H
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "libvirt.h"
+#include "libvirt_xml.h"
+#include "log.h"
+#include "qemu_int.h"
+
+#define LV_BACKOFF_MIN_MS   1000   /* first retry after the connection is lost */
+#define LV_BACKOFF_MAX_MS   30000  /* retries at most this far apart */
+#define LV_KEEPALIVE_S      5      /* libvirt keepalive: a probe every 5 s ... */
+#define LV_KEEPALIVE_COUNT  3      /* ... and the connection is dead after 3 unanswered */
+#define LV_STATS_FRESH_MS   10000  /* balloon statistics older than this are unknown */
+#define LV_AGENT_FRESH_MS   10000  /* an agent report is used this long */
+#define LV_START_PENDING_MS 120000 /* an admitted start not seen running by then is off */
+#define LV_DOMAINS_MAX      4096   /* domains one host may have */
+
+/* What bulk statistics said of a domain at the last cycle. */
+struct lv_stats {
+        bool known;
+        uint64_t current;     /* balloon.current: balloon actual + virtio-mem plugged */
+        uint64_t total;       /* balloon.available (MemTotal) */
+        uint64_t available;   /* balloon.usable (MemAvailable) */
+        uint64_t last_update; /* balloon.last-update */
+        uint64_t sampled_ms;  /* monotonic time last_update last moved */
+        uint64_t rss;         /* balloon.rss: the QEMU process */
+};
+
+/* The guest agent's latest accepted estimate. */
+struct lv_agent_report {
+        bool have;
+        uint64_t ms; /* monotonic */
+        struct agent_estimate e;
+        bool taken;  /* accepted, no urgent seen yet */
+        bool urgent; /* a report sent as the guest began to stall, not yet observed */
+};
+
+enum lv_signal {
+        LV_SIGNAL_NONE,
+        LV_SIGNAL_AGENT,
+        LV_SIGNAL_BALLOON,
+};
+
+/* One libvirt domain the backend knows, by name (sorted). */
+struct lv_domain {
+        struct lv_backend *lb;
+        char name[VM_NAME_MAX];
+        char uuid[40];
+        bool dirty;     /* reload at the next inventory */
+        bool undefined; /* gone from libvirt: dropped at the next inventory */
+        enum backend_vm_run run;
+        bool persistent;
+        int id;                        /* libvirt's id while it runs, -1 otherwise */
+        struct libvirt_xml_domain xml; /* live XML while it runs, persistent XML when off */
+        struct backend_vm_info info;
+        char problem_logged[200];
+
+        /* the running instance (balanced domains) */
+        bool attached; /* mem and agent set up for this id */
+        int attached_id;
+        struct qemu_mem mem;
+        struct lv_stats stats;
+        uint64_t reserve; /* memory the guest kernel keeps out of MemTotal */
+        bool reserve_known;
+        struct qemu_agent *agent_conn;
+        struct lv_agent_report agent;
+        enum lv_signal source;
+        uint64_t pending_until_ms; /* an admitted start libvirt runs: alive until then */
+        uint64_t stop_by_ms;       /* a graceful stop not done by then is forced */
+        bool target_set;
+        struct log_ratelimit rl;
+        struct log_ratelimit wake_rl;
+};
+
+struct lv_backend {
+        struct backend_env env;
+        char *uri;
+        char *run_dir;
+        virConnectPtr conn;
+        int callbacks[8]; /* event callback ids, -1 none */
+        bool lost;        /* the close callback ran: reconnect at the next inventory */
+        uint64_t retry_at_ms, backoff_ms;
+        bool down_logged; /* said once that libvirt cannot be reached */
+        char down_reason[256];
+        bool ever_connected;
+        bool refresh_all; /* list every domain again */
+        uint64_t generation;
+        uint64_t stats_ms;       /* when bulk statistics were last read */
+        struct lv_domain **doms; /* sorted by name */
+        size_t n, cap;
+        struct backend_vm_info *infos;
+        size_t n_infos;
+        uint64_t infos_generation;
+        uint64_t dropped_names; /* domains whose names dynmem cannot use */
+};
+
+uint64_t lv_mono_ms(void);
+
+/* ---- the connection (libvirt_conn.c) ---- */
+
+/* Connected (trying again when it is time). Logs losing and regaining it once. */
+bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms);
+
+/* Note a failed call: when libvirt says the connection is gone, drop it. */
+void lv_conn_check_error(struct lv_backend *lb, const char *what);
+
+/* Close and forget the connection (events deregistered). */
+void lv_conn_close(struct lv_backend *lb);
+
+/* Read balloon statistics of every running domain in one call. */
+void lv_conn_read_stats(struct lv_backend *lb);
+
+/* The last libvirt error as a sentence. */
+const char *lv_error(void);
+
+/* ---- the domains (libvirt_dom.c) ---- */
+
+struct lv_domain *lv_dom_find(struct lv_backend *lb, const char *name);
+
+/* The domain named name, added (dirty) when new; NULL on ENOMEM or too many. */
+struct lv_domain *lv_dom_get(struct lv_backend *lb, const char *name);
+
+/* Mark every domain dirty and list libvirt's domains again (after connecting). */
+void lv_dom_refresh_all(struct lv_backend *lb);
+
+/* Reload the dirty domains, drop the undefined ones; true when anything changed. */
+bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms);
+
+/* Take the statistics of one domain (lv_conn_read_stats). */
+void lv_dom_take_stats(struct lv_domain *d, const virTypedParameter *params, int n);
+
+/* A libvirt event about a domain: mark it for reloading. */
+void lv_dom_touch(struct lv_backend *lb, virDomainPtr dom);
+
+void lv_dom_free(struct lv_domain *d);
+
+/* ---- a running dynamic domain (libvirt_run.c) ---- */
+
+/* Set up the running instance (memory layout from the live XML, the agent). */
+void lv_dom_attach(struct lv_domain *d);
+
+/* Stop the agent connection and forget the running instance. */
+void lv_dom_detach(struct lv_domain *d);
+
+/* Move toward d->mem.target through libvirt (balloon, virtio-mem). */
+void lv_run_apply(struct lv_domain *d);
+
+/* Assigned memory, demand and stall as the domain's agent or balloon tell them. */
+void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation *o);
+
+/* Look the domain up in libvirt (caller frees with virDomainFree); NULL when it is not there. */
+virDomainPtr lv_dom_lookup(struct lv_domain *d);
+
+#endif
