@@ -94,9 +94,10 @@ static int lv_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err
                 snprintf(err, errlen, "libvirt has no domain %s", vm->name);
                 return -ENOENT;
         }
-        if (vm->start_outside) { /* libvirt is starting it; its hook asked for admission */
+        if (vm->start_outside) {
+                /* libvirt is starting it and its hook waits for this answer, with the domain
+                 * locked: nothing touches it until libvirt says it started (an event) */
                 d->pending_until_ms = lv_mono_ms() + LV_START_PENDING_MS;
-                d->dirty = true;
                 return 0;
         }
         if (!(dom = lv_dom_lookup(d))) {
@@ -118,6 +119,18 @@ static int lv_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err
         }
         virDomainFree(dom);
         return r < 0 ? -EIO : 0;
+}
+
+static void lv_admitting(struct backend *b, struct vm *vm, bool waiting)
+{
+        struct lv_domain *d = lv_dom_find(priv(b), vm->name);
+
+        if (!d)
+                return;
+        if (waiting)
+                d->locked_by_start = true;
+        else if (!d->pending_until_ms) /* refused: libvirt gives the start up */
+                d->locked_by_start = false;
 }
 
 static int lv_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_ms)
@@ -515,6 +528,7 @@ const struct backend_ops libvirt_backend_ops = {
     .enable = lv_enable,
     .disable = lv_disable,
     .owner = lv_owner,
+    .admitting = lv_admitting,
 };
 
 int libvirt_backend_new(const struct config *cfg, const struct backend_env *env,

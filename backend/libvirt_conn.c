@@ -40,6 +40,8 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
 
         (void)conn, (void)detail;
         lv_dom_touch(lb, dom);
+        if (event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_STOPPED)
+                lv_dom_started(lb, dom);
         /* Started or stopped by someone else: look at once, not at the next cycle. */
         if (event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_STOPPED ||
             event == VIR_DOMAIN_EVENT_CRASHED)
@@ -138,10 +140,16 @@ void lv_conn_close(struct lv_backend *lb)
                 lb->callbacks[i] = -1;
         }
         virConnectUnregisterCloseCallback(lb->conn, on_close);
+        for (size_t i = 0; i < lb->n; i++) {
+                struct lv_domain *d = lb->doms[i];
+                d->stats.known = false;
+                if (d->dom)
+                        virDomainFree(d->dom); /* of this connection */
+                d->dom = NULL;
+                d->dirty = true;
+        }
         virConnectClose(lb->conn);
         lb->conn = NULL;
-        for (size_t i = 0; i < lb->n; i++)
-                lb->doms[i]->stats.known = false;
 }
 
 static void schedule_retry(struct lv_backend *lb, uint64_t now_ms)
@@ -220,15 +228,28 @@ void lv_conn_check_error(struct lv_backend *lb, const char *what)
         }
 }
 
+/*
+ * Statistics of the domains known to run, named one by one: listing every
+ * domain would lock each, and one whose start waits in libvirt's prepare
+ * hook stays locked until that hook has its answer from this very loop.
+ */
 void lv_conn_read_stats(struct lv_backend *lb)
 {
         virDomainStatsRecordPtr *recs = NULL;
+        virDomainPtr *doms;
+        size_t k = 0;
         int n;
 
-        if (!lb->conn)
+        if (!lb->conn || !(doms = calloc(lb->n + 1, sizeof(*doms))))
                 return;
-        n = virConnectGetAllDomainStats(lb->conn, VIR_DOMAIN_STATS_BALLOON, &recs,
-                                        VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+        for (size_t i = 0; i < lb->n; i++)
+                if (lb->doms[i]->run == BACKEND_VM_RUNNING && lb->doms[i]->dom)
+                        doms[k++] = lb->doms[i]->dom;
+        /* NOWAIT: a domain busy with a job gives what needs none (balloon.current) at once */
+        n = k ? virDomainListGetStats(doms, VIR_DOMAIN_STATS_BALLOON, &recs,
+                                      VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
+              : 0;
+        free(doms);
         if (n < 0) {
                 lv_conn_check_error(lb, "reading balloon statistics");
                 return;
@@ -239,5 +260,6 @@ void lv_conn_read_stats(struct lv_backend *lb)
                 if (d)
                         lv_dom_take_stats(d, recs[i]->params, recs[i]->nparams);
         }
-        virDomainStatsRecordListFree(recs);
+        if (recs)
+                virDomainStatsRecordListFree(recs);
 }

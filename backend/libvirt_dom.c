@@ -84,6 +84,8 @@ void lv_dom_free(struct lv_domain *d)
 {
         if (!d)
                 return;
+        if (d->dom)
+                virDomainFree(d->dom);
         lv_dom_detach(d);
         libvirt_xml_domain_free(&d->xml);
         free(d);
@@ -94,6 +96,14 @@ static void drop(struct lv_backend *lb, size_t i)
         lv_dom_free(lb->doms[i]);
         memmove(lb->doms + i, lb->doms + i + 1, (lb->n - i - 1) * sizeof(*lb->doms));
         lb->n--;
+}
+
+void lv_dom_started(struct lv_backend *lb, virDomainPtr dom)
+{
+        struct lv_domain *d = lv_dom_find(lb, virDomainGetName(dom));
+
+        if (d)
+                d->locked_by_start = false;
 }
 
 void lv_dom_touch(struct lv_backend *lb, virDomainPtr dom)
@@ -135,7 +145,9 @@ void lv_dom_refresh_all(struct lv_backend *lb)
 
 virDomainPtr lv_dom_lookup(struct lv_domain *d)
 {
-        return d->lb->conn ? virDomainLookupByName(d->lb->conn, d->name) : NULL;
+        if (!d->lb->conn || !d->dom || virDomainRef(d->dom) < 0)
+                return NULL;
+        return d->dom;
 }
 
 /* ---- what a domain is ---- */
@@ -200,7 +212,7 @@ static void fill_info(struct lv_domain *d)
 static int load(struct lv_domain *d)
 {
         struct lv_backend *lb = d->lb;
-        virDomainPtr dom = lv_dom_lookup(d);
+        virDomainPtr dom = virDomainLookupByName(lb->conn, d->name);
         int state = 0, reason = 0, r = -1;
         char *xml = NULL, err[256];
 
@@ -232,10 +244,15 @@ static int load(struct lv_domain *d)
         d->persistent = virDomainIsPersistent(dom) == 1;
         d->id = d->run == BACKEND_VM_RUNNING ? (int)virDomainGetID(dom) : -1;
         fill_info(d);
+        if (d->dom)
+                virDomainFree(d->dom);
+        d->dom = dom; /* kept: later calls need no lookup */
+        dom = NULL;
         r = 1;
 out:
         free(xml);
-        virDomainFree(dom);
+        if (dom)
+                virDomainFree(dom);
         return r;
 }
 
@@ -260,7 +277,7 @@ bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms)
         for (size_t i = lb->n; i-- > 0;) {
                 struct lv_domain *d = lb->doms[i];
                 enum backend_vm_run was = d->info.run;
-                if (d->dirty && lb->conn) {
+                if (d->dirty && lb->conn && !d->locked_by_start) {
                         int r = load(d);
                         if (r == 0) {
                                 drop(lb, i);

@@ -61,8 +61,9 @@ struct lv_domain {
         struct lv_backend *lb;
         char name[VM_NAME_MAX];
         char uuid[40];
-        bool dirty;     /* reload at the next inventory */
-        bool undefined; /* gone from libvirt: dropped at the next inventory */
+        virDomainPtr dom; /* libvirt's handle, from the last reload; NULL unknown */
+        bool dirty;       /* reload at the next inventory */
+        bool undefined;   /* gone from libvirt: dropped at the next inventory */
         enum backend_vm_run run;
         bool persistent;
         int id;                        /* libvirt's id while it runs, -1 otherwise */
@@ -81,6 +82,8 @@ struct lv_domain {
         struct lv_agent_report agent;
         enum lv_signal source;
         uint64_t pending_until_ms; /* an admitted start libvirt runs: alive until then */
+        bool locked_by_start;      /* libvirt starts it with the domain locked: not touched until
+                                      its start (or stop) is seen */
         uint64_t stop_by_ms;       /* a graceful stop not done by then is forced */
         bool target_set;
         struct log_ratelimit rl;
@@ -147,6 +150,9 @@ void lv_dom_take_stats(struct lv_domain *d, const virTypedParameter *params, int
 /* A libvirt event about a domain: mark it for reloading. */
 void lv_dom_touch(struct lv_backend *lb, virDomainPtr dom);
 
+/* libvirt says the domain started or stopped: its start no longer holds it locked. */
+void lv_dom_started(struct lv_backend *lb, virDomainPtr dom);
+
 void lv_dom_free(struct lv_domain *d);
 
 /* ---- a running dynamic domain (libvirt_run.c) ---- */
@@ -163,7 +169,7 @@ void lv_run_apply(struct lv_domain *d);
 /* Assigned memory, demand and stall as the domain's agent or balloon tell them. */
 void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation *o);
 
-/* Look the domain up in libvirt (caller frees with virDomainFree); NULL when it is not there. */
+/* The domain's libvirt handle, a reference the caller frees (virDomainFree); NULL unknown. */
 virDomainPtr lv_dom_lookup(struct lv_domain *d);
 
 #endif

@@ -626,6 +626,8 @@ static char *cmd_admit(struct daemon *d, const struct control_request *req,
         default:
                 balancer_request_start(&d->bal, &e->vm);
                 e->vm.start_outside = true;
+                if (d->backend->ops->admitting)
+                        d->backend->ops->admitting(d->backend, &e->vm, true);
                 e->admit_deadline_ms = (uint64_t)daemon_mono_ms() + INVENTORY_ADMIT_WAIT_MS;
                 e->start_errno = 0;
                 registry_touch(e);
@@ -689,6 +691,8 @@ bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, 
         if ((starting && e->vm.state == VM_STARTING) ||
             (wait == COMMANDS_WAIT_STOP && e->vm.state == VM_STOPPING))
                 return false;
+        if (wait == COMMANDS_WAIT_ADMIT && d->backend->ops->admitting)
+                d->backend->ops->admitting(d->backend, &e->vm, false);
         if (starting && e->vm.state != VM_RUNNING) {
                 *ret_reply =
                     control_reply_error(e->start_errno ? e->start_errno : EIO, "%s: %s", name,

@@ -149,6 +149,15 @@ struct backend_ops {
 
         /* Who runs the VMs, for replies ("libvirt at qemu:///system"). */
         const char *(*owner)(struct backend *b);
+
+        /*
+         * The owner is starting the VM and waits for dynmemd's admission
+         * (vm->start_outside; libvirt's prepare hook, which runs with the
+         * domain locked): until its start is seen, the backend must not call
+         * into the owner about it, or the loop would wait for itself. waiting
+         * false: the admission is decided (start() was called if admitted).
+         */
+        void (*admitting)(struct backend *b, struct vm *vm, bool waiting);
 };
 
 struct event_base;

@@ -23,6 +23,10 @@ process; every process the harness starts gets SIGKILL if the test dies
 (setpriv --pdeathsig), and stop() destroys the domains and kills whatever is
 left in the mount namespace (QEMU processes included).
 
+QEMU runs in the host's mount namespace (qemu.conf namespaces = [], not one
+of libvirt's own per domain), so that stop() finds every process; its pid
+files are read too, in case libvirtd is gone.
+
 Mount points: /run/libvirt, /var/lib/libvirt, /var/log/libvirt and
 /var/cache/libvirt are created (empty) on the machine when missing, as the
 libvirt-daemon-system package would; nothing is ever mounted on them outside
@@ -85,6 +89,7 @@ group = "root"
 dynamic_ownership = 0
 remember_owner = 0
 security_driver = "none"
+namespaces = []
 migration_port_min = {mig_min}
 migration_port_max = {mig_max}
 """
@@ -200,7 +205,7 @@ class LibvirtHost:
         def answers():
             if self.libvirtd.poll() is not None:
                 raise HostError(f"{self.name}: libvirtd exited with {self.libvirtd.returncode}:"
-                                f"\n{self.tail('libvirtd.out')}")
+                                f"\n{self.tail('libvirtd.out')}\n{self.libvirtd_log()[-3000:]}")
             return self.run(["virsh", "-q", "-c", "qemu:///system", "uri"],
                             check=False).returncode == 0
         self._wait(answers, "libvirtd to answer", timeout)
@@ -296,6 +301,19 @@ class LibvirtHost:
                 continue
         return pids
 
+    def _qemu_pids(self):
+        """The guests' QEMUs, from libvirt's pid files (libvirtd may be gone)."""
+        pids = []
+        try:
+            folder = self.path("/run/libvirt/qemu")
+            for f in os.listdir(folder):
+                if f.endswith(".pid"):
+                    with open(os.path.join(folder, f)) as fh:
+                        pids.append(int(fh.read().strip()))
+        except (OSError, ValueError):
+            pass
+        return pids
+
     def stop(self):
         """Destroy every domain, stop the daemons, kill what is left, remove the root."""
         if self.keeper and self.keeper.poll() is None:
@@ -311,7 +329,7 @@ class LibvirtHost:
                     except subprocess.TimeoutExpired:
                         p.kill()
                         p.wait()
-            for pid in self._members():
+            for pid in self._members() + self._qemu_pids():
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
