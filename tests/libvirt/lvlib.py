@@ -43,9 +43,10 @@ DOMAIN = """<domain type='qemu'>
 </domain>
 """
 
-HOOK = """#!/bin/sh
-# dynmem's admission hook for this test host (docs/libvirt.md shows the installed one)
-exec {dynmem} --socket {socket} libvirt-hook "$@" 2>>{log}
+HOOK = """#!/bin/bash
+# dynmem's admission hook for this test host (docs/libvirt.md shows the installed one);
+# its stderr goes to libvirt (which shows it when the start is refused) and to a file
+exec {dynmem} --socket {socket} libvirt-hook "$@" 2> >(tee -a {log} >&2)
 """
 
 

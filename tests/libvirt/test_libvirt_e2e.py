@@ -240,7 +240,7 @@ def kill_9_of_libvirtd_in_the_middle_of_a_resize(ctx):
 @tap.case
 def kill_9_of_dynmemd_in_the_middle_of_a_resize(ctx):
     d, host = ctx["d"], ctx["host"]
-    v = start_resize(d, "web", 20)
+    v = start_resize(d, "web", 1000)  # a grow: asked at once (shrinks wait for the policy)
     d.kill9()
     comment(f"dynmemd killed while web moves from {mib(v['assigned_bytes'])} to "
             f"{mib(v['target_bytes'])}")
@@ -260,6 +260,7 @@ def kill_9_of_dynmemd_in_the_middle_of_a_resize(ctx):
     wait_for(consistent, "the memory dynmemd counts to be libvirt's, once", timeout=30,
              interval=0.5)
     check(d.status()["assigned_bytes"] <= MEMORY, "the budget holds", d.status())
+    d.ok("set", "web", "--buffer", "20")
 
 
 # ---- hostile input ----
@@ -280,6 +281,8 @@ def a_hostile_agent_on_a_libvirt_domain_gets_no_more_than_its_maximum(ctx):
             check(vms[n]["assigned_bytes"] >= 256 * MIB, f"{n} keeps its minimum", vms)
         time.sleep(0.5)
     check(d.proc.poll() is None, "dynmemd is alive", d.log()[-2000:])
+    about = lines(d.log(), '"hostile": guest agent')
+    check(about, "lib/agent's parser saw through it (its garbage is logged)", d.log()[-3000:])
     comment(f"hostile: {mib(d.vm('hostile')['assigned_bytes'])}, "
             f"{len(lines(d.log(), 'hostile'))} log lines about it")
     host.virsh("destroy", "hostile")
