@@ -97,7 +97,7 @@ static int lv_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err
         if (vm->start_outside) {
                 /* libvirt is starting it and its hook waits for this answer, with the domain
                  * locked: nothing touches it until libvirt says it started (an event) */
-                d->pending_until_ms = lv_mono_ms() + LV_START_PENDING_MS;
+                d->pending_until_ms = mono_ms() + LV_START_PENDING_MS;
                 return 0;
         }
         if (!(dom = lv_dom_lookup(d))) {
@@ -113,7 +113,7 @@ static int lv_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err
                 snprintf(err, errlen, "libvirt: %s", lv_error());
                 lv_conn_check_error(lb, "starting a domain");
         } else {
-                d->pending_until_ms = lv_mono_ms() + LV_START_PENDING_MS;
+                d->pending_until_ms = mono_ms() + LV_START_PENDING_MS;
                 d->dirty = true;
                 log_msg(LOG_INFO, "%s: started through libvirt", vm->name);
         }
@@ -149,7 +149,7 @@ static int lv_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_ms
                         force ? "destroy" : "shut down", lv_error());
                 lv_conn_check_error(lb, "stopping a domain");
         } else {
-                d->stop_by_ms = force ? 0 : lv_mono_ms() + STOP_GRACE_MS;
+                d->stop_by_ms = force ? 0 : mono_ms() + STOP_GRACE_MS;
                 d->dirty = true;
         }
         virDomainFree(dom);
@@ -159,7 +159,7 @@ static int lv_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_ms
 /* A graceful stop the guest ignored: forced, as dynmem stop does for QEMU guests. */
 static void check_stops(struct lv_backend *lb)
 {
-        uint64_t now = lv_mono_ms();
+        uint64_t now = mono_ms();
 
         for (size_t i = 0; i < lb->n; i++) {
                 struct lv_domain *d = lb->doms[i];
@@ -265,7 +265,7 @@ static uint64_t lv_inventory(struct backend *b, uint64_t now_ms, const struct ba
                              size_t *ret_n)
 {
         struct lv_backend *lb = priv(b);
-        uint64_t now = lv_mono_ms();
+        uint64_t now = mono_ms();
         bool changed;
 
         (void)now_ms;
@@ -462,31 +462,29 @@ static int lv_store_settings(struct backend *b, struct vm *vm, const struct vm_s
         return r < 0 ? -EIO : 0;
 }
 
-/* ---- status ---- */
+/* ---- what it knows of a VM ---- */
 
-int libvirt_backend_vm_info(struct backend *b, const struct vm *vm, struct libvirt_vm_info *ret)
+static void lv_describe(struct backend *b, const struct vm *vm, struct backend_vm_description *ret)
 {
-        static const char *const sources[] = {"none", "agent", "balloon"};
         struct lv_backend *lb = priv(b);
         struct lv_domain *d = lv_dom_find(lb, vm->name);
 
-        if (!d)
-                return -ESRCH;
-        *ret = (struct libvirt_vm_info){
-            .connected = lb->conn != NULL,
-            .running = d->run == BACKEND_VM_RUNNING,
-            .id = d->id,
-            .signal_source = sources[d->source],
-            .agent_state = agent_state_name(AGENT_DISCONNECTED),
-            .agent_path = d->xml.agent_path,
-            .plugged_bytes = d->mem.plugged,
-            .requested_bytes = d->mem.requested,
-            .balloon_actual_bytes = d->mem.actual,
-            .region_bytes = d->mem.layout.region,
-        };
-        if (d->agent_conn)
-                ret->agent_state = agent_state_name(agent_state(qemu_agent_parser(d->agent_conn)));
-        return 0;
+        if (!d || d->run != BACKEND_VM_RUNNING)
+                return;
+        ret->signal = qemu_signal_name(d->attached ? d->sig.source : QEMU_SIGNAL_NONE);
+        snprintf(ret->accelerator, sizeof(ret->accelerator), "%s (libvirt domain type)",
+                 d->xml.type[0] ? d->xml.type : "?");
+        snprintf(ret->version, sizeof(ret->version), "%s", lb->hv_version);
+        if (!d->attached)
+                return;
+        ret->resizing = d->target_set && !qemu_mem_settled(&d->mem);
+        ret->agent_state = agent_state_name(AGENT_DISCONNECTED);
+        if (d->agent_conn) {
+                const struct agent *a = qemu_agent_parser(d->agent_conn);
+                ret->agent_state = agent_state_name(agent_state(a));
+                ret->agent_version = agent_version(a);
+                ret->agent_caps = agent_caps(a);
+        }
 }
 
 /* ---- the backend ---- */
@@ -520,6 +518,7 @@ const struct backend_ops libvirt_backend_ops = {
     .set_target = lv_set_target,
     .observe = lv_observe,
     .max_honourable = lv_max_honourable,
+    .describe = lv_describe,
     .reattach = lv_reattach,
     .forget_vm = lv_forget_vm,
     .destroy = lv_destroy,

@@ -46,17 +46,4 @@ int libvirt_backend_new(const struct config *cfg, const struct backend_env *env,
 
 extern const struct backend_ops libvirt_backend_ops;
 
-/* What a VM's domain looks like to the backend now (status output, tests). */
-struct libvirt_vm_info {
-        bool connected;
-        bool running;
-        int id;
-        const char *signal_source; /* "agent", "balloon" or "none" */
-        const char *agent_state;   /* lib/agent.h's agent_state_name(), "disconnected" */
-        const char *agent_path;
-        uint64_t plugged_bytes, requested_bytes, balloon_actual_bytes, region_bytes;
-};
-
-int libvirt_backend_vm_info(struct backend *b, const struct vm *vm, struct libvirt_vm_info *ret);
-
 #endif

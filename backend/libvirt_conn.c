@@ -74,7 +74,7 @@ static int on_balloon(virConnectPtr conn, virDomainPtr dom, unsigned long long a
         /* The balloon's own size: libvirt adds virtio-mem to it only in its XML and stats. */
         if (d && d->attached && d->mem.known && actual_kib <= SETTINGS_SIZE_MAX / KIB)
                 qemu_mem_readback(&d->mem, actual_kib * KIB, d->mem.plugged, d->mem.requested,
-                                  lv_mono_ms());
+                                  mono_ms());
         return 0;
 }
 
@@ -89,7 +89,7 @@ static int on_vmem_size(virConnectPtr conn, virDomainPtr dom, const char *alias,
             size_kib > d->mem.layout.region / KIB)
                 return 0;
         plugged = size_kib * KIB;
-        qemu_mem_readback(&d->mem, d->mem.actual, plugged, d->mem.requested, lv_mono_ms());
+        qemu_mem_readback(&d->mem, d->mem.actual, plugged, d->mem.requested, mono_ms());
         return 0;
 }
 
@@ -173,9 +173,13 @@ static void say_down(struct lv_backend *lb)
 
 static void say_up(struct lv_backend *lb)
 {
-        unsigned long lib = 0;
+        unsigned long lib = 0, hv = 0;
 
         virConnectGetLibVersion(lb->conn, &lib);
+        lb->hv_version[0] = '\0';
+        if (virConnectGetVersion(lb->conn, &hv) == 0 && hv)
+                snprintf(lb->hv_version, sizeof(lb->hv_version), "%lu.%lu.%lu", hv / 1000000,
+                         hv / 1000 % 1000, hv % 1000);
         if (lb->down_logged || lb->ever_connected)
                 log_msg(LOG_NOTICE, "libvirt at %s answers again (libvirt %lu.%lu.%lu)", lb->uri,
                         lib / 1000000, lib / 1000 % 1000, lib % 1000);
@@ -254,7 +258,7 @@ void lv_conn_read_stats(struct lv_backend *lb)
                 lv_conn_check_error(lb, "reading balloon statistics");
                 return;
         }
-        lb->stats_ms = lv_mono_ms();
+        lb->stats_ms = mono_ms();
         for (int i = 0; i < n; i++) {
                 struct lv_domain *d = lv_dom_find(lb, virDomainGetName(recs[i]->dom));
                 if (d)

@@ -71,9 +71,8 @@ struct lv_domain *lv_dom_get(struct lv_backend *lb, const char *name)
         snprintf(d->name, sizeof(d->name), "%s", name);
         d->dirty = true;
         d->id = -1;
-        d->rl = (struct log_ratelimit){.burst = 3, .per_minute = 6};
-        d->wake_rl =
-            (struct log_ratelimit){.burst = QEMU_WAKE_BURST, .per_minute = QEMU_WAKE_RATE * 60};
+        d->rl = LOG_RATELIMIT(3, 6);
+        d->wake = BUCKET(QEMU_WAKE_RATE, QEMU_WAKE_BURST);
         memmove(lb->doms + i + 1, lb->doms + i, (lb->n - i) * sizeof(*lb->doms));
         lb->doms[i] = d;
         lb->n++;
@@ -233,7 +232,7 @@ static int load(struct lv_domain *d)
         }
         struct libvirt_xml_domain x;
         if (libvirt_xml_parse(xml, strlen(xml), &x, err, sizeof(err)) < 0) {
-                if (log_ratelimit_ok(&d->rl, lv_mono_ms()))
+                if (log_ratelimit_ok(&d->rl, mono_ms()))
                         log_msg(LOG_WARNING, "%s: cannot read its XML: %s", d->name, err);
                 goto out;
         }
@@ -322,26 +321,21 @@ void lv_dom_take_stats(struct lv_domain *d, const virTypedParameter *params, int
             (d->xml.total_bytes ? d->xml.total_bytes : SETTINGS_SIZE_MAX) / KIB;
         struct lv_stats *s = &d->stats;
         uint64_t cur, total, avail, updated = 0, rss;
-        uint64_t now = lv_mono_ms();
+        uint64_t now = mono_ms();
 
         if (param_ull(params, n, "balloon.rss", SETTINGS_SIZE_MAX / KIB, &rss))
                 s->rss = rss * KIB;
         if (!param_ull(params, n, "balloon.current", top_kib, &cur))
                 return;
         s->current = cur * KIB;
-        /* The guest's own statistics: only when its balloon driver reports them. */
-        if (param_ull(params, n, "balloon.last-update", UINT64_MAX, &updated) && updated > 0 &&
-            param_ull(params, n, "balloon.available", top_kib, &total) &&
-            param_ull(params, n, "balloon.usable", total, &avail)) {
-                if (!s->known || updated != s->last_update)
-                        s->sampled_ms = now;
-                s->total = total * KIB;
-                s->available = avail * KIB;
-                s->last_update = updated;
-        }
         s->known = true;
         if (!d->attached)
                 return;
+        /* The guest's own statistics: only when its balloon driver reports them. */
+        if (param_ull(params, n, "balloon.last-update", UINT64_MAX, &updated) && updated > 0 &&
+            param_ull(params, n, "balloon.available", top_kib, &total) &&
+            param_ull(params, n, "balloon.usable", total, &avail))
+                qemu_signal_stats(&d->sig, total * KIB, avail * KIB, updated, now);
         /* libvirt's "current" holds what virtio-mem plugged: take it out for the balloon. */
         uint64_t plugged = d->mem.plugged;
         uint64_t actual = s->current > plugged ? s->current - plugged : 0;

@@ -19,6 +19,7 @@
 #include "libvirt.h"
 #include "libvirt_xml.h"
 #include "log.h"
+#include "mono.h"
 #include "qemu_int.h"
 
 #define LV_BACKOFF_MIN_MS   1000   /* first retry after the connection is lost */
@@ -30,30 +31,11 @@
 #define LV_START_PENDING_MS 120000 /* an admitted start not seen running by then is off */
 #define LV_DOMAINS_MAX      4096   /* domains one host may have */
 
-/* What bulk statistics said of a domain at the last cycle. */
+/* What bulk statistics said of a domain at the last cycle (the guest's own: d->sig). */
 struct lv_stats {
         bool known;
-        uint64_t current;     /* balloon.current: balloon actual + virtio-mem plugged */
-        uint64_t total;       /* balloon.available (MemTotal) */
-        uint64_t available;   /* balloon.usable (MemAvailable) */
-        uint64_t last_update; /* balloon.last-update */
-        uint64_t sampled_ms;  /* monotonic time last_update last moved */
-        uint64_t rss;         /* balloon.rss: the QEMU process */
-};
-
-/* The guest agent's latest accepted estimate. */
-struct lv_agent_report {
-        bool have;
-        uint64_t ms; /* monotonic */
-        struct agent_estimate e;
-        bool taken;  /* accepted, no urgent seen yet */
-        bool urgent; /* a report sent as the guest began to stall, not yet observed */
-};
-
-enum lv_signal {
-        LV_SIGNAL_NONE,
-        LV_SIGNAL_AGENT,
-        LV_SIGNAL_BALLOON,
+        uint64_t current; /* balloon.current: balloon actual + virtio-mem plugged */
+        uint64_t rss;     /* balloon.rss: the QEMU process */
 };
 
 /* One libvirt domain the backend knows, by name (sorted). */
@@ -76,18 +58,15 @@ struct lv_domain {
         int attached_id;
         struct qemu_mem mem;
         struct lv_stats stats;
-        uint64_t reserve; /* memory the guest kernel keeps out of MemTotal */
-        bool reserve_known;
         struct qemu_agent *agent_conn;
-        struct lv_agent_report agent;
-        enum lv_signal source;
-        uint64_t pending_until_ms; /* an admitted start libvirt runs: alive until then */
-        bool locked_by_start;      /* libvirt starts it with the domain locked: not touched until
-                                      its start (or stop) is seen */
-        uint64_t stop_by_ms;       /* a graceful stop not done by then is forced */
+        struct qemu_guest_signal sig; /* the agent's estimate, balloon statistics: demand */
+        uint64_t pending_until_ms;    /* an admitted start libvirt runs: alive until then */
+        bool locked_by_start;         /* libvirt starts it with the domain locked: not touched until
+                                         its start (or stop) is seen */
+        uint64_t stop_by_ms;          /* a graceful stop not done by then is forced */
         bool target_set;
         struct log_ratelimit rl;
-        struct log_ratelimit wake_rl;
+        struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 };
 
 struct lv_backend {
@@ -101,7 +80,8 @@ struct lv_backend {
         bool down_logged; /* said once that libvirt cannot be reached */
         char down_reason[256];
         bool ever_connected;
-        bool refresh_all; /* list every domain again */
+        char hv_version[32]; /* the hypervisor's (QEMU's) version, "" unknown */
+        bool refresh_all;    /* list every domain again */
         uint64_t generation;
         uint64_t stats_ms;       /* when bulk statistics were last read */
         struct lv_domain **doms; /* sorted by name */
@@ -111,8 +91,6 @@ struct lv_backend {
         uint64_t infos_generation;
         uint64_t dropped_names; /* domains whose names dynmem cannot use */
 };
-
-uint64_t lv_mono_ms(void);
 
 /* ---- the connection (libvirt_conn.c) ---- */
 

@@ -11,63 +11,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "libvirt_int.h"
 #include "units.h"
-
-uint64_t lv_mono_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint64_t top_of(const struct lv_domain *d)
 {
         return d->mem.layout.startup + d->mem.layout.region;
 }
 
-/* ---- the guest agent ---- */
-
+/*
+ * A fresh estimate: lib/agent checked every figure against the VM's limit
+ * (startup + virtio-mem region). A stall that began since the last one asks
+ * for a cycle now, within this VM's share (QEMU_WAKE_RATE).
+ */
 static void on_agent_report(void *userdata, const struct agent_estimate *e)
 {
         struct lv_domain *d = userdata;
-        uint64_t top = top_of(d), now = lv_mono_ms();
 
-        /* lib/agent checked the report; these are the VM's own limits on top. */
-        if ((e->stall_known && !(e->stall_fraction >= 0.0 && e->stall_fraction <= 1.0)) ||
-            (e->demand_known && e->demand_bytes > 4 * top) ||
-            (e->visible_known && e->visible_bytes > top) ||
-            (e->available_known && e->available_bytes > top)) {
-                d->agent.taken = false;
-                if (log_ratelimit_ok(&d->rl, now))
-                        log_msg(LOG_WARNING, "vm \"%s\": ignoring an impossible guest agent report",
-                                d->name);
-                return;
-        }
-        d->agent.e = *e;
-        d->agent.have = true;
-        d->agent.ms = now;
-        d->agent.taken = true;
-}
-
-static void on_agent_urgent(void *userdata)
-{
-        struct lv_domain *d = userdata;
-
-        if (d->agent.taken)
-                d->agent.urgent = true;
-        d->agent.taken = false;
-        if (log_ratelimit_ok(&d->wake_rl, lv_mono_ms()) && d->lb->env.wakeup)
+        if (qemu_signal_agent(&d->sig, e) && bucket_take(&d->wake, (double)mono_ms()) &&
+            d->lb->env.wakeup)
                 d->lb->env.wakeup(d->lb->env.wakeup_userdata);
 }
 
-static const struct qemu_agent_hooks agent_hooks = {
-    .report = on_agent_report,
-    .urgent = on_agent_urgent,
-};
+static const struct qemu_agent_hooks agent_hooks = {.report = on_agent_report};
 
 static void start_agent(struct lv_domain *d)
 {
@@ -102,9 +69,7 @@ void lv_dom_attach(struct lv_domain *d)
         d->mem.requested = x->vmem && x->vmem_requested <= l.region ? x->vmem_requested : 0;
         d->mem.requested_sent = d->mem.requested;
         d->target_set = false;
-        d->reserve_known = false;
-        d->agent = (struct lv_agent_report){0};
-        d->source = LV_SIGNAL_NONE;
+        qemu_signal_reset(&d->sig);
         d->attached = true;
         d->attached_id = d->id;
         start_agent(d);
@@ -122,7 +87,7 @@ void lv_dom_detach(struct lv_domain *d)
         d->agent_conn = NULL;
         d->attached = false;
         d->attached_id = -1;
-        d->agent = (struct lv_agent_report){0};
+        qemu_signal_reset(&d->sig);
         d->stats = (struct lv_stats){0};
 }
 
@@ -133,7 +98,7 @@ static bool send_balloon(struct lv_domain *d, virDomainPtr dom, uint64_t bytes)
         if (virDomainSetMemoryFlags(dom, (unsigned long)(bytes / KIB), VIR_DOMAIN_AFFECT_LIVE) == 0)
                 return true;
         d->mem.balloon_sent = false; /* asked again at the next cycle */
-        if (log_ratelimit_ok(&d->rl, lv_mono_ms()))
+        if (log_ratelimit_ok(&d->rl, mono_ms()))
                 log_msg(LOG_WARNING, "vm \"%s\": libvirt refused a balloon target of %llu MiB: %s",
                         d->name, (unsigned long long)(bytes / MIB), lv_error());
         lv_conn_check_error(d->lb, "setting a balloon target");
@@ -151,7 +116,7 @@ static bool send_requested(struct lv_domain *d, virDomainPtr dom, uint64_t bytes
                 d->mem.requested = bytes;
                 return true;
         }
-        if (log_ratelimit_ok(&d->rl, lv_mono_ms()))
+        if (log_ratelimit_ok(&d->rl, mono_ms()))
                 log_msg(LOG_WARNING,
                         "vm \"%s\": libvirt refused a virtio-mem request of %llu MiB: %s", d->name,
                         (unsigned long long)(bytes / MIB), xml ? lv_error() : "out of memory");
@@ -166,7 +131,7 @@ void lv_run_apply(struct lv_domain *d)
 
         if (!d->attached || !d->mem.known || !d->target_set || !d->lb->conn)
                 return;
-        qemu_mem_plan(&d->mem, lv_mono_ms(), &p);
+        qemu_mem_plan(&d->mem, mono_ms(), &p);
         if (!p.set_balloon && !p.set_requested)
                 return;
         if (!(dom = lv_dom_lookup(d))) {
@@ -175,7 +140,7 @@ void lv_run_apply(struct lv_domain *d)
                 lv_conn_check_error(d->lb, "looking a domain up");
                 return;
         }
-        if (p.plug_refused && log_ratelimit_ok(&d->rl, lv_mono_ms()))
+        if (p.plug_refused && log_ratelimit_ok(&d->rl, mono_ms()))
                 log_msg(LOG_WARNING,
                         "vm \"%s\": the guest plugged only %llu of %llu MiB of virtio-mem in %d s "
                         "(no virtio_mem driver?); growing pauses for %d s",
@@ -193,74 +158,9 @@ void lv_run_apply(struct lv_domain *d)
 
 /* ---- what it holds and needs ---- */
 
-/* Measure what the guest kernel keeps out of MemTotal (docs/demand.md). */
-static void note_mem_total(struct lv_domain *d, uint64_t mem_total, uint64_t sampled_ms)
-{
-        uint64_t reserve;
-
-        if (qemu_mem_guest_reserve(&d->mem, mem_total, sampled_ms, &reserve)) {
-                d->reserve = reserve;
-                d->reserve_known = true;
-        }
-}
-
-static uint64_t host_demand(const struct lv_domain *d, uint64_t guest_demand)
-{
-        uint64_t reserve = d->reserve_known ? d->reserve : 0;
-
-        return guest_demand > UINT64_MAX - reserve ? UINT64_MAX : guest_demand + reserve;
-}
-
-static void observe_agent(struct lv_domain *d, uint64_t now_ms, uint64_t age,
-                          struct vm_observation *o)
-{
-        const struct agent_estimate *e = &d->agent.e;
-
-        if (e->visible_known)
-                note_mem_total(d, e->visible_bytes, d->agent.ms);
-        o->demand_known = true;
-        o->demand_bytes = host_demand(d, e->demand_bytes);
-        o->demand_time_ms = now_ms > age ? now_ms - age : 0;
-        o->stall_known = e->stall_known;
-        o->stall_fraction = e->stall_fraction;
-        o->stall_urgent = d->agent.urgent && e->stall_known;
-        o->guest_visible_known = e->visible_known;
-        o->guest_visible_bytes = e->visible_bytes;
-        o->guest_available_known = e->available_known;
-        o->guest_available_bytes = e->available_bytes;
-        d->source = LV_SIGNAL_AGENT;
-}
-
-/* The balloon's statistics: MemTotal less MemAvailable, less the balloon itself. */
-static void observe_balloon(struct lv_domain *d, uint64_t now_ms, uint64_t age,
-                            struct vm_observation *o)
-{
-        const struct lv_stats *s = &d->stats;
-        const struct qemu_mem *m = &d->mem;
-        uint64_t balloon = m->actual < m->layout.startup ? m->layout.startup - m->actual : 0;
-        uint64_t used = s->total - s->available;
-
-        note_mem_total(d, s->total, s->sampled_ms);
-        o->demand_known = true;
-        o->demand_bytes = host_demand(d, used > balloon ? used - balloon : 0);
-        o->demand_time_ms = now_ms > age ? now_ms - age : 0;
-        o->guest_visible_known = true;
-        o->guest_visible_bytes = s->total;
-        o->guest_available_known = true;
-        o->guest_available_bytes = s->available;
-        d->source = LV_SIGNAL_BALLOON;
-}
-
 void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation *o)
 {
-        uint64_t mono = lv_mono_ms();
-
-        d->source = LV_SIGNAL_NONE;
         o->assigned_bytes = d->mem.known ? qemu_mem_assigned(&d->mem) : d->mem.layout.startup;
-        if (d->agent.have && d->agent.e.demand_known && mono - d->agent.ms < LV_AGENT_FRESH_MS)
-                observe_agent(d, now_ms, mono - d->agent.ms, o);
-        else if (d->stats.total && mono - d->stats.sampled_ms < LV_STATS_FRESH_MS)
-                observe_balloon(d, now_ms, mono - d->stats.sampled_ms, o);
-        d->agent.urgent = false; /* one observation (one decision) per urgent report */
+        qemu_signal_observe(&d->sig, &d->mem, now_ms, mono_ms(), o);
         o->host_rss_bytes = d->stats.rss;
 }

@@ -512,6 +512,10 @@ int libvirt_xml_parse(const char *xml, size_t len, struct libvirt_xml_domain *re
                 return -EINVAL;
         root = xmlDocGetRootElement(doc);
         d.live = xmlHasProp(root, (const xmlChar *)"id") != NULL;
+        xmlChar *type = xmlGetNoNsProp(root, (const xmlChar *)"type");
+        if (type && strlen((const char *)type) < sizeof(d.type))
+                snprintf(d.type, sizeof(d.type), "%s", (const char *)type);
+        xmlFree(type);
         if (lx_text(lx_child(root, "name"), d.name, sizeof(d.name)) < 0 || !d.name[0]) {
                 snprintf(err, errlen, "domain XML without a name of at most %d characters",
                          VM_NAME_MAX - 1);

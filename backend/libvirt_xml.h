@@ -80,6 +80,7 @@ enum libvirt_xml_meta_state {
 struct libvirt_xml_domain {
         char name[VM_NAME_MAX];
         char uuid[40];
+        char type[16];          /* <domain type=...>: "kvm", "qemu" (TCG) */
         bool live;              /* the XML has an id: the domain runs */
         uint64_t total_bytes;   /* <memory>: boot memory plus memory devices */
         uint64_t current_bytes; /* <currentMemory> */

@@ -19,6 +19,7 @@
 #include "inventory.h"
 #include "log.h"
 #include "metrics.h"
+#include "mono.h"
 #include "wake.h"
 
 typedef char *(*command_fn)(struct daemon *d, const struct control_request *req,
@@ -628,7 +629,7 @@ static char *cmd_admit(struct daemon *d, const struct control_request *req,
                 e->vm.start_outside = true;
                 if (d->backend->ops->admitting)
                         d->backend->ops->admitting(d->backend, &e->vm, true);
-                e->admit_deadline_ms = (uint64_t)daemon_mono_ms() + INVENTORY_ADMIT_WAIT_MS;
+                e->admit_deadline_ms = mono_ms() + INVENTORY_ADMIT_WAIT_MS;
                 e->start_errno = 0;
                 registry_touch(e);
                 log_msg(LOG_INFO, "%s: %s starts it: admission", e->vm.name,

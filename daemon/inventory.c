@@ -10,15 +10,8 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "mono.h"
 #include "units.h"
-
-static bool settings_same(const struct vm_settings *a, const struct vm_settings *b)
-{
-        return a->dynamic == b->dynamic && a->startup_bytes == b->startup_bytes &&
-               a->minimum_bytes == b->minimum_bytes && a->maximum_bytes == b->maximum_bytes &&
-               a->buffer_percent == b->buffer_percent && a->weight == b->weight &&
-               a->block_bytes == b->block_bytes;
-}
 
 /* Started by someone else: running from now on, holding what the backend says. */
 static void adopt(struct daemon *d, struct registry_entry *e, const struct backend_vm_info *in)
@@ -82,7 +75,7 @@ static void follow_settings(struct registry_entry *e, const struct backend_vm_in
 {
         struct vm *vm = &e->vm;
 
-        if (!settings_same(&vm->settings, &in->settings)) {
+        if (settings_diff(&vm->settings, &in->settings)) {
                 if (vm->settings.dynamic != in->settings.dynamic)
                         log_msg(LOG_INFO, "%s: %s", vm->name,
                                 in->settings.dynamic ? "dynamic memory on" : "static");
@@ -129,7 +122,7 @@ static bool drop_unseen(struct daemon *d)
 /* A start its owner makes and asks admission for: refused once it waited too long. */
 static void check_admissions(struct daemon *d)
 {
-        double now = daemon_mono_ms();
+        uint64_t now = mono_ms();
 
         for (size_t i = 0; i < d->reg.n; i++) {
                 struct registry_entry *e = d->reg.entries[i];
@@ -140,7 +133,7 @@ static void check_admissions(struct daemon *d)
                         e->admit_deadline_ms = 0;
                         continue;
                 }
-                if (now < (double)e->admit_deadline_ms)
+                if (now < e->admit_deadline_ms)
                         continue;
                 e->admit_deadline_ms = 0;
                 vm->state = VM_OFF;
