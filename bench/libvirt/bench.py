@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "qemu"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "libvirt"))
 import bench as qb  # noqa: E402  bench/qemu/bench.py
 from lvhost import LibvirtHost, skip_reason  # noqa: E402
+from lvlib import domain  # noqa: E402
 
 POLICY = "\n[policy]\nshrink_delay = 5s\ntrend_lookahead = 0s\nstall_memory = 0s\n"
 TARGET_REQUEST_MS = 20.0  # the libvirt path may add this much at p95 to stall -> request
@@ -51,24 +52,6 @@ def qemu_config(root):
                  f"maximum = 1G\nbuffer = {qb.BUFFER}\naccel = tcg\ncpus = 1\n"
                  f"shutdown_timeout = 1s\nappend = {append}\nautostart = yes\n")
     return text
-
-
-DOMAIN = """<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{image}/vmlinuz</kernel>
-    <initrd>{image}/initrd.img</initrd>
-    <cmdline>{cmdline}</cmdline>
-  </os>
-  <on_reboot>destroy</on_reboot>
-  <devices>
-    <serial type='file'><source path='{console}'/></serial>
-  </devices>
-</domain>
-"""
 
 
 def cpu_seconds(pid):
@@ -129,8 +112,6 @@ def run_libvirt(args, root):
         f.write(f"[host]\nbackend = libvirt\nsocket = {root}/run/dynmemd.sock\n"
                 f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n" + POLICY)
     names = [g[0] for g in qb.GUESTS]
-    with open(os.path.join(args.image, "cmdline")) as f:
-        base = f.read().strip()
     host = LibvirtHost(name="bench")
     host.start()
     proc = None
@@ -138,10 +119,9 @@ def run_libvirt(args, root):
     print("bench.py: phase libvirt (libvirtd runs QEMU; dynmemd drives libvirt)", flush=True)
     try:
         for name, trigger, first in qb.GUESTS:
-            cmdline = (f"{base} dynmem.load={qb.plan(first)}" +
-                       ("" if trigger else " dynmem.agent.trigger=0"))
-            host.define(DOMAIN.format(name=name, image=args.image, cmdline=cmdline,
-                                      console=os.path.join(root, "state", name + ".console.log")))
+            host.define(domain(host, name, args.image, plan=qb.plan(first),
+                               extra="" if trigger else "dynmem.agent.trigger=0",
+                               console=os.path.join(root, "state", name + ".console.log")))
         proc = host.popen([args.dynmemd, "-d", "-v", "-f", conf], stderr=subprocess.PIPE,
                           stdout=subprocess.DEVNULL, text=True, start_new_session=True)
         w.start(proc)

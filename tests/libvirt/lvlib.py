@@ -85,8 +85,9 @@ def console_path(host, name):
     return os.path.join(host.root, "out", name + ".console")
 
 
-def domain(host, name, image, memory=256, plan=None, extra=""):
-    """The XML of a test domain; plan: dynmem-load's plan (None: no load)."""
+def domain(host, name, image, memory=256, plan=None, extra="", console=None):
+    """The XML of a test domain; plan: dynmem-load's plan (None: no load); console: its
+    serial's file (default: in the host's folder, console() reads it)."""
     with open(os.path.join(image, "cmdline")) as f:
         cmdline = f.read().strip()
     if plan:
@@ -94,7 +95,7 @@ def domain(host, name, image, memory=256, plan=None, extra=""):
     if extra:
         cmdline += " " + extra
     return DOMAIN.format(name=name, memory=memory, image=image, cmdline=cmdline,
-                         console=console_path(host, name))
+                         console=console or console_path(host, name))
 
 
 def console(host, name):

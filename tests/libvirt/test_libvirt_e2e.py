@@ -32,9 +32,11 @@ from hostilelib import hostile_image as build_hostile_image  # noqa: E402
 
 tap = Tap()
 
-MEMORY = 1280 * MIB  # plain 256 MiB + web and db, who want ~700 MiB each under load
+MEMORY = 1280 * MIB  # plain 256 MiB + web and db, who need ~600 MiB each under load
 NS = "urn:dynmem:domain:1"
-PLAN = "hold:5s,ramp:560M:20s,hold:80s,ramp:32M:3s,hold:3600s"
+# A gentle ramp: web (the heavier) gets what it needs and its load is never OOM-killed
+# (the image's init would start the plan again); db, starved, may be.
+PLAN = "hold:5s,ramp:480M:30s,hold:60s,ramp:32M:3s,hold:3600s"
 BOOT = 300  # a start to an agent that reports: TCG on two busy cores
 
 
@@ -145,8 +147,8 @@ def domains_started_with_virsh_are_picked_up_and_grown_under_load(ctx):
     v = wait_booted(d, host, "web")
     comment(f"web reports {time.monotonic() - ctx['t0']:.0f} s into the test, MemTotal "
             f"{mib(v['guest_visible_bytes'])}")
-    v = wait_for(lambda: (lambda v: v if v["assigned_bytes"] >= 500 * MIB else None)(d.vm("web")),
-                 "web to grow past 500 MiB", timeout=240, interval=0.5)
+    v = wait_for(lambda: (lambda v: v if v["assigned_bytes"] >= 480 * MIB else None)(d.vm("web")),
+                 "web to grow past 480 MiB", timeout=240, interval=0.5)
     live = host.virsh("dumpxml", "web")
     req = int(re.search(r"<requested unit='KiB'>(\d+)</requested>", live).group(1)) * 1024
     check(req > 0, "the growth is virtio-mem's, asked through libvirt (its live XML)", live)
@@ -193,8 +195,12 @@ def settings_live_in_the_domains_metadata(ctx):
 def memory_is_taken_back_once_the_load_falls(ctx):
     d = ctx["d"]
     # db (the lighter) may grow when web gives back: only web's own shrink is certain
-    wait_for(lambda: d.vm("web")["assigned_bytes"] <= 400 * MIB, "web to shrink below 400 MiB",
-             timeout=300, interval=1.0)
+    try:
+        wait_for(lambda: d.vm("web")["assigned_bytes"] <= 400 * MIB,
+                 "web to shrink below 400 MiB", timeout=240, interval=1.0)
+    except Failure as e:
+        loads = [line for line in console(ctx["host"], "web").splitlines() if "dynmem-load" in line]
+        raise Failure(f"{e}\nweb's load:\n" + "\n".join(loads[-15:]))
     comment(f"after the load: web {mib(d.vm('web')['assigned_bytes'])}, "
             f"db {mib(d.vm('db')['assigned_bytes'])}")
 
