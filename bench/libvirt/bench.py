@@ -20,7 +20,7 @@ arrives; stall and online times are the guest probe's, mapped to host time
 /proc/PID/stat over the measured part of each phase.
 
 usage: bench.py --dynmemd EXE --dynmem EXE --guest EXE --load EXE --probe EXE
-                --source DIR [--out DIR] [--duration S]
+                --source DIR [--out DIR] [--duration S] [--phases qemu,libvirt] [--analyse]
 """
 import argparse
 import json
@@ -143,6 +143,20 @@ def run_libvirt(args, root):
     return w
 
 
+def save_raw(w, root):
+    with open(os.path.join(root, "raw.json"), "w") as f:
+        json.dump({"booted": w.booted, "cpu": w.cpu, "duration": w.duration,
+                   "console": w.console, "daemon": w.daemon, "samples": w.samples}, f)
+
+
+def load_raw(root):
+    w = qb.Raw(root)
+    with open(os.path.join(root, "raw.json")) as f:
+        d = json.load(f)
+    w.cpu, w.duration = d["cpu"], d["duration"]
+    return w
+
+
 def analyse(w):
     rows = {"trigger": [], "1 s reports": []}
     ooms = 0
@@ -206,6 +220,10 @@ def main():
         ap.add_argument(opt, required=True)
     ap.add_argument("--out", default="build/bench-libvirt")
     ap.add_argument("--duration", type=int, default=240)
+    ap.add_argument("--phases", default="qemu,libvirt",
+                    help="run these phases (the others are read from an earlier run)")
+    ap.add_argument("--analyse", action="store_true",
+                    help="only analyse the raw.json files of an earlier run in --out")
     args = ap.parse_args()
     why = skip_reason()
     if why:
@@ -214,12 +232,15 @@ def main():
         setattr(args, k, os.path.abspath(getattr(args, k)))
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
-    args.image = qb.build_image(args, out)
-    res = {}
+    run = [] if args.analyse else args.phases.split(",")
+    if run:
+        args.image = qb.build_image(args, out)
     for phase, fn in (("qemu", run_qemu), ("libvirt", run_libvirt)):
-        w = fn(args, os.path.join(out, phase))
-        w.duration = args.duration
-        res[phase] = analyse(w)
+        if phase in run:
+            w = fn(args, os.path.join(out, phase))
+            w.duration = args.duration
+            save_raw(w, os.path.join(out, phase))
+    res = {phase: analyse(load_raw(os.path.join(out, phase))) for phase in ("qemu", "libvirt")}
     res["verdict"] = verdict(res)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
