@@ -36,7 +36,7 @@ MEMORY = 1280 * MIB  # plain 256 MiB + web and db, who need ~600 MiB each under 
 NS = "urn:dynmem:domain:1"
 # A gentle ramp: web (the heavier) gets what it needs and its load is never OOM-killed
 # (the image's init would start the plan again); db, starved, may be.
-PLAN = "hold:5s,ramp:480M:30s,hold:60s,ramp:32M:3s,hold:3600s"
+PLAN = "hold:5s,ramp:480M:30s,hold:45s,ramp:32M:3s,hold:3600s"
 BOOT = 300  # a start to an agent that reports: TCG on two busy cores
 
 
@@ -45,7 +45,10 @@ def setup(bins):
     image = guest_image()
     hostile_image = build_hostile_image()
     host = LibvirtHost(name="e2e")
-    d = LvDaemon(bins, host, f"memory = {MEMORY // MIB}M\ninterval = 1s\n")
+    # shrinks asked 2 s after demand falls (not the default's longer wait): the fault
+    # cases below need a shrink in flight soon after they ask for one
+    d = LvDaemon(bins, host, f"memory = {MEMORY // MIB}M\ninterval = 1s\n\n[policy]\n"
+                 "shrink_delay = 2s\n")
     host.create()
     hook_log = install_hook(host, bins[1], d.socket)
     host.start()
@@ -203,6 +206,10 @@ def memory_is_taken_back_once_the_load_falls(ctx):
         raise Failure(f"{e}\nweb's load:\n" + "\n".join(loads[-15:]))
     comment(f"after the load: web {mib(d.vm('web')['assigned_bytes'])}, "
             f"db {mib(d.vm('db')['assigned_bytes'])}")
+    # db's load may have been OOM-killed and started again: it leaves, so that what
+    # follows does not depend on where its load is
+    ctx["host"].virsh("destroy", "db")
+    wait_for(lambda: d.vm("db")["state"] == "off", "db to be off", timeout=15, interval=0.2)
 
 
 # ---- faults ----
@@ -218,7 +225,7 @@ def start_resize(d, name, buffer):
 @tap.case
 def kill_9_of_libvirtd_in_the_middle_of_a_resize(ctx):
     d, host = ctx["d"], ctx["host"]
-    pids = {n: qemu_pid(host, n) for n in ("web", "db", "plain")}
+    pids = {n: qemu_pid(host, n) for n in ("web", "plain")}
     v = start_resize(d, "web", 400)
     host.kill_libvirtd()
     comment(f"libvirtd killed while web moves from {mib(v['assigned_bytes'])} to "
@@ -246,27 +253,26 @@ def kill_9_of_libvirtd_in_the_middle_of_a_resize(ctx):
 @tap.case
 def kill_9_of_dynmemd_in_the_middle_of_a_resize(ctx):
     d, host = ctx["d"], ctx["host"]
-    v = start_resize(d, "web", 1000)  # a grow: asked at once (shrinks wait for the policy)
+    v = start_resize(d, "web", 20)  # a shrink (asked 2 s after: [policy] shrink_delay)
     d.kill9()
     comment(f"dynmemd killed while web moves from {mib(v['assigned_bytes'])} to "
             f"{mib(v['target_bytes'])}")
     d.start()
-    wait_for(lambda: d.vm("web")["state"] == "running" and d.vm("db")["state"] == "running",
-             "the restarted dynmemd to see web and db running", timeout=30, interval=0.2)
+    wait_for(lambda: d.vm("web")["state"] == "running" and d.vm("plain")["state"] == "running",
+             "the restarted dynmemd to see web and plain running", timeout=30, interval=0.2)
     log = d.log()
     check(lines(log, "web: reattached"), "web is reattached (counters kept)", log[-3000:])
     check(d.vm("web")["weight"] == 8000 and d.vm("db")["weight"] == 2500,
-          "the settings came back from the domains", d.vms())
+          "the settings came back from the domains (running or not)", d.vms())
 
     def consistent():
         vms, h = d.vms(), d.status()
-        ours = sum(vms[n]["assigned_bytes"] for n in ("web", "db", "plain"))
-        theirs = sum(balloon_current(host, n) for n in ("web", "db", "plain"))
+        ours = sum(vms[n]["assigned_bytes"] for n in ("web", "plain"))
+        theirs = sum(balloon_current(host, n) for n in ("web", "plain"))
         return abs(ours - theirs) <= 8 * MIB and h["assigned_bytes"] == ours
     wait_for(consistent, "the memory dynmemd counts to be libvirt's, once", timeout=30,
              interval=0.5)
     check(d.status()["assigned_bytes"] <= MEMORY, "the budget holds", d.status())
-    d.ok("set", "web", "--buffer", "20")
 
 
 # ---- hostile input ----
@@ -283,8 +289,7 @@ def a_hostile_agent_on_a_libvirt_domain_gets_no_more_than_its_maximum(ctx):
     while time.monotonic() < deadline:
         vms = d.vms()
         check(vms["hostile"]["assigned_bytes"] <= 512 * MIB, "never above its maximum", vms)
-        for n in ("web", "db"):
-            check(vms[n]["assigned_bytes"] >= 256 * MIB, f"{n} keeps its minimum", vms)
+        check(vms["web"]["assigned_bytes"] >= 256 * MIB, "web keeps its minimum", vms)
         time.sleep(0.5)
     check(d.proc.poll() is None, "dynmemd is alive", d.log()[-2000:])
     about = lines(d.log(), '"hostile": guest agent')
@@ -306,10 +311,9 @@ def bad_metadata_is_reported_for_that_domain_and_the_others_are_balanced(ctx):
                  "dynmemd to report bad's metadata", timeout=15, interval=0.2)
     check("weight" in v["problem"] and not v["dynamic"], "the problem is named", v)
     d.fails("set", "bad", "--weight", "10", contains="metadata")
-    for n in ("web", "db"):
-        w = d.vm(n)
-        check(w["dynamic"] and not w.get("problem") and w["status"] != "unknown",
-              f"{n} is still balanced", w)
+    w = d.vm("web")
+    check(w["dynamic"] and not w.get("problem") and w["status"] != "unknown",
+          "web is still balanced", w)
     check(lines(d.log(), "bad: not balanced"), "the log says it once", d.log()[-2000:])
 
 
