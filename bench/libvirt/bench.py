@@ -38,7 +38,8 @@ import bench as qb  # noqa: E402  bench/qemu/bench.py
 from lvhost import LibvirtHost, skip_reason  # noqa: E402
 from lvlib import domain  # noqa: E402
 
-POLICY = "\n[policy]\nshrink_delay = 5s\ntrend_lookahead = 0s\nstall_memory = 0s\n"
+POLICY = ("\n[policy]\nshrink_delay = 5s\ntrend_lookahead = 0s\npersistence_max_permille = 0\n"
+          "headroom_permille = 0\nstall_memory = 0s\n")  # bench/qemu/bench.py's
 TARGET_REQUEST_MS = 20.0  # the libvirt path may add this much at p95 to stall -> request
 TARGET_ONLINE_RATIO = 2.0  # and take at most twice as long from request to online
 
