@@ -4,7 +4,7 @@
 mount namespace, tests/libvirt/lvhost.py), one after the other in one run:
 how long a stall takes to become a resize request and a request to become
 memory online in the guest (p50, p95), and dynmemd's CPU per VM. Results and
-method: docs/benchmarks-libvirt.md.
+method: docs/libvirt.md ("Benchmark").
 
 The guests, loads, policy and probes are bench/qemu/bench.py's (its functions
 are imported), its default set: a1, a2 (the agent with its PSI trigger and its
