@@ -370,6 +370,40 @@ enum qemu_start_state {
         QEMU_START_FAILED, /* nothing of it runs; start_error says why */
 };
 
+/* ---- where demand comes from (qemu_signal.c), pure ---- */
+
+struct qemu_guest_signal {
+        bool agent_have;
+        struct agent_estimate agent; /* the latest fresh one; report_ms is monotonic */
+        uint64_t urgent_observed;    /* agent.urgent_reports at the last observation */
+        struct qemu_stats stats;     /* the balloon's statistics */
+        bool reserve_known;          /* the guest kernel's reservation was measured */
+        uint64_t reserve;            /* memory the VM holds outside its MemTotal (qemu_mem) */
+        enum qemu_signal source;     /* where the latest observation's demand came from */
+};
+
+/* A new instance of the VM: nothing known. */
+void qemu_signal_reset(struct qemu_guest_signal *sg);
+
+/* A fresh estimate (lib/agent checked it against the VM's limit); true when a stall began. */
+bool qemu_signal_agent(struct qemu_guest_signal *sg, const struct agent_estimate *e);
+
+/* Balloon statistics read back (range-checked); their clock moved if last_update did. */
+void qemu_signal_stats(struct qemu_guest_signal *sg, uint64_t total, uint64_t available,
+                       uint64_t last_update, uint64_t now_ms);
+
+/*
+ * Fill demand, stall and what the guest sees into o: the agent's estimate when
+ * fresh (QEMU_AGENT_FRESH_MS) and it knows the demand, else the balloon's
+ * statistics when they moved within QEMU_STATS_FRESH_MS, else nothing. now_ms
+ * is the loop's clock, mono the monotonic one the reports were stamped with.
+ */
+void qemu_signal_observe(struct qemu_guest_signal *sg, const struct qemu_mem *m, uint64_t now_ms,
+                         uint64_t mono, struct vm_observation *o);
+
+/* "agent", "balloon" or "none". */
+const char *qemu_signal_name(enum qemu_signal s);
+
 struct qemu_vm {
         struct qemu_backend *qb;
         struct vm *vm;
@@ -401,14 +435,8 @@ struct qemu_vm {
         struct qemu_batch batch;
         bool reread;
         struct qemu_mem mem;
-        struct qemu_stats stats;
         struct qemu_agent *agent_conn; /* the guest agent's connection, once QMP was ready */
-        bool agent_have;
-        struct agent_estimate agent; /* the latest fresh one; report_ms is monotonic */
-        uint64_t urgent_observed;    /* agent.urgent_reports at the last observe() */
-        enum qemu_signal source;     /* where the latest observation's demand came from */
-        bool reserve_known;          /* the guest kernel's reservation was measured */
-        uint64_t reserve;            /* memory the VM holds outside its MemTotal (qemu_mem) */
+        struct qemu_guest_signal sig;  /* the agent's estimate, balloon statistics: demand */
         struct log_ratelimit rl;
         struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 };

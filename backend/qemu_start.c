@@ -311,11 +311,8 @@ int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *
                 return r;
         qemu_mem_init(&qv->mem, &l, true);
         qv->layout_verified = true;
-        qv->reserve_known = false;
         qv->target_set = false;
-        qv->stats = (struct qemu_stats){0};
-        qv->agent_have = false;
-        qv->source = QEMU_SIGNAL_NONE;
+        qemu_signal_reset(&qv->sig);
         qv->stop_phase = STOP_NONE;
         qv->running = true;
         qv->start_state = QEMU_START_PENDING;

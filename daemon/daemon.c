@@ -27,6 +27,7 @@
 #include "http.h"
 #include "notify.h"
 #include "privileges.h"
+#include "inventory.h"
 #include "state.h"
 #include "units.h"
 #include "wake.h"
@@ -186,6 +187,7 @@ void daemon_cycle(struct daemon *d)
 
         if (d->backend_entry->advance)
                 d->backend_entry->advance(d->backend, now);
+        inventory_sync(d, true);
         if (balancer_tick(&d->bal, now) < 0 && log_ratelimit_ok(&d->tick_errors, now))
                 log_msg(LOG_ERR, "balancing cycle failed: out of memory");
         d->cycles++; /* before anything is read: what was cached is stale now */
@@ -427,6 +429,7 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
         if (r < 0 || (r = events_new(0, &d->events)) < 0 || (r = http_setup(d)) < 0)
                 return r;
         apply_config(d, &d->cfg, true);
+        inventory_sync(d, false); /* VMs its backend owns, listed before reattaching */
         setup_state(d);
         r = setup_cycle(d);
         if (r < 0 || (r = wake_init(d)) < 0 || (r = attach_init(d)) < 0)

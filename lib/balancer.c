@@ -87,7 +87,14 @@ void balancer_request_start(struct balancer *b, struct vm *vm)
         (void)b;
         vm->state = VM_STARTING;
         vm->start_requested = true;
+        vm->start_outside = false;
         vm->refusal[0] = '\0';
+}
+
+void balancer_reset_vm(struct balancer *b, struct vm *vm)
+{
+        if (b->pv && vm->balancer_generation == b->generation && vm->balancer_slot < b->n_vms)
+                b->pv[vm->balancer_slot].memory = (struct policy_vm_memory){0};
 }
 
 static void emit(struct balancer *b, struct balancer_event ev)

@@ -90,4 +90,7 @@ int balancer_tick(struct balancer *b, uint64_t now_ms);
 /* Ask for a VM to be started at the next cycle (goes through admission). */
 void balancer_request_start(struct balancer *b, struct vm *vm);
 
+/* A VM started outside the loop (its owner started it): the policy forgets its past. */
+void balancer_reset_vm(struct balancer *b, struct vm *vm);
+
 #endif

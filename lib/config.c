@@ -93,6 +93,7 @@ static const struct key_spec host_keys[] = {
     {"web_dir", KEY_STRING, offsetof(struct config_host, web_dir), 0, 0, NO_FLAG},
     {"admin_group", KEY_STRING, offsetof(struct config_host, admin_group), 0, 0, NO_FLAG},
     {"qemu_user", KEY_STRING, offsetof(struct config_host, qemu_user), 0, 0, NO_FLAG},
+    {"libvirt_uri", KEY_STRING, offsetof(struct config_host, libvirt_uri), 0, 0, NO_FLAG},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -768,6 +769,7 @@ void config_free(struct config *c)
         free(c->host.web_dir);
         free(c->host.admin_group);
         free(c->host.qemu_user);
+        free(c->host.libvirt_uri);
         for (size_t i = 0; i < c->n_vms; i++) {
                 for (size_t j = 0; j < c->vms[i].n_extra; j++) {
                         free(c->vms[i].extra[j].key);

@@ -27,6 +27,9 @@ static const struct control_command_info commands[CONTROL_N_COMMANDS] = {
     [CONTROL_DELETE] = {"delete", true, true, 0},
     [CONTROL_COUNTERS] = {"counters", false, false, CONTROL_FIELD_NAME},
     [CONTROL_EVENTS] = {"events", false, false, CONTROL_FIELD_SINCE},
+    [CONTROL_ENABLE] = {"enable", true, true, CONTROL_FIELD_SETTINGS},
+    [CONTROL_DISABLE] = {"disable", true, true, 0},
+    [CONTROL_ADMIT] = {"admit", true, true, 0},
 };
 
 const struct control_command_info *control_command_info(enum control_command c)

@@ -22,6 +22,8 @@ PACKAGES="
   qemu-system-x86 qemu-utils busybox-static cpio kmod
   libclang-rt-14-dev
   libjs-dygraphs python3-prometheus-client tmux chromium
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev libxml2-dev
+  iproute2
 "
 
 if [ "${1:-}" = "--print" ]; then

@@ -75,8 +75,13 @@ def config_check_names_the_backend_problem(bins):
                                           r"No such file", p.stderr),
           "a qemu VM's missing kernel is named with its line", p)
     p, _ = check_config(bins, "[host]\nbackend = vmware\n")
-    check(p.returncode == 2 and "unknown backend \"vmware\" (known: sim, qemu)" in p.stderr,
+    check(p.returncode == 2 and
+          "unknown backend \"vmware\" (known: sim, qemu, libvirt)" in p.stderr,
           "unknown backend", p)
+    p, conf = check_config(bins, "[host]\nbackend = libvirt\n\n[vm \"web\"]\nstartup = 1G\n")
+    check(p.returncode == 2 and
+          ("the VMs are libvirt's domains" in p.stderr or "without libvirt" in p.stderr),
+          "a [vm] section with backend libvirt is refused (libvirt owns the VMs)", p)
 
 
 @tap.case
