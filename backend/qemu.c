@@ -346,6 +346,52 @@ static void start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen)
         log_msg(LOG_ERR, "%s (console log %s)", err, qv->paths.console);
 }
 
+/*
+ * Ask the binary what it offers (once per binary: qemu_probe.c) and choose
+ * the machine type and virtio-mem's options from it into qv->features.
+ */
+static int choose_features(struct qemu_vm *qv, const struct qemu_layout *l, const char *binary,
+                           char *err, size_t errlen)
+{
+        const struct qemu_caps *caps;
+        char why[256];
+        int log_fd, r;
+
+        log_fd =
+            open(qv->paths.console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (log_fd < 0) {
+                r = -errno;
+                snprintf(err, errlen, "vm \"%s\": console log %s: %s", qv->vm->name,
+                         qv->paths.console, strerror(-r));
+                return r;
+        }
+        r = qemu_probe_cached(qv->qb, binary, qv->paths.probe, log_fd, &caps, why, sizeof(why));
+        close(log_fd);
+        if (r < 0) {
+                snprintf(err, errlen, "vm \"%s\": cannot ask QEMU %s what it offers: %s",
+                         qv->vm->name, binary, why);
+                log_msg(LOG_ERR, "%s (console log %s)", err, qv->paths.console);
+                return r;
+        }
+        if ((r = qemu_caps_choose(caps, qv->cfg.machine, l->region > 0, &qv->features, why,
+                                  sizeof(why))) < 0) {
+                snprintf(err, errlen, "vm \"%s\": %s", qv->vm->name, why);
+                return r;
+        }
+        return 0;
+}
+
+/* Log what was chosen and why: at info the first time and when it changes, else at debug. */
+static void log_features(struct qemu_vm *qv, const char *binary)
+{
+        char line[sizeof(qv->features_logged)];
+
+        qemu_features_describe(&qv->features, line, sizeof(line));
+        log_msg(strcmp(line, qv->features_logged) == 0 ? LOG_DEBUG : LOG_INFO, "vm \"%s\": %s (%s)",
+                qv->vm->name, line, binary);
+        snprintf(qv->features_logged, sizeof(qv->features_logged), "%s", line);
+}
+
 /* Spawn QEMU and wait for its QMP greeting; on failure nothing is left running. */
 static int spawn(struct qemu_vm *qv, const struct qemu_layout *l, char *binary, char *err,
                  size_t errlen)
@@ -355,7 +401,10 @@ static int spawn(struct qemu_vm *qv, const struct qemu_layout *l, char *binary, 
         int r, log_fd, fd;
 
         c.qemu = binary;
-        if ((r = qemu_argv_build(qv->vm->name, &c, l, &qv->paths, qv->kvm, &argv)) < 0) {
+        if ((r = choose_features(qv, l, binary, err, errlen)) < 0)
+                return r;
+        if ((r = qemu_argv_build(qv->vm->name, &c, l, &qv->paths, qv->kvm, &qv->features, &argv)) <
+            0) {
                 snprintf(err, errlen, "vm \"%s\": out of memory", qv->vm->name);
                 return r;
         }
@@ -435,9 +484,10 @@ static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *e
         }
         qemu_layout_from_settings(&vm->settings, &l);
         fd = spawn(qv, &l, binary, err, errlen);
-        free(binary);
-        if (fd < 0)
+        if (fd < 0) {
+                free(binary);
                 return fd;
+        }
         qemu_mem_init(&qv->mem, &l, true);
         qv->layout_verified = true;
         qv->reserve_known = false;
@@ -450,6 +500,7 @@ static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *e
         if ((r = qemu_monitor_connect(qv, fd)) < 0 || (r = arm_instance(qv)) < 0) {
                 kill_now(qv, SIGKILL);
                 detach(qv);
+                free(binary);
                 snprintf(err, errlen, "vm \"%s\": %s", vm->name, strerror(-r));
                 return r;
         }
@@ -458,6 +509,8 @@ static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *e
                 "virtio-mem, console %s",
                 vm->name, (int)qv->pid, qv->accel, (unsigned long long)(l.startup / MIB),
                 (unsigned long long)(l.region / MIB), qv->paths.console);
+        log_features(qv, binary);
+        free(binary);
         return 0;
 }
 
@@ -635,6 +688,7 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         qv->log_start = stat(qv->paths.console, &st) == 0 ? (uint64_t)st.st_size : 0;
         qemu_layout_from_settings(&vm->settings, &l);
         qemu_mem_init(&qv->mem, &l, false);
+        qv->features = (struct qemu_features){0}; /* the running QEMU will say */
         qv->layout_verified = false;
         qv->reserve_known = false;
         qv->target_set = false;
@@ -781,6 +835,7 @@ int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret)
             .balloon_actual_bytes = qv->mem.actual,
             .plugged_bytes = qv->mem.plugged,
             .requested_bytes = qv->mem.requested,
+            .features = qv->features,
             .console_log = qv->paths.console,
         };
         qemu_describe(NULL, vm, &ret->desc);
@@ -826,6 +881,7 @@ static void qemu_destroy(struct backend *b)
         while (qb->n > 0)
                 qemu_forget_vm(b, qb->vms[0]->vm);
         free(qb->vms);
+        qemu_probe_cache_free(qb);
         free(qb->run_dir);
         free(qb->state_dir);
         free(qb->image_dir);

@@ -24,6 +24,7 @@ void qemu_paths_free(struct qemu_paths *p)
         free(p->qmp);
         free(p->agent);
         free(p->pid);
+        free(p->probe);
         free(p->console);
         *p = (struct qemu_paths){0};
 }
@@ -37,12 +38,13 @@ int qemu_paths_make(const char *run_dir, const char *state_dir, const char *name
         if (asprintf(&p.qmp, "%s/%s.qmp", run_dir, name) < 0 ||
             asprintf(&p.agent, "%s/%s.agent", run_dir, name) < 0 ||
             asprintf(&p.pid, "%s/%s.pid", run_dir, name) < 0 ||
+            asprintf(&p.probe, "%s/%s.probe", run_dir, name) < 0 ||
             asprintf(&p.console, "%s/%s.console.log", state_dir, name) < 0) {
                 qemu_paths_free(&p);
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
         }
-        if (strlen(p.qmp) >= sun_max || strlen(p.agent) >= sun_max) {
+        if (strlen(p.qmp) >= sun_max || strlen(p.agent) >= sun_max || strlen(p.probe) >= sun_max) {
                 snprintf(err, errlen, "socket path %s is longer than %zu bytes", p.agent,
                          sun_max - 1);
                 qemu_paths_free(&p);
@@ -186,8 +188,19 @@ char *qemu_qmp_chardev_arg(const char *qmp_path)
         return out;
 }
 
-static void add_memory(struct argv *a, const struct qemu_layout *l)
+/* ",name=on", ",name=off", or "" to leave QEMU's default. */
+static const char *switch_option(const char *name, enum qemu_switch s, char *buf, size_t len)
 {
+        if (s == QEMU_SWITCH_UNSET)
+                return "";
+        snprintf(buf, len, ",%s=%s", name, s == QEMU_SWITCH_ON ? "on" : "off");
+        return buf;
+}
+
+static void add_memory(struct argv *a, const struct qemu_layout *l, const struct qemu_features *f)
+{
+        char inaccessible[64];
+
         if (l->region == 0) {
                 add(a, "-m");
                 add(a, "size=%lluk", (unsigned long long)(l->startup / KIB));
@@ -207,8 +220,11 @@ static void add_memory(struct argv *a, const struct qemu_layout *l)
         add(a, "-device");
         add(a,
             "virtio-mem-pci,id=" QEMU_ID_VMEM ",memdev=" QEMU_ID_MEMDEV
-            ",block-size=%llu,requested-size=%llu",
-            (unsigned long long)l->block, (unsigned long long)l->first);
+            ",block-size=%llu,requested-size=%llu%s%s",
+            (unsigned long long)l->block, (unsigned long long)l->first,
+            switch_option("unplugged-inaccessible", f->unplugged_inaccessible, inaccessible,
+                          sizeof(inaccessible)),
+            f->dynamic_memslots ? ",dynamic-memslots=on" : "");
 }
 
 static void add_devices(struct argv *a, const struct qemu_paths *p, const char *agent,
@@ -232,8 +248,15 @@ static void add_devices(struct argv *a, const struct qemu_paths *p, const char *
         add(a, "%s", p->pid);
 }
 
+static void add_sandbox(struct argv *a)
+{
+        add(a, "-sandbox");
+        add(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+}
+
 int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const struct qemu_layout *l,
-                    const struct qemu_paths *p, bool kvm, char ***ret_argv)
+                    const struct qemu_paths *p, bool kvm, const struct qemu_features *f,
+                    char ***ret_argv)
 {
         struct argv a = {0};
         char *agent = opt_escape(p->agent), *console = opt_escape(p->console);
@@ -249,7 +272,7 @@ int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const stru
         add(&a, "-display");
         add(&a, "none");
         add(&a, "-machine");
-        add(&a, "pc");
+        add(&a, "%s", f->machine[0] ? f->machine : QEMU_DEFAULT_MACHINE);
         add(&a, "-accel");
         add(&a, "%s", kvm ? "kvm" : "tcg");
         if (kvm) {
@@ -258,7 +281,7 @@ int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const stru
         }
         add(&a, "-smp");
         add(&a, "%u", c->cpus);
-        add_memory(&a, l);
+        add_memory(&a, l, f);
         add_devices(&a, p, agent, console);
         add(&a, "-chardev");
         add(&a, "%s", qmp);
@@ -266,8 +289,7 @@ int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const stru
         add(&a, "chardev=" QEMU_ID_QMP ",mode=control");
         add(&a, "-msg");
         add(&a, "timestamp=on");
-        add(&a, "-sandbox");
-        add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+        add_sandbox(&a);
         add(&a, "-kernel");
         add(&a, "%s", c->kernel);
         if (c->initrd) {
@@ -287,6 +309,34 @@ int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const stru
         for (size_t i = 0; i < c->n_extra; i++)
                 add(&a, "%s", c->extra[i]);
         free(agent), free(console), free(qmp), free(disk);
+        if (a.failed) {
+                qemu_strv_free(a.v);
+                return -ENOMEM;
+        }
+        *ret_argv = a.v;
+        return 0;
+}
+
+int qemu_argv_probe(const char *binary, const char *qmp_path, char ***ret_argv)
+{
+        struct argv a = {0};
+        char *qmp = qemu_qmp_chardev_arg(qmp_path);
+
+        if (!qmp)
+                return -ENOMEM;
+        add(&a, "%s", binary);
+        add(&a, "-machine");
+        add(&a, "none");
+        add(&a, "-nodefaults");
+        add(&a, "-no-user-config");
+        add(&a, "-display");
+        add(&a, "none");
+        add(&a, "-chardev");
+        add(&a, "%s", qmp);
+        add(&a, "-mon");
+        add(&a, "chardev=" QEMU_ID_QMP ",mode=control");
+        add_sandbox(&a);
+        free(qmp);
         if (a.failed) {
                 qemu_strv_free(a.v);
                 return -ENOMEM;

@@ -3,7 +3,8 @@
  * else includes: a VM's parsed keys (qemu_config.c), the QEMU command line
  * (qemu_argv.c), the QEMU process (qemu_proc.c), the pure memory
  * arithmetic that turns a target into balloon and virtio-mem requests
- * (qemu_mem.c) and the guest agent's connection (qemu_agent.c).
+ * (qemu_mem.c), the guest agent's connection (qemu_agent.c), and what a
+ * QEMU binary offers (qemu_caps.c, qemu_probe.c).
  * backend/qemu.c ties them to the backend interface.
  */
 #ifndef DYNMEM_QEMU_INT_H
@@ -32,10 +33,11 @@
 #define QEMU_PATH_VMEM    "/machine/peripheral/" QEMU_ID_VMEM
 #define QEMU_PATH_BALLOON "/machine/peripheral/" QEMU_ID_BALLOON
 
-#define QEMU_DEFAULT_BINARY "qemu-system-x86_64"
-#define QEMU_ARGS_MAX       256 /* words in qemu_args */
-#define QEMU_CPUS_MAX       256
-#define QEMU_VMEM_BLOCK_MIN (2 * MIB) /* virtio-mem's smallest block on x86 */
+#define QEMU_DEFAULT_BINARY  "qemu-system-x86_64"
+#define QEMU_DEFAULT_MACHINE "pc"
+#define QEMU_ARGS_MAX        256 /* words in qemu_args */
+#define QEMU_CPUS_MAX        256
+#define QEMU_VMEM_BLOCK_MIN  (2 * MIB) /* virtio-mem's smallest block on x86 */
 /* Linux's memory block on x86-64 below 64 GiB: a guest adds hot-plugged memory in these */
 #define QEMU_GUEST_MEMORY_BLOCK (128 * MIB)
 #define QEMU_SHUTDOWN_DEFAULT   (30 * MSEC_PER_SEC)
@@ -57,7 +59,8 @@ struct qemu_vm_config {
         bool bundled_image; /* kernel and initrd are the bundled guest image */
         unsigned cpus;
         enum qemu_accel accel;
-        char **extra; /* qemu_args split into words, NULL-terminated */
+        char *machine; /* machine type or alias (pc, q35, pc-i440fx-8.0 ...) */
+        char **extra;  /* qemu_args split into words, NULL-terminated */
         size_t n_extra;
         uint64_t shutdown_timeout_ms;
 };
@@ -107,6 +110,7 @@ struct qemu_paths {
         char *qmp;     /* run_dir/NAME.qmp */
         char *agent;   /* run_dir/NAME.agent */
         char *pid;     /* run_dir/NAME.pid */
+        char *probe;   /* run_dir/NAME.probe: QMP of the QEMU asked what it offers */
         char *console; /* state_dir/NAME.console.log */
 };
 
@@ -126,9 +130,98 @@ int qemu_accel_choose(enum qemu_accel accel, bool *ret_kvm, char *why, size_t le
 /* The `-chardev` word of the QMP socket; reattach finds QEMU by it in /proc/PID/cmdline. */
 char *qemu_qmp_chardev_arg(const char *qmp_path);
 
-/* The whole argv (NULL-terminated, free with qemu_strv_free). */
+/*
+ * The whole argv (NULL-terminated, free with qemu_strv_free). The machine
+ * type and virtio-mem's options are those of f (qemu_caps_choose()).
+ */
 int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const struct qemu_layout *l,
-                    const struct qemu_paths *p, bool kvm, char ***ret_argv);
+                    const struct qemu_paths *p, bool kvm, const struct qemu_features *f,
+                    char ***ret_argv);
+
+/* The argv that asks a QEMU binary what it offers: no machine, QMP on qmp_path. */
+int qemu_argv_probe(const char *binary, const char *qmp_path, char ***ret_argv);
+
+/* ---- what a QEMU binary offers (qemu_caps.c: pure; qemu_probe.c: asking it) ---- */
+
+#define QEMU_MACHINES_MAX  1024  /* machine types read from query-machines */
+#define QEMU_PROBE_WAIT_MS 15000 /* a probe answers within this, or the start fails */
+
+struct json_t;
+struct qemu_backend;
+
+struct qemu_machine_type {
+        char name[QEMU_MACHINE_NAME_MAX];  /* pc-i440fx-10.0 */
+        char alias[QEMU_MACHINE_NAME_MAX]; /* pc, or "" */
+};
+
+struct qemu_caps {
+        unsigned version[3];
+        bool virtio_mem;             /* the virtio-mem-pci device */
+        bool dynamic_memslots;       /* ... its dynamic-memslots property (QEMU >= 8.2) */
+        bool unplugged_inaccessible; /* ... its unplugged-inaccessible property (QEMU >= 7.0) */
+        bool early_migration;        /* ... its x-early-migration property (QEMU >= 8.0) */
+        bool run_with_user;          /* -run-with user= (QEMU >= 9.1) */
+        bool hv_balloon;             /* the hv-balloon device */
+        struct qemu_machine_type *machines;
+        size_t n_machines;
+};
+
+void qemu_caps_free(struct qemu_caps *c);
+
+/*
+ * Fill c from one QMP reply's "return" (NULL when QEMU refused the command,
+ * which for the optional ones means "not offered"). Every name and number is
+ * checked; a reply of the wrong shape is -EPROTO and changes nothing.
+ */
+int qemu_caps_read_version(struct qemu_caps *c, const struct json_t *ret); /* query-version */
+int qemu_caps_read_vmem(struct qemu_caps *c, const struct json_t *ret); /* device-list-properties */
+int qemu_caps_read_run_with(struct qemu_caps *c,
+                            const struct json_t *ret); /* query-command-line-options */
+int qemu_caps_read_machines(struct qemu_caps *c, const struct json_t *ret); /* query-machines */
+int qemu_caps_read_hv_balloon(struct qemu_caps *c, const struct json_t *ret);
+
+/*
+ * Does this QEMU take -run-with user= to drop privileges (QEMU >= 9.1)?
+ * Older ones take -runas, which QEMU 10.0 no longer knows.
+ */
+bool qemu_caps_run_with_user(const struct qemu_caps *c);
+
+/* "pc-i440fx-8.1" and "pc-q35-10.0": true and the version; anything else false. */
+bool qemu_machine_version(const char *machine, unsigned *ret_major, unsigned *ret_minor);
+
+/*
+ * Choose for a VM whose machine key is `machine` (a type or an alias) and
+ * that has a virtio-mem device when vmem: the versioned machine type,
+ * unplugged-inaccessible as that machine type defaults to it (on for x86
+ * types 8.1 and later, off before: guests without the feature keep working),
+ * dynamic-memslots on where QEMU has it and unplugged-inaccessible is on
+ * (QEMU refuses it otherwise). -EINVAL with the reason in err when QEMU has
+ * no such machine type or it is not a pc or q35 type.
+ */
+int qemu_caps_choose(const struct qemu_caps *c, const char *machine, bool vmem,
+                     struct qemu_features *ret, char *err, size_t errlen);
+
+/* One line for the log: "QEMU 10.0.2, machine pc-i440fx-10.0, virtio-mem ...". */
+void qemu_features_describe(const struct qemu_features *f, char *buf, size_t len);
+
+/*
+ * Run binary once with no guest (-machine none), ask it over QMP on
+ * qmp_path what it offers, and quit it. Its messages go to log_fd. Blocks
+ * at most QEMU_PROBE_WAIT_MS. 0, or <0 with the reason in err.
+ */
+int qemu_probe_run(const char *binary, const char *qmp_path, int log_fd, struct qemu_caps *ret,
+                   char *err, size_t errlen);
+
+struct qemu_probe_entry;
+
+/*
+ * What binary offers, probed once per binary: the answer is kept while the
+ * file (device, inode, size, mtime) stays the same. *ret stays valid until
+ * the next call or qemu_probe_cache_free().
+ */
+int qemu_probe_cached(struct qemu_backend *qb, const char *binary, const char *qmp_path, int log_fd,
+                      const struct qemu_caps **ret, char *err, size_t errlen);
+void qemu_probe_cache_free(struct qemu_backend *qb);
 
 /* ---- the process (qemu_proc.c) ---- */
 
@@ -316,6 +409,15 @@ struct qemu_batch {
         uint64_t actual, plugged, requested, region, block, base;
 };
 
+/* What the running QEMU says it is (qemu_confirm.c). */
+struct qemu_seen {
+        unsigned left; /* replies still to come */
+        unsigned version[3];
+        char machine[QEMU_MACHINE_NAME_MAX];
+        enum qemu_switch inaccessible;
+        bool memslots;
+};
+
 struct qemu_vm {
         struct qemu_backend *qb;
         struct vm *vm;
@@ -346,11 +448,14 @@ struct qemu_vm {
         struct qemu_stats stats;
         struct qemu_agent *agent_conn; /* the guest agent's connection, once QMP was ready */
         bool agent_have;
-        struct agent_estimate agent; /* the latest fresh one; report_ms is monotonic */
-        uint64_t urgent_observed;    /* agent.urgent_reports at the last observe() */
-        enum qemu_signal source;     /* where the latest observation's demand came from */
-        bool reserve_known;          /* the guest kernel's reservation was measured */
-        uint64_t reserve;            /* memory the VM holds outside its MemTotal (qemu_mem) */
+        struct agent_estimate agent;   /* the latest fresh one; report_ms is monotonic */
+        uint64_t urgent_observed;      /* agent.urgent_reports at the last observe() */
+        enum qemu_signal source;       /* where the latest observation's demand came from */
+        bool reserve_known;            /* the guest kernel's reservation was measured */
+        uint64_t reserve;              /* memory the VM holds outside its MemTotal (qemu_mem) */
+        struct qemu_features features; /* chosen at start; confirmed from QMP (qemu_confirm.c) */
+        struct qemu_seen seen;
+        char features_logged[512]; /* the last line logged about them: each choice once */
         struct log_ratelimit rl;
         struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 };
@@ -360,6 +465,8 @@ struct qemu_backend {
         char *run_dir, *state_dir, *image_dir;
         struct qemu_vm **vms;
         size_t n, cap;
+        struct qemu_probe_entry *probes; /* qemu_probe_cached() */
+        size_t n_probes;
 };
 
 /* Connect to the VM's QMP socket (fd >= 0: an already connected one). */
@@ -374,6 +481,12 @@ void qemu_monitor_readback(struct qemu_vm *qv);
 
 /* Move toward qv->mem.target now if the state is known. */
 void qemu_monitor_apply(struct qemu_vm *qv);
+
+/*
+ * Ask the running QEMU its version, machine type and virtio-mem options;
+ * confirm qv->features with the answers (or, after a reattach, take them).
+ */
+void qemu_confirm_features(struct qemu_vm *qv);
 
 /* Send a command whose reply only matters for the log. */
 int qemu_monitor_simple(struct qemu_vm *qv, const char *execute);

@@ -339,6 +339,7 @@ static void on_ready(struct qmp *q, void *userdata)
                                  "guest-stats-polling-interval", "value", QEMU_STATS_INTERVAL_S);
 
         qmp_command(q, "qom-set", args, NULL, NULL);
+        qemu_confirm_features(qv);
         qemu_monitor_readback(qv);
 }
 

@@ -339,3 +339,23 @@ void qt_vm_release(struct qt_vm *t, struct backend *b)
                 b->ops->forget_vm(b, &t->vm);
         config_free(&t->cfg);
 }
+
+bool qt_qemu_version(unsigned ret[3])
+{
+        FILE *p = popen("qemu-system-x86_64 --version 2>/dev/null", "r");
+        char line[256] = "";
+        bool ok;
+
+        if (!p)
+                return false;
+        if (!fgets(line, sizeof(line), p))
+                line[0] = '\0';
+        pclose(p);
+        ok = sscanf(line, "QEMU emulator version %u.%u.%u", &ret[0], &ret[1], &ret[2]) == 3;
+        return ok;
+}
+
+bool qt_version_at_least(const unsigned v[3], unsigned major, unsigned minor)
+{
+        return v[0] > major || (v[0] == major && v[1] >= minor);
+}

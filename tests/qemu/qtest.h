@@ -70,4 +70,13 @@ struct qt_vm {
 int qt_vm_configure(struct qt_vm *t, struct backend *b, const char *ini, char *err, size_t len);
 void qt_vm_release(struct qt_vm *t, struct backend *b);
 
+/*
+ * The version `qemu-system-x86_64 --version` prints (the QEMU in PATH, the
+ * one the tests' VMs run): true and the three numbers, or false.
+ */
+bool qt_qemu_version(unsigned ret[3]);
+
+/* Whether version v is at least major.minor. */
+bool qt_version_at_least(const unsigned v[3], unsigned major, unsigned minor);
+
 #endif

@@ -114,6 +114,14 @@ static bool demand_known(void *arg)
         return w->obs.demand_known && w->info.memory_known;
 }
 
+static bool features_confirmed(void *arg)
+{
+        struct watch *w = arg;
+
+        refresh(w);
+        return w->info.features.confirmed;
+}
+
 static bool console_has(void *arg)
 {
         struct watch *w = arg;
@@ -164,6 +172,36 @@ static uint64_t boot(struct fixture *f, struct backend *b, struct qt_vm *t, stru
                       t->vm.name, (unsigned long long)(t1 - t0),
                       (unsigned long long)(mono_ms() - t0));
         return mono_ms() - t0;
+}
+
+/*
+ * What the VM's QEMU runs, as the QEMU in PATH should give it: the newest pc
+ * machine type of its version, unplugged-inaccessible as that machine type
+ * defaults it (on from 8.1), dynamic-memslots from 8.2 on.
+ */
+static void check_features(struct fixture *f, struct watch *w)
+{
+        const struct qemu_features *ft = &w->info.features;
+        unsigned v[3];
+        char machine[64];
+
+        assert_true(qt_qemu_version(v));
+        wait_for(f, features_confirmed, w, "QEMU to confirm its version and options");
+        print_message("# QEMU %u.%u.%u: machine %s, unplugged-inaccessible %d, "
+                      "dynamic-memslots %d\n",
+                      ft->version[0], ft->version[1], ft->version[2], ft->machine,
+                      (int)ft->unplugged_inaccessible, (int)ft->dynamic_memslots);
+        char version[32];
+        snprintf(version, sizeof(version), "%u.%u.%u", v[0], v[1], v[2]);
+        assert_string_equal(w->info.desc.version, version);
+        assert_memory_equal(ft->version, v, sizeof(v));
+        snprintf(machine, sizeof(machine), "pc-i440fx-%u.%u", v[0], v[1]);
+        assert_string_equal(ft->machine, machine);
+        assert_true(ft->vmem);
+        assert_int_equal(ft->unplugged_inaccessible,
+                         qt_version_at_least(v, 8, 1) ? QEMU_SWITCH_ON : QEMU_SWITCH_OFF);
+        assert_int_equal(ft->dynamic_memslots, qt_version_at_least(v, 8, 2));
+        assert_int_equal(ft->run_with_user, qt_version_at_least(v, 9, 1));
 }
 
 static bool settled(void *arg)
@@ -217,6 +255,7 @@ static void grows_shrinks_balloons_and_dies(void **state)
                     strstr(w.info.desc.accelerator, "kvm"));
         /* the first 2 MiB block is plugged from the start, not boot RAM (qemu_layout) */
         assert_int_equal(w.info.vmem_region_bytes, 770 * MIB);
+        check_features(f, &w);
         wait_for(f, demand_known, &w, "balloon statistics");
         /* What describe() says of a running VM without an agent. */
         unsigned major, minor, micro;
@@ -316,6 +355,14 @@ static void reattaches_from_a_fresh_backend(void **state)
         wait_for(f, assigned_is, &w, "the reattached VM's memory");
         assert_int_equal((pid_t)w.info.desc.pid, pid);
         assert_true(w.info.qmp_ready);
+        /* What it runs comes from the running QEMU alone (no probe before a reattach). */
+        wait_for(f, features_confirmed, &w, "the reattached QEMU's version and options");
+        unsigned v[3];
+        assert_true(qt_qemu_version(v));
+        assert_memory_equal(w.info.features.version, v, sizeof(v));
+        assert_int_equal(w.info.features.dynamic_memslots, qt_version_at_least(v, 8, 2));
+        assert_int_equal(w.info.features.unplugged_inaccessible,
+                         qt_version_at_least(v, 8, 1) ? QEMU_SWITCH_ON : QEMU_SWITCH_OFF);
         /* Found running, it keeps what it has until asked. */
         qt_loop_for(f->base, 2500);
         refresh(&w);
@@ -363,6 +410,12 @@ static void start_failures_name_the_vm_and_cause(void **state)
         print_message("# %s\n", err);
         assert_non_null(strstr(err, "vm \"noqemu\""));
         assert_non_null(strstr(err, "QEMU binary"));
+
+        assert_true(
+            start_error(f, "[vm \"oldmachine\"]\nmachine = pc-i440fx-1.0\n", err, sizeof(err)) < 0);
+        print_message("# %s\n", err);
+        assert_non_null(strstr(err, "vm \"oldmachine\": QEMU "));
+        assert_non_null(strstr(err, "has no machine type \"pc-i440fx-1.0\""));
 
         assert_true(start_error(f, "[vm \"baddev\"]\nqemu_args = -device no-such-device\n", err,
                                 sizeof(err)) < 0);
