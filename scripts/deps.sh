@@ -16,6 +16,7 @@ PACKAGES="
   qemu-system-x86 qemu-utils busybox-static cpio kmod
   libclang-rt-14-dev
   libjs-dygraphs python3-prometheus-client tmux chromium
+  debhelper lintian
 "
 
 if [ "${1:-}" = "--print" ]; then

@@ -10,6 +10,9 @@ tests count once. A skip's reason is TAP's ("1..0 # SKIP why", "ok 3 - name #
 SKIP why") or, for a test that exited 77, the last line it printed. --absent
 counts a suite that was not run at all (scripts/test.sh: DYNMEM_TEST_VALGRIND=0)
 as one skip with its reason, so that nothing is silently missing.
+Tests that ran under a QEMU (tests/with-qemu.py prints "# qemu-under-test:
+VERSION PATH") are counted per QEMU version too, last on the line: "...;
+QEMU 7.2.22: N passed, N failed, N skipped; QEMU 10.0.2: ...".
 Exit status 1 when anything failed or nothing ran.
 """
 import json
@@ -68,7 +71,24 @@ def count_entry(entry, reasons):
     return p, f, s
 
 
-def count_log(path, reasons):
+QEMU_LINE = re.compile(r"^# qemu-under-test: (\d+\.\d+\.\d+) ", re.M)
+
+
+def count_qemu(per_qemu, entry, counts):
+    """Add a test's counts to its QEMU's, when it says which QEMU it ran under."""
+    m = QEMU_LINE.search(entry.get("stdout", ""))
+    if m:
+        per_qemu[m.group(1)] = [a + b for a, b in zip(per_qemu.get(m.group(1), [0, 0, 0]), counts)]
+
+
+def by_qemu(per_qemu):
+    """'; QEMU 7.2.22: 51 passed, 0 failed, 0 skipped; QEMU 10.0.2: ...', or ''."""
+    return "".join(f"; QEMU {v}: {p} passed, {f} failed, {s} skipped"
+                   for v, (p, f, s) in sorted(per_qemu.items(),
+                                              key=lambda kv: [int(x) for x in kv[0].split(".")]))
+
+
+def count_log(path, reasons, per_qemu):
     passed = failed = skipped = 0
     try:
         log = open(path, encoding="utf-8", errors="replace")
@@ -85,6 +105,7 @@ def count_log(path, reasons):
                       file=sys.stderr)
                 continue
             p, f, s = count_entry(entry, reasons)
+            count_qemu(per_qemu, entry, (p, f, s))
             passed, failed, skipped = passed + p, failed + f, skipped + s
     return passed, failed, skipped
 
@@ -103,6 +124,7 @@ def why(reasons):
 def main(argv):
     passed = failed = skipped = 0
     reasons = {}
+    per_qemu = {}  # version -> [passed, failed, skipped]
     paths = []
     while argv:
         a = argv.pop(0)
@@ -114,9 +136,9 @@ def main(argv):
         else:
             paths.append(a)
     for path in paths:
-        p, f, s = count_log(path, reasons)
+        p, f, s = count_log(path, reasons, per_qemu)
         passed, failed, skipped = passed + p, failed + f, skipped + s
-    print(f"{passed} passed, {failed} failed, {skipped} skipped{why(reasons)}")
+    print(f"{passed} passed, {failed} failed, {skipped} skipped{why(reasons)}{by_qemu(per_qemu)}")
     return 1 if failed or passed == 0 else 0
 
 

@@ -80,6 +80,32 @@ def config_check_names_the_backend_problem(bins):
 
 
 @tap.case
+def the_example_configuration_checks_as_installed_and_uncommented(bins):
+    example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "daemon",
+                           "dynmem.conf.example")
+    text = open(example).read()
+    p, _ = check_config(bins, text)
+    check(p.returncode == 0 and "0 VMs" in p.stdout, "as installed: good, no VM", p)
+    # Its VMs uncommented, with files where they point (a temporary folder here).
+    d = Daemon(bins, "")
+    try:
+        images = os.path.join(d.dir, "images")
+        os.makedirs(images)
+        for f in ("vmlinuz", "initrd.img", "web1.qcow2", "batch1.qcow2"):
+            open(os.path.join(images, f), "w").close()
+        head, vms = text.split("\n# [vm ", 1)  # the VM examples follow the [host] section
+        live = head + "\n" + re.sub(r"^# (\[vm |[a-z_]+ = )", r"\1", "# [vm " + vms, flags=re.M)
+        live = live.replace("/var/lib/dynmem/images", images)
+        check(live.count("[vm ") == 2 and "\n# memory = 48G" in live, "two VMs uncommented", live)
+        with open(d.conf, "w") as f:
+            f.write(live)
+        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        check(p.returncode == 0 and "2 VMs" in p.stdout, "with its VMs: good, 2 VMs", p)
+    finally:
+        d.cleanup()
+
+
+@tap.case
 def dynmemd_refuses_bad_usage(bins):
     p = subprocess.run([bins[0], "--bogus"], capture_output=True, text=True)
     check(p.returncode == 2 and "Usage" in p.stderr, "exit 2 with usage", p)
