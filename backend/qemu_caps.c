@@ -312,3 +312,26 @@ void qemu_features_describe(const struct qemu_features *f, char *buf, size_t len
                  switch_name(f->unplugged_inaccessible), f->unplugged_inaccessible_why,
                  f->dynamic_memslots ? "on" : "off", f->dynamic_memslots_why);
 }
+
+void qemu_features_offers(const struct qemu_features *f, char *buf, size_t len)
+{
+        const struct {
+                bool offered;
+                const char *what;
+        } offers[] = {
+            {f->run_with_user, "-run-with user="},
+            {f->hv_balloon, "hv-balloon"},
+            {f->early_migration, "virtio-mem x-early-migration"},
+        };
+        size_t n = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < sizeof(offers) / sizeof(*offers); i++) {
+                if (!offers[i].offered)
+                        continue;
+                int r = snprintf(buf + n, len - n, "%s%s", n ? ", " : "", offers[i].what);
+                if (r < 0 || (size_t)r >= len - n)
+                        break;
+                n += (size_t)r;
+        }
+}

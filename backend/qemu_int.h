@@ -201,6 +201,12 @@ bool qemu_machine_version(const char *machine, unsigned *ret_major, unsigned *re
 int qemu_caps_choose(const struct qemu_caps *c, const char *machine, bool vmem,
                      struct qemu_features *ret, char *err, size_t errlen);
 
+/*
+ * What the binary offers that the backend does not use, for people:
+ * "-run-with user=, hv-balloon, virtio-mem x-early-migration" ("" none).
+ */
+void qemu_features_offers(const struct qemu_features *f, char *buf, size_t len);
+
 /* One line for the log: "QEMU 10.0.2, machine pc-i440fx-10.0, virtio-mem ...". */
 void qemu_features_describe(const struct qemu_features *f, char *buf, size_t len);
 

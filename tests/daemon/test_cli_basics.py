@@ -140,7 +140,7 @@ def list_and_show_json_have_the_documented_fields(bins):
 
 
 BACKEND_FIELDS = ["accelerator", "agent_capabilities", "agent_protocol_version", "agent_state",
-                  "name", "pid", "resizing", "signal", "version"]
+                  "choices", "machine", "name", "offers", "pid", "resizing", "signal", "version"]
 
 
 @tap.case
@@ -154,10 +154,13 @@ def show_says_what_the_backend_knows(bins):
               "a simulated VM's demand is its trace while it runs", web, db)
         check(web["agent_state"] is None and web["pid"] is None and web["accelerator"] is None,
               "no agent, process or accelerator in the simulator", web)
+        check(web["machine"] is None and web["choices"] is None and web["offers"] is None,
+              "no machine type or hypervisor options either", web)
         check(isinstance(web["resizing"], bool) and db["resizing"] is False, "resizing", web, db)
         out = d.ok("show", "web1").out
         check("Backend:         sim" in out and "Demand from:     trace" in out and
-              "Resizing:" in out and "Process:" not in out and "Guest agent:" not in out,
+              "Resizing:" in out and "Process:" not in out and "Guest agent:" not in out and
+              "Machine:" not in out and "Chosen:" not in out,
               "the human view leaves out what does not apply", out)
 
 

@@ -187,10 +187,11 @@ static void check_features(struct fixture *f, struct watch *w)
 
         assert_true(qt_qemu_version(v));
         wait_for(f, features_confirmed, w, "QEMU to confirm its version and options");
-        print_message("# QEMU %u.%u.%u: machine %s, unplugged-inaccessible %d, "
-                      "dynamic-memslots %d\n",
+        print_message("# QEMU %u.%u.%u: machine %s, unplugged-inaccessible %s, "
+                      "dynamic-memslots %s\n",
                       ft->version[0], ft->version[1], ft->version[2], ft->machine,
-                      (int)ft->unplugged_inaccessible, (int)ft->dynamic_memslots);
+                      ft->unplugged_inaccessible == QEMU_SWITCH_ON ? "on" : "off",
+                      ft->dynamic_memslots ? "on" : "off");
         char version[32];
         snprintf(version, sizeof(version), "%u.%u.%u", v[0], v[1], v[2]);
         assert_string_equal(w->info.desc.version, version);
