@@ -792,35 +792,6 @@ int qemu_backend_agent_drop(struct vm *vm)
         return 0;
 }
 
-static void add_choice(struct backend_vm_description *ret, const char *name, enum qemu_switch value,
-                       const char *why)
-{
-        struct backend_vm_choice *c = &ret->choices[ret->n_choices++];
-
-        c->name = name;
-        snprintf(c->value, sizeof(c->value), "%s",
-                 value == QEMU_SWITCH_ON    ? "on"
-                 : value == QEMU_SWITCH_OFF ? "off"
-                                            : "unset");
-        snprintf(c->why, sizeof(c->why), "%s", why);
-}
-
-/* The machine type, virtio-mem's options and what the binary offers besides. */
-static void describe_features(const struct qemu_features *f, struct backend_vm_description *ret)
-{
-        if (!f->known)
-                return;
-        snprintf(ret->machine, sizeof(ret->machine), "%s", f->machine);
-        if (f->vmem) {
-                add_choice(ret, "virtio-mem unplugged-inaccessible", f->unplugged_inaccessible,
-                           f->unplugged_inaccessible_why);
-                add_choice(ret, "virtio-mem dynamic-memslots",
-                           f->dynamic_memslots ? QEMU_SWITCH_ON : QEMU_SWITCH_OFF,
-                           f->dynamic_memslots_why);
-        }
-        qemu_features_offers(f, ret->offers, sizeof(ret->offers));
-}
-
 static void qemu_describe(struct backend *b, const struct vm *vm,
                           struct backend_vm_description *ret)
 {
@@ -839,7 +810,7 @@ static void qemu_describe(struct backend *b, const struct vm *vm,
                 memcpy(v, qv->features.version, sizeof(v));
         if (v[0])
                 snprintf(ret->version, sizeof(ret->version), "%u.%u.%u", v[0], v[1], v[2]);
-        describe_features(&qv->features, ret);
+        qemu_features_to_description(&qv->features, ret);
         ret->resizing = qv->target_set && !qemu_mem_settled(&qv->mem);
         ret->agent_state = agent_state_name(AGENT_DISCONNECTED);
         if (qv->agent_conn) {

@@ -2,8 +2,9 @@
  * qemu_caps: what a QEMU binary offers, read from its QMP replies (version,
  * virtio-mem's properties, -run-with, machine types, hv-balloon), and the
  * choices dynmem makes from it for one VM: the versioned machine type,
- * unplugged-inaccessible and dynamic-memslots. Pure: no I/O; qemu_probe.c
- * asks QEMU, qemu.c logs and applies. See docs/qemu-backend.md, "QEMU
+ * unplugged-inaccessible and dynamic-memslots, and how they read in a log
+ * line and in describe(). Pure: no I/O; qemu_probe.c asks QEMU, qemu.c logs
+ * and applies. See docs/qemu-backend.md, "QEMU
  * versions".
  */
 #include <errno.h>
@@ -334,4 +335,32 @@ void qemu_features_offers(const struct qemu_features *f, char *buf, size_t len)
                         break;
                 n += (size_t)r;
         }
+}
+
+static void add_choice(struct backend_vm_description *ret, const char *name, enum qemu_switch value,
+                       const char *why)
+{
+        struct backend_vm_choice *c = &ret->choices[ret->n_choices++];
+
+        c->name = name;
+        snprintf(c->value, sizeof(c->value), "%s",
+                 value == QEMU_SWITCH_ON    ? "on"
+                 : value == QEMU_SWITCH_OFF ? "off"
+                                            : "unset");
+        snprintf(c->why, sizeof(c->why), "%s", why);
+}
+
+void qemu_features_to_description(const struct qemu_features *f, struct backend_vm_description *ret)
+{
+        if (!f->known)
+                return;
+        snprintf(ret->machine, sizeof(ret->machine), "%s", f->machine);
+        if (f->vmem) {
+                add_choice(ret, "virtio-mem unplugged-inaccessible", f->unplugged_inaccessible,
+                           f->unplugged_inaccessible_why);
+                add_choice(ret, "virtio-mem dynamic-memslots",
+                           f->dynamic_memslots ? QEMU_SWITCH_ON : QEMU_SWITCH_OFF,
+                           f->dynamic_memslots_why);
+        }
+        qemu_features_offers(f, ret->offers, sizeof(ret->offers));
 }

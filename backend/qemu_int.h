@@ -207,6 +207,10 @@ int qemu_caps_choose(const struct qemu_caps *c, const char *machine, bool vmem,
  */
 void qemu_features_offers(const struct qemu_features *f, char *buf, size_t len);
 
+/* For describe(): the machine type, virtio-mem's options with why, what is offered besides. */
+void qemu_features_to_description(const struct qemu_features *f,
+                                  struct backend_vm_description *ret);
+
 /* One line for the log: "QEMU 10.0.2, machine pc-i440fx-10.0, virtio-mem ...". */
 void qemu_features_describe(const struct qemu_features *f, char *buf, size_t len);
 

@@ -187,6 +187,42 @@ static void machine_versions_are_read_from_pc_and_q35_names_only(void **state)
                 assert_false(qemu_machine_version(bad[i], &major, &minor));
 }
 
+static void describe_shows_the_choices_and_what_else_is_offered(void **state)
+{
+        struct qemu_caps c;
+        struct qemu_features f;
+        struct backend_vm_description d = {0};
+        char err[256];
+
+        (void)state;
+        qemu_100(&c);
+        assert_int_equal(qemu_caps_choose(&c, "pc", true, &f, err, sizeof(err)), 0);
+        qemu_features_to_description(&f, &d);
+        assert_string_equal(d.machine, "pc-i440fx-10.0");
+        assert_int_equal(d.n_choices, 2);
+        assert_string_equal(d.choices[0].name, "virtio-mem unplugged-inaccessible");
+        assert_string_equal(d.choices[0].value, "on");
+        assert_string_equal(d.choices[1].name, "virtio-mem dynamic-memslots");
+        assert_string_equal(d.choices[1].value, "on");
+        assert_non_null(strstr(d.choices[1].why, "QEMU 10.0"));
+        assert_string_equal(d.offers, "-run-with user=, hv-balloon, virtio-mem x-early-migration");
+        qemu_caps_free(&c);
+
+        qemu_72(&c);
+        d = (struct backend_vm_description){0};
+        assert_int_equal(qemu_caps_choose(&c, "pc", false, &f, err, sizeof(err)), 0);
+        qemu_features_to_description(&f, &d);
+        assert_string_equal(d.machine, "pc-i440fx-7.2");
+        assert_int_equal(d.n_choices, 0); /* no virtio-mem device, nothing chosen for it */
+        assert_string_equal(d.offers, "");
+        /* Nothing known (a VM that never ran): nothing said. */
+        d = (struct backend_vm_description){0};
+        qemu_features_to_description(&(struct qemu_features){0}, &d);
+        assert_string_equal(d.machine, "");
+        assert_int_equal(d.n_choices, 0);
+        qemu_caps_free(&c);
+}
+
 /* A reply of the wrong shape is -EPROTO and leaves what was read before. */
 static void wrong_shapes_are_refused_and_change_nothing(void **state)
 {
@@ -260,6 +296,7 @@ int main(void)
             cmocka_unit_test(qemu_100_uses_dynamic_memslots_on_new_machine_types_only),
             cmocka_unit_test(machine_types_must_exist_and_be_pc_or_q35),
             cmocka_unit_test(machine_versions_are_read_from_pc_and_q35_names_only),
+            cmocka_unit_test(describe_shows_the_choices_and_what_else_is_offered),
             cmocka_unit_test(wrong_shapes_are_refused_and_change_nothing),
             cmocka_unit_test(oversized_lists_are_refused),
         };
