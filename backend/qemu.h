@@ -78,6 +78,9 @@ int qemu_backend_agent_drop(struct vm *vm);
 #define QEMU_MACHINE_NAME_MAX 64
 #define QEMU_WHY_MAX          160
 
+/* Why dynmem does not pass -run-with user=, even to a QEMU that offers it. */
+#define QEMU_RUN_WITH_UNUSED "QEMU runs as dynmemd's user"
+
 enum qemu_switch {
         QEMU_SWITCH_UNSET, /* not on the command line: QEMU's default (or no such property) */
         QEMU_SWITCH_OFF,
@@ -94,8 +97,9 @@ struct qemu_features {
         char unplugged_inaccessible_why[QEMU_WHY_MAX];
         bool dynamic_memslots; /* virtio-mem maps only the memory slots in use (QEMU >= 8.2) */
         char dynamic_memslots_why[QEMU_WHY_MAX];
-        /* What this QEMU offers that the backend does not use (yet). */
-        bool run_with_user;   /* -run-with user= (QEMU >= 9.1; -runas before, gone in 10.0) */
+        /* What this QEMU offers that the backend does not use. */
+        bool run_with_user; /* -run-with user= (QEMU >= 9.1; -runas before, gone in 10.0) */
+        char run_with_why[QEMU_WHY_MAX]; /* why dynmem does not use it */
         bool hv_balloon;      /* the hv-balloon device (QEMU >= 8.2 with KVM's Hyper-V SynIC) */
         bool early_migration; /* virtio-mem's x-early-migration (QEMU >= 8.0) */
 };

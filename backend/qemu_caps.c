@@ -255,6 +255,21 @@ static void choose_memslots(const struct qemu_caps *c, struct qemu_features *f)
         }
 }
 
+void qemu_features_choose_run_with(struct qemu_features *f, bool known)
+{
+        char *why = f->run_with_why;
+        size_t len = sizeof(f->run_with_why);
+
+        if (!known)
+                snprintf(why, len, "%s", QEMU_RUN_WITH_UNUSED);
+        else if (f->run_with_user)
+                snprintf(why, len, "QEMU %u.%u offers it; %s", f->version[0], f->version[1],
+                         QEMU_RUN_WITH_UNUSED);
+        else
+                snprintf(why, len, "QEMU %u.%u has no -run-with user=, 9.1 and later do",
+                         f->version[0], f->version[1]);
+}
+
 int qemu_caps_choose(const struct qemu_caps *c, const char *machine, bool vmem,
                      struct qemu_features *ret, char *err, size_t errlen)
 {
@@ -284,6 +299,7 @@ int qemu_caps_choose(const struct qemu_caps *c, const char *machine, bool vmem,
         f.run_with_user = c->run_with_user;
         f.hv_balloon = c->hv_balloon;
         f.early_migration = c->early_migration;
+        qemu_features_choose_run_with(&f, true);
         if (f.vmem) {
                 choose_inaccessible(c, major, minor, &f);
                 choose_memslots(c, &f);
@@ -304,14 +320,17 @@ void qemu_features_describe(const struct qemu_features *f, char *buf, size_t len
 
         if (n < 0 || (size_t)n >= len)
                 return;
-        if (!f->vmem) {
-                snprintf(buf + n, len - (size_t)n, ", no virtio-mem device");
+        if (!f->vmem)
+                n += snprintf(buf + n, len - (size_t)n, ", no virtio-mem device");
+        else
+                n += snprintf(buf + n, len - (size_t)n,
+                              ", virtio-mem unplugged-inaccessible=%s (%s), dynamic-memslots=%s "
+                              "(%s)",
+                              switch_name(f->unplugged_inaccessible), f->unplugged_inaccessible_why,
+                              f->dynamic_memslots ? "on" : "off", f->dynamic_memslots_why);
+        if (n < 0 || (size_t)n >= len)
                 return;
-        }
-        snprintf(buf + n, len - (size_t)n,
-                 ", virtio-mem unplugged-inaccessible=%s (%s), dynamic-memslots=%s (%s)",
-                 switch_name(f->unplugged_inaccessible), f->unplugged_inaccessible_why,
-                 f->dynamic_memslots ? "on" : "off", f->dynamic_memslots_why);
+        snprintf(buf + n, len - (size_t)n, ", -run-with user= not used (%s)", f->run_with_why);
 }
 
 void qemu_features_offers(const struct qemu_features *f, char *buf, size_t len)
@@ -320,7 +339,6 @@ void qemu_features_offers(const struct qemu_features *f, char *buf, size_t len)
                 bool offered;
                 const char *what;
         } offers[] = {
-            {f->run_with_user, "-run-with user="},
             {f->hv_balloon, "hv-balloon"},
             {f->early_migration, "virtio-mem x-early-migration"},
         };
@@ -337,16 +355,13 @@ void qemu_features_offers(const struct qemu_features *f, char *buf, size_t len)
         }
 }
 
-static void add_choice(struct backend_vm_description *ret, const char *name, enum qemu_switch value,
+static void add_choice(struct backend_vm_description *ret, const char *name, const char *value,
                        const char *why)
 {
         struct backend_vm_choice *c = &ret->choices[ret->n_choices++];
 
         c->name = name;
-        snprintf(c->value, sizeof(c->value), "%s",
-                 value == QEMU_SWITCH_ON    ? "on"
-                 : value == QEMU_SWITCH_OFF ? "off"
-                                            : "unset");
+        snprintf(c->value, sizeof(c->value), "%s", value);
         snprintf(c->why, sizeof(c->why), "%s", why);
 }
 
@@ -356,11 +371,11 @@ void qemu_features_to_description(const struct qemu_features *f, struct backend_
                 return;
         snprintf(ret->machine, sizeof(ret->machine), "%s", f->machine);
         if (f->vmem) {
-                add_choice(ret, "virtio-mem unplugged-inaccessible", f->unplugged_inaccessible,
-                           f->unplugged_inaccessible_why);
-                add_choice(ret, "virtio-mem dynamic-memslots",
-                           f->dynamic_memslots ? QEMU_SWITCH_ON : QEMU_SWITCH_OFF,
+                add_choice(ret, "virtio-mem unplugged-inaccessible",
+                           switch_name(f->unplugged_inaccessible), f->unplugged_inaccessible_why);
+                add_choice(ret, "virtio-mem dynamic-memslots", f->dynamic_memslots ? "on" : "off",
                            f->dynamic_memslots_why);
         }
+        add_choice(ret, "-run-with user=", "not used", f->run_with_why);
         qemu_features_offers(f, ret->offers, sizeof(ret->offers));
 }

@@ -112,6 +112,7 @@ static void adopt(struct qemu_vm *qv)
                  "as the running QEMU has it");
         snprintf(f->dynamic_memslots_why, sizeof(f->dynamic_memslots_why),
                  "as the running QEMU has it");
+        qemu_features_choose_run_with(f, false);
         qemu_features_describe(f, line, sizeof(line));
         if (strcmp(line, qv->features_logged) != 0)
                 log_msg(LOG_INFO, "vm \"%s\": found running: %s", qv->vm->name, line);

@@ -186,6 +186,13 @@ int qemu_caps_read_hv_balloon(struct qemu_caps *c, const struct json_t *ret);
  */
 bool qemu_caps_run_with_user(const struct qemu_caps *c);
 
+/*
+ * Say in f->run_with_why why -run-with user= is not used, from whether QEMU
+ * f->version offers it (f->run_with_user); !known: what QEMU offers is not
+ * known (a VM found running).
+ */
+void qemu_features_choose_run_with(struct qemu_features *f, bool known);
+
 /* "pc-i440fx-8.1" and "pc-q35-10.0": true and the version; anything else false. */
 bool qemu_machine_version(const char *machine, unsigned *ret_major, unsigned *ret_minor);
 
@@ -202,12 +209,15 @@ int qemu_caps_choose(const struct qemu_caps *c, const char *machine, bool vmem,
                      struct qemu_features *ret, char *err, size_t errlen);
 
 /*
- * What the binary offers that the backend does not use, for people:
- * "-run-with user=, hv-balloon, virtio-mem x-early-migration" ("" none).
+ * What else the binary offers that the backend does not use, for people:
+ * "hv-balloon, virtio-mem x-early-migration" ("" none).
  */
 void qemu_features_offers(const struct qemu_features *f, char *buf, size_t len);
 
-/* For describe(): the machine type, virtio-mem's options with why, what is offered besides. */
+/*
+ * For describe(): the machine type, virtio-mem's options and -run-with user=
+ * with why, what is offered besides.
+ */
 void qemu_features_to_description(const struct qemu_features *f,
                                   struct backend_vm_description *ret);
 
@@ -465,7 +475,7 @@ struct qemu_vm {
         uint64_t reserve;              /* memory the VM holds outside its MemTotal (qemu_mem) */
         struct qemu_features features; /* chosen at start; confirmed from QMP (qemu_confirm.c) */
         struct qemu_seen seen;
-        char features_logged[512]; /* the last line logged about them: each choice once */
+        char features_logged[768]; /* the last line logged about them: each choice once */
         struct log_ratelimit rl;
         struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 };

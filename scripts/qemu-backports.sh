@@ -15,6 +15,8 @@
 # (seabios, for one), and `dpkg-deb -x` unpacks them into DIR/root. The result
 # is cached: a second run only checks that the wrapper still runs. Several
 # callers at once wait for each other (flock on DIR.lock).
+# DYNMEM_BACKPORTS_MIRROR=URL takes the packages from that Debian archive
+# instead of the one apt uses here.
 set -eu
 
 [ $# -eq 1 ] || { echo "usage: $0 DIR" >&2; exit 2; }
@@ -52,10 +54,11 @@ for tool in apt-get apt-cache dpkg-deb dpkg-query flock; do
         command -v $tool >/dev/null || fail "$tool is not installed"
 done
 
-# The Debian archive apt uses here for bookworm (a mirror, or deb.debian.org).
+# The Debian archive apt uses here for bookworm (a mirror, or deb.debian.org),
+# or DYNMEM_BACKPORTS_MIRROR.
 # shellcheck disable=SC2016 # apt's own $(FIELD) syntax, not the shell's
-MIRROR=$(apt-get indextargets --format '$(RELEASE) $(REPO_URI)' 2>/dev/null |
-        awk '$1 == "bookworm" { print $2; exit }')
+MIRROR=${DYNMEM_BACKPORTS_MIRROR:-$(apt-get indextargets --format '$(RELEASE) $(REPO_URI)' \
+        2>/dev/null | awk '$1 == "bookworm" { print $2; exit }')}
 [ -n "$MIRROR" ] || fail "apt knows no Debian bookworm archive here (see /etc/apt/sources.list*)"
 
 rm -rf "$DIR"
@@ -66,8 +69,8 @@ PRIVATE="-o Dir::Etc::SourceList=$DIR/apt/sources.list -o Dir::Etc::SourceParts=
  -o Dir::State::Lists=$DIR/apt/lists -o Dir::Cache=$DIR/apt/cache -o APT::Sandbox::User=root"
 
 # shellcheck disable=SC2086
-apt-get -qq $PRIVATE update >"$DIR/apt/update.log" 2>&1 ||
-        fail "apt-get update of $SUITE from $MIRROR failed: $(tail -n 1 "$DIR/apt/update.log")"
+apt-get -qq $PRIVATE --error-on=any update >"$DIR/apt/update.log" 2>&1 ||
+        fail "apt-get update of $SUITE from $MIRROR failed: $(head -n 1 "$DIR/apt/update.log")"
 # shellcheck disable=SC2086
 VERSION=$(apt-cache $PRIVATE show qemu-system-x86 2>/dev/null |
         awk '/^Version:/ && /bpo/ { print $2; exit }')

@@ -12,7 +12,9 @@ counts a suite that was not run at all (scripts/test.sh: DYNMEM_TEST_VALGRIND=0)
 as one skip with its reason, so that nothing is silently missing.
 Tests that ran under a QEMU (tests/with-qemu.py prints "# qemu-under-test:
 VERSION PATH") are counted per QEMU version too, last on the line: "...;
-QEMU 7.2.22: N passed, N failed, N skipped; QEMU 10.0.2: ...".
+QEMU 7.2.22: N passed, N failed, N skipped; QEMU 10.0.2: ..."; tests skipped
+because their QEMU could not be had ("# qemu-under-test: 10.0 unavailable")
+count as "QEMU 10.0 (unavailable): 0 passed, 0 failed, N skipped".
 Exit status 1 when anything failed or nothing ran.
 """
 import json
@@ -71,21 +73,24 @@ def count_entry(entry, reasons):
     return p, f, s
 
 
-QEMU_LINE = re.compile(r"^# qemu-under-test: (\d+\.\d+\.\d+) ", re.M)
+QEMU_LINE = re.compile(r"^# qemu-under-test: (\d+(?:\.\d+)+)(?: (unavailable)$| )", re.M)
 
 
 def count_qemu(per_qemu, entry, counts):
-    """Add a test's counts to its QEMU's, when it says which QEMU it ran under."""
+    """Add a test's counts to its QEMU's, when it says which QEMU it ran under
+    (or which one it could not have: "10.0 unavailable")."""
     m = QEMU_LINE.search(entry.get("stdout", ""))
     if m:
-        per_qemu[m.group(1)] = [a + b for a, b in zip(per_qemu.get(m.group(1), [0, 0, 0]), counts)]
+        key = (tuple(int(x) for x in m.group(1).split(".")), m.group(2) or "")
+        per_qemu[key] = [a + b for a, b in zip(per_qemu.get(key, [0, 0, 0]), counts)]
 
 
 def by_qemu(per_qemu):
-    """'; QEMU 7.2.22: 51 passed, 0 failed, 0 skipped; QEMU 10.0.2: ...', or ''."""
-    return "".join(f"; QEMU {v}: {p} passed, {f} failed, {s} skipped"
-                   for v, (p, f, s) in sorted(per_qemu.items(),
-                                              key=lambda kv: [int(x) for x in kv[0].split(".")]))
+    """'; QEMU 7.2.22: 51 passed, 0 failed, 0 skipped; QEMU 10.0.2: ...', or ''.
+    A QEMU that could not be had: 'QEMU 10.0 (unavailable): 0 passed, 0 failed, 9 skipped'."""
+    return "".join(f"; QEMU {'.'.join(map(str, v))}{f' ({note})' if note else ''}: "
+                   f"{p} passed, {f} failed, {s} skipped"
+                   for (v, note), (p, f, s) in sorted(per_qemu.items()))
 
 
 def count_log(path, reasons, per_qemu):

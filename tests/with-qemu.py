@@ -9,7 +9,8 @@ With it, scripts/qemu-backports.sh provides QEMU from bookworm-backports
 folder goes first in PATH, so every `qemu-system-x86_64` the test starts
 (through dynmemd's qemu key default, or directly) is that one. When that
 QEMU cannot be had, the test is skipped with the reason:
-"1..0 # SKIP QEMU 10.0 from bookworm-backports cannot be had: ...".
+"1..0 # SKIP QEMU 10.0 from bookworm-backports cannot be had: ...", after
+"# qemu-under-test: 10.0 unavailable".
 
 --cases names the test's cases to run (DYNMEM_TEST_CASES, read by
 tests/qemu/qtest.c and tests/daemon/harness.py); without it all run.
@@ -59,7 +60,9 @@ def main():
         r = subprocess.run([FETCH, backports], capture_output=True, text=True)
         if r.returncode != 0:
             why = (r.stderr.strip().splitlines() or ["no reason given"])[-1]
-            print(f"1..0 # SKIP QEMU 10.0 from bookworm-backports cannot be had: {why}",
+            # Counted per QEMU all the same: the summary names 10.0 and its skips.
+            print(f"# qemu-under-test: 10.0 unavailable\n"
+                  f"1..0 # SKIP QEMU 10.0 from bookworm-backports cannot be had: {why}",
                   flush=True)
             return 0
         wrapper = r.stdout.strip().splitlines()[-1]

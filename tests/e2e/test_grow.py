@@ -102,8 +102,11 @@ def the_guest_boots_and_its_agent_reports(ctx):
           and choices.get("virtio-mem unplugged-inaccessible") ==
           ("on" if (major, minor) >= (8, 1) else "off"),
           "virtio-mem's options as this QEMU version offers them", b)
-    check((b["offers"] is not None and "-run-with user=" in b["offers"]) == ((major, minor) >= (9, 1)),
-          "-run-with user= offered from 9.1 on", b)
+    run_with = next((c for c in b["choices"] or [] if c["name"] == "-run-with user="), {})
+    check(run_with.get("value") == "not used" and
+          run_with.get("why", "").startswith(f"QEMU {major}.{minor} offers it;" if (major, minor) >= (9, 1)
+                                             else f"QEMU {major}.{minor} has no -run-with user="),
+          "-run-with user=: offered from 9.1 on, not used, and why", b)
     comment(f"QEMU {b['version']}: machine {b['machine']}; {b['choices']}; offers {b['offers']}")
     out = d.ok("show", "g1").out
     check("Guest agent:     ready" in out and f"Process:         {b['pid']}" in out and

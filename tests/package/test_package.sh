@@ -4,6 +4,7 @@
 #
 #   test_package.sh SOURCE_DIR
 #
+# 0. checks that scripts/deps.sh lists every Build-Depends (build_deps_listed.py);
 # 1. copies the source (the files git knows, as they are now) to a temporary
 #    folder and runs `dpkg-buildpackage -us -uc -b` there (nocheck: the suite
 #    runs the tests; parallel on every core), bounded by BUILD_TIMEOUT;
@@ -54,7 +55,7 @@ skip_all() {
 }
 
 [ "$(id -u)" = 0 ] || skip_all "needs root (it installs packages)"
-for tool in dpkg-buildpackage dh lintian apt-get git timeout flock; do
+for tool in dpkg-buildpackage dh lintian apt-get apt-cache git timeout flock python3; do
         command -v $tool >/dev/null 2>&1 || skip_all "$tool is not installed (scripts/deps.sh)"
 done
 for p in dynmem dynmem-guest; do
@@ -75,7 +76,11 @@ purge_all() {
 trap 'purge_all; rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM
 
-echo "1..13"
+echo "1..14"
+
+# ---- what the build needs, from scripts/deps.sh (what a fresh machine gets) ----
+check "scripts/deps.sh installs every Build-Depends of debian/control" \
+        python3 "$SRC/tests/package/build_deps_listed.py" "$SRC"
 
 # ---- build ----
 mkdir "$TMP/src"

@@ -111,6 +111,7 @@ static void qemu_72_keeps_unplugged_memory_accessible_and_one_memslot(void **sta
         assert_non_null(strstr(line, "QEMU 7.2.22, machine pc-q35-7.2"));
         assert_non_null(strstr(line, "unplugged-inaccessible=off"));
         assert_non_null(strstr(line, "dynamic-memslots=off"));
+        assert_non_null(strstr(line, "-run-with user= not used (QEMU 7.2 has no -run-with user="));
         qemu_caps_free(&c);
 }
 
@@ -199,13 +200,17 @@ static void describe_shows_the_choices_and_what_else_is_offered(void **state)
         assert_int_equal(qemu_caps_choose(&c, "pc", true, &f, err, sizeof(err)), 0);
         qemu_features_to_description(&f, &d);
         assert_string_equal(d.machine, "pc-i440fx-10.0");
-        assert_int_equal(d.n_choices, 2);
+        assert_int_equal(d.n_choices, 3);
         assert_string_equal(d.choices[0].name, "virtio-mem unplugged-inaccessible");
         assert_string_equal(d.choices[0].value, "on");
         assert_string_equal(d.choices[1].name, "virtio-mem dynamic-memslots");
         assert_string_equal(d.choices[1].value, "on");
         assert_non_null(strstr(d.choices[1].why, "QEMU 10.0"));
-        assert_string_equal(d.offers, "-run-with user=, hv-balloon, virtio-mem x-early-migration");
+        /* Offered, and why it is not used. */
+        assert_string_equal(d.choices[2].name, "-run-with user=");
+        assert_string_equal(d.choices[2].value, "not used");
+        assert_string_equal(d.choices[2].why, "QEMU 10.0 offers it; " QEMU_RUN_WITH_UNUSED);
+        assert_string_equal(d.offers, "hv-balloon, virtio-mem x-early-migration");
         qemu_caps_free(&c);
 
         qemu_72(&c);
@@ -213,8 +218,15 @@ static void describe_shows_the_choices_and_what_else_is_offered(void **state)
         assert_int_equal(qemu_caps_choose(&c, "pc", false, &f, err, sizeof(err)), 0);
         qemu_features_to_description(&f, &d);
         assert_string_equal(d.machine, "pc-i440fx-7.2");
-        assert_int_equal(d.n_choices, 0); /* no virtio-mem device, nothing chosen for it */
+        /* No virtio-mem device, nothing chosen for it; QEMU 7.2 has no -run-with. */
+        assert_int_equal(d.n_choices, 1);
+        assert_string_equal(d.choices[0].name, "-run-with user=");
+        assert_string_equal(d.choices[0].why, "QEMU 7.2 has no -run-with user=, 9.1 and later do");
         assert_string_equal(d.offers, "");
+        /* A VM found running: what its QEMU offers is not known, the reason stands. */
+        f.run_with_user = true;
+        qemu_features_choose_run_with(&f, false);
+        assert_string_equal(f.run_with_why, QEMU_RUN_WITH_UNUSED);
         /* Nothing known (a VM that never ran): nothing said. */
         d = (struct backend_vm_description){0};
         qemu_features_to_description(&(struct qemu_features){0}, &d);

@@ -364,6 +364,7 @@ static void reattaches_from_a_fresh_backend(void **state)
         assert_int_equal(w.info.features.dynamic_memslots, qt_version_at_least(v, 8, 2));
         assert_int_equal(w.info.features.unplugged_inaccessible,
                          qt_version_at_least(v, 8, 1) ? QEMU_SWITCH_ON : QEMU_SWITCH_OFF);
+        assert_string_equal(w.info.features.run_with_why, QEMU_RUN_WITH_UNUSED);
         /* Found running, it keeps what it has until asked. */
         qt_loop_for(f->base, 2500);
         refresh(&w);
