@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run one real-guest test under a chosen QEMU, and say which.
 
-usage: with-qemu.py [--backports DIR] [--cases NAME,NAME...] -- COMMAND [ARGS...]
+usage: with-qemu.py [--backports DIR] [--cases NAME,NAME... | --all-only] -- COMMAND [ARGS...]
 
 Without --backports the test runs with the QEMU in PATH (Debian 12's 7.2).
 With it, scripts/qemu-backports.sh provides QEMU from bookworm-backports
@@ -12,8 +12,12 @@ QEMU cannot be had, the test is skipped with the reason:
 "1..0 # SKIP QEMU 10.0 from bookworm-backports cannot be had: ...", after
 "# qemu-under-test: 10.0 unavailable".
 
---cases names the test's cases to run (DYNMEM_TEST_CASES, read by
-tests/qemu/qtest.c and tests/daemon/harness.py); without it all run.
+The second QEMU's set is shorter, to keep the default suite short: --cases
+names the test's cases to run under it (DYNMEM_TEST_CASES, read by
+tests/qemu/qtest.c and tests/dynmemtest.py, which reports the others as
+skipped with the reason), --all-only skips the whole test under it. With
+DYNMEM_TEST_QEMU10=all in the environment both are ignored: every test runs
+with all its cases.
 
 Before the test's own TAP it prints "# qemu-under-test: VERSION PATH",
 which scripts/test-summary.py counts per QEMU version.
@@ -25,6 +29,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SHORTER = ("not in the second QEMU's shorter set, which keeps the default suite short "
+           "(DYNMEM_TEST_QEMU10=all runs it)")
 FETCH = os.path.join(HERE, "..", "scripts", "qemu-backports.sh")
 
 
@@ -46,12 +52,15 @@ def main():
     sep = argv.index("--")
     opts, command = argv[:sep], argv[sep + 1:]
     backports = cases = None
+    all_only = False
     while opts:
         opt = opts.pop(0)
         if opt == "--backports" and opts:
             backports = opts.pop(0)
         elif opt == "--cases" and opts:
             cases = opts.pop(0)
+        elif opt == "--all-only":
+            all_only = True
         else:
             print(f"with-qemu.py: unknown option {opt}", file=sys.stderr)
             return 2
@@ -67,16 +76,22 @@ def main():
             return 0
         wrapper = r.stdout.strip().splitlines()[-1]
         env["PATH"] = os.path.dirname(wrapper) + os.pathsep + env.get("PATH", "")
+    if os.environ.get("DYNMEM_TEST_QEMU10") == "all":
+        cases, all_only = None, False
+    env.pop("DYNMEM_TEST_CASES", None)
+    env.pop("DYNMEM_TEST_CASES_WHY", None)
     if cases:
         env["DYNMEM_TEST_CASES"] = cases
-    else:
-        env.pop("DYNMEM_TEST_CASES", None)
+        env["DYNMEM_TEST_CASES_WHY"] = SHORTER
     binary = shutil.which("qemu-system-x86_64", path=env.get("PATH"))
     version = version_of(binary) if binary else None
     if version:
         print(f"# qemu-under-test: {version} {binary}", flush=True)
         if cases:
             print(f"# cases under QEMU {version}: {cases.replace(',', ', ')}", flush=True)
+    if all_only:
+        print(f"1..0 # SKIP {SHORTER}", flush=True)
+        return 0
     os.execvpe(command[0], command, env)
 
 

@@ -49,7 +49,8 @@ PLAN = "hold:5s,ramp:320M:15s,hold:3600s"
 # check (the second QEMU's set, tests/meson.build) still goes through the mode,
 # only shorter.
 MODE_SECONDS = {"max": (150, 10, "the_hostile_claim_takes_nothing_from_the_honest"),
-                "flood": (12, 12, None), "reconnect": (12, 12, None),
+                "flood": (12, 12, None),
+                "reconnect": (12, 4, "reconnecting_in_a_loop_costs_the_host_little"),
                 "garbage": (16, 4, "garbage_and_wrong_versions_are_refused_quietly")}
 MODES = ("max", "flood", "reconnect", "garbage", "quiet")
 SLACK = 32 * MIB  # the policy's deadband (16 MiB or 3 %), a block, rounding
