@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run one real-guest test under a chosen QEMU, and say which.
 
-usage: with-qemu.py [--backports DIR] [--cases NAME,NAME... | --all-only] -- COMMAND [ARGS...]
+usage: with-qemu.py [--backports DIR] [--mix MIX] -- COMMAND [ARGS...]
 
 Without --backports the test runs with the QEMU in PATH (Debian 12's 7.2).
 With it, scripts/qemu-backports.sh provides QEMU from bookworm-backports
@@ -12,12 +12,12 @@ QEMU cannot be had, the test is skipped with the reason:
 "1..0 # SKIP QEMU 10.0 from bookworm-backports cannot be had: ...", after
 "# qemu-under-test: 10.0 unavailable".
 
-The second QEMU's set is shorter, to keep the default suite short: --cases
-names the test's cases to run under it (DYNMEM_TEST_CASES, read by
-tests/qemu/qtest.c and tests/dynmemtest.py, which reports the others as
-skipped with the reason), --all-only skips the whole test under it. With
-DYNMEM_TEST_QEMU10=all in the environment both are ignored: every test runs
-with all its cases.
+The second QEMU's set is shorter, to keep the default suite short: --mix
+says what of the test runs under it: "NAME,NAME..." those cases
+(DYNMEM_TEST_CASES, read by tests/qemu/qtest.c and tests/dynmemtest.py,
+which reports the others as skipped with the reason), "-" nothing (the whole
+test is reported as skipped with the reason), "" all of it. With
+DYNMEM_TEST_QEMU10=all in the environment every test runs with all its cases.
 
 Before the test's own TAP it prints "# qemu-under-test: VERSION PATH",
 which scripts/test-summary.py counts per QEMU version.
@@ -57,10 +57,10 @@ def main():
         opt = opts.pop(0)
         if opt == "--backports" and opts:
             backports = opts.pop(0)
-        elif opt == "--cases" and opts:
-            cases = opts.pop(0)
-        elif opt == "--all-only":
-            all_only = True
+        elif opt == "--mix" and opts:
+            mix = opts.pop(0)
+            all_only = mix == "-"
+            cases = mix if mix not in ("", "-") else None
         else:
             print(f"with-qemu.py: unknown option {opt}", file=sys.stderr)
             return 2
