@@ -79,6 +79,15 @@ def main():
              "counts per QEMU, oldest first, after the totals", line)
         t.ok("QEMU 10.0 from bookworm-backports cannot be had: offline: agent-qemu-qemu10" in line,
              "the second QEMU's set, skipped, says why", line)
+        # meson's log has no protocol member; a plan after long comments is still TAP.
+        late = os.path.join(tmp, "late.json")
+        with open(late, "w") as f:
+            f.write(json.dumps({"name": "dynmem:hostile / hostile-guest-qemu10", "result": "OK",
+                                "stdout": "# setting up\n" * 40 + "1..3\nok 1 - a\n"
+                                          "ok 2 - b # SKIP not in the set\nok 3 - c\n"}) + "\n")
+        rc, line = summary(late)
+        t.ok(line.startswith("2 passed, 0 failed, 1 skipped (not in the set: hostile-guest-qemu10)"),
+             "a TAP plan after many comment lines: its cases are counted", line)
         rc, line = summary(os.path.join(tmp, "missing.json"))
         t.ok(line == "0 passed, 1 failed, 0 skipped" and rc == 1,
              "a log that is not there is a failure", line)
