@@ -45,6 +45,10 @@ extern const struct backend_ops qemu_backend_ops;
 /* The folder the bundled guest image is taken from. */
 const char *qemu_backend_image_dir(struct backend *b);
 
+/* Who QEMU runs as (qemu_launch.h); NULL for a backend that runs no VM. */
+struct qemu_identity;
+const struct qemu_identity *qemu_backend_identity(struct backend *b);
+
 /*
  * The guest agent's estimate (lib/agent.h; backend/qemu_agent.c holds the
  * connection) is used instead of the balloon statistics for
@@ -78,8 +82,14 @@ int qemu_backend_agent_drop(struct vm *vm);
 #define QEMU_MACHINE_NAME_MAX 64
 #define QEMU_WHY_MAX          160
 
-/* Why dynmem does not pass -run-with user=, even to a QEMU that offers it. */
-#define QEMU_RUN_WITH_UNUSED "QEMU runs as dynmemd's user"
+/*
+ * Why dynmem does not pass -run-with user=, even to a QEMU that offers it:
+ * the option drops privileges in a QEMU started with them, and the launcher
+ * (qemu_launch.h) starts every QEMU without (docs/security.md).
+ */
+#define QEMU_RUN_WITH_UNUSED                                                                       \
+        "dynmem-launcher starts QEMU unprivileged; -run-with user= is for a QEMU started as "      \
+        "root, which dynmem never runs"
 
 enum qemu_switch {
         QEMU_SWITCH_UNSET, /* not on the command line: QEMU's default (or no such property) */

@@ -116,6 +116,24 @@ struct qemu_paths {
 
 int qemu_paths_make(const char *run_dir, const char *state_dir, const char *name,
                     struct qemu_paths *ret, char *err, size_t errlen);
+
+/*
+ * What dynmemd opens for QEMU and hands it (QEMU opens none of these
+ * itself, and can write nothing of dynmemd's): the QMP and agent sockets,
+ * bound and listening; the console log; kernel, initrd and disk. fds[i] is
+ * descriptor QEMU_HANDOVER_FIRST + i in QEMU; the other fields are those
+ * numbers, -1 for what this VM does not have.
+ */
+#define QEMU_HANDOVER_FIRST 3
+#define QEMU_HANDOVER_MAX   6
+#define QEMU_FDSET_CONSOLE  1 /* -add-fd sets: the console log, the disk */
+#define QEMU_FDSET_DISK     2
+
+struct qemu_handover {
+        int fds[QEMU_HANDOVER_MAX];
+        size_t n;
+        int qmp, agent, console, kernel, initrd, disk;
+};
 void qemu_paths_free(struct qemu_paths *p);
 
 /* The memory layout for settings (startup, maximum, block; dynamic VMs only grow). */
@@ -127,24 +145,52 @@ void qemu_layout_from_settings(const struct vm_settings *s, struct qemu_layout *
  */
 int qemu_accel_choose(enum qemu_accel accel, bool *ret_kvm, char *why, size_t len);
 
-/* The `-chardev` word of the QMP socket; reattach finds QEMU by it in /proc/PID/cmdline. */
+/*
+ * The `-chardev` word of the QMP socket as dynmemd wrote it before QEMU got
+ * its sockets handed over: a QEMU an older dynmemd started is recognised by
+ * it in /proc/PID/cmdline.
+ */
 char *qemu_qmp_chardev_arg(const char *qmp_path);
 
+/* The `-name` word: with the pid file's start time, it recognises this VM's QEMU. */
+char *qemu_name_arg(const char *name);
+
 /*
- * The whole argv (NULL-terminated, free with qemu_strv_free). The machine
- * type and virtio-mem's options are those of f (qemu_caps_choose()).
+ * The whole argv (NULL-terminated, free with qemu_strv_free). The paths
+ * only name what h hands over (in -add-fd's opaque strings, for people
+ * reading `ps`). The machine type and virtio-mem's options are those of f
+ * (qemu_caps_choose()).
  */
 int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const struct qemu_layout *l,
-                    const struct qemu_paths *p, bool kvm, const struct qemu_features *f,
-                    char ***ret_argv);
+                    const struct qemu_paths *p, const struct qemu_handover *h, bool kvm,
+                    const struct qemu_features *f, char ***ret_argv);
 
-/* The argv that asks a QEMU binary what it offers: no machine, QMP on qmp_path. */
-int qemu_argv_probe(const char *binary, const char *qmp_path, char ***ret_argv);
+/*
+ * The argv that asks a QEMU binary what it offers: no machine, QMP on the
+ * listening socket it is handed as descriptor qmp_fd.
+ */
+int qemu_argv_probe(const char *binary, int qmp_fd, char ***ret_argv);
+
+struct qemu_identity;
+
+/*
+ * Open and bind what QEMU is handed for this start (qemu_handover.c); the
+ * kernel and initrd must be readable by id. 0, or -errno with the file and
+ * the reason in err (nothing left open or bound).
+ */
+int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *p, int log_fd,
+                       const struct qemu_identity *id, struct qemu_handover *h, char *err,
+                       size_t errlen);
+
+/* Close what was opened (log_fd, the caller's, stays). */
+void qemu_handover_close(struct qemu_handover *h, int log_fd);
+
+/* A unix socket bound at path (replacing what was there), mode 0600, listening; or -errno. */
+int qemu_handover_listen(const char *path);
 
 /* ---- what a QEMU binary offers (qemu_caps.c: pure; qemu_probe.c: asking it) ---- */
 
-#define QEMU_MACHINES_MAX  1024  /* machine types read from query-machines */
-#define QEMU_PROBE_WAIT_MS 15000 /* a probe answers within this, or the start fails */
+#define QEMU_MACHINES_MAX 1024 /* machine types read from query-machines */
 
 struct json_t;
 struct qemu_backend;
@@ -225,22 +271,35 @@ void qemu_features_to_description(const struct qemu_features *f,
 void qemu_features_describe(const struct qemu_features *f, char *buf, size_t len);
 
 /*
- * Run binary once with no guest (-machine none), ask it over QMP on
- * qmp_path what it offers, and quit it. Its messages go to log_fd. Blocks
- * at most QEMU_PROBE_WAIT_MS. 0, or <0 with the reason in err.
+ * Asking a QEMU binary what it offers (qemu_probe.c), in the loop: the
+ * launcher runs it as the QEMU user with no guest (-machine none) and QMP
+ * on a socket bound at qmp_path that it is handed; the loop sends the
+ * questions, reads the answers (qemu_caps.c) and quits it. The answer is
+ * kept per binary (path, device, inode, size, mtime) for the backend's life.
  */
-int qemu_probe_run(const char *binary, const char *qmp_path, int log_fd, struct qemu_caps *ret,
-                   char *err, size_t errlen);
+struct qemu_probe;
 
-struct qemu_probe_entry;
+/* The probe's end: caps (kept in the cache) or NULL and why, in one sentence. */
+typedef void (*qemu_probe_done_fn)(const struct qemu_caps *caps, const char *why, void *userdata);
+
+/* What binary offered when it was last asked, if it is still the same file; or NULL. */
+const struct qemu_caps *qemu_probe_cached(struct qemu_backend *qb, const char *binary);
 
 /*
- * What binary offers, probed once per binary: the answer is kept while the
- * file (device, inode, size, mtime) stays the same. *ret stays valid until
- * the next call or qemu_probe_cache_free().
+ * Start asking binary (a path). Its messages go to log_fd (the console log
+ * at console, whose last line after this point is the reason when it
+ * exits). done() is called once, from the loop, unless the probe is
+ * cancelled first; it must not cancel. 0 with *ret, or -errno with err.
+ * A QEMU that has not answered within QEMU_START_WAIT_MS is killed.
  */
-int qemu_probe_cached(struct qemu_backend *qb, const char *binary, const char *qmp_path, int log_fd,
-                      const struct qemu_caps **ret, char *err, size_t errlen);
+int qemu_probe_start(struct qemu_backend *qb, const char *binary, const char *qmp_path,
+                     const char *console, int log_fd, qemu_probe_done_fn done, void *userdata,
+                     struct qemu_probe **ret, char *err, size_t errlen);
+
+/* Stop waiting for it (done() is not called); its QEMU is killed and reaped. */
+void qemu_probe_cancel(struct qemu_probe *p);
+
+/* Kill the probes under way and forget what was asked (the backend's end). */
 void qemu_probe_cache_free(struct qemu_backend *qb);
 
 /* ---- the process (qemu_proc.c) ---- */
@@ -248,27 +307,24 @@ void qemu_probe_cache_free(struct qemu_backend *qb);
 /* Resolve a binary name through PATH (or check a path). 0 or -ENOENT/-EACCES. */
 int qemu_proc_find_binary(const char *name, char **ret_path);
 
-/* Start argv[0] in its own session, stdin /dev/null, stdout+stderr appended to log_fd. */
-int qemu_proc_spawn(char *const argv[], int log_fd, pid_t *ret_pid);
-
 /* 1 when the process behind pidfd has exited (reaped if it was our child), 0 if alive. */
 int qemu_proc_exited(int pidfd, int *ret_status);
 
-int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid);
+/*
+ * The pid file: "PID STARTTIME", written by dynmemd (the start time, from
+ * /proc/PID/stat, tells the process from a later one with the same pid); a
+ * QEMU of an older dynmemd wrote "PID" alone, read with *ret_start 0.
+ */
+int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid, uint64_t *ret_start);
+int qemu_proc_write_pidfile(const char *path, pid_t pid, uint64_t start);
+
+/* The process's start time (clock ticks after boot, /proc/PID/stat field 22). */
+int qemu_proc_start_time(pid_t pid, uint64_t *ret);
 
 /* 0 when /proc/PID/cmdline has the exact word, -ENOENT when not, other errors. */
 int qemu_proc_cmdline_has(pid_t pid, const char *word);
 
 int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes);
-
-/*
- * Connect to QEMU's QMP socket (retrying while it does not exist yet), read
- * the greeting and negotiate capabilities, blocking at most timeout_ms.
- * QEMU greets early but answers only once its machine exists, so success
- * means QEMU started. Returns the socket (for qmp_adopt_fd); -ECHILD when
- * the process exited; -ETIMEDOUT; -EPROTO when QEMU speaks no QMP.
- */
-int qemu_proc_qmp_handshake(const char *qmp_path, int pidfd, uint64_t timeout_ms);
 
 /* The last non-empty line of path after offset `from`, cleaned for a message. */
 int qemu_proc_log_last_line(const char *path, uint64_t from, char *buf, size_t len);
@@ -406,6 +462,8 @@ const struct agent *qemu_agent_parser(const struct qemu_agent *qa);
 #define QEMU_POLL_BUSY_MS     200   /* ... while a resize is under way */
 #define QEMU_BUSY_MS          30000 /* how long after a request to look that often */
 #define QEMU_RECONNECT_MS     1000  /* QMP lost while QEMU runs: try again */
+#define QEMU_START_RETRY_MS   20    /* ... while it starts and has no socket yet */
+#define QEMU_START_WAIT_MS    20000 /* QEMU must answer on QMP within this of its start */
 #define QEMU_STATS_INTERVAL_S 1     /* guest-stats-polling-interval */
 #define QEMU_STATS_FRESH_MS   10000 /* balloon statistics older than this are unknown */
 
@@ -438,6 +496,17 @@ struct qemu_seen {
         bool memslots;
 };
 
+/* How far a stop went (qemu.c). */
+enum stop_phase { STOP_NONE, STOP_POWERDOWN, STOP_QUIT, STOP_KILL };
+
+/* A start under way: QEMU spawned, QMP not answered yet (qemu_start.c). */
+enum qemu_start_state {
+        QEMU_START_NONE,
+        QEMU_START_PENDING,
+        QEMU_START_DONE,   /* QMP answered: the machine exists */
+        QEMU_START_FAILED, /* nothing of it runs; start_error says why */
+};
+
 struct qemu_vm {
         struct qemu_backend *qb;
         struct vm *vm;
@@ -452,8 +521,12 @@ struct qemu_vm {
         bool kvm;
         char accel[160];
         uint64_t log_start; /* console log size when this instance started */
-        struct event *pid_ev, *poll_ev, *stop_ev, *reconnect_ev;
-        int stop_phase;         /* enum in qemu.c */
+        struct event *pid_ev, *poll_ev, *stop_ev, *reconnect_ev, *start_ev;
+        enum qemu_start_state start_state;
+        bool start_closed;      /* QMP closed before it answered (and before a kill) */
+        int start_killed;       /* why the start killed QEMU: -ETIMEDOUT, -EPROTO; 0 it did not */
+        char start_error[320];  /* QEMU_START_FAILED: one sentence */
+        int stop_phase;         /* enum stop_phase */
         uint64_t busy_until_ms; /* poll fast until then (monotonic) */
         unsigned polls;
 
@@ -473,6 +546,8 @@ struct qemu_vm {
         enum qemu_signal source;       /* where the latest observation's demand came from */
         bool reserve_known;            /* the guest kernel's reservation was measured */
         uint64_t reserve;              /* memory the VM holds outside its MemTotal (qemu_mem) */
+        struct qemu_probe *probe;      /* asking the binary what it offers, before the start */
+        char *probe_binary;            /* ... that binary */
         struct qemu_features features; /* chosen at start; confirmed from QMP (qemu_confirm.c) */
         struct qemu_seen seen;
         char features_logged[768]; /* the last line logged about them: each choice once */
@@ -480,20 +555,24 @@ struct qemu_vm {
         struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 };
 
+struct qemu_launch;
+
 struct qemu_backend {
         struct backend_env env;
+        struct qemu_launch *launch; /* starts and signals QEMU as its user (qemu_launch.h) */
         char *run_dir, *state_dir, *image_dir;
         struct qemu_vm **vms;
         size_t n, cap;
         struct qemu_probe_entry *probes; /* qemu_probe_cached() */
         size_t n_probes;
+        struct qemu_probe *probing; /* probes whose QEMU has not been reaped yet */
 };
 
-/* Connect to the VM's QMP socket (fd >= 0: an already connected one). */
-int qemu_monitor_connect(struct qemu_vm *qv, int fd);
+/* Connect to the VM's QMP socket. */
+int qemu_monitor_connect(struct qemu_vm *qv);
 void qemu_monitor_close(struct qemu_vm *qv);
 
-/* Try to connect again in QEMU_RECONNECT_MS (while the VM runs). */
+/* Try to connect again in QEMU_RECONNECT_MS (QEMU_START_RETRY_MS while it starts). */
 void qemu_monitor_reconnect_later(struct qemu_vm *qv);
 
 /* Read memory and statistics back (again, if a round is under way). */
@@ -516,6 +595,45 @@ void qemu_backend_schedule_poll(struct qemu_vm *qv);
 
 /* Tell the owner's loop to look soon. */
 void qemu_backend_wake(struct qemu_vm *qv);
+
+/* ---- an instance's life (qemu.c), shared with its start (qemu_start.c) ---- */
+
+void qemu_timer_in(struct event *ev, uint64_t ms);
+
+/* Signal QEMU through the launcher (as its user); failures are logged. */
+void qemu_backend_kill(struct qemu_vm *qv, int sig);
+
+/* The instance's events: its pidfd, read-backs, stop timer. 0 or -ENOMEM. */
+int qemu_backend_arm(struct qemu_vm *qv);
+
+/* Forget the instance without touching the process (daemon shutdown, forget_vm). */
+void qemu_backend_detach(struct qemu_vm *qv);
+
+/* The backend operations start and start_result (qemu_start.c). */
+int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen);
+int qemu_backend_start_result(struct backend *b, struct vm *vm, char *err, size_t errlen);
+
+/*
+ * Stop asking the binary what it offers for a start that waits for it (no
+ * probe: nothing): say: the start fails ("stopped before QEMU finished
+ * starting"); !say: it is forgotten (forget_vm, the backend's end).
+ */
+void qemu_start_cancel_probe(struct qemu_vm *qv, bool say);
+
+/* A start that failed (r: -ECHILD exited, -ETIMEDOUT, -EPROTO, -ECANCELED): err, logged. */
+void qemu_start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen);
+
+/* Is pid this VM's QEMU (start: from the pid file, 0 for one an older dynmemd started)? */
+bool qemu_start_is_ours(const struct qemu_vm *qv, pid_t pid, uint64_t start);
+
+/* The pid of a QEMU of this VM that still runs (pid file and command line), or 0. */
+pid_t qemu_start_leftover(struct qemu_vm *qv, uint64_t *ret_start);
+
+/* QMP answered a starting QEMU (on_ready): its machine exists, the start is done. */
+void qemu_backend_start_done(struct qemu_vm *qv);
+
+/* QMP closed while QEMU starts: it fails unless it runs and answers again soon. */
+void qemu_backend_start_closed(struct qemu_vm *qv, const char *why);
 
 /* Start the VM's agent connection (QMP is ready); nothing when it exists. Logs a failure. */
 void qemu_backend_agent_start(struct qemu_vm *qv);

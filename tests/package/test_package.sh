@@ -12,10 +12,10 @@
 #    (overrides carry a comment in debian/*.lintian-overrides);
 # 3. `apt-get install ./dynmem_*.deb ./dynmem-guest_*.deb`, then: dynmem
 #    --version, dynmemd -n on the installed configuration, the conffile, the
-#    unit files, the group dynmem, the man pages;
+#    unit files, the users dynmem and dynmem-qemu, the man pages;
 # 4. `apt-get remove`: the programs go, the conffile stays; `apt-get purge`:
-#    nothing of either package is left, only the system group dynmem (Debian
-#    policy keeps system users and groups).
+#    nothing of either package is left, only the system users dynmem and
+#    dynmem-qemu and their groups (Debian policy keeps system users and groups).
 #
 # Installing touches the whole machine, so the steps from install to purge
 # hold a lock (/run/lock/dynmem-package-test.lock) and the packages are purged
@@ -113,7 +113,7 @@ lintian_start=$(date +%s)
 lintian_pid=$!
 
 # ---- install ----
-group_before=$(getent group dynmem || true)
+users_before=$(getent passwd dynmem dynmem-qemu | cut -d: -f1 | tr '\n' ' ')
 exec 9>"$LOCK"
 flock -w $APT_LOCK_TIMEOUT 9 || { echo "Bail out! $LOCK stays locked"; exit 1; }
 installed=1
@@ -136,9 +136,11 @@ check "/etc/dynmem/dynmem.conf is a conffile of dynmem" \
 check "the units are installed with the installed programs' paths" sh -c \
         "grep -q '^ExecStart=/usr/sbin/dynmemd ' /lib/systemd/system/dynmemd.service &&
          grep -q '^ExecStart=/usr/sbin/dynmem-guest' /lib/systemd/system/dynmem-guest.service"
-check "the group dynmem exists (sysusers.d, created at install unless it was here)" sh -c \
-        "grep -qx 'g dynmem - -' /usr/lib/sysusers.d/dynmem.conf && getent group dynmem"
-[ -n "$group_before" ] && comment "the group dynmem was here before the install: $group_before"
+check "the users dynmem and dynmem-qemu exist (sysusers.d, created at install unless they were here)" sh -c \
+        "grep -q '^u dynmem ' /usr/lib/sysusers.d/dynmem.conf &&
+         grep -q '^u dynmem-qemu ' /usr/lib/sysusers.d/dynmem.conf &&
+         getent passwd dynmem && getent passwd dynmem-qemu && getent group dynmem"
+[ -n "$users_before" ] && comment "users here before the install: $users_before"
 check "man pages and the static agent" sh -c \
         "for m in man1/dynmem.1 man1/dynmem-sim.1 man1/dynmem-tracegen.1 man5/dynmem.conf.5 \
                   man8/dynmemd.8 man8/dynmem-guest.8; do
@@ -189,6 +191,7 @@ else
         not_ok "apt-get purge: nothing of either package is left"
         comment "left:$left"
 fi
-getent group dynmem >/dev/null && comment "the system group dynmem stays (Debian policy keeps system users and groups)"
+getent passwd dynmem >/dev/null &&
+        comment "the system users dynmem and dynmem-qemu stay (Debian policy keeps system users and groups)"
 check "dpkg is consistent afterwards" sh -c "dpkg --audit | grep -q . && exit 1 || exit 0"
 exit $((failed > 0))

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A program that speaks QMP like QEMU and lies, for the unhappy paths of
 backend/qemu_probe.c. It takes QEMU's arguments, listens on the socket of
+`-chardev socket,...,fd=N,...` (handed over, as dynmemd does) or
 `-chardev socket,...,path=P,...`, greets, accepts qmp_capabilities, then
 behaves as LYING_QEMU_MODE says:
 
@@ -18,13 +19,19 @@ import socket
 import sys
 
 
-def socket_path(argv):
+def listening_socket(argv):
+    """The QMP socket: the listening one it was handed (fd=N), or one it binds (path=P)."""
     for i, a in enumerate(argv):
         if a == "-chardev" and i + 1 < len(argv):
             for part in argv[i + 1].split(","):
+                if part.startswith("fd="):
+                    return socket.socket(fileno=int(part[3:]))
                 if part.startswith("path="):
-                    return part[5:]
-    sys.exit("lying-qemu: no -chardev socket path")
+                    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    srv.bind(part[5:])
+                    srv.listen(1)
+                    return srv
+    sys.exit("lying-qemu: no -chardev socket")
 
 
 def answer(mode, execute):
@@ -41,10 +48,7 @@ def answer(mode, execute):
 
 def main():
     mode = os.environ.get("LYING_QEMU_MODE", "")
-    path = socket_path(sys.argv)
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
+    srv = listening_socket(sys.argv)
     conn, _ = srv.accept()
     # Separate reader and writer: a text file open for both drops what it read ahead.
     r, f = conn.makefile("r"), conn.makefile("w")
