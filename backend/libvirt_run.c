@@ -121,12 +121,13 @@ uint64_t lv_run_rss(const struct lv_domain *d)
 {
         char path[128 + VM_NAME_MAX];
         uint64_t rss = 0;
+        uint64_t started;
         pid_t pid;
 
         if (strncmp(d->lb->uri, "qemu:///system", 14) != 0)
                 return 0;
         snprintf(path, sizeof(path), "/run/libvirt/qemu/%s.pid", d->name);
-        if (qemu_proc_read_pidfile(path, &pid) < 0 || qemu_proc_rss(pid, &rss) < 0)
+        if (qemu_proc_read_pidfile(path, &pid, &started) < 0 || qemu_proc_rss(pid, &rss) < 0)
                 return 0;
         return rss;
 }

@@ -70,6 +70,7 @@ static void free_events(struct qemu_vm *qv)
 /* Forget the instance without touching the process (daemon shutdown, forget_vm). */
 void qemu_backend_detach(struct qemu_vm *qv)
 {
+        qemu_start_cancel_probe(qv, false);
         qemu_agent_free(qv->agent_conn);
         qv->agent_conn = NULL;
         qemu_monitor_close(qv);
@@ -276,6 +277,10 @@ static int qemu_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_
         struct qemu_vm *qv = vm->backend_data;
 
         (void)b, (void)now_ms;
+        if (qv && qv->probe) { /* still asking the binary what it offers: no QEMU of the VM yet */
+                qemu_start_cancel_probe(qv, true);
+                return 0;
+        }
         if (!qv || !qv->running || check_exit(qv))
                 return 0;
         if (qv->start_state == QEMU_START_PENDING) { /* nothing booted yet to shut down */
@@ -379,6 +384,7 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         qv->log_start = stat(qv->paths.console, &st) == 0 ? (uint64_t)st.st_size : 0;
         qemu_layout_from_settings(&vm->settings, &l);
         qemu_mem_init(&qv->mem, &l, false);
+        qv->features = (struct qemu_features){0}; /* the running QEMU will say */
         qv->layout_verified = false;
         qv->target_set = false;
         qv->guess_assigned = vm->obs.assigned_bytes ? vm->obs.assigned_bytes : l.startup;
@@ -484,8 +490,11 @@ static void qemu_describe(struct backend *b, const struct vm *vm,
         unsigned v[3] = {0};
         if (qv->qmp)
                 qmp_version(qv->qmp, &v[0], &v[1], &v[2]);
+        if (!v[0] && qv->features.known) /* QMP reconnecting: what was chosen or seen */
+                memcpy(v, qv->features.version, sizeof(v));
         if (v[0])
                 snprintf(ret->version, sizeof(ret->version), "%u.%u.%u", v[0], v[1], v[2]);
+        qemu_features_to_description(&qv->features, ret);
         ret->resizing = qv->target_set && !qemu_mem_settled(&qv->mem);
         ret->agent_state = agent_state_name(AGENT_DISCONNECTED);
         if (qv->agent_conn) {
@@ -513,6 +522,7 @@ int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret)
             .balloon_actual_bytes = qv->mem.actual,
             .plugged_bytes = qv->mem.plugged,
             .requested_bytes = qv->mem.requested,
+            .features = qv->features,
             .console_log = qv->paths.console,
         };
         qemu_describe(NULL, vm, &ret->desc);
@@ -557,6 +567,7 @@ static void qemu_destroy(struct backend *b)
         qb = priv(b);
         while (qb->n > 0)
                 qemu_forget_vm(b, qb->vms[0]->vm);
+        qemu_probe_cache_free(qb); /* its QEMUs are killed through the launcher */
         qemu_launch_free(qb->launch);
         free(qb->vms);
         free(qb->run_dir);

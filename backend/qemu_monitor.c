@@ -334,6 +334,7 @@ static void on_ready(struct qmp *q, void *userdata)
 
         qemu_backend_start_done(qv);
         qmp_command(q, "qom-set", args, NULL, NULL);
+        qemu_confirm_features(qv);
         qemu_monitor_readback(qv);
 }
 

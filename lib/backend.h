@@ -29,6 +29,8 @@
 
 struct backend;
 
+#define BACKEND_CHOICES_MAX 4
+
 struct backend_vm_description {
         const char *signal;      /* where demand comes from now: "agent", "balloon", "trace" or
                                     "none"; NULL: the backend does not say */
@@ -40,6 +42,15 @@ struct backend_vm_description {
         char accelerator[160];   /* "kvm", "tcg (/dev/kvm: ...)"; "" when it does not apply */
         char version[32];        /* the hypervisor's version ("8.2.1"), "" when unknown */
         bool resizing;           /* asked to resize, and the requests are not met yet */
+        char machine[64];        /* the machine type the VM runs ("pc-i440fx-10.0"), or "" */
+        /* What the backend chose for the VM from what its hypervisor offers, and why. */
+        struct backend_vm_choice {
+                const char *name; /* "virtio-mem dynamic-memslots" */
+                char value[16];   /* "on", "off", "unset" (the hypervisor's default) */
+                char why[160];
+        } choices[BACKEND_CHOICES_MAX];
+        unsigned n_choices;
+        char offers[160]; /* what the hypervisor offers that the backend does not use, or "" */
 };
 
 #define BACKEND_START_PENDING 1 /* start(): under way, see start_result() */
