@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "qemu_int.h"
+#include "qemu_launch.h"
 #include "qmp.h"
 #include "units.h"
 
@@ -29,12 +30,9 @@
 #define DYNMEM_GUEST_IMAGE_DIR "/usr/local/lib/dynmem/guest"
 #endif
 
-#define START_WAIT_MS  20000 /* QEMU must greet on QMP within this */
-#define QUIT_WAIT_MS   5000  /* after quit (or SIGTERM), SIGKILL */
+#define QUIT_WAIT_MS   5000 /* after quit (or SIGTERM), SIGKILL */
 #define LOG_CAP        (16 * MIB)
 #define LOG_TRIM_POLLS 30
-
-enum stop_phase { STOP_NONE, STOP_POWERDOWN, STOP_QUIT, STOP_KILL };
 
 static struct qemu_backend *priv(struct backend *b)
 {
@@ -47,7 +45,7 @@ void qemu_backend_wake(struct qemu_vm *qv)
                 qv->qb->env.wakeup(qv->qb->env.wakeup_userdata);
 }
 
-static void timer_in(struct event *ev, uint64_t ms)
+void qemu_timer_in(struct event *ev, uint64_t ms)
 {
         struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
                              .tv_usec = (suseconds_t)(ms % 1000) * 1000};
@@ -59,7 +57,8 @@ static void timer_in(struct event *ev, uint64_t ms)
 
 static void free_events(struct qemu_vm *qv)
 {
-        struct event **evs[] = {&qv->pid_ev, &qv->poll_ev, &qv->stop_ev, &qv->reconnect_ev};
+        struct event **evs[] = {&qv->pid_ev, &qv->poll_ev, &qv->stop_ev, &qv->reconnect_ev,
+                                &qv->start_ev};
 
         for (size_t i = 0; i < sizeof(evs) / sizeof(*evs); i++) {
                 if (*evs[i])
@@ -69,8 +68,9 @@ static void free_events(struct qemu_vm *qv)
 }
 
 /* Forget the instance without touching the process (daemon shutdown, forget_vm). */
-static void detach(struct qemu_vm *qv)
+void qemu_backend_detach(struct qemu_vm *qv)
 {
+        qemu_start_cancel_probe(qv, false);
         qemu_agent_free(qv->agent_conn);
         qv->agent_conn = NULL;
         qemu_monitor_close(qv);
@@ -86,7 +86,13 @@ static void instance_gone(struct qemu_vm *qv, int status)
 {
         char last[200] = "";
 
-        if (qv->stop_phase != STOP_NONE) {
+        if (qv->start_state == QEMU_START_PENDING) {
+                int why = qv->stop_phase != STOP_NONE ? -ECANCELED
+                          : qv->start_killed          ? qv->start_killed
+                                                      : -ECHILD;
+                qemu_start_failed(qv, why, qv->start_error, sizeof(qv->start_error));
+                qv->start_state = QEMU_START_FAILED;
+        } else if (qv->stop_phase != STOP_NONE) {
                 log_msg(LOG_INFO, "vm \"%s\": QEMU (pid %d) stopped", qv->vm->name, (int)qv->pid);
         } else {
                 qemu_proc_log_last_line(qv->paths.console, qv->log_start, last, sizeof(last));
@@ -99,7 +105,7 @@ static void instance_gone(struct qemu_vm *qv, int status)
                         (int)qv->pid, how, last[0] ? "; last console line: \"" : "", last,
                         last[0] ? "\"" : "");
         }
-        detach(qv);
+        qemu_backend_detach(qv);
         unlink(qv->paths.qmp);
         unlink(qv->paths.agent);
         unlink(qv->paths.pid);
@@ -130,8 +136,9 @@ void qemu_backend_schedule_poll(struct qemu_vm *qv)
         bool settled = qemu_mem_settled(&qv->mem);
 
         if (qv->poll_ev)
-                timer_in(qv->poll_ev, !settled && mono_ms() < qv->busy_until_ms ? QEMU_POLL_BUSY_MS
-                                                                                : QEMU_POLL_MS);
+                qemu_timer_in(qv->poll_ev, !settled && mono_ms() < qv->busy_until_ms
+                                               ? QEMU_POLL_BUSY_MS
+                                               : QEMU_POLL_MS);
 }
 
 static void on_poll(evutil_socket_t fd, short what, void *arg)
@@ -147,10 +154,20 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         qemu_backend_schedule_poll(qv);
 }
 
-static void kill_now(struct qemu_vm *qv, int sig)
+/* As the QEMU user (through the launcher): dynmemd itself may signal no other user. */
+void qemu_backend_kill(struct qemu_vm *qv, int sig)
 {
-        if (qv->pidfd >= 0)
-                pidfd_send_signal(qv->pidfd, sig, NULL, 0);
+        int r;
+
+        if (qv->pidfd < 0 || !qv->qb->launch)
+                return;
+        r = qemu_launch_kill(qv->qb->launch, qv->pidfd, sig);
+        if (r < 0 && log_ratelimit_ok(&qv->rl, mono_ms()))
+                log_msg(LOG_ERR, "vm \"%s\": cannot send signal %d to QEMU pid %d: %s%s",
+                        qv->vm->name, sig, (int)qv->pid, strerror(-r),
+                        r == -EPERM ? " (started as root by an older dynmemd? quit it over QMP, "
+                                      "or as root)"
+                                    : "");
 }
 
 static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
@@ -165,17 +182,17 @@ static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
                         qv->vm->name, (unsigned long long)qv->cfg.shutdown_timeout_ms);
                 qv->stop_phase = STOP_QUIT;
                 if (qemu_monitor_simple(qv, "quit") < 0)
-                        kill_now(qv, SIGTERM);
-                timer_in(qv->stop_ev, QUIT_WAIT_MS);
+                        qemu_backend_kill(qv, SIGTERM);
+                qemu_timer_in(qv->stop_ev, QUIT_WAIT_MS);
         } else {
                 qv->stop_phase = STOP_KILL;
-                kill_now(qv, SIGKILL);
+                qemu_backend_kill(qv, SIGKILL);
         }
 }
 
 /* ---- an instance's events ---- */
 
-static int arm_instance(struct qemu_vm *qv)
+int qemu_backend_arm(struct qemu_vm *qv)
 {
         struct event_base *base = qv->qb->env.base;
 
@@ -253,216 +270,6 @@ static int qemu_configure_vm(struct backend *b, struct vm *vm, const struct conf
         return 0;
 }
 
-/* ---- start ---- */
-
-static int check_files(struct qemu_vm *qv, char **ret_binary, char *err, size_t errlen)
-{
-        const char *files[][2] = {
-            {"kernel", qv->cfg.kernel}, {"initrd", qv->cfg.initrd}, {"disk", qv->cfg.disk}};
-        int r;
-
-        for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
-                if (files[i][1] && access(files[i][1], R_OK) < 0) {
-                        r = -errno;
-                        snprintf(err, errlen, "vm \"%s\": %s %s: %s%s", qv->vm->name, files[i][0],
-                                 files[i][1], strerror(-r),
-                                 qv->cfg.bundled_image && i < 2 ? " (build the guest image)" : "");
-                        return r;
-                }
-        }
-        if ((r = qemu_proc_find_binary(qv->cfg.qemu, ret_binary)) < 0) {
-                snprintf(err, errlen, "vm \"%s\": QEMU binary %s: %s", qv->vm->name, qv->cfg.qemu,
-                         r == -ENOENT && !strchr(qv->cfg.qemu, '/') ? "not found in PATH"
-                                                                    : strerror(-r));
-                return r;
-        }
-        return 0;
-}
-
-/* The pid of a QEMU of this VM that still runs (from an earlier daemon), or 0. */
-static pid_t running_leftover(struct qemu_vm *qv)
-{
-        char *arg = qemu_qmp_chardev_arg(qv->paths.qmp);
-        pid_t pid = 0;
-        bool ours = false;
-
-        if (arg && qemu_proc_read_pidfile(qv->paths.pid, &pid) == 0)
-                ours = qemu_proc_cmdline_has(pid, arg) == 0;
-        free(arg);
-        return ours ? pid : 0;
-}
-
-static int make_dir(const char *path)
-{
-        if (mkdir(path, 0750) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
-/* Write a header to the console log; returns the log fd (append) and its size after it. */
-static int open_log(struct qemu_vm *qv, char *const *argv, uint64_t *ret_offset)
-{
-        int fd =
-            open(qv->paths.console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
-        time_t now = time(NULL);
-        char when[64];
-        struct tm tm;
-
-        if (fd < 0)
-                return -errno;
-        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&now, &tm));
-        dprintf(fd, "\n==== dynmem: starting vm \"%s\" at %s (%s):", qv->vm->name, when, qv->accel);
-        for (char *const *a = argv; *a; a++)
-                dprintf(fd, strpbrk(*a, " \t\"'") ? " '%s'" : " %s", *a);
-        dprintf(fd, "\n");
-        off_t end = lseek(fd, 0, SEEK_END);
-        *ret_offset = end > 0 ? (uint64_t)end : 0;
-        return fd;
-}
-
-/* QEMU did not come up: one sentence naming the VM and the cause. */
-static void start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen)
-{
-        char last[200] = "";
-
-        qemu_proc_log_last_line(qv->paths.console, qv->log_start, last, sizeof(last));
-        /* QEMU's messages start with a timestamp (-msg timestamp=on): not needed here. */
-        const char *msg = last;
-        if (strlen(msg) > 28 && msg[4] == '-' && msg[10] == 'T' && strchr(msg, 'Z') &&
-            strchr(msg, 'Z')[1] == ' ')
-                msg = strchr(msg, 'Z') + 2;
-        if (r == -ECHILD)
-                snprintf(err, errlen, "vm \"%s\": QEMU exited at start: %s", qv->vm->name,
-                         msg[0] ? msg : "no message (see the console log)");
-        else if (r == -ETIMEDOUT)
-                snprintf(err, errlen, "vm \"%s\": QEMU did not answer on %s within %d s",
-                         qv->vm->name, qv->paths.qmp, START_WAIT_MS / 1000);
-        else if (r == -EPROTO)
-                snprintf(err, errlen, "vm \"%s\": QEMU did not speak QMP on %s", qv->vm->name,
-                         qv->paths.qmp);
-        else
-                snprintf(err, errlen, "vm \"%s\": cannot talk to QEMU: %s", qv->vm->name,
-                         strerror(-r));
-        log_msg(LOG_ERR, "%s (console log %s)", err, qv->paths.console);
-}
-
-/* Spawn QEMU and wait for its QMP greeting; on failure nothing is left running. */
-static int spawn(struct qemu_vm *qv, const struct qemu_layout *l, char *binary, char *err,
-                 size_t errlen)
-{
-        struct qemu_vm_config c = qv->cfg;
-        char **argv = NULL;
-        int r, log_fd, fd;
-
-        c.qemu = binary;
-        if ((r = qemu_argv_build(qv->vm->name, &c, l, &qv->paths, qv->kvm, &argv)) < 0) {
-                snprintf(err, errlen, "vm \"%s\": out of memory", qv->vm->name);
-                return r;
-        }
-        unlink(qv->paths.qmp);
-        unlink(qv->paths.agent);
-        unlink(qv->paths.pid);
-        if ((log_fd = open_log(qv, argv, &qv->log_start)) < 0) {
-                snprintf(err, errlen, "vm \"%s\": console log %s: %s", qv->vm->name,
-                         qv->paths.console, strerror(-log_fd));
-                qemu_strv_free(argv);
-                return log_fd;
-        }
-        r = qemu_proc_spawn(argv, log_fd, &qv->pid);
-        close(log_fd);
-        qemu_strv_free(argv);
-        if (r < 0) {
-                snprintf(err, errlen, "vm \"%s\": cannot run %s: %s", qv->vm->name, binary,
-                         strerror(-r));
-                return r;
-        }
-        if ((qv->pidfd = pidfd_open(qv->pid, 0)) < 0) {
-                r = -errno;
-                kill(qv->pid, SIGKILL);
-                waitpid(qv->pid, NULL, 0);
-                snprintf(err, errlen, "vm \"%s\": pidfd_open: %s", qv->vm->name, strerror(-r));
-                return r;
-        }
-        if ((fd = qemu_proc_qmp_handshake(qv->paths.qmp, qv->pidfd, START_WAIT_MS)) < 0) {
-                kill_now(qv, SIGKILL);
-                waitid((idtype_t)P_PIDFD, (id_t)qv->pidfd, &(siginfo_t){0}, WEXITED);
-                start_failed(qv, fd, err, errlen);
-                close(qv->pidfd);
-                qv->pidfd = -1;
-                unlink(qv->paths.qmp);
-                unlink(qv->paths.agent);
-                unlink(qv->paths.pid);
-                return fd == -ECHILD ? -EIO : fd;
-        }
-        return fd;
-}
-
-static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen)
-{
-        struct qemu_backend *qb = priv(b);
-        struct qemu_vm *qv = vm->backend_data;
-        struct qemu_layout l;
-        char *binary = NULL;
-        pid_t old;
-        int r, fd;
-
-        (void)now_ms;
-        if (!qv || !qv->cfg_valid || !qv->paths.qmp || !qb->env.base) {
-                snprintf(err, errlen,
-                         "vm \"%s\": no QEMU configuration, event loop or run directory", vm->name);
-                return -EINVAL;
-        }
-        if (qv->running) {
-                snprintf(err, errlen, "vm \"%s\": QEMU already runs (pid %d)", vm->name,
-                         (int)qv->pid);
-                return -EBUSY;
-        }
-        if ((old = running_leftover(qv)) > 0) {
-                snprintf(err, errlen, "vm \"%s\": a QEMU of this VM still runs (pid %d)", vm->name,
-                         (int)old);
-                return -EEXIST;
-        }
-        if ((r = check_files(qv, &binary, err, errlen)) < 0)
-                return r;
-        const char *dir = NULL;
-        if ((r = qemu_accel_choose(qv->cfg.accel, &qv->kvm, qv->accel, sizeof(qv->accel))) < 0)
-                snprintf(err, errlen, "vm \"%s\": %s", vm->name, qv->accel);
-        else if ((r = make_dir(dir = qb->run_dir)) < 0 || (r = make_dir(dir = qb->state_dir)) < 0)
-                snprintf(err, errlen, "vm \"%s\": directory %s: %s", vm->name, dir, strerror(-r));
-        if (r < 0) {
-                free(binary);
-                return r;
-        }
-        qemu_layout_from_settings(&vm->settings, &l);
-        fd = spawn(qv, &l, binary, err, errlen);
-        free(binary);
-        if (fd < 0)
-                return fd;
-        qemu_mem_init(&qv->mem, &l, true);
-        qv->layout_verified = true;
-        qv->reserve_known = false;
-        qv->target_set = false;
-        qv->stats = (struct qemu_stats){0};
-        qv->agent_have = false;
-        qv->guest_resets = 0;
-        qv->reset_unseen = false;
-        qv->source = QEMU_SIGNAL_NONE;
-        qv->stop_phase = STOP_NONE;
-        qv->running = true;
-        if ((r = qemu_monitor_connect(qv, fd)) < 0 || (r = arm_instance(qv)) < 0) {
-                kill_now(qv, SIGKILL);
-                detach(qv);
-                snprintf(err, errlen, "vm \"%s\": %s", vm->name, strerror(-r));
-                return r;
-        }
-        log_msg(LOG_INFO,
-                "vm \"%s\": QEMU pid %d started, accel %s, %llu MiB base + %llu MiB "
-                "virtio-mem, console %s",
-                vm->name, (int)qv->pid, qv->accel, (unsigned long long)(l.startup / MIB),
-                (unsigned long long)(l.region / MIB), qv->paths.console);
-        return 0;
-}
-
 /* ---- stop, targets, observations ---- */
 
 static int qemu_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_ms)
@@ -470,16 +277,25 @@ static int qemu_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_
         struct qemu_vm *qv = vm->backend_data;
 
         (void)b, (void)now_ms;
+        if (qv && qv->probe) { /* still asking the binary what it offers: no QEMU of the VM yet */
+                qemu_start_cancel_probe(qv, true);
+                return 0;
+        }
         if (!qv || !qv->running || check_exit(qv))
                 return 0;
+        if (qv->start_state == QEMU_START_PENDING) { /* nothing booted yet to shut down */
+                qv->stop_phase = STOP_KILL;
+                qemu_backend_kill(qv, SIGKILL);
+                return 0;
+        }
         if (force) {
                 qv->stop_phase = STOP_QUIT;
                 if (qemu_monitor_simple(qv, "quit") < 0) {
                         qv->stop_phase = STOP_KILL;
-                        kill_now(qv, SIGKILL);
+                        qemu_backend_kill(qv, SIGKILL);
                         return 0;
                 }
-                timer_in(qv->stop_ev, QUIT_WAIT_MS);
+                qemu_timer_in(qv->stop_ev, QUIT_WAIT_MS);
                 return 0;
         }
         if (qv->stop_phase != STOP_NONE)
@@ -488,7 +304,7 @@ static int qemu_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_
         if (qemu_monitor_simple(qv, "system_powerdown") < 0)
                 log_msg(LOG_NOTICE, "vm \"%s\": no QMP connection to ask for a power-off",
                         vm->name);
-        timer_in(qv->stop_ev, qv->cfg.shutdown_timeout_ms);
+        qemu_timer_in(qv->stop_ev, qv->cfg.shutdown_timeout_ms);
         return 0;
 }
 
@@ -503,73 +319,6 @@ static int qemu_set_target(struct backend *b, struct vm *vm, uint64_t target_byt
         qv->target_set = true;
         qemu_monitor_apply(qv);
         return 0;
-}
-
-/* Measure the guest kernel's reservation again from a MemTotal sampled at sampled_ms. */
-static void note_mem_total(struct qemu_vm *qv, uint64_t mem_total, uint64_t sampled_ms)
-{
-        uint64_t reserve;
-
-        if (qemu_mem_guest_reserve(&qv->mem, mem_total, sampled_ms, &reserve)) {
-                qv->reserve = reserve;
-                qv->reserve_known = true;
-        }
-}
-
-/* The guest's demand as the host holds it: plus what its kernel keeps out of MemTotal. */
-static uint64_t host_demand(const struct qemu_vm *qv, uint64_t guest_demand)
-{
-        uint64_t reserve = qv->reserve_known ? qv->reserve : 0;
-
-        return guest_demand > UINT64_MAX - reserve ? UINT64_MAX : guest_demand + reserve;
-}
-
-/*
- * Demand and what the guest sees: the agent's report when it is fresh and
- * knows the demand, else the balloon statistics when fresh, else nothing.
- * Demand is in the host's terms, as assigned memory is: the guest's figure
- * plus the memory its kernel keeps out of MemTotal (docs/demand.md).
- */
-static void observe_guest(struct qemu_vm *qv, uint64_t now_ms, struct vm_observation *o)
-{
-        uint64_t mono = mono_ms();
-        const struct qemu_stats *s = &qv->stats;
-
-        qv->source = QEMU_SIGNAL_NONE;
-        if (qv->agent_have && qv->agent.demand_known &&
-            mono - qv->agent.report_ms < QEMU_AGENT_FRESH_MS) {
-                const struct agent_estimate *r = &qv->agent;
-                uint64_t age = mono - r->report_ms;
-                if (r->visible_known)
-                        note_mem_total(qv, r->visible_bytes, r->report_ms);
-                o->demand_known = r->demand_known;
-                o->demand_bytes = host_demand(qv, r->demand_bytes);
-                o->demand_time_ms = now_ms > age ? now_ms - age : 0;
-                o->stall_known = r->stall_known;
-                o->stall_fraction = r->stall_fraction;
-                o->stall_urgent = r->stall_known && r->urgent_reports != qv->urgent_observed;
-                o->guest_visible_known = r->visible_known;
-                o->guest_visible_bytes = r->visible_bytes;
-                o->guest_available_known = r->available_known;
-                o->guest_available_bytes = r->available_bytes;
-                qv->source = QEMU_SIGNAL_AGENT;
-                return;
-        }
-        if (!s->known || mono - s->sampled_ms >= QEMU_STATS_FRESH_MS)
-                return;
-        qv->source = QEMU_SIGNAL_BALLOON;
-        /* With deflate-on-oom the balloon stays in MemTotal and counts as used: take it out. */
-        const struct qemu_mem *m = &qv->mem;
-        uint64_t balloon = m->actual < m->layout.startup ? m->layout.startup - m->actual : 0;
-        uint64_t used = s->total - s->available, age = mono - s->sampled_ms;
-        note_mem_total(qv, s->total, s->sampled_ms);
-        o->demand_known = true;
-        o->demand_bytes = host_demand(qv, used > balloon ? used - balloon : 0);
-        o->demand_time_ms = now_ms > age ? now_ms - age : 0;
-        o->guest_visible_known = true;
-        o->guest_visible_bytes = s->total;
-        o->guest_available_known = true;
-        o->guest_available_bytes = s->available;
 }
 
 static int qemu_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
@@ -587,8 +336,7 @@ static int qemu_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
         o.assigned_bytes = qv->mem.known ? qemu_mem_assigned(&qv->mem) : qv->guess_assigned;
         o.rebooted = qv->reset_unseen;
         qv->reset_unseen = false;
-        observe_guest(qv, now_ms, &o);
-        qv->urgent_observed = qv->agent.urgent_reports; /* one observation per urgent report */
+        qemu_signal_observe(&qv->sig, &qv->mem, now_ms, mono_ms(), &o);
         if (qemu_proc_rss(qv->pid, &rss) == 0)
                 o.host_rss_bytes = rss;
         *ret = o;
@@ -611,6 +359,7 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
 {
         struct qemu_vm *qv = vm->backend_data;
         struct qemu_layout l;
+        uint64_t start = 0;
         pid_t pid;
         int r;
 
@@ -619,14 +368,12 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
                 return -EINVAL;
         if (qv->running)
                 return 0;
-        if ((pid = running_leftover(qv)) <= 0)
+        if ((pid = qemu_start_leftover(qv, &start)) <= 0)
                 return -ENOENT;
         if ((qv->pidfd = pidfd_open(pid, 0)) < 0)
                 return errno == ESRCH ? -ENOENT : -errno;
         /* The pidfd pins the process: check again that it is the one we looked at. */
-        char *arg = qemu_qmp_chardev_arg(qv->paths.qmp);
-        r = arg && qemu_proc_cmdline_has(pid, arg) == 0 ? 0 : -ENOENT;
-        free(arg);
+        r = qemu_start_is_ours(qv, pid, start) ? 0 : -ENOENT;
         if (r < 0 || qemu_proc_exited(qv->pidfd, NULL) == 1) {
                 close(qv->pidfd);
                 qv->pidfd = -1;
@@ -639,22 +386,20 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         qv->log_start = stat(qv->paths.console, &st) == 0 ? (uint64_t)st.st_size : 0;
         qemu_layout_from_settings(&vm->settings, &l);
         qemu_mem_init(&qv->mem, &l, false);
+        qv->features = (struct qemu_features){0}; /* the running QEMU will say */
         qv->layout_verified = false;
-        qv->reserve_known = false;
         qv->target_set = false;
         qv->guess_assigned = vm->obs.assigned_bytes ? vm->obs.assigned_bytes : l.startup;
-        qv->stats = (struct qemu_stats){0};
-        qv->agent_have = false;
+        qemu_signal_reset(&qv->sig);
         qv->guest_resets = 0;
         qv->reset_unseen = false;
-        qv->source = QEMU_SIGNAL_NONE;
         qv->stop_phase = STOP_NONE;
         qv->running = true;
-        if ((r = arm_instance(qv)) < 0) {
-                detach(qv);
+        if ((r = qemu_backend_arm(qv)) < 0) {
+                qemu_backend_detach(qv);
                 return r;
         }
-        if ((r = qemu_monitor_connect(qv, -1)) < 0) {
+        if ((r = qemu_monitor_connect(qv)) < 0) {
                 log_msg(LOG_WARNING,
                         "vm \"%s\": QEMU pid %d runs but its QMP socket %s: %s; "
                         "retrying",
@@ -673,8 +418,7 @@ void qemu_backend_guest_reset(struct qemu_vm *qv, const char *reason)
                 return;
         qv->guest_resets++;
         qv->reset_unseen = true;
-        qv->agent_have = false;
-        qv->stats = (struct qemu_stats){0};
+        qemu_signal_reboot(&qv->sig);
         qemu_mem_reset(&qv->mem, mono_ms());
         log_msg(LOG_INFO, "vm \"%s\": the machine was reset (%s)", qv->vm->name,
                 reason ? reason : "no reason given");
@@ -702,10 +446,8 @@ const char *qemu_backend_agent_socket(const struct vm *vm)
 static void on_agent_report(void *userdata, const struct agent_estimate *e)
 {
         struct qemu_vm *qv = userdata;
-        bool urgent = e->urgent_reports != qv->agent.urgent_reports;
+        bool urgent = qemu_signal_agent(&qv->sig, e);
 
-        qv->agent = *e;
-        qv->agent_have = true;
         if (urgent && bucket_take(&qv->wake, (double)mono_ms()))
                 qemu_backend_wake(qv);
 }
@@ -720,9 +462,9 @@ void qemu_backend_agent_start(struct qemu_vm *qv)
         if (qv->agent_conn || !qv->running)
                 return;
         /* A new parser counts urgent reports from 0. */
-        qv->agent = (struct agent_estimate){0};
-        qv->agent_have = false;
-        qv->urgent_observed = 0;
+        qv->sig.agent = (struct agent_estimate){0};
+        qv->sig.agent_have = false;
+        qv->sig.urgent_observed = 0;
         r = qemu_agent_new(qv->qb->env.base, qv->vm->name, qv->paths.agent, limit, &agent_hooks, qv,
                            &qv->agent_conn);
         if (r < 0) {
@@ -735,16 +477,9 @@ void qemu_backend_agent_start(struct qemu_vm *qv)
 
 static const char *signal_source(const struct vm *vm)
 {
-        static const char *const names[] = {
-            [QEMU_SIGNAL_NONE] = "none",
-            [QEMU_SIGNAL_AGENT] = "agent",
-            [QEMU_SIGNAL_BALLOON] = "balloon",
-        };
         const struct qemu_vm *qv = vm->backend_data;
 
-        if (!qv || !qv->running || (unsigned)qv->source >= sizeof(names) / sizeof(*names))
-                return names[QEMU_SIGNAL_NONE];
-        return names[qv->source];
+        return qemu_signal_name(qv && qv->running ? qv->sig.source : QEMU_SIGNAL_NONE);
 }
 
 int qemu_backend_agent_drop(struct vm *vm)
@@ -775,8 +510,11 @@ static void qemu_describe(struct backend *b, const struct vm *vm,
         unsigned v[3] = {0};
         if (qv->qmp)
                 qmp_version(qv->qmp, &v[0], &v[1], &v[2]);
+        if (!v[0] && qv->features.known) /* QMP reconnecting: what was chosen or seen */
+                memcpy(v, qv->features.version, sizeof(v));
         if (v[0])
                 snprintf(ret->version, sizeof(ret->version), "%u.%u.%u", v[0], v[1], v[2]);
+        qemu_features_to_description(&qv->features, ret);
         ret->resizing = qv->target_set && !qemu_mem_settled(&qv->mem);
         ret->agent_state = agent_state_name(AGENT_DISCONNECTED);
         if (qv->agent_conn) {
@@ -805,6 +543,7 @@ int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret)
             .plugged_bytes = qv->mem.plugged,
             .requested_bytes = qv->mem.requested,
             .guest_resets = qv->guest_resets,
+            .features = qv->features,
             .console_log = qv->paths.console,
         };
         qemu_describe(NULL, vm, &ret->desc);
@@ -826,7 +565,7 @@ static void qemu_forget_vm(struct backend *b, struct vm *vm)
 
         if (!qv)
                 return;
-        detach(qv);
+        qemu_backend_detach(qv);
         for (size_t i = 0; i < qb->n; i++) {
                 if (qb->vms[i] == qv) {
                         qb->vms[i] = qb->vms[--qb->n];
@@ -849,6 +588,8 @@ static void qemu_destroy(struct backend *b)
         qb = priv(b);
         while (qb->n > 0)
                 qemu_forget_vm(b, qb->vms[0]->vm);
+        qemu_probe_cache_free(qb); /* its QEMUs are killed through the launcher */
+        qemu_launch_free(qb->launch);
         free(qb->vms);
         free(qb->run_dir);
         free(qb->state_dir);
@@ -862,7 +603,8 @@ const struct backend_ops qemu_backend_ops = {
     .vm_keys = qemu_vm_keys,
     .check_vm = qemu_check_vm,
     .configure_vm = qemu_configure_vm,
-    .start = qemu_start,
+    .start = qemu_backend_start,
+    .start_result = qemu_backend_start_result,
     .stop = qemu_stop,
     .set_target = qemu_set_target,
     .observe = qemu_observe,
@@ -886,7 +628,6 @@ int qemu_backend_new(const struct config *cfg, const struct backend_env *env, st
         const char *image = getenv(QEMU_GUEST_IMAGE_ENV);
         const struct backend_env none = {0};
 
-        (void)cfg;
         if (!env)
                 env = &none;
         if (!b || !qb || (env->run_dir && !(qb->run_dir = strdup(env->run_dir))) ||
@@ -903,6 +644,19 @@ int qemu_backend_new(const struct config *cfg, const struct backend_env *env, st
         qb->env.state_dir = qb->state_dir;
         b->ops = &qemu_backend_ops;
         b->priv = qb;
+        /* A backend that runs VMs (not one made to check a file) starts QEMU as its user. */
+        if (qb->run_dir && qb->env.base) {
+                int r = qemu_launch_new(cfg ? cfg->host.qemu_user : NULL, &qb->launch, err, errlen);
+                if (r < 0) {
+                        qemu_destroy(b);
+                        return r;
+                }
+        }
         *ret = b;
         return 0;
+}
+
+const struct qemu_identity *qemu_backend_identity(struct backend *b)
+{
+        return priv(b)->launch ? qemu_launch_identity(priv(b)->launch) : NULL;
 }

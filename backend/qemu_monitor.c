@@ -145,13 +145,7 @@ static void on_stats(struct qmp *q, const struct qmp_reply *reply, void *userdat
             qmp_get_u64(reply->ret, "last-update", UINT64_MAX, &updated) == 0 &&
             qmp_get_u64(stats, "stat-total-memory", l->startup + l->region, &total) == 0 &&
             qmp_get_u64(stats, "stat-available-memory", total, &avail) == 0 && updated > 0) {
-                if (!qv->stats.known || updated != qv->stats.last_update)
-                        qv->stats.sampled_ms = mono_ms();
-                qv->stats = (struct qemu_stats){.known = true,
-                                                .total = total,
-                                                .available = avail,
-                                                .last_update = updated,
-                                                .sampled_ms = qv->stats.sampled_ms};
+                qemu_signal_stats(&qv->sig, total, avail, updated, mono_ms());
         }
         batch_step(qv);
 }
@@ -338,7 +332,9 @@ static void on_ready(struct qmp *q, void *userdata)
         json_t *args = json_pack("{s:s, s:s, s:i}", "path", QEMU_PATH_BALLOON, "property",
                                  "guest-stats-polling-interval", "value", QEMU_STATS_INTERVAL_S);
 
+        qemu_backend_start_done(qv);
         qmp_command(q, "qom-set", args, NULL, NULL);
+        qemu_confirm_features(qv);
         qemu_monitor_readback(qv);
 }
 
@@ -378,14 +374,15 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
                 log_msg(LOG_WARNING, "vm \"%s\": QMP connection lost (%s); reconnecting",
                         qv->vm->name, qv->qmp_lost);
         qv->qmp_lost[0] = '\0';
-        if (qemu_monitor_connect(qv, -1) < 0)
+        if (qemu_monitor_connect(qv) < 0)
                 qemu_monitor_reconnect_later(qv);
 }
 
 void qemu_monitor_reconnect_later(struct qemu_vm *qv)
 {
-        struct timeval tv = {.tv_sec = QEMU_RECONNECT_MS / 1000,
-                             .tv_usec = (QEMU_RECONNECT_MS % 1000) * 1000};
+        unsigned ms =
+            qv->start_state == QEMU_START_PENDING ? QEMU_START_RETRY_MS : QEMU_RECONNECT_MS;
+        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 
         if (!qv->reconnect_ev)
                 qv->reconnect_ev = evtimer_new(qv->qb->env.base, on_reconnect, qv);
@@ -403,7 +400,10 @@ static void on_closed(struct qmp *q, const char *why, void *userdata)
         qv->batch = (struct qemu_batch){0};
         qv->reread = false;
         qv->mem.requested_in_flight = false;
-        qemu_monitor_reconnect_later(qv);
+        if (qv->start_state == QEMU_START_PENDING)
+                qemu_backend_start_closed(qv, why); /* no second try: it fails or exits */
+        else
+                qemu_monitor_reconnect_later(qv);
 }
 
 static const struct qmp_callbacks callbacks = {
@@ -412,13 +412,9 @@ static const struct qmp_callbacks callbacks = {
     .closed = on_closed,
 };
 
-int qemu_monitor_connect(struct qemu_vm *qv, int fd)
+int qemu_monitor_connect(struct qemu_vm *qv)
 {
-        struct event_base *base = qv->qb->env.base;
-
-        if (fd >= 0)
-                return qmp_adopt_fd(base, fd, &callbacks, qv, &qv->qmp);
-        return qmp_connect(base, qv->paths.qmp, &callbacks, qv, &qv->qmp);
+        return qmp_connect(qv->qb->env.base, qv->paths.qmp, &callbacks, qv, &qv->qmp);
 }
 
 void qemu_monitor_close(struct qemu_vm *qv)

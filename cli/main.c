@@ -48,6 +48,11 @@ static const struct command commands[] = {
     {"counters", commands_counters, OPT_COUNTERS, false, "the performance counters"},
     {"top", commands_top, 0, false, "a live view of the VMs by pressure (q quits)"},
     {"events", commands_events, OPT_FOLLOW, false, "what the balancer did, with reasons"},
+    {"enable", commands_enable, OPT_SETTINGS, true,
+     "libvirt: make a shut-off domain dynamic (settings in its XML)"},
+    {"disable", commands_disable, 0, true, "libvirt: make a shut-off domain static again"},
+    {"admit", commands_admit, 0, true, "ask whether a VM may start (waits for room)"},
+    {"libvirt-hook", NULL, 0, false, "libvirt's qemu hook (DOMAIN OPERATION ...): admission"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -103,7 +108,7 @@ static void usage(FILE *out)
         for (size_t i = 0; i < N_COMMANDS; i++)
                 fprintf(out, "  %-8s %-6s %s\n", commands[i].name,
                         commands[i].needs_name ? "NAME" : "", commands[i].summary);
-        fputs("\nOptions of set and create (sizes: 512M, 2G, 1.5G):\n", out);
+        fputs("\nOptions of set, create and enable (sizes: 512M, 2G, 1.5G):\n", out);
         for (size_t i = 0; i < SETTINGS_N; i++) {
                 const struct setting_desc *d = &settings_table[i];
                 fprintf(out, "  --%s %s%s", d->name, setting_metavar(d, buf, sizeof(buf)),
@@ -342,12 +347,14 @@ int main(int argc, char **argv)
                 fail_usage("unknown command \"%s\"", argv[first]);
                 return CLI_USAGE;
         }
-        if (parse_command(&cli, cmd, argc - first, argv + first) < 0)
-                return CLI_USAGE;
         if (!cli.socket)
                 cli.socket = getenv(CONTROL_SOCKET_ENV);
         if (!cli.socket || !cli.socket[0])
                 cli.socket = CONTROL_SOCKET_DEFAULT;
+        if (!cmd->run) /* libvirt-hook: libvirt's own arguments, never a usage error */
+                return commands_libvirt_hook(&cli, argc - first - 1, argv + first + 1);
+        if (parse_command(&cli, cmd, argc - first, argv + first) < 0)
+                return CLI_USAGE;
         r = cmd->run(&cli);
         control_request_free(&cli.req);
         return r;

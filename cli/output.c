@@ -176,8 +176,30 @@ static const struct field backend_fields[] = {
     {"Process:", "pid", cell_number},
     {"Accelerator:", "accelerator", cell_string},
     {"Version:", "version", cell_string},
+    {"Machine:", "machine", cell_string},
     {"Resizing:", "resizing", cell_bool},
 };
+
+/* The backend's choices, one a line: "Chosen: NAME=VALUE (WHY)", then what it offers. */
+static void print_choices(FILE *out, const json_t *backend)
+{
+        const json_t *choices = json_object_get(backend, "choices");
+        const json_t *offers = json_object_get(backend, "offers");
+        const json_t *c;
+        size_t i;
+
+        json_array_foreach(choices, i, c)
+        {
+                const char *name = json_string_value(json_object_get(c, "name"));
+                const char *value = json_string_value(json_object_get(c, "value"));
+                const char *why = json_string_value(json_object_get(c, "why"));
+                fprintf(out, "%-16s %s=%s%s%s%s\n", i == 0 ? "Chosen:" : "", name ? name : "?",
+                        value ? value : "?", why && *why ? " (" : "", why ? why : "",
+                        why && *why ? ")" : "");
+        }
+        if (json_is_string(offers))
+                fprintf(out, "%-16s %s\n", "Also offered:", json_string_value(offers));
+}
 
 void output_vm(FILE *out, const json_t *vm)
 {
@@ -194,6 +216,8 @@ void output_vm(FILE *out, const json_t *vm)
                 if (!json_is_null(json_object_get(backend, f->key)))
                         print_fields(out, backend, f, 1);
         }
+        if (json_is_object(backend))
+                print_choices(out, backend);
 }
 
 static void cell_ms(const json_t *obj, const char *key, char *buf, size_t len)

@@ -16,8 +16,10 @@
 #include "dynmem-config.h"
 #include "events.h"
 #include "http.h"
+#include "inventory.h"
 #include "log.h"
 #include "metrics.h"
+#include "mono.h"
 #include "wake.h"
 
 typedef char *(*command_fn)(struct daemon *d, const struct control_request *req,
@@ -28,6 +30,13 @@ static bool vm_is_off(const struct vm *vm)
         return vm->state == VM_OFF || vm->state == VM_CRASHED;
 }
 
+/* Where the VM is defined: "config", "created", or the backend that owns it ("libvirt"). */
+static const char *origin_of(const struct daemon *d, const struct registry_entry *e)
+{
+        return e->origin == REGISTRY_BACKEND ? d->backend->ops->name
+                                             : registry_origin_name(e->origin);
+}
+
 static json_t *vm_json(struct daemon *d, const struct registry_entry *e)
 {
         struct backend_vm_description desc = {0};
@@ -36,8 +45,9 @@ static json_t *vm_json(struct daemon *d, const struct registry_entry *e)
         json_t *obj = control_vm_json(&e->vm, d->backend->ops->name, &desc);
 
         if (obj &&
-            (json_object_set_new(obj, "origin", json_string(registry_origin_name(e->origin))) < 0 ||
-             json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0)) {
+            (json_object_set_new(obj, "origin", json_string(origin_of(d, e))) < 0 ||
+             json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0 ||
+             (e->problem[0] && json_object_set_new(obj, "problem", json_string(e->problem)) < 0))) {
                 json_decref(obj);
                 return NULL;
         }
@@ -133,6 +143,20 @@ static char *reply_texts(const char *key, struct registry_entry *const *entries,
 static char *reply_vm(struct daemon *d, struct registry_entry *e, const char *warn)
 {
         return vm_text(d, e) ? reply_texts("vm", &e, 1, false, warn) : NULL;
+}
+
+/* {"vm": {...}, "note": "..."}: what was done, and by whom. */
+static char *reply_vm_note(struct daemon *d, struct registry_entry *e, const char *note)
+{
+        json_t *vm = vm_text(d, e) ? json_loads(e->json_text, 0, NULL) : NULL;
+
+        return vm ? control_reply_ok(json_pack("{s:o, s:s}", "vm", vm, "note", note)) : NULL;
+}
+
+/* Whether the backend owns its VMs (libvirt): no create, delete or [vm] sections. */
+static bool backend_owns_vms(const struct daemon *d)
+{
+        return d->backend->ops->inventory != NULL;
 }
 
 static struct registry_entry *find(struct daemon *d, const char *name, char **ret_reply)
@@ -285,6 +309,10 @@ static char *cmd_start(struct daemon *d, const struct control_request *req,
                 return reply;
         switch (e->vm.state) {
         case VM_RUNNING:
+                if (e->vm.start_pending) { /* still coming up: answered with the first start */
+                        *ret_wait = COMMANDS_WAIT_START;
+                        return NULL;
+                }
                 return control_reply_error(EALREADY, "%s: already running", e->vm.name);
         case VM_STOPPING:
                 return control_reply_error(EBUSY, "%s: still stopping; start it once it is off",
@@ -353,6 +381,46 @@ static char *cmd_stop(struct daemon *d, const struct control_request *req,
 
 /* ---- settings ---- */
 
+/*
+ * A VM its backend owns keeps its settings there (libvirt's metadata): the
+ * rules are checked here, the backend stores them, the registry follows.
+ */
+static char *set_owned(struct daemon *d, struct registry_entry *e,
+                       const struct control_request *req)
+{
+        struct vm_settings want = e->vm.settings;
+        uint64_t honourable = SETTINGS_SIZE_MAX;
+        char err[512];
+        int r;
+
+        if (e->problem[0])
+                return control_reply_error(EPERM,
+                                           "%s: %s; fix it (virsh metadata) or run dynmem enable "
+                                           "%s once it is shut off",
+                                           e->vm.name, e->problem, e->vm.name);
+        if (!e->vm.settings.dynamic)
+                return control_reply_error(EPERM,
+                                           "%s: static (no dynmem settings); make it dynamic with "
+                                           "dynmem enable %s while it is shut off",
+                                           e->vm.name, e->vm.name);
+        settings_merge(&want, &req->settings, req->given);
+        if (!want.dynamic)
+                return control_reply_error(EPERM, "%s: use dynmem disable %s while it is shut off",
+                                           e->vm.name, e->vm.name);
+        if (!vm_is_off(&e->vm))
+                honourable = d->backend->ops->max_honourable(d->backend, &e->vm);
+        r = apply_check_change(&e->vm, &want, honourable, err, sizeof(err));
+        if (r == 0)
+                r = d->backend->ops->store_settings(d->backend, &e->vm, &want, err, sizeof(err));
+        if (r < 0)
+                return control_reply_error(-r, "%s: %s", e->vm.name, err);
+        e->vm.settings = want;
+        registry_touch(e);
+        log_msg(LOG_INFO, "%s: settings changed (kept by %s)", e->vm.name,
+                d->backend->ops->owner(d->backend));
+        return reply_vm(d, e, NULL);
+}
+
 static char *cmd_set(struct daemon *d, const struct control_request *req,
                      enum commands_wait *ret_wait)
 {
@@ -363,6 +431,8 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
 
         if (!e)
                 return reply;
+        if (e->origin == REGISTRY_BACKEND)
+                return set_owned(d, e, req);
         want = e->vm.settings;
         settings_merge(&want, &req->settings, req->given);
         r = apply_settings(d, e, &want, err, sizeof(err));
@@ -404,6 +474,12 @@ static char *check_create(struct daemon *d, const struct control_request *req,
         struct vm_settings s = req->settings;
         char err[512] = "";
 
+        if (backend_owns_vms(d))
+                return control_reply_error(EPERM,
+                                           "%s: %s owns the VMs here: define it there (virsh "
+                                           "define), then dynmem enable %s",
+                                           req->name, d->backend->ops->owner(d->backend),
+                                           req->name);
         if (registry_find(&d->reg, req->name))
                 return control_reply_error(EEXIST, "%s: already exists", req->name);
         settings_complete(&s, req->given);
@@ -457,6 +533,11 @@ static char *cmd_delete(struct daemon *d, const struct control_request *req,
 
         if (!e)
                 return reply;
+        if (e->origin == REGISTRY_BACKEND)
+                return control_reply_error(EPERM,
+                                           "%s: defined by %s; remove it there (virsh "
+                                           "undefine)",
+                                           e->vm.name, d->backend->ops->owner(d->backend));
         if (e->origin == REGISTRY_CONFIG)
                 return control_reply_error(EPERM,
                                            "%s: defined in %s:%u; remove it there and "
@@ -470,6 +551,97 @@ static char *cmd_delete(struct daemon *d, const struct control_request *req,
         daemon_vms_changed(d);
         daemon_save(d, warn, sizeof(warn));
         return control_reply_ok(warn[0] ? json_pack("{s:s}", "warning", warn) : NULL);
+}
+
+/* ---- VMs a backend owns: dynamic memory on and off, admission of their starts ---- */
+
+/* The registry takes the change in now, so that the reply shows it. */
+static char *reply_owned(struct daemon *d, const char *name, const char *note)
+{
+        struct registry_entry *e;
+
+        inventory_sync(d, true);
+        e = registry_find(&d->reg, name);
+        return e ? reply_vm_note(d, e, note) : control_reply_ok(json_pack("{s:s}", "note", note));
+}
+
+static char *cmd_enable(struct daemon *d, const struct control_request *req,
+                        enum commands_wait *ret_wait)
+{
+        char err[512], note[512];
+        int r;
+
+        if (!d->backend->ops->enable)
+                return control_reply_error(EOPNOTSUPP,
+                                           "%s: backend %s: set dynamic = yes in the VM's [vm] "
+                                           "section, or dynmem set %s --dynamic on",
+                                           req->name, d->backend->ops->name, req->name);
+        r = d->backend->ops->enable(d->backend, req->name, &req->settings, req->given, err,
+                                    sizeof(err));
+        if (r < 0)
+                return control_reply_error(-r, "%s: %s", req->name, err);
+        snprintf(note, sizeof(note), "%s: dynamic memory on in its definition at %s", req->name,
+                 d->backend->ops->owner(d->backend));
+        return reply_owned(d, req->name, note);
+}
+
+static char *cmd_disable(struct daemon *d, const struct control_request *req,
+                         enum commands_wait *ret_wait)
+{
+        char err[512], note[512];
+        int r;
+
+        if (!d->backend->ops->disable)
+                return control_reply_error(EOPNOTSUPP,
+                                           "%s: backend %s: set dynamic = no in the VM's [vm] "
+                                           "section, or dynmem set %s --dynamic off",
+                                           req->name, d->backend->ops->name, req->name);
+        r = d->backend->ops->disable(d->backend, req->name, err, sizeof(err));
+        if (r < 0)
+                return control_reply_error(-r, "%s: %s", req->name, err);
+        snprintf(note, sizeof(note), "%s: static again; what dynmem enable added is removed",
+                 req->name);
+        return reply_owned(d, req->name, note);
+}
+
+/*
+ * The VM's owner is starting it and asks whether the host has room (the
+ * libvirt hook): it goes through admission like dynmem start, but the
+ * backend only takes note, and the wait is bounded (inventory.c).
+ */
+static char *cmd_admit(struct daemon *d, const struct control_request *req,
+                       enum commands_wait *ret_wait)
+{
+        struct registry_entry *e = registry_find(&d->reg, req->name);
+        char note[256];
+
+        if (!e || e->origin != REGISTRY_BACKEND) {
+                log_msg(LOG_NOTICE, "%s: a start dynmemd does not know of: admitted unchecked",
+                        req->name);
+                snprintf(note, sizeof(note), "%s: not known to dynmemd; admitted unchecked",
+                         req->name);
+                return control_reply_ok(json_pack("{s:s}", "note", note));
+        }
+        switch (e->vm.state) {
+        case VM_RUNNING:
+        case VM_STOPPING:
+                return reply_vm_note(d, e, "already holds its memory");
+        case VM_STARTING:
+                break; /* a dynmem start waits for admission already: wait with it */
+        default:
+                balancer_request_start(&d->bal, &e->vm);
+                e->vm.start_outside = true;
+                if (d->backend->ops->admitting)
+                        d->backend->ops->admitting(d->backend, &e->vm, true);
+                e->admit_deadline_ms = mono_ms() + INVENTORY_ADMIT_WAIT_MS;
+                e->start_errno = 0;
+                registry_touch(e);
+                log_msg(LOG_INFO, "%s: %s starts it: admission", e->vm.name,
+                        d->backend->ops->owner(d->backend));
+                break;
+        }
+        *ret_wait = COMMANDS_WAIT_ADMIT;
+        return NULL;
 }
 
 /* ---- counters and events ---- */
@@ -497,7 +669,8 @@ static const command_fn handlers[CONTROL_N_COMMANDS] = {
     [CONTROL_LIST] = cmd_list,     [CONTROL_SHOW] = cmd_show,     [CONTROL_STATUS] = cmd_status,
     [CONTROL_START] = cmd_start,   [CONTROL_STOP] = cmd_stop,     [CONTROL_SET] = cmd_set,
     [CONTROL_CREATE] = cmd_create, [CONTROL_DELETE] = cmd_delete, [CONTROL_COUNTERS] = cmd_counters,
-    [CONTROL_EVENTS] = cmd_events,
+    [CONTROL_EVENTS] = cmd_events, [CONTROL_ENABLE] = cmd_enable, [CONTROL_DISABLE] = cmd_disable,
+    [CONTROL_ADMIT] = cmd_admit,
 };
 
 char *commands_run(struct daemon *d, const struct control_request *req,
@@ -517,14 +690,28 @@ bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, 
                 *ret_reply = control_reply_error(ENOENT, "%s: no longer defined", name);
                 return true;
         }
-        if ((wait == COMMANDS_WAIT_START && e->vm.state == VM_STARTING) ||
+        bool starting = wait == COMMANDS_WAIT_START || wait == COMMANDS_WAIT_ADMIT;
+        char note[300];
+
+        if ((starting && (e->vm.state == VM_STARTING || e->vm.start_pending)) ||
             (wait == COMMANDS_WAIT_STOP && e->vm.state == VM_STOPPING))
                 return false;
-        if (wait == COMMANDS_WAIT_START && e->vm.state != VM_RUNNING)
+        if (wait == COMMANDS_WAIT_ADMIT && d->backend->ops->admitting)
+                d->backend->ops->admitting(d->backend, &e->vm, false);
+        if (starting && e->vm.state != VM_RUNNING) {
                 *ret_reply =
                     control_reply_error(e->start_errno ? e->start_errno : EIO, "%s: %s", name,
                                         e->vm.refusal[0] ? e->vm.refusal : "did not start");
-        else
+        } else if (e->origin == REGISTRY_BACKEND) {
+                /* what dynmemd asked of the VM's owner, and who did it */
+                snprintf(note, sizeof(note), "%s by %s",
+                         wait == COMMANDS_WAIT_ADMIT ? "admitted"
+                         : starting                  ? "started"
+                                                     : "stopped",
+                         d->backend->ops->owner(d->backend));
+                *ret_reply = reply_vm_note(d, e, note);
+        } else {
                 *ret_reply = reply_vm(d, e, NULL);
+        }
         return true;
 }

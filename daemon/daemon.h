@@ -85,6 +85,13 @@ struct daemon {
 
         struct log_ratelimit tick_errors;
 
+        /* systemd's watchdog (notify.c): its period (0: off) and the last ping */
+        uint64_t watchdog_ms;
+        double watchdog_sent_ms;
+        /* the backend's list of VMs last taken in (inventory.c) */
+        uint64_t inventory_generation;
+        bool inventory_adopted;
+
         struct attach *attach; /* running.json and reattaching (attach.c) */
         struct wake *wake;     /* extra cycles a backend asks for (wake.c) */
 

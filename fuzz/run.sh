@@ -38,8 +38,9 @@ mkdir -p "$FUZZ_DIR/$TARGET-corpus"
 BIN=$FUZZ_DIR/${TARGET}_fuzz
 
 # The library sources and libraries each target needs. POLICY is every module of
-# the pure policy (lib/policy*.c but the exec: client), so a new one needs no edit here.
-POLICY="$(ls lib/policy*.c | grep -v policy_exec.c | tr '\n' ' ')lib/settings.c lib/units.c"
+# the pure policy (lib/policy*.c but the exec: client, policy_exec*.c), so a new
+# one needs no edit here.
+POLICY="$(ls lib/policy*.c | grep -v policy_exec | tr '\n' ' ')lib/settings.c lib/units.c"
 LIBS=""
 case $TARGET in
 agent) LIBSRC="lib/agent.c lib/agent_wire.c lib/agent_estimate.c lib/bucket.c" ;;
@@ -47,8 +48,11 @@ config) LIBSRC="lib/config.c $POLICY"; LIBS="-linih" ;;
 trace) LIBSRC="lib/trace.c lib/config.c $POLICY"; LIBS="-linih" ;;
 control) LIBSRC="lib/control.c lib/agent_wire.c lib/vm.c lib/counters.c lib/config.c $POLICY"
         LIBS="-linih -ljansson" ;;
-policy_exec) LIBSRC="lib/policy_exec.c lib/mono.c $POLICY"; LIBS="-ljansson" ;;
+policy_exec) LIBSRC="lib/policy_exec.c lib/policy_exec_loop.c lib/mono.c $POLICY"
+        LIBS="-levent -ljansson" ;;
 qmp) LIBSRC="lib/qmp.c lib/mono.c"; LIBS="-levent -ljansson" ;;
+libvirt_xml) LIBSRC="backend/libvirt_xml.c backend/libvirt_edit.c lib/settings.c lib/units.c"
+        LIBS="$(pkg-config --cflags --libs libxml-2.0 2>/dev/null || echo -lxml2) -Ibackend" ;;
 *) echo "run.sh: unknown target $TARGET" >&2; exit 2 ;;
 esac
 

@@ -68,6 +68,17 @@ int balancer_init(struct balancer *b, const char *policy_spec,
                   size_t errlen);
 void balancer_fini(struct balancer *b);
 
+struct event_base;
+
+/*
+ * Run an exec: policy from base (dynmemd) instead of waiting for each reply:
+ * its replies are applied by the first tick after they arrive, and
+ * on_reply runs when one has, so that the owner can tick soon. Nothing for
+ * the built-in policies. Returns 0 or -ENOMEM.
+ */
+int balancer_attach_loop(struct balancer *b, struct event_base *base,
+                         void (*on_reply)(void *userdata), void *userdata);
+
 /*
  * Replace the set of VMs the balancer looks at (the array is borrowed). VMs
  * that were in the previous set keep what the policy remembers of them.
@@ -79,5 +90,8 @@ int balancer_tick(struct balancer *b, uint64_t now_ms);
 
 /* Ask for a VM to be started at the next cycle (goes through admission). */
 void balancer_request_start(struct balancer *b, struct vm *vm);
+
+/* A VM started outside the loop (its owner started it): the policy forgets its past. */
+void balancer_reset_vm(struct balancer *b, struct vm *vm);
 
 #endif

@@ -27,6 +27,9 @@ static const struct control_command_info commands[CONTROL_N_COMMANDS] = {
     [CONTROL_DELETE] = {"delete", true, true, 0},
     [CONTROL_COUNTERS] = {"counters", false, false, CONTROL_FIELD_NAME},
     [CONTROL_EVENTS] = {"events", false, false, CONTROL_FIELD_SINCE},
+    [CONTROL_ENABLE] = {"enable", true, true, CONTROL_FIELD_SETTINGS},
+    [CONTROL_DISABLE] = {"disable", true, true, 0},
+    [CONTROL_ADMIT] = {"admit", true, true, 0},
 };
 
 const struct control_command_info *control_command_info(enum control_command c)
@@ -438,14 +441,35 @@ static json_t *nullable_string(const char *s)
         return s && s[0] ? json_string(s) : json_null();
 }
 
+/* The backend's choices as [{"name", "value", "why"}], or null when it made none. */
+static json_t *choices_json(const struct backend_vm_description *d)
+{
+        json_t *list;
+
+        if (d->n_choices == 0)
+                return json_null();
+        if (!(list = json_array()))
+                return NULL;
+        for (unsigned i = 0; i < d->n_choices && i < BACKEND_CHOICES_MAX; i++) {
+                const struct backend_vm_choice *c = &d->choices[i];
+                if (json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "name",
+                                                          c->name ? c->name : "", "value", c->value,
+                                                          "why", c->why)) < 0) {
+                        json_decref(list);
+                        return NULL;
+                }
+        }
+        return list;
+}
+
 /* The backend's description; what does not apply is null. */
 static json_t *description_json(const char *backend_name, const struct backend_vm_description *d)
 {
         char caps[128];
         bool agent = d->agent_state != NULL;
 
-        return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "name", backend_name,
-                         "signal", nullable_string(d->signal), "agent_state",
+        return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o}", "name",
+                         backend_name, "signal", nullable_string(d->signal), "agent_state",
                          nullable_string(d->agent_state), "agent_protocol_version",
                          agent && d->agent_version ? json_integer(d->agent_version) : json_null(),
                          "agent_capabilities",
@@ -454,7 +478,8 @@ static json_t *description_json(const char *backend_name, const struct backend_v
                              : json_null(),
                          "pid", d->pid > 0 ? json_integer(d->pid) : json_null(), "accelerator",
                          nullable_string(d->accelerator), "version", nullable_string(d->version),
-                         "resizing", d->resizing);
+                         "resizing", d->resizing, "machine", nullable_string(d->machine), "choices",
+                         choices_json(d), "offers", nullable_string(d->offers));
 }
 
 json_t *control_vm_json(const struct vm *vm, const char *backend_name,
@@ -467,7 +492,10 @@ json_t *control_vm_json(const struct vm *vm, const char *backend_name,
         int bad = !obj || !settings;
 
         bad = bad || json_object_set_new(obj, "name", json_string(vm->name)) < 0;
-        bad = bad || json_object_set_new(obj, "state", json_string(vm_state_name(vm->state))) < 0;
+        bad =
+            bad || json_object_set_new(
+                       obj, "state",
+                       json_string(vm_state_name(vm->start_pending ? VM_STARTING : vm->state))) < 0;
         bad = bad || json_object_update(obj, settings) < 0;
         bad = bad ||
               json_object_set_new(obj, "assigned_bytes",

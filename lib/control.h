@@ -49,6 +49,9 @@ enum control_command {
         CONTROL_DELETE,
         CONTROL_COUNTERS,
         CONTROL_EVENTS,
+        CONTROL_ENABLE,  /* a VM its backend owns (libvirt): dynamic memory on */
+        CONTROL_DISABLE, /* ... and off */
+        CONTROL_ADMIT,   /* its owner starts it: may it? (the libvirt hook) */
         CONTROL_N_COMMANDS,
 };
 

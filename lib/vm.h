@@ -62,6 +62,9 @@ struct vm {
         struct vm_settings settings;
         enum vm_state state;
         bool start_requested; /* STARTING: waiting for admission */
+        bool start_pending;   /* RUNNING: admitted, the backend is still bringing it up */
+        bool start_outside;   /* ... for a start its owner makes (a libvirt hook asked):
+                                 the backend's start() only takes note */
         char refusal[160];    /* why the last start was refused */
 
         struct vm_observation obs; /* latest observation */

@@ -327,7 +327,13 @@ static void backend_table(void **state)
         assert_int_equal(backends_check("qemu", err, sizeof(err)), 0);
         assert_non_null(backends_find("qemu")->create);
         assert_int_equal(backends_check("xen", err, sizeof(err)), -ENOENT);
-        assert_string_equal(err, "unknown backend \"xen\" (known: sim, qemu)");
+        assert_string_equal(err, "unknown backend \"xen\" (known: sim, qemu, libvirt)");
+        /* in this build or not, libvirt is known: usable, or missing with the reason */
+        int r = backends_check("libvirt", err, sizeof(err));
+        if (r == 0)
+                assert_non_null(backends_find("libvirt")->create);
+        else
+                assert_true(r == -EOPNOTSUPP && strstr(err, "without libvirt"));
 }
 
 int main(void)

@@ -17,6 +17,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <cmocka.h>
 
 #include "qemu.h"
 
@@ -71,9 +74,14 @@ void qt_kill_leftovers(const char *run_dir)
 {
         DIR *d = opendir(run_dir);
         struct dirent *e;
+        char top[4096];
 
         if (!d)
                 return;
+        /* The test's folder: QEMU's command line names its console log there. */
+        snprintf(top, sizeof(top), "%s", run_dir);
+        if (strrchr(top, '/'))
+                *strrchr(top, '/') = '\0';
         while ((e = readdir(d))) {
                 size_t n = strlen(e->d_name);
                 char path[4096], buf[32] = "";
@@ -96,7 +104,7 @@ void qt_kill_leftovers(const char *run_dir)
                 for (size_t i = 0; i < len; i++)
                         all[i] = all[i] ? all[i] : ' ';
                 /* Only a process whose command line names this folder: pids get reused. */
-                if (len && strstr(all, run_dir) && kill(pid, SIGKILL) == 0)
+                if (len && strstr(all, top) && kill(pid, SIGKILL) == 0)
                         waitpid(pid, NULL, 0);
                 fclose(f);
         }
@@ -120,6 +128,36 @@ bool qt_loop_until(struct event_base *base, bool (*cond)(void *), void *arg, uin
                 event_base_loop(base, EVLOOP_ONCE);
         event_free(tick);
         return ok;
+}
+
+struct start_wait {
+        struct backend *b;
+        struct vm *vm;
+        char *err;
+        size_t len;
+        int r;
+};
+
+static bool start_ended(void *arg)
+{
+        struct start_wait *w = arg;
+
+        w->r = w->b->ops->start_result(w->b, w->vm, w->err, w->len);
+        return w->r != 0;
+}
+
+int qt_start(struct event_base *base, struct backend *b, struct vm *vm, char *err, size_t len)
+{
+        struct start_wait w = {.b = b, .vm = vm, .err = err, .len = len};
+        int r = b->ops->start(b, vm, mono_ms(), err, len);
+
+        if (r != BACKEND_START_PENDING)
+                return r;
+        if (!qt_loop_until(base, start_ended, &w, 120 * 1000)) {
+                snprintf(err, len, "the start did not end within 120 s");
+                return -ETIMEDOUT;
+        }
+        return w.r < 0 ? w.r : 0;
 }
 
 static bool never(void *arg)
@@ -349,4 +387,57 @@ void qt_vm_release(struct qt_vm *t, struct backend *b)
         if (b)
                 b->ops->forget_vm(b, &t->vm);
         config_free(&t->cfg);
+}
+
+bool qt_qemu_version(unsigned ret[3])
+{
+        FILE *p = popen("qemu-system-x86_64 --version 2>/dev/null", "r");
+        char line[256] = "";
+        bool ok;
+
+        if (!p)
+                return false;
+        if (!fgets(line, sizeof(line), p))
+                line[0] = '\0';
+        pclose(p);
+        ok = sscanf(line, "QEMU emulator version %u.%u.%u", &ret[0], &ret[1], &ret[2]) == 3;
+        return ok;
+}
+
+bool qt_version_at_least(const unsigned v[3], unsigned major, unsigned minor)
+{
+        return v[0] > major || (v[0] == major && v[1] >= minor);
+}
+
+size_t qt_select_cases(struct CMUnitTest *tests, size_t n)
+{
+        const char *env = getenv("DYNMEM_TEST_CASES");
+        char *names, *save = NULL;
+        size_t kept = 0;
+
+        if (!env || !*env)
+                return n;
+        if (!(names = strdup(env)))
+                abort();
+        for (char *name = strtok_r(names, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+                size_t i = 0;
+                while (i < n && strcmp(tests[i].name, name) != 0)
+                        i++;
+                if (i == n) {
+                        fprintf(stderr, "DYNMEM_TEST_CASES names no such test: %s\n", name);
+                        abort();
+                }
+        }
+        free(names);
+        char *list = NULL;
+        if (asprintf(&list, ",%s,", env) < 0)
+                abort();
+        for (size_t i = 0; i < n; i++) {
+                char pattern[256];
+                snprintf(pattern, sizeof(pattern), ",%s,", tests[i].name);
+                if (strstr(list, pattern))
+                        tests[kept++] = tests[i];
+        }
+        free(list);
+        return kept;
 }

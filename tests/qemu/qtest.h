@@ -21,11 +21,20 @@ struct event_base;
 char *qt_tempdir(void);
 void qt_rmtree(char *dir);
 
-/* Kill (SIGKILL) and reap every QEMU whose pid file is in run_dir: a failed test's leftovers. */
+/*
+ * Kill (SIGKILL) and reap every QEMU whose pid file is in run_dir and whose
+ * command line names run_dir's parent folder: a failed test's leftovers.
+ */
 void qt_kill_leftovers(const char *run_dir);
 
 /* Run the loop until cond(arg) is true or timeout_ms pass; returns cond's last value. */
 bool qt_loop_until(struct event_base *base, bool (*cond)(void *), void *arg, uint64_t timeout_ms);
+
+/*
+ * Start vm and run the loop until the start has ended (QMP answered, or
+ * QEMU failed): 0, or a negative errno with the reason in err.
+ */
+int qt_start(struct event_base *base, struct backend *b, struct vm *vm, char *err, size_t len);
 
 /* Run the loop for ms milliseconds. */
 void qt_loop_for(struct event_base *base, uint64_t ms);
@@ -72,5 +81,22 @@ struct qt_vm {
 /* Load ini, take its first VM, configure it on backend b (no check_vm). 0 or -errno. */
 int qt_vm_configure(struct qt_vm *t, struct backend *b, const char *ini, char *err, size_t len);
 void qt_vm_release(struct qt_vm *t, struct backend *b);
+
+/*
+ * The version `qemu-system-x86_64 --version` prints (the QEMU in PATH, the
+ * one the tests' VMs run): true and the three numbers, or false.
+ */
+bool qt_qemu_version(unsigned ret[3]);
+
+/*
+ * Keep only the tests DYNMEM_TEST_CASES names (comma-separated; all without
+ * it), in their order; returns how many are left. A name that matches no
+ * test aborts: a typo must not shrink a test set silently.
+ */
+struct CMUnitTest;
+size_t qt_select_cases(struct CMUnitTest *tests, size_t n);
+
+/* Whether version v is at least major.minor. */
+bool qt_version_at_least(const unsigned v[3], unsigned major, unsigned minor);
 
 #endif
