@@ -50,7 +50,7 @@ struct migration {
         unsigned flags;
         atomic_bool done; /* the migration call returned */
         int result;       /* its return value */
-        char error[512];  /* libvirt's error when it failed */
+        char error[4096]; /* libvirt's error when it failed (a hook's message is long) */
 
         /* the job-completed event (event thread) */
         pthread_mutex_t lock;

@@ -31,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "libvirt"))
 from lvhost import LibvirtHost, connect  # noqa: E402
 from lvlib import (MIB, Failure, LvDaemon, check, comment, console, domain,  # noqa: E402,F401
-                   install_hook, mib, skip_reason, wait_for)
+                   install_hook, mib, qemu_pid, skip_reason, wait_for)
 
 ADDR_A, ADDR_B = "10.237.0.1", "10.237.0.2"
 LIBVIRT_PORT = 16509
@@ -72,13 +72,20 @@ class Host:
         self.lv.start()
         self.d.start()
 
-    def stop(self):
+    def stop(self, keep_logs=None):
+        """Stop dynmemd, then the host; keep_logs: a folder to copy the logs into first."""
         try:
             rc = self.d.stop()
             log = self.d.log()
             if rc not in (0, None) or "ERROR: AddressSanitizer" in log or "runtime error:" in log:
                 comment(f"{self.name}: dynmemd exited with {rc}")
                 comment(log[-4000:])
+            if keep_logs:
+                os.makedirs(keep_logs, exist_ok=True)
+                for name, text in (("dynmemd", log), ("libvirtd", self.lv.libvirtd_log()),
+                                   ("hook", self.hook_text())):
+                    with open(os.path.join(keep_logs, f"{self.name}-{name}.log"), "w") as f:
+                        f.write(text)
         finally:
             self.lv.stop()
             self.d.cleanup()
@@ -90,6 +97,12 @@ class Host:
 
     def http_url(self):
         return f"http://{self.addr}:{HTTP_PORT}"
+
+    def http_get(self, path):
+        """GET a path of this host's dynmemd HTTP API, from inside its network namespace."""
+        code = ("import sys, urllib.request; "
+                "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())")
+        return self.lv.run(["python3", "-c", code, self.http_url() + path]).stdout
 
     def vms(self):
         return self.d.vms()
@@ -164,10 +177,10 @@ class TwoHosts:
     def hosts(self):
         return (self.a, self.b)
 
-    def stop(self):
+    def stop(self, keep_logs=None):
         for h in self.hosts():
             try:
-                h.stop()
+                h.stop(keep_logs)
             except Exception as e:  # one host's tear-down must not keep the other alive
                 comment(f"{h.name}: tear-down: {e}")
 
