@@ -14,8 +14,9 @@
  *     qemu hook's migrate operation) before libvirt creates the domain, with
  *     what it holds on the source; then libvirt's domain, paused, with an
  *     incoming-migration job. It is counted at that size, never resized and
- *     not attached (its guest is not here yet) until the job ends with it
- *     running here; a domain that goes away instead was a failed migration.
+ *     not attached (its guest is not here yet) until libvirt resumes it here
+ *     (its lifecycle event, or its state when dynmemd finds it); a domain that
+ *     goes away instead was a failed migration.
  *
  * While a domain migrates, a resize would wait for libvirt's lock on it
  * (up to 30 s, stalling the cycle) and QEMU would refuse it anyway: every
@@ -48,6 +49,12 @@ static int job_of(struct lv_domain *d, int *ret_operation)
                 virErrorPtr e = virGetLastError();
                 if (e && (e->code == VIR_ERR_NO_DOMAIN || e->code == VIR_ERR_OPERATION_INVALID))
                         return 0; /* gone, or no longer running: no job */
+                if (e && e->code == VIR_ERR_OPERATION_UNSUPPORTED) {
+                        /* libvirt 9.0 on the destination of a migration: "migration statistics
+                         * are available only on the source host" */
+                        *ret_operation = VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN;
+                        return 1;
+                }
                 lv_conn_check_error(d->lb, "reading a domain's job");
                 return -1;
         }
@@ -64,10 +71,20 @@ static void set_migration(struct lv_domain *d, enum vm_migration m, const char *
                 return;
         log_msg(LOG_DEBUG, "vm \"%s\": migration %s -> %s (%s)", d->name, lv_mig_name(d->migration),
                 lv_mig_name(m), why);
+        bool was_leaving =
+            d->migration == VM_MIGRATION_OUT || d->migration == VM_MIGRATION_SWITCHOVER;
         d->migration = m;
         d->dirty = true;
         if (m == VM_MIGRATION_NONE)
                 d->incoming_bytes = 0;
+        if (m == VM_MIGRATION_SWITCHOVER && d->agent_conn) {
+                /* the guest goes on on the destination: its channel here closes, not worth a
+                 * word or a reconnection */
+                qemu_agent_free(d->agent_conn);
+                d->agent_conn = NULL;
+        }
+        if (m == VM_MIGRATION_NONE && was_leaving && d->attached)
+                d->attached_id = -1; /* still here: attached afresh (the agent reconnects) */
 }
 
 bool lv_mig_busy(struct lv_domain *d)
@@ -84,6 +101,15 @@ bool lv_mig_busy(struct lv_domain *d)
         if (r > 0 && d->migration != VM_MIGRATION_NONE && d->lb->env.wakeup)
                 d->lb->env.wakeup(d->lb->env.wakeup_userdata);
         return r != 0; /* a job of any kind, or libvirt cannot say: not now */
+}
+
+/* Running, not paused: an arrival is over. */
+static bool running_here(struct lv_domain *d)
+{
+        int state = 0, reason = 0;
+
+        return d->dom && virDomainGetState(d->dom, &state, &reason, 0) == 0 &&
+               state == VIR_DOMAIN_RUNNING;
 }
 
 /* libvirt paused it to switch over to the destination (its state's reason says so). */
@@ -107,6 +133,14 @@ void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms)
                 return;
         }
         d->incoming_until_ms = 0; /* libvirt runs it: it leaves with libvirt's domain */
+        if (d->migration == VM_MIGRATION_IN) {
+                /* arriving until it runs here: libvirt resumes it at the end of the migration
+                 * (the job is not always visible at the start, nor asked on the destination) */
+                if (running_here(d))
+                        set_migration(d, VM_MIGRATION_NONE, "running here");
+                d->dirty = false;
+                return;
+        }
         r = job_of(d, &op);
         if (r < 0)
                 return; /* keep what was known */
@@ -126,7 +160,9 @@ void lv_mig_poll(struct lv_backend *lb)
         for (size_t i = 0; i < lb->n; i++) {
                 struct lv_domain *d = lb->doms[i];
                 int op;
-                if (d->migration == VM_MIGRATION_NONE || !d->dom || d->locked_by_start)
+                /* an arrival ends with libvirt's resumed or stopped event, not its job */
+                if (d->migration == VM_MIGRATION_NONE || d->migration == VM_MIGRATION_IN ||
+                    !d->dom || d->locked_by_start)
                         continue;
                 /* over: reload it (off, gone, or running here) */
                 if (job_of(d, &op) == 0)
