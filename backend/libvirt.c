@@ -14,7 +14,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "control.h"
 #include "libvirt_event.h"
 #include "libvirt_int.h"
 #include "units.h"
@@ -227,7 +226,7 @@ static int lv_observe(struct backend *b, struct vm *vm, uint64_t now_ms, struct 
                 o.assigned_bytes = vm->settings.startup_bytes;
         } else {
                 o.assigned_bytes = d->stats.known ? d->stats.current : d->xml.current_bytes;
-                o.host_rss_bytes = d->stats.rss;
+                o.host_rss_bytes = lv_run_rss(d);
         }
         *ret = o;
         return 0;

@@ -19,6 +19,19 @@ static void quiet(void *userdata, virErrorPtr e)
         (void)userdata, (void)e;
 }
 
+void lv_note_call(struct lv_backend *lb, const char *call, const char *name, double started_ms)
+{
+        double ms = mono_ms_exact() - started_ms;
+
+        lb->calls++;
+        lb->call_ms += ms;
+        if (ms > lb->call_max_ms)
+                lb->call_max_ms = ms;
+        if (ms >= LV_SLOW_CALL_MS)
+                log_msg(LOG_DEBUG, "libvirt: %s%s%s took %.0f ms", call, name ? " of " : "",
+                        name ? name : "", ms);
+}
+
 const char *lv_error(void)
 {
         const char *m = virGetLastErrorMessage();
@@ -72,10 +85,18 @@ static int on_balloon(virConnectPtr conn, virDomainPtr dom, unsigned long long a
         struct lv_domain *d = lv_dom_find(opaque, virDomainGetName(dom));
 
         (void)conn;
+        if (!d || actual_kib > SETTINGS_SIZE_MAX / KIB)
+                return 0;
         /* The balloon's own size: libvirt adds virtio-mem to it only in its XML and stats. */
-        if (d && d->attached && d->mem.known && actual_kib <= SETTINGS_SIZE_MAX / KIB)
-                qemu_mem_readback(&d->mem, actual_kib * KIB, d->mem.plugged, d->mem.requested,
-                                  mono_ms());
+        if (d->attached && d->mem.known) {
+                uint64_t actual = actual_kib * KIB;
+                if (actual > d->mem.layout.startup)
+                        actual = d->mem.layout.startup;
+                qemu_mem_readback(&d->mem, actual, d->mem.plugged, d->mem.requested, mono_ms());
+        } else if (!d->attached) {
+                d->stats.current = actual_kib * KIB; /* a static domain: what it holds */
+                d->stats.known = true;
+        }
         return 0;
 }
 
@@ -259,13 +280,23 @@ void lv_conn_read_stats(struct lv_backend *lb)
 
         if (!lb->conn || !(doms = calloc(lb->n + 1, sizeof(*doms))))
                 return;
-        for (size_t i = 0; i < lb->n; i++)
-                if (lb->doms[i]->run == BACKEND_VM_RUNNING && lb->doms[i]->dom)
-                        doms[k++] = lb->doms[i]->dom;
+        /*
+         * Named one by one, not listed: listing locks every domain, and one whose
+         * start waits in libvirt's prepare hook stays locked until that hook has
+         * its answer from this very loop.
+         */
+        for (size_t i = 0; i < lb->n; i++) {
+                struct lv_domain *d = lb->doms[i];
+                if (d->attached && d->dom && lv_run_needs_stats(d))
+                        doms[k++] = d->dom;
+        }
         /* NOWAIT: a domain busy with a job gives what needs none (balloon.current) at once */
+        double t0 = mono_ms_exact();
         n = k ? virDomainListGetStats(doms, VIR_DOMAIN_STATS_BALLOON, &recs,
                                       VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
               : 0;
+        if (k)
+                lv_note_call(lb, "virDomainListGetStats", NULL, t0);
         free(doms);
         if (n < 0) {
                 lv_conn_check_error(lb, "reading balloon statistics");

@@ -229,6 +229,10 @@ static int load(struct lv_domain *d)
         d->persistent = virDomainIsPersistent(dom) == 1;
         d->id = d->run == BACKEND_VM_RUNNING ? (int)virDomainGetID(dom) : -1;
         fill_info(d);
+        d->stats.current = x.live ? x.current_bytes : 0;
+        d->stats.known = x.live;
+        if (d->attached && d->attached_id == d->id)
+                lv_run_readback_xml(d);
         if (d->dom)
                 virDomainFree(d->dom);
         d->dom = dom; /* kept: later calls need no lookup */
@@ -317,28 +321,11 @@ void lv_dom_take_stats(struct lv_domain *d, const virTypedParameter *params, int
 {
         const uint64_t top_kib =
             (d->xml.total_bytes ? d->xml.total_bytes : SETTINGS_SIZE_MAX) / KIB;
-        struct lv_stats *s = &d->stats;
-        uint64_t cur, total, avail, updated = 0, rss;
-        uint64_t now = mono_ms();
+        uint64_t total, avail, updated = 0;
 
-        if (param_ull(params, n, "balloon.rss", SETTINGS_SIZE_MAX / KIB, &rss))
-                s->rss = rss * KIB;
-        if (!param_ull(params, n, "balloon.current", top_kib, &cur))
-                return;
-        s->current = cur * KIB;
-        s->known = true;
-        if (!d->attached)
-                return;
         /* The guest's own statistics: only when its balloon driver reports them. */
-        if (param_ull(params, n, "balloon.last-update", UINT64_MAX, &updated) && updated > 0 &&
-            param_ull(params, n, "balloon.available", top_kib, &total) &&
+        if (d->attached && param_ull(params, n, "balloon.last-update", UINT64_MAX, &updated) &&
+            updated > 0 && param_ull(params, n, "balloon.available", top_kib, &total) &&
             param_ull(params, n, "balloon.usable", total, &avail))
-                qemu_signal_stats(&d->sig, total * KIB, avail * KIB, updated, now);
-        /* libvirt's "current" holds what virtio-mem plugged: take it out for the balloon. */
-        uint64_t plugged = d->mem.plugged;
-        uint64_t actual = s->current > plugged ? s->current - plugged : 0;
-        bool first = !d->mem.known;
-        qemu_mem_readback(&d->mem, actual, plugged, d->mem.requested, now);
-        if (first && !d->target_set)
-                d->mem.target = qemu_mem_clamp_target(&d->mem, qemu_mem_assigned(&d->mem));
+                qemu_signal_stats(&d->sig, total * KIB, avail * KIB, updated, mono_ms());
 }

@@ -125,6 +125,16 @@ static int ensure_balloon(struct edit *e)
                         xmlAddChild(e->balloon, stats);
                 e->meta.added |= LIBVIRT_XML_ADDED_STATS;
         }
+        /* As the QEMU backend's balloon: it gives pages back to a guest about to OOM, and
+         * the guest reports the pages it freed (the host drops them). */
+        if (!xmlHasProp(e->balloon, (const xmlChar *)"autodeflate")) {
+                xmlSetProp(e->balloon, (const xmlChar *)"autodeflate", (const xmlChar *)"on");
+                e->meta.added |= LIBVIRT_XML_ADDED_DEFLATE;
+        }
+        if (!xmlHasProp(e->balloon, (const xmlChar *)"freePageReporting")) {
+                xmlSetProp(e->balloon, (const xmlChar *)"freePageReporting", (const xmlChar *)"on");
+                e->meta.added |= LIBVIRT_XML_ADDED_REPORTING;
+        }
         return 0;
 }
 
@@ -396,10 +406,16 @@ static void apply_disable(struct edit *e)
                 lx_drop(e->cpu);
         else if ((added & LIBVIRT_XML_ADDED_NUMA) && e->n_others == 0)
                 lx_drop(e->numa);
-        if (added & LIBVIRT_XML_ADDED_BALLOON)
+        if (added & LIBVIRT_XML_ADDED_BALLOON) {
                 lx_drop(e->balloon);
-        else if ((added & LIBVIRT_XML_ADDED_STATS) && e->balloon)
-                lx_drop(lx_child(e->balloon, "stats"));
+        } else if (e->balloon) {
+                if (added & LIBVIRT_XML_ADDED_STATS)
+                        lx_drop(lx_child(e->balloon, "stats"));
+                if (added & LIBVIRT_XML_ADDED_DEFLATE)
+                        xmlUnsetProp(e->balloon, (const xmlChar *)"autodeflate");
+                if (added & LIBVIRT_XML_ADDED_REPORTING)
+                        xmlUnsetProp(e->balloon, (const xmlChar *)"freePageReporting");
+        }
         if (added & LIBVIRT_XML_ADDED_CHANNEL)
                 lx_drop(lx_agent_channel(e->devices));
         if ((added & LIBVIRT_XML_ADDED_CONTROLLER) && !virtio_serial_used(e)) {

@@ -31,12 +31,12 @@
 #define LV_START_PENDING_MS 120000 /* an admitted start not seen running by then is off */
 #define LV_DOMAINS_MAX      4096   /* domains one host may have */
 #define LV_INCOMING_WAIT_MS 60000  /* a migration the hook announced: libvirt's domain by then */
+#define LV_SLOW_CALL_MS     100    /* a libvirt call this slow is logged (debug) */
 
-/* What bulk statistics said of a domain at the last cycle (the guest's own: d->sig). */
+/* What libvirt says a domain holds: balloon.current, virtio-mem plugged included. */
 struct lv_stats {
         bool known;
-        uint64_t current; /* balloon.current: balloon actual + virtio-mem plugged */
-        uint64_t rss;     /* balloon.rss: the QEMU process */
+        uint64_t current;
 };
 
 /* One libvirt domain the backend knows, by name (sorted). */
@@ -98,6 +98,8 @@ struct lv_backend {
         size_t n_infos;
         uint64_t infos_generation;
         uint64_t dropped_names; /* domains whose names dynmem cannot use */
+        uint64_t calls;         /* timed libvirt calls (statistics and resizes) */
+        double call_ms, call_max_ms;
 };
 
 /* ---- the connection (libvirt_conn.c) ---- */
@@ -111,8 +113,15 @@ void lv_conn_check_error(struct lv_backend *lb, const char *what);
 /* Close and forget the connection (events deregistered). */
 void lv_conn_close(struct lv_backend *lb);
 
-/* Read balloon statistics of every running domain in one call. */
+/*
+ * Read the guest's balloon statistics, in one call, of the dynamic domains that
+ * have no fresh agent report (the call waits for QEMU: it is made only when
+ * they are needed).
+ */
 void lv_conn_read_stats(struct lv_backend *lb);
+
+/* Count a libvirt call that began at started_ms (mono_ms_exact); a slow one is logged. */
+void lv_note_call(struct lv_backend *lb, const char *call, const char *name, double started_ms);
 
 /* The last libvirt error as a sentence. */
 const char *lv_error(void);
@@ -148,6 +157,15 @@ void lv_dom_attach(struct lv_domain *d);
 
 /* Stop the agent connection and forget the running instance. */
 void lv_dom_detach(struct lv_domain *d);
+
+/* Take what the (reloaded) live XML says the domain holds. */
+void lv_run_readback_xml(struct lv_domain *d);
+
+/* The QEMU process's resident memory (libvirt's pid file), 0 unknown. */
+uint64_t lv_run_rss(const struct lv_domain *d);
+
+/* The balloon's statistics are wanted: no fresh report from the agent. */
+bool lv_run_needs_stats(const struct lv_domain *d);
 
 /* Move toward d->mem.target through libvirt (balloon, virtio-mem). */
 void lv_run_apply(struct lv_domain *d);

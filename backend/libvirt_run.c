@@ -65,13 +65,12 @@ void lv_dom_attach(struct lv_domain *d)
 
         lv_dom_detach(d);
         qemu_mem_init(&d->mem, &l, false);
-        d->mem.plugged = x->vmem_current_known && x->vmem_current <= l.region ? x->vmem_current : 0;
-        d->mem.requested = x->vmem && x->vmem_requested <= l.region ? x->vmem_requested : 0;
-        d->mem.requested_sent = d->mem.requested;
         d->target_set = false;
         qemu_signal_reset(&d->sig);
         d->attached = true;
         d->attached_id = d->id;
+        lv_run_readback_xml(d);
+        d->mem.requested_sent = d->mem.requested;
         start_agent(d);
         log_msg(LOG_INFO,
                 "vm \"%s\": libvirt domain id %d: %llu MiB boot memory, %llu MiB of "
@@ -91,11 +90,56 @@ void lv_dom_detach(struct lv_domain *d)
         d->stats = (struct lv_stats){0};
 }
 
+/*
+ * What the live XML says the domain holds: <currentMemory> is libvirt's
+ * balloon figure, which holds what virtio-mem plugged (its <current>); the
+ * balloon's own is the difference. Events keep both up to date in between
+ * (libvirt_conn.c), so no call is made for them every cycle.
+ */
+void lv_run_readback_xml(struct lv_domain *d)
+{
+        const struct libvirt_xml_domain *x = &d->xml;
+        const struct qemu_layout *l = &d->mem.layout;
+        uint64_t plugged =
+            x->vmem_current_known && x->vmem_current <= l->region ? x->vmem_current : 0;
+        uint64_t requested = x->vmem && x->vmem_requested <= l->region ? x->vmem_requested : 0;
+        uint64_t actual = x->current_bytes > plugged ? x->current_bytes - plugged : 0;
+        bool first = !d->mem.known;
+
+        if (!d->attached || !x->live)
+                return;
+        if (d->mem.requested_in_flight)
+                requested = d->mem.requested; /* ours is newer */
+        qemu_mem_readback(&d->mem, actual < l->startup ? actual : l->startup, plugged, requested,
+                          mono_ms());
+        if (first && !d->target_set) /* found running: hold what it has until asked */
+                d->mem.target = qemu_mem_clamp_target(&d->mem, qemu_mem_assigned(&d->mem));
+}
+
+/* The QEMU process's resident memory, from libvirt's pid file (local system URIs). */
+uint64_t lv_run_rss(const struct lv_domain *d)
+{
+        char path[128 + VM_NAME_MAX];
+        uint64_t rss = 0;
+        pid_t pid;
+
+        if (strncmp(d->lb->uri, "qemu:///system", 14) != 0)
+                return 0;
+        snprintf(path, sizeof(path), "/run/libvirt/qemu/%s.pid", d->name);
+        if (qemu_proc_read_pidfile(path, &pid) < 0 || qemu_proc_rss(pid, &rss) < 0)
+                return 0;
+        return rss;
+}
+
 /* ---- resizing through libvirt ---- */
 
 static bool send_balloon(struct lv_domain *d, virDomainPtr dom, uint64_t bytes)
 {
-        if (virDomainSetMemoryFlags(dom, (unsigned long)(bytes / KIB), VIR_DOMAIN_AFFECT_LIVE) == 0)
+        double t0 = mono_ms_exact();
+        int r = virDomainSetMemoryFlags(dom, (unsigned long)(bytes / KIB), VIR_DOMAIN_AFFECT_LIVE);
+
+        lv_note_call(d->lb, "virDomainSetMemoryFlags", d->name, t0);
+        if (r == 0)
                 return true;
         d->mem.balloon_sent = false; /* asked again at the next cycle */
         if (log_ratelimit_ok(&d->rl, mono_ms()))
@@ -108,8 +152,10 @@ static bool send_balloon(struct lv_domain *d, virDomainPtr dom, uint64_t bytes)
 static bool send_requested(struct lv_domain *d, virDomainPtr dom, uint64_t bytes)
 {
         char *xml = libvirt_xml_vmem_requested(d->xml.vmem_xml, bytes);
+        double t0 = mono_ms_exact();
         int r = xml ? virDomainUpdateDeviceFlags(dom, xml, VIR_DOMAIN_AFFECT_LIVE) : -1;
 
+        lv_note_call(d->lb, "virDomainUpdateDeviceFlags", d->name, t0);
         free(xml);
         d->mem.requested_in_flight = false;
         if (r == 0) {
@@ -168,5 +214,13 @@ void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation 
 {
         o->assigned_bytes = d->mem.known ? qemu_mem_assigned(&d->mem) : d->mem.layout.startup;
         qemu_signal_observe(&d->sig, &d->mem, now_ms, mono_ms(), o);
-        o->host_rss_bytes = d->stats.rss;
+        o->host_rss_bytes = lv_run_rss(d);
+}
+
+bool lv_run_needs_stats(const struct lv_domain *d)
+{
+        const struct qemu_guest_signal *sg = &d->sig;
+
+        return !(sg->agent_have && sg->agent.demand_known &&
+                 mono_ms() - sg->agent.report_ms < QEMU_AGENT_FRESH_MS / 2);
 }

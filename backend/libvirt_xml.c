@@ -253,7 +253,7 @@ xmlNodePtr lx_agent_channel(xmlNodePtr devices)
 /* ---- dynmem's metadata ---- */
 
 static const char *const added_names[] = {
-    "maxMemory", "cpu", "numa", "stats", "balloon", "channel", "controller",
+    "maxMemory", "cpu", "numa", "stats", "balloon", "channel", "controller", "deflate", "reporting",
 };
 #define N_ADDED (sizeof(added_names) / sizeof(added_names[0]))
 

@@ -20,7 +20,7 @@
  *       <dynmem:maximum unit="bytes">4294967296</dynmem:maximum>
  *       <dynmem:buffer>20</dynmem:buffer>
  *       <dynmem:weight>5000</dynmem:weight>
- *       <dynmem:added>maxMemory numa stats channel controller</dynmem:added>
+ *       <dynmem:added>maxMemory numa stats channel controller deflate reporting</dynmem:added>
  *     </dynmem:memory>
  *   </metadata>
  *
@@ -56,6 +56,8 @@ enum libvirt_xml_added {
         LIBVIRT_XML_ADDED_BALLOON = 1u << 4,    /* the <memballoon> itself */
         LIBVIRT_XML_ADDED_CHANNEL = 1u << 5,    /* the agent channel */
         LIBVIRT_XML_ADDED_CONTROLLER = 1u << 6, /* no virtio-serial controller before */
+        LIBVIRT_XML_ADDED_DEFLATE = 1u << 7,    /* the balloon's autodeflate='on' */
+        LIBVIRT_XML_ADDED_REPORTING = 1u << 8,  /* the balloon's freePageReporting='on' */
 };
 
 /* dynmem's settings as the metadata holds them. */

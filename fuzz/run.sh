@@ -46,6 +46,8 @@ control) LIBSRC="lib/control.c lib/vm.c lib/counters.c lib/config.c $POLICY"
         LIBS="-linih -ljansson" ;;
 policy_exec) LIBSRC="lib/policy_exec.c $POLICY"; LIBS="-ljansson" ;;
 qmp) LIBSRC="lib/qmp.c"; LIBS="-levent -ljansson" ;;
+libvirt_xml) LIBSRC="backend/libvirt_xml.c backend/libvirt_edit.c lib/settings.c lib/units.c"
+        LIBS="$(pkg-config --cflags --libs libxml-2.0 2>/dev/null || echo -lxml2) -Ibackend" ;;
 *) echo "run.sh: unknown target $TARGET" >&2; exit 2 ;;
 esac
 

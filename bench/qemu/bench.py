@@ -278,8 +278,10 @@ def steps_of(name, first_s, events):
 def analyse_guest(w, name, first_s):
     ev = probe_events(w.console[name])
     stalls = [t for _, t, text in ev if text.startswith("stall")]
-    mem = [(t, int(text.split("kb=")[1])) for _, t, text in ev
-           if text.startswith("memtotal") or text.startswith("tick memtotal")]
+    # a kernel message may be printed into the middle of a probe line: its digits only
+    mem = [(t, int(m.group(1))) for _, t, text in ev
+           if (text.startswith("memtotal") or text.startswith("tick memtotal")) and
+           (m := re.search(r"kb=(\d+)", text))]
     requests = [(a, line.rsplit(": ", 1)[-1]) for a, line in w.daemon
                 if re.match(rf"dynmemd: {name} \+", line)]
     wakes = [a for a, line in w.daemon if "extra cycle" in line]
@@ -287,6 +289,8 @@ def analyse_guest(w, name, first_s):
     rows = []
     for step, window in steps_of(name, first_s, ev):
         h_step = to_host(ev, step)
+        if h_step is None or to_host(ev, window) is None:
+            continue  # no console line near it to place it in host time
         r = {"step_host": h_step}
         st = [t for t in stalls if step <= t < window]
         quiet = not [t for t in stalls if step - 1.0 <= t < step]

@@ -7,7 +7,8 @@ image, the sampler of invariants):
     under /var/lib/libvirt), driven by the real dynmem command from outside;
   - domain(): the XML of a small TCG domain booting the bundled guest image
     (dynmem-guest and dynmem-load inside) with a load plan on its command
-    line, its console in a file the test reads;
+    line, its console in a file the test reads, and no USB controller
+    (libvirt's default UHCI costs a TCG guest CPU for nothing);
   - install_hook(): libvirt's qemu hook (dynmem libvirt-hook) in the host's
     private /etc/libvirt/hooks/qemu.d, its stderr kept in a file;
   - balloon_current(): what libvirt itself says a domain holds.
@@ -38,6 +39,7 @@ DOMAIN = """<domain type='qemu'>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
+    <controller type='usb' model='none'/>
     <serial type='file'><source path='{console}'/></serial>
   </devices>
 </domain>
@@ -85,8 +87,9 @@ def console_path(host, name):
     return os.path.join(host.root, "out", name + ".console")
 
 
-def domain(host, name, image, memory=256, plan=None, extra=""):
-    """The XML of a test domain; plan: dynmem-load's plan (None: no load)."""
+def domain(host, name, image, memory=256, plan=None, extra="", console=None):
+    """The XML of a test domain; plan: dynmem-load's plan (None: no load); console: its
+    serial's file (default: in the host's folder, console() reads it)."""
     with open(os.path.join(image, "cmdline")) as f:
         cmdline = f.read().strip()
     if plan:
@@ -94,7 +97,7 @@ def domain(host, name, image, memory=256, plan=None, extra=""):
     if extra:
         cmdline += " " + extra
     return DOMAIN.format(name=name, memory=memory, image=image, cmdline=cmdline,
-                         console=console_path(host, name))
+                         console=console or console_path(host, name))
 
 
 def console(host, name):

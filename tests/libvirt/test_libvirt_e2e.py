@@ -32,9 +32,11 @@ from hostilelib import hostile_image as build_hostile_image  # noqa: E402
 
 tap = Tap()
 
-MEMORY = 1280 * MIB  # plain 256 MiB + web and db, who want ~700 MiB each under load
+MEMORY = 1280 * MIB  # plain 256 MiB + web and db, who need ~600 MiB each under load
 NS = "urn:dynmem:domain:1"
-PLAN = "hold:5s,ramp:560M:20s,hold:80s,ramp:32M:3s,hold:3600s"
+# A gentle ramp: web (the heavier) gets what it needs and its load is never OOM-killed
+# (the image's init would start the plan again); db, starved, may be.
+PLAN = "hold:5s,ramp:480M:30s,hold:45s,ramp:32M:3s,hold:3600s"
 BOOT = 300  # a start to an agent that reports: TCG on two busy cores
 
 
@@ -43,7 +45,10 @@ def setup(bins):
     image = guest_image()
     hostile_image = build_hostile_image()
     host = LibvirtHost(name="e2e")
-    d = LvDaemon(bins, host, f"memory = {MEMORY // MIB}M\ninterval = 1s\n")
+    # shrinks asked 2 s after demand falls (not the default's longer wait): the fault
+    # cases below need a shrink in flight soon after they ask for one
+    d = LvDaemon(bins, host, f"memory = {MEMORY // MIB}M\ninterval = 1s\n\n[policy]\n"
+                 "shrink_delay = 2s\n")
     host.create()
     hook_log = install_hook(host, bins[1], d.socket)
     host.start()
@@ -145,8 +150,8 @@ def domains_started_with_virsh_are_picked_up_and_grown_under_load(ctx):
     v = wait_booted(d, host, "web")
     comment(f"web reports {time.monotonic() - ctx['t0']:.0f} s into the test, MemTotal "
             f"{mib(v['guest_visible_bytes'])}")
-    v = wait_for(lambda: (lambda v: v if v["assigned_bytes"] >= 500 * MIB else None)(d.vm("web")),
-                 "web to grow past 500 MiB", timeout=240, interval=0.5)
+    v = wait_for(lambda: (lambda v: v if v["assigned_bytes"] >= 480 * MIB else None)(d.vm("web")),
+                 "web to grow past 480 MiB", timeout=240, interval=0.5)
     live = host.virsh("dumpxml", "web")
     req = int(re.search(r"<requested unit='KiB'>(\d+)</requested>", live).group(1)) * 1024
     check(req > 0, "the growth is virtio-mem's, asked through libvirt (its live XML)", live)
@@ -193,10 +198,18 @@ def settings_live_in_the_domains_metadata(ctx):
 def memory_is_taken_back_once_the_load_falls(ctx):
     d = ctx["d"]
     # db (the lighter) may grow when web gives back: only web's own shrink is certain
-    wait_for(lambda: d.vm("web")["assigned_bytes"] <= 400 * MIB, "web to shrink below 400 MiB",
-             timeout=300, interval=1.0)
+    try:
+        wait_for(lambda: d.vm("web")["assigned_bytes"] <= 400 * MIB,
+                 "web to shrink below 400 MiB", timeout=240, interval=1.0)
+    except Failure as e:
+        loads = [line for line in console(ctx["host"], "web").splitlines() if "dynmem-load" in line]
+        raise Failure(f"{e}\nweb's load:\n" + "\n".join(loads[-15:]))
     comment(f"after the load: web {mib(d.vm('web')['assigned_bytes'])}, "
             f"db {mib(d.vm('db')['assigned_bytes'])}")
+    # db's load may have been OOM-killed and started again: it leaves, so that what
+    # follows does not depend on where its load is
+    ctx["host"].virsh("destroy", "db")
+    wait_for(lambda: d.vm("db")["state"] == "off", "db to be off", timeout=15, interval=0.2)
 
 
 # ---- faults ----
@@ -212,7 +225,7 @@ def start_resize(d, name, buffer):
 @tap.case
 def kill_9_of_libvirtd_in_the_middle_of_a_resize(ctx):
     d, host = ctx["d"], ctx["host"]
-    pids = {n: qemu_pid(host, n) for n in ("web", "db", "plain")}
+    pids = {n: qemu_pid(host, n) for n in ("web", "plain")}
     v = start_resize(d, "web", 400)
     host.kill_libvirtd()
     comment(f"libvirtd killed while web moves from {mib(v['assigned_bytes'])} to "
@@ -240,27 +253,26 @@ def kill_9_of_libvirtd_in_the_middle_of_a_resize(ctx):
 @tap.case
 def kill_9_of_dynmemd_in_the_middle_of_a_resize(ctx):
     d, host = ctx["d"], ctx["host"]
-    v = start_resize(d, "web", 1000)  # a grow: asked at once (shrinks wait for the policy)
+    v = start_resize(d, "web", 20)  # a shrink (asked 2 s after: [policy] shrink_delay)
     d.kill9()
     comment(f"dynmemd killed while web moves from {mib(v['assigned_bytes'])} to "
             f"{mib(v['target_bytes'])}")
     d.start()
-    wait_for(lambda: d.vm("web")["state"] == "running" and d.vm("db")["state"] == "running",
-             "the restarted dynmemd to see web and db running", timeout=30, interval=0.2)
+    wait_for(lambda: d.vm("web")["state"] == "running" and d.vm("plain")["state"] == "running",
+             "the restarted dynmemd to see web and plain running", timeout=30, interval=0.2)
     log = d.log()
     check(lines(log, "web: reattached"), "web is reattached (counters kept)", log[-3000:])
     check(d.vm("web")["weight"] == 8000 and d.vm("db")["weight"] == 2500,
-          "the settings came back from the domains", d.vms())
+          "the settings came back from the domains (running or not)", d.vms())
 
     def consistent():
         vms, h = d.vms(), d.status()
-        ours = sum(vms[n]["assigned_bytes"] for n in ("web", "db", "plain"))
-        theirs = sum(balloon_current(host, n) for n in ("web", "db", "plain"))
+        ours = sum(vms[n]["assigned_bytes"] for n in ("web", "plain"))
+        theirs = sum(balloon_current(host, n) for n in ("web", "plain"))
         return abs(ours - theirs) <= 8 * MIB and h["assigned_bytes"] == ours
     wait_for(consistent, "the memory dynmemd counts to be libvirt's, once", timeout=30,
              interval=0.5)
     check(d.status()["assigned_bytes"] <= MEMORY, "the budget holds", d.status())
-    d.ok("set", "web", "--buffer", "20")
 
 
 # ---- hostile input ----
@@ -277,8 +289,7 @@ def a_hostile_agent_on_a_libvirt_domain_gets_no_more_than_its_maximum(ctx):
     while time.monotonic() < deadline:
         vms = d.vms()
         check(vms["hostile"]["assigned_bytes"] <= 512 * MIB, "never above its maximum", vms)
-        for n in ("web", "db"):
-            check(vms[n]["assigned_bytes"] >= 256 * MIB, f"{n} keeps its minimum", vms)
+        check(vms["web"]["assigned_bytes"] >= 256 * MIB, "web keeps its minimum", vms)
         time.sleep(0.5)
     check(d.proc.poll() is None, "dynmemd is alive", d.log()[-2000:])
     about = lines(d.log(), '"hostile": guest agent')
@@ -300,10 +311,9 @@ def bad_metadata_is_reported_for_that_domain_and_the_others_are_balanced(ctx):
                  "dynmemd to report bad's metadata", timeout=15, interval=0.2)
     check("weight" in v["problem"] and not v["dynamic"], "the problem is named", v)
     d.fails("set", "bad", "--weight", "10", contains="metadata")
-    for n in ("web", "db"):
-        w = d.vm(n)
-        check(w["dynamic"] and not w.get("problem") and w["status"] != "unknown",
-              f"{n} is still balanced", w)
+    w = d.vm("web")
+    check(w["dynamic"] and not w.get("problem") and w["status"] != "unknown",
+          "web is still balanced", w)
     check(lines(d.log(), "bad: not balanced"), "the log says it once", d.log()[-2000:])
 
 
@@ -376,8 +386,10 @@ def the_static_domain_was_never_resized(ctx):
 @tap.case
 def the_budget_minimum_and_maximum_held_throughout(ctx):
     s = ctx["sampler"]
+    over = [(round(t - ctx["t0"], 1), {n: mib(a) for n, a in vms.items() if a})
+            for t, vms in s.series if sum(vms.values()) > MEMORY]
     check(s.samples > 50, "the sampler ran", s.samples)
-    check(not s.violations, "no violation", s.violations[:10])
+    check(not s.violations, "no violation", s.violations[:10], over[:10])
     comment(f"{s.samples} samples, the VMs held at most {mib(s.max_assigned)} of "
             f"{mib(MEMORY)}")
 

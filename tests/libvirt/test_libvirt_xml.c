@@ -173,7 +173,8 @@ static void enable_adds_what_libvirt_9_needs(void **state)
         assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
         assert_int_equal(d.meta.added, LIBVIRT_XML_ADDED_MAXMEMORY | LIBVIRT_XML_ADDED_NUMA |
                                            LIBVIRT_XML_ADDED_STATS | LIBVIRT_XML_ADDED_CHANNEL |
-                                           LIBVIRT_XML_ADDED_CONTROLLER);
+                                           LIBVIRT_XML_ADDED_CONTROLLER |
+                                           LIBVIRT_XML_ADDED_DEFLATE | LIBVIRT_XML_ADDED_REPORTING);
         assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), 0);
         assert_true(s.dynamic);
         assert_int_equal(s.startup_bytes, 256 * MIB);
@@ -189,6 +190,8 @@ static void enable_adds_what_libvirt_9_needs(void **state)
         assert_non_null(strstr(x, "xmlns:dynmem=\"" LIBVIRT_XML_NS "\""));
         /* <stats> before the balloon's <address>, as libvirt's schema has it */
         assert_true(strstr(x, "<stats period=\"1\"/>") < strstr(x, "slot=\"0x02\""));
+        assert_non_null(strstr(x, "autodeflate=\"on\""));
+        assert_non_null(strstr(x, "freePageReporting=\"on\""));
         libvirt_xml_domain_free(&d);
         free(x);
 }
@@ -379,7 +382,8 @@ static void enabling_again_resizes_and_keeps_the_record(void **state)
         assert_int_equal(d.meta.weight, 100);
         assert_int_equal(d.meta.added, LIBVIRT_XML_ADDED_MAXMEMORY | LIBVIRT_XML_ADDED_NUMA |
                                            LIBVIRT_XML_ADDED_STATS | LIBVIRT_XML_ADDED_CHANNEL |
-                                           LIBVIRT_XML_ADDED_CONTROLLER);
+                                           LIBVIRT_XML_ADDED_CONTROLLER |
+                                           LIBVIRT_XML_ADDED_DEFLATE | LIBVIRT_XML_ADDED_REPORTING);
         assert_non_null(strstr(x2, ">2097152</maxMemory>"));
         /* one device, one channel, one metadata element */
         assert_null(strstr(strstr(x2, LIBVIRT_XML_VMEM_ALIAS) + 1, LIBVIRT_XML_VMEM_ALIAS));
