@@ -459,6 +459,25 @@ static void metric(FILE *f, const char *name, const char *type, const char *help
                 (unsigned long long)v);
 }
 
+/* One gauge per peer: up (1 or 0), or what it last said it has available (peers that
+ * never answered are left out). */
+static void peer_metric(FILE *f, struct peers *peers, const char *name, const char *help,
+                        bool available)
+{
+        fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+        for (size_t j = 0; j < peers_count(peers); j++) {
+                struct peer_view v;
+                peers_view(peers, j, &v);
+                if (available && !v.answered_ms)
+                        continue;
+                fprintf(f, "%s{peer=\"", name);
+                metrics_write_label(f, v.name);
+                fprintf(f, "\"} %llu\n",
+                        available ? (unsigned long long)v.available_bytes
+                                  : (unsigned long long)(v.state == PEER_UP));
+        }
+}
+
 void relief_metrics(FILE *f, struct daemon *d)
 {
         struct relief *r = d->relief;
@@ -477,26 +496,8 @@ void relief_metrics(FILE *f, struct daemon *d)
                "1 while the running VMs need more than the memory for VMs.", r->is_short);
         metric(f, "dynmem_host_shortage_bytes", "gauge",
                "How much the running VMs' need exceeds the memory for VMs.", r->short_bytes);
-        fputs("# HELP dynmem_peer_up 1 when the peer's dynmemd answered its last question.\n"
-              "# TYPE dynmem_peer_up gauge\n",
-              f);
-        for (size_t j = 0; j < peers_count(r->peers); j++) {
-                struct peer_view v;
-                peers_view(r->peers, j, &v);
-                fputs("dynmem_peer_up{peer=\"", f);
-                metrics_write_label(f, v.name);
-                fprintf(f, "\"} %d\n", v.state == PEER_UP);
-        }
-        fputs("# HELP dynmem_peer_available_for_balancing_bytes What the peer last said it has "
-              "available for balancing.\n# TYPE dynmem_peer_available_for_balancing_bytes gauge\n",
-              f);
-        for (size_t j = 0; j < peers_count(r->peers); j++) {
-                struct peer_view v;
-                peers_view(r->peers, j, &v);
-                if (!v.answered_ms)
-                        continue;
-                fputs("dynmem_peer_available_for_balancing_bytes{peer=\"", f);
-                metrics_write_label(f, v.name);
-                fprintf(f, "\"} %llu\n", (unsigned long long)v.available_bytes);
-        }
+        peer_metric(f, r->peers, "dynmem_peer_up",
+                    "1 when the peer's dynmemd answered its last question.", false);
+        peer_metric(f, r->peers, "dynmem_peer_available_for_balancing_bytes",
+                    "What the peer last said it has available for balancing.", true);
 }

@@ -23,8 +23,10 @@ The guest image, kernel and consoles live in the build and temporary
 folders both hosts see (only libvirt's own folders are private), which is
 what libvirt needs to start the same domain on either side.
 """
+import glob
 import json
 import os
+import shutil
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -86,6 +88,10 @@ class Host:
                                    ("hook", self.hook_text())):
                     with open(os.path.join(keep_logs, f"{self.name}-{name}.log"), "w") as f:
                         f.write(text)
+                # the guests' consoles and QEMU's own logs (why a domain stopped)
+                for src in (glob.glob(os.path.join(self.lv.root, "out", "*.console")) +
+                            glob.glob(os.path.join(self.lv.root, "log", "qemu", "*.log"))):
+                    shutil.copy(src, os.path.join(keep_logs, f"{self.name}-{os.path.basename(src)}"))
         finally:
             self.lv.stop()
             self.d.cleanup()
