@@ -56,12 +56,24 @@ int qemu_paths_make(const char *run_dir, const char *state_dir, const char *name
 
 void qemu_layout_from_settings(const struct vm_settings *s, struct qemu_layout *ret)
 {
-        uint64_t region = 0;
+        uint64_t region = 0, base = s->startup_bytes, first = 0;
 
         if (s->dynamic && s->maximum_bytes > s->startup_bytes)
                 region = size_round_up(s->maximum_bytes - s->startup_bytes, s->block_bytes);
+        /*
+         * The first device block is plugged rather than boot RAM, so that the guest adds the
+         * memory block it lies in (and allocates its memory map, 2 MiB per 128 MiB) at boot,
+         * while it has memory to spare: memory plugged into that block later comes online
+         * without the guest allocating anything, even when it is full. A full guest that must
+         * add a block first can take many seconds to do so (docs/qemu-backend.md).
+         */
+        if (region && base >= 2 * s->block_bytes) {
+                base -= s->block_bytes;
+                region += s->block_bytes;
+                first = s->block_bytes;
+        }
         *ret = (struct qemu_layout){
-            .startup = s->startup_bytes, .region = region, .block = s->block_bytes};
+            .startup = base, .region = region, .block = s->block_bytes, .first = first};
 }
 
 static bool kvm_works(char *why, size_t len)
@@ -181,16 +193,22 @@ static void add_memory(struct argv *a, const struct qemu_layout *l)
                 add(a, "size=%lluk", (unsigned long long)(l->startup / KIB));
                 return;
         }
+        /*
+         * With the first block plugged, the region no longer ends on a guest memory block
+         * (Linux uses only whole ones): the device is made larger, to the next block, and the
+         * rest is never plugged (the memory behind it is never touched).
+         */
+        uint64_t device = l->first ? size_round_up(l->region, QEMU_GUEST_MEMORY_BLOCK) : l->region;
         add(a, "-m");
         add(a, "size=%lluk,slots=1,maxmem=%lluk", (unsigned long long)(l->startup / KIB),
-            (unsigned long long)((l->startup + l->region) / KIB));
+            (unsigned long long)((l->startup + device) / KIB));
         add(a, "-object");
-        add(a, "memory-backend-ram,id=" QEMU_ID_MEMDEV ",size=%llu", (unsigned long long)l->region);
+        add(a, "memory-backend-ram,id=" QEMU_ID_MEMDEV ",size=%llu", (unsigned long long)device);
         add(a, "-device");
         add(a,
             "virtio-mem-pci,id=" QEMU_ID_VMEM ",memdev=" QEMU_ID_MEMDEV
-            ",block-size=%llu,requested-size=0",
-            (unsigned long long)l->block);
+            ",block-size=%llu,requested-size=%llu",
+            (unsigned long long)l->block, (unsigned long long)l->first);
 }
 
 static void add_devices(struct argv *a, const struct qemu_paths *p, const char *agent,

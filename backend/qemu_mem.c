@@ -12,8 +12,11 @@
 
 void qemu_mem_init(struct qemu_mem *m, const struct qemu_layout *l, bool known)
 {
-        *m = (struct qemu_mem){
-            .layout = *l, .known = known, .actual = l->startup, .target = l->startup};
+        *m = (struct qemu_mem){.layout = *l,
+                               .known = known,
+                               .actual = l->startup,
+                               .requested = l->first,
+                               .target = l->startup + l->first};
 }
 
 uint64_t qemu_mem_assigned(const struct qemu_mem *m)
@@ -21,8 +24,10 @@ uint64_t qemu_mem_assigned(const struct qemu_mem *m)
         const struct qemu_layout *l = &m->layout;
         uint64_t base = m->actual < l->startup ? m->actual : l->startup;
         uint64_t plugged = m->plugged < l->region ? m->plugged : l->region;
+        uint64_t first = m->requested < l->first ? m->requested : l->first;
 
-        return base + plugged;
+        /* The first block belongs to the VM from the start, before its driver plugs it. */
+        return base + (plugged > first ? plugged : first);
 }
 
 bool qemu_mem_settled(const struct qemu_mem *m)
@@ -66,8 +71,12 @@ static uint64_t wanted_requested(struct qemu_mem *m, uint64_t now_ms, struct qem
 
         if (want > l->region)
                 want = l->region;
-        /* A plug that has not moved for a long time: the guest cannot or will not. */
-        if (m->requested > m->plugged && now_ms >= m->plugged_moved_ms + QEMU_PLUG_STALL_MS &&
+        /*
+         * A plug that has not moved for a long time: the guest cannot or will not. The first
+         * block is asked for at start and taken when the guest's driver loads, however late.
+         */
+        if (m->requested > m->plugged && m->requested > l->first &&
+            now_ms >= m->plugged_moved_ms + QEMU_PLUG_STALL_MS &&
             now_ms >= m->plug_paused_until_ms) {
                 m->plug_paused_until_ms = now_ms + QEMU_PLUG_RETRY_MS;
                 plan->plug_refused = true;

@@ -154,9 +154,14 @@ static void on_stats(struct qmp *q, const struct qmp_reply *reply, void *userdat
 static void adopt_layout(struct qemu_vm *qv)
 {
         struct qemu_batch *b = &qv->batch;
+        /* the device may be larger than what the VM may plug (qemu_argv.c) */
+        uint64_t usable = qv->mem.layout.region && qv->mem.layout.region < b->region
+                              ? qv->mem.layout.region
+                              : b->region;
         struct qemu_layout l = {.startup = b->base,
-                                .region = b->region,
-                                .block = b->block ? b->block : qv->mem.layout.block};
+                                .region = usable,
+                                .block = b->block ? b->block : qv->mem.layout.block,
+                                .first = qv->mem.layout.first};
 
         if (!b->summary_ok || !b->vmem_ok || !b->balloon_ok)
                 return;

@@ -30,8 +30,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(SOURCE, "tests", "agent"))
-from agentlib import GuestVM, Peer, build_image, parse_fields  # noqa: E402
+sys.path.insert(0, os.path.join(SOURCE, "tests"))
+from dynmemtest import GuestVM, Peer, build_image, parse_fields  # noqa: E402
 
 MIB = 1 << 20
 
@@ -124,7 +124,7 @@ def main():
         if not os.access(v, os.X_OK):
             sys.exit(f"agent_demand: {v} missing (ninja -C {args.build})")
     image = os.path.join(args.build, "bench", "agent-guest-image")
-    why = build_image(SOURCE, image, [exes["guest"], exes["load"]], image + ".log")
+    why = build_image(image, [exes["guest"], exes["load"]], SOURCE)
     if why:
         sys.exit(f"agent_demand: {why}")
 

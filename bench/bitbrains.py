@@ -22,53 +22,39 @@ With --swap (e.g. 256M) every VM has that much guest swap, so a brief shortfall 
 paging rather than an OOM kill.
 """
 import argparse
-import csv
 import os
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bitbrains_data as bb  # noqa: E402
 import simbench  # noqa: E402
 
-GIB = 1 << 30
-MIB = 1 << 20
-
-
-def find_dataset():
-    for d in (os.environ.get("DYNMEM_BITBRAINS", ""),
-              os.path.join(simbench.ROOT, "..", "shared", "datasets", "bitbrains-rnd")):
-        if d and os.path.exists(os.path.join(d, "capacity.csv")):
-            return os.path.abspath(d)
-    return None
-
-
-def align(b):
-    return -(-b // (2 * MIB)) * 2 * MIB
+GIB = bb.GIB
+MIB = bb.MIB
+find_dataset = bb.find_dataset
+align = bb.align
 
 
 def first_demand(dataset, name):
-    with open(os.path.join(dataset, name + ".csv"), encoding="utf-8") as f:
-        f.readline()
-        return int(f.readline().split(",")[1])
+    return bb.read_trace(dataset, name)[1][0]
 
 
 def scenario(dataset, memory, days, static, swap="0"):
     lines = ["[host]", f"memory = {memory}", "", "[sim]", f"duration = {days * 24}h",
              "step = 5s", "report_interval = 5s", ""]
-    with open(os.path.join(dataset, "capacity.csv"), encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            prov = align(int(row["provisioned_bytes"]))
-            name = row["vm"]
-            lines += [f'[vm "{name}"]', f"trace = {os.path.join(dataset, name + '.csv')}",
-                      f"swap = {swap}"]
-            if static:
-                lines += ["dynamic = no", f"startup = {prov}"]
-            else:
-                startup = min(prov, max(GIB, align(first_demand(dataset, name) * 6 // 5)))
-                minimum = max(32 * MIB, min(256 * MIB, startup))
-                lines += ["dynamic = yes", f"startup = {startup}", f"minimum = {minimum}",
-                          f"maximum = {prov}"]
-            lines.append("")
+    for name, provisioned in sorted(bb.capacities(dataset).items()):
+        prov = align(provisioned)
+        lines += [f'[vm "{name}"]', f"trace = {os.path.join(dataset, name + '.csv')}",
+                  f"swap = {swap}"]
+        if static:
+            lines += ["dynamic = no", f"startup = {prov}"]
+        else:
+            startup = min(prov, max(GIB, align(first_demand(dataset, name) * 6 // 5)))
+            minimum = max(32 * MIB, min(256 * MIB, startup))
+            lines += ["dynamic = yes", f"startup = {startup}", f"minimum = {minimum}",
+                      f"maximum = {prov}"]
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -199,11 +199,6 @@ static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
                 snprintf(err, errlen, "%s", jerr.text);
                 return -EINVAL;
         }
-        if (!config_name_valid(name)) {
-                snprintf(err, errlen, "invalid VM name \"%.64s\"", name);
-                return -EINVAL;
-        }
-        snprintf(av->name, sizeof(av->name), "%s", name);
         if (vm_state_parse(state, &av->state) < 0 ||
             (av->state != VM_RUNNING && av->state != VM_STOPPING)) {
                 snprintf(err, errlen, "%s: state \"%.32s\" is not running or stopping", name,
@@ -233,6 +228,7 @@ static const struct savefile_spec attach_spec = {
     .extras = attach_extras,
     .vm_size = sizeof(struct attach_vm),
     .name_offset = offsetof(struct attach_vm, name),
+    .name_size = sizeof(((struct attach_vm *)0)->name),
     .parse_vm = parse_vm,
 };
 

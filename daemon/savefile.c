@@ -33,6 +33,24 @@ static const char *name_of(const struct savefile_spec *spec, const char *vms, si
         return vms + i * spec->vm_size + spec->name_offset;
 }
 
+/* The VM's "name" into its place in vm. 0, or -EINVAL with a sentence in err. */
+static int take_name(const json_t *obj, const struct savefile_spec *spec, char *vm, char *err,
+                     size_t errlen)
+{
+        const char *name = json_string_value(json_object_get(obj, "name"));
+
+        if (!name) {
+                snprintf(err, errlen, "a VM without a \"name\" string");
+                return -EINVAL;
+        }
+        if (!config_name_valid(name) || strlen(name) >= spec->name_size) {
+                snprintf(err, errlen, "invalid VM name \"%.64s\"", name);
+                return -EINVAL;
+        }
+        memcpy(vm + spec->name_offset, name, strlen(name) + 1);
+        return 0;
+}
+
 static void free_vms(const struct savefile_spec *spec, char *vms, size_t n)
 {
         for (size_t i = 0; spec->free_vm && i < n; i++)
@@ -56,9 +74,12 @@ static int parse_vms(const json_t *list, const struct savefile_spec *spec, char 
                 return -ENOMEM;
         }
         for (size_t i = 0; i < n; i++) {
+                const json_t *obj = json_array_get(list, i);
+                char *vm = vms + i * spec->vm_size;
                 why[0] = '\0';
-                int r = spec->parse_vm(json_array_get(list, i), vms + i * spec->vm_size, why,
-                                       sizeof(why));
+                int r = take_name(obj, spec, vm, why, sizeof(why));
+                if (r == 0)
+                        r = spec->parse_vm(obj, vm, why, sizeof(why));
                 for (size_t j = 0; r == 0 && j < i; j++)
                         if (strcmp(name_of(spec, vms, i), name_of(spec, vms, j)) == 0) {
                                 snprintf(why, sizeof(why), "%s is listed twice",

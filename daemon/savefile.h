@@ -6,8 +6,9 @@
  *   {"version": N, "vms": [{"name": "web1", ...}, ...], other members}
  *
  * The parser checks the JSON (no duplicate members), the version, the
- * members allowed beside it, the number of VMs (CONFIG_VMS_MAX) and that no
- * VM is listed twice; each VM object is read by the file's own function.
+ * members allowed beside it, the number of VMs (CONFIG_VMS_MAX), each VM's
+ * "name" (config_name_valid()) and that no VM is listed twice; the rest of
+ * each VM object is read by the file's own function.
  */
 #ifndef DYNMEM_SAVEFILE_H
 #define DYNMEM_SAVEFILE_H
@@ -19,9 +20,10 @@ struct savefile_spec {
         int version;
         const char *shape;         /* the expected shape, for the message */
         const char *const *extras; /* optional members beside version and vms, NULL-terminated */
-        size_t vm_size;            /* bytes of one parsed VM; its name is a char[] at name_offset */
-        size_t name_offset;
-        /* Read one VM object into vm (zeroed). 0, or -EINVAL with a sentence in err. */
+        size_t vm_size;            /* bytes of one parsed VM */
+        size_t name_offset;        /* where in it the name goes: char[name_size] */
+        size_t name_size;
+        /* Read one VM object into vm (zeroed but for its name). 0, or -EINVAL with a sentence. */
         int (*parse_vm)(const json_t *obj, void *vm, char *err, size_t errlen);
         /* Release what parse_vm took, also after it failed; NULL: nothing to release. */
         void (*free_vm)(void *vm);

@@ -28,11 +28,6 @@ static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
                 snprintf(err, errlen, "%s", jerr.text);
                 return -EINVAL;
         }
-        if (!config_name_valid(name)) {
-                snprintf(err, errlen, "invalid VM name \"%.64s\"", name);
-                return -EINVAL;
-        }
-        snprintf(sv->name, sizeof(sv->name), "%s", name);
         if (registry_origin_parse(origin, &sv->origin) < 0) {
                 snprintf(err, errlen, "%s: origin must be config or created", name);
                 return -EINVAL;
@@ -58,6 +53,7 @@ static const struct savefile_spec state_spec = {
     .shape = "{\"version\": 1, \"vms\": [...]}",
     .vm_size = sizeof(struct state_vm),
     .name_offset = offsetof(struct state_vm, name),
+    .name_size = sizeof(((struct state_vm *)0)->name),
     .parse_vm = parse_vm,
     .free_vm = free_vm_item,
 };

@@ -68,7 +68,11 @@ static void check(struct agent *a, const struct agent_options *o, uint64_t now)
         CHECK(r->balloon_in_total <= 1);
         if (e.demand_known) {
                 CHECK(e.demand_bytes <= o->limit_bytes);
-                CHECK(e.demand_bytes <= r->mem_total_bytes + r->mem_total_bytes / 8);
+                CHECK(e.demand_bytes <=
+                      r->mem_total_bytes + r->mem_total_bytes / 8 + r->absorber_bytes);
+                CHECK(r->absorber_bytes <= r->absorber_size_bytes &&
+                      r->absorber_size_bytes <= 2 * r->mem_total_bytes &&
+                      r->absorber_ram_bytes <= r->mem_total_bytes);
         }
         if (e.stall_known)
                 CHECK(isfinite(e.stall_fraction) && e.stall_fraction >= 0 && e.stall_fraction <= 1);

@@ -415,6 +415,9 @@ static const size_t report_offsets[AGENT_R_N_KEYS] = {
     [AGENT_R_ONLINED] = RF(onlined),
     [AGENT_R_SELF_RSS] = RF(self_rss_bytes),
     [AGENT_R_SELF_CPU] = RF(self_cpu_us),
+    [AGENT_R_ABSORBER] = RF(absorber_bytes),
+    [AGENT_R_ABSORBER_RAM] = RF(absorber_ram_bytes),
+    [AGENT_R_ABSORBER_SIZE] = RF(absorber_size_bytes),
 };
 _Static_assert(AGENT_R_N_KEYS < 63, "a report's keys fit the seen mask beside the cause bit");
 
@@ -485,10 +488,15 @@ static int report_check(struct agent *a, const struct agent_report *r, uint64_t 
             {"cached_bytes", r->cached_bytes, true},
             {"active_file_bytes", r->active_file_bytes, true},
             {"balloon_bytes", r->balloon_bytes, r->balloon_in_total == 1},
+            {"absorber_ram_bytes", r->absorber_ram_bytes, true},
         };
         for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
                 if (parts[i].apply && parts[i].v > r->mem_total_bytes)
                         return report_error(a, "is above mem_total_bytes", parts[i].key);
+        if (r->absorber_size_bytes > AGENT_ABSORBER_MAX_TOTALS * r->mem_total_bytes)
+                return report_error(a, "is above 2 x mem_total_bytes", "absorber_size_bytes");
+        if (r->absorber_bytes > r->absorber_size_bytes)
+                return report_error(a, "is above absorber_size_bytes", "absorber_bytes");
         return 0;
 }
 
@@ -684,27 +692,6 @@ unsigned agent_caps(const struct agent *a)
 const char *agent_software(const struct agent *a)
 {
         return a->software;
-}
-
-char *agent_caps_format(unsigned caps, char *buf, size_t len)
-{
-        size_t used = 0;
-
-        if (len == 0)
-                return buf;
-        buf[0] = '\0';
-        for (unsigned i = 0; i < AGENT_N_CAPS; i++) {
-                if (!(caps & agent_caps_table[i].cap))
-                        continue;
-                int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "",
-                                 agent_caps_table[i].label);
-                if (n < 0 || (size_t)n >= len - used)
-                        break;
-                used += (size_t)n;
-        }
-        if (!used)
-                snprintf(buf, len, "none");
-        return buf;
 }
 
 const char *agent_refusal(const struct agent *a)

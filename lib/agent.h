@@ -150,9 +150,6 @@ unsigned agent_caps(const struct agent *a);
 /* The agent's own version string as announced ("" when none), [a-z0-9_.-] only. */
 const char *agent_software(const struct agent *a);
 
-/* "balloon,virtio-mem,psi,psi-trigger,online-movable" or "none". Returns buf. */
-char *agent_caps_format(unsigned caps, char *buf, size_t len);
-
 /* One sentence: why the agent was refused ("" when it was not). */
 const char *agent_refusal(const struct agent *a);
 

@@ -67,7 +67,10 @@ static uint64_t demand_of(const struct agent_estimator *e, const struct agent_re
                 used -= r->balloon_bytes < used ? r->balloon_bytes : used;
         if (e->refault_seen && now_ms - e->refault_seen_ms <= AGENT_REFAULT_HOLD_MS)
                 used += r->active_file_bytes;
-        cap = r->mem_total_bytes + r->mem_total_bytes / AGENT_DEMAND_MARGIN_DIV;
+        /* Pages in the absorber belong in RAM: count them whole, not the RAM they hold there. */
+        used -= r->absorber_ram_bytes < used ? r->absorber_ram_bytes : used;
+        used += r->absorber_bytes;
+        cap = r->mem_total_bytes + r->mem_total_bytes / AGENT_DEMAND_MARGIN_DIV + r->absorber_bytes;
         if (cap > limit_bytes)
                 cap = limit_bytes;
         return used < cap ? used : cap;

@@ -18,7 +18,7 @@
 #define AGENT_FRESH_INTERVALS     3     /* a report is fresh for this many intervals */
 #define AGENT_STALL_MIN_WINDOW_MS 50    /* shorter report gaps do not yield a stall fraction */
 #define AGENT_REFAULT_HOLD_MS     60000 /* hot file cache counts this long after refaults */
-#define AGENT_DEMAND_MARGIN_DIV   8     /* demand <= MemTotal + MemTotal / 8 */
+#define AGENT_DEMAND_MARGIN_DIV   8     /* demand <= MemTotal + MemTotal / 8 (+ absorber_bytes) */
 
 /*
  * One validated report. Sizes in bytes, times in the units their names say,
@@ -49,7 +49,10 @@ struct agent_report {
         uint64_t onlined; /* memory blocks the agent brought online */
         uint64_t self_rss_bytes;
         uint64_t self_cpu_us;
-        uint64_t received_ms; /* host time it was accepted */
+        uint64_t absorber_bytes;      /* pages in the guest's burst absorber: what RAM lacks */
+        uint64_t absorber_ram_bytes;  /* RAM the absorber holds for them (compressed) */
+        uint64_t absorber_size_bytes; /* its size, <= AGENT_ABSORBER_MAX_TOTALS x MemTotal */
+        uint64_t received_ms;         /* host time it was accepted */
 };
 
 /* What the host makes of the reports. Fields are known only while the agent is fresh. */

@@ -4,6 +4,8 @@
  */
 #include "agent_wire.h"
 
+#include <stdio.h>
+
 const struct agent_hello_key_desc agent_hello_keys[AGENT_HELLO_N_KEYS] = {
     [AGENT_HELLO_MIN] = {"min", AGENT_VERSION_MAX},
     [AGENT_HELLO_MAX] = {"max", AGENT_VERSION_MAX},
@@ -13,7 +15,7 @@ const struct agent_hello_key_desc agent_hello_keys[AGENT_HELLO_N_KEYS] = {
     [AGENT_HELLO_SOFTWARE] = {"agent", 0},
 };
 
-_Static_assert(AGENT_CAP_ONLINE_MOVABLE == 1u << (AGENT_N_CAPS - 1),
+_Static_assert(AGENT_CAP_ABSORBER == 1u << (AGENT_N_CAPS - 1),
                "AGENT_N_CAPS counts every capability bit");
 
 const struct agent_cap_desc agent_caps_table[AGENT_N_CAPS] = {
@@ -22,6 +24,7 @@ const struct agent_cap_desc agent_caps_table[AGENT_N_CAPS] = {
     {AGENT_CAP_PSI, "psi", "psi"},
     {AGENT_CAP_PSI_TRIGGER, "psi_trigger", "psi-trigger"},
     {AGENT_CAP_ONLINE_MOVABLE, "online_movable", "online-movable"},
+    {AGENT_CAP_ABSORBER, "absorber", "absorber"},
 };
 
 const char *const agent_cause_names[AGENT_N_CAUSES] = {
@@ -55,4 +58,28 @@ const struct agent_report_key_desc agent_report_keys[AGENT_R_N_KEYS] = {
     [AGENT_R_ONLINED] = {"onlined", COUNT, 0, false},
     [AGENT_R_SELF_RSS] = {"self_rss_bytes", BYTES, AGENT_HAVE_SELF, false},
     [AGENT_R_SELF_CPU] = {"self_cpu_us", COUNT, AGENT_HAVE_SELF, false},
+    [AGENT_R_ABSORBER] = {"absorber_bytes", BYTES, AGENT_HAVE_ABSORBER, false},
+    [AGENT_R_ABSORBER_RAM] = {"absorber_ram_bytes", BYTES, AGENT_HAVE_ABSORBER, false},
+    [AGENT_R_ABSORBER_SIZE] = {"absorber_size_bytes", BYTES, AGENT_HAVE_ABSORBER, false},
 };
+
+char *agent_caps_format(unsigned caps, char *buf, size_t len)
+{
+        size_t used = 0;
+
+        if (len == 0)
+                return buf;
+        buf[0] = '\0';
+        for (unsigned i = 0; i < AGENT_N_CAPS; i++) {
+                if (!(caps & agent_caps_table[i].cap))
+                        continue;
+                int n = snprintf(buf + used, len - used, "%s%s", used ? "," : "",
+                                 agent_caps_table[i].label);
+                if (n < 0 || (size_t)n >= len - used)
+                        break;
+                used += (size_t)n;
+        }
+        if (!used)
+                snprintf(buf, len, "none");
+        return buf;
+}

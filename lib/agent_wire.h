@@ -10,6 +10,7 @@
 #define DYNMEM_AGENT_WIRE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* ---- framing and limits ---- */
@@ -62,8 +63,9 @@ enum agent_cap {
         AGENT_CAP_PSI = 1u << 2,            /* /proc/pressure/memory is readable */
         AGENT_CAP_PSI_TRIGGER = 1u << 3,    /* a PSI trigger is armed (else 100 ms polling) */
         AGENT_CAP_ONLINE_MOVABLE = 1u << 4, /* the agent can bring memory blocks online */
+        AGENT_CAP_ABSORBER = 1u << 5,       /* the agent has set up its burst absorber */
 };
-#define AGENT_N_CAPS 5
+#define AGENT_N_CAPS 6
 
 struct agent_cap_desc {
         unsigned cap;
@@ -73,6 +75,10 @@ struct agent_cap_desc {
 
 /* Row i is the capability 1u << i. */
 extern const struct agent_cap_desc agent_caps_table[AGENT_N_CAPS];
+
+/* The labels of caps: "balloon,virtio-mem,psi,psi-trigger,online-movable", or "none". Returns buf.
+ */
+char *agent_caps_format(unsigned caps, char *buf, size_t len);
 
 /* ---- report ---- */
 
@@ -96,7 +102,10 @@ enum agent_have {
         AGENT_HAVE_REFAULTS = 1u << 3,  /* refaults */
         AGENT_HAVE_BALLOON = 1u << 4,   /* balloon_bytes, balloon_in_total */
         AGENT_HAVE_SELF = 1u << 5,      /* self_rss_bytes, self_cpu_us */
+        AGENT_HAVE_ABSORBER = 1u << 6, /* absorber_bytes, absorber_ram_bytes, absorber_size_bytes */
 };
+
+#define AGENT_ABSORBER_MAX_TOTALS 2 /* an absorber holds at most 2 x MemTotal */
 
 /* The report's number keys. */
 enum agent_report_key {
@@ -121,6 +130,9 @@ enum agent_report_key {
         AGENT_R_ONLINED,
         AGENT_R_SELF_RSS,
         AGENT_R_SELF_CPU,
+        AGENT_R_ABSORBER,      /* pages in the guest's burst absorber: what RAM lacks */
+        AGENT_R_ABSORBER_RAM,  /* RAM the absorber holds for them (compressed) */
+        AGENT_R_ABSORBER_SIZE, /* its size, <= AGENT_ABSORBER_MAX_TOTALS x MemTotal */
         AGENT_R_N_KEYS,
 };
 

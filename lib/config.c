@@ -126,6 +126,16 @@ static const struct key_spec policy_keys[] = {
      NO_FLAG},
     {"stall_memory", KEY_DURATION, offsetof(struct policy_tunables, stall_memory_ms), 0, DAY_MS,
      NO_FLAG},
+    {"history_halflife", KEY_DURATION, offsetof(struct policy_tunables, history_halflife_ms), 0,
+     7 * DAY_MS, NO_FLAG},
+    {"headroom_permille", KEY_U32, offsetof(struct policy_tunables, headroom_permille), 0, 1000,
+     NO_FLAG},
+    {"persistence_max_permille", KEY_U32,
+     offsetof(struct policy_tunables, persistence_max_permille), 0, 1000, NO_FLAG},
+    {"grow_band_percent", KEY_U32, offsetof(struct policy_tunables, grow_band_percent), 0, 100,
+     NO_FLAG},
+    {"shrink_band_percent", KEY_U32, offsetof(struct policy_tunables, shrink_band_percent), 0, 1000,
+     NO_FLAG},
     {NULL, 0, 0, 0, 0, 0},
 };
 

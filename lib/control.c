@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent.h"
+#include "agent_wire.h"
 #include "units.h"
 
 static const struct control_command_info commands[CONTROL_N_COMMANDS] = {

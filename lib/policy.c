@@ -85,6 +85,11 @@ void policy_tunables_default(struct policy_tunables *t)
             .probe_contention_percent = 70,
             .stall_backoff_max = 8,
             .stall_memory_ms = 600 * MSEC_PER_SEC,
+            .history_halflife_ms = 3600 * MSEC_PER_SEC,
+            .headroom_permille = 995,
+            .persistence_max_permille = 1000,
+            .grow_band_percent = 30,
+            .shrink_band_percent = 50,
         };
 }
 
@@ -120,16 +125,27 @@ void policy_scratch_free(struct policy_scratch *s)
 
 /* ---- stage 2: allocate the host's memory ---- */
 
-enum fill_stage {
-        FILL_FLOOR_TO_NEED,
-        FILL_NEED_TO_WANT,
+/* The levels memory is handed out by, in order: every VM reaches a level before any VM gets more.
+ */
+enum level {
+        LEVEL_FLOOR,
+        LEVEL_NEED,
+        LEVEL_WANT,
+        LEVELS,
 };
 
-static void fill_levels(const struct policy_vm *vm, enum fill_stage stage, uint64_t *lo,
-                        uint64_t *hi)
+static uint64_t level_bytes(const struct policy_vm *vm, int level)
 {
-        *lo = stage == FILL_FLOOR_TO_NEED ? vm->floor_bytes : vm->need_bytes;
-        *hi = stage == FILL_FLOOR_TO_NEED ? vm->need_bytes : vm->want_bytes;
+        return level == LEVEL_FLOOR  ? vm->floor_bytes
+               : level == LEVEL_NEED ? vm->need_bytes
+                                     : vm->want_bytes;
+}
+
+/* Water-filling from level `stage` to the next one. */
+static void fill_levels(const struct policy_vm *vm, int stage, uint64_t *lo, uint64_t *hi)
+{
+        *lo = level_bytes(vm, stage);
+        *hi = level_bytes(vm, stage + 1);
 }
 
 #define SORT_KEY_BITS 32 /* sort_items() orders by the low 32 bits of a key */
@@ -191,7 +207,7 @@ static uint64_t double_key(double d)
  * the shares; returns what is left of the budget.
  */
 static uint64_t waterfill(struct policy_vm *vms, const uint32_t *idx, size_t n, uint64_t budget,
-                          enum fill_stage stage, struct policy_scratch *scr, bool zero_pass)
+                          int stage, struct policy_scratch *scr, bool zero_pass)
 {
         struct policy_sort_item *items = scr->items;
         size_t m = 0;
@@ -241,14 +257,16 @@ struct decision {
         uint64_t now;
         uint32_t *idx; /* participants: running VMs, then admitted starters */
         size_t k;
-        size_t n_starters;      /* starting VMs, in order, in scr->spare[].index */
-        size_t n_admitted;      /* of which take part (not refused) */
-        uint64_t unprobed_want; /* what the running VMs want before any probe cuts it */
-        bool filled;            /* water-filling set the ideals */
-        int base_level;         /* else: 0 floor, 1 need, 2 want */
-        uint64_t held;          /* memory the running VMs hold, or may take (committed()) */
-        size_t growers;         /* VMs asking to grow, in scr->items */
-        uint64_t asked;         /* how much they ask in all */
+        size_t n_starters;          /* starting VMs, in order, in scr->spare[].index */
+        size_t n_admitted;          /* of which take part (not refused) */
+        uint64_t unprobed_want;     /* what the running VMs want before any probe cuts it */
+        uint64_t sum_level[LEVELS]; /* what the participants hold at each level */
+        struct policy_decay decay;  /* the history's decay factor, per interval */
+        bool filled;                /* water-filling set the ideals */
+        int base_level;             /* else: the level everyone gets */
+        uint64_t held;              /* memory the running VMs hold, or may take (committed()) */
+        size_t growers;             /* VMs asking to grow, in scr->items */
+        uint64_t asked;             /* how much they ask in all */
         struct policy_summary sum;
 };
 
@@ -268,10 +286,10 @@ static uint64_t committed(const struct policy_vm *vm)
         return r > vm->assigned_bytes ? r : vm->assigned_bytes;
 }
 
-/* The level every participant gets when there is nothing to share out. */
-static uint64_t base_ideal(const struct policy_vm *vm, int level)
+static void add_levels(struct decision *d, const struct policy_vm *vm)
 {
-        return level == 0 ? vm->floor_bytes : level == 1 ? vm->need_bytes : vm->want_bytes;
+        for (int l = 0; l < LEVELS; l++)
+                d->sum_level[l] = add_sat(d->sum_level[l], level_bytes(vm, l));
 }
 
 /*
@@ -289,21 +307,28 @@ static void estimate_all(struct decision *d, size_t n)
                 vm->target_bytes = vm->ideal_bytes = 0;
                 if (vm->phase == POLICY_PHASE_OFF)
                         continue;
-                policy_estimate_one(d->cfg, vm, d->now);
+                policy_estimate_one(d->cfg, vm, d->now, &d->decay);
                 if (vm->phase == POLICY_PHASE_RUNNING)
                         d->unprobed_want = add_sat(d->unprobed_want, vm->want_bytes);
                 if (vm->probe_candidate)
-                        policy_probe_one(vm, d->now, &d->cfg->tunables, d->scr->contended);
+                        policy_probe_one(vm, d->now, &d->cfg->tunables,
+                                         d->scr->contended && !d->scr->scarce);
                 if (vm->phase == POLICY_PHASE_STARTING) {
                         d->scr->spare[d->n_starters++].index = (uint32_t)i;
                         continue;
                 }
                 d->idx[d->k++] = (uint32_t)i;
                 d->held = add_sat(d->held, committed(vm));
-                d->sum.sum_floor_bytes = add_sat(d->sum.sum_floor_bytes, vm->floor_bytes);
-                d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
-                d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
+                add_levels(d, vm);
         }
+}
+
+/* The summary's sums from the levels. */
+static void sum_from_levels(struct decision *d)
+{
+        d->sum.sum_floor_bytes = d->sum_level[LEVEL_FLOOR];
+        d->sum.sum_need_bytes = d->sum_level[LEVEL_NEED];
+        d->sum.sum_want_bytes = d->sum_level[LEVEL_WANT];
 }
 
 /*
@@ -316,7 +341,7 @@ static void admit_starters(struct decision *d)
         for (size_t b = 0; b < d->n_starters; b++) {
                 uint32_t i = d->scr->spare[b].index;
                 struct policy_vm *vm = &d->vms[i];
-                uint64_t floors = add_sat(d->sum.sum_floor_bytes, vm->floor_bytes);
+                uint64_t floors = add_sat(d->sum_level[LEVEL_FLOOR], vm->floor_bytes);
 
                 if (floors > d->host->memory_bytes) {
                         vm->admission = ADMISSION_REFUSE;
@@ -324,39 +349,40 @@ static void admit_starters(struct decision *d)
                 }
                 vm->admission = ADMISSION_WAIT;
                 d->n_admitted++;
-                d->sum.sum_floor_bytes = floors;
-                d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
-                d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
+                add_levels(d, vm);
                 d->idx[d->k++] = i;
         }
+        sum_from_levels(d);
 }
 
-/* Pass 2 (and water-filling): ideal sizes for the participants. */
+/*
+ * Pass 2 (and water-filling): ideal sizes for the participants. Everyone
+ * gets the highest level that fits for all, and what is left is shared
+ * toward the next level by weight.
+ */
 static void allocate(struct decision *d)
 {
         struct policy_summary *sum = &d->sum;
         uint64_t memory = d->host->memory_bytes;
+        int level = LEVEL_WANT;
 
-        if (sum->sum_want_bytes <= memory) {
-                d->base_level = 2; /* settle() sets the ideals */
-        } else if (sum->sum_need_bytes <= memory) {
-                sum->scarcity = true;
-                d->filled = true;
-                uint64_t left = waterfill(d->vms, d->idx, d->k, memory - sum->sum_need_bytes,
-                                          FILL_NEED_TO_WANT, d->scr, false);
-                if (left > 0)
-                        waterfill(d->vms, d->idx, d->k, left, FILL_NEED_TO_WANT, d->scr, true);
-        } else if (sum->sum_floor_bytes <= memory) {
-                sum->scarcity = true;
-                d->filled = true;
-                uint64_t left = waterfill(d->vms, d->idx, d->k, memory - sum->sum_floor_bytes,
-                                          FILL_FLOOR_TO_NEED, d->scr, false);
-                if (left > 0)
-                        waterfill(d->vms, d->idx, d->k, left, FILL_FLOOR_TO_NEED, d->scr, true);
-        } else {
-                sum->scarcity = sum->overcommitted = true;
-                d->base_level = 0;
+        while (level >= LEVEL_FLOOR && d->sum_level[level] > memory)
+                level--;
+        if (level == LEVEL_WANT) {
+                d->base_level = LEVEL_WANT; /* settle() sets the ideals */
+                return;
         }
+        sum->scarcity = true;
+        if (level < LEVEL_FLOOR) {
+                sum->overcommitted = true;
+                d->base_level = LEVEL_FLOOR;
+                return;
+        }
+        d->filled = true;
+        uint64_t left =
+            waterfill(d->vms, d->idx, d->k, memory - d->sum_level[level], level, d->scr, false);
+        if (left > 0)
+                waterfill(d->vms, d->idx, d->k, left, level, d->scr, true);
 }
 
 /* ---- stage 3: settle (smoothing in policy_smooth.c), then grant ---- */
@@ -395,7 +421,7 @@ static void settle(struct decision *d, bool release)
 
                 if (!release) {
                         if (!d->filled)
-                                vm->ideal_bytes = base_ideal(vm, d->base_level);
+                                vm->ideal_bytes = level_bytes(vm, d->base_level);
                         if (vm->ideal_bytes < vm->want_bytes)
                                 vm->reason =
                                     d->sum.overcommitted ? REASON_OVERCOMMITTED : REASON_SCARCITY;
@@ -403,6 +429,7 @@ static void settle(struct decision *d, bool release)
                         vm->memory.last_decision_ms = d->now;
                         vm->memory.decided = true;
                         vm->memory.last_target_bytes = vm->ideal_bytes;
+                        vm->memory.last_cut = vm->ideal_bytes < vm->want_bytes;
                 }
                 vm->target_bytes = vm->ideal_bytes;
                 vm->reason = vm->ideal_reason;
@@ -480,7 +507,7 @@ static void external_check(struct decision *d)
         if (d->sum.sum_want_bytes <= d->host->memory_bytes)
                 return;
         d->sum.refused = true;
-        d->sum.sum_need_bytes = d->sum.sum_want_bytes = 0;
+        memset(d->sum_level, 0, sizeof(d->sum_level));
         for (size_t j = 0; j < d->k; j++) {
                 struct policy_vm *vm = &d->vms[d->idx[j]];
                 uint64_t prev = vm->memory.last_target_bytes ? vm->memory.last_target_bytes
@@ -490,9 +517,9 @@ static void external_check(struct decision *d)
                         vm->need_bytes = vm->want_bytes =
                             clamp_u64(block_up(prev, vm->settings.block_bytes),
                                       vm->settings.minimum_bytes, vm->settings.maximum_bytes);
-                d->sum.sum_need_bytes = add_sat(d->sum.sum_need_bytes, vm->need_bytes);
-                d->sum.sum_want_bytes = add_sat(d->sum.sum_want_bytes, vm->want_bytes);
+                add_levels(d, vm);
         }
+        sum_from_levels(d);
 }
 
 int policy_decide(const struct policy_config *cfg, const struct policy_host *host,
@@ -513,6 +540,7 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
         scratch->contended =
             d.unprobed_want >=
             scale_permille(host->memory_bytes, 10ull * cfg->tunables.probe_contention_percent);
+        scratch->scarce = d.unprobed_want > host->memory_bytes;
         admit_starters(&d);
         if (cfg->kind == POLICY_EXTERNAL)
                 external_check(&d);

@@ -5,14 +5,17 @@
  *
  * A decision has three stages:
  *   1. estimate  each running dynamic VM's floor (minimum), need (demand
- *                without buffer) and want (demand with buffer), all clamped to
- *                [minimum, maximum]. The `dynmem` kind refines the estimate with
- *                the demand trend, pressure-stall information, probing and
- *                hysteresis; `hyperv` uses the last demand as is; `static` pins
- *                every VM to its startup size.
+ *                without headroom) and want (demand with headroom), all clamped
+ *                to [minimum, maximum]. The `dynmem` kind learns from the VM's
+ *                own history how far its changes carry on and how large the
+ *                rises it did not foresee were (policy_history.c), and refines
+ *                the estimate with pressure-stall information, probing and
+ *                hysteresis; `hyperv` uses the last demand and the buffer as
+ *                they are; `static` pins every VM to its startup size.
  *   2. allocate  the host's memory: plenty -> everyone gets want; scarcity ->
- *                buffers go first, then weight decides (weighted water-filling
- *                above each VM's floor, never more than a VM needs).
+ *                headroom goes first, then weight decides (weighted
+ *                water-filling above each VM's floor, never more than a VM
+ *                needs).
  *   3. grant     what may be requested now without the sum of assigned memory
  *                exceeding the host's memory during transitions: shrinks are
  *                always allowed, grows only take memory that is free now
@@ -62,6 +65,11 @@ struct policy_tunables {
         uint32_t stall_backoff_max; /* the same correction learned again multiplies stall_memory, up
                                        to this (8) */
         uint64_t stall_memory_ms;   /* a learned demand correction holds this long (10 min) */
+        uint64_t history_halflife_ms; /* what the history learned weighs half after this (1 h) */
+        uint32_t headroom_permille;   /* headroom covers this share of unforeseen rises (980) */
+        uint32_t persistence_max_permille; /* changes carry on at most this much (1000; 0 = off) */
+        uint32_t grow_band_percent;   /* grow once less than this % of the headroom is left (50) */
+        uint32_t shrink_band_percent; /* shrink once the surplus exceeds this % of it (50) */
 };
 
 void policy_tunables_default(struct policy_tunables *ret);
@@ -100,38 +108,68 @@ enum policy_admission {
         ADMISSION_REFUSE, /* cannot fit even with every VM at its minimum */
 };
 
+/*
+ * What the policy learns from one VM's demand, sample by sample (policy_history.c):
+ * how much of a change carries on into the next interval (persistence), and a
+ * histogram of the rises it did not foresee, by size, whose weights halve every
+ * history_halflife_ms. Both only ever look at samples already seen.
+ */
+#define POLICY_RISE_BUCKETS 24
+
+struct policy_history {
+        float rise_weight[POLICY_RISE_BUCKETS]; /* bucket 0: < 8 MiB; then x sqrt(2) each */
+        float weight_sum;
+        float weight_unit;             /* what one new sample weighs in rise_weight (0: none yet) */
+        uint8_t top;                   /* the highest bucket with any weight */
+        bool primed;                   /* last_demand holds a sample */
+        uint64_t last_demand;          /* the previous sample (bytes) */
+        uint64_t last_ms;              /* when it was seen */
+        uint64_t last_dt_ms;           /* the interval before it */
+        uint64_t expected;             /* what the previous decision expected now (bytes) */
+        double trend_rate;             /* bytes per ms, smoothed over the latest samples */
+        double persist_xy, persist_xx; /* decayed sums: rate x previous trend, trend^2 */
+};
+
 /* What the policy remembers about one VM between decisions; kept by the caller, zeroed at start. */
 struct policy_vm_memory {
-        bool decided;    /* a decision has been made for this VM */
-        bool has_demand; /* last_demand_* hold a sample */
+        /* what every decision's smoothing reads first (one cache line) */
+        bool decided;  /* a decision has been made for this VM */
+        bool surplus;  /* assigned has been above its shrink edge since surplus_since_ms */
+        bool last_cut; /* the previous ideal was below its want (scarcity) */
         uint64_t last_decision_ms;
-        uint64_t last_demand_bytes;
-        uint64_t last_demand_ms;
-        double demand_slope; /* bytes per ms, smoothed, >= 0 used */
-        bool surplus;        /* assigned has been above want since surplus_since_ms */
         uint64_t surplus_since_ms;
+        uint64_t last_target_bytes; /* the ideal of the previous decision */
+
         uint64_t last_stall_ms;
         bool probing;                /* a probe is descending toward the working set */
         uint32_t probe_permille;     /* how far the probe is below its start */
         uint64_t probe_start_bytes;  /* where the probe started: the fine zone, or lower */
         uint64_t probe_demand_bytes; /* corrected demand when the probe last looked */
+        uint64_t probe_cover_bytes;  /* the headroom for unforeseen rises the probe kept */
         uint32_t
-            correction_permille;    /* learned: working set / reported demand, 1..4000 (0 = none) */
-        uint64_t correction_ms;     /* when it was learned */
-        uint32_t stall_backoff;     /* multiplier of stall_memory_ms, doubled per same edge */
-        uint32_t stall_streak;      /* consecutive decisions stalling at want */
-        uint64_t last_target_bytes; /* the ideal of the previous decision */
+            correction_permille; /* learned: working set / reported demand, 1..4000 (0 = none) */
+        uint64_t correction_ms;  /* when it was learned */
+        uint32_t stall_backoff;  /* multiplier of stall_memory_ms, doubled per same edge */
+        uint32_t stall_streak;   /* consecutive decisions stalling at want */
+        struct policy_history history;
 };
 
 /*
  * One VM as the policy sees it. The fields every pass reads or writes come
- * first, in two cache lines; what only the estimate needs comes after.
+ * first, in two cache lines, then the cover and the part of the memory the
+ * smoothing reads in the third; what only the estimate needs comes after.
  */
 struct policy_vm {
         /* inputs read by every pass */
         enum policy_phase phase;
         bool demand_known;
         bool stall_known;
+        /*
+         * The stall share came in a report the guest sent because it started to
+         * stall, received since the previous decision: its demand figure is as
+         * fresh as the stall (set for that one decision only).
+         */
+        bool stall_urgent;
         /* outputs and the allocator's scratch */
         bool probe_candidate;
         enum policy_reason reason;
@@ -140,23 +178,18 @@ struct policy_vm {
         uint64_t assigned_bytes;  /* input: what the VM really holds now (read back) */
         uint64_t requested_bytes; /* input: target the backend is moving toward (0 = none) */
         uint64_t floor_bytes, need_bytes, want_bytes;
-        uint64_t ideal_bytes;        /* output: what the VM should reach once memory is free */
-        uint64_t target_bytes;       /* output: what to request now (after grant) */
-        struct vm_settings settings; /* input */
+        uint64_t ideal_bytes;           /* output: what the VM should reach once memory is free */
+        uint64_t target_bytes;          /* output: what to request now (after grant) */
+        struct vm_settings settings;    /* input */
+        uint64_t cover_bytes;           /* scratch: headroom its unforeseen rises call for */
+        struct policy_vm_memory memory; /* in and out */
 
         /* inputs for the estimate */
         const char *name;
-        uint64_t demand_bytes; /* latest demand sample, without buffer */
-        double stall_fraction; /* share of the last interval spent stalled, 0..1 */
-        /*
-         * The stall share came in a report the guest sent because it started to
-         * stall, received since the previous decision: its demand figure is as
-         * fresh as the stall (set for that one decision only).
-         */
-        bool stall_urgent;
-        uint64_t external_bytes;        /* POLICY_EXTERNAL: proposed target (0 = keep) */
-        uint64_t trend_bytes;           /* scratch: the demand trend's projection */
-        struct policy_vm_memory memory; /* in and out */
+        uint64_t demand_bytes;   /* latest demand sample, without buffer */
+        double stall_fraction;   /* share of the last interval spent stalled, 0..1 */
+        uint64_t external_bytes; /* POLICY_EXTERNAL: proposed target (0 = keep) */
+        uint64_t expected_bytes; /* scratch: the figure expected at the next decision */
 };
 
 struct policy_host {
@@ -185,6 +218,7 @@ struct policy_sort_item {
 
 struct policy_scratch {
         bool contended; /* the last decision's VMs wanted most of the host (probing) */
+        bool scarce;    /* ... or more than all of it (no probing: scarcity cuts instead) */
         size_t capacity;
         struct policy_sort_item *items;
         struct policy_sort_item *spare; /* radix sort's second buffer */

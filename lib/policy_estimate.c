@@ -1,6 +1,7 @@
 /*
  * policy_estimate: stage 1 of a decision, for one VM: its floor, need and
- * want. The dynmem kind refines the demand figure here: trend projection,
+ * want. The dynmem kind refines them here: the figure expected at the next
+ * decision and the headroom its history calls for (policy_history.c),
  * learned corrections from stalls and probes (docs/policy.md).
  */
 #include <math.h>
@@ -24,44 +25,56 @@ static void estimate_no_signal(struct policy_vm *vm)
         vm->reason = REASON_NO_SIGNAL;
 }
 
-/* need = demand, want = demand + buffer; both rounded up to the block, clamped. */
-static void estimate_from_demand(struct policy_vm *vm, uint64_t demand)
+/*
+ * need = what the VM uses, want = what it is expected to use + headroom
+ * (never below need): rounded up to the block, clamped.
+ */
+static void estimate_levels(struct policy_vm *vm, uint64_t need, uint64_t expected,
+                            uint64_t headroom)
 {
         const struct vm_settings *s = &vm->settings;
-        uint64_t need = block_up(demand, s->block_bytes);
-        uint64_t want =
-            block_up(scale_up_permille(demand, 10ull * s->buffer_percent), s->block_bytes);
+        uint64_t want = block_up(add_sat(expected, headroom), s->block_bytes);
 
+        if (want < need)
+                want = block_up(need, s->block_bytes);
         vm->floor_bytes = s->minimum_bytes;
-        vm->need_bytes = clamp_u64(need, s->minimum_bytes, s->maximum_bytes);
+        vm->need_bytes =
+            clamp_u64(block_up(need, s->block_bytes), s->minimum_bytes, s->maximum_bytes);
         vm->want_bytes = clamp_u64(want, s->minimum_bytes, s->maximum_bytes);
         vm->reason = want > s->maximum_bytes   ? REASON_MAXIMUM
                      : want < s->minimum_bytes ? REASON_MINIMUM
                                                : REASON_DEMAND;
 }
 
-/* Smoothed demand slope (bytes per ms, rises only count) for the trend projection. */
-static uint64_t trend_projection(struct policy_vm *vm, uint64_t now,
+/* Hyper-V's estimate: need = demand, want = demand + buffer. */
+static void estimate_from_demand(struct policy_vm *vm, uint64_t demand)
+{
+        uint64_t want = scale_up_permille(demand, 10ull * vm->settings.buffer_percent);
+
+        estimate_levels(vm, demand, demand, want - demand);
+}
+
+/*
+ * The dynmem estimate from a (corrected) demand figure: need is what the VM
+ * uses now or is expected to use at the next decision (its recent rate of
+ * change carried on as far as its changes have carried on before), whichever
+ * is more; want is the expected use plus the headroom: the buffer, or more
+ * when the VM's unforeseen rises have been larger (the buffer is the floor:
+ * the operator's choice is never cut in plenty). `scale` is the learned
+ * correction of the figure, permille. Returns the learned headroom,
+ * uncorrected.
+ */
+static uint64_t estimate_learned(struct policy_vm *vm, uint64_t expected, uint64_t scale,
                                  const struct policy_tunables *t)
 {
-        struct policy_vm_memory *m = &vm->memory;
-        uint64_t demand = vm->demand_bytes;
+        uint64_t next = scale_permille(expected, scale);
+        uint64_t now = scale_permille(vm->demand_bytes, scale);
+        uint64_t buffer = scale_permille(next, 10ull * vm->settings.buffer_percent);
+        uint64_t learned = policy_history_quantile(&vm->memory.history, t->headroom_permille);
+        uint64_t headroom = scale_permille(learned, scale);
 
-        if (m->has_demand && now > m->last_demand_ms) {
-                double slope = ((double)demand - (double)m->last_demand_bytes) /
-                               (double)(now - m->last_demand_ms);
-                m->demand_slope = 0.5 * m->demand_slope + 0.5 * slope;
-        }
-        if (!m->has_demand || now > m->last_demand_ms) {
-                m->last_demand_bytes = demand;
-                m->last_demand_ms = now;
-                m->has_demand = true;
-        }
-        if (m->demand_slope <= 0.0)
-                return 0;
-        double extra = m->demand_slope * (double)t->trend_lookahead_ms;
-        /* A projection never more than doubles the demand. */
-        return extra >= (double)demand ? demand : (uint64_t)extra;
+        estimate_levels(vm, now > next ? now : next, next, headroom > buffer ? headroom : buffer);
+        return learned;
 }
 
 /* A figure is believed to under-count at most 4 times. */
@@ -116,11 +129,15 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
         const struct vm_settings *s = &vm->settings;
 
         m->last_stall_ms = now;
-        if (m->probing && reported > 0) {
+        if (m->probing && m->last_cut) {
+                /* Scarcity, not the probe, took it there: nothing learned. */
+                m->probing = false;
+                m->probe_permille = 0;
+        } else if (m->probing && reported > 0) {
                 uint64_t share = vm->assigned_bytes * 1000 / reported;
                 probe_learn(m, share > 1000 ? 1000 : share, now, t);
         }
-        if (vm->assigned_bytes + s->block_bytes < vm->want_bytes) {
+        if (m->last_cut || vm->assigned_bytes + s->block_bytes < grow_edge(vm, vm->want_bytes, t)) {
                 m->stall_streak = 0;
                 return;
         }
@@ -130,11 +147,17 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
          */
         if ((++m->stall_streak < 2 && !vm->stall_urgent) || reported == 0)
                 return;
-        /* The working set is more than the VM holds: correct the figure upward. */
+        /*
+         * The working set is more than the VM holds: it grows now by
+         * stall_grow_percent plus the stalled share, and the figure is corrected
+         * upward by what is sure, stall_grow_percent over what it holds (a stall
+         * at the corrected size corrects again).
+         */
         double stall = vm->stall_fraction > 1.0 ? 1.0 : vm->stall_fraction;
         uint64_t permille = 10ull * t->stall_grow_percent + (uint64_t)(stall * 1000.0);
         uint64_t working = scale_up_permille(vm->assigned_bytes, permille);
-        uint64_t share = working / (reported / 1000 ? reported / 1000 : 1);
+        uint64_t sure = scale_up_permille(vm->assigned_bytes, 10ull * t->stall_grow_percent);
+        uint64_t share = sure / (reported / 1000 ? reported / 1000 : 1);
         if (share > m->correction_permille || !correction_fresh(m, now, t))
                 probe_learn(m, share, now, t);
         uint64_t short_need =
@@ -163,8 +186,10 @@ static bool estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
 {
         struct policy_vm_memory *m = &vm->memory;
         const struct vm_settings *s = &vm->settings;
+        uint64_t cover = vm->cover_bytes;
 
         m->probe_demand_bytes = reported;
+        m->probe_cover_bytes = cover;
         if (!m->probing) {
                 if (ms_since(now, m->last_stall_ms) < t->probe_after_ms ||
                     t->probe_max_percent == 0 || correction_fresh(m, now, t) || reported == 0)
@@ -173,7 +198,8 @@ static bool estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
                 m->probe_permille = 0;
                 /* Start from the fine zone, or from where the VM is if that is lower. */
                 uint64_t zone = scale_up_permille(reported, 10ull * t->probe_fine_percent);
-                m->probe_start_bytes = vm->assigned_bytes < zone ? vm->assigned_bytes : zone;
+                uint64_t held = vm->assigned_bytes > cover ? vm->assigned_bytes - cover : 0;
+                m->probe_start_bytes = held < zone ? held : zone;
         }
         uint64_t dt = m->decided ? ms_since(now, m->last_decision_ms) : 0;
         uint64_t step = (uint64_t)t->probe_rate_permille * dt / MSEC_PER_SEC;
@@ -187,14 +213,16 @@ static bool estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
                 /*
                  * No stall down to the floor. Learn only what the VM really held without
                  * stalling: below its figure, the figure over-counts that much; at or above
-                 * it (held up by its minimum), the figure stands.
+                 * it (held up by its minimum or its cover), the figure stands.
                  */
                 probe_learn(
                     m, vm->assigned_bytes < reported ? vm->assigned_bytes * 1000 / reported : 1000,
                     now, t);
                 return true;
         }
-        probed = clamp_u64(block_up(probed, s->block_bytes), s->minimum_bytes, s->maximum_bytes);
+        /* The probe tests the figure, never the cover for the VM's own unforeseen rises. */
+        probed = clamp_u64(block_up(add_sat(probed, cover), s->block_bytes), s->minimum_bytes,
+                           s->maximum_bytes);
         if (probed < vm->want_bytes) {
                 vm->want_bytes = probed;
                 if (vm->need_bytes > probed)
@@ -205,25 +233,31 @@ static bool estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
 }
 
 /*
- * A demand rising by PROBE_RISING_PERMILLE of itself a second or more: the
- * figure says nothing steady about the working set, and a cut to the fine
- * zone would leave a climbing guest less than one report's growth.
+ * A demand expected to rise by PROBE_RISING_PERMILLE of itself or more by the
+ * next decision, or rising that much a second now: the figure says nothing
+ * steady about the working set, and a cut to the fine zone would leave a
+ * climbing guest less than one report's growth.
  */
 #define PROBE_RISING_PERMILLE 10
 
 static bool rising(const struct policy_vm *vm)
 {
-        return vm->memory.demand_slope * (double)MSEC_PER_SEC * 1000.0 >=
-               (double)vm->demand_bytes * PROBE_RISING_PERMILLE;
+        const struct policy_history *h = &vm->memory.history;
+        uint64_t d = vm->demand_bytes, threshold = scale_permille(d, PROBE_RISING_PERMILLE);
+
+        if (vm->expected_bytes >= add_sat(d, threshold) && vm->expected_bytes > d)
+                return true;
+        return h->trend_rate * (double)MSEC_PER_SEC >= (double)threshold;
 }
 
 /*
  * Probing costs a little (fine resizes, a VM briefly without its buffer), and
  * memory it reclaims is worth something only when the VMs want most of the
  * host: probes run while the running VMs wanted at least
- * probe_contention_percent of the host's memory at the previous decision, and
- * stop, learning nothing, when they no longer do, or while the VM's demand
- * rises.
+ * probe_contention_percent of the host's memory at the previous decision, but
+ * not more than all of it (under scarcity the allocation cuts VMs below their
+ * want, and a stall there says nothing about the figure), and stop, learning
+ * nothing, when that no longer holds, or while the VM's demand rises.
  */
 void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
                       bool contended)
@@ -236,13 +270,27 @@ void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tu
                 return;
         }
         if (estimate_probe(vm, vm->demand_bytes, now, t)) /* learned now: use it now */
-                estimate_from_demand(
-                    vm, add_sat(scale_permille(vm->demand_bytes, m->correction_permille),
-                                vm->trend_bytes));
+                estimate_learned(vm, vm->expected_bytes, m->correction_permille, t);
 }
 
-/* The dynmem estimate: trend, learned correction, stall; probing comes after the sums. */
-static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t)
+/*
+ * A VM whose unforeseen rises outgrow its buffer (or the probe's fine zone
+ * when that is larger) is not probed: what it holds above its figure is
+ * headroom it uses, not a figure that over-counts.
+ */
+static bool steady(const struct policy_vm *vm, uint64_t learned_headroom,
+                   const struct policy_tunables *t)
+{
+        uint64_t d = vm->demand_bytes;
+        uint64_t buffer = scale_permille(d, 10ull * vm->settings.buffer_percent);
+        uint64_t fine = scale_permille(d, 10ull * t->probe_fine_percent);
+
+        return learned_headroom <= (buffer > fine ? buffer : fine);
+}
+
+/* The dynmem estimate: history, learned correction, stall; probing comes after the sums. */
+static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
+                            struct policy_decay *decay)
 {
         struct policy_vm_memory *m = &vm->memory;
 
@@ -253,29 +301,31 @@ static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct pol
                 vm->stall_fraction = 1.0;
         else if (vm->stall_fraction < 0.0)
                 vm->stall_fraction = 0.0;
-        uint64_t reported = vm->demand_bytes, demand = reported;
-        uint64_t trend = trend_projection(vm, now, t);
+        uint64_t reported = vm->demand_bytes, scale = 1000;
 
+        vm->expected_bytes = policy_history_update(&m->history, reported, now, decay, t);
         if (!m->decided)
                 m->last_stall_ms = now; /* quiet time counts from the first decision */
         if (vm->stall_known && correction_fresh(m, now, t))
-                demand = scale_permille(reported, m->correction_permille);
-        estimate_from_demand(vm, add_sat(demand, trend));
+                scale = m->correction_permille;
+        uint64_t learned = estimate_learned(vm, vm->expected_bytes, scale, t);
+        vm->cover_bytes = scale_permille(learned, scale);
         if (!vm->stall_known)
                 return;
-        vm->trend_bytes = trend;
         if (stalling(vm, t)) {
                 estimate_stall(vm, reported, now, t);
         } else {
                 m->stall_streak = 0;
-                vm->probe_candidate = true; /* policy_probe_one() decides */
+                vm->probe_candidate = steady(vm, learned, t); /* policy_probe_one() decides */
         }
 }
 
-void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, uint64_t now)
+void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, uint64_t now,
+                         struct policy_decay *decay)
 {
         const struct policy_tunables *t = &cfg->tunables;
 
+        vm->cover_bytes = 0;
         if (vm->phase == POLICY_PHASE_STARTING) {
                 estimate_fixed(vm, REASON_STARTUP);
                 return;
@@ -305,5 +355,5 @@ void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, 
                 estimate_from_demand(vm, vm->demand_bytes);
                 return;
         }
-        estimate_dynmem(vm, now, t);
+        estimate_dynmem(vm, now, t, decay);
 }

@@ -7,6 +7,7 @@
 #define DYNMEM_POLICY_INT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "policy.h"
@@ -69,8 +70,43 @@ static inline bool stalling(const struct policy_vm *vm, const struct policy_tuna
         return vm->stall_known && vm->stall_fraction * 1000.0 >= t->stall_threshold_permille;
 }
 
+/* One decay factor per sampling interval, shared by the VMs of one decision. */
+struct policy_decay {
+        bool valid;
+        uint64_t dt_ms;
+        double value;
+};
+
+/*
+ * Learn from a VM's demand sample at `now` (policy_history.c): the first
+ * sample at a new time updates the history; returns the demand expected at
+ * the next decision (the sample plus the projection of its latest change).
+ */
+uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64_t now,
+                               struct policy_decay *cache, const struct policy_tunables *t);
+
+/* The rise `permille` of the VM's unforeseen rises stayed under, in bytes (0: none known). */
+uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille);
+
+/*
+ * The grow edge: below it a VM is grown toward `top` (its want, or its ideal
+ * under scarcity); above it, it may drift. It keeps the VM's cover for its own
+ * unforeseen rises and grow_band_percent of the rest of its headroom.
+ */
+static inline uint64_t grow_edge(const struct policy_vm *vm, uint64_t top,
+                                 const struct policy_tunables *t)
+{
+        uint64_t need = vm->need_bytes;
+        uint64_t room = top > need ? top - need : 0;
+        uint64_t band = scale_permille(room, 10ull * t->grow_band_percent);
+        uint64_t cover = vm->cover_bytes < room ? vm->cover_bytes : room;
+
+        return need + (band > cover ? band : cover);
+}
+
 /* Stage 1 for one VM: floor, need, want and reason (policy_estimate.c). */
-void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, uint64_t now);
+void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, uint64_t now,
+                         struct policy_decay *decay);
 
 /* Probing for one candidate, once the host's contention is known (policy_estimate.c). */
 void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,

@@ -36,7 +36,9 @@ static void probe_step(struct policy_vm *vm, const struct policy_tunables *t)
 {
         uint64_t a = vm->assigned_bytes, ideal = vm->ideal_bytes, block = vm->settings.block_bytes;
         uint64_t zone = block_up(
-            scale_up_permille(vm->memory.probe_demand_bytes, 10ull * t->probe_fine_percent), block);
+            add_sat(scale_up_permille(vm->memory.probe_demand_bytes, 10ull * t->probe_fine_percent),
+                    vm->memory.probe_cover_bytes),
+            block);
         uint64_t step = scale_permille(a, t->probe_step_permille);
 
         if (step < block)
@@ -53,11 +55,29 @@ static void probe_step(struct policy_vm *vm, const struct policy_tunables *t)
 }
 
 /*
- * Hysteresis of the dynmem kind: grow at once; ignore changes smaller than
- * the deadband (except a grow for a VM that has just reported, with
- * stall_urgent, that it stalls); shrink only after the surplus has lasted shrink_delay_ms, and
- * then by at most shrink_step_percent of the VM per decision. Under scarcity
- * shrinks skip the delay and the steps (the memory is wanted elsewhere) but
+ * The band a VM may drift in without a resize: it is grown once less than
+ * grow_band_percent of its headroom is left above its need, and shrunk once
+ * its surplus over its want exceeds shrink_band_percent of that headroom
+ * (and the deadband). A VM whose headroom is large because its rises are
+ * large is thus resized in large steps, rarely; a steady one in small ones.
+ */
+static uint64_t shrink_edge(const struct policy_vm *vm, const struct policy_tunables *t,
+                            uint64_t db)
+{
+        uint64_t room = vm->want_bytes > vm->need_bytes ? vm->want_bytes - vm->need_bytes : 0;
+        uint64_t band = scale_permille(room, 10ull * t->shrink_band_percent);
+
+        return add_sat(vm->want_bytes, band > db ? band : db);
+}
+
+/*
+ * Hysteresis of the dynmem kind: grow once the VM is below its grow edge
+ * (at once when it is below its need, grows for a stall, or has just said,
+ * with stall_urgent, that it stalls), but never by less than the deadband
+ * unless below its need; shrink only once it is above its shrink edge and
+ * the surplus has lasted shrink_delay_ms, and then by at most
+ * shrink_step_percent of the VM per decision. Under scarcity shrinks skip
+ * the delay, the band and the steps (the memory is wanted elsewhere) but
  * still ignore changes within the deadband; when someone waits for memory
  * (`release`), every hold is released.
  */
@@ -67,7 +87,8 @@ void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
         struct policy_vm_memory *m = &vm->memory;
         uint64_t a = vm->assigned_bytes, ideal = vm->ideal_bytes, db = deadband(t, a);
 
-        if (vm->want_bytes + db <= a) {
+        /* A shrink starts beyond the shrink edge and, once started, goes down to the want. */
+        if (a > (m->surplus ? add_sat(vm->want_bytes, db) : shrink_edge(vm, t, db))) {
                 if (!m->surplus) {
                         m->surplus = true;
                         m->surplus_since_ms = now;
@@ -78,13 +99,15 @@ void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
         vm->target_bytes = ideal;
         if (ideal >= a) {
                 /*
-                 * A grow within the deadband waits, unless the VM is below its
-                 * need, grows for a stall, or has just said that it stalls now
-                 * (stall_urgent): then its buffer is gone and the grow is due.
+                 * The buffer is gone when the VM is below its need, grows for a
+                 * stall, or has just said that it stalls now (stall_urgent): the
+                 * grow is due. Otherwise it waits for the grow edge and the deadband.
                  */
                 bool due = vm->need_bytes > a || vm->reason == REASON_STALL ||
                            (vm->stall_urgent && stalling(vm, t));
-                if (ideal - a < db && !due)
+                /* Under scarcity the ideal is the VM's share: no band below it. */
+                uint64_t edge = scarcity ? ideal : grow_edge(vm, ideal, t);
+                if (!due && (a >= edge || ideal - a < db))
                         hold(vm);
                 return;
         }
@@ -104,6 +127,7 @@ void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
         uint64_t step = scale_permille(a, 10ull * t->shrink_step_percent);
         if (step < db)
                 step = db;
-        if (a - ideal > step)
+        /* Steps leave no remainder smaller than the deadband behind. */
+        if (a - ideal > add_sat(step, db))
                 vm->target_bytes = block_up(a - step, vm->settings.block_bytes);
 }

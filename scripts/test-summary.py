@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
-"""Count the real tests in meson test logs and print 'N passed, N failed, N skipped'.
+"""Count the real tests in meson test logs and print one line:
+'N passed, N failed, N skipped', and after it, when anything was skipped, why:
+'N passed, 0 failed, 7 skipped (clang is not installed: fuzz-agent, fuzz-config; ...)'.
 
-usage: test-summary.py TESTLOG.json [TESTLOG.json...]  (one line for all of them)
+usage: test-summary.py [--absent NAME:REASON]... TESTLOG.json [TESTLOG.json...]
 
-TAP tests (cmocka unit tests) count each test case; other tests count once.
+TAP tests (cmocka unit tests, the Python suites) count each test case; other
+tests count once. A skip's reason is TAP's ("1..0 # SKIP why", "ok 3 - name #
+SKIP why") or, for a test that exited 77, the last line it printed. --absent
+counts a suite that was not run at all (scripts/test.sh: DYNMEM_TEST_VALGRIND=0)
+as one skip with its reason, so that nothing is silently missing.
 Exit status 1 when anything failed or nothing ran.
 """
 import json
@@ -11,15 +17,17 @@ import re
 import sys
 
 
-def tap_counts(stdout):
+def tap_counts(stdout, name, reasons):
     passed = failed = skipped = 0
     for line in stdout.splitlines():
         m = re.match(r"^(not ok|ok)\b(.*)$", line)
         if not m:
             continue
         directive = m.group(2)
-        if re.search(r"#\s*skip", directive, re.I):
+        skip = re.search(r"#\s*skip\b\s*(.*)$", directive, re.I)
+        if skip:
             skipped += 1
+            note(reasons, skip.group(1), name)
         elif m.group(1) == "ok":
             passed += 1
         else:
@@ -27,16 +35,40 @@ def tap_counts(stdout):
     return passed, failed, skipped
 
 
-def main():
-    passed = failed = skipped = 0
-    for path in sys.argv[1:]:
-        p, f, s = count_log(path)
-        passed, failed, skipped = passed + p, failed + f, skipped + s
-    print(f"{passed} passed, {failed} failed, {skipped} skipped")
-    return 1 if failed or passed == 0 else 0
+def note(reasons, reason, name):
+    reasons.setdefault(reason.strip() or "no reason given", []).append(name)
 
 
-def count_log(path):
+def whole_skip_reason(stdout):
+    """Why a test skipped as a whole: its TAP plan's directive, or its last line."""
+    m = re.search(r"^1\.\.0\s*#\s*skip\b\s*(.*)$", stdout, re.I | re.M)
+    if m:
+        return m.group(1)
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    return lines[-1] if lines else "exit status 77"
+
+
+def count_entry(entry, reasons):
+    name = entry.get("name", "?").split(" / ")[-1]
+    stdout = entry.get("stdout", "")
+    result = entry.get("result", "")
+    p = f = s = 0
+    if entry.get("protocol") == "tap" or "1.." in stdout[:200]:
+        p, f, s = tap_counts(stdout, name, reasons)
+    if p + f + s == 0:
+        if result in ("OK", "EXPECTEDFAIL"):
+            p = 1
+        elif result == "SKIP":
+            s = 1
+            note(reasons, whole_skip_reason(stdout), name)
+        else:
+            f = 1
+    elif result not in ("OK", "SKIP", "EXPECTEDFAIL") and f == 0:
+        f = 1  # crashed or timed out after its last TAP line
+    return p, f, s
+
+
+def count_log(path, reasons):
     passed = failed = skipped = 0
     try:
         log = open(path, encoding="utf-8", errors="replace")
@@ -52,22 +84,41 @@ def count_log(path):
                 print(f"test-summary: ignoring a line that is not a test record: {line[:60]!r}",
                       file=sys.stderr)
                 continue
-            result = entry.get("result", "")
-            p = f = s = 0
-            if entry.get("protocol") == "tap" or "1.." in entry.get("stdout", "")[:200]:
-                p, f, s = tap_counts(entry.get("stdout", ""))
-            if p + f + s == 0:
-                if result in ("OK", "EXPECTEDFAIL"):
-                    p = 1
-                elif result == "SKIP":
-                    s = 1
-                else:
-                    f = 1
-            elif result not in ("OK", "SKIP", "EXPECTEDFAIL") and f == 0:
-                f = 1  # crashed or timed out after its last TAP line
+            p, f, s = count_entry(entry, reasons)
             passed, failed, skipped = passed + p, failed + f, skipped + s
     return passed, failed, skipped
 
 
+def why(reasons):
+    """'(reason: a, b; reason2: c)', each test named once, or ''."""
+    if not reasons:
+        return ""
+    parts = []
+    for reason, names in sorted(reasons.items()):
+        unique = list(dict.fromkeys(names))
+        parts.append(f"{reason}: {', '.join(unique)}")
+    return " (" + "; ".join(parts) + ")"
+
+
+def main(argv):
+    passed = failed = skipped = 0
+    reasons = {}
+    paths = []
+    while argv:
+        a = argv.pop(0)
+        if a == "--absent" and argv:
+            name, _, reason = argv.pop(0).partition(":")
+            if reason:  # "NAME:" alone: nothing is absent
+                note(reasons, reason, name)
+                skipped += 1
+        else:
+            paths.append(a)
+    for path in paths:
+        p, f, s = count_log(path, reasons)
+        passed, failed, skipped = passed + p, failed + f, skipped + s
+    print(f"{passed} passed, {failed} failed, {skipped} skipped{why(reasons)}")
+    return 1 if failed or passed == 0 else 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

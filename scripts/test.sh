@@ -1,7 +1,8 @@
 #!/bin/sh
 # test.sh: the README's test command. Installs what is missing (Debian 12, as
 # root), builds dynmem with AddressSanitizer and UndefinedBehaviorSanitizer,
-# runs the whole suite, and ends with one line: "N passed, N failed, N skipped".
+# runs the whole suite, and ends with one line: "N passed, N failed, N skipped",
+# followed by why, when anything was skipped.
 #
 # The daemon's integration scripts also run with dynmemd under valgrind
 # memcheck (suite "valgrind"), from a second build without sanitizers
@@ -55,6 +56,11 @@ if [ $valgrind = 1 ]; then
         meson test -C "$PLAIN" --no-rebuild --print-errorlogs "$@" || status=$?
         logs="$logs $PLAIN/meson-logs/testlog.json"
 fi
+# A full run without the valgrind suite says so in the summary.
+absent=valgrind:
+if [ $# -eq 0 ] && [ $valgrind = 0 ]; then
+        absent="valgrind:turned off (DYNMEM_TEST_VALGRIND=0)"
+fi
 # shellcheck disable=SC2086
-python3 scripts/test-summary.py $logs || status=1
+python3 scripts/test-summary.py --absent "$absent" $logs || status=1
 exit $status

@@ -1,6 +1,7 @@
 /*
  * dynmem-sim: replays a scenario's demand traces through dynmem's balancer
- * loop and policy with a virtual clock, and reports how the VMs fared.
+ * loop and policy with a virtual clock, and reports how the VMs fared; with
+ * --sweep, does so at every host size of a range under several policies.
  *
  * Exit status: 0 done, 1 the run failed, 2 bad usage or a bad scenario.
  */
@@ -15,27 +16,49 @@
 #include "dynmem-config.h"
 #include "report.h"
 #include "simrun.h"
+#include "sweep.h"
+#include "sweep_report.h"
 
 static void usage(FILE *out)
 {
         fputs("Usage: dynmem-sim SCENARIO.ini [--policy NAME] [--json] [--timeline FILE.csv]\n"
+              "                  [--report FILE.html]\n"
+              "       dynmem-sim SCENARIO.ini --sweep memory=FROM:TO:STEP [--slo short=P%]\n"
+              "                  [--slo oom=N] [--policy NAME]... [--jobs N] [--json]\n"
               "                  [--report FILE.html]\n"
               "\n"
               "Replay a scenario's demand traces through dynmem's balancer and report how\n"
               "the VMs fared: time short of memory, OOM kills, host memory held, resizes.\n"
               "\n"
               "  -p, --policy NAME      dynmem (default), static, hyperv or exec:COMMAND;\n"
-              "                         overrides [host] policy\n"
+              "                         overrides [host] policy (with --sweep: repeat it to\n"
+              "                         compare several; default static, hyperv and dynmem)\n"
               "  -j, --json             print one JSON object instead of the summary\n"
               "  -t, --timeline FILE    write per-VM rows (seconds,vm,state,demand,assigned,\n"
               "                         target,reason) as CSV\n"
               "  -r, --report FILE      write a self-contained HTML page with charts\n"
+              "  -s, --sweep memory=FROM:TO:STEP\n"
+              "                         run every host size from FROM to TO (e.g. 40G:96G:4G)\n"
+              "  -l, --slo short=P%|oom=N\n"
+              "                         the service level the sweep looks for (repeatable)\n"
+              "  -J, --jobs N           worker processes for a sweep (default: one per processor)\n"
               "  -h, --help             show this help\n"
               "  -V, --version          show the version\n"
               "\n"
               "See dynmem-sim(1) and docs/simulator.md for the scenario format and the model.\n",
               out);
 }
+
+struct options {
+        const char *scenario;
+        const char *policies[SWEEP_POLICIES_MAX];
+        size_t n_policies;
+        const char *timeline_path, *report_path;
+        bool json, sweep, slo_given;
+        struct sweep_range range;
+        struct sweep_slo slo;
+        unsigned jobs;
+};
 
 static FILE *open_output(const char *path)
 {
@@ -46,45 +69,70 @@ static FILE *open_output(const char *path)
         return f;
 }
 
-int main(int argc, char **argv)
+/* Parse the command line. Returns 0, 1 (done: help or version) or 2 (bad usage). */
+static int parse_options(int argc, char **argv, struct options *o)
 {
         static const struct option options[] = {
-            {"policy", required_argument, NULL, 'p'},
-            {"json", no_argument, NULL, 'j'},
-            {"timeline", required_argument, NULL, 't'},
-            {"report", required_argument, NULL, 'r'},
-            {"help", no_argument, NULL, 'h'},
-            {"version", no_argument, NULL, 'V'},
-            {NULL, 0, NULL, 0},
+            {"policy", required_argument, NULL, 'p'},   {"json", no_argument, NULL, 'j'},
+            {"timeline", required_argument, NULL, 't'}, {"report", required_argument, NULL, 'r'},
+            {"sweep", required_argument, NULL, 's'},    {"slo", required_argument, NULL, 'l'},
+            {"jobs", required_argument, NULL, 'J'},     {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
         };
-        const char *timeline_path = NULL, *report_path = NULL;
-        struct simrun_options opt = {0};
-        bool json = false;
+        char err[160], *end;
         int c;
 
-        signal(SIGPIPE, SIG_IGN);
-        while ((c = getopt_long(argc, argv, "p:jt:r:hV", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "p:jt:r:s:l:J:hV", options, NULL)) != -1) {
+                err[0] = '\0';
                 switch (c) {
                 case 'p':
-                        opt.policy = optarg;
+                        if (policy_kind_parse(optarg, &(enum policy_kind){0}, NULL) < 0)
+                                snprintf(err, sizeof(err),
+                                         "unknown policy \"%s\" (dynmem, static, hyperv or "
+                                         "exec:COMMAND)",
+                                         optarg);
+                        else if (o->n_policies == SWEEP_POLICIES_MAX)
+                                snprintf(err, sizeof(err), "at most %d policies",
+                                         SWEEP_POLICIES_MAX);
+                        else
+                                o->policies[o->n_policies++] = optarg;
                         break;
                 case 'j':
-                        json = true;
+                        o->json = true;
                         break;
                 case 't':
-                        timeline_path = optarg;
+                        o->timeline_path = optarg;
                         break;
                 case 'r':
-                        report_path = optarg;
+                        o->report_path = optarg;
                         break;
+                case 's':
+                        o->sweep = true;
+                        sweep_range_parse(optarg, &o->range, err, sizeof(err));
+                        break;
+                case 'l':
+                        o->slo_given = true;
+                        sweep_slo_parse(optarg, &o->slo, err, sizeof(err));
+                        break;
+                case 'J': {
+                        unsigned long v = strtoul(optarg, &end, 10);
+                        if (*end || end == optarg || v < 1 || v > 64)
+                                snprintf(err, sizeof(err), "--jobs: \"%s\" is not 1..64", optarg);
+                        o->jobs = (unsigned)v;
+                        break;
+                }
                 case 'h':
                         usage(stdout);
-                        return 0;
+                        return 1;
                 case 'V':
                         printf("dynmem-sim %s\n", DYNMEM_VERSION);
-                        return 0;
+                        return 1;
                 default:
                         usage(stderr);
+                        return 2;
+                }
+                if (err[0]) {
+                        fprintf(stderr, "dynmem-sim: %s\n", err);
                         return 2;
                 }
         }
@@ -93,61 +141,118 @@ int main(int argc, char **argv)
                 usage(stderr);
                 return 2;
         }
-        const char *scenario = argv[optind];
-        struct config cfg;
-        if (simrun_load_scenario(scenario, &cfg) < 0)
-                return 2;
-        if (opt.policy && policy_kind_parse(opt.policy, &(enum policy_kind){0}, NULL) < 0) {
-                fprintf(stderr,
-                        "dynmem-sim: unknown policy \"%s\" (dynmem, static, hyperv or "
-                        "exec:COMMAND)\n",
-                        opt.policy);
-                config_free(&cfg);
+        o->scenario = argv[optind];
+        const char *wrong = !o->sweep && o->n_policies > 1 ? "--policy more than once"
+                            : !o->sweep && o->slo_given    ? "--slo"
+                            : !o->sweep && o->jobs         ? "--jobs"
+                            : o->sweep && o->timeline_path ? "--timeline with --sweep"
+                                                           : NULL;
+        if (wrong) {
+                fprintf(stderr, "dynmem-sim: %s %s\n", wrong,
+                        o->sweep ? "is not possible" : "needs --sweep");
                 return 2;
         }
-        if (timeline_path && !(opt.timeline = open_output(timeline_path))) {
-                config_free(&cfg);
-                return 1;
-        }
-        opt.series = report_path != NULL;
+        return 0;
+}
 
+static int write_json(json_t *o)
+{
+        int r = o && json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) == 0 ? 0 : -1;
+
+        if (r < 0)
+                fprintf(stderr, "dynmem-sim: cannot write the JSON result\n");
+        fputc('\n', stdout);
+        json_decref(o);
+        return r;
+}
+
+static int run_single(const struct options *o, const struct config *cfg)
+{
+        struct simrun_options opt = {.policy = o->n_policies ? o->policies[0] : NULL,
+                                     .series = o->report_path != NULL};
         struct simrun_result res;
         char err[256] = "";
         int status = 0;
-        if (simrun(&cfg, &opt, &res, err, sizeof(err)) < 0) {
-                fprintf(stderr, "dynmem-sim: %s: %s\n", scenario, err);
+
+        if (o->timeline_path && !(opt.timeline = open_output(o->timeline_path)))
+                return 1;
+        if (simrun(cfg, &opt, &res, err, sizeof(err)) < 0) {
+                fprintf(stderr, "dynmem-sim: %s: %s\n", o->scenario, err);
                 status = 1;
                 goto out;
         }
-        if (json) {
-                json_t *o = report_json(&res);
-                if (!o || json_dumpf(o, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) < 0) {
-                        fprintf(stderr, "dynmem-sim: cannot write the JSON result\n");
-                        status = 1;
-                }
-                fputc('\n', stdout);
-                json_decref(o);
-        } else {
+        if (o->json)
+                status = write_json(report_json(&res)) < 0 ? 1 : 0;
+        else
                 report_human(stdout, &res);
-        }
-        if (report_path) {
-                FILE *f = open_output(report_path);
-                int r = f ? report_html(f, scenario, &res) : -1;
+        if (o->report_path) {
+                FILE *f = open_output(o->report_path);
+                int r = f ? report_html(f, o->scenario, &res) : -1;
                 if ((f && fclose(f) != 0) || r < 0) {
-                        fprintf(stderr, "dynmem-sim: cannot write %s\n", report_path);
+                        fprintf(stderr, "dynmem-sim: cannot write %s\n", o->report_path);
                         status = 1;
                 }
         }
+        simrun_result_free(&res);
 out:
         if (opt.timeline && fclose(opt.timeline) != 0) {
-                fprintf(stderr, "dynmem-sim: cannot write %s\n", timeline_path);
+                fprintf(stderr, "dynmem-sim: cannot write %s\n", o->timeline_path);
                 status = 1;
         }
+        return status;
+}
+
+static int run_sweep(const struct options *o, const struct config *cfg)
+{
+        static const char *const defaults[] = {"static", "hyperv", "dynmem"};
+        const char *const *policies = o->n_policies ? o->policies : defaults;
+        size_t n = o->n_policies ? o->n_policies : 3;
+        struct sweep_result res;
+        char err[256];
+        int status = 0;
+
+        if (sweep_run(cfg, policies, n, &o->range, &o->slo, o->slo_given, o->jobs, &res, err,
+                      sizeof(err)) < 0) {
+                fprintf(stderr, "dynmem-sim: %s: %s\n", o->scenario, err);
+                sweep_result_free(&res);
+                return 1;
+        }
+        for (size_t j = 0; j < res.n_sizes * res.n_policies; j++)
+                if (res.figures[j].status < 0)
+                        status = 1; /* reported by the worker */
+        if (o->json)
+                status |= write_json(sweep_report_json(&res)) < 0 ? 1 : 0;
+        else
+                sweep_report_human(stdout, o->scenario, &res);
+        if (o->report_path) {
+                FILE *f = open_output(o->report_path);
+                int r = f ? sweep_report_html(f, o->scenario, &res) : -1;
+                if ((f && fclose(f) != 0) || r < 0) {
+                        fprintf(stderr, "dynmem-sim: cannot write %s\n", o->report_path);
+                        status = 1;
+                }
+        }
+        sweep_result_free(&res);
+        return status;
+}
+
+int main(int argc, char **argv)
+{
+        struct options o = {0};
+        struct config cfg;
+        int status;
+
+        signal(SIGPIPE, SIG_IGN);
+        status = parse_options(argc, argv, &o);
+        if (status)
+                return status == 1 ? 0 : 2;
+        if (simrun_load_scenario(o.scenario, &cfg) < 0)
+                return 2;
+        status = o.sweep ? run_sweep(&o, &cfg) : run_single(&o, &cfg);
         if (fflush(stdout) != 0 || ferror(stdout)) {
                 fprintf(stderr, "dynmem-sim: cannot write the standard output\n");
                 status = 1;
         }
-        simrun_result_free(&res);
         config_free(&cfg);
         return status;
 }

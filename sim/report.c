@@ -70,7 +70,7 @@ void report_human(FILE *out, const struct simrun_result *r)
         }
 }
 
-static void html_escape(FILE *out, const char *s)
+void report_html_escape(FILE *out, const char *s)
 {
         for (; *s; s++) {
                 switch (*s) {
@@ -118,7 +118,7 @@ static void chart(FILE *out, const char *title, const struct simrun_series *s, u
         }
         y_max = y_max + y_max / 10 + 1;
         fputs("<figure><figcaption>", out);
-        html_escape(out, title);
+        report_html_escape(out, title);
         fprintf(out, " <small>(0 .. %s)</small></figcaption>\n", size_format(y_max, a, sizeof(a)));
         fprintf(out, "<svg viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\">\n", CHART_W, CHART_H,
                 CHART_W, CHART_H);
@@ -133,28 +133,36 @@ static void chart(FILE *out, const char *title, const struct simrun_series *s, u
         fputs("</svg></figure>\n", out);
 }
 
-int report_html(FILE *out, const char *scenario, const struct simrun_result *r)
+void report_html_begin(FILE *out, const char *title, const char *scenario, const char *css)
 {
-        char a[32], b[32];
-
-        fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta "
-              "charset=\"utf-8\">\n<title>dynmem-sim: ",
-              out);
-        html_escape(out, scenario);
+        fputs("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>", out);
+        report_html_escape(out, title);
+        fputs(": ", out);
+        report_html_escape(out, scenario);
         fputs("</title>\n<style>\n"
               "body{font-family:sans-serif;margin:1.5em;color:#222}\n"
               "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;"
               "text-align:right}th:first-child,td:first-child{text-align:left}\n"
-              "figure{display:inline-block;margin:0.5em}figcaption{font-size:90%}\n"
-              ".bg{fill:#fafafa;stroke:#ccc}.demand{fill:none;stroke:#c0392b;stroke-width:1.2}\n"
-              ".assigned{fill:none;stroke:#2471a3;stroke-width:1.6}.limit{stroke:#777;"
-              "stroke-dasharray:4 3}\n.key span{display:inline-block;width:2em;height:0.3em;"
-              "margin:0 0.4em 0.15em 1em;vertical-align:middle}\n"
-              "</style></head><body>\n<h1>dynmem-sim: ",
+              ".bg{fill:#fafafa;stroke:#ccc}.key span{display:inline-block;width:2em;"
+              "height:0.3em;margin:0 0.4em 0.15em 1em;vertical-align:middle}\n",
               out);
-        html_escape(out, scenario);
+        fputs(css, out);
+        fputs("</style></head><body>\n", out);
+}
+
+int report_html(FILE *out, const char *scenario, const struct simrun_result *r)
+{
+        char a[32], b[32];
+
+        report_html_begin(out, "dynmem-sim", scenario,
+                          "figure{display:inline-block;margin:0.5em}figcaption{font-size:90%}\n"
+                          ".demand{fill:none;stroke:#c0392b;stroke-width:1.2}\n"
+                          ".assigned{fill:none;stroke:#2471a3;stroke-width:1.6}"
+                          ".limit{stroke:#777;stroke-dasharray:4 3}\n");
+        fputs("<h1>dynmem-sim: ", out);
+        report_html_escape(out, scenario);
         fprintf(out, "</h1>\n<p>Policy <b>");
-        html_escape(out, r->policy);
+        report_html_escape(out, r->policy);
         fprintf(out, "</b>, %zu VMs over %s, host memory for VMs %s.</p>\n", r->vms,
                 duration_format(r->duration_ms, a, sizeof(a)),
                 size_format(r->memory_bytes, b, sizeof(b)));

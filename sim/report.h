@@ -18,4 +18,13 @@ void report_human(FILE *out, const struct simrun_result *r);
 /* Returns 0, or -1 when writing failed. */
 int report_html(FILE *out, const char *scenario, const struct simrun_result *r);
 
+/*
+ * The start of a self-contained page: doctype, "TITLE: SCENARIO" as its
+ * title, the styles every page shares and `css`, up to the open body.
+ */
+void report_html_begin(FILE *out, const char *title, const char *scenario, const char *css);
+
+/* Write s with <, >, & and " escaped for HTML text and attributes. */
+void report_html_escape(FILE *out, const char *s);
+
 #endif

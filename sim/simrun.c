@@ -192,6 +192,7 @@ static int setup(struct run_state *rs, struct simrun_result *res, char *err, siz
                 return r;
         rs->bal.host.memory_bytes =
             rs->opt->memory_override ? rs->opt->memory_override : cfg->host.memory_bytes;
+        sim_backend_set_memory(rs->backend, rs->bal.host.memory_bytes);
         rs->bal.host.reserve_bytes = cfg->host.reserve_bytes;
         rs->bal.refused_starts_wait = true;
         rs->bal.on_event = on_event;

@@ -35,10 +35,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "migration"))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "e2e"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests"))
 from twohost import (MIB, TwoHosts, console, domain, host_config,  # noqa: E402
                      migration_result, skip_reason_here, wait_for)
-from e2elib import OOM_MARKERS, guest_image  # noqa: E402
+from dynmemtest import OOM_MARKERS, guest_image  # noqa: E402
 
 HISTORY = "hold:5s,ramp:1800M:60s,hold:20s,ramp:256M:10s,hold:36000s"
 IDLE = "hold:5s,ramp:256M:10s,hold:36000s"

@@ -10,11 +10,20 @@ p2 (the agent told dynmem.agent.trigger=0: a report every second only) each
 repeat a load step from 48 MiB to 400 MiB (in 100 ms) and back, every 40 s,
 staggered; startup 256 MiB (~217 MiB MemTotal), maximum 1 GiB. The policy
 is made purely reactive so that steps make the guests stall: buffer 5 %,
-[policy] trend_lookahead = 0s (no growing ahead of a rising demand),
-stall_memory = 0s (no learned correction carried from one step to the
-next), shrink_delay = 5s (back to the startup size between steps).
+[policy] trend_lookahead = 0s and persistence_max_permille = 0 (no growing
+ahead of a rising demand), headroom_permille = 0 (no headroom learned from
+earlier steps), stall_memory = 0s (no learned correction carried from one
+step to the next), shrink_delay = 5s (back to the startup size between steps).
 Phase 2 (policy static): the same four guests and plans, each given the
 1 GiB a static VM needs for the step.
+
+--set absorber (the default) measures dynmem-guest's burst absorber instead:
+guests a1, a2 with it and t1, t2 without (dynmem.agent.absorber=0), all four
+with the PSI trigger and a load whose pages compress about 2:1
+(dynmem.load.fill=50); phase 2 runs the same four statically at their startup
+size (256 MiB: what they would suffer without dynmem), phase 3 at 1 GiB.
+--set trigger is the earlier comparison (t1, t2 with the trigger, p1, p2
+with 1 s reports, no absorber; phases dynmem and static 1 GiB).
 
 Guest-side times come from a probe in the guest image (bench/qemu/probe.c,
 installed as /bin/dynmem-load around the real load) that stamps every load
@@ -27,7 +36,8 @@ lines ("NAME +N MiB: reason"), stamped on arrival from its stderr pipe;
 what the daemon sees is `dynmem list --json`, polled every 100 ms.
 
 usage: bench.py --dynmemd EXE --dynmem EXE --guest EXE --load EXE --probe EXE
-                --source DIR [--out DIR] [--duration S] [--static-duration S]
+                --source DIR [--out DIR] [--set absorber|trigger] [--duration S]
+                [--static-duration S]
 """
 import argparse
 import json
@@ -45,9 +55,15 @@ MIB = 1 << 20
 LOW_MIB, HIGH_MIB = 48, 400
 HIGH_HOLD_S = 8
 PERIOD_S = 40.2  # a_i + b_i + 8 s high + 2 x 100 ms ramps
-GUESTS = [  # name, trigger, seconds before the first step
-    ("t1", True, 4), ("p1", False, 12), ("t2", True, 20), ("p2", False, 28),
-]
+SETS = {  # name, trigger, absorber, seconds before the first step
+    "trigger": [("t1", True, False, 4), ("p1", False, False, 12), ("t2", True, False, 20),
+                ("p2", False, False, 28)],
+    "absorber": [("a1", True, True, 4), ("t1", True, False, 12), ("a2", True, True, 20),
+                 ("t2", True, False, 28)],
+}
+GUESTS = SETS["absorber"]  # the set this run measures (main() sets it)
+FILL = {"trigger": 0, "absorber": 50}  # dynmem.load.fill: % of each page that is data
+RECOVERED_QUIET_S = 1.0  # full speed: no stall for this long and the absorber empty
 BUFFER = 5  # percent: a thin margin, so that a step makes the guest stall (see the docs)
 SETTLE_S = 3  # steps this soon after the load started are not counted (agent connecting)
 
@@ -58,20 +74,25 @@ def plan(first_s):
             f"ramp:{LOW_MIB}M:100ms,hold:{int(rest * 1000)}ms,loop")
 
 
-def vm_section(name, trigger, first_s, static):
-    append = f"dynmem.load={plan(first_s)}" + ("" if trigger else " dynmem.agent.trigger=0")
-    sizes = ("dynamic = no\nstartup = 1G\nminimum = 1G\nmaximum = 1G\n" if static else
-             "dynamic = yes\nstartup = 256M\nminimum = 256M\nmaximum = 1G\n")
+def vm_section(name, trigger, absorber, first_s, static, fill):
+    append = (f"dynmem.load={plan(first_s)}" + ("" if trigger else " dynmem.agent.trigger=0") +
+              ("" if absorber else " dynmem.agent.absorber=0") +
+              (f" dynmem.load.fill={fill}" if fill else ""))
+    size = {None: None, "full": "1G", "startup": "256M"}[static]
+    sizes = (f"dynamic = no\nstartup = {size}\nminimum = {size}\nmaximum = {size}\n" if static
+             else "dynamic = yes\nstartup = 256M\nminimum = 256M\nmaximum = 1G\n")
     return (f'\n[vm "{name}"]\n{sizes}buffer = {BUFFER}\naccel = auto\ncpus = 1\n'
             f"shutdown_timeout = 1s\nappend = {append}\nautostart = yes\n")
 
 
-def config(root, static):
+def config(root, static, fill):
+    """static: None (policy dynmem), "full" (1 GiB each) or "startup" (256 MiB each)."""
     text = (f"[host]\nbackend = qemu\nsocket = {root}/run/dynmemd.sock\n"
             f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n"
             f"policy = {'static' if static else 'dynmem'}\n\n[policy]\nshrink_delay = 5s\n"
-            "trend_lookahead = 0s\nstall_memory = 0s\n")
-    return text + "".join(vm_section(n, t, f, static) for n, t, f in GUESTS)
+            "trend_lookahead = 0s\npersistence_max_permille = 0\nheadroom_permille = 0\n"
+            "stall_memory = 0s\n")
+    return text + "".join(vm_section(n, t, a, f, static, fill) for n, t, a, f in GUESTS)
 
 
 # ---- the image ----
@@ -166,12 +187,13 @@ class Watch:
 
 
 def run_phase(args, root, static, duration):
+    """static: None, "full" or "startup" (config())."""
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(os.path.join(root, "run"))
     os.makedirs(os.path.join(root, "state"))
     conf = os.path.join(root, "dynmem.conf")
     with open(conf, "w") as f:
-        f.write(config(root, static))
+        f.write(config(root, static, FILL[args.set]))
     names = [g[0] for g in GUESTS]
     env = dict(os.environ, DYNMEM_GUEST_IMAGE_DIR=args.image)
     proc = subprocess.Popen([args.dynmemd, "-d", "-v", "-f", conf], stderr=subprocess.PIPE,
@@ -180,7 +202,7 @@ def run_phase(args, root, static, duration):
     w = Watch(args, root, names)
     w.start(proc)
     t0 = time.time()
-    print(f"bench.py: {'static' if static else 'dynmem'} phase: {duration} s of load "
+    print(f"bench.py: {'static ' + static if static else 'dynmem'} phase: {duration} s of load "
           f"after the guests boot", flush=True)
     try:
         deadline = t0 + 300
@@ -286,6 +308,7 @@ def analyse_guest(w, name, first_s):
                 if re.match(rf"dynmemd: {name} \+", line)]
     wakes = [a for a, line in w.daemon if "extra cycle" in line]
     ooms = [a for a, line in w.console[name] if "Out of memory" in line]
+    swaps = [(t, int(text.split("kb=")[1])) for _, t, text in ev if text.startswith("swap kb=")]
     rows = []
     for step, window in steps_of(name, first_s, ev):
         h_step = to_host(ev, step)
@@ -332,9 +355,37 @@ def analyse_guest(w, name, first_s):
             r["seen"] = grew[0] - h_step if grew else None
             r["full"] = full[0] - h_step if full else None
             r["from"], r["to"] = b0, top
-        r["oom"] = len([a for a in ooms if h_step <= a < h_step + HIGH_HOLD_S + 2])
+        r["oom"] = 0
+        recovery(r, step, window, stalls, mem, swaps)
         rows.append(r)
+    # an OOM kill belongs to the last step before it (a guest with an absorber may be killed
+    # well after its step's window), if that step is less than a period old
+    for a in ooms:
+        before = [r for r in rows if r["step_host"] <= a < r["step_host"] + PERIOD_S]
+        if before:
+            before[-1]["oom"] += 1
     return rows, len(ooms)
+
+
+def recovery(r, step, window, stalls, mem, swaps):
+    """Back at full speed after a step: from the last growth of MemTotal in the step's window
+    (the memory that came is online) to the moment from which the guest neither stalls nor
+    holds pages in swap (the absorber), if that lasts RECOVERED_QUIET_S within the window
+    (else None and full_speed_missed). Also the most swap in use in the window."""
+    in_win = [(t, kb) for t, kb in swaps if step <= t < window]
+    r["swap_peak_kb"] = max([kb for _, kb in in_win], default=0)
+    growth = [t for (t, kb), (_, prev) in zip(mem[1:], mem) if step <= t < window and kb > prev]
+    r["online_to_full_speed"], r["full_speed_missed"] = None, None
+    if not growth:
+        return
+    quiet = max([t for t in stalls if step <= t < window], default=step)
+    held = [t for t, kb in in_win if kb > 0]
+    if held:
+        emptied = [t for t, kb in in_win if kb == 0 and t > held[-1]]
+        quiet = max(quiet, emptied[0]) if emptied else None
+    ok = quiet is not None and quiet + RECOVERED_QUIET_S <= window
+    r["full_speed_missed"] = not ok
+    r["online_to_full_speed"] = max(0.0, quiet - growth[-1]) if ok else None
 
 
 def sums_of(w, key):
@@ -349,13 +400,34 @@ def summarize(values):
             "max_ms": round(max(v) * 1000, 1) if v else None}
 
 
-def report(dyn, stat, out):
-    groups = {"trigger": [g for g in GUESTS if g[1]], "1 s reports": [g for g in GUESTS
-                                                                      if not g[1]]}
-    res = {"groups": {}, "guests": {}}
-    for label, members in groups.items():
+def groups_of(set_name):
+    """{label: (members, own_wakeups)}: wakeups are not per VM in the daemon's log, so wakeup
+    figures are a group's own only where it is the one group with the trigger."""
+    if set_name == "trigger":
+        return {"trigger": ([g for g in GUESTS if g[1]], True),
+                "1 s reports": ([g for g in GUESTS if not g[1]], False)}
+    return {"absorber": ([g for g in GUESTS if g[2]], False),
+            "no absorber": ([g for g in GUESTS if not g[2]], False)}
+
+
+def startup_phase(w, set_name):
+    """Steps and OOM kills per group with every guest static at its startup size."""
+    out = {}
+    for label, (members, _) in groups_of(set_name).items():
+        rows = []
+        for name, _, _, first in members:
+            rows += analyse_guest(w, name, first)[0]
+        out[label] = {"steps": len(rows), "steps_with_oom": len([r for r in rows if r["oom"]]),
+                      "swap_peak_mib": round(max([r["swap_peak_kb"] for r in rows],
+                                                 default=0) / 1024)}
+    return out
+
+
+def report(dyn, stat, out, set_name, startup=None):
+    res = {"set": set_name, "groups": {}, "guests": {}}
+    for label, (members, own_wakeups) in groups_of(set_name).items():
         rows, ooms = [], 0
-        for name, _, first in members:
+        for name, _, _, first in members:
             r, o = analyse_guest(dyn, name, first)
             rows += r
             ooms += o
@@ -370,9 +442,9 @@ def report(dyn, stat, out):
             # wakeups are not per VM in the log: only the trigger group's are its own
             "stall_to_request_in_wakeup_cycle": summarize(
                 [r.get("stall_to_request") for r in rows
-                 if r.get("request_in_wakeup_cycle") and label == "trigger"]),
+                 if r.get("request_in_wakeup_cycle") and own_wakeups]),
             "stall_to_wakeup": summarize([r.get("stall_to_wakeup") for r in rows
-                                          if label == "trigger"]),
+                                          if own_wakeups]),
             "first_request_reasons": {k: len([r for r in rows if r["reason"] == k])
                                       for k in sorted({r["reason"] for r in rows
                                                        if r["reason"]})},
@@ -383,6 +455,11 @@ def report(dyn, stat, out):
             "step_to_guest_memtotal_grows": summarize([r["online"] for r in rows]),
             "oom_kills": ooms,
             "steps_with_oom": len([r for r in rows if r["oom"]]),
+            "online_to_full_speed": summarize([r["online_to_full_speed"] for r in rows
+                                               if not r["oom"]]),
+            "full_speed_missed": len([r for r in rows
+                                      if r["full_speed_missed"] and not r["oom"]]),
+            "swap_peak_mib": summarize([r["swap_peak_kb"] / 1024 / 1000 for r in rows]),
         }
     da, dap, _ = sums_of(dyn, "assigned_bytes")
     sa, sap, _ = sums_of(stat, "assigned_bytes")
@@ -397,6 +474,8 @@ def report(dyn, stat, out):
                   "peak_ratio": round(dp / sp, 3) if sp else None, "samples": [dn, sn]}
     accel = re.findall(r"accel (\w+) \(", "\n".join(l for _, l in dyn.daemon))
     res["accel"] = sorted(set(accel))
+    if startup is not None:
+        res["static_startup"] = startup_phase(startup, set_name)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
     return res
@@ -415,8 +494,15 @@ def print_report(res):
         for key in ("stall_to_wakeup", "stall_to_request", "stall_to_request_in_wakeup_cycle",
                     "stall_to_online", "step_to_request",
                     "step_to_daemon_sees_plug", "step_to_daemon_sees_90pct",
-                    "step_to_guest_memtotal_grows"):
+                    "step_to_guest_memtotal_grows", "online_to_full_speed"):
             print(f"  {key.replace('_', ' '):32s} {fmt(g[key])}")
+        sp = g["swap_peak_mib"]
+        print(f"  steps not back at full speed in their window (no OOM kill): "
+              f"{g['full_speed_missed']}; swap (absorber) peak per step MiB p50 "
+              f"{sp['p50_ms']} p95 {sp['p95_ms']} max {sp['max_ms']}")
+    for label, g in res.get("static_startup", {}).items():
+        print(f"\n== static at the startup size (256 MiB), {label}: {g['steps']} steps, "
+              f"{g['steps_with_oom']} with an OOM kill; swap peak {g['swap_peak_mib']} MiB")
     r = res["rss"]
     print(f"\nhost memory (sum of QEMU RSS): dynmem mean {r['dynmem_mean_mib']} MiB, peak "
           f"{r['dynmem_peak_mib']} MiB; static (1 GiB each) mean {r['static_mean_mib']} MiB, "
@@ -435,6 +521,9 @@ def main():
     ap.add_argument("--out", default="build/bench-qemu")
     ap.add_argument("--duration", type=int, default=420)
     ap.add_argument("--static-duration", type=int, default=120)
+    ap.add_argument("--set", choices=sorted(SETS), default="absorber",
+                    help="absorber: with and without dynmem-guest's absorber (default); "
+                         "trigger: PSI trigger against 1 s reports")
     ap.add_argument("--analyse", action="store_true",
                     help="only analyse the raw.json files of an earlier run in --out")
     args = ap.parse_args()
@@ -442,13 +531,19 @@ def main():
         setattr(args, k, os.path.abspath(getattr(args, k)))
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
+    global GUESTS
+    GUESTS = SETS[args.set]
+    with_startup = args.set == "absorber"
     if args.analyse:
         dyn, stat = Raw(os.path.join(out, "dynmem")), Raw(os.path.join(out, "static"))
+        startup = Raw(os.path.join(out, "static-startup")) if with_startup else None
     else:
         args.image = build_image(args, out)
-        dyn = run_phase(args, os.path.join(out, "dynmem"), False, args.duration)
-        stat = run_phase(args, os.path.join(out, "static"), True, args.static_duration)
-    res = report(dyn, stat, out)
+        dyn = run_phase(args, os.path.join(out, "dynmem"), None, args.duration)
+        startup = (run_phase(args, os.path.join(out, "static-startup"), "startup",
+                             args.static_duration) if with_startup else None)
+        stat = run_phase(args, os.path.join(out, "static"), "full", args.static_duration)
+    res = report(dyn, stat, out, args.set, startup)
     print_report(res)
     print(f"\nresults: {out}/results.json; logs and consoles: {out}/dynmem, {out}/static")
 

@@ -11,6 +11,10 @@
  *   probe: t=12350200 memtotal kb=512344     MemTotal grew (or shrank: at most
  *                                            one such line every 100 ms)
  *   probe: t=12351000 tick memtotal kb=...   once a second (clock mapping)
+ *   probe: t=12351200 swap kb=81234          swap in use changed (dynmem-guest's
+ *                                            absorber filling or draining; at most
+ *                                            one line every 100 ms, and at once
+ *                                            when it is back to 0)
  *
  * It samples /proc/pressure/memory and /proc/meminfo every PROBE_SAMPLE_MS;
  * stall lines are printed when the total grows, at most one every
@@ -105,9 +109,24 @@ static pid_t start_load(char **argv, int *ret_fd)
 
 struct sampler {
         int psi_fd, mem_fd;
-        long long last_total, last_memtotal;
-        uint64_t last_stall_print, last_mem_print, next_tick;
+        long long last_total, last_memtotal, last_swap;
+        uint64_t last_stall_print, last_mem_print, last_swap_print, next_tick;
 };
+
+/* Swap in use from /proc/meminfo text: a line when it changed (0 at once). */
+static void sample_swap(struct sampler *s, uint64_t t, const char *meminfo)
+{
+        long long total = number_after(meminfo, "SwapTotal:");
+        long long used = total - number_after(meminfo, "SwapFree:");
+
+        if (total < 0 || used < 0 || used == s->last_swap)
+                return;
+        if (used > 0 && t - s->last_swap_print < PROBE_STALL_GAP_MS * 1000ull)
+                return;
+        printf("probe: t=%" PRIu64 " swap kb=%lld\n", t, used);
+        s->last_swap_print = t;
+        s->last_swap = used;
+}
 
 static void sample(struct sampler *s, uint64_t t)
 {
@@ -134,6 +153,7 @@ static void sample(struct sampler *s, uint64_t t)
                 }
                 if (kb > 0)
                         s->last_memtotal = kb;
+                sample_swap(s, t, buf);
         }
         if (t >= s->next_tick) {
                 printf("probe: t=%" PRIu64 " tick memtotal kb=%lld\n", t, s->last_memtotal);
@@ -163,7 +183,7 @@ static int relay(int fd, char *line, size_t *used, size_t cap)
 
 int main(int argc, char **argv)
 {
-        struct sampler s = {.last_total = -1, .last_memtotal = -1};
+        struct sampler s = {.last_total = -1, .last_memtotal = -1, .last_swap = 0};
         char line[1024];
         size_t used = 0;
         int fd = -1, status = 0;

@@ -5,7 +5,9 @@
  * once when a PSI trigger says the guest has started to stall (unless
  * --no-trigger or dynmem.agent.trigger=0 on the kernel command line turn
  * that off, for comparisons). It also
- * brings hot-added memory blocks online when the kernel has not.
+ * brings hot-added memory blocks online when the kernel has not, and sets
+ * up a burst absorber (compressed swap in RAM, absorber.h) that holds a
+ * sudden burst while the host plugs memory, and drains it afterwards.
  *
  * One thread, one poll() loop, no allocation after start; it never
  * busy-loops (every wait is a poll on a descriptor or a timer) and logs to
@@ -21,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "absorber.h"
 #include "agent_wire.h"
 #include "conn.h"
 #include "dynmem-config.h"
@@ -37,6 +40,9 @@ struct run {
         struct psi psi;
         struct sampler smp;
         struct hotplug hp;
+        struct absorber absorber;
+        enum absorber_mode absorber_mode;
+        unsigned absorber_pct;
         uint32_t my_min, my_max;
         uint32_t version;       /* agreed with the host; 0 = none */
         bool told_incompatible; /* logged on this connection */
@@ -55,7 +61,8 @@ static unsigned caps_of(struct run *r)
                (r->smp.dev.virtio_mem ? AGENT_CAP_VIRTIO_MEM : 0) |
                (psi_available(&r->psi) ? AGENT_CAP_PSI : 0) |
                (psi_has_trigger(&r->psi) ? AGENT_CAP_PSI_TRIGGER : 0) |
-               (r->hp.writable ? AGENT_CAP_ONLINE_MOVABLE : 0);
+               (r->hp.writable ? AGENT_CAP_ONLINE_MOVABLE : 0) |
+               (r->absorber.active ? AGENT_CAP_ABSORBER : 0);
 }
 
 static void send_hello(struct run *r, bool announce, uint32_t version)
@@ -77,6 +84,34 @@ static void send_hello(struct run *r, bool announce, uint32_t version)
                 conn_send(&r->conn, line, n, r->now);
 }
 
+/* Add the absorber's fill to a sample, and drain it when the guest has room again. */
+static void sample_absorber(struct run *r, struct sample *s)
+{
+        struct absorber_fill f;
+
+        if (!absorber_read(&r->absorber, &f)) {
+                absorber_run(&r->absorber, NULL, s->mem_total, s->mem_available, r->now);
+                return;
+        }
+        s->absorber_stored = f.stored;
+        s->absorber_ram = f.ram > s->mem_total ? s->mem_total : f.ram;
+        s->absorber_capacity = f.capacity;
+        s->have |= AGENT_HAVE_ABSORBER;
+        if (s->have & AGENT_HAVE_PSI)
+                absorber_note_stall(&r->absorber, s->psi.some_total_us, r->now);
+        if (s->have & AGENT_HAVE_AVAILABLE)
+                absorber_run(&r->absorber, &f, s->mem_total, s->mem_available, r->now);
+}
+
+/* A sample for the absorber alone (no host to report to). */
+static void check_absorber(struct run *r)
+{
+        struct sample s;
+
+        if (sampler_read(&r->smp, &r->psi, &s) == 0)
+                sample_absorber(r, &s);
+}
+
 static void send_report(struct run *r, enum agent_cause cause)
 {
         char line[AGENT_LINE_MAX];
@@ -85,6 +120,7 @@ static void send_report(struct run *r, enum agent_cause cause)
 
         if (sampler_read(&r->smp, &r->psi, &s) < 0)
                 return;
+        sample_absorber(r, &s);
         if (s.have & AGENT_HAVE_PSI)
                 psi_note(&r->psi, &s.psi, r->now);
         n = proto_report(&s, ++r->seq, cause, r->hp.onlined, line, sizeof(line));
@@ -143,11 +179,12 @@ static int loop_timeout(struct run *r)
         int t = conn_timeout(&r->conn, r->now);
 
         t = min_timeout(t, hotplug_timeout(&r->hp, r->now));
-        if (r->version) {
+        t = min_timeout(t, absorber_timeout(&r->absorber, r->now));
+        if (r->version || r->absorber.active)
                 t = min_timeout(t,
                                 r->next_report_ms > r->now ? (int)(r->next_report_ms - r->now) : 0);
+        if (r->version)
                 t = min_timeout(t, psi_timeout(&r->psi, r->now));
-        }
         return t;
 }
 
@@ -177,6 +214,8 @@ static void loop_once(struct run *r)
                 send_report(r, AGENT_CAUSE_PSI);
         }
         hotplug_run(&r->hp, fds[2].revents, r->now);
+        if (absorber_timeout(&r->absorber, r->now) >= 0) /* a drain runs: reap it when done */
+                absorber_run(&r->absorber, NULL, 0, 0, r->now);
 }
 
 static void run_forever(struct run *r)
@@ -188,8 +227,11 @@ static void run_forever(struct run *r)
                         r->told_incompatible = false;
                         send_hello(r, true, 0);
                 }
-                if (r->version && r->now >= r->next_report_ms) {
-                        send_report(r, AGENT_CAUSE_TICK);
+                if ((r->version || r->absorber.active) && r->now >= r->next_report_ms) {
+                        if (r->version)
+                                send_report(r, AGENT_CAUSE_TICK);
+                        else /* no host: the absorber still drains */
+                                check_absorber(r);
                         r->next_report_ms += r->interval_ms;
                         if (r->next_report_ms <= r->now) /* late (suspended): no catching up */
                                 r->next_report_ms = r->now + r->interval_ms;
@@ -200,26 +242,64 @@ static void run_forever(struct run *r)
 
 static void usage(FILE *f)
 {
-        fprintf(f, "usage: dynmem-guest [-v] [-p PORT] [-r ROOT]\n"
-                   "dynmem's guest agent: memory and stall reports to the host.\n"
-                   "  -p, --port PORT   virtio-serial port name (default " AGENT_PORT_NAME "),\n"
-                   "                    or a path (a character device, or a unix socket)\n"
-                   "  -r, --root DIR    read /proc and /sys under DIR (tests)\n"
-                   "  -v, --verbose     log every connection change\n"
-                   "      --no-trigger  no report when the guest starts to stall, only every\n"
-                   "                    interval (also: dynmem.agent.trigger=0 on the kernel\n"
-                   "                    command line)\n"
-                   "      --versions MIN-MAX  protocol versions to offer (tests)\n"
-                   "  -V, --version     print the version and exit\n");
+        fprintf(f,
+                "usage: dynmem-guest [-v] [-p PORT] [-r ROOT]\n"
+                "dynmem's guest agent: memory and stall reports to the host.\n"
+                "  -p, --port PORT   virtio-serial port name (default " AGENT_PORT_NAME "),\n"
+                "                    or a path (a character device, or a unix socket)\n"
+                "  -r, --root DIR    read /proc and /sys under DIR (tests)\n"
+                "  -v, --verbose     log every connection change\n"
+                "      --no-trigger  no report when the guest starts to stall, only every\n"
+                "                    interval (also: dynmem.agent.trigger=0 on the kernel\n"
+                "                    command line)\n"
+                "      --absorber=MODE  the burst absorber (compressed swap in RAM): auto (on\n"
+                "                    unless the guest has swap), off, force (also: dynmem.agent.\n"
+                "                    absorber=0 on the kernel command line turns it off)\n"
+                "      --absorber-size PERCENT  its size, %% of MemTotal (default 100; also\n"
+                "                    dynmem.agent.absorber_size=PERCENT on the command line)\n"
+                "      --versions MIN-MAX  protocol versions to offer (tests)\n"
+                "  -V, --version     print the version and exit\n");
+}
+
+/* --absorber (c = 3) and --absorber-size (c = 4). False, with a message, when arg is wrong. */
+static bool absorber_option(int c, const char *arg, struct run *r)
+{
+        static const char *const modes[] = {
+            [ABSORBER_AUTO] = "auto", [ABSORBER_OFF] = "off", [ABSORBER_FORCE] = "force"};
+        unsigned pct;
+
+        if (c == 4) {
+                if (sscanf(arg, "%u", &pct) == 1 && pct >= 1 && pct <= ABSORBER_SIZE_PCT_MAX) {
+                        r->absorber_pct = pct;
+                        return true;
+                }
+                fprintf(stderr, "dynmem-guest: --absorber-size wants 1..%d\n",
+                        ABSORBER_SIZE_PCT_MAX);
+                return false;
+        }
+        for (unsigned i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+                if (strcmp(arg, modes[i]) == 0) {
+                        r->absorber_mode = (enum absorber_mode)i;
+                        return true;
+                }
+        }
+        fprintf(stderr, "dynmem-guest: --absorber wants auto, off or force\n");
+        return false;
 }
 
 static int parse_args(int argc, char **argv, struct run *r, const char **port, const char **root)
 {
         static const struct option opts[] = {
-            {"port", required_argument, NULL, 'p'}, {"root", required_argument, NULL, 'r'},
-            {"verbose", no_argument, NULL, 'v'},    {"versions", required_argument, NULL, 1},
-            {"no-trigger", no_argument, NULL, 2},   {"version", no_argument, NULL, 'V'},
-            {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+            {"port", required_argument, NULL, 'p'},
+            {"root", required_argument, NULL, 'r'},
+            {"verbose", no_argument, NULL, 'v'},
+            {"versions", required_argument, NULL, 1},
+            {"no-trigger", no_argument, NULL, 2},
+            {"version", no_argument, NULL, 'V'},
+            {"help", no_argument, NULL, 'h'},
+            {"absorber", required_argument, NULL, 3},
+            {"absorber-size", required_argument, NULL, 4},
+            {NULL, 0, NULL, 0},
         };
         unsigned lo, hi;
         int c;
@@ -245,6 +325,11 @@ static int parse_args(int argc, char **argv, struct run *r, const char **port, c
                         break;
                 case 2:
                         r->no_trigger = true;
+                        break;
+                case 3:
+                case 4:
+                        if (!absorber_option(c, optarg, r))
+                                return 2;
                         break;
                 case 'V':
                         printf("dynmem-guest %s\n", DYNMEM_VERSION);
@@ -278,11 +363,47 @@ static bool cmdline_has(const char *path, const char *word)
         return false;
 }
 
+/* dynmem.agent.absorber_size=PERCENT on the kernel command line (the last one counts). */
+static void cmdline_absorber_size(struct run *r)
+{
+        static const char key[] = "dynmem.agent.absorber_size=";
+        char buf[4096], value[16];
+        const char *p, *last = NULL;
+        size_t n;
+
+        if (util_read_file("/proc/cmdline", buf, sizeof(buf)) <= 0)
+                return;
+        for (p = buf; (p = strstr(p, key)); p += sizeof(key) - 1)
+                if (p == buf || p[-1] == ' ')
+                        last = p + sizeof(key) - 1;
+        if (!last)
+                return;
+        n = strcspn(last, " \n");
+        snprintf(value, sizeof(value), "%.*s", (int)(n < sizeof(value) ? n : sizeof(value) - 1),
+                 last);
+        if (!absorber_option(4, value, r))
+                util_log("ignored %s%s", key, value);
+}
+
+static void open_absorber(struct run *r)
+{
+        struct sample s;
+
+        if (sampler_read(&r->smp, NULL, &s) < 0)
+                return;
+        if (absorber_open(&r->absorber, r->absorber_mode, r->absorber_pct, s.mem_total))
+                util_log("absorber: /dev/zram%d, %" PRIu64 " MiB of compressed swap in RAM",
+                         r->absorber.dev, r->absorber.capacity >> 20);
+        else
+                util_log("absorber: none: %s", r->absorber.why_off);
+}
+
 int main(int argc, char **argv)
 {
         static struct run r = {.my_min = AGENT_PROTO_MIN,
                                .my_max = AGENT_PROTO_MAX,
-                               .interval_ms = AGENT_INTERVAL_DEFAULT};
+                               .interval_ms = AGENT_INTERVAL_DEFAULT,
+                               .absorber_pct = ABSORBER_SIZE_PCT_DEFAULT};
         const char *port = AGENT_PORT_NAME, *root = "";
         int rc = parse_args(argc, argv, &r, &port, &root);
 
@@ -297,7 +418,11 @@ int main(int argc, char **argv)
         }
         if (cmdline_has("/proc/cmdline", "dynmem.agent.trigger=0"))
                 r.no_trigger = true;
+        if (cmdline_has("/proc/cmdline", "dynmem.agent.absorber=0"))
+                r.absorber_mode = ABSORBER_OFF;
+        cmdline_absorber_size(&r);
         psi_open(&r.psi, !r.no_trigger);
+        open_absorber(&r);
         hotplug_open(&r.hp, r.now);
         conn_init(&r.conn, port);
         util_log("%s: port %s, %s, memory hotplug %s", DYNMEM_VERSION, port,

@@ -191,6 +191,11 @@ size_t proto_report(const struct sample *s, uint64_t seq, enum agent_cause cause
                 put_key(buf, len, &used, AGENT_R_REFAULTS, s->refaults);
         put_group(buf, len, &used, s->have & AGENT_HAVE_SELF, AGENT_R_SELF_RSS, s->self_rss,
                   AGENT_R_SELF_CPU, s->self_cpu_us);
+        if (s->have & AGENT_HAVE_ABSORBER) {
+                put_key(buf, len, &used, AGENT_R_ABSORBER, s->absorber_stored);
+                put_key(buf, len, &used, AGENT_R_ABSORBER_RAM, s->absorber_ram);
+                put_key(buf, len, &used, AGENT_R_ABSORBER_SIZE, s->absorber_capacity);
+        }
         if (!put(buf, len, &used, "\n") || used > AGENT_LINE_MAX)
                 return 0;
         return used;

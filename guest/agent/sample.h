@@ -21,6 +21,7 @@ struct sample {
         struct psi_values psi;
         uint64_t pgmajfault, refaults, oom_kill;
         uint64_t self_rss, self_cpu_us;
+        uint64_t absorber_stored, absorber_ram, absorber_capacity; /* absorber.h */
 };
 
 /* Virtio devices bound to a driver, found under /sys/bus/virtio/devices. */

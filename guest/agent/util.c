@@ -24,6 +24,11 @@ void util_set_root(const char *root)
         snprintf(root_prefix, sizeof(root_prefix), "%s", root ? root : "");
 }
 
+bool util_root_is_real(void)
+{
+        return root_prefix[0] == '\0';
+}
+
 char *util_path(char *buf, const char *path)
 {
         int n = snprintf(buf, UTIL_PATH_MAX, "%s%s", root_prefix, path);

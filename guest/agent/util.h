@@ -19,6 +19,9 @@
 /* Set the prefix that util_path() puts before /proc and /sys paths ("" = the real ones). */
 void util_set_root(const char *root);
 
+/* True when /proc and /sys are the real ones (no test root): the agent may change the system. */
+bool util_root_is_real(void);
+
 /* root + path into buf (UTIL_PATH_MAX bytes). Returns buf, or NULL when it does not fit. */
 char *util_path(char *buf, const char *path);
 

@@ -6,7 +6,8 @@
 # The kernel is Debian's cloud kernel (the package linux-image-cloud-amd64
 # depends on; KERNEL_PKG=... overrides it), fetched with apt-get download and
 # cached in OUTDIR/cache. The initrd holds busybox-static, this directory's
-# init, the virtio modules listed below with their dependencies (from
+# init, the virtio modules listed below (and zram with its allocator and
+# compressor, for dynmem-guest's burst absorber) with their dependencies (from
 # modules.dep), and the static programs given, installed as /bin/<name>.
 # OUTDIR/cmdline holds the kernel command line the image expects.
 #
@@ -17,7 +18,7 @@
 set -eu
 
 MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
-virtio_balloon virtio_mem virtio_console"
+virtio_balloon virtio_mem virtio_console zsmalloc zram lzo_rle"
 CMDLINE="console=ttyS0 memhp_default_state=online_movable swiotlb=512 panic=-1 quiet"
 META_PKG=linux-image-cloud-amd64
 BUSYBOX=/bin/busybox

@@ -7,7 +7,10 @@
  * page held is written at least every TOUCH_PERIOD_MS, a slice of the chunks
  * each tick, so the pages stay resident and the working set is real. Once a
  * second it logs "dynmem-load: holding N MiB (target M MiB)" to stdout (the
- * console of the test image). A failed mmap is logged and retried a second
+ * console of the test image). With --fill PERCENT (or dynmem.load.fill= on the
+ * kernel command line) each new page gets that share of pseudo-random bytes,
+ * the rest zeros, so that it compresses like real data (50: about 2:1 with
+ * lzo) rather than to almost nothing. A failed mmap is logged and retried a second
  * later. Only libc; built static for the guest image.
  */
 #define _GNU_SOURCE
@@ -31,6 +34,7 @@
 #define TOUCH_PERIOD_MS 2000
 #define LOG_PERIOD_MS   1000
 #define CMDLINE_KEY     "dynmem.load="
+#define CMDLINE_FILL    "dynmem.load.fill="
 #define SPEC_MAX        4096
 
 struct holder {
@@ -39,6 +43,8 @@ struct holder {
         size_t cursor;     /* next chunk to touch */
         size_t page;       /* page size */
         unsigned char gen; /* value written, changes each touch pass */
+        size_t fill;       /* pseudo-random bytes at the start of each new page */
+        uint64_t rng;      /* xorshift64 state */
         uint64_t retry_ms; /* after a failed mmap, no new one before this time */
 };
 
@@ -55,6 +61,9 @@ static void usage(FILE *f)
                    "Without loop the final amount is held until killed.\n"
                    "  --cmdline  read the spec from " CMDLINE_KEY " in /proc/cmdline\n"
                    "  --dry-run  print the parsed plan and its targets, then exit\n"
+                   "  --fill PERCENT  fill that share of each new page with pseudo-random\n"
+                   "             bytes, the rest zeros (default 0: one byte a page; with\n"
+                   "             --cmdline also " CMDLINE_FILL "PERCENT)\n"
                    "Example: dynmem-load ramp:200M:10s,hold:5s,ramp:50M:5s,loop\n"
                    "Exit status: 2 on a bad spec or usage.\n");
 }
@@ -77,6 +86,19 @@ static void touch_chunk(struct holder *h, void *chunk)
                 p[off] = h->gen;
 }
 
+/* Fill the first h->fill bytes of each page of a new chunk with pseudo-random bytes. */
+static void fill_chunk(struct holder *h, void *chunk)
+{
+        unsigned char *p = chunk;
+
+        for (size_t off = 0; h->fill && off < CHUNK; off += h->page) {
+                for (size_t i = 0; i < h->fill; i += sizeof(h->rng)) {
+                        h->rng ^= h->rng << 13, h->rng ^= h->rng >> 7, h->rng ^= h->rng << 17;
+                        memcpy(p + off + i, &h->rng, sizeof(h->rng));
+                }
+        }
+}
+
 /* Map, advise and touch one more chunk. Returns 0 or -1 (errno set). */
 static int holder_add(struct holder *h)
 {
@@ -95,6 +117,7 @@ static int holder_add(struct holder *h)
         if (c == MAP_FAILED)
                 return -1;
         (void)madvise(c, CHUNK, MADV_NOHUGEPAGE); /* 4 KiB pages: finer give-back */
+        fill_chunk(h, c);
         touch_chunk(h, c);
         h->chunks[h->n++] = c;
         return 0;
@@ -137,9 +160,12 @@ static size_t chunks_for(uint64_t bytes)
         return (size_t)((bytes + CHUNK - 1) / CHUNK);
 }
 
-static _Noreturn void run(const struct load_plan *plan)
+static _Noreturn void run(const struct load_plan *plan, unsigned fill_pct)
 {
-        struct holder h = {.page = (size_t)sysconf(_SC_PAGESIZE), .gen = 1};
+        struct holder h = {
+            .page = (size_t)sysconf(_SC_PAGESIZE), .gen = 1, .rng = 88172645463325252ull};
+
+        h.fill = h.page * fill_pct / 100 / sizeof(h.rng) * sizeof(h.rng);
         uint64_t start = mono_ms(), next_log = 0;
 
         for (uint64_t tick = 0;; tick++) {
@@ -204,10 +230,36 @@ static int spec_from_cmdline(char *buf, size_t len)
         return 0;
 }
 
+/* PERCENT, 0..100, or -1. */
+static int parse_fill(const char *s)
+{
+        char *end;
+        long v = strtol(s, &end, 10);
+
+        return end != s && *end == '\0' && v >= 0 && v <= 100 ? (int)v : -1;
+}
+
+/* dynmem.load.fill= from /proc/cmdline, 0 when absent, -1 when wrong. */
+static int fill_from_cmdline(void)
+{
+        static char cmdline[SPEC_MAX];
+        char buf[16];
+        FILE *f = fopen("/proc/cmdline", "r");
+        size_t n;
+
+        if (f == NULL)
+                return 0;
+        n = fread(cmdline, 1, sizeof(cmdline) - 1, f);
+        cmdline[n] = '\0';
+        fclose(f);
+        return load_cmdline_find(cmdline, CMDLINE_FILL, buf, sizeof(buf)) < 0 ? 0 : parse_fill(buf);
+}
+
 int main(int argc, char **argv)
 {
         static char spec[SPEC_MAX];
         bool dry = false, cmdline = false;
+        int fill = 0;
         const char *arg = NULL;
         struct load_plan plan;
         char err[256];
@@ -221,6 +273,11 @@ int main(int argc, char **argv)
                         dry = true;
                 } else if (strcmp(argv[i], "--cmdline") == 0) {
                         cmdline = true;
+                } else if (strcmp(argv[i], "--fill") == 0 && i + 1 < argc) {
+                        if ((fill = parse_fill(argv[++i])) < 0) {
+                                fprintf(stderr, "dynmem-load: --fill wants 0..100\n");
+                                return 2;
+                        }
                 } else if (argv[i][0] == '-' || arg != NULL) {
                         fprintf(stderr, "dynmem-load: unexpected argument \"%s\"\n", argv[i]);
                         usage(stderr);
@@ -236,6 +293,10 @@ int main(int argc, char **argv)
         }
         if (cmdline && spec_from_cmdline(spec, sizeof(spec)) < 0)
                 return 2;
+        if (cmdline && fill == 0 && (fill = fill_from_cmdline()) < 0) {
+                fprintf(stderr, "dynmem-load: " CMDLINE_FILL " wants 0..100\n");
+                return 2;
+        }
         if (load_plan_parse(cmdline ? spec : arg, &plan, err, sizeof(err)) < 0) {
                 fprintf(stderr, "dynmem-load: bad load spec: %s\n", err);
                 return 2;
@@ -246,5 +307,7 @@ int main(int argc, char **argv)
         }
         printf("dynmem-load: plan %s (%zu steps, period %" PRIu64 " ms%s)\n", cmdline ? spec : arg,
                plan.nsteps, load_plan_period_ms(&plan), plan.loop ? ", loop" : "");
-        run(&plan);
+        if (fill)
+                printf("dynmem-load: filling %d %% of each page with pseudo-random bytes\n", fill);
+        run(&plan, (unsigned)fill);
 }

@@ -16,84 +16,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agentlib import Peer, Tap, parse_fields  # noqa: E402
-
-MIB = 1 << 20
-MEMINFO = """MemTotal:        1048576 kB
-MemFree:          262144 kB
-MemAvailable:     524288 kB
-Buffers:            1024 kB
-Cached:           131072 kB
-SwapCached:            0 kB
-Active(file):      65536 kB
-SwapTotal:        102400 kB
-SwapFree:          92160 kB
-Committed_AS:    2097152 kB
-"""
-VMSTAT = """pgmajfault 10
-workingset_refault_anon 1
-workingset_refault_file 2
-oom_kill 3
-balloon_inflate 25600
-balloon_deflate 0
-"""
-PSI_IDLE = ("some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
-            "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
-
-
-def write_in_place(path, text):
-    """Rewrite a file the agent keeps open (it preads the same inode)."""
-    with open(path, "r+") as f:
-        f.write(text)
-        f.truncate()
-
-
-def write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def make_root(root):
-    write(f"{root}/proc/meminfo", MEMINFO)
-    write(f"{root}/proc/vmstat", VMSTAT)
-    write(f"{root}/proc/pressure/memory", PSI_IDLE)
-    os.symlink("/proc/self", f"{root}/proc/self")
-    # a balloon with deflate-on-oom (feature bit 2) and a virtio-mem device, both bound
-    write(f"{root}/sys/bus/virtio/devices/virtio0/device", "0x0005\n")
-    write(f"{root}/sys/bus/virtio/devices/virtio0/features", "0010" + "0" * 60 + "\n")
-    os.makedirs(f"{root}/sys/bus/virtio/devices/virtio0/driver")
-    write(f"{root}/sys/bus/virtio/devices/virtio1/device", "0x0018\n")
-    os.makedirs(f"{root}/sys/bus/virtio/devices/virtio1/driver")
-    write(f"{root}/sys/devices/system/memory/auto_online_blocks", "offline\n")
-    write(f"{root}/sys/devices/system/memory/memory0/state", "online\n")
-    write(f"{root}/sys/devices/system/memory/memory1/state", "offline\n")
-    write(f"{root}/sys/devices/system/memory/memory2/state", "offline\n")
-    write(f"{root}/sys/class/virtio-ports/vport0p1/name", "org.dynmem.agent.0\n")
-    os.makedirs(f"{root}/dev")
-
-
-class Agent:
-    def __init__(self, exe, root, logdir, *args):
-        self.log = os.path.join(logdir, f"agent-{time.monotonic_ns()}.log")
-        self.proc = subprocess.Popen([exe, "--root", root, *args], stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log, "w"))
-
-    def text(self):
-        with open(self.log, errors="replace") as f:
-            return f.read()
-
-    def cpu_ticks(self):
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=5)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import (MIB, PSI_IDLE, Agent, Peer, Tap, make_root, parse_fields, write_in_place)  # noqa: E402
 
 
 def wait_until(cond, timeout):

@@ -8,7 +8,8 @@ an OOM kill are the stall this guest can show. agent-peer (lib/agent.c, as a
 backend drives it) talks to the agent through QEMU's socket: handshake and
 capabilities, reports every second with sane figures, a PSI-triggered report
 when the guest stalls, reconnection after the host side closes, an
-incompatible host refused by both sides, and the agent's own footprint.
+incompatible host refused by both sides, and the agent's own footprint; the
+guest has swap of its own, so the agent sets up no burst absorber.
 Prints TAP; skips when no image can be built.
 
 usage: test_guest_qemu.py --guest EXE --load EXE --peer EXE --image-dir DIR --source DIR
@@ -19,11 +20,14 @@ import shutil
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agentlib import GuestVM, Peer, Tap, build_image, parse_fields  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import GuestVM, Peer, Tap, build_image, parse_fields  # noqa: E402
+
 
 MIB = 1 << 20
-LOAD = "dynmem.load=ramp:230M:8s,hold:2s,ramp:60M:2s,loop"
+# The guest has swap of its own (a zram device its init sets up, as zram-generator
+# would): the agent must leave it alone and set up no absorber.
+LOAD = "dynmem.load=ramp:230M:8s,hold:2s,ramp:60M:2s,loop dynmem.swap=64M"
 BOOT_TIMEOUT = 150  # TCG on a shared, busy machine
 
 
@@ -50,6 +54,14 @@ def check_first_session(t, vm, peer):
     gaps = [b["time_ms"] - a["time_ms"] for a, b in zip(ticks, ticks[1:]) if a and b]
     t.comment(f"guest time between tick reports: {gaps} ms (interval 1000 ms)")
     return ticks[-1] or r
+
+
+def check_own_swap(t, vm):
+    text = vm.console_text()
+    t.ok("swap of its own: /dev/zram0" in text and
+         "absorber: none: the guest has swap of its own" in text and
+         "absorber: /dev/zram" not in text,
+         "a guest with swap of its own gets no absorber", text[-3000:])
 
 
 def check_psi(t, vm, peer):
@@ -107,8 +119,7 @@ def main():
         ap.add_argument(opt, required=True)
     args = ap.parse_args()
     t = Tap()
-    why = build_image(args.source, args.image_dir, [args.guest, args.load],
-                      args.image_dir + ".log")
+    why = build_image(args.image_dir, [args.guest, args.load], args.source)
     if why:
         t.skip_all(why)
         return 0
@@ -119,6 +130,7 @@ def main():
         peer = Peer(args.peer, vm.agent_sock, timeout=BOOT_TIMEOUT + 150)
         first = check_first_session(t, vm, peer)
         if first:
+            check_own_swap(t, vm)
             check_psi(t, vm, peer)
             footprint(t, peer, first)
             last_seq = max(parse_fields(l)["seq"] for l in peer.lines

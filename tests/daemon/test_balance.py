@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """The balancer through the daemon: admission refused when the host is full,
 weights under scarcity, memory following demand, room made for a start."""
-from harness import GIB, MIB, Tap, check, main, running, wait_for
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import GIB, MIB, Tap, check, main, running, wait_for  # noqa: E402
 
 tap = Tap()
 

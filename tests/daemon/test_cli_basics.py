@@ -3,8 +3,11 @@
 import os
 import re
 import subprocess
+import sys
 
-from harness import (GIB, MIB, Daemon, Tap, check, main, running, wait_for)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import GIB, MIB, Daemon, Tap, check, main, running, wait_for  # noqa: E402
+
 
 tap = Tap()
 

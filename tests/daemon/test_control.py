@@ -9,8 +9,11 @@ import os
 import pwd
 import select
 import stat
+import sys
 
-from harness import (Tap, check, main, read_line, request, running, wait_for)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import Tap, check, main, read_line, request, running, wait_for  # noqa: E402
+
 
 tap = Tap()
 

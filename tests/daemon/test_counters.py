@@ -4,8 +4,12 @@ series, as text, CSV and JSON, and what the numbers mean after real changes."""
 import csv
 import io
 import json
+import os
+import sys
 
-from harness import GIB, MIB, Tap, check, main, running, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import GIB, MIB, Tap, check, main, running, wait_for  # noqa: E402
+
 
 tap = Tap()
 

@@ -270,6 +270,8 @@ static void saved_files_share_one_parser(void **state)
             {"{\"version\":1,\"vms\":[],\"colour\":1}", "expected {\"version\": 1, "},
             {"{\"version\":2,\"vms\":[]}", "version 2 is not 1"},
             {"{\"version\":1,\"vms\":[],\"vms\":[]}", "duplicate"},
+            {"{\"version\":1,\"vms\":[{}]}", "vms[0]: a VM without a \"name\" string"},
+            {"{\"version\":1,\"vms\":[{\"name\":\"../x\"}]}", "vms[0]: invalid VM name \"../x\""},
         };
         char err[512];
 

@@ -15,7 +15,9 @@ import sys
 import tempfile
 import time
 
-from harness import Daemon, Tap, check, main, running, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import Daemon, Tap, check, main, running, wait_for  # noqa: E402
+
 
 try:
     from prometheus_client.parser import text_string_to_metric_families

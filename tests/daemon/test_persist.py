@@ -6,8 +6,11 @@ import json
 import os
 import signal
 import subprocess
+import sys
 
-from harness import DATA, GIB, MIB, Daemon, Tap, check, main, running, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import DATA, GIB, MIB, Daemon, Tap, check, main, wait_for  # noqa: E402
+
 
 tap = Tap()
 

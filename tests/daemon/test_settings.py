@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
 """Every settings rule of Hyper-V, allowed and refused, through dynmem set and
 dynmem create; and dynmem delete."""
-from harness import GIB, MIB, Tap, check, main, running, wait_for
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import DATA, GIB, MIB, Tap, check, main, running, wait_for  # noqa: E402
+
 
 tap = Tap()
 
@@ -111,7 +117,7 @@ def minimum_startup_maximum_stay_ordered(bins):
 def static_vm_keeps_its_startup_size_and_counts(bins):
     with running(bins, CONFIG) as d:
         d.ok("create", "fixed1", "--startup", "768M", "--dynamic", "off",
-             "-o", "trace=@DATA@/flat-300m.csv".replace("@DATA@", __import__("harness").DATA))
+             "-o", f"trace={DATA}/flat-300m.csv")
         d.ok("start", "fixed1")
         # demand (300M) is far below startup; a dynamic VM would shrink, a static one must not
         h = wait_for(lambda: (h := d.json("status"))["cycles"] > 20 and h, "cycles to pass")
@@ -122,7 +128,6 @@ def static_vm_keeps_its_startup_size_and_counts(bins):
 
 @tap.case
 def create_defines_a_vm_with_defaults(bins):
-    from harness import DATA
     with running(bins, CONFIG) as d:
         r = d.ok("create", "new1", "--startup", "512M", "--dynamic", "on",
                  "-o", f"trace={DATA}/small.csv", "--json")
@@ -139,7 +144,6 @@ def create_defines_a_vm_with_defaults(bins):
 
 @tap.case
 def create_refuses_what_the_backend_cannot_run(bins):
-    from harness import DATA
     with running(bins, CONFIG) as d:
         d.fails("create", "new2", contains="the sim backend needs a trace")
         d.fails("create", "new2", "-o", "trace=/nonexistent.csv", contains="/nonexistent.csv")
@@ -152,7 +156,6 @@ def create_refuses_what_the_backend_cannot_run(bins):
 
 @tap.case
 def delete_only_created_vms_that_are_off(bins):
-    from harness import DATA
     with running(bins, CONFIG) as d:
         d.fails("delete", "web1", contains="web1: defined in " + d.conf + ":")
         d.ok("create", "tmp1", "-o", f"trace={DATA}/small.csv", "--startup", "256M")
@@ -166,8 +169,6 @@ def delete_only_created_vms_that_are_off(bins):
 
 @tap.case
 def every_setting_has_an_option(bins):
-    from harness import DATA
-    import subprocess
     usage = subprocess.run([bins[1], "--help"], capture_output=True, text=True).stdout
     for option in ("--dynamic on|off", "--startup SIZE", "--minimum SIZE", "--maximum SIZE",
                    "--buffer PERCENT", "--weight 0..10000", "--block SIZE"):

@@ -8,7 +8,9 @@ import subprocess
 import sys
 import tempfile
 
-from harness import Tap, check, main, running, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import Tap, check, main, running, wait_for  # noqa: E402
+
 
 tap = Tap()
 

@@ -16,9 +16,9 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "agent"))
-from agentlib import Peer, Tap  # noqa: E402
-from test_guest_local import PSI_IDLE, Agent, make_root, write, write_in_place  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import PSI_IDLE, Agent, Peer, Tap, make_root, write, write_in_place  # noqa: E402
+
 
 STALL = ("some avg10=9.00 avg60=1.00 avg300=0.20 total={}\n"
          "full avg10=1.00 avg60=0.00 avg300=0.00 total=500\n")

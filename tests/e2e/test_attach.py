@@ -14,8 +14,9 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "daemon"))
-from harness import Daemon, Tap, check, main, wait_for  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import Daemon, Tap, check, main, wait_for  # noqa: E402
+
 
 tap = Tap()
 

@@ -12,10 +12,13 @@ usage: test_grow.py DYNMEMD DYNMEM
 """
 import os
 import signal
+import sys
 import time
 
-from e2elib import (MIB, QemuDaemon, Sampler, Tap, alive, check, comment, guest_image, mib,
-                    run, wait_for)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import (MIB, QemuDaemon, Sampler, Tap, alive, check, comment, guest_image, main,
+                        mib, wait_for)  # noqa: E402
+
 
 tap = Tap()
 
@@ -55,18 +58,15 @@ def setup(bins):
     image = guest_image()
     d = QemuDaemon(bins, CONFIG, image)
     d.start()
-    return {"d": d, "t0": time.monotonic()}
+    return {"d": d, "t0": time.monotonic(), "sampler": Sampler(d).__enter__()}
 
 
 def teardown(ctx):
-    d = ctx["d"]
-    d.stop_guests()
-    rc = d.stop()
-    log = d.log()
-    if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log:
-        comment(f"dynmemd exited with {rc} on SIGTERM")
-        comment(log[-4000:])
-    d.cleanup()
+    s = ctx["sampler"]
+    s.__exit__(None, None, None)
+    comment(f"{s.samples} samples of status and list: largest sum assigned "
+            f"{mib(s.max_assigned)}; violations: {s.violations or 'none'}")
+    ctx["d"].finish()
 
 
 def high_load(d):
@@ -185,24 +185,5 @@ def qemu_killed_the_vm_crashes_and_its_memory_is_free(ctx):
     check(r.rc == 0 and d.vm("g1")["state"] == "off", "a crashed VM is stopped to off", r)
 
 
-def main():
-    sampler_ctx = {}
-
-    def setup_all(bins):
-        ctx = setup(bins)
-        sampler_ctx["s"] = Sampler(ctx["d"]).__enter__()
-        return ctx
-
-    def teardown_all(ctx):
-        s = sampler_ctx.get("s")
-        if s:
-            s.__exit__(None, None, None)
-            comment(f"{s.samples} samples of status and list: largest sum assigned "
-                    f"{mib(s.max_assigned)}; violations: {s.violations or 'none'}")
-        teardown(ctx)
-
-    run(tap, setup_all, teardown_all)
-
-
 if __name__ == "__main__":
-    main()
+    main(tap, setup, teardown)

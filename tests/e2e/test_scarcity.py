@@ -8,10 +8,14 @@ reason, and stays off. Prints TAP.
 
 usage: test_scarcity.py DYNMEMD DYNMEM
 """
+import os
+import sys
 import time
 
-from e2elib import (MIB, QemuDaemon, Sampler, Tap, check, comment, guest_image, mib, run,
-                    wait_for)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import (MIB, QemuDaemon, Sampler, Tap, check, comment, guest_image, main, mib,
+                        wait_for)  # noqa: E402
+
 
 tap = Tap()
 
@@ -51,14 +55,7 @@ def setup(bins):
 
 def teardown(ctx):
     ctx["sampler"].__exit__(None, None, None)
-    d = ctx["d"]
-    d.stop_guests()
-    rc = d.stop()
-    log = d.log()
-    if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log:
-        comment(f"dynmemd exited with {rc} on SIGTERM")
-        comment(log[-4000:])
-    d.cleanup()
+    ctx["d"].finish()
 
 
 @tap.case
@@ -127,4 +124,4 @@ def a_start_that_cannot_fit_is_refused_with_the_reason(ctx):
 
 
 if __name__ == "__main__":
-    run(tap, setup, teardown)
+    main(tap, setup, teardown)

@@ -14,15 +14,18 @@ usage: test_kill9.py DYNMEMD DYNMEM
 import os
 import signal
 import subprocess
+import sys
 import time
 
-from faults import accounting, config, leftovers, state_files
-from harness import DATA, GIB, Daemon, Tap, check, main, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import (DATA, GIB, Daemon, Tap, accounting, check, leftovers, main, state_files,
+                        wait_for)  # noqa: E402
+
 
 tap = Tap()
 
 MEMORY = 4 * GIB
-CONFIG = config("""
+CONFIG = """
 memory = 4G
 interval = 100ms
 
@@ -58,7 +61,7 @@ autostart = yes
 [vm "spare"]
 startup = 256M
 trace = @DATA@/small.csv
-""")
+"""
 
 CONFIGURED = {"wave1", "wave2", "static1", "spare"}
 AUTOSTART = ("wave1", "wave2", "static1")

@@ -11,10 +11,13 @@ Prints TAP.
 
 usage: test_memory.py DYNMEMD DYNMEM
 """
+import os
 import signal
+import sys
 
-from faults import Tap, accounting, config, log_count
-from harness import GIB, MIB, Daemon, check, main, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import GIB, MIB, Daemon, Tap, accounting, check, main, wait_for  # noqa: E402
+
 
 tap = Tap()
 
@@ -53,7 +56,7 @@ trace = @DATA@/small.csv
 
 
 def conf(memory):
-    return config(f"""
+    return (f"""
 memory = {memory}
 interval = 100ms
 
@@ -81,10 +84,10 @@ def bounds(d):
 
 
 def reload(d, memory):
-    done = log_count(d, "reloaded ")
+    done = d.log_count("reloaded ")
     d.write_config(conf(memory))
     d.send(signal.SIGHUP)
-    wait_for(lambda: log_count(d, "reloaded ") > done, "the reload", timeout=60)
+    wait_for(lambda: d.log_count("reloaded ") > done, "the reload", timeout=60)
     check(d.json("status")["memory_bytes"] == parse(memory), "memory in force", d.log())
 
 
@@ -159,7 +162,7 @@ def memory_below_the_minimums_is_said_once_and_no_vm_goes_below_its_minimum(bins
         seen = h["cycles"]
         while d.json("status")["cycles"] < seen + 20:
             bounds(d)
-        check(log_count(d, "overcommitted: the running VMs' minimums (1.5 GiB in all) exceed "
+        check(d.log_count("overcommitted: the running VMs' minimums (1.5 GiB in all) exceed "
                            "memory (1 GiB)") == 1, "said once in the log", d.log())
         r = d.fails("start", "late", contains="not enough memory")
         check(d.vm("late")["state"] == "off", "a start is refused", r)

@@ -19,12 +19,14 @@ import json
 import os
 import resource
 import socket
+import sys
 import threading
 import time
 import urllib.request
 
-from faults import Skip, Tap, config
-from harness import WAIT, Daemon, check, main, request, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import WAIT, Daemon, Skip, Tap, check, main, request, wait_for  # noqa: E402
+
 
 tap = Tap()
 
@@ -32,7 +34,7 @@ CLIENTS = 1000
 KINDS = ("silent", "partial", "oversized", "malformed", "valid")
 REQUEST_MAX = 64 * 1024
 
-CONFIG = config("""
+CONFIG = """
 memory = 8G
 interval = 100ms
 http = 127.0.0.1:0
@@ -51,7 +53,7 @@ autostart = yes
 [vm "spare"]
 startup = 256M
 trace = @DATA@/small.csv
-""")
+"""
 NAMES = ["spare", "wave1"]
 
 

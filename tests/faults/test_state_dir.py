@@ -16,14 +16,17 @@ import errno
 import json
 import os
 import subprocess
+import sys
 
-from faults import Skip, Tap, accounting, config, leftovers, log_count, need_root, state_files
-from harness import DATA, GIB, Daemon, check, main, wait_for
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import (DATA, GIB, Daemon, Skip, Tap, accounting, check, leftovers, main,
+                        need_root, state_files, wait_for)  # noqa: E402
+
 
 tap = Tap()
 
 MEMORY = 6 * GIB
-CONFIG = config("""
+CONFIG = ("""
 memory = 6G
 interval = 100ms
 
@@ -139,9 +142,9 @@ def said_once(d, why):
     seen = d.json("status")["cycles"]
     wait_for(lambda: d.json("status")["cycles"] >= seen + 30, "30 more cycles")
     log = d.log()
-    check(log_count(d, f"cannot write {state}: {why}") == 1,
+    check(d.log_count(f"cannot write {state}: {why}") == 1,
           "the state file's failure is logged once", log)
-    check(log_count(d, f"cannot write {running}: {why}") == 1,
+    check(d.log_count(f"cannot write {running}: {why}") == 1,
           "running.json's failure is logged once", log)
 
 

@@ -15,7 +15,8 @@
  *
  *   max        claims it needs everything for ever: handshake, then a report
  *              every 100 ms with cause=psi, MemFree = MemAvailable = 0 of its
- *              real MemTotal, 100 % of the time stalled (some and full)
+ *              real MemTotal, 100 % of the time stalled (some and full), and
+ *              short by the most a burst absorber may say (twice MemTotal)
  *   flood      handshake, then valid-looking reports as fast as the port takes
  *              them (10,000+ a second when it can)
  *   reconnect  close and reopen the port in a loop: each time an announcement,
@@ -293,7 +294,7 @@ static void report_max(void)
 {
         static uint64_t stall_us;
         static double last;
-        char buf[512];
+        char buf[1024];
         double t = now_s();
 
         if (last > 0)
@@ -306,8 +307,10 @@ static void report_max(void)
                  " mem_free_bytes=0 mem_available_bytes=0 cached_bytes=0 active_file_bytes=0 "
                  "psi_some_avg10_bp=10000 psi_some_total_us=%" PRIu64
                  " psi_full_avg10_bp=10000 psi_full_total_us=%" PRIu64 " pgmajfault=%" PRIu64
-                 " refaults=%" PRIu64 "\n",
-                 seq, now_ms(), mem_total, stall_us, stall_us, seq * 1000, seq * 100000);
+                 " refaults=%" PRIu64 " absorber_bytes=%" PRIu64
+                 " absorber_ram_bytes=0 absorber_size_bytes=%" PRIu64 "\n",
+                 seq, now_ms(), mem_total, stall_us, stall_us, seq * 1000, seq * 100000,
+                 2 * mem_total, 2 * mem_total);
         line(buf, 100);
 }
 
@@ -374,6 +377,12 @@ static const char *const garbage_lines[] = {
     "psi_some_avg10_bp=50\n",
     "DMG1 report seq=14 time_ms=14 mem_total_bytes=268435456 mem_free_bytes=0 "
     "balloon_bytes=1099511627776 balloon_in_total=1\n",
+    "DMG1 report seq=16 time_ms=16 mem_total_bytes=268435456 mem_free_bytes=0 "
+    "absorber_bytes=536870913 absorber_ram_bytes=0 absorber_size_bytes=536870913\n",
+    "DMG1 report seq=17 time_ms=17 mem_total_bytes=268435456 mem_free_bytes=0 "
+    "absorber_bytes=2 absorber_ram_bytes=0 absorber_size_bytes=1\n",
+    "DMG1 report seq=18 time_ms=18 mem_total_bytes=268435456 mem_free_bytes=0 "
+    "absorber_bytes=1\n",
     "DMG1 report seq=0 time_ms=0 mem_total_bytes=268435456 mem_free_bytes=0\n",
     "DMG1 report seq=4611686018427387905 time_ms=9007199254740993 "
     "mem_total_bytes=268435456 mem_free_bytes=0\n",

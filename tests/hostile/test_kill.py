@@ -17,13 +17,15 @@ Prints TAP.
 
 usage: test_kill.py DYNMEMD DYNMEM
 """
-import json
 import os
 import signal
+import sys
 import time
 
-from hostilelib import (MIB, QemuDaemon, Sampler, Tap, alive, check, comment, guest_image, mib,
-                        run, wait_for)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import (MIB, QemuDaemon, Sampler, Tap, alive, check, comment, guest_image, main,
+                        mib, state_files, wait_for)  # noqa: E402
+
 
 tap = Tap()
 
@@ -63,14 +65,7 @@ def setup(bins):
 
 def teardown(ctx):
     ctx["sampler"].__exit__(None, None, None)
-    d = ctx["d"]
-    d.stop_guests()
-    rc = d.stop()
-    log = d.log()
-    if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log:
-        comment(f"dynmemd exited with {rc} on SIGTERM")
-        comment(log[-4000:])
-    d.cleanup()
+    ctx["d"].finish()
 
 
 def plugging(d, name):
@@ -85,19 +80,6 @@ def plugging(d, name):
             return None
         return v if v["assigned_bytes"] < (v.get("target_bytes") or 0) else None
     return wait_for(moving, f"memory to be plugged into {name}", timeout=180, interval=0.2)
-
-
-def state_files(d):
-    """Every JSON file of the state directory, parsed (a corrupt one fails)."""
-    out = {}
-    for f in sorted(os.listdir(d.state_dir)):
-        if f.endswith(".json"):
-            with open(os.path.join(d.state_dir, f)) as fh:
-                try:
-                    out[f] = json.load(fh)
-                except ValueError as e:
-                    raise AssertionError(f"{f} is corrupt: {e}")
-    return out
 
 
 def consistent(v):
@@ -129,7 +111,7 @@ def dynmemd_killed_during_a_plug_reattaches(ctx):
     d.kill9()
     for n, pid in pids.items():
         check(pid and alive(pid), f"{n}'s QEMU survives kill -9 of dynmemd", pid)
-    files = state_files(d)
+    files = state_files(d.state_dir)
     comment(f"state files after the kill: {', '.join(files) or 'none'}")
     d.start()
     log = d.log()
@@ -142,7 +124,7 @@ def dynmemd_killed_during_a_plug_reattaches(ctx):
         check(all(v[k] == before[n][k] for k in keys), f"{n}: settings intact", v, before[n])
     check(d.vm("second")["weight"] == 7000, "a setting changed at run time is kept",
           d.vm("second"))
-    state_files(d)
+    state_files(d.state_dir)
     # Read back from QEMU: what the daemon says agrees with what the guests see.
     for n in PLANS:
         v = wait_for(lambda: (lambda x: x if consistent(x) else None)(d.vm(n)),
@@ -212,4 +194,4 @@ def the_budget_and_minimums_hold_throughout(ctx):
 
 
 if __name__ == "__main__":
-    run(tap, setup, teardown)
+    main(tap, setup, teardown)

@@ -1,6 +1,6 @@
 """lvlib: what the libvirt end-to-end tests share, on top of lvhost.py (an
-isolated libvirtd) and tests/e2e/e2elib.py (dynmemd, the CLI, the guest
-image, the sampler of invariants):
+isolated libvirtd) and tests/dynmemtest.py (dynmemd, the CLI, the guest
+images, the sampler of invariants, TAP):
 
   - LvDaemon: dynmemd with `backend = libvirt`, run inside the host's
     namespaces (as on a real host: it reaches the guests' channel sockets
@@ -20,10 +20,9 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
-from e2elib import *  # noqa: E402,F401,F403
-from e2elib import MIB, Failure, skip_all, wait_for  # noqa: E402
-from harness import WRAPPER, Daemon  # noqa: E402
+sys.path.insert(0, os.path.join(HERE, ".."))
+from dynmemtest import (MIB, WRAPPER, Daemon, Failure, Sampler, Tap, check,  # noqa: E402,F401
+                        comment, guest_image, hostile_image, main, mib, skip_all, wait_for)
 from lvhost import LibvirtHost, skip_reason  # noqa: E402,F401
 
 DOMAIN = """<domain type='qemu'>
@@ -140,5 +139,6 @@ def qemu_pid(host, name):
         return None
 
 
-__all__ = ["LvDaemon", "LibvirtHost", "balloon_current", "check_can_run", "console",
-           "domain", "domstate", "install_hook", "qemu_pid", "signal"]
+__all__ = ["MIB", "Failure", "LvDaemon", "LibvirtHost", "Sampler", "Tap", "balloon_current",
+           "check", "check_can_run", "comment", "console", "domain", "domstate", "guest_image",
+           "hostile_image", "install_hook", "main", "mib", "qemu_pid", "signal", "wait_for"]

@@ -14,21 +14,18 @@ and one set of guests serve every case, in order:
   (refused when it cannot fit, dynmem start through libvirt, dynmemd down).
 
 The memory the VMs hold, their minimums and maximums are sampled twice a
-second throughout (e2elib.Sampler). Prints TAP.
+second throughout (dynmemtest.Sampler). Prints TAP.
 
 usage: test_libvirt_e2e.py DYNMEMD DYNMEM
 """
 import os
 import re
-import sys
 import time
 
 from lvlib import (MIB, Failure, LibvirtHost, LvDaemon, Sampler, Tap, balloon_current,
                    check, check_can_run, comment, console, domain, domstate, guest_image,
-                   install_hook, mib, qemu_pid, run, wait_for)
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hostile"))
-from hostilelib import hostile_image as build_hostile_image  # noqa: E402
+                   hostile_image as build_hostile_image, install_hook, main, mib, qemu_pid,
+                   wait_for)
 
 tap = Tap()
 
@@ -395,4 +392,4 @@ def the_budget_minimum_and_maximum_held_throughout(ctx):
 
 
 if __name__ == "__main__":
-    run(tap, setup, teardown)
+    main(tap, setup, teardown)

@@ -28,19 +28,19 @@ import signal
 import sys
 import threading
 import time
-import traceback
 
 from twohost import (MIB, NS, Failure, TwoHosts, check, comment, console, domain,
                      host_config, migration_result, qemu_pid, skip_reason_here, wait_for)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from e2elib import OOM_MARKERS, guest_image, mib, skip_all  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import OOM_MARKERS, Skip, Tap, guest_image, main, mib, skip_all  # noqa: E402
 
 FULL = os.environ.get("DYNMEM_MIGRATION_FULL") == "1"
 BOOT = 300          # a start to an agent that reports: TCG on two busy cores
 WEB_PLAN = "hold:3s,ramp:420M:12s,hold:3600s"  # demand ~470 MiB, under its minimum
 DB_PLAN = "hold:3s,ramp:300M:10s,hold:3600s"
 SHRINK_GRACE = 45   # seconds a host's VMs get to fit a lowered memory
+CRASH_MARKERS = ("Kernel panic", "BUG: ", "Oops: ", "general protection fault")
 
 # A moves VMs to B when short; B only lists A (relief on both would let B, short of memory
 # while it makes room for an arriving VM, move its own VMs to A: right, but not this test's).
@@ -63,39 +63,10 @@ http = {http}
 """
 
 
-class Tap:
-    """TAP with cases that run only in the full set (else reported skipped)."""
-
-    def __init__(self):
-        self.cases = []
-
-    def case(self, fn=None, full=False):
-        if fn is None:
-            return lambda f: self.case(f, full)
-        self.cases.append((fn, full))
-        return fn
-
-    def run(self, ctx):
-        print(f"1..{len(self.cases)}", flush=True)
-        failed = 0
-        for i, (fn, full) in enumerate(self.cases, 1):
-            name = fn.__name__.replace("_", " ")
-            if full and not FULL:
-                print(f"ok {i} - {name} # SKIP long two-host case: run with "
-                      "DYNMEM_MIGRATION_FULL=1", flush=True)
-                continue
-            t0 = time.monotonic()
-            try:
-                fn(ctx)
-                print(f"ok {i} - {name}", flush=True)
-            except Exception as e:  # a failed case must not stop the others
-                failed += 1
-                print(f"not ok {i} - {name}", flush=True)
-                detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
-                for line in detail.splitlines():
-                    print(f"# {line}", flush=True)
-            comment(f"{name}: {time.monotonic() - t0:.0f} s")
-        return 1 if failed else 0
+def full_only():
+    """A long case: it runs only with DYNMEM_MIGRATION_FULL=1 (else a SKIP with the reason)."""
+    if not FULL:
+        raise Skip("long two-host case: run with DYNMEM_MIGRATION_FULL=1")
 
 
 tap = Tap()
@@ -335,7 +306,7 @@ def room_is_made_by_shrinking_a_lighter_vm_and_the_grown_vm_arrives_whole(ctx):
           "dynmem migrate reports libvirt's figures", r)
     comment(f"A -> B: {r['elapsed_ms'] / 1000:.1f} s, {mib(r['stats']['data_processed'])} sent, "
             f"downtime {r['stats']['downtime']} ms")
-    check(b.domstate("web") == "running", "web runs on B")
+    check_runs(b, "web", a)
     v = wait_for(lambda: (lambda v: v if v["migration"] is None and v["state"] == "running"
                           else None)(b.vm("web")), "B to balance web", timeout=30, interval=0.2)
     check(attached_plugged(b, "web") == cur_a,
@@ -375,7 +346,7 @@ def it_goes_back_with_virsh_migrate_live(ctx):
     settle(b, "web")
     _, cur_b = vmem(b, "web")
     b.migrate("web", a, via="virsh")
-    check(a.domstate("web") == "running", "web runs on A again")
+    check_runs(a, "web", a)
     wait_for(lambda: (lambda v: v if v["migration"] is None and v["state"] == "running"
                       else None)(a.vm("web")), "A to balance web", timeout=30, interval=0.2)
     check(attached_plugged(a, "web") == cur_b, "the plugged memory arrived whole",
@@ -417,8 +388,9 @@ def the_destinations_libvirtd_killed_midway_leaves_the_vm_on_the_source(ctx):
 SHORT_MIB = 480  # A's memory for VMs in the relief cases: less than web's minimum (512 MiB)
 
 
-@tap.case(full=True)
+@tap.case
 def a_sustained_shortage_moves_nothing_while_the_peer_has_no_room(ctx):
+    full_only()
     a, b = ctx["a"], ctx["b"]
     settle(a, "web", timeout=120)
     set_memory(ctx, b, b.status()["assigned_bytes"] // MIB + 64)  # B: no room for web
@@ -468,8 +440,9 @@ def a_sustained_shortage_moves_the_vm_to_the_peer_with_room(ctx):
     check(s["moves"] == before["moves"] + 1, "one move, no flapping", s)
 
 
-@tap.case(full=True)
+@tap.case
 def while_the_load_rises_neither_side_resizes_it_until_it_has_moved(ctx):
+    full_only()
     a, b = ctx["a"], ctx["b"]
     # web is on B now: a larger buffer makes B want to grow it while it moves, slowly
     settle(b, "web")
@@ -490,8 +463,9 @@ def while_the_load_rises_neither_side_resizes_it_until_it_has_moved(ctx):
     balancing_resumes(a, "web")
 
 
-@tap.case(full=True)
+@tap.case
 def dynmemd_on_the_source_restarted_midway_holds_the_vm_and_lets_it_go(ctx):
+    full_only()
     a, b = ctx["a"], ctx["b"]
     settle(a, "web")
     p = a.popen_migrate("web", b, extra=["--bandwidth", "24"])
@@ -514,12 +488,30 @@ def dynmemd_on_the_source_restarted_midway_holds_the_vm_and_lets_it_go(ctx):
 
 
 @tap.case
-def no_guest_ran_out_of_memory(ctx):
+def no_guest_ran_out_of_memory_or_crashed(ctx):
     for h, name in ((ctx["a"], "web"), (ctx["b"], "db")):  # each console is where it was defined
         text = console(h.lv, name)
         check(text, f"{name}'s console was written")
         oom = [line for line in text.splitlines() if any(m in line for m in OOM_MARKERS)]
         check(not oom, f"no OOM in {name}", oom[:5])
+        check(not guest_crash(text), f"no kernel oops or panic in {name}", guest_crash(text))
+
+
+def guest_crash(text):
+    """The first lines of a guest kernel's oops or panic on its console, or None."""
+    lines = text.splitlines()
+    at = next((i for i, line in enumerate(lines) if any(m in line for m in CRASH_MARKERS)), None)
+    return None if at is None else lines[max(0, at - 2):at + 12]
+
+
+def check_runs(h, name, defined_on):
+    """The domain runs on h; if not, say whether its guest crashed (its console is in the
+    folder of the host it was defined on)."""
+    state = h.domstate(name)
+    if state != "running":
+        crash = guest_crash(console(defined_on.lv, name))
+        raise Failure(f"{name} is {state!r} on {h.name}, not running" +
+                      (": its guest kernel crashed:\n" + "\n".join(crash) if crash else ""))
 
 
 @tap.case
@@ -531,14 +523,4 @@ def neither_budget_was_exceeded_and_no_vm_ran_on_both_or_was_counted_on_neither(
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        print("usage: test_migration.py DYNMEMD DYNMEM", file=sys.stderr)
-        sys.exit(2)
-    bins = (os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]))
-    ctx = setup(bins)
-    rc = 1
-    try:
-        rc = tap.run(ctx)
-    finally:
-        teardown(ctx, rc != 0)
-    sys.exit(rc)
+    main(tap, setup, lambda ctx: teardown(ctx, tap.failed > 0))

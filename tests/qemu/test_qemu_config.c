@@ -200,8 +200,20 @@ static void argv_has_the_memory_layout_and_dynmem_devices(void **state)
         assert_string_equal(argv[n - 1], "-no-reboot");
         qemu_strv_free(argv);
 
+        /* The first block plugged from the start: the device reaches the next whole guest
+         * memory block (128 MiB) beyond what may be plugged. */
+        l = (struct qemu_layout){
+            .startup = 254 * MIB, .region = 770 * MIB, .block = 2 * MIB, .first = 2 * MIB};
+        assert_int_equal(qemu_argv_build("web", &c, &l, &p, false, &argv), 0);
+        assert_true(has_pair(argv, "-m", "size=260096k,slots=1,maxmem=1177600k"));
+        assert_true(has_pair(argv, "-object", "memory-backend-ram,id=dm-mem-ram,size=939524096"));
+        assert_true(has_pair(argv, "-device",
+                             "virtio-mem-pci,id=dm-vmem,memdev=dm-mem-ram,"
+                             "block-size=2097152,requested-size=2097152"));
+        qemu_strv_free(argv);
+
         /* No room above startup: no virtio-mem at all; KVM brings -cpu host. */
-        l.region = 0;
+        l = (struct qemu_layout){.startup = 256 * MIB, .block = 2 * MIB};
         c.n_extra = 0;
         assert_int_equal(qemu_argv_build("web", &c, &l, &p, true, &argv), 0);
         assert_true(has_pair(argv, "-m", "size=262144k"));
@@ -224,11 +236,15 @@ static void layout_follows_the_settings(void **state)
 
         (void)state;
         qemu_layout_from_settings(&s, &l);
-        assert_int_equal(l.startup, 512 * MIB);
-        assert_int_equal(l.region, 1536 * MIB);
+        /* the first block is plugged from the start, not boot RAM */
+        assert_int_equal(l.startup, 510 * MIB);
+        assert_int_equal(l.region, 1538 * MIB);
+        assert_int_equal(l.first, 2 * MIB);
         s.dynamic = false;
         qemu_layout_from_settings(&s, &l);
+        assert_int_equal(l.startup, 512 * MIB);
         assert_int_equal(l.region, 0);
+        assert_int_equal(l.first, 0);
 }
 
 static void paths_fit_in_a_socket_address(void **state)

@@ -13,7 +13,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import simtap  # noqa: E402
 
 SIM = os.path.abspath(sys.argv[1])
 DATA = os.path.abspath(sys.argv[2])
@@ -365,20 +367,9 @@ TESTS = [(name, fn) for name, fn in globals().items()
 
 
 def main():
-    print(f"1..{len(TESTS)}", flush=True)
-    failed = 0
-    for i, (name, fn) in enumerate(TESTS, 1):
-        try:
-            note = fn()
-        except Exception:  # report every failure as one TAP line, with the details
-            failed += 1
-            print(f"not ok {i} - {name}")
-            for line in traceback.format_exc().splitlines():
-                print(f"# {line}")
-        else:
-            print(f"ok {i} - {name}" + (f" # {note}" if note else ""), flush=True)
+    status = simtap.run_cases([fn for _, fn in TESTS])
     shutil.rmtree(TMP, ignore_errors=True)
-    return 1 if failed else 0
+    return status
 
 
 if __name__ == "__main__":

@@ -669,6 +669,62 @@ static void silent_agent_gets_hello_again(void **state)
 }
 
 /* Every field at its largest value still fits a line: the protocol's size bound holds. */
+/* What sits in the guest's burst absorber counts whole, within bounds. */
+static void absorber_counts_what_the_guest_is_short_of(void **state)
+{
+        struct agent_options o = {.limit_bytes = 3 * GIB / 2};
+        struct agent_estimate e;
+        char line[AGENT_LINE_MAX];
+        struct agent *a = ready_agent(0);
+
+        (void)state;
+        /* 600 MiB used, of which 60 MiB hold 200 MiB of absorbed pages: 740 MiB */
+        feed(a,
+             report(line, sizeof(line), 1, 1000, 1024, 424, 0,
+                    "absorber_bytes=209715200 absorber_ram_bytes=62914560 "
+                    "absorber_size_bytes=1073741824"),
+             10);
+        assert_int_equal(agent_estimate(a, 10, &e), 0);
+        assert_int_equal(e.demand_bytes, 740 * MIB);
+        assert_int_equal(agent_last_report(a)->have & AGENT_HAVE_ABSORBER, AGENT_HAVE_ABSORBER);
+        /* a full guest with a full absorber of twice its MemTotal: 3 GiB, not MemTotal + 1/8 */
+        feed(a,
+             report(line, sizeof(line), 2, 2000, 1024, 0, 0,
+                    "absorber_bytes=2147483648 absorber_ram_bytes=0 "
+                    "absorber_size_bytes=2147483648"),
+             20);
+        assert_int_equal(agent_estimate(a, 20, &e), 0);
+        assert_int_equal(e.demand_bytes, 3 * GIB);
+        /* each of these is a lie and drops the report whole; the previous one stays */
+        static const char *const lies[] = {
+            "absorber_bytes=1 absorber_ram_bytes=0 absorber_size_bytes=2147483649",
+            "absorber_bytes=2 absorber_ram_bytes=0 absorber_size_bytes=1",
+            "absorber_bytes=0 absorber_ram_bytes=1073741825 absorber_size_bytes=1",
+            "absorber_bytes=1",
+        };
+        for (unsigned i = 0; i < sizeof(lies) / sizeof(lies[0]); i++) {
+                unsigned ev = feed(
+                    a, report(line, sizeof(line), 3 + i, 3000 + i, 1024, 0, 0, lies[i]), 30 + i);
+                assert_false(ev & AGENT_EV_REPORT);
+                assert_non_null(strstr(agent_last_error(a), "absorber"));
+        }
+        assert_int_equal(agent_last_report(a)->seq, 2);
+        agent_free(a);
+
+        /* never above the VM's limit, whatever it claims */
+        assert_int_equal(agent_new(&o, &a), 0);
+        agent_connected(a, 0);
+        assert_true(feed(a, GUEST_HELLO, 0) & AGENT_EV_READY);
+        feed(a,
+             report(line, sizeof(line), 1, 1000, 1024, 0, 0,
+                    "absorber_bytes=2147483648 absorber_ram_bytes=0 "
+                    "absorber_size_bytes=2147483648"),
+             10);
+        assert_int_equal(agent_estimate(a, 10, &e), 0);
+        assert_int_equal(e.demand_bytes, 3 * GIB / 2);
+        agent_free(a);
+}
+
 static void largest_report_fits_a_line(void **state)
 {
         struct agent *a = ready_agent(0);
@@ -684,9 +740,11 @@ static void largest_report_fits_a_line(void **state)
                          "psi_full_total_us=4611686018427387904 pgmajfault=4611686018427387904 "
                          "oom_kill=4611686018427387904 onlined=4611686018427387904 "
                          "refaults=4611686018427387904 self_rss_bytes=17592186044416 "
-                         "self_cpu_us=4611686018427387904\n");
+                         "self_cpu_us=4611686018427387904 absorber_bytes=17592186044416 "
+                         "absorber_ram_bytes=17592186044416 absorber_size_bytes=17592186044416\n");
 
         assert_true(n > 0 && n <= AGENT_LINE_MAX);
+        print_message("# the largest report is %d bytes\n", n);
         unsigned ev = feed(a, line, 1);
         if (!(ev & AGENT_EV_REPORT))
                 print_message("# %s\n", agent_last_error(a));
@@ -694,10 +752,11 @@ static void largest_report_fits_a_line(void **state)
         assert_int_equal(agent_counters(a)->unknown_keys, 0);
         assert_int_equal(agent_last_report(a)->have, AGENT_HAVE_AVAILABLE | AGENT_HAVE_PSI |
                                                          AGENT_HAVE_PSI_FULL | AGENT_HAVE_REFAULTS |
-                                                         AGENT_HAVE_BALLOON | AGENT_HAVE_SELF);
+                                                         AGENT_HAVE_BALLOON | AGENT_HAVE_SELF |
+                                                         AGENT_HAVE_ABSORBER);
         struct agent_estimate e;
         assert_int_equal(agent_estimate(a, 1, &e), 0);
-        assert_int_equal(e.demand_bytes, 0);
+        assert_int_equal(e.demand_bytes, AGENT_BYTES_MAX); /* a full absorber, at the limit */
         agent_free(a);
 }
 
@@ -731,6 +790,7 @@ int main(void)
             cmocka_unit_test(balloon_and_refaults_shape_demand),
             cmocka_unit_test(flood_is_rate_limited),
             cmocka_unit_test(silent_agent_gets_hello_again),
+            cmocka_unit_test(absorber_counts_what_the_guest_is_short_of),
             cmocka_unit_test(largest_report_fits_a_line),
             cmocka_unit_test(names_are_stable),
         };

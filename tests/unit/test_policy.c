@@ -587,6 +587,7 @@ static void dynmem_ignores_small_changes(void **state)
         struct fx *f = *state;
 
         f->cfg.tunables.trend_lookahead_ms = 0; /* the raw demand only */
+        f->cfg.tunables.persistence_max_permille = 0;
         struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), GIB);
         demand(a, GIB);
         decide(f, 0);
@@ -607,15 +608,25 @@ static void dynmem_ignores_small_changes(void **state)
                 settle(f);
         }
 
-        /* A change larger than the deadband (3 % of 1230 MiB = 37 MiB) goes through. */
+        /*
+         * A rise larger than the deadband (3 % of 1230 MiB = 37 MiB) that still leaves
+         * the VM above its grow edge (need + 30 % of its headroom) waits too.
+         */
         demand(a, GIB + 40 * MIB);
         decide(f, 200000);
-        assert_int_equal(a->target_bytes, want_of(GIB + 40 * MIB, 20));
+        assert_int_equal(a->target_bytes, 1230 * MIB);
+        assert_int_equal(a->reason, REASON_HOLD);
+
+        /* Below its grow edge (1174 MiB + 30 % of its 235 MiB of headroom) it grows, to its want.
+         */
+        demand(a, GIB + 150 * MIB);
+        decide(f, 201000);
+        assert_int_equal(a->target_bytes, want_of(GIB + 150 * MIB, 20));
 
         /* A demand above what it holds is never held back, however small. */
         settle(f);
         demand(a, a->assigned_bytes + MIB);
-        decide(f, 201000);
+        decide(f, 202000);
         assert_true(a->target_bytes > a->assigned_bytes);
 }
 
@@ -655,6 +666,8 @@ static void dynmem_surplus_restarts_when_demand_returns(void **state)
         struct fx *f = *state;
 
         f->cfg.tunables.trend_lookahead_ms = 0;
+        f->cfg.tunables.persistence_max_permille = 0;
+        f->cfg.tunables.headroom_permille = 0; /* the buffer only: the return is no surprise */
         struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), 4 * GIB);
         for (uint64_t now = 0; now <= 60000; now += 1000) {
                 /* Demand is low, briefly back near the VM's size at 20 s, low again from 25 s. */
@@ -845,10 +858,11 @@ static void urgent_stall_at_want_grows_at_once(void **state)
 }
 
 /*
- * Below its want a stalling VM is believed: the missing buffer explains the
- * stall, and a grow to its want inside the deadband waits. Unless the guest
- * has just said it stalls now (stall_urgent): then its buffer is gone and the
- * grow to its want is due at once, deadband or not.
+ * Below its grow edge (need + 30 % of its headroom) a stalling VM is believed,
+ * urgent or not: the missing headroom explains the stall, and it grows back to
+ * its want, no further. Above the edge and inside the deadband, a first stall
+ * waits (it may be a rise not yet reported) unless the guest has just said it
+ * stalls now (stall_urgent): then the figure is current, and it under-counts.
  */
 static void urgent_stall_below_want_restores_the_buffer(void **state)
 {
@@ -856,20 +870,28 @@ static void urgent_stall_below_want_restores_the_buffer(void **state)
 
         for (int urgent = 0; urgent <= 1; urgent++) {
                 f->n = 0;
-                struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), 1220 * MIB);
-                demand(a, GIB); /* want 1230 MiB: 10 MiB more, inside the deadband */
+                struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), 1060 * MIB);
+                demand(a, GIB); /* want 1230 MiB, grow edge 1086 MiB */
+                stall(a, 0.5);
+                a->stall_urgent = urgent;
+                for (uint64_t now = 0; now < 3000; now += 1000) {
+                        decide(f, now);
+                        assert_int_equal(a->target_bytes, 1230 * MIB);
+                        assert_int_not_equal(a->reason, REASON_STALL);
+                }
+
+                f->n = 0;
+                a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), 1220 * MIB);
+                demand(a, GIB); /* 10 MiB under its want: above the edge, inside the deadband */
                 stall(a, 0.5);
                 a->stall_urgent = urgent;
                 decide(f, 0);
                 if (urgent) {
-                        assert_int_equal(a->target_bytes, 1230 * MIB);
-                        continue;
-                }
-                for (uint64_t now = 0; now < 10000; now += 1000) {
-                        decide(f, now);
+                        assert_int_equal(a->reason, REASON_STALL);
+                        assert_true(a->target_bytes > 1230 * MIB);
+                } else {
                         assert_int_equal(a->target_bytes, 1220 * MIB);
                         assert_int_equal(a->reason, REASON_HOLD);
-                        settle(f);
                 }
         }
 }

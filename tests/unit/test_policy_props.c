@@ -193,6 +193,13 @@ static void world_init(struct world *w, uint64_t seed, bool hostile, size_t min_
                 w->cfg.tunables.probe_after_ms = rnd_range(r, 0, 5000);
                 w->cfg.tunables.probe_rate_permille = (uint32_t)rnd_range(r, 0, 100);
         }
+        if (chance(r, 30)) { /* the learned parts over their whole ranges, 0 included */
+                w->cfg.tunables.history_halflife_ms = rnd_range(r, 0, 7200000);
+                w->cfg.tunables.headroom_permille = (uint32_t)rnd_range(r, 0, 1000);
+                w->cfg.tunables.persistence_max_permille = (uint32_t)rnd_range(r, 0, 1000);
+                w->cfg.tunables.grow_band_percent = (uint32_t)rnd_range(r, 0, 100);
+                w->cfg.tunables.shrink_band_percent = (uint32_t)rnd_range(r, 0, 1000);
+        }
         w->n = rnd_range(r, min_n, max_n);
         memset(w->vms, 0, w->n * sizeof(w->vms[0]));
         w->now = rnd_range(r, 0, 1000000);

@@ -8,7 +8,7 @@
 // browser (default /usr/bin/chromium).
 'use strict';
 
-const {chromium} = require(process.env.PLAYWRIGHT_CORE || 'playwright-core');
+const {run} = require('./browser.cjs');
 
 const WAIT_MS = 90000;
 
@@ -37,66 +37,43 @@ function tableOf() {
   return rows;
 }
 
-async function main() {
-  const [url, shot] = process.argv.slice(2);
-  const origin = new URL(url).origin;
-  const report = {errors: [], foreign: [], requests: 0};
-  const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-  });
-  try {
-    const page = await browser.newPage({viewport: {width: 1400, height: 1100}});
-    page.on('pageerror', (e) => report.errors.push(String(e)));
-    page.on('console', (m) => { if (m.type() === 'error') report.errors.push(m.text()); });
-    page.on('request', (r) => {
-      report.requests++;
-      if (!r.url().startsWith(origin)) report.foreign.push(r.url());
-    });
-    const response = await page.goto(url, {timeout: WAIT_MS});
-    report.status = response.status();
-    await page.waitForFunction(() => Number(document.body.dataset.polls || 0) >= 3,
-                               null, {timeout: WAIT_MS});
-    report.title = await page.title();
-    report.dygraph = await page.evaluate(() => typeof window.Dygraph);
-    report.first = await page.evaluate(tableOf);
-    report.host = await page.evaluate(() => ({
-      memory: document.getElementById('host-memory').textContent,
-      vms: document.getElementById('host-vms').textContent,
-    }));
-    // the numbers change: wait for any assigned or demand cell to differ
-    const before = JSON.stringify(report.first);
-    report.changed = await page.waitForFunction((b) => {
-      const now = {};
-      for (const tr of document.querySelectorAll('#vms tbody tr')) {
-        now[tr.dataset.vm] = [tr.querySelector('.assigned').textContent,
-                              tr.querySelector('.demand').textContent];
-      }
-      const old = JSON.parse(b);
-      return Object.keys(now).some((n) => old[n] &&
-          (old[n].assigned !== now[n][0] || old[n].demand !== now[n][1]));
-    }, before, {timeout: WAIT_MS}).then(() => true, () => false);
-    // let every chart collect a few points, then look at them
-    await page.waitForFunction(() => Number(document.body.dataset.polls || 0) >= 8,
-                               null, {timeout: WAIT_MS});
-    report.last = await page.evaluate(tableOf);
-    report.charts = await page.evaluate(inkOf, '#charts .chart-box');
-    report.hostChart = await page.evaluate(inkOf, '#host-chart');
-    report.events = await page.evaluate(() =>
-      [...document.querySelectorAll('#events li')].map((li) => li.textContent));
-    report.connection = await page.evaluate(() =>
-      document.getElementById('connection').textContent);
-    await page.screenshot({path: shot, fullPage: true});
-    report.screenshot = shot;
-  } catch (e) {
-    report.failure = String(e && e.stack || e);
-  } finally {
-    await browser.close();
-  }
-  process.stdout.write(JSON.stringify(report) + '\n');
-}
+const [url, shot] = process.argv.slice(2);
+const origin = new URL(url).origin;
 
-main().catch((e) => {
-  process.stdout.write(JSON.stringify({failure: String(e && e.stack || e)}) + '\n');
-  process.exit(1);
+run({width: 1400, height: 1100}, (u) => u.startsWith(origin), async (page, report) => {
+  const response = await page.goto(url, {timeout: WAIT_MS});
+  report.status = response.status();
+  await page.waitForFunction(() => Number(document.body.dataset.polls || 0) >= 3,
+                             null, {timeout: WAIT_MS});
+  report.title = await page.title();
+  report.dygraph = await page.evaluate(() => typeof window.Dygraph);
+  report.first = await page.evaluate(tableOf);
+  report.host = await page.evaluate(() => ({
+    memory: document.getElementById('host-memory').textContent,
+    vms: document.getElementById('host-vms').textContent,
+  }));
+  // the numbers change: wait for any assigned or demand cell to differ
+  const before = JSON.stringify(report.first);
+  report.changed = await page.waitForFunction((b) => {
+    const now = {};
+    for (const tr of document.querySelectorAll('#vms tbody tr')) {
+      now[tr.dataset.vm] = [tr.querySelector('.assigned').textContent,
+                            tr.querySelector('.demand').textContent];
+    }
+    const old = JSON.parse(b);
+    return Object.keys(now).some((n) => old[n] &&
+        (old[n].assigned !== now[n][0] || old[n].demand !== now[n][1]));
+  }, before, {timeout: WAIT_MS}).then(() => true, () => false);
+  // let every chart collect a few points, then look at them
+  await page.waitForFunction(() => Number(document.body.dataset.polls || 0) >= 8,
+                             null, {timeout: WAIT_MS});
+  report.last = await page.evaluate(tableOf);
+  report.charts = await page.evaluate(inkOf, '#charts .chart-box');
+  report.hostChart = await page.evaluate(inkOf, '#host-chart');
+  report.events = await page.evaluate(() =>
+    [...document.querySelectorAll('#events li')].map((li) => li.textContent));
+  report.connection = await page.evaluate(() =>
+    document.getElementById('connection').textContent);
+  await page.screenshot({path: shot, fullPage: true});
+  report.screenshot = shot;
 });

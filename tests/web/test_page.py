@@ -16,10 +16,11 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "daemon"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import Tap, check, running, wait_for  # noqa: E402
 
-from harness import Tap, check, running, wait_for  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 
 tap = Tap()
 

@@ -1,0 +1,149 @@
+"""bitbrains_data: dynmem-sim scenarios built at run time from the 80 Bitbrains traces.
+
+The traces (GWA-T-12 Bitbrains, Rnd, 3 days of VMware active memory at 5-minute samples)
+are not part of dynmem: they are read from $DYNMEM_BITBRAINS or
+../shared/datasets/bitbrains-rnd (see SOURCE.md there, which says how to cite them). The
+scenario files and any derived traces are written to a temporary directory and never
+kept.
+
+The real-traces host (the one the policy is judged on): `memory` for the VMs (64 GiB for
+all 80, proportionally less for a subset), `reserve = 4G`, 30 s steps; every VM
+`dynamic = yes`, maximum its provisioned size, startup its first sample + 20 % (at
+least 512 MiB, at most the maximum; sizes rounded up to 2 MiB), minimum 128 MiB (or the
+startup if smaller), buffer 20, weight 5000, 256 MiB of guest swap, starting 30 s apart.
+
+Subsets and windows, fixed before any tuning:
+- the tuning half is the odd-numbered VMs (vm001, vm003, ... vm079), the held-out half
+  the even-numbered ones (vm002 ... vm080);
+- the time split takes the first two days (tuning) and the last day (held out); a
+  window that starts later begins each VM's trace at that time, its startup sized
+  from the demand there.
+
+Interpolation: dynmem-sim interpolates linearly between trace rows. `interp="step"`
+writes traces that hold each sample until the next one (a row 1 ms before each sample
+repeats the previous value), so a policy cannot profit from the straight lines the
+simulator draws between 5-minute samples.
+"""
+import bisect
+import csv
+import os
+
+MIB = 1 << 20
+GIB = 1 << 30
+DAY = 86400
+ALL_DAYS = 3
+
+
+def find_dataset():
+    """The folder holding vm001.csv..vm080.csv and capacity.csv, or None."""
+    env = os.environ.get("DYNMEM_BITBRAINS")
+    if env is not None:
+        return os.path.abspath(env) if os.path.exists(os.path.join(env, "capacity.csv")) else None
+    # ../shared/datasets/bitbrains-rnd beside the clone, or beside a folder above it
+    d = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for _ in range(3):
+        d = os.path.dirname(d)
+        cand = os.path.join(d, "shared", "datasets", "bitbrains-rnd")
+        if os.path.exists(os.path.join(cand, "capacity.csv")):
+            return cand
+    return None
+
+
+def align(b):
+    return -(-b // (2 * MIB)) * 2 * MIB
+
+
+def capacities(dataset):
+    with open(os.path.join(dataset, "capacity.csv"), encoding="utf-8") as f:
+        return {row["vm"]: int(row["provisioned_bytes"]) for row in csv.DictReader(f)}
+
+
+def vm_number(name):
+    return int("".join(c for c in name if c.isdigit()) or 0)
+
+
+def subset(dataset, which):
+    """'all', 'tune' (odd-numbered VMs) or 'held-out' (even-numbered)."""
+    names = sorted(capacities(dataset))
+    if which == "tune":
+        return [n for n in names if vm_number(n) % 2 == 1]
+    if which == "held-out":
+        return [n for n in names if vm_number(n) % 2 == 0]
+    return names
+
+
+def read_trace(dataset, name):
+    ts, ds = [], []
+    with open(os.path.join(dataset, name + ".csv"), encoding="utf-8") as f:
+        f.readline()
+        for line in f:
+            t, d = line.split(",")
+            ts.append(float(t))
+            ds.append(int(d))
+    return ts, ds
+
+
+def value_at(ts, ds, t, interp):
+    j = bisect.bisect_right(ts, t) - 1
+    if j < 0:
+        return ds[0]
+    if j >= len(ts) - 1 or interp == "step":
+        return ds[j]
+    f = (t - ts[j]) / (ts[j + 1] - ts[j])
+    return round(ds[j] + (ds[j + 1] - ds[j]) * f)
+
+
+def window_rows(ts, ds, start, end, interp):
+    """Rows (seconds from the window's start, demand) for [start, end]."""
+    rows = [(0.0, value_at(ts, ds, start, interp))]
+    prev = rows[0][1]
+    for t, d in zip(ts, ds):
+        if t <= start:
+            continue
+        if t > end:
+            break
+        if interp == "step":
+            rows.append((t - start - 0.001, prev))
+        rows.append((t - start, d))
+        prev = d
+    return rows
+
+
+def write_trace(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("seconds,demand\n")
+        for t, d in rows:
+            f.write(f"{t:.3f},{d}\n")
+
+
+def scenario(dataset, tmp, names, memory, days=ALL_DAYS, start_day=0, interp="linear",
+             policy_keys=None, step="30s", swap="256M", buffer=20, tag="s"):
+    """Write a scenario for `names` and return its path. memory is a size string."""
+    caps = capacities(dataset)
+    start, end = start_day * DAY, (start_day + days) * DAY
+    lines = ["[host]", f"memory = {memory}", "reserve = 4G", "", "[sim]", f"step = {step}",
+             f"duration = {days * 24}h", ""]
+    if policy_keys:
+        lines += ["[policy]"] + [f"{k} = {v}" for k, v in policy_keys.items()] + [""]
+    derived = start > 0 or interp != "linear"
+    for i, name in enumerate(names):
+        ts, ds = read_trace(dataset, name)
+        path = os.path.join(dataset, name + ".csv")
+        rows = window_rows(ts, ds, start, end, interp)
+        if derived:
+            path = os.path.join(tmp, f"{tag}-{name}.csv")
+            write_trace(path, rows)
+        prov = align(caps[name])
+        startup = min(prov, max(512 * MIB, align(rows[0][1] * 6 // 5)))
+        lines += [f'[vm "{name}"]', f"trace = {path}", "dynamic = yes", f"startup = {startup}",
+                  f"minimum = {min(128 * MIB, startup)}", f"maximum = {prov}", f"buffer = {buffer}",
+                  "weight = 5000", f"swap = {swap}", f"start = {30 * i}s", ""]
+    path = os.path.join(tmp, f"{tag}.ini")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+def host_memory(names, total_gib=64, of=80):
+    """The real-traces host scaled to a subset: 64 GiB for 80 VMs."""
+    return f"{total_gib * len(names) // of}G"

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""dynmem-sim --sweep: usage errors, the JSON (every size x policy, the same figures as
+single runs at that size, whatever the number of workers), the smallest host meeting
+the service level, the human table, the HTML page, and failures in a worker.
+
+    test_sweep.py DYNMEM_SIM DATA_DIR
+
+Prints TAP: a plan, then "ok N - name" / "not ok N - name" per case.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import simtap  # noqa: E402
+
+SIM = os.path.abspath(sys.argv[1])
+DATA = os.path.abspath(sys.argv[2])
+SMALL = os.path.join(DATA, "small.ini")
+TMP = tempfile.mkdtemp(prefix="dynmem-sweep-test-")
+GIB = 1 << 30
+SWEEP = "memory=1G:4G:512M"  # 7 sizes: too small for all three VMs up to room for all
+
+
+def run(*args, timeout=300):
+    return subprocess.run([SIM, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def sweep_json(*args):
+    r = run(SMALL, "--sweep", SWEEP, "--json", *args)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
+    return json.loads(r.stdout)
+
+
+def expect_exit(r, code, *needles):
+    assert r.returncode == code, f"exit {r.returncode}, expected {code}; stderr: {r.stderr}"
+    for n in needles:
+        assert n in r.stderr, f"{n!r} not in stderr: {r.stderr}"
+
+
+def test_usage_errors():
+    expect_exit(run(SMALL, "--sweep", "memory=4G:1G:1G"), 2, "FROM at most TO")
+    expect_exit(run(SMALL, "--sweep", "memory=1G:2G"), 2, "memory=FROM:TO:STEP")
+    expect_exit(run(SMALL, "--sweep", "cpus=1:2:1"), 2, "memory=FROM:TO:STEP")
+    expect_exit(run(SMALL, "--sweep", "memory=1G:2G:0"), 2, "positive")
+    expect_exit(run(SMALL, "--sweep", "memory=1M:10G:1M"), 2, "more than 1000")
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=0.1"), 2, "short=P%")
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=150%"), 2, "short=P%")
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "oom=-1"), 2, "oom=N")
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "latency=1"), 2, "expected short")
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--jobs", "0"), 2, "--jobs")
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--timeline", os.path.join(TMP, "t.csv")), 2,
+                "--timeline with --sweep")
+    expect_exit(run(SMALL, "--slo", "short=1%"), 2, "--slo needs --sweep")
+    expect_exit(run(SMALL, "--jobs", "2"), 2, "--jobs needs --sweep")
+    expect_exit(run(SMALL, "--policy", "hyperv", "--policy", "dynmem"), 2,
+                "--policy more than once needs --sweep")
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--policy", "nonsense"), 2, "unknown policy")
+
+
+def test_every_size_and_policy():
+    out = sweep_json()
+    pts = out["points"]
+    sizes = sorted({p["memory_bytes"] for p in pts})
+    assert sizes == [GIB + k * 512 * 2**20 for k in range(7)], sizes
+    assert [p["policy"] for p in pts[:3]] == ["static", "hyperv", "dynmem"], pts[:3]
+    assert len(pts) == 21, len(pts)
+    for p in pts:
+        assert p["ok"] and p["vms"] == 3 and p["budget_violations"] == 0, p
+        assert p["host_mean_bytes"] <= p["memory_bytes"], p
+    assert out["smallest_bytes"] is None, out["smallest_bytes"]  # no --slo given
+    assert out["workers"] >= 1 and out["wall_s"] > 0, out
+
+
+def test_points_match_single_runs():
+    pts = sweep_json("--policy", "hyperv", "--policy", "dynmem", "--jobs", "3")["points"]
+    for p in pts[::3]:
+        with open(SMALL, encoding="utf-8") as f:
+            text = f.read().replace("memory = 3584M", f"memory = {p['memory_bytes']}")
+        path = os.path.join(TMP, "single.ini")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text.replace("trace = traces/", f"trace = {DATA}/traces/"))
+        r = run(path, "--policy", p["policy"], "--json")
+        assert r.returncode == 0, r.stderr
+        single = json.loads(r.stdout)
+        for key in ("started", "short_seconds", "oom_kills", "resize_ops", "host_mean_bytes"):
+            assert single[key] == p[key], (key, single[key], p[key], p["memory_bytes"])
+
+
+def test_workers_do_not_change_figures():
+    one = sweep_json("--jobs", "1")
+    many = sweep_json("--jobs", "5")
+    strip = [{k: v for k, v in p.items()} for p in one["points"]]
+    assert strip == many["points"], "different figures with 1 and 5 workers"
+    assert one["workers"] == 1 and many["workers"] == 5, (one["workers"], many["workers"])
+
+
+def test_smallest_host_meeting_the_slo():
+    out = sweep_json("--slo", "short=1%", "--slo", "oom=0")
+    assert out["slo"] == {"short_share": 0.01, "oom_kills": 0}, out["slo"]
+    for policy in ("static", "hyperv", "dynmem"):
+        pts = [p for p in out["points"] if p["policy"] == policy]
+        for p in pts:
+            meets = (p["started"] == p["vms"] and p["oom_kills"] == 0 and
+                     p["short_seconds"] <= 0.01 * p["vm_seconds"])
+            assert p["meets_slo"] == meets, p
+        # The smallest size from which every larger one meets it.
+        expect = None
+        for p in reversed(pts):
+            if not p["meets_slo"]:
+                break
+            expect = p["memory_bytes"]
+        assert out["smallest_bytes"][policy] == expect, (policy, out["smallest_bytes"], pts)
+    assert out["smallest_bytes"]["dynmem"] is not None, out
+    assert out["smallest_bytes"]["static"] is None or \
+        out["smallest_bytes"]["static"] >= out["smallest_bytes"]["dynmem"], out
+
+
+def test_human_table():
+    r = run(SMALL, "--sweep", SWEEP, "--slo", "short=1%")
+    assert r.returncode == 0, r.stderr
+    assert "7 host sizes x 3 policies" in r.stdout, r.stdout
+    assert re.search(r"^1 GiB\s", r.stdout, re.M) and re.search(r"^4 GiB\s", r.stdout, re.M)
+    assert "smallest host meeting the service level" in r.stdout, r.stdout
+    assert re.search(r"^  dynmem\s+\S+ [GM]iB$", r.stdout, re.M), r.stdout
+
+
+def test_html_page():
+    page = os.path.join(TMP, "sweep.html")
+    r = run(SMALL, "--sweep", SWEEP, "--slo", "short=1%", "--report", page, "--json")
+    assert r.returncode == 0, r.stderr
+    with open(page, encoding="utf-8") as f:
+        html = f.read()
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    assert 'id="short-curve"' in html and 'id="oom-curve"' in html
+    assert len(re.findall(r'<polyline class="curve" data-policy="dynmem"', html)) == 2
+    assert len(re.findall(r'<tr data-bytes="\d+">', html)) == 7
+    assert 'id="smallest"' in html and 'class="slo"' in html
+    assert "<script" not in html and "http" not in html
+
+
+def test_report_unwritable():
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--report", "/nonexistent/dir/x.html"), 1,
+                "/nonexistent/dir/x.html")
+
+
+def test_a_failing_policy_is_reported():
+    # An exec: policy that exits at once: every run of it reports the failure; the others run.
+    r = run(SMALL, "--sweep", "memory=2G:3G:1G", "--policy", "exec:exit 3", "--policy",
+            "hyperv", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert "exit" in r.stderr, r.stderr
+    assert all(p["ok"] for p in out["points"]), out["points"]
+
+
+CASES = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
+
+
+def main():
+    status = simtap.run_cases(CASES)
+    shutil.rmtree(TMP, ignore_errors=True)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
