@@ -1,6 +1,8 @@
 #!/bin/sh
 # run.sh: build one of dynmem's libFuzzer targets with clang (ASan + UBSan)
-# and run it for SECONDS on its seed corpus.
+# and run it for SECONDS on its seed corpus (DYNMEM_FUZZ_SECONDS, when set,
+# takes the place of SECONDS: the test suite runs each target briefly, a
+# longer run is `DYNMEM_FUZZ_SECONDS=600 meson test -C BUILD -t 0 --suite fuzz`).
 #
 #   fuzz/run.sh TARGET SECONDS [libFuzzer options...]     e.g. fuzz/run.sh agent 600
 #
@@ -17,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 [ $# -ge 2 ] || { echo "usage: $0 TARGET SECONDS [libFuzzer options...]" >&2; exit 2; }
 TARGET=$1
-SECONDS_=$2
+SECONDS_=${DYNMEM_FUZZ_SECONDS:-$2}
 shift 2
 case $TARGET in *[!a-z0-9_]* | '') echo "run.sh: bad target name: $TARGET" >&2; exit 2 ;; esac
 case $SECONDS_ in *[!0-9]* | '') echo "run.sh: SECONDS must be a number" >&2; exit 2 ;; esac

@@ -7,8 +7,9 @@ memory online in the guest (p50, p95), and dynmemd's CPU per VM. Results and
 method: docs/benchmarks-libvirt.md.
 
 The guests, loads, policy and probes are bench/qemu/bench.py's (its functions
-are imported): guests t1, t2 (agent with its PSI trigger) and p1, p2 (a report
-a second), each stepping from 48 MiB to 400 MiB of load and back every 40 s,
+are imported), its default set: a1, a2 (the agent with its PSI trigger and its
+burst absorber) and t1, t2 (the trigger, no absorber), pages half data, each
+stepping from 48 MiB to 400 MiB of load and back every 40 s,
 staggered; startup 256 MiB, maximum 1 GiB, buffer 5 %, a reactive policy.
 Both phases run TCG (accel = tcg; domain type 'qemu'), so only the path
 between dynmemd and QEMU differs: QMP from dynmemd, or libvirt's API (its
@@ -38,19 +39,30 @@ import bench as qb  # noqa: E402  bench/qemu/bench.py
 from lvhost import LibvirtHost, skip_reason  # noqa: E402
 from lvlib import domain  # noqa: E402
 
-POLICY = "\n[policy]\nshrink_delay = 5s\ntrend_lookahead = 0s\nstall_memory = 0s\n"
+POLICY = ("\n[policy]\nshrink_delay = 5s\ntrend_lookahead = 0s\npersistence_max_permille = 0\n"
+          "headroom_permille = 0\nstall_memory = 0s\n")  # bench/qemu/bench.py's
 TARGET_REQUEST_MS = 20.0  # the libvirt path may add this much at p95 to stall -> request
 TARGET_ONLINE_RATIO = 2.0  # and take at most twice as long from request to online
+
+
+SET = "absorber"  # bench/qemu/bench.py's default set of guests
+
+
+def guest_extras(trigger, absorber):
+    """The kernel command line a guest of the set gets beside its load plan."""
+    fill = qb.FILL[SET]
+    return " ".join(([] if trigger else ["dynmem.agent.trigger=0"]) +
+                    ([] if absorber else ["dynmem.agent.absorber=0"]) +
+                    ([f"dynmem.load.fill={fill}"] if fill else []))
 
 
 def qemu_config(root):
     text = (f"[host]\nbackend = qemu\nsocket = {root}/run/dynmemd.sock\n"
             f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n" + POLICY)
-    for name, trigger, first in qb.GUESTS:
-        append = f"dynmem.load={qb.plan(first)}" + ("" if trigger else " dynmem.agent.trigger=0")
-        text += (f'\n[vm "{name}"]\ndynamic = yes\nstartup = 256M\nminimum = 256M\n'
-                 f"maximum = 1G\nbuffer = {qb.BUFFER}\naccel = tcg\ncpus = 1\n"
-                 f"shutdown_timeout = 1s\nappend = {append}\nautostart = yes\n")
+    for name, trigger, absorber, first in qb.GUESTS:
+        # TCG in both phases (libvirt's domains are type 'qemu'): only the path differs
+        text += qb.vm_section(name, trigger, absorber, first, None, qb.FILL[SET]).replace(
+            "accel = auto", "accel = tcg")
     return text
 
 
@@ -118,9 +130,9 @@ def run_libvirt(args, root):
     w = qb.Watch(args, root, names)
     print("bench.py: phase libvirt (libvirtd runs QEMU; dynmemd drives libvirt)", flush=True)
     try:
-        for name, trigger, first in qb.GUESTS:
+        for name, trigger, absorber, first in qb.GUESTS:
             host.define(domain(host, name, args.image, plan=qb.plan(first),
-                               extra="" if trigger else "dynmem.agent.trigger=0",
+                               extra=guest_extras(trigger, absorber),
                                console=os.path.join(root, "state", name + ".console.log")))
         proc = host.popen([args.dynmemd, "-d", "-v", "-f", conf], stderr=subprocess.PIPE,
                           stdout=subprocess.DEVNULL, text=True, start_new_session=True)
@@ -160,7 +172,7 @@ def load_raw(root):
 def analyse(w):
     rows = {"trigger": [], "1 s reports": []}
     ooms = 0
-    for name, trigger, first in qb.GUESTS:
+    for name, _, _, first in qb.GUESTS:
         r, o = qb.analyse_guest(w, name, first)
         rows["trigger" if trigger else "1 s reports"] += r
         ooms += o
@@ -232,6 +244,7 @@ def main():
         setattr(args, k, os.path.abspath(getattr(args, k)))
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
+    qb.GUESTS = qb.SETS[SET]
     run = [] if args.analyse else args.phases.split(",")
     if run:
         args.image = qb.build_image(args, out)
