@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/migration: what live migration costs a VM with dynamic memory, against the
 same VM sized statically at its maximum, and how long the relief rule takes to end a
-sustained shortage. docs/benchmarks-migration.md has the figures and their reading.
+sustained shortage. docs/migration.md says how to read them.
 
 Two libvirt hosts on this machine (tests/migration/twohost.py: each its own
 libvirtd, network namespace and dynmemd), three TCG guests on host A booting the
