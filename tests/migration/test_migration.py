@@ -36,11 +36,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from dynmemtest import OOM_MARKERS, Skip, Tap, guest_image, main, mib, skip_all  # noqa: E402
 
 FULL = os.environ.get("DYNMEM_MIGRATION_FULL") == "1"
-# The guests' balloon without free page reporting (dynmem enable turns it on when the domain
-# does not say): with it on, guests of QEMU 7.2 under TCG crashed right after 3 of 4 runs'
-# first or second migration here (docs/migration.md, "Limits"). DYNMEM_MIGRATION_FPR=on
-# keeps what enable writes.
-FREE_PAGE_REPORTING = os.environ.get("DYNMEM_MIGRATION_FPR") == "on"
 BOOT = 300          # a start to an agent that reports: TCG on two busy cores
 WEB_PLAN = "hold:3s,ramp:420M:12s,hold:3600s"  # demand ~470 MiB, under its minimum
 DB_PLAN = "hold:3s,ramp:300M:10s,hold:3600s"
@@ -178,11 +173,7 @@ def setup(bins):
 
 def appending(xml):
     """The console file appended to, not truncated, by each QEMU that runs the domain."""
-    xml = re.sub(r"(<serial type='file'><source path='[^']*')/>", r"\1 append='on'/>", xml)
-    if not FREE_PAGE_REPORTING:  # enable leaves a balloon's own setting as it is
-        xml = xml.replace("</devices>", "<memballoon model='virtio' freePageReporting='off'/>\n"
-                          "  </devices>")
-    return xml
+    return re.sub(r"(<serial type='file'><source path='[^']*')/>", r"\1 append='on'/>", xml)
 
 
 def teardown(ctx, failed):
