@@ -251,7 +251,8 @@ def attached_plugged(h, name):
 def balancing_resumes(h, name):
     """Balancing works there: a new buffer makes dynmemd resize it. A larger one when the VM
     has room to grow (within a few cycles), else a smaller one (a surplus waits shrink_delay)."""
-    v = h.vm(name)
+    v = wait_for(lambda: (lambda v: v if v["demand_bytes"] is not None else None)(h.vm(name)),
+                 f"a demand for {name} on {h.name}", timeout=60, interval=0.5)
     seen = max((e["seq"] for e in events(h)), default=0)
     want = v["demand_bytes"] * (v["buffer_percent"] + 120) // 100  # with 20 points more
     grow = v["assigned_bytes"] + 48 * MIB <= want <= v["maximum_bytes"] - 16 * MIB
@@ -322,8 +323,8 @@ def room_is_made_by_shrinking_a_lighter_vm_and_the_grown_vm_arrives_whole(ctx):
     # MemTotal less what virtio-mem plugged is the same on both sides: the guest sees the
     # same MemTotal, changed only by what B plugged or unplugged since it arrived
     base = seen - cur_a
-    wait_for(lambda: (lambda v: v if v["guest_visible_bytes"] - vmem(b, "web")[1] == base
-                      else None)(b.vm("web")),
+    wait_for(lambda: (lambda v: v if v["guest_visible_bytes"] is not None and
+                      v["guest_visible_bytes"] - vmem(b, "web")[1] == base else None)(b.vm("web")),
              f"the guest on B to see MemTotal = {mib(base)} + what is plugged", timeout=60,
              interval=0.5)
     check(b.vm("db")["assigned_bytes"] < db_before, "B shrank db (lighter) to make room",
