@@ -431,6 +431,13 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
 
         if (!e)
                 return reply;
+        /* Its settings are in the domain's XML, which libvirt is migrating: a change now
+         * would wait for libvirt's migration job (stalling the cycle) or miss the copy. */
+        if (e->vm.migration != VM_MIGRATION_NONE)
+                return control_reply_error(EBUSY,
+                                           "%s: migrating; change its settings once it has "
+                                           "arrived",
+                                           e->vm.name);
         if (e->origin == REGISTRY_BACKEND)
                 return set_owned(d, e, req);
         want = e->vm.settings;

@@ -446,12 +446,13 @@ def a_sustained_shortage_moves_the_vm_to_the_peer_with_room(ctx):
 def while_the_load_rises_neither_side_resizes_it_until_it_has_moved(ctx):
     full_only()
     a, b = ctx["a"], ctx["b"]
-    # web is on B now: a larger buffer makes B want to grow it while it moves, slowly
+    # web is on B now; it moves slowly while its guest's load holds
     settle(b, "web")
     p = b.popen_migrate("web", a, extra=["--bandwidth", "32"])
     wait_for(lambda: (b.vm("web").get("migration") or "") != "", "B to see web leaving",
              timeout=60, interval=0.1)
-    b.d.ok("set", "web", "--buffer", "100")  # B would grow it now, were it not migrating
+    # its settings are in the XML libvirt is copying: a change waits until it has arrived
+    b.d.fails("set", "web", "--buffer", "100", contains="migrating")
     out, err = p.communicate(timeout=300)
     check(p.returncode == 0, "the migration went through", out, err)
     for h in (a, b):
