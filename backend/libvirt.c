@@ -126,10 +126,12 @@ static void lv_admitting(struct backend *b, struct vm *vm, bool waiting)
 
         if (!d)
                 return;
-        if (waiting)
+        if (waiting) {
                 d->locked_by_start = true;
-        else if (!d->pending_until_ms) /* refused: libvirt gives the start up */
+        } else if (!d->pending_until_ms) { /* refused: libvirt gives the start up */
                 d->locked_by_start = false;
+                lv_mig_refused(d);
+        }
 }
 
 static int lv_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_ms)
@@ -192,6 +194,8 @@ static int lv_set_target(struct backend *b, struct vm *vm, uint64_t target_bytes
                 return -ESRCH;
         if (!d->info.balanced)
                 return -EPERM; /* static: never touched */
+        if (lv_mig_busy(d))
+                return -EBUSY; /* migrating (held where it is until it has moved), or a job */
         d->mem.target = qemu_mem_clamp_target(&d->mem, target_bytes);
         d->target_set = true;
         lv_run_apply(d);
@@ -216,6 +220,8 @@ static int lv_observe(struct backend *b, struct vm *vm, uint64_t now_ms, struct 
         if (d->attached) {
                 lv_run_observe(d, now_ms, &o);
                 lv_run_apply(d);
+        } else if (d->migration == VM_MIGRATION_IN) { /* arriving: what it holds on the source */
+                o.assigned_bytes = lv_mig_incoming_bytes(d);
         } else if (d->run != BACKEND_VM_RUNNING) { /* admitted, libvirt still starting it */
                 o.assigned_bytes = vm->settings.startup_bytes;
         } else {
@@ -255,6 +261,8 @@ static uint64_t assigned_now(const struct lv_domain *d)
 {
         if (d->info.run != BACKEND_VM_RUNNING)
                 return 0;
+        if (d->migration == VM_MIGRATION_IN)
+                return lv_mig_incoming_bytes(d);
         if (d->attached && d->mem.known)
                 return qemu_mem_assigned(&d->mem);
         return d->stats.known ? d->stats.current : d->xml.current_bytes;
@@ -271,6 +279,7 @@ static uint64_t lv_inventory(struct backend *b, uint64_t now_ms, const struct ba
         if (lv_conn_ensure(lb, now)) {
                 if (lb->refresh_all)
                         lv_dom_refresh_all(lb);
+                lv_mig_poll(lb);
                 changed = lv_dom_reload_dirty(lb, now);
                 lv_conn_read_stats(lb);
                 check_stops(lb);
@@ -527,6 +536,7 @@ const struct backend_ops libvirt_backend_ops = {
     .disable = lv_disable,
     .owner = lv_owner,
     .admitting = lv_admitting,
+    .expect_incoming = lv_mig_expect,
 };
 
 int libvirt_backend_new(const struct config *cfg, const struct backend_env *env,

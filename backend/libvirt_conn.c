@@ -51,8 +51,9 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
 {
         struct lv_backend *lb = opaque;
 
-        (void)conn, (void)detail;
+        (void)conn;
         lv_dom_touch(lb, dom);
+        lv_mig_lifecycle(lb, dom, event, detail);
         if (event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_STOPPED)
                 lv_dom_started(lb, dom);
         /* Started or stopped by someone else: look at once, not at the next cycle. */
@@ -114,6 +115,15 @@ static int on_vmem_size(virConnectPtr conn, virDomainPtr dom, const char *alias,
         return 0;
 }
 
+/* The source of a live migration: a new pass over the guest's memory began. */
+static int on_migration_iteration(virConnectPtr conn, virDomainPtr dom, int iteration, void *opaque)
+{
+        (void)conn, (void)iteration;
+        lv_mig_iteration(opaque, dom);
+        wake(opaque); /* held from now: the next cycle must not resize it */
+        return 0;
+}
+
 static void on_close(virConnectPtr conn, int reason, void *opaque)
 {
         struct lv_backend *lb = opaque;
@@ -137,8 +147,11 @@ static const struct {
     {VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, VIR_DOMAIN_EVENT_CALLBACK(on_device)},
     {VIR_DOMAIN_EVENT_ID_BALLOON_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_balloon)},
     {VIR_DOMAIN_EVENT_ID_MEMORY_DEVICE_SIZE_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_vmem_size)},
+    {VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, VIR_DOMAIN_EVENT_CALLBACK(on_migration_iteration)},
 };
 #define N_EVENTS (sizeof(events) / sizeof(events[0]))
+_Static_assert(N_EVENTS <= sizeof(((struct lv_backend *)0)->callbacks) / sizeof(int),
+               "every event has a callback id");
 
 static int register_events(struct lv_backend *lb)
 {

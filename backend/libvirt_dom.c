@@ -169,20 +169,6 @@ static enum backend_vm_run run_of(int state, int reason)
         }
 }
 
-/* A static domain's settings: fixed at its memory. */
-static void static_settings(const struct libvirt_xml_domain *x, struct vm_settings *s)
-{
-        uint64_t size = size_round_up(x->total_bytes, SETTINGS_BLOCK_DEFAULT);
-
-        *s = (struct vm_settings){.dynamic = false,
-                                  .startup_bytes = size,
-                                  .minimum_bytes = size,
-                                  .maximum_bytes = size,
-                                  .buffer_percent = SETTINGS_BUFFER_DEFAULT,
-                                  .weight = SETTINGS_WEIGHT_DEFAULT,
-                                  .block_bytes = SETTINGS_BLOCK_DEFAULT};
-}
-
 static void fill_info(struct lv_domain *d)
 {
         struct backend_vm_info *in = &d->info;
@@ -191,11 +177,11 @@ static void fill_info(struct lv_domain *d)
         *in = (struct backend_vm_info){.run = d->run};
         snprintf(in->name, sizeof(in->name), "%s", d->name);
         if (d->xml.meta_state == LIBVIRT_XML_META_NONE) {
-                static_settings(&d->xml, &in->settings);
+                libvirt_xml_static_settings(&d->xml, &in->settings);
         } else if (libvirt_xml_settings(&d->xml, &in->settings, why, sizeof(why)) == 0) {
                 in->balanced = true;
         } else {
-                static_settings(&d->xml, &in->settings);
+                libvirt_xml_static_settings(&d->xml, &in->settings);
                 snprintf(in->problem, sizeof(in->problem), "dynmem metadata: %.180s", why);
         }
         if (strcmp(in->problem, d->problem_logged) != 0) {
@@ -280,21 +266,33 @@ bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms)
         for (size_t i = lb->n; i-- > 0;) {
                 struct lv_domain *d = lb->doms[i];
                 enum backend_vm_run was = d->info.run;
+                enum vm_migration mig = d->info.migration;
+                if (d->incoming_until_ms && now_ms >= d->incoming_until_ms)
+                        d->dirty = true; /* announced, and libvirt never made it: look */
                 if (d->dirty && lb->conn && !d->locked_by_start) {
                         int r = load(d);
-                        if (r == 0) {
+                        if (r == 0 && lv_mig_expected(d, now_ms)) {
+                                lv_mig_placeholder_info(d); /* libvirt has none yet */
+                                d->dirty = false;
+                        } else if (r == 0) {
                                 drop(lb, i);
                                 changed = true;
                                 continue;
                         }
                         if (r > 0) {
+                                lv_mig_loaded(d, now_ms);
                                 d->dirty = false;
                                 changed = true;
                         }
                 }
+                d->info.migration = d->migration;
+                if (d->migration == VM_MIGRATION_IN)
+                        d->info.assigned_bytes = lv_mig_incoming_bytes(d);
                 note_pending(d, now_ms);
-                changed |= d->info.run != was;
-                bool balanced_running = d->run == BACKEND_VM_RUNNING && d->info.balanced;
+                changed |= d->info.run != was || d->info.migration != mig;
+                /* an arriving domain is attached once it runs here: its guest is not here yet */
+                bool balanced_running = d->run == BACKEND_VM_RUNNING && d->info.balanced &&
+                                        d->migration != VM_MIGRATION_IN;
                 if (!balanced_running && d->attached)
                         lv_dom_detach(d);
                 else if (balanced_running && (!d->attached || d->attached_id != d->id))

@@ -30,6 +30,7 @@
 #define LV_AGENT_FRESH_MS   10000  /* an agent report is used this long */
 #define LV_START_PENDING_MS 120000 /* an admitted start not seen running by then is off */
 #define LV_DOMAINS_MAX      4096   /* domains one host may have */
+#define LV_INCOMING_WAIT_MS 60000  /* a migration the hook announced: libvirt's domain by then */
 #define LV_SLOW_CALL_MS     100    /* a libvirt call this slow is logged (debug) */
 
 /* What libvirt says a domain holds: balloon.current, virtio-mem plugged included. */
@@ -67,6 +68,13 @@ struct lv_domain {
         bool target_set;
         struct log_ratelimit rl;
         struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
+
+        /* live migration (libvirt_migrate.c) */
+        enum vm_migration migration;
+        uint64_t incoming_bytes; /* what an arriving domain holds (the hook's figure), 0 unknown */
+        uint64_t incoming_until_ms; /* announced by the hook: listed without libvirt's domain until
+                                       then */
+        struct vm_settings incoming_settings; /* ... with these settings */
 };
 
 struct lv_backend {
@@ -167,5 +175,39 @@ void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation 
 
 /* The domain's libvirt handle, a reference the caller frees (virDomainFree); NULL unknown. */
 virDomainPtr lv_dom_lookup(struct lv_domain *d);
+
+/* ---- live migration (libvirt_migrate.c) ---- */
+
+/* "outgoing", "incoming" or "none", for messages. */
+const char *lv_mig_name(enum vm_migration m);
+
+/* A job runs on the domain (a migration noted as such): no resize now. Asks libvirt. */
+bool lv_mig_busy(struct lv_domain *d);
+
+/* The domain was just loaded: which migration, if any, its job is. */
+void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms);
+
+/* Once a cycle: a migrating domain whose job ended is reloaded. */
+void lv_mig_poll(struct lv_backend *lb);
+
+/* libvirt's events: a migration iteration (source), a lifecycle change. */
+void lv_mig_iteration(struct lv_backend *lb, virDomainPtr dom);
+void lv_mig_lifecycle(struct lv_backend *lb, virDomainPtr dom, int event, int detail);
+
+/* Announced by the admission hook and not yet (or never) created by libvirt. */
+bool lv_mig_expected(const struct lv_domain *d, uint64_t now_ms);
+
+/* The listing of a domain known only from the hook. */
+void lv_mig_placeholder_info(struct lv_domain *d);
+
+/* What an arriving domain holds: the hook's figure, else libvirt's. */
+uint64_t lv_mig_incoming_bytes(const struct lv_domain *d);
+
+/* The admission refused (or gave up on) an announced arrival: forget it. */
+void lv_mig_refused(struct lv_domain *d);
+
+/* lib/backend.h expect_incoming. */
+int lv_mig_expect(struct backend *b, const char *name, const struct vm_settings *s, uint64_t bytes,
+                  char *err, size_t errlen);
 
 #endif

@@ -176,11 +176,17 @@ void lv_run_apply(struct lv_domain *d)
         struct qemu_mem_plan p;
         virDomainPtr dom;
 
-        if (!d->attached || !d->mem.known || !d->target_set || !d->lb->conn)
+        if (!d->attached || !d->mem.known || !d->target_set || !d->lb->conn ||
+            d->migration != VM_MIGRATION_NONE)
                 return;
         qemu_mem_plan(&d->mem, mono_ms(), &p);
         if (!p.set_balloon && !p.set_requested)
                 return;
+        if (lv_mig_busy(d)) { /* a migration or another job: libvirt would hold the call */
+                d->mem.requested_in_flight = false;
+                d->mem.balloon_sent = false;
+                return;
+        }
         if (!(dom = lv_dom_lookup(d))) {
                 d->mem.requested_in_flight = false;
                 d->mem.balloon_sent = false;

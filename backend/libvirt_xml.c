@@ -600,6 +600,19 @@ int libvirt_xml_settings(const struct libvirt_xml_domain *d, struct vm_settings 
         return 0;
 }
 
+void libvirt_xml_static_settings(const struct libvirt_xml_domain *d, struct vm_settings *ret)
+{
+        uint64_t size = size_round_up(d->total_bytes, SETTINGS_BLOCK_DEFAULT);
+
+        *ret = (struct vm_settings){.dynamic = false,
+                                    .startup_bytes = size,
+                                    .minimum_bytes = size,
+                                    .maximum_bytes = size,
+                                    .buffer_percent = SETTINGS_BUFFER_DEFAULT,
+                                    .weight = SETTINGS_WEIGHT_DEFAULT,
+                                    .block_bytes = SETTINGS_BLOCK_DEFAULT};
+}
+
 char *libvirt_xml_vmem_requested(const char *device_xml, uint64_t requested_bytes)
 {
         xmlDocPtr doc;

@@ -122,6 +122,9 @@ void libvirt_xml_domain_free(struct libvirt_xml_domain *d);
 int libvirt_xml_settings(const struct libvirt_xml_domain *d, struct vm_settings *ret, char *err,
                          size_t errlen);
 
+/* A domain without usable dynmem settings: static, fixed at its memory. */
+void libvirt_xml_static_settings(const struct libvirt_xml_domain *d, struct vm_settings *ret);
+
 /* What enable is asked to set. startup 0 keeps the domain's. */
 struct libvirt_xml_request {
         uint64_t startup_bytes;

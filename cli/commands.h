@@ -22,6 +22,7 @@ int commands_top(struct cli *cli);      /* top.c */
 int commands_enable(struct cli *cli);
 int commands_disable(struct cli *cli);
 int commands_admit(struct cli *cli);
+int commands_migrate(struct cli *cli); /* migrate.c: NAME DEST_URI, through libvirt */
 /* libvirt's qemu hook: DOMAIN OPERATION SUB-OPERATION EXTRA (hook.c) */
 int commands_libvirt_hook(struct cli *cli, int argc, char **argv);
 

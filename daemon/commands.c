@@ -20,6 +20,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mono.h"
+#include "relief.h"
 #include "wake.h"
 
 typedef char *(*command_fn)(struct daemon *d, const struct control_request *req,
@@ -235,7 +236,9 @@ static int put_memory(json_t *h, const struct daemon *d)
                put(h, "pressure_percent", nullable_percent(c->current_pressure)) |
                put(h, "average_pressure_percent", nullable_percent(c->average_pressure)) |
                put(h, "vms", json_integer((json_int_t)d->reg.n)) |
-               put(h, "running", json_integer((json_int_t)d->holding_vms)) |
+               put(h, "running", json_integer((json_int_t)d->running_vms)) |
+               put(h, "holding", json_integer((json_int_t)d->holding_vms)) |
+               put(h, "migrations", migration_status_json(d)) |
                put(h, "refused_starts", json_integer((json_int_t)c->refused_starts)) |
                put(h, "crashes", json_integer((json_int_t)c->crashes));
 }
@@ -281,7 +284,8 @@ json_t *commands_host_json(struct daemon *d)
                 put(h, "overcommit_error",
                     d->overcommitted ? json_string(d->overcommit_error) : json_null()) |
                 put(h, "http_url", d->http ? json_string(http_server_url(d->http)) : json_null());
-        bad = bad || put_memory(h, d) || put_timing(h, d);
+        bad = bad || put_memory(h, d) || put_timing(h, d) ||
+              put(h, "relief", relief_json(d)) | put(h, "peers", relief_peers_json(d));
         if (bad) {
                 json_decref(h);
                 return NULL;
@@ -431,6 +435,13 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
 
         if (!e)
                 return reply;
+        /* Its settings are in the domain's XML, which libvirt is migrating: a change now
+         * would wait for libvirt's migration job (stalling the cycle) or miss the copy. */
+        if (e->vm.migration != VM_MIGRATION_NONE)
+                return control_reply_error(EBUSY,
+                                           "%s: migrating; change its settings once it has "
+                                           "arrived",
+                                           e->vm.name);
         if (e->origin == REGISTRY_BACKEND)
                 return set_owned(d, e, req);
         want = e->vm.settings;
@@ -609,12 +620,60 @@ static char *cmd_disable(struct daemon *d, const struct control_request *req,
  * libvirt hook): it goes through admission like dynmem start, but the
  * backend only takes note, and the wait is bounded (inventory.c).
  */
+/* Admission waits (bounded) while the room is made; the backend only takes note of it. */
+static void wait_admission(struct daemon *d, struct registry_entry *e, const char *what)
+{
+        balancer_request_start(&d->bal, &e->vm);
+        e->vm.start_outside = true;
+        if (d->backend->ops->admitting)
+                d->backend->ops->admitting(d->backend, &e->vm, true);
+        e->admit_deadline_ms = mono_ms() + INVENTORY_ADMIT_WAIT_MS;
+        e->start_errno = 0;
+        registry_touch(e);
+        log_msg(LOG_INFO, "%s: %s %s it: admission", e->vm.name, d->backend->ops->owner(d->backend),
+                what);
+}
+
+/*
+ * A VM arriving by live migration (the owner's hook on this host, before the
+ * owner creates it): admitted for what it holds if that fits by shrinking
+ * lighter VMs (migration.c), and counted from then on; else refused now.
+ */
+static char *admit_incoming(struct daemon *d, const struct control_request *req,
+                            enum commands_wait *ret_wait)
+{
+        struct registry_entry *e = registry_find(&d->reg, req->name);
+        struct vm_settings s = {0};
+        char err[512];
+        int r;
+
+        if (e && e->vm.state == VM_STARTING && e->vm.migration == VM_MIGRATION_IN) {
+                *ret_wait = COMMANDS_WAIT_ADMIT; /* the same arrival asked again: wait with it */
+                return NULL;
+        }
+        if (e && (vm_holds_memory(&e->vm) || e->vm.state == VM_STARTING))
+                return control_reply_error(EEXIST, "%s: a VM of that name %s here already",
+                                           req->name,
+                                           e->vm.state == VM_STARTING ? "is starting" : "runs");
+        settings_merge(&s, &req->settings, req->given);
+        if (settings_check(&s, err, sizeof(err)) < 0)
+                return control_reply_error(EINVAL, "%s: its settings: %s", req->name, err);
+        r = migration_admit(d, req->name, &s, req->incoming_bytes, err, sizeof(err));
+        if (r < 0)
+                return control_reply_error(-r, "%s: %s", req->name, err);
+        wait_admission(d, registry_find(&d->reg, req->name), "migrates");
+        *ret_wait = COMMANDS_WAIT_ADMIT;
+        return NULL;
+}
+
 static char *cmd_admit(struct daemon *d, const struct control_request *req,
                        enum commands_wait *ret_wait)
 {
         struct registry_entry *e = registry_find(&d->reg, req->name);
         char note[256];
 
+        if (req->incoming_bytes)
+                return admit_incoming(d, req, ret_wait);
         if (!e || e->origin != REGISTRY_BACKEND) {
                 log_msg(LOG_NOTICE, "%s: a start dynmemd does not know of: admitted unchecked",
                         req->name);
@@ -629,15 +688,7 @@ static char *cmd_admit(struct daemon *d, const struct control_request *req,
         case VM_STARTING:
                 break; /* a dynmem start waits for admission already: wait with it */
         default:
-                balancer_request_start(&d->bal, &e->vm);
-                e->vm.start_outside = true;
-                if (d->backend->ops->admitting)
-                        d->backend->ops->admitting(d->backend, &e->vm, true);
-                e->admit_deadline_ms = mono_ms() + INVENTORY_ADMIT_WAIT_MS;
-                e->start_errno = 0;
-                registry_touch(e);
-                log_msg(LOG_INFO, "%s: %s starts it: admission", e->vm.name,
-                        d->backend->ops->owner(d->backend));
+                wait_admission(d, e, "starts");
                 break;
         }
         *ret_wait = COMMANDS_WAIT_ADMIT;

@@ -26,6 +26,7 @@ static void adopt(struct daemon *d, struct registry_entry *e, const struct backe
         vm->obs = (struct vm_observation){.alive = true, .assigned_bytes = held};
         vm->target_bytes = vm->ideal_bytes = held;
         vm->refusal[0] = '\0';
+        vm->migration = VM_MIGRATION_NONE; /* migration_follow() says what it is */
         vm_counters_reset(&vm->counters);
         balancer_reset_vm(&d->bal, vm);
         log_msg(LOG_INFO, "%s: running (started by %s), holding %s%s", vm->name,
@@ -33,13 +34,15 @@ static void adopt(struct daemon *d, struct registry_entry *e, const struct backe
                 size_format(held, a, sizeof(a)), in->balanced ? "" : "; static: never resized");
 }
 
-/* Stopped by someone else (or by dynmem stop, now done). */
-static void release(struct registry_entry *e)
+/* Stopped by someone else (or by dynmem stop, now done), or migrated away. */
+static void release(struct daemon *d, struct registry_entry *e)
 {
         struct vm *vm = &e->vm;
         char a[32];
 
-        if (vm->state == VM_RUNNING)
+        if (migration_gone(d, e))
+                ; /* left, or its arrival failed: said */
+        else if (vm->state == VM_RUNNING)
                 log_msg(LOG_INFO, "%s: shut off outside dynmemd; its %s are free again", vm->name,
                         size_format(vm->obs.assigned_bytes, a, sizeof(a)));
         else
@@ -64,11 +67,12 @@ static void follow_state(struct daemon *d, struct registry_entry *e,
                 break;
         case BACKEND_VM_OFF:
                 if (vm_holds_memory(vm))
-                        release(e);
+                        release(d, e);
                 break;
         case BACKEND_VM_CRASHED: /* the balancer sees it dead and counts the crash */
                 break;
         }
+        migration_follow(d, e, in);
 }
 
 static void follow_settings(struct registry_entry *e, const struct backend_vm_info *in)
@@ -112,6 +116,8 @@ static bool drop_unseen(struct daemon *d)
                 struct registry_entry *e = d->reg.entries[i];
                 if (e->origin != REGISTRY_BACKEND || e->seen)
                         continue;
+                if (vm_holds_memory(&e->vm))
+                        migration_gone(d, e); /* a transient domain that left, or never came */
                 log_msg(LOG_INFO, "%s: no longer defined", e->vm.name);
                 registry_remove(&d->reg, e, d->backend);
                 changed = true;
@@ -140,11 +146,15 @@ static void check_admissions(struct daemon *d)
                 vm->start_requested = vm->start_outside = false;
                 e->start_errno = ENOSPC;
                 snprintf(vm->refusal, sizeof(vm->refusal),
-                         "not admitted within %d s: the memory its startup needs was not freed "
-                         "in time",
-                         INVENTORY_ADMIT_WAIT_MS / 1000);
-                d->bal.counters.refused_starts++;
-                log_msg(LOG_NOTICE, "%s: start refused: %s", vm->name, vm->refusal);
+                         "not admitted within %d s: the memory %s was not freed in time",
+                         INVENTORY_ADMIT_WAIT_MS / 1000,
+                         vm->migration == VM_MIGRATION_IN ? "it holds" : "its startup needs");
+                if (vm->migration == VM_MIGRATION_IN) {
+                        migration_refused_late(d, e);
+                } else {
+                        d->bal.counters.refused_starts++;
+                        log_msg(LOG_NOTICE, "%s: start refused: %s", vm->name, vm->refusal);
+                }
                 registry_touch(e);
         }
 }

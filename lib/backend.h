@@ -75,8 +75,9 @@ struct backend_vm_info {
         bool balanced;               /* it has dynmem settings and they are good */
         struct vm_settings settings; /* balanced: its own; static: fixed at its memory */
         enum backend_vm_run run;
-        uint64_t assigned_bytes; /* memory it holds now when running, 0 unknown */
-        char problem[200];       /* why a VM with dynmem settings is not balanced, or "" */
+        uint64_t assigned_bytes;     /* memory it holds now when running, 0 unknown */
+        char problem[200];           /* why a VM with dynmem settings is not balanced, or "" */
+        enum vm_migration migration; /* a live migration to or from here under way */
 };
 
 /*
@@ -181,6 +182,17 @@ struct backend_ops {
          * false: the admission is decided (start() was called if admitted).
          */
         void (*admitting)(struct backend *b, struct vm *vm, bool waiting);
+
+        /*
+         * A VM is about to arrive by live migration from another host (the
+         * owner's admission hook on this host says so before the owner creates
+         * it), holding `bytes`, with settings s: list it as arriving (migration
+         * VM_MIGRATION_IN, off until start() is called for it) until the owner
+         * shows it, or for a bounded time. -EEXIST when a VM of that name runs
+         * here; other negative errnos; a sentence in err. NULL: no migration.
+         */
+        int (*expect_incoming)(struct backend *b, const char *name, const struct vm_settings *s,
+                               uint64_t bytes, char *err, size_t errlen);
 };
 
 struct event_base;
