@@ -56,17 +56,18 @@ static double decay_for(struct policy_decay *cache, uint64_t dt_ms, const struct
  * carried on for trend_lookahead, whatever its persistence: the time a grow
  * needs to land, during which a rising guest keeps rising.
  */
-static double projection(const struct policy_history *h, uint64_t dt_ms,
-                         const struct policy_tunables *t)
+static double projection(struct policy_history *h, uint64_t dt_ms, const struct policy_tunables *t)
 {
         double beta = h->persist_xx > 0.0 ? h->persist_xy / h->persist_xx : 0.0;
         double cap = (double)t->persistence_max_permille / 1000.0;
         double rate = h->trend_rate;
 
         beta = beta > cap ? cap : beta > 0.0 ? beta : 0.0;
+        h->persistence = (float)beta;
         double p = beta * rate * (double)dt_ms;
-        if (rate > 0.0)
-                p += rate * (double)t->trend_lookahead_ms;
+        /* Only a guest that rose over the last interval is still rising. */
+        if (rate > 0.0 && h->last_rate > 0.0)
+                p += (rate < h->last_rate ? rate : h->last_rate) * (double)t->trend_lookahead_ms;
         return p;
 }
 
@@ -117,6 +118,7 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
                 h->persist_xy = h->persist_xy * decay + rate * h->trend_rate;
                 h->persist_xx = h->persist_xx * decay + h->trend_rate * h->trend_rate;
                 h->trend_rate = 0.5 * h->trend_rate + 0.5 * rate;
+                h->last_rate = rate;
         }
         double p = projection(h, dt, t);
         /* The projection never more than doubles the demand, nor halves it. */
@@ -133,18 +135,26 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
 }
 
 /*
- * The rise that `permille` of the unforeseen rises stayed under, in bytes:
- * the histogram read from the top, interpolated inside the bucket. 0 with no
- * history, for a level of 0, or when it falls in the bottom bucket (rises
- * under 8 MiB are below any deadband).
+ * The rise that `permille` of the unforeseen rises stayed under, counted per
+ * headroom_period_ms of time rather than per decision, in bytes: a VM
+ * decided on every second misses its cover no more often than one decided
+ * on every 30 s (the share of decisions left out is scaled by the VM's
+ * interval over the period). The histogram is read from the top,
+ * interpolated inside the bucket. 0 with no history, for a level of 0, or
+ * when it falls in the bottom bucket (rises under 8 MiB are below any
+ * deadband).
  */
-uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille)
+uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille,
+                                 uint64_t period_ms)
 {
-        double sum = h->weight_sum, tail = sum * (1000.0 - (double)permille) / 1000.0;
+        double sum = h->weight_sum, share = (1000.0 - (double)permille) / 1000.0;
         double above = 0.0;
 
         if (permille == 0 || !(sum > 0.0))
                 return 0;
+        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
+                share *= (double)h->last_dt_ms / (double)period_ms;
+        double tail = sum * share;
         for (unsigned b = h->top + 1u; b-- > 1;) {
                 double w = h->rise_weight[b];
                 if (w > 0.0 && above + w > tail) {

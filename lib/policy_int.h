@@ -85,8 +85,12 @@ struct policy_decay {
 uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64_t now,
                                struct policy_decay *cache, const struct policy_tunables *t);
 
-/* The rise `permille` of the VM's unforeseen rises stayed under, in bytes (0: none known). */
-uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille);
+/*
+ * The rise `permille` of the VM's unforeseen rises stayed under, counted per
+ * period_ms of time (0: per decision), in bytes (0: none known).
+ */
+uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille,
+                                 uint64_t period_ms);
 
 /*
  * The grow edge: below it a VM is grown toward `top` (its want, or its ideal
@@ -112,8 +116,19 @@ void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, 
 void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
                       bool contended);
 
+/*
+ * A VM waits for memory that holds keep: the holds are released, all of them
+ * when it is below its need (or a VM waits to start), only those beyond the
+ * deadband when it waits for headroom.
+ */
+enum policy_release {
+        RELEASE_NONE,
+        RELEASE_LARGE,
+        RELEASE_ALL,
+};
+
 /* Stage 3 hysteresis for one running dynamic VM (policy_smooth.c). */
 void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
-                       bool scarcity, bool release);
+                       bool scarcity, enum policy_release release);
 
 #endif
