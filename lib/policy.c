@@ -86,6 +86,7 @@ void policy_tunables_default(struct policy_tunables *t)
             .stall_memory_ms = 600 * MSEC_PER_SEC,
             .history_halflife_ms = 6 * 3600 * MSEC_PER_SEC,
             .headroom_permille = 995,
+            .headroom_pool_percent = 100,
             .headroom_period_ms = 30 * MSEC_PER_SEC,
             .persistence_max_permille = 1000,
             .grow_band_percent = 30,
@@ -314,10 +315,18 @@ static void estimate_all(struct decision *d, size_t n)
                 vm->reason = REASON_NONE;
                 vm->admission = ADMISSION_NONE;
                 vm->probe_candidate = false;
+                vm->pooled = false;
                 vm->target_bytes = vm->ideal_bytes = 0;
+                if (vm->phase != POLICY_PHASE_OFF)
+                        policy_estimate_one(d->cfg, vm, d->now, &d->decay);
+        }
+        if (d->cfg->kind == POLICY_DYNMEM)
+                policy_pool_share(d->vms, n, &d->cfg->tunables);
+        for (size_t i = 0; i < n; i++) {
+                struct policy_vm *vm = &d->vms[i];
+
                 if (vm->phase == POLICY_PHASE_OFF)
                         continue;
-                policy_estimate_one(d->cfg, vm, d->now, &d->decay);
                 if (vm->phase == POLICY_PHASE_RUNNING)
                         d->unprobed_want = add_sat(d->unprobed_want, vm->want_bytes);
                 if (vm->probe_candidate)

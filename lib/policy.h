@@ -65,9 +65,11 @@ struct policy_tunables {
         uint32_t stall_backoff_max; /* the same correction learned again multiplies stall_memory, up
                                        to this (8) */
         uint64_t stall_memory_ms;   /* a learned demand correction holds this long (10 min) */
-        uint64_t history_halflife_ms; /* what the history learned weighs half after this (1 h) */
-        uint32_t headroom_permille;   /* headroom covers this share of unforeseen rises (995) */
-        uint64_t headroom_period_ms;  /* ... counted per this much time, not per decision (30 s) */
+        uint64_t history_halflife_ms;   /* what the history learned weighs half after this (1 h) */
+        uint32_t headroom_permille;     /* headroom covers this share of unforeseen rises (995) */
+        uint32_t headroom_pool_percent; /* the VMs share this % of their buffers' sum (100; 0: each
+                                           VM max(its cover, its buffer)) */
+        uint64_t headroom_period_ms; /* ... counted per this much time, not per decision (30 s) */
         uint32_t persistence_max_permille; /* changes carry on at most this much (1000; 0 = off) */
         uint32_t grow_band_percent;   /* grow once less than this % of the headroom is left (50) */
         uint32_t shrink_band_percent; /* shrink once the surplus exceeds this % of it (50) */
@@ -192,6 +194,9 @@ struct policy_vm {
         double stall_fraction;   /* share of the last interval spent stalled, 0..1 */
         uint64_t external_bytes; /* POLICY_EXTERNAL: proposed target (0 = keep) */
         uint64_t expected_bytes; /* scratch: the figure expected at the next decision */
+        bool pooled;             /* scratch: want = next + headroom from the pool (policy_pool.c) */
+        uint32_t pool_scale;     /* scratch: the correction of the figure, permille */
+        uint64_t pool_next_bytes; /* scratch: the corrected figure expected next */
 };
 
 struct policy_host {

@@ -81,6 +81,10 @@ static uint64_t estimate_learned(struct policy_vm *vm, uint64_t expected, uint64
                 sure = now + (uint64_t)((double)(next - now) * vm->memory.history.persistence);
         estimate_levels(vm, sure, now > next ? now : next, next,
                         headroom > buffer ? headroom : buffer);
+        /* With a pool, the headroom is set once every VM is estimated (policy_pool.c). */
+        vm->pooled = t->headroom_pool_percent > 0;
+        vm->pool_scale = (uint32_t)scale;
+        vm->pool_next_bytes = next;
         return learned;
 }
 
@@ -337,6 +341,7 @@ void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, 
 
         vm->cover_bytes = 0;
         vm->now_bytes = 0; /* the estimates that project nothing leave it at need */
+        vm->pooled = false;
         if (vm->phase == POLICY_PHASE_STARTING) {
                 estimate_fixed(vm, REASON_STARTUP);
                 return;

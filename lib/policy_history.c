@@ -9,6 +9,7 @@
  * only on samples up to t (docs/policy.md).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "policy_int.h"
@@ -147,10 +148,17 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
 uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille,
                                  uint64_t period_ms)
 {
-        double sum = h->weight_sum, share = (1000.0 - (double)permille) / 1000.0;
+        if (permille == 0)
+                return 0;
+        return policy_history_tail(h, (1000.0 - (double)permille) / 1000.0, period_ms);
+}
+
+uint64_t policy_history_tail(const struct policy_history *h, double miss, uint64_t period_ms)
+{
+        double sum = h->weight_sum, share = miss;
         double above = 0.0;
 
-        if (permille == 0 || !(sum > 0.0))
+        if (!(sum > 0.0) || !(share < 1.0))
                 return 0;
         if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
                 share *= (double)h->last_dt_ms / (double)period_ms;
@@ -167,4 +175,31 @@ uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permil
                 above += w;
         }
         return 0;
+}
+
+uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms)
+{
+        double sum = h->weight_sum, unit, above = 0.0;
+
+        if (!(sum > 0.0))
+                return 0;
+        unit = 1.0 / sum;
+        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
+                unit *= (double)h->last_dt_ms / (double)period_ms;
+        /* Covering everything: no miss, the top of the highest bucket. */
+        unsigned top = h->top;
+        double top_bytes = top + 1 < POLICY_RISE_BUCKETS ? (double)bucket_start(top + 1)
+                                                         : (double)bucket_start(top) * M_SQRT2;
+        double best_cost = price * top_bytes, best = top_bytes;
+        for (unsigned b = top + 1u; b-- > 1;) {
+                double start = (double)bucket_start(b);
+                above += h->rise_weight[b];
+                double lower = b > 1 ? start : 0.0; /* below the first bucket is no cover at all */
+                double cost = above * unit + price * lower;
+                if (cost < best_cost) {
+                        best_cost = cost;
+                        best = lower;
+                }
+        }
+        return (uint64_t)best;
 }

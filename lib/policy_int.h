@@ -93,6 +93,25 @@ uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permil
                                  uint64_t period_ms);
 
 /*
+ * The same for the share `miss` of rises left uncovered (0..1; per period_ms
+ * of time when that is set): 0 for a share of 1 or more.
+ */
+uint64_t policy_history_tail(const struct policy_history *h, double miss, uint64_t period_ms);
+
+/*
+ * The cover worth its price: the bucket edge h that makes the share of rises
+ * above h (per period_ms of time) plus `price` x h smallest, in bytes.
+ */
+uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms);
+
+/*
+ * The headroom pool (policy_pool.c): the VMs whose want came from their
+ * learned rises (vm->pooled) share the headroom the buffers would give them
+ * in all; called between the estimate and the allocation.
+ */
+void policy_pool_share(struct policy_vm *vms, size_t n, const struct policy_tunables *t);
+
+/*
  * The grow edge: below it a VM is grown toward `top` (its want, or its ideal
  * under scarcity); above it, it may drift. It keeps the VM's cover for its own
  * unforeseen rises and grow_band_percent of the rest of its headroom.

@@ -3,7 +3,8 @@
  * short host: the cover counted per unit of time (the same whether decisions
  * come every second or every 30 s), the lookahead only while a VM rises, the
  * current use served before anyone's projected rise under deep scarcity, and
- * holds kept for a VM that waits only for headroom.
+ * holds kept for a VM that waits only for headroom; the headroom pool: the
+ * buffers' sum shared by the VMs' rises.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,6 +41,7 @@ static void cover_counts_rises_per_time(void **state)
 {
         struct fx *f = *state;
 
+        f->cfg.tunables.headroom_pool_percent = 0; /* the cover alone, not the shared pool */
         /* Every 30 s: one decision in 20 rises 64 MiB, well beyond 0.5 %. */
         assert_true(headroom_after_jumps(f, 30000) >= 64 * MIB);
         f->n = 0;
@@ -110,6 +112,59 @@ static void waiting_for_headroom_keeps_small_holds(void **state)
         assert_true(sum_max_assigned_target(f) <= f->host.memory_bytes);
 }
 
+/*
+ * Two VMs at 1 GiB with a 20 % buffer for two hours, decided every 30 s: a
+ * steady, b rising by 160 MiB on every 5th decision (and back). Returns the
+ * headroom each holds above its expected figure at the end.
+ */
+static void headrooms_after_bursts(struct fx *f, uint64_t *ret_a, uint64_t *ret_b)
+{
+        struct policy_vm *a = add(f, "a", dyn(GIB, 256 * MIB, 4 * GIB), GIB);
+        struct policy_vm *b = add(f, "b", dyn(GIB, 256 * MIB, 4 * GIB), GIB);
+
+        for (uint64_t k = 0; k <= 240; k++) {
+                demand(a, GIB);
+                demand(b, k % 5 == 4 ? GIB + 160 * MIB : GIB);
+                decide(f, k * 30000);
+                settle(f);
+        }
+        assert_int_equal(b->demand_bytes, GIB);
+        *ret_a = a->want_bytes - a->pool_next_bytes;
+        *ret_b = b->want_bytes - b->pool_next_bytes;
+}
+
+static void pool_gives_headroom_where_rises_are(void **state)
+{
+        struct fx *f = *state;
+        uint64_t ha, hb, buffer = want_of(GIB, 20) - GIB;
+
+        headrooms_after_bursts(f, &ha, &hb);
+        /* b's rises are covered; a, which never rose, gives it part of its buffer. */
+        assert_true(hb >= 160 * MIB);
+        assert_true(ha < buffer && ha > 0);
+        /* Together they hold no more than their two buffers (and a block each). */
+        assert_true(ha + hb <= 2 * buffer + 4 * MIB);
+        assert_true(ha + hb + 4 * MIB >= 2 * buffer);
+
+        /* Without the pool each keeps at least its own buffer. */
+        f->n = 0;
+        f->scratch.contended = f->scratch.scarce = false;
+        f->cfg.tunables.headroom_pool_percent = 0;
+        headrooms_after_bursts(f, &ha, &hb);
+        assert_true(ha >= buffer && hb >= 160 * MIB);
+}
+
+static void pool_scarce_covers_the_likeliest_rises(void **state)
+{
+        struct fx *f = *state;
+        uint64_t ha, hb, buffer = want_of(GIB, 20) - GIB;
+
+        /* A pool of a tenth of the buffers cannot cover b's 160 MiB rises. */
+        f->cfg.tunables.headroom_pool_percent = 10;
+        headrooms_after_bursts(f, &ha, &hb);
+        assert_true(ha + hb <= buffer / 5 + 4 * MIB);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -118,6 +173,8 @@ int main(void)
             T(lookahead_only_while_rising),
             T(deep_scarcity_serves_current_use_first),
             T(waiting_for_headroom_keeps_small_holds),
+            T(pool_gives_headroom_where_rises_are),
+            T(pool_scarce_covers_the_likeliest_rises),
         };
 #undef T
         return cmocka_run_group_tests(tests, NULL, NULL);
