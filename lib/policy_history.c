@@ -17,13 +17,22 @@
 /* Bucket 0 holds rises under 8 MiB; bucket b >= 1 starts at 8 MiB x sqrt(2)^(b-1). */
 #define RISE_BASE_SHIFT 23 /* 8 MiB */
 
+#define EVEN(k) ((uint64_t)1 << (RISE_BASE_SHIFT + (k)))
+#define ODD(k)  ((uint64_t)((double)EVEN(k) * M_SQRT2))
+#define PAIR(k) EVEN(k), ODD(k)
+static const uint64_t bucket_starts[] = {
+    0,       PAIR(0), PAIR(1), PAIR(2), PAIR(3),  PAIR(4),  PAIR(5),
+    PAIR(6), PAIR(7), PAIR(8), PAIR(9), PAIR(10), PAIR(11),
+};
+#undef PAIR
+#undef ODD
+#undef EVEN
+_Static_assert(sizeof(bucket_starts) / sizeof(bucket_starts[0]) >= POLICY_RISE_BUCKETS + 1,
+               "every bucket has a start, and the last an end");
+
 static uint64_t bucket_start(unsigned b)
 {
-        if (b == 0)
-                return 0;
-        unsigned k = (b - 1) / 2;
-        uint64_t base = (1ull << RISE_BASE_SHIFT) << k;
-        return (b - 1) % 2 ? (uint64_t)((double)base * M_SQRT2) : base;
+        return bucket_starts[b];
 }
 
 static unsigned bucket_of(uint64_t rise)
@@ -202,4 +211,44 @@ uint64_t policy_history_priced(const struct policy_history *h, double price, uin
                 }
         }
         return (uint64_t)best;
+}
+
+size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, double *slope,
+                           double *bytes)
+{
+        double sum = h->weight_sum, unit, hx[POLICY_RISE_BUCKETS + 1], ty[POLICY_RISE_BUCKETS + 1];
+        size_t m = 0;
+
+        if (!(sum > 0.0) || h->top == 0)
+                return 0;
+        unit = 1.0 / sum;
+        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
+                unit *= (double)h->last_dt_ms / (double)period_ms;
+        double above = 0.0;
+        for (unsigned b = 1; b <= h->top; b++)
+                above += h->rise_weight[b];
+        /* The points (cover, share missed) of policy_history_priced(), cover ascending. */
+        for (unsigned b = 1; b <= h->top + 1u; b++) {
+                double x = b == 1                    ? 0.0
+                           : b < POLICY_RISE_BUCKETS ? (double)bucket_start(b)
+                                                     : (double)bucket_start(b - 1) * M_SQRT2;
+                double y = above * unit;
+                /* The lower hull: drop points above the line from the one before to this one. */
+                while (m >= 2 && (ty[m - 1] - ty[m - 2]) * (x - hx[m - 2]) >=
+                                     (y - ty[m - 2]) * (hx[m - 1] - hx[m - 2]))
+                        m--;
+                hx[m] = x;
+                ty[m++] = y;
+                if (b <= h->top)
+                        above -= h->rise_weight[b];
+        }
+        size_t k = 0;
+        for (size_t i = 0; i + 1 < m; i++) {
+                if (!(ty[i] > ty[i + 1]))
+                        break; /* nothing more is missed above: no cover beyond is worth a byte */
+                bytes[k] = hx[i + 1] - hx[i];
+                slope[k] = (ty[i] - ty[i + 1]) / bytes[k];
+                k++;
+        }
+        return k;
 }

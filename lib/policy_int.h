@@ -105,6 +105,16 @@ uint64_t policy_history_tail(const struct policy_history *h, double miss, uint64
 uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms);
 
 /*
+ * The same choice for every price at once: the lower convex hull of the
+ * points (cover, share of rises missed) as segments from a cover of 0 up,
+ * each with its length in bytes and its slope (share per byte, decreasing
+ * along the hull): at price p the cover worth it is the sum of the lengths
+ * of the segments steeper than p. At most POLICY_RISE_BUCKETS segments.
+ */
+size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, double *slope,
+                           double *bytes);
+
+/*
  * The headroom pool (policy_pool.c): the VMs whose want came from their
  * learned rises (vm->pooled) share the headroom the buffers would give them
  * in all; called between the estimate and the allocation.

@@ -3,19 +3,18 @@
  * buffers say how much memory the operator gives to headroom in all (the sum
  * of each VM's buffer over its expected use, headroom_pool_percent of it);
  * the pool hands it out by each VM's learned unforeseen rises
- * (policy_history.c): every VM gets the rise it exceeds with the same
- * probability, that probability as small as the pool allows (down to the
- * 1 - headroom_permille of the cover), and what is left once every cover is
- * met goes in proportion to the buffers. A VM whose rises are small thus
- * gives its headroom to one whose rises are large, where a flat buffer gives
- * the steady VM more than it needs and the bursty one less.
+ * (policy_history.c), as a price per byte of cover: every VM covers the
+ * rises that are likelier per byte than the price, never more than its cover
+ * at headroom_permille, and the price is the lowest at which the covers fit
+ * the pool. What is left once every cover is met goes in proportion to the
+ * buffers. A VM whose rises are small thus gives its headroom to one whose
+ * rises are frequent, where a flat buffer gives the steady VM more than it
+ * needs and the bursty one less; a lone VM, or VMs with no history yet, get
+ * their buffers.
  */
 #include <math.h>
 
 #include "policy_int.h"
-
-/* Halvings of the log-range of shares; 2^-16 of it is well inside a bucket. */
-#define POOL_STEPS 20
 
 static uint64_t buffer_of(const struct policy_vm *vm)
 {
@@ -31,40 +30,67 @@ static uint64_t cover_at(const struct policy_vm *vm, double price, const struct 
         return cover < vm->cover_bytes ? cover : vm->cover_bytes;
 }
 
-static uint64_t covers_at(const struct policy_vm *vms, size_t n, double price,
-                          const struct policy_tunables *t)
-{
-        uint64_t sum = 0;
-
-        for (size_t i = 0; i < n; i++) {
-                const struct policy_vm *vm = &vms[i];
-                if (!vm->pooled)
-                        continue;
-                sum = add_sat(sum, cover_at(vm, price, t));
-        }
-        return sum;
-}
-
-/* Prices per byte of cover: a share of rises per byte, from 1 per 2^50 bytes to 1 per 2^10. */
+/*
+ * Prices per byte of cover, as logarithms: a share of rises per byte, from 1
+ * per 2^50 bytes (everything worth covering) to 1 per 2^10 (nothing is), in
+ * PRICE_BINS steps.
+ */
 #define PRICE_LOG_LO (-50.0 * M_LN2)
 #define PRICE_LOG_HI (-10.0 * M_LN2)
+#define PRICE_BINS   4096
+#define PRICE_STEP   ((PRICE_LOG_HI - PRICE_LOG_LO) / PRICE_BINS)
 
-/* The lowest price whose covers fit `pool`. */
-static double price_for(const struct policy_vm *vms, size_t n, uint64_t pool,
-                        const struct policy_tunables *t)
+/* Adds the bytes of cover each segment of the VM's hull is worth, by its slope's bin. */
+static void add_segments(const struct policy_vm *vm, double *bins, const struct policy_tunables *t)
 {
-        double lo = PRICE_LOG_LO, hi = PRICE_LOG_HI;
+        double slope[POLICY_RISE_BUCKETS + 1], bytes[POLICY_RISE_BUCKETS + 1];
+        size_t k = policy_history_hull(&vm->memory.history, t->headroom_period_ms, slope, bytes);
+        double scale = (double)vm->pool_scale / 1000.0, at = 0.0;
+        double cap = (double)vm->cover_bytes / scale; /* in the history's bytes */
 
-        if (covers_at(vms, n, exp(lo), t) <= pool)
-                return exp(lo);
-        for (int s = 0; s < POOL_STEPS; s++) {
-                double mid = 0.5 * (lo + hi);
-                if (covers_at(vms, n, exp(mid), t) <= pool)
-                        hi = mid;
-                else
-                        lo = mid;
+        for (size_t i = 0; i < k && at < cap; i++) {
+                double x = log(slope[i]);
+                if (x < PRICE_LOG_LO)
+                        break; /* the slopes fall along the hull: none further is worth it */
+                int bin =
+                    x >= PRICE_LOG_HI ? PRICE_BINS - 1 : (int)((x - PRICE_LOG_LO) / PRICE_STEP);
+                double len = at + bytes[i] > cap ? cap - at : bytes[i];
+                bins[bin] += len * scale;
+                at += bytes[i];
         }
-        return exp(hi);
+}
+
+/*
+ * The lowest price (to PRICE_STEP) whose covers fit the pool: every VM's hull
+ * segments are binned by slope, in the same pass that sums the buffers, and
+ * the bins are summed from the steepest down until the pool is spent. Returns
+ * the price; *ret_covers is what the covers hold at it, *ret_buffers the buffers.
+ */
+static double price_for(const struct policy_vm *vms, size_t n, const struct policy_tunables *t,
+                        uint64_t *ret_covers, uint64_t *ret_buffers)
+{
+        double bins[PRICE_BINS] = {0}, sum = 0.0; /* 32 KiB of stack */
+        uint64_t buffers = 0;
+
+        for (size_t i = 0; i < n; i++) {
+                if (!vms[i].pooled)
+                        continue;
+                buffers = add_sat(buffers, buffer_of(&vms[i]));
+                add_segments(&vms[i], bins, t);
+        }
+        double pool = (double)scale_permille(buffers, 10ull * t->headroom_pool_percent);
+        double price = exp(PRICE_LOG_LO);
+
+        *ret_buffers = buffers;
+        for (int b = PRICE_BINS - 1; b >= 0; b--) {
+                if (sum + bins[b] > pool) {
+                        price = exp(PRICE_LOG_LO + (b + 1) * PRICE_STEP);
+                        break;
+                }
+                sum += bins[b];
+        }
+        *ret_covers = (uint64_t)sum;
+        return price;
 }
 
 /*
@@ -89,16 +115,12 @@ static void set_want(struct policy_vm *vm, uint64_t headroom)
 
 void policy_pool_share(struct policy_vm *vms, size_t n, const struct policy_tunables *t)
 {
-        uint64_t buffers = 0;
+        uint64_t covers, buffers;
 
         if (!t->headroom_pool_percent)
                 return;
-        for (size_t i = 0; i < n; i++)
-                if (vms[i].pooled)
-                        buffers = add_sat(buffers, buffer_of(&vms[i]));
+        double price = price_for(vms, n, t, &covers, &buffers);
         uint64_t pool = scale_permille(buffers, 10ull * t->headroom_pool_percent);
-        double price = price_for(vms, n, pool, t);
-        uint64_t covers = covers_at(vms, n, price, t);
         double left = covers < pool ? (double)(pool - covers) : 0.0;
 
         for (size_t i = 0; i < n; i++) {
