@@ -42,6 +42,8 @@ static unsigned bucket_of(uint64_t rise)
         if (x == 0)
                 return 0;
         unsigned k = 63 - (unsigned)__builtin_clzll(x);
+        if (2 + 2 * k > POLICY_RISE_BUCKETS)
+                return POLICY_RISE_BUCKETS - 1; /* 32 GiB or more: the last bucket */
         unsigned b = 1 + 2 * k + (rise >= bucket_start(2 + 2 * k) ? 1 : 0);
         return b < POLICY_RISE_BUCKETS ? b : POLICY_RISE_BUCKETS - 1;
 }
