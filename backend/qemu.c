@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "qemu_int.h"
+#include "qemu_launch.h"
 #include "qmp.h"
 #include "units.h"
 
@@ -29,12 +30,9 @@
 #define DYNMEM_GUEST_IMAGE_DIR "/usr/local/lib/dynmem/guest"
 #endif
 
-#define START_WAIT_MS  20000 /* QEMU must greet on QMP within this */
-#define QUIT_WAIT_MS   5000  /* after quit (or SIGTERM), SIGKILL */
+#define QUIT_WAIT_MS   5000 /* after quit (or SIGTERM), SIGKILL */
 #define LOG_CAP        (16 * MIB)
 #define LOG_TRIM_POLLS 30
-
-enum stop_phase { STOP_NONE, STOP_POWERDOWN, STOP_QUIT, STOP_KILL };
 
 static struct qemu_backend *priv(struct backend *b)
 {
@@ -47,7 +45,7 @@ void qemu_backend_wake(struct qemu_vm *qv)
                 qv->qb->env.wakeup(qv->qb->env.wakeup_userdata);
 }
 
-static void timer_in(struct event *ev, uint64_t ms)
+void qemu_timer_in(struct event *ev, uint64_t ms)
 {
         struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
                              .tv_usec = (suseconds_t)(ms % 1000) * 1000};
@@ -59,7 +57,8 @@ static void timer_in(struct event *ev, uint64_t ms)
 
 static void free_events(struct qemu_vm *qv)
 {
-        struct event **evs[] = {&qv->pid_ev, &qv->poll_ev, &qv->stop_ev, &qv->reconnect_ev};
+        struct event **evs[] = {&qv->pid_ev, &qv->poll_ev, &qv->stop_ev, &qv->reconnect_ev,
+                                &qv->start_ev};
 
         for (size_t i = 0; i < sizeof(evs) / sizeof(*evs); i++) {
                 if (*evs[i])
@@ -69,7 +68,7 @@ static void free_events(struct qemu_vm *qv)
 }
 
 /* Forget the instance without touching the process (daemon shutdown, forget_vm). */
-static void detach(struct qemu_vm *qv)
+void qemu_backend_detach(struct qemu_vm *qv)
 {
         qemu_agent_free(qv->agent_conn);
         qv->agent_conn = NULL;
@@ -86,7 +85,13 @@ static void instance_gone(struct qemu_vm *qv, int status)
 {
         char last[200] = "";
 
-        if (qv->stop_phase != STOP_NONE) {
+        if (qv->start_state == QEMU_START_PENDING) {
+                int why = qv->stop_phase != STOP_NONE ? -ECANCELED
+                          : qv->start_killed          ? qv->start_killed
+                                                      : -ECHILD;
+                qemu_start_failed(qv, why, qv->start_error, sizeof(qv->start_error));
+                qv->start_state = QEMU_START_FAILED;
+        } else if (qv->stop_phase != STOP_NONE) {
                 log_msg(LOG_INFO, "vm \"%s\": QEMU (pid %d) stopped", qv->vm->name, (int)qv->pid);
         } else {
                 qemu_proc_log_last_line(qv->paths.console, qv->log_start, last, sizeof(last));
@@ -99,7 +104,7 @@ static void instance_gone(struct qemu_vm *qv, int status)
                         (int)qv->pid, how, last[0] ? "; last console line: \"" : "", last,
                         last[0] ? "\"" : "");
         }
-        detach(qv);
+        qemu_backend_detach(qv);
         unlink(qv->paths.qmp);
         unlink(qv->paths.agent);
         unlink(qv->paths.pid);
@@ -130,8 +135,9 @@ void qemu_backend_schedule_poll(struct qemu_vm *qv)
         bool settled = qemu_mem_settled(&qv->mem);
 
         if (qv->poll_ev)
-                timer_in(qv->poll_ev, !settled && mono_ms() < qv->busy_until_ms ? QEMU_POLL_BUSY_MS
-                                                                                : QEMU_POLL_MS);
+                qemu_timer_in(qv->poll_ev, !settled && mono_ms() < qv->busy_until_ms
+                                               ? QEMU_POLL_BUSY_MS
+                                               : QEMU_POLL_MS);
 }
 
 static void on_poll(evutil_socket_t fd, short what, void *arg)
@@ -147,10 +153,20 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
         qemu_backend_schedule_poll(qv);
 }
 
-static void kill_now(struct qemu_vm *qv, int sig)
+/* As the QEMU user (through the launcher): dynmemd itself may signal no other user. */
+void qemu_backend_kill(struct qemu_vm *qv, int sig)
 {
-        if (qv->pidfd >= 0)
-                pidfd_send_signal(qv->pidfd, sig, NULL, 0);
+        int r;
+
+        if (qv->pidfd < 0 || !qv->qb->launch)
+                return;
+        r = qemu_launch_kill(qv->qb->launch, qv->pidfd, sig);
+        if (r < 0 && log_ratelimit_ok(&qv->rl, mono_ms()))
+                log_msg(LOG_ERR, "vm \"%s\": cannot send signal %d to QEMU pid %d: %s%s",
+                        qv->vm->name, sig, (int)qv->pid, strerror(-r),
+                        r == -EPERM ? " (started as root by an older dynmemd? quit it over QMP, "
+                                      "or as root)"
+                                    : "");
 }
 
 static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
@@ -165,17 +181,17 @@ static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
                         qv->vm->name, (unsigned long long)qv->cfg.shutdown_timeout_ms);
                 qv->stop_phase = STOP_QUIT;
                 if (qemu_monitor_simple(qv, "quit") < 0)
-                        kill_now(qv, SIGTERM);
-                timer_in(qv->stop_ev, QUIT_WAIT_MS);
+                        qemu_backend_kill(qv, SIGTERM);
+                qemu_timer_in(qv->stop_ev, QUIT_WAIT_MS);
         } else {
                 qv->stop_phase = STOP_KILL;
-                kill_now(qv, SIGKILL);
+                qemu_backend_kill(qv, SIGKILL);
         }
 }
 
 /* ---- an instance's events ---- */
 
-static int arm_instance(struct qemu_vm *qv)
+int qemu_backend_arm(struct qemu_vm *qv)
 {
         struct event_base *base = qv->qb->env.base;
 
@@ -253,214 +269,6 @@ static int qemu_configure_vm(struct backend *b, struct vm *vm, const struct conf
         return 0;
 }
 
-/* ---- start ---- */
-
-static int check_files(struct qemu_vm *qv, char **ret_binary, char *err, size_t errlen)
-{
-        const char *files[][2] = {
-            {"kernel", qv->cfg.kernel}, {"initrd", qv->cfg.initrd}, {"disk", qv->cfg.disk}};
-        int r;
-
-        for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
-                if (files[i][1] && access(files[i][1], R_OK) < 0) {
-                        r = -errno;
-                        snprintf(err, errlen, "vm \"%s\": %s %s: %s%s", qv->vm->name, files[i][0],
-                                 files[i][1], strerror(-r),
-                                 qv->cfg.bundled_image && i < 2 ? " (build the guest image)" : "");
-                        return r;
-                }
-        }
-        if ((r = qemu_proc_find_binary(qv->cfg.qemu, ret_binary)) < 0) {
-                snprintf(err, errlen, "vm \"%s\": QEMU binary %s: %s", qv->vm->name, qv->cfg.qemu,
-                         r == -ENOENT && !strchr(qv->cfg.qemu, '/') ? "not found in PATH"
-                                                                    : strerror(-r));
-                return r;
-        }
-        return 0;
-}
-
-/* The pid of a QEMU of this VM that still runs (from an earlier daemon), or 0. */
-static pid_t running_leftover(struct qemu_vm *qv)
-{
-        char *arg = qemu_qmp_chardev_arg(qv->paths.qmp);
-        pid_t pid = 0;
-        bool ours = false;
-
-        if (arg && qemu_proc_read_pidfile(qv->paths.pid, &pid) == 0)
-                ours = qemu_proc_cmdline_has(pid, arg) == 0;
-        free(arg);
-        return ours ? pid : 0;
-}
-
-static int make_dir(const char *path)
-{
-        if (mkdir(path, 0750) < 0 && errno != EEXIST)
-                return -errno;
-        return 0;
-}
-
-/* Write a header to the console log; returns the log fd (append) and its size after it. */
-static int open_log(struct qemu_vm *qv, char *const *argv, uint64_t *ret_offset)
-{
-        int fd =
-            open(qv->paths.console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
-        time_t now = time(NULL);
-        char when[64];
-        struct tm tm;
-
-        if (fd < 0)
-                return -errno;
-        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&now, &tm));
-        dprintf(fd, "\n==== dynmem: starting vm \"%s\" at %s (%s):", qv->vm->name, when, qv->accel);
-        for (char *const *a = argv; *a; a++)
-                dprintf(fd, strpbrk(*a, " \t\"'") ? " '%s'" : " %s", *a);
-        dprintf(fd, "\n");
-        off_t end = lseek(fd, 0, SEEK_END);
-        *ret_offset = end > 0 ? (uint64_t)end : 0;
-        return fd;
-}
-
-/* QEMU did not come up: one sentence naming the VM and the cause. */
-static void start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen)
-{
-        char last[200] = "";
-
-        qemu_proc_log_last_line(qv->paths.console, qv->log_start, last, sizeof(last));
-        /* QEMU's messages start with a timestamp (-msg timestamp=on): not needed here. */
-        const char *msg = last;
-        if (strlen(msg) > 28 && msg[4] == '-' && msg[10] == 'T' && strchr(msg, 'Z') &&
-            strchr(msg, 'Z')[1] == ' ')
-                msg = strchr(msg, 'Z') + 2;
-        if (r == -ECHILD)
-                snprintf(err, errlen, "vm \"%s\": QEMU exited at start: %s", qv->vm->name,
-                         msg[0] ? msg : "no message (see the console log)");
-        else if (r == -ETIMEDOUT)
-                snprintf(err, errlen, "vm \"%s\": QEMU did not answer on %s within %d s",
-                         qv->vm->name, qv->paths.qmp, START_WAIT_MS / 1000);
-        else if (r == -EPROTO)
-                snprintf(err, errlen, "vm \"%s\": QEMU did not speak QMP on %s", qv->vm->name,
-                         qv->paths.qmp);
-        else
-                snprintf(err, errlen, "vm \"%s\": cannot talk to QEMU: %s", qv->vm->name,
-                         strerror(-r));
-        log_msg(LOG_ERR, "%s (console log %s)", err, qv->paths.console);
-}
-
-/* Spawn QEMU and wait for its QMP greeting; on failure nothing is left running. */
-static int spawn(struct qemu_vm *qv, const struct qemu_layout *l, char *binary, char *err,
-                 size_t errlen)
-{
-        struct qemu_vm_config c = qv->cfg;
-        char **argv = NULL;
-        int r, log_fd, fd;
-
-        c.qemu = binary;
-        if ((r = qemu_argv_build(qv->vm->name, &c, l, &qv->paths, qv->kvm, &argv)) < 0) {
-                snprintf(err, errlen, "vm \"%s\": out of memory", qv->vm->name);
-                return r;
-        }
-        unlink(qv->paths.qmp);
-        unlink(qv->paths.agent);
-        unlink(qv->paths.pid);
-        if ((log_fd = open_log(qv, argv, &qv->log_start)) < 0) {
-                snprintf(err, errlen, "vm \"%s\": console log %s: %s", qv->vm->name,
-                         qv->paths.console, strerror(-log_fd));
-                qemu_strv_free(argv);
-                return log_fd;
-        }
-        r = qemu_proc_spawn(argv, log_fd, &qv->pid);
-        close(log_fd);
-        qemu_strv_free(argv);
-        if (r < 0) {
-                snprintf(err, errlen, "vm \"%s\": cannot run %s: %s", qv->vm->name, binary,
-                         strerror(-r));
-                return r;
-        }
-        if ((qv->pidfd = pidfd_open(qv->pid, 0)) < 0) {
-                r = -errno;
-                kill(qv->pid, SIGKILL);
-                waitpid(qv->pid, NULL, 0);
-                snprintf(err, errlen, "vm \"%s\": pidfd_open: %s", qv->vm->name, strerror(-r));
-                return r;
-        }
-        if ((fd = qemu_proc_qmp_handshake(qv->paths.qmp, qv->pidfd, START_WAIT_MS)) < 0) {
-                kill_now(qv, SIGKILL);
-                waitid((idtype_t)P_PIDFD, (id_t)qv->pidfd, &(siginfo_t){0}, WEXITED);
-                start_failed(qv, fd, err, errlen);
-                close(qv->pidfd);
-                qv->pidfd = -1;
-                unlink(qv->paths.qmp);
-                unlink(qv->paths.agent);
-                unlink(qv->paths.pid);
-                return fd == -ECHILD ? -EIO : fd;
-        }
-        return fd;
-}
-
-static int qemu_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen)
-{
-        struct qemu_backend *qb = priv(b);
-        struct qemu_vm *qv = vm->backend_data;
-        struct qemu_layout l;
-        char *binary = NULL;
-        pid_t old;
-        int r, fd;
-
-        (void)now_ms;
-        if (!qv || !qv->cfg_valid || !qv->paths.qmp || !qb->env.base) {
-                snprintf(err, errlen,
-                         "vm \"%s\": no QEMU configuration, event loop or run directory", vm->name);
-                return -EINVAL;
-        }
-        if (qv->running) {
-                snprintf(err, errlen, "vm \"%s\": QEMU already runs (pid %d)", vm->name,
-                         (int)qv->pid);
-                return -EBUSY;
-        }
-        if ((old = running_leftover(qv)) > 0) {
-                snprintf(err, errlen, "vm \"%s\": a QEMU of this VM still runs (pid %d)", vm->name,
-                         (int)old);
-                return -EEXIST;
-        }
-        if ((r = check_files(qv, &binary, err, errlen)) < 0)
-                return r;
-        const char *dir = NULL;
-        if ((r = qemu_accel_choose(qv->cfg.accel, &qv->kvm, qv->accel, sizeof(qv->accel))) < 0)
-                snprintf(err, errlen, "vm \"%s\": %s", vm->name, qv->accel);
-        else if ((r = make_dir(dir = qb->run_dir)) < 0 || (r = make_dir(dir = qb->state_dir)) < 0)
-                snprintf(err, errlen, "vm \"%s\": directory %s: %s", vm->name, dir, strerror(-r));
-        if (r < 0) {
-                free(binary);
-                return r;
-        }
-        qemu_layout_from_settings(&vm->settings, &l);
-        fd = spawn(qv, &l, binary, err, errlen);
-        free(binary);
-        if (fd < 0)
-                return fd;
-        qemu_mem_init(&qv->mem, &l, true);
-        qv->layout_verified = true;
-        qv->reserve_known = false;
-        qv->target_set = false;
-        qv->stats = (struct qemu_stats){0};
-        qv->agent_have = false;
-        qv->source = QEMU_SIGNAL_NONE;
-        qv->stop_phase = STOP_NONE;
-        qv->running = true;
-        if ((r = qemu_monitor_connect(qv, fd)) < 0 || (r = arm_instance(qv)) < 0) {
-                kill_now(qv, SIGKILL);
-                detach(qv);
-                snprintf(err, errlen, "vm \"%s\": %s", vm->name, strerror(-r));
-                return r;
-        }
-        log_msg(LOG_INFO,
-                "vm \"%s\": QEMU pid %d started, accel %s, %llu MiB base + %llu MiB "
-                "virtio-mem, console %s",
-                vm->name, (int)qv->pid, qv->accel, (unsigned long long)(l.startup / MIB),
-                (unsigned long long)(l.region / MIB), qv->paths.console);
-        return 0;
-}
-
 /* ---- stop, targets, observations ---- */
 
 static int qemu_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_ms)
@@ -470,14 +278,19 @@ static int qemu_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_
         (void)b, (void)now_ms;
         if (!qv || !qv->running || check_exit(qv))
                 return 0;
+        if (qv->start_state == QEMU_START_PENDING) { /* nothing booted yet to shut down */
+                qv->stop_phase = STOP_KILL;
+                qemu_backend_kill(qv, SIGKILL);
+                return 0;
+        }
         if (force) {
                 qv->stop_phase = STOP_QUIT;
                 if (qemu_monitor_simple(qv, "quit") < 0) {
                         qv->stop_phase = STOP_KILL;
-                        kill_now(qv, SIGKILL);
+                        qemu_backend_kill(qv, SIGKILL);
                         return 0;
                 }
-                timer_in(qv->stop_ev, QUIT_WAIT_MS);
+                qemu_timer_in(qv->stop_ev, QUIT_WAIT_MS);
                 return 0;
         }
         if (qv->stop_phase != STOP_NONE)
@@ -486,7 +299,7 @@ static int qemu_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_
         if (qemu_monitor_simple(qv, "system_powerdown") < 0)
                 log_msg(LOG_NOTICE, "vm \"%s\": no QMP connection to ask for a power-off",
                         vm->name);
-        timer_in(qv->stop_ev, qv->cfg.shutdown_timeout_ms);
+        qemu_timer_in(qv->stop_ev, qv->cfg.shutdown_timeout_ms);
         return 0;
 }
 
@@ -607,6 +420,7 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
 {
         struct qemu_vm *qv = vm->backend_data;
         struct qemu_layout l;
+        uint64_t start = 0;
         pid_t pid;
         int r;
 
@@ -615,14 +429,12 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
                 return -EINVAL;
         if (qv->running)
                 return 0;
-        if ((pid = running_leftover(qv)) <= 0)
+        if ((pid = qemu_start_leftover(qv, &start)) <= 0)
                 return -ENOENT;
         if ((qv->pidfd = pidfd_open(pid, 0)) < 0)
                 return errno == ESRCH ? -ENOENT : -errno;
         /* The pidfd pins the process: check again that it is the one we looked at. */
-        char *arg = qemu_qmp_chardev_arg(qv->paths.qmp);
-        r = arg && qemu_proc_cmdline_has(pid, arg) == 0 ? 0 : -ENOENT;
-        free(arg);
+        r = qemu_start_is_ours(qv, pid, start) ? 0 : -ENOENT;
         if (r < 0 || qemu_proc_exited(qv->pidfd, NULL) == 1) {
                 close(qv->pidfd);
                 qv->pidfd = -1;
@@ -644,11 +456,11 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         qv->source = QEMU_SIGNAL_NONE;
         qv->stop_phase = STOP_NONE;
         qv->running = true;
-        if ((r = arm_instance(qv)) < 0) {
-                detach(qv);
+        if ((r = qemu_backend_arm(qv)) < 0) {
+                qemu_backend_detach(qv);
                 return r;
         }
-        if ((r = qemu_monitor_connect(qv, -1)) < 0) {
+        if ((r = qemu_monitor_connect(qv)) < 0) {
                 log_msg(LOG_WARNING,
                         "vm \"%s\": QEMU pid %d runs but its QMP socket %s: %s; "
                         "retrying",
@@ -802,7 +614,7 @@ static void qemu_forget_vm(struct backend *b, struct vm *vm)
 
         if (!qv)
                 return;
-        detach(qv);
+        qemu_backend_detach(qv);
         for (size_t i = 0; i < qb->n; i++) {
                 if (qb->vms[i] == qv) {
                         qb->vms[i] = qb->vms[--qb->n];
@@ -825,6 +637,7 @@ static void qemu_destroy(struct backend *b)
         qb = priv(b);
         while (qb->n > 0)
                 qemu_forget_vm(b, qb->vms[0]->vm);
+        qemu_launch_free(qb->launch);
         free(qb->vms);
         free(qb->run_dir);
         free(qb->state_dir);
@@ -838,7 +651,8 @@ const struct backend_ops qemu_backend_ops = {
     .vm_keys = qemu_vm_keys,
     .check_vm = qemu_check_vm,
     .configure_vm = qemu_configure_vm,
-    .start = qemu_start,
+    .start = qemu_backend_start,
+    .start_result = qemu_backend_start_result,
     .stop = qemu_stop,
     .set_target = qemu_set_target,
     .observe = qemu_observe,
@@ -862,7 +676,6 @@ int qemu_backend_new(const struct config *cfg, const struct backend_env *env, st
         const char *image = getenv(QEMU_GUEST_IMAGE_ENV);
         const struct backend_env none = {0};
 
-        (void)cfg;
         if (!env)
                 env = &none;
         if (!b || !qb || (env->run_dir && !(qb->run_dir = strdup(env->run_dir))) ||
@@ -879,6 +692,19 @@ int qemu_backend_new(const struct config *cfg, const struct backend_env *env, st
         qb->env.state_dir = qb->state_dir;
         b->ops = &qemu_backend_ops;
         b->priv = qb;
+        /* A backend that runs VMs (not one made to check a file) starts QEMU as its user. */
+        if (qb->run_dir && qb->env.base) {
+                int r = qemu_launch_new(cfg ? cfg->host.qemu_user : NULL, &qb->launch, err, errlen);
+                if (r < 0) {
+                        qemu_destroy(b);
+                        return r;
+                }
+        }
         *ret = b;
         return 0;
+}
+
+const struct qemu_identity *qemu_backend_identity(struct backend *b)
+{
+        return priv(b)->launch ? qemu_launch_identity(priv(b)->launch) : NULL;
 }

@@ -45,6 +45,10 @@ extern const struct backend_ops qemu_backend_ops;
 /* The folder the bundled guest image is taken from. */
 const char *qemu_backend_image_dir(struct backend *b);
 
+/* Who QEMU runs as (qemu_launch.h); NULL for a backend that runs no VM. */
+struct qemu_identity;
+const struct qemu_identity *qemu_backend_identity(struct backend *b);
+
 /*
  * The guest agent's estimate (lib/agent.h; backend/qemu_agent.c holds the
  * connection) is used instead of the balloon statistics for

@@ -1,7 +1,8 @@
 /*
  * qemu_argv: the QEMU command line of one VM, built word by word (never
- * through a shell): memory layout, dynmem's devices, sockets, console log,
- * accelerator. See docs/qemu-backend.md for what each part is for.
+ * through a shell): memory layout, dynmem's devices, the sockets, console
+ * log, kernel and disk it is handed by descriptor, accelerator. See
+ * docs/qemu-backend.md for what each part is for.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -211,8 +212,31 @@ static void add_memory(struct argv *a, const struct qemu_layout *l)
             (unsigned long long)l->block, (unsigned long long)l->first);
 }
 
-static void add_devices(struct argv *a, const struct qemu_paths *p, const char *agent,
-                        const char *console)
+char *qemu_name_arg(const char *name)
+{
+        char *esc = opt_escape(name), *out = NULL;
+
+        if (esc && asprintf(&out, "guest=%s", esc) < 0)
+                out = NULL;
+        free(esc);
+        return out;
+}
+
+/* fd into an fdset QEMU opens as /dev/fdset/SET; opaque names the file for `ps` readers. */
+static void add_fdset(struct argv *a, int fd, int set, const char *path)
+{
+        char *esc = opt_escape(path);
+
+        if (!esc) {
+                a->failed = true;
+                return;
+        }
+        add(a, "-add-fd");
+        add(a, "fd=%d,set=%d,opaque=%s", fd, set, esc);
+        free(esc);
+}
+
+static void add_devices(struct argv *a, const struct qemu_paths *p, const struct qemu_handover *h)
 {
         add(a, "-device");
         add(a,
@@ -220,30 +244,53 @@ static void add_devices(struct argv *a, const struct qemu_paths *p, const char *
         add(a, "-device");
         add(a, "virtio-serial-pci,id=" QEMU_ID_SERIAL);
         add(a, "-chardev");
-        add(a, "socket,id=" QEMU_ID_AGENT ",path=%s,server=on,wait=off", agent);
+        add(a, "socket,id=" QEMU_ID_AGENT ",fd=%d,server=on,wait=off", h->agent);
         add(a, "-device");
         add(a, "virtserialport,bus=" QEMU_ID_SERIAL ".0,chardev=" QEMU_ID_AGENT
                ",name=" QEMU_AGENT_PORT);
+        add_fdset(a, h->console, QEMU_FDSET_CONSOLE, p->console);
         add(a, "-chardev");
-        add(a, "file,id=" QEMU_ID_CONSOLE ",path=%s,append=on", console);
+        add(a, "file,id=" QEMU_ID_CONSOLE ",path=/dev/fdset/%d,append=on", QEMU_FDSET_CONSOLE);
         add(a, "-serial");
         add(a, "chardev:" QEMU_ID_CONSOLE);
-        add(a, "-pidfile");
-        add(a, "%s", p->pid);
+}
+
+static void add_boot(struct argv *a, const struct qemu_vm_config *c, const struct qemu_handover *h)
+{
+        /* QEMU's loader opens the kernel by name: the name of the descriptor it was handed. */
+        add(a, "-kernel");
+        add(a, "/proc/self/fd/%d", h->kernel);
+        if (h->initrd >= 0) {
+                add(a, "-initrd");
+                add(a, "/proc/self/fd/%d", h->initrd);
+        }
+        if (c->append) {
+                add(a, "-append");
+                add(a, "%s", c->append);
+        }
+        if (h->disk >= 0) {
+                size_t n = strlen(c->disk);
+                bool qcow2 = n > 6 && strcmp(c->disk + n - 6, ".qcow2") == 0;
+                add_fdset(a, h->disk, QEMU_FDSET_DISK, c->disk);
+                add(a, "-drive");
+                add(a, "file=/dev/fdset/%d,if=virtio,format=%s", QEMU_FDSET_DISK,
+                    qcow2 ? "qcow2" : "raw");
+        }
 }
 
 int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const struct qemu_layout *l,
-                    const struct qemu_paths *p, bool kvm, char ***ret_argv)
+                    const struct qemu_paths *p, const struct qemu_handover *h, bool kvm,
+                    char ***ret_argv)
 {
         struct argv a = {0};
-        char *agent = opt_escape(p->agent), *console = opt_escape(p->console);
-        char *qmp = qemu_qmp_chardev_arg(p->qmp), *disk = c->disk ? opt_escape(c->disk) : NULL;
+        char *guest = qemu_name_arg(name);
 
-        if (!agent || !console || !qmp || (c->disk && !disk))
+        if (!guest || h->qmp < 0 || h->agent < 0 || h->console < 0 || h->kernel < 0 ||
+            (c->disk && h->disk < 0))
                 a.failed = true;
         add(&a, "%s", c->qemu);
         add(&a, "-name");
-        add(&a, "guest=%s", name);
+        add(&a, "%s", guest ? guest : "");
         add(&a, "-nodefaults");
         add(&a, "-no-user-config");
         add(&a, "-display");
@@ -259,34 +306,19 @@ int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const stru
         add(&a, "-smp");
         add(&a, "%u", c->cpus);
         add_memory(&a, l);
-        add_devices(&a, p, agent, console);
+        add_devices(&a, p, h);
         add(&a, "-chardev");
-        add(&a, "%s", qmp);
+        add(&a, "socket,id=" QEMU_ID_QMP ",fd=%d,server=on,wait=off", h->qmp);
         add(&a, "-mon");
         add(&a, "chardev=" QEMU_ID_QMP ",mode=control");
         add(&a, "-msg");
         add(&a, "timestamp=on");
         add(&a, "-sandbox");
         add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
-        add(&a, "-kernel");
-        add(&a, "%s", c->kernel);
-        if (c->initrd) {
-                add(&a, "-initrd");
-                add(&a, "%s", c->initrd);
-        }
-        if (c->append) {
-                add(&a, "-append");
-                add(&a, "%s", c->append);
-        }
-        if (disk) {
-                size_t n = strlen(c->disk);
-                bool qcow2 = n > 6 && strcmp(c->disk + n - 6, ".qcow2") == 0;
-                add(&a, "-drive");
-                add(&a, "file=%s,if=virtio,format=%s", disk, qcow2 ? "qcow2" : "raw");
-        }
+        add_boot(&a, c, h);
         for (size_t i = 0; i < c->n_extra; i++)
                 add(&a, "%s", c->extra[i]);
-        free(agent), free(console), free(qmp), free(disk);
+        free(guest);
         if (a.failed) {
                 qemu_strv_free(a.v);
                 return -ENOMEM;

@@ -112,6 +112,24 @@ struct qemu_paths {
 
 int qemu_paths_make(const char *run_dir, const char *state_dir, const char *name,
                     struct qemu_paths *ret, char *err, size_t errlen);
+
+/*
+ * What dynmemd opens for QEMU and hands it (QEMU opens none of these
+ * itself, and can write nothing of dynmemd's): the QMP and agent sockets,
+ * bound and listening; the console log; kernel, initrd and disk. fds[i] is
+ * descriptor QEMU_HANDOVER_FIRST + i in QEMU; the other fields are those
+ * numbers, -1 for what this VM does not have.
+ */
+#define QEMU_HANDOVER_FIRST 3
+#define QEMU_HANDOVER_MAX   6
+#define QEMU_FDSET_CONSOLE  1 /* -add-fd sets: the console log, the disk */
+#define QEMU_FDSET_DISK     2
+
+struct qemu_handover {
+        int fds[QEMU_HANDOVER_MAX];
+        size_t n;
+        int qmp, agent, console, kernel, initrd, disk;
+};
 void qemu_paths_free(struct qemu_paths *p);
 
 /* The memory layout for settings (startup, maximum, block; dynamic VMs only grow). */
@@ -123,39 +141,62 @@ void qemu_layout_from_settings(const struct vm_settings *s, struct qemu_layout *
  */
 int qemu_accel_choose(enum qemu_accel accel, bool *ret_kvm, char *why, size_t len);
 
-/* The `-chardev` word of the QMP socket; reattach finds QEMU by it in /proc/PID/cmdline. */
+/*
+ * The `-chardev` word of the QMP socket as dynmemd wrote it before QEMU got
+ * its sockets handed over: a QEMU an older dynmemd started is recognised by
+ * it in /proc/PID/cmdline.
+ */
 char *qemu_qmp_chardev_arg(const char *qmp_path);
 
-/* The whole argv (NULL-terminated, free with qemu_strv_free). */
+/* The `-name` word: with the pid file's start time, it recognises this VM's QEMU. */
+char *qemu_name_arg(const char *name);
+
+/*
+ * The whole argv (NULL-terminated, free with qemu_strv_free). The paths
+ * only name what h hands over (in -add-fd's opaque strings, for people
+ * reading `ps`).
+ */
 int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const struct qemu_layout *l,
-                    const struct qemu_paths *p, bool kvm, char ***ret_argv);
+                    const struct qemu_paths *p, const struct qemu_handover *h, bool kvm,
+                    char ***ret_argv);
+
+struct qemu_identity;
+
+/*
+ * Open and bind what QEMU is handed for this start (qemu_handover.c); the
+ * kernel and initrd must be readable by id. 0, or -errno with the file and
+ * the reason in err (nothing left open or bound).
+ */
+int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *p, int log_fd,
+                       const struct qemu_identity *id, struct qemu_handover *h, char *err,
+                       size_t errlen);
+
+/* Close what was opened (log_fd, the caller's, stays). */
+void qemu_handover_close(struct qemu_handover *h, int log_fd);
 
 /* ---- the process (qemu_proc.c) ---- */
 
 /* Resolve a binary name through PATH (or check a path). 0 or -ENOENT/-EACCES. */
 int qemu_proc_find_binary(const char *name, char **ret_path);
 
-/* Start argv[0] in its own session, stdin /dev/null, stdout+stderr appended to log_fd. */
-int qemu_proc_spawn(char *const argv[], int log_fd, pid_t *ret_pid);
-
 /* 1 when the process behind pidfd has exited (reaped if it was our child), 0 if alive. */
 int qemu_proc_exited(int pidfd, int *ret_status);
 
-int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid);
+/*
+ * The pid file: "PID STARTTIME", written by dynmemd (the start time, from
+ * /proc/PID/stat, tells the process from a later one with the same pid); a
+ * QEMU of an older dynmemd wrote "PID" alone, read with *ret_start 0.
+ */
+int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid, uint64_t *ret_start);
+int qemu_proc_write_pidfile(const char *path, pid_t pid, uint64_t start);
+
+/* The process's start time (clock ticks after boot, /proc/PID/stat field 22). */
+int qemu_proc_start_time(pid_t pid, uint64_t *ret);
 
 /* 0 when /proc/PID/cmdline has the exact word, -ENOENT when not, other errors. */
 int qemu_proc_cmdline_has(pid_t pid, const char *word);
 
 int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes);
-
-/*
- * Connect to QEMU's QMP socket (retrying while it does not exist yet), read
- * the greeting and negotiate capabilities, blocking at most timeout_ms.
- * QEMU greets early but answers only once its machine exists, so success
- * means QEMU started. Returns the socket (for qmp_adopt_fd); -ECHILD when
- * the process exited; -ETIMEDOUT; -EPROTO when QEMU speaks no QMP.
- */
-int qemu_proc_qmp_handshake(const char *qmp_path, int pidfd, uint64_t timeout_ms);
 
 /* The last non-empty line of path after offset `from`, cleaned for a message. */
 int qemu_proc_log_last_line(const char *path, uint64_t from, char *buf, size_t len);
@@ -293,6 +334,8 @@ const struct agent *qemu_agent_parser(const struct qemu_agent *qa);
 #define QEMU_POLL_BUSY_MS     200   /* ... while a resize is under way */
 #define QEMU_BUSY_MS          30000 /* how long after a request to look that often */
 #define QEMU_RECONNECT_MS     1000  /* QMP lost while QEMU runs: try again */
+#define QEMU_START_RETRY_MS   20    /* ... while it starts and has no socket yet */
+#define QEMU_START_WAIT_MS    20000 /* QEMU must answer on QMP within this of its start */
 #define QEMU_STATS_INTERVAL_S 1     /* guest-stats-polling-interval */
 #define QEMU_STATS_FRESH_MS   10000 /* balloon statistics older than this are unknown */
 
@@ -316,6 +359,17 @@ struct qemu_batch {
         uint64_t actual, plugged, requested, region, block, base;
 };
 
+/* How far a stop went (qemu.c). */
+enum stop_phase { STOP_NONE, STOP_POWERDOWN, STOP_QUIT, STOP_KILL };
+
+/* A start under way: QEMU spawned, QMP not answered yet (qemu_start.c). */
+enum qemu_start_state {
+        QEMU_START_NONE,
+        QEMU_START_PENDING,
+        QEMU_START_DONE,   /* QMP answered: the machine exists */
+        QEMU_START_FAILED, /* nothing of it runs; start_error says why */
+};
+
 struct qemu_vm {
         struct qemu_backend *qb;
         struct vm *vm;
@@ -330,8 +384,12 @@ struct qemu_vm {
         bool kvm;
         char accel[160];
         uint64_t log_start; /* console log size when this instance started */
-        struct event *pid_ev, *poll_ev, *stop_ev, *reconnect_ev;
-        int stop_phase;         /* enum in qemu.c */
+        struct event *pid_ev, *poll_ev, *stop_ev, *reconnect_ev, *start_ev;
+        enum qemu_start_state start_state;
+        bool start_closed;      /* QMP closed before it answered (and before a kill) */
+        int start_killed;       /* why the start killed QEMU: -ETIMEDOUT, -EPROTO; 0 it did not */
+        char start_error[320];  /* QEMU_START_FAILED: one sentence */
+        int stop_phase;         /* enum stop_phase */
         uint64_t busy_until_ms; /* poll fast until then (monotonic) */
         unsigned polls;
 
@@ -355,18 +413,21 @@ struct qemu_vm {
         struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 };
 
+struct qemu_launch;
+
 struct qemu_backend {
         struct backend_env env;
+        struct qemu_launch *launch; /* starts and signals QEMU as its user (qemu_launch.h) */
         char *run_dir, *state_dir, *image_dir;
         struct qemu_vm **vms;
         size_t n, cap;
 };
 
-/* Connect to the VM's QMP socket (fd >= 0: an already connected one). */
-int qemu_monitor_connect(struct qemu_vm *qv, int fd);
+/* Connect to the VM's QMP socket. */
+int qemu_monitor_connect(struct qemu_vm *qv);
 void qemu_monitor_close(struct qemu_vm *qv);
 
-/* Try to connect again in QEMU_RECONNECT_MS (while the VM runs). */
+/* Try to connect again in QEMU_RECONNECT_MS (QEMU_START_RETRY_MS while it starts). */
 void qemu_monitor_reconnect_later(struct qemu_vm *qv);
 
 /* Read memory and statistics back (again, if a round is under way). */
@@ -383,6 +444,38 @@ void qemu_backend_schedule_poll(struct qemu_vm *qv);
 
 /* Tell the owner's loop to look soon. */
 void qemu_backend_wake(struct qemu_vm *qv);
+
+/* ---- an instance's life (qemu.c), shared with its start (qemu_start.c) ---- */
+
+void qemu_timer_in(struct event *ev, uint64_t ms);
+
+/* Signal QEMU through the launcher (as its user); failures are logged. */
+void qemu_backend_kill(struct qemu_vm *qv, int sig);
+
+/* The instance's events: its pidfd, read-backs, stop timer. 0 or -ENOMEM. */
+int qemu_backend_arm(struct qemu_vm *qv);
+
+/* Forget the instance without touching the process (daemon shutdown, forget_vm). */
+void qemu_backend_detach(struct qemu_vm *qv);
+
+/* The backend operations start and start_result (qemu_start.c). */
+int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen);
+int qemu_backend_start_result(struct backend *b, struct vm *vm, char *err, size_t errlen);
+
+/* A start that failed (r: -ECHILD exited, -ETIMEDOUT, -EPROTO, -ECANCELED): err, logged. */
+void qemu_start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen);
+
+/* Is pid this VM's QEMU (start: from the pid file, 0 for one an older dynmemd started)? */
+bool qemu_start_is_ours(const struct qemu_vm *qv, pid_t pid, uint64_t start);
+
+/* The pid of a QEMU of this VM that still runs (pid file and command line), or 0. */
+pid_t qemu_start_leftover(struct qemu_vm *qv, uint64_t *ret_start);
+
+/* QMP answered a starting QEMU (on_ready): its machine exists, the start is done. */
+void qemu_backend_start_done(struct qemu_vm *qv);
+
+/* QMP closed while QEMU starts: it fails unless it runs and answers again soon. */
+void qemu_backend_start_closed(struct qemu_vm *qv, const char *why);
 
 /* Start the VM's agent connection (QMP is ready); nothing when it exists. Logs a failure. */
 void qemu_backend_agent_start(struct qemu_vm *qv);

@@ -338,6 +338,7 @@ static void on_ready(struct qmp *q, void *userdata)
         json_t *args = json_pack("{s:s, s:s, s:i}", "path", QEMU_PATH_BALLOON, "property",
                                  "guest-stats-polling-interval", "value", QEMU_STATS_INTERVAL_S);
 
+        qemu_backend_start_done(qv);
         qmp_command(q, "qom-set", args, NULL, NULL);
         qemu_monitor_readback(qv);
 }
@@ -376,14 +377,15 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
                 log_msg(LOG_WARNING, "vm \"%s\": QMP connection lost (%s); reconnecting",
                         qv->vm->name, qv->qmp_lost);
         qv->qmp_lost[0] = '\0';
-        if (qemu_monitor_connect(qv, -1) < 0)
+        if (qemu_monitor_connect(qv) < 0)
                 qemu_monitor_reconnect_later(qv);
 }
 
 void qemu_monitor_reconnect_later(struct qemu_vm *qv)
 {
-        struct timeval tv = {.tv_sec = QEMU_RECONNECT_MS / 1000,
-                             .tv_usec = (QEMU_RECONNECT_MS % 1000) * 1000};
+        unsigned ms =
+            qv->start_state == QEMU_START_PENDING ? QEMU_START_RETRY_MS : QEMU_RECONNECT_MS;
+        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 
         if (!qv->reconnect_ev)
                 qv->reconnect_ev = evtimer_new(qv->qb->env.base, on_reconnect, qv);
@@ -401,7 +403,10 @@ static void on_closed(struct qmp *q, const char *why, void *userdata)
         qv->batch = (struct qemu_batch){0};
         qv->reread = false;
         qv->mem.requested_in_flight = false;
-        qemu_monitor_reconnect_later(qv);
+        if (qv->start_state == QEMU_START_PENDING)
+                qemu_backend_start_closed(qv, why); /* no second try: it fails or exits */
+        else
+                qemu_monitor_reconnect_later(qv);
 }
 
 static const struct qmp_callbacks callbacks = {
@@ -410,13 +415,9 @@ static const struct qmp_callbacks callbacks = {
     .closed = on_closed,
 };
 
-int qemu_monitor_connect(struct qemu_vm *qv, int fd)
+int qemu_monitor_connect(struct qemu_vm *qv)
 {
-        struct event_base *base = qv->qb->env.base;
-
-        if (fd >= 0)
-                return qmp_adopt_fd(base, fd, &callbacks, qv, &qv->qmp);
-        return qmp_connect(base, qv->paths.qmp, &callbacks, qv, &qv->qmp);
+        return qmp_connect(qv->qb->env.base, qv->paths.qmp, &callbacks, qv, &qv->qmp);
 }
 
 void qemu_monitor_close(struct qemu_vm *qv)

@@ -2,36 +2,28 @@
  * qemu_proc: the QEMU process of a VM: finding the binary, spawning it in
  * its own session with its output appended to the console log, telling
  * whether it still runs (pidfd, so a reattached QEMU that is not our child
- * works too), its pid file and command line, its RSS, waiting for its QMP
- * greeting at start, and keeping the console log bounded.
+ * works too), its pid file and command line, its RSS, and keeping the
+ * console log bounded. Nothing here waits for QEMU.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <limits.h>
 #include <poll.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "qemu_int.h"
 #include "units.h"
 #include "mono.h"
 
-extern char **environ;
-
-#define CMDLINE_MAX   (1024 * 1024) /* /proc/PID/cmdline read at most */
-#define STATUS_MAX    8192
-#define TAIL_MAX      4096        /* bytes of log searched for the last line */
-#define TRIM_KEEP     (256 * KIB) /* bytes of a trimmed log kept in PATH.old */
-#define HANDSHAKE_MAX (64 * KIB)  /* QMP bytes read while starting */
+#define CMDLINE_MAX (1024 * 1024) /* /proc/PID/cmdline read at most */
+#define STATUS_MAX  8192
+#define TAIL_MAX    4096        /* bytes of log searched for the last line */
+#define TRIM_KEEP   (256 * KIB) /* bytes of a trimmed log kept in PATH.old */
 
 static int check_executable(const char *path)
 {
@@ -75,47 +67,6 @@ int qemu_proc_find_binary(const char *name, char **ret_path)
         return r;
 }
 
-int qemu_proc_spawn(char *const argv[], int log_fd, pid_t *ret_pid)
-{
-        posix_spawn_file_actions_t fa;
-        posix_spawnattr_t attr;
-        pid_t pid;
-        int r;
-
-        if (posix_spawn_file_actions_init(&fa) != 0)
-                return -ENOMEM;
-        if (posix_spawnattr_init(&attr) != 0) {
-                posix_spawn_file_actions_destroy(&fa);
-                return -ENOMEM;
-        }
-        /* Its own session: a Ctrl-C at dynmemd's terminal does not reach the guests. */
-        r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                                POSIX_SPAWN_SETSIGDEF);
-        sigset_t none, all;
-        sigemptyset(&none);
-        sigfillset(&all);
-        if (r == 0)
-                r = posix_spawnattr_setsigmask(&attr, &none);
-        if (r == 0)
-                r = posix_spawnattr_setsigdefault(&attr, &all);
-        if (r == 0)
-                r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, log_fd, 1);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, log_fd, 2);
-        if (r == 0)
-                r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-        if (r == 0)
-                r = posix_spawn(&pid, argv[0], &fa, &attr, argv, environ);
-        posix_spawn_file_actions_destroy(&fa);
-        posix_spawnattr_destroy(&attr);
-        if (r != 0)
-                return -r;
-        *ret_pid = pid;
-        return 0;
-}
-
 int qemu_proc_exited(int pidfd, int *ret_status)
 {
         struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
@@ -135,10 +86,11 @@ int qemu_proc_exited(int pidfd, int *ret_status)
         return 1;
 }
 
-int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid)
+int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid, uint64_t *ret_start)
 {
-        char buf[32] = "", *end;
+        char buf[64] = "", *end;
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        unsigned long long start = 0;
         ssize_t n;
 
         if (fd < 0)
@@ -149,12 +101,44 @@ int qemu_proc_read_pidfile(const char *path, pid_t *ret_pid)
                 return -EINVAL;
         buf[n] = '\0';
         long v = strtol(buf, &end, 10);
+        if (end == buf || v < 2 || v > INT_MAX)
+                return -EINVAL;
+        if (*end == ' ') {
+                char *p = end + 1;
+                errno = 0;
+                start = strtoull(p, &end, 10);
+                if (end == p || errno)
+                        return -EINVAL;
+        }
         while (*end == '\n' || *end == ' ')
                 end++;
-        if (end == buf || *end || v < 2 || v > INT_MAX)
+        if (*end)
                 return -EINVAL;
         *ret_pid = (pid_t)v;
+        *ret_start = start;
         return 0;
+}
+
+int qemu_proc_write_pidfile(const char *path, pid_t pid, uint64_t start)
+{
+        char tmp[PATH_MAX], line[64];
+        int len = snprintf(line, sizeof(line), "%d %llu\n", (int)pid, (unsigned long long)start);
+        int fd, r = 0;
+
+        if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+                return -ENAMETOOLONG;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+                return -errno;
+        if (write(fd, line, (size_t)len) != len)
+                r = -EIO;
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r == 0 && rename(tmp, path) < 0)
+                r = -errno;
+        if (r < 0)
+                unlink(tmp);
+        return r;
 }
 
 /* Read a /proc file of at most max bytes. */
@@ -207,15 +191,45 @@ int qemu_proc_cmdline_has(pid_t pid, const char *word)
         return r;
 }
 
-int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes)
+/* /proc/PID/NAME, made by the kernel on read: no disk, nothing that waits on QEMU. */
+static int read_proc(pid_t pid, const char *name, char **ret)
 {
-        char path[64], *buf, *line;
-        unsigned long long kb;
+        char path[64];
         size_t len;
+
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
+        return read_small(path, STATUS_MAX, ret, &len);
+}
+
+int qemu_proc_start_time(pid_t pid, uint64_t *ret)
+{
+        char *buf, *p;
+        unsigned long long start;
         int r;
 
-        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-        if ((r = read_small(path, STATUS_MAX, &buf, &len)) < 0)
+        if ((r = read_proc(pid, "stat", &buf)) < 0)
+                return r;
+        /* After the name in parentheses (which may hold anything): state is field 3. */
+        r = -EINVAL;
+        if ((p = strrchr(buf, ')'))) {
+                for (int field = 2; p && field < 22; field++)
+                        p = strchr(p + 1, ' ');
+                if (p && sscanf(p + 1, "%llu", &start) == 1) {
+                        *ret = start;
+                        r = 0;
+                }
+        }
+        free(buf);
+        return r;
+}
+
+int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes)
+{
+        char *buf, *line;
+        unsigned long long kb;
+        int r;
+
+        if ((r = read_proc(pid, "status", &buf)) < 0)
                 return r;
         line = strstr(buf, "\nVmRSS:");
         r = line && sscanf(line + 7, "%llu kB", &kb) == 1 && kb < SETTINGS_SIZE_MAX / KIB ? 0
@@ -224,122 +238,6 @@ int qemu_proc_rss(pid_t pid, uint64_t *ret_bytes)
                 *ret_bytes = (uint64_t)kb * KIB;
         free(buf);
         return r;
-}
-
-static int try_connect(const char *path)
-{
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        int fd;
-
-        if (strlen(path) >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, strlen(path) + 1);
-        if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-                return -errno;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-                int e = errno;
-                close(fd);
-                return -e;
-        }
-        return fd;
-}
-
-/* Wait for the pidfd or fd (may be -1) to become readable. 1: process exited. */
-static int wait_either(int pidfd, int fd, uint64_t deadline)
-{
-        struct pollfd p[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = fd, .events = POLLIN}};
-        uint64_t now = mono_ms();
-        int wait = now < deadline ? (int)(deadline - now) : 0;
-
-        if (fd < 0 && wait > 20)
-                wait = 20; /* the socket does not exist yet: look again soon */
-        if (poll(p, 2, wait) < 0 && errno != EINTR)
-                return -errno;
-        return p[0].revents ? 1 : 0;
-}
-
-static int connect_qmp(const char *qmp_path, int pidfd, uint64_t deadline)
-{
-        for (;;) {
-                int fd = try_connect(qmp_path);
-                if (fd >= 0 || (fd != -ENOENT && fd != -ECONNREFUSED))
-                        return fd;
-                if (mono_ms() >= deadline)
-                        return -ETIMEDOUT;
-                int r = wait_either(pidfd, -1, deadline);
-                if (r != 0)
-                        return r == 1 ? -ECHILD : r;
-        }
-}
-
-/* One line of the handshake. 1: negotiated; 0: go on; <0: broken. */
-static int handshake_line(int fd, const char *line, size_t n, bool *greeted)
-{
-        static const char caps[] = "{\"execute\":\"qmp_capabilities\",\"id\":0}\r\n";
-        json_error_t jerr;
-        json_t *msg = json_loadb(line, n, JSON_DECODE_INT_AS_REAL, &jerr);
-        int r = -EPROTO;
-
-        if (!json_is_object(msg)) {
-                json_decref(msg);
-                return -EPROTO;
-        }
-        if (!*greeted && json_is_object(json_object_get(msg, "QMP"))) {
-                *greeted = true;
-                r = send(fd, caps, sizeof(caps) - 1, MSG_NOSIGNAL) == sizeof(caps) - 1 ? 0 : -EIO;
-        } else if (*greeted && json_object_get(msg, "event")) {
-                r = 0;
-        } else if (*greeted && json_object_get(msg, "return")) {
-                r = 1;
-        }
-        json_decref(msg);
-        return r;
-}
-
-int qemu_proc_qmp_handshake(const char *qmp_path, int pidfd, uint64_t timeout_ms)
-{
-        uint64_t deadline = mono_ms() + timeout_ms;
-        char *buf = malloc(HANDSHAKE_MAX);
-        size_t len = 0;
-        bool greeted = false;
-        int fd, r = 0;
-
-        if (!buf)
-                return -ENOMEM;
-        if ((fd = connect_qmp(qmp_path, pidfd, deadline)) < 0) {
-                free(buf);
-                return fd;
-        }
-        while (r == 0) {
-                if ((r = wait_either(pidfd, fd, deadline)) != 0) {
-                        r = r == 1 ? -ECHILD : r;
-                        break;
-                }
-                ssize_t n = recv(fd, buf + len, HANDSHAKE_MAX - len, MSG_DONTWAIT);
-                if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-                        /* QEMU closed the socket: it is on its way out, wait for it. */
-                        r = wait_either(pidfd, -1, mono_ms() + 2000) == 1 ? -ECHILD : -EPROTO;
-                        break;
-                }
-                len += n > 0 ? (size_t)n : 0;
-                char *nl;
-                while (r == 0 && (nl = memchr(buf, '\n', len))) {
-                        size_t line = (size_t)(nl - buf) + 1;
-                        r = handshake_line(fd, buf, line - 1, &greeted);
-                        memmove(buf, buf + line, len - line);
-                        len -= line;
-                }
-                if (r == 0 && len == HANDSHAKE_MAX)
-                        r = -EPROTO;
-                if (r == 0 && mono_ms() >= deadline)
-                        r = -ETIMEDOUT;
-        }
-        free(buf);
-        if (r < 0) {
-                close(fd);
-                return r;
-        }
-        return fd;
 }
 
 int qemu_proc_log_last_line(const char *path, uint64_t from, char *buf, size_t len)
@@ -376,6 +274,11 @@ int qemu_proc_log_last_line(const char *path, uint64_t from, char *buf, size_t l
         return 0;
 }
 
+/*
+ * Runs from the loop every 30 read-backs: a stat, and above the cap one copy of
+ * at most 256 KiB and a truncate on the state directory's disk. Bounded by
+ * the cap, never by the guest (QEMU holds the log with O_APPEND).
+ */
 int qemu_proc_log_trim(const char *path, uint64_t cap)
 {
         struct stat st;

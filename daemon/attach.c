@@ -291,7 +291,7 @@ static void save(struct daemon *d, struct attach *a)
                 return;
         }
         if (text)
-                r = fsutil_write_atomic(d->state_dir, ATTACH_FILE, text, strlen(text), 0644);
+                r = fsutil_write_atomic(d->state_dir, ATTACH_FILE, text, strlen(text), 0640);
         if (r < 0) {
                 if (!a->failing)
                         log_msg(LOG_ERR,

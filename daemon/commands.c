@@ -285,6 +285,10 @@ static char *cmd_start(struct daemon *d, const struct control_request *req,
                 return reply;
         switch (e->vm.state) {
         case VM_RUNNING:
+                if (e->vm.start_pending) { /* still coming up: answered with the first start */
+                        *ret_wait = COMMANDS_WAIT_START;
+                        return NULL;
+                }
                 return control_reply_error(EALREADY, "%s: already running", e->vm.name);
         case VM_STOPPING:
                 return control_reply_error(EBUSY, "%s: still stopping; start it once it is off",
@@ -517,7 +521,7 @@ bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, 
                 *ret_reply = control_reply_error(ENOENT, "%s: no longer defined", name);
                 return true;
         }
-        if ((wait == COMMANDS_WAIT_START && e->vm.state == VM_STARTING) ||
+        if ((wait == COMMANDS_WAIT_START && (e->vm.state == VM_STARTING || e->vm.start_pending)) ||
             (wait == COMMANDS_WAIT_STOP && e->vm.state == VM_STOPPING))
                 return false;
         if (wait == COMMANDS_WAIT_START && e->vm.state != VM_RUNNING)

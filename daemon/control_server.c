@@ -55,6 +55,9 @@ struct control_server {
         char *group_name;
         gid_t read_gid;
         bool read_gid_valid;
+        gid_t admin_gid;
+        bool admin_gid_valid;
+        char *admin_name;
         uid_t own_uid;
         struct conn *conns;
         size_t n_conns;
@@ -228,11 +231,15 @@ static void refuse(struct conn *c, const struct control_request *req)
 {
         const struct control_command_info *info = control_command_info(req->command);
 
+        const char *admin = c->srv->admin_name;
+
         if (log_ratelimit_ok(&c->srv->denied_rl, daemon_now(c->srv->d)))
-                log_msg(LOG_NOTICE, "control: %s %s by uid %u (pid %d) refused: needs root",
-                        info->name, req->name, (unsigned)c->uid, (int)c->pid);
-        send_line(c, control_reply_error(EACCES, "%s%spermission denied: %s needs root", req->name,
-                                         req->name[0] ? ": " : "", info->name));
+                log_msg(LOG_NOTICE, "control: %s %s by uid %u (pid %d) refused: needs root%s%s",
+                        info->name, req->name, (unsigned)c->uid, (int)c->pid,
+                        admin ? " or group " : "", admin ? admin : "");
+        send_line(c, control_reply_error(EACCES, "%s%spermission denied: %s needs root%s%s",
+                                         req->name, req->name[0] ? ": " : "", info->name,
+                                         admin ? " or group " : "", admin ? admin : ""));
 }
 
 static void handle_request(struct conn *c, const struct control_request *req)
@@ -436,7 +443,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                 return;
         }
         *c = (struct conn){.srv = srv, .uid = cred.uid, .pid = cred.pid};
-        c->may_change = cred.uid == 0 || cred.uid == srv->own_uid;
+        c->may_change = cred.uid == 0 || cred.uid == srv->own_uid ||
+                        (srv->admin_gid_valid && in_group(fd, cred.gid, srv->admin_gid));
         c->may_read =
             c->may_change || (srv->read_gid_valid && in_group(fd, cred.gid, srv->read_gid));
         if (conn_setup(srv, c, fd) < 0) {
@@ -484,7 +492,8 @@ int control_server_new(struct daemon *d, const struct control_server_options *op
         int fd;
 
         if (!srv || !(srv->path = strdup(opt->path)) ||
-            !(srv->group_name = strdup(opt->group_name))) {
+            !(srv->group_name = strdup(opt->group_name)) ||
+            (opt->admin_name && !(srv->admin_name = strdup(opt->admin_name)))) {
                 control_server_free(srv);
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
@@ -492,8 +501,11 @@ int control_server_new(struct daemon *d, const struct control_server_options *op
         *srv = (struct control_server){.d = d,
                                        .path = srv->path,
                                        .group_name = srv->group_name,
+                                       .admin_name = srv->admin_name,
                                        .read_gid = opt->read_gid,
                                        .read_gid_valid = opt->read_gid_valid,
+                                       .admin_gid = opt->admin_gid,
+                                       .admin_gid_valid = opt->admin_gid_valid,
                                        .own_uid = geteuid(),
                                        .rl = LOG_RATELIMIT(10, 10),
                                        .denied_rl = LOG_RATELIMIT(10, 10)};
@@ -570,5 +582,6 @@ void control_server_free(struct control_server *s)
                 unlink(s->path);
         free(s->path);
         free(s->group_name);
+        free(s->admin_name);
         free(s);
 }

@@ -3,9 +3,11 @@
  * 0660, group dynmem when that group exists) served from the event loop
  * with non-blocking bufferevents, speaking lib/control's JSON lines.
  *
- * Who may do what is decided from SO_PEERCRED / SO_PEERGROUPS: root and the
- * daemon's own user may read and change; members of the read group may
- * read; nobody else gets anything but "permission denied".
+ * Who may do what is decided from SO_PEERCRED / SO_PEERGROUPS: root, the
+ * daemon's own user and members of the admin group ([host] admin_group, none
+ * by default) may read and change; members of the read group may read;
+ * nobody else gets anything but "permission denied". (The socket's mode
+ * lets the read group connect: admins who are not root need that group too.)
  *
  * No client can stall the daemon or make it hold much memory: a request
  * line is at most CONTROL_REQUEST_MAX bytes; a client's next request is not
@@ -36,7 +38,10 @@ struct control_server_options {
         const char *path;
         const char *group_name; /* for messages */
         gid_t read_gid;
-        bool read_gid_valid; /* false: no such group, only root and the daemon's user */
+        bool read_gid_valid;    /* false: no such group, only root and the daemon's user */
+        const char *admin_name; /* for messages; NULL: no admin group */
+        gid_t admin_gid;
+        bool admin_gid_valid;
 };
 
 /*

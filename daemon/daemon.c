@@ -25,6 +25,8 @@
 #include "fsutil.h"
 #include "hostmem.h"
 #include "http.h"
+#include "notify.h"
+#include "privileges.h"
 #include "state.h"
 #include "units.h"
 #include "wake.h"
@@ -196,6 +198,7 @@ void daemon_cycle(struct daemon *d)
                 daemon_save(d, NULL, 0);
         }
         retry_save(d);
+        notify_cycle(d); /* the watchdog is fed by cycles that run, nothing else */
 }
 
 static void cycle_cb(evutil_socket_t fd, short what, void *arg)
@@ -220,6 +223,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
                 return;
         }
         log_msg(LOG_INFO, "%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        notify_stopping();
         event_base_loopbreak(d->base);
 }
 
@@ -240,6 +244,12 @@ static int setup_balancer(struct daemon *d, const struct config *cfg, struct bal
         if (r < 0) {
                 log_msg(LOG_ERR, "%s: [host] policy: %s", cfg->path, err);
                 return r;
+        }
+        /* An exec: policy is read from the loop; its reply runs an extra cycle. */
+        if (balancer_attach_loop(ret, d->base, wake_request, d) < 0) {
+                balancer_fini(ret);
+                log_msg(LOG_ERR, "%s: [host] policy: out of memory", cfg->path);
+                return -ENOMEM;
         }
         ret->host.memory_bytes = cfg->host.memory_bytes;
         ret->host.reserve_bytes = cfg->host.reserve_bytes;
@@ -306,7 +316,7 @@ static void setup_state(struct daemon *d)
         int r;
 
         d->state_saved = true;
-        r = fsutil_mkdir_p(d->state_dir, 0755);
+        r = fsutil_mkdir_p(d->state_dir, 0750); /* nothing in it is for others to read */
         if (r < 0)
                 log_msg(LOG_ERR, "state directory %s: %s", d->state_dir, strerror(-r));
         r = state_load(d->state_dir, &st, err, sizeof(err));
@@ -323,6 +333,7 @@ static void setup_state(struct daemon *d)
 static int setup_server(struct daemon *d, const char *group)
 {
         struct control_server_options opt = {.path = d->socket_path, .group_name = group};
+        const char *admin = d->cfg.host.admin_group;
         struct group *gr = getgrnam(group);
         char err[512] = "";
         int r;
@@ -332,6 +343,11 @@ static int setup_server(struct daemon *d, const char *group)
                 opt.read_gid_valid = true;
         } else {
                 log_msg(LOG_INFO, "no group %s: only root may use %s", group, d->socket_path);
+        }
+        if (admin && (gr = getgrnam(admin))) { /* dconfig checked that it exists */
+                opt.admin_name = admin;
+                opt.admin_gid = gr->gr_gid;
+                opt.admin_gid_valid = true;
         }
         r = control_server_new(d, &opt, &d->server, err, sizeof(err));
         if (r < 0)
@@ -403,7 +419,7 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
         if (hostmem_total(&d->host_total_bytes) < 0)
                 d->host_total_bytes = 0;
         r = setup_config(d, opt->config_path);
-        if (r < 0)
+        if (r < 0 || (r = privileges_drop(d)) < 0)
                 return r;
         d->speed = d->backend_entry->clock_speed ? d->backend_entry->clock_speed(&d->cfg) : 1.0;
         d->mono_base_ms = mono_ms_exact();
@@ -417,6 +433,8 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
                 return r;
         apply_autostart(d);
         log_started(d);
+        notify_init(d);
+        notify_ready(d);
         return 0;
 }
 

@@ -85,6 +85,10 @@ struct daemon {
 
         struct log_ratelimit tick_errors;
 
+        /* systemd's watchdog (notify.c): its period (0: off) and the last ping */
+        uint64_t watchdog_ms;
+        double watchdog_sent_ms;
+
         struct attach *attach; /* running.json and reattaching (attach.c) */
         struct wake *wake;     /* extra cycles a backend asks for (wake.c) */
 

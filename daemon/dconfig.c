@@ -5,6 +5,7 @@
 #include "dconfig.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +115,11 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
         }
         if (dconfig_check_http(&cfg.host, path, diag) < 0)
                 errors++;
+        if (cfg.host.admin_group && !getgrnam(cfg.host.admin_group)) {
+                config_diag_add(diag, path, 0, "[host] admin_group: there is no group %s",
+                                cfg.host.admin_group);
+                errors++;
+        }
         if (backends_check(cfg.host.backend, err, sizeof(err)) < 0) {
                 config_diag_add(diag, path, 0, "[host] backend: %s", err);
                 errors++;

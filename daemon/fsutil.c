@@ -67,6 +67,13 @@ static int fsync_dir(const char *dir)
         return r;
 }
 
+/*
+ * The cycle writes state.json and running.json through here (after a change,
+ * before its reply), so these fsync() calls wait for the disk: a few KiB on
+ * the state directory's file system. That wait is the price of a reply that
+ * is true after a crash; it is bounded by the disk, not by a guest, a client
+ * or a policy. Everything else the cycle does is in memory or non-blocking.
+ */
 int fsutil_write_atomic(const char *dir, const char *name, const char *data, size_t len,
                         mode_t mode)
 {

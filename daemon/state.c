@@ -173,7 +173,7 @@ int state_save(const char *dir, struct registry *r)
 
         if (!text)
                 return -ENOMEM;
-        ret = fsutil_write_atomic(dir, STATE_FILE, text, strlen(text), 0644);
+        ret = fsutil_write_atomic(dir, STATE_FILE, text, strlen(text), 0640);
         free(text);
         return ret;
 }

@@ -1,6 +1,8 @@
 #!/bin/sh
 # run.sh: build one of dynmem's libFuzzer targets with clang (ASan + UBSan)
-# and run it for SECONDS on its seed corpus.
+# and run it for SECONDS on its seed corpus (DYNMEM_FUZZ_SECONDS, when set,
+# takes the place of SECONDS: the test suite runs each target briefly, a
+# longer run is `DYNMEM_FUZZ_SECONDS=600 meson test -C BUILD -t 0 --suite fuzz`).
 #
 #   fuzz/run.sh TARGET SECONDS [libFuzzer options...]     e.g. fuzz/run.sh agent 600
 #
@@ -17,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 [ $# -ge 2 ] || { echo "usage: $0 TARGET SECONDS [libFuzzer options...]" >&2; exit 2; }
 TARGET=$1
-SECONDS_=$2
+SECONDS_=${DYNMEM_FUZZ_SECONDS:-$2}
 shift 2
 case $TARGET in *[!a-z0-9_]* | '') echo "run.sh: bad target name: $TARGET" >&2; exit 2 ;; esac
 case $SECONDS_ in *[!0-9]* | '') echo "run.sh: SECONDS must be a number" >&2; exit 2 ;; esac
@@ -36,8 +38,9 @@ mkdir -p "$FUZZ_DIR/$TARGET-corpus"
 BIN=$FUZZ_DIR/${TARGET}_fuzz
 
 # The library sources and libraries each target needs. POLICY is every module of
-# the pure policy (lib/policy*.c but the exec: client), so a new one needs no edit here.
-POLICY="$(ls lib/policy*.c | grep -v policy_exec.c | tr '\n' ' ')lib/settings.c lib/units.c"
+# the pure policy (lib/policy*.c but the exec: client, policy_exec*.c), so a new
+# one needs no edit here.
+POLICY="$(ls lib/policy*.c | grep -v policy_exec | tr '\n' ' ')lib/settings.c lib/units.c"
 LIBS=""
 case $TARGET in
 agent) LIBSRC="lib/agent.c lib/agent_wire.c lib/agent_estimate.c lib/bucket.c" ;;
@@ -45,7 +48,8 @@ config) LIBSRC="lib/config.c $POLICY"; LIBS="-linih" ;;
 trace) LIBSRC="lib/trace.c lib/config.c $POLICY"; LIBS="-linih" ;;
 control) LIBSRC="lib/control.c lib/agent_wire.c lib/vm.c lib/counters.c lib/config.c $POLICY"
         LIBS="-linih -ljansson" ;;
-policy_exec) LIBSRC="lib/policy_exec.c lib/mono.c $POLICY"; LIBS="-ljansson" ;;
+policy_exec) LIBSRC="lib/policy_exec.c lib/policy_exec_loop.c lib/mono.c $POLICY"
+        LIBS="-levent -ljansson" ;;
 qmp) LIBSRC="lib/qmp.c lib/mono.c"; LIBS="-levent -ljansson" ;;
 *) echo "run.sh: unknown target $TARGET" >&2; exit 2 ;;
 esac

@@ -41,6 +41,8 @@ struct backend_vm_description {
         bool resizing;           /* asked to resize, and the requests are not met yet */
 };
 
+#define BACKEND_START_PENDING 1 /* start(): under way, see start_result() */
+
 struct backend_ops {
         const char *name;
         const char *const *vm_keys; /* backend keys allowed in [vm "NAME"], NULL-terminated */
@@ -53,8 +55,19 @@ struct backend_ops {
         int (*configure_vm)(struct backend *b, struct vm *vm, const struct config *cfg,
                             const struct config_vm *cvm, char *err, size_t errlen);
 
-        /* Start a VM with its startup size. The VM is running once observe() says alive. */
+        /*
+         * Start a VM with its startup size. 0: it runs. BACKEND_START_PENDING:
+         * it is coming up (holding its startup size) and start_result() says
+         * when it runs or why it did not start; the caller does not wait.
+         */
         int (*start)(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen);
+
+        /*
+         * How a pending start ended: 0 while still under way, 1 once the VM
+         * runs, or a negative errno with one sentence in err when it did not
+         * start (nothing of it runs then). NULL when start() never pends.
+         */
+        int (*start_result)(struct backend *b, struct vm *vm, char *err, size_t errlen);
 
         /* Stop a VM: gracefully, or at once with force. */
         int (*stop)(struct backend *b, struct vm *vm, bool force, uint64_t now_ms);

@@ -38,6 +38,12 @@ int balancer_init(struct balancer *b, const char *policy_spec,
         return 0;
 }
 
+int balancer_attach_loop(struct balancer *b, struct event_base *base,
+                         void (*on_reply)(void *userdata), void *userdata)
+{
+        return b->exec ? policy_exec_attach(b->exec, base, on_reply, userdata) : 0;
+}
+
 void balancer_fini(struct balancer *b)
 {
         policy_exec_free(b->exec);
@@ -92,12 +98,49 @@ static void emit(struct balancer *b, struct balancer_event ev)
 
 /* ---- 1. observe ---- */
 
+static void emit_started(struct balancer *b, struct vm *vm, uint64_t now)
+{
+        emit(b, (struct balancer_event){.kind = BALANCER_EVENT_STARTED,
+                                        .vm = vm,
+                                        .bytes = vm->settings.startup_bytes,
+                                        .reason = REASON_STARTUP,
+                                        .pressure = -1.0,
+                                        .time_ms = now});
+}
+
+/* A start the backend finishes later: STARTED once it runs, START_FAILED if it did not. */
+static bool start_still_pending(struct balancer *b, struct vm *vm, uint64_t now)
+{
+        int r = b->backend->ops->start_result(b->backend, vm, vm->refusal, sizeof(vm->refusal));
+
+        if (r == 0)
+                return true; /* it holds its startup size meanwhile */
+        vm->start_pending = false;
+        if (r > 0) {
+                emit_started(b, vm, now);
+                return false;
+        }
+        bool stopping = vm->state == VM_STOPPING;
+        vm->state = VM_OFF;
+        vm->obs = (struct vm_observation){0};
+        vm->target_bytes = vm->ideal_bytes = 0;
+        if (!stopping)
+                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_START_FAILED,
+                                                .vm = vm,
+                                                .message = vm->refusal,
+                                                .pressure = -1.0,
+                                                .time_ms = now});
+        return true;
+}
+
 static void observe_one(struct balancer *b, struct vm *vm, uint64_t now)
 {
         struct vm_observation obs = {0};
         uint64_t before = vm->obs.assigned_bytes;
 
         if (!vm_holds_memory(vm))
+                return;
+        if (vm->start_pending && start_still_pending(b, vm, now))
                 return;
         if (b->backend->ops->observe(b->backend, vm, now, &obs) < 0 || !obs.alive) {
                 bool stopping = vm->state == VM_STOPPING;
@@ -166,19 +209,26 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
         }
 }
 
+/*
+ * No reply to apply (a request in flight, a process waiting to be
+ * restarted) keeps every target; a failure is counted. Messages come once.
+ */
 static void run_external(struct balancer *b, uint64_t now)
 {
-        char err[256] = "";
+        char err[320] = "";
+        int r = policy_exec_decide(b->exec, &b->host, b->pv, b->n_vms, now, err, sizeof(err));
 
-        if (policy_exec_decide(b->exec, &b->host, b->pv, b->n_vms, now, err, sizeof(err)) < 0) {
+        if (r == 0)
+                return;
+        for (size_t i = 0; i < b->n_vms; i++)
+                b->pv[i].external_bytes = 0; /* keep previous targets */
+        if (r != -EINPROGRESS && r != -EAGAIN)
                 b->counters.policy_refusals++;
-                for (size_t i = 0; i < b->n_vms; i++)
-                        b->pv[i].external_bytes = 0; /* keep previous targets */
+        if (err[0])
                 emit(b, (struct balancer_event){.kind = BALANCER_EVENT_POLICY,
                                                 .message = err,
                                                 .pressure = -1.0,
                                                 .time_ms = now});
-        }
 }
 
 /* ---- 3. apply ---- */
@@ -187,10 +237,12 @@ static void apply_start(struct balancer *b, struct vm *vm, const struct policy_v
 {
         char err[160] = "";
 
+        int r;
+
         switch (pv->admission) {
         case ADMISSION_ADMIT:
                 vm->start_requested = false;
-                if (b->backend->ops->start(b->backend, vm, now, err, sizeof(err)) < 0) {
+                if ((r = b->backend->ops->start(b->backend, vm, now, err, sizeof(err))) < 0) {
                         vm->state = VM_OFF;
                         snprintf(vm->refusal, sizeof(vm->refusal), "%s", err);
                         emit(b, (struct balancer_event){.kind = BALANCER_EVENT_START_FAILED,
@@ -206,12 +258,9 @@ static void apply_start(struct balancer *b, struct vm *vm, const struct policy_v
                                                   .assigned_bytes = vm->settings.startup_bytes};
                 b->pv[vm->balancer_slot].memory = (struct policy_vm_memory){0};
                 vm_counters_reset(&vm->counters);
-                emit(b, (struct balancer_event){.kind = BALANCER_EVENT_STARTED,
-                                                .vm = vm,
-                                                .bytes = vm->settings.startup_bytes,
-                                                .reason = REASON_STARTUP,
-                                                .pressure = -1.0,
-                                                .time_ms = now});
+                vm->start_pending = r == BACKEND_START_PENDING && b->backend->ops->start_result;
+                if (!vm->start_pending) /* else STARTED comes when the backend says it runs */
+                        emit_started(b, vm, now);
                 return;
         case ADMISSION_REFUSE: {
                 char need[32], have[32];
@@ -247,7 +296,7 @@ static void apply_resize(struct balancer *b, struct vm *vm, const struct policy_
 {
         uint64_t target = pv->target_bytes, assigned = vm->obs.assigned_bytes;
 
-        if (vm->state != VM_RUNNING || target == vm->target_bytes)
+        if (vm->state != VM_RUNNING || vm->start_pending || target == vm->target_bytes)
                 return;
         if (grows != (target > assigned))
                 return;

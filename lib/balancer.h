@@ -67,6 +67,17 @@ int balancer_init(struct balancer *b, const char *policy_spec,
                   size_t errlen);
 void balancer_fini(struct balancer *b);
 
+struct event_base;
+
+/*
+ * Run an exec: policy from base (dynmemd) instead of waiting for each reply:
+ * its replies are applied by the first tick after they arrive, and
+ * on_reply runs when one has, so that the owner can tick soon. Nothing for
+ * the built-in policies. Returns 0 or -ENOMEM.
+ */
+int balancer_attach_loop(struct balancer *b, struct event_base *base,
+                         void (*on_reply)(void *userdata), void *userdata);
+
 /*
  * Replace the set of VMs the balancer looks at (the array is borrowed). VMs
  * that were in the previous set keep what the policy remembers of them.

@@ -91,6 +91,8 @@ static const struct key_spec host_keys[] = {
     {"http", KEY_STRING, offsetof(struct config_host, http), 0, 0, NO_FLAG},
     {"http_allow_remote", KEY_BOOL, offsetof(struct config_host, http_allow_remote), 0, 0, NO_FLAG},
     {"web_dir", KEY_STRING, offsetof(struct config_host, web_dir), 0, 0, NO_FLAG},
+    {"admin_group", KEY_STRING, offsetof(struct config_host, admin_group), 0, 0, NO_FLAG},
+    {"qemu_user", KEY_STRING, offsetof(struct config_host, qemu_user), 0, 0, NO_FLAG},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -768,6 +770,8 @@ void config_free(struct config *c)
         free(c->host.state_dir);
         free(c->host.http);
         free(c->host.web_dir);
+        free(c->host.admin_group);
+        free(c->host.qemu_user);
         for (size_t i = 0; i < c->n_vms; i++) {
                 for (size_t j = 0; j < c->vms[i].n_extra; j++) {
                         free(c->vms[i].extra[j].key);

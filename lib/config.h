@@ -8,7 +8,7 @@
  *
  * Sections:
  *   [host]      memory, reserve, policy, backend, interval, socket, state_dir, http,
- *               http_allow_remote, web_dir
+ *               http_allow_remote, web_dir, admin_group, qemu_user
  *   [policy]    the dynmem policy's tunables (see docs/policy.md)
  *   [sim]       duration, step, report_interval, grow_rate, shrink_rate, seed, speed
  *   [vm "NAME"] startup, minimum, maximum, buffer, weight, dynamic, block, autostart,
@@ -69,6 +69,8 @@ struct config_host {
         char *http;             /* NULL = off */
         bool http_allow_remote; /* http may listen beyond loopback */
         char *web_dir;          /* NULL = the page built into dynmemd */
+        char *admin_group;      /* members may change settings through the socket; NULL: root */
+        char *qemu_user;        /* QEMU runs as this user; NULL: dynmem-qemu */
 };
 
 struct config_sim {

@@ -467,7 +467,10 @@ json_t *control_vm_json(const struct vm *vm, const char *backend_name,
         int bad = !obj || !settings;
 
         bad = bad || json_object_set_new(obj, "name", json_string(vm->name)) < 0;
-        bad = bad || json_object_set_new(obj, "state", json_string(vm_state_name(vm->state))) < 0;
+        bad =
+            bad || json_object_set_new(
+                       obj, "state",
+                       json_string(vm_state_name(vm->start_pending ? VM_STARTING : vm->state))) < 0;
         bad = bad || json_object_update(obj, settings) < 0;
         bad = bad ||
               json_object_set_new(obj, "assigned_bytes",

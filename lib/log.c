@@ -21,6 +21,12 @@ void log_setup(const char *ident, enum log_target target, int max_priority)
                 openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
 
+/*
+ * Writing a message may wait: syslog's socket or stderr's pipe (the journal
+ * under systemd) blocks when the reader falls behind. Every source a guest, a
+ * client or a policy can make noisy goes through a log_ratelimit first, so
+ * the loop's time in here stays bounded by the rate, not by them.
+ */
 void log_msg(int priority, const char *fmt, ...)
 {
         va_list ap;

@@ -1,6 +1,9 @@
 /*
  * policy_exec: runs an external policy process and speaks its one-line JSON
- * protocol. See policy_exec.h and docs/policy-exec.md.
+ * protocol: the request line, the reply parser, the child process and its
+ * restart pause, and the mode that waits for each reply (dynmem-sim). The
+ * event-loop mode is in policy_exec_loop.c. See policy_exec.h and
+ * docs/policy-exec.md.
  */
 #include "policy_exec.h"
 #include "mono.h"
@@ -14,18 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-struct policy_exec {
-        char *command;
-        pid_t pid;
-        int to_child;   /* its stdin */
-        int from_child; /* its stdout */
-        uint64_t failed_at_ms;
-        bool failed;
-};
+#include "policy_exec_int.h"
 
 int policy_exec_new(const char *command, struct policy_exec **ret, char *err, size_t errlen)
 {
@@ -37,37 +34,100 @@ int policy_exec_new(const char *command, struct policy_exec **ret, char *err, si
                 return -ENOMEM;
         }
         pe->pid = -1;
+        pe->pidfd = -1;
         pe->to_child = pe->from_child = -1;
         *ret = pe;
         return 0;
 }
 
-static void stop_child(struct policy_exec *pe)
+void policy_exec_kill_child(struct policy_exec *pe)
 {
         if (pe->to_child >= 0)
                 close(pe->to_child);
         if (pe->from_child >= 0)
                 close(pe->from_child);
         pe->to_child = pe->from_child = -1;
-        if (pe->pid > 0) {
-                kill(pe->pid, SIGKILL);
-                waitpid(pe->pid, NULL, 0);
+        if (pe->pidfd >= 0)
+                pidfd_send_signal(pe->pidfd, SIGKILL, NULL, 0);
+}
+
+int policy_exec_reap(struct policy_exec *pe, char *how, size_t len)
+{
+        siginfo_t si = {0};
+
+        if (pe->pid < 0)
+                return 1;
+        if (waitid((idtype_t)P_PIDFD, (id_t)pe->pidfd, &si, WEXITED | WNOHANG) < 0) {
+                if (errno != ECHILD)
+                        return 0;
+                snprintf(how, len, "is gone"); /* reaped elsewhere */
+        } else if (si.si_pid == 0) {
+                return 0; /* still running */
+        } else if (si.si_code == CLD_EXITED) {
+                snprintf(how, len, "exited with status %d", si.si_status);
+        } else {
+                snprintf(how, len, "was killed by signal %d", si.si_status);
         }
+        close(pe->pidfd);
+        pe->pidfd = -1;
         pe->pid = -1;
+        return 1;
+}
+
+/*
+ * A child killed outside the loop (the waiting mode, or freeing): SIGKILL
+ * ends it unless it is stuck in the kernel, so wait up to 1 s for it and
+ * otherwise leave it as a zombie rather than hang.
+ */
+static void stop_child_waiting(struct policy_exec *pe)
+{
+        char how[64];
+
+        policy_exec_kill_child(pe);
+        if (pe->pid < 0)
+                return;
+        poll(&(struct pollfd){.fd = pe->pidfd, .events = POLLIN}, 1, 1000);
+        if (!policy_exec_reap(pe, how, sizeof(how))) {
+                close(pe->pidfd);
+                pe->pidfd = -1;
+                pe->pid = -1;
+        }
+}
+
+void policy_exec_abandon_child(struct policy_exec *pe)
+{
+        char how[64];
+
+        policy_exec_kill_child(pe);
+        if (pe->pid >= 0 && !policy_exec_reap(pe, how, sizeof(how))) {
+                close(pe->pidfd);
+                pe->pidfd = -1;
+                pe->pid = -1;
+        }
 }
 
 void policy_exec_free(struct policy_exec *pe)
 {
         if (!pe)
                 return;
-        stop_child(pe);
+        if (pe->loop) { /* freed from the loop (a reload, the end): do not wait there */
+                policy_exec_loop_free(pe);
+                policy_exec_abandon_child(pe);
+        } else {
+                stop_child_waiting(pe);
+        }
         free(pe->command);
         free(pe);
 }
 
-static int start_child(struct policy_exec *pe, char *err, size_t errlen)
+/*
+ * fork() and exec: called when a process must be (re)started, at most once
+ * a second (the restart pause), never while one runs. The fork copies page
+ * tables and returns at once; nothing here waits for the child.
+ */
+int policy_exec_start_child(struct policy_exec *pe, char *err, size_t errlen)
 {
-        int in[2], out[2];
+        int in[2], out[2], pidfd;
 
         if (pipe2(in, O_CLOEXEC) < 0)
                 goto fail;
@@ -89,8 +149,17 @@ static int start_child(struct policy_exec *pe, char *err, size_t errlen)
         }
         close(in[0]);
         close(out[1]);
+        if ((pidfd = pidfd_open(pid, 0)) < 0) {
+                int e = errno;
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, WNOHANG); /* not waited for: a zombie at worst (EMFILE) */
+                close(in[1]), close(out[0]);
+                errno = e;
+                goto fail;
+        }
         fcntl(out[0], F_SETFL, O_NONBLOCK);
         pe->pid = pid;
+        pe->pidfd = pidfd;
         pe->to_child = in[1];
         pe->from_child = out[0];
         return 0;
@@ -99,29 +168,42 @@ fail:
         return -errno;
 }
 
-/*
- * Describe how the child ended, or that it is still there. A child that
- * closed its output is usually exiting: give it a moment to be reaped.
- */
-static void child_status(struct policy_exec *pe, char *buf, size_t len)
+void policy_exec_note_failure(struct policy_exec *pe, uint64_t now_ms)
 {
-        int status;
-        pid_t r = 0;
+        pe->failed = true;
+        pe->failure_said = false;
+        pe->failed_at_ms = now_ms;
+        if (pe->failures < 16)
+                pe->failures++;
+}
 
-        for (int i = 0; pe->pid > 0 && i < 50 && r == 0; i++) {
-                r = waitpid(pe->pid, &status, WNOHANG);
-                if (r == 0)
-                        nanosleep(&(struct timespec){.tv_nsec = 2 * 1000 * 1000}, NULL);
-        }
-        if (pe->pid > 0 && r == pe->pid) {
-                pe->pid = -1;
-                if (WIFEXITED(status))
-                        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
-                else if (WIFSIGNALED(status))
-                        snprintf(buf, len, "was killed by signal %d", WTERMSIG(status));
-                return;
-        }
-        snprintf(buf, len, "closed its output");
+static uint64_t restart_pause(const struct policy_exec *pe)
+{
+        uint64_t pause = POLICY_EXEC_RESTART_MS;
+
+        for (unsigned i = 1; i < pe->failures && pause < POLICY_EXEC_RESTART_MAX_MS; i++)
+                pause *= 2;
+        return pause < POLICY_EXEC_RESTART_MAX_MS ? pause : POLICY_EXEC_RESTART_MAX_MS;
+}
+
+int policy_exec_restart_wait(struct policy_exec *pe, uint64_t now_ms, char *err, size_t errlen)
+{
+        uint64_t pause = restart_pause(pe);
+
+        if (!pe->failed || now_ms < pe->failed_at_ms || now_ms - pe->failed_at_ms >= pause)
+                return 0;
+        if (!pe->failure_said)
+                snprintf(err, errlen,
+                         "policy \"%s\" will be restarted %llu ms after its failure (%u in a "
+                         "row); the VMs keep their targets",
+                         pe->command, (unsigned long long)pause, pe->failures);
+        pe->failure_said = true;
+        return -EAGAIN;
+}
+
+size_t policy_exec_line_cap(size_t n)
+{
+        return POLICY_EXEC_LINE_BASE + POLICY_EXEC_LINE_PER_VM * n;
 }
 
 /* Bytes as a JSON integer, saturated so that nothing turns negative. */
@@ -170,8 +252,10 @@ char *policy_exec_request(const struct policy_host *host, const struct policy_vm
         return text;
 }
 
-int policy_exec_parse_reply(const char *line, size_t len, struct policy_vm *vms, size_t n,
-                            char *err, size_t errlen)
+int policy_exec_parse_targets(const char *line, size_t len,
+                              long (*find)(void *ctx, const char *name),
+                              void (*set)(void *ctx, long slot, uint64_t bytes), void *ctx,
+                              char *err, size_t errlen)
 {
         json_error_t jerr;
         json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr), *targets;
@@ -179,8 +263,6 @@ int policy_exec_parse_reply(const char *line, size_t len, struct policy_vm *vms,
         json_t *value;
         int r = -EINVAL;
 
-        for (size_t i = 0; i < n; i++)
-                vms[i].external_bytes = 0;
         if (!root) {
                 snprintf(err, errlen, "reply is not JSON: %s", jerr.text);
                 return -EINVAL;
@@ -192,11 +274,8 @@ int policy_exec_parse_reply(const char *line, size_t len, struct policy_vm *vms,
         }
         json_object_foreach(targets, name, value)
         {
-                size_t i;
-                for (i = 0; i < n; i++)
-                        if (strcmp(vms[i].name, name) == 0)
-                                break;
-                if (i == n || vms[i].phase == POLICY_PHASE_OFF) {
+                long slot = find(ctx, name);
+                if (slot < 0) {
                         snprintf(err, errlen, "reply names an unknown VM \"%.64s\"", name);
                         goto out;
                 }
@@ -204,16 +283,49 @@ int policy_exec_parse_reply(const char *line, size_t len, struct policy_vm *vms,
                         snprintf(err, errlen, "target for \"%.64s\" is not a byte count", name);
                         goto out;
                 }
-                vms[i].external_bytes = (uint64_t)json_integer_value(value);
+                set(ctx, slot, (uint64_t)json_integer_value(value));
         }
         r = 0;
 out:
-        if (r < 0)
-                for (size_t i = 0; i < n; i++)
-                        vms[i].external_bytes = 0;
         json_decref(root);
         return r;
 }
+
+struct vms_ctx {
+        struct policy_vm *vms;
+        size_t n;
+};
+
+static long find_vm(void *ctx, const char *name)
+{
+        const struct vms_ctx *c = ctx;
+
+        for (size_t i = 0; i < c->n; i++)
+                if (strcmp(c->vms[i].name, name) == 0)
+                        return c->vms[i].phase == POLICY_PHASE_OFF ? -1 : (long)i;
+        return -1;
+}
+
+static void set_vm(void *ctx, long slot, uint64_t bytes)
+{
+        ((struct vms_ctx *)ctx)->vms[slot].external_bytes = bytes;
+}
+
+int policy_exec_parse_reply(const char *line, size_t len, struct policy_vm *vms, size_t n,
+                            char *err, size_t errlen)
+{
+        struct vms_ctx c = {.vms = vms, .n = n};
+
+        for (size_t i = 0; i < n; i++)
+                vms[i].external_bytes = 0;
+        int r = policy_exec_parse_targets(line, len, find_vm, set_vm, &c, err, errlen);
+        if (r < 0)
+                for (size_t i = 0; i < n; i++)
+                        vms[i].external_bytes = 0;
+        return r;
+}
+
+/* ---- the waiting mode (dynmem-sim) ---- */
 
 /* Read one line within the deadline. Returns its length, or a negative errno. */
 static ssize_t read_line(struct policy_exec *pe, char *buf, size_t cap, uint64_t deadline)
@@ -246,9 +358,8 @@ static ssize_t read_line(struct policy_exec *pe, char *buf, size_t cap, uint64_t
 
 static int fail(struct policy_exec *pe, uint64_t now_ms, int r)
 {
-        stop_child(pe);
-        pe->failed = true;
-        pe->failed_at_ms = now_ms;
+        stop_child_waiting(pe);
+        policy_exec_note_failure(pe, now_ms);
         return r;
 }
 
@@ -265,25 +376,23 @@ static int write_all(int fd, const char *buf, size_t len)
         return 0;
 }
 
-int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
-                       struct policy_vm *vms, size_t n, uint64_t now_ms, char *err, size_t errlen)
+/* How the child ended once its output closed: it is usually exiting, give it 100 ms. */
+static void child_status(struct policy_exec *pe, char *how, size_t len)
+{
+        poll(&(struct pollfd){.fd = pe->pidfd, .events = POLLIN}, 1, 100);
+        if (!policy_exec_reap(pe, how, len))
+                snprintf(how, len, "closed its output");
+}
+
+/* Send the request line; 0, or the failure (reported in err). */
+static int send_waiting(struct policy_exec *pe, const struct policy_host *host,
+                        const struct policy_vm *vms, size_t n, uint64_t now_ms, char *err,
+                        size_t errlen)
 {
         char how[64];
+        char *req = policy_exec_request(host, vms, n, now_ms);
         int r;
 
-        for (size_t i = 0; i < n; i++)
-                vms[i].external_bytes = 0; /* nothing proposed unless a reply says so */
-        if (pe->failed && now_ms - pe->failed_at_ms < POLICY_EXEC_RESTART_MS &&
-            now_ms >= pe->failed_at_ms) {
-                snprintf(err, errlen, "policy \"%s\" is waiting to be restarted", pe->command);
-                return -EAGAIN;
-        }
-        bool fresh = pe->pid < 0;
-        if (fresh && (r = start_child(pe, err, errlen)) < 0)
-                return fail(pe, now_ms, r);
-        pe->failed = false;
-
-        char *req = policy_exec_request(host, vms, n, now_ms);
         if (!req) {
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
@@ -301,7 +410,25 @@ int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
                 snprintf(err, errlen, "policy \"%s\" %s", pe->command, how);
                 return fail(pe, now_ms, -EPIPE);
         }
-        size_t cap = POLICY_EXEC_LINE_BASE + POLICY_EXEC_LINE_PER_VM * n;
+        return 0;
+}
+
+static int decide_waiting(struct policy_exec *pe, const struct policy_host *host,
+                          struct policy_vm *vms, size_t n, uint64_t now_ms, char *err,
+                          size_t errlen)
+{
+        char how[64];
+        int r;
+
+        if ((r = policy_exec_restart_wait(pe, now_ms, err, errlen)) < 0)
+                return r;
+        bool fresh = pe->pid < 0;
+        if (fresh && (r = policy_exec_start_child(pe, err, errlen)) < 0)
+                return fail(pe, now_ms, r);
+        pe->failed = false;
+        if ((r = send_waiting(pe, host, vms, n, now_ms, err, errlen)) < 0)
+                return r;
+        size_t cap = policy_exec_line_cap(n);
         char *buf = malloc(cap);
         if (!buf) {
                 snprintf(err, errlen, "out of memory");
@@ -327,8 +454,21 @@ int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
                         snprintf(err, errlen, "policy \"%s\": %s; killed", pe->command, why);
                         return fail(pe, now_ms, r);
                 }
+                pe->failures = 0;
                 return 0;
         }
         free(buf);
         return fail(pe, now_ms, (int)len);
+}
+
+int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
+                       struct policy_vm *vms, size_t n, uint64_t now_ms, char *err, size_t errlen)
+{
+        if (errlen)
+                err[0] = '\0';
+        for (size_t i = 0; i < n; i++)
+                vms[i].external_bytes = 0; /* nothing proposed unless a reply says so */
+        if (pe->loop)
+                return policy_exec_loop_decide(pe, host, vms, n, now_ms, err, errlen);
+        return decide_waiting(pe, host, vms, n, now_ms, err, errlen);
 }

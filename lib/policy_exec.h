@@ -1,11 +1,21 @@
 /*
- * policy_exec: an external policy process ("exec:COMMAND"). For every
- * decision it writes one JSON line describing the host and the VMs to the
- * process's standard input and reads one line of targets back within 1 s
- * (5 s for the first answer after the process starts).
- * A process that dies, hangs or answers garbage is reported, killed and
- * restarted after a pause; meanwhile the previous targets stand. The
- * protocol is documented in docs/policy-exec.md.
+ * policy_exec: an external policy process ("exec:COMMAND"). For a decision
+ * it writes one JSON line describing the host and the VMs to the process's
+ * standard input and reads one line of targets back. The protocol is
+ * documented in docs/policy-exec.md.
+ *
+ * Two modes. By default (dynmem-sim, whose clock waits for nobody) a
+ * decision waits for its reply: within 1 s, 5 s for the first answer after
+ * the process starts. Attached to an event loop (dynmemd), nothing waits: a
+ * decision sends the request if none is in flight, and the reply is read
+ * by the loop and applied by the first decision after it arrived; until
+ * then the VMs keep their targets, and a reply later than 1 s is reported
+ * once. A process with a request unanswered for POLICY_EXEC_KILL_MS is
+ * killed.
+ *
+ * In both modes a process that dies, hangs or answers garbage is reported,
+ * killed and restarted after a pause that doubles with each failure in a
+ * row (1 s up to 64 s); meanwhile the previous targets stand.
  *
  * The caller must ignore SIGPIPE.
  */
@@ -17,9 +27,11 @@
 
 #include "policy.h"
 
-#define POLICY_EXEC_TIMEOUT_MS       1000
+#define POLICY_EXEC_TIMEOUT_MS       1000  /* a reply is due (late after that) */
 #define POLICY_EXEC_START_TIMEOUT_MS 5000  /* the first answer after a (re)start */
-#define POLICY_EXEC_RESTART_MS       10000 /* pause before restarting a failed process */
+#define POLICY_EXEC_KILL_MS          10000 /* loop mode: unanswered this long, killed */
+#define POLICY_EXEC_RESTART_MS       1000  /* pause before restarting a failed process... */
+#define POLICY_EXEC_RESTART_MAX_MS   64000 /* ... doubled with each failure in a row */
 #define POLICY_EXEC_LINE_BASE        4096  /* reply limit: base + per VM */
 #define POLICY_EXEC_LINE_PER_VM      256
 
@@ -29,10 +41,28 @@ struct policy_exec;
 int policy_exec_new(const char *command, struct policy_exec **ret, char *err, size_t errlen);
 void policy_exec_free(struct policy_exec *pe);
 
+struct event_base;
+
 /*
- * Ask for targets. On success sets vms[i].external_bytes for every VM named
- * in the reply (others 0 = keep). On failure returns a negative errno with
- * one sentence in err.
+ * Drive the process from base instead of waiting for it (before the first
+ * decision). on_reply (may be NULL) runs from the loop when a reply has
+ * arrived, so that the owner can run a decision soon. Returns 0 or -ENOMEM.
+ */
+int policy_exec_attach(struct policy_exec *pe, struct event_base *base,
+                       void (*on_reply)(void *userdata), void *userdata);
+
+/* Loop mode: kill a process whose reply is this late (default POLICY_EXEC_KILL_MS; tests). */
+void policy_exec_set_kill_ms(struct policy_exec *pe, unsigned ms);
+
+/*
+ * Ask for targets. Sets vms[i].external_bytes for every VM named in the
+ * reply applied now (others 0 = keep) and returns 0. Otherwise every VM
+ * keeps its target and it returns a negative errno: -EAGAIN while a failed
+ * process waits to be restarted, -EINPROGRESS while a request is in flight
+ * (loop mode), any other for a failure (-ETIMEDOUT, -EINVAL, -EPIPE,
+ * -EMSGSIZE...). err gets one sentence for every failure, once when a
+ * restart pause begins and once when a reply is late; it is empty when
+ * there is nothing new to say.
  */
 int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
                        struct policy_vm *vms, size_t n, uint64_t now_ms, char *err, size_t errlen);

@@ -42,7 +42,6 @@ struct qmp {
         struct event_base *base;
         struct bufferevent *bev;
         struct event *timer;
-        struct event *ready_ev; /* adopted sockets: `ready` from the loop */
         struct qmp_callbacks cb;
         void *userdata;
         enum qmp_state state;
@@ -75,8 +74,6 @@ static void destroy(struct qmp *q)
                 bufferevent_free(q->bev);
         if (q->timer)
                 event_free(q->timer);
-        if (q->ready_ev)
-                event_free(q->ready_ev);
         free(q);
 }
 
@@ -466,46 +463,6 @@ int qmp_new_fd(struct event_base *base, int fd, const struct qmp_callbacks *cb, 
                 return -EIO;
         }
         arm_timer(q);
-        *ret = q;
-        return 0;
-}
-
-static void on_adopted(evutil_socket_t fd, short what, void *arg)
-{
-        struct qmp *q = arg;
-
-        (void)fd, (void)what;
-        if (q->state != QMP_READY || !q->cb.ready)
-                return;
-        q->dispatching++;
-        q->cb.ready(q, q->userdata);
-        leave(q);
-}
-
-static void on_query_version(struct qmp *q, const struct qmp_reply *reply, void *userdata)
-{
-        (void)userdata;
-        if (reply->status == QMP_OK)
-                read_version(q, json_object_get(reply->ret, "qemu"));
-}
-
-int qmp_adopt_fd(struct event_base *base, int fd, const struct qmp_callbacks *cb, void *userdata,
-                 struct qmp **ret)
-{
-        struct qmp *q;
-        int r = qmp_new_fd(base, fd, cb, userdata, &q);
-
-        if (r < 0)
-                return r;
-        q->state = QMP_READY;
-        arm_timer(q);
-        /* The greeting, and the version in it, went to the caller: ask for the version. */
-        if (!(q->ready_ev = evtimer_new(base, on_adopted, q)) ||
-            qmp_command(q, "query-version", NULL, on_query_version, NULL) < 0) {
-                destroy(q);
-                return -ENOMEM;
-        }
-        event_active(q->ready_ev, EV_TIMEOUT, 0);
         *ret = q;
         return 0;
 }

@@ -73,15 +73,6 @@ int qmp_connect(struct event_base *base, const char *path, const struct qmp_call
 int qmp_new_fd(struct event_base *base, int fd, const struct qmp_callbacks *cb, void *userdata,
                struct qmp **ret);
 
-/*
- * Same over a socket on which the greeting was read and qmp_capabilities
- * answered already (by a caller that had to know, before returning, that
- * QEMU finished starting: QEMU greets early but answers commands only once
- * its machine exists). `ready` is called from the loop.
- */
-int qmp_adopt_fd(struct event_base *base, int fd, const struct qmp_callbacks *cb, void *userdata,
-                 struct qmp **ret);
-
 void qmp_free(struct qmp *q);
 
 /* Replies or greetings slower than this close the connection (default QMP_REPLY_TIMEOUT_MS). */
@@ -99,10 +90,7 @@ int qmp_command(struct qmp *q, const char *execute, json_t *arguments, qmp_reply
 bool qmp_is_ready(const struct qmp *q);
 bool qmp_is_closed(const struct qmp *q);
 
-/*
- * QEMU's version from the greeting, or on an adopted socket from the reply to
- * the query-version the client sends first (0.0.0 until then).
- */
+/* QEMU's version from the greeting (0.0.0 before it arrived). */
 void qmp_version(const struct qmp *q, unsigned *ret_major, unsigned *ret_minor,
                  unsigned *ret_micro);
 

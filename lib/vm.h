@@ -60,6 +60,7 @@ struct vm {
         struct vm_settings settings;
         enum vm_state state;
         bool start_requested; /* STARTING: waiting for admission */
+        bool start_pending;   /* RUNNING: admitted, the backend is still bringing it up */
         char refusal[160];    /* why the last start was refused */
 
         struct vm_observation obs; /* latest observation */

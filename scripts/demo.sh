@@ -107,13 +107,16 @@ build_image() {
         tail -n 1 "$DEMO/image.log"
 }
 
-# Kill the QEMU processes a previous demo left behind (their pid files name them).
+# Kill the QEMU processes a previous demo left behind (their pid files name
+# them: "PID STARTTIME", or "PID" from an older dynmemd; their command line
+# names the demo's folder).
 clear_leftovers() {
         for pidfile in "$RUN"/*.pid; do
                 [ -f "$pidfile" ] || continue
-                pid=$(cat "$pidfile" 2>/dev/null || true)
+                pid=
+                read -r pid _ <"$pidfile" 2>/dev/null || true
                 case $pid in '' | *[!0-9]*) continue ;; esac
-                if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$RUN/"; then
+                if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$DEMO/"; then
                         echo "demo.sh: stopping QEMU pid $pid left by an earlier demo"
                         kill -KILL "$pid" 2>/dev/null || true
                 fi

@@ -1,6 +1,11 @@
 #!/bin/sh
-# deps.sh: install what dynmem needs to build, test and run its demo on Debian 12.
+# deps.sh: install what dynmem needs to build, test and run its demo on Debian 12,
+# and create its system users (dynmem, dynmem-qemu: daemon/sysusers.conf, as the
+# install does) so that QEMU runs as dynmem-qemu here too, never as root.
 # Idempotent: asks apt only for packages that are missing. Needs root for that.
+#
+# systemd is there for systemd-sysusers and systemd-analyze (the unit's security
+# test); both work without systemd running.
 #
 #   scripts/deps.sh            build + test + demo packages
 #   scripts/deps.sh --print    list them and exit
@@ -12,6 +17,7 @@ set -eu
 PACKAGES="
   build-essential pkg-config meson ninja-build clang clang-format
   libjansson-dev libinih-dev libevent-dev libmicrohttpd-dev libcmocka-dev
+  libcap-dev libsystemd-dev systemd
   python3 valgrind
   qemu-system-x86 qemu-utils busybox-static cpio kmod
   libclang-rt-14-dev
@@ -23,13 +29,27 @@ if [ "${1:-}" = "--print" ]; then
         exit 0
 fi
 
+# The users, from the same file the install ships (nothing when they exist).
+users() {
+        getent passwd dynmem >/dev/null && getent passwd dynmem-qemu >/dev/null && return 0
+        if [ "$(id -u)" != 0 ]; then
+                echo "deps.sh: users dynmem and dynmem-qemu are missing; as root:" \
+                        "systemd-sysusers $(pwd)/daemon/sysusers.conf" >&2
+                return 0
+        fi
+        systemd-sysusers "$(cd "$(dirname "$0")/.." && pwd)/daemon/sysusers.conf"
+}
+
 missing=""
 for p in $PACKAGES; do
         if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
                 missing="$missing $p"
         fi
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+        users
+        exit 0
+fi
 
 if [ "$(id -u)" != 0 ]; then
         echo "deps.sh: missing packages:$missing" >&2
@@ -41,3 +61,4 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+users

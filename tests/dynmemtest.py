@@ -51,6 +51,12 @@ OOM_MARKERS = ("Out of memory", "invoked oom-killer", "oom-kill:")
 # A command dynmemd is started under, e.g. "valgrind --error-exitcode=99 ..." (the
 # valgrind suite sets it); empty: dynmemd runs directly.
 WRAPPER = shlex.split(os.environ.get("DYNMEM_DAEMON_WRAPPER", ""))
+# How the shipped unit starts dynmemd (daemon/dynmemd.service.in): user dynmem, groups
+# dynmem and kvm (SupplementaryGroups=), CAP_SETUID and CAP_SETGID its only
+# capabilities, no_new_privs (Daemon.as_the_unit()).
+UNIT = ["setpriv", "--reuid=dynmem", "--regid=dynmem", "--groups=dynmem,kvm",
+        "--inh-caps=+setuid,+setgid", "--ambient-caps=+setuid,+setgid",
+        "--bounding-set=-all,+setuid,+setgid", "--no-new-privs"]
 
 
 # ---- checks, waits, TAP ----
@@ -195,6 +201,7 @@ class Daemon:
         self.log_path = os.path.join(self.dir, "dynmemd.log")
         self.group = group
         self.extra_args = list(extra_args)
+        self.prefix = []  # a command dynmemd runs under: UNIT starts it as its unit does
         self.proc = None
         self.write_config(config)
 
@@ -208,12 +215,38 @@ class Daemon:
         with open(self.conf, "w") as f:
             f.write(head + text)
 
+    def as_the_unit(self):
+        """Start dynmemd as the shipped unit would: user dynmem, groups dynmem and kvm,
+        with CAP_SETUID and CAP_SETGID only, no_new_privs, in a folder that is dynmem's.
+        Raises Skip where that cannot be done (not root, no user dynmem, no group kvm,
+        under DYNMEM_DAEMON_WRAPPER)."""
+        import grp
+        import pwd
+        if os.geteuid() != 0:
+            raise Skip("needs root (setpriv gives dynmemd the unit's capabilities)")
+        if WRAPPER:
+            raise Skip(f"{os.path.basename(WRAPPER[0])} would run setpriv, not dynmemd")
+        try:
+            user = pwd.getpwnam("dynmem")
+            grp.getgrnam("kvm")
+        except KeyError:
+            raise Skip("no user dynmem or group kvm (scripts/deps.sh creates them: "
+                       "systemd-sysusers daemon/sysusers.conf)") from None
+        for top, dirs, files in os.walk(self.dir):
+            for name in dirs + files + [""]:
+                os.lchown(os.path.join(top, name), user.pw_uid, user.pw_gid)
+        self.prefix = UNIT
+        return user
+
     def start(self, expect_ready=True):
-        args = WRAPPER + [self.dynmemd, "-d", "-f", self.conf] + self.extra_args
+        args = WRAPPER + self.prefix + [self.dynmemd, "-d", "-f", self.conf] + self.extra_args
+        env = dict(os.environ)
+        if self.prefix:  # LeakSanitizer cannot follow a process that changed users
+            env["ASAN_OPTIONS"] = env.get("ASAN_OPTIONS", "") + ":detect_leaks=0"
         if self.group:
             args += ["-g", self.group]
         self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
         if expect_ready:
             wait_for(self._ready, "dynmemd to listen on " + self.socket)
         return self
@@ -588,10 +621,11 @@ class QemuDaemon(Daemon):
             return ""
 
     def qemu_pid(self, name):
+        """From the pid file dynmemd writes ("PID STARTTIME")."""
         try:
             with open(os.path.join(self.run_dir, name + ".pid")) as f:
-                return int(f.read().strip())
-        except (OSError, ValueError):
+                return int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
             return None
 
     def oom_lines(self, name):
@@ -631,7 +665,7 @@ class QemuDaemon(Daemon):
             return
         for f in os.listdir(self.run_dir):
             pid = self.qemu_pid(f[:-4]) if f.endswith(".pid") else None
-            if pid and self.run_dir in cmdline(pid):
+            if pid and self.dir in cmdline(pid):  # its console log is in our folder
                 os.kill(pid, signal.SIGKILL)
 
     def finish(self):

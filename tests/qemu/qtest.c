@@ -71,9 +71,14 @@ void qt_kill_leftovers(const char *run_dir)
 {
         DIR *d = opendir(run_dir);
         struct dirent *e;
+        char top[4096];
 
         if (!d)
                 return;
+        /* The test's folder: QEMU's command line names its console log there. */
+        snprintf(top, sizeof(top), "%s", run_dir);
+        if (strrchr(top, '/'))
+                *strrchr(top, '/') = '\0';
         while ((e = readdir(d))) {
                 size_t n = strlen(e->d_name);
                 char path[4096], buf[32] = "";
@@ -96,7 +101,7 @@ void qt_kill_leftovers(const char *run_dir)
                 for (size_t i = 0; i < len; i++)
                         all[i] = all[i] ? all[i] : ' ';
                 /* Only a process whose command line names this folder: pids get reused. */
-                if (len && strstr(all, run_dir) && kill(pid, SIGKILL) == 0)
+                if (len && strstr(all, top) && kill(pid, SIGKILL) == 0)
                         waitpid(pid, NULL, 0);
                 fclose(f);
         }
@@ -120,6 +125,36 @@ bool qt_loop_until(struct event_base *base, bool (*cond)(void *), void *arg, uin
                 event_base_loop(base, EVLOOP_ONCE);
         event_free(tick);
         return ok;
+}
+
+struct start_wait {
+        struct backend *b;
+        struct vm *vm;
+        char *err;
+        size_t len;
+        int r;
+};
+
+static bool start_ended(void *arg)
+{
+        struct start_wait *w = arg;
+
+        w->r = w->b->ops->start_result(w->b, w->vm, w->err, w->len);
+        return w->r != 0;
+}
+
+int qt_start(struct event_base *base, struct backend *b, struct vm *vm, char *err, size_t len)
+{
+        struct start_wait w = {.b = b, .vm = vm, .err = err, .len = len};
+        int r = b->ops->start(b, vm, mono_ms(), err, len);
+
+        if (r != BACKEND_START_PENDING)
+                return r;
+        if (!qt_loop_until(base, start_ended, &w, 120 * 1000)) {
+                snprintf(err, len, "the start did not end within 120 s");
+                return -ETIMEDOUT;
+        }
+        return w.r < 0 ? w.r : 0;
 }
 
 static bool never(void *arg)

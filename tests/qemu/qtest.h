@@ -21,11 +21,20 @@ struct event_base;
 char *qt_tempdir(void);
 void qt_rmtree(char *dir);
 
-/* Kill (SIGKILL) and reap every QEMU whose pid file is in run_dir: a failed test's leftovers. */
+/*
+ * Kill (SIGKILL) and reap every QEMU whose pid file is in run_dir and whose
+ * command line names run_dir's parent folder: a failed test's leftovers.
+ */
 void qt_kill_leftovers(const char *run_dir);
 
 /* Run the loop until cond(arg) is true or timeout_ms pass; returns cond's last value. */
 bool qt_loop_until(struct event_base *base, bool (*cond)(void *), void *arg, uint64_t timeout_ms);
+
+/*
+ * Start vm and run the loop until the start has ended (QMP answered, or
+ * QEMU failed): 0, or a negative errno with the reason in err.
+ */
+int qt_start(struct event_base *base, struct backend *b, struct vm *vm, char *err, size_t len);
 
 /* Run the loop for ms milliseconds. */
 void qt_loop_for(struct event_base *base, uint64_t ms);

@@ -160,15 +160,17 @@ static void argv_has_the_memory_layout_and_dynmem_devices(void **state)
                                    .cpus = 2,
                                    .extra = extra,
                                    .n_extra = 1};
-        struct qemu_paths p = {.qmp = "/run/dm,x/web.qmp",
+        struct qemu_paths p = {.qmp = "/run/dm/web.qmp",
                                .agent = "/run/dm/web.agent",
                                .pid = "/run/dm/web.pid",
-                               .console = "/var/lib/dm/web.console.log"};
+                               .console = "/var/lib/dm,x/web.console.log"};
+        struct qemu_handover h = {
+            .n = 5, .qmp = 3, .agent = 4, .console = 5, .kernel = 6, .initrd = 7, .disk = -1};
         struct qemu_layout l = {.startup = 256 * MIB, .region = 768 * MIB, .block = 2 * MIB};
         char **argv;
 
         (void)state;
-        assert_int_equal(qemu_argv_build("web", &c, &l, &p, false, &argv), 0);
+        assert_int_equal(qemu_argv_build("web", &c, &l, &p, &h, false, &argv), 0);
         assert_string_equal(argv[0], "/usr/bin/qemu-system-x86_64");
         assert_true(has_pair(argv, "-m", "size=262144k,slots=1,maxmem=1048576k"));
         assert_true(has_pair(argv, "-object", "memory-backend-ram,id=dm-mem-ram,size=805306368"));
@@ -181,14 +183,17 @@ static void argv_has_the_memory_layout_and_dynmem_devices(void **state)
         assert_true(has_pair(argv, "-device",
                              "virtserialport,bus=dm-serial.0,chardev=dm-agent,"
                              "name=org.dynmem.agent.0"));
-        assert_true(has_pair(argv, "-chardev",
-                             "socket,id=dm-agent,path=/run/dm/web.agent,"
-                             "server=on,wait=off"));
+        /* QEMU opens nothing of dynmemd's: sockets, log, kernel and initrd are handed over. */
+        assert_true(has_pair(argv, "-chardev", "socket,id=dm-agent,fd=4,server=on,wait=off"));
+        assert_true(has_pair(argv, "-chardev", "socket,id=dm-qmp,fd=3,server=on,wait=off"));
         /* Commas in paths are doubled inside option strings. */
-        assert_true(has_pair(argv, "-chardev",
-                             "socket,id=dm-qmp,path=/run/dm,,x/web.qmp,"
-                             "server=on,wait=off"));
-        assert_true(has_pair(argv, "-pidfile", "/run/dm/web.pid"));
+        assert_true(has_pair(argv, "-add-fd", "fd=5,set=1,opaque=/var/lib/dm,,x/web.console.log"));
+        assert_true(has_pair(argv, "-chardev", "file,id=dm-console,path=/dev/fdset/1,append=on"));
+        assert_true(has_pair(argv, "-kernel", "/proc/self/fd/6"));
+        assert_true(has_pair(argv, "-initrd", "/proc/self/fd/7"));
+        assert_false(has_word_with(argv, "/run/dm"));
+        assert_false(has_word_with(argv, "-pidfile"));
+        assert_false(has_word_with(argv, "-drive"));
         assert_true(has_pair(argv, "-accel", "tcg"));
         assert_true(has_pair(argv, "-smp", "2"));
         assert_true(has_pair(argv, "-append", "console=ttyS0 quiet"));
@@ -204,7 +209,7 @@ static void argv_has_the_memory_layout_and_dynmem_devices(void **state)
          * memory block (128 MiB) beyond what may be plugged. */
         l = (struct qemu_layout){
             .startup = 254 * MIB, .region = 770 * MIB, .block = 2 * MIB, .first = 2 * MIB};
-        assert_int_equal(qemu_argv_build("web", &c, &l, &p, false, &argv), 0);
+        assert_int_equal(qemu_argv_build("web", &c, &l, &p, &h, false, &argv), 0);
         assert_true(has_pair(argv, "-m", "size=260096k,slots=1,maxmem=1177600k"));
         assert_true(has_pair(argv, "-object", "memory-backend-ram,id=dm-mem-ram,size=939524096"));
         assert_true(has_pair(argv, "-device",
@@ -212,10 +217,14 @@ static void argv_has_the_memory_layout_and_dynmem_devices(void **state)
                              "block-size=2097152,requested-size=2097152"));
         qemu_strv_free(argv);
 
-        /* No room above startup: no virtio-mem at all; KVM brings -cpu host. */
+        /* No room above startup: no virtio-mem at all; KVM brings -cpu host; a disk by fdset. */
         l = (struct qemu_layout){.startup = 256 * MIB, .block = 2 * MIB};
         c.n_extra = 0;
-        assert_int_equal(qemu_argv_build("web", &c, &l, &p, true, &argv), 0);
+        c.disk = "/srv/web.qcow2";
+        h.disk = 8;
+        assert_int_equal(qemu_argv_build("web", &c, &l, &p, &h, true, &argv), 0);
+        assert_true(has_pair(argv, "-add-fd", "fd=8,set=2,opaque=/srv/web.qcow2"));
+        assert_true(has_pair(argv, "-drive", "file=/dev/fdset/2,if=virtio,format=qcow2"));
         assert_true(has_pair(argv, "-m", "size=262144k"));
         assert_false(has_word_with(argv, "virtio-mem"));
         assert_false(has_word_with(argv, "memory-backend"));

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "qemu.h"
+#include "qemu_launch.h"
 #include "qtest.h"
 #include "units.h"
 
@@ -152,7 +153,7 @@ static uint64_t boot(struct fixture *f, struct backend *b, struct qt_vm *t, stru
         char err[256] = "";
 
         *w = (struct watch){.b = b, .t = t};
-        if (b->ops->start(b, &t->vm, t0, err, sizeof(err)) < 0)
+        if (qt_start(f->base, b, &t->vm, err, sizeof(err)) < 0)
                 fail_msg("start: %s", err);
         t1 = mono_ms();
         refresh(w);
@@ -339,7 +340,7 @@ static int start_error(struct fixture *f, const char *ini, char *err, size_t len
         int r;
 
         assert_int_equal(qt_vm_configure(&t, b, ini, err, len), 0);
-        r = b->ops->start(b, &t.vm, mono_ms(), err, len);
+        r = qt_start(f->base, b, &t.vm, err, len);
         if (r == 0)
                 b->ops->stop(b, &t.vm, true, mono_ms());
         qt_vm_release(&t, b);
@@ -369,6 +370,28 @@ static void start_failures_name_the_vm_and_cause(void **state)
         print_message("# %s\n", err);
         assert_non_null(strstr(err, "vm \"baddev\": QEMU exited at start"));
         assert_non_null(strstr(err, "no-such-device"));
+
+        /* QEMU, as its own user, loads the kernel dynmemd opened: it must be able to read it. */
+        struct backend *b = new_backend(f);
+        const struct qemu_identity *id = qemu_backend_identity(b);
+        bool switched = id && id->switched && !id->problem[0] && id->uid != 0;
+        b->ops->destroy(b);
+        if (!switched) {
+                print_message("# not checked: QEMU runs as this test's own user here\n");
+                return;
+        }
+        char ini[512], kernel[300];
+        snprintf(kernel, sizeof(kernel), "%s/private-vmlinuz", f->dir);
+        FILE *k = fopen(kernel, "w");
+        assert_non_null(k);
+        fputs("not a kernel: never read\n", k);
+        fclose(k);
+        assert_int_equal(chmod(kernel, 0600), 0);
+        snprintf(ini, sizeof(ini), "[vm \"private\"]\nkernel = %s\n", kernel);
+        assert_true(start_error(f, ini, err, sizeof(err)) < 0);
+        print_message("# %s\n", err);
+        assert_non_null(strstr(err, "vm \"private\": kernel"));
+        assert_non_null(strstr(err, "cannot be read by user"));
 }
 
 static void check_vm_reports_file_and_line(void **state)
@@ -411,7 +434,7 @@ static void stop_escalates_when_the_guest_ignores_power_off(void **state)
         assert_int_equal(qt_vm_configure(&t, b, "[vm \"stubborn\"]\nshutdown_timeout = 500ms\n",
                                          err, sizeof(err)),
                          0);
-        assert_int_equal(b->ops->start(b, &t.vm, mono_ms(), err, sizeof(err)), 0);
+        assert_int_equal(qt_start(f->base, b, &t.vm, err, sizeof(err)), 0);
         assert_int_equal(b->ops->stop(b, &t.vm, false, mono_ms()), 0);
         wait_for(f, is_dead, &w, "power-off, then quit");
         qt_vm_release(&t, b);

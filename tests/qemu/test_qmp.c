@@ -256,35 +256,6 @@ static void negotiates_first_and_answers_in_order(void **state)
         assert_int_equal(f->closed, 0);
 }
 
-/* A socket adopted after its greeting: the client asks for the version first. */
-static void an_adopted_socket_asks_for_the_version(void **state)
-{
-        struct fake *f = calloc(1, sizeof(*f));
-        unsigned major = 9, minor = 9, micro = 9;
-        int sv[2];
-
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        f->base = event_base_new();
-        f->peer = sv[1];
-        fcntl(f->peer, F_SETFL, O_NONBLOCK);
-        assert_int_equal(qmp_adopt_fd(f->base, sv[0], &callbacks, f, &f->q), 0);
-        assert_true(qmp_is_ready(f->q));
-        qmp_version(f->q, &major, &minor, &micro);
-        assert_int_equal(major, 0); /* not known yet */
-        assert_int_equal(qmp_command(f->q, "query-balloon", NULL, on_reply, f), 0);
-        reply(f, expect(f, "query-version"),
-              "{\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"\"}");
-        reply(f, expect(f, "query-balloon"), "{\"actual\": 1}");
-        assert_true(qt_loop_until(f->base, got_reply, f, WAIT_MS));
-        qmp_version(f->q, &major, &minor, &micro);
-        assert_int_equal(major, 7);
-        assert_int_equal(minor, 2);
-        assert_int_equal(micro, 22);
-        assert_int_equal(f->ready, 1);
-        *state = f;
-        teardown(state);
-}
-
 static void pending_commands_see_the_connection_close(void **state)
 {
         struct fake *f = *state;
@@ -546,7 +517,6 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(negotiates_first_and_answers_in_order, setup, teardown),
-            cmocka_unit_test(an_adopted_socket_asks_for_the_version),
             cmocka_unit_test_setup_teardown(pending_commands_see_the_connection_close, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(oversized_messages_close_the_connection, setup,

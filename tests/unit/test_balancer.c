@@ -249,6 +249,76 @@ static void start_makes_a_vm_run(void **state)
         assert_int_equal(sim_backend_vm_stats(&r->vms[0])->short_ms, 0);
 }
 
+/* The sim backend, with starts that finish later, as QEMU's do (start_result). */
+static int pending_result[2]; /* for VMs "a" and "b" */
+static struct backend_ops pending_ops;
+
+static int start_pends(struct backend *b, struct vm *vm, uint64_t now, char *err, size_t len)
+{
+        int r = sim_backend_ops.start(b, vm, now, err, len);
+
+        return r < 0 ? r : BACKEND_START_PENDING;
+}
+
+static int pending_start_result(struct backend *b, struct vm *vm, char *err, size_t len)
+{
+        int r = pending_result[vm->name[0] == 'b'];
+
+        (void)b;
+        if (r < 0)
+                snprintf(err, len, "QEMU exited at start: no such device");
+        return r;
+}
+
+static void start_that_finishes_later(void **state)
+{
+        struct rig *r = *state;
+
+        trace(r, "a.csv", "0,300M\n60,300M\n");
+        rig_load(r,
+                 "[host]\nmemory = 4G\n"
+                 "[vm \"a\"]\ndynamic = yes\nstartup = 1G\nminimum = 512M\nmaximum = 2G\n"
+                 "trace = @DIR@/a.csv\n"
+                 "[vm \"b\"]\ndynamic = yes\nstartup = 1G\nminimum = 512M\nmaximum = 2G\n"
+                 "trace = @DIR@/a.csv\n",
+                 "dynmem", false);
+        pending_ops = *r->backend->ops;
+        pending_ops.start = start_pends;
+        pending_ops.start_result = pending_start_result;
+        r->backend->ops = &pending_ops;
+        pending_result[0] = pending_result[1] = 0;
+        start_all(r);
+        rig_run(r, 5);
+        /* Admitted and holding its startup size, but not said to run, and never resized. */
+        for (size_t i = 0; i < 2; i++) {
+                assert_int_equal(r->vms[i].state, VM_RUNNING);
+                assert_true(r->vms[i].start_pending);
+                assert_int_equal(r->vms[i].obs.assigned_bytes, GIB);
+                assert_int_equal(r->vms[i].target_bytes, GIB);
+        }
+        assert_int_equal(count_events(r, BALANCER_EVENT_STARTED, SIZE_MAX), 0);
+        assert_int_equal(r->bal.counters.remove_operations, 0);
+        /* a comes up; b fails. */
+        pending_result[0] = 1;
+        rig_step(r);
+        assert_false(r->vms[0].start_pending);
+        assert_int_equal(count_events(r, BALANCER_EVENT_STARTED, 0), 1);
+        assert_true(r->vms[1].start_pending);
+        pending_result[1] = -EIO;
+        rig_step(r);
+        assert_int_equal(r->vms[1].state, VM_OFF);
+        assert_false(r->vms[1].start_pending);
+        assert_int_equal(r->vms[1].obs.assigned_bytes, 0);
+        const struct event *e = find_event(r, BALANCER_EVENT_START_FAILED, 1);
+        assert_non_null(e);
+        assert_non_null(strstr(e->message, "no such device"));
+        assert_non_null(strstr(r->vms[1].refusal, "no such device"));
+        /* The one that runs is balanced as usual: toward 300 MiB + 20 %. */
+        rig_run(r, 60);
+        assert_true(r->vms[0].target_bytes < GIB);
+        assert_int_equal(count_events(r, BALANCER_EVENT_STARTED, SIZE_MAX), 1);
+}
+
 static void shrinks_are_applied_before_grows(void **state)
 {
         struct rig *r = *state;
@@ -570,6 +640,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             T(start_makes_a_vm_run),
+            T(start_that_finishes_later),
             T(shrinks_are_applied_before_grows),
             T(counters_match_what_happened),
             T(refused_start_waits_or_is_refused),

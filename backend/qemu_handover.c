@@ -1,0 +1,144 @@
+/*
+ * qemu_handover: what dynmemd opens for a QEMU it starts, so that QEMU, as
+ * its own user, needs no access to dynmemd's folders: the QMP and agent
+ * sockets (bound here, owner-only, listening), the console log, kernel,
+ * initrd and disk. QEMU gets the descriptors (qemu_launch.h); the command
+ * line names them (qemu_argv.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "qemu_int.h"
+#include "qemu_launch.h"
+
+#define LISTEN_BACKLOG 4 /* dynmemd is QMP's only client; the agent socket has one too */
+
+static int hand(struct qemu_handover *h, int fd)
+{
+        h->fds[h->n] = fd;
+        return QEMU_HANDOVER_FIRST + (int)h->n++;
+}
+
+/* A unix socket bound at path (replacing what was there), mode 0600, listening. */
+static int listen_at(const char *path)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int fd, e;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+                return -errno;
+        unlink(path);
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0600) < 0 ||
+            listen(fd, LISTEN_BACKLOG) < 0) {
+                e = errno;
+                close(fd);
+                unlink(path);
+                return -e;
+        }
+        return fd;
+}
+
+/* May the QEMU user read this file? The kernel checks again when QEMU opens it. */
+static bool readable_by(const struct stat *st, const struct qemu_identity *id)
+{
+        if (!id->switched)
+                return true; /* QEMU is dynmemd's own user: it opened it */
+        if (st->st_uid == id->uid)
+                return st->st_mode & S_IRUSR;
+        for (size_t i = 0; i < id->n_groups; i++)
+                if (st->st_gid == id->groups[i])
+                        return st->st_mode & S_IRGRP;
+        return st->st_mode & S_IROTH;
+}
+
+/*
+ * The kernel and initrd are opened here, and QEMU loads them through
+ * /proc/self/fd/N: that name skips the folders' permissions, not the
+ * file's, so the file itself must be readable by the QEMU user.
+ */
+static int open_boot_file(const char *what, const char *path, const struct qemu_identity *id,
+                          char *err, size_t errlen)
+{
+        struct stat st;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0 || fstat(fd, &st) < 0) {
+                int e = errno;
+                if (fd >= 0)
+                        close(fd);
+                snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
+                return -e;
+        }
+        if (!readable_by(&st, id)) {
+                close(fd);
+                snprintf(err, errlen,
+                         "%s %s (mode %04o, uid %u, gid %u) cannot be read by user %s, whom "
+                         "QEMU runs as",
+                         what, path, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+                         (unsigned)st.st_gid, id->name);
+                return -EACCES;
+        }
+        return fd;
+}
+
+void qemu_handover_close(struct qemu_handover *h, int log_fd)
+{
+        for (size_t i = 0; i < h->n; i++)
+                if (h->fds[i] != log_fd)
+                        close(h->fds[i]);
+        h->n = 0;
+}
+
+int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *p, int log_fd,
+                       const struct qemu_identity *id, struct qemu_handover *h, char *err,
+                       size_t errlen)
+{
+        int fd;
+
+        *h = (struct qemu_handover){
+            .qmp = -1, .agent = -1, .console = -1, .kernel = -1, .initrd = -1, .disk = -1};
+        if ((fd = listen_at(p->qmp)) < 0) {
+                snprintf(err, errlen, "QMP socket %s: %s", p->qmp, strerror(-fd));
+                goto fail;
+        }
+        h->qmp = hand(h, fd);
+        if ((fd = listen_at(p->agent)) < 0) {
+                snprintf(err, errlen, "agent socket %s: %s", p->agent, strerror(-fd));
+                goto fail;
+        }
+        h->agent = hand(h, fd);
+        h->console = hand(h, log_fd);
+        if ((fd = open_boot_file("kernel", c->kernel, id, err, errlen)) < 0)
+                goto fail;
+        h->kernel = hand(h, fd);
+        if (c->initrd) {
+                if ((fd = open_boot_file("initrd", c->initrd, id, err, errlen)) < 0)
+                        goto fail;
+                h->initrd = hand(h, fd);
+        }
+        if (c->disk) {
+                if ((fd = open(c->disk, O_RDWR | O_CLOEXEC)) < 0) {
+                        fd = -errno;
+                        snprintf(err, errlen, "disk %s: %s", c->disk, strerror(-fd));
+                        goto fail;
+                }
+                h->disk = hand(h, fd);
+        }
+        return 0;
+fail:
+        qemu_handover_close(h, log_fd);
+        if (h->qmp >= 0)
+                unlink(p->qmp);
+        if (h->agent >= 0)
+                unlink(p->agent);
+        return fd;
+}

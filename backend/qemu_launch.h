@@ -1,0 +1,64 @@
+/*
+ * qemu_launch: QEMU runs as its own unprivileged user, never as root, and
+ * dynmemd itself keeps no privilege for it.
+ *
+ * When the QEMU backend is created, a launcher process is forked from
+ * dynmemd. It is the only part of dynmemd that keeps CAP_SETUID and
+ * CAP_SETGID (given by the unit, or by running as root); the daemon drops
+ * every capability after it exists (daemon/privileges.c). The launcher
+ * reads requests from a socketpair and does two things: start a program as
+ * the QEMU user (its groups, gid and uid set, every capability dropped,
+ * no_new_privs set, in its own session, with the descriptors it was handed
+ * at 3, 4, ...: QEMU opens none of dynmemd's files itself), and send a
+ * signal to such a process. The programs it starts are children of
+ * dynmemd (CLONE_PARENT), which reaps them and reads their exit status.
+ *
+ * Where dynmemd cannot change users (an ordinary user without those
+ * capabilities), QEMU runs as dynmemd's own user; qemu_launch_identity()
+ * says so. A user that does not exist, or is root, makes every start fail
+ * with the reason.
+ */
+#ifndef DYNMEM_QEMU_LAUNCH_H
+#define DYNMEM_QEMU_LAUNCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define QEMU_LAUNCH_USER_DEFAULT "dynmem-qemu"
+#define QEMU_LAUNCH_FDS_MAX      8  /* descriptors one start may hand over */
+#define QEMU_LAUNCH_GROUPS_MAX   64 /* supplementary groups QEMU keeps (kvm, ...) */
+
+struct qemu_launch;
+
+struct qemu_identity {
+        bool switched; /* false: QEMU runs as dynmemd's own user */
+        uid_t uid;
+        gid_t gid;
+        gid_t groups[QEMU_LAUNCH_GROUPS_MAX]; /* its supplementary groups */
+        size_t n_groups;
+        char name[64];
+        char problem[200]; /* not empty: no start can succeed, and why */
+};
+
+/* Fork the launcher for user (NULL: QEMU_LAUNCH_USER_DEFAULT). 0 or -errno with err. */
+int qemu_launch_new(const char *user, struct qemu_launch **ret, char *err, size_t errlen);
+
+/* Ends the launcher (running QEMUs are not touched). Accepts NULL. */
+void qemu_launch_free(struct qemu_launch *ql);
+
+const struct qemu_identity *qemu_launch_identity(const struct qemu_launch *ql);
+
+/*
+ * Start argv[0] (a path) as the QEMU user: stdin /dev/null, stdout and
+ * stderr log_fd, fds[i] at descriptor 3 + i, nothing else open, working
+ * folder /. Returns once it has called exec (or failed to): 0 with its pid
+ * and a pidfd, or -errno with the reason in err.
+ */
+int qemu_launch_spawn(struct qemu_launch *ql, char *const argv[], int log_fd, const int *fds,
+                      size_t n_fds, pid_t *ret_pid, int *ret_pidfd, char *err, size_t errlen);
+
+/* Send sig to the process behind pidfd (one started here, or a QEMU found running). */
+int qemu_launch_kill(struct qemu_launch *ql, int pidfd, int sig);
+
+#endif

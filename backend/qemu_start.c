@@ -1,0 +1,338 @@
+/*
+ * qemu_start: starting a VM's QEMU without waiting for it. start() checks
+ * the files, opens what QEMU is handed, has the launcher run QEMU as its
+ * user, writes the pid file and returns; the loop finishes the start when
+ * QMP answers (qemu_monitor.c calls qemu_backend_start_done()), or reports
+ * QEMU's exit, a 20 s silence or a QMP refusal. Also how a running QEMU is
+ * recognised as this VM's (its pid file, its command line).
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qemu.h"
+#include "qemu_int.h"
+#include "qemu_launch.h"
+#include "units.h"
+
+static int check_files(struct qemu_vm *qv, char **ret_binary, char *err, size_t errlen)
+{
+        const char *files[][2] = {
+            {"kernel", qv->cfg.kernel}, {"initrd", qv->cfg.initrd}, {"disk", qv->cfg.disk}};
+        int r;
+
+        for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
+                if (files[i][1] && access(files[i][1], R_OK) < 0) {
+                        r = -errno;
+                        snprintf(err, errlen, "vm \"%s\": %s %s: %s%s", qv->vm->name, files[i][0],
+                                 files[i][1], strerror(-r),
+                                 qv->cfg.bundled_image && i < 2 ? " (build the guest image)" : "");
+                        return r;
+                }
+        }
+        if ((r = qemu_proc_find_binary(qv->cfg.qemu, ret_binary)) < 0) {
+                snprintf(err, errlen, "vm \"%s\": QEMU binary %s: %s", qv->vm->name, qv->cfg.qemu,
+                         r == -ENOENT && !strchr(qv->cfg.qemu, '/') ? "not found in PATH"
+                                                                    : strerror(-r));
+                return r;
+        }
+        return 0;
+}
+
+/*
+ * Is pid this VM's QEMU? dynmemd's pid file gives its start time, and its
+ * command line has the VM's -name; a QEMU an older dynmemd started (as root,
+ * writing its own pid file) has this VM's QMP socket path on its command line.
+ */
+bool qemu_start_is_ours(const struct qemu_vm *qv, pid_t pid, uint64_t start)
+{
+        char *word = start ? qemu_name_arg(qv->vm->name) : qemu_qmp_chardev_arg(qv->paths.qmp);
+        uint64_t now_start = 0;
+        bool ours = word && qemu_proc_cmdline_has(pid, word) == 0 &&
+                    (!start || (qemu_proc_start_time(pid, &now_start) == 0 && now_start == start));
+
+        free(word);
+        return ours;
+}
+
+/* The pid of a QEMU of this VM that still runs (from an earlier daemon), or 0. */
+pid_t qemu_start_leftover(struct qemu_vm *qv, uint64_t *ret_start)
+{
+        pid_t pid = 0;
+        uint64_t start = 0;
+
+        if (qemu_proc_read_pidfile(qv->paths.pid, &pid, &start) < 0 ||
+            !qemu_start_is_ours(qv, pid, start))
+                return 0;
+        if (ret_start)
+                *ret_start = start;
+        return pid;
+}
+
+static int make_dir(const char *path)
+{
+        if (mkdir(path, 0750) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* A header in the console log (append); returns the log's size after it. */
+static uint64_t log_header(struct qemu_vm *qv, int fd, char *const *argv)
+{
+        const struct qemu_identity *id = qemu_launch_identity(qv->qb->launch);
+        time_t now = time(NULL);
+        char when[64];
+        struct tm tm;
+
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime_r(&now, &tm));
+        dprintf(fd, "\n==== dynmem: starting vm \"%s\" at %s (%s), as user %s (uid %u), kernel %s",
+                qv->vm->name, when, qv->accel, id->name, (unsigned)id->uid, qv->cfg.kernel);
+        if (qv->cfg.initrd)
+                dprintf(fd, ", initrd %s", qv->cfg.initrd);
+        dprintf(fd, ":");
+        for (char *const *a = argv; *a; a++)
+                dprintf(fd, strpbrk(*a, " \t\"'") ? " '%s'" : " %s", *a);
+        dprintf(fd, "\n");
+        off_t end = lseek(fd, 0, SEEK_END);
+        return end > 0 ? (uint64_t)end : 0;
+}
+
+/* QEMU did not come up: one sentence naming the VM and the cause. */
+void qemu_start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen)
+{
+        char last[200] = "";
+
+        qemu_proc_log_last_line(qv->paths.console, qv->log_start, last, sizeof(last));
+        /* QEMU's messages start with a timestamp (-msg timestamp=on): not needed here. */
+        const char *msg = last;
+        if (strlen(msg) > 28 && msg[4] == '-' && msg[10] == 'T' && strchr(msg, 'Z') &&
+            strchr(msg, 'Z')[1] == ' ')
+                msg = strchr(msg, 'Z') + 2;
+        if (r == -ECHILD)
+                snprintf(err, errlen, "vm \"%s\": QEMU exited at start: %s", qv->vm->name,
+                         msg[0] ? msg : "no message (see the console log)");
+        else if (r == -ETIMEDOUT)
+                snprintf(err, errlen, "vm \"%s\": QEMU did not answer on %s within %d s; killed",
+                         qv->vm->name, qv->paths.qmp, QEMU_START_WAIT_MS / 1000);
+        else if (r == -ECANCELED)
+                snprintf(err, errlen, "vm \"%s\": stopped before QEMU finished starting",
+                         qv->vm->name);
+        else if (r == -EPROTO)
+                snprintf(err, errlen, "vm \"%s\": QEMU did not speak QMP on %s", qv->vm->name,
+                         qv->paths.qmp);
+        else
+                snprintf(err, errlen, "vm \"%s\": cannot talk to QEMU: %s", qv->vm->name,
+                         strerror(-r));
+        log_msg(LOG_ERR, "%s (console log %s)", err, qv->paths.console);
+}
+
+/* QEMU, as its user, with what it is handed (the launcher waits for its exec). */
+static int launch(struct qemu_vm *qv, const struct qemu_layout *l, char *binary, int log_fd,
+                  char *err, size_t errlen)
+{
+        const struct qemu_identity *id = qemu_launch_identity(qv->qb->launch);
+        struct qemu_vm_config c = qv->cfg;
+        struct qemu_handover h;
+        char **argv = NULL, why[320];
+        int r;
+
+        if ((r = qemu_handover_open(&qv->cfg, &qv->paths, log_fd, id, &h, why, sizeof(why))) < 0) {
+                snprintf(err, errlen, "vm \"%s\": %s", qv->vm->name, why);
+                return r;
+        }
+        c.qemu = binary;
+        if ((r = qemu_argv_build(qv->vm->name, &c, l, &qv->paths, &h, qv->kvm, &argv)) == 0) {
+                qv->log_start = log_header(qv, log_fd, argv);
+                r = qemu_launch_spawn(qv->qb->launch, argv, log_fd, h.fds, h.n, &qv->pid,
+                                      &qv->pidfd, why, sizeof(why));
+                if (r < 0)
+                        snprintf(err, errlen, "vm \"%s\": %s", qv->vm->name, why);
+        } else {
+                snprintf(err, errlen, "vm \"%s\": out of memory", qv->vm->name);
+        }
+        qemu_handover_close(&h, log_fd);
+        qemu_strv_free(argv);
+        if (r < 0) {
+                unlink(qv->paths.qmp);
+                unlink(qv->paths.agent);
+        }
+        return r;
+}
+
+/* Spawn QEMU; the start goes on in the loop (QMP). On failure nothing is left running. */
+static int spawn(struct qemu_vm *qv, const struct qemu_layout *l, char *binary, char *err,
+                 size_t errlen)
+{
+        uint64_t start = 0;
+        int r, log_fd;
+
+        unlink(qv->paths.pid);
+        log_fd =
+            open(qv->paths.console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (log_fd < 0) {
+                r = -errno;
+                snprintf(err, errlen, "vm \"%s\": console log %s: %s", qv->vm->name,
+                         qv->paths.console, strerror(-r));
+                return r;
+        }
+        r = launch(qv, l, binary, log_fd, err, errlen);
+        close(log_fd);
+        if (r < 0)
+                return r;
+        /* The pid file lets a later dynmemd find this QEMU (reattach), and no other. */
+        if (qemu_proc_start_time(qv->pid, &start) < 0 ||
+            (r = qemu_proc_write_pidfile(qv->paths.pid, qv->pid, start)) < 0)
+                log_msg(LOG_WARNING,
+                        "vm \"%s\": pid file %s: %s; a restarted dynmemd will not "
+                        "find this QEMU",
+                        qv->vm->name, qv->paths.pid, strerror(r < 0 ? -r : EINVAL));
+        return 0;
+}
+
+/* The start's deadline: QEMU that has not answered on QMP by now is killed. */
+static void on_start_timer(evutil_socket_t fd, short what, void *arg)
+{
+        struct qemu_vm *qv = arg;
+
+        (void)fd, (void)what;
+        if (qv->start_state != QEMU_START_PENDING)
+                return;
+        qv->start_killed = qv->start_closed ? -EPROTO : -ETIMEDOUT;
+        /* instance_gone() reports it once the pidfd says it is gone. */
+        qemu_backend_kill(qv, SIGKILL);
+}
+
+void qemu_backend_start_closed(struct qemu_vm *qv, const char *why)
+{
+        if (qv->start_state != QEMU_START_PENDING || qv->start_killed)
+                return; /* killed by the start itself: its reason stands */
+        /* QEMU that fails at start closes QMP first, then exits with its message: wait 2 s. */
+        qv->start_closed = true;
+        log_msg(LOG_DEBUG, "vm \"%s\": QMP closed while starting: %s", qv->vm->name, why);
+        qemu_timer_in(qv->start_ev, 2000);
+}
+
+void qemu_backend_start_done(struct qemu_vm *qv)
+{
+        if (qv->start_state != QEMU_START_PENDING)
+                return;
+        qv->start_state = QEMU_START_DONE;
+        event_del(qv->start_ev);
+        log_msg(LOG_INFO,
+                "vm \"%s\": QEMU pid %d started, accel %s, %llu MiB base + %llu MiB "
+                "virtio-mem, console %s",
+                qv->vm->name, (int)qv->pid, qv->accel,
+                (unsigned long long)(qv->mem.layout.startup / MIB),
+                (unsigned long long)(qv->mem.layout.region / MIB), qv->paths.console);
+        qemu_backend_wake(qv);
+}
+
+int qemu_backend_start_result(struct backend *b, struct vm *vm, char *err, size_t errlen)
+{
+        struct qemu_vm *qv = vm->backend_data;
+        enum qemu_start_state s = qv ? qv->start_state : QEMU_START_FAILED;
+
+        (void)b;
+        if (s == QEMU_START_PENDING)
+                return 0;
+        if (qv)
+                qv->start_state = QEMU_START_NONE;
+        if (s != QEMU_START_FAILED)
+                return 1;
+        snprintf(err, errlen, "%s", qv ? qv->start_error : "no QEMU state");
+        return -EIO;
+}
+
+/* Nothing of the VM runs, its files and binary are there, the folders exist. */
+static int check_can_start(struct qemu_backend *qb, struct qemu_vm *qv, char **ret_binary,
+                           char *err, size_t errlen)
+{
+        const char *name = qv->vm->name, *dir = NULL;
+        pid_t old;
+        int r;
+
+        if (qv->running) {
+                snprintf(err, errlen, "vm \"%s\": QEMU already runs (pid %d)", name, (int)qv->pid);
+                return -EBUSY;
+        }
+        if ((old = qemu_start_leftover(qv, NULL)) > 0) {
+                snprintf(err, errlen, "vm \"%s\": a QEMU of this VM still runs (pid %d)", name,
+                         (int)old);
+                return -EEXIST;
+        }
+        if ((r = check_files(qv, ret_binary, err, errlen)) < 0)
+                return r;
+        if ((r = qemu_accel_choose(qv->cfg.accel, &qv->kvm, qv->accel, sizeof(qv->accel))) < 0)
+                snprintf(err, errlen, "vm \"%s\": %s", name, qv->accel);
+        else if ((r = make_dir(dir = qb->run_dir)) < 0 || (r = make_dir(dir = qb->state_dir)) < 0)
+                snprintf(err, errlen, "vm \"%s\": directory %s: %s", name, dir, strerror(-r));
+        if (r < 0) {
+                free(*ret_binary);
+                *ret_binary = NULL;
+        }
+        return r;
+}
+
+/*
+ * Runs in the cycle: what it does before returning is local and bounded
+ * (stat and access of the VM's files, the pid file and /proc/PID/cmdline, a
+ * mkdir, binding two sockets, opening the files QEMU is handed, one header
+ * appended to the console log, the launcher's clone and exec); everything
+ * that waits for QEMU happens later in the loop (QMP, the deadline timer).
+ */
+int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen)
+{
+        struct qemu_backend *qb = b->priv;
+        struct qemu_vm *qv = vm->backend_data;
+        struct qemu_layout l;
+        char *binary = NULL;
+        int r;
+
+        (void)now_ms;
+        if (!qv || !qv->cfg_valid || !qv->paths.qmp || !qb->env.base || !qb->launch) {
+                snprintf(err, errlen,
+                         "vm \"%s\": no QEMU configuration, event loop or run directory", vm->name);
+                return -EINVAL;
+        }
+        if ((r = check_can_start(qb, qv, &binary, err, errlen)) < 0)
+                return r;
+        qemu_layout_from_settings(&vm->settings, &l);
+        r = spawn(qv, &l, binary, err, errlen);
+        free(binary);
+        if (r < 0)
+                return r;
+        qemu_mem_init(&qv->mem, &l, true);
+        qv->layout_verified = true;
+        qv->reserve_known = false;
+        qv->target_set = false;
+        qv->stats = (struct qemu_stats){0};
+        qv->agent_have = false;
+        qv->source = QEMU_SIGNAL_NONE;
+        qv->stop_phase = STOP_NONE;
+        qv->running = true;
+        qv->start_state = QEMU_START_PENDING;
+        qv->start_closed = false;
+        qv->start_killed = 0;
+        if ((r = qemu_backend_arm(qv)) < 0 ||
+            !(qv->start_ev = evtimer_new(qb->env.base, on_start_timer, qv))) {
+                qemu_backend_kill(qv, SIGKILL);
+                waitid((idtype_t)P_PIDFD, (id_t)qv->pidfd, &(siginfo_t){0}, WEXITED | WNOHANG);
+                qv->start_state = QEMU_START_NONE;
+                qemu_backend_detach(qv);
+                snprintf(err, errlen, "vm \"%s\": out of memory", vm->name);
+                return -ENOMEM;
+        }
+        /* The rest happens in the loop: QMP's greeting, its answer, or the deadline. */
+        qemu_timer_in(qv->start_ev, QEMU_START_WAIT_MS);
+        if (qemu_monitor_connect(qv) < 0)
+                qemu_monitor_reconnect_later(qv);
+        return BACKEND_START_PENDING;
+}

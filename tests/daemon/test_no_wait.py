@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""A balancing loop that never waits: while an exec: policy takes 3 s to answer,
+or a QEMU never answers its QMP greeting, `status` is answered at once and no
+cycle is skipped (as counted by dynmemd itself); the late reply is still applied,
+and the silent QEMU is killed after 20 s with the reason. A policy that answers
+garbage or dies keeps the VMs at their targets, is restarted after a pause that
+doubles, and is followed again once it answers."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import (MIB, WAIT, Skip, Tap, check, main, request, running,  # noqa: E402
+                        wait_for)
+
+tap = Tap()
+
+# The policy reads what to do from a file next to it, for every request: a
+# number of seconds to think, then a target for "web", or "garbage", or "die".
+POLICY = """#!/bin/sh
+dir=$(dirname "$0")
+while read -r line; do
+    echo "$line" > "$dir/last-request"
+    read -r mode < "$dir/mode"
+    case "$mode" in
+    garbage) echo 'this is not JSON' ;;
+    die) exit 3 ;;
+    *) set -- $mode; sleep "$1"; echo "{\\"targets\\": {\\"web\\": $2}}" ;;
+    esac
+done
+"""
+
+CONFIG = """
+memory = 8G
+interval = 100ms
+policy = exec:/bin/sh @DIR@/policy.sh
+
+[vm "web"]
+dynamic = yes
+startup = 1G
+minimum = 512M
+maximum = 4G
+trace = @DATA@/flat-300m.csv
+autostart = yes
+
+[vm "db"]
+dynamic = yes
+startup = 1G
+minimum = 512M
+maximum = 4G
+trace = @DATA@/flat-300m.csv
+autostart = yes
+"""
+
+
+def setup(d, mode):
+    with open(os.path.join(d.dir, "policy.sh"), "w") as f:
+        f.write(POLICY)
+    set_mode(d, mode)
+    d.write_config(CONFIG.replace("@DIR@", d.dir))
+
+
+def set_mode(d, mode):
+    path = os.path.join(d.dir, "mode")
+    with open(path + ".tmp", "w") as f:
+        f.write(mode + "\n")
+    os.rename(path + ".tmp", path)
+
+
+class daemon_with_policy(running):
+    def __init__(self, bins, mode):
+        super().__init__(bins, "")
+        setup(self.d, mode)
+
+
+def target(d, name):
+    return d.vm(name)["target_bytes"]
+
+
+def host(d):
+    return d.json("status")
+
+
+def timed_status(s):
+    t0 = time.monotonic()
+    s.sendall(request("status"))
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(65536)
+        check(chunk, "dynmemd closed the connection")
+        buf += chunk
+    check(json.loads(buf).get("ok"), "status failed", buf)
+    return time.monotonic() - t0
+
+
+@tap.case
+def status_and_cycles_do_not_wait_for_a_slow_policy(bins):
+    with daemon_with_policy(bins, f"3 {1536 * MIB}") as d:
+        wait_for(lambda: target(d, "web") == 1536 * MIB, "the first reply to be applied")
+        before = host(d)
+        # 100 status requests (or more) while the policy thinks for 3 s at a time.
+        p99, worst, calls = status_calls_while(d, 6.5)
+        after = host(d)
+        print(f"# {calls} status calls during 3 s replies: p99 {p99 * 1000:.1f} ms, "
+              f"max {worst * 1000:.1f} ms; cycles {after['cycles'] - before['cycles']}, "
+              f"skipped {after['cycles_skipped'] - before['cycles_skipped']}, "
+              f"lateness p99 {after['cycle_lateness_p99_ms']} ms", flush=True)
+        # A loop that waited for the policy would answer after up to 3 s and skip
+        # ~29 of the 100 ms cycles per reply.
+        check(worst < 1.0, f"a status call took {worst:.2f} s")
+        skipped = after["cycles_skipped"] - before["cycles_skipped"]
+        check(skipped < 10, f"{skipped} cycles skipped while the policy thought", after)
+        check(after["cycles"] - before["cycles"] >= 30, "too few cycles ran", before, after)
+        check("has not answered for" in d.log(), "lateness not reported", d.log())
+        # The late replies are applied: a new target is followed.
+        set_mode(d, f"3 {1280 * MIB}")
+        wait_for(lambda: target(d, "web") == 1280 * MIB, "a late reply to be applied")
+        check(d.log().count("has not answered for") <= 6, "lateness reported too often",
+              d.log())
+
+
+def status_calls_while(d, seconds, at_least=100):
+    """Time `status` requests on one connection for `seconds` (and at least 100)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(WAIT)
+    s.connect(d.socket)
+    times = []
+    t0 = time.monotonic()
+    while len(times) < at_least or time.monotonic() - t0 < seconds:
+        times.append(timed_status(s))
+        time.sleep(0.05)
+    s.close()
+    times.sort()
+    return times[int(len(times) * 0.99) - 1], times[-1], len(times)
+
+
+def policy_log(d):
+    return [line for line in d.log().splitlines() if "policy:" in line]
+
+
+@tap.case
+def garbage_or_death_keeps_targets_and_restarts_with_backoff(bins):
+    with daemon_with_policy(bins, f"0 {1536 * MIB}") as d:
+        wait_for(lambda: target(d, "web") == 1536 * MIB, "the policy's target")
+        db = target(d, "db")
+        set_mode(d, "garbage")
+        wait_for(lambda: "not JSON" in d.log(), "the garbage to be reported")
+        wait_for(lambda: "(2 in a row)" in d.log(), "a second failure after the pause")
+        log = "\n".join(policy_log(d))
+        check("restarted 1000 ms after its failure (1 in a row)" in log, "first pause not 1 s", log)
+        check("restarted 2000 ms after its failure (2 in a row)" in log, "second pause not 2 s",
+              log)
+        check(target(d, "web") == 1536 * MIB and target(d, "db") == db,
+              "a VM left its target while the policy failed", d.vms())
+        set_mode(d, "die")
+        wait_for(lambda: "exited with status 3" in d.log(), "the exit to be reported")
+        check(target(d, "web") == 1536 * MIB, "web left its target", d.vm("web"))
+        check(host(d)["cycles_skipped"] < 10, "cycles skipped", host(d))
+        # Answering again: followed again (after the pause, at most 4 s by now).
+        set_mode(d, f"0 {1280 * MIB}")
+        wait_for(lambda: target(d, "web") == 1280 * MIB, "the restarted policy's target")
+
+
+# QEMU itself, stopped before it runs: it never greets on QMP (a hung QEMU).
+FROZEN_QEMU = """#!/bin/sh
+kill -STOP $$
+exec qemu-system-x86_64 "$@"
+"""
+
+HUNG = """
+memory = 2G
+interval = 100ms
+backend = qemu
+
+[vm "hung"]
+startup = 256M
+kernel = @DIR@/vmlinuz
+qemu = @DIR@/frozen-qemu
+"""
+
+
+class daemon_with_frozen_qemu(running):
+    def __init__(self, bins):
+        super().__init__(bins, "")
+        with open(os.path.join(self.d.dir, "vmlinuz"), "w") as f:
+            f.write("never read: QEMU is stopped before it starts\n")
+        path = os.path.join(self.d.dir, "frozen-qemu")
+        with open(path, "w") as f:
+            f.write(FROZEN_QEMU)
+        os.chmod(path, 0o755)
+        self.d.write_config(HUNG.replace("@DIR@", self.d.dir))
+
+
+@tap.case
+def status_and_cycles_do_not_wait_for_a_silent_qemu(bins):
+    if not shutil.which("qemu-system-x86_64"):
+        raise Skip("qemu-system-x86_64 is not installed")
+    with daemon_with_frozen_qemu(bins) as d:
+        path = os.path.join(d.dir, "frozen-qemu")
+        before = host(d)
+        start = subprocess.Popen([d.dynmem, "--socket", d.socket, "start", "hung"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: d.vm("hung")["state"] == "starting", "the start to be under way")
+        p99, worst, calls = status_calls_while(d, 5.0)
+        after = host(d)
+        skipped = after["cycles_skipped"] - before["cycles_skipped"]
+        print(f"# {calls} status calls while QEMU does not greet: p99 {p99 * 1000:.1f} ms, "
+              f"max {worst * 1000:.1f} ms; cycles {after['cycles'] - before['cycles']}, "
+              f"skipped {skipped}", flush=True)
+        check(worst < 1.0, f"a status call took {worst:.2f} s")
+        check(skipped < 10, f"{skipped} cycles skipped while QEMU was silent", after)
+        check(d.vm("hung")["state"] == "starting", "the start ended early", d.vm("hung"))
+        # After 20 s it is killed, and the waiting `dynmem start` hears why.
+        out, err = start.communicate(timeout=WAIT)
+        check(start.returncode != 0 and "did not answer on" in err and "within 20 s" in err,
+              "the start's reply", start.returncode, out, err)
+        check(d.vm("hung")["state"] == "off", "the VM is not off", d.vm("hung"))
+        check(not subprocess.run(["pgrep", "-f", path], capture_output=True).stdout,
+              "the silent QEMU still runs")
+
+
+if __name__ == "__main__":
+    main(tap)

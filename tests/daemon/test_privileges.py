@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Who may do what, and what dynmemd keeps: members of [host] admin_group may change
+settings through the socket and readers may not (SO_PEERCRED and SO_PEERGROUPS, the
+groups of the connecting process); an admin_group that does not exist is a
+configuration error; run as root dynmemd says so once; run as the unit runs it (user
+dynmem in groups dynmem and kvm, with CAP_SETUID and CAP_SETGID, no_new_privs) it keeps
+those groups and no capability, and its exec: policy has none either; QEMU never runs as
+root (a qemu_user that is root or missing refuses every start, and is said), and
+without those capabilities it runs as dynmemd's own user, which is said."""
+import grp
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import Skip, Tap, check, main, need_root, running, wait_for  # noqa: E402
+
+tap = Tap()
+
+CONFIG = """
+memory = 4G
+interval = 100ms
+admin_group = staff
+
+[sim]
+speed = 20
+
+[vm "web1"]
+startup = 1G
+trace = @DATA@/small.csv
+autostart = yes
+"""
+
+
+def as_nobody(d, *args, groups=()):
+    """dynmem as nobody (group nogroup, the socket's), with these supplementary groups."""
+    cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup"]
+    cmd += [f"--groups={','.join(str(grp.getgrnam(g).gr_gid) for g in groups)}"] if groups \
+        else ["--clear-groups"]
+    env = dict(os.environ, ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+    return subprocess.run(cmd + [d.dynmem, "--socket", d.socket] + list(args),
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+@tap.case
+def admin_group_members_may_change_readers_may_not(bins):
+    with running(bins, CONFIG, group="nogroup") as d:
+        d.wait_state("web1", "running")
+        r = as_nobody(d, "set", "web1", "--weight", "1")
+        check(r.returncode == 1 and "needs root or group staff" in r.stderr,
+              "a reader may not change", r)
+        r = as_nobody(d, "set", "web1", "--weight", "7", groups=["staff"])
+        check(r.returncode == 0, "a member of staff may change", r.stderr)
+        check(d.vm("web1")["weight"] == 7, "the change holds", d.vm("web1"))
+        r = as_nobody(d, "stop", "web1", groups=["adm", "staff"])
+        check(r.returncode == 0, "also among other groups", r.stderr)
+        check("refused: needs root or group staff" in d.log(), "the refusal is logged", d.log())
+
+
+@tap.case
+def an_admin_group_that_does_not_exist_is_refused(bins):
+    with running(bins, "memory = 4G\n") as d:
+        with open(d.conf, "a") as f:
+            f.write("admin_group = no-such-group-dynmem\n")
+        r = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        check(r.returncode == 2 and "admin_group: there is no group no-such-group-dynmem"
+              in r.stderr, "dynmemd -n", r)
+
+
+@tap.case
+def as_root_it_says_so_once(bins):
+    need_root()
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        check(d.log().count("running as root") == 1, "said once", d.log())
+
+
+def caps(pid):
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return {k: fields[k].strip() for k in ("Uid", "Groups", "CapPrm", "CapEff", "CapInh",
+                                            "CapAmb", "NoNewPrivs")}
+
+
+@tap.case
+def as_the_unit_runs_it_it_keeps_no_capability(bins):
+    r = running(bins, CONFIG)
+    try:
+        user = r.d.as_the_unit()
+    except Skip:
+        r.d.cleanup()
+        raise
+    with r as d:
+        d.wait_state("web1", "running")
+        c = caps(d.proc.pid)
+        check(c["Uid"].split() == [str(user.pw_uid)] * 4, "runs as dynmem (all four)", c)
+        check({int(g) for g in c["Groups"].split()} == {user.pw_gid, grp.getgrnam("kvm").gr_gid},
+              "groups dynmem and kvm, no more", c)
+        for k in ("CapPrm", "CapEff", "CapInh", "CapAmb"):
+            check(int(c[k], 16) == 0, f"{k} is empty", c)
+        check(c["NoNewPrivs"] == "1", "no_new_privs", c)
+        check("without capabilities" in d.log(), "said", d.log())
+        d.ok("set", "web1", "--weight", "9")  # root may still change settings
+
+
+# A policy that writes down who it runs as, then answers every request.
+WHO_POLICY = """grep -E '^(Uid|Groups|Cap...|NoNewPrivs):' /proc/$$/status > @DIR@/policy-status.tmp
+mv @DIR@/policy-status.tmp @DIR@/policy-status
+while read -r line; do echo '{"targets": {}}'; done"""
+
+
+@tap.case
+def an_exec_policy_runs_as_dynmemd_without_capabilities(bins):
+    r = running(bins, "")
+    try:
+        with open(os.path.join(r.d.dir, "policy.sh"), "w") as f:
+            f.write(WHO_POLICY.replace("@DIR@", r.d.dir))
+        r.d.write_config(CONFIG.replace("admin_group = staff\n", "policy = exec:/bin/sh "
+                                        + os.path.join(r.d.dir, "policy.sh") + "\n"))
+        user = r.d.as_the_unit()
+    except Skip:
+        r.d.cleanup()
+        raise
+    with r as d:
+        path = os.path.join(d.dir, "policy-status")
+        wait_for(lambda: os.path.exists(path), "the policy to start")
+        with open(path) as f:
+            c = {k: v.strip() for k, v in (line.split(":", 1) for line in f)}
+        check(c["Uid"].split() == [str(user.pw_uid)] * 4, "as dynmem (all four)", c)
+        for k in ("CapPrm", "CapEff", "CapInh", "CapAmb"):
+            check(int(c[k], 16) == 0, f"{k} is empty", c)
+        check(int(c["CapBnd"], 16) & ~0xC0 == 0, "nothing beyond the unit's bounding set", c)
+        check(c["NoNewPrivs"] == "1", "no_new_privs", c)
+
+
+# The QEMU backend with a VM that is never really started: what it says about who
+# QEMU runs as, and whether a start is refused, comes before QEMU is run.
+QEMU_CONFIG = """
+memory = 2G
+interval = 100ms
+backend = qemu
+@USER@
+
+[vm "q1"]
+startup = 256M
+kernel = @DIR@/vmlinuz
+qemu = /bin/false
+"""
+
+
+def qemu_daemon(bins, user_line):
+    r = running(bins, "")
+    with open(os.path.join(r.d.dir, "vmlinuz"), "w") as f:
+        f.write("never read\n")
+    r.d.write_config(QEMU_CONFIG.replace("@DIR@", r.d.dir).replace("@USER@", user_line))
+    return r
+
+
+@tap.case
+def qemu_never_runs_as_root(bins):
+    need_root()
+    for line, said in (("qemu_user = root", "QEMU never runs as root, and user root is root"),
+                       ("qemu_user = no-such-user-dynmem",
+                        "there is no user no-such-user-dynmem for QEMU")):
+        with qemu_daemon(bins, line) as d:
+            check(f"no VM can start: {said}" in d.log(), "said at start", d.log())
+            d.fails("start", "q1", contains=said)
+            check(d.vm("q1")["state"] == "off", "not started", d.vm("q1"))
+
+
+@tap.case
+def without_capabilities_qemu_runs_as_dynmemds_own_user(bins):
+    r = qemu_daemon(bins, "")
+    try:
+        user = r.d.as_the_unit()
+    except Skip:
+        r.d.cleanup()
+        raise
+    r.d.prefix = [a for a in r.d.prefix if "caps" not in a and "bounding" not in a]
+    with r as d:
+        check(f"QEMU runs as dynmemd's own user {user.pw_name} (uid {user.pw_uid})" in d.log(),
+              "said at start", d.log())
+
+
+if __name__ == "__main__":
+    main(tap)
