@@ -60,10 +60,10 @@ static void estimate_from_demand(struct policy_vm *vm, uint64_t demand)
  * uses now or is expected to use at the next decision (its recent rate of
  * change carried on as far as its changes have carried on before), whichever
  * is more; want is the expected use plus the headroom: the buffer, or more
- * when the VM's unforeseen rises have been larger (the buffer is the floor:
- * the operator's choice is never cut in plenty). `scale` is the learned
- * correction of the figure, permille. Returns the learned headroom,
- * uncorrected.
+ * when the VM's unforeseen rises have been larger. With the headroom pool
+ * (policy_pool.c) this want is provisional: the pool sets the headroom once
+ * every VM is estimated. `scale` is the learned correction of the figure,
+ * permille. Returns the learned headroom, uncorrected.
  */
 static uint64_t estimate_learned(struct policy_vm *vm, uint64_t expected, uint64_t scale,
                                  const struct policy_tunables *t)
