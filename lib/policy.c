@@ -273,6 +273,7 @@ struct decision {
         uint64_t unprobed_want;     /* what the running VMs want before any probe cuts it */
         uint64_t sum_level[LEVELS]; /* what the participants hold at each level */
         struct policy_decay decay;  /* the history's decay factor, per interval */
+        struct policy_pool pool;    /* the headroom pool, filled as the VMs are estimated */
         bool filled;                /* water-filling set the ideals */
         int base_level;             /* else: the level everyone gets */
         uint64_t held;              /* memory the running VMs hold, or may take (committed()) */
@@ -319,9 +320,11 @@ static void estimate_all(struct decision *d, size_t n)
                 vm->target_bytes = vm->ideal_bytes = 0;
                 if (vm->phase != POLICY_PHASE_OFF)
                         policy_estimate_one(d->cfg, vm, d->now, &d->decay);
+                if (vm->pooled)
+                        policy_pool_add(&d->pool, vm, &d->cfg->tunables);
         }
         if (d->cfg->kind == POLICY_DYNMEM)
-                policy_pool_share(d->vms, n, &d->cfg->tunables);
+                policy_pool_share(&d->pool, d->vms, n, &d->cfg->tunables);
         for (size_t i = 0; i < n; i++) {
                 struct policy_vm *vm = &d->vms[i];
 

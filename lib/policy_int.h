@@ -117,9 +117,21 @@ size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, d
 /*
  * The headroom pool (policy_pool.c): the VMs whose want came from their
  * learned rises (vm->pooled) share the headroom the buffers would give them
- * in all; called between the estimate and the allocation.
+ * in all. Each VM is added right after its estimate, while its history is
+ * still in the cache (its hull binned by slope, its buffer summed); the pool
+ * is shared once every VM is estimated, before the allocation.
  */
-void policy_pool_share(struct policy_vm *vms, size_t n, const struct policy_tunables *t);
+#define POLICY_PRICE_BINS 4096
+
+struct policy_pool {
+        double bins[POLICY_PRICE_BINS]; /* bytes of cover worth each price, by its bin */
+        uint64_t buffers;               /* the pooled VMs' buffers, summed */
+};
+
+void policy_pool_add(struct policy_pool *pool, const struct policy_vm *vm,
+                     const struct policy_tunables *t);
+void policy_pool_share(const struct policy_pool *pool, struct policy_vm *vms, size_t n,
+                       const struct policy_tunables *t);
 
 /*
  * The grow edge: below it a VM is grown toward `top` (its want, or its ideal

@@ -33,21 +33,26 @@ static uint64_t cover_at(const struct policy_vm *vm, double price, const struct 
 /*
  * Prices per byte of cover, as logarithms: a share of rises per byte, from 1
  * per 2^50 bytes (everything worth covering) to 1 per 2^10 (nothing is), in
- * PRICE_BINS steps.
+ * POLICY_PRICE_BINS steps.
  */
 #define PRICE_LOG_LO (-50.0 * M_LN2)
 #define PRICE_LOG_HI (-10.0 * M_LN2)
-#define PRICE_BINS   4096
+#define PRICE_BINS   POLICY_PRICE_BINS
 #define PRICE_STEP   ((PRICE_LOG_HI - PRICE_LOG_LO) / PRICE_BINS)
 
-/* Adds the bytes of cover each segment of the VM's hull is worth, by its slope's bin. */
-static void add_segments(const struct policy_vm *vm, double *bins, const struct policy_tunables *t)
+/*
+ * Adds the VM's buffer to the pool, and the bytes of cover each segment of
+ * its hull is worth to the bin of the segment's slope.
+ */
+void policy_pool_add(struct policy_pool *pool, const struct policy_vm *vm,
+                     const struct policy_tunables *t)
 {
         double slope[POLICY_RISE_BUCKETS + 1], bytes[POLICY_RISE_BUCKETS + 1];
         size_t k = policy_history_hull(&vm->memory.history, t->headroom_period_ms, slope, bytes);
         double scale = (double)vm->pool_scale / 1000.0, at = 0.0;
         double cap = (double)vm->cover_bytes / scale; /* in the history's bytes */
 
+        pool->buffers = add_sat(pool->buffers, buffer_of(vm));
         for (size_t i = 0; i < k && at < cap; i++) {
                 double x = log(slope[i]);
                 if (x < PRICE_LOG_LO)
@@ -55,39 +60,28 @@ static void add_segments(const struct policy_vm *vm, double *bins, const struct 
                 int bin =
                     x >= PRICE_LOG_HI ? PRICE_BINS - 1 : (int)((x - PRICE_LOG_LO) / PRICE_STEP);
                 double len = at + bytes[i] > cap ? cap - at : bytes[i];
-                bins[bin] += len * scale;
+                pool->bins[bin] += len * scale;
                 at += bytes[i];
         }
 }
 
 /*
- * The lowest price (to PRICE_STEP) whose covers fit the pool: every VM's hull
- * segments are binned by slope, in the same pass that sums the buffers, and
- * the bins are summed from the steepest down until the pool is spent. Returns
- * the price; *ret_covers is what the covers hold at it, *ret_buffers the buffers.
+ * The lowest price (to PRICE_STEP) whose covers fit the pool: the bins are
+ * summed from the steepest down until the pool is spent. Returns the price;
+ * *ret_covers is what the covers hold at it.
  */
-static double price_for(const struct policy_vm *vms, size_t n, const struct policy_tunables *t,
-                        uint64_t *ret_covers, uint64_t *ret_buffers)
+static double price_for(const struct policy_pool *pool, const struct policy_tunables *t,
+                        uint64_t *ret_covers)
 {
-        double bins[PRICE_BINS] = {0}, sum = 0.0; /* 32 KiB of stack */
-        uint64_t buffers = 0;
+        double pool_bytes = (double)scale_permille(pool->buffers, 10ull * t->headroom_pool_percent);
+        double price = exp(PRICE_LOG_LO), sum = 0.0;
 
-        for (size_t i = 0; i < n; i++) {
-                if (!vms[i].pooled)
-                        continue;
-                buffers = add_sat(buffers, buffer_of(&vms[i]));
-                add_segments(&vms[i], bins, t);
-        }
-        double pool = (double)scale_permille(buffers, 10ull * t->headroom_pool_percent);
-        double price = exp(PRICE_LOG_LO);
-
-        *ret_buffers = buffers;
         for (int b = PRICE_BINS - 1; b >= 0; b--) {
-                if (sum + bins[b] > pool) {
+                if (sum + pool->bins[b] > pool_bytes) {
                         price = exp(PRICE_LOG_LO + (b + 1) * PRICE_STEP);
                         break;
                 }
-                sum += bins[b];
+                sum += pool->bins[b];
         }
         *ret_covers = (uint64_t)sum;
         return price;
@@ -113,15 +107,16 @@ static void set_want(struct policy_vm *vm, uint64_t headroom)
         vm->want_bytes = clamp_u64(want, s->minimum_bytes, s->maximum_bytes);
 }
 
-void policy_pool_share(struct policy_vm *vms, size_t n, const struct policy_tunables *t)
+void policy_pool_share(const struct policy_pool *pool, struct policy_vm *vms, size_t n,
+                       const struct policy_tunables *t)
 {
-        uint64_t covers, buffers;
+        uint64_t covers, buffers = pool->buffers;
 
         if (!t->headroom_pool_percent)
                 return;
-        double price = price_for(vms, n, t, &covers, &buffers);
-        uint64_t pool = scale_permille(buffers, 10ull * t->headroom_pool_percent);
-        double left = covers < pool ? (double)(pool - covers) : 0.0;
+        double price = price_for(pool, t, &covers);
+        uint64_t pool_bytes = scale_permille(buffers, 10ull * t->headroom_pool_percent);
+        double left = covers < pool_bytes ? (double)(pool_bytes - covers) : 0.0;
 
         for (size_t i = 0; i < n; i++) {
                 struct policy_vm *vm = &vms[i];
