@@ -211,6 +211,12 @@ uint64_t policy_history_priced(const struct policy_history *h, double price, uin
                         best_cost = cost;
                         best = lower;
                 }
+                /*
+                 * Every lower edge misses at least the share above this one,
+                 * and rounding keeps that order: none can cost less.
+                 */
+                if (above * unit >= best_cost)
+                        break;
         }
         return (uint64_t)best;
 }
