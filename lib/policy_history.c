@@ -24,11 +24,25 @@ static const uint64_t bucket_starts[] = {
     0,       PAIR(0), PAIR(1), PAIR(2), PAIR(3),  PAIR(4),  PAIR(5),
     PAIR(6), PAIR(7), PAIR(8), PAIR(9), PAIR(10), PAIR(11),
 };
+/*
+ * The covers of policy_history_hull()'s points, by bucket b from 1: none for
+ * b = 1 (the bottom bucket is no cover), the start of bucket b up to the
+ * last, whose end is its start x sqrt(2).
+ */
+#define DPAIR(k) (double)EVEN(k), (double)ODD(k)
+static const double hull_edges[] = {
+    0.0,      0.0,      (double)ODD(0), DPAIR(1),         DPAIR(2),
+    DPAIR(3), DPAIR(4), DPAIR(5),       DPAIR(6),         DPAIR(7),
+    DPAIR(8), DPAIR(9), DPAIR(10),      (double)EVEN(11), (double)EVEN(11) * M_SQRT2,
+};
+#undef DPAIR
 #undef PAIR
 #undef ODD
 #undef EVEN
 _Static_assert(sizeof(bucket_starts) / sizeof(bucket_starts[0]) >= POLICY_RISE_BUCKETS + 1,
                "every bucket has a start, and the last an end");
+_Static_assert(sizeof(hull_edges) / sizeof(hull_edges[0]) == POLICY_RISE_BUCKETS + 1,
+               "a hull point per bucket from 1 (index 0 unused), the last at its top");
 
 static uint64_t bucket_start(unsigned b)
 {
@@ -203,9 +217,8 @@ uint64_t policy_history_priced(const struct policy_history *h, double price, uin
                                                          : (double)bucket_start(top) * M_SQRT2;
         double best_cost = price * top_bytes, best = top_bytes;
         for (unsigned b = top + 1u; b-- > 1;) {
-                double start = (double)bucket_start(b);
                 above += h->rise_weight[b];
-                double lower = b > 1 ? start : 0.0; /* below the first bucket is no cover at all */
+                double lower = hull_edges[b]; /* below the first bucket is no cover at all */
                 double cost = above * unit + price * lower;
                 if (cost < best_cost) {
                         best_cost = cost;
@@ -221,10 +234,9 @@ uint64_t policy_history_priced(const struct policy_history *h, double price, uin
         return (uint64_t)best;
 }
 
-size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, double *slope,
-                           double *bytes)
+size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, double *x, double *y)
 {
-        double sum = h->weight_sum, unit, hx[POLICY_RISE_BUCKETS + 1], ty[POLICY_RISE_BUCKETS + 1];
+        double sum = h->weight_sum, unit;
         size_t m = 0;
 
         if (!(sum > 0.0) || h->top == 0)
@@ -232,31 +244,21 @@ size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, d
         unit = 1.0 / sum;
         if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
                 unit *= (double)h->last_dt_ms / (double)period_ms;
+        unsigned top = h->top;
         double above = 0.0;
-        for (unsigned b = 1; b <= h->top; b++)
+        for (unsigned b = 1; b <= top; b++)
                 above += h->rise_weight[b];
         /* The points (cover, share missed) of policy_history_priced(), cover ascending. */
-        for (unsigned b = 1; b <= h->top + 1u; b++) {
-                double x = b == 1                    ? 0.0
-                           : b < POLICY_RISE_BUCKETS ? (double)bucket_start(b)
-                                                     : (double)bucket_start(b - 1) * M_SQRT2;
-                double y = above * unit;
+        for (unsigned b = 1; b <= top + 1u; b++) {
+                double px = hull_edges[b], py = above * unit;
                 /* The lower hull: drop points above the line from the one before to this one. */
-                while (m >= 2 && (ty[m - 1] - ty[m - 2]) * (x - hx[m - 2]) >=
-                                     (y - ty[m - 2]) * (hx[m - 1] - hx[m - 2]))
+                while (m >= 2 && (y[m - 1] - y[m - 2]) * (px - x[m - 2]) >=
+                                     (py - y[m - 2]) * (x[m - 1] - x[m - 2]))
                         m--;
-                hx[m] = x;
-                ty[m++] = y;
-                if (b <= h->top)
+                x[m] = px;
+                y[m++] = py;
+                if (b <= top)
                         above -= h->rise_weight[b];
         }
-        size_t k = 0;
-        for (size_t i = 0; i + 1 < m; i++) {
-                if (!(ty[i] > ty[i + 1]))
-                        break; /* nothing more is missed above: no cover beyond is worth a byte */
-                bytes[k] = hx[i + 1] - hx[i];
-                slope[k] = (ty[i] - ty[i + 1]) / bytes[k];
-                k++;
-        }
-        return k;
+        return m;
 }

@@ -106,13 +106,15 @@ uint64_t policy_history_priced(const struct policy_history *h, double price, uin
 
 /*
  * The same choice for every price at once: the lower convex hull of the
- * points (cover, share of rises missed) as segments from a cover of 0 up,
- * each with its length in bytes and its slope (share per byte, decreasing
- * along the hull): at price p the cover worth it is the sum of the lengths
- * of the segments steeper than p. At most POLICY_RISE_BUCKETS segments.
+ * points (cover, share of rises missed), cover ascending, as its vertices in
+ * x (bytes) and y (share); returns how many (at most POLICY_RISE_BUCKETS + 1,
+ * 0 with no history). Along the hull the share falls ever less steeply: at
+ * price p the cover worth it is the x where the slope of the hull's segments
+ * (share per byte) falls to p; once the share stops falling no further cover
+ * is worth a byte.
  */
-size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, double *slope,
-                           double *bytes);
+size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, double *x,
+                           double *y);
 
 /*
  * The headroom pool (policy_pool.c): the VMs whose want came from their

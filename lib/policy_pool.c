@@ -47,21 +47,26 @@ static uint64_t cover_at(const struct policy_vm *vm, double price, const struct 
 void policy_pool_add(struct policy_pool *pool, const struct policy_vm *vm,
                      const struct policy_tunables *t)
 {
-        double slope[POLICY_RISE_BUCKETS + 1], bytes[POLICY_RISE_BUCKETS + 1];
-        size_t k = policy_history_hull(&vm->memory.history, t->headroom_period_ms, slope, bytes);
+        double x[POLICY_RISE_BUCKETS + 1], y[POLICY_RISE_BUCKETS + 1];
         double scale = (double)vm->pool_scale / 1000.0, at = 0.0;
         double cap = (double)vm->cover_bytes / scale; /* in the history's bytes */
 
         pool->buffers = add_sat(pool->buffers, buffer_of(vm));
-        for (size_t i = 0; i < k && at < cap; i++) {
-                double x = log(slope[i]);
-                if (x < PRICE_LOG_LO)
+        if (vm->cover_bytes == 0)
+                return; /* no cover to bin (cap is 0, or NaN with a scale of 0) */
+        size_t m = policy_history_hull(&vm->memory.history, t->headroom_period_ms, x, y);
+        for (size_t i = 0; i + 1 < m && at < cap; i++) {
+                if (!(y[i] > y[i + 1]))
+                        break; /* nothing more is missed above: no cover beyond is worth a byte */
+                double bytes = x[i + 1] - x[i], slope = (y[i] - y[i + 1]) / bytes;
+                double lx = log(slope);
+                if (lx < PRICE_LOG_LO)
                         break; /* the slopes fall along the hull: none further is worth it */
                 int bin =
-                    x >= PRICE_LOG_HI ? PRICE_BINS - 1 : (int)((x - PRICE_LOG_LO) / PRICE_STEP);
-                double len = at + bytes[i] > cap ? cap - at : bytes[i];
+                    lx >= PRICE_LOG_HI ? PRICE_BINS - 1 : (int)((lx - PRICE_LOG_LO) / PRICE_STEP);
+                double len = at + bytes > cap ? cap - at : bytes;
                 pool->bins[bin] += len * scale;
-                at += bytes[i];
+                at += bytes;
         }
 }
 
