@@ -70,6 +70,7 @@ static void free_events(struct qemu_vm *qv)
 /* Forget the instance without touching the process (daemon shutdown, forget_vm). */
 void qemu_backend_detach(struct qemu_vm *qv)
 {
+        qemu_start_cancel_probe(qv, false);
         qemu_agent_free(qv->agent_conn);
         qv->agent_conn = NULL;
         qemu_monitor_close(qv);
@@ -276,6 +277,10 @@ static int qemu_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_
         struct qemu_vm *qv = vm->backend_data;
 
         (void)b, (void)now_ms;
+        if (qv && qv->probe) { /* still asking the binary what it offers: no QEMU of the VM yet */
+                qemu_start_cancel_probe(qv, true);
+                return 0;
+        }
         if (!qv || !qv->running || check_exit(qv))
                 return 0;
         if (qv->start_state == QEMU_START_PENDING) { /* nothing booted yet to shut down */
@@ -316,73 +321,6 @@ static int qemu_set_target(struct backend *b, struct vm *vm, uint64_t target_byt
         return 0;
 }
 
-/* Measure the guest kernel's reservation again from a MemTotal sampled at sampled_ms. */
-static void note_mem_total(struct qemu_vm *qv, uint64_t mem_total, uint64_t sampled_ms)
-{
-        uint64_t reserve;
-
-        if (qemu_mem_guest_reserve(&qv->mem, mem_total, sampled_ms, &reserve)) {
-                qv->reserve = reserve;
-                qv->reserve_known = true;
-        }
-}
-
-/* The guest's demand as the host holds it: plus what its kernel keeps out of MemTotal. */
-static uint64_t host_demand(const struct qemu_vm *qv, uint64_t guest_demand)
-{
-        uint64_t reserve = qv->reserve_known ? qv->reserve : 0;
-
-        return guest_demand > UINT64_MAX - reserve ? UINT64_MAX : guest_demand + reserve;
-}
-
-/*
- * Demand and what the guest sees: the agent's report when it is fresh and
- * knows the demand, else the balloon statistics when fresh, else nothing.
- * Demand is in the host's terms, as assigned memory is: the guest's figure
- * plus the memory its kernel keeps out of MemTotal (docs/demand.md).
- */
-static void observe_guest(struct qemu_vm *qv, uint64_t now_ms, struct vm_observation *o)
-{
-        uint64_t mono = mono_ms();
-        const struct qemu_stats *s = &qv->stats;
-
-        qv->source = QEMU_SIGNAL_NONE;
-        if (qv->agent_have && qv->agent.demand_known &&
-            mono - qv->agent.report_ms < QEMU_AGENT_FRESH_MS) {
-                const struct agent_estimate *r = &qv->agent;
-                uint64_t age = mono - r->report_ms;
-                if (r->visible_known)
-                        note_mem_total(qv, r->visible_bytes, r->report_ms);
-                o->demand_known = r->demand_known;
-                o->demand_bytes = host_demand(qv, r->demand_bytes);
-                o->demand_time_ms = now_ms > age ? now_ms - age : 0;
-                o->stall_known = r->stall_known;
-                o->stall_fraction = r->stall_fraction;
-                o->stall_urgent = r->stall_known && r->urgent_reports != qv->urgent_observed;
-                o->guest_visible_known = r->visible_known;
-                o->guest_visible_bytes = r->visible_bytes;
-                o->guest_available_known = r->available_known;
-                o->guest_available_bytes = r->available_bytes;
-                qv->source = QEMU_SIGNAL_AGENT;
-                return;
-        }
-        if (!s->known || mono - s->sampled_ms >= QEMU_STATS_FRESH_MS)
-                return;
-        qv->source = QEMU_SIGNAL_BALLOON;
-        /* With deflate-on-oom the balloon stays in MemTotal and counts as used: take it out. */
-        const struct qemu_mem *m = &qv->mem;
-        uint64_t balloon = m->actual < m->layout.startup ? m->layout.startup - m->actual : 0;
-        uint64_t used = s->total - s->available, age = mono - s->sampled_ms;
-        note_mem_total(qv, s->total, s->sampled_ms);
-        o->demand_known = true;
-        o->demand_bytes = host_demand(qv, used > balloon ? used - balloon : 0);
-        o->demand_time_ms = now_ms > age ? now_ms - age : 0;
-        o->guest_visible_known = true;
-        o->guest_visible_bytes = s->total;
-        o->guest_available_known = true;
-        o->guest_available_bytes = s->available;
-}
-
 static int qemu_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
                         struct vm_observation *ret)
 {
@@ -396,8 +334,7 @@ static int qemu_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
                 return 0;
         }
         o.assigned_bytes = qv->mem.known ? qemu_mem_assigned(&qv->mem) : qv->guess_assigned;
-        observe_guest(qv, now_ms, &o);
-        qv->urgent_observed = qv->agent.urgent_reports; /* one observation per urgent report */
+        qemu_signal_observe(&qv->sig, &qv->mem, now_ms, mono_ms(), &o);
         if (qemu_proc_rss(qv->pid, &rss) == 0)
                 o.host_rss_bytes = rss;
         *ret = o;
@@ -447,13 +384,11 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         qv->log_start = stat(qv->paths.console, &st) == 0 ? (uint64_t)st.st_size : 0;
         qemu_layout_from_settings(&vm->settings, &l);
         qemu_mem_init(&qv->mem, &l, false);
+        qv->features = (struct qemu_features){0}; /* the running QEMU will say */
         qv->layout_verified = false;
-        qv->reserve_known = false;
         qv->target_set = false;
         qv->guess_assigned = vm->obs.assigned_bytes ? vm->obs.assigned_bytes : l.startup;
-        qv->stats = (struct qemu_stats){0};
-        qv->agent_have = false;
-        qv->source = QEMU_SIGNAL_NONE;
+        qemu_signal_reset(&qv->sig);
         qv->stop_phase = STOP_NONE;
         qv->running = true;
         if ((r = qemu_backend_arm(qv)) < 0) {
@@ -491,10 +426,8 @@ const char *qemu_backend_agent_socket(const struct vm *vm)
 static void on_agent_report(void *userdata, const struct agent_estimate *e)
 {
         struct qemu_vm *qv = userdata;
-        bool urgent = e->urgent_reports != qv->agent.urgent_reports;
+        bool urgent = qemu_signal_agent(&qv->sig, e);
 
-        qv->agent = *e;
-        qv->agent_have = true;
         if (urgent && bucket_take(&qv->wake, (double)mono_ms()))
                 qemu_backend_wake(qv);
 }
@@ -509,9 +442,9 @@ void qemu_backend_agent_start(struct qemu_vm *qv)
         if (qv->agent_conn || !qv->running)
                 return;
         /* A new parser counts urgent reports from 0. */
-        qv->agent = (struct agent_estimate){0};
-        qv->agent_have = false;
-        qv->urgent_observed = 0;
+        qv->sig.agent = (struct agent_estimate){0};
+        qv->sig.agent_have = false;
+        qv->sig.urgent_observed = 0;
         r = qemu_agent_new(qv->qb->env.base, qv->vm->name, qv->paths.agent, limit, &agent_hooks, qv,
                            &qv->agent_conn);
         if (r < 0) {
@@ -524,16 +457,9 @@ void qemu_backend_agent_start(struct qemu_vm *qv)
 
 static const char *signal_source(const struct vm *vm)
 {
-        static const char *const names[] = {
-            [QEMU_SIGNAL_NONE] = "none",
-            [QEMU_SIGNAL_AGENT] = "agent",
-            [QEMU_SIGNAL_BALLOON] = "balloon",
-        };
         const struct qemu_vm *qv = vm->backend_data;
 
-        if (!qv || !qv->running || (unsigned)qv->source >= sizeof(names) / sizeof(*names))
-                return names[QEMU_SIGNAL_NONE];
-        return names[qv->source];
+        return qemu_signal_name(qv && qv->running ? qv->sig.source : QEMU_SIGNAL_NONE);
 }
 
 int qemu_backend_agent_drop(struct vm *vm)
@@ -564,8 +490,11 @@ static void qemu_describe(struct backend *b, const struct vm *vm,
         unsigned v[3] = {0};
         if (qv->qmp)
                 qmp_version(qv->qmp, &v[0], &v[1], &v[2]);
+        if (!v[0] && qv->features.known) /* QMP reconnecting: what was chosen or seen */
+                memcpy(v, qv->features.version, sizeof(v));
         if (v[0])
                 snprintf(ret->version, sizeof(ret->version), "%u.%u.%u", v[0], v[1], v[2]);
+        qemu_features_to_description(&qv->features, ret);
         ret->resizing = qv->target_set && !qemu_mem_settled(&qv->mem);
         ret->agent_state = agent_state_name(AGENT_DISCONNECTED);
         if (qv->agent_conn) {
@@ -593,6 +522,7 @@ int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret)
             .balloon_actual_bytes = qv->mem.actual,
             .plugged_bytes = qv->mem.plugged,
             .requested_bytes = qv->mem.requested,
+            .features = qv->features,
             .console_log = qv->paths.console,
         };
         qemu_describe(NULL, vm, &ret->desc);
@@ -637,6 +567,7 @@ static void qemu_destroy(struct backend *b)
         qb = priv(b);
         while (qb->n > 0)
                 qemu_forget_vm(b, qb->vms[0]->vm);
+        qemu_probe_cache_free(qb); /* its QEMUs are killed through the launcher */
         qemu_launch_free(qb->launch);
         free(qb->vms);
         free(qb->run_dir);

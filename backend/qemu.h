@@ -11,8 +11,8 @@
  * the VM below startup. Assigned = balloon "actual" + virtio-mem "size",
  * both read back from QEMU, never assumed. See docs/qemu-backend.md.
  *
- * VM keys: kernel, initrd, append, disk, cpus, accel, qemu, qemu_args,
- * shutdown_timeout. Without kernel, the bundled guest image in
+ * VM keys: kernel, initrd, append, disk, cpus, accel, machine, qemu,
+ * qemu_args, shutdown_timeout. Without kernel, the bundled guest image in
  * DYNMEM_GUEST_IMAGE_DIR (the build's guest/ folder; the environment
  * variable of the same name overrides it) is used.
  *
@@ -74,6 +74,47 @@ enum qemu_signal {
 int qemu_backend_agent_drop(struct vm *vm);
 
 /*
+ * What a VM's QEMU offers and what dynmem chose from it: asked of the QEMU
+ * binary before the VM starts (backend/qemu_probe.c, cached per binary),
+ * then read back from the VM's own QMP. See docs/qemu-backend.md, "QEMU
+ * versions".
+ */
+#define QEMU_MACHINE_NAME_MAX 64
+#define QEMU_WHY_MAX          160
+
+/*
+ * Why dynmem does not pass -run-with user=, even to a QEMU that offers it:
+ * the option drops privileges in a QEMU started with them, and the launcher
+ * (qemu_launch.h) starts every QEMU without (docs/security.md).
+ */
+#define QEMU_RUN_WITH_UNUSED                                                                       \
+        "dynmem-launcher starts QEMU unprivileged; -run-with user= is for a QEMU started as "      \
+        "root, which dynmem never runs"
+
+enum qemu_switch {
+        QEMU_SWITCH_UNSET, /* not on the command line: QEMU's default (or no such property) */
+        QEMU_SWITCH_OFF,
+        QEMU_SWITCH_ON,
+};
+
+struct qemu_features {
+        bool known;     /* chosen at start, or read back after a reattach */
+        bool confirmed; /* the running VM's QMP said the same */
+        unsigned version[3];
+        char machine[QEMU_MACHINE_NAME_MAX]; /* the versioned machine type, e.g. pc-i440fx-10.0 */
+        bool vmem;                           /* the VM has a virtio-mem device */
+        enum qemu_switch unplugged_inaccessible;
+        char unplugged_inaccessible_why[QEMU_WHY_MAX];
+        bool dynamic_memslots; /* virtio-mem maps only the memory slots in use (QEMU >= 8.2) */
+        char dynamic_memslots_why[QEMU_WHY_MAX];
+        /* What this QEMU offers that the backend does not use. */
+        bool run_with_user; /* -run-with user= (QEMU >= 9.1; -runas before, gone in 10.0) */
+        char run_with_why[QEMU_WHY_MAX]; /* why dynmem does not use it */
+        bool hv_balloon;      /* the hv-balloon device (QEMU >= 8.2 with KVM's Hyper-V SynIC) */
+        bool early_migration; /* virtio-mem's x-early-migration (QEMU >= 8.0) */
+};
+
+/*
  * A VM's QEMU as the backend sees it, for tests: what describe() says
  * (signal, agent, pid, accelerator, version, resizing) plus the memory read
  * back and the agent connection's counters.
@@ -89,6 +130,7 @@ struct qemu_vm_info {
         uint64_t balloon_actual_bytes;
         uint64_t plugged_bytes;
         uint64_t requested_bytes;
+        struct qemu_features features; /* what QEMU offers and what dynmem chose */
         const char *console_log;
         bool agent_connected;
         uint64_t agent_connects;     /* connections made to the agent socket by this backend */

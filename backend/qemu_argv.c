@@ -25,6 +25,7 @@ void qemu_paths_free(struct qemu_paths *p)
         free(p->qmp);
         free(p->agent);
         free(p->pid);
+        free(p->probe);
         free(p->console);
         *p = (struct qemu_paths){0};
 }
@@ -38,12 +39,13 @@ int qemu_paths_make(const char *run_dir, const char *state_dir, const char *name
         if (asprintf(&p.qmp, "%s/%s.qmp", run_dir, name) < 0 ||
             asprintf(&p.agent, "%s/%s.agent", run_dir, name) < 0 ||
             asprintf(&p.pid, "%s/%s.pid", run_dir, name) < 0 ||
+            asprintf(&p.probe, "%s/%s.probe", run_dir, name) < 0 ||
             asprintf(&p.console, "%s/%s.console.log", state_dir, name) < 0) {
                 qemu_paths_free(&p);
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
         }
-        if (strlen(p.qmp) >= sun_max || strlen(p.agent) >= sun_max) {
+        if (strlen(p.qmp) >= sun_max || strlen(p.agent) >= sun_max || strlen(p.probe) >= sun_max) {
                 snprintf(err, errlen, "socket path %s is longer than %zu bytes", p.agent,
                          sun_max - 1);
                 qemu_paths_free(&p);
@@ -187,8 +189,19 @@ char *qemu_qmp_chardev_arg(const char *qmp_path)
         return out;
 }
 
-static void add_memory(struct argv *a, const struct qemu_layout *l)
+/* ",name=on", ",name=off", or "" to leave QEMU's default. */
+static const char *switch_option(const char *name, enum qemu_switch s, char *buf, size_t len)
 {
+        if (s == QEMU_SWITCH_UNSET)
+                return "";
+        snprintf(buf, len, ",%s=%s", name, s == QEMU_SWITCH_ON ? "on" : "off");
+        return buf;
+}
+
+static void add_memory(struct argv *a, const struct qemu_layout *l, const struct qemu_features *f)
+{
+        char inaccessible[64];
+
         if (l->region == 0) {
                 add(a, "-m");
                 add(a, "size=%lluk", (unsigned long long)(l->startup / KIB));
@@ -208,8 +221,11 @@ static void add_memory(struct argv *a, const struct qemu_layout *l)
         add(a, "-device");
         add(a,
             "virtio-mem-pci,id=" QEMU_ID_VMEM ",memdev=" QEMU_ID_MEMDEV
-            ",block-size=%llu,requested-size=%llu",
-            (unsigned long long)l->block, (unsigned long long)l->first);
+            ",block-size=%llu,requested-size=%llu%s%s",
+            (unsigned long long)l->block, (unsigned long long)l->first,
+            switch_option("unplugged-inaccessible", f->unplugged_inaccessible, inaccessible,
+                          sizeof(inaccessible)),
+            f->dynamic_memslots ? ",dynamic-memslots=on" : "");
 }
 
 char *qemu_name_arg(const char *name)
@@ -278,9 +294,15 @@ static void add_boot(struct argv *a, const struct qemu_vm_config *c, const struc
         }
 }
 
+static void add_sandbox(struct argv *a)
+{
+        add(a, "-sandbox");
+        add(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+}
+
 int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const struct qemu_layout *l,
                     const struct qemu_paths *p, const struct qemu_handover *h, bool kvm,
-                    char ***ret_argv)
+                    const struct qemu_features *f, char ***ret_argv)
 {
         struct argv a = {0};
         char *guest = qemu_name_arg(name);
@@ -296,7 +318,7 @@ int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const stru
         add(&a, "-display");
         add(&a, "none");
         add(&a, "-machine");
-        add(&a, "pc");
+        add(&a, "%s", f->machine[0] ? f->machine : QEMU_DEFAULT_MACHINE);
         add(&a, "-accel");
         add(&a, "%s", kvm ? "kvm" : "tcg");
         if (kvm) {
@@ -305,7 +327,7 @@ int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const stru
         }
         add(&a, "-smp");
         add(&a, "%u", c->cpus);
-        add_memory(&a, l);
+        add_memory(&a, l, f);
         add_devices(&a, p, h);
         add(&a, "-chardev");
         add(&a, "socket,id=" QEMU_ID_QMP ",fd=%d,server=on,wait=off", h->qmp);
@@ -313,12 +335,35 @@ int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const stru
         add(&a, "chardev=" QEMU_ID_QMP ",mode=control");
         add(&a, "-msg");
         add(&a, "timestamp=on");
-        add(&a, "-sandbox");
-        add(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+        add_sandbox(&a);
         add_boot(&a, c, h);
         for (size_t i = 0; i < c->n_extra; i++)
                 add(&a, "%s", c->extra[i]);
         free(guest);
+        if (a.failed) {
+                qemu_strv_free(a.v);
+                return -ENOMEM;
+        }
+        *ret_argv = a.v;
+        return 0;
+}
+
+int qemu_argv_probe(const char *binary, int qmp_fd, char ***ret_argv)
+{
+        struct argv a = {0};
+
+        add(&a, "%s", binary);
+        add(&a, "-machine");
+        add(&a, "none");
+        add(&a, "-nodefaults");
+        add(&a, "-no-user-config");
+        add(&a, "-display");
+        add(&a, "none");
+        add(&a, "-chardev");
+        add(&a, "socket,id=" QEMU_ID_QMP ",fd=%d,server=on,wait=off", qmp_fd);
+        add(&a, "-mon");
+        add(&a, "chardev=" QEMU_ID_QMP ",mode=control");
+        add_sandbox(&a);
         if (a.failed) {
                 qemu_strv_free(a.v);
                 return -ENOMEM;

@@ -18,9 +18,9 @@
 
 #define APPEND_MAX 2048 /* x86 kernel command line */
 
-const char *const qemu_vm_keys[] = {
-    "kernel", "initrd",    "append",           "disk", "cpus", "accel",
-    "qemu",   "qemu_args", "shutdown_timeout", NULL};
+const char *const qemu_vm_keys[] = {"kernel", "initrd",  "append", "disk",      "cpus",
+                                    "accel",  "machine", "qemu",   "qemu_args", "shutdown_timeout",
+                                    NULL};
 
 void qemu_strv_free(char **v)
 {
@@ -40,6 +40,7 @@ void qemu_config_free(struct qemu_vm_config *c)
         free(c->initrd);
         free(c->append);
         free(c->disk);
+        free(c->machine);
         qemu_strv_free(c->extra);
         *c = (struct qemu_vm_config){0};
 }
@@ -164,6 +165,8 @@ static const struct {
     {"-smp", "use the cpus key"},
     {"-accel", "use the accel key"},
     {"-enable-kvm", "use the accel key"},
+    {"-machine", "use the machine key (dynmem chooses virtio-mem's options by machine type)"},
+    {"-M", "use the machine key (dynmem chooses virtio-mem's options by machine type)"},
 };
 
 /* Anything naming these is refused wherever it appears. */
@@ -388,6 +391,12 @@ static void parse_scalars(struct parse_ctx *x, struct qemu_vm_config *c)
                 else
                         c->accel = (enum qemu_accel)i;
         }
+        kv = config_vm_key(x->cvm, "machine");
+        c->machine = strdup(kv ? kv->value : QEMU_DEFAULT_MACHINE);
+        if (kv &&
+            (!kv->value[0] || strlen(kv->value) >= QEMU_MACHINE_NAME_MAX ||
+             strspn(kv->value, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != strlen(kv->value)))
+                problem(x, kv->line, "machine: \"%s\" is not a machine type name", kv->value);
         c->shutdown_timeout_ms = QEMU_SHUTDOWN_DEFAULT;
         if ((kv = config_vm_key(x->cvm, "shutdown_timeout")) &&
             (duration_parse(kv->value, &c->shutdown_timeout_ms) < 0 ||
@@ -465,7 +474,7 @@ int qemu_config_parse(const struct config *cfg, const struct config_vm *cvm, con
         parse_qemu(&x, &c);
         check_sizes(&x);
         free(x.base_dir);
-        if (!x.errors && (!c.kernel || !c.qemu || (c.bundled_image && !c.initrd))) {
+        if (!x.errors && (!c.kernel || !c.qemu || !c.machine || (c.bundled_image && !c.initrd))) {
                 problem(&x, cvm->line, "out of memory");
         }
         if (x.errors) {

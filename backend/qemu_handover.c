@@ -25,8 +25,7 @@ static int hand(struct qemu_handover *h, int fd)
         return QEMU_HANDOVER_FIRST + (int)h->n++;
 }
 
-/* A unix socket bound at path (replacing what was there), mode 0600, listening. */
-static int listen_at(const char *path)
+int qemu_handover_listen(const char *path)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         int fd, e;
@@ -106,12 +105,12 @@ int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *
 
         *h = (struct qemu_handover){
             .qmp = -1, .agent = -1, .console = -1, .kernel = -1, .initrd = -1, .disk = -1};
-        if ((fd = listen_at(p->qmp)) < 0) {
+        if ((fd = qemu_handover_listen(p->qmp)) < 0) {
                 snprintf(err, errlen, "QMP socket %s: %s", p->qmp, strerror(-fd));
                 goto fail;
         }
         h->qmp = hand(h, fd);
-        if ((fd = listen_at(p->agent)) < 0) {
+        if ((fd = qemu_handover_listen(p->agent)) < 0) {
                 snprintf(err, errlen, "agent socket %s: %s", p->agent, strerror(-fd));
                 goto fail;
         }

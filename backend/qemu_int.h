@@ -3,7 +3,8 @@
  * else includes: a VM's parsed keys (qemu_config.c), the QEMU command line
  * (qemu_argv.c), the QEMU process (qemu_proc.c), the pure memory
  * arithmetic that turns a target into balloon and virtio-mem requests
- * (qemu_mem.c) and the guest agent's connection (qemu_agent.c).
+ * (qemu_mem.c), the guest agent's connection (qemu_agent.c), and what a
+ * QEMU binary offers (qemu_caps.c, qemu_probe.c).
  * backend/qemu.c ties them to the backend interface.
  */
 #ifndef DYNMEM_QEMU_INT_H
@@ -32,10 +33,11 @@
 #define QEMU_PATH_VMEM    "/machine/peripheral/" QEMU_ID_VMEM
 #define QEMU_PATH_BALLOON "/machine/peripheral/" QEMU_ID_BALLOON
 
-#define QEMU_DEFAULT_BINARY "qemu-system-x86_64"
-#define QEMU_ARGS_MAX       256 /* words in qemu_args */
-#define QEMU_CPUS_MAX       256
-#define QEMU_VMEM_BLOCK_MIN (2 * MIB) /* virtio-mem's smallest block on x86 */
+#define QEMU_DEFAULT_BINARY  "qemu-system-x86_64"
+#define QEMU_DEFAULT_MACHINE "pc"
+#define QEMU_ARGS_MAX        256 /* words in qemu_args */
+#define QEMU_CPUS_MAX        256
+#define QEMU_VMEM_BLOCK_MIN  (2 * MIB) /* virtio-mem's smallest block on x86 */
 /* Linux's memory block on x86-64 below 64 GiB: a guest adds hot-plugged memory in these */
 #define QEMU_GUEST_MEMORY_BLOCK (128 * MIB)
 #define QEMU_SHUTDOWN_DEFAULT   (30 * MSEC_PER_SEC)
@@ -57,7 +59,8 @@ struct qemu_vm_config {
         bool bundled_image; /* kernel and initrd are the bundled guest image */
         unsigned cpus;
         enum qemu_accel accel;
-        char **extra; /* qemu_args split into words, NULL-terminated */
+        char *machine; /* machine type or alias (pc, q35, pc-i440fx-8.0 ...) */
+        char **extra;  /* qemu_args split into words, NULL-terminated */
         size_t n_extra;
         uint64_t shutdown_timeout_ms;
 };
@@ -107,6 +110,7 @@ struct qemu_paths {
         char *qmp;     /* run_dir/NAME.qmp */
         char *agent;   /* run_dir/NAME.agent */
         char *pid;     /* run_dir/NAME.pid */
+        char *probe;   /* run_dir/NAME.probe: QMP of the QEMU asked what it offers */
         char *console; /* state_dir/NAME.console.log */
 };
 
@@ -154,11 +158,18 @@ char *qemu_name_arg(const char *name);
 /*
  * The whole argv (NULL-terminated, free with qemu_strv_free). The paths
  * only name what h hands over (in -add-fd's opaque strings, for people
- * reading `ps`).
+ * reading `ps`). The machine type and virtio-mem's options are those of f
+ * (qemu_caps_choose()).
  */
 int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const struct qemu_layout *l,
                     const struct qemu_paths *p, const struct qemu_handover *h, bool kvm,
-                    char ***ret_argv);
+                    const struct qemu_features *f, char ***ret_argv);
+
+/*
+ * The argv that asks a QEMU binary what it offers: no machine, QMP on the
+ * listening socket it is handed as descriptor qmp_fd.
+ */
+int qemu_argv_probe(const char *binary, int qmp_fd, char ***ret_argv);
 
 struct qemu_identity;
 
@@ -173,6 +184,123 @@ int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *
 
 /* Close what was opened (log_fd, the caller's, stays). */
 void qemu_handover_close(struct qemu_handover *h, int log_fd);
+
+/* A unix socket bound at path (replacing what was there), mode 0600, listening; or -errno. */
+int qemu_handover_listen(const char *path);
+
+/* ---- what a QEMU binary offers (qemu_caps.c: pure; qemu_probe.c: asking it) ---- */
+
+#define QEMU_MACHINES_MAX 1024 /* machine types read from query-machines */
+
+struct json_t;
+struct qemu_backend;
+
+struct qemu_machine_type {
+        char name[QEMU_MACHINE_NAME_MAX];  /* pc-i440fx-10.0 */
+        char alias[QEMU_MACHINE_NAME_MAX]; /* pc, or "" */
+};
+
+struct qemu_caps {
+        unsigned version[3];
+        bool virtio_mem;             /* the virtio-mem-pci device */
+        bool dynamic_memslots;       /* ... its dynamic-memslots property (QEMU >= 8.2) */
+        bool unplugged_inaccessible; /* ... its unplugged-inaccessible property (QEMU >= 7.0) */
+        bool early_migration;        /* ... its x-early-migration property (QEMU >= 8.0) */
+        bool run_with_user;          /* -run-with user= (QEMU >= 9.1) */
+        bool hv_balloon;             /* the hv-balloon device */
+        struct qemu_machine_type *machines;
+        size_t n_machines;
+};
+
+void qemu_caps_free(struct qemu_caps *c);
+
+/*
+ * Fill c from one QMP reply's "return" (NULL when QEMU refused the command,
+ * which for the optional ones means "not offered"). Every name and number is
+ * checked; a reply of the wrong shape is -EPROTO and changes nothing.
+ */
+int qemu_caps_read_version(struct qemu_caps *c, const struct json_t *ret); /* query-version */
+int qemu_caps_read_vmem(struct qemu_caps *c, const struct json_t *ret); /* device-list-properties */
+int qemu_caps_read_run_with(struct qemu_caps *c,
+                            const struct json_t *ret); /* query-command-line-options */
+int qemu_caps_read_machines(struct qemu_caps *c, const struct json_t *ret); /* query-machines */
+int qemu_caps_read_hv_balloon(struct qemu_caps *c, const struct json_t *ret);
+
+/*
+ * Does this QEMU take -run-with user= to drop privileges (QEMU >= 9.1)?
+ * Older ones take -runas, which QEMU 10.0 no longer knows.
+ */
+bool qemu_caps_run_with_user(const struct qemu_caps *c);
+
+/*
+ * Say in f->run_with_why why -run-with user= is not used, from whether QEMU
+ * f->version offers it (f->run_with_user); !known: what QEMU offers is not
+ * known (a VM found running).
+ */
+void qemu_features_choose_run_with(struct qemu_features *f, bool known);
+
+/* "pc-i440fx-8.1" and "pc-q35-10.0": true and the version; anything else false. */
+bool qemu_machine_version(const char *machine, unsigned *ret_major, unsigned *ret_minor);
+
+/*
+ * Choose for a VM whose machine key is `machine` (a type or an alias) and
+ * that has a virtio-mem device when vmem: the versioned machine type,
+ * unplugged-inaccessible as that machine type defaults to it (on for x86
+ * types 8.1 and later, off before: guests without the feature keep working),
+ * dynamic-memslots on where QEMU has it and unplugged-inaccessible is on
+ * (QEMU refuses it otherwise). -EINVAL with the reason in err when QEMU has
+ * no such machine type or it is not a pc or q35 type.
+ */
+int qemu_caps_choose(const struct qemu_caps *c, const char *machine, bool vmem,
+                     struct qemu_features *ret, char *err, size_t errlen);
+
+/*
+ * What else the binary offers that the backend does not use, for people:
+ * "hv-balloon, virtio-mem x-early-migration" ("" none).
+ */
+void qemu_features_offers(const struct qemu_features *f, char *buf, size_t len);
+
+/*
+ * For describe(): the machine type, virtio-mem's options and -run-with user=
+ * with why, what is offered besides.
+ */
+void qemu_features_to_description(const struct qemu_features *f,
+                                  struct backend_vm_description *ret);
+
+/* One line for the log: "QEMU 10.0.2, machine pc-i440fx-10.0, virtio-mem ...". */
+void qemu_features_describe(const struct qemu_features *f, char *buf, size_t len);
+
+/*
+ * Asking a QEMU binary what it offers (qemu_probe.c), in the loop: the
+ * launcher runs it as the QEMU user with no guest (-machine none) and QMP
+ * on a socket bound at qmp_path that it is handed; the loop sends the
+ * questions, reads the answers (qemu_caps.c) and quits it. The answer is
+ * kept per binary (path, device, inode, size, mtime) for the backend's life.
+ */
+struct qemu_probe;
+
+/* The probe's end: caps (kept in the cache) or NULL and why, in one sentence. */
+typedef void (*qemu_probe_done_fn)(const struct qemu_caps *caps, const char *why, void *userdata);
+
+/* What binary offered when it was last asked, if it is still the same file; or NULL. */
+const struct qemu_caps *qemu_probe_cached(struct qemu_backend *qb, const char *binary);
+
+/*
+ * Start asking binary (a path). Its messages go to log_fd (the console log
+ * at console, whose last line after this point is the reason when it
+ * exits). done() is called once, from the loop, unless the probe is
+ * cancelled first; it must not cancel. 0 with *ret, or -errno with err.
+ * A QEMU that has not answered within QEMU_START_WAIT_MS is killed.
+ */
+int qemu_probe_start(struct qemu_backend *qb, const char *binary, const char *qmp_path,
+                     const char *console, int log_fd, qemu_probe_done_fn done, void *userdata,
+                     struct qemu_probe **ret, char *err, size_t errlen);
+
+/* Stop waiting for it (done() is not called); its QEMU is killed and reaped. */
+void qemu_probe_cancel(struct qemu_probe *p);
+
+/* Kill the probes under way and forget what was asked (the backend's end). */
+void qemu_probe_cache_free(struct qemu_backend *qb);
 
 /* ---- the process (qemu_proc.c) ---- */
 
@@ -359,6 +487,15 @@ struct qemu_batch {
         uint64_t actual, plugged, requested, region, block, base;
 };
 
+/* What the running QEMU says it is (qemu_confirm.c). */
+struct qemu_seen {
+        unsigned left; /* replies still to come */
+        unsigned version[3];
+        char machine[QEMU_MACHINE_NAME_MAX];
+        enum qemu_switch inaccessible;
+        bool memslots;
+};
+
 /* How far a stop went (qemu.c). */
 enum stop_phase { STOP_NONE, STOP_POWERDOWN, STOP_QUIT, STOP_KILL };
 
@@ -369,6 +506,40 @@ enum qemu_start_state {
         QEMU_START_DONE,   /* QMP answered: the machine exists */
         QEMU_START_FAILED, /* nothing of it runs; start_error says why */
 };
+
+/* ---- where demand comes from (qemu_signal.c), pure ---- */
+
+struct qemu_guest_signal {
+        bool agent_have;
+        struct agent_estimate agent; /* the latest fresh one; report_ms is monotonic */
+        uint64_t urgent_observed;    /* agent.urgent_reports at the last observation */
+        struct qemu_stats stats;     /* the balloon's statistics */
+        bool reserve_known;          /* the guest kernel's reservation was measured */
+        uint64_t reserve;            /* memory the VM holds outside its MemTotal (qemu_mem) */
+        enum qemu_signal source;     /* where the latest observation's demand came from */
+};
+
+/* A new instance of the VM: nothing known. */
+void qemu_signal_reset(struct qemu_guest_signal *sg);
+
+/* A fresh estimate (lib/agent checked it against the VM's limit); true when a stall began. */
+bool qemu_signal_agent(struct qemu_guest_signal *sg, const struct agent_estimate *e);
+
+/* Balloon statistics read back (range-checked); their clock moved if last_update did. */
+void qemu_signal_stats(struct qemu_guest_signal *sg, uint64_t total, uint64_t available,
+                       uint64_t last_update, uint64_t now_ms);
+
+/*
+ * Fill demand, stall and what the guest sees into o: the agent's estimate when
+ * fresh (QEMU_AGENT_FRESH_MS) and it knows the demand, else the balloon's
+ * statistics when they moved within QEMU_STATS_FRESH_MS, else nothing. now_ms
+ * is the loop's clock, mono the monotonic one the reports were stamped with.
+ */
+void qemu_signal_observe(struct qemu_guest_signal *sg, const struct qemu_mem *m, uint64_t now_ms,
+                         uint64_t mono, struct vm_observation *o);
+
+/* "agent", "balloon" or "none". */
+const char *qemu_signal_name(enum qemu_signal s);
 
 struct qemu_vm {
         struct qemu_backend *qb;
@@ -401,14 +572,13 @@ struct qemu_vm {
         struct qemu_batch batch;
         bool reread;
         struct qemu_mem mem;
-        struct qemu_stats stats;
         struct qemu_agent *agent_conn; /* the guest agent's connection, once QMP was ready */
-        bool agent_have;
-        struct agent_estimate agent; /* the latest fresh one; report_ms is monotonic */
-        uint64_t urgent_observed;    /* agent.urgent_reports at the last observe() */
-        enum qemu_signal source;     /* where the latest observation's demand came from */
-        bool reserve_known;          /* the guest kernel's reservation was measured */
-        uint64_t reserve;            /* memory the VM holds outside its MemTotal (qemu_mem) */
+        struct qemu_guest_signal sig;  /* the agent's estimate, balloon statistics: demand */
+        struct qemu_probe *probe;      /* asking the binary what it offers, before the start */
+        char *probe_binary;            /* ... that binary */
+        struct qemu_features features; /* chosen at start; confirmed from QMP (qemu_confirm.c) */
+        struct qemu_seen seen;
+        char features_logged[768]; /* the last line logged about them: each choice once */
         struct log_ratelimit rl;
         struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 };
@@ -421,6 +591,9 @@ struct qemu_backend {
         char *run_dir, *state_dir, *image_dir;
         struct qemu_vm **vms;
         size_t n, cap;
+        struct qemu_probe_entry *probes; /* qemu_probe_cached() */
+        size_t n_probes;
+        struct qemu_probe *probing; /* probes whose QEMU has not been reaped yet */
 };
 
 /* Connect to the VM's QMP socket. */
@@ -435,6 +608,12 @@ void qemu_monitor_readback(struct qemu_vm *qv);
 
 /* Move toward qv->mem.target now if the state is known. */
 void qemu_monitor_apply(struct qemu_vm *qv);
+
+/*
+ * Ask the running QEMU its version, machine type and virtio-mem options;
+ * confirm qv->features with the answers (or, after a reattach, take them).
+ */
+void qemu_confirm_features(struct qemu_vm *qv);
 
 /* Send a command whose reply only matters for the log. */
 int qemu_monitor_simple(struct qemu_vm *qv, const char *execute);
@@ -461,6 +640,13 @@ void qemu_backend_detach(struct qemu_vm *qv);
 /* The backend operations start and start_result (qemu_start.c). */
 int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen);
 int qemu_backend_start_result(struct backend *b, struct vm *vm, char *err, size_t errlen);
+
+/*
+ * Stop asking the binary what it offers for a start that waits for it (no
+ * probe: nothing): say: the start fails ("stopped before QEMU finished
+ * starting"); !say: it is forgotten (forget_vm, the backend's end).
+ */
+void qemu_start_cancel_probe(struct qemu_vm *qv, bool say);
 
 /* A start that failed (r: -ECHILD exited, -ETIMEDOUT, -EPROTO, -ECANCELED): err, logged. */
 void qemu_start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen);

@@ -145,13 +145,7 @@ static void on_stats(struct qmp *q, const struct qmp_reply *reply, void *userdat
             qmp_get_u64(reply->ret, "last-update", UINT64_MAX, &updated) == 0 &&
             qmp_get_u64(stats, "stat-total-memory", l->startup + l->region, &total) == 0 &&
             qmp_get_u64(stats, "stat-available-memory", total, &avail) == 0 && updated > 0) {
-                if (!qv->stats.known || updated != qv->stats.last_update)
-                        qv->stats.sampled_ms = mono_ms();
-                qv->stats = (struct qemu_stats){.known = true,
-                                                .total = total,
-                                                .available = avail,
-                                                .last_update = updated,
-                                                .sampled_ms = qv->stats.sampled_ms};
+                qemu_signal_stats(&qv->sig, total, avail, updated, mono_ms());
         }
         batch_step(qv);
 }
@@ -340,6 +334,7 @@ static void on_ready(struct qmp *q, void *userdata)
 
         qemu_backend_start_done(qv);
         qmp_command(q, "qom-set", args, NULL, NULL);
+        qemu_confirm_features(qv);
         qemu_monitor_readback(qv);
 }
 

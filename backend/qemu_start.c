@@ -149,7 +149,8 @@ static int launch(struct qemu_vm *qv, const struct qemu_layout *l, char *binary,
                 return r;
         }
         c.qemu = binary;
-        if ((r = qemu_argv_build(qv->vm->name, &c, l, &qv->paths, &h, qv->kvm, &argv)) == 0) {
+        if ((r = qemu_argv_build(qv->vm->name, &c, l, &qv->paths, &h, qv->kvm, &qv->features,
+                                 &argv)) == 0) {
                 qv->log_start = log_header(qv, log_fd, argv);
                 r = qemu_launch_spawn(qv->qb->launch, argv, log_fd, h.fds, h.n, &qv->pid,
                                       &qv->pidfd, why, sizeof(why));
@@ -281,41 +282,38 @@ static int check_can_start(struct qemu_backend *qb, struct qemu_vm *qv, char **r
         return r;
 }
 
-/*
- * Runs in the cycle: what it does before returning is local and bounded
- * (stat and access of the VM's files, the pid file and /proc/PID/cmdline, a
- * mkdir, binding two sockets, opening the files QEMU is handed, one header
- * appended to the console log, the launcher's clone and exec); everything
- * that waits for QEMU happens later in the loop (QMP, the deadline timer).
- */
-int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen)
+/* Log what was chosen and why: at info the first time and when it changes, else at debug. */
+static void log_features(struct qemu_vm *qv, const char *binary)
 {
-        struct qemu_backend *qb = b->priv;
-        struct qemu_vm *qv = vm->backend_data;
+        char line[sizeof(qv->features_logged)];
+
+        qemu_features_describe(&qv->features, line, sizeof(line));
+        log_msg(strcmp(line, qv->features_logged) == 0 ? LOG_DEBUG : LOG_INFO, "vm \"%s\": %s (%s)",
+                qv->vm->name, line, binary);
+        snprintf(qv->features_logged, sizeof(qv->features_logged), "%s", line);
+}
+
+/* Choose from what binary offers, launch it; the rest of the start happens in the loop. */
+static int start_with(struct qemu_vm *qv, const struct qemu_caps *caps, char *binary, char *err,
+                      size_t errlen)
+{
+        struct qemu_backend *qb = qv->qb;
         struct qemu_layout l;
-        char *binary = NULL;
+        char why[256];
         int r;
 
-        (void)now_ms;
-        if (!qv || !qv->cfg_valid || !qv->paths.qmp || !qb->env.base || !qb->launch) {
-                snprintf(err, errlen,
-                         "vm \"%s\": no QEMU configuration, event loop or run directory", vm->name);
-                return -EINVAL;
-        }
-        if ((r = check_can_start(qb, qv, &binary, err, errlen)) < 0)
+        qemu_layout_from_settings(&qv->vm->settings, &l);
+        if ((r = qemu_caps_choose(caps, qv->cfg.machine, l.region > 0, &qv->features, why,
+                                  sizeof(why))) < 0) {
+                snprintf(err, errlen, "vm \"%s\": %s", qv->vm->name, why);
                 return r;
-        qemu_layout_from_settings(&vm->settings, &l);
-        r = spawn(qv, &l, binary, err, errlen);
-        free(binary);
-        if (r < 0)
+        }
+        if ((r = spawn(qv, &l, binary, err, errlen)) < 0)
                 return r;
         qemu_mem_init(&qv->mem, &l, true);
         qv->layout_verified = true;
-        qv->reserve_known = false;
         qv->target_set = false;
-        qv->stats = (struct qemu_stats){0};
-        qv->agent_have = false;
-        qv->source = QEMU_SIGNAL_NONE;
+        qemu_signal_reset(&qv->sig);
         qv->stop_phase = STOP_NONE;
         qv->running = true;
         qv->start_state = QEMU_START_PENDING;
@@ -327,12 +325,127 @@ int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *
                 waitid((idtype_t)P_PIDFD, (id_t)qv->pidfd, &(siginfo_t){0}, WEXITED | WNOHANG);
                 qv->start_state = QEMU_START_NONE;
                 qemu_backend_detach(qv);
-                snprintf(err, errlen, "vm \"%s\": out of memory", vm->name);
+                snprintf(err, errlen, "vm \"%s\": out of memory", qv->vm->name);
                 return -ENOMEM;
         }
+        log_features(qv, binary);
         /* The rest happens in the loop: QMP's greeting, its answer, or the deadline. */
         qemu_timer_in(qv->start_ev, QEMU_START_WAIT_MS);
         if (qemu_monitor_connect(qv) < 0)
                 qemu_monitor_reconnect_later(qv);
         return BACKEND_START_PENDING;
+}
+
+/* A start that had to wait for a probe (or was stopped) fails: say why once it is asked. */
+static void start_failed_later(struct qemu_vm *qv, const char *err)
+{
+        qv->start_state = QEMU_START_FAILED;
+        snprintf(qv->start_error, sizeof(qv->start_error), "%s", err);
+        qemu_backend_wake(qv);
+}
+
+static void on_probed(const struct qemu_caps *caps, const char *why, void *userdata)
+{
+        struct qemu_vm *qv = userdata;
+        char err[sizeof(qv->start_error)];
+        int r = -EIO;
+
+        qv->probe = NULL;
+        if (caps) {
+                r = start_with(qv, caps, qv->probe_binary, err, sizeof(err));
+        } else {
+                snprintf(err, sizeof(err), "vm \"%s\": cannot ask QEMU %s what it offers: %s",
+                         qv->vm->name, qv->probe_binary, why);
+                log_msg(LOG_ERR, "%s (console log %s)", err, qv->paths.console);
+        }
+        free(qv->probe_binary);
+        qv->probe_binary = NULL;
+        if (r < 0)
+                start_failed_later(qv, err);
+}
+
+/* Ask binary what it offers first (once per binary); the start goes on in on_probed(). */
+static int probe_first(struct qemu_vm *qv, char *binary, char *err, size_t errlen)
+{
+        const struct qemu_identity *id = qemu_launch_identity(qv->qb->launch);
+        char why[320];
+        int r, log_fd;
+
+        log_fd =
+            open(qv->paths.console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+        if (log_fd < 0) {
+                r = -errno;
+                snprintf(err, errlen, "vm \"%s\": console log %s: %s", qv->vm->name,
+                         qv->paths.console, strerror(-r));
+                return r;
+        }
+        dprintf(log_fd, "\n==== dynmem: asking %s what it offers, as user %s (uid %u)\n", binary,
+                id->name, (unsigned)id->uid);
+        r = qemu_probe_start(qv->qb, binary, qv->paths.probe, qv->paths.console, log_fd, on_probed,
+                             qv, &qv->probe, why, sizeof(why));
+        close(log_fd);
+        if (r < 0) {
+                snprintf(err, errlen, "vm \"%s\": cannot ask QEMU %s what it offers: %s",
+                         qv->vm->name, binary, why);
+                return r;
+        }
+        qv->probe_binary = binary;
+        qv->start_state = QEMU_START_PENDING;
+        return BACKEND_START_PENDING;
+}
+
+void qemu_start_cancel_probe(struct qemu_vm *qv, bool say)
+{
+        if (!qv->probe)
+                return;
+        qemu_probe_cancel(qv->probe);
+        qv->probe = NULL;
+        free(qv->probe_binary);
+        qv->probe_binary = NULL;
+        if (say) {
+                char err[sizeof(qv->start_error)];
+                snprintf(err, sizeof(err), "vm \"%s\": stopped before QEMU finished starting",
+                         qv->vm->name);
+                start_failed_later(qv, err);
+        } else {
+                qv->start_state = QEMU_START_NONE;
+        }
+}
+
+/*
+ * Runs in the cycle: what it does before returning is local and bounded
+ * (stat and access of the VM's files, the pid file and /proc/PID/cmdline, a
+ * mkdir, binding two sockets, opening the files QEMU is handed, one header
+ * appended to the console log, the launcher's clone and exec); everything
+ * that waits for QEMU happens later in the loop (QMP, the deadline timer).
+ * The first start with a binary asks it what it offers first, in the loop
+ * too (qemu_probe.c): the same bounded steps for a QEMU with no guest.
+ */
+int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen)
+{
+        struct qemu_backend *qb = b->priv;
+        struct qemu_vm *qv = vm->backend_data;
+        const struct qemu_caps *caps;
+        char *binary = NULL;
+        int r;
+
+        (void)now_ms;
+        if (!qv || !qv->cfg_valid || !qv->paths.qmp || !qb->env.base || !qb->launch) {
+                snprintf(err, errlen,
+                         "vm \"%s\": no QEMU configuration, event loop or run directory", vm->name);
+                return -EINVAL;
+        }
+        if (qv->probe) {
+                snprintf(err, errlen, "vm \"%s\": already starting", vm->name);
+                return -EBUSY;
+        }
+        if ((r = check_can_start(qb, qv, &binary, err, errlen)) < 0)
+                return r;
+        if (!(caps = qemu_probe_cached(qb, binary)))
+                r = probe_first(qv, binary, err, errlen);
+        else
+                r = start_with(qv, caps, binary, err, errlen);
+        if (r < 0 || caps)
+                free(binary);
+        return r;
 }

@@ -26,6 +26,13 @@ struct cli {
         uint64_t interval_ms;       /* counters --interval: 0 = one sample */
         uint64_t count;             /* counters --count: samples in a series, 0 = until stopped */
         bool follow;                /* events --follow */
+        bool timeout_given;         /* --timeout was given (migrate: abort after it) */
+        const char *operand;        /* migrate: DEST_URI */
+        const char *connect;        /* migrate --connect: the source's libvirt URI */
+        const char *migrate_uri;    /* migrate --migrate-uri: where QEMU sends the data */
+        bool persistent;            /* migrate --persistent: defined on the destination */
+        bool undefine_source;       /* migrate --undefinesource */
+        uint64_t bandwidth_mib;     /* migrate --bandwidth: MiB/s at most, 0 = libvirt's */
 };
 
 /* Exit statuses. */

@@ -140,11 +140,20 @@ static void io_error(const struct cli *cli, int r, char *err, size_t errlen)
 
 int client_call(const struct cli *cli, json_t **ret_reply, char *err, size_t errlen)
 {
+        bool answered;
+
+        return client_call_answered(cli, ret_reply, &answered, err, errlen);
+}
+
+int client_call_answered(const struct cli *cli, json_t **ret_reply, bool *ret_answered, char *err,
+                         size_t errlen)
+{
         uint64_t deadline = mono_ms() + cli->timeout_ms;
         char *request = control_request_format(&cli->req), *line = NULL;
         size_t len = 0;
         int fd, r;
 
+        *ret_answered = false;
         if (!request) {
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
@@ -169,6 +178,7 @@ int client_call(const struct cli *cli, json_t **ret_reply, char *err, size_t err
                 return r;
         }
         r = control_reply_parse(line, len, ret_reply, err, errlen);
+        *ret_answered = r != -EBADMSG && r != -EPROTO;
         free(line);
         return r;
 }

@@ -6,6 +6,7 @@
 #define DYNMEM_CLIENT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cli.h"
@@ -17,5 +18,9 @@
  * reached (naming the socket it tried).
  */
 int client_call(const struct cli *cli, json_t **ret_reply, char *err, size_t errlen);
+
+/* The same; *ret_answered says whether dynmemd answered (its error) or was not reached. */
+int client_call_answered(const struct cli *cli, json_t **ret_reply, bool *ret_answered, char *err,
+                         size_t errlen);
 
 #endif

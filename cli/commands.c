@@ -12,7 +12,7 @@
 static int call(struct cli *cli, enum control_command command, json_t **ret_reply)
 {
         char err[CONTROL_ERROR_MAX + 256] = "";
-        const json_t *warning;
+        const json_t *warning, *note;
 
         cli->req.command = command;
         if (client_call(cli, ret_reply, err, sizeof(err)) < 0) {
@@ -23,6 +23,9 @@ static int call(struct cli *cli, enum control_command command, json_t **ret_repl
         if (json_is_string(warning))
                 fprintf(stderr, "dynmem: warning: %s: %s\n", cli->name ? cli->name : "dynmemd",
                         json_string_value(warning));
+        note = json_object_get(*ret_reply, "note");
+        if (json_is_string(note) && !cli->json)
+                printf("%s\n", json_string_value(note));
         return CLI_OK;
 }
 
@@ -98,4 +101,34 @@ int commands_create(struct cli *cli)
 int commands_delete(struct cli *cli)
 {
         return run(cli, CONTROL_DELETE, NULL, NULL);
+}
+
+/* A VM its owner keeps (libvirt): the reply may name no VM when the owner's change is not seen yet.
+ */
+static int run_owned(struct cli *cli, enum control_command command)
+{
+        json_t *reply;
+        int r = call(cli, command, &reply);
+
+        if (r != CLI_OK)
+                return r;
+        if (json_object_get(reply, "vm"))
+                return show_member(cli, reply, "vm", cli->json ? NULL : output_vm);
+        json_decref(reply);
+        return CLI_OK;
+}
+
+int commands_enable(struct cli *cli)
+{
+        return run_owned(cli, CONTROL_ENABLE);
+}
+
+int commands_disable(struct cli *cli)
+{
+        return run_owned(cli, CONTROL_DISABLE);
+}
+
+int commands_admit(struct cli *cli)
+{
+        return run(cli, CONTROL_ADMIT, NULL, NULL);
 }

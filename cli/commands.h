@@ -19,5 +19,11 @@ int commands_delete(struct cli *cli);
 int commands_counters(struct cli *cli); /* counters.c */
 int commands_events(struct cli *cli);   /* events.c */
 int commands_top(struct cli *cli);      /* top.c */
+int commands_enable(struct cli *cli);
+int commands_disable(struct cli *cli);
+int commands_admit(struct cli *cli);
+int commands_migrate(struct cli *cli); /* migrate.c: NAME DEST_URI, through libvirt */
+/* libvirt's qemu hook: DOMAIN OPERATION SUB-OPERATION EXTRA (hook.c) */
+int commands_libvirt_hook(struct cli *cli, int argc, char **argv);
 
 #endif

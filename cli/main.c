@@ -26,28 +26,36 @@ enum {
         OPT_CREATE = 1u << 3,   /* create: -o KEY=VALUE, --autostart */
         OPT_COUNTERS = 1u << 4, /* counters: --set, --vm, --interval, --count */
         OPT_FOLLOW = 1u << 5,   /* events: --follow */
+        OPT_MIGRATE = 1u << 6,  /* migrate: --connect, --migrate-uri, --persistent, ... */
 };
 
 struct command {
         const char *name;
         int (*run)(struct cli *cli);
         unsigned options;
-        bool needs_name;
+        unsigned operands; /* 0: none, 1: a VM name, 2: a VM name and DEST_URI (migrate) */
         const char *summary;
 };
 
 static const struct command commands[] = {
-    {"list", commands_list, 0, false, "the VMs, their memory and settings"},
-    {"show", commands_show, 0, true, "one VM in detail"},
-    {"status", commands_status, 0, false, "the host: memory, reserve, available, pressure"},
-    {"start", commands_start, 0, true, "start a VM (if the host has room for it)"},
-    {"stop", commands_stop, OPT_FORCE, true, "stop a VM (--force: at once)"},
-    {"set", commands_set, OPT_SETTINGS, true, "change a VM's memory settings"},
-    {"create", commands_create, OPT_SETTINGS | OPT_CREATE, true, "define a new VM"},
-    {"delete", commands_delete, 0, true, "remove a VM made with create"},
-    {"counters", commands_counters, OPT_COUNTERS, false, "the performance counters"},
-    {"top", commands_top, 0, false, "a live view of the VMs by pressure (q quits)"},
-    {"events", commands_events, OPT_FOLLOW, false, "what the balancer did, with reasons"},
+    {"list", commands_list, 0, 0, "the VMs, their memory and settings"},
+    {"show", commands_show, 0, 1, "one VM in detail"},
+    {"status", commands_status, 0, 0, "the host: memory, reserve, available, pressure"},
+    {"start", commands_start, 0, 1, "start a VM (if the host has room for it)"},
+    {"stop", commands_stop, OPT_FORCE, 1, "stop a VM (--force: at once)"},
+    {"set", commands_set, OPT_SETTINGS, 1, "change a VM's memory settings"},
+    {"create", commands_create, OPT_SETTINGS | OPT_CREATE, 1, "define a new VM"},
+    {"delete", commands_delete, 0, 1, "remove a VM made with create"},
+    {"counters", commands_counters, OPT_COUNTERS, 0, "the performance counters"},
+    {"top", commands_top, 0, 0, "a live view of the VMs by pressure (q quits)"},
+    {"events", commands_events, OPT_FOLLOW, 0, "what the balancer did, with reasons"},
+    {"enable", commands_enable, OPT_SETTINGS, 1,
+     "libvirt: make a shut-off domain dynamic (settings in its XML)"},
+    {"disable", commands_disable, 0, 1, "libvirt: make a shut-off domain static again"},
+    {"admit", commands_admit, 0, 1, "ask whether a VM may start (waits for room)"},
+    {"migrate", commands_migrate, OPT_MIGRATE, 2,
+     "libvirt: live-migrate a domain to another host, showing progress"},
+    {"libvirt-hook", NULL, 0, 0, "libvirt's qemu hook (DOMAIN OPERATION ...): admission"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -60,6 +68,11 @@ enum {
         KEY_INTERVAL,
         KEY_COUNT,
         KEY_FOLLOW,
+        KEY_CONNECT,
+        KEY_MIGRATE_URI,
+        KEY_PERSISTENT,
+        KEY_UNDEFINE_SOURCE,
+        KEY_BANDWIDTH,
         KEY_SETTING,
 };
 
@@ -79,6 +92,11 @@ static const struct {
     {{"interval", required_argument, NULL, KEY_INTERVAL}, OPT_COUNTERS},
     {{"count", required_argument, NULL, KEY_COUNT}, OPT_COUNTERS},
     {{"follow", no_argument, NULL, KEY_FOLLOW}, OPT_FOLLOW},
+    {{"connect", required_argument, NULL, KEY_CONNECT}, OPT_MIGRATE},
+    {{"migrate-uri", required_argument, NULL, KEY_MIGRATE_URI}, OPT_MIGRATE},
+    {{"persistent", no_argument, NULL, KEY_PERSISTENT}, OPT_MIGRATE},
+    {{"undefinesource", no_argument, NULL, KEY_UNDEFINE_SOURCE}, OPT_MIGRATE},
+    {{"bandwidth", required_argument, NULL, KEY_BANDWIDTH}, OPT_MIGRATE},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -101,9 +119,12 @@ static void usage(FILE *out)
 
         fputs("Usage: dynmem [--socket PATH] COMMAND [ARGS] [--json]\n\nCommands:\n", out);
         for (size_t i = 0; i < N_COMMANDS; i++)
-                fprintf(out, "  %-8s %-6s %s\n", commands[i].name,
-                        commands[i].needs_name ? "NAME" : "", commands[i].summary);
-        fputs("\nOptions of set and create (sizes: 512M, 2G, 1.5G):\n", out);
+                fprintf(out, "  %-12s %-15s %s\n", commands[i].name,
+                        commands[i].operands == 2   ? "NAME DEST_URI"
+                        : commands[i].operands == 1 ? "NAME"
+                                                    : "",
+                        commands[i].summary);
+        fputs("\nOptions of set, create and enable (sizes: 512M, 2G, 1.5G):\n", out);
         for (size_t i = 0; i < SETTINGS_N; i++) {
                 const struct setting_desc *d = &settings_table[i];
                 fprintf(out, "  --%s %s%s", d->name, setting_metavar(d, buf, sizeof(buf)),
@@ -113,6 +134,9 @@ static void usage(FILE *out)
               "  --autostart.  Option of stop: -f, --force.\n"
               "Options of counters: --set balancer|vm, --vm NAME, --interval DURATION,\n"
               "  --count N (a series, as CSV).  Option of events: --follow.\n"
+              "Options of migrate: --connect URI (the source, default qemu:///system),\n"
+              "  --migrate-uri URI (QEMU's data), --persistent, --undefinesource,\n"
+              "  --bandwidth MIB (MiB/s at most), --timeout DURATION (abort it then).\n"
               "Every command: -s, --socket PATH (default $" CONTROL_SOCKET_ENV
               " or " CONTROL_SOCKET_DEFAULT "),\n"
               "  -j, --json, --timeout DURATION (default 2m), -h, --help.\n"
@@ -227,7 +251,29 @@ static int take_option(struct cli *cli, int key, const char *arg)
         case KEY_TIMEOUT:
                 if (duration_parse(arg, &cli->timeout_ms) < 0 || cli->timeout_ms == 0)
                         return fail_usage("--timeout: \"%s\" is not a duration (30s, 5m)", arg);
+                cli->timeout_given = true;
                 return 0;
+        case KEY_CONNECT:
+                cli->connect = arg;
+                return 0;
+        case KEY_MIGRATE_URI:
+                cli->migrate_uri = arg;
+                return 0;
+        case KEY_PERSISTENT:
+                cli->persistent = true;
+                return 0;
+        case KEY_UNDEFINE_SOURCE:
+                cli->undefine_source = true;
+                return 0;
+        case KEY_BANDWIDTH: {
+                char *end;
+                errno = 0;
+                cli->bandwidth_mib = arg[0] >= '1' && arg[0] <= '9' ? strtoull(arg, &end, 10) : 0;
+                if (cli->bandwidth_mib == 0 || errno || *end || cli->bandwidth_mib > 1000000)
+                        return fail_usage("--bandwidth: \"%s\" is not MiB/s from 1 to 1000000",
+                                          arg);
+                return 0;
+        }
         case KEY_SET:
         case KEY_VM:
         case KEY_INTERVAL:
@@ -241,7 +287,7 @@ static int take_option(struct cli *cli, int key, const char *arg)
 }
 
 /* "+:" and each short option with its ':' fit, with the NUL. */
-#define SHORTOPTS_MAX 32
+#define SHORTOPTS_MAX 48
 _Static_assert(2 + 2 * N_OPTIONS + 1 <= SHORTOPTS_MAX, "every short option fits shortopts");
 
 /* Parse argv with the options of `allowed`; stop at the first operand when `stop`. */
@@ -302,16 +348,20 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
 
         if (first < 0)
                 return -EINVAL;
-        if (cmd->needs_name && argc - first != 1)
+        if (cmd->operands == 2 && argc - first != 2)
+                return fail_usage("%s: expected a VM name and DEST_URI", cmd->name);
+        if (cmd->operands == 1 && argc - first != 1)
                 return fail_usage("%s: expected one VM name", cmd->name);
-        if (!cmd->needs_name && argc - first != 0)
+        if (cmd->operands == 0 && argc - first != 0)
                 return fail_usage("%s: takes no VM name", cmd->name);
-        if (cmd->needs_name) {
+        if (cmd->operands > 0) {
                 cli->name = argv[first];
                 if (!config_name_valid(cli->name))
                         return fail_usage("\"%s\" is not a valid VM name", cli->name);
                 snprintf(cli->req.name, sizeof(cli->req.name), "%s", cli->name);
         }
+        if (cmd->operands == 2)
+                cli->operand = argv[first + 1];
         if (cmd->options & OPT_SETTINGS && cli->req.given == 0 && strcmp(cmd->name, "set") == 0)
                 return fail_usage("%s: nothing to change", cmd->name);
         if (cli->vm && cli->set && strcmp(cli->set, "balancer") == 0)
@@ -342,12 +392,14 @@ int main(int argc, char **argv)
                 fail_usage("unknown command \"%s\"", argv[first]);
                 return CLI_USAGE;
         }
-        if (parse_command(&cli, cmd, argc - first, argv + first) < 0)
-                return CLI_USAGE;
         if (!cli.socket)
                 cli.socket = getenv(CONTROL_SOCKET_ENV);
         if (!cli.socket || !cli.socket[0])
                 cli.socket = CONTROL_SOCKET_DEFAULT;
+        if (!cmd->run) /* libvirt-hook: libvirt's own arguments, never a usage error */
+                return commands_libvirt_hook(&cli, argc - first - 1, argv + first + 1);
+        if (parse_command(&cli, cmd, argc - first, argv + first) < 0)
+                return CLI_USAGE;
         r = cmd->run(&cli);
         control_request_free(&cli.req);
         return r;

@@ -75,9 +75,21 @@ struct column {
         bool right;
 };
 
+/* The state, and a live migration under way: "running (outgoing)". */
+static void cell_state(const json_t *obj, const char *key, char *buf, size_t len)
+{
+        const json_t *mig = json_object_get(obj, "migration");
+
+        cell_string(obj, key, buf, len);
+        if (json_is_string(mig)) {
+                size_t at = strlen(buf);
+                snprintf(buf + at, len - at, " (%s)", json_string_value(mig));
+        }
+}
+
 static const struct column vm_columns[] = {
     {"NAME", "name", cell_string, false},
-    {"STATE", "state", cell_string, false},
+    {"STATE", "state", cell_state, false},
     {"ASSIGNED", "assigned_bytes", cell_size, true},
     {"DEMAND", "demand_bytes", cell_size, true},
     {"PRESSURE", "pressure_percent", cell_percent, true},
@@ -148,7 +160,7 @@ static void print_fields(FILE *out, const json_t *obj, const struct field *field
 
 static const struct field vm_fields[] = {
     {"Name:", "name", cell_string},
-    {"State:", "state", cell_string},
+    {"State:", "state", cell_state},
     {"Dynamic memory:", "dynamic", cell_bool},
     {"Assigned:", "assigned_bytes", cell_size},
     {"Demand:", "demand_bytes", cell_size},
@@ -176,8 +188,34 @@ static const struct field backend_fields[] = {
     {"Process:", "pid", cell_number},
     {"Accelerator:", "accelerator", cell_string},
     {"Version:", "version", cell_string},
+    {"Machine:", "machine", cell_string},
     {"Resizing:", "resizing", cell_bool},
 };
+
+/*
+ * The backend's choices, one a line: "Chosen: NAME=VALUE (WHY)" ("NAME VALUE" when
+ * the value is words, e.g. "-run-with user= not used"), then what it offers.
+ */
+static void print_choices(FILE *out, const json_t *backend)
+{
+        const json_t *choices = json_object_get(backend, "choices");
+        const json_t *offers = json_object_get(backend, "offers");
+        const json_t *c;
+        size_t i;
+
+        json_array_foreach(choices, i, c)
+        {
+                const char *name = json_string_value(json_object_get(c, "name"));
+                const char *value = json_string_value(json_object_get(c, "value"));
+                const char *why = json_string_value(json_object_get(c, "why"));
+                const char *sep = value && strchr(value, ' ') ? " " : "=";
+                fprintf(out, "%-16s %s%s%s%s%s%s\n", i == 0 ? "Chosen:" : "", name ? name : "?",
+                        sep, value ? value : "?", why && *why ? " (" : "", why ? why : "",
+                        why && *why ? ")" : "");
+        }
+        if (json_is_string(offers))
+                fprintf(out, "%-16s %s\n", "Also offered:", json_string_value(offers));
+}
 
 void output_vm(FILE *out, const json_t *vm)
 {
@@ -194,6 +232,8 @@ void output_vm(FILE *out, const json_t *vm)
                 if (!json_is_null(json_object_get(backend, f->key)))
                         print_fields(out, backend, f, 1);
         }
+        if (json_is_object(backend))
+                print_choices(out, backend);
 }
 
 static void cell_ms(const json_t *obj, const char *key, char *buf, size_t len)
@@ -235,12 +275,74 @@ static const struct field host_fields[] = {
     {"Uptime:", "uptime_ms", cell_duration},
 };
 
+static json_int_t member_int(const json_t *o, const char *key)
+{
+        return json_integer_value(json_object_get(o, key));
+}
+
+/* Migrations: "1 arriving, 0 leaving; 3 arrived, 2 left, 1 failed, 1 refused". */
+static void print_migrations(FILE *out, const json_t *m)
+{
+        if (!json_is_object(m))
+                return;
+        fprintf(out,
+                "%-16s %lld arriving, %lld leaving; %lld arrived, %lld left, %lld failed, %lld "
+                "refused\n",
+                "Migrations:", member_int(m, "arriving"), member_int(m, "leaving"),
+                member_int(m, "arrived"), member_int(m, "left"),
+                member_int(m, "failed_in") + member_int(m, "failed_out"), member_int(m, "refused"));
+}
+
+/* The relief rule and the peers ([cluster]), when configured. */
+static void print_cluster(FILE *out, const json_t *relief, const json_t *peers)
+{
+        char a[32], b[32];
+        size_t i;
+        const json_t *p;
+
+        if (json_is_true(json_object_get(relief, "enabled"))) {
+                json_int_t for_ms = member_int(relief, "short_for_ms");
+                fprintf(out,
+                        "%-16s on: %s; %lld moves (%lld done, %lld failed), %lld without room\n",
+                        "Relief:",
+                        json_is_true(json_object_get(relief, "short")) ? "short of memory now"
+                                                                       : "not short",
+                        member_int(relief, "moves"), member_int(relief, "done"),
+                        member_int(relief, "failed"), member_int(relief, "no_room"));
+                if (for_ms > 0)
+                        fprintf(
+                            out, "%-16s short of %s for %s\n", "",
+                            size_format((uint64_t)member_int(relief, "short_bytes"), a, sizeof(a)),
+                            duration_format((uint64_t)for_ms, b, sizeof(b)));
+        }
+        json_array_foreach(peers, i, p)
+        {
+                const json_t *avail = json_object_get(p, "available_for_balancing_bytes");
+                const json_t *err = json_object_get(p, "error");
+                fprintf(out, "%-16s %s %s (%s): %s%s%s\n",
+                        i ? "" : "Peers:", json_string_value(json_object_get(p, "name")),
+                        json_string_value(json_object_get(p, "state")),
+                        json_string_value(json_object_get(p, "libvirt_uri")),
+                        json_is_integer(avail)
+                            ? size_format((uint64_t)json_integer_value(avail), a, sizeof(a))
+                            : "-",
+                        json_is_integer(avail) ? " available for balancing" : "",
+                        json_is_string(err) ? "; " : "");
+                if (json_is_string(err))
+                        fprintf(out, "%-16s   %s\n", "", json_string_value(err));
+        }
+}
+
 void output_host(FILE *out, const json_t *host)
 {
         const json_t *state_error = json_object_get(host, "state_error");
         const json_t *overcommit = json_object_get(host, "overcommit_error");
 
         print_fields(out, host, host_fields, sizeof(host_fields) / sizeof(host_fields[0]));
+        if (json_is_string(json_object_get(host, "backend")) &&
+            strcmp(json_string_value(json_object_get(host, "backend")), "libvirt") == 0)
+                print_migrations(out, json_object_get(host, "migrations"));
+        print_cluster(out, json_object_get(host, "relief"), json_object_get(host, "peers"));
         if (json_is_string(overcommit))
                 fprintf(out, "%-16s OVERCOMMITTED: %s\n", "Memory:", json_string_value(overcommit));
         if (json_is_string(state_error))

@@ -7,8 +7,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dynmem-config.h"
 #include "qemu.h"
 #include "sim.h"
+#if DYNMEM_HAVE_LIBVIRT
+#include "libvirt.h"
+#endif
 
 static int sim_create(const struct config *cfg, const struct backend_env *env, struct backend **ret,
                       char *err, size_t errlen)
@@ -36,6 +40,19 @@ static const struct backends_entry backends[] = {
         .ops = &qemu_backend_ops,
         .create = qemu_backend_new,
     },
+#if DYNMEM_HAVE_LIBVIRT
+    {
+        .name = "libvirt",
+        .ops = &libvirt_backend_ops,
+        .create = libvirt_backend_new,
+    },
+#else
+    {
+        .name = "libvirt",
+        .missing = "this dynmemd was built without libvirt (install libvirt-dev and "
+                   "libxml2-dev, then build again)",
+    },
+#endif
 };
 
 const struct backends_entry *backends_find(const char *name)

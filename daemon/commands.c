@@ -16,8 +16,11 @@
 #include "dynmem-config.h"
 #include "events.h"
 #include "http.h"
+#include "inventory.h"
 #include "log.h"
 #include "metrics.h"
+#include "mono.h"
+#include "relief.h"
 #include "wake.h"
 
 typedef char *(*command_fn)(struct daemon *d, const struct control_request *req,
@@ -28,6 +31,13 @@ static bool vm_is_off(const struct vm *vm)
         return vm->state == VM_OFF || vm->state == VM_CRASHED;
 }
 
+/* Where the VM is defined: "config", "created", or the backend that owns it ("libvirt"). */
+static const char *origin_of(const struct daemon *d, const struct registry_entry *e)
+{
+        return e->origin == REGISTRY_BACKEND ? d->backend->ops->name
+                                             : registry_origin_name(e->origin);
+}
+
 static json_t *vm_json(struct daemon *d, const struct registry_entry *e)
 {
         struct backend_vm_description desc = {0};
@@ -36,8 +46,9 @@ static json_t *vm_json(struct daemon *d, const struct registry_entry *e)
         json_t *obj = control_vm_json(&e->vm, d->backend->ops->name, &desc);
 
         if (obj &&
-            (json_object_set_new(obj, "origin", json_string(registry_origin_name(e->origin))) < 0 ||
-             json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0)) {
+            (json_object_set_new(obj, "origin", json_string(origin_of(d, e))) < 0 ||
+             json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0 ||
+             (e->problem[0] && json_object_set_new(obj, "problem", json_string(e->problem)) < 0))) {
                 json_decref(obj);
                 return NULL;
         }
@@ -135,6 +146,20 @@ static char *reply_vm(struct daemon *d, struct registry_entry *e, const char *wa
         return vm_text(d, e) ? reply_texts("vm", &e, 1, false, warn) : NULL;
 }
 
+/* {"vm": {...}, "note": "..."}: what was done, and by whom. */
+static char *reply_vm_note(struct daemon *d, struct registry_entry *e, const char *note)
+{
+        json_t *vm = vm_text(d, e) ? json_loads(e->json_text, 0, NULL) : NULL;
+
+        return vm ? control_reply_ok(json_pack("{s:o, s:s}", "vm", vm, "note", note)) : NULL;
+}
+
+/* Whether the backend owns its VMs (libvirt): no create, delete or [vm] sections. */
+static bool backend_owns_vms(const struct daemon *d)
+{
+        return d->backend->ops->inventory != NULL;
+}
+
 static struct registry_entry *find(struct daemon *d, const char *name, char **ret_reply)
 {
         struct registry_entry *e = registry_find(&d->reg, name);
@@ -211,7 +236,9 @@ static int put_memory(json_t *h, const struct daemon *d)
                put(h, "pressure_percent", nullable_percent(c->current_pressure)) |
                put(h, "average_pressure_percent", nullable_percent(c->average_pressure)) |
                put(h, "vms", json_integer((json_int_t)d->reg.n)) |
-               put(h, "running", json_integer((json_int_t)d->holding_vms)) |
+               put(h, "running", json_integer((json_int_t)d->running_vms)) |
+               put(h, "holding", json_integer((json_int_t)d->holding_vms)) |
+               put(h, "migrations", migration_status_json(d)) |
                put(h, "refused_starts", json_integer((json_int_t)c->refused_starts)) |
                put(h, "crashes", json_integer((json_int_t)c->crashes));
 }
@@ -257,7 +284,8 @@ json_t *commands_host_json(struct daemon *d)
                 put(h, "overcommit_error",
                     d->overcommitted ? json_string(d->overcommit_error) : json_null()) |
                 put(h, "http_url", d->http ? json_string(http_server_url(d->http)) : json_null());
-        bad = bad || put_memory(h, d) || put_timing(h, d);
+        bad = bad || put_memory(h, d) || put_timing(h, d) ||
+              put(h, "relief", relief_json(d)) | put(h, "peers", relief_peers_json(d));
         if (bad) {
                 json_decref(h);
                 return NULL;
@@ -357,6 +385,46 @@ static char *cmd_stop(struct daemon *d, const struct control_request *req,
 
 /* ---- settings ---- */
 
+/*
+ * A VM its backend owns keeps its settings there (libvirt's metadata): the
+ * rules are checked here, the backend stores them, the registry follows.
+ */
+static char *set_owned(struct daemon *d, struct registry_entry *e,
+                       const struct control_request *req)
+{
+        struct vm_settings want = e->vm.settings;
+        uint64_t honourable = SETTINGS_SIZE_MAX;
+        char err[512];
+        int r;
+
+        if (e->problem[0])
+                return control_reply_error(EPERM,
+                                           "%s: %s; fix it (virsh metadata) or run dynmem enable "
+                                           "%s once it is shut off",
+                                           e->vm.name, e->problem, e->vm.name);
+        if (!e->vm.settings.dynamic)
+                return control_reply_error(EPERM,
+                                           "%s: static (no dynmem settings); make it dynamic with "
+                                           "dynmem enable %s while it is shut off",
+                                           e->vm.name, e->vm.name);
+        settings_merge(&want, &req->settings, req->given);
+        if (!want.dynamic)
+                return control_reply_error(EPERM, "%s: use dynmem disable %s while it is shut off",
+                                           e->vm.name, e->vm.name);
+        if (!vm_is_off(&e->vm))
+                honourable = d->backend->ops->max_honourable(d->backend, &e->vm);
+        r = apply_check_change(&e->vm, &want, honourable, err, sizeof(err));
+        if (r == 0)
+                r = d->backend->ops->store_settings(d->backend, &e->vm, &want, err, sizeof(err));
+        if (r < 0)
+                return control_reply_error(-r, "%s: %s", e->vm.name, err);
+        e->vm.settings = want;
+        registry_touch(e);
+        log_msg(LOG_INFO, "%s: settings changed (kept by %s)", e->vm.name,
+                d->backend->ops->owner(d->backend));
+        return reply_vm(d, e, NULL);
+}
+
 static char *cmd_set(struct daemon *d, const struct control_request *req,
                      enum commands_wait *ret_wait)
 {
@@ -367,6 +435,15 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
 
         if (!e)
                 return reply;
+        /* Its settings are in the domain's XML, which libvirt is migrating: a change now
+         * would wait for libvirt's migration job (stalling the cycle) or miss the copy. */
+        if (e->vm.migration != VM_MIGRATION_NONE)
+                return control_reply_error(EBUSY,
+                                           "%s: migrating; change its settings once it has "
+                                           "arrived",
+                                           e->vm.name);
+        if (e->origin == REGISTRY_BACKEND)
+                return set_owned(d, e, req);
         want = e->vm.settings;
         settings_merge(&want, &req->settings, req->given);
         r = apply_settings(d, e, &want, err, sizeof(err));
@@ -408,6 +485,12 @@ static char *check_create(struct daemon *d, const struct control_request *req,
         struct vm_settings s = req->settings;
         char err[512] = "";
 
+        if (backend_owns_vms(d))
+                return control_reply_error(EPERM,
+                                           "%s: %s owns the VMs here: define it there (virsh "
+                                           "define), then dynmem enable %s",
+                                           req->name, d->backend->ops->owner(d->backend),
+                                           req->name);
         if (registry_find(&d->reg, req->name))
                 return control_reply_error(EEXIST, "%s: already exists", req->name);
         settings_complete(&s, req->given);
@@ -461,6 +544,11 @@ static char *cmd_delete(struct daemon *d, const struct control_request *req,
 
         if (!e)
                 return reply;
+        if (e->origin == REGISTRY_BACKEND)
+                return control_reply_error(EPERM,
+                                           "%s: defined by %s; remove it there (virsh "
+                                           "undefine)",
+                                           e->vm.name, d->backend->ops->owner(d->backend));
         if (e->origin == REGISTRY_CONFIG)
                 return control_reply_error(EPERM,
                                            "%s: defined in %s:%u; remove it there and "
@@ -474,6 +562,137 @@ static char *cmd_delete(struct daemon *d, const struct control_request *req,
         daemon_vms_changed(d);
         daemon_save(d, warn, sizeof(warn));
         return control_reply_ok(warn[0] ? json_pack("{s:s}", "warning", warn) : NULL);
+}
+
+/* ---- VMs a backend owns: dynamic memory on and off, admission of their starts ---- */
+
+/* The registry takes the change in now, so that the reply shows it. */
+static char *reply_owned(struct daemon *d, const char *name, const char *note)
+{
+        struct registry_entry *e;
+
+        inventory_sync(d, true);
+        e = registry_find(&d->reg, name);
+        return e ? reply_vm_note(d, e, note) : control_reply_ok(json_pack("{s:s}", "note", note));
+}
+
+static char *cmd_enable(struct daemon *d, const struct control_request *req,
+                        enum commands_wait *ret_wait)
+{
+        char err[512], note[512];
+        int r;
+
+        if (!d->backend->ops->enable)
+                return control_reply_error(EOPNOTSUPP,
+                                           "%s: backend %s: set dynamic = yes in the VM's [vm] "
+                                           "section, or dynmem set %s --dynamic on",
+                                           req->name, d->backend->ops->name, req->name);
+        r = d->backend->ops->enable(d->backend, req->name, &req->settings, req->given, err,
+                                    sizeof(err));
+        if (r < 0)
+                return control_reply_error(-r, "%s: %s", req->name, err);
+        snprintf(note, sizeof(note), "%s: dynamic memory on in its definition at %s", req->name,
+                 d->backend->ops->owner(d->backend));
+        return reply_owned(d, req->name, note);
+}
+
+static char *cmd_disable(struct daemon *d, const struct control_request *req,
+                         enum commands_wait *ret_wait)
+{
+        char err[512], note[512];
+        int r;
+
+        if (!d->backend->ops->disable)
+                return control_reply_error(EOPNOTSUPP,
+                                           "%s: backend %s: set dynamic = no in the VM's [vm] "
+                                           "section, or dynmem set %s --dynamic off",
+                                           req->name, d->backend->ops->name, req->name);
+        r = d->backend->ops->disable(d->backend, req->name, err, sizeof(err));
+        if (r < 0)
+                return control_reply_error(-r, "%s: %s", req->name, err);
+        snprintf(note, sizeof(note), "%s: static again; what dynmem enable added is removed",
+                 req->name);
+        return reply_owned(d, req->name, note);
+}
+
+/*
+ * The VM's owner is starting it and asks whether the host has room (the
+ * libvirt hook): it goes through admission like dynmem start, but the
+ * backend only takes note, and the wait is bounded (inventory.c).
+ */
+/* Admission waits (bounded) while the room is made; the backend only takes note of it. */
+static void wait_admission(struct daemon *d, struct registry_entry *e, const char *what)
+{
+        balancer_request_start(&d->bal, &e->vm);
+        e->vm.start_outside = true;
+        if (d->backend->ops->admitting)
+                d->backend->ops->admitting(d->backend, &e->vm, true);
+        e->admit_deadline_ms = mono_ms() + INVENTORY_ADMIT_WAIT_MS;
+        e->start_errno = 0;
+        registry_touch(e);
+        log_msg(LOG_INFO, "%s: %s %s it: admission", e->vm.name, d->backend->ops->owner(d->backend),
+                what);
+}
+
+/*
+ * A VM arriving by live migration (the owner's hook on this host, before the
+ * owner creates it): admitted for what it holds if that fits by shrinking
+ * lighter VMs (migration.c), and counted from then on; else refused now.
+ */
+static char *admit_incoming(struct daemon *d, const struct control_request *req,
+                            enum commands_wait *ret_wait)
+{
+        struct registry_entry *e = registry_find(&d->reg, req->name);
+        struct vm_settings s = {0};
+        char err[512];
+        int r;
+
+        if (e && e->vm.state == VM_STARTING && e->vm.migration == VM_MIGRATION_IN) {
+                *ret_wait = COMMANDS_WAIT_ADMIT; /* the same arrival asked again: wait with it */
+                return NULL;
+        }
+        if (e && (vm_holds_memory(&e->vm) || e->vm.state == VM_STARTING))
+                return control_reply_error(EEXIST, "%s: a VM of that name %s here already",
+                                           req->name,
+                                           e->vm.state == VM_STARTING ? "is starting" : "runs");
+        settings_merge(&s, &req->settings, req->given);
+        if (settings_check(&s, err, sizeof(err)) < 0)
+                return control_reply_error(EINVAL, "%s: its settings: %s", req->name, err);
+        r = migration_admit(d, req->name, &s, req->incoming_bytes, err, sizeof(err));
+        if (r < 0)
+                return control_reply_error(-r, "%s: %s", req->name, err);
+        wait_admission(d, registry_find(&d->reg, req->name), "migrates");
+        *ret_wait = COMMANDS_WAIT_ADMIT;
+        return NULL;
+}
+
+static char *cmd_admit(struct daemon *d, const struct control_request *req,
+                       enum commands_wait *ret_wait)
+{
+        struct registry_entry *e = registry_find(&d->reg, req->name);
+        char note[256];
+
+        if (req->incoming_bytes)
+                return admit_incoming(d, req, ret_wait);
+        if (!e || e->origin != REGISTRY_BACKEND) {
+                log_msg(LOG_NOTICE, "%s: a start dynmemd does not know of: admitted unchecked",
+                        req->name);
+                snprintf(note, sizeof(note), "%s: not known to dynmemd; admitted unchecked",
+                         req->name);
+                return control_reply_ok(json_pack("{s:s}", "note", note));
+        }
+        switch (e->vm.state) {
+        case VM_RUNNING:
+        case VM_STOPPING:
+                return reply_vm_note(d, e, "already holds its memory");
+        case VM_STARTING:
+                break; /* a dynmem start waits for admission already: wait with it */
+        default:
+                wait_admission(d, e, "starts");
+                break;
+        }
+        *ret_wait = COMMANDS_WAIT_ADMIT;
+        return NULL;
 }
 
 /* ---- counters and events ---- */
@@ -501,7 +720,8 @@ static const command_fn handlers[CONTROL_N_COMMANDS] = {
     [CONTROL_LIST] = cmd_list,     [CONTROL_SHOW] = cmd_show,     [CONTROL_STATUS] = cmd_status,
     [CONTROL_START] = cmd_start,   [CONTROL_STOP] = cmd_stop,     [CONTROL_SET] = cmd_set,
     [CONTROL_CREATE] = cmd_create, [CONTROL_DELETE] = cmd_delete, [CONTROL_COUNTERS] = cmd_counters,
-    [CONTROL_EVENTS] = cmd_events,
+    [CONTROL_EVENTS] = cmd_events, [CONTROL_ENABLE] = cmd_enable, [CONTROL_DISABLE] = cmd_disable,
+    [CONTROL_ADMIT] = cmd_admit,
 };
 
 char *commands_run(struct daemon *d, const struct control_request *req,
@@ -521,14 +741,28 @@ bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, 
                 *ret_reply = control_reply_error(ENOENT, "%s: no longer defined", name);
                 return true;
         }
-        if ((wait == COMMANDS_WAIT_START && (e->vm.state == VM_STARTING || e->vm.start_pending)) ||
+        bool starting = wait == COMMANDS_WAIT_START || wait == COMMANDS_WAIT_ADMIT;
+        char note[300];
+
+        if ((starting && (e->vm.state == VM_STARTING || e->vm.start_pending)) ||
             (wait == COMMANDS_WAIT_STOP && e->vm.state == VM_STOPPING))
                 return false;
-        if (wait == COMMANDS_WAIT_START && e->vm.state != VM_RUNNING)
+        if (wait == COMMANDS_WAIT_ADMIT && d->backend->ops->admitting)
+                d->backend->ops->admitting(d->backend, &e->vm, false);
+        if (starting && e->vm.state != VM_RUNNING) {
                 *ret_reply =
                     control_reply_error(e->start_errno ? e->start_errno : EIO, "%s: %s", name,
                                         e->vm.refusal[0] ? e->vm.refusal : "did not start");
-        else
+        } else if (e->origin == REGISTRY_BACKEND) {
+                /* what dynmemd asked of the VM's owner, and who did it */
+                snprintf(note, sizeof(note), "%s by %s",
+                         wait == COMMANDS_WAIT_ADMIT ? "admitted"
+                         : starting                  ? "started"
+                                                     : "stopped",
+                         d->backend->ops->owner(d->backend));
+                *ret_reply = reply_vm_note(d, e, note);
+        } else {
                 *ret_reply = reply_vm(d, e, NULL);
+        }
         return true;
 }

@@ -3,6 +3,7 @@
  * reload, persistence and shutdown. See daemon.h and docs/daemon.md.
  */
 #include "daemon.h"
+#include "relief.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -27,6 +28,7 @@
 #include "http.h"
 #include "notify.h"
 #include "privileges.h"
+#include "inventory.h"
 #include "state.h"
 #include "units.h"
 #include "wake.h"
@@ -118,20 +120,34 @@ static void on_balancer_event(const struct balancer_event *ev, void *userdata)
                 if (log_ratelimit_ok(&d->tick_errors, ev->time_ms))
                         log_msg(LOG_WARNING, "policy: %s", ev->message);
                 break;
+        case BALANCER_EVENT_ARRIVING:
+                e->start_errno = 0;
+                log_msg(LOG_INFO, "%s: admitted: arriving by live migration, %s counted here",
+                        ev->vm->name, size_format(ev->bytes, a, sizeof(a)));
+                break;
+        case BALANCER_EVENT_ARRIVED: /* the daemon's own (migration.c): said there */
+        case BALANCER_EVENT_LEAVING:
+        case BALANCER_EVENT_LEFT:
+        case BALANCER_EVENT_MIGRATION_FAILED:
+        case BALANCER_EVENT_MIGRATION_REFUSED:
+        case BALANCER_EVENT_RELIEF:
+                break;
         }
 }
 
 static void sum_held(struct daemon *d)
 {
         d->held_bytes = 0;
-        d->holding_vms = 0;
+        d->holding_vms = d->running_vms = 0;
         for (size_t i = 0; i < d->reg.n; i++) {
                 const struct vm *vm = d->reg.vms[i];
                 if (vm_holds_memory(vm)) {
                         d->held_bytes += vm->obs.assigned_bytes;
                         d->holding_vms++;
                 }
+                d->running_vms += vm_runs_here(vm);
         }
+        migration_count(d);
 }
 
 static void schedule_next(struct daemon *d)
@@ -186,11 +202,13 @@ void daemon_cycle(struct daemon *d)
 
         if (d->backend_entry->advance)
                 d->backend_entry->advance(d->backend, now);
+        inventory_sync(d, true);
         if (balancer_tick(&d->bal, now) < 0 && log_ratelimit_ok(&d->tick_errors, now))
                 log_msg(LOG_ERR, "balancing cycle failed: out of memory");
         d->cycles++; /* before anything is read: what was cached is stale now */
         sum_held(d);
         check_overcommit(d);
+        relief_cycle(d);
         attach_after_cycle(d); /* before replies: a started VM is on disk first */
         control_server_after_cycle(d->server);
         if (apply_sweep(d) > 0) {
@@ -427,9 +445,10 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
         if (r < 0 || (r = events_new(0, &d->events)) < 0 || (r = http_setup(d)) < 0)
                 return r;
         apply_config(d, &d->cfg, true);
+        inventory_sync(d, false); /* VMs its backend owns, listed before reattaching */
         setup_state(d);
         r = setup_cycle(d);
-        if (r < 0 || (r = wake_init(d)) < 0 || (r = attach_init(d)) < 0)
+        if (r < 0 || (r = wake_init(d)) < 0 || (r = attach_init(d)) < 0 || (r = relief_init(d)) < 0)
                 return r;
         apply_autostart(d);
         log_started(d);
@@ -446,6 +465,7 @@ int daemon_run(struct daemon *d)
 
 void daemon_fini(struct daemon *d)
 {
+        relief_free(d);
         attach_free(d);
         wake_free(d);
         http_server_free(d->http);
@@ -549,6 +569,7 @@ void daemon_reload(struct daemon *d)
         config_free(&d->cfg);
         d->cfg = cfg;
         apply_config(d, &d->cfg, false);
+        relief_reload(d);
         daemon_save(d, NULL, 0);
         log_msg(LOG_INFO, "reloaded %s: %zu VMs", d->config_path, d->reg.n);
 }

@@ -19,12 +19,14 @@
 #include "config.h"
 #include "histogram.h"
 #include "log.h"
+#include "migration.h"
 #include "mono.h"
 #include "registry.h"
 
 #define DAEMON_GROUP_DEFAULT "dynmem"
 
 struct attach;
+struct relief;
 struct control_server;
 struct events;
 struct http_server;
@@ -66,7 +68,11 @@ struct daemon {
 
         /* summed at the end of each cycle: memory is only taken or freed by a cycle */
         uint64_t held_bytes; /* memory held by VMs */
-        size_t holding_vms;  /* VMs holding memory (running or stopping) */
+        size_t holding_vms;  /* VMs holding memory (running, stopping, migrating) */
+        size_t running_vms;  /* VMs whose guest runs here (vm_runs_here) */
+
+        struct migration_counters migrations; /* live migrations to and from here (migration.c) */
+        struct relief *relief;                /* [cluster]: peers and the relief rule (relief.c) */
 
         /* persistence */
         bool state_saved;
@@ -88,6 +94,9 @@ struct daemon {
         /* systemd's watchdog (notify.c): its period (0: off) and the last ping */
         uint64_t watchdog_ms;
         double watchdog_sent_ms;
+        /* the backend's list of VMs last taken in (inventory.c) */
+        uint64_t inventory_generation;
+        bool inventory_adopted;
 
         struct attach *attach; /* running.json and reattaching (attach.c) */
         struct wake *wake;     /* extra cycles a backend asks for (wake.c) */

@@ -124,6 +124,12 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
                 config_diag_add(diag, path, 0, "[host] backend: %s", err);
                 errors++;
         }
+        if (cfg.cluster.relief && strcmp(cfg.host.backend, "libvirt") != 0) {
+                config_diag_add(diag, path, cfg.cluster.relief_line,
+                                "[cluster] relief: VMs move through libvirt; it needs [host] "
+                                "backend = libvirt");
+                errors++;
+        }
         r = hostmem_total(&total);
         if (dconfig_host_memory(&cfg.host, r, total, err, sizeof(err)) < 0) {
                 config_diag_add(diag, path, 0, "%s", err);

@@ -19,10 +19,20 @@ struct events {
 };
 
 static const char *const kind_names[] = {
-    [BALANCER_EVENT_ADD] = "add",         [BALANCER_EVENT_REMOVE] = "remove",
-    [BALANCER_EVENT_STARTED] = "started", [BALANCER_EVENT_REFUSED] = "refused",
-    [BALANCER_EVENT_CRASHED] = "crashed", [BALANCER_EVENT_START_FAILED] = "start_failed",
+    [BALANCER_EVENT_ADD] = "add",
+    [BALANCER_EVENT_REMOVE] = "remove",
+    [BALANCER_EVENT_STARTED] = "started",
+    [BALANCER_EVENT_REFUSED] = "refused",
+    [BALANCER_EVENT_CRASHED] = "crashed",
+    [BALANCER_EVENT_START_FAILED] = "start_failed",
     [BALANCER_EVENT_POLICY] = "policy",
+    [BALANCER_EVENT_ARRIVING] = "arriving",
+    [BALANCER_EVENT_ARRIVED] = "arrived",
+    [BALANCER_EVENT_LEAVING] = "leaving",
+    [BALANCER_EVENT_LEFT] = "left",
+    [BALANCER_EVENT_MIGRATION_FAILED] = "migration_failed",
+    [BALANCER_EVENT_MIGRATION_REFUSED] = "migration_refused",
+    [BALANCER_EVENT_RELIEF] = "relief",
 };
 
 /* Why a resize happened, for people; NULL: the pressure says it all. */
@@ -41,6 +51,7 @@ static const char *const reason_words[] = {
     [REASON_STARTUP] = "startup size",
     [REASON_EXTERNAL] = "external policy",
     [REASON_OVERCOMMITTED] = "host overcommitted",
+    [REASON_MIGRATING] = "migrating",
 };
 
 const char *events_kind_name(enum balancer_event_kind kind)
@@ -147,6 +158,20 @@ char *events_text(const struct events_entry *x, char *buf, size_t len)
                 break;
         case BALANCER_EVENT_START_FAILED:
                 snprintf(buf, len, "%s could not start: %s", x->vm, x->message);
+                break;
+        case BALANCER_EVENT_ARRIVING:
+                snprintf(buf, len, "%s admitted: arriving by live migration, %s counted here",
+                         x->vm, size_format(x->bytes, size, sizeof(size)));
+                break;
+        case BALANCER_EVENT_ARRIVED: /* the daemon's own: the message says it all */
+        case BALANCER_EVENT_LEAVING:
+        case BALANCER_EVENT_LEFT:
+        case BALANCER_EVENT_MIGRATION_FAILED:
+        case BALANCER_EVENT_MIGRATION_REFUSED:
+                snprintf(buf, len, "%s %s", x->vm, x->message);
+                break;
+        case BALANCER_EVENT_RELIEF:
+                snprintf(buf, len, "relief: %s", x->message);
                 break;
         default:
                 snprintf(buf, len, "policy: %s", x->message);

@@ -13,6 +13,7 @@
 
 #include "counters.h"
 #include "daemon.h"
+#include "relief.h"
 
 /* ---- JSON ---- */
 
@@ -216,6 +217,8 @@ char *metrics_prometheus(struct daemon *d, size_t *ret_len)
                 vm_metric(f, d, k);
         vm_extras(f, d);
         host_extras(f, d);
+        migration_metrics(f, d);
+        relief_metrics(f, d);
         if (ferror(f)) {
                 fclose(f);
                 free(text);

@@ -10,6 +10,7 @@
 static const char *const origin_names[REGISTRY_N_ORIGINS] = {
     [REGISTRY_CONFIG] = "config",
     [REGISTRY_CREATED] = "created",
+    [REGISTRY_BACKEND] = "backend",
 };
 #define N_ORIGINS (sizeof(origin_names) / sizeof(origin_names[0]))
 

@@ -19,6 +19,7 @@
 enum registry_origin {
         REGISTRY_CONFIG,  /* a [vm "NAME"] section of the configuration file */
         REGISTRY_CREATED, /* made with `dynmem create`; lives in the state file */
+        REGISTRY_BACKEND, /* the backend's own (a libvirt domain): daemon/inventory.c */
         REGISTRY_N_ORIGINS,
 };
 
@@ -31,11 +32,13 @@ struct registry_entry {
         unsigned config_line; /* REGISTRY_CONFIG: line of the section */
         unsigned overrides;   /* REGISTRY_CONFIG: settings fields `dynmem set` changed */
         bool autostart;
-        bool configured; /* the backend accepted the keys */
-        bool removed;    /* gone from the configuration: dropped once off */
-        int start_errno; /* why the last start failed (0: it did not) */
-        bool seen;       /* scratch for apply_config() */
-        char *json_text; /* cached reply JSON, valid during cycle json_cycle */
+        bool configured;            /* the backend accepted the keys */
+        bool removed;               /* gone from the configuration: dropped once off */
+        int start_errno;            /* why the last start failed (0: it did not) */
+        bool seen;                  /* scratch for apply_config() and inventory_sync() */
+        char problem[200];          /* REGISTRY_BACKEND: why its settings cannot be used, or "" */
+        uint64_t admit_deadline_ms; /* a start its owner makes waits for admission until then */
+        char *json_text;            /* cached reply JSON, valid during cycle json_cycle */
         size_t json_len;
         uint64_t json_cycle;
         char *state_text;       /* cached state file entry ("" when none), or NULL */

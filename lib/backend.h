@@ -1,6 +1,6 @@
 /*
  * backend: the one small interface between the balancer loop and whatever
- * runs the VMs (the simulator's model, QEMU processes, later libvirt). The
+ * runs the VMs (the simulator's model, QEMU processes, libvirt domains). The
  * loop never knows which backend it drives.
  *
  * A backend never assumes a request succeeded: observe() reports what the
@@ -24,9 +24,12 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "settings.h"
 #include "vm.h"
 
 struct backend;
+
+#define BACKEND_CHOICES_MAX 4
 
 struct backend_vm_description {
         const char *signal;      /* where demand comes from now: "agent", "balloon", "trace" or
@@ -39,9 +42,53 @@ struct backend_vm_description {
         char accelerator[160];   /* "kvm", "tcg (/dev/kvm: ...)"; "" when it does not apply */
         char version[32];        /* the hypervisor's version ("8.2.1"), "" when unknown */
         bool resizing;           /* asked to resize, and the requests are not met yet */
+        char machine[64];        /* the machine type the VM runs ("pc-i440fx-10.0"), or "" */
+        /* What the backend chose for the VM from what its hypervisor offers, and why. */
+        struct backend_vm_choice {
+                const char *name; /* "virtio-mem dynamic-memslots" */
+                char value[16];   /* "on", "off", "unset" (the hypervisor's default) */
+                char why[160];
+        } choices[BACKEND_CHOICES_MAX];
+        unsigned n_choices;
+        char offers[160]; /* what the hypervisor offers that the backend does not use, or "" */
 };
 
 #define BACKEND_START_PENDING 1 /* start(): under way, see start_result() */
+/*
+ * Backends that own their VMs. The sim and qemu backends run the VMs
+ * dynmemd defines (configuration file, dynmem create). A backend whose VMs
+ * exist outside dynmemd (libvirt's domains, defined and started with virsh,
+ * virt-manager or Nova) lists them instead through inventory(), and the
+ * daemon keeps its registry in line with that list before every cycle
+ * (daemon/inventory.c): VMs appear, change and disappear with it, and a VM
+ * started or stopped by someone else is picked up or released there. VMs
+ * without dynmem settings are listed as static and never resized.
+ */
+enum backend_vm_run {
+        BACKEND_VM_OFF,     /* shut off, or not started */
+        BACKEND_VM_RUNNING, /* running, paused or starting: it holds memory */
+        BACKEND_VM_CRASHED, /* stopped by a crash (observe() then says not alive) */
+};
+
+struct backend_vm_info {
+        char name[VM_NAME_MAX];
+        bool balanced;               /* it has dynmem settings and they are good */
+        struct vm_settings settings; /* balanced: its own; static: fixed at its memory */
+        enum backend_vm_run run;
+        uint64_t assigned_bytes;     /* memory it holds now when running, 0 unknown */
+        char problem[200];           /* why a VM with dynmem settings is not balanced, or "" */
+        enum vm_migration migration; /* a live migration to or from here under way */
+};
+
+/*
+ * Where a backend that owns its VMs notes a start it makes itself, which
+ * dynmemd has admitted already: run_dir/BACKEND_STARTING_DIR/NAME exists
+ * (holding dynmemd's pid) while the call runs. An admission hook that the
+ * owner runs during that start (libvirt's qemu hook) finds it and does not
+ * ask dynmemd, which is busy making that very call.
+ */
+#define BACKEND_STARTING_DIR    "starting"
+#define BACKEND_STARTING_MAX_MS 120000 /* an older note is stale */
 
 struct backend_ops {
         const char *name;
@@ -93,6 +140,59 @@ struct backend_ops {
         void (*forget_vm)(struct backend *b, struct vm *vm);
 
         void (*destroy)(struct backend *b);
+
+        /* ---- backends that own their VMs (see above); NULL for the others ---- */
+
+        /*
+         * Take in what changed (events, a lost connection, fresh statistics)
+         * and list the VMs. Called before every cycle; *ret stays valid until
+         * the next call. Returns a generation that changes whenever the list
+         * does, so the caller can skip an unchanged list.
+         */
+        uint64_t (*inventory)(struct backend *b, uint64_t now_ms,
+                              const struct backend_vm_info **ret, size_t *ret_n);
+
+        /*
+         * Keep a VM's new settings where the VM's owner keeps them (libvirt:
+         * the domain's metadata, live and persistent); the caller checked the
+         * rules. 0, or a negative errno with a sentence in err.
+         */
+        int (*store_settings)(struct backend *b, struct vm *vm, const struct vm_settings *s,
+                              char *err, size_t errlen);
+
+        /*
+         * Make a shut-off VM dynamic with these settings (those not in
+         * `given` take the defaults of settings_complete(); startup is the
+         * VM's own unless given), or again when it is (re-sized); disable
+         * makes it static again. -EBUSY while it runs, -ENOENT when there is
+         * no such VM, other negative errnos; a sentence in err.
+         */
+        int (*enable)(struct backend *b, const char *name, const struct vm_settings *s,
+                      unsigned given, char *err, size_t errlen);
+        int (*disable)(struct backend *b, const char *name, char *err, size_t errlen);
+
+        /* Who runs the VMs, for replies ("libvirt at qemu:///system"). */
+        const char *(*owner)(struct backend *b);
+
+        /*
+         * The owner is starting the VM and waits for dynmemd's admission
+         * (vm->start_outside; libvirt's prepare hook, which runs with the
+         * domain locked): until its start is seen, the backend must not call
+         * into the owner about it, or the loop would wait for itself. waiting
+         * false: the admission is decided (start() was called if admitted).
+         */
+        void (*admitting)(struct backend *b, struct vm *vm, bool waiting);
+
+        /*
+         * A VM is about to arrive by live migration from another host (the
+         * owner's admission hook on this host says so before the owner creates
+         * it), holding `bytes`, with settings s: list it as arriving (migration
+         * VM_MIGRATION_IN, off until start() is called for it) until the owner
+         * shows it, or for a bounded time. -EEXIST when a VM of that name runs
+         * here; other negative errnos; a sentence in err. NULL: no migration.
+         */
+        int (*expect_incoming)(struct backend *b, const char *name, const struct vm_settings *s,
+                               uint64_t bytes, char *err, size_t errlen);
 };
 
 struct event_base;

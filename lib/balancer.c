@@ -87,7 +87,53 @@ void balancer_request_start(struct balancer *b, struct vm *vm)
         (void)b;
         vm->state = VM_STARTING;
         vm->start_requested = true;
+        vm->start_outside = false;
         vm->refusal[0] = '\0';
+}
+
+void balancer_reset_vm(struct balancer *b, struct vm *vm)
+{
+        if (b->pv && vm->balancer_generation == b->generation && vm->balancer_slot < b->n_vms)
+                b->pv[vm->balancer_slot].memory = (struct policy_vm_memory){0};
+}
+
+static uint64_t add_sat(uint64_t a, uint64_t b)
+{
+        return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* What one VM keeps when a VM of `weight` asks for room (balancer_room_for). */
+static uint64_t kept_by(const struct balancer *b, size_t i, uint32_t weight)
+{
+        const struct vm *vm = b->vms[i];
+        const struct vm_settings *s = &vm->settings;
+        uint64_t held = vm->obs.assigned_bytes, need;
+
+        if (vm->state == VM_STARTING && vm->start_requested)
+                return vm->migration == VM_MIGRATION_IN ? vm->migration_bytes : s->startup_bytes;
+        if (!vm_holds_memory(vm))
+                return 0;
+        if (vm->target_bytes > held) /* a grow in flight may still land */
+                held = vm->target_bytes < s->maximum_bytes ? vm->target_bytes : s->maximum_bytes;
+        if (!s->dynamic || vm->state != VM_RUNNING || vm->migration != VM_MIGRATION_NONE)
+                return held;
+        if (s->weight < weight)
+                return s->minimum_bytes;
+        need = b->pv && vm->balancer_generation == b->generation && vm->balancer_slot < b->n_vms
+                   ? b->pv[vm->balancer_slot].need_bytes
+                   : 0;
+        if (need > s->maximum_bytes)
+                need = s->maximum_bytes;
+        return held > need ? held : need;
+}
+
+uint64_t balancer_room_for(const struct balancer *b, uint32_t weight)
+{
+        uint64_t kept = 0;
+
+        for (size_t i = 0; i < b->n_vms; i++)
+                kept = add_sat(kept, kept_by(b, i, weight));
+        return kept >= b->host.memory_bytes ? 0 : b->host.memory_bytes - kept;
 }
 
 static void emit(struct balancer *b, struct balancer_event ev)
@@ -98,11 +144,14 @@ static void emit(struct balancer *b, struct balancer_event ev)
 
 /* ---- 1. observe ---- */
 
-static void emit_started(struct balancer *b, struct vm *vm, uint64_t now)
+/* STARTED, or ARRIVING for a VM that comes by live migration, holding held bytes. */
+static void emit_started(struct balancer *b, struct vm *vm, uint64_t held, uint64_t now)
 {
-        emit(b, (struct balancer_event){.kind = BALANCER_EVENT_STARTED,
+        emit(b, (struct balancer_event){.kind = vm->migration == VM_MIGRATION_IN
+                                                    ? BALANCER_EVENT_ARRIVING
+                                                    : BALANCER_EVENT_STARTED,
                                         .vm = vm,
-                                        .bytes = vm->settings.startup_bytes,
+                                        .bytes = held,
                                         .reason = REASON_STARTUP,
                                         .pressure = -1.0,
                                         .time_ms = now});
@@ -117,7 +166,7 @@ static bool start_still_pending(struct balancer *b, struct vm *vm, uint64_t now)
                 return true; /* it holds its startup size meanwhile */
         vm->start_pending = false;
         if (r > 0) {
-                emit_started(b, vm, now);
+                emit_started(b, vm, vm->target_bytes, now);
                 return false;
         }
         bool stopping = vm->state == VM_STOPPING;
@@ -174,6 +223,13 @@ static void observe_one(struct balancer *b, struct vm *vm, uint64_t now)
 
 /* ---- 2. decide ---- */
 
+/* The VM's size is fixed at held for this decision: static, as the policy sees it. */
+static void pin(struct policy_vm *pv, uint64_t held)
+{
+        pv->settings.dynamic = false;
+        pv->settings.startup_bytes = pv->settings.minimum_bytes = pv->settings.maximum_bytes = held;
+}
+
 /* The policy's inputs for one VM; the outputs are all written by policy_decide(). */
 static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
 {
@@ -190,18 +246,18 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
         switch (vm->state) {
         case VM_RUNNING:
                 pv->phase = POLICY_PHASE_RUNNING;
+                if (vm->migration != VM_MIGRATION_NONE) /* held where it is until it has moved */
+                        pin(pv, vm->migration_bytes ? vm->migration_bytes : vm->obs.assigned_bytes);
                 break;
-        case VM_STOPPING: {
+        case VM_STOPPING:
                 /* A stopping VM keeps what it holds until it is gone. */
-                uint64_t held = size_round_up(vm->obs.assigned_bytes, vm->settings.block_bytes);
                 pv->phase = POLICY_PHASE_RUNNING;
-                pv->settings.dynamic = false;
-                pv->settings.startup_bytes = pv->settings.minimum_bytes =
-                    pv->settings.maximum_bytes = held;
+                pin(pv, size_round_up(vm->obs.assigned_bytes, vm->settings.block_bytes));
                 break;
-        }
         case VM_STARTING:
                 pv->phase = vm->start_requested ? POLICY_PHASE_STARTING : POLICY_PHASE_OFF;
+                if (vm->migration == VM_MIGRATION_IN) /* admitted with what it holds */
+                        pin(pv, vm->migration_bytes);
                 break;
         default:
                 pv->phase = POLICY_PHASE_OFF;
@@ -252,15 +308,16 @@ static void apply_start(struct balancer *b, struct vm *vm, const struct policy_v
                                                         .time_ms = now});
                         return;
                 }
+                /* its startup size, or what an arriving VM holds (pinned) */
+                uint64_t held = pv->settings.startup_bytes;
                 vm->state = VM_RUNNING;
-                vm->target_bytes = vm->ideal_bytes = vm->settings.startup_bytes;
-                vm->obs = (struct vm_observation){.alive = true,
-                                                  .assigned_bytes = vm->settings.startup_bytes};
+                vm->target_bytes = vm->ideal_bytes = held;
+                vm->obs = (struct vm_observation){.alive = true, .assigned_bytes = held};
                 b->pv[vm->balancer_slot].memory = (struct policy_vm_memory){0};
                 vm_counters_reset(&vm->counters);
                 vm->start_pending = r == BACKEND_START_PENDING && b->backend->ops->start_result;
                 if (!vm->start_pending) /* else STARTED comes when the backend says it runs */
-                        emit_started(b, vm, now);
+                        emit_started(b, vm, held, now);
                 return;
         case ADMISSION_REFUSE: {
                 char need[32], have[32];
@@ -296,7 +353,8 @@ static void apply_resize(struct balancer *b, struct vm *vm, const struct policy_
 {
         uint64_t target = pv->target_bytes, assigned = vm->obs.assigned_bytes;
 
-        if (vm->state != VM_RUNNING || vm->start_pending || target == vm->target_bytes)
+        if (vm->state != VM_RUNNING || vm->start_pending || vm->migration != VM_MIGRATION_NONE ||
+            target == vm->target_bytes)
                 return;
         if (grows != (target > assigned))
                 return;
@@ -375,7 +433,8 @@ int balancer_tick(struct balancer *b, uint64_t now)
                 const struct policy_vm *pv = &b->pv[i];
                 if (vm->state == VM_RUNNING) {
                         vm->ideal_bytes = pv->ideal_bytes;
-                        vm->reason = pv->reason;
+                        vm->reason =
+                            vm->migration != VM_MIGRATION_NONE ? REASON_MIGRATING : pv->reason;
                 }
         }
         for (int pass = 0; pass < 2; pass++)

@@ -26,6 +26,14 @@ enum balancer_event_kind {
         BALANCER_EVENT_CRASHED,      /* the VM's process died */
         BALANCER_EVENT_START_FAILED, /* the backend could not start it */
         BALANCER_EVENT_POLICY,       /* a message about the policy (external failures) */
+        /* live migration (docs/migration.md); the daemon emits all but ARRIVING */
+        BALANCER_EVENT_ARRIVING,          /* admitted: migrating in, its memory reserved here */
+        BALANCER_EVENT_ARRIVED,           /* migrated in: balanced here from now on */
+        BALANCER_EVENT_LEAVING,           /* its owner migrates it away: its size is held */
+        BALANCER_EVENT_LEFT,              /* migrated away: its memory here is free again */
+        BALANCER_EVENT_MIGRATION_FAILED,  /* a migration from or to here failed (message) */
+        BALANCER_EVENT_MIGRATION_REFUSED, /* an incoming migration refused by admission */
+        BALANCER_EVENT_RELIEF,            /* the relief rule moves a VM to a peer (message) */
 };
 
 struct balancer_event {
@@ -89,5 +97,19 @@ int balancer_tick(struct balancer *b, uint64_t now_ms);
 
 /* Ask for a VM to be started at the next cycle (goes through admission). */
 void balancer_request_start(struct balancer *b, struct vm *vm);
+
+/* A VM started outside the loop (its owner started it): the policy forgets its past. */
+void balancer_reset_vm(struct balancer *b, struct vm *vm);
+
+/*
+ * Memory that could be made free for a VM of this weight arriving by live
+ * migration, by shrinking only VMs of lower weight, to their minimum: the
+ * host's memory less what every other VM keeps. A dynamic VM of that weight
+ * or more keeps what it holds (or may still take: a grow in flight) and what
+ * it needs by the last decision; a lighter one keeps its minimum; a static,
+ * stopping or migrating VM keeps what it holds; a VM waiting to start or
+ * arrive keeps its startup (or arriving) size.
+ */
+uint64_t balancer_room_for(const struct balancer *b, uint32_t weight);
 
 #endif

@@ -93,6 +93,7 @@ static const struct key_spec host_keys[] = {
     {"web_dir", KEY_STRING, offsetof(struct config_host, web_dir), 0, 0, NO_FLAG},
     {"admin_group", KEY_STRING, offsetof(struct config_host, admin_group), 0, 0, NO_FLAG},
     {"qemu_user", KEY_STRING, offsetof(struct config_host, qemu_user), 0, 0, NO_FLAG},
+    {"libvirt_uri", KEY_STRING, offsetof(struct config_host, libvirt_uri), 0, 0, NO_FLAG},
     {NULL, 0, 0, 0, 0, 0},
 };
 
@@ -156,6 +157,22 @@ static const struct key_spec sim_keys[] = {
     {NULL, 0, 0, 0, 0, 0},
 };
 
+static const struct key_spec cluster_keys[] = {
+    {"relief", KEY_BOOL, offsetof(struct config_cluster, relief), 0, 0, NO_FLAG},
+    {"shortage_for", KEY_DURATION, offsetof(struct config_cluster, shortage_for_ms), 1000, DAY_MS,
+     NO_FLAG},
+    {"cooldown", KEY_DURATION, offsetof(struct config_cluster, cooldown_ms), 1000, DAY_MS, NO_FLAG},
+    {"peer_timeout", KEY_DURATION, offsetof(struct config_cluster, peer_timeout_ms), 100, 600000,
+     NO_FLAG},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
+static const struct key_spec peer_keys[] = {
+    {"libvirt_uri", KEY_STRING, offsetof(struct config_peer, libvirt_uri), 0, 0, NO_FLAG},
+    {"http", KEY_STRING, offsetof(struct config_peer, http), 0, 0, NO_FLAG},
+    {NULL, 0, 0, 0, 0, 0},
+};
+
 /* The settings themselves come from settings_table (lib/settings). */
 static const struct key_spec vm_keys[] = {
     {"autostart", KEY_BOOL, offsetof(struct config_vm, autostart), 0, 0, NO_FLAG},
@@ -170,6 +187,8 @@ enum section {
         SECTION_POLICY,
         SECTION_SIM,
         SECTION_VM,
+        SECTION_CLUSTER,
+        SECTION_PEER,
         SECTION_BAD,
 };
 
@@ -189,6 +208,7 @@ struct parse_state {
         char section_raw[CONFIG_VALUE_MAX];
         enum section section;
         struct config_vm *vm;
+        struct config_peer *peer;
         char last_key[64]; /* for continuation lines */
         /* keys seen in the current section, to catch duplicates */
         char **seen;
@@ -332,30 +352,70 @@ bool config_name_valid(const char *name)
         return true;
 }
 
-static int start_vm_section(struct parse_state *ps, const char *section)
+/* The NAME of a section [KIND "NAME"] (kind: "vm", "peer"), checked like a VM name. */
+static int section_name(struct parse_state *ps, const char *section, const char *kind,
+                        char name[CONFIG_NAME_MAX])
 {
-        const char *p = section + 3;
+        const char *p = section + strlen(kind) + 1;
         size_t n = strlen(p);
 
-        /* section is: vm "NAME" */
         if (n < 2 || p[0] != '"' || p[n - 1] != '"') {
-                diag(ps, ps->line, "section [%s]: expected [vm \"NAME\"]", section);
+                diag(ps, ps->line, "section [%s]: expected [%s \"NAME\"]", section, kind);
                 return -1;
         }
-        char name[CONFIG_NAME_MAX + 2];
-        if (n - 2 >= sizeof(name)) {
-                diag(ps, ps->line, "VM name longer than %d characters", CONFIG_NAME_MAX - 1);
+        if (n - 2 >= CONFIG_NAME_MAX) {
+                diag(ps, ps->line, "%s name longer than %d characters",
+                     strcmp(kind, "vm") == 0 ? "VM" : kind, CONFIG_NAME_MAX - 1);
                 return -1;
         }
         memcpy(name, p + 1, n - 2);
         name[n - 2] = '\0';
         if (!config_name_valid(name)) {
                 diag(ps, ps->line,
-                     "invalid VM name \"%s\" (1..%d of letters, digits, '_', '.', '-', not "
+                     "invalid %s name \"%s\" (1..%d of letters, digits, '_', '.', '-', not "
                      "starting with '.' or '-')",
-                     name, CONFIG_NAME_MAX - 1);
+                     strcmp(kind, "vm") == 0 ? "VM" : kind, name, CONFIG_NAME_MAX - 1);
                 return -1;
         }
+        return 0;
+}
+
+static int start_peer_section(struct parse_state *ps, const char *section)
+{
+        struct config_cluster *c = &ps->cfg->cluster;
+        char name[CONFIG_NAME_MAX];
+
+        if (section_name(ps, section, "peer", name) < 0)
+                return -1;
+        for (size_t i = 0; i < c->n_peers; i++) {
+                if (strcmp(c->peers[i].name, name) == 0) {
+                        diag(ps, ps->line, "peer \"%s\" is defined twice (first at line %u)", name,
+                             c->peers[i].line);
+                        return -1;
+                }
+        }
+        if (c->n_peers >= CONFIG_PEERS_MAX) {
+                diag(ps, ps->line, "more than %d peers", CONFIG_PEERS_MAX);
+                return -1;
+        }
+        struct config_peer *grown = realloc(c->peers, (c->n_peers + 1) * sizeof(*grown));
+        if (!grown) {
+                diag(ps, ps->line, "out of memory");
+                return -1;
+        }
+        c->peers = grown;
+        ps->peer = &c->peers[c->n_peers++];
+        *ps->peer = (struct config_peer){.line = ps->line};
+        memcpy(ps->peer->name, name, strlen(name) + 1);
+        return 0;
+}
+
+static int start_vm_section(struct parse_state *ps, const char *section)
+{
+        char name[CONFIG_NAME_MAX];
+
+        if (section_name(ps, section, "vm", name) < 0)
+                return -1;
         struct config *c = ps->cfg;
         for (size_t i = 0; i < c->n_vms; i++) {
                 if (strcmp(c->vms[i].name, name) == 0) {
@@ -389,6 +449,7 @@ static void enter_section(struct parse_state *ps, const char *section)
         snprintf(ps->section_raw, sizeof(ps->section_raw), "%s", section);
         seen_reset(ps);
         ps->vm = NULL;
+        ps->peer = NULL;
         ps->last_key[0] = '\0';
         if (strcmp(section, "host") == 0)
                 ps->section = SECTION_HOST;
@@ -398,8 +459,14 @@ static void enter_section(struct parse_state *ps, const char *section)
                 ps->section = SECTION_SIM;
         else if (strncmp(section, "vm ", 3) == 0)
                 ps->section = start_vm_section(ps, section) == 0 ? SECTION_VM : SECTION_BAD;
+        else if (strcmp(section, "cluster") == 0)
+                ps->section = SECTION_CLUSTER;
+        else if (strncmp(section, "peer ", 5) == 0)
+                ps->section = start_peer_section(ps, section) == 0 ? SECTION_PEER : SECTION_BAD;
         else {
-                diag(ps, ps->line, "unknown section [%s] (known: host, policy, sim, vm \"NAME\")",
+                diag(ps, ps->line,
+                     "unknown section [%s] (known: host, policy, sim, vm \"NAME\", cluster, peer "
+                     "\"NAME\")",
                      section);
                 ps->section = SECTION_BAD;
         }
@@ -624,6 +691,14 @@ static int handle_key(void *user, const char *section, const char *key, const ch
         case SECTION_VM:
                 table = vm_keys, base = ps->vm;
                 break;
+        case SECTION_CLUSTER:
+                table = cluster_keys, base = &ps->cfg->cluster;
+                if (strcmp(key, "relief") == 0)
+                        ps->cfg->cluster.relief_line = ps->line;
+                break;
+        case SECTION_PEER:
+                table = peer_keys, base = ps->peer;
+                break;
         }
         if (value[0] == '\0') {
                 diag(ps, ps->line, "%s: empty value", key);
@@ -666,6 +741,11 @@ static void config_defaults(struct config *c)
             .seed = 1,
             .speed = 1.0,
         };
+        c->cluster = (struct config_cluster){
+            .shortage_for_ms = 60 * MSEC_PER_SEC,
+            .cooldown_ms = 300 * MSEC_PER_SEC,
+            .peer_timeout_ms = 5 * MSEC_PER_SEC,
+        };
 }
 
 static int fill_string_default(char **field, const char *value)
@@ -692,6 +772,13 @@ static void check_whole(struct parse_state *ps)
                 if (settings_check(&vm->settings, err, sizeof(err)) < 0)
                         diag(ps, vm->line, "vm \"%s\": %s", vm->name, err);
         }
+        for (size_t i = 0; i < c->cluster.n_peers; i++) {
+                const struct config_peer *p = &c->cluster.peers[i];
+                if (!p->libvirt_uri || !p->http)
+                        diag(ps, p->line, "peer \"%s\": needs libvirt_uri and http", p->name);
+        }
+        if (c->cluster.relief && c->cluster.n_peers == 0)
+                diag(ps, c->cluster.relief_line, "relief: no [peer \"NAME\"] to move VMs to");
 }
 
 static int load(struct parse_state *ps, struct config *ret)
@@ -772,6 +859,7 @@ void config_free(struct config *c)
         free(c->host.web_dir);
         free(c->host.admin_group);
         free(c->host.qemu_user);
+        free(c->host.libvirt_uri);
         for (size_t i = 0; i < c->n_vms; i++) {
                 for (size_t j = 0; j < c->vms[i].n_extra; j++) {
                         free(c->vms[i].extra[j].key);
@@ -780,6 +868,11 @@ void config_free(struct config *c)
                 free(c->vms[i].extra);
         }
         free(c->vms);
+        for (size_t i = 0; i < c->cluster.n_peers; i++) {
+                free(c->cluster.peers[i].libvirt_uri);
+                free(c->cluster.peers[i].http);
+        }
+        free(c->cluster.peers);
         *c = (struct config){0};
 }
 

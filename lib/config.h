@@ -8,11 +8,13 @@
  *
  * Sections:
  *   [host]      memory, reserve, policy, backend, interval, socket, state_dir, http,
- *               http_allow_remote, web_dir, admin_group, qemu_user
+ *               http_allow_remote, web_dir, admin_group, qemu_user, libvirt_uri
  *   [policy]    the dynmem policy's tunables (see docs/policy.md)
  *   [sim]       duration, step, report_interval, grow_rate, shrink_rate, seed, speed
  *   [vm "NAME"] startup, minimum, maximum, buffer, weight, dynamic, block, autostart,
  *               plus backend keys
+ *   [cluster]   relief, shortage_for, cooldown, peer_timeout (docs/migration.md)
+ *   [peer "NAME"] libvirt_uri, http: a host running dynmemd that may take VMs from this one
  */
 #ifndef DYNMEM_CONFIG_H
 #define DYNMEM_CONFIG_H
@@ -71,6 +73,7 @@ struct config_host {
         char *web_dir;          /* NULL = the page built into dynmemd */
         char *admin_group;      /* members may change settings through the socket; NULL: root */
         char *qemu_user;        /* QEMU runs as this user; NULL: dynmem-qemu */
+        char *libvirt_uri;      /* backend libvirt: NULL = qemu:///system */
 };
 
 struct config_sim {
@@ -83,6 +86,27 @@ struct config_sim {
         double speed; /* simulated seconds per real second (daemon), 1 */
 };
 
+/* A peer host: where its libvirt takes migrations, where its dynmemd answers (read-only). */
+struct config_peer {
+        char name[CONFIG_NAME_MAX];
+        unsigned line; /* of the section header */
+        char *libvirt_uri;
+        char *http; /* http://HOST:PORT of its dynmemd's HTTP API */
+};
+
+#define CONFIG_PEERS_MAX 64
+
+/* Hosts that relieve each other (docs/migration.md, "The relief rule"). */
+struct config_cluster {
+        bool relief;          /* move a VM to a peer after a sustained shortage; off unless set */
+        unsigned relief_line; /* of the relief key, for messages */
+        uint64_t shortage_for_ms; /* the shortage must last this long (60 s) */
+        uint64_t cooldown_ms;     /* after a move, none before this (5 min) */
+        uint64_t peer_timeout_ms; /* a peer's answer (5 s) */
+        struct config_peer *peers;
+        size_t n_peers;
+};
+
 struct config {
         char *path;
         struct config_host host;
@@ -90,6 +114,7 @@ struct config {
         struct config_sim sim;
         struct config_vm *vms;
         size_t n_vms;
+        struct config_cluster cluster;
 };
 
 /*

@@ -27,6 +27,9 @@ static const struct control_command_info commands[CONTROL_N_COMMANDS] = {
     [CONTROL_DELETE] = {"delete", true, true, 0},
     [CONTROL_COUNTERS] = {"counters", false, false, CONTROL_FIELD_NAME},
     [CONTROL_EVENTS] = {"events", false, false, CONTROL_FIELD_SINCE},
+    [CONTROL_ENABLE] = {"enable", true, true, CONTROL_FIELD_SETTINGS},
+    [CONTROL_DISABLE] = {"disable", true, true, 0},
+    [CONTROL_ADMIT] = {"admit", true, true, CONTROL_FIELD_SETTINGS | CONTROL_FIELD_INCOMING},
 };
 
 const struct control_command_info *control_command_info(enum control_command c)
@@ -129,9 +132,13 @@ static const struct {
         const char *key;
         unsigned field;
 } optional_fields[] = {
-    {"force", CONTROL_FIELD_FORCE},     {"settings", CONTROL_FIELD_SETTINGS},
-    {"backend", CONTROL_FIELD_BACKEND}, {"autostart", CONTROL_FIELD_AUTOSTART},
-    {"name", CONTROL_FIELD_NAME},       {"since", CONTROL_FIELD_SINCE},
+    {"force", CONTROL_FIELD_FORCE},
+    {"settings", CONTROL_FIELD_SETTINGS},
+    {"backend", CONTROL_FIELD_BACKEND},
+    {"autostart", CONTROL_FIELD_AUTOSTART},
+    {"name", CONTROL_FIELD_NAME},
+    {"since", CONTROL_FIELD_SINCE},
+    {"incoming_bytes", CONTROL_FIELD_INCOMING},
 };
 #define N_OPTIONAL_FIELDS (sizeof(optional_fields) / sizeof(optional_fields[0]))
 
@@ -301,14 +308,18 @@ static int parse_bool_field(const json_t *obj, const char *key, bool *ret, char 
         return 0;
 }
 
-static int parse_since(const json_t *obj, uint64_t *ret, char *err, size_t errlen)
+/* A whole number in [min, max] under key, if there. */
+static int parse_uint(const json_t *obj, const char *key, uint64_t min, uint64_t max, uint64_t *ret,
+                      char *err, size_t errlen)
 {
-        const json_t *v = json_object_get(obj, "since");
+        const json_t *v = json_object_get(obj, key);
 
         if (!v)
                 return 0;
-        if (!json_is_integer(v) || json_integer_value(v) < 0) {
-                snprintf(err, errlen, "since: expected a whole number >= 0");
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            (uint64_t)json_integer_value(v) < min || (uint64_t)json_integer_value(v) > max) {
+                snprintf(err, errlen, "%s: expected a whole number from %llu to %llu", key,
+                         (unsigned long long)min, (unsigned long long)max);
                 return -EINVAL;
         }
         *ret = (uint64_t)json_integer_value(v);
@@ -327,7 +338,9 @@ static int parse_body(const json_t *obj, struct control_request *req, char *err,
         if ((info->needs_name || json_object_get(obj, "name")) &&
             (r = parse_name(obj, req, err, errlen)) < 0)
                 return r;
-        if ((r = parse_since(obj, &req->since, err, errlen)) < 0)
+        if ((r = parse_uint(obj, "since", 0, INT64_MAX, &req->since, err, errlen)) < 0 ||
+            (r = parse_uint(obj, "incoming_bytes", 1, SETTINGS_SIZE_MAX, &req->incoming_bytes, err,
+                            errlen)) < 0)
                 return r;
         if ((r = parse_bool_field(obj, "force", &req->force, err, errlen)) < 0 ||
             (r = parse_bool_field(obj, "autostart", &req->autostart, err, errlen)) < 0)
@@ -406,6 +419,9 @@ static json_t *request_json(const struct control_request *r)
         if ((info->fields & CONTROL_FIELD_SETTINGS) && r->given)
                 bad |= json_object_set_new(obj, "settings",
                                            control_settings_json(&r->settings, r->given));
+        if ((info->fields & CONTROL_FIELD_INCOMING) && r->incoming_bytes)
+                bad |= json_object_set_new(obj, "incoming_bytes",
+                                           json_integer((json_int_t)r->incoming_bytes));
         if ((info->fields & CONTROL_FIELD_AUTOSTART) && r->autostart)
                 bad |= json_object_set_new(obj, "autostart", json_true());
         if ((info->fields & CONTROL_FIELD_BACKEND) && r->n_keys)
@@ -438,14 +454,35 @@ static json_t *nullable_string(const char *s)
         return s && s[0] ? json_string(s) : json_null();
 }
 
+/* The backend's choices as [{"name", "value", "why"}], or null when it made none. */
+static json_t *choices_json(const struct backend_vm_description *d)
+{
+        json_t *list;
+
+        if (d->n_choices == 0)
+                return json_null();
+        if (!(list = json_array()))
+                return NULL;
+        for (unsigned i = 0; i < d->n_choices && i < BACKEND_CHOICES_MAX; i++) {
+                const struct backend_vm_choice *c = &d->choices[i];
+                if (json_array_append_new(list, json_pack("{s:s, s:s, s:s}", "name",
+                                                          c->name ? c->name : "", "value", c->value,
+                                                          "why", c->why)) < 0) {
+                        json_decref(list);
+                        return NULL;
+                }
+        }
+        return list;
+}
+
 /* The backend's description; what does not apply is null. */
 static json_t *description_json(const char *backend_name, const struct backend_vm_description *d)
 {
         char caps[128];
         bool agent = d->agent_state != NULL;
 
-        return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "name", backend_name,
-                         "signal", nullable_string(d->signal), "agent_state",
+        return json_pack("{s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:o, s:o, s:o}", "name",
+                         backend_name, "signal", nullable_string(d->signal), "agent_state",
                          nullable_string(d->agent_state), "agent_protocol_version",
                          agent && d->agent_version ? json_integer(d->agent_version) : json_null(),
                          "agent_capabilities",
@@ -454,7 +491,8 @@ static json_t *description_json(const char *backend_name, const struct backend_v
                              : json_null(),
                          "pid", d->pid > 0 ? json_integer(d->pid) : json_null(), "accelerator",
                          nullable_string(d->accelerator), "version", nullable_string(d->version),
-                         "resizing", d->resizing);
+                         "resizing", d->resizing, "machine", nullable_string(d->machine), "choices",
+                         choices_json(d), "offers", nullable_string(d->offers));
 }
 
 json_t *control_vm_json(const struct vm *vm, const char *backend_name,
@@ -498,6 +536,10 @@ json_t *control_vm_json(const struct vm *vm, const char *backend_name,
         bad =
             bad || json_object_set_new(obj, "refusal",
                                        vm->refusal[0] ? json_string(vm->refusal) : json_null()) < 0;
+        bad = bad || json_object_set_new(obj, "migration",
+                                         vm_migration_name(vm->migration)
+                                             ? json_string(vm_migration_name(vm->migration))
+                                             : json_null()) < 0;
         bad = bad || (desc && json_object_set_new(obj, "backend",
                                                   description_json(backend_name, desc)) < 0);
         json_decref(settings);

@@ -49,6 +49,9 @@ enum control_command {
         CONTROL_DELETE,
         CONTROL_COUNTERS,
         CONTROL_EVENTS,
+        CONTROL_ENABLE,  /* a VM its backend owns (libvirt): dynamic memory on */
+        CONTROL_DISABLE, /* ... and off */
+        CONTROL_ADMIT,   /* its owner starts it: may it? (the libvirt hook) */
         CONTROL_N_COMMANDS,
 };
 
@@ -67,6 +70,8 @@ enum {
         CONTROL_FIELD_AUTOSTART = 1u << 3, /* create: "autostart": bool */
         CONTROL_FIELD_NAME = 1u << 4,      /* counters: "name" (one VM), optional */
         CONTROL_FIELD_SINCE = 1u << 5,     /* events: "since": sequence number */
+        CONTROL_FIELD_INCOMING = 1u << 6,  /* admit: "incoming_bytes": a VM arriving by live
+                                              migration holding that much (with "settings") */
 };
 
 /* The command's description, or NULL when out of range. */
@@ -84,7 +89,8 @@ struct control_request {
         bool autostart;
         struct config_kv *keys; /* create: backend keys (line = 0) */
         size_t n_keys;
-        uint64_t since; /* events: the last sequence number seen (0: all) */
+        uint64_t since;          /* events: the last sequence number seen (0: all) */
+        uint64_t incoming_bytes; /* admit: arriving by live migration with this much (0: a start) */
 };
 
 /*

@@ -14,13 +14,14 @@
 #include <string.h>
 
 static const char *const reason_names[] = {
-    [REASON_NONE] = "none",         [REASON_DEMAND] = "demand",
-    [REASON_MINIMUM] = "minimum",   [REASON_MAXIMUM] = "maximum",
-    [REASON_SCARCITY] = "scarcity", [REASON_STALL] = "stall",
-    [REASON_PROBE] = "probe",       [REASON_HOLD] = "hold",
-    [REASON_WAITING] = "waiting",   [REASON_NO_SIGNAL] = "no-signal",
-    [REASON_STATIC] = "static",     [REASON_STARTUP] = "startup",
-    [REASON_EXTERNAL] = "external", [REASON_OVERCOMMITTED] = "overcommitted",
+    [REASON_NONE] = "none",           [REASON_DEMAND] = "demand",
+    [REASON_MINIMUM] = "minimum",     [REASON_MAXIMUM] = "maximum",
+    [REASON_SCARCITY] = "scarcity",   [REASON_STALL] = "stall",
+    [REASON_PROBE] = "probe",         [REASON_HOLD] = "hold",
+    [REASON_WAITING] = "waiting",     [REASON_NO_SIGNAL] = "no-signal",
+    [REASON_STATIC] = "static",       [REASON_STARTUP] = "startup",
+    [REASON_EXTERNAL] = "external",   [REASON_OVERCOMMITTED] = "overcommitted",
+    [REASON_MIGRATING] = "migrating",
 };
 
 const char *policy_reason_name(enum policy_reason r)

@@ -98,6 +98,8 @@ enum policy_reason {
         REASON_STARTUP,       /* admitted with its startup size */
         REASON_EXTERNAL,      /* target from an external policy */
         REASON_OVERCOMMITTED, /* even the minimums do not fit the host */
+        REASON_MIGRATING,     /* set by the balancer, never the policy: its owner migrates it
+                                 to or from another host, and its size is held until it has moved */
 };
 
 const char *policy_reason_name(enum policy_reason r);

@@ -29,6 +29,24 @@ int vm_state_parse(const char *text, enum vm_state *ret)
         return -EINVAL;
 }
 
+const char *vm_migration_name(enum vm_migration m)
+{
+        static const char *const names[] = {
+            [VM_MIGRATION_NONE] = NULL,
+            [VM_MIGRATION_OUT] = "outgoing",
+            [VM_MIGRATION_SWITCHOVER] = "switchover",
+            [VM_MIGRATION_IN] = "incoming",
+        };
+
+        return (size_t)m < sizeof(names) / sizeof(names[0]) ? names[m] : NULL;
+}
+
+bool vm_runs_here(const struct vm *vm)
+{
+        return vm_holds_memory(vm) && vm->migration != VM_MIGRATION_IN &&
+               vm->migration != VM_MIGRATION_SWITCHOVER;
+}
+
 static const char *const status_names[] = {
     [VM_STATUS_UNKNOWN] = "unknown",
     [VM_STATUS_OK] = "ok",

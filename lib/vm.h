@@ -27,6 +27,27 @@ enum vm_state {
 const char *vm_state_name(enum vm_state s);
 int vm_state_parse(const char *text, enum vm_state *ret);
 
+/*
+ * A live migration its owner (libvirt) makes between two hosts, as each end
+ * sees it. While it lasts the VM's size is held where it is (QEMU refuses
+ * virtio-mem changes then): the source keeps it counted until it has left,
+ * the destination counts it from the moment it starts to arrive
+ * (docs/migration.md).
+ */
+enum vm_migration {
+        VM_MIGRATION_NONE,
+        VM_MIGRATION_OUT,        /* leaving this host: runs and holds its memory here */
+        VM_MIGRATION_SWITCHOVER, /* leaving, paused for the switchover: it runs on the
+                                    destination next, and holds its memory here until gone */
+        VM_MIGRATION_IN,         /* arriving: memory reserved for it here, not running here yet */
+};
+
+/* NULL for none, else "outgoing", "switchover", "incoming". */
+const char *vm_migration_name(enum vm_migration m);
+
+/* Its guest runs on this host now: it holds memory, and is neither arriving nor switched over. */
+bool vm_runs_here(const struct vm *vm);
+
 /* Memory status as Hyper-V shows it. */
 enum vm_status {
         VM_STATUS_UNKNOWN, /* no demand known */
@@ -61,7 +82,11 @@ struct vm {
         enum vm_state state;
         bool start_requested; /* STARTING: waiting for admission */
         bool start_pending;   /* RUNNING: admitted, the backend is still bringing it up */
+        bool start_outside;   /* ... for a start its owner makes (a libvirt hook asked):
+                                 the backend's start() only takes note */
         char refusal[160];    /* why the last start was refused */
+        enum vm_migration migration;
+        uint64_t migration_bytes; /* held while it migrates (its size pinned at that) */
 
         struct vm_observation obs; /* latest observation */
         uint64_t target_bytes;     /* last target asked of the backend */

@@ -10,6 +10,10 @@
 #   scripts/deps.sh            build + test + demo packages
 #   scripts/deps.sh --print    list them and exit
 #
+# debhelper, pkgconf and the -dev packages above are debian/control's
+# Build-Depends (the package suite checks that this list covers them); lintian
+# and git (it copies the files git knows) are the package suite's.
+#
 # The browser test also needs node and npm (not from this list: they come with
 # the machine's Node.js) and fetches playwright-core once (tests/web/setup.sh).
 set -eu
@@ -22,6 +26,9 @@ PACKAGES="
   qemu-system-x86 qemu-utils busybox-static cpio kmod
   libclang-rt-14-dev
   libjs-dygraphs python3-prometheus-client tmux chromium
+  libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev libxml2-dev
+  iproute2
+  debhelper lintian pkgconf git
 "
 
 if [ "${1:-}" = "--print" ]; then

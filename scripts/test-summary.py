@@ -10,6 +10,11 @@ tests count once. A skip's reason is TAP's ("1..0 # SKIP why", "ok 3 - name #
 SKIP why") or, for a test that exited 77, the last line it printed. --absent
 counts a suite that was not run at all (scripts/test.sh: DYNMEM_TEST_VALGRIND=0)
 as one skip with its reason, so that nothing is silently missing.
+Tests that ran under a QEMU (tests/with-qemu.py prints "# qemu-under-test:
+VERSION PATH") are counted per QEMU version too, last on the line: "...;
+QEMU 7.2.22: N passed, N failed, N skipped; QEMU 10.0.2: ..."; tests skipped
+because their QEMU could not be had ("# qemu-under-test: 10.0 unavailable")
+count as "QEMU 10.0 (unavailable): 0 passed, 0 failed, N skipped".
 Exit status 1 when anything failed or nothing ran.
 """
 import json
@@ -53,7 +58,7 @@ def count_entry(entry, reasons):
     stdout = entry.get("stdout", "")
     result = entry.get("result", "")
     p = f = s = 0
-    if entry.get("protocol") == "tap" or "1.." in stdout[:200]:
+    if entry.get("protocol") == "tap" or re.search(r"^1\.\.\d+", stdout, re.M):
         p, f, s = tap_counts(stdout, name, reasons)
     if p + f + s == 0:
         if result in ("OK", "EXPECTEDFAIL"):
@@ -68,7 +73,27 @@ def count_entry(entry, reasons):
     return p, f, s
 
 
-def count_log(path, reasons):
+QEMU_LINE = re.compile(r"^# qemu-under-test: (\d+(?:\.\d+)+)(?: (unavailable)$| )", re.M)
+
+
+def count_qemu(per_qemu, entry, counts):
+    """Add a test's counts to its QEMU's, when it says which QEMU it ran under
+    (or which one it could not have: "10.0 unavailable")."""
+    m = QEMU_LINE.search(entry.get("stdout", ""))
+    if m:
+        key = (tuple(int(x) for x in m.group(1).split(".")), m.group(2) or "")
+        per_qemu[key] = [a + b for a, b in zip(per_qemu.get(key, [0, 0, 0]), counts)]
+
+
+def by_qemu(per_qemu):
+    """'; QEMU 7.2.22: 51 passed, 0 failed, 0 skipped; QEMU 10.0.2: ...', or ''.
+    A QEMU that could not be had: 'QEMU 10.0 (unavailable): 0 passed, 0 failed, 9 skipped'."""
+    return "".join(f"; QEMU {'.'.join(map(str, v))}{f' ({note})' if note else ''}: "
+                   f"{p} passed, {f} failed, {s} skipped"
+                   for (v, note), (p, f, s) in sorted(per_qemu.items()))
+
+
+def count_log(path, reasons, per_qemu):
     passed = failed = skipped = 0
     try:
         log = open(path, encoding="utf-8", errors="replace")
@@ -85,6 +110,7 @@ def count_log(path, reasons):
                       file=sys.stderr)
                 continue
             p, f, s = count_entry(entry, reasons)
+            count_qemu(per_qemu, entry, (p, f, s))
             passed, failed, skipped = passed + p, failed + f, skipped + s
     return passed, failed, skipped
 
@@ -103,6 +129,7 @@ def why(reasons):
 def main(argv):
     passed = failed = skipped = 0
     reasons = {}
+    per_qemu = {}  # version -> [passed, failed, skipped]
     paths = []
     while argv:
         a = argv.pop(0)
@@ -114,9 +141,9 @@ def main(argv):
         else:
             paths.append(a)
     for path in paths:
-        p, f, s = count_log(path, reasons)
+        p, f, s = count_log(path, reasons, per_qemu)
         passed, failed, skipped = passed + p, failed + f, skipped + s
-    print(f"{passed} passed, {failed} failed, {skipped} skipped{why(reasons)}")
+    print(f"{passed} passed, {failed} failed, {skipped} skipped{why(reasons)}{by_qemu(per_qemu)}")
     return 1 if failed or passed == 0 else 0
 
 

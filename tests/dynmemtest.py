@@ -124,10 +124,25 @@ class Tap:
         self.cases.append(fn)
         return fn
 
+    def selected(self):
+        """The cases DYNMEM_TEST_CASES names (comma-separated; the second QEMU's set
+        runs a chosen few, tests/with-qemu.py), in their order; all without it.
+        run() reports the others as skipped, with DYNMEM_TEST_CASES_WHY."""
+        names = [n for n in os.environ.get("DYNMEM_TEST_CASES", "").split(",") if n]
+        unknown = set(names) - {fn.__name__ for fn in self.cases}
+        if unknown:
+            raise SystemExit(f"DYNMEM_TEST_CASES names no such case: {sorted(unknown)}")
+        return [fn for fn in self.cases if not names or fn.__name__ in names]
+
     def run(self, ctx):
+        cases = self.selected()
+        why = os.environ.get("DYNMEM_TEST_CASES_WHY") or "not in DYNMEM_TEST_CASES"
         print(f"1..{len(self.cases)}", flush=True)
         for fn in self.cases:
             name = fn.__name__.replace("_", " ")
+            if fn not in cases:
+                self._line(True, f"{name} # SKIP {why}")
+                continue
             t0 = time.monotonic()
             try:
                 fn(ctx)

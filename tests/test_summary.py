@@ -30,6 +30,21 @@ ENTRIES = [
 ]
 
 
+QEMU_ENTRIES = [
+    {"name": "dynmem:qemu / qemu-vm", "protocol": "tap", "result": "OK",
+     "stdout": "# qemu-under-test: 7.2.22 /usr/bin/qemu-system-x86_64\n1..2\nok 1 - a\nok 2 - b\n"},
+    {"name": "dynmem:qemu / qemu-vm-qemu10", "protocol": "tap", "result": "FAIL",
+     "stdout": "# qemu-under-test: 10.0.2 /b/qemu-backports/bin/qemu-system-x86_64\n"
+               "1..2\nok 1 - a\nnot ok 2 - b\n"},
+    {"name": "dynmem:e2e / e2e-grow-qemu10", "protocol": "tap", "result": "OK",
+     "stdout": "# qemu-under-test: 10.0.2 /b/qemu-backports/bin/qemu-system-x86_64\n"
+               "1..1\nok 1 - a # SKIP no image\n"},
+    {"name": "dynmem:agent / agent-qemu-qemu10", "protocol": "tap", "result": "SKIP",
+     "stdout": "1..0 # SKIP QEMU 10.0 from bookworm-backports cannot be had: offline\n"},
+    {"name": "dynmem:unit / units", "protocol": "tap", "result": "OK", "stdout": "1..1\nok 1\n"},
+]
+
+
 def summary(*args):
     p = subprocess.run([sys.executable, os.path.join(sys.argv[1], "scripts", "test-summary.py"),
                         *args], capture_output=True, text=True)
@@ -54,6 +69,25 @@ def main():
              "a suite that did not run counts as a skip with its reason", line)
         rc, line = summary("--absent", "valgrind:", log)
         t.ok("5 skipped" in line, "an empty --absent counts nothing", line)
+        qlog = os.path.join(tmp, "qemu.json")
+        with open(qlog, "w") as f:
+            f.writelines(json.dumps(e) + "\n" for e in QEMU_ENTRIES)
+        rc, line = summary(qlog)
+        t.ok(line.startswith("4 passed, 1 failed, 2 skipped (") and
+             line.endswith("; QEMU 7.2.22: 2 passed, 0 failed, 0 skipped; "
+                           "QEMU 10.0.2: 1 passed, 1 failed, 1 skipped") and rc == 1,
+             "counts per QEMU, oldest first, after the totals", line)
+        t.ok("QEMU 10.0 from bookworm-backports cannot be had: offline: agent-qemu-qemu10" in line,
+             "the second QEMU's set, skipped, says why", line)
+        # meson's log has no protocol member; a plan after long comments is still TAP.
+        late = os.path.join(tmp, "late.json")
+        with open(late, "w") as f:
+            f.write(json.dumps({"name": "dynmem:hostile / hostile-guest-qemu10", "result": "OK",
+                                "stdout": "# setting up\n" * 40 + "1..3\nok 1 - a\n"
+                                          "ok 2 - b # SKIP not in the set\nok 3 - c\n"}) + "\n")
+        rc, line = summary(late)
+        t.ok(line.startswith("2 passed, 0 failed, 1 skipped (not in the set: hostile-guest-qemu10)"),
+             "a TAP plan after many comment lines: its cases are counted", line)
         rc, line = summary(os.path.join(tmp, "missing.json"))
         t.ok(line == "0 passed, 1 failed, 0 skipped" and rc == 1,
              "a log that is not there is a failure", line)

@@ -15,7 +15,7 @@
 
   const COLUMNS = [
     ['name', 'name', text],
-    ['state', 'state', text],
+    ['state', 'state', stateText],
     ['assigned', 'assigned_bytes', size, true],
     ['demand', 'demand_bytes', size, true],
     ['pressure', 'pressure_percent', percent, true],
@@ -38,6 +38,11 @@
 
   function text(v) {
     return v === null || v === undefined ? '-' : String(v);
+  }
+
+  // the state, and a live migration under way: "running (outgoing)"
+  function stateText(v, vm) {
+    return text(v) + (vm && vm.migration ? ' (' + vm.migration + ')' : '');
   }
 
   function size(bytes) {
@@ -84,7 +89,17 @@
     set('host-assigned', size(host.assigned_bytes));
     set('host-available', size(host.available_bytes));
     set('host-pressure', percent(host.pressure_percent));
-    set('host-vms', host.vms + ' (' + host.running + ' running)');
+    const m = host.migrations;
+    const moving = m && (m.arriving || m.leaving)
+      ? ', ' + m.arriving + ' arriving, ' + m.leaving + ' leaving' : '';
+    set('host-vms', host.vms + ' (' + host.running + ' running' + moving + ')');
+    // [peer] sections: each peer's state and what it has available for balancing
+    const peers = host.peers || [];
+    document.getElementById('host-peers-box').hidden = peers.length === 0;
+    set('host-peers', peers.map((p) => p.name + ' ' + p.state +
+      (p.available_for_balancing_bytes === null ? ''
+        : ' (' + size(p.available_for_balancing_bytes) + ' free)')).join(', ') +
+      (host.relief && host.relief.enabled && host.relief.short ? '; short of memory' : ''));
   }
 
   function showVms(vms) {
@@ -106,7 +121,7 @@
       body.appendChild(tr); // keeps the daemon's order (by name)
       COLUMNS.forEach(([cls, key, fmt, num], i) => {
         const td = tr.children[i];
-        td.textContent = fmt(vm[key]);
+        td.textContent = fmt(vm[key], vm);
         td.className = cls + (num ? ' num' : '') + (cls === 'status' ? ' status-' + vm.status : '');
       });
       tr.className = vm.state === 'running' || vm.state === 'stopping' ? '' : 'off';

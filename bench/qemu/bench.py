@@ -25,6 +25,11 @@ size (256 MiB: what they would suffer without dynmem), phase 3 at 1 GiB.
 --set trigger is the earlier comparison (t1, t2 with the trigger, p1, p2
 with 1 s reports, no absorber; phases dynmem and static 1 GiB).
 
+Every phase runs once per QEMU (--qemu, repeated; default the
+qemu-system-x86_64 in PATH; --backports DIR adds QEMU 10.0 from
+bookworm-backports through scripts/qemu-backports.sh), one QEMU after the
+other in the same run, and the report compares them.
+
 Guest-side times come from a probe in the guest image (bench/qemu/probe.c,
 installed as /bin/dynmem-load around the real load) that stamps every load
 line, the first growth of PSI memory "some" total (the guest starts to
@@ -37,7 +42,7 @@ what the daemon sees is `dynmem list --json`, polled every 100 ms.
 
 usage: bench.py --dynmemd EXE --dynmem EXE --guest EXE --load EXE --probe EXE
                 --source DIR [--out DIR] [--set absorber|trigger] [--duration S]
-                [--static-duration S]
+                [--static-duration S] [--qemu BINARY]... [--backports DIR]
 """
 import argparse
 import json
@@ -74,7 +79,7 @@ def plan(first_s):
             f"ramp:{LOW_MIB}M:100ms,hold:{int(rest * 1000)}ms,loop")
 
 
-def vm_section(name, trigger, absorber, first_s, static, fill):
+def vm_section(name, trigger, absorber, first_s, static, fill, qemu):
     append = (f"dynmem.load={plan(first_s)}" + ("" if trigger else " dynmem.agent.trigger=0") +
               ("" if absorber else " dynmem.agent.absorber=0") +
               (f" dynmem.load.fill={fill}" if fill else ""))
@@ -82,17 +87,17 @@ def vm_section(name, trigger, absorber, first_s, static, fill):
     sizes = (f"dynamic = no\nstartup = {size}\nminimum = {size}\nmaximum = {size}\n" if static
              else "dynamic = yes\nstartup = 256M\nminimum = 256M\nmaximum = 1G\n")
     return (f'\n[vm "{name}"]\n{sizes}buffer = {BUFFER}\naccel = auto\ncpus = 1\n'
-            f"shutdown_timeout = 1s\nappend = {append}\nautostart = yes\n")
+            f"shutdown_timeout = 1s\nappend = {append}\nautostart = yes\nqemu = {qemu}\n")
 
 
-def config(root, static, fill):
+def config(root, static, fill, qemu):
     """static: None (policy dynmem), "full" (1 GiB each) or "startup" (256 MiB each)."""
     text = (f"[host]\nbackend = qemu\nsocket = {root}/run/dynmemd.sock\n"
             f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n"
             f"policy = {'static' if static else 'dynmem'}\n\n[policy]\nshrink_delay = 5s\n"
             "trend_lookahead = 0s\npersistence_max_permille = 0\nheadroom_permille = 0\n"
             "stall_memory = 0s\n")
-    return text + "".join(vm_section(n, t, a, f, static, fill) for n, t, a, f in GUESTS)
+    return text + "".join(vm_section(n, t, a, f, static, fill, qemu) for n, t, a, f in GUESTS)
 
 
 # ---- the image ----
@@ -186,14 +191,14 @@ class Watch:
             t.join()
 
 
-def run_phase(args, root, static, duration):
+def run_phase(args, root, static, duration, qemu):
     """static: None, "full" or "startup" (config())."""
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(os.path.join(root, "run"))
     os.makedirs(os.path.join(root, "state"))
     conf = os.path.join(root, "dynmem.conf")
     with open(conf, "w") as f:
-        f.write(config(root, static, FILL[args.set]))
+        f.write(config(root, static, FILL[args.set], qemu))
     names = [g[0] for g in GUESTS]
     env = dict(os.environ, DYNMEM_GUEST_IMAGE_DIR=args.image)
     proc = subprocess.Popen([args.dynmemd, "-d", "-v", "-f", conf], stderr=subprocess.PIPE,
@@ -202,8 +207,8 @@ def run_phase(args, root, static, duration):
     w = Watch(args, root, names)
     w.start(proc)
     t0 = time.time()
-    print(f"bench.py: {'static ' + static if static else 'dynmem'} phase: {duration} s of load "
-          f"after the guests boot", flush=True)
+    print(f"bench.py: {qemu}: {'static ' + static if static else 'dynmem'} phase: {duration} s "
+          f"of load after the guests boot", flush=True)
     try:
         deadline = t0 + 300
         while not all(any("| dynmem-load: holding" in l for _, l in w.console[n])
@@ -300,8 +305,10 @@ def steps_of(name, first_s, events):
 def analyse_guest(w, name, first_s):
     ev = probe_events(w.console[name])
     stalls = [t for _, t, text in ev if text.startswith("stall")]
-    mem = [(t, int(text.split("kb=")[1])) for _, t, text in ev
-           if text.startswith("memtotal") or text.startswith("tick memtotal")]
+    # a kernel message may be printed into the middle of a probe line: its digits only
+    mem = [(t, int(m.group(1))) for _, t, text in ev
+           if (text.startswith("memtotal") or text.startswith("tick memtotal")) and
+           (m := re.search(r"kb=(\d+)", text))]
     requests = [(a, line.rsplit(": ", 1)[-1]) for a, line in w.daemon
                 if re.match(rf"dynmemd: {name} \+", line)]
     wakes = [a for a, line in w.daemon if "extra cycle" in line]
@@ -310,6 +317,8 @@ def analyse_guest(w, name, first_s):
     rows = []
     for step, window in steps_of(name, first_s, ev):
         h_step = to_host(ev, step)
+        if h_step is None or to_host(ev, window) is None:
+            continue  # no console line near it to place it in host time
         r = {"step_host": h_step}
         st = [t for t in stalls if step <= t < window]
         quiet = not [t for t in stalls if step - 1.0 <= t < step]
@@ -472,6 +481,9 @@ def report(dyn, stat, out, set_name, startup=None):
     res["accel"] = sorted(set(accel))
     if startup is not None:
         res["static_startup"] = startup_phase(startup, set_name)
+    # What the backend chose from this QEMU (logged once per VM at start: the first).
+    chosen = [l for _, l in dyn.daemon if re.search(r": QEMU \d+\.\d+\.\d+, machine ", l)]
+    res["qemu_features"] = re.sub(r'^.*?vm "[^"]+": ', "", chosen[0]) if chosen else None
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
     return res
@@ -482,6 +494,7 @@ def print_report(res):
         return (f"p50 {s['p50_ms']:7.1f} ms  p95 {s['p95_ms']:7.1f} ms  (n={s['n']})"
                 if s["n"] else "no samples")
     print(f"accelerator: {', '.join(res['accel']) or 'unknown'}")
+    print(f"QEMU: {res.get('qemu_features') or 'unknown'}")
     for label, g in res["groups"].items():
         print(f"\n== {label}: {g['steps']} steps, {g['stalled_steps']} with a stall, "
               f"{g['requests_before_any_stall']} plug requests before any stall, "
@@ -510,6 +523,54 @@ def print_report(res):
           f"{a['mean_ratio']}")
 
 
+def qemu_version(binary):
+    r = subprocess.run([binary, "--version"], capture_output=True, text=True)
+    m = re.search(r"QEMU emulator version (\d+\.\d+\.\d+)", r.stdout)
+    if not m:
+        sys.exit(f"bench.py: {binary} --version does not say a QEMU version")
+    return m.group(1)
+
+
+def qemus(args):
+    """[(version, binary)] to run under, in the order given."""
+    binaries = list(args.qemu or ["qemu-system-x86_64"])
+    if args.backports:
+        fetch = os.path.join(args.source, "scripts", "qemu-backports.sh")
+        r = subprocess.run([fetch, args.backports], capture_output=True, text=True)
+        if r.returncode == 0:
+            binaries.append(r.stdout.strip().splitlines()[-1])
+        else:
+            print(f"bench.py: no QEMU from bookworm-backports: {r.stderr.strip()}", flush=True)
+    return [(qemu_version(b), b) for b in binaries]
+
+
+def compare(results):
+    """One line per QEMU: the figures the report compares, side by side."""
+    print("\n== QEMU versions, same run")
+    for version, res in results.items():
+        r = res["rss"]
+        for label, g in res["groups"].items():
+            print(f"  QEMU {version}, {label}: step to 90 % plugged p50 "
+                  f"{g['step_to_daemon_sees_90pct']['p50_ms']} ms; stall to request p50 "
+                  f"{g['stall_to_request']['p50_ms']} ms, to online p50 "
+                  f"{g['stall_to_online']['p50_ms']} ms; {g['steps_with_oom']} of "
+                  f"{g['steps']} steps OOM-killed")
+        print(f"  QEMU {version}: RSS dynmem/static mean {r['mean_ratio']}, peak "
+              f"{r['peak_ratio']}")
+
+
+def run_qemu(args, base, binary, with_startup):
+    """The phases under one QEMU (or read back with --analyse): dyn, stat, startup."""
+    if args.analyse:
+        return (Raw(os.path.join(base, "dynmem")), Raw(os.path.join(base, "static")),
+                Raw(os.path.join(base, "static-startup")) if with_startup else None)
+    dyn = run_phase(args, os.path.join(base, "dynmem"), None, args.duration, binary)
+    startup = (run_phase(args, os.path.join(base, "static-startup"), "startup",
+                         args.static_duration, binary) if with_startup else None)
+    stat = run_phase(args, os.path.join(base, "static"), "full", args.static_duration, binary)
+    return dyn, stat, startup
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for opt in ("--dynmemd", "--dynmem", "--guest", "--load", "--probe", "--source"):
@@ -520,6 +581,11 @@ def main():
     ap.add_argument("--set", choices=sorted(SETS), default="absorber",
                     help="absorber: with and without dynmem-guest's absorber (default); "
                          "trigger: PSI trigger against 1 s reports")
+    ap.add_argument("--qemu", action="append",
+                    help="a QEMU binary to run the guests under (repeat for several; default "
+                         "qemu-system-x86_64)")
+    ap.add_argument("--backports", metavar="DIR",
+                    help="also run under QEMU from bookworm-backports, unpacked into DIR")
     ap.add_argument("--analyse", action="store_true",
                     help="only analyse the raw.json files of an earlier run in --out")
     args = ap.parse_args()
@@ -531,17 +597,22 @@ def main():
     GUESTS = SETS[args.set]
     with_startup = args.set == "absorber"
     if args.analyse:
-        dyn, stat = Raw(os.path.join(out, "dynmem")), Raw(os.path.join(out, "static"))
-        startup = Raw(os.path.join(out, "static-startup")) if with_startup else None
+        runs = [(d[len("qemu-"):], None) for d in sorted(os.listdir(out)) if d.startswith("qemu-")]
     else:
+        runs = qemus(args)
         args.image = build_image(args, out)
-        dyn = run_phase(args, os.path.join(out, "dynmem"), None, args.duration)
-        startup = (run_phase(args, os.path.join(out, "static-startup"), "startup",
-                             args.static_duration) if with_startup else None)
-        stat = run_phase(args, os.path.join(out, "static"), "full", args.static_duration)
-    res = report(dyn, stat, out, args.set, startup)
-    print_report(res)
-    print(f"\nresults: {out}/results.json; logs and consoles: {out}/dynmem, {out}/static")
+    results = {}
+    for version, binary in runs:
+        base = os.path.join(out, "qemu-" + version)
+        dyn, stat, startup = run_qemu(args, base, binary, with_startup)
+        results[version] = report(dyn, stat, base, args.set, startup)
+        print(f"\n==== QEMU {version}")
+        print_report(results[version])
+    if len(results) > 1:
+        compare(results)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump({"set": args.set, "qemu": results}, f, indent=1)
+    print(f"\nresults: {out}/results.json; per QEMU: {out}/qemu-VERSION/")
 
 
 if __name__ == "__main__":

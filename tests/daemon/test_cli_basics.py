@@ -75,8 +75,39 @@ def config_check_names_the_backend_problem(bins):
                                           r"No such file", p.stderr),
           "a qemu VM's missing kernel is named with its line", p)
     p, _ = check_config(bins, "[host]\nbackend = vmware\n")
-    check(p.returncode == 2 and "unknown backend \"vmware\" (known: sim, qemu)" in p.stderr,
+    check(p.returncode == 2 and
+          "unknown backend \"vmware\" (known: sim, qemu, libvirt)" in p.stderr,
           "unknown backend", p)
+    p, conf = check_config(bins, "[host]\nbackend = libvirt\n\n[vm \"web\"]\nstartup = 1G\n")
+    check(p.returncode == 2 and
+          ("the VMs are libvirt's domains" in p.stderr or "without libvirt" in p.stderr),
+          "a [vm] section with backend libvirt is refused (libvirt owns the VMs)", p)
+
+
+@tap.case
+def the_example_configuration_checks_as_installed_and_uncommented(bins):
+    example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "daemon",
+                           "dynmem.conf.example")
+    text = open(example).read()
+    p, _ = check_config(bins, text)
+    check(p.returncode == 0 and "0 VMs" in p.stdout, "as installed: good, no VM", p)
+    # Its VMs uncommented, with files where they point (a temporary folder here).
+    d = Daemon(bins, "")
+    try:
+        images = os.path.join(d.dir, "images")
+        os.makedirs(images)
+        for f in ("vmlinuz", "initrd.img", "web1.qcow2", "batch1.qcow2"):
+            open(os.path.join(images, f), "w").close()
+        head, vms = text.split("\n# [vm ", 1)  # the VM examples follow the [host] section
+        live = head + "\n" + re.sub(r"^# (\[vm |[a-z_]+ = )", r"\1", "# [vm " + vms, flags=re.M)
+        live = live.replace("/var/lib/dynmem/images", images)
+        check(live.count("[vm ") == 2 and "\n# memory = 48G" in live, "two VMs uncommented", live)
+        with open(d.conf, "w") as f:
+            f.write(live)
+        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        check(p.returncode == 0 and "2 VMs" in p.stdout, "with its VMs: good, 2 VMs", p)
+    finally:
+        d.cleanup()
 
 
 @tap.case
@@ -114,7 +145,7 @@ def list_and_show_json_have_the_documented_fields(bins):
 
 
 BACKEND_FIELDS = ["accelerator", "agent_capabilities", "agent_protocol_version", "agent_state",
-                  "name", "pid", "resizing", "signal", "version"]
+                  "choices", "machine", "name", "offers", "pid", "resizing", "signal", "version"]
 
 
 @tap.case
@@ -128,10 +159,13 @@ def show_says_what_the_backend_knows(bins):
               "a simulated VM's demand is its trace while it runs", web, db)
         check(web["agent_state"] is None and web["pid"] is None and web["accelerator"] is None,
               "no agent, process or accelerator in the simulator", web)
+        check(web["machine"] is None and web["choices"] is None and web["offers"] is None,
+              "no machine type or hypervisor options either", web)
         check(isinstance(web["resizing"], bool) and db["resizing"] is False, "resizing", web, db)
         out = d.ok("show", "web1").out
         check("Backend:         sim" in out and "Demand from:     trace" in out and
-              "Resizing:" in out and "Process:" not in out and "Guest agent:" not in out,
+              "Resizing:" in out and "Process:" not in out and "Guest agent:" not in out and
+              "Machine:" not in out and "Chosen:" not in out,
               "the human view leaves out what does not apply", out)
 
 

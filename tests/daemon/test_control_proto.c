@@ -68,6 +68,41 @@ static void requests_parse(void **state)
         control_request_free(&req);
 }
 
+/* The admission hook's request for a VM arriving by live migration. */
+static void admit_takes_an_incoming_size(void **state)
+{
+        struct control_request req;
+        char *line;
+
+        assert_int_equal(parse("{\"version\":1,\"command\":\"admit\",\"name\":\"web\","
+                               "\"incoming_bytes\":805306368,\"settings\":{\"weight\":9000}}",
+                               &req),
+                         0);
+        assert_int_equal(req.command, CONTROL_ADMIT);
+        assert_true(req.incoming_bytes == 768 * MIB);
+        assert_int_equal(req.settings.weight, 9000);
+        line = control_request_format(&req);
+        assert_non_null(line);
+        assert_non_null(strstr(line, "\"incoming_bytes\":805306368"));
+        free(line);
+        control_request_free(&req);
+        /* a start's admission has none */
+        assert_int_equal(parse("{\"version\":1,\"command\":\"admit\",\"name\":\"web\"}", &req), 0);
+        assert_true(req.incoming_bytes == 0);
+        control_request_free(&req);
+        parse_err("{\"version\":1,\"command\":\"admit\",\"name\":\"w\",\"incoming_bytes\":0}",
+                  -EINVAL, "incoming_bytes: expected a whole number from 1");
+        parse_err("{\"version\":1,\"command\":\"admit\",\"name\":\"w\",\"incoming_bytes\":-5}",
+                  -EINVAL, "incoming_bytes");
+        parse_err("{\"version\":1,\"command\":\"admit\",\"name\":\"w\","
+                  "\"incoming_bytes\":17592186044417}",
+                  -EINVAL, "incoming_bytes"); /* over 16 TiB: no VM is that large */
+        parse_err("{\"version\":1,\"command\":\"admit\",\"name\":\"w\",\"incoming_bytes\":\"1G\"}",
+                  -EINVAL, "incoming_bytes");
+        parse_err("{\"version\":1,\"command\":\"start\",\"name\":\"w\",\"incoming_bytes\":1}",
+                  -EINVAL, "unknown field \"incoming_bytes\"");
+}
+
 static void requests_refuse_bad_envelopes(void **state)
 {
         parse_err("", -EINVAL, "malformed request");
@@ -318,6 +353,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(requests_parse),
+            cmocka_unit_test(admit_takes_an_incoming_size),
             cmocka_unit_test(requests_refuse_bad_envelopes),
             cmocka_unit_test(requests_refuse_bad_fields),
             cmocka_unit_test(requests_have_a_size_limit),

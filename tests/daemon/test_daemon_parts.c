@@ -1,7 +1,8 @@
 /*
  * Tests for dynmemd's parts that need no event loop: the reserve formula and
  * memory defaults, the cycle timing histogram, the settings rule for a
- * running VM's maximum, the registry, the state file, the backend table.
+ * running VM's maximum, the registry, the state file, the backend table, a
+ * peer's status reply.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -19,6 +20,7 @@
 #include "dconfig.h"
 #include "histogram.h"
 #include "hostmem.h"
+#include "peers.h"
 #include "registry.h"
 #include "state.h"
 #include "units.h"
@@ -327,7 +329,60 @@ static void backend_table(void **state)
         assert_int_equal(backends_check("qemu", err, sizeof(err)), 0);
         assert_non_null(backends_find("qemu")->create);
         assert_int_equal(backends_check("xen", err, sizeof(err)), -ENOENT);
-        assert_string_equal(err, "unknown backend \"xen\" (known: sim, qemu)");
+        assert_string_equal(err, "unknown backend \"xen\" (known: sim, qemu, libvirt)");
+        /* in this build or not, libvirt is known: usable, or missing with the reason */
+        int r = backends_check("libvirt", err, sizeof(err));
+        if (r == 0)
+                assert_non_null(backends_find("libvirt")->create);
+        else
+                assert_true(r == -EOPNOTSUPP && strstr(err, "without libvirt"));
+}
+
+/* A peer's status (GET /api/v1/status): input from another machine. */
+static void peer_status_is_range_checked(void **state)
+{
+        const char *good = "{\"memory_bytes\":8589934592,\"assigned_bytes\":4294967296,"
+                           "\"available_for_balancing_bytes\":3221225472,\"running\":3,"
+                           "\"other\":[1,2]}";
+        const char *bad[] = {
+            "",
+            "[]",
+            "{\"memory_bytes\":1}",
+            "{\"memory_bytes\":-1,\"assigned_bytes\":0,\"available_for_balancing_bytes\":0,"
+            "\"running\":0}",
+            "{\"memory_bytes\":1.5,\"assigned_bytes\":0,\"available_for_balancing_bytes\":0,"
+            "\"running\":0}",
+            "{\"memory_bytes\":1,\"assigned_bytes\":0,\"available_for_balancing_bytes\":"
+            "\"lots\",\"running\":0}",
+            "{\"memory_bytes\":1,\"assigned_bytes\":0,\"available_for_balancing_bytes\":0,"
+            "\"running\":100001}",
+            "{\"memory_bytes\":9223372036854775807,\"assigned_bytes\":0,"
+            "\"available_for_balancing_bytes\":0,\"running\":0}",
+            "{\"memory_bytes\":1,\"memory_bytes\":2,\"assigned_bytes\":0,"
+            "\"available_for_balancing_bytes\":0,\"running\":0}",
+        };
+        struct peer_view v = {0};
+        char err[160];
+        char *huge = calloc(1, PEERS_BODY_MAX + 2);
+
+        (void)state;
+        assert_int_equal(peers_parse_status(good, strlen(good), &v, err, sizeof(err)), 0);
+        assert_true(v.memory_bytes == 8 * GIB);
+        assert_true(v.assigned_bytes == 4 * GIB);
+        assert_true(v.available_bytes == 3 * GIB);
+        assert_int_equal(v.running, 3);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                err[0] = '\0';
+                if (peers_parse_status(bad[i], strlen(bad[i]), &v, err, sizeof(err)) != -EINVAL ||
+                    !err[0])
+                        fail_msg("accepted, or without a reason: %s", bad[i]);
+        }
+        assert_non_null(huge);
+        memset(huge, ' ', PEERS_BODY_MAX + 1);
+        assert_int_equal(peers_parse_status(huge, PEERS_BODY_MAX + 1, &v, err, sizeof(err)),
+                         -EINVAL);
+        assert_non_null(strstr(err, "longer than"));
+        free(huge);
 }
 
 int main(void)
@@ -344,6 +399,7 @@ int main(void)
             cmocka_unit_test(state_refuses_bad_files),
             cmocka_unit_test(saved_files_share_one_parser),
             cmocka_unit_test(backend_table),
+            cmocka_unit_test(peer_status_is_range_checked),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

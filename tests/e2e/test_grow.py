@@ -94,8 +94,23 @@ def the_guest_boots_and_its_agent_reports(ctx):
           "show says the agent is ready, its protocol and capabilities", b)
     check(b["pid"] == d.qemu_pid("g1") and b["accelerator"].startswith("tcg") and
           b["version"].count(".") == 2, "QEMU's pid, accelerator and version", b)
+    # What the backend chose from this QEMU (docs/qemu-backend.md, "QEMU versions").
+    major, minor = (int(x) for x in b["version"].split(".")[:2])
+    choices = {c["name"]: c["value"] for c in b["choices"] or []}
+    check(b["machine"] == f"pc-i440fx-{major}.{minor}", "the versioned machine type", b)
+    check(choices.get("virtio-mem dynamic-memslots") == ("on" if (major, minor) >= (8, 2) else "off")
+          and choices.get("virtio-mem unplugged-inaccessible") ==
+          ("on" if (major, minor) >= (8, 1) else "off"),
+          "virtio-mem's options as this QEMU version offers them", b)
+    run_with = next((c for c in b["choices"] or [] if c["name"] == "-run-with user="), {})
+    check(run_with.get("value") == "not used" and
+          run_with.get("why", "").startswith(f"QEMU {major}.{minor} offers it;" if (major, minor) >= (9, 1)
+                                             else f"QEMU {major}.{minor} has no -run-with user="),
+          "-run-with user=: offered from 9.1 on, not used, and why", b)
+    comment(f"QEMU {b['version']}: machine {b['machine']}; {b['choices']}; offers {b['offers']}")
     out = d.ok("show", "g1").out
-    check("Guest agent:     ready" in out and f"Process:         {b['pid']}" in out,
+    check("Guest agent:     ready" in out and f"Process:         {b['pid']}" in out and
+          f"Machine:         {b['machine']}" in out and "Chosen:          virtio-mem" in out,
           "and so does the human view", out)
 
 

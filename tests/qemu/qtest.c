@@ -17,6 +17,9 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <cmocka.h>
 
 #include "qemu.h"
 
@@ -373,4 +376,57 @@ void qt_vm_release(struct qt_vm *t, struct backend *b)
         if (b)
                 b->ops->forget_vm(b, &t->vm);
         config_free(&t->cfg);
+}
+
+bool qt_qemu_version(unsigned ret[3])
+{
+        FILE *p = popen("qemu-system-x86_64 --version 2>/dev/null", "r");
+        char line[256] = "";
+        bool ok;
+
+        if (!p)
+                return false;
+        if (!fgets(line, sizeof(line), p))
+                line[0] = '\0';
+        pclose(p);
+        ok = sscanf(line, "QEMU emulator version %u.%u.%u", &ret[0], &ret[1], &ret[2]) == 3;
+        return ok;
+}
+
+bool qt_version_at_least(const unsigned v[3], unsigned major, unsigned minor)
+{
+        return v[0] > major || (v[0] == major && v[1] >= minor);
+}
+
+size_t qt_select_cases(struct CMUnitTest *tests, size_t n)
+{
+        const char *env = getenv("DYNMEM_TEST_CASES");
+        char *names, *save = NULL;
+        size_t kept = 0;
+
+        if (!env || !*env)
+                return n;
+        if (!(names = strdup(env)))
+                abort();
+        for (char *name = strtok_r(names, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+                size_t i = 0;
+                while (i < n && strcmp(tests[i].name, name) != 0)
+                        i++;
+                if (i == n) {
+                        fprintf(stderr, "DYNMEM_TEST_CASES names no such test: %s\n", name);
+                        abort();
+                }
+        }
+        free(names);
+        char *list = NULL;
+        if (asprintf(&list, ",%s,", env) < 0)
+                abort();
+        for (size_t i = 0; i < n; i++) {
+                char pattern[256];
+                snprintf(pattern, sizeof(pattern), ",%s,", tests[i].name);
+                if (strstr(list, pattern))
+                        tests[kept++] = tests[i];
+        }
+        free(list);
+        return kept;
 }

@@ -79,4 +79,21 @@ struct qt_vm {
 int qt_vm_configure(struct qt_vm *t, struct backend *b, const char *ini, char *err, size_t len);
 void qt_vm_release(struct qt_vm *t, struct backend *b);
 
+/*
+ * The version `qemu-system-x86_64 --version` prints (the QEMU in PATH, the
+ * one the tests' VMs run): true and the three numbers, or false.
+ */
+bool qt_qemu_version(unsigned ret[3]);
+
+/*
+ * Keep only the tests DYNMEM_TEST_CASES names (comma-separated; all without
+ * it), in their order; returns how many are left. A name that matches no
+ * test aborts: a typo must not shrink a test set silently.
+ */
+struct CMUnitTest;
+size_t qt_select_cases(struct CMUnitTest *tests, size_t n);
+
+/* Whether version v is at least major.minor. */
+bool qt_version_at_least(const unsigned v[3], unsigned major, unsigned minor);
+
 #endif

@@ -105,11 +105,13 @@ static void args_touching_memory_or_dynmem_devices_are_refused(void **state)
             "-S",
             "-no-shutdown",
             "-runas nobody",
+            "-machine q35",
+            "-M pc-i440fx-8.0",
         };
         static const char *const allowed[] = {
             "-netdev user,id=n0 -device virtio-net-pci,netdev=n0",
             "-drive file=/var/lib/dm-1.img,if=virtio,format=raw",
-            "-no-reboot -cpu max -machine q35",
+            "-no-reboot -cpu max",
             "-device virtio-rng-pci -rtc base=utc",
             "-chardev socket,id=mon1,path=/tmp/x,,dm-1,server=on,wait=off",
         };
@@ -167,16 +169,21 @@ static void argv_has_the_memory_layout_and_dynmem_devices(void **state)
         struct qemu_handover h = {
             .n = 5, .qmp = 3, .agent = 4, .console = 5, .kernel = 6, .initrd = 7, .disk = -1};
         struct qemu_layout l = {.startup = 256 * MIB, .region = 768 * MIB, .block = 2 * MIB};
+        struct qemu_features old = {.known = true,
+                                    .machine = "pc-i440fx-7.2",
+                                    .vmem = true,
+                                    .unplugged_inaccessible = QEMU_SWITCH_OFF};
         char **argv;
 
         (void)state;
-        assert_int_equal(qemu_argv_build("web", &c, &l, &p, &h, false, &argv), 0);
+        assert_int_equal(qemu_argv_build("web", &c, &l, &p, &h, false, &old, &argv), 0);
         assert_string_equal(argv[0], "/usr/bin/qemu-system-x86_64");
         assert_true(has_pair(argv, "-m", "size=262144k,slots=1,maxmem=1048576k"));
         assert_true(has_pair(argv, "-object", "memory-backend-ram,id=dm-mem-ram,size=805306368"));
         assert_true(has_pair(argv, "-device",
                              "virtio-mem-pci,id=dm-vmem,memdev=dm-mem-ram,"
-                             "block-size=2097152,requested-size=0"));
+                             "block-size=2097152,requested-size=0,unplugged-inaccessible=off"));
+        assert_true(has_pair(argv, "-machine", "pc-i440fx-7.2"));
         assert_true(has_pair(argv, "-device",
                              "virtio-balloon-pci,id=dm-balloon,"
                              "deflate-on-oom=on,free-page-reporting=on"));
@@ -205,16 +212,30 @@ static void argv_has_the_memory_layout_and_dynmem_devices(void **state)
         assert_string_equal(argv[n - 1], "-no-reboot");
         qemu_strv_free(argv);
 
+        /* A QEMU of 8.2 or later, a machine type of 8.1 or later. */
+        struct qemu_features new = {.known = true,
+                                    .machine = "pc-q35-10.0",
+                                    .vmem = true,
+                                    .unplugged_inaccessible = QEMU_SWITCH_ON,
+                                    .dynamic_memslots = true};
+        assert_int_equal(qemu_argv_build("web", &c, &l, &p, &h, false, &new, &argv), 0);
+        assert_true(has_pair(argv, "-device",
+                             "virtio-mem-pci,id=dm-vmem,memdev=dm-mem-ram,block-size=2097152,"
+                             "requested-size=0,unplugged-inaccessible=on,dynamic-memslots=on"));
+        assert_true(has_pair(argv, "-machine", "pc-q35-10.0"));
+        qemu_strv_free(argv);
+
         /* The first block plugged from the start: the device reaches the next whole guest
          * memory block (128 MiB) beyond what may be plugged. */
         l = (struct qemu_layout){
             .startup = 254 * MIB, .region = 770 * MIB, .block = 2 * MIB, .first = 2 * MIB};
-        assert_int_equal(qemu_argv_build("web", &c, &l, &p, &h, false, &argv), 0);
+        assert_int_equal(qemu_argv_build("web", &c, &l, &p, &h, false, &old, &argv), 0);
         assert_true(has_pair(argv, "-m", "size=260096k,slots=1,maxmem=1177600k"));
         assert_true(has_pair(argv, "-object", "memory-backend-ram,id=dm-mem-ram,size=939524096"));
-        assert_true(has_pair(argv, "-device",
-                             "virtio-mem-pci,id=dm-vmem,memdev=dm-mem-ram,"
-                             "block-size=2097152,requested-size=2097152"));
+        assert_true(
+            has_pair(argv, "-device",
+                     "virtio-mem-pci,id=dm-vmem,memdev=dm-mem-ram,"
+                     "block-size=2097152,requested-size=2097152,unplugged-inaccessible=off"));
         qemu_strv_free(argv);
 
         /* No room above startup: no virtio-mem at all; KVM brings -cpu host; a disk by fdset. */
@@ -222,7 +243,7 @@ static void argv_has_the_memory_layout_and_dynmem_devices(void **state)
         c.n_extra = 0;
         c.disk = "/srv/web.qcow2";
         h.disk = 8;
-        assert_int_equal(qemu_argv_build("web", &c, &l, &p, &h, true, &argv), 0);
+        assert_int_equal(qemu_argv_build("web", &c, &l, &p, &h, true, &old, &argv), 0);
         assert_true(has_pair(argv, "-add-fd", "fd=8,set=2,opaque=/srv/web.qcow2"));
         assert_true(has_pair(argv, "-drive", "file=/dev/fdset/2,if=virtio,format=qcow2"));
         assert_true(has_pair(argv, "-m", "size=262144k"));
@@ -407,7 +428,7 @@ static void own_kernel_paths_are_relative_to_the_config(void **state)
 
         assert_int_equal(parse(k,
                                "[vm \"web\"]\nkernel = own-kernel\nappend = console=ttyS0\n"
-                               "cpus = 4\naccel = tcg\nshutdown_timeout = 5s\n"
+                               "cpus = 4\naccel = tcg\nshutdown_timeout = 5s\nmachine = q35\n"
                                "qemu_args = -no-reboot -device virtio-rng-pci\n",
                                true, &c),
                          0);
@@ -418,6 +439,7 @@ static void own_kernel_paths_are_relative_to_the_config(void **state)
         assert_string_equal(c.append, "console=ttyS0");
         assert_int_equal(c.cpus, 4);
         assert_int_equal(c.accel, QEMU_ACCEL_TCG);
+        assert_string_equal(c.machine, "q35");
         assert_int_equal(c.shutdown_timeout_ms, 5000);
         assert_int_equal(c.n_extra, 3);
         assert_string_equal(c.extra[2], "virtio-rng-pci");
@@ -442,7 +464,8 @@ static void bad_keys_are_reported_with_file_and_line(void **state)
                                "qemu = /nonexistent/qemu\n"               /* 10 */
                                "shutdown_timeout = 2h\n"                  /* 11 */
                                "disk = 'unterminated\n"                   /* 12 */
-                               "append = a\tb\n",                         /* 13 */
+                               "append = a\tb\n"                          /* 13 */
+                               "machine = pc i440fx\n",                   /* 14 */
                                true, &c),
                          -EINVAL);
         assert_true(diag_has(k, 5, "block 1 MiB is below virtio-mem's 2 MiB"));
@@ -454,10 +477,12 @@ static void bad_keys_are_reported_with_file_and_line(void **state)
         assert_true(diag_has(k, 11, "shutdown_timeout"));
         assert_true(diag_has(k, 12, "disk"));
         assert_true(diag_has(k, 13, "control characters"));
+        assert_true(diag_has(k, 14, "machine: \"pc i440fx\" is not a machine type name"));
         /* Without the file checks (configure_vm), only the file problems go away. */
         config_diag_free(&k->diag);
         assert_int_equal(parse(k, "[vm \"web\"]\nkernel = missing-kernel\ncpus = 2\n", false, &c),
                          0);
+        assert_string_equal(c.machine, "pc");
         qemu_config_free(&c);
 }
 

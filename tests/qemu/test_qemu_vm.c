@@ -115,6 +115,14 @@ static bool demand_known(void *arg)
         return w->obs.demand_known && w->info.memory_known;
 }
 
+static bool features_confirmed(void *arg)
+{
+        struct watch *w = arg;
+
+        refresh(w);
+        return w->info.features.confirmed;
+}
+
 static bool console_has(void *arg)
 {
         struct watch *w = arg;
@@ -165,6 +173,37 @@ static uint64_t boot(struct fixture *f, struct backend *b, struct qt_vm *t, stru
                       t->vm.name, (unsigned long long)(t1 - t0),
                       (unsigned long long)(mono_ms() - t0));
         return mono_ms() - t0;
+}
+
+/*
+ * What the VM's QEMU runs, as the QEMU in PATH should give it: the newest pc
+ * machine type of its version, unplugged-inaccessible as that machine type
+ * defaults it (on from 8.1), dynamic-memslots from 8.2 on.
+ */
+static void check_features(struct fixture *f, struct watch *w)
+{
+        const struct qemu_features *ft = &w->info.features;
+        unsigned v[3];
+        char machine[64];
+
+        assert_true(qt_qemu_version(v));
+        wait_for(f, features_confirmed, w, "QEMU to confirm its version and options");
+        print_message("# QEMU %u.%u.%u: machine %s, unplugged-inaccessible %s, "
+                      "dynamic-memslots %s\n",
+                      ft->version[0], ft->version[1], ft->version[2], ft->machine,
+                      ft->unplugged_inaccessible == QEMU_SWITCH_ON ? "on" : "off",
+                      ft->dynamic_memslots ? "on" : "off");
+        char version[32];
+        snprintf(version, sizeof(version), "%u.%u.%u", v[0], v[1], v[2]);
+        assert_string_equal(w->info.desc.version, version);
+        assert_memory_equal(ft->version, v, sizeof(v));
+        snprintf(machine, sizeof(machine), "pc-i440fx-%u.%u", v[0], v[1]);
+        assert_string_equal(ft->machine, machine);
+        assert_true(ft->vmem);
+        assert_int_equal(ft->unplugged_inaccessible,
+                         qt_version_at_least(v, 8, 1) ? QEMU_SWITCH_ON : QEMU_SWITCH_OFF);
+        assert_int_equal(ft->dynamic_memslots, qt_version_at_least(v, 8, 2));
+        assert_int_equal(ft->run_with_user, qt_version_at_least(v, 9, 1));
 }
 
 static bool settled(void *arg)
@@ -218,6 +257,7 @@ static void grows_shrinks_balloons_and_dies(void **state)
                     strstr(w.info.desc.accelerator, "kvm"));
         /* the first 2 MiB block is plugged from the start, not boot RAM (qemu_layout) */
         assert_int_equal(w.info.vmem_region_bytes, 770 * MIB);
+        check_features(f, &w);
         wait_for(f, demand_known, &w, "balloon statistics");
         /* What describe() says of a running VM without an agent. */
         unsigned major, minor, micro;
@@ -317,6 +357,15 @@ static void reattaches_from_a_fresh_backend(void **state)
         wait_for(f, assigned_is, &w, "the reattached VM's memory");
         assert_int_equal((pid_t)w.info.desc.pid, pid);
         assert_true(w.info.qmp_ready);
+        /* What it runs comes from the running QEMU alone (no probe before a reattach). */
+        wait_for(f, features_confirmed, &w, "the reattached QEMU's version and options");
+        unsigned v[3];
+        assert_true(qt_qemu_version(v));
+        assert_memory_equal(w.info.features.version, v, sizeof(v));
+        assert_int_equal(w.info.features.dynamic_memslots, qt_version_at_least(v, 8, 2));
+        assert_int_equal(w.info.features.unplugged_inaccessible,
+                         qt_version_at_least(v, 8, 1) ? QEMU_SWITCH_ON : QEMU_SWITCH_OFF);
+        assert_string_equal(w.info.features.run_with_why, QEMU_RUN_WITH_UNUSED);
         /* Found running, it keeps what it has until asked. */
         qt_loop_for(f->base, 2500);
         refresh(&w);
@@ -364,6 +413,12 @@ static void start_failures_name_the_vm_and_cause(void **state)
         print_message("# %s\n", err);
         assert_non_null(strstr(err, "vm \"noqemu\""));
         assert_non_null(strstr(err, "QEMU binary"));
+
+        assert_true(
+            start_error(f, "[vm \"oldmachine\"]\nmachine = pc-i440fx-1.0\n", err, sizeof(err)) < 0);
+        print_message("# %s\n", err);
+        assert_non_null(strstr(err, "vm \"oldmachine\": QEMU "));
+        assert_non_null(strstr(err, "has no machine type \"pc-i440fx-1.0\""));
 
         assert_true(start_error(f, "[vm \"baddev\"]\nqemu_args = -device no-such-device\n", err,
                                 sizeof(err)) < 0);
@@ -444,7 +499,7 @@ static void stop_escalates_when_the_guest_ignores_power_off(void **state)
 int main(void)
 {
         char why[512] = "";
-        const struct CMUnitTest tests[] = {
+        struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(check_vm_reports_file_and_line, setup, teardown),
             cmocka_unit_test_setup_teardown(start_failures_name_the_vm_and_cause, setup, teardown),
             cmocka_unit_test_setup_teardown(stop_escalates_when_the_guest_ignores_power_off, setup,
@@ -458,5 +513,7 @@ int main(void)
                 printf("1..0 # SKIP %s\n", why);
                 return 0;
         }
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        /* The second QEMU's set runs a chosen few (DYNMEM_TEST_CASES, tests/meson.build). */
+        size_t n = qt_select_cases(tests, sizeof(tests) / sizeof(*tests));
+        return _cmocka_run_group_tests("tests", tests, n, NULL, NULL);
 }

@@ -634,6 +634,83 @@ static void unknown_policy_is_refused(void **state)
         balancer_fini(&b);
 }
 
+/* ---- live migration: a migrating VM is held where it is ---- */
+
+static void a_migrating_vm_is_held_where_it_is(void **state)
+{
+        struct rig *r = *state;
+
+        /* demand rises from 600 MiB to 1.5 GiB at 20 s: it would grow then */
+        trace(r, "a.csv", "0,600M\n20,600M\n20.001,1536M\n90,1536M\n");
+        rig_load(r,
+                 "[host]\nmemory = 4G\n[vm \"a\"]\ndynamic = yes\nstartup = 1G\nminimum = 512M\n"
+                 "maximum = 3G\ntrace = @DIR@/a.csv\n",
+                 "dynmem", true);
+        start_all(r);
+        rig_run(r, 15);
+        struct vm *vm = &r->vms[0];
+        uint64_t held = vm->obs.assigned_bytes, target = vm->target_bytes;
+        vm->migration = VM_MIGRATION_OUT; /* its owner migrates it (the daemon follows libvirt) */
+        vm->migration_bytes = held;
+        size_t adds = count_events(r, BALANCER_EVENT_ADD, 0);
+        size_t removes = count_events(r, BALANCER_EVENT_REMOVE, 0);
+        rig_run(r, 20);
+        assert_int_equal(count_events(r, BALANCER_EVENT_ADD, 0), adds);
+        assert_int_equal(count_events(r, BALANCER_EVENT_REMOVE, 0), removes);
+        assert_int_equal(vm->target_bytes, target);
+        assert_int_equal(vm->obs.assigned_bytes, held);
+        assert_int_equal(vm->reason, REASON_MIGRATING);
+        vm->migration = VM_MIGRATION_SWITCHOVER;
+        rig_run(r, 3);
+        assert_int_equal(count_events(r, BALANCER_EVENT_ADD, 0), adds);
+        /* the migration failed: it is balanced where it is again */
+        vm->migration = VM_MIGRATION_NONE;
+        vm->migration_bytes = 0;
+        rig_run(r, 5);
+        assert_true(count_events(r, BALANCER_EVENT_ADD, 0) > adds);
+        assert_true(vm->obs.assigned_bytes > held);
+}
+
+static void an_arriving_vm_is_admitted_for_what_it_holds(void **state)
+{
+        struct rig *r = *state;
+
+        trace(r, "light.csv", "0,400M\n");
+        trace(r, "in.csv", "0,1G\n");
+        rig_load(r,
+                 "[host]\nmemory = 3G\n"
+                 "[vm \"light\"]\ndynamic = yes\nstartup = 2G\nminimum = 512M\nmaximum = 2G\n"
+                 "weight = 1000\ntrace = @DIR@/light.csv\n"
+                 /* the sim starts a model at its startup size: what it holds on arrival */
+                 "[vm \"in\"]\ndynamic = yes\nstartup = 1536M\nminimum = 512M\nmaximum = 2G\n"
+                 "weight = 8000\ntrace = @DIR@/in.csv\n",
+                 "dynmem", true);
+        balancer_request_start(&r->bal, &r->vms[0]);
+        rig_step(r); /* light holds 2 GiB */
+        /* room for weight 8000: 3 GiB less light's minimum */
+        assert_int_equal(balancer_room_for(&r->bal, 8000), 3 * GIB - 512 * MIB);
+        /* for weight 500 light keeps what it holds */
+        assert_int_equal(balancer_room_for(&r->bal, 500), GIB);
+        struct vm *in = &r->vms[1];
+        balancer_request_start(&r->bal, in);
+        in->migration = VM_MIGRATION_IN;
+        in->migration_bytes = 1536 * MIB;
+        rig_step(r);
+        assert_int_equal(in->state, VM_STARTING); /* light must shrink first */
+        assert_int_equal(in->reason, REASON_NONE);
+        rig_run(r, 20);
+        assert_int_equal(in->state, VM_RUNNING);
+        assert_int_equal(in->obs.assigned_bytes, 1536 * MIB);
+        const struct event *e = find_event(r, BALANCER_EVENT_ARRIVING, 1);
+        assert_non_null(e);
+        assert_int_equal(e->bytes, 1536 * MIB);
+        assert_null(find_event(r, BALANCER_EVENT_STARTED, 1));
+        assert_true(r->vms[0].obs.assigned_bytes <= 3 * GIB - 1536 * MIB);
+        /* an arriving VM is counted at what it holds until it has arrived */
+        assert_int_equal(in->reason, REASON_MIGRATING);
+        assert_int_equal(balancer_room_for(&r->bal, 8000), 3 * GIB - 1536 * MIB - 512 * MIB);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, rig_setup, rig_teardown)
 
 int main(void)
@@ -650,6 +727,8 @@ int main(void)
             T(held_never_exceeds_memory),
             T(external_policy_through_the_loop),
             T(failing_external_policy_is_reported),
+            T(a_migrating_vm_is_held_where_it_is),
+            T(an_arriving_vm_is_admitted_for_what_it_holds),
             cmocka_unit_test(unknown_policy_is_refused),
         };
 

@@ -726,6 +726,54 @@ static void diag_helpers(void **state)
         config_diag_free(NULL);
 }
 
+/* [cluster] and [peer "NAME"]: hosts that relieve each other. */
+static void cluster_and_peers(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+
+        (void)state;
+        assert_int_equal(config_load_string("c.ini", "", &c, &d), 0);
+        assert_false(c.cluster.relief);
+        assert_int_equal(c.cluster.shortage_for_ms, 60000);
+        assert_int_equal(c.cluster.cooldown_ms, 300000);
+        assert_int_equal(c.cluster.peer_timeout_ms, 5000);
+        assert_int_equal(c.cluster.n_peers, 0);
+        config_free(&c);
+        assert_int_equal(
+            config_load_string("c.ini",
+                               "[cluster]\nrelief = yes\nshortage_for = 2m\n"
+                               "cooldown = 10m\npeer_timeout = 2s\n"
+                               "[peer \"b\"]\nlibvirt_uri = qemu+ssh://b/system\n"
+                               "http = http://10.0.0.2:9100\n"
+                               "[peer \"c.example\"]\nlibvirt_uri = qemu+tls://c/system\n"
+                               "http = http://c.example:9100\n",
+                               &c, &d),
+            0);
+        assert_true(c.cluster.relief);
+        assert_int_equal(c.cluster.shortage_for_ms, 120000);
+        assert_int_equal(c.cluster.cooldown_ms, 600000);
+        assert_int_equal(c.cluster.peer_timeout_ms, 2000);
+        assert_int_equal(c.cluster.n_peers, 2);
+        assert_string_equal(c.cluster.peers[1].name, "c.example");
+        assert_string_equal(c.cluster.peers[0].libvirt_uri, "qemu+ssh://b/system");
+        assert_string_equal(c.cluster.peers[0].http, "http://10.0.0.2:9100");
+        config_free(&c);
+        config_diag_free(&d);
+
+        expect_error_at("[cluster]\nrelief = yes\n", 2, "relief: no [peer");
+        expect_error_at("[cluster]\nrelief = maybe\n", 2, "is not yes or no");
+        expect_error_at("[cluster]\nshortage_for = 10ms\n", 2, "shortage_for: 10ms is outside");
+        expect_error_at("[cluster]\npeers = b\n", 2, "unknown key \"peers\" in [cluster]");
+        expect_error_at("[peer \"b\"]\nhttp = http://b:1\n", 1, "needs libvirt_uri and http");
+        expect_error_at("[peer b]\n", 1, "expected [peer \"NAME\"]");
+        expect_error_at("[peer \"-b\"]\n", 1, "invalid peer name");
+        expect_error_at("[peer \"b\"]\nlibvirt_uri = x\nhttp = y\n[peer \"b\"]\n", 4,
+                        "peer \"b\" is defined twice");
+        expect_error_at("[peer \"b\"]\nlibvirt_uri = x\nlibvirt_uri = y\nhttp = z\n", 3,
+                        "given twice");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -758,6 +806,7 @@ int main(void)
             cmocka_unit_test(real_file_line_limits),
             cmocka_unit_test(not_a_regular_file),
             cmocka_unit_test(diag_helpers),
+            cmocka_unit_test(cluster_and_peers),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

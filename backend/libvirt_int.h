@@ -1,0 +1,213 @@
+/*
+ * libvirt_int: what the libvirt backend's files share and nothing else
+ * includes: the connection and its events (libvirt_conn.c), the table of
+ * domains and what each holds (libvirt_dom.c), and the backend interface
+ * on top (libvirt.c). The memory arithmetic (qemu_mem) and the guest
+ * agent's connection (qemu_agent) are the QEMU backend's, shared: behind
+ * libvirt the VM is the same QEMU with the same devices.
+ */
+#ifndef DYNMEM_LIBVIRT_INT_H
+#define DYNMEM_LIBVIRT_INT_H
+
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "libvirt.h"
+#include "libvirt_xml.h"
+#include "log.h"
+#include "mono.h"
+#include "qemu_int.h"
+
+#define LV_BACKOFF_MIN_MS   1000   /* first retry after the connection is lost */
+#define LV_BACKOFF_MAX_MS   30000  /* retries at most this far apart */
+#define LV_KEEPALIVE_S      5      /* libvirt keepalive: a probe every 5 s ... */
+#define LV_KEEPALIVE_COUNT  3      /* ... and the connection is dead after 3 unanswered */
+#define LV_STATS_FRESH_MS   10000  /* balloon statistics older than this are unknown */
+#define LV_AGENT_FRESH_MS   10000  /* an agent report is used this long */
+#define LV_START_PENDING_MS 120000 /* an admitted start not seen running by then is off */
+#define LV_DOMAINS_MAX      4096   /* domains one host may have */
+#define LV_INCOMING_WAIT_MS 60000  /* a migration the hook announced: libvirt's domain by then */
+#define LV_SLOW_CALL_MS     100    /* a libvirt call this slow is logged (debug) */
+
+/* What libvirt says a domain holds: balloon.current, virtio-mem plugged included. */
+struct lv_stats {
+        bool known;
+        uint64_t current;
+};
+
+/* One libvirt domain the backend knows, by name (sorted). */
+struct lv_domain {
+        struct lv_backend *lb;
+        char name[VM_NAME_MAX];
+        char uuid[40];
+        virDomainPtr dom; /* libvirt's handle, from the last reload; NULL unknown */
+        bool dirty;       /* reload at the next inventory */
+        bool undefined;   /* gone from libvirt: dropped at the next inventory */
+        enum backend_vm_run run;
+        bool persistent;
+        int id;                        /* libvirt's id while it runs, -1 otherwise */
+        struct libvirt_xml_domain xml; /* live XML while it runs, persistent XML when off */
+        struct backend_vm_info info;
+        char problem_logged[200];
+
+        /* the running instance (balanced domains) */
+        bool attached; /* mem and agent set up for this id */
+        int attached_id;
+        struct qemu_mem mem;
+        struct lv_stats stats;
+        struct qemu_agent *agent_conn;
+        struct qemu_guest_signal sig; /* the agent's estimate, balloon statistics: demand */
+        uint64_t pending_until_ms;    /* an admitted start libvirt runs: alive until then */
+        bool locked_by_start;         /* libvirt starts it with the domain locked: not touched until
+                                         its start (or stop) is seen */
+        uint64_t stop_by_ms;          /* a graceful stop not done by then is forced */
+        bool target_set;
+        struct log_ratelimit rl;
+        struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
+
+        /* live migration (libvirt_migrate.c) */
+        enum vm_migration migration;
+        uint64_t incoming_bytes; /* what an arriving domain holds (the hook's figure), 0 unknown */
+        uint64_t incoming_until_ms; /* announced by the hook: listed without libvirt's domain until
+                                       then */
+        struct vm_settings incoming_settings; /* ... with these settings */
+};
+
+struct lv_backend {
+        struct backend_env env;
+        char *uri;
+        char *run_dir;
+        virConnectPtr conn;
+        int callbacks[8]; /* event callback ids, -1 none */
+        bool lost;        /* the close callback ran: reconnect at the next inventory */
+        uint64_t retry_at_ms, backoff_ms;
+        bool down_logged; /* said once that libvirt cannot be reached */
+        char down_reason[256];
+        bool ever_connected;
+        char hv_version[32]; /* the hypervisor's (QEMU's) version, "" unknown */
+        bool refresh_all;    /* list every domain again */
+        uint64_t generation;
+        uint64_t stats_ms;       /* when bulk statistics were last read */
+        struct lv_domain **doms; /* sorted by name */
+        size_t n, cap;
+        struct backend_vm_info *infos;
+        size_t n_infos;
+        uint64_t infos_generation;
+        uint64_t dropped_names; /* domains whose names dynmem cannot use */
+        uint64_t calls;         /* timed libvirt calls (statistics and resizes) */
+        double call_ms, call_max_ms;
+};
+
+/* ---- the connection (libvirt_conn.c) ---- */
+
+/* Connected (trying again when it is time). Logs losing and regaining it once. */
+bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms);
+
+/* Note a failed call: when libvirt says the connection is gone, drop it. */
+void lv_conn_check_error(struct lv_backend *lb, const char *what);
+
+/* Close and forget the connection (events deregistered). */
+void lv_conn_close(struct lv_backend *lb);
+
+/*
+ * Read the guest's balloon statistics, in one call, of the dynamic domains that
+ * have no fresh agent report (the call waits for QEMU: it is made only when
+ * they are needed).
+ */
+void lv_conn_read_stats(struct lv_backend *lb);
+
+/* Count a libvirt call that began at started_ms (mono_ms_exact); a slow one is logged. */
+void lv_note_call(struct lv_backend *lb, const char *call, const char *name, double started_ms);
+
+/* The last libvirt error as a sentence. */
+const char *lv_error(void);
+
+/* ---- the domains (libvirt_dom.c) ---- */
+
+struct lv_domain *lv_dom_find(struct lv_backend *lb, const char *name);
+
+/* The domain named name, added (dirty) when new; NULL on ENOMEM or too many. */
+struct lv_domain *lv_dom_get(struct lv_backend *lb, const char *name);
+
+/* Mark every domain dirty and list libvirt's domains again (after connecting). */
+void lv_dom_refresh_all(struct lv_backend *lb);
+
+/* Reload the dirty domains, drop the undefined ones; true when anything changed. */
+bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms);
+
+/* Take the statistics of one domain (lv_conn_read_stats). */
+void lv_dom_take_stats(struct lv_domain *d, const virTypedParameter *params, int n);
+
+/* A libvirt event about a domain: mark it for reloading. */
+void lv_dom_touch(struct lv_backend *lb, virDomainPtr dom);
+
+/* libvirt says the domain started or stopped: its start no longer holds it locked. */
+void lv_dom_started(struct lv_backend *lb, virDomainPtr dom);
+
+void lv_dom_free(struct lv_domain *d);
+
+/* ---- a running dynamic domain (libvirt_run.c) ---- */
+
+/* Set up the running instance (memory layout from the live XML, the agent). */
+void lv_dom_attach(struct lv_domain *d);
+
+/* Stop the agent connection and forget the running instance. */
+void lv_dom_detach(struct lv_domain *d);
+
+/* Take what the (reloaded) live XML says the domain holds. */
+void lv_run_readback_xml(struct lv_domain *d);
+
+/* The QEMU process's resident memory (libvirt's pid file), 0 unknown. */
+uint64_t lv_run_rss(const struct lv_domain *d);
+
+/* The balloon's statistics are wanted: no fresh report from the agent. */
+bool lv_run_needs_stats(const struct lv_domain *d);
+
+/* Move toward d->mem.target through libvirt (balloon, virtio-mem). */
+void lv_run_apply(struct lv_domain *d);
+
+/* Assigned memory, demand and stall as the domain's agent or balloon tell them. */
+void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation *o);
+
+/* The domain's libvirt handle, a reference the caller frees (virDomainFree); NULL unknown. */
+virDomainPtr lv_dom_lookup(struct lv_domain *d);
+
+/* ---- live migration (libvirt_migrate.c) ---- */
+
+/* "outgoing", "incoming" or "none", for messages. */
+const char *lv_mig_name(enum vm_migration m);
+
+/* A job runs on the domain (a migration noted as such): no resize now. Asks libvirt. */
+bool lv_mig_busy(struct lv_domain *d);
+
+/* The domain was just loaded: which migration, if any, its job is. */
+void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms);
+
+/* Once a cycle: a migrating domain whose job ended is reloaded. */
+void lv_mig_poll(struct lv_backend *lb);
+
+/* libvirt's events: a migration iteration (source), a lifecycle change. */
+void lv_mig_iteration(struct lv_backend *lb, virDomainPtr dom);
+void lv_mig_lifecycle(struct lv_backend *lb, virDomainPtr dom, int event, int detail);
+
+/* Announced by the admission hook and not yet (or never) created by libvirt. */
+bool lv_mig_expected(const struct lv_domain *d, uint64_t now_ms);
+
+/* The listing of a domain known only from the hook. */
+void lv_mig_placeholder_info(struct lv_domain *d);
+
+/* What an arriving domain holds: the hook's figure, else libvirt's. */
+uint64_t lv_mig_incoming_bytes(const struct lv_domain *d);
+
+/* The admission refused (or gave up on) an announced arrival: forget it. */
+void lv_mig_refused(struct lv_domain *d);
+
+/* lib/backend.h expect_incoming. */
+int lv_mig_expect(struct backend *b, const char *name, const struct vm_settings *s, uint64_t bytes,
+                  char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,262 @@
+/*
+ * libvirt_migrate: live migration as the libvirt backend sees it
+ * (docs/migration.md). libvirt and QEMU move the domain; this file only
+ * knows when one moves, so that nothing resizes it meanwhile and each host
+ * counts it as it should:
+ *
+ *   - leaving (the source): libvirt's migration-iteration event, or the
+ *     domain paused for a migration, or (after dynmemd restarted, and before
+ *     any resize) the job libvirt runs on it (virDomainGetJobStats: the
+ *     operation "outgoing migration"). It stays counted here until libvirt
+ *     says it stopped; if the job ends with the domain still running here,
+ *     the migration failed and it is balanced here again.
+ *   - arriving (the destination): announced by the admission hook (the
+ *     qemu hook's migrate operation) before libvirt creates the domain, with
+ *     what it holds on the source; then libvirt's domain, paused, with an
+ *     incoming-migration job. It is counted at that size, never resized and
+ *     not attached (its guest is not here yet) until libvirt resumes it here
+ *     (its lifecycle event, or its state when dynmemd finds it); a domain that
+ *     goes away instead was a failed migration.
+ *
+ * While a domain migrates, a resize would wait for libvirt's lock on it
+ * (up to 30 s, stalling the cycle) and QEMU would refuse it anyway: every
+ * resize first asks libvirt whether a job runs on the domain.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "libvirt_int.h"
+#include "units.h"
+
+const char *lv_mig_name(enum vm_migration m)
+{
+        const char *n = vm_migration_name(m);
+
+        return n ? n : "none";
+}
+
+/* A job on the domain, and which: 1 a job runs, 0 none, -1 libvirt could not say. */
+static int job_of(struct lv_domain *d, int *ret_operation)
+{
+        virTypedParameterPtr p = NULL;
+        int type = VIR_DOMAIN_JOB_NONE, n = 0, op = 0;
+
+        *ret_operation = 0;
+        if (!d->dom || !d->lb->conn)
+                return -1;
+        if (virDomainGetJobStats(d->dom, &type, &p, &n, 0) < 0) {
+                virErrorPtr e = virGetLastError();
+                if (e && (e->code == VIR_ERR_NO_DOMAIN || e->code == VIR_ERR_OPERATION_INVALID))
+                        return 0; /* gone, or no longer running: no job */
+                if (e && e->code == VIR_ERR_OPERATION_UNSUPPORTED) {
+                        /* libvirt 9.0 on the destination of a migration: "migration statistics
+                         * are available only on the source host" */
+                        *ret_operation = VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN;
+                        return 1;
+                }
+                lv_conn_check_error(d->lb, "reading a domain's job");
+                return -1;
+        }
+        if (type != VIR_DOMAIN_JOB_NONE)
+                virTypedParamsGetInt(p, n, VIR_DOMAIN_JOB_OPERATION, &op);
+        virTypedParamsFree(p, n);
+        *ret_operation = op;
+        return type != VIR_DOMAIN_JOB_NONE;
+}
+
+static void set_migration(struct lv_domain *d, enum vm_migration m, const char *why)
+{
+        if (d->migration == m)
+                return;
+        log_msg(LOG_DEBUG, "vm \"%s\": migration %s -> %s (%s)", d->name, lv_mig_name(d->migration),
+                lv_mig_name(m), why);
+        bool was_leaving =
+            d->migration == VM_MIGRATION_OUT || d->migration == VM_MIGRATION_SWITCHOVER;
+        d->migration = m;
+        d->dirty = true;
+        if (m == VM_MIGRATION_NONE)
+                d->incoming_bytes = 0;
+        if (m == VM_MIGRATION_SWITCHOVER && d->agent_conn) {
+                /* the guest goes on on the destination: its channel here closes, not worth a
+                 * word or a reconnection */
+                qemu_agent_free(d->agent_conn);
+                d->agent_conn = NULL;
+        }
+        if (m == VM_MIGRATION_NONE && was_leaving && d->attached)
+                d->attached_id = -1; /* still here: attached afresh (the agent reconnects) */
+}
+
+bool lv_mig_busy(struct lv_domain *d)
+{
+        int op, r;
+
+        if (d->migration != VM_MIGRATION_NONE)
+                return true;
+        r = job_of(d, &op);
+        if (r > 0 && op == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+                set_migration(d, VM_MIGRATION_OUT, "its job");
+        else if (r > 0 && op == VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
+                set_migration(d, VM_MIGRATION_IN, "its job");
+        if (r > 0 && d->migration != VM_MIGRATION_NONE && d->lb->env.wakeup)
+                d->lb->env.wakeup(d->lb->env.wakeup_userdata);
+        return r != 0; /* a job of any kind, or libvirt cannot say: not now */
+}
+
+/* Running, not paused: an arrival is over. */
+static bool running_here(struct lv_domain *d)
+{
+        int state = 0, reason = 0;
+
+        return d->dom && virDomainGetState(d->dom, &state, &reason, 0) == 0 &&
+               state == VIR_DOMAIN_RUNNING;
+}
+
+/* libvirt paused it to switch over to the destination (its state's reason says so). */
+static bool paused_for_switchover(struct lv_domain *d)
+{
+        int state = 0, reason = 0;
+
+        return d->dom && virDomainGetState(d->dom, &state, &reason, 0) == 0 &&
+               state == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_MIGRATION;
+}
+
+void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms)
+{
+        int op = 0, r;
+
+        if (d->run != BACKEND_VM_RUNNING) {
+                /* defined here and shut off: an announced arrival may still come */
+                if (!lv_mig_expected(d, now_ms))
+                        set_migration(d, VM_MIGRATION_NONE, "not running");
+                d->dirty = false;
+                return;
+        }
+        d->incoming_until_ms = 0; /* libvirt runs it: it leaves with libvirt's domain */
+        if (d->migration == VM_MIGRATION_IN) {
+                /* arriving until it runs here: libvirt resumes it at the end of the migration
+                 * (the job is not always visible at the start, nor asked on the destination) */
+                if (running_here(d))
+                        set_migration(d, VM_MIGRATION_NONE, "running here");
+                d->dirty = false;
+                return;
+        }
+        r = job_of(d, &op);
+        if (r < 0)
+                return; /* keep what was known */
+        if (r > 0 && op == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+                set_migration(d,
+                              paused_for_switchover(d) ? VM_MIGRATION_SWITCHOVER : VM_MIGRATION_OUT,
+                              "its job");
+        else if (r > 0 && op == VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
+                set_migration(d, VM_MIGRATION_IN, "its job");
+        else
+                set_migration(d, VM_MIGRATION_NONE, "no migration job");
+        d->dirty = false; /* just loaded */
+}
+
+void lv_mig_poll(struct lv_backend *lb)
+{
+        for (size_t i = 0; i < lb->n; i++) {
+                struct lv_domain *d = lb->doms[i];
+                int op;
+                /* an arrival ends with libvirt's resumed or stopped event, not its job */
+                if (d->migration == VM_MIGRATION_NONE || d->migration == VM_MIGRATION_IN ||
+                    !d->dom || d->locked_by_start)
+                        continue;
+                /* over: reload it (off, gone, or running here) */
+                if (job_of(d, &op) == 0)
+                        d->dirty = true;
+        }
+}
+
+/* ---- libvirt's events ---- */
+
+static struct lv_domain *domain_of(struct lv_backend *lb, virDomainPtr dom)
+{
+        return lv_dom_find(lb, virDomainGetName(dom));
+}
+
+void lv_mig_iteration(struct lv_backend *lb, virDomainPtr dom)
+{
+        struct lv_domain *d = domain_of(lb, dom);
+
+        if (d && d->migration == VM_MIGRATION_NONE && d->run == BACKEND_VM_RUNNING)
+                set_migration(d, VM_MIGRATION_OUT, "migration-iteration event");
+}
+
+void lv_mig_lifecycle(struct lv_backend *lb, virDomainPtr dom, int event, int detail)
+{
+        struct lv_domain *d = domain_of(lb, dom);
+
+        if (!d)
+                return;
+        if (event == VIR_DOMAIN_EVENT_SUSPENDED && detail == VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED)
+                set_migration(d, VM_MIGRATION_SWITCHOVER, "paused for its switchover");
+        else if (event == VIR_DOMAIN_EVENT_STARTED && detail == VIR_DOMAIN_EVENT_STARTED_MIGRATED)
+                set_migration(d, VM_MIGRATION_IN, "started for an incoming migration");
+        /* resumed, stopped: the reload that follows asks libvirt's job */
+}
+
+/* ---- a domain announced by the admission hook ---- */
+
+bool lv_mig_expected(const struct lv_domain *d, uint64_t now_ms)
+{
+        return d->incoming_until_ms && now_ms < d->incoming_until_ms;
+}
+
+void lv_mig_placeholder_info(struct lv_domain *d)
+{
+        struct backend_vm_info *in = &d->info;
+
+        *in = (struct backend_vm_info){.run = BACKEND_VM_OFF, .migration = VM_MIGRATION_IN};
+        snprintf(in->name, sizeof(in->name), "%s", d->name);
+        in->settings = d->incoming_settings;
+        in->balanced = d->incoming_settings.dynamic;
+}
+
+void lv_mig_refused(struct lv_domain *d)
+{
+        if (!d->incoming_until_ms)
+                return;
+        d->incoming_until_ms = 0;
+        d->dirty = true; /* without libvirt's domain it is dropped, with it listed as it is */
+        if (d->run != BACKEND_VM_RUNNING)
+                set_migration(d, VM_MIGRATION_NONE, "refused");
+}
+
+uint64_t lv_mig_incoming_bytes(const struct lv_domain *d)
+{
+        if (d->incoming_bytes)
+                return d->incoming_bytes;
+        return d->stats.known ? d->stats.current : d->xml.current_bytes;
+}
+
+int lv_mig_expect(struct backend *b, const char *name, const struct vm_settings *s, uint64_t bytes,
+                  char *err, size_t errlen)
+{
+        struct lv_backend *lb = b->priv;
+        struct lv_domain *d = lv_dom_find(lb, name);
+        bool is_new = !d;
+
+        if (d && d->run == BACKEND_VM_RUNNING && d->migration != VM_MIGRATION_IN) {
+                snprintf(err, errlen, "a domain of that name runs here already");
+                return -EEXIST;
+        }
+        if (!d && !(d = lv_dom_get(lb, name))) {
+                snprintf(err, errlen, "cannot list it (out of memory, or too many domains)");
+                return -ENOMEM;
+        }
+        d->incoming_settings = *s;
+        d->incoming_bytes = bytes;
+        d->migration = VM_MIGRATION_IN;
+        d->incoming_until_ms = mono_ms() + LV_INCOMING_WAIT_MS;
+        if (is_new) { /* no libvirt domain yet: listed from what the hook said */
+                d->dirty = false;
+                lv_mig_placeholder_info(d);
+                lb->generation++;
+        }
+        log_msg(LOG_INFO, "vm \"%s\": arriving by live migration with %llu MiB", name,
+                (unsigned long long)(bytes / MIB));
+        return 0;
+}

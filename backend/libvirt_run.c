@@ -1,0 +1,227 @@
+/*
+ * libvirt_run: a running dynamic domain. Its memory layout comes from the
+ * live XML (boot memory, dynmem's virtio-mem device); targets become
+ * virtio-mem and balloon requests through libvirt (the QEMU backend's plan,
+ * qemu_mem.c); what it holds is read back from libvirt's statistics and
+ * events; demand comes from the guest agent on the channel socket the live
+ * XML names (the QEMU backend's connection, qemu_agent.c, and lib/agent's
+ * parser and limits), else from the balloon statistics.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libvirt_int.h"
+#include "units.h"
+
+static uint64_t top_of(const struct lv_domain *d)
+{
+        return d->mem.layout.startup + d->mem.layout.region;
+}
+
+/*
+ * A fresh estimate: lib/agent checked every figure against the VM's limit
+ * (startup + virtio-mem region). A stall that began since the last one asks
+ * for a cycle now, within this VM's share (QEMU_WAKE_RATE).
+ */
+static void on_agent_report(void *userdata, const struct agent_estimate *e)
+{
+        struct lv_domain *d = userdata;
+
+        if (qemu_signal_agent(&d->sig, e) && bucket_take(&d->wake, (double)mono_ms()) &&
+            d->lb->env.wakeup)
+                d->lb->env.wakeup(d->lb->env.wakeup_userdata);
+}
+
+static const struct qemu_agent_hooks agent_hooks = {.report = on_agent_report};
+
+static void start_agent(struct lv_domain *d)
+{
+        int r;
+
+        if (!d->xml.agent_path[0] || !d->lb->env.base)
+                return;
+        r = qemu_agent_new(d->lb->env.base, d->name, d->xml.agent_path, top_of(d), &agent_hooks, d,
+                           &d->agent_conn);
+        if (r < 0) {
+                log_msg(LOG_WARNING, "vm \"%s\": no guest agent connection: %s", d->name,
+                        strerror(-r));
+                return;
+        }
+        qemu_agent_connect_now(d->agent_conn);
+}
+
+/* ---- attaching ---- */
+
+void lv_dom_attach(struct lv_domain *d)
+{
+        const struct libvirt_xml_domain *x = &d->xml;
+        struct qemu_layout l = {
+            .startup = x->startup_bytes,
+            .region = x->vmem ? x->vmem_size : 0,
+            .block = x->vmem && x->vmem_block ? x->vmem_block : SETTINGS_BLOCK_DEFAULT,
+        };
+
+        lv_dom_detach(d);
+        qemu_mem_init(&d->mem, &l, false);
+        d->target_set = false;
+        qemu_signal_reset(&d->sig);
+        d->attached = true;
+        d->attached_id = d->id;
+        lv_run_readback_xml(d);
+        d->mem.requested_sent = d->mem.requested;
+        start_agent(d);
+        log_msg(LOG_INFO,
+                "vm \"%s\": libvirt domain id %d: %llu MiB boot memory, %llu MiB of "
+                "virtio-mem (%llu MiB plugged), agent %s",
+                d->name, d->id, (unsigned long long)(l.startup / MIB),
+                (unsigned long long)(l.region / MIB), (unsigned long long)(d->mem.plugged / MIB),
+                x->agent_path[0] ? x->agent_path : "channel missing");
+}
+
+void lv_dom_detach(struct lv_domain *d)
+{
+        qemu_agent_free(d->agent_conn);
+        d->agent_conn = NULL;
+        d->attached = false;
+        d->attached_id = -1;
+        qemu_signal_reset(&d->sig);
+        d->stats = (struct lv_stats){0};
+}
+
+/*
+ * What the live XML says the domain holds: <currentMemory> is libvirt's
+ * balloon figure, which holds what virtio-mem plugged (its <current>); the
+ * balloon's own is the difference. Events keep both up to date in between
+ * (libvirt_conn.c), so no call is made for them every cycle.
+ */
+void lv_run_readback_xml(struct lv_domain *d)
+{
+        const struct libvirt_xml_domain *x = &d->xml;
+        const struct qemu_layout *l = &d->mem.layout;
+        uint64_t plugged =
+            x->vmem_current_known && x->vmem_current <= l->region ? x->vmem_current : 0;
+        uint64_t requested = x->vmem && x->vmem_requested <= l->region ? x->vmem_requested : 0;
+        uint64_t actual = x->current_bytes > plugged ? x->current_bytes - plugged : 0;
+        bool first = !d->mem.known;
+
+        if (!d->attached || !x->live)
+                return;
+        if (d->mem.requested_in_flight)
+                requested = d->mem.requested; /* ours is newer */
+        qemu_mem_readback(&d->mem, actual < l->startup ? actual : l->startup, plugged, requested,
+                          mono_ms());
+        if (first && !d->target_set) /* found running: hold what it has until asked */
+                d->mem.target = qemu_mem_clamp_target(&d->mem, qemu_mem_assigned(&d->mem));
+}
+
+/* The QEMU process's resident memory, from libvirt's pid file (local system URIs). */
+uint64_t lv_run_rss(const struct lv_domain *d)
+{
+        char path[128 + VM_NAME_MAX];
+        uint64_t rss = 0;
+        uint64_t started;
+        pid_t pid;
+
+        if (strncmp(d->lb->uri, "qemu:///system", 14) != 0)
+                return 0;
+        snprintf(path, sizeof(path), "/run/libvirt/qemu/%s.pid", d->name);
+        if (qemu_proc_read_pidfile(path, &pid, &started) < 0 || qemu_proc_rss(pid, &rss) < 0)
+                return 0;
+        return rss;
+}
+
+/* ---- resizing through libvirt ---- */
+
+static bool send_balloon(struct lv_domain *d, virDomainPtr dom, uint64_t bytes)
+{
+        double t0 = mono_ms_exact();
+        int r = virDomainSetMemoryFlags(dom, (unsigned long)(bytes / KIB), VIR_DOMAIN_AFFECT_LIVE);
+
+        lv_note_call(d->lb, "virDomainSetMemoryFlags", d->name, t0);
+        if (r == 0)
+                return true;
+        d->mem.balloon_sent = false; /* asked again at the next cycle */
+        if (log_ratelimit_ok(&d->rl, mono_ms()))
+                log_msg(LOG_WARNING, "vm \"%s\": libvirt refused a balloon target of %llu MiB: %s",
+                        d->name, (unsigned long long)(bytes / MIB), lv_error());
+        lv_conn_check_error(d->lb, "setting a balloon target");
+        return false;
+}
+
+static bool send_requested(struct lv_domain *d, virDomainPtr dom, uint64_t bytes)
+{
+        char *xml = libvirt_xml_vmem_requested(d->xml.vmem_xml, bytes);
+        double t0 = mono_ms_exact();
+        int r = xml ? virDomainUpdateDeviceFlags(dom, xml, VIR_DOMAIN_AFFECT_LIVE) : -1;
+
+        lv_note_call(d->lb, "virDomainUpdateDeviceFlags", d->name, t0);
+        free(xml);
+        d->mem.requested_in_flight = false;
+        if (r == 0) {
+                d->mem.requested = bytes;
+                return true;
+        }
+        if (log_ratelimit_ok(&d->rl, mono_ms()))
+                log_msg(LOG_WARNING,
+                        "vm \"%s\": libvirt refused a virtio-mem request of %llu MiB: %s", d->name,
+                        (unsigned long long)(bytes / MIB), xml ? lv_error() : "out of memory");
+        lv_conn_check_error(d->lb, "resizing virtio-mem");
+        return false;
+}
+
+void lv_run_apply(struct lv_domain *d)
+{
+        struct qemu_mem_plan p;
+        virDomainPtr dom;
+
+        if (!d->attached || !d->mem.known || !d->target_set || !d->lb->conn ||
+            d->migration != VM_MIGRATION_NONE)
+                return;
+        qemu_mem_plan(&d->mem, mono_ms(), &p);
+        if (!p.set_balloon && !p.set_requested)
+                return;
+        if (lv_mig_busy(d)) { /* a migration or another job: libvirt would hold the call */
+                d->mem.requested_in_flight = false;
+                d->mem.balloon_sent = false;
+                return;
+        }
+        if (!(dom = lv_dom_lookup(d))) {
+                d->mem.requested_in_flight = false;
+                d->mem.balloon_sent = false;
+                lv_conn_check_error(d->lb, "looking a domain up");
+                return;
+        }
+        if (p.plug_refused && log_ratelimit_ok(&d->rl, mono_ms()))
+                log_msg(LOG_WARNING,
+                        "vm \"%s\": the guest plugged only %llu of %llu MiB of virtio-mem in %d s "
+                        "(no virtio_mem driver?); growing pauses for %d s",
+                        d->name, (unsigned long long)(d->mem.plugged / MIB),
+                        (unsigned long long)(d->mem.requested / MIB), QEMU_PLUG_STALL_MS / 1000,
+                        QEMU_PLUG_RETRY_MS / 1000);
+        if (p.set_balloon && p.balloon_first)
+                send_balloon(d, dom, p.balloon_value);
+        if (p.set_requested)
+                send_requested(d, dom, p.requested);
+        if (p.set_balloon && !p.balloon_first)
+                send_balloon(d, dom, p.balloon_value);
+        virDomainFree(dom);
+}
+
+/* ---- what it holds and needs ---- */
+
+void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation *o)
+{
+        o->assigned_bytes = d->mem.known ? qemu_mem_assigned(&d->mem) : d->mem.layout.startup;
+        qemu_signal_observe(&d->sig, &d->mem, now_ms, mono_ms(), o);
+        o->host_rss_bytes = lv_run_rss(d);
+}
+
+bool lv_run_needs_stats(const struct lv_domain *d)
+{
+        const struct qemu_guest_signal *sg = &d->sig;
+
+        return !(sg->agent_have && sg->agent.demand_known &&
+                 mono_ms() - sg->agent.report_ms < QEMU_AGENT_FRESH_MS / 2);
+}

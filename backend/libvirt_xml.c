@@ -1,0 +1,635 @@
+/*
+ * libvirt_xml: reading libvirt domain XML and dynmem's metadata in it, and
+ * the libxml2 helpers libvirt_edit.c shares. See libvirt_xml.h.
+ */
+#include "libvirt_xml.h"
+
+#include <errno.h>
+#include <libxml/parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "libvirt_xml_int.h"
+#include "units.h"
+
+#define TEXT_MAX 64 /* characters in a number element */
+
+/* ---- helpers ---- */
+
+xmlDocPtr lx_read(const char *xml, size_t len, char *err, size_t errlen)
+{
+        xmlDocPtr doc;
+        xmlNodePtr root;
+
+        if (!xml || len == 0 || len > LIBVIRT_XML_MAX || len > (size_t)INT32_MAX) {
+                snprintf(err, errlen, "domain XML is empty or larger than %u bytes",
+                         LIBVIRT_XML_MAX);
+                return NULL;
+        }
+        doc = xmlReadMemory(xml, (int)len, "domain.xml", NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR |
+                                XML_PARSE_NOWARNING);
+        if (!doc) {
+                const xmlError *e = xmlGetLastError();
+                snprintf(err, errlen, "domain XML is not well-formed (line %d: %.80s)",
+                         e ? e->line : 0, e && e->message ? e->message : "?");
+                if (err[0] && err[strlen(err) - 1] == '\n')
+                        err[strlen(err) - 1] = '\0';
+                return NULL;
+        }
+        root = xmlDocGetRootElement(doc);
+        if (doc->intSubset || doc->extSubset) {
+                snprintf(err, errlen, "domain XML with a document type declaration is refused");
+        } else if (!root || root->ns || strcmp((const char *)root->name, "domain") != 0) {
+                snprintf(err, errlen, "not a domain XML (the root element is not <domain>)");
+        } else {
+                return doc;
+        }
+        xmlFreeDoc(doc);
+        return NULL;
+}
+
+static bool is_element(xmlNodePtr n, const char *name)
+{
+        return n->type == XML_ELEMENT_NODE && !n->ns && strcmp((const char *)n->name, name) == 0;
+}
+
+xmlNodePtr lx_child(xmlNodePtr parent, const char *name)
+{
+        for (xmlNodePtr n = parent ? parent->children : NULL; n; n = n->next)
+                if (is_element(n, name))
+                        return n;
+        return NULL;
+}
+
+xmlNodePtr lx_next(xmlNodePtr after, const char *name)
+{
+        for (xmlNodePtr n = after ? after->next : NULL; n; n = n->next)
+                if (is_element(n, name))
+                        return n;
+        return NULL;
+}
+
+bool lx_attr_is(xmlNodePtr node, const char *name, const char *value)
+{
+        xmlChar *v = node ? xmlGetNoNsProp(node, (const xmlChar *)name) : NULL;
+        bool same = v && strcmp((const char *)v, value) == 0;
+
+        xmlFree(v);
+        return same;
+}
+
+int lx_text(xmlNodePtr node, char *buf, size_t len)
+{
+        xmlChar *t = node ? xmlNodeGetContent(node) : NULL;
+        const char *s = t ? (const char *)t : "";
+        size_t n;
+
+        while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+                s++;
+        n = strlen(s);
+        while (n > 0 &&
+               (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+                n--;
+        if (n >= len) {
+                xmlFree(t);
+                return -EINVAL;
+        }
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        xmlFree(t);
+        return 0;
+}
+
+int lx_uint(const char *text, uint64_t max, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        if (!text || !*text)
+                return -EINVAL;
+        for (const char *p = text; *p; p++) {
+                if (*p < '0' || *p > '9')
+                        return -EINVAL;
+                uint64_t d = (uint64_t)(*p - '0');
+                if (v > (max - d) / 10)
+                        return -EINVAL;
+                v = v * 10 + d;
+        }
+        *ret = v;
+        return 0;
+}
+
+/* libvirt's units (virScaleInteger), matched without case. */
+static const struct {
+        const char *name;
+        uint64_t scale;
+} units[] = {
+    {"b", 1},
+    {"bytes", 1},
+    {"k", KIB},
+    {"KiB", KIB},
+    {"KB", 1000},
+    {"m", MIB},
+    {"MiB", MIB},
+    {"MB", 1000ull * 1000},
+    {"g", GIB},
+    {"GiB", GIB},
+    {"GB", 1000ull * 1000 * 1000},
+    {"t", TIB},
+    {"TiB", TIB},
+    {"TB", 1000ull * 1000 * 1000 * 1000},
+};
+
+int lx_size(xmlNodePtr node, uint64_t default_unit, uint64_t *ret)
+{
+        char text[TEXT_MAX];
+        uint64_t scale = default_unit, v;
+        xmlChar *unit;
+
+        if (!node || lx_text(node, text, sizeof(text)) < 0)
+                return -EINVAL;
+        unit = xmlGetNoNsProp(node, (const xmlChar *)"unit");
+        if (unit) {
+                scale = 0;
+                for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+                        if (strcasecmp((const char *)unit, units[i].name) == 0)
+                                scale = units[i].scale;
+                xmlFree(unit);
+                if (!scale)
+                        return -EINVAL;
+        }
+        if (lx_uint(text, SETTINGS_SIZE_MAX, &v) < 0 || v > SETTINGS_SIZE_MAX / scale)
+                return -EINVAL;
+        *ret = v * scale;
+        return 0;
+}
+
+xmlNodePtr lx_add(xmlNodePtr parent, const char *name, const char *text)
+{
+        return xmlNewTextChild(parent, NULL, (const xmlChar *)name, (const xmlChar *)text);
+}
+
+void lx_set_kib(xmlNodePtr node, uint64_t bytes)
+{
+        char text[32];
+
+        snprintf(text, sizeof(text), "%llu", (unsigned long long)((bytes + KIB - 1) / KIB));
+        xmlNodeSetContent(node, (const xmlChar *)text);
+        xmlSetProp(node, (const xmlChar *)"unit", (const xmlChar *)"KiB");
+}
+
+void lx_drop(xmlNodePtr node)
+{
+        if (!node)
+                return;
+        xmlUnlinkNode(node);
+        xmlFreeNode(node);
+}
+
+char *lx_dump_node(xmlDocPtr doc, xmlNodePtr node)
+{
+        xmlBufferPtr buf = xmlBufferCreate();
+        char *out = NULL;
+
+        if (buf && xmlNodeDump(buf, doc, node, 0, 0) >= 0)
+                out = strdup((const char *)xmlBufferContent(buf));
+        xmlBufferFree(buf);
+        return out;
+}
+
+char *lx_dump(xmlDocPtr doc)
+{
+        xmlChar *mem = NULL;
+        int size = 0;
+        char *out;
+
+        xmlDocDumpFormatMemory(doc, &mem, &size, 1);
+        out = mem ? strdup((const char *)mem) : NULL;
+        xmlFree(mem);
+        return out;
+}
+
+xmlNodePtr lx_meta_node(xmlNodePtr domain)
+{
+        xmlNodePtr md = lx_child(domain, "metadata");
+
+        for (xmlNodePtr n = md ? md->children : NULL; n; n = n->next)
+                if (n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
+                    strcmp((const char *)n->ns->href, LIBVIRT_XML_NS) == 0)
+                        return n;
+        return NULL;
+}
+
+int lx_device_size(xmlNodePtr mem, uint64_t *ret)
+{
+        xmlNodePtr size = lx_child(lx_child(mem, "target"), "size");
+
+        *ret = 0;
+        return size ? lx_size(size, KIB, ret) : 0;
+}
+
+xmlNodePtr lx_vmem_node(xmlNodePtr devices)
+{
+        for (xmlNodePtr m = lx_child(devices, "memory"); m; m = lx_next(m, "memory"))
+                if (lx_attr_is(lx_child(m, "alias"), "name", LIBVIRT_XML_VMEM_ALIAS))
+                        return m;
+        return NULL;
+}
+
+xmlNodePtr lx_agent_channel(xmlNodePtr devices)
+{
+        for (xmlNodePtr c = lx_child(devices, "channel"); c; c = lx_next(c, "channel")) {
+                xmlNodePtr t = lx_child(c, "target");
+                if (lx_attr_is(t, "type", "virtio") &&
+                    lx_attr_is(t, "name", LIBVIRT_XML_AGENT_PORT))
+                        return c;
+        }
+        return NULL;
+}
+
+/* ---- dynmem's metadata ---- */
+
+static const char *const added_names[] = {
+    "maxMemory", "cpu", "numa", "stats", "balloon", "channel", "controller", "deflate", "reporting",
+};
+#define N_ADDED (sizeof(added_names) / sizeof(added_names[0]))
+
+const char *libvirt_xml_added_format(unsigned added, char *buf, size_t len)
+{
+        size_t at = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < N_ADDED; i++) {
+                if (!(added & (1u << i)))
+                        continue;
+                int n = snprintf(buf + at, len - at, "%s%s", at ? " " : "", added_names[i]);
+                if (n < 0 || (size_t)n >= len - at)
+                        break;
+                at += (size_t)n;
+        }
+        return buf;
+}
+
+static int added_parse(const char *text, unsigned *ret)
+{
+        char word[32];
+        unsigned added = 0;
+
+        for (const char *p = text; *p;) {
+                size_t n = 0;
+                while (*p == ' ')
+                        p++;
+                while (p[n] && p[n] != ' ')
+                        n++;
+                if (n == 0)
+                        break;
+                if (n >= sizeof(word))
+                        return -EINVAL;
+                memcpy(word, p, n);
+                word[n] = '\0';
+                size_t i = 0;
+                while (i < N_ADDED && strcmp(word, added_names[i]) != 0)
+                        i++;
+                if (i == N_ADDED)
+                        return -EINVAL;
+                added |= 1u << i;
+                p += n;
+        }
+        *ret = added;
+        return 0;
+}
+
+enum { F_MIN = 1, F_MAX = 2, F_BUFFER = 4, F_WEIGHT = 8, F_ADDED = 16, F_MAXWAS = 32 };
+
+static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, char *err,
+                      size_t errlen)
+{
+        static const char *const names[] = {"minimum", "maximum", "buffer",
+                                            "weight",  "added",   "max-was"};
+        const char *name = (const char *)n->name;
+        char text[TEXT_MAX * 2];
+        uint64_t v = 0;
+        unsigned bit = 0;
+
+        for (unsigned i = 0; i < 6; i++)
+                if (strcmp(name, names[i]) == 0)
+                        bit = 1u << i;
+        if (!bit) {
+                snprintf(err, errlen, "unknown element <%.32s>", name);
+                return -EINVAL;
+        }
+        if (*seen & bit) {
+                snprintf(err, errlen, "<%s> given twice", name);
+                return -EINVAL;
+        }
+        *seen |= bit;
+        switch (bit) {
+        case F_MIN:
+        case F_MAX:
+        case F_MAXWAS:
+                if (lx_size(n, 1, &v) < 0) {
+                        snprintf(err, errlen, "<%s> is not a size of at most 16 TiB", name);
+                        return -EINVAL;
+                }
+                if (bit == F_MIN)
+                        m->minimum_bytes = v;
+                else if (bit == F_MAX)
+                        m->maximum_bytes = v;
+                else {
+                        xmlChar *slots = xmlGetNoNsProp(n, (const xmlChar *)"slots");
+                        uint64_t s = 0;
+                        int r = slots ? lx_uint((const char *)slots, 255, &s) : -EINVAL;
+                        xmlFree(slots);
+                        if (r < 0) {
+                                snprintf(err, errlen, "<max-was> needs slots of 0..255");
+                                return -EINVAL;
+                        }
+                        m->max_was_known = true;
+                        m->max_was_bytes = v;
+                        m->max_was_slots = (unsigned)s;
+                }
+                return 0;
+        case F_BUFFER:
+        case F_WEIGHT: {
+                uint64_t lo = bit == F_BUFFER ? SETTINGS_BUFFER_MIN : 0;
+                uint64_t hi = bit == F_BUFFER ? SETTINGS_BUFFER_MAX : SETTINGS_WEIGHT_MAX;
+                if (lx_text(n, text, sizeof(text)) < 0 || lx_uint(text, hi, &v) < 0 || v < lo) {
+                        snprintf(err, errlen, "<%s> is not a number of %llu..%llu", name,
+                                 (unsigned long long)lo, (unsigned long long)hi);
+                        return -EINVAL;
+                }
+                if (bit == F_BUFFER)
+                        m->buffer_percent = (uint32_t)v;
+                else
+                        m->weight = (uint32_t)v;
+                return 0;
+        }
+        default:
+                if (lx_text(n, text, sizeof(text)) < 0 || added_parse(text, &m->added) < 0) {
+                        snprintf(err, errlen, "<added> names something dynmem never adds");
+                        return -EINVAL;
+                }
+                return 0;
+        }
+}
+
+int lx_meta_read(xmlDocPtr doc, xmlNodePtr node, struct libvirt_xml_meta *ret, char *err,
+                 size_t errlen)
+{
+        struct libvirt_xml_meta m = {.buffer_percent = SETTINGS_BUFFER_DEFAULT,
+                                     .weight = SETTINGS_WEIGHT_DEFAULT};
+        char *text = lx_dump_node(doc, node);
+        unsigned seen = 0;
+        size_t len = text ? strlen(text) : 0;
+
+        free(text);
+        if (len > LIBVIRT_XML_META_MAX) {
+                snprintf(err, errlen, "dynmem metadata is larger than %u bytes",
+                         LIBVIRT_XML_META_MAX);
+                return -EINVAL;
+        }
+        if (strcmp((const char *)node->name, LIBVIRT_XML_META) != 0) {
+                snprintf(err, errlen, "dynmem metadata element is <%.32s>, not <%s>",
+                         (const char *)node->name, LIBVIRT_XML_META);
+                return -EINVAL;
+        }
+        for (xmlNodePtr n = node->children; n; n = n->next) {
+                if (n->type == XML_TEXT_NODE || n->type == XML_COMMENT_NODE)
+                        continue;
+                if (n->type != XML_ELEMENT_NODE) {
+                        snprintf(err, errlen,
+                                 "dynmem metadata holds something other than elements");
+                        return -EINVAL;
+                }
+                if (meta_field(n, &m, &seen, err, errlen) < 0)
+                        return -EINVAL;
+        }
+        if (!(seen & F_MIN) || !(seen & F_MAX)) {
+                snprintf(err, errlen, "dynmem metadata lacks <%s>",
+                         (seen & F_MIN) ? "maximum" : "minimum");
+                return -EINVAL;
+        }
+        *ret = m;
+        return 0;
+}
+
+char *libvirt_xml_meta_format(const struct libvirt_xml_meta *m)
+{
+        char added[160], maxwas[128] = "", *out = NULL;
+
+        libvirt_xml_added_format(m->added, added, sizeof(added));
+        if (m->max_was_known)
+                snprintf(maxwas, sizeof(maxwas),
+                         "<max-was unit=\"bytes\" slots=\"%u\">%llu</max-was>", m->max_was_slots,
+                         (unsigned long long)m->max_was_bytes);
+        if (asprintf(
+                &out,
+                "<%s><minimum unit=\"bytes\">%llu</minimum><maximum unit=\"bytes\">%llu</maximum>"
+                "<buffer>%u</buffer><weight>%u</weight><added>%s</added>%s</%s>",
+                LIBVIRT_XML_META, (unsigned long long)m->minimum_bytes,
+                (unsigned long long)m->maximum_bytes, m->buffer_percent, m->weight, added, maxwas,
+                LIBVIRT_XML_META) < 0)
+                return NULL;
+        return out;
+}
+
+/* ---- the domain ---- */
+
+static int read_devices(xmlDocPtr doc, xmlNodePtr devices, struct libvirt_xml_domain *d,
+                        uint64_t *ret_devices, char *err, size_t errlen)
+{
+        xmlNodePtr vmem = lx_vmem_node(devices), chan = lx_agent_channel(devices);
+        xmlNodePtr balloon = lx_child(devices, "memballoon");
+        uint64_t sum = 0, size;
+
+        for (xmlNodePtr m = lx_child(devices, "memory"); m; m = lx_next(m, "memory")) {
+                if (lx_device_size(m, &size) < 0 || size > SETTINGS_SIZE_MAX - sum) {
+                        snprintf(err, errlen, "a memory device has a bad size");
+                        return -EINVAL;
+                }
+                sum += size;
+        }
+        *ret_devices = sum;
+        if (vmem) {
+                xmlNodePtr t = lx_child(vmem, "target");
+                xmlNodePtr cur = lx_child(t, "current");
+                d->vmem = lx_attr_is(vmem, "model", "virtio-mem");
+                if (d->vmem && (lx_device_size(vmem, &d->vmem_size) < 0 ||
+                                lx_size(lx_child(t, "block"), KIB, &d->vmem_block) < 0 ||
+                                lx_size(lx_child(t, "requested"), KIB, &d->vmem_requested) < 0 ||
+                                (cur && lx_size(cur, KIB, &d->vmem_current) < 0))) {
+                        snprintf(err, errlen, "dynmem's virtio-mem device has bad sizes");
+                        return -EINVAL;
+                }
+                d->vmem_current_known = cur != NULL;
+                if (d->vmem && !(d->vmem_xml = lx_dump_node(doc, vmem))) {
+                        snprintf(err, errlen, "out of memory");
+                        return -ENOMEM;
+                }
+        }
+        if (chan) {
+                xmlChar *path = xmlGetNoNsProp(lx_child(chan, "source"), (const xmlChar *)"path");
+                d->agent_channel = true;
+                if (path && strlen((const char *)path) < sizeof(d->agent_path))
+                        snprintf(d->agent_path, sizeof(d->agent_path), "%s", (const char *)path);
+                xmlFree(path);
+        }
+        if (balloon && !lx_attr_is(balloon, "model", "none")) {
+                uint64_t period = 0;
+                xmlChar *p = xmlGetNoNsProp(lx_child(balloon, "stats"), (const xmlChar *)"period");
+                d->balloon = true;
+                if (p && lx_uint((const char *)p, 86400, &period) == 0)
+                        d->stats_period = (unsigned)period;
+                xmlFree(p);
+        }
+        return 0;
+}
+
+static void read_meta(xmlDocPtr doc, xmlNodePtr root, struct libvirt_xml_domain *d)
+{
+        xmlNodePtr meta = lx_meta_node(root);
+
+        if (!meta)
+                return;
+        d->meta_state = LIBVIRT_XML_META_BAD;
+        if (lx_meta_read(doc, meta, &d->meta, d->meta_error, sizeof(d->meta_error)) == 0)
+                d->meta_state = LIBVIRT_XML_META_OK;
+}
+
+int libvirt_xml_parse(const char *xml, size_t len, struct libvirt_xml_domain *ret, char *err,
+                      size_t errlen)
+{
+        struct libvirt_xml_domain d = {0};
+        xmlDocPtr doc = lx_read(xml, len, err, errlen);
+        xmlNodePtr root, cur;
+        uint64_t devices = 0;
+        int r = -EINVAL;
+
+        if (!doc)
+                return -EINVAL;
+        root = xmlDocGetRootElement(doc);
+        d.live = xmlHasProp(root, (const xmlChar *)"id") != NULL;
+        xmlChar *type = xmlGetNoNsProp(root, (const xmlChar *)"type");
+        if (type && strlen((const char *)type) < sizeof(d.type))
+                snprintf(d.type, sizeof(d.type), "%s", (const char *)type);
+        xmlFree(type);
+        if (lx_text(lx_child(root, "name"), d.name, sizeof(d.name)) < 0 || !d.name[0]) {
+                snprintf(err, errlen, "domain XML without a name of at most %d characters",
+                         VM_NAME_MAX - 1);
+                goto out;
+        }
+        if (lx_text(lx_child(root, "uuid"), d.uuid, sizeof(d.uuid)) < 0) {
+                snprintf(err, errlen, "%s: bad <uuid>", d.name);
+                goto out;
+        }
+        if (lx_size(lx_child(root, "memory"), KIB, &d.total_bytes) < 0 || !d.total_bytes) {
+                snprintf(err, errlen, "%s: bad or missing <memory>", d.name);
+                goto out;
+        }
+        cur = lx_child(root, "currentMemory");
+        d.current_bytes = d.total_bytes;
+        if (cur && lx_size(cur, KIB, &d.current_bytes) < 0) {
+                snprintf(err, errlen, "%s: bad <currentMemory>", d.name);
+                goto out;
+        }
+        char why[160];
+        if ((r = read_devices(doc, lx_child(root, "devices"), &d, &devices, why, sizeof(why))) <
+            0) {
+                snprintf(err, errlen, "%s: %s", d.name, why);
+                goto out;
+        }
+        r = -EINVAL;
+        if (devices >= d.total_bytes) {
+                snprintf(err, errlen, "%s: its memory devices take all of <memory>", d.name);
+                goto out;
+        }
+        d.startup_bytes = d.total_bytes - devices;
+        read_meta(doc, root, &d);
+        *ret = d;
+        d.vmem_xml = NULL;
+        r = 0;
+out:
+        free(d.vmem_xml);
+        xmlFreeDoc(doc);
+        return r;
+}
+
+void libvirt_xml_domain_free(struct libvirt_xml_domain *d)
+{
+        if (!d)
+                return;
+        free(d->vmem_xml);
+        d->vmem_xml = NULL;
+}
+
+int libvirt_xml_settings(const struct libvirt_xml_domain *d, struct vm_settings *ret, char *err,
+                         size_t errlen)
+{
+        struct vm_settings s = {
+            .dynamic = true,
+            .startup_bytes = d->startup_bytes,
+            .minimum_bytes = d->meta.minimum_bytes,
+            .maximum_bytes = d->meta.maximum_bytes,
+            .buffer_percent = d->meta.buffer_percent,
+            .weight = d->meta.weight,
+            .block_bytes = d->vmem ? d->vmem_block : SETTINGS_BLOCK_DEFAULT,
+        };
+        uint64_t top = d->startup_bytes + (d->vmem ? d->vmem_size : 0);
+        char a[32], b[32];
+
+        if (d->meta_state != LIBVIRT_XML_META_OK) {
+                snprintf(err, errlen, "%s",
+                         d->meta_state == LIBVIRT_XML_META_NONE ? "no dynmem metadata"
+                                                                : d->meta_error);
+                return -EINVAL;
+        }
+        if (settings_check(&s, err, errlen) < 0)
+                return -EINVAL;
+        if (s.maximum_bytes > top) {
+                snprintf(err, errlen,
+                         "maximum %s is more than the domain can hold (%s with its virtio-mem "
+                         "device); set it with dynmem set while the domain is off",
+                         size_format(s.maximum_bytes, a, sizeof(a)),
+                         size_format(top, b, sizeof(b)));
+                return -EINVAL;
+        }
+        *ret = s;
+        return 0;
+}
+
+void libvirt_xml_static_settings(const struct libvirt_xml_domain *d, struct vm_settings *ret)
+{
+        uint64_t size = size_round_up(d->total_bytes, SETTINGS_BLOCK_DEFAULT);
+
+        *ret = (struct vm_settings){.dynamic = false,
+                                    .startup_bytes = size,
+                                    .minimum_bytes = size,
+                                    .maximum_bytes = size,
+                                    .buffer_percent = SETTINGS_BUFFER_DEFAULT,
+                                    .weight = SETTINGS_WEIGHT_DEFAULT,
+                                    .block_bytes = SETTINGS_BLOCK_DEFAULT};
+}
+
+char *libvirt_xml_vmem_requested(const char *device_xml, uint64_t requested_bytes)
+{
+        xmlDocPtr doc;
+        xmlNodePtr req;
+        char *out = NULL;
+
+        if (!device_xml)
+                return NULL;
+        doc = xmlReadMemory(device_xml, (int)strlen(device_xml), "device.xml", NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+        if (!doc)
+                return NULL;
+        req = lx_child(lx_child(xmlDocGetRootElement(doc), "target"), "requested");
+        if (req && !doc->intSubset) {
+                lx_set_kib(req, requested_bytes);
+                out = lx_dump_node(doc, xmlDocGetRootElement(doc));
+        }
+        xmlFreeDoc(doc);
+        return out;
+}

@@ -1,0 +1,163 @@
+/*
+ * libvirt_xml: the libvirt domain XML dynmem reads and writes, as pure
+ * functions on strings (libxml2 underneath; no libvirt calls, no I/O).
+ *
+ * Reading (libvirt_xml_parse): what the backend needs to know of a domain
+ * from its live or persistent XML: name, UUID, memory sizes, dynmem's
+ * virtio-mem device, the agent channel's socket and dynmem's settings in
+ * <metadata>. Settings a user wrote by hand (virsh metadata, virsh edit)
+ * are untrusted input: every number is range-checked and a bad element is
+ * reported for that domain alone.
+ *
+ * Writing: libvirt_xml_enable() turns a shut-off domain's persistent XML
+ * into a dynamic one; libvirt_xml_disable() takes out exactly what enable
+ * added, as recorded in the metadata (docs/libvirt.md shows the XML). Both
+ * return the whole new XML for virDomainDefineXML.
+ *
+ *   <metadata>
+ *     <dynmem:memory xmlns:dynmem="urn:dynmem:domain:1">
+ *       <dynmem:minimum unit="bytes">268435456</dynmem:minimum>
+ *       <dynmem:maximum unit="bytes">4294967296</dynmem:maximum>
+ *       <dynmem:buffer>20</dynmem:buffer>
+ *       <dynmem:weight>5000</dynmem:weight>
+ *       <dynmem:added>maxMemory numa stats channel controller deflate reporting</dynmem:added>
+ *     </dynmem:memory>
+ *   </metadata>
+ *
+ * Startup is the domain's own boot memory (<memory> less its memory
+ * devices); the block size is the virtio-mem device's. Sizes are bytes.
+ */
+#ifndef DYNMEM_LIBVIRT_XML_H
+#define DYNMEM_LIBVIRT_XML_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "settings.h"
+#include "vm.h"
+
+#define LIBVIRT_XML_NS         "urn:dynmem:domain:1"
+#define LIBVIRT_XML_NS_PREFIX  "dynmem"
+#define LIBVIRT_XML_META       "memory" /* the metadata element's name */
+#define LIBVIRT_XML_VMEM_ALIAS "ua-dynmem-vmem"
+#define LIBVIRT_XML_AGENT_PORT "org.dynmem.agent.0"
+#define LIBVIRT_XML_MAX        (16u * 1024 * 1024) /* larger domain XML is refused */
+#define LIBVIRT_XML_META_MAX   4096u               /* larger dynmem metadata is refused */
+#define LIBVIRT_XML_PATH_MAX   512u                /* agent socket paths */
+#define LIBVIRT_XML_STATS_S    1                   /* balloon statistics period set by enable */
+
+/* What enable added to a domain (recorded in the metadata for disable). */
+enum libvirt_xml_added {
+        LIBVIRT_XML_ADDED_MAXMEMORY = 1u << 0,  /* <maxMemory> was absent */
+        LIBVIRT_XML_ADDED_CPU = 1u << 1,        /* <cpu> was absent (with its <numa>) */
+        LIBVIRT_XML_ADDED_NUMA = 1u << 2,       /* <numa> with one cell */
+        LIBVIRT_XML_ADDED_STATS = 1u << 3,      /* the balloon's <stats period> */
+        LIBVIRT_XML_ADDED_BALLOON = 1u << 4,    /* the <memballoon> itself */
+        LIBVIRT_XML_ADDED_CHANNEL = 1u << 5,    /* the agent channel */
+        LIBVIRT_XML_ADDED_CONTROLLER = 1u << 6, /* no virtio-serial controller before */
+        LIBVIRT_XML_ADDED_DEFLATE = 1u << 7,    /* the balloon's autodeflate='on' */
+        LIBVIRT_XML_ADDED_REPORTING = 1u << 8,  /* the balloon's freePageReporting='on' */
+};
+
+/* dynmem's settings as the metadata holds them. */
+struct libvirt_xml_meta {
+        uint64_t minimum_bytes;
+        uint64_t maximum_bytes;
+        uint32_t buffer_percent;
+        uint32_t weight;
+        unsigned added;     /* enum libvirt_xml_added */
+        bool max_was_known; /* <maxMemory> was raised: what it was */
+        uint64_t max_was_bytes;
+        unsigned max_was_slots;
+};
+
+enum libvirt_xml_meta_state {
+        LIBVIRT_XML_META_NONE, /* no dynmem metadata: a static domain */
+        LIBVIRT_XML_META_OK,
+        LIBVIRT_XML_META_BAD, /* present but unusable (reason in meta_error) */
+};
+
+/* What dynmem reads of a domain. */
+struct libvirt_xml_domain {
+        char name[VM_NAME_MAX];
+        char uuid[40];
+        char type[16];          /* <domain type=...>: "kvm", "qemu" (TCG) */
+        bool live;              /* the XML has an id: the domain runs */
+        uint64_t total_bytes;   /* <memory>: boot memory plus memory devices */
+        uint64_t current_bytes; /* <currentMemory> */
+        uint64_t startup_bytes; /* boot memory: total less every memory device */
+        bool balloon;           /* a virtio <memballoon> */
+        unsigned stats_period;  /* its <stats period>, 0 none */
+
+        bool vmem; /* dynmem's virtio-mem device (alias LIBVIRT_XML_VMEM_ALIAS) */
+        uint64_t vmem_size, vmem_block, vmem_requested, vmem_current;
+        bool vmem_current_known; /* live XML only */
+        char *vmem_xml;          /* the device element, for virDomainUpdateDeviceFlags */
+
+        bool agent_channel;                    /* a channel named LIBVIRT_XML_AGENT_PORT */
+        char agent_path[LIBVIRT_XML_PATH_MAX]; /* its socket (live XML), "" unknown */
+
+        enum libvirt_xml_meta_state meta_state;
+        struct libvirt_xml_meta meta;
+        char meta_error[200];
+};
+
+/*
+ * Parse a domain's XML. Returns 0, or -EINVAL with a sentence in err when it
+ * is not a domain XML dynmem can read (malformed, no name, sizes out of
+ * range, over LIBVIRT_XML_MAX). A bad dynmem metadata element is not an
+ * error: meta_state says BAD with the reason. Free with libvirt_xml_domain_free.
+ */
+int libvirt_xml_parse(const char *xml, size_t len, struct libvirt_xml_domain *ret, char *err,
+                      size_t errlen);
+void libvirt_xml_domain_free(struct libvirt_xml_domain *d);
+
+/*
+ * The settings of a domain with good metadata: startup from the domain,
+ * block from its virtio-mem device (SETTINGS_BLOCK_DEFAULT without one),
+ * the rest from the metadata, checked with settings_check() and against
+ * what the device can hold. Returns 0, or -EINVAL with the reason in err.
+ */
+int libvirt_xml_settings(const struct libvirt_xml_domain *d, struct vm_settings *ret, char *err,
+                         size_t errlen);
+
+/* A domain without usable dynmem settings: static, fixed at its memory. */
+void libvirt_xml_static_settings(const struct libvirt_xml_domain *d, struct vm_settings *ret);
+
+/* What enable is asked to set. startup 0 keeps the domain's. */
+struct libvirt_xml_request {
+        uint64_t startup_bytes;
+        uint64_t minimum_bytes;
+        uint64_t maximum_bytes;
+        uint32_t buffer_percent;
+        uint32_t weight;
+        uint64_t block_bytes; /* virtio-mem block, 0: SETTINGS_BLOCK_DEFAULT */
+};
+
+/*
+ * A shut-off domain's persistent XML made dynamic (see the top of this
+ * file), or re-sized when it is dynamic already. Returns 0 with the new
+ * XML in *ret_xml (caller frees), or -EINVAL / -EPERM / -ENOMEM with a
+ * sentence in err (settings that break the rules, a domain dynmem cannot
+ * make dynamic and why).
+ */
+int libvirt_xml_enable(const char *xml, size_t len, const struct libvirt_xml_request *req,
+                       char **ret_xml, char *err, size_t errlen);
+
+/*
+ * The persistent XML without what enable added. -ENOENT when the domain is
+ * not dynamic (no dynmem metadata and no dynmem device).
+ */
+int libvirt_xml_disable(const char *xml, size_t len, char **ret_xml, char *err, size_t errlen);
+
+/* The metadata element for virDomainSetMetadata (no namespace: libvirt adds it). */
+char *libvirt_xml_meta_format(const struct libvirt_xml_meta *m);
+
+/* The virtio-mem device's XML with only <requested> changed (caller frees); NULL on error. */
+char *libvirt_xml_vmem_requested(const char *device_xml, uint64_t requested_bytes);
+
+/* "maxMemory numa ..." for an added mask. */
+const char *libvirt_xml_added_format(unsigned added, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * qemu_signal: where a guest's demand comes from, for the backends that run
+ * QEMU guests (qemu, and libvirt, whose guests are the same QEMU with the
+ * same devices and agent): the agent's estimate while fresh, else the
+ * balloon's statistics while they move, else nothing (the VM keeps its size).
+ * Demand is in the host's terms, as assigned memory is: the guest's figure
+ * plus what its kernel keeps out of MemTotal (docs/demand.md). Pure: the
+ * caller passes the time.
+ */
+#include "qemu_int.h"
+
+static const char *const signal_names[] = {
+    [QEMU_SIGNAL_NONE] = "none",
+    [QEMU_SIGNAL_AGENT] = "agent",
+    [QEMU_SIGNAL_BALLOON] = "balloon",
+};
+
+const char *qemu_signal_name(enum qemu_signal s)
+{
+        return (unsigned)s < sizeof(signal_names) / sizeof(signal_names[0]) ? signal_names[s]
+                                                                            : "none";
+}
+
+void qemu_signal_reset(struct qemu_guest_signal *sg)
+{
+        *sg = (struct qemu_guest_signal){.source = QEMU_SIGNAL_NONE};
+}
+
+bool qemu_signal_agent(struct qemu_guest_signal *sg, const struct agent_estimate *e)
+{
+        bool urgent = e->urgent_reports != sg->agent.urgent_reports;
+
+        sg->agent = *e;
+        sg->agent_have = true;
+        return urgent;
+}
+
+void qemu_signal_stats(struct qemu_guest_signal *sg, uint64_t total, uint64_t available,
+                       uint64_t last_update, uint64_t now_ms)
+{
+        struct qemu_stats *s = &sg->stats;
+
+        if (!s->known || last_update != s->last_update)
+                s->sampled_ms = now_ms;
+        s->known = true;
+        s->total = total;
+        s->available = available;
+        s->last_update = last_update;
+}
+
+/* Measure the guest kernel's reservation again from a MemTotal sampled at sampled_ms. */
+static void note_mem_total(struct qemu_guest_signal *sg, const struct qemu_mem *m,
+                           uint64_t mem_total, uint64_t sampled_ms)
+{
+        uint64_t reserve;
+
+        if (qemu_mem_guest_reserve(m, mem_total, sampled_ms, &reserve)) {
+                sg->reserve = reserve;
+                sg->reserve_known = true;
+        }
+}
+
+/* The guest's demand as the host holds it: plus what its kernel keeps out of MemTotal. */
+static uint64_t host_demand(const struct qemu_guest_signal *sg, uint64_t guest_demand)
+{
+        uint64_t reserve = sg->reserve_known ? sg->reserve : 0;
+
+        return guest_demand > UINT64_MAX - reserve ? UINT64_MAX : guest_demand + reserve;
+}
+
+static void from_agent(struct qemu_guest_signal *sg, const struct qemu_mem *m, uint64_t now_ms,
+                       uint64_t mono, struct vm_observation *o)
+{
+        const struct agent_estimate *r = &sg->agent;
+        uint64_t age = mono - r->report_ms;
+
+        if (r->visible_known)
+                note_mem_total(sg, m, r->visible_bytes, r->report_ms);
+        o->demand_known = r->demand_known;
+        o->demand_bytes = host_demand(sg, r->demand_bytes);
+        o->demand_time_ms = now_ms > age ? now_ms - age : 0;
+        o->stall_known = r->stall_known;
+        o->stall_fraction = r->stall_fraction;
+        o->stall_urgent = r->stall_known && r->urgent_reports != sg->urgent_observed;
+        o->guest_visible_known = r->visible_known;
+        o->guest_visible_bytes = r->visible_bytes;
+        o->guest_available_known = r->available_known;
+        o->guest_available_bytes = r->available_bytes;
+        sg->source = QEMU_SIGNAL_AGENT;
+}
+
+/* With deflate-on-oom the balloon stays in MemTotal and counts as used: take it out. */
+static void from_balloon(struct qemu_guest_signal *sg, const struct qemu_mem *m, uint64_t now_ms,
+                         uint64_t mono, struct vm_observation *o)
+{
+        const struct qemu_stats *s = &sg->stats;
+        uint64_t balloon = m->actual < m->layout.startup ? m->layout.startup - m->actual : 0;
+        uint64_t used = s->total - s->available, age = mono - s->sampled_ms;
+
+        note_mem_total(sg, m, s->total, s->sampled_ms);
+        o->demand_known = true;
+        o->demand_bytes = host_demand(sg, used > balloon ? used - balloon : 0);
+        o->demand_time_ms = now_ms > age ? now_ms - age : 0;
+        o->guest_visible_known = true;
+        o->guest_visible_bytes = s->total;
+        o->guest_available_known = true;
+        o->guest_available_bytes = s->available;
+        sg->source = QEMU_SIGNAL_BALLOON;
+}
+
+void qemu_signal_observe(struct qemu_guest_signal *sg, const struct qemu_mem *m, uint64_t now_ms,
+                         uint64_t mono, struct vm_observation *o)
+{
+        sg->source = QEMU_SIGNAL_NONE;
+        if (sg->agent_have && sg->agent.demand_known &&
+            mono - sg->agent.report_ms < QEMU_AGENT_FRESH_MS)
+                from_agent(sg, m, now_ms, mono, o);
+        else if (sg->stats.known && mono - sg->stats.sampled_ms < QEMU_STATS_FRESH_MS)
+                from_balloon(sg, m, now_ms, mono, o);
+        sg->urgent_observed = sg->agent.urgent_reports; /* one observation per urgent report */
+}

@@ -1,0 +1,434 @@
+#!/usr/bin/env python3
+"""dynmemd with the libvirt backend against a real, isolated libvirtd 9.0
+(lvhost.py) running TCG domains that boot the bundled guest image. One host
+and one set of guests serve every case, in order:
+
+  enable and disable edit the persistent XML (and disable gives it back);
+  a static domain is listed, never resized, and enable is refused while it
+  runs; domains started with virsh are picked up and grown under load
+  through libvirt; under scarcity the heavier weight keeps more; settings
+  live in the domain's metadata; memory is taken back once the load falls;
+  kill -9 of libvirtd and of dynmemd in the middle of a resize; dynmemd
+  started while libvirtd is down; a hostile agent on a libvirt domain; bad
+  metadata in one domain, then undefined; a domain stopped and started
+  behind dynmemd's back; admission through libvirt's qemu hook (refused when
+  it cannot fit, dynmem start through libvirt, dynmemd down).
+
+The memory the VMs hold, their minimums and maximums are sampled twice a
+second throughout (dynmemtest.Sampler). Prints TAP.
+
+usage: test_libvirt_e2e.py DYNMEMD DYNMEM
+"""
+import os
+import re
+import tempfile
+import time
+
+from lvlib import (MIB, Failure, LibvirtHost, LvDaemon, Sampler, Tap, balloon_current,
+                   check, check_can_run, comment, console, domain, domstate, guest_image,
+                   hostile_image as build_hostile_image, install_hook, main, mib, qemu_pid,
+                   wait_for)
+
+tap = Tap()
+
+MEMORY = 1280 * MIB  # plain 256 MiB + web and db, who want ~590 MiB each under load
+NS = "urn:dynmem:domain:1"
+# A gentle ramp: web (the heavier) gets what it needs and its load is never OOM-killed
+# (the image's init would start the plan again, and its load would not fall); db,
+# starved, may be.
+PLAN = "hold:5s,ramp:400M:30s,hold:45s,ramp:32M:3s,hold:3600s"
+BOOT = 300  # a start to an agent that reports: TCG on two busy cores
+
+
+def setup(bins):
+    check_can_run()
+    image = guest_image()
+    hostile_image = build_hostile_image()
+    host = LibvirtHost(name="e2e")
+    # A reactive policy (as in bench/qemu): shrinks asked 2 s after demand falls, no
+    # headroom learned from the load's rise and no growing ahead of a trend, so memory
+    # follows the load within seconds; the fault cases need a shrink in flight soon
+    # after they ask for one.
+    d = LvDaemon(bins, host, f"memory = {MEMORY // MIB}M\ninterval = 1s\n\n[policy]\n"
+                 "shrink_delay = 2s\ntrend_lookahead = 0s\npersistence_max_permille = 0\n"
+                 "headroom_permille = 0\nstall_memory = 0s\n")
+    host.create()
+    hook_log = install_hook(host, bins[1], d.socket)
+    host.start()
+    ctx = {"host": host, "d": d, "image": image, "hostile_image": hostile_image,
+           "hook_log": hook_log, "t0": time.monotonic()}
+    host.define(domain(host, "web", image, plan=PLAN))
+    host.define(domain(host, "db", image, plan=PLAN))
+    host.define(domain(host, "plain", image))
+    host.define(domain(host, "tiny", image))
+    d.start()
+    ctx["sampler"] = Sampler(d).__enter__()
+    return ctx
+
+
+def teardown(ctx):
+    ctx["sampler"].__exit__(None, None, None)
+    d, host = ctx["d"], ctx["host"]
+    for v in ctx["sampler"].violations[:20]:
+        comment(f"violation: {v}")
+    rc = d.stop()
+    log = d.log()
+    if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log:
+        comment(f"dynmemd exited with {rc} on SIGTERM")
+        comment(log[-4000:])
+    comment(f"the whole test took {time.monotonic() - ctx['t0']:.0f} s")
+    if tap.failed:  # dynmemd's log outlives its temporary folder, for the failure
+        fd, kept = tempfile.mkstemp(prefix="libvirt-e2e-dynmemd-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(log)
+        comment(f"dynmemd's log: {kept}")
+    host.stop()
+    d.cleanup()
+
+
+def mib_of(v):
+    return v / MIB
+
+
+def wait_running(d, name, timeout=30):
+    return wait_for(lambda: (lambda v: v if v["state"] == "running" else None)(d.vm(name)),
+                    f"dynmemd to see {name} running", timeout=timeout, interval=0.2)
+
+
+def wait_booted(d, host, name):
+    def booted():
+        v = d.vm(name)
+        if v["state"] not in ("running", "starting"):
+            raise Failure(f"{name} is {v['state']}\n{console(host, name)[-2000:]}")
+        return v if v["demand_bytes"] is not None and v["guest_visible_bytes"] else None
+    return wait_for(booted, f"{name} to boot and report", timeout=BOOT, interval=0.5)
+
+
+def lines(log, text):
+    return [line for line in log.splitlines() if text in line]
+
+
+# ---- enable and disable ----
+
+@tap.case
+def enable_writes_what_libvirt_needs_and_disable_takes_it_out(ctx):
+    d, host = ctx["d"], ctx["host"]
+    before = host.virsh("dumpxml", "--inactive", "web")
+    v = d.vm("web")
+    check(v["origin"] == "libvirt" and not v["dynamic"], "web is listed, static", v)
+    d.ok("enable", "web", "--minimum", "256M", "--maximum", "1G", "--weight", "8000")
+    xml = host.virsh("dumpxml", "--inactive", "web")
+    for part in ("<memory model='virtio-mem'>", "<alias name='ua-dynmem-vmem'/>",
+                 "<maxMemory slots=", "<numa>", "name='org.dynmem.agent.0'",
+                 "<stats period='1'/>", f"xmlns:dynmem=\"{NS}\"", "<dynmem:weight>8000"):
+        check(part in xml, f"the persistent XML has {part}", xml)
+    v = d.vm("web")
+    check(v["dynamic"] and v["maximum_bytes"] == 1024 * MIB and v["weight"] == 8000 and
+          v["startup_bytes"] == 256 * MIB and not v.get("problem"),
+          "dynmemd reads the settings from the domain", v)
+    r = d.ok("disable", "web")
+    check("static again" in r.out, "disable says what it did", r)
+    after = host.virsh("dumpxml", "--inactive", "web")
+    check(after == before, "disable gives back the very XML enable started from",
+          f"--- before\n{before}\n--- after\n{after}")
+    d.ok("enable", "web", "--minimum", "256M", "--maximum", "1G", "--weight", "8000")
+    d.ok("enable", "db", "--minimum", "256M", "--maximum", "1G", "--weight", "2000")
+
+
+@tap.case
+def a_static_domain_is_listed_and_enable_is_refused_while_it_runs(ctx):
+    d, host = ctx["d"], ctx["host"]
+    host.virsh("start", "plain")
+    v = wait_running(d, "plain")
+    check(not v["dynamic"] and v["assigned_bytes"] == 256 * MIB, "plain is static, 256 MiB", v)
+    d.fails("enable", "plain", "--maximum", "1G", contains="running")
+    check("ua-dynmem" not in host.virsh("dumpxml", "--inactive", "plain"),
+          "nothing was written to plain")
+
+
+# ---- balancing through libvirt ----
+
+@tap.case
+def domains_started_with_virsh_are_picked_up_and_grown_under_load(ctx):
+    d, host = ctx["d"], ctx["host"]
+    host.virsh("start", "web")
+    host.virsh("start", "db")
+    wait_running(d, "web")
+    wait_running(d, "db")
+    d.fails("disable", "web", contains="only while it is shut off")
+    check("ua-dynmem-vmem" in host.virsh("dumpxml", "--inactive", "web"),
+          "a refused disable leaves web's XML as it was")
+    v = wait_booted(d, host, "web")
+    comment(f"web reports {time.monotonic() - ctx['t0']:.0f} s into the test, MemTotal "
+            f"{mib(v['guest_visible_bytes'])}")
+    v = wait_for(lambda: (lambda v: v if v["assigned_bytes"] >= 480 * MIB else None)(d.vm("web")),
+                 "web to grow past 480 MiB", timeout=240, interval=0.5)
+    live = host.virsh("dumpxml", "web")
+    req = int(re.search(r"<requested unit='KiB'>(\d+)</requested>", live).group(1)) * 1024
+    check(req > 0, "the growth is virtio-mem's, asked through libvirt (its live XML)", live)
+    wait_for(lambda: abs(d.vm("web")["assigned_bytes"] - balloon_current(host, "web")) <= 4 * MIB,
+             "dynmemd's figure to match libvirt's balloon.current", timeout=30, interval=0.5)
+    comment(f"web: {mib(v['assigned_bytes'])} assigned, demand {mib(v['demand_bytes'])}, "
+            f"requested {mib(req)} of virtio-mem")
+
+
+@tap.case
+def under_scarcity_the_heavier_weight_keeps_more(ctx):
+    d = ctx["d"]
+    streak = []
+
+    def ahead():
+        vms = d.vms()
+        w, b = vms["web"]["assigned_bytes"], vms["db"]["assigned_bytes"]
+        streak.append((w, b))
+        recent = streak[-5:]
+        return len(recent) == 5 and all(x - y >= 64 * MIB for x, y in recent)
+    wait_for(ahead, "web (weight 8000) to hold 64 MiB more than db (2000)", timeout=240,
+             interval=1.0)
+    h = d.status()
+    w, b = streak[-1]
+    comment(f"web {mib(w)}, db {mib(b)}, host {mib(h['assigned_bytes'])} of {mib(MEMORY)}")
+    check(h["assigned_bytes"] <= MEMORY, "the host's budget holds", h)
+
+
+@tap.case
+def settings_live_in_the_domains_metadata(ctx):
+    d, host = ctx["d"], ctx["host"]
+    d.ok("set", "db", "--weight", "3000")
+    for flag in ("--live", "--config"):
+        meta = host.virsh("metadata", "db", NS, flag)
+        check("<weight>3000</weight>" in meta, f"dynmem set wrote the metadata ({flag})", meta)
+    hand = meta.replace("<weight>3000</weight>", "<weight>2500</weight>")
+    host.virsh("metadata", "db", NS, "--key", "dynmem", "--set", hand, "--live", "--config")
+    wait_for(lambda: d.vm("db")["weight"] == 2500,
+             "dynmemd to take a change made with virsh metadata", timeout=15, interval=0.2)
+    d.fails("set", "db", "--maximum", "2G", contains="until it restarts")
+
+
+@tap.case
+def memory_is_taken_back_once_the_load_falls(ctx):
+    d = ctx["d"]
+    # db (the lighter) may grow when web gives back: only web's own shrink is certain
+    try:
+        wait_for(lambda: d.vm("web")["assigned_bytes"] <= 400 * MIB,
+                 "web to shrink below 400 MiB", timeout=240, interval=1.0)
+    except Failure as e:
+        loads = [line for line in console(ctx["host"], "web").splitlines()
+                 if "dynmem-load" in line and "holding" not in line]
+        raise Failure(f"{e}\nweb's load:\n" + "\n".join(loads[-15:]))
+    finally:
+        # db's load may have been OOM-killed and started again: it leaves, so that what
+        # follows does not depend on where its load is
+        ctx["host"].virsh("destroy", "db")
+        wait_for(lambda: d.vm("db")["state"] == "off", "db to be off", timeout=15, interval=0.2)
+    comment(f"after the load: web {mib(d.vm('web')['assigned_bytes'])}")
+
+
+# ---- faults ----
+
+def start_resize(d, name, buffer):
+    """Change the buffer and wait until dynmemd has asked for the new size."""
+    before = d.vm(name)["target_bytes"]
+    d.ok("set", name, "--buffer", str(buffer))
+    return wait_for(lambda: (lambda v: v if v["target_bytes"] != before else None)(d.vm(name)),
+                    f"a resize of {name} to be asked", timeout=30, interval=0.05)
+
+
+@tap.case
+def kill_9_of_libvirtd_in_the_middle_of_a_resize(ctx):
+    d, host = ctx["d"], ctx["host"]
+    pids = {n: qemu_pid(host, n) for n in ("web", "plain")}
+    v = start_resize(d, "web", 400)
+    host.kill_libvirtd()
+    comment(f"libvirtd killed while web moves from {mib(v['assigned_bytes'])} to "
+            f"{mib(v['target_bytes'])}")
+    wait_for(lambda: lines(d.log(), "the VMs keep their sizes until it answers again"),
+             "dynmemd to say libvirt is gone", timeout=30, interval=0.2)
+    time.sleep(4)  # backoff retries meanwhile: said once
+    check(d.proc.poll() is None, "dynmemd is alive", d.log()[-2000:])
+    check(len(lines(d.log(), "until it answers again")) == 1, "said once", d.log()[-3000:])
+    vms = d.vms()
+    check(all(vms[n]["state"] == "running" for n in pids), "every VM still listed running", vms)
+    check(all(os.path.exists(f"/proc/{p}") for p in pids.values() if p),
+          "the guests' QEMUs keep running", pids)
+    host.start_libvirtd()
+    wait_for(lambda: lines(d.log(), "qemu:///system answers again (libvirt"),
+             "dynmemd to reconnect", timeout=60, interval=0.2)
+    for n in pids:
+        check(domstate(host, n) == "running", f"{n} still runs in libvirt")
+    wait_for(lambda: abs(d.vm("web")["assigned_bytes"] - balloon_current(host, "web")) <= 4 * MIB,
+             "dynmemd's figure for web to match libvirt's again", timeout=30, interval=0.5)
+    wait_for(lambda: (lambda v: v["assigned_bytes"] >= v["target_bytes"] - 8 * MIB)(d.vm("web")),
+             "web to reach its target through the new connection", timeout=120, interval=0.5)
+
+
+@tap.case
+def kill_9_of_dynmemd_in_the_middle_of_a_resize(ctx):
+    d, host = ctx["d"], ctx["host"]
+    v = start_resize(d, "web", 20)  # a shrink (asked 2 s after: [policy] shrink_delay)
+    d.kill9()
+    comment(f"dynmemd killed while web moves from {mib(v['assigned_bytes'])} to "
+            f"{mib(v['target_bytes'])}")
+    d.start()
+    wait_for(lambda: d.vm("web")["state"] == "running" and d.vm("plain")["state"] == "running",
+             "the restarted dynmemd to see web and plain running", timeout=30, interval=0.2)
+    log = d.log()
+    check(lines(log, "web: reattached"), "web is reattached (counters kept)", log[-3000:])
+    check(d.vm("web")["weight"] == 8000 and d.vm("db")["weight"] == 2500,
+          "the settings came back from the domains (running or not)", d.vms())
+
+    def consistent():
+        vms, h = d.vms(), d.status()
+        ours = sum(vms[n]["assigned_bytes"] for n in ("web", "plain"))
+        theirs = sum(balloon_current(host, n) for n in ("web", "plain"))
+        return abs(ours - theirs) <= 8 * MIB and h["assigned_bytes"] == ours
+    wait_for(consistent, "the memory dynmemd counts to be libvirt's, once", timeout=30,
+             interval=0.5)
+    check(d.status()["assigned_bytes"] <= MEMORY, "the budget holds", d.status())
+
+
+@tap.case
+def dynmemd_started_while_libvirtd_is_down_waits_for_it(ctx):
+    d, host = ctx["d"], ctx["host"]
+    check(d.stop() == 0, "dynmemd stops on SIGTERM", d.log()[-2000:])
+    host.kill_libvirtd()
+    said = len(lines(d.log(), "until it answers again"))
+    d.start()
+    wait_for(lambda: len(lines(d.log(), "until it answers again")) == said + 1,
+             "the new dynmemd to say libvirt cannot be reached", timeout=30, interval=0.2)
+    check(d.status() is not None and d.proc.poll() is None, "dynmemd runs and answers",
+          d.log()[-2000:])
+    host.start_libvirtd()
+    wait_for(lambda: d.vm("web")["state"] == "running" and d.vm("plain")["state"] == "running",
+             "dynmemd to find web and plain once libvirtd answers", timeout=60, interval=0.2)
+    check(d.vm("web")["dynamic"] and d.vm("web")["weight"] == 8000,
+          "web's settings came from its metadata", d.vm("web"))
+    wait_for(lambda: abs(d.vm("web")["assigned_bytes"] - balloon_current(host, "web")) <= 4 * MIB,
+             "dynmemd's figure for web to be libvirt's", timeout=30, interval=0.5)
+
+
+# ---- hostile input ----
+
+@tap.case
+def a_hostile_agent_on_a_libvirt_domain_gets_no_more_than_its_maximum(ctx):
+    d, host, image = ctx["d"], ctx["host"], ctx["hostile_image"]
+    host.define(domain(host, "hostile", image, extra="dynmem.hostile=flood:15,garbage:15,max"))
+    d.ok("enable", "hostile", "--minimum", "256M", "--maximum", "512M", "--weight", "5000")
+    host.virsh("start", "hostile")
+    wait_for(lambda: "hostile-agent: mode max" in console(host, "hostile"),
+             "the hostile agent to claim its maximum", timeout=BOOT, interval=0.5)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        vms = d.vms()
+        check(vms["hostile"]["assigned_bytes"] <= 512 * MIB, "never above its maximum", vms)
+        check(vms["web"]["assigned_bytes"] >= 256 * MIB, "web keeps its minimum", vms)
+        time.sleep(0.5)
+    check(d.proc.poll() is None, "dynmemd is alive", d.log()[-2000:])
+    about = lines(d.log(), '"hostile": guest agent')
+    check(about, "lib/agent's parser saw through it (its garbage is logged)", d.log()[-3000:])
+    comment(f"hostile: {mib(d.vm('hostile')['assigned_bytes'])}, "
+            f"{len(lines(d.log(), 'hostile'))} log lines about it")
+    host.virsh("destroy", "hostile")
+    wait_for(lambda: d.vm("hostile")["state"] == "off", "hostile to be off", timeout=15,
+             interval=0.2)
+
+
+@tap.case
+def bad_metadata_is_reported_for_that_domain_and_the_others_are_balanced(ctx):
+    d, host = ctx["d"], ctx["host"]
+    host.define(domain(host, "bad", ctx["image"]))
+    host.virsh("metadata", "bad", NS, "--key", "dynmem", "--config", "--set",
+               "<memory><minimum>1</minimum><maximum>3</maximum><weight>99999</weight></memory>")
+    v = wait_for(lambda: (lambda v: v if v.get("problem") else None)(d.vm("bad")),
+                 "dynmemd to report bad's metadata", timeout=15, interval=0.2)
+    check("weight" in v["problem"] and not v["dynamic"], "the problem is named", v)
+    d.fails("set", "bad", "--weight", "10", contains="metadata")
+    w = d.vm("web")
+    check(w["dynamic"] and not w.get("problem") and w["status"] != "unknown",
+          "web is still balanced", w)
+    check(len(lines(d.log(), "bad: not balanced")) == 1, "the log says it once",
+          d.log()[-2000:])
+    host.virsh("undefine", "bad")
+    wait_for(lambda: "bad" not in d.vms(), "dynmemd to drop bad once libvirt undefines it",
+             timeout=15, interval=0.2)
+
+
+@tap.case
+def a_domain_stopped_and_started_behind_dynmemds_back_is_followed(ctx):
+    d, host = ctx["d"], ctx["host"]
+    held = d.status()["assigned_bytes"]
+    host.virsh("destroy", "plain")
+    wait_for(lambda: d.vm("plain")["state"] == "off", "plain to be off in dynmemd",
+             timeout=10, interval=0.1)
+    check(d.status()["assigned_bytes"] <= held - 200 * MIB, "its memory is free again",
+          d.status())
+    host.virsh("start", "plain")
+    wait_running(d, "plain", timeout=10)
+
+
+# ---- admission through libvirt's hook ----
+
+@tap.case
+def a_start_that_cannot_fit_is_refused_through_the_hook(ctx):
+    d, host = ctx["d"], ctx["host"]
+    host.define(domain(host, "big", ctx["image"], memory=1200))
+    wait_for(lambda: "big" in d.vms(), "dynmemd to list big", timeout=10, interval=0.2)
+    p = host.virsh("start", "big", check=False)
+    check(p.returncode != 0 and "not enough memory" in p.stderr,
+          "virsh start big fails with dynmemd's reason", p)
+    check(domstate(host, "big") == "shut off", "big stays off")
+    d.fails("start", "big", contains="not enough memory")
+
+
+@tap.case
+def dynmem_start_and_stop_go_through_libvirt(ctx):
+    d, host = ctx["d"], ctx["host"]
+    r = d.ok("start", "tiny")
+    check("started by libvirt" in r.out, "dynmem start says who started it", r)
+    check(domstate(host, "tiny") == "running", "libvirt runs tiny")
+    check(not lines(open(ctx["hook_log"]).read() if os.path.exists(ctx["hook_log"]) else "",
+                    "tiny: starts without admission"),
+          "the hook knew dynmemd was starting tiny itself (no wait on it)")
+    r = d.ok("stop", "--force", "tiny")
+    check("stopped by libvirt" in r.out, "dynmem stop says who stopped it", r)
+    wait_for(lambda: domstate(host, "tiny") == "shut off", "libvirt to shut tiny off",
+             timeout=15, interval=0.2)
+
+
+@tap.case
+def with_dynmemd_down_a_start_goes_ahead_and_is_logged(ctx):
+    d, host = ctx["d"], ctx["host"]
+    check(d.stop() == 0, "dynmemd stops on SIGTERM", d.log()[-2000:])
+    host.virsh("start", "tiny")
+    check(domstate(host, "tiny") == "running", "tiny started without dynmemd")
+    with open(ctx["hook_log"]) as f:
+        text = f.read()
+    check(lines(text, "tiny: starts without admission"), "the hook said so", text)
+    host.virsh("destroy", "tiny")
+    d.start()
+    wait_running(d, "web")
+
+
+@tap.case
+def the_static_domain_was_never_resized(ctx):
+    d, host = ctx["d"], ctx["host"]
+    log = d.log()
+    check(not lines(log, "plain +") and not lines(log, "plain -"), "no resize of plain",
+          lines(log, "plain"))
+    check(balloon_current(host, "plain") == 256 * MIB, "libvirt says plain holds 256 MiB")
+    check("virtio-mem" not in host.virsh("dumpxml", "plain"), "no virtio-mem in plain")
+
+
+@tap.case
+def the_budget_minimum_and_maximum_held_throughout(ctx):
+    s = ctx["sampler"]
+    over = [(round(t - ctx["t0"], 1), {n: mib(a) for n, a in vms.items() if a})
+            for t, vms in s.series if sum(vms.values()) > MEMORY]
+    check(s.samples > 50, "the sampler ran", s.samples)
+    check(not s.violations, "no violation", s.violations[:10], over[:10])
+    comment(f"{s.samples} samples, the VMs held at most {mib(s.max_assigned)} of "
+            f"{mib(MEMORY)}")
+
+
+if __name__ == "__main__":
+    main(tap, setup, teardown)

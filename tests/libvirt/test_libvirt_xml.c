@@ -1,0 +1,806 @@
+/*
+ * Tests for libvirt_xml and libvirt_edit: reading domains and dynmem's
+ * metadata, enable and disable as pure functions on XML strings, on many
+ * shapes of domain (libvirt's own output, hand-written XML, odd and hostile
+ * XML). Disable after enable must give back the domain as it was.
+ */
+#include <errno.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "libvirt_xml.h"
+#include "units.h"
+
+/* What libvirt 9.0 writes for a small TCG domain (virsh dumpxml --inactive). */
+static const char *const plain =
+    "<domain type='qemu'>\n"
+    "  <name>web</name>\n"
+    "  <uuid>d6460e07-1a8a-4660-b782-24e173f01146</uuid>\n"
+    "  <memory unit='KiB'>262144</memory>\n"
+    "  <currentMemory unit='KiB'>262144</currentMemory>\n"
+    "  <vcpu placement='static'>2</vcpu>\n"
+    "  <os>\n"
+    "    <type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type>\n"
+    "    <kernel>/tmp/vmlinuz</kernel>\n"
+    "  </os>\n"
+    "  <cpu mode='custom' match='exact' check='none'>\n"
+    "    <model fallback='forbid'>qemu64</model>\n"
+    "  </cpu>\n"
+    "  <on_poweroff>destroy</on_poweroff>\n"
+    "  <devices>\n"
+    "    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n"
+    "    <controller type='pci' index='0' model='pci-root'/>\n"
+    "    <memballoon model='virtio'>\n"
+    "      <address type='pci' domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>\n"
+    "    </memballoon>\n"
+    "  </devices>\n"
+    "</domain>\n";
+
+static const struct libvirt_xml_request req_1g = {
+    .minimum_bytes = 128 * MIB,
+    .maximum_bytes = 1 * GIB,
+    .buffer_percent = 25,
+    .weight = 7000,
+};
+
+/* The document re-serialised by libxml2 without blanks: two XMLs compare equal as trees. */
+static char *canonical(const char *xml)
+{
+        xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "x.xml", NULL, XML_PARSE_NOBLANKS);
+        xmlChar *mem = NULL;
+        int size = 0;
+        char *out;
+
+        assert_non_null(doc);
+        xmlDocDumpFormatMemory(doc, &mem, &size, 1);
+        out = strdup((const char *)mem);
+        xmlFree(mem);
+        xmlFreeDoc(doc);
+        return out;
+}
+
+static void assert_same_xml(const char *a, const char *b)
+{
+        char *ca = canonical(a), *cb = canonical(b);
+
+        if (strcmp(ca, cb) != 0)
+                fail_msg("XML differs:\n--- expected\n%s\n--- got\n%s", ca, cb);
+        free(ca);
+        free(cb);
+}
+
+static char *enable(const char *xml, const struct libvirt_xml_request *req)
+{
+        char err[256] = "", *out = NULL;
+        int r = libvirt_xml_enable(xml, strlen(xml), req, &out, err, sizeof(err));
+
+        if (r != 0)
+                fail_msg("enable failed: %d %s", r, err);
+        return out;
+}
+
+static char *disable(const char *xml)
+{
+        char err[256] = "", *out = NULL;
+        int r = libvirt_xml_disable(xml, strlen(xml), &out, err, sizeof(err));
+
+        if (r != 0)
+                fail_msg("disable failed: %d %s", r, err);
+        return out;
+}
+
+static void parse_ok(const char *xml, struct libvirt_xml_domain *d)
+{
+        char err[256] = "";
+
+        if (libvirt_xml_parse(xml, strlen(xml), d, err, sizeof(err)) != 0)
+                fail_msg("parse failed: %s", err);
+}
+
+static int enable_fails(const char *xml, const struct libvirt_xml_request *req, const char *needle)
+{
+        char err[256] = "", *out = NULL;
+        int r = libvirt_xml_enable(xml, strlen(xml), req, &out, err, sizeof(err));
+
+        assert_true(r < 0);
+        assert_null(out);
+        if (needle && !strstr(err, needle))
+                fail_msg("expected \"%s\" in \"%s\"", needle, err);
+        return r;
+}
+
+/* plain with `from` replaced by `to` (once). */
+static char *variant(const char *base, const char *from, const char *to)
+{
+        const char *at = strstr(base, from);
+        char *out;
+
+        assert_non_null(at);
+        out = malloc(strlen(base) - strlen(from) + strlen(to) + 1);
+        memcpy(out, base, (size_t)(at - base));
+        strcpy(out + (at - base), to);
+        strcat(out, at + strlen(from));
+        return out;
+}
+
+/* ---- reading ---- */
+
+static void reads_a_static_domain(void **state)
+{
+        struct libvirt_xml_domain d;
+        struct vm_settings s;
+        char err[128];
+
+        parse_ok(plain, &d);
+        assert_string_equal(d.name, "web");
+        assert_string_equal(d.uuid, "d6460e07-1a8a-4660-b782-24e173f01146");
+        assert_false(d.live);
+        assert_int_equal(d.total_bytes, 256 * MIB);
+        assert_int_equal(d.startup_bytes, 256 * MIB);
+        assert_true(d.balloon);
+        assert_int_equal(d.stats_period, 0);
+        assert_false(d.vmem);
+        assert_false(d.agent_channel);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_NONE);
+        assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
+        libvirt_xml_domain_free(&d);
+}
+
+static void enable_adds_what_libvirt_9_needs(void **state)
+{
+        char *x = enable(plain, &req_1g), err[128];
+        struct libvirt_xml_domain d;
+        struct vm_settings s;
+
+        parse_ok(x, &d);
+        assert_true(d.vmem);
+        assert_int_equal(d.vmem_size, 768 * MIB);
+        assert_int_equal(d.vmem_block, 2 * MIB);
+        assert_int_equal(d.vmem_requested, 0);
+        assert_int_equal(d.total_bytes, 1 * GIB);
+        assert_int_equal(d.startup_bytes, 256 * MIB);
+        assert_int_equal(d.current_bytes, 256 * MIB);
+        assert_true(d.agent_channel);
+        assert_int_equal(d.stats_period, LIBVIRT_XML_STATS_S);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        assert_int_equal(d.meta.added, LIBVIRT_XML_ADDED_MAXMEMORY | LIBVIRT_XML_ADDED_NUMA |
+                                           LIBVIRT_XML_ADDED_STATS | LIBVIRT_XML_ADDED_CHANNEL |
+                                           LIBVIRT_XML_ADDED_CONTROLLER |
+                                           LIBVIRT_XML_ADDED_DEFLATE | LIBVIRT_XML_ADDED_REPORTING);
+        assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), 0);
+        assert_true(s.dynamic);
+        assert_int_equal(s.startup_bytes, 256 * MIB);
+        assert_int_equal(s.minimum_bytes, 128 * MIB);
+        assert_int_equal(s.maximum_bytes, 1 * GIB);
+        assert_int_equal(s.buffer_percent, 25);
+        assert_int_equal(s.weight, 7000);
+        assert_int_equal(s.block_bytes, 2 * MIB);
+        assert_non_null(strstr(x, "<maxMemory slots=\"1\" unit=\"KiB\">1048576</maxMemory>"));
+        assert_non_null(strstr(x, "<cell id=\"0\" cpus=\"0-1\" memory=\"262144\" unit=\"KiB\"/>"));
+        assert_non_null(strstr(x, "<node>0</node>"));
+        assert_non_null(strstr(x, "<alias name=\"" LIBVIRT_XML_VMEM_ALIAS "\"/>"));
+        assert_non_null(strstr(x, "xmlns:dynmem=\"" LIBVIRT_XML_NS "\""));
+        /* <stats> before the balloon's <address>, as libvirt's schema has it */
+        assert_true(strstr(x, "<stats period=\"1\"/>") < strstr(x, "slot=\"0x02\""));
+        assert_non_null(strstr(x, "autodeflate=\"on\""));
+        assert_non_null(strstr(x, "freePageReporting=\"on\""));
+        libvirt_xml_domain_free(&d);
+        free(x);
+}
+
+static void disable_gives_the_domain_back(void **state)
+{
+        char *x = enable(plain, &req_1g), *y = disable(x);
+
+        assert_same_xml(plain, y);
+        free(x);
+        free(y);
+}
+
+static void disable_removes_the_controller_libvirt_added_for_the_channel(void **state)
+{
+        char *x = enable(plain, &req_1g);
+        /* what virDomainDefineXML adds for a virtio channel */
+        char *defined = variant(x, "<memballoon",
+                                "<controller type=\"virtio-serial\" index=\"0\"/><memballoon");
+        char *y = disable(defined);
+
+        assert_same_xml(plain, y);
+        free(x);
+        free(defined);
+        free(y);
+}
+
+static void a_users_own_channel_and_controller_stay(void **state)
+{
+        char *mine = variant(plain, "<memballoon",
+                             "<controller type='virtio-serial' index='0'/>"
+                             "<channel type='unix'><source mode='bind'/>"
+                             "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+                             "<memballoon");
+        char *x = enable(mine, &req_1g), *y = disable(x);
+        struct libvirt_xml_domain d;
+
+        parse_ok(x, &d);
+        assert_false(d.meta.added & LIBVIRT_XML_ADDED_CONTROLLER);
+        assert_true(d.meta.added & LIBVIRT_XML_ADDED_CHANNEL);
+        assert_same_xml(mine, y);
+        libvirt_xml_domain_free(&d);
+        free(mine);
+        free(x);
+        free(y);
+}
+
+static void an_existing_agent_channel_is_used_and_kept(void **state)
+{
+        char *mine = variant(plain, "<memballoon",
+                             "<channel type='unix'><source mode='bind'/>"
+                             "<target type='virtio' name='org.dynmem.agent.0'/></channel>"
+                             "<memballoon");
+        char *x = enable(mine, &req_1g), *y = disable(x);
+        struct libvirt_xml_domain d;
+
+        parse_ok(x, &d);
+        assert_false(d.meta.added & LIBVIRT_XML_ADDED_CHANNEL);
+        assert_non_null(strstr(x, "org.dynmem.agent.0"));
+        assert_null(strstr(strstr(x, "org.dynmem.agent.0") + 1, "org.dynmem.agent.0"));
+        assert_same_xml(mine, y);
+        libvirt_xml_domain_free(&d);
+        free(mine);
+        free(x);
+        free(y);
+}
+
+static void existing_numa_cells_are_used_not_added(void **state)
+{
+        char *mine = variant(plain, "<model fallback='forbid'>qemu64</model>",
+                             "<model fallback='forbid'>qemu64</model><numa>"
+                             "<cell id='3' cpus='0-1' memory='262144' unit='KiB'/></numa>");
+        char *x = enable(mine, &req_1g), *y = disable(x);
+        struct libvirt_xml_domain d;
+
+        parse_ok(x, &d);
+        assert_false(d.meta.added & (LIBVIRT_XML_ADDED_NUMA | LIBVIRT_XML_ADDED_CPU));
+        assert_non_null(strstr(x, "<node>3</node>"));
+        assert_same_xml(mine, y);
+        libvirt_xml_domain_free(&d);
+        free(mine);
+        free(x);
+        free(y);
+}
+
+static void a_domain_without_cpu_gets_one_and_loses_it(void **state)
+{
+        char *mine = variant(plain,
+                             "<cpu mode='custom' match='exact' check='none'>\n"
+                             "    <model fallback='forbid'>qemu64</model>\n  </cpu>",
+                             "");
+        char *x = enable(mine, &req_1g), *y = disable(x);
+        struct libvirt_xml_domain d;
+
+        parse_ok(x, &d);
+        assert_true(d.meta.added & LIBVIRT_XML_ADDED_CPU);
+        assert_same_xml(mine, y);
+        libvirt_xml_domain_free(&d);
+        free(mine);
+        free(x);
+        free(y);
+}
+
+static void a_small_maxmemory_is_raised_and_restored(void **state)
+{
+        char *mine = variant(plain, "<memory unit='KiB'>262144</memory>",
+                             "<maxMemory slots='1' unit='KiB'>524288</maxMemory>"
+                             "<memory unit='KiB'>262144</memory>");
+        char *x = enable(mine, &req_1g), *y = disable(x);
+        struct libvirt_xml_domain d;
+
+        parse_ok(x, &d);
+        assert_false(d.meta.added & LIBVIRT_XML_ADDED_MAXMEMORY);
+        assert_true(d.meta.max_was_known);
+        assert_int_equal(d.meta.max_was_bytes, 512 * MIB);
+        assert_non_null(strstr(x, ">1048576</maxMemory>"));
+        assert_same_xml(mine, y);
+        libvirt_xml_domain_free(&d);
+        free(mine);
+        free(x);
+        free(y);
+}
+
+static void a_large_maxmemory_is_left_alone(void **state)
+{
+        char *mine = variant(plain, "<memory unit='KiB'>262144</memory>",
+                             "<maxMemory slots='4' unit='GiB'>8</maxMemory>"
+                             "<memory unit='KiB'>262144</memory>");
+        char *x = enable(mine, &req_1g), *y = disable(x);
+        struct libvirt_xml_domain d;
+
+        parse_ok(x, &d);
+        assert_false(d.meta.max_was_known);
+        assert_non_null(strstr(x, "<maxMemory slots=\"4\" unit=\"GiB\">8</maxMemory>"));
+        assert_same_xml(mine, y);
+        libvirt_xml_domain_free(&d);
+        free(mine);
+        free(x);
+        free(y);
+}
+
+static void dimms_count_in_slots_and_startup(void **state)
+{
+        char *mine = variant(plain, "<memory unit='KiB'>262144</memory>",
+                             "<maxMemory slots='2' unit='KiB'>1048576</maxMemory><memory "
+                             "unit='KiB'>393216</memory>");
+        char *mine2 = variant(mine, "<memballoon",
+                              "<memory model='dimm'><target><size unit='KiB'>131072</size>"
+                              "<node>0</node></target></memory><memballoon");
+        char *mine3 = variant(mine2, "<model fallback='forbid'>qemu64</model>",
+                              "<model fallback='forbid'>qemu64</model><numa>"
+                              "<cell id='0' cpus='0-1' memory='262144' unit='KiB'/></numa>");
+        struct libvirt_xml_domain d;
+        char *x, *y;
+
+        parse_ok(mine3, &d);
+        assert_int_equal(d.startup_bytes, 256 * MIB);
+        libvirt_xml_domain_free(&d);
+        x = enable(mine3, &req_1g);
+        parse_ok(x, &d);
+        assert_int_equal(d.total_bytes, 1 * GIB + 128 * MIB);
+        assert_int_equal(d.startup_bytes, 256 * MIB);
+        assert_int_equal(d.vmem_size, 768 * MIB);
+        assert_non_null(strstr(x, "<maxMemory slots=\"2\" unit=\"KiB\">1179648</maxMemory>"));
+        y = disable(x);
+        assert_same_xml(mine3, y);
+        libvirt_xml_domain_free(&d);
+        free(mine);
+        free(mine2);
+        free(mine3);
+        free(x);
+        free(y);
+}
+
+static void enabling_again_resizes_and_keeps_the_record(void **state)
+{
+        struct libvirt_xml_request more = req_1g;
+        struct libvirt_xml_domain d;
+        char *x, *x2, *y;
+
+        more.maximum_bytes = 2 * GIB;
+        more.weight = 100;
+        x = enable(plain, &req_1g);
+        x2 = enable(x, &more);
+        parse_ok(x2, &d);
+        assert_int_equal(d.vmem_size, 2 * GIB - 256 * MIB);
+        assert_int_equal(d.total_bytes, 2 * GIB);
+        assert_int_equal(d.meta.weight, 100);
+        assert_int_equal(d.meta.added, LIBVIRT_XML_ADDED_MAXMEMORY | LIBVIRT_XML_ADDED_NUMA |
+                                           LIBVIRT_XML_ADDED_STATS | LIBVIRT_XML_ADDED_CHANNEL |
+                                           LIBVIRT_XML_ADDED_CONTROLLER |
+                                           LIBVIRT_XML_ADDED_DEFLATE | LIBVIRT_XML_ADDED_REPORTING);
+        assert_non_null(strstr(x2, ">2097152</maxMemory>"));
+        /* one device, one channel, one metadata element */
+        assert_null(strstr(strstr(x2, LIBVIRT_XML_VMEM_ALIAS) + 1, LIBVIRT_XML_VMEM_ALIAS));
+        assert_null(strstr(strstr(x2, "<dynmem:memory") + 1, "<dynmem:memory"));
+        y = disable(x2);
+        assert_same_xml(plain, y);
+        libvirt_xml_domain_free(&d);
+        free(x);
+        free(x2);
+        free(y);
+}
+
+static void startup_can_change_while_off(void **state)
+{
+        struct libvirt_xml_request r = req_1g;
+        struct libvirt_xml_domain d;
+        char *x, *x2;
+
+        x = enable(plain, &req_1g);
+        r.startup_bytes = 512 * MIB;
+        x2 = enable(x, &r);
+        parse_ok(x2, &d);
+        assert_int_equal(d.startup_bytes, 512 * MIB);
+        assert_int_equal(d.current_bytes, 512 * MIB);
+        assert_int_equal(d.vmem_size, 512 * MIB);
+        assert_non_null(strstr(x2, "memory=\"524288\""));
+        libvirt_xml_domain_free(&d);
+        free(x);
+        free(x2);
+}
+
+static void maximum_equal_to_startup_needs_no_device(void **state)
+{
+        struct libvirt_xml_request r = req_1g;
+        struct libvirt_xml_domain d;
+        char *x, *y;
+
+        r.maximum_bytes = 256 * MIB;
+        x = enable(plain, &r);
+        parse_ok(x, &d);
+        assert_false(d.vmem);
+        assert_null(strstr(x, "maxMemory"));
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        y = disable(x);
+        assert_same_xml(plain, y);
+        libvirt_xml_domain_free(&d);
+        free(x);
+        free(y);
+}
+
+static void a_missing_balloon_is_added_and_removed(void **state)
+{
+        char *mine = variant(plain,
+                             "<memballoon model='virtio'>\n      <address type='pci' "
+                             "domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>\n    "
+                             "</memballoon>",
+                             "");
+        char *x = enable(mine, &req_1g), *y = disable(x);
+        struct libvirt_xml_domain d;
+
+        parse_ok(x, &d);
+        assert_true(d.balloon);
+        assert_true(d.meta.added & LIBVIRT_XML_ADDED_BALLOON);
+        assert_same_xml(mine, y);
+        libvirt_xml_domain_free(&d);
+        free(mine);
+        free(x);
+        free(y);
+}
+
+/* ---- refusals ---- */
+
+static void enable_refuses_settings_against_the_rules(void **state)
+{
+        struct libvirt_xml_request r = req_1g;
+
+        r.maximum_bytes = 128 * MIB; /* below startup */
+        enable_fails(plain, &r, "maximum");
+        r = req_1g;
+        r.minimum_bytes = 512 * MIB; /* above startup */
+        enable_fails(plain, &r, "minimum");
+        r = req_1g;
+        r.weight = 10001;
+        enable_fails(plain, &r, "weight");
+        r = req_1g;
+        r.block_bytes = 3 * MIB;
+        enable_fails(plain, &r, NULL);
+        r = req_1g;
+        r.maximum_bytes = 1 * GIB + 1; /* not a whole block */
+        enable_fails(plain, &r, NULL);
+}
+
+static void enable_refuses_what_it_cannot_drive(void **state)
+{
+        char *none = variant(plain, "<memballoon model='virtio'>", "<memballoon model='none'>");
+        char *live = variant(plain, "<domain type='qemu'>", "<domain type='qemu' id='3'>");
+        char *vmem = variant(plain, "<memballoon",
+                             "<memory model='virtio-mem'><target><size unit='KiB'>131072</size>"
+                             "<node>0</node><block unit='KiB'>2048</block></target></memory>"
+                             "<memballoon");
+
+        assert_int_equal(enable_fails(none, &req_1g, "memballoon model='none'"), -EPERM);
+        assert_int_equal(enable_fails(live, &req_1g, "running"), -EPERM);
+        assert_int_equal(enable_fails(vmem, &req_1g, "virtio-mem device of its own"), -EPERM);
+        free(none);
+        free(live);
+        free(vmem);
+}
+
+static void disable_refuses_a_static_domain(void **state)
+{
+        char err[128] = "", *out = NULL;
+
+        assert_int_equal(libvirt_xml_disable(plain, strlen(plain), &out, err, sizeof(err)),
+                         -ENOENT);
+        assert_null(out);
+        assert_non_null(strstr(err, "not dynamic"));
+}
+
+static void hostile_xml_is_refused(void **state)
+{
+        static const char *const bad[] = {
+            "",
+            "<",
+            "not xml at all",
+            "<domain>",
+            "<vm><name>x</name><memory>1</memory></vm>",
+            "<domain><memory>262144</memory></domain>",             /* no name */
+            "<domain><name>x</name></domain>",                      /* no memory */
+            "<domain><name>x</name><memory>-5</memory></domain>",   /* negative */
+            "<domain><name>x</name><memory>0x10</memory></domain>", /* not decimal */
+            "<domain><name>x</name><memory unit='parsecs'>5</memory></domain>",
+            "<domain><name>x</name><memory>99999999999999999999999</memory></domain>",
+            "<domain><name>x</name><memory unit='TiB'>17</memory></domain>", /* over 16 TiB */
+            "<domain><name>x</name><memory>1 2</memory></domain>",
+            "<!DOCTYPE domain [<!ENTITY x SYSTEM 'file:///etc/passwd'>]>"
+            "<domain><name>&x;</name><memory>1024</memory></domain>",
+            "<!DOCTYPE d [<!ENTITY a 'aaaaaaaaaa'><!ENTITY b '&a;&a;&a;&a;&a;&a;&a;'>]>"
+            "<domain><name>&b;</name><memory>1024</memory></domain>",
+            "<domain><name>x</name><memory>1024</memory><devices><memory model='dimm'><target>"
+            "<size unit='KiB'>2048</size></target></memory></devices></domain>", /* devices>all */
+            "<domain><name>0123456789012345678901234567890123456789012345678901234567890123456789"
+            "</name><memory>1024</memory></domain>",
+            "<x:domain xmlns:x='urn:x'><name>x</name><memory>1024</memory></x:domain>",
+        };
+        struct libvirt_xml_domain d;
+        char err[256], *out;
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                size_t len = strlen(bad[i]);
+                err[0] = '\0';
+                if (libvirt_xml_parse(bad[i], len, &d, err, sizeof(err)) == 0)
+                        fail_msg("parse accepted case %zu: %s", i, bad[i]);
+                assert_true(err[0] != '\0');
+                out = NULL;
+                assert_true(libvirt_xml_enable(bad[i], len, &req_1g, &out, err, sizeof(err)) < 0);
+                assert_null(out);
+                assert_true(libvirt_xml_disable(bad[i], len, &out, err, sizeof(err)) < 0);
+                assert_null(out);
+        }
+        assert_int_equal(libvirt_xml_parse(plain, LIBVIRT_XML_MAX + 1, &d, err, sizeof(err)),
+                         -EINVAL);
+}
+
+/* ---- metadata written by hand ---- */
+
+static char *with_meta(const char *body)
+{
+        char *meta, *out;
+
+        assert_true(asprintf(&meta,
+                             "<metadata><dm:memory xmlns:dm='" LIBVIRT_XML_NS "'>%s</dm:memory>"
+                             "</metadata></domain>",
+                             body) > 0);
+        out = variant(plain, "</domain>", meta);
+        free(meta);
+        return out;
+}
+
+static void bad_metadata_is_reported_for_that_domain(void **state)
+{
+        static const struct {
+                const char *body, *why;
+        } cases[] = {
+            {"<dm:maximum unit='bytes'>1073741824</dm:maximum>", "lacks <minimum>"},
+            {"<dm:minimum unit='bytes'>1</dm:minimum>", "lacks <maximum>"},
+            {"<dm:minimum>1</dm:minimum><dm:minimum>2</dm:minimum><dm:maximum>3</dm:maximum>",
+             "twice"},
+            {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:color>red</dm:color>",
+             "unknown element"},
+            {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:weight>10001</dm:weight>",
+             "<weight>"},
+            {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:buffer>4</dm:buffer>",
+             "<buffer>"},
+            {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:weight>-1</dm:weight>",
+             "<weight>"},
+            {"<dm:minimum unit='furlongs'>1</dm:minimum><dm:maximum>3</dm:maximum>", "<minimum>"},
+            {"<dm:minimum>1</dm:minimum><dm:maximum>99999999999999999999</dm:maximum>",
+             "<maximum>"},
+            {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:added>rm -rf</dm:added>",
+             "<added>"},
+            {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:max-was>5</dm:max-was>",
+             "slots"},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char *x = with_meta(cases[i].body);
+                struct libvirt_xml_domain d;
+                struct vm_settings s;
+                char err[256];
+
+                parse_ok(x, &d); /* the domain is read; its metadata is bad */
+                assert_int_equal(d.meta_state, LIBVIRT_XML_META_BAD);
+                if (!strstr(d.meta_error, cases[i].why))
+                        fail_msg("case %zu: expected \"%s\" in \"%s\"", i, cases[i].why,
+                                 d.meta_error);
+                assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
+                libvirt_xml_domain_free(&d);
+                free(x);
+        }
+}
+
+static void good_metadata_that_breaks_the_rules_is_refused(void **state)
+{
+        /* readable, but minimum above startup, and maximum beyond what the domain holds */
+        char *x = with_meta("<dm:minimum unit='MiB'>512</dm:minimum><dm:maximum "
+                            "unit='GiB'>1</dm:maximum>");
+        char *y = with_meta("<dm:minimum unit='MiB'>128</dm:minimum><dm:maximum "
+                            "unit='GiB'>4</dm:maximum>");
+        struct libvirt_xml_domain d;
+        struct vm_settings s;
+        char err[256];
+
+        parse_ok(x, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "minimum"));
+        libvirt_xml_domain_free(&d);
+        parse_ok(y, &d);
+        assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "more than the domain can hold"));
+        libvirt_xml_domain_free(&d);
+        free(x);
+        free(y);
+}
+
+static void metadata_of_other_namespaces_is_ignored(void **state)
+{
+        char *x = variant(plain, "</domain>",
+                          "<metadata><o:memory xmlns:o='urn:other'><o:minimum>1</o:minimum>"
+                          "</o:memory></metadata></domain>");
+        struct libvirt_xml_domain d;
+
+        parse_ok(x, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_NONE);
+        libvirt_xml_domain_free(&d);
+        free(x);
+}
+
+static void metadata_format_reads_back(void **state)
+{
+        struct libvirt_xml_meta m = {.minimum_bytes = 256 * MIB,
+                                     .maximum_bytes = 4 * GIB,
+                                     .buffer_percent = 30,
+                                     .weight = 9000,
+                                     .added = LIBVIRT_XML_ADDED_NUMA | LIBVIRT_XML_ADDED_CHANNEL,
+                                     .max_was_known = true,
+                                     .max_was_bytes = 2 * GIB,
+                                     .max_was_slots = 3};
+        char *body = libvirt_xml_meta_format(&m), *x, *inner;
+        struct libvirt_xml_domain d;
+
+        assert_non_null(body);
+        /* libvirt stores it under its namespace: do the same by hand */
+        assert_true(asprintf(&inner, "<metadata><memory xmlns='%s'%s</metadata></domain>",
+                             LIBVIRT_XML_NS, body + strlen("<memory")) > 0);
+        x = variant(plain, "</domain>", inner);
+        parse_ok(x, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        assert_int_equal(d.meta.minimum_bytes, m.minimum_bytes);
+        assert_int_equal(d.meta.maximum_bytes, m.maximum_bytes);
+        assert_int_equal(d.meta.buffer_percent, m.buffer_percent);
+        assert_int_equal(d.meta.weight, m.weight);
+        assert_int_equal(d.meta.added, m.added);
+        assert_true(d.meta.max_was_known);
+        assert_int_equal(d.meta.max_was_bytes, m.max_was_bytes);
+        assert_int_equal(d.meta.max_was_slots, m.max_was_slots);
+        libvirt_xml_domain_free(&d);
+        free(body);
+        free(inner);
+        free(x);
+}
+
+/* ---- the live XML ---- */
+
+static const char *const live_tail =
+    "<channel type='unix'><source mode='bind' "
+    "path='/var/lib/libvirt/qemu/channel/target/domain-4-web/org.dynmem.agent.0'/>"
+    "<target type='virtio' name='org.dynmem.agent.0' state='connected'/>"
+    "<alias name='channel0'/></channel>"
+    "<memory model='virtio-mem'><target><size unit='KiB'>786432</size><node>0</node>"
+    "<block unit='KiB'>2048</block><requested unit='KiB'>524288</requested>"
+    "<current unit='KiB'>262144</current></target><alias name='ua-dynmem-vmem'/>"
+    "<address type='pci' domain='0x0000' bus='0x00' slot='0x04' function='0x0'/></memory>"
+    "</devices>";
+
+static void reads_the_live_xml(void **state)
+{
+        char *a = variant(plain, "<domain type='qemu'>", "<domain type='qemu' id='4'>");
+        char *b = variant(a, "</devices>", live_tail);
+        char *c =
+            variant(b, "<memory unit='KiB'>262144</memory>", "<memory unit='KiB'>1048576</memory>");
+        struct libvirt_xml_domain d;
+
+        parse_ok(c, &d);
+        assert_true(d.live);
+        assert_true(d.vmem);
+        assert_int_equal(d.vmem_requested, 512 * MIB);
+        assert_true(d.vmem_current_known);
+        assert_int_equal(d.vmem_current, 256 * MIB);
+        assert_int_equal(d.startup_bytes, 256 * MIB);
+        assert_string_equal(d.agent_path,
+                            "/var/lib/libvirt/qemu/channel/target/domain-4-web/org.dynmem.agent.0");
+        assert_non_null(d.vmem_xml);
+
+        char *upd = libvirt_xml_vmem_requested(d.vmem_xml, 768 * MIB);
+        assert_non_null(upd);
+        assert_non_null(strstr(upd, "<requested unit=\"KiB\">786432</requested>"));
+        assert_non_null(strstr(upd, "slot=\"0x04\""));
+        assert_non_null(strstr(upd, LIBVIRT_XML_VMEM_ALIAS));
+        char *back = variant(upd, "786432</requested>", "524288</requested>");
+        assert_same_xml(d.vmem_xml, back);
+        assert_null(libvirt_xml_vmem_requested("<memory", 0));
+        assert_null(libvirt_xml_vmem_requested("<memory/>", 0));
+        libvirt_xml_domain_free(&d);
+        free(a);
+        free(b);
+        free(c);
+        free(upd);
+        free(back);
+}
+
+/* Every prefix and many corrupted copies of a dynamic domain: never a crash or a leak. */
+static void mangled_xml_never_crashes(void **state)
+{
+        char *x = enable(plain, &req_1g), err[256], *out;
+        size_t len = strlen(x);
+        unsigned seed = 12345;
+        struct libvirt_xml_domain d;
+
+        for (size_t cut = 0; cut < len; cut += 7) {
+                if (libvirt_xml_parse(x, cut, &d, err, sizeof(err)) == 0)
+                        libvirt_xml_domain_free(&d);
+        }
+        for (int round = 0; round < 400; round++) {
+                char *m = strdup(x);
+                for (int k = 0; k < 4; k++) {
+                        seed = seed * 1103515245u + 12345u;
+                        size_t at = (seed >> 8) % len;
+                        seed = seed * 1103515245u + 12345u;
+                        m[at] = "<>/='\"0 9aZ&;"[(seed >> 8) % 13];
+                }
+                if (libvirt_xml_parse(m, len, &d, err, sizeof(err)) == 0)
+                        libvirt_xml_domain_free(&d);
+                out = NULL;
+                if (libvirt_xml_enable(m, len, &req_1g, &out, err, sizeof(err)) == 0)
+                        free(out);
+                out = NULL;
+                if (libvirt_xml_disable(m, len, &out, err, sizeof(err)) == 0)
+                        free(out);
+                free(m);
+        }
+        free(x);
+}
+
+static void added_names_round_trip(void **state)
+{
+        char buf[160];
+
+        assert_string_equal(libvirt_xml_added_format(0, buf, sizeof(buf)), "");
+        assert_string_equal(
+            libvirt_xml_added_format(LIBVIRT_XML_ADDED_MAXMEMORY | LIBVIRT_XML_ADDED_CONTROLLER,
+                                     buf, sizeof(buf)),
+            "maxMemory controller");
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(reads_a_static_domain),
+            cmocka_unit_test(enable_adds_what_libvirt_9_needs),
+            cmocka_unit_test(disable_gives_the_domain_back),
+            cmocka_unit_test(disable_removes_the_controller_libvirt_added_for_the_channel),
+            cmocka_unit_test(a_users_own_channel_and_controller_stay),
+            cmocka_unit_test(an_existing_agent_channel_is_used_and_kept),
+            cmocka_unit_test(existing_numa_cells_are_used_not_added),
+            cmocka_unit_test(a_domain_without_cpu_gets_one_and_loses_it),
+            cmocka_unit_test(a_small_maxmemory_is_raised_and_restored),
+            cmocka_unit_test(a_large_maxmemory_is_left_alone),
+            cmocka_unit_test(dimms_count_in_slots_and_startup),
+            cmocka_unit_test(enabling_again_resizes_and_keeps_the_record),
+            cmocka_unit_test(startup_can_change_while_off),
+            cmocka_unit_test(maximum_equal_to_startup_needs_no_device),
+            cmocka_unit_test(a_missing_balloon_is_added_and_removed),
+            cmocka_unit_test(enable_refuses_settings_against_the_rules),
+            cmocka_unit_test(enable_refuses_what_it_cannot_drive),
+            cmocka_unit_test(disable_refuses_a_static_domain),
+            cmocka_unit_test(hostile_xml_is_refused),
+            cmocka_unit_test(bad_metadata_is_reported_for_that_domain),
+            cmocka_unit_test(good_metadata_that_breaks_the_rules_is_refused),
+            cmocka_unit_test(metadata_of_other_namespaces_is_ignored),
+            cmocka_unit_test(metadata_format_reads_back),
+            cmocka_unit_test(reads_the_live_xml),
+            cmocka_unit_test(mangled_xml_never_crashes),
+            cmocka_unit_test(added_names_round_trip),
+        };
+        int r = cmocka_run_group_tests(tests, NULL, NULL);
+
+        xmlCleanupParser();
+        return r;
+}
