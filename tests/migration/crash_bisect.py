@@ -115,7 +115,7 @@ def one_run(a, b, xml_path, mode, migrations, settle):
         except OSError:
             pass
     a.virsh("create", xml_path)
-    wait(lambda: "dynmem-guest-image: started /bin/dynmem-guest" in console(a), "boot", 400)
+    wait(lambda: "dynmem-guest-image: ready" in console(a), "boot", 400)
     time.sleep(25)  # the load ramps to ~470 MiB (15 s)
     prepare_memory(a, mode)
     src, dst = a, b
