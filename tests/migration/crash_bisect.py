@@ -102,7 +102,7 @@ def prepare_memory(host, mode):
         wait(lambda: re.search(r"<current unit='KiB'>262144</current>",
                                host.virsh("dumpxml", "web")), "256 MiB plugged", 120)
     if mode == "balloon":
-        host.virsh("setmem", "web", "640M", "--live")  # 768 MiB: 128 MiB into the balloon
+        host.virsh("setmem", "web", "384M", "--live")  # the balloon: 128 MiB of the 512 MiB startup
         time.sleep(10)
     log(f"  memory: {host.virsh('domstats', '--balloon', 'web').split()[1:3]}")
 
