@@ -187,6 +187,7 @@ struct policy_vm {
         /* inputs for the estimate */
         const char *name;
         uint64_t demand_bytes;   /* latest demand sample, without buffer */
+        uint64_t demand_time_ms; /* when it was sampled, on the decisions' clock (0 = now) */
         double stall_fraction;   /* share of the last interval spent stalled, 0..1 */
         uint64_t external_bytes; /* POLICY_EXTERNAL: proposed target (0 = keep) */
         uint64_t expected_bytes; /* scratch: the figure expected at the next decision */

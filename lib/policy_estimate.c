@@ -303,7 +303,16 @@ static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct pol
                 vm->stall_fraction = 0.0;
         uint64_t reported = vm->demand_bytes, scale = 1000;
 
-        vm->expected_bytes = policy_history_update(&m->history, reported, now, decay, t);
+        /*
+         * The history learns between samples, over the time between them (the
+         * sample's own time where the backend gives one): a decision between two
+         * reports (an extra cycle another VM asked for) is not a new sample, and
+         * one report's rise seen 50 ms after the previous decision is not twenty
+         * times as steep as it is.
+         */
+        uint64_t sampled =
+            vm->demand_time_ms && vm->demand_time_ms <= now ? vm->demand_time_ms : now;
+        vm->expected_bytes = policy_history_update(&m->history, reported, sampled, decay, t);
         if (!m->decided)
                 m->last_stall_ms = now; /* quiet time counts from the first decision */
         if (vm->stall_known && correction_fresh(m, now, t))

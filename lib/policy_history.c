@@ -100,13 +100,16 @@ static void add_surprise(struct policy_history *h, uint64_t surprise, double dec
                 h->top = (uint8_t)b;
 }
 
+/* Samples closer than this are one sample seen twice (the time of a report jitters). */
+#define SAMPLE_GAP_MS 50
+
 uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64_t now,
                                struct policy_decay *cache, const struct policy_tunables *t)
 {
+        if (h->primed && now < h->last_ms + SAMPLE_GAP_MS)
+                return h->expected; /* the same sample again */
         uint64_t dt = h->primed ? now - h->last_ms : 0;
 
-        if (h->primed && now <= h->last_ms)
-                return h->expected; /* the same sample again */
         if (h->primed) {
                 double decay = decay_for(cache, dt, t);
                 double rate = ((double)demand - (double)h->last_demand) / (double)dt;

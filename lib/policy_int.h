@@ -78,9 +78,11 @@ struct policy_decay {
 };
 
 /*
- * Learn from a VM's demand sample at `now` (policy_history.c): the first
- * sample at a new time updates the history; returns the demand expected at
- * the next decision (the sample plus the projection of its latest change).
+ * Learn from a VM's demand sample taken at `now` (policy_history.c): the
+ * first sample at a new time (at least 50 ms after the previous one) updates
+ * the history, a sample seen again changes nothing; returns the demand
+ * expected at the next sample (the sample plus the projection of its latest
+ * change).
  */
 uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64_t now,
                                struct policy_decay *cache, const struct policy_tunables *t);

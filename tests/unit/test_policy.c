@@ -757,6 +757,37 @@ static void dynmem_projects_rising_demand(void **state)
         assert_true(a->target_bytes <= want_of(2 * a->demand_bytes, 20));
 }
 
+/*
+ * Reports come once a second; decisions also come between them (extra cycles
+ * another VM asked for). A report's rise is measured over the time between the
+ * samples, not since the last decision: seen 50 ms after a decision, 100 MiB
+ * of rise in a second is not 2 GiB a second, and an extra decision without a
+ * new sample changes nothing.
+ */
+static void dynmem_trend_is_measured_between_samples(void **state)
+{
+        struct fx *f = *state;
+
+        struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 16 * GIB), GIB);
+        for (uint64_t s = 0; s <= 4; s++) { /* a steady 600 MiB, sampled every second */
+                demand(a, 600 * MIB);
+                a->demand_time_ms = s * 1000 + 10;
+                decide(f, s * 1000 + 950);
+                settle(f);
+        }
+        /* The next report (+100 MiB, sampled at 5010) is decided on at 5010 + 20. */
+        demand(a, 700 * MIB);
+        a->demand_time_ms = 5010;
+        decide(f, 5030);
+        uint64_t target = a->target_bytes;
+        /* 100 MiB/s smoothed to 50 MiB/s, 5 s ahead: 950 MiB of demand, not twice 700. */
+        assert_true(target <= want_of(960 * MIB, 20));
+        assert_true(target >= want_of(700 * MIB, 20));
+        settle(f);
+        decide(f, 5080); /* an extra decision, the same sample */
+        assert_int_equal(a->target_bytes, target);
+}
+
 /* ---- stall and probing ---- */
 
 /*
@@ -1329,6 +1360,7 @@ int main(void)
             T(dynmem_hold_keeps_a_resize_in_flight),
             T(dynmem_releases_holds_when_another_waits),
             T(dynmem_projects_rising_demand),
+            T(dynmem_trend_is_measured_between_samples),
             T(stall_grows_a_vm_whose_demand_looks_fine),
             T(urgent_stall_at_want_grows_at_once),
             T(urgent_stall_below_want_restores_the_buffer),
