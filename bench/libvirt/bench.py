@@ -61,7 +61,8 @@ def qemu_config(root):
             f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n" + POLICY)
     for name, trigger, absorber, first in qb.GUESTS:
         # TCG in both phases (libvirt's domains are type 'qemu'): only the path differs
-        text += qb.vm_section(name, trigger, absorber, first, None, qb.FILL[SET]).replace(
+        text += qb.vm_section(name, trigger, absorber, first, None, qb.FILL[SET],
+                                "qemu-system-x86_64").replace(
             "accel = auto", "accel = tcg")
     return text
 

@@ -7,8 +7,12 @@ images, the sampler of invariants, TAP):
     under /var/lib/libvirt), driven by the real dynmem command from outside;
   - domain(): the XML of a small TCG domain booting the bundled guest image
     (dynmem-guest and dynmem-load inside) with a load plan on its command
-    line, its console in a file the test reads, and no USB controller
-    (libvirt's default UHCI costs a TCG guest CPU for nothing);
+    line, its console in a file the test reads, no USB controller
+    (libvirt's default UHCI costs a TCG guest CPU for nothing) and ACPI on
+    (libvirt's default without <acpi/> is -no-acpi: the guest then has no
+    HPET or ACPI PM timer, falls back to a jiffies clock under TCG and runs
+    its timed load far slower than dynmemd's own QEMU guests, which have
+    ACPI);
   - install_hook(): libvirt's qemu hook (dynmem libvirt-hook) in the host's
     private /etc/libvirt/hooks/qemu.d, its stderr kept in a file;
   - balloon_current(): what libvirt itself says a domain holds.
@@ -35,6 +39,10 @@ DOMAIN = """<domain type='qemu'>
     <initrd>{image}/initrd.img</initrd>
     <cmdline>{cmdline}</cmdline>
   </os>
+  <features>
+    <acpi/>
+    <apic/>
+  </features>
   <on_reboot>destroy</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
