@@ -125,7 +125,7 @@ def run_libvirt(args, root):
         f.write(f"[host]\nbackend = libvirt\nsocket = {root}/run/dynmemd.sock\n"
                 f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n" + POLICY)
     names = [g[0] for g in qb.GUESTS]
-    host = LibvirtHost(name="bench")
+    host = LibvirtHost(name="bench", cgroups=False)  # scheduled as dynmemd's own QEMUs
     host.start()
     proc = None
     w = qb.Watch(args, root, names)
@@ -232,7 +232,7 @@ def main():
     for opt in ("--dynmemd", "--dynmem", "--guest", "--load", "--probe", "--source"):
         ap.add_argument(opt, required=True)
     ap.add_argument("--out", default="build/bench-libvirt")
-    ap.add_argument("--duration", type=int, default=240)
+    ap.add_argument("--duration", type=int, default=300)
     ap.add_argument("--phases", default="qemu,libvirt",
                     help="run these phases (the others are read from an earlier run)")
     ap.add_argument("--analyse", action="store_true",
