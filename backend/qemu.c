@@ -334,6 +334,8 @@ static int qemu_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
                 return 0;
         }
         o.assigned_bytes = qv->mem.known ? qemu_mem_assigned(&qv->mem) : qv->guess_assigned;
+        o.rebooted = qv->reset_unseen;
+        qv->reset_unseen = false;
         qemu_signal_observe(&qv->sig, &qv->mem, now_ms, mono_ms(), &o);
         if (qemu_proc_rss(qv->pid, &rss) == 0)
                 o.host_rss_bytes = rss;
@@ -389,6 +391,8 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         qv->target_set = false;
         qv->guess_assigned = vm->obs.assigned_bytes ? vm->obs.assigned_bytes : l.startup;
         qemu_signal_reset(&qv->sig);
+        qv->guest_resets = 0;
+        qv->reset_unseen = false;
         qv->stop_phase = STOP_NONE;
         qv->running = true;
         if ((r = qemu_backend_arm(qv)) < 0) {
@@ -404,6 +408,22 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         }
         log_msg(LOG_INFO, "vm \"%s\": reattached to QEMU pid %d", vm->name, (int)pid);
         return 0;
+}
+
+/* ---- the guest restarting ---- */
+
+void qemu_backend_guest_reset(struct qemu_vm *qv, const char *reason)
+{
+        if (!qv->running)
+                return;
+        qv->guest_resets++;
+        qv->reset_unseen = true;
+        qemu_signal_reboot(&qv->sig);
+        qemu_mem_reset(&qv->mem, mono_ms());
+        log_msg(LOG_INFO, "vm \"%s\": the machine was reset (%s)", qv->vm->name,
+                reason ? reason : "no reason given");
+        qemu_monitor_readback(qv);
+        qemu_backend_wake(qv);
 }
 
 /* ---- the guest agent ---- */
@@ -522,6 +542,7 @@ int qemu_backend_vm_info(const struct vm *vm, struct qemu_vm_info *ret)
             .balloon_actual_bytes = qv->mem.actual,
             .plugged_bytes = qv->mem.plugged,
             .requested_bytes = qv->mem.requested,
+            .guest_resets = qv->guest_resets,
             .features = qv->features,
             .console_log = qv->paths.console,
         };

@@ -130,6 +130,7 @@ struct qemu_vm_info {
         uint64_t balloon_actual_bytes;
         uint64_t plugged_bytes;
         uint64_t requested_bytes;
+        uint64_t guest_resets;         /* guest reboots (QMP RESET) of the running instance */
         struct qemu_features features; /* what QEMU offers and what dynmem chose */
         const char *console_log;
         bool agent_connected;

@@ -352,6 +352,8 @@ struct qemu_mem {
         bool requested_in_flight;
         uint64_t plugged_moved_ms;     /* when plugged last changed or a change was asked */
         uint64_t plug_paused_until_ms; /* plugging refused by the guest: wait */
+        bool actual_stale;             /* since a reset QEMU still says stale_actual ... */
+        uint64_t stale_actual;         /* ... for a balloon the new boot has not filled */
 };
 
 struct qemu_mem_plan {
@@ -378,6 +380,15 @@ uint64_t qemu_mem_clamp_target(const struct qemu_mem *m, uint64_t target);
 /* Record a read-back (values already range-checked). */
 void qemu_mem_readback(struct qemu_mem *m, uint64_t actual, uint64_t plugged, uint64_t requested,
                        uint64_t now_ms);
+
+/*
+ * The machine was reset: virtio-mem is empty (QEMU unplugs on a reset) and so
+ * is the balloon, which the new kernel fills again only up to the target. QEMU
+ * does not clear the balloon's "actual" on a reset, and a guest that inflates
+ * nothing never writes it: until the value moves, the base RAM counts as the
+ * guest's (the figure errs toward more, never toward less).
+ */
+void qemu_mem_reset(struct qemu_mem *m, uint64_t now_ms);
 
 /* What to ask of QEMU now to move toward m->target; records what it plans as sent. */
 void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *ret);
@@ -522,6 +533,14 @@ struct qemu_guest_signal {
 /* A new instance of the VM: nothing known. */
 void qemu_signal_reset(struct qemu_guest_signal *sg);
 
+/*
+ * The guest rebooted (QMP RESET): the previous boot's estimate and balloon
+ * statistics are dropped. The agent's connection, and with it its count of
+ * urgent reports, goes on; the kernel's reservation stays as measured until
+ * the new boot's MemTotal measures it again.
+ */
+void qemu_signal_reboot(struct qemu_guest_signal *sg);
+
 /* A fresh estimate (lib/agent checked it against the VM's limit); true when a stall began. */
 bool qemu_signal_agent(struct qemu_guest_signal *sg, const struct agent_estimate *e);
 
@@ -578,6 +597,8 @@ struct qemu_vm {
         char *probe_binary;            /* ... that binary */
         struct qemu_features features; /* chosen at start; confirmed from QMP (qemu_confirm.c) */
         struct qemu_seen seen;
+        uint64_t guest_resets;     /* RESET events of this instance (guest reboots) */
+        bool reset_unseen;         /* one since the last observation */
         char features_logged[768]; /* the last line logged about them: each choice once */
         struct log_ratelimit rl;
         struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
@@ -662,6 +683,15 @@ void qemu_backend_start_done(struct qemu_vm *qv);
 
 /* QMP closed while QEMU starts: it fails unless it runs and answers again soon. */
 void qemu_backend_start_closed(struct qemu_vm *qv, const char *why);
+
+/*
+ * QEMU reset the machine (RESET: the guest rebooted, or a system_reset):
+ * what the guest said of its previous boot is dropped, virtio-mem is empty
+ * again (QEMU unplugs everything on a reset; a read-back follows at once),
+ * and the next observation says `rebooted`, so that the loop sends the VM
+ * back to its startup size before the new kernel plugs anything.
+ */
+void qemu_backend_guest_reset(struct qemu_vm *qv, const char *reason);
 
 /* Start the VM's agent connection (QMP is ready); nothing when it exists. Logs a failure. */
 void qemu_backend_agent_start(struct qemu_vm *qv);

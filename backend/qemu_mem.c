@@ -57,10 +57,29 @@ void qemu_mem_readback(struct qemu_mem *m, uint64_t actual, uint64_t plugged, ui
 {
         if (!m->known || plugged != m->plugged)
                 m->plugged_moved_ms = now_ms;
+        if (m->actual_stale && actual == m->stale_actual)
+                actual = m->layout.startup;
+        else
+                m->actual_stale = false;
         m->actual = actual;
         m->plugged = plugged;
         m->requested = requested;
         m->known = true;
+}
+
+void qemu_mem_reset(struct qemu_mem *m, uint64_t now_ms)
+{
+        if (!m->known)
+                return;
+        if (m->actual < m->layout.startup) {
+                m->actual_stale = true;
+                m->stale_actual = m->actual;
+        }
+        m->actual = m->layout.startup;
+        m->plugged = 0;
+        m->plugged_moved_ms = now_ms;
+        m->plug_paused_until_ms = 0;
+        m->balloon_sent = false; /* the new boot's driver starts from an empty balloon */
 }
 
 /* The requested-size the target calls for, with refused plugs taken into account. */

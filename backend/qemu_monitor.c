@@ -349,6 +349,8 @@ static void on_event(struct qmp *q, const char *name, json_t *data, void *userda
                 log_msg(LOG_INFO, "vm \"%s\": QEMU shuts down (%s)", qv->vm->name,
                         qmp_get_string(data, "reason", 64) ? qmp_get_string(data, "reason", 64)
                                                            : "no reason given");
+        else if (strcmp(name, "RESET") == 0)
+                qemu_backend_guest_reset(qv, qmp_get_string(data, "reason", 64));
         else if (strcmp(name, "GUEST_PANICKED") == 0 && rl_ok(qv))
                 log_msg(LOG_WARNING, "vm \"%s\": the guest kernel panicked", qv->vm->name);
 }

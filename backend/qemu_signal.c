@@ -26,6 +26,19 @@ void qemu_signal_reset(struct qemu_guest_signal *sg)
         *sg = (struct qemu_guest_signal){.source = QEMU_SIGNAL_NONE};
 }
 
+void qemu_signal_reboot(struct qemu_guest_signal *sg)
+{
+        uint64_t urgent = sg->agent.urgent_reports;
+        bool reserve_known = sg->reserve_known;
+        uint64_t reserve = sg->reserve;
+
+        qemu_signal_reset(sg);
+        /* The agent connection outlives the boot: its count goes on, and is seen. */
+        sg->agent.urgent_reports = sg->urgent_observed = urgent;
+        sg->reserve_known = reserve_known;
+        sg->reserve = reserve;
+}
+
 bool qemu_signal_agent(struct qemu_guest_signal *sg, const struct agent_estimate *e)
 {
         bool urgent = e->urgent_reports != sg->agent.urgent_reports;

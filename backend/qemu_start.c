@@ -314,6 +314,8 @@ static int start_with(struct qemu_vm *qv, const struct qemu_caps *caps, char *bi
         qv->layout_verified = true;
         qv->target_set = false;
         qemu_signal_reset(&qv->sig);
+        qv->guest_resets = 0;
+        qv->reset_unseen = false;
         qv->stop_phase = STOP_NONE;
         qv->running = true;
         qv->start_state = QEMU_START_PENDING;

@@ -192,7 +192,10 @@ static const struct field backend_fields[] = {
     {"Resizing:", "resizing", cell_bool},
 };
 
-/* The backend's choices, one a line: "Chosen: NAME=VALUE (WHY)", then what it offers. */
+/*
+ * The backend's choices, one a line: "Chosen: NAME=VALUE (WHY)" ("NAME VALUE" when
+ * the value is words, e.g. "-run-with user= not used"), then what it offers.
+ */
 static void print_choices(FILE *out, const json_t *backend)
 {
         const json_t *choices = json_object_get(backend, "choices");
@@ -205,8 +208,9 @@ static void print_choices(FILE *out, const json_t *backend)
                 const char *name = json_string_value(json_object_get(c, "name"));
                 const char *value = json_string_value(json_object_get(c, "value"));
                 const char *why = json_string_value(json_object_get(c, "why"));
-                fprintf(out, "%-16s %s=%s%s%s%s\n", i == 0 ? "Chosen:" : "", name ? name : "?",
-                        value ? value : "?", why && *why ? " (" : "", why ? why : "",
+                const char *sep = value && strchr(value, ' ') ? " " : "=";
+                fprintf(out, "%-16s %s%s%s%s%s%s\n", i == 0 ? "Chosen:" : "", name ? name : "?",
+                        sep, value ? value : "?", why && *why ? " (" : "", why ? why : "",
                         why && *why ? ")" : "");
         }
         if (json_is_string(offers))

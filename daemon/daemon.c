@@ -116,6 +116,10 @@ static void on_balancer_event(const struct balancer_event *ev, void *userdata)
                 log_msg(LOG_WARNING, "%s: crashed; its %s are free again", ev->vm->name,
                         size_format(ev->bytes, a, sizeof(a)));
                 break;
+        case BALANCER_EVENT_REBOOTED:
+                log_msg(LOG_INFO, "%s: the guest restarted; back to %s", ev->vm->name,
+                        size_format(ev->bytes, a, sizeof(a)));
+                break;
         case BALANCER_EVENT_POLICY:
                 if (log_ratelimit_ok(&d->tick_errors, ev->time_ms))
                         log_msg(LOG_WARNING, "policy: %s", ev->message);

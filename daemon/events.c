@@ -26,6 +26,7 @@ static const char *const kind_names[] = {
     [BALANCER_EVENT_CRASHED] = "crashed",
     [BALANCER_EVENT_START_FAILED] = "start_failed",
     [BALANCER_EVENT_POLICY] = "policy",
+    [BALANCER_EVENT_REBOOTED] = "rebooted",
     [BALANCER_EVENT_ARRIVING] = "arriving",
     [BALANCER_EVENT_ARRIVED] = "arrived",
     [BALANCER_EVENT_LEAVING] = "leaving",
@@ -158,6 +159,10 @@ char *events_text(const struct events_entry *x, char *buf, size_t len)
                 break;
         case BALANCER_EVENT_START_FAILED:
                 snprintf(buf, len, "%s could not start: %s", x->vm, x->message);
+                break;
+        case BALANCER_EVENT_REBOOTED:
+                snprintf(buf, len, "%s: the guest restarted; back to %s", x->vm,
+                         size_format(x->bytes, size, sizeof(size)));
                 break;
         case BALANCER_EVENT_ARRIVING:
                 snprintf(buf, len, "%s admitted: arriving by live migration, %s counted here",

@@ -144,6 +144,30 @@ static void emit(struct balancer *b, struct balancer_event ev)
 
 /* ---- 1. observe ---- */
 
+/*
+ * The guest restarted. Like a Hyper-V VM it boots again with its startup
+ * memory: the target goes back to it at once, before the new kernel plugs
+ * memory asked for its previous boot (never up to it: a VM the host had
+ * squeezed below startup stays there until memory is free), and nothing the
+ * policy learnt of the previous boot carries over.
+ */
+static void rebooted(struct balancer *b, struct vm *vm, uint64_t now)
+{
+        uint64_t target = vm->target_bytes < vm->settings.startup_bytes && vm->target_bytes
+                              ? vm->target_bytes
+                              : vm->settings.startup_bytes;
+
+        if (vm->state == VM_RUNNING &&
+            b->backend->ops->set_target(b->backend, vm, target, now) == 0)
+                vm->target_bytes = vm->ideal_bytes = target;
+        b->pv[vm->balancer_slot].memory = (struct policy_vm_memory){0};
+        emit(b, (struct balancer_event){.kind = BALANCER_EVENT_REBOOTED,
+                                        .vm = vm,
+                                        .bytes = target,
+                                        .pressure = -1.0,
+                                        .time_ms = now});
+}
+
 /* STARTED, or ARRIVING for a VM that comes by live migration, holding held bytes. */
 static void emit_started(struct balancer *b, struct vm *vm, uint64_t held, uint64_t now)
 {
@@ -211,6 +235,8 @@ static void observe_one(struct balancer *b, struct vm *vm, uint64_t now)
         if (obs.assigned_bytes > vm->settings.maximum_bytes && vm->settings.dynamic)
                 obs.assigned_bytes = vm->settings.maximum_bytes;
         vm->obs = obs;
+        if (obs.rebooted)
+                rebooted(b, vm, now);
         if (obs.assigned_bytes > before) {
                 vm->counters.added_bytes += obs.assigned_bytes - before;
                 b->counters.added_bytes += obs.assigned_bytes - before;
@@ -239,6 +265,7 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
         pv->requested_bytes = vm->target_bytes;
         pv->demand_known = vm->obs.demand_known;
         pv->demand_bytes = vm->obs.demand_bytes;
+        pv->demand_time_ms = vm->obs.demand_time_ms;
         pv->stall_known = vm->obs.stall_known;
         pv->stall_fraction = vm->obs.stall_fraction;
         pv->stall_urgent = vm->obs.stall_urgent;

@@ -26,6 +26,7 @@ enum balancer_event_kind {
         BALANCER_EVENT_CRASHED,      /* the VM's process died */
         BALANCER_EVENT_START_FAILED, /* the backend could not start it */
         BALANCER_EVENT_POLICY,       /* a message about the policy (external failures) */
+        BALANCER_EVENT_REBOOTED,     /* the guest restarted: back to bytes (its startup size) */
         /* live migration (docs/migration.md); the daemon emits all but ARRIVING */
         BALANCER_EVENT_ARRIVING,          /* admitted: migrating in, its memory reserved here */
         BALANCER_EVENT_ARRIVED,           /* migrated in: balanced here from now on */

@@ -74,6 +74,8 @@ struct vm_observation {
         bool guest_available_known;
         uint64_t guest_available_bytes; /* MemAvailable */
         uint64_t host_rss_bytes;        /* real host memory of the VM's process, 0 if unknown */
+        bool rebooted; /* the guest restarted (a reboot, a reset) since the previous
+                          observation: it boots again from its startup memory */
 };
 
 struct vm {

@@ -23,7 +23,7 @@ PACKAGES="
   libjansson-dev libinih-dev libevent-dev libmicrohttpd-dev libcmocka-dev
   libcap-dev libsystemd-dev systemd
   python3 valgrind
-  qemu-system-x86 qemu-utils busybox-static cpio kmod
+  qemu-system-x86 qemu-utils busybox-static cpio kmod debootstrap e2fsprogs
   libclang-rt-14-dev
   libjs-dygraphs python3-prometheus-client tmux chromium
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev libxml2-dev

@@ -34,6 +34,12 @@
 #include "util.h"
 
 #define PSI_REPORT_GAP_MS 100 /* stall-triggered reports at most this often */
+/*
+ * The virtio devices are looked at again this often while a host listens: under
+ * systemd the agent starts before udev has loaded the balloon and virtio-mem
+ * drivers, and a balloon found late changes what reports say (balloon_in_total).
+ */
+#define DEVICE_SCAN_MS 5000
 
 struct run {
         struct conn conn;
@@ -49,6 +55,7 @@ struct run {
         uint64_t interval_ms;
         uint64_t next_report_ms;
         uint64_t last_psi_report_ms;
+        uint64_t next_device_scan_ms;
         uint64_t seq;
         uint64_t now;
         bool verbose;
@@ -82,6 +89,25 @@ static void send_hello(struct run *r, bool announce, uint32_t version)
 
         if (n)
                 conn_send(&r->conn, line, n, r->now);
+}
+
+/*
+ * Look at the devices again; when the capabilities changed, announce them
+ * (a hello without a version): the host answers with its hello and the
+ * handshake that follows carries the new capabilities.
+ */
+static void rescan_devices(struct run *r)
+{
+        unsigned before = caps_of(r);
+
+        sampler_scan_devices(&r->smp);
+        r->next_device_scan_ms = r->now + DEVICE_SCAN_MS;
+        if (caps_of(r) == before || !r->version)
+                return;
+        util_log("virtio devices changed: balloon %s, virtio-mem %s; announcing again",
+                 r->smp.dev.balloon ? "present" : "absent",
+                 r->smp.dev.virtio_mem ? "present" : "absent");
+        send_hello(r, true, 0);
 }
 
 /* Add the absorber's fill to a sample, and drain it when the guest has room again. */
@@ -139,6 +165,7 @@ static void on_host_hello(struct run *r, const struct proto_host_hello *h)
                 interval = AGENT_INTERVAL_MAX;
         r->interval_ms = interval;
         sampler_scan_devices(&r->smp);
+        r->next_device_scan_ms = r->now + DEVICE_SCAN_MS;
         send_hello(r, false, v);
         if (!v) {
                 if (!r->told_incompatible)
@@ -227,6 +254,8 @@ static void run_forever(struct run *r)
                         r->told_incompatible = false;
                         send_hello(r, true, 0);
                 }
+                if (r->version && r->now >= r->next_device_scan_ms)
+                        rescan_devices(r);
                 if ((r->version || r->absorber.active) && r->now >= r->next_report_ms) {
                         if (r->version)
                                 send_report(r, AGENT_CAUSE_TICK);

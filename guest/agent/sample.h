@@ -41,7 +41,7 @@ struct sampler {
 int sampler_open(struct sampler *s);
 void sampler_close(struct sampler *s);
 
-/* Look at the virtio devices again (at start and at each handshake). */
+/* Look at the virtio devices again (at start, at each handshake, every DEVICE_SCAN_MS). */
 void sampler_scan_devices(struct sampler *s);
 
 /* Take a sample; p may be NULL (no PSI). 0, or a negative errno when meminfo is unreadable. */

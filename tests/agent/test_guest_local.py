@@ -4,7 +4,8 @@ socket standing in for its virtio-serial port, with agent-peer (lib/agent.c)
 as the host side. Checks what the agent reads and reports, the handshake both
 ways (including incompatible versions), reconnection, PSI polling where no
 trigger can be armed, onlining of offline memory blocks, bad input from the
-host, and that a missing port does not make it spin. Prints TAP.
+host, that a missing port does not make it spin, and that virtio devices bound
+after it started (udev under systemd) are found and announced. Prints TAP.
 
 usage: test_guest_local.py DYNMEM_GUEST AGENT_PEER
 """
@@ -17,7 +18,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import (MIB, PSI_IDLE, Agent, Peer, Tap, make_root, parse_fields, write_in_place)  # noqa: E402
+from dynmemtest import (MIB, PSI_IDLE, Agent, Peer, Tap, make_root, parse_fields, write,  # noqa: E402
+                        write_in_place)
 
 
 def wait_until(cond, timeout):
@@ -178,6 +180,48 @@ def check_no_spin(t, agent_exe, root, tmp):
          "a missing port is logged once", agent.text())
 
 
+def add_devices(root):
+    """The balloon (deflate-on-oom) and virtio-mem devices, bound, as in make_root."""
+    write(f"{root}/sys/bus/virtio/devices/virtio0/device", "0x0005\n")
+    write(f"{root}/sys/bus/virtio/devices/virtio0/features", "0010" + "0" * 60 + "\n")
+    os.makedirs(f"{root}/sys/bus/virtio/devices/virtio0/driver")
+    write(f"{root}/sys/bus/virtio/devices/virtio1/device", "0x0018\n")
+    os.makedirs(f"{root}/sys/bus/virtio/devices/virtio1/driver")
+
+
+def check_devices_bound_late(t, agent_exe, peer_exe, tmp):
+    """Under systemd the agent starts before udev loads the virtio drivers: devices
+    bound later are found, announced, and the balloon taken off the demand."""
+    root = os.path.join(tmp, "late")
+    make_root(root)
+    shutil.rmtree(f"{root}/sys/bus/virtio/devices")
+    os.makedirs(f"{root}/sys/bus/virtio/devices")
+    port = os.path.join(root, "dev", "vport0p1")
+    peer = Peer(peer_exe, port, "--listen", "--interval", "200", timeout=60)
+    agent = Agent(agent_exe, root, tmp)
+    try:
+        first = peer.wait_for(lambda l: l.startswith("ready "), 20)
+        t.ok(first is not None and parse_fields(first).get("caps") == "psi,online-movable",
+             "without bound devices the handshake names none", first or peer.text())
+        r = peer.report(10)
+        t.ok(r is not None and r.get("demand") == 512 * MIB,
+             "the balloon's pages count as used while no deflate-on-oom balloon is known", r)
+        add_devices(root)
+        again = peer.wait_for(lambda l: l.startswith("ready "), 15)
+        t.ok(again is not None and
+             parse_fields(again).get("caps") == "balloon,virtio-mem,psi,online-movable",
+             "devices bound later are announced in a new handshake",
+             peer.text()[-1000:] + "\n" + agent.text())
+        r = peer.report(10, lambda x: x["cause"] == "tick")
+        t.ok(r is not None and r.get("demand") == 412 * MIB,
+             "and the balloon's pages are taken off the demand", r)
+        t.ok(peer.lines.count("connected") == 1, "all on one connection (not a reconnect)",
+             peer.text()[-1000:])
+    finally:
+        peer.stop()
+        agent.stop()
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -203,6 +247,7 @@ def main():
         agent = None
         check_host_junk(t, agent_exe, root, port, tmp)
         check_no_spin(t, agent_exe, root, tmp)
+        check_devices_bound_late(t, agent_exe, peer_exe, tmp)
     finally:
         if agent:
             agent.stop()

@@ -314,6 +314,17 @@ bool qt_file_contains(const char *path, const char *needle)
         return found;
 }
 
+unsigned qt_file_count(const char *path, const char *needle)
+{
+        char *text = read_file(path);
+        unsigned n = 0;
+
+        for (const char *p = text; p && (p = strstr(p, needle)); p += strlen(needle))
+                n++;
+        free(text);
+        return n;
+}
+
 uint64_t qt_console_memtotal(const char *path)
 {
         char *text = read_file(path), *p, *last = NULL;

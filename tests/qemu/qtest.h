@@ -66,6 +66,9 @@ int qt_console_load(const char *path, uint64_t *ret_held, uint64_t *ret_target,
 /* True when the file contains needle. */
 bool qt_file_contains(const char *path, const char *needle);
 
+/* How many times needle occurs in the file (0 when it cannot be read). */
+unsigned qt_file_count(const char *path, const char *needle);
+
 /* The last "MemTotal=N kB" the guest image printed (dynmem.debug=1), in bytes; 0 if none. */
 uint64_t qt_console_memtotal(const char *path);
 

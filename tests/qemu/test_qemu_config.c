@@ -600,6 +600,87 @@ static void shrinking_unplugs_first_then_balloons(void **state)
         assert_int_equal(qemu_mem_assigned(&m), 192 * MIB);
 }
 
+/*
+ * A reset empties virtio-mem and the balloon. QEMU keeps the balloon's old
+ * "actual" until the new boot's driver writes one: the stale figure is not
+ * believed (base RAM counts as the guest's) until it moves.
+ */
+static void a_reset_starts_from_empty_devices(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 768 * MIB);
+        struct qemu_mem_plan p;
+
+        (void)state;
+        plan(&m, 0);
+        m.target = 512 * MIB;
+        plan(&m, 0);
+        qemu_mem_readback(&m, 256 * MIB, 256 * MIB, 256 * MIB, 1000);
+        qemu_mem_reset(&m, 2000);
+        assert_int_equal(qemu_mem_assigned(&m), 256 * MIB);
+        m.target = 256 * MIB;
+        p = plan(&m, 2000);
+        assert_true(p.set_requested && p.set_balloon); /* both stated again for the new boot */
+        assert_int_equal(p.requested, 0);
+        assert_int_equal(p.balloon_value, 256 * MIB);
+
+        /* Ballooned to 192 MiB, reset, asked for 256 MiB: the guest inflates nothing. */
+        m.target = 192 * MIB;
+        plan(&m, 3000);
+        qemu_mem_readback(&m, 192 * MIB, 0, 0, 4000);
+        assert_int_equal(qemu_mem_assigned(&m), 192 * MIB);
+        qemu_mem_reset(&m, 5000);
+        m.target = 256 * MIB;
+        plan(&m, 5000);
+        qemu_mem_readback(&m, 192 * MIB, 0, 0, 6000); /* QEMU's stale figure */
+        assert_int_equal(qemu_mem_assigned(&m), 256 * MIB);
+        /* The new boot's driver writes a figure: believed again from then on. */
+        qemu_mem_readback(&m, 224 * MIB, 0, 0, 7000);
+        assert_int_equal(qemu_mem_assigned(&m), 224 * MIB);
+        qemu_mem_readback(&m, 192 * MIB, 0, 0, 8000);
+        assert_int_equal(qemu_mem_assigned(&m), 192 * MIB);
+}
+
+/*
+ * A guest reboot drops the previous boot's estimate and balloon statistics: no
+ * demand until the new boot reports. The agent connection goes on counting
+ * urgent reports: the new boot's first report is not taken for a new stall.
+ */
+static void a_reboot_forgets_the_previous_boot(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 768 * MIB);
+        struct qemu_guest_signal sg;
+        struct agent_estimate e = {.report_ms = 1000,
+                                   .demand_known = true,
+                                   .demand_bytes = 300 * MIB,
+                                   .stall_known = true,
+                                   .urgent_reports = 3};
+        struct vm_observation o = {0};
+
+        (void)state;
+        qemu_signal_reset(&sg);
+        assert_true(qemu_signal_agent(&sg, &e));
+        qemu_signal_stats(&sg, 250 * MIB, 100 * MIB, 7, 1000);
+        qemu_signal_observe(&sg, &m, 1000, 1000, &o);
+        assert_true(o.demand_known && o.stall_urgent);
+
+        qemu_signal_reboot(&sg);
+        o = (struct vm_observation){0};
+        qemu_signal_observe(&sg, &m, 1100, 1100, &o);
+        assert_false(o.demand_known);
+        assert_false(o.guest_visible_known);
+        assert_int_equal(sg.source, QEMU_SIGNAL_NONE);
+
+        e.report_ms = 1200;
+        e.demand_bytes = 120 * MIB;
+        assert_false(qemu_signal_agent(&sg, &e)); /* the same count: no stall began */
+        qemu_signal_observe(&sg, &m, 1200, 1200, &o);
+        assert_true(o.demand_known);
+        assert_false(o.stall_urgent);
+        assert_int_equal(sg.source, QEMU_SIGNAL_AGENT);
+        e.urgent_reports++;
+        assert_true(qemu_signal_agent(&sg, &e));
+}
+
 /* The guest kernel's reservation is measured only while virtio-mem stands still. */
 static void the_guest_reserve_is_measured_when_settled(void **state)
 {
@@ -772,6 +853,8 @@ int main(void)
             cmocka_unit_test(a_stuck_unplug_is_made_up_by_the_balloon),
             cmocka_unit_test(a_refused_plug_is_cut_back_and_retried_later),
             cmocka_unit_test(without_virtio_mem_the_balloon_works_alone),
+            cmocka_unit_test(a_reset_starts_from_empty_devices),
+            cmocka_unit_test(a_reboot_forgets_the_previous_boot),
             cmocka_unit_test(requests_in_flight_are_not_repeated),
             cmocka_unit_test(what_is_read_back_is_clamped),
         };

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "qemu.h"
+#include "qemu_int.h"
 #include "qemu_launch.h"
 #include "qtest.h"
 #include "units.h"
@@ -143,6 +144,23 @@ static bool memtotal_below(void *arg)
         uint64_t m = qt_console_memtotal(w->info.console_log);
 
         return m > 0 && m < w->bytes;
+}
+
+/* The backend said `rebooted`; counts the observations that did. */
+static bool reboot_seen(void *arg)
+{
+        struct watch *w = arg;
+
+        refresh(w);
+        w->bytes += w->obs.rebooted;
+        return w->bytes > 0;
+}
+
+static bool console_count_at_least(void *arg)
+{
+        struct watch *w = arg;
+
+        return qt_file_count(w->info.console_log, w->needle) >= w->bytes;
 }
 
 static void wait_for(struct fixture *f, bool (*cond)(void *), struct watch *w, const char *what)
@@ -319,6 +337,93 @@ static void grows_shrinks_balloons_and_dies(void **state)
         char qmp[512];
         snprintf(qmp, sizeof(qmp), "%s/grow.qmp", f->run);
         assert_int_equal(stat(qmp, &st), -1);
+        qt_vm_release(&t, b);
+        b->ops->destroy(b);
+}
+
+/*
+ * system_reset through the backend's own QMP connection, as a guest reboot does
+ * it; once the backend reports the reboot, the startup size is asked for (what
+ * the balancer does then), and the new boot runs until its ready line.
+ */
+static void reset_guest(struct fixture *f, struct watch *w)
+{
+        unsigned ready = qt_file_count(w->info.console_log, "dynmem-guest-image: ready");
+        uint64_t startup = w->t->vm.settings.startup_bytes;
+
+        assert_int_equal(qemu_monitor_simple(w->t->vm.backend_data, "system_reset"), 0);
+        w->bytes = 0;
+        wait_for(f, reboot_seen, w, "the backend to report the reboot");
+        assert_false(w->obs.demand_known); /* the previous boot's figures are gone */
+        assert_true(w->obs.assigned_bytes <= startup);
+        assert_int_equal(w->info.plugged_bytes, 0);
+        assert_int_equal(w->b->ops->set_target(w->b, &w->t->vm, startup, mono_ms()), 0);
+        w->needle = "dynmem-guest-image: ready";
+        w->bytes = ready + 1;
+        wait_for(f, console_count_at_least, w, "the guest's second ready line");
+        refresh(w);
+}
+
+/* The guest's MemTotal once it has printed it twice more (dynmem.debug=1, every 2 s). */
+static uint64_t fresh_memtotal(struct fixture *f, struct watch *w)
+{
+        w->needle = "MemTotal=";
+        w->bytes = qt_file_count(w->info.console_log, "MemTotal=") + 2;
+        wait_for(f, console_count_at_least, w, "two more MemTotal lines");
+        return qt_console_memtotal(w->info.console_log);
+}
+
+static const char reset_ini[] = "[vm \"reset\"]\n"
+                                "dynamic = yes\n"
+                                "startup = 256M\n"
+                                "minimum = 128M\n"
+                                "maximum = 1G\n"
+                                "append = dynmem.debug=1\n";
+
+/*
+ * A reset drops what the guest said of its previous boot and empties virtio-mem
+ * (QEMU unplugs on a reset): the backend says `rebooted` once, with the startup
+ * size. Asked for the startup size then (as the balancer does), the new boot
+ * sees its boot memory only, not what was plugged into the old one; a balloon
+ * inflated before the reset is let go.
+ */
+static void a_reset_reports_a_reboot_at_the_startup_size(void **state)
+{
+        struct fixture *f = *state;
+        struct backend *b = new_backend(f);
+        struct qt_vm t;
+        struct watch w;
+        char err[256];
+
+        assert_int_equal(qt_vm_configure(&t, b, reset_ini, err, sizeof(err)), 0);
+        boot(f, b, &t, &w);
+        uint64_t memtotal = fresh_memtotal(f, &w);
+        resize(f, &w, 768 * MIB, "plugging 512 MiB");
+        w.bytes = memtotal + 500 * MIB;
+        wait_for(f, memtotal_at_least, &w, "MemTotal to grow by 512 MiB");
+
+        reset_guest(f, &w);
+        /* SeaBIOS resets the machine once more after a reset: one reboot, RESET twice. */
+        uint64_t resets = w.info.guest_resets;
+        assert_true(resets >= 1);
+        /* Nothing of the old boot's 512 MiB: the first block only, as at the first boot. */
+        assert_int_equal(w.info.requested_bytes, 2 * MIB);
+        assert_true(w.info.plugged_bytes <= 2 * MIB);
+        assert_int_equal(w.obs.assigned_bytes, 256 * MIB);
+        uint64_t after = fresh_memtotal(f, &w);
+        print_message("# MemTotal %llu MiB at the first boot, %llu MiB after the reset\n",
+                      (unsigned long long)(memtotal / MIB), (unsigned long long)(after / MIB));
+        assert_int_equal(after, memtotal);
+
+        resize(f, &w, 192 * MIB, "the balloon to take 64 MiB");
+        reset_guest(f, &w);
+        w.bytes = 256 * MIB;
+        wait_for(f, assigned_is, &w, "the balloon let go after the reset");
+        /* The balloon holds nothing of the base RAM (startup less the first block). */
+        assert_int_equal(w.info.balloon_actual_bytes, 256 * MIB - 2 * MIB);
+        assert_true(w.info.guest_resets > resets);
+        assert_int_equal(b->ops->stop(b, &t.vm, true, mono_ms()), 0);
+        wait_for(f, is_dead, &w, "a forced stop");
         qt_vm_release(&t, b);
         b->ops->destroy(b);
 }
@@ -506,6 +611,8 @@ int main(void)
                                             teardown),
             cmocka_unit_test_setup_teardown(grows_shrinks_balloons_and_dies, setup, teardown),
             cmocka_unit_test_setup_teardown(reattaches_from_a_fresh_backend, setup, teardown),
+            cmocka_unit_test_setup_teardown(a_reset_reports_a_reboot_at_the_startup_size, setup,
+                                            teardown),
         };
 
         signal(SIGPIPE, SIG_IGN);

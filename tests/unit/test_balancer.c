@@ -520,6 +520,104 @@ static void crash_is_noticed(void **state)
         assert_int_equal(r->bal.counters.available_bytes, 2 * GIB);
 }
 
+/*
+ * A backend that reports a guest reboot the way the QEMU backend does: the sim
+ * backend's observation once with `rebooted`, what the guest said of its
+ * previous boot gone, its memory back to at most its startup size (QEMU empties
+ * virtio-mem on a reset). Every set_target is recorded.
+ */
+static struct backend_ops reboot_ops;
+static const struct backend_ops *sim_ops;
+static bool reboot_next;
+static uint64_t last_set_target;
+
+static int reboot_observe(struct backend *b, struct vm *vm, uint64_t now, struct vm_observation *o)
+{
+        int r = sim_ops->observe(b, vm, now, o);
+
+        if (r == 0 && reboot_next) {
+                reboot_next = false;
+                o->rebooted = true;
+                o->demand_known = o->stall_known = false;
+                if (o->assigned_bytes > vm->settings.startup_bytes)
+                        o->assigned_bytes = vm->settings.startup_bytes;
+        }
+        return r;
+}
+
+static int reboot_set_target(struct backend *b, struct vm *vm, uint64_t target, uint64_t now)
+{
+        last_set_target = target;
+        return sim_ops->set_target(b, vm, target, now);
+}
+
+static void use_reboot_backend(struct rig *r)
+{
+        sim_ops = r->backend->ops;
+        reboot_ops = *sim_ops;
+        reboot_ops.observe = reboot_observe;
+        reboot_ops.set_target = reboot_set_target;
+        r->backend->ops = &reboot_ops;
+        reboot_next = false;
+}
+
+/* VM "a" (startup 1G, minimum 512M, maximum 4G) replaying `csv` on the reboot backend. */
+static void start_rebooting_vm(struct rig *r, const char *csv)
+{
+        trace(r, "a.csv", csv);
+        rig_load(r,
+                 "[host]\nmemory = 8G\n"
+                 "[vm \"a\"]\ndynamic = yes\nstartup = 1G\nminimum = 512M\nmaximum = 4G\n"
+                 "trace = @DIR@/a.csv\n",
+                 "dynmem", true);
+        use_reboot_backend(r);
+        start_all(r);
+}
+
+static void a_rebooted_guest_goes_back_to_its_startup_size(void **state)
+{
+        struct rig *r = *state;
+
+        start_rebooting_vm(r, "0,2G\n600,2G\n");
+        rig_run(r, 30);
+        struct vm *vm = &r->vms[0];
+        assert_true(vm->target_bytes > 2 * GIB);
+        r->bal.pv[vm->balancer_slot].memory.correction_permille = 3000; /* something learnt */
+
+        reboot_next = true;
+        rig_step(r);
+        const struct event *e = find_event(r, BALANCER_EVENT_REBOOTED, 0);
+        assert_non_null(e);
+        assert_int_equal(e->bytes, GIB);
+        assert_int_equal(last_set_target, GIB);
+        assert_int_equal(vm->target_bytes, GIB);
+        assert_int_equal(r->bal.pv[vm->balancer_slot].memory.correction_permille, 0);
+        assert_int_equal(vm->state, VM_RUNNING);
+        assert_int_equal(count_events(r, BALANCER_EVENT_REBOOTED, SIZE_MAX), 1);
+
+        /* Once the new boot reports, it grows for its demand as any VM does. */
+        rig_run(r, 30);
+        assert_true(vm->target_bytes > 2 * GIB);
+        assert_int_equal(count_events(r, BALANCER_EVENT_REBOOTED, SIZE_MAX), 1);
+}
+
+static void a_rebooted_guest_below_startup_stays_there(void **state)
+{
+        struct rig *r = *state;
+
+        /* 300 MiB of demand: it holds its 512 MiB minimum, under its 1 GiB startup. */
+        start_rebooting_vm(r, "0,300M\n600,300M\n");
+        rig_run(r, 120);
+        struct vm *vm = &r->vms[0];
+        assert_int_equal(vm->target_bytes, 512 * MIB);
+        reboot_next = true;
+        rig_step(r);
+        const struct event *e = find_event(r, BALANCER_EVENT_REBOOTED, 0);
+        assert_non_null(e);
+        assert_int_equal(e->bytes, 512 * MIB); /* never more than it held: no grab on a reboot */
+        assert_int_equal(vm->target_bytes, 512 * MIB);
+}
+
 /* Several VMs on a tight host under every built-in policy: the host is never exceeded. */
 static void held_never_exceeds_memory(void **state)
 {
@@ -724,6 +822,8 @@ int main(void)
             T(refused_start_reports_a_reason),
             T(start_waits_until_memory_is_freed),
             T(crash_is_noticed),
+            T(a_rebooted_guest_goes_back_to_its_startup_size),
+            T(a_rebooted_guest_below_startup_stays_there),
             T(held_never_exceeds_memory),
             T(external_policy_through_the_loop),
             T(failing_external_policy_is_reported),

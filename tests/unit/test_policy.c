@@ -16,140 +16,7 @@
 #include <cmocka.h>
 
 #include "policy.h"
-
-#define MAX_VMS 8
-
-struct fx {
-        struct policy_config cfg;
-        struct policy_host host;
-        struct policy_scratch scratch;
-        struct policy_vm vms[MAX_VMS];
-        size_t n;
-        struct policy_summary sum;
-};
-
-static int fx_setup(void **state)
-{
-        struct fx *f = calloc(1, sizeof(*f));
-
-        if (!f || policy_scratch_reserve(&f->scratch, MAX_VMS) < 0)
-                return -1;
-        f->cfg.kind = POLICY_DYNMEM;
-        policy_tunables_default(&f->cfg.tunables);
-        f->host.memory_bytes = 16 * GIB;
-        *state = f;
-        return 0;
-}
-
-static int fx_teardown(void **state)
-{
-        struct fx *f = *state;
-
-        policy_scratch_free(&f->scratch);
-        policy_scratch_free(&f->scratch);
-        policy_scratch_free(NULL);
-        free(f);
-        return 0;
-}
-
-/* A dynamic VM's settings: buffer 20 %, weight 5000, block 2 MiB. */
-static struct vm_settings dyn(uint64_t startup, uint64_t minimum, uint64_t maximum)
-{
-        return (struct vm_settings){
-            .dynamic = true,
-            .startup_bytes = startup,
-            .minimum_bytes = minimum,
-            .maximum_bytes = maximum,
-            .buffer_percent = 20,
-            .weight = 5000,
-            .block_bytes = 2 * MIB,
-        };
-}
-
-static struct vm_settings fixed(uint64_t startup)
-{
-        struct vm_settings s = dyn(startup, startup, startup);
-
-        s.dynamic = false;
-        return s;
-}
-
-static struct policy_vm *add(struct fx *f, const char *name, struct vm_settings s,
-                             uint64_t assigned)
-{
-        struct policy_vm *vm = &f->vms[f->n++];
-
-        assert_true(f->n <= MAX_VMS);
-        *vm = (struct policy_vm){
-            .name = name,
-            .settings = s,
-            .phase = POLICY_PHASE_RUNNING,
-            .assigned_bytes = assigned,
-        };
-        return vm;
-}
-
-static struct policy_vm *add_starting(struct fx *f, const char *name, struct vm_settings s)
-{
-        struct policy_vm *vm = add(f, name, s, 0);
-
-        vm->phase = POLICY_PHASE_STARTING;
-        return vm;
-}
-
-static void demand(struct policy_vm *vm, uint64_t bytes)
-{
-        vm->demand_known = true;
-        vm->demand_bytes = bytes;
-}
-
-static void stall(struct policy_vm *vm, double fraction)
-{
-        vm->stall_known = true;
-        vm->stall_fraction = fraction;
-}
-
-static void decide(struct fx *f, uint64_t now_ms)
-{
-        assert_int_equal(
-            policy_decide(&f->cfg, &f->host, f->vms, f->n, now_ms, &f->scratch, &f->sum), 0);
-}
-
-/* The backend did what was asked: running VMs now hold their target. */
-static void settle(struct fx *f)
-{
-        for (size_t i = 0; i < f->n; i++) {
-                struct policy_vm *vm = &f->vms[i];
-                if (vm->phase == POLICY_PHASE_STARTING && vm->admission == ADMISSION_ADMIT) {
-                        vm->phase = POLICY_PHASE_RUNNING;
-                        vm->memory = (struct policy_vm_memory){0};
-                }
-                if (vm->phase == POLICY_PHASE_RUNNING)
-                        vm->assigned_bytes = vm->requested_bytes = vm->target_bytes;
-        }
-}
-
-/* want = demand x (1 + buffer), rounded up to 2 MiB. */
-static uint64_t want_of(uint64_t demand_bytes, unsigned buffer)
-{
-        long double w = (long double)demand_bytes * (100.0L + buffer) / 100.0L;
-        return size_round_up((uint64_t)w, 2 * MIB);
-}
-
-static uint64_t sum_max_assigned_target(const struct fx *f)
-{
-        uint64_t s = 0;
-
-        for (size_t i = 0; i < f->n; i++) {
-                const struct policy_vm *vm = &f->vms[i];
-                if (vm->phase == POLICY_PHASE_RUNNING)
-                        s += vm->assigned_bytes > vm->target_bytes ? vm->assigned_bytes
-                                                                   : vm->target_bytes;
-                else if (vm->admission == ADMISSION_ADMIT)
-                        s += vm->target_bytes;
-        }
-        return s;
-}
+#include "policy_fixture.h"
 
 /* ---- names and parsing ---- */
 
@@ -635,6 +502,7 @@ static void dynmem_shrinks_after_delay_and_gradually(void **state)
         struct fx *f = *state;
         const struct policy_tunables *t = &f->cfg.tunables;
 
+        f->cfg.tunables.shrink_step_percent = 25; /* the default shrinks in one step */
         struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), 4 * GIB);
         demand(a, GIB);
         uint64_t first_shrink = 0, steps = 0, ideal = 1230 * MIB;
@@ -755,6 +623,37 @@ static void dynmem_projects_rising_demand(void **state)
         assert_true(a->target_bytes > want_of(a->demand_bytes, 20));
         /* It never more than doubles the demand. */
         assert_true(a->target_bytes <= want_of(2 * a->demand_bytes, 20));
+}
+
+/*
+ * Reports come once a second; decisions also come between them (extra cycles
+ * another VM asked for). A report's rise is measured over the time between the
+ * samples, not since the last decision: seen 50 ms after a decision, 100 MiB
+ * of rise in a second is not 2 GiB a second, and an extra decision without a
+ * new sample changes nothing.
+ */
+static void dynmem_trend_is_measured_between_samples(void **state)
+{
+        struct fx *f = *state;
+
+        struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 16 * GIB), GIB);
+        for (uint64_t s = 0; s <= 4; s++) { /* a steady 600 MiB, sampled every second */
+                demand(a, 600 * MIB);
+                a->demand_time_ms = s * 1000 + 10;
+                decide(f, s * 1000 + 950);
+                settle(f);
+        }
+        /* The next report (+100 MiB, sampled at 5010) is decided on at 5010 + 20. */
+        demand(a, 700 * MIB);
+        a->demand_time_ms = 5010;
+        decide(f, 5030);
+        uint64_t target = a->target_bytes;
+        /* 100 MiB/s smoothed to 50 MiB/s, 5 s ahead: 950 MiB of demand, not twice 700. */
+        assert_true(target <= want_of(960 * MIB, 20));
+        assert_true(target >= want_of(700 * MIB, 20));
+        settle(f);
+        decide(f, 5080); /* an extra decision, the same sample */
+        assert_int_equal(a->target_bytes, target);
 }
 
 /* ---- stall and probing ---- */
@@ -1329,6 +1228,7 @@ int main(void)
             T(dynmem_hold_keeps_a_resize_in_flight),
             T(dynmem_releases_holds_when_another_waits),
             T(dynmem_projects_rising_demand),
+            T(dynmem_trend_is_measured_between_samples),
             T(stall_grows_a_vm_whose_demand_looks_fine),
             T(urgent_stall_at_want_grows_at_once),
             T(urgent_stall_below_want_restores_the_buffer),
