@@ -134,7 +134,8 @@ def run_libvirt(args, root):
         for name, trigger, absorber, first in qb.GUESTS:
             host.define(domain(host, name, args.image, plan=qb.plan(first),
                                extra=guest_extras(trigger, absorber),
-                               console=os.path.join(root, "state", name + ".console.log")))
+                               console=os.path.join(root, "state", name + ".console.log"),
+                               acpi=True))
         proc = host.popen([args.dynmemd, "-d", "-v", "-f", conf], stderr=subprocess.PIPE,
                           stdout=subprocess.DEVNULL, text=True, start_new_session=True)
         w.start(proc)
