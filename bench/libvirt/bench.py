@@ -61,7 +61,8 @@ def qemu_config(root):
             f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n" + POLICY)
     for name, trigger, absorber, first in qb.GUESTS:
         # TCG in both phases (libvirt's domains are type 'qemu'): only the path differs
-        text += qb.vm_section(name, trigger, absorber, first, None, qb.FILL[SET]).replace(
+        text += qb.vm_section(name, trigger, absorber, first, None, qb.FILL[SET],
+                                "qemu-system-x86_64").replace(
             "accel = auto", "accel = tcg")
     return text
 
@@ -124,7 +125,7 @@ def run_libvirt(args, root):
         f.write(f"[host]\nbackend = libvirt\nsocket = {root}/run/dynmemd.sock\n"
                 f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n" + POLICY)
     names = [g[0] for g in qb.GUESTS]
-    host = LibvirtHost(name="bench")
+    host = LibvirtHost(name="bench", cgroups=False)  # scheduled as dynmemd's own QEMUs
     host.start()
     proc = None
     w = qb.Watch(args, root, names)
@@ -133,7 +134,8 @@ def run_libvirt(args, root):
         for name, trigger, absorber, first in qb.GUESTS:
             host.define(domain(host, name, args.image, plan=qb.plan(first),
                                extra=guest_extras(trigger, absorber),
-                               console=os.path.join(root, "state", name + ".console.log")))
+                               console=os.path.join(root, "state", name + ".console.log"),
+                               acpi=True))
         proc = host.popen([args.dynmemd, "-d", "-v", "-f", conf], stderr=subprocess.PIPE,
                           stdout=subprocess.DEVNULL, text=True, start_new_session=True)
         w.start(proc)
@@ -231,7 +233,7 @@ def main():
     for opt in ("--dynmemd", "--dynmem", "--guest", "--load", "--probe", "--source"):
         ap.add_argument(opt, required=True)
     ap.add_argument("--out", default="build/bench-libvirt")
-    ap.add_argument("--duration", type=int, default=240)
+    ap.add_argument("--duration", type=int, default=300)
     ap.add_argument("--phases", default="qemu,libvirt",
                     help="run these phases (the others are read from an earlier run)")
     ap.add_argument("--analyse", action="store_true",

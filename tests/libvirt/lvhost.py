@@ -12,7 +12,13 @@ migrate between two ends with the same one), and optionally:
   - its own network namespace (net=True) with loopback up; connect() joins
     two such hosts with a veth pair, addresses of the caller's choosing;
   - libvirtd listening on TCP (tcp_port=N: listen_addr, auth none, for tests
-    only) and its own migration port range.
+    only) and its own migration port range;
+  - no cgroups for its QEMUs (cgroups=False: qemu.conf cgroup_controllers =
+    [], for the benchmark). By default libvirt puts every QEMU in the
+    machine's own /machine cgroup; under cgroup v1 all the domains of every
+    libvirt host on the machine then share that one group's CPU weight (1024)
+    against each other process's own, so they are scheduled unlike the QEMU
+    processes dynmemd starts itself.
 
 The default pid files (/run/libvirtd.pid, /run/virtlogd.pid) would clash:
 both daemons keep theirs in the private /run/libvirt. Everything the host runs is started through nsenter into its namespaces:
@@ -115,12 +121,13 @@ class LibvirtHost:
     when None, removed by stop()); name: for messages and file names."""
 
     def __init__(self, root=None, name="host", net=False, tcp_port=None,
-                 listen_addr="127.0.0.1", migration_ports=None):
+                 listen_addr="127.0.0.1", migration_ports=None, cgroups=True):
         self.name = name
         self.own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix=f"dynmem-lvhost-{name}-")
         self.net = net
         self.tcp_port = tcp_port
+        self.cgroups = cgroups
         self.listen_addr = listen_addr
         self.migration_ports = migration_ports or (49152, 49215)
         self.uuid = str(uuid.uuid4())
@@ -161,7 +168,8 @@ class LibvirtHost:
         self._write("etc/libvirtd.conf", LIBVIRTD_CONF.format(
             uuid=self.uuid, listen_tcp=1 if self.tcp_port else 0, tcp=tcp))
         self._write("etc/qemu.conf", QEMU_CONF.format(mig_min=self.migration_ports[0],
-                                                      mig_max=self.migration_ports[1]))
+                                                      mig_max=self.migration_ports[1]) +
+                    ("" if self.cgroups else "cgroup_controllers = []\n"))
         self._write("etc/keeper.sh", KEEPER, 0o755)
 
     def create(self):

@@ -77,6 +77,20 @@ static void assert_same_xml(const char *a, const char *b)
         free(cb);
 }
 
+/*
+ * How often needle occurs in s (without overlaps). Not inlined: GCC 12 at -O3 takes a string
+ * that enable() returned through its local `out` for a pointer to that local (a false
+ * -Wdangling-pointer that breaks the release build).
+ */
+__attribute__((noinline)) static int occurrences(const char *s, const char *needle)
+{
+        int n = 0;
+
+        for (const char *p = strstr(s, needle); p; p = strstr(p + strlen(needle), needle))
+                n++;
+        return n;
+}
+
 static char *enable(const char *xml, const struct libvirt_xml_request *req)
 {
         char err[256] = "", *out = NULL;
@@ -250,8 +264,7 @@ static void an_existing_agent_channel_is_used_and_kept(void **state)
 
         parse_ok(x, &d);
         assert_false(d.meta.added & LIBVIRT_XML_ADDED_CHANNEL);
-        assert_non_null(strstr(x, "org.dynmem.agent.0"));
-        assert_null(strstr(strstr(x, "org.dynmem.agent.0") + 1, "org.dynmem.agent.0"));
+        assert_int_equal(occurrences(x, "org.dynmem.agent.0"), 1);
         assert_same_xml(mine, y);
         libvirt_xml_domain_free(&d);
         free(mine);
@@ -386,8 +399,8 @@ static void enabling_again_resizes_and_keeps_the_record(void **state)
                                            LIBVIRT_XML_ADDED_DEFLATE | LIBVIRT_XML_ADDED_REPORTING);
         assert_non_null(strstr(x2, ">2097152</maxMemory>"));
         /* one device, one channel, one metadata element */
-        assert_null(strstr(strstr(x2, LIBVIRT_XML_VMEM_ALIAS) + 1, LIBVIRT_XML_VMEM_ALIAS));
-        assert_null(strstr(strstr(x2, "<dynmem:memory") + 1, "<dynmem:memory"));
+        assert_int_equal(occurrences(x2, LIBVIRT_XML_VMEM_ALIAS), 1);
+        assert_int_equal(occurrences(x2, "<dynmem:memory"), 1);
         y = disable(x2);
         assert_same_xml(plain, y);
         libvirt_xml_domain_free(&d);
