@@ -27,7 +27,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
-from dynmemtest import (MIB, WRAPPER, Daemon, Failure, Sampler, Tap, check,  # noqa: E402,F401
+from dynmemtest import (MIB, WRAPPER, Daemon, Failure, Sampler, Skip, Tap, check,  # noqa: E402,F401
                         comment, guest_image, hostile_image, main, mib, skip_all, wait_for)
 from lvhost import LibvirtHost, skip_reason  # noqa: E402,F401
 

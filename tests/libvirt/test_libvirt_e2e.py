@@ -24,7 +24,7 @@ import re
 import tempfile
 import time
 
-from lvlib import (MIB, Failure, LibvirtHost, LvDaemon, Sampler, Tap, balloon_current,
+from lvlib import (MIB, Failure, LibvirtHost, LvDaemon, Sampler, Skip, Tap, balloon_current,
                    check, check_can_run, comment, console, domain, domstate, guest_image,
                    hostile_image as build_hostile_image, install_hook, main, mib, qemu_pid,
                    wait_for)
@@ -175,16 +175,25 @@ def domains_started_with_virsh_are_picked_up_and_grown_under_load(ctx):
 @tap.case
 def under_scarcity_the_heavier_weight_keeps_more(ctx):
     d = ctx["d"]
-    streak = []
+    streak, fullest = [], [0]
 
     def ahead():
         vms = d.vms()
         w, b = vms["web"]["assigned_bytes"], vms["db"]["assigned_bytes"]
+        fullest[0] = max(fullest[0], d.status()["assigned_bytes"])
         streak.append((w, b))
         recent = streak[-5:]
         return len(recent) == 5 and all(x - y >= 64 * MIB for x, y in recent)
-    wait_for(ahead, "web (weight 8000) to hold 64 MiB more than db (2000)", timeout=240,
-             interval=1.0)
+    try:
+        wait_for(ahead, "web (weight 8000) to hold 64 MiB more than db (2000)", timeout=240,
+                 interval=1.0)
+    except Failure:
+        # Weight can only decide once the host is full: if the guests' loads (TCG on a
+        # busy machine) never filled it, the case has nothing to judge; say so.
+        if fullest[0] < MEMORY - 64 * MIB:
+            raise Skip(f"the host never came within 64 MiB of full (at most "
+                       f"{mib(fullest[0])} of {mib(MEMORY)}): no scarcity to judge weight by")
+        raise
     h = d.status()
     w, b = streak[-1]
     comment(f"web {mib(w)}, db {mib(b)}, host {mib(h['assigned_bytes'])} of {mib(MEMORY)}")
