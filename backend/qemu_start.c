@@ -318,14 +318,7 @@ static int start_with(struct qemu_vm *qv, const struct qemu_caps *caps, char *bi
         }
         if ((r = spawn(qv, &l, binary, err, errlen)) < 0)
                 return r;
-        qemu_mem_init(&qv->mem, &l, true);
-        qv->layout_verified = true;
-        qv->target_set = false;
-        qemu_signal_reset(&qv->sig);
-        qv->guest_resets = 0;
-        qv->reset_unseen = false;
-        qv->stop_phase = STOP_NONE;
-        qv->running = true;
+        qemu_backend_instance_begins(qv, &l, true);
         qv->start_state = QEMU_START_PENDING;
         qv->start_closed = false;
         qv->start_killed = 0;
