@@ -334,7 +334,8 @@ static void on_ready(struct qmp *q, void *userdata)
 
         qemu_backend_start_done(qv);
         qmp_command(q, "qom-set", args, NULL, NULL);
-        qemu_confirm_features(qv);
+        if (!qv->features.confirmed) /* a QMP reconnect finds the same QEMU */
+                qemu_confirm_features(qv);
         qemu_monitor_readback(qv);
 }
 
