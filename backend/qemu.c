@@ -192,6 +192,18 @@ static void on_stop_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- an instance's events ---- */
 
+void qemu_backend_instance_begins(struct qemu_vm *qv, const struct qemu_layout *l, bool started)
+{
+        qemu_mem_init(&qv->mem, l, started);
+        qv->layout_verified = started;
+        qv->target_set = false;
+        qemu_signal_reset(&qv->sig);
+        qv->guest_resets = 0;
+        qv->reset_unseen = false;
+        qv->stop_phase = STOP_NONE;
+        qv->running = true;
+}
+
 int qemu_backend_arm(struct qemu_vm *qv)
 {
         struct event_base *base = qv->qb->env.base;
@@ -385,16 +397,9 @@ static int qemu_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
         struct stat st;
         qv->log_start = stat(qv->paths.console, &st) == 0 ? (uint64_t)st.st_size : 0;
         qemu_layout_from_settings(&vm->settings, &l);
-        qemu_mem_init(&qv->mem, &l, false);
+        qemu_backend_instance_begins(qv, &l, false);
         qv->features = (struct qemu_features){0}; /* the running QEMU will say */
-        qv->layout_verified = false;
-        qv->target_set = false;
         qv->guess_assigned = vm->obs.assigned_bytes ? vm->obs.assigned_bytes : l.startup;
-        qemu_signal_reset(&qv->sig);
-        qv->guest_resets = 0;
-        qv->reset_unseen = false;
-        qv->stop_phase = STOP_NONE;
-        qv->running = true;
         if ((r = qemu_backend_arm(qv)) < 0) {
                 qemu_backend_detach(qv);
                 return r;

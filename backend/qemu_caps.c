@@ -49,8 +49,12 @@ int qemu_caps_read_version(struct qemu_caps *c, const json_t *ret)
         return 0;
 }
 
-/* Visit the "name" of each object in an array (at most max); -EPROTO on a bad shape. */
-static int each_name(const json_t *array, size_t max, void (*fn)(void *, const char *), void *arg)
+/*
+ * Visit each object of an array (at most max) with its string member key;
+ * -EPROTO on a bad shape or when fn says so.
+ */
+static int each_named(const json_t *array, const char *key, size_t max,
+                      int (*fn)(void *, const char *, const json_t *), void *arg)
 {
         size_t i;
         json_t *item;
@@ -59,21 +63,22 @@ static int each_name(const json_t *array, size_t max, void (*fn)(void *, const c
                 return -EPROTO;
         json_array_foreach(array, i, item)
         {
-                const char *name = qmp_get_string(item, "name", 128);
-                if (!name)
+                const char *name = qmp_get_string(item, key, 128);
+                if (!name || fn(arg, name, item) < 0)
                         return -EPROTO;
         }
-        json_array_foreach(array, i, item) fn(arg, qmp_get_string(item, "name", 128));
         return 0;
 }
 
-static void vmem_property(void *arg, const char *name)
+static int vmem_property(void *arg, const char *name, const json_t *item)
 {
         struct qemu_caps *c = arg;
 
+        (void)item;
         c->dynamic_memslots |= strcmp(name, "dynamic-memslots") == 0;
         c->unplugged_inaccessible |= strcmp(name, "unplugged-inaccessible") == 0;
         c->early_migration |= strcmp(name, "x-early-migration") == 0;
+        return 0;
 }
 
 int qemu_caps_read_vmem(struct qemu_caps *c, const json_t *ret)
@@ -86,7 +91,7 @@ int qemu_caps_read_vmem(struct qemu_caps *c, const json_t *ret)
                 c->unplugged_inaccessible = c->early_migration = false;
                 return 0;
         }
-        if ((r = each_name(ret, PROPERTIES_MAX, vmem_property, &found)) < 0)
+        if ((r = each_named(ret, "name", PROPERTIES_MAX, vmem_property, &found)) < 0)
                 return r;
         c->virtio_mem = true;
         c->dynamic_memslots = found.dynamic_memslots;
@@ -95,33 +100,31 @@ int qemu_caps_read_vmem(struct qemu_caps *c, const json_t *ret)
         return 0;
 }
 
-static void user_parameter(void *arg, const char *name)
+static int user_parameter(void *arg, const char *name, const json_t *item)
 {
+        (void)item;
         *(bool *)arg |= strcmp(name, "user") == 0;
+        return 0;
+}
+
+static int run_with_option(void *arg, const char *name, const json_t *opt)
+{
+        if (strcmp(name, "run-with") != 0)
+                return 0;
+        return each_named(json_object_get(opt, "parameters"), "name", OPTIONS_MAX, user_parameter,
+                          arg);
 }
 
 int qemu_caps_read_run_with(struct qemu_caps *c, const json_t *ret)
 {
-        size_t i;
-        json_t *opt;
         bool user = false;
 
         if (!ret) {
                 c->run_with_user = false;
                 return 0;
         }
-        if (!json_is_array(ret) || json_array_size(ret) > OPTIONS_MAX)
+        if (each_named(ret, "option", OPTIONS_MAX, run_with_option, &user) < 0)
                 return -EPROTO;
-        json_array_foreach(ret, i, opt)
-        {
-                const char *name = qmp_get_string(opt, "option", 128);
-                if (!name)
-                        return -EPROTO;
-                if (strcmp(name, "run-with") == 0 &&
-                    each_name(json_object_get(opt, "parameters"), OPTIONS_MAX, user_parameter,
-                              &user) < 0)
-                        return -EPROTO;
-        }
         c->run_with_user = user;
         return 0;
 }

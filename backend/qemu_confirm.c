@@ -1,8 +1,9 @@
 /*
  * qemu_confirm: what the running QEMU of a VM says it is, over the VM's own
- * QMP once it is ready: its version (lib/qmp.c reads it from the greeting, or
- * asks first on an adopted socket), its machine type (qom-get /machine type)
- * and virtio-mem's unplugged-inaccessible and dynamic-memslots (qom-get on
+ * QMP once it is ready (once per QEMU: a QMP reconnect finds the same one):
+ * its version (lib/qmp.c reads it from the greeting, or asks first on an
+ * adopted socket), its machine type (qom-get /machine type) and virtio-mem's
+ * unplugged-inaccessible and dynamic-memslots (qom-get on
  * dm-vmem). After a start this confirms what
  * qemu_caps_choose() chose (a difference is logged and QEMU's word taken);
  * after a reattach it is all the backend knows, logged once.

@@ -652,6 +652,13 @@ void qemu_timer_in(struct event *ev, uint64_t ms);
 /* Signal QEMU through the launcher (as its user); failures are logged. */
 void qemu_backend_kill(struct qemu_vm *qv, int sig);
 
+/*
+ * A QEMU of the VM runs from now on, with layout l: started here (its
+ * layout is the command line's) or found running (QEMU will say). Nothing
+ * of an earlier instance carries over.
+ */
+void qemu_backend_instance_begins(struct qemu_vm *qv, const struct qemu_layout *l, bool started);
+
 /* The instance's events: its pidfd, read-backs, stop timer. 0 or -ENOMEM. */
 int qemu_backend_arm(struct qemu_vm *qv);
 

@@ -334,7 +334,8 @@ static void on_ready(struct qmp *q, void *userdata)
 
         qemu_backend_start_done(qv);
         qmp_command(q, "qom-set", args, NULL, NULL);
-        qemu_confirm_features(qv);
+        if (!qv->features.confirmed) /* a QMP reconnect finds the same QEMU */
+                qemu_confirm_features(qv);
         qemu_monitor_readback(qv);
 }
 
@@ -380,14 +381,12 @@ static void on_reconnect(evutil_socket_t fd, short what, void *arg)
 
 void qemu_monitor_reconnect_later(struct qemu_vm *qv)
 {
-        unsigned ms =
-            qv->start_state == QEMU_START_PENDING ? QEMU_START_RETRY_MS : QEMU_RECONNECT_MS;
-        struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
-
         if (!qv->reconnect_ev)
                 qv->reconnect_ev = evtimer_new(qv->qb->env.base, on_reconnect, qv);
         if (qv->running && qv->reconnect_ev)
-                evtimer_add(qv->reconnect_ev, &tv);
+                qemu_timer_in(qv->reconnect_ev, qv->start_state == QEMU_START_PENDING
+                                                    ? QEMU_START_RETRY_MS
+                                                    : QEMU_RECONNECT_MS);
 }
 
 static void on_closed(struct qmp *q, const char *why, void *userdata)

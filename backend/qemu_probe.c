@@ -321,26 +321,29 @@ int qemu_probe_start(struct qemu_backend *qb, const char *binary, const char *qm
                      const char *console, int log_fd, qemu_probe_done_fn done, void *userdata,
                      struct qemu_probe **ret, char *err, size_t errlen)
 {
-        struct qemu_probe *p = calloc(1, sizeof(*p));
+        struct qemu_probe init = {.qb = qb,
+                                  .binary = strdup(binary),
+                                  .qmp_path = strdup(qmp_path),
+                                  .console = strdup(console),
+                                  .pid = -1,
+                                  .pidfd = -1,
+                                  .left = N_STEPS,
+                                  .done = done,
+                                  .userdata = userdata};
+        struct qemu_probe *p = NULL;
         int r, listen_fd = -1;
 
-        if (!p || !(p->binary = strdup(binary)) || !(p->qmp_path = strdup(qmp_path)) ||
-            !(p->console = strdup(console))) {
-                free(p ? p->binary : NULL);
-                free(p ? p->qmp_path : NULL);
-                free(p);
+        if (init.binary && init.qmp_path && init.console)
+                p = malloc(sizeof(*p));
+        if (!p) {
+                /* Not probe_free(): nothing is bound at qmp_path yet. */
+                free(init.binary);
+                free(init.qmp_path);
+                free(init.console);
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
         }
-        *p = (struct qemu_probe){.qb = qb,
-                                 .binary = p->binary,
-                                 .qmp_path = p->qmp_path,
-                                 .console = p->console,
-                                 .pid = -1,
-                                 .pidfd = -1,
-                                 .left = N_STEPS,
-                                 .done = done,
-                                 .userdata = userdata};
+        *p = init;
         p->next = qb->probing;
         qb->probing = p;
         if (stat(binary, &p->st) < 0) {

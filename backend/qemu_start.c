@@ -168,6 +168,20 @@ static int launch(struct qemu_vm *qv, const struct qemu_layout *l, char *binary,
         return r;
 }
 
+/* The VM's console log, opened to append what QEMU and dynmem write; -errno with err. */
+static int open_console_log(const struct qemu_vm *qv, char *err, size_t errlen)
+{
+        int fd =
+            open(qv->paths.console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+
+        if (fd < 0) {
+                fd = -errno;
+                snprintf(err, errlen, "vm \"%s\": console log %s: %s", qv->vm->name,
+                         qv->paths.console, strerror(-fd));
+        }
+        return fd;
+}
+
 /* Spawn QEMU; the start goes on in the loop (QMP). On failure nothing is left running. */
 static int spawn(struct qemu_vm *qv, const struct qemu_layout *l, char *binary, char *err,
                  size_t errlen)
@@ -176,14 +190,8 @@ static int spawn(struct qemu_vm *qv, const struct qemu_layout *l, char *binary, 
         int r, log_fd;
 
         unlink(qv->paths.pid);
-        log_fd =
-            open(qv->paths.console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
-        if (log_fd < 0) {
-                r = -errno;
-                snprintf(err, errlen, "vm \"%s\": console log %s: %s", qv->vm->name,
-                         qv->paths.console, strerror(-r));
-                return r;
-        }
+        if ((log_fd = open_console_log(qv, err, errlen)) < 0)
+                return log_fd;
         r = launch(qv, l, binary, log_fd, err, errlen);
         close(log_fd);
         if (r < 0)
@@ -310,14 +318,7 @@ static int start_with(struct qemu_vm *qv, const struct qemu_caps *caps, char *bi
         }
         if ((r = spawn(qv, &l, binary, err, errlen)) < 0)
                 return r;
-        qemu_mem_init(&qv->mem, &l, true);
-        qv->layout_verified = true;
-        qv->target_set = false;
-        qemu_signal_reset(&qv->sig);
-        qv->guest_resets = 0;
-        qv->reset_unseen = false;
-        qv->stop_phase = STOP_NONE;
-        qv->running = true;
+        qemu_backend_instance_begins(qv, &l, true);
         qv->start_state = QEMU_START_PENDING;
         qv->start_closed = false;
         qv->start_killed = 0;
@@ -373,14 +374,8 @@ static int probe_first(struct qemu_vm *qv, char *binary, char *err, size_t errle
         char why[320];
         int r, log_fd;
 
-        log_fd =
-            open(qv->paths.console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
-        if (log_fd < 0) {
-                r = -errno;
-                snprintf(err, errlen, "vm \"%s\": console log %s: %s", qv->vm->name,
-                         qv->paths.console, strerror(-r));
-                return r;
-        }
+        if ((log_fd = open_console_log(qv, err, errlen)) < 0)
+                return log_fd;
         dprintf(log_fd, "\n==== dynmem: asking %s what it offers, as user %s (uid %u)\n", binary,
                 id->name, (unsigned)id->uid);
         r = qemu_probe_start(qv->qb, binary, qv->paths.probe, qv->paths.console, log_fd, on_probed,

@@ -488,27 +488,32 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 int control_server_new(struct daemon *d, const struct control_server_options *opt,
                        struct control_server **ret, char *err, size_t errlen)
 {
-        struct control_server *srv = calloc(1, sizeof(*srv));
+        struct control_server init = {.d = d,
+                                      .path = strdup(opt->path),
+                                      .group_name = strdup(opt->group_name),
+                                      .admin_name =
+                                          opt->admin_name ? strdup(opt->admin_name) : NULL,
+                                      .read_gid = opt->read_gid,
+                                      .read_gid_valid = opt->read_gid_valid,
+                                      .admin_gid = opt->admin_gid,
+                                      .admin_gid_valid = opt->admin_gid_valid,
+                                      .own_uid = geteuid(),
+                                      .rl = LOG_RATELIMIT(10, 10),
+                                      .denied_rl = LOG_RATELIMIT(10, 10)};
+        struct control_server *srv = NULL;
         int fd;
 
-        if (!srv || !(srv->path = strdup(opt->path)) ||
-            !(srv->group_name = strdup(opt->group_name)) ||
-            (opt->admin_name && !(srv->admin_name = strdup(opt->admin_name)))) {
-                control_server_free(srv);
+        if (init.path && init.group_name && (init.admin_name || !opt->admin_name))
+                srv = malloc(sizeof(*srv));
+        if (!srv) {
+                /* Not control_server_free(): the socket at path is not ours to remove. */
+                free(init.path);
+                free(init.group_name);
+                free(init.admin_name);
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
         }
-        *srv = (struct control_server){.d = d,
-                                       .path = srv->path,
-                                       .group_name = srv->group_name,
-                                       .admin_name = srv->admin_name,
-                                       .read_gid = opt->read_gid,
-                                       .read_gid_valid = opt->read_gid_valid,
-                                       .admin_gid = opt->admin_gid,
-                                       .admin_gid_valid = opt->admin_gid_valid,
-                                       .own_uid = geteuid(),
-                                       .rl = LOG_RATELIMIT(10, 10),
-                                       .denied_rl = LOG_RATELIMIT(10, 10)};
+        *srv = init;
         fd = make_socket(opt, err, errlen);
         if (fd < 0) {
                 free(srv->path);
