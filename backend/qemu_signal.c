@@ -29,14 +29,17 @@ void qemu_signal_reset(struct qemu_guest_signal *sg)
 void qemu_signal_reboot(struct qemu_guest_signal *sg)
 {
         uint64_t urgent = sg->agent.urgent_reports;
-        bool reserve_known = sg->reserve_known;
-        uint64_t reserve = sg->reserve;
+        bool reserve_known = sg->reserve_known, stats_known = sg->stats.known;
+        uint64_t reserve = sg->reserve, last_update = sg->stats.last_update;
 
         qemu_signal_reset(sg);
         /* The agent connection outlives the boot: its count goes on, and is seen. */
         sg->agent.urgent_reports = sg->urgent_observed = urgent;
         sg->reserve_known = reserve_known;
         sg->reserve = reserve;
+        /* A read-back in flight, or QEMU itself, may still give the old boot's figures. */
+        sg->stale_known = stats_known;
+        sg->stale_update = last_update;
 }
 
 bool qemu_signal_agent(struct qemu_guest_signal *sg, const struct agent_estimate *e)
@@ -53,6 +56,11 @@ void qemu_signal_stats(struct qemu_guest_signal *sg, uint64_t total, uint64_t av
 {
         struct qemu_stats *s = &sg->stats;
 
+        if (sg->stale_known) {
+                if (last_update == sg->stale_update)
+                        return; /* the previous boot's: not this one's */
+                sg->stale_known = false;
+        }
         if (!s->known || last_update != s->last_update)
                 s->sampled_ms = now_ms;
         s->known = true;

@@ -280,6 +280,14 @@ static json_int_t member_int(const json_t *o, const char *key)
         return json_integer_value(json_object_get(o, key));
 }
 
+/* A string member, or "?" when the reply has none. */
+static const char *member_str(const json_t *o, const char *key)
+{
+        const char *v = json_string_value(json_object_get(o, key));
+
+        return v ? v : "?";
+}
+
 /* Migrations: "1 arriving, 0 leaving; 3 arrived, 2 left, 1 failed, 1 refused". */
 static void print_migrations(FILE *out, const json_t *m)
 {
@@ -319,10 +327,8 @@ static void print_cluster(FILE *out, const json_t *relief, const json_t *peers)
         {
                 const json_t *avail = json_object_get(p, "available_for_balancing_bytes");
                 const json_t *err = json_object_get(p, "error");
-                fprintf(out, "%-16s %s %s (%s): %s%s%s\n",
-                        i ? "" : "Peers:", json_string_value(json_object_get(p, "name")),
-                        json_string_value(json_object_get(p, "state")),
-                        json_string_value(json_object_get(p, "libvirt_uri")),
+                fprintf(out, "%-16s %s %s (%s): %s%s%s\n", i ? "" : "Peers:", member_str(p, "name"),
+                        member_str(p, "state"), member_str(p, "libvirt_uri"),
                         json_is_integer(avail)
                             ? size_format((uint64_t)json_integer_value(avail), a, sizeof(a))
                             : "-",
@@ -339,8 +345,7 @@ void output_host(FILE *out, const json_t *host)
         const json_t *overcommit = json_object_get(host, "overcommit_error");
 
         print_fields(out, host, host_fields, sizeof(host_fields) / sizeof(host_fields[0]));
-        if (json_is_string(json_object_get(host, "backend")) &&
-            strcmp(json_string_value(json_object_get(host, "backend")), "libvirt") == 0)
+        if (strcmp(member_str(host, "backend"), "libvirt") == 0)
                 print_migrations(out, json_object_get(host, "migrations"));
         print_cluster(out, json_object_get(host, "relief"), json_object_get(host, "peers"));
         if (json_is_string(overcommit))

@@ -669,6 +669,11 @@ static void a_reboot_forgets_the_previous_boot(void **state)
         assert_false(o.demand_known);
         assert_false(o.guest_visible_known);
         assert_int_equal(sg.source, QEMU_SIGNAL_NONE);
+        /* The old boot's statistics arriving late are not this boot's. */
+        qemu_signal_stats(&sg, 250 * MIB, 100 * MIB, 7, 1100);
+        qemu_signal_observe(&sg, &m, 1100, 1100, &o);
+        assert_false(o.demand_known);
+        assert_false(o.guest_visible_known);
 
         e.report_ms = 1200;
         e.demand_bytes = 120 * MIB;
