@@ -268,6 +268,23 @@ static uint64_t assigned_now(const struct lv_domain *d)
         return d->stats.known ? d->stats.current : d->xml.current_bytes;
 }
 
+/* The table as the daemon reads it; out of memory, the previous list stands. */
+static void list_infos(struct lv_backend *lb)
+{
+        if (lb->n > lb->n_infos || !lb->infos) {
+                struct backend_vm_info *grown =
+                    realloc(lb->infos, (lb->n ? lb->n : 1) * sizeof(*grown));
+                if (!grown)
+                        return;
+                lb->infos = grown;
+        }
+        for (size_t i = 0; i < lb->n; i++) {
+                lb->infos[i] = lb->doms[i]->info;
+                lb->infos[i].assigned_bytes = assigned_now(lb->doms[i]);
+        }
+        lb->n_infos = lb->n;
+}
+
 static uint64_t lv_inventory(struct backend *b, uint64_t now_ms, const struct backend_vm_info **ret,
                              size_t *ret_n)
 {
@@ -285,21 +302,7 @@ static uint64_t lv_inventory(struct backend *b, uint64_t now_ms, const struct ba
                 check_stops(lb);
                 if (changed || lb->n != lb->n_infos)
                         lb->generation++;
-                if (lb->n > lb->n_infos || !lb->infos) {
-                        struct backend_vm_info *grown =
-                            realloc(lb->infos, (lb->n ? lb->n : 1) * sizeof(*grown));
-                        if (!grown) {
-                                *ret = lb->infos;
-                                *ret_n = lb->n_infos;
-                                return lb->generation;
-                        }
-                        lb->infos = grown;
-                }
-                for (size_t i = 0; i < lb->n; i++) {
-                        lb->infos[i] = lb->doms[i]->info;
-                        lb->infos[i].assigned_bytes = assigned_now(lb->doms[i]);
-                }
-                lb->n_infos = lb->n;
+                list_infos(lb);
         }
         *ret = lb->infos;
         *ret_n = lb->n_infos;

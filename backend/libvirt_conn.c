@@ -280,11 +280,6 @@ void lv_conn_read_stats(struct lv_backend *lb)
 
         if (!lb->conn || !(doms = calloc(lb->n + 1, sizeof(*doms))))
                 return;
-        /*
-         * Named one by one, not listed: listing locks every domain, and one whose
-         * start waits in libvirt's prepare hook stays locked until that hook has
-         * its answer from this very loop.
-         */
         for (size_t i = 0; i < lb->n; i++) {
                 struct lv_domain *d = lb->doms[i];
                 if (d->attached && d->dom && lv_run_needs_stats(d))

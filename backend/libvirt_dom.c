@@ -112,7 +112,7 @@ void lv_dom_touch(struct lv_backend *lb, virDomainPtr dom)
 
         if (d)
                 d->dirty = true;
-        else if (name && !lv_dom_find(lb, name))
+        else if (name) /* not in the table, and it has no room or the name is not valid */
                 lb->dropped_names++;
 }
 

@@ -77,6 +77,14 @@ static int survey(struct edit *e)
         return 0;
 }
 
+/* Enable and disable edit a definition, never a running domain's XML. */
+static int survey_definition(struct edit *e)
+{
+        if (xmlHasProp(xmlDocGetRootElement(e->doc), (const xmlChar *)"id"))
+                return fail(e, -EPERM, "this is a running domain's XML");
+        return survey(e);
+}
+
 /* ---- enable ---- */
 
 static int check_request(struct edit *e, const struct libvirt_xml_request *req, uint64_t startup,
@@ -351,9 +359,7 @@ int libvirt_xml_enable(const char *xml, size_t len, const struct libvirt_xml_req
 
         if (!(e.doc = lx_read(xml, len, err, errlen)))
                 return -EINVAL;
-        if (xmlHasProp(xmlDocGetRootElement(e.doc), (const xmlChar *)"id"))
-                return finish(&e, fail(&e, -EPERM, "this is a running domain's XML"), ret_xml);
-        r = survey(&e);
+        r = survey_definition(&e);
         if (r == 0 && !e.had_meta)
                 e.meta = (struct libvirt_xml_meta){0};
         if (r == 0 && !e.devices)
@@ -441,9 +447,7 @@ int libvirt_xml_disable(const char *xml, size_t len, char **ret_xml, char *err, 
 
         if (!(e.doc = lx_read(xml, len, err, errlen)))
                 return -EINVAL;
-        if (xmlHasProp(xmlDocGetRootElement(e.doc), (const xmlChar *)"id"))
-                return finish(&e, fail(&e, -EPERM, "this is a running domain's XML"), ret_xml);
-        r = survey(&e);
+        r = survey_definition(&e);
         if (r == 0 && !e.vmem && !lx_meta_node(e.root))
                 r = fail(&e, -ENOENT, "it is not dynamic (no dynmem metadata or device)");
         if (r == 0)

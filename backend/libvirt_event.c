@@ -29,7 +29,7 @@ static struct event_base *loop_base;
 static struct watch **watches; /* live ones */
 static size_t n_watches, cap_watches;
 static int last_id;
-static struct watch *released;   /* removed, waiting for release() (linked by opaque_next) */
+static struct watch *released;   /* removed, waiting for release() (linked by next_released) */
 static struct event *release_ev; /* runs release() at the next turn of the loop */
 
 size_t libvirt_event_count(void)
@@ -57,6 +57,17 @@ static int keep(struct watch *w)
         }
         watches[n_watches++] = w;
         return 0;
+}
+
+/* A new watch joins the live ones once its event is armed (armed == 0), else it is freed. */
+static int admit(struct watch *w, int armed)
+{
+        if (armed == 0 && keep(w) == 0)
+                return w->id;
+        if (w->ev)
+                event_free(w->ev);
+        free(w);
+        return -1;
 }
 
 static void forget(struct watch *w)
@@ -136,18 +147,13 @@ static int add_handle(int fd, int events, virEventHandleCallback cb, void *opaqu
 {
         struct watch *w = calloc(1, sizeof(*w));
 
-        if (!w || fd < 0)
-                goto fail;
+        if (!w || fd < 0) {
+                free(w);
+                return -1;
+        }
         *w = (struct watch){.id = ++last_id, .fd = fd, .handle_cb = cb, .opaque = opaque, .ff = ff};
         w->ev = event_new(loop_base, fd, EV_READ | EV_PERSIST, on_handle, w);
-        if (!w->ev || watch_handle(w, events) < 0 || keep(w) < 0)
-                goto fail;
-        return w->id;
-fail:
-        if (w && w->ev)
-                event_free(w->ev);
-        free(w);
-        return -1;
+        return admit(w, w->ev ? watch_handle(w, events) : -1);
 }
 
 static void update_handle(int id, int events)
@@ -205,13 +211,7 @@ static int add_timeout(int interval, virEventTimeoutCallback cb, void *opaque, v
                             .opaque = opaque,
                             .ff = ff};
         w->ev = event_new(loop_base, -1, EV_PERSIST, on_timer, w);
-        if (!w->ev || arm_timer(w, interval) < 0 || keep(w) < 0) {
-                if (w->ev)
-                        event_free(w->ev);
-                free(w);
-                return -1;
-        }
-        return w->id;
+        return admit(w, w->ev ? arm_timer(w, interval) : -1);
 }
 
 static void update_timeout(int id, int interval)

@@ -65,6 +65,16 @@ static int job_of(struct lv_domain *d, int *ret_operation)
         return type != VIR_DOMAIN_JOB_NONE;
 }
 
+/* What a job's operation (job_of) says of a migration. */
+static enum vm_migration migration_of_job(int operation)
+{
+        if (operation == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
+                return VM_MIGRATION_OUT;
+        if (operation == VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
+                return VM_MIGRATION_IN;
+        return VM_MIGRATION_NONE;
+}
+
 static void set_migration(struct lv_domain *d, enum vm_migration m, const char *why)
 {
         if (d->migration == m)
@@ -94,10 +104,8 @@ bool lv_mig_busy(struct lv_domain *d)
         if (d->migration != VM_MIGRATION_NONE)
                 return true;
         r = job_of(d, &op);
-        if (r > 0 && op == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
-                set_migration(d, VM_MIGRATION_OUT, "its job");
-        else if (r > 0 && op == VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
-                set_migration(d, VM_MIGRATION_IN, "its job");
+        if (r > 0 && migration_of_job(op) != VM_MIGRATION_NONE)
+                set_migration(d, migration_of_job(op), "its job");
         if (r > 0 && d->migration != VM_MIGRATION_NONE && d->lb->env.wakeup)
                 d->lb->env.wakeup(d->lb->env.wakeup_userdata);
         return r != 0; /* a job of any kind, or libvirt cannot say: not now */
@@ -123,6 +131,7 @@ static bool paused_for_switchover(struct lv_domain *d)
 
 void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms)
 {
+        enum vm_migration m;
         int op = 0, r;
 
         if (d->run != BACKEND_VM_RUNNING) {
@@ -144,14 +153,10 @@ void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms)
         r = job_of(d, &op);
         if (r < 0)
                 return; /* keep what was known */
-        if (r > 0 && op == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
-                set_migration(d,
-                              paused_for_switchover(d) ? VM_MIGRATION_SWITCHOVER : VM_MIGRATION_OUT,
-                              "its job");
-        else if (r > 0 && op == VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN)
-                set_migration(d, VM_MIGRATION_IN, "its job");
-        else
-                set_migration(d, VM_MIGRATION_NONE, "no migration job");
+        m = r > 0 ? migration_of_job(op) : VM_MIGRATION_NONE;
+        if (m == VM_MIGRATION_OUT && paused_for_switchover(d))
+                m = VM_MIGRATION_SWITCHOVER;
+        set_migration(d, m, m == VM_MIGRATION_NONE ? "no migration job" : "its job");
         d->dirty = false; /* just loaded */
 }
 

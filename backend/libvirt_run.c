@@ -171,6 +171,12 @@ static bool send_requested(struct lv_domain *d, virDomainPtr dom, uint64_t bytes
         return false;
 }
 
+/*
+ * The plan's requests, each a libvirt call that dynmemd's loop waits on
+ * (docs/libvirt.md measured virDomainUpdateDeviceFlags at up to 636 ms):
+ * another guest's stall report waits behind it. libvirt has no asynchronous
+ * form of these calls; moving them to a worker thread is the open remedy.
+ */
 void lv_run_apply(struct lv_domain *d)
 {
         struct qemu_mem_plan p;

@@ -566,11 +566,27 @@ static char *cmd_delete(struct daemon *d, const struct control_request *req,
 
 /* ---- VMs a backend owns: dynamic memory on and off, admission of their starts ---- */
 
-/* The registry takes the change in now, so that the reply shows it. */
-static char *reply_owned(struct daemon *d, const char *name, const char *note)
+/* A backend whose VMs' [vm] sections decide: dynmem set is the way. */
+static char *reply_not_owned(struct daemon *d, const char *name, bool on)
+{
+        return control_reply_error(EOPNOTSUPP,
+                                   "%s: backend %s: set dynamic = %s in the VM's [vm] section, or "
+                                   "dynmem set %s --dynamic %s",
+                                   name, d->backend->ops->name, on ? "yes" : "no", name,
+                                   on ? "on" : "off");
+}
+
+/*
+ * The owner's definition changed (r == 0): the registry takes the change in
+ * now, so that the reply shows it.
+ */
+static char *reply_owned(struct daemon *d, const char *name, int r, const char *err,
+                         const char *note)
 {
         struct registry_entry *e;
 
+        if (r < 0)
+                return control_reply_error(-r, "%s: %s", name, err);
         inventory_sync(d, true);
         e = registry_find(&d->reg, name);
         return e ? reply_vm_note(d, e, note) : control_reply_ok(json_pack("{s:s}", "note", note));
@@ -583,17 +599,12 @@ static char *cmd_enable(struct daemon *d, const struct control_request *req,
         int r;
 
         if (!d->backend->ops->enable)
-                return control_reply_error(EOPNOTSUPP,
-                                           "%s: backend %s: set dynamic = yes in the VM's [vm] "
-                                           "section, or dynmem set %s --dynamic on",
-                                           req->name, d->backend->ops->name, req->name);
+                return reply_not_owned(d, req->name, true);
         r = d->backend->ops->enable(d->backend, req->name, &req->settings, req->given, err,
                                     sizeof(err));
-        if (r < 0)
-                return control_reply_error(-r, "%s: %s", req->name, err);
         snprintf(note, sizeof(note), "%s: dynamic memory on in its definition at %s", req->name,
                  d->backend->ops->owner(d->backend));
-        return reply_owned(d, req->name, note);
+        return reply_owned(d, req->name, r, err, note);
 }
 
 static char *cmd_disable(struct daemon *d, const struct control_request *req,
@@ -603,23 +614,13 @@ static char *cmd_disable(struct daemon *d, const struct control_request *req,
         int r;
 
         if (!d->backend->ops->disable)
-                return control_reply_error(EOPNOTSUPP,
-                                           "%s: backend %s: set dynamic = no in the VM's [vm] "
-                                           "section, or dynmem set %s --dynamic off",
-                                           req->name, d->backend->ops->name, req->name);
+                return reply_not_owned(d, req->name, false);
         r = d->backend->ops->disable(d->backend, req->name, err, sizeof(err));
-        if (r < 0)
-                return control_reply_error(-r, "%s: %s", req->name, err);
         snprintf(note, sizeof(note), "%s: static again; what dynmem enable added is removed",
                  req->name);
-        return reply_owned(d, req->name, note);
+        return reply_owned(d, req->name, r, err, note);
 }
 
-/*
- * The VM's owner is starting it and asks whether the host has room (the
- * libvirt hook): it goes through admission like dynmem start, but the
- * backend only takes note, and the wait is bounded (inventory.c).
- */
 /* Admission waits (bounded) while the room is made; the backend only takes note of it. */
 static void wait_admission(struct daemon *d, struct registry_entry *e, const char *what)
 {
@@ -666,6 +667,11 @@ static char *admit_incoming(struct daemon *d, const struct control_request *req,
         return NULL;
 }
 
+/*
+ * The VM's owner is starting it and asks whether the host has room (the
+ * libvirt hook): it goes through admission like dynmem start, but the
+ * backend only takes note, and the wait is bounded (inventory.c).
+ */
 static char *cmd_admit(struct daemon *d, const struct control_request *req,
                        enum commands_wait *ret_wait)
 {

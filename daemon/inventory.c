@@ -88,13 +88,14 @@ static void follow_settings(struct registry_entry *e, const struct backend_vm_in
         snprintf(e->problem, sizeof(e->problem), "%s", in->problem);
 }
 
-static bool add(struct daemon *d, const struct backend_vm_info *in)
+/* A VM the backend lists for the first time: its entry, or NULL (out of memory). */
+static struct registry_entry *add(struct daemon *d, const struct backend_vm_info *in)
 {
         struct registry_entry *e;
 
         if (registry_add(&d->reg, in->name, &e) < 0) {
                 log_msg(LOG_ERR, "%s: cannot list the VM: out of memory", in->name);
-                return false;
+                return NULL;
         }
         e->origin = REGISTRY_BACKEND;
         e->configured = true;
@@ -105,7 +106,7 @@ static bool add(struct daemon *d, const struct backend_vm_info *in)
                 in->balanced     ? "dynamic memory"
                 : in->problem[0] ? "not balanced"
                                  : "static");
-        return true;
+        return e;
 }
 
 static bool drop_unseen(struct daemon *d)
@@ -176,10 +177,9 @@ void inventory_sync(struct daemon *d, bool may_adopt)
         for (size_t i = 0; i < n; i++) {
                 struct registry_entry *e = registry_find(&d->reg, list[i].name);
                 if (!e) {
-                        if (!add(d, &list[i]))
+                        if (!(e = add(d, &list[i])))
                                 continue;
                         changed = true;
-                        e = registry_find(&d->reg, list[i].name);
                 } else if (e->origin != REGISTRY_BACKEND) {
                         continue;
                 }

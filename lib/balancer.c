@@ -52,6 +52,14 @@ void balancer_fini(struct balancer *b)
         *b = (struct balancer){0};
 }
 
+/* The VM's slot in the current set, or NULL when it is not in it. */
+static struct policy_vm *slot_of(const struct balancer *b, const struct vm *vm)
+{
+        if (b->pv && vm->balancer_generation == b->generation && vm->balancer_slot < b->n_vms)
+                return &b->pv[vm->balancer_slot];
+        return NULL;
+}
+
 /*
  * The policy's per-VM memory lives in the balancer's slots between ticks.
  * A new set of VMs gets new slots; a VM that was in the old set keeps its
@@ -67,9 +75,9 @@ int balancer_set_vms(struct balancer *b, struct vm **vms, size_t n)
         }
         for (size_t i = 0; i < n; i++) {
                 struct vm *vm = vms[i];
-                if (b->pv && vm->balancer_generation == b->generation &&
-                    vm->balancer_slot < b->n_vms)
-                        pv[i].memory = b->pv[vm->balancer_slot].memory;
+                const struct policy_vm *old = slot_of(b, vm);
+                if (old)
+                        pv[i].memory = old->memory;
                 vm->balancer_slot = i;
         }
         b->generation++;
@@ -93,8 +101,10 @@ void balancer_request_start(struct balancer *b, struct vm *vm)
 
 void balancer_reset_vm(struct balancer *b, struct vm *vm)
 {
-        if (b->pv && vm->balancer_generation == b->generation && vm->balancer_slot < b->n_vms)
-                b->pv[vm->balancer_slot].memory = (struct policy_vm_memory){0};
+        struct policy_vm *pv = slot_of(b, vm);
+
+        if (pv)
+                pv->memory = (struct policy_vm_memory){0};
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
@@ -107,6 +117,7 @@ static uint64_t kept_by(const struct balancer *b, size_t i, uint32_t weight)
 {
         const struct vm *vm = b->vms[i];
         const struct vm_settings *s = &vm->settings;
+        const struct policy_vm *pv = slot_of(b, vm);
         uint64_t held = vm->obs.assigned_bytes, need;
 
         if (vm->state == VM_STARTING && vm->start_requested)
@@ -119,9 +130,7 @@ static uint64_t kept_by(const struct balancer *b, size_t i, uint32_t weight)
                 return held;
         if (s->weight < weight)
                 return s->minimum_bytes;
-        need = b->pv && vm->balancer_generation == b->generation && vm->balancer_slot < b->n_vms
-                   ? b->pv[vm->balancer_slot].need_bytes
-                   : 0;
+        need = pv ? pv->need_bytes : 0;
         if (need > s->maximum_bytes)
                 need = s->maximum_bytes;
         return held > need ? held : need;

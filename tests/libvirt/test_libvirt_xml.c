@@ -516,6 +516,17 @@ static void disable_refuses_a_static_domain(void **state)
         assert_non_null(strstr(err, "not dynamic"));
 }
 
+static void disable_refuses_a_running_domain(void **state)
+{
+        char *live = variant(plain, "<domain type='qemu'>", "<domain type='qemu' id='3'>");
+        char err[128] = "", *out = NULL;
+
+        assert_int_equal(libvirt_xml_disable(live, strlen(live), &out, err, sizeof(err)), -EPERM);
+        assert_null(out);
+        assert_non_null(strstr(err, "running"));
+        free(live);
+}
+
 static void hostile_xml_is_refused(void **state)
 {
         static const char *const bad[] = {
@@ -803,6 +814,7 @@ int main(void)
             cmocka_unit_test(enable_refuses_settings_against_the_rules),
             cmocka_unit_test(enable_refuses_what_it_cannot_drive),
             cmocka_unit_test(disable_refuses_a_static_domain),
+            cmocka_unit_test(disable_refuses_a_running_domain),
             cmocka_unit_test(hostile_xml_is_refused),
             cmocka_unit_test(bad_metadata_is_reported_for_that_domain),
             cmocka_unit_test(good_metadata_that_breaks_the_rules_is_refused),
