@@ -204,7 +204,8 @@ class Result:
 
 class Daemon:
     """One dynmemd in a temporary directory. config is the text after [host]'s
-    socket/state_dir lines; @DATA@ and @FAULTS@ become the test data directories."""
+    socket/state_dir lines; @DATA@ and @FAULTS@ become the test data directories,
+    @DIR@ that temporary directory (where write_file puts files)."""
 
     def __init__(self, bins, config, group=None, state_dir=None, extra_args=()):
         self.dynmemd, self.dynmem = bins
@@ -221,7 +222,8 @@ class Daemon:
         self.write_config(config)
 
     def write_config(self, config):
-        text = config.replace("@DATA@", DATA).replace("@FAULTS@", FAULTS_DATA)
+        text = (config.replace("@DATA@", DATA).replace("@FAULTS@", FAULTS_DATA)
+                .replace("@DIR@", self.dir))
         head = f"[host]\nsocket = {self.socket}\nstate_dir = {self.state_dir}\n"
         if text.lstrip().startswith("[host]"):
             text = text.lstrip()[len("[host]"):]
@@ -229,6 +231,16 @@ class Daemon:
             head += "\n"
         with open(self.conf, "w") as f:
             f.write(head + text)
+
+    def write_file(self, name, text, executable=False):
+        """A file (a policy script, a stand-in kernel or QEMU) in the temporary
+        directory, @DIR@ in text replaced as in the configuration; returns its path."""
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text.replace("@DIR@", self.dir))
+        if executable:
+            os.chmod(path, 0o755)
+        return path
 
     def as_the_unit(self):
         """Start dynmemd as the shipped unit would: user dynmem, groups dynmem and kvm,
