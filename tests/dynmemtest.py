@@ -604,6 +604,19 @@ def guest_image():
     return image_from_env("DYNMEM_E2E_IMAGE_DIR", "DYNMEM_E2E_PROGRAMS")
 
 
+def wait_reporting(show, name, timeout=BOOT_TIMEOUT, where="", why=lambda v: ""):
+    """VM `name` (show(name): as `dynmem show --json`) running, with a known demand and
+    the guest's own MemTotal (its agent reports); returns it. While it is neither
+    running nor starting, the timeout's message says "NAME is STATE" + where + why(the
+    VM). where (" on HOST") also goes into what is waited for."""
+    def booted():
+        v = show(name)
+        if v["state"] not in ("running", "starting"):
+            raise Failure(f"{name} is {v['state']}{where}{why(v)}")
+        return v if v["demand_bytes"] is not None and v["guest_visible_bytes"] else None
+    return wait_for(booted, f"{name} to boot and report{where}", timeout=timeout, interval=0.5)
+
+
 def cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -672,13 +685,8 @@ class QemuDaemon(Daemon):
         return None
 
     def wait_booted(self, name, timeout=BOOT_TIMEOUT):
-        """Running, with a known demand and the guest's own MemTotal (its agent reports)."""
-        def booted():
-            v = self.vm(name)
-            if v["state"] not in ("running", "starting"):
-                raise Failure(f"{name} is {v['state']}: {v.get('refusal')}\n{self.log()[-3000:]}")
-            return v if v["demand_bytes"] is not None and v["guest_visible_bytes"] else None
-        return wait_for(booted, f"{name} to boot and report", timeout=timeout, interval=0.5)
+        return wait_reporting(self.vm, name, timeout,
+                              why=lambda v: f": {v.get('refusal')}\n{self.log()[-3000:]}")
 
     def stop_guests(self):
         """Stop every VM at once (--force) and kill what is still left of our QEMUs."""

@@ -27,7 +27,7 @@ import time
 from lvlib import (MIB, Failure, LibvirtHost, LvDaemon, Sampler, Skip, Tap, balloon_current,
                    check, check_can_run, comment, console, domain, domstate, guest_image,
                    hostile_image as build_hostile_image, install_hook, main, mib, qemu_pid,
-                   wait_for)
+                   wait_for, wait_reporting)
 
 tap = Tap()
 
@@ -96,12 +96,7 @@ def wait_running(d, name, timeout=30):
 
 
 def wait_booted(d, host, name):
-    def booted():
-        v = d.vm(name)
-        if v["state"] not in ("running", "starting"):
-            raise Failure(f"{name} is {v['state']}\n{console(host, name)[-2000:]}")
-        return v if v["demand_bytes"] is not None and v["guest_visible_bytes"] else None
-    return wait_for(booted, f"{name} to boot and report", timeout=BOOT, interval=0.5)
+    return wait_reporting(d.vm, name, BOOT, why=lambda v: f"\n{console(host, name)[-2000:]}")
 
 
 def lines(log, text):
