@@ -124,6 +124,13 @@ class Tap:
         self.cases.append(fn)
         return fn
 
+    def prerequisite(self, fn):
+        """A case the later ones cannot run without (the guests boot): when it fails,
+        they are reported skipped with its name instead of each waiting out its own
+        timeout for guests that are not there."""
+        fn.prerequisite = True
+        return self.case(fn)
+
     def selected(self):
         """The cases DYNMEM_TEST_CASES names (comma-separated; the second QEMU's set
         runs a chosen few, tests/with-qemu.py), in their order; all without it.
@@ -138,11 +145,16 @@ class Tap:
         cases = self.selected()
         why = os.environ.get("DYNMEM_TEST_CASES_WHY") or "not in DYNMEM_TEST_CASES"
         print(f"1..{len(self.cases)}", flush=True)
+        blocked = None  # the prerequisite that failed
         for fn in self.cases:
             name = fn.__name__.replace("_", " ")
             if fn not in cases:
                 self._line(True, f"{name} # SKIP {why}")
                 continue
+            if blocked:
+                self._line(True, f"{name} # SKIP not run: '{blocked}' failed")
+                continue
+            failed_before = self.failed
             t0 = time.monotonic()
             try:
                 fn(ctx)
@@ -153,6 +165,8 @@ class Tap:
                 detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
                 self._line(False, name, detail)
             comment(f"{time.monotonic() - t0:.1f} s")
+            if getattr(fn, "prerequisite", False) and self.failed > failed_before:
+                blocked = name
         return 1 if self.failed else 0
 
     def ok(self, cond, name, diag=None):
@@ -165,6 +179,8 @@ class Tap:
         if not good:
             self.failed += 1
             comment(diag or "")
+            # meson's console (--print-errorlogs) shows a failed test's stderr, not its TAP
+            print(f"not ok {self.n} - {name}\n{diag or ''}", file=sys.stderr, flush=True)
 
     comment = staticmethod(comment)
     skip_all = staticmethod(skip_all)
@@ -685,8 +701,13 @@ class QemuDaemon(Daemon):
         return None
 
     def wait_booted(self, name, timeout=BOOT_TIMEOUT):
-        return wait_reporting(self.vm, name, timeout,
-                              why=lambda v: f": {v.get('refusal')}\n{self.log()[-3000:]}")
+        """wait_reporting; on a timeout, the daemon's log and the guest's console say why."""
+        try:
+            return wait_reporting(self.vm, name, timeout, why=lambda v: f": {v.get('refusal')}")
+        except Failure as e:
+            raise Failure(f"{e}\n-- dynmemd's log, last lines:\n{self.log()[-3000:]}"
+                          f"\n-- {name}'s console, last lines:\n{self.console(name)[-1500:]}") \
+                from None
 
     def stop_guests(self):
         """Stop every VM at once (--force) and kill what is still left of our QEMUs."""
