@@ -124,6 +124,13 @@ class Tap:
         self.cases.append(fn)
         return fn
 
+    def prerequisite(self, fn):
+        """A case the later ones cannot run without (the guests boot): when it fails,
+        they are reported skipped with its name instead of each waiting out its own
+        timeout for guests that are not there."""
+        fn.prerequisite = True
+        return self.case(fn)
+
     def selected(self):
         """The cases DYNMEM_TEST_CASES names (comma-separated; the second QEMU's set
         runs a chosen few, tests/with-qemu.py), in their order; all without it.
@@ -138,11 +145,16 @@ class Tap:
         cases = self.selected()
         why = os.environ.get("DYNMEM_TEST_CASES_WHY") or "not in DYNMEM_TEST_CASES"
         print(f"1..{len(self.cases)}", flush=True)
+        blocked = None  # the prerequisite that failed
         for fn in self.cases:
             name = fn.__name__.replace("_", " ")
             if fn not in cases:
                 self._line(True, f"{name} # SKIP {why}")
                 continue
+            if blocked:
+                self._line(True, f"{name} # SKIP not run: '{blocked}' failed")
+                continue
+            failed_before = self.failed
             t0 = time.monotonic()
             try:
                 fn(ctx)
@@ -153,6 +165,8 @@ class Tap:
                 detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
                 self._line(False, name, detail)
             comment(f"{time.monotonic() - t0:.1f} s")
+            if getattr(fn, "prerequisite", False) and self.failed > failed_before:
+                blocked = name
         return 1 if self.failed else 0
 
     def ok(self, cond, name, diag=None):
@@ -165,6 +179,8 @@ class Tap:
         if not good:
             self.failed += 1
             comment(diag or "")
+            # meson's console (--print-errorlogs) shows a failed test's stderr, not its TAP
+            print(f"not ok {self.n} - {name}\n{diag or ''}", file=sys.stderr, flush=True)
 
     comment = staticmethod(comment)
     skip_all = staticmethod(skip_all)
@@ -204,7 +220,8 @@ class Result:
 
 class Daemon:
     """One dynmemd in a temporary directory. config is the text after [host]'s
-    socket/state_dir lines; @DATA@ and @FAULTS@ become the test data directories."""
+    socket/state_dir lines; @DATA@ and @FAULTS@ become the test data directories,
+    @DIR@ that temporary directory (where write_file puts files)."""
 
     def __init__(self, bins, config, group=None, state_dir=None, extra_args=()):
         self.dynmemd, self.dynmem = bins
@@ -221,7 +238,8 @@ class Daemon:
         self.write_config(config)
 
     def write_config(self, config):
-        text = config.replace("@DATA@", DATA).replace("@FAULTS@", FAULTS_DATA)
+        text = (config.replace("@DATA@", DATA).replace("@FAULTS@", FAULTS_DATA)
+                .replace("@DIR@", self.dir))
         head = f"[host]\nsocket = {self.socket}\nstate_dir = {self.state_dir}\n"
         if text.lstrip().startswith("[host]"):
             text = text.lstrip()[len("[host]"):]
@@ -229,6 +247,16 @@ class Daemon:
             head += "\n"
         with open(self.conf, "w") as f:
             f.write(head + text)
+
+    def write_file(self, name, text, executable=False):
+        """A file (a policy script, a stand-in kernel or QEMU) in the temporary
+        directory, @DIR@ in text replaced as in the configuration; returns its path."""
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text.replace("@DIR@", self.dir))
+        if executable:
+            os.chmod(path, 0o755)
+        return path
 
     def as_the_unit(self):
         """Start dynmemd as the shipped unit would: user dynmem, groups dynmem and kvm,
@@ -592,6 +620,19 @@ def guest_image():
     return image_from_env("DYNMEM_E2E_IMAGE_DIR", "DYNMEM_E2E_PROGRAMS")
 
 
+def wait_reporting(show, name, timeout=BOOT_TIMEOUT, where="", why=lambda v: ""):
+    """VM `name` (show(name): as `dynmem show --json`) running, with a known demand and
+    the guest's own MemTotal (its agent reports); returns it. While it is neither
+    running nor starting, the timeout's message says "NAME is STATE" + where + why(the
+    VM). where (" on HOST") also goes into what is waited for."""
+    def booted():
+        v = show(name)
+        if v["state"] not in ("running", "starting"):
+            raise Failure(f"{name} is {v['state']}{where}{why(v)}")
+        return v if v["demand_bytes"] is not None and v["guest_visible_bytes"] else None
+    return wait_for(booted, f"{name} to boot and report{where}", timeout=timeout, interval=0.5)
+
+
 def cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -660,13 +701,13 @@ class QemuDaemon(Daemon):
         return None
 
     def wait_booted(self, name, timeout=BOOT_TIMEOUT):
-        """Running, with a known demand and the guest's own MemTotal (its agent reports)."""
-        def booted():
-            v = self.vm(name)
-            if v["state"] not in ("running", "starting"):
-                raise Failure(f"{name} is {v['state']}: {v.get('refusal')}\n{self.log()[-3000:]}")
-            return v if v["demand_bytes"] is not None and v["guest_visible_bytes"] else None
-        return wait_for(booted, f"{name} to boot and report", timeout=timeout, interval=0.5)
+        """wait_reporting; on a timeout, the daemon's log and the guest's console say why."""
+        try:
+            return wait_reporting(self.vm, name, timeout, why=lambda v: f": {v.get('refusal')}")
+        except Failure as e:
+            raise Failure(f"{e}\n-- dynmemd's log, last lines:\n{self.log()[-3000:]}"
+                          f"\n-- {name}'s console, last lines:\n{self.console(name)[-1500:]}") \
+                from None
 
     def stop_guests(self):
         """Stop every VM at once (--force) and kill what is still left of our QEMUs."""

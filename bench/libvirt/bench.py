@@ -26,7 +26,6 @@ usage: bench.py --dynmemd EXE --dynmem EXE --guest EXE --load EXE --probe EXE
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -90,17 +89,9 @@ def measure(w, proc, duration, names):
 
 
 def run_qemu(args, root):
-    shutil.rmtree(root, ignore_errors=True)
-    for d in ("run", "state"):
-        os.makedirs(os.path.join(root, d))
-    conf = os.path.join(root, "dynmem.conf")
-    with open(conf, "w") as f:
-        f.write(qemu_config(root))
+    conf = qb.fresh_root(root, qemu_config(root))
     names = [g[0] for g in qb.GUESTS]
-    env = dict(os.environ, DYNMEM_GUEST_IMAGE_DIR=args.image)
-    proc = subprocess.Popen([args.dynmemd, "-d", "-v", "-f", conf], stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True, env=env,
-                            start_new_session=True)
+    proc = qb.start_dynmemd(args, conf)
     w = qb.Watch(args, root, names)
     w.start(proc)
     print("bench.py: phase qemu (dynmemd runs QEMU itself)", flush=True)
@@ -108,22 +99,13 @@ def run_qemu(args, root):
         w.booted, w.cpu = measure(w, proc, args.duration, names)
     finally:
         w.finish()
-        for n in names:
-            subprocess.run([args.dynmem, "--socket", root + "/run/dynmemd.sock", "stop",
-                            "--force", n], capture_output=True)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        qb.stop_dynmemd(args, root, proc, names)
     return w
 
 
 def run_libvirt(args, root):
-    shutil.rmtree(root, ignore_errors=True)
-    for d in ("run", "state"):
-        os.makedirs(os.path.join(root, d))
-    conf = os.path.join(root, "dynmem.conf")
-    with open(conf, "w") as f:
-        f.write(f"[host]\nbackend = libvirt\nsocket = {root}/run/dynmemd.sock\n"
-                f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n" + POLICY)
+    conf = qb.fresh_root(root, f"[host]\nbackend = libvirt\nsocket = {root}/run/dynmemd.sock\n"
+                         f"state_dir = {root}/state\nmemory = 6G\ninterval = 1s\n" + POLICY)
     names = [g[0] for g in qb.GUESTS]
     host = LibvirtHost(name="bench", cgroups=False)  # scheduled as dynmemd's own QEMUs
     host.start()

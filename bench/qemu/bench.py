@@ -191,19 +191,41 @@ class Watch:
             t.join()
 
 
-def run_phase(args, root, static, duration, qemu):
-    """static: None, "full" or "startup" (config())."""
+def fresh_root(root, config_text):
+    """An empty root with run/ and state/ and config_text as its dynmem.conf;
+    returns the configuration's path."""
     shutil.rmtree(root, ignore_errors=True)
-    os.makedirs(os.path.join(root, "run"))
-    os.makedirs(os.path.join(root, "state"))
+    for d in ("run", "state"):
+        os.makedirs(os.path.join(root, d))
     conf = os.path.join(root, "dynmem.conf")
     with open(conf, "w") as f:
-        f.write(config(root, static, FILL[args.set], qemu))
-    names = [g[0] for g in GUESTS]
+        f.write(config_text)
+    return conf
+
+
+def start_dynmemd(args, conf):
+    """dynmemd in the foreground on conf, its log on a pipe (for Watch), the
+    guests' image from args.image."""
     env = dict(os.environ, DYNMEM_GUEST_IMAGE_DIR=args.image)
-    proc = subprocess.Popen([args.dynmemd, "-d", "-v", "-f", conf], stderr=subprocess.PIPE,
+    return subprocess.Popen([args.dynmemd, "-d", "-v", "-f", conf], stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True, env=env,
                             start_new_session=True)
+
+
+def stop_dynmemd(args, root, proc, names):
+    """Stop the guests at once (no shutdown to wait for), then dynmemd."""
+    for n in names:
+        subprocess.run([args.dynmem, "--socket", root + "/run/dynmemd.sock", "stop",
+                        "--force", n], capture_output=True)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+
+
+def run_phase(args, root, static, duration, qemu):
+    """static: None, "full" or "startup" (config())."""
+    conf = fresh_root(root, config(root, static, FILL[args.set], qemu))
+    names = [g[0] for g in GUESTS]
+    proc = start_dynmemd(args, conf)
     w = Watch(args, root, names)
     w.start(proc)
     t0 = time.time()
@@ -223,11 +245,7 @@ def run_phase(args, root, static, duration, qemu):
         time.sleep(duration)
     finally:
         w.finish()
-        for n in names:
-            subprocess.run([args.dynmem, "--socket", root + "/run/dynmemd.sock", "stop",
-                            "--force", n], capture_output=True)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop_dynmemd(args, root, proc, names)
     w.booted = booted
     with open(os.path.join(root, "raw.json"), "w") as f:
         json.dump({"booted": booted, "console": w.console, "daemon": w.daemon,

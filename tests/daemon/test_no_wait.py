@@ -57,13 +57,6 @@ autostart = yes
 """
 
 
-def setup(d, mode):
-    with open(os.path.join(d.dir, "policy.sh"), "w") as f:
-        f.write(POLICY)
-    set_mode(d, mode)
-    d.write_config(CONFIG.replace("@DIR@", d.dir))
-
-
 def set_mode(d, mode):
     path = os.path.join(d.dir, "mode")
     with open(path + ".tmp", "w") as f:
@@ -73,8 +66,9 @@ def set_mode(d, mode):
 
 class daemon_with_policy(running):
     def __init__(self, bins, mode):
-        super().__init__(bins, "")
-        setup(self.d, mode)
+        super().__init__(bins, CONFIG)
+        self.d.write_file("policy.sh", POLICY)
+        set_mode(self.d, mode)
 
 
 def target(d, name):
@@ -185,14 +179,9 @@ qemu = @DIR@/frozen-qemu
 
 class daemon_with_frozen_qemu(running):
     def __init__(self, bins):
-        super().__init__(bins, "")
-        with open(os.path.join(self.d.dir, "vmlinuz"), "w") as f:
-            f.write("never read: QEMU is stopped before it starts\n")
-        path = os.path.join(self.d.dir, "frozen-qemu")
-        with open(path, "w") as f:
-            f.write(FROZEN_QEMU)
-        os.chmod(path, 0o755)
-        self.d.write_config(HUNG.replace("@DIR@", self.d.dir))
+        super().__init__(bins, HUNG)
+        self.d.write_file("vmlinuz", "never read: QEMU is stopped before it starts\n")
+        self.d.write_file("frozen-qemu", FROZEN_QEMU, executable=True)
 
 
 @tap.case

@@ -113,10 +113,9 @@ while read -r line; do echo '{"targets": {}}'; done"""
 def an_exec_policy_runs_as_dynmemd_without_capabilities(bins):
     r = running(bins, "")
     try:
-        with open(os.path.join(r.d.dir, "policy.sh"), "w") as f:
-            f.write(WHO_POLICY.replace("@DIR@", r.d.dir))
-        r.d.write_config(CONFIG.replace("admin_group = staff\n", "policy = exec:/bin/sh "
-                                        + os.path.join(r.d.dir, "policy.sh") + "\n"))
+        r.d.write_file("policy.sh", WHO_POLICY)
+        r.d.write_config(CONFIG.replace("admin_group = staff\n",
+                                        "policy = exec:/bin/sh @DIR@/policy.sh\n"))
         user = r.d.as_the_unit()
     except Skip:
         r.d.cleanup()
@@ -149,10 +148,8 @@ qemu = /bin/false
 
 
 def qemu_daemon(bins, user_line):
-    r = running(bins, "")
-    with open(os.path.join(r.d.dir, "vmlinuz"), "w") as f:
-        f.write("never read\n")
-    r.d.write_config(QEMU_CONFIG.replace("@DIR@", r.d.dir).replace("@USER@", user_line))
+    r = running(bins, QEMU_CONFIG.replace("@USER@", user_line))
+    r.d.write_file("vmlinuz", "never read\n")
     return r
 
 

@@ -35,13 +35,6 @@ trace = @DATA@/flat-300m.csv
 """
 
 
-def started(bins):
-    ctx = running(bins, CONFIG)
-    d = ctx.__enter__()
-    d.wait_state("web1", "running")
-    return ctx, d
-
-
 @tap.case
 def running_vm_refuses_startup_and_dynamic_changes(bins):
     with running(bins, CONFIG) as d:

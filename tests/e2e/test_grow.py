@@ -79,7 +79,7 @@ def low_load(d):
     return load and load[1] <= LOW
 
 
-@tap.case
+@tap.prerequisite
 def the_guest_boots_and_its_agent_reports(ctx):
     d = ctx["d"]
     v = d.wait_booted("g1")

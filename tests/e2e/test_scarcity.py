@@ -58,7 +58,7 @@ def teardown(ctx):
     ctx["d"].finish()
 
 
-@tap.case
+@tap.prerequisite
 def both_guests_boot(ctx):
     d = ctx["d"]
     for name in ("heavy", "light"):

@@ -148,7 +148,7 @@ def phase(ctx, mode, following):
     return secs, cycles
 
 
-@tap.case
+@tap.prerequisite
 def all_three_guests_boot(ctx):
     d = ctx["d"]
     for name in ("honest1", "honest2"):

@@ -92,7 +92,7 @@ def consistent(v):
     return seen and seen <= a <= seen + 48 * MIB + a // 32
 
 
-@tap.case
+@tap.prerequisite
 def both_guests_boot(ctx):
     d = ctx["d"]
     for name in PLANS:

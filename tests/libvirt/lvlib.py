@@ -28,7 +28,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 from dynmemtest import (MIB, WRAPPER, Daemon, Failure, Sampler, Skip, Tap, check,  # noqa: E402,F401
-                        comment, guest_image, hostile_image, main, mib, skip_all, wait_for)
+                        comment, guest_image, hostile_image, main, mib, skip_all, wait_for,
+                        wait_reporting)
 from lvhost import LibvirtHost, skip_reason  # noqa: E402,F401
 
 DOMAIN = """<domain type='qemu'>
@@ -149,4 +150,5 @@ def qemu_pid(host, name):
 
 __all__ = ["MIB", "Failure", "LvDaemon", "LibvirtHost", "Sampler", "Tap", "balloon_current",
            "check", "check_can_run", "comment", "console", "domain", "domstate", "guest_image",
-           "hostile_image", "install_hook", "main", "mib", "qemu_pid", "signal", "wait_for"]
+           "hostile_image", "install_hook", "main", "mib", "qemu_pid", "signal", "wait_for",
+           "wait_reporting"]

@@ -27,7 +27,7 @@ import time
 from lvlib import (MIB, Failure, LibvirtHost, LvDaemon, Sampler, Skip, Tap, balloon_current,
                    check, check_can_run, comment, console, domain, domstate, guest_image,
                    hostile_image as build_hostile_image, install_hook, main, mib, qemu_pid,
-                   wait_for)
+                   wait_for, wait_reporting)
 
 tap = Tap()
 
@@ -96,12 +96,7 @@ def wait_running(d, name, timeout=30):
 
 
 def wait_booted(d, host, name):
-    def booted():
-        v = d.vm(name)
-        if v["state"] not in ("running", "starting"):
-            raise Failure(f"{name} is {v['state']}\n{console(host, name)[-2000:]}")
-        return v if v["demand_bytes"] is not None and v["guest_visible_bytes"] else None
-    return wait_for(booted, f"{name} to boot and report", timeout=BOOT, interval=0.5)
+    return wait_reporting(d.vm, name, BOOT, why=lambda v: f"\n{console(host, name)[-2000:]}")
 
 
 def lines(log, text):
@@ -253,6 +248,7 @@ def start_resize(d, name, buffer):
 def kill_9_of_libvirtd_in_the_middle_of_a_resize(ctx):
     d, host = ctx["d"], ctx["host"]
     pids = {n: qemu_pid(host, n) for n in ("web", "plain")}
+    check(all(pids.values()), "libvirt's pid files name both QEMUs", pids)
     v = start_resize(d, "web", 400)
     host.kill_libvirtd()
     comment(f"libvirtd killed while web moves from {mib(v['assigned_bytes'])} to "
@@ -264,7 +260,7 @@ def kill_9_of_libvirtd_in_the_middle_of_a_resize(ctx):
     check(len(lines(d.log(), "until it answers again")) == 1, "said once", d.log()[-3000:])
     vms = d.vms()
     check(all(vms[n]["state"] == "running" for n in pids), "every VM still listed running", vms)
-    check(all(os.path.exists(f"/proc/{p}") for p in pids.values() if p),
+    check(all(os.path.exists(f"/proc/{p}") for p in pids.values()),
           "the guests' QEMUs keep running", pids)
     host.start_libvirtd()
     wait_for(lambda: lines(d.log(), "qemu:///system answers again (libvirt"),

@@ -147,6 +147,35 @@ static char *variant(const char *base, const char *from, const char *to)
 
 /* ---- reading ---- */
 
+/*
+ * A round trip through enable (req_1g) and disable: round_trip_enable()
+ * enables `mine` (which the round trip then owns) and reads the result into
+ * t->x and t->d; round_trip_disable() checks that disabling t->x gives `mine`
+ * back, and frees it all.
+ */
+struct round_trip {
+        char *mine, *x;
+        struct libvirt_xml_domain d;
+};
+
+static void round_trip_enable(struct round_trip *t, char *mine)
+{
+        t->mine = mine;
+        t->x = enable(mine, &req_1g);
+        parse_ok(t->x, &t->d);
+}
+
+static void round_trip_disable(struct round_trip *t)
+{
+        char *y = disable(t->x);
+
+        assert_same_xml(t->mine, y);
+        libvirt_xml_domain_free(&t->d);
+        free(t->mine);
+        free(t->x);
+        free(y);
+}
+
 static void reads_a_static_domain(void **state)
 {
         struct libvirt_xml_domain d;
@@ -240,17 +269,12 @@ static void a_users_own_channel_and_controller_stay(void **state)
                              "<channel type='unix'><source mode='bind'/>"
                              "<target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
                              "<memballoon");
-        char *x = enable(mine, &req_1g), *y = disable(x);
-        struct libvirt_xml_domain d;
+        struct round_trip t;
 
-        parse_ok(x, &d);
-        assert_false(d.meta.added & LIBVIRT_XML_ADDED_CONTROLLER);
-        assert_true(d.meta.added & LIBVIRT_XML_ADDED_CHANNEL);
-        assert_same_xml(mine, y);
-        libvirt_xml_domain_free(&d);
-        free(mine);
-        free(x);
-        free(y);
+        round_trip_enable(&t, mine);
+        assert_false(t.d.meta.added & LIBVIRT_XML_ADDED_CONTROLLER);
+        assert_true(t.d.meta.added & LIBVIRT_XML_ADDED_CHANNEL);
+        round_trip_disable(&t);
 }
 
 static void an_existing_agent_channel_is_used_and_kept(void **state)
@@ -259,17 +283,12 @@ static void an_existing_agent_channel_is_used_and_kept(void **state)
                              "<channel type='unix'><source mode='bind'/>"
                              "<target type='virtio' name='org.dynmem.agent.0'/></channel>"
                              "<memballoon");
-        char *x = enable(mine, &req_1g), *y = disable(x);
-        struct libvirt_xml_domain d;
+        struct round_trip t;
 
-        parse_ok(x, &d);
-        assert_false(d.meta.added & LIBVIRT_XML_ADDED_CHANNEL);
-        assert_int_equal(occurrences(x, "org.dynmem.agent.0"), 1);
-        assert_same_xml(mine, y);
-        libvirt_xml_domain_free(&d);
-        free(mine);
-        free(x);
-        free(y);
+        round_trip_enable(&t, mine);
+        assert_false(t.d.meta.added & LIBVIRT_XML_ADDED_CHANNEL);
+        assert_int_equal(occurrences(t.x, "org.dynmem.agent.0"), 1);
+        round_trip_disable(&t);
 }
 
 static void existing_numa_cells_are_used_not_added(void **state)
@@ -277,17 +296,12 @@ static void existing_numa_cells_are_used_not_added(void **state)
         char *mine = variant(plain, "<model fallback='forbid'>qemu64</model>",
                              "<model fallback='forbid'>qemu64</model><numa>"
                              "<cell id='3' cpus='0-1' memory='262144' unit='KiB'/></numa>");
-        char *x = enable(mine, &req_1g), *y = disable(x);
-        struct libvirt_xml_domain d;
+        struct round_trip t;
 
-        parse_ok(x, &d);
-        assert_false(d.meta.added & (LIBVIRT_XML_ADDED_NUMA | LIBVIRT_XML_ADDED_CPU));
-        assert_non_null(strstr(x, "<node>3</node>"));
-        assert_same_xml(mine, y);
-        libvirt_xml_domain_free(&d);
-        free(mine);
-        free(x);
-        free(y);
+        round_trip_enable(&t, mine);
+        assert_false(t.d.meta.added & (LIBVIRT_XML_ADDED_NUMA | LIBVIRT_XML_ADDED_CPU));
+        assert_non_null(strstr(t.x, "<node>3</node>"));
+        round_trip_disable(&t);
 }
 
 static void a_domain_without_cpu_gets_one_and_loses_it(void **state)
@@ -296,16 +310,11 @@ static void a_domain_without_cpu_gets_one_and_loses_it(void **state)
                              "<cpu mode='custom' match='exact' check='none'>\n"
                              "    <model fallback='forbid'>qemu64</model>\n  </cpu>",
                              "");
-        char *x = enable(mine, &req_1g), *y = disable(x);
-        struct libvirt_xml_domain d;
+        struct round_trip t;
 
-        parse_ok(x, &d);
-        assert_true(d.meta.added & LIBVIRT_XML_ADDED_CPU);
-        assert_same_xml(mine, y);
-        libvirt_xml_domain_free(&d);
-        free(mine);
-        free(x);
-        free(y);
+        round_trip_enable(&t, mine);
+        assert_true(t.d.meta.added & LIBVIRT_XML_ADDED_CPU);
+        round_trip_disable(&t);
 }
 
 static void a_small_maxmemory_is_raised_and_restored(void **state)
@@ -313,19 +322,14 @@ static void a_small_maxmemory_is_raised_and_restored(void **state)
         char *mine = variant(plain, "<memory unit='KiB'>262144</memory>",
                              "<maxMemory slots='1' unit='KiB'>524288</maxMemory>"
                              "<memory unit='KiB'>262144</memory>");
-        char *x = enable(mine, &req_1g), *y = disable(x);
-        struct libvirt_xml_domain d;
+        struct round_trip t;
 
-        parse_ok(x, &d);
-        assert_false(d.meta.added & LIBVIRT_XML_ADDED_MAXMEMORY);
-        assert_true(d.meta.max_was_known);
-        assert_int_equal(d.meta.max_was_bytes, 512 * MIB);
-        assert_non_null(strstr(x, ">1048576</maxMemory>"));
-        assert_same_xml(mine, y);
-        libvirt_xml_domain_free(&d);
-        free(mine);
-        free(x);
-        free(y);
+        round_trip_enable(&t, mine);
+        assert_false(t.d.meta.added & LIBVIRT_XML_ADDED_MAXMEMORY);
+        assert_true(t.d.meta.max_was_known);
+        assert_int_equal(t.d.meta.max_was_bytes, 512 * MIB);
+        assert_non_null(strstr(t.x, ">1048576</maxMemory>"));
+        round_trip_disable(&t);
 }
 
 static void a_large_maxmemory_is_left_alone(void **state)
@@ -333,17 +337,12 @@ static void a_large_maxmemory_is_left_alone(void **state)
         char *mine = variant(plain, "<memory unit='KiB'>262144</memory>",
                              "<maxMemory slots='4' unit='GiB'>8</maxMemory>"
                              "<memory unit='KiB'>262144</memory>");
-        char *x = enable(mine, &req_1g), *y = disable(x);
-        struct libvirt_xml_domain d;
+        struct round_trip t;
 
-        parse_ok(x, &d);
-        assert_false(d.meta.max_was_known);
-        assert_non_null(strstr(x, "<maxMemory slots=\"4\" unit=\"GiB\">8</maxMemory>"));
-        assert_same_xml(mine, y);
-        libvirt_xml_domain_free(&d);
-        free(mine);
-        free(x);
-        free(y);
+        round_trip_enable(&t, mine);
+        assert_false(t.d.meta.max_was_known);
+        assert_non_null(strstr(t.x, "<maxMemory slots=\"4\" unit=\"GiB\">8</maxMemory>"));
+        round_trip_disable(&t);
 }
 
 static void dimms_count_in_slots_and_startup(void **state)
@@ -454,17 +453,12 @@ static void a_missing_balloon_is_added_and_removed(void **state)
                              "domain='0x0000' bus='0x00' slot='0x02' function='0x0'/>\n    "
                              "</memballoon>",
                              "");
-        char *x = enable(mine, &req_1g), *y = disable(x);
-        struct libvirt_xml_domain d;
+        struct round_trip t;
 
-        parse_ok(x, &d);
-        assert_true(d.balloon);
-        assert_true(d.meta.added & LIBVIRT_XML_ADDED_BALLOON);
-        assert_same_xml(mine, y);
-        libvirt_xml_domain_free(&d);
-        free(mine);
-        free(x);
-        free(y);
+        round_trip_enable(&t, mine);
+        assert_true(t.d.balloon);
+        assert_true(t.d.meta.added & LIBVIRT_XML_ADDED_BALLOON);
+        round_trip_disable(&t);
 }
 
 /* ---- refusals ---- */

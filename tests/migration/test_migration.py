@@ -40,7 +40,8 @@ from twohost import (MIB, NS, Failure, TwoHosts, check, comment, console, domain
                      host_config, migration_result, qemu_pid, skip_reason_here, wait_for)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import OOM_MARKERS, Skip, Tap, guest_image, main, mib, skip_all  # noqa: E402
+from dynmemtest import (OOM_MARKERS, Skip, Tap, guest_image, main, mib, skip_all,  # noqa: E402
+                        wait_reporting)
 
 FULL = os.environ.get("DYNMEM_MIGRATION_FULL") == "1"
 BOOT = 300          # a start to an agent that reports: TCG on two busy cores
@@ -198,12 +199,7 @@ def teardown(ctx, failed):
 
 
 def wait_booted(h, name):
-    def booted():
-        v = h.vm(name)
-        if v["state"] not in ("running", "starting"):
-            raise Failure(f"{name} is {v['state']} on {h.name}")
-        return v if v["demand_bytes"] is not None and v["guest_visible_bytes"] else None
-    return wait_for(booted, f"{name} to boot and report on {h.name}", timeout=BOOT, interval=0.5)
+    return wait_reporting(h.vm, name, BOOT, where=f" on {h.name}")
 
 
 def settle(h, name, seconds=3, timeout=90):

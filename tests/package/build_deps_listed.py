@@ -5,7 +5,7 @@ version, architecture qualifier or build profile) must be a package that
 `scripts/deps.sh --print` lists, one that such a package provides (apt's
 Provides: debhelper provides debhelper-compat and dh-sequence-*), or one
 dpkg-buildpackage needs anyway (build-essential's). Prints what is missing
-and exits 1, or exits 0.
+and exits 1 (also when it reads no Build-Depends at all), or exits 0.
 
 usage: build_deps_listed.py SOURCE_DIR
 """
@@ -50,13 +50,15 @@ def main():
     listed = subprocess.run(["sh", f"{src}/scripts/deps.sh", "--print"], capture_output=True,
                             text=True, check=True).stdout.split()
     have = set(listed) | provided_by(listed) | {"build-essential", "dpkg-dev", "make", "gcc"}
-    missing = [" | ".join(alts) for alts in names(build_depends(f"{src}/debian/control"))
-               if not any(a in have for a in alts)]
+    wanted = names(build_depends(f"{src}/debian/control"))
+    if not wanted:  # nothing read is not "all covered"
+        print("debian/control: no Build-Depends in the source paragraph")
+        return 1
+    missing = [" | ".join(alts) for alts in wanted if not any(a in have for a in alts)]
     if missing:
         print("scripts/deps.sh misses Build-Depends: " + ", ".join(missing))
         return 1
-    print(f"scripts/deps.sh covers all {len(names(build_depends(f'{src}/debian/control')))} "
-          "Build-Depends")
+    print(f"scripts/deps.sh covers all {len(wanted)} Build-Depends")
     return 0
 
 

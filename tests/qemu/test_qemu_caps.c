@@ -48,44 +48,44 @@ static const char machines_100[] =
     " {\"name\": \"pc-q35-10.0\", \"alias\": \"q35\"}, {\"name\": \"pc-q35-8.1\"},"
     " {\"name\": \"pc-i440fx-8.1\"}, {\"name\": \"pc-i440fx-8.0\"}, {\"name\": \"isapc\"}]";
 
-static void qemu_72(struct qemu_caps *c)
-{
-        *c = (struct qemu_caps){0};
-        assert_int_equal(feed(qemu_caps_read_version, c,
-                              "{\"qemu\": {\"major\": 7, \"minor\": 2, \"micro\": 22},"
-                              " \"package\": \"Debian 1:7.2+dfsg-7+deb12u18+b3\"}"),
-                         0);
-        assert_int_equal(feed(qemu_caps_read_vmem, c,
-                              "[{\"name\": \"memaddr\", \"type\": \"uint64\"},"
-                              " {\"name\": \"unplugged-inaccessible\", \"type\": \"OnOffAuto\","
-                              "  \"default-value\": \"auto\"},"
-                              " {\"name\": \"prealloc\", \"type\": \"bool\"}]"),
-                         0);
-        assert_int_equal(feed(qemu_caps_read_run_with, c, NULL), 0);
-        assert_int_equal(feed(qemu_caps_read_machines, c, machines_72), 0);
-        assert_int_equal(feed(qemu_caps_read_hv_balloon, c, NULL), 0);
-}
+/* What one QEMU answers to each probe (NULL: it refuses the command). */
+struct probe_replies {
+        const char *version, *vmem, *run_with, *machines, *hv_balloon;
+};
 
-static void qemu_100(struct qemu_caps *c)
+static const struct probe_replies replies_72 = {
+    .version = "{\"qemu\": {\"major\": 7, \"minor\": 2, \"micro\": 22},"
+               " \"package\": \"Debian 1:7.2+dfsg-7+deb12u18+b3\"}",
+    .vmem = "[{\"name\": \"memaddr\", \"type\": \"uint64\"},"
+            " {\"name\": \"unplugged-inaccessible\", \"type\": \"OnOffAuto\","
+            "  \"default-value\": \"auto\"},"
+            " {\"name\": \"prealloc\", \"type\": \"bool\"}]",
+    .machines = machines_72,
+};
+
+static const struct probe_replies replies_100 = {
+    .version = "{\"qemu\": {\"major\": 10, \"minor\": 0, \"micro\": 2},"
+               " \"package\": \"Debian 1:10.0.2+ds-2+deb13u1~bpo12+1\"}",
+    .vmem = "[{\"name\": \"x-early-migration\", \"type\": \"bool\"},"
+            " {\"name\": \"unplugged-inaccessible\", \"type\": \"OnOffAuto\"},"
+            " {\"name\": \"dynamic-memslots\", \"type\": \"bool\"}]",
+    .run_with = "[{\"option\": \"run-with\", \"parameters\": ["
+                "  {\"name\": \"user\", \"type\": \"string\"},"
+                "  {\"name\": \"chroot\", \"type\": \"string\"},"
+                "  {\"name\": \"async-teardown\", \"type\": \"boolean\"}]}]",
+    .machines = machines_100,
+    .hv_balloon = "[{\"name\": \"memdev\"}]",
+};
+
+/* Capabilities read from every reply of one QEMU, each reply accepted. */
+static void probed(struct qemu_caps *c, const struct probe_replies *q)
 {
         *c = (struct qemu_caps){0};
-        assert_int_equal(feed(qemu_caps_read_version, c,
-                              "{\"qemu\": {\"major\": 10, \"minor\": 0, \"micro\": 2},"
-                              " \"package\": \"Debian 1:10.0.2+ds-2+deb13u1~bpo12+1\"}"),
-                         0);
-        assert_int_equal(feed(qemu_caps_read_vmem, c,
-                              "[{\"name\": \"x-early-migration\", \"type\": \"bool\"},"
-                              " {\"name\": \"unplugged-inaccessible\", \"type\": \"OnOffAuto\"},"
-                              " {\"name\": \"dynamic-memslots\", \"type\": \"bool\"}]"),
-                         0);
-        assert_int_equal(feed(qemu_caps_read_run_with, c,
-                              "[{\"option\": \"run-with\", \"parameters\": ["
-                              "  {\"name\": \"user\", \"type\": \"string\"},"
-                              "  {\"name\": \"chroot\", \"type\": \"string\"},"
-                              "  {\"name\": \"async-teardown\", \"type\": \"boolean\"}]}]"),
-                         0);
-        assert_int_equal(feed(qemu_caps_read_machines, c, machines_100), 0);
-        assert_int_equal(feed(qemu_caps_read_hv_balloon, c, "[{\"name\": \"memdev\"}]"), 0);
+        assert_int_equal(feed(qemu_caps_read_version, c, q->version), 0);
+        assert_int_equal(feed(qemu_caps_read_vmem, c, q->vmem), 0);
+        assert_int_equal(feed(qemu_caps_read_run_with, c, q->run_with), 0);
+        assert_int_equal(feed(qemu_caps_read_machines, c, q->machines), 0);
+        assert_int_equal(feed(qemu_caps_read_hv_balloon, c, q->hv_balloon), 0);
 }
 
 static void qemu_72_keeps_unplugged_memory_accessible_and_one_memslot(void **state)
@@ -95,7 +95,7 @@ static void qemu_72_keeps_unplugged_memory_accessible_and_one_memslot(void **sta
         char err[256], line[512];
 
         (void)state;
-        qemu_72(&c);
+        probed(&c, &replies_72);
         assert_true(c.virtio_mem && c.unplugged_inaccessible);
         assert_false(c.dynamic_memslots || c.early_migration || c.hv_balloon);
         assert_false(qemu_caps_run_with_user(&c));
@@ -122,7 +122,7 @@ static void qemu_100_uses_dynamic_memslots_on_new_machine_types_only(void **stat
         char err[256];
 
         (void)state;
-        qemu_100(&c);
+        probed(&c, &replies_100);
         assert_true(c.dynamic_memslots && c.early_migration && c.hv_balloon);
         assert_true(qemu_caps_run_with_user(&c));
         assert_int_equal(qemu_caps_choose(&c, "pc", true, &f, err, sizeof(err)), 0);
@@ -153,7 +153,7 @@ static void machine_types_must_exist_and_be_pc_or_q35(void **state)
         char err[256];
 
         (void)state;
-        qemu_72(&c);
+        probed(&c, &replies_72);
         assert_int_equal(qemu_caps_choose(&c, "pc-i440fx-10.0", true, &f, err, sizeof(err)),
                          -EINVAL);
         print_message("# %s\n", err);
@@ -196,7 +196,7 @@ static void describe_shows_the_choices_and_what_else_is_offered(void **state)
         char err[256];
 
         (void)state;
-        qemu_100(&c);
+        probed(&c, &replies_100);
         assert_int_equal(qemu_caps_choose(&c, "pc", true, &f, err, sizeof(err)), 0);
         qemu_features_to_description(&f, &d);
         assert_string_equal(d.machine, "pc-i440fx-10.0");
@@ -213,7 +213,7 @@ static void describe_shows_the_choices_and_what_else_is_offered(void **state)
         assert_string_equal(d.offers, "hv-balloon, virtio-mem x-early-migration");
         qemu_caps_free(&c);
 
-        qemu_72(&c);
+        probed(&c, &replies_72);
         d = (struct backend_vm_description){0};
         assert_int_equal(qemu_caps_choose(&c, "pc", false, &f, err, sizeof(err)), 0);
         qemu_features_to_description(&f, &d);
@@ -268,7 +268,7 @@ static void wrong_shapes_are_refused_and_change_nothing(void **state)
         };
 
         (void)state;
-        qemu_100(&c);
+        probed(&c, &replies_100);
         for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
                 before = c;
                 if (feed(cases[i].read, &c, cases[i].text) != -EPROTO)
