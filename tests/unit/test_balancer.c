@@ -358,6 +358,47 @@ static void shrinks_are_applied_before_grows(void **state)
         assert_true(r->vms[1].obs.assigned_bytes < GIB);
 }
 
+/*
+ * dynmem's libvirt end-to-end test in numbers: a static VM of 256 MiB and two
+ * dynamic ones (weights 8000 and 2000) on 1280 MiB, under the test's reactive
+ * policy. While their needs fit (demands of 475 and 472 MiB, measured there
+ * with a 400 MiB load), each keeps its need and weight shares only the
+ * 76 MiB above them toward the buffers: the heavier is 48 MiB ahead. Once
+ * the needs do not fit (590 MiB each), weight decides: the heavier keeps its
+ * need and the lighter gets what is left.
+ */
+static void weight_decides_once_the_needs_do_not_fit(void **state)
+{
+        struct rig *r = *state;
+        const uint64_t mib = MIB;
+
+        trace(r, "plain.csv", "0,100M\n");
+        trace(r, "web.csv", "0,475M\n60,475M\n60.001,590M\n");
+        trace(r, "db.csv", "0,472M\n60,472M\n60.001,590M\n");
+        rig_load(r,
+                 "[host]\nmemory = 1280M\n"
+                 "[policy]\nshrink_delay = 2s\ntrend_lookahead = 0s\n"
+                 "persistence_max_permille = 0\nheadroom_permille = 0\nstall_memory = 0s\n"
+                 "[vm \"plain\"]\nstartup = 256M\ntrace = @DIR@/plain.csv\n"
+                 "[vm \"web\"]\ndynamic = yes\nstartup = 256M\nminimum = 256M\nmaximum = 1G\n"
+                 "weight = 8000\ntrace = @DIR@/web.csv\n"
+                 "[vm \"db\"]\ndynamic = yes\nstartup = 256M\nminimum = 256M\nmaximum = 1G\n"
+                 "weight = 2000\ntrace = @DIR@/db.csv\n",
+                 "dynmem", true);
+        start_all(r);
+        rig_run(r, 55);
+        struct vm *web = &r->vms[1], *db = &r->vms[2];
+        assert_true(r->bal.last_summary.scarcity);
+        assert_int_equal(r->bal.last_summary.sum_need_bytes, (256 + 476 + 472) * mib);
+        assert_int_equal(web->obs.assigned_bytes, 536 * mib); /* need + 60 of the 76 MiB */
+        assert_int_equal(db->obs.assigned_bytes, 488 * mib);  /* need + 16 */
+        rig_run(r, 60);
+        assert_true(r->bal.last_summary.sum_need_bytes > r->cfg.host.memory_bytes);
+        assert_int_equal(web->obs.assigned_bytes, 590 * mib); /* its need, all of it */
+        assert_int_equal(db->obs.assigned_bytes, (1024 - 590) * mib);
+        assert_true(web->obs.assigned_bytes >= db->obs.assigned_bytes + 64 * mib);
+}
+
 static void counters_match_what_happened(void **state)
 {
         static const char *const policies[] = {"dynmem", "hyperv"};
@@ -817,6 +858,7 @@ int main(void)
             T(start_makes_a_vm_run),
             T(start_that_finishes_later),
             T(shrinks_are_applied_before_grows),
+            T(weight_decides_once_the_needs_do_not_fit),
             T(counters_match_what_happened),
             T(refused_start_waits_or_is_refused),
             T(refused_start_reports_a_reason),
