@@ -3,6 +3,7 @@
  * dynmemd's loop. See libvirt_event.h.
  */
 #include "libvirt_event.h"
+#include "mono.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -189,12 +190,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
 static int arm_timer(struct watch *w, int interval)
 {
-        struct timeval tv = {interval / 1000, (interval % 1000) * 1000};
-
         w->interval = interval;
         event_del(w->ev);
         if (interval < 0)
                 return 0;
+        struct timeval tv = mono_timeval((uint64_t)interval);
         return event_add(w->ev, &tv) < 0 ? -1 : 0;
 }
 

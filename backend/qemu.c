@@ -23,6 +23,7 @@
 
 #include "qemu_int.h"
 #include "qemu_launch.h"
+#include "mono.h"
 #include "qmp.h"
 #include "units.h"
 
@@ -47,8 +48,7 @@ void qemu_backend_wake(struct qemu_vm *qv)
 
 void qemu_timer_in(struct event *ev, uint64_t ms)
 {
-        struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
-                             .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+        struct timeval tv = mono_timeval(ms);
 
         evtimer_add(ev, &tv);
 }

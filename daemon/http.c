@@ -26,6 +26,7 @@
 #include "events.h"
 #include "log.h"
 #include "metrics.h"
+#include "mono.h"
 #include "web_assets.h"
 
 #define HTTP_PRIORITY   1   /* client traffic: after the cycle's timer (priority 0) */
@@ -459,7 +460,7 @@ static void schedule(struct http_server *s)
         MHD_UNSIGNED_LONG_LONG ms;
 
         if (MHD_get_timeout(s->mhd, &ms) == MHD_YES) {
-                struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+                struct timeval tv = mono_timeval(ms);
                 evtimer_add(s->timer_ev, &tv);
         } else {
                 evtimer_del(s->timer_ev);

@@ -254,7 +254,7 @@ int peers_new(struct event_base *base, const struct config_cluster *c,
                         return -EINVAL;
                 }
         }
-        struct timeval tv = {PEERS_INTERVAL_MS / 1000, 0};
+        struct timeval tv = mono_timeval(PEERS_INTERVAL_MS);
         ps->timer = base ? event_new(base, -1, EV_PERSIST, on_timer, ps) : NULL;
         if (ps->timer)
                 event_add(ps->timer, &tv);

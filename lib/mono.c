@@ -23,3 +23,9 @@ double mono_ms_exact(void)
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
+
+struct timeval mono_timeval(uint64_t ms)
+{
+        return (struct timeval){.tv_sec = (time_t)(ms / 1000),
+                                .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+}

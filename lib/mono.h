@@ -9,11 +9,15 @@
 #define DYNMEM_MONO_H
 
 #include <stdint.h>
+#include <sys/time.h>
 
 /* Milliseconds since an arbitrary point (boot), whole. */
 uint64_t mono_ms(void);
 
 /* The same with the fraction of a millisecond (latencies, lateness). */
 double mono_ms_exact(void);
+
+/* A delay of ms milliseconds, as libevent's timers take it. */
+struct timeval mono_timeval(uint64_t ms);
 
 #endif

@@ -25,8 +25,7 @@
 
 static void timer_in(struct event *ev, uint64_t ms)
 {
-        struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
-                             .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+        struct timeval tv = mono_timeval(ms);
 
         evtimer_add(ev, &tv);
 }

@@ -117,8 +117,7 @@ static void arm_timer(struct qmp *q)
                 return;
         }
         uint64_t left = since + q->timeout_ms > now ? since + q->timeout_ms - now : 0;
-        struct timeval tv = {.tv_sec = (time_t)(left / 1000),
-                             .tv_usec = (suseconds_t)(left % 1000) * 1000};
+        struct timeval tv = mono_timeval(left);
         evtimer_add(q->timer, &tv);
 }
 

@@ -67,14 +67,17 @@ def main():
     env = dict(os.environ)
     if backports:
         r = subprocess.run([FETCH, backports], capture_output=True, text=True)
-        if r.returncode != 0:
-            why = (r.stderr.strip().splitlines() or ["no reason given"])[-1]
+        wrapper = (r.stdout.strip().splitlines() or [""])[-1]
+        found = version_of(wrapper) if r.returncode == 0 and wrapper else None
+        if not found or not found.startswith("10."):
+            why = (f"its wrapper {wrapper} runs QEMU {found or 'of no known version'}"
+                   if r.returncode == 0
+                   else (r.stderr.strip().splitlines() or ["no reason given"])[-1])
             # Counted per QEMU all the same: the summary names 10.0 and its skips.
             print(f"# qemu-under-test: 10.0 unavailable\n"
                   f"1..0 # SKIP QEMU 10.0 from bookworm-backports cannot be had: {why}",
                   flush=True)
             return 0
-        wrapper = r.stdout.strip().splitlines()[-1]
         env["PATH"] = os.path.dirname(wrapper) + os.pathsep + env.get("PATH", "")
     if os.environ.get("DYNMEM_TEST_QEMU10") == "all":
         cases, all_only = None, False
