@@ -115,6 +115,19 @@ static int on_vmem_size(virConnectPtr conn, virDomainPtr dom, const char *alias,
         return 0;
 }
 
+/* The guest restarted: QEMU reset the machine (libvirt keeps the same process). */
+static int on_reboot(virConnectPtr conn, virDomainPtr dom, void *opaque)
+{
+        struct lv_domain *d = lv_dom_find(opaque, virDomainGetName(dom));
+
+        (void)conn;
+        if (d) {
+                lv_run_guest_reset(d);
+                wake(opaque);
+        }
+        return 0;
+}
+
 /* The source of a live migration: a new pass over the guest's memory began. */
 static int on_migration_iteration(virConnectPtr conn, virDomainPtr dom, int iteration, void *opaque)
 {
@@ -142,6 +155,7 @@ static const struct {
         virConnectDomainEventGenericCallback cb;
 } events[] = {
     {VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_CALLBACK(on_lifecycle)},
+    {VIR_DOMAIN_EVENT_ID_REBOOT, VIR_DOMAIN_EVENT_CALLBACK(on_reboot)},
     {VIR_DOMAIN_EVENT_ID_METADATA_CHANGE, VIR_DOMAIN_EVENT_CALLBACK(on_metadata)},
     {VIR_DOMAIN_EVENT_ID_DEVICE_ADDED, VIR_DOMAIN_EVENT_CALLBACK(on_device)},
     {VIR_DOMAIN_EVENT_ID_DEVICE_REMOVED, VIR_DOMAIN_EVENT_CALLBACK(on_device)},

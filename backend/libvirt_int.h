@@ -66,6 +66,7 @@ struct lv_domain {
                                          its start (or stop) is seen */
         uint64_t stop_by_ms;          /* a graceful stop not done by then is forced */
         bool target_set;
+        bool reset_unseen; /* the guest restarted since the last observation */
         struct log_ratelimit rl;
         struct bucket wake; /* this VM's share of extra cycles (QEMU_WAKE_RATE) */
 
@@ -172,6 +173,14 @@ void lv_run_apply(struct lv_domain *d);
 
 /* Assigned memory, demand and stall as the domain's agent or balloon tell them. */
 void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation *o);
+
+/*
+ * The guest restarted (libvirt's reboot event: QEMU reset the machine, which
+ * unplugs its virtio-mem memory): what was known of the previous boot goes,
+ * and the next observation says `rebooted`, which brings the target back to
+ * the startup size (lib/balancer.c), as with the QEMU backend.
+ */
+void lv_run_guest_reset(struct lv_domain *d);
 
 /* The domain's libvirt handle, a reference the caller frees (virDomainFree); NULL unknown. */
 virDomainPtr lv_dom_lookup(struct lv_domain *d);

@@ -66,6 +66,7 @@ void lv_dom_attach(struct lv_domain *d)
         lv_dom_detach(d);
         qemu_mem_init(&d->mem, &l, false);
         d->target_set = false;
+        d->reset_unseen = false;
         qemu_signal_reset(&d->sig);
         d->attached = true;
         d->attached_id = d->id;
@@ -222,6 +223,18 @@ void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation 
         o->assigned_bytes = d->mem.known ? qemu_mem_assigned(&d->mem) : d->mem.layout.startup;
         qemu_signal_observe(&d->sig, &d->mem, now_ms, mono_ms(), o);
         o->host_rss_bytes = lv_run_rss(d);
+        o->rebooted = d->reset_unseen;
+        d->reset_unseen = false;
+}
+
+void lv_run_guest_reset(struct lv_domain *d)
+{
+        if (!d->attached)
+                return;
+        d->reset_unseen = true;
+        qemu_signal_reboot(&d->sig);
+        qemu_mem_reset(&d->mem, mono_ms());
+        log_msg(LOG_INFO, "vm \"%s\": the guest restarted (libvirt's reboot event)", d->name);
 }
 
 bool lv_run_needs_stats(const struct lv_domain *d)

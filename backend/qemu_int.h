@@ -527,6 +527,7 @@ struct qemu_guest_signal {
         struct qemu_stats stats;     /* the balloon's statistics */
         bool stale_known;            /* after a reboot: the previous boot's last-update ... */
         uint64_t stale_update;       /* ... statistics still stamped so are not believed */
+        bool stale_pending;          /* after a reboot, before any statistics were read */
         bool reserve_known;          /* the guest kernel's reservation was measured */
         uint64_t reserve;            /* memory the VM holds outside its MemTotal (qemu_mem) */
         enum qemu_signal source;     /* where the latest observation's demand came from */

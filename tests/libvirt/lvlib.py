@@ -42,7 +42,7 @@ DOMAIN = """<domain type='qemu'>
     <initrd>{image}/initrd.img</initrd>
     <cmdline>{cmdline}</cmdline>
   </os>
-{features}  <on_reboot>destroy</on_reboot>
+{features}  <on_reboot>{on_reboot}</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
     <controller type='usb' model='none'/>
@@ -93,10 +93,12 @@ def console_path(host, name):
     return os.path.join(host.root, "out", name + ".console")
 
 
-def domain(host, name, image, memory=256, plan=None, extra="", console=None, acpi=False):
+def domain(host, name, image, memory=256, plan=None, extra="", console=None, acpi=False,
+           on_reboot="destroy"):
     """The XML of a test domain; plan: dynmem-load's plan (None: no load); console: its
     serial's file (default: in the host's folder, console() reads it); acpi: ACPI and
-    the APIC on, as dynmemd's own QEMU guests have them."""
+    the APIC on, as dynmemd's own QEMU guests have them; on_reboot: what a guest reboot
+    does (libvirt's <on_reboot>; "restart" keeps the same QEMU)."""
     with open(os.path.join(image, "cmdline")) as f:
         cmdline = f.read().strip()
     if plan:
@@ -105,7 +107,8 @@ def domain(host, name, image, memory=256, plan=None, extra="", console=None, acp
         cmdline += " " + extra
     features = "  <features>\n    <acpi/>\n    <apic/>\n  </features>\n" if acpi else ""
     return DOMAIN.format(name=name, memory=memory, image=image, cmdline=cmdline,
-                         console=console or console_path(host, name), features=features)
+                         console=console or console_path(host, name), features=features,
+                         on_reboot=on_reboot)
 
 
 def console(host, name):

@@ -411,6 +411,38 @@ def dynmem_start_and_stop_go_through_libvirt(ctx):
 
 
 @tap.case
+def a_guest_reboot_brings_the_domain_back_to_its_startup_size(ctx):
+    d, host = ctx["d"], ctx["host"]
+    host.define(domain(host, "boots", ctx["image"], plan="hold:3s,ramp:256M:10s,hold:3600s",
+                       on_reboot="restart"))
+    d.ok("enable", "boots", "--minimum", "256M", "--maximum", "768M", "--weight", "5000")
+    host.virsh("start", "boots")
+    wait_booted(d, host, "boots")
+    v = wait_for(lambda: (lambda v: v if v["assigned_bytes"] >= 320 * MIB else None)(
+        d.vm("boots")), "boots to grow under its load", timeout=BOOT, interval=0.5)
+    comment(f"boots: {mib(v['assigned_bytes'])} before the reset")
+    events = len(lines(d.log(), "boots: the guest restarted; back to 256 MiB"))
+    host.virsh("reset", "boots")
+    wait_for(lambda: len(lines(d.log(), "boots: the guest restarted; back to 256 MiB")) > events,
+             "dynmemd to take boots back to its startup size", timeout=30, interval=0.2)
+    check(domstate(host, "boots") == "running", "boots runs on (libvirt restarted the guest)")
+    low = wait_for(lambda: (lambda v: v if v["assigned_bytes"] <= 256 * MIB else None)(
+        d.vm("boots")), "boots to hold no more than its startup size", timeout=30, interval=0.2)
+    comment(f"boots: {mib(low['assigned_bytes'])} after the reset")
+    # The first MemTotal dynmemd has after the reboot is the new boot's (its startup
+    # memory less the kernel's), not the old boot's balloon statistics QEMU still holds.
+    seen = wait_for(lambda: d.vm("boots")["guest_visible_bytes"], "a MemTotal of the new boot",
+                    timeout=BOOT, interval=0.2)
+    check(seen <= 256 * MIB, "the first MemTotal after the reboot is the new boot's", mib(seen))
+    v = wait_booted(d, host, "boots")
+    comment(f"boots: reporting again after the reboot, MemTotal {mib(v['guest_visible_bytes'])}, "
+            f"signal {v['backend']['signal']}")
+    host.virsh("destroy", "boots")
+    wait_for(lambda: d.vm("boots")["state"] == "off", "boots to be off", timeout=15,
+             interval=0.2)
+
+
+@tap.case
 def with_dynmemd_down_a_start_goes_ahead_and_is_logged(ctx):
     d, host = ctx["d"], ctx["host"]
     check(d.stop() == 0, "dynmemd stops on SIGTERM", d.log()[-2000:])

@@ -669,11 +669,31 @@ static void a_reboot_forgets_the_previous_boot(void **state)
         assert_false(o.demand_known);
         assert_false(o.guest_visible_known);
         assert_int_equal(sg.source, QEMU_SIGNAL_NONE);
-        /* The old boot's statistics arriving late are not this boot's. */
+        /* The old boot's statistics arriving late are not this boot's, */
         qemu_signal_stats(&sg, 250 * MIB, 100 * MIB, 7, 1100);
         qemu_signal_observe(&sg, &m, 1100, 1100, &o);
         assert_false(o.demand_known);
         assert_false(o.guest_visible_known);
+        /* nor after a second reset before new figures (SeaBIOS resets once more). */
+        qemu_signal_reboot(&sg);
+        qemu_signal_stats(&sg, 250 * MIB, 100 * MIB, 7, 1150);
+        qemu_signal_observe(&sg, &m, 1150, 1150, &o);
+        assert_false(o.demand_known);
+        assert_false(o.guest_visible_known);
+        /*
+         * nor, after another reset, figures QEMU stamped later than any read (while the
+         * agent was fresh they were not read): the first ones since a reboot are not
+         * believed, the next other stamp is.
+         */
+        qemu_signal_reboot(&sg);
+        qemu_signal_stats(&sg, 250 * MIB, 100 * MIB, 9, 1160);
+        qemu_signal_observe(&sg, &m, 1160, 1160, &o);
+        assert_false(o.demand_known);
+        qemu_signal_stats(&sg, 200 * MIB, 150 * MIB, 11, 1170);
+        qemu_signal_observe(&sg, &m, 1170, 1170, &o);
+        assert_true(o.demand_known);
+        assert_true(o.guest_visible_known);
+        qemu_signal_reboot(&sg);
 
         e.report_ms = 1200;
         e.demand_bytes = 120 * MIB;
