@@ -525,9 +525,9 @@ struct qemu_guest_signal {
         struct agent_estimate agent; /* the latest fresh one; report_ms is monotonic */
         uint64_t urgent_observed;    /* agent.urgent_reports at the last observation */
         struct qemu_stats stats;     /* the balloon's statistics */
-        bool stale_known;            /* after a reboot: the previous boot's last-update ... */
-        uint64_t stale_update;       /* ... statistics still stamped so are not believed */
-        bool stale_pending;          /* after a reboot, before any statistics were read */
+        bool stale_pending;          /* after a reboot: the first statistics read are ... */
+        bool stale_known;            /* ... taken for the previous boot's: their last-update ... */
+        uint64_t stale_update;       /* ... marks figures that are not believed */
         bool reserve_known;          /* the guest kernel's reservation was measured */
         uint64_t reserve;            /* memory the VM holds outside its MemTotal (qemu_mem) */
         enum qemu_signal source;     /* where the latest observation's demand came from */

@@ -31,9 +31,6 @@ void qemu_signal_reboot(struct qemu_guest_signal *sg)
         uint64_t urgent = sg->agent.urgent_reports;
         bool reserve_known = sg->reserve_known;
         uint64_t reserve = sg->reserve;
-        /* A second reset before new figures (SeaBIOS resets once more) keeps the mark. */
-        bool stale_known = sg->stats.known || sg->stale_known;
-        uint64_t stale_update = sg->stats.known ? sg->stats.last_update : sg->stale_update;
 
         qemu_signal_reset(sg);
         /* The agent connection outlives the boot: its count goes on, and is seen. */
@@ -41,8 +38,6 @@ void qemu_signal_reboot(struct qemu_guest_signal *sg)
         sg->reserve_known = reserve_known;
         sg->reserve = reserve;
         /* A read-back in flight, or QEMU itself, may still give the old boot's figures. */
-        sg->stale_known = stale_known;
-        sg->stale_update = stale_update;
         sg->stale_pending = true;
 }
 
@@ -60,23 +55,23 @@ void qemu_signal_stats(struct qemu_guest_signal *sg, uint64_t total, uint64_t av
 {
         struct qemu_stats *s = &sg->stats;
 
-        if (sg->stale_known && last_update == sg->stale_update) {
-                sg->stale_pending = false; /* the next other stamp is the new boot's */
-                return;                    /* the previous boot's: not this one's */
-        }
         if (sg->stale_pending) {
                 /*
-                 * The first figures since the reboot, of a stamp not known: while the
-                 * agent was fresh they were not read, so QEMU may still hold the old
-                 * boot's, newer than any seen. They become the mark; the new boot's
-                 * driver sends others within its statistics period.
+                 * The first figures since the reboot: QEMU may still hold the old
+                 * boot's (while the agent was fresh they were not read, so their
+                 * stamp may be newer than any seen). Their stamp becomes the mark;
+                 * the new boot's driver sends another within its statistics period.
                  */
                 sg->stale_pending = false;
                 sg->stale_known = true;
                 sg->stale_update = last_update;
                 return;
         }
-        sg->stale_known = false;
+        if (sg->stale_known) {
+                if (last_update == sg->stale_update)
+                        return; /* the previous boot's: not this one's */
+                sg->stale_known = false;
+        }
         if (!s->known || last_update != s->last_update)
                 s->sampled_ms = now_ms;
         s->known = true;

@@ -192,6 +192,14 @@ static const struct field backend_fields[] = {
     {"Resizing:", "resizing", cell_bool},
 };
 
+/* A string member, or "?" when the reply has none. */
+static const char *member_str(const json_t *o, const char *key)
+{
+        const char *v = json_string_value(json_object_get(o, key));
+
+        return v ? v : "?";
+}
+
 /*
  * The backend's choices, one a line: "Chosen: NAME=VALUE (WHY)" ("NAME VALUE" when
  * the value is words, e.g. "-run-with user= not used"), then what it offers.
@@ -205,13 +213,11 @@ static void print_choices(FILE *out, const json_t *backend)
 
         json_array_foreach(choices, i, c)
         {
-                const char *name = json_string_value(json_object_get(c, "name"));
-                const char *value = json_string_value(json_object_get(c, "value"));
+                const char *value = member_str(c, "value");
                 const char *why = json_string_value(json_object_get(c, "why"));
-                const char *sep = value && strchr(value, ' ') ? " " : "=";
-                fprintf(out, "%-16s %s%s%s%s%s%s\n", i == 0 ? "Chosen:" : "", name ? name : "?",
-                        sep, value ? value : "?", why && *why ? " (" : "", why ? why : "",
-                        why && *why ? ")" : "");
+                fprintf(out, "%-16s %s%s%s%s%s%s\n", i == 0 ? "Chosen:" : "", member_str(c, "name"),
+                        strchr(value, ' ') ? " " : "=", value, why && *why ? " (" : "",
+                        why ? why : "", why && *why ? ")" : "");
         }
         if (json_is_string(offers))
                 fprintf(out, "%-16s %s\n", "Also offered:", json_string_value(offers));
@@ -278,14 +284,6 @@ static const struct field host_fields[] = {
 static json_int_t member_int(const json_t *o, const char *key)
 {
         return json_integer_value(json_object_get(o, key));
-}
-
-/* A string member, or "?" when the reply has none. */
-static const char *member_str(const json_t *o, const char *key)
-{
-        const char *v = json_string_value(json_object_get(o, key));
-
-        return v ? v : "?";
 }
 
 /* Migrations: "1 arriving, 0 leaving; 3 arrived, 2 left, 1 failed, 1 refused". */

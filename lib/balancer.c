@@ -169,7 +169,7 @@ static void rebooted(struct balancer *b, struct vm *vm, uint64_t now)
         if (vm->state == VM_RUNNING &&
             b->backend->ops->set_target(b->backend, vm, target, now) == 0)
                 vm->target_bytes = vm->ideal_bytes = target;
-        b->pv[vm->balancer_slot].memory = (struct policy_vm_memory){0};
+        balancer_reset_vm(b, vm);
         emit(b, (struct balancer_event){.kind = BALANCER_EVENT_REBOOTED,
                                         .vm = vm,
                                         .bytes = target,

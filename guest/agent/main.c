@@ -91,6 +91,13 @@ static void send_hello(struct run *r, bool announce, uint32_t version)
                 conn_send(&r->conn, line, n, r->now);
 }
 
+/* Look at the virtio devices now, and again in DEVICE_SCAN_MS. */
+static void scan_devices(struct run *r)
+{
+        sampler_scan_devices(&r->smp);
+        r->next_device_scan_ms = r->now + DEVICE_SCAN_MS;
+}
+
 /*
  * Look at the devices again; when the capabilities changed, announce them
  * (a hello without a version): the host answers with its hello and the
@@ -100,8 +107,7 @@ static void rescan_devices(struct run *r)
 {
         unsigned before = caps_of(r);
 
-        sampler_scan_devices(&r->smp);
-        r->next_device_scan_ms = r->now + DEVICE_SCAN_MS;
+        scan_devices(r);
         if (caps_of(r) == before || !r->version)
                 return;
         util_log("virtio devices changed: balloon %s, virtio-mem %s; announcing again",
@@ -164,8 +170,7 @@ static void on_host_hello(struct run *r, const struct proto_host_hello *h)
         if (interval > AGENT_INTERVAL_MAX)
                 interval = AGENT_INTERVAL_MAX;
         r->interval_ms = interval;
-        sampler_scan_devices(&r->smp);
-        r->next_device_scan_ms = r->now + DEVICE_SCAN_MS;
+        scan_devices(r);
         send_hello(r, false, v);
         if (!v) {
                 if (!r->told_incompatible)
