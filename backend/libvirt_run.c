@@ -221,6 +221,7 @@ void lv_run_apply(struct lv_domain *d)
 void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation *o)
 {
         o->assigned_bytes = d->mem.known ? qemu_mem_assigned(&d->mem) : d->mem.layout.startup;
+        o->may_hold_bytes = d->mem.known ? qemu_mem_may_hold(&d->mem, mono_ms()) : 0;
         qemu_signal_observe(&d->sig, &d->mem, now_ms, mono_ms(), o);
         o->host_rss_bytes = lv_run_rss(d);
         o->rebooted = d->reset_unseen;

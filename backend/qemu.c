@@ -346,6 +346,7 @@ static int qemu_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
                 return 0;
         }
         o.assigned_bytes = qv->mem.known ? qemu_mem_assigned(&qv->mem) : qv->guess_assigned;
+        o.may_hold_bytes = qv->mem.known ? qemu_mem_may_hold(&qv->mem, mono_ms()) : 0;
         o.rebooted = qv->reset_unseen;
         qv->reset_unseen = false;
         qemu_signal_observe(&qv->sig, &qv->mem, now_ms, mono_ms(), &o);

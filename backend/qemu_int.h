@@ -338,6 +338,14 @@ int qemu_proc_log_trim(const char *path, uint64_t cap);
 #define QEMU_PLUG_RETRY_MS   60000 /* then plugging pauses this long */
 #define QEMU_UNPLUG_STALL_MS 10000 /* an unplug stuck this long is made up by the balloon */
 #define QEMU_BALLOON_FLOOR   (64 * MIB)
+/*
+ * How long what is read back may lag the devices: QEMU sends BALLOON_CHANGE
+ * and MEMORY_DEVICE_SIZE_CHANGE at most once a second each (the figure they
+ * carry may be up to a second old), then libvirt or the next poll delivers
+ * them. For this long after a lower request, the VM may still hold what the
+ * previous one let it take (qemu_mem_may_hold).
+ */
+#define QEMU_READBACK_LAG_MS 3000
 
 struct qemu_mem {
         struct qemu_layout layout;
@@ -354,6 +362,9 @@ struct qemu_mem {
         uint64_t plug_paused_until_ms; /* plugging refused by the guest: wait */
         bool actual_stale;             /* since a reset QEMU still says stale_actual ... */
         uint64_t stale_actual;         /* ... for a balloon the new boot has not filled */
+        /* Lowered requests: what the previous ones let the VM take, until read back. */
+        uint64_t plugged_high, plugged_high_until_ms;
+        uint64_t actual_high, actual_high_until_ms;
 };
 
 struct qemu_mem_plan {
@@ -370,6 +381,15 @@ void qemu_mem_init(struct qemu_mem *m, const struct qemu_layout *l, bool known);
 
 /* Memory the VM holds: min(actual, startup) + plugged, never above startup + region. */
 uint64_t qemu_mem_assigned(const struct qemu_mem *m);
+
+/*
+ * The most the VM may hold before the next read-back can say so: what it
+ * holds, what its requests let it take (a deflating balloon, a plug under
+ * way), and for QEMU_READBACK_LAG_MS after a request was lowered, what the
+ * previous request let it take (the guest may have plugged up to it just
+ * before, and the read-back not yet show it). Never below qemu_mem_assigned.
+ */
+uint64_t qemu_mem_may_hold(const struct qemu_mem *m, uint64_t now_ms);
 
 /* Every request sent was met: virtio-mem plugged what was asked, the balloon is where sent. */
 bool qemu_mem_settled(const struct qemu_mem *m);

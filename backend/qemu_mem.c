@@ -30,6 +30,31 @@ uint64_t qemu_mem_assigned(const struct qemu_mem *m)
         return base + (plugged > first ? plugged : first);
 }
 
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+        return a > b ? a : b;
+}
+
+uint64_t qemu_mem_may_hold(const struct qemu_mem *m, uint64_t now_ms)
+{
+        const struct qemu_layout *l = &m->layout;
+        uint64_t base = m->actual, plug = max_u64(m->plugged, m->requested);
+
+        if (m->balloon_sent)
+                base = max_u64(base, m->balloon_value);
+        if (now_ms < m->actual_high_until_ms)
+                base = max_u64(base, m->actual_high);
+        if (m->requested_in_flight)
+                plug = max_u64(plug, m->requested_sent);
+        if (m->requested_in_flight || now_ms < m->plugged_high_until_ms)
+                plug = max_u64(plug, m->plugged_high);
+        if (base > l->startup)
+                base = l->startup;
+        if (plug > l->region)
+                plug = l->region;
+        return max_u64(base + plug, qemu_mem_assigned(m));
+}
+
 bool qemu_mem_settled(const struct qemu_mem *m)
 {
         return m->known && !m->requested_in_flight && m->requested == m->plugged &&
@@ -143,6 +168,13 @@ void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *re
         }
         uint64_t want = wanted_requested(m, now_ms, &plan);
         if (m->layout.region > 0 && want != m->requested && !m->requested_in_flight) {
+                uint64_t before = max_u64(m->requested, m->plugged);
+                if (want < before) { /* see qemu_mem_may_hold */
+                        m->plugged_high = now_ms < m->plugged_high_until_ms
+                                              ? max_u64(m->plugged_high, before)
+                                              : before;
+                        m->plugged_high_until_ms = now_ms + QEMU_READBACK_LAG_MS;
+                }
                 plan.set_requested = true;
                 plan.requested = want;
                 m->requested_in_flight = true;
@@ -151,6 +183,14 @@ void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *re
         }
         if (wanted_balloon(m, now_ms, &balloon, &plan) &&
             (!m->balloon_sent || balloon != m->balloon_value)) {
+                uint64_t before =
+                    max_u64(m->balloon_sent ? m->balloon_value : m->layout.startup, m->actual);
+                if (balloon < before) { /* see qemu_mem_may_hold */
+                        m->actual_high = now_ms < m->actual_high_until_ms
+                                             ? max_u64(m->actual_high, before)
+                                             : before;
+                        m->actual_high_until_ms = now_ms + QEMU_READBACK_LAG_MS;
+                }
                 plan.set_balloon = true;
                 plan.balloon_value = balloon;
                 m->balloon_sent = true;

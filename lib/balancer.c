@@ -272,6 +272,7 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
         pv->settings = vm->settings;
         pv->assigned_bytes = vm->obs.assigned_bytes;
         pv->requested_bytes = vm->target_bytes;
+        pv->may_hold_bytes = vm->obs.may_hold_bytes;
         pv->demand_known = vm->obs.demand_known;
         pv->demand_bytes = vm->obs.demand_bytes;
         pv->demand_time_ms = vm->obs.demand_time_ms;

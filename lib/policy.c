@@ -271,11 +271,13 @@ struct decision {
 };
 
 /*
- * What a running VM may hold before the next read-back: what it holds, or the
+ * What a running VM may hold before the next read-back: what it holds, the
  * request already in flight when that is higher (the guest may still plug up
- * to it, even after a lower target is sent). Grows are granted only from
- * memory that no VM holds or may still take, so that the sum of assigned
- * memory stays within the host's also while a grow is cut short.
+ * to it), and what the backend says it may hold (a request lowered so
+ * recently that the read-back may not yet show what the guest took under the
+ * previous one). Grows are granted only from memory that no VM holds or may
+ * still take, so that the sum of assigned memory stays within the host's also
+ * while a grow is cut short.
  */
 static uint64_t committed(const struct policy_vm *vm)
 {
@@ -283,7 +285,9 @@ static uint64_t committed(const struct policy_vm *vm)
 
         if (r > vm->settings.maximum_bytes)
                 r = vm->settings.maximum_bytes;
-        return r > vm->assigned_bytes ? r : vm->assigned_bytes;
+        if (r < vm->assigned_bytes)
+                r = vm->assigned_bytes;
+        return r > vm->may_hold_bytes ? r : vm->may_hold_bytes;
 }
 
 static void add_levels(struct decision *d, const struct policy_vm *vm)

@@ -177,6 +177,7 @@ struct policy_vm {
         enum policy_admission admission;
         uint64_t assigned_bytes;  /* input: what the VM really holds now (read back) */
         uint64_t requested_bytes; /* input: target the backend is moving toward (0 = none) */
+        uint64_t may_hold_bytes;  /* input: the most it may hold until read back (0 = assigned) */
         uint64_t floor_bytes, need_bytes, want_bytes;
         uint64_t ideal_bytes;           /* output: what the VM should reach once memory is free */
         uint64_t target_bytes;          /* output: what to request now (after grant) */

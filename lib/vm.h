@@ -62,6 +62,8 @@ const char *vm_status_name(enum vm_status s);
 struct vm_observation {
         bool alive;              /* the VM's process/model runs */
         uint64_t assigned_bytes; /* memory the VM holds now */
+        uint64_t may_hold_bytes; /* the most it may hold before a read-back can say so (a
+                                    lowered request not yet read back), 0 = assigned */
         bool demand_known;
         uint64_t demand_bytes;   /* guest demand estimate, without buffer */
         uint64_t demand_time_ms; /* when the demand was sampled */

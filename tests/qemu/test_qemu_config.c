@@ -821,6 +821,56 @@ static void without_virtio_mem_the_balloon_works_alone(void **state)
         assert_int_equal(p.balloon_value, 256 * MIB);
 }
 
+/*
+ * A lowered request: the guest may have plugged up to the previous one just
+ * before, and QEMU's rate-limited events (libvirt's too) may not show it for a
+ * second or more. For QEMU_READBACK_LAG_MS the VM may hold what the previous
+ * request allowed; then what is read back and asked counts again.
+ */
+static void a_lowered_request_may_still_hold_the_previous_one(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 768 * MIB);
+        const uint64_t lag = QEMU_READBACK_LAG_MS;
+
+        (void)state;
+        plan(&m, 0);
+        m.target = 768 * MIB;
+        plan(&m, 0);
+        assert_int_equal(m.requested, 512 * MIB);
+        /* Plugging: 256 MiB read back; the request lets it take 512. */
+        qemu_mem_readback(&m, 256 * MIB, 256 * MIB, 512 * MIB, 1000);
+        assert_int_equal(qemu_mem_assigned(&m), 512 * MIB);
+        assert_int_equal(qemu_mem_may_hold(&m, 1000), 768 * MIB);
+        /* Cut to 640 MiB: requested 384 MiB, but 512 may be plugged already. */
+        m.target = 640 * MIB;
+        plan(&m, 2000);
+        assert_int_equal(m.requested, 384 * MIB);
+        assert_int_equal(qemu_mem_may_hold(&m, 2000), 768 * MIB);
+        assert_int_equal(qemu_mem_may_hold(&m, 2000 + lag - 1), 768 * MIB);
+        assert_int_equal(qemu_mem_may_hold(&m, 2000 + lag), 640 * MIB);
+        /* A second cut inside the window keeps the highest. */
+        m.target = 512 * MIB;
+        plan(&m, 3000);
+        assert_int_equal(qemu_mem_may_hold(&m, 3000 + lag - 1), 768 * MIB);
+        assert_int_equal(qemu_mem_may_hold(&m, 3000 + lag), 512 * MIB);
+
+        /* The balloon: inflating to 160 MiB, the guest may still hold its 256 MiB. */
+        qemu_mem_readback(&m, 256 * MIB, 0, 0, 10000);
+        m.target = 256 * MIB;
+        plan(&m, 10000);
+        m.target = 160 * MIB;
+        plan(&m, 11000);
+        assert_int_equal(m.balloon_value, 160 * MIB);
+        qemu_mem_readback(&m, 160 * MIB, 0, 0, 12000);
+        assert_int_equal(qemu_mem_assigned(&m), 160 * MIB);
+        assert_int_equal(qemu_mem_may_hold(&m, 12000), 256 * MIB);
+        assert_int_equal(qemu_mem_may_hold(&m, 11000 + lag), 160 * MIB);
+        /* Deflating again: the balloon's target counts at once. */
+        m.target = 256 * MIB;
+        plan(&m, 20000);
+        assert_int_equal(qemu_mem_may_hold(&m, 20000), 256 * MIB);
+}
+
 static void requests_in_flight_are_not_repeated(void **state)
 {
         struct qemu_mem m = mem(256 * MIB, 256 * MIB);
@@ -881,6 +931,7 @@ int main(void)
             cmocka_unit_test(a_reset_starts_from_empty_devices),
             cmocka_unit_test(a_reboot_forgets_the_previous_boot),
             cmocka_unit_test(requests_in_flight_are_not_repeated),
+            cmocka_unit_test(a_lowered_request_may_still_hold_the_previous_one),
             cmocka_unit_test(what_is_read_back_is_clamped),
         };
 

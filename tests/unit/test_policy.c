@@ -400,6 +400,36 @@ static void a_grow_in_flight_is_not_granted_twice(void **state)
         assert_true(b->target_bytes + a->assigned_bytes <= f->host.memory_bytes);
 }
 
+/*
+ * A request lowered a moment ago: a's read-back says 1.5 GiB and its new target
+ * 1.5 GiB, but until the read-back can show it a may have plugged up to the
+ * previous 2 GiB (the backend says so in may_hold_bytes). That memory is not
+ * free for b; once the backend no longer says so, it is.
+ */
+static void a_lowered_request_is_held_until_read_back(void **state)
+{
+        struct fx *f = *state;
+
+        f->cfg.kind = POLICY_HYPERV;
+        f->host.memory_bytes = 3 * GIB;
+        struct policy_vm *a = add(f, "a", dyn(GIB, GIB, 4 * GIB), GIB + 512 * MIB);
+        struct policy_vm *b = add(f, "b", dyn(GIB, GIB, 4 * GIB), GIB);
+        a->requested_bytes = GIB + 512 * MIB;
+        a->may_hold_bytes = 2 * GIB;
+        b->requested_bytes = GIB;
+        b->settings.weight = 10000;
+        demand(a, GIB);
+        demand(b, 2 * GIB);
+        decide(f, 0);
+        assert_int_equal(b->target_bytes, GIB);
+        assert_int_equal(b->reason, REASON_WAITING);
+        a->may_hold_bytes = 0;
+        a->requested_bytes = a->target_bytes;
+        decide(f, 1000);
+        assert_true(b->target_bytes > GIB);
+        assert_true(b->target_bytes + a->assigned_bytes <= f->host.memory_bytes);
+}
+
 static void equal_weights_share_equally(void **state)
 {
         struct fx *f = *state;
@@ -1346,6 +1376,7 @@ int main(void)
             T(scarcity_buffers_go_first),
             T(deep_scarcity_weight_decides),
             T(a_grow_in_flight_is_not_granted_twice),
+            T(a_lowered_request_is_held_until_read_back),
             T(equal_weights_share_equally),
             T(never_more_than_need),
             T(weight_zero_takes_leftovers_only),
