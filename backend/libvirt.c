@@ -507,6 +507,7 @@ static void lv_destroy(struct backend *b)
         if (!b)
                 return;
         lb = priv(b);
+        lv_run_stop_work(lb); /* the call under way ends; queued resizes are dropped */
         lv_conn_close(lb);
         libvirt_event_flush(); /* what the closed connection handed back, now */
         for (size_t i = 0; i < lb->n; i++)

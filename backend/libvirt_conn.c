@@ -21,8 +21,11 @@ static void quiet(void *userdata, virErrorPtr e)
 
 void lv_note_call(struct lv_backend *lb, const char *call, const char *name, double started_ms)
 {
-        double ms = mono_ms_exact() - started_ms;
+        lv_note_call_ms(lb, call, name, mono_ms_exact() - started_ms);
+}
 
+void lv_note_call_ms(struct lv_backend *lb, const char *call, const char *name, double ms)
+{
         lb->calls++;
         lb->call_ms += ms;
         if (ms > lb->call_max_ms)
@@ -188,6 +191,8 @@ void lv_conn_close(struct lv_backend *lb)
                 lb->callbacks[i] = -1;
         }
         virConnectUnregisterCloseCallback(lb->conn, on_close);
+        if (lb->work) /* resizes not begun on this connection are dropped (flags cleared) */
+                lv_work_cancel(lb->work, NULL);
         for (size_t i = 0; i < lb->n; i++) {
                 struct lv_domain *d = lb->doms[i];
                 d->stats.known = false;
@@ -273,10 +278,14 @@ bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms)
 
 void lv_conn_check_error(struct lv_backend *lb, const char *what)
 {
+        lv_conn_check_error_msg(lb, what, lv_error());
+}
+
+void lv_conn_check_error_msg(struct lv_backend *lb, const char *what, const char *message)
+{
         if (lb->conn && virConnectIsAlive(lb->conn) != 1) {
                 lb->lost = true;
-                snprintf(lb->down_reason, sizeof(lb->down_reason), "%s failed: %s", what,
-                         lv_error());
+                snprintf(lb->down_reason, sizeof(lb->down_reason), "%s failed: %s", what, message);
         }
 }
 

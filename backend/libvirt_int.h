@@ -17,6 +17,7 @@
 
 #include "backend.h"
 #include "libvirt.h"
+#include "libvirt_work.h"
 #include "libvirt_xml.h"
 #include "log.h"
 #include "mono.h"
@@ -57,6 +58,8 @@ struct lv_domain {
         /* the running instance (balanced domains) */
         bool attached; /* mem and agent set up for this id */
         int attached_id;
+        uint64_t attach_serial; /* this attachment's number (lv_backend.attach_serials) */
+        bool job_busy;          /* a resize job of this attachment is out: no new plan */
         struct qemu_mem mem;
         struct lv_stats stats;
         struct qemu_agent *agent_conn;
@@ -98,8 +101,11 @@ struct lv_backend {
         struct backend_vm_info *infos;
         size_t n_infos;
         uint64_t infos_generation;
-        uint64_t dropped_names; /* domains whose names dynmem cannot use */
-        uint64_t calls;         /* timed libvirt calls (statistics and resizes) */
+        uint64_t dropped_names;  /* domains whose names dynmem cannot use */
+        struct lv_work *work;    /* the resize calls' thread (libvirt_work.c), made when needed */
+        bool work_stopped;       /* shutting down: no more jobs */
+        uint64_t attach_serials; /* attachments made (lv_domain.attach_serial) */
+        uint64_t calls;          /* timed libvirt calls (statistics and resizes) */
         double call_ms, call_max_ms;
 };
 
@@ -110,6 +116,9 @@ bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms);
 
 /* Note a failed call: when libvirt says the connection is gone, drop it. */
 void lv_conn_check_error(struct lv_backend *lb, const char *what);
+
+/* The same for a call whose error (message) another thread read. */
+void lv_conn_check_error_msg(struct lv_backend *lb, const char *what, const char *message);
 
 /* Close and forget the connection (events deregistered). */
 void lv_conn_close(struct lv_backend *lb);
@@ -123,6 +132,9 @@ void lv_conn_read_stats(struct lv_backend *lb);
 
 /* Count a libvirt call that began at started_ms (mono_ms_exact); a slow one is logged. */
 void lv_note_call(struct lv_backend *lb, const char *call, const char *name, double started_ms);
+
+/* Count a libvirt call that took ms (made by the worker); a slow one is logged. */
+void lv_note_call_ms(struct lv_backend *lb, const char *call, const char *name, double ms);
 
 /* The last libvirt error as a sentence. */
 const char *lv_error(void);
@@ -168,8 +180,25 @@ uint64_t lv_run_rss(const struct lv_domain *d);
 /* The balloon's statistics are wanted: no fresh report from the agent. */
 bool lv_run_needs_stats(const struct lv_domain *d);
 
-/* Move toward d->mem.target through libvirt (balloon, virtio-mem). */
+/*
+ * Move toward d->mem.target through libvirt (balloon, virtio-mem): the plan's
+ * steps go to the worker as one job; nothing is planned while the last job's
+ * result is not back.
+ */
 void lv_run_apply(struct lv_domain *d);
+
+/*
+ * Hand the plan's steps to the worker as one job for dom (the plan's in-flight
+ * flags stay set until its result is taken, lv_run_job_done). False when it
+ * could not be handed over (the flags are cleared, as for a failed call).
+ */
+bool lv_run_send(struct lv_domain *d, const struct qemu_mem_plan *p, virDomainPtr dom);
+
+/* A job's result, on the loop: taken by the attachment it was planned for, else dropped. */
+void lv_run_job_done(struct lv_job *j, void *userdata);
+
+/* Stop the worker: the call under way finishes, queued jobs are dropped (flags cleared). */
+void lv_run_stop_work(struct lv_backend *lb);
 
 /* Assigned memory, demand and stall as the domain's agent or balloon tell them. */
 void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation *o);

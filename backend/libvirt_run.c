@@ -70,6 +70,7 @@ void lv_dom_attach(struct lv_domain *d)
         qemu_signal_reset(&d->sig);
         d->attached = true;
         d->attached_id = d->id;
+        d->attach_serial = ++d->lb->attach_serials;
         lv_run_readback_xml(d);
         d->mem.requested_sent = d->mem.requested;
         start_agent(d);
@@ -83,6 +84,9 @@ void lv_dom_attach(struct lv_domain *d)
 
 void lv_dom_detach(struct lv_domain *d)
 {
+        if (d->job_busy && d->lb->work) /* its resize not begun: not made (the result is dropped) */
+                lv_work_cancel(d->lb->work, d->name);
+        d->job_busy = false;
         qemu_agent_free(d->agent_conn);
         d->agent_conn = NULL;
         d->attached = false;
@@ -133,50 +137,147 @@ uint64_t lv_run_rss(const struct lv_domain *d)
         return rss;
 }
 
-/* ---- resizing through libvirt ---- */
+/* ---- resizing through libvirt: jobs for the worker (libvirt_work.c) ---- */
 
-static bool send_balloon(struct lv_domain *d, virDomainPtr dom, uint64_t bytes)
+/* The plan could not be sent: asked again at the next cycle, as after a refused call. */
+static void plan_not_sent(struct lv_domain *d, const struct qemu_mem_plan *p)
 {
-        double t0 = mono_ms_exact();
-        int r = virDomainSetMemoryFlags(dom, (unsigned long)(bytes / KIB), VIR_DOMAIN_AFFECT_LIVE);
+        if (p->set_requested)
+                d->mem.requested_in_flight = false;
+        if (p->set_balloon)
+                d->mem.balloon_sent = false;
+}
 
-        lv_note_call(d->lb, "virDomainSetMemoryFlags", d->name, t0);
-        if (r == 0)
+static void run_job(struct lv_job *j, void *userdata)
+{
+        (void)userdata;
+        lv_job_run(j);
+}
+
+static struct lv_work *work_of(struct lv_backend *lb)
+{
+        if (!lb->work && lb->env.base && !lb->work_stopped &&
+            !(lb->work = lv_work_new(lb->env.base, run_job, lv_run_job_done, lb)))
+                log_msg(LOG_ERR,
+                        "libvirt: no thread for the resize calls: %s; they are made "
+                        "from the loop",
+                        strerror(errno));
+        return lb->work;
+}
+
+/* The job's steps in the plan's order: the balloon first when growing. */
+static struct lv_job *job_of_plan(struct lv_domain *d, const struct qemu_mem_plan *p,
+                                  virDomainPtr dom)
+{
+        struct lv_job *j = lv_job_new(dom, d->name, d->attach_serial);
+
+        if (!j)
+                return NULL;
+        if (p->set_balloon && p->balloon_first)
+                lv_job_add(j, LV_STEP_BALLOON, p->balloon_value, NULL);
+        if (p->set_requested)
+                lv_job_add(j, LV_STEP_REQUESTED, p->requested,
+                           libvirt_xml_vmem_requested(d->xml.vmem_xml, p->requested));
+        if (p->set_balloon && !p->balloon_first)
+                lv_job_add(j, LV_STEP_BALLOON, p->balloon_value, NULL);
+        return j;
+}
+
+bool lv_run_send(struct lv_domain *d, const struct qemu_mem_plan *p, virDomainPtr dom)
+{
+        struct lv_backend *lb = d->lb;
+        struct lv_job *j = job_of_plan(d, p, dom);
+        struct lv_work *w = j ? work_of(lb) : NULL;
+
+        if (!j) {
+                plan_not_sent(d, p);
+                log_msg(LOG_WARNING, "vm \"%s\": a resize is not sent: out of memory", d->name);
+                return false;
+        }
+        if (w && lv_work_submit(w, j) == 0) {
+                d->job_busy = true;
                 return true;
-        d->mem.balloon_sent = false; /* asked again at the next cycle */
+        }
+        if (lb->work_stopped) { /* shutting down */
+                plan_not_sent(d, p);
+                lv_job_free(j);
+                return false;
+        }
+        /* no worker (no loop, or no thread): the calls are made here */
+        d->job_busy = true;
+        lv_job_run(j);
+        lv_run_job_done(j, lb);
+        lv_job_free(j);
+        return true;
+}
+
+/* What the result of one step means for the domain's plan. */
+static bool take_step(struct lv_domain *d, const struct lv_job *j, const struct lv_step *s)
+{
+        bool requested = s->kind == LV_STEP_REQUESTED;
+
+        if (requested) {
+                d->mem.requested_in_flight = false;
+                if (s->ok)
+                        d->mem.requested = s->bytes;
+        } else if (!s->ok) {
+                d->mem.balloon_sent = false; /* asked again at the next cycle */
+        }
+        if (s->ok || !j->ran)
+                return s->ok;
         if (log_ratelimit_ok(&d->rl, mono_ms()))
-                log_msg(LOG_WARNING, "vm \"%s\": libvirt refused a balloon target of %llu MiB: %s",
-                        d->name, (unsigned long long)(bytes / MIB), lv_error());
-        lv_conn_check_error(d->lb, "setting a balloon target");
+                log_msg(LOG_WARNING, "vm \"%s\": libvirt refused a %s of %llu MiB: %s", d->name,
+                        requested ? "virtio-mem request" : "balloon target",
+                        (unsigned long long)(s->bytes / MIB), s->error);
         return false;
 }
 
-static bool send_requested(struct lv_domain *d, virDomainPtr dom, uint64_t bytes)
+void lv_run_job_done(struct lv_job *j, void *userdata)
 {
-        char *xml = libvirt_xml_vmem_requested(d->xml.vmem_xml, bytes);
-        double t0 = mono_ms_exact();
-        int r = xml ? virDomainUpdateDeviceFlags(dom, xml, VIR_DOMAIN_AFFECT_LIVE) : -1;
+        struct lv_backend *lb = userdata;
+        struct lv_domain *d = lv_dom_find(lb, j->name);
+        const struct lv_step *failed = NULL;
 
-        lv_note_call(d->lb, "virDomainUpdateDeviceFlags", d->name, t0);
-        free(xml);
-        d->mem.requested_in_flight = false;
-        if (r == 0) {
-                d->mem.requested = bytes;
-                return true;
+        for (int i = 0; j->ran && i < j->n_steps; i++)
+                lv_note_call_ms(lb, lv_step_call(&j->steps[i]), j->name, j->steps[i].ms);
+        if (j->ran && j->waited_ms >= LV_SLOW_CALL_MS)
+                log_msg(LOG_DEBUG, "libvirt: the resize of %s waited %.0f ms for the worker",
+                        j->name, j->waited_ms);
+        if (!d || !d->attached || d->attach_serial != j->serial) {
+                log_msg(LOG_DEBUG,
+                        "vm \"%s\": the result of a resize %s after the domain "
+                        "was detached or restarted: dropped",
+                        j->name, j->ran ? "came back" : "not made");
+                return;
         }
-        if (log_ratelimit_ok(&d->rl, mono_ms()))
-                log_msg(LOG_WARNING,
-                        "vm \"%s\": libvirt refused a virtio-mem request of %llu MiB: %s", d->name,
-                        (unsigned long long)(bytes / MIB), xml ? lv_error() : "out of memory");
-        lv_conn_check_error(d->lb, "resizing virtio-mem");
-        return false;
+        d->job_busy = false;
+        for (int i = 0; i < j->n_steps; i++)
+                if (!take_step(d, j, &j->steps[i]) && !failed)
+                        failed = &j->steps[i];
+        if (failed && j->ran && j->conn == lb->conn)
+                lv_conn_check_error_msg(lb,
+                                        failed->kind == LV_STEP_BALLOON ? "setting a balloon target"
+                                                                        : "resizing virtio-mem",
+                                        failed->error);
+        if (!failed && j->ran && !lb->work_stopped)
+                lv_run_apply(d); /* a target that moved while the calls were made goes now */
+}
+
+void lv_run_stop_work(struct lv_backend *lb)
+{
+        struct lv_work *w = lb->work;
+
+        lb->work_stopped = true; /* no new job, no new worker */
+        lb->work = NULL;
+        lv_work_free(w);
 }
 
 /*
- * The plan's requests, each a libvirt call that dynmemd's loop waits on
- * (docs/libvirt.md measured virDomainUpdateDeviceFlags at up to 636 ms):
- * another guest's stall report waits behind it. libvirt has no asynchronous
- * form of these calls; moving them to a worker thread is the open remedy.
+ * The plan's requests go to the worker as one job (libvirt_work.c): the
+ * loop never waits on libvirt's resize calls (docs/libvirt.md measured
+ * virDomainUpdateDeviceFlags at up to 636 ms). While the job is out, the
+ * plan's in-flight flags hold what it asked for (qemu_mem_may_hold) and no
+ * new plan is made; its result is taken on the loop (lv_run_job_done).
  */
 void lv_run_apply(struct lv_domain *d)
 {
@@ -184,19 +285,17 @@ void lv_run_apply(struct lv_domain *d)
         virDomainPtr dom;
 
         if (!d->attached || !d->mem.known || !d->target_set || !d->lb->conn ||
-            d->migration != VM_MIGRATION_NONE)
+            d->migration != VM_MIGRATION_NONE || d->job_busy)
                 return;
         qemu_mem_plan(&d->mem, mono_ms(), &p);
         if (!p.set_balloon && !p.set_requested)
                 return;
         if (lv_mig_busy(d)) { /* a migration or another job: libvirt would hold the call */
-                d->mem.requested_in_flight = false;
-                d->mem.balloon_sent = false;
+                plan_not_sent(d, &p);
                 return;
         }
         if (!(dom = lv_dom_lookup(d))) {
-                d->mem.requested_in_flight = false;
-                d->mem.balloon_sent = false;
+                plan_not_sent(d, &p);
                 lv_conn_check_error(d->lb, "looking a domain up");
                 return;
         }
@@ -207,12 +306,7 @@ void lv_run_apply(struct lv_domain *d)
                         d->name, (unsigned long long)(d->mem.plugged / MIB),
                         (unsigned long long)(d->mem.requested / MIB), QEMU_PLUG_STALL_MS / 1000,
                         QEMU_PLUG_RETRY_MS / 1000);
-        if (p.set_balloon && p.balloon_first)
-                send_balloon(d, dom, p.balloon_value);
-        if (p.set_requested)
-                send_requested(d, dom, p.requested);
-        if (p.set_balloon && !p.balloon_first)
-                send_balloon(d, dom, p.balloon_value);
+        lv_run_send(d, &p, dom);
         virDomainFree(dom);
 }
 
