@@ -289,6 +289,14 @@ size_t lv_work_pending(struct lv_work *w)
         return n;
 }
 
+bool lv_work_stopping(struct lv_work *w)
+{
+        pthread_mutex_lock(&w->lock);
+        bool stop = w->stop;
+        pthread_mutex_unlock(&w->lock);
+        return stop;
+}
+
 void lv_work_free(struct lv_work *w)
 {
         if (!w)

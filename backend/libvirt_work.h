@@ -100,6 +100,9 @@ size_t lv_work_cancel(struct lv_work *w, const char *name);
 /* Jobs queued or running (for tests and status). */
 size_t lv_work_pending(struct lv_work *w);
 
+/* lv_work_free has begun: no job is taken from the queue any more (for tests). */
+bool lv_work_stopping(struct lv_work *w);
+
 /*
  * Stop: the call under way finishes, the thread is joined, then every job
  * not yet handed back goes through done (not run ones with ran false) and

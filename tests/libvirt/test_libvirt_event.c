@@ -3,9 +3,11 @@
  * loop, called the way libvirt calls them (through virEventAddHandle and
  * friends, which dispatch to the registered implementation), and libvirt's
  * own in-process test driver (test:///default) delivering domain events
- * through it.
+ * through it; calls made from another thread (libvirt_work's worker) take
+ * effect, and every callback still runs on the loop.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <event2/event.h>
 #include <libvirt/libvirt.h>
 #include <setjmp.h>
@@ -19,6 +21,7 @@
 #include "libvirt_event.h"
 
 static struct event_base *base;
+static pthread_t loop_thread;
 
 struct probe {
         int fired;
@@ -28,6 +31,7 @@ struct probe {
         int watch;
         int freed_during_remove;
         int in_remove;
+        int off_loop; /* callbacks or free callbacks run off the loop's thread */
 };
 
 static void on_free(void *opaque)
@@ -35,6 +39,7 @@ static void on_free(void *opaque)
         struct probe *p = opaque;
 
         p->freed++;
+        p->off_loop += !pthread_equal(pthread_self(), loop_thread);
         if (p->in_remove)
                 p->freed_during_remove++;
 }
@@ -45,6 +50,7 @@ static void on_handle(int watch, int fd, int events, void *opaque)
         char buf[16];
 
         p->fired++;
+        p->off_loop += !pthread_equal(pthread_self(), loop_thread);
         p->last_events = events;
         if (events & VIR_EVENT_HANDLE_READABLE)
                 (void)!read(fd, buf, sizeof(buf));
@@ -60,6 +66,7 @@ static void on_timer(int timer, void *opaque)
         struct probe *p = opaque;
 
         p->fired++;
+        p->off_loop += !pthread_equal(pthread_self(), loop_thread);
         if (p->self_remove) {
                 p->in_remove = 1;
                 assert_int_equal(virEventRemoveTimeout(timer), 0);
@@ -88,6 +95,7 @@ static int setup(void **state)
 {
         if (!base) {
                 base = event_base_new();
+                loop_thread = pthread_self();
                 assert_non_null(base);
                 assert_int_equal(libvirt_event_register(base), 0);
         }
@@ -256,6 +264,80 @@ static void handles_and_timers_have_separate_ids(void **state)
         close(fds[1]);
 }
 
+/* ---- calls from another thread (a libvirt call made by libvirt_work's worker) ---- */
+
+struct cross_call {
+        enum { ADD_TIMER, UPDATE_HANDLE, REMOVE_HANDLE, REMOVE_TIMER } op;
+        int id, events;
+        struct probe *p;
+        int ret;
+};
+
+static void *cross_thread(void *arg)
+{
+        struct cross_call *c = arg;
+
+        switch (c->op) {
+        case ADD_TIMER:
+                c->ret = virEventAddTimeout(1, on_timer, c->p, on_free);
+                break;
+        case UPDATE_HANDLE:
+                virEventUpdateHandle(c->id, c->events);
+                break;
+        case REMOVE_HANDLE:
+                c->ret = virEventRemoveHandle(c->id);
+                break;
+        case REMOVE_TIMER:
+                c->ret = virEventRemoveTimeout(c->id);
+                break;
+        }
+        return NULL;
+}
+
+/* Make the call on a thread of its own, while the loop is not running. */
+static int from_thread(struct cross_call c)
+{
+        pthread_t t;
+
+        assert_int_equal(pthread_create(&t, NULL, cross_thread, &c), 0);
+        pthread_join(t, NULL);
+        return c.ret;
+}
+
+static void calls_from_another_thread_take_effect_and_callbacks_stay_on_the_loop(void **state)
+{
+        struct probe p = {0}, q = {0};
+        int fds[2];
+
+        assert_int_equal(pipe(fds), 0);
+        int w = virEventAddHandle(fds[0], VIR_EVENT_HANDLE_READABLE, on_handle, &p, on_free);
+        from_thread((struct cross_call){.op = UPDATE_HANDLE, .id = w, .events = 0});
+        assert_int_equal(write(fds[1], "x", 1), 1);
+        run_for(30);
+        assert_int_equal(p.fired, 0); /* turned off from the other thread */
+        from_thread(
+            (struct cross_call){.op = UPDATE_HANDLE, .id = w, .events = VIR_EVENT_HANDLE_READABLE});
+        run_until(&p.fired, 1);
+
+        int t = from_thread((struct cross_call){.op = ADD_TIMER, .p = &q});
+        assert_true(t > 0 && t != w);
+        run_until(&q.fired, 2); /* armed by the loop, repeating */
+        assert_int_equal(from_thread((struct cross_call){.op = REMOVE_TIMER, .id = t}), 0);
+        assert_int_equal(from_thread((struct cross_call){.op = REMOVE_HANDLE, .id = w}), 0);
+        assert_int_equal(p.freed + q.freed, 0); /* freed by the loop, later */
+        int seen = q.fired;
+        assert_int_equal(write(fds[1], "y", 1), 1);
+        run_until(&q.freed, 1);
+        run_until(&p.freed, 1);
+        run_for(20);
+        assert_int_equal(q.fired, seen);
+        assert_int_equal(p.fired, 1);
+        assert_int_equal(p.off_loop + q.off_loop, 0);
+        assert_int_equal(virEventRemoveHandle(w), -1);
+        close(fds[0]);
+        close(fds[1]);
+}
+
 /* ---- libvirt's own test driver delivers domain events through the loop ---- */
 
 struct lifecycle {
@@ -310,6 +392,8 @@ int main(void)
             cmocka_unit_test_setup(disabled_timer_never_fires, setup),
             cmocka_unit_test_setup(a_timer_may_remove_itself, setup),
             cmocka_unit_test_setup(handles_and_timers_have_separate_ids, setup),
+            cmocka_unit_test_setup(
+                calls_from_another_thread_take_effect_and_callbacks_stay_on_the_loop, setup),
             cmocka_unit_test_setup(test_driver_events_arrive_in_the_loop, setup),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
