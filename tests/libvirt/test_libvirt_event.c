@@ -338,6 +338,65 @@ static void calls_from_another_thread_take_effect_and_callbacks_stay_on_the_loop
         close(fds[1]);
 }
 
+struct toggler {
+        int watch, timer;
+        int done; /* read and written under toggle_lock */
+};
+
+static pthread_mutex_t toggle_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Turns a handle and a timer off and on many times, as a thread making libvirt calls does. */
+static void *toggle(void *arg)
+{
+        struct toggler *tg = arg;
+
+        for (int i = 0; i < 2000; i++) {
+                virEventUpdateHandle(tg->watch, i % 2 ? VIR_EVENT_HANDLE_READABLE : 0);
+                virEventUpdateTimeout(tg->timer, i % 2 ? 1 : -1);
+        }
+        virEventUpdateHandle(tg->watch, VIR_EVENT_HANDLE_READABLE);
+        virEventUpdateTimeout(tg->timer, -1);
+        pthread_mutex_lock(&toggle_lock);
+        tg->done = 1;
+        pthread_mutex_unlock(&toggle_lock);
+        return NULL;
+}
+
+static int toggler_done(struct toggler *tg)
+{
+        pthread_mutex_lock(&toggle_lock);
+        int done = tg->done;
+        pthread_mutex_unlock(&toggle_lock);
+        return done;
+}
+
+static void a_thread_turning_watches_on_and_off_while_the_loop_runs(void **state)
+{
+        struct probe p = {0}, q = {0};
+        struct toggler tg = {0};
+        pthread_t t;
+        int fds[2];
+
+        assert_int_equal(pipe(fds), 0);
+        assert_int_equal(write(fds[1], "x", 1), 1); /* readable until the handle reads it */
+        tg.watch = virEventAddHandle(fds[0], 0, on_handle, &p, on_free);
+        tg.timer = virEventAddTimeout(-1, on_timer, &q, on_free);
+        assert_int_equal(pthread_create(&t, NULL, toggle, &tg), 0);
+        for (int i = 0; i < 2000 && !toggler_done(&tg); i++)
+                run_for(1);
+        pthread_join(t, NULL);
+        int fired = p.fired;
+        assert_int_equal(write(fds[1], "y", 1), 1);
+        run_until(&p.fired, fired + 1); /* left on: the loop applied the last word */
+        assert_int_equal(p.off_loop + q.off_loop, 0);
+        assert_int_equal(virEventRemoveHandle(tg.watch), 0);
+        assert_int_equal(virEventRemoveTimeout(tg.timer), 0);
+        run_until(&p.freed, 1);
+        run_until(&q.freed, 1);
+        close(fds[0]);
+        close(fds[1]);
+}
+
 /* ---- libvirt's own test driver delivers domain events through the loop ---- */
 
 struct lifecycle {
@@ -394,6 +453,7 @@ int main(void)
             cmocka_unit_test_setup(handles_and_timers_have_separate_ids, setup),
             cmocka_unit_test_setup(
                 calls_from_another_thread_take_effect_and_callbacks_stay_on_the_loop, setup),
+            cmocka_unit_test_setup(a_thread_turning_watches_on_and_off_while_the_loop_runs, setup),
             cmocka_unit_test_setup(test_driver_events_arrive_in_the_loop, setup),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
