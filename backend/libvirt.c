@@ -194,8 +194,11 @@ static int lv_set_target(struct backend *b, struct vm *vm, uint64_t target_bytes
                 return -ESRCH;
         if (!d->info.balanced)
                 return -EPERM; /* static: never touched */
-        if (lv_mig_busy(d))
-                return -EBUSY; /* migrating (held where it is until it has moved), or a job */
+        /* migrating (held where it is until it has moved), or a job; while our own resize
+         * job is out libvirt is not asked (the question would wait behind that job): the
+         * target goes out with the next plan, once the job is back (lv_run_job_done) */
+        if (d->migration != VM_MIGRATION_NONE || (!d->job_busy && lv_mig_busy(d)))
+                return -EBUSY;
         d->mem.target = qemu_mem_clamp_target(&d->mem, target_bytes);
         d->target_set = true;
         lv_run_apply(d);

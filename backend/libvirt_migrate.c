@@ -45,7 +45,10 @@ static int job_of(struct lv_domain *d, int *ret_operation)
         *ret_operation = 0;
         if (!d->dom || !d->lb->conn)
                 return -1;
-        if (virDomainGetJobStats(d->dom, &type, &p, &n, 0) < 0) {
+        double t0 = mono_ms_exact();
+        int r = virDomainGetJobStats(d->dom, &type, &p, &n, 0);
+        lv_note_call(d->lb, "virDomainGetJobStats", d->name, t0);
+        if (r < 0) {
                 virErrorPtr e = virGetLastError();
                 if (e && (e->code == VIR_ERR_NO_DOMAIN || e->code == VIR_ERR_OPERATION_INVALID))
                         return 0; /* gone, or no longer running: no job */
