@@ -6,10 +6,12 @@
  * of every running domain in one call per cycle.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "libvirt_event.h"
 #include "libvirt_int.h"
 #include "units.h"
 
@@ -140,17 +142,44 @@ static int on_migration_iteration(virConnectPtr conn, virDomainPtr dom, int iter
         return 0;
 }
 
-static void on_close(virConnectPtr conn, int reason, void *opaque)
+static void take_close(struct lv_backend *lb, int reason)
 {
-        struct lv_backend *lb = opaque;
         static const char *const why[] = {"an error", "end of file", "a keepalive timeout",
                                           "a client request"};
 
-        (void)conn;
         lb->lost = true;
         snprintf(lb->down_reason, sizeof(lb->down_reason), "connection closed by %s",
                  (unsigned)reason < 4 ? why[reason] : "libvirt");
         wake(lb);
+}
+
+static void on_close_later(int timer, void *opaque)
+{
+        struct lv_backend *lb = opaque;
+
+        virEventRemoveTimeout(timer);
+        atomic_store(&lb->close_timer, 0);
+        take_close(lb, atomic_load(&lb->close_reason));
+}
+
+/*
+ * libvirt calls this on the thread that noticed the close: the loop's, or the
+ * resize worker's in the middle of a call (libvirt_work.c). The worker's is
+ * taken on the loop, through a timeout of libvirt's event loop (ours).
+ */
+static void on_close(virConnectPtr conn, int reason, void *opaque)
+{
+        struct lv_backend *lb = opaque;
+
+        (void)conn;
+        if (libvirt_event_on_loop()) {
+                take_close(lb, reason);
+                return;
+        }
+        atomic_store(&lb->close_reason, reason);
+        int t = virEventAddTimeout(0, on_close_later, lb, NULL);
+        if (t > 0) /* else the keepalive or the next failed call finds it */
+                atomic_store(&lb->close_timer, t);
 }
 
 static const struct {
@@ -191,6 +220,9 @@ void lv_conn_close(struct lv_backend *lb)
                 lb->callbacks[i] = -1;
         }
         virConnectUnregisterCloseCallback(lb->conn, on_close);
+        int t = atomic_exchange(&lb->close_timer, 0);
+        if (t > 0) /* a close the worker noticed, not yet taken: moot now */
+                virEventRemoveTimeout(t);
         if (lb->work) /* resizes not begun on this connection are dropped (flags cleared) */
                 lv_work_cancel(lb->work, NULL);
         for (size_t i = 0; i < lb->n; i++) {

@@ -57,6 +57,11 @@ static bool on_loop(void)
         return pthread_equal(pthread_self(), loop_thread);
 }
 
+bool libvirt_event_on_loop(void)
+{
+        return !loop_base || on_loop();
+}
+
 size_t libvirt_event_count(void)
 {
         pthread_mutex_lock(&lock);

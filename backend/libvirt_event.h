@@ -24,6 +24,7 @@
 #ifndef DYNMEM_LIBVIRT_EVENT_H
 #define DYNMEM_LIBVIRT_EVENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct event_base;
@@ -34,6 +35,13 @@ struct event_base;
  * Registering again on the same base is a no-op.
  */
 int libvirt_event_register(struct event_base *base);
+
+/*
+ * True on the thread that registered the implementation (the loop's), and
+ * before any was registered (a program without a loop makes every libvirt
+ * call from one thread).
+ */
+bool libvirt_event_on_loop(void);
 
 /* Handles and timeouts registered now (for tests and status). */
 size_t libvirt_event_count(void);

@@ -86,8 +86,10 @@ struct lv_backend {
         char *uri;
         char *run_dir;
         virConnectPtr conn;
-        int callbacks[8]; /* event callback ids, -1 none */
-        bool lost;        /* the close callback ran: reconnect at the next inventory */
+        int callbacks[8];         /* event callback ids, -1 none */
+        bool lost;                /* the close callback ran: reconnect at the next inventory */
+        _Atomic int close_reason; /* the close the resize worker noticed, for the loop */
+        _Atomic int close_timer;  /* the timeout that takes it on the loop, 0 none */
         uint64_t retry_at_ms, backoff_ms;
         bool down_logged; /* said once that libvirt cannot be reached */
         char down_reason[256];
