@@ -372,12 +372,13 @@ static void on_hello(struct agent *a, const struct agent_line *l, uint64_t now_m
                          h.min, h.max, a->opt.proto_min, a->opt.proto_max);
                 refuse(a, now_ms, ev);
         } else if (h.has_version && h.version == 0) {
-                snprintf(
-                    a->refusal, sizeof(a->refusal),
-                    "guest agent refused the host's protocol versions %u-%u (it speaks %" PRIu64
-                    "-%" PRIu64 "), agent ignored",
-                    a->opt.proto_min, a->opt.proto_max, h.min, h.max);
-                refuse(a, now_ms, ev);
+                /*
+                 * "Incompatible" from an agent whose versions meet ours: not an answer to
+                 * our hello. A virtio port keeps what the agent wrote while no host was
+                 * there, so this is its answer to an earlier, incompatible host (or a lie):
+                 * its answer to ours comes next.
+                 */
+                a->c.out_of_state++;
         } else if (h.has_version && h.version != hi) {
                 snprintf(a->refusal, sizeof(a->refusal),
                          "guest agent chose protocol version %" PRIu64 " where %" PRIu64

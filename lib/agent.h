@@ -93,7 +93,8 @@ struct agent_counters {
         uint64_t unknown_types;  /* well-formed lines of a type this side does not know */
         uint64_t unknown_keys;   /* keys this side does not know (ignored) */
         uint64_t rejected;       /* hellos and reports with a missing or out-of-range field */
-        uint64_t out_of_state;   /* reports before the handshake, lines while refused */
+        uint64_t out_of_state;   /* reports before the handshake, lines while refused,
+                                    a stale version=0 answer */
         uint64_t reports;        /* reports accepted */
         uint64_t urgent;         /* accepted reports sent because the guest started to stall */
         uint64_t counter_resets; /* a guest counter or the guest clock went backwards */

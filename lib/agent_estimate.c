@@ -67,10 +67,17 @@ static uint64_t demand_of(const struct agent_estimator *e, const struct agent_re
                 used -= r->balloon_bytes < used ? r->balloon_bytes : used;
         if (e->refault_seen && now_ms - e->refault_seen_ms <= AGENT_REFAULT_HOLD_MS)
                 used += r->active_file_bytes;
-        /* Pages in the absorber belong in RAM: count them whole, not the RAM they hold there. */
+        /*
+         * Pages in the absorber belong in RAM: count them whole, not the RAM they hold there,
+         * and the room the agent waits for before it drains them back (without it, a VM held
+         * just above its need by the policy's bands would keep its pages in the absorber).
+         */
+        uint64_t absorbed = r->absorber_bytes;
+        if (absorbed)
+                absorbed += r->mem_total_bytes / AGENT_ABSORBER_ROOM_DIV;
         used -= r->absorber_ram_bytes < used ? r->absorber_ram_bytes : used;
-        used += r->absorber_bytes;
-        cap = r->mem_total_bytes + r->mem_total_bytes / AGENT_DEMAND_MARGIN_DIV + r->absorber_bytes;
+        used += absorbed;
+        cap = r->mem_total_bytes + r->mem_total_bytes / AGENT_DEMAND_MARGIN_DIV + absorbed;
         if (cap > limit_bytes)
                 cap = limit_bytes;
         return used < cap ? used : cap;

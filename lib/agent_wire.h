@@ -106,6 +106,12 @@ enum agent_have {
 };
 
 #define AGENT_ABSORBER_MAX_TOTALS 2 /* an absorber holds at most 2 x MemTotal */
+/*
+ * The room a guest drains its absorber into: MemAvailable + absorber_ram_bytes
+ * must reach absorber_bytes + MemTotal / AGENT_ABSORBER_ROOM_DIV. The agent waits
+ * for it; the host counts it in the demand while the absorber holds pages.
+ */
+#define AGENT_ABSORBER_ROOM_DIV 32
 
 /* The report's number keys. */
 enum agent_report_key {

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent_wire.h"
 #include "util.h"
 
 #define ZRAM_CONTROL "/sys/class/zram-control"
@@ -314,7 +315,7 @@ void absorber_run(struct absorber *a, const struct absorber_fill *f, uint64_t me
         reap(a, now_ms);
         if (!a->active || a->drain_pid || !f || f->stored == 0 || now_ms < a->next_drain_ms ||
             (a->psi_seen && now_ms < a->last_stall_ms + ABSORBER_CALM_MS) ||
-            mem_available + f->ram < f->stored + mem_total / ABSORBER_ROOM_DIV)
+            mem_available + f->ram < f->stored + mem_total / AGENT_ABSORBER_ROOM_DIV)
                 return;
         a->next_drain_ms = now_ms + ABSORBER_DRAIN_GAP_MS;
         pid = fork();

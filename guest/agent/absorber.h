@@ -26,7 +26,6 @@
 #define ABSORBER_STATE_FILE       ABSORBER_STATE_DIR "/absorber"
 #define ABSORBER_DRAIN_GAP_MS     1000 /* drains start at most this often */
 #define ABSORBER_CALM_MS          1000 /* ... and the guest has not stalled for this long */
-#define ABSORBER_ROOM_DIV         32 /* drain when MemAvailable >= fill - its RAM + MemTotal / 32 */
 
 enum absorber_mode {
         ABSORBER_AUTO,  /* on unless the guest has swap of its own */
@@ -70,8 +69,8 @@ bool absorber_read(struct absorber *a, struct absorber_fill *ret);
 
 /*
  * Drain it when it holds pages (more than its swap header's page) and the guest has room for them
- * again (mem_available >= stored + mem_total / ABSORBER_ROOM_DIV); reap a finished drain. Call
- * after each sample and whenever the timeout says.
+ * again (mem_available + ram >= stored + mem_total / AGENT_ABSORBER_ROOM_DIV); reap a finished
+ * drain. Call after each sample and whenever the timeout says.
  */
 void absorber_run(struct absorber *a, const struct absorber_fill *f, uint64_t mem_total,
                   uint64_t mem_available, uint64_t now_ms);
