@@ -380,6 +380,25 @@ static void a_queued_job_of_a_stopped_domain_is_not_made(void **state)
         undefine(b);
 }
 
+static void without_a_loop_the_calls_are_made_in_place(void **state)
+{
+        virDomainPtr dom = define_running("wk-j", 1048576);
+        struct lv_backend *lb = backend_new();
+        struct lv_domain *d = load(lb, "wk-j");
+
+        lv_work_free(lb->work); /* a program with no event loop: no worker */
+        lb->work = NULL;
+        lb->env.base = NULL;
+        resize(d, 512 * MIB);
+        assert_null(lb->work);
+        assert_false(d->job_busy); /* taken at once */
+        assert_true(d->mem.balloon_sent);
+        assert_int_equal(memory_kib(dom), 512 * 1024);
+        assert_int_equal(gate.entered, 0);
+        backend_free(lb);
+        undefine(dom);
+}
+
 /* Opens the gate once the worker is told to stop (from another thread: the loop's waits). */
 static void *open_when_stopping(void *arg)
 {
@@ -433,6 +452,7 @@ int main(void)
             cmocka_unit_test_setup(a_domain_undefined_while_its_job_runs_drops_the_result, setup),
             cmocka_unit_test_setup(a_domain_restarted_while_its_job_runs_keeps_its_new_plan, setup),
             cmocka_unit_test_setup(a_queued_job_of_a_stopped_domain_is_not_made, setup),
+            cmocka_unit_test_setup(without_a_loop_the_calls_are_made_in_place, setup),
             cmocka_unit_test_setup(stopping_with_jobs_queued_drops_them_and_clears_their_flags,
                                    setup),
         };
