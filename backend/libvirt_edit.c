@@ -4,7 +4,10 @@
  * maximum), what libvirt 9.0 needs beside it (<maxMemory slots>, a guest
  * NUMA cell), the agent channel, balloon statistics and the metadata that
  * records all of it; disable takes out exactly what the metadata says enable
- * added. See libvirt_xml.h and docs/libvirt.md.
+ * added. As the QEMU backend's VMs, a domain boots with its first device
+ * block plugged rather than as boot RAM (qemu_layout_from_settings): enable
+ * moves one block from boot memory into the device and records it as
+ * <first>; disable moves it back. See libvirt_xml.h and docs/libvirt.md.
  */
 #include <errno.h>
 #include <libxml/tree.h>
@@ -23,8 +26,8 @@ struct edit {
         bool had_meta;
         uint64_t total, others; /* <memory>, and the memory devices that are not dynmem's */
         unsigned n_others;
-        uint64_t old_region;
-        bool foreign_vmem; /* a virtio-mem device that is not dynmem's */
+        uint64_t old_region, old_first; /* dynmem's device, and the block it took from boot */
+        bool foreign_vmem;              /* a virtio-mem device that is not dynmem's */
         char *err;
         size_t errlen;
 };
@@ -74,6 +77,9 @@ static int survey(struct edit *e)
         xmlNodePtr meta = lx_meta_node(e->root);
         if (meta && lx_meta_read(e->doc, meta, &e->meta, why, sizeof(why)) == 0)
                 e->had_meta = true;
+        if (e->had_meta && e->vmem && e->meta.first_bytes <= e->old_region &&
+            e->meta.first_bytes < e->total - e->others - e->old_region)
+                e->old_first = e->meta.first_bytes;
         return 0;
 }
 
@@ -176,20 +182,20 @@ static unsigned vcpus(struct edit *e)
         return (unsigned)n;
 }
 
-/* A NUMA cell for the device: the first one there is, or one added for all vCPUs. */
-static int ensure_numa(struct edit *e, uint64_t startup, bool startup_changed, char *node,
-                       size_t len)
+/* A NUMA cell for the device, of boot memory: the first one there is, or one added for all vCPUs.
+ */
+static int ensure_numa(struct edit *e, uint64_t boot, bool boot_changed, char *node, size_t len)
 {
         xmlNodePtr cell = lx_child(e->numa, "cell");
         char kib[32], cpus[32];
         unsigned n = vcpus(e);
 
-        snprintf(kib, sizeof(kib), "%llu", (unsigned long long)(startup / KIB));
+        snprintf(kib, sizeof(kib), "%llu", (unsigned long long)(boot / KIB));
         if (cell) {
                 xmlChar *id = xmlGetNoNsProp(cell, (const xmlChar *)"id");
                 snprintf(node, len, "%s", id ? (const char *)id : "0");
                 xmlFree(id);
-                if (!startup_changed)
+                if (!boot_changed)
                         return 0;
                 if (lx_next(cell, "cell"))
                         return fail(e, -EPERM,
@@ -254,7 +260,8 @@ static int ensure_max(struct edit *e, uint64_t total)
         return 0;
 }
 
-static void set_vmem(struct edit *e, uint64_t region, uint64_t block, const char *node)
+static void set_vmem(struct edit *e, uint64_t size, uint64_t block, uint64_t first,
+                     const char *node)
 {
         xmlNodePtr t;
 
@@ -266,10 +273,10 @@ static void set_vmem(struct edit *e, uint64_t region, uint64_t block, const char
                            (const xmlChar *)LIBVIRT_XML_VMEM_ALIAS);
         }
         t = child_or_add(e->vmem, "target");
-        lx_set_kib(child_or_add(t, "size"), region);
+        lx_set_kib(child_or_add(t, "size"), size);
         xmlNodeSetContent(child_or_add(t, "node"), (const xmlChar *)node);
         lx_set_kib(child_or_add(t, "block"), block);
-        lx_set_kib(child_or_add(t, "requested"), 0);
+        lx_set_kib(child_or_add(t, "requested"), first);
         lx_drop(lx_child(t, "current"));
 }
 
@@ -300,9 +307,25 @@ static int write_meta(struct edit *e)
         return 0;
 }
 
+/*
+ * The first device block is plugged at boot rather than boot RAM when the
+ * QEMU backend's would be (a device at all, startup of two blocks or more),
+ * on a domain with at most one NUMA cell (boot memory is that cell's).
+ */
+static uint64_t first_block(struct edit *e, const struct vm_settings *s)
+{
+        xmlNodePtr cell = lx_child(e->numa, "cell");
+
+        if (s->maximum_bytes <= s->startup_bytes || s->startup_bytes < 2 * s->block_bytes ||
+            (cell && lx_next(cell, "cell")))
+                return 0;
+        return s->block_bytes;
+}
+
 static int apply_enable(struct edit *e, const struct libvirt_xml_request *req)
 {
-        uint64_t startup = e->total - e->others - e->old_region;
+        uint64_t old_boot = e->total - e->others - e->old_region;
+        uint64_t startup = old_boot + e->old_first;
         bool startup_changed = req->startup_bytes && req->startup_bytes != startup;
         struct vm_settings s;
         char node[16] = "0";
@@ -316,13 +339,17 @@ static int apply_enable(struct edit *e, const struct libvirt_xml_request *req)
                             "own (remove the other one first)");
         if ((r = check_request(e, req, startup, &s)) < 0 || (r = ensure_balloon(e)) < 0)
                 return r;
-        uint64_t region = s.maximum_bytes - startup;
-        uint64_t total = startup + e->others + region;
-        if (region > 0 && ((r = ensure_numa(e, startup, startup_changed, node, sizeof(node))) < 0 ||
-                           (r = ensure_max(e, total)) < 0))
+        uint64_t region = s.maximum_bytes - startup, first = first_block(e, &s);
+        uint64_t device = first ? size_round_up(region + first, LIBVIRT_XML_GUEST_BLOCK) : region;
+        uint64_t boot = startup - first, total = boot + e->others + device;
+        /* a cell there is follows boot memory even when no device is left */
+        if ((region > 0 || lx_child(e->numa, "cell")) &&
+            (r = ensure_numa(e, boot, boot != old_boot, node, sizeof(node))) < 0)
+                return r;
+        if (region > 0 && (r = ensure_max(e, total)) < 0)
                 return r;
         if (region > 0) {
-                set_vmem(e, region, s.block_bytes, node);
+                set_vmem(e, device, s.block_bytes, first, node);
         } else if (e->vmem) {
                 lx_drop(e->vmem);
                 e->vmem = NULL;
@@ -337,6 +364,7 @@ static int apply_enable(struct edit *e, const struct libvirt_xml_request *req)
         e->meta.maximum_bytes = s.maximum_bytes;
         e->meta.buffer_percent = s.buffer_percent;
         e->meta.weight = s.weight;
+        e->meta.first_bytes = first;
         return write_meta(e);
 }
 
@@ -397,12 +425,29 @@ static void restore_max(struct edit *e)
         }
 }
 
+/* The block enable took out of boot memory goes back into it (and into its NUMA cell). */
+static void restore_first(struct edit *e)
+{
+        xmlNodePtr cell = lx_child(e->numa, "cell");
+        uint64_t size;
+
+        if (e->old_first && lx_cell_size(cell, &size) == 0 && !lx_next(cell, "cell") &&
+            size <= SETTINGS_SIZE_MAX - e->old_first) {
+                char kib[32];
+                snprintf(kib, sizeof(kib), "%llu",
+                         (unsigned long long)((size + e->old_first) / KIB));
+                xmlSetProp(cell, (const xmlChar *)"memory", (const xmlChar *)kib);
+                xmlSetProp(cell, (const xmlChar *)"unit", (const xmlChar *)"KiB");
+        }
+}
+
 static void apply_disable(struct edit *e)
 {
         unsigned added = e->had_meta ? e->meta.added : 0;
-        uint64_t total = e->total - e->old_region, current = 0;
+        uint64_t total = e->total - e->old_region + e->old_first, current = 0;
         xmlNodePtr cur = lx_child(e->root, "currentMemory");
 
+        restore_first(e);
         lx_drop(e->vmem);
         lx_set_kib(lx_child(e->root, "memory"), total);
         if (cur && (lx_size(cur, KIB, &current) < 0 || current > total))

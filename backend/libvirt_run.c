@@ -54,14 +54,16 @@ static void start_agent(struct lv_domain *d)
 
 /* ---- attaching ---- */
 
+_Static_assert(LIBVIRT_XML_GUEST_BLOCK == QEMU_GUEST_MEMORY_BLOCK, "one guest memory block size");
+
 void lv_dom_attach(struct lv_domain *d)
 {
         const struct libvirt_xml_domain *x = &d->xml;
+        struct libvirt_xml_layout xl;
+
+        libvirt_xml_layout(x, &xl);
         struct qemu_layout l = {
-            .startup = x->startup_bytes,
-            .region = x->vmem ? x->vmem_size : 0,
-            .block = x->vmem && x->vmem_block ? x->vmem_block : SETTINGS_BLOCK_DEFAULT,
-        };
+            .startup = xl.boot, .region = xl.region, .block = xl.block, .first = xl.first};
 
         lv_dom_detach(d);
         qemu_mem_init(&d->mem, &l, false);

@@ -143,15 +143,12 @@ static const struct {
     {"TB", 1000ull * 1000 * 1000 * 1000},
 };
 
-int lx_size(xmlNodePtr node, uint64_t default_unit, uint64_t *ret)
+/* digits scaled by node's unit attribute (default_unit when absent). */
+static int scaled(xmlNodePtr node, const char *text, uint64_t default_unit, uint64_t *ret)
 {
-        char text[TEXT_MAX];
         uint64_t scale = default_unit, v;
-        xmlChar *unit;
+        xmlChar *unit = xmlGetNoNsProp(node, (const xmlChar *)"unit");
 
-        if (!node || lx_text(node, text, sizeof(text)) < 0)
-                return -EINVAL;
-        unit = xmlGetNoNsProp(node, (const xmlChar *)"unit");
         if (unit) {
                 scale = 0;
                 for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
@@ -165,6 +162,24 @@ int lx_size(xmlNodePtr node, uint64_t default_unit, uint64_t *ret)
                 return -EINVAL;
         *ret = v * scale;
         return 0;
+}
+
+int lx_size(xmlNodePtr node, uint64_t default_unit, uint64_t *ret)
+{
+        char text[TEXT_MAX];
+
+        if (!node || lx_text(node, text, sizeof(text)) < 0)
+                return -EINVAL;
+        return scaled(node, text, default_unit, ret);
+}
+
+int lx_cell_size(xmlNodePtr cell, uint64_t *ret)
+{
+        xmlChar *memory = cell ? xmlGetNoNsProp(cell, (const xmlChar *)"memory") : NULL;
+        int r = memory ? scaled(cell, (const char *)memory, KIB, ret) : -EINVAL;
+
+        xmlFree(memory);
+        return r;
 }
 
 xmlNodePtr lx_add(xmlNodePtr parent, const char *name, const char *text)
@@ -302,19 +317,27 @@ static int added_parse(const char *text, unsigned *ret)
         return 0;
 }
 
-enum { F_MIN = 1, F_MAX = 2, F_BUFFER = 4, F_WEIGHT = 8, F_ADDED = 16, F_MAXWAS = 32 };
+enum {
+        F_MIN = 1,
+        F_MAX = 2,
+        F_BUFFER = 4,
+        F_WEIGHT = 8,
+        F_ADDED = 16,
+        F_MAXWAS = 32,
+        F_FIRST = 64
+};
 
 static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, char *err,
                       size_t errlen)
 {
-        static const char *const names[] = {"minimum", "maximum", "buffer",
-                                            "weight",  "added",   "max-was"};
+        static const char *const names[] = {"minimum", "maximum", "buffer", "weight",
+                                            "added",   "max-was", "first"};
         const char *name = (const char *)n->name;
         char text[TEXT_MAX * 2];
         uint64_t v = 0;
         unsigned bit = 0;
 
-        for (unsigned i = 0; i < 6; i++)
+        for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
                 if (strcmp(name, names[i]) == 0)
                         bit = 1u << i;
         if (!bit) {
@@ -330,6 +353,7 @@ static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, 
         case F_MIN:
         case F_MAX:
         case F_MAXWAS:
+        case F_FIRST:
                 if (lx_size(n, 1, &v) < 0) {
                         snprintf(err, errlen, "<%s> is not a size of at most 16 TiB", name);
                         return -EINVAL;
@@ -338,6 +362,8 @@ static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, 
                         m->minimum_bytes = v;
                 else if (bit == F_MAX)
                         m->maximum_bytes = v;
+                else if (bit == F_FIRST)
+                        m->first_bytes = v;
                 else {
                         xmlChar *slots = xmlGetNoNsProp(n, (const xmlChar *)"slots");
                         uint64_t s = 0;
@@ -418,20 +444,23 @@ int lx_meta_read(xmlDocPtr doc, xmlNodePtr node, struct libvirt_xml_meta *ret, c
 
 char *libvirt_xml_meta_format(const struct libvirt_xml_meta *m)
 {
-        char added[160], maxwas[128] = "", *out = NULL;
+        char added[160], maxwas[128] = "", first[64] = "", *out = NULL;
 
         libvirt_xml_added_format(m->added, added, sizeof(added));
         if (m->max_was_known)
                 snprintf(maxwas, sizeof(maxwas),
                          "<max-was unit=\"bytes\" slots=\"%u\">%llu</max-was>", m->max_was_slots,
                          (unsigned long long)m->max_was_bytes);
+        if (m->first_bytes)
+                snprintf(first, sizeof(first), "<first unit=\"bytes\">%llu</first>",
+                         (unsigned long long)m->first_bytes);
         if (asprintf(
                 &out,
                 "<%s><minimum unit=\"bytes\">%llu</minimum><maximum unit=\"bytes\">%llu</maximum>"
-                "<buffer>%u</buffer><weight>%u</weight><added>%s</added>%s</%s>",
+                "<buffer>%u</buffer><weight>%u</weight><added>%s</added>%s%s</%s>",
                 LIBVIRT_XML_META, (unsigned long long)m->minimum_bytes,
                 (unsigned long long)m->maximum_bytes, m->buffer_percent, m->weight, added, maxwas,
-                LIBVIRT_XML_META) < 0)
+                first, LIBVIRT_XML_META) < 0)
                 return NULL;
         return out;
 }
@@ -488,15 +517,30 @@ static int read_devices(xmlDocPtr doc, xmlNodePtr devices, struct libvirt_xml_do
         return 0;
 }
 
+/*
+ * The metadata, and the first block it records (a domain enabled before
+ * dynmem plugged one at boot records none): it must lie in the device.
+ */
 static void read_meta(xmlDocPtr doc, xmlNodePtr root, struct libvirt_xml_domain *d)
 {
         xmlNodePtr meta = lx_meta_node(root);
+        uint64_t first;
 
         if (!meta)
                 return;
         d->meta_state = LIBVIRT_XML_META_BAD;
-        if (lx_meta_read(doc, meta, &d->meta, d->meta_error, sizeof(d->meta_error)) == 0)
-                d->meta_state = LIBVIRT_XML_META_OK;
+        if (lx_meta_read(doc, meta, &d->meta, d->meta_error, sizeof(d->meta_error)) < 0)
+                return;
+        first = d->meta.first_bytes;
+        if (first && (!d->vmem || !d->vmem_block || first % d->vmem_block || first > d->vmem_size ||
+                      first > d->boot_bytes)) {
+                snprintf(d->meta_error, sizeof(d->meta_error),
+                         "<first> %llu does not fit dynmem's virtio-mem device",
+                         (unsigned long long)first);
+                return;
+        }
+        d->first_bytes = first;
+        d->meta_state = LIBVIRT_XML_META_OK;
 }
 
 int libvirt_xml_parse(const char *xml, size_t len, struct libvirt_xml_domain *ret, char *err,
@@ -546,8 +590,9 @@ int libvirt_xml_parse(const char *xml, size_t len, struct libvirt_xml_domain *re
                 snprintf(err, errlen, "%s: its memory devices take all of <memory>", d.name);
                 goto out;
         }
-        d.startup_bytes = d.total_bytes - devices;
+        d.boot_bytes = d.total_bytes - devices;
         read_meta(doc, root, &d);
+        d.startup_bytes = d.boot_bytes + d.first_bytes;
         *ret = d;
         d.vmem_xml = NULL;
         r = 0;
@@ -577,7 +622,7 @@ int libvirt_xml_settings(const struct libvirt_xml_domain *d, struct vm_settings 
             .weight = d->meta.weight,
             .block_bytes = d->vmem ? d->vmem_block : SETTINGS_BLOCK_DEFAULT,
         };
-        uint64_t top = d->startup_bytes + (d->vmem ? d->vmem_size : 0);
+        uint64_t top = d->boot_bytes + (d->vmem ? d->vmem_size : 0);
         char a[32], b[32];
 
         if (d->meta_state != LIBVIRT_XML_META_OK) {
@@ -598,6 +643,25 @@ int libvirt_xml_settings(const struct libvirt_xml_domain *d, struct vm_settings 
         }
         *ret = s;
         return 0;
+}
+
+void libvirt_xml_layout(const struct libvirt_xml_domain *x, struct libvirt_xml_layout *ret)
+{
+        struct libvirt_xml_layout l = {
+            .boot = x->boot_bytes,
+            .region = x->vmem ? x->vmem_size : 0,
+            .block = x->vmem && x->vmem_block ? x->vmem_block : SETTINGS_BLOCK_DEFAULT,
+            .first = x->vmem ? x->first_bytes : 0,
+        };
+
+        if (l.first && x->meta.maximum_bytes > l.boot) {
+                uint64_t want = size_round_up(x->meta.maximum_bytes - l.boot, l.block);
+                uint64_t has =
+                    x->vmem_current > x->vmem_requested ? x->vmem_current : x->vmem_requested;
+                want = want > has ? want : has; /* never below what it holds or was asked */
+                l.region = want < l.region ? want : l.region;
+        }
+        *ret = l;
 }
 
 void libvirt_xml_static_settings(const struct libvirt_xml_domain *d, struct vm_settings *ret)

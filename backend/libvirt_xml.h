@@ -21,11 +21,15 @@
  *       <dynmem:buffer>20</dynmem:buffer>
  *       <dynmem:weight>5000</dynmem:weight>
  *       <dynmem:added>maxMemory numa stats channel controller deflate reporting</dynmem:added>
+ *       <dynmem:first unit="bytes">2097152</dynmem:first>
  *     </dynmem:memory>
  *   </metadata>
  *
  * Startup is the domain's own boot memory (<memory> less its memory
- * devices); the block size is the virtio-mem device's. Sizes are bytes.
+ * devices) plus <first>: the device block enable takes out of boot memory
+ * and has plugged at boot (requested one block), as the QEMU backend does
+ * (absent on domains enabled before dynmem did). The block size is the
+ * virtio-mem device's. Sizes are bytes.
  */
 #ifndef DYNMEM_LIBVIRT_XML_H
 #define DYNMEM_LIBVIRT_XML_H
@@ -46,6 +50,9 @@
 #define LIBVIRT_XML_META_MAX   4096u               /* larger dynmem metadata is refused */
 #define LIBVIRT_XML_PATH_MAX   512u                /* agent socket paths */
 #define LIBVIRT_XML_STATS_S    1                   /* balloon statistics period set by enable */
+/* Linux adds memory in blocks of this size (QEMU_GUEST_MEMORY_BLOCK): a device with a first block
+ * plugged is made this much larger, as the QEMU backend's is. */
+#define LIBVIRT_XML_GUEST_BLOCK (128ull * 1024 * 1024)
 
 /* What enable added to a domain (recorded in the metadata for disable). */
 enum libvirt_xml_added {
@@ -70,6 +77,7 @@ struct libvirt_xml_meta {
         bool max_was_known; /* <maxMemory> was raised: what it was */
         uint64_t max_was_bytes;
         unsigned max_was_slots;
+        uint64_t first_bytes; /* the device block plugged at boot instead of boot RAM, 0 none */
 };
 
 enum libvirt_xml_meta_state {
@@ -86,7 +94,9 @@ struct libvirt_xml_domain {
         bool live;              /* the XML has an id: the domain runs */
         uint64_t total_bytes;   /* <memory>: boot memory plus memory devices */
         uint64_t current_bytes; /* <currentMemory> */
-        uint64_t startup_bytes; /* boot memory: total less every memory device */
+        uint64_t boot_bytes;    /* boot memory: total less every memory device */
+        uint64_t first_bytes;   /* the metadata's <first> (checked against the device), 0 none */
+        uint64_t startup_bytes; /* the user's startup size: boot memory + first */
         bool balloon;           /* a virtio <memballoon> */
         unsigned stats_period;  /* its <stats period>, 0 none */
 
@@ -121,6 +131,20 @@ void libvirt_xml_domain_free(struct libvirt_xml_domain *d);
  */
 int libvirt_xml_settings(const struct libvirt_xml_domain *d, struct vm_settings *ret, char *err,
                          size_t errlen);
+
+/*
+ * The memory layout a running domain's XML shows (the QEMU backend's
+ * qemu_layout): boot memory, the virtio-mem device's block, and what it
+ * may plug. A domain enabled with a first block (<first>) has it plugged
+ * from the start and plugs no more than maximum less boot memory (its
+ * device is larger, to a whole guest memory block; never below what it
+ * holds or was asked); one enabled before dynmem did that has no first
+ * block and its whole device to plug.
+ */
+struct libvirt_xml_layout {
+        uint64_t boot, region, block, first;
+};
+void libvirt_xml_layout(const struct libvirt_xml_domain *x, struct libvirt_xml_layout *ret);
 
 /* A domain without usable dynmem settings: static, fixed at its memory. */
 void libvirt_xml_static_settings(const struct libvirt_xml_domain *d, struct vm_settings *ret);

@@ -33,6 +33,9 @@ int lx_text(xmlNodePtr node, char *buf, size_t len);
  */
 int lx_size(xmlNodePtr node, uint64_t default_unit, uint64_t *ret);
 
+/* A NUMA <cell>'s memory attribute (scaled by its unit, KiB when absent). 0 or -EINVAL. */
+int lx_cell_size(xmlNodePtr cell, uint64_t *ret);
+
 /* Plain decimal digits up to max. 0 or -EINVAL. */
 int lx_uint(const char *text, uint64_t max, uint64_t *ret);
 

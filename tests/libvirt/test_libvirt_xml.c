@@ -205,10 +205,18 @@ static void enable_adds_what_libvirt_9_needs(void **state)
 
         parse_ok(x, &d);
         assert_true(d.vmem);
-        assert_int_equal(d.vmem_size, 768 * MIB);
+        /*
+         * As the QEMU backend's VMs: the first block is plugged at boot rather than boot RAM
+         * (254 MiB boot memory, requested 2 MiB), and the device, 768 + 2 MiB, is made larger
+         * to the next 128 MiB.
+         */
+        assert_int_equal(d.vmem_size, 896 * MIB);
         assert_int_equal(d.vmem_block, 2 * MIB);
-        assert_int_equal(d.vmem_requested, 0);
-        assert_int_equal(d.total_bytes, 1 * GIB);
+        assert_int_equal(d.vmem_requested, 2 * MIB);
+        assert_int_equal(d.total_bytes, 254 * MIB + 896 * MIB);
+        assert_int_equal(d.boot_bytes, 254 * MIB);
+        assert_int_equal(d.first_bytes, 2 * MIB);
+        assert_int_equal(d.meta.first_bytes, 2 * MIB);
         assert_int_equal(d.startup_bytes, 256 * MIB);
         assert_int_equal(d.current_bytes, 256 * MIB);
         assert_true(d.agent_channel);
@@ -226,8 +234,10 @@ static void enable_adds_what_libvirt_9_needs(void **state)
         assert_int_equal(s.buffer_percent, 25);
         assert_int_equal(s.weight, 7000);
         assert_int_equal(s.block_bytes, 2 * MIB);
-        assert_non_null(strstr(x, "<maxMemory slots=\"1\" unit=\"KiB\">1048576</maxMemory>"));
-        assert_non_null(strstr(x, "<cell id=\"0\" cpus=\"0-1\" memory=\"262144\" unit=\"KiB\"/>"));
+        assert_non_null(strstr(x, "<maxMemory slots=\"1\" unit=\"KiB\">1177600</maxMemory>"));
+        assert_non_null(strstr(x, "<cell id=\"0\" cpus=\"0-1\" memory=\"260096\" unit=\"KiB\"/>"));
+        assert_non_null(strstr(x, "<requested unit=\"KiB\">2048</requested>"));
+        assert_non_null(strstr(x, "<dynmem:first unit=\"bytes\">2097152</dynmem:first>"));
         assert_non_null(strstr(x, "<node>0</node>"));
         assert_non_null(strstr(x, "<alias name=\"" LIBVIRT_XML_VMEM_ALIAS "\"/>"));
         assert_non_null(strstr(x, "xmlns:dynmem=\"" LIBVIRT_XML_NS "\""));
@@ -301,6 +311,11 @@ static void existing_numa_cells_are_used_not_added(void **state)
         round_trip_enable(&t, mine);
         assert_false(t.d.meta.added & (LIBVIRT_XML_ADDED_NUMA | LIBVIRT_XML_ADDED_CPU));
         assert_non_null(strstr(t.x, "<node>3</node>"));
+        /* the cell is boot memory: the first block moved into the device, and back on disable */
+        assert_non_null(
+            strstr(t.x, "<cell id=\"3\" cpus=\"0-1\" memory=\"260096\" unit=\"KiB\"/>"));
+        assert_int_equal(t.d.first_bytes, 2 * MIB);
+        assert_int_equal(t.d.startup_bytes, 256 * MIB);
         round_trip_disable(&t);
 }
 
@@ -328,7 +343,7 @@ static void a_small_maxmemory_is_raised_and_restored(void **state)
         assert_false(t.d.meta.added & LIBVIRT_XML_ADDED_MAXMEMORY);
         assert_true(t.d.meta.max_was_known);
         assert_int_equal(t.d.meta.max_was_bytes, 512 * MIB);
-        assert_non_null(strstr(t.x, ">1048576</maxMemory>"));
+        assert_non_null(strstr(t.x, ">1177600</maxMemory>"));
         round_trip_disable(&t);
 }
 
@@ -364,10 +379,12 @@ static void dimms_count_in_slots_and_startup(void **state)
         libvirt_xml_domain_free(&d);
         x = enable(mine3, &req_1g);
         parse_ok(x, &d);
-        assert_int_equal(d.total_bytes, 1 * GIB + 128 * MIB);
+        assert_int_equal(d.total_bytes, 254 * MIB + 896 * MIB + 128 * MIB);
         assert_int_equal(d.startup_bytes, 256 * MIB);
-        assert_int_equal(d.vmem_size, 768 * MIB);
-        assert_non_null(strstr(x, "<maxMemory slots=\"2\" unit=\"KiB\">1179648</maxMemory>"));
+        assert_int_equal(d.boot_bytes, 254 * MIB);
+        assert_int_equal(d.vmem_size, 896 * MIB);
+        assert_non_null(strstr(x, "<maxMemory slots=\"2\" unit=\"KiB\">1308672</maxMemory>"));
+        assert_non_null(strstr(x, "memory=\"260096\""));
         y = disable(x);
         assert_same_xml(mine3, y);
         libvirt_xml_domain_free(&d);
@@ -389,14 +406,16 @@ static void enabling_again_resizes_and_keeps_the_record(void **state)
         x = enable(plain, &req_1g);
         x2 = enable(x, &more);
         parse_ok(x2, &d);
-        assert_int_equal(d.vmem_size, 2 * GIB - 256 * MIB);
-        assert_int_equal(d.total_bytes, 2 * GIB);
+        assert_int_equal(d.vmem_size, 1920 * MIB); /* 1792 + 2 MiB, to the next 128 MiB */
+        assert_int_equal(d.total_bytes, 254 * MIB + 1920 * MIB);
+        assert_int_equal(d.startup_bytes, 256 * MIB);
+        assert_int_equal(d.first_bytes, 2 * MIB);
         assert_int_equal(d.meta.weight, 100);
         assert_int_equal(d.meta.added, LIBVIRT_XML_ADDED_MAXMEMORY | LIBVIRT_XML_ADDED_NUMA |
                                            LIBVIRT_XML_ADDED_STATS | LIBVIRT_XML_ADDED_CHANNEL |
                                            LIBVIRT_XML_ADDED_CONTROLLER |
                                            LIBVIRT_XML_ADDED_DEFLATE | LIBVIRT_XML_ADDED_REPORTING);
-        assert_non_null(strstr(x2, ">2097152</maxMemory>"));
+        assert_non_null(strstr(x2, ">2226176</maxMemory>"));
         /* one device, one channel, one metadata element */
         assert_int_equal(occurrences(x2, LIBVIRT_XML_VMEM_ALIAS), 1);
         assert_int_equal(occurrences(x2, "<dynmem:memory"), 1);
@@ -419,9 +438,10 @@ static void startup_can_change_while_off(void **state)
         x2 = enable(x, &r);
         parse_ok(x2, &d);
         assert_int_equal(d.startup_bytes, 512 * MIB);
+        assert_int_equal(d.boot_bytes, 510 * MIB);
         assert_int_equal(d.current_bytes, 512 * MIB);
-        assert_int_equal(d.vmem_size, 512 * MIB);
-        assert_non_null(strstr(x2, "memory=\"524288\""));
+        assert_int_equal(d.vmem_size, 640 * MIB);
+        assert_non_null(strstr(x2, "memory=\"522240\""));
         libvirt_xml_domain_free(&d);
         free(x);
         free(x2);
@@ -437,6 +457,8 @@ static void maximum_equal_to_startup_needs_no_device(void **state)
         x = enable(plain, &r);
         parse_ok(x, &d);
         assert_false(d.vmem);
+        assert_int_equal(d.first_bytes, 0);
+        assert_null(strstr(x, "dynmem:first"));
         assert_null(strstr(x, "maxMemory"));
         assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
         y = disable(x);
@@ -444,6 +466,92 @@ static void maximum_equal_to_startup_needs_no_device(void **state)
         libvirt_xml_domain_free(&d);
         free(x);
         free(y);
+}
+
+static void a_startup_of_one_block_gets_no_first_block(void **state)
+{
+        struct libvirt_xml_request r = req_1g;
+        struct libvirt_xml_layout l;
+        struct round_trip t;
+
+        r.block_bytes = 256 * MIB; /* startup is one block: boot RAM cannot give one up */
+        r.minimum_bytes = 256 * MIB;
+        t.mine = strdup(plain);
+        t.x = enable(plain, &r);
+        parse_ok(t.x, &t.d);
+        assert_int_equal(t.d.first_bytes, 0);
+        assert_int_equal(t.d.meta.first_bytes, 0);
+        assert_null(strstr(t.x, "dynmem:first"));
+        assert_int_equal(t.d.vmem_size, 768 * MIB);
+        assert_int_equal(t.d.vmem_requested, 0);
+        assert_int_equal(t.d.boot_bytes, 256 * MIB);
+        assert_int_equal(t.d.startup_bytes, 256 * MIB);
+        assert_non_null(strstr(t.x, "memory=\"262144\""));
+        libvirt_xml_layout(&t.d, &l);
+        assert_int_equal(l.first, 0);
+        assert_int_equal(l.boot, 256 * MIB);
+        assert_int_equal(l.region, 768 * MIB);
+        round_trip_disable(&t);
+}
+
+/* What an older dynmem's enable wrote for plain and req_1g: no first block, no <first>. */
+static char *enabled_without_first_block(void)
+{
+        static const char *const changes[][2] = {
+            {"<dynmem:first unit=\"bytes\">2097152</dynmem:first>", ""},
+            {"memory=\"260096\"", "memory=\"262144\""},
+            {"<size unit=\"KiB\">917504</size>", "<size unit=\"KiB\">786432</size>"},
+            {"<requested unit=\"KiB\">2048</requested>", "<requested unit=\"KiB\">0</requested>"},
+            {"<memory unit=\"KiB\">1177600</memory>", "<memory unit=\"KiB\">1048576</memory>"},
+            {">1177600</maxMemory>", ">1048576</maxMemory>"},
+        };
+        char *x = enable(plain, &req_1g);
+
+        for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+                char *next = variant(x, changes[i][0], changes[i][1]);
+                free(x);
+                x = next;
+        }
+        return x;
+}
+
+static void a_domain_enabled_without_a_first_block_keeps_its_layout(void **state)
+{
+        char *old = enabled_without_first_block(), *y, *x2, *y2, err[128];
+        struct libvirt_xml_domain d;
+        struct libvirt_xml_layout l;
+        struct vm_settings s;
+
+        parse_ok(old, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        assert_int_equal(d.first_bytes, 0);
+        assert_int_equal(d.boot_bytes, 256 * MIB);
+        assert_int_equal(d.startup_bytes, 256 * MIB);
+        assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), 0);
+        assert_int_equal(s.startup_bytes, 256 * MIB);
+        assert_int_equal(s.maximum_bytes, 1 * GIB);
+        libvirt_xml_layout(&d, &l);
+        assert_int_equal(l.boot, 256 * MIB);
+        assert_int_equal(l.first, 0);
+        assert_int_equal(l.region, 768 * MIB);
+        libvirt_xml_domain_free(&d);
+        /* disable gives it back as before; enabling it again moves to the first-block layout */
+        y = disable(old);
+        assert_same_xml(plain, y);
+        x2 = enable(old, &req_1g);
+        parse_ok(x2, &d);
+        assert_int_equal(d.first_bytes, 2 * MIB);
+        assert_int_equal(d.boot_bytes, 254 * MIB);
+        assert_int_equal(d.startup_bytes, 256 * MIB);
+        assert_int_equal(d.vmem_size, 896 * MIB);
+        assert_non_null(strstr(x2, "memory=\"260096\""));
+        y2 = disable(x2);
+        assert_same_xml(plain, y2);
+        libvirt_xml_domain_free(&d);
+        free(old);
+        free(y);
+        free(x2);
+        free(y2);
 }
 
 static void a_missing_balloon_is_added_and_removed(void **state)
@@ -669,7 +777,8 @@ static void metadata_format_reads_back(void **state)
                                      .added = LIBVIRT_XML_ADDED_NUMA | LIBVIRT_XML_ADDED_CHANNEL,
                                      .max_was_known = true,
                                      .max_was_bytes = 2 * GIB,
-                                     .max_was_slots = 3};
+                                     .max_was_slots = 3,
+                                     .first_bytes = 0};
         char *body = libvirt_xml_meta_format(&m), *x, *inner;
         struct libvirt_xml_domain d;
 
@@ -688,6 +797,8 @@ static void metadata_format_reads_back(void **state)
         assert_true(d.meta.max_was_known);
         assert_int_equal(d.meta.max_was_bytes, m.max_was_bytes);
         assert_int_equal(d.meta.max_was_slots, m.max_was_slots);
+        assert_int_equal(d.meta.first_bytes, 0); /* written only when there is one */
+        assert_null(strstr(body, "first"));
         libvirt_xml_domain_free(&d);
         free(body);
         free(inner);
@@ -741,6 +852,66 @@ static void reads_the_live_xml(void **state)
         free(c);
         free(upd);
         free(back);
+}
+
+/* A started domain enabled with a first block: boot memory, the block, and what it may plug. */
+static void the_live_layout_counts_the_first_block(void **state)
+{
+        char *x = enable(plain, &req_1g);
+        char *a = variant(x, "<domain type=\"qemu\">", "<domain type=\"qemu\" id=\"4\">");
+        char *b = variant(a, "<requested unit=\"KiB\">2048</requested>",
+                          "<requested unit=\"KiB\">2048</requested><current "
+                          "unit=\"KiB\">2048</current>");
+        struct libvirt_xml_domain d;
+        struct libvirt_xml_layout l;
+
+        parse_ok(b, &d);
+        assert_true(d.live);
+        assert_int_equal(d.vmem_current, 2 * MIB);
+        libvirt_xml_layout(&d, &l);
+        assert_int_equal(l.boot, 254 * MIB);
+        assert_int_equal(l.first, 2 * MIB);
+        assert_int_equal(l.block, 2 * MIB);
+        /* maximum less boot memory: the device's last 126 MiB are never plugged */
+        assert_int_equal(l.region, 770 * MIB);
+        assert_int_equal(l.boot + l.region, 1 * GIB);
+        libvirt_xml_domain_free(&d);
+        free(x);
+        free(a);
+        free(b);
+}
+
+static void a_first_block_that_does_not_fit_is_bad_metadata(void **state)
+{
+        static const char *const firsts[] = {
+            "<dynmem:first unit=\"bytes\">3145728</dynmem:first>",    /* not a block multiple */
+            "<dynmem:first unit=\"bytes\">2147483648</dynmem:first>", /* beyond the device */
+            "<dynmem:first unit=\"furlongs\">1</dynmem:first>",
+        };
+        char *x = enable(plain, &req_1g), *no_vmem, err[256];
+        struct libvirt_xml_domain d;
+        struct vm_settings s;
+
+        for (size_t i = 0; i < sizeof(firsts) / sizeof(firsts[0]); i++) {
+                char *bad =
+                    variant(x, "<dynmem:first unit=\"bytes\">2097152</dynmem:first>", firsts[i]);
+                parse_ok(bad, &d);
+                assert_int_equal(d.meta_state, LIBVIRT_XML_META_BAD);
+                assert_non_null(strstr(d.meta_error, "first"));
+                assert_int_equal(d.first_bytes, 0);
+                assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
+                libvirt_xml_domain_free(&d);
+                free(bad);
+        }
+        /* <first> without dynmem's device */
+        no_vmem = with_meta("<dm:minimum unit='MiB'>128</dm:minimum><dm:maximum "
+                            "unit='MiB'>256</dm:maximum><dm:first unit='MiB'>2</dm:first>");
+        parse_ok(no_vmem, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_BAD);
+        assert_int_equal(d.startup_bytes, 256 * MIB);
+        libvirt_xml_domain_free(&d);
+        free(no_vmem);
+        free(x);
 }
 
 /* Every prefix and many corrupted copies of a dynamic domain: never a crash or a leak. */
@@ -804,6 +975,8 @@ int main(void)
             cmocka_unit_test(enabling_again_resizes_and_keeps_the_record),
             cmocka_unit_test(startup_can_change_while_off),
             cmocka_unit_test(maximum_equal_to_startup_needs_no_device),
+            cmocka_unit_test(a_startup_of_one_block_gets_no_first_block),
+            cmocka_unit_test(a_domain_enabled_without_a_first_block_keeps_its_layout),
             cmocka_unit_test(a_missing_balloon_is_added_and_removed),
             cmocka_unit_test(enable_refuses_settings_against_the_rules),
             cmocka_unit_test(enable_refuses_what_it_cannot_drive),
@@ -815,6 +988,8 @@ int main(void)
             cmocka_unit_test(metadata_of_other_namespaces_is_ignored),
             cmocka_unit_test(metadata_format_reads_back),
             cmocka_unit_test(reads_the_live_xml),
+            cmocka_unit_test(the_live_layout_counts_the_first_block),
+            cmocka_unit_test(a_first_block_that_does_not_fit_is_bad_metadata),
             cmocka_unit_test(mangled_xml_never_crashes),
             cmocka_unit_test(added_names_round_trip),
         };
