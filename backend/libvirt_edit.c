@@ -267,11 +267,12 @@ static void set_vmem(struct edit *e, uint64_t size, uint64_t block, uint64_t fir
 
         if (!e->vmem) {
                 e->vmem = lx_add(e->devices, "memory", NULL);
-                xmlSetProp(e->vmem, (const xmlChar *)"model", (const xmlChar *)"virtio-mem");
                 t = lx_add(e->vmem, "target", NULL);
                 xmlSetProp(lx_add(e->vmem, "alias", NULL), (const xmlChar *)"name",
                            (const xmlChar *)LIBVIRT_XML_VMEM_ALIAS);
         }
+        /* dynmem's device (its alias) is virtio-mem, whatever a hand edit made of it */
+        xmlSetProp(e->vmem, (const xmlChar *)"model", (const xmlChar *)"virtio-mem");
         t = child_or_add(e->vmem, "target");
         lx_set_kib(child_or_add(t, "size"), size);
         xmlNodeSetContent(child_or_add(t, "node"), (const xmlChar *)node);

@@ -122,6 +122,14 @@ def enable_writes_what_libvirt_needs_and_disable_takes_it_out(ctx):
                  "<maxMemory slots=", "<numa>", "name='org.dynmem.agent.0'",
                  "<stats period='1'/>", f"xmlns:dynmem=\"{NS}\"", "<dynmem:weight>8000"):
         check(part in xml, f"the persistent XML has {part}", xml)
+    # As the QEMU backend's VMs, web boots with its first virtio-mem block plugged rather than
+    # as boot RAM: 254 MiB of boot memory (its NUMA cell), the device 768 + 2 MiB made larger
+    # to the next 128 MiB, requested one block, and the block recorded for disable.
+    for part in ("memory='260096' unit='KiB'", "<size unit='KiB'>917504</size>",
+                 "<requested unit='KiB'>2048</requested>"):
+        check(part in xml, f"the persistent XML has {part}", xml)
+    check(re.search(r"<dynmem:first unit=.bytes.>2097152</dynmem:first>", xml),
+          "the metadata records the first block", xml)
     v = d.vm("web")
     check(v["dynamic"] and v["maximum_bytes"] == 1024 * MIB and v["weight"] == 8000 and
           v["startup_bytes"] == 256 * MIB and not v.get("problem"),
@@ -153,7 +161,11 @@ def domains_started_with_virsh_are_picked_up_and_grown_under_load(ctx):
     d, host = ctx["d"], ctx["host"]
     host.virsh("start", "web")
     host.virsh("start", "db")
-    wait_running(d, "web")
+    v = wait_running(d, "web")
+    # Its first block is the domain's from the start (before its driver plugs it): it holds
+    # its startup size, as dynmemd counts it.
+    check(v["assigned_bytes"] == 256 * MIB, "web holds its 256 MiB startup size from the start",
+          v)
     wait_running(d, "db")
     d.fails("disable", "web", contains="only while it is shut off")
     check("ua-dynmem-vmem" in host.virsh("dumpxml", "--inactive", "web"),
@@ -161,6 +173,10 @@ def domains_started_with_virsh_are_picked_up_and_grown_under_load(ctx):
     v = wait_booted(d, host, "web")
     comment(f"web reports {time.monotonic() - ctx['t0']:.0f} s into the test, MemTotal "
             f"{mib(v['guest_visible_bytes'])}")
+    live = host.virsh("dumpxml", "web")
+    cur = re.search(r"<current unit='KiB'>(\d+)</current>", live)
+    check(cur and int(cur.group(1)) >= 2048,
+          "the guest plugged the first block at boot (the live XML's <current>)", live)
     v = wait_for(lambda: (lambda v: v if v["assigned_bytes"] >= 480 * MIB else None)(d.vm("web")),
                  "web to grow past 480 MiB", timeout=240, interval=0.5)
     live = host.virsh("dumpxml", "web")
@@ -429,6 +445,8 @@ def a_guest_reboot_brings_the_domain_back_to_its_startup_size(ctx):
     low = wait_for(lambda: (lambda v: v if v["assigned_bytes"] <= 256 * MIB else None)(
         d.vm("boots")), "boots to hold no more than its startup size", timeout=30, interval=0.2)
     comment(f"boots: {mib(low['assigned_bytes'])} after the reset")
+    check(low["assigned_bytes"] == 256 * MIB,
+          "after the reset boots holds its startup size, the first block counted", low)
     # The first MemTotal dynmemd has after the reboot is the new boot's (its startup
     # memory less the kernel's), not the old boot's balloon statistics QEMU still holds.
     seen = wait_for(lambda: d.vm("boots")["guest_visible_bytes"], "a MemTotal of the new boot",
