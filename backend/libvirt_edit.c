@@ -45,6 +45,24 @@ static xmlNodePtr child_or_add(xmlNodePtr parent, const char *name)
         return n ? n : lx_add(parent, name, NULL);
 }
 
+/*
+ * The block enable took from boot memory: the metadata's <first>, read alone
+ * when the rest of the metadata is bad (enabling again is how a user mends
+ * it, and must not take a second block), and only when it fits the domain.
+ */
+static uint64_t survey_first(struct edit *e, xmlNodePtr meta)
+{
+        uint64_t first = e->had_meta ? e->meta.first_bytes : 0;
+
+        for (xmlNodePtr n = xmlFirstElementChild(meta); n && !e->had_meta;
+             n = xmlNextElementSibling(n))
+                if (strcmp((const char *)n->name, "first") == 0 && lx_size(n, 1, &first) < 0)
+                        first = 0;
+        if (!e->vmem || first > e->old_region || first > e->total - e->others - e->old_region)
+                return 0;
+        return first;
+}
+
 /* Read what enable and disable both look at. */
 static int survey(struct edit *e)
 {
@@ -77,9 +95,7 @@ static int survey(struct edit *e)
         xmlNodePtr meta = lx_meta_node(e->root);
         if (meta && lx_meta_read(e->doc, meta, &e->meta, why, sizeof(why)) == 0)
                 e->had_meta = true;
-        if (e->had_meta && e->vmem && e->meta.first_bytes <= e->old_region &&
-            e->meta.first_bytes < e->total - e->others - e->old_region)
-                e->old_first = e->meta.first_bytes;
+        e->old_first = meta ? survey_first(e, meta) : 0;
         return 0;
 }
 

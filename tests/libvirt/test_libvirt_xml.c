@@ -494,6 +494,32 @@ static void a_startup_of_one_block_gets_no_first_block(void **state)
         round_trip_disable(&t);
 }
 
+/* A startup of exactly two blocks: one is boot memory, one the first block; enabling again keeps
+ * it. */
+static void a_startup_of_two_blocks_gives_one_up(void **state)
+{
+        struct libvirt_xml_request r = req_1g;
+        struct round_trip t;
+        char *x2;
+        struct libvirt_xml_domain d;
+
+        r.block_bytes = 128 * MIB;
+        t.mine = strdup(plain);
+        t.x = enable(plain, &r);
+        parse_ok(t.x, &t.d);
+        assert_int_equal(t.d.first_bytes, 128 * MIB);
+        assert_int_equal(t.d.boot_bytes, 128 * MIB);
+        assert_int_equal(t.d.startup_bytes, 256 * MIB);
+        assert_int_equal(t.d.vmem_size, 896 * MIB); /* 768 + 128 MiB: whole guest blocks already */
+        x2 = enable(t.x, &r);
+        parse_ok(x2, &d);
+        assert_int_equal(d.startup_bytes, 256 * MIB);
+        assert_int_equal(d.boot_bytes, 128 * MIB);
+        libvirt_xml_domain_free(&d);
+        free(x2);
+        round_trip_disable(&t);
+}
+
 /* What an older dynmem's enable wrote for plain and req_1g: no first block, no <first>. */
 static char *enabled_without_first_block(void)
 {
@@ -914,6 +940,38 @@ static void a_first_block_that_does_not_fit_is_bad_metadata(void **state)
         free(x);
 }
 
+/* Enabling again mends bad metadata; the block taken at the first enable is not taken twice. */
+static void enabling_again_over_bad_metadata_keeps_the_startup(void **state)
+{
+        char *x = enable(plain, &req_1g);
+        char *bad = variant(x, "<dynmem:weight>7000</dynmem:weight>",
+                            "<dynmem:weight>70000</dynmem:weight>");
+        char *x2, *y;
+        struct libvirt_xml_domain d;
+
+        parse_ok(bad, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_BAD);
+        libvirt_xml_domain_free(&d);
+        x2 = enable(bad, &req_1g);
+        parse_ok(x2, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        assert_int_equal(d.startup_bytes, 256 * MIB);
+        assert_int_equal(d.boot_bytes, 254 * MIB);
+        assert_int_equal(d.first_bytes, 2 * MIB);
+        libvirt_xml_domain_free(&d);
+        /* disabling it with its metadata bad gives the block back too */
+        y = disable(bad);
+        parse_ok(y, &d);
+        assert_int_equal(d.total_bytes, 256 * MIB);
+        assert_false(d.vmem);
+        assert_non_null(strstr(y, "<memory unit=\"KiB\">262144</memory>"));
+        libvirt_xml_domain_free(&d);
+        free(x);
+        free(bad);
+        free(x2);
+        free(y);
+}
+
 /* Every prefix and many corrupted copies of a dynamic domain: never a crash or a leak. */
 static void mangled_xml_never_crashes(void **state)
 {
@@ -976,6 +1034,7 @@ int main(void)
             cmocka_unit_test(startup_can_change_while_off),
             cmocka_unit_test(maximum_equal_to_startup_needs_no_device),
             cmocka_unit_test(a_startup_of_one_block_gets_no_first_block),
+            cmocka_unit_test(a_startup_of_two_blocks_gives_one_up),
             cmocka_unit_test(a_domain_enabled_without_a_first_block_keeps_its_layout),
             cmocka_unit_test(a_missing_balloon_is_added_and_removed),
             cmocka_unit_test(enable_refuses_settings_against_the_rules),
@@ -990,6 +1049,7 @@ int main(void)
             cmocka_unit_test(reads_the_live_xml),
             cmocka_unit_test(the_live_layout_counts_the_first_block),
             cmocka_unit_test(a_first_block_that_does_not_fit_is_bad_metadata),
+            cmocka_unit_test(enabling_again_over_bad_metadata_keeps_the_startup),
             cmocka_unit_test(mangled_xml_never_crashes),
             cmocka_unit_test(added_names_round_trip),
         };
