@@ -325,18 +325,15 @@ static int write_meta(struct edit *e)
 }
 
 /*
- * The first device block is plugged at boot rather than boot RAM when the
- * QEMU backend's would be (a device at all, startup of two blocks or more),
- * on a domain with at most one NUMA cell (boot memory is that cell's).
+ * The first device block is plugged at boot rather than boot RAM as in the
+ * QEMU backend (settings_first_block), on a domain with at most one NUMA cell
+ * (boot memory is that cell's).
  */
 static uint64_t first_block(struct edit *e, const struct vm_settings *s)
 {
         xmlNodePtr cell = lx_child(e->numa, "cell");
 
-        if (s->maximum_bytes <= s->startup_bytes || s->startup_bytes < 2 * s->block_bytes ||
-            (cell && lx_next(cell, "cell")))
-                return 0;
-        return s->block_bytes;
+        return cell && lx_next(cell, "cell") ? 0 : settings_first_block(s);
 }
 
 static int apply_enable(struct edit *e, const struct libvirt_xml_request *req)
@@ -357,7 +354,8 @@ static int apply_enable(struct edit *e, const struct libvirt_xml_request *req)
         if ((r = check_request(e, req, startup, &s)) < 0 || (r = ensure_balloon(e)) < 0)
                 return r;
         uint64_t region = s.maximum_bytes - startup, first = first_block(e, &s);
-        uint64_t device = first ? size_round_up(region + first, LIBVIRT_XML_GUEST_BLOCK) : region;
+        uint64_t device =
+            first ? size_round_up(region + first, SETTINGS_GUEST_MEMORY_BLOCK) : region;
         uint64_t boot = startup - first, total = boot + e->others + device;
         /* a cell there is follows boot memory even when no device is left */
         if ((region > 0 || lx_child(e->numa, "cell")) &&

@@ -295,25 +295,39 @@ static int add_handle(int fd, int events, virEventHandleCallback cb, void *opaqu
         return add_watch(w);
 }
 
-static void update_handle(int id, int events)
+/* A handle's events or a timer's interval changed (any thread). */
+static void update(int id, bool is_timer, int value)
 {
         pthread_mutex_lock(&lock);
-        struct watch *w = find(id, false);
+        struct watch *w = find(id, is_timer);
         if (w) {
-                w->events = events;
+                if (is_timer)
+                        w->interval = value;
+                else
+                        w->events = value;
                 changed(w);
         }
         pthread_mutex_unlock(&lock);
 }
 
-static int remove_handle(int id)
+static int remove_id(int id, bool is_timer)
 {
         pthread_mutex_lock(&lock);
-        struct watch *w = find(id, false);
+        struct watch *w = find(id, is_timer);
         if (w)
                 remove_watch(w);
         pthread_mutex_unlock(&lock);
         return w ? 0 : -1;
+}
+
+static void update_handle(int id, int events)
+{
+        update(id, false, events);
+}
+
+static int remove_handle(int id)
+{
+        return remove_id(id, false);
 }
 
 /* ---- timeouts ---- */
@@ -335,23 +349,12 @@ static int add_timeout(int interval, virEventTimeoutCallback cb, void *opaque, v
 
 static void update_timeout(int id, int interval)
 {
-        pthread_mutex_lock(&lock);
-        struct watch *w = find(id, true);
-        if (w) {
-                w->interval = interval;
-                changed(w);
-        }
-        pthread_mutex_unlock(&lock);
+        update(id, true, interval);
 }
 
 static int remove_timeout(int id)
 {
-        pthread_mutex_lock(&lock);
-        struct watch *w = find(id, true);
-        if (w)
-                remove_watch(w);
-        pthread_mutex_unlock(&lock);
-        return w ? 0 : -1;
+        return remove_id(id, true);
 }
 
 int libvirt_event_register(struct event_base *base)

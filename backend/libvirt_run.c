@@ -54,8 +54,6 @@ static void start_agent(struct lv_domain *d)
 
 /* ---- attaching ---- */
 
-_Static_assert(LIBVIRT_XML_GUEST_BLOCK == QEMU_GUEST_MEMORY_BLOCK, "one guest memory block size");
-
 void lv_dom_attach(struct lv_domain *d)
 {
         const struct libvirt_xml_domain *x = &d->xml;

@@ -50,9 +50,6 @@
 #define LIBVIRT_XML_META_MAX   4096u               /* larger dynmem metadata is refused */
 #define LIBVIRT_XML_PATH_MAX   512u                /* agent socket paths */
 #define LIBVIRT_XML_STATS_S    1                   /* balloon statistics period set by enable */
-/* Linux adds memory in blocks of this size (QEMU_GUEST_MEMORY_BLOCK): a device with a first block
- * plugged is made this much larger, as the QEMU backend's is. */
-#define LIBVIRT_XML_GUEST_BLOCK (128ull * 1024 * 1024)
 
 /* What enable added to a domain (recorded in the metadata for disable). */
 enum libvirt_xml_added {

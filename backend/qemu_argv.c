@@ -59,24 +59,15 @@ int qemu_paths_make(const char *run_dir, const char *state_dir, const char *name
 
 void qemu_layout_from_settings(const struct vm_settings *s, struct qemu_layout *ret)
 {
-        uint64_t region = 0, base = s->startup_bytes, first = 0;
+        uint64_t region = 0, first = settings_first_block(s);
 
         if (s->dynamic && s->maximum_bytes > s->startup_bytes)
                 region = size_round_up(s->maximum_bytes - s->startup_bytes, s->block_bytes);
-        /*
-         * The first device block is plugged rather than boot RAM, so that the guest adds the
-         * memory block it lies in (and allocates its memory map, 2 MiB per 128 MiB) at boot,
-         * while it has memory to spare: memory plugged into that block later comes online
-         * without the guest allocating anything, even when it is full. A full guest that must
-         * add a block first can take many seconds to do so (docs/qemu-backend.md).
-         */
-        if (region && base >= 2 * s->block_bytes) {
-                base -= s->block_bytes;
-                region += s->block_bytes;
-                first = s->block_bytes;
-        }
-        *ret = (struct qemu_layout){
-            .startup = base, .region = region, .block = s->block_bytes, .first = first};
+        /* The first device block is plugged rather than boot RAM (settings_first_block). */
+        *ret = (struct qemu_layout){.startup = s->startup_bytes - first,
+                                    .region = region + first,
+                                    .block = s->block_bytes,
+                                    .first = first};
 }
 
 static bool kvm_works(char *why, size_t len)
@@ -212,7 +203,8 @@ static void add_memory(struct argv *a, const struct qemu_layout *l, const struct
          * (Linux uses only whole ones): the device is made larger, to the next block, and the
          * rest is never plugged (the memory behind it is never touched).
          */
-        uint64_t device = l->first ? size_round_up(l->region, QEMU_GUEST_MEMORY_BLOCK) : l->region;
+        uint64_t device =
+            l->first ? size_round_up(l->region, SETTINGS_GUEST_MEMORY_BLOCK) : l->region;
         add(a, "-m");
         add(a, "size=%lluk,slots=1,maxmem=%lluk", (unsigned long long)(l->startup / KIB),
             (unsigned long long)((l->startup + device) / KIB));

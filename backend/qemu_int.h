@@ -33,14 +33,12 @@
 #define QEMU_PATH_VMEM    "/machine/peripheral/" QEMU_ID_VMEM
 #define QEMU_PATH_BALLOON "/machine/peripheral/" QEMU_ID_BALLOON
 
-#define QEMU_DEFAULT_BINARY  "qemu-system-x86_64"
-#define QEMU_DEFAULT_MACHINE "pc"
-#define QEMU_ARGS_MAX        256 /* words in qemu_args */
-#define QEMU_CPUS_MAX        256
-#define QEMU_VMEM_BLOCK_MIN  (2 * MIB) /* virtio-mem's smallest block on x86 */
-/* Linux's memory block on x86-64 below 64 GiB: a guest adds hot-plugged memory in these */
-#define QEMU_GUEST_MEMORY_BLOCK (128 * MIB)
-#define QEMU_SHUTDOWN_DEFAULT   (30 * MSEC_PER_SEC)
+#define QEMU_DEFAULT_BINARY   "qemu-system-x86_64"
+#define QEMU_DEFAULT_MACHINE  "pc"
+#define QEMU_ARGS_MAX         256 /* words in qemu_args */
+#define QEMU_CPUS_MAX         256
+#define QEMU_VMEM_BLOCK_MIN   (2 * MIB) /* virtio-mem's smallest block on x86 */
+#define QEMU_SHUTDOWN_DEFAULT (30 * MSEC_PER_SEC)
 
 /* ---- a VM's keys (qemu_config.c) ---- */
 

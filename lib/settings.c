@@ -169,6 +169,14 @@ void settings_merge(struct vm_settings *dst, const struct vm_settings *src, unsi
                                      settings_get(src, &settings_table[i]));
 }
 
+uint64_t settings_first_block(const struct vm_settings *s)
+{
+        if (!s->dynamic || s->maximum_bytes <= s->startup_bytes ||
+            s->startup_bytes < 2 * s->block_bytes)
+                return 0;
+        return s->block_bytes;
+}
+
 void settings_complete(struct vm_settings *s, unsigned given)
 {
         if (!(given & SETTINGS_DYNAMIC))

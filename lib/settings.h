@@ -49,6 +49,8 @@
 #define SETTINGS_BLOCK_DEFAULT   (2 * MIB) /* virtio-mem device block on x86 */
 #define SETTINGS_STARTUP_DEFAULT (1 * GIB)
 #define SETTINGS_SIZE_MAX        (16 * TIB) /* sanity bound on any one VM */
+#define SETTINGS_GUEST_MEMORY_BLOCK                                                                \
+        (128 * MIB) /* Linux adds hot-plugged memory in these (x86-64) */
 
 struct vm_settings {
         bool dynamic;            /* Dynamic Memory on; off = fixed at startup */
@@ -136,6 +138,17 @@ void settings_merge(struct vm_settings *dst, const struct vm_settings *src, unsi
  * buffer 20 %, weight 5000, block 2 MiB, dynamic off.
  */
 void settings_complete(struct vm_settings *s, unsigned given_mask);
+
+/*
+ * The virtio-mem block a dynamic VM boots with plugged instead of boot RAM, 0
+ * for none: one device block when there is a device and startup holds two
+ * blocks or more. The guest then adds the memory block it lies in (and
+ * allocates that block's memory map) while it boots with room to spare, not
+ * at the first grow, when it may be full. Both backends lay VMs out by it and
+ * make the device as much larger, to a whole SETTINGS_GUEST_MEMORY_BLOCK
+ * (docs/qemu-backend.md).
+ */
+uint64_t settings_first_block(const struct vm_settings *s);
 
 /*
  * Check a complete set of settings on its own: every row's range, the
