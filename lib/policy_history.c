@@ -9,6 +9,7 @@
  * only on samples up to t (docs/policy.md).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "policy_int.h"
@@ -16,13 +17,36 @@
 /* Bucket 0 holds rises under 8 MiB; bucket b >= 1 starts at 8 MiB x sqrt(2)^(b-1). */
 #define RISE_BASE_SHIFT 23 /* 8 MiB */
 
+#define EVEN(k) ((uint64_t)1 << (RISE_BASE_SHIFT + (k)))
+#define ODD(k)  ((uint64_t)((double)EVEN(k) * M_SQRT2))
+#define PAIR(k) EVEN(k), ODD(k)
+static const uint64_t bucket_starts[] = {
+    0,       PAIR(0), PAIR(1), PAIR(2), PAIR(3),  PAIR(4),  PAIR(5),
+    PAIR(6), PAIR(7), PAIR(8), PAIR(9), PAIR(10), PAIR(11),
+};
+/*
+ * The covers of policy_history_hull()'s points, by bucket b from 1: none for
+ * b = 1 (the bottom bucket is no cover), the start of bucket b up to the
+ * last, whose end is its start x sqrt(2).
+ */
+#define DPAIR(k) (double)EVEN(k), (double)ODD(k)
+static const double hull_edges[] = {
+    0.0,      0.0,      (double)ODD(0), DPAIR(1),         DPAIR(2),
+    DPAIR(3), DPAIR(4), DPAIR(5),       DPAIR(6),         DPAIR(7),
+    DPAIR(8), DPAIR(9), DPAIR(10),      (double)EVEN(11), (double)EVEN(11) * M_SQRT2,
+};
+#undef DPAIR
+#undef PAIR
+#undef ODD
+#undef EVEN
+_Static_assert(sizeof(bucket_starts) / sizeof(bucket_starts[0]) >= POLICY_RISE_BUCKETS + 1,
+               "every bucket has a start, and the last an end");
+_Static_assert(sizeof(hull_edges) / sizeof(hull_edges[0]) == POLICY_RISE_BUCKETS + 1,
+               "a hull point per bucket from 1 (index 0 unused), the last at its top");
+
 static uint64_t bucket_start(unsigned b)
 {
-        if (b == 0)
-                return 0;
-        unsigned k = (b - 1) / 2;
-        uint64_t base = (1ull << RISE_BASE_SHIFT) << k;
-        return (b - 1) % 2 ? (uint64_t)((double)base * M_SQRT2) : base;
+        return bucket_starts[b];
 }
 
 static unsigned bucket_of(uint64_t rise)
@@ -32,6 +56,8 @@ static unsigned bucket_of(uint64_t rise)
         if (x == 0)
                 return 0;
         unsigned k = 63 - (unsigned)__builtin_clzll(x);
+        if (2 + 2 * k > POLICY_RISE_BUCKETS)
+                return POLICY_RISE_BUCKETS - 1; /* 32 GiB or more: the last bucket */
         unsigned b = 1 + 2 * k + (rise >= bucket_start(2 + 2 * k) ? 1 : 0);
         return b < POLICY_RISE_BUCKETS ? b : POLICY_RISE_BUCKETS - 1;
 }
@@ -56,17 +82,18 @@ static double decay_for(struct policy_decay *cache, uint64_t dt_ms, const struct
  * carried on for trend_lookahead, whatever its persistence: the time a grow
  * needs to land, during which a rising guest keeps rising.
  */
-static double projection(const struct policy_history *h, uint64_t dt_ms,
-                         const struct policy_tunables *t)
+static double projection(struct policy_history *h, uint64_t dt_ms, const struct policy_tunables *t)
 {
         double beta = h->persist_xx > 0.0 ? h->persist_xy / h->persist_xx : 0.0;
         double cap = (double)t->persistence_max_permille / 1000.0;
         double rate = h->trend_rate;
 
         beta = beta > cap ? cap : beta > 0.0 ? beta : 0.0;
+        h->persistence = (float)beta;
         double p = beta * rate * (double)dt_ms;
-        if (rate > 0.0)
-                p += rate * (double)t->trend_lookahead_ms;
+        /* Only a guest that rose over the last interval is still rising. */
+        if (rate > 0.0 && h->last_rate > 0.0)
+                p += (rate < h->last_rate ? rate : h->last_rate) * (double)t->trend_lookahead_ms;
         return p;
 }
 
@@ -120,6 +147,7 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
                 h->persist_xy = h->persist_xy * decay + rate * h->trend_rate;
                 h->persist_xx = h->persist_xx * decay + h->trend_rate * h->trend_rate;
                 h->trend_rate = 0.5 * h->trend_rate + 0.5 * rate;
+                h->last_rate = rate;
         }
         double p = projection(h, dt, t);
         /* The projection never more than doubles the demand, nor halves it. */
@@ -136,18 +164,33 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
 }
 
 /*
- * The rise that `permille` of the unforeseen rises stayed under, in bytes:
- * the histogram read from the top, interpolated inside the bucket. 0 with no
- * history, for a level of 0, or when it falls in the bottom bucket (rises
- * under 8 MiB are below any deadband).
+ * The rise that `permille` of the unforeseen rises stayed under, counted per
+ * headroom_period_ms of time rather than per decision, in bytes: a VM
+ * decided on every second misses its cover no more often than one decided
+ * on every 30 s (the share of decisions left out is scaled by the VM's
+ * interval over the period). The histogram is read from the top,
+ * interpolated inside the bucket. 0 with no history, for a level of 0, or
+ * when it falls in the bottom bucket (rises under 8 MiB are below any
+ * deadband).
  */
-uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille)
+uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille,
+                                 uint64_t period_ms)
 {
-        double sum = h->weight_sum, tail = sum * (1000.0 - (double)permille) / 1000.0;
+        if (permille == 0)
+                return 0;
+        return policy_history_tail(h, (1000.0 - (double)permille) / 1000.0, period_ms);
+}
+
+uint64_t policy_history_tail(const struct policy_history *h, double miss, uint64_t period_ms)
+{
+        double sum = h->weight_sum, share = miss;
         double above = 0.0;
 
-        if (permille == 0 || !(sum > 0.0))
+        if (!(sum > 0.0) || !(share < 1.0))
                 return 0;
+        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
+                share *= (double)h->last_dt_ms / (double)period_ms;
+        double tail = sum * share;
         for (unsigned b = h->top + 1u; b-- > 1;) {
                 double w = h->rise_weight[b];
                 if (w > 0.0 && above + w > tail) {
@@ -160,4 +203,65 @@ uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permil
                 above += w;
         }
         return 0;
+}
+
+uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms)
+{
+        double sum = h->weight_sum, unit, above = 0.0;
+
+        if (!(sum > 0.0))
+                return 0;
+        unit = 1.0 / sum;
+        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
+                unit *= (double)h->last_dt_ms / (double)period_ms;
+        /* Covering everything: no miss, the top of the highest bucket. */
+        unsigned top = h->top;
+        double top_bytes = top + 1 < POLICY_RISE_BUCKETS ? (double)bucket_start(top + 1)
+                                                         : (double)bucket_start(top) * M_SQRT2;
+        double best_cost = price * top_bytes, best = top_bytes;
+        for (unsigned b = top + 1u; b-- > 1;) {
+                above += h->rise_weight[b];
+                double lower = hull_edges[b]; /* below the first bucket is no cover at all */
+                double cost = above * unit + price * lower;
+                if (cost < best_cost) {
+                        best_cost = cost;
+                        best = lower;
+                }
+                /*
+                 * Every lower edge misses at least the share above this one,
+                 * and rounding keeps that order: none can cost less.
+                 */
+                if (above * unit >= best_cost)
+                        break;
+        }
+        return (uint64_t)best;
+}
+
+size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, double *x, double *y)
+{
+        double sum = h->weight_sum, unit;
+        size_t m = 0;
+
+        if (!(sum > 0.0) || h->top == 0)
+                return 0;
+        unit = 1.0 / sum;
+        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
+                unit *= (double)h->last_dt_ms / (double)period_ms;
+        unsigned top = h->top;
+        double above = 0.0;
+        for (unsigned b = 1; b <= top; b++)
+                above += h->rise_weight[b];
+        /* The points (cover, share missed) of policy_history_priced(), cover ascending. */
+        for (unsigned b = 1; b <= top + 1u; b++) {
+                double px = hull_edges[b], py = above * unit;
+                /* The lower hull: drop points above the line from the one before to this one. */
+                while (m >= 2 && (y[m - 1] - y[m - 2]) * (px - x[m - 2]) >=
+                                     (py - y[m - 2]) * (x[m - 1] - x[m - 2]))
+                        m--;
+                x[m] = px;
+                y[m++] = py;
+                if (b <= top)
+                        above -= h->rise_weight[b];
+        }
+        return m;
 }

@@ -87,8 +87,55 @@ struct policy_decay {
 uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64_t now,
                                struct policy_decay *cache, const struct policy_tunables *t);
 
-/* The rise `permille` of the VM's unforeseen rises stayed under, in bytes (0: none known). */
-uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille);
+/*
+ * The rise `permille` of the VM's unforeseen rises stayed under, counted per
+ * period_ms of time (0: per decision), in bytes (0: none known).
+ */
+uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille,
+                                 uint64_t period_ms);
+
+/*
+ * The same for the share `miss` of rises left uncovered (0..1; per period_ms
+ * of time when that is set): 0 for a share of 1 or more.
+ */
+uint64_t policy_history_tail(const struct policy_history *h, double miss, uint64_t period_ms);
+
+/*
+ * The cover worth its price: the bucket edge h that makes the share of rises
+ * above h (per period_ms of time) plus `price` x h smallest, in bytes.
+ */
+uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms);
+
+/*
+ * The same choice for every price at once: the lower convex hull of the
+ * points (cover, share of rises missed), cover ascending, as its vertices in
+ * x (bytes) and y (share); returns how many (at most POLICY_RISE_BUCKETS + 1,
+ * 0 with no history). Along the hull the share falls ever less steeply: at
+ * price p the cover worth it is the x where the slope of the hull's segments
+ * (share per byte) falls to p; once the share stops falling no further cover
+ * is worth a byte.
+ */
+size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, double *x,
+                           double *y);
+
+/*
+ * The headroom pool (policy_pool.c): the VMs whose want came from their
+ * learned rises (vm->pooled) share the headroom the buffers would give them
+ * in all. Each VM is added right after its estimate, while its history is
+ * still in the cache (its hull binned by slope, its buffer summed); the pool
+ * is shared once every VM is estimated, before the allocation.
+ */
+#define POLICY_PRICE_BINS 4096
+
+struct policy_pool {
+        double bins[POLICY_PRICE_BINS]; /* bytes of cover worth each price, by its bin */
+        uint64_t buffers;               /* the pooled VMs' buffers, summed */
+};
+
+void policy_pool_add(struct policy_pool *pool, const struct policy_vm *vm,
+                     const struct policy_tunables *t);
+void policy_pool_share(const struct policy_pool *pool, struct policy_vm *vms, size_t n,
+                       const struct policy_tunables *t);
 
 /*
  * The grow edge: below it a VM is grown toward `top` (its want, or its ideal
@@ -114,8 +161,19 @@ void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, 
 void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
                       bool contended);
 
+/*
+ * A VM waits for memory that holds keep: the holds are released, all of them
+ * when it is below its need (or a VM waits to start), only those beyond the
+ * deadband when it waits for headroom.
+ */
+enum policy_release {
+        RELEASE_NONE,
+        RELEASE_LARGE,
+        RELEASE_ALL,
+};
+
 /* Stage 3 hysteresis for one running dynamic VM (policy_smooth.c). */
 void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
-                       bool scarcity, bool release);
+                       bool scarcity, enum policy_release release);
 
 #endif
