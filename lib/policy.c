@@ -315,6 +315,11 @@ static void add_levels(struct decision *d, const struct policy_vm *vm)
  */
 static void estimate_all(struct decision *d, size_t n)
 {
+        const struct policy_tunables *t = &d->cfg->tunables;
+        bool pool = d->cfg->kind == POLICY_DYNMEM && t->headroom_pool_percent > 0;
+
+        if (pool)
+                policy_pool_start(&d->pool, d->scr->price_bin);
         for (size_t i = 0; i < n; i++) {
                 struct policy_vm *vm = &d->vms[i];
 
@@ -325,21 +330,24 @@ static void estimate_all(struct decision *d, size_t n)
                 vm->target_bytes = vm->ideal_bytes = 0;
                 if (vm->phase != POLICY_PHASE_OFF)
                         policy_estimate_one(d->cfg, vm, d->now, &d->decay);
-                if (vm->pooled)
-                        policy_pool_add(&d->pool, vm, &d->cfg->tunables);
+                if (pool && vm->pooled)
+                        policy_pool_add(&d->pool, vm, t);
         }
-        if (d->cfg->kind == POLICY_DYNMEM)
-                policy_pool_share(&d->pool, d->vms, n, &d->cfg->tunables);
+        if (pool) {
+                policy_pool_price(&d->pool, d->vms, n, t);
+                d->scr->price_bin = (uint32_t)d->pool.bin;
+        }
         for (size_t i = 0; i < n; i++) {
                 struct policy_vm *vm = &d->vms[i];
 
                 if (vm->phase == POLICY_PHASE_OFF)
                         continue;
+                if (pool && vm->pooled)
+                        policy_pool_share_one(&d->pool, vm, t);
                 if (vm->phase == POLICY_PHASE_RUNNING)
                         d->unprobed_want = add_sat(d->unprobed_want, vm->want_bytes);
                 if (vm->probe_candidate)
-                        policy_probe_one(vm, d->now, &d->cfg->tunables,
-                                         d->scr->contended && !d->scr->scarce);
+                        policy_probe_one(vm, d->now, t, d->scr->contended && !d->scr->scarce);
                 if (vm->phase == POLICY_PHASE_STARTING) {
                         d->scr->spare[d->n_starters++].index = (uint32_t)i;
                         continue;

@@ -159,6 +159,8 @@ struct policy_vm_memory {
         struct policy_history history;
 };
 
+#define POLICY_POOL_PIECES 4
+
 /*
  * One VM as the policy sees it. The fields every pass reads or writes come
  * first, in two cache lines, then the cover and the part of the memory the
@@ -201,6 +203,14 @@ struct policy_vm {
         bool pooled;             /* scratch: want = next + headroom from the pool (policy_pool.c) */
         uint32_t pool_scale;     /* scratch: the correction of the figure, permille */
         uint64_t pool_next_bytes; /* scratch: the corrected figure expected next */
+        /*
+         * scratch: the rise worth covering across the pool's window, in up to
+         * POLICY_POOL_PIECES pieces, each from an index of the window on (0
+         * pieces: found again at the price)
+         */
+        uint8_t pool_pieces;
+        uint8_t pool_from[POLICY_POOL_PIECES];
+        uint64_t pool_rise[POLICY_POOL_PIECES];
 };
 
 struct policy_host {
@@ -228,8 +238,9 @@ struct policy_sort_item {
 };
 
 struct policy_scratch {
-        bool contended; /* the last decision's VMs wanted most of the host (probing) */
-        bool scarce;    /* ... or more than all of it (no probing: scarcity cuts instead) */
+        bool contended;     /* the last decision's VMs wanted most of the host (probing) */
+        bool scarce;        /* ... or more than all of it (no probing: scarcity cuts instead) */
+        uint32_t price_bin; /* the headroom pool's price: where the next decision looks first */
         size_t capacity;
         struct policy_sort_item *items;
         struct policy_sort_item *spare; /* radix sort's second buffer */

@@ -25,7 +25,7 @@ static const uint64_t bucket_starts[] = {
     PAIR(6), PAIR(7), PAIR(8), PAIR(9), PAIR(10), PAIR(11),
 };
 /*
- * The covers of policy_history_hull()'s points, by bucket b from 1: none for
+ * The covers policy_history_priced() weighs, by bucket b from 1: none for
  * b = 1 (the bottom bucket is no cover), the start of bucket b up to the
  * last, whose end is its start x sqrt(2).
  */
@@ -42,7 +42,7 @@ static const double hull_edges[] = {
 _Static_assert(sizeof(bucket_starts) / sizeof(bucket_starts[0]) >= POLICY_RISE_BUCKETS + 1,
                "every bucket has a start, and the last an end");
 _Static_assert(sizeof(hull_edges) / sizeof(hull_edges[0]) == POLICY_RISE_BUCKETS + 1,
-               "a hull point per bucket from 1 (index 0 unused), the last at its top");
+               "a cover per bucket from 1 (index 0 unused), the last at its top");
 
 static uint64_t bucket_start(unsigned b)
 {
@@ -205,63 +205,160 @@ uint64_t policy_history_tail(const struct policy_history *h, double miss, uint64
         return 0;
 }
 
-uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms)
+/*
+ * The share of rises a cover misses per period, per unit of weight, and the
+ * cover when it covers everything (the top of the highest bucket): what
+ * policy_history_priced() and policy_history_priced2() start from. False
+ * with no history.
+ */
+static bool priced_start(const struct policy_history *h, uint64_t period_ms, double *unit,
+                         double *top_bytes)
 {
-        double sum = h->weight_sum, unit, above = 0.0;
+        double sum = h->weight_sum;
 
         if (!(sum > 0.0))
-                return 0;
-        unit = 1.0 / sum;
+                return false;
+        *unit = 1.0 / sum;
         if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
-                unit *= (double)h->last_dt_ms / (double)period_ms;
-        /* Covering everything: no miss, the top of the highest bucket. */
+                *unit *= (double)h->last_dt_ms / (double)period_ms;
         unsigned top = h->top;
-        double top_bytes = top + 1 < POLICY_RISE_BUCKETS ? (double)bucket_start(top + 1)
-                                                         : (double)bucket_start(top) * M_SQRT2;
-        double best_cost = price * top_bytes, best = top_bytes;
-        for (unsigned b = top + 1u; b-- > 1;) {
+        *top_bytes = top + 1 < POLICY_RISE_BUCKETS ? (double)bucket_start(top + 1)
+                                                   : (double)bucket_start(top) * M_SQRT2;
+        return true;
+}
+
+/* What a cover costs: the share it misses plus the price of its bytes. */
+static inline double cost_of(double missed, double price, double bytes)
+{
+        return missed + price * bytes;
+}
+
+/*
+ * The buckets are read from the top down, each lower edge a cover that
+ * misses the rises above it; the search stops once the share missed alone
+ * costs as much as the best cover found: every lower edge misses at least
+ * as much, and rounding keeps that order, so none can cost less. Of two
+ * edges that cost the same the higher is kept.
+ */
+double policy_history_priced_edge(const struct policy_history *h, double price, uint64_t period_ms)
+{
+        double unit, best, above = 0.0;
+
+        if (!priced_start(h, period_ms, &unit, &best))
+                return 0.0;
+        double best_cost = cost_of(0.0, price, best);
+        for (unsigned b = h->top + 1u; b-- > 1;) {
                 above += h->rise_weight[b];
-                double lower = hull_edges[b]; /* below the first bucket is no cover at all */
-                double cost = above * unit + price * lower;
+                double missed = above * unit, lower = hull_edges[b];
+                double cost = cost_of(missed, price, lower);
                 if (cost < best_cost) {
                         best_cost = cost;
                         best = lower;
                 }
-                /*
-                 * Every lower edge misses at least the share above this one,
-                 * and rounding keeps that order: none can cost less.
-                 */
-                if (above * unit >= best_cost)
+                if (missed >= best_cost)
                         break;
         }
-        return (uint64_t)best;
+        return best;
 }
 
-size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, double *x, double *y)
+uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms)
 {
-        double sum = h->weight_sum, unit;
-        size_t m = 0;
+        return (uint64_t)policy_history_priced_edge(h, price, period_ms);
+}
 
-        if (!(sum > 0.0) || h->top == 0)
-                return 0;
-        unit = 1.0 / sum;
-        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
-                unit *= (double)h->last_dt_ms / (double)period_ms;
-        unsigned top = h->top;
-        double above = 0.0;
-        for (unsigned b = 1; b <= top; b++)
-                above += h->rise_weight[b];
-        /* The points (cover, share missed) of policy_history_priced(), cover ascending. */
-        for (unsigned b = 1; b <= top + 1u; b++) {
-                double px = hull_edges[b], py = above * unit;
-                /* The lower hull: drop points above the line from the one before to this one. */
-                while (m >= 2 && (y[m - 1] - y[m - 2]) * (px - x[m - 2]) >=
-                                     (py - y[m - 2]) * (x[m - 1] - x[m - 2]))
-                        m--;
-                x[m] = px;
-                y[m++] = py;
-                if (b <= top)
-                        above -= h->rise_weight[b];
+/* The first of `count` ascending prices above `slope` (count when none is), without branches. */
+static int first_above(const double *prices, int count, double slope)
+{
+        int at = 0, step = 1;
+
+        while (step * 2 <= count)
+                step *= 2;
+        for (; step > 0; step /= 2) {
+                int probe = at + step;
+                at = probe <= count && prices[probe - 1] <= slope ? probe : at;
         }
-        return m;
+        return at;
+}
+
+/*
+ * Between the edges the window's two ends choose (buckets lo < hi, their
+ * shares missed in missed[]), the cover steps down where the lower hull of
+ * the points (cover, share missed) falls less steeply than the price: the
+ * hull's vertices become the pieces, highest cover first, each from the
+ * first price above the slope of the segment that leads to it.
+ */
+static int priced_steps(const double *x, const double *missed, unsigned lo, unsigned hi,
+                        const double *prices, int count, double *edges, int *from)
+{
+        unsigned v[POLICY_RISE_BUCKETS + 1];
+        int m = 0;
+
+        for (unsigned b = lo; b <= hi; b++) {
+                /* The lower hull: drop points on or above the line from the one before to this one.
+                 */
+                while (m >= 2 && (missed[v[m - 1]] - missed[v[m - 2]]) * (x[b] - x[v[m - 2]]) >=
+                                     (missed[b] - missed[v[m - 2]]) * (x[v[m - 1]] - x[v[m - 2]]))
+                        m--;
+                v[m++] = b;
+        }
+        /* From the largest cover (the lowest price, index 0) down to the smallest (the last). */
+        int pieces = 0, start = 0;
+        for (int k = m - 1; k >= 1; k--) {
+                double slope = (missed[v[k - 1]] - missed[v[k]]) / (x[v[k]] - x[v[k - 1]]);
+                int until = first_above(prices, count, slope);
+                /* The two ends are the priced edges whatever the rounding of a slope. */
+                until = until < start ? start : until;
+                until = until < 1 ? 1 : until > count - 1 ? count - 1 : until;
+                if (until > start) {
+                        edges[pieces] = x[v[k]];
+                        from[pieces++] = start;
+                        start = until;
+                }
+        }
+        edges[pieces] = x[v[0]];
+        from[pieces++] = start;
+        return pieces;
+}
+
+int policy_history_priced_window(const struct policy_history *h, const double *prices, int count,
+                                 uint64_t period_ms, double *edges, int *from)
+{
+        double unit, top_bytes, above = 0.0;
+        double x[POLICY_RISE_BUCKETS + 1], missed_at[POLICY_RISE_BUCKETS + 1];
+
+        from[0] = 0;
+        if (!priced_start(h, period_ms, &unit, &top_bytes)) {
+                edges[0] = 0.0;
+                return 1;
+        }
+        unsigned top = h->top, lo_b = top + 1, hi_b = top + 1;
+        double p_lo = prices[0], p_hi = prices[count - 1];
+        double cost_lo = cost_of(0.0, p_lo, top_bytes), cost_hi = cost_of(0.0, p_hi, top_bytes);
+
+        x[top + 1] = top_bytes;
+        missed_at[top + 1] = 0.0;
+        /*
+         * policy_history_priced_edge() at both ends at once: past the point
+         * where one end's search would stop no edge costs it less, so reading
+         * on for the other changes nothing.
+         */
+        for (unsigned b = top + 1u; b-- > 1;) {
+                above += h->rise_weight[b];
+                double missed = above * unit, lower = hull_edges[b];
+                double c_lo = cost_of(missed, p_lo, lower), c_hi = cost_of(missed, p_hi, lower);
+                x[b] = lower;
+                missed_at[b] = missed;
+                lo_b = c_lo < cost_lo ? b : lo_b;
+                cost_lo = c_lo < cost_lo ? c_lo : cost_lo;
+                hi_b = c_hi < cost_hi ? b : hi_b;
+                cost_hi = c_hi < cost_hi ? c_hi : cost_hi;
+                if (missed >= cost_lo && missed >= cost_hi)
+                        break;
+        }
+        if (lo_b == hi_b || count < 2) {
+                edges[0] = x[lo_b];
+                return 1;
+        }
+        /* A higher price never buys more cover: hi_b < lo_b. */
+        return priced_steps(x, missed_at, hi_b, lo_b, prices, count, edges, from);
 }

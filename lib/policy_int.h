@@ -102,40 +102,61 @@ uint64_t policy_history_tail(const struct policy_history *h, double miss, uint64
 
 /*
  * The cover worth its price: the bucket edge h that makes the share of rises
- * above h (per period_ms of time) plus `price` x h smallest, in bytes.
+ * above h (per period_ms of time) plus `price` x h smallest, in bytes (the
+ * higher edge of two that cost the same). Along the lower convex hull of the
+ * points (cover, share missed) this is where the hull's slope falls to the
+ * price: a higher price never buys more cover.
  */
 uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms);
 
+/* The same edge as a double (the top edge is not a whole number of bytes). */
+double policy_history_priced_edge(const struct policy_history *h, double price, uint64_t period_ms);
+
 /*
- * The same choice for every price at once: the lower convex hull of the
- * points (cover, share of rises missed), cover ascending, as its vertices in
- * x (bytes) and y (share); returns how many (at most POLICY_RISE_BUCKETS + 1,
- * 0 with no history). Along the hull the share falls ever less steeply: at
- * price p the cover worth it is the x where the slope of the hull's segments
- * (share per byte) falls to p; once the share stops falling no further cover
- * is worth a byte.
+ * The edge policy_history_priced_edge() gives at each of `count` ascending
+ * prices, in one pass over the buckets: as pieces, highest edge first, piece
+ * k holding edges[k] from prices[from[k]] up to the next piece's start (the
+ * last up to the end). The two ends are exactly what priced_edge gives;
+ * between them the edge steps where the slope of the lower hull of the
+ * points (cover, share missed) falls below the price. Returns how many
+ * pieces (1 .. POLICY_RISE_BUCKETS + 1).
  */
-size_t policy_history_hull(const struct policy_history *h, uint64_t period_ms, double *x,
-                           double *y);
+int policy_history_priced_window(const struct policy_history *h, const double *prices, int count,
+                                 uint64_t period_ms, double *edges, int *from);
 
 /*
  * The headroom pool (policy_pool.c): the VMs whose want came from their
  * learned rises (vm->pooled) share the headroom the buffers would give them
- * in all. Each VM is added right after its estimate, while its history is
- * still in the cache (its hull binned by slope, its buffer summed); the pool
- * is shared once every VM is estimated, before the allocation.
+ * in all, at one price per byte of cover. The price is one of
+ * POLICY_PRICE_BINS steps; a decision first looks at POLICY_PRICE_WINDOW of
+ * them around the previous decision's price (policy_scratch.price_bin).
+ * Each VM is added right after its estimate, while its history is still in
+ * the cache (its buffer summed, its covers at the window's prices);
+ * policy_pool_price() then finds the price, with more passes over the VMs
+ * only when it left the window, and each VM's headroom is set from it
+ * (policy_pool_share_one()) before the allocation.
  */
-#define POLICY_PRICE_BINS 4096
+#define POLICY_PRICE_BINS   4096
+#define POLICY_PRICE_WINDOW 24
 
 struct policy_pool {
-        double bins[POLICY_PRICE_BINS]; /* bytes of cover worth each price, by its bin */
-        uint64_t buffers;               /* the pooled VMs' buffers, summed */
+        uint64_t buffers;                   /* the pooled VMs' buffers, summed */
+        int first, count;                   /* the window: bins first .. first + count - 1 */
+        double prices[POLICY_PRICE_WINDOW]; /* the price of each */
+        double steps[POLICY_PRICE_WINDOW];  /* the pooled VMs' covers there, summed, as changes */
+        int bin;                            /* the price found: its bin, 0..POLICY_PRICE_BINS */
+        double price;                       /* ... and the price */
+        uint64_t covered;                   /* the covers at that price, summed */
+        bool narrowed;                      /* found outside the window, by more passes */
 };
 
-void policy_pool_add(struct policy_pool *pool, const struct policy_vm *vm,
+void policy_pool_start(struct policy_pool *pool, uint32_t hint);
+void policy_pool_add(struct policy_pool *pool, struct policy_vm *vm,
                      const struct policy_tunables *t);
-void policy_pool_share(const struct policy_pool *pool, struct policy_vm *vms, size_t n,
+void policy_pool_price(struct policy_pool *pool, struct policy_vm *vms, size_t n,
                        const struct policy_tunables *t);
+void policy_pool_share_one(const struct policy_pool *pool, struct policy_vm *vm,
+                           const struct policy_tunables *t);
 
 /*
  * The grow edge: below it a VM is grown toward `top` (its want, or its ideal
