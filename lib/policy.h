@@ -205,12 +205,12 @@ struct policy_vm {
         uint64_t pool_next_bytes; /* scratch: the corrected figure expected next */
         /*
          * scratch: the rise worth covering across the pool's window, in up to
-         * POLICY_POOL_PIECES pieces, each from an index of the window on (0
-         * pieces: found again at the price)
+         * POLICY_POOL_PIECES pieces, each from an index of the window on, as
+         * a bucket's edge (0 pieces: found again at the price)
          */
         uint8_t pool_pieces;
         uint8_t pool_from[POLICY_POOL_PIECES];
-        uint64_t pool_rise[POLICY_POOL_PIECES];
+        uint8_t pool_bucket[POLICY_POOL_PIECES]; /* ... its edge (policy_history_edge()) */
 };
 
 struct policy_host {

@@ -30,7 +30,7 @@ static const uint64_t bucket_starts[] = {
  * last, whose end is its start x sqrt(2).
  */
 #define DPAIR(k) (double)EVEN(k), (double)ODD(k)
-static const double hull_edges[] = {
+const double policy_history_edges[] = {
     0.0,      0.0,      (double)ODD(0), DPAIR(1),         DPAIR(2),
     DPAIR(3), DPAIR(4), DPAIR(5),       DPAIR(6),         DPAIR(7),
     DPAIR(8), DPAIR(9), DPAIR(10),      (double)EVEN(11), (double)EVEN(11) * M_SQRT2,
@@ -41,8 +41,9 @@ static const double hull_edges[] = {
 #undef EVEN
 _Static_assert(sizeof(bucket_starts) / sizeof(bucket_starts[0]) >= POLICY_RISE_BUCKETS + 1,
                "every bucket has a start, and the last an end");
-_Static_assert(sizeof(hull_edges) / sizeof(hull_edges[0]) == POLICY_RISE_BUCKETS + 1,
-               "a cover per bucket from 1 (index 0 unused), the last at its top");
+_Static_assert(sizeof(policy_history_edges) / sizeof(policy_history_edges[0]) ==
+                   POLICY_RISE_BUCKETS + 1,
+               "a cover per bucket from 1 (index 0: none), the last at its top");
 
 static uint64_t bucket_start(unsigned b)
 {
@@ -249,7 +250,7 @@ double policy_history_priced_edge(const struct policy_history *h, double price, 
         double best_cost = cost_of(0.0, price, best);
         for (unsigned b = h->top + 1u; b-- > 1;) {
                 above += h->rise_weight[b];
-                double missed = above * unit, lower = hull_edges[b];
+                double missed = above * unit, lower = policy_history_edges[b];
                 double cost = cost_of(missed, price, lower);
                 if (cost < best_cost) {
                         best_cost = cost;
@@ -287,9 +288,10 @@ static int first_above(const double *prices, int count, double slope)
  * hull's vertices become the pieces, highest cover first, each from the
  * first price above the slope of the segment that leads to it.
  */
-static int priced_steps(const double *x, const double *missed, unsigned lo, unsigned hi,
-                        const double *prices, int count, double *edges, int *from)
+static int priced_steps(const double *missed, unsigned lo, unsigned hi, const double *prices,
+                        int count, uint8_t *buckets, int *from)
 {
+        const double *x = policy_history_edges;
         unsigned v[POLICY_RISE_BUCKETS + 1];
         int m = 0;
 
@@ -310,43 +312,40 @@ static int priced_steps(const double *x, const double *missed, unsigned lo, unsi
                 until = until < start ? start : until;
                 until = until < 1 ? 1 : until > count - 1 ? count - 1 : until;
                 if (until > start) {
-                        edges[pieces] = x[v[k]];
+                        buckets[pieces] = (uint8_t)v[k];
                         from[pieces++] = start;
                         start = until;
                 }
         }
-        edges[pieces] = x[v[0]];
+        buckets[pieces] = (uint8_t)v[0];
         from[pieces++] = start;
         return pieces;
 }
 
 int policy_history_priced_window(const struct policy_history *h, const double *prices, int count,
-                                 uint64_t period_ms, double *edges, int *from)
+                                 uint64_t period_ms, uint8_t *buckets, int *from)
 {
-        double unit, top_bytes, above = 0.0;
-        double x[POLICY_RISE_BUCKETS + 1], missed_at[POLICY_RISE_BUCKETS + 1];
+        double unit, top_bytes, above = 0.0, missed_at[POLICY_RISE_BUCKETS + 1];
 
         from[0] = 0;
-        if (!priced_start(h, period_ms, &unit, &top_bytes)) {
-                edges[0] = 0.0;
-                return 1;
-        }
+        buckets[0] = 0; /* no cover */
+        if (!priced_start(h, period_ms, &unit, &top_bytes) || h->top == 0)
+                return 1; /* no history, or every rise in the bottom bucket: no cover */
         unsigned top = h->top, lo_b = top + 1, hi_b = top + 1;
         double p_lo = prices[0], p_hi = prices[count - 1];
         double cost_lo = cost_of(0.0, p_lo, top_bytes), cost_hi = cost_of(0.0, p_hi, top_bytes);
 
-        x[top + 1] = top_bytes;
         missed_at[top + 1] = 0.0;
         /*
          * policy_history_priced_edge() at both ends at once: past the point
          * where one end's search would stop no edge costs it less, so reading
-         * on for the other changes nothing.
+         * on for the other changes nothing. The top edge is
+         * policy_history_edges[top + 1].
          */
         for (unsigned b = top + 1u; b-- > 1;) {
                 above += h->rise_weight[b];
-                double missed = above * unit, lower = hull_edges[b];
+                double missed = above * unit, lower = policy_history_edges[b];
                 double c_lo = cost_of(missed, p_lo, lower), c_hi = cost_of(missed, p_hi, lower);
-                x[b] = lower;
                 missed_at[b] = missed;
                 lo_b = c_lo < cost_lo ? b : lo_b;
                 cost_lo = c_lo < cost_lo ? c_lo : cost_lo;
@@ -356,9 +355,9 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
                         break;
         }
         if (lo_b == hi_b || count < 2) {
-                edges[0] = x[lo_b];
+                buckets[0] = (uint8_t)lo_b;
                 return 1;
         }
         /* A higher price never buys more cover: hi_b < lo_b. */
-        return priced_steps(x, missed_at, hi_b, lo_b, prices, count, edges, from);
+        return priced_steps(missed_at, hi_b, lo_b, prices, count, buckets, from);
 }

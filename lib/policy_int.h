@@ -28,8 +28,10 @@ static inline uint64_t add_sat(uint64_t a, uint64_t b)
 /* v * permille / 1000 in 128 bits, saturating. */
 static inline uint64_t scale_permille(uint64_t v, uint64_t permille)
 {
-        if (permille == 0 || v <= UINT64_MAX / permille)
-                return v * permille / 1000; /* the common case, without 128-bit division */
+        uint64_t product;
+
+        if (!__builtin_mul_overflow(v, permille, &product))
+                return product / 1000; /* the common case, without 128-bit division */
         unsigned __int128 r = (unsigned __int128)v * permille / 1000;
         return r > UINT64_MAX ? UINT64_MAX : (uint64_t)r;
 }
@@ -115,14 +117,29 @@ double policy_history_priced_edge(const struct policy_history *h, double price, 
 /*
  * The edge policy_history_priced_edge() gives at each of `count` ascending
  * prices, in one pass over the buckets: as pieces, highest edge first, piece
- * k holding edges[k] from prices[from[k]] up to the next piece's start (the
- * last up to the end). The two ends are exactly what priced_edge gives;
- * between them the edge steps where the slope of the lower hull of the
- * points (cover, share missed) falls below the price. Returns how many
- * pieces (1 .. POLICY_RISE_BUCKETS + 1).
+ * k holding the edge of bucket buckets[k] (policy_history_edge()) from
+ * prices[from[k]] up to the next piece's start (the last up to the end). The
+ * two ends are what priced_edge gives (for a history that covers anything:
+ * one with every rise in the bottom bucket gives no cover, bucket 0); between
+ * them the edge steps where the slope of the lower hull of the points
+ * (cover, share missed) falls below the price. Returns how many pieces (1 ..
+ * POLICY_RISE_BUCKETS + 1).
  */
 int policy_history_priced_window(const struct policy_history *h, const double *prices, int count,
-                                 uint64_t period_ms, double *edges, int *from);
+                                 uint64_t period_ms, uint8_t *buckets, int *from);
+
+/*
+ * The covers the edges stand for, by bucket b from 1: none for b = 1 (the
+ * bottom bucket is no cover), the start of bucket b up to the last, whose
+ * end is its start x sqrt(2); index 0: none.
+ */
+extern const double policy_history_edges[POLICY_RISE_BUCKETS + 1];
+
+/* The cover of an edge policy_history_priced_window() gives, in bytes. */
+static inline double policy_history_edge(unsigned bucket)
+{
+        return bucket <= POLICY_RISE_BUCKETS ? policy_history_edges[bucket] : 0.0;
+}
 
 /*
  * The headroom pool (policy_pool.c): the VMs whose want came from their
@@ -137,7 +154,7 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
  * (policy_pool_share_one()) before the allocation.
  */
 #define POLICY_PRICE_BINS   4096
-#define POLICY_PRICE_WINDOW 24
+#define POLICY_PRICE_WINDOW 16
 
 struct policy_pool {
         uint64_t buffers;                   /* the pooled VMs' buffers, summed */
@@ -146,7 +163,7 @@ struct policy_pool {
         double steps[POLICY_PRICE_WINDOW];  /* the pooled VMs' covers there, summed, as changes */
         int bin;                            /* the price found: its bin, 0..POLICY_PRICE_BINS */
         double price;                       /* ... and the price */
-        uint64_t covered;                   /* the covers at that price, summed */
+        double left;                        /* what the covers at that price leave of the pool */
         bool narrowed;                      /* found outside the window, by more passes */
 };
 

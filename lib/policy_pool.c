@@ -67,25 +67,27 @@ void policy_pool_start(struct policy_pool *pool, uint32_t hint)
 static void add_covers(struct policy_vm *vm, const struct policy_tunables *t, const double *prices,
                        int count, double *steps)
 {
-        double edges[POLICY_RISE_BUCKETS + 1], held = 0.0;
+        uint8_t buckets[POLICY_RISE_BUCKETS + 1];
         int from[POLICY_RISE_BUCKETS + 1];
+        double held = 0.0;
 
         vm->pool_pieces = 1;
         vm->pool_from[0] = 0;
-        vm->pool_rise[0] = 0;
+        vm->pool_bucket[0] = 0;
         if (vm->cover_bytes == 0)
                 return; /* it covers nothing at any price (and a scale of 0 covers nothing) */
         double scale = (double)vm->pool_scale / 1000.0;
         double cap = (double)vm->cover_bytes / scale; /* in the history's bytes */
         int pieces = policy_history_priced_window(&vm->memory.history, prices, count,
-                                                  t->headroom_period_ms, edges, from);
+                                                  t->headroom_period_ms, buckets, from);
         for (int k = 0; k < pieces; k++) {
-                double now = (edges[k] < cap ? edges[k] : cap) * scale;
+                double edge = policy_history_edge(buckets[k]);
+                double now = (edge < cap ? edge : cap) * scale;
                 steps[from[k]] += now - held;
                 held = now;
                 if (k < POLICY_POOL_PIECES) {
                         vm->pool_from[k] = (uint8_t)from[k];
-                        vm->pool_rise[k] = (uint64_t)edges[k];
+                        vm->pool_bucket[k] = buckets[k];
                 }
         }
         vm->pool_pieces = pieces <= POLICY_POOL_PIECES ? (uint8_t)pieces : 0;
@@ -181,7 +183,9 @@ void policy_pool_price(struct policy_pool *pool, struct policy_vm *vms, size_t n
         }
         pool->bin = lo;
         pool->price = price_of(lo);
-        pool->covered = (uint64_t)covers;
+        uint64_t covered = (uint64_t)covers;
+        uint64_t pool_whole = scale_permille(pool->buffers, 10ull * t->headroom_pool_percent);
+        pool->left = covered < pool_whole ? (double)(pool_whole - covered) : 0.0;
 }
 
 /*
@@ -214,7 +218,7 @@ static uint64_t rise_at(const struct policy_pool *pool, const struct policy_vm *
                 int k = vm->pool_pieces - 1;
                 while (k > 0 && vm->pool_from[k] > at)
                         k--;
-                return vm->pool_rise[k];
+                return (uint64_t)policy_history_edge(vm->pool_bucket[k]);
         }
         return policy_history_priced(&vm->memory.history, pool->price, t->headroom_period_ms);
 }
@@ -227,14 +231,11 @@ static uint64_t rise_at(const struct policy_pool *pool, const struct policy_vm *
 void policy_pool_share_one(const struct policy_pool *pool, struct policy_vm *vm,
                            const struct policy_tunables *t)
 {
-        uint64_t buffers = pool->buffers;
-        uint64_t pool_bytes = scale_permille(buffers, 10ull * t->headroom_pool_percent);
-        double left = pool->covered < pool_bytes ? (double)(pool_bytes - pool->covered) : 0.0;
-        uint64_t rise = rise_at(pool, vm, t);
-        uint64_t cover = scale_permille(rise, vm->pool_scale);
+        uint64_t cover = scale_permille(rise_at(pool, vm, t), vm->pool_scale);
 
         if (cover > vm->cover_bytes)
                 cover = vm->cover_bytes;
-        double share = buffers ? left * (double)buffer_of(vm) / (double)buffers : 0.0;
+        uint64_t buffers = pool->buffers;
+        double share = buffers ? pool->left * (double)buffer_of(vm) / (double)buffers : 0.0;
         set_want(vm, add_sat(cover, (uint64_t)share));
 }
