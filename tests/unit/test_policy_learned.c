@@ -4,13 +4,15 @@
  * come every second or every 30 s), the lookahead only while a VM rises, the
  * current use served before anyone's projected rise under deep scarcity, and
  * holds kept for a VM that waits only for headroom; the headroom pool: the
- * buffers' sum shared by the VMs' rises.
+ * buffers' sum shared by the VMs' rises, at a price that does not depend on
+ * where its search starts.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "policy.h"
@@ -165,6 +167,52 @@ static void pool_scarce_covers_the_likeliest_rises(void **state)
         assert_true(ha + hb <= buffer / 5 + 4 * MIB);
 }
 
+/*
+ * The pool's price is searched from where the previous decision found it;
+ * searched from the other end of the scale instead, every decision is the
+ * same. Eight VMs rise by different sizes, some often, some rarely, on a
+ * pool too small to cover every rise (a price well inside the scale).
+ */
+static void pool_price_wherever_the_search_starts(void **state)
+{
+        struct fx *f = *state;
+        struct policy_scratch far = {0};
+        struct policy_vm copy[MAX_VMS];
+        uint32_t highest_bin = 0;
+
+        assert_int_equal(policy_scratch_reserve(&far, MAX_VMS), 0);
+        f->cfg.tunables.headroom_pool_percent = 40;
+        f->host.memory_bytes = 64 * GIB;
+        for (size_t i = 0; i < MAX_VMS; i++)
+                add(f, "vm", dyn(GIB, 256 * MIB, 8 * GIB), GIB);
+        for (uint64_t k = 0; k <= 200; k++) {
+                for (size_t i = 0; i < MAX_VMS; i++) {
+                        bool rises = (k + i) % (2 + i) == 0;
+                        demand(&f->vms[i], GIB + (rises ? (uint64_t)(i + 1) * 48 * MIB : 0));
+                }
+                memcpy(copy, f->vms, sizeof(copy));
+                far.contended = f->scratch.contended;
+                far.scarce = f->scratch.scarce;
+                far.price_bin = f->scratch.price_bin < 2048 ? 4000 : 0;
+                assert_int_equal(
+                    policy_decide(&f->cfg, &f->host, copy, f->n, k * 30000, &far, NULL), 0);
+                decide(f, k * 30000);
+                for (size_t i = 0; i < MAX_VMS; i++) {
+                        assert_int_equal(copy[i].want_bytes, f->vms[i].want_bytes);
+                        assert_int_equal(copy[i].ideal_bytes, f->vms[i].ideal_bytes);
+                        assert_int_equal(copy[i].target_bytes, f->vms[i].target_bytes);
+                        assert_int_equal(copy[i].reason, f->vms[i].reason);
+                }
+                assert_int_equal(far.price_bin, f->scratch.price_bin);
+                if (f->scratch.price_bin > highest_bin)
+                        highest_bin = f->scratch.price_bin;
+                settle(f);
+        }
+        /* The covers did not all fit at the lowest price: the search had a price to find. */
+        assert_true(highest_bin > 0);
+        policy_scratch_free(&far);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -175,6 +223,7 @@ int main(void)
             T(waiting_for_headroom_keeps_small_holds),
             T(pool_gives_headroom_where_rises_are),
             T(pool_scarce_covers_the_likeliest_rises),
+            T(pool_price_wherever_the_search_starts),
         };
 #undef T
         return cmocka_run_group_tests(tests, NULL, NULL);
