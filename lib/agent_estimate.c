@@ -4,7 +4,57 @@
  */
 #include "agent_estimate.h"
 
-#define REFAULT_MIN_PER_S 256.0 /* refaulted pages per second that mean "cache is short" */
+/*
+ * The rate at which the guest's kernel shows it is short of memory it uses: 1 MiB/s
+ * (256 pages of 4 KiB) refaulted, or that much more held (docs/demand.md).
+ */
+#define WORKING_SET_MIN_BYTES_PER_S (256.0 * 4096.0)
+
+/* MemTotal − MemAvailable without the balloon's pages when they are part of MemTotal. */
+static uint64_t used_of(const struct agent_report *r)
+{
+        uint64_t used = r->mem_total_bytes - r->mem_available_bytes;
+
+        if ((r->have & AGENT_HAVE_BALLOON) && r->balloon_in_total)
+                used -= r->balloon_bytes < used ? r->balloon_bytes : used;
+        return used;
+}
+
+/*
+ * What the guest holds and could not drop without losing data: MemTotal − MemAvailable
+ * without the balloon's pages, its pages in the absorber counted whole (not the
+ * compressed RAM they take there), and its pages in its own swap.
+ */
+static uint64_t held_of(const struct agent_report *r)
+{
+        uint64_t used = used_of(r);
+
+        used -= r->absorber_ram_bytes < used ? r->absorber_ram_bytes : used;
+        return used + r->absorber_bytes + r->swap_used_bytes;
+}
+
+/*
+ * Whether, between base b and report r (dt_ms apart), the guest's kernel showed it
+ * short of memory it uses: pages it lost and read back (refaults), memory it holds
+ * rising, or pages waiting in the absorber for RAM. Without refault counts or
+ * MemAvailable it cannot tell, and says so (true: the stall is believed).
+ */
+static bool working_set_short(const struct agent_estimator *e, const struct agent_report *b,
+                              const struct agent_report *r, uint64_t dt_ms, uint64_t page_size)
+{
+        double refault_min = WORKING_SET_MIN_BYTES_PER_S / (double)page_size;
+        uint64_t before, after;
+
+        if (!(r->have & b->have & AGENT_HAVE_AVAILABLE) || !e->rates_known ||
+            !(r->have & b->have & AGENT_HAVE_REFAULTS))
+                return true;
+        if (e->refault_rate >= refault_min || r->absorber_bytes > 0)
+                return true;
+        before = held_of(b);
+        after = held_of(r);
+        return after > before &&
+               (double)(after - before) * 1000.0 / (double)dt_ms >= WORKING_SET_MIN_BYTES_PER_S;
+}
 
 /* Rate of counter `now` against `then` over dt_ms; false when it went backwards. */
 static bool counter_rate(uint64_t then, uint64_t now, uint64_t dt_ms, double *ret)
@@ -34,15 +84,6 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
         if (dt < AGENT_STALL_MIN_WINDOW_MS)
                 return 0; /* too short to measure: the next report measures from the same base */
         e->stall_known = false;
-        if ((r->have & b->have & AGENT_HAVE_PSI)) {
-                if (counter_rate(b->psi_some_total_us, r->psi_some_total_us, dt, &v)) {
-                        v /= 1e6; /* us per s -> share */
-                        e->stall = v < 0 ? 0 : v > 1 ? 1 : v;
-                        e->stall_known = true;
-                } else {
-                        resets++;
-                }
-        }
         e->rates_known = counter_rate(b->pgmajfault, r->pgmajfault, dt, &e->majfault_rate);
         if (e->rates_known && (r->have & b->have & AGENT_HAVE_REFAULTS))
                 e->rates_known = counter_rate(b->refaults, r->refaults, dt, &e->refault_rate);
@@ -50,9 +91,21 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
                 e->refault_rate = 0;
         if (!e->rates_known)
                 resets++;
-        else if (e->refault_rate >= REFAULT_MIN_PER_S * 4096.0 / (double)page_size) {
+        else if (e->refault_rate >= WORKING_SET_MIN_BYTES_PER_S / (double)page_size) {
                 e->refault_seen = true;
                 e->refault_seen_ms = now_ms;
+        }
+        if ((r->have & b->have & AGENT_HAVE_PSI)) {
+                if (counter_rate(b->psi_some_total_us, r->psi_some_total_us, dt, &v)) {
+                        v /= 1e6; /* us per s -> share */
+                        e->psi = v < 0 ? 0 : v > 1 ? 1 : v;
+                        /* A stall that only turned over cache nobody reads again: not short. */
+                        e->turnover = e->psi > 0 && !working_set_short(e, b, r, dt, page_size);
+                        e->stall = e->turnover ? 0 : e->psi;
+                        e->stall_known = true;
+                } else {
+                        resets++;
+                }
         }
         e->base = *r;
         return resets;
@@ -61,10 +114,8 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
 static uint64_t demand_of(const struct agent_estimator *e, const struct agent_report *r,
                           uint64_t limit_bytes, uint64_t now_ms)
 {
-        uint64_t used = r->mem_total_bytes - r->mem_available_bytes, cap;
+        uint64_t used = used_of(r), cap;
 
-        if ((r->have & AGENT_HAVE_BALLOON) && r->balloon_in_total)
-                used -= r->balloon_bytes < used ? r->balloon_bytes : used;
         if (e->refault_seen && now_ms - e->refault_seen_ms <= AGENT_REFAULT_HOLD_MS)
                 used += r->active_file_bytes;
         /*
@@ -102,6 +153,8 @@ void agent_estimator_get(const struct agent_estimator *e, const struct agent_rep
                 out.demand_bytes = out.demand_known ? demand_of(e, r, limit_bytes, now_ms) : 0;
                 out.stall_known = e->stall_known;
                 out.stall_fraction = e->stall_known ? e->stall : 0;
+                out.psi_fraction = e->stall_known ? e->psi : 0;
+                out.stall_turnover = e->stall_known && e->turnover;
                 out.rates_known = e->rates_known;
                 out.refaults_per_s = e->rates_known ? e->refault_rate : 0;
                 out.majfaults_per_s = e->rates_known ? e->majfault_rate : 0;

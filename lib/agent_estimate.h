@@ -62,7 +62,14 @@ struct agent_estimate {
         bool demand_known;
         uint64_t demand_bytes; /* docs/demand.md; <= MemTotal + margin and <= limit */
         bool stall_known;
-        double stall_fraction; /* PSI "some" stall share of the last interval, 0..1 */
+        /*
+         * The share of the last interval the guest stalled short of memory it uses,
+         * 0..1: its PSI "some" share, or 0 when the kernel showed no working-set
+         * pressure in it (stall_turnover; docs/demand.md).
+         */
+        double stall_fraction;
+        double psi_fraction; /* PSI "some" stall share of the last interval as measured */
+        bool stall_turnover; /* it stalled turning over cache it does not read again */
         bool visible_known;
         uint64_t visible_bytes; /* MemTotal */
         bool available_known;
@@ -85,7 +92,8 @@ struct agent_estimator {
         bool have_base; /* base: the report the deltas are measured from */
         struct agent_report base;
         bool stall_known;
-        double stall;
+        double stall, psi; /* the share that counts, the share measured */
+        bool turnover;     /* the stall of the last interval was cache turnover */
         bool rates_known;
         double refault_rate, majfault_rate;
         bool refault_seen;

@@ -506,7 +506,7 @@ static void counters_going_backwards_reset_deltas(void **state)
         feed(a, report(line, sizeof(line), 1, 1000, 1024, 512, 5000000, NULL), 10);
         feed(a, report(line, sizeof(line), 2, 2000, 1024, 512, 5500000, NULL), 20);
         assert_int_equal(agent_estimate(a, 20, &e), 0);
-        assert_float_equal(e.stall_fraction, 0.5, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.5, 1e-9);
         /* the stall total goes backwards: no stall figure for this interval */
         feed(a, report(line, sizeof(line), 3, 3000, 1024, 512, 100, NULL), 30);
         assert_int_equal(agent_estimate(a, 30, &e), 0);
@@ -516,7 +516,7 @@ static void counters_going_backwards_reset_deltas(void **state)
         feed(a, report(line, sizeof(line), 4, 4000, 1024, 512, 100100, NULL), 40);
         assert_int_equal(agent_estimate(a, 40, &e), 0);
         assert_true(e.stall_known);
-        assert_float_equal(e.stall_fraction, 0.1, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.1, 1e-9);
         /* the agent restarts: seq and time start over */
         uint64_t resets = agent_counters(a)->counter_resets;
         feed(a, report(line, sizeof(line), 1, 4500, 1024, 512, 100200, NULL), 50);
@@ -526,7 +526,7 @@ static void counters_going_backwards_reset_deltas(void **state)
         /* more stall than wall time is clamped to 1 */
         feed(a, report(line, sizeof(line), 2, 5500, 1024, 512, 9000000, NULL), 60);
         assert_int_equal(agent_estimate(a, 60, &e), 0);
-        assert_float_equal(e.stall_fraction, 1.0, 1e-9);
+        assert_float_equal(e.psi_fraction, 1.0, 1e-9);
         /* a clock going backwards restarts the deltas too */
         feed(a, report(line, sizeof(line), 3, 10, 1024, 512, 9000001, NULL), 70);
         assert_int_equal(agent_estimate(a, 70, &e), 0);
@@ -544,15 +544,15 @@ static void short_gaps_keep_the_base(void **state)
         feed(a, report(line, sizeof(line), 1, 1000, 1024, 512, 0, NULL), 10);
         feed(a, report(line, sizeof(line), 2, 2000, 1024, 512, 100000, NULL), 20);
         assert_int_equal(agent_estimate(a, 20, &e), 0);
-        assert_float_equal(e.stall_fraction, 0.1, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.1, 1e-9);
         /* 10 ms later: too short to measure, the figure stays */
         feed(a, report(line, sizeof(line), 3, 2010, 1024, 512, 110000, NULL), 30);
         assert_int_equal(agent_estimate(a, 30, &e), 0);
-        assert_float_equal(e.stall_fraction, 0.1, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.1, 1e-9);
         /* the next one measures from report 2: 40 ms of stall in 100 ms */
         feed(a, report(line, sizeof(line), 4, 2100, 1024, 512, 140000, NULL), 40);
         assert_int_equal(agent_estimate(a, 40, &e), 0);
-        assert_float_equal(e.stall_fraction, 0.4, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.4, 1e-9);
         agent_free(a);
 }
 
