@@ -56,6 +56,18 @@ static bool working_set_short(const struct agent_estimator *e, const struct agen
                (double)(after - before) * 1000.0 / (double)dt_ms >= WORKING_SET_MIN_BYTES_PER_S;
 }
 
+/*
+ * The file working set (docs/demand.md): Active(file) as soon as the guest refaults at
+ * the rate that matters, never lowered while it does; held when the refaults stop (the
+ * memory that stopped them must stay), and lowered with Active(file) when that falls
+ * without refaults: the kernel let those pages go, and nobody asked for them again.
+ */
+static void hot_update(struct agent_estimator *e, const struct agent_report *r, bool refaulting)
+{
+        if (refaulting ? r->active_file_bytes > e->hot_bytes : r->active_file_bytes < e->hot_bytes)
+                e->hot_bytes = r->active_file_bytes;
+}
+
 /* Rate of counter `now` against `then` over dt_ms; false when it went backwards. */
 static bool counter_rate(uint64_t then, uint64_t now, uint64_t dt_ms, double *ret)
 {
@@ -66,7 +78,7 @@ static bool counter_rate(uint64_t then, uint64_t now, uint64_t dt_ms, double *re
 }
 
 unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_report *r,
-                             uint64_t page_size, uint64_t now_ms)
+                             uint64_t page_size)
 {
         const struct agent_report *b = &e->base;
         unsigned resets = 0;
@@ -78,6 +90,7 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
                 e->base = *r;
                 e->have_base = true;
                 e->stall_known = e->rates_known = false;
+                e->hot_bytes = 0; /* a new boot's cache proves nothing yet */
                 return resets;
         }
         dt = r->time_ms - b->time_ms;
@@ -91,10 +104,9 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
                 e->refault_rate = 0;
         if (!e->rates_known)
                 resets++;
-        else if (e->refault_rate >= WORKING_SET_MIN_BYTES_PER_S / (double)page_size) {
-                e->refault_seen = true;
-                e->refault_seen_ms = now_ms;
-        }
+        else
+                hot_update(e, r,
+                           e->refault_rate >= WORKING_SET_MIN_BYTES_PER_S / (double)page_size);
         if ((r->have & b->have & AGENT_HAVE_PSI)) {
                 if (counter_rate(b->psi_some_total_us, r->psi_some_total_us, dt, &v)) {
                         v /= 1e6; /* us per s -> share */
@@ -112,12 +124,10 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
 }
 
 static uint64_t demand_of(const struct agent_estimator *e, const struct agent_report *r,
-                          uint64_t limit_bytes, uint64_t now_ms)
+                          uint64_t limit_bytes)
 {
-        uint64_t used = used_of(r), cap;
+        uint64_t used = used_of(r) + e->hot_bytes, cap;
 
-        if (e->refault_seen && now_ms - e->refault_seen_ms <= AGENT_REFAULT_HOLD_MS)
-                used += r->active_file_bytes;
         /*
          * Pages in the absorber belong in RAM: count them whole, not the RAM they hold there,
          * and the room the agent waits for before it drains them back (without it, a VM held
@@ -150,7 +160,7 @@ void agent_estimator_get(const struct agent_estimator *e, const struct agent_rep
                 out.available_known = r->have & AGENT_HAVE_AVAILABLE;
                 out.available_bytes = r->mem_available_bytes;
                 out.demand_known = out.available_known;
-                out.demand_bytes = out.demand_known ? demand_of(e, r, limit_bytes, now_ms) : 0;
+                out.demand_bytes = out.demand_known ? demand_of(e, r, limit_bytes) : 0;
                 out.stall_known = e->stall_known;
                 out.stall_fraction = e->stall_known ? e->stall : 0;
                 out.psi_fraction = e->stall_known ? e->psi : 0;

@@ -15,10 +15,9 @@
 
 #include "agent_wire.h"
 
-#define AGENT_FRESH_INTERVALS     3     /* a report is fresh for this many intervals */
-#define AGENT_STALL_MIN_WINDOW_MS 50    /* shorter report gaps do not yield a stall fraction */
-#define AGENT_REFAULT_HOLD_MS     60000 /* hot file cache counts this long after refaults */
-#define AGENT_DEMAND_MARGIN_DIV   8     /* demand <= MemTotal + MemTotal / 8 (+ absorber_bytes) */
+#define AGENT_FRESH_INTERVALS     3  /* a report is fresh for this many intervals */
+#define AGENT_STALL_MIN_WINDOW_MS 50 /* shorter report gaps do not yield a stall fraction */
+#define AGENT_DEMAND_MARGIN_DIV   8  /* demand <= MemTotal + MemTotal / 8 (+ absorber_bytes) */
 
 /*
  * One validated report. Sizes in bytes, times in the units their names say,
@@ -96,17 +95,16 @@ struct agent_estimator {
         bool turnover;     /* the stall of the last interval was cache turnover */
         bool rates_known;
         double refault_rate, majfault_rate;
-        bool refault_seen;
-        uint64_t refault_seen_ms;
+        uint64_t hot_bytes; /* the file working set: Active(file) as refaults proved it */
 };
 
 /*
- * Take one accepted report (received at now_ms) from a guest with pages of
+ * Take one accepted report from a guest with pages of
  * page_size bytes. Returns how many counters it found going backwards (a
  * restarted agent or guest): the deltas start again from this report.
  */
 unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_report *r,
-                             uint64_t page_size, uint64_t now_ms);
+                             uint64_t page_size);
 
 /*
  * The estimate at now_ms from the latest report r, for a VM that can hold at

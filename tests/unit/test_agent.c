@@ -585,7 +585,10 @@ static void balloon_and_refaults_shape_demand(void **state)
         assert_int_equal(e.demand_bytes, 0);
         agent_free(a);
 
-        /* refaulting: the active file cache is part of the working set for a minute */
+        /*
+         * refaulting: the active file cache is part of the working set, held while the
+         * refaults stop and lowered with Active(file) when it falls without them
+         */
         a = ready_agent(0);
         refault_report(line, sizeof(line), 1, 1000, 0);
         feed(a, line, 1000);
@@ -598,20 +601,27 @@ static void balloon_and_refaults_shape_demand(void **state)
         feed(a, line, 3000);
         assert_int_equal(agent_estimate(a, 3000, &e), 0);
         assert_int_equal(e.demand_bytes, 456 * MIB);
-        refault_report(line, sizeof(line), 4, 4000, 10100);
+        refault_report(line, sizeof(line), 4, 62000, 10100);
         feed(a, line, 62000);
         assert_int_equal(agent_estimate(a, 62000, &e), 0);
-        assert_int_equal(e.demand_bytes, 456 * MIB); /* still within the minute */
-        refault_report(line, sizeof(line), 5, 5000, 10100);
-        feed(a, line, 63001);
-        assert_int_equal(agent_estimate(a, 63001, &e), 0);
-        assert_int_equal(e.demand_bytes, 256 * MIB);
+        assert_int_equal(e.demand_bytes, 456 * MIB); /* no refaults for a minute: still held */
+        snprintf(line, sizeof(line),
+                 "DMG1 report seq=5 time_ms=63000 mem_total_bytes=1073741824 mem_free_bytes=0 "
+                 "mem_available_bytes=805306368 active_file_bytes=52428800 refaults=10100\n");
+        feed(a, line, 63000);
+        assert_int_equal(agent_estimate(a, 63000, &e), 0);
+        assert_int_equal(e.demand_bytes, 306 * MIB); /* the kernel let 150 MiB go */
+        refault_report(line, sizeof(line), 6, 64000, 10100);
+        feed(a, line, 64000);
+        assert_int_equal(agent_estimate(a, 64000, &e), 0);
+        assert_int_equal(e.demand_bytes,
+                         306 * MIB); /* and it does not come back without refaults */
         /* whatever it adds, never above MemTotal + 1/8 */
         snprintf(line, sizeof(line),
-                 "DMG1 report seq=6 time_ms=6000 mem_total_bytes=1073741824 mem_free_bytes=0 "
+                 "DMG1 report seq=7 time_ms=65000 mem_total_bytes=1073741824 mem_free_bytes=0 "
                  "mem_available_bytes=0 active_file_bytes=1073741824 refaults=99999999\n");
-        feed(a, line, 63002);
-        assert_int_equal(agent_estimate(a, 63002, &e), 0);
+        feed(a, line, 65000);
+        assert_int_equal(agent_estimate(a, 65000, &e), 0);
         assert_int_equal(e.demand_bytes, GIB + GIB / 8);
         agent_free(a);
 }

@@ -3,7 +3,9 @@
  * PSI stall counts as the guest being short of memory it uses only when its
  * kernel shows working-set pressure in the same interval (refaults at 1 MiB/s
  * or more, what it holds rising that fast, pages waiting in the absorber); a
- * stall that only turned over page cache nobody reads again counts 0. Pure
+ * stall that only turned over page cache nobody reads again counts 0; and the
+ * file working set, Active(file) as refaults prove it, held until the kernel
+ * lets it go. Pure
  * functions, reports built here: no protocol, no clock.
  */
 #include <setjmp.h>
@@ -43,8 +45,8 @@ static struct agent_estimate interval(struct agent_report base, struct agent_rep
         struct agent_estimator e = {0};
         struct agent_estimate out;
 
-        assert_int_equal(agent_estimator_add(&e, &base, page_size, base.received_ms), 0);
-        assert_int_equal(agent_estimator_add(&e, &r, page_size, r.received_ms), 0);
+        assert_int_equal(agent_estimator_add(&e, &base, page_size), 0);
+        assert_int_equal(agent_estimator_add(&e, &r, page_size), 0);
         agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
         assert_true(out.fresh && out.stall_known);
         return out;
@@ -193,8 +195,8 @@ static void without_evidence_the_stall_is_believed(void **state)
         b.pgmajfault = 10;
         r.psi_some_total_us = 100000;
         struct agent_estimator est = {0};
-        agent_estimator_add(&est, &b, PAGE, 10000);
-        assert_int_equal(agent_estimator_add(&est, &r, PAGE, 11000), 1);
+        agent_estimator_add(&est, &b, PAGE);
+        assert_int_equal(agent_estimator_add(&est, &r, PAGE), 1);
         agent_estimator_get(&est, &r, LIMIT, INTERVAL, 11000, &e);
         assert_false(e.rates_known || e.stall_turnover);
         assert_float_equal(e.stall_fraction, 0.1, 1e-9);
@@ -211,18 +213,61 @@ static void each_interval_is_judged_alone(void **state)
         r3.refaults = 0;
         r4.psi_some_total_us = 150000;
         r4.refaults = 1000;
-        agent_estimator_add(&e, &r1, PAGE, 10000);
-        agent_estimator_add(&e, &r2, PAGE, 11000);
+        agent_estimator_add(&e, &r1, PAGE);
+        agent_estimator_add(&e, &r2, PAGE);
         agent_estimator_get(&e, &r2, LIMIT, INTERVAL, 11000, &out);
         assert_true(out.stall_turnover);
-        agent_estimator_add(&e, &r3, PAGE, 12000);
+        agent_estimator_add(&e, &r3, PAGE);
         agent_estimator_get(&e, &r3, LIMIT, INTERVAL, 12000, &out);
         assert_false(out.stall_turnover);
         assert_float_equal(out.psi_fraction, 0.0, 1e-9);
-        agent_estimator_add(&e, &r4, PAGE, 13000);
+        agent_estimator_add(&e, &r4, PAGE);
         agent_estimator_get(&e, &r4, LIMIT, INTERVAL, 13000, &out);
         assert_false(out.stall_turnover);
         assert_float_equal(out.stall_fraction, 0.05, 1e-9);
+}
+
+/* Feed r into e; the demand figure after it. */
+static uint64_t demand_after(struct agent_estimator *e, const struct agent_report *r)
+{
+        struct agent_estimate out;
+
+        agent_estimator_add(e, r, PAGE);
+        agent_estimator_get(e, r, LIMIT, INTERVAL, r->received_ms, &out);
+        assert_true(out.demand_known);
+        return out.demand_bytes;
+}
+
+/*
+ * The file working set: Active(file) counts from the first interval the guest refaults at
+ * 1 MiB/s, stays when the refaults stop (the memory that stopped them), rises only with
+ * refaults, falls with Active(file) when the kernel lets pages go without refaults, and
+ * starts again from nothing after a restart.
+ */
+static void the_file_working_set_follows_the_kernels_evidence(void **state)
+{
+        struct agent_estimator e = {0};
+        struct agent_report r = at(1, 10);
+        uint64_t refaults = 0, seq = 1, sec = 10;
+
+        assert_int_equal(demand_after(&e, &r), 300 * MIB); /* no interval yet */
+#define NEXT(active_mib, refaulted)                                                                \
+        (r = at(++seq, ++sec), r.active_file_bytes = (active_mib)*MIB,                             \
+         r.refaults = refaults += (refaulted), demand_after(&e, &r))
+        assert_int_equal(NEXT(200, 100), 300 * MIB);  /* 100 pages/s: background */
+        assert_int_equal(NEXT(200, 2560), 500 * MIB); /* 10 MiB/s: the cache is short */
+        assert_int_equal(NEXT(260, 0), 500 * MIB);    /* grown: held, not raised */
+        assert_int_equal(NEXT(260, 0), 500 * MIB);
+        assert_int_equal(NEXT(240, 512), 540 * MIB); /* refaulting again: raised to it */
+        assert_int_equal(NEXT(120, 0), 420 * MIB);   /* the kernel let 140 MiB go */
+        assert_int_equal(NEXT(200, 0), 420 * MIB);   /* read twice since, but never missed */
+        /* the agent restarts: a new boot's cache proves nothing yet */
+        r = at(1, ++sec);
+        assert_int_equal(demand_after(&e, &r), 300 * MIB);
+        seq = 1;
+        refaults = 0;
+        assert_int_equal(NEXT(200, 0), 300 * MIB);
+#undef NEXT
 }
 
 int main(void)
@@ -238,6 +283,7 @@ int main(void)
             cmocka_unit_test(swapped_pages_are_still_held),
             cmocka_unit_test(without_evidence_the_stall_is_believed),
             cmocka_unit_test(each_interval_is_judged_alone),
+            cmocka_unit_test(the_file_working_set_follows_the_kernels_evidence),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
