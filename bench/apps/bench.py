@@ -47,7 +47,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "debian"))
-from debianlib import Guest, build_image, cannot_build_reason, overlay, qga_socket, vm_section  # noqa: E402
+from debianlib import (Guest, build_image, cannot_build_reason, for_qemu, overlay,  # noqa: E402
+                       qga_socket, vm_section)
 from qga import QgaError  # noqa: E402
 
 MIB = 1 << 20
@@ -240,7 +241,8 @@ class Host:
                 f"state_dir = {root}/state\n{memory_line}\ninterval = 1s\n")
         self.guests = {}
         for name, sizes in vms:
-            disk = overlay(args.image, os.path.join(root, "disks", name + ".qcow2"))
+            # attached through qemu_args (cache=none): QEMU opens it by name, as its user
+            disk = for_qemu(overlay(args.image, os.path.join(root, "disks", name + ".qcow2")))
             qpath = qga_socket(os.path.join(root, "run"), name)
             conf += vm_section(name, args.image, disk, qpath, sizes + COMMON, drive_cache="none")
             self.guests[name] = Guest(qpath)
