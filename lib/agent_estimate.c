@@ -34,26 +34,51 @@ static uint64_t held_of(const struct agent_report *r)
 }
 
 /*
+ * Whether `amount` over dt_ms is at least `per_s` a second, judged over a second at
+ * least: over a shorter interval (a report the guest sent as a stall began, 50 ms
+ * after the previous one) a few pages would make a rate.
+ */
+static bool at_rate(double amount, uint64_t dt_ms, double per_s)
+{
+        return amount * 1000.0 / (double)(dt_ms < 1000 ? 1000 : dt_ms) >= per_s;
+}
+
+/* Whether the guest refaulted at the rate that matters between b and r. */
+static bool refaulting(const struct agent_report *b, const struct agent_report *r, uint64_t dt_ms,
+                       uint64_t page_size)
+{
+        return r->refaults >= b->refaults &&
+               at_rate((double)(r->refaults - b->refaults) * (double)page_size, dt_ms,
+                       WORKING_SET_MIN_BYTES_PER_S);
+}
+
+/*
  * Whether, between base b and report r (dt_ms apart), the guest's kernel showed it
- * short of memory it uses: pages it lost and read back (refaults), memory it holds
- * rising, or pages waiting in the absorber for RAM. Without refault counts or
- * MemAvailable it cannot tell, and says so (true: the stall is believed).
+ * short of memory it uses in a way the demand figure does not already count: pages it
+ * lost and read back (refaults, of file pages or of swapped ones), or what it holds
+ * rising faster than a report follows (pages in the absorber count there, and a
+ * steady absorber is already in demand). Without refault counts or
+ * MemAvailable it cannot tell, and says so (true: the stall is believed). What it
+ * holds is not compared across a change of MemTotal: onlining a block costs the
+ * kernel its page structures (64 bytes a page) and offlining one first isolates its
+ * free pages, both counted as used without being the guest's.
  */
 static bool working_set_short(const struct agent_estimator *e, const struct agent_report *b,
                               const struct agent_report *r, uint64_t dt_ms, uint64_t page_size)
 {
-        double refault_min = WORKING_SET_MIN_BYTES_PER_S / (double)page_size;
         uint64_t before, after;
 
         if (!(r->have & b->have & AGENT_HAVE_AVAILABLE) || !e->rates_known ||
             !(r->have & b->have & AGENT_HAVE_REFAULTS))
                 return true;
-        if (e->refault_rate >= refault_min || r->absorber_bytes > 0)
+        if (refaulting(b, r, dt_ms, page_size))
                 return true;
+        if (r->mem_total_bytes != b->mem_total_bytes)
+                return false;
         before = held_of(b);
         after = held_of(r);
         return after > before &&
-               (double)(after - before) * 1000.0 / (double)dt_ms >= WORKING_SET_MIN_BYTES_PER_S;
+               at_rate((double)(after - before), dt_ms, WORKING_SET_MIN_BYTES_PER_S);
 }
 
 /*
@@ -105,8 +130,7 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
         if (!e->rates_known)
                 resets++;
         else
-                hot_update(e, r,
-                           e->refault_rate >= WORKING_SET_MIN_BYTES_PER_S / (double)page_size);
+                hot_update(e, r, refaulting(b, r, dt, page_size));
         if ((r->have & b->have & AGENT_HAVE_PSI)) {
                 if (counter_rate(b->psi_some_total_us, r->psi_some_total_us, dt, &v)) {
                         v /= 1e6; /* us per s -> share */

@@ -77,9 +77,10 @@ counters() {
   say "counters at=$(date +%s.%N) oom_kill=$oom $psi"
 }
 # The kernel's evidence on the page cache, every 10 s: refaults and activations of
-# file pages (/proc/vmstat), the file LRU lists and MemAvailable (kB), PSI some (us).
+# file and swapped pages, swap-ins and -outs (/proc/vmstat), the file LRU lists and
+# MemAvailable (kB), PSI some (us).
 ws() {
-  v=$(awk '$1 ~ /^workingset_(refault|activate)_file$|^pgmajfault$/ { printf "%s=%s ", $1, $2 }' /proc/vmstat)
+  v=$(awk '$1 ~ /^workingset_(refault|activate)_(file|anon)$|^pgmajfault$|^pswp(in|out)$/ { printf "%s=%s ", $1, $2 }' /proc/vmstat)
   m=$(awk '$1 ~ /^(Active\(file\)|Inactive\(file\)|MemAvailable|MemTotal):$/ { k = $1; gsub(/[():]/, "", k); printf "%s_kb=%s ", k, $2 }' /proc/meminfo)
   p=$(awk -F'total=' '/^some/ { print $2 }' /proc/pressure/memory)
   say "ws at=$(date +%s.%N) $v$m psi_some_us=$p"

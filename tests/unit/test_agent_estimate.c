@@ -2,7 +2,7 @@
  * Tests for agent_estimate's stall attribution (docs/demand.md, "Stall"): a
  * PSI stall counts as the guest being short of memory it uses only when its
  * kernel shows working-set pressure in the same interval (refaults at 1 MiB/s
- * or more, what it holds rising that fast, pages waiting in the absorber); a
+ * or more, what it holds rising that fast, judged over a second at least); a
  * stall that only turned over page cache nobody reads again counts 0; and the
  * file working set, Active(file) as refaults prove it, held until the kernel
  * lets it go. Pure
@@ -124,8 +124,11 @@ static void a_rise_of_what_it_holds_counts(void **state)
         assert_true(interval(b, r, PAGE).stall_turnover);
 }
 
-/* Pages in the absorber wait for RAM: the guest is short however flat the rest is. */
-static void pages_in_the_absorber_count(void **state)
+/*
+ * Pages in the absorber are in the demand figure already (counted whole): a steady
+ * absorber is no sign the figure under-counts, pages moving into it are a rise.
+ */
+static void the_absorber_counts_as_a_rise(void **state)
 {
         struct agent_report b = at(1, 10), r;
 
@@ -138,13 +141,20 @@ static void pages_in_the_absorber_count(void **state)
         r.time_ms = r.received_ms = 11000;
         r.psi_some_total_us = 100000;
         struct agent_estimate e = interval(b, r, PAGE);
-        assert_false(e.stall_turnover);
-        assert_float_equal(e.stall_fraction, 0.1, 1e-9);
+        assert_true(e.stall_turnover);
+        assert_int_equal(e.demand_bytes, 300 * MIB - 16 * MIB + 64 * MIB + GIB / 32);
         /* pages moving into the absorber are a rise of what it holds, not of its RAM */
         b.absorber_bytes = b.absorber_ram_bytes = 0;
         r.absorber_bytes = 4 * MIB;
         r.absorber_ram_bytes = 1 * MIB;
         r.mem_available_bytes = b.mem_available_bytes - 1 * MIB;
+        assert_false(interval(b, r, PAGE).stall_turnover);
+        /* and pages read back from it are refaults of swapped pages */
+        r = b;
+        r.seq = 2;
+        r.time_ms = r.received_ms = 11000;
+        r.psi_some_total_us = 100000;
+        r.refaults = 300;
         assert_false(interval(b, r, PAGE).stall_turnover);
 }
 
@@ -227,6 +237,47 @@ static void each_interval_is_judged_alone(void **state)
         assert_float_equal(out.stall_fraction, 0.05, 1e-9);
 }
 
+/*
+ * A report the guest sent as a stall began comes 50 ms or more after the previous one:
+ * what changed in it is judged over a second, or a few pages would make a rate.
+ */
+static void a_short_interval_is_judged_over_a_second(void **state)
+{
+        struct agent_report b = at(1, 10), r = b;
+
+        r.seq = 2;
+        r.time_ms = r.received_ms = b.time_ms + 100;
+        r.cause = AGENT_CAUSE_PSI;
+        r.psi_some_total_us = 20000;
+        r.mem_available_bytes = b.mem_available_bytes - 512 * 1024; /* 5 MiB/s for 100 ms */
+        r.refaults = 128;                                           /* 1280 pages/s as well */
+        struct agent_estimate e = interval(b, r, PAGE);
+        assert_float_equal(e.psi_fraction, 0.2, 1e-9);
+        assert_true(e.stall_turnover);
+        assert_int_equal(e.demand_bytes, 300 * MIB + 512 * 1024); /* no hot cache from it */
+        r.refaults = 256; /* a MiB in 100 ms is a MiB in a second too */
+        assert_false(interval(b, r, PAGE).stall_turnover);
+        r.refaults = 0;
+        r.mem_available_bytes = b.mem_available_bytes - MIB;
+        assert_false(interval(b, r, PAGE).stall_turnover);
+}
+
+/*
+ * Memory plugged or unplugged in the interval: onlining costs the kernel 64 bytes of
+ * page structures a page, offlining isolates free pages first; neither is the guest's.
+ */
+static void a_change_of_memtotal_is_no_rise(void **state)
+{
+        struct agent_report b = at(1, 10), r = at(2, 11);
+
+        r.psi_some_total_us = 100000;
+        r.mem_total_bytes = b.mem_total_bytes + 256 * MIB;
+        r.mem_available_bytes = r.mem_total_bytes - 304 * MIB; /* +4 MiB of memmap */
+        assert_true(interval(b, r, PAGE).stall_turnover);
+        r.refaults = 1000; /* but refaults still count */
+        assert_false(interval(b, r, PAGE).stall_turnover);
+}
+
 /* Feed r into e; the demand figure after it. */
 static uint64_t demand_after(struct agent_estimator *e, const struct agent_report *r)
 {
@@ -278,11 +329,13 @@ int main(void)
             cmocka_unit_test(refaults_below_a_mib_a_second_do_not),
             cmocka_unit_test(the_refault_rate_is_in_bytes),
             cmocka_unit_test(a_rise_of_what_it_holds_counts),
-            cmocka_unit_test(pages_in_the_absorber_count),
+            cmocka_unit_test(the_absorber_counts_as_a_rise),
             cmocka_unit_test(a_balloon_taking_cache_is_no_rise),
             cmocka_unit_test(swapped_pages_are_still_held),
             cmocka_unit_test(without_evidence_the_stall_is_believed),
             cmocka_unit_test(each_interval_is_judged_alone),
+            cmocka_unit_test(a_short_interval_is_judged_over_a_second),
+            cmocka_unit_test(a_change_of_memtotal_is_no_rise),
             cmocka_unit_test(the_file_working_set_follows_the_kernels_evidence),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
