@@ -284,9 +284,10 @@ class Host:
             self.stop_ev.wait(1.0)
 
     def qemu_pid(self, name):
+        """From dynmemd's pid file: "PID STARTTIME" (docs/qemu-backend.md)."""
         try:
             with open(os.path.join(self.root, "run", name + ".pid")) as f:
-                return int(f.read().strip())
+                return int(f.read().split()[0])
         except (OSError, ValueError):
             return None
 
