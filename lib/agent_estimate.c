@@ -20,17 +20,10 @@ static uint64_t used_of(const struct agent_report *r)
         return used;
 }
 
-/*
- * What the guest holds and could not drop without losing data: MemTotal − MemAvailable
- * without the balloon's pages, its pages in the absorber counted whole (not the
- * compressed RAM they take there), and its pages in its own swap.
- */
-static uint64_t held_of(const struct agent_report *r)
+/* Pages the guest pushed out of RAM to make room: in its absorber and its own swap. */
+static uint64_t swapped_of(const struct agent_report *r)
 {
-        uint64_t used = used_of(r);
-
-        used -= r->absorber_ram_bytes < used ? r->absorber_ram_bytes : used;
-        return used + r->absorber_bytes + r->swap_used_bytes;
+        return r->absorber_bytes + r->swap_used_bytes;
 }
 
 /*
@@ -54,31 +47,23 @@ static bool refaulting(const struct agent_report *b, const struct agent_report *
 
 /*
  * Whether, between base b and report r (dt_ms apart), the guest's kernel showed it
- * short of memory it uses in a way the demand figure does not already count: pages it
- * lost and read back (refaults, of file pages or of swapped ones), or what it holds
- * rising faster than a report follows (pages in the absorber count there, and a
- * steady absorber is already in demand). Without refault counts or
- * MemAvailable it cannot tell, and says so (true: the stall is believed). What it
- * holds is not compared across a change of MemTotal: onlining a block costs the
- * kernel its page structures (64 bytes a page) and offlining one first isolates its
- * free pages, both counted as used without being the guest's.
+ * short of memory it uses: pages it lost and read back (refaults, of file pages or of
+ * swapped ones), or pages in use pushed out to swap (the absorber or its own) to make
+ * room. A rise of what it holds is no such sign while the kernel serves it from cache
+ * nobody reads again, and pages sitting in the absorber are in the demand figure
+ * already. Without refault counts it cannot tell, and says so (true: the stall is
+ * believed).
  */
 static bool working_set_short(const struct agent_estimator *e, const struct agent_report *b,
                               const struct agent_report *r, uint64_t dt_ms, uint64_t page_size)
 {
-        uint64_t before, after;
+        uint64_t before = swapped_of(b), after = swapped_of(r);
 
-        if (!(r->have & b->have & AGENT_HAVE_AVAILABLE) || !e->rates_known ||
-            !(r->have & b->have & AGENT_HAVE_REFAULTS))
+        if (!e->rates_known || !(r->have & b->have & AGENT_HAVE_REFAULTS))
                 return true;
-        if (refaulting(b, r, dt_ms, page_size))
-                return true;
-        if (r->mem_total_bytes != b->mem_total_bytes)
-                return false;
-        before = held_of(b);
-        after = held_of(r);
-        return after > before &&
-               at_rate((double)(after - before), dt_ms, WORKING_SET_MIN_BYTES_PER_S);
+        return refaulting(b, r, dt_ms, page_size) ||
+               (after > before &&
+                at_rate((double)(after - before), dt_ms, WORKING_SET_MIN_BYTES_PER_S));
 }
 
 /*

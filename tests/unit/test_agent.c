@@ -255,7 +255,10 @@ static void report_is_parsed_and_estimated(void **state)
         feed(a, report(line, sizeof(line), 2, 6000, 1024, 512, 1250000, NULL), 1100);
         assert_int_equal(agent_estimate(a, 1100, &e), 0);
         assert_true(e.stall_known);
-        assert_float_equal(e.stall_fraction, 0.25, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.25, 1e-9);
+        /* no refault, nothing pushed to swap: cache turned over (test_agent_estimate.c) */
+        assert_true(e.stall_turnover);
+        assert_float_equal(e.stall_fraction, 0.0, 1e-9);
         assert_true(e.rates_known);
         assert_float_equal(e.majfaults_per_s, 1.0, 1e-9);
         assert_int_equal(e.demand_bytes, 512 * MIB);
