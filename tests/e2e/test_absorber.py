@@ -47,7 +47,7 @@ autostart = yes
 
 
 CONFIG = ("memory = 3G\ninterval = 1s\n\n[policy]\nshrink_delay = 5s\ntrend_lookahead = 0s\n"
-          "stall_memory = 0s\n" + vm("absorb", "") + vm("bare", " dynmem.agent.absorber=0"))
+          "stall_memory = 0s\n" + vm("absorb", "") + vm("bare", " dynmem.agent.absorber=0 dynmem.agent.throttle=0"))
 
 
 def setup(bins):

@@ -1,0 +1,70 @@
+/*
+ * throttle: slows the guest's workload down while it is short of memory and
+ * the host is plugging more, instead of letting it fill the guest until the
+ * kernel kills a process. It sets cgroup v2 memory.high of the workload's
+ * cgroups to what each holds when the guest starts to stall: a cgroup over
+ * its memory.high reclaims its own pages (into the burst absorber) and its
+ * tasks are made to sleep, never killed. It lifts the limits ("max") once
+ * the guest has room again (memory came online, or the balloon gave some
+ * back), and after THROTTLE_MAX_MS in any case (a guest at its maximum gets
+ * nothing more).
+ *
+ * A limit never raises a memory.high someone else set, and the lift puts back
+ * what each cgroup had. While engaged, the agent notes those values in
+ * THROTTLE_STATE_FILE: an agent that starts and finds it (its predecessor
+ * died throttling) puts them back first.
+ *
+ * The workload's cgroups: the children of the cgroup v2 root that have
+ * memory.high, except the agent's own branch, into which it descends (so in
+ * a systemd guest system.slice's other services, user.slice, machine.slice;
+ * init.scope is left alone). docs/guest-protocol.md, "Throttling".
+ */
+#ifndef DYNMEM_GUEST_THROTTLE_H
+#define DYNMEM_GUEST_THROTTLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define THROTTLE_CGROUPS_MAX 32
+#define THROTTLE_MAX_MS      10000 /* the longest a throttle is held */
+#define THROTTLE_SHORT_DIV   32    /* engaged when MemAvailable < MemTotal / 32 ... */
+#define THROTTLE_ROOM_DIV    16    /* ... lifted when MemAvailable >= MemTotal / 16 */
+#define THROTTLE_LOOK_MS     100   /* engaged: how often the agent looks */
+#define THROTTLE_ROOT        "/sys/fs/cgroup"
+#define THROTTLE_STATE_DIR   "/run/dynmem-guest"
+#define THROTTLE_STATE_FILE  THROTTLE_STATE_DIR "/throttle"
+#define THROTTLE_HIGH_LEN    24 /* "max" or a byte count */
+
+struct throttle {
+        bool enabled;   /* cgroup v2 with memory.high found, and not turned off */
+        unsigned count; /* workload cgroups */
+        char paths[THROTTLE_CGROUPS_MAX][96];               /* relative to the cgroup root */
+        char prev[THROTTLE_CGROUPS_MAX][THROTTLE_HIGH_LEN]; /* memory.high before ("" = unknown) */
+        bool engaged;
+        uint64_t since_ms, mem_total_then;
+        uint64_t engagements, lifted_by_room, lifted_by_time;
+        unsigned restored; /* cgroups a predecessor left throttled, put back at open */
+        char why_off[96];
+};
+
+/*
+ * Put back what a predecessor left throttled (THROTTLE_STATE_FILE), then find the workload's
+ * cgroups under root_dir (the cgroup v2 mount); off: turned off (the put-back still happens).
+ */
+bool throttle_open(struct throttle *t, const char *root_dir, bool off);
+
+/*
+ * One sample: stalled says the guest stalled since the last one; mem_total is MemTotal less
+ * the balloon's pages in it. Engages when the guest stalls with MemAvailable below
+ * mem_total / THROTTLE_SHORT_DIV; lifts at mem_total / THROTTLE_ROOM_DIV, or in time.
+ */
+void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t mem_available,
+                  uint64_t now_ms);
+
+/* The agent stops: an engaged throttle is lifted (what each cgroup had, put back). */
+void throttle_close(struct throttle *t);
+
+/* Milliseconds until throttle_run() should look again (engaged: soon); -1 = none. */
+int throttle_timeout(const struct throttle *t, uint64_t now_ms);
+
+#endif
