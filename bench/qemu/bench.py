@@ -60,15 +60,18 @@ MIB = 1 << 20
 LOW_MIB, HIGH_MIB = 48, 400
 HIGH_HOLD_S = 8
 PERIOD_S = 40.2  # a_i + b_i + 8 s high + 2 x 100 ms ramps
-SETS = {  # name, trigger, absorber, seconds before the first step
-    "trigger": [("t1", True, False, 4), ("p1", False, False, 12), ("t2", True, False, 20),
-                ("p2", False, False, 28)],
-    "absorber": [("a1", True, True, 4), ("t1", True, False, 12), ("a2", True, True, 20),
-                 ("t2", True, False, 28)],
+SETS = {  # name, trigger, absorber, throttle, seconds before the first step
+    "trigger": [("t1", True, False, False, 4), ("p1", False, False, False, 12),
+                ("t2", True, False, False, 20), ("p2", False, False, False, 28)],
+    "absorber": [("a1", True, True, True, 4), ("t1", True, False, False, 12),
+                 ("a2", True, True, True, 20), ("t2", True, False, False, 28)],
+    "throttle": [("a1", True, True, True, 4), ("b1", True, True, False, 12),
+                 ("a2", True, True, True, 20), ("t1", True, False, False, 28)],
 }
 GUESTS = SETS["absorber"]  # the set this run measures (main() sets it)
-FILL = {"trigger": 0, "absorber": 50}  # dynmem.load.fill: % of each page that is data
+FILL = {"trigger": 0, "absorber": 50, "throttle": 50}  # dynmem.load.fill: % of each page that is data
 RECOVERED_QUIET_S = 1.0  # full speed: no stall for this long and the absorber empty
+LOAD_FULL = 0.9  # full speed by the load's own measure: this share of its speed before the step
 BUFFER = 5  # percent: a thin margin, so that a step makes the guest stall (see the docs)
 SETTLE_S = 3  # steps this soon after the load started are not counted (agent connecting)
 
@@ -79,9 +82,10 @@ def plan(first_s):
             f"ramp:{LOW_MIB}M:100ms,hold:{int(rest * 1000)}ms,loop")
 
 
-def vm_section(name, trigger, absorber, first_s, static, fill, qemu):
+def vm_section(name, trigger, absorber, throttle, first_s, static, fill, qemu):
     append = (f"dynmem.load={plan(first_s)}" + ("" if trigger else " dynmem.agent.trigger=0") +
               ("" if absorber else " dynmem.agent.absorber=0") +
+              ("" if throttle else " dynmem.agent.throttle=0") +
               (f" dynmem.load.fill={fill}" if fill else ""))
     size = {None: None, "full": "1G", "startup": "256M"}[static]
     sizes = (f"dynamic = no\nstartup = {size}\nminimum = {size}\nmaximum = {size}\n" if static
@@ -97,7 +101,7 @@ def config(root, static, fill, qemu):
             f"policy = {'static' if static else 'dynmem'}\n\n[policy]\nshrink_delay = 5s\n"
             "trend_lookahead = 0s\npersistence_max_permille = 0\nheadroom_permille = 0\n"
             "stall_memory = 0s\n")
-    return text + "".join(vm_section(n, t, a, f, static, fill, qemu) for n, t, a, f in GUESTS)
+    return text + "".join(vm_section(*g, static, fill, qemu) for g in GUESTS)
 
 
 # ---- the image ----
@@ -332,6 +336,7 @@ def analyse_guest(w, name, first_s):
     wakes = [a for a, line in w.daemon if "extra cycle" in line]
     ooms = [a for a, line in w.console[name] if "Out of memory" in line]
     swaps = [(t, int(text.split("kb=")[1])) for _, t, text in ev if text.startswith("swap kb=")]
+    speeds = load_speeds(ev)
     rows = []
     for step, window in steps_of(name, first_s, ev):
         h_step = to_host(ev, step)
@@ -380,6 +385,7 @@ def analyse_guest(w, name, first_s):
             r["from"], r["to"] = b0, top
         r["oom"] = 0
         recovery(r, step, window, stalls, mem, swaps)
+        load_recovery(r, step, window, mem, speeds)
         rows.append(r)
     # an OOM kill belongs to the last step before it (a guest with an absorber may be killed
     # well after its step's window), if that step is less than a period old
@@ -388,6 +394,56 @@ def analyse_guest(w, name, first_s):
         if before:
             before[-1]["oom"] += 1
     return rows, len(ooms)
+
+
+LOAD_LINE = re.compile(r"^\| dynmem-load: holding (\d+) MiB \(target (\d+) MiB\), "
+                       r"touched (\d+) KiB in (\d+) us")
+
+
+def load_speeds(ev):
+    """[(start, end, target MiB, rate KiB/ms or None)]: the load's own speed in each interval
+    between two of its lines (guest times): what it rewrote of the memory it held over the
+    time it was busy (dynmem-load.c). None when it held nothing to rewrite."""
+    out, prev = [], None
+    for _, t, text in ev:
+        if text.startswith("start pid="):
+            prev = None
+            continue
+        m = LOAD_LINE.match(text)
+        if not m:
+            continue
+        held, target, kib, us = (int(x) for x in m.groups())
+        if prev is not None:
+            out.append((prev, t, target, kib / (us / 1000) if us and kib else
+                        (0.0 if held else None)))
+        prev = t
+    return out
+
+
+def baseline_speed(step, speeds):
+    """The guest's own unconstrained speed just before a step: the median over the load's
+    intervals in the 8 s before it, held at LOW_MIB (the same minute's host load)."""
+    v = [rate for a, b, target, rate in speeds
+         if step - 8 <= a and b <= step and target == LOW_MIB and rate]
+    return statistics.median(v) if len(v) >= 3 else None
+
+
+def load_recovery(r, step, window, mem, speeds):
+    """Back at full speed by the load's own measure: from the memory being online (the last
+    growth of MemTotal in the step's window) to the end of the last interval, ending after
+    that, in which the load ran below LOAD_FULL of its speed before the step; not back
+    (load_back_missed) if no interval at full speed follows it within the window."""
+    r["load_speed_base"] = base = baseline_speed(step, speeds)
+    r["online_to_load_speed"], r["load_back_missed"] = None, None
+    growth = [t for (t, kb), (_, prev) in zip(mem[1:], mem) if step <= t < window and kb > prev]
+    if not growth or base is None:
+        return
+    online = growth[-1]
+    after = [(b, rate) for a, b, target, rate in speeds if online < b <= window]
+    slow = [b for b, rate in after if rate is None or rate < LOAD_FULL * base]
+    back = slow[-1] if slow else online
+    r["load_back_missed"] = bool(slow) and not [b for b, _ in after if b > back]
+    r["online_to_load_speed"] = None if r["load_back_missed"] else back - online
 
 
 def recovery(r, step, window, stalls, mem, swaps):
@@ -429,8 +485,13 @@ def groups_of(set_name):
     if set_name == "trigger":
         return {"trigger": ([g for g in GUESTS if g[1]], True),
                 "1 s reports": ([g for g in GUESTS if not g[1]], False)}
-    return {"absorber": ([g for g in GUESTS if g[2]], False),
-            "no absorber": ([g for g in GUESTS if not g[2]], False)}
+    out = {}
+    for label, absorber, throttle in (("absorber + throttle", True, True),
+                                      ("absorber only", True, False), ("neither", False, False)):
+        members = [g for g in GUESTS if g[2] == absorber and g[3] == throttle]
+        if members:
+            out[label] = (members, False)
+    return out
 
 
 def startup_phase(w, set_name):
@@ -438,7 +499,7 @@ def startup_phase(w, set_name):
     out = {}
     for label, (members, _) in groups_of(set_name).items():
         rows = []
-        for name, _, _, first in members:
+        for name, _, _, _, first in members:
             rows += analyse_guest(w, name, first)[0]
         out[label] = {"steps": len(rows), "steps_with_oom": len([r for r in rows if r["oom"]]),
                       "swap_peak_mib": round(max([r["swap_peak_kb"] for r in rows],
@@ -446,11 +507,34 @@ def startup_phase(w, set_name):
     return out
 
 
+def static_speed(w, set_name):
+    """The load's speed with memory to spare (static 1 GiB) held at HIGH_MIB (from 2 s after
+    the step) and at LOW_MIB, per group: whether its speed at LOW_MIB, the baseline of
+    load_recovery(), stands for its unconstrained speed at HIGH_MIB too."""
+    out = {}
+    for label, (members, _) in groups_of(set_name).items():
+        high, low = [], []
+        for name, _, _, _, first in members:
+            ev = probe_events(w.console[name])
+            speeds = load_speeds(ev)
+            for step, window in steps_of(name, first, ev):
+                high += [rate for a, b, target, rate in speeds
+                         if step + 2 <= a and b <= window and target == HIGH_MIB and rate]
+                low += [rate for a, b, target, rate in speeds
+                        if step - 8 <= a and b <= step and target == LOW_MIB and rate]
+        h = statistics.median(high) if high else None
+        lo = statistics.median(low) if low else None
+        out[label] = {"high": round(h, 1) if h else None, "low": round(lo, 1) if lo else None,
+                      "n_high": len(high), "n_low": len(low),
+                      "ratio": round(h / lo, 3) if h and lo else None}
+    return out
+
+
 def report(dyn, stat, out, set_name, startup=None):
     res = {"set": set_name, "groups": {}, "guests": {}}
     for label, (members, own_wakeups) in groups_of(set_name).items():
         rows, ooms = [], 0
-        for name, _, _, first in members:
+        for name, _, _, _, first in members:
             r, o = analyse_guest(dyn, name, first)
             rows += r
             ooms += o
@@ -482,6 +566,14 @@ def report(dyn, stat, out, set_name, startup=None):
                                                if not r["oom"]]),
             "full_speed_missed": len([r for r in rows
                                       if r["full_speed_missed"] and not r["oom"]]),
+            "online_to_load_speed": summarize([r["online_to_load_speed"] for r in rows
+                                               if not r["oom"]]),
+            "load_back_missed": len([r for r in rows if r["load_back_missed"] and not r["oom"]]),
+            "load_back_within_2s": len([r for r in rows if not r["oom"] and
+                                        r["online_to_load_speed"] is not None and
+                                        r["online_to_load_speed"] <= 2.0]),
+            "load_back_measured": len([r for r in rows if not r["oom"] and
+                                       r["load_back_missed"] is not None]),
             "swap_peak_mib": summarize([r["swap_peak_kb"] / 1024 / 1000 for r in rows]),
         }
     da, dap, _ = sums_of(dyn, "assigned_bytes")
@@ -499,6 +591,7 @@ def report(dyn, stat, out, set_name, startup=None):
     res["accel"] = sorted(set(accel))
     if startup is not None:
         res["static_startup"] = startup_phase(startup, set_name)
+    res["static_speed"] = static_speed(stat, set_name)
     # What the backend chose from this QEMU (logged once per VM at start: the first).
     chosen = [l for _, l in dyn.daemon if re.search(r": QEMU \d+\.\d+\.\d+, machine ", l)]
     res["qemu_features"] = re.sub(r'^.*?vm "[^"]+": ', "", chosen[0]) if chosen else None
@@ -521,12 +614,20 @@ def print_report(res):
         for key in ("stall_to_wakeup", "stall_to_request", "stall_to_request_in_wakeup_cycle",
                     "stall_to_online", "step_to_request",
                     "step_to_daemon_sees_plug", "step_to_daemon_sees_90pct",
-                    "step_to_guest_memtotal_grows", "online_to_full_speed"):
+                    "step_to_guest_memtotal_grows", "online_to_full_speed",
+                    "online_to_load_speed"):
             print(f"  {key.replace('_', ' '):32s} {fmt(g[key])}")
+        print(f"  the load back at {LOAD_FULL:.0%} of its speed: within 2 s of the memory "
+              f"online in {g['load_back_within_2s']} of {g['load_back_measured']} steps, not "
+              f"back in the window in {g['load_back_missed']}")
         sp = g["swap_peak_mib"]
         print(f"  steps not back at full speed in their window (no OOM kill): "
               f"{g['full_speed_missed']}; swap (absorber) peak per step MiB p50 "
               f"{sp['p50_ms']} p95 {sp['p95_ms']} max {sp['max_ms']}")
+    for label, g in res.get("static_speed", {}).items():
+        print(f"\n== the load's speed with 1 GiB (static), {label}: at {HIGH_MIB} MiB "
+              f"{g['high']} KiB/ms (n={g['n_high']}), at {LOW_MIB} MiB {g['low']} KiB/ms "
+              f"(n={g['n_low']}): ratio {g['ratio']}")
     for label, g in res.get("static_startup", {}).items():
         print(f"\n== static at the startup size (256 MiB), {label}: {g['steps']} steps, "
               f"{g['steps_with_oom']} with an OOM kill; swap peak {g['swap_peak_mib']} MiB")
@@ -596,8 +697,9 @@ def main():
     ap.add_argument("--out", default="build/bench-qemu")
     ap.add_argument("--duration", type=int, default=420)
     ap.add_argument("--static-duration", type=int, default=120)
-    ap.add_argument("--set", choices=sorted(SETS), default="absorber",
-                    help="absorber: with and without dynmem-guest's absorber (default); "
+    ap.add_argument("--set", choices=sorted(SETS), default="throttle",
+                    help="throttle: dynmem-guest's absorber and throttle, the absorber alone, "
+                         "neither (default); absorber: both against neither; "
                          "trigger: PSI trigger against 1 s reports")
     ap.add_argument("--qemu", action="append",
                     help="a QEMU binary to run the guests under (repeat for several; default "
@@ -613,7 +715,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     global GUESTS
     GUESTS = SETS[args.set]
-    with_startup = args.set == "absorber"
+    with_startup = args.set != "trigger"
     if args.analyse:
         runs = [(d[len("qemu-"):], None) for d in sorted(os.listdir(out)) if d.startswith("qemu-")]
     else:

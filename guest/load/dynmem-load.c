@@ -6,12 +6,17 @@
  * unmaps them while it goes down, giving the memory back to the guest. Every
  * page held is written at least every TOUCH_PERIOD_MS, a slice of the chunks
  * each tick, so the pages stay resident and the working set is real. Once a
- * second it logs "dynmem-load: holding N MiB (target M MiB)" to stdout (the
- * console of the test image). With --fill PERCENT (or dynmem.load.fill= on the
- * kernel command line) each new page gets that share of pseudo-random bytes,
- * the rest zeros, so that it compresses like real data (50: about 2:1 with
- * lzo) rather than to almost nothing. A failed mmap is logged and retried a second
- * later. Only libc; built static for the guest image.
+ * second it logs "dynmem-load: holding N MiB (target M MiB), touched T KiB in
+ * B us" to stdout (the console of the test image): T is how much of the memory
+ * it held it rewrote since the last such line, B how long it was busy (mapping
+ * new chunks and rewriting, not the sleeps between), so that T / B is its speed:
+ * it falls while its pages must be swapped in, others reclaimed first, or it is
+ * still catching up with chunks it could not map (bench/qemu measures "back at
+ * full speed" by it). With --fill PERCENT (or
+ * dynmem.load.fill= on the kernel command line) each new page gets that share of pseudo-random
+ * bytes, the rest zeros, so that it compresses like real data (50: about 2:1 with lzo) rather than
+ * to almost nothing. A failed mmap is logged and retried a second later. Only libc; built static
+ * for the guest image.
  */
 #define _GNU_SOURCE
 #include "load_plan.h"
@@ -46,7 +51,16 @@ struct holder {
         size_t fill;       /* pseudo-random bytes at the start of each new page */
         uint64_t rng;      /* xorshift64 state */
         uint64_t retry_ms; /* after a failed mmap, no new one before this time */
+        uint64_t touched;  /* bytes of held pages rewritten since the last log line */
 };
+
+static uint64_t mono_us(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 static void usage(FILE *f)
 {
@@ -152,6 +166,7 @@ static void holder_touch_slice(struct holder *h)
                         h->gen++;
                 }
                 touch_chunk(h, h->chunks[h->cursor++]);
+                h->touched += CHUNK;
         }
 }
 
@@ -166,17 +181,20 @@ static _Noreturn void run(const struct load_plan *plan, unsigned fill_pct)
             .page = (size_t)sysconf(_SC_PAGESIZE), .gen = 1, .rng = 88172645463325252ull};
 
         h.fill = h.page * fill_pct / 100 / sizeof(h.rng) * sizeof(h.rng);
-        uint64_t start = mono_ms(), next_log = 0;
+        uint64_t start = mono_ms(), next_log = 0, busy_us = 0;
 
         for (uint64_t tick = 0;; tick++) {
-                uint64_t t = mono_ms() - start;
+                uint64_t t = mono_ms() - start, t0 = mono_us();
                 uint64_t target = load_plan_target(plan, t);
 
                 holder_adjust(&h, chunks_for(target), t);
                 holder_touch_slice(&h);
+                busy_us += mono_us() - t0;
                 if (t >= next_log) {
-                        printf("dynmem-load: holding %" PRIu64 " MiB (target %" PRIu64 " MiB)\n",
-                               (uint64_t)h.n * CHUNK / MIB, target / MIB);
+                        printf("dynmem-load: holding %" PRIu64 " MiB (target %" PRIu64
+                               " MiB), touched %" PRIu64 " KiB in %" PRIu64 " us\n",
+                               (uint64_t)h.n * CHUNK / MIB, target / MIB, h.touched >> 10, busy_us);
+                        h.touched = 0, busy_us = 0;
                         next_log = t - t % LOG_PERIOD_MS + LOG_PERIOD_MS;
                 }
                 sleep_until_ms(start + (tick + 1) * TICK_MS);
