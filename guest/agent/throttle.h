@@ -25,15 +25,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "agent_wire.h"
+
 #define THROTTLE_CGROUPS_MAX 32
 #define THROTTLE_MAX_MS      10000 /* the longest a throttle is held */
-#define THROTTLE_SHORT_DIV   32    /* engaged when MemAvailable < MemTotal / 32 ... */
-#define THROTTLE_ROOM_DIV    16    /* ... lifted when MemAvailable >= MemTotal / 16 */
-#define THROTTLE_LOOK_MS     100   /* engaged: how often the agent looks */
-#define THROTTLE_ROOT        "/sys/fs/cgroup"
-#define THROTTLE_STATE_DIR   "/run/dynmem-guest"
-#define THROTTLE_STATE_FILE  THROTTLE_STATE_DIR "/throttle"
-#define THROTTLE_HIGH_LEN    24 /* "max" or a byte count */
+/* engaged when MemAvailable < MemTotal / 32 (the room the absorber's drain keeps) ... */
+#define THROTTLE_SHORT_DIV  AGENT_ABSORBER_ROOM_DIV
+#define THROTTLE_ROOM_DIV   16  /* ... lifted when MemAvailable >= MemTotal / 16 */
+#define THROTTLE_LOOK_MS    100 /* engaged: how often the agent looks */
+#define THROTTLE_ROOT       "/sys/fs/cgroup"
+#define THROTTLE_STATE_DIR  "/run/dynmem-guest"
+#define THROTTLE_STATE_FILE THROTTLE_STATE_DIR "/throttle"
+#define THROTTLE_HIGH_LEN   24 /* "max" or a byte count */
 
 struct throttle {
         bool enabled;   /* cgroup v2 with memory.high found, and not turned off */
@@ -54,8 +57,8 @@ struct throttle {
 bool throttle_open(struct throttle *t, const char *root_dir, bool off);
 
 /*
- * One sample: stalled says the guest stalled since the last one; mem_total is MemTotal less
- * the balloon's pages in it. Engages when the guest stalls with MemAvailable below
+ * One sample: stalled says the guest stalled since the last one; mem_total is MemTotal.
+ * Engages when the guest stalls with MemAvailable below
  * mem_total / THROTTLE_SHORT_DIV; lifts at mem_total / THROTTLE_ROOM_DIV, or in time.
  */
 void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t mem_available,

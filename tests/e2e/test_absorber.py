@@ -2,8 +2,8 @@
 """dynmem-guest's burst absorber under dynmemd with the QEMU backend (TCG): two
 guests, the same load step far above their buffer, the same reactive policy as
 bench/qemu (buffer 5 %, no look-ahead, nothing learned from earlier stalls):
-`absorb` with the absorber the agent sets up by default, `bare` with it turned
-off (dynmem.agent.absorber=0). The step is 48 MiB to 400 MiB in 100 ms in a
+`absorb` with the absorber and the throttle the agent sets up by default, `bare`
+with both turned off (dynmem.agent.absorber=0 dynmem.agent.throttle=0). The step is 48 MiB to 400 MiB in 100 ms in a
 guest that sees ~217 MiB, of pages that compress about 2:1
 (dynmem.load.fill=50); the absorber is twice MemTotal (dynmem.agent.absorber_size=200,
 the largest) so that the check holds on a busy machine too, where plugging
@@ -77,6 +77,11 @@ def the_absorber_is_set_up_unless_turned_off(ctx):
     comment(line.group(0))
     wait_for(lambda: "absorber: none: turned off" in d.console("bare"),
              "the agent in bare to say it has none (turned off)", timeout=60)
+    check("throttle: memory.high on 1 workload cgroup (load)" in d.console("absorb"),
+          "the agent in absorb throttles the load's cgroup while short",
+          d.console("absorb")[-2000:])
+    check("throttle: none: turned off" in d.console("bare"),
+          "the agent in bare has no throttle (turned off)", d.console("bare")[-2000:])
 
 
 @tap.case
