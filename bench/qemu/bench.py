@@ -71,7 +71,7 @@ SETS = {  # name, trigger, absorber, throttle, seconds before the first step
 GUESTS = SETS["absorber"]  # the set this run measures (main() sets it)
 FILL = {"trigger": 0, "absorber": 50, "throttle": 50}  # dynmem.load.fill: % of each page that is data
 RECOVERED_QUIET_S = 1.0  # full speed: no stall for this long and the absorber empty
-LOAD_FULL = 0.9  # full speed by the load's own measure: this share of its speed before the step
+LOAD_FULL = 0.9  # full speed by the load's own measure: this share of its unconstrained progress
 BUFFER = 5  # percent: a thin margin, so that a step makes the guest stall (see the docs)
 SETTLE_S = 3  # steps this soon after the load started are not counted (agent connecting)
 
@@ -324,7 +324,7 @@ def steps_of(name, first_s, events):
     return out
 
 
-def analyse_guest(w, name, first_s):
+def analyse_guest(w, name, first_s, map_ref=None):
     ev = probe_events(w.console[name])
     stalls = [t for _, t, text in ev if text.startswith("stall")]
     # a kernel message may be printed into the middle of a probe line: its digits only
@@ -336,7 +336,7 @@ def analyse_guest(w, name, first_s):
     wakes = [a for a, line in w.daemon if "extra cycle" in line]
     ooms = [a for a, line in w.console[name] if "Out of memory" in line]
     swaps = [(t, int(text.split("kb=")[1])) for _, t, text in ev if text.startswith("swap kb=")]
-    speeds = load_speeds(ev)
+    speeds = load_speeds(ev, map_ref)
     rows = []
     for step, window in steps_of(name, first_s, ev):
         h_step = to_host(ev, step)
@@ -397,13 +397,21 @@ def analyse_guest(w, name, first_s):
 
 
 LOAD_LINE = re.compile(r"^\| dynmem-load: holding (\d+) MiB \(target (\d+) MiB\), "
-                       r"touched (\d+) KiB in (\d+) us")
+                       r"touched (\d+) KiB in (\d+) us(?:, mapped (\d+) KiB)?")
+LOAD_TICK_S, LOAD_TOUCH_PERIOD_S, LOAD_CHUNK_MIB = 0.1, 2.0, 2  # as in dynmem-load.c
 
 
-def load_speeds(ev):
-    """[(start, end, target MiB, rate KiB/ms or None)]: the load's own speed in each interval
-    between two of its lines (guest times): what it rewrote of the memory it held over the
-    time it was busy (dynmem-load.c). None when it held nothing to rewrite."""
+def load_due_kib_per_s(held_mib):
+    """What dynmem-load rewrites a second when it keeps up: ceil(chunks x tick / period)
+    chunks each tick (holder_touch_slice)."""
+    chunks = held_mib // LOAD_CHUNK_MIB
+    per_tick = -(-chunks * LOAD_TICK_S // LOAD_TOUCH_PERIOD_S) if chunks else 0
+    return per_tick * LOAD_CHUNK_MIB * 1024 / LOAD_TICK_S
+
+
+def load_lines(ev):
+    """[(start, end, held MiB, touched KiB, busy s, mapped KiB)]: the load's intervals between
+    two of its lines (guest times)."""
     out, prev = [], None
     for _, t, text in ev:
         if text.startswith("start pid="):
@@ -412,38 +420,58 @@ def load_speeds(ev):
         m = LOAD_LINE.match(text)
         if not m:
             continue
-        held, target, kib, us = (int(x) for x in m.groups())
-        if prev is not None:
-            out.append((prev, t, target, kib / (us / 1000) if us and kib else
-                        (0.0 if held else None)))
+        held, _, kib, us, mapped = (int(x or 0) for x in m.groups())
+        if prev is not None and t > prev:
+            out.append((prev, t, held, kib, us / 1e6, mapped))
         prev = t
     return out
 
 
-def baseline_speed(step, speeds):
-    """The guest's own unconstrained speed just before a step: the median over the load's
-    intervals in the 8 s before it, held at LOW_MIB (the same minute's host load)."""
-    v = [rate for a, b, target, rate in speeds
-         if step - 8 <= a and b <= step and target == LOW_MIB and rate]
-    return statistics.median(v) if len(v) >= 3 else None
+def map_speed(lines):
+    """KiB a busy second the load maps new chunks at, over the intervals it spent mapping only
+    (nothing rewritten), or None."""
+    v = [mapped / busy for _, _, _, kib, busy, mapped in lines if mapped and not kib and busy]
+    return statistics.median(v) if v else None
+
+
+def load_speeds(ev, map_ref):
+    """[(start, end, held MiB, progress)]: the load's own progress in each interval, the time
+    its work would take unconstrained over the time it took: what it rewrote at what it
+    rewrites when it keeps up (load_due_kib_per_s), what it mapped at map_ref KiB/s (its
+    mapping speed with memory to spare, map_speed). Above 1 while it catches up after a
+    stall; None when it held nothing and mapped nothing."""
+    out = []
+    for a, b, held, kib, _, mapped in load_lines(ev):
+        due = load_due_kib_per_s(held)
+        if not due and not mapped:
+            out.append((a, b, held, None))
+            continue
+        need = (kib / due if due else 0) + (mapped / map_ref if map_ref else 0)
+        out.append((a, b, held, need / (b - a)))
+    return out
 
 
 def load_recovery(r, step, window, mem, speeds):
     """Back at full speed by the load's own measure: from the memory being online (the last
     growth of MemTotal in the step's window) to the end of the last interval, ending after
-    that, in which the load ran below LOAD_FULL of its speed before the step; not back
-    (load_back_missed) if no interval at full speed follows it within the window."""
-    r["load_speed_base"] = base = baseline_speed(step, speeds)
-    r["online_to_load_speed"], r["load_back_missed"] = None, None
+    that, in which the load made less than LOAD_FULL of its progress (load_speeds); not back
+    (load_back_missed) when no interval at full progress follows within the window. An
+    interval that began before the memory came counts as after it: the measure errs late, by
+    at most the load's log period (1 s)."""
+    r["online_to_load_speed"], r["load_back_missed"], r["load_online_late"] = None, None, None
     growth = [t for (t, kb), (_, prev) in zip(mem[1:], mem) if step <= t < window and kb > prev]
-    if not growth or base is None:
+    if not growth:
         return
     online = growth[-1]
-    after = [(b, rate) for a, b, target, rate in speeds if online < b <= window]
-    slow = [b for b, rate in after if rate is None or rate < LOAD_FULL * base]
+    after = [(b, p) for a, b, held, p in speeds if online < b <= window]
+    slow = [b for b, p in after if p is None or p < LOAD_FULL]
     back = slow[-1] if slow else online
-    r["load_back_missed"] = bool(slow) and not [b for b, _ in after if b > back]
+    # no line of the load after the memory came (it was still mapping when the window
+    # closed), or none at full progress after the last slow one: not back
+    r["load_back_missed"] = not [b for b, _ in after if b > back]
     r["online_to_load_speed"] = None if r["load_back_missed"] else back - online
+    # memory that came with less than 2 s of the window left cannot show a recovery in it
+    r["load_online_late"] = online > window - 2.0
 
 
 def recovery(r, step, window, stalls, mem, swaps):
@@ -508,34 +536,40 @@ def startup_phase(w, set_name):
 
 
 def static_speed(w, set_name):
-    """The load's speed with memory to spare (static 1 GiB) held at HIGH_MIB (from 2 s after
-    the step) and at LOW_MIB, per group: whether its speed at LOW_MIB, the baseline of
-    load_recovery(), stands for its unconstrained speed at HIGH_MIB too."""
+    """The load with memory to spare (static 1 GiB), per group: its mapping speed (the
+    reference load_speeds() takes), and the share of its intervals held at HIGH_MIB (from 2 s
+    after the step) and at LOW_MIB that the measure calls full speed."""
     out = {}
     for label, (members, _) in groups_of(set_name).items():
-        high, low = [], []
+        lines, high, low = [], [], []
+        for name, *_ in members:
+            lines += load_lines(probe_events(w.console[name]))
+        ref = map_speed(lines)
         for name, _, _, _, first in members:
             ev = probe_events(w.console[name])
-            speeds = load_speeds(ev)
+            speeds = load_speeds(ev, ref)
             for step, window in steps_of(name, first, ev):
-                high += [rate for a, b, target, rate in speeds
-                         if step + 2 <= a and b <= window and target == HIGH_MIB and rate]
-                low += [rate for a, b, target, rate in speeds
-                        if step - 8 <= a and b <= step and target == LOW_MIB and rate]
-        h = statistics.median(high) if high else None
-        lo = statistics.median(low) if low else None
-        out[label] = {"high": round(h, 1) if h else None, "low": round(lo, 1) if lo else None,
-                      "n_high": len(high), "n_low": len(low),
-                      "ratio": round(h / lo, 3) if h and lo else None}
+                high += [p for a, b, held, p in speeds
+                         if step + 2 <= a and b <= window and held == HIGH_MIB and p is not None]
+                low += [p for a, b, held, p in speeds
+                        if step - 8 <= a and b <= step and held == LOW_MIB and p is not None]
+        out[label] = {
+            "map_kib_per_s": round(ref) if ref else None,
+            "high_p50": round(statistics.median(high), 3) if high else None,
+            "low_p50": round(statistics.median(low), 3) if low else None,
+            "high_full": len([p for p in high if p >= LOAD_FULL]), "n_high": len(high),
+            "low_full": len([p for p in low if p >= LOAD_FULL]), "n_low": len(low)}
     return out
 
 
 def report(dyn, stat, out, set_name, startup=None):
     res = {"set": set_name, "groups": {}, "guests": {}}
+    res["static_speed"] = static_speed(stat, set_name)
     for label, (members, own_wakeups) in groups_of(set_name).items():
         rows, ooms = [], 0
+        map_ref = res["static_speed"][label]["map_kib_per_s"]
         for name, _, _, _, first in members:
-            r, o = analyse_guest(dyn, name, first)
+            r, o = analyse_guest(dyn, name, first, map_ref)
             rows += r
             ooms += o
             res["guests"][name] = r
@@ -569,6 +603,8 @@ def report(dyn, stat, out, set_name, startup=None):
             "online_to_load_speed": summarize([r["online_to_load_speed"] for r in rows
                                                if not r["oom"]]),
             "load_back_missed": len([r for r in rows if r["load_back_missed"] and not r["oom"]]),
+            "load_back_missed_online_late": len([r for r in rows if r["load_back_missed"] and
+                                                 r["load_online_late"] and not r["oom"]]),
             "load_back_within_2s": len([r for r in rows if not r["oom"] and
                                         r["online_to_load_speed"] is not None and
                                         r["online_to_load_speed"] <= 2.0]),
@@ -591,7 +627,6 @@ def report(dyn, stat, out, set_name, startup=None):
     res["accel"] = sorted(set(accel))
     if startup is not None:
         res["static_startup"] = startup_phase(startup, set_name)
-    res["static_speed"] = static_speed(stat, set_name)
     # What the backend chose from this QEMU (logged once per VM at start: the first).
     chosen = [l for _, l in dyn.daemon if re.search(r": QEMU \d+\.\d+\.\d+, machine ", l)]
     res["qemu_features"] = re.sub(r'^.*?vm "[^"]+": ', "", chosen[0]) if chosen else None
@@ -619,15 +654,17 @@ def print_report(res):
             print(f"  {key.replace('_', ' '):32s} {fmt(g[key])}")
         print(f"  the load back at {LOAD_FULL:.0%} of its speed: within 2 s of the memory "
               f"online in {g['load_back_within_2s']} of {g['load_back_measured']} steps, not "
-              f"back in the window in {g['load_back_missed']}")
+              f"back in the window in {g['load_back_missed']} (of which the memory came "
+              f"with less than 2 s of the window left: {g['load_back_missed_online_late']})")
         sp = g["swap_peak_mib"]
         print(f"  steps not back at full speed in their window (no OOM kill): "
               f"{g['full_speed_missed']}; swap (absorber) peak per step MiB p50 "
               f"{sp['p50_ms']} p95 {sp['p95_ms']} max {sp['max_ms']}")
     for label, g in res.get("static_speed", {}).items():
-        print(f"\n== the load's speed with 1 GiB (static), {label}: at {HIGH_MIB} MiB "
-              f"{g['high']} KiB/ms (n={g['n_high']}), at {LOW_MIB} MiB {g['low']} KiB/ms "
-              f"(n={g['n_low']}): ratio {g['ratio']}")
+        print(f"\n== the load with 1 GiB (static), {label}: maps {g['map_kib_per_s']} KiB a busy "
+              f"second; progress at {HIGH_MIB} MiB p50 "
+              f"{g['high_p50']}, {g['high_full']} of {g['n_high']} intervals at full speed; at "
+              f"{LOW_MIB} MiB p50 {g['low_p50']}, {g['low_full']} of {g['n_low']}")
     for label, g in res.get("static_startup", {}).items():
         print(f"\n== static at the startup size (256 MiB), {label}: {g['steps']} steps, "
               f"{g['steps_with_oom']} with an OOM kill; swap peak {g['swap_peak_mib']} MiB")
