@@ -19,6 +19,7 @@ usage: test_throttle_local.py DYNMEM_GUEST
 import os
 import shutil
 import sys
+from functools import partial
 import tempfile
 import time
 
@@ -202,10 +203,11 @@ def main():
     t = Tap()
     tmp = tempfile.mkdtemp(prefix="dmg-thr-", dir="/tmp")
     try:
-        check_throttle(t, exe, tmp)
-        check_killed(t, exe, tmp)
-        check_stopped(t, exe, tmp)
-        check_off(t, exe, tmp)
+        # each on a root of its own, mostly waiting on the agent's 1 s samples
+        t.concurrently(partial(check_throttle, exe=exe, tmp=tmp),
+                       partial(check_killed, exe=exe, tmp=tmp),
+                       partial(check_stopped, exe=exe, tmp=tmp),
+                       partial(check_off, exe=exe, tmp=tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return t.done()
