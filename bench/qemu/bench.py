@@ -17,11 +17,19 @@ step to the next), shrink_delay = 5s (back to the startup size between steps).
 Phase 2 (policy static): the same four guests and plans, each given the
 1 GiB a static VM needs for the step.
 
---set absorber (the default) measures dynmem-guest's burst absorber instead:
-guests a1, a2 with it and t1, t2 without (dynmem.agent.absorber=0), all four
-with the PSI trigger and a load whose pages compress about 2:1
+--set throttle (the default) measures dynmem-guest's burst absorber and its
+throttle: guests a1, a2 with both (the agent's default), b1 with the absorber
+alone (dynmem.agent.throttle=0), t1 with neither (dynmem.agent.absorber=0 too),
+all four with the PSI trigger and a load whose pages compress about 2:1
 (dynmem.load.fill=50); phase 2 runs the same four statically at their startup
 size (256 MiB: what they would suffer without dynmem), phase 3 at 1 GiB.
+--set absorber is the same with a1, a2 (both) against t1, t2 (neither).
+
+"Back at full speed" is measured by the load's own progress (dynmem-load logs
+what it rewrote and mapped each second): the time its work would take
+unconstrained (rewriting at its schedule, mapping at its speed in phase 3)
+over the time it took, from the memory being online until it is at 90 % or
+more for good within the step's window.
 --set trigger is the earlier comparison (t1, t2 with the trigger, p1, p2
 with 1 s reports, no absorber; phases dynmem and static 1 GiB).
 
