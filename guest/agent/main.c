@@ -132,18 +132,17 @@ static void sample_throttle(struct run *r, const struct sample *s)
                 r->throttle_psi_total = s->psi.some_total_us;
         if (!(s->have & AGENT_HAVE_AVAILABLE))
                 return;
-        throttle_run(&r->throttle, stalled, s->mem_total, s->mem_available, r->now);
+        throttle_run(&r->throttle, stalled, s->mem_total, s->mem_available, s->mem_free, r->now);
         r->next_throttle_ms = r->now + THROTTLE_LOOK_MS;
 }
 
-/* Add the absorber's fill to a sample, drain it when the guest has room again, throttle. */
+/* Add the absorber's fill to a sample, and drain it when the guest has room again. */
 static void sample_absorber(struct run *r, struct sample *s)
 {
         struct absorber_fill f;
 
         if (!absorber_read(&r->absorber, &f)) {
                 absorber_run(&r->absorber, NULL, s->mem_total, s->mem_available, r->now);
-                sample_throttle(r, s);
                 return;
         }
         s->absorber_stored = f.stored;
@@ -154,7 +153,6 @@ static void sample_absorber(struct run *r, struct sample *s)
                 absorber_note_stall(&r->absorber, s->psi.some_total_us, r->now);
         if (s->have & AGENT_HAVE_AVAILABLE)
                 absorber_run(&r->absorber, &f, s->mem_total, s->mem_available, r->now);
-        sample_throttle(r, s);
 }
 
 /* A sample for the absorber alone (no host to report to). */
@@ -162,8 +160,10 @@ static void check_absorber(struct run *r)
 {
         struct sample s;
 
-        if (sampler_read(&r->smp, &r->psi, &s) == 0)
+        if (sampler_read(&r->smp, &r->psi, &s) == 0) {
                 sample_absorber(r, &s);
+                sample_throttle(r, &s);
+        }
 }
 
 static void send_report(struct run *r, enum agent_cause cause)
@@ -180,6 +180,7 @@ static void send_report(struct run *r, enum agent_cause cause)
         n = proto_report(&s, ++r->seq, cause, r->hp.onlined, line, sizeof(line));
         if (n)
                 conn_send(&r->conn, line, n, r->now);
+        sample_throttle(r, &s); /* after the report: a lower limit may reclaim in here */
 }
 
 static void on_host_hello(struct run *r, const struct proto_host_hello *h)

@@ -225,9 +225,11 @@ static void limit_all(struct throttle *t)
         char f[UTIL_PATH_MAX], buf[THROTTLE_HIGH_LEN];
         uint64_t cur, high;
 
+        t->lowered = 0;
         for (unsigned i = 0; i < t->count; i++) {
                 const char *rel = t->paths[i];
                 t->prev[i][0] = '\0';
+                t->high[i] = 0;
                 if (!cg_file(f, sizeof(f), rel, "memory.high") ||
                     util_read_file(f, buf, sizeof(buf)) <= 0)
                         continue;
@@ -239,8 +241,43 @@ static void limit_all(struct throttle *t)
                 snprintf(t->prev[i], sizeof(t->prev[i]), "%s", buf);
                 snprintf(buf, sizeof(buf), "%" PRIu64, cur);
                 util_write_file(f, buf);
+                t->high[i] = cur;
+                t->floor[i] = cur / 2;
         }
         save_state(t);
+}
+
+/*
+ * While engaged: MemFree below mem_total / THROTTLE_SHORT_DIV lowers the limits we set by
+ * what it lacks, shared out by what each holds (never below half of that), so that the
+ * workload puts that much more of its own pages into the absorber and the RAM they leave
+ * stays free for the kernel (a block being added needs its memory map from it; zram's own
+ * pages come from it too). With the absorber full nothing more can leave, and the lower
+ * limit only holds the workload harder. The write makes the kernel reclaim in this process:
+ * at most the deficit, a share of MemTotal.
+ */
+static void keep_free(struct throttle *t, uint64_t mem_total, uint64_t mem_free)
+{
+        uint64_t want = mem_total / THROTTLE_SHORT_DIV, sum = 0, cut;
+        char f[UTIL_PATH_MAX], buf[THROTTLE_HIGH_LEN];
+
+        if (mem_free >= want)
+                return;
+        for (unsigned i = 0; i < t->count; i++)
+                sum += t->high[i];
+        for (unsigned i = 0; i < t->count && sum; i++) {
+                if (!t->high[i] || t->high[i] <= t->floor[i])
+                        continue;
+                cut = (uint64_t)((unsigned __int128)(want - mem_free) * t->high[i] / sum);
+                if (cut > t->high[i] - t->floor[i])
+                        cut = t->high[i] - t->floor[i];
+                if (!cut || !cg_file(f, sizeof(f), t->paths[i], "memory.high"))
+                        continue;
+                t->high[i] -= cut;
+                t->lowered += cut;
+                snprintf(buf, sizeof(buf), "%" PRIu64, t->high[i]);
+                util_write_file(f, buf);
+        }
 }
 
 /* memory.high of every cgroup limited back to what it was. */
@@ -255,7 +292,7 @@ static void lift_all(struct throttle *t)
 }
 
 void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t mem_available,
-                  uint64_t now_ms)
+                  uint64_t mem_free, uint64_t now_ms)
 {
         if (!t->enabled)
                 return;
@@ -268,21 +305,27 @@ void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t
                 t->since_ms = now_ms;
                 t->mem_total_then = mem_total;
                 t->engagements++;
+                keep_free(t, mem_total, mem_free);
                 return;
         }
         bool room = mem_available >= mem_total / THROTTLE_ROOM_DIV;
-        if (!room && now_ms < t->since_ms + THROTTLE_MAX_MS)
+        if (!room && now_ms < t->since_ms + THROTTLE_MAX_MS) {
+                keep_free(t, mem_total, mem_free);
                 return;
+        }
         lift_all(t);
         t->engaged = false;
         if (room)
                 t->lifted_by_room++;
         else
                 t->lifted_by_time++;
-        util_log("throttle: lifted after %" PRIu64 " ms (%s)", now_ms - t->since_ms,
+        util_log("throttle: lifted after %" PRIu64 " ms (%s; lowered by %" PRIu64
+                 " MiB to keep RAM free)",
+                 now_ms - t->since_ms,
                  !room                           ? "nothing came"
                  : mem_total > t->mem_total_then ? "memory came"
-                                                 : "room again");
+                                                 : "room again",
+                 t->lowered >> 20);
 }
 
 void throttle_close(struct throttle *t)

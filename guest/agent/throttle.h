@@ -43,6 +43,9 @@ struct throttle {
         unsigned count; /* workload cgroups */
         char paths[THROTTLE_CGROUPS_MAX][96];               /* relative to the cgroup root */
         char prev[THROTTLE_CGROUPS_MAX][THROTTLE_HIGH_LEN]; /* memory.high before ("" = unknown) */
+        uint64_t high[THROTTLE_CGROUPS_MAX];  /* memory.high set now (0: left alone) */
+        uint64_t floor[THROTTLE_CGROUPS_MAX]; /* never lowered below: half what it held */
+        uint64_t lowered;                     /* bytes lowered by since engaged, in all */
         bool engaged;
         uint64_t since_ms, mem_total_then;
         uint64_t engagements, lifted_by_room, lifted_by_time;
@@ -57,12 +60,14 @@ struct throttle {
 bool throttle_open(struct throttle *t, const char *root_dir, bool off);
 
 /*
- * One sample: stalled says the guest stalled since the last one; mem_total is MemTotal.
- * Engages when the guest stalls with MemAvailable below
- * mem_total / THROTTLE_SHORT_DIV; lifts at mem_total / THROTTLE_ROOM_DIV, or in time.
+ * One sample: stalled says the guest stalled since the last one. Engages when the guest
+ * stalls with MemAvailable below mem_total / THROTTLE_SHORT_DIV; while engaged, lowers the
+ * limits by what MemFree lacks of that share (the workload's own pages go into the
+ * absorber, and the RAM they leave stays free for the kernel: the memory map of a block
+ * being added); lifts at mem_total / THROTTLE_ROOM_DIV, or in time.
  */
 void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t mem_available,
-                  uint64_t now_ms);
+                  uint64_t mem_free, uint64_t now_ms);
 
 /* The agent stops: an engaged throttle is lifted (what each cgroup had, put back). */
 void throttle_close(struct throttle *t);

@@ -38,6 +38,12 @@ OWN_HIGH = {"machine.slice": (100 * MIB, 200 * MIB), "system.slice/web.service":
                                                                                   60 * MIB)}
 
 
+def short(total_kb, free_kb=40960):
+    """/proc/meminfo of a guest short of memory (MemAvailable 8 MiB, below MemTotal / 32) whose
+    MemFree is free_kb (by default above MemTotal / 32 of a 1 GiB guest: nothing to keep)."""
+    return meminfo(total_kb, 8192).replace("MemFree: 8192 kB", f"MemFree: {free_kb} kB")
+
+
 def make_cgroups(root, controllers="cpu memory pids"):
     write(f"{root}/proc/self/cgroup", "0::/system.slice/dynmem-guest.service\n")
     write(f"{root}/{CG}/cgroup.subtree_control", controllers + "\n")
@@ -94,7 +100,7 @@ def check_throttle(t, exe, tmp):
         time.sleep(2.5)
         t.ok(lifted(root), "a stall while the guest has room throttles nothing", highs(root))
         # Short of memory and stalling: memory.high = what each holds.
-        write(f"{root}/proc/meminfo", meminfo(1048576, 8192))
+        write(f"{root}/proc/meminfo", short(1048576))
         write(f"{root}/proc/pressure/memory", psi(900000))
         ok = wait(lambda: throttled(root), 5)
         h = highs(root)
@@ -103,6 +109,14 @@ def check_throttle(t, exe, tmp):
              "holds, the agent's branch and init.scope left alone", h)
         t.ok(ok and h["system.slice/web.service"] == str(OWN_HIGH["system.slice/web.service"][1]),
              "a memory.high below what the cgroup holds is never raised", h)
+        # MemFree falls below MemTotal / 32: the limits go down (each look, shared by what
+        # each holds), never below half of what each held, so the kernel keeps free RAM
+        write(f"{root}/proc/meminfo", short(1048576, 8192))
+        floors = {rel: str(cur // 2) for rel, cur in WORKLOAD.items()}
+        floors["machine.slice"] = str(OWN_HIGH["machine.slice"][0] // 2)
+        ok = wait(lambda: all(highs(root)[rel] == v for rel, v in floors.items()), 5)
+        t.ok(ok, "MemFree below MemTotal / 32 while engaged: the limits are lowered, down to "
+             "half of what each held and no further", highs(root))
         # Memory comes online and the guest has room: lifted within a few looks.
         write(f"{root}/proc/meminfo", meminfo(1048576 + 262144, 300000))
         start = time.monotonic()
@@ -117,7 +131,7 @@ def check_throttle(t, exe, tmp):
             t.ok(True, "without memory coming the throttle is held, and lifted after 10 s "
                  "# SKIP takes 10 s: set DYNMEM_SLOW_TESTS=1")
             return
-        write(f"{root}/proc/meminfo", meminfo(1048576 + 262144, 8192))
+        write(f"{root}/proc/meminfo", short(1048576 + 262144))
         write(f"{root}/proc/pressure/memory", psi(1500000))
         ok = wait(lambda: throttled(root), 5)
         start = time.monotonic()
@@ -137,7 +151,7 @@ def check_killed(t, exe, tmp):
     a = Agent(exe, root)
     try:
         a.wait_log("throttle: memory.high on")
-        write(f"{root}/proc/meminfo", meminfo(1048576, 8192))
+        write(f"{root}/proc/meminfo", short(1048576))
         write(f"{root}/proc/pressure/memory", psi(900000))
         ok = wait(lambda: throttled(root), 5)
     finally:
@@ -161,7 +175,7 @@ def check_stopped(t, exe, tmp):
     a = Agent(exe, root)
     try:
         a.wait_log("throttle: memory.high on")
-        write(f"{root}/proc/meminfo", meminfo(1048576, 8192))
+        write(f"{root}/proc/meminfo", short(1048576))
         write(f"{root}/proc/pressure/memory", psi(900000))
         ok = wait(lambda: throttled(root), 5)
     finally:
@@ -187,7 +201,7 @@ def check_off(t, exe, tmp):
     a = Agent(exe, root, "--no-throttle")
     try:
         t.ok(a.wait_log("throttle: none: turned off"), "--no-throttle turns it off", a.text())
-        write(f"{root}/proc/meminfo", meminfo(1048576, 8192))
+        write(f"{root}/proc/meminfo", short(1048576))
         write(f"{root}/proc/pressure/memory", psi(900000))
         time.sleep(2.5)
         t.ok(lifted(root), "... and nothing is throttled", highs(root))
