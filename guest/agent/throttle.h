@@ -4,9 +4,11 @@
  * kernel kills a process. It sets cgroup v2 memory.high of the workload's
  * cgroups to what each holds when the guest starts to stall: a cgroup over
  * its memory.high reclaims its own pages (into the burst absorber) and its
- * tasks are made to sleep, never killed. It lifts the limits ("max") once
- * the guest has room again (memory came online, or the balloon gave some
- * back), and after THROTTLE_MAX_MS in any case (a guest at its maximum gets
+ * tasks are made to sleep, never killed. While it holds, MemFree below the
+ * share it engages at lowers the limits further (the workload's pages go into
+ * the absorber, the RAM stays free for the kernel). It lifts the limits once
+ * the guest has room again (memory came online, or the workload made room),
+ * and after THROTTLE_MAX_MS in any case (a guest at its maximum gets
  * nothing more).
  *
  * A limit never raises a memory.high someone else set, and the lift puts back
