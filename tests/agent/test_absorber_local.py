@@ -170,6 +170,17 @@ def check_adopt_and_drain(t, exe, tmp):
         time.sleep(2.5)
         t.ok(a.text().count("drained") == n, "the swap header alone is not drained again",
              a.text())
+        t.ok("empty again" not in a.text(), "an absorber a drain emptied is not said to have "
+             "emptied by itself", a.text())
+        # pages in it again, no room to drain them; then the workload uses them again
+        write(f"{root}/proc/meminfo", meminfo(1048576, 1024))
+        write(f"{root}/sys/block/zram3/mm_stat",
+              f"{24 * MIB + PAGE} {9 * MIB} {10 * MIB} 0 0 0 0 0 0\n")
+        time.sleep(1.5)
+        write(f"{root}/sys/block/zram3/mm_stat", f"{PAGE} 100 {PAGE} 0 0 0 0 0 0\n")
+        t.ok(a.wait_log("absorber: empty again without a drain (24 MiB at most", 5),
+             "an absorber the workload emptied by using its pages again is logged once",
+             a.text())
     finally:
         a.stop()
     write(f"{root}/run/dynmem-guest/absorber", "3\n")

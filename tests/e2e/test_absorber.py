@@ -9,8 +9,8 @@ guest that sees ~217 MiB, of pages that compress about 2:1
 the largest) so that the check holds on a busy machine too, where plugging
 takes longer (bench/qemu measures the default size). Checked: the absorber is set up in one and not in the
 other; `absorb` gets memory plugged, holds its whole load and has no OOM kill;
-`bare` is OOM-killed; once `absorb` has its memory, the agent drains the
-absorber back into RAM. Prints TAP.
+`bare` is OOM-killed; once `absorb` has its memory, the absorber is empty again
+(the agent drained it, or the load used its pages again). Prints TAP.
 
 usage: test_absorber.py DYNMEMD DYNMEM
 """
@@ -113,8 +113,11 @@ def without_it_the_same_step_is_oom_killed(ctx):
 @tap.case
 def the_absorber_drains_once_the_memory_is_there(ctx):
     d = ctx["d"]
-    line = wait_for(lambda: re.search(r"absorber: drained \d+ MiB.*", d.console("absorb")),
-                    "the agent in absorb to drain its absorber", timeout=120, interval=0.5)
+    # a swapoff brings its pages back, or the load does as it uses them again (the throttle
+    # pushed the load's own pages there, and it touches every page each 2 s)
+    line = wait_for(lambda: re.search(r"absorber: (drained \d+ MiB|empty again).*",
+                                      d.console("absorb")),
+                    "the absorber in absorb to be empty again", timeout=120, interval=0.5)
     comment(line.group(0))
     check(not d.oom_lines("absorb"), "still no OOM kill in absorb", d.oom_lines("absorb"))
 
