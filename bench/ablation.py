@@ -7,6 +7,8 @@ Bitbrains host of bench/bitbrains_data.py; ratios are against `hyperv` in the sa
     projection      persistence_max_permille = 0, trend_lookahead = 0s
                     (the figure as reported: no change carried on)
     learned headroom  headroom_permille = 0 (the buffer only)
+    headroom pool   headroom_pool_percent = 0 (each VM max(its cover, its buffer))
+    cover per time  headroom_period = 0s (the cover's share counted per decision)
     band            grow_band_percent = 100, shrink_band_percent = 0
                     (grow whenever below want, shrink whenever above it: the deadband only)
     slow shrink     shrink_delay = 0s, shrink_step_percent = 100
@@ -14,8 +16,8 @@ Bitbrains host of bench/bitbrains_data.py; ratios are against `hyperv` in the sa
     probe           probe_max_percent = 0 (figures believed when they may over-count)
 
 Sets: the tuning half, the held-out half (32 GiB each), all 80 VMs on 64 GiB and on a
-tight 48 GiB, with linear interpolation between samples, and all 80 on 64 GiB with the
-samples held as steps.
+tight 48 GiB, with linear interpolation between samples, and the tuning half and all 80
+on 64 GiB with the samples held as steps.
 
     bench/ablation.py
 
@@ -34,6 +36,8 @@ VARIANTS = [
     ("dynmem", {}),
     ("without projection", {"persistence_max_permille": 0, "trend_lookahead": "0s"}),
     ("without learned headroom", {"headroom_permille": 0}),
+    ("without headroom pool", {"headroom_pool_percent": 0}),
+    ("cover per decision", {"headroom_period": "0s"}),
     ("without band", {"grow_band_percent": 100, "shrink_band_percent": 0}),
     ("without slow shrink", {"shrink_delay": "0s", "shrink_step_percent": 100}),
     ("without probe", {"probe_max_percent": 0}),
@@ -43,6 +47,7 @@ SETS = [  # label, subset, memory (None: 64 GiB scaled), interpolation
     ("held-out half, linear", "held-out", None, "linear"),
     ("all 80, 64 GiB, linear", "all", None, "linear"),
     ("all 80, 48 GiB, linear", "all", "48G", "linear"),
+    ("tuning half, step", "tune", None, "step"),
     ("all 80, 64 GiB, step", "all", None, "step"),
 ]
 

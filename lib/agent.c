@@ -533,7 +533,7 @@ static void on_report(struct agent *a, const struct agent_line *l, uint64_t now_
                 return;
         }
         r.received_ms = now_ms;
-        a->c.counter_resets += agent_estimator_add(&a->est, &r, a->page_size, now_ms);
+        a->c.counter_resets += agent_estimator_add(&a->est, &r, a->page_size);
         a->last = r;
         a->have_report = true;
         a->c.reports++;

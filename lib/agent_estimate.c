@@ -4,7 +4,79 @@
  */
 #include "agent_estimate.h"
 
-#define REFAULT_MIN_PER_S 256.0 /* refaulted pages per second that mean "cache is short" */
+/*
+ * The rate at which the guest's kernel shows it is short of memory it uses: 1 MiB/s
+ * (256 pages of 4 KiB) refaulted, or that much more held (docs/demand.md).
+ */
+#define WORKING_SET_MIN_BYTES_PER_S (256.0 * 4096.0)
+
+/* MemTotal − MemAvailable without the balloon's pages when they are part of MemTotal. */
+static uint64_t used_of(const struct agent_report *r)
+{
+        uint64_t used = r->mem_total_bytes - r->mem_available_bytes;
+
+        if ((r->have & AGENT_HAVE_BALLOON) && r->balloon_in_total)
+                used -= r->balloon_bytes < used ? r->balloon_bytes : used;
+        return used;
+}
+
+/* Pages the guest pushed out of RAM to make room: in its absorber and its own swap. */
+static uint64_t swapped_of(const struct agent_report *r)
+{
+        return r->absorber_bytes + r->swap_used_bytes;
+}
+
+/*
+ * Whether `amount` over dt_ms is at least `per_s` a second, judged over a second at
+ * least: over a shorter interval (a report the guest sent as a stall began, 50 ms
+ * after the previous one) a few pages would make a rate.
+ */
+static bool at_rate(double amount, uint64_t dt_ms, double per_s)
+{
+        return amount * 1000.0 / (double)(dt_ms < 1000 ? 1000 : dt_ms) >= per_s;
+}
+
+/* Whether the guest refaulted at the rate that matters between b and r. */
+static bool refaulting(const struct agent_report *b, const struct agent_report *r, uint64_t dt_ms,
+                       uint64_t page_size)
+{
+        return r->refaults >= b->refaults &&
+               at_rate((double)(r->refaults - b->refaults) * (double)page_size, dt_ms,
+                       WORKING_SET_MIN_BYTES_PER_S);
+}
+
+/*
+ * Whether, between base b and report r (dt_ms apart), the guest's kernel showed it
+ * short of memory it uses: pages it lost and read back (refaults, of file pages or of
+ * swapped ones), or pages in use pushed out to swap (the absorber or its own) to make
+ * room. A rise of what it holds is no such sign while the kernel serves it from cache
+ * nobody reads again, and pages sitting in the absorber are in the demand figure
+ * already. Without refault counts it cannot tell, and says so (true: the stall is
+ * believed).
+ */
+static bool working_set_short(const struct agent_estimator *e, const struct agent_report *b,
+                              const struct agent_report *r, uint64_t dt_ms, uint64_t page_size)
+{
+        uint64_t before = swapped_of(b), after = swapped_of(r);
+
+        if (!e->rates_known || !(r->have & b->have & AGENT_HAVE_REFAULTS))
+                return true;
+        return refaulting(b, r, dt_ms, page_size) ||
+               (after > before &&
+                at_rate((double)(after - before), dt_ms, WORKING_SET_MIN_BYTES_PER_S));
+}
+
+/*
+ * The file working set (docs/demand.md): Active(file) as soon as the guest refaults at
+ * the rate that matters, never lowered while it does; held when the refaults stop (the
+ * memory that stopped them must stay), and lowered with Active(file) when that falls
+ * without refaults: the kernel let those pages go, and nobody asked for them again.
+ */
+static void hot_update(struct agent_estimator *e, const struct agent_report *r, bool refaulting)
+{
+        if (refaulting ? r->active_file_bytes > e->hot_bytes : r->active_file_bytes < e->hot_bytes)
+                e->hot_bytes = r->active_file_bytes;
+}
 
 /* Rate of counter `now` against `then` over dt_ms; false when it went backwards. */
 static bool counter_rate(uint64_t then, uint64_t now, uint64_t dt_ms, double *ret)
@@ -16,7 +88,7 @@ static bool counter_rate(uint64_t then, uint64_t now, uint64_t dt_ms, double *re
 }
 
 unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_report *r,
-                             uint64_t page_size, uint64_t now_ms)
+                             uint64_t page_size)
 {
         const struct agent_report *b = &e->base;
         unsigned resets = 0;
@@ -28,21 +100,13 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
                 e->base = *r;
                 e->have_base = true;
                 e->stall_known = e->rates_known = false;
+                e->hot_bytes = 0; /* a new boot's cache proves nothing yet */
                 return resets;
         }
         dt = r->time_ms - b->time_ms;
         if (dt < AGENT_STALL_MIN_WINDOW_MS)
                 return 0; /* too short to measure: the next report measures from the same base */
         e->stall_known = false;
-        if ((r->have & b->have & AGENT_HAVE_PSI)) {
-                if (counter_rate(b->psi_some_total_us, r->psi_some_total_us, dt, &v)) {
-                        v /= 1e6; /* us per s -> share */
-                        e->stall = v < 0 ? 0 : v > 1 ? 1 : v;
-                        e->stall_known = true;
-                } else {
-                        resets++;
-                }
-        }
         e->rates_known = counter_rate(b->pgmajfault, r->pgmajfault, dt, &e->majfault_rate);
         if (e->rates_known && (r->have & b->have & AGENT_HAVE_REFAULTS))
                 e->rates_known = counter_rate(b->refaults, r->refaults, dt, &e->refault_rate);
@@ -50,23 +114,29 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
                 e->refault_rate = 0;
         if (!e->rates_known)
                 resets++;
-        else if (e->refault_rate >= REFAULT_MIN_PER_S * 4096.0 / (double)page_size) {
-                e->refault_seen = true;
-                e->refault_seen_ms = now_ms;
+        else
+                hot_update(e, r, refaulting(b, r, dt, page_size));
+        if ((r->have & b->have & AGENT_HAVE_PSI)) {
+                if (counter_rate(b->psi_some_total_us, r->psi_some_total_us, dt, &v)) {
+                        v /= 1e6; /* us per s -> share */
+                        e->psi = v < 0 ? 0 : v > 1 ? 1 : v;
+                        /* A stall that only turned over cache nobody reads again: not short. */
+                        e->turnover = e->psi > 0 && !working_set_short(e, b, r, dt, page_size);
+                        e->stall = e->turnover ? 0 : e->psi;
+                        e->stall_known = true;
+                } else {
+                        resets++;
+                }
         }
         e->base = *r;
         return resets;
 }
 
 static uint64_t demand_of(const struct agent_estimator *e, const struct agent_report *r,
-                          uint64_t limit_bytes, uint64_t now_ms)
+                          uint64_t limit_bytes)
 {
-        uint64_t used = r->mem_total_bytes - r->mem_available_bytes, cap;
+        uint64_t used = used_of(r) + e->hot_bytes, cap;
 
-        if ((r->have & AGENT_HAVE_BALLOON) && r->balloon_in_total)
-                used -= r->balloon_bytes < used ? r->balloon_bytes : used;
-        if (e->refault_seen && now_ms - e->refault_seen_ms <= AGENT_REFAULT_HOLD_MS)
-                used += r->active_file_bytes;
         /*
          * Pages in the absorber belong in RAM: count them whole, not the RAM they hold there,
          * and the room the agent waits for before it drains them back (without it, a VM held
@@ -99,9 +169,11 @@ void agent_estimator_get(const struct agent_estimator *e, const struct agent_rep
                 out.available_known = r->have & AGENT_HAVE_AVAILABLE;
                 out.available_bytes = r->mem_available_bytes;
                 out.demand_known = out.available_known;
-                out.demand_bytes = out.demand_known ? demand_of(e, r, limit_bytes, now_ms) : 0;
+                out.demand_bytes = out.demand_known ? demand_of(e, r, limit_bytes) : 0;
                 out.stall_known = e->stall_known;
                 out.stall_fraction = e->stall_known ? e->stall : 0;
+                out.psi_fraction = e->stall_known ? e->psi : 0;
+                out.stall_turnover = e->stall_known && e->turnover;
                 out.rates_known = e->rates_known;
                 out.refaults_per_s = e->rates_known ? e->refault_rate : 0;
                 out.majfaults_per_s = e->rates_known ? e->majfault_rate : 0;

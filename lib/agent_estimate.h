@@ -15,10 +15,9 @@
 
 #include "agent_wire.h"
 
-#define AGENT_FRESH_INTERVALS     3     /* a report is fresh for this many intervals */
-#define AGENT_STALL_MIN_WINDOW_MS 50    /* shorter report gaps do not yield a stall fraction */
-#define AGENT_REFAULT_HOLD_MS     60000 /* hot file cache counts this long after refaults */
-#define AGENT_DEMAND_MARGIN_DIV   8     /* demand <= MemTotal + MemTotal / 8 (+ absorber_bytes) */
+#define AGENT_FRESH_INTERVALS     3  /* a report is fresh for this many intervals */
+#define AGENT_STALL_MIN_WINDOW_MS 50 /* shorter report gaps do not yield a stall fraction */
+#define AGENT_DEMAND_MARGIN_DIV   8  /* demand <= MemTotal + MemTotal / 8 (+ absorber_bytes) */
 
 /*
  * One validated report. Sizes in bytes, times in the units their names say,
@@ -62,7 +61,14 @@ struct agent_estimate {
         bool demand_known;
         uint64_t demand_bytes; /* docs/demand.md; <= MemTotal + margin and <= limit */
         bool stall_known;
-        double stall_fraction; /* PSI "some" stall share of the last interval, 0..1 */
+        /*
+         * The share of the last interval the guest stalled short of memory it uses,
+         * 0..1: its PSI "some" share, or 0 when the kernel showed no working-set
+         * pressure in it (stall_turnover; docs/demand.md).
+         */
+        double stall_fraction;
+        double psi_fraction; /* PSI "some" stall share of the last interval as measured */
+        bool stall_turnover; /* it stalled turning over cache it does not read again */
         bool visible_known;
         uint64_t visible_bytes; /* MemTotal */
         bool available_known;
@@ -85,20 +91,20 @@ struct agent_estimator {
         bool have_base; /* base: the report the deltas are measured from */
         struct agent_report base;
         bool stall_known;
-        double stall;
+        double stall, psi; /* the share that counts, the share measured */
+        bool turnover;     /* the stall of the last interval was cache turnover */
         bool rates_known;
         double refault_rate, majfault_rate;
-        bool refault_seen;
-        uint64_t refault_seen_ms;
+        uint64_t hot_bytes; /* the file working set: Active(file) as refaults proved it */
 };
 
 /*
- * Take one accepted report (received at now_ms) from a guest with pages of
+ * Take one accepted report from a guest with pages of
  * page_size bytes. Returns how many counters it found going backwards (a
  * restarted agent or guest): the deltas start again from this report.
  */
 unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_report *r,
-                             uint64_t page_size, uint64_t now_ms);
+                             uint64_t page_size);
 
 /*
  * The estimate at now_ms from the latest report r, for a VM that can hold at

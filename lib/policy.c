@@ -73,7 +73,7 @@ void policy_tunables_default(struct policy_tunables *t)
             .min_change_bytes = 16 * MIB,
             .min_change_permille = 30,
             .shrink_delay_ms = 30 * MSEC_PER_SEC,
-            .shrink_step_percent = 25,
+            .shrink_step_percent = 100,
             .trend_lookahead_ms = 5 * MSEC_PER_SEC,
             .stall_threshold_permille = 10,
             .stall_grow_percent = 10,
@@ -85,8 +85,10 @@ void policy_tunables_default(struct policy_tunables *t)
             .probe_contention_percent = 70,
             .stall_backoff_max = 8,
             .stall_memory_ms = 600 * MSEC_PER_SEC,
-            .history_halflife_ms = 3600 * MSEC_PER_SEC,
+            .history_halflife_ms = 6 * 3600 * MSEC_PER_SEC,
             .headroom_permille = 995,
+            .headroom_pool_percent = 100,
+            .headroom_period_ms = 30 * MSEC_PER_SEC,
             .persistence_max_permille = 1000,
             .grow_band_percent = 30,
             .shrink_band_percent = 50,
@@ -129,6 +131,7 @@ void policy_scratch_free(struct policy_scratch *s)
  */
 enum level {
         LEVEL_FLOOR,
+        LEVEL_NOW, /* what it uses now: no VM gets its projected rise while another lacks this */
         LEVEL_NEED,
         LEVEL_WANT,
         LEVELS,
@@ -136,9 +139,18 @@ enum level {
 
 static uint64_t level_bytes(const struct policy_vm *vm, int level)
 {
-        return level == LEVEL_FLOOR  ? vm->floor_bytes
-               : level == LEVEL_NEED ? vm->need_bytes
-                                     : vm->want_bytes;
+        switch (level) {
+        case LEVEL_FLOOR:
+                return vm->floor_bytes;
+        case LEVEL_NOW: /* 0: the estimate projects nothing */
+                if (!vm->now_bytes || vm->now_bytes >= vm->need_bytes)
+                        return vm->need_bytes;
+                return vm->now_bytes > vm->floor_bytes ? vm->now_bytes : vm->floor_bytes;
+        case LEVEL_NEED:
+                return vm->need_bytes;
+        default:
+                return vm->want_bytes;
+        }
 }
 
 /* Water-filling from level `stage` to the next one. */
@@ -262,6 +274,7 @@ struct decision {
         uint64_t unprobed_want;     /* what the running VMs want before any probe cuts it */
         uint64_t sum_level[LEVELS]; /* what the participants hold at each level */
         struct policy_decay decay;  /* the history's decay factor, per interval */
+        struct policy_pool pool;    /* the headroom pool, filled as the VMs are estimated */
         bool filled;                /* water-filling set the ideals */
         int base_level;             /* else: the level everyone gets */
         uint64_t held;              /* memory the running VMs hold, or may take (committed()) */
@@ -302,21 +315,39 @@ static void add_levels(struct decision *d, const struct policy_vm *vm)
  */
 static void estimate_all(struct decision *d, size_t n)
 {
+        const struct policy_tunables *t = &d->cfg->tunables;
+        bool pool = d->cfg->kind == POLICY_DYNMEM && t->headroom_pool_percent > 0;
+
+        if (pool)
+                policy_pool_start(&d->pool, d->scr->price_bin);
         for (size_t i = 0; i < n; i++) {
                 struct policy_vm *vm = &d->vms[i];
 
                 vm->reason = REASON_NONE;
                 vm->admission = ADMISSION_NONE;
                 vm->probe_candidate = false;
+                vm->pooled = false;
                 vm->target_bytes = vm->ideal_bytes = 0;
+                if (vm->phase != POLICY_PHASE_OFF)
+                        policy_estimate_one(d->cfg, vm, d->now, &d->decay);
+                if (pool && vm->pooled)
+                        policy_pool_add(&d->pool, vm, t);
+        }
+        if (pool) {
+                policy_pool_price(&d->pool, d->vms, n, t);
+                d->scr->price_bin = (uint32_t)d->pool.bin;
+        }
+        for (size_t i = 0; i < n; i++) {
+                struct policy_vm *vm = &d->vms[i];
+
                 if (vm->phase == POLICY_PHASE_OFF)
                         continue;
-                policy_estimate_one(d->cfg, vm, d->now, &d->decay);
+                if (pool && vm->pooled)
+                        policy_pool_share_one(&d->pool, vm, t);
                 if (vm->phase == POLICY_PHASE_RUNNING)
                         d->unprobed_want = add_sat(d->unprobed_want, vm->want_bytes);
                 if (vm->probe_candidate)
-                        policy_probe_one(vm, d->now, &d->cfg->tunables,
-                                         d->scr->contended && !d->scr->scarce);
+                        policy_probe_one(vm, d->now, t, d->scr->contended && !d->scr->scarce);
                 if (vm->phase == POLICY_PHASE_STARTING) {
                         d->scr->spare[d->n_starters++].index = (uint32_t)i;
                         continue;
@@ -414,7 +445,7 @@ static uint64_t grow_key(const struct policy_vm *vm)
  * Pass 3: reasons, smoothing (dynmem), and what the grant must look at: the
  * growers and how much they ask. On the release pass every hold is dropped.
  */
-static void settle(struct decision *d, bool release)
+static void settle(struct decision *d, enum policy_release release)
 {
         struct policy_scratch *scr = d->scr;
         uint64_t asked = 0, total = 0;
@@ -423,7 +454,7 @@ static void settle(struct decision *d, bool release)
         for (size_t j = 0; j < d->k; j++) {
                 struct policy_vm *vm = &d->vms[d->idx[j]];
 
-                if (!release) {
+                if (release == RELEASE_NONE) {
                         if (!d->filled)
                                 vm->ideal_bytes = level_bytes(vm, d->base_level);
                         if (vm->ideal_bytes < vm->want_bytes)
@@ -455,13 +486,16 @@ static void settle(struct decision *d, bool release)
 /*
  * Grant: shrinks are free to go; starting VMs are admitted when their
  * startup size is free now; grows take only memory free now, heavier VMs
- * first. Returns true when a starter or a grower could not get all it asked.
+ * first. Returns which holds to release: all when a starter or a grower cut
+ * below its need waits, those beyond the deadband when a grower waits for
+ * headroom only, none when everyone got what it asked.
  */
-static bool grant(struct decision *d)
+static enum policy_release grant(struct decision *d)
 {
         uint64_t memory = d->host->memory_bytes;
         uint64_t free_now = d->held >= memory ? 0 : memory - d->held;
-        bool over = d->held > memory, short_of_memory = false;
+        bool over = d->held > memory;
+        enum policy_release short_of_memory = RELEASE_NONE;
 
         /* Admitted starters were appended after the running VMs. */
         for (size_t j = d->k - d->n_admitted; j < d->k; j++) {
@@ -476,7 +510,7 @@ static bool grant(struct decision *d)
                         vm->admission = ADMISSION_WAIT;
                         d->sum.sum_target_bytes -= vm->target_bytes;
                         vm->target_bytes = 0;
-                        short_of_memory = true;
+                        short_of_memory = RELEASE_ALL;
                 }
         }
         if (!over && d->asked <= free_now)
@@ -495,7 +529,10 @@ static bool grant(struct decision *d)
                         vm->target_bytes = vm->assigned_bytes + granted;
                         vm->reason = REASON_WAITING;
                         grow = granted;
-                        short_of_memory = true;
+                        if (vm->target_bytes < vm->need_bytes)
+                                short_of_memory = RELEASE_ALL;
+                        else if (short_of_memory == RELEASE_NONE)
+                                short_of_memory = RELEASE_LARGE;
                 }
                 free_now -= grow > own ? grow - own : 0;
         }
@@ -549,10 +586,11 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
         if (cfg->kind == POLICY_EXTERNAL)
                 external_check(&d);
         allocate(&d);
-        settle(&d, false);
-        if (grant(&d) && cfg->kind == POLICY_DYNMEM) {
+        settle(&d, RELEASE_NONE);
+        enum policy_release release = grant(&d);
+        if (release != RELEASE_NONE && cfg->kind == POLICY_DYNMEM) {
                 /* Someone waits for memory that a hold keeps: release the holds. */
-                settle(&d, true);
+                settle(&d, release);
                 grant(&d);
         }
         if (ret_summary)

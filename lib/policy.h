@@ -65,8 +65,11 @@ struct policy_tunables {
         uint32_t stall_backoff_max; /* the same correction learned again multiplies stall_memory, up
                                        to this (8) */
         uint64_t stall_memory_ms;   /* a learned demand correction holds this long (10 min) */
-        uint64_t history_halflife_ms; /* what the history learned weighs half after this (1 h) */
-        uint32_t headroom_permille;   /* headroom covers this share of unforeseen rises (980) */
+        uint64_t history_halflife_ms;   /* what the history learned weighs half after this (1 h) */
+        uint32_t headroom_permille;     /* headroom covers this share of unforeseen rises (995) */
+        uint32_t headroom_pool_percent; /* the VMs share this % of their buffers' sum (100; 0: each
+                                           VM max(its cover, its buffer)) */
+        uint64_t headroom_period_ms; /* ... counted per this much time, not per decision (30 s) */
         uint32_t persistence_max_permille; /* changes carry on at most this much (1000; 0 = off) */
         uint32_t grow_band_percent;   /* grow once less than this % of the headroom is left (50) */
         uint32_t shrink_band_percent; /* shrink once the surplus exceeds this % of it (50) */
@@ -120,6 +123,7 @@ struct policy_history {
         float rise_weight[POLICY_RISE_BUCKETS]; /* bucket 0: < 8 MiB; then x sqrt(2) each */
         float weight_sum;
         float weight_unit;             /* what one new sample weighs in rise_weight (0: none yet) */
+        float persistence;             /* how much of a change has carried on (0..1) */
         uint8_t top;                   /* the highest bucket with any weight */
         bool primed;                   /* last_demand holds a sample */
         uint64_t last_demand;          /* the previous sample (bytes) */
@@ -127,6 +131,7 @@ struct policy_history {
         uint64_t last_dt_ms;           /* the interval before it */
         uint64_t expected;             /* what the previous decision expected now (bytes) */
         double trend_rate;             /* bytes per ms, smoothed over the latest samples */
+        double last_rate;              /* bytes per ms over the latest interval */
         double persist_xy, persist_xx; /* decayed sums: rate x previous trend, trend^2 */
 };
 
@@ -154,6 +159,8 @@ struct policy_vm_memory {
         struct policy_history history;
 };
 
+#define POLICY_POOL_PIECES 4
+
 /*
  * One VM as the policy sees it. The fields every pass reads or writes come
  * first, in two cache lines, then the cover and the part of the memory the
@@ -179,6 +186,7 @@ struct policy_vm {
         uint64_t requested_bytes; /* input: target the backend is moving toward (0 = none) */
         uint64_t may_hold_bytes;  /* input: the most it may hold until read back (0 = assigned) */
         uint64_t floor_bytes, need_bytes, want_bytes;
+        uint64_t now_bytes;             /* what it uses now, without the projection (floor..need) */
         uint64_t ideal_bytes;           /* output: what the VM should reach once memory is free */
         uint64_t target_bytes;          /* output: what to request now (after grant) */
         struct vm_settings settings;    /* input */
@@ -192,6 +200,17 @@ struct policy_vm {
         double stall_fraction;   /* share of the last interval spent stalled, 0..1 */
         uint64_t external_bytes; /* POLICY_EXTERNAL: proposed target (0 = keep) */
         uint64_t expected_bytes; /* scratch: the figure expected at the next decision */
+        bool pooled;             /* scratch: want = next + headroom from the pool (policy_pool.c) */
+        uint32_t pool_scale;     /* scratch: the correction of the figure, permille */
+        uint64_t pool_next_bytes; /* scratch: the corrected figure expected next */
+        /*
+         * scratch: the rise worth covering across the pool's window, in up to
+         * POLICY_POOL_PIECES pieces, each from an index of the window on, as
+         * a bucket's edge (0 pieces: found again at the price)
+         */
+        uint8_t pool_pieces;
+        uint8_t pool_from[POLICY_POOL_PIECES];
+        uint8_t pool_bucket[POLICY_POOL_PIECES]; /* ... its edge (policy_history_edge()) */
 };
 
 struct policy_host {
@@ -219,8 +238,9 @@ struct policy_sort_item {
 };
 
 struct policy_scratch {
-        bool contended; /* the last decision's VMs wanted most of the host (probing) */
-        bool scarce;    /* ... or more than all of it (no probing: scarcity cuts instead) */
+        bool contended;     /* the last decision's VMs wanted most of the host (probing) */
+        bool scarce;        /* ... or more than all of it (no probing: scarcity cuts instead) */
+        uint32_t price_bin; /* the headroom pool's price: where the next decision looks first */
         size_t capacity;
         struct policy_sort_item *items;
         struct policy_sort_item *spare; /* radix sort's second buffer */

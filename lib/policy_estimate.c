@@ -29,7 +29,7 @@ static void estimate_no_signal(struct policy_vm *vm)
  * need = what the VM uses, want = what it is expected to use + headroom
  * (never below need): rounded up to the block, clamped.
  */
-static void estimate_levels(struct policy_vm *vm, uint64_t need, uint64_t expected,
+static void estimate_levels(struct policy_vm *vm, uint64_t now, uint64_t need, uint64_t expected,
                             uint64_t headroom)
 {
         const struct vm_settings *s = &vm->settings;
@@ -40,6 +40,7 @@ static void estimate_levels(struct policy_vm *vm, uint64_t need, uint64_t expect
         vm->floor_bytes = s->minimum_bytes;
         vm->need_bytes =
             clamp_u64(block_up(need, s->block_bytes), s->minimum_bytes, s->maximum_bytes);
+        vm->now_bytes = clamp_u64(block_up(now, s->block_bytes), s->minimum_bytes, vm->need_bytes);
         vm->want_bytes = clamp_u64(want, s->minimum_bytes, s->maximum_bytes);
         vm->reason = want > s->maximum_bytes   ? REASON_MAXIMUM
                      : want < s->minimum_bytes ? REASON_MINIMUM
@@ -51,7 +52,7 @@ static void estimate_from_demand(struct policy_vm *vm, uint64_t demand)
 {
         uint64_t want = scale_up_permille(demand, 10ull * vm->settings.buffer_percent);
 
-        estimate_levels(vm, demand, demand, want - demand);
+        estimate_levels(vm, demand, demand, demand, want - demand);
 }
 
 /*
@@ -59,10 +60,10 @@ static void estimate_from_demand(struct policy_vm *vm, uint64_t demand)
  * uses now or is expected to use at the next decision (its recent rate of
  * change carried on as far as its changes have carried on before), whichever
  * is more; want is the expected use plus the headroom: the buffer, or more
- * when the VM's unforeseen rises have been larger (the buffer is the floor:
- * the operator's choice is never cut in plenty). `scale` is the learned
- * correction of the figure, permille. Returns the learned headroom,
- * uncorrected.
+ * when the VM's unforeseen rises have been larger. With the headroom pool
+ * (policy_pool.c) this want is provisional: the pool sets the headroom once
+ * every VM is estimated. `scale` is the learned correction of the figure,
+ * permille. Returns the learned headroom, uncorrected.
  */
 static uint64_t estimate_learned(struct policy_vm *vm, uint64_t expected, uint64_t scale,
                                  const struct policy_tunables *t)
@@ -70,10 +71,20 @@ static uint64_t estimate_learned(struct policy_vm *vm, uint64_t expected, uint64
         uint64_t next = scale_permille(expected, scale);
         uint64_t now = scale_permille(vm->demand_bytes, scale);
         uint64_t buffer = scale_permille(next, 10ull * vm->settings.buffer_percent);
-        uint64_t learned = policy_history_quantile(&vm->memory.history, t->headroom_permille);
+        uint64_t learned = policy_history_quantile(&vm->memory.history, t->headroom_permille,
+                                                   t->headroom_period_ms);
         uint64_t headroom = scale_permille(learned, scale);
 
-        estimate_levels(vm, now > next ? now : next, next, headroom > buffer ? headroom : buffer);
+        /* What it uses now, and as much of the projection as has carried on before. */
+        uint64_t sure = now;
+        if (next > now)
+                sure = now + (uint64_t)((double)(next - now) * vm->memory.history.persistence);
+        estimate_levels(vm, sure, now > next ? now : next, next,
+                        headroom > buffer ? headroom : buffer);
+        /* With a pool, the headroom is set once every VM is estimated (policy_pool.c). */
+        vm->pooled = t->headroom_pool_percent > 0;
+        vm->pool_scale = (uint32_t)scale;
+        vm->pool_next_bytes = next;
         return learned;
 }
 
@@ -164,6 +175,7 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
             clamp_u64(block_up(working, s->block_bytes), s->minimum_bytes, s->maximum_bytes);
         if (short_need > vm->need_bytes)
                 vm->need_bytes = short_need;
+        vm->now_bytes = vm->need_bytes; /* short now, not later */
         if (vm->need_bytes > vm->want_bytes) {
                 vm->want_bytes = vm->need_bytes;
                 vm->reason = REASON_STALL;
@@ -227,6 +239,8 @@ static bool estimate_probe(struct policy_vm *vm, uint64_t reported, uint64_t now
                 vm->want_bytes = probed;
                 if (vm->need_bytes > probed)
                         vm->need_bytes = probed;
+                if (vm->now_bytes > probed)
+                        vm->now_bytes = probed;
                 vm->reason = REASON_PROBE;
         }
         return false;
@@ -335,6 +349,8 @@ void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, 
         const struct policy_tunables *t = &cfg->tunables;
 
         vm->cover_bytes = 0;
+        vm->now_bytes = 0; /* the estimates that project nothing leave it at need */
+        vm->pooled = false;
         if (vm->phase == POLICY_PHASE_STARTING) {
                 estimate_fixed(vm, REASON_STARTUP);
                 return;

@@ -9,6 +9,7 @@
  * only on samples up to t (docs/policy.md).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "policy_int.h"
@@ -16,13 +17,37 @@
 /* Bucket 0 holds rises under 8 MiB; bucket b >= 1 starts at 8 MiB x sqrt(2)^(b-1). */
 #define RISE_BASE_SHIFT 23 /* 8 MiB */
 
+#define EVEN(k) ((uint64_t)1 << (RISE_BASE_SHIFT + (k)))
+#define ODD(k)  ((uint64_t)((double)EVEN(k) * M_SQRT2))
+#define PAIR(k) EVEN(k), ODD(k)
+static const uint64_t bucket_starts[] = {
+    0,       PAIR(0), PAIR(1), PAIR(2), PAIR(3),  PAIR(4),  PAIR(5),
+    PAIR(6), PAIR(7), PAIR(8), PAIR(9), PAIR(10), PAIR(11),
+};
+/*
+ * The covers policy_history_priced() weighs, by bucket b from 1: none for
+ * b = 1 (the bottom bucket is no cover), the start of bucket b up to the
+ * last, whose end is its start x sqrt(2).
+ */
+#define DPAIR(k) (double)EVEN(k), (double)ODD(k)
+const double policy_history_edges[] = {
+    0.0,      0.0,      (double)ODD(0), DPAIR(1),         DPAIR(2),
+    DPAIR(3), DPAIR(4), DPAIR(5),       DPAIR(6),         DPAIR(7),
+    DPAIR(8), DPAIR(9), DPAIR(10),      (double)EVEN(11), (double)EVEN(11) * M_SQRT2,
+};
+#undef DPAIR
+#undef PAIR
+#undef ODD
+#undef EVEN
+_Static_assert(sizeof(bucket_starts) / sizeof(bucket_starts[0]) >= POLICY_RISE_BUCKETS + 1,
+               "every bucket has a start, and the last an end");
+_Static_assert(sizeof(policy_history_edges) / sizeof(policy_history_edges[0]) ==
+                   POLICY_RISE_BUCKETS + 1,
+               "a cover per bucket from 1 (index 0: none), the last at its top");
+
 static uint64_t bucket_start(unsigned b)
 {
-        if (b == 0)
-                return 0;
-        unsigned k = (b - 1) / 2;
-        uint64_t base = (1ull << RISE_BASE_SHIFT) << k;
-        return (b - 1) % 2 ? (uint64_t)((double)base * M_SQRT2) : base;
+        return bucket_starts[b];
 }
 
 static unsigned bucket_of(uint64_t rise)
@@ -32,6 +57,8 @@ static unsigned bucket_of(uint64_t rise)
         if (x == 0)
                 return 0;
         unsigned k = 63 - (unsigned)__builtin_clzll(x);
+        if (2 + 2 * k > POLICY_RISE_BUCKETS)
+                return POLICY_RISE_BUCKETS - 1; /* 32 GiB or more: the last bucket */
         unsigned b = 1 + 2 * k + (rise >= bucket_start(2 + 2 * k) ? 1 : 0);
         return b < POLICY_RISE_BUCKETS ? b : POLICY_RISE_BUCKETS - 1;
 }
@@ -56,17 +83,18 @@ static double decay_for(struct policy_decay *cache, uint64_t dt_ms, const struct
  * carried on for trend_lookahead, whatever its persistence: the time a grow
  * needs to land, during which a rising guest keeps rising.
  */
-static double projection(const struct policy_history *h, uint64_t dt_ms,
-                         const struct policy_tunables *t)
+static double projection(struct policy_history *h, uint64_t dt_ms, const struct policy_tunables *t)
 {
         double beta = h->persist_xx > 0.0 ? h->persist_xy / h->persist_xx : 0.0;
         double cap = (double)t->persistence_max_permille / 1000.0;
         double rate = h->trend_rate;
 
         beta = beta > cap ? cap : beta > 0.0 ? beta : 0.0;
+        h->persistence = (float)beta;
         double p = beta * rate * (double)dt_ms;
-        if (rate > 0.0)
-                p += rate * (double)t->trend_lookahead_ms;
+        /* Only a guest that rose over the last interval is still rising. */
+        if (rate > 0.0 && h->last_rate > 0.0)
+                p += (rate < h->last_rate ? rate : h->last_rate) * (double)t->trend_lookahead_ms;
         return p;
 }
 
@@ -120,6 +148,7 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
                 h->persist_xy = h->persist_xy * decay + rate * h->trend_rate;
                 h->persist_xx = h->persist_xx * decay + h->trend_rate * h->trend_rate;
                 h->trend_rate = 0.5 * h->trend_rate + 0.5 * rate;
+                h->last_rate = rate;
         }
         double p = projection(h, dt, t);
         /* The projection never more than doubles the demand, nor halves it. */
@@ -136,18 +165,33 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
 }
 
 /*
- * The rise that `permille` of the unforeseen rises stayed under, in bytes:
- * the histogram read from the top, interpolated inside the bucket. 0 with no
- * history, for a level of 0, or when it falls in the bottom bucket (rises
- * under 8 MiB are below any deadband).
+ * The rise that `permille` of the unforeseen rises stayed under, counted per
+ * headroom_period_ms of time rather than per decision, in bytes: a VM
+ * decided on every second misses its cover no more often than one decided
+ * on every 30 s (the share of decisions left out is scaled by the VM's
+ * interval over the period). The histogram is read from the top,
+ * interpolated inside the bucket. 0 with no history, for a level of 0, or
+ * when it falls in the bottom bucket (rises under 8 MiB are below any
+ * deadband).
  */
-uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille)
+uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille,
+                                 uint64_t period_ms)
 {
-        double sum = h->weight_sum, tail = sum * (1000.0 - (double)permille) / 1000.0;
+        if (permille == 0)
+                return 0;
+        return policy_history_tail(h, (1000.0 - (double)permille) / 1000.0, period_ms);
+}
+
+uint64_t policy_history_tail(const struct policy_history *h, double miss, uint64_t period_ms)
+{
+        double sum = h->weight_sum, share = miss;
         double above = 0.0;
 
-        if (permille == 0 || !(sum > 0.0))
+        if (!(sum > 0.0) || !(share < 1.0))
                 return 0;
+        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
+                share *= (double)h->last_dt_ms / (double)period_ms;
+        double tail = sum * share;
         for (unsigned b = h->top + 1u; b-- > 1;) {
                 double w = h->rise_weight[b];
                 if (w > 0.0 && above + w > tail) {
@@ -160,4 +204,160 @@ uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permil
                 above += w;
         }
         return 0;
+}
+
+/*
+ * The share of rises a cover misses per period, per unit of weight, and the
+ * cover when it covers everything (the top of the highest bucket): what
+ * policy_history_priced() and policy_history_priced2() start from. False
+ * with no history.
+ */
+static bool priced_start(const struct policy_history *h, uint64_t period_ms, double *unit,
+                         double *top_bytes)
+{
+        double sum = h->weight_sum;
+
+        if (!(sum > 0.0))
+                return false;
+        *unit = 1.0 / sum;
+        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
+                *unit *= (double)h->last_dt_ms / (double)period_ms;
+        unsigned top = h->top;
+        *top_bytes = top + 1 < POLICY_RISE_BUCKETS ? (double)bucket_start(top + 1)
+                                                   : (double)bucket_start(top) * M_SQRT2;
+        return true;
+}
+
+/* What a cover costs: the share it misses plus the price of its bytes. */
+static inline double cost_of(double missed, double price, double bytes)
+{
+        return missed + price * bytes;
+}
+
+/*
+ * The buckets are read from the top down, each lower edge a cover that
+ * misses the rises above it; the search stops once the share missed alone
+ * costs as much as the best cover found: every lower edge misses at least
+ * as much, and rounding keeps that order, so none can cost less. Of two
+ * edges that cost the same the higher is kept.
+ */
+double policy_history_priced_edge(const struct policy_history *h, double price, uint64_t period_ms)
+{
+        double unit, best, above = 0.0;
+
+        if (!priced_start(h, period_ms, &unit, &best))
+                return 0.0;
+        double best_cost = cost_of(0.0, price, best);
+        for (unsigned b = h->top + 1u; b-- > 1;) {
+                above += h->rise_weight[b];
+                double missed = above * unit, lower = policy_history_edges[b];
+                double cost = cost_of(missed, price, lower);
+                if (cost < best_cost) {
+                        best_cost = cost;
+                        best = lower;
+                }
+                if (missed >= best_cost)
+                        break;
+        }
+        return best;
+}
+
+uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms)
+{
+        return (uint64_t)policy_history_priced_edge(h, price, period_ms);
+}
+
+/* The first of `count` ascending prices above `slope` (count when none is), without branches. */
+static int first_above(const double *prices, int count, double slope)
+{
+        int at = 0, step = 1;
+
+        while (step * 2 <= count)
+                step *= 2;
+        for (; step > 0; step /= 2) {
+                int probe = at + step;
+                at = probe <= count && prices[probe - 1] <= slope ? probe : at;
+        }
+        return at;
+}
+
+/*
+ * Between the edges the window's two ends choose (buckets lo < hi, their
+ * shares missed in missed[]), the cover steps down where the lower hull of
+ * the points (cover, share missed) falls less steeply than the price: the
+ * hull's vertices become the pieces, highest cover first, each from the
+ * first price above the slope of the segment that leads to it.
+ */
+static int priced_steps(const double *missed, unsigned lo, unsigned hi, const double *prices,
+                        int count, uint8_t *buckets, int *from)
+{
+        const double *x = policy_history_edges;
+        unsigned v[POLICY_RISE_BUCKETS + 1];
+        int m = 0;
+
+        for (unsigned b = lo; b <= hi; b++) {
+                /* The lower hull: drop points on or above the line from the one before to this one.
+                 */
+                while (m >= 2 && (missed[v[m - 1]] - missed[v[m - 2]]) * (x[b] - x[v[m - 2]]) >=
+                                     (missed[b] - missed[v[m - 2]]) * (x[v[m - 1]] - x[v[m - 2]]))
+                        m--;
+                v[m++] = b;
+        }
+        /* From the largest cover (the lowest price, index 0) down to the smallest (the last). */
+        int pieces = 0, start = 0;
+        for (int k = m - 1; k >= 1; k--) {
+                double slope = (missed[v[k - 1]] - missed[v[k]]) / (x[v[k]] - x[v[k - 1]]);
+                int until = first_above(prices, count, slope);
+                /* The two ends are the priced edges whatever the rounding of a slope. */
+                until = until < start ? start : until;
+                until = until < 1 ? 1 : until > count - 1 ? count - 1 : until;
+                if (until > start) {
+                        buckets[pieces] = (uint8_t)v[k];
+                        from[pieces++] = start;
+                        start = until;
+                }
+        }
+        buckets[pieces] = (uint8_t)v[0];
+        from[pieces++] = start;
+        return pieces;
+}
+
+int policy_history_priced_window(const struct policy_history *h, const double *prices, int count,
+                                 uint64_t period_ms, uint8_t *buckets, int *from)
+{
+        double unit, top_bytes, above = 0.0, missed_at[POLICY_RISE_BUCKETS + 1];
+
+        from[0] = 0;
+        buckets[0] = 0; /* no cover */
+        if (!priced_start(h, period_ms, &unit, &top_bytes) || h->top == 0)
+                return 1; /* no history, or every rise in the bottom bucket: no cover */
+        unsigned top = h->top, lo_b = top + 1, hi_b = top + 1;
+        double p_lo = prices[0], p_hi = prices[count - 1];
+        double cost_lo = cost_of(0.0, p_lo, top_bytes), cost_hi = cost_of(0.0, p_hi, top_bytes);
+
+        missed_at[top + 1] = 0.0;
+        /*
+         * policy_history_priced_edge() at both ends at once: past the point
+         * where one end's search would stop no edge costs it less, so reading
+         * on for the other changes nothing. The top edge is
+         * policy_history_edges[top + 1].
+         */
+        for (unsigned b = top + 1u; b-- > 1;) {
+                above += h->rise_weight[b];
+                double missed = above * unit, lower = policy_history_edges[b];
+                double c_lo = cost_of(missed, p_lo, lower), c_hi = cost_of(missed, p_hi, lower);
+                missed_at[b] = missed;
+                lo_b = c_lo < cost_lo ? b : lo_b;
+                cost_lo = c_lo < cost_lo ? c_lo : cost_lo;
+                hi_b = c_hi < cost_hi ? b : hi_b;
+                cost_hi = c_hi < cost_hi ? c_hi : cost_hi;
+                if (missed >= cost_lo && missed >= cost_hi)
+                        break;
+        }
+        if (lo_b == hi_b || count < 2) {
+                buckets[0] = (uint8_t)lo_b;
+                return 1;
+        }
+        /* A higher price never buys more cover: hi_b < lo_b. */
+        return priced_steps(missed_at, hi_b, lo_b, prices, count, buckets, from);
 }

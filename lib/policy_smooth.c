@@ -79,10 +79,10 @@ static uint64_t shrink_edge(const struct policy_vm *vm, const struct policy_tuna
  * shrink_step_percent of the VM per decision. Under scarcity shrinks skip
  * the delay, the band and the steps (the memory is wanted elsewhere) but
  * still ignore changes within the deadband; when someone waits for memory
- * (`release`), every hold is released.
+ * (`release`), the holds are released (enum policy_release).
  */
 void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
-                       bool scarcity, bool release)
+                       bool scarcity, enum policy_release release)
 {
         struct policy_vm_memory *m = &vm->memory;
         uint64_t a = vm->assigned_bytes, ideal = vm->ideal_bytes, db = deadband(t, a);
@@ -111,8 +111,13 @@ void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
                         hold(vm);
                 return;
         }
-        if (release)
+        if (release != RELEASE_NONE) {
+                /* A change inside the deadband frees too little for a VM that only wants headroom.
+                 */
+                if (release == RELEASE_LARGE && a - ideal < db)
+                        hold(vm);
                 return;
+        }
         if (vm->reason == REASON_PROBE && !scarcity) {
                 probe_step(vm, t);
                 return;

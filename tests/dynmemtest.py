@@ -189,6 +189,38 @@ class Tap:
         print(f"1..{self.n}", flush=True)
         return 1 if self.failed else 0
 
+    def concurrently(self, *checks):
+        """Run checks (functions of one argument with an ok() like this one's) each in a
+        thread of its own, for checks that mostly wait on a program (a sample interval, a
+        timeout); their results are then reported in the order given, as if run one after
+        the other. A check that raises is reported as a failed one with its traceback."""
+        results = [[] for _ in checks]
+
+        class Recorder:
+            def __init__(self, out):
+                self.out = out
+
+            def ok(self, cond, name, diag=None):
+                self.out.append((bool(cond), name, diag))
+                return cond
+
+        def run(i, check):
+            try:
+                check(Recorder(results[i]))
+            except Exception:  # reported in its place, not lost in the thread
+                name = getattr(getattr(check, "func", check), "__name__", "a check")
+                results[i].append((False, f"{name} ran to its end",
+                                   traceback.format_exc()))
+
+        threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(checks)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        for out in results:
+            for good, name, diag in out:
+                self._line(good, name, diag)
+
 
 def main(tap, setup=None, teardown=None):
     """usage: test.py DYNMEMD DYNMEM. Runs the cases with ctx = setup(bins) (which

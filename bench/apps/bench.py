@@ -47,7 +47,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "debian"))
-from debianlib import Guest, build_image, cannot_build_reason, overlay, qga_socket, vm_section  # noqa: E402
+from debianlib import (Guest, build_image, cannot_build_reason, for_qemu, overlay,  # noqa: E402
+                       qga_socket, vm_section)
 from qga import QgaError  # noqa: E402
 
 MIB = 1 << 20
@@ -75,6 +76,16 @@ counters() {
   psi=$(awk -F'total=' '/^some/ { printf "psi_some_us=%s ", $2 } /^full/ { printf "psi_full_us=%s", $2 }' /proc/pressure/memory)
   say "counters at=$(date +%s.%N) oom_kill=$oom $psi"
 }
+# The kernel's evidence on the page cache, every 10 s: refaults and activations of
+# file and swapped pages, swap-ins and -outs (/proc/vmstat), the file LRU lists and
+# MemAvailable (kB), PSI some (us).
+ws() {
+  v=$(awk '$1 ~ /^workingset_(refault|activate)_(file|anon)$|^pgmajfault$|^pswp(in|out)$/ { printf "%s=%s ", $1, $2 }' /proc/vmstat)
+  m=$(awk '$1 ~ /^(Active\(file\)|Inactive\(file\)|MemAvailable|MemTotal):$/ { k = $1; gsub(/[():]/, "", k); printf "%s_kb=%s ", k, $2 }' /proc/meminfo)
+  p=$(awk -F'total=' '/^some/ { print $2 }' /proc/pressure/memory)
+  say "ws at=$(date +%s.%N) $v$m psi_some_us=$p"
+}
+sampler() { while :; do ws; sleep 10; done; }
 """
 
 PG_READY = "su postgres -c 'pg_isready -q' && systemctl is-active -q postgresql"
@@ -85,12 +96,14 @@ PG_PREWARM = ("create extension if not exists pg_prewarm; "
               "select sum(pg_prewarm(c, 'read')) from unnest(array['pgbench_accounts', "
               "'pgbench_accounts_pkey', 'pgbench_branches', 'pgbench_tellers']::regclass[]) c")
 PG_SCRIPT = PRELUDE + r"""counters
+sampler & sampler_pid=$!
 cd /tmp
 s=$(date +%s.%N)
 blocks=$(su postgres -c "psql -qAt -d bench -c \"@PREWARM@\"" 2>&1 | tail -n 1)
 say "prewarm blocks=$blocks start=$s end=$(date +%s.%N)"
 su postgres -c 'pgbench -S -c 2 -j 2 -T @DURATION@ -P 20 bench' 2>&1 |
   while read -r line; do say "$line"; done
+kill $sampler_pid
 counters
 """
 
@@ -148,6 +161,23 @@ def parse_counters(lines):
                        "psi_some_s": int(d.get("psi_some_us", 0)) / 1e6,
                        "psi_full_s": int(d.get("psi_full_us", 0)) / 1e6})
     return (conv(c[0]) if c else None, conv(c[-1]) if len(c) > 1 else None)
+
+
+def parse_cache(lines):
+    """The kernel's page-cache evidence over the window, from the "ws" lines: file
+    refaults and activations (MiB/s), Active(file) and Inactive(file) (mean MiB)."""
+    ws = [fields(l) for l in lines if l.startswith("ws ")]
+    if len(ws) < 2:
+        return None
+    span = float(ws[-1]["at"]) - float(ws[0]["at"])
+    rate = (lambda k: round((int(ws[-1][k]) - int(ws[0][k])) * 4096 / MIB / span, 3)
+            if span > 0 and k in ws[0] and k in ws[-1] else None)
+    kb = (lambda k: round(statistics.mean(int(w[k]) for w in ws if k in w) / 1024)
+          if all(k in w for w in ws) else None)
+    return {"refault_file_mib_s": rate("workingset_refault_file"),
+            "activate_file_mib_s": rate("workingset_activate_file"),
+            "active_file_mean_mib": kb("Activefile_kb"),
+            "inactive_file_mean_mib": kb("Inactivefile_kb"), "samples": len(ws)}
 
 
 def parse_pgbench(lines, duration):
@@ -212,7 +242,8 @@ class Host:
                 f"state_dir = {root}/state\n{memory_line}\ninterval = 1s\n")
         self.guests = {}
         for name, sizes in vms:
-            disk = overlay(args.image, os.path.join(root, "disks", name + ".qcow2"))
+            # attached through qemu_args (cache=none): QEMU opens it by name, as its user
+            disk = for_qemu(overlay(args.image, os.path.join(root, "disks", name + ".qcow2")))
             qpath = qga_socket(os.path.join(root, "run"), name)
             conf += vm_section(name, args.image, disk, qpath, sizes + COMMON, drive_cache="none")
             self.guests[name] = Guest(qpath)
@@ -253,9 +284,10 @@ class Host:
             self.stop_ev.wait(1.0)
 
     def qemu_pid(self, name):
+        """From dynmemd's pid file: "PID STARTTIME" (docs/qemu-backend.md)."""
         try:
             with open(os.path.join(self.root, "run", name + ".pid")) as f:
-                return int(f.read().strip())
+                return int(f.read().split()[0])
         except (OSError, ValueError):
             return None
 
@@ -405,6 +437,7 @@ def summarise(host, name, start, end, duration, lines, parse):
         "rss_mean_mib": mean("host_rss_bytes"),
         "guest_ram_rss_mean_mib": ram_mean(win),
         "samples": len(win),
+        "cache": parse_cache(lines),
     })
     cpu = [v["qemu_cpu_s"] for v in win if v.get("qemu_cpu_s") is not None]
     r["qemu_cpu_s"] = round(cpu[-1] - cpu[0], 1) if len(cpu) > 1 else None

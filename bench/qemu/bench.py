@@ -17,11 +17,19 @@ step to the next), shrink_delay = 5s (back to the startup size between steps).
 Phase 2 (policy static): the same four guests and plans, each given the
 1 GiB a static VM needs for the step.
 
---set absorber (the default) measures dynmem-guest's burst absorber instead:
-guests a1, a2 with it and t1, t2 without (dynmem.agent.absorber=0), all four
-with the PSI trigger and a load whose pages compress about 2:1
+--set throttle (the default) measures dynmem-guest's burst absorber and its
+throttle: guests a1, a2 with both (the agent's default), b1 with the absorber
+alone (dynmem.agent.throttle=0), t1 with neither (dynmem.agent.absorber=0 too),
+all four with the PSI trigger and a load whose pages compress about 2:1
 (dynmem.load.fill=50); phase 2 runs the same four statically at their startup
 size (256 MiB: what they would suffer without dynmem), phase 3 at 1 GiB.
+--set absorber is the same with a1, a2 (both) against t1, t2 (neither).
+
+"Back at full speed" is measured by the load's own progress (dynmem-load logs
+what it rewrote and mapped each second): the time its work would take
+unconstrained (rewriting at its schedule, mapping at its speed in phase 3)
+over the time it took, from the memory being online until it is at 90 % or
+more for good within the step's window.
 --set trigger is the earlier comparison (t1, t2 with the trigger, p1, p2
 with 1 s reports, no absorber; phases dynmem and static 1 GiB).
 
@@ -60,15 +68,18 @@ MIB = 1 << 20
 LOW_MIB, HIGH_MIB = 48, 400
 HIGH_HOLD_S = 8
 PERIOD_S = 40.2  # a_i + b_i + 8 s high + 2 x 100 ms ramps
-SETS = {  # name, trigger, absorber, seconds before the first step
-    "trigger": [("t1", True, False, 4), ("p1", False, False, 12), ("t2", True, False, 20),
-                ("p2", False, False, 28)],
-    "absorber": [("a1", True, True, 4), ("t1", True, False, 12), ("a2", True, True, 20),
-                 ("t2", True, False, 28)],
+SETS = {  # name, trigger, absorber, throttle, seconds before the first step
+    "trigger": [("t1", True, False, False, 4), ("p1", False, False, False, 12),
+                ("t2", True, False, False, 20), ("p2", False, False, False, 28)],
+    "absorber": [("a1", True, True, True, 4), ("t1", True, False, False, 12),
+                 ("a2", True, True, True, 20), ("t2", True, False, False, 28)],
+    "throttle": [("a1", True, True, True, 4), ("b1", True, True, False, 12),
+                 ("a2", True, True, True, 20), ("t1", True, False, False, 28)],
 }
 GUESTS = SETS["absorber"]  # the set this run measures (main() sets it)
-FILL = {"trigger": 0, "absorber": 50}  # dynmem.load.fill: % of each page that is data
+FILL = {"trigger": 0, "absorber": 50, "throttle": 50}  # dynmem.load.fill: % of each page that is data
 RECOVERED_QUIET_S = 1.0  # full speed: no stall for this long and the absorber empty
+LOAD_FULL = 0.9  # full speed by the load's own measure: this share of its unconstrained progress
 BUFFER = 5  # percent: a thin margin, so that a step makes the guest stall (see the docs)
 SETTLE_S = 3  # steps this soon after the load started are not counted (agent connecting)
 
@@ -79,9 +90,10 @@ def plan(first_s):
             f"ramp:{LOW_MIB}M:100ms,hold:{int(rest * 1000)}ms,loop")
 
 
-def vm_section(name, trigger, absorber, first_s, static, fill, qemu):
+def vm_section(name, trigger, absorber, throttle, first_s, static, fill, qemu):
     append = (f"dynmem.load={plan(first_s)}" + ("" if trigger else " dynmem.agent.trigger=0") +
               ("" if absorber else " dynmem.agent.absorber=0") +
+              ("" if throttle else " dynmem.agent.throttle=0") +
               (f" dynmem.load.fill={fill}" if fill else ""))
     size = {None: None, "full": "1G", "startup": "256M"}[static]
     sizes = (f"dynamic = no\nstartup = {size}\nminimum = {size}\nmaximum = {size}\n" if static
@@ -97,7 +109,7 @@ def config(root, static, fill, qemu):
             f"policy = {'static' if static else 'dynmem'}\n\n[policy]\nshrink_delay = 5s\n"
             "trend_lookahead = 0s\npersistence_max_permille = 0\nheadroom_permille = 0\n"
             "stall_memory = 0s\n")
-    return text + "".join(vm_section(n, t, a, f, static, fill, qemu) for n, t, a, f in GUESTS)
+    return text + "".join(vm_section(*g, static, fill, qemu) for g in GUESTS)
 
 
 # ---- the image ----
@@ -320,7 +332,7 @@ def steps_of(name, first_s, events):
     return out
 
 
-def analyse_guest(w, name, first_s):
+def analyse_guest(w, name, first_s, map_ref=None):
     ev = probe_events(w.console[name])
     stalls = [t for _, t, text in ev if text.startswith("stall")]
     # a kernel message may be printed into the middle of a probe line: its digits only
@@ -332,6 +344,7 @@ def analyse_guest(w, name, first_s):
     wakes = [a for a, line in w.daemon if "extra cycle" in line]
     ooms = [a for a, line in w.console[name] if "Out of memory" in line]
     swaps = [(t, int(text.split("kb=")[1])) for _, t, text in ev if text.startswith("swap kb=")]
+    speeds = load_speeds(ev, map_ref)
     rows = []
     for step, window in steps_of(name, first_s, ev):
         h_step = to_host(ev, step)
@@ -380,6 +393,7 @@ def analyse_guest(w, name, first_s):
             r["from"], r["to"] = b0, top
         r["oom"] = 0
         recovery(r, step, window, stalls, mem, swaps)
+        load_recovery(r, step, window, mem, speeds)
         rows.append(r)
     # an OOM kill belongs to the last step before it (a guest with an absorber may be killed
     # well after its step's window), if that step is less than a period old
@@ -388,6 +402,84 @@ def analyse_guest(w, name, first_s):
         if before:
             before[-1]["oom"] += 1
     return rows, len(ooms)
+
+
+LOAD_LINE = re.compile(r"^\| dynmem-load: holding (\d+) MiB \(target (\d+) MiB\), "
+                       r"touched (\d+) KiB in (\d+) us(?:, mapped (\d+) KiB)?")
+LOAD_TICK_S, LOAD_TOUCH_PERIOD_S, LOAD_CHUNK_MIB = 0.1, 2.0, 2  # as in dynmem-load.c
+
+
+def load_due_kib_per_s(held_mib):
+    """What dynmem-load rewrites a second when it keeps up: ceil(chunks x tick / period)
+    chunks each tick (holder_touch_slice)."""
+    chunks = held_mib // LOAD_CHUNK_MIB
+    per_tick = -(-chunks * LOAD_TICK_S // LOAD_TOUCH_PERIOD_S) if chunks else 0
+    return per_tick * LOAD_CHUNK_MIB * 1024 / LOAD_TICK_S
+
+
+def load_lines(ev):
+    """[(start, end, held MiB, touched KiB, busy s, mapped KiB)]: the load's intervals between
+    two of its lines (guest times)."""
+    out, prev = [], None
+    for _, t, text in ev:
+        if text.startswith("start pid="):
+            prev = None
+            continue
+        m = LOAD_LINE.match(text)
+        if not m:
+            continue
+        held, _, kib, us, mapped = (int(x or 0) for x in m.groups())
+        if prev is not None and t > prev:
+            out.append((prev, t, held, kib, us / 1e6, mapped))
+        prev = t
+    return out
+
+
+def map_speed(lines):
+    """KiB a busy second the load maps new chunks at, over the intervals it spent mapping only
+    (nothing rewritten), or None."""
+    v = [mapped / busy for _, _, _, kib, busy, mapped in lines if mapped and not kib and busy]
+    return statistics.median(v) if v else None
+
+
+def load_speeds(ev, map_ref):
+    """[(start, end, held MiB, progress)]: the load's own progress in each interval, the time
+    its work would take unconstrained over the time it took: what it rewrote at what it
+    rewrites when it keeps up (load_due_kib_per_s), what it mapped at map_ref KiB/s (its
+    mapping speed with memory to spare, map_speed). Above 1 while it catches up after a
+    stall; None when it held nothing and mapped nothing."""
+    out = []
+    for a, b, held, kib, _, mapped in load_lines(ev):
+        due = load_due_kib_per_s(held)
+        if not due and not mapped:
+            out.append((a, b, held, None))
+            continue
+        need = (kib / due if due else 0) + (mapped / map_ref if map_ref else 0)
+        out.append((a, b, held, need / (b - a)))
+    return out
+
+
+def load_recovery(r, step, window, mem, speeds):
+    """Back at full speed by the load's own measure: from the memory being online (the last
+    growth of MemTotal in the step's window) to the end of the last interval, ending after
+    that, in which the load made less than LOAD_FULL of its progress (load_speeds); not back
+    (load_back_missed) when no interval at full progress follows within the window. An
+    interval that began before the memory came counts as after it: the measure errs late, by
+    at most the load's log period (1 s)."""
+    r["online_to_load_speed"], r["load_back_missed"], r["load_online_late"] = None, None, None
+    growth = [t for (t, kb), (_, prev) in zip(mem[1:], mem) if step <= t < window and kb > prev]
+    if not growth:
+        return
+    online = growth[-1]
+    after = [(b, p) for a, b, held, p in speeds if online < b <= window]
+    slow = [b for b, p in after if p is None or p < LOAD_FULL]
+    back = slow[-1] if slow else online
+    # no line of the load after the memory came (it was still mapping when the window
+    # closed), or none at full progress after the last slow one: not back
+    r["load_back_missed"] = not [b for b, _ in after if b > back]
+    r["online_to_load_speed"] = None if r["load_back_missed"] else back - online
+    # memory that came with less than 2 s of the window left cannot show a recovery in it
+    r["load_online_late"] = online > window - 2.0
 
 
 def recovery(r, step, window, stalls, mem, swaps):
@@ -429,8 +521,13 @@ def groups_of(set_name):
     if set_name == "trigger":
         return {"trigger": ([g for g in GUESTS if g[1]], True),
                 "1 s reports": ([g for g in GUESTS if not g[1]], False)}
-    return {"absorber": ([g for g in GUESTS if g[2]], False),
-            "no absorber": ([g for g in GUESTS if not g[2]], False)}
+    out = {}
+    for label, absorber, throttle in (("absorber + throttle", True, True),
+                                      ("absorber only", True, False), ("neither", False, False)):
+        members = [g for g in GUESTS if g[2] == absorber and g[3] == throttle]
+        if members:
+            out[label] = (members, False)
+    return out
 
 
 def startup_phase(w, set_name):
@@ -438,7 +535,7 @@ def startup_phase(w, set_name):
     out = {}
     for label, (members, _) in groups_of(set_name).items():
         rows = []
-        for name, _, _, first in members:
+        for name, _, _, _, first in members:
             rows += analyse_guest(w, name, first)[0]
         out[label] = {"steps": len(rows), "steps_with_oom": len([r for r in rows if r["oom"]]),
                       "swap_peak_mib": round(max([r["swap_peak_kb"] for r in rows],
@@ -446,12 +543,41 @@ def startup_phase(w, set_name):
     return out
 
 
+def static_speed(w, set_name):
+    """The load with memory to spare (static 1 GiB), per group: its mapping speed (the
+    reference load_speeds() takes), and the share of its intervals held at HIGH_MIB (from 2 s
+    after the step) and at LOW_MIB that the measure calls full speed."""
+    out = {}
+    for label, (members, _) in groups_of(set_name).items():
+        lines, high, low = [], [], []
+        for name, *_ in members:
+            lines += load_lines(probe_events(w.console[name]))
+        ref = map_speed(lines)
+        for name, _, _, _, first in members:
+            ev = probe_events(w.console[name])
+            speeds = load_speeds(ev, ref)
+            for step, window in steps_of(name, first, ev):
+                high += [p for a, b, held, p in speeds
+                         if step + 2 <= a and b <= window and held == HIGH_MIB and p is not None]
+                low += [p for a, b, held, p in speeds
+                        if step - 8 <= a and b <= step and held == LOW_MIB and p is not None]
+        out[label] = {
+            "map_kib_per_s": round(ref) if ref else None,
+            "high_p50": round(statistics.median(high), 3) if high else None,
+            "low_p50": round(statistics.median(low), 3) if low else None,
+            "high_full": len([p for p in high if p >= LOAD_FULL]), "n_high": len(high),
+            "low_full": len([p for p in low if p >= LOAD_FULL]), "n_low": len(low)}
+    return out
+
+
 def report(dyn, stat, out, set_name, startup=None):
     res = {"set": set_name, "groups": {}, "guests": {}}
+    res["static_speed"] = static_speed(stat, set_name)
     for label, (members, own_wakeups) in groups_of(set_name).items():
         rows, ooms = [], 0
-        for name, _, _, first in members:
-            r, o = analyse_guest(dyn, name, first)
+        map_ref = res["static_speed"][label]["map_kib_per_s"]
+        for name, _, _, _, first in members:
+            r, o = analyse_guest(dyn, name, first, map_ref)
             rows += r
             ooms += o
             res["guests"][name] = r
@@ -482,6 +608,16 @@ def report(dyn, stat, out, set_name, startup=None):
                                                if not r["oom"]]),
             "full_speed_missed": len([r for r in rows
                                       if r["full_speed_missed"] and not r["oom"]]),
+            "online_to_load_speed": summarize([r["online_to_load_speed"] for r in rows
+                                               if not r["oom"]]),
+            "load_back_missed": len([r for r in rows if r["load_back_missed"] and not r["oom"]]),
+            "load_back_missed_online_late": len([r for r in rows if r["load_back_missed"] and
+                                                 r["load_online_late"] and not r["oom"]]),
+            "load_back_within_2s": len([r for r in rows if not r["oom"] and
+                                        r["online_to_load_speed"] is not None and
+                                        r["online_to_load_speed"] <= 2.0]),
+            "load_back_measured": len([r for r in rows if not r["oom"] and
+                                       r["load_back_missed"] is not None]),
             "swap_peak_mib": summarize([r["swap_peak_kb"] / 1024 / 1000 for r in rows]),
         }
     da, dap, _ = sums_of(dyn, "assigned_bytes")
@@ -521,12 +657,22 @@ def print_report(res):
         for key in ("stall_to_wakeup", "stall_to_request", "stall_to_request_in_wakeup_cycle",
                     "stall_to_online", "step_to_request",
                     "step_to_daemon_sees_plug", "step_to_daemon_sees_90pct",
-                    "step_to_guest_memtotal_grows", "online_to_full_speed"):
+                    "step_to_guest_memtotal_grows", "online_to_full_speed",
+                    "online_to_load_speed"):
             print(f"  {key.replace('_', ' '):32s} {fmt(g[key])}")
+        print(f"  the load back at {LOAD_FULL:.0%} of its speed: within 2 s of the memory "
+              f"online in {g['load_back_within_2s']} of {g['load_back_measured']} steps, not "
+              f"back in the window in {g['load_back_missed']} (of which the memory came "
+              f"with less than 2 s of the window left: {g['load_back_missed_online_late']})")
         sp = g["swap_peak_mib"]
         print(f"  steps not back at full speed in their window (no OOM kill): "
               f"{g['full_speed_missed']}; swap (absorber) peak per step MiB p50 "
               f"{sp['p50_ms']} p95 {sp['p95_ms']} max {sp['max_ms']}")
+    for label, g in res.get("static_speed", {}).items():
+        print(f"\n== the load with 1 GiB (static), {label}: maps {g['map_kib_per_s']} KiB a busy "
+              f"second; progress at {HIGH_MIB} MiB p50 "
+              f"{g['high_p50']}, {g['high_full']} of {g['n_high']} intervals at full speed; at "
+              f"{LOW_MIB} MiB p50 {g['low_p50']}, {g['low_full']} of {g['n_low']}")
     for label, g in res.get("static_startup", {}).items():
         print(f"\n== static at the startup size (256 MiB), {label}: {g['steps']} steps, "
               f"{g['steps_with_oom']} with an OOM kill; swap peak {g['swap_peak_mib']} MiB")
@@ -596,8 +742,9 @@ def main():
     ap.add_argument("--out", default="build/bench-qemu")
     ap.add_argument("--duration", type=int, default=420)
     ap.add_argument("--static-duration", type=int, default=120)
-    ap.add_argument("--set", choices=sorted(SETS), default="absorber",
-                    help="absorber: with and without dynmem-guest's absorber (default); "
+    ap.add_argument("--set", choices=sorted(SETS), default="throttle",
+                    help="throttle: dynmem-guest's absorber and throttle, the absorber alone, "
+                         "neither (default); absorber: both against neither; "
                          "trigger: PSI trigger against 1 s reports")
     ap.add_argument("--qemu", action="append",
                     help="a QEMU binary to run the guests under (repeat for several; default "
@@ -613,7 +760,7 @@ def main():
     os.makedirs(out, exist_ok=True)
     global GUESTS
     GUESTS = SETS[args.set]
-    with_startup = args.set == "absorber"
+    with_startup = args.set != "trigger"
     if args.analyse:
         runs = [(d[len("qemu-"):], None) for d in sorted(os.listdir(out)) if d.startswith("qemu-")]
     else:

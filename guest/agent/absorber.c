@@ -313,6 +313,14 @@ void absorber_run(struct absorber *a, const struct absorber_fill *f, uint64_t me
         pid_t pid;
 
         reap(a, now_ms);
+        if (f && !a->drain_pid && f->stored == 0 && a->held_most) {
+                util_log("absorber: empty again without a drain (%" PRIu64
+                         " MiB at most; its pages came back into RAM as they were used)",
+                         a->held_most >> 20);
+                a->held_most = 0;
+        } else if (f && !a->drain_pid && f->stored > a->held_most) {
+                a->held_most = f->stored;
+        }
         if (!a->active || a->drain_pid || !f || f->stored == 0 || now_ms < a->next_drain_ms ||
             (a->psi_seen && now_ms < a->last_stall_ms + ABSORBER_CALM_MS) ||
             mem_available + f->ram < f->stored + mem_total / AGENT_ABSORBER_ROOM_DIV)
@@ -328,6 +336,7 @@ void absorber_run(struct absorber *a, const struct absorber_fill *f, uint64_t me
         a->drain_pid = pid;
         a->drain_started_ms = now_ms;
         a->drain_stored = f->stored;
+        a->held_most = 0; /* what it holds now is the drain's to bring back */
 }
 
 int absorber_timeout(const struct absorber *a, uint64_t now_ms)

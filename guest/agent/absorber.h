@@ -52,6 +52,7 @@ struct absorber {
         uint64_t drains, drain_failures;
         uint64_t last_drain_ms; /* how long the last drain took */
         uint64_t drain_stored;  /* what the absorber held when the drain started */
+        uint64_t held_most;     /* the most it held since it was last empty (0: empty) */
         bool psi_seen;          /* stall figures arrive (absorber_note_stall) */
         uint64_t stall_total_us, last_stall_ms;
         char why_off[96]; /* when not active: why (for the log) */
@@ -70,7 +71,9 @@ bool absorber_read(struct absorber *a, struct absorber_fill *ret);
 /*
  * Drain it when it holds pages (more than its swap header's page) and the guest has room for them
  * again (mem_available + ram >= stored + mem_total / AGENT_ABSORBER_ROOM_DIV); reap a finished
- * drain. Call after each sample and whenever the timeout says.
+ * drain. An absorber that empties without a drain (the workload used its pages again, which
+ * brings them back into RAM) is logged once. Call after each sample and whenever the timeout
+ * says.
  */
 void absorber_run(struct absorber *a, const struct absorber_fill *f, uint64_t mem_total,
                   uint64_t mem_available, uint64_t now_ms);

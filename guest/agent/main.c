@@ -7,7 +7,9 @@
  * that off, for comparisons). It also
  * brings hot-added memory blocks online when the kernel has not, and sets
  * up a burst absorber (compressed swap in RAM, absorber.h) that holds a
- * sudden burst while the host plugs memory, and drains it afterwards.
+ * sudden burst while the host plugs memory, and drains it afterwards; and it
+ * throttles the workload's cgroups (memory.high, throttle.h) while the guest
+ * is short of memory and more is on its way.
  *
  * One thread, one poll() loop, no allocation after start; it never
  * busy-loops (every wait is a poll on a descriptor or a timer) and logs to
@@ -31,6 +33,7 @@
 #include "proto.h"
 #include "psi.h"
 #include "sample.h"
+#include "throttle.h"
 #include "util.h"
 
 #define PSI_REPORT_GAP_MS 100 /* stall-triggered reports at most this often */
@@ -47,6 +50,10 @@ struct run {
         struct sampler smp;
         struct hotplug hp;
         struct absorber absorber;
+        struct throttle throttle;
+        bool throttle_off;
+        uint64_t throttle_psi_total; /* PSI some total at the last sample */
+        uint64_t next_throttle_ms;   /* engaged: the next look */
         enum absorber_mode absorber_mode;
         unsigned absorber_pct;
         uint32_t my_min, my_max;
@@ -116,6 +123,19 @@ static void rescan_devices(struct run *r)
         send_hello(r, true, 0);
 }
 
+/* Throttle the workload while the guest stalls short of memory; lift it once it has room. */
+static void sample_throttle(struct run *r, const struct sample *s)
+{
+        bool stalled = (s->have & AGENT_HAVE_PSI) && s->psi.some_total_us > r->throttle_psi_total;
+
+        if (s->have & AGENT_HAVE_PSI)
+                r->throttle_psi_total = s->psi.some_total_us;
+        if (!(s->have & AGENT_HAVE_AVAILABLE))
+                return;
+        throttle_run(&r->throttle, stalled, s->mem_total, s->mem_available, s->mem_free, r->now);
+        r->next_throttle_ms = r->now + THROTTLE_LOOK_MS;
+}
+
 /* Add the absorber's fill to a sample, and drain it when the guest has room again. */
 static void sample_absorber(struct run *r, struct sample *s)
 {
@@ -140,8 +160,10 @@ static void check_absorber(struct run *r)
 {
         struct sample s;
 
-        if (sampler_read(&r->smp, &r->psi, &s) == 0)
+        if (sampler_read(&r->smp, &r->psi, &s) == 0) {
                 sample_absorber(r, &s);
+                sample_throttle(r, &s);
+        }
 }
 
 static void send_report(struct run *r, enum agent_cause cause)
@@ -158,6 +180,7 @@ static void send_report(struct run *r, enum agent_cause cause)
         n = proto_report(&s, ++r->seq, cause, r->hp.onlined, line, sizeof(line));
         if (n)
                 conn_send(&r->conn, line, n, r->now);
+        sample_throttle(r, &s); /* after the report: a lower limit may reclaim in here */
 }
 
 static void on_host_hello(struct run *r, const struct proto_host_hello *h)
@@ -212,7 +235,10 @@ static int loop_timeout(struct run *r)
 
         t = min_timeout(t, hotplug_timeout(&r->hp, r->now));
         t = min_timeout(t, absorber_timeout(&r->absorber, r->now));
-        if (r->version || r->absorber.active)
+        if (r->throttle.engaged)
+                t = min_timeout(
+                    t, r->next_throttle_ms > r->now ? (int)(r->next_throttle_ms - r->now) : 0);
+        if (r->version || r->absorber.active || r->throttle.enabled)
                 t = min_timeout(t,
                                 r->next_report_ms > r->now ? (int)(r->next_report_ms - r->now) : 0);
         if (r->version)
@@ -248,11 +274,25 @@ static void loop_once(struct run *r)
         hotplug_run(&r->hp, fds[2].revents, r->now);
         if (absorber_timeout(&r->absorber, r->now) >= 0) /* a drain runs: reap it when done */
                 absorber_run(&r->absorber, NULL, 0, 0, r->now);
+        if (r->throttle.engaged && r->now >= r->next_throttle_ms) /* is the memory there yet? */
+                check_absorber(r);
+}
+
+static volatile sig_atomic_t stop_signal; /* SIGTERM or SIGINT came: stop */
+
+static void on_stop_signal(int sig)
+{
+        stop_signal = sig;
 }
 
 static void run_forever(struct run *r)
 {
         for (;;) {
+                if (stop_signal) { /* poll() returns EINTR: no SA_RESTART */
+                        throttle_close(&r->throttle);
+                        util_log("stopping (signal %d)", (int)stop_signal);
+                        return;
+                }
                 r->now = mono_ms();
                 if (conn_service(&r->conn, r->now)) {
                         r->version = 0;
@@ -261,10 +301,11 @@ static void run_forever(struct run *r)
                 }
                 if (r->version && r->now >= r->next_device_scan_ms)
                         rescan_devices(r);
-                if ((r->version || r->absorber.active) && r->now >= r->next_report_ms) {
+                if ((r->version || r->absorber.active || r->throttle.enabled) &&
+                    r->now >= r->next_report_ms) {
                         if (r->version)
                                 send_report(r, AGENT_CAUSE_TICK);
-                        else /* no host: the absorber still drains */
+                        else /* no host: the absorber still drains, the throttle lifts */
                                 check_absorber(r);
                         r->next_report_ms += r->interval_ms;
                         if (r->next_report_ms <= r->now) /* late (suspended): no catching up */
@@ -277,7 +318,7 @@ static void run_forever(struct run *r)
 static void usage(FILE *f)
 {
         fprintf(f,
-                "usage: dynmem-guest [-v] [-p PORT] [-r ROOT]\n"
+                "usage: dynmem-guest [-v] [-p PORT] [-r ROOT] [OPTION...]\n"
                 "dynmem's guest agent: memory and stall reports to the host.\n"
                 "  -p, --port PORT   virtio-serial port name (default " AGENT_PORT_NAME "),\n"
                 "                    or a path (a character device, or a unix socket)\n"
@@ -291,6 +332,9 @@ static void usage(FILE *f)
                 "                    absorber=0 on the kernel command line turns it off)\n"
                 "      --absorber-size PERCENT  its size, %% of MemTotal (default 100; also\n"
                 "                    dynmem.agent.absorber_size=PERCENT on the command line)\n"
+                "      --no-throttle no cgroup memory.high on the workload while the guest is\n"
+                "                    short and memory is on its way (also: dynmem.agent.\n"
+                "                    throttle=0 on the kernel command line)\n"
                 "      --versions MIN-MAX  protocol versions to offer (tests)\n"
                 "  -V, --version     print the version and exit\n");
 }
@@ -333,6 +377,7 @@ static int parse_args(int argc, char **argv, struct run *r, const char **port, c
             {"help", no_argument, NULL, 'h'},
             {"absorber", required_argument, NULL, 3},
             {"absorber-size", required_argument, NULL, 4},
+            {"no-throttle", no_argument, NULL, 5},
             {NULL, 0, NULL, 0},
         };
         unsigned lo, hi;
@@ -359,6 +404,9 @@ static int parse_args(int argc, char **argv, struct run *r, const char **port, c
                         break;
                 case 2:
                         r->no_trigger = true;
+                        break;
+                case 5:
+                        r->throttle_off = true;
                         break;
                 case 3:
                 case 4:
@@ -444,6 +492,9 @@ int main(int argc, char **argv)
         if (rc >= 0)
                 return rc;
         signal(SIGPIPE, SIG_IGN);
+        struct sigaction stop = {.sa_handler = on_stop_signal};
+        sigaction(SIGTERM, &stop, NULL);
+        sigaction(SIGINT, &stop, NULL);
         util_set_root(root);
         r.now = mono_ms();
         if (sampler_open(&r.smp) < 0) {
@@ -454,9 +505,17 @@ int main(int argc, char **argv)
                 r.no_trigger = true;
         if (cmdline_has("/proc/cmdline", "dynmem.agent.absorber=0"))
                 r.absorber_mode = ABSORBER_OFF;
+        if (cmdline_has("/proc/cmdline", "dynmem.agent.throttle=0"))
+                r.throttle_off = true;
         cmdline_absorber_size(&r);
         psi_open(&r.psi, !r.no_trigger);
         open_absorber(&r);
+        if (throttle_open(&r.throttle, THROTTLE_ROOT, r.throttle_off))
+                util_log("throttle: memory.high on %u workload cgroup%s (%s%s) while short",
+                         r.throttle.count, r.throttle.count == 1 ? "" : "s", r.throttle.paths[0],
+                         r.throttle.count > 1 ? ", ..." : "");
+        else
+                util_log("throttle: none: %s", r.throttle.why_off);
         hotplug_open(&r.hp, r.now);
         conn_init(&r.conn, port);
         util_log("%s: port %s, %s, memory hotplug %s", DYNMEM_VERSION, port,

@@ -80,7 +80,7 @@ int util_write_file(const char *path, const char *text)
 
         if (!util_path(p, path))
                 return -ENAMETOOLONG;
-        fd = open(p, O_WRONLY | O_CLOEXEC);
+        fd = open(p, O_WRONLY | O_TRUNC | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         n = write(fd, text, len);

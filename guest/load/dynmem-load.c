@@ -6,12 +6,17 @@
  * unmaps them while it goes down, giving the memory back to the guest. Every
  * page held is written at least every TOUCH_PERIOD_MS, a slice of the chunks
  * each tick, so the pages stay resident and the working set is real. Once a
- * second it logs "dynmem-load: holding N MiB (target M MiB)" to stdout (the
- * console of the test image). With --fill PERCENT (or dynmem.load.fill= on the
- * kernel command line) each new page gets that share of pseudo-random bytes,
- * the rest zeros, so that it compresses like real data (50: about 2:1 with
- * lzo) rather than to almost nothing. A failed mmap is logged and retried a second
- * later. Only libc; built static for the guest image.
+ * second, also while it maps new chunks, it logs "dynmem-load: holding N MiB
+ * (target M MiB), touched T KiB in B us, mapped X KiB" to stdout (the console of
+ * the test image): T is how much of the memory it held it rewrote since the last
+ * such line, X how much it newly mapped and wrote, B how long it was busy doing
+ * both (not the sleeps between). Its progress (bench/qemu measures "back at
+ * full speed" by it) falls while its pages must be swapped in or others
+ * reclaimed first. With --fill PERCENT (or
+ * dynmem.load.fill= on the kernel command line) each new page gets that share of pseudo-random
+ * bytes, the rest zeros, so that it compresses like real data (50: about 2:1 with lzo) rather than
+ * to almost nothing. A failed mmap is logged and retried a second later. Only libc; built static
+ * for the guest image.
  */
 #define _GNU_SOURCE
 #include "load_plan.h"
@@ -46,7 +51,19 @@ struct holder {
         size_t fill;       /* pseudo-random bytes at the start of each new page */
         uint64_t rng;      /* xorshift64 state */
         uint64_t retry_ms; /* after a failed mmap, no new one before this time */
+        uint64_t touched;  /* bytes of held pages rewritten since the last log line */
+        uint64_t mapped;   /* bytes of new chunks mapped and written since then */
+        uint64_t start_ms, next_log_ms, target;
+        uint64_t busy_us, busy_since_us; /* busy since the last log line; this span's start */
 };
+
+static uint64_t mono_us(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 static void usage(FILE *f)
 {
@@ -99,6 +116,27 @@ static void fill_chunk(struct holder *h, void *chunk)
         }
 }
 
+/*
+ * The line once a second (also while mapping chunks, which may take long when
+ * the guest is short): what is held, what was rewritten and mapped since the
+ * last line, and how long that kept the load busy.
+ */
+static void holder_log(struct holder *h)
+{
+        uint64_t now = mono_us(), t = now / 1000 - h->start_ms;
+
+        if (t < h->next_log_ms)
+                return;
+        h->busy_us += now - h->busy_since_us;
+        h->busy_since_us = now;
+        printf("dynmem-load: holding %" PRIu64 " MiB (target %" PRIu64 " MiB), touched %" PRIu64
+               " KiB in %" PRIu64 " us, mapped %" PRIu64 " KiB\n",
+               (uint64_t)h->n * CHUNK / MIB, h->target / MIB, h->touched >> 10, h->busy_us,
+               h->mapped >> 10);
+        h->touched = 0, h->mapped = 0, h->busy_us = 0;
+        h->next_log_ms = t - t % LOG_PERIOD_MS + LOG_PERIOD_MS;
+}
+
 /* Map, advise and touch one more chunk. Returns 0 or -1 (errno set). */
 static int holder_add(struct holder *h)
 {
@@ -120,6 +158,8 @@ static int holder_add(struct holder *h)
         fill_chunk(h, c);
         touch_chunk(h, c);
         h->chunks[h->n++] = c;
+        h->mapped += CHUNK;
+        holder_log(h);
         return 0;
 }
 
@@ -152,6 +192,7 @@ static void holder_touch_slice(struct holder *h)
                         h->gen++;
                 }
                 touch_chunk(h, h->chunks[h->cursor++]);
+                h->touched += CHUNK;
         }
 }
 
@@ -166,19 +207,19 @@ static _Noreturn void run(const struct load_plan *plan, unsigned fill_pct)
             .page = (size_t)sysconf(_SC_PAGESIZE), .gen = 1, .rng = 88172645463325252ull};
 
         h.fill = h.page * fill_pct / 100 / sizeof(h.rng) * sizeof(h.rng);
-        uint64_t start = mono_ms(), next_log = 0;
+        uint64_t start = mono_ms();
 
+        h.start_ms = start;
         for (uint64_t tick = 0;; tick++) {
                 uint64_t t = mono_ms() - start;
-                uint64_t target = load_plan_target(plan, t);
 
-                holder_adjust(&h, chunks_for(target), t);
+                h.target = load_plan_target(plan, t);
+                h.busy_since_us = mono_us();
+                holder_adjust(&h, chunks_for(h.target), t);
                 holder_touch_slice(&h);
-                if (t >= next_log) {
-                        printf("dynmem-load: holding %" PRIu64 " MiB (target %" PRIu64 " MiB)\n",
-                               (uint64_t)h.n * CHUNK / MIB, target / MIB);
-                        next_log = t - t % LOG_PERIOD_MS + LOG_PERIOD_MS;
-                }
+                h.busy_us += mono_us() - h.busy_since_us;
+                h.busy_since_us = mono_us();
+                holder_log(&h);
                 sleep_until_ms(start + (tick + 1) * TICK_MS);
         }
 }

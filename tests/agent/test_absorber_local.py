@@ -14,6 +14,7 @@ import shutil
 import struct
 import subprocess
 import sys
+from functools import partial
 import tempfile
 import time
 
@@ -151,7 +152,7 @@ def check_adopt_and_drain(t, exe, tmp):
         t.ok(a.wait_log("absorber: /dev/zram3, 256 MiB"),
              "a restarted agent adopts the device it set up (still swapped on)", a.text())
         t.ok(read(f"{root}/sys/block/zram1/disksize").strip() == "0", "and adds no other")
-        time.sleep(2.5)
+        time.sleep(1.5)  # a sample or more with no room
         t.ok("drained" not in a.text(), "no drain while the guest has no room for its pages",
              a.text())
         write(f"{root}/proc/meminfo", meminfo(1048576, 80 * 1024))
@@ -170,13 +171,38 @@ def check_adopt_and_drain(t, exe, tmp):
         time.sleep(2.5)
         t.ok(a.text().count("drained") == n, "the swap header alone is not drained again",
              a.text())
+        t.ok("empty again" not in a.text(), "an absorber a drain emptied is not said to have "
+             "emptied by itself", a.text())
     finally:
         a.stop()
+
+
+def check_not_adopted(t, exe, tmp):
+    root = os.path.join(tmp, "stale")
+    make_root(root)
     write(f"{root}/run/dynmem-guest/absorber", "3\n")
-    write(f"{root}/proc/swaps", SWAPS_HEADER)  # the device is no longer swapped on
+    write(f"{root}/sys/block/zram3/disksize", f"{256 * MIB}\n")  # no longer swapped on
     a = Agent(exe, root)
     try:
         t.ok(a.wait_log("absorber: /dev/zram1"), "a remembered device not in use is not adopted",
+             a.text())
+    finally:
+        a.stop()
+
+
+def check_empty_again(t, exe, tmp):
+    root = os.path.join(tmp, "empty")
+    make_root(root, avail_kb=1024)  # no room to drain into
+    a = Agent(exe, root)
+    try:
+        a.wait_log("absorber: /dev/zram1")
+        write(f"{root}/sys/block/zram1/mm_stat",
+              f"{24 * MIB + PAGE} {9 * MIB} {10 * MIB} 0 0 0 0 0 0\n")
+        time.sleep(1.5)  # a sample sees it hold 24 MiB
+        write(f"{root}/sys/block/zram1/mm_stat", f"{PAGE} 100 {PAGE} 0 0 0 0 0 0\n")
+        t.ok(a.wait_log("absorber: empty again without a drain (24 MiB at most", 5) and
+             "drained" not in a.text(),
+             "an absorber the workload emptied by using its pages again is logged, no drain",
              a.text())
     finally:
         a.stop()
@@ -190,9 +216,12 @@ def main():
     t = Tap()
     tmp = tempfile.mkdtemp(prefix="dmga-", dir="/tmp")
     try:
-        check_setup(t, exe, tmp)
-        check_own_swap(t, exe, tmp)
-        check_adopt_and_drain(t, exe, tmp)
+        # each on a root of its own, mostly waiting on the agent's 1 s samples
+        t.concurrently(partial(check_setup, exe=exe, tmp=tmp),
+                       partial(check_own_swap, exe=exe, tmp=tmp),
+                       partial(check_adopt_and_drain, exe=exe, tmp=tmp),
+                       partial(check_not_adopted, exe=exe, tmp=tmp),
+                       partial(check_empty_again, exe=exe, tmp=tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return t.done()

@@ -10,8 +10,13 @@ service, qemu-guest-agent) under dynmemd's QEMU backend.
   and qemu-guest-agent's port (org.qemu.guest_agent.0, a unix socket in the
   run folder, driven with qga.Qga).
 - Guest: what the tests ask a running guest through qemu-guest-agent.
+
+dynmemd's launcher runs QEMU as user dynmem-qemu ([host] qemu_user, docs/security.md):
+what QEMU opens by name itself (qemu-guest-agent's socket, a disk attached through
+qemu_args) must be that user's; qga_socket() and for_qemu() see to it.
 """
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -90,8 +95,27 @@ def overlay(image, path):
     return path
 
 
+QEMU_USER = "dynmem-qemu"  # [host] qemu_user's default
+
+
+def for_qemu(path):
+    """path, given to the user QEMU runs as (where that user exists: as root without it,
+    dynmemd runs QEMU as root)."""
+    try:
+        user = pwd.getpwnam(QEMU_USER)
+    except KeyError:
+        return path
+    os.chown(path, user.pw_uid, user.pw_gid)
+    return path
+
+
 def qga_socket(run_dir, name):
-    return os.path.join(run_dir, name + ".qga")
+    """Where QEMU binds qemu-guest-agent's socket of guest name: a folder of run_dir that
+    only QEMU's user may write (the tests, as root, connect to it)."""
+    folder = os.path.join(run_dir, "qga")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    for_qemu(folder)
+    return os.path.join(folder, name + ".qga")
 
 
 def vm_section(name, image, disk, qga_path, sizes, extra="", drive_cache=None):

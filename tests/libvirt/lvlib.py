@@ -35,7 +35,7 @@ from lvhost import LibvirtHost, skip_reason  # noqa: E402,F401
 DOMAIN = """<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>{memory}</memory>
-  <vcpu>1</vcpu>
+  <vcpu>{vcpus}</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>{image}/vmlinuz</kernel>
@@ -47,7 +47,7 @@ DOMAIN = """<domain type='qemu'>
   <devices>
     <controller type='usb' model='none'/>
     <serial type='file'><source path='{console}'/></serial>
-  </devices>
+{devices}  </devices>
 </domain>
 """
 
@@ -94,11 +94,12 @@ def console_path(host, name):
 
 
 def domain(host, name, image, memory=256, plan=None, extra="", console=None, acpi=False,
-           on_reboot="destroy"):
+           on_reboot="destroy", vcpus=1, devices=""):
     """The XML of a test domain; plan: dynmem-load's plan (None: no load); console: its
     serial's file (default: in the host's folder, console() reads it); acpi: ACPI and
     the APIC on, as dynmemd's own QEMU guests have them; on_reboot: what a guest reboot
-    does (libvirt's <on_reboot>; "restart" keeps the same QEMU)."""
+    does (libvirt's <on_reboot>; "restart" keeps the same QEMU); devices: more XML in
+    <devices> (a disk, a channel)."""
     with open(os.path.join(image, "cmdline")) as f:
         cmdline = f.read().strip()
     if plan:
@@ -108,7 +109,7 @@ def domain(host, name, image, memory=256, plan=None, extra="", console=None, acp
     features = "  <features>\n    <acpi/>\n    <apic/>\n  </features>\n" if acpi else ""
     return DOMAIN.format(name=name, memory=memory, image=image, cmdline=cmdline,
                          console=console or console_path(host, name), features=features,
-                         on_reboot=on_reboot)
+                         on_reboot=on_reboot, vcpus=vcpus, devices=devices)
 
 
 def console(host, name):

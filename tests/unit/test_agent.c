@@ -255,7 +255,10 @@ static void report_is_parsed_and_estimated(void **state)
         feed(a, report(line, sizeof(line), 2, 6000, 1024, 512, 1250000, NULL), 1100);
         assert_int_equal(agent_estimate(a, 1100, &e), 0);
         assert_true(e.stall_known);
-        assert_float_equal(e.stall_fraction, 0.25, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.25, 1e-9);
+        /* no refault, nothing pushed to swap: cache turned over (test_agent_estimate.c) */
+        assert_true(e.stall_turnover);
+        assert_float_equal(e.stall_fraction, 0.0, 1e-9);
         assert_true(e.rates_known);
         assert_float_equal(e.majfaults_per_s, 1.0, 1e-9);
         assert_int_equal(e.demand_bytes, 512 * MIB);
@@ -506,7 +509,7 @@ static void counters_going_backwards_reset_deltas(void **state)
         feed(a, report(line, sizeof(line), 1, 1000, 1024, 512, 5000000, NULL), 10);
         feed(a, report(line, sizeof(line), 2, 2000, 1024, 512, 5500000, NULL), 20);
         assert_int_equal(agent_estimate(a, 20, &e), 0);
-        assert_float_equal(e.stall_fraction, 0.5, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.5, 1e-9);
         /* the stall total goes backwards: no stall figure for this interval */
         feed(a, report(line, sizeof(line), 3, 3000, 1024, 512, 100, NULL), 30);
         assert_int_equal(agent_estimate(a, 30, &e), 0);
@@ -516,7 +519,7 @@ static void counters_going_backwards_reset_deltas(void **state)
         feed(a, report(line, sizeof(line), 4, 4000, 1024, 512, 100100, NULL), 40);
         assert_int_equal(agent_estimate(a, 40, &e), 0);
         assert_true(e.stall_known);
-        assert_float_equal(e.stall_fraction, 0.1, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.1, 1e-9);
         /* the agent restarts: seq and time start over */
         uint64_t resets = agent_counters(a)->counter_resets;
         feed(a, report(line, sizeof(line), 1, 4500, 1024, 512, 100200, NULL), 50);
@@ -526,7 +529,7 @@ static void counters_going_backwards_reset_deltas(void **state)
         /* more stall than wall time is clamped to 1 */
         feed(a, report(line, sizeof(line), 2, 5500, 1024, 512, 9000000, NULL), 60);
         assert_int_equal(agent_estimate(a, 60, &e), 0);
-        assert_float_equal(e.stall_fraction, 1.0, 1e-9);
+        assert_float_equal(e.psi_fraction, 1.0, 1e-9);
         /* a clock going backwards restarts the deltas too */
         feed(a, report(line, sizeof(line), 3, 10, 1024, 512, 9000001, NULL), 70);
         assert_int_equal(agent_estimate(a, 70, &e), 0);
@@ -544,15 +547,15 @@ static void short_gaps_keep_the_base(void **state)
         feed(a, report(line, sizeof(line), 1, 1000, 1024, 512, 0, NULL), 10);
         feed(a, report(line, sizeof(line), 2, 2000, 1024, 512, 100000, NULL), 20);
         assert_int_equal(agent_estimate(a, 20, &e), 0);
-        assert_float_equal(e.stall_fraction, 0.1, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.1, 1e-9);
         /* 10 ms later: too short to measure, the figure stays */
         feed(a, report(line, sizeof(line), 3, 2010, 1024, 512, 110000, NULL), 30);
         assert_int_equal(agent_estimate(a, 30, &e), 0);
-        assert_float_equal(e.stall_fraction, 0.1, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.1, 1e-9);
         /* the next one measures from report 2: 40 ms of stall in 100 ms */
         feed(a, report(line, sizeof(line), 4, 2100, 1024, 512, 140000, NULL), 40);
         assert_int_equal(agent_estimate(a, 40, &e), 0);
-        assert_float_equal(e.stall_fraction, 0.4, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.4, 1e-9);
         agent_free(a);
 }
 
@@ -585,7 +588,10 @@ static void balloon_and_refaults_shape_demand(void **state)
         assert_int_equal(e.demand_bytes, 0);
         agent_free(a);
 
-        /* refaulting: the active file cache is part of the working set for a minute */
+        /*
+         * refaulting: the active file cache is part of the working set, held while the
+         * refaults stop and lowered with Active(file) when it falls without them
+         */
         a = ready_agent(0);
         refault_report(line, sizeof(line), 1, 1000, 0);
         feed(a, line, 1000);
@@ -598,20 +604,27 @@ static void balloon_and_refaults_shape_demand(void **state)
         feed(a, line, 3000);
         assert_int_equal(agent_estimate(a, 3000, &e), 0);
         assert_int_equal(e.demand_bytes, 456 * MIB);
-        refault_report(line, sizeof(line), 4, 4000, 10100);
+        refault_report(line, sizeof(line), 4, 62000, 10100);
         feed(a, line, 62000);
         assert_int_equal(agent_estimate(a, 62000, &e), 0);
-        assert_int_equal(e.demand_bytes, 456 * MIB); /* still within the minute */
-        refault_report(line, sizeof(line), 5, 5000, 10100);
-        feed(a, line, 63001);
-        assert_int_equal(agent_estimate(a, 63001, &e), 0);
-        assert_int_equal(e.demand_bytes, 256 * MIB);
+        assert_int_equal(e.demand_bytes, 456 * MIB); /* no refaults for a minute: still held */
+        snprintf(line, sizeof(line),
+                 "DMG1 report seq=5 time_ms=63000 mem_total_bytes=1073741824 mem_free_bytes=0 "
+                 "mem_available_bytes=805306368 active_file_bytes=52428800 refaults=10100\n");
+        feed(a, line, 63000);
+        assert_int_equal(agent_estimate(a, 63000, &e), 0);
+        assert_int_equal(e.demand_bytes, 306 * MIB); /* the kernel let 150 MiB go */
+        refault_report(line, sizeof(line), 6, 64000, 10100);
+        feed(a, line, 64000);
+        assert_int_equal(agent_estimate(a, 64000, &e), 0);
+        assert_int_equal(e.demand_bytes,
+                         306 * MIB); /* and it does not come back without refaults */
         /* whatever it adds, never above MemTotal + 1/8 */
         snprintf(line, sizeof(line),
-                 "DMG1 report seq=6 time_ms=6000 mem_total_bytes=1073741824 mem_free_bytes=0 "
+                 "DMG1 report seq=7 time_ms=65000 mem_total_bytes=1073741824 mem_free_bytes=0 "
                  "mem_available_bytes=0 active_file_bytes=1073741824 refaults=99999999\n");
-        feed(a, line, 63002);
-        assert_int_equal(agent_estimate(a, 63002, &e), 0);
+        feed(a, line, 65000);
+        assert_int_equal(agent_estimate(a, 65000, &e), 0);
         assert_int_equal(e.demand_bytes, GIB + GIB / 8);
         agent_free(a);
 }

@@ -196,6 +196,8 @@ static void world_init(struct world *w, uint64_t seed, bool hostile, size_t min_
         if (chance(r, 30)) { /* the learned parts over their whole ranges, 0 included */
                 w->cfg.tunables.history_halflife_ms = rnd_range(r, 0, 7200000);
                 w->cfg.tunables.headroom_permille = (uint32_t)rnd_range(r, 0, 1000);
+                w->cfg.tunables.headroom_period_ms = rnd_range(r, 0, 86400000);
+                w->cfg.tunables.shrink_step_percent = (uint32_t)rnd_range(r, 1, 100);
                 w->cfg.tunables.persistence_max_permille = (uint32_t)rnd_range(r, 0, 1000);
                 w->cfg.tunables.grow_band_percent = (uint32_t)rnd_range(r, 0, 100);
                 w->cfg.tunables.shrink_band_percent = (uint32_t)rnd_range(r, 0, 1000);

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""headroom_bound: how short any demand-plus-headroom rule can be with step-held samples.
+
+With each 5-minute Bitbrains sample held until the next (bench/heldout.py --interp step),
+every rise arrives whole, between two decisions: a VM given its demand d plus a headroom h
+after a sample is short at the next sample exactly when the rise exceeds h, and killed
+when it exceeds h plus its swap. This script replays that model per sample for the
+real-traces host of bench/bitbrains_data.py (minimum 128 MiB, maximum the provisioned
+size, 256 MiB of swap) and asks how far the short samples can go at Hyper-V's memory:
+
+    hyperv      h = 20 % of d (the model's figures next to the simulator's, as a check)
+    additive    h = a constant c_i per VM
+    relative    h = p_i % of d per VM
+
+For the last two every VM's constant is chosen knowing its whole three days (in-sample:
+no policy that sees only the past can do as well with that form), to make the sum of
+short samples smallest with the mean memory held no larger than Hyper-V's (a Lagrange
+multiplier on memory, found by bisection), and again with no more OOM kills than
+Hyper-V's (a cost per kill, also found by bisection). The ratios are what such a policy could reach
+at best; a policy tuned on the tuning half sees neither half's future.
+
+    bench/headroom_bound.py [--sets tune,held-out,all]
+
+Pure Python, a few minutes. Without the dataset it says so and exits 0.
+"""
+import argparse
+import bisect
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bitbrains_data as bb  # noqa: E402
+
+MIN_BYTES = 128 * bb.MIB
+SWAP = 256 * bb.MIB
+CANDIDATES = 120  # headroom values tried per VM (quantiles of its rises)
+
+
+def replay(demand, headroom, maximum):
+    """(short samples, OOM kills, mean held) for held_k = clamp(d_k + headroom(d_k))."""
+    short = oom = 0
+    held_sum = 0.0
+    held = None
+    for d in demand:
+        if held is not None:
+            short += d > held
+            oom += d > held + SWAP
+        held = min(maximum, max(MIN_BYTES, d + headroom(d)))
+        held_sum += held
+    return short, oom, held_sum / len(demand)
+
+
+def quantiles(values, n):
+    values = sorted(set(values))
+    if len(values) <= n:
+        return values
+    return [values[round(i * (len(values) - 1) / (n - 1))] for i in range(n)]
+
+
+def options(demand, maximum, form):
+    """Every candidate constant of one VM with its (short, oom, mean held)."""
+    if form == "additive":
+        rises = [b - a for a, b in zip(demand, demand[1:]) if b > a]
+        return [replay(demand, lambda d, c=c: c, maximum) for c in [0] + quantiles(rises, CANDIDATES)]
+    ratios = [b / a - 1 for a, b in zip(demand, demand[1:]) if b > a and a > 0]
+    return [replay(demand, lambda d, p=p: d * p, maximum) for p in [0.0] + quantiles(ratios, CANDIDATES)]
+
+
+def best_at(opts, budget, kill_cost=0.0):
+    """The per-VM choice with the fewest short samples (plus kill_cost per OOM kill) at
+    mean memory <= budget."""
+    def pick(lam):
+        total = [0, 0, 0.0]
+        for o in opts:
+            s, k, m = min(o, key=lambda x: x[0] + kill_cost * x[1] + lam * x[2] / bb.MIB)
+            total[0] += s
+            total[1] += k
+            total[2] += m
+        return total
+
+    lo, hi = 1e-9, 1e3
+    for _ in range(50):
+        mid = (lo * hi) ** 0.5
+        if pick(mid)[2] > budget:
+            lo = mid
+        else:
+            hi = mid
+    return pick(hi)
+
+
+def best_without_more_kills(opts, budget, kills):
+    """best_at with the smallest cost of a kill that keeps the OOM kills <= kills."""
+    lo, hi = 0.0, 64.0
+    best = best_at(opts, budget, hi)
+    if best[1] > kills:
+        return best
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        r = best_at(opts, budget, mid)
+        if r[1] > kills:
+            lo = mid
+        else:
+            hi, best = mid, r
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sets", default="tune,held-out,all")
+    args = ap.parse_args()
+    dataset = bb.find_dataset()
+    if not dataset:
+        print("headroom_bound: the Bitbrains dataset was not found (set DYNMEM_BITBRAINS); skipped")
+        return 0
+    caps = bb.capacities(dataset)
+    print("| set | rule | short samples | vs hyperv | OOM kills | mean held GiB | vs hyperv |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for which in args.sets.split(","):
+        traces = {n: bb.read_trace(dataset, n)[1] for n in bb.subset(dataset, which)}
+        h = [0, 0, 0.0]
+        for n, d in traces.items():
+            s, k, m = replay(d, lambda x: x * 0.2, bb.align(caps[n]))
+            h = [h[0] + s, h[1] + k, h[2] + m]
+        rows = [("hyperv (buffer 20 %)", h)]
+        for form in ("additive", "relative"):
+            opts = [options(d, bb.align(caps[n]), form) for n, d in traces.items()]
+            rows.append((f"{form}, per VM, in-sample", best_at(opts, h[2])))
+            rows.append((f"{form}, per VM, in-sample, OOM kills <= hyperv",
+                         best_without_more_kills(opts, h[2], h[1])))
+        for label, (s, k, m) in rows:
+            print(f"| {which} | {label} | {s:,} | {s / h[0]:.2f} | {k} | {m / bb.GIB:.2f} |"
+                  f" {m / h[2]:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
