@@ -48,7 +48,7 @@ struct policy_tunables {
         uint64_t min_change_bytes;    /* changes smaller than this are ignored (16 MiB) */
         uint32_t min_change_permille; /* ... or smaller than this share of assigned (30 = 3 %) */
         uint64_t shrink_delay_ms;     /* a surplus must last this long before a shrink (30 s) */
-        uint32_t shrink_step_percent; /* one shrink takes at most this % of assigned (25 %) */
+        uint32_t shrink_step_percent; /* one shrink takes at most this % of assigned (100 %) */
         uint64_t trend_lookahead_ms;  /* rising demand is projected this far ahead (5 s) */
         uint32_t
             stall_threshold_permille; /* stall share of an interval that means short (10 = 1 %) */
@@ -65,13 +65,13 @@ struct policy_tunables {
         uint32_t stall_backoff_max; /* the same correction learned again multiplies stall_memory, up
                                        to this (8) */
         uint64_t stall_memory_ms;   /* a learned demand correction holds this long (10 min) */
-        uint64_t history_halflife_ms;   /* what the history learned weighs half after this (1 h) */
+        uint64_t history_halflife_ms;   /* what the history learned weighs half after this (6 h) */
         uint32_t headroom_permille;     /* headroom covers this share of unforeseen rises (995) */
         uint32_t headroom_pool_percent; /* the VMs share this % of their buffers' sum (100; 0: each
                                            VM max(its cover, its buffer)) */
         uint64_t headroom_period_ms; /* ... counted per this much time, not per decision (30 s) */
         uint32_t persistence_max_permille; /* changes carry on at most this much (1000; 0 = off) */
-        uint32_t grow_band_percent;   /* grow once less than this % of the headroom is left (50) */
+        uint32_t grow_band_percent;   /* grow once less than this % of the headroom is left (30) */
         uint32_t shrink_band_percent; /* shrink once the surplus exceeds this % of it (50) */
 };
 
