@@ -174,6 +174,18 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
  * when it falls in the bottom bucket (rises under 8 MiB are below any
  * deadband).
  */
+/*
+ * What a decision's share of rises counts for per period_ms of time: the
+ * VM's interval over the period (1 when the interval is as long, or no
+ * period or interval is known).
+ */
+static double period_share(const struct policy_history *h, uint64_t period_ms)
+{
+        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
+                return (double)h->last_dt_ms / (double)period_ms;
+        return 1.0;
+}
+
 uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permille,
                                  uint64_t period_ms)
 {
@@ -189,8 +201,7 @@ uint64_t policy_history_tail(const struct policy_history *h, double miss, uint64
 
         if (!(sum > 0.0) || !(share < 1.0))
                 return 0;
-        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
-                share *= (double)h->last_dt_ms / (double)period_ms;
+        share *= period_share(h, period_ms);
         double tail = sum * share;
         for (unsigned b = h->top + 1u; b-- > 1;) {
                 double w = h->rise_weight[b];
@@ -209,8 +220,8 @@ uint64_t policy_history_tail(const struct policy_history *h, double miss, uint64
 /*
  * The share of rises a cover misses per period, per unit of weight, and the
  * cover when it covers everything (the top of the highest bucket): what
- * policy_history_priced() and policy_history_priced2() start from. False
- * with no history.
+ * policy_history_priced_edge() and policy_history_priced_window() start
+ * from. False with no history.
  */
 static bool priced_start(const struct policy_history *h, uint64_t period_ms, double *unit,
                          double *top_bytes)
@@ -220,8 +231,7 @@ static bool priced_start(const struct policy_history *h, uint64_t period_ms, dou
         if (!(sum > 0.0))
                 return false;
         *unit = 1.0 / sum;
-        if (period_ms && h->last_dt_ms && h->last_dt_ms < period_ms)
-                *unit *= (double)h->last_dt_ms / (double)period_ms;
+        *unit *= period_share(h, period_ms);
         unsigned top = h->top;
         *top_bytes = top + 1 < POLICY_RISE_BUCKETS ? (double)bucket_start(top + 1)
                                                    : (double)bucket_start(top) * M_SQRT2;

@@ -159,7 +159,8 @@ static void narrow_pass(struct policy_vm *vms, size_t n, const struct policy_tun
 void policy_pool_price(struct policy_pool *pool, struct policy_vm *vms, size_t n,
                        const struct policy_tunables *t)
 {
-        double pool_bytes = (double)scale_permille(pool->buffers, 10ull * t->headroom_pool_percent);
+        uint64_t pool_whole = scale_permille(pool->buffers, 10ull * t->headroom_pool_percent);
+        double pool_bytes = (double)pool_whole;
         int bins[WINDOW], lo = 0, hi = PRICE_BINS;
         double covers = 0.0, sums[WINDOW];
 
@@ -184,7 +185,6 @@ void policy_pool_price(struct policy_pool *pool, struct policy_vm *vms, size_t n
         pool->bin = lo;
         pool->price = price_of(lo);
         uint64_t covered = (uint64_t)covers;
-        uint64_t pool_whole = scale_permille(pool->buffers, 10ull * t->headroom_pool_percent);
         pool->left = covered < pool_whole ? (double)(pool_whole - covered) : 0.0;
 }
 
