@@ -73,11 +73,13 @@ def main():
     ap.add_argument("--sim", default=None, help="dynmem-sim to check (default: this tree's)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
-    sim = args.sim or simbench.find_sim()
+    # Each build runs in its scenario's folder: a relative path is taken from here first.
+    baseline = os.path.abspath(args.baseline)
+    sim = os.path.abspath(args.sim or simbench.find_sim())
     with tempfile.TemporaryDirectory(prefix="same-decisions-") as tmp:
         todo = scenarios(tmp)
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(lambda s: compare(args.baseline, sim, s[0], s[1], tmp), todo))
+            results = list(pool.map(lambda s: compare(baseline, sim, s[0], s[1], tmp), todo))
     differ = [label for label, same in results if not same]
     for label, same in results:
         print(f"{'same' if same else 'DIFFERENT':9} {label}")
