@@ -308,7 +308,6 @@ void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t
                 t->engaged = true;
                 t->since_ms = now_ms;
                 t->mem_total_then = mem_total;
-                t->engagements++;
                 keep_free(t, mem_total, mem_free);
                 return;
         }
@@ -319,10 +318,6 @@ void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t
         }
         lift_all(t);
         t->engaged = false;
-        if (room)
-                t->lifted_by_room++;
-        else
-                t->lifted_by_time++;
         util_log("throttle: lifted after %" PRIu64 " ms (%s; lowered by %" PRIu64
                  " MiB to keep RAM free)",
                  now_ms - t->since_ms,
@@ -339,10 +334,4 @@ void throttle_close(struct throttle *t)
         lift_all(t);
         t->engaged = false;
         util_log("throttle: lifted (the agent stops)");
-}
-
-int throttle_timeout(const struct throttle *t, uint64_t now_ms)
-{
-        (void)now_ms;
-        return t->engaged ? 100 : -1;
 }
