@@ -1,13 +1,10 @@
 /*
- * Tests for agent_estimate's stall attribution (docs/demand.md, "Stall"): a
- * PSI stall counts as the guest being short of memory it uses only when its
- * kernel shows working-set pressure in the same interval (refaults at 1 MiB/s
- * or more, or pages in use pushed to swap that fast, judged over a second at
- * least); a
- * stall that only turned over page cache nobody reads again counts 0; and the
- * file working set, Active(file) as refaults prove it, held until the kernel
- * lets it go. Pure
- * functions, reports built here: no protocol, no clock.
+ * Tests for agent_estimate's stall attribution (docs/demand.md, "Stall"): a PSI stall counts as
+ * the guest being short of memory it uses only when its kernel shows working-set pressure in the
+ * same interval (refaults at 1 MiB/s or more, or pages in use pushed to swap that fast, judged
+ * over a second at least); a stall that only turned over page cache nobody reads again counts 0;
+ * and the file working set, Active(file) as refaults prove it, held until the kernel lets it go.
+ * Pure functions, reports built here: no protocol, no clock.
  */
 #include <setjmp.h>
 #include <stdarg.h>
