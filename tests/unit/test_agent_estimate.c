@@ -279,6 +279,18 @@ static void a_change_of_memtotal_is_no_rise(void **state)
         assert_false(interval(b, r, PAGE).stall_turnover);
 }
 
+/* A refault count that appears (the report before had none) is a count since boot, no burst. */
+static void a_refault_count_appearing_is_no_refaulting(void **state)
+{
+        struct agent_report b = at(1, 10), r = at(2, 11);
+
+        b.have &= ~AGENT_HAVE_REFAULTS;
+        r.refaults = 100000;
+        struct agent_estimate e = interval(b, r, PAGE);
+        assert_float_equal(e.refaults_per_s, 0.0, 1e-9);
+        assert_int_equal(e.demand_bytes, 300 * MIB); /* no hot cache from it */
+}
+
 /* Feed r into e; the demand figure after it. */
 static uint64_t demand_after(struct agent_estimator *e, const struct agent_report *r)
 {
@@ -337,6 +349,7 @@ int main(void)
             cmocka_unit_test(each_interval_is_judged_alone),
             cmocka_unit_test(a_short_interval_is_judged_over_a_second),
             cmocka_unit_test(a_change_of_memtotal_is_no_rise),
+            cmocka_unit_test(a_refault_count_appearing_is_no_refaulting),
             cmocka_unit_test(the_file_working_set_follows_the_kernels_evidence),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
