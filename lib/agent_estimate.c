@@ -46,24 +46,22 @@ static bool refaulting(const struct agent_report *b, const struct agent_report *
 }
 
 /*
- * Whether, between base b and report r (dt_ms apart), the guest's kernel showed it
- * short of memory it uses: pages it lost and read back (refaults, of file pages or of
- * swapped ones), or pages in use pushed out to swap (the absorber or its own) to make
- * room. A rise of what it holds is no such sign while the kernel serves it from cache
- * nobody reads again, and pages sitting in the absorber are in the demand figure
- * already. Without refault counts it cannot tell, and says so (true: the stall is
- * believed).
+ * Whether, between base b and report r (dt_ms apart), the guest's kernel showed it short of
+ * memory it uses: pages it lost and read back (refaulted: refaulting() over the interval, of
+ * file pages or of swapped ones), or pages in use pushed out to swap (the absorber or its own)
+ * to make room. A rise of what it holds is no such sign while the kernel serves it from cache
+ * nobody reads again, and pages sitting in the absorber are in the demand figure already.
+ * Without refault counts it cannot tell, and says so (true: the stall is believed).
  */
 static bool working_set_short(const struct agent_estimator *e, const struct agent_report *b,
-                              const struct agent_report *r, uint64_t dt_ms, uint64_t page_size)
+                              const struct agent_report *r, uint64_t dt_ms, bool refaulted)
 {
         uint64_t before = swapped_of(b), after = swapped_of(r);
 
         if (!e->rates_known || !(r->have & b->have & AGENT_HAVE_REFAULTS))
                 return true;
-        return refaulting(b, r, dt_ms, page_size) ||
-               (after > before &&
-                at_rate((double)(after - before), dt_ms, WORKING_SET_MIN_BYTES_PER_S));
+        return refaulted || (after > before &&
+                             at_rate((double)(after - before), dt_ms, WORKING_SET_MIN_BYTES_PER_S));
 }
 
 /*
@@ -94,6 +92,7 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
         unsigned resets = 0;
         uint64_t dt;
         double v;
+        bool refaulted = false;
 
         if (!e->have_base || r->seq <= b->seq || r->time_ms < b->time_ms) {
                 resets = e->have_base; /* a restarted agent or guest */
@@ -112,16 +111,19 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
                 e->rates_known = counter_rate(b->refaults, r->refaults, dt, &e->refault_rate);
         else if (e->rates_known)
                 e->refault_rate = 0;
-        if (!e->rates_known)
+        if (!e->rates_known) {
                 resets++;
-        else
-                hot_update(e, r, refaulting(b, r, dt, page_size));
+        } else {
+                refaulted =
+                    (r->have & b->have & AGENT_HAVE_REFAULTS) && refaulting(b, r, dt, page_size);
+                hot_update(e, r, refaulted);
+        }
         if ((r->have & b->have & AGENT_HAVE_PSI)) {
                 if (counter_rate(b->psi_some_total_us, r->psi_some_total_us, dt, &v)) {
                         v /= 1e6; /* us per s -> share */
                         e->psi = v < 0 ? 0 : v > 1 ? 1 : v;
                         /* A stall that only turned over cache nobody reads again: not short. */
-                        e->turnover = e->psi > 0 && !working_set_short(e, b, r, dt, page_size);
+                        e->turnover = e->psi > 0 && !working_set_short(e, b, r, dt, refaulted);
                         e->stall = e->turnover ? 0 : e->psi;
                         e->stall_known = true;
                 } else {

@@ -155,8 +155,8 @@ static void sample_absorber(struct run *r, struct sample *s)
                 absorber_run(&r->absorber, &f, s->mem_total, s->mem_available, r->now);
 }
 
-/* A sample for the absorber alone (no host to report to). */
-static void check_absorber(struct run *r)
+/* A sample not sent to the host (there is none, or the throttle looks between reports). */
+static void sample_unreported(struct run *r)
 {
         struct sample s;
 
@@ -246,6 +246,35 @@ static int loop_timeout(struct run *r)
         return t;
 }
 
+static volatile sig_atomic_t stop_signal; /* SIGTERM or SIGINT came: stop */
+
+static void on_stop_signal(int sig)
+{
+        stop_signal = sig;
+}
+
+/*
+ * poll() that a stop signal always ends: SIGTERM and SIGINT are blocked but inside ppoll(), so
+ * one that comes after run_forever() looked and before the wait began is not left to wait
+ * for the timeout (none at all without a host). 0 (nothing) when one came already.
+ */
+static int wait_events(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+        struct timespec ts = {.tv_sec = timeout_ms / 1000,
+                              .tv_nsec = (long)(timeout_ms % 1000) * 1000000L};
+        sigset_t stops, open;
+        int rc = 0;
+
+        sigemptyset(&stops);
+        sigaddset(&stops, SIGTERM);
+        sigaddset(&stops, SIGINT);
+        sigprocmask(SIG_BLOCK, &stops, &open);
+        if (!stop_signal)
+                rc = ppoll(fds, n, timeout_ms < 0 ? NULL : &ts, &open);
+        sigprocmask(SIG_SETMASK, &open, NULL);
+        return rc;
+}
+
 static void loop_once(struct run *r)
 {
         struct pollfd fds[3] = {
@@ -256,7 +285,7 @@ static void loop_once(struct run *r)
 
         if (!fds[0].events)
                 fds[0].fd = -1;
-        if (poll(fds, 3, loop_timeout(r)) < 0 && errno != EINTR) {
+        if (wait_events(fds, 3, loop_timeout(r)) < 0 && errno != EINTR) {
                 util_log("poll: %s", strerror(errno));
                 return;
         }
@@ -275,20 +304,13 @@ static void loop_once(struct run *r)
         if (absorber_timeout(&r->absorber, r->now) >= 0) /* a drain runs: reap it when done */
                 absorber_run(&r->absorber, NULL, 0, 0, r->now);
         if (r->throttle.engaged && r->now >= r->next_throttle_ms) /* is the memory there yet? */
-                check_absorber(r);
-}
-
-static volatile sig_atomic_t stop_signal; /* SIGTERM or SIGINT came: stop */
-
-static void on_stop_signal(int sig)
-{
-        stop_signal = sig;
+                sample_unreported(r);
 }
 
 static void run_forever(struct run *r)
 {
         for (;;) {
-                if (stop_signal) { /* poll() returns EINTR: no SA_RESTART */
+                if (stop_signal) { /* the wait returns EINTR (wait_events) */
                         throttle_close(&r->throttle);
                         util_log("stopping (signal %d)", (int)stop_signal);
                         return;
@@ -306,7 +328,7 @@ static void run_forever(struct run *r)
                         if (r->version)
                                 send_report(r, AGENT_CAUSE_TICK);
                         else /* no host: the absorber still drains, the throttle lifts */
-                                check_absorber(r);
+                                sample_unreported(r);
                         r->next_report_ms += r->interval_ms;
                         if (r->next_report_ms <= r->now) /* late (suspended): no catching up */
                                 r->next_report_ms = r->now + r->interval_ms;

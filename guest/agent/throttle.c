@@ -218,7 +218,8 @@ static bool read_u64(const char *rel, const char *file, uint64_t *ret)
 
 /*
  * memory.high of every workload cgroup to what it holds now, never above what it was (someone
- * else's limit stays); what it was is kept for the lift, and noted for a successor.
+ * else's limit stays); what it was is kept for the lift, and noted for a successor before the
+ * first write (an agent killed among the writes leaves none unnoted).
  */
 static void limit_all(struct throttle *t)
 {
@@ -239,12 +240,15 @@ static void limit_all(struct throttle *t)
                 if (util_parse_u64(buf, NULL, &high) == 0 && high <= cur)
                         continue; /* at or below what it holds already: left alone */
                 snprintf(t->prev[i], sizeof(t->prev[i]), "%s", buf);
-                snprintf(buf, sizeof(buf), "%" PRIu64, cur);
-                util_write_file(f, buf);
                 t->high[i] = cur;
                 t->floor[i] = cur / 2;
         }
         save_state(t);
+        for (unsigned i = 0; i < t->count; i++)
+                if (t->prev[i][0] && cg_file(f, sizeof(f), t->paths[i], "memory.high")) {
+                        snprintf(buf, sizeof(buf), "%" PRIu64, t->high[i]);
+                        util_write_file(f, buf);
+                }
 }
 
 /*
@@ -304,7 +308,6 @@ void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t
                 t->engaged = true;
                 t->since_ms = now_ms;
                 t->mem_total_then = mem_total;
-                t->engagements++;
                 keep_free(t, mem_total, mem_free);
                 return;
         }
@@ -315,10 +318,6 @@ void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t
         }
         lift_all(t);
         t->engaged = false;
-        if (room)
-                t->lifted_by_room++;
-        else
-                t->lifted_by_time++;
         util_log("throttle: lifted after %" PRIu64 " ms (%s; lowered by %" PRIu64
                  " MiB to keep RAM free)",
                  now_ms - t->since_ms,
@@ -335,10 +334,4 @@ void throttle_close(struct throttle *t)
         lift_all(t);
         t->engaged = false;
         util_log("throttle: lifted (the agent stops)");
-}
-
-int throttle_timeout(const struct throttle *t, uint64_t now_ms)
-{
-        (void)now_ms;
-        return t->engaged ? 100 : -1;
 }

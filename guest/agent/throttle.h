@@ -50,7 +50,6 @@ struct throttle {
         uint64_t lowered;                     /* bytes lowered by since engaged, in all */
         bool engaged;
         uint64_t since_ms, mem_total_then;
-        uint64_t engagements, lifted_by_room, lifted_by_time;
         unsigned restored; /* cgroups a predecessor left throttled, put back at open */
         char why_off[96];
 };
@@ -73,8 +72,5 @@ void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t
 
 /* The agent stops: an engaged throttle is lifted (what each cgroup had, put back). */
 void throttle_close(struct throttle *t);
-
-/* Milliseconds until throttle_run() should look again (engaged: soon); -1 = none. */
-int throttle_timeout(const struct throttle *t, uint64_t now_ms);
 
 #endif

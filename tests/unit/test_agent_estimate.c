@@ -1,13 +1,10 @@
 /*
- * Tests for agent_estimate's stall attribution (docs/demand.md, "Stall"): a
- * PSI stall counts as the guest being short of memory it uses only when its
- * kernel shows working-set pressure in the same interval (refaults at 1 MiB/s
- * or more, or pages in use pushed to swap that fast, judged over a second at
- * least); a
- * stall that only turned over page cache nobody reads again counts 0; and the
- * file working set, Active(file) as refaults prove it, held until the kernel
- * lets it go. Pure
- * functions, reports built here: no protocol, no clock.
+ * Tests for agent_estimate's stall attribution (docs/demand.md, "Stall"): a PSI stall counts as
+ * the guest being short of memory it uses only when its kernel shows working-set pressure in the
+ * same interval (refaults at 1 MiB/s or more, or pages in use pushed to swap that fast, judged
+ * over a second at least); a stall that only turned over page cache nobody reads again counts 0;
+ * and the file working set, Active(file) as refaults prove it, held until the kernel lets it go.
+ * Pure functions, reports built here: no protocol, no clock.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -282,6 +279,18 @@ static void a_change_of_memtotal_is_no_rise(void **state)
         assert_false(interval(b, r, PAGE).stall_turnover);
 }
 
+/* A refault count that appears (the report before had none) is a count since boot, no burst. */
+static void a_refault_count_appearing_is_no_refaulting(void **state)
+{
+        struct agent_report b = at(1, 10), r = at(2, 11);
+
+        b.have &= ~AGENT_HAVE_REFAULTS;
+        r.refaults = 100000;
+        struct agent_estimate e = interval(b, r, PAGE);
+        assert_float_equal(e.refaults_per_s, 0.0, 1e-9);
+        assert_int_equal(e.demand_bytes, 300 * MIB); /* no hot cache from it */
+}
+
 /* Feed r into e; the demand figure after it. */
 static uint64_t demand_after(struct agent_estimator *e, const struct agent_report *r)
 {
@@ -340,6 +349,7 @@ int main(void)
             cmocka_unit_test(each_interval_is_judged_alone),
             cmocka_unit_test(a_short_interval_is_judged_over_a_second),
             cmocka_unit_test(a_change_of_memtotal_is_no_rise),
+            cmocka_unit_test(a_refault_count_appearing_is_no_refaulting),
             cmocka_unit_test(the_file_working_set_follows_the_kernels_evidence),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
