@@ -140,6 +140,7 @@ static void pool_gives_headroom_where_rises_are(void **state)
         struct fx *f = *state;
         uint64_t ha, hb, buffer = want_of(GIB, 20) - GIB;
 
+        f->cfg.tunables.headroom_pool_percent = 100; /* opt-in (off by default) */
         headrooms_after_bursts(f, &ha, &hb);
         /* b's rises are covered; a, which never rose, gives it part of its buffer. */
         assert_true(hb >= 160 * MIB);
