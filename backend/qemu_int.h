@@ -383,6 +383,20 @@ int qemu_proc_log_trim(const char *path, uint64_t cap);
  */
 #define QEMU_READBACK_LAG_MS 3000
 
+/*
+ * What lowered requests let a VM take, each for QEMU_READBACK_LAG_MS after its
+ * lowering: one slot per second of the window, so that a request lowered again
+ * and again (a target that moves by a block each decision) never keeps an old
+ * high alive past its own window.
+ */
+#define QEMU_HIGH_SLOTS (QEMU_READBACK_LAG_MS / 1000 + 1)
+struct qemu_highs {
+        uint64_t second[QEMU_HIGH_SLOTS]; /* now_ms / 1000 of the lowerings in the slot */
+        uint64_t bytes[QEMU_HIGH_SLOTS];  /* the most they let the VM take */
+        uint64_t until_ms[QEMU_HIGH_SLOTS];
+        size_t newest; /* the slot of the last lowering */
+};
+
 struct qemu_mem {
         struct qemu_layout layout;
         bool known;         /* read back at least once */
@@ -399,8 +413,7 @@ struct qemu_mem {
         bool actual_stale;             /* since a reset QEMU still says stale_actual ... */
         uint64_t stale_actual;         /* ... for a balloon the new boot has not filled */
         /* Lowered requests: what the previous ones let the VM take, until read back. */
-        uint64_t plugged_high, plugged_high_until_ms;
-        uint64_t actual_high, actual_high_until_ms;
+        struct qemu_highs plugged_high, actual_high;
 };
 
 struct qemu_mem_plan {

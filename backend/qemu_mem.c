@@ -35,6 +35,35 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
         return a > b ? a : b;
 }
 
+/* A request lowered from `bytes` at now_ms: it may hold that for QEMU_READBACK_LAG_MS. */
+static void high_note(struct qemu_highs *h, uint64_t bytes, uint64_t now_ms)
+{
+        uint64_t second = now_ms / 1000;
+        size_t i = (size_t)(second % QEMU_HIGH_SLOTS);
+
+        /* A slot of another second is from a window that has ended. */
+        if (h->second[i] != second || h->until_ms[i] <= now_ms)
+                h->bytes[i] = 0;
+        h->second[i] = second;
+        h->bytes[i] = max_u64(h->bytes[i], bytes);
+        h->until_ms[i] = now_ms + QEMU_READBACK_LAG_MS;
+        h->newest = i;
+}
+
+/*
+ * The most the lowerings whose windows have not ended let it take; with the
+ * last request still in flight, its window has not begun: the newest counts.
+ */
+static uint64_t high_now(const struct qemu_highs *h, uint64_t now_ms, bool in_flight)
+{
+        uint64_t high = 0;
+
+        for (size_t i = 0; i < QEMU_HIGH_SLOTS; i++)
+                if (now_ms < h->until_ms[i] || (in_flight && i == h->newest))
+                        high = max_u64(high, h->bytes[i]);
+        return high;
+}
+
 uint64_t qemu_mem_may_hold(const struct qemu_mem *m, uint64_t now_ms)
 {
         const struct qemu_layout *l = &m->layout;
@@ -42,12 +71,10 @@ uint64_t qemu_mem_may_hold(const struct qemu_mem *m, uint64_t now_ms)
 
         if (m->balloon_sent)
                 base = max_u64(base, m->balloon_value);
-        if (now_ms < m->actual_high_until_ms)
-                base = max_u64(base, m->actual_high);
+        base = max_u64(base, high_now(&m->actual_high, now_ms, false));
         if (m->requested_in_flight)
                 plug = max_u64(plug, m->requested_sent);
-        if (m->requested_in_flight || now_ms < m->plugged_high_until_ms)
-                plug = max_u64(plug, m->plugged_high);
+        plug = max_u64(plug, high_now(&m->plugged_high, now_ms, m->requested_in_flight));
         if (base > l->startup)
                 base = l->startup;
         if (plug > l->region)
@@ -169,12 +196,8 @@ void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *re
         uint64_t want = wanted_requested(m, now_ms, &plan);
         if (m->layout.region > 0 && want != m->requested && !m->requested_in_flight) {
                 uint64_t before = max_u64(m->requested, m->plugged);
-                if (want < before) { /* see qemu_mem_may_hold */
-                        m->plugged_high = now_ms < m->plugged_high_until_ms
-                                              ? max_u64(m->plugged_high, before)
-                                              : before;
-                        m->plugged_high_until_ms = now_ms + QEMU_READBACK_LAG_MS;
-                }
+                if (want < before) /* see qemu_mem_may_hold */
+                        high_note(&m->plugged_high, before, now_ms);
                 plan.set_requested = true;
                 plan.requested = want;
                 m->requested_in_flight = true;
@@ -185,12 +208,8 @@ void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *re
             (!m->balloon_sent || balloon != m->balloon_value)) {
                 uint64_t before =
                     max_u64(m->balloon_sent ? m->balloon_value : m->layout.startup, m->actual);
-                if (balloon < before) { /* see qemu_mem_may_hold */
-                        m->actual_high = now_ms < m->actual_high_until_ms
-                                             ? max_u64(m->actual_high, before)
-                                             : before;
-                        m->actual_high_until_ms = now_ms + QEMU_READBACK_LAG_MS;
-                }
+                if (balloon < before) /* see qemu_mem_may_hold */
+                        high_note(&m->actual_high, before, now_ms);
                 plan.set_balloon = true;
                 plan.balloon_value = balloon;
                 m->balloon_sent = true;

@@ -186,7 +186,7 @@ def the_hostile_claim_takes_nothing_from_the_honest(ctx):
         fair = shares(vms)
         ok = all(vms[n]["assigned_bytes"] + SLACK >= fair[n] for n in ("honest1", "honest2")) \
             and vms["hostile"]["assigned_bytes"] <= fair["hostile"] + SLACK
-        history.append((ok, {n: (v["assigned_bytes"], v["demand_bytes"], v["reason"])
+        history.append((ok, {n: (v["assigned_bytes"], v["demand_bytes"], v["reason"], mib(v["target_bytes"]))
                              for n, v in vms.items()}, fair))
         return history[-5:] if len(history) >= 5 and all(h[0] for h in history[-5:]) else None
     try:
@@ -195,9 +195,17 @@ def the_hostile_claim_takes_nothing_from_the_honest(ctx):
     except Exception:
         for ok, seen, fair in history[-5:]:
             comment(f"{ok}: {seen}; due {({n: mib(b) for n, b in fair.items()})}")
+        # What held the memory: each VM as dynmemd sees it, its log, the guests' consoles.
+        for n in sorted(WEIGHTS):
+            comment(f"{n}: {d.vm(n)}")
+        for line in [x for x in d.log().splitlines() if "extra cycle" not in x][-150:]:
+            comment(f"dynmemd: {line}")
+        for n in ("honest1", "honest2"):
+            for line in d.console(n).splitlines()[-25:]:
+                comment(f"{n} console: {line}")
         raise
     _, seen, fair = recent[-1]
-    for n, (a, dem, reason) in sorted(seen.items()):
+    for n, (a, dem, reason, _) in sorted(seen.items()):
         comment(f"{n}: assigned {mib(a)}, demand {mib(dem or 0)} ({reason}), due {mib(fair[n])}")
     h = seen["hostile"]
     check(h[0] < MAXIMUM, "the hostile VM does not get its maximum", seen)

@@ -1114,10 +1114,13 @@ static void a_lowered_request_may_still_hold_the_previous_one(void **state)
         assert_int_equal(qemu_mem_may_hold(&m, 2000), 768 * MIB);
         assert_int_equal(qemu_mem_may_hold(&m, 2000 + lag - 1), 768 * MIB);
         assert_int_equal(qemu_mem_may_hold(&m, 2000 + lag), 640 * MIB);
-        /* A second cut inside the window keeps the highest. */
+        /* A second cut inside the window: each cut's high lasts its own window. */
         m.target = 512 * MIB;
         plan(&m, 3000);
-        assert_int_equal(qemu_mem_may_hold(&m, 3000 + lag - 1), 768 * MIB);
+        assert_int_equal(qemu_mem_may_hold(&m, 3000), 768 * MIB);
+        assert_int_equal(qemu_mem_may_hold(&m, 2000 + lag - 1), 768 * MIB);
+        assert_int_equal(qemu_mem_may_hold(&m, 2000 + lag), 640 * MIB);
+        assert_int_equal(qemu_mem_may_hold(&m, 3000 + lag - 1), 640 * MIB);
         assert_int_equal(qemu_mem_may_hold(&m, 3000 + lag), 512 * MIB);
 
         /* The balloon: inflating to 160 MiB, the guest may still hold its 256 MiB. */
@@ -1135,6 +1138,36 @@ static void a_lowered_request_may_still_hold_the_previous_one(void **state)
         m.target = 256 * MIB;
         plan(&m, 20000);
         assert_int_equal(qemu_mem_may_hold(&m, 20000), 256 * MIB);
+}
+
+/*
+ * A target that moves by a block each second, down and up again (a VM at its
+ * share under scarcity): every cut notes what the previous request allowed,
+ * but the high of a cut long past never comes back. It once did: each cut
+ * inside the window kept the window's highest and restarted it, so the VM
+ * was counted at the most it ever held, and the host's other VMs waited.
+ */
+static void a_target_moving_each_second_keeps_no_old_high(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 768 * MIB);
+        const uint64_t lag = QEMU_READBACK_LAG_MS;
+
+        (void)state;
+        m.target = 1024 * MIB;
+        plan(&m, 0);
+        qemu_mem_readback(&m, 256 * MIB, 768 * MIB, 768 * MIB, 1000);
+        m.target = 480 * MIB; /* the cut: it may hold 1024 MiB for the window */
+        plan(&m, 2000);
+        assert_int_equal(qemu_mem_may_hold(&m, 2000), 1024 * MIB);
+        for (uint64_t t = 3000; t < 60000; t += 1000) {
+                /* The guest did what was asked; then the target moves by a block. */
+                qemu_mem_readback(&m, 256 * MIB, m.requested, m.requested, t - 500);
+                m.target = (t / 1000) % 2 ? 478 * MIB : 480 * MIB;
+                plan(&m, t);
+                if (t >= 2000 + lag)
+                        assert_true(qemu_mem_may_hold(&m, t) <= 480 * MIB);
+                assert_true(qemu_mem_may_hold(&m, t) >= qemu_mem_assigned(&m));
+        }
 }
 
 static void requests_in_flight_are_not_repeated(void **state)
@@ -1199,6 +1232,7 @@ int main(void)
             cmocka_unit_test(without_virtio_mem_the_balloon_works_alone),
             cmocka_unit_test(a_reset_starts_from_empty_devices),
             cmocka_unit_test(a_reboot_forgets_the_previous_boot),
+            cmocka_unit_test(a_target_moving_each_second_keeps_no_old_high),
             cmocka_unit_test(requests_in_flight_are_not_repeated),
             cmocka_unit_test(a_lowered_request_may_still_hold_the_previous_one),
             cmocka_unit_test(what_is_read_back_is_clamped),
