@@ -15,6 +15,19 @@
 # (seabios, for one), and `dpkg-deb -x` unpacks them into DIR/root. The result
 # is cached: a second run only checks that the wrapper still runs. Several
 # callers at once wait for each other (flock on DIR.lock).
+#
+# QEMU's modules: QEMU looks for a module in QEMU_MODULE_DIR (the wrapper's),
+# then in the folder it was built for, /usr/lib/x86_64-linux-gnu/qemu, which
+# is Debian 12's QEMU 7.2's. A module that 10.0 asks for and the private
+# folder lacks is taken from 7.2 there, which QEMU refuses ("Only modules from
+# the same build can be loaded") and then aborts on (an assertion in
+# module_load_dso), as it does at libvirt's capability probe (qom-list-types
+# loads every device module). So the private folder gets every module package
+# of 10.0 whose modules Debian 12 keeps in that folder (qemu-system-common
+# there ships the OpenGL and SPICE ones; qemu-block-extra, qemu-system-gui when
+# installed), their libraries come from bookworm when missing here, and the
+# wrapper counts as good only when `-device help` (which loads every device
+# module, as libvirt's probe does) succeeds in an empty environment.
 # DYNMEM_BACKPORTS_MIRROR=URL takes the packages from that Debian archive
 # instead of the one apt uses here.
 set -eu
@@ -25,16 +38,27 @@ case $DIR in *"'"*) echo "$0: DIR must not contain a single quote" >&2; exit 2 ;
 SUITE=bookworm-backports
 WRAPPER=$DIR/bin/qemu-system-x86_64
 PACKAGES="qemu-system-x86 qemu-system-common qemu-system-data"
+PACKAGES="$PACKAGES qemu-system-modules-opengl qemu-system-modules-spice"
+# 7.2's modules of these, when installed, are in the folder 10.0 falls back on.
+for p in qemu-block-extra qemu-system-gui; do
+        dpkg-query -W -f '${db:Status-Abbrev}' $p 2>/dev/null | grep -q '^ii' &&
+                PACKAGES="$PACKAGES $p"
+done
 
 fail() {
         echo "$*" >&2
         exit 1
 }
 
-# The cached wrapper is good when it runs and says it is QEMU.
+# The wrapper is good when it runs, says it is QEMU, and loads every device
+# module from the environment libvirt gives it (none).
+works() {
+        "$WRAPPER" --version 2>/dev/null | grep -q '^QEMU emulator version' &&
+                env -i "$WRAPPER" -machine none -nodefaults -display none -device help \
+                        >/dev/null 2>"$DIR/device-help.err"
+}
 cached() {
-        [ -x "$WRAPPER" ] && [ -f "$DIR/ok" ] &&
-                "$WRAPPER" --version 2>/dev/null | grep -q '^QEMU emulator version'
+        [ -x "$WRAPPER" ] && [ -f "$DIR/ok" ] && works
 }
 
 if cached; then
@@ -64,7 +88,10 @@ MIRROR=${DYNMEM_BACKPORTS_MIRROR:-$(apt-get indextargets --format '$(RELEASE) $(
 rm -rf "$DIR"
 mkdir -p "$DIR/apt/lists/partial" "$DIR/apt/cache/archives/partial" "$DIR/apt/parts" \
         "$DIR/debs" "$DIR/root" "$DIR/bin"
-echo "deb $MIRROR $SUITE main" >"$DIR/apt/sources.list"
+# QEMU from the backports suite; what it needs and this machine lacks, from
+# bookworm itself when the backports suite does not have it (apt prefers
+# bookworm's: backports are NotAutomatic).
+printf 'deb %s %s main\ndeb %s bookworm main\n' "$MIRROR" "$SUITE" "$MIRROR" >"$DIR/apt/sources.list"
 PRIVATE="-o Dir::Etc::SourceList=$DIR/apt/sources.list -o Dir::Etc::SourceParts=$DIR/apt/parts
  -o Dir::State::Lists=$DIR/apt/lists -o Dir::Cache=$DIR/apt/cache -o APT::Sandbox::User=root"
 
@@ -106,6 +133,12 @@ installed_satisfies() {
 }
 
 # What the downloaded packages depend on and this machine lacks: fetch it too.
+# A dependency on one of them, or on a name one of them provides
+# (qemu-system-any), is met.
+ours=" $PACKAGES "
+for deb in "$DIR"/debs/*.deb; do
+        ours="$ours $(dpkg-deb -f "$deb" Provides | tr ',' '\n' | sed 's/^ *//; s/[ (].*//' | tr '\n' ' ')"
+done
 extra=""
 for deb in "$DIR"/debs/*.deb; do
         deps=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/^ *//; s/ *$//; s/:any//')
@@ -115,12 +148,12 @@ for deb in "$DIR"/debs/*.deb; do
         for dep in $deps; do
                 [ -n "$dep" ] || continue
                 name=${dep%% *}
-                case " $PACKAGES " in *" $name "*) continue ;; esac
                 ok=0
-                # Alternatives: any one installed will do.
+                # Alternatives: any one of ours or installed will do.
                 IFS='|'
                 for alt in $dep; do
                         alt=$(echo "$alt" | sed 's/^ *//; s/ *$//')
+                        case "$ours" in *" ${alt%% *} "*) ok=1 && break ;; esac
                         installed_satisfies "$alt" && ok=1 && break
                 done
                 IFS='
@@ -165,6 +198,7 @@ missing=$(LD_LIBRARY_PATH=$LIBS ldd "$BINARY" 2>&1 | awk '/not found/ { print $1
 chmod 755 "$WRAPPER"
 "$WRAPPER" --version 2>&1 | grep -q '^QEMU emulator version' ||
         fail "QEMU $VERSION does not run: $("$WRAPPER" --version 2>&1 | head -n 1)"
+works || fail "QEMU $VERSION cannot load its modules (-device help): $(tail -n 2 "$DIR/device-help.err" | tr '\n' ' ')"
 echo "$VERSION" >"$DIR/ok"
 rm -rf "$DIR/apt/cache" "$DIR/debs"
 echo "$WRAPPER"

@@ -17,6 +17,9 @@ move watch the console for an oops/panic and for the guest's heartbeat
   --mode balloon  plugged, then the balloon inflated (virsh setmem --live)
   --balloon-xml KEY=VALUE  an attribute set on <memballoon> (e.g. freePageReporting=off)
   --cmdline-extra TEXT     appended to the guest's kernel command line
+  --emulator PATH          another QEMU for both hosts' domain (<emulator>)
+  --acpi                   ACPI and the APIC on (always with --emulator: libvirt 9.0
+                           turns ACPI off with -no-acpi, which QEMU 9.0 removed)
 
 usage (root, from a meson build folder):
   crash_bisect.py BUILD IMAGE_DIR --mode plug --runs 3 --migrations 3
@@ -40,10 +43,10 @@ def log(msg):
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
-def enabled_xml(build, a, image, extra):
+def enabled_xml(build, a, image, extra, acpi):
     """web's XML after `dynmem enable`, from a dynmemd run once on host A."""
     bins = [os.path.join(build, "daemon", "dynmemd"), os.path.join(build, "cli", "dynmem")]
-    xml = domain(a, "web", image, memory=512, plan=PLAN, extra=extra)
+    xml = domain(a, "web", image, memory=512, plan=PLAN, extra=extra, acpi=acpi)
     xml = re.sub(r"(<serial type='file'><source path='[^']*')/>", r"\1 append='on'/>", xml)
     a.define(xml)
     d = LvDaemon(bins, a, "memory = 1536M\ninterval = 1s\n")
@@ -92,6 +95,14 @@ def crashed(text):
     return [line for line in text.splitlines() if any(c in line for c in CRASH)]
 
 
+def qemu_log(host):
+    try:
+        with open(host.path("/var/log/libvirt/qemu/web.log"), errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def heartbeats(text):
     return text.count("dynmem-guest-image: meminfo")
 
@@ -126,6 +137,8 @@ def one_run(a, b, xml_path, mode, migrations, settle):
                     check=False, timeout=900)
         if p.returncode != 0:
             log(f"  migration {i} failed: {p.stderr.strip()}")
+            log("  console: " + " | ".join((console(src) + console(dst)).splitlines()[-8:]))
+            log("  QEMU's log: " + " | ".join(qemu_log(src).splitlines()[-4:]))
             return i - 1, None, [p.stderr.strip()]
         log(f"  migration {i} {src.name}->{dst.name} in {time.monotonic() - t0:.1f} s")
         end = time.monotonic() + settle
@@ -154,7 +167,9 @@ def main():
     ap.add_argument("--settle", type=int, default=20)
     ap.add_argument("--balloon-xml", action="append", default=[])
     ap.add_argument("--cmdline-extra", default="")
-    ap.add_argument("--emulator", help="another QEMU binary for both hosts")
+    ap.add_argument("--emulator", help="another QEMU binary for both hosts (implies --acpi: "
+                    "libvirt 9.0 turns ACPI off with -no-acpi, which QEMU 9.0 removed)")
+    ap.add_argument("--acpi", action="store_true", help="ACPI and the APIC on in the guest")
     ap.add_argument("--keep", help="a folder for the consoles of crashed runs")
     args = ap.parse_args()
     a = MigrationHost(name="A", net=True, tcp_port=LIBVIRT_PORT, listen_addr=ADDR_A)
@@ -167,7 +182,7 @@ def main():
         a.start()
         b.start()
         extra = ("dynmem.debug=1 " + args.cmdline_extra).strip()
-        xml = enabled_xml(args.build, a, args.image, extra)
+        xml = enabled_xml(args.build, a, args.image, extra, args.acpi or bool(args.emulator))
         a.virsh("undefine", "web")
         xml = set_balloon_attrs(xml, args.balloon_xml)
         if args.emulator:
@@ -177,7 +192,7 @@ def main():
         with open(xml_path, "w") as f:
             f.write(xml)
         log("domain XML: " + " ".join(re.findall(r"<memballoon[^>]*>|<memory model[^>]*>|"
-                                               r"<emulator>[^<]*<", xml)))
+                                               r"<emulator>[^<]*<|<acpi/>", xml)))
         for r in range(1, args.runs + 1):
             log(f"run {r} ({args.mode})")
             done, bad_at, lines = one_run(a, b, xml_path, args.mode, args.migrations, args.settle)
