@@ -23,7 +23,8 @@ run. Then the relief rule: a VM on A, A's memory lowered below the VM's minimum
 usage: bench.py DYNMEMD DYNMEM [--out DIR] [--shortage-for SECONDS]
        (as root; needs the guest image: DYNMEM_E2E_IMAGE_DIR, DYNMEM_E2E_PROGRAMS,
        DYNMEM_SOURCE_ROOT, as meson sets them: meson test -C build --benchmark
-       --suite migration -v)
+       --suite migration -v; DYNMEM_MIGRATION_QEMU=BINARY: the domains' QEMU,
+       twohost.py)
 """
 import argparse
 import json
@@ -37,7 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "migration"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests"))
 from twohost import (MIB, TwoHosts, console, domain, host_config,  # noqa: E402
-                     migration_result, skip_reason_here, wait_for)
+                     migration_qemu, migration_result, skip_reason_here, wait_for)
 from dynmemtest import OOM_MARKERS, guest_image  # noqa: E402
 
 HISTORY = "hold:5s,ramp:1800M:60s,hold:20s,ramp:256M:10s,hold:36000s"
@@ -169,6 +170,9 @@ def main():
         say(f"1..0 # SKIP {why}")
         return 0
     image = guest_image()
+    binary, version = migration_qemu()
+    say(f"# QEMU {'.'.join(map(str, version or ()))} ({binary or 'libvirt default'}), "
+        f"libvirt {os.popen('libvirtd --version').read().split()[-1]}")
     bins = (os.path.abspath(args.dynmemd), os.path.abspath(args.dynmem))
     os.environ["DYNMEM_CLI"] = bins[1]
     hosts = TwoHosts(bins, "", "")

@@ -45,7 +45,7 @@ DOMAIN = """<domain type='qemu'>
 {features}  <on_reboot>{on_reboot}</on_reboot>
   <on_crash>destroy</on_crash>
   <devices>
-    <controller type='usb' model='none'/>
+{emulator}    <controller type='usb' model='none'/>
     <serial type='file'><source path='{console}'/></serial>
   </devices>
 </domain>
@@ -94,11 +94,12 @@ def console_path(host, name):
 
 
 def domain(host, name, image, memory=256, plan=None, extra="", console=None, acpi=False,
-           on_reboot="destroy"):
+           on_reboot="destroy", emulator=None):
     """The XML of a test domain; plan: dynmem-load's plan (None: no load); console: its
     serial's file (default: in the host's folder, console() reads it); acpi: ACPI and
     the APIC on, as dynmemd's own QEMU guests have them; on_reboot: what a guest reboot
-    does (libvirt's <on_reboot>; "restart" keeps the same QEMU)."""
+    does (libvirt's <on_reboot>; "restart" keeps the same QEMU); emulator: the QEMU
+    binary (libvirt's <emulator>; None: libvirt's default)."""
     with open(os.path.join(image, "cmdline")) as f:
         cmdline = f.read().strip()
     if plan:
@@ -108,7 +109,8 @@ def domain(host, name, image, memory=256, plan=None, extra="", console=None, acp
     features = "  <features>\n    <acpi/>\n    <apic/>\n  </features>\n" if acpi else ""
     return DOMAIN.format(name=name, memory=memory, image=image, cmdline=cmdline,
                          console=console or console_path(host, name), features=features,
-                         on_reboot=on_reboot)
+                         on_reboot=on_reboot,
+                         emulator=f"    <emulator>{emulator}</emulator>\n" if emulator else "")
 
 
 def console(host, name):

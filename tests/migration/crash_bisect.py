@@ -20,6 +20,7 @@ move watch the console for an oops/panic and for the guest's heartbeat
   --emulator PATH          another QEMU for both hosts' domain (<emulator>)
   --acpi                   ACPI and the APIC on (always with --emulator: libvirt 9.0
                            turns ACPI off with -no-acpi, which QEMU 9.0 removed)
+  --memory MIB, --maximum MIB  web's boot memory (and minimum) and maximum (512, 1024)
 
 usage (root, from a meson build folder):
   crash_bisect.py BUILD IMAGE_DIR --mode plug --runs 3 --migrations 3
@@ -43,17 +44,18 @@ def log(msg):
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
-def enabled_xml(build, a, image, extra, acpi):
-    """web's XML after `dynmem enable`, from a dynmemd run once on host A."""
+def enabled_xml(build, a, image, extra, acpi, memory=512, maximum=1024):
+    """web's XML after `dynmem enable`, from a dynmemd run once on host A; memory: its
+    boot memory and minimum, maximum: its maximum (MiB)."""
     bins = [os.path.join(build, "daemon", "dynmemd"), os.path.join(build, "cli", "dynmem")]
-    xml = domain(a, "web", image, memory=512, plan=PLAN, extra=extra, acpi=acpi)
+    xml = domain(a, "web", image, memory=memory, plan=PLAN, extra=extra, acpi=acpi)
     xml = re.sub(r"(<serial type='file'><source path='[^']*')/>", r"\1 append='on'/>", xml)
     a.define(xml)
-    d = LvDaemon(bins, a, "memory = 1536M\ninterval = 1s\n")
+    d = LvDaemon(bins, a, f"memory = {maximum + 512}M\ninterval = 1s\n")
     d.start()
     try:
-        d.ok("enable", "web", "--minimum", "512M", "--maximum", "1G", "--weight", "5000",
-             "--buffer", "40")
+        d.ok("enable", "web", "--minimum", f"{memory}M", "--maximum", f"{maximum}M", "--weight",
+             "5000", "--buffer", "40")
     finally:
         d.stop()
         d.cleanup()
@@ -170,6 +172,8 @@ def main():
     ap.add_argument("--emulator", help="another QEMU binary for both hosts (implies --acpi: "
                     "libvirt 9.0 turns ACPI off with -no-acpi, which QEMU 9.0 removed)")
     ap.add_argument("--acpi", action="store_true", help="ACPI and the APIC on in the guest")
+    ap.add_argument("--memory", type=int, default=512, help="boot memory and minimum, MiB")
+    ap.add_argument("--maximum", type=int, default=1024, help="maximum, MiB")
     ap.add_argument("--keep", help="a folder for the consoles of crashed runs")
     args = ap.parse_args()
     a = MigrationHost(name="A", net=True, tcp_port=LIBVIRT_PORT, listen_addr=ADDR_A)
@@ -182,7 +186,8 @@ def main():
         a.start()
         b.start()
         extra = ("dynmem.debug=1 " + args.cmdline_extra).strip()
-        xml = enabled_xml(args.build, a, args.image, extra, args.acpi or bool(args.emulator))
+        xml = enabled_xml(args.build, a, args.image, extra, args.acpi or bool(args.emulator),
+                          args.memory, args.maximum)
         a.virsh("undefine", "web")
         xml = set_balloon_attrs(xml, args.balloon_xml)
         if args.emulator:
@@ -192,7 +197,8 @@ def main():
         with open(xml_path, "w") as f:
             f.write(xml)
         log("domain XML: " + " ".join(re.findall(r"<memballoon[^>]*>|<memory model[^>]*>|"
-                                               r"<emulator>[^<]*<|<acpi/>", xml)))
+                                               r"<emulator>[^<]*<|<acpi/>|<memory unit[^<]*<|"
+                                               r"<size unit[^<]*<", xml)))
         for r in range(1, args.runs + 1):
             log(f"run {r} ({args.mode})")
             done, bad_at, lines = one_run(a, b, xml_path, args.mode, args.migrations, args.settle)

@@ -22,23 +22,60 @@ two addresses only:
 The guest image, kernel and consoles live in the build and temporary
 folders both hosts see (only libvirt's own folders are private), which is
 what libvirt needs to start the same domain on either side.
+
+The domains run the QEMU libvirt finds (Debian 12: 7.2), or the one
+$DYNMEM_MIGRATION_QEMU names (a QEMU binary or wrapper, e.g. the one
+scripts/qemu-backports.sh prints), as their <emulator> on both hosts; from
+QEMU 9.0 on with ACPI on, as libvirt 9.0 turns ACPI off with -no-acpi, an
+option QEMU 9.0 removed.
 """
 import glob
 import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "libvirt"))
 from lvhost import LibvirtHost, connect  # noqa: E402
-from lvlib import (MIB, Failure, LvDaemon, check, comment, console, domain,  # noqa: E402,F401
+from lvlib import (MIB, Failure, LvDaemon, check, comment, console,  # noqa: E402,F401
                    install_hook, mib, qemu_pid, skip_reason, wait_for)
+from lvlib import domain as lv_domain  # noqa: E402
 
 ADDR_A, ADDR_B = "10.237.0.1", "10.237.0.2"
 LIBVIRT_PORT = 16509
 HTTP_PORT = 9180
 NS = "urn:dynmem:domain:1"
+
+
+def qemu_version(binary):
+    """(major, minor) of a QEMU binary, or None."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"QEMU emulator version (\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def migration_qemu():
+    """The QEMU the domains run ($DYNMEM_MIGRATION_QEMU, else None: libvirt's) and its
+    version ((major, minor), or None: the one in PATH)."""
+    binary = os.environ.get("DYNMEM_MIGRATION_QEMU") or None
+    return binary, qemu_version(binary or shutil.which("qemu-system-x86_64") or "")
+
+
+def domain(host, name, image, **kw):
+    """A test domain (lvlib's) that runs migration_qemu(), ACPI on from QEMU 9.0."""
+    binary, version = migration_qemu()
+    if binary:
+        kw.setdefault("emulator", binary)
+    if version and version >= (9, 0):
+        kw["acpi"] = True
+    return lv_domain(host, name, image, **kw)
 
 
 class MigrationHost(LibvirtHost):
@@ -201,6 +238,9 @@ def skip_reason_here():
     why = skip_reason()
     if why:
         return why
+    binary, version = migration_qemu()
+    if binary and not version:
+        return f"DYNMEM_MIGRATION_QEMU={binary} does not run as QEMU ({binary} --version)"
     if not os.path.exists("/sbin/ip") and not os.path.exists("/usr/sbin/ip") and \
             not os.path.exists("/bin/ip"):
         return "ip (iproute2) is not installed"
