@@ -32,6 +32,7 @@ counted on neither. Prints TAP.
 
 usage: test_migration.py DYNMEMD DYNMEM
 """
+import functools
 import os
 import re
 import signal
@@ -82,6 +83,23 @@ def full_only():
 
 
 tap = Tap()
+
+
+def case(fn):
+    """A case (tap.case) whose failure also says when a guest kernel had crashed by then:
+    under QEMU 7.2's TCG a guest can crash after a migration (docs/migration.md), and
+    every later wait on that guest (its agent, its demand) then fails for that reason."""
+    @functools.wraps(fn)
+    def run(ctx):
+        try:
+            fn(ctx)
+        except Failure as e:
+            crashed = [f"the guest kernel of {name} had crashed by then:\n" + "\n".join(lines)
+                       for name, lines in guest_crashes(ctx).items()]
+            if crashed:
+                raise Failure("\n".join([str(e)] + crashed)) from e
+            raise
+    return tap.case(run)
 
 
 # ---- both hosts, sampled ----
@@ -277,7 +295,7 @@ def balancing_resumes(h, name):
 
 # ---- the cases ----
 
-@tap.case
+@case
 def a_migration_to_a_host_full_of_heavier_vms_is_refused_and_changes_nothing(ctx):
     a, b = ctx["a"], ctx["b"]
     web = settle(a, "web")
@@ -302,7 +320,7 @@ def a_migration_to_a_host_full_of_heavier_vms_is_refused_and_changes_nothing(ctx
     check(events_of(b, "web", ("migration_refused",)), "B's events say why", events(b))
 
 
-@tap.case
+@case
 def room_is_made_by_shrinking_a_lighter_vm_and_the_grown_vm_arrives_whole(ctx):
     a, b = ctx["a"], ctx["b"]
     b.d.ok("set", "db", "--weight", "1000")  # now lighter than web: B may shrink it
@@ -352,7 +370,7 @@ def room_is_made_by_shrinking_a_lighter_vm_and_the_grown_vm_arrives_whole(ctx):
     comment(f"requested on A {mib(req_a)}, plugged {mib(cur_a)}; MemTotal {mib(seen)}")
 
 
-@tap.case
+@case
 def it_goes_back_with_virsh_migrate_live(ctx):
     a, b = ctx["a"], ctx["b"]
     settle(b, "web")
@@ -368,7 +386,7 @@ def it_goes_back_with_virsh_migrate_live(ctx):
     balancing_resumes(a, "web")
 
 
-@tap.case
+@case
 def the_destinations_libvirtd_killed_midway_leaves_the_vm_on_the_source(ctx):
     a, b = ctx["a"], ctx["b"]
     settle(a, "web")
@@ -400,7 +418,7 @@ def the_destinations_libvirtd_killed_midway_leaves_the_vm_on_the_source(ctx):
 SHORT_MIB = 480  # A's memory for VMs in the relief cases: less than web's minimum (512 MiB)
 
 
-@tap.case
+@case
 def a_sustained_shortage_moves_nothing_while_the_peer_has_no_room(ctx):
     full_only()
     a, b = ctx["a"], ctx["b"]
@@ -422,7 +440,7 @@ def a_sustained_shortage_moves_nothing_while_the_peer_has_no_room(ctx):
           peers)
 
 
-@tap.case
+@case
 def a_sustained_shortage_moves_the_vm_to_the_peer_with_room(ctx):
     a, b = ctx["a"], ctx["b"]
     settle(a, "web", timeout=120)
@@ -452,7 +470,7 @@ def a_sustained_shortage_moves_the_vm_to_the_peer_with_room(ctx):
     check(s["moves"] == before["moves"] + 1, "one move, no flapping", s)
 
 
-@tap.case
+@case
 def while_the_load_rises_neither_side_resizes_it_until_it_has_moved(ctx):
     full_only()
     a, b = ctx["a"], ctx["b"]
@@ -476,7 +494,7 @@ def while_the_load_rises_neither_side_resizes_it_until_it_has_moved(ctx):
     balancing_resumes(a, "web")
 
 
-@tap.case
+@case
 def dynmemd_on_the_source_restarted_midway_holds_the_vm_and_lets_it_go(ctx):
     full_only()
     a, b = ctx["a"], ctx["b"]
@@ -500,7 +518,7 @@ def dynmemd_on_the_source_restarted_midway_holds_the_vm_and_lets_it_go(ctx):
     check(b.domstate("web") == "running", "web runs on B")
 
 
-@tap.case
+@case
 def no_guest_ran_out_of_memory_or_crashed(ctx):
     for h, name in ((ctx["a"], "web"), (ctx["b"], "db")):  # each console is where it was defined
         text = console(h.lv, name)
@@ -508,6 +526,16 @@ def no_guest_ran_out_of_memory_or_crashed(ctx):
         oom = [line for line in text.splitlines() if any(m in line for m in OOM_MARKERS)]
         check(not oom, f"no OOM in {name}", oom[:5])
         check(not guest_crash(text), f"no kernel oops or panic in {name}", guest_crash(text))
+
+
+def guest_crashes(ctx):
+    """{name: the first lines of its oops or panic} of the guests that crashed so far."""
+    found = {}
+    for h, name in ((ctx["a"], "web"), (ctx["b"], "db")):  # each console is where it was defined
+        lines = guest_crash(console(h.lv, name))
+        if lines:
+            found[name] = lines
+    return found
 
 
 def guest_crash(text):
@@ -527,7 +555,7 @@ def check_runs(h, name, defined_on):
                       (": its guest kernel crashed:\n" + "\n".join(crash) if crash else ""))
 
 
-@tap.case
+@case
 def neither_budget_was_exceeded_and_no_vm_ran_on_both_or_was_counted_on_neither(ctx):
     s = ctx["sampler"]
     check(s.samples > 20, "the sampler ran", s.samples)
