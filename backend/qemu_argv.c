@@ -263,6 +263,37 @@ static void add_devices(struct argv *a, const struct qemu_paths *p, const struct
         add(a, "chardev:" QEMU_ID_CONSOLE);
 }
 
+/*
+ * The disk's layers as one -drive: each in its own fdset (the disk's with
+ * both access modes), the backing chain spelled out, as QEMU cannot find a
+ * backing file by name from /dev/fdset/N.
+ */
+static void add_disk(struct argv *a, const struct qemu_handover *h)
+{
+        char drive[1024];
+        size_t len = 0;
+
+        for (size_t i = 0; i < h->n_layers; i++) {
+                const struct qemu_disk_layer *l = &h->layer[i];
+                add_fdset(a, l->fd, QEMU_FDSET_DISK + (int)i, l->path);
+                if (i == 0 && h->disk_ro >= 0)
+                        add_fdset(a, h->disk_ro, QEMU_FDSET_DISK, l->path);
+                len += (size_t)snprintf(
+                    drive + len, sizeof(drive) - len,
+                    "%.*sdriver=%s,%.*sfile.driver=file,%.*sfile.filename=/dev/"
+                    "fdset/%d,",
+                    (int)(8 * i), "backing.backing.backing.backing.", l->qcow2 ? "qcow2" : "raw",
+                    (int)(8 * i), "backing.backing.backing.backing.", (int)(8 * i),
+                    "backing.backing.backing.backing.", QEMU_FDSET_DISK + (int)i);
+                if (len >= sizeof(drive))
+                        a->failed = true;
+        }
+        if (len < sizeof(drive)) {
+                add(a, "-drive");
+                add(a, "%sif=virtio", drive);
+        }
+}
+
 static void add_boot(struct argv *a, const struct qemu_vm_config *c, const struct qemu_handover *h)
 {
         /* QEMU's loader opens the kernel by name: the name of the descriptor it was handed. */
@@ -276,14 +307,8 @@ static void add_boot(struct argv *a, const struct qemu_vm_config *c, const struc
                 add(a, "-append");
                 add(a, "%s", c->append);
         }
-        if (h->disk >= 0) {
-                size_t n = strlen(c->disk);
-                bool qcow2 = n > 6 && strcmp(c->disk + n - 6, ".qcow2") == 0;
-                add_fdset(a, h->disk, QEMU_FDSET_DISK, c->disk);
-                add(a, "-drive");
-                add(a, "file=/dev/fdset/%d,if=virtio,format=%s", QEMU_FDSET_DISK,
-                    qcow2 ? "qcow2" : "raw");
-        }
+        if (h->disk >= 0)
+                add_disk(a, h);
 }
 
 static void add_sandbox(struct argv *a)
@@ -300,7 +325,7 @@ int qemu_argv_build(const char *name, const struct qemu_vm_config *c, const stru
         char *guest = qemu_name_arg(name);
 
         if (!guest || h->qmp < 0 || h->agent < 0 || h->console < 0 || h->kernel < 0 ||
-            (c->disk && h->disk < 0))
+            (c->disk && (h->disk < 0 || h->n_layers == 0)))
                 a.failed = true;
         add(&a, "%s", c->qemu);
         add(&a, "-name");

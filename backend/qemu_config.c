@@ -338,6 +338,11 @@ static void parse_images(struct parse_ctx *x, const char *image_dir, struct qemu
         c->kernel = path_key(x, "kernel", false);
         c->initrd = path_key(x, "initrd", false);
         c->disk = path_key(x, "disk", true);
+        if (c->disk && x->check_files && access(c->disk, R_OK) == 0) {
+                char why[512];
+                if (qemu_disk_check(c->disk, why, sizeof(why)) < 0)
+                        problem(x, config_vm_key(x->cvm, "disk")->line, "%s", why);
+        }
         if (!config_vm_key(x->cvm, "kernel")) {
                 const struct config_kv *ini = config_vm_key(x->cvm, "initrd");
                 c->bundled_image = true;

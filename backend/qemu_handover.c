@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -95,6 +96,63 @@ void qemu_handover_close(struct qemu_handover *h, int log_fd)
                 if (h->fds[i] != log_fd)
                         close(h->fds[i]);
         h->n = 0;
+        for (size_t i = 0; i < h->n_layers; i++)
+                free(h->layer[i].path);
+        h->n_layers = 0;
+}
+
+static int open_layer(const char *path, int flags, char *err, size_t errlen)
+{
+        int fd = open(path, flags | O_CLOEXEC);
+
+        if (fd < 0) {
+                fd = -errno;
+                snprintf(err, errlen, "disk %s: %s", path, strerror(-fd));
+        }
+        return fd;
+}
+
+/*
+ * The disk, open read-write and read-only, and each backing file of a
+ * qcow2 chain read-only, as the layers QEMU gets (qemu_argv.c names them).
+ */
+static int open_disk(const char *disk, struct qemu_handover *h, char *err, size_t errlen)
+{
+        struct qemu_disk_layer *l = h->layer;
+        int fd;
+
+        if ((fd = open_layer(disk, O_RDWR, err, errlen)) < 0)
+                return fd;
+        h->disk = hand(h, fd);
+        if ((fd = open_layer(disk, O_RDONLY, err, errlen)) < 0)
+                return fd;
+        h->disk_ro = hand(h, fd);
+        *l = (struct qemu_disk_layer){
+            .path = strdup(disk), .qcow2 = qemu_disk_is_qcow2(disk), .fd = h->disk};
+        h->n_layers = 1;
+        while (l->path && l->qcow2) {
+                char *next;
+                bool qcow2 = false;
+                int r = qemu_disk_backing(fd, l->path, &next, &qcow2, err, errlen);
+                if (r < 0 || !next)
+                        return r;
+                if (h->n_layers == QEMU_DISK_LAYERS_MAX) {
+                        snprintf(err, errlen, "disk %s: more than %d backing files", disk,
+                                 QEMU_DISK_LAYERS_MAX - 1);
+                        free(next);
+                        return -ELOOP;
+                }
+                l = &h->layer[h->n_layers++];
+                *l = (struct qemu_disk_layer){.path = next, .qcow2 = qcow2, .fd = -1};
+                if ((fd = open_layer(next, O_RDONLY, err, errlen)) < 0)
+                        return fd;
+                l->fd = hand(h, fd);
+        }
+        if (!l->path) {
+                snprintf(err, errlen, "disk %s: out of memory", disk);
+                return -ENOMEM;
+        }
+        return 0;
 }
 
 int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *p, int log_fd,
@@ -103,8 +161,13 @@ int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *
 {
         int fd;
 
-        *h = (struct qemu_handover){
-            .qmp = -1, .agent = -1, .console = -1, .kernel = -1, .initrd = -1, .disk = -1};
+        *h = (struct qemu_handover){.qmp = -1,
+                                    .agent = -1,
+                                    .console = -1,
+                                    .kernel = -1,
+                                    .initrd = -1,
+                                    .disk = -1,
+                                    .disk_ro = -1};
         if ((fd = qemu_handover_listen(p->qmp)) < 0) {
                 snprintf(err, errlen, "QMP socket %s: %s", p->qmp, strerror(-fd));
                 goto fail;
@@ -124,14 +187,8 @@ int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *
                         goto fail;
                 h->initrd = hand(h, fd);
         }
-        if (c->disk) {
-                if ((fd = open(c->disk, O_RDWR | O_CLOEXEC)) < 0) {
-                        fd = -errno;
-                        snprintf(err, errlen, "disk %s: %s", c->disk, strerror(-fd));
-                        goto fail;
-                }
-                h->disk = hand(h, fd);
-        }
+        if (c->disk && (fd = open_disk(c->disk, h, err, errlen)) < 0)
+                goto fail;
         return 0;
 fail:
         qemu_handover_close(h, log_fd);

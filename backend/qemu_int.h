@@ -122,16 +122,48 @@ int qemu_paths_make(const char *run_dir, const char *state_dir, const char *name
  * descriptor QEMU_HANDOVER_FIRST + i in QEMU; the other fields are those
  * numbers, -1 for what this VM does not have.
  */
-#define QEMU_HANDOVER_FIRST 3
-#define QEMU_HANDOVER_MAX   6
-#define QEMU_FDSET_CONSOLE  1 /* -add-fd sets: the console log, the disk */
-#define QEMU_FDSET_DISK     2
+#define QEMU_HANDOVER_FIRST  3
+#define QEMU_DISK_LAYERS_MAX 4 /* the disk and up to 3 backing files */
+#define QEMU_HANDOVER_MAX    (5 + 1 + QEMU_DISK_LAYERS_MAX)
+#define QEMU_FDSET_CONSOLE   1 /* -add-fd sets: the console log; disk layer i in DISK + i */
+#define QEMU_FDSET_DISK      2
+
+/*
+ * Disk layer 0 is the disk itself, handed open read-write (disk) and
+ * read-only (disk_ro): QEMU's file driver reopens an image with the access
+ * mode its users need at that moment (read-only while a qcow2 is probed or
+ * no device is attached yet), and an fdset only yields a descriptor of that
+ * exact mode. Backing files are read-only; layer[i].qcow2 says its format.
+ */
+struct qemu_disk_layer {
+        char *path; /* owned */
+        bool qcow2;
+        int fd; /* QEMU's number; -1: none */
+};
 
 struct qemu_handover {
         int fds[QEMU_HANDOVER_MAX];
         size_t n;
-        int qmp, agent, console, kernel, initrd, disk;
+        int qmp, agent, console, kernel, initrd, disk, disk_ro;
+        struct qemu_disk_layer layer[QEMU_DISK_LAYERS_MAX]; /* layer[0].fd == disk */
+        size_t n_layers;
 };
+
+/* Does the disk key name a qcow2 image (by its .qcow2 ending, never by content)? */
+bool qemu_disk_is_qcow2(const char *path);
+
+/*
+ * The backing file of the qcow2 image open as fd (read from its header):
+ * *ret_backing NULL when it has none, else its path (relative names are
+ * taken from path's folder) and *ret_qcow2 its recorded format. -errno with
+ * a sentence in err for what dynmemd cannot hand over: not qcow2, an external
+ * data file, a protocol or json: name, a backing format not recorded.
+ */
+int qemu_disk_backing(int fd, const char *path, char **ret_backing, bool *ret_qcow2, char *err,
+                      size_t errlen);
+
+/* Can the disk's layers be handed over (checked when the config is read)? 0 or -errno, err. */
+int qemu_disk_check(const char *disk, char *err, size_t errlen);
 void qemu_paths_free(struct qemu_paths *p);
 
 /* The memory layout for settings (startup, maximum, block; dynamic VMs only grow). */

@@ -5,6 +5,7 @@
  * order, shrink order, balloon below startup, stuck unplug, refused plug).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +19,7 @@
 
 #include "qemu.h"
 #include "qemu_int.h"
+#include "qemu_launch.h"
 #include "qtest.h"
 #include "units.h"
 
@@ -243,9 +245,18 @@ static void argv_has_the_memory_layout_and_dynmem_devices(void **state)
         c.n_extra = 0;
         c.disk = "/srv/web.qcow2";
         h.disk = 8;
+        h.disk_ro = 9;
+        h.layer[0] = (struct qemu_disk_layer){.path = "/srv/web.qcow2", .qcow2 = true, .fd = 8};
+        h.layer[1] = (struct qemu_disk_layer){.path = "/srv/base.raw", .qcow2 = false, .fd = 10};
+        h.n_layers = 2;
         assert_int_equal(qemu_argv_build("web", &c, &l, &p, &h, true, &old, &argv), 0);
         assert_true(has_pair(argv, "-add-fd", "fd=8,set=2,opaque=/srv/web.qcow2"));
-        assert_true(has_pair(argv, "-drive", "file=/dev/fdset/2,if=virtio,format=qcow2"));
+        assert_true(has_pair(argv, "-add-fd", "fd=9,set=2,opaque=/srv/web.qcow2"));
+        assert_true(has_pair(argv, "-add-fd", "fd=10,set=3,opaque=/srv/base.raw"));
+        assert_true(has_pair(argv, "-drive",
+                             "driver=qcow2,file.driver=file,file.filename=/dev/fdset/2,"
+                             "backing.driver=raw,backing.file.driver=file,"
+                             "backing.file.filename=/dev/fdset/3,if=virtio"));
         assert_true(has_pair(argv, "-m", "size=262144k"));
         assert_false(has_word_with(argv, "virtio-mem"));
         assert_false(has_word_with(argv, "memory-backend"));
@@ -253,6 +264,126 @@ static void argv_has_the_memory_layout_and_dynmem_devices(void **state)
         assert_true(has_pair(argv, "-accel", "kvm"));
         assert_true(has_pair(argv, "-cpu", "host"));
         qemu_strv_free(argv);
+}
+
+/* ---- the disk's layers, opened for QEMU ---- */
+
+static bool sh(const char *dir, const char *cmd)
+{
+        char *line;
+        int r;
+
+        if (asprintf(&line, "cd '%s' && { %s; } >/dev/null 2>&1", dir, cmd) < 0)
+                abort();
+        r = system(line);
+        free(line);
+        return r == 0;
+}
+
+static int open_disk(const char *dir, const char *disk, struct qemu_handover *h, char *err,
+                     size_t errlen)
+{
+        struct qemu_vm_config c = {0};
+        struct qemu_identity id = {.switched = false};
+        struct qemu_paths p = {0};
+        char *kernel, *path;
+        int r;
+
+        if (asprintf(&kernel, "%s/kernel", dir) < 0 || asprintf(&path, "%s/%s", dir, disk) < 0 ||
+            asprintf(&p.qmp, "%s/q.qmp", dir) < 0 || asprintf(&p.agent, "%s/q.agent", dir) < 0)
+                abort();
+        c.kernel = kernel;
+        c.disk = path;
+        r = qemu_handover_open(&c, &p, -1, &id, h, err, errlen);
+        unlink(p.qmp);
+        unlink(p.agent);
+        free(kernel), free(path), free(p.qmp), free(p.agent);
+        return r;
+}
+
+/* Each layer's fd must be of the layer's file, with the access mode QEMU asks for. */
+static void assert_layer(const struct qemu_handover *h, size_t i, const char *name, int mode)
+{
+        int fd = h->fds[h->layer[i].fd - QEMU_HANDOVER_FIRST];
+        struct stat a, b;
+
+        assert_non_null(strstr(h->layer[i].path, name));
+        assert_int_equal(fstat(fd, &a), 0);
+        assert_int_equal(stat(h->layer[i].path, &b), 0);
+        assert_true(a.st_ino == b.st_ino);
+        assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, mode);
+}
+
+static void a_qcow2_chain_is_handed_over_layer_by_layer(void **state)
+{
+        char *dir = qt_tempdir(), err[512];
+        struct qemu_handover h;
+
+        (void)state;
+        if (!sh(dir, "qemu-img --version")) {
+                qt_rmtree(dir);
+                skip();
+        }
+        assert_true(sh(dir, "touch kernel && qemu-img create -f raw base.raw 1M && "
+                            "qemu-img create -f qcow2 -b base.raw -F raw mid.qcow2 && "
+                            "mkdir top && qemu-img create -f qcow2 -b ../mid.qcow2 -F qcow2 "
+                            "top/over.qcow2 && qemu-img create -f qcow2 solo.qcow2 1M && "
+                            "cp base.raw fake.qcow2"));
+
+        /* The disk read-write and read-only; backing files read-only, relative to their image. */
+        assert_int_equal(open_disk(dir, "top/over.qcow2", &h, err, sizeof(err)), 0);
+        assert_int_equal(h.n_layers, 3);
+        assert_layer(&h, 0, "/top/over.qcow2", O_RDWR);
+        assert_int_equal(fcntl(h.fds[h.disk_ro - QEMU_HANDOVER_FIRST], F_GETFL) & O_ACCMODE,
+                         O_RDONLY);
+        assert_layer(&h, 1, "/mid.qcow2", O_RDONLY);
+        assert_true(h.layer[1].qcow2);
+        assert_layer(&h, 2, "/base.raw", O_RDONLY);
+        assert_false(h.layer[2].qcow2);
+        qemu_handover_close(&h, -1);
+
+        assert_int_equal(open_disk(dir, "solo.qcow2", &h, err, sizeof(err)), 0);
+        assert_int_equal(h.n_layers, 1);
+        qemu_handover_close(&h, -1);
+        assert_int_equal(open_disk(dir, "base.raw", &h, err, sizeof(err)), 0);
+        assert_int_equal(h.n_layers, 1);
+        assert_false(h.layer[0].qcow2);
+        qemu_handover_close(&h, -1);
+
+        /* What cannot be handed over is said, and nothing is left open. */
+        assert_int_equal(open_disk(dir, "fake.qcow2", &h, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "not a qcow2 image"));
+        assert_true(sh(dir, "qemu-img create -f qcow2 -b mid.qcow2 -F qcow2 l3.qcow2 && "
+                            "qemu-img create -f qcow2 -b l3.qcow2 -F qcow2 l4.qcow2 && "
+                            "qemu-img create -f qcow2 -b l4.qcow2 -F qcow2 l5.qcow2 && "
+                            "qemu-img create -f qcow2 -u -b /dev/null -F host_device "
+                            "dev.qcow2 1M"));
+        assert_int_equal(open_disk(dir, "l4.qcow2", &h, err, sizeof(err)), 0);
+        assert_int_equal(h.n_layers, 4);
+        qemu_handover_close(&h, -1);
+        assert_int_equal(open_disk(dir, "l5.qcow2", &h, err, sizeof(err)), -ELOOP);
+        assert_non_null(strstr(err, "more than 3 backing files"));
+        assert_int_equal(open_disk(dir, "dev.qcow2", &h, err, sizeof(err)), -ENOTSUP);
+        assert_non_null(strstr(err, "host_device"));
+        assert_int_equal(open_disk(dir, "missing.qcow2", &h, err, sizeof(err)), -ENOENT);
+
+        /* The same verdicts when the config is read. */
+        char *path;
+        const char *const verdicts[][2] = {{"top/over.qcow2", "0"},
+                                           {"l4.qcow2", "0"},
+                                           {"l5.qcow2", "more than 3"},
+                                           {"dev.qcow2", "host_device"},
+                                           {"fake.qcow2", "not a qcow2"}};
+        for (size_t i = 0; i < sizeof(verdicts) / sizeof(*verdicts); i++) {
+                if (asprintf(&path, "%s/%s", dir, verdicts[i][0]) < 0)
+                        abort();
+                int r = qemu_disk_check(path, err, sizeof(err));
+                assert_true(strcmp(verdicts[i][1], "0") == 0
+                                ? r == 0
+                                : r < 0 && strstr(err, verdicts[i][1]));
+                free(path);
+        }
+        qt_rmtree(dir);
 }
 
 static void layout_follows_the_settings(void **state)
@@ -484,6 +615,11 @@ static void bad_keys_are_reported_with_file_and_line(void **state)
                          0);
         assert_string_equal(c.machine, "pc");
         qemu_config_free(&c);
+        /* A disk whose layers cannot be handed to QEMU is refused when the config is read. */
+        config_diag_free(&k->diag);
+        write_file(k->dir, "fake.qcow2", "raw bytes, no qcow2 header");
+        assert_int_equal(parse(k, "[vm \"web\"]\ndisk = fake.qcow2\n", true, &c), -EINVAL);
+        assert_true(diag_has(k, 2, "fake.qcow2: not a qcow2 image"));
 }
 
 static void a_missing_bundled_image_says_so(void **state)
@@ -909,6 +1045,7 @@ int main(void)
             cmocka_unit_test(args_split_like_a_shell_without_one),
             cmocka_unit_test(args_touching_memory_or_dynmem_devices_are_refused),
             cmocka_unit_test(argv_has_the_memory_layout_and_dynmem_devices),
+            cmocka_unit_test(a_qcow2_chain_is_handed_over_layer_by_layer),
             cmocka_unit_test(layout_follows_the_settings),
             cmocka_unit_test(paths_fit_in_a_socket_address),
             cmocka_unit_test(accel_is_chosen_and_explained),

@@ -1,7 +1,8 @@
 /*
  * Tests for the QEMU backend with real guests under TCG: start, plug and
  * unplug with virtio-mem, balloon below startup, QEMU killed, reattach from
- * a fresh backend, and starts that must fail with a clear reason. Prints
+ * a fresh backend, qcow2 (with a backing file) and raw disks, and starts
+ * that must fail with a clear reason. Prints
  * the latencies it sees as TAP comments.
  */
 #include <errno.h>
@@ -601,12 +602,42 @@ static void stop_escalates_when_the_guest_ignores_power_off(void **state)
         b->ops->destroy(b);
 }
 
+/*
+ * A qcow2 overlay: QEMU reopens the disk read-only while it opens the qcow2
+ * and needs its backing file, which it cannot find by name from the fdset.
+ */
+static void qcow2_overlay_and_raw_disks_are_accepted(void **state)
+{
+        static const char *const disks[] = {"over.qcow2", "solo.qcow2", "disk.raw"};
+        struct fixture *f = *state;
+        char cmd[1024], ini[512], err[256];
+
+        if (system("qemu-img --version >/dev/null 2>&1") != 0)
+                skip();
+        snprintf(
+            cmd, sizeof(cmd),
+            "cd '%s' && { qemu-img create -f qcow2 base.qcow2 64M && qemu-img create -f "
+            "qcow2 -b base.qcow2 -F qcow2 over.qcow2 && qemu-img create -f qcow2 solo.qcow2 1M && "
+            "qemu-img create -f raw disk.raw 1M; } >/dev/null 2>&1",
+            f->dir);
+        assert_int_equal(system(cmd), 0);
+        for (size_t i = 0; i < sizeof(disks) / sizeof(*disks); i++) {
+                snprintf(ini, sizeof(ini), "[vm \"disk%zu\"]\ndisk = %s/%s\n", i, f->dir, disks[i]);
+                int r = start_error(f, ini, err, sizeof(err));
+                if (r < 0)
+                        print_message("# %s: %s\n", disks[i], err);
+                assert_int_equal(r, 0);
+        }
+}
+
 int main(void)
 {
         char why[512] = "";
         struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(check_vm_reports_file_and_line, setup, teardown),
             cmocka_unit_test_setup_teardown(start_failures_name_the_vm_and_cause, setup, teardown),
+            cmocka_unit_test_setup_teardown(qcow2_overlay_and_raw_disks_are_accepted, setup,
+                                            teardown),
             cmocka_unit_test_setup_teardown(stop_escalates_when_the_guest_ignores_power_off, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(grows_shrinks_balloons_and_dies, setup, teardown),
