@@ -101,17 +101,6 @@ void qemu_handover_close(struct qemu_handover *h, int log_fd)
         h->n_layers = 0;
 }
 
-static int open_layer(const char *path, int flags, char *err, size_t errlen)
-{
-        int fd = open(path, flags | O_CLOEXEC);
-
-        if (fd < 0) {
-                fd = -errno;
-                snprintf(err, errlen, "disk %s: %s", path, strerror(-fd));
-        }
-        return fd;
-}
-
 /*
  * The disk, open read-write and read-only, and each backing file of a
  * qcow2 chain read-only, as the layers QEMU gets (qemu_argv.c names them).
@@ -119,38 +108,29 @@ static int open_layer(const char *path, int flags, char *err, size_t errlen)
 static int open_disk(const char *disk, struct qemu_handover *h, char *err, size_t errlen)
 {
         struct qemu_disk_layer *l = h->layer;
-        int fd;
+        int fd, r;
 
-        if ((fd = open_layer(disk, O_RDWR, err, errlen)) < 0)
+        if ((fd = qemu_disk_open(disk, O_RDWR, err, errlen)) < 0)
                 return fd;
         h->disk = hand(h, fd);
-        if ((fd = open_layer(disk, O_RDONLY, err, errlen)) < 0)
+        if ((fd = qemu_disk_open(disk, O_RDONLY, err, errlen)) < 0)
                 return fd;
         h->disk_ro = hand(h, fd);
         *l = (struct qemu_disk_layer){
             .path = strdup(disk), .qcow2 = qemu_disk_is_qcow2(disk), .fd = h->disk};
-        h->n_layers = 1;
-        while (l->path && l->qcow2) {
-                char *next;
-                bool qcow2 = false;
-                int r = qemu_disk_backing(fd, l->path, &next, &qcow2, err, errlen);
-                if (r < 0 || !next)
-                        return r;
-                if (h->n_layers == QEMU_DISK_LAYERS_MAX) {
-                        snprintf(err, errlen, "disk %s: more than %d backing files", disk,
-                                 QEMU_DISK_LAYERS_MAX - 1);
-                        free(next);
-                        return -ELOOP;
-                }
-                l = &h->layer[h->n_layers++];
-                *l = (struct qemu_disk_layer){.path = next, .qcow2 = qcow2, .fd = -1};
-                if ((fd = open_layer(next, O_RDONLY, err, errlen)) < 0)
-                        return fd;
-                l->fd = hand(h, fd);
-        }
         if (!l->path) {
                 snprintf(err, errlen, "disk %s: out of memory", disk);
                 return -ENOMEM;
+        }
+        h->n_layers = 1;
+        while (l->qcow2) {
+                struct qemu_disk_layer next;
+                if ((r = qemu_disk_open_backing(disk, h->n_layers, fd, l->path, &next, &fd, err,
+                                                errlen)) <= 0)
+                        return r;
+                l = &h->layer[h->n_layers++];
+                *l = next;
+                l->fd = hand(h, fd);
         }
         return 0;
 }

@@ -152,15 +152,21 @@ struct qemu_handover {
 /* Does the disk key name a qcow2 image (by its .qcow2 ending, never by content)? */
 bool qemu_disk_is_qcow2(const char *path);
 
+/* The disk layer at path opened with flags (O_CLOEXEC added), or -errno with a sentence in err. */
+int qemu_disk_open(const char *path, int flags, char *err, size_t errlen);
+
 /*
- * The backing file of the qcow2 image open as fd (read from its header):
- * *ret_backing NULL when it has none, else its path (relative names are
- * taken from path's folder) and *ret_qcow2 its recorded format. -errno with
- * a sentence in err for what dynmemd cannot hand over: not qcow2, an external
- * data file, a protocol or json: name, a backing format not recorded.
+ * The layer under layer n_layers - 1 of disk (path, a qcow2 image open as
+ * fd), as its backing file names it (qemu_disk.c): 0 when it has none, else 1
+ * with its path (owned) and format in *next and a read-only descriptor of it
+ * in *ret_fd. -errno with a sentence in err for what dynmemd cannot hand
+ * over: not qcow2, a corrupt header, an external data file, a protocol or
+ * json: name, a backing format not recorded, a backing file that is not a
+ * regular file, more than QEMU_DISK_LAYERS_MAX layers (-ELOOP, which also
+ * ends a chain that loops).
  */
-int qemu_disk_backing(int fd, const char *path, char **ret_backing, bool *ret_qcow2, char *err,
-                      size_t errlen);
+int qemu_disk_open_backing(const char *disk, size_t n_layers, int fd, const char *path,
+                           struct qemu_disk_layer *next, int *ret_fd, char *err, size_t errlen);
 
 /* Can the disk's layers be handed over (checked when the config is read)? 0 or -errno, err. */
 int qemu_disk_check(const char *disk, char *err, size_t errlen);

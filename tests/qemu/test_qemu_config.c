@@ -4,6 +4,7 @@
  * bundled image, the accelerator choice, and the memory arithmetic (grow
  * order, shrink order, balloon below startup, stuck unplug, refused plug).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -382,6 +383,90 @@ static void a_qcow2_chain_is_handed_over_layer_by_layer(void **state)
                                 ? r == 0
                                 : r < 0 && strstr(err, verdicts[i][1]));
                 free(path);
+        }
+        qt_rmtree(dir);
+}
+
+static int open_fds(void)
+{
+        DIR *d = opendir("/proc/self/fd");
+        int n = 0;
+
+        assert_non_null(d);
+        while (readdir(d))
+                n++;
+        closedir(d);
+        return n;
+}
+
+/* printf's octal bytes written into an image's header at an offset. */
+#define PATCH(image, offset, bytes)                                                                \
+        "cp solo.qcow2 " image " && printf '" bytes "' | dd of=" image " bs=1 seek=" #offset       \
+        " conv=notrunc"
+
+/*
+ * A corrupt or hostile image (its header, its backing file's name) is
+ * refused with a reason, by the config check and the handover alike, and
+ * leaves nothing open: no hang on a FIFO, no loop, no read past the header.
+ */
+static void a_hostile_qcow2_image_is_refused(void **state)
+{
+        char *dir = qt_tempdir(), *path, err[512];
+        struct qemu_handover h;
+        static const struct {
+                const char *image, *make;
+                int error;
+                const char *why;
+        } cases[] = {
+            {"v1.qcow2", PATCH("v1.qcow2", 4, "\\000\\000\\000\\001"), -ENOTSUP, "version 1"},
+            {"bits.qcow2", PATCH("bits.qcow2", 20, "\\000\\000\\000\\077"), -EINVAL, "corrupt"},
+            {"short.qcow2", PATCH("short.qcow2", 100, "\\000\\000\\000\\010"), -EINVAL, "corrupt"},
+            {"far.qcow2",
+             PATCH("far.qcow2", 8, "\\177\\377\\377\\377\\000\\000\\000\\000\\000\\000\\000\\004"),
+             -EINVAL, "corrupt"},
+            {"long.qcow2",
+             "qemu-img create -f qcow2 -b base.raw -F raw long.qcow2 && printf "
+             "'\\000\\000\\020\\000' "
+             "| dd of=long.qcow2 bs=1 seek=16 conv=notrunc",
+             -EINVAL, "unreadable backing file name"},
+            {"fifo.qcow2",
+             "mkfifo pipe && qemu-img create -f qcow2 -u -b pipe -F raw fifo.qcow2 1M", -EINVAL,
+             "not a regular file"},
+            {"dir.qcow2", "mkdir sub && qemu-img create -f qcow2 -u -b sub -F raw dir.qcow2 1M",
+             -EINVAL, "not a regular file"},
+            {"loop-a.qcow2",
+             "qemu-img create -f qcow2 -u -b loop-b.qcow2 -F qcow2 loop-a.qcow2 1M && "
+             "qemu-img create -f qcow2 -u -b loop-a.qcow2 -F qcow2 loop-b.qcow2 1M",
+             -ELOOP, "more than 3"},
+            {"up.qcow2",
+             "qemu-img create -f qcow2 -u -b ../../../../../../../../../../dynmem-none.raw -F raw "
+             "up.qcow2 1M",
+             -ENOENT, "/dynmem-none.raw"},
+        };
+
+        (void)state;
+        if (!sh(dir, "qemu-img --version")) {
+                qt_rmtree(dir);
+                skip();
+        }
+        assert_true(sh(dir, "touch kernel && qemu-img create -f raw base.raw 1M && "
+                            "qemu-img create -f qcow2 solo.qcow2 1M"));
+        int fds = open_fds();
+        for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+                assert_true(sh(dir, cases[i].make));
+                err[0] = '\0';
+                assert_int_equal(open_disk(dir, cases[i].image, &h, err, sizeof(err)),
+                                 cases[i].error);
+                if (!strstr(err, cases[i].why))
+                        fail_msg("%s: \"%s\" does not say \"%s\"", cases[i].image, err,
+                                 cases[i].why);
+                if (asprintf(&path, "%s/%s", dir, cases[i].image) < 0)
+                        abort();
+                err[0] = '\0';
+                assert_int_equal(qemu_disk_check(path, err, sizeof(err)), cases[i].error);
+                assert_non_null(strstr(err, cases[i].why));
+                free(path);
+                assert_int_equal(open_fds(), fds);
         }
         qt_rmtree(dir);
 }
@@ -1046,6 +1131,7 @@ int main(void)
             cmocka_unit_test(args_touching_memory_or_dynmem_devices_are_refused),
             cmocka_unit_test(argv_has_the_memory_layout_and_dynmem_devices),
             cmocka_unit_test(a_qcow2_chain_is_handed_over_layer_by_layer),
+            cmocka_unit_test(a_hostile_qcow2_image_is_refused),
             cmocka_unit_test(layout_follows_the_settings),
             cmocka_unit_test(paths_fit_in_a_socket_address),
             cmocka_unit_test(accel_is_chosen_and_explained),
