@@ -268,6 +268,10 @@ static void add_devices(struct argv *a, const struct qemu_paths *p, const struct
  * both access modes), the backing chain spelled out, as QEMU cannot find a
  * backing file by name from /dev/fdset/N.
  */
+#define BACKING_PREFIXES "backing.backing.backing.backing."
+_Static_assert(8 * (QEMU_DISK_LAYERS_MAX - 1) <= sizeof(BACKING_PREFIXES) - 1,
+               "a backing. prefix for each layer under the disk");
+
 static void add_disk(struct argv *a, const struct qemu_handover *h)
 {
         char drive[1024];
@@ -278,15 +282,16 @@ static void add_disk(struct argv *a, const struct qemu_handover *h)
                 add_fdset(a, l->fd, QEMU_FDSET_DISK + (int)i, l->path);
                 if (i == 0 && h->disk_ro >= 0)
                         add_fdset(a, h->disk_ro, QEMU_FDSET_DISK, l->path);
-                len += (size_t)snprintf(
-                    drive + len, sizeof(drive) - len,
-                    "%.*sdriver=%s,%.*sfile.driver=file,%.*sfile.filename=/dev/"
-                    "fdset/%d,",
-                    (int)(8 * i), "backing.backing.backing.backing.", l->qcow2 ? "qcow2" : "raw",
-                    (int)(8 * i), "backing.backing.backing.backing.", (int)(8 * i),
-                    "backing.backing.backing.backing.", QEMU_FDSET_DISK + (int)i);
-                if (len >= sizeof(drive))
-                        a->failed = true;
+                len += (size_t)snprintf(drive + len, sizeof(drive) - len,
+                                        "%.*sdriver=%s,%.*sfile.driver=file,%.*sfile.filename=/dev/"
+                                        "fdset/%d,",
+                                        (int)(8 * i), BACKING_PREFIXES, l->qcow2 ? "qcow2" : "raw",
+                                        (int)(8 * i), BACKING_PREFIXES, (int)(8 * i),
+                                        BACKING_PREFIXES, QEMU_FDSET_DISK + (int)i);
+                if (len >= sizeof(drive)) {
+                        a->failed = true; /* and no write past the buffer for the next layer */
+                        break;
+                }
         }
         if (len < sizeof(drive)) {
                 add(a, "-drive");
