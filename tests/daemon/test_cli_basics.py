@@ -96,8 +96,12 @@ def the_example_configuration_checks_as_installed_and_uncommented(bins):
     try:
         images = os.path.join(d.dir, "images")
         os.makedirs(images)
-        for f in ("vmlinuz", "initrd.img", "web1.qcow2", "batch1.qcow2"):
+        for f in ("vmlinuz", "initrd.img"):
             open(os.path.join(images, f), "w").close()
+        # dynmemd reads a qcow2 disk's header (its backing chain) when it checks the file
+        for f in ("web1.qcow2", "batch1.qcow2"):
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", os.path.join(images, f),
+                            "1M"], check=True)
         head, vms = text.split("\n# [vm ", 1)  # the VM examples follow the [host] section
         live = head + "\n" + re.sub(r"^# (\[vm |[a-z_]+ = )", r"\1", "# [vm " + vms, flags=re.M)
         live = live.replace("/var/lib/dynmem/images", images)
