@@ -102,10 +102,36 @@ void qemu_handover_close(struct qemu_handover *h, int log_fd)
 }
 
 /*
+ * A backing file's name comes from its image, which QEMU writes: a QEMU
+ * taken over by its guest could name any file there. dynmemd opens it with
+ * its own rights, so it hands it over only if the QEMU user may read it.
+ */
+static int check_backing(const char *disk, int fd, const char *path, const struct qemu_identity *id,
+                         char *err, size_t errlen)
+{
+        struct stat st;
+
+        if (fstat(fd, &st) < 0) {
+                int e = errno;
+                snprintf(err, errlen, "disk %s: backing file %s: %s", disk, path, strerror(e));
+                return -e;
+        }
+        if (readable_by(&st, id))
+                return 0;
+        snprintf(err, errlen,
+                 "disk %s: backing file %s (mode %04o, uid %u, gid %u) cannot be read by user "
+                 "%s, whom QEMU runs as",
+                 disk, path, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+                 (unsigned)st.st_gid, id->name);
+        return -EACCES;
+}
+
+/*
  * The disk, open read-write and read-only, and each backing file of a
  * qcow2 chain read-only, as the layers QEMU gets (qemu_argv.c names them).
  */
-static int open_disk(const char *disk, struct qemu_handover *h, char *err, size_t errlen)
+static int open_disk(const char *disk, const struct qemu_identity *id, struct qemu_handover *h,
+                     char *err, size_t errlen)
 {
         struct qemu_disk_layer *l = h->layer;
         int fd, r;
@@ -131,6 +157,8 @@ static int open_disk(const char *disk, struct qemu_handover *h, char *err, size_
                 l = &h->layer[h->n_layers++];
                 *l = next;
                 l->fd = hand(h, fd);
+                if ((r = check_backing(disk, fd, l->path, id, err, errlen)) < 0)
+                        return r;
         }
         return 0;
 }
@@ -167,7 +195,7 @@ int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *
                         goto fail;
                 h->initrd = hand(h, fd);
         }
-        if (c->disk && (fd = open_disk(c->disk, h, err, errlen)) < 0)
+        if (c->disk && (fd = open_disk(c->disk, id, h, err, errlen)) < 0)
                 goto fail;
         return 0;
 fail:

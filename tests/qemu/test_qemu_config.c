@@ -281,11 +281,10 @@ static bool sh(const char *dir, const char *cmd)
         return r == 0;
 }
 
-static int open_disk(const char *dir, const char *disk, struct qemu_handover *h, char *err,
-                     size_t errlen)
+static int open_disk_as(const char *dir, const char *disk, const struct qemu_identity *id,
+                        struct qemu_handover *h, char *err, size_t errlen)
 {
         struct qemu_vm_config c = {0};
-        struct qemu_identity id = {.switched = false};
         struct qemu_paths p = {0};
         char *kernel, *path;
         int r;
@@ -295,11 +294,19 @@ static int open_disk(const char *dir, const char *disk, struct qemu_handover *h,
                 abort();
         c.kernel = kernel;
         c.disk = path;
-        r = qemu_handover_open(&c, &p, -1, &id, h, err, errlen);
+        r = qemu_handover_open(&c, &p, -1, id, h, err, errlen);
         unlink(p.qmp);
         unlink(p.agent);
         free(kernel), free(path), free(p.qmp), free(p.agent);
         return r;
+}
+
+static int open_disk(const char *dir, const char *disk, struct qemu_handover *h, char *err,
+                     size_t errlen)
+{
+        struct qemu_identity id = {.switched = false};
+
+        return open_disk_as(dir, disk, &id, h, err, errlen);
 }
 
 /* Each layer's fd must be of the layer's file, with the access mode QEMU asks for. */
@@ -313,6 +320,44 @@ static void assert_layer(const struct qemu_handover *h, size_t i, const char *na
         assert_int_equal(stat(h->layer[i].path, &b), 0);
         assert_true(a.st_ino == b.st_ino);
         assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, mode);
+}
+
+/*
+ * An image names its backing file, and QEMU writes the image: a backing file
+ * that the QEMU user could not open itself is refused, the kernel and initrd's
+ * rule, and nothing is left open.
+ */
+static void a_backing_file_the_qemu_user_cannot_read_is_not_handed_over(void **state)
+{
+        char *dir = qt_tempdir(), err[512];
+        struct qemu_identity id = {.switched = true, .uid = 65534, .gid = 65534, .name = "nobody"};
+        struct qemu_handover h;
+        struct stat st;
+
+        (void)state;
+        if (!sh(dir, "qemu-img --version")) {
+                qt_rmtree(dir);
+                skip();
+        }
+        assert_true(sh(dir, "touch kernel && chmod 0644 kernel && "
+                            "qemu-img create -f raw secret.raw 1M && chmod 0600 secret.raw && "
+                            "qemu-img create -f qcow2 -b secret.raw -F raw over.qcow2"));
+        assert_int_equal(stat(dir, &st), 0);
+        if (st.st_uid == id.uid) { /* running as that user: any file it made is its own */
+                qt_rmtree(dir);
+                skip();
+        }
+        assert_int_equal(open_disk_as(dir, "over.qcow2", &id, &h, err, sizeof(err)), -EACCES);
+        assert_non_null(strstr(err, "secret.raw"));
+        assert_non_null(strstr(err, "cannot be read by user nobody"));
+        assert_int_equal(h.n, 0);
+
+        /* Readable by others: handed over. */
+        assert_true(sh(dir, "chmod 0644 secret.raw"));
+        assert_int_equal(open_disk_as(dir, "over.qcow2", &id, &h, err, sizeof(err)), 0);
+        assert_int_equal(h.n_layers, 2);
+        qemu_handover_close(&h, -1);
+        qt_rmtree(dir);
 }
 
 static void a_qcow2_chain_is_handed_over_layer_by_layer(void **state)
@@ -1132,6 +1177,7 @@ int main(void)
             cmocka_unit_test(argv_has_the_memory_layout_and_dynmem_devices),
             cmocka_unit_test(a_qcow2_chain_is_handed_over_layer_by_layer),
             cmocka_unit_test(a_hostile_qcow2_image_is_refused),
+            cmocka_unit_test(a_backing_file_the_qemu_user_cannot_read_is_not_handed_over),
             cmocka_unit_test(layout_follows_the_settings),
             cmocka_unit_test(paths_fit_in_a_socket_address),
             cmocka_unit_test(accel_is_chosen_and_explained),
