@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,31 +62,43 @@ static bool readable_by(const struct stat *st, const struct qemu_identity *id)
 }
 
 /*
- * The kernel and initrd are opened here, and QEMU loads them through
- * /proc/self/fd/N: that name skips the folders' permissions, not the
- * file's, so the file itself must be readable by the QEMU user.
+ * Refuse a file the QEMU user could not read: QEMU gets dynmemd's descriptor
+ * (through /proc/self/fd/N or an fdset), which skips the folders' permissions,
+ * not the file's. what names the file in err.
  */
-static int open_boot_file(const char *what, const char *path, const struct qemu_identity *id,
-                          char *err, size_t errlen)
+static int check_readable(int fd, const char *what, const char *path,
+                          const struct qemu_identity *id, char *err, size_t errlen)
 {
         struct stat st;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-        if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fstat(fd, &st) < 0) {
                 int e = errno;
-                if (fd >= 0)
-                        close(fd);
                 snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
                 return -e;
         }
-        if (!readable_by(&st, id)) {
+        if (readable_by(&st, id))
+                return 0;
+        snprintf(err, errlen,
+                 "%s %s (mode %04o, uid %u, gid %u) cannot be read by user %s, whom QEMU runs as",
+                 what, path, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+                 (unsigned)st.st_gid, id->name);
+        return -EACCES;
+}
+
+/* The kernel and initrd, which QEMU loads through /proc/self/fd/N. */
+static int open_boot_file(const char *what, const char *path, const struct qemu_identity *id,
+                          char *err, size_t errlen)
+{
+        int r, fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0) {
+                r = -errno;
+                snprintf(err, errlen, "%s %s: %s", what, path, strerror(-r));
+                return r;
+        }
+        if ((r = check_readable(fd, what, path, id, err, errlen)) < 0) {
                 close(fd);
-                snprintf(err, errlen,
-                         "%s %s (mode %04o, uid %u, gid %u) cannot be read by user %s, whom "
-                         "QEMU runs as",
-                         what, path, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
-                         (unsigned)st.st_gid, id->name);
-                return -EACCES;
+                return r;
         }
         return fd;
 }
@@ -109,21 +122,10 @@ void qemu_handover_close(struct qemu_handover *h, int log_fd)
 static int check_backing(const char *disk, int fd, const char *path, const struct qemu_identity *id,
                          char *err, size_t errlen)
 {
-        struct stat st;
+        char what[PATH_MAX + 32];
 
-        if (fstat(fd, &st) < 0) {
-                int e = errno;
-                snprintf(err, errlen, "disk %s: backing file %s: %s", disk, path, strerror(e));
-                return -e;
-        }
-        if (readable_by(&st, id))
-                return 0;
-        snprintf(err, errlen,
-                 "disk %s: backing file %s (mode %04o, uid %u, gid %u) cannot be read by user "
-                 "%s, whom QEMU runs as",
-                 disk, path, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
-                 (unsigned)st.st_gid, id->name);
-        return -EACCES;
+        snprintf(what, sizeof(what), "disk %s: backing file", disk);
+        return check_readable(fd, what, path, id, err, errlen);
 }
 
 /*

@@ -74,6 +74,17 @@ def check(cond, what, *details):
         raise Failure(what + "".join("\n" + str(d) for d in details))
 
 
+def qemu_version(binary):
+    """A QEMU binary's version, "X.Y.Z" from its --version line, or None."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"QEMU emulator version (\d+\.\d+\.\d+)", out)
+    return m.group(1) if m else None
+
+
 def wait_for(pred, what, timeout=WAIT, interval=0.05):
     """Poll pred() until it returns a true value; return that value."""
     deadline = time.monotonic() + timeout

@@ -23,7 +23,6 @@ Before the test's own TAP it prints "# qemu-under-test: VERSION PATH",
 which scripts/test-summary.py counts per QEMU version.
 """
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -32,16 +31,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHORTER = ("not in the second QEMU's shorter set, which keeps the default suite short "
            "(DYNMEM_TEST_QEMU10=all runs it)")
 FETCH = os.path.join(HERE, "..", "scripts", "qemu-backports.sh")
-
-
-def version_of(binary):
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                             timeout=60).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    m = re.search(r"QEMU emulator version (\d+\.\d+\.\d+)", out)
-    return m.group(1) if m else None
+sys.path.insert(0, HERE)
+from dynmemtest import qemu_version  # noqa: E402
 
 
 def main():
@@ -68,7 +59,7 @@ def main():
     if backports:
         r = subprocess.run([FETCH, backports], capture_output=True, text=True)
         wrapper = (r.stdout.strip().splitlines() or [""])[-1]
-        found = version_of(wrapper) if r.returncode == 0 and wrapper else None
+        found = qemu_version(wrapper) if r.returncode == 0 and wrapper else None
         if not found or not found.startswith("10."):
             why = (f"its wrapper {wrapper} runs QEMU {found or 'of no known version'}"
                    if r.returncode == 0
@@ -87,7 +78,7 @@ def main():
         env["DYNMEM_TEST_CASES"] = cases
         env["DYNMEM_TEST_CASES_WHY"] = SHORTER
     binary = shutil.which("qemu-system-x86_64", path=env.get("PATH"))
-    version = version_of(binary) if binary else None
+    version = qemu_version(binary) if binary else None
     if version:
         print(f"# qemu-under-test: {version} {binary}", flush=True)
         if cases:

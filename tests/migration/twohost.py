@@ -32,7 +32,6 @@ option QEMU 9.0 removed.
 import glob
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from lvhost import LibvirtHost, connect  # noqa: E402
 from lvlib import (MIB, Failure, LvDaemon, check, comment, console,  # noqa: E402,F401
                    install_hook, mib, qemu_pid, skip_reason, wait_for)
 from lvlib import domain as lv_domain  # noqa: E402
+from dynmemtest import qemu_version  # noqa: E402
 
 ADDR_A, ADDR_B = "10.237.0.1", "10.237.0.2"
 LIBVIRT_PORT = 16509
@@ -50,22 +50,12 @@ HTTP_PORT = 9180
 NS = "urn:dynmem:domain:1"
 
 
-def qemu_version(binary):
-    """(major, minor) of a QEMU binary, or None."""
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                             timeout=60).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    m = re.search(r"QEMU emulator version (\d+)\.(\d+)", out)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
 def migration_qemu():
     """The QEMU the domains run ($DYNMEM_MIGRATION_QEMU, else None: libvirt's) and its
     version ((major, minor), or None: the one in PATH)."""
     binary = os.environ.get("DYNMEM_MIGRATION_QEMU") or None
-    return binary, qemu_version(binary or shutil.which("qemu-system-x86_64") or "")
+    found = qemu_version(binary or shutil.which("qemu-system-x86_64") or "")
+    return binary, tuple(int(x) for x in found.split(".")[:2]) if found else None
 
 
 def domain(host, name, image, **kw):
