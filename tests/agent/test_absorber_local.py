@@ -128,7 +128,10 @@ def check_own_swap(t, exe, tmp):
              forced.text())
     finally:
         forced.stop()
-    off = Agent(exe, os.path.join(tmp, "plain"), "--absorber=off")
+    # A root of its own: check_setup's runs beside this one (Tap.concurrently).
+    off_root = os.path.join(tmp, "off")
+    make_root(off_root)
+    off = Agent(exe, off_root, "--absorber=off")
     try:
         t.ok(off.wait_log("absorber: none: turned off"), "--absorber=off", off.text())
     finally:
