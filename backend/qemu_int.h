@@ -391,8 +391,7 @@ int qemu_proc_log_trim(const char *path, uint64_t cap);
  */
 #define QEMU_HIGH_SLOTS (QEMU_READBACK_LAG_MS / 1000 + 1)
 struct qemu_highs {
-        uint64_t second[QEMU_HIGH_SLOTS]; /* now_ms / 1000 of the lowerings in the slot */
-        uint64_t bytes[QEMU_HIGH_SLOTS];  /* the most they let the VM take */
+        uint64_t bytes[QEMU_HIGH_SLOTS]; /* the most the slot's second's lowerings let it take */
         uint64_t until_ms[QEMU_HIGH_SLOTS];
         size_t newest; /* the slot of the last lowering */
 };

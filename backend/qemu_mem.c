@@ -38,13 +38,14 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
 /* A request lowered from `bytes` at now_ms: it may hold that for QEMU_READBACK_LAG_MS. */
 static void high_note(struct qemu_highs *h, uint64_t bytes, uint64_t now_ms)
 {
-        uint64_t second = now_ms / 1000;
-        size_t i = (size_t)(second % QEMU_HIGH_SLOTS);
+        size_t i = (size_t)(now_ms / 1000 % QEMU_HIGH_SLOTS);
 
-        /* A slot of another second is from a window that has ended. */
-        if (h->second[i] != second || h->until_ms[i] <= now_ms)
+        /*
+         * The slot's last use was this second or QEMU_HIGH_SLOTS seconds ago or more;
+         * then its window (QEMU_READBACK_LAG_MS, shorter) has ended.
+         */
+        if (h->until_ms[i] <= now_ms)
                 h->bytes[i] = 0;
-        h->second[i] = second;
         h->bytes[i] = max_u64(h->bytes[i], bytes);
         h->until_ms[i] = now_ms + QEMU_READBACK_LAG_MS;
         h->newest = i;
