@@ -315,8 +315,13 @@ void qemu_features_describe(const struct qemu_features *f, char *buf, size_t len
  */
 struct qemu_probe;
 
-/* The probe's end: caps (kept in the cache) or NULL and why, in one sentence. */
-typedef void (*qemu_probe_done_fn)(const struct qemu_caps *caps, const char *why, void *userdata);
+/*
+ * The probe's end: caps (kept in the cache) or NULL and why, in one sentence.
+ * again: it failed without QEMU's own word (QMP ended and QEMU stayed, or
+ * the answers broke off), so asking once more may answer.
+ */
+typedef void (*qemu_probe_done_fn)(const struct qemu_caps *caps, const char *why, bool again,
+                                   void *userdata);
 
 /* What binary offered when it was last asked, if it is still the same file; or NULL. */
 const struct qemu_caps *qemu_probe_cached(struct qemu_backend *qb, const char *binary);
@@ -666,6 +671,7 @@ struct qemu_vm {
         struct qemu_guest_signal sig;  /* the agent's estimate, balloon statistics: demand */
         struct qemu_probe *probe;      /* asking the binary what it offers, before the start */
         char *probe_binary;            /* ... that binary */
+        bool probe_asked_again;        /* ... a second time, after a probe that broke off */
         struct qemu_features features; /* chosen at start; confirmed from QMP (qemu_confirm.c) */
         struct qemu_seen seen;
         uint64_t guest_resets;     /* RESET events of this instance (guest reboots) */

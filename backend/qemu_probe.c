@@ -74,8 +74,10 @@ struct qemu_probe {
         struct event *pid_ev, *timer;
         struct pending pending[N_STEPS];
         unsigned left;
-        bool gone; /* QMP closed before every answer came */
-        bool over; /* done() was called, or the probe was cancelled */
+        bool gone;          /* QMP closed before every answer came */
+        char gone_why[160]; /* why, as lib/qmp.c says it */
+        bool over;          /* done() was called, or the probe was cancelled */
+        bool unlinked;      /* qmp_path is removed (once connected) */
         qemu_probe_done_fn done;
         void *userdata;
 };
@@ -142,17 +144,18 @@ static void kill_it(struct qemu_probe *p, int sig)
 }
 
 /* The end, once: the answer or why not. A failed probe's QEMU is killed. */
-static void finish(struct qemu_probe *p, const struct qemu_caps *caps, const char *why)
+static void finish(struct qemu_probe *p, const struct qemu_caps *caps, const char *why, bool again)
 {
         if (p->over)
                 return;
         p->over = true;
         if (!caps)
                 kill_it(p, SIGKILL);
-        p->done(caps, why, p->userdata);
+        p->done(caps, why, again, p->userdata);
 }
 
-__attribute__((format(printf, 2, 3))) static void fail(struct qemu_probe *p, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void fail(struct qemu_probe *p, bool again,
+                                                       const char *fmt, ...)
 {
         char why[320];
         va_list ap;
@@ -160,7 +163,7 @@ __attribute__((format(printf, 2, 3))) static void fail(struct qemu_probe *p, con
         va_start(ap, fmt);
         vsnprintf(why, sizeof(why), fmt, ap);
         va_end(ap);
-        finish(p, NULL, why);
+        finish(p, NULL, why, again);
 }
 
 static void on_reply(struct qmp *q, const struct qmp_reply *reply, void *userdata)
@@ -176,26 +179,29 @@ static void on_reply(struct qmp *q, const struct qmp_reply *reply, void *userdat
                 /* QEMU that fails closes QMP, then exits with its message: wait for that. */
                 if (!p->gone) {
                         p->gone = true;
+                        snprintf(p->gone_why, sizeof(p->gone_why), "%s",
+                                 reply->error_desc ? reply->error_desc : "closed");
                         qemu_timer_in(p->timer, GONE_WAIT_MS);
                 }
                 return;
         }
         if (reply->status == QMP_ERROR && !s->optional) {
-                fail(p, "%s: %s", s->execute, reply->error_desc ? reply->error_desc : "no answer");
+                fail(p, false, "%s: %s", s->execute,
+                     reply->error_desc ? reply->error_desc : "no answer");
                 return;
         }
         if (s->read(&p->caps, reply->status == QMP_OK ? reply->ret : NULL) < 0) {
-                fail(p, "%s: an answer of the wrong shape", s->execute);
+                fail(p, false, "%s: an answer of the wrong shape", s->execute);
                 return;
         }
         if (--p->left > 0)
                 return;
         const struct qemu_caps *kept = keep(p);
         if (!kept) {
-                fail(p, "out of memory");
+                fail(p, false, "out of memory");
                 return;
         }
-        finish(p, kept, NULL);
+        finish(p, kept, NULL, false);
         /* Done with it: quit, or be killed. */
         qmp_command(p->q, "quit", NULL, NULL, NULL);
         qemu_timer_in(p->timer, QUIT_WAIT_MS);
@@ -213,9 +219,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 
         (void)fd, (void)what;
         if (!p->over && p->gone)
-                fail(p, "it closed QMP on %s and did not exit; killed", p->qmp_path);
+                fail(p, true, "QMP on %s ended (%s) and it did not exit within %d s; killed",
+                     p->qmp_path, p->gone_why, GONE_WAIT_MS / 1000);
         else if (!p->over)
-                fail(p, "it did not answer on %s within %d s; killed", p->qmp_path,
+                fail(p, false, "it did not answer on %s within %d s; killed", p->qmp_path,
                      QEMU_START_WAIT_MS / 1000);
         else
                 kill_it(p, SIGKILL); /* it did not quit */
@@ -241,7 +248,8 @@ static void probe_free(struct qemu_probe *p)
                 event_free(p->timer);
         if (p->pidfd >= 0)
                 close(p->pidfd);
-        unlink(p->qmp_path);
+        if (!p->unlinked)
+                unlink(p->qmp_path);
         qemu_caps_free(&p->caps);
         free(p->binary);
         free(p->qmp_path);
@@ -261,7 +269,8 @@ static void on_exit_ev(evutil_socket_t fd, short what, void *arg)
                 return;
         if (!p->over) {
                 qemu_proc_log_last_line(p->console, p->log_start, last, sizeof(last));
-                fail(p, "it exited: %s", last[0] ? last : "no message (see the console log)");
+                fail(p, false, "it exited: %s",
+                     last[0] ? last : "no message (see the console log)");
         }
         probe_free(p);
 }
@@ -366,6 +375,9 @@ int qemu_probe_start(struct qemu_backend *qb, const char *binary, const char *qm
                 goto kill;
         }
         close(listen_fd);
+        /* Connected: the name is no longer needed, and a later probe may bind it again. */
+        unlink(p->qmp_path);
+        p->unlinked = true;
         *ret = p;
         return 0;
 kill:

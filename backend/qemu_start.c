@@ -347,13 +347,30 @@ static void start_failed_later(struct qemu_vm *qv, const char *err)
         qemu_backend_wake(qv);
 }
 
-static void on_probed(const struct qemu_caps *caps, const char *why, void *userdata)
+static int probe_first(struct qemu_vm *qv, char *binary, char *err, size_t errlen);
+
+static void on_probed(const struct qemu_caps *caps, const char *why, bool again, void *userdata)
 {
         struct qemu_vm *qv = userdata;
         char err[sizeof(qv->start_error)];
         int r = -EIO;
 
         qv->probe = NULL;
+        if (!caps && again && !qv->probe_asked_again) {
+                /* Not QEMU's own word (it neither answered nor exited): ask once more. */
+                char *binary = qv->probe_binary;
+                log_msg(LOG_WARNING,
+                        "vm \"%s\": QEMU %s did not answer what it offers (%s); asking again",
+                        qv->vm->name, binary, why);
+                qv->probe_binary = NULL;
+                qv->probe_asked_again = true;
+                if ((r = probe_first(qv, binary, err, sizeof(err))) >= 0)
+                        return;
+                free(binary);
+                log_msg(LOG_ERR, "%s", err);
+                start_failed_later(qv, err);
+                return;
+        }
         if (caps) {
                 r = start_with(qv, caps, qv->probe_binary, err, sizeof(err));
         } else {
@@ -438,6 +455,7 @@ int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *
         }
         if ((r = check_can_start(qb, qv, &binary, err, errlen)) < 0)
                 return r;
+        qv->probe_asked_again = false;
         if (!(caps = qemu_probe_cached(qb, binary)))
                 r = probe_first(qv, binary, err, errlen);
         else

@@ -2,7 +2,8 @@
 """A balancing loop that never waits: while an exec: policy takes 3 s to answer,
 or a QEMU never answers its QMP greeting, `status` is answered at once and no
 cycle is skipped (as counted by dynmemd itself); the late reply is still applied,
-and the silent QEMU is killed after 20 s with the reason. A policy that answers
+and the silent QEMU is killed after 20 s with the reason; a QEMU whose QMP
+broke off while asked what it offers is asked once more. A policy that answers
 garbage or dies keeps the VMs at their targets, is restarted after a pause that
 doubles, and is followed again once it answers."""
 import json
@@ -210,6 +211,49 @@ def status_and_cycles_do_not_wait_for_a_silent_qemu(bins):
         check(d.vm("hung")["state"] == "off", "the VM is not off", d.vm("hung"))
         check(not subprocess.run(["pgrep", "-f", path], capture_output=True).stdout,
               "the silent QEMU still runs")
+
+
+# The first run of this "QEMU" answers qmp_capabilities, ends QMP and stays (as a
+# QEMU whose monitor broke off would); the next runs are the real QEMU.
+LYING_QEMU = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "qemu",
+                          "lying-qemu.py")
+ONCE_SILENT_QEMU = """#!/bin/sh
+echo run >> @DIR@/runs
+if [ "$(wc -l < @DIR@/runs)" -eq 1 ]; then
+    LYING_QEMU_MODE=linger exec python3 @LYING@ "$@"
+fi
+exec qemu-system-x86_64 "$@"
+"""
+
+
+@tap.case
+def a_probe_that_broke_off_is_asked_once_more(bins):
+    if not shutil.which("qemu-system-x86_64"):
+        raise Skip("qemu-system-x86_64 is not installed")
+    config = HUNG.replace("frozen-qemu", "once-silent-qemu").replace('"hung"', '"web"')
+    daemon = running(bins, config)
+    d = daemon.d
+    d.write_file("vmlinuz", "not a kernel: QEMU refuses it once it was asked\n")
+    d.write_file("runs", "")
+    os.chmod(os.path.join(d.dir, "runs"), 0o666)  # written as the QEMU user
+    d.write_file("once-silent-qemu",
+                 ONCE_SILENT_QEMU.replace("@DIR@", d.dir).replace("@LYING@", LYING_QEMU),
+                 executable=True)
+    with daemon as d:
+        r = subprocess.run([d.dynmem, "--socket", d.socket, "start", "web"],
+                           capture_output=True, text=True, timeout=WAIT)
+        log = d.log()
+        with open(os.path.join(d.dir, "runs")) as f:
+            runs = len(f.readlines())
+        print(f"# start: {r.returncode}: {r.stderr.strip()}", flush=True)
+        check("did not answer what it offers (QMP on" in log and "asking again" in log,
+              "the broken-off probe said and asked again", log)
+        # Asked again, answered: the start went on to the VM's own QEMU (3 runs),
+        # which refused the kernel: the start fails for that, not for the probe.
+        check(runs == 3, f"the wrapper ran {runs} times, not probe + probe + VM", log)
+        check(r.returncode != 0 and "what it offers" not in r.stderr,
+              "the start's error is the VM's, not the probe's", r.stderr, log)
+        check(d.vm("web")["state"] == "off", "the VM is off", d.vm("web"))
 
 
 if __name__ == "__main__":

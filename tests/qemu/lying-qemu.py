@@ -7,7 +7,8 @@ behaves as LYING_QEMU_MODE says:
 
   version   query-version answers a negative version
   machines  query-machines answers a machine type name with a space in it
-  hangup    closes the connection after qmp_capabilities
+  hangup    closes the connection after qmp_capabilities and exits
+  linger    closes the connection after qmp_capabilities and stays (a minute)
 
 Without LYING_QEMU_MODE it tells the truth of a QEMU 10.0 with nothing but
 machine types to offer. Everything else gets an empty list. It exits when
@@ -17,6 +18,7 @@ import json
 import os
 import socket
 import sys
+import time
 
 
 def listening_socket(argv):
@@ -63,11 +65,14 @@ def main():
             reply["id"] = cmd["id"]
         f.write(json.dumps(reply) + "\n")
         f.flush()
-        if cmd["execute"] == "qmp_capabilities" and mode == "hangup":
+        if cmd["execute"] == "qmp_capabilities" and mode in ("hangup", "linger"):
             break
         if cmd["execute"] == "quit":
             break
+    conn.shutdown(socket.SHUT_RDWR)  # the files made from it would keep it open
     conn.close()
+    if mode == "linger":
+        time.sleep(60)
 
 
 if __name__ == "__main__":

@@ -81,16 +81,17 @@ static int teardown(void **state)
 }
 
 struct outcome {
-        bool over;
+        bool over, again;
         struct qemu_caps caps; /* a copy of what was read (machines not kept) */
         char why[320];
 };
 
-static void on_done(const struct qemu_caps *caps, const char *why, void *arg)
+static void on_done(const struct qemu_caps *caps, const char *why, bool again, void *arg)
 {
         struct outcome *o = arg;
 
         o->over = true;
+        o->again = again;
         if (caps) {
                 o->caps = *caps;
                 o->caps.machines = NULL;
@@ -380,7 +381,7 @@ static void exits_lies_and_hangups_fail_the_probe(void **state)
 {
         struct fixture *f = *state;
         const char *src = getenv("DYNMEM_SOURCE_ROOT");
-        const char *modes[] = {"version", "machines", "hangup", ""};
+        const char *modes[] = {"version", "machines", "hangup", "linger", ""};
         char liar[512], text[1024];
         struct outcome o;
 
@@ -415,6 +416,14 @@ static void exits_lies_and_hangups_fail_the_probe(void **state)
         snprintf(liar, sizeof(liar), "%s/liar-hangup", f->dir);
         assert_int_equal(probe(f, liar, &o), -EIO);
         assert_non_null(strstr(o.why, "it exited"));
+        assert_false(o.again);
+        /* QMP ends and the QEMU stays: killed, with why it ended; asking again may help. */
+        snprintf(liar, sizeof(liar), "%s/liar-linger", f->dir);
+        assert_int_equal(probe(f, liar, &o), -EIO);
+        assert_non_null(strstr(o.why, "ended (QMP connection failed: Broken pipe)") ||
+                        strstr(o.why, "ended (QEMU closed the QMP connection)"));
+        assert_non_null(strstr(o.why, "and it did not exit within 2 s; killed"));
+        assert_true(o.again);
 
         /* A QEMU that never answers is killed after QEMU_START_WAIT_MS: the start of a
          * frozen QEMU in tests/daemon/test_no_wait.py goes through its probe. */
