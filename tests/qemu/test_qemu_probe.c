@@ -132,16 +132,35 @@ static int probe(struct fixture *f, const char *binary, struct outcome *o)
         return o->why[0] ? -EIO : 0;
 }
 
+/*
+ * As dynmemd's start does (qemu_start.c): a probe that broke off without
+ * QEMU's own word is asked once more. *runs: how many times binary ran.
+ */
+static int probe_as_a_start(struct fixture *f, const char *binary, struct outcome *o,
+                            unsigned *runs)
+{
+        int r = probe(f, binary, o);
+
+        *runs = 1;
+        if (r < 0 && o->again) {
+                print_message("# %s: asking again, as a start would\n", binary);
+                r = probe(f, binary, o);
+                *runs = 2;
+        }
+        return r;
+}
+
 static void the_probe_agrees_with_the_version(void **state)
 {
         struct fixture *f = *state;
         struct outcome o;
+        unsigned runs;
         unsigned v[3];
         char pc[64];
         uint64_t t0 = mono_ms();
 
         assert_true(qt_qemu_version(v));
-        if (probe(f, f->binary, &o) < 0)
+        if (probe_as_a_start(f, f->binary, &o, &runs) < 0)
                 fail_msg("probe: %s", o.why);
         const struct qemu_caps *c = qemu_probe_cached(&f->qb, f->binary);
         assert_non_null(c);
@@ -282,13 +301,14 @@ static void the_machine_type_rule_is_qemus_own(void **state)
         struct fixture *f = *state;
         struct qemu_features ft;
         struct outcome o;
+        unsigned runs;
         char err[256] = "";
         /* Around the boundary (8.1), the newest of each family, and one well before it. */
         const char *types[] = {"pc",         "q35",        "pc-i440fx-8.0", "pc-i440fx-8.1",
                                "pc-q35-8.0", "pc-q35-8.1", "pc-i440fx-7.2"};
         unsigned tried = 0;
 
-        if (probe(f, f->binary, &o) < 0)
+        if (probe_as_a_start(f, f->binary, &o, &runs) < 0)
                 fail_msg("probe: %s", o.why);
         const struct qemu_caps *c = qemu_probe_cached(&f->qb, f->binary);
         for (size_t i = 0; i < sizeof(types) / sizeof(*types); i++) {
@@ -337,6 +357,7 @@ static void answers_are_cached_per_binary(void **state)
 {
         struct fixture *f = *state;
         struct outcome o;
+        unsigned runs, all_runs;
         char wrapper[512], count[512], text[2048];
         unsigned v[3];
         int fd;
@@ -352,24 +373,25 @@ static void answers_are_cached_per_binary(void **state)
         write_script(wrapper, text);
 
         assert_null(qemu_probe_cached(&f->qb, wrapper));
-        if (probe(f, wrapper, &o) < 0)
+        if (probe_as_a_start(f, wrapper, &o, &runs) < 0)
                 fail_msg("probe: %s", o.why);
         const struct qemu_caps *a = qemu_probe_cached(&f->qb, wrapper);
         assert_non_null(a);
         assert_ptr_equal(qemu_probe_cached(&f->qb, wrapper), a);
-        assert_int_equal(count_lines(count), 1);
+        assert_int_equal(count_lines(count), runs);
+        all_runs = runs;
         memcpy(v, a->version, sizeof(v));
 
         /* The binary changes (an upgrade): not the same file, asked again. */
         struct timespec times[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = 1000000000}};
         assert_int_equal(utimensat(AT_FDCWD, wrapper, times, 0), 0);
         assert_null(qemu_probe_cached(&f->qb, wrapper));
-        assert_int_equal(probe(f, wrapper, &o), 0);
-        assert_int_equal(count_lines(count), 2);
+        assert_int_equal(probe_as_a_start(f, wrapper, &o, &runs), 0);
+        assert_int_equal(count_lines(count), all_runs + runs);
         assert_non_null(qemu_probe_cached(&f->qb, wrapper));
 
         /* Another binary is another entry. */
-        assert_int_equal(probe(f, f->binary, &o), 0);
+        assert_int_equal(probe_as_a_start(f, f->binary, &o, &runs), 0);
         assert_int_equal(f->qb.n_probes, 2);
         assert_memory_equal(qemu_probe_cached(&f->qb, f->binary)->version, v, sizeof(v));
         assert_memory_equal(qemu_probe_cached(&f->qb, wrapper)->version, v, sizeof(v));
