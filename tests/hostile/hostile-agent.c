@@ -21,10 +21,13 @@
  *              them (10,000+ a second when it can)
  *   reconnect  close and reopen the port in a loop: each time an announcement,
  *              a handshake answer and one report
- *   garbage    random bytes, oversized lines, malformed lines, JSON, wrong
- *              versions, huge, negative and inconsistent numbers; the
- *              version tricks (which make the host refuse the agent) only in
- *              the second half of the mode's time
+ *   garbage    random bytes, oversized lines, malformed lines, JSON, huge,
+ *              negative and inconsistent numbers, a valid handshake now and
+ *              then; and in the second half of the mode's time two wrong
+ *              versions (which make the host refuse the agent), each sent
+ *              cleanly: the line before it ended and half a second's pause,
+ *              so that the host's line budget has refilled and the trick
+ *              is parsed rather than lost among the garbage
  *   quiet      keeps the port open and says nothing
  *
  * On the console (stdout) it prints "hostile-agent: mode NAME" at each switch
@@ -406,7 +409,15 @@ static const char *const version_lines[] = {
     "DMG1 hello min=1000 max=1000 version=1000\n",
 };
 
-static void garbage_batch(bool versions)
+/* A wrong version, sent so that the host parses it: see "garbage" above. */
+static void version_trick(void)
+{
+        put("\n", 1, 1000); /* ends a line a batch left unfinished */
+        usleep(500000);     /* the host's line budget (20 a second) refills */
+        line(version_lines[rnd() % (sizeof(version_lines) / sizeof(version_lines[0]))], 2000);
+}
+
+static void garbage_batch(void)
 {
         static char buf[BATCH];
         size_t len = 0;
@@ -422,11 +433,7 @@ static void garbage_batch(bool versions)
                 memset(buf + 34, '9', len - 34);
                 if (rnd() % 2)
                         buf[len - 1] = '\n';
-        } else if (kind < 33 && versions) {
-                line(version_lines[rnd() % (sizeof(version_lines) / sizeof(version_lines[0]))],
-                     100);
-                return;
-        } else if (kind < 36) { /* a valid handshake now and then, so that reports are parsed */
+        } else if (kind < 33) { /* a valid handshake now and then, so that reports are parsed */
                 handshake();
                 return;
         } else {
@@ -481,6 +488,7 @@ static void run_mode(const struct step *s)
         double start = now_s(), end = s->seconds < 0 ? 1e300 : start + s->seconds;
         double next_sample = 0;
         const char *name = mode_names[s->mode];
+        int tricks = 0;
 
         say("mode %s", name);
         summary(name, true);
@@ -513,7 +521,13 @@ static void run_mode(const struct step *s)
                         usleep(5000);
                         break;
                 case M_GARBAGE:
-                        garbage_batch(t - start >= s->seconds / 2);
+                        /* The tricks at a half and at three quarters of its time. */
+                        if (tricks < 2 && s->seconds > 0 &&
+                            t - start >= s->seconds * (2 + tricks) / 4) {
+                                version_trick();
+                                tricks++;
+                        }
+                        garbage_batch();
                         usleep(1000);
                         break;
                 case M_QUIET:
