@@ -256,6 +256,8 @@ def garbage_and_wrong_versions_are_refused_quietly(ctx):
     log = d.log()
     refusals = [ln for ln in lines_about(log, "hostile") if "incompatible" in ln or
                 "refused the host" in ln or "was due" in ln]
+    for ln in refusals:
+        comment(ln)
     check(1 <= len(refusals) <= 3, "a wrong version is refused, logged once", refusals)
     v = d.vm("hostile")
     check(v["assigned_bytes"] <= v["maximum_bytes"], "the hostile VM within its maximum", v)
