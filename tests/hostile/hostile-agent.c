@@ -23,11 +23,12 @@
  *              a handshake answer and one report
  *   garbage    random bytes, oversized lines, malformed lines, JSON, huge,
  *              negative and inconsistent numbers, a valid handshake now and
- *              then; and in the second half of the mode's time two wrong
- *              versions (which make the host refuse the agent), each sent
- *              cleanly: the line before it ended and half a second's pause,
- *              so that the host's line budget has refilled and the trick
- *              is parsed rather than lost among the garbage
+ *              then; and at half the mode's time wrong versions (which make
+ *              the host refuse the agent), sent cleanly: the line before
+ *              ended, then for 3 s no garbage and a trick every 250 ms, so
+ *              that the host has read what it still had and its line budget
+ *              has refilled, and a trick is parsed rather than lost among
+ *              the garbage
  *   quiet      keeps the port open and says nothing
  *
  * On the console (stdout) it prints "hostile-agent: mode NAME" at each switch
@@ -343,6 +344,7 @@ static void flood_batch(void)
 static const char *const garbage_lines[] = {
     "DMG1  report seq=1\n",
     "DMG1 report seq=1 \n",
+    "DMG1 hello min=1 max=1 version=0\n",
     " DMG1 report seq=1\n",
     "DMG1 REPORT seq=1\n",
     "DMG1 report\tseq=1\n",
@@ -401,20 +403,31 @@ static const char *const garbage_lines[] = {
     "unknown_key=1 another_unknown=2\n",
 };
 
-/* Version tricks: each makes the host refuse the agent. */
+/*
+ * Version tricks: each makes the host refuse the agent (versions that do not meet the
+ * host's, or a choice other than the one due). ("version=0" is not one: the host takes it
+ * for an old answer left in the port, garbage_lines has it.)
+ */
 static const char *const version_lines[] = {
     "DMG1 hello min=7 max=9\n",
-    "DMG1 hello min=1 max=1 version=0\n",
     "DMG1 hello min=1 max=1 version=5\n",
     "DMG1 hello min=1000 max=1000 version=1000\n",
 };
 
-/* A wrong version, sent so that the host parses it: see "garbage" above. */
-static void version_trick(void)
+/*
+ * Wrong versions, sent so that the host parses one (see "garbage" above): the line a
+ * batch left unfinished ended, then no garbage for 3 s, a trick every 250 ms; what the
+ * host still had of the garbage is read meanwhile, and its line budget (20 a second)
+ * refills. The first trick parsed is refused; the rest, like any line from a refused
+ * agent that is not a hello 60 s later, are not heard.
+ */
+static void version_tricks(void)
 {
-        put("\n", 1, 1000); /* ends a line a batch left unfinished */
-        usleep(500000);     /* the host's line budget (20 a second) refills */
-        line(version_lines[rnd() % (sizeof(version_lines) / sizeof(version_lines[0]))], 2000);
+        put("\n", 1, 1000);
+        for (size_t i = 0; i < 12; i++) {
+                usleep(250000);
+                line(version_lines[i % (sizeof(version_lines) / sizeof(version_lines[0]))], 1000);
+        }
 }
 
 static void garbage_batch(void)
@@ -488,7 +501,7 @@ static void run_mode(const struct step *s)
         double start = now_s(), end = s->seconds < 0 ? 1e300 : start + s->seconds;
         double next_sample = 0;
         const char *name = mode_names[s->mode];
-        int tricks = 0;
+        bool tricked = false;
 
         say("mode %s", name);
         summary(name, true);
@@ -521,11 +534,10 @@ static void run_mode(const struct step *s)
                         usleep(5000);
                         break;
                 case M_GARBAGE:
-                        /* The tricks at a half and at three quarters of its time. */
-                        if (tricks < 2 && s->seconds > 0 &&
-                            t - start >= s->seconds * (2 + tricks) / 4) {
-                                version_trick();
-                                tricks++;
+                        /* The tricks at half its time. */
+                        if (!tricked && s->seconds > 0 && t - start >= s->seconds / 2) {
+                                version_tricks();
+                                tricked = true;
                         }
                         garbage_batch();
                         usleep(1000);
