@@ -317,8 +317,8 @@ struct qemu_probe;
 
 /*
  * The probe's end: caps (kept in the cache) or NULL and why, in one sentence.
- * again: it failed without QEMU's own word (QMP ended and QEMU stayed, or
- * the answers broke off), so asking once more may answer.
+ * again: it failed without QEMU's own word (QMP ended before every answer
+ * came and QEMU did not exit), so asking once more may answer.
  */
 typedef void (*qemu_probe_done_fn)(const struct qemu_caps *caps, const char *why, bool again,
                                    void *userdata);
