@@ -77,7 +77,6 @@ struct qemu_probe {
         bool gone;          /* QMP closed before every answer came */
         char gone_why[160]; /* why, as lib/qmp.c says it */
         bool over;          /* done() was called, or the probe was cancelled */
-        bool unlinked;      /* qmp_path is removed (once connected) */
         qemu_probe_done_fn done;
         void *userdata;
 };
@@ -248,8 +247,6 @@ static void probe_free(struct qemu_probe *p)
                 event_free(p->timer);
         if (p->pidfd >= 0)
                 close(p->pidfd);
-        if (!p->unlinked)
-                unlink(p->qmp_path);
         qemu_caps_free(&p->caps);
         free(p->binary);
         free(p->qmp_path);
@@ -377,7 +374,6 @@ int qemu_probe_start(struct qemu_backend *qb, const char *binary, const char *qm
         close(listen_fd);
         /* Connected: the name is no longer needed, and a later probe may bind it again. */
         unlink(p->qmp_path);
-        p->unlinked = true;
         *ret = p;
         return 0;
 kill:
@@ -385,6 +381,7 @@ kill:
         kill_it(p, SIGKILL);
         waitid((idtype_t)P_PIDFD, (id_t)p->pidfd, &(siginfo_t){0}, WEXITED);
 fail:
+        unlink(p->qmp_path);
         p->over = true;
         probe_free(p);
         return r;

@@ -365,13 +365,10 @@ static void on_probed(const struct qemu_caps *caps, const char *why, bool again,
                 qv->probe_binary = NULL;
                 qv->probe_asked_again = true;
                 if ((r = probe_first(qv, binary, err, sizeof(err))) >= 0)
-                        return;
-                free(binary);
+                        return; /* probe_first() keeps binary */
+                qv->probe_binary = binary;
                 log_msg(LOG_ERR, "%s", err);
-                start_failed_later(qv, err);
-                return;
-        }
-        if (caps) {
+        } else if (caps) {
                 r = start_with(qv, caps, qv->probe_binary, err, sizeof(err));
         } else {
                 snprintf(err, sizeof(err), "vm \"%s\": cannot ask QEMU %s what it offers: %s",
