@@ -36,13 +36,32 @@ static bool at_rate(double amount, uint64_t dt_ms, double per_s)
         return amount * 1000.0 / (double)(dt_ms < 1000 ? 1000 : dt_ms) >= per_s;
 }
 
-/* Whether the guest refaulted at the rate that matters between b and r. */
+/*
+ * Fewer refaults count too when they can explain the interval's stall: a page read
+ * back for each STALL_US_PER_REFAULT of PSI `some` stall (a read from disk takes 0.1 to
+ * 10 ms), and REFAULTS_MIN_PER_S a second at least, so that a few pages never explain
+ * a short stall (docs/demand.md).
+ */
+#define STALL_US_PER_REFAULT 4000.0
+#define REFAULTS_MIN_PER_S   16.0
+
+/*
+ * Whether the guest refaulted at the rate that matters between b and r: 1 MiB/s, or
+ * enough to explain its stall.
+ */
 static bool refaulting(const struct agent_report *b, const struct agent_report *r, uint64_t dt_ms,
                        uint64_t page_size)
 {
-        return r->refaults >= b->refaults &&
-               at_rate((double)(r->refaults - b->refaults) * (double)page_size, dt_ms,
-                       WORKING_SET_MIN_BYTES_PER_S);
+        if (r->refaults < b->refaults)
+                return false;
+        double pages = (double)(r->refaults - b->refaults);
+        if (at_rate(pages * (double)page_size, dt_ms, WORKING_SET_MIN_BYTES_PER_S))
+                return true;
+        if (!(r->have & b->have & AGENT_HAVE_PSI) || r->psi_some_total_us <= b->psi_some_total_us)
+                return false;
+        double stalled_us = (double)(r->psi_some_total_us - b->psi_some_total_us);
+        return at_rate(pages, dt_ms, REFAULTS_MIN_PER_S) &&
+               pages * STALL_US_PER_REFAULT >= stalled_us;
 }
 
 /*

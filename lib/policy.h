@@ -146,16 +146,17 @@ struct policy_vm_memory {
         uint64_t last_target_bytes; /* the ideal of the previous decision */
 
         uint64_t last_stall_ms;
-        bool probing;                /* a probe is descending toward the working set */
-        uint32_t probe_permille;     /* how far the probe is below its start */
-        uint64_t probe_start_bytes;  /* where the probe started: the fine zone, or lower */
-        uint64_t probe_demand_bytes; /* corrected demand when the probe last looked */
-        uint64_t probe_cover_bytes;  /* the headroom for unforeseen rises the probe kept */
-        uint32_t
-            correction_permille; /* learned: working set / reported demand, 1..4000 (0 = none) */
-        uint64_t correction_ms;  /* when it was learned */
-        uint32_t stall_backoff;  /* multiplier of stall_memory_ms, doubled per same edge */
-        uint32_t stall_streak;   /* consecutive decisions stalling at want */
+        bool probing;                 /* a probe is descending toward the working set */
+        uint32_t probe_permille;      /* how far the probe is below its start */
+        uint64_t probe_start_bytes;   /* where the probe started: the fine zone, or lower */
+        uint64_t probe_demand_bytes;  /* corrected demand when the probe last looked */
+        uint64_t probe_cover_bytes;   /* the headroom for unforeseen rises the probe kept */
+        uint32_t correction_permille; /* learned: working set / reported demand, 1..1000
+                                         (0 = none; 1000 with a stall's floor) */
+        uint64_t floor_bytes;         /* learned at a stall: the working set is at least this */
+        uint64_t correction_ms;       /* when either was learned */
+        uint32_t stall_backoff;       /* multiplier of stall_memory_ms, doubled per same edge */
+        uint32_t stall_streak;        /* consecutive decisions stalling at want */
         struct policy_history history;
 };
 

@@ -62,14 +62,22 @@ static void estimate_from_demand(struct policy_vm *vm, uint64_t demand)
  * is more; want is the expected use plus the headroom: the buffer, or more
  * when the VM's unforeseen rises have been larger. With the headroom pool
  * (policy_pool.c) this want is provisional: the pool sets the headroom once
- * every VM is estimated. `scale` is the learned correction of the figure,
- * permille. Returns the learned headroom, uncorrected.
+ * every VM is estimated. `scale` is the probe's correction of the figure,
+ * permille (at most 1000), `floor` what a stall proved the working set to be
+ * at least (0: nothing): the corrected figure is the larger of the two.
+ * Returns the learned headroom, uncorrected.
  */
 static uint64_t estimate_learned(struct policy_vm *vm, uint64_t expected, uint64_t scale,
-                                 const struct policy_tunables *t)
+                                 uint64_t floor, const struct policy_tunables *t)
 {
         uint64_t next = scale_permille(expected, scale);
         uint64_t now = scale_permille(vm->demand_bytes, scale);
+
+        if (next < floor)
+                next = floor;
+        if (now < floor)
+                now = floor;
+
         uint64_t buffer = scale_permille(next, 10ull * vm->settings.buffer_percent);
         uint64_t learned = policy_history_quantile(&vm->memory.history, t->headroom_permille,
                                                    t->headroom_period_ms);
@@ -88,9 +96,6 @@ static uint64_t estimate_learned(struct policy_vm *vm, uint64_t expected, uint64
         return learned;
 }
 
-/* A figure is believed to under-count at most 4 times. */
-#define CORRECTION_MAX 4000
-
 static uint64_t backoff_ms(const struct policy_vm_memory *m, uint64_t base)
 {
         return base * (m->stall_backoff ? m->stall_backoff : 1);
@@ -103,22 +108,51 @@ static bool correction_fresh(const struct policy_vm_memory *m, uint64_t now,
                ms_since(now, m->correction_ms) < backoff_ms(m, t->stall_memory_ms);
 }
 
-/* A probe ends: the guest's true working set is `share` of its reported demand. */
-static void probe_learn(struct policy_vm_memory *m, uint64_t share_permille, uint64_t now,
-                        const struct policy_tunables *t)
+/* Whether a and b are within 10 % of each other (and a is something). */
+static bool about_the_same(uint64_t a, uint64_t b)
 {
-        uint32_t c = (uint32_t)(share_permille > CORRECTION_MAX ? CORRECTION_MAX : share_permille);
-        bool same = m->correction_permille && c * 10 >= m->correction_permille * 9 &&
-                    c * 10 <= m->correction_permille * 11;
+        return a && (double)b * 10.0 >= (double)a * 9.0 && (double)b * 10.0 <= (double)a * 11.0;
+}
 
+/*
+ * A correction is learned: `same` when it is the one learned before, which
+ * keeps it fresh twice as long (up to stall_backoff_max), else from the start.
+ */
+static void correction_learned(struct policy_vm_memory *m, bool same, uint64_t now,
+                               const struct policy_tunables *t)
+{
         if (!same)
                 m->stall_backoff = 1;
         else if (m->stall_backoff < t->stall_backoff_max)
                 m->stall_backoff *= 2;
-        m->correction_permille = c ? c : 1;
         m->correction_ms = now;
         m->probing = false;
         m->probe_permille = 0;
+}
+
+/* A probe ends: the guest's true working set is `share` of its reported demand (at most all). */
+static void probe_learn(struct policy_vm_memory *m, uint64_t share_permille, uint64_t now,
+                        const struct policy_tunables *t)
+{
+        uint32_t c = (uint32_t)(share_permille > 1000 ? 1000 : share_permille);
+
+        correction_learned(m, !m->floor_bytes && about_the_same(m->correction_permille, c), now, t);
+        m->correction_permille = c ? c : 1;
+        m->floor_bytes = 0;
+}
+
+/*
+ * A stall at want: the working set is at least `floor` bytes, whatever the figure
+ * says. It is a floor, not a ratio of the figure: what the figure missed (often the
+ * cache the guest reads back) may enter the figure later, and a ratio would then
+ * count it twice, and scale the headroom learned from the figure's own rises too.
+ */
+static void stall_learn(struct policy_vm_memory *m, uint64_t floor, uint64_t now,
+                        const struct policy_tunables *t)
+{
+        correction_learned(m, about_the_same(m->floor_bytes, floor), now, t);
+        m->correction_permille = 1000;
+        m->floor_bytes = floor;
 }
 
 /*
@@ -160,17 +194,22 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
                 return;
         /*
          * The working set is more than the VM holds: it grows now by
-         * stall_grow_percent plus the stalled share, and the figure is corrected
-         * upward by what is sure, stall_grow_percent over what it holds (a stall
+         * stall_grow_percent plus the stalled share, and the corrected figure is
+         * at least what is sure, stall_grow_percent over what it holds (a stall
          * at the corrected size corrects again).
          */
         double stall = vm->stall_fraction > 1.0 ? 1.0 : vm->stall_fraction;
         uint64_t permille = 10ull * t->stall_grow_percent + (uint64_t)(stall * 1000.0);
         uint64_t working = scale_up_permille(vm->assigned_bytes, permille);
-        uint64_t sure = scale_up_permille(vm->assigned_bytes, 10ull * t->stall_grow_percent);
-        uint64_t share = sure / (reported / 1000 ? reported / 1000 : 1);
-        if (share > m->correction_permille || !correction_fresh(m, now, t))
-                probe_learn(m, share, now, t);
+        uint64_t sure =
+            clamp_u64(scale_up_permille(vm->assigned_bytes, 10ull * t->stall_grow_percent), 0,
+                      s->maximum_bytes);
+        bool fresh = correction_fresh(m, now, t);
+        uint64_t corrected = fresh ? scale_permille(reported, m->correction_permille) : reported;
+        if (fresh && corrected < m->floor_bytes)
+                corrected = m->floor_bytes;
+        if (sure > corrected || !fresh)
+                stall_learn(m, sure, now, t);
         uint64_t short_need =
             clamp_u64(block_up(working, s->block_bytes), s->minimum_bytes, s->maximum_bytes);
         if (short_need > vm->need_bytes)
@@ -284,7 +323,7 @@ void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tu
                 return;
         }
         if (estimate_probe(vm, vm->demand_bytes, now, t)) /* learned now: use it now */
-                estimate_learned(vm, vm->expected_bytes, m->correction_permille, t);
+                estimate_learned(vm, vm->expected_bytes, m->correction_permille, 0, t);
 }
 
 /*
@@ -315,7 +354,7 @@ static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct pol
                 vm->stall_fraction = 1.0;
         else if (vm->stall_fraction < 0.0)
                 vm->stall_fraction = 0.0;
-        uint64_t reported = vm->demand_bytes, scale = 1000;
+        uint64_t reported = vm->demand_bytes, scale = 1000, floor = 0;
 
         /*
          * The history learns between samples, over the time between them (the
@@ -329,9 +368,11 @@ static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct pol
         vm->expected_bytes = policy_history_update(&m->history, reported, sampled, decay, t);
         if (!m->decided)
                 m->last_stall_ms = now; /* quiet time counts from the first decision */
-        if (vm->stall_known && correction_fresh(m, now, t))
+        if (vm->stall_known && correction_fresh(m, now, t)) {
                 scale = m->correction_permille;
-        uint64_t learned = estimate_learned(vm, vm->expected_bytes, scale, t);
+                floor = m->floor_bytes;
+        }
+        uint64_t learned = estimate_learned(vm, vm->expected_bytes, scale, floor, t);
         vm->cover_bytes = scale_permille(learned, scale);
         if (!vm->stall_known)
                 return;

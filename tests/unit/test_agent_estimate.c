@@ -1,7 +1,8 @@
 /*
  * Tests for agent_estimate's stall attribution (docs/demand.md, "Stall"): a PSI stall counts as
  * the guest being short of memory it uses only when its kernel shows working-set pressure in the
- * same interval (refaults at 1 MiB/s or more, or pages in use pushed to swap that fast, judged
+ * same interval (refaults at 1 MiB/s or more, or enough to explain the stall, or pages in use
+ * pushed to swap at 1 MiB/s, judged
  * over a second at least); a stall that only turned over page cache nobody reads again counts 0;
  * and the file working set, Active(file) as refaults prove it, held until the kernel lets it go.
  * Pure functions, reports built here: no protocol, no clock.
@@ -79,17 +80,61 @@ static void a_stall_with_refaults_counts(void **state)
         assert_int_equal(e.demand_bytes, 500 * MIB); /* and the active file cache is demand */
 }
 
-/* A trickle of refaults (pages evicted long ago) is not a working set that does not fit. */
-static void refaults_below_a_mib_a_second_do_not(void **state)
+/*
+ * A trickle of refaults (pages evicted long ago) under 1 MiB/s is not a working set that
+ * does not fit when it cannot explain the stall: fewer than a page per 4 ms of it, or
+ * fewer than 16 pages a second.
+ */
+static void refaults_below_a_mib_a_second_that_cannot_explain_the_stall_do_not(void **state)
 {
         struct agent_report b = at(1, 10), r = at(2, 11);
 
-        r.psi_some_total_us = 50000;
-        r.refaults = 255;
+        r.psi_some_total_us = 200000;
+        r.refaults = 49; /* 196 ms of reads at 4 ms each: less than the 200 ms stalled */
         struct agent_estimate e = interval(b, r, PAGE);
         assert_true(e.stall_turnover);
         assert_float_equal(e.stall_fraction, 0.0, 1e-9);
-        assert_float_equal(e.psi_fraction, 0.05, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.2, 1e-9);
+        assert_int_equal(e.demand_bytes, 300 * MIB); /* no hot cache proved */
+
+        r.psi_some_total_us = 20000;
+        r.refaults = 15; /* would explain 60 ms, but under 16 a second */
+        assert_true(interval(b, r, PAGE).stall_turnover);
+
+        r.psi_some_total_us = 0; /* no stall: nothing to explain, whatever the count */
+        r.refaults = 200;
+        e = interval(b, r, PAGE);
+        assert_float_equal(e.stall_fraction, 0.0, 1e-9);
+        assert_int_equal(e.demand_bytes, 300 * MIB);
+}
+
+/*
+ * Under 1 MiB/s, refaults that can explain the stall count (a guest on a slow disk, or
+ * under TCG, reads fewer pages back in the same stall): a page per 4 ms of it.
+ */
+static void fewer_refaults_that_explain_the_stall_count(void **state)
+{
+        struct agent_report b = at(1, 10), r = at(2, 11);
+
+        r.psi_some_total_us = 200000;
+        r.refaults = 50; /* 200 ms of reads at 4 ms each */
+        struct agent_estimate e = interval(b, r, PAGE);
+        assert_false(e.stall_turnover);
+        assert_float_equal(e.stall_fraction, 0.2, 1e-9);
+        assert_int_equal(e.demand_bytes, 500 * MIB); /* the active file cache is demand */
+
+        r.psi_some_total_us = 50000;
+        r.refaults = 16; /* the least that counts: 16 a second, 64 ms of reads */
+        assert_false(interval(b, r, PAGE).stall_turnover);
+
+        /* Without PSI in one of the two reports there is no stall to explain. */
+        b.have &= ~AGENT_HAVE_PSI;
+        struct agent_estimator est = {0};
+        assert_int_equal(agent_estimator_add(&est, &b, PAGE), 0);
+        assert_int_equal(agent_estimator_add(&est, &r, PAGE), 0);
+        agent_estimator_get(&est, &r, LIMIT, INTERVAL, r.received_ms, &e);
+        assert_false(e.stall_known);
+        assert_int_equal(e.demand_bytes, 300 * MIB);
 }
 
 /* The rate is in bytes: 16 refaulted pages of 64 KiB are 1 MiB. */
@@ -249,11 +294,13 @@ static void a_short_interval_is_judged_over_a_second(void **state)
         r.cause = AGENT_CAUSE_PSI;
         r.psi_some_total_us = 20000;
         r.mem_available_bytes = b.mem_available_bytes - 512 * 1024;
-        r.refaults = 128; /* 1280 pages/s for 100 ms */
+        r.refaults = 15; /* 150 pages/s for 100 ms, 15 over a second: under 16 */
         struct agent_estimate e = interval(b, r, PAGE);
         assert_float_equal(e.psi_fraction, 0.2, 1e-9);
         assert_true(e.stall_turnover);
         assert_int_equal(e.demand_bytes, 300 * MIB + 512 * 1024); /* no hot cache from it */
+        r.refaults = 16; /* and 16 that explain the 20 ms stalled are 16 in a second too */
+        assert_false(interval(b, r, PAGE).stall_turnover);
         r.refaults = 256; /* a MiB in 100 ms is a MiB in a second too */
         assert_false(interval(b, r, PAGE).stall_turnover);
         r.refaults = 0;
@@ -339,7 +386,8 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(a_stall_turning_over_cache_counts_zero),
             cmocka_unit_test(a_stall_with_refaults_counts),
-            cmocka_unit_test(refaults_below_a_mib_a_second_do_not),
+            cmocka_unit_test(refaults_below_a_mib_a_second_that_cannot_explain_the_stall_do_not),
+            cmocka_unit_test(fewer_refaults_that_explain_the_stall_count),
             cmocka_unit_test(the_refault_rate_is_in_bytes),
             cmocka_unit_test(a_rise_served_from_cache_is_turnover),
             cmocka_unit_test(the_absorber_counts_as_a_rise),

@@ -787,6 +787,55 @@ static void urgent_stall_at_want_grows_at_once(void **state)
 }
 
 /*
+ * What a stall at want learns is a floor under the working set (what the VM held +
+ * stall_grow_percent), not a ratio of the figure: once the figure rises past it (the
+ * cache the guest read back entering the figure), the VM is sized as one that never
+ * stalled. A ratio would multiply the risen figure, and count the cache twice.
+ */
+static void a_stall_learns_a_floor_not_a_ratio(void **state)
+{
+        struct fx *f = *state;
+        uint64_t now = 0;
+
+        struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 6 * GIB), 1230 * MIB);
+        struct policy_vm *b = add(f, "b", dyn(GIB, 512 * MIB, 6 * GIB), 1230 * MIB);
+        demand(a, GIB); /* want: 1 GiB + 20 %, what each holds */
+        demand(b, GIB);
+        stall(a, 0.0);
+        stall(b, 0.0);
+        decide(f, now);
+        settle(f);
+        now += 1000;
+        stall(a, 0.2); /* a stalls at want; its figure under-counts */
+        a->stall_urgent = true;
+        decide(f, now);
+        assert_int_equal(a->reason, REASON_STALL);
+        assert_int_equal(a->target_bytes, size_round_up(1230 * MIB * 13 / 10, 2 * MIB));
+        settle(f);
+        stall(a, 0.0);
+        a->stall_urgent = false;
+        /* The floor holds while the figure stays below it: 1230 MiB + 10 % at least. */
+        for (int i = 0; i < 5; i++) {
+                now += 1000;
+                decide(f, now);
+                settle(f);
+        }
+        assert_true(a->target_bytes >= size_round_up(1230 * MIB * 11 / 10, 2 * MIB));
+        assert_int_equal(b->target_bytes, 1230 * MIB);
+
+        /* Both figures rise past the floor: a is sized as b, the twin that never stalled. */
+        for (int i = 0; i < 10; i++) {
+                now += 1000;
+                demand(a, 2 * GIB);
+                demand(b, 2 * GIB);
+                decide(f, now);
+                settle(f);
+        }
+        assert_true(b->target_bytes >= want_of(2 * GIB, 20));
+        assert_int_equal(a->target_bytes, b->target_bytes);
+}
+
+/*
  * Below its grow edge (need + 30 % of its headroom) a stalling VM is believed,
  * urgent or not: the missing headroom explains the stall, and it grows back to
  * its want, no further. Above the edge and inside the deadband, a first stall
@@ -1262,6 +1311,7 @@ int main(void)
             T(dynmem_trend_is_measured_between_samples),
             T(stall_grows_a_vm_whose_demand_looks_fine),
             T(urgent_stall_at_want_grows_at_once),
+            T(a_stall_learns_a_floor_not_a_ratio),
             T(urgent_stall_below_want_restores_the_buffer),
             T(hostile_urgent_stalls),
             T(probing_lowers_a_quiet_vm),
