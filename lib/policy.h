@@ -153,7 +153,8 @@ struct policy_vm_memory {
         uint64_t probe_cover_bytes;   /* the headroom for unforeseen rises the probe kept */
         uint32_t correction_permille; /* learned: working set / reported demand, 1..1000
                                          (0 = none; 1000 with a stall's floor) */
-        uint64_t floor_bytes;         /* learned at a stall: the working set is at least this */
+        uint64_t stall_floor_bytes;   /* learned at a stall: the working set is at least this */
+        uint64_t stall_figure_bytes;  /* the reported demand the floor was learned against */
         uint64_t correction_ms;       /* when either was learned */
         uint32_t stall_backoff;       /* multiplier of stall_memory_ms, doubled per same edge */
         uint32_t stall_streak;        /* consecutive decisions stalling at want */

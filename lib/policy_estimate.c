@@ -136,9 +136,10 @@ static void probe_learn(struct policy_vm_memory *m, uint64_t share_permille, uin
 {
         uint32_t c = (uint32_t)(share_permille > 1000 ? 1000 : share_permille);
 
-        correction_learned(m, !m->floor_bytes && about_the_same(m->correction_permille, c), now, t);
+        correction_learned(m, !m->stall_floor_bytes && about_the_same(m->correction_permille, c),
+                           now, t);
         m->correction_permille = c ? c : 1;
-        m->floor_bytes = 0;
+        m->stall_floor_bytes = 0;
 }
 
 /*
@@ -147,12 +148,27 @@ static void probe_learn(struct policy_vm_memory *m, uint64_t share_permille, uin
  * cache the guest reads back) may enter the figure later, and a ratio would then
  * count it twice, and scale the headroom learned from the figure's own rises too.
  */
-static void stall_learn(struct policy_vm_memory *m, uint64_t floor, uint64_t now,
+static void stall_learn(struct policy_vm_memory *m, uint64_t floor, uint64_t reported, uint64_t now,
                         const struct policy_tunables *t)
 {
-        correction_learned(m, about_the_same(m->floor_bytes, floor), now, t);
+        correction_learned(m, about_the_same(m->stall_floor_bytes, floor), now, t);
         m->correction_permille = 1000;
-        m->floor_bytes = floor;
+        m->stall_floor_bytes = floor;
+        m->stall_figure_bytes = reported;
+}
+
+/*
+ * The floor for a figure of `reported`: whole while the figure is at or above the
+ * one it was learned against, and in proportion below it: a figure that falls has
+ * lost part of the working set the stall measured (a job that ended), and a floor
+ * that stayed whole would hold its memory for as long as it is fresh.
+ */
+static uint64_t stall_floor(const struct policy_vm_memory *m, uint64_t reported)
+{
+        if (!m->stall_floor_bytes || reported >= m->stall_figure_bytes)
+                return m->stall_floor_bytes;
+        return (uint64_t)((double)m->stall_floor_bytes * (double)reported /
+                          (double)m->stall_figure_bytes);
 }
 
 /*
@@ -206,10 +222,10 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
                       s->maximum_bytes);
         bool fresh = correction_fresh(m, now, t);
         uint64_t corrected = fresh ? scale_permille(reported, m->correction_permille) : reported;
-        if (fresh && corrected < m->floor_bytes)
-                corrected = m->floor_bytes;
+        if (fresh && corrected < stall_floor(m, reported))
+                corrected = stall_floor(m, reported);
         if (sure > corrected || !fresh)
-                stall_learn(m, sure, now, t);
+                stall_learn(m, sure, reported, now, t);
         uint64_t short_need =
             clamp_u64(block_up(working, s->block_bytes), s->minimum_bytes, s->maximum_bytes);
         if (short_need > vm->need_bytes)
@@ -370,7 +386,7 @@ static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct pol
                 m->last_stall_ms = now; /* quiet time counts from the first decision */
         if (vm->stall_known && correction_fresh(m, now, t)) {
                 scale = m->correction_permille;
-                floor = m->floor_bytes;
+                floor = stall_floor(m, reported);
         }
         uint64_t learned = estimate_learned(vm, vm->expected_bytes, scale, floor, t);
         vm->cover_bytes = scale_permille(learned, scale);

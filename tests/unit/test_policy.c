@@ -836,6 +836,39 @@ static void a_stall_learns_a_floor_not_a_ratio(void **state)
 }
 
 /*
+ * Below the figure it was learned against, the stall's floor falls in proportion:
+ * a figure that halves (the job that stalled ended) halves the floor, so a fresh
+ * floor does not hold the VM's memory through the quiet that follows.
+ */
+static void a_stall_floor_falls_with_the_figure(void **state)
+{
+        struct fx *f = *state;
+        uint64_t now = 0;
+
+        struct policy_vm *a = add(f, "a", dyn(GIB, 256 * MIB, 6 * GIB), 1230 * MIB);
+        demand(a, GIB);
+        stall(a, 0.0);
+        decide(f, now);
+        settle(f);
+        now += 1000;
+        stall(a, 0.2);
+        a->stall_urgent = true;
+        decide(f, now); /* floor: 1230 MiB + 10 %, learned against 1 GiB */
+        assert_int_equal(a->reason, REASON_STALL);
+        settle(f);
+        stall(a, 0.0);
+        a->stall_urgent = false;
+        for (int i = 0; i < 120; i++) { /* the figure halves; two minutes pass */
+                now += 1000;
+                demand(a, 512 * MIB);
+                decide(f, now);
+                settle(f);
+        }
+        /* half the floor, 677 MiB, + 20 %: not the whole floor's 1624 MiB */
+        assert_int_equal(a->target_bytes, size_round_up(1353 * MIB / 2 * 12 / 10, 2 * MIB));
+}
+
+/*
  * Below its grow edge (need + 30 % of its headroom) a stalling VM is believed,
  * urgent or not: the missing headroom explains the stall, and it grows back to
  * its want, no further. Above the edge and inside the deadband, a first stall
@@ -1312,6 +1345,7 @@ int main(void)
             T(stall_grows_a_vm_whose_demand_looks_fine),
             T(urgent_stall_at_want_grows_at_once),
             T(a_stall_learns_a_floor_not_a_ratio),
+            T(a_stall_floor_falls_with_the_figure),
             T(urgent_stall_below_want_restores_the_buffer),
             T(hostile_urgent_stalls),
             T(probing_lowers_a_quiet_vm),
