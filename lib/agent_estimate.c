@@ -95,6 +95,18 @@ static void hot_update(struct agent_estimator *e, const struct agent_report *r, 
                 e->hot_bytes = r->active_file_bytes;
 }
 
+/*
+ * MemFree at a report of at least MemTotal / RELIEVED_FREE_DIV: the guest has memory
+ * it does not use, so whatever it stalled on in the interval, more memory is not what
+ * it waits for now (docs/demand.md, "A stall the memory relieved").
+ */
+#define RELIEVED_FREE_DIV 16
+
+static bool relieved(const struct agent_report *r)
+{
+        return r->mem_free_bytes >= r->mem_total_bytes / RELIEVED_FREE_DIV;
+}
+
 /* Rate of counter `now` against `then` over dt_ms; false when it went backwards. */
 static bool counter_rate(uint64_t then, uint64_t now, uint64_t dt_ms, double *ret)
 {
@@ -143,7 +155,9 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
                         e->psi = v < 0 ? 0 : v > 1 ? 1 : v;
                         /* A stall that only turned over cache nobody reads again: not short. */
                         e->turnover = e->psi > 0 && !working_set_short(e, b, r, dt, refaulted);
-                        e->stall = e->turnover ? 0 : e->psi;
+                        /* A stall the memory that came has ended: not short now. */
+                        e->relieved = e->psi > 0 && !e->turnover && relieved(r);
+                        e->stall = e->turnover || e->relieved ? 0 : e->psi;
                         e->stall_known = true;
                 } else {
                         resets++;
@@ -195,6 +209,7 @@ void agent_estimator_get(const struct agent_estimator *e, const struct agent_rep
                 out.stall_fraction = e->stall_known ? e->stall : 0;
                 out.psi_fraction = e->stall_known ? e->psi : 0;
                 out.stall_turnover = e->stall_known && e->turnover;
+                out.stall_relieved = e->stall_known && e->relieved;
                 out.rates_known = e->rates_known;
                 out.refaults_per_s = e->rates_known ? e->refault_rate : 0;
                 out.majfaults_per_s = e->rates_known ? e->majfault_rate : 0;

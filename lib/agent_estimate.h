@@ -64,11 +64,13 @@ struct agent_estimate {
         /*
          * The share of the last interval the guest stalled short of memory it uses,
          * 0..1: its PSI "some" share, or 0 when the kernel showed no working-set
-         * pressure in it (stall_turnover; docs/demand.md).
+         * pressure in it (stall_turnover) or the guest has free memory at its end
+         * (stall_relieved; docs/demand.md).
          */
         double stall_fraction;
         double psi_fraction; /* PSI "some" stall share of the last interval as measured */
         bool stall_turnover; /* it stalled turning over cache it does not read again */
+        bool stall_relieved; /* it stalled short, and has free memory now (counted 0) */
         bool visible_known;
         uint64_t visible_bytes; /* MemTotal */
         bool available_known;
@@ -93,6 +95,7 @@ struct agent_estimator {
         bool stall_known;
         double stall, psi; /* the share that counts, the share measured */
         bool turnover;     /* the stall of the last interval was cache turnover */
+        bool relieved;     /* it was short in it, and has free memory at its end */
         bool rates_known;
         double refault_rate, majfault_rate;
         uint64_t hot_bytes; /* the file working set: Active(file) as refaults proved it */

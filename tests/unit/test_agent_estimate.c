@@ -81,6 +81,42 @@ static void a_stall_with_refaults_counts(void **state)
 }
 
 /*
+ * A stall the memory relieved: the guest refaulted and stalled in the interval, and at
+ * its end has MemFree of MemTotal / 16 or more (the memory that came, not yet filled):
+ * it is not short now, so the stall counts 0, the file working set still counts.
+ */
+static void a_stall_with_free_memory_at_its_end_is_relieved(void **state)
+{
+        struct agent_report b = at(1, 10), r = at(2, 11);
+
+        r.psi_some_total_us = 200000;
+        r.refaults = 256;
+        r.mem_free_bytes = GIB / 16;
+        struct agent_estimate e = interval(b, r, PAGE);
+        assert_true(e.stall_relieved);
+        assert_false(e.stall_turnover);
+        assert_float_equal(e.stall_fraction, 0.0, 1e-9);
+        assert_float_equal(e.psi_fraction, 0.2, 1e-9);
+        assert_int_equal(e.demand_bytes, 500 * MIB);
+
+        r.mem_free_bytes = GIB / 16 - PAGE; /* short of it: still short now */
+        e = interval(b, r, PAGE);
+        assert_false(e.stall_relieved);
+        assert_float_equal(e.stall_fraction, 0.2, 1e-9);
+
+        /* Free memory at the interval's start says nothing about its end. */
+        b.mem_free_bytes = GIB / 2;
+        e = interval(b, r, PAGE);
+        assert_false(e.stall_relieved);
+        assert_float_equal(e.stall_fraction, 0.2, 1e-9);
+
+        /* Without a stall nothing is relieved. */
+        r.psi_some_total_us = 0;
+        r.mem_free_bytes = GIB / 2;
+        assert_false(interval(b, r, PAGE).stall_relieved);
+}
+
+/*
  * A trickle of refaults (pages evicted long ago) under 1 MiB/s is not a working set that
  * does not fit when it cannot explain the stall: fewer than a page per 4 ms of it, or
  * fewer than 16 pages a second.
@@ -386,6 +422,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(a_stall_turning_over_cache_counts_zero),
             cmocka_unit_test(a_stall_with_refaults_counts),
+            cmocka_unit_test(a_stall_with_free_memory_at_its_end_is_relieved),
             cmocka_unit_test(refaults_below_a_mib_a_second_that_cannot_explain_the_stall_do_not),
             cmocka_unit_test(fewer_refaults_that_explain_the_stall_count),
             cmocka_unit_test(the_refault_rate_is_in_bytes),
