@@ -171,6 +171,15 @@ static uint64_t stall_floor(const struct policy_vm_memory *m, uint64_t reported)
                           (double)m->stall_figure_bytes);
 }
 
+/* The figure as the fresh correction has it: the probe's share, or the stall's floor if more. */
+static uint64_t corrected_figure(const struct policy_vm_memory *m, uint64_t figure)
+{
+        uint64_t scaled = scale_permille(figure, m->correction_permille);
+        uint64_t floor = stall_floor(m, figure);
+
+        return scaled > floor ? scaled : floor;
+}
+
 /*
  * A stall. While probing it marks the edge: the size held now is about the
  * guest's true working set, and the reported demand is corrected by that
@@ -220,11 +229,7 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
         uint64_t sure =
             clamp_u64(scale_up_permille(vm->assigned_bytes, 10ull * t->stall_grow_percent), 0,
                       s->maximum_bytes);
-        bool fresh = correction_fresh(m, now, t);
-        uint64_t corrected = fresh ? scale_permille(reported, m->correction_permille) : reported;
-        if (fresh && corrected < stall_floor(m, reported))
-                corrected = stall_floor(m, reported);
-        if (sure > corrected || !fresh)
+        if (!correction_fresh(m, now, t) || sure > corrected_figure(m, reported))
                 stall_learn(m, sure, reported, now, t);
         uint64_t short_need =
             clamp_u64(block_up(working, s->block_bytes), s->minimum_bytes, s->maximum_bytes);
