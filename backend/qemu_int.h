@@ -317,8 +317,9 @@ struct qemu_probe;
 
 /*
  * The probe's end: caps (kept in the cache) or NULL and why, in one sentence.
- * again: it failed without QEMU's own word (QMP ended before every answer
- * came and QEMU did not exit), so asking once more may answer.
+ * again: it failed without QEMU's own word (it did not answer within
+ * QEMU_START_WAIT_MS, or QMP ended before every answer came and QEMU did
+ * not exit) and was killed, so asking once more may answer.
  */
 typedef void (*qemu_probe_done_fn)(const struct qemu_caps *caps, const char *why, bool again,
                                    void *userdata);
@@ -671,7 +672,7 @@ struct qemu_vm {
         struct qemu_guest_signal sig;  /* the agent's estimate, balloon statistics: demand */
         struct qemu_probe *probe;      /* asking the binary what it offers, before the start */
         char *probe_binary;            /* ... that binary */
-        bool probe_asked_again;        /* ... a second time, after a probe that broke off */
+        bool probe_asked_again;        /* ... a second time, after one silent or broken off */
         struct qemu_features features; /* chosen at start; confirmed from QMP (qemu_confirm.c) */
         struct qemu_seen seen;
         uint64_t guest_resets;     /* RESET events of this instance (guest reboots) */

@@ -6,7 +6,9 @@
  * backend's loop sends query-version, device-list-properties (virtio-mem-pci,
  * hv-balloon), query-command-line-options (run-with) and query-machines,
  * qemu_caps.c reads the replies, and the QEMU is told to quit (killed 3 s
- * later if it does not) and reaped through its pidfd. The answer is cached
+ * later if it does not) and reaped through its pidfd. A QEMU that did not
+ * answer in time, or whose QMP ended before it answered and that stayed, is
+ * killed and said to be worth asking again. The answer is cached
  * per binary (path, device, inode, size, mtime) for the backend's life: a
  * start costs one probe only after QEMU was installed or upgraded.
  */
@@ -220,8 +222,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         if (!p->over && p->gone)
                 fail(p, true, "QMP on %s ended (%s) and it did not exit within %d s; killed",
                      p->qmp_path, p->gone_why, GONE_WAIT_MS / 1000);
-        else if (!p->over)
-                fail(p, false, "it did not answer on %s within %d s; killed", p->qmp_path,
+        else if (!p->over) /* a busy host's QEMU may answer when asked again */
+                fail(p, true, "it did not answer on %s within %d s; killed", p->qmp_path,
                      QEMU_START_WAIT_MS / 1000);
         else
                 kill_it(p, SIGKILL); /* it did not quit */

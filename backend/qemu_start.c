@@ -3,8 +3,10 @@
  * the files, opens what QEMU is handed, has the launcher run QEMU as its
  * user, writes the pid file and returns; the loop finishes the start when
  * QMP answers (qemu_monitor.c calls qemu_backend_start_done()), or reports
- * QEMU's exit, a 20 s silence or a QMP refusal. Also how a running QEMU is
- * recognised as this VM's (its pid file, its command line).
+ * QEMU's exit, a 20 s silence or a QMP refusal. A binary's first start asks
+ * it what it offers before that (qemu_probe.c), once more if the answer was
+ * not QEMU's own word (it was silent, or QMP ended and it stayed). Also how
+ * a running QEMU is recognised as this VM's (its pid file, its command line).
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -357,7 +359,8 @@ static void on_probed(const struct qemu_caps *caps, const char *why, bool again,
 
         qv->probe = NULL;
         if (!caps && again && !qv->probe_asked_again) {
-                /* Not QEMU's own word (it neither answered nor exited): ask once more. */
+                /* Not QEMU's own word (it was silent, or QMP ended and it stayed): ask once
+                 * more; it was killed, nothing of it is left. */
                 char *binary = qv->probe_binary;
                 log_msg(LOG_WARNING,
                         "vm \"%s\": QEMU %s did not answer what it offers (%s); asking again",
@@ -371,8 +374,10 @@ static void on_probed(const struct qemu_caps *caps, const char *why, bool again,
         } else if (caps) {
                 r = start_with(qv, caps, qv->probe_binary, err, sizeof(err));
         } else {
-                snprintf(err, sizeof(err), "vm \"%s\": cannot ask QEMU %s what it offers: %s",
-                         qv->vm->name, qv->probe_binary, why);
+                /* After asking again, the second answer's reason; the first one was logged. */
+                snprintf(err, sizeof(err), "vm \"%s\": cannot ask QEMU %s what it offers%s: %s",
+                         qv->vm->name, qv->probe_binary,
+                         qv->probe_asked_again ? " (asked twice)" : "", why);
                 log_msg(LOG_ERR, "%s (console log %s)", err, qv->paths.console);
         }
         free(qv->probe_binary);

@@ -88,7 +88,7 @@ struct vm {
         bool start_pending;   /* RUNNING: admitted, the backend is still bringing it up */
         bool start_outside;   /* ... for a start its owner makes (a libvirt hook asked):
                                  the backend's start() only takes note */
-        char refusal[160];    /* why the last start was refused */
+        char refusal[320];    /* why the last start was refused or failed */
         enum vm_migration migration;
         uint64_t migration_bytes; /* held while it migrates (its size pinned at that) */
 

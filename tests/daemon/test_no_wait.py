@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A balancing loop that never waits: while an exec: policy takes 3 s to answer,
 or a QEMU never answers its QMP greeting, `status` is answered at once and no
-cycle is skipped (as counted by dynmemd itself); the late reply is still applied,
-and the silent QEMU is killed after 20 s with the reason; a QEMU whose QMP
-broke off while asked what it offers is asked once more. A policy that answers
-garbage or dies keeps the VMs at their targets, is restarted after a pause that
-doubles, and is followed again once it answers."""
+cycle is skipped (as counted by dynmemd itself); the late reply is still applied.
+A QEMU asked what it offers that is silent for 20 s is killed and asked once
+more: one silent once goes on to the start, one that never answers fails it
+after the second 20 s with the reason, and nothing of either is left running;
+a QEMU whose QMP broke off while asked is asked once more too. A policy that
+answers garbage or dies keeps the VMs at their targets, is restarted after a
+pause that doubles, and is followed again once it answers."""
 import json
 import os
 import shutil
@@ -162,7 +164,18 @@ def garbage_or_death_keeps_targets_and_restarts_with_backoff(bins):
 
 # QEMU itself, stopped before it runs: it never greets on QMP (a hung QEMU).
 FROZEN_QEMU = """#!/bin/sh
+echo run >> @DIR@/hung-runs
 kill -STOP $$
+exec qemu-system-x86_64 "$@"
+"""
+
+# Stopped the first time only (as a QEMU too slow to answer on a busy host
+# would be); the next runs are the real QEMU.
+ONCE_FROZEN_QEMU = """#!/bin/sh
+echo run >> @DIR@/web-runs
+if [ "$(wc -l < @DIR@/web-runs)" -eq 1 ]; then
+    kill -STOP $$
+fi
 exec qemu-system-x86_64 "$@"
 """
 
@@ -177,12 +190,52 @@ kernel = @DIR@/vmlinuz
 qemu = @DIR@/frozen-qemu
 """
 
+SLOW_ONCE = """
+[vm "web"]
+startup = 256M
+kernel = @DIR@/vmlinuz
+qemu = @DIR@/once-frozen-qemu
+"""
+
 
 class daemon_with_frozen_qemu(running):
     def __init__(self, bins):
-        super().__init__(bins, HUNG)
-        self.d.write_file("vmlinuz", "never read: QEMU is stopped before it starts\n")
+        super().__init__(bins, HUNG + SLOW_ONCE)
+        self.d.write_file("vmlinuz", "not a kernel: only web's QEMU reads it, and refuses it\n")
         self.d.write_file("frozen-qemu", FROZEN_QEMU, executable=True)
+        self.d.write_file("once-frozen-qemu", ONCE_FROZEN_QEMU, executable=True)
+        for name in ("hung-runs", "web-runs"):
+            self.d.write_file(name, "")
+            os.chmod(os.path.join(self.d.dir, name), 0o666)  # written as the QEMU user
+
+
+def runs(d, name):
+    with open(os.path.join(d.dir, name + "-runs")) as f:
+        return len(f.readlines())
+
+
+def asked_again(log, name):
+    """The log's lines saying that VM name's probe was silent and is asked again."""
+    return [line for line in log.splitlines()
+            if f'vm "{name}": QEMU ' in line and "did not answer what it offers (it did not "
+            "answer on" in line and "within 20 s; killed); asking again" in line]
+
+
+def start_in_background(d, name):
+    return subprocess.Popen([d.dynmem, "--socket", d.socket, "start", name],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def check_responsive(d, before, what):
+    """status answered at once and no cycle skipped for 5 s (and 100 calls) from before."""
+    p99, worst, calls = status_calls_while(d, 5.0)
+    after = host(d)
+    skipped = after["cycles_skipped"] - before["cycles_skipped"]
+    print(f"# {calls} status calls while {what}: p99 {p99 * 1000:.1f} ms, "
+          f"max {worst * 1000:.1f} ms; cycles {after['cycles'] - before['cycles']}, "
+          f"skipped {skipped}", flush=True)
+    check(worst < 1.0, f"a status call took {worst:.2f} s")
+    check(skipped < 10, f"{skipped} cycles skipped while {what}", after)
 
 
 @tap.case
@@ -190,34 +243,49 @@ def status_and_cycles_do_not_wait_for_a_silent_qemu(bins):
     if not shutil.which("qemu-system-x86_64"):
         raise Skip("qemu-system-x86_64 is not installed")
     with daemon_with_frozen_qemu(bins) as d:
-        path = os.path.join(d.dir, "frozen-qemu")
+        # Both asked what they offer at once: the waits overlap.
         before = host(d)
-        start = subprocess.Popen([d.dynmem, "--socket", d.socket, "start", "hung"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        hung = start_in_background(d, "hung")
+        web = start_in_background(d, "web")
         wait_for(lambda: d.vm("hung")["state"] == "starting", "the start to be under way")
-        p99, worst, calls = status_calls_while(d, 5.0)
-        after = host(d)
-        skipped = after["cycles_skipped"] - before["cycles_skipped"]
-        print(f"# {calls} status calls while QEMU does not greet: p99 {p99 * 1000:.1f} ms, "
-              f"max {worst * 1000:.1f} ms; cycles {after['cycles'] - before['cycles']}, "
-              f"skipped {skipped}", flush=True)
-        check(worst < 1.0, f"a status call took {worst:.2f} s")
-        check(skipped < 10, f"{skipped} cycles skipped while QEMU was silent", after)
+        check_responsive(d, before, "QEMU does not greet")
         check(d.vm("hung")["state"] == "starting", "the start ended early", d.vm("hung"))
-        # After 20 s it is killed, and the waiting `dynmem start` hears why.
-        out, err = start.communicate(timeout=WAIT)
-        check(start.returncode != 0 and "did not answer on" in err and "within 20 s" in err,
-              "the start's reply", start.returncode, out, err)
-        check(d.vm("hung")["state"] == "off", "the VM is not off", d.vm("hung"))
-        check(not subprocess.run(["pgrep", "-f", path], capture_output=True).stdout,
-              "the silent QEMU still runs")
+        # After 20 s both are killed and asked again.
+        wait_for(lambda: runs(d, "hung") == 2, "the silent QEMU to be asked again")
+        before = host(d)
+        check_responsive(d, before, "QEMU does not greet, asked again")
+        # Web's second QEMU answered: its start went on to the VM's own QEMU (3 runs),
+        # which refused the kernel: the start fails for that, not for the probe.
+        out, err = web.communicate(timeout=WAIT)
+        log = d.log()
+        print(f"# web's start: {web.returncode}: {err.strip()}", flush=True)
+        check(len(asked_again(log, "web")) == 1, "web's silent probe said and asked again", log)
+        check(runs(d, "web") == 3, f"web's wrapper ran {runs(d, 'web')} times, not probe + "
+              "probe + VM", log)
+        check(web.returncode != 0 and "what it offers" not in err,
+              "web's start error is the VM's, not the probe's", out, err, log)
+        # Hung's second QEMU is silent too: killed after another 20 s, and the waiting
+        # `dynmem start` hears why.
+        out, err = hung.communicate(timeout=WAIT)
+        print(f"# hung's start: {hung.returncode}: {err.strip()}", flush=True)
+        check(hung.returncode != 0 and "what it offers (asked twice): it did not answer on"
+              in err and "within 20 s; killed" in err, "the start's reply", hung.returncode,
+              out, err)
+        check(runs(d, "hung") == 2 and len(asked_again(d.log(), "hung")) == 1,
+              f"the silent QEMU ran {runs(d, 'hung')} times, not twice", d.log())
+        for name in ("hung", "web"):
+            check(d.vm(name)["state"] == "off", f"{name} is not off", d.vm(name))
+        for wrapper in ("frozen-qemu", "once-frozen-qemu"):
+            path = os.path.join(d.dir, wrapper)
+            check(not subprocess.run(["pgrep", "-f", path], capture_output=True).stdout,
+                  f"a {wrapper} still runs")
 
 
 # The first run of this "QEMU" answers qmp_capabilities, ends QMP and stays (as a
 # QEMU whose monitor broke off would); the next runs are the real QEMU.
 LYING_QEMU = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "qemu",
                           "lying-qemu.py")
-ONCE_SILENT_QEMU = """#!/bin/sh
+ONCE_BROKEN_QEMU = """#!/bin/sh
 echo run >> @DIR@/runs
 if [ "$(wc -l < @DIR@/runs)" -eq 1 ]; then
     LYING_QEMU_MODE=linger exec python3 @LYING@ "$@"
@@ -230,27 +298,27 @@ exec qemu-system-x86_64 "$@"
 def a_probe_that_broke_off_is_asked_once_more(bins):
     if not shutil.which("qemu-system-x86_64"):
         raise Skip("qemu-system-x86_64 is not installed")
-    config = HUNG.replace("frozen-qemu", "once-silent-qemu").replace('"hung"', '"web"')
+    config = HUNG.replace("frozen-qemu", "once-broken-qemu").replace('"hung"', '"web"')
     daemon = running(bins, config)
     d = daemon.d
     d.write_file("vmlinuz", "not a kernel: QEMU refuses it once it was asked\n")
     d.write_file("runs", "")
     os.chmod(os.path.join(d.dir, "runs"), 0o666)  # written as the QEMU user
-    d.write_file("once-silent-qemu",
-                 ONCE_SILENT_QEMU.replace("@DIR@", d.dir).replace("@LYING@", LYING_QEMU),
+    d.write_file("once-broken-qemu",
+                 ONCE_BROKEN_QEMU.replace("@DIR@", d.dir).replace("@LYING@", LYING_QEMU),
                  executable=True)
     with daemon as d:
         r = subprocess.run([d.dynmem, "--socket", d.socket, "start", "web"],
                            capture_output=True, text=True, timeout=WAIT)
         log = d.log()
         with open(os.path.join(d.dir, "runs")) as f:
-            runs = len(f.readlines())
+            ran = len(f.readlines())
         print(f"# start: {r.returncode}: {r.stderr.strip()}", flush=True)
         check("did not answer what it offers (QMP on" in log and "asking again" in log,
               "the broken-off probe said and asked again", log)
         # Asked again, answered: the start went on to the VM's own QEMU (3 runs),
         # which refused the kernel: the start fails for that, not for the probe.
-        check(runs == 3, f"the wrapper ran {runs} times, not probe + probe + VM", log)
+        check(ran == 3, f"the wrapper ran {ran} times, not probe + probe + VM", log)
         check(r.returncode != 0 and "what it offers" not in r.stderr,
               "the start's error is the VM's, not the probe's", r.stderr, log)
         check(d.vm("web")["state"] == "off", "the VM is off", d.vm("web"))

@@ -133,9 +133,9 @@ static int probe(struct fixture *f, const char *binary, struct outcome *o)
 }
 
 /*
- * As dynmemd's start does (qemu_start.c): a probe that broke off without
- * QEMU's own word is asked once more. *runs (unless NULL): how many times
- * binary ran.
+ * As dynmemd's start does (qemu_start.c): a probe that failed without QEMU's
+ * own word (silent, or QMP broke off and it stayed) is asked once more.
+ * *runs (unless NULL): how many times binary ran.
  */
 static int probe_as_a_start(struct fixture *f, const char *binary, struct outcome *o,
                             unsigned *runs)
@@ -448,8 +448,11 @@ static void exits_lies_and_hangups_fail_the_probe(void **state)
         assert_non_null(strstr(o.why, "and it did not exit within 2 s; killed"));
         assert_true(o.again);
 
-        /* A QEMU that never answers is killed after QEMU_START_WAIT_MS: the start of a
-         * frozen QEMU in tests/daemon/test_no_wait.py goes through its probe. */
+        /* A QEMU that never answers is killed after QEMU_START_WAIT_MS (20 s), and asking
+         * again may help (again, as for linger): not waited for here.
+         * tests/daemon/test_no_wait.py starts VMs through such probes: one whose QEMU is
+         * silent once (asked again, the start goes on) and one whose QEMU never answers
+         * (asked twice, then the start fails). */
         /* Nothing is left running: every probe's QEMU was reaped, none runs from here. */
         assert_null(f->qb.probing);
         /* "[/]tmp/...": a pattern that does not match the shell running pgrep. */
