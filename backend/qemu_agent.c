@@ -39,6 +39,7 @@ struct qemu_agent {
         bool silence_logged;
         struct log_ratelimit rl;
         struct log_ratelimit rl_same; /* a handshake the same as the one logged */
+        struct log_ratelimit rl_new;  /* a new result: a guest may change it at every hello */
         unsigned busy;                /* inside a callback: qemu_agent_free() waits */
         bool doomed;
 
@@ -85,22 +86,22 @@ static bool rl_ok(struct qemu_agent *qa, uint64_t now_ms, uint64_t *ret_suppress
 
 /*
  * A new handshake result at info; the same one again (a reconnect, or an agent
- * that handshakes in a loop) at debug, rate-limited like the errors.
+ * that handshakes in a loop) at debug. Both rate-limited like the errors, each
+ * on its own: an agent may name another version or capabilities at every hello.
  */
 static void log_ready(struct qemu_agent *qa, uint64_t now_ms)
 {
         const char *sw = agent_software(qa->a);
         char caps[128], more[48] = "";
-        uint64_t suppressed = 0;
+        uint64_t suppressed;
         bool same = qa->ready_logged && qa->ready_version == agent_version(qa->a) &&
                     qa->ready_caps == agent_caps(qa->a) && strcmp(qa->ready_software, sw) == 0;
+        struct log_ratelimit *rl = same ? &qa->rl_same : &qa->rl_new;
 
-        if (same && !log_ratelimit_ok(&qa->rl_same, now_ms))
+        if (!log_ratelimit_ok(rl, now_ms))
                 return;
-        if (same) {
-                suppressed = qa->rl_same.suppressed;
-                qa->rl_same.suppressed = 0;
-        }
+        suppressed = rl->suppressed;
+        rl->suppressed = 0;
         if (suppressed)
                 snprintf(more, sizeof(more), " (%llu more not logged)",
                          (unsigned long long)suppressed);
@@ -323,6 +324,7 @@ int qemu_agent_new(struct event_base *base, const char *name, const char *path,
         qa->userdata = userdata;
         qa->rl = LOG_RATELIMIT(5, 6);
         qa->rl_same = LOG_RATELIMIT(5, 6);
+        qa->rl_new = LOG_RATELIMIT(5, 6);
         qa->name = strdup(name);
         qa->path = strdup(path);
         qa->tick = event_new(base, -1, EV_PERSIST, on_tick, qa);

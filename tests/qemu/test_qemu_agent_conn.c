@@ -4,7 +4,8 @@
  * socketpair is parsed at most at the rate limit while a 100 ms timer of
  * the same loop still fires; connecting to a socket that appears later,
  * reconnecting after either side closes; an agent freed from its own hook;
- * a refused agent and malformed lines give no reports.
+ * a refused agent and malformed lines give no reports; handshakes whose result
+ * changes at every hello are logged at the log's rate.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -372,6 +373,68 @@ static void a_refused_agent_and_malformed_lines_give_no_reports(void **state)
         close(sv[1]);
 }
 
+struct hellos {
+        struct fixture *f;
+        uint64_t want; /* handshakes */
+};
+
+static bool handshakes_parsed(void *arg)
+{
+        struct hellos *h = arg;
+
+        return agent_counters(qemu_agent_parser(h->f->qa))->handshakes >= h->want;
+}
+
+/*
+ * A guest whose every hello, each in a read of its own, names another agent
+ * version: each handshake has a new result, and yet the log takes them at its
+ * rate (5 at once, 6 a minute).
+ */
+static void handshakes_changing_at_every_hello_are_logged_at_the_rate(void **state)
+{
+        struct fixture *f = *state;
+        struct hellos h = {.f = f};
+        char line[64], log_path[300], text[16384];
+        int sv[2], saved, fd;
+        bool parsed = true;
+
+        snprintf(log_path, sizeof(log_path), "%s/log", f->dir);
+        fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        saved = dup(STDERR_FILENO);
+        assert_true(saved >= 0);
+        dup2(fd, STDERR_FILENO);
+        close(fd);
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(qemu_agent_adopt(f->qa, sv[0]), 0);
+        uint64_t t0 = mono_ms();
+        for (unsigned i = 0; i < 30 && parsed; i++) {
+                int n =
+                    snprintf(line, sizeof(line), "DMG1 hello min=1 max=1 version=1 agent=v%u\n", i);
+                parsed = write_all(sv[1], line, (size_t)n);
+                h.want = i + 1;
+                parsed = parsed && qt_loop_until(f->base, handshakes_parsed, &h, 5000);
+        }
+        uint64_t took = mono_ms() - t0;
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+        close(sv[1]);
+        assert_true(parsed);
+
+        fd = open(log_path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        ssize_t got = read(fd, text, sizeof(text) - 1);
+        close(fd);
+        assert_true(got > 0);
+        text[got] = '\0';
+        unsigned logged = 0;
+        for (const char *p = text; (p = strstr(p, " ready: protocol version")); p++)
+                logged++;
+        print_message("# 30 handshakes in %llu ms, %u logged\n", (unsigned long long)took, logged);
+        assert_true(logged >= 1 && logged <= 5 + took / 10000); /* one more every 10 s */
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -384,6 +447,8 @@ int main(void)
                                             teardown),
             cmocka_unit_test_setup_teardown(a_refused_agent_and_malformed_lines_give_no_reports,
                                             setup, teardown),
+            cmocka_unit_test_setup_teardown(
+                handshakes_changing_at_every_hello_are_logged_at_the_rate, setup, teardown),
         };
 
         signal(SIGPIPE, SIG_IGN);
