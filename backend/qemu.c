@@ -426,8 +426,10 @@ void qemu_backend_guest_reset(struct qemu_vm *qv, const char *reason)
         qv->reset_unseen = true;
         qemu_signal_reboot(&qv->sig);
         qemu_mem_reset(&qv->mem, mono_ms());
-        log_msg(LOG_INFO, "vm \"%s\": the machine was reset (%s)", qv->vm->name,
-                reason ? reason : "no reason given");
+        /* A QEMU its guest took over may send RESET events without end. */
+        if (log_ratelimit_ok(&qv->rl, mono_ms()))
+                log_msg(LOG_INFO, "vm \"%s\": the machine was reset (%s)", qv->vm->name,
+                        reason ? reason : "no reason given");
         qemu_monitor_readback(qv);
         qemu_backend_wake(qv);
 }

@@ -346,7 +346,7 @@ static void on_event(struct qmp *q, const char *name, json_t *data, void *userda
         (void)q;
         if (strcmp(name, "BALLOON_CHANGE") == 0 || strcmp(name, "MEMORY_DEVICE_SIZE_CHANGE") == 0)
                 qemu_monitor_readback(qv); /* a hint: read the real state */
-        else if (strcmp(name, "SHUTDOWN") == 0)
+        else if (strcmp(name, "SHUTDOWN") == 0 && rl_ok(qv))
                 log_msg(LOG_INFO, "vm \"%s\": QEMU shuts down (%s)", qv->vm->name,
                         qmp_get_string(data, "reason", 64) ? qmp_get_string(data, "reason", 64)
                                                            : "no reason given");
