@@ -223,11 +223,41 @@ static void a_flood_of_shutdown_and_reset_events_is_logged_at_the_rate(void **st
         assert_true(shutdowns + resets <= 10 + took / 10000);
 }
 
+/*
+ * QEMU's reasons are words of one enum ("guest-reset"); one with other
+ * characters, a newline that would start a line of its own in the log, is
+ * not written.
+ */
+static void a_reason_that_is_no_word_of_qemus_is_not_logged(void **state)
+{
+        struct fixture *f = *state;
+        static const char *const lines[] = {
+            "{\"event\": \"SHUTDOWN\", \"data\": {\"guest\": true, \"reason\": "
+            "\"guest-shutdown\\nvm \\\"other\\\": forged\"}}\r\n",
+            "{\"event\": \"RESET\", \"data\": {\"guest\": true, \"reason\": "
+            "\"guest-reset\\u001b[2J\\nvm \\\"other\\\": forged\"}}\r\n",
+            "{\"event\": \"RESET\", \"data\": {\"guest\": true, \"reason\": \"guest-reset\"}}\r\n",
+        };
+
+        log_capture(f);
+        bool handled = send_events(f, lines, 3, 1);
+        log_release(f);
+        assert_true(handled);
+        assert_int_equal(f->qv.guest_resets, 2);
+        assert_int_equal(qt_file_count(f->log_path, "QEMU shuts down (no reason given)"), 1);
+        assert_int_equal(qt_file_count(f->log_path, "the machine was reset (no reason given)"), 1);
+        assert_int_equal(qt_file_count(f->log_path, "the machine was reset (guest-reset)"), 1);
+        assert_int_equal(qt_file_count(f->log_path, "forged"), 0);
+        assert_int_equal(qt_file_count(f->log_path, "\x1b"), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(
                 a_flood_of_shutdown_and_reset_events_is_logged_at_the_rate, setup, teardown),
+            cmocka_unit_test_setup_teardown(a_reason_that_is_no_word_of_qemus_is_not_logged, setup,
+                                            teardown),
         };
 
         signal(SIGPIPE, SIG_IGN);
