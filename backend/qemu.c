@@ -431,7 +431,9 @@ void qemu_backend_guest_reset(struct qemu_vm *qv, const char *reason)
                 log_msg(LOG_INFO, "vm \"%s\": the machine was reset (%s)", qv->vm->name,
                         reason ? reason : "no reason given");
         qemu_monitor_readback(qv);
-        qemu_backend_wake(qv);
+        /* Within this VM's share of extra cycles, as a stall report's. */
+        if (bucket_take(&qv->wake, (double)mono_ms()))
+                qemu_backend_wake(qv);
 }
 
 /* ---- the guest agent ---- */

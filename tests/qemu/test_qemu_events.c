@@ -3,7 +3,8 @@
  * without QEMU: the test plays a QEMU that its guest has taken over, on the
  * VM's QMP socket. It greets, accepts qmp_capabilities, answers nothing else,
  * and sends events: the log takes a flood of SHUTDOWN and RESET events at its
- * rate, and a reason that is not one of QEMU's words is not written to it.
+ * rate, a reason that is not one of QEMU's words is not written to it, and a
+ * flood of RESET events asks for extra cycles only within the VM's share.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -40,7 +41,13 @@ struct fixture {
         size_t in_len;
         char log_path[300];
         int saved_stderr;
+        unsigned wakeups; /* extra cycles the backend asked for */
 };
+
+static void on_wakeup(void *userdata)
+{
+        ((struct fixture *)userdata)->wakeups++;
+}
 
 static char *path_in(const char *dir, const char *name)
 {
@@ -109,6 +116,8 @@ static int setup(void **state)
         f->base = event_base_new();
         f->dir = qt_tempdir();
         f->qb.env.base = f->base;
+        f->qb.env.wakeup = on_wakeup;
+        f->qb.env.wakeup_userdata = f;
         snprintf(f->vm.name, sizeof(f->vm.name), "t");
         f->vm.backend_data = &f->qv;
         f->qv.qb = &f->qb;
@@ -251,6 +260,30 @@ static void a_reason_that_is_no_word_of_qemus_is_not_logged(void **state)
         assert_int_equal(qt_file_count(f->log_path, "\x1b"), 0);
 }
 
+/*
+ * Each reset asks for a cycle, within the VM's share of them (QEMU_WAKE_RATE):
+ * a flood of RESET events cannot take the host's whole budget of extra cycles.
+ */
+static void a_flood_of_reset_events_asks_for_cycles_within_the_vms_share(void **state)
+{
+        struct fixture *f = *state;
+        static const char *const lines[] = {
+            "{\"event\": \"RESET\", \"data\": {\"guest\": true, \"reason\": \"guest-reset\"}}\r\n",
+        };
+        uint64_t t0 = mono_ms();
+
+        log_capture(f);
+        bool handled = send_events(f, lines, 1, 200);
+        log_release(f);
+        assert_true(handled);
+        uint64_t took = mono_ms() - t0;
+        print_message("# 200 RESET events in %llu ms: %u cycles asked for\n",
+                      (unsigned long long)took, f->wakeups);
+        assert_int_equal(f->qv.guest_resets, 200);
+        assert_true(f->wakeups >= 1);
+        assert_true(f->wakeups <= QEMU_WAKE_BURST + (took / 1000 + 1) * QEMU_WAKE_RATE);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -258,6 +291,8 @@ int main(void)
                 a_flood_of_shutdown_and_reset_events_is_logged_at_the_rate, setup, teardown),
             cmocka_unit_test_setup_teardown(a_reason_that_is_no_word_of_qemus_is_not_logged, setup,
                                             teardown),
+            cmocka_unit_test_setup_teardown(
+                a_flood_of_reset_events_asks_for_cycles_within_the_vms_share, setup, teardown),
         };
 
         signal(SIGPIPE, SIG_IGN);
