@@ -209,7 +209,8 @@ void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation 
  * The guest restarted (libvirt's reboot event: QEMU reset the machine, which
  * unplugs its virtio-mem memory): what was known of the previous boot goes,
  * and the next observation says `rebooted`, which brings the target back to
- * the startup size (lib/balancer.c), as with the QEMU backend.
+ * the startup size (lib/balancer.c), as with the QEMU backend. Asks for an
+ * extra cycle within the domain's share of them (d->wake).
  */
 void lv_run_guest_reset(struct lv_domain *d);
 

@@ -329,7 +329,12 @@ void lv_run_guest_reset(struct lv_domain *d)
         d->reset_unseen = true;
         qemu_signal_reboot(&d->sig);
         qemu_mem_reset(&d->mem, mono_ms());
-        log_msg(LOG_INFO, "vm \"%s\": the guest restarted (libvirt's reboot event)", d->name);
+        /* A QEMU its guest took over may send RESET events without end: libvirt relays each. */
+        if (log_ratelimit_ok(&d->rl, mono_ms()))
+                log_msg(LOG_INFO, "vm \"%s\": the guest restarted (libvirt's reboot event)",
+                        d->name);
+        if (bucket_take(&d->wake, (double)mono_ms()) && d->lb->env.wakeup)
+                d->lb->env.wakeup(d->lb->env.wakeup_userdata);
 }
 
 bool lv_run_needs_stats(const struct lv_domain *d)

@@ -4,8 +4,9 @@
  * (test:///default, whose virDomainSetMemoryFlags changes the domain's
  * memory), their results come back on the loop and are taken by the
  * domain's attachment, or dropped when the domain went away or restarted
- * while its job ran; shutdown with jobs queued. A gate in the worker's run
- * function holds a job "running" for as long as a test needs.
+ * while its job ran; shutdown with jobs queued; a flood of reboot events. A
+ * gate in the worker's run function holds a job "running" for as long as a
+ * test needs.
  */
 #include <errno.h>
 #include <limits.h>
@@ -442,6 +443,60 @@ static void stopping_with_jobs_queued_drops_them_and_clears_their_flags(void **s
         undefine(b);
 }
 
+/* ---- reboot events ---- */
+
+static unsigned wakeups;
+
+static void on_wakeup(void *userdata)
+{
+        (void)userdata;
+        wakeups++;
+}
+
+/*
+ * libvirt relays every RESET its QEMU sends as a reboot event, and a QEMU its
+ * guest took over may send them without end: each is handled, but the log
+ * takes them at the domain's rate and the extra cycles they ask for stay
+ * within its share (QEMU_WAKE_RATE).
+ */
+static void a_flood_of_reboot_events_is_logged_and_woken_for_at_the_rate(void **state)
+{
+        virDomainPtr dom = define_running("wk-k", 1048576);
+        struct lv_backend *lb = backend_new();
+        struct lv_domain *d = load(lb, "wk-k");
+        char path[] = "/tmp/test-libvirt-work-log-XXXXXX", text[65536];
+        int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+
+        (void)state;
+        assert_true(d && d->attached);
+        assert_true(fd >= 0 && saved >= 0);
+        lb->env.wakeup = on_wakeup;
+        wakeups = 0;
+        uint64_t t0 = mono_ms();
+        dup2(fd, STDERR_FILENO);
+        for (int i = 0; i < 200; i++)
+                lv_run_guest_reset(d);
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+        uint64_t took = mono_ms() - t0;
+        ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+        close(fd);
+        unlink(path);
+        text[n > 0 ? n : 0] = '\0';
+        unsigned logged = 0;
+        for (const char *p = text; (p = strstr(p, "the guest restarted")); p++)
+                logged++;
+        print_message("# 200 reboot events in %llu ms: %u lines logged, %u cycles asked for\n",
+                      (unsigned long long)took, logged, wakeups);
+        assert_true(d->reset_unseen);
+        /* the domain's log rate: 3 at once, one more every 10 s */
+        assert_true(logged >= 1 && logged <= 3 + took / 10000);
+        assert_true(wakeups >= 1 &&
+                    wakeups <= QEMU_WAKE_BURST + (took / 1000 + 1) * QEMU_WAKE_RATE);
+        backend_free(lb);
+        undefine(dom);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -454,6 +509,8 @@ int main(void)
             cmocka_unit_test_setup(a_queued_job_of_a_stopped_domain_is_not_made, setup),
             cmocka_unit_test_setup(without_a_loop_the_calls_are_made_in_place, setup),
             cmocka_unit_test_setup(stopping_with_jobs_queued_drops_them_and_clears_their_flags,
+                                   setup),
+            cmocka_unit_test_setup(a_flood_of_reboot_events_is_logged_and_woken_for_at_the_rate,
                                    setup),
         };
         int r;
