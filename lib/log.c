@@ -26,26 +26,34 @@ void log_setup(const char *ident, enum log_target target, int max_priority)
  * under systemd) blocks when the reader falls behind. Every source a guest, a
  * client or a policy can make noisy goes through a log_ratelimit first, so
  * the loop's time in here stays bounded by the rate, not by them.
+ *
+ * Messages carry text from outside (a QEMU's error descriptions, what a parser
+ * quotes of a message it refused): a control character in it is written as a
+ * space, so that it can neither start a line that reads as a message of its
+ * own nor move a terminal's cursor.
  */
 void log_msg(int priority, const char *fmt, ...)
 {
+        char line[2048];
         va_list ap;
 
         if (priority > log_max_priority)
                 return;
         va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        for (char *c = line; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                        *c = ' ';
         if (log_target == LOG_TARGET_SYSLOG) {
-                vsyslog(priority, fmt, ap);
+                syslog(priority, "%s", line);
         } else {
                 static const char *const names[] = {"emerg",   "alert",  "crit", "error",
                                                     "warning", "notice", "info", "debug"};
-                char line[2048];
-                vsnprintf(line, sizeof(line), fmt, ap);
                 fprintf(stderr, "%s: %s%s%s\n", log_ident,
                         priority <= LOG_WARNING ? names[priority & 7] : "",
                         priority <= LOG_WARNING ? ": " : "", line);
         }
-        va_end(ap);
 }
 
 bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms)

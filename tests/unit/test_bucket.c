@@ -1,12 +1,15 @@
 /*
  * Tests for bucket, the one token bucket (log rate limits, agent lines,
- * extra cycles), and for mono, the one clock.
+ * extra cycles), for mono, the one clock, and for the log's lines.
  */
 #include <setjmp.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "bucket.h"
@@ -73,6 +76,33 @@ static void log_ratelimit_counts_what_it_suppresses(void **state)
         assert_true(log_ratelimit_ok(&rl, 10000));
 }
 
+/*
+ * Text from outside (a QEMU's error description, a parser's complaint about
+ * what it sent) cannot start a line of its own in the log, nor carry terminal
+ * escapes: control characters are written as spaces.
+ */
+static void a_message_is_one_line_whatever_its_arguments_hold(void **state)
+{
+        char path[] = "/tmp/test-bucket-log-XXXXXX", text[512];
+        int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+
+        (void)state;
+        assert_true(fd >= 0 && saved >= 0);
+        log_setup("test", LOG_TARGET_STDERR, LOG_INFO);
+        dup2(fd, STDERR_FILENO);
+        log_msg(LOG_WARNING, "vm \"%s\": QEMU refused %s: %s", "t", "a balloon target",
+                "no\nvm \"other\": forged\r\x1b[2J\x7f");
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+        ssize_t n = pread(fd, text, sizeof(text) - 1, 0);
+        close(fd);
+        unlink(path);
+        assert_true(n > 0);
+        text[n] = '\0';
+        assert_string_equal(text, "test: warning: vm \"t\": QEMU refused a balloon target: no vm "
+                                  "\"other\": forged  [2J \n");
+}
+
 static void the_clock_moves_forward(void **state)
 {
         uint64_t a = mono_ms();
@@ -90,6 +120,7 @@ int main(void)
             cmocka_unit_test(refills_at_its_rate),
             cmocka_unit_test(says_how_long_until_a_token),
             cmocka_unit_test(log_ratelimit_counts_what_it_suppresses),
+            cmocka_unit_test(a_message_is_one_line_whatever_its_arguments_hold),
             cmocka_unit_test(the_clock_moves_forward),
         };
 
