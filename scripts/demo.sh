@@ -201,6 +201,7 @@ watch_memory() {
                 [ "$elapsed" -lt "$SECONDS_WANTED" ] || break
                 sample
                 show "$elapsed"
+                sample # what the screen showed lies between the two samples
                 kill -0 "$DAEMON_PID" 2>/dev/null || die "dynmemd exited; see $DEMO/dynmemd.log"
                 sleep 2 || true
         done
@@ -276,11 +277,18 @@ with open(os.path.join(demo, "samples.jsonl")) as f:
 ops = {}
 try:
     with open(os.path.join(demo, "final.jsonl")) as f:
+        total = 0
         for line in f:
             v = json.loads(line)
+            # The last state counts as a sample: a grow after the last screen is a peak too.
+            a = v.get("assigned_bytes") or 0
+            peak[v["name"]] = max(peak.get(v["name"], 0), a)
+            rss[v["name"]] = max(rss.get(v["name"], 0), v.get("host_rss_bytes") or 0)
+            total += a
             c = v.get("counters", v)
             if "add_operations" in c:
                 ops[v["name"]] = (c["add_operations"], c["remove_operations"], "counters")
+        top = max(top, total)
 except (OSError, ValueError):
     pass
 with open(os.path.join(demo, "dynmemd.log"), errors="replace") as f:
