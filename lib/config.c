@@ -192,6 +192,17 @@ enum section {
         SECTION_BAD,
 };
 
+/* The keys given in a section, with the line of each. */
+struct seen_key {
+        char *key;
+        unsigned line;
+};
+
+struct seen_keys {
+        struct seen_key *keys;
+        size_t n;
+};
+
 struct parse_state {
         const char *file;
         struct config *cfg;
@@ -210,9 +221,12 @@ struct parse_state {
         struct config_vm *vm;
         struct config_peer *peer;
         char last_key[64]; /* for continuation lines */
-        /* keys seen in the current section, to catch duplicates */
-        char **seen;
-        size_t n_seen;
+        /*
+         * Keys given so far, by section, to catch duplicates: a [host] (or
+         * [policy], [sim], [cluster]) given twice is one section, so its list
+         * lasts the whole file; a [vm] or [peer] section starts its own.
+         */
+        struct seen_keys seen[SECTION_BAD + 1];
 };
 
 static void diag(struct parse_state *ps, unsigned line, const char *fmt, ...)
@@ -314,28 +328,30 @@ static char *read_line(char *buf, int size, void *stream)
         return buf;
 }
 
-static bool seen_before(struct parse_state *ps, const char *key)
+/* The line that first gave `key` in the current section, or 0 (and it is noted now). */
+static unsigned seen_before(struct parse_state *ps, const char *key)
 {
-        for (size_t i = 0; i < ps->n_seen; i++)
-                if (strcmp(ps->seen[i], key) == 0)
-                        return true;
-        char **grown = realloc(ps->seen, (ps->n_seen + 1) * sizeof(*grown));
+        struct seen_keys *s = &ps->seen[ps->section];
+
+        for (size_t i = 0; i < s->n; i++)
+                if (strcmp(s->keys[i].key, key) == 0)
+                        return s->keys[i].line;
+        struct seen_key *grown = realloc(s->keys, (s->n + 1) * sizeof(*grown));
         if (!grown)
-                return false;
-        ps->seen = grown;
-        ps->seen[ps->n_seen] = strdup(key);
-        if (ps->seen[ps->n_seen])
-                ps->n_seen++;
-        return false;
+                return 0;
+        s->keys = grown;
+        s->keys[s->n] = (struct seen_key){strdup(key), ps->line};
+        if (s->keys[s->n].key)
+                s->n++;
+        return 0;
 }
 
-static void seen_reset(struct parse_state *ps)
+static void seen_reset(struct seen_keys *s)
 {
-        for (size_t i = 0; i < ps->n_seen; i++)
-                free(ps->seen[i]);
-        free(ps->seen);
-        ps->seen = NULL;
-        ps->n_seen = 0;
+        for (size_t i = 0; i < s->n; i++)
+                free(s->keys[i].key);
+        free(s->keys);
+        *s = (struct seen_keys){0};
 }
 
 bool config_name_valid(const char *name)
@@ -447,7 +463,6 @@ static int start_vm_section(struct parse_state *ps, const char *section)
 static void enter_section(struct parse_state *ps, const char *section)
 {
         snprintf(ps->section_raw, sizeof(ps->section_raw), "%s", section);
-        seen_reset(ps);
         ps->vm = NULL;
         ps->peer = NULL;
         ps->last_key[0] = '\0';
@@ -470,6 +485,8 @@ static void enter_section(struct parse_state *ps, const char *section)
                      section);
                 ps->section = SECTION_BAD;
         }
+        if (ps->section == SECTION_VM || ps->section == SECTION_PEER)
+                seen_reset(&ps->seen[ps->section]);
 }
 
 static int parse_u64(const char *v, uint64_t *ret)
@@ -704,8 +721,10 @@ static int handle_key(void *user, const char *section, const char *key, const ch
                 diag(ps, ps->line, "%s: empty value", key);
                 return 1;
         }
-        if (seen_before(ps, key)) {
-                diag(ps, ps->line, "%s: given twice in [%s]", key, ps->section_raw);
+        unsigned first = seen_before(ps, key);
+        if (first) {
+                diag(ps, ps->line, "%s: given twice in [%s] (first at line %u)", key,
+                     ps->section_raw, first);
                 return 1;
         }
         const struct setting_desc *setting = ps->section == SECTION_VM ? settings_find(key) : NULL;
@@ -790,7 +809,8 @@ static int load(struct parse_state *ps, struct config *ret)
         ret->path = strdup(ps->file);
         ps->cfg = ret;
         r = ini_parse_stream(read_line, ps, handle_key, ps);
-        seen_reset(ps);
+        for (size_t i = 0; i < sizeof(ps->seen) / sizeof(ps->seen[0]); i++)
+                seen_reset(&ps->seen[i]);
         if (r == -2) {
                 diag(ps, 0, "out of memory");
         } else if (r > 0) {

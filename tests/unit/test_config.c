@@ -362,7 +362,21 @@ static void duplicate_key(void **state)
             config_load_string("t.ini", "[vm \"a\"]\nweight = 1\n[vm \"b\"]\nweight = 2\n", &c, &d),
             0);
         config_free(&c);
+        assert_int_equal(
+            config_load_string("t.ini", "[host]\nmemory = 1G\n[host]\nreserve = 2G\n", &c, &d), 0);
+        assert_int_equal(c.host.memory_bytes, GIB);
+        assert_int_equal(c.host.reserve_bytes, 2 * GIB);
+        config_free(&c);
         config_diag_free(&d);
+        /* So a key in it twice is given twice, however many sections lie between. */
+        expect_error_at("[host]\nmemory = 1G\n[policy]\nmin_change = 8M\n[host]\nmemory = 2G\n", 6,
+                        "memory: given twice in [host] (first at line 2)");
+        expect_error_at("[sim]\nseed = 1\n[vm \"a\"]\ntrace = x.csv\n[sim]\nseed = 2\n", 6,
+                        "seed: given twice in [sim]");
+        expect_error_at("[policy]\nshrink_delay = 1s\n\n[policy]\nshrink_delay = 2s\n", 5,
+                        "shrink_delay: given twice in [policy]");
+        expect_error_at("[cluster]\ncooldown = 1m\n[cluster]\ncooldown = 2m\n", 4,
+                        "cooldown: given twice in [cluster]");
 }
 
 static void duplicate_vm(void **state)
