@@ -323,6 +323,10 @@ static char *read_line(char *buf, int size, void *stream)
                 ps->overlong = false;
                 buf[0] = '\0'; /* inih sees an empty line */
         }
+        /* The UTF-8 byte order mark some editors write is no part of the first line. */
+        n = strlen(buf);
+        if (ps->line == 1 && n >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+                memmove(buf, buf + 3, n - 2);
         ps->line_continues = buf[0] == ' ' || buf[0] == '\t';
         notice_section(ps, buf);
         return buf;

@@ -608,6 +608,28 @@ static void crlf_lines(void **state)
         config_diag_free(&d);
 }
 
+/* A file that starts with a UTF-8 byte order mark reads as one without it, from disk too. */
+static void byte_order_mark(void **state)
+{
+        const char *text = "\xEF\xBB\xBF[host]\nmemory = 2G\n";
+        char *dir = tu_tempdir(), *path = tu_write(dir, "bom.ini", text, false);
+        struct config c;
+        struct config_diag d = {0};
+
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_int_equal(c.host.memory_bytes, 2 * GIB);
+        config_free(&c);
+        assert_int_equal(config_load(path, &c, &d), 0);
+        assert_int_equal(c.host.memory_bytes, 2 * GIB);
+        config_free(&c);
+        assert_int_equal(d.count, 0);
+        expect_error_at("\xEF\xBB\xBF[vm \"a\"]\nweight = 20000\n", 2, "weight");
+        /* Only at the start of the file. */
+        expect_error_at("[host]\n\xEF\xBB\xBF[sim]\n", 2, "syntax error");
+        free(path);
+        tu_rmtree(dir);
+}
+
 static void backend_keys(void **state)
 {
         static const char *const allowed[] = {"trace", "start", NULL};
@@ -815,6 +837,7 @@ int main(void)
             cmocka_unit_test(several_errors_all_reported),
             cmocka_unit_test(syntax_error_reported_with_others),
             cmocka_unit_test(crlf_lines),
+            cmocka_unit_test(byte_order_mark),
             cmocka_unit_test(backend_keys),
             cmocka_unit_test(real_files),
             cmocka_unit_test(real_file_line_limits),
