@@ -518,27 +518,40 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         int r;
 
         switch (k->type) {
-        case KEY_SIZE:
+        case KEY_SIZE: {
+                char a[32];
                 r = size_parse(value, &u);
-                if (r < 0 || u < (uint64_t)k->min) {
+                if (r == -EINVAL) {
                         diag(ps, ps->line,
                              "%s: \"%s\" is not a size (bytes, or a number with K, "
                              "M, G or T)",
                              k->name, value);
                         return -1;
                 }
+                if (r < 0) {
+                        diag(ps, ps->line, "%s: \"%s\" is too large", k->name, value);
+                        return -1;
+                }
+                if (u < (uint64_t)k->min) {
+                        diag(ps, ps->line, "%s: %s is below %s", k->name, value,
+                             size_format((uint64_t)k->min, a, sizeof(a)));
+                        return -1;
+                }
                 *(uint64_t *)field = u;
                 return 0;
+        }
         case KEY_DURATION:
                 r = duration_parse(value, &u);
-                if (r < 0) {
+                if (r == -EINVAL) {
                         diag(ps, ps->line,
                              "%s: \"%s\" is not a duration (a number with ms, s, m "
                              "or h)",
                              k->name, value);
                         return -1;
                 }
-                if ((k->min > 0 && (double)u < k->min) || (k->max > 0 && (double)u > k->max)) {
+                /* Every duration key has a maximum, so a number too large for any is outside. */
+                if (r < 0 || (k->min > 0 && (double)u < k->min) ||
+                    (k->max > 0 && (double)u > k->max)) {
                         char a[32], b[32];
                         diag(ps, ps->line, "%s: %s is outside %s..%s", k->name, value,
                              duration_format((uint64_t)k->min, a, sizeof(a)),
@@ -557,8 +570,10 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                 *(uint32_t *)field = (uint32_t)u;
                 return 0;
         case KEY_U64:
-                if (parse_u64(value, &u) < 0) {
-                        diag(ps, ps->line, "%s: \"%s\" is not a whole number", k->name, value);
+                r = parse_u64(value, &u);
+                if (r < 0) {
+                        diag(ps, ps->line, "%s: \"%s\" is %s", k->name, value,
+                             r == -ERANGE ? "too large" : "not a whole number");
                         return -1;
                 }
                 *(uint64_t *)field = u;

@@ -247,7 +247,13 @@ static void bad_values(void **state)
         expect_error_at("[host]\nmemory = lots\n", 2, "memory: \"lots\" is not a size");
         expect_error_at("[host]\nmemory = -1G\n", 2, "is not a size");
         expect_error_at("[host]\nmemory = 1 G\n", 2, "is not a size");
-        expect_error_at("[host]\nmemory = 99999999999T\n", 2, "is not a size");
+        /* A size or duration too large to hold is named so, not "not a size". */
+        expect_error_at("[host]\nmemory = 99999999999T\n", 2,
+                        "memory: \"99999999999T\" is too large");
+        expect_error_at("[host]\ninterval = 99999999999999999999h\n", 2,
+                        "interval: 99999999999999999999h is outside 10ms..1m");
+        expect_error_at("[sim]\nseed = 18446744073709551616\n", 2,
+                        "seed: \"18446744073709551616\" is too large");
         expect_error_at("[host]\ninterval = 5x\n", 2, "interval: \"5x\" is not a duration");
         expect_error_at("[sim]\nstep = 1M\n", 2, "is not a duration"); /* minutes are "m" */
         expect_error_at("[vm \"a\"]\nbuffer = abc\n", 2, "buffer: \"abc\" is not a whole number");
@@ -261,7 +267,8 @@ static void bad_values(void **state)
         expect_error_at("[sim]\nseed = -4\n", 2, "is not a whole number");
         expect_error_at("[sim]\nspeed = fast\n", 2, "speed: \"fast\" is not a number");
         expect_error_at("[sim]\nspeed = nan\n", 2, "is not a number");
-        expect_error_at("[sim]\ngrow_rate = 0\n", 2, "grow_rate"); /* a rate of 0 never moves */
+        /* A rate of 0 never moves: it is a size, below the smallest allowed. */
+        expect_error_at("[sim]\ngrow_rate = 0\n", 2, "grow_rate: 0 is below 1 B");
 }
 
 static void good_value_spellings(void **state)
