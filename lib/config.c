@@ -79,7 +79,8 @@ struct key_spec {
 #define NO_FLAG SIZE_MAX
 
 static const struct key_spec host_keys[] = {
-    {"memory", KEY_SIZE, offsetof(struct config_host, memory_bytes), 0, 0,
+    /* Less than one VM's smallest minimum holds no VM. */
+    {"memory", KEY_SIZE, offsetof(struct config_host, memory_bytes), SETTINGS_MINIMUM_FLOOR, 0,
      offsetof(struct config_host, memory_given)},
     {"reserve", KEY_SIZE, offsetof(struct config_host, reserve_bytes), 0, 0,
      offsetof(struct config_host, reserve_given)},

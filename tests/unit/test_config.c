@@ -267,6 +267,9 @@ static void bad_values(void **state)
         expect_error_at("[sim]\nseed = -4\n", 2, "is not a whole number");
         expect_error_at("[sim]\nspeed = fast\n", 2, "speed: \"fast\" is not a number");
         expect_error_at("[sim]\nspeed = nan\n", 2, "is not a number");
+        /* Memory for VMs that holds no VM is a unit left out ("16" for 16G), or a mistake. */
+        expect_error_at("[host]\nmemory = 16\n", 2, "memory: 16 is below 32 MiB");
+        expect_error_at("[host]\nmemory = 0\n", 2, "memory: 0 is below 32 MiB");
         /* A rate of 0 never moves: it is a size, below the smallest allowed. */
         expect_error_at("[sim]\ngrow_rate = 0\n", 2, "grow_rate: 0 is below 1 B");
 }
