@@ -185,9 +185,18 @@ static int add_key(struct control_request *req, const char *arg)
 /* --NAME VALUE for a setting: read by its type; dynmemd checks the range. */
 static int take_setting(struct control_request *req, const struct setting_desc *d, const char *arg)
 {
+        char max[32];
         uint64_t v;
+        int r = settings_parse_text(d, arg, &v);
 
-        if (settings_parse_text(d, arg, &v) < 0)
+        if (r == -ERANGE) {
+                if (d->type == SETTING_SIZE)
+                        size_format(d->max, max, sizeof(max));
+                else
+                        snprintf(max, sizeof(max), "%llu", (unsigned long long)d->max);
+                return fail_usage("--%s: \"%s\" is larger than %s", d->name, arg, max);
+        }
+        if (r < 0)
                 return fail_usage("--%s: \"%s\" is not %s", d->name, arg, settings_expected(d));
         settings_set(&req->settings, d, v);
         req->given |= d->bit;

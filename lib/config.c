@@ -627,10 +627,16 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
  */
 static int store_setting(struct parse_state *ps, const struct setting_desc *d, const char *value)
 {
+        char a[32];
         uint64_t v;
+        int r = settings_parse_text(d, value, &v);
 
-        if (settings_parse_text(d, value, &v) < 0 ||
-            (d->type == SETTING_NUMBER && (v < d->min || v > d->max))) {
+        if (r == -ERANGE && d->type == SETTING_SIZE) {
+                diag(ps, ps->line, "%s: \"%s\" is larger than %s", d->name, value,
+                     size_format(d->max, a, sizeof(a)));
+                return -1;
+        }
+        if (r < 0 || (d->type == SETTING_NUMBER && (v < d->min || v > d->max))) {
                 if (d->type == SETTING_NUMBER)
                         diag(ps, ps->line, "%s: \"%s\" is not %s in %llu..%llu", d->name, value,
                              settings_expected(d), (unsigned long long)d->min,

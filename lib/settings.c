@@ -109,8 +109,10 @@ static int parse_number(const char *text, bool percent, uint64_t *ret)
         unsigned long long v = strtoull(text, &end, 10);
         if (percent && *end == '%')
                 end++;
-        if (errno || *end || v > UINT32_MAX)
+        if (*end)
                 return -EINVAL;
+        if (errno || v > UINT32_MAX)
+                return -ERANGE;
         *ret = v;
         return 0;
 }
@@ -129,11 +131,15 @@ int settings_parse_text(const struct setting_desc *d, const char *text, uint64_t
         }
         case SETTING_NUMBER:
                 return parse_number(text, strcmp(d->unit, "%") == 0, ret);
-        case SETTING_SIZE:
-                if (size_parse(text, &v) < 0 || v > settings_type_max(d))
-                        return -EINVAL;
+        case SETTING_SIZE: {
+                int r = size_parse(text, &v);
+                if (r < 0)
+                        return r;
+                if (v > settings_type_max(d))
+                        return -ERANGE;
                 *ret = v;
                 return 0;
+        }
         }
         return -EINVAL;
 }

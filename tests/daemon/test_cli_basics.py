@@ -263,6 +263,10 @@ def cli_usage_errors_exit_2(bins):
         d.fails("frobnicate", rc=2, contains="unknown command")
         d.fails("set", "web1", rc=2, contains="nothing to change")
         d.fails("set", "web1", "--startup", "lots", rc=2, contains="is not a size")
+        d.fails("set", "web1", "--startup", "99999999999T", rc=2,
+                contains='--startup: "99999999999T" is larger than 16 TiB')
+        d.fails("set", "web1", "--weight", "99999999999", rc=2,
+                contains='--weight: "99999999999" is larger than 10000')
         d.fails("set", "web1", "--weight", "many", rc=2, contains="--weight")
         d.fails("show", rc=2, contains="expected one VM name")
         d.fails("list", "web1", rc=2, contains="takes no VM name")

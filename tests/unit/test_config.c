@@ -260,7 +260,11 @@ static void bad_values(void **state)
         expect_error_at("[vm \"a\"]\nweight = -1\n", 2, "weight: \"-1\" is not a whole number");
         expect_error_at("[vm \"a\"]\nweight = 1.5\n", 2, "is not a whole number");
         expect_error_at("[vm \"a\"]\nweight = 99999999999999999999999\n", 2,
-                        "is not a whole number");
+                        "is not a whole number in 0..10000");
+        expect_error_at("[vm \"a\"]\nstartup = 99999999999T\n", 2,
+                        "startup: \"99999999999T\" is larger than 16 TiB");
+        expect_error_at("[vm \"a\"]\nblock = 9000000000G\n", 2,
+                        "block: \"9000000000G\" is larger than 1 GiB");
         expect_error_at("[vm \"a\"]\ndynamic = maybe\n", 2, "dynamic: \"maybe\" is not yes or no");
         expect_error_at("[vm \"a\"]\nautostart = 2\n", 2, "is not yes or no");
         expect_error_at("[sim]\nseed = x\n", 2, "seed: \"x\" is not a whole number");

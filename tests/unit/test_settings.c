@@ -332,14 +332,22 @@ static void parse_text_by_type(void **state)
         assert_int_equal(settings_parse_text(block, "4M", &v), 0);
         assert_int_equal(v, 4 * MIB);
         assert_int_equal(settings_parse_text(startup, "lots", &v), -EINVAL);
-        assert_int_equal(settings_parse_text(startup, "16777216T", &v), -EINVAL); /* 2^64 */
+        /* A number too large for the type is -ERANGE, apart from what is not a number. */
+        assert_int_equal(settings_parse_text(startup, "16777216T", &v), -ERANGE); /* 2^64 */
+        assert_int_equal(settings_parse_text(startup, "8388608T", &v), -ERANGE);  /* 2^63 */
+        assert_int_equal(settings_parse_text(startup, "17T", &v),
+                         0); /* the range is checked later */
+        assert_int_equal(settings_parse_text(startup, "17X", &v), -EINVAL);
         assert_int_equal(settings_parse_text(buffer, "35%", &v), 0);
         assert_int_equal(v, 35);
         assert_int_equal(settings_parse_text(buffer, "4", &v), 0); /* the range is checked later */
         assert_int_equal(v, 4);
         assert_int_equal(settings_parse_text(weight, "35%", &v), -EINVAL); /* not a percentage */
         assert_int_equal(settings_parse_text(weight, "4294967295", &v), 0);
-        assert_int_equal(settings_parse_text(weight, "4294967296", &v), -EINVAL);
+        assert_int_equal(settings_parse_text(weight, "4294967296", &v), -ERANGE);
+        assert_int_equal(settings_parse_text(weight, "99999999999999999999999", &v), -ERANGE);
+        assert_int_equal(settings_parse_text(buffer, "99999999999999999999999%", &v), -ERANGE);
+        assert_int_equal(settings_parse_text(weight, "4294967296x", &v), -EINVAL);
         assert_int_equal(settings_parse_text(weight, "-1", &v), -EINVAL);
         assert_int_equal(settings_parse_text(weight, "", &v), -EINVAL);
         v = 77;
