@@ -14,8 +14,9 @@
 const struct setting_desc settings_table[SETTINGS_N] = {
     {SETTINGS_DYNAMIC, "dynamic", "dynamic", "dynamic", SETTING_SWITCH, AT(dynamic), 0, 1, "",
      SETTING_WHILE_OFF},
-    {SETTINGS_STARTUP, "startup", "startup_bytes", "startup", SETTING_SIZE, AT(startup_bytes), 0,
-     SETTINGS_SIZE_MAX, "bytes", SETTING_WHILE_OFF},
+    /* minimum <= startup <= maximum: startup's floor is minimum's, maximum's follows. */
+    {SETTINGS_STARTUP, "startup", "startup_bytes", "startup", SETTING_SIZE, AT(startup_bytes),
+     SETTINGS_MINIMUM_FLOOR, SETTINGS_SIZE_MAX, "bytes", SETTING_WHILE_OFF},
     {SETTINGS_MINIMUM, "minimum", "minimum_bytes", "minimum", SETTING_SIZE, AT(minimum_bytes),
      SETTINGS_MINIMUM_FLOOR, SETTINGS_SIZE_MAX, "bytes", SETTING_ONLY_LOWER},
     {SETTINGS_MAXIMUM, "maximum", "maximum_bytes", "maximum", SETTING_SIZE, AT(maximum_bytes), 0,

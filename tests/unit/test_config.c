@@ -562,6 +562,7 @@ static void cross_key_settings_errors(void **state)
         expect_error_at("[vm \"a\"]\nstartup = 1025M\n", 1, "not a multiple of the 2 MiB block");
         expect_error_at("[vm \"a\"]\nblock = 3M\n", 1, "block size");
         expect_error_at("[vm \"a\"]\nminimum = 16M\nstartup = 16M\n", 1, "below 32 MiB");
+        expect_error_at("[vm \"a\"]\nstartup = 16M\n", 1, "startup 16 MiB is below 32 MiB");
         expect_error_at("[vm \"b\"]\nstartup = 1G\n[vm \"a\"]\nstartup = 64M\nminimum = 128M\n", 3,
                         "vm \"a\"");
 }

@@ -153,6 +153,14 @@ static void check_ranges(void **state)
         s.minimum_bytes = SETTINGS_MINIMUM_FLOOR;
         assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
 
+        /* A startup below the floor is named, not the minimum that follows it by default. */
+        s = valid();
+        s.startup_bytes = 16 * MIB;
+        settings_complete(&s, SETTINGS_ALL & ~SETTINGS_MINIMUM);
+        expect_invalid(&s, "startup 16 MiB is below 32 MiB");
+        s.startup_bytes = s.minimum_bytes = 0;
+        expect_invalid(&s, "startup 0 B is below 32 MiB");
+
         s = valid();
         s.buffer_percent = SETTINGS_BUFFER_MIN - 1;
         expect_invalid(&s, "buffer");
