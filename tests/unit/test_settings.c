@@ -124,6 +124,12 @@ static void check_alignment(void **state)
         s.startup_bytes += 4096;
         expect_invalid(&s, "startup");
         expect_invalid(&s, "multiple of the 2 MiB block");
+        /* Shown exactly, not as "1.0 GiB", which would look like a multiple. */
+        expect_invalid(&s, "startup 1048580 KiB is not a multiple of the 2 MiB block size");
+        s.startup_bytes = GIB + 100;
+        expect_invalid(&s, "startup 1073741924 B is not a multiple");
+        s.startup_bytes = 1025 * MIB;
+        expect_invalid(&s, "startup 1025 MiB is not a multiple");
         s = valid();
         s.minimum_bytes += MIB;
         expect_invalid(&s, "minimum");
