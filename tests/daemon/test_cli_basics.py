@@ -267,6 +267,13 @@ def cli_usage_errors_exit_2(bins):
                 contains='--startup: "99999999999T" is larger than 16 TiB')
         d.fails("set", "web1", "--weight", "99999999999", rc=2,
                 contains='--weight: "99999999999" is larger than 10000')
+        # An option given twice is a mistake (--minimum for --maximum), as in the file.
+        d.fails("set", "web1", "--weight", "100", "--weight", "200", rc=2,
+                contains="--weight given twice")
+        d.fails("create", "new1", "-o", "trace=a.csv", "--option", "trace=b.csv",
+                rc=2, contains="--option: trace given twice")
+        check(d.vm("web1")["weight"] == 5000 and "new1" not in d.vms(), "nothing changed",
+              d.vms())
         d.fails("set", "web1", "--weight", "many", rc=2, contains="--weight")
         d.fails("show", rc=2, contains="expected one VM name")
         d.fails("list", "web1", rc=2, contains="takes no VM name")
