@@ -280,6 +280,7 @@ static char *read_line(char *buf, int size, void *stream)
 {
         struct parse_state *ps = stream;
         size_t n = 0, cap = (size_t)size - 1;
+        bool nul = false;
 
         if (ps->text) {
                 const char *src = ps->text + ps->text_pos;
@@ -300,20 +301,24 @@ static char *read_line(char *buf, int size, void *stream)
                 }
                 buf[n] = '\0';
         } else {
-                if (!fgets(buf, size, ps->fp))
+                /* By character, not fgets(), so that a NUL byte cannot end the line unseen. */
+                int c = EOF;
+                while (n < cap && (c = getc_unlocked(ps->fp)) != EOF && c != '\n') {
+                        nul |= c == '\0';
+                        buf[n++] = (char)c;
+                }
+                if (n == 0 && c == EOF)
                         return NULL;
-                n = strlen(buf);
-                if (n > 0 && buf[n - 1] == '\n') {
-                        buf[n - 1] = '\0';
-                } else if (!feof(ps->fp)) {
-                        /* The buffer is full: only a newline next keeps the line whole. */
-                        int c = fgetc(ps->fp);
+                if (n == cap) {
+                        /* The buffer is full: the line ends here or it is too long. */
+                        c = getc_unlocked(ps->fp);
                         if (c != '\n' && c != EOF) {
                                 ps->overlong = true;
-                                while ((c = fgetc(ps->fp)) != EOF && c != '\n')
+                                while ((c = getc_unlocked(ps->fp)) != EOF && c != '\n')
                                         ;
                         }
                 }
+                buf[n] = '\0';
         }
         ps->line++;
         if (ps->overlong) {
@@ -323,6 +328,9 @@ static char *read_line(char *buf, int size, void *stream)
                      size - 1);
                 ps->overlong = false;
                 buf[0] = '\0'; /* inih sees an empty line */
+        } else if (nul) {
+                diag(ps, ps->line, "a NUL byte in the line (not a text file?)");
+                buf[0] = '\0';
         }
         /* The UTF-8 byte order mark some editors write is no part of the first line. */
         n = strlen(buf);

@@ -739,6 +739,44 @@ static void real_file_line_limits(void **state)
         tu_rmtree(dir);
 }
 
+/* Load bytes that may hold NUL bytes from a real file: -EINVAL with the diag, or 0. */
+static int load_bytes(const char *dir, const char *bytes, size_t len, struct config_diag *d)
+{
+        char *path = tu_write(dir, "nul.ini", "", false);
+        FILE *f = fopen(path, "we");
+        struct config c;
+
+        assert_non_null(f);
+        assert_int_equal(fwrite(bytes, 1, len, f), len);
+        assert_int_equal(fclose(f), 0);
+        int r = config_load(path, &c, d);
+        if (r == 0)
+                config_free(&c);
+        free(path);
+        return r;
+}
+
+/* A NUL byte is named with its line; it neither cuts a value short nor hides the next line. */
+static void nul_bytes(void **state)
+{
+        static const char cut[] = "[vm \"a\"]\nweight = 50\0"
+                                  "0\n\n";
+        static const char hides[] = "[host]\nmemory = 1G\0junk\nreserve = lots\n";
+        char *dir = tu_tempdir();
+        struct config_diag d = {0};
+
+        assert_int_equal(load_bytes(dir, cut, sizeof(cut) - 1, &d), -EINVAL);
+        assert_int_equal(d.count, 1);
+        assert_non_null(strstr(d.messages[0], "nul.ini:2: a NUL byte in the line"));
+        config_diag_free(&d);
+        assert_int_equal(load_bytes(dir, hides, sizeof(hides) - 1, &d), -EINVAL);
+        assert_non_null(strstr(d.messages[0], "nul.ini:2: a NUL byte in the line"));
+        assert_int_equal(d.count, 2);
+        assert_non_null(strstr(d.messages[1], "nul.ini:3: reserve: \"lots\" is not a size"));
+        config_diag_free(&d);
+        tu_rmtree(dir);
+}
+
 static void not_a_regular_file(void **state)
 {
         char *dir = tu_tempdir();
@@ -853,6 +891,7 @@ int main(void)
             cmocka_unit_test(syntax_error_reported_with_others),
             cmocka_unit_test(crlf_lines),
             cmocka_unit_test(byte_order_mark),
+            cmocka_unit_test(nul_bytes),
             cmocka_unit_test(backend_keys),
             cmocka_unit_test(real_files),
             cmocka_unit_test(real_file_line_limits),
