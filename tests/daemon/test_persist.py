@@ -165,6 +165,30 @@ def sighup_with_a_broken_file_keeps_the_old_one(bins):
         check("bad" not in vms and vms["web1"]["state"] == "running", "old config in force", vms)
 
 
+PEER = """
+[peer "b"]
+libvirt_uri = qemu+ssh://b/system
+http = http://127.0.0.1:1
+"""
+
+
+@tap.case
+def sighup_with_a_bad_peer_keeps_the_peers(bins):
+    with daemon(bins, config(extra=PEER)) as d:
+        def names():
+            return [p["name"] for p in d.status()["peers"]]
+
+        check(names() == ["b"], "the peer in force", d.status())
+        d.write_config(config(extra=PEER.replace("http://127.0.0.1:1", "ftp://b")))
+        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        check(p.returncode == 2 and f'{d.conf}:' in p.stderr and
+              'peer "b": http "ftp://b" is not http://HOST[:PORT]' in p.stderr,
+              "dynmemd -n names the peer's http with its line", p)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "reload failed" in d.log(), "the failure in the log")
+        check(names() == ["b"], "the peers in force stay", d.status(), d.log())
+
+
 @tap.case
 def sigterm_exits_cleanly(bins):
     d = Daemon(bins, config())
