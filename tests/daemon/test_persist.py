@@ -165,6 +165,19 @@ def sighup_with_a_broken_file_keeps_the_old_one(bins):
         check("bad" not in vms and vms["web1"]["state"] == "running", "old config in force", vms)
 
 
+@tap.case
+def sighup_says_what_waits_for_a_restart(bins):
+    with daemon(bins, config()) as d:
+        d.write_config(config().replace("interval = 100ms", "interval = 100ms\n"
+                                        "admin_group = root\nqemu_user = nobody"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in d.log(), "the reload")
+        for key in ("admin_group", "qemu_user"):
+            check(f"[host] {key} changes when dynmemd restarts" in d.log(), f"{key}: said",
+                  d.log())
+        check("libvirt_uri" not in d.log(), "nothing said of what did not change", d.log())
+
+
 PEER = """
 [peer "b"]
 libvirt_uri = qemu+ssh://b/system
