@@ -140,6 +140,7 @@ static void usage(FILE *out)
               "Every command: -s, --socket PATH (default $" CONTROL_SOCKET_ENV
               " or " CONTROL_SOCKET_DEFAULT "),\n"
               "  -j, --json, --timeout DURATION (default 2m), -h, --help.\n"
+              "dynmem -V, --version: the version.\n"
               "\nSee dynmem(1).\n",
               out);
 }

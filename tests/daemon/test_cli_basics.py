@@ -258,6 +258,15 @@ def socket_from_the_environment(bins):
 
 
 @tap.case
+def help_and_version_are_what_they_say(bins):
+    dynmem = bins[1]
+    p = subprocess.run([dynmem, "--help"], capture_output=True, text=True)
+    check(p.returncode == 0 and "-V, --version" in p.stdout, "--help names --version", p)
+    p = subprocess.run([dynmem, "--version"], capture_output=True, text=True)
+    check(p.returncode == 0 and p.stdout.startswith("dynmem "), "--version works", p)
+
+
+@tap.case
 def cli_usage_errors_exit_2(bins):
     with running(bins, CONFIG) as d:
         d.fails("frobnicate", rc=2, contains="unknown command")
