@@ -270,6 +270,11 @@ static void notice_section(struct parse_state *ps, const char *line)
         memcpy(name, p + 1, n);
         name[n] = '\0';
         enter_section(ps, name);
+        /* inih drops the rest of a header line: only a comment may follow. */
+        const char *rest = end + 1 + strspn(end + 1, " \t\r");
+        if (*rest && *rest != ';' && *rest != '#')
+                diag(ps, ps->line, "\"%s\" after [%s] (a key goes on a line of its own)", rest,
+                     name);
 }
 
 /*

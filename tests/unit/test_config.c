@@ -480,6 +480,24 @@ static void syntax_errors(void **state)
 {
         expect_error_at("[host]\nmemory 1G\n", 2, "syntax error");
         expect_error_at("[host\nmemory = 1G\n", 1, "syntax error");
+        /* What follows a section header on its line would be dropped unseen. */
+        expect_error_at("[host] memory = 1G\n", 1,
+                        "\"memory = 1G\" after [host] (a key goes on a line of its own)");
+        expect_error_at("[vm \"a\"]]\n", 1, "\"]\" after [vm \"a\"]");
+
+        struct config c;
+        struct config_diag d = {0};
+        assert_int_equal(config_load_string("t.ini",
+                                            "[host] ; memory for VMs\n"
+                                            "memory = 1G\n"
+                                            "[sim]  # the model\r\n"
+                                            "seed = 3\n",
+                                            &c, &d),
+                         0);
+        assert_int_equal(c.host.memory_bytes, GIB);
+        assert_int_equal(c.sim.seed, 3);
+        config_free(&c);
+        config_diag_free(&d);
 }
 
 static void overlong_line(void **state)
