@@ -115,6 +115,15 @@ def the_example_configuration_checks_as_installed_and_uncommented(bins):
 
 
 @tap.case
+def the_http_example_checks_as_written(bins):
+    doc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "http.md")
+    with open(doc) as f:
+        block = f.read().split("```ini\n", 1)[1].split("```", 1)[0]
+    p, _ = check_config(bins, block)
+    check(p.returncode == 0, "docs/http.md's [host] block is a good configuration", p)
+
+
+@tap.case
 def dynmemd_refuses_bad_usage(bins):
     p = subprocess.run([bins[0], "--bogus"], capture_output=True, text=True)
     check(p.returncode == 2 and "Usage" in p.stderr, "exit 2 with usage", p)
