@@ -140,6 +140,7 @@ static void usage(FILE *out)
               "Every command: -s, --socket PATH (default $" CONTROL_SOCKET_ENV
               " or " CONTROL_SOCKET_DEFAULT "),\n"
               "  -j, --json, --timeout DURATION (default 2m), -h, --help.\n"
+              "dynmem -V, --version: the version.\n"
               "\nSee dynmem(1).\n",
               out);
 }
@@ -165,6 +166,11 @@ static int add_key(struct control_request *req, const char *arg)
 
         if (!eq || eq == arg || !eq[1])
                 return fail_usage("--option: \"%s\" is not KEY=VALUE", arg);
+        /* The request carries one value per key: a second would replace the first unseen. */
+        for (size_t i = 0; i < req->n_keys; i++)
+                if (strlen(req->keys[i].key) == (size_t)(eq - arg) &&
+                    strncmp(req->keys[i].key, arg, (size_t)(eq - arg)) == 0)
+                        return fail_usage("--option: %s given twice", req->keys[i].key);
         if (req->n_keys >= CONTROL_KEYS_MAX)
                 return fail_usage("--option: more than %d keys", CONTROL_KEYS_MAX);
         grown = realloc(req->keys, (req->n_keys + 1) * sizeof(*grown));
@@ -185,10 +191,21 @@ static int add_key(struct control_request *req, const char *arg)
 /* --NAME VALUE for a setting: read by its type; dynmemd checks the range. */
 static int take_setting(struct control_request *req, const struct setting_desc *d, const char *arg)
 {
+        char max[32];
         uint64_t v;
+        int r = settings_parse_text(d, arg, &v);
 
-        if (settings_parse_text(d, arg, &v) < 0)
+        if (r == -ERANGE) {
+                if (d->type == SETTING_SIZE)
+                        size_format(d->max, max, sizeof(max));
+                else
+                        snprintf(max, sizeof(max), "%llu", (unsigned long long)d->max);
+                return fail_usage("--%s: \"%s\" is larger than %s", d->name, arg, max);
+        }
+        if (r < 0)
                 return fail_usage("--%s: \"%s\" is not %s", d->name, arg, settings_expected(d));
+        if (req->given & d->bit)
+                return fail_usage("--%s given twice", d->name);
         settings_set(&req->settings, d, v);
         req->given |= d->bit;
         return 0;
@@ -398,8 +415,10 @@ int main(int argc, char **argv)
                 cli.socket = CONTROL_SOCKET_DEFAULT;
         if (!cmd->run) /* libvirt-hook: libvirt's own arguments, never a usage error */
                 return commands_libvirt_hook(&cli, argc - first - 1, argv + first + 1);
-        if (parse_command(&cli, cmd, argc - first, argv + first) < 0)
+        if (parse_command(&cli, cmd, argc - first, argv + first) < 0) {
+                control_request_free(&cli.req); /* the -o keys taken before the mistake */
                 return CLI_USAGE;
+        }
         r = cmd->run(&cli);
         control_request_free(&cli.req);
         return r;

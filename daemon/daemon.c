@@ -512,6 +512,20 @@ static void warn_fixed(const struct daemon *d, const struct config *cfg)
                         "%s: [host] http, http_allow_remote and web_dir change "
                         "when dynmemd restarts",
                         cfg->path);
+        /* Taken when the socket, the QEMU launcher or the libvirt connection were set up. */
+        const struct {
+                const char *key, *now, *then;
+        } at_start[] = {
+            {"admin_group", cfg->host.admin_group, d->cfg.host.admin_group},
+            {"qemu_user", cfg->host.qemu_user, d->cfg.host.qemu_user},
+            {"libvirt_uri", cfg->host.libvirt_uri, d->cfg.host.libvirt_uri},
+        };
+        for (size_t i = 0; i < sizeof(at_start) / sizeof(at_start[0]); i++) {
+                const char *a = at_start[i].now, *b = at_start[i].then;
+                if ((a || b) && (!a || !b || strcmp(a, b) != 0))
+                        log_msg(LOG_WARNING, "%s: [host] %s changes when dynmemd restarts",
+                                cfg->path, at_start[i].key);
+        }
 }
 
 /* Load and check the file; 0 with *ret filled, or a negative errno (logged). */

@@ -14,6 +14,7 @@
 #include "backends.h"
 #include "control.h"
 #include "hostmem.h"
+#include "peers.h"
 #include "units.h"
 
 int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char *err,
@@ -123,6 +124,16 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
         if (backends_check(cfg.host.backend, err, sizeof(err)) < 0) {
                 config_diag_add(diag, path, 0, "[host] backend: %s", err);
                 errors++;
+        }
+        /* Each peer's http as peers_new() will take it, so that a reload cannot lose them. */
+        for (size_t i = 0; i < cfg.cluster.n_peers; i++) {
+                struct config_cluster one = {.peers = &cfg.cluster.peers[i], .n_peers = 1};
+                struct peers *ps = NULL;
+                if (peers_new(NULL, &one, NULL, NULL, &ps, err, sizeof(err)) < 0) {
+                        config_diag_add(diag, path, cfg.cluster.peers[i].line, "%s", err);
+                        errors++;
+                }
+                peers_free(ps);
         }
         if (cfg.cluster.relief && strcmp(cfg.host.backend, "libvirt") != 0) {
                 config_diag_add(diag, path, cfg.cluster.relief_line,

@@ -29,8 +29,9 @@ int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char
 
 /*
  * Read a daemon configuration: parse, fill [host] defaults, check the
- * backend name. The VMs' backend keys are checked by dconfig_check_vms().
- * Returns 0 or -EINVAL (problems in diag); on failure *ret is empty.
+ * backend name and each [peer]'s http. The VMs' backend keys are checked
+ * by dconfig_check_vms(). Returns 0 or -EINVAL (problems in diag); on
+ * failure *ret is empty.
  */
 int dconfig_load(const char *path, struct config *ret, struct config_diag *diag);
 

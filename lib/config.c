@@ -79,7 +79,8 @@ struct key_spec {
 #define NO_FLAG SIZE_MAX
 
 static const struct key_spec host_keys[] = {
-    {"memory", KEY_SIZE, offsetof(struct config_host, memory_bytes), 0, 0,
+    /* Less than one VM's smallest minimum holds no VM. */
+    {"memory", KEY_SIZE, offsetof(struct config_host, memory_bytes), SETTINGS_MINIMUM_FLOOR, 0,
      offsetof(struct config_host, memory_given)},
     {"reserve", KEY_SIZE, offsetof(struct config_host, reserve_bytes), 0, 0,
      offsetof(struct config_host, reserve_given)},
@@ -192,6 +193,17 @@ enum section {
         SECTION_BAD,
 };
 
+/* The keys given in a section, with the line of each. */
+struct seen_key {
+        char *key;
+        unsigned line;
+};
+
+struct seen_keys {
+        struct seen_key *keys;
+        size_t n;
+};
+
 struct parse_state {
         const char *file;
         struct config *cfg;
@@ -210,9 +222,12 @@ struct parse_state {
         struct config_vm *vm;
         struct config_peer *peer;
         char last_key[64]; /* for continuation lines */
-        /* keys seen in the current section, to catch duplicates */
-        char **seen;
-        size_t n_seen;
+        /*
+         * Keys given so far, by section, to catch duplicates: a [host] (or
+         * [policy], [sim], [cluster]) given twice is one section, so its list
+         * lasts the whole file; a [vm] or [peer] section starts its own.
+         */
+        struct seen_keys seen[SECTION_BAD + 1];
 };
 
 static void diag(struct parse_state *ps, unsigned line, const char *fmt, ...)
@@ -255,6 +270,11 @@ static void notice_section(struct parse_state *ps, const char *line)
         memcpy(name, p + 1, n);
         name[n] = '\0';
         enter_section(ps, name);
+        /* inih drops the rest of a header line: only a comment may follow. */
+        const char *rest = end + 1 + strspn(end + 1, " \t\r");
+        if (*rest && *rest != ';' && *rest != '#')
+                diag(ps, ps->line, "\"%s\" after [%s] (a key goes on a line of its own)", rest,
+                     name);
 }
 
 /*
@@ -265,6 +285,7 @@ static char *read_line(char *buf, int size, void *stream)
 {
         struct parse_state *ps = stream;
         size_t n = 0, cap = (size_t)size - 1;
+        bool nul = false;
 
         if (ps->text) {
                 const char *src = ps->text + ps->text_pos;
@@ -285,20 +306,24 @@ static char *read_line(char *buf, int size, void *stream)
                 }
                 buf[n] = '\0';
         } else {
-                if (!fgets(buf, size, ps->fp))
+                /* By character, not fgets(), so that a NUL byte cannot end the line unseen. */
+                int c = EOF;
+                while (n < cap && (c = getc_unlocked(ps->fp)) != EOF && c != '\n') {
+                        nul |= c == '\0';
+                        buf[n++] = (char)c;
+                }
+                if (n == 0 && c == EOF)
                         return NULL;
-                n = strlen(buf);
-                if (n > 0 && buf[n - 1] == '\n') {
-                        buf[n - 1] = '\0';
-                } else if (!feof(ps->fp)) {
-                        /* The buffer is full: only a newline next keeps the line whole. */
-                        int c = fgetc(ps->fp);
+                if (n == cap) {
+                        /* The buffer is full: the line ends here or it is too long. */
+                        c = getc_unlocked(ps->fp);
                         if (c != '\n' && c != EOF) {
                                 ps->overlong = true;
-                                while ((c = fgetc(ps->fp)) != EOF && c != '\n')
+                                while ((c = getc_unlocked(ps->fp)) != EOF && c != '\n')
                                         ;
                         }
                 }
+                buf[n] = '\0';
         }
         ps->line++;
         if (ps->overlong) {
@@ -308,34 +333,43 @@ static char *read_line(char *buf, int size, void *stream)
                      size - 1);
                 ps->overlong = false;
                 buf[0] = '\0'; /* inih sees an empty line */
+        } else if (nul) {
+                diag(ps, ps->line, "a NUL byte in the line (not a text file?)");
+                buf[0] = '\0';
         }
+        /* The UTF-8 byte order mark some editors write is no part of the first line. */
+        n = strlen(buf);
+        if (ps->line == 1 && n >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+                memmove(buf, buf + 3, n - 2);
         ps->line_continues = buf[0] == ' ' || buf[0] == '\t';
         notice_section(ps, buf);
         return buf;
 }
 
-static bool seen_before(struct parse_state *ps, const char *key)
+/* The line that first gave `key` in the current section, or 0 (and it is noted now). */
+static unsigned seen_before(struct parse_state *ps, const char *key)
 {
-        for (size_t i = 0; i < ps->n_seen; i++)
-                if (strcmp(ps->seen[i], key) == 0)
-                        return true;
-        char **grown = realloc(ps->seen, (ps->n_seen + 1) * sizeof(*grown));
+        struct seen_keys *s = &ps->seen[ps->section];
+
+        for (size_t i = 0; i < s->n; i++)
+                if (strcmp(s->keys[i].key, key) == 0)
+                        return s->keys[i].line;
+        struct seen_key *grown = realloc(s->keys, (s->n + 1) * sizeof(*grown));
         if (!grown)
-                return false;
-        ps->seen = grown;
-        ps->seen[ps->n_seen] = strdup(key);
-        if (ps->seen[ps->n_seen])
-                ps->n_seen++;
-        return false;
+                return 0;
+        s->keys = grown;
+        s->keys[s->n] = (struct seen_key){strdup(key), ps->line};
+        if (s->keys[s->n].key)
+                s->n++;
+        return 0;
 }
 
-static void seen_reset(struct parse_state *ps)
+static void seen_reset(struct seen_keys *s)
 {
-        for (size_t i = 0; i < ps->n_seen; i++)
-                free(ps->seen[i]);
-        free(ps->seen);
-        ps->seen = NULL;
-        ps->n_seen = 0;
+        for (size_t i = 0; i < s->n; i++)
+                free(s->keys[i].key);
+        free(s->keys);
+        *s = (struct seen_keys){0};
 }
 
 bool config_name_valid(const char *name)
@@ -447,7 +481,6 @@ static int start_vm_section(struct parse_state *ps, const char *section)
 static void enter_section(struct parse_state *ps, const char *section)
 {
         snprintf(ps->section_raw, sizeof(ps->section_raw), "%s", section);
-        seen_reset(ps);
         ps->vm = NULL;
         ps->peer = NULL;
         ps->last_key[0] = '\0';
@@ -470,6 +503,8 @@ static void enter_section(struct parse_state *ps, const char *section)
                      section);
                 ps->section = SECTION_BAD;
         }
+        if (ps->section == SECTION_VM || ps->section == SECTION_PEER)
+                seen_reset(&ps->seen[ps->section]);
 }
 
 static int parse_u64(const char *v, uint64_t *ret)
@@ -497,27 +532,40 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         int r;
 
         switch (k->type) {
-        case KEY_SIZE:
+        case KEY_SIZE: {
+                char a[32];
                 r = size_parse(value, &u);
-                if (r < 0 || u < (uint64_t)k->min) {
+                if (r == -EINVAL) {
                         diag(ps, ps->line,
                              "%s: \"%s\" is not a size (bytes, or a number with K, "
                              "M, G or T)",
                              k->name, value);
                         return -1;
                 }
+                if (r < 0) {
+                        diag(ps, ps->line, "%s: \"%s\" is too large", k->name, value);
+                        return -1;
+                }
+                if (u < (uint64_t)k->min) {
+                        diag(ps, ps->line, "%s: %s is below %s", k->name, value,
+                             size_format((uint64_t)k->min, a, sizeof(a)));
+                        return -1;
+                }
                 *(uint64_t *)field = u;
                 return 0;
+        }
         case KEY_DURATION:
                 r = duration_parse(value, &u);
-                if (r < 0) {
+                if (r == -EINVAL) {
                         diag(ps, ps->line,
                              "%s: \"%s\" is not a duration (a number with ms, s, m "
                              "or h)",
                              k->name, value);
                         return -1;
                 }
-                if ((k->min > 0 && (double)u < k->min) || (k->max > 0 && (double)u > k->max)) {
+                /* Every duration key has a maximum, so a number too large for any is outside. */
+                if (r < 0 || (k->min > 0 && (double)u < k->min) ||
+                    (k->max > 0 && (double)u > k->max)) {
                         char a[32], b[32];
                         diag(ps, ps->line, "%s: %s is outside %s..%s", k->name, value,
                              duration_format((uint64_t)k->min, a, sizeof(a)),
@@ -536,8 +584,10 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                 *(uint32_t *)field = (uint32_t)u;
                 return 0;
         case KEY_U64:
-                if (parse_u64(value, &u) < 0) {
-                        diag(ps, ps->line, "%s: \"%s\" is not a whole number", k->name, value);
+                r = parse_u64(value, &u);
+                if (r < 0) {
+                        diag(ps, ps->line, "%s: \"%s\" is %s", k->name, value,
+                             r == -ERANGE ? "too large" : "not a whole number");
                         return -1;
                 }
                 *(uint64_t *)field = u;
@@ -590,10 +640,16 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
  */
 static int store_setting(struct parse_state *ps, const struct setting_desc *d, const char *value)
 {
+        char a[32];
         uint64_t v;
+        int r = settings_parse_text(d, value, &v);
 
-        if (settings_parse_text(d, value, &v) < 0 ||
-            (d->type == SETTING_NUMBER && (v < d->min || v > d->max))) {
+        if (r == -ERANGE && d->type == SETTING_SIZE) {
+                diag(ps, ps->line, "%s: \"%s\" is larger than %s", d->name, value,
+                     size_format(d->max, a, sizeof(a)));
+                return -1;
+        }
+        if (r < 0 || (d->type == SETTING_NUMBER && (v < d->min || v > d->max))) {
                 if (d->type == SETTING_NUMBER)
                         diag(ps, ps->line, "%s: \"%s\" is not %s in %llu..%llu", d->name, value,
                              settings_expected(d), (unsigned long long)d->min,
@@ -704,8 +760,10 @@ static int handle_key(void *user, const char *section, const char *key, const ch
                 diag(ps, ps->line, "%s: empty value", key);
                 return 1;
         }
-        if (seen_before(ps, key)) {
-                diag(ps, ps->line, "%s: given twice in [%s]", key, ps->section_raw);
+        unsigned first = seen_before(ps, key);
+        if (first) {
+                diag(ps, ps->line, "%s: given twice in [%s] (first at line %u)", key,
+                     ps->section_raw, first);
                 return 1;
         }
         const struct setting_desc *setting = ps->section == SECTION_VM ? settings_find(key) : NULL;
@@ -790,7 +848,8 @@ static int load(struct parse_state *ps, struct config *ret)
         ret->path = strdup(ps->file);
         ps->cfg = ret;
         r = ini_parse_stream(read_line, ps, handle_key, ps);
-        seen_reset(ps);
+        for (size_t i = 0; i < sizeof(ps->seen) / sizeof(ps->seen[0]); i++)
+                seen_reset(&ps->seen[i]);
         if (r == -2) {
                 diag(ps, 0, "out of memory");
         } else if (r > 0) {

@@ -14,8 +14,9 @@
 const struct setting_desc settings_table[SETTINGS_N] = {
     {SETTINGS_DYNAMIC, "dynamic", "dynamic", "dynamic", SETTING_SWITCH, AT(dynamic), 0, 1, "",
      SETTING_WHILE_OFF},
-    {SETTINGS_STARTUP, "startup", "startup_bytes", "startup", SETTING_SIZE, AT(startup_bytes), 0,
-     SETTINGS_SIZE_MAX, "bytes", SETTING_WHILE_OFF},
+    /* minimum <= startup <= maximum: startup's floor is minimum's, maximum's follows. */
+    {SETTINGS_STARTUP, "startup", "startup_bytes", "startup", SETTING_SIZE, AT(startup_bytes),
+     SETTINGS_MINIMUM_FLOOR, SETTINGS_SIZE_MAX, "bytes", SETTING_WHILE_OFF},
     {SETTINGS_MINIMUM, "minimum", "minimum_bytes", "minimum", SETTING_SIZE, AT(minimum_bytes),
      SETTINGS_MINIMUM_FLOOR, SETTINGS_SIZE_MAX, "bytes", SETTING_ONLY_LOWER},
     {SETTINGS_MAXIMUM, "maximum", "maximum_bytes", "maximum", SETTING_SIZE, AT(maximum_bytes), 0,
@@ -109,8 +110,10 @@ static int parse_number(const char *text, bool percent, uint64_t *ret)
         unsigned long long v = strtoull(text, &end, 10);
         if (percent && *end == '%')
                 end++;
-        if (errno || *end || v > UINT32_MAX)
+        if (*end)
                 return -EINVAL;
+        if (errno || v > UINT32_MAX)
+                return -ERANGE;
         *ret = v;
         return 0;
 }
@@ -129,11 +132,15 @@ int settings_parse_text(const struct setting_desc *d, const char *text, uint64_t
         }
         case SETTING_NUMBER:
                 return parse_number(text, strcmp(d->unit, "%") == 0, ret);
-        case SETTING_SIZE:
-                if (size_parse(text, &v) < 0 || v > settings_type_max(d))
-                        return -EINVAL;
+        case SETTING_SIZE: {
+                int r = size_parse(text, &v);
+                if (r < 0)
+                        return r;
+                if (v > settings_type_max(d))
+                        return -ERANGE;
                 *ret = v;
                 return 0;
+        }
         }
         return -EINVAL;
 }
@@ -213,6 +220,23 @@ static int check_block(const struct vm_settings *s, char *err, size_t errlen)
         return -EINVAL;
 }
 
+/*
+ * A size in the largest unit it is a whole number of ("1025 MiB"): where
+ * size_format() rounds ("1.0 GiB"), a size that is not a multiple of the
+ * block would look like one.
+ */
+static char *size_exact(uint64_t v, char *buf, size_t len)
+{
+        static const char *const names[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+        uint64_t unit = TIB;
+        size_t i = 4;
+
+        while (i > 0 && v % unit != 0)
+                unit /= 1024, i--;
+        snprintf(buf, len, "%llu %s", (unsigned long long)(v / unit), names[i]);
+        return buf;
+}
+
 static int check_size(const struct vm_settings *s, const struct setting_desc *d, char *err,
                       size_t errlen)
 {
@@ -224,8 +248,8 @@ static int check_size(const struct vm_settings *s, const struct setting_desc *d,
                 snprintf(err, errlen, "%s %s is larger than %s", d->label, a,
                          size_format(d->max, b, sizeof(b)));
         else if (v % s->block_bytes != 0)
-                snprintf(err, errlen, "%s %s is not a multiple of the %s block size", d->label, a,
-                         size_format(s->block_bytes, b, sizeof(b)));
+                snprintf(err, errlen, "%s %s is not a multiple of the %s block size", d->label,
+                         size_exact(v, a, sizeof(a)), size_format(s->block_bytes, b, sizeof(b)));
         else if (v < d->min)
                 snprintf(err, errlen, "%s %s is below %s", d->label, a,
                          size_format(d->min, b, sizeof(b)));

@@ -117,8 +117,8 @@ uint64_t settings_type_max(const struct setting_desc *d);
 
 /*
  * Read a value from text (the config file, the command line) by its type.
- * Checks only that it fits the type. Returns 0, or -EINVAL and leaves *ret
- * alone.
+ * Checks only that it fits the type. Returns 0, or -EINVAL (not of the
+ * type) or -ERANGE (a number too large for it), and leaves *ret alone.
  */
 int settings_parse_text(const struct setting_desc *d, const char *text, uint64_t *ret);
 

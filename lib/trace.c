@@ -134,7 +134,11 @@ static int load(struct reader *rd, struct trace *t, struct config_diag *diag)
                         break;
                 }
                 if (line == 1) {
-                        if (strcmp(buf, "seconds,demand") != 0) {
+                        /* A spreadsheet's "CSV UTF-8" starts with a byte order mark. */
+                        const char *header = buf;
+                        if (strncmp(header, "\xEF\xBB\xBF", 3) == 0)
+                                header += 3;
+                        if (strcmp(header, "seconds,demand") != 0) {
                                 config_diag_add(diag, rd->name, 1,
                                                 "expected the header \"seconds,demand\"");
                                 r = -EINVAL;

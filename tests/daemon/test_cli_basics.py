@@ -115,6 +115,15 @@ def the_example_configuration_checks_as_installed_and_uncommented(bins):
 
 
 @tap.case
+def the_http_example_checks_as_written(bins):
+    doc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "http.md")
+    with open(doc) as f:
+        block = f.read().split("```ini\n", 1)[1].split("```", 1)[0]
+    p, _ = check_config(bins, block)
+    check(p.returncode == 0, "docs/http.md's [host] block is a good configuration", p)
+
+
+@tap.case
 def dynmemd_refuses_bad_usage(bins):
     p = subprocess.run([bins[0], "--bogus"], capture_output=True, text=True)
     check(p.returncode == 2 and "Usage" in p.stderr, "exit 2 with usage", p)
@@ -258,11 +267,31 @@ def socket_from_the_environment(bins):
 
 
 @tap.case
+def help_and_version_are_what_they_say(bins):
+    dynmem = bins[1]
+    p = subprocess.run([dynmem, "--help"], capture_output=True, text=True)
+    check(p.returncode == 0 and "-V, --version" in p.stdout, "--help names --version", p)
+    p = subprocess.run([dynmem, "--version"], capture_output=True, text=True)
+    check(p.returncode == 0 and p.stdout.startswith("dynmem "), "--version works", p)
+
+
+@tap.case
 def cli_usage_errors_exit_2(bins):
     with running(bins, CONFIG) as d:
         d.fails("frobnicate", rc=2, contains="unknown command")
         d.fails("set", "web1", rc=2, contains="nothing to change")
         d.fails("set", "web1", "--startup", "lots", rc=2, contains="is not a size")
+        d.fails("set", "web1", "--startup", "99999999999T", rc=2,
+                contains='--startup: "99999999999T" is larger than 16 TiB')
+        d.fails("set", "web1", "--weight", "99999999999", rc=2,
+                contains='--weight: "99999999999" is larger than 10000')
+        # An option given twice is a mistake (--minimum for --maximum), as in the file.
+        d.fails("set", "web1", "--weight", "100", "--weight", "200", rc=2,
+                contains="--weight given twice")
+        d.fails("create", "new1", "-o", "trace=a.csv", "--option", "trace=b.csv",
+                rc=2, contains="--option: trace given twice")
+        check(d.vm("web1")["weight"] == 5000 and "new1" not in d.vms(), "nothing changed",
+              d.vms())
         d.fails("set", "web1", "--weight", "many", rc=2, contains="--weight")
         d.fails("show", rc=2, contains="expected one VM name")
         d.fails("list", "web1", rc=2, contains="takes no VM name")

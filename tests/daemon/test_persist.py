@@ -166,6 +166,43 @@ def sighup_with_a_broken_file_keeps_the_old_one(bins):
 
 
 @tap.case
+def sighup_says_what_waits_for_a_restart(bins):
+    with daemon(bins, config()) as d:
+        d.write_config(config().replace("interval = 100ms", "interval = 100ms\n"
+                                        "admin_group = root\nqemu_user = nobody"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in d.log(), "the reload")
+        for key in ("admin_group", "qemu_user"):
+            check(f"[host] {key} changes when dynmemd restarts" in d.log(), f"{key}: said",
+                  d.log())
+        check("libvirt_uri" not in d.log(), "nothing said of what did not change", d.log())
+
+
+PEER = """
+[peer "b"]
+libvirt_uri = qemu+ssh://b/system
+http = http://127.0.0.1:1
+"""
+
+
+@tap.case
+def sighup_with_a_bad_peer_keeps_the_peers(bins):
+    with daemon(bins, config(extra=PEER)) as d:
+        def names():
+            return [p["name"] for p in d.status()["peers"]]
+
+        check(names() == ["b"], "the peer in force", d.status())
+        d.write_config(config(extra=PEER.replace("http://127.0.0.1:1", "ftp://b")))
+        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        check(p.returncode == 2 and f'{d.conf}:' in p.stderr and
+              'peer "b": http "ftp://b" is not http://HOST[:PORT]' in p.stderr,
+              "dynmemd -n names the peer's http with its line", p)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "reload failed" in d.log(), "the failure in the log")
+        check(names() == ["b"], "the peers in force stay", d.status(), d.log())
+
+
+@tap.case
 def sigterm_exits_cleanly(bins):
     d = Daemon(bins, config())
     try:

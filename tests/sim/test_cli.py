@@ -182,6 +182,19 @@ def test_trace_relative_to_scenario():
     assert r.returncode == 0, r.stderr
 
 
+def test_documented_scenario_runs():
+    # The annotated scenario of docs/simulator.md, as a reader would copy it.
+    doc = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                       "simulator.md")
+    with open(doc, encoding="utf-8") as f:
+        text = f.read()
+    block = text.split("```ini\n", 1)[1].split("```", 1)[0]
+    write("traces/web1.csv", "seconds,demand\n0,300M\n10,400M\n")
+    path = write("documented.ini", block.replace("duration = 24h", "duration = 30s", 1))
+    r = run(path, "--json")
+    assert r.returncode == 0, r.stderr
+
+
 # ---- --json ----
 
 def test_json_keys_exactly():

@@ -247,21 +247,35 @@ static void bad_values(void **state)
         expect_error_at("[host]\nmemory = lots\n", 2, "memory: \"lots\" is not a size");
         expect_error_at("[host]\nmemory = -1G\n", 2, "is not a size");
         expect_error_at("[host]\nmemory = 1 G\n", 2, "is not a size");
-        expect_error_at("[host]\nmemory = 99999999999T\n", 2, "is not a size");
+        /* A size or duration too large to hold is named so, not "not a size". */
+        expect_error_at("[host]\nmemory = 99999999999T\n", 2,
+                        "memory: \"99999999999T\" is too large");
+        expect_error_at("[host]\ninterval = 99999999999999999999h\n", 2,
+                        "interval: 99999999999999999999h is outside 10ms..1m");
+        expect_error_at("[sim]\nseed = 18446744073709551616\n", 2,
+                        "seed: \"18446744073709551616\" is too large");
         expect_error_at("[host]\ninterval = 5x\n", 2, "interval: \"5x\" is not a duration");
         expect_error_at("[sim]\nstep = 1M\n", 2, "is not a duration"); /* minutes are "m" */
         expect_error_at("[vm \"a\"]\nbuffer = abc\n", 2, "buffer: \"abc\" is not a whole number");
         expect_error_at("[vm \"a\"]\nweight = -1\n", 2, "weight: \"-1\" is not a whole number");
         expect_error_at("[vm \"a\"]\nweight = 1.5\n", 2, "is not a whole number");
         expect_error_at("[vm \"a\"]\nweight = 99999999999999999999999\n", 2,
-                        "is not a whole number");
+                        "is not a whole number in 0..10000");
+        expect_error_at("[vm \"a\"]\nstartup = 99999999999T\n", 2,
+                        "startup: \"99999999999T\" is larger than 16 TiB");
+        expect_error_at("[vm \"a\"]\nblock = 9000000000G\n", 2,
+                        "block: \"9000000000G\" is larger than 1 GiB");
         expect_error_at("[vm \"a\"]\ndynamic = maybe\n", 2, "dynamic: \"maybe\" is not yes or no");
         expect_error_at("[vm \"a\"]\nautostart = 2\n", 2, "is not yes or no");
         expect_error_at("[sim]\nseed = x\n", 2, "seed: \"x\" is not a whole number");
         expect_error_at("[sim]\nseed = -4\n", 2, "is not a whole number");
         expect_error_at("[sim]\nspeed = fast\n", 2, "speed: \"fast\" is not a number");
         expect_error_at("[sim]\nspeed = nan\n", 2, "is not a number");
-        expect_error_at("[sim]\ngrow_rate = 0\n", 2, "grow_rate"); /* a rate of 0 never moves */
+        /* Memory for VMs that holds no VM is a unit left out ("16" for 16G), or a mistake. */
+        expect_error_at("[host]\nmemory = 16\n", 2, "memory: 16 is below 32 MiB");
+        expect_error_at("[host]\nmemory = 0\n", 2, "memory: 0 is below 32 MiB");
+        /* A rate of 0 never moves: it is a size, below the smallest allowed. */
+        expect_error_at("[sim]\ngrow_rate = 0\n", 2, "grow_rate: 0 is below 1 B");
 }
 
 static void good_value_spellings(void **state)
@@ -362,7 +376,21 @@ static void duplicate_key(void **state)
             config_load_string("t.ini", "[vm \"a\"]\nweight = 1\n[vm \"b\"]\nweight = 2\n", &c, &d),
             0);
         config_free(&c);
+        assert_int_equal(
+            config_load_string("t.ini", "[host]\nmemory = 1G\n[host]\nreserve = 2G\n", &c, &d), 0);
+        assert_int_equal(c.host.memory_bytes, GIB);
+        assert_int_equal(c.host.reserve_bytes, 2 * GIB);
+        config_free(&c);
         config_diag_free(&d);
+        /* So a key in it twice is given twice, however many sections lie between. */
+        expect_error_at("[host]\nmemory = 1G\n[policy]\nmin_change = 8M\n[host]\nmemory = 2G\n", 6,
+                        "memory: given twice in [host] (first at line 2)");
+        expect_error_at("[sim]\nseed = 1\n[vm \"a\"]\ntrace = x.csv\n[sim]\nseed = 2\n", 6,
+                        "seed: given twice in [sim]");
+        expect_error_at("[policy]\nshrink_delay = 1s\n\n[policy]\nshrink_delay = 2s\n", 5,
+                        "shrink_delay: given twice in [policy]");
+        expect_error_at("[cluster]\ncooldown = 1m\n[cluster]\ncooldown = 2m\n", 4,
+                        "cooldown: given twice in [cluster]");
 }
 
 static void duplicate_vm(void **state)
@@ -452,6 +480,24 @@ static void syntax_errors(void **state)
 {
         expect_error_at("[host]\nmemory 1G\n", 2, "syntax error");
         expect_error_at("[host\nmemory = 1G\n", 1, "syntax error");
+        /* What follows a section header on its line would be dropped unseen. */
+        expect_error_at("[host] memory = 1G\n", 1,
+                        "\"memory = 1G\" after [host] (a key goes on a line of its own)");
+        expect_error_at("[vm \"a\"]]\n", 1, "\"]\" after [vm \"a\"]");
+
+        struct config c;
+        struct config_diag d = {0};
+        assert_int_equal(config_load_string("t.ini",
+                                            "[host] ; memory for VMs\n"
+                                            "memory = 1G\n"
+                                            "[sim]  # the model\r\n"
+                                            "seed = 3\n",
+                                            &c, &d),
+                         0);
+        assert_int_equal(c.host.memory_bytes, GIB);
+        assert_int_equal(c.sim.seed, 3);
+        config_free(&c);
+        config_diag_free(&d);
 }
 
 static void overlong_line(void **state)
@@ -534,6 +580,7 @@ static void cross_key_settings_errors(void **state)
         expect_error_at("[vm \"a\"]\nstartup = 1025M\n", 1, "not a multiple of the 2 MiB block");
         expect_error_at("[vm \"a\"]\nblock = 3M\n", 1, "block size");
         expect_error_at("[vm \"a\"]\nminimum = 16M\nstartup = 16M\n", 1, "below 32 MiB");
+        expect_error_at("[vm \"a\"]\nstartup = 16M\n", 1, "startup 16 MiB is below 32 MiB");
         expect_error_at("[vm \"b\"]\nstartup = 1G\n[vm \"a\"]\nstartup = 64M\nminimum = 128M\n", 3,
                         "vm \"a\"");
 }
@@ -592,6 +639,28 @@ static void crlf_lines(void **state)
         config_free(&c);
         expect_error_at("[host]\r\nmemory = 2G\r\nnope = 1\r\n", 3, "unknown key \"nope\"");
         config_diag_free(&d);
+}
+
+/* A file that starts with a UTF-8 byte order mark reads as one without it, from disk too. */
+static void byte_order_mark(void **state)
+{
+        const char *text = "\xEF\xBB\xBF[host]\nmemory = 2G\n";
+        char *dir = tu_tempdir(), *path = tu_write(dir, "bom.ini", text, false);
+        struct config c;
+        struct config_diag d = {0};
+
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_int_equal(c.host.memory_bytes, 2 * GIB);
+        config_free(&c);
+        assert_int_equal(config_load(path, &c, &d), 0);
+        assert_int_equal(c.host.memory_bytes, 2 * GIB);
+        config_free(&c);
+        assert_int_equal(d.count, 0);
+        expect_error_at("\xEF\xBB\xBF[vm \"a\"]\nweight = 20000\n", 2, "weight");
+        /* Only at the start of the file. */
+        expect_error_at("[host]\n\xEF\xBB\xBF[sim]\n", 2, "syntax error");
+        free(path);
+        tu_rmtree(dir);
 }
 
 static void backend_keys(void **state)
@@ -685,6 +754,44 @@ static void real_file_line_limits(void **state)
                 config_diag_free(&d), config_diag_free(&ds);
                 free(path);
         }
+        tu_rmtree(dir);
+}
+
+/* Load bytes that may hold NUL bytes from a real file: -EINVAL with the diag, or 0. */
+static int load_bytes(const char *dir, const char *bytes, size_t len, struct config_diag *d)
+{
+        char *path = tu_write(dir, "nul.ini", "", false);
+        FILE *f = fopen(path, "we");
+        struct config c;
+
+        assert_non_null(f);
+        assert_int_equal(fwrite(bytes, 1, len, f), len);
+        assert_int_equal(fclose(f), 0);
+        int r = config_load(path, &c, d);
+        if (r == 0)
+                config_free(&c);
+        free(path);
+        return r;
+}
+
+/* A NUL byte is named with its line; it neither cuts a value short nor hides the next line. */
+static void nul_bytes(void **state)
+{
+        static const char cut[] = "[vm \"a\"]\nweight = 50\0"
+                                  "0\n\n";
+        static const char hides[] = "[host]\nmemory = 1G\0junk\nreserve = lots\n";
+        char *dir = tu_tempdir();
+        struct config_diag d = {0};
+
+        assert_int_equal(load_bytes(dir, cut, sizeof(cut) - 1, &d), -EINVAL);
+        assert_int_equal(d.count, 1);
+        assert_non_null(strstr(d.messages[0], "nul.ini:2: a NUL byte in the line"));
+        config_diag_free(&d);
+        assert_int_equal(load_bytes(dir, hides, sizeof(hides) - 1, &d), -EINVAL);
+        assert_non_null(strstr(d.messages[0], "nul.ini:2: a NUL byte in the line"));
+        assert_int_equal(d.count, 2);
+        assert_non_null(strstr(d.messages[1], "nul.ini:3: reserve: \"lots\" is not a size"));
+        config_diag_free(&d);
         tu_rmtree(dir);
 }
 
@@ -801,6 +908,8 @@ int main(void)
             cmocka_unit_test(several_errors_all_reported),
             cmocka_unit_test(syntax_error_reported_with_others),
             cmocka_unit_test(crlf_lines),
+            cmocka_unit_test(byte_order_mark),
+            cmocka_unit_test(nul_bytes),
             cmocka_unit_test(backend_keys),
             cmocka_unit_test(real_files),
             cmocka_unit_test(real_file_line_limits),

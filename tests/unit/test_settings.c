@@ -124,6 +124,12 @@ static void check_alignment(void **state)
         s.startup_bytes += 4096;
         expect_invalid(&s, "startup");
         expect_invalid(&s, "multiple of the 2 MiB block");
+        /* Shown exactly, not as "1.0 GiB", which would look like a multiple. */
+        expect_invalid(&s, "startup 1048580 KiB is not a multiple of the 2 MiB block size");
+        s.startup_bytes = GIB + 100;
+        expect_invalid(&s, "startup 1073741924 B is not a multiple");
+        s.startup_bytes = 1025 * MIB;
+        expect_invalid(&s, "startup 1025 MiB is not a multiple");
         s = valid();
         s.minimum_bytes += MIB;
         expect_invalid(&s, "minimum");
@@ -152,6 +158,14 @@ static void check_ranges(void **state)
         expect_invalid(&s, "below");
         s.minimum_bytes = SETTINGS_MINIMUM_FLOOR;
         assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
+
+        /* A startup below the floor is named, not the minimum that follows it by default. */
+        s = valid();
+        s.startup_bytes = 16 * MIB;
+        settings_complete(&s, SETTINGS_ALL & ~SETTINGS_MINIMUM);
+        expect_invalid(&s, "startup 16 MiB is below 32 MiB");
+        s.startup_bytes = s.minimum_bytes = 0;
+        expect_invalid(&s, "startup 0 B is below 32 MiB");
 
         s = valid();
         s.buffer_percent = SETTINGS_BUFFER_MIN - 1;
@@ -332,14 +346,22 @@ static void parse_text_by_type(void **state)
         assert_int_equal(settings_parse_text(block, "4M", &v), 0);
         assert_int_equal(v, 4 * MIB);
         assert_int_equal(settings_parse_text(startup, "lots", &v), -EINVAL);
-        assert_int_equal(settings_parse_text(startup, "16777216T", &v), -EINVAL); /* 2^64 */
+        /* A number too large for the type is -ERANGE, apart from what is not a number. */
+        assert_int_equal(settings_parse_text(startup, "16777216T", &v), -ERANGE); /* 2^64 */
+        assert_int_equal(settings_parse_text(startup, "8388608T", &v), -ERANGE);  /* 2^63 */
+        assert_int_equal(settings_parse_text(startup, "17T", &v),
+                         0); /* the range is checked later */
+        assert_int_equal(settings_parse_text(startup, "17X", &v), -EINVAL);
         assert_int_equal(settings_parse_text(buffer, "35%", &v), 0);
         assert_int_equal(v, 35);
         assert_int_equal(settings_parse_text(buffer, "4", &v), 0); /* the range is checked later */
         assert_int_equal(v, 4);
         assert_int_equal(settings_parse_text(weight, "35%", &v), -EINVAL); /* not a percentage */
         assert_int_equal(settings_parse_text(weight, "4294967295", &v), 0);
-        assert_int_equal(settings_parse_text(weight, "4294967296", &v), -EINVAL);
+        assert_int_equal(settings_parse_text(weight, "4294967296", &v), -ERANGE);
+        assert_int_equal(settings_parse_text(weight, "99999999999999999999999", &v), -ERANGE);
+        assert_int_equal(settings_parse_text(buffer, "99999999999999999999999%", &v), -ERANGE);
+        assert_int_equal(settings_parse_text(weight, "4294967296x", &v), -EINVAL);
         assert_int_equal(settings_parse_text(weight, "-1", &v), -EINVAL);
         assert_int_equal(settings_parse_text(weight, "", &v), -EINVAL);
         v = 77;

@@ -113,6 +113,14 @@ static void header_required(void **state)
         expect_error_at("seconds, demand\n0,1G\n", 1, "expected the header");
         expect_error_at("# comment first\nseconds,demand\n0,1G\n", 1, "expected the header");
         expect_error_at("\nseconds,demand\n0,1G\n", 1, "expected the header");
+
+        /* A byte order mark before the header (a spreadsheet's "CSV UTF-8") is no part of it. */
+        struct trace t;
+        load_ok("\xEF\xBB\xBFseconds,demand\r\n0,1G\r\n", &t);
+        assert_int_equal(t.n, 1);
+        assert_int_equal(t.demand[0], GIB);
+        trace_free(&t);
+        expect_error_at("\xEF\xBB\xBFtime,demand\n0,1G\n", 1, "expected the header");
 }
 
 static void empty_traces(void **state)
