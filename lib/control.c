@@ -570,6 +570,49 @@ char *control_reply_ok(json_t *body)
         return reply_line(reply);
 }
 
+/* The length of the valid UTF-8 sequence at s, 0 when there is none. */
+static size_t utf8_sequence(const unsigned char *s)
+{
+        size_t n = s[0] < 0x80   ? 1
+                   : s[0] < 0xc2 ? 0
+                   : s[0] < 0xe0 ? 2
+                   : s[0] < 0xf0 ? 3
+                   : s[0] < 0xf5 ? 4
+                                 : 0;
+        unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range */
+
+        if (s[0] == 0xe0)
+                lo = 0xa0; /* overlong */
+        else if (s[0] == 0xed)
+                hi = 0x9f; /* surrogates */
+        else if (s[0] == 0xf0)
+                lo = 0x90; /* overlong */
+        else if (s[0] == 0xf4)
+                hi = 0x8f; /* beyond U+10FFFF */
+        for (size_t i = 1; i < n; i++)
+                if (s[i] < (i == 1 ? lo : 0x80) || s[i] > (i == 1 ? hi : 0xbf))
+                        return 0;
+        return n;
+}
+
+/*
+ * Messages quote what clients sent, cut to a length: a cut through a
+ * multibyte character, or bytes that are not UTF-8, become '?' so that the
+ * message can be a JSON string.
+ */
+static void utf8_scrub(char *msg)
+{
+        unsigned char *s = (unsigned char *)msg;
+
+        while (*s) {
+                size_t n = utf8_sequence(s);
+                if (n == 0)
+                        *s++ = '?';
+                else
+                        s += n;
+        }
+}
+
 char *control_reply_error(int errnum, const char *fmt, ...)
 {
         char msg[CONTROL_ERROR_MAX];
@@ -578,6 +621,7 @@ char *control_reply_error(int errnum, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        utf8_scrub(msg);
         return reply_line(json_pack("{s:i, s:b, s:s, s:i}", "version", CONTROL_VERSION, "ok", 0,
                                     "error", msg, "errno", errnum));
 }

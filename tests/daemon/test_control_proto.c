@@ -252,6 +252,47 @@ static void replies_parse(void **state)
             -EPROTO);
 }
 
+/* An error quoting a request cut through a multibyte character is still a reply. */
+static void error_replies_are_valid_utf8(void **state)
+{
+        static const char *const quoted[] = {
+            "x\xc3\xa9\xc3", /* a cut character */
+            "\xff\xfeok",    /* no UTF-8 at all */
+            "\xed\xa0\x80",  /* a surrogate */
+            "\xe0\x80\x80",  /* overlong */
+        };
+        char err[CONTROL_ERROR_MAX], request[200], *line;
+        json_t *reply = NULL;
+
+        for (size_t i = 0; i < sizeof(quoted) / sizeof(quoted[0]); i++) {
+                line = control_reply_error(EINVAL, "unknown command \"%.64s\"", quoted[i]);
+                assert_non_null(line);
+                assert_int_equal(control_reply_parse(line, strlen(line), &reply, err, sizeof(err)),
+                                 -EINVAL);
+                assert_non_null(strstr(err, "unknown command"));
+                free(line);
+        }
+        /* a long command name of two-byte characters, as the daemon quotes it */
+        snprintf(request, sizeof(request), "{\"version\":1,\"command\":\"x");
+        for (int i = 0; i < 40; i++)
+                strcat(request, "\xc3\xa9");
+        strcat(request, "\"}");
+        struct control_request req;
+        assert_int_equal(control_request_parse(request, strlen(request), &req, err, sizeof(err)),
+                         -EOPNOTSUPP);
+        line = control_reply_error(EOPNOTSUPP, "%s", err);
+        assert_non_null(line);
+        assert_int_equal(control_reply_parse(line, strlen(line), &reply, err, sizeof(err)),
+                         -EOPNOTSUPP);
+        free(line);
+        /* what is valid stays as it was */
+        line = control_reply_error(EINVAL, "%s", "caf\xc3\xa9 \xf0\x9f\x90\xb1");
+        assert_int_equal(control_reply_parse(line, strlen(line), &reply, err, sizeof(err)),
+                         -EINVAL);
+        assert_string_equal(err, "caf\xc3\xa9 \xf0\x9f\x90\xb1");
+        free(line);
+}
+
 static void vm_json_reports_unknowns_as_null(void **state)
 {
         struct vm vm = {.state = VM_OFF};
@@ -360,6 +401,7 @@ int main(void)
             cmocka_unit_test(requests_limit_backend_keys),
             cmocka_unit_test(requests_round_trip),
             cmocka_unit_test(replies_parse),
+            cmocka_unit_test(error_replies_are_valid_utf8),
             cmocka_unit_test(vm_json_reports_unknowns_as_null),
             cmocka_unit_test(settings_merge_copies_only_the_mask),
             cmocka_unit_test(settings_json_round_trips_every_row),
