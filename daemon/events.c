@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "control.h"
 #include "units.h"
 
 struct events {
@@ -111,8 +112,10 @@ void events_add(struct events *e, const struct balancer_event *ev)
         };
         if (ev->vm)
                 snprintf(x->vm, sizeof(x->vm), "%s", ev->vm->name);
-        if (ev->message)
+        if (ev->message) {
                 snprintf(x->message, sizeof(x->message), "%s", ev->message);
+                control_text_scrub(x->message); /* cut to size, maybe through a character */
+        }
         e->last++;
 }
 

@@ -503,6 +503,10 @@ json_t *control_vm_json(const struct vm *vm, const char *backend_name,
         json_t *obj = json_object();
         json_t *settings = control_settings_json(&vm->settings, ~0u);
         int bad = !obj || !settings;
+        char refusal[sizeof(vm->refusal)];
+
+        snprintf(refusal, sizeof(refusal), "%s", vm->refusal);
+        control_text_scrub(refusal); /* backends' messages, cut to size */
 
         bad = bad || json_object_set_new(obj, "name", json_string(vm->name)) < 0;
         bad =
@@ -533,9 +537,8 @@ json_t *control_vm_json(const struct vm *vm, const char *backend_name,
         bad = bad ||
               json_object_set_new(obj, "reason",
                                   json_string(holds ? policy_reason_name(vm->reason) : "none")) < 0;
-        bad =
-            bad || json_object_set_new(obj, "refusal",
-                                       vm->refusal[0] ? json_string(vm->refusal) : json_null()) < 0;
+        bad = bad || json_object_set_new(obj, "refusal",
+                                         vm->refusal[0] ? json_string(refusal) : json_null()) < 0;
         bad = bad || json_object_set_new(obj, "migration",
                                          vm_migration_name(vm->migration)
                                              ? json_string(vm_migration_name(vm->migration))
@@ -595,14 +598,9 @@ static size_t utf8_sequence(const unsigned char *s)
         return n;
 }
 
-/*
- * Messages quote what clients sent, cut to a length: a cut through a
- * multibyte character, or bytes that are not UTF-8, become '?' so that the
- * message can be a JSON string.
- */
-static void utf8_scrub(char *msg)
+void control_text_scrub(char *text)
 {
-        unsigned char *s = (unsigned char *)msg;
+        unsigned char *s = (unsigned char *)text;
 
         while (*s) {
                 size_t n = utf8_sequence(s);
@@ -621,7 +619,7 @@ char *control_reply_error(int errnum, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        utf8_scrub(msg);
+        control_text_scrub(msg);
         return reply_line(json_pack("{s:i, s:b, s:s, s:i}", "version", CONTROL_VERSION, "ok", 0,
                                     "error", msg, "errno", errnum));
 }

@@ -150,7 +150,15 @@ json_t *control_vm_json(const struct vm *vm, const char *backend_name,
 /* A success reply: body's members plus version and ok. Steals body (may be NULL). */
 char *control_reply_ok(json_t *body);
 
-/* An error reply with a positive errno and a message. */
+/*
+ * Make text valid UTF-8 in place: what a message quotes is often cut to a
+ * length, maybe through a multibyte character, or holds bytes that are not
+ * UTF-8; each byte of those becomes '?', so that the text can be a JSON
+ * string.
+ */
+void control_text_scrub(char *text);
+
+/* An error reply with a positive errno and a message (made valid UTF-8). */
 char *control_reply_error(int errnum, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*

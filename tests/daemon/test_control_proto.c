@@ -293,6 +293,22 @@ static void error_replies_are_valid_utf8(void **state)
         free(line);
 }
 
+/* A backend's refusal cut through a multibyte character still lets the VM be listed. */
+static void vm_json_takes_a_cut_refusal(void **state)
+{
+        struct vm vm = {.state = VM_OFF};
+        json_t *obj;
+
+        snprintf(vm.name, sizeof(vm.name), "web1");
+        settings_complete(&vm.settings, 0);
+        snprintf(vm.refusal, sizeof(vm.refusal), "cannot read /srv/caf\xc3");
+        obj = control_vm_json(&vm, NULL, NULL);
+        assert_non_null(obj);
+        assert_string_equal(json_string_value(json_object_get(obj, "refusal")),
+                            "cannot read /srv/caf?");
+        json_decref(obj);
+}
+
 static void vm_json_reports_unknowns_as_null(void **state)
 {
         struct vm vm = {.state = VM_OFF};
@@ -403,6 +419,7 @@ int main(void)
             cmocka_unit_test(replies_parse),
             cmocka_unit_test(error_replies_are_valid_utf8),
             cmocka_unit_test(vm_json_reports_unknowns_as_null),
+            cmocka_unit_test(vm_json_takes_a_cut_refusal),
             cmocka_unit_test(settings_merge_copies_only_the_mask),
             cmocka_unit_test(settings_json_round_trips_every_row),
             cmocka_unit_test(settings_json_checks_the_type_only),

@@ -106,6 +106,30 @@ static void events_keep_order_and_say_what_was_dropped(void **state)
         events_free(NULL);
 }
 
+/* A message cut to the ring's size through a multibyte character does not break the list. */
+static void event_messages_cut_stay_utf8(void **state)
+{
+        struct events *e = NULL;
+        char message[400] = "reply names an unknown VM \"x"; /* 28 bytes: 159 cut in a character */
+        const char *text;
+        json_t *r, *ev;
+
+        for (int i = 0; i < 100; i++)
+                strcat(message, "\xc3\xa9");
+        assert_int_equal(events_new(0, &e), 0);
+        events_add(e, &(struct balancer_event){
+                          .kind = BALANCER_EVENT_POLICY, .message = message, .pressure = -1});
+        r = events_json(e, 0, 10);
+        assert_non_null(r);
+        ev = json_array_get(json_object_get(r, "events"), 0);
+        text = json_string_value(json_object_get(ev, "message"));
+        assert_non_null(text);
+        assert_true(strncmp(text, message, strlen(text) - 1) == 0);
+        assert_int_equal(text[strlen(text) - 1], '?');
+        json_decref(r);
+        events_free(e);
+}
+
 static void event_json_has_the_details(void **state)
 {
         struct events *e = NULL;
@@ -357,6 +381,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(events_keep_order_and_say_what_was_dropped),
             cmocka_unit_test(event_json_has_the_details),
+            cmocka_unit_test(event_messages_cut_stay_utf8),
             cmocka_unit_test(event_texts),
             cmocka_unit_test(vm_counters_are_unknown_while_off),
             cmocka_unit_test(counter_tables_name_every_counter),
