@@ -405,6 +405,17 @@ static enum MHD_Result serve_events(struct http_server *s, struct MHD_Connection
         return MHD_queue_response(c, MHD_HTTP_OK, s->events_resp);
 }
 
+/* The request announces a body: a Content-Length other than 0, or chunks. */
+static bool has_body(struct MHD_Connection *c)
+{
+        const char *length =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+
+        return (length && strspn(length, "0") != strlen(length)) ||
+               MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING) !=
+                   NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls)
@@ -416,6 +427,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
                 return fail(s, c, ERR_METHOD); /* at once: its body is not read */
         if (!*req_cls) {
+                /*
+                 * A GET with a body: answered at once, its body not read (libmicrohttpd
+                 * takes no response while a body is arriving).
+                 */
+                if (has_body(c))
+                        return fail(s, c, ERR_BAD_REQUEST);
                 /* answered on the next call, once the request is whole: the connection stays open
                  */
                 *req_cls = &headers_seen;

@@ -214,6 +214,11 @@ def bad_requests_get_the_right_status(bins):
             check(status == 400, f"{q!r}: 400", status)
         status, headers, body = request(d, "/metrics", method="HEAD")
         check(status == 200 and body == b"", "HEAD: headers only", status, body)
+        for extra in ({}, {"Transfer-Encoding": "chunked"}):
+            status, _, body = request(d, "/api/v1/status", body=b"x" * 10, headers=extra)
+            check(status == 400, "a GET with a body: 400", extra, status, body)
+        status, _, _ = request(d, "/api/v1/status", headers={"Content-Length": "0"})
+        check(status == 200, "a GET with Content-Length: 0 is no GET with a body", status)
         # a raw request the parser must refuse, and garbage
         host, port = endpoint(d)
         for raw in (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header Without Colon\r\n\r\n",
