@@ -137,6 +137,18 @@ static void seconds_must_increase(void **state)
         expect_error_at("seconds,demand\n1,1G\n0,1G\n", 3, "(0 after 1.000)");
 }
 
+/* A Unix time in the first column would make a scenario run for decades. */
+static void seconds_at_most_366_days(void **state)
+{
+        struct trace t;
+
+        load_ok("seconds,demand\n0,1G\n31622400,2G\n", &t);
+        assert_int_equal(trace_end_ms(&t), TRACE_MS_MAX);
+        trace_free(&t);
+        expect_error_at("seconds,demand\n0,1G\n31622400.001,2G\n", 3, "more than 366 days");
+        expect_error_at("seconds,demand\n1733472000,1G\n", 2, "not Unix time");
+}
+
 static void bad_fields(void **state)
 {
         expect_error_at("seconds,demand\nabc,1G\n", 2, "\"abc\" is not a number of seconds");
@@ -347,6 +359,7 @@ int main(void)
             cmocka_unit_test(header_required),
             cmocka_unit_test(empty_traces),
             cmocka_unit_test(seconds_must_increase),
+            cmocka_unit_test(seconds_at_most_366_days),
             cmocka_unit_test(bad_fields),
             cmocka_unit_test(overlong_line),
             cmocka_unit_test(files),
