@@ -62,6 +62,12 @@ def test_usage_errors():
     expect_exit(run(SMALL, "--sweep", SWEEP, "--policy", "nonsense"), 2, "unknown policy")
 
 
+def test_sizes_beyond_json_integers_refused():
+    # 9000000T is more than 2^63 bytes: memory_bytes would be written negative.
+    expect_exit(run(SMALL, "--sweep", "memory=9000000T:9000000T:1G"), 2, "below 8 EiB")
+    expect_exit(run(SMALL, "--sweep", "memory=8000000T:9000000T:1000000T"), 2, "below 8 EiB")
+
+
 def test_every_size_and_policy():
     out = sweep_json()
     pts = out["points"]
