@@ -71,8 +71,11 @@ int sweep_slo_parse(const char *text, struct sweep_slo *slo, char *err, size_t e
                 return 0;
         }
         if (strncmp(text, "oom=", 4) == 0) {
+                errno = 0;
                 unsigned long long v = strtoull(text + 4, &end, 10);
-                if (end == text + 4 || *end || text[4] == '-') {
+                /* At most INT64_MAX: the JSON's integers are signed. */
+                if (end == text + 4 || *end || text[4] == '-' || errno == ERANGE ||
+                    v > (unsigned long long)INT64_MAX) {
                         snprintf(err, errlen, "--slo: \"%s\" is not oom=N", text);
                         return -EINVAL;
                 }
