@@ -136,6 +136,13 @@ static int load(struct reader *rd, struct trace *t, struct config_diag *diag)
         *t = (struct trace){.path = strdup(rd->name)};
         while (next_line(rd, buf, sizeof(buf), &overlong)) {
                 line++;
+                if (line == 1 && strchr(buf, '\r')) {
+                        /* Classic Mac OS line ends: the whole file reads as one line. */
+                        config_diag_add(diag, rd->name, 1,
+                                        "lines end in a lone carriage return: use LF or CR LF");
+                        r = -EINVAL;
+                        break;
+                }
                 if (overlong) {
                         config_diag_add(diag, rd->name, line, "line too long");
                         r = -EINVAL;

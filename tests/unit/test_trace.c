@@ -123,6 +123,17 @@ static void header_required(void **state)
         expect_error_at("\xEF\xBB\xBFtime,demand\n0,1G\n", 1, "expected the header");
 }
 
+/* Line ends of classic Mac OS, as some exports still write them. */
+static void lone_carriage_returns(void **state)
+{
+        char text[1024] = "seconds,demand";
+
+        expect_error_at("seconds,demand\r0,1G\r10,2G\r", 1, "lone carriage return");
+        for (int i = 0; i < 60; i++)
+                snprintf(text + strlen(text), sizeof(text) - strlen(text), "\r%d,1G", i);
+        expect_error_at(text, 1, "lone carriage return");
+}
+
 static void empty_traces(void **state)
 {
         expect_error_at("", 1, "no rows");
@@ -357,6 +368,7 @@ int main(void)
             cmocka_unit_test(decimals_and_sizes),
             cmocka_unit_test(crlf_comments_blank_lines),
             cmocka_unit_test(header_required),
+            cmocka_unit_test(lone_carriage_returns),
             cmocka_unit_test(empty_traces),
             cmocka_unit_test(seconds_must_increase),
             cmocka_unit_test(seconds_at_most_366_days),
