@@ -102,6 +102,10 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
                 config_diag_add(diag, cfg->path, kv->line, "start: \"%s\" is not a duration",
                                 kv->value);
                 errors++;
+        } else if (kv && sv->start_ms > TRACE_MS_MAX) {
+                config_diag_add(diag, cfg->path, kv->line, "start: \"%s\" is more than 366 days",
+                                kv->value);
+                errors++;
         }
         if ((kv = config_vm_key(cvm, "swap")) && size_parse(kv->value, &sv->swap_bytes) < 0) {
                 config_diag_add(diag, cfg->path, kv->line, "swap: \"%s\" is not a size", kv->value);

@@ -100,6 +100,14 @@ static int parse_row(struct reader *rd, unsigned line, char *text, struct trace 
                 config_diag_add(diag, rd->name, line, "\"%s\" is not a number of seconds", text);
                 return -EINVAL;
         }
+        if (ms > TRACE_MS_MAX) {
+                /* Unix times from a monitoring export would otherwise run for decades. */
+                config_diag_add(diag, rd->name, line,
+                                "%s seconds is more than 366 days (seconds count from the VM's "
+                                "start, not Unix time)",
+                                text);
+                return -EINVAL;
+        }
         if (size_parse(comma + 1, &demand) < 0 || demand > TRACE_DEMAND_MAX) {
                 config_diag_add(diag, rd->name, line,
                                 "\"%s\" is not a demand in bytes (at most 16 TiB)", comma + 1);
@@ -128,6 +136,13 @@ static int load(struct reader *rd, struct trace *t, struct config_diag *diag)
         *t = (struct trace){.path = strdup(rd->name)};
         while (next_line(rd, buf, sizeof(buf), &overlong)) {
                 line++;
+                if (line == 1 && strchr(buf, '\r')) {
+                        /* Classic Mac OS line ends: the whole file reads as one line. */
+                        config_diag_add(diag, rd->name, 1,
+                                        "lines end in a lone carriage return: use LF or CR LF");
+                        r = -EINVAL;
+                        break;
+                }
                 if (overlong) {
                         config_diag_add(diag, rd->name, line, "line too long");
                         r = -EINVAL;

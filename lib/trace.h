@@ -1,7 +1,8 @@
 /*
  * trace: a recorded demand curve, CSV with the header "seconds,demand"
  * (seconds from the VM's start, whole or decimal; demand in bytes, or a
- * size with K, M, G or T). Seconds must increase strictly. Demand between
+ * size with K, M, G or T). Seconds must increase strictly and stay within
+ * 366 days, the longest scenario [sim] duration allows. Demand between
  * two rows is interpolated linearly; before the first row it is the first
  * value, after the last row the last value.
  */
@@ -15,6 +16,7 @@
 
 #define TRACE_ROWS_MAX   (10u * 1000 * 1000)
 #define TRACE_DEMAND_MAX (16 * TIB)
+#define TRACE_MS_MAX     (366ull * 86400 * 1000)
 
 struct trace {
         char *path;

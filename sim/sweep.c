@@ -44,6 +44,11 @@ int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size
                 snprintf(err, errlen, "--sweep: sizes must be positive and FROM at most TO");
                 return -EINVAL;
         }
+        if (ret->to > (uint64_t)INT64_MAX) {
+                /* The JSON's memory_bytes are signed 64-bit integers. */
+                snprintf(err, errlen, "--sweep: sizes must be below 8 EiB");
+                return -EINVAL;
+        }
         if ((ret->to - ret->from) / ret->step + 1 > SWEEP_POINTS_MAX) {
                 snprintf(err, errlen, "--sweep: more than %d host sizes", SWEEP_POINTS_MAX);
                 return -EINVAL;
@@ -66,8 +71,11 @@ int sweep_slo_parse(const char *text, struct sweep_slo *slo, char *err, size_t e
                 return 0;
         }
         if (strncmp(text, "oom=", 4) == 0) {
+                errno = 0;
                 unsigned long long v = strtoull(text + 4, &end, 10);
-                if (end == text + 4 || *end || text[4] == '-') {
+                /* At most INT64_MAX: the JSON's integers are signed. */
+                if (end == text + 4 || *end || text[4] == '-' || errno == ERANGE ||
+                    v > (unsigned long long)INT64_MAX) {
                         snprintf(err, errlen, "--slo: \"%s\" is not oom=N", text);
                         return -EINVAL;
                 }

@@ -22,7 +22,8 @@
 #include "dynmem-config.h"
 #include "units.h"
 
-#define POINTS_MAX 2000000
+#define POINTS_MAX 2000000      /* rows: half for the grid, half for the corners of jobs */
+#define DEMAND_MAX (16.0 * TIB) /* the most a dynmem-sim trace takes */
 
 struct rng {
         uint64_t s[4];
@@ -125,6 +126,8 @@ static double level_at(const struct params *p, const struct shape_state *st, dou
                 return p->base + (p->peak - p->base) * day_fraction(t, p->period_s, p->phase_s);
         if (strcmp(s, "leak") == 0) {
                 double cycle = (p->peak - p->base) / p->rate * 3600.0;
+                if (!(cycle > 0)) /* peak = base: nothing to grow into */
+                        return p->base;
                 return p->base + p->rate * fmod(t, cycle) / 3600.0;
         }
         if (strcmp(s, "warmup") == 0)
@@ -153,10 +156,15 @@ static int plan_spikes(const struct params *p, struct rng *r, struct shape_state
         double t = rng_exponential(r, every);
 
         while (t < p->duration_s) {
-                struct spike *grown = realloc(st->spikes, (st->n_spikes + 1) * sizeof(*grown));
-                if (!grown)
-                        return -ENOMEM;
-                st->spikes = grown;
+                if (st->n_spikes >= POINTS_MAX / 8)
+                        return -E2BIG; /* their four corners each would not fit */
+                size_t n = st->n_spikes;
+                if ((n & (n - 1)) == 0) { /* full at 0 and at every power of two */
+                        struct spike *grown = realloc(st->spikes, (n ? 2 * n : 1) * sizeof(*grown));
+                        if (!grown)
+                                return -ENOMEM;
+                        st->spikes = grown;
+                }
                 struct spike *k = &st->spikes[st->n_spikes++];
                 k->start = t;
                 k->rise = idle ? 5.0 : p->rise_s;
@@ -174,14 +182,17 @@ static int cmp_double(const void *a, const void *b)
         return x < y ? -1 : x > y;
 }
 
-/* The grid plus every spike's corners, so sudden changes stay sudden. */
+/*
+ * The grid plus every spike's corners, so sudden changes stay sudden; all in
+ * whole seconds, as they are written, so that no two rows share a time.
+ */
 static size_t sample_times(const struct params *p, const struct shape_state *st, double *times)
 {
         size_t n = 0;
 
         for (double t = 0; t <= p->duration_s && n < POINTS_MAX / 2; t += p->interval_s)
-                times[n++] = t;
-        for (size_t i = 0; i < st->n_spikes && n + 4 < POINTS_MAX; i++) {
+                times[n++] = floor(t);
+        for (size_t i = 0; i < st->n_spikes && n + 4 <= POINTS_MAX; i++) {
                 const struct spike *k = &st->spikes[i];
                 double corners[4] = {k->start, k->start + k->rise, k->end, k->end + 10.0};
                 for (int c = 0; c < 4; c++)
@@ -206,10 +217,13 @@ static int generate(const struct params *p, FILE *out)
         if (!times)
                 return -ENOMEM;
         rng_seed(&r, p->seed);
-        if ((strcmp(p->shape, "batch") == 0 || strcmp(p->shape, "idle") == 0) &&
-            plan_spikes(p, &r, &st) < 0) {
-                free(times);
-                return -ENOMEM;
+        if (strcmp(p->shape, "batch") == 0 || strcmp(p->shape, "idle") == 0) {
+                int rc = plan_spikes(p, &r, &st);
+                if (rc < 0) {
+                        free(st.spikes);
+                        free(times);
+                        return rc;
+                }
         }
         size_t n = sample_times(p, &st, times);
         fprintf(out, "seconds,demand\n");
@@ -218,6 +232,8 @@ static int generate(const struct params *p, FILE *out)
                 double v = level_at(p, &st, times[i]) * (1.0 + noise);
                 if (v < 16.0 * MIB)
                         v = 16.0 * MIB;
+                if (v > DEMAND_MAX)
+                        v = DEMAND_MAX;
                 fprintf(out, "%.0f,%.0f\n", times[i], v);
         }
         free(st.spikes);
@@ -371,14 +387,25 @@ int main(int argc, char **argv)
         p.shape = argv[optind];
         if (p.interval_s < 1 || p.duration_s < p.interval_s || p.peak < p.base || p.rate <= 0 ||
             p.tau_s <= 0 || p.rise_s <= 0 || p.every_s <= 0 || p.period_s <= 0 || p.noise < 0 ||
-            p.noise > 1) {
+            p.noise > 1 || p.peak > DEMAND_MAX) {
                 fprintf(stderr, "dynmem-tracegen: inconsistent options (need interval >= 1s, "
-                                "duration >= interval, peak >= base, positive times, noise "
-                                "0..100)\n");
+                                "duration >= interval, peak >= base, peak at most 16T, positive "
+                                "times, noise 0..100)\n");
                 return 2;
         }
-        if (generate(&p, stdout) < 0) {
-                fprintf(stderr, "dynmem-tracegen: %s\n", strerror(errno ? errno : EIO));
+        if (p.duration_s / p.interval_s >= POINTS_MAX / 2) {
+                fprintf(stderr, "dynmem-tracegen: more than %d rows: use a longer --interval\n",
+                        POINTS_MAX / 2);
+                return 2;
+        }
+        int r = generate(&p, stdout);
+        if (r == -E2BIG) {
+                fprintf(stderr, "dynmem-tracegen: more than %d jobs: use a longer --every\n",
+                        POINTS_MAX / 8);
+                return 2;
+        }
+        if (r < 0) {
+                fprintf(stderr, "dynmem-tracegen: %s\n", strerror(-r));
                 return 1;
         }
         return 0;

@@ -148,6 +148,16 @@ def test_bad_sim_key_value():
     expect_exit(run(path), 2, f'{path}:10: start: "soon" is not a duration')
 
 
+def test_times_beyond_a_year_refused():
+    # Unix times (a monitoring export) or a start years away would run for decades.
+    path = scenario("epoch.ini", "[host]\nmemory = 4G\n" + GOOD_VM,
+                    trace="seconds,demand\n1733472000,300M\n1733472060,400M\n")
+    r = run(path, timeout=30)
+    expect_exit(r, 2, os.path.join(TMP, "a.csv") + ":2:", "more than 366 days", "not Unix time")
+    path = scenario("late.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "start = 8785h\n")
+    expect_exit(run(path, timeout=30), 2, f'{path}:10: start: "8785h" is more than 366 days')
+
+
 def test_trace_required():
     path = write("notrace.ini", "[host]\nmemory = 4G\n[vm \"a\"]\nstartup = 1G\n")
     expect_exit(run(path), 2, f'{path}:3: vm "a": the sim backend needs a trace')

@@ -51,10 +51,41 @@ def test_tracegen_same_seed_same_bytes():
 def test_tracegen_refuses_bad_arguments():
     for args in (["nosuchshape"], [], ["diurnal", "--peak", "1G", "--base", "2G"],
                  ["leak", "--rate", "banana"], ["idle", "--interval", "0s"],
-                 ["diurnal", "--noise", "150"]):
+                 ["diurnal", "--noise", "150"], ["diurnal", "--peak", "17T"],
+                 ["diurnal", "--duration", "8760h", "--interval", "1s"],
+                 ["batch", "--duration", "8000h", "--interval", "1h", "--every", "1s",
+                  "--rise", "1s", "--hold", "1s"]):
         r = subprocess.run([GEN, *args], capture_output=True, text=True)
         assert r.returncode == 2, f"{args}: exit {r.returncode}"
         assert r.stderr.startswith("dynmem-tracegen:"), r.stderr
+
+
+def test_tracegen_writes_traces_the_simulator_takes():
+    # Rows in whole seconds, strictly increasing (a fractional --interval among the
+    # jobs' corners), numeric demand (a leak with peak = base is flat) at most 16 TiB.
+    cases = (["leak", "--peak", "256M", "--duration", "1h"],
+             ["batch", "--seed", "3", "--interval", "1500ms", "--every", "10m",
+              "--duration", "4h"],
+             ["diurnal", "--base", "16T", "--peak", "16T", "--noise", "50", "--duration", "1h"])
+    with tempfile.TemporaryDirectory() as tmp:
+        for args in cases:
+            out = subprocess.run([GEN, *args], capture_output=True, text=True, check=True).stdout
+            lines = out.splitlines()
+            assert lines[0] == "seconds,demand", (args, lines[0])
+            prev = -1
+            for line in lines[1:]:
+                seconds, demand = line.split(",")
+                assert seconds.isdigit() and demand.isdigit(), (args, line)
+                assert int(seconds) > prev, (args, line, prev)
+                assert 0 < int(demand) <= 16 << 40, (args, line)
+                prev = int(seconds)
+            with open(os.path.join(tmp, "t.csv"), "w", encoding="utf-8") as f:
+                f.write(out)
+            ini = os.path.join(tmp, "s.ini")
+            with open(ini, "w", encoding="utf-8") as f:
+                f.write("[host]\nmemory = 2G\n[sim]\nduration = 60s\n"
+                        "[vm \"a\"]\nstartup = 1G\ntrace = t.csv\n")
+            sim_json(ini)
 
 
 def test_every_bundled_scenario_runs():

@@ -62,6 +62,20 @@ def test_usage_errors():
     expect_exit(run(SMALL, "--sweep", SWEEP, "--policy", "nonsense"), 2, "unknown policy")
 
 
+def test_sizes_beyond_json_integers_refused():
+    # 9000000T is more than 2^63 bytes: memory_bytes would be written negative.
+    expect_exit(run(SMALL, "--sweep", "memory=9000000T:9000000T:1G"), 2, "below 8 EiB")
+    expect_exit(run(SMALL, "--sweep", "memory=8000000T:9000000T:1000000T"), 2, "below 8 EiB")
+
+
+def test_oom_beyond_json_integers_refused():
+    # Written as -1 in the JSON's slo before: the count is a signed 64-bit integer there.
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "oom=99999999999999999999"), 2, "oom=N")
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "oom=9223372036854775808"), 2, "oom=N")
+    out = sweep_json("--slo", "oom=9223372036854775807", "--policy", "static")
+    assert out["slo"]["oom_kills"] == 9223372036854775807, out["slo"]
+
+
 def test_every_size_and_policy():
     out = sweep_json()
     pts = out["points"]

@@ -123,6 +123,17 @@ static void header_required(void **state)
         expect_error_at("\xEF\xBB\xBFtime,demand\n0,1G\n", 1, "expected the header");
 }
 
+/* Line ends of classic Mac OS, as some exports still write them. */
+static void lone_carriage_returns(void **state)
+{
+        char text[1024] = "seconds,demand";
+
+        expect_error_at("seconds,demand\r0,1G\r10,2G\r", 1, "lone carriage return");
+        for (int i = 0; i < 60; i++)
+                snprintf(text + strlen(text), sizeof(text) - strlen(text), "\r%d,1G", i);
+        expect_error_at(text, 1, "lone carriage return");
+}
+
 static void empty_traces(void **state)
 {
         expect_error_at("", 1, "no rows");
@@ -135,6 +146,18 @@ static void seconds_must_increase(void **state)
         expect_error_at("seconds,demand\n0,1G\n5,1G\n5,2G\n", 4, "seconds must increase");
         expect_error_at("seconds,demand\n0,1G\n5,1G\n4.999,2G\n", 4, "seconds must increase");
         expect_error_at("seconds,demand\n1,1G\n0,1G\n", 3, "(0 after 1.000)");
+}
+
+/* A Unix time in the first column would make a scenario run for decades. */
+static void seconds_at_most_366_days(void **state)
+{
+        struct trace t;
+
+        load_ok("seconds,demand\n0,1G\n31622400,2G\n", &t);
+        assert_int_equal(trace_end_ms(&t), TRACE_MS_MAX);
+        trace_free(&t);
+        expect_error_at("seconds,demand\n0,1G\n31622400.001,2G\n", 3, "more than 366 days");
+        expect_error_at("seconds,demand\n1733472000,1G\n", 2, "not Unix time");
 }
 
 static void bad_fields(void **state)
@@ -345,8 +368,10 @@ int main(void)
             cmocka_unit_test(decimals_and_sizes),
             cmocka_unit_test(crlf_comments_blank_lines),
             cmocka_unit_test(header_required),
+            cmocka_unit_test(lone_carriage_returns),
             cmocka_unit_test(empty_traces),
             cmocka_unit_test(seconds_must_increase),
+            cmocka_unit_test(seconds_at_most_366_days),
             cmocka_unit_test(bad_fields),
             cmocka_unit_test(overlong_line),
             cmocka_unit_test(files),
