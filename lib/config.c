@@ -523,6 +523,19 @@ static int parse_u64(const char *v, uint64_t *ret)
         return 0;
 }
 
+/*
+ * What to add to a value's error when it holds " #": a comment after a value
+ * starts with ';' (inih's inline comments), and "#" there was read as part of it.
+ */
+static const char *comment_hint(const char *value)
+{
+        const char *h = strchr(value, '#');
+
+        return h && h > value && (h[-1] == ' ' || h[-1] == '\t')
+                   ? " (a comment after a value starts with ';', not '#')"
+                   : "";
+}
+
 /* Store one value according to its spec. Returns 0 or -1 (reported). */
 static int store_value(struct parse_state *ps, const struct key_spec *k, void *base,
                        const char *value)
@@ -538,8 +551,8 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                 if (r == -EINVAL) {
                         diag(ps, ps->line,
                              "%s: \"%s\" is not a size (bytes, or a number with K, "
-                             "M, G or T)",
-                             k->name, value);
+                             "M, G or T)%s",
+                             k->name, value, comment_hint(value));
                         return -1;
                 }
                 if (r < 0) {
@@ -559,8 +572,8 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                 if (r == -EINVAL) {
                         diag(ps, ps->line,
                              "%s: \"%s\" is not a duration (a number with ms, s, m "
-                             "or h)",
-                             k->name, value);
+                             "or h)%s",
+                             k->name, value, comment_hint(value));
                         return -1;
                 }
                 /* Every duration key has a maximum, so a number too large for any is outside. */
@@ -577,8 +590,8 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         case KEY_U32:
                 r = parse_u64(value, &u);
                 if (r < 0 || (double)u < k->min || (double)u > k->max) {
-                        diag(ps, ps->line, "%s: \"%s\" is not a whole number in %.0f..%.0f",
-                             k->name, value, k->min, k->max);
+                        diag(ps, ps->line, "%s: \"%s\" is not a whole number in %.0f..%.0f%s",
+                             k->name, value, k->min, k->max, comment_hint(value));
                         return -1;
                 }
                 *(uint32_t *)field = (uint32_t)u;
@@ -586,8 +599,9 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         case KEY_U64:
                 r = parse_u64(value, &u);
                 if (r < 0) {
-                        diag(ps, ps->line, "%s: \"%s\" is %s", k->name, value,
-                             r == -ERANGE ? "too large" : "not a whole number");
+                        diag(ps, ps->line, "%s: \"%s\" is %s%s", k->name, value,
+                             r == -ERANGE ? "too large" : "not a whole number",
+                             comment_hint(value));
                         return -1;
                 }
                 *(uint64_t *)field = u;
@@ -597,8 +611,8 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                 errno = 0;
                 double d = strtod(value, &end);
                 if (errno || *end || end == value || !(d >= k->min && d <= k->max)) {
-                        diag(ps, ps->line, "%s: \"%s\" is not a number in %g..%g", k->name, value,
-                             k->min, k->max);
+                        diag(ps, ps->line, "%s: \"%s\" is not a number in %g..%g%s", k->name, value,
+                             k->min, k->max, comment_hint(value));
                         return -1;
                 }
                 *(double *)field = d;
@@ -606,7 +620,8 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         }
         case KEY_BOOL:
                 if (switch_parse(value, (bool *)field) < 0) {
-                        diag(ps, ps->line, "%s: \"%s\" is not yes or no", k->name, value);
+                        diag(ps, ps->line, "%s: \"%s\" is not yes or no%s", k->name, value,
+                             comment_hint(value));
                         return -1;
                 }
                 return 0;
@@ -651,12 +666,12 @@ static int store_setting(struct parse_state *ps, const struct setting_desc *d, c
         }
         if (r < 0 || (d->type == SETTING_NUMBER && (v < d->min || v > d->max))) {
                 if (d->type == SETTING_NUMBER)
-                        diag(ps, ps->line, "%s: \"%s\" is not %s in %llu..%llu", d->name, value,
+                        diag(ps, ps->line, "%s: \"%s\" is not %s in %llu..%llu%s", d->name, value,
                              settings_expected(d), (unsigned long long)d->min,
-                             (unsigned long long)d->max);
+                             (unsigned long long)d->max, comment_hint(value));
                 else
-                        diag(ps, ps->line, "%s: \"%s\" is not %s", d->name, value,
-                             settings_expected(d));
+                        diag(ps, ps->line, "%s: \"%s\" is not %s%s", d->name, value,
+                             settings_expected(d), comment_hint(value));
                 return -1;
         }
         settings_set(&ps->vm->settings, d, v);

@@ -276,6 +276,28 @@ static void bad_values(void **state)
         expect_error_at("[host]\nmemory = 0\n", 2, "memory: 0 is below 32 MiB");
         /* A rate of 0 never moves: it is a size, below the smallest allowed. */
         expect_error_at("[sim]\ngrow_rate = 0\n", 2, "grow_rate: 0 is below 1 B");
+        /* "#" after a value is part of it; the error says what starts a comment there. */
+        expect_error_at("[host]\nmemory = 4G   # for the VMs\n", 2,
+                        "is not a size (bytes, or a number with K, M, G or T) (a comment after "
+                        "a value starts with ';', not '#')");
+        expect_error_at("[host]\ninterval = 1s\t# often\n", 2,
+                        "is not a duration (a number with ms, s, m or h) (a comment after");
+        expect_error_at("[vm \"a\"]\nweight = 5000 # default\n", 2, "not '#')");
+        expect_error_at("[vm \"a\"]\ndynamic = yes # on\n", 2, "is not yes or no (a comment");
+        expect_error_at("[sim]\nseed = 4 # fixed\n", 2, "is not a whole number (a comment");
+        expect_error_at("[sim]\nspeed = 2 # x\n", 2, "in 0.001..100000 (a comment");
+        /* A "#" inside a word is no comment, and no hint is given. */
+        {
+                struct config c;
+                struct config_diag d = {0};
+                assert_int_equal(config_load_string("t.ini", "[host]\nmemory = 4#G\n", &c, &d),
+                                 -EINVAL);
+                const char *m = tu_diag_find(&d, "t.ini:2: ", "is not a size");
+                assert_non_null(m);
+                assert_null(strstr(m, "comment"));
+                config_free(&c);
+                config_diag_free(&d);
+        }
 }
 
 static void good_value_spellings(void **state)
