@@ -341,16 +341,16 @@ static void on_ready(struct qmp *q, void *userdata)
 
 /*
  * A SHUTDOWN's or RESET's reason, for the log: a word of QEMU's ShutdownCause
- * ("guest-reset"), or NULL for anything else (a newline would start a line).
+ * ("guest-reset"), or `none` for anything else or none at all.
  */
-static const char *event_reason(const json_t *data)
+static const char *event_reason(const json_t *data, const char *none)
 {
         const char *reason = qmp_get_string(data, "reason", 64);
 
         for (const char *c = reason; c && *c; c++)
                 if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-'))
-                        return NULL;
-        return reason;
+                        return none;
+        return reason ? reason : none;
 }
 
 static void on_event(struct qmp *q, const char *name, json_t *data, void *userdata)
@@ -362,9 +362,9 @@ static void on_event(struct qmp *q, const char *name, json_t *data, void *userda
                 qemu_monitor_readback(qv); /* a hint: read the real state */
         else if (strcmp(name, "SHUTDOWN") == 0 && rl_ok(qv))
                 log_msg(LOG_INFO, "vm \"%s\": QEMU shuts down (%s)", qv->vm->name,
-                        event_reason(data) ? event_reason(data) : "no reason given");
+                        event_reason(data, "no reason given"));
         else if (strcmp(name, "RESET") == 0)
-                qemu_backend_guest_reset(qv, event_reason(data));
+                qemu_backend_guest_reset(qv, event_reason(data, NULL));
         else if (strcmp(name, "GUEST_PANICKED") == 0 && rl_ok(qv))
                 log_msg(LOG_WARNING, "vm \"%s\": the guest kernel panicked", qv->vm->name);
 }

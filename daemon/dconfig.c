@@ -127,13 +127,10 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
         }
         /* Each peer's http as peers_new() will take it, so that a reload cannot lose them. */
         for (size_t i = 0; i < cfg.cluster.n_peers; i++) {
-                struct config_cluster one = {.peers = &cfg.cluster.peers[i], .n_peers = 1};
-                struct peers *ps = NULL;
-                if (peers_new(NULL, &one, NULL, NULL, &ps, err, sizeof(err)) < 0) {
+                if (peers_check_http(&cfg.cluster.peers[i], err, sizeof(err)) < 0) {
                         config_diag_add(diag, path, cfg.cluster.peers[i].line, "%s", err);
                         errors++;
                 }
-                peers_free(ps);
         }
         if (cfg.cluster.relief && strcmp(cfg.host.backend, "libvirt") != 0) {
                 config_diag_add(diag, path, cfg.cluster.relief_line,

@@ -262,6 +262,14 @@ int peers_new(struct event_base *base, const struct config_cluster *c,
         return 0;
 }
 
+int peers_check_http(const struct config_peer *cp, char *err, size_t errlen)
+{
+        struct peer p = {0};
+
+        snprintf(p.name, sizeof(p.name), "%s", cp->name);
+        return parse_http(&p, cp->http, err, errlen);
+}
+
 void peers_free(struct peers *ps)
 {
         if (!ps)

@@ -51,6 +51,9 @@ int peers_new(struct event_base *base, const struct config_cluster *c,
               size_t errlen);
 void peers_free(struct peers *p);
 
+/* Whether one peer's http is http://HOST[:PORT], as peers_new() takes it: 0, or -EINVAL and why. */
+int peers_check_http(const struct config_peer *cp, char *err, size_t errlen);
+
 /* Ask every peer now (a round; a peer with a question in flight is not asked again). */
 void peers_ask(struct peers *p);
 

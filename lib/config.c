@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "trace.h"
 #include "units.h"
 
 /* ---- diagnostics ---- */
@@ -147,7 +148,9 @@ static const struct key_spec policy_keys[] = {
 };
 
 static const struct key_spec sim_keys[] = {
-    {"duration", KEY_DURATION, offsetof(struct config_sim, duration_ms), 0, 366 * DAY_MS, NO_FLAG},
+    /* As long as a trace may run (trace.h), and no longer. */
+    {"duration", KEY_DURATION, offsetof(struct config_sim, duration_ms), 0, (double)TRACE_MS_MAX,
+     NO_FLAG},
     {"step", KEY_DURATION, offsetof(struct config_sim, step_ms), 10, 3600000, NO_FLAG},
     {"report_interval", KEY_DURATION, offsetof(struct config_sim, report_interval_ms), 10, 3600000,
      NO_FLAG},
@@ -337,10 +340,10 @@ static char *read_line(char *buf, int size, void *stream)
                 diag(ps, ps->line, "a NUL byte in the line (not a text file?)");
                 buf[0] = '\0';
         }
-        /* The UTF-8 byte order mark some editors write is no part of the first line. */
-        n = strlen(buf);
-        if (ps->line == 1 && n >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
-                memmove(buf, buf + 3, n - 2);
+        if (ps->line == 1) {
+                const char *text = config_skip_bom(buf);
+                memmove(buf, text, strlen(text) + 1);
+        }
         ps->line_continues = buf[0] == ' ' || buf[0] == '\t';
         notice_section(ps, buf);
         return buf;
@@ -370,6 +373,11 @@ static void seen_reset(struct seen_keys *s)
                 free(s->keys[i].key);
         free(s->keys);
         *s = (struct seen_keys){0};
+}
+
+const char *config_skip_bom(const char *text)
+{
+        return strncmp(text, "\xEF\xBB\xBF", 3) == 0 ? text + 3 : text;
 }
 
 bool config_name_valid(const char *name)
@@ -524,16 +532,25 @@ static int parse_u64(const char *v, uint64_t *ret)
 }
 
 /*
- * What to add to a value's error when it holds " #": a comment after a value
- * starts with ';' (inih's inline comments), and "#" there was read as part of it.
+ * A value that is not of its key's type: the message, and when the value holds
+ * " #" a word on why (a comment after a value starts with ';', inih's inline
+ * comments; "#" there was read as part of the value).
  */
-static const char *comment_hint(const char *value)
+static void diag_value(struct parse_state *ps, const char *value, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void diag_value(struct parse_state *ps, const char *value, const char *fmt, ...)
 {
         const char *h = strchr(value, '#');
+        bool comment = h && h > value && (h[-1] == ' ' || h[-1] == '\t');
+        char msg[448];
+        va_list ap;
 
-        return h && h > value && (h[-1] == ' ' || h[-1] == '\t')
-                   ? " (a comment after a value starts with ';', not '#')"
-                   : "";
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        diag(ps, ps->line, "%s%s", msg,
+             comment ? " (a comment after a value starts with ';', not '#')" : "");
 }
 
 /* Store one value according to its spec. Returns 0 or -1 (reported). */
@@ -549,10 +566,10 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                 char a[32];
                 r = size_parse(value, &u);
                 if (r == -EINVAL) {
-                        diag(ps, ps->line,
-                             "%s: \"%s\" is not a size (bytes, or a number with K, "
-                             "M, G or T)%s",
-                             k->name, value, comment_hint(value));
+                        diag_value(ps, value,
+                                   "%s: \"%s\" is not a size (bytes, or a number with K, "
+                                   "M, G or T)",
+                                   k->name, value);
                         return -1;
                 }
                 if (r < 0) {
@@ -570,10 +587,10 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         case KEY_DURATION:
                 r = duration_parse(value, &u);
                 if (r == -EINVAL) {
-                        diag(ps, ps->line,
-                             "%s: \"%s\" is not a duration (a number with ms, s, m "
-                             "or h)%s",
-                             k->name, value, comment_hint(value));
+                        diag_value(ps, value,
+                                   "%s: \"%s\" is not a duration (a number with ms, s, m "
+                                   "or h)",
+                                   k->name, value);
                         return -1;
                 }
                 /* Every duration key has a maximum, so a number too large for any is outside. */
@@ -590,8 +607,8 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         case KEY_U32:
                 r = parse_u64(value, &u);
                 if (r < 0 || (double)u < k->min || (double)u > k->max) {
-                        diag(ps, ps->line, "%s: \"%s\" is not a whole number in %.0f..%.0f%s",
-                             k->name, value, k->min, k->max, comment_hint(value));
+                        diag_value(ps, value, "%s: \"%s\" is not a whole number in %.0f..%.0f",
+                                   k->name, value, k->min, k->max);
                         return -1;
                 }
                 *(uint32_t *)field = (uint32_t)u;
@@ -599,9 +616,8 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         case KEY_U64:
                 r = parse_u64(value, &u);
                 if (r < 0) {
-                        diag(ps, ps->line, "%s: \"%s\" is %s%s", k->name, value,
-                             r == -ERANGE ? "too large" : "not a whole number",
-                             comment_hint(value));
+                        diag_value(ps, value, "%s: \"%s\" is %s", k->name, value,
+                                   r == -ERANGE ? "too large" : "not a whole number");
                         return -1;
                 }
                 *(uint64_t *)field = u;
@@ -611,8 +627,8 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                 errno = 0;
                 double d = strtod(value, &end);
                 if (errno || *end || end == value || !(d >= k->min && d <= k->max)) {
-                        diag(ps, ps->line, "%s: \"%s\" is not a number in %g..%g%s", k->name, value,
-                             k->min, k->max, comment_hint(value));
+                        diag_value(ps, value, "%s: \"%s\" is not a number in %g..%g", k->name,
+                                   value, k->min, k->max);
                         return -1;
                 }
                 *(double *)field = d;
@@ -620,8 +636,7 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         }
         case KEY_BOOL:
                 if (switch_parse(value, (bool *)field) < 0) {
-                        diag(ps, ps->line, "%s: \"%s\" is not yes or no%s", k->name, value,
-                             comment_hint(value));
+                        diag_value(ps, value, "%s: \"%s\" is not yes or no", k->name, value);
                         return -1;
                 }
                 return 0;
@@ -666,12 +681,12 @@ static int store_setting(struct parse_state *ps, const struct setting_desc *d, c
         }
         if (r < 0 || (d->type == SETTING_NUMBER && (v < d->min || v > d->max))) {
                 if (d->type == SETTING_NUMBER)
-                        diag(ps, ps->line, "%s: \"%s\" is not %s in %llu..%llu%s", d->name, value,
-                             settings_expected(d), (unsigned long long)d->min,
-                             (unsigned long long)d->max, comment_hint(value));
+                        diag_value(ps, value, "%s: \"%s\" is not %s in %llu..%llu", d->name, value,
+                                   settings_expected(d), (unsigned long long)d->min,
+                                   (unsigned long long)d->max);
                 else
-                        diag(ps, ps->line, "%s: \"%s\" is not %s%s", d->name, value,
-                             settings_expected(d), comment_hint(value));
+                        diag_value(ps, value, "%s: \"%s\" is not %s", d->name, value,
+                                   settings_expected(d));
                 return -1;
         }
         settings_set(&ps->vm->settings, d, v);

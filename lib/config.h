@@ -140,6 +140,12 @@ unsigned config_setting_line(const struct config_vm *vm, unsigned bit);
 /* The value of a backend key, or NULL. */
 const struct config_kv *config_vm_key(const struct config_vm *vm, const char *key);
 
+/*
+ * text after the UTF-8 byte order mark some editors and spreadsheets write at
+ * a file's start, or text itself when it has none.
+ */
+const char *config_skip_bom(const char *text);
+
 /* True when `name` is a valid VM name. */
 bool config_name_valid(const char *name);
 

@@ -150,10 +150,7 @@ static int load(struct reader *rd, struct trace *t, struct config_diag *diag)
                 }
                 if (line == 1) {
                         /* A spreadsheet's "CSV UTF-8" starts with a byte order mark. */
-                        const char *header = buf;
-                        if (strncmp(header, "\xEF\xBB\xBF", 3) == 0)
-                                header += 3;
-                        if (strcmp(header, "seconds,demand") != 0) {
+                        if (strcmp(config_skip_bom(buf), "seconds,demand") != 0) {
                                 config_diag_add(diag, rd->name, 1,
                                                 "expected the header \"seconds,demand\"");
                                 r = -EINVAL;

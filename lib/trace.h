@@ -2,7 +2,7 @@
  * trace: a recorded demand curve, CSV with the header "seconds,demand"
  * (seconds from the VM's start, whole or decimal; demand in bytes, or a
  * size with K, M, G or T). Seconds must increase strictly and stay within
- * 366 days, the longest scenario [sim] duration allows. Demand between
+ * 366 days (TRACE_MS_MAX, also the longest [sim] duration). Demand between
  * two rows is interpolated linearly; before the first row it is the first
  * value, after the last row the last value.
  */
