@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,7 @@ struct sim_backend {
         size_t n_traces;
         uint64_t last_advance_ms;
         bool advanced_once;
+        bool reports_held; /* a cycle between two reports: observe() takes no new one */
 };
 
 static const char *const sim_vm_keys[] = {"trace", "start", "swap", "report_scale", "psi", NULL};
@@ -334,7 +336,8 @@ static int sim_observe(struct backend *b, struct vm *vm, uint64_t now_ms,
                 *ret = (struct vm_observation){.alive = false};
                 return 0;
         }
-        if (!sv->reported || now_ms >= sv->last_report_ms + sb->params.report_interval_ms) {
+        if (!sv->reported ||
+            (!sb->reports_held && now_ms >= sv->last_report_ms + sb->params.report_interval_ms)) {
                 uint64_t d = demand_now(sv, now_ms);
                 sv->reported_demand = (uint64_t)((double)d * sv->report_scale);
                 sv->reported_stall = sv->stall_window_ms
@@ -436,6 +439,27 @@ void sim_backend_move(struct backend *b, uint64_t dt_ms)
                 sv->held += by;
                 free_bytes -= by;
         }
+}
+
+uint64_t sim_backend_shrinks_land_ms(struct backend *b)
+{
+        struct sim_backend *sb = priv(b);
+        uint64_t largest = 0;
+
+        for (size_t i = 0; i < sb->n; i++) {
+                const struct sim_vm *sv = sb->vms[i];
+                if (sv->running && sv->target < sv->held && sv->held - sv->target > largest)
+                        largest = sv->held - sv->target;
+        }
+        if (largest == 0 || sb->params.shrink_rate == 0)
+                return 0;
+        /* Rounded up: the memory is free once the last byte of the largest shrink is. */
+        return (uint64_t)ceil((double)largest * 1000.0 / (double)sb->params.shrink_rate);
+}
+
+void sim_backend_hold_reports(struct backend *b, bool hold)
+{
+        priv(b)->reports_held = hold;
 }
 
 void sim_backend_advance(struct backend *b, uint64_t now_ms)

@@ -10,7 +10,8 @@
  * memory that is free on the host. Each step is judged before anything
  * moves: a VM whose demand exceeds what it held at the start of the step is
  * short for that step, and demand beyond held + swap is an OOM kill (one per
- * episode).
+ * episode). dynmem-sim decides once more inside a step when a grow waits for
+ * memory that shrinks free (sim/simrun.c).
  *
  * VM keys: trace (required), start, swap, report_scale, psi.
  */
@@ -43,6 +44,18 @@ void sim_backend_judge(struct backend *b, uint64_t now_ms, uint64_t dt_ms);
 
 /* Move every running VM's held memory toward its target over dt_ms. */
 void sim_backend_move(struct backend *b, uint64_t dt_ms);
+
+/*
+ * How long the shrinks asked for take to land at shrink_rate (the largest
+ * one's time, in ms rounded up); 0 when none is under way.
+ */
+uint64_t sim_backend_shrinks_land_ms(struct backend *b);
+
+/*
+ * While held, observing a VM returns its last report (a cycle between two
+ * reports), however long ago that was taken.
+ */
+void sim_backend_hold_reports(struct backend *b, bool hold);
 
 /* Advance by real elapsed time (daemon use): move, then judge, in steps. */
 void sim_backend_advance(struct backend *b, uint64_t now_ms);

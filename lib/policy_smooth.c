@@ -76,7 +76,8 @@ static uint64_t shrink_edge(const struct policy_vm *vm, const struct policy_tuna
  * with stall_urgent, that it stalls), but never by less than the deadband
  * unless below its need; shrink only once it is above its shrink edge and
  * the surplus has lasted shrink_delay_ms, and then by at most
- * shrink_step_percent of the VM per decision. Under scarcity shrinks skip
+ * shrink_step_percent of the VM per decision; a probe shrinks by probing
+ * steps whatever else holds. Under scarcity shrinks skip
  * the delay, the band and the steps (the memory is wanted elsewhere) but
  * still ignore changes within the deadband; when someone waits for memory
  * (`release`), the holds are released (enum policy_release).
@@ -111,15 +112,20 @@ void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
                         hold(vm);
                 return;
         }
+        /*
+         * A probe's want is a test, never a share: it is taken one probing step
+         * at a time, also when memory is awaited or scarce (the probe stops at
+         * the next decision then), never all at once.
+         */
+        if (vm->reason == REASON_PROBE) {
+                probe_step(vm, t);
+                return;
+        }
         if (release != RELEASE_NONE) {
                 /* A change inside the deadband frees too little for a VM that only wants headroom.
                  */
                 if (release == RELEASE_LARGE && a - ideal < db)
                         hold(vm);
-                return;
-        }
-        if (vm->reason == REASON_PROBE && !scarcity) {
-                probe_step(vm, t);
                 return;
         }
         if (a - ideal < db || (!scarcity && (!m->surplus || ms_since(now, m->surplus_since_ms) <

@@ -2,7 +2,9 @@
  * simrun: replays a scenario through the shared balancer loop with a virtual
  * clock and collects the figures dynmem-sim reports. The order inside one
  * step is fixed by the model: judge (who is short at the start of the step),
- * then reports and the decision (balancer_tick), then movement.
+ * then reports and the decision (balancer_tick), then movement; when a grow
+ * or a start waits for memory that the decision's shrinks free, one more
+ * decision once they have landed (follow_up()).
  */
 #include "simrun.h"
 
@@ -255,6 +257,49 @@ static void teardown(struct run_state *rs)
         free(rs->held_total);
 }
 
+/*
+ * True when a grow was cut to the memory free now, or a start waits for its
+ * startup size.
+ */
+static bool memory_awaited(const struct run_state *rs)
+{
+        for (size_t i = 0; i < rs->n; i++) {
+                const struct vm *vm = &rs->vms[i];
+                if (vm->state == VM_STARTING && vm->start_requested)
+                        return true;
+                if (vm->state == VM_RUNNING && vm->reason == REASON_WAITING)
+                        return true;
+        }
+        return false;
+}
+
+/*
+ * dynmemd decides every [host] interval, so the memory the shrinks of one
+ * decision free goes to a grow (or a start) that waits for it once they have
+ * landed, seconds later, not at the next step. When the step is longer than
+ * that, one more decision runs in the step: after the shrinks have landed
+ * (rounded up to the interval), on the reports of the step (none is taken
+ * between two steps). *moved says how far the VMs were moved first.
+ */
+static int follow_up(struct run_state *rs, uint64_t t, uint64_t step, uint64_t *moved)
+{
+        uint64_t interval = rs->cfg->host.interval_ms ? rs->cfg->host.interval_ms : 1;
+        uint64_t land = sim_backend_shrinks_land_ms(rs->backend);
+
+        *moved = 0;
+        if (land == 0 || !memory_awaited(rs))
+                return 0;
+        uint64_t at = (land + interval - 1) / interval * interval;
+        if (at >= step)
+                return 0;
+        sim_backend_move(rs->backend, at);
+        *moved = at;
+        sim_backend_hold_reports(rs->backend, true);
+        int r = balancer_tick(&rs->bal, t + at);
+        sim_backend_hold_reports(rs->backend, false);
+        return r;
+}
+
 int simrun(const struct config *cfg, const struct simrun_options *opt, struct simrun_result *res,
            char *err, size_t errlen)
 {
@@ -320,7 +365,13 @@ int simrun(const struct config *cfg, const struct simrun_options *opt, struct si
                         next_sample += every;
                 if (take_row)
                         next_row += tl_every;
-                sim_backend_move(rs.backend, step);
+                uint64_t moved = 0;
+                r = follow_up(&rs, t, step, &moved);
+                if (r < 0) {
+                        snprintf(err, errlen, "balancer: %s", strerror(-r));
+                        break;
+                }
+                sim_backend_move(rs.backend, step - moved);
         }
         if (r == 0)
                 collect(&rs, res);

@@ -21,6 +21,7 @@ SIM = os.path.abspath(sys.argv[1])
 DATA = os.path.abspath(sys.argv[2])
 SMALL = os.path.join(DATA, "small.ini")
 TMP = tempfile.mkdtemp(prefix="dynmem-sim-test-")
+MIB = 1 << 20
 
 # The interpreter running this script, without the start-up cost of a wrapper
 # (a policy's first answer is due within 1 s of its start).
@@ -383,6 +384,59 @@ def test_exec_policy_failure_is_survived():
     out = json.loads(r.stdout)
     assert out["resize_ops"] == 0  # the previous targets stand
     assert "not JSON" in r.stderr, r.stderr
+
+
+def handover_scenario(interval):
+    """One VM gives memory back at 300 s as another needs it, on a host that is full."""
+    write("handover/giver.csv", "seconds,demand\n0,1500M\n299,1500M\n300,100M\n600,100M\n")
+    write("handover/taker.csv", "seconds,demand\n0,300M\n299,300M\n300,1000M\n600,1000M\n")
+    return write("handover/handover.ini", f"""[host]
+memory = 2G
+reserve = 0
+policy = hyperv
+interval = {interval}
+
+[sim]
+duration = 450s
+step = 30s
+
+[vm "giver"]
+dynamic = yes
+startup = 1600M
+minimum = 64M
+maximum = 2G
+trace = giver.csv
+
+[vm "taker"]
+dynamic = yes
+startup = 400M
+minimum = 64M
+maximum = 2G
+trace = taker.csv
+""")
+
+
+def handover_rows(interval):
+    timeline = os.path.join(TMP, "handover", f"timeline-{interval}.csv")
+    r = run(handover_scenario(interval), "--timeline", timeline)
+    assert r.returncode == 0, r.stderr
+    with open(timeline, encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split(",") for line in f][1:]
+    return {(float(row[0]), row[1]): row for row in rows}
+
+
+def test_memory_freed_by_a_shrink_is_handed_on_within_the_step():
+    # dynmemd decides every [host] interval (1 s): the memory the giver's shrink frees
+    # goes to the taker that waited for it seconds later, not at the next 30-s step.
+    rows = handover_rows("1s")
+    assert rows[(300.0, "taker")][6] == "waiting", rows[(300.0, "taker")]
+    assert int(rows[(330.0, "taker")][4]) >= 1000 * MIB, rows[(330.0, "taker")]
+    assert int(rows[(330.0, "giver")][4]) < 500 * MIB, rows[(330.0, "giver")]
+    # A daemon that decides once a step hands it on at the next step.
+    rows = handover_rows("30s")
+    assert rows[(300.0, "taker")][6] == "waiting", rows[(300.0, "taker")]
+    assert int(rows[(330.0, "taker")][4]) < 1000 * MIB, rows[(330.0, "taker")]
+    assert int(rows[(360.0, "taker")][4]) >= 1000 * MIB, rows[(360.0, "taker")]
 
 
 TESTS = [(name, fn) for name, fn in globals().items()

@@ -1035,6 +1035,48 @@ static void probing_stops_at_its_floor(void **state)
         assert_true(regrowths >= 1);
 }
 
+/*
+ * A probe's want runs ahead of the VM when decisions are far apart (it
+ * descends by the time since the last one, the VM one probing step per
+ * decision); when another VM starts to wait for memory, that want is still
+ * taken one step at a time, never all at once below what was tested.
+ */
+static void probe_lands_one_step_at_a_time(void **state)
+{
+        struct fx *f = *state;
+        unsigned probes = 0;
+
+        f->host.memory_bytes = 1400 * MIB;
+        struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), 1230 * MIB);
+        struct policy_vm *b = add(f, "b", dyn(128 * MIB, 64 * MIB, 2 * GIB), 128 * MIB);
+        demand(a, GIB);
+        stall(a, 0.0);
+        demand(b, 100 * MIB);
+        stall(b, 0.0);
+        for (uint64_t now = 0; now < 1800 * 1000; now += 30 * 1000) {
+                uint64_t before = a->assigned_bytes;
+                uint64_t step = before / 100 > 2 * MIB ? before / 100 : 2 * MIB;
+                /* The fine zone: 5 % over the figure (a steady VM has no cover). */
+                uint64_t zone = size_round_up(GIB * 105 / 100, 2 * MIB);
+                uint64_t tested = before < zone ? before : zone;
+                bool b_waits = probes >= 3;
+
+                if (b_waits)
+                        demand(b, 900 * MIB); /* wants far more than is free */
+                decide(f, now);
+                if (a->target_bytes + step + 2 * MIB < tested)
+                        fail_msg("at %llu ms (b waiting: %d) the probed VM went from %llu to %llu "
+                                 "bytes at once",
+                                 (unsigned long long)now, b_waits, (unsigned long long)before,
+                                 (unsigned long long)a->target_bytes);
+                probes += a->reason == REASON_PROBE;
+                if (b_waits)
+                        break;
+                settle(f);
+        }
+        assert_true(probes >= 3);
+}
+
 static void probing_never_below_minimum(void **state)
 {
         struct fx *f = *state;
@@ -1350,6 +1392,7 @@ int main(void)
             T(hostile_urgent_stalls),
             T(probing_lowers_a_quiet_vm),
             T(probing_stops_at_its_floor),
+            T(probe_lands_one_step_at_a_time),
             T(probing_never_below_minimum),
             T(probing_needs_stall_information),
             T(admission_admits_when_free),
