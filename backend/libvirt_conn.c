@@ -273,6 +273,22 @@ static void say_up(struct lv_backend *lb)
         lb->ever_connected = true;
 }
 
+/*
+ * libvirt's keepalive on the connection. A driver that runs in this process
+ * (test:///, qemu:///embed) has no connection to watch and does not support
+ * it: that is no reason to stay away.
+ */
+static int set_keepalive(struct lv_backend *lb)
+{
+        if (virConnectSetKeepAlive(lb->conn, LV_KEEPALIVE_S, LV_KEEPALIVE_COUNT) >= 0)
+                return 0;
+        if (virGetLastErrorCode() != VIR_ERR_NO_SUPPORT)
+                return -1;
+        log_msg(LOG_DEBUG, "libvirt at %s: no keepalive on this connection (%s)", lb->uri,
+                lv_error());
+        return 0;
+}
+
 bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms)
 {
         if (lb->lost) {
@@ -288,14 +304,18 @@ bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms)
                 return false;
         virSetErrorFunc(NULL, quiet);
         lb->conn = virConnectOpen(lb->uri);
-        if (lb->conn && (virConnectSetKeepAlive(lb->conn, LV_KEEPALIVE_S, LV_KEEPALIVE_COUNT) < 0 ||
-                         register_events(lb) < 0)) {
+        if (!lb->conn) {
                 snprintf(lb->down_reason, sizeof(lb->down_reason), "%s", lv_error());
+        } else if (set_keepalive(lb) < 0) {
+                snprintf(lb->down_reason, sizeof(lb->down_reason), "no keepalive: %s", lv_error());
+                lv_conn_close(lb);
+        } else if (register_events(lb) < 0) {
+                /* said before closing: closing makes calls that replace libvirt's last error */
+                snprintf(lb->down_reason, sizeof(lb->down_reason),
+                         "cannot follow its domain events: %s", lv_error());
                 lv_conn_close(lb);
         }
         if (!lb->conn) {
-                if (!lb->lost)
-                        snprintf(lb->down_reason, sizeof(lb->down_reason), "%s", lv_error());
                 say_down(lb);
                 schedule_retry(lb, now_ms);
                 return false;
