@@ -151,30 +151,43 @@ static int lv_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_ms
                 lv_conn_check_error(lb, "stopping a domain");
         } else {
                 d->stop_by_ms = force ? 0 : mono_ms() + STOP_GRACE_MS;
+                d->stop_id = d->id;
                 d->dirty = true;
         }
         virDomainFree(dom);
         return r < 0 ? -EIO : 0;
 }
 
-/* A graceful stop the guest ignored: forced, as dynmem stop does for QEMU guests. */
+/*
+ * A graceful stop the guest ignored: forced, as dynmem stop does for QEMU
+ * guests. Only the instance asked to stop: one that went off and was started
+ * again meanwhile (a new id) is left alone.
+ */
 static void check_stops(struct lv_backend *lb)
 {
         uint64_t now = mono_ms();
 
         for (size_t i = 0; i < lb->n; i++) {
                 struct lv_domain *d = lb->doms[i];
-                if (!d->stop_by_ms || d->run != BACKEND_VM_RUNNING) {
-                        d->stop_by_ms = d->run == BACKEND_VM_RUNNING ? d->stop_by_ms : 0;
-                        continue;
-                }
-                if (now < d->stop_by_ms)
+                if (d->run != BACKEND_VM_RUNNING || d->id != d->stop_id)
+                        d->stop_by_ms = 0; /* it stopped */
+                if (!d->stop_by_ms || now < d->stop_by_ms)
                         continue;
                 d->stop_by_ms = 0;
                 virDomainPtr dom = lv_dom_lookup(d);
-                if (dom && virDomainDestroy(dom) == 0)
+                if (dom && virDomainDestroy(dom) == 0) {
                         log_msg(LOG_NOTICE, "%s: not shut down after %d s: destroyed", d->name,
                                 STOP_GRACE_MS / 1000);
+                } else {
+                        log_msg(LOG_WARNING,
+                                "%s: not shut down after %d s, and libvirt cannot destroy it: %s",
+                                d->name, STOP_GRACE_MS / 1000,
+                                !lb->conn ? "not connected"
+                                : dom     ? lv_error()
+                                          : "no handle on the domain");
+                        if (dom)
+                                lv_conn_check_error(lb, "destroying a domain");
+                }
                 if (dom)
                         virDomainFree(dom);
         }

@@ -68,6 +68,7 @@ struct lv_domain {
         bool locked_by_start;         /* libvirt starts it with the domain locked: not touched until
                                          its start (or stop) is seen */
         uint64_t stop_by_ms;          /* a graceful stop not done by then is forced */
+        int stop_id;                  /* ... if the instance of this id still runs */
         bool target_set;
         bool reset_unseen; /* the guest restarted since the last observation */
         struct log_ratelimit rl;

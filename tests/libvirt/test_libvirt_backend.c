@@ -1,7 +1,7 @@
 /*
  * Tests for the libvirt backend through its interface (libvirt_backend_ops)
  * against libvirt's in-process test driver (test:///default): connecting,
- * listing. No libvirtd, no guests.
+ * listing, stopping. No libvirtd, no guests.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -72,6 +72,25 @@ static void undefine(virDomainPtr dom)
         virDomainFree(dom);
 }
 
+/* Run fn with the log (stderr) going to a buffer. */
+static void capture_log(void (*fn)(void *), void *arg, char *text, size_t len)
+{
+        char path[] = "/tmp/test-libvirt-backend-log-XXXXXX";
+        int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+
+        assert_true(fd >= 0 && saved >= 0);
+        fflush(stderr);
+        dup2(fd, STDERR_FILENO);
+        fn(arg);
+        fflush(stderr);
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+        ssize_t n = pread(fd, text, len - 1, 0);
+        close(fd);
+        unlink(path);
+        text[n > 0 ? n : 0] = '\0';
+}
+
 /*
  * A driver that runs in the process has no keepalive: the backend connects
  * all the same (it used to give up, "not supported", at every retry).
@@ -91,10 +110,92 @@ static void a_connection_without_keepalive_is_used(void **state)
         undefine(dom);
 }
 
+/* The domain named name in the backend's table. */
+static struct lv_domain *domain(struct backend *b, const char *name)
+{
+        struct lv_domain *d = lv_dom_find(b->priv, name);
+
+        assert_non_null(d);
+        return d;
+}
+
+/*
+ * A graceful stop that is not done in time is forced, but only on the
+ * instance that was asked to stop: a domain that went off and was started
+ * again meanwhile (a new id) is not destroyed.
+ */
+static void a_domain_started_again_after_a_stop_is_not_destroyed(void **state)
+{
+        virDomainPtr dom = define_running("bk-b");
+        struct backend *b = backend_open();
+        struct vm vm = {0};
+
+        (void)state;
+        assert_non_null(listed(b, "bk-b"));
+        snprintf(vm.name, sizeof(vm.name), "bk-b");
+        int old_id = domain(b, "bk-b")->id;
+        assert_int_equal(b->ops->stop(b, &vm, false, mono_ms()), 0); /* the test driver: off */
+        assert_int_equal(virDomainIsActive(dom), 0);
+        assert_int_equal(virDomainCreate(dom), 0); /* started again by someone else */
+        domain(b, "bk-b")->stop_by_ms = 1;         /* the grace period is over */
+        assert_non_null(listed(b, "bk-b"));
+        assert_int_not_equal(domain(b, "bk-b")->id, old_id);
+        assert_int_equal(virDomainIsActive(dom), 1); /* not destroyed */
+        assert_int_equal(domain(b, "bk-b")->stop_by_ms, 0);
+
+        /* the same instance still running after the grace period is destroyed */
+        assert_int_equal(b->ops->stop(b, &vm, false, mono_ms()), 0);
+        assert_int_equal(virDomainCreate(dom), 0);
+        assert_non_null(listed(b, "bk-b"));
+        domain(b, "bk-b")->stop_id = domain(b, "bk-b")->id; /* as if it ignored the stop */
+        domain(b, "bk-b")->stop_by_ms = 1;
+        assert_non_null(listed(b, "bk-b"));
+        assert_int_equal(virDomainIsActive(dom), 0);
+        b->ops->destroy(b);
+        undefine(dom);
+}
+
+struct inventory_arg {
+        struct backend *b;
+};
+
+static void inventory(void *arg)
+{
+        struct inventory_arg *a = arg;
+
+        listed(a->b, "");
+}
+
+/* A forced stop that libvirt refuses is said, with libvirt's reason. */
+static void a_failed_forced_stop_is_logged(void **state)
+{
+        virDomainPtr dom = define_running("bk-c");
+        struct backend *b = backend_open();
+        struct inventory_arg a = {b};
+        struct vm vm = {0};
+        char text[8192];
+
+        (void)state;
+        assert_non_null(listed(b, "bk-c"));
+        snprintf(vm.name, sizeof(vm.name), "bk-c");
+        assert_int_equal(b->ops->stop(b, &vm, false, mono_ms()), 0);
+        /* libvirt's domain is off, the table not reloaded yet: destroy fails */
+        struct lv_domain *d = domain(b, "bk-c");
+        d->dirty = false;
+        d->stop_by_ms = 1;
+        capture_log(inventory, &a, text, sizeof(text));
+        assert_non_null(strstr(text, "bk-c: not shut down after 60 s, and libvirt cannot destroy"));
+        assert_int_equal(d->stop_by_ms, 0);
+        b->ops->destroy(b);
+        undefine(dom);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(a_connection_without_keepalive_is_used),
+            cmocka_unit_test(a_domain_started_again_after_a_stop_is_not_destroyed),
+            cmocka_unit_test(a_failed_forced_stop_is_logged),
         };
         int r;
 
