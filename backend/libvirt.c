@@ -579,6 +579,7 @@ int libvirt_backend_new(const struct config *cfg, const struct backend_env *env,
         if (env)
                 lb->env = *env;
         lb->env.run_dir = lb->run_dir;
+        lb->unlisted_rl = LOG_RATELIMIT(5, 6);
         for (size_t i = 0; i < sizeof(lb->callbacks) / sizeof(lb->callbacks[0]); i++)
                 lb->callbacks[i] = -1;
         if (env && env->base && libvirt_event_register(env->base) < 0) {

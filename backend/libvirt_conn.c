@@ -57,7 +57,11 @@ static int on_lifecycle(virConnectPtr conn, virDomainPtr dom, int event, int det
         struct lv_backend *lb = opaque;
 
         (void)conn;
-        lv_dom_touch(lb, dom);
+        /* defined or started behind dynmemd's back with a name it cannot list: said, at a
+         * rate (a guest that crashes at every boot restarts without end) */
+        if (!lv_dom_touch(lb, dom) &&
+            (event == VIR_DOMAIN_EVENT_DEFINED || event == VIR_DOMAIN_EVENT_STARTED))
+                lv_dom_unlisted(lb, dom);
         lv_mig_lifecycle(lb, dom, event, detail);
         if (event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_STOPPED)
                 lv_dom_started(lb, dom);

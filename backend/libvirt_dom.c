@@ -105,7 +105,22 @@ void lv_dom_started(struct lv_backend *lb, virDomainPtr dom)
                 d->locked_by_start = false;
 }
 
-void lv_dom_touch(struct lv_backend *lb, virDomainPtr dom)
+/* Why a domain libvirt has is not in the table (lv_dom_get gave none). */
+static void say_unlisted(const char *name)
+{
+        if (!config_name_valid(name))
+                log_msg(LOG_WARNING,
+                        "libvirt domain \"%.80s\" is not listed: dynmem names are 1..63 of "
+                        "[A-Za-z0-9_.-]",
+                        name);
+        else
+                log_msg(LOG_WARNING,
+                        "libvirt domain \"%s\" is not listed: dynmem lists at most %d domains "
+                        "(or is out of memory)",
+                        name, LV_DOMAINS_MAX);
+}
+
+bool lv_dom_touch(struct lv_backend *lb, virDomainPtr dom)
 {
         const char *name = virDomainGetName(dom);
         struct lv_domain *d = name ? lv_dom_get(lb, name) : NULL;
@@ -114,6 +129,15 @@ void lv_dom_touch(struct lv_backend *lb, virDomainPtr dom)
                 d->dirty = true;
         else if (name) /* not in the table, and it has no room or the name is not valid */
                 lb->dropped_names++;
+        return d != NULL;
+}
+
+void lv_dom_unlisted(struct lv_backend *lb, virDomainPtr dom)
+{
+        const char *name = virDomainGetName(dom);
+
+        if (name && log_ratelimit_ok(&lb->unlisted_rl, mono_ms()))
+                say_unlisted(name);
 }
 
 void lv_dom_refresh_all(struct lv_backend *lb)
@@ -132,11 +156,8 @@ void lv_dom_refresh_all(struct lv_backend *lb)
         }
         for (int i = 0; i < n; i++) {
                 const char *name = virDomainGetName(doms[i]);
-                if (!lv_dom_get(lb, name) && !config_name_valid(name))
-                        log_msg(LOG_WARNING,
-                                "libvirt domain \"%.80s\" is not listed: dynmem names are 1..63 "
-                                "of [A-Za-z0-9_.-]",
-                                name);
+                if (name && !lv_dom_get(lb, name))
+                        say_unlisted(name);
                 virDomainFree(doms[i]);
         }
         free(doms);

@@ -104,7 +104,8 @@ struct lv_backend {
         struct backend_vm_info *infos;
         size_t n_infos;
         uint64_t infos_generation;
-        uint64_t dropped_names;  /* domains whose names dynmem cannot use */
+        uint64_t dropped_names;           /* domains whose names dynmem cannot use */
+        struct log_ratelimit unlisted_rl; /* saying so (lv_dom_unlisted) */
         struct lv_work *work;    /* the resize calls' thread (libvirt_work.c), made when needed */
         bool work_stopped;       /* shutting down: no more jobs */
         uint64_t attach_serials; /* attachments made (lv_domain.attach_serial) */
@@ -158,8 +159,11 @@ bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms);
 /* Take the statistics of one domain (lv_conn_read_stats). */
 void lv_dom_take_stats(struct lv_domain *d, const virTypedParameter *params, int n);
 
-/* A libvirt event about a domain: mark it for reloading. */
-void lv_dom_touch(struct lv_backend *lb, virDomainPtr dom);
+/* A libvirt event about a domain: mark it for reloading. False when it is not listed. */
+bool lv_dom_touch(struct lv_backend *lb, virDomainPtr dom);
+
+/* Say (rate-limited) why a domain libvirt defined or started is not listed. */
+void lv_dom_unlisted(struct lv_backend *lb, virDomainPtr dom);
 
 /* libvirt says the domain started or stopped: its start no longer holds it locked. */
 void lv_dom_started(struct lv_backend *lb, virDomainPtr dom);

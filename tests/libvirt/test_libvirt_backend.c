@@ -190,12 +190,45 @@ static void a_failed_forced_stop_is_logged(void **state)
         undefine(dom);
 }
 
+static void run_loop(void *arg)
+{
+        struct timeval tv = {0, 200 * 1000};
+
+        (void)arg;
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+}
+
+/*
+ * A domain defined after dynmemd connected, with a name dynmem cannot list,
+ * is named in a warning, as one found when connecting is (it was counted
+ * and never said).
+ */
+static void a_domain_defined_with_a_name_dynmem_cannot_use_is_said(void **state)
+{
+        struct backend *b = backend_open();
+        char text[8192];
+
+        (void)state;
+        assert_null(listed(b, "bk-d")); /* connected, events followed */
+        virDomainPtr dom = virDomainDefineXML(
+            conn, "<domain type='test'><name>bk d</name><memory unit='KiB'>1048576</memory>"
+                  "<vcpu>1</vcpu><os><type>hvm</type></os></domain>");
+        assert_non_null(dom);
+        capture_log(run_loop, NULL, text, sizeof(text)); /* the defined event */
+        assert_non_null(strstr(text, "libvirt domain \"bk d\" is not listed"));
+        assert_null(listed(b, "bk d"));
+        b->ops->destroy(b);
+        undefine(dom);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(a_connection_without_keepalive_is_used),
             cmocka_unit_test(a_domain_started_again_after_a_stop_is_not_destroyed),
             cmocka_unit_test(a_failed_forced_stop_is_logged),
+            cmocka_unit_test(a_domain_defined_with_a_name_dynmem_cannot_use_is_said),
         };
         int r;
 
