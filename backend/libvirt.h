@@ -10,10 +10,11 @@
  *     memory-device events mark domains for reloading before the next cycle.
  *     A lost libvirtd is tried again with backoff (1 s doubling to 30 s) and
  *     said once; meanwhile the VMs keep the size they have.
- *   - Reading back: balloon statistics of every running domain in one call
- *     per cycle (virConnectGetAllDomainStats); libvirt's balloon "current"
- *     already holds the virtio-mem plugged size, which comes from the
- *     memory-device-size-change event and the live XML.
+ *   - Reading back: what a domain holds from its live XML (libvirt's
+ *     <currentMemory> already holds the virtio-mem plugged size) and the
+ *     balloon-change and memory-device-size-change events; the guest's
+ *     balloon statistics, of the dynamic domains without a fresh agent
+ *     report, in one call per cycle (virDomainListGetStats).
  *   - Resizing: virDomainUpdateDeviceFlags with the live virtio-mem device
  *     where only <requested> changed, virDomainSetMemoryFlags for the
  *     balloon, both VIR_DOMAIN_AFFECT_LIVE; the plan is the QEMU backend's
