@@ -338,13 +338,17 @@ static bool param_ull(const virTypedParameter *p, int n, const char *name, uint6
         return false;
 }
 
+/*
+ * The guest's own statistics (its balloon driver's), checked as the QEMU
+ * backend checks QEMU's: a MemTotal above what the domain may hold (boot
+ * memory and what its virtio-mem device may plug; the device itself is
+ * larger, to a whole guest memory block) is not taken.
+ */
 void lv_dom_take_stats(struct lv_domain *d, const virTypedParameter *params, int n)
 {
-        const uint64_t top_kib =
-            (d->xml.total_bytes ? d->xml.total_bytes : SETTINGS_SIZE_MAX) / KIB;
+        const uint64_t top_kib = (d->mem.layout.startup + d->mem.layout.region) / KIB;
         uint64_t total, avail, updated = 0;
 
-        /* The guest's own statistics: only when its balloon driver reports them. */
         if (d->attached && param_ull(params, n, "balloon.last-update", UINT64_MAX, &updated) &&
             updated > 0 && param_ull(params, n, "balloon.available", top_kib, &total) &&
             param_ull(params, n, "balloon.usable", total, &avail))

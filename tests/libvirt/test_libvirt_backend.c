@@ -222,6 +222,42 @@ static void a_domain_defined_with_a_name_dynmem_cannot_use_is_said(void **state)
         undefine(dom);
 }
 
+static void set_ull(virTypedParameter *p, const char *field, unsigned long long v)
+{
+        *p = (virTypedParameter){.type = VIR_TYPED_PARAM_ULLONG};
+        snprintf(p->field, sizeof(p->field), "%s", field);
+        p->value.ul = v;
+}
+
+/*
+ * The balloon driver's statistics come from the guest: a MemTotal above what
+ * the domain may hold (boot memory and what it may plug) is not taken, even
+ * when its <memory> (with the whole virtio-mem device) is larger.
+ */
+static void guest_statistics_above_what_the_domain_may_hold_are_not_taken(void **state)
+{
+        struct lv_domain *d = calloc(1, sizeof(*d));
+        virTypedParameter p[3];
+
+        (void)state;
+        assert_non_null(d);
+        d->attached = true;
+        d->mem.layout = (struct qemu_layout){
+            .startup = 510 * MIB, .region = 514 * MIB, .block = 2 * MIB, .first = 2 * MIB};
+        d->xml.total_bytes = 1534 * MIB; /* the device is 1024 MiB: to a whole memory block */
+        qemu_signal_reset(&d->sig);
+        set_ull(&p[0], "balloon.last-update", 100);
+        set_ull(&p[1], "balloon.available", 1500 * 1024); /* KiB, above 1024 MiB */
+        set_ull(&p[2], "balloon.usable", 100 * 1024);
+        lv_dom_take_stats(d, p, 3);
+        assert_false(d->sig.stats.known);
+        set_ull(&p[1], "balloon.available", 1000 * 1024);
+        lv_dom_take_stats(d, p, 3);
+        assert_true(d->sig.stats.known);
+        assert_int_equal(d->sig.stats.total, 1000 * MIB);
+        free(d);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -229,6 +265,7 @@ int main(void)
             cmocka_unit_test(a_domain_started_again_after_a_stop_is_not_destroyed),
             cmocka_unit_test(a_failed_forced_stop_is_logged),
             cmocka_unit_test(a_domain_defined_with_a_name_dynmem_cannot_use_is_said),
+            cmocka_unit_test(guest_statistics_above_what_the_domain_may_hold_are_not_taken),
         };
         int r;
 
