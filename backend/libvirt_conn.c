@@ -94,18 +94,8 @@ static int on_balloon(virConnectPtr conn, virDomainPtr dom, unsigned long long a
         struct lv_domain *d = lv_dom_find(opaque, virDomainGetName(dom));
 
         (void)conn;
-        if (!d || actual_kib > SETTINGS_SIZE_MAX / KIB)
-                return 0;
-        /* The balloon's own size: libvirt adds virtio-mem to it only in its XML and stats. */
-        if (d->attached && d->mem.known) {
-                uint64_t actual = actual_kib * KIB;
-                if (actual > d->mem.layout.startup)
-                        actual = d->mem.layout.startup;
-                qemu_mem_readback(&d->mem, actual, d->mem.plugged, d->mem.requested, mono_ms());
-        } else if (!d->attached) {
-                d->stats.current = actual_kib * KIB; /* a static domain: what it holds */
-                d->stats.known = true;
-        }
+        if (d)
+                lv_dom_take_balloon(d, actual_kib);
         return 0;
 }
 

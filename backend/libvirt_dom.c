@@ -324,6 +324,23 @@ bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms)
 
 /* ---- statistics ---- */
 
+void lv_dom_take_balloon(struct lv_domain *d, uint64_t actual_kib)
+{
+        if (actual_kib > SETTINGS_SIZE_MAX / KIB)
+                return;
+        uint64_t actual = actual_kib * KIB;
+        /* The balloon's own size: libvirt adds virtio-mem to it only in its XML and stats. */
+        if (d->attached && d->mem.known) {
+                if (actual > d->mem.layout.startup)
+                        actual = d->mem.layout.startup;
+                qemu_mem_readback(&d->mem, actual, d->mem.plugged, d->mem.requested, mono_ms());
+        } else if (!d->attached && d->xml.total_bytes) {
+                /* what it holds (a static domain, once loaded), never more than its memory */
+                d->stats.current = actual < d->xml.total_bytes ? actual : d->xml.total_bytes;
+                d->stats.known = true;
+        }
+}
+
 static bool param_ull(const virTypedParameter *p, int n, const char *name, uint64_t max,
                       uint64_t *ret)
 {

@@ -156,6 +156,12 @@ void lv_dom_refresh_all(struct lv_backend *lb);
 /* Reload the dirty domains, drop the undefined ones; true when anything changed. */
 bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms);
 
+/*
+ * libvirt's balloon-change event: the size QEMU reports, which the guest
+ * sets (checked against the domain's memory).
+ */
+void lv_dom_take_balloon(struct lv_domain *d, uint64_t actual_kib);
+
 /* Take the statistics of one domain (lv_conn_read_stats). */
 void lv_dom_take_stats(struct lv_domain *d, const virTypedParameter *params, int n);
 

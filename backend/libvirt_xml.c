@@ -579,6 +579,10 @@ int libvirt_xml_parse(const char *xml, size_t len, struct libvirt_xml_domain *re
                 snprintf(err, errlen, "%s: bad <currentMemory>", d.name);
                 goto out;
         }
+        /* a running domain's is QEMU's balloon figure, which the guest (or a QEMU it took over)
+         * sets: never more than the domain's memory */
+        if (d.current_bytes > d.total_bytes)
+                d.current_bytes = d.total_bytes;
         char why[160];
         if ((r = read_devices(doc, lx_child(root, "devices"), &d, &devices, why, sizeof(why))) <
             0) {

@@ -258,6 +258,52 @@ static void guest_statistics_above_what_the_domain_may_hold_are_not_taken(void *
         free(d);
 }
 
+/*
+ * QEMU's balloon figure is set by the guest (and anything by a QEMU it took
+ * over): a static domain is never counted above its memory, a dynamic one's
+ * balloon never above its boot memory.
+ */
+static void a_balloon_size_above_the_domains_memory_is_not_taken(void **state)
+{
+        struct lv_domain *d = calloc(1, sizeof(*d));
+
+        (void)state;
+        assert_non_null(d);
+        lv_dom_take_balloon(d, 512 * 1024); /* not loaded yet: nothing to check it against */
+        assert_false(d->stats.known);
+        d->xml.total_bytes = GIB;
+        lv_dom_take_balloon(d, 512 * 1024);
+        assert_true(d->stats.known);
+        assert_int_equal(d->stats.current, 512 * MIB);
+        lv_dom_take_balloon(d, 8ull * 1024 * 1024 * 1024); /* 8 TiB */
+        assert_int_equal(d->stats.current, GIB);
+        lv_dom_take_balloon(d, UINT64_MAX / 2);
+        assert_int_equal(d->stats.current, GIB);
+
+        d->attached = true;
+        d->mem.layout = (struct qemu_layout){.startup = 510 * MIB, .region = 514 * MIB};
+        d->mem.known = true;
+        lv_dom_take_balloon(d, 8ull * 1024 * 1024 * 1024);
+        assert_int_equal(d->mem.actual, 510 * MIB);
+        free(d);
+}
+
+/* The same figure in a running domain's XML (<currentMemory>). */
+static void a_current_memory_above_the_domains_memory_is_not_taken(void **state)
+{
+        static const char xml[] =
+            "<domain type='kvm' id='3'><name>web</name><memory unit='KiB'>1048576</memory>"
+            "<currentMemory unit='KiB'>8589934592</currentMemory><devices/></domain>";
+        struct libvirt_xml_domain x;
+        char err[200];
+
+        (void)state;
+        assert_int_equal(libvirt_xml_parse(xml, strlen(xml), &x, err, sizeof(err)), 0);
+        assert_int_equal(x.total_bytes, GIB);
+        assert_int_equal(x.current_bytes, GIB);
+        libvirt_xml_domain_free(&x);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -266,6 +312,8 @@ int main(void)
             cmocka_unit_test(a_failed_forced_stop_is_logged),
             cmocka_unit_test(a_domain_defined_with_a_name_dynmem_cannot_use_is_said),
             cmocka_unit_test(guest_statistics_above_what_the_domain_may_hold_are_not_taken),
+            cmocka_unit_test(a_balloon_size_above_the_domains_memory_is_not_taken),
+            cmocka_unit_test(a_current_memory_above_the_domains_memory_is_not_taken),
         };
         int r;
 
