@@ -23,20 +23,26 @@
 
 int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size_t errlen)
 {
-        char buf[128], *from, *to, *step, *save = NULL;
+        char buf[128], *rest, *from, *to, *step;
 
         if (strncmp(text, "memory=", 7) != 0) {
                 snprintf(err, errlen,
                          "--sweep: expected memory=FROM:TO:STEP, e.g. memory=40G:96G:4G");
                 return -EINVAL;
         }
+        if (strlen(text + 7) >= sizeof(buf)) {
+                snprintf(err, errlen, "--sweep: memory=FROM:TO:STEP longer than %zu characters",
+                         sizeof(buf) - 1);
+                return -EINVAL;
+        }
+        /* Exactly three fields: an empty one (a doubled, leading or trailing ':') is wrong. */
         snprintf(buf, sizeof(buf), "%s", text + 7);
-        from = strtok_r(buf, ":", &save);
-        to = strtok_r(NULL, ":", &save);
-        step = strtok_r(NULL, ":", &save);
-        if (!from || !to || !step || strtok_r(NULL, ":", &save) ||
-            size_parse(from, &ret->from) < 0 || size_parse(to, &ret->to) < 0 ||
-            size_parse(step, &ret->step) < 0) {
+        rest = buf;
+        from = strsep(&rest, ":");
+        to = strsep(&rest, ":");
+        step = strsep(&rest, ":");
+        if (!to || !step || rest || size_parse(from, &ret->from) < 0 ||
+            size_parse(to, &ret->to) < 0 || size_parse(step, &ret->step) < 0) {
                 snprintf(err, errlen, "--sweep: \"%s\" is not memory=FROM:TO:STEP (sizes)", text);
                 return -EINVAL;
         }

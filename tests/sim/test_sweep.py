@@ -47,6 +47,11 @@ def test_usage_errors():
     expect_exit(run(SMALL, "--sweep", "memory=1G:2G"), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "cpus=1:2:1"), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "memory=1G:2G:0"), 2, "positive")
+    # An empty field (a trailing, leading or doubled ':') was skipped before.
+    expect_exit(run(SMALL, "--sweep", "memory=1G:2G:1G:"), 2, "memory=FROM:TO:STEP")
+    expect_exit(run(SMALL, "--sweep", "memory=:1G:2G:1G"), 2, "memory=FROM:TO:STEP")
+    expect_exit(run(SMALL, "--sweep", "memory=1G::2G:1G"), 2, "memory=FROM:TO:STEP")
+    expect_exit(run(SMALL, "--sweep", "memory=1G:2G:1G" + " " * 200), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "memory=1M:10G:1M"), 2, "more than 1000")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=0.1"), 2, "short=P%")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=150%"), 2, "short=P%")
