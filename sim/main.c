@@ -40,7 +40,7 @@ static void usage(FILE *out)
               "  -s, --sweep memory=FROM:TO:STEP\n"
               "                         run every host size from FROM to TO (e.g. 40G:96G:4G)\n"
               "  -l, --slo short=P%|oom=N\n"
-              "                         the service level the sweep looks for (repeatable)\n"
+              "                         the service level the sweep looks for (one of each)\n"
               "  -J, --jobs N           worker processes for a sweep (default: one per processor)\n"
               "  -h, --help             show this help\n"
               "  -V, --version          show the version\n"

@@ -72,6 +72,10 @@ int sweep_slo_parse(const char *text, struct sweep_slo *slo, char *err, size_t e
                         snprintf(err, errlen, "--slo: \"%s\" is not short=P%% (0..100)", text);
                         return -EINVAL;
                 }
+                if (slo->short_given) {
+                        snprintf(err, errlen, "--slo: short= given more than once");
+                        return -EINVAL;
+                }
                 slo->short_given = true;
                 slo->short_share = v / 100.0;
                 return 0;
@@ -83,6 +87,10 @@ int sweep_slo_parse(const char *text, struct sweep_slo *slo, char *err, size_t e
                 if (end == text + 4 || *end || text[4] == '-' || errno == ERANGE ||
                     v > (unsigned long long)INT64_MAX) {
                         snprintf(err, errlen, "--slo: \"%s\" is not oom=N", text);
+                        return -EINVAL;
+                }
+                if (slo->oom_given) {
+                        snprintf(err, errlen, "--slo: oom= given more than once");
                         return -EINVAL;
                 }
                 slo->oom_given = true;

@@ -51,7 +51,7 @@ struct sweep_result {
 /* "memory=40G:96G:4G" (the upper end included when the steps reach it). Returns 0 or -EINVAL. */
 int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size_t errlen);
 
-/* "short=0.1%" or "oom=0", added to *slo. Returns 0 or -EINVAL. */
+/* "short=0.1%" or "oom=0", added to *slo (each at most once). Returns 0 or -EINVAL. */
 int sweep_slo_parse(const char *text, struct sweep_slo *slo, char *err, size_t errlen);
 
 /* Whether one run meets the service level. */

@@ -57,6 +57,11 @@ def test_usage_errors():
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=150%"), 2, "short=P%")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "oom=-1"), 2, "oom=N")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "latency=1"), 2, "expected short")
+    # The second of a repeated key silently replaced the first before.
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=1%", "--slo", "short=2%"), 2,
+                "short= given more than once")
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "oom=0", "--slo", "oom=3"), 2,
+                "oom= given more than once")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--jobs", "0"), 2, "--jobs")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--timeline", os.path.join(TMP, "t.csv")), 2,
                 "--timeline with --sweep")
