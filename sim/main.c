@@ -107,8 +107,11 @@ static int parse_options(int argc, char **argv, struct options *o)
                         o->report_path = optarg;
                         break;
                 case 's':
+                        if (o->sweep)
+                                snprintf(err, sizeof(err), "--sweep given more than once");
+                        else
+                                sweep_range_parse(optarg, &o->range, err, sizeof(err));
                         o->sweep = true;
-                        sweep_range_parse(optarg, &o->range, err, sizeof(err));
                         break;
                 case 'l':
                         o->slo_given = true;

@@ -57,6 +57,9 @@ def test_usage_errors():
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=150%"), 2, "short=P%")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "oom=-1"), 2, "oom=N")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "latency=1"), 2, "expected short")
+    # The second range silently replaced the first before.
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--sweep", "memory=1G:2G:1G"), 2,
+                "--sweep given more than once")
     # The second of a repeated key silently replaced the first before.
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=1%", "--slo", "short=2%"), 2,
                 "short= given more than once")
