@@ -11,6 +11,7 @@
  *   office   business hours: morning ramp, lunch dip, evening fall, nightly job
  * Every shape gets multiplicative AR(1) noise (--noise percent).
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -315,52 +316,54 @@ int main(int argc, char **argv)
             .rate = 128.0 * MIB,
             .tau_s = 1800,
         };
-        int c, bad = 0;
+        int c, li = 0;
 
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "h", options, &li)) != -1) {
+                const char *kind = NULL; /* what the value should have been */
                 char *end;
                 switch (c) {
-                case 's':
-                        p.seed = strtoull(optarg, &end, 10);
-                        bad |= *end != 0;
+                case 's': {
+                        unsigned long long v;
+                        errno = 0;
+                        v = strtoull(optarg, &end, 10);
+                        if (!isdigit((unsigned char)optarg[0]) || *end || errno == ERANGE)
+                                kind = "a whole number";
+                        p.seed = v;
                         break;
-                case 'd':
-                        bad |= opt_duration(optarg, &p.duration_s);
-                        break;
-                case 'i':
-                        bad |= opt_duration(optarg, &p.interval_s);
-                        break;
-                case 'b':
-                        bad |= opt_size(optarg, &p.base);
-                        break;
-                case 'p':
-                        bad |= opt_size(optarg, &p.peak);
-                        break;
+                }
                 case 'n':
                         p.noise = strtod(optarg, &end) / 100.0;
-                        bad |= *end != 0;
+                        if (end == optarg || *end || !isfinite(p.noise))
+                                kind = "a percentage";
                         break;
+                case 'b':
+                case 'p':
+                case 'R': {
+                        double *v = c == 'b' ? &p.base : c == 'p' ? &p.peak : &p.rate;
+                        if (opt_size(optarg, v) < 0)
+                                kind = "a size (e.g. 256M)";
+                        break;
+                }
+                case 'd':
+                case 'i':
                 case 'P':
-                        bad |= opt_duration(optarg, &p.period_s);
-                        break;
                 case 'H':
-                        bad |= opt_duration(optarg, &p.phase_s);
-                        break;
                 case 'e':
-                        bad |= opt_duration(optarg, &p.every_s);
-                        break;
                 case 'r':
-                        bad |= opt_duration(optarg, &p.rise_s);
-                        break;
                 case 'o':
-                        bad |= opt_duration(optarg, &p.hold_s);
+                case 't': {
+                        double *v = c == 'd'   ? &p.duration_s
+                                    : c == 'i' ? &p.interval_s
+                                    : c == 'P' ? &p.period_s
+                                    : c == 'H' ? &p.phase_s
+                                    : c == 'e' ? &p.every_s
+                                    : c == 'r' ? &p.rise_s
+                                    : c == 'o' ? &p.hold_s
+                                               : &p.tau_s;
+                        if (opt_duration(optarg, v) < 0)
+                                kind = "a duration (e.g. 30s, 20m, 24h)";
                         break;
-                case 'R':
-                        bad |= opt_size(optarg, &p.rate);
-                        break;
-                case 't':
-                        bad |= opt_duration(optarg, &p.tau_s);
-                        break;
+                }
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -368,8 +371,9 @@ int main(int argc, char **argv)
                         usage(stderr);
                         return 2;
                 }
-                if (bad) {
-                        fprintf(stderr, "dynmem-tracegen: bad value \"%s\"\n", optarg);
+                if (kind) {
+                        fprintf(stderr, "dynmem-tracegen: --%s: \"%s\" is not %s\n",
+                                options[li].name, optarg, kind);
                         return 2;
                 }
         }

@@ -60,6 +60,22 @@ def test_tracegen_refuses_bad_arguments():
         assert r.stderr.startswith("dynmem-tracegen:"), r.stderr
 
 
+def test_tracegen_names_the_option_with_a_bad_value():
+    # "bad value" alone before; an empty or negative --seed and a NaN --noise (which
+    # wrote "nan" demand rows) were taken.
+    for args, needle in ((["leak", "--rate", "banana"], '--rate: "banana" is not a size'),
+                         (["diurnal", "--tau", "3q"], '--tau: "3q" is not a duration'),
+                         (["diurnal", "--base", "1X"], '--base: "1X" is not a size'),
+                         (["diurnal", "--seed", ""], '--seed: "" is not a whole number'),
+                         (["diurnal", "--seed", "-1"], '--seed: "-1" is not a whole number'),
+                         (["diurnal", "--seed", "99999999999999999999999"], "--seed: "),
+                         (["diurnal", "--noise", "nan"], '--noise: "nan" is not a percentage'),
+                         (["diurnal", "--noise", ""], '--noise: "" is not a percentage')):
+        r = subprocess.run([GEN, *args], capture_output=True, text=True)
+        assert r.returncode == 2, f"{args}: exit {r.returncode}"
+        assert r.stderr.startswith("dynmem-tracegen: ") and needle in r.stderr, (args, r.stderr)
+
+
 def test_tracegen_writes_traces_the_simulator_takes():
     # Rows in whole seconds, strictly increasing (a fractional --interval among the
     # jobs' corners), numeric demand (a leak with peak = base is flat) at most 16 TiB.
