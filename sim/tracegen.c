@@ -239,6 +239,9 @@ static int generate(const struct params *p, FILE *out)
         }
         free(st.spikes);
         free(times);
+        /* The last rows may still be buffered: a full disk shows only when they go out. */
+        if (fflush(out) != 0)
+                return errno ? -errno : -EIO;
         return ferror(out) ? -EIO : 0;
 }
 
@@ -409,7 +412,8 @@ int main(int argc, char **argv)
                 return 2;
         }
         if (r < 0) {
-                fprintf(stderr, "dynmem-tracegen: %s\n", strerror(-r));
+                fprintf(stderr, "dynmem-tracegen: %s%s\n",
+                        r == -ENOMEM ? "" : "cannot write the trace: ", strerror(-r));
                 return 1;
         }
         return 0;

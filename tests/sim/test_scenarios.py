@@ -76,6 +76,16 @@ def test_tracegen_names_the_option_with_a_bad_value():
         assert r.stderr.startswith("dynmem-tracegen: ") and needle in r.stderr, (args, r.stderr)
 
 
+def test_tracegen_full_disk_is_exit_1():
+    # A short trace stays in stdio's buffer until exit: that it could not be written
+    # went unnoticed (exit 0) before.
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([GEN, "diurnal", "--duration", "2m"], stdout=full,
+                           stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 1, f"exit {r.returncode}: {r.stderr}"
+    assert "cannot write the trace" in r.stderr, r.stderr
+
+
 def test_tracegen_writes_traces_the_simulator_takes():
     # Rows in whole seconds, strictly increasing (a fractional --interval among the
     # jobs' corners), numeric demand (a leak with peak = base is flat) at most 16 TiB.
