@@ -392,12 +392,19 @@ int main(int argc, char **argv)
                 return 2;
         }
         p.shape = argv[optind];
-        if (p.interval_s < 1 || p.duration_s < p.interval_s || p.peak < p.base || p.rate <= 0 ||
-            p.tau_s <= 0 || p.rise_s <= 0 || p.every_s <= 0 || p.period_s <= 0 || p.noise < 0 ||
-            p.noise > 1 || p.peak > DEMAND_MAX) {
-                fprintf(stderr, "dynmem-tracegen: inconsistent options (need interval >= 1s, "
-                                "duration >= interval, peak >= base, peak at most 16T, positive "
-                                "times, noise 0..100)\n");
+        const char *wrong = p.interval_s < 1              ? "--interval must be at least 1s"
+                            : p.duration_s < p.interval_s ? "--duration must be at least --interval"
+                            : p.peak < p.base             ? "--peak must be at least --base"
+                            : p.peak > DEMAND_MAX         ? "--peak must be at most 16T"
+                            : p.noise < 0 || p.noise > 1  ? "--noise must be 0..100"
+                            : p.rate <= 0                 ? "--rate must be positive"
+                            : p.period_s <= 0             ? "--period must be positive"
+                            : p.every_s <= 0              ? "--every must be positive"
+                            : p.rise_s <= 0               ? "--rise must be positive"
+                            : p.tau_s <= 0                ? "--tau must be positive"
+                                                          : NULL;
+        if (wrong) {
+                fprintf(stderr, "dynmem-tracegen: %s\n", wrong);
                 return 2;
         }
         if (p.duration_s / p.interval_s >= POINTS_MAX / 2) {

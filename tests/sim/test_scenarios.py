@@ -76,6 +76,21 @@ def test_tracegen_names_the_option_with_a_bad_value():
         assert r.stderr.startswith("dynmem-tracegen: ") and needle in r.stderr, (args, r.stderr)
 
 
+def test_tracegen_says_which_option_is_out_of_range():
+    # One sentence listing every condition before, whichever one failed.
+    for args, needle in ((["diurnal", "--peak", "1G", "--base", "2G"], "--peak must be at least --base"),
+                         (["idle", "--interval", "0s"], "--interval must be at least 1s"),
+                         (["diurnal", "--noise", "150"], "--noise must be 0..100"),
+                         (["diurnal", "--peak", "17T"], "--peak must be at most 16T"),
+                         (["diurnal", "--duration", "1m", "--interval", "2m"],
+                          "--duration must be at least --interval"),
+                         (["leak", "--rate", "0"], "--rate must be positive"),
+                         (["warmup", "--tau", "0s"], "--tau must be positive")):
+        r = subprocess.run([GEN, *args], capture_output=True, text=True)
+        assert r.returncode == 2, f"{args}: exit {r.returncode}"
+        assert r.stderr == f"dynmem-tracegen: {needle}\n", (args, r.stderr)
+
+
 def test_tracegen_full_disk_is_exit_1():
     # A short trace stays in stdio's buffer until exit: that it could not be written
     # went unnoticed (exit 0) before.
