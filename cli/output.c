@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "units.h"
 
-#define CELL_MAX 40
+#define CELL_MAX 80 /* a cell of the VM table: a whole name, a state with its migration */
+_Static_assert(CELL_MAX > CONFIG_NAME_MAX, "the longest VM name fits a cell");
 
 void output_json(FILE *out, const json_t *value)
 {

@@ -215,6 +215,18 @@ def human_list_is_an_aligned_table(bins):
         check(lines[1].startswith("db1 ") and " off " in lines[1], "db1 row", lines)
 
 
+LONG_NAME = "vm-" + "x" * 56 + "-end"  # 63 characters, the longest a name can be
+
+
+@tap.case
+def list_shows_the_longest_name_whole(bins):
+    # Names were cut at 39 characters: two VMs alike up to there looked the same.
+    with running(bins, CONFIG + f'\n[vm "{LONG_NAME}"]\nstartup = 512M\ntrace = @DATA@/flat-300m.csv\n') as d:
+        lines = d.ok("list").out.splitlines()
+        check(any(line.startswith(LONG_NAME + "  ") for line in lines), "the whole name", lines)
+        check(len({len(line) for line in lines}) == 1, "still aligned", lines)
+
+
 @tap.case
 def start_and_stop(bins):
     with running(bins, CONFIG) as d:
