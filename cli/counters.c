@@ -183,8 +183,9 @@ static int series(struct cli *cli)
                                 csv_header(first = json_incref(counters));
                         csv_row(first, counters);
                 }
-                fflush(stdout);
                 json_decref(counters);
+                if (fflush(stdout) != 0 || ferror(stdout))
+                        r = CLI_FAILED; /* the reader went away: main says so */
         }
         json_decref(first);
         return r;

@@ -3,7 +3,8 @@
  * client of dynmemd's control socket. Git-style: `dynmem COMMAND [ARGS]`,
  * one function per command (commands.c). See dynmem(1).
  *
- * Exit status: 0 done, 1 dynmemd refused or could not be reached, 2 bad usage.
+ * Exit status: 0 done, 1 dynmemd refused or could not be reached (or the output
+ * could not be written), 2 bad usage.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -421,5 +422,9 @@ int main(int argc, char **argv)
         }
         r = cmd->run(&cli);
         control_request_free(&cli.req);
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "dynmem: cannot write the standard output\n");
+                r = CLI_FAILED;
+        }
         return r;
 }

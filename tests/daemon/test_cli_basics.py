@@ -228,6 +228,30 @@ def list_shows_the_longest_name_whole(bins):
 
 
 @tap.case
+def output_that_cannot_be_written_is_exit_1(bins):
+    # Exit 0 with the output lost before; a series went on for ever once its reader left.
+    with running(bins, CONFIG) as d:
+        for args in (["list"], ["status"], ["counters"]):
+            with open("/dev/full", "w") as full:
+                p = subprocess.run([d.dynmem, "--socket", d.socket, *args], stdout=full,
+                                   stderr=subprocess.PIPE, text=True, timeout=30)
+            check(p.returncode == 1 and "cannot write the standard output" in p.stderr,
+                  f"{args[0]} to a full disk", p)
+        p = subprocess.Popen([d.dynmem, "--socket", d.socket, "counters", "--interval", "100ms"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p.stdout.readline()
+        p.stdout.close()
+        try:
+            rc = p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            rc = None
+        check(rc == 1, "a series ends when its reader leaves", rc)
+        p.stderr.close()
+
+
+@tap.case
 def start_and_stop(bins):
     with running(bins, CONFIG) as d:
         d.ok("start", "db1")
