@@ -29,6 +29,7 @@
 
   const page = {
     polls: 0,
+    updated: null,       // when the figures shown were read (ms), null before the first
     eventsSince: 0,
     host: [],            // [Date, available MiB, assigned MiB]
     history: new Map(),  // VM name -> [[Date, assigned MiB, demand MiB], ...]
@@ -247,10 +248,16 @@
 
   // ---- the loop ----
 
+  // While dynmemd does not answer, the figures shown are the last ones read: the page
+  // says how old they are and greys them out (body.stale).
   function connection(ok, why) {
     const p = document.getElementById('connection');
-    p.textContent = ok ? 'updated ' + clock(Date.now()) : 'dynmemd not answering: ' + why;
+    if (ok) page.updated = Date.now();
+    p.textContent = ok ? 'updated ' + clock(page.updated)
+      : 'dynmemd not answering: ' + why +
+        (page.updated === null ? '' : '; figures from ' + clock(page.updated));
     p.classList.toggle('lost', !ok);
+    document.body.classList.toggle('stale', !ok);
   }
 
   async function poll() {

@@ -76,4 +76,15 @@ run({width: 1400, height: 1100}, (u) => u.startsWith(origin), async (page, repor
     document.getElementById('connection').textContent);
   await page.screenshot({path: shot, fullPage: true});
   report.screenshot = shot;
+  // dynmemd stops answering: the figures left on the page must say they are old (the
+  // refused requests are console errors of their own, not the page's)
+  const errors = report.errors.length;
+  await page.route((u) => new URL(u).pathname.startsWith('/api/'), (r) => r.abort());
+  report.lost = await page.waitForFunction(() => document.body.classList.contains('stale'),
+                                           null, {timeout: WAIT_MS})
+    .then(() => page.evaluate(() => ({
+      connection: document.getElementById('connection').textContent,
+      tdColor: getComputedStyle(document.querySelector('#vms tbody td.assigned')).color,
+    })), (e) => ({failure: String(e)}));
+  report.errors.splice(errors);
 });

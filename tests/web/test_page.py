@@ -149,6 +149,14 @@ def main():
               result.get("connection"))
 
     @tap.case
+    def figures_left_when_dynmemd_stops_answering_say_how_old(b):
+        # The last figures stayed as they were, with no word of their age, before.
+        lost = result.get("lost", {})
+        check(re.fullmatch(r"dynmemd not answering: .*; figures from \d\d:\d\d:\d\d",
+                           lost.get("connection", "")), "the connection line", lost)
+        check(lost.get("tdColor") == "rgb(93, 104, 120)", "the table greyed out", lost)
+
+    @tap.case
     def a_screenshot_is_saved(b):
         check(os.path.getsize(shot) > 10000, "the screenshot", shot)
         print(f"# screenshot: {shot}", flush=True)
