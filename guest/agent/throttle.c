@@ -301,7 +301,10 @@ void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t
         if (!t->enabled)
                 return;
         if (!t->engaged) {
-                if (!stalled || mem_available >= mem_total / THROTTLE_SHORT_DIV)
+                if (t->held_off && (mem_available >= mem_total / THROTTLE_ROOM_DIV ||
+                                    mem_total > t->mem_total_then))
+                        t->held_off = false;
+                if (t->held_off || !stalled || mem_available >= mem_total / THROTTLE_SHORT_DIV)
                         return;
                 rescan(t);
                 limit_all(t);
@@ -318,6 +321,7 @@ void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t
         }
         lift_all(t);
         t->engaged = false;
+        t->held_off = !room && mem_total <= t->mem_total_then;
         util_log("throttle: lifted after %" PRIu64 " ms (%s; lowered by %" PRIu64
                  " MiB to keep RAM free)",
                  now_ms - t->since_ms,

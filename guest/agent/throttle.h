@@ -9,7 +9,8 @@
  * the absorber, the RAM stays free for the kernel). It lifts the limits once
  * the guest has room again (memory came online, or the workload made room),
  * and after THROTTLE_MAX_MS in any case (a guest at its maximum gets
- * nothing more).
+ * nothing more): then it stays off until the guest has had room again or
+ * more memory, so that such a guest gets its usual OOM handling back.
  *
  * A limit never raises a memory.high someone else set, and the lift puts back
  * what each cgroup had. While engaged, the agent notes those values in
@@ -49,6 +50,7 @@ struct throttle {
         uint64_t floor[THROTTLE_CGROUPS_MAX]; /* never lowered below: half what it held */
         uint64_t lowered;                     /* bytes lowered by since engaged, in all */
         bool engaged;
+        bool held_off; /* lifted in time with nothing come: not again until the guest had room */
         uint64_t since_ms, mem_total_then;
         unsigned restored; /* cgroups a predecessor left throttled, put back at open */
         char why_off[96];
@@ -65,7 +67,8 @@ bool throttle_open(struct throttle *t, const char *root_dir, bool off);
  * stalls with MemAvailable below mem_total / THROTTLE_SHORT_DIV; while engaged, lowers the
  * limits by what MemFree lacks of that share (the workload's own pages go into the
  * absorber, and the RAM they leave stays free for the kernel: the memory map of a block
- * being added); lifts at mem_total / THROTTLE_ROOM_DIV, or in time.
+ * being added); lifts at mem_total / THROTTLE_ROOM_DIV, or in time. Lifted in time, it
+ * engages again only once a sample has found room or more memory.
  */
 void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t mem_available,
                   uint64_t mem_free, uint64_t now_ms);
