@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""dynmem-guest's systemd unit (guest/agent/dynmem-guest.service), as
+`systemd-analyze security --offline=true` reads it: the agent can open the
+devices it needs (no ProtectClock=, PrivateDevices=, DevicePolicy= or
+DeviceAllow=: on systemd 245 to 252 ProtectClock= alone implies
+DeviceAllow=char-rtc, which closes /dev/vport* and /dev/zram* to the unit),
+the clock is still out of its reach (no CAP_SYS_TIME, @clock filtered), the
+absorber's swapon and swapoff are not filtered, and the capabilities are
+CAP_SYS_RESOURCE and CAP_SYS_ADMIN only. Needs systemd-analyze (Debian package
+systemd; it need not run); skipped without it. Prints TAP.
+
+usage: test_guest_unit.py UNIT MANPAGE
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from dynmemtest import Skip, Tap, check, main  # noqa: E402
+
+tap = Tap()
+
+
+def settings(unit):
+    return [line.strip() for line in open(unit) if line.strip() and not line.startswith("#")]
+
+
+def analyze(ctx):
+    if not shutil.which("systemd-analyze"):
+        raise Skip("systemd-analyze is missing (Debian package systemd)")
+    if "analysis" not in ctx:
+        with tempfile.TemporaryDirectory(prefix="dynmem-guest-unit-") as tmp:
+            copy = os.path.join(tmp, "dynmem-guest.service")
+            shutil.copy(ctx["unit"], copy)
+            r = subprocess.run(["systemd-analyze", "security", "--offline=true", copy],
+                               capture_output=True, text=True, timeout=120)
+        ctx["analysis"] = r.stdout + r.stderr
+    return {m.group(2): m.group(1)
+            for m in re.finditer(r"^([✓✗]) (\S+)", ctx["analysis"], re.M)}
+
+
+@tap.case
+def the_agents_devices_stay_open(ctx):
+    lines = settings(ctx["unit"])
+    for name in ("ProtectClock=", "PrivateDevices=", "DevicePolicy=", "DeviceAllow="):
+        check(not any(line.startswith(name) and not line.endswith("=no") for line in lines),
+              f"no {name}: it would close /dev/vport* and /dev/zram* to the agent",
+              [line for line in lines if line.startswith(name)])
+
+
+@tap.case
+def the_clock_is_out_of_reach(ctx):
+    rated = analyze(ctx)
+    for name in ("SystemCallFilter=~@clock", "CapabilityBoundingSet=~CAP_SYS_TIME",
+                 "CapabilityBoundingSet=~CAP_WAKE_ALARM"):
+        check(rated.get(name) == "✓", f"{name} on", rated.get(name))
+
+
+@tap.case
+def swapon_and_swapoff_are_allowed(ctx):
+    rated = analyze(ctx)
+    check(rated.get("SystemCallFilter=~@swap") == "✗", "@swap not filtered (the absorber)",
+          rated.get("SystemCallFilter=~@swap"))
+    for name in ("@module", "@mount", "@debug", "@raw-io", "@reboot"):
+        check(rated.get("SystemCallFilter=~" + name) == "✓", f"{name} filtered",
+              rated.get("SystemCallFilter=~" + name))
+
+
+@tap.case
+def two_capabilities_and_the_man_page_names_them(ctx):
+    lines = settings(ctx["unit"])
+    check("CapabilityBoundingSet=CAP_SYS_RESOURCE CAP_SYS_ADMIN" in lines,
+          "CAP_SYS_RESOURCE and CAP_SYS_ADMIN, nothing else")
+    check("AmbientCapabilities=" not in "\n".join(lines), "no ambient capabilities")
+    man = open(ctx["man"]).read()
+    check("CAP_SYS_RESOURCE" in man and "CAP_SYS_ADMIN" in man,
+          "the man page's SYSTEMD section names both")
+
+
+def setup(args):
+    return {"unit": args[0], "man": args[1]}
+
+
+if __name__ == "__main__":
+    main(tap, setup)
