@@ -358,7 +358,33 @@ static void usage(FILE *f)
                 "                    short and memory is on its way (also: dynmem.agent.\n"
                 "                    throttle=0 on the kernel command line)\n"
                 "      --versions MIN-MAX  protocol versions to offer (tests)\n"
-                "  -V, --version     print the version and exit\n");
+                "  -V, --version     print the version and exit\n"
+                "  -h, --help        print this help and exit\n");
+}
+
+/* A plain decimal, digits only (no sign, no blank, nothing after it), within lo..hi. */
+static bool parse_number(const char *s, unsigned lo, unsigned hi, unsigned *ret)
+{
+        const char *end;
+        uint64_t v;
+
+        if (*s < '0' || *s > '9' || util_parse_u64(s, &end, &v) < 0 || *end || v < lo || v > hi)
+                return false;
+        *ret = (unsigned)v;
+        return true;
+}
+
+/* --versions MIN-MAX: two plain decimals, 1 <= MIN <= MAX <= AGENT_VERSION_MAX. */
+static bool parse_versions(const char *s, unsigned *lo, unsigned *hi)
+{
+        char min[16];
+        const char *dash = strchr(s, '-');
+
+        if (!dash || (size_t)(dash - s) >= sizeof(min))
+                return false;
+        snprintf(min, sizeof(min), "%.*s", (int)(dash - s), s);
+        return parse_number(min, 1, AGENT_VERSION_MAX, lo) &&
+               parse_number(dash + 1, *lo, AGENT_VERSION_MAX, hi);
 }
 
 /* --absorber (c = 3) and --absorber-size (c = 4). False, with a message, when arg is wrong. */
@@ -369,12 +395,14 @@ static bool absorber_option(int c, const char *arg, struct run *r)
         unsigned pct;
 
         if (c == 4) {
-                if (sscanf(arg, "%u", &pct) == 1 && pct >= 1 && pct <= ABSORBER_SIZE_PCT_MAX) {
+                if (parse_number(arg, 1, ABSORBER_SIZE_PCT_MAX, &pct)) {
                         r->absorber_pct = pct;
                         return true;
                 }
-                fprintf(stderr, "dynmem-guest: --absorber-size wants 1..%d\n",
-                        ABSORBER_SIZE_PCT_MAX);
+                fprintf(stderr,
+                        "dynmem-guest: --absorber-size %s: wants a whole percent of MemTotal, "
+                        "1..%d\n",
+                        arg, ABSORBER_SIZE_PCT_MAX);
                 return false;
         }
         for (unsigned i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
@@ -383,7 +411,7 @@ static bool absorber_option(int c, const char *arg, struct run *r)
                         return true;
                 }
         }
-        fprintf(stderr, "dynmem-guest: --absorber wants auto, off or force\n");
+        fprintf(stderr, "dynmem-guest: --absorber=%s: wants auto, off or force\n", arg);
         return false;
 }
 
@@ -417,9 +445,11 @@ static int parse_args(int argc, char **argv, struct run *r, const char **port, c
                         r->verbose = true;
                         break;
                 case 1:
-                        if (sscanf(optarg, "%u-%u", &lo, &hi) != 2 || lo < 1 || lo > hi ||
-                            hi > 1000) {
-                                fprintf(stderr, "dynmem-guest: --versions wants MIN-MAX\n");
+                        if (!parse_versions(optarg, &lo, &hi)) {
+                                fprintf(stderr,
+                                        "dynmem-guest: --versions %s: wants MIN-MAX, "
+                                        "1 <= MIN <= MAX <= %d\n",
+                                        optarg, AGENT_VERSION_MAX);
                                 return 2;
                         }
                         r->my_min = lo, r->my_max = hi;

@@ -10,6 +10,7 @@ after it started (udev under systemd) are found and announced. Prints TAP.
 usage: test_guest_local.py DYNMEM_GUEST AGENT_PEER
 """
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -222,6 +223,34 @@ def check_devices_bound_late(t, agent_exe, peer_exe, tmp):
         agent.stop()
 
 
+def check_options(t, agent_exe):
+    """Option values are whole numbers in range or refused (exit 2, the value named);
+    --help lists every option, and the man page documents each."""
+    def run(*args):
+        return subprocess.run([agent_exe, "--root", "/nonexistent", *args],
+                              capture_output=True, text=True, timeout=10)
+    bad = [("--absorber-size=50abc", "50abc"), ("--absorber-size=-4294967295", "-4294967295"),
+           ("--absorber-size=0", "0"), ("--absorber-size=201", "201"),
+           ("--versions=1-2x", "1-2x"), ("--versions=2-1", "2-1"), ("--versions=1-1001", "1-1001"),
+           ("--versions=+1-1", "+1-1"), ("--absorber=on", "on")]
+    wrong = [(a, r.returncode, r.stderr) for a, v in bad
+             for r in [run(a)] if r.returncode != 2 or v not in r.stderr]
+    t.ok(not wrong, "option values out of range or not plain numbers are refused, and named",
+         wrong)
+    good = [(a, r.returncode, r.stderr) for a in ("--absorber-size=200", "--versions=1-1000")
+            for r in [run(a)] if r.returncode != 1 or "meminfo" not in r.stderr]
+    t.ok(not good, "values in range are taken (then /proc/meminfo is missing: exit 1)", good)
+    h = run("--help")
+    helped = set(re.findall(r"--[a-z][a-z-]+", h.stdout))
+    man = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "man",
+                            "dynmem-guest.8")).read().replace("\\-", "-")
+    documented = set(re.findall(r"--[a-z][a-z-]+", man.split(".SH OPTIONS")[1].split(".SH")[0]))
+    t.ok(h.returncode == 0 and "--help" in helped and helped == documented,
+         "--help lists every option, --help too, and the man page's OPTIONS the same ones",
+         f"rc={h.returncode} only in --help: {helped - documented}, "
+         f"only in the man page: {documented - helped}")
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -248,6 +277,7 @@ def main():
         check_host_junk(t, agent_exe, root, port, tmp)
         check_no_spin(t, agent_exe, root, tmp)
         check_devices_bound_late(t, agent_exe, peer_exe, tmp)
+        check_options(t, agent_exe)
     finally:
         if agent:
             agent.stop()
