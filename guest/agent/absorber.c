@@ -286,6 +286,7 @@ static void reap(struct absorber *a, uint64_t now_ms)
         a->last_drain_ms = now_ms - a->drain_started_ms;
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
                 a->drains++;
+                a->failing = 0;
                 util_log("absorber: drained %" PRIu64 " MiB back into RAM in %" PRIu64 " ms",
                          a->drain_stored >> 20, a->last_drain_ms);
                 return;
@@ -294,9 +295,18 @@ static void reap(struct absorber *a, uint64_t now_ms)
         if (WIFEXITED(status) && WEXITSTATUS(status) == 2) { /* swapped off, not on again */
                 off(a, "swapon failed after a drain", 0);
                 util_log("absorber: swapon failed after a drain; absorber off");
-        } else {
-                util_log("absorber: a drain failed (swapoff); retrying later");
+                return;
         }
+        /* Say so once, and wait longer each time: a swapoff that keeps failing costs a fork. */
+        uint64_t gap = ABSORBER_DRAIN_GAP_MS;
+        for (unsigned i = 0; i < a->failing && gap < ABSORBER_RETRY_MAX_MS; i++)
+                gap *= 2;
+        if (gap > ABSORBER_RETRY_MAX_MS)
+                gap = ABSORBER_RETRY_MAX_MS;
+        if (!a->failing)
+                util_log("absorber: a drain failed (swapoff); retrying later, less and less often");
+        a->failing++;
+        a->next_drain_ms = now_ms + gap;
 }
 
 void absorber_note_stall(struct absorber *a, uint64_t some_total_us, uint64_t now_ms)

@@ -24,8 +24,9 @@
 #define ABSORBER_PRIORITY         100 /* swap priority, above any other swap */
 #define ABSORBER_STATE_DIR        "/run/dynmem-guest"
 #define ABSORBER_STATE_FILE       ABSORBER_STATE_DIR "/absorber"
-#define ABSORBER_DRAIN_GAP_MS     1000 /* drains start at most this often */
-#define ABSORBER_CALM_MS          1000 /* ... and the guest has not stalled for this long */
+#define ABSORBER_DRAIN_GAP_MS     1000  /* drains start at most this often */
+#define ABSORBER_RETRY_MAX_MS     60000 /* after failed drains: the gap doubles up to this */
+#define ABSORBER_CALM_MS          1000  /* ... and the guest has not stalled for this long */
 
 enum absorber_mode {
         ABSORBER_AUTO,  /* on unless the guest has swap of its own */
@@ -50,6 +51,7 @@ struct absorber {
         pid_t drain_pid; /* a child running swapoff + swapon; 0 = none */
         uint64_t drain_started_ms, next_drain_ms;
         uint64_t drains, drain_failures;
+        unsigned failing;       /* drains failed in a row (the next waits longer) */
         uint64_t last_drain_ms; /* how long the last drain took */
         uint64_t drain_stored;  /* what the absorber held when the drain started */
         uint64_t held_most;     /* the most it held since it was last empty (0: empty) */
@@ -71,9 +73,10 @@ bool absorber_read(struct absorber *a, struct absorber_fill *ret);
 /*
  * Drain it when it holds pages (more than its swap header's page) and the guest has room for them
  * again (mem_available + ram >= stored + mem_total / AGENT_ABSORBER_ROOM_DIV); reap a finished
- * drain. An absorber that empties without a drain (the workload used its pages again, which
- * brings them back into RAM) is logged once. Call after each sample and whenever the timeout
- * says.
+ * drain. After a failed drain the next waits twice as long as the one before, up to
+ * ABSORBER_RETRY_MAX_MS, and only the first failure in a row is logged. An absorber that empties
+ * without a drain (the workload used its pages again, which brings them back into RAM) is logged
+ * once. Call after each sample and whenever the timeout says.
  */
 void absorber_run(struct absorber *a, const struct absorber_fill *f, uint64_t mem_total,
                   uint64_t mem_available, uint64_t now_ms);

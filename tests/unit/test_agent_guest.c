@@ -2,7 +2,8 @@
  * Tests for the guest agent's own parts (guest/agent/, compiled in here) that
  * need no port and no host: the throttle against a fake cgroup v2 tree under a
  * temporary root (util_set_root), as tests/agent/test_throttle_local.py lays it
- * out, but driven sample by sample with its own clock.
+ * out, but driven sample by sample with its own clock; the absorber's drains
+ * (under a test root a drain's child runs no swapoff and exits at once).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,9 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "absorber.h"
 #include "throttle.h"
 #include "util.h"
 
@@ -144,6 +147,72 @@ static void throttle_engages_again_once_memory_came(void **state)
         throttle_close(&t);
 }
 
+/* A drain's child that has failed (swapoff refused): reaped by absorber_run() at now_ms. */
+static void drain_fails(struct absorber *a, uint64_t now_ms)
+{
+        pid_t pid = fork();
+
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(1);
+        a->drain_pid = pid;
+        a->drain_started_ms = now_ms;
+        waitid(P_PID, (id_t)pid, &(siginfo_t){0}, WEXITED | WNOWAIT); /* exited, not reaped */
+        absorber_run(a, NULL, 0, 0, now_ms);
+        assert_int_equal(a->drain_pid, 0);
+}
+
+/* Reap a drain absorber_run() started (under the test root its child exits 0 at once). */
+static void drain_done(struct absorber *a, uint64_t now_ms)
+{
+        assert_true(a->drain_pid > 0);
+        waitid(P_PID, (id_t)a->drain_pid, &(siginfo_t){0}, WEXITED | WNOWAIT);
+        absorber_run(a, NULL, 0, 0, now_ms);
+        assert_int_equal(a->drain_pid, 0);
+}
+
+/*
+ * A swapoff that keeps failing (say, one an administrator's swapoff beat): each failure in a
+ * row doubles the wait before the next drain, up to ABSORBER_RETRY_MAX_MS, instead of a fork
+ * and a log line every second for as long as the absorber holds pages; a drain that works
+ * starts the count again.
+ */
+static void failed_drains_back_off(void **state)
+{
+        const uint64_t total = 1024 * MIB, room = 512 * MIB;
+        struct absorber_fill f = {.stored = 10 * MIB, .ram = 2 * MIB, .capacity = 1024 * MIB};
+        struct absorber a = {.dev = 0, .active = true, .mm_stat_fd = -1, .page_size = 4096};
+        uint64_t now = 10000;
+
+        (void)state;
+        assert_false(util_root_is_real());
+        drain_fails(&a, now);
+        assert_int_equal(a.drain_failures, 1);
+        drain_fails(&a, now += ABSORBER_DRAIN_GAP_MS);
+        /* The second failure in a row: the next drain waits two gaps, not one. */
+        absorber_run(&a, &f, total, room, now + ABSORBER_DRAIN_GAP_MS);
+        assert_int_equal(a.drain_pid, 0);
+        absorber_run(&a, &f, total, room, now + 2 * ABSORBER_DRAIN_GAP_MS);
+        drain_done(&a, now += 2 * ABSORBER_DRAIN_GAP_MS);
+        assert_int_equal(a.drains, 1);
+
+        /* Failing on and on: never more often than ABSORBER_RETRY_MAX_MS apart in the end. */
+        for (unsigned i = 0; i < 12; i++) {
+                drain_fails(&a, now);
+                now = a.next_drain_ms;
+        }
+        drain_fails(&a, now);
+        assert_int_equal(a.next_drain_ms - now, ABSORBER_RETRY_MAX_MS);
+        absorber_run(&a, &f, total, room, now + ABSORBER_RETRY_MAX_MS - 1);
+        assert_int_equal(a.drain_pid, 0);
+        absorber_run(&a, &f, total, room, now + ABSORBER_RETRY_MAX_MS);
+        drain_done(&a, now + ABSORBER_RETRY_MAX_MS);
+
+        /* After a drain that worked, a failure waits one gap again. */
+        drain_fails(&a, now += 2 * ABSORBER_RETRY_MAX_MS);
+        assert_int_equal(a.next_drain_ms - now, ABSORBER_DRAIN_GAP_MS);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -151,6 +220,7 @@ int main(void)
                                             remove_root),
             cmocka_unit_test_setup_teardown(throttle_engages_again_once_memory_came, make_root,
                                             remove_root),
+            cmocka_unit_test_setup_teardown(failed_drains_back_off, make_root, remove_root),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
