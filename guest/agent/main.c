@@ -549,8 +549,8 @@ int main(int argc, char **argv)
         sigaction(SIGINT, &stop, NULL);
         util_set_root(root);
         r.now = mono_ms();
-        if (sampler_open(&r.smp) < 0) {
-                util_log("cannot read %s/proc/meminfo: %s", root, strerror(errno));
+        if ((rc = sampler_open(&r.smp)) < 0) {
+                util_log("cannot read %s/proc/meminfo: %s", root, strerror(-rc));
                 return 1;
         }
         if (cmdline_has("/proc/cmdline", "dynmem.agent.trigger=0"))

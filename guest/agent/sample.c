@@ -23,11 +23,16 @@
 
 static char meminfo_buf[4096], vmstat_buf[16384];
 
+/* The fd, or a negative errno. */
 static int open_ro(const char *path)
 {
         char p[UTIL_PATH_MAX];
+        int fd;
 
-        return util_path(p, path) ? open(p, O_RDONLY | O_CLOEXEC) : -1;
+        if (!util_path(p, path))
+                return -ENAMETOOLONG;
+        fd = open(p, O_RDONLY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
 }
 
 int sampler_open(struct sampler *s)
@@ -37,11 +42,15 @@ int sampler_open(struct sampler *s)
         memset(s, 0, sizeof(*s));
         s->page_size = ps > 0 ? (uint64_t)ps : 4096;
         s->meminfo_fd = open_ro("/proc/meminfo");
+        if (s->meminfo_fd < 0) {
+                int err = s->meminfo_fd;
+
+                s->vmstat_fd = s->statm_fd = s->rollup_fd = -1;
+                return err;
+        }
         s->vmstat_fd = open_ro("/proc/vmstat");
         s->statm_fd = open_ro("/proc/self/statm");
         s->rollup_fd = open_ro("/proc/self/smaps_rollup");
-        if (s->meminfo_fd < 0)
-                return -errno;
         sampler_scan_devices(s);
         return 0;
 }

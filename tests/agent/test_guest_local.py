@@ -251,6 +251,17 @@ def check_options(t, agent_exe):
          f"only in the man page: {documented - helped}")
 
 
+def check_meminfo_error(t, agent_exe, tmp):
+    """An unreadable /proc/meminfo at start: exit 1 with its own error, not one of the
+    files opened after it (here /proc/self/statm, missing)."""
+    root = os.path.join(tmp, "loop")
+    os.makedirs(os.path.join(root, "proc"))
+    os.symlink("meminfo", os.path.join(root, "proc", "meminfo"))
+    r = subprocess.run([agent_exe, "--root", root], capture_output=True, text=True, timeout=10)
+    t.ok(r.returncode == 1 and "proc/meminfo: Too many levels of symbolic links" in r.stderr,
+         "an unreadable /proc/meminfo is named with its own error", (r.returncode, r.stderr))
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -278,6 +289,7 @@ def main():
         check_no_spin(t, agent_exe, root, tmp)
         check_devices_bound_late(t, agent_exe, peer_exe, tmp)
         check_options(t, agent_exe)
+        check_meminfo_error(t, agent_exe, tmp)
     finally:
         if agent:
             agent.stop()
