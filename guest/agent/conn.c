@@ -34,6 +34,8 @@ static int find_port(struct conn *c)
         int r = -ENOENT;
 
         if (strchr(c->spec, '/')) {
+                if (strlen(c->spec) >= sizeof(c->path))
+                        return -ENAMETOOLONG;
                 snprintf(c->path, sizeof(c->path), "%s", c->spec);
                 return 0;
         }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "agent_wire.h"
+#include "util.h"
 
 #define CONN_RETRY_MS 1000
 #define CONN_OUT_MAX  (4 * AGENT_LINE_MAX)
@@ -32,10 +33,10 @@ struct conn {
         const char *spec; /* port name or path */
         enum conn_state state;
         int fd;
-        bool socket;       /* a unix socket (tests), not a virtio port */
-        uint64_t retry_ms; /* CLOSED: next open; HOST_AWAY: next look */
-        char path[256];    /* what was opened */
-        bool told_missing; /* logged that the port is missing */
+        bool socket;              /* a unix socket (tests), not a virtio port */
+        uint64_t retry_ms;        /* CLOSED: next open; HOST_AWAY: next look */
+        char path[UTIL_PATH_MAX]; /* what was opened (util_path() writes up to that) */
+        bool told_missing;        /* logged that the port is missing */
         char in[AGENT_LINE_MAX];
         size_t in_len;
         bool discarding;

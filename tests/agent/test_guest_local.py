@@ -262,6 +262,30 @@ def check_meminfo_error(t, agent_exe, tmp):
          "an unreadable /proc/meminfo is named with its own error", (r.returncode, r.stderr))
 
 
+def check_long_port_path(t, agent_exe, root, tmp):
+    """--port PATH, a character device or FIFO at a path of 300 bytes: opened as given
+    (not cut at 255 bytes), and the agent announces itself on it."""
+    d = os.path.join(tmp, "p" * 100, "q" * 100, "r" * 60)
+    os.makedirs(d)
+    fifo = os.path.join(d, "port")
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+    agent = Agent(agent_exe, root, tmp, "--port", fifo)
+    try:
+        got = b""
+        end = time.monotonic() + 10
+        while b"\n" not in got and time.monotonic() < end:
+            try:
+                got += os.read(fd, 4096)
+            except BlockingIOError:
+                time.sleep(0.05)
+    finally:
+        agent.stop()
+        os.close(fd)
+    t.ok(len(fifo) > 255 and got.startswith(b"DMG1 hello "),
+         "a port path longer than 255 bytes is opened whole", (len(fifo), got, agent.text()))
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -290,6 +314,7 @@ def main():
         check_devices_bound_late(t, agent_exe, peer_exe, tmp)
         check_options(t, agent_exe)
         check_meminfo_error(t, agent_exe, tmp)
+        check_long_port_path(t, agent_exe, root, tmp)
     finally:
         if agent:
             agent.stop()
