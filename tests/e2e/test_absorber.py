@@ -9,7 +9,8 @@ guest that sees ~217 MiB, of pages that compress about 2:1
 the largest) so that the check holds on a busy machine too, where plugging
 takes longer (bench/qemu measures the default size). Checked: the absorber is set up in one and not in the
 other; `absorb` gets memory plugged, holds its whole load and has no OOM kill;
-`bare` is OOM-killed; once `absorb` has its memory, the absorber is empty again
+`bare` is OOM-killed (skipped when the machine is so busy that the plugging
+outran the step and rescued it too); once `absorb` has its memory, the absorber is empty again
 (the agent drained it, or the load used its pages again). Prints TAP.
 
 usage: test_absorber.py DYNMEMD DYNMEM
@@ -20,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import (MIB, QemuDaemon, Tap, check, comment, guest_image, main, mib,
+from dynmemtest import (MIB, QemuDaemon, Skip, Tap, check, comment, guest_image, main, mib,
                         wait_for)  # noqa: E402
 
 tap = Tap()
@@ -104,10 +105,24 @@ def with_the_absorber_the_step_survives(ctx):
 @tap.case
 def without_it_the_same_step_is_oom_killed(ctx):
     d = ctx["d"]
-    lines = wait_for(lambda: d.oom_lines("bare"), "an OOM kill in bare", timeout=240,
-                     interval=0.5)
-    comment(lines[0])
-    check(bool(lines), "bare's load is OOM-killed")
+
+    def outcome():
+        lines = d.oom_lines("bare")
+        if lines:
+            return ("killed", lines)
+        load = d.load("bare")
+        return ("held", load) if load and load[0] >= HIGH else None
+    # On a machine busy enough that the guest's own step takes longer than the plugging,
+    # dynmemd can rescue bare too: then there is no OOM kill to show, and nothing is
+    # wrong (the check waits for whichever comes first).
+    kind, what = wait_for(outcome, "an OOM kill in bare, or its load holding 400 MiB",
+                          timeout=240, interval=0.5)
+    if kind == "held":
+        v = d.vm("bare")
+        raise Skip(f"bare's load got its {mib(what[0])} before the kernel killed it (assigned "
+                   f"{mib(v['assigned_bytes'])}): the plugging outran the step on this machine")
+    comment(what[0])
+    check(bool(what), "bare's load is OOM-killed")
 
 
 @tap.case
