@@ -244,8 +244,11 @@ stop_everything() {
         left=
         for pidfile in "$RUN"/*.pid; do
                 [ -f "$pidfile" ] || continue
-                pid=$(cat "$pidfile" 2>/dev/null || true)
-                [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && left="$left $pid"
+                # "PID STARTTIME" (or "PID" from an older dynmemd): the first word.
+                pid=
+                read -r pid _ <"$pidfile" 2>/dev/null || true
+                case $pid in '' | *[!0-9]*) continue ;; esac
+                kill -0 "$pid" 2>/dev/null && left="$left $pid"
         done
         if [ -n "$left" ]; then
                 echo "demo.sh: QEMU still running:$left; killing it" >&2
