@@ -12,7 +12,8 @@
 #    (overrides carry a comment in debian/*.lintian-overrides);
 # 3. `apt-get install ./dynmem_*.deb ./dynmem-guest_*.deb`, then: dynmem
 #    --version, dynmemd -n on the installed configuration, the conffile, the
-#    unit files, the users dynmem and dynmem-qemu, the man pages;
+#    unit files, the users dynmem and dynmem-qemu, the man pages, the libvirt
+#    backend and its hook;
 # 4. `apt-get remove`: the programs go, the conffile stays; `apt-get purge`:
 #    nothing of either package is left, only the system users dynmem and
 #    dynmem-qemu and their groups (Debian policy keeps system users and groups).
@@ -76,7 +77,7 @@ purge_all() {
 trap 'purge_all; rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM
 
-echo "1..14"
+echo "1..15"
 
 # ---- what the build needs, from scripts/deps.sh (what a fresh machine gets) ----
 check "scripts/deps.sh installs every Build-Depends of debian/control" \
@@ -147,6 +148,10 @@ check "man pages and the static agent" sh -c \
                  test -f /usr/share/man/\$m.gz || { echo missing \$m; exit 1; }; done
          ! readelf -d /usr/sbin/dynmem-guest | grep -q NEEDED &&
          dynmem-guest --help >/dev/null"
+check "the libvirt backend and its hook are in the package" sh -c \
+        "printf '[host]\\nbackend = libvirt\\n' >$TMP/libvirt.conf && dynmemd -n -f $TMP/libvirt.conf &&
+         test -x /usr/share/dynmem/libvirt-hook &&
+         grep -q '^exec /usr/bin/dynmem libvirt-hook ' /usr/share/dynmem/libvirt-hook"
 wait $lintian_pid
 sed 's/^/# lintian: /' "$TMP/lintian.log"
 comment "lintian took $(($(cat "$TMP/lintian.end") - lintian_start)) s (while installing)"
