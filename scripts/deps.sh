@@ -37,14 +37,15 @@ if [ "${1:-}" = "--print" ]; then
 fi
 
 # The users, from the same file the install ships (nothing when they exist).
+SYSUSERS=$(cd "$(dirname "$0")/.." && pwd)/daemon/sysusers.conf
 users() {
         getent passwd dynmem >/dev/null && getent passwd dynmem-qemu >/dev/null && return 0
         if [ "$(id -u)" != 0 ]; then
                 echo "deps.sh: users dynmem and dynmem-qemu are missing; as root:" \
-                        "systemd-sysusers $(pwd)/daemon/sysusers.conf" >&2
+                        "systemd-sysusers $SYSUSERS" >&2
                 return 0
         fi
-        systemd-sysusers "$(cd "$(dirname "$0")/.." && pwd)/daemon/sysusers.conf"
+        systemd-sysusers "$SYSUSERS"
 }
 
 missing=""
