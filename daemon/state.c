@@ -28,7 +28,8 @@ static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
                 snprintf(err, errlen, "%s", jerr.text);
                 return -EINVAL;
         }
-        if (registry_origin_parse(origin, &sv->origin) < 0) {
+        /* "backend" is an origin too, but such VMs are never saved here (their owner keeps them) */
+        if (registry_origin_parse(origin, &sv->origin) < 0 || sv->origin == REGISTRY_BACKEND) {
                 snprintf(err, errlen, "%s: origin must be config or created", name);
                 return -EINVAL;
         }

@@ -223,6 +223,8 @@ static void state_refuses_bad_files(void **state)
             "{\"version\":1,\"vms\":[],\"extra\":1}",
             "{\"version\":1,\"vms\":[{\"name\":\"a\"}]}",
             "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"elsewhere\"}]}",
+            /* a backend's VMs are its own: never in the state file, never made from it */
+            "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"backend\"}]}",
             "{\"version\":1,\"vms\":[{\"name\":\"../a\",\"origin\":\"config\"}]}",
             "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\",\"colour\":1}]}",
             ("{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\","
