@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "apply.h"
 #include "attach.h"
@@ -331,6 +332,42 @@ static void set_aside(const char *dir)
                         to);
 }
 
+/*
+ * One dynmemd per state directory: a second one (another socket, the same
+ * state_dir) would overwrite state.json and running.json and reattach the
+ * first one's VMs. A directory that cannot be created or written is not an
+ * error here (dynmemd runs on, unsaved, and says so): nothing can be
+ * overwritten there.
+ */
+static int lock_state_dir(struct daemon *d)
+{
+        long holder;
+        int r = fsutil_mkdir_p(d->state_dir, 0750); /* nothing in it is for others to read */
+
+        if (r < 0) {
+                log_msg(LOG_ERR, "state directory %s: %s", d->state_dir, strerror(-r));
+                return 0;
+        }
+        r = fsutil_lock(d->state_dir, STATE_LOCK_FILE, 0640, &d->state_lock_fd, &holder);
+        if (r == -EWOULDBLOCK) {
+                if (holder)
+                        log_msg(LOG_ERR,
+                                "another dynmemd (pid %ld) uses the state directory %s "
+                                "(%s/%s is locked)",
+                                holder, d->state_dir, d->state_dir, STATE_LOCK_FILE);
+                else
+                        log_msg(LOG_ERR,
+                                "another dynmemd uses the state directory %s (%s/%s is "
+                                "locked)",
+                                d->state_dir, d->state_dir, STATE_LOCK_FILE);
+                return -EBUSY;
+        }
+        if (r < 0)
+                log_msg(LOG_WARNING, "cannot lock %s/%s: %s", d->state_dir, STATE_LOCK_FILE,
+                        strerror(-r));
+        return 0;
+}
+
 static void setup_state(struct daemon *d)
 {
         struct state st = {0};
@@ -338,9 +375,6 @@ static void setup_state(struct daemon *d)
         int r;
 
         d->state_saved = true;
-        r = fsutil_mkdir_p(d->state_dir, 0750); /* nothing in it is for others to read */
-        if (r < 0)
-                log_msg(LOG_ERR, "state directory %s: %s", d->state_dir, strerror(-r));
         r = state_load(d->state_dir, &st, err, sizeof(err));
         if (r == 0) {
                 apply_state(d, &st);
@@ -427,7 +461,7 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
         struct event_config *ec = event_config_new();
         int r;
 
-        *d = (struct daemon){.tick_errors = LOG_RATELIMIT(5, 6)};
+        *d = (struct daemon){.tick_errors = LOG_RATELIMIT(5, 6), .state_lock_fd = -1};
         d->started_ms = mono_ms_exact();
         /* coalesce epoll changes within a loop iteration: fewer system calls per client */
         if (ec)
@@ -450,6 +484,8 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
                 return r;
         apply_config(d, &d->cfg, true);
         inventory_sync(d, false); /* VMs its backend owns, listed before reattaching */
+        if ((r = lock_state_dir(d)) < 0)
+                return r;
         setup_state(d);
         r = setup_cycle(d);
         if (r < 0 || (r = wake_init(d)) < 0 || (r = attach_init(d)) < 0 || (r = relief_init(d)) < 0)
@@ -492,6 +528,8 @@ void daemon_fini(struct daemon *d)
         free(d->state_dir);
         free(d->run_dir);
         free(d->group);
+        if (d->state_lock_fd >= 0)
+                close(d->state_lock_fd); /* last: the files are written and the VMs let go */
         *d = (struct daemon){0};
 }
 

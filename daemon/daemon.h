@@ -75,6 +75,7 @@ struct daemon {
         struct relief *relief;                /* [cluster]: peers and the relief rule (relief.c) */
 
         /* persistence */
+        int state_lock_fd; /* STATE_DIR/dynmemd.lock, held for the daemon's life; -1: none */
         bool state_saved;
         char state_error[256];
         double state_retry_ms; /* monotonic ms of the last failed save */

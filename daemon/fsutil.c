@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -134,5 +135,56 @@ int fsutil_read_file(const char *path, size_t max, char **ret_data, size_t *ret_
         buf[n] = '\0';
         *ret_data = buf;
         *ret_len = n;
+        return 0;
+}
+
+/* The pid a lock holder wrote into its file, or 0. */
+static long holder_of(int fd)
+{
+        char buf[32];
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+        char *end;
+        long pid;
+
+        if (n <= 0)
+                return 0;
+        buf[n] = '\0';
+        errno = 0;
+        pid = strtol(buf, &end, 10);
+        return errno == 0 && end != buf && pid > 0 ? pid : 0;
+}
+
+int fsutil_lock(const char *dir, const char *name, mode_t mode, int *ret_fd, long *ret_holder)
+{
+        char path[PATH_MAX], pid[32];
+        int fd, r, len;
+
+        *ret_holder = 0;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+                return -ENAMETOOLONG;
+        /* held read-only: a file open for writing would keep the file system from being
+         * remounted read-only under a running dynmemd */
+        fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return -errno;
+        while ((r = flock(fd, LOCK_EX | LOCK_NB)) < 0 && errno == EINTR)
+                ;
+        if (r < 0) {
+                r = -errno;
+                if (r == -EWOULDBLOCK)
+                        *ret_holder = holder_of(fd);
+                close(fd);
+                return r;
+        }
+        /* the pid is for the message of the next one only: a full disk does not stop us */
+        len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+        int wfd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+        if (wfd >= 0) {
+                if (write(wfd, pid, (size_t)len) != len) {
+                        /* the next one is told of no pid */
+                }
+                close(wfd);
+        }
+        *ret_fd = fd;
         return 0;
 }

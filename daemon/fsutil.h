@@ -26,4 +26,14 @@ int fsutil_write_atomic(const char *dir, const char *name, const char *data, siz
  */
 int fsutil_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len);
 
+/*
+ * Take an exclusive lock on dir/name (created with mode when missing) for as
+ * long as the returned descriptor stays open (close-on-exec: QEMUs started
+ * later do not keep it). The holder writes its pid into the file. Returns 0
+ * with the descriptor in *ret_fd; -EWOULDBLOCK when another process holds
+ * it, with that process's pid in *ret_holder (0 when it cannot be read); or
+ * another negative errno.
+ */
+int fsutil_lock(const char *dir, const char *name, mode_t mode, int *ret_fd, long *ret_holder);
+
 #endif

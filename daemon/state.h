@@ -20,9 +20,10 @@
 #include "registry.h"
 #include "settings.h"
 
-#define STATE_FILE     "state.json"
-#define STATE_VERSION  1
-#define STATE_FILE_MAX (64u * 1024 * 1024)
+#define STATE_FILE      "state.json"
+#define STATE_LOCK_FILE "dynmemd.lock" /* held by the dynmemd using the directory */
+#define STATE_VERSION   1
+#define STATE_FILE_MAX  (64u * 1024 * 1024)
 
 struct state_vm {
         char name[VM_NAME_MAX];

@@ -5,12 +5,14 @@
  * peer's status reply.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "apply.h"
@@ -18,6 +20,7 @@
 #include "backends.h"
 #include "daemon.h"
 #include "dconfig.h"
+#include "fsutil.h"
 #include "histogram.h"
 #include "hostmem.h"
 #include "peers.h"
@@ -322,6 +325,31 @@ static void saved_files_share_one_parser(void **state)
         assert_non_null(strstr(err, "vms[1]:"));
 }
 
+/* One holder of a state directory at a time; the next is told who holds it. */
+static void state_dir_lock_has_one_holder(void **state)
+{
+        char dir[] = "/tmp/dynmem-lock-XXXXXX", path[64];
+        int fd = -1, fd2 = -1;
+        long holder = -1;
+
+        assert_non_null(mkdtemp(dir));
+        assert_int_equal(fsutil_lock(dir, STATE_LOCK_FILE, 0640, &fd, &holder), 0);
+        assert_true(fd >= 0);
+        assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        /* not open for writing: the file system can still be remounted read-only */
+        assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+        /* another open file description: what a second dynmemd would get */
+        assert_int_equal(fsutil_lock(dir, STATE_LOCK_FILE, 0640, &fd2, &holder), -EWOULDBLOCK);
+        assert_int_equal(fd2, -1);
+        assert_int_equal(holder, (long)getpid());
+        close(fd);
+        assert_int_equal(fsutil_lock(dir, STATE_LOCK_FILE, 0640, &fd2, &holder), 0);
+        close(fd2);
+        snprintf(path, sizeof(path), "%s/%s", dir, STATE_LOCK_FILE);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 static void backend_table(void **state)
 {
         char err[256];
@@ -400,6 +428,7 @@ int main(void)
             cmocka_unit_test(state_round_trips),
             cmocka_unit_test(state_refuses_bad_files),
             cmocka_unit_test(saved_files_share_one_parser),
+            cmocka_unit_test(state_dir_lock_has_one_holder),
             cmocka_unit_test(backend_table),
             cmocka_unit_test(peer_status_is_range_checked),
         };

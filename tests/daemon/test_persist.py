@@ -230,6 +230,29 @@ def second_daemon_on_the_same_socket_is_refused(bins):
 
 
 @tap.case
+def second_daemon_on_the_same_state_dir_is_refused(bins):
+    with daemon(bins, config()) as d:
+        d.ok("set", "web1", "--weight", "123")
+        before = state_file(d)
+        other = Daemon(bins, config(), state_dir=d.state_dir)  # its own socket
+        try:
+            other.start(expect_ready=False)
+            rc = other.proc.wait(timeout=30)
+            check(rc == 1 and f"another dynmemd (pid {d.proc.pid}) uses the state directory "
+                  f"{d.state_dir}" in other.log(), "refused with the reason", rc, other.log())
+            check(not os.path.exists(other.socket), "its socket removed", other.log())
+        finally:
+            other.stop()
+            other.cleanup()
+        check(state_file(d) == before, "state file untouched")
+        check(d.vm("web1")["weight"] == 123, "the first one still serves")
+        rc = d.stop()
+        check(rc == 0, "the first one stops cleanly", rc, d.log())
+        d.start()  # and the directory is free again once it has stopped
+        check(d.vm("web1")["weight"] == 123, "a restart takes the directory", d.log())
+
+
+@tap.case
 def unwritable_state_dir_keeps_running_and_says_so(bins):
     d = Daemon(bins, config())
     blocker = os.path.join(d.dir, "blocker")
