@@ -84,7 +84,11 @@ int fsutil_write_atomic(const char *dir, const char *name, const char *data, siz
         if (snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name) >= (int)sizeof(tmp) ||
             snprintf(final, sizeof(final), "%s/%s", dir, name) >= (int)sizeof(final))
                 return -ENAMETOOLONG;
-        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        /* A fresh file, ours and of mode: one left behind (by a crash, another user, by
+         * hand) would keep its owner and mode through O_TRUNC and the rename. */
+        if (unlink(tmp) < 0 && errno != ENOENT)
+                return -errno;
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
         if (fd < 0)
                 return -errno;
         r = write_all(fd, data, len);

@@ -13,8 +13,10 @@
 int fsutil_mkdir_p(const char *path, mode_t mode);
 
 /*
- * Replace dir/name with data: write dir/name.tmp, fsync it, rename it over
- * dir/name, fsync dir. Readers see the old or the new file, never a part.
+ * Replace dir/name with data: write a new dir/name.tmp (one left over is
+ * removed first: the file gets this process's owner and mode, less the
+ * umask), fsync it, rename it over dir/name, fsync dir. Readers see the old
+ * or the new file, never a part.
  * Returns 0 or a negative errno.
  */
 int fsutil_write_atomic(const char *dir, const char *name, const char *data, size_t len,

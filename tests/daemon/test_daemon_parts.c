@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -350,6 +351,35 @@ static void state_dir_lock_has_one_holder(void **state)
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* A temporary file left behind does not hand its mode to the file written. */
+static void atomic_write_makes_a_fresh_file(void **state)
+{
+        char dir[] = "/tmp/dynmem-write-XXXXXX", tmp[64], final[64], *text;
+        mode_t old = umask(022);
+        struct stat st;
+        size_t len;
+        int fd;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(tmp, sizeof(tmp), "%s/f.tmp", dir);
+        snprintf(final, sizeof(final), "%s/f", dir);
+        fd = open(tmp, O_WRONLY | O_CREAT, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "old and longer", 14), 14);
+        assert_int_equal(fchmod(fd, 0666), 0);
+        close(fd);
+        assert_int_equal(fsutil_write_atomic(dir, "f", "new", 3, 0640), 0);
+        assert_int_equal(stat(final, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0640);
+        assert_int_equal(fsutil_read_file(final, 100, &text, &len), 0);
+        assert_string_equal(text, "new");
+        free(text);
+        assert_int_equal(access(tmp, F_OK), -1);
+        assert_int_equal(unlink(final), 0);
+        assert_int_equal(rmdir(dir), 0);
+        umask(old);
+}
+
 static void backend_table(void **state)
 {
         char err[256];
@@ -429,6 +459,7 @@ int main(void)
             cmocka_unit_test(state_refuses_bad_files),
             cmocka_unit_test(saved_files_share_one_parser),
             cmocka_unit_test(state_dir_lock_has_one_holder),
+            cmocka_unit_test(atomic_write_makes_a_fresh_file),
             cmocka_unit_test(backend_table),
             cmocka_unit_test(peer_status_is_range_checked),
         };
