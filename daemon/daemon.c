@@ -566,6 +566,32 @@ static void warn_fixed(const struct daemon *d, const struct config *cfg)
         }
 }
 
+#define SWAP(a, b)                                                                                 \
+        do {                                                                                       \
+                __typeof__(a) swap_tmp_ = (a);                                                     \
+                (a) = (b);                                                                         \
+                (b) = swap_tmp_;                                                                   \
+        } while (0)
+
+/*
+ * What warn_fixed() said waits for a restart stays as it was taken at the
+ * start in the configuration in force (cfg, from old), so that the next
+ * reload compares with what is in force, and nothing reads a value that is
+ * not. old gets cfg's values, to be freed with it.
+ */
+static void keep_fixed(struct config *cfg, struct config *old)
+{
+        SWAP(cfg->host.socket, old->host.socket);
+        SWAP(cfg->host.state_dir, old->host.state_dir);
+        SWAP(cfg->host.http, old->host.http);
+        SWAP(cfg->host.http_allow_remote, old->host.http_allow_remote);
+        SWAP(cfg->host.web_dir, old->host.web_dir);
+        SWAP(cfg->host.admin_group, old->host.admin_group);
+        SWAP(cfg->host.qemu_user, old->host.qemu_user);
+        SWAP(cfg->host.libvirt_uri, old->host.libvirt_uri);
+        SWAP(cfg->sim, old->sim);
+}
+
 /* Load and check the file; 0 with *ret filled, or a negative errno (logged). */
 static int reload_read(struct daemon *d, struct config *ret)
 {
@@ -618,6 +644,7 @@ void daemon_reload(struct daemon *d)
                 return;
         }
         warn_fixed(d, &cfg);
+        keep_fixed(&cfg, &d->cfg);
         d->bal.host.memory_bytes = cfg.host.memory_bytes;
         d->bal.host.reserve_bytes = cfg.host.reserve_bytes;
         if (d->backend_entry->set_memory)

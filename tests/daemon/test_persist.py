@@ -176,6 +176,16 @@ def sighup_says_what_waits_for_a_restart(bins):
             check(f"[host] {key} changes when dynmemd restarts" in d.log(), f"{key}: said",
                   d.log())
         check("libvirt_uri" not in d.log(), "nothing said of what did not change", d.log())
+        # compared with what is in force, not with the file last read
+        said = "[host] admin_group changes when dynmemd restarts"
+        d.write_config(config())
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 2, "the second reload")
+        check(d.log_count(said) == 1, "back to the file in force: nothing waits", d.log())
+        d.write_config(config().replace("interval = 100ms", "interval = 100ms\nadmin_group = root"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 3, "the third reload")
+        check(d.log_count(said) == 2, "a change not in force yet is said again", d.log())
 
 
 PEER = """
