@@ -322,14 +322,20 @@ static int setup_config(struct daemon *d, const char *path)
 static void set_aside(const char *dir)
 {
         char from[PATH_MAX], to[PATH_MAX];
+        int r = snprintf(from, sizeof(from), "%s/%s", dir, STATE_FILE) >= (int)sizeof(from)
+                    ? -ENAMETOOLONG
+                    : fsutil_set_aside(from, to, sizeof(to));
 
-        snprintf(from, sizeof(from), "%s/%s", dir, STATE_FILE);
-        snprintf(to, sizeof(to), "%s/%s.bad", dir, STATE_FILE);
-        if (rename(from, to) == 0)
+        if (r == 0)
                 log_msg(LOG_ERR,
                         "state file set aside as %s; starting from the configuration "
                         "alone",
                         to);
+        else
+                log_msg(LOG_ERR,
+                        "cannot set the state file %s aside: %s; starting from the "
+                        "configuration alone",
+                        from, strerror(-r));
 }
 
 /*

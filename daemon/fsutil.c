@@ -142,6 +142,21 @@ int fsutil_read_file(const char *path, size_t max, char **ret_data, size_t *ret_
         return 0;
 }
 
+int fsutil_set_aside(const char *path, char *ret, size_t len)
+{
+        for (int i = 0; i < 100; i++) {
+                int n = i ? snprintf(ret, len, "%s.bad.%d", path, i)
+                          : snprintf(ret, len, "%s.bad", path);
+                if (n < 0 || (size_t)n >= len)
+                        return -ENAMETOOLONG;
+                if (renameat2(AT_FDCWD, path, AT_FDCWD, ret, RENAME_NOREPLACE) == 0)
+                        return 0;
+                if (errno != EEXIST)
+                        return -errno;
+        }
+        return -EEXIST;
+}
+
 /* The pid a lock holder wrote into its file, or 0. */
 static long holder_of(int fd)
 {

@@ -29,6 +29,13 @@ int fsutil_write_atomic(const char *dir, const char *name, const char *data, siz
 int fsutil_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len);
 
 /*
+ * Rename path to path.bad, or path.bad.1, .2, ... up to .99 when taken: a
+ * file set aside before is never replaced. Returns 0 with the new name in
+ * ret (len bytes), or a negative errno.
+ */
+int fsutil_set_aside(const char *path, char *ret, size_t len);
+
+/*
  * Take an exclusive lock on dir/name (created with mode when missing) for as
  * long as the returned descriptor stays open (close-on-exec: QEMUs started
  * later do not keep it). The holder writes its pid into the file. Returns 0

@@ -300,5 +300,27 @@ def corrupt_state_file_is_set_aside(bins):
         d.cleanup()
 
 
+@tap.case
+def a_state_file_set_aside_before_is_kept(bins):
+    d = Daemon(bins, config())
+    os.makedirs(d.state_dir)
+    bad = os.path.join(d.state_dir, "state.json.bad")
+    with open(bad, "w") as f:
+        f.write("set aside earlier")
+    with open(os.path.join(d.state_dir, "state.json"), "w") as f:
+        f.write('{"version": 1, "vms": [')  # cut short
+    try:
+        d.start()
+        with open(bad) as f:
+            check(f.read() == "set aside earlier", "the earlier one is kept", d.log())
+        with open(bad + ".1") as f:
+            check(f.read() == '{"version": 1, "vms": [', "this one beside it", d.log())
+        check(f"state file set aside as {bad}.1" in d.log(), "the log names it", d.log())
+        check(state_file(d) == {"version": 1, "vms": []}, "a good state file written")
+    finally:
+        d.stop()
+        d.cleanup()
+
+
 if __name__ == "__main__":
     main(tap)
