@@ -107,7 +107,8 @@ int fsutil_write_atomic(const char *dir, const char *name, const char *data, siz
 
 int fsutil_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len)
 {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        /* O_NONBLOCK: a FIFO put in the file's place is refused below, not waited on */
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         struct stat st;
         char *buf;
         size_t n = 0;
@@ -115,6 +116,7 @@ int fsutil_read_file(const char *path, size_t max, char **ret_data, size_t *ret_
         if (fd < 0)
                 return -errno;
         int r = fstat(fd, &st) < 0           ? -errno
+                : S_ISDIR(st.st_mode)        ? -EISDIR
                 : !S_ISREG(st.st_mode)       ? -EINVAL
                 : (uint64_t)st.st_size > max ? -EFBIG
                                              : 0;
@@ -131,7 +133,13 @@ int fsutil_read_file(const char *path, size_t max, char **ret_data, size_t *ret_
                 ssize_t got = read(fd, buf + n, (size_t)st.st_size - n);
                 if (got < 0 && errno == EINTR)
                         continue;
-                if (got <= 0)
+                if (got < 0) {
+                        r = -errno;
+                        close(fd);
+                        free(buf);
+                        return r;
+                }
+                if (got == 0)
                         break;
                 n += (size_t)got;
         }

@@ -23,8 +23,10 @@ int fsutil_write_atomic(const char *dir, const char *name, const char *data, siz
                         mode_t mode);
 
 /*
- * Read a whole file of at most max bytes into a NUL-terminated buffer
- * (caller frees). Returns 0, -EFBIG when larger, or another negative errno.
+ * Read a whole regular file of at most max bytes into a NUL-terminated
+ * buffer (caller frees). Returns 0, -EFBIG when larger, -EISDIR for a
+ * directory, -EINVAL for anything else not a regular file (never waited on:
+ * a FIFO), or another negative errno (a failed read too).
  */
 int fsutil_read_file(const char *path, size_t max, char **ret_data, size_t *ret_len);
 

@@ -77,15 +77,21 @@ int state_load(const char *dir, struct state *ret, char *err, size_t errlen)
         size_t len;
         int r;
 
-        if (snprintf(path, sizeof(path), "%s/%s", dir, STATE_FILE) >= (int)sizeof(path))
+        if (snprintf(path, sizeof(path), "%s/%s", dir, STATE_FILE) >= (int)sizeof(path)) {
+                snprintf(err, errlen, "%s/%s: %s", dir, STATE_FILE, strerror(ENAMETOOLONG));
                 return -ENAMETOOLONG;
+        }
         r = fsutil_read_file(path, STATE_FILE_MAX, &text, &len);
         if (r == -ENOENT)
                 return r;
-        if (r < 0) {
+        if (r == -EINVAL)
+                snprintf(err, errlen, "%s: not a regular file", path);
+        else if (r == -EFBIG)
+                snprintf(err, errlen, "%s: larger than %u MiB", path, STATE_FILE_MAX >> 20);
+        else if (r < 0)
                 snprintf(err, errlen, "%s: %s", path, strerror(-r));
+        if (r < 0)
                 return r;
-        }
         char why[384] = "";
         r = state_parse(text, len, ret, why, sizeof(why));
         if (r < 0)

@@ -380,6 +380,28 @@ static void atomic_write_makes_a_fresh_file(void **state)
         umask(old);
 }
 
+/* A state file that is not one is said so, at once (a FIFO is not waited on). */
+static void state_load_names_what_is_wrong(void **state)
+{
+        char dir[] = "/tmp/dynmem-load-XXXXXX", path[64], err[512] = "";
+        struct state st;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/%s", dir, STATE_FILE);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        alarm(10); /* a hang fails the test */
+        assert_int_equal(state_load(dir, &st, err, sizeof(err)), -EINVAL);
+        alarm(0);
+        assert_non_null(strstr(err, path));
+        assert_non_null(strstr(err, "not a regular file"));
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(mkdir(path, 0700), 0);
+        assert_int_equal(state_load(dir, &st, err, sizeof(err)), -EISDIR);
+        assert_non_null(strstr(err, "Is a directory"));
+        assert_int_equal(rmdir(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 static void backend_table(void **state)
 {
         char err[256];
@@ -460,6 +482,7 @@ int main(void)
             cmocka_unit_test(saved_files_share_one_parser),
             cmocka_unit_test(state_dir_lock_has_one_holder),
             cmocka_unit_test(atomic_write_makes_a_fresh_file),
+            cmocka_unit_test(state_load_names_what_is_wrong),
             cmocka_unit_test(backend_table),
             cmocka_unit_test(peer_status_is_range_checked),
         };
