@@ -412,6 +412,7 @@ static void restore_host(struct balancer_counters *c, const struct balancer_coun
 static int load(const struct daemon *d, struct attach_list *ret)
 {
         char path[PATH_MAX - 8], bad[PATH_MAX], err[512] = "", *text = NULL;
+        int aside;
         size_t len;
         int r;
 
@@ -427,9 +428,14 @@ static int load(const struct daemon *d, struct attach_list *ret)
         r = attach_parse(text, len, ret, err, sizeof(err));
         free(text);
         if (r < 0) {
-                snprintf(bad, sizeof(bad), "%s.bad", path);
-                log_msg(LOG_ERR, "%s: %s; set aside as %s, no VM is reattached", path, err,
-                        rename(path, bad) == 0 ? bad : "(cannot rename)");
+                /* Never over one set aside before: each bad file is kept for a look. */
+                aside = fsutil_set_aside(path, bad, sizeof(bad));
+                if (aside == 0)
+                        log_msg(LOG_ERR, "%s: %s; set aside as %s, no VM is reattached", path, err,
+                                bad);
+                else
+                        log_msg(LOG_ERR, "%s: %s; cannot set it aside (%s), no VM is reattached",
+                                path, err, strerror(-aside));
         }
         return r;
 }

@@ -322,5 +322,30 @@ def a_state_file_set_aside_before_is_kept(bins):
         d.cleanup()
 
 
+@tap.case
+def a_running_file_set_aside_before_is_kept(bins):
+    # running.json (the VMs a restart reattaches) set aside as state.json is: a bad one
+    # goes beside an earlier one, never over it, and the log names where.
+    d = Daemon(bins, config())
+    os.makedirs(d.state_dir)
+    bad = os.path.join(d.state_dir, "running.json.bad")
+    with open(bad, "w") as f:
+        f.write("set aside earlier")
+    with open(os.path.join(d.state_dir, "running.json"), "w") as f:
+        f.write('{"version": 1, "vms": [')  # cut short
+    try:
+        d.start()
+        with open(bad) as f:
+            check(f.read() == "set aside earlier", "the earlier one is kept", d.log())
+        with open(bad + ".1") as f:
+            check(f.read() == '{"version": 1, "vms": [', "this one beside it", d.log())
+        check(f"set aside as {bad}.1, no VM is reattached" in d.log(), "the log names it",
+              d.log())
+        d.wait_state("web1", "running")
+    finally:
+        d.stop()
+        d.cleanup()
+
+
 if __name__ == "__main__":
     main(tap)
