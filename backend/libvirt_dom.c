@@ -290,6 +290,12 @@ bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms)
                 enum vm_migration mig = d->info.migration;
                 if (d->incoming_until_ms && now_ms >= d->incoming_until_ms)
                         d->dirty = true; /* announced, and libvirt never made it: look */
+                if (d->locked_by_start && d->pending_until_ms && now_ms >= d->pending_until_ms) {
+                        /* admitted, and neither started nor stopped: libvirt gave the start
+                         * (or the arrival) up without an event, and holds no lock now */
+                        d->locked_by_start = false;
+                        d->dirty = true;
+                }
                 if (d->dirty && lb->conn && !d->locked_by_start) {
                         int r = load(d);
                         if (r == 0 && lv_mig_expected(d, now_ms)) {

@@ -304,6 +304,43 @@ static void a_current_memory_above_the_domains_memory_is_not_taken(void **state)
         libvirt_xml_domain_free(&x);
 }
 
+/*
+ * An arrival announced by the hook and admitted, whose domain libvirt then
+ * never creates (QEMU could not start on this host, the source gave up):
+ * no lifecycle event comes for it, and once the admitted start's wait is
+ * over it is no longer listed, so that what was reserved for it is free.
+ */
+static void an_admitted_arrival_libvirt_never_makes_is_dropped(void **state)
+{
+        struct backend *b = backend_open();
+        struct vm_settings s = {.dynamic = true,
+                                .startup_bytes = 512 * MIB,
+                                .minimum_bytes = 512 * MIB,
+                                .maximum_bytes = 2 * GIB,
+                                .weight = 5000};
+        struct vm vm = {.settings = s, .start_outside = true};
+        char err[256];
+
+        (void)state;
+        assert_null(listed(b, "bk-gone"));
+        snprintf(vm.name, sizeof(vm.name), "bk-gone");
+        assert_int_equal(b->ops->expect_incoming(b, "bk-gone", &s, GIB, err, sizeof(err)), 0);
+        b->ops->admitting(b, &vm, true);
+        assert_int_equal(b->ops->start(b, &vm, mono_ms(), err, sizeof(err)), 0);
+        b->ops->admitting(b, &vm, false); /* admitted: the hook returns, libvirt goes on */
+        const struct backend_vm_info *in = listed(b, "bk-gone");
+        assert_non_null(in);
+        assert_int_equal(in->run, BACKEND_VM_RUNNING);
+        assert_int_equal(in->migration, VM_MIGRATION_IN);
+
+        /* the announcement's and the admitted start's waits are over, no event came */
+        domain(b, "bk-gone")->incoming_until_ms = 1;
+        domain(b, "bk-gone")->pending_until_ms = 1;
+        listed(b, "");
+        assert_null(listed(b, "bk-gone"));
+        b->ops->destroy(b);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -314,6 +351,7 @@ int main(void)
             cmocka_unit_test(guest_statistics_above_what_the_domain_may_hold_are_not_taken),
             cmocka_unit_test(a_balloon_size_above_the_domains_memory_is_not_taken),
             cmocka_unit_test(a_current_memory_above_the_domains_memory_is_not_taken),
+            cmocka_unit_test(an_admitted_arrival_libvirt_never_makes_is_dropped),
         };
         int r;
 
