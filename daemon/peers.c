@@ -26,7 +26,8 @@ struct peer {
         int port;
         struct evhttp_connection *conn;
         bool asking;
-        struct peer_view view; /* name, libvirt_uri, http point into this struct */
+        struct event *deadline; /* the whole answer within the timeout, not each read */
+        struct peer_view view;  /* name, libvirt_uri, http point into this struct */
         char error[160];
 };
 
@@ -109,6 +110,8 @@ static void on_reply(struct evhttp_request *req, void *arg)
         struct peer_view v = {0};
 
         p->asking = false;
+        if (p->deadline)
+                event_del(p->deadline);
         if (!req || evhttp_request_get_response_code(req) == 0) {
                 down(p, "no answer (connection refused, unreachable or timed out)");
         } else if (evhttp_request_get_response_code(req) != 200) {
@@ -134,6 +137,29 @@ static void on_reply(struct evhttp_request *req, void *arg)
                         p->error[0] = '\0';
                 }
         }
+        round_over(p->owner);
+}
+
+/*
+ * libevent's timeout bounds each wait for a byte: a peer that sends a little
+ * now and then would keep the round waiting. Past the timeout, the question
+ * is given up (freeing the connection cancels it, without on_reply).
+ */
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+        struct peer *p = arg;
+        char why[96];
+
+        (void)fd, (void)what;
+        if (!p->asking)
+                return;
+        if (p->conn)
+                evhttp_connection_free(p->conn);
+        p->conn = NULL;
+        p->asking = false;
+        snprintf(why, sizeof(why), "no complete answer within %llu ms",
+                 (unsigned long long)p->owner->timeout_ms);
+        down(p, why);
         round_over(p->owner);
 }
 
@@ -166,6 +192,13 @@ static void ask_one(struct peer *p)
         if (evhttp_make_request(p->conn, req, EVHTTP_REQ_GET, "/api/v1/status") < 0) {
                 p->asking = false; /* libevent freed the request */
                 down(p, "the request could not be sent");
+                return;
+        }
+        if (!p->deadline && ps->base)
+                p->deadline = event_new(ps->base, -1, 0, on_deadline, p);
+        if (p->deadline) {
+                struct timeval tv = mono_timeval(ps->timeout_ms);
+                event_add(p->deadline, &tv);
         }
 }
 
@@ -279,6 +312,8 @@ void peers_free(struct peers *ps)
         for (size_t i = 0; i < ps->n; i++) {
                 if (ps->p[i].conn)
                         evhttp_connection_free(ps->p[i].conn); /* cancels a request in flight */
+                if (ps->p[i].deadline)
+                        event_free(ps->p[i].deadline);
                 free(ps->p[i].libvirt_uri);
                 free(ps->p[i].http);
         }

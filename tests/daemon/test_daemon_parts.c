@@ -2,9 +2,11 @@
  * Tests for dynmemd's parts that need no event loop: the reserve formula and
  * memory defaults, the cycle timing histogram, the settings rule for a
  * running VM's maximum, the registry, the state file, the backend table, a
- * peer's status reply.
+ * peer's status reply, a peer that never finishes its answer.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -467,6 +471,81 @@ static void peer_status_is_range_checked(void **state)
         free(huge);
 }
 
+/* A peer that answers a byte at a time, never done: each read comes within the timeout. */
+struct trickle {
+        int listener, fd;
+        struct event *tick;
+        struct event_base *base;
+        struct peers *peers;
+        uint64_t until_ms;
+};
+
+static void trickle_tick(evutil_socket_t unused, short what, void *arg)
+{
+        struct trickle *t = arg;
+
+        (void)unused, (void)what;
+        if (t->fd < 0)
+                t->fd = accept(t->listener, NULL, NULL);
+        if (t->fd >= 0) {
+                static const char head[] = "HTTP/1.1 200 OK\r\n";
+                static size_t sent;
+                if (sent < sizeof(head) - 1) {
+                        sent += (size_t)(write(t->fd, head + sent, 1) == 1);
+                } else if (write(t->fd, "X: y\r\n", 6) != 6) {
+                        /* the peer's side closed: over */
+                }
+        }
+        if (!peers_asking(t->peers) || mono_ms() >= t->until_ms)
+                event_base_loopbreak(t->base);
+}
+
+/*
+ * The peer's timeout bounds its whole answer, not only each wait for a byte:
+ * a peer (or something in between) that sends a little now and then must
+ * not keep a round of questions, and with it the relief rule, waiting.
+ */
+static void a_peer_that_never_finishes_is_down_after_its_timeout(void **state)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t alen = sizeof(a);
+        char http[64];
+        struct config_peer cp = {.name = "slow", .libvirt_uri = (char *)"test:///default"};
+        struct config_cluster c = {.peer_timeout_ms = 300, .peers = &cp, .n_peers = 1};
+        struct trickle t = {.fd = -1};
+        struct peer_view v;
+        char err[200];
+
+        (void)state;
+        t.base = event_base_new();
+        t.listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        assert_true(t.base && t.listener >= 0);
+        assert_int_equal(bind(t.listener, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(t.listener, 4), 0);
+        assert_int_equal(getsockname(t.listener, (struct sockaddr *)&a, &alen), 0);
+        snprintf(http, sizeof(http), "http://127.0.0.1:%u", (unsigned)ntohs(a.sin_port));
+        cp.http = http;
+        assert_int_equal(peers_new(t.base, &c, NULL, NULL, &t.peers, err, sizeof(err)), 0);
+        struct timeval every = {0, 50 * 1000};
+        t.tick = event_new(t.base, -1, EV_PERSIST, trickle_tick, &t);
+        event_add(t.tick, &every);
+        uint64_t t0 = mono_ms();
+        t.until_ms = t0 + 4000;
+        peers_ask(t.peers);
+        event_base_dispatch(t.base);
+        peers_view(t.peers, 0, &v);
+        assert_false(peers_asking(t.peers));
+        assert_int_equal(v.state, PEER_DOWN);
+        assert_true(mono_ms() - t0 < 2000);
+        assert_non_null(v.error);
+        peers_free(t.peers);
+        event_free(t.tick);
+        if (t.fd >= 0)
+                close(t.fd);
+        close(t.listener);
+        event_base_free(t.base);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -485,6 +564,7 @@ int main(void)
             cmocka_unit_test(state_load_names_what_is_wrong),
             cmocka_unit_test(backend_table),
             cmocka_unit_test(peer_status_is_range_checked),
+            cmocka_unit_test(a_peer_that_never_finishes_is_down_after_its_timeout),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
