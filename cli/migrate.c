@@ -144,7 +144,9 @@ static void print_progress(struct migration *m, const char *name, uint64_t t0)
             param(p, n, VIR_DOMAIN_JOB_DATA_PROCESSED, &done) &&
             param(p, n, VIR_DOMAIN_JOB_DATA_REMAINING, &left))
                 printf("%s: %3.0f %%: %s sent, %s left, %.1f s\n", name,
-                       total ? 100.0 * (double)(total - left) / (double)total : 0.0,
+                       /* libvirt's figures as QEMU gave them: never more left than in all */
+                       total && left <= total ? 100.0 * (double)(total - left) / (double)total
+                                              : 0.0,
                        size_format(done, a, sizeof(a)), size_format(left, b, sizeof(b)),
                        (double)(mono_ms() - t0) / 1000.0);
         else
