@@ -121,6 +121,32 @@ void policy_exec_free(struct policy_exec *pe)
 }
 
 /*
+ * The child: the pipes as its standard input and output, standard error
+ * dynmem's, no other descriptor of dynmem's (one not marked close-on-exec
+ * would otherwise stay open in it), and the signals as a new process has
+ * them: none blocked, none ignored (dynmem ignores SIGPIPE; what its own
+ * parent blocked or ignored is not the program's business). Only
+ * async-signal-safe calls: dynmemd may have threads.
+ */
+static void __attribute__((noreturn)) exec_child(int in, int out, const char *command)
+{
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        sigset_t none;
+
+        /* Above 2 first, so that neither pipe is overwritten by the other's dup2. */
+        if ((in = fcntl(in, F_DUPFD, 3)) < 0 || (out = fcntl(out, F_DUPFD, 3)) < 0 ||
+            dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0)
+                _exit(127);
+        closefrom(3);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        for (int sig = 1; sig < NSIG; sig++)
+                sigaction(sig, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP */
+        execl("/bin/sh", "sh", "-c", command, (char *)NULL);
+        _exit(127);
+}
+
+/*
  * fork() and exec: called when a process must be (re)started, at most once
  * a second (the restart pause), never while one runs. The fork copies page
  * tables and returns at once; nothing here waits for the child.
@@ -140,13 +166,8 @@ int policy_exec_start_child(struct policy_exec *pe, char *err, size_t errlen)
                 close(in[0]), close(in[1]), close(out[0]), close(out[1]);
                 goto fail;
         }
-        if (pid == 0) {
-                dup2(in[0], STDIN_FILENO);
-                dup2(out[1], STDOUT_FILENO);
-                signal(SIGPIPE, SIG_DFL);
-                execl("/bin/sh", "sh", "-c", pe->command, (char *)NULL);
-                _exit(127);
-        }
+        if (pid == 0)
+                exec_child(in[0], out[1], pe->command);
         close(in[0]);
         close(out[1]);
         if ((pidfd = pidfd_open(pid, 0)) < 0) {

@@ -5,6 +5,7 @@
  * that exit, hang or talk too much, and the restart pause.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <setjmp.h>
@@ -442,6 +443,66 @@ static void process_that_hangs_is_killed(void **state)
         free(pidfile);
 }
 
+/*
+ * The program gets its pipes and standard error, nothing else of the
+ * caller's: no other descriptor (one not close-on-exec here), no blocked or
+ * ignored signal. It answers with a good reply when that holds and names
+ * what it inherited otherwise.
+ */
+static void child_inherits_nothing_else(void **state)
+{
+        struct fx *f = *state;
+        int leaked = open("/dev/null", O_RDONLY); /* not close-on-exec */
+        char script[1024];
+        sigset_t usr1, old_mask;
+        struct sigaction ign = {.sa_handler = SIG_IGN}, old_usr2;
+
+        assert_true(leaked > 2);
+        snprintf(script, sizeof(script),
+                 "while read -r line; do\n"
+                 "    blk=$(sed -n 's/^SigBlk:[[:space:]]*//p' /proc/$$/status)\n"
+                 "    ign=$(sed -n 's/^SigIgn:[[:space:]]*//p' /proc/$$/status)\n"
+                 "    fd=closed; [ -e /proc/$$/fd/%d ] && fd=open\n"
+                 "    if [ \"$blk $ign $fd\" = '0000000000000000 0000000000000000 closed' ]; then\n"
+                 "        echo '{\"targets\": {\"web\": 1073741824}}'\n"
+                 "    else echo \"{\\\"targets\\\": {\\\"blocked $blk ignored $ign fd $fd\\\": "
+                 "1}}\"; fi\n"
+                 "done\n",
+                 leaked);
+        sigemptyset(&usr1);
+        sigaddset(&usr1, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &usr1, &old_mask);
+        sigaction(SIGUSR2, &ign, &old_usr2);
+        start(f, "clean.sh", script, "exec /bin/sh");
+        int r = decide(f, 0);
+        if (r != 0)
+                fail_msg("the policy inherited too much: %d %s", r, f->err);
+        assert_int_equal(f->vms[0].external_bytes, GIB);
+
+        /* With no standard input of its own the caller's pipes may take fds 0 and 1. */
+        int saved_in = dup(STDIN_FILENO), saved_out = dup(STDOUT_FILENO);
+        assert_true(saved_in > 2 && saved_out > 2);
+        fflush(stdout); /* the test's own output (TAP) goes nowhere meanwhile */
+        close(STDIN_FILENO);
+        close(STDOUT_FILENO);
+        start(f, "clean2.sh", script, "exec /bin/sh");
+        r = decide(f, 0);
+        uint64_t got = f->vms[0].external_bytes;
+        policy_exec_free(f->pe); /* its pipes are fds 0 and 1 here */
+        f->pe = NULL;
+        dup2(saved_in, STDIN_FILENO);
+        dup2(saved_out, STDOUT_FILENO);
+        close(saved_in);
+        close(saved_out);
+        if (r != 0)
+                fail_msg("the policy got the wrong pipes: %d %s", r, f->err);
+        assert_int_equal(got, GIB);
+
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
+        sigaction(SIGUSR2, &old_usr2, NULL);
+        close(leaked);
+}
+
 static void slow_start_gets_more_time(void **state)
 {
         struct fx *f = *state;
@@ -522,6 +583,7 @@ int main(void)
             T(parse_reply_accepts_good_lines),
             T(reply_in_pieces),
             T(process_that_exits),
+            T(child_inherits_nothing_else),
             T(slow_start_gets_more_time),
             T(process_that_hangs_is_killed),
             T(oversized_reply_is_refused),
