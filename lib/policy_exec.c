@@ -304,7 +304,13 @@ int policy_exec_parse_targets(const char *line, size_t len,
                         snprintf(err, errlen, "target for \"%.64s\" is not a byte count", name);
                         goto out;
                 }
-                set(ctx, slot, (uint64_t)json_integer_value(value));
+                /*
+                 * 0 is a target like any other, below every minimum: the VM goes to
+                 * its minimum. external_bytes 0 means "not named, keep", so it is
+                 * stored as 1 byte, which rounds and clamps to the same.
+                 */
+                uint64_t bytes = (uint64_t)json_integer_value(value);
+                set(ctx, slot, bytes ? bytes : 1);
         }
         r = 0;
 out:

@@ -369,6 +369,9 @@ static void parse_reply_accepts_good_lines(void **state)
             policy_exec_parse_reply(line, strlen(line), f->vms, N_VMS, why, sizeof(why)), 0);
         assert_int_equal(f->vms[1].external_bytes, 3 * GIB);
         assert_int_equal(f->vms[0].external_bytes, 0);
+        /* 0 is proposed (the policy clamps it to the minimum); only a VM not named keeps. */
+        assert_int_not_equal(f->vms[2].external_bytes, 0);
+        assert_true(f->vms[2].external_bytes <= f->vms[2].settings.block_bytes);
         line = "{\"targets\": {}}";
         assert_int_equal(
             policy_exec_parse_reply(line, strlen(line), f->vms, N_VMS, why, sizeof(why)), 0);
