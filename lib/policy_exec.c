@@ -390,12 +390,25 @@ static int fail(struct policy_exec *pe, uint64_t now_ms, int r)
         return r;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
+/*
+ * Write to the process's input (non-blocking) as it reads, until the
+ * deadline: a request larger than a pipe holds must not wait for ever on a
+ * process that does not read. 0, -ETIMEDOUT or the write's error.
+ */
+static int write_all(int fd, const char *buf, size_t len, uint64_t deadline)
 {
         while (len > 0) {
                 ssize_t w = write(fd, buf, len);
                 if (w < 0 && errno == EINTR)
                         continue;
+                if (w < 0 && errno == EAGAIN) {
+                        uint64_t now = mono_ms();
+                        if (now >= deadline)
+                                return -ETIMEDOUT;
+                        poll(&(struct pollfd){.fd = fd, .events = POLLOUT}, 1,
+                             (int)(deadline - now));
+                        continue;
+                }
                 if (w < 0)
                         return -errno;
                 buf += w, len -= (size_t)w;
@@ -411,10 +424,10 @@ static void child_status(struct policy_exec *pe, char *how, size_t len)
                 snprintf(how, len, "closed its output");
 }
 
-/* Send the request line; 0, or the failure (reported in err). */
+/* Send the request line by the deadline; 0, or the failure (reported in err). */
 static int send_waiting(struct policy_exec *pe, const struct policy_host *host,
-                        const struct policy_vm *vms, size_t n, uint64_t now_ms, char *err,
-                        size_t errlen)
+                        const struct policy_vm *vms, size_t n, uint64_t now_ms, int timeout,
+                        uint64_t deadline, char *err, size_t errlen)
 {
         char how[64];
         char *req = policy_exec_request(host, vms, n, now_ms);
@@ -424,14 +437,23 @@ static int send_waiting(struct policy_exec *pe, const struct policy_host *host,
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
         }
-        /* Drop anything stale the process wrote since the last decision. */
+        /*
+         * Drop anything stale the process wrote since the last decision, up to
+         * what it could have written meanwhile: one that writes without end
+         * does not hold the decision here (its lines are then read as the reply).
+         */
         char drain[4096];
-        while (read(pe->from_child, drain, sizeof(drain)) > 0)
+        for (int i = 0; i < 256 && read(pe->from_child, drain, sizeof(drain)) > 0; i++)
                 ;
-        r = write_all(pe->to_child, req, strlen(req));
+        r = write_all(pe->to_child, req, strlen(req), deadline);
         if (r == 0)
-                r = write_all(pe->to_child, "\n", 1);
+                r = write_all(pe->to_child, "\n", 1, deadline);
         free(req);
+        if (r == -ETIMEDOUT) {
+                snprintf(err, errlen, "policy \"%s\" did not read its request within %d ms; killed",
+                         pe->command, timeout);
+                return fail(pe, now_ms, r);
+        }
         if (r < 0) {
                 child_status(pe, how, sizeof(how));
                 snprintf(err, errlen, "policy \"%s\" %s", pe->command, how);
@@ -453,7 +475,12 @@ static int decide_waiting(struct policy_exec *pe, const struct policy_host *host
         if (fresh && (r = policy_exec_start_child(pe, err, errlen)) < 0)
                 return fail(pe, now_ms, r);
         pe->failed = false;
-        if ((r = send_waiting(pe, host, vms, n, now_ms, err, errlen)) < 0)
+        if (fresh)
+                fcntl(pe->to_child, F_SETFL, O_NONBLOCK);
+        /* A process just started may first need to load its interpreter. */
+        int timeout = fresh ? POLICY_EXEC_START_TIMEOUT_MS : POLICY_EXEC_TIMEOUT_MS;
+        uint64_t deadline = mono_ms() + (uint64_t)timeout;
+        if ((r = send_waiting(pe, host, vms, n, now_ms, timeout, deadline, err, errlen)) < 0)
                 return r;
         size_t cap = policy_exec_line_cap(n);
         char *buf = malloc(cap);
@@ -461,9 +488,7 @@ static int decide_waiting(struct policy_exec *pe, const struct policy_host *host
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
         }
-        /* A process just started may first need to load its interpreter. */
-        int timeout = fresh ? POLICY_EXEC_START_TIMEOUT_MS : POLICY_EXEC_TIMEOUT_MS;
-        ssize_t len = read_line(pe, buf, cap, mono_ms() + (uint64_t)timeout);
+        ssize_t len = read_line(pe, buf, cap, deadline);
         if (len == -ETIMEDOUT) {
                 snprintf(err, errlen, "policy \"%s\" did not answer within %d ms; killed",
                          pe->command, timeout);

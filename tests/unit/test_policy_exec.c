@@ -19,6 +19,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "mono.h"
 #include "policy_exec.h"
 #include "testutil.h"
 
@@ -506,6 +507,34 @@ static void child_inherits_nothing_else(void **state)
         close(leaked);
 }
 
+/* A request larger than a pipe holds, to a process that never reads it: not waited for. */
+static void process_that_does_not_read_is_killed(void **state)
+{
+        struct fx *f = *state;
+        enum { MANY = 1000 };
+        struct policy_vm *vms = calloc(MANY, sizeof(*vms));
+        char(*names)[100] = calloc(MANY, sizeof(*names));
+
+        assert_non_null(vms);
+        assert_non_null(names);
+        for (size_t i = 0; i < MANY; i++) {
+                snprintf(names[i], sizeof(names[i]), "a-vm-with-a-long-name-%070zu", i);
+                vms[i] = f->vms[0];
+                vms[i].name = names[i];
+        }
+        char *req = policy_exec_request(&f->host, vms, MANY, 0);
+        assert_true(strlen(req) > 2 * 65536); /* more than a pipe holds */
+        free(req);
+        start_command(f, "exec sleep 30");
+        uint64_t t0 = mono_ms();
+        int r = policy_exec_decide(f->pe, &f->host, vms, MANY, 0, f->err, sizeof(f->err));
+        assert_int_equal(r, -ETIMEDOUT);
+        assert_non_null(strstr(f->err, "did not read its request"));
+        assert_true(mono_ms() - t0 < POLICY_EXEC_START_TIMEOUT_MS + 2000);
+        free(vms);
+        free(names);
+}
+
 static void slow_start_gets_more_time(void **state)
 {
         struct fx *f = *state;
@@ -587,6 +616,7 @@ int main(void)
             T(reply_in_pieces),
             T(process_that_exits),
             T(child_inherits_nothing_else),
+            T(process_that_does_not_read_is_killed),
             T(slow_start_gets_more_time),
             T(process_that_hangs_is_killed),
             T(oversized_reply_is_refused),
