@@ -122,8 +122,9 @@ static const struct key_spec policy_keys[] = {
      NO_FLAG},
     {"probe_step_permille", KEY_U32, offsetof(struct policy_tunables, probe_step_permille), 1, 500,
      NO_FLAG},
+    /* Above 100 % the VMs want more than the host: scarcity, where nothing is probed. */
     {"probe_contention_percent", KEY_U32,
-     offsetof(struct policy_tunables, probe_contention_percent), 0, 1000, NO_FLAG},
+     offsetof(struct policy_tunables, probe_contention_percent), 0, 100, NO_FLAG},
     {"probe_fine_percent", KEY_U32, offsetof(struct policy_tunables, probe_fine_percent), 0, 100,
      NO_FLAG},
     {"stall_backoff_max", KEY_U32, offsetof(struct policy_tunables, stall_backoff_max), 1, 64,

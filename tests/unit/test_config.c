@@ -334,6 +334,8 @@ static void out_of_range_values(void **state)
         expect_error_at("[policy]\nshrink_step_percent = 0\n", 2, "shrink_step_percent");
         expect_error_at("[policy]\nshrink_step_percent = 101\n", 2, "in 1..100");
         expect_error_at("[policy]\nprobe_max_percent = 91\n", 2, "in 0..90");
+        /* Probing needs the VMs to want this share of the host and no more than all of it. */
+        expect_error_at("[policy]\nprobe_contention_percent = 101\n", 2, "in 0..100");
         expect_error_at("[policy]\nstall_threshold_permille = 0\n", 2, "in 1..1000");
         expect_error_at("[policy]\nprobe_step_permille = 501\n", 2, "in 1..500");
         expect_error_at("[policy]\nshrink_delay = 25h\n", 2, "is outside");
