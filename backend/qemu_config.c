@@ -4,6 +4,7 @@
  * refuse anything that touches memory or the devices dynmem owns).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -286,6 +287,25 @@ static void check_file(struct parse_ctx *x, unsigned line, const char *key, cons
                 problem(x, line, "%s %s: not a regular file", key, path);
 }
 
+/*
+ * The disk is handed to QEMU open read-write (qemu_handover.c): one dynmemd
+ * cannot open so (read-only file or file system, no write permission) would
+ * only fail the start. Opened, not access()ed, so that it is the same test.
+ */
+static void check_disk_writable(struct parse_ctx *x, unsigned line, const char *path)
+{
+        struct stat st;
+        int fd;
+
+        if (stat(path, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+                return; /* said by check_file() */
+        if ((fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC)) < 0)
+                problem(x, line, "disk %s: %s (it is opened for writing, the guest's disk)", path,
+                        strerror(errno));
+        else
+                close(fd);
+}
+
 /* A path key: resolved against the config's folder, or NULL when not given. */
 static char *path_key(struct parse_ctx *x, const char *key, bool block_ok)
 {
@@ -339,9 +359,12 @@ static void parse_images(struct parse_ctx *x, const char *image_dir, struct qemu
         c->initrd = path_key(x, "initrd", false);
         c->disk = path_key(x, "disk", true);
         if (c->disk && x->check_files && access(c->disk, R_OK) == 0) {
+                unsigned line = config_vm_key(x->cvm, "disk")->line;
                 char why[512];
                 if (qemu_disk_check(c->disk, why, sizeof(why)) < 0)
-                        problem(x, config_vm_key(x->cvm, "disk")->line, "%s", why);
+                        problem(x, line, "%s", why);
+                else
+                        check_disk_writable(x, line, c->disk);
         }
         if (!config_vm_key(x->cvm, "kernel")) {
                 const struct config_kv *ini = config_vm_key(x->cvm, "initrd");

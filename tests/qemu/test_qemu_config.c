@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/capability.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -752,6 +754,37 @@ static void bad_keys_are_reported_with_file_and_line(void **state)
         assert_true(diag_has(k, 2, "fake.qcow2: not a qcow2 image"));
 }
 
+/*
+ * The disk is opened read-write at each start: one dynmemd may read but not
+ * write is a problem when the config is read. Checked without capabilities
+ * (as dynmemd runs), in a child, so that root's override does not apply.
+ */
+static void a_disk_that_cannot_be_written_is_refused(void **state)
+{
+        struct keys *k = *state;
+        struct qemu_vm_config c;
+        char path[512];
+        int status;
+        pid_t pid;
+
+        write_file(k->dir, "ro.img", "raw disk");
+        write_file(k->dir, "rw.img", "raw disk");
+        snprintf(path, sizeof(path), "%s/ro.img", k->dir);
+        assert_int_equal(chmod(path, 0444), 0);
+        assert_int_equal(parse(k, "[vm \"web\"]\ndisk = rw.img\n", true, &c), 0);
+        qemu_config_free(&c);
+        if ((pid = fork()) == 0) {
+                cap_t none = cap_init();
+                bool ok = none && cap_set_proc(none) == 0 &&
+                          parse(k, "[vm \"web\"]\n\ndisk = ro.img\n", true, &c) == -EINVAL &&
+                          diag_has(k, 3, "ro.img: Permission denied");
+                _exit(ok ? 0 : 1);
+        }
+        assert_true(pid > 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 static void a_missing_bundled_image_says_so(void **state)
 {
         struct keys *k = *state;
@@ -1219,6 +1252,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(own_kernel_paths_are_relative_to_the_config, keys_setup,
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(bad_keys_are_reported_with_file_and_line, keys_setup,
+                                            keys_teardown),
+            cmocka_unit_test_setup_teardown(a_disk_that_cannot_be_written_is_refused, keys_setup,
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(a_missing_bundled_image_says_so, keys_setup,
                                             keys_teardown),
