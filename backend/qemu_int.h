@@ -346,7 +346,10 @@ void qemu_probe_cache_free(struct qemu_backend *qb);
 
 /* ---- the process (qemu_proc.c) ---- */
 
-/* Resolve a binary name through PATH (or check a path). 0 or -ENOENT/-EACCES. */
+/*
+ * Resolve a binary name through PATH's absolute folders (or check a path):
+ * 0 with an absolute path for a name, or -ENOENT/-EACCES.
+ */
 int qemu_proc_find_binary(const char *name, char **ret_path);
 
 /* 1 when the process behind pidfd has exited (reaped if it was our child), 0 if alive. */

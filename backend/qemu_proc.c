@@ -51,7 +51,10 @@ int qemu_proc_find_binary(const char *name, char **ret_path)
         if (!(dirs = strdup(env && *env ? env : "/usr/local/bin:/usr/bin:/bin")))
                 return -ENOMEM;
         for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-                if (asprintf(&out, "%s/%s", *d ? d : ".", name) < 0) {
+                /* A relative folder would be dynmemd's working folder's: never looked in. */
+                if (d[0] != '/')
+                        continue;
+                if (asprintf(&out, "%s/%s", d, name) < 0) {
                         r = -ENOMEM;
                         break;
                 }

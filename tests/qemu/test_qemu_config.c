@@ -785,6 +785,36 @@ static void a_disk_that_cannot_be_written_is_refused(void **state)
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* A name is looked up in PATH's absolute folders only: the launcher takes no relative path. */
+static void a_binary_is_found_in_absolute_path_folders_only(void **state)
+{
+        struct keys *k = *state;
+        char *old = getenv("PATH") ? strdup(getenv("PATH")) : NULL, *found = NULL, cwd[512],
+             path[600];
+
+        assert_non_null(getcwd(cwd, sizeof(cwd)));
+        snprintf(path, sizeof(path), "%s/bin", k->dir);
+        assert_int_equal(mkdir(path, 0755), 0);
+        write_file(path, "fake-qemu", "#!/bin/sh\n");
+        snprintf(path, sizeof(path), "%s/bin/fake-qemu", k->dir);
+        assert_int_equal(chmod(path, 0755), 0);
+        assert_int_equal(chdir(k->dir), 0);
+        setenv("PATH", "bin:.", 1);
+        assert_int_equal(qemu_proc_find_binary("fake-qemu", &found), -ENOENT);
+        snprintf(path, sizeof(path), "bin:%s/bin", k->dir);
+        setenv("PATH", path, 1);
+        assert_int_equal(qemu_proc_find_binary("fake-qemu", &found), 0);
+        snprintf(path, sizeof(path), "%s/bin/fake-qemu", k->dir);
+        assert_string_equal(found, path);
+        free(found);
+        assert_int_equal(chdir(cwd), 0);
+        if (old)
+                setenv("PATH", old, 1);
+        else
+                unsetenv("PATH");
+        free(old);
+}
+
 static void a_missing_bundled_image_says_so(void **state)
 {
         struct keys *k = *state;
@@ -1255,6 +1285,8 @@ int main(void)
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(a_disk_that_cannot_be_written_is_refused, keys_setup,
                                             keys_teardown),
+            cmocka_unit_test_setup_teardown(a_binary_is_found_in_absolute_path_folders_only,
+                                            keys_setup, keys_teardown),
             cmocka_unit_test_setup_teardown(a_missing_bundled_image_says_so, keys_setup,
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(a_backend_without_directories_only_checks, keys_setup,
