@@ -159,6 +159,7 @@ static const struct {
     {"-set", "it can change any device, dynmem's included"},
     {"-incoming", "dynmem starts VMs fresh"},
     {"-S", "dynmem expects the guest to run"},
+    {"-preconfig", "dynmem expects the guest to run"},
     {"-no-shutdown", "dynmem expects QEMU to exit when the guest powers off"},
     {"-kernel", "use the kernel key"},
     {"-initrd", "use the initrd key"},
@@ -226,12 +227,35 @@ static int check_word(const char *w, char *err, size_t errlen)
         return 0;
 }
 
+/* -action shutdown=pause is -no-shutdown (QEMU 6.0 and later). */
+static bool pauses_at_shutdown(const char *option, const char *value)
+{
+        const char *p = value;
+
+        if (strcmp(option, "-action") != 0 && strcmp(option, "--action") != 0)
+                return false;
+        while ((p = strstr(p, "shutdown=pause"))) {
+                size_t end = strlen("shutdown=pause");
+                if ((p == value || p[-1] == ',') && (p[end] == '\0' || p[end] == ','))
+                        return true;
+                p++;
+        }
+        return false;
+}
+
 int qemu_args_check(char *const *words, size_t n, char *err, size_t errlen)
 {
         for (size_t i = 0; i < n; i++) {
                 int r = check_word(words[i], err, errlen);
                 if (r < 0)
                         return r;
+                if (i + 1 < n && pauses_at_shutdown(words[i], words[i + 1])) {
+                        snprintf(err, errlen,
+                                 "qemu_args may not use %s %s: dynmem expects QEMU to exit when "
+                                 "the guest powers off",
+                                 words[i], words[i + 1]);
+                        return -EPERM;
+                }
         }
         return 0;
 }

@@ -109,6 +109,10 @@ static void args_touching_memory_or_dynmem_devices_are_refused(void **state)
             "-sandbox off",
             "-S",
             "-no-shutdown",
+            "-action shutdown=pause",
+            "--action reboot=shutdown,shutdown=pause",
+            "-preconfig",
+            "--preconfig",
             "-runas nobody",
             "-machine q35",
             "-M pc-i440fx-8.0",
@@ -117,6 +121,7 @@ static void args_touching_memory_or_dynmem_devices_are_refused(void **state)
             "-netdev user,id=n0 -device virtio-net-pci,netdev=n0",
             "-drive file=/var/lib/dm-1.img,if=virtio,format=raw",
             "-no-reboot -cpu max",
+            "-action reboot=shutdown,panic=exit-failure",
             "-device virtio-rng-pci -rtc base=utc",
             "-chardev socket,id=mon1,path=/tmp/x,,dm-1,server=on,wait=off",
         };
