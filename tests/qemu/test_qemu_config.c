@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -598,7 +599,7 @@ struct keys {
 
 static void write_file(const char *dir, const char *name, const char *text)
 {
-        char path[512];
+        char path[PATH_MAX];
         FILE *f;
 
         snprintf(path, sizeof(path), "%s/%s", dir, name);
