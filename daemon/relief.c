@@ -144,6 +144,7 @@ static void move_over(struct relief *r, int status)
         event_free(m->ev);
         close(m->fd);
         *m = (struct move){.fd = -1};
+        relief_ended(&r->st); /* the host was short all along the move: that does not count */
 }
 
 static void on_output(evutil_socket_t fd, short what, void *arg)

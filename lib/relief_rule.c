@@ -24,6 +24,11 @@ void relief_tried(struct relief_state *s, const struct relief_rule *rule, uint64
         s->tries++;
 }
 
+void relief_ended(struct relief_state *s)
+{
+        s->short_since_ms = 0;
+}
+
 uint64_t relief_short_for(const struct relief_state *s, uint64_t now_ms)
 {
         return s->short_since_ms && now_ms > s->short_since_ms ? now_ms - s->short_since_ms : 0;

@@ -10,7 +10,9 @@
  *              starts the count again;
  *   no flapping after a move is tried (done, failed or found no room)
  *              nothing is tried for cooldown, and the shortage must then be
- *              sustained anew; a VM that arrived by migration less than
+ *              sustained anew, counted from the end of the move (the host
+ *              stays short while a VM is on its way, which must not count
+ *              toward moving the next); a VM that arrived by migration less than
  *              cooldown ago is not moved (no ping-pong between two hosts);
  *   the pick   among the VMs that may move, the lowest weight first, then
  *              the least memory to copy (what it holds); it goes to the peer
@@ -44,6 +46,12 @@ bool relief_due(struct relief_state *s, const struct relief_rule *rule, bool is_
 
 /* A move was tried (whatever came of it): cooldown, and the shortage counts anew. */
 void relief_tried(struct relief_state *s, const struct relief_rule *rule, uint64_t now_ms);
+
+/*
+ * The move tried has ended (done or failed): the shortage it was to relieve
+ * counts anew from the next verdict, however long the move took.
+ */
+void relief_ended(struct relief_state *s);
 
 /* How long the current shortage has lasted at now_ms (0: not short). */
 uint64_t relief_short_for(const struct relief_state *s, uint64_t now_ms);

@@ -1,8 +1,9 @@
 /*
  * Tests for the relief rule (lib/relief_rule): when a shortage is sustained
  * enough to move a VM (continuous, out of the cooldown, never twice for one
- * shortage) and which VM goes where (lowest weight that fits, then least
- * memory to copy, to the peer with the most room).
+ * shortage, not counted through a move under way) and which VM goes where
+ * (lowest weight that fits, then least memory to copy, to the peer with the
+ * most room).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -73,6 +74,28 @@ static void the_cooldown_holds_even_for_a_new_long_shortage(void **state)
         assert_int_equal(first_due(&s, true, 310000, 320000), 310000);
 }
 
+/*
+ * A move longer than both cooldown and shortage_for: the host stays short
+ * while the VM is on its way, but the next move needs a shortage sustained
+ * after this one ended, not one counted through it.
+ */
+static void a_long_move_does_not_count_toward_the_next(void **state)
+{
+        struct relief_state s = {0};
+
+        (void)state;
+        uint64_t t = first_due(&s, true, 1000, 100000);
+        assert_int_equal(t, 61000);
+        relief_tried(&s, &rule, t);
+        /* the move runs 10 min, short all along (the daemon ignores a due move meanwhile) */
+        uint64_t end = t + 600000;
+        assert_int_equal(first_due(&s, true, t + 1000, end - 1000), t + 300000);
+        relief_ended(&s);
+        assert_int_equal(relief_short_for(&s, end), 0);
+        assert_int_equal(first_due(&s, true, end, end + 59000), 0);
+        assert_int_equal(first_due(&s, true, end + 60000, end + 70000), end + 60000);
+}
+
 /* ---- the pick ---- */
 
 static void lowest_weight_that_fits_goes(void **state)
@@ -133,6 +156,7 @@ int main(void)
             cmocka_unit_test(one_cycle_without_shortage_starts_the_count_again),
             cmocka_unit_test(after_a_try_the_cooldown_and_a_new_shortage),
             cmocka_unit_test(the_cooldown_holds_even_for_a_new_long_shortage),
+            cmocka_unit_test(a_long_move_does_not_count_toward_the_next),
             cmocka_unit_test(lowest_weight_that_fits_goes),
             cmocka_unit_test(nothing_fits_nothing_moves),
             cmocka_unit_test(a_peer_with_just_enough_room_takes_it),
