@@ -11,9 +11,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "daemon.h"
 #include "dynmem-config.h"
 #include "events.h"
@@ -24,6 +26,7 @@
 
 #define ARRIVALS_MAX 256   /* VMs remembered as lately arrived */
 #define OUTPUT_MAX   16384 /* what is kept of a move's output */
+#define NO_MOVE      ((struct move){.fd = -1, .pidfd = -1})
 
 struct arrival {
         char name[VM_NAME_MAX];
@@ -31,9 +34,11 @@ struct arrival {
 };
 
 struct move {
-        pid_t pid; /* 0: none */
-        int fd;
-        struct event *ev;
+        pid_t pid;             /* 0: none */
+        int pidfd;             /* readable once it exited: the move is over */
+        int fd;                /* its output, -1 once closed */
+        struct event *ev;      /* on fd */
+        struct event *exit_ev; /* on pidfd */
         char vm[VM_NAME_MAX];
         char peer[CONFIG_NAME_MAX];
         uint64_t bytes, started_ms;
@@ -124,13 +129,24 @@ static void summary(const struct move *m, char *buf, size_t len)
         json_decref(o);
 }
 
-static void move_over(struct relief *r, int status)
+/* Its output closed, or the move is over: no more reading. */
+static void output_closed(struct move *m)
+{
+        if (m->ev)
+                event_free(m->ev);
+        if (m->fd >= 0)
+                close(m->fd);
+        m->ev = NULL;
+        m->fd = -1;
+}
+
+static void move_over(struct relief *r, bool ok)
 {
         struct move *m = &r->move;
         struct registry_entry *e = registry_find(&r->d->reg, m->vm);
         char text[200];
 
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        if (ok) {
                 r->count.done++;
                 summary(m, text, sizeof(text));
                 say(r, e ? &e->vm : NULL, m->bytes, LOG_NOTICE, "%s now runs on %s (%s)", m->vm,
@@ -141,35 +157,66 @@ static void move_over(struct relief *r, int status)
                 say(r, e ? &e->vm : NULL, m->bytes, LOG_WARNING, "moving %s to %s failed: %s",
                     m->vm, m->peer, text[0] ? text : "dynmem migrate did not say why");
         }
-        event_free(m->ev);
-        close(m->fd);
-        *m = (struct move){.fd = -1};
+        output_closed(m);
+        if (m->exit_ev)
+                event_free(m->exit_ev);
+        close(m->pidfd);
+        *m = NO_MOVE;
         relief_ended(&r->st); /* the host was short all along the move: that does not count */
 }
 
-static void on_output(evutil_socket_t fd, short what, void *arg)
+/* Read what the child wrote (the pipe does not block): 1 read, -1 nothing yet, 0 closed. */
+static int read_output(struct move *m)
 {
-        struct relief *r = arg;
-        struct move *m = &r->move;
         char buf[4096];
-        ssize_t n = read(fd, buf, sizeof(buf));
-        int status = 0;
+        ssize_t n = read(m->fd, buf, sizeof(buf));
 
-        (void)what;
         if (n > 0) {
                 size_t keep =
                     m->out_len + (size_t)n < OUTPUT_MAX ? (size_t)n : OUTPUT_MAX - 1 - m->out_len;
                 memcpy(m->out + m->out_len, buf, keep);
                 m->out_len += keep;
                 m->out[m->out_len] = '\0';
+                return 1;
+        }
+        return n < 0 && (errno == EINTR || errno == EAGAIN) ? -1 : 0;
+}
+
+static void on_output(evutil_socket_t fd, short what, void *arg)
+{
+        struct relief *r = arg;
+
+        (void)fd, (void)what;
+        if (read_output(&r->move) == 0)
+                output_closed(&r->move); /* its exit, not this, ends the move */
+}
+
+/*
+ * The child exited (its pidfd became readable): reaped here, without
+ * waiting, and what it wrote before is read. A child that closed its output
+ * early, or left it open to one of its own, is reaped all the same.
+ */
+static void on_exit_ev(evutil_socket_t fd, short what, void *arg)
+{
+        struct relief *r = arg;
+        struct move *m = &r->move;
+        siginfo_t si = {0};
+
+        (void)what;
+        if (waitid((idtype_t)P_PIDFD, (id_t)fd, &si, WEXITED | WNOHANG) < 0) {
+                if (errno == EINTR) {
+                        event_add(m->exit_ev, NULL);
+                        return;
+                }
+                si.si_code = 0; /* not ours to reap: a failure */
+        } else if (si.si_pid == 0) {
+                event_add(m->exit_ev, NULL); /* not yet */
                 return;
         }
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-                return;
-        /* its output closed: it is exiting */
-        if (waitpid(m->pid, &status, 0) != m->pid)
-                status = -1;
-        move_over(r, status);
+        /* What it wrote before it exited is in the pipe: read it all, without waiting. */
+        for (int i = 0; m->fd >= 0 && i < OUTPUT_MAX / 4096 + 2 && read_output(m) == 1; i++) {
+        }
+        move_over(r, si.si_code == CLD_EXITED && si.si_status == 0);
 }
 
 static int spawn(struct relief *r, const char *vm, const struct peer_view *peer)
@@ -193,26 +240,37 @@ static int spawn(struct relief *r, const char *vm, const struct peer_view *peer)
                 return -e;
         }
         if (pid == 0) {
+                /* Only async-signal-safe calls: dynmemd may have threads. */
                 int null = open("/dev/null", O_RDONLY);
                 if (null < 0 || dup2(null, 0) < 0 || dup2(fds[1], 1) < 0 || dup2(fds[1], 2) < 0)
                         _exit(127);
                 closefrom(3);
-                signal(SIGPIPE, SIG_DFL);
+                child_default_signals(); /* nothing blocked or ignored that dynmemd was */
                 execv(argv[0], (char *const *)argv);
                 dprintf(2, "dynmem: cannot run %s: %s\n", argv[0], strerror(errno));
                 _exit(127);
         }
         close(fds[1]);
-        r->move = (struct move){.pid = pid, .fd = fds[0], .started_ms = mono_ms()};
-        r->move.ev = event_new(d->base, fds[0], EV_READ | EV_PERSIST, on_output, r);
-        if (!r->move.ev || event_add(r->move.ev, NULL) < 0) {
+        fcntl(fds[0], F_SETFL, O_NONBLOCK);
+        struct move *m = &r->move;
+        *m = (struct move){
+            .pid = pid, .pidfd = pidfd_open(pid, 0), .fd = fds[0], .started_ms = mono_ms()};
+        int err = m->pidfd < 0 ? errno : ENOMEM;
+        if (m->pidfd >= 0) {
+                m->ev = event_new(d->base, m->fd, EV_READ | EV_PERSIST, on_output, r);
+                m->exit_ev = event_new(d->base, m->pidfd, EV_READ, on_exit_ev, r);
+        }
+        if (!m->ev || !m->exit_ev || event_add(m->ev, NULL) < 0 ||
+            event_add(m->exit_ev, NULL) < 0) {
                 kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                close(fds[0]);
-                if (r->move.ev)
-                        event_free(r->move.ev);
-                r->move = (struct move){.fd = -1};
-                return -ENOMEM;
+                waitpid(pid, NULL, 0); /* just started, killed: it goes at once */
+                output_closed(m);
+                if (m->exit_ev)
+                        event_free(m->exit_ev);
+                if (m->pidfd >= 0)
+                        close(m->pidfd);
+                *m = NO_MOVE;
+                return -err;
         }
         snprintf(r->move.vm, sizeof(r->move.vm), "%s", vm);
         snprintf(r->move.peer, sizeof(r->move.peer), "%s", peer->name);
@@ -381,7 +439,7 @@ int relief_init(struct daemon *d)
         r->d = d;
         r->enabled = c->relief;
         r->rule = (struct relief_rule){c->shortage_for_ms, c->cooldown_ms};
-        r->move.fd = -1;
+        r->move = NO_MOVE;
         ret = peers_new(d->base, c, on_answered, r, &r->peers, err, sizeof(err));
         if (ret < 0) {
                 log_msg(LOG_ERR, "[cluster]: %s", err);
@@ -406,9 +464,10 @@ void relief_free(struct daemon *d)
         if (!r)
                 return;
         if (r->move.pid) { /* the migration itself is libvirt's: it goes on */
-                event_free(r->move.ev);
-                close(r->move.fd);
-                waitpid(r->move.pid, NULL, WNOHANG);
+                output_closed(&r->move);
+                event_free(r->move.exit_ev);
+                waitid((idtype_t)P_PIDFD, (id_t)r->move.pidfd, &(siginfo_t){0}, WEXITED | WNOHANG);
+                close(r->move.pidfd);
         }
         peers_free(r->peers);
         free(r);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "policy_exec_int.h"
 
 int policy_exec_new(const char *command, struct policy_exec **ret, char *err, size_t errlen)
@@ -130,18 +131,12 @@ void policy_exec_free(struct policy_exec *pe)
  */
 static void __attribute__((noreturn)) exec_child(int in, int out, const char *command)
 {
-        struct sigaction dfl = {.sa_handler = SIG_DFL};
-        sigset_t none;
-
         /* Above 2 first, so that neither pipe is overwritten by the other's dup2. */
         if ((in = fcntl(in, F_DUPFD, 3)) < 0 || (out = fcntl(out, F_DUPFD, 3)) < 0 ||
             dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0)
                 _exit(127);
         closefrom(3);
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        for (int sig = 1; sig < NSIG; sig++)
-                sigaction(sig, &dfl, NULL); /* fails harmlessly for SIGKILL, SIGSTOP */
+        child_default_signals();
         execl("/bin/sh", "sh", "-c", command, (char *)NULL);
         _exit(127);
 }
