@@ -463,11 +463,10 @@ void relief_free(struct daemon *d)
 
         if (!r)
                 return;
-        if (r->move.pid) { /* the migration itself is libvirt's: it goes on */
+        if (r->move.pid) { /* the migration itself is libvirt's: it goes on, reaped when over */
                 output_closed(&r->move);
                 event_free(r->move.exit_ev);
-                waitid((idtype_t)P_PIDFD, (id_t)r->move.pidfd, &(siginfo_t){0}, WEXITED | WNOHANG);
-                close(r->move.pidfd);
+                child_reap_later(r->d->base, r->move.pidfd);
         }
         peers_free(r->peers);
         free(r);

@@ -95,16 +95,13 @@ static void stop_child_waiting(struct policy_exec *pe)
         }
 }
 
-void policy_exec_abandon_child(struct policy_exec *pe)
+void policy_exec_abandon_child(struct policy_exec *pe, struct event_base *base)
 {
-        char how[64];
-
         policy_exec_kill_child(pe);
-        if (pe->pid >= 0 && !policy_exec_reap(pe, how, sizeof(how))) {
-                close(pe->pidfd);
-                pe->pidfd = -1;
-                pe->pid = -1;
-        }
+        if (pe->pid >= 0)
+                child_reap_later(base, pe->pidfd);
+        pe->pidfd = -1;
+        pe->pid = -1;
 }
 
 void policy_exec_free(struct policy_exec *pe)
@@ -112,8 +109,9 @@ void policy_exec_free(struct policy_exec *pe)
         if (!pe)
                 return;
         if (pe->loop) { /* freed from the loop (a reload, the end): do not wait there */
+                struct event_base *base = pe->loop->base;
                 policy_exec_loop_free(pe);
-                policy_exec_abandon_child(pe);
+                policy_exec_abandon_child(pe, base);
         } else {
                 stop_child_waiting(pe);
         }

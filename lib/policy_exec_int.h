@@ -66,8 +66,11 @@ int policy_exec_start_child(struct policy_exec *pe, char *err, size_t errlen);
 /* Close the pipes and SIGKILL the child; it still has to be reaped (pe->pid stays). */
 void policy_exec_kill_child(struct policy_exec *pe);
 
-/* Kill the child and forget it, reaped if it went at once, else left a zombie. */
-void policy_exec_abandon_child(struct policy_exec *pe);
+/*
+ * Kill the child and forget it without waiting: reaped now if it went at
+ * once, else by base's loop when it goes (child_reap_later).
+ */
+void policy_exec_abandon_child(struct policy_exec *pe, struct event_base *base);
 
 /*
  * Reap the child if it has exited, without waiting: 1 and a phrase in how

@@ -255,7 +255,7 @@ static int start_process(struct policy_exec *pe, char *err, size_t errlen)
                 free_event(&l->read_ev);
                 free_event(&l->write_ev);
                 free_event(&l->pid_ev);
-                policy_exec_abandon_child(pe);
+                policy_exec_abandon_child(pe, l->base);
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
         }

@@ -3,8 +3,9 @@
  * their own: a host short of memory for one VM, a peer (a small HTTP server
  * in the same loop) with room for it, and a stand-in for `dynmem migrate`
  * ($DYNMEM_CLI, a shell script). The loop must never wait for the move's
- * child, the child starts with default signals, and the shortage counts anew
- * once a move ended, however long it took.
+ * child, the child starts with default signals, the shortage counts anew
+ * once a move ended, however long it took, and a move left running when
+ * relief is freed is reaped once over.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -246,11 +247,61 @@ static void the_shortage_counts_anew_after_a_move(void **state)
         teardown(f);
 }
 
+/* Stop at the first tick that sees a move under way. */
+static void on_moving(evutil_socket_t fd, short what, void *arg)
+{
+        struct fixture *f = arg;
+        json_t *j = relief_json(f->d);
+
+        (void)fd, (void)what;
+        if (json_is_string(json_object_get(j, "moving")))
+                event_base_loopbreak(f->d->base);
+        json_decref(j);
+}
+
+/*
+ * dynmemd stops while a move runs: the migration is libvirt's and goes on,
+ * its child is left to finish, and reaped by the loop when it does (no
+ * zombie while the loop runs).
+ */
+static void a_move_left_running_is_reaped_when_over(void **state)
+{
+        struct fixture *f;
+        char path[160], text[32] = "";
+        FILE *fp;
+
+        (void)state;
+        f = setup("echo $$ > \"${0%/*}/pid\"\nexec sleep 1\n", 1000, 60000);
+        struct event *watch = event_new(f->d->base, -1, EV_PERSIST, on_moving, f);
+        event_add(watch, &(struct timeval){0, 20 * 1000});
+        f->until_ms = mono_ms() + 10000;
+        event_base_dispatch(f->d->base);
+        event_free(watch);
+        snprintf(path, sizeof(path), "%s/pid", f->dir);
+        uint64_t deadline = mono_ms() + 2000;
+        while (!(fp = fopen(path, "r")) && mono_ms() < deadline)
+                usleep(10000);
+        assert_non_null(fp);
+        assert_non_null(fgets(text, sizeof(text), fp));
+        fclose(fp);
+        pid_t pid = (pid_t)atoi(text);
+        assert_true(pid > 0);
+
+        relief_free(f->d);
+        deadline = mono_ms() + 5000;
+        while (kill(pid, 0) == 0 && mono_ms() < deadline)
+                event_base_loop(f->d->base, EVLOOP_ONCE);
+        assert_int_equal(kill(pid, 0), -1);
+        assert_int_equal(errno, ESRCH);
+        teardown(f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(the_loop_never_waits_for_the_move),
             cmocka_unit_test(the_shortage_counts_anew_after_a_move),
+            cmocka_unit_test(a_move_left_running_is_reaped_when_over),
         };
 
         signal(SIGPIPE, SIG_IGN);

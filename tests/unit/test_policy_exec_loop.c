@@ -313,6 +313,28 @@ static void hang_is_killed_and_reaped(void **state)
 }
 
 /*
+ * A policy replaced (a reload) or freed is killed without waiting for it,
+ * and reaped by the loop once it is gone: no zombie stays behind.
+ */
+static void a_policy_freed_is_reaped_by_the_loop(void **state)
+{
+        struct fx *f = *state;
+        static const char script[] = "echo $$ > \"$1/pid\"\n"
+                                     "exec sleep 60\n";
+
+        start(f, "replaced.sh", script);
+        assert_int_equal(decide(f, 0), -EINPROGRESS);
+        pid_t pid = pid_written(f);
+        policy_exec_free(f->pe);
+        f->pe = NULL;
+        uint64_t deadline = mono_ms() + 5000;
+        while (kill(pid, 0) == 0 && mono_ms() < deadline)
+                event_base_loop(f->base, EVLOOP_ONCE);
+        assert_int_equal(kill(pid, 0), -1);
+        assert_int_equal(errno, ESRCH);
+}
+
+/*
  * A request larger than a pipe holds, to a process that never reads it: the
  * decision still comes back while the process lives (the loop writes as the
  * process reads; a blocking write would return only once it died), and the
@@ -435,11 +457,17 @@ static void success_resets_the_pause(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            T(reply_applied_by_the_next_decision), T(slow_reply_is_late_once_and_applied),
-            T(garbage_is_killed_and_restarted),    T(exits_are_reported_with_their_status),
-            T(hang_is_killed_and_reaped),          T(a_process_that_does_not_read_blocks_nothing),
-            T(vm_gone_before_the_reply),           T(stale_lines_are_dropped),
-            T(oversized_reply_is_refused),         T(success_resets_the_pause),
+            T(reply_applied_by_the_next_decision),
+            T(slow_reply_is_late_once_and_applied),
+            T(garbage_is_killed_and_restarted),
+            T(exits_are_reported_with_their_status),
+            T(hang_is_killed_and_reaped),
+            T(a_policy_freed_is_reaped_by_the_loop),
+            T(a_process_that_does_not_read_blocks_nothing),
+            T(vm_gone_before_the_reply),
+            T(stale_lines_are_dropped),
+            T(oversized_reply_is_refused),
+            T(success_resets_the_pause),
         };
 
         signal(SIGPIPE, SIG_IGN); /* as policy_exec.h asks of its callers */
