@@ -155,6 +155,8 @@ def main():
         check(re.fullmatch(r"dynmemd not answering: .*; figures from \d\d:\d\d:\d\d",
                            lost.get("connection", "")), "the connection line", lost)
         check(lost.get("tdColor") == "rgb(93, 104, 120)", "the table greyed out", lost)
+        check(result.get("recovered") is True, "in full colour again once dynmemd answers",
+              result.get("recovered"))
 
     @tap.case
     def a_screenshot_is_saved(b):
