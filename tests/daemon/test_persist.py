@@ -300,14 +300,15 @@ def corrupt_state_file_is_set_aside(bins):
         d.cleanup()
 
 
-@tap.case
-def a_state_file_set_aside_before_is_kept(bins):
+def set_aside_beside_an_earlier_one(bins, name, logged):
+    """A bad NAME goes beside a NAME.bad set aside before, never over it; logged(bad)
+    is the log line that names where it went."""
     d = Daemon(bins, config())
     os.makedirs(d.state_dir)
-    bad = os.path.join(d.state_dir, "state.json.bad")
+    bad = os.path.join(d.state_dir, name + ".bad")
     with open(bad, "w") as f:
         f.write("set aside earlier")
-    with open(os.path.join(d.state_dir, "state.json"), "w") as f:
+    with open(os.path.join(d.state_dir, name), "w") as f:
         f.write('{"version": 1, "vms": [')  # cut short
     try:
         d.start()
@@ -315,7 +316,19 @@ def a_state_file_set_aside_before_is_kept(bins):
             check(f.read() == "set aside earlier", "the earlier one is kept", d.log())
         with open(bad + ".1") as f:
             check(f.read() == '{"version": 1, "vms": [', "this one beside it", d.log())
-        check(f"state file set aside as {bad}.1" in d.log(), "the log names it", d.log())
+        check(logged(bad) in d.log(), "the log names it", d.log())
+        return d
+    except BaseException:
+        d.stop()
+        d.cleanup()
+        raise
+
+
+@tap.case
+def a_state_file_set_aside_before_is_kept(bins):
+    d = set_aside_beside_an_earlier_one(bins, "state.json",
+                                        lambda bad: f"state file set aside as {bad}.1")
+    try:
         check(state_file(d) == {"version": 1, "vms": []}, "a good state file written")
     finally:
         d.stop()
@@ -324,23 +337,10 @@ def a_state_file_set_aside_before_is_kept(bins):
 
 @tap.case
 def a_running_file_set_aside_before_is_kept(bins):
-    # running.json (the VMs a restart reattaches) set aside as state.json is: a bad one
-    # goes beside an earlier one, never over it, and the log names where.
-    d = Daemon(bins, config())
-    os.makedirs(d.state_dir)
-    bad = os.path.join(d.state_dir, "running.json.bad")
-    with open(bad, "w") as f:
-        f.write("set aside earlier")
-    with open(os.path.join(d.state_dir, "running.json"), "w") as f:
-        f.write('{"version": 1, "vms": [')  # cut short
+    # running.json (the VMs a restart reattaches) is set aside as state.json is.
+    d = set_aside_beside_an_earlier_one(
+        bins, "running.json", lambda bad: f"set aside as {bad}.1, no VM is reattached")
     try:
-        d.start()
-        with open(bad) as f:
-            check(f.read() == "set aside earlier", "the earlier one is kept", d.log())
-        with open(bad + ".1") as f:
-            check(f.read() == '{"version": 1, "vms": [', "this one beside it", d.log())
-        check(f"set aside as {bad}.1, no VM is reattached" in d.log(), "the log names it",
-              d.log())
         d.wait_state("web1", "running")
     finally:
         d.stop()
