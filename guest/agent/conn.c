@@ -1,6 +1,7 @@
 /*
- * conn: find, open, watch and reopen the agent's virtio-serial port; line
- * input and a small output queue.
+ * conn: find, open, watch and reopen the agent's virtio-serial port (also
+ * after it was unplugged and plugged again); line input and a small output
+ * queue.
  */
 #include "conn.h"
 
@@ -23,20 +24,24 @@ void conn_init(struct conn *c, const char *spec)
         c->spec = spec;
         c->fd = -1;
         c->state = CONN_CLOSED;
+        c->retry_gap_ms = CONN_RETRY_MS;
 }
 
-/* The device of the port named c->spec: /sys/class/virtio-ports/vportNpM/name == spec. */
-static int find_port(struct conn *c)
+/*
+ * The device of the port named spec (/sys/class/virtio-ports/vportNpM/name == spec), or spec
+ * itself when it is a path, into path (UTIL_PATH_MAX bytes). 0 or a negative errno.
+ */
+static int find_port(const char *spec, char *path)
 {
         char dir_path[UTIL_PATH_MAX], rel[UTIL_PATH_MAX], name[128];
         struct dirent *e;
         DIR *dir;
         int r = -ENOENT;
 
-        if (strchr(c->spec, '/')) {
-                if (strlen(c->spec) >= sizeof(c->path))
+        if (strchr(spec, '/')) {
+                if (strlen(spec) >= UTIL_PATH_MAX)
                         return -ENAMETOOLONG;
-                snprintf(c->path, sizeof(c->path), "%s", c->spec);
+                snprintf(path, UTIL_PATH_MAX, "%s", spec);
                 return 0;
         }
         if (!util_path(dir_path, "/sys/class/virtio-ports") || !(dir = opendir(dir_path)))
@@ -48,10 +53,10 @@ static int find_port(struct conn *c)
                 if (util_read_file(rel, name, sizeof(name)) <= 0)
                         continue;
                 name[strcspn(name, "\n")] = '\0';
-                if (strcmp(name, c->spec) != 0)
+                if (strcmp(name, spec) != 0)
                         continue;
                 snprintf(rel, sizeof(rel), "/dev/%s", e->d_name);
-                if (util_path(c->path, rel))
+                if (util_path(path, rel))
                         r = 0;
         }
         closedir(dir);
@@ -80,7 +85,7 @@ static int open_socket(const char *path)
 static int conn_open(struct conn *c)
 {
         struct stat st;
-        int r = find_port(c);
+        int r = find_port(c->spec, c->path);
 
         if (r < 0)
                 return r;
@@ -91,7 +96,41 @@ static int conn_open(struct conn *c)
                 c->fd = -1;
                 return r;
         }
+        if (fstat(c->fd, &st) == 0) {
+                c->node_dev = (uint64_t)st.st_dev;
+                c->node_ino = (uint64_t)st.st_ino;
+        }
         return 0;
+}
+
+/*
+ * Is the port still the one open? Its name must lead to the same node: an unplugged port's
+ * node is removed, and a port plugged again gets a new one (even with the same name and
+ * device number). 0, or a negative errno saying why not.
+ */
+static int port_still_there(const struct conn *c)
+{
+        char path[UTIL_PATH_MAX];
+        struct stat st;
+        int r = find_port(c->spec, path);
+
+        if (r < 0)
+                return r;
+        if (strcmp(path, c->path) != 0)
+                return -ENODEV; /* the name is now another port's */
+        if (stat(path, &st) < 0)
+                return -errno;
+        if ((uint64_t)st.st_dev != c->node_dev || (uint64_t)st.st_ino != c->node_ino)
+                return -ENODEV;
+        return 0;
+}
+
+/* Try again after the current wait, and wait twice as long after the next failure. */
+static void back_off(struct conn *c, uint64_t now_ms)
+{
+        c->retry_ms = now_ms + c->retry_gap_ms;
+        c->retry_gap_ms =
+            c->retry_gap_ms * 2 > CONN_RETRY_MAX_MS ? CONN_RETRY_MAX_MS : c->retry_gap_ms * 2;
 }
 
 void conn_close(struct conn *c, uint64_t now_ms)
@@ -103,6 +142,15 @@ void conn_close(struct conn *c, uint64_t now_ms)
         c->retry_ms = now_ms + CONN_RETRY_MS;
         c->in_len = c->out_len = 0;
         c->discarding = false;
+}
+
+/* The port failed (what: the call, err: its errno): close it. Logged once per outage. */
+static void port_failed(struct conn *c, const char *what, int err, uint64_t now_ms)
+{
+        if (!c->outage)
+                util_log("port %s: %s: %s; reopening it", c->path, what, strerror(err));
+        c->outage = true;
+        conn_close(c, now_ms);
 }
 
 /* Is the host side there? A virtio port says POLLHUP while it is not. */
@@ -117,19 +165,27 @@ static bool host_present(const struct conn *c)
 
 bool conn_service(struct conn *c, uint64_t now_ms)
 {
+        int r;
+
         if (c->state == CONN_UP || now_ms < c->retry_ms)
                 return false;
+        if (c->state == CONN_HOST_AWAY && !c->socket && (r = port_still_there(c)) < 0)
+                port_failed(c, "gone", -r, now_ms); /* and open it now: plugged again already? */
         if (c->state == CONN_CLOSED) {
-                int r = conn_open(c);
+                r = conn_open(c);
                 if (r < 0) {
-                        if (!c->told_missing)
-                                util_log("port %s: %s; looking again every second", c->spec,
-                                         strerror(-r));
-                        c->told_missing = true;
-                        c->retry_ms = now_ms + CONN_RETRY_MS;
+                        if (!c->outage)
+                                util_log("port %s: %s; looking again every %d s, then up to "
+                                         "every %d s",
+                                         c->spec, strerror(-r), CONN_RETRY_MS / 1000,
+                                         CONN_RETRY_MAX_MS / 1000);
+                        c->outage = true;
+                        back_off(c, now_ms);
                         return false;
                 }
-                c->told_missing = false;
+                if (c->outage)
+                        util_log("port %s: open again (%s)", c->spec, c->path);
+                c->outage = false;
                 c->state = CONN_HOST_AWAY;
         }
         if (!host_present(c)) {
@@ -141,6 +197,7 @@ bool conn_service(struct conn *c, uint64_t now_ms)
                 return false;
         }
         c->state = CONN_UP;
+        c->retry_gap_ms = CONN_RETRY_MS;
         c->in_len = c->out_len = 0;
         c->discarding = false;
         return true;
@@ -212,9 +269,8 @@ static bool flush(struct conn *c, uint64_t now_ms)
                 if (n < 0 && errno == EAGAIN)
                         return true;
                 if (n <= 0) {
-                        int err = n < 0 ? errno : EIO;
-                        util_log("port %s: write: %s; reopening", c->path, strerror(err));
-                        conn_close(c, now_ms);
+                        port_failed(c, "write", n < 0 ? errno : EIO, now_ms);
+                        back_off(c, now_ms);
                         return false;
                 }
                 memmove(c->out, c->out + n, c->out_len - (size_t)n);
@@ -242,8 +298,8 @@ bool conn_io(struct conn *c, short revents, uint64_t now_ms,
                                 return false;
                         }
                         if (n < 0) {
-                                util_log("port %s: read: %s; reopening", c->path, strerror(errno));
-                                conn_close(c, now_ms);
+                                port_failed(c, "read", errno, now_ms);
+                                back_off(c, now_ms);
                                 return false;
                         }
                         take_bytes(c, buf, (size_t)n, on_line, arg);

@@ -3,8 +3,16 @@
  * under /sys/class/virtio-ports (or given as a path: a character device, or
  * a unix socket to connect to, which the tests use), kept open, and watched:
  * while the host side is away the port reports POLLHUP and reads return 0,
- * so the agent stops polling it and looks again every CONN_RETRY_MS. A
- * failed read or write closes the port; it is reopened CONN_RETRY_MS later.
+ * so the agent stops polling it and looks again every CONN_RETRY_MS.
+ *
+ * A port hot-unplugged (the host removed its virtserialport device) looks the
+ * same from an open descriptor, for good: so while the host side is away the
+ * agent also checks that the port's name still leads to the device node it
+ * opened, and when it does not (gone, or a new node: plugged again) closes
+ * the old one and opens the port afresh. A failed read or write closes the
+ * port too. Opening again is retried after CONN_RETRY_MS, the wait doubling
+ * with each failure up to CONN_RETRY_MAX_MS until the host side is connected
+ * again; one line is logged per outage, and one when the port is back.
  *
  * Input is cut into lines of at most AGENT_LINE_MAX bytes (longer ones are
  * discarded to their newline). Output goes through a small queue; a line
@@ -20,8 +28,9 @@
 #include "agent_wire.h"
 #include "util.h"
 
-#define CONN_RETRY_MS 1000
-#define CONN_OUT_MAX  (4 * AGENT_LINE_MAX)
+#define CONN_RETRY_MS     1000
+#define CONN_RETRY_MAX_MS 10000
+#define CONN_OUT_MAX      (4 * AGENT_LINE_MAX)
 
 enum conn_state {
         CONN_CLOSED,    /* not open; retry at retry_ms */
@@ -33,10 +42,12 @@ struct conn {
         const char *spec; /* port name or path */
         enum conn_state state;
         int fd;
-        bool socket;              /* a unix socket (tests), not a virtio port */
-        uint64_t retry_ms;        /* CLOSED: next open; HOST_AWAY: next look */
-        char path[UTIL_PATH_MAX]; /* what was opened (util_path() writes up to that) */
-        bool told_missing;        /* logged that the port is missing */
+        bool socket;                 /* a unix socket (tests), not a virtio port */
+        uint64_t retry_ms;           /* CLOSED: next open; HOST_AWAY: next look */
+        uint64_t retry_gap_ms;       /* the wait after the next failure (backoff) */
+        char path[UTIL_PATH_MAX];    /* what was opened (util_path() writes up to that) */
+        uint64_t node_dev, node_ino; /* the node opened, to tell a new one from it */
+        bool outage;                 /* logged that the port failed or is missing */
         char in[AGENT_LINE_MAX];
         size_t in_len;
         bool discarding;

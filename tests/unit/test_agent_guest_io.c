@@ -1,0 +1,279 @@
+/*
+ * Tests for the guest agent's parts that watch the guest's own devices and
+ * files (guest/agent/, compiled in here), under a temporary root
+ * (util_set_root) and with the agent's clock given by each case:
+ *
+ * - conn: the port as a FIFO at a path, unplugged (removed) and plugged again
+ *   (made anew), as a hot-unplugged virtserialport looks to the guest: its
+ *   old descriptor never comes back, its node goes.
+ *
+ * What the agent logs is taken here too (-Wl,--wrap=util_log), so that the
+ * cases count its lines rather than read its rate-limited stderr.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "conn.h"
+#include "util.h"
+
+static char tmp_root[256];
+
+/* The agent's log lines since the case began. */
+static char logged[16][256];
+static unsigned n_logged;
+
+void __wrap_util_log(const char *fmt, ...);
+void __wrap_util_log(const char *fmt, ...)
+{
+        va_list ap;
+
+        if (n_logged >= sizeof(logged) / sizeof(logged[0]))
+                fail_msg("more than %zu log lines", sizeof(logged) / sizeof(logged[0]));
+        va_start(ap, fmt);
+        vsnprintf(logged[n_logged++], sizeof(logged[0]), fmt, ap);
+        va_end(ap);
+}
+
+static unsigned logged_with(const char *text)
+{
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < n_logged; i++)
+                n += strstr(logged[i], text) != NULL;
+        return n;
+}
+
+/* tmp_root + rel into buf (512 bytes). */
+static char *in_root(char *buf, const char *rel)
+{
+        snprintf(buf, 512, "%s/%s", tmp_root, rel);
+        return buf;
+}
+
+/* root + rel, with its folders made, holding text. */
+static void put(const char *rel, const char *text)
+{
+        char path[512];
+        FILE *f;
+
+        in_root(path, rel);
+        for (char *p = path + strlen(tmp_root) + 1; (p = strchr(p, '/')); p++) {
+                *p = '\0';
+                mkdir(path, 0755);
+                *p = '/';
+        }
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+static int make_root(void **state)
+{
+        (void)state;
+        snprintf(tmp_root, sizeof(tmp_root), "/tmp/dynmem-guest-io-XXXXXX");
+        assert_non_null(mkdtemp(tmp_root));
+        util_set_root(tmp_root);
+        n_logged = 0;
+        return 0;
+}
+
+static int remove_root(void **state)
+{
+        char cmd[300];
+
+        (void)state;
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp_root);
+        assert_int_equal(system(cmd), 0);
+        util_set_root("");
+        return 0;
+}
+
+static void no_line(void *arg, const char *line, size_t len)
+{
+        (void)arg, (void)line, (void)len;
+        fail_msg("no line expected");
+}
+
+/* The inode of the node at path, and of what fd has open. */
+static ino_t node_of(const char *path)
+{
+        struct stat st;
+
+        assert_int_equal(stat(path, &st), 0);
+        return st.st_ino;
+}
+
+static ino_t open_node(int fd)
+{
+        struct stat st;
+
+        assert_int_equal(fstat(fd, &st), 0);
+        return st.st_ino;
+}
+
+/* The port open and the host connected, then the host side gone (POLLHUP, as on unplug). */
+static void port_up_then_hup(struct conn *c, const char *port, uint64_t now)
+{
+        assert_true(conn_service(c, now));
+        assert_int_equal(c->state, CONN_UP);
+        assert_int_equal(open_node(c->fd), node_of(port));
+        assert_false(conn_io(c, POLLHUP, now, no_line, NULL));
+        assert_int_equal(c->state, CONN_HOST_AWAY);
+}
+
+/*
+ * The port unplugged: its node goes. The agent closes the old descriptor (which would
+ * never work again), tries to open the port again, waiting longer after each failure up to
+ * CONN_RETRY_MAX_MS, says so once, and opens the port again once it is plugged back; the
+ * wait starts at CONN_RETRY_MS again for the next outage.
+ */
+static void port_unplugged_is_opened_again_when_back(void **state)
+{
+        static const int gaps[] = {1000, 2000, 4000, 8000, 10000, 10000, 10000};
+        char port[512];
+        struct conn c;
+        uint64_t now = 5000;
+
+        (void)state;
+        in_root(port, "vport0p1");
+        assert_int_equal(mkfifo(port, 0600), 0);
+        conn_init(&c, port);
+        port_up_then_hup(&c, port, now);
+
+        assert_int_equal(unlink(port), 0);
+        now += CONN_RETRY_MS;
+        assert_false(conn_service(&c, now));
+        assert_int_equal(c.state, CONN_CLOSED);
+        assert_int_equal(c.fd, -1);
+        for (unsigned i = 0; i < sizeof(gaps) / sizeof(gaps[0]); i++) {
+                assert_int_equal(conn_timeout(&c, now), gaps[i]);
+                now += (uint64_t)gaps[i];
+                assert_false(conn_service(&c, now));
+                assert_int_equal(c.state, CONN_CLOSED);
+        }
+        assert_int_equal(n_logged, 1);
+        assert_int_equal(logged_with("gone: No such file or directory; reopening it"), 1);
+
+        assert_int_equal(mkfifo(port, 0600), 0);
+        now += (uint64_t)conn_timeout(&c, now);
+        assert_true(conn_service(&c, now));
+        assert_int_equal(open_node(c.fd), node_of(port));
+        assert_int_equal(n_logged, 2);
+        assert_int_equal(logged_with("open again"), 1);
+
+        /* The next outage waits CONN_RETRY_MS first again. */
+        assert_false(conn_io(&c, POLLHUP, now, no_line, NULL));
+        assert_int_equal(unlink(port), 0);
+        assert_false(conn_service(&c, now += CONN_RETRY_MS));
+        assert_int_equal(conn_timeout(&c, now), CONN_RETRY_MS);
+        conn_close(&c, now);
+}
+
+/* Unplugged and plugged again between two looks: the new node is opened, not the old kept. */
+static void port_plugged_again_between_looks_is_opened_anew(void **state)
+{
+        char port[512];
+        struct conn c;
+        uint64_t now = 5000;
+
+        (void)state;
+        in_root(port, "vport0p1");
+        assert_int_equal(mkfifo(port, 0600), 0);
+        conn_init(&c, port);
+        port_up_then_hup(&c, port, now);
+
+        assert_int_equal(unlink(port), 0);
+        assert_int_equal(mkfifo(port, 0600), 0);
+        assert_true(conn_service(&c, now += CONN_RETRY_MS));
+        assert_int_equal(open_node(c.fd), node_of(port));
+        assert_int_equal(n_logged, 2);
+
+        /* A host merely away (the same node there) keeps the port open and is looked for. */
+        int fd = c.fd;
+        assert_false(conn_io(&c, POLLHUP, now, no_line, NULL));
+        assert_true(conn_service(&c, now += CONN_RETRY_MS));
+        assert_int_equal(c.fd, fd);
+        assert_int_equal(n_logged, 2);
+        conn_close(&c, now);
+}
+
+/* A port by name whose sysfs entry is gone (unplugged): the same, found by its name again. */
+static void port_by_name_unplugged_is_found_again(void **state)
+{
+        char node[512];
+        struct conn c;
+        uint64_t now = 5000;
+
+        (void)state;
+        put("sys/class/virtio-ports/vport0p1/name", "org.dynmem.agent.0\n");
+        assert_int_equal(mkdir(in_root(node, "dev"), 0755), 0);
+        in_root(node, "dev/vport0p1");
+        assert_int_equal(mkfifo(node, 0600), 0);
+        conn_init(&c, "org.dynmem.agent.0");
+        port_up_then_hup(&c, node, now);
+
+        /* Gone, then back on another device (the host plugged a new virtio-serial bus). */
+        assert_int_equal(unlink(node), 0);
+        in_root(node, "sys/class/virtio-ports/vport0p1/name");
+        assert_int_equal(unlink(node), 0);
+        assert_false(conn_service(&c, now += CONN_RETRY_MS));
+        assert_int_equal(c.state, CONN_CLOSED);
+        put("sys/class/virtio-ports/vport1p1/name", "org.dynmem.agent.0\n");
+        in_root(node, "dev/vport1p1");
+        assert_int_equal(mkfifo(node, 0600), 0);
+        now += (uint64_t)conn_timeout(&c, now);
+        assert_true(conn_service(&c, now));
+        assert_int_equal(open_node(c.fd), node_of(node));
+        assert_int_equal(logged_with("open again (" /* the new path */), 1);
+        assert_int_equal(logged_with("/dev/vport1p1)"), 1);
+        conn_close(&c, now);
+}
+
+/* No port at all: logged once, looked for with a bounded backoff. */
+static void missing_port_is_logged_once_and_backs_off(void **state)
+{
+        char port[512];
+        struct conn c;
+        uint64_t now = 0;
+        int last = 0;
+
+        (void)state;
+        conn_init(&c, in_root(port, "nothing-here"));
+        for (unsigned i = 0; i < 20; i++) {
+                assert_false(conn_service(&c, now));
+                int t = conn_timeout(&c, now);
+                assert_true(t >= last && t <= CONN_RETRY_MAX_MS);
+                last = t;
+                now += (uint64_t)t;
+        }
+        assert_int_equal(last, CONN_RETRY_MAX_MS);
+        assert_int_equal(n_logged, 1);
+        assert_int_equal(logged_with("No such file or directory; looking again every 1 s"), 1);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown(port_unplugged_is_opened_again_when_back, make_root,
+                                            remove_root),
+            cmocka_unit_test_setup_teardown(port_plugged_again_between_looks_is_opened_anew,
+                                            make_root, remove_root),
+            cmocka_unit_test_setup_teardown(port_by_name_unplugged_is_found_again, make_root,
+                                            remove_root),
+            cmocka_unit_test_setup_teardown(missing_port_is_logged_once_and_backs_off, make_root,
+                                            remove_root),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
