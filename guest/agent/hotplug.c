@@ -60,13 +60,31 @@ int hotplug_timeout(const struct hotplug *h, uint64_t now_ms)
         return due > now_ms ? (int)(due - now_ms) : 0;
 }
 
-/* Read the pending uevents; any about a memory block asks for a scan. */
+/*
+ * Read the pending uevents; any about a memory block asks for a scan. So does an overflow
+ * (ENOBUFS, said once, then the uevents that still fitted follow): those lost may have
+ * been a block's "add", which the slow timer would otherwise find only up to
+ * HOTPLUG_SCAN_MS later.
+ */
 static void uevents_drain(struct hotplug *h)
 {
         char buf[2048];
         ssize_t n;
 
-        while ((n = recv(h->uevent_fd, buf, sizeof(buf) - 1, 0)) > 0) {
+        for (;;) {
+                n = recv(h->uevent_fd, buf, sizeof(buf) - 1, 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == ENOBUFS) {
+                        if (!h->overflows++)
+                                util_log("memory uevents lost (the uevent socket overflowed); "
+                                         "looking for offline blocks at once, this time and "
+                                         "the next ones (not logged)");
+                        h->scan_wanted = true;
+                        continue;
+                }
+                if (n < 0)
+                        return; /* EAGAIN: all read */
                 buf[n] = '\0';
                 /* "add@/devices/system/memory/memory42" (then KEY=value strings) */
                 if (strstr(buf, "@/devices/system/memory/memory"))

@@ -3,8 +3,10 @@
  * (no memhp_default_state, no udev rule): every block whose state is
  * "offline" is set to "online_movable" (so it can be unplugged again), or
  * "online" when the kernel refuses movable. Kernel uevents for memory
- * blocks (NETLINK_KOBJECT_UEVENT) start a scan at once; a scan also runs
- * every HOTPLUG_SCAN_MS. Scans run at most once per HOTPLUG_MIN_GAP_MS.
+ * blocks (NETLINK_KOBJECT_UEVENT) start a scan at once; so does an overflow
+ * of the uevent socket (ENOBUFS: uevents were lost, a block's "add" maybe
+ * among them); a scan also runs every HOTPLUG_SCAN_MS. Scans run at most once
+ * per HOTPLUG_MIN_GAP_MS.
  */
 #ifndef DYNMEM_GUEST_HOTPLUG_H
 #define DYNMEM_GUEST_HOTPLUG_H
@@ -19,12 +21,13 @@ struct hotplug {
         bool present;     /* /sys/devices/system/memory exists */
         bool writable;    /* and we may write its state files */
         int uevent_fd;    /* -1 without netlink */
-        bool scan_wanted; /* a uevent asked for a scan */
+        bool scan_wanted; /* a uevent (or lost uevents) asked for a scan */
         uint64_t next_scan_ms;
         uint64_t last_scan_ms;
-        uint64_t onlined; /* blocks brought online, movable or not */
-        uint64_t movable; /* ... of which movable */
-        uint64_t failed;  /* blocks that would not come online */
+        uint64_t onlined;   /* blocks brought online, movable or not */
+        uint64_t movable;   /* ... of which movable */
+        uint64_t failed;    /* blocks that would not come online */
+        uint64_t overflows; /* times the uevent socket overflowed (the first is logged) */
 };
 
 void hotplug_open(struct hotplug *h, uint64_t now_ms);

@@ -5,7 +5,9 @@
  *
  * - conn: the port as a FIFO at a path, unplugged (removed) and plugged again
  *   (made anew), as a hot-unplugged virtserialport looks to the guest: its
- *   old descriptor never comes back, its node goes.
+ *   old descriptor never comes back, its node goes;
+ * - hotplug: the uevent socket's overflow, ENOBUFS from recv(), which this
+ *   program hands out in place of the kernel (-Wl,--wrap=recv);
  *
  * What the agent logs is taken here too (-Wl,--wrap=util_log), so that the
  * cases count its lines rather than read its rate-limited stderr.
@@ -19,11 +21,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "conn.h"
+#include "hotplug.h"
 #include "util.h"
 
 static char tmp_root[256];
@@ -53,6 +57,44 @@ static unsigned logged_with(const char *text)
         return n;
 }
 
+/*
+ * recv() on the uevent socket (uevent_fd): the results queued by the case, one per call: a
+ * message, or -errno; then EAGAIN. Every other socket gets the real recv().
+ */
+static int uevent_fd = -1;
+static const char *uevent_script[8];
+static int uevent_errno[8];
+static unsigned uevent_next, uevent_count;
+
+ssize_t __real_recv(int fd, void *buf, size_t len, int flags);
+ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags);
+ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags)
+{
+        size_t n;
+
+        if (fd != uevent_fd || uevent_fd < 0)
+                return __real_recv(fd, buf, len, flags);
+        if (uevent_next == uevent_count) {
+                errno = EAGAIN;
+                return -1;
+        }
+        if (uevent_errno[uevent_next]) {
+                errno = uevent_errno[uevent_next++];
+                return -1;
+        }
+        n = strlen(uevent_script[uevent_next]);
+        n = n < len ? n : len;
+        memcpy(buf, uevent_script[uevent_next++], n);
+        return (ssize_t)n;
+}
+
+static void uevent_queue(const char *message, int err)
+{
+        assert_true(uevent_count < sizeof(uevent_script) / sizeof(uevent_script[0]));
+        uevent_script[uevent_count] = message;
+        uevent_errno[uevent_count++] = err;
+}
+
 /* tmp_root + rel into buf (512 bytes). */
 static char *in_root(char *buf, const char *rel)
 {
@@ -78,6 +120,12 @@ static void put(const char *rel, const char *text)
         fclose(f);
 }
 
+static void get(const char *rel, char *buf, size_t len)
+{
+        assert_true(util_read_file(rel, buf, len) > 0);
+        buf[strcspn(buf, "\n")] = '\0';
+}
+
 static int make_root(void **state)
 {
         (void)state;
@@ -85,6 +133,8 @@ static int make_root(void **state)
         assert_non_null(mkdtemp(tmp_root));
         util_set_root(tmp_root);
         n_logged = 0;
+        uevent_fd = -1;
+        uevent_next = uevent_count = 0;
         return 0;
 }
 
@@ -262,6 +312,78 @@ static void missing_port_is_logged_once_and_backs_off(void **state)
         assert_int_equal(logged_with("No such file or directory; looking again every 1 s"), 1);
 }
 
+/* A fake memory tree: one online block, the state files writable. */
+static void hotplug_ready(struct hotplug *h, uint64_t now)
+{
+        int sv[2];
+
+        put("sys/devices/system/memory/auto_online_blocks", "offline\n");
+        put("sys/devices/system/memory/memory0/state", "online\n");
+        hotplug_open(h, now);
+        assert_true(h->present && h->writable);
+        hotplug_close(h); /* the kernel's socket, if it could be had: this program is the kernel */
+        assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, sv), 0);
+        close(sv[1]);
+        h->uevent_fd = uevent_fd = sv[0];
+        hotplug_run(h, 0, now); /* the scan at start */
+        assert_int_equal(hotplug_timeout(h, now), HOTPLUG_SCAN_MS);
+}
+
+/*
+ * The uevent socket overflowed while blocks were added (ENOBUFS, and the "add" of memory8
+ * lost): the agent scans at once, not HOTPLUG_SCAN_MS later, and reads on past the error.
+ */
+static void uevent_overflow_scans_at_once(void **state)
+{
+        struct hotplug h;
+        char st[32];
+        uint64_t now = 1000;
+
+        (void)state;
+        hotplug_ready(&h, now);
+        put("sys/devices/system/memory/memory8/state", "offline\n");
+        uevent_queue(NULL, ENOBUFS);
+        uevent_queue("change@/devices/virtual/net/lo", 0);
+        now += 5000;
+        hotplug_run(&h, POLLIN, now);
+        assert_int_equal(uevent_next, uevent_count); /* read on after ENOBUFS */
+        get("/sys/devices/system/memory/memory8/state", st, sizeof(st));
+        assert_string_equal(st, "online_movable");
+        assert_int_equal(h.onlined, 1);
+        assert_int_equal(h.overflows, 1);
+        assert_int_equal(logged_with("memory uevents lost"), 1);
+
+        /* Another overflow a little later: a scan again (after the gap), no new line. */
+        put("sys/devices/system/memory/memory9/state", "offline\n");
+        uevent_queue(NULL, ENOBUFS);
+        hotplug_run(&h, POLLIN, now += 200);
+        assert_int_equal(hotplug_timeout(&h, now), HOTPLUG_MIN_GAP_MS - 200);
+        hotplug_run(&h, 0, now += HOTPLUG_MIN_GAP_MS - 200);
+        get("/sys/devices/system/memory/memory9/state", st, sizeof(st));
+        assert_string_equal(st, "online_movable");
+        assert_int_equal(logged_with("memory uevents lost"), 1);
+        close(uevent_fd);
+}
+
+/* Other uevents ask for no scan; a memory block's does. */
+static void memory_uevent_scans_others_do_not(void **state)
+{
+        struct hotplug h;
+        uint64_t now = 1000;
+
+        (void)state;
+        hotplug_ready(&h, now);
+        uevent_queue("add@/devices/virtual/block/zram1", 0);
+        hotplug_run(&h, POLLIN, now += 5000);
+        assert_false(h.scan_wanted);
+        assert_int_equal(hotplug_timeout(&h, now), HOTPLUG_SCAN_MS - 5000);
+        put("sys/devices/system/memory/memory8/state", "offline\n");
+        uevent_queue("add@/devices/system/memory/memory8", 0);
+        hotplug_run(&h, POLLIN, now += 1000);
+        assert_int_equal(h.onlined, 1);
+        close(uevent_fd);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -272,6 +394,9 @@ int main(void)
             cmocka_unit_test_setup_teardown(port_by_name_unplugged_is_found_again, make_root,
                                             remove_root),
             cmocka_unit_test_setup_teardown(missing_port_is_logged_once_and_backs_off, make_root,
+                                            remove_root),
+            cmocka_unit_test_setup_teardown(uevent_overflow_scans_at_once, make_root, remove_root),
+            cmocka_unit_test_setup_teardown(memory_uevent_scans_others_do_not, make_root,
                                             remove_root),
         };
 
