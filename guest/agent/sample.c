@@ -192,16 +192,42 @@ static void sample_self(struct sampler *s, struct sample *ret)
         ret->have |= AGENT_HAVE_SELF;
 }
 
+/*
+ * Read /proc/meminfo into smp. On a failure the file is closed, to be opened afresh next
+ * time; a change between working and failing (or another failure) is logged, once.
+ */
+static int read_meminfo(struct sampler *s, struct sample *smp)
+{
+        int err;
+
+        if (s->meminfo_fd < 0 && (s->meminfo_fd = open_ro("/proc/meminfo")) < 0) {
+                err = s->meminfo_fd;
+                s->meminfo_fd = -1;
+        } else {
+                long n = util_pread_all(s->meminfo_fd, meminfo_buf, sizeof(meminfo_buf));
+
+                err = n < 0 ? (int)n : sample_parse_meminfo(meminfo_buf, smp) < 0 ? -EINVAL : 0;
+                if (err < 0) {
+                        close(s->meminfo_fd);
+                        s->meminfo_fd = -1;
+                }
+        }
+        if (err != s->meminfo_err && err < 0)
+                util_log("/proc/meminfo: %s; no reports until it is readable again",
+                         err == -EINVAL ? "no usable MemTotal" : strerror(-err));
+        else if (err != s->meminfo_err)
+                util_log("/proc/meminfo: readable again");
+        s->meminfo_err = err;
+        return err;
+}
+
 int sampler_read(struct sampler *s, struct psi *p, struct sample *ret)
 {
         struct sample smp = {.time_ms = mono_ms()};
-        long n;
+        int err = read_meminfo(s, &smp);
 
-        n = util_pread_all(s->meminfo_fd, meminfo_buf, sizeof(meminfo_buf));
-        if (n < 0)
-                return (int)n;
-        if (sample_parse_meminfo(meminfo_buf, &smp) < 0)
-                return -EINVAL;
+        if (err < 0)
+                return err;
         if (s->vmstat_fd >= 0 && util_pread_all(s->vmstat_fd, vmstat_buf, sizeof(vmstat_buf)) > 0)
                 sample_parse_vmstat(vmstat_buf, s->page_size, &smp);
         smp.balloon_in_total = s->dev.balloon_deflate_on_oom;

@@ -3,6 +3,11 @@
  * /proc/vmstat, PSI, the virtio devices present (balloon, virtio-mem) and the
  * agent's own footprint. Sizes in bytes, stall in microseconds, counters as
  * the kernel counts them since boot.
+ *
+ * A sample needs MemTotal. When /proc/meminfo cannot be read or has no usable
+ * MemTotal, there is no sample: that is logged once (and once more when it
+ * changes, or comes back), and every later sample tries again, opening the
+ * file afresh.
  */
 #ifndef DYNMEM_GUEST_SAMPLE_H
 #define DYNMEM_GUEST_SAMPLE_H
@@ -35,6 +40,7 @@ struct sampler {
         int meminfo_fd, vmstat_fd, statm_fd, rollup_fd;
         uint64_t page_size;
         struct sample_devices dev;
+        int meminfo_err; /* the last sample's failure (negative errno), 0 = none; logged */
 };
 
 /* Open the files kept open between samples. 0 or a negative errno (no /proc/meminfo). */
@@ -44,7 +50,10 @@ void sampler_close(struct sampler *s);
 /* Look at the virtio devices again (at start, at each handshake, every DEVICE_SCAN_MS). */
 void sampler_scan_devices(struct sampler *s);
 
-/* Take a sample; p may be NULL (no PSI). 0, or a negative errno when meminfo is unreadable. */
+/*
+ * Take a sample; p may be NULL (no PSI). 0, or a negative errno when meminfo is unreadable
+ * (-EINVAL: it has no usable MemTotal).
+ */
 int sampler_read(struct sampler *s, struct psi *p, struct sample *ret);
 
 /* Parse /proc/meminfo and /proc/vmstat text into ret (page_size for page counts). */

@@ -4,8 +4,10 @@ socket standing in for its virtio-serial port, with agent-peer (lib/agent.c)
 as the host side. Checks what the agent reads and reports, the handshake both
 ways (including incompatible versions), reconnection, PSI polling where no
 trigger can be armed, onlining of offline memory blocks, bad input from the
-host, that a missing port does not make it spin, and that virtio devices bound
-after it started (udev under systemd) are found and announced. Prints TAP.
+host, that a missing port does not make it spin, that virtio devices bound
+after it started (udev under systemd) are found and announced, and that a
+/proc/meminfo without MemTotal stops reports, with one log line, until it is
+back. Prints TAP.
 
 usage: test_guest_local.py DYNMEM_GUEST AGENT_PEER
 """
@@ -223,6 +225,41 @@ def check_devices_bound_late(t, agent_exe, peer_exe, tmp):
         agent.stop()
 
 
+def check_meminfo_lost(t, agent_exe, peer_exe, tmp):
+    """MemTotal gone from /proc/meminfo while a host listens: no reports, one line said
+    (not one a second), and reports again, on the same connection, once it is back."""
+    root = os.path.join(tmp, "lost")
+    make_root(root)
+    port = os.path.join(root, "dev", "vport0p1")
+    meminfo = f"{root}/proc/meminfo"
+    good = open(meminfo).read()
+    peer = Peer(peer_exe, port, "--listen", "--interval", "200", timeout=60)
+    agent = Agent(agent_exe, root, tmp)
+    try:
+        r = peer.report(20, lambda x: x["cause"] == "tick")
+        t.ok(r is not None, "reports come before MemTotal goes", peer.text() + agent.text())
+        write_in_place(meminfo, "".join(l + "\n" for l in good.splitlines()
+                                        if not l.startswith("MemTotal")))
+        said = wait_until(lambda: "no usable MemTotal" in agent.text(), 10)
+        seq = max((parse_fields(l).get("seq", 0) for l in peer.lines
+                   if l.startswith("report ")), default=0)
+        time.sleep(1.5)  # seven intervals
+        later = [l for l in peer.lines if l.startswith("report ") and
+                 parse_fields(l).get("seq", 0) > seq]
+        t.ok(said and agent.text().count("no usable MemTotal") == 1 and not later,
+             "without MemTotal no reports, and that is logged once", agent.text())
+        write_in_place(meminfo, good)
+        r = peer.report(10, lambda x: x["seq"] > seq)
+        t.ok(r is not None and r["total"] == 1024 * MIB and
+             "/proc/meminfo: readable again" in agent.text() and
+             peer.lines.count("connected") == 1,
+             "once it is back reports go on, on the same connection, and that is logged",
+             peer.text()[-1000:] + "\n" + agent.text())
+    finally:
+        peer.stop()
+        agent.stop()
+
+
 def check_options(t, agent_exe):
     """Option values are whole numbers in range or refused (exit 2, the value named);
     --help lists every option, and the man page documents each."""
@@ -312,6 +349,7 @@ def main():
         check_host_junk(t, agent_exe, root, port, tmp)
         check_no_spin(t, agent_exe, root, tmp)
         check_devices_bound_late(t, agent_exe, peer_exe, tmp)
+        check_meminfo_lost(t, agent_exe, peer_exe, tmp)
         check_options(t, agent_exe)
         check_meminfo_error(t, agent_exe, tmp)
         check_long_port_path(t, agent_exe, root, tmp)

@@ -8,6 +8,7 @@
  *   old descriptor never comes back, its node goes;
  * - hotplug: the uevent socket's overflow, ENOBUFS from recv(), which this
  *   program hands out in place of the kernel (-Wl,--wrap=recv);
+ * - sample: a /proc/meminfo that loses its MemTotal and gets it back.
  *
  * What the agent logs is taken here too (-Wl,--wrap=util_log), so that the
  * cases count its lines rather than read its rate-limited stderr.
@@ -28,6 +29,7 @@
 
 #include "conn.h"
 #include "hotplug.h"
+#include "sample.h"
 #include "util.h"
 
 static char tmp_root[256];
@@ -384,6 +386,46 @@ static void memory_uevent_scans_others_do_not(void **state)
         close(uevent_fd);
 }
 
+#define MEMINFO_OK "MemTotal: 1048576 kB\nMemFree: 262144 kB\nMemAvailable: 524288 kB\n"
+
+/*
+ * MemTotal gone from /proc/meminfo, or the file gone: no sample, said once (not at every
+ * try), tried again each time; back, said once, and samples again.
+ */
+static void meminfo_without_memtotal_is_logged_once_and_retried(void **state)
+{
+        struct sampler s;
+        struct sample smp;
+        char path[512];
+
+        (void)state;
+        put("proc/meminfo", MEMINFO_OK);
+        assert_int_equal(sampler_open(&s), 0);
+        assert_int_equal(sampler_read(&s, NULL, &smp), 0);
+        assert_int_equal(smp.mem_total, 1048576ull * 1024);
+
+        put("proc/meminfo", "MemFree: 262144 kB\nMemAvailable: 524288 kB\n");
+        for (unsigned i = 0; i < 5; i++)
+                assert_int_equal(sampler_read(&s, NULL, &smp), -EINVAL);
+        assert_int_equal(n_logged, 1);
+        assert_int_equal(logged_with("/proc/meminfo: no usable MemTotal"), 1);
+
+        /* Replaced by a new file (not rewritten in place): read from the new one. */
+        in_root(path, "proc/meminfo");
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(sampler_read(&s, NULL, &smp), -ENOENT);
+        assert_int_equal(sampler_read(&s, NULL, &smp), -ENOENT);
+        assert_int_equal(n_logged, 2);
+        assert_int_equal(logged_with("/proc/meminfo: No such file or directory"), 1);
+        put("proc/meminfo", MEMINFO_OK);
+        assert_int_equal(sampler_read(&s, NULL, &smp), 0);
+        assert_int_equal(smp.mem_total, 1048576ull * 1024);
+        assert_int_equal(sampler_read(&s, NULL, &smp), 0);
+        assert_int_equal(n_logged, 3);
+        assert_int_equal(logged_with("/proc/meminfo: readable again"), 1);
+        sampler_close(&s);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -398,6 +440,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(uevent_overflow_scans_at_once, make_root, remove_root),
             cmocka_unit_test_setup_teardown(memory_uevent_scans_others_do_not, make_root,
                                             remove_root),
+            cmocka_unit_test_setup_teardown(meminfo_without_memtotal_is_logged_once_and_retried,
+                                            make_root, remove_root),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
