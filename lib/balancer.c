@@ -421,13 +421,15 @@ static void apply_resize(struct balancer *b, struct vm *vm, const struct policy_
 
 static void update_host_counters(struct balancer *b)
 {
-        uint64_t held = 0, slack = 0, demand = 0, assigned_known = 0;
+        uint64_t held = 0, slack = 0, promised = 0, demand = 0, assigned_known = 0;
         double avg_sum = 0.0;
         size_t avg_n = 0;
 
         for (size_t i = 0; i < b->n_vms; i++) {
                 const struct vm *vm = b->vms[i];
                 const struct policy_vm *pv = &b->pv[i];
+                if (vm->state == VM_STARTING && vm->start_requested) /* waits in admission */
+                        promised = add_sat(promised, kept_by(b, i, 0));
                 if (!vm_holds_memory(vm))
                         continue;
                 held += vm->obs.assigned_bytes;
@@ -445,7 +447,10 @@ static void update_host_counters(struct balancer *b)
         }
         struct balancer_counters *c = &b->counters;
         c->available_bytes = held >= b->host.memory_bytes ? 0 : b->host.memory_bytes - held;
-        c->available_for_balancing_bytes = c->available_bytes + slack;
+        /* memory promised to VMs waiting in admission is not there to hand out (nor to offer a
+         * peer's VM: the relief rule reads this figure) */
+        uint64_t room = add_sat(c->available_bytes, slack);
+        c->available_for_balancing_bytes = room > promised ? room - promised : 0;
         c->current_pressure =
             assigned_known ? (double)demand * 100.0 / (double)assigned_known : -1.0;
         c->average_pressure = avg_n ? avg_sum / (double)avg_n : -1.0;

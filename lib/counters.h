@@ -33,7 +33,8 @@ struct vm_counters {
 
 struct balancer_counters {
         uint64_t available_bytes;               /* host memory for VMs not held by any VM */
-        uint64_t available_for_balancing_bytes; /* available + what VMs hold above their target */
+        uint64_t available_for_balancing_bytes; /* available + what VMs hold above their need - what
+                                                   VMs waiting in admission are promised */
         double average_pressure;                /* mean of running VMs' average pressure, -1 none */
         double current_pressure;                /* sum of demand / sum of assigned x 100, -1 none */
         uint64_t added_bytes;

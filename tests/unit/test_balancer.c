@@ -483,6 +483,32 @@ static void refused_start_waits_or_is_refused(void **state)
         assert_int_equal(count_events(r, BALANCER_EVENT_CRASHED, SIZE_MAX), 0);
 }
 
+/*
+ * Memory promised to a VM waiting in admission is not available for balancing:
+ * a peer reads that figure to decide whether to send a VM here.
+ */
+static void memory_promised_to_a_waiting_start_is_not_available(void **state)
+{
+        struct rig *r = *state;
+
+        trace(r, "a.csv", "0,500M\n");
+        trace(r, "b.csv", "0,300M\n");
+        rig_load(r,
+                 "[host]\nmemory = 1G\n"
+                 "[vm \"a\"]\nstartup = 640M\ntrace = @DIR@/a.csv\n"
+                 "[vm \"b\"]\nstartup = 512M\ntrace = @DIR@/b.csv\n",
+                 "dynmem", true);
+        balancer_request_start(&r->bal, &r->vms[0]);
+        rig_run(r, 2);
+        assert_int_equal(r->bal.counters.available_bytes, 384 * MIB);
+        assert_int_equal(r->bal.counters.available_for_balancing_bytes, 384 * MIB);
+        balancer_request_start(&r->bal, &r->vms[1]);
+        rig_run(r, 2);
+        assert_int_equal(r->vms[1].state, VM_STARTING); /* waits: 512 MiB promised */
+        assert_int_equal(r->bal.counters.available_bytes, 384 * MIB);
+        assert_int_equal(r->bal.counters.available_for_balancing_bytes, 0);
+}
+
 static void refused_start_reports_a_reason(void **state)
 {
         struct rig *r = *state;
@@ -861,6 +887,7 @@ int main(void)
             T(weight_decides_once_the_needs_do_not_fit),
             T(counters_match_what_happened),
             T(refused_start_waits_or_is_refused),
+            T(memory_promised_to_a_waiting_start_is_not_available),
             T(refused_start_reports_a_reason),
             T(start_waits_until_memory_is_freed),
             T(crash_is_noticed),
