@@ -247,6 +247,8 @@ static int load(struct lv_domain *d)
         d->xml = x;
         snprintf(d->uuid, sizeof(d->uuid), "%s", x.uuid);
         d->run = run_of(state, reason);
+        d->state = state;
+        d->reason = reason;
         d->persistent = virDomainIsPersistent(dom) == 1;
         d->id = d->run == BACKEND_VM_RUNNING ? (int)virDomainGetID(dom) : -1;
         fill_info(d);
@@ -301,6 +303,8 @@ bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms)
                         if (r == 0 && lv_mig_expected(d, now_ms)) {
                                 lv_mig_placeholder_info(d); /* libvirt has none yet */
                                 d->dirty = false;
+                        } else if (r == 0 && lv_mig_vanished(d)) {
+                                changed = true; /* listed once more, off: dropped next time */
                         } else if (r == 0) {
                                 drop(lb, i);
                                 changed = true;

@@ -51,6 +51,7 @@ struct lv_domain {
         enum backend_vm_run run;
         bool persistent;
         int id;                        /* libvirt's id while it runs, -1 otherwise */
+        int state, reason;             /* libvirt's state and its reason, at the last reload */
         struct libvirt_xml_domain xml; /* live XML while it runs, persistent XML when off */
         struct backend_vm_info info;
         char problem_logged[200];
@@ -80,6 +81,8 @@ struct lv_domain {
         uint64_t incoming_until_ms; /* announced by the hook: listed without libvirt's domain until
                                        then */
         struct vm_settings incoming_settings; /* ... with these settings */
+        bool stop_seen;     /* libvirt said it stopped since it last started ... */
+        bool stop_migrated; /* ... because it migrated away */
 };
 
 struct lv_backend {
@@ -238,6 +241,14 @@ bool lv_mig_busy(struct lv_domain *d);
 
 /* The domain was just loaded: which migration, if any, its job is. */
 void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms);
+
+/*
+ * libvirt no longer has the domain (a transient one stopped, or one undefined
+ * as it left). One that was leaving is listed once more, off, saying whether
+ * it migrated away (libvirt's stopped event) or was shut off during its
+ * migration: true then, and it is dropped at the next reload.
+ */
+bool lv_mig_vanished(struct lv_domain *d);
 
 /* Once a cycle: a migrating domain whose job ended is reloaded. */
 void lv_mig_poll(struct lv_backend *lb);

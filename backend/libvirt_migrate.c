@@ -9,14 +9,19 @@
  *     any resize) the job libvirt runs on it (virDomainGetJobStats: the
  *     operation "outgoing migration"). It stays counted here until libvirt
  *     says it stopped; if the job ends with the domain still running here,
- *     the migration failed and it is balanced here again.
+ *     the migration failed and it is balanced here again. When it stops,
+ *     libvirt's shut-off reason (or, for a transient domain libvirt no
+ *     longer has, its stopped event) says whether it migrated away or was
+ *     shut off during its migration (lv_mig_vanished lists such a domain
+ *     once more, off, to say which).
  *   - arriving (the destination): announced by the admission hook (the
  *     qemu hook's migrate operation) before libvirt creates the domain, with
  *     what it holds on the source; then libvirt's domain, paused, with an
  *     incoming-migration job. It is counted at that size, never resized and
  *     not attached (its guest is not here yet) until libvirt resumes it here
  *     (its lifecycle event, or its state when dynmemd finds it); a domain that
- *     goes away instead was a failed migration.
+ *     goes away instead was a failed migration. It is listed with the settings
+ *     it arrives with, even over a shut-off definition of the same name.
  *
  * While a domain migrates, a resize would wait for libvirt's lock on it
  * (up to 30 s, stalling the cycle) and QEMU would refuse it anyway: every
@@ -132,14 +137,37 @@ static bool paused_for_switchover(struct lv_domain *d)
                state == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_MIGRATION;
 }
 
+static bool leaving(const struct lv_domain *d)
+{
+        return d->migration == VM_MIGRATION_OUT || d->migration == VM_MIGRATION_SWITCHOVER;
+}
+
+/*
+ * A domain of that name defined here, shut off, that an arrival is announced
+ * for: it is listed with the settings the VM arrives with (the domain XML
+ * libvirt runs here), not its definition's.
+ */
+static void show_incoming_settings(struct lv_domain *d)
+{
+        d->info.settings = d->incoming_settings;
+        d->info.balanced = d->incoming_settings.dynamic;
+        d->info.problem[0] = '\0';
+}
+
 void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms)
 {
         enum vm_migration m;
         int op = 0, r;
 
         if (d->run != BACKEND_VM_RUNNING) {
+                /* it left, or was shut off during its migration (libvirt's reason says which) */
+                if (leaving(d))
+                        d->info.migrated_away = d->state == VIR_DOMAIN_SHUTOFF &&
+                                                d->reason == VIR_DOMAIN_SHUTOFF_MIGRATED;
                 /* defined here and shut off: an announced arrival may still come */
-                if (!lv_mig_expected(d, now_ms))
+                if (lv_mig_expected(d, now_ms))
+                        show_incoming_settings(d);
+                else
                         set_migration(d, VM_MIGRATION_NONE, "not running");
                 d->dirty = false;
                 return;
@@ -161,6 +189,22 @@ void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms)
                 m = VM_MIGRATION_SWITCHOVER;
         set_migration(d, m, m == VM_MIGRATION_NONE ? "no migration job" : "its job");
         d->dirty = false; /* just loaded */
+}
+
+bool lv_mig_vanished(struct lv_domain *d)
+{
+        if (!leaving(d))
+                return false;
+        d->run = d->info.run = BACKEND_VM_OFF;
+        d->id = -1;
+        /* no stopped event seen (the connection was lost meanwhile): it went as it was going */
+        d->info.migrated_away = !d->stop_seen || d->stop_migrated;
+        set_migration(d, VM_MIGRATION_NONE, "no longer defined here"); /* dirty: dropped next */
+        if (d->dom) {
+                virDomainFree(d->dom);
+                d->dom = NULL;
+        }
+        return true;
 }
 
 void lv_mig_poll(struct lv_backend *lb)
@@ -199,6 +243,10 @@ void lv_mig_lifecycle(struct lv_backend *lb, virDomainPtr dom, int event, int de
 
         if (!d)
                 return;
+        if (event == VIR_DOMAIN_EVENT_STARTED || event == VIR_DOMAIN_EVENT_STOPPED) {
+                d->stop_seen = event == VIR_DOMAIN_EVENT_STOPPED;
+                d->stop_migrated = d->stop_seen && detail == VIR_DOMAIN_EVENT_STOPPED_MIGRATED;
+        }
         if (event == VIR_DOMAIN_EVENT_SUSPENDED && detail == VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED)
                 set_migration(d, VM_MIGRATION_SWITCHOVER, "paused for its switchover");
         else if (event == VIR_DOMAIN_EVENT_STARTED && detail == VIR_DOMAIN_EVENT_STARTED_MIGRATED)
@@ -262,6 +310,9 @@ int lv_mig_expect(struct backend *b, const char *name, const struct vm_settings 
         if (is_new) { /* no libvirt domain yet: listed from what the hook said */
                 d->dirty = false;
                 lv_mig_placeholder_info(d);
+                lb->generation++;
+        } else if (d->run != BACKEND_VM_RUNNING) {
+                show_incoming_settings(d);
                 lb->generation++;
         }
         log_msg(LOG_INFO, "vm \"%s\": arriving by live migration with %llu MiB", name,

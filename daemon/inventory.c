@@ -35,12 +35,12 @@ static void adopt(struct daemon *d, struct registry_entry *e, const struct backe
 }
 
 /* Stopped by someone else (or by dynmem stop, now done), or migrated away. */
-static void release(struct daemon *d, struct registry_entry *e)
+static void release(struct daemon *d, struct registry_entry *e, const struct backend_vm_info *in)
 {
         struct vm *vm = &e->vm;
         char a[32];
 
-        if (migration_gone(d, e))
+        if (migration_gone(d, e, in->migrated_away))
                 ; /* left, or its arrival failed: said */
         else if (vm->state == VM_RUNNING)
                 log_msg(LOG_INFO, "%s: shut off outside dynmemd; its %s are free again", vm->name,
@@ -67,7 +67,7 @@ static void follow_state(struct daemon *d, struct registry_entry *e,
                 break;
         case BACKEND_VM_OFF:
                 if (vm_holds_memory(vm))
-                        release(d, e);
+                        release(d, e, in);
                 break;
         case BACKEND_VM_CRASHED: /* the balancer sees it dead and counts the crash */
                 break;
@@ -118,7 +118,9 @@ static bool drop_unseen(struct daemon *d)
                 if (e->origin != REGISTRY_BACKEND || e->seen)
                         continue;
                 if (vm_holds_memory(&e->vm))
-                        migration_gone(d, e); /* a transient domain that left, or never came */
+                        /* a domain that left (the backend lists one shut off during its
+                         * migration once more, as off), or an arrival that never came */
+                        migration_gone(d, e, true);
                 log_msg(LOG_INFO, "%s: no longer defined", e->vm.name);
                 registry_remove(&d->reg, e, d->backend);
                 changed = true;

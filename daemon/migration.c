@@ -39,7 +39,7 @@ static void say(struct daemon *d, struct vm *vm, enum balancer_event_kind kind, 
         log_msg(priority, "%s: %s", vm->name, message);
 }
 
-bool migration_gone(struct daemon *d, struct registry_entry *e)
+bool migration_gone(struct daemon *d, struct registry_entry *e, bool migrated_away)
 {
         struct vm *vm = &e->vm;
         char a[32];
@@ -48,6 +48,15 @@ bool migration_gone(struct daemon *d, struct registry_entry *e)
         switch (vm->migration) {
         case VM_MIGRATION_OUT:
         case VM_MIGRATION_SWITCHOVER:
+                if (!migrated_away) {
+                        d->migrations.failed_out++;
+                        say(d, vm, BALANCER_EVENT_MIGRATION_FAILED, vm->obs.assigned_bytes,
+                            LOG_NOTICE,
+                            "shut off during its migration to another host, which failed; its "
+                            "%s here are free again",
+                            size_format(vm->obs.assigned_bytes, a, sizeof(a)));
+                        break;
+                }
                 d->migrations.left++;
                 say(d, vm, BALANCER_EVENT_LEFT, vm->obs.assigned_bytes, LOG_INFO,
                     "migrated to another host; its %s here are free again",
@@ -161,9 +170,12 @@ int migration_admit(struct daemon *d, const char *name, const struct vm_settings
                 }
                 e->origin = REGISTRY_BACKEND;
                 e->configured = e->seen = true;
-                e->vm.settings = *s;
                 daemon_vms_changed(d);
         }
+        /* the settings it arrives with, in the domain XML libvirt is about to run here, not
+         * those of a definition of the same name here (docs/migration.md) */
+        e->vm.settings = *s;
+        e->problem[0] = '\0';
         e->vm.migration = VM_MIGRATION_IN;
         e->vm.migration_bytes = bytes;
         registry_touch(e);

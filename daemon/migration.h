@@ -45,11 +45,13 @@ struct migration_counters {
 void migration_follow(struct daemon *d, struct registry_entry *e, const struct backend_vm_info *in);
 
 /*
- * The VM no longer holds memory here (off, or no longer listed): if it was
- * leaving it has left, if it was arriving its migration failed. True when
- * either was said.
+ * The VM no longer holds memory here (off, or no longer listed). If it was
+ * leaving: it has left when migrated_away (the backend says it went off
+ * because it migrated), else it was shut off in the middle of its migration,
+ * which failed. If it was arriving its migration failed. True when any of
+ * these was said.
  */
-bool migration_gone(struct daemon *d, struct registry_entry *e);
+bool migration_gone(struct daemon *d, struct registry_entry *e, bool migrated_away);
 
 /*
  * Admission of a VM arriving with `bytes` and settings s (already checked).

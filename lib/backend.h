@@ -78,6 +78,7 @@ struct backend_vm_info {
         uint64_t assigned_bytes;     /* memory it holds now when running, 0 unknown */
         char problem[200];           /* why a VM with dynmem settings is not balanced, or "" */
         enum vm_migration migration; /* a live migration to or from here under way */
+        bool migrated_away; /* off here because it migrated to another host (its owner says so) */
 };
 
 /*

@@ -341,6 +341,116 @@ static void an_admitted_arrival_libvirt_never_makes_is_dropped(void **state)
         b->ops->destroy(b);
 }
 
+/*
+ * An arrival announced for a name defined here and shut off: listed with the
+ * settings the VM arrives with (the domain XML libvirt runs here), not with
+ * those of the definition here, also once the domain is read again.
+ */
+static void an_arrival_over_a_definition_here_has_the_arriving_settings(void **state)
+{
+        struct backend *b = backend_open();
+        struct vm_settings s = {.dynamic = true,
+                                .startup_bytes = 512 * MIB,
+                                .minimum_bytes = 512 * MIB,
+                                .maximum_bytes = 2 * GIB,
+                                .buffer_percent = 20,
+                                .weight = 7000,
+                                .block_bytes = 2 * MIB};
+        char err[256];
+
+        (void)state;
+        virDomainPtr dom = virDomainDefineXML(
+            conn, "<domain type='test'><name>bk-arr</name><memory unit='KiB'>1048576</memory>"
+                  "<vcpu>1</vcpu><os><type>hvm</type></os></domain>");
+        assert_non_null(dom);
+        const struct backend_vm_info *in = listed(b, "bk-arr");
+        assert_non_null(in);
+        assert_false(in->balanced); /* static here */
+        assert_int_equal(b->ops->expect_incoming(b, "bk-arr", &s, GIB, err, sizeof(err)), 0);
+        in = listed(b, "bk-arr");
+        assert_non_null(in);
+        assert_int_equal(in->migration, VM_MIGRATION_IN);
+        assert_true(in->balanced);
+        assert_false(settings_diff(&in->settings, &s));
+        domain(b, "bk-arr")->dirty = true; /* read from libvirt again */
+        in = listed(b, "bk-arr");
+        assert_non_null(in);
+        assert_true(in->balanced);
+        assert_false(settings_diff(&in->settings, &s));
+        b->ops->destroy(b);
+        undefine(dom);
+}
+
+static virDomainPtr create_transient(const char *name)
+{
+        char xml[600];
+        virDomainPtr dom;
+
+        snprintf(xml, sizeof(xml),
+                 "<domain type='test'><name>%s</name>"
+                 "<memory unit='KiB'>1048576</memory><vcpu>1</vcpu><os><type>hvm</type></os>"
+                 "</domain>",
+                 name);
+        dom = virDomainCreateXML(conn, xml, 0);
+        assert_non_null(dom);
+        run_loop(NULL); /* the started event */
+        return dom;
+}
+
+/*
+ * A domain shut off in the middle of its outgoing migration did not migrate
+ * away: listed off (once more, for a transient one libvirt no longer has)
+ * with migrated_away false; one libvirt stopped because it migrated, with it
+ * true.
+ */
+static void a_domain_shut_off_while_leaving_is_not_said_to_have_migrated(void **state)
+{
+        struct backend *b = backend_open();
+        const struct backend_vm_info *in;
+
+        (void)state;
+        /* persistent: libvirt's shut-off reason says it */
+        virDomainPtr dom = define_running("bk-off");
+        assert_non_null(listed(b, "bk-off"));
+        domain(b, "bk-off")->migration = VM_MIGRATION_OUT; /* its migration-iteration event */
+        assert_int_equal(virDomainDestroy(dom), 0);
+        run_loop(NULL); /* the stopped event */
+        in = listed(b, "bk-off");
+        assert_non_null(in);
+        assert_int_equal(in->run, BACKEND_VM_OFF);
+        assert_false(in->migrated_away);
+        assert_int_equal(in->migration, VM_MIGRATION_NONE);
+        undefine(dom);
+
+        /* transient, destroyed: listed off once, then dropped */
+        dom = create_transient("bk-gone-off");
+        assert_non_null(listed(b, "bk-gone-off"));
+        domain(b, "bk-gone-off")->migration = VM_MIGRATION_SWITCHOVER;
+        assert_int_equal(virDomainDestroy(dom), 0);
+        virDomainFree(dom);
+        run_loop(NULL);
+        in = listed(b, "bk-gone-off");
+        assert_non_null(in);
+        assert_int_equal(in->run, BACKEND_VM_OFF);
+        assert_false(in->migrated_away);
+        assert_null(listed(b, "bk-gone-off"));
+
+        /* transient, stopped by libvirt as it migrated away */
+        dom = create_transient("bk-left");
+        assert_non_null(listed(b, "bk-left"));
+        domain(b, "bk-left")->migration = VM_MIGRATION_SWITCHOVER;
+        assert_int_equal(virDomainDestroy(dom), 0);
+        run_loop(NULL);
+        lv_mig_lifecycle(b->priv, dom, VIR_DOMAIN_EVENT_STOPPED, VIR_DOMAIN_EVENT_STOPPED_MIGRATED);
+        virDomainFree(dom);
+        in = listed(b, "bk-left");
+        assert_non_null(in);
+        assert_int_equal(in->run, BACKEND_VM_OFF);
+        assert_true(in->migrated_away);
+        assert_null(listed(b, "bk-left"));
+        b->ops->destroy(b);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -352,6 +462,8 @@ int main(void)
             cmocka_unit_test(a_balloon_size_above_the_domains_memory_is_not_taken),
             cmocka_unit_test(a_current_memory_above_the_domains_memory_is_not_taken),
             cmocka_unit_test(an_admitted_arrival_libvirt_never_makes_is_dropped),
+            cmocka_unit_test(an_arrival_over_a_definition_here_has_the_arriving_settings),
+            cmocka_unit_test(a_domain_shut_off_while_leaving_is_not_said_to_have_migrated),
         };
         int r;
 
