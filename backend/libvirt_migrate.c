@@ -41,7 +41,19 @@ const char *lv_mig_name(enum vm_migration m)
         return n ? n : "none";
 }
 
-/* A job on the domain, and which: 1 a job runs, 0 none, -1 libvirt could not say. */
+/* libvirt paused it for a migration: the switchover on the source, the whole arrival here. */
+static bool paused_for_migration(struct lv_domain *d)
+{
+        int state = 0, reason = 0;
+
+        return d->dom && virDomainGetState(d->dom, &state, &reason, 0) == 0 &&
+               state == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_MIGRATION;
+}
+
+/*
+ * A job on the domain, and which: 1 a job runs, 0 none, -1 libvirt could not
+ * say. A driver without job statistics says nothing of a migration: unknown.
+ */
 static int job_of(struct lv_domain *d, int *ret_operation)
 {
         virTypedParameterPtr p = NULL;
@@ -59,7 +71,10 @@ static int job_of(struct lv_domain *d, int *ret_operation)
                         return 0; /* gone, or no longer running: no job */
                 if (e && e->code == VIR_ERR_OPERATION_UNSUPPORTED) {
                         /* libvirt 9.0 on the destination of a migration: "migration statistics
-                         * are available only on the source host" */
+                         * are available only on the source host", the domain paused for it;
+                         * any other domain (a driver without job statistics): unknown */
+                        if (!paused_for_migration(d))
+                                return -1;
                         *ret_operation = VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN;
                         return 1;
                 }
@@ -128,15 +143,6 @@ static bool running_here(struct lv_domain *d)
                state == VIR_DOMAIN_RUNNING;
 }
 
-/* libvirt paused it to switch over to the destination (its state's reason says so). */
-static bool paused_for_switchover(struct lv_domain *d)
-{
-        int state = 0, reason = 0;
-
-        return d->dom && virDomainGetState(d->dom, &state, &reason, 0) == 0 &&
-               state == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_MIGRATION;
-}
-
 static bool leaving(const struct lv_domain *d)
 {
         return d->migration == VM_MIGRATION_OUT || d->migration == VM_MIGRATION_SWITCHOVER;
@@ -185,7 +191,7 @@ void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms)
         if (r < 0)
                 return; /* keep what was known */
         m = r > 0 ? migration_of_job(op) : VM_MIGRATION_NONE;
-        if (m == VM_MIGRATION_OUT && paused_for_switchover(d))
+        if (m == VM_MIGRATION_OUT && paused_for_migration(d))
                 m = VM_MIGRATION_SWITCHOVER;
         set_migration(d, m, m == VM_MIGRATION_NONE ? "no migration job" : "its job");
         d->dirty = false; /* just loaded */

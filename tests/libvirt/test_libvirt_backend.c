@@ -25,6 +25,56 @@
 static struct event_base *base;
 static virConnectPtr conn; /* the test's own connection to the same driver */
 
+/*
+ * virDomainGetJobStats, wrapped at link time (meson.build): the test driver
+ * has no job statistics; a case may answer in a QEMU driver's place, its
+ * error read once with virGetLastError (wrapped too).
+ */
+static enum {
+        JOBS_LIBVIRT,     /* the driver's own answer */
+        JOBS_UNSUPPORTED, /* VIR_ERR_OPERATION_UNSUPPORTED */
+        JOBS_NO_OPERATION /* a job, without its operation */
+} job_answer;
+
+static virError job_error = {.code = VIR_ERR_OPERATION_UNSUPPORTED,
+                             .domain = VIR_FROM_QEMU,
+                             .level = VIR_ERR_ERROR,
+                             .message = (char *)"this function is not supported"};
+static bool job_error_pending;
+
+virErrorPtr __real_virGetLastError(void);
+virErrorPtr __wrap_virGetLastError(void);
+
+virErrorPtr __wrap_virGetLastError(void)
+{
+        if (!job_error_pending)
+                return __real_virGetLastError();
+        job_error_pending = false;
+        return &job_error;
+}
+
+int __real_virDomainGetJobStats(virDomainPtr dom, int *type, virTypedParameterPtr *params,
+                                int *nparams, unsigned int flags);
+int __wrap_virDomainGetJobStats(virDomainPtr dom, int *type, virTypedParameterPtr *params,
+                                int *nparams, unsigned int flags);
+
+int __wrap_virDomainGetJobStats(virDomainPtr dom, int *type, virTypedParameterPtr *params,
+                                int *nparams, unsigned int flags)
+{
+        switch (job_answer) {
+        case JOBS_UNSUPPORTED:
+                job_error_pending = true;
+                return -1;
+        case JOBS_NO_OPERATION:
+                *type = VIR_DOMAIN_JOB_UNBOUNDED;
+                *params = NULL;
+                *nparams = 0;
+                return 0;
+        default:
+                return __real_virDomainGetJobStats(dom, type, params, nparams, flags);
+        }
+}
+
 static struct backend *backend_open(void)
 {
         struct config cfg = {.host = {.libvirt_uri = (char *)"test:///default"}};
@@ -451,6 +501,39 @@ static void a_domain_shut_off_while_leaving_is_not_said_to_have_migrated(void **
         b->ops->destroy(b);
 }
 
+/*
+ * A driver that has no job statistics for a domain (the call unsupported, or
+ * a job without its operation) says nothing of a migration: the domain is
+ * not taken for an arriving one, nor resized while libvirt cannot say.
+ */
+static void a_domain_without_job_statistics_is_not_taken_for_an_arrival(void **state)
+{
+        virDomainPtr dom = define_running("bk-job");
+        struct backend *b = backend_open();
+        const struct backend_vm_info *in;
+
+        (void)state;
+        job_answer = JOBS_UNSUPPORTED;
+        in = listed(b, "bk-job");
+        assert_non_null(in);
+        assert_int_equal(in->run, BACKEND_VM_RUNNING);
+        assert_int_equal(in->migration, VM_MIGRATION_NONE);
+        assert_true(lv_mig_busy(domain(b, "bk-job"))); /* unknown: not now */
+        assert_int_equal(domain(b, "bk-job")->migration, VM_MIGRATION_NONE);
+        assert_int_equal(listed(b, "bk-job")->migration, VM_MIGRATION_NONE);
+
+        job_answer = JOBS_NO_OPERATION;
+        domain(b, "bk-job")->dirty = true;
+        in = listed(b, "bk-job");
+        assert_non_null(in);
+        assert_int_equal(in->migration, VM_MIGRATION_NONE);
+        assert_true(lv_mig_busy(domain(b, "bk-job"))); /* a job of some kind */
+        assert_int_equal(domain(b, "bk-job")->migration, VM_MIGRATION_NONE);
+        job_answer = JOBS_LIBVIRT;
+        b->ops->destroy(b);
+        undefine(dom);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -464,6 +547,7 @@ int main(void)
             cmocka_unit_test(an_admitted_arrival_libvirt_never_makes_is_dropped),
             cmocka_unit_test(an_arrival_over_a_definition_here_has_the_arriving_settings),
             cmocka_unit_test(a_domain_shut_off_while_leaving_is_not_said_to_have_migrated),
+            cmocka_unit_test(a_domain_without_job_statistics_is_not_taken_for_an_arrival),
         };
         int r;
 
