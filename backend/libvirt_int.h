@@ -41,6 +41,13 @@ struct lv_stats {
 };
 
 /* One libvirt domain the backend knows, by name (sorted). */
+/* The QEMU process of a domain's running instance, as first seen. */
+struct lv_qemu_pid {
+        int id;         /* the instance (libvirt's id) */
+        pid_t pid;      /* 0: none recorded */
+        uint64_t start; /* its start time (clock ticks after boot) */
+};
+
 struct lv_domain {
         struct lv_backend *lb;
         char name[VM_NAME_MAX];
@@ -63,6 +70,7 @@ struct lv_domain {
         bool job_busy;          /* a resize job of this attachment is out: no new plan */
         struct qemu_mem mem;
         struct lv_stats stats;
+        struct lv_qemu_pid qemu_pid; /* for its resident memory (lv_run_rss) */
         struct qemu_agent *agent_conn;
         struct qemu_guest_signal sig; /* the agent's estimate, balloon statistics: demand */
         uint64_t pending_until_ms;    /* an admitted start libvirt runs: alive until then */
@@ -191,7 +199,17 @@ void lv_dom_detach(struct lv_domain *d);
 void lv_run_readback_xml(struct lv_domain *d);
 
 /* The QEMU process's resident memory (libvirt's pid file), 0 unknown. */
-uint64_t lv_run_rss(const struct lv_domain *d);
+uint64_t lv_run_rss(struct lv_domain *d);
+
+/*
+ * The same from pidfile for the domain's instance `id`: the pid's process
+ * start time (/proc/PID/stat) is recorded in *seen when the instance is
+ * first read; a process of another pid, or of that pid started at another
+ * time (the pid reused once QEMU exited), is not its QEMU: 0. So is one
+ * whose start time differs from what a pid file holding one ("PID START")
+ * records.
+ */
+uint64_t lv_run_rss_of(struct lv_qemu_pid *seen, const char *pidfile, int id);
 
 /* The balloon's statistics are wanted: no fresh report from the agent. */
 bool lv_run_needs_stats(const struct lv_domain *d);

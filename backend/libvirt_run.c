@@ -121,20 +121,37 @@ void lv_run_readback_xml(struct lv_domain *d)
                 d->mem.target = qemu_mem_clamp_target(&d->mem, qemu_mem_assigned(&d->mem));
 }
 
-/* The QEMU process's resident memory, from libvirt's pid file (local system URIs). */
-uint64_t lv_run_rss(const struct lv_domain *d)
+uint64_t lv_run_rss_of(struct lv_qemu_pid *seen, const char *pidfile, int id)
 {
-        char path[128 + VM_NAME_MAX];
-        uint64_t rss = 0;
-        uint64_t started;
+        uint64_t rss = 0, recorded = 0, start = 0, again = 0;
         pid_t pid;
 
-        if (strncmp(d->lb->uri, "qemu:///system", 14) != 0)
+        if (qemu_proc_read_pidfile(pidfile, &pid, &recorded) < 0 ||
+            qemu_proc_start_time(pid, &start) < 0 || (recorded && recorded != start))
                 return 0;
-        snprintf(path, sizeof(path), "/run/libvirt/qemu/%s.pid", d->name);
-        if (qemu_proc_read_pidfile(path, &pid, &started) < 0 || qemu_proc_rss(pid, &rss) < 0)
+        if (!seen->pid || seen->id != id) /* this instance's QEMU, first read */
+                *seen = (struct lv_qemu_pid){.id = id, .pid = pid, .start = start};
+        else if (seen->pid != pid || seen->start != start)
+                return 0; /* not the process this instance started with */
+        /* the start time once more: the pid may have been reused while it was read */
+        if (qemu_proc_rss(pid, &rss) < 0 || qemu_proc_start_time(pid, &again) < 0 || again != start)
                 return 0;
         return rss;
+}
+
+/*
+ * The QEMU process's resident memory, from libvirt's pid file (local system
+ * URIs). libvirt's pid file holds the pid alone: its start time is recorded
+ * when the running instance is first read (lv_run_rss_of).
+ */
+uint64_t lv_run_rss(struct lv_domain *d)
+{
+        char path[128 + VM_NAME_MAX];
+
+        if (strncmp(d->lb->uri, "qemu:///system", 14) != 0 || d->id < 0)
+                return 0;
+        snprintf(path, sizeof(path), "/run/libvirt/qemu/%s.pid", d->name);
+        return lv_run_rss_of(&d->qemu_pid, path, d->id);
 }
 
 /* ---- resizing through libvirt: jobs for the worker (libvirt_work.c) ---- */

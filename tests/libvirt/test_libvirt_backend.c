@@ -534,6 +534,63 @@ static void a_domain_without_job_statistics_is_not_taken_for_an_arrival(void **s
         undefine(dom);
 }
 
+static void write_pidfile(const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void write_pidfile(const char *path, const char *fmt, ...)
+{
+        FILE *f = fopen(path, "w");
+        va_list ap;
+
+        assert_non_null(f);
+        va_start(ap, fmt);
+        vfprintf(f, fmt, ap);
+        va_end(ap);
+        assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * QEMU's resident memory comes from the process libvirt's pid file names,
+ * only while it is the process the domain's instance was first seen with
+ * (its start time, /proc/PID/stat): a pid reused by another process gives
+ * none. This process stands in for QEMU.
+ */
+static void a_reused_pid_gives_no_resident_memory(void **state)
+{
+        char path[] = "/tmp/test-libvirt-backend-pid-XXXXXX";
+        int fd = mkstemp(path);
+        struct lv_qemu_pid seen = {0};
+        uint64_t start;
+
+        (void)state;
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(qemu_proc_start_time(getpid(), &start), 0);
+        write_pidfile(path, "%d\n", (int)getpid());
+        assert_true(lv_run_rss_of(&seen, path, 5) > 0);
+        assert_int_equal(seen.pid, getpid());
+        assert_int_equal(seen.start, start);
+        assert_true(lv_run_rss_of(&seen, path, 5) > 0);
+
+        /* the instance's QEMU started at another time: this process has its pid now */
+        seen.start = start - 1;
+        assert_int_equal(lv_run_rss_of(&seen, path, 5), 0);
+        /* another pid for the same instance */
+        seen = (struct lv_qemu_pid){.id = 5, .pid = getppid(), .start = start};
+        assert_int_equal(lv_run_rss_of(&seen, path, 5), 0);
+        /* a new instance (started again): recorded afresh */
+        assert_true(lv_run_rss_of(&seen, path, 6) > 0);
+        assert_int_equal(seen.pid, getpid());
+
+        /* a pid file that records a start time: it must be the process's */
+        seen = (struct lv_qemu_pid){0};
+        write_pidfile(path, "%d %llu\n", (int)getpid(), (unsigned long long)start + 1);
+        assert_int_equal(lv_run_rss_of(&seen, path, 7), 0);
+        write_pidfile(path, "%d %llu\n", (int)getpid(), (unsigned long long)start);
+        assert_true(lv_run_rss_of(&seen, path, 7) > 0);
+        unlink(path);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -548,6 +605,7 @@ int main(void)
             cmocka_unit_test(an_arrival_over_a_definition_here_has_the_arriving_settings),
             cmocka_unit_test(a_domain_shut_off_while_leaving_is_not_said_to_have_migrated),
             cmocka_unit_test(a_domain_without_job_statistics_is_not_taken_for_an_arrival),
+            cmocka_unit_test(a_reused_pid_gives_no_resident_memory),
         };
         int r;
 
