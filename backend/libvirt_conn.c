@@ -103,14 +103,10 @@ static int on_vmem_size(virConnectPtr conn, virDomainPtr dom, const char *alias,
                         unsigned long long size_kib, void *opaque)
 {
         struct lv_domain *d = lv_dom_find(opaque, virDomainGetName(dom));
-        uint64_t plugged;
 
         (void)conn;
-        if (!d || !d->attached || !alias || strcmp(alias, LIBVIRT_XML_VMEM_ALIAS) != 0 ||
-            size_kib > d->mem.layout.region / KIB)
-                return 0;
-        plugged = size_kib * KIB;
-        qemu_mem_readback(&d->mem, d->mem.actual, plugged, d->mem.requested, mono_ms());
+        if (d && alias && strcmp(alias, LIBVIRT_XML_VMEM_ALIAS) == 0)
+                lv_run_take_vmem_size(d, size_kib);
         return 0;
 }
 

@@ -195,8 +195,14 @@ void lv_dom_attach(struct lv_domain *d);
 /* Stop the agent connection and forget the running instance. */
 void lv_dom_detach(struct lv_domain *d);
 
-/* Take what the (reloaded) live XML says the domain holds. */
+/*
+ * Take what the (reloaded) live XML says the domain holds. A virtio-mem size
+ * outside the device or not a whole number of its blocks is not taken.
+ */
 void lv_run_readback_xml(struct lv_domain *d);
+
+/* The size virtio-mem plugged (libvirt's event), checked as in the XML. */
+void lv_run_take_vmem_size(struct lv_domain *d, uint64_t size_kib);
 
 /* The QEMU process's resident memory (libvirt's pid file), 0 unknown. */
 uint64_t lv_run_rss(struct lv_domain *d);

@@ -96,6 +96,34 @@ void lv_dom_detach(struct lv_domain *d)
 }
 
 /*
+ * A virtio-mem size QEMU reports (through libvirt): within the device and a
+ * whole number of its blocks, else not taken (a buggy or hostile QEMU).
+ */
+static bool vmem_size_ok(struct lv_domain *d, uint64_t bytes, const char *what)
+{
+        const struct qemu_layout *l = &d->mem.layout;
+
+        if (l->block && bytes <= l->region && bytes % l->block == 0)
+                return true;
+        if (log_ratelimit_ok(&d->rl, mono_ms()))
+                log_msg(LOG_WARNING,
+                        "vm \"%s\": ignoring a virtio-mem %s of %llu KiB: not a whole number of "
+                        "its %llu KiB blocks within its %llu MiB",
+                        d->name, what, (unsigned long long)(bytes / KIB),
+                        (unsigned long long)(l->block / KIB),
+                        (unsigned long long)(l->region / MIB));
+        return false;
+}
+
+void lv_run_take_vmem_size(struct lv_domain *d, uint64_t size_kib)
+{
+        if (!d->attached || size_kib > SETTINGS_SIZE_MAX / KIB ||
+            !vmem_size_ok(d, size_kib * KIB, "size"))
+                return;
+        qemu_mem_readback(&d->mem, d->mem.actual, size_kib * KIB, d->mem.requested, mono_ms());
+}
+
+/*
  * What the live XML says the domain holds: <currentMemory> is libvirt's
  * balloon figure, which holds what virtio-mem plugged (its <current>); the
  * balloon's own is the difference. Events keep both up to date in between
@@ -105,14 +133,22 @@ void lv_run_readback_xml(struct lv_domain *d)
 {
         const struct libvirt_xml_domain *x = &d->xml;
         const struct qemu_layout *l = &d->mem.layout;
-        uint64_t plugged =
-            x->vmem_current_known && x->vmem_current <= l->region ? x->vmem_current : 0;
-        uint64_t requested = x->vmem && x->vmem_requested <= l->region ? x->vmem_requested : 0;
-        uint64_t actual = x->current_bytes > plugged ? x->current_bytes - plugged : 0;
+        /* a figure not taken leaves the last one taken (none yet: nothing plugged) */
+        uint64_t plugged = d->mem.known ? d->mem.plugged : 0;
+        uint64_t requested = d->mem.known ? d->mem.requested : 0;
         bool first = !d->mem.known;
 
         if (!d->attached || !x->live)
                 return;
+        if (!x->vmem_current_known)
+                plugged = 0;
+        else if (vmem_size_ok(d, x->vmem_current, "size"))
+                plugged = x->vmem_current;
+        if (!x->vmem)
+                requested = 0;
+        else if (vmem_size_ok(d, x->vmem_requested, "requested size"))
+                requested = x->vmem_requested;
+        uint64_t actual = x->current_bytes > plugged ? x->current_bytes - plugged : 0;
         if (d->mem.requested_in_flight)
                 requested = d->mem.requested; /* ours is newer */
         qemu_mem_readback(&d->mem, actual < l->startup ? actual : l->startup, plugged, requested,

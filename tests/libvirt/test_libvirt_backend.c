@@ -591,6 +591,51 @@ static void a_reused_pid_gives_no_resident_memory(void **state)
         unlink(path);
 }
 
+/*
+ * virtio-mem's sizes come from QEMU (libvirt's size-change event, the live
+ * XML's <current> and <requested>): one that is not a whole number of the
+ * device's blocks is not taken; the last one taken stands.
+ */
+static void a_virtio_mem_size_not_in_whole_blocks_is_not_taken(void **state)
+{
+        struct lv_domain *d = calloc(1, sizeof(*d));
+
+        (void)state;
+        assert_non_null(d);
+        snprintf(d->name, sizeof(d->name), "bk-vmem");
+        d->rl = LOG_RATELIMIT(6, 5);
+        d->attached = true;
+        qemu_mem_init(
+            &d->mem,
+            &(struct qemu_layout){
+                .startup = 510 * MIB, .region = 1024 * MIB, .block = 2 * MIB, .first = 2 * MIB},
+            true);
+        lv_run_take_vmem_size(d, 256 * 1024);
+        assert_int_equal(d->mem.plugged, 256 * MIB);
+        lv_run_take_vmem_size(d, 257 * 1024); /* 257 MiB: half a block over */
+        assert_int_equal(d->mem.plugged, 256 * MIB);
+        lv_run_take_vmem_size(d, 4); /* 4 KiB */
+        assert_int_equal(d->mem.plugged, 256 * MIB);
+        lv_run_take_vmem_size(d, 2048 * 1024); /* beyond the device */
+        assert_int_equal(d->mem.plugged, 256 * MIB);
+
+        d->xml = (struct libvirt_xml_domain){.live = true,
+                                             .vmem = true,
+                                             .vmem_current_known = true,
+                                             .vmem_current = 300 * MIB + 512 * KIB,
+                                             .vmem_requested = 300 * MIB + 4 * KIB,
+                                             .current_bytes = 810 * MIB};
+        d->mem.requested = 256 * MIB;
+        lv_run_readback_xml(d);
+        assert_int_equal(d->mem.plugged, 256 * MIB);
+        assert_int_equal(d->mem.requested, 256 * MIB);
+        d->xml.vmem_current = d->xml.vmem_requested = 300 * MIB;
+        lv_run_readback_xml(d);
+        assert_int_equal(d->mem.plugged, 300 * MIB);
+        assert_int_equal(d->mem.requested, 300 * MIB);
+        free(d);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -606,6 +651,7 @@ int main(void)
             cmocka_unit_test(a_domain_shut_off_while_leaving_is_not_said_to_have_migrated),
             cmocka_unit_test(a_domain_without_job_statistics_is_not_taken_for_an_arrival),
             cmocka_unit_test(a_reused_pid_gives_no_resident_memory),
+            cmocka_unit_test(a_virtio_mem_size_not_in_whole_blocks_is_not_taken),
         };
         int r;
 
