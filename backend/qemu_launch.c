@@ -30,6 +30,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
+
 #define REQUEST_MAX   (256 * 1024) /* argv of one start, bytes */
 #define ARGS_MAX      4096
 #define REPLY_WAIT_MS 10000 /* the launcher answers after one clone and exec */
@@ -127,16 +129,11 @@ static void become(int errfd, const struct who *w)
 static void __attribute__((noreturn))
 child(int errfd, const struct who *w, char *const argv[], int log_fd, const int *fds, size_t n)
 {
-        sigset_t none;
-
         place_fds(errfd, log_fd, fds, n);
         /* Its own session: a Ctrl-C at dynmemd's terminal does not reach the guests. */
         if (setsid() < 0)
                 fail_child(errfd, "setsid");
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        for (int sig = 1; sig < NSIG; sig++)
-                signal(sig, SIG_DFL);
+        child_default_signals();
         if (chdir("/") < 0)
                 fail_child(errfd, "chdir /");
         become(errfd, w);
@@ -340,8 +337,7 @@ static void __attribute__((noreturn)) run_launcher(int sock, struct who *w)
         if (dup2(sock, 3) < 0)
                 _exit(1);
         close_range(4, ~0U, 0);
-        for (int sig = 1; sig < NSIG; sig++)
-                signal(sig, SIG_DFL);
+        child_default_signals(); /* nothing blocked or ignored that dynmemd's parent chose */
         signal(SIGINT, SIG_IGN);
         signal(SIGHUP, SIG_IGN);
         signal(SIGPIPE, SIG_IGN);

@@ -1,7 +1,8 @@
 /*
  * child: what dynmem's programs do with the child processes they start
- * (exec: policies, dynmemd's relief moves): the signals a child starts its
- * program with, and the reaping of a child nobody waits for any more.
+ * (exec: policies, dynmemd's relief moves, QEMU and its launcher): the
+ * signals a child starts its program with, and the reaping of a child nobody
+ * waits for any more.
  */
 #ifndef DYNMEM_CHILD_H
 #define DYNMEM_CHILD_H

@@ -2,7 +2,8 @@
  * Tests for the QEMU backend's parts that need no QEMU: qemu_args split and
  * refused, the command line, VM keys with FILE:LINE diagnostics and the
  * bundled image, the accelerator choice, and the memory arithmetic (grow
- * order, shrink order, balloon below startup, stuck unplug, refused plug).
+ * order, shrink order, balloon below startup, stuck unplug, refused plug), and
+ * the signals of the launcher and of what it starts.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1271,6 +1273,104 @@ static void what_is_read_back_is_clamped(void **state)
         assert_int_equal(qemu_mem_clamp_target(&m, UINT64_MAX), 512 * MIB);
 }
 
+/* ---- the launcher ---- */
+
+/* The Sig... lines of a /proc/PID/status, or "" when it cannot be read. */
+static void signal_lines(const char *status_path, char *out, size_t len)
+{
+        char line[256];
+        size_t used = 0;
+        FILE *f = fopen(status_path, "r");
+
+        out[0] = '\0';
+        while (f && fgets(line, sizeof(line), f))
+                if ((strncmp(line, "SigBlk:", 7) == 0 || strncmp(line, "SigIgn:", 7) == 0) &&
+                    used + strlen(line) < len)
+                        used += (size_t)snprintf(out + used, len - used, "%s", line);
+        if (f)
+                fclose(f);
+}
+
+/* The launcher: this process's child that calls itself dynmem-launcher. */
+static pid_t find_launcher(void)
+{
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        pid_t found = -1;
+
+        while (d && (e = readdir(d)) && found < 0) {
+                char path[300], comm[64] = "";
+                int ppid = 0;
+                snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+                FILE *f = fopen(path, "r");
+                if (!f)
+                        continue;
+                if (fscanf(f, "%*d (%63[^)]) %*c %d", comm, &ppid) == 2 && ppid == getpid() &&
+                    strcmp(comm, "dynmem-launcher") == 0)
+                        found = (pid_t)atoi(e->d_name);
+                fclose(f);
+        }
+        if (d)
+                closedir(d);
+        return found;
+}
+
+/*
+ * Whatever the process that made the launcher blocked or ignored, the
+ * launcher blocks nothing and ignores only SIGHUP, SIGINT and SIGPIPE, and
+ * what it starts (QEMU) blocks and ignores nothing (lib/child.c's reset).
+ */
+static void the_launcher_and_what_it_starts_have_default_signals(void **state)
+{
+        struct qemu_launch *ql = NULL;
+        struct sigaction ign = {.sa_handler = SIG_IGN}, old_usr2;
+        sigset_t usr1, old_mask;
+        char err[256] = "", got[256], path[64];
+        int pipefd[2], pidfd = -1;
+        pid_t pid = -1;
+
+        (void)state;
+        sigemptyset(&usr1);
+        sigaddset(&usr1, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &usr1, &old_mask);
+        sigaction(SIGUSR2, &ign, &old_usr2);
+        int r = qemu_launch_new(NULL, &ql, err, sizeof(err));
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
+        sigaction(SIGUSR2, &old_usr2, NULL);
+        if (r < 0)
+                fail_msg("qemu_launch_new: %s", err);
+        if (qemu_launch_identity(ql)->problem[0]) {
+                print_message("# not checked: %s\n", qemu_launch_identity(ql)->problem);
+                qemu_launch_free(ql);
+                return;
+        }
+
+        assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+        char *const argv[] = {"/bin/sh", "-c", "grep ^Sig /proc/$$/status", NULL};
+        const int no_fds[1] = {-1};
+        r = qemu_launch_spawn(ql, argv, pipefd[1], no_fds, 0, &pid, &pidfd, err, sizeof(err));
+        close(pipefd[1]);
+        if (r < 0)
+                fail_msg("qemu_launch_spawn: %s", err);
+        ssize_t n = read(pipefd[0], got, sizeof(got) - 1);
+        close(pipefd[0]);
+        waitid(P_PIDFD, (id_t)pidfd, &(siginfo_t){0}, WEXITED);
+        close(pidfd);
+        assert_true(n > 0);
+        got[n] = '\0';
+        assert_non_null(strstr(got, "SigBlk:\t0000000000000000\n"));
+        assert_non_null(strstr(got, "SigIgn:\t0000000000000000\n"));
+
+        /* It answered a start: it is set up. */
+        pid_t launcher = find_launcher();
+        assert_true(launcher > 0);
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)launcher);
+        signal_lines(path, got, sizeof(got));
+        qemu_launch_free(ql);
+        /* SIGHUP, SIGINT and SIGPIPE: bits 0, 1 and 12 */
+        assert_string_equal(got, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000001003\n");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1309,6 +1409,7 @@ int main(void)
             cmocka_unit_test(requests_in_flight_are_not_repeated),
             cmocka_unit_test(a_lowered_request_may_still_hold_the_previous_one),
             cmocka_unit_test(what_is_read_back_is_clamped),
+            cmocka_unit_test(the_launcher_and_what_it_starts_have_default_signals),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
