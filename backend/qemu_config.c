@@ -418,6 +418,20 @@ static void parse_images(struct parse_ctx *x, const char *image_dir, struct qemu
                         "the kernel command line is longer than %d bytes", APPEND_MAX - 1);
 }
 
+/*
+ * Whether a machine key names a type of the families dynmem runs (their
+ * aliases pc and q35, or a versioned pc-i440fx-N.M, pc-q35-N.M), whose PCI
+ * bus takes virtio-mem-pci: microvm, isapc, none and the like never can.
+ * Known without QEMU; whether the binary has the type is a start's question.
+ */
+static bool machine_takes_virtio_mem(const char *name)
+{
+        unsigned major, minor;
+
+        return strcmp(name, "pc") == 0 || strcmp(name, "q35") == 0 ||
+               qemu_machine_version(name, &major, &minor);
+}
+
 static void parse_scalars(struct parse_ctx *x, struct qemu_vm_config *c)
 {
         static const char *const accels[] = {"auto", "kvm", "tcg"};
@@ -449,6 +463,11 @@ static void parse_scalars(struct parse_ctx *x, struct qemu_vm_config *c)
             (!kv->value[0] || strlen(kv->value) >= QEMU_MACHINE_NAME_MAX ||
              strspn(kv->value, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != strlen(kv->value)))
                 problem(x, kv->line, "machine: \"%s\" is not a machine type name", kv->value);
+        else if (kv && !machine_takes_virtio_mem(kv->value))
+                problem(x, kv->line,
+                        "machine: \"%s\" cannot take virtio-mem hot-plug: dynmem runs the pc "
+                        "(pc, pc-i440fx-*) and q35 (q35, pc-q35-*) machine types",
+                        kv->value);
         c->shutdown_timeout_ms = QEMU_SHUTDOWN_DEFAULT;
         if ((kv = config_vm_key(x->cvm, "shutdown_timeout")) &&
             (duration_parse(kv->value, &c->shutdown_timeout_ms) < 0 ||

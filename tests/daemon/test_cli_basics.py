@@ -85,6 +85,25 @@ def config_check_names_the_backend_problem(bins):
 
 
 @tap.case
+def config_check_refuses_a_machine_without_virtio_mem(bins):
+    d = Daemon(bins, "")
+    try:
+        kernel = d.write_file("vmlinuz", "kernel")
+        initrd = d.write_file("initrd.img", "initrd")
+        d.write_config(f"[host]\nbackend = qemu\n[vm \"tiny\"]\nkernel = {kernel}\n"
+                       f"initrd = {initrd}\nmachine = microvm\n")
+        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        check(p.returncode == 2 and re.search(
+            re.escape(d.conf) + r":\d+: vm \"tiny\": machine: \"microvm\" cannot take "
+            r"virtio-mem hot-plug", p.stderr), "refused with the VM, the key and its line", p)
+        d.write_config(f"[host]\nbackend = qemu\n[vm \"tiny\"]\nkernel = {kernel}\n"
+                       f"initrd = {initrd}\nmachine = q35\n")
+        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        check(p.returncode == 0, "q35 is good", p)
+    finally:
+        d.cleanup()
+
+@tap.case
 def the_example_configuration_checks_as_installed_and_uncommented(bins):
     example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "daemon",
                            "dynmem.conf.example")

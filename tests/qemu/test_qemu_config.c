@@ -762,6 +762,39 @@ static void bad_keys_are_reported_with_file_and_line(void **state)
         assert_true(diag_has(k, 2, "fake.qcow2: not a qcow2 image"));
 }
 
+/* A machine type that cannot take virtio-mem is the config's problem, not a start's. */
+static void machines_without_virtio_mem_are_refused_when_read(void **state)
+{
+        static const char *const refused[] = {"microvm",  "isapc",  "none",
+                                              "x-remote", "ubuntu", "pc-i440fx-latest"};
+        static const char *const taken[] = {"pc", "q35", "pc-i440fx-7.2", "pc-q35-10.0",
+                                            "pc-i440fx-1.0"};
+        struct keys *k = *state;
+        struct qemu_vm_config c;
+        char ini[256], want[256];
+
+        for (size_t i = 0; i < sizeof(refused) / sizeof(*refused); i++) {
+                /* Without the file checks too: nothing but the name is needed. */
+                for (int files = 0; files <= 1; files++) {
+                        config_diag_free(&k->diag);
+                        snprintf(ini, sizeof(ini), "[vm \"web\"]\nmachine = %s\n", refused[i]);
+                        assert_int_equal(parse(k, ini, files, &c), -EINVAL);
+                        snprintf(want, sizeof(want),
+                                 "web\": machine: \"%s\" cannot take virtio-mem hot-plug: "
+                                 "dynmem runs the pc",
+                                 refused[i]);
+                        assert_true(diag_has(k, 2, want));
+                }
+        }
+        for (size_t i = 0; i < sizeof(taken) / sizeof(*taken); i++) {
+                config_diag_free(&k->diag);
+                snprintf(ini, sizeof(ini), "[vm \"web\"]\nmachine = %s\n", taken[i]);
+                assert_int_equal(parse(k, ini, true, &c), 0);
+                assert_string_equal(c.machine, taken[i]);
+                qemu_config_free(&c);
+        }
+}
+
 /*
  * The disk is opened read-write at each start: one dynmemd may read but not
  * write is a problem when the config is read. Checked without capabilities
@@ -1389,6 +1422,8 @@ int main(void)
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(bad_keys_are_reported_with_file_and_line, keys_setup,
                                             keys_teardown),
+            cmocka_unit_test_setup_teardown(machines_without_virtio_mem_are_refused_when_read,
+                                            keys_setup, keys_teardown),
             cmocka_unit_test_setup_teardown(a_disk_that_cannot_be_written_is_refused, keys_setup,
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(a_binary_is_found_in_absolute_path_folders_only,
