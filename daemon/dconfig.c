@@ -5,16 +5,23 @@
 #include "dconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "address.h"
 #include "backends.h"
 #include "control.h"
 #include "hostmem.h"
 #include "peers.h"
+#include "policy_exec.h"
 #include "units.h"
 
 int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char *err,
@@ -81,6 +88,17 @@ static int dconfig_check_http(const struct config_host *h, const char *path,
         return r;
 }
 
+/* An exec: policy's program must exist and be executable (for this user). */
+static int dconfig_check_policy(const struct config_host *h, char *err, size_t errlen)
+{
+        enum policy_kind kind;
+        const char *command = NULL;
+
+        if (policy_kind_parse(h->policy, &kind, &command) < 0 || kind != POLICY_EXTERNAL)
+                return 0;
+        return policy_exec_check_program(command, err, errlen);
+}
+
 static int fill_string(char **field, const char *value)
 {
         if (*field)
@@ -119,6 +137,10 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
         if (cfg.host.admin_group && !getgrnam(cfg.host.admin_group)) {
                 config_diag_add(diag, path, 0, "[host] admin_group: there is no group %s",
                                 cfg.host.admin_group);
+                errors++;
+        }
+        if (dconfig_check_policy(&cfg.host, err, sizeof(err)) < 0) {
+                config_diag_add(diag, path, cfg.host.policy_line, "policy: %s", err);
                 errors++;
         }
         if (backends_check(cfg.host.backend, err, sizeof(err)) < 0) {
@@ -161,17 +183,79 @@ int dconfig_check_vms(struct backend *b, const struct config *cfg, struct config
         return r;
 }
 
-int dconfig_check_file(const char *path, struct config_diag *diag, char *summary, size_t len)
+int dconfig_check_socket(const char *socket, char *err, size_t errlen)
+{
+        struct sockaddr_un sa;
+        char dir[PATH_MAX], at[PATH_MAX];
+        struct stat st;
+
+        if (strlen(socket) >= sizeof(sa.sun_path) || strlen(socket) >= sizeof(dir)) {
+                snprintf(err, errlen, "control socket path %s is longer than %zu bytes", socket,
+                         sizeof(sa.sun_path) - 1);
+                return -ENAMETOOLONG;
+        }
+        memcpy(dir, socket, strlen(socket) + 1);
+        snprintf(at, sizeof(at), "%s", dirname(dir));
+        /* The deepest folder on the way that exists: the rest is to be created in it. */
+        while (stat(at, &st) < 0) {
+                if ((errno != ENOENT && errno != ENOTDIR) || strcmp(at, "/") == 0) {
+                        snprintf(err, errlen, "the directory of %s: %s: %s", socket, at,
+                                 strerror(errno));
+                        return -errno;
+                }
+                memcpy(dir, at, strlen(at) + 1);
+                snprintf(at, sizeof(at), "%s", dirname(dir));
+        }
+        memcpy(dir, socket, strlen(socket) + 1);
+        bool exists = strcmp(at, dirname(dir)) == 0;
+        if (!S_ISDIR(st.st_mode)) {
+                snprintf(err, errlen,
+                         "the directory of %s cannot be created: %s is not a directory", socket,
+                         at);
+                return -ENOTDIR;
+        }
+        if (faccessat(AT_FDCWD, at, W_OK | X_OK, AT_EACCESS) < 0) {
+                int e = errno;
+                if (exists)
+                        snprintf(err, errlen, "%s cannot be created in %s (by this user): %s",
+                                 socket, at, strerror(e));
+                else
+                        snprintf(err, errlen,
+                                 "the directory of %s cannot be created in %s (by this user): %s",
+                                 socket, at, strerror(e));
+                return -e;
+        }
+        return 0;
+}
+
+int dconfig_check_group(const char *group, char *err, size_t errlen)
+{
+        if (!group || getgrnam(group))
+                return 0;
+        snprintf(err, errlen, "-g: there is no group %s", group);
+        return -ENOENT;
+}
+
+int dconfig_check_file(const char *path, const char *group, struct config_diag *diag, char *summary,
+                       size_t len)
 {
         const struct backends_entry *be;
         struct backend_env env = {0};
         struct backend *b = NULL;
         struct config cfg;
         char err[256] = "", mem[32], res[32];
-        int r;
+        int r, bad = 0;
 
+        if (dconfig_check_group(group, err, sizeof(err)) < 0) {
+                config_diag_add(diag, "dynmemd", 0, "%s", err);
+                bad = -EINVAL;
+        }
         if (dconfig_load(path, &cfg, diag) < 0)
                 return -EINVAL;
+        if (dconfig_check_socket(cfg.host.socket, err, sizeof(err)) < 0) {
+                config_diag_add(diag, path, 0, "[host] socket: %s", err);
+                bad = -EINVAL;
+        }
         be = backends_find(cfg.host.backend);
         env.state_dir = cfg.host.state_dir;
         r = be->create(&cfg, &env, &b, err, sizeof(err));
@@ -179,6 +263,8 @@ int dconfig_check_file(const char *path, struct config_diag *diag, char *summary
                 config_diag_add(diag, path, 0, "backend %s: %s", be->name, err);
         else
                 r = dconfig_check_vms(b, &cfg, diag);
+        if (r == 0)
+                r = bad;
         if (r == 0)
                 snprintf(summary, len,
                          "%s: configuration OK: backend %s, policy %s, memory %s, "

@@ -3,7 +3,9 @@
  * what the daemon adds on top of the parser. It fills the [host] defaults
  * (socket, state_dir, memory = MemTotal - reserve, reserve from
  * hostmem_reserve_default()), checks that the backend exists in this build,
- * and has the backend check every VM's backend keys. Problems go to a
+ * checks that an exec: policy's program can be run, and has the backend
+ * check every VM's backend keys; for `dynmemd -n` also -g's group and the
+ * control socket's directory. Problems go to a
  * config_diag as "FILE:LINE: message" (or "FILE: message").
  */
 #ifndef DYNMEM_DCONFIG_H
@@ -46,9 +48,23 @@ bool dconfig_http_changed(const struct config_host *a, const struct config_host 
 int dconfig_check_vms(struct backend *b, const struct config *cfg, struct config_diag *diag);
 
 /*
- * Everything `dynmemd -n` checks: load, create the backend, check the VMs.
- * On success writes one line describing the config into summary.
+ * Whether dynmemd, as the user this runs as, can make its control socket:
+ * the path fits a socket address, and its directory exists and may be
+ * written, or can be created (the deepest folder of it that exists may be
+ * written). Nothing is created. Returns 0 or a negative errno with a
+ * sentence in err.
  */
-int dconfig_check_file(const char *path, struct config_diag *diag, char *summary, size_t len);
+int dconfig_check_socket(const char *socket, char *err, size_t errlen);
+
+/* -g GROUP given (not NULL) must name a group. Returns 0 or -ENOENT with a sentence in err. */
+int dconfig_check_group(const char *group, char *err, size_t errlen);
+
+/*
+ * Everything `dynmemd -n` checks: -g's group (NULL: not given), load, the
+ * control socket's directory, create the backend, check the VMs. On
+ * success writes one line describing the config into summary.
+ */
+int dconfig_check_file(const char *path, const char *group, struct config_diag *diag, char *summary,
+                       size_t len);
 
 #endif

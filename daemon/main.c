@@ -101,11 +101,11 @@ static int parse_options(int argc, char **argv, struct options *opt)
         return 0;
 }
 
-static int check_config(const char *path)
+static int check_config(const char *path, const char *group)
 {
         struct config_diag diag = {0};
         char summary[512] = "";
-        int r = dconfig_check_file(path, &diag, summary, sizeof(summary));
+        int r = dconfig_check_file(path, group, &diag, summary, sizeof(summary));
 
         for (size_t i = 0; i < diag.count; i++)
                 fprintf(stderr, "%s\n", diag.messages[i]);
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
 {
         struct daemon d;
         struct options opt;
-        char config[PATH_MAX];
+        char config[PATH_MAX], err[256];
         int ready = -1, r;
 
         if (parse_options(argc, argv, &opt) < 0)
@@ -183,7 +183,11 @@ int main(int argc, char **argv)
         if (realpath(opt.config, config)) /* traces are found relative to it after chdir */
                 opt.config = config;
         if (opt.check)
-                return check_config(opt.config);
+                return check_config(opt.config, opt.group);
+        if (dconfig_check_group(opt.group, err, sizeof(err)) < 0) {
+                fprintf(stderr, "dynmemd: %s\n", err);
+                return 2;
+        }
         log_setup("dynmemd", LOG_TARGET_STDERR, opt.verbose ? LOG_DEBUG : LOG_INFO);
         if (!opt.foreground && detach(&ready) < 0)
                 return 1;

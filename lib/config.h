@@ -64,6 +64,7 @@ struct config_host {
         uint64_t reserve_bytes; /* kept for the host itself */
         bool reserve_given;
         char *policy;         /* "dynmem" unless given */
+        unsigned policy_line; /* of the policy key, for messages; 0: not given */
         char *backend;        /* "sim" unless given */
         uint64_t interval_ms; /* balancing cycle, 1 s */
         char *socket;

@@ -37,6 +37,15 @@
 
 struct policy_exec;
 
+/*
+ * Whether COMMAND's program can be run, before any start: its first plain
+ * word (after VAR=value words and exec), a path or a name in PATH, must be
+ * an executable file for this process. A command that needs a shell to
+ * judge (quotes, expansions, a builtin) passes. Returns 0, or a negative
+ * errno with a sentence in err naming the program.
+ */
+int policy_exec_check_program(const char *command, char *err, size_t errlen);
+
 /* Prepare (the process is started at the first decision). */
 int policy_exec_new(const char *command, struct policy_exec **ret, char *err, size_t errlen);
 void policy_exec_free(struct policy_exec *pe);

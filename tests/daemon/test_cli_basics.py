@@ -85,6 +85,55 @@ def config_check_names_the_backend_problem(bins):
 
 
 @tap.case
+def config_check_checks_what_dynmemd_will_need(bins):
+    d = Daemon(bins, "")
+    try:
+        def check_n(config, *args):
+            d.write_config(config)
+            return subprocess.run([d.dynmemd, "-n", "-f", d.conf] + list(args),
+                                  capture_output=True, text=True)
+        p = check_n("", "-g", "no-such-dynmem-group")
+        check(p.returncode == 2 and "dynmemd: -g: there is no group no-such-dynmem-group\n"
+              in p.stderr, "-g names a group that does not exist", p)
+        p = check_n("", "-g", "root")
+        check(p.returncode == 0, "-g names one that does", p)
+        # a running dynmemd refuses it as well, instead of serving root alone
+        p = subprocess.run([d.dynmemd, "-d", "-f", d.conf, "-g", "no-such-dynmem-group"],
+                           capture_output=True, text=True, timeout=60)
+        check(p.returncode == 2 and "no group no-such-dynmem-group" in p.stderr,
+              "and so does a start", p)
+
+        blocker = d.write_file("blocker", "a file, not a directory")
+        socket = d.socket
+        d.socket = f"{blocker}/run/dynmemd.sock"
+        p = check_n("")
+        check(p.returncode == 2 and f"[host] socket: the directory of {blocker}/run/dynmemd.sock "
+              f"cannot be created: {blocker} is not a directory" in p.stderr,
+              "a socket directory that cannot be created", p)
+        d.socket = f"{d.dir}/new/deeper/dynmemd.sock"
+        p = check_n("")
+        check(p.returncode == 0 and not os.path.exists(os.path.join(d.dir, "new")),
+              "one that can be is good, and -n creates nothing", p)
+        d.socket = socket
+
+        flat = d.write_file("flat.sh", "#!/bin/sh\n")
+        good = d.write_file("good.sh", "#!/bin/sh\n", executable=True)
+        p = check_n("policy = exec:/nonexistent/dynmem-policy --fast\n")
+        check(p.returncode == 2 and re.search(re.escape(d.conf) + r":\d+: policy: program "
+                                              r"/nonexistent/dynmem-policy: No such file",
+                                              p.stderr), "a missing exec: program, with its line", p)
+        p = check_n(f"policy = exec:{flat}\n")
+        check(p.returncode == 2 and f"program {flat} is not executable" in p.stderr,
+              "a program that cannot be executed", p)
+        p = check_n("policy = exec:no-such-dynmem-policy\n")
+        check(p.returncode == 2 and "program no-such-dynmem-policy is not in PATH" in p.stderr,
+              "a name not in PATH", p)
+        p = check_n(f"policy = exec:{good} --fast\n")
+        check(p.returncode == 0, "an executable program is good", p)
+    finally:
+        d.cleanup()
+
+@tap.case
 def config_check_refuses_a_machine_without_virtio_mem(bins):
     d = Daemon(bins, "")
     try:

@@ -589,6 +589,47 @@ static void reply_at_the_size_limit(void **state)
         assert_int_equal(f->vms[0].external_bytes, 0);
 }
 
+/* The program is judged before any start where no shell is needed to judge it. */
+static void the_program_is_checked_before_a_start(void **state)
+{
+        struct fx *f = *state;
+        char *good = tu_write(f->dir, "good.sh", "#!/bin/sh\n", true);
+        char *flat = tu_write(f->dir, "flat.sh", "#!/bin/sh\n", false);
+        char cmd[1024], err[512];
+
+        static const char *const fine[] = {
+            "sh -c 'exit 0'",
+            "/bin/sh /x.sh",
+            "exec /bin/sh",
+            "LANG=C exec env python3 x",
+            "exit 3",
+            "cd /tmp && ./policy",
+            "\"$HOME/policy\"",
+            "exec -a x y",
+            "A=1",
+        };
+        for (size_t i = 0; i < sizeof(fine) / sizeof(*fine); i++) {
+                err[0] = '\0';
+                if (policy_exec_check_program(fine[i], err, sizeof(err)) != 0)
+                        fail_msg("\"%s\" refused: %s", fine[i], err);
+        }
+        snprintf(cmd, sizeof(cmd), "%s --fast", good);
+        assert_int_equal(policy_exec_check_program(cmd, err, sizeof(err)), 0);
+
+        assert_int_equal(policy_exec_check_program("/nonexistent/policy x", err, sizeof(err)),
+                         -ENOENT);
+        assert_string_equal(err, "program /nonexistent/policy: No such file or directory");
+        snprintf(cmd, sizeof(cmd), "  X=1 exec %s", flat);
+        assert_true(policy_exec_check_program(cmd, err, sizeof(err)) < 0);
+        assert_non_null(strstr(err, "flat.sh is not executable"));
+        assert_int_equal(policy_exec_check_program(f->dir, err, sizeof(err)), -EISDIR);
+        assert_int_equal(policy_exec_check_program("no-such-dynmem-policy --x", err, sizeof(err)),
+                         -ENOENT);
+        assert_non_null(strstr(err, "program no-such-dynmem-policy is not in PATH ("));
+        free(good);
+        free(flat);
+}
+
 static void new_and_free(void **state)
 {
         struct policy_exec *pe = NULL;
@@ -622,6 +663,7 @@ int main(void)
             T(oversized_reply_is_refused),
             T(reply_at_the_size_limit),
             T(new_and_free),
+            T(the_program_is_checked_before_a_start),
         };
 
         signal(SIGPIPE, SIG_IGN); /* as policy_exec.h asks of its callers */
