@@ -3,7 +3,9 @@
  * pressed first (pressure, highest first; unknown last; then by name),
  * under one line about the host. It redraws every second with plain ANSI
  * escapes on the alternate screen and quits on q (or Ctrl-C, SIGTERM,
- * SIGHUP), putting the terminal back as it was.
+ * SIGHUP), putting the terminal back as it was. Without a terminal on its
+ * standard output it is a usage error (exit 2) that names the commands
+ * that print instead.
  */
 #include <errno.h>
 #include <poll.h>
@@ -235,10 +237,12 @@ int commands_top(struct cli *cli)
         struct terminal t = {0};
         bool keyboard = true;
 
+        /* A usage error, said as main.c says those: where top cannot draw, what can. */
         if (!isatty(STDOUT_FILENO)) {
-                fprintf(stderr, "dynmem: top draws on a terminal; use dynmem list or "
-                                "dynmem counters --interval 1s elsewhere\n");
-                return CLI_FAILED;
+                fprintf(stderr, "dynmem: top needs a terminal, and its standard output is not "
+                                "one: use dynmem list (--json for programs) or dynmem counters "
+                                "--interval 1s (dynmem --help)\n");
+                return CLI_USAGE;
         }
         if (cli->timeout_ms > 5000)
                 cli->timeout_ms = 5000; /* a frame must not wait long for dynmemd */

@@ -171,9 +171,12 @@ def it_says_so_when_the_daemon_is_gone(bins):
 @tap.case
 def it_needs_a_terminal(bins):
     with running(bins, CONFIG) as d:
-        r = d.cli("top")
-        check(r.rc == 1 and r.err.startswith("dynmem: top draws on a terminal"),
-              "refused without a terminal", r)
+        for args in (["top"], ["top", "--json"]):
+            r = d.cli(*args)
+            check(r.rc == 2 and r.out == "" and r.err ==
+                  "dynmem: top needs a terminal, and its standard output is not one: use dynmem "
+                  "list (--json for programs) or dynmem counters --interval 1s "
+                  "(dynmem --help)\n", "a usage error (2) that says what to use instead", args, r)
 
 
 if __name__ == "__main__":
