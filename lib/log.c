@@ -42,9 +42,7 @@ void log_msg(int priority, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(line, sizeof(line), fmt, ap);
         va_end(ap);
-        for (char *c = line; *c; c++)
-                if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                        *c = ' ';
+        log_clean(line, sizeof(line), line);
         if (log_target == LOG_TARGET_SYSLOG) {
                 syslog(priority, "%s", line);
         } else {
@@ -54,6 +52,37 @@ void log_msg(int priority, const char *fmt, ...)
                         priority <= LOG_WARNING ? names[priority & 7] : "",
                         priority <= LOG_WARNING ? ": " : "", line);
         }
+}
+
+size_t log_clean(char *out, size_t len, const char *text)
+{
+        const unsigned char *s = (const unsigned char *)text;
+        size_t o = 0;
+        bool cut = false;
+
+        if (len == 0)
+                return 0;
+        for (; *s; s++) {
+                unsigned char c = *s;
+                if (c == 0xc2 && s[1] >= 0x80 && s[1] <= 0x9f) /* U+0080..U+009F */
+                        c = ' ', s++;
+                else if (c < 0x20 || c == 0x7f)
+                        c = ' ';
+                if (o + 1 >= len) {
+                        cut = true;
+                        break;
+                }
+                out[o++] = (char)c;
+        }
+        if (cut && len > 4) {
+                o = o < len - 4 ? o : len - 4;
+                while (o > 0 && ((unsigned char)out[o] & 0xc0) == 0x80)
+                        o--; /* not inside a character */
+                memcpy(out + o, "...", 3);
+                o += 3;
+        }
+        out[o] = '\0';
+        return o;
 }
 
 bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms)

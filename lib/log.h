@@ -8,6 +8,7 @@
 #define DYNMEM_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <syslog.h>
 
@@ -22,6 +23,17 @@ enum log_target {
 void log_setup(const char *ident, enum log_target target, int max_priority);
 
 void log_msg(int priority, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Text from outside (a program's reply, a guest's, QEMU's) made fit for a
+ * terminal or a log line: copied into out (len bytes, NUL-terminated), each
+ * control character (C0, DEL, and C1 encoded in UTF-8) written as a space,
+ * so that it can neither start a line of its own nor move a terminal's
+ * cursor or start an escape sequence; text that does not fit is cut at a
+ * character's boundary and ends in "...". out may be text itself. Returns
+ * the length written.
+ */
+size_t log_clean(char *out, size_t len, const char *text);
 
 /*
  * A token bucket (bucket.h) of messages: LOG_RATELIMIT(5, 6) allows bursts

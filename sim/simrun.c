@@ -13,8 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "sim.h"
 #include "units.h"
+
+#define SIMRUN_MESSAGE_MAX 320 /* a policy failure on stderr, bytes */
 
 static const char *const sim_only_keys_hint = "trace, start, swap, report_scale, psi";
 
@@ -137,9 +140,12 @@ static void on_event(const struct balancer_event *ev, void *userdata)
 
         if (ev->kind == BALANCER_EVENT_POLICY) {
                 /* The first ten, then every hundredth: a broken policy must not flood. */
+                /* It quotes the program's reply: printable only, and not too long. */
+                char text[SIMRUN_MESSAGE_MAX];
+                log_clean(text, sizeof(text), ev->message ? ev->message : "policy failure");
                 if (res->policy_failures < 10 || res->policy_failures % 100 == 0)
                         fprintf(stderr, "dynmem-sim: at %.0f s: %s\n", (double)ev->time_ms / 1000.0,
-                                ev->message ? ev->message : "policy failure");
+                                text);
                 res->policy_failures++;
                 return;
         }

@@ -386,6 +386,21 @@ def test_exec_policy_failure_is_survived():
     assert "not JSON" in r.stderr, r.stderr
 
 
+
+def test_exec_policy_failure_text_is_printable():
+    # The reply names a VM with a terminal escape, a bell and a C1 CSI: the message that
+    # quotes it reaches stderr with spaces for them
+    script = write("escapes.py", 'import sys\nfor line in sys.stdin:\n'
+                   '    print(\'{"targets": {"\\\\u001b[2J\\\\u0007\\\\u009b31mvm": 1}}\', '
+                   'flush=True)\n')
+    r = subprocess.run([SIM, SMALL, "--json", "--policy", f"exec:{PYTHON} {script}"],
+                       capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    err = r.stderr.decode("utf-8", "replace")
+    assert 'unknown VM " [2J  31mvm"' in err, err
+    assert not any(c in err for c in "\x1b\x07\x9b"), repr(err)
+    assert all(len(line.encode()) <= 400 for line in err.splitlines()), err
+
 def handover_scenario(interval):
     """One VM gives memory back at 300 s as another needs it, on a host that is full."""
     write("handover/giver.csv", "seconds,demand\n0,1500M\n299,1500M\n300,100M\n600,100M\n")
