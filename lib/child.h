@@ -7,6 +7,8 @@
 #ifndef DYNMEM_CHILD_H
 #define DYNMEM_CHILD_H
 
+#include <stddef.h>
+
 struct event_base;
 
 /*
@@ -24,5 +26,34 @@ void child_default_signals(void);
  * base is freed first, the child is left to be reaped by whoever inherits it.
  */
 void child_reap_later(struct event_base *base, int pidfd);
+
+/*
+ * The same for a program that has no event loop (dynmem-sim's waiting
+ * mode): children killed that had not yet exited, kept by their pidfds and
+ * reaped by the owner's next child_strays_reap(), so that none stays a
+ * zombie for the rest of the run. Zero-initialised is empty.
+ */
+#define CHILD_STRAYS_MAX 8
+
+struct child_strays {
+        int pidfd[CHILD_STRAYS_MAX];
+        size_t n;
+};
+
+/*
+ * Take over a killed child's pidfd: reaped now if it has exited, else kept.
+ * With CHILD_STRAYS_MAX kept already (children stuck in the kernel), it is
+ * left to be reaped by whoever inherits it.
+ */
+void child_strays_add(struct child_strays *s, int pidfd);
+
+/*
+ * Reap the kept children that have exited, waiting up to wait_ms in all
+ * for the others (0: not at all). Returns how many are still kept.
+ */
+size_t child_strays_reap(struct child_strays *s, int wait_ms);
+
+/* Forget the kept children (left to whoever inherits them) and close their pidfds. */
+void child_strays_close(struct child_strays *s);
 
 #endif

@@ -37,6 +37,7 @@ int policy_exec_new(const char *command, struct policy_exec **ret, char *err, si
         pe->pid = -1;
         pe->pidfd = -1;
         pe->to_child = pe->from_child = -1;
+        pe->stop_wait_ms = POLICY_EXEC_STOP_WAIT_MS;
         *ret = pe;
         return 0;
 }
@@ -77,8 +78,9 @@ int policy_exec_reap(struct policy_exec *pe, char *how, size_t len)
 
 /*
  * A child killed outside the loop (the waiting mode, or freeing): SIGKILL
- * ends it unless it is stuck in the kernel, so wait up to 1 s for it and
- * otherwise leave it as a zombie rather than hang.
+ * ends it unless it is stuck in the kernel (or slow to free its memory), so
+ * wait up to stop_wait_ms (1 s) for it rather than hang; one not gone by
+ * then is kept among the strays, which the next decision reaps.
  */
 static void stop_child_waiting(struct policy_exec *pe)
 {
@@ -87,12 +89,17 @@ static void stop_child_waiting(struct policy_exec *pe)
         policy_exec_kill_child(pe);
         if (pe->pid < 0)
                 return;
-        poll(&(struct pollfd){.fd = pe->pidfd, .events = POLLIN}, 1, 1000);
+        poll(&(struct pollfd){.fd = pe->pidfd, .events = POLLIN}, 1, (int)pe->stop_wait_ms);
         if (!policy_exec_reap(pe, how, sizeof(how))) {
-                close(pe->pidfd);
+                child_strays_add(&pe->strays, pe->pidfd);
                 pe->pidfd = -1;
                 pe->pid = -1;
         }
+}
+
+void policy_exec_set_stop_wait_ms(struct policy_exec *pe, unsigned ms)
+{
+        pe->stop_wait_ms = ms;
 }
 
 void policy_exec_abandon_child(struct policy_exec *pe, struct event_base *base)
@@ -115,6 +122,9 @@ void policy_exec_free(struct policy_exec *pe)
         } else {
                 stop_child_waiting(pe);
         }
+        /* The last chance to reap them: wait a moment, as for the child itself. */
+        child_strays_reap(&pe->strays, POLICY_EXEC_STOP_WAIT_MS);
+        child_strays_close(&pe->strays);
         free(pe->command);
         free(pe);
 }
@@ -462,6 +472,7 @@ static int decide_waiting(struct policy_exec *pe, const struct policy_host *host
         char how[64];
         int r;
 
+        child_strays_reap(&pe->strays, 0); /* the killed children that have gone since */
         if ((r = policy_exec_restart_wait(pe, now_ms, err, errlen)) < 0)
                 return r;
         bool fresh = pe->pid < 0;

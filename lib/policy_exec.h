@@ -30,6 +30,7 @@
 #define POLICY_EXEC_TIMEOUT_MS       1000  /* a reply is due (late after that) */
 #define POLICY_EXEC_START_TIMEOUT_MS 5000  /* the first answer after a (re)start */
 #define POLICY_EXEC_KILL_MS          10000 /* loop mode: unanswered this long, killed */
+#define POLICY_EXEC_STOP_WAIT_MS     1000  /* waiting mode: a killed process, waited for */
 #define POLICY_EXEC_RESTART_MS       1000  /* pause before restarting a failed process... */
 #define POLICY_EXEC_RESTART_MAX_MS   64000 /* ... doubled with each failure in a row */
 #define POLICY_EXEC_LINE_BASE        4096  /* reply limit: base + per VM */
@@ -59,6 +60,13 @@ struct event_base;
  */
 int policy_exec_attach(struct policy_exec *pe, struct event_base *base,
                        void (*on_reply)(void *userdata), void *userdata);
+
+/*
+ * Waiting mode: how long a killed process is waited for before the decision
+ * goes on (default POLICY_EXEC_STOP_WAIT_MS; tests). One not gone by then is
+ * reaped at a later decision, or when pe is freed.
+ */
+void policy_exec_set_stop_wait_ms(struct policy_exec *pe, unsigned ms);
 
 /* Loop mode: kill a process whose reply is this late (default POLICY_EXEC_KILL_MS; tests). */
 void policy_exec_set_kill_ms(struct policy_exec *pe, unsigned ms);

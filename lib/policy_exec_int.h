@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "child.h"
 #include "policy_exec.h"
 
 struct event;
@@ -58,6 +59,8 @@ struct policy_exec {
         bool failure_said;             /* "waiting to be restarted" said for this failure */
         unsigned failures;             /* in a row, for the restart pause */
         struct policy_exec_loop *loop; /* NULL: the waiting mode */
+        unsigned stop_wait_ms;         /* waiting mode: how long a killed child is waited for */
+        struct child_strays strays;    /* waiting mode: killed children not yet reaped */
 };
 
 /* Start the child (pipes, fork, exec of /bin/sh -c COMMAND, a pidfd). */

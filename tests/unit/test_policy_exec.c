@@ -448,6 +448,40 @@ static void process_that_hangs_is_killed(void **state)
 }
 
 /*
+ * A killed process not gone when the waiting mode goes on (stuck, or slow
+ * to free its memory; here: not waited for at all) does not stay a zombie:
+ * a later decision reaps it.
+ */
+static void a_killed_process_not_yet_gone_is_reaped_later(void **state)
+{
+        struct fx *f = *state;
+        static const char script[] = "echo $$ > \"$1/pid\"\n"
+                                     "read -r line\n"
+                                     "echo nonsense\n"
+                                     "exec sleep 60\n";
+        char *pidfile = NULL;
+
+        start(f, "slow-to-go.sh", script, "exec /bin/sh");
+        policy_exec_set_stop_wait_ms(f->pe, 0);
+        expect_failure(f, 0, -EINVAL, "not JSON");
+        assert_true(asprintf(&pidfile, "%s/pid", f->dir) > 0);
+        char *text = tu_read(pidfile);
+        assert_non_null(text);
+        pid_t pid = (pid_t)atoi(text);
+        assert_true(pid > 1);
+        /* In the restart pause: no new process, but the killed one is reaped once gone. */
+        uint64_t deadline = mono_ms() + 10000;
+        while (kill(pid, 0) == 0 && mono_ms() < deadline) {
+                assert_int_equal(decide(f, 1), -EAGAIN);
+                usleep(10000);
+        }
+        assert_int_equal(kill(pid, 0), -1);
+        assert_int_equal(errno, ESRCH);
+        free(text);
+        free(pidfile);
+}
+
+/*
  * The program gets its pipes and standard error, nothing else of the
  * caller's: no other descriptor (one not close-on-exec here), no blocked or
  * ignored signal. It answers with a good reply when that holds and names
@@ -660,6 +694,7 @@ int main(void)
             T(process_that_does_not_read_is_killed),
             T(slow_start_gets_more_time),
             T(process_that_hangs_is_killed),
+            T(a_killed_process_not_yet_gone_is_reaped_later),
             T(oversized_reply_is_refused),
             T(reply_at_the_size_limit),
             T(new_and_free),
