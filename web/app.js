@@ -1,14 +1,18 @@
 // app.js: dynmemd's live page. Every second it reads /api/v1/vms,
 // /api/v1/counters, /api/v1/status and the new events, redraws the table and
 // appends one point to each chart. The charts' history (the last ten minutes)
-// lives in this page only; reloading starts them afresh. Read-only: it never
-// sends anything but GET.
+// lives in this page only; reloading starts them afresh. Where polls are
+// missing (dynmemd did not answer, or the browser held the page back) the
+// lines break instead of joining across the gap. Read-only: it never sends
+// anything but GET.
 'use strict';
 
 (function () {
   const POLL_MS = 1000;
   const HISTORY_MS = 10 * 60 * 1000;
   const FETCH_TIMEOUT_MS = 5000;
+  // samples further apart than this have polls missing between them
+  const GAP_MS = FETCH_TIMEOUT_MS + 2 * POLL_MS;
   const EVENTS_SHOWN = 100;
   const MIB = 1024 * 1024;
   const GIB = 1024 * MIB;
@@ -31,6 +35,7 @@
     polls: 0,
     updated: null,       // when the figures shown were read (ms), null before the first
     eventsSince: 0,
+    missed: false,       // a poll failed since the last sample
     host: [],            // [Date, available MiB, assigned MiB]
     history: new Map(),  // VM name -> [[Date, assigned MiB, demand MiB], ...]
     charts: new Map(),   // VM name -> {box, graph}
@@ -137,6 +142,15 @@
     while (rows.length && now - rows[0][0] > HISTORY_MS) rows.shift();
   }
 
+  // Polls missing since the last sample: a row without values between them, where
+  // dygraphs breaks the lines (connectSeparatedPoints is off).
+  function markGap(rows, now, missed) {
+    const last = rows.length ? rows[rows.length - 1] : null;
+    if (!last || (!missed && now - last[0] <= GAP_MS)) return;
+    rows.push([new Date((last[0].getTime() + now.getTime()) / 2)].concat(
+        new Array(last.length - 1).fill(null)));
+  }
+
   function chartOptions(labels, colors) {
     return {
       labels: labels,
@@ -159,9 +173,10 @@
     };
   }
 
-  function drawHost(counters, now) {
+  function drawHost(counters, now, missed) {
     const b = counters.balancer;
     const assigned = Object.values(counters.vms).reduce((s, c) => s + c.physical_memory_bytes, 0);
+    markGap(page.host, now, missed);
     page.host.push([now, mib(b.available_memory_bytes), mib(assigned)]);
     prune(page.host, now);
     if (!window.Dygraph) return;
@@ -193,7 +208,7 @@
     return c;
   }
 
-  function drawVms(vms, now) {
+  function drawVms(vms, now, missed) {
     const seen = new Set();
     for (const vm of vms) {
       seen.add(vm.name);
@@ -201,6 +216,7 @@
       let rows = page.history.get(vm.name);
       if (!rows && !running) continue;
       if (!rows) page.history.set(vm.name, rows = []);
+      markGap(rows, now, missed);
       rows.push([now, running ? mib(vm.assigned_bytes) : null,
                  running ? mib(vm.demand_bytes) : null]);
       prune(rows, now);
@@ -269,13 +285,15 @@
       const now = new Date();
       showHost(host);
       showVms(vms);
-      drawHost(counters, now);
-      drawVms(vms, now);
+      drawHost(counters, now, page.missed);
+      drawVms(vms, now, page.missed);
+      page.missed = false;
       showEvents(events);
       page.polls++;
       document.body.dataset.polls = String(page.polls);
       connection(true);
     } catch (e) {
+      page.missed = true;
       connection(false, e.message);
     }
     setTimeout(poll, POLL_MS);

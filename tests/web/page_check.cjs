@@ -27,6 +27,36 @@ function inkOf(selector) {
   return out;
 }
 
+// Inside the page: for each chart seen updating (window.seenGraphs), how many gaps its
+// data has: runs of rows without any value between rows with values, where dygraphs
+// breaks the lines.
+function gapsOf() {
+  const out = {};
+  for (const g of window.seenGraphs) {
+    let gaps = 0, valued = false, empty = 0;
+    for (let r = 0; r < g.numRows(); r++) {
+      let any = false;
+      for (let c = 1; c < g.numColumns(); c++) if (g.getValue(r, c) !== null) any = true;
+      if (!any) {
+        if (valued) empty++;
+      } else {
+        if (empty) gaps++;
+        empty = 0;
+        valued = true;
+      }
+    }
+    out[g.maindiv_.dataset.vm || g.maindiv_.id] = gaps;
+  }
+  return out;
+}
+
+// Wait for n more polls of the page.
+async function polls(page, n) {
+  const now = await page.evaluate(() => Number(document.body.dataset.polls || 0));
+  await page.waitForFunction((k) => Number(document.body.dataset.polls || 0) >= k, now + n,
+                             {timeout: WAIT_MS});
+}
+
 function tableOf() {
   const rows = {};
   for (const tr of document.querySelectorAll('#vms tbody tr')) {
@@ -76,6 +106,17 @@ run({width: 1400, height: 1100}, (u) => u.startsWith(origin), async (page, repor
     document.getElementById('connection').textContent);
   await page.screenshot({path: shot, fullPage: true});
   report.screenshot = shot;
+  // every chart the page updates from now on, to read its data back through dygraphs
+  await page.evaluate(() => {
+    window.seenGraphs = new Set();
+    const update = window.Dygraph.prototype.updateOptions;
+    window.Dygraph.prototype.updateOptions = function (...args) {
+      window.seenGraphs.add(this);
+      return update.apply(this, args);
+    };
+  });
+  await polls(page, 2);
+  report.gapsBefore = await page.evaluate(gapsOf);
   // dynmemd stops answering: the figures left on the page must say they are old (the
   // refused requests are console errors of their own, not the page's)
   const errors = report.errors.length;
@@ -93,6 +134,9 @@ run({width: 1400, height: 1100}, (u) => u.startsWith(origin), async (page, repor
   report.recovered = await page.waitForFunction(
     () => !document.body.classList.contains('stale'), null, {timeout: WAIT_MS})
     .then(() => true, () => false);
+  // the polls missed meanwhile are a gap in every chart, not a line across them
+  await polls(page, 2);
+  report.gapsAfter = await page.evaluate(gapsOf);
   const refused = /^Failed to load resource: net::ERR_FAILED/;
   report.errors = report.errors.filter((e, i) => i < errors || !refused.test(e));
 });

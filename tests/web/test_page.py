@@ -3,7 +3,8 @@
 keeps moving; headless Chromium (Debian's, driven by playwright-core) opens
 the page and must show a row per VM, a drawn chart per running VM and for the
 host, numbers that change, the events, no error and no request beyond
-dynmemd. A screenshot is saved in the build directory.
+dynmemd; while dynmemd does not answer, the figures say how old they are,
+and the charts break where the polls were missed. A screenshot is saved in the build directory.
 
     test_page.py DYNMEMD DYNMEM BUILD_DIR
 
@@ -157,6 +158,15 @@ def main():
         check(lost.get("tdColor") == "rgb(93, 104, 120)", "the table greyed out", lost)
         check(result.get("recovered") is True, "in full colour again once dynmemd answers",
               result.get("recovered"))
+
+    @tap.case
+    def the_charts_break_where_polls_are_missing(b):
+        # The lines joined the last point before dynmemd stopped answering to the first
+        # after, as if the figures had moved straight from one to the other, before.
+        before, after = result.get("gapsBefore", {}), result.get("gapsAfter", {})
+        check(sorted(after) == ["db1", "host-chart", "web1"], "every chart seen", after)
+        check(all(after[k] > before.get(k, 0) for k in after),
+              "a gap more in each, where the polls failed", before, after)
 
     @tap.case
     def a_screenshot_is_saved(b):
