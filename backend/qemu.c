@@ -475,6 +475,7 @@ void qemu_backend_agent_start(struct qemu_vm *qv)
         qv->sig.agent = (struct agent_estimate){0};
         qv->sig.agent_have = false;
         qv->sig.urgent_observed = 0;
+        qv->sig.evicted_observed = 0;
         r = qemu_agent_new(qv->qb->env.base, qv->vm->name, qv->paths.agent, limit, &agent_hooks, qv,
                            &qv->agent_conn);
         if (r < 0) {

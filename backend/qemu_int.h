@@ -601,6 +601,7 @@ struct qemu_guest_signal {
         bool agent_have;
         struct agent_estimate agent; /* the latest fresh one; report_ms is monotonic */
         uint64_t urgent_observed;    /* agent.urgent_reports at the last observation */
+        uint64_t evicted_observed;   /* agent.evicted_total_bytes at the last observation */
         struct qemu_stats stats;     /* the balloon's statistics */
         bool stale_pending;          /* after a reboot: the first statistics read are ... */
         bool stale_known;            /* ... taken for the previous boot's: their last-update ... */

@@ -28,13 +28,14 @@ void qemu_signal_reset(struct qemu_guest_signal *sg)
 
 void qemu_signal_reboot(struct qemu_guest_signal *sg)
 {
-        uint64_t urgent = sg->agent.urgent_reports;
+        uint64_t urgent = sg->agent.urgent_reports, evicted = sg->agent.evicted_total_bytes;
         bool reserve_known = sg->reserve_known;
         uint64_t reserve = sg->reserve;
 
         qemu_signal_reset(sg);
         /* The agent connection outlives the boot: its count goes on, and is seen. */
         sg->agent.urgent_reports = sg->urgent_observed = urgent;
+        sg->agent.evicted_total_bytes = sg->evicted_observed = evicted;
         sg->reserve_known = reserve_known;
         sg->reserve = reserve;
         /* A read-back in flight, or QEMU itself, may still give the old boot's figures. */
@@ -114,6 +115,10 @@ static void from_agent(struct qemu_guest_signal *sg, const struct qemu_mem *m, u
         o->stall_known = r->stall_known;
         o->stall_fraction = r->stall_fraction;
         o->stall_urgent = r->stall_known && r->urgent_reports != sg->urgent_observed;
+        /* Evicted since the previous observation (a new connection counts from 0). */
+        o->cache_evicted_bytes = r->evicted_total_bytes >= sg->evicted_observed
+                                     ? r->evicted_total_bytes - sg->evicted_observed
+                                     : r->evicted_total_bytes;
         o->guest_visible_known = r->visible_known;
         o->guest_visible_bytes = r->visible_bytes;
         o->guest_available_known = r->available_known;
@@ -150,4 +155,5 @@ void qemu_signal_observe(struct qemu_guest_signal *sg, const struct qemu_mem *m,
         else if (sg->stats.known && mono - sg->stats.sampled_ms < QEMU_STATS_FRESH_MS)
                 from_balloon(sg, m, now_ms, mono, o);
         sg->urgent_observed = sg->agent.urgent_reports; /* one observation per urgent report */
+        sg->evicted_observed = sg->agent.evicted_total_bytes; /* ... and per eviction */
 }

@@ -54,6 +54,7 @@ static const char *const reason_words[] = {
     [REASON_EXTERNAL] = "external policy",
     [REASON_OVERCOMMITTED] = "host overcommitted",
     [REASON_MIGRATING] = "migrating",
+    [REASON_LENT] = "cache lent from idle memory",
 };
 
 const char *events_kind_name(enum balancer_event_kind kind)

@@ -107,6 +107,23 @@ static bool relieved(const struct agent_report *r)
         return r->mem_free_bytes >= r->mem_total_bytes / RELIEVED_FREE_DIV;
 }
 
+/*
+ * Page cache reclaimed between b and r (dt_ms apart) that counts as evicted under a stall:
+ * the guest stalled in the interval (psi_share > 0, not relieved by memory that came) and
+ * reclaimed file pages at WORKING_SET_MIN_BYTES_PER_S or more. At most r's MemTotal.
+ */
+static uint64_t evicted_under_stall(const struct agent_report *b, const struct agent_report *r,
+                                    uint64_t dt_ms, uint64_t page_size, bool stalled)
+{
+        if (!stalled || !page_size || !(r->have & b->have & AGENT_HAVE_RECLAIM) ||
+            r->file_reclaimed < b->file_reclaimed)
+                return 0;
+        uint64_t pages = r->file_reclaimed - b->file_reclaimed;
+        uint64_t bytes =
+            pages > r->mem_total_bytes / page_size ? r->mem_total_bytes : pages * page_size;
+        return at_rate((double)bytes, dt_ms, WORKING_SET_MIN_BYTES_PER_S) ? bytes : 0;
+}
+
 /* Rate of counter `now` against `then` over dt_ms; false when it went backwards. */
 static bool counter_rate(uint64_t then, uint64_t now, uint64_t dt_ms, double *ret)
 {
@@ -159,6 +176,10 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
                         e->relieved = e->psi > 0 && !e->turnover && relieved(r);
                         e->stall = e->turnover || e->relieved ? 0 : e->psi;
                         e->stall_known = true;
+                        uint64_t ev =
+                            evicted_under_stall(b, r, dt, page_size, e->psi > 0 && !relieved(r));
+                        e->evicted_total =
+                            ev > UINT64_MAX - e->evicted_total ? UINT64_MAX : e->evicted_total + ev;
                 } else {
                         resets++;
                 }
@@ -212,6 +233,7 @@ void agent_estimator_get(const struct agent_estimator *e, const struct agent_rep
                 out.stall_relieved = e->stall_known && e->relieved;
                 out.rates_known = e->rates_known;
                 out.refaults_per_s = e->rates_known ? e->refault_rate : 0;
+                out.evicted_total_bytes = e->evicted_total;
                 out.majfaults_per_s = e->rates_known ? e->majfault_rate : 0;
         }
         *ret = out;

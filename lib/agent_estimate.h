@@ -51,6 +51,7 @@ struct agent_report {
         uint64_t absorber_bytes;      /* pages in the guest's burst absorber: what RAM lacks */
         uint64_t absorber_ram_bytes;  /* RAM the absorber holds for them (compressed) */
         uint64_t absorber_size_bytes; /* its size, <= AGENT_ABSORBER_MAX_TOTALS x MemTotal */
+        uint64_t file_reclaimed;      /* page-cache pages reclaimed (pgsteal_file) */
         uint64_t received_ms;         /* host time it was accepted */
 };
 
@@ -76,7 +77,15 @@ struct agent_estimate {
         bool available_known;
         uint64_t available_bytes; /* MemAvailable */
         bool rates_known;
-        double refaults_per_s;    /* workingset refaults, pages per second */
+        double refaults_per_s; /* workingset refaults, pages per second */
+        /*
+         * Page cache the guest reclaimed while it stalled on memory, summed over the
+         * intervals since the agent connected (or the guest booted) in which it did so
+         * at 1 MiB/s or more and no memory that came relieved the stall: what it would
+         * have kept with that much more memory (docs/demand.md, "Cache evicted under a
+         * stall"). Each interval counts at most MemTotal; the sum saturates.
+         */
+        uint64_t evicted_total_bytes;
         double majfaults_per_s;   /* major faults per second */
         uint64_t committed_bytes; /* Committed_AS as reported (not used for demand) */
         /*
@@ -99,6 +108,8 @@ struct agent_estimator {
         bool rates_known;
         double refault_rate, majfault_rate;
         uint64_t hot_bytes; /* the file working set: Active(file) as refaults proved it */
+        uint64_t
+            evicted_total; /* page cache reclaimed under stalls, summed (evicted_total_bytes) */
 };
 
 /*

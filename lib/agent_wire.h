@@ -103,6 +103,7 @@ enum agent_have {
         AGENT_HAVE_BALLOON = 1u << 4,   /* balloon_bytes, balloon_in_total */
         AGENT_HAVE_SELF = 1u << 5,      /* self_rss_bytes, self_cpu_us */
         AGENT_HAVE_ABSORBER = 1u << 6, /* absorber_bytes, absorber_ram_bytes, absorber_size_bytes */
+        AGENT_HAVE_RECLAIM = 1u << 7,  /* file_reclaimed (Linux >= 5.8) */
 };
 
 #define AGENT_ABSORBER_MAX_TOTALS 2 /* an absorber holds at most 2 x MemTotal */
@@ -136,9 +137,10 @@ enum agent_report_key {
         AGENT_R_ONLINED,
         AGENT_R_SELF_RSS,
         AGENT_R_SELF_CPU,
-        AGENT_R_ABSORBER,      /* pages in the guest's burst absorber: what RAM lacks */
-        AGENT_R_ABSORBER_RAM,  /* RAM the absorber holds for them (compressed) */
-        AGENT_R_ABSORBER_SIZE, /* its size, <= AGENT_ABSORBER_MAX_TOTALS x MemTotal */
+        AGENT_R_ABSORBER,       /* pages in the guest's burst absorber: what RAM lacks */
+        AGENT_R_ABSORBER_RAM,   /* RAM the absorber holds for them (compressed) */
+        AGENT_R_ABSORBER_SIZE,  /* its size, <= AGENT_ABSORBER_MAX_TOTALS x MemTotal */
+        AGENT_R_FILE_RECLAIMED, /* page-cache pages the kernel reclaimed (pgsteal_file) */
         AGENT_R_N_KEYS,
 };
 

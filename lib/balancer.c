@@ -279,6 +279,7 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
         pv->stall_known = vm->obs.stall_known;
         pv->stall_fraction = vm->obs.stall_fraction;
         pv->stall_urgent = vm->obs.stall_urgent;
+        pv->cache_evicted_bytes = vm->obs.cache_evicted_bytes;
         pv->external_bytes = 0;
         switch (vm->state) {
         case VM_RUNNING:

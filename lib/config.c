@@ -131,6 +131,8 @@ static const struct key_spec policy_keys[] = {
      NO_FLAG},
     {"stall_memory", KEY_DURATION, offsetof(struct policy_tunables, stall_memory_ms), 0, DAY_MS,
      NO_FLAG},
+    {"lend_hold", KEY_DURATION, offsetof(struct policy_tunables, lend_hold_ms), 0, 7 * DAY_MS,
+     NO_FLAG},
     {"history_halflife", KEY_DURATION, offsetof(struct policy_tunables, history_halflife_ms), 0,
      7 * DAY_MS, NO_FLAG},
     {"headroom_permille", KEY_U32, offsetof(struct policy_tunables, headroom_permille), 0, 1000,

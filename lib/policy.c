@@ -21,7 +21,7 @@ static const char *const reason_names[] = {
     [REASON_WAITING] = "waiting",     [REASON_NO_SIGNAL] = "no-signal",
     [REASON_STATIC] = "static",       [REASON_STARTUP] = "startup",
     [REASON_EXTERNAL] = "external",   [REASON_OVERCOMMITTED] = "overcommitted",
-    [REASON_MIGRATING] = "migrating",
+    [REASON_MIGRATING] = "migrating", [REASON_LENT] = "lent",
 };
 
 const char *policy_reason_name(enum policy_reason r)
@@ -92,6 +92,7 @@ void policy_tunables_default(struct policy_tunables *t)
             .persistence_max_permille = 1000,
             .grow_band_percent = 30,
             .shrink_band_percent = 50,
+            .lend_hold_ms = 30 * 60 * MSEC_PER_SEC,
         };
 }
 
@@ -134,6 +135,7 @@ enum level {
         LEVEL_NOW, /* what it uses now: no VM gets its projected rise while another lacks this */
         LEVEL_NEED,
         LEVEL_WANT,
+        LEVEL_LEND, /* what no VM wants, lent to those that evicted cache (policy_lend.c) */
         LEVELS,
 };
 
@@ -148,8 +150,10 @@ static uint64_t level_bytes(const struct policy_vm *vm, int level)
                 return vm->now_bytes > vm->floor_bytes ? vm->now_bytes : vm->floor_bytes;
         case LEVEL_NEED:
                 return vm->need_bytes;
-        default:
+        case LEVEL_WANT:
                 return vm->want_bytes;
+        default:
+                return vm->lend_bytes > vm->want_bytes ? vm->lend_bytes : vm->want_bytes;
         }
 }
 
@@ -348,6 +352,10 @@ static void estimate_all(struct decision *d, size_t n)
                         d->unprobed_want = add_sat(d->unprobed_want, vm->want_bytes);
                 if (vm->probe_candidate)
                         policy_probe_one(vm, d->now, t, d->scr->contended && !d->scr->scarce);
+                vm->lend_bytes = 0;
+                if (d->cfg->kind == POLICY_DYNMEM && vm->phase == POLICY_PHASE_RUNNING &&
+                    vm->settings.dynamic && vm->demand_known)
+                        policy_lend_one(vm, d->now, t);
                 if (vm->phase == POLICY_PHASE_STARTING) {
                         d->scr->spare[d->n_starters++].index = (uint32_t)i;
                         continue;
@@ -399,15 +407,16 @@ static void allocate(struct decision *d)
 {
         struct policy_summary *sum = &d->sum;
         uint64_t memory = d->host->memory_bytes;
-        int level = LEVEL_WANT;
+        int level = LEVEL_LEND;
 
         while (level >= LEVEL_FLOOR && d->sum_level[level] > memory)
                 level--;
-        if (level == LEVEL_WANT) {
-                d->base_level = LEVEL_WANT; /* settle() sets the ideals */
+        if (level == LEVEL_LEND) {
+                d->base_level = LEVEL_LEND; /* settle() sets the ideals */
                 return;
         }
-        sum->scarcity = true;
+        if (level < LEVEL_WANT)
+                sum->scarcity = true;
         if (level < LEVEL_FLOOR) {
                 sum->overcommitted = true;
                 d->base_level = LEVEL_FLOOR;
@@ -460,6 +469,7 @@ static void settle(struct decision *d, enum policy_release release)
                         if (vm->ideal_bytes < vm->want_bytes)
                                 vm->reason =
                                     d->sum.overcommitted ? REASON_OVERCOMMITTED : REASON_SCARCITY;
+                        policy_lend_settle(vm);
                         vm->ideal_reason = vm->reason;
                         vm->memory.last_decision_ms = d->now;
                         vm->memory.decided = true;

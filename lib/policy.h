@@ -12,8 +12,10 @@
  *                the estimate with pressure-stall information, probing and
  *                hysteresis; `hyperv` uses the last demand and the buffer as
  *                they are; `static` pins every VM to its startup size.
- *   2. allocate  the host's memory: plenty -> everyone gets want; scarcity ->
- *                headroom goes first, then weight decides (weighted
+ *   2. allocate  the host's memory: plenty -> everyone gets want, and
+ *                what no VM wants is lent, by weight, to VMs whose guests
+ *                evicted page cache under a stall (policy_lend.c); scarcity
+ *                -> headroom goes first, then weight decides (weighted
  *                water-filling above each VM's floor, never more than a VM
  *                needs).
  *   3. grant     what may be requested now without the sum of assigned memory
@@ -73,6 +75,8 @@ struct policy_tunables {
         uint32_t persistence_max_permille; /* changes carry on at most this much (1000; 0 = off) */
         uint32_t grow_band_percent;   /* grow once less than this % of the headroom is left (30) */
         uint32_t shrink_band_percent; /* shrink once the surplus exceeds this % of it (50) */
+        uint64_t lend_hold_ms; /* cache lent from idle memory ends this long after the guest's
+                                  last eviction (30 min; 0 = no lending) */
 };
 
 void policy_tunables_default(struct policy_tunables *ret);
@@ -100,6 +104,7 @@ enum policy_reason {
         REASON_OVERCOMMITTED, /* even the minimums do not fit the host */
         REASON_MIGRATING,     /* set by the balancer, never the policy: its owner migrates it
                                  to or from another host, and its size is held until it has moved */
+        REASON_LENT,          /* above its want: cache it evicted, lent from memory no VM wants */
 };
 
 const char *policy_reason_name(enum policy_reason r);
@@ -158,6 +163,8 @@ struct policy_vm_memory {
         uint64_t correction_ms;       /* when either was learned */
         uint32_t stall_backoff;       /* multiplier of stall_memory_ms, doubled per same edge */
         uint32_t stall_streak;        /* consecutive decisions stalling at want */
+        uint64_t lend_bytes;          /* the size lent up to: held plus cache evicted (0 = none) */
+        uint64_t lend_ms;             /* when the guest last evicted cache under a stall */
         struct policy_history history;
 };
 
@@ -197,13 +204,15 @@ struct policy_vm {
 
         /* inputs for the estimate */
         const char *name;
-        uint64_t demand_bytes;   /* latest demand sample, without buffer */
-        uint64_t demand_time_ms; /* when it was sampled, on the decisions' clock (0 = now) */
-        double stall_fraction;   /* share of the last interval spent stalled, 0..1 */
-        uint64_t external_bytes; /* POLICY_EXTERNAL: proposed target (0 = keep) */
-        uint64_t expected_bytes; /* scratch: the figure expected at the next decision */
-        bool pooled;             /* scratch: want = next + headroom from the pool (policy_pool.c) */
-        uint32_t pool_scale;     /* scratch: the correction of the figure, permille */
+        uint64_t demand_bytes;        /* latest demand sample, without buffer */
+        uint64_t demand_time_ms;      /* when it was sampled, on the decisions' clock (0 = now) */
+        double stall_fraction;        /* share of the last interval spent stalled, 0..1 */
+        uint64_t cache_evicted_bytes; /* page cache evicted under a stall since the last decision */
+        uint64_t lend_bytes;          /* scratch: the size lent above the want (0 = none) */
+        uint64_t external_bytes;      /* POLICY_EXTERNAL: proposed target (0 = keep) */
+        uint64_t expected_bytes;      /* scratch: the figure expected at the next decision */
+        bool pooled;         /* scratch: want = next + headroom from the pool (policy_pool.c) */
+        uint32_t pool_scale; /* scratch: the correction of the figure, permille */
         uint64_t pool_next_bytes; /* scratch: the corrected figure expected next */
         /*
          * scratch: the rise worth covering across the pool's window, in up to

@@ -195,6 +195,12 @@ static inline uint64_t grow_edge(const struct policy_vm *vm, uint64_t top,
 void policy_estimate_one(const struct policy_config *cfg, struct policy_vm *vm, uint64_t now,
                          struct policy_decay *decay);
 
+/* The cache lent to one VM, after its want is known (policy_lend.c). */
+void policy_lend_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t);
+
+/* Once its ideal is known: the reason `lent`, and a loan cut to what it was given. */
+void policy_lend_settle(struct policy_vm *vm);
+
 /* Probing for one candidate, once the host's contention is known (policy_estimate.c). */
 void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
                       bool contended);

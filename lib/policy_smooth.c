@@ -72,14 +72,13 @@ static uint64_t shrink_edge(const struct policy_vm *vm, const struct policy_tuna
 
 /*
  * Hysteresis of the dynmem kind: grow once the VM is below its grow edge
- * (at once when it is below its need, grows for a stall, or has just said,
- * with stall_urgent, that it stalls), but never by less than the deadband
- * unless below its need; shrink only once it is above its shrink edge and
- * the surplus has lasted shrink_delay_ms, and then by at most
- * shrink_step_percent of the VM per decision; a probe shrinks by probing
- * steps whatever else holds. Under scarcity shrinks skip
- * the delay, the band and the steps (the memory is wanted elsewhere) but
- * still ignore changes within the deadband; when someone waits for memory
+ * (at once when it is below its need, grows for a stall, has just said,
+ * with stall_urgent, that it stalls, or is lent cache beyond the deadband), but never by less than
+ * the deadband unless below its need; shrink only once it is above its shrink edge and the surplus
+ * has lasted shrink_delay_ms, and then by at most shrink_step_percent of the VM per decision; a
+ * probe shrinks by probing steps whatever else holds. Under scarcity shrinks skip the delay, the
+ * band and the steps (the memory is wanted elsewhere) but still ignore changes within the deadband;
+ * when someone waits for memory
  * (`release`), the holds are released (enum policy_release).
  */
 void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
@@ -105,7 +104,8 @@ void policy_smooth_one(struct policy_vm *vm, uint64_t now, const struct policy_t
                  * grow is due. Otherwise it waits for the grow edge and the deadband.
                  */
                 bool due = vm->need_bytes > a || vm->reason == REASON_STALL ||
-                           (vm->stall_urgent && stalling(vm, t));
+                           (vm->stall_urgent && stalling(vm, t)) ||
+                           (vm->reason == REASON_LENT && ideal - a >= db);
                 /* Under scarcity the ideal is the VM's share: no band below it. */
                 uint64_t edge = scarcity ? ideal : grow_edge(vm, ideal, t);
                 if (!due && (a >= edge || ideal - a < db))

@@ -68,9 +68,11 @@ struct vm_observation {
         uint64_t demand_bytes;   /* guest demand estimate, without buffer */
         uint64_t demand_time_ms; /* when the demand was sampled */
         bool stall_known;
-        double stall_fraction; /* share of the last interval stalled, 0..1 */
-        bool stall_urgent;     /* the guest reported a stall as it began, since the
-                                  previous observation: the figures are current */
+        double stall_fraction;        /* share of the last interval stalled, 0..1 */
+        bool stall_urgent;            /* the guest reported a stall as it began, since the
+                                         previous observation: the figures are current */
+        uint64_t cache_evicted_bytes; /* page cache the guest evicted under a stall since the
+                                         previous observation (docs/demand.md) */
         bool guest_visible_known;
         uint64_t guest_visible_bytes; /* memory the guest sees (MemTotal) */
         bool guest_available_known;

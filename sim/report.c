@@ -51,7 +51,7 @@ void report_human(FILE *out, const struct simrun_result *r)
                 fprintf(out, "  external policy failures: %llu (previous targets stood)\n",
                         (unsigned long long)r->policy_failures);
         fputs("  resizes by reason:", out);
-        for (size_t i = 0; i <= REASON_OVERCOMMITTED; i++) {
+        for (size_t i = 0; i <= REASON_LENT; i++) {
                 uint64_t g = r->grow_ops_by_reason[i], s = r->shrink_ops_by_reason[i];
                 if (g || s)
                         fprintf(out, " %s +%llu/-%llu", policy_reason_name((enum policy_reason)i),

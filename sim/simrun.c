@@ -149,7 +149,7 @@ static void on_event(const struct balancer_event *ev, void *userdata)
                 res->policy_failures++;
                 return;
         }
-        if ((size_t)ev->reason > REASON_OVERCOMMITTED)
+        if ((size_t)ev->reason > REASON_LENT)
                 return;
         if (ev->kind == BALANCER_EVENT_ADD)
                 res->grow_ops_by_reason[ev->reason]++;

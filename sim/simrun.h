@@ -45,8 +45,8 @@ struct simrun_result {
         uint64_t host_peak_bytes;
         uint64_t budget_violations;
         uint64_t resize_ops;
-        uint64_t grow_ops_by_reason[REASON_OVERCOMMITTED + 1];
-        uint64_t shrink_ops_by_reason[REASON_OVERCOMMITTED + 1];
+        uint64_t grow_ops_by_reason[REASON_LENT + 1];
+        uint64_t shrink_ops_by_reason[REASON_LENT + 1];
         double reaction_p50_s, reaction_p95_s;
         uint64_t memory_bytes;
         struct simrun_vm_result *per_vm;

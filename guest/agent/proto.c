@@ -189,6 +189,8 @@ size_t proto_report(const struct sample *s, uint64_t seq, enum agent_cause cause
         put_key(buf, len, &used, AGENT_R_ONLINED, onlined);
         if (s->have & AGENT_HAVE_REFAULTS)
                 put_key(buf, len, &used, AGENT_R_REFAULTS, s->refaults);
+        if (s->have & AGENT_HAVE_RECLAIM)
+                put_key(buf, len, &used, AGENT_R_FILE_RECLAIMED, s->file_reclaimed);
         put_group(buf, len, &used, s->have & AGENT_HAVE_SELF, AGENT_R_SELF_RSS, s->self_rss,
                   AGENT_R_SELF_CPU, s->self_cpu_us);
         if (s->have & AGENT_HAVE_ABSORBER) {

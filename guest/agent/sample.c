@@ -153,6 +153,10 @@ void sample_parse_vmstat(const char *text, uint64_t page_size, struct sample *re
                 ret->refaults = v;
                 ret->have |= AGENT_HAVE_REFAULTS;
         }
+        if (util_find_u64(text, "pgsteal_file", &v) == 0) { /* Linux 5.8 on */
+                ret->file_reclaimed = v;
+                ret->have |= AGENT_HAVE_RECLAIM;
+        }
         if (util_find_u64(text, "nr_balloon_pages", &v) == 0) {
                 ret->balloon = v * page_size;
         } else if (util_find_u64(text, "balloon_inflate", &infl) == 0 &&

@@ -24,7 +24,7 @@ struct sample {
         uint64_t balloon;
         bool balloon_in_total;
         struct psi_values psi;
-        uint64_t pgmajfault, refaults, oom_kill;
+        uint64_t pgmajfault, refaults, oom_kill, file_reclaimed;
         uint64_t self_rss, self_cpu_us;
         uint64_t absorber_stored, absorber_ram, absorber_capacity; /* absorber.h */
 };

@@ -417,6 +417,63 @@ static void the_file_working_set_follows_the_kernels_evidence(void **state)
 #undef NEXT
 }
 
+/*
+ * Page cache evicted under a stall (docs/demand.md, "Cache evicted under a stall"): summed
+ * over the intervals where the guest stalled and reclaimed file pages at 1 MiB/s or more,
+ * not where it did not stall, reclaimed less, or had free memory at the end (relieved);
+ * a counter going backwards adds nothing, and one interval adds at most MemTotal.
+ */
+static void cache_evicted_under_a_stall_is_summed(void **state)
+{
+        struct agent_estimator e = {0};
+        struct agent_estimate out;
+        struct agent_report r = at(1, 10);
+        uint64_t psi = 0, reclaimed = 1000;
+
+        r.have |= AGENT_HAVE_RECLAIM;
+        r.file_reclaimed = reclaimed;
+        agent_estimator_add(&e, &r, PAGE);
+        struct {
+                uint64_t stall_us, pages, free_bytes;
+                uint64_t expect_total;
+        } steps[] = {
+            {200000, 25600, 0, 100 * MIB},         /* 100 MiB under a 20 % stall: counts */
+            {0, 25600, 0, 100 * MIB},              /* no stall: the kernel's routine */
+            {200000, 200, 0, 100 * MIB},           /* under 1 MiB/s: not an eviction that matters */
+            {200000, 256, 0, 101 * MIB},           /* 1 MiB/s: counts */
+            {200000, 25600, 200 * MIB, 101 * MIB}, /* relieved: memory came */
+            {200000, 1u << 30, 0, 101 * MIB + GIB}, /* 4 TiB claimed: MemTotal at most */
+        };
+        for (unsigned i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+                psi += steps[i].stall_us;
+                reclaimed += steps[i].pages;
+                r = at(2 + i, 11 + i);
+                r.have |= AGENT_HAVE_RECLAIM;
+                r.psi_some_total_us = psi;
+                r.file_reclaimed = reclaimed;
+                r.mem_free_bytes = steps[i].free_bytes;
+                agent_estimator_add(&e, &r, PAGE);
+                agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
+                if (out.evicted_total_bytes != steps[i].expect_total)
+                        fail_msg("step %u: %llu MiB evicted, %llu expected", i,
+                                 (unsigned long long)(out.evicted_total_bytes / MIB),
+                                 (unsigned long long)(steps[i].expect_total / MIB));
+        }
+        /* A counter that went backwards (a new boot) starts over without adding. */
+        r = at(9, 20);
+        r.have |= AGENT_HAVE_RECLAIM;
+        r.psi_some_total_us = psi + 200000;
+        r.file_reclaimed = 5;
+        agent_estimator_add(&e, &r, PAGE);
+        agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
+        assert_int_equal(out.evicted_total_bytes, 101 * MIB + GIB);
+        /* Without the key (a kernel before 5.8) nothing is evicted. */
+        struct agent_report b = at(1, 10), n = at(2, 11);
+        n.psi_some_total_us = 200000;
+        n.file_reclaimed = 25600;
+        assert_int_equal(interval(b, n, PAGE).evicted_total_bytes, 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -436,6 +493,7 @@ int main(void)
             cmocka_unit_test(a_change_of_memtotal_is_no_rise),
             cmocka_unit_test(a_refault_count_appearing_is_no_refaulting),
             cmocka_unit_test(the_file_working_set_follows_the_kernels_evidence),
+            cmocka_unit_test(cache_evicted_under_a_stall_is_summed),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

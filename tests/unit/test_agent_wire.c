@@ -85,7 +85,7 @@ static void the_guests_report_is_read_whole(void **state)
         struct sample s = {
             .time_ms = 5000,
             .have = AGENT_HAVE_AVAILABLE | AGENT_HAVE_PSI | AGENT_HAVE_PSI_FULL |
-                    AGENT_HAVE_REFAULTS | AGENT_HAVE_BALLOON | AGENT_HAVE_SELF,
+                    AGENT_HAVE_REFAULTS | AGENT_HAVE_BALLOON | AGENT_HAVE_SELF | AGENT_HAVE_RECLAIM,
             .mem_total = 1000 << 20,
             .mem_available = 500 << 20,
             .mem_free = 400 << 20,
@@ -105,6 +105,7 @@ static void the_guests_report_is_read_whole(void **state)
             .oom_kill = 17,
             .self_rss = 18 << 20,
             .self_cpu_us = 19,
+            .file_reclaimed = 21,
         };
 
         for (unsigned c = 0; c < AGENT_N_CAUSES; c++) {
@@ -146,8 +147,50 @@ static void the_guests_report_is_read_whole(void **state)
                 assert_int_equal(r->onlined, 20);
                 assert_int_equal(r->self_rss_bytes, s.self_rss);
                 assert_int_equal(r->self_cpu_us, 19);
+                assert_int_equal(r->file_reclaimed, 21);
                 agent_free(a);
         }
+}
+
+/* Every key at the largest value the host accepts still fits one line, and is read back. */
+static void the_longest_report_fits_a_line(void **state)
+{
+        const uint64_t bytes = AGENT_BYTES_MAX, count = AGENT_COUNT_MAX;
+        struct sample s = {
+            .time_ms = AGENT_TIME_MAX,
+            .have = AGENT_HAVE_AVAILABLE | AGENT_HAVE_PSI | AGENT_HAVE_PSI_FULL |
+                    AGENT_HAVE_REFAULTS | AGENT_HAVE_BALLOON | AGENT_HAVE_SELF |
+                    AGENT_HAVE_ABSORBER | AGENT_HAVE_RECLAIM,
+            .mem_total = bytes,
+            .mem_available = bytes,
+            .mem_free = bytes,
+            .cached = bytes,
+            .active_file = bytes,
+            .committed = count,
+            .swap_used = bytes,
+            .balloon = bytes,
+            .balloon_in_total = true,
+            .psi = {.some_avg10_bp = 10000,
+                    .some_total_us = count,
+                    .have_full = true,
+                    .full_avg10_bp = 10000,
+                    .full_total_us = count},
+            .pgmajfault = count,
+            .refaults = count,
+            .oom_kill = count,
+            .self_rss = bytes,
+            .self_cpu_us = count,
+            .absorber_stored = bytes,
+            .absorber_ram = bytes,
+            .absorber_capacity = bytes,
+            .file_reclaimed = count,
+        };
+        char line[AGENT_LINE_MAX];
+        size_t n = proto_report(&s, count, AGENT_CAUSE_HELLO, count, line, sizeof(line));
+
+        assert_true(n > 0);
+        assert_true(n <= AGENT_LINE_MAX);
+        assert_non_null(strstr(line, " file_reclaimed="));
 }
 
 int main(void)
@@ -156,6 +199,7 @@ int main(void)
             cmocka_unit_test(tables_are_consistent),
             cmocka_unit_test(the_guests_hello_is_read_whole),
             cmocka_unit_test(the_guests_report_is_read_whole),
+            cmocka_unit_test(the_longest_report_fits_a_line),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,7 +53,7 @@ static void kind_names_parse(void **state)
 
 static void reason_names(void **state)
 {
-        for (int r = REASON_NONE; r <= REASON_OVERCOMMITTED; r++) {
+        for (int r = REASON_NONE; r <= REASON_LENT; r++) {
                 const char *name = policy_reason_name((enum policy_reason)r);
                 assert_non_null(name);
                 assert_string_not_equal(name, "unknown");

@@ -1,0 +1,53 @@
+/*
+ * policy_lend: page cache lent from memory no VM wants (docs/policy.md, "Cache
+ * lent from idle memory"). A guest that stalls on memory while its kernel evicts
+ * page cache (the agent's evicted figure, docs/demand.md) would have kept that
+ * cache with as much more memory. Its demand figure does not count such cache
+ * (a file read once is not a working set), so the want does not grow; the loan
+ * is a size above the want that the VM is given only from memory left once
+ * every VM has its want: the last level of the allocation, shared by weight,
+ * cut first whenever anyone needs the memory. A loan rises with each
+ * eviction (to what the VM held plus what it evicted), is cut to what the VM
+ * was given when the host could not give it all, and ends lend_hold_ms after
+ * the last eviction.
+ */
+#include "policy_int.h"
+
+void policy_lend_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t)
+{
+        struct policy_vm_memory *m = &vm->memory;
+        const struct vm_settings *s = &vm->settings;
+
+        vm->lend_bytes = 0;
+        if (!t->lend_hold_ms) {
+                m->lend_bytes = 0;
+                return;
+        }
+        if (vm->cache_evicted_bytes) {
+                uint64_t size = add_sat(vm->assigned_bytes, vm->cache_evicted_bytes);
+
+                if (size > m->lend_bytes)
+                        m->lend_bytes = size;
+                m->lend_ms = now;
+        } else if (m->lend_bytes && ms_since(now, m->lend_ms) >= t->lend_hold_ms) {
+                m->lend_bytes = 0;
+        }
+        if (m->lend_bytes > s->maximum_bytes)
+                m->lend_bytes = s->maximum_bytes;
+        if (m->lend_bytes > vm->want_bytes)
+                vm->lend_bytes = clamp_u64(block_up(m->lend_bytes, s->block_bytes), vm->want_bytes,
+                                           s->maximum_bytes);
+}
+
+void policy_lend_settle(struct policy_vm *vm)
+{
+        struct policy_vm_memory *m = &vm->memory;
+
+        if (!vm->lend_bytes)
+                return;
+        if (vm->ideal_bytes > vm->want_bytes)
+                vm->reason = REASON_LENT;
+        /* What the host could not give is evicted by now: not lent again without a new eviction. */
+        if (vm->ideal_bytes < vm->lend_bytes)
+                m->lend_bytes = vm->ideal_bytes > vm->want_bytes ? vm->ideal_bytes : 0;
+}

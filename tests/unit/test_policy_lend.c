@@ -1,0 +1,189 @@
+/*
+ * Tests for policy_lend: page cache lent from memory no VM wants (docs/policy.md,
+ * "Cache lent from idle memory"). A loan rises with each eviction to what the VM
+ * held plus what it evicted, is given only once every VM has its want, is cut
+ * when anyone needs the memory, ends lend_hold after the last eviction, never
+ * passes the maximum, and belongs to the dynmem kind only.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "policy.h"
+#include "policy_fixture.h"
+
+#define SEC 1000u
+
+/* A guest at 512 MiB holding 300 MiB, its stall taken as cache turnover (counted 0). */
+static struct policy_vm *cache_guest(struct fx *f, const char *name)
+{
+        struct policy_vm *vm = add(f, name, dyn(512 * MIB, 512 * MIB, 2 * GIB), 512 * MIB);
+
+        demand(vm, 300 * MIB);
+        stall(vm, 0.0);
+        return vm;
+}
+
+static void a_loan_follows_the_evictions_and_ends(void **state)
+{
+        struct fx *f = *state;
+        struct policy_vm *a = cache_guest(f, "a");
+        uint64_t t = 0;
+
+        decide(f, t);
+        settle(f);
+        assert_int_equal(a->target_bytes, 512 * MIB); /* its want is below its minimum */
+
+        a->cache_evicted_bytes = 100 * MIB;
+        decide(f, t += SEC);
+        assert_int_equal(a->target_bytes, 612 * MIB);
+        assert_int_equal(a->reason, REASON_LENT);
+        settle(f);
+
+        /* The same size is kept without a new eviction... */
+        a->cache_evicted_bytes = 0;
+        decide(f, t += SEC);
+        assert_int_equal(a->ideal_bytes, 612 * MIB);
+        assert_int_equal(a->target_bytes, 612 * MIB);
+
+        /* ... and rises from what it holds with the next one. */
+        a->cache_evicted_bytes = 50 * MIB;
+        decide(f, t += SEC);
+        assert_int_equal(a->target_bytes, 662 * MIB);
+        settle(f);
+
+        /* lend_hold after the last eviction the loan ends: the VM goes back to its want. */
+        a->cache_evicted_bytes = 0;
+        decide(f, t += f->cfg.tunables.lend_hold_ms - SEC);
+        assert_int_equal(a->ideal_bytes, 662 * MIB);
+        decide(f, t += SEC);
+        assert_int_equal(a->ideal_bytes, 512 * MIB);
+        assert_int_not_equal(a->reason, REASON_LENT);
+        decide(f, t += f->cfg.tunables.shrink_delay_ms + SEC);
+        assert_int_equal(a->target_bytes, 512 * MIB);
+}
+
+/* An eviction while a grow is still arriving is no reason to lend more than was lent. */
+static void a_loan_rises_from_what_the_vm_holds(void **state)
+{
+        struct fx *f = *state;
+        struct policy_vm *a = cache_guest(f, "a");
+
+        a->cache_evicted_bytes = 200 * MIB;
+        decide(f, 0);
+        assert_int_equal(a->target_bytes, 712 * MIB);
+        /* Not settled: it still holds 512 MiB and evicts 100 MiB more meanwhile. */
+        a->cache_evicted_bytes = 100 * MIB;
+        decide(f, SEC);
+        assert_int_equal(a->ideal_bytes, 712 * MIB);
+}
+
+/* Only memory no VM wants is lent; a VM that wants it takes it back. */
+static void a_loan_comes_last_and_goes_first(void **state)
+{
+        struct fx *f = *state;
+        f->host.memory_bytes = 1536 * MIB;
+        /* b's want is its demand and buffer: no projection of its rise. */
+        f->cfg.tunables.persistence_max_permille = 0;
+        f->cfg.tunables.trend_lookahead_ms = 0;
+        struct policy_vm *a = cache_guest(f, "a");
+        struct policy_vm *b = add(f, "b", dyn(512 * MIB, 512 * MIB, 2 * GIB), 512 * MIB);
+        demand(b, 300 * MIB);
+
+        a->cache_evicted_bytes = 1 * GIB; /* would make 1.5 GiB: only 1 GiB is free of wants */
+        decide(f, 0);
+        assert_false(f->sum.scarcity);
+        assert_int_equal(a->ideal_bytes, 1 * GIB);
+        assert_int_equal(a->reason, REASON_LENT);
+        assert_int_equal(b->ideal_bytes, 512 * MIB);
+        settle(f);
+        assert_int_equal(a->memory.lend_bytes, 1 * GIB); /* cut to what it was given */
+
+        /* b's demand rises: its want comes first, a's loan shrinks at once to make room. */
+        a->cache_evicted_bytes = 0;
+        demand(b, 600 * MIB);
+        decide(f, 2 * SEC);
+        assert_false(f->sum.scarcity);
+        assert_true(b->want_bytes > 600 * MIB && b->want_bytes < 1 * GIB);
+        assert_int_equal(b->ideal_bytes, b->want_bytes);
+        assert_int_equal(a->ideal_bytes, 1536 * MIB - b->ideal_bytes);
+        assert_int_equal(a->target_bytes, a->ideal_bytes); /* no shrink delay: b waits for it */
+        assert_true(sum_max_assigned_target(f) <= f->host.memory_bytes);
+        settle(f);
+
+        /* When b's want takes everything the loan is gone, not held for later. */
+        demand(b, 850 * MIB);
+        decide(f, 3 * SEC);
+        settle(f);
+        assert_int_equal(a->ideal_bytes, 512 * MIB);
+        assert_int_equal(a->memory.lend_bytes, 0);
+        demand(b, 300 * MIB);
+        decide(f, 4 * SEC);
+        assert_int_equal(a->ideal_bytes, 512 * MIB);
+}
+
+/* A VM waiting to start takes the memory lent to others. */
+static void a_starting_vm_takes_lent_memory(void **state)
+{
+        struct fx *f = *state;
+        f->host.memory_bytes = 2 * GIB;
+        struct policy_vm *a = cache_guest(f, "a");
+
+        a->cache_evicted_bytes = 2 * GIB;
+        decide(f, 0);
+        settle(f);
+        assert_int_equal(a->assigned_bytes, 2 * GIB);
+        a->cache_evicted_bytes = 0;
+        struct policy_vm *s = add_starting(f, "s", dyn(GIB, 512 * MIB, 2 * GIB));
+        decide(f, SEC);
+        assert_int_equal(s->admission, ADMISSION_WAIT);
+        assert_int_equal(a->target_bytes, GIB);
+        settle(f);
+        decide(f, 2 * SEC);
+        assert_int_equal(s->admission, ADMISSION_ADMIT);
+}
+
+/* Never past the maximum; nothing lent by the hyperv kind or with lend_hold = 0. */
+static void a_loan_has_limits(void **state)
+{
+        struct fx *f = *state;
+        struct policy_vm *a = cache_guest(f, "a");
+
+        a->cache_evicted_bytes = 64 * GIB; /* a guest may claim anything */
+        decide(f, 0);
+        assert_int_equal(a->target_bytes, 2 * GIB);
+        assert_int_equal(a->reason, REASON_LENT);
+
+        f->n = 0;
+        f->cfg.kind = POLICY_HYPERV;
+        a = cache_guest(f, "a");
+        a->cache_evicted_bytes = 100 * MIB;
+        decide(f, 0);
+        assert_int_equal(a->target_bytes, 512 * MIB);
+
+        f->n = 0;
+        f->cfg.kind = POLICY_DYNMEM;
+        f->cfg.tunables.lend_hold_ms = 0;
+        a = cache_guest(f, "a");
+        a->cache_evicted_bytes = 100 * MIB;
+        decide(f, 0);
+        assert_int_equal(a->target_bytes, 512 * MIB);
+        assert_int_equal(a->memory.lend_bytes, 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            T(a_loan_follows_the_evictions_and_ends),
+            T(a_loan_rises_from_what_the_vm_holds),
+            T(a_loan_comes_last_and_goes_first),
+            T(a_starting_vm_takes_lent_memory),
+            T(a_loan_has_limits),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
