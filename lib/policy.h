@@ -163,7 +163,7 @@ struct policy_vm_memory {
         uint64_t correction_ms;       /* when either was learned */
         uint32_t stall_backoff;       /* multiplier of stall_memory_ms, doubled per same edge */
         uint32_t stall_streak;        /* consecutive decisions stalling at want */
-        uint64_t lend_bytes;          /* the size lent up to: held plus cache evicted (0 = none) */
+        uint64_t lend_bytes;          /* lent above the want: cache evicted, summed (0 = none) */
         uint64_t lend_ms;             /* when the guest last evicted cache under a stall */
         struct policy_history history;
 };
@@ -208,7 +208,7 @@ struct policy_vm {
         uint64_t demand_time_ms;      /* when it was sampled, on the decisions' clock (0 = now) */
         double stall_fraction;        /* share of the last interval spent stalled, 0..1 */
         uint64_t cache_evicted_bytes; /* page cache evicted under a stall since the last decision */
-        uint64_t lend_bytes;          /* scratch: the size lent above the want (0 = none) */
+        uint64_t lend_bytes;          /* scratch: the want plus what is lent (0 = nothing lent) */
         uint64_t external_bytes;      /* POLICY_EXTERNAL: proposed target (0 = keep) */
         uint64_t expected_bytes;      /* scratch: the figure expected at the next decision */
         bool pooled;         /* scratch: want = next + headroom from the pool (policy_pool.c) */

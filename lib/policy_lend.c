@@ -4,12 +4,11 @@
  * page cache (the agent's evicted figure, docs/demand.md) would have kept that
  * cache with as much more memory. Its demand figure does not count such cache
  * (a file read once is not a working set), so the want does not grow; the loan
- * is a size above the want that the VM is given only from memory left once
- * every VM has its want: the last level of the allocation, shared by weight,
- * cut first whenever anyone needs the memory. A loan rises with each
- * eviction (to what the VM held plus what it evicted), is cut to what the VM
- * was given when the host could not give it all, and ends lend_hold_ms after
- * the last eviction.
+ * is the cache evicted, summed, on top of the want, and the VM is given it only
+ * from memory left once every VM has its want: the last level of the
+ * allocation, shared by weight, cut first whenever anyone needs the memory. A
+ * loan cut is cut for good (what the VM could not keep is gone), and a loan ends
+ * lend_hold_ms after the last eviction.
  */
 #include "policy_int.h"
 
@@ -24,30 +23,30 @@ void policy_lend_one(struct policy_vm *vm, uint64_t now, const struct policy_tun
                 return;
         }
         if (vm->cache_evicted_bytes) {
-                uint64_t size = add_sat(vm->assigned_bytes, vm->cache_evicted_bytes);
-
-                if (size > m->lend_bytes)
-                        m->lend_bytes = size;
+                m->lend_bytes = add_sat(m->lend_bytes, vm->cache_evicted_bytes);
                 m->lend_ms = now;
         } else if (m->lend_bytes && ms_since(now, m->lend_ms) >= t->lend_hold_ms) {
                 m->lend_bytes = 0;
         }
+        /* Never more than could be given: the loan above the want stays within the maximum. */
         if (m->lend_bytes > s->maximum_bytes)
                 m->lend_bytes = s->maximum_bytes;
-        if (m->lend_bytes > vm->want_bytes)
-                vm->lend_bytes = clamp_u64(block_up(m->lend_bytes, s->block_bytes), vm->want_bytes,
-                                           s->maximum_bytes);
+        if (m->lend_bytes)
+                vm->lend_bytes =
+                    clamp_u64(block_up(add_sat(vm->want_bytes, m->lend_bytes), s->block_bytes),
+                              vm->want_bytes, s->maximum_bytes);
 }
 
 void policy_lend_settle(struct policy_vm *vm)
 {
         struct policy_vm_memory *m = &vm->memory;
 
-        if (!vm->lend_bytes)
+        if (vm->lend_bytes <= vm->want_bytes)
                 return;
         if (vm->ideal_bytes > vm->want_bytes)
                 vm->reason = REASON_LENT;
         /* What the host could not give is evicted by now: not lent again without a new eviction. */
         if (vm->ideal_bytes < vm->lend_bytes)
-                m->lend_bytes = vm->ideal_bytes > vm->want_bytes ? vm->ideal_bytes : 0;
+                m->lend_bytes =
+                    vm->ideal_bytes > vm->want_bytes ? vm->ideal_bytes - vm->want_bytes : 0;
 }
