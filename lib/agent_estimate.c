@@ -10,6 +10,11 @@
  */
 #define WORKING_SET_MIN_BYTES_PER_S (256.0 * 4096.0)
 
+static uint64_t add_sat_u64(uint64_t a, uint64_t b)
+{
+        return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 /* MemTotal − MemAvailable without the balloon's pages when they are part of MemTotal. */
 static uint64_t used_of(const struct agent_report *r)
 {
@@ -124,6 +129,25 @@ static uint64_t evicted_under_stall(const struct agent_report *b, const struct a
         return at_rate((double)bytes, dt_ms, WORKING_SET_MIN_BYTES_PER_S) ? bytes : 0;
 }
 
+/*
+ * Page cache the guest read into its last free memory between b and r: Cached grew at
+ * WORKING_SET_MIN_BYTES_PER_S or more while MemFree stayed under MemTotal /
+ * RELIEVED_FREE_DIV at both ends (the kernel reclaims near its watermarks, far below
+ * that): what it reads next evicts. Memory that came in the interval (MemTotal grew) is
+ * not counted: the cache filling it is the loan at work, not a new want.
+ */
+static uint64_t cache_filling(const struct agent_report *b, const struct agent_report *r,
+                              uint64_t dt_ms)
+{
+        if (relieved(b) || relieved(r) || r->cached_bytes <= b->cached_bytes)
+                return 0;
+        uint64_t grown = r->cached_bytes - b->cached_bytes;
+        uint64_t came =
+            r->mem_total_bytes > b->mem_total_bytes ? r->mem_total_bytes - b->mem_total_bytes : 0;
+        grown = grown > came ? grown - came : 0;
+        return at_rate((double)grown, dt_ms, WORKING_SET_MIN_BYTES_PER_S) ? grown : 0;
+}
+
 /* Rate of counter `now` against `then` over dt_ms; false when it went backwards. */
 static bool counter_rate(uint64_t then, uint64_t now, uint64_t dt_ms, double *ret)
 {
@@ -176,14 +200,26 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
                         e->relieved = e->psi > 0 && !e->turnover && relieved(r);
                         e->stall = e->turnover || e->relieved ? 0 : e->psi;
                         e->stall_known = true;
-                        uint64_t ev =
-                            evicted_under_stall(b, r, dt, page_size, e->psi > 0 && !relieved(r));
-                        e->evicted_total =
-                            ev > UINT64_MAX - e->evicted_total ? UINT64_MAX : e->evicted_total + ev;
                 } else {
                         resets++;
                 }
         }
+        /*
+         * Cache read into the last free memory, and cache evicted under a stall, less
+         * what the guest read back (refaults): pages counted when they were evicted, and
+         * evicted again, are the same data.
+         */
+        uint64_t lost = cache_filling(b, r, dt);
+        if (e->stall_known)
+                lost = add_sat_u64(
+                    lost, evicted_under_stall(b, r, dt, page_size, e->psi > 0 && !relieved(r)));
+        if (lost && page_size && (r->have & b->have & AGENT_HAVE_REFAULTS) &&
+            r->refaults > b->refaults) {
+                uint64_t pages = r->refaults - b->refaults;
+                uint64_t back = pages > lost / page_size ? lost : pages * page_size;
+                lost -= back;
+        }
+        e->evicted_total = add_sat_u64(e->evicted_total, lost);
         e->base = *r;
         return resets;
 }

@@ -474,6 +474,97 @@ static void cache_evicted_under_a_stall_is_summed(void **state)
         assert_int_equal(interval(b, n, PAGE).evicted_total_bytes, 0);
 }
 
+/*
+ * Cache read into the last free memory counts as well, stall or not: Cached rising at
+ * 1 MiB/s or more while MemFree ends under MemTotal / 16. Not with memory to spare, not
+ * below the rate, not when the cache shrinks.
+ */
+static void cache_filling_the_last_free_memory_is_summed(void **state)
+{
+        struct agent_estimator e = {0};
+        struct agent_estimate out;
+        struct agent_report r = at(1, 10);
+        uint64_t cached = r.cached_bytes;
+
+        r.mem_free_bytes = 10 * MIB;
+        agent_estimator_add(&e, &r, PAGE);
+        struct {
+                int64_t grow;
+                uint64_t free_bytes;
+                uint64_t expect_total;
+        } steps[] = {
+            {30 * MIB, 10 * MIB, 30 * MIB},   /* read 30 MiB into the last 10 MiB free */
+            {30 * MIB, 200 * MIB, 30 * MIB},  /* memory to spare: the cache just fills it */
+            {512 * 1024, 10 * MIB, 30 * MIB}, /* under 1 MiB/s */
+            {-(int64_t)(50 * MIB), 10 * MIB, 30 * MIB}, /* the cache shrank */
+            {1 * MIB, 10 * MIB, 31 * MIB},              /* 1 MiB/s: counts */
+        };
+        for (unsigned i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+                cached = (uint64_t)((int64_t)cached + steps[i].grow);
+                r = at(2 + i, 11 + i);
+                r.cached_bytes = cached;
+                r.mem_free_bytes = steps[i].free_bytes;
+                agent_estimator_add(&e, &r, PAGE);
+                agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
+                if (out.evicted_total_bytes != steps[i].expect_total)
+                        fail_msg("step %u: %llu KiB, %llu expected", i,
+                                 (unsigned long long)(out.evicted_total_bytes / 1024),
+                                 (unsigned long long)(steps[i].expect_total / 1024));
+        }
+}
+
+/*
+ * What the guest reads back is not lost twice: refaults come off what an interval lost
+ * (data evicted, counted, read back and evicted again is the same data), and memory that
+ * came in the interval (MemTotal grew) and filled with cache is the loan at work.
+ */
+static void cache_read_back_or_filling_new_memory_is_not_lost_again(void **state)
+{
+        struct agent_estimator e = {0};
+        struct agent_estimate out;
+        struct agent_report r = at(1, 10);
+
+        r.have |= AGENT_HAVE_RECLAIM;
+        r.mem_free_bytes = 10 * MIB;
+        agent_estimator_add(&e, &r, PAGE);
+
+        /* 40 MiB evicted under a stall, 10 MiB of it read back in the same interval. */
+        r = at(2, 11);
+        r.have |= AGENT_HAVE_RECLAIM;
+        r.mem_free_bytes = 10 * MIB;
+        r.psi_some_total_us = 200000;
+        r.file_reclaimed = 40 * 256;
+        r.refaults = 10 * 256;
+        agent_estimator_add(&e, &r, PAGE);
+        agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
+        assert_int_equal(out.evicted_total_bytes, 30 * MIB);
+
+        /* Reading back more than was lost takes nothing off what was lost before. */
+        r = at(3, 12);
+        r.have |= AGENT_HAVE_RECLAIM;
+        r.mem_free_bytes = 10 * MIB;
+        r.psi_some_total_us = 400000;
+        r.file_reclaimed = 45 * 256;
+        r.refaults = 30 * 256;
+        agent_estimator_add(&e, &r, PAGE);
+        agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
+        assert_int_equal(out.evicted_total_bytes, 30 * MIB);
+
+        /* 128 MiB came and the cache grew 150 MiB into it: 22 MiB filled the last free memory. */
+        r = at(4, 13);
+        r.have |= AGENT_HAVE_RECLAIM;
+        r.mem_total_bytes = GIB + 128 * MIB;
+        r.mem_available_bytes = r.mem_total_bytes - 300 * MIB;
+        r.mem_free_bytes = 10 * MIB;
+        r.cached_bytes = 650 * MIB;
+        r.psi_some_total_us = 400000;
+        r.file_reclaimed = 45 * 256;
+        r.refaults = 30 * 256;
+        agent_estimator_add(&e, &r, PAGE);
+        agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
+        assert_int_equal(out.evicted_total_bytes, 52 * MIB);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -494,6 +585,8 @@ int main(void)
             cmocka_unit_test(a_refault_count_appearing_is_no_refaulting),
             cmocka_unit_test(the_file_working_set_follows_the_kernels_evidence),
             cmocka_unit_test(cache_evicted_under_a_stall_is_summed),
+            cmocka_unit_test(cache_filling_the_last_free_memory_is_summed),
+            cmocka_unit_test(cache_read_back_or_filling_new_memory_is_not_lost_again),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
