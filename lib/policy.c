@@ -92,7 +92,7 @@ void policy_tunables_default(struct policy_tunables *t)
             .persistence_max_permille = 1000,
             .grow_band_percent = 30,
             .shrink_band_percent = 50,
-            .lend_hold_ms = 30 * 60 * MSEC_PER_SEC,
+            .lend_hold_ms = 0, /* opt-in: docs/policy.md, "Cache lent from idle memory" */
         };
 }
 

@@ -13,8 +13,8 @@
  *                hysteresis; `hyperv` uses the last demand and the buffer as
  *                they are; `static` pins every VM to its startup size.
  *   2. allocate  the host's memory: plenty -> everyone gets want, and
- *                what no VM wants is lent, by weight, to VMs whose guests
- *                evicted page cache under a stall (policy_lend.c); scarcity
+ *                (opt-in, lend_hold) what no VM wants is lent, by weight, to
+ *                VMs whose guests lost page cache (policy_lend.c); scarcity
  *                -> headroom goes first, then weight decides (weighted
  *                water-filling above each VM's floor, never more than a VM
  *                needs).
@@ -76,7 +76,7 @@ struct policy_tunables {
         uint32_t grow_band_percent;   /* grow once less than this % of the headroom is left (30) */
         uint32_t shrink_band_percent; /* shrink once the surplus exceeds this % of it (50) */
         uint64_t lend_hold_ms; /* cache lent from idle memory ends this long after the guest's
-                                  last eviction (30 min; 0 = no lending) */
+                                  last eviction (0 = no lending, the default) */
 };
 
 void policy_tunables_default(struct policy_tunables *ret);

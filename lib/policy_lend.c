@@ -1,14 +1,15 @@
 /*
  * policy_lend: page cache lent from memory no VM wants (docs/policy.md, "Cache
- * lent from idle memory"). A guest that stalls on memory while its kernel evicts
- * page cache (the agent's evicted figure, docs/demand.md) would have kept that
- * cache with as much more memory. Its demand figure does not count such cache
- * (a file read once is not a working set), so the want does not grow; the loan
- * is the cache evicted, summed, on top of the want, and the VM is given it only
- * from memory left once every VM has its want: the last level of the
- * allocation, shared by weight, cut first whenever anyone needs the memory. A
- * loan cut is cut for good (what the VM could not keep is gone), and a loan ends
- * lend_hold_ms after the last eviction.
+ * lent from idle memory"); opt-in, lend_hold_ms is 0 by default. A guest whose
+ * page cache is evicted under a stall, or fills its last free memory (the
+ * estimate's evicted_total_bytes, docs/demand.md), would have kept that cache
+ * with as much more memory. Its demand figure does not count such cache (a file
+ * read once is not a working set), so the want does not grow; the loan is the
+ * cache lost, summed, on top of the want, and the VM is given it only from
+ * memory left once every VM has its want: the last level of the allocation,
+ * shared by weight, cut first whenever anyone needs the memory. A loan cut is
+ * cut for good (what the VM could not keep is gone), and a loan ends
+ * lend_hold_ms after the last loss.
  */
 #include "policy_int.h"
 

@@ -16,6 +16,8 @@
 
 #define SEC 1000u
 
+#define LEND_HOLD_MS (30 * 60 * SEC)
+
 /* A guest at 512 MiB holding 300 MiB, its stall taken as cache turnover (counted 0). */
 static struct policy_vm *cache_guest(struct fx *f, const char *name)
 {
@@ -191,7 +193,33 @@ static void a_loan_has_limits(void **state)
         assert_int_equal(a->memory.lend_bytes, 0);
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
+/* Lending is opt-in: these tests turn it on, with a hold of 30 min. */
+static int lend_setup(void **state)
+{
+        int r = fx_setup(state);
+        struct fx *f = *state;
+
+        if (r == 0)
+                f->cfg.tunables.lend_hold_ms = LEND_HOLD_MS;
+        return r;
+}
+
+/* With the defaults nothing is lent. */
+static void lending_is_off_by_default(void **state)
+{
+        struct fx *f = *state;
+        struct policy_tunables defaults;
+
+        policy_tunables_default(&defaults);
+        assert_int_equal(defaults.lend_hold_ms, 0);
+        f->cfg.tunables = defaults;
+        struct policy_vm *a = cache_guest(f, "a");
+        a->cache_evicted_bytes = 100 * MIB;
+        decide(f, 0);
+        assert_int_equal(a->target_bytes, 512 * MIB);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, lend_setup, fx_teardown)
 
 int main(void)
 {
@@ -201,6 +229,7 @@ int main(void)
             T(a_loan_comes_last_and_goes_first),
             T(a_starting_vm_takes_lent_memory),
             T(a_loan_has_limits),
+            T(lending_is_off_by_default),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
