@@ -130,22 +130,29 @@ static uint64_t evicted_under_stall(const struct agent_report *b, const struct a
 }
 
 /*
- * Page cache the guest read into its last free memory between b and r: Cached grew at
- * WORKING_SET_MIN_BYTES_PER_S or more while MemFree stayed under MemTotal /
- * RELIEVED_FREE_DIV at both ends (the kernel reclaims near its watermarks, far below
- * that): what it reads next evicts. Memory that came in the interval (MemTotal grew) is
- * not counted: the cache filling it is the loan at work, not a new want.
+ * How long before its free memory runs out a filling cache counts as about to evict: a
+ * report (1 s), a decision (1 s), and the plug and the onlining of the memory lent for
+ * it (1–2 s under TCG here), with room to spare.
+ */
+#define CACHE_LEAD_MS 5000.0
+
+/*
+ * Page cache the guest read into memory it is about to run out of, between b and r:
+ * Cached grew at WORKING_SET_MIN_BYTES_PER_S or more, and at that rate MemFree at r is
+ * gone within CACHE_LEAD_MS: what it reads next evicts unless memory comes first.
  */
 static uint64_t cache_filling(const struct agent_report *b, const struct agent_report *r,
                               uint64_t dt_ms)
 {
-        if (relieved(b) || relieved(r) || r->cached_bytes <= b->cached_bytes)
+        if (r->cached_bytes <= b->cached_bytes)
                 return 0;
         uint64_t grown = r->cached_bytes - b->cached_bytes;
-        uint64_t came =
-            r->mem_total_bytes > b->mem_total_bytes ? r->mem_total_bytes - b->mem_total_bytes : 0;
-        grown = grown > came ? grown - came : 0;
-        return at_rate((double)grown, dt_ms, WORKING_SET_MIN_BYTES_PER_S) ? grown : 0;
+        double per_ms = (double)grown / (double)(dt_ms < 1000 ? 1000 : dt_ms);
+
+        if (!at_rate((double)grown, dt_ms, WORKING_SET_MIN_BYTES_PER_S) ||
+            (double)r->mem_free_bytes >= per_ms * CACHE_LEAD_MS)
+                return 0;
+        return grown;
 }
 
 /* Rate of counter `now` against `then` over dt_ms; false when it went backwards. */

@@ -31,7 +31,7 @@ Per guest: throughput, OOM kills (/proc/vmstat oom_kill), time short of memory
 mean QEMU RSS (`dynmem list --json` every second).
 
 usage: bench.py --dynmemd EXE --dynmem EXE --guest AGENT --source DIR [--out DIR]
-                [--workloads pgbench,redis] [--duration S] [--analyse]
+                [--workloads pgbench,redis] [--duration S] [--policy KEY=VALUE] [--analyse]
 """
 import argparse
 import json
@@ -240,6 +240,10 @@ class Host:
         self.socket = os.path.join(root, "run", "dynmemd.sock")
         conf = (f"[host]\nbackend = qemu\nsocket = {self.socket}\n"
                 f"state_dir = {root}/state\n{memory_line}\ninterval = 1s\n")
+        if args.policy:  # [policy] tunables, e.g. lend_hold=30m (docs/policy.md)
+            conf += "[policy]\n" + "".join(f"{kv.partition('=')[0].strip()} = "
+                                            f"{kv.partition('=')[2].strip()}\n"
+                                            for kv in args.policy)
         self.guests = {}
         for name, sizes in vms:
             # attached through qemu_args (cache=none): QEMU opens it by name, as its user
@@ -519,6 +523,8 @@ def main():
     ap.add_argument("--workloads", default="pgbench,redis")
     ap.add_argument("--duration", type=int, default=300, help="seconds of load per phase")
     ap.add_argument("--phases", default="solo,shared", help="solo (cases 1-3), shared (case 4)")
+    ap.add_argument("--policy", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [policy] tunable for dynmemd (repeatable), e.g. lend_hold=30m")
     ap.add_argument("--analyse", action="store_true",
                     help="print the report of an earlier run's results.json in --out")
     args = ap.parse_args()
@@ -552,7 +558,8 @@ def main():
         if workload not in WORKLOADS:
             sys.exit(f"bench.py: unknown workload {workload!r}")
         all_res[workload] = {"_run": {"started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                      "duration_s": args.duration}}
+                                      "duration_s": args.duration,
+                                      "policy": args.policy}}
         for phase in args.phases.split(","):
             if phase not in PHASES:
                 sys.exit(f"bench.py: unknown phase {phase!r}")

@@ -475,9 +475,9 @@ static void cache_evicted_under_a_stall_is_summed(void **state)
 }
 
 /*
- * Cache read into the last free memory counts as well, stall or not: Cached rising at
- * 1 MiB/s or more while MemFree ends under MemTotal / 16. Not with memory to spare, not
- * below the rate, not when the cache shrinks.
+ * Cache read into memory about to run out counts as well, stall or not: Cached rising at
+ * 1 MiB/s or more, at a rate that takes what is free within 5 s. Not with memory to spare
+ * for longer, not below the rate, not when the cache shrinks.
  */
 static void cache_filling_the_last_free_memory_is_summed(void **state)
 {
@@ -493,11 +493,13 @@ static void cache_filling_the_last_free_memory_is_summed(void **state)
                 uint64_t free_bytes;
                 uint64_t expect_total;
         } steps[] = {
-            {30 * MIB, 10 * MIB, 30 * MIB},   /* read 30 MiB into the last 10 MiB free */
-            {30 * MIB, 200 * MIB, 30 * MIB},  /* memory to spare: the cache just fills it */
-            {512 * 1024, 10 * MIB, 30 * MIB}, /* under 1 MiB/s */
-            {-(int64_t)(50 * MIB), 10 * MIB, 30 * MIB}, /* the cache shrank */
-            {1 * MIB, 10 * MIB, 31 * MIB},              /* 1 MiB/s: counts */
+            {30 * MIB, 10 * MIB, 30 * MIB},            /* 30 MiB/s with 10 MiB free: gone at once */
+            {30 * MIB, 200 * MIB, 30 * MIB},           /* 200 MiB free last longer than 5 s */
+            {40 * MIB, 190 * MIB, 70 * MIB},           /* 40 MiB/s takes 190 MiB in under 5 s */
+            {512 * 1024, 1 * MIB, 70 * MIB},           /* under 1 MiB/s */
+            {-(int64_t)(50 * MIB), 1 * MIB, 70 * MIB}, /* the cache shrank */
+            {1 * MIB, 6 * MIB, 70 * MIB},              /* 1 MiB/s lasts 6 s in 6 MiB */
+            {1 * MIB, 4 * MIB, 71 * MIB},              /* ... not in 4 MiB */
         };
         for (unsigned i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
                 cached = (uint64_t)((int64_t)cached + steps[i].grow);
@@ -515,8 +517,9 @@ static void cache_filling_the_last_free_memory_is_summed(void **state)
 
 /*
  * What the guest reads back is not lost twice: refaults come off what an interval lost
- * (data evicted, counted, read back and evicted again is the same data), and memory that
- * came in the interval (MemTotal grew) and filled with cache is the loan at work.
+ * (data evicted, counted, read back and evicted again is the same data). Memory that came
+ * counts as free memory like any other: a cache that fills it as fast as it came is
+ * still about to run out.
  */
 static void cache_read_back_or_filling_new_memory_is_not_lost_again(void **state)
 {
@@ -550,7 +553,7 @@ static void cache_read_back_or_filling_new_memory_is_not_lost_again(void **state
         agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
         assert_int_equal(out.evicted_total_bytes, 30 * MIB);
 
-        /* 128 MiB came and the cache grew 150 MiB into it: 22 MiB filled the last free memory. */
+        /* 128 MiB came and the cache grew 150 MiB, leaving 10 MiB free: all of it counts. */
         r = at(4, 13);
         r.have |= AGENT_HAVE_RECLAIM;
         r.mem_total_bytes = GIB + 128 * MIB;
@@ -562,7 +565,7 @@ static void cache_read_back_or_filling_new_memory_is_not_lost_again(void **state
         r.refaults = 30 * 256;
         agent_estimator_add(&e, &r, PAGE);
         agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
-        assert_int_equal(out.evicted_total_bytes, 52 * MIB);
+        assert_int_equal(out.evicted_total_bytes, 180 * MIB);
 }
 
 int main(void)
