@@ -3,17 +3,13 @@
  * reports. See agent_estimate.h and docs/demand.md.
  */
 #include "agent_estimate.h"
+#include "units.h"
 
 /*
  * The rate at which the guest's kernel shows it is short of memory it uses: 1 MiB/s
  * (256 pages of 4 KiB) refaulted, or that much more held (docs/demand.md).
  */
 #define WORKING_SET_MIN_BYTES_PER_S (256.0 * 4096.0)
-
-static uint64_t add_sat_u64(uint64_t a, uint64_t b)
-{
-        return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
 
 /* MemTotal − MemAvailable without the balloon's pages when they are part of MemTotal. */
 static uint64_t used_of(const struct agent_report *r)
@@ -218,7 +214,7 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
          */
         uint64_t lost = cache_filling(b, r, dt);
         if (e->stall_known)
-                lost = add_sat_u64(
+                lost = add_sat(
                     lost, evicted_under_stall(b, r, dt, page_size, e->psi > 0 && !relieved(r)));
         if (lost && page_size && (r->have & b->have & AGENT_HAVE_REFAULTS) &&
             r->refaults > b->refaults) {
@@ -226,7 +222,7 @@ unsigned agent_estimator_add(struct agent_estimator *e, const struct agent_repor
                 uint64_t back = pages > lost / page_size ? lost : pages * page_size;
                 lost -= back;
         }
-        e->evicted_total = add_sat_u64(e->evicted_total, lost);
+        e->evicted_total = add_sat(e->evicted_total, lost);
         e->base = *r;
         return resets;
 }

@@ -107,11 +107,6 @@ void balancer_reset_vm(struct balancer *b, struct vm *vm)
                 pv->memory = (struct policy_vm_memory){0};
 }
 
-static uint64_t add_sat(uint64_t a, uint64_t b)
-{
-        return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
 /* What one VM keeps when a VM of `weight` asks for room (balancer_room_for). */
 static uint64_t kept_by(const struct balancer *b, size_t i, uint32_t weight)
 {

@@ -20,11 +20,6 @@ static inline uint64_t clamp_u64(uint64_t v, uint64_t lo, uint64_t hi)
         return v < lo ? lo : v > hi ? hi : v;
 }
 
-static inline uint64_t add_sat(uint64_t a, uint64_t b)
-{
-        return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
-
 /* v * permille / 1000 in 128 bits, saturating. */
 static inline uint64_t scale_permille(uint64_t v, uint64_t permille)
 {

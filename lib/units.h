@@ -49,6 +49,12 @@ char *size_format(uint64_t bytes, char *buf, size_t len);
 /* Print a duration for people: "250ms", "1.5s", "3m", "2h". Returns buf. */
 char *duration_format(uint64_t ms, char *buf, size_t len);
 
+/* a + b, saturating at UINT64_MAX (byte counts and sums of them). */
+static inline uint64_t add_sat(uint64_t a, uint64_t b)
+{
+        return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 /* Round up to a multiple of align (align > 0); saturates at UINT64_MAX rounded down. */
 uint64_t size_round_up(uint64_t bytes, uint64_t align);
 

@@ -515,6 +515,30 @@ static void cache_filling_the_last_free_memory_is_summed(void **state)
         }
 }
 
+/* A report at second `sec` of a guest with 10 MiB free and the reclaim counter. */
+static struct agent_report reclaim_at(uint64_t seq, uint64_t sec, uint64_t stall_us,
+                                      uint64_t reclaimed, uint64_t refaults)
+{
+        struct agent_report r = at(seq, sec);
+
+        r.have |= AGENT_HAVE_RECLAIM;
+        r.mem_free_bytes = 10 * MIB;
+        r.psi_some_total_us = stall_us;
+        r.file_reclaimed = reclaimed;
+        r.refaults = refaults;
+        return r;
+}
+
+/* Feed r to e; what the estimate says was lost so far. */
+static uint64_t lost_after(struct agent_estimator *e, const struct agent_report *r)
+{
+        struct agent_estimate out;
+
+        agent_estimator_add(e, r, PAGE);
+        agent_estimator_get(e, r, LIMIT, INTERVAL, r->received_ms, &out);
+        return out.evicted_total_bytes;
+}
+
 /*
  * What the guest reads back is not lost twice: refaults come off what an interval lost
  * (data evicted, counted, read back and evicted again is the same data). Memory that came
@@ -524,48 +548,21 @@ static void cache_filling_the_last_free_memory_is_summed(void **state)
 static void cache_read_back_or_filling_new_memory_is_not_lost_again(void **state)
 {
         struct agent_estimator e = {0};
-        struct agent_estimate out;
-        struct agent_report r = at(1, 10);
+        struct agent_report r = reclaim_at(1, 10, 0, 0, 0);
 
-        r.have |= AGENT_HAVE_RECLAIM;
-        r.mem_free_bytes = 10 * MIB;
         agent_estimator_add(&e, &r, PAGE);
-
         /* 40 MiB evicted under a stall, 10 MiB of it read back in the same interval. */
-        r = at(2, 11);
-        r.have |= AGENT_HAVE_RECLAIM;
-        r.mem_free_bytes = 10 * MIB;
-        r.psi_some_total_us = 200000;
-        r.file_reclaimed = 40 * 256;
-        r.refaults = 10 * 256;
-        agent_estimator_add(&e, &r, PAGE);
-        agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
-        assert_int_equal(out.evicted_total_bytes, 30 * MIB);
-
+        r = reclaim_at(2, 11, 200000, 40 * 256, 10 * 256);
+        assert_int_equal(lost_after(&e, &r), 30 * MIB);
         /* Reading back more than was lost takes nothing off what was lost before. */
-        r = at(3, 12);
-        r.have |= AGENT_HAVE_RECLAIM;
-        r.mem_free_bytes = 10 * MIB;
-        r.psi_some_total_us = 400000;
-        r.file_reclaimed = 45 * 256;
-        r.refaults = 30 * 256;
-        agent_estimator_add(&e, &r, PAGE);
-        agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
-        assert_int_equal(out.evicted_total_bytes, 30 * MIB);
-
+        r = reclaim_at(3, 12, 400000, 45 * 256, 30 * 256);
+        assert_int_equal(lost_after(&e, &r), 30 * MIB);
         /* 128 MiB came and the cache grew 150 MiB, leaving 10 MiB free: all of it counts. */
-        r = at(4, 13);
-        r.have |= AGENT_HAVE_RECLAIM;
+        r = reclaim_at(4, 13, 400000, 45 * 256, 30 * 256);
         r.mem_total_bytes = GIB + 128 * MIB;
         r.mem_available_bytes = r.mem_total_bytes - 300 * MIB;
-        r.mem_free_bytes = 10 * MIB;
         r.cached_bytes = 650 * MIB;
-        r.psi_some_total_us = 400000;
-        r.file_reclaimed = 45 * 256;
-        r.refaults = 30 * 256;
-        agent_estimator_add(&e, &r, PAGE);
-        agent_estimator_get(&e, &r, LIMIT, INTERVAL, r.received_ms, &out);
-        assert_int_equal(out.evicted_total_bytes, 180 * MIB);
+        assert_int_equal(lost_after(&e, &r), 180 * MIB);
 }
 
 int main(void)
