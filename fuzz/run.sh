@@ -50,7 +50,7 @@ control) LIBSRC="lib/control.c lib/agent_wire.c lib/vm.c lib/counters.c lib/conf
         LIBS="-linih -ljansson" ;;
 policy_exec) LIBSRC="lib/policy_exec.c lib/policy_exec_loop.c lib/child.c lib/mono.c $POLICY"
         LIBS="-levent -ljansson" ;;
-qmp) LIBSRC="lib/qmp.c lib/mono.c"; LIBS="-levent -ljansson" ;;
+qmp) LIBSRC="lib/qmp.c lib/mono.c lib/log.c lib/bucket.c"; LIBS="-levent -ljansson" ;;
 libvirt_xml) LIBSRC="backend/libvirt_xml.c backend/libvirt_edit.c lib/settings.c lib/units.c"
         LIBS="$(pkg-config --cflags --libs libxml-2.0 2>/dev/null || echo -lxml2) -Ibackend" ;;
 *) echo "run.sh: unknown target $TARGET" >&2; exit 2 ;;

@@ -318,7 +318,9 @@ def a_probe_that_broke_off_is_asked_once_more(bins):
               "the broken-off probe said and asked again", log)
         # Asked again, answered: the start went on to the VM's own QEMU (3 runs),
         # which refused the kernel: the start fails for that, not for the probe.
-        check(ran == 3, f"the wrapper ran {ran} times, not probe + probe + VM", log)
+        console = os.path.join(d.state_dir, "web.console.log")
+        said = open(console, errors="replace").read()[-3000:] if os.path.exists(console) else ""
+        check(ran == 3, f"the wrapper ran {ran} times, not probe + probe + VM", log, said)
         check(r.returncode != 0 and "what it offers" not in r.stderr,
               "the start's error is the VM's, not the probe's", r.stderr, log)
         check(d.vm("web")["state"] == "off", "the VM is off", d.vm("web"))

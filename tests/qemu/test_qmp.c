@@ -355,6 +355,49 @@ static void a_greeting_that_is_not_qmp_closes(void **state)
         assert_int_equal(f->ready, 0);
 }
 
+/* QEMU's monitor may emit an event before its greeting (a race in QEMU): checked and dropped. */
+static void events_before_the_greeting_are_dropped(void **state)
+{
+        struct fake *f = *state;
+
+        peer_send(f, "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, "
+                     "\"event\": \"RESUME\"}\r\n");
+        qt_loop_for(f->base, 50);
+        assert_int_equal(f->closed, 0);
+        negotiate(f);
+        assert_int_equal(f->events, 0); /* not passed on: it came before negotiation */
+        assert_int_equal(f->closed, 0);
+}
+
+/* ... but only a few, and only well-formed ones. */
+static void a_flood_or_a_bad_event_before_the_greeting_closes(void **state)
+{
+        struct fake *f = *state;
+
+        for (int i = 0; i < 17; i++)
+                peer_send(f, "{\"event\": \"STOP\"}\n");
+        assert_true(qt_loop_until(f->base, is_closed, f, WAIT_MS));
+        assert_non_null(strstr(f->why, "before its greeting"));
+        assert_int_equal(f->ready, 0);
+        teardown(state);
+
+        setup(state);
+        f = *state;
+        peer_send(f, "{\"event\": \"stop\\u001b[2J\"}\n");
+        assert_true(qt_loop_until(f->base, is_closed, f, WAIT_MS));
+        assert_non_null(strstr(f->why, "event name"));
+        teardown(state);
+
+        /* Something else first: named, control characters made harmless. */
+        setup(state);
+        f = *state;
+        peer_send(f, "{\"ret\\u001burn\": {}, \"id\": 1}\n");
+        assert_true(qt_loop_until(f->base, is_closed, f, WAIT_MS));
+        assert_non_null(strstr(f->why, "did not greet"));
+        assert_non_null(strstr(f->why, "\"ret urn\""));
+        assert_null(strchr(f->why, '\x1b'));
+}
+
 static void silence_times_out(void **state)
 {
         struct fake *f = *state;
@@ -525,6 +568,10 @@ int main(void)
                                             setup, teardown),
             cmocka_unit_test(malformed_messages_close_the_connection),
             cmocka_unit_test_setup_teardown(a_greeting_that_is_not_qmp_closes, setup, teardown),
+            cmocka_unit_test_setup_teardown(events_before_the_greeting_are_dropped, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(a_flood_or_a_bad_event_before_the_greeting_closes,
+                                            setup, teardown),
             cmocka_unit_test_setup_teardown(silence_times_out, setup, teardown),
             cmocka_unit_test_setup_teardown(a_missing_reply_times_out, setup, teardown),
             cmocka_unit_test_setup_teardown(the_owner_may_free_from_a_callback, setup, teardown),
