@@ -10,10 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "qemu_int.h"
+#include "qemu_launch.h"
 #include "units.h"
 
 /* ---- paths ---- */
@@ -70,26 +72,63 @@ void qemu_layout_from_settings(const struct vm_settings *s, struct qemu_layout *
                                     .first = first};
 }
 
-static bool kvm_works(char *why, size_t len)
+bool qemu_kvm_usable_by(const char *path, const struct qemu_identity *id, char *why, size_t len)
 {
+        struct stat st;
         int fd;
+
+        if (!id->switched) {
+                /* QEMU runs as dynmemd's own user, with its groups: an open says it all. */
+                if ((fd = open(path, O_RDWR | O_CLOEXEC)) < 0) {
+                        snprintf(why, len, "%s: %s (as user %s, whom QEMU runs as)", path,
+                                 strerror(errno), id->name);
+                        return false;
+                }
+                close(fd);
+                snprintf(why, len, "%s opens for user %s, whom QEMU runs as", path, id->name);
+                return true;
+        }
+        if (stat(path, &st) < 0) {
+                snprintf(why, len, "%s: %s", path, strerror(errno));
+                return false;
+        }
+        if (!qemu_identity_allows(&st, id, R_OK | W_OK)) {
+                snprintf(why, len,
+                         "%s (mode %04o, uid %u, gid %u) cannot be read and written by user %s, "
+                         "whom QEMU runs as",
+                         path, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+                         (unsigned)st.st_gid, id->name);
+                return false;
+        }
+        snprintf(why, len, "%s may be read and written by user %s, whom QEMU runs as", path,
+                 id->name);
+        return true;
+}
+
+/* The phrases below, each inside the next one's: they fit QEMU_ACCEL_WHY_MAX. */
+#define DEVICE_WHY_MAX 168
+#define KVM_WHY_MAX    200
+
+static bool kvm_works(const struct qemu_identity *id, char *why, size_t len)
+{
+        char reason[DEVICE_WHY_MAX];
 
         if (access("/sys/module/kvm_intel", F_OK) < 0 && access("/sys/module/kvm_amd", F_OK) < 0) {
                 snprintf(why, len, "no kvm_intel or kvm_amd module");
                 return false;
         }
-        if ((fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)) < 0) {
-                snprintf(why, len, "/dev/kvm: %s", strerror(errno));
+        if (!qemu_kvm_usable_by("/dev/kvm", id, reason, sizeof(reason))) {
+                snprintf(why, len, "%s", reason);
                 return false;
         }
-        close(fd);
-        snprintf(why, len, "kvm_intel or kvm_amd loaded and /dev/kvm opens");
+        snprintf(why, len, "kvm_intel or kvm_amd loaded and %s", reason);
         return true;
 }
 
-int qemu_accel_choose(enum qemu_accel accel, bool *ret_kvm, char *why, size_t len)
+int qemu_accel_choose(enum qemu_accel accel, const struct qemu_identity *id, bool *ret_kvm,
+                      char *why, size_t len)
 {
-        char reason[160];
+        char reason[KVM_WHY_MAX];
         bool kvm;
 
         switch (accel) {
@@ -98,7 +137,7 @@ int qemu_accel_choose(enum qemu_accel accel, bool *ret_kvm, char *why, size_t le
                 snprintf(why, len, "tcg (accel = tcg)");
                 return 0;
         case QEMU_ACCEL_KVM:
-                if (!kvm_works(reason, sizeof(reason))) {
+                if (!kvm_works(id, reason, sizeof(reason))) {
                         snprintf(why, len, "accel = kvm, but KVM does not work here: %s", reason);
                         return -ENODEV;
                 }
@@ -106,7 +145,7 @@ int qemu_accel_choose(enum qemu_accel accel, bool *ret_kvm, char *why, size_t le
                 snprintf(why, len, "kvm (accel = kvm)");
                 return 0;
         default:
-                kvm = kvm_works(reason, sizeof(reason));
+                kvm = kvm_works(id, reason, sizeof(reason));
                 *ret_kvm = kvm;
                 snprintf(why, len, "%s (auto: %s)", kvm ? "kvm" : "tcg", reason);
                 return 0;

@@ -48,17 +48,35 @@ int qemu_handover_listen(const char *path)
         return fd;
 }
 
+static bool in_groups(gid_t gid, const struct qemu_identity *id)
+{
+        if (gid == id->gid)
+                return true;
+        for (size_t i = 0; i < id->n_groups; i++)
+                if (gid == id->groups[i])
+                        return true;
+        return false;
+}
+
+bool qemu_identity_allows(const struct stat *st, const struct qemu_identity *id, int want)
+{
+        mode_t bits;
+
+        if (st->st_uid == id->uid)
+                bits = st->st_mode >> 6;
+        else if (in_groups(st->st_gid, id))
+                bits = st->st_mode >> 3;
+        else
+                bits = st->st_mode;
+        return (!(want & R_OK) || (bits & S_IROTH)) && (!(want & W_OK) || (bits & S_IWOTH));
+}
+
 /* May the QEMU user read this file? The kernel checks again when QEMU opens it. */
 static bool readable_by(const struct stat *st, const struct qemu_identity *id)
 {
         if (!id->switched)
                 return true; /* QEMU is dynmemd's own user: it opened it */
-        if (st->st_uid == id->uid)
-                return st->st_mode & S_IRUSR;
-        for (size_t i = 0; i < id->n_groups; i++)
-                if (st->st_gid == id->groups[i])
-                        return st->st_mode & S_IRGRP;
-        return st->st_mode & S_IROTH;
+        return qemu_identity_allows(st, id, R_OK);
 }
 
 /*

@@ -175,11 +175,24 @@ void qemu_paths_free(struct qemu_paths *p);
 /* The memory layout for settings (startup, maximum, block; dynamic VMs only grow). */
 void qemu_layout_from_settings(const struct vm_settings *s, struct qemu_layout *ret);
 
+#define QEMU_ACCEL_WHY_MAX 256 /* the phrase below, with a user name and a device's mode */
+
 /*
- * Choose KVM or TCG; why gets a phrase for the log ("tcg (auto: no kvm_intel
- * or kvm_amd module)"). -ENODEV when kvm is demanded but does not work here.
+ * Choose KVM or TCG for a QEMU that runs as id; why gets a phrase for the log
+ * ("tcg (auto: no kvm_intel or kvm_amd module)"). -ENODEV when kvm is
+ * demanded but does not work here.
  */
-int qemu_accel_choose(enum qemu_accel accel, bool *ret_kvm, char *why, size_t len);
+int qemu_accel_choose(enum qemu_accel accel, const struct qemu_identity *id, bool *ret_kvm,
+                      char *why, size_t len);
+
+/*
+ * May a QEMU running as id open the KVM device at path (/dev/kvm) read-write?
+ * When QEMU is dynmemd's own user, dynmemd opens it; otherwise its owner,
+ * group and mode are held against QEMU's uid, gid and groups, as the kernel
+ * does (ACLs aside). why names the user checked and, when it may not, the
+ * device's mode and owners.
+ */
+bool qemu_kvm_usable_by(const char *path, const struct qemu_identity *id, char *why, size_t len);
 
 /*
  * The `-chardev` word of the QMP socket as dynmemd wrote it before QEMU got
@@ -223,6 +236,15 @@ void qemu_handover_close(struct qemu_handover *h, int log_fd);
 
 /* A unix socket bound at path (replacing what was there), mode 0600, listening; or -errno. */
 int qemu_handover_listen(const char *path);
+
+struct stat;
+
+/*
+ * Would the kernel give a process of id (its uid, gid and groups) the access
+ * want (R_OK, W_OK or both) to a file with this owner, group and mode? POSIX
+ * ACLs are not read. id is taken as it is, switched or not.
+ */
+bool qemu_identity_allows(const struct stat *st, const struct qemu_identity *id, int want);
 
 /* ---- what a QEMU binary offers (qemu_caps.c: pure; qemu_probe.c: asking it) ---- */
 
@@ -653,7 +675,7 @@ struct qemu_vm {
         pid_t pid;
         int pidfd;
         bool kvm;
-        char accel[160];
+        char accel[QEMU_ACCEL_WHY_MAX];
         uint64_t log_start; /* console log size when this instance started */
         struct event *pid_ev, *poll_ev, *stop_ev, *reconnect_ev, *start_ev;
         enum qemu_start_state start_state;

@@ -39,7 +39,7 @@ struct backend_vm_description {
         uint32_t agent_version;  /* protocol version agreed, 0 before a handshake */
         unsigned agent_caps;     /* enum agent_cap bits the agent announced */
         long pid;                /* the VM's process, 0 when none */
-        char accelerator[160];   /* "kvm", "tcg (/dev/kvm: ...)"; "" when it does not apply */
+        char accelerator[256];   /* "kvm", "tcg (/dev/kvm: ...)"; "" when it does not apply */
         char version[32];        /* the hypervisor's version ("8.2.1"), "" when unknown */
         bool resizing;           /* asked to resize, and the requests are not met yet */
         char machine[64];        /* the machine type the VM runs ("pc-i440fx-10.0"), or "" */

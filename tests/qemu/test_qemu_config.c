@@ -1,9 +1,10 @@
 /*
  * Tests for the QEMU backend's parts that need no QEMU: qemu_args split and
  * refused, the command line, VM keys with FILE:LINE diagnostics and the
- * bundled image, the accelerator choice, and the memory arithmetic (grow
- * order, shrink order, balloon below startup, stuck unplug, refused plug), and
- * the signals of the launcher and of what it starts.
+ * bundled image, the accelerator choice (the KVM device judged for the QEMU
+ * user), and the memory arithmetic (grow order, shrink order, balloon below
+ * startup, stuck unplug, refused plug), and the signals of the launcher and of
+ * what it starts.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -571,23 +572,94 @@ static void paths_fit_in_a_socket_address(void **state)
 
 static void accel_is_chosen_and_explained(void **state)
 {
-        char why[160];
+        struct qemu_identity own = {.switched = false, .uid = geteuid(), .gid = getegid()};
+        char why[QEMU_ACCEL_WHY_MAX];
         bool kvm = true;
 
         (void)state;
-        assert_int_equal(qemu_accel_choose(QEMU_ACCEL_TCG, &kvm, why, sizeof(why)), 0);
+        snprintf(own.name, sizeof(own.name), "me");
+        assert_int_equal(qemu_accel_choose(QEMU_ACCEL_TCG, &own, &kvm, why, sizeof(why)), 0);
         assert_false(kvm);
         assert_string_equal(why, "tcg (accel = tcg)");
-        assert_int_equal(qemu_accel_choose(QEMU_ACCEL_AUTO, &kvm, why, sizeof(why)), 0);
+        assert_int_equal(qemu_accel_choose(QEMU_ACCEL_AUTO, &own, &kvm, why, sizeof(why)), 0);
         assert_non_null(strstr(why, kvm ? "kvm (auto: " : "tcg (auto: "));
         bool auto_kvm = kvm;
-        int r = qemu_accel_choose(QEMU_ACCEL_KVM, &kvm, why, sizeof(why));
+        int r = qemu_accel_choose(QEMU_ACCEL_KVM, &own, &kvm, why, sizeof(why));
         /* Demanding KVM works exactly where auto would choose it. */
         assert_int_equal(r == 0, auto_kvm);
         if (r < 0) {
                 assert_int_equal(r, -ENODEV);
                 assert_non_null(strstr(why, "KVM does not work here"));
         }
+}
+
+/* Whether QEMU may open a KVM device, judged for a QEMU user other than this one. */
+static bool usable(const char *path, mode_t mode, const struct qemu_identity *id, char *why,
+                   size_t len)
+{
+        assert_int_equal(chmod(path, mode), 0);
+        return qemu_kvm_usable_by(path, id, why, len);
+}
+
+static void the_kvm_device_is_judged_for_the_qemu_user(void **state)
+{
+        char path[] = "/tmp/test-qemu-kvm-XXXXXX", why[QEMU_ACCEL_WHY_MAX];
+        int fd = mkstemp(path);
+        struct stat st;
+
+        (void)state;
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(stat(path, &st), 0);
+        /* Owner and group are this process's; the QEMU user is told apart by its ids alone. */
+        struct qemu_identity owner = {
+            .switched = true, .uid = st.st_uid, .gid = st.st_gid + 1, .name = "owner"};
+        struct qemu_identity member = {.switched = true,
+                                       .uid = st.st_uid + 1,
+                                       .gid = st.st_gid + 1,
+                                       .groups = {st.st_gid + 7, st.st_gid},
+                                       .n_groups = 2,
+                                       .name = "member"};
+        struct qemu_identity primary = {
+            .switched = true, .uid = st.st_uid + 1, .gid = st.st_gid, .name = "primary"};
+        struct qemu_identity other = {.switched = true,
+                                      .uid = st.st_uid + 1,
+                                      .gid = st.st_gid + 1,
+                                      .groups = {st.st_gid + 7},
+                                      .n_groups = 1,
+                                      .name = "dynmem-qemu"};
+
+        /* The owner's bits count for the owner, and only they. */
+        assert_true(usable(path, 0600, &owner, why, sizeof(why)));
+        assert_non_null(strstr(why, "by user owner, whom QEMU runs as"));
+        assert_false(usable(path, 0400, &owner, why, sizeof(why)));
+        assert_false(usable(path, 0200, &owner, why, sizeof(why)));
+        assert_false(usable(path, 0066, &owner, why, sizeof(why)));
+        /* A supplementary group or the primary one: the group's bits. */
+        assert_true(usable(path, 0660, &member, why, sizeof(why)));
+        assert_false(usable(path, 0606, &member, why, sizeof(why)));
+        assert_false(usable(path, 0640, &member, why, sizeof(why)));
+        assert_true(usable(path, 0060, &primary, why, sizeof(why)));
+        assert_false(usable(path, 0606, &primary, why, sizeof(why)));
+        /* Anyone else: the others' bits, whatever dynmemd itself may do (root, group kvm). */
+        assert_true(usable(path, 0606, &other, why, sizeof(why)));
+        assert_false(usable(path, 0660, &other, why, sizeof(why)));
+        char want[160];
+        snprintf(want, sizeof(want),
+                 "%s (mode 0660, uid %u, gid %u) cannot be read and written by user dynmem-qemu, "
+                 "whom QEMU runs as",
+                 path, (unsigned)st.st_uid, (unsigned)st.st_gid);
+        assert_string_equal(why, want);
+        /* A QEMU that runs as dynmemd's own user: dynmemd's own open decides. */
+        struct qemu_identity own = {
+            .switched = false, .uid = geteuid(), .gid = getegid(), .name = "me"};
+        assert_true(usable(path, 0600, &own, why, sizeof(why)));
+        assert_non_null(strstr(why, "opens for user me, whom QEMU runs as"));
+        assert_int_equal(unlink(path), 0);
+        assert_false(qemu_kvm_usable_by(path, &other, why, sizeof(why)));
+        assert_non_null(strstr(why, strerror(ENOENT)));
+        assert_false(qemu_kvm_usable_by(path, &own, why, sizeof(why)));
+        assert_non_null(strstr(why, "as user me"));
 }
 
 /* ---- keys ---- */
@@ -1416,6 +1488,7 @@ int main(void)
             cmocka_unit_test(layout_follows_the_settings),
             cmocka_unit_test(paths_fit_in_a_socket_address),
             cmocka_unit_test(accel_is_chosen_and_explained),
+            cmocka_unit_test(the_kvm_device_is_judged_for_the_qemu_user),
             cmocka_unit_test_setup_teardown(the_bundled_image_is_the_default, keys_setup,
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(own_kernel_paths_are_relative_to_the_config, keys_setup,
