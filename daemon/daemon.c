@@ -85,7 +85,26 @@ int daemon_save(struct daemon *d, char *warn, size_t len)
 
 /* ---- the balancing cycle ---- */
 
-static void on_balancer_event(const struct balancer_event *ev, void *userdata)
+/*
+ * A guest that reboots in a loop (broken, or hostile) would write a line per
+ * reboot for ever: each VM's lines are rate-limited, and the next one written
+ * says how many were not. The event ring (events.c) keeps every restart.
+ */
+static void log_rebooted(struct registry_entry *e, const struct balancer_event *ev)
+{
+        char a[32], more[48] = "";
+
+        if (!log_ratelimit_ok(&e->reboot_rl, ev->time_ms))
+                return;
+        if (e->reboot_rl.suppressed)
+                snprintf(more, sizeof(more), " (%llu more not logged)",
+                         (unsigned long long)e->reboot_rl.suppressed);
+        e->reboot_rl.suppressed = 0;
+        log_msg(LOG_INFO, "%s: the guest restarted; back to %s%s", ev->vm->name,
+                size_format(ev->bytes, a, sizeof(a)), more);
+}
+
+void daemon_balancer_event(const struct balancer_event *ev, void *userdata)
 {
         struct daemon *d = userdata;
         struct registry_entry *e = ev->vm ? registry_entry_of(ev->vm) : NULL;
@@ -118,8 +137,7 @@ static void on_balancer_event(const struct balancer_event *ev, void *userdata)
                         size_format(ev->bytes, a, sizeof(a)));
                 break;
         case BALANCER_EVENT_REBOOTED:
-                log_msg(LOG_INFO, "%s: the guest restarted; back to %s", ev->vm->name,
-                        size_format(ev->bytes, a, sizeof(a)));
+                log_rebooted(e, ev);
                 break;
         case BALANCER_EVENT_POLICY:
                 if (log_ratelimit_ok(&d->tick_errors, ev->time_ms))
@@ -277,7 +295,7 @@ static int setup_balancer(struct daemon *d, const struct config *cfg, struct bal
         ret->host.memory_bytes = cfg->host.memory_bytes;
         ret->host.reserve_bytes = cfg->host.reserve_bytes;
         ret->refused_starts_wait = false;
-        ret->on_event = on_balancer_event;
+        ret->on_event = daemon_balancer_event;
         ret->event_userdata = d;
         return 0;
 }

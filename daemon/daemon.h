@@ -134,6 +134,13 @@ int daemon_save(struct daemon *d, char *warn, size_t len);
 /* Re-read the configuration file (SIGHUP). Problems are logged; the old one stays. */
 void daemon_reload(struct daemon *d);
 
+/*
+ * What the daemon does with a balancer event (the balancer's on_event,
+ * userdata the daemon): record it, set the VM's start result, log it, a
+ * guest's restarts and the policy's complaints rate-limited.
+ */
+void daemon_balancer_event(const struct balancer_event *ev, void *userdata);
+
 /* One balancing cycle now (the timer's, or an extra one a backend asked for: wake.c). */
 void daemon_cycle(struct daemon *d);
 

@@ -93,6 +93,7 @@ int registry_add(struct registry *r, const char *name, struct registry_entry **r
         memcpy(e->vm.name, name, strlen(name) + 1);
         e->vm.state = VM_OFF;
         e->vm.owner_data = e;
+        e->reboot_rl = LOG_RATELIMIT(REGISTRY_REBOOT_LOG_BURST, REGISTRY_REBOOT_LOG_PER_MINUTE);
         vm_counters_reset(&e->vm.counters);
         memmove(&r->entries[i + 1], &r->entries[i], (r->n - i) * sizeof(*r->entries));
         memmove(&r->vms[i + 1], &r->vms[i], (r->n - i) * sizeof(*r->vms));

@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "log.h"
 #include "vm.h"
 
 enum registry_origin {
@@ -25,6 +26,10 @@ enum registry_origin {
 
 const char *registry_origin_name(enum registry_origin o);
 int registry_origin_parse(const char *text, enum registry_origin *ret);
+
+/* Lines about one VM's guest restarting: bursts of 5, then one every 10 s. */
+#define REGISTRY_REBOOT_LOG_BURST      5
+#define REGISTRY_REBOOT_LOG_PER_MINUTE 6
 
 struct registry_entry {
         struct vm vm; /* vm.owner_data points back here */
@@ -38,7 +43,8 @@ struct registry_entry {
         bool seen;                  /* scratch for apply_config() and inventory_sync() */
         char problem[200];          /* REGISTRY_BACKEND: why its settings cannot be used, or "" */
         uint64_t admit_deadline_ms; /* a start its owner makes waits for admission until then */
-        char *json_text;            /* cached reply JSON, valid during cycle json_cycle */
+        struct log_ratelimit reboot_rl; /* "the guest restarted": a guest may reboot in a loop */
+        char *json_text;                /* cached reply JSON, valid during cycle json_cycle */
         size_t json_len;
         uint64_t json_cycle;
         char *state_text;       /* cached state file entry ("" when none), or NULL */

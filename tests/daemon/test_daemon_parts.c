@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -156,6 +157,82 @@ static void a_refusal_always_has_a_reason(void **state)
         assert_string_equal(err, strerror(EIO));
         assert_false(e->configured);
         assert_int_equal(e->n_keys, 1);
+        registry_free(&d.reg, NULL);
+}
+
+/* Lines of the log file at path that hold text. */
+static unsigned lines_with(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "r");
+        char line[512];
+        unsigned n = 0;
+
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f))
+                n += strstr(line, text) != NULL;
+        fclose(f);
+        return n;
+}
+
+/* The sum of N over the "(N more not logged)" of the log file at path. */
+static unsigned long long more_not_logged(const char *path)
+{
+        FILE *f = fopen(path, "r");
+        unsigned long long sum = 0, n;
+        char line[512], *p;
+
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f))
+                if ((p = strstr(line, " (")) && sscanf(p, " (%llu more not logged)", &n) == 1)
+                        sum += n;
+        fclose(f);
+        return sum;
+}
+
+/*
+ * A guest that reboots in a loop gets a few lines, then one every 10 s that
+ * counts the others; another VM's first restart is still logged.
+ */
+static void a_guest_rebooting_in_a_loop_has_few_lines(void **state)
+{
+        char path[] = "/tmp/test-daemon-reboots-XXXXXX";
+        int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+        struct daemon d = {0};
+        struct registry_entry *loop, *calm;
+        const unsigned reboots = 1000;
+        uint64_t t;
+
+        assert_true(fd >= 0 && saved >= 0);
+        assert_int_equal(registry_add(&d.reg, "loop", &loop), 0);
+        assert_int_equal(registry_add(&d.reg, "calm", &calm), 0);
+        log_setup("test", LOG_TARGET_STDERR, LOG_INFO);
+        dup2(fd, STDERR_FILENO);
+        for (t = 0; t < reboots; t++) /* one a second: as fast as cycles see them */
+                daemon_balancer_event(&(struct balancer_event){.kind = BALANCER_EVENT_REBOOTED,
+                                                               .vm = &loop->vm,
+                                                               .bytes = GIB,
+                                                               .time_ms = t * 1000},
+                                      &d);
+        daemon_balancer_event(&(struct balancer_event){.kind = BALANCER_EVENT_REBOOTED,
+                                                       .vm = &calm->vm,
+                                                       .bytes = GIB,
+                                                       .time_ms = t * 1000},
+                              &d);
+        fflush(stderr);
+        dup2(saved, STDERR_FILENO);
+        close(saved);
+        close(fd);
+
+        unsigned logged = lines_with(path, "loop: the guest restarted; back to 1 GiB");
+        /* bursts of 5, then one per 10 s of the 1000 s */
+        assert_true(logged >= REGISTRY_REBOOT_LOG_BURST);
+        assert_true(logged <=
+                    REGISTRY_REBOOT_LOG_BURST + reboots * REGISTRY_REBOOT_LOG_PER_MINUTE / 60 + 1);
+        assert_int_equal(lines_with(path, "more not logged)"), logged - REGISTRY_REBOOT_LOG_BURST);
+        /* every restart is either logged or counted in the next line */
+        assert_int_equal(logged + more_not_logged(path), reboots - loop->reboot_rl.suppressed);
+        assert_int_equal(lines_with(path, "calm: the guest restarted; back to 1 GiB"), 1);
+        unlink(path);
         registry_free(&d.reg, NULL);
 }
 
@@ -555,6 +632,7 @@ int main(void)
             cmocka_unit_test(histogram_percentiles),
             cmocka_unit_test(running_maximum_is_bounded_by_the_backend),
             cmocka_unit_test(a_refusal_always_has_a_reason),
+            cmocka_unit_test(a_guest_rebooting_in_a_loop_has_few_lines),
             cmocka_unit_test(registry_keeps_names_sorted),
             cmocka_unit_test(state_round_trips),
             cmocka_unit_test(state_refuses_bad_files),
