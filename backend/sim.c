@@ -109,8 +109,12 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
                                 kv->value);
                 errors++;
         }
+        char why[160];
         if ((kv = config_vm_key(cvm, "swap")) && size_parse(kv->value, &sv->swap_bytes) < 0) {
                 config_diag_add(diag, cfg->path, kv->line, "swap: \"%s\" is not a size", kv->value);
+                errors++;
+        } else if (kv && size_unit_missing(kv->value, sv->swap_bytes, why, sizeof(why))) {
+                config_diag_add(diag, cfg->path, kv->line, "swap: %s", why);
                 errors++;
         }
         if ((kv = config_vm_key(cvm, "report_scale"))) {

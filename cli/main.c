@@ -205,6 +205,9 @@ static int take_setting(struct control_request *req, const struct setting_desc *
         }
         if (r < 0)
                 return fail_usage("--%s: \"%s\" is not %s", d->name, arg, settings_expected(d));
+        char why[160];
+        if (d->type == SETTING_SIZE && size_unit_missing(arg, v, why, sizeof(why)))
+                return fail_usage("--%s: %s", d->name, why);
         if (req->given & d->bit)
                 return fail_usage("--%s given twice", d->name);
         settings_set(&req->settings, d, v);

@@ -579,6 +579,11 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                         diag(ps, ps->line, "%s: \"%s\" is too large", k->name, value);
                         return -1;
                 }
+                char why[160];
+                if (size_unit_missing(value, u, why, sizeof(why))) {
+                        diag(ps, ps->line, "%s: %s", k->name, why);
+                        return -1;
+                }
                 if (u < (uint64_t)k->min) {
                         diag(ps, ps->line, "%s: %s is below %s", k->name, value,
                              size_format((uint64_t)k->min, a, sizeof(a)));
@@ -690,6 +695,11 @@ static int store_setting(struct parse_state *ps, const struct setting_desc *d, c
                 else
                         diag_value(ps, value, "%s: \"%s\" is not %s", d->name, value,
                                    settings_expected(d));
+                return -1;
+        }
+        char why[160];
+        if (d->type == SETTING_SIZE && size_unit_missing(value, v, why, sizeof(why))) {
+                diag(ps, ps->line, "%s: %s", d->name, why);
                 return -1;
         }
         settings_set(&ps->vm->settings, d, v);

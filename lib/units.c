@@ -102,6 +102,22 @@ int size_parse(const char *text, uint64_t *ret_bytes)
                             false, ret_bytes);
 }
 
+bool size_unit_missing(const char *text, uint64_t bytes, char *buf, size_t len)
+{
+        if (len)
+                buf[0] = '\0';
+        /* A zero ("0", "0.0") is meant: swap = 0, reserve = 0. */
+        if (!text || bytes >= MIB || text[strspn(text, "0123456789.")] != '\0' ||
+            text[strspn(text, "0.")] == '\0')
+                return false;
+        int n = snprintf(buf, len, "\"%s\" has no unit and would be %llu bytes; write %sM or %sMiB",
+                         text, (unsigned long long)bytes, text, text);
+        if (n >= 0 && (size_t)n < len && bytes % KIB == 0)
+                snprintf(buf + n, len - (size_t)n, " (or %lluK for %llu KiB)",
+                         (unsigned long long)(bytes / KIB), (unsigned long long)(bytes / KIB));
+        return true;
+}
+
 int duration_parse(const char *text, uint64_t *ret_ms)
 {
         /* Case matters: "m" is minutes, "M" would be ambiguous. */

@@ -34,6 +34,17 @@
 /* Parse a size. Returns 0, -EINVAL (not a size) or -ERANGE (too large). */
 int size_parse(const char *text, uint64_t *ret_bytes);
 
+/*
+ * A size an operator writes (a config key, a command-line option) that
+ * size_parse() read as `bytes`: a plain number without a unit that comes out
+ * below 1 MiB ("512" for startup) is a unit left out, not a size
+ * anyone means. Then returns true and writes to buf, for a message after the
+ * key's name: "\"512\" has no unit and would be 512 bytes; write 512M or
+ * 512MiB". Plain bytes of 1 MiB and more, a zero ("0"), and any number with a unit
+ * ("512B", "4K") return false. Always NUL-terminates buf.
+ */
+bool size_unit_missing(const char *text, uint64_t bytes, char *buf, size_t len);
+
 /* Parse a duration. Returns 0, -EINVAL or -ERANGE. */
 int duration_parse(const char *text, uint64_t *ret_ms);
 

@@ -385,6 +385,10 @@ def cli_usage_errors_exit_2(bins):
         d.fails("frobnicate", rc=2, contains="unknown command")
         d.fails("set", "web1", rc=2, contains="nothing to change")
         d.fails("set", "web1", "--startup", "lots", rc=2, contains="is not a size")
+        # A plain number below 1 MiB is a unit left out, as in the file.
+        d.fails("set", "web1", "--startup", "512", rc=2,
+                contains='--startup: "512" has no unit and would be 512 bytes; '
+                         'write 512M or 512MiB')
         d.fails("set", "web1", "--startup", "99999999999T", rc=2,
                 contains='--startup: "99999999999T" is larger than 16 TiB')
         d.fails("set", "web1", "--weight", "99999999999", rc=2,

@@ -149,6 +149,20 @@ def test_bad_sim_key_value():
     expect_exit(run(path), 2, f'{path}:10: start: "soon" is not a duration')
 
 
+def test_size_without_unit_refused():
+    # "512" is 512 bytes: a unit left out, said with the key, in the scenario and the backend's keys
+    path = scenario("nounit.ini", "[host]\nmemory = 4G\n" + GOOD_VM.replace("512M", "512"))
+    expect_exit(run(path), 2, f'{path}:6: startup: "512" has no unit and would be 512 bytes; '
+                "write 512M or 512MiB")
+    path = scenario("nounit-swap.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "swap = 256\n")
+    expect_exit(run(path), 2, f'{path}:10: swap: "256" has no unit and would be 256 bytes')
+    # A zero and plain bytes from 1 MiB on are what they say.
+    path = scenario("zero-swap.ini", "[host]\nmemory = 4294967296\nreserve = 0\n" + GOOD_VM +
+                    "swap = 0\n")
+    r = run(path, "--json")
+    assert r.returncode == 0, r.stderr
+
+
 def test_times_beyond_a_year_refused():
     # Unix times (a monitoring export) or a start years away would run for decades.
     path = scenario("epoch.ini", "[host]\nmemory = 4G\n" + GOOD_VM,

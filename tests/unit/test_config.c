@@ -236,6 +236,47 @@ static void unknown_keys(void **state)
         expect_error_at("[host]\nMemory = 1G\n", 2, "unknown key \"Memory\"");
 }
 
+/* A plain number below 1 MiB is a unit left out: every size key says so, naming it. */
+static void size_without_unit(void **state)
+{
+        static const char *const keys[][2] = {
+            {"host", "memory"},      {"host", "reserve"},     {"policy", "min_change"},
+            {"sim", "grow_rate"},    {"sim", "shrink_rate"},  {"vm \"a\"", "startup"},
+            {"vm \"a\"", "minimum"}, {"vm \"a\"", "maximum"}, {"vm \"a\"", "block"},
+        };
+        char text[128], needle[160];
+
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                snprintf(text, sizeof(text), "[%s]\n%s = 512\n", keys[i][0], keys[i][1]);
+                snprintf(needle, sizeof(needle),
+                         "%s: \"512\" has no unit and would be 512 bytes; write 512M or 512MiB",
+                         keys[i][1]);
+                expect_error_at(text, 2, needle);
+        }
+        expect_error_at("[vm \"a\"]\nblock = 4096\n", 2,
+                        "block: \"4096\" has no unit and would be 4096 bytes; write 4096M or "
+                        "4096MiB (or 4K for 4 KiB)");
+        expect_error_at("[host]\nmemory = 1048575\n", 2, "has no unit");
+
+        /* Plain bytes from 1 MiB on are bytes, a zero is zero, and a unit is a unit. */
+        struct config c;
+        struct config_diag d = {0};
+        assert_int_equal(config_load_string("t.ini",
+                                            "[host]\nmemory = 8589934592\nreserve = 0\n"
+                                            "[policy]\nmin_change = 0\n"
+                                            "[vm \"a\"]\nstartup = 1073741824\n"
+                                            "minimum = 33554432\nblock = 4K\n",
+                                            &c, &d),
+                         0);
+        assert_true(c.host.memory_bytes == 8 * GIB);
+        assert_true(c.host.reserve_given && c.host.reserve_bytes == 0);
+        assert_true(c.tunables.min_change_bytes == 0);
+        assert_true(c.vms[0].settings.startup_bytes == GIB);
+        assert_true(c.vms[0].settings.minimum_bytes == 32 * MIB);
+        config_free(&c);
+        config_diag_free(&d);
+}
+
 static void key_outside_section(void **state)
 {
         expect_error_at("memory = 1G\n[host]\n", 1, "memory: key outside any section");
@@ -271,9 +312,9 @@ static void bad_values(void **state)
         expect_error_at("[sim]\nseed = -4\n", 2, "is not a whole number");
         expect_error_at("[sim]\nspeed = fast\n", 2, "speed: \"fast\" is not a number");
         expect_error_at("[sim]\nspeed = nan\n", 2, "is not a number");
-        /* Memory for VMs that holds no VM is a unit left out ("16" for 16G), or a mistake. */
-        expect_error_at("[host]\nmemory = 16\n", 2, "memory: 16 is below 32 MiB");
+        /* Memory for VMs that holds no VM is a mistake; 0 is not a unit left out. */
         expect_error_at("[host]\nmemory = 0\n", 2, "memory: 0 is below 32 MiB");
+        expect_error_at("[host]\nmemory = 16M\n", 2, "memory: 16M is below 32 MiB");
         /* A rate of 0 never moves: it is a size, below the smallest allowed. */
         expect_error_at("[sim]\ngrow_rate = 0\n", 2, "grow_rate: 0 is below 1 B");
         /* "#" after a value is part of it; the error says what starts a comment there. */
@@ -912,6 +953,7 @@ int main(void)
             cmocka_unit_test(empty_file_takes_defaults),
             cmocka_unit_test(unknown_section),
             cmocka_unit_test(unknown_keys),
+            cmocka_unit_test(size_without_unit),
             cmocka_unit_test(key_outside_section),
             cmocka_unit_test(bad_values),
             cmocka_unit_test(good_value_spellings),

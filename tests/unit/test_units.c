@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "units.h"
@@ -47,6 +48,34 @@ static void size_parse_rejects_garbage(void **state)
         assert_int_equal(size_parse("1.5.5G", &v), -EINVAL);
         assert_int_equal(size_parse(NULL, &v), -EINVAL);
         assert_int_equal(v, 7); /* untouched on failure */
+}
+
+/* The size text an operator writes: a plain number below 1 MiB is a unit left out. */
+static void size_unit_missing_below_one_mib(void **state)
+{
+        char buf[160];
+
+        assert_true(size_unit_missing("512", 512, buf, sizeof(buf)));
+        assert_string_equal(buf,
+                            "\"512\" has no unit and would be 512 bytes; write 512M or 512MiB");
+        assert_true(size_unit_missing("4096", 4096, buf, sizeof(buf)));
+        assert_non_null(
+            strstr(buf, "would be 4096 bytes; write 4096M or 4096MiB (or 4K for 4 KiB)"));
+        assert_true(size_unit_missing("1048575", MIB - 1, buf, sizeof(buf)));
+        assert_true(size_unit_missing("0.5", 0, buf, sizeof(buf))); /* not a zero */
+        assert_non_null(strstr(buf, "would be 0 bytes"));
+        /* Plain bytes from 1 MiB on, 0, and anything with a unit are what they say. */
+        assert_false(size_unit_missing("1048576", MIB, buf, sizeof(buf)));
+        assert_string_equal(buf, "");
+        assert_false(size_unit_missing("4294967296", 4 * GIB, buf, sizeof(buf)));
+        assert_false(size_unit_missing("0", 0, buf, sizeof(buf)));
+        assert_false(size_unit_missing("0.0", 0, buf, sizeof(buf)));
+        assert_false(size_unit_missing("512B", 512, buf, sizeof(buf)));
+        assert_false(size_unit_missing("4K", 4 * KIB, buf, sizeof(buf)));
+        assert_false(size_unit_missing("0.5M", MIB / 2, buf, sizeof(buf)));
+        /* A short buffer is cut, still a string. */
+        assert_true(size_unit_missing("512", 512, buf, 8));
+        assert_int_equal(strlen(buf), 7);
 }
 
 static void size_parse_detects_overflow(void **state)
@@ -115,6 +144,7 @@ int main(void)
             cmocka_unit_test(size_parse_accepts_suffixes),
             cmocka_unit_test(size_parse_rejects_garbage),
             cmocka_unit_test(size_parse_detects_overflow),
+            cmocka_unit_test(size_unit_missing_below_one_mib),
             cmocka_unit_test(duration_parse_units),
             cmocka_unit_test(size_format_is_readable),
             cmocka_unit_test(duration_format_is_readable),
