@@ -101,8 +101,8 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
         sv->report_scale = 1.0;
         sv->psi = true;
         if ((kv = config_vm_key(cvm, "start")) && duration_parse(kv->value, &sv->start_ms) < 0) {
-                config_diag_add(diag, cfg->path, kv->line, "start: \"%s\" is not a duration",
-                                kv->value);
+                config_diag_add(diag, cfg->path, kv->line, "start: \"%s\" is not a duration%s",
+                                kv->value, config_comment_hint(kv->value));
                 errors++;
         } else if (kv && sv->start_ms > TRACE_MS_MAX) {
                 config_diag_add(diag, cfg->path, kv->line, "start: \"%s\" is more than 366 days",
@@ -111,7 +111,8 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
         }
         char why[160];
         if ((kv = config_vm_key(cvm, "swap")) && size_parse(kv->value, &sv->swap_bytes) < 0) {
-                config_diag_add(diag, cfg->path, kv->line, "swap: \"%s\" is not a size", kv->value);
+                config_diag_add(diag, cfg->path, kv->line, "swap: \"%s\" is not a size%s",
+                                kv->value, config_comment_hint(kv->value));
                 errors++;
         } else if (kv && size_unit_missing(kv->value, sv->swap_bytes, why, sizeof(why))) {
                 config_diag_add(diag, cfg->path, kv->line, "swap: %s", why);
@@ -122,8 +123,8 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
                 double d = strtod(kv->value, &end);
                 if (*end || end == kv->value || !(d >= 0.1 && d <= 10.0)) {
                         config_diag_add(diag, cfg->path, kv->line,
-                                        "report_scale: \"%s\" is not a number in 0.1..10",
-                                        kv->value);
+                                        "report_scale: \"%s\" is not a number in 0.1..10%s",
+                                        kv->value, config_comment_hint(kv->value));
                         errors++;
                 } else {
                         sv->report_scale = d;
@@ -135,8 +136,8 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
                 else if (strcmp(kv->value, "no") == 0 || strcmp(kv->value, "off") == 0)
                         sv->psi = false;
                 else {
-                        config_diag_add(diag, cfg->path, kv->line, "psi: \"%s\" is not yes or no",
-                                        kv->value);
+                        config_diag_add(diag, cfg->path, kv->line, "psi: \"%s\" is not yes or no%s",
+                                        kv->value, config_comment_hint(kv->value));
                         errors++;
                 }
         }

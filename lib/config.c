@@ -534,26 +534,33 @@ static int parse_u64(const char *v, uint64_t *ret)
         return 0;
 }
 
-/*
- * A value that is not of its key's type: the message, and when the value holds
- * " #" a word on why (a comment after a value starts with ';', inih's inline
- * comments; "#" there was read as part of the value).
- */
+const char *config_comment_hint(const char *value)
+{
+        for (const char *p = value; *p; p++) {
+                bool after_word = p > value && p[-1] != ' ' && p[-1] != '\t';
+                if (*p == '#' && p > value && !after_word)
+                        return " (a comment after a value starts with \" ;\", white space and ';'; "
+                               "'#' starts a comment only at the start of a line)";
+                if (*p == ';' && after_word)
+                        return " (a comment after a value starts with \" ;\": white space before "
+                               "the ';')";
+        }
+        return "";
+}
+
+/* A value that is not of its key's type: the message, and a word on a comment it holds. */
 static void diag_value(struct parse_state *ps, const char *value, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void diag_value(struct parse_state *ps, const char *value, const char *fmt, ...)
 {
-        const char *h = strchr(value, '#');
-        bool comment = h && h > value && (h[-1] == ' ' || h[-1] == '\t');
-        char msg[448];
+        char msg[400];
         va_list ap;
 
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        diag(ps, ps->line, "%s%s", msg,
-             comment ? " (a comment after a value starts with ';', not '#')" : "");
+        diag(ps, ps->line, "%s%s", msg, config_comment_hint(value));
 }
 
 /* Store one value according to its spec. Returns 0 or -1 (reported). */
@@ -650,10 +657,10 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                 return 0;
         case KEY_POLICY:
                 if (policy_kind_parse(value, &(enum policy_kind){0}, NULL) < 0) {
-                        diag(ps, ps->line,
-                             "%s: \"%s\" is not dynmem, static, hyperv or "
-                             "exec:COMMAND",
-                             k->name, value);
+                        diag_value(ps, value,
+                                   "%s: \"%s\" is not dynmem, static, hyperv or "
+                                   "exec:COMMAND",
+                                   k->name, value);
                         return -1;
                 }
                 /* fall through */

@@ -147,6 +147,14 @@ const struct config_kv *config_vm_key(const struct config_vm *vm, const char *ke
  */
 const char *config_skip_bom(const char *text);
 
+/*
+ * What to add to "KEY: VALUE is not a ..." when VALUE holds what was meant as
+ * a comment, or "". inih (Debian's libinih, built with inline comments)
+ * ends a value only at a ';' after white space; '#' starts a comment only
+ * at the start of a line, so "1G   # note" and "1G; note" are the value.
+ */
+const char *config_comment_hint(const char *value);
+
 /* True when `name` is a valid VM name. */
 bool config_name_valid(const char *name);
 

@@ -163,6 +163,19 @@ def test_size_without_unit_refused():
     assert r.returncode == 0, r.stderr
 
 
+def test_comment_after_a_backend_value_explained():
+    # '#' after a value is part of it (inih): the backend's message says what starts a comment
+    path = scenario("hash.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "start = 10s   # later\n")
+    expect_exit(run(path), 2, f'{path}:10: start: "10s   # later" is not a duration '
+                '(a comment after a value starts with " ;"')
+    path = scenario("semi.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "swap = 256M; later\n")
+    expect_exit(run(path), 2, f'{path}:10: swap: "256M; later" is not a size '
+                '(a comment after a value starts with " ;": white space before the \';\')')
+    path = scenario("ok-comment.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "swap = 256M ; fine\n")
+    r = run(path, "--json")
+    assert r.returncode == 0, r.stderr
+
+
 def test_times_beyond_a_year_refused():
     # Unix times (a monitoring export) or a start years away would run for decades.
     path = scenario("epoch.ini", "[host]\nmemory = 4G\n" + GOOD_VM,

@@ -317,16 +317,45 @@ static void bad_values(void **state)
         expect_error_at("[host]\nmemory = 16M\n", 2, "memory: 16M is below 32 MiB");
         /* A rate of 0 never moves: it is a size, below the smallest allowed. */
         expect_error_at("[sim]\ngrow_rate = 0\n", 2, "grow_rate: 0 is below 1 B");
-        /* "#" after a value is part of it; the error says what starts a comment there. */
+        /*
+         * "#" after a value is part of it, and so is a ';' right after it (inih
+         * ends a value at white space and ';'); the error says what happened.
+         */
         expect_error_at("[host]\nmemory = 4G   # for the VMs\n", 2,
-                        "is not a size (bytes, or a number with K, M, G or T) (a comment after "
-                        "a value starts with ';', not '#')");
+                        "memory: \"4G   # for the VMs\" is not a size (bytes, or a number with K, "
+                        "M, G or T) (a comment after a value starts with \" ;\", white space and "
+                        "';'; '#' starts a comment only at the start of a line)");
+        expect_error_at("[vm \"a\"]\nstartup = 1G; for now\n", 2,
+                        "startup: \"1G; for now\" is not a size (bytes, or a number with K, M, G "
+                        "or T) (a comment after a value starts with \" ;\": white space before "
+                        "the ';')");
+        expect_error_at("[host]\npolicy = hyperv # for now\n", 2,
+                        "is not dynmem, static, hyperv or exec:COMMAND (a comment after a value");
         expect_error_at("[host]\ninterval = 1s\t# often\n", 2,
                         "is not a duration (a number with ms, s, m or h) (a comment after");
-        expect_error_at("[vm \"a\"]\nweight = 5000 # default\n", 2, "not '#')");
+        expect_error_at("[vm \"a\"]\nweight = 5000 # default\n", 2, "at the start of a line)");
         expect_error_at("[vm \"a\"]\ndynamic = yes # on\n", 2, "is not yes or no (a comment");
         expect_error_at("[sim]\nseed = 4 # fixed\n", 2, "is not a whole number (a comment");
         expect_error_at("[sim]\nspeed = 2 # x\n", 2, "in 0.001..100000 (a comment");
+        /* The comment forms dynmem.conf(5) names, as the installed inih reads them. */
+        {
+                struct config c;
+                struct config_diag d = {0};
+                assert_int_equal(config_load_string("t.ini",
+                                                    "# a comment\n"
+                                                    "  ; indented, a comment too\n"
+                                                    "[host] ; after a section\n"
+                                                    "memory = 4G ; after white space\n"
+                                                    "reserve = 1G\t; after a tab\n"
+                                                    "\t# indented\n"
+                                                    "interval = 2s\n",
+                                                    &c, &d),
+                                 0);
+                assert_true(c.host.memory_bytes == 4 * GIB && c.host.reserve_bytes == GIB);
+                assert_true(c.host.interval_ms == 2000);
+                config_free(&c);
+                config_diag_free(&d);
+        }
         /* A "#" inside a word is no comment, and no hint is given. */
         {
                 struct config c;
