@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "control.h"
+#include "log.h"
 #include "units.h"
 
 struct events {
@@ -113,9 +114,15 @@ void events_add(struct events *e, const struct balancer_event *ev)
         };
         if (ev->vm)
                 snprintf(x->vm, sizeof(x->vm), "%s", ev->vm->name);
+        /*
+         * A message may quote a program's words (an exec: policy's reply, QEMU's
+         * error): cleaned here, where it enters the record, so that `dynmem
+         * events`, --json and the HTTP API carry no control characters, then
+         * made valid UTF-8 for JSON.
+         */
         if (ev->message) {
-                snprintf(x->message, sizeof(x->message), "%s", ev->message);
-                control_text_scrub(x->message); /* cut to size, maybe through a character */
+                log_clean(x->message, sizeof(x->message), ev->message);
+                control_text_scrub(x->message);
         }
         e->last++;
 }

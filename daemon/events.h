@@ -3,7 +3,8 @@
  * /api/v1/events. Every balancer event (a grow or shrink with its size and
  * reason, a start, a refused start, a crash, a failed start, a policy
  * failure) is copied into a bounded ring with a sequence number (1, 2, ...)
- * and the wall-clock time.
+ * and the wall-clock time. A message's control characters become spaces
+ * (log_clean) as it is recorded: it may quote an outside program.
  *
  * Readers follow by asking for the events after the last number they saw.
  * The daemon keeps nothing per reader and never waits for one: a reader

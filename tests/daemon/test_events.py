@@ -110,6 +110,34 @@ def a_refused_start_is_an_event(bins):
               "--json: kind refused with the message", ev)
 
 
+# A policy whose every reply names a VM with a terminal escape, a newline and a bell
+# (JSON escapes, so the program's own words reach the failure's text).
+ESCAPING_POLICY = """#!/bin/sh
+while read -r line; do
+    printf '%s\\n' '{"targets": {"\\u001b[2J\\u001b[31mweb\\nFAKE 00:00:00  vm\\u0007": 1}}'
+done
+"""
+
+
+@tap.case
+def a_policy_failure_is_listed_without_control_characters(bins):
+    d0 = running(bins, CONFIG + "\n[host]\npolicy = exec:/bin/sh @DIR@/policy.sh\n")
+    d0.d.write_file("policy.sh", ESCAPING_POLICY)
+    with d0 as d:
+        wait_for(lambda: any(x.startswith("policy: ") for x in texts(d)), "a policy failure")
+        out = d.ok("events").out
+        check(not any(c in out for c in "\x1b\x07"), "no escape or bell in the text", repr(out))
+        policy = [x for x in texts(d) if x.startswith("policy: ")]
+        check(any('unknown VM " [2J [31mweb FAKE 00:00:00  vm "' in x for x in policy),
+              "the newline is a space: the name stays on the event's line", policy)
+        ev = [e for e in d.json("events") if e["kind"] == "policy"]
+        check(ev and all(not any(ord(c) < 0x20 or ord(c) == 0x7f for c in e["message"] + e["text"])
+                         for e in ev), "--json: message and text without control characters", ev)
+        raw = d.ok("events", "--json").out
+        check("\\u001b" not in raw and "\\n" not in raw and "\\u0007" not in raw,
+              "--json lines carry no escaped control characters", raw)
+
+
 @tap.case
 def follow_prints_new_events_as_they_come(bins):
     with running(bins, CONFIG) as d:
