@@ -176,6 +176,7 @@ static const struct field vm_fields[] = {
     {"Buffer:", "buffer_percent", cell_percent},
     {"Weight:", "weight", cell_number},
     {"Block:", "block_bytes", cell_size},
+    {"Lend:", "lend", cell_bool},
     {"Defined by:", "origin", cell_string},
     {"Autostart:", "autostart", cell_bool},
 };

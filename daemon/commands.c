@@ -644,7 +644,7 @@ static char *admit_incoming(struct daemon *d, const struct control_request *req,
                             enum commands_wait *ret_wait)
 {
         struct registry_entry *e = registry_find(&d->reg, req->name);
-        struct vm_settings s = {0};
+        struct vm_settings s = {.lend = true}; /* a hook that does not name it: the default */
         char err[512];
         int r;
 

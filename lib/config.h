@@ -11,7 +11,7 @@
  *               http_allow_remote, web_dir, admin_group, qemu_user, libvirt_uri
  *   [policy]    the dynmem policy's tunables (see docs/policy.md)
  *   [sim]       duration, step, report_interval, grow_rate, shrink_rate, seed, speed
- *   [vm "NAME"] startup, minimum, maximum, buffer, weight, dynamic, block, autostart,
+ *   [vm "NAME"] startup, minimum, maximum, buffer, weight, dynamic, block, lend, autostart,
  *               plus backend keys
  *   [cluster]   relief, shortage_for, cooldown, peer_timeout (docs/migration.md)
  *   [peer "NAME"] libvirt_uri, http: a host running dynmemd that may take VMs from this one

@@ -27,11 +27,13 @@ const struct setting_desc settings_table[SETTINGS_N] = {
      SETTINGS_WEIGHT_MAX, "", SETTING_ANY_TIME},
     {SETTINGS_BLOCK, "block", "block_bytes", "block size", SETTING_SIZE, AT(block_bytes),
      SETTINGS_BLOCK_MIN, SETTINGS_BLOCK_MAX, "bytes", SETTING_WHILE_OFF},
+    /* Whether the VM may borrow: lending itself is the host's lend_hold (off by default). */
+    {SETTINGS_LEND, "lend", "lend", "lend", SETTING_SWITCH, AT(lend), 0, 1, "", SETTING_ANY_TIME},
 };
 
 _Static_assert(SETTINGS_ALL ==
                    (SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM | SETTINGS_MAXIMUM |
-                    SETTINGS_BUFFER | SETTINGS_WEIGHT | SETTINGS_BLOCK),
+                    SETTINGS_BUFFER | SETTINGS_WEIGHT | SETTINGS_BLOCK | SETTINGS_LEND),
                "settings_table has a row for every settings_field bit");
 
 static const struct setting_desc *find_by(size_t member, const char *key)
@@ -203,6 +205,8 @@ void settings_complete(struct vm_settings *s, unsigned given)
                 s->buffer_percent = SETTINGS_BUFFER_DEFAULT;
         if (!(given & SETTINGS_WEIGHT))
                 s->weight = SETTINGS_WEIGHT_DEFAULT;
+        if (!(given & SETTINGS_LEND))
+                s->lend = true;
 }
 
 /* The block is every other size's unit: a power of two in its range. */

@@ -2,7 +2,7 @@
  * settings: the per-VM Dynamic Memory settings, described once.
  *
  * A VM's settings are the numbers an operator sets: dynamic, startup,
- * minimum, maximum, buffer, weight and block. settings_table[] has one row
+ * minimum, maximum, buffer, weight, block and lend. settings_table[] has one row
  * per setting, and every place that reads or writes a setting works from
  * that row instead of a copy of its own: the INI reader (lib/config), the
  * JSON of the control protocol, the state file and the HTTP API
@@ -60,6 +60,7 @@ struct vm_settings {
         uint32_t buffer_percent; /* memory kept above demand, % of demand */
         uint32_t weight;         /* 0..10000: who keeps memory under scarcity */
         uint64_t block_bytes;    /* resize granularity (power of two) */
+        bool lend;               /* may be lent idle memory as page cache (policy_lend) */
 };
 
 /* Which settings were given explicitly (the others take defaults). */
@@ -71,8 +72,9 @@ enum settings_field {
         SETTINGS_BUFFER = 1u << 4,
         SETTINGS_WEIGHT = 1u << 5,
         SETTINGS_BLOCK = 1u << 6,
+        SETTINGS_LEND = 1u << 7,
 };
-#define SETTINGS_N   7                         /* rows of settings_table */
+#define SETTINGS_N   8                         /* rows of settings_table */
 #define SETTINGS_ALL ((1u << SETTINGS_N) - 1u) /* every settings_field bit */
 
 enum setting_type {
@@ -82,7 +84,7 @@ enum setting_type {
 };
 
 enum setting_change {
-        SETTING_ANY_TIME,   /* buffer, weight */
+        SETTING_ANY_TIME,   /* buffer, weight, lend */
         SETTING_WHILE_OFF,  /* dynamic, startup, block */
         SETTING_ONLY_LOWER, /* minimum, while running */
         SETTING_ONLY_RAISE, /* maximum, while running */
@@ -135,7 +137,7 @@ void settings_merge(struct vm_settings *dst, const struct vm_settings *src, unsi
  * Fill the fields not marked in given_mask with defaults derived from the
  * given ones: startup 1 GiB, minimum = min(512 MiB, startup), maximum =
  * max(startup, 4 x startup) for dynamic VMs and startup for static ones,
- * buffer 20 %, weight 5000, block 2 MiB, dynamic off.
+ * buffer 20 %, weight 5000, block 2 MiB, dynamic off, lend on.
  */
 void settings_complete(struct vm_settings *s, unsigned given_mask);
 
@@ -162,7 +164,7 @@ int settings_check(const struct vm_settings *s, char *err, size_t errlen);
  * Check a change to a VM's settings against Hyper-V's rules for what may
  * change while it runs (each row's `change`): dynamic, startup and block
  * only while off, minimum may only be lowered and maximum only be raised
- * while running, buffer and weight at any time. `running` is true for any
+ * while running, buffer, weight and lend at any time. `running` is true for any
  * state other than off/crashed. Returns 0 or -EPERM / -EINVAL with a reason
  * in err ("cannot change startup while the VM is running").
  */

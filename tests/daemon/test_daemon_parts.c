@@ -271,12 +271,14 @@ static void state_round_trips(void **state)
         assert_int_equal(registry_add(&r, "web1", &cfg), 0);
         settings_complete(&cfg->vm.settings, 0);
         cfg->vm.settings.weight = 77;
-        cfg->overrides = SETTINGS_WEIGHT;
+        cfg->vm.settings.lend = false;
+        cfg->overrides = SETTINGS_WEIGHT | SETTINGS_LEND;
         assert_int_equal(registry_add(&r, "plain", &plain), 0); /* nothing to keep */
         assert_int_equal(registry_add(&r, "made", &made), 0);
         made->origin = REGISTRY_CREATED;
         made->autostart = true;
         settings_complete(&made->vm.settings, 0);
+        made->vm.settings.lend = false;
         assert_int_equal(registry_set_keys(made, &key, 1), 0);
         text = state_format(&r);
         assert_non_null(text);
@@ -287,14 +289,41 @@ static void state_round_trips(void **state)
         assert_true(st.vms[0].autostart);
         assert_int_equal(st.vms[0].given, SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM |
                                               SETTINGS_MAXIMUM | SETTINGS_BUFFER | SETTINGS_WEIGHT |
-                                              SETTINGS_BLOCK);
+                                              SETTINGS_BLOCK | SETTINGS_LEND);
+        assert_false(st.vms[0].settings.lend);
         assert_string_equal(st.vms[0].keys[0].value, "/srv/t.csv");
         assert_string_equal(st.vms[1].name, "web1");
-        assert_int_equal(st.vms[1].given, SETTINGS_WEIGHT);
+        assert_int_equal(st.vms[1].given, SETTINGS_WEIGHT | SETTINGS_LEND);
         assert_int_equal(st.vms[1].settings.weight, 77);
+        assert_false(st.vms[1].settings.lend);
         state_free(&st);
         free(text);
         registry_free(&r, NULL);
+}
+
+/*
+ * A state file written before the `lend` setting: a created VM's settings
+ * without it load, and the VM may borrow (the default), as state_created()
+ * completes them.
+ */
+static void state_without_lend_means_yes(void **state)
+{
+        static const char old[] =
+            "{\"version\":1,\"vms\":[{\"name\":\"old1\",\"origin\":\"created\","
+            "\"autostart\":false,\"settings\":{\"dynamic\":true,\"startup_bytes\":1073741824,"
+            "\"minimum_bytes\":536870912,\"maximum_bytes\":4294967296,\"buffer_percent\":20,"
+            "\"weight\":5000,\"block_bytes\":2097152},\"backend\":{}}]}";
+        struct state st;
+        char err[256];
+
+        assert_int_equal(state_parse(old, strlen(old), &st, err, sizeof(err)), 0);
+        assert_int_equal(st.n, 1);
+        assert_int_equal(st.vms[0].given, SETTINGS_ALL & ~SETTINGS_LEND);
+        struct vm_settings s = st.vms[0].settings;
+        settings_complete(&s, st.vms[0].given);
+        assert_true(s.lend);
+        assert_int_equal(settings_check(&s, err, sizeof(err)), 0);
+        state_free(&st);
 }
 
 static void state_refuses_bad_files(void **state)
@@ -635,6 +664,7 @@ int main(void)
             cmocka_unit_test(a_guest_rebooting_in_a_loop_has_few_lines),
             cmocka_unit_test(registry_keeps_names_sorted),
             cmocka_unit_test(state_round_trips),
+            cmocka_unit_test(state_without_lend_means_yes),
             cmocka_unit_test(state_refuses_bad_files),
             cmocka_unit_test(saved_files_share_one_parser),
             cmocka_unit_test(state_dir_lock_has_one_holder),

@@ -112,6 +112,41 @@ def created_vm_survives_a_restart(bins):
 
 
 @tap.case
+def lend_off_survives_a_restart(bins):
+    with daemon(bins, config()) as d:
+        check(d.vm("web1")["lend"] is True, "lend is on by default", d.vm("web1"))
+        d.ok("set", "web1", "--lend", "no")
+        st = state_file(d)
+        check(st["vms"] == [{"name": "web1", "origin": "config", "settings": {"lend": False}}],
+              "kept as an override", st)
+        restart(d)
+        check(d.vm("web1")["lend"] is False, "still off after a restart", d.vm("web1"))
+
+
+@tap.case
+def a_state_file_without_lend_means_yes(bins):
+    # As dynmemd wrote it before the lend setting: every other setting of a created VM.
+    d = Daemon(bins, config())
+    os.makedirs(d.state_dir)
+    old = {"version": 1, "vms": [
+        {"name": "old1", "origin": "created", "autostart": False,
+         "settings": {"dynamic": True, "startup_bytes": 512 * MIB, "minimum_bytes": 256 * MIB,
+                      "maximum_bytes": GIB, "buffer_percent": 20, "weight": 5000,
+                      "block_bytes": 2 * MIB},
+         "backend": {"trace": f"{DATA}/small.csv"}}]}
+    with open(os.path.join(d.state_dir, "state.json"), "w") as f:
+        json.dump(old, f)
+    try:
+        d.start()
+        v = d.vm("old1")
+        check(v["origin"] == "created" and v["maximum_bytes"] == GIB, "loaded", d.log())
+        check(v["lend"] is True, "lend: yes", v)
+    finally:
+        d.stop()
+        d.cleanup()
+
+
+@tap.case
 def config_wins_over_a_created_vm_of_the_same_name(bins):
     with daemon(bins, config()) as d:
         d.ok("create", "x1", "--startup", "256M", "-o", f"trace={DATA}/small.csv")

@@ -82,6 +82,21 @@ def buffer_and_weight_change_any_time(bins):
 
 
 @tap.case
+def lend_changes_any_time(bins):
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        check(d.vm("web1")["lend"] is True, "lend on by default", d.vm("web1"))
+        check("Lend:            on" in d.ok("show", "web1").out, "show says it")
+        d.ok("set", "web1", "--lend", "no")
+        check(d.vm("web1")["lend"] is False, "switched off while running", d.vm("web1"))
+        check("Lend:            off" in d.ok("show", "web1").out, "show says it")
+        d.ok("set", "off1", "--lend", "off")
+        check(d.vm("off1")["lend"] is False, "off VM changed", d.vm("off1"))
+        d.fails("set", "web1", "--lend", "sometimes", rc=2,
+                contains="--lend: \"sometimes\" is not yes or no")
+
+
+@tap.case
 def off_vm_takes_startup_and_dynamic_changes(bins):
     with running(bins, CONFIG) as d:
         d.ok("set", "off1", "--startup", "1536M", "--dynamic", "off")

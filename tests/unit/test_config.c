@@ -144,6 +144,7 @@ static void full_file_parses(void **state)
         assert_int_equal(db->settings.buffer_percent, 20);
         assert_int_equal(db->settings.weight, 5000);
         assert_int_equal(db->settings.block_bytes, 2 * MIB);
+        assert_true(db->settings.lend); /* may borrow when the host lends */
         assert_false(db->autostart);
         assert_int_equal(db->n_extra, 0);
         config_free(&c);
@@ -443,6 +444,35 @@ static void every_setting_is_a_vm_key(void **state)
                         expect_error_at(text, 2, want);
                 }
         }
+}
+
+/* lend, per VM: a switch, default yes; anything else is refused on its line. */
+static void lend_is_a_vm_switch(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+
+        assert_int_equal(config_load_string("t.ini",
+                                            "[policy]\nlend_hold = 30m\n"
+                                            "[vm \"db\"]\nlend = yes\n"
+                                            "[vm \"build\"]\nlend = no\n"
+                                            "[vm \"web\"]\nweight = 100\n",
+                                            &c, &d),
+                         0);
+        assert_int_equal(c.n_vms, 3);
+        assert_true(c.vms[0].settings.lend);
+        assert_int_equal(c.vms[0].given, SETTINGS_LEND);
+        assert_false(c.vms[1].settings.lend);
+        assert_int_equal(config_setting_line(&c.vms[1], SETTINGS_LEND), 6);
+        assert_true(c.vms[2].settings.lend); /* not given: yes */
+        assert_int_equal(c.vms[2].given & SETTINGS_LEND, 0);
+        config_free(&c);
+        config_diag_free(&d);
+        expect_error_at("[vm \"a\"]\nlend = sometimes\n", 2,
+                        "lend: \"sometimes\" is not yes or no");
+        expect_error_at("[vm \"a\"]\nlend = 2\n", 2, "lend: \"2\" is not yes or no");
+        expect_error_at("[vm \"a\"]\nlend = no\nlend = yes\n", 3, "lend: given twice");
+        expect_error_at("[host]\nlend = no\n", 2, "unknown key \"lend\" in [host]");
 }
 
 static void percent_sign_on_percentages(void **state)
@@ -988,6 +1018,7 @@ int main(void)
             cmocka_unit_test(good_value_spellings),
             cmocka_unit_test(out_of_range_values),
             cmocka_unit_test(every_setting_is_a_vm_key),
+            cmocka_unit_test(lend_is_a_vm_switch),
             cmocka_unit_test(percent_sign_on_percentages),
             cmocka_unit_test(duplicate_key),
             cmocka_unit_test(duplicate_vm),

@@ -44,6 +44,7 @@ static void complete_all_defaults(void **state)
         assert_int_equal(s.buffer_percent, 20);
         assert_int_equal(s.weight, 5000);
         assert_int_equal(s.block_bytes, 2 * MIB);
+        assert_true(s.lend); /* may borrow; lending itself is the host's lend_hold */
         assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
 }
 
@@ -81,11 +82,12 @@ static void complete_keeps_given_fields(void **state)
             .buffer_percent = 77,
             .weight = 0,
             .block_bytes = 4 * MIB,
+            .lend = false,
         };
 
         settings_complete(&s, SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM |
                                   SETTINGS_MAXIMUM | SETTINGS_BUFFER | SETTINGS_WEIGHT |
-                                  SETTINGS_BLOCK);
+                                  SETTINGS_BLOCK | SETTINGS_LEND);
         assert_true(s.dynamic);
         assert_int_equal(s.startup_bytes, 3 * GIB);
         assert_int_equal(s.minimum_bytes, 64 * MIB);
@@ -93,6 +95,7 @@ static void complete_keeps_given_fields(void **state)
         assert_int_equal(s.buffer_percent, 77);
         assert_int_equal(s.weight, 0);
         assert_int_equal(s.block_bytes, 4 * MIB);
+        assert_false(s.lend);
 }
 
 static void check_block_size(void **state)
@@ -270,6 +273,9 @@ static void change_while_running(void **state)
         new.weight = 10000;
         new.buffer_percent = 5;
         assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), 0);
+        new.lend = !old.lend; /* switched at any time: a loan ends at the next decision */
+        assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), 0);
+        assert_int_equal(settings_check_change(&new, &old, true, err, sizeof(err)), 0);
 
         /* An unchanged set is always fine. */
         assert_int_equal(settings_check_change(&old, &old, true, err, sizeof(err)), 0);
@@ -334,7 +340,19 @@ static void parse_text_by_type(void **state)
         const struct setting_desc *buffer = settings_find("buffer");
         const struct setting_desc *weight = settings_find("weight");
         const struct setting_desc *block = settings_find("block");
+        const struct setting_desc *lend = settings_find("lend");
         uint64_t v = 77;
+
+        assert_non_null(lend);
+        assert_int_equal(lend->type, SETTING_SWITCH);
+        assert_int_equal(lend->change, SETTING_ANY_TIME);
+        assert_ptr_equal(settings_find_json("lend"), lend);
+        assert_int_equal(settings_parse_text(lend, "no", &v), 0);
+        assert_int_equal(v, 0);
+        assert_int_equal(settings_parse_text(lend, "yes", &v), 0);
+        assert_int_equal(v, 1);
+        assert_int_equal(settings_parse_text(lend, "sometimes", &v), -EINVAL);
+        assert_int_equal(v, 1);
 
         assert_int_equal(settings_parse_text(dynamic, "On", &v), 0);
         assert_int_equal(v, 1);
@@ -402,8 +420,9 @@ static void change_rules_row_by_row(void **state)
                 struct vm_settings old = valid(), up;
                 char err[256] = "";
 
-                /* `up` holds a valid larger value of this row alone */
+                /* `up` holds a valid other value of this row alone (larger, or a switch flipped) */
                 old.dynamic = false; /* valid either way: startup 1 GiB <= maximum 4 GiB */
+                old.lend = false;    /* on by default: off, so that `up` is on */
                 up = old;
                 uint64_t was = settings_get(&old, d);
                 uint64_t step = d->type != SETTING_SIZE    ? 1
