@@ -14,7 +14,8 @@
  *                they are; `static` pins every VM to its startup size.
  *   2. allocate  the host's memory: plenty -> everyone gets want, and
  *                (opt-in, lend_hold) what no VM wants is lent, by weight, to
- *                VMs whose guests lost page cache (policy_lend.c); scarcity
+ *                VMs whose guests lost page cache and whose `lend` setting is
+ *                on (policy_lend.c); scarcity
  *                -> headroom goes first, then weight decides (weighted
  *                water-filling above each VM's floor, never more than a VM
  *                needs).

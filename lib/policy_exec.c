@@ -257,15 +257,15 @@ char *policy_exec_request(const struct policy_host *host, const struct policy_vm
                 if (vm->phase == POLICY_PHASE_OFF)
                         continue;
                 json_t *o =
-                    json_pack("{s:s, s:b, s:o, s:o, s:o, s:i, s:i, s:o, s:o, s:o}", "name",
+                    json_pack("{s:s, s:b, s:o, s:o, s:o, s:i, s:i, s:b, s:o, s:o, s:o}", "name",
                               vm->name, "running", vm->phase == POLICY_PHASE_RUNNING, "startup",
                               json_bytes(vm->settings.startup_bytes), "minimum",
                               json_bytes(vm->settings.minimum_bytes), "maximum",
                               json_bytes(vm->settings.maximum_bytes), "buffer",
                               (int)vm->settings.buffer_percent, "weight", (int)vm->settings.weight,
-                              "assigned", json_bytes(vm->assigned_bytes), "demand",
-                              json_size_or_null(vm->demand_known, vm->demand_bytes), "stall",
-                              json_share_or_null(vm->stall_known, vm->stall_fraction));
+                              "lend", vm->settings.lend, "assigned", json_bytes(vm->assigned_bytes),
+                              "demand", json_size_or_null(vm->demand_known, vm->demand_bytes),
+                              "stall", json_share_or_null(vm->stall_known, vm->stall_fraction));
                 json_array_append_new(list, o);
         }
         json_t *req = json_pack("{s:f, s:{s:I, s:I}, s:o}", "time", (double)now_ms / 1000.0, "host",

@@ -1,6 +1,7 @@
 /*
  * policy_lend: page cache lent from memory no VM wants (docs/policy.md, "Cache
- * lent from idle memory"); opt-in, lend_hold_ms is 0 by default. A guest whose
+ * lent from idle memory"); opt-in, lend_hold_ms is 0 by default, and a VM whose
+ * `lend` setting is off never borrows (a loan ends at the next decision). A guest whose
  * page cache is evicted under a stall, or fills its last free memory (the
  * estimate's evicted_total_bytes, docs/demand.md), would have kept that cache
  * with as much more memory. Its demand figure does not count such cache (a file
@@ -19,7 +20,7 @@ void policy_lend_one(struct policy_vm *vm, uint64_t now, const struct policy_tun
         const struct vm_settings *s = &vm->settings;
 
         vm->lend_bytes = 0;
-        if (!t->lend_hold_ms) {
+        if (!t->lend_hold_ms || !s->lend) {
                 m->lend_bytes = 0;
                 return;
         }

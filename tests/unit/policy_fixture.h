@@ -51,7 +51,7 @@ static inline int fx_teardown(void **state)
         return 0;
 }
 
-/* A dynamic VM's settings: buffer 20 %, weight 5000, block 2 MiB. */
+/* A dynamic VM's settings: buffer 20 %, weight 5000, block 2 MiB, lend on. */
 static inline struct vm_settings dyn(uint64_t startup, uint64_t minimum, uint64_t maximum)
 {
         return (struct vm_settings){
@@ -62,6 +62,7 @@ static inline struct vm_settings dyn(uint64_t startup, uint64_t minimum, uint64_
             .buffer_percent = 20,
             .weight = 5000,
             .block_bytes = 2 * MIB,
+            .lend = true,
         };
 }
 

@@ -43,6 +43,7 @@ static struct vm_settings settings(uint64_t startup)
             .buffer_percent = 25,
             .weight = 7000,
             .block_bytes = 2 * MIB,
+            .lend = true,
         };
 }
 
@@ -70,6 +71,7 @@ static int fx_setup(void **state)
             .name = "new", .settings = settings(GIB), .phase = POLICY_PHASE_STARTING};
         f->vms[3] =
             (struct policy_vm){.name = "off", .settings = settings(GIB), .phase = POLICY_PHASE_OFF};
+        f->vms[1].settings.lend = false; /* may not borrow: the request says so */
         *state = f;
         return 0;
 }
@@ -155,11 +157,13 @@ static void good_policy_targets_arrive(void **state)
 
 static void check_vm_object(json_t *o, const struct policy_vm *vm)
 {
-        static const char *const keys[] = {"name",   "running", "startup",  "minimum", "maximum",
-                                           "buffer", "weight",  "assigned", "demand",  "stall"};
+        static const char *const keys[] = {"name",     "running", "startup", "minimum",
+                                           "maximum",  "buffer",  "weight",  "lend",
+                                           "assigned", "demand",  "stall"};
+        const size_t n = sizeof(keys) / sizeof(keys[0]);
         assert_true(json_is_object(o));
-        assert_int_equal(json_object_size(o), 10);
-        for (size_t i = 0; i < 10; i++)
+        assert_int_equal(json_object_size(o), n);
+        for (size_t i = 0; i < n; i++)
                 assert_non_null(json_object_get(o, keys[i]));
         assert_string_equal(json_string_value(json_object_get(o, "name")), vm->name);
         assert_true(json_is_boolean(json_object_get(o, "running")));
@@ -174,6 +178,8 @@ static void check_vm_object(json_t *o, const struct policy_vm *vm)
         assert_int_equal(json_integer_value(json_object_get(o, "buffer")),
                          vm->settings.buffer_percent);
         assert_int_equal(json_integer_value(json_object_get(o, "weight")), vm->settings.weight);
+        assert_true(json_is_boolean(json_object_get(o, "lend")));
+        assert_int_equal(json_is_true(json_object_get(o, "lend")), vm->settings.lend);
         assert_int_equal(json_integer_value(json_object_get(o, "assigned")), vm->assigned_bytes);
         json_t *demand = json_object_get(o, "demand"), *stall = json_object_get(o, "stall");
         if (vm->demand_known)

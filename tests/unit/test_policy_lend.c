@@ -3,7 +3,8 @@
  * "Cache lent from idle memory"). A loan is the cache evicted, summed, on top of
  * the want; it is given only once every VM has its want, is cut when anyone needs
  * the memory, ends lend_hold after the last eviction, never passes the maximum,
- * follows the want down, and belongs to the dynmem kind only.
+ * follows the want down, belongs to the dynmem kind only, and goes only to VMs
+ * whose `lend` setting is on.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -193,6 +194,49 @@ static void a_loan_has_limits(void **state)
         assert_int_equal(a->memory.lend_bytes, 0);
 }
 
+/*
+ * Per VM: of two guests that lose the same cache, only the one with `lend` on
+ * borrows; switched off, its loan ends at the next decision and is not kept
+ * for later.
+ */
+static void only_a_vm_with_lend_on_borrows(void **state)
+{
+        struct fx *f = *state;
+        struct policy_vm *a = cache_guest(f, "a");
+        struct policy_vm *b = cache_guest(f, "b");
+        uint64_t t = 0;
+
+        b->settings.lend = false;
+        a->cache_evicted_bytes = b->cache_evicted_bytes = 100 * MIB;
+        decide(f, t);
+        assert_int_equal(a->target_bytes, 612 * MIB);
+        assert_int_equal(a->reason, REASON_LENT);
+        assert_int_equal(b->target_bytes, 512 * MIB);
+        assert_int_not_equal(b->reason, REASON_LENT);
+        assert_int_equal(b->memory.lend_bytes, 0);
+        settle(f);
+
+        /* a switched off: its loan ends at the next decision, the memory goes by the shrink. */
+        a->cache_evicted_bytes = b->cache_evicted_bytes = 0;
+        a->settings.lend = false;
+        decide(f, t += SEC);
+        assert_int_equal(a->ideal_bytes, 512 * MIB);
+        assert_int_not_equal(a->reason, REASON_LENT);
+        assert_int_equal(a->memory.lend_bytes, 0);
+        decide(f, t += f->cfg.tunables.shrink_delay_ms + SEC);
+        assert_int_equal(a->target_bytes, 512 * MIB);
+        settle(f);
+
+        /* On again: nothing from before comes back; a new eviction is lent again. */
+        a->settings.lend = true;
+        decide(f, t += SEC);
+        assert_int_equal(a->ideal_bytes, 512 * MIB);
+        a->cache_evicted_bytes = 50 * MIB;
+        decide(f, t += SEC);
+        assert_int_equal(a->target_bytes, 562 * MIB);
+        assert_int_equal(a->reason, REASON_LENT);
+}
+
 /* Lending is opt-in: these tests turn it on, with a hold of 30 min. */
 static int lend_setup(void **state)
 {
@@ -230,6 +274,7 @@ int main(void)
             T(a_starting_vm_takes_lent_memory),
             T(a_loan_has_limits),
             T(lending_is_off_by_default),
+            T(only_a_vm_with_lend_on_borrows),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
