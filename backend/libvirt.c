@@ -402,6 +402,7 @@ static int enable_request(const char *xml, const struct vm_settings *s, unsigned
             .buffer_percent = c.buffer_percent,
             .weight = c.weight,
             .block_bytes = c.block_bytes,
+            .lend = c.lend,
         };
         return 0;
 }
@@ -471,6 +472,7 @@ static int lv_store_settings(struct backend *b, struct vm *vm, const struct vm_s
         m.maximum_bytes = s->maximum_bytes;
         m.buffer_percent = s->buffer_percent;
         m.weight = s->weight;
+        m.lend = s->lend;
         if (!(meta = libvirt_xml_meta_format(&m)) || !(dom = lv_dom_lookup(d))) {
                 free(meta);
                 snprintf(err, errlen, "libvirt: %s", meta ? lv_error() : "out of memory");

@@ -120,6 +120,7 @@ static int check_request(struct edit *e, const struct libvirt_xml_request *req, 
             .buffer_percent = req->buffer_percent,
             .weight = req->weight,
             .block_bytes = req->block_bytes ? req->block_bytes : SETTINGS_BLOCK_DEFAULT,
+            .lend = req->lend,
         };
 
         if (settings_check(&s, e->err, e->errlen) < 0)
@@ -379,6 +380,7 @@ static int apply_enable(struct edit *e, const struct libvirt_xml_request *req)
         e->meta.maximum_bytes = s.maximum_bytes;
         e->meta.buffer_percent = s.buffer_percent;
         e->meta.weight = s.weight;
+        e->meta.lend = s.lend;
         e->meta.first_bytes = first;
         return write_meta(e);
 }

@@ -324,14 +324,15 @@ enum {
         F_WEIGHT = 8,
         F_ADDED = 16,
         F_MAXWAS = 32,
-        F_FIRST = 64
+        F_FIRST = 64,
+        F_LEND = 128
 };
 
 static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, char *err,
                       size_t errlen)
 {
         static const char *const names[] = {"minimum", "maximum", "buffer", "weight",
-                                            "added",   "max-was", "first"};
+                                            "added",   "max-was", "first",  "lend"};
         const char *name = (const char *)n->name;
         char text[TEXT_MAX * 2];
         uint64_t v = 0;
@@ -393,6 +394,12 @@ static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, 
                         m->weight = (uint32_t)v;
                 return 0;
         }
+        case F_LEND:
+                if (lx_text(n, text, sizeof(text)) < 0 || switch_parse(text, &m->lend) < 0) {
+                        snprintf(err, errlen, "<lend> is not yes or no");
+                        return -EINVAL;
+                }
+                return 0;
         default:
                 if (lx_text(n, text, sizeof(text)) < 0 || added_parse(text, &m->added) < 0) {
                         snprintf(err, errlen, "<added> names something dynmem never adds");
@@ -406,7 +413,8 @@ int lx_meta_read(xmlDocPtr doc, xmlNodePtr node, struct libvirt_xml_meta *ret, c
                  size_t errlen)
 {
         struct libvirt_xml_meta m = {.buffer_percent = SETTINGS_BUFFER_DEFAULT,
-                                     .weight = SETTINGS_WEIGHT_DEFAULT};
+                                     .weight = SETTINGS_WEIGHT_DEFAULT,
+                                     .lend = true};
         char *text = lx_dump_node(doc, node);
         unsigned seen = 0;
         size_t len = text ? strlen(text) : 0;
@@ -445,6 +453,8 @@ int lx_meta_read(xmlDocPtr doc, xmlNodePtr node, struct libvirt_xml_meta *ret, c
 char *libvirt_xml_meta_format(const struct libvirt_xml_meta *m)
 {
         char added[160], maxwas[128] = "", first[64] = "", *out = NULL;
+        /* only when off: metadata without it means yes, as it did before the setting */
+        const char *lend = m->lend ? "" : "<lend>no</lend>";
 
         libvirt_xml_added_format(m->added, added, sizeof(added));
         if (m->max_was_known)
@@ -457,10 +467,10 @@ char *libvirt_xml_meta_format(const struct libvirt_xml_meta *m)
         if (asprintf(
                 &out,
                 "<%s><minimum unit=\"bytes\">%llu</minimum><maximum unit=\"bytes\">%llu</maximum>"
-                "<buffer>%u</buffer><weight>%u</weight><added>%s</added>%s%s</%s>",
+                "<buffer>%u</buffer><weight>%u</weight><added>%s</added>%s%s%s</%s>",
                 LIBVIRT_XML_META, (unsigned long long)m->minimum_bytes,
                 (unsigned long long)m->maximum_bytes, m->buffer_percent, m->weight, added, maxwas,
-                first, LIBVIRT_XML_META) < 0)
+                first, lend, LIBVIRT_XML_META) < 0)
                 return NULL;
         return out;
 }
@@ -625,6 +635,7 @@ int libvirt_xml_settings(const struct libvirt_xml_domain *d, struct vm_settings 
             .buffer_percent = d->meta.buffer_percent,
             .weight = d->meta.weight,
             .block_bytes = d->vmem ? d->vmem_block : SETTINGS_BLOCK_DEFAULT,
+            .lend = d->meta.lend,
         };
         uint64_t top = d->boot_bytes + (d->vmem ? d->vmem_size : 0);
         char a[32], b[32];
@@ -678,7 +689,8 @@ void libvirt_xml_static_settings(const struct libvirt_xml_domain *d, struct vm_s
                                     .maximum_bytes = size,
                                     .buffer_percent = SETTINGS_BUFFER_DEFAULT,
                                     .weight = SETTINGS_WEIGHT_DEFAULT,
-                                    .block_bytes = SETTINGS_BLOCK_DEFAULT};
+                                    .block_bytes = SETTINGS_BLOCK_DEFAULT,
+                                    .lend = true};
 }
 
 char *libvirt_xml_vmem_requested(const char *device_xml, uint64_t requested_bytes)

@@ -22,6 +22,7 @@
  *       <dynmem:weight>5000</dynmem:weight>
  *       <dynmem:added>maxMemory numa stats channel controller deflate reporting</dynmem:added>
  *       <dynmem:first unit="bytes">2097152</dynmem:first>
+ *       <dynmem:lend>no</dynmem:lend>
  *     </dynmem:memory>
  *   </metadata>
  *
@@ -29,7 +30,9 @@
  * devices) plus <first>: the device block enable takes out of boot memory
  * and has plugged at boot (requested one block), as the QEMU backend does
  * (absent on domains enabled before dynmem did). The block size is the
- * virtio-mem device's. Sizes are bytes.
+ * virtio-mem device's. Sizes are bytes. <lend> is written only when the VM
+ * may not borrow (the `lend` setting off): metadata without it, as every
+ * dynmem before the setting wrote it, means yes.
  */
 #ifndef DYNMEM_LIBVIRT_XML_H
 #define DYNMEM_LIBVIRT_XML_H
@@ -75,6 +78,7 @@ struct libvirt_xml_meta {
         uint64_t max_was_bytes;
         unsigned max_was_slots;
         uint64_t first_bytes; /* the device block plugged at boot instead of boot RAM, 0 none */
+        bool lend;            /* the `lend` setting; <lend> absent: yes */
 };
 
 enum libvirt_xml_meta_state {
@@ -154,6 +158,7 @@ struct libvirt_xml_request {
         uint32_t buffer_percent;
         uint32_t weight;
         uint64_t block_bytes; /* virtio-mem block, 0: SETTINGS_BLOCK_DEFAULT */
+        bool lend;
 };
 
 /*

@@ -28,6 +28,7 @@ static const struct libvirt_xml_request request = {
     .maximum_bytes = 4 * GIB,
     .buffer_percent = 20,
     .weight = 5000,
+    .lend = true,
 };
 
 static void round_trip(const char *xml, size_t len)
@@ -40,6 +41,7 @@ static void round_trip(const char *xml, size_t len)
         CHECK(libvirt_xml_parse(on, strlen(on), &d, err, sizeof(err)) == 0);
         CHECK(d.meta_state == LIBVIRT_XML_META_OK);
         CHECK(d.meta.maximum_bytes == request.maximum_bytes);
+        CHECK(d.meta.lend == request.lend);
         libvirt_xml_domain_free(&d);
         if (libvirt_xml_disable(on, strlen(on), &off, err, sizeof(err)) == 0) {
                 CHECK(libvirt_xml_parse(off, strlen(off), &d, err, sizeof(err)) == 0);

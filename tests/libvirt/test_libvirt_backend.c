@@ -367,7 +367,8 @@ static void an_admitted_arrival_libvirt_never_makes_is_dropped(void **state)
                                 .startup_bytes = 512 * MIB,
                                 .minimum_bytes = 512 * MIB,
                                 .maximum_bytes = 2 * GIB,
-                                .weight = 5000};
+                                .weight = 5000,
+                                .lend = true};
         struct vm vm = {.settings = s, .start_outside = true};
         char err[256];
 
@@ -405,7 +406,8 @@ static void an_arrival_over_a_definition_here_has_the_arriving_settings(void **s
                                 .maximum_bytes = 2 * GIB,
                                 .buffer_percent = 20,
                                 .weight = 7000,
-                                .block_bytes = 2 * MIB};
+                                .block_bytes = 2 * MIB,
+                                .lend = false}; /* not the default: kept as it arrives */
         char err[256];
 
         (void)state;

@@ -49,6 +49,7 @@ static const struct libvirt_xml_request req_1g = {
     .maximum_bytes = 1 * GIB,
     .buffer_percent = 25,
     .weight = 7000,
+    .lend = true,
 };
 
 /* The document re-serialised by libxml2 without blanks: two XMLs compare equal as trees. */
@@ -234,6 +235,8 @@ static void enable_adds_what_libvirt_9_needs(void **state)
         assert_int_equal(s.buffer_percent, 25);
         assert_int_equal(s.weight, 7000);
         assert_int_equal(s.block_bytes, 2 * MIB);
+        assert_true(s.lend);
+        assert_null(strstr(x, "lend")); /* the default is not written */
         assert_non_null(strstr(x, "<maxMemory slots=\"1\" unit=\"KiB\">1177600</maxMemory>"));
         assert_non_null(strstr(x, "<cell id=\"0\" cpus=\"0-1\" memory=\"260096\" unit=\"KiB\"/>"));
         assert_non_null(strstr(x, "<requested unit=\"KiB\">2048</requested>"));
@@ -427,6 +430,41 @@ static void enabling_again_resizes_and_keeps_the_record(void **state)
         free(y);
 }
 
+/* lend = no is kept in the metadata, survives enabling again, and is gone when on again. */
+static void lend_off_is_kept_in_the_metadata(void **state)
+{
+        struct libvirt_xml_request off = req_1g;
+        struct libvirt_xml_domain d;
+        struct vm_settings s;
+        char *x, *x2, *x3, *y, err[128];
+
+        off.lend = false;
+        x = enable(plain, &off);
+        assert_non_null(strstr(x, "<dynmem:lend>no</dynmem:lend>"));
+        parse_ok(x, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        assert_false(d.meta.lend);
+        assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), 0);
+        assert_false(s.lend);
+        libvirt_xml_domain_free(&d);
+
+        /* enabling again with other settings: still off; then on again: the element goes */
+        off.weight = 100;
+        x2 = enable(x, &off);
+        assert_int_equal(occurrences(x2, "<dynmem:lend>"), 1);
+        x3 = enable(x2, &req_1g);
+        assert_null(strstr(x3, "lend"));
+        parse_ok(x3, &d);
+        assert_true(d.meta.lend);
+        libvirt_xml_domain_free(&d);
+        y = disable(x);
+        assert_same_xml(plain, y);
+        free(x);
+        free(x2);
+        free(x3);
+        free(y);
+}
+
 static void startup_can_change_while_off(void **state)
 {
         struct libvirt_xml_request r = req_1g;
@@ -556,6 +594,7 @@ static void a_domain_enabled_without_a_first_block_keeps_its_layout(void **state
         assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), 0);
         assert_int_equal(s.startup_bytes, 256 * MIB);
         assert_int_equal(s.maximum_bytes, 1 * GIB);
+        assert_true(s.lend); /* written before the lend setting: may borrow */
         libvirt_xml_layout(&d, &l);
         assert_int_equal(l.boot, 256 * MIB);
         assert_int_equal(l.first, 0);
@@ -739,6 +778,12 @@ static void bad_metadata_is_reported_for_that_domain(void **state)
              "<added>"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:max-was>5</dm:max-was>",
              "slots"},
+            {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:lend>maybe</dm:lend>",
+             "<lend> is not yes or no"},
+            {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:lend/>", "<lend>"},
+            {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:lend>no</dm:lend>"
+             "<dm:lend>no</dm:lend>",
+             "<lend> given twice"},
         };
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 char *x = with_meta(cases[i].body);
@@ -804,7 +849,8 @@ static void metadata_format_reads_back(void **state)
                                      .max_was_known = true,
                                      .max_was_bytes = 2 * GIB,
                                      .max_was_slots = 3,
-                                     .first_bytes = 0};
+                                     .first_bytes = 0,
+                                     .lend = false};
         char *body = libvirt_xml_meta_format(&m), *x, *inner;
         struct libvirt_xml_domain d;
 
@@ -825,9 +871,31 @@ static void metadata_format_reads_back(void **state)
         assert_int_equal(d.meta.max_was_slots, m.max_was_slots);
         assert_int_equal(d.meta.first_bytes, 0); /* written only when there is one */
         assert_null(strstr(body, "first"));
+        assert_false(d.meta.lend);
+        assert_non_null(strstr(body, "<lend>no</lend>"));
         libvirt_xml_domain_free(&d);
         free(body);
         free(inner);
+        free(x);
+
+        /* lend on, the default, is not written: such metadata reads as every older one */
+        m.lend = true;
+        body = libvirt_xml_meta_format(&m);
+        assert_non_null(body);
+        assert_null(strstr(body, "lend"));
+        free(body);
+        x = with_meta("<dm:minimum unit='MiB'>128</dm:minimum><dm:maximum "
+                      "unit='MiB'>256</dm:maximum><dm:lend>yes</dm:lend>");
+        parse_ok(x, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        assert_true(d.meta.lend);
+        libvirt_xml_domain_free(&d);
+        free(x);
+        x = with_meta("<dm:minimum unit='MiB'>128</dm:minimum><dm:maximum "
+                      "unit='MiB'>256</dm:maximum>");
+        parse_ok(x, &d);
+        assert_true(d.meta.lend); /* absent: yes */
+        libvirt_xml_domain_free(&d);
         free(x);
 }
 
@@ -1031,6 +1099,7 @@ int main(void)
             cmocka_unit_test(a_large_maxmemory_is_left_alone),
             cmocka_unit_test(dimms_count_in_slots_and_startup),
             cmocka_unit_test(enabling_again_resizes_and_keeps_the_record),
+            cmocka_unit_test(lend_off_is_kept_in_the_metadata),
             cmocka_unit_test(startup_can_change_while_off),
             cmocka_unit_test(maximum_equal_to_startup_needs_no_device),
             cmocka_unit_test(a_startup_of_one_block_gets_no_first_block),
