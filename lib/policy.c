@@ -603,6 +603,8 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                 settle(&d, release);
                 grant(&d);
         }
+        for (size_t i = 0; i < n; i++)
+                policy_lend_figure(&vms[i]);
         if (ret_summary)
                 *ret_summary = d.sum;
         return 0;

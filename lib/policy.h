@@ -210,6 +210,8 @@ struct policy_vm {
         double stall_fraction;        /* share of the last interval spent stalled, 0..1 */
         uint64_t cache_evicted_bytes; /* page cache evicted under a stall since the last decision */
         uint64_t lend_bytes;          /* scratch: the want plus what is lent (0 = nothing lent) */
+        uint64_t lent_bytes;          /* output: what of target_bytes is lent above the want
+                                         (0 = nothing lent) */
         uint64_t external_bytes;      /* POLICY_EXTERNAL: proposed target (0 = keep) */
         uint64_t expected_bytes;      /* scratch: the figure expected at the next decision */
         bool pooled;         /* scratch: want = next + headroom from the pool (policy_pool.c) */

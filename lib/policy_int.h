@@ -196,6 +196,9 @@ void policy_lend_one(struct policy_vm *vm, uint64_t now, const struct policy_tun
 /* Once its ideal is known: the reason `lent`, and a loan cut to what it was given. */
 void policy_lend_settle(struct policy_vm *vm);
 
+/* After the grant: what of the VM's target is lent (lent_bytes). */
+void policy_lend_figure(struct policy_vm *vm);
+
 /* Probing for one candidate, once the host's contention is known (policy_estimate.c). */
 void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tunables *t,
                       bool contended);

@@ -10,7 +10,8 @@
  * memory left once every VM has its want: the last level of the allocation,
  * shared by weight, cut first whenever anyone needs the memory. A loan cut is
  * cut for good (what the VM could not keep is gone), and a loan ends
- * lend_hold_ms after the last loss.
+ * lend_hold_ms after the last loss. Once the grant is done, lent_bytes says
+ * what of the VM's target is the loan (what operators see as `lent`).
  */
 #include "policy_int.h"
 
@@ -51,4 +52,15 @@ void policy_lend_settle(struct policy_vm *vm)
         if (vm->ideal_bytes < vm->lend_bytes)
                 m->lend_bytes =
                     vm->ideal_bytes > vm->want_bytes ? vm->ideal_bytes - vm->want_bytes : 0;
+}
+
+void policy_lend_figure(struct policy_vm *vm)
+{
+        /* The loan is the part above the want of what the VM is given, up to its ideal: a shrink
+         * held back (reason hold) keeps more, which is no loan; a grow not granted yet gives less.
+         */
+        uint64_t given = vm->target_bytes < vm->ideal_bytes ? vm->target_bytes : vm->ideal_bytes;
+
+        vm->lent_bytes =
+            vm->lend_bytes > vm->want_bytes && given > vm->want_bytes ? given - vm->want_bytes : 0;
 }

@@ -4,7 +4,7 @@
  * the want; it is given only once every VM has its want, is cut when anyone needs
  * the memory, ends lend_hold after the last eviction, never passes the maximum,
  * follows the want down, belongs to the dynmem kind only, and goes only to VMs
- * whose `lend` setting is on.
+ * whose `lend` setting is on. What of a VM's target is the loan is its lent_bytes.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -237,6 +237,78 @@ static void only_a_vm_with_lend_on_borrows(void **state)
         assert_int_equal(a->reason, REASON_LENT);
 }
 
+/*
+ * lent_bytes is what of the target is lent: nothing while the grow waits for memory a
+ * shrink frees, the loan once granted, what is left of it once a want takes memory
+ * back, and nothing once the loan has ended (a shrink held back is no loan).
+ */
+static void lent_is_the_loan_in_the_target(void **state)
+{
+        struct fx *f = *state;
+        f->host.memory_bytes = 1536 * MIB;
+        f->cfg.tunables.persistence_max_permille = 0; /* b's want: demand and buffer */
+        f->cfg.tunables.trend_lookahead_ms = 0;
+        struct policy_vm *a = cache_guest(f, "a");
+        /* b holds 1 GiB and wants 512 MiB: the room a's loan needs comes from its shrink. */
+        struct policy_vm *b = add(f, "b", dyn(512 * MIB, 512 * MIB, 2 * GIB), GIB);
+        demand(b, 300 * MIB);
+        uint64_t t = 0;
+
+        decide(f, t);
+        assert_int_equal(a->lent_bytes, 0);
+        assert_int_equal(b->lent_bytes, 0);
+
+        a->cache_evicted_bytes = 1 * GIB; /* 512 MiB of it is free of wants */
+        decide(f, t += SEC);
+        assert_int_equal(a->ideal_bytes, GIB);
+        assert_int_equal(a->target_bytes, 512 * MIB); /* b has not shrunk yet */
+        assert_int_equal(a->reason, REASON_WAITING);
+        assert_int_equal(a->lent_bytes, 0);
+        assert_int_equal(b->target_bytes, 512 * MIB);
+        assert_int_equal(b->lent_bytes, 0);
+        settle(f);
+
+        a->cache_evicted_bytes = 0;
+        decide(f, t += SEC);
+        assert_int_equal(a->target_bytes, GIB);
+        assert_int_equal(a->reason, REASON_LENT);
+        assert_int_equal(a->want_bytes, 512 * MIB);
+        assert_int_equal(a->lent_bytes, a->target_bytes - a->want_bytes);
+        assert_int_equal(a->lent_bytes, 512 * MIB);
+        assert_int_equal(b->lent_bytes, 0);
+        settle(f);
+
+        /* b's want takes part of the loan back: what is left is lent. */
+        demand(b, 600 * MIB);
+        decide(f, t += SEC);
+        assert_true(a->ideal_bytes > a->want_bytes && a->ideal_bytes < GIB);
+        assert_int_equal(a->target_bytes, a->ideal_bytes);
+        assert_int_equal(a->lent_bytes, a->target_bytes - a->want_bytes);
+        assert_int_equal(a->lent_bytes, a->memory.lend_bytes);
+        settle(f);
+
+        /* The loan ends: a's size goes back to its want, nothing lent. */
+        a->cache_evicted_bytes = 0;
+        decide(f, t += f->cfg.tunables.lend_hold_ms);
+        assert_int_equal(a->ideal_bytes, a->want_bytes);
+        assert_int_equal(a->lent_bytes, 0);
+
+        /* Alone on the host, a loan ends with the shrink held back: what is held is no loan. */
+        f->n = 0;
+        f->host.memory_bytes = 4 * GIB;
+        a = cache_guest(f, "a");
+        a->cache_evicted_bytes = 100 * MIB;
+        decide(f, t = 0);
+        assert_int_equal(a->lent_bytes, 100 * MIB);
+        settle(f);
+        a->cache_evicted_bytes = 0;
+        decide(f, t += f->cfg.tunables.lend_hold_ms);
+        assert_int_equal(a->ideal_bytes, 512 * MIB);
+        assert_int_equal(a->reason, REASON_HOLD);
+        assert_int_equal(a->target_bytes, 612 * MIB);
+        assert_int_equal(a->lent_bytes, 0);
+}
+
 /* Lending is opt-in: these tests turn it on, with a hold of 30 min. */
 static int lend_setup(void **state)
 {
@@ -275,6 +347,7 @@ int main(void)
             T(a_loan_has_limits),
             T(lending_is_off_by_default),
             T(only_a_vm_with_lend_on_borrows),
+            T(lent_is_the_loan_in_the_target),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
