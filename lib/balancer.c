@@ -478,6 +478,15 @@ int balancer_tick(struct balancer *b, uint64_t now)
         for (int pass = 0; pass < 2; pass++)
                 for (size_t i = 0; i < b->n_vms; i++)
                         apply_resize(b, b->vms[i], &b->pv[i], pass == 1, now);
+        for (size_t i = 0; i < b->n_vms; i++) {
+                struct vm *vm = b->vms[i];
+                const struct policy_vm *pv = &b->pv[i];
+                /* the loan in the target asked of the backend: none while a size is held */
+                vm->lent_bytes = vm->state == VM_RUNNING && vm->migration == VM_MIGRATION_NONE &&
+                                         vm->target_bytes == pv->target_bytes
+                                     ? pv->lent_bytes
+                                     : 0;
+        }
         for (size_t i = 0; i < b->n_vms; i++)
                 if (b->vms[i]->state == VM_STARTING && b->vms[i]->start_requested)
                         apply_start(b, b->vms[i], &b->pv[i], now);

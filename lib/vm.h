@@ -97,6 +97,7 @@ struct vm {
         struct vm_observation obs; /* latest observation */
         uint64_t target_bytes;     /* last target asked of the backend */
         uint64_t ideal_bytes;      /* what the policy would give once memory is free */
+        uint64_t lent_bytes;       /* what of target_bytes is lent above its want (policy_lend) */
         enum policy_reason reason;
         size_t balancer_slot;         /* the balancer's index for this VM */
         uint64_t balancer_generation; /* of the balancer's set it belongs to */

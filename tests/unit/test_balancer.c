@@ -2,7 +2,8 @@
  * Tests for the balancer loop driving the real sim backend on small
  * in-memory scenarios (traces written to a temporary directory): starts,
  * the order of shrinks and grows, the counters, refused and waiting starts,
- * crashes, an external policy, and the host's memory never exceeded.
+ * crashes, an external policy, a loan reaching the VM, and the host's memory
+ * never exceeded.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -685,6 +686,62 @@ static void a_rebooted_guest_below_startup_stays_there(void **state)
         assert_int_equal(vm->target_bytes, 512 * MIB);
 }
 
+/* ---- a loan: what of the target is lent reaches the VM ---- */
+
+static struct backend_ops evict_ops;
+static uint64_t evict_next; /* cache the guest reports evicted at its next observation */
+
+static int evict_observe(struct backend *b, struct vm *vm, uint64_t now, struct vm_observation *o)
+{
+        int r = sim_ops->observe(b, vm, now, o);
+
+        if (r == 0 && evict_next) {
+                o->cache_evicted_bytes = evict_next;
+                evict_next = 0;
+        }
+        return r;
+}
+
+static void the_loan_in_the_target_reaches_the_vm(void **state)
+{
+        struct rig *r = *state;
+
+        trace(r, "a.csv", "0,300M\n600,300M\n");
+        rig_load(r,
+                 "[host]\nmemory = 8G\n[policy]\nlend_hold = 30m\n"
+                 "[vm \"a\"]\ndynamic = yes\nstartup = 512M\nminimum = 512M\nmaximum = 4G\n"
+                 "trace = @DIR@/a.csv\n",
+                 "dynmem", true);
+        sim_ops = r->backend->ops;
+        evict_ops = *sim_ops;
+        evict_ops.observe = evict_observe;
+        r->backend->ops = &evict_ops;
+        start_all(r);
+        rig_run(r, 10);
+        struct vm *vm = &r->vms[0];
+        const struct policy_vm *pv = &r->bal.pv[vm->balancer_slot];
+        assert_int_equal(vm->target_bytes, 512 * MIB);
+        assert_int_equal(vm->lent_bytes, 0);
+
+        evict_next = 200 * MIB;
+        rig_step(r);
+        assert_int_equal(vm->reason, REASON_LENT);
+        assert_int_equal(vm->target_bytes, 712 * MIB);
+        assert_int_equal(vm->lent_bytes, 200 * MIB);
+        assert_int_equal(vm->lent_bytes, vm->target_bytes - pv->want_bytes);
+
+        /* While it migrates its size is held, and nothing of it counts as lent. */
+        rig_run(r, 2);
+        vm->migration = VM_MIGRATION_OUT;
+        vm->migration_bytes = vm->obs.assigned_bytes;
+        rig_step(r);
+        assert_int_equal(vm->lent_bytes, 0);
+        vm->migration = VM_MIGRATION_NONE;
+        vm->migration_bytes = 0;
+        rig_step(r);
+        assert_int_equal(vm->lent_bytes, 200 * MIB);
+}
+
 /* Several VMs on a tight host under every built-in policy: the host is never exceeded. */
 static void held_never_exceeds_memory(void **state)
 {
@@ -893,6 +950,7 @@ int main(void)
             T(crash_is_noticed),
             T(a_rebooted_guest_goes_back_to_its_startup_size),
             T(a_rebooted_guest_below_startup_stays_there),
+            T(the_loan_in_the_target_reaches_the_vm),
             T(held_never_exceeds_memory),
             T(external_policy_through_the_loop),
             T(failing_external_policy_is_reported),
