@@ -75,6 +75,7 @@ struct column {
         const char *key;
         cell_fn cell;
         bool right;
+        bool if_any; /* shown only when some VM has a figure above 0 (a loan) */
 };
 
 /* The state, and a live migration under way: "running (outgoing)". */
@@ -90,35 +91,57 @@ static void cell_state(const json_t *obj, const char *key, char *buf, size_t len
 }
 
 static const struct column vm_columns[] = {
-    {"NAME", "name", cell_string, false},
-    {"STATE", "state", cell_state, false},
-    {"ASSIGNED", "assigned_bytes", cell_size, true},
-    {"DEMAND", "demand_bytes", cell_size, true},
-    {"PRESSURE", "pressure_percent", cell_percent, true},
-    {"STATUS", "status", cell_string, false},
-    {"MIN", "minimum_bytes", cell_size, true},
-    {"STARTUP", "startup_bytes", cell_size, true},
-    {"MAX", "maximum_bytes", cell_size, true},
-    {"BUFFER", "buffer_percent", cell_percent, true},
-    {"WEIGHT", "weight", cell_number, true},
+    {"NAME", "name", cell_string, false, false},
+    {"STATE", "state", cell_state, false, false},
+    {"ASSIGNED", "assigned_bytes", cell_size, true, false},
+    {"LENT", "lent_bytes", cell_size, true, true},
+    {"DEMAND", "demand_bytes", cell_size, true, false},
+    {"PRESSURE", "pressure_percent", cell_percent, true, false},
+    {"STATUS", "status", cell_string, false, false},
+    {"MIN", "minimum_bytes", cell_size, true, false},
+    {"STARTUP", "startup_bytes", cell_size, true, false},
+    {"MAX", "maximum_bytes", cell_size, true, false},
+    {"BUFFER", "buffer_percent", cell_percent, true, false},
+    {"WEIGHT", "weight", cell_number, true, false},
 };
 #define N_COLUMNS (sizeof(vm_columns) / sizeof(vm_columns[0]))
 
-static void print_row(FILE *out, char (*cells)[CELL_MAX], const size_t *width)
+static void print_row(FILE *out, char (*cells)[CELL_MAX], const size_t *width, const bool *shown)
 {
-        for (size_t c = 0; c < N_COLUMNS; c++) {
-                bool last = c + 1 == N_COLUMNS;
+        size_t last = 0;
+
+        for (size_t c = 0; c < N_COLUMNS; c++)
+                last = shown[c] ? c : last;
+        for (size_t c = 0; c <= last; c++) {
+                if (!shown[c])
+                        continue;
                 if (vm_columns[c].right)
                         fprintf(out, "%*s", (int)width[c], cells[c]);
                 else
-                        fprintf(out, "%-*s", last ? 0 : (int)width[c], cells[c]);
-                fputs(last ? "\n" : "  ", out);
+                        fprintf(out, "%-*s", c == last ? 0 : (int)width[c], cells[c]);
+                fputs(c == last ? "\n" : "  ", out);
         }
+}
+
+/* A column shown only if any VM has it above 0. */
+static bool any_above_zero(const json_t *vms, const char *key)
+{
+        size_t i;
+        const json_t *vm;
+
+        json_array_foreach(vms, i, vm)
+        {
+                const json_t *v = json_object_get(vm, key);
+                if (json_is_integer(v) && json_integer_value(v) > 0)
+                        return true;
+        }
+        return false;
 }
 
 void output_vm_table(FILE *out, const json_t *vms)
 {
         size_t n = json_array_size(vms), width[N_COLUMNS];
+        bool shown[N_COLUMNS];
         char(*cells)[N_COLUMNS][CELL_MAX] = calloc(n + 1, sizeof(*cells));
 
         if (!cells)
@@ -126,6 +149,7 @@ void output_vm_table(FILE *out, const json_t *vms)
         for (size_t c = 0; c < N_COLUMNS; c++) {
                 snprintf(cells[0][c], CELL_MAX, "%s", vm_columns[c].header);
                 width[c] = strlen(vm_columns[c].header);
+                shown[c] = !vm_columns[c].if_any || any_above_zero(vms, vm_columns[c].key);
         }
         for (size_t r = 0; r < n; r++) {
                 for (size_t c = 0; c < N_COLUMNS; c++) {
@@ -136,7 +160,7 @@ void output_vm_table(FILE *out, const json_t *vms)
                 }
         }
         for (size_t r = 0; r <= n; r++)
-                print_row(out, cells[r], width);
+                print_row(out, cells[r], width, shown);
         free(cells);
 }
 
@@ -169,6 +193,7 @@ static const struct field vm_fields[] = {
     {"Pressure:", "pressure_percent", cell_percent},
     {"Status:", "status", cell_string},
     {"Target:", "target_bytes", cell_size},
+    {"Lent:", "lent_bytes", cell_size},
     {"Reason:", "reason", cell_string},
     {"Minimum:", "minimum_bytes", cell_size},
     {"Startup:", "startup_bytes", cell_size},

@@ -534,6 +534,8 @@ json_t *control_vm_json(const struct vm *vm, const char *backend_name,
         bad =
             bad || json_object_set_new(obj, "target_bytes",
                                        json_integer(holds ? (json_int_t)vm->target_bytes : 0)) < 0;
+        bad = bad || json_object_set_new(obj, "lent_bytes",
+                                         json_integer(holds ? (json_int_t)vm->lent_bytes : 0)) < 0;
         bad = bad ||
               json_object_set_new(obj, "reason",
                                   json_string(holds ? policy_reason_name(vm->reason) : "none")) < 0;

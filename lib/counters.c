@@ -91,6 +91,8 @@ const struct counters_def counters_vm_defs[COUNTERS_VM_N] = {
      false, "Highest pressure since the VM last started."},
     {"Guest Available Memory", "guest_available_memory_bytes", "guest_available_memory_bytes",
      COUNTERS_BYTES, false, "Memory the guest could use without swapping (MemAvailable)."},
+    {"Lent Memory", "lent_memory_bytes", "lent_memory_bytes", COUNTERS_BYTES, false,
+     "Memory of the VM's target lent above its want as page cache (0 when nothing is lent)."},
 };
 
 static struct counters_value count(uint64_t n)
@@ -138,4 +140,5 @@ void counters_vm_read(const struct vm *vm, struct counters_value ret[COUNTERS_VM
         ret[8] = percent(holds, c->minimum_pressure);
         ret[9] = percent(holds, c->maximum_pressure);
         ret[10] = maybe_bytes(holds && o->guest_available_known, o->guest_available_bytes);
+        ret[11] = count(holds ? vm->lent_bytes : 0);
 }

@@ -4,7 +4,8 @@
  *
  * Dynamic Memory VM (per VM): added and removed memory and the operations
  * that did it, physical (assigned) and guest-visible memory, current,
- * average, minimum and maximum pressure, guest available memory.
+ * average, minimum and maximum pressure, guest available memory; and dynmem's
+ * own, lent memory (policy_lend).
  * Dynamic Memory Balancer (per host): available memory, available memory
  * for balancing, average and current system pressure, and host-wide added
  * and removed memory and operations. docs/counters.md defines each one.
@@ -72,7 +73,7 @@ struct counters_def {
 };
 
 #define COUNTERS_BALANCER_N 8
-#define COUNTERS_VM_N       11
+#define COUNTERS_VM_N       12
 
 extern const struct counters_def counters_balancer_defs[COUNTERS_BALANCER_N];
 extern const struct counters_def counters_vm_defs[COUNTERS_VM_N];

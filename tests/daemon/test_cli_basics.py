@@ -34,7 +34,7 @@ trace = @DATA@/flat-300m.csv
 VM_FIELDS = {
     "name": str, "state": str, "dynamic": bool, "startup_bytes": int,
     "minimum_bytes": int, "maximum_bytes": int, "buffer_percent": int, "weight": int,
-    "assigned_bytes": int, "status": str,
+    "assigned_bytes": int, "status": str, "lent_bytes": int,
 }
 
 
@@ -221,6 +221,8 @@ def list_and_show_json_have_the_documented_fields(bins):
         check(web["assigned_bytes"] >= web["minimum_bytes"], "assigned within bounds", web)
         check(isinstance(web["pressure_percent"], (int, float)), "pressure is a number", web)
         check(web["status"] != "unknown", "status known once demand is", web)
+        # lending is off (lend_hold = 0): nothing of the target is a loan
+        check(web["lent_bytes"] == 0 and off["lent_bytes"] == 0, "nothing lent", web, off)
         shown = d.json("show", "db1")
         check(shown["name"] == "db1" and set(VM_FIELDS) <= set(shown), "show prints one VM", shown)
 
@@ -248,6 +250,8 @@ def show_says_what_the_backend_knows(bins):
               "Resizing:" in out and "Process:" not in out and "Guest agent:" not in out and
               "Machine:" not in out and "Chosen:" not in out,
               "the human view leaves out what does not apply", out)
+        check(re.search(r"^Target: .*\nLent: +0 B\nReason:", out, re.M),
+              "the loan in the target, after it", out)
 
 
 @tap.case

@@ -330,6 +330,28 @@ static void vm_json_reports_unknowns_as_null(void **state)
         assert_true(json_integer_value(json_object_get(obj, "demand_bytes")) ==
                     (json_int_t)GIB / 2);
         assert_true(json_real_value(json_object_get(obj, "pressure_percent")) == 50.0);
+        assert_true(json_integer_value(json_object_get(obj, "lent_bytes")) == 0);
+        json_decref(obj);
+}
+
+/* lent_bytes: the loan in the target while the VM holds memory, 0 once it holds none. */
+static void vm_json_carries_the_loan(void **state)
+{
+        struct vm vm = {.state = VM_RUNNING, .target_bytes = GIB, .lent_bytes = 256 * MIB};
+        json_t *obj;
+
+        snprintf(vm.name, sizeof(vm.name), "web1");
+        settings_complete(&vm.settings, 0);
+        vm.obs = (struct vm_observation){.alive = true, .assigned_bytes = GIB};
+        obj = control_vm_json(&vm, NULL, NULL);
+        assert_non_null(obj);
+        assert_true(json_integer_value(json_object_get(obj, "lent_bytes")) ==
+                    (json_int_t)(256 * MIB));
+        json_decref(obj);
+        vm.state = VM_OFF;
+        obj = control_vm_json(&vm, NULL, NULL);
+        assert_true(json_is_integer(json_object_get(obj, "lent_bytes")) &&
+                    json_integer_value(json_object_get(obj, "lent_bytes")) == 0);
         json_decref(obj);
 }
 
@@ -419,6 +441,7 @@ int main(void)
             cmocka_unit_test(replies_parse),
             cmocka_unit_test(error_replies_are_valid_utf8),
             cmocka_unit_test(vm_json_reports_unknowns_as_null),
+            cmocka_unit_test(vm_json_carries_the_loan),
             cmocka_unit_test(vm_json_takes_a_cut_refusal),
             cmocka_unit_test(settings_merge_copies_only_the_mask),
             cmocka_unit_test(settings_json_round_trips_every_row),

@@ -50,7 +50,7 @@ VM_KEYS = [
     "added_memory_bytes", "removed_memory_bytes", "memory_add_operations",
     "memory_remove_operations", "physical_memory_bytes", "guest_visible_physical_memory_bytes",
     "current_pressure_percent", "average_pressure_percent", "minimum_pressure_percent",
-    "maximum_pressure_percent", "guest_available_memory_bytes",
+    "maximum_pressure_percent", "guest_available_memory_bytes", "lent_memory_bytes",
 ]
 
 
@@ -72,8 +72,9 @@ def the_json_has_both_sets_in_snake_case(bins):
             check(list(v) == VM_KEYS, f"{name}: VM counters, in order", v)
         spare = c["vms"]["spare"]
         check(spare["physical_memory_bytes"] == 0 and spare["current_pressure_percent"] is None
-              and spare["guest_visible_physical_memory_bytes"] is None,
-              "an off VM holds nothing and has no pressure", spare)
+              and spare["guest_visible_physical_memory_bytes"] is None
+              and spare["lent_memory_bytes"] == 0,
+              "an off VM holds nothing, is lent nothing and has no pressure", spare)
 
 
 @tap.case
@@ -140,7 +141,7 @@ def a_series_is_csv_like_typeperf(bins):
         head = rows[0]
         check(head[0] == "time" and "\\Dynamic Memory Balancer\\Available Memory" in head
               and "\\Dynamic Memory VM(web1)\\Memory Add Operations" in head
-              and len(head) == 1 + 8 + 11, "the header names each counter", head)
+              and len(head) == 1 + 8 + 12, "the header names each counter", head)
         for row in rows[1:]:
             check(len(row) == len(head), "every sample has every column", row)
             ops = row[head.index("\\Dynamic Memory VM(web1)\\Memory Add Operations")]

@@ -110,7 +110,7 @@ def metrics_parse_with_the_prometheus_client(bins):
                      "dynmem_balancer_system_current_pressure_ratio",
                      "dynmem_vm_physical_memory_bytes", "dynmem_vm_current_pressure_ratio",
                      "dynmem_vm_guest_visible_physical_memory_bytes",
-                     "dynmem_vm_guest_available_memory_bytes"):
+                     "dynmem_vm_guest_available_memory_bytes", "dynmem_vm_lent_memory_bytes"):
             check(name in families and families[name].type == "gauge", f"gauge {name}",
                   sorted(families))
         for name in ("dynmem_balancer_added_memory_bytes", "dynmem_balancer_memory_add_operations",
@@ -147,6 +147,7 @@ def the_api_gives_the_clis_json(bins):
         cli = d.json("list")
         check([v["name"] for v in vms] == [v["name"] for v in cli], "the same VMs", vms, cli)
         check([sorted(v) for v in vms] == [sorted(v) for v in cli], "the same members")
+        check(all(v["lent_bytes"] == 0 for v in vms), "lent_bytes: nothing lent here", vms)
         counters = get_json(d, "/api/v1/counters")
         cli = d.json("counters")
         check(sorted(counters) == sorted(cli) and list(counters["balancer"]) ==

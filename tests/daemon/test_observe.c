@@ -209,6 +209,7 @@ static void vm_counters_are_unknown_while_off(void **state)
                                          .guest_visible_bytes = 2 * GIB};
         vm.counters.added_bytes = GIB;
         vm.counters.add_operations = 3;
+        vm.lent_bytes = 256 * MIB;
         vm_counters_pressure(&vm.counters, 50.0, 1000);
         counters_vm_read(&vm, v);
         assert_true(v[0].known && v[0].n == GIB);
@@ -217,6 +218,7 @@ static void vm_counters_are_unknown_while_off(void **state)
         assert_true(v[5].known && v[5].n == 2 * GIB);
         assert_true(v[6].known && v[6].percent == 50.0);
         assert_false(v[10].known); /* no MemAvailable reported */
+        assert_true(v[11].known && v[11].n == 256 * MIB);
         vm.state = VM_OFF;
         counters_vm_read(&vm, v);
         assert_true(v[0].known && v[0].n == GIB); /* sums since the VM last started */
@@ -224,6 +226,7 @@ static void vm_counters_are_unknown_while_off(void **state)
         assert_false(v[5].known);
         for (int i = 6; i <= 10; i++)
                 assert_false(v[i].known);
+        assert_true(v[11].known && v[11].n == 0); /* an off VM is lent nothing */
 }
 
 static void counter_tables_name_every_counter(void **state)
@@ -245,6 +248,7 @@ static void counter_tables_name_every_counter(void **state)
         }
         assert_string_equal(counters_balancer_defs[3].title, "System Current Pressure");
         assert_string_equal(counters_vm_defs[5].key, "guest_visible_physical_memory_bytes");
+        assert_string_equal(counters_vm_defs[11].key, "lent_memory_bytes");
 }
 
 static void label_values_are_escaped(void **state)
