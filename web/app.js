@@ -21,6 +21,7 @@
     ['name', 'name', text],
     ['state', 'state', stateText],
     ['assigned', 'assigned_bytes', size, true],
+    ['lent', 'lent_bytes', size, true],   // what of the target is lent as page cache
     ['demand', 'demand_bytes', size, true],
     ['pressure', 'pressure_percent', percent, true],
     ['status', 'status', text],

@@ -112,12 +112,14 @@ def main():
         rows = result.get("last", {})
         check(sorted(rows) == ["db1", "spare", "web1"], "a row per VM", rows)
         db1 = rows["db1"]
-        for col in ("name", "state", "assigned", "demand", "pressure", "status", "minimum",
+        for col in ("name", "state", "assigned", "lent", "demand", "pressure", "status", "minimum",
                     "startup", "maximum", "buffer", "weight"):
             check(col in db1, f"column {col}", db1)
         check(db1["state"] == "running" and db1["minimum"] == "1 GiB" and
               db1["startup"] == "2 GiB" and db1["maximum"] == "3 GiB" and
               db1["buffer"] == "30 %" and db1["weight"] == "8000", "db1's settings", db1)
+        # lending is off (lend_hold = 0): nothing of db1's target is a loan
+        check(db1["lent"] == "0 B", "db1 is lent nothing", db1)
         check(rows["spare"]["state"] == "off" and rows["spare"]["pressure"] == "-",
               "an off VM", rows["spare"])
         check(result["host"]["memory"] == "8 GiB" and result["host"]["vms"] == "3 (2 running)",
