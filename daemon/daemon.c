@@ -641,20 +641,27 @@ static int reload_read(struct daemon *d, struct config *ret)
         return 0;
 }
 
+/*
+ * The new policy, or the new tunables of the one in force. A new policy is
+ * built whole (its program, its loop, the VMs) before it replaces the one in
+ * force, so that a failure leaves the policy in force as it was and running:
+ * what the log says is what runs. No later step of a reload refuses it.
+ */
 static int reload_policy(struct daemon *d, const struct config *cfg)
 {
-        struct balancer nb;
+        char err[256] = "";
 
         if (strcmp(cfg->host.policy, d->cfg.host.policy) == 0) {
                 d->bal.policy.tunables = cfg->tunables;
                 return 0;
         }
-        if (setup_balancer(d, cfg, &nb) < 0)
+        if (balancer_replace_policy(&d->bal, cfg->host.policy, &cfg->tunables, d->reg.vms, d->reg.n,
+                                    d->base, wake_request, d, err, sizeof(err)) < 0) {
+                log_msg(LOG_ERR, "%s: [host] policy %s: %s", cfg->path, cfg->host.policy, err);
                 return -EINVAL;
-        nb.counters = d->bal.counters;
-        balancer_fini(&d->bal);
-        d->bal = nb;
-        return daemon_vms_changed(d);
+        }
+        log_msg(LOG_INFO, "policy %s replaces %s", cfg->host.policy, d->cfg.host.policy);
+        return 0;
 }
 
 void daemon_reload(struct daemon *d)
@@ -663,7 +670,8 @@ void daemon_reload(struct daemon *d)
 
         log_msg(LOG_INFO, "SIGHUP: reloading %s", d->config_path);
         if (reload_read(d, &cfg) < 0 || reload_policy(d, &cfg) < 0) {
-                log_msg(LOG_ERR, "reload failed: the configuration in force stays");
+                log_msg(LOG_ERR, "reload failed: the configuration in force stays (policy %s)",
+                        d->cfg.host.policy);
                 config_free(&cfg);
                 return;
         }

@@ -90,6 +90,33 @@ int balancer_set_vms(struct balancer *b, struct vm **vms, size_t n)
         return 0;
 }
 
+int balancer_replace_policy(struct balancer *b, const char *policy_spec,
+                            const struct policy_tunables *tunables, struct vm **vms, size_t n,
+                            struct event_base *base, void (*on_reply)(void *userdata),
+                            void *userdata, char *err, size_t errlen)
+{
+        struct balancer nb;
+        int r = balancer_init(&nb, policy_spec, tunables, b->backend, err, errlen);
+
+        if (r < 0)
+                return r;
+        /* Every step that can fail comes before b changes (set_vms: before the VMs do). */
+        if ((base && balancer_attach_loop(&nb, base, on_reply, userdata) < 0) ||
+            balancer_set_vms(&nb, vms, n) < 0) {
+                balancer_fini(&nb);
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        nb.host = b->host;
+        nb.counters = b->counters;
+        nb.on_event = b->on_event;
+        nb.event_userdata = b->event_userdata;
+        nb.refused_starts_wait = b->refused_starts_wait;
+        balancer_fini(b);
+        *b = nb;
+        return 0;
+}
+
 void balancer_request_start(struct balancer *b, struct vm *vm)
 {
         (void)b;

@@ -88,6 +88,20 @@ int balancer_attach_loop(struct balancer *b, struct event_base *base,
                          void (*on_reply)(void *userdata), void *userdata);
 
 /*
+ * Replace b's policy (a reload), all or nothing: a new balancer is built
+ * with policy_spec and tunables, attached to base (when base is set, as
+ * balancer_attach_loop) and handed the VMs (as balancer_set_vms); only when every step succeeded
+ * does it take b's place, keeping b's host, counters and event callback, and
+ * the old one is freed. On any failure the new one is freed and b runs on as
+ * it was; err says why. The new policy starts from a fresh memory of the VMs.
+ * Returns 0, -EINVAL (an unknown policy) or -ENOMEM.
+ */
+int balancer_replace_policy(struct balancer *b, const char *policy_spec,
+                            const struct policy_tunables *tunables, struct vm **vms, size_t n,
+                            struct event_base *base, void (*on_reply)(void *userdata),
+                            void *userdata, char *err, size_t errlen);
+
+/*
  * Replace the set of VMs the balancer looks at (the array is borrowed). VMs
  * that were in the previous set keep what the policy remembers of them.
  */

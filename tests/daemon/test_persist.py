@@ -201,6 +201,26 @@ def sighup_with_a_broken_file_keeps_the_old_one(bins):
 
 
 @tap.case
+def sighup_changes_the_policy_and_says_so(bins):
+    """A new policy replaces the one in force whole; status and the log name the one that runs
+    (the failure half of it, out of memory, is unit/balancer_replace)."""
+    with daemon(bins, config()) as d:
+        d.wait_state("web1", "running")
+        policy = lambda: d.status()["policy"]  # noqa: E731
+        check(policy() == "dynmem", "dynmem at start", d.status())
+        d.write_config(config().replace("interval = 100ms", "interval = 100ms\npolicy = hyperv"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "policy hyperv replaces dynmem" in d.log(), "the change in the log")
+        check(policy() == "hyperv", "status names the policy in force", d.status())
+        d.write_config(config().replace("interval = 100ms", "interval = 100ms\npolicy = magic"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "reload failed: the configuration in force stays (policy hyperv)"
+                 in d.log(), "the failure names the policy in force")
+        check(policy() == "hyperv", "still hyperv", d.status())
+        check(d.vm("web1")["state"] == "running", "web1 runs on")
+
+
+@tap.case
 def sighup_says_what_waits_for_a_restart(bins):
     with daemon(bins, config()) as d:
         d.write_config(config().replace("interval = 100ms", "interval = 100ms\n"
