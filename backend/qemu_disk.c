@@ -7,10 +7,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "qemu_int.h"
@@ -190,20 +190,13 @@ bool qemu_disk_is_qcow2(const char *path)
 
 int qemu_disk_open(const char *path, int flags, char *err, size_t errlen)
 {
-        int fd = open(path, flags | O_CLOEXEC);
-
-        if (fd < 0) {
-                fd = -errno;
-                snprintf(err, errlen, "disk %s: %s", path, strerror(-fd));
-        }
-        return fd;
+        return qemu_open_file("disk", path, flags, true, err, errlen);
 }
 
 int qemu_disk_open_backing(const char *disk, size_t n_layers, int fd, const char *path,
                            struct qemu_disk_layer *next, int *ret_fd, char *err, size_t errlen)
 {
-        struct stat st;
-        char *name;
+        char what[PATH_MAX + 32], *name;
         bool qcow2 = false;
         int r = backing_of(fd, path, &name, &qcow2, err, errlen);
 
@@ -215,13 +208,9 @@ int qemu_disk_open_backing(const char *disk, size_t n_layers, int fd, const char
                 free(name);
                 return -ELOOP;
         }
-        /* Not blocking on a FIFO: a name from the image is only trusted to be a plain file. */
-        r = qemu_disk_open(name, O_RDONLY | O_NONBLOCK, err, errlen);
-        if (r >= 0 && (fstat(r, &st) < 0 || !S_ISREG(st.st_mode))) {
-                close(r);
-                snprintf(err, errlen, "disk %s: backing file %s is not a regular file", path, name);
-                r = -EINVAL;
-        }
+        /* A name from the image is only trusted to be a plain file (not a device). */
+        snprintf(what, sizeof(what), "disk %s: backing file", path);
+        r = qemu_open_file(what, name, O_RDONLY, false, err, errlen);
         if (r < 0) {
                 free(name);
                 return r;
@@ -239,7 +228,7 @@ int qemu_disk_check(const char *disk, char *err, size_t errlen)
 
         if (!l.qcow2)
                 return 0;
-        if ((fd = qemu_disk_open(disk, O_RDONLY | O_NONBLOCK, err, errlen)) < 0)
+        if ((fd = qemu_disk_open(disk, O_RDONLY, err, errlen)) < 0)
                 return fd;
         if (!(l.path = strdup(disk))) {
                 close(fd);

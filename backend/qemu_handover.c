@@ -79,6 +79,53 @@ static bool readable_by(const struct stat *st, const struct qemu_identity *id)
         return qemu_identity_allows(st, id, R_OK);
 }
 
+static const char *kind_of(mode_t mode)
+{
+        if (S_ISFIFO(mode))
+                return "a FIFO";
+        if (S_ISCHR(mode))
+                return "a character device";
+        if (S_ISBLK(mode))
+                return "a block device";
+        if (S_ISDIR(mode))
+                return "a folder";
+        if (S_ISSOCK(mode))
+                return "a socket";
+        return "not a file";
+}
+
+int qemu_open_file(const char *what, const char *path, int flags, bool block_ok, char *err,
+                   size_t errlen)
+{
+        struct stat st;
+        int e, fl, fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+        if (fd < 0) {
+                e = errno;
+                snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
+                return -e;
+        }
+        if (fstat(fd, &st) < 0 || (fl = fcntl(fd, F_GETFL)) < 0) {
+                e = errno;
+                close(fd);
+                snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
+                return -e;
+        }
+        if (!S_ISREG(st.st_mode) && !(block_ok && S_ISBLK(st.st_mode))) {
+                close(fd);
+                snprintf(err, errlen, "%s %s is %s, not a regular file%s", what, path,
+                         kind_of(st.st_mode), block_ok ? " or a block device" : "");
+                return -EINVAL;
+        }
+        if (fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+                e = errno;
+                close(fd);
+                snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
+                return -e;
+        }
+        return fd;
+}
+
 /*
  * Refuse a file the QEMU user could not read: QEMU gets dynmemd's descriptor
  * (through /proc/self/fd/N or an fdset), which skips the folders' permissions,
@@ -103,17 +150,14 @@ static int check_readable(int fd, const char *what, const char *path,
         return -EACCES;
 }
 
-/* The kernel and initrd, which QEMU loads through /proc/self/fd/N. */
+/* The kernel and initrd, which QEMU loads through /proc/self/fd/N: regular files. */
 static int open_boot_file(const char *what, const char *path, const struct qemu_identity *id,
                           char *err, size_t errlen)
 {
-        int r, fd = open(path, O_RDONLY | O_CLOEXEC);
+        int r, fd = qemu_open_file(what, path, O_RDONLY, false, err, errlen);
 
-        if (fd < 0) {
-                r = -errno;
-                snprintf(err, errlen, "%s %s: %s", what, path, strerror(-r));
-                return r;
-        }
+        if (fd < 0)
+                return fd;
         if ((r = check_readable(fd, what, path, id, err, errlen)) < 0) {
                 close(fd);
                 return r;

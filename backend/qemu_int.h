@@ -152,7 +152,19 @@ struct qemu_handover {
 /* Does the disk key name a qcow2 image (by its .qcow2 ending, never by content)? */
 bool qemu_disk_is_qcow2(const char *path);
 
-/* The disk layer at path opened with flags (O_CLOEXEC added), or -errno with a sentence in err. */
+/*
+ * A file QEMU is handed (or dynmemd reads for it), opened with flags without
+ * ever waiting in open(): O_NONBLOCK for the open, so that a FIFO or a device
+ * put in the file's place does not hold up the event loop, then refused
+ * unless it is a regular file (or a block device when block_ok), then back
+ * to blocking I/O, as QEMU expects of it. O_CLOEXEC and O_NOCTTY are added.
+ * The descriptor, or -errno with what, path and the reason in err (-EINVAL:
+ * not a file of that kind; nothing left open). qemu_handover.c.
+ */
+int qemu_open_file(const char *what, const char *path, int flags, bool block_ok, char *err,
+                   size_t errlen);
+
+/* The disk layer at path as qemu_open_file("disk", ...), a block device allowed. */
 int qemu_disk_open(const char *path, int flags, char *err, size_t errlen);
 
 /*

@@ -320,7 +320,7 @@ static int open_disk(const char *dir, const char *disk, struct qemu_handover *h,
         return open_disk_as(dir, disk, &id, h, err, errlen);
 }
 
-/* Each layer's fd must be of the layer's file, with the access mode QEMU asks for. */
+/* Each layer's fd must be of the layer's file, with the access mode QEMU asks for, blocking. */
 static void assert_layer(const struct qemu_handover *h, size_t i, const char *name, int mode)
 {
         int fd = h->fds[h->layer[i].fd - QEMU_HANDOVER_FIRST];
@@ -331,6 +331,7 @@ static void assert_layer(const struct qemu_handover *h, size_t i, const char *na
         assert_int_equal(stat(h->layer[i].path, &b), 0);
         assert_true(a.st_ino == b.st_ino);
         assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, mode);
+        assert_false(fcntl(fd, F_GETFL) & O_NONBLOCK); /* QEMU reads it in blocking mode */
 }
 
 /*
@@ -524,6 +525,91 @@ static void a_hostile_qcow2_image_is_refused(void **state)
                 free(path);
                 assert_int_equal(open_fds(), fds);
         }
+        qt_rmtree(dir);
+}
+
+/* The handover of a kernel (and optional initrd and disk) named relative to dir. */
+static int hand_over(const char *dir, const char *kernel, const char *initrd, const char *disk,
+                     struct qemu_handover *h, char *err, size_t errlen)
+{
+        struct qemu_identity id = {.switched = false};
+        struct qemu_vm_config c = {0};
+        struct qemu_paths p = {0};
+        char *k = NULL, *i = NULL, *d = NULL;
+        int r;
+
+        if (asprintf(&k, "%s/%s", dir, kernel) < 0 || asprintf(&p.qmp, "%s/q.qmp", dir) < 0 ||
+            asprintf(&p.agent, "%s/q.agent", dir) < 0 ||
+            (initrd && asprintf(&i, "%s/%s", dir, initrd) < 0) ||
+            (disk && asprintf(&d, "%s/%s", dir, disk) < 0))
+                abort();
+        c.kernel = k, c.initrd = i, c.disk = d;
+        r = qemu_handover_open(&c, &p, -1, &id, h, err, errlen);
+        unlink(p.qmp);
+        unlink(p.agent);
+        free(k), free(i), free(d), free(p.qmp), free(p.agent);
+        return r;
+}
+
+static bool is_blocking(int fd)
+{
+        int fl = fcntl(fd, F_GETFL);
+
+        assert_true(fl >= 0);
+        return !(fl & O_NONBLOCK);
+}
+
+/*
+ * A kernel, initrd or disk replaced by a FIFO (or a device, a folder) after
+ * the config was read: the start is refused at once, naming the file and
+ * what it is, rather than dynmemd waiting in open() for a writer that never
+ * comes. What is handed over is a regular file, in blocking mode.
+ */
+static void a_fifo_in_place_of_a_file_is_refused_without_waiting(void **state)
+{
+        char *dir = qt_tempdir(), err[512];
+        struct qemu_handover h;
+        static const struct {
+                const char *kernel, *initrd, *disk, *what, *file, *is;
+        } cases[] = {
+            {"pipe", NULL, NULL, "kernel", "pipe", "a FIFO, not a regular file"},
+            {"kernel", "pipe", NULL, "initrd", "pipe", "a FIFO, not a regular file"},
+            {"kernel", NULL, "pipe", "disk", "pipe",
+             "a FIFO, not a regular file or a block device"},
+            {"kernel", NULL, "pipe.qcow2", "disk", "pipe.qcow2",
+             "a FIFO, not a regular file or a block device"},
+            {"null", NULL, NULL, "kernel", "null", "a character device, not a regular file"},
+            {"kernel", "sub", NULL, "initrd", "sub", "a folder, not a regular file"},
+        };
+        char want[PATH_MAX + 128];
+
+        (void)state;
+        /* Without the fix, open() waits for a writer: fail then, rather than hang. */
+        alarm(60);
+        assert_true(sh(dir,
+                       "touch kernel initrd disk.raw && mkfifo pipe pipe.qcow2 && mkdir sub && "
+                       "ln -s /dev/null null"));
+        int fds = open_fds();
+        for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+                err[0] = '\0';
+                assert_int_equal(hand_over(dir, cases[i].kernel, cases[i].initrd, cases[i].disk, &h,
+                                           err, sizeof(err)),
+                                 -EINVAL);
+                snprintf(want, sizeof(want), "%s %s/%s is %s", cases[i].what, dir, cases[i].file,
+                         cases[i].is);
+                assert_string_equal(err, want);
+                assert_int_equal(h.n, 0);
+                assert_int_equal(open_fds(), fds);
+        }
+
+        /* Regular files are handed over, in blocking mode as QEMU expects them. */
+        assert_int_equal(hand_over(dir, "kernel", "initrd", "disk.raw", &h, err, sizeof(err)), 0);
+        assert_true(is_blocking(h.fds[h.kernel - QEMU_HANDOVER_FIRST]));
+        assert_true(is_blocking(h.fds[h.initrd - QEMU_HANDOVER_FIRST]));
+        assert_true(is_blocking(h.fds[h.disk - QEMU_HANDOVER_FIRST]));
+        assert_true(is_blocking(h.fds[h.disk_ro - QEMU_HANDOVER_FIRST]));
+        qemu_handover_close(&h, -1);
+        alarm(0);
         qt_rmtree(dir);
 }
 
@@ -1484,6 +1570,7 @@ int main(void)
             cmocka_unit_test(argv_has_the_memory_layout_and_dynmem_devices),
             cmocka_unit_test(a_qcow2_chain_is_handed_over_layer_by_layer),
             cmocka_unit_test(a_hostile_qcow2_image_is_refused),
+            cmocka_unit_test(a_fifo_in_place_of_a_file_is_refused_without_waiting),
             cmocka_unit_test(a_backing_file_the_qemu_user_cannot_read_is_not_handed_over),
             cmocka_unit_test(layout_follows_the_settings),
             cmocka_unit_test(paths_fit_in_a_socket_address),
