@@ -442,8 +442,8 @@ static void parse_scalars(struct parse_ctx *x, struct qemu_vm_config *c)
         if ((kv = config_vm_key(x->cvm, "cpus"))) {
                 unsigned long n = strtoul(kv->value, &end, 10);
                 if (kv->value[0] < '0' || kv->value[0] > '9' || *end || n < 1 || n > QEMU_CPUS_MAX)
-                        problem(x, kv->line, "cpus: \"%s\" is not a number in 1..%d", kv->value,
-                                QEMU_CPUS_MAX);
+                        problem(x, kv->line, "cpus: \"%s\" is not a number in 1..%d%s", kv->value,
+                                QEMU_CPUS_MAX, config_comment_hint(kv->value));
                 else
                         c->cpus = (unsigned)n;
         }
@@ -453,7 +453,8 @@ static void parse_scalars(struct parse_ctx *x, struct qemu_vm_config *c)
                 while (i < 3 && strcmp(kv->value, accels[i]) != 0)
                         i++;
                 if (i == 3)
-                        problem(x, kv->line, "accel: \"%s\" is not auto, kvm or tcg", kv->value);
+                        problem(x, kv->line, "accel: \"%s\" is not auto, kvm or tcg%s", kv->value,
+                                config_comment_hint(kv->value));
                 else
                         c->accel = (enum qemu_accel)i;
         }
@@ -462,7 +463,8 @@ static void parse_scalars(struct parse_ctx *x, struct qemu_vm_config *c)
         if (kv &&
             (!kv->value[0] || strlen(kv->value) >= QEMU_MACHINE_NAME_MAX ||
              strspn(kv->value, "abcdefghijklmnopqrstuvwxyz0123456789.-_") != strlen(kv->value)))
-                problem(x, kv->line, "machine: \"%s\" is not a machine type name", kv->value);
+                problem(x, kv->line, "machine: \"%s\" is not a machine type name%s", kv->value,
+                        config_comment_hint(kv->value));
         else if (kv && !machine_takes_virtio_mem(kv->value))
                 problem(x, kv->line,
                         "machine: \"%s\" cannot take virtio-mem hot-plug: dynmem runs the pc "
@@ -472,8 +474,8 @@ static void parse_scalars(struct parse_ctx *x, struct qemu_vm_config *c)
         if ((kv = config_vm_key(x->cvm, "shutdown_timeout")) &&
             (duration_parse(kv->value, &c->shutdown_timeout_ms) < 0 ||
              c->shutdown_timeout_ms < 100 || c->shutdown_timeout_ms > 3600 * MSEC_PER_SEC))
-                problem(x, kv->line, "shutdown_timeout: \"%s\" is not a duration in 100ms..1h",
-                        kv->value);
+                problem(x, kv->line, "shutdown_timeout: \"%s\" is not a duration in 100ms..1h%s",
+                        kv->value, config_comment_hint(kv->value));
 }
 
 static void parse_qemu(struct parse_ctx *x, struct qemu_vm_config *c)

@@ -920,6 +920,48 @@ static void bad_keys_are_reported_with_file_and_line(void **state)
         assert_true(diag_has(k, 2, "fake.qcow2: not a qcow2 image"));
 }
 
+/*
+ * A comment after a value is " ;" in this INI dialect: '#' there, or a ';'
+ * right after the value, is part of the value, and the QEMU backend's keys
+ * say so as the host's keys do.
+ */
+static void a_comment_in_a_value_is_explained(void **state)
+{
+#define HINT "(a comment after a value starts with \" ;\""
+        static const struct {
+                const char *line, *said;
+        } cases[] = {
+            {"cpus = 2 # two", "cpus: \"2 # two\" is not a number in 1.."},
+            {"cpus = 2; two", "cpus: \"2; two\" is not a number"},
+            {"accel = kvm # fast", "accel: \"kvm # fast\" is not auto, kvm or tcg"},
+            {"machine = q35 # new", "machine: \"q35 # new\" is not a machine type name"},
+            {"machine = q35;new", "machine: \"q35;new\" is not a machine type name"},
+            {"shutdown_timeout = 30s # grace", "shutdown_timeout: \"30s # grace\" is not a"},
+        };
+        struct keys *k = *state;
+        struct qemu_vm_config c;
+        char ini[256];
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+                config_diag_free(&k->diag);
+                snprintf(ini, sizeof(ini), "[vm \"web\"]\n%s\n", cases[i].line);
+                assert_int_equal(parse(k, ini, false, &c), -EINVAL);
+                bool found = false;
+                for (size_t j = 0; j < k->diag.count; j++)
+                        found = found || (strstr(k->diag.messages[j], cases[i].said) &&
+                                          strstr(k->diag.messages[j], HINT));
+                if (!found)
+                        fail_msg("%s: \"%s\" without the comment hint", cases[i].line,
+                                 k->diag.count ? k->diag.messages[0] : "(nothing said)");
+        }
+        /* A value without a comment says nothing of comments. */
+        config_diag_free(&k->diag);
+        assert_int_equal(parse(k, "[vm \"web\"]\ncpus = many\n", false, &c), -EINVAL);
+        assert_non_null(strstr(k->diag.messages[0], "cpus: \"many\""));
+        assert_null(strstr(k->diag.messages[0], "comment"));
+#undef HINT
+}
+
 /* A machine type that cannot take virtio-mem is the config's problem, not a start's. */
 static void machines_without_virtio_mem_are_refused_when_read(void **state)
 {
@@ -1581,6 +1623,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(own_kernel_paths_are_relative_to_the_config, keys_setup,
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(bad_keys_are_reported_with_file_and_line, keys_setup,
+                                            keys_teardown),
+            cmocka_unit_test_setup_teardown(a_comment_in_a_value_is_explained, keys_setup,
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(machines_without_virtio_mem_are_refused_when_read,
                                             keys_setup, keys_teardown),
