@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,8 @@ struct peer {
         struct peers *owner;
         char name[CONFIG_NAME_MAX];
         char *libvirt_uri, *http;
-        char host[PEER_HOST_MAX];
+        char host[PEER_HOST_MAX]; /* to connect to: a name, or an address without brackets */
+        char host_header[PEER_HOST_MAX + 8]; /* "name:port", "[v6addr]:port" (RFC 7230, 5.4) */
         int port;
         struct evhttp_connection *conn;
         bool asking;
@@ -187,7 +189,7 @@ static void ask_one(struct peer *p)
                 down(p, "out of memory");
                 return;
         }
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Host", p->host);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Host", p->host_header);
         p->asking = true;
         if (evhttp_make_request(p->conn, req, EVHTTP_REQ_GET, "/api/v1/status") < 0) {
                 p->asking = false; /* libevent freed the request */
@@ -242,8 +244,16 @@ static int parse_http(struct peer *p, const char *http, char *err, size_t errlen
                          http);
                 r = -EINVAL;
         } else {
-                snprintf(p->host, sizeof(p->host), "%s", host);
+                /* libevent keeps an IPv6 literal's brackets; the connection takes it bare. */
+                bool literal6 = host[0] == '[' || strchr(host, ':');
+                size_t len = strlen(host);
+                if (host[0] == '[' && len > 2 && host[len - 1] == ']')
+                        snprintf(p->host, sizeof(p->host), "%.*s", (int)(len - 2), host + 1);
+                else
+                        snprintf(p->host, sizeof(p->host), "%s", host);
                 p->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 80;
+                snprintf(p->host_header, sizeof(p->host_header), "%s%s%s:%d", literal6 ? "[" : "",
+                         p->host, literal6 ? "]" : "", p->port);
         }
         if (u)
                 evhttp_uri_free(u);

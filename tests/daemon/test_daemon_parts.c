@@ -652,6 +652,93 @@ static void a_peer_that_never_finishes_is_down_after_its_timeout(void **state)
         event_base_free(t.base);
 }
 
+/* A peer that answers its status once, and keeps the request it was sent. */
+struct answering {
+        int listener, fd;
+        struct event *tick;
+        struct event_base *base;
+        struct peers *peers;
+        uint64_t until_ms;
+        char request[2048];
+        size_t got;
+        bool answered;
+};
+
+static void answering_tick(evutil_socket_t unused, short what, void *arg)
+{
+        struct answering *t = arg;
+
+        (void)unused, (void)what;
+        if (t->fd < 0)
+                t->fd = accept4(t->listener, NULL, NULL, SOCK_NONBLOCK);
+        if (t->fd >= 0 && !t->answered) {
+                ssize_t n = read(t->fd, t->request + t->got, sizeof(t->request) - 1 - t->got);
+                if (n > 0)
+                        t->got += (size_t)n;
+                if (strstr(t->request, "\r\n\r\n")) {
+                        static const char body[] =
+                            "{\"memory_bytes\":8589934592,\"assigned_bytes\":4294967296,"
+                            "\"available_for_balancing_bytes\":3221225472,\"running\":3}";
+                        char reply[512];
+                        int len = snprintf(reply, sizeof(reply),
+                                           "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                           "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                                           sizeof(body) - 1, body);
+                        assert_int_equal(write(t->fd, reply, (size_t)len), len);
+                        t->answered = true;
+                }
+        }
+        if ((t->answered && !peers_asking(t->peers)) || mono_ms() >= t->until_ms)
+                event_base_loopbreak(t->base);
+}
+
+/* A peer named by an IPv6 address: reached, and asked with "Host: [addr]:port" (RFC 7230). */
+static void a_peer_at_an_ipv6_address_is_asked_with_its_host_and_port(void **state)
+{
+        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+        socklen_t alen = sizeof(a);
+        char http[64], host[64];
+        struct config_peer cp = {.name = "six", .libvirt_uri = (char *)"test:///default"};
+        struct config_cluster c = {.peer_timeout_ms = 3000, .peers = &cp, .n_peers = 1};
+        struct answering t = {.fd = -1};
+        struct peer_view v;
+        char err[200];
+
+        (void)state;
+        t.listener = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (t.listener < 0 || bind(t.listener, (struct sockaddr *)&a, sizeof(a)) < 0) {
+                if (t.listener >= 0)
+                        close(t.listener);
+                skip(); /* no IPv6 loopback here */
+        }
+        t.base = event_base_new();
+        assert_non_null(t.base);
+        assert_int_equal(listen(t.listener, 4), 0);
+        assert_int_equal(getsockname(t.listener, (struct sockaddr *)&a, &alen), 0);
+        snprintf(http, sizeof(http), "http://[::1]:%u", (unsigned)ntohs(a.sin6_port));
+        cp.http = http;
+        assert_int_equal(peers_new(t.base, &c, NULL, NULL, &t.peers, err, sizeof(err)), 0);
+        struct timeval every = {0, 20 * 1000};
+        t.tick = event_new(t.base, -1, EV_PERSIST, answering_tick, &t);
+        event_add(t.tick, &every);
+        t.until_ms = mono_ms() + 10000;
+        peers_ask(t.peers);
+        event_base_dispatch(t.base);
+        peers_view(t.peers, 0, &v);
+        if (v.state != PEER_UP)
+                fail_msg("peer %s: %s", http, v.error ? v.error : "not up");
+        assert_true(v.memory_bytes == 8 * GIB);
+        snprintf(host, sizeof(host), "\r\nHost: [::1]:%u\r\n", (unsigned)ntohs(a.sin6_port));
+        if (!strstr(t.request, host))
+                fail_msg("request without %s: %s", host + 2, t.request);
+        peers_free(t.peers);
+        event_free(t.tick);
+        if (t.fd >= 0)
+                close(t.fd);
+        close(t.listener);
+        event_base_free(t.base);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -673,6 +760,7 @@ int main(void)
             cmocka_unit_test(backend_table),
             cmocka_unit_test(peer_status_is_range_checked),
             cmocka_unit_test(a_peer_that_never_finishes_is_down_after_its_timeout),
+            cmocka_unit_test(a_peer_at_an_ipv6_address_is_asked_with_its_host_and_port),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
