@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -35,6 +36,7 @@ struct peer {
 
 struct peers {
         struct event_base *base;
+        struct evdns_base *dns; /* a peer's name resolved in the loop, not by a blocking call */
         struct peer *p;
         size_t n;
         uint64_t timeout_ms;
@@ -173,7 +175,7 @@ static void ask_one(struct peer *p)
         if (p->asking)
                 return;
         if (!p->conn) {
-                p->conn = evhttp_connection_base_new(ps->base, NULL, p->host, (uint16_t)p->port);
+                p->conn = evhttp_connection_base_new(ps->base, ps->dns, p->host, (uint16_t)p->port);
                 if (!p->conn) {
                         down(p, "cannot make a connection (out of memory?)");
                         return;
@@ -297,6 +299,19 @@ int peers_new(struct event_base *base, const struct config_cluster *c,
                         return -EINVAL;
                 }
         }
+        /*
+         * Without a DNS base libevent resolves a peer's name with getaddrinfo(),
+         * which blocks: a resolver that does not answer would stop the whole
+         * loop, balancing included, for its timeout at every round. evdns reads
+         * /etc/resolv.conf and /etc/hosts once, here; an address needs no lookup.
+         */
+        if (base && !(ps->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE))) {
+                snprintf(err, errlen,
+                         "cannot set up name resolution for the peers (out of memory?)");
+                peers_free(ps);
+                return -ENOMEM;
+        }
         struct timeval tv = mono_timeval(PEERS_INTERVAL_MS);
         ps->timer = base ? event_new(base, -1, EV_PERSIST, on_timer, ps) : NULL;
         if (ps->timer)
@@ -327,6 +342,8 @@ void peers_free(struct peers *ps)
                 free(ps->p[i].libvirt_uri);
                 free(ps->p[i].http);
         }
+        if (ps->dns)
+                evdns_base_free(ps->dns, 1); /* after the connections: nothing waits on it */
         free(ps->p);
         free(ps);
 }

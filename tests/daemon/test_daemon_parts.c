@@ -655,6 +655,7 @@ static void a_peer_that_never_finishes_is_down_after_its_timeout(void **state)
 /* A peer that answers its status once, and keeps the request it was sent. */
 struct answering {
         int listener, fd;
+        int listener6; /* the same port on ::1 too, or -1 */
         struct event *tick;
         struct event_base *base;
         struct peers *peers;
@@ -671,6 +672,8 @@ static void answering_tick(evutil_socket_t unused, short what, void *arg)
         (void)unused, (void)what;
         if (t->fd < 0)
                 t->fd = accept4(t->listener, NULL, NULL, SOCK_NONBLOCK);
+        if (t->fd < 0 && t->listener6 >= 0)
+                t->fd = accept4(t->listener6, NULL, NULL, SOCK_NONBLOCK);
         if (t->fd >= 0 && !t->answered) {
                 ssize_t n = read(t->fd, t->request + t->got, sizeof(t->request) - 1 - t->got);
                 if (n > 0)
@@ -700,7 +703,7 @@ static void a_peer_at_an_ipv6_address_is_asked_with_its_host_and_port(void **sta
         char http[64], host[64];
         struct config_peer cp = {.name = "six", .libvirt_uri = (char *)"test:///default"};
         struct config_cluster c = {.peer_timeout_ms = 3000, .peers = &cp, .n_peers = 1};
-        struct answering t = {.fd = -1};
+        struct answering t = {.fd = -1, .listener6 = -1};
         struct peer_view v;
         char err[200];
 
@@ -739,6 +742,58 @@ static void a_peer_at_an_ipv6_address_is_asked_with_its_host_and_port(void **sta
         event_base_free(t.base);
 }
 
+/* A peer named by a host name (here "localhost", from /etc/hosts): resolved in the loop. */
+static void a_peer_named_by_a_host_name_is_reached(void **state)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t alen = sizeof(a);
+        char http[64];
+        struct config_peer cp = {.name = "named", .libvirt_uri = (char *)"test:///default"};
+        struct config_cluster c = {.peer_timeout_ms = 3000, .peers = &cp, .n_peers = 1};
+        struct answering t = {.fd = -1, .listener6 = -1};
+        struct peer_view v;
+        char err[200];
+
+        (void)state;
+        t.base = event_base_new();
+        t.listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        assert_true(t.base && t.listener >= 0);
+        assert_int_equal(bind(t.listener, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(listen(t.listener, 4), 0);
+        assert_int_equal(getsockname(t.listener, (struct sockaddr *)&a, &alen), 0);
+        /* /etc/hosts may give localhost as ::1 as well, first or only: listen there too. */
+        struct sockaddr_in6 a6 = {
+            .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT, .sin6_port = a.sin_port};
+        t.listener6 = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (t.listener6 >= 0 && (bind(t.listener6, (struct sockaddr *)&a6, sizeof(a6)) < 0 ||
+                                 listen(t.listener6, 4) < 0)) {
+                close(t.listener6);
+                t.listener6 = -1;
+        }
+        snprintf(http, sizeof(http), "http://localhost:%u", (unsigned)ntohs(a.sin_port));
+        cp.http = http;
+        assert_int_equal(peers_new(t.base, &c, NULL, NULL, &t.peers, err, sizeof(err)), 0);
+        struct timeval every = {0, 20 * 1000};
+        t.tick = event_new(t.base, -1, EV_PERSIST, answering_tick, &t);
+        event_add(t.tick, &every);
+        t.until_ms = mono_ms() + 10000;
+        peers_ask(t.peers);
+        event_base_dispatch(t.base);
+        peers_view(t.peers, 0, &v);
+        if (v.state != PEER_UP)
+                fail_msg("peer %s: %s", http, v.error ? v.error : "not up");
+        if (!strstr(t.request, "\r\nHost: localhost:"))
+                fail_msg("request without its Host: %s", t.request);
+        peers_free(t.peers);
+        event_free(t.tick);
+        if (t.fd >= 0)
+                close(t.fd);
+        if (t.listener6 >= 0)
+                close(t.listener6);
+        close(t.listener);
+        event_base_free(t.base);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -761,6 +816,7 @@ int main(void)
             cmocka_unit_test(peer_status_is_range_checked),
             cmocka_unit_test(a_peer_that_never_finishes_is_down_after_its_timeout),
             cmocka_unit_test(a_peer_at_an_ipv6_address_is_asked_with_its_host_and_port),
+            cmocka_unit_test(a_peer_named_by_a_host_name_is_reached),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
