@@ -695,103 +695,101 @@ static void answering_tick(evutil_socket_t unused, short what, void *arg)
                 event_base_loopbreak(t->base);
 }
 
-/* A peer named by an IPv6 address: reached, and asked with "Host: [addr]:port" (RFC 7230). */
-static void a_peer_at_an_ipv6_address_is_asked_with_its_host_and_port(void **state)
+/*
+ * Ask the peer at `http` once, with t's listeners answering; the peer must be
+ * up with the status sent, and t->request holds what it was asked.
+ */
+static void ask_answering_peer(struct answering *t, const char *http)
 {
-        struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-        socklen_t alen = sizeof(a);
-        char http[64], host[64];
-        struct config_peer cp = {.name = "six", .libvirt_uri = (char *)"test:///default"};
+        struct config_peer cp = {
+            .name = "peer", .libvirt_uri = (char *)"test:///default", .http = (char *)http};
         struct config_cluster c = {.peer_timeout_ms = 3000, .peers = &cp, .n_peers = 1};
-        struct answering t = {.fd = -1, .listener6 = -1};
+        struct timeval every = {0, 20 * 1000};
         struct peer_view v;
         char err[200];
 
-        (void)state;
-        t.listener = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        if (t.listener < 0 || bind(t.listener, (struct sockaddr *)&a, sizeof(a)) < 0) {
-                if (t.listener >= 0)
-                        close(t.listener);
-                skip(); /* no IPv6 loopback here */
-        }
-        t.base = event_base_new();
-        assert_non_null(t.base);
-        assert_int_equal(listen(t.listener, 4), 0);
-        assert_int_equal(getsockname(t.listener, (struct sockaddr *)&a, &alen), 0);
-        snprintf(http, sizeof(http), "http://[::1]:%u", (unsigned)ntohs(a.sin6_port));
-        cp.http = http;
-        assert_int_equal(peers_new(t.base, &c, NULL, NULL, &t.peers, err, sizeof(err)), 0);
-        struct timeval every = {0, 20 * 1000};
-        t.tick = event_new(t.base, -1, EV_PERSIST, answering_tick, &t);
-        event_add(t.tick, &every);
-        t.until_ms = mono_ms() + 10000;
-        peers_ask(t.peers);
-        event_base_dispatch(t.base);
-        peers_view(t.peers, 0, &v);
+        t->fd = -1;
+        assert_non_null(t->base = event_base_new());
+        assert_int_equal(peers_new(t->base, &c, NULL, NULL, &t->peers, err, sizeof(err)), 0);
+        t->tick = event_new(t->base, -1, EV_PERSIST, answering_tick, t);
+        event_add(t->tick, &every);
+        t->until_ms = mono_ms() + 10000;
+        peers_ask(t->peers);
+        event_base_dispatch(t->base);
+        peers_view(t->peers, 0, &v);
         if (v.state != PEER_UP)
                 fail_msg("peer %s: %s", http, v.error ? v.error : "not up");
         assert_true(v.memory_bytes == 8 * GIB);
-        snprintf(host, sizeof(host), "\r\nHost: [::1]:%u\r\n", (unsigned)ntohs(a.sin6_port));
+        peers_free(t->peers);
+        event_free(t->tick);
+        if (t->fd >= 0)
+                close(t->fd);
+        event_base_free(t->base);
+}
+
+/* A listening socket on the loopback of `family`, at `port` (0: any); -1 if there is none. */
+static int loopback_listener(int family, unsigned *port)
+{
+        struct sockaddr_storage ss = {0};
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        socklen_t len = family == AF_INET ? sizeof(*a4) : sizeof(*a6);
+        int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+        if (family == AF_INET)
+                *a4 = (struct sockaddr_in){.sin_family = AF_INET,
+                                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                                           .sin_port = htons((uint16_t)*port)};
+        else
+                *a6 = (struct sockaddr_in6){.sin6_family = AF_INET6,
+                                            .sin6_addr = IN6ADDR_LOOPBACK_INIT,
+                                            .sin6_port = htons((uint16_t)*port)};
+        if (fd < 0 || bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4) < 0 ||
+            getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+                if (fd >= 0)
+                        close(fd);
+                return -1;
+        }
+        *port = ntohs(family == AF_INET ? a4->sin_port : a6->sin6_port);
+        return fd;
+}
+
+/* A peer named by an IPv6 address: reached, and asked with "Host: [addr]:port" (RFC 7230). */
+static void a_peer_at_an_ipv6_address_is_asked_with_its_host_and_port(void **state)
+{
+        struct answering t = {.listener6 = -1};
+        unsigned port = 0;
+        char http[64], host[64];
+
+        (void)state;
+        if ((t.listener = loopback_listener(AF_INET6, &port)) < 0)
+                skip(); /* no IPv6 loopback here */
+        snprintf(http, sizeof(http), "http://[::1]:%u", port);
+        ask_answering_peer(&t, http);
+        snprintf(host, sizeof(host), "\r\nHost: [::1]:%u\r\n", port);
         if (!strstr(t.request, host))
                 fail_msg("request without %s: %s", host + 2, t.request);
-        peers_free(t.peers);
-        event_free(t.tick);
-        if (t.fd >= 0)
-                close(t.fd);
         close(t.listener);
-        event_base_free(t.base);
 }
 
 /* A peer named by a host name (here "localhost", from /etc/hosts): resolved in the loop. */
 static void a_peer_named_by_a_host_name_is_reached(void **state)
 {
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        socklen_t alen = sizeof(a);
+        struct answering t = {0};
+        unsigned port = 0;
         char http[64];
-        struct config_peer cp = {.name = "named", .libvirt_uri = (char *)"test:///default"};
-        struct config_cluster c = {.peer_timeout_ms = 3000, .peers = &cp, .n_peers = 1};
-        struct answering t = {.fd = -1, .listener6 = -1};
-        struct peer_view v;
-        char err[200];
 
         (void)state;
-        t.base = event_base_new();
-        t.listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        assert_true(t.base && t.listener >= 0);
-        assert_int_equal(bind(t.listener, (struct sockaddr *)&a, sizeof(a)), 0);
-        assert_int_equal(listen(t.listener, 4), 0);
-        assert_int_equal(getsockname(t.listener, (struct sockaddr *)&a, &alen), 0);
+        assert_true((t.listener = loopback_listener(AF_INET, &port)) >= 0);
         /* /etc/hosts may give localhost as ::1 as well, first or only: listen there too. */
-        struct sockaddr_in6 a6 = {
-            .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT, .sin6_port = a.sin_port};
-        t.listener6 = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        if (t.listener6 >= 0 && (bind(t.listener6, (struct sockaddr *)&a6, sizeof(a6)) < 0 ||
-                                 listen(t.listener6, 4) < 0)) {
-                close(t.listener6);
-                t.listener6 = -1;
-        }
-        snprintf(http, sizeof(http), "http://localhost:%u", (unsigned)ntohs(a.sin_port));
-        cp.http = http;
-        assert_int_equal(peers_new(t.base, &c, NULL, NULL, &t.peers, err, sizeof(err)), 0);
-        struct timeval every = {0, 20 * 1000};
-        t.tick = event_new(t.base, -1, EV_PERSIST, answering_tick, &t);
-        event_add(t.tick, &every);
-        t.until_ms = mono_ms() + 10000;
-        peers_ask(t.peers);
-        event_base_dispatch(t.base);
-        peers_view(t.peers, 0, &v);
-        if (v.state != PEER_UP)
-                fail_msg("peer %s: %s", http, v.error ? v.error : "not up");
+        t.listener6 = loopback_listener(AF_INET6, &port);
+        snprintf(http, sizeof(http), "http://localhost:%u", port);
+        ask_answering_peer(&t, http);
         if (!strstr(t.request, "\r\nHost: localhost:"))
                 fail_msg("request without its Host: %s", t.request);
-        peers_free(t.peers);
-        event_free(t.tick);
-        if (t.fd >= 0)
-                close(t.fd);
         if (t.listener6 >= 0)
                 close(t.listener6);
         close(t.listener);
-        event_base_free(t.base);
 }
 
 int main(void)
