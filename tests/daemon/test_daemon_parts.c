@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -792,6 +794,83 @@ static void a_peer_named_by_a_host_name_is_reached(void **state)
         close(t.listener);
 }
 
+/* A name server that takes questions and never answers; the loop's ticks are counted. */
+struct silent_dns {
+        int udp;
+        unsigned questions, ticks_while_asked;
+        struct event_base *base;
+        struct peers *peers;
+        uint64_t until_ms;
+};
+
+static void silent_dns_tick(evutil_socket_t unused, short what, void *arg)
+{
+        struct silent_dns *t = arg;
+        char buf[512];
+
+        (void)unused, (void)what;
+        while (recv(t->udp, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+                t->questions++;
+        if (t->questions && peers_asking(t->peers))
+                t->ticks_while_asked++;
+        if (t->ticks_while_asked >= 5 || !peers_asking(t->peers) || mono_ms() >= t->until_ms)
+                event_base_loopbreak(t->base);
+}
+
+/*
+ * A resolver that does not answer must not stop the loop: with a blocking
+ * getaddrinfo() the question arrives while the loop waits inside it, and the
+ * loop ticks again only once the lookup failed and the peer is down. Here the
+ * loop ticks on while the peer is still being asked. /etc/resolv.conf is
+ * replaced for this process only (a mount namespace; root, else skipped).
+ */
+static void a_resolver_that_does_not_answer_does_not_stop_the_loop(void **state)
+{
+        struct sockaddr_in ns = {.sin_family = AF_INET,
+                                 .sin_port = htons(53),
+                                 .sin_addr.s_addr = htonl(0x7f00004d)}; /* 127.0.0.77 */
+        char conf[] = "/tmp/dynmem-resolv-XXXXXX";
+        struct config_peer cp = {.name = "far",
+                                 .libvirt_uri = (char *)"test:///default",
+                                 .http = (char *)"http://peer.dynmem-test.invalid:9100"};
+        struct config_cluster c = {.peer_timeout_ms = 20000, .peers = &cp, .n_peers = 1};
+        struct silent_dns t = {0};
+        struct timeval every = {0, 20 * 1000};
+        char err[200];
+        int fd;
+
+        (void)state;
+        if (geteuid() != 0 || unshare(CLONE_NEWNS) < 0 ||
+            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                skip(); /* needs a mount namespace of its own */
+        t.udp = socket(AF_INET, SOCK_DGRAM, 0);
+        assert_true(t.udp >= 0);
+        if (bind(t.udp, (struct sockaddr *)&ns, sizeof(ns)) < 0) {
+                close(t.udp);
+                skip(); /* a name server of this machine's holds port 53 on every address */
+        }
+        assert_true((fd = mkstemp(conf)) >= 0);
+        assert_true(dprintf(fd, "nameserver 127.0.0.77\noptions timeout:30 attempts:1\n") > 0);
+        close(fd);
+        assert_int_equal(mount(conf, "/etc/resolv.conf", NULL, MS_BIND, NULL), 0);
+
+        assert_non_null(t.base = event_base_new());
+        assert_int_equal(peers_new(t.base, &c, NULL, NULL, &t.peers, err, sizeof(err)), 0);
+        struct event *tick = event_new(t.base, -1, EV_PERSIST, silent_dns_tick, &t);
+        event_add(tick, &every);
+        t.until_ms = mono_ms() + 60000;
+        peers_ask(t.peers);
+        event_base_dispatch(t.base);
+        assert_true(t.questions > 0);          /* the name was asked of the resolver */
+        assert_true(t.ticks_while_asked >= 5); /* and the loop ran on meanwhile */
+        peers_free(t.peers);
+        event_free(tick);
+        event_base_free(t.base);
+        umount("/etc/resolv.conf");
+        unlink(conf);
+        close(t.udp);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -815,6 +894,7 @@ int main(void)
             cmocka_unit_test(a_peer_that_never_finishes_is_down_after_its_timeout),
             cmocka_unit_test(a_peer_at_an_ipv6_address_is_asked_with_its_host_and_port),
             cmocka_unit_test(a_peer_named_by_a_host_name_is_reached),
+            cmocka_unit_test(a_resolver_that_does_not_answer_does_not_stop_the_loop),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
