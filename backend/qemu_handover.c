@@ -100,30 +100,25 @@ int qemu_open_file(const char *what, const char *path, int flags, bool block_ok,
         struct stat st;
         int e, fl, fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 
-        if (fd < 0) {
-                e = errno;
-                snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
-                return -e;
-        }
-        if (fstat(fd, &st) < 0 || (fl = fcntl(fd, F_GETFL)) < 0) {
-                e = errno;
-                close(fd);
-                snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
-                return -e;
-        }
+        if (fd < 0)
+                goto failed;
+        if (fstat(fd, &st) < 0 || (fl = fcntl(fd, F_GETFL)) < 0)
+                goto failed;
         if (!S_ISREG(st.st_mode) && !(block_ok && S_ISBLK(st.st_mode))) {
                 close(fd);
                 snprintf(err, errlen, "%s %s is %s, not a regular file%s", what, path,
                          kind_of(st.st_mode), block_ok ? " or a block device" : "");
                 return -EINVAL;
         }
-        if (fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
-                e = errno;
-                close(fd);
-                snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
-                return -e;
-        }
+        if (fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+                goto failed;
         return fd;
+failed:
+        e = errno;
+        if (fd >= 0)
+                close(fd);
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
+        return -e;
 }
 
 /*
