@@ -19,12 +19,21 @@ multiplier on memory, found by bisection), and again with no more OOM kills than
 Hyper-V's (a cost per kill, also found by bisection). The ratios are what such a policy could reach
 at best; a policy tuned on the tuning half sees neither half's future.
 
+Two more rows learn from the past only, as the headroom pool does (docs/policy.md): each
+VM keeps a histogram of its rises per sample (buckets of x sqrt(2) from 8 MiB, halved
+every 6 h) and is given the headroom h that makes share missed(h) + price x h smallest,
+the price being the one that holds Hyper-V's memory (bisection). The second keeps one
+histogram per quartile of the VM's own past levels and reads the one of its level now:
+a headroom that follows the VM's state (a bursty VM idling low rises from there), which
+the policy does not model.
+
     bench/headroom_bound.py [--sets tune,held-out,all]
 
 Pure Python, a few minutes. Without the dataset it says so and exits 0.
 """
 import argparse
 import bisect
+import math
 import os
 import sys
 
@@ -104,6 +113,67 @@ def best_without_more_kills(opts, budget, kills):
     return best
 
 
+RISE_EDGES = [8 * bb.MIB * 2 ** (i / 2) for i in range(24)]  # the policy's buckets
+RISE_DECAY = 0.5 ** (1 / 72)  # per 5-minute sample: halved every 6 h
+LEVEL_CLASSES = 4  # quartiles of the VM's past levels
+LEVEL_HISTORY = 12  # samples seen before the level classes are used
+
+
+def online(traces, caps, price, classes):
+    """(short samples, OOM kills, mean held) for the pool learned online, per level class."""
+    short = oom = 0
+    held_sum = 0.0
+    for name, demand in traces.items():
+        maximum = bb.align(caps[name])
+        hist = [[0.0] * len(RISE_EDGES) for _ in range(classes)]
+        weight = [0.0] * classes
+        levels = []
+        held = prev_class = None
+        for k, d in enumerate(demand):
+            if held is not None:
+                short += d > held
+                oom += d > held + SWAP
+                for c in range(classes):
+                    weight[c] *= RISE_DECAY
+                    hist[c] = [w * RISE_DECAY for w in hist[c]]
+                weight[prev_class] += 1
+                rise = d - demand[k - 1]
+                if rise >= RISE_EDGES[0]:
+                    hist[prev_class][min(len(RISE_EDGES) - 1,
+                                         bisect.bisect_right(RISE_EDGES, rise) - 1)] += 1
+            cls = 0
+            if classes > 1 and len(levels) >= LEVEL_HISTORY:
+                cls = min(classes - 1, bisect.bisect_left(levels, d) * classes // len(levels))
+            bisect.insort(levels, d)
+            if weight[cls] < 6:  # too little history: the buffer, as the pool gives
+                h = 0.2 * d
+            else:
+                above = sum(hist[cls])
+                h, best = 0.0, above / weight[cls]
+                for i, w in enumerate(hist[cls]):
+                    above -= w
+                    edge = RISE_EDGES[i] * math.sqrt(2)
+                    cost = above / weight[cls] + price * edge / bb.MIB
+                    if cost < best:
+                        h, best = edge, cost
+            held = min(maximum, max(MIN_BYTES, d + h))
+            held_sum += held
+            prev_class = cls
+    return short, oom, held_sum / max(len(demand) for demand in traces.values())
+
+
+def online_at(traces, caps, budget, classes):
+    """online() at the lowest price that holds no more than budget."""
+    lo, hi = 1e-7, 1.0
+    for _ in range(18):
+        mid = (lo * hi) ** 0.5
+        if online(traces, caps, mid, classes)[2] > budget:
+            lo = mid
+        else:
+            hi = mid
+    return online(traces, caps, hi, classes)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default="tune,held-out,all")
@@ -127,6 +197,9 @@ def main():
             rows.append((f"{form}, per VM, in-sample", best_at(opts, h[2])))
             rows.append((f"{form}, per VM, in-sample, OOM kills <= hyperv",
                          best_without_more_kills(opts, h[2], h[1])))
+        rows.append(("pool learned online (past only)", online_at(traces, caps, h[2], 1)))
+        rows.append(("pool learned online, per level quartile",
+                     online_at(traces, caps, h[2], LEVEL_CLASSES)))
         for label, (s, k, m) in rows:
             print(f"| {which} | {label} | {s:,} | {s / h[0]:.2f} | {k} | {m / bb.GIB:.2f} |"
                   f" {m / h[2]:.3f} |")
