@@ -30,6 +30,7 @@
     ['maximum', 'maximum_bytes', size, true],
     ['buffer', 'buffer_percent', percent, true],
     ['weight', 'weight', text, true],
+    ['lend', 'lend', onOff],              // whether the VM may borrow page cache
   ];
 
   const page = {
@@ -45,6 +46,11 @@
 
   function text(v) {
     return v === null || v === undefined ? '-' : String(v);
+  }
+
+  // a switch, as `dynmem show` prints it
+  function onOff(v) {
+    return v === true ? 'on' : v === false ? 'off' : '-';
   }
 
   // the state, and a live migration under way: "running (outgoing)"

@@ -48,6 +48,7 @@ minimum = 1G
 maximum = 3G
 buffer = 30
 weight = 8000
+lend = no
 trace = {steps}
 autostart = yes
 
@@ -113,11 +114,13 @@ def main():
         check(sorted(rows) == ["db1", "spare", "web1"], "a row per VM", rows)
         db1 = rows["db1"]
         for col in ("name", "state", "assigned", "lent", "demand", "pressure", "status", "minimum",
-                    "startup", "maximum", "buffer", "weight"):
+                    "startup", "maximum", "buffer", "weight", "lend"):
             check(col in db1, f"column {col}", db1)
         check(db1["state"] == "running" and db1["minimum"] == "1 GiB" and
               db1["startup"] == "2 GiB" and db1["maximum"] == "3 GiB" and
               db1["buffer"] == "30 %" and db1["weight"] == "8000", "db1's settings", db1)
+        # the setting lend, as `dynmem show` prints it (a Lend column was missing)
+        check(db1["lend"] == "off" and rows["web1"]["lend"] == "on", "lend", rows)
         # lending is off (lend_hold = 0): nothing of db1's target is a loan
         check(db1["lent"] == "0 B", "db1 is lent nothing", db1)
         check(rows["spare"]["state"] == "off" and rows["spare"]["pressure"] == "-",
