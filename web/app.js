@@ -1,6 +1,7 @@
 // app.js: dynmemd's live page. Every second it reads /api/v1/vms,
 // /api/v1/counters, /api/v1/status and the new events, redraws the table and
-// appends one point to each chart. The charts' history (the last ten minutes)
+// appends one point to each chart; the VM selected by its name (#vm=NAME)
+// has its details shown, all that `dynmem show` prints. The charts' history (the last ten minutes)
 // lives in this page only; reloading starts them afresh. Where polls are
 // missing (dynmemd did not answer, or the browser held the page back) the
 // lines break instead of joining across the gap. Read-only: it never sends
@@ -33,6 +34,47 @@
     ['lend', 'lend', onOff],              // whether the VM may borrow page cache
   ];
 
+  // The selected VM's details (its name in the page's address: #vm=NAME), as `dynmem show`
+  // prints them and in its order: [label, key, format]. What the VM object has not is left
+  // out, and so is a backend member that is null (does not apply to this VM, or not now).
+  const DETAILS = [
+    ['Name', 'name', text],
+    ['State', 'state', stateText],
+    ['Dynamic memory', 'dynamic', onOff],
+    ['Assigned', 'assigned_bytes', size],
+    ['Demand', 'demand_bytes', size],
+    ['Pressure', 'pressure_percent', percent],
+    ['Status', 'status', text],
+    ['Target', 'target_bytes', size],
+    ['Lent', 'lent_bytes', size],
+    ['Reason', 'reason', text],
+    ['Minimum', 'minimum_bytes', size],
+    ['Startup', 'startup_bytes', size],
+    ['Maximum', 'maximum_bytes', size],
+    ['Buffer', 'buffer_percent', percent],
+    ['Weight', 'weight', text],
+    ['Block', 'block_bytes', size],
+    ['Lend', 'lend', onOff],
+    ['Defined by', 'origin', text],
+    ['Autostart', 'autostart', onOff],
+    ['Guest sees', 'guest_visible_bytes', size],
+    ['Host RSS', 'host_rss_bytes', size],
+    ['Problem', 'problem', text],
+    ['Last refusal', 'refusal', text],
+  ];
+  const BACKEND_DETAILS = [
+    ['Backend', 'name', text],
+    ['Demand from', 'signal', text],
+    ['Guest agent', 'agent_state', text],
+    ['Agent protocol', 'agent_protocol_version', text],
+    ['Agent can', 'agent_capabilities', text],
+    ['Process', 'pid', text],
+    ['Accelerator', 'accelerator', text],
+    ['Version', 'version', text],
+    ['Machine', 'machine', text],
+    ['Resizing', 'resizing', onOff],
+  ];
+
   const page = {
     polls: 0,
     updated: null,       // when the figures shown were read (ms), null before the first
@@ -42,6 +84,7 @@
     history: new Map(),  // VM name -> [[Date, assigned MiB, demand MiB], ...]
     charts: new Map(),   // VM name -> {box, graph}
     hostGraph: null,
+    vms: null,           // the VMs last read
   };
 
   function text(v) {
@@ -62,6 +105,7 @@
     if (bytes === null || bytes === undefined) return '-';
     if (bytes >= GIB) return trim(bytes / GIB) + ' GiB';
     if (bytes >= MIB) return Math.round(bytes / MIB) + ' MiB';
+    if (bytes >= 1024) return trim(bytes / 1024) + ' KiB';
     return bytes + ' B';
   }
 
@@ -115,6 +159,17 @@
       (host.relief && host.relief.enabled && host.relief.short ? '; short of memory' : ''));
   }
 
+  // the VM whose details are shown: #vm=NAME in the page's address, null for none
+  function selected() {
+    const m = /^#vm=(.+)$/.exec(location.hash);
+    if (!m) return null;
+    try {
+      return decodeURIComponent(m[1]);
+    } catch (e) {
+      return null;
+    }
+  }
+
   function showVms(vms) {
     const body = document.querySelector('#vms tbody');
     const rows = new Map();
@@ -130,17 +185,63 @@
           td.className = cls + (num ? ' num' : '');
           tr.appendChild(td);
         }
+        // the name links to the VM's details
+        const a = document.createElement('a');
+        a.href = '#vm=' + encodeURIComponent(vm.name);
+        tr.children[0].appendChild(a);
       }
       body.appendChild(tr); // keeps the daemon's order (by name)
       COLUMNS.forEach(([cls, key, fmt, num], i) => {
         const td = tr.children[i];
-        td.textContent = fmt(vm[key], vm);
+        (i === 0 ? td.firstChild : td).textContent = fmt(vm[key], vm);
         td.className = cls + (num ? ' num' : '') + (cls === 'status' ? ' status-' + vm.status : '');
       });
-      tr.className = vm.state === 'running' || vm.state === 'stopping' ? '' : 'off';
+      tr.classList.toggle('off', vm.state !== 'running' && vm.state !== 'stopping');
+      tr.classList.toggle('selected', vm.name === selected());
     }
     for (const tr of rows.values()) tr.remove();
     document.getElementById('no-vms').hidden = vms.length > 0;
+    showDetails(vms);
+  }
+
+  // The selected VM's details, every one as text (names, refusals and problems come from
+  // guests, backends and libvirt's XML: never markup).
+  function showDetails(vms) {
+    const name = selected();
+    const vm = name === null ? null : vms.find((v) => v.name === name);
+    const box = document.getElementById('details');
+    const note = document.getElementById('no-details');
+    box.hidden = !vm;
+    note.textContent = name === null ? 'Select a VM by its name: its details show here.'
+      : 'No VM ' + name + ' (any more).';
+    note.hidden = !!vm;
+    if (!vm) return;
+    document.getElementById('details-name').textContent = vm.name;
+    const list = document.getElementById('details-list');
+    const items = [];
+    const add = (label, value) => {
+      const dt = document.createElement('dt');
+      const dd = document.createElement('dd');
+      dt.textContent = label;
+      dd.textContent = value;
+      items.push(dt, dd);
+    };
+    for (const [label, key, fmt] of DETAILS) {
+      if (key in vm && !(key === 'refusal' && vm.refusal === null)) add(label, fmt(vm[key], vm));
+    }
+    const b = vm.backend;
+    if (b && typeof b === 'object') {
+      for (const [label, key, fmt] of BACKEND_DETAILS) {
+        if (b[key] !== null && b[key] !== undefined) add(label, fmt(b[key]));
+      }
+      // what the backend chose from what its hypervisor offers: NAME=VALUE (WHY)
+      for (const c of b.choices || []) {
+        const words = String(c.value).includes(' ');
+        add('Chosen', c.name + (words ? ' ' : '=') + c.value + (c.why ? ' (' + c.why + ')' : ''));
+      }
+      if (typeof b.offers === 'string') add('Also offered', b.offers);
+    }
+    list.replaceChildren(...items);
   }
 
   // ---- charts ----
@@ -291,6 +392,7 @@
       ]);
       const now = new Date();
       showHost(host);
+      page.vms = vms;
       showVms(vms);
       drawHost(counters, now, page.missed);
       drawVms(vms, now, page.missed);
@@ -305,6 +407,13 @@
     }
     setTimeout(poll, POLL_MS);
   }
+
+  window.addEventListener('hashchange', () => {
+    for (const tr of document.querySelectorAll('#vms tbody tr')) {
+      tr.classList.toggle('selected', tr.dataset.vm === selected());
+    }
+    if (page.vms) showDetails(page.vms);
+  });
 
   poll();
 })();

@@ -67,6 +67,19 @@ function tableOf() {
   return rows;
 }
 
+// Inside the page: the selected VM's details, {label: value}.
+function detailsOf() {
+  const out = {};
+  const dts = document.querySelectorAll('#details-list dt');
+  for (const dt of dts) out[dt.textContent] = dt.nextElementSibling.textContent;
+  return {
+    hidden: document.getElementById('details').hidden,
+    name: document.getElementById('details-name').textContent,
+    fields: out,
+    selected: [...document.querySelectorAll('#vms tbody tr.selected')].map((tr) => tr.dataset.vm),
+  };
+}
+
 const [url, shot] = process.argv.slice(2);
 const origin = new URL(url).origin;
 
@@ -98,6 +111,11 @@ run({width: 1400, height: 1100}, (u) => u.startsWith(origin), async (page, repor
   await page.waitForFunction(() => Number(document.body.dataset.polls || 0) >= 8,
                              null, {timeout: WAIT_MS});
   report.last = await page.evaluate(tableOf);
+  // a VM's details: none before one is chosen, db1's once its name is followed
+  report.detailsNone = await page.evaluate(detailsOf);
+  await page.click('#vms tbody tr[data-vm="db1"] td.name a');
+  await polls(page, 1);
+  report.details = await page.evaluate(detailsOf);
   report.charts = await page.evaluate(inkOf, '#charts .chart-box');
   report.hostChart = await page.evaluate(inkOf, '#host-chart');
   report.events = await page.evaluate(() =>

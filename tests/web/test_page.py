@@ -105,6 +105,7 @@ def main():
                                    capture_output=True, text=True, timeout=600, env=env)
                 check(p.stdout.strip(), "page_check.cjs reported", p.stderr)
                 result.update(json.loads(p.stdout.strip().splitlines()[-1]))
+                result["show"] = d.ok("show", "db1").out
                 check("failure" not in result, "the browser run", result.get("failure"),
                       p.stderr)
 
@@ -127,6 +128,27 @@ def main():
               "an off VM", rows["spare"])
         check(result["host"]["memory"] == "8 GiB" and result["host"]["vms"] == "3 (2 running)",
               "the host line", result["host"])
+
+    @tap.case
+    def a_vm_chosen_by_its_name_shows_all_dynmem_show_prints(b):
+        # Only the table's columns were on the page before: not its target, reason, block,
+        # whether it is dynamic, where it is defined, autostart, refusal or backend.
+        none, det = result.get("detailsNone", {}), result.get("details", {})
+        check(none.get("hidden") is True and none.get("selected") == [], "nothing chosen", none)
+        check(det.get("hidden") is False and det.get("name") == "db1" and
+              det.get("selected") == ["db1"], "db1 chosen", det)
+        page_fields = det.get("fields", {})
+        show = {}
+        for line in result.get("show", "").splitlines():
+            label, _, value = line.partition(":")
+            if label.strip() and value.strip():
+                show[label.strip()] = value.strip()
+        check(len(show) > 15, "dynmem show's lines", result.get("show"))
+        missing = [k for k in show if k not in page_fields]
+        check(not missing, "every line of dynmem show on the page", missing, page_fields)
+        for k in ("Name", "Dynamic memory", "Minimum", "Startup", "Maximum", "Buffer", "Weight",
+                  "Block", "Lend", "Defined by", "Autostart", "Backend", "Demand from"):
+            check(page_fields.get(k) == show[k], f"{k} as dynmem show has it", page_fields, show)
 
     @tap.case
     def the_numbers_change(b):
