@@ -71,6 +71,53 @@ def write_traces(tmp):
     return wave, steps
 
 
+REFUSAL = 'backend: <img src=x id="pwn1"> & "quoted" \'single\' </td>'
+PROBLEM = '<dynmem:minimum>1G & <script id="pwn2">x</script>'
+ODD_NAME = '<i id="pwn3">odd</i>&"'
+PEER = '<b id="pwn4">peer</b>'
+EVENT = 'crashed: <img id="pwn6"> & "x"'
+
+
+def make_fixture(d):
+    """The API's answers, made from dynmemd's own: VMs without an agent, stopped after a
+    refused start, arriving by migration, with a problem, with a name that is markup."""
+    vms = d.json("list")
+    base = next(v for v in vms if v["name"] == "web1")
+
+    def like(name, **changes):
+        vm = json.loads(json.dumps(base))
+        vm["name"] = name
+        vm.update(changes)
+        return vm
+
+    backend = dict(base["backend"], name="qemu", signal="none", agent_state="waiting",
+                   pid=4242, accelerator="kvm", version="10.0.0", machine="pc-q35-10.0",
+                   choices=[{"name": 'virtio-mem <b id="pwn5">x</b>', "value": "on",
+                             "why": 'QEMU & "10.0"'}], offers=None)
+    fixture_vms = [
+        like("noagent", demand_bytes=None, pressure_percent=None, status="unknown",
+             lent_bytes=512 * 1024, backend=backend),
+        like("stopped", state="off", assigned_bytes=0, demand_bytes=None,
+             pressure_percent=None, status="unknown", target_bytes=0, lent_bytes=0,
+             reason="none", refusal=REFUSAL, autostart=False),
+        like("moving", migration="incoming", status="unknown"),
+        like("broken", origin="libvirt", problem=PROBLEM),
+        like(ODD_NAME),
+    ]
+    status = d.json("status")
+    status["peers"] = [{"name": PEER, "libvirt_uri": None, "http": None, "state": "down",
+                        "error": "<img id=pwn7>", "age_ms": None, "memory_bytes": None,
+                        "assigned_bytes": None, "available_for_balancing_bytes": None,
+                        "running": None}]
+    counters = d.json("counters")
+    counters["vms"] = {v["name"]: dict(next(iter(counters["vms"].values())))
+                       for v in fixture_vms}
+    events = {"events": [{"seq": 1, "time_ms": 1700000000000, "kind": "crashed",
+                          "vm": "stopped", "text": EVENT}], "next": 2, "dropped": 0,
+              "more": False}
+    return {"vms": fixture_vms, "status": status, "counters": counters, "events": events}
+
+
 def setup():
     p = subprocess.run([os.path.join(HERE, "setup.sh")], capture_output=True, text=True,
                        timeout=900)
@@ -199,6 +246,74 @@ def main():
     def a_screenshot_is_saved(b):
         check(os.path.getsize(shot) > 10000, "the screenshot", shot)
         print(f"# screenshot: {shot}", flush=True)
+
+    @tap.case
+    def vms_a_test_cannot_make_here_and_strings_that_look_like_markup(b):
+        # dynmemd serves the page; its API is answered from VM objects it gave, changed
+        # into what needs guests, libvirt or a second host to make for real.
+        with tempfile.TemporaryDirectory() as tmp:
+            wave, steps = write_traces(tmp)
+            with running(b, CONFIG.format(wave=wave, steps=steps)) as d:
+                wait_for(lambda: d.vm("db1")["state"] == "running", "the VMs to run")
+                fixture = make_fixture(d)
+                path = os.path.join(tmp, "fixture.json")
+                with open(path, "w") as f:
+                    json.dump(fixture, f)
+                url = d.json("status")["http_url"]
+                env = dict(os.environ, PLAYWRIGHT_CORE=os.path.join(modules, "playwright-core"))
+                p = subprocess.run(["node", os.path.join(HERE, "fixture_check.cjs"), url, path],
+                                   capture_output=True, text=True, timeout=600, env=env)
+        check(p.stdout.strip(), "fixture_check.cjs reported", p.stderr)
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        check("failure" not in r, "the browser run", r.get("failure"), p.stderr)
+        check(r.get("errors") == [], "no script errors", r.get("errors"))
+        seen = [r["page"]] + list(r["vms"].values())
+        check(all(v["injected"] == [] for v in seen), "no markup from the API's strings",
+              [v["injected"] for v in seen])
+        rows = r["page"]["rows"]
+        check(sorted(rows) == sorted(v["name"] for v in fixture["vms"]), "a row per VM", rows)
+
+        # no agent yet: nothing known of its demand
+        waiting = r["vms"]["noagent"]
+        row = waiting["rows"]["noagent"]
+        check(row["demand"] == "-" and row["pressure"] == "-" and row["status"] == "unknown",
+              "unknown demand", row)
+        check(waiting["details"]["Guest agent"] == "waiting" and
+              waiting["details"]["Demand from"] == "none" and
+              waiting["details"]["Demand"] == "-" and "Agent protocol" not in waiting["details"],
+              "the agent waited for", waiting["details"])
+        check(waiting["details"]["Lent"] == "512 KiB" and row["lent"] == "512 KiB",
+              "a size under 1 MiB in KiB, as dynmem show has it", row, waiting["details"])
+        check(waiting["details"]["Chosen"] == 'virtio-mem <b id="pwn5">x</b>=on (QEMU & "10.0")',
+              "the backend's choice, as text", waiting["details"])
+
+        # stopped, its last start refused
+        off = r["vms"]["stopped"]
+        check(off["rows"]["stopped"]["state"] == "off" and
+              off["rows"]["stopped"]["assigned"] == "0 B", "the stopped VM", off["rows"])
+        check(off["details"]["Last refusal"] == REFUSAL, "the refusal, as text", off["details"])
+
+        # arriving by live migration
+        moving = r["vms"]["moving"]["rows"]["moving"]
+        check(moving["state"] == "running (incoming)", "the migration under way", moving)
+        check(r["vms"]["moving"]["details"]["State"] == "running (incoming)", "in the details",
+              r["vms"]["moving"]["details"])
+
+        # a libvirt domain whose dynmem settings cannot be used
+        broken = r["vms"]["broken"]["details"]
+        check(broken["Problem"] == PROBLEM and broken["Defined by"] == "libvirt",
+              "the problem, as text", broken)
+
+        # a name that is markup (dynmemd refuses such names; the page must not rely on it)
+        odd = r["vms"][ODD_NAME]
+        check(odd["detailsName"] == ODD_NAME and odd["details"]["Name"] == ODD_NAME and
+              ODD_NAME in odd["rows"], "a name that looks like markup", odd)
+
+        # peers and events
+        check(r["page"]["peersShown"] and r["page"]["peers"].startswith(PEER + " down"),
+              "the peer, as text", r["page"]["peers"])
+        check(any(EVENT in e for e in r["page"]["events"]), "the event, as text",
+              r["page"]["events"])
 
     sys.exit(tap.run(bins))
 
