@@ -94,6 +94,7 @@ run({width: 1400, height: 1100}, (u) => u.startsWith(origin), async (page, repor
   report.host = await page.evaluate(() => ({
     memory: document.getElementById('host-memory').textContent,
     vms: document.getElementById('host-vms').textContent,
+    peersShown: getComputedStyle(document.getElementById('host-peers-box')).display !== 'none',
   }));
   // the numbers change: wait for any assigned or demand cell to differ
   const before = JSON.stringify(report.first);

@@ -175,6 +175,8 @@ def main():
               "an off VM", rows["spare"])
         check(result["host"]["memory"] == "8 GiB" and result["host"]["vms"] == "3 (2 running)",
               "the host line", result["host"])
+        # no [peer] sections: no Peers label (the header's flex layout showed it, empty)
+        check(result["host"]["peersShown"] is False, "no peers", result["host"])
 
     @tap.case
     def a_vm_chosen_by_its_name_shows_all_dynmem_show_prints(b):
