@@ -150,12 +150,14 @@
     const moving = m && (m.arriving || m.leaving)
       ? ', ' + m.arriving + ' arriving, ' + m.leaving + ' leaving' : '';
     set('host-vms', host.vms + ' (' + host.running + ' running' + moving + ')');
-    // [peer] sections: each peer's state and what it has available for balancing
+    // [peer] sections: each peer's state, what it has available for balancing, and why
+    // it could not be asked (as `dynmem status` has it)
     const peers = host.peers || [];
     document.getElementById('host-peers-box').hidden = peers.length === 0;
     set('host-peers', peers.map((p) => p.name + ' ' + p.state +
-      (p.available_for_balancing_bytes === null ? ''
-        : ' (' + size(p.available_for_balancing_bytes) + ' free)')).join(', ') +
+      (typeof p.available_for_balancing_bytes !== 'number' ? ''
+        : ' (' + size(p.available_for_balancing_bytes) + ' free)') +
+      (typeof p.error === 'string' ? ': ' + p.error : '')).join(', ') +
       (host.relief && host.relief.enabled && host.relief.short ? '; short of memory' : ''));
   }
 

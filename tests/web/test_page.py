@@ -75,6 +75,7 @@ REFUSAL = 'backend: <img src=x id="pwn1"> & "quoted" \'single\' </td>'
 PROBLEM = '<dynmem:minimum>1G & <script id="pwn2">x</script>'
 ODD_NAME = '<i id="pwn3">odd</i>&"'
 PEER = '<b id="pwn4">peer</b>'
+PEER_ERROR = 'http://peer:9100/: <img id="pwn7"> refused'
 EVENT = 'crashed: <img id="pwn6"> & "x"'
 
 
@@ -106,7 +107,7 @@ def make_fixture(d):
     ]
     status = d.json("status")
     status["peers"] = [{"name": PEER, "libvirt_uri": None, "http": None, "state": "down",
-                        "error": "<img id=pwn7>", "age_ms": None, "memory_bytes": None,
+                        "error": PEER_ERROR, "age_ms": None, "memory_bytes": None,
                         "assigned_bytes": None, "available_for_balancing_bytes": None,
                         "running": None}]
     counters = d.json("counters")
@@ -312,7 +313,8 @@ def main():
               ODD_NAME in odd["rows"], "a name that looks like markup", odd)
 
         # peers and events
-        check(r["page"]["peersShown"] and r["page"]["peers"].startswith(PEER + " down"),
+        # a peer that cannot be asked, and why (its error was not shown before)
+        check(r["page"]["peersShown"] and r["page"]["peers"] == PEER + " down: " + PEER_ERROR,
               "the peer, as text", r["page"]["peers"])
         check(any(EVENT in e for e in r["page"]["events"]), "the event, as text",
               r["page"]["events"])
