@@ -16,14 +16,46 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "settings.h"
 #include "simrun.h"
 #include "units.h"
 
 #define JOBS_MAX 64
 
+/* The least host a sweep runs: the least [host] memory a scenario takes. */
+#define SWEEP_MEMORY_MIN SETTINGS_MINIMUM_FLOOR
+
+/*
+ * One size of --sweep memory=FROM:TO:STEP, read as [host] memory is: a unit,
+ * or plain bytes of at least 1 MiB. Returns 0 or -EINVAL with the field and
+ * its text in err.
+ */
+static int range_field(const char *name, const char *text, uint64_t *ret, char *err, size_t errlen)
+{
+        char why[160];
+        int r = size_parse(text, ret);
+
+        if (r == -ERANGE) {
+                snprintf(err, errlen, "--sweep: %s \"%s\" is too large", name, text);
+                return -EINVAL;
+        }
+        if (r < 0) {
+                snprintf(err, errlen,
+                         "--sweep: %s \"%s\" is not a size (bytes, or a number with K, M, G or "
+                         "T, e.g. 40G)",
+                         name, text);
+                return -EINVAL;
+        }
+        if (size_unit_missing(text, *ret, why, sizeof(why))) {
+                snprintf(err, errlen, "--sweep: %s %s", name, why);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size_t errlen)
 {
-        char buf[128], *rest, *from, *to, *step;
+        char buf[128], *rest, *from, *to, *step, a[32];
 
         if (strncmp(text, "memory=", 7) != 0) {
                 snprintf(err, errlen,
@@ -41,13 +73,22 @@ int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size
         from = strsep(&rest, ":");
         to = strsep(&rest, ":");
         step = strsep(&rest, ":");
-        if (!to || !step || rest || size_parse(from, &ret->from) < 0 ||
-            size_parse(to, &ret->to) < 0 || size_parse(step, &ret->step) < 0) {
+        if (!to || !step || rest) {
                 snprintf(err, errlen, "--sweep: \"%s\" is not memory=FROM:TO:STEP (sizes)", text);
                 return -EINVAL;
         }
-        if (ret->from == 0 || ret->step == 0 || ret->from > ret->to) {
+        if (range_field("FROM", from, &ret->from, err, errlen) < 0 ||
+            range_field("TO", to, &ret->to, err, errlen) < 0 ||
+            range_field("STEP", step, &ret->step, err, errlen) < 0)
+                return -EINVAL;
+        if (ret->step == 0 || ret->from > ret->to) {
                 snprintf(err, errlen, "--sweep: sizes must be positive and FROM at most TO");
+                return -EINVAL;
+        }
+        if (ret->from < SWEEP_MEMORY_MIN) {
+                /* As [host] memory: the least a scenario's host may have. */
+                snprintf(err, errlen, "--sweep: FROM %s is below %s", from,
+                         size_format(SWEEP_MEMORY_MIN, a, sizeof(a)));
                 return -EINVAL;
         }
         if (ret->to > (uint64_t)INT64_MAX) {
@@ -121,8 +162,9 @@ static struct sweep_figures run_one(const struct config *cfg, const char *policy
 
         f.status = simrun(cfg, &opt, &res, err, sizeof(err));
         if (f.status < 0) {
-                fprintf(stderr, "dynmem-sim: %s at %llu bytes: %s\n", policy,
-                        (unsigned long long)memory, err);
+                char size[32];
+                fprintf(stderr, "dynmem-sim: %s at %s: %s\n", policy,
+                        size_format(memory, size, sizeof(size)), err);
                 return f;
         }
         f.vms = res.vms;

@@ -48,7 +48,12 @@ struct sweep_result {
         unsigned jobs;
 };
 
-/* "memory=40G:96G:4G" (the upper end included when the steps reach it). Returns 0 or -EINVAL. */
+/*
+ * "memory=40G:96G:4G" (the upper end included when the steps reach it). Each
+ * size is read as [host] memory is: with a unit, or plain bytes of at least
+ * 1 MiB; FROM at least 32 MiB. Returns 0 or -EINVAL with the field and its
+ * text in err.
+ */
 int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size_t errlen);
 
 /* "short=0.1%" or "oom=0", added to *slo (each at most once). Returns 0 or -EINVAL. */

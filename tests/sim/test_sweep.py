@@ -52,7 +52,7 @@ def test_usage_errors():
     expect_exit(run(SMALL, "--sweep", "memory=:1G:2G:1G"), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "memory=1G::2G:1G"), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "memory=1G:2G:1G" + " " * 200), 2, "memory=FROM:TO:STEP")
-    expect_exit(run(SMALL, "--sweep", "memory=1M:10G:1M"), 2, "more than 1000")
+    expect_exit(run(SMALL, "--sweep", "memory=32M:10G:1M"), 2, "more than 1000")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=0.1"), 2, "short=P%")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=150%"), 2, "short=P%")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "oom=-1"), 2, "oom=N")
@@ -73,6 +73,29 @@ def test_usage_errors():
     expect_exit(run(SMALL, "--policy", "hyperv", "--policy", "dynmem"), 2,
                 "--policy more than once needs --sweep")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--policy", "nonsense"), 2, "unknown policy")
+
+
+def test_sizes_read_as_host_memory_is():
+    # Plain bytes below 1 MiB were taken: memory=40:96:4 swept hosts of 40 to 96 bytes.
+    expect_exit(run(SMALL, "--sweep", "memory=40:96:4"), 2,
+                '--sweep: FROM "40" has no unit and would be 40 bytes; write 40M')
+    expect_exit(run(SMALL, "--sweep", "memory=1G:4096:512M"), 2, 'TO "4096" has no unit')
+    expect_exit(run(SMALL, "--sweep", "memory=1G:2G:512"), 2, 'STEP "512" has no unit')
+    # Each bad field named, with its text.
+    expect_exit(run(SMALL, "--sweep", "memory=1G:lots:1G"), 2, '--sweep: TO "lots" is not a size')
+    expect_exit(run(SMALL, "--sweep", "memory=-1G:2G:1G"), 2, 'FROM "-1G" is not a size')
+    expect_exit(run(SMALL, "--sweep", "memory=1G:2G:1Gx"), 2, 'STEP "1Gx" is not a size')
+    expect_exit(run(SMALL, "--sweep", "memory=1G: 2G:1G"), 2, 'TO " 2G" is not a size')
+    expect_exit(run(SMALL, "--sweep", "memory=1G:18446744073709551616:1G"), 2,
+                'TO "18446744073709551616" is too large')
+    # Below the least [host] memory a scenario takes.
+    expect_exit(run(SMALL, "--sweep", "memory=16M:2G:16M"), 2, "FROM 16M is below 32 MiB")
+    # Units of every kind, decimals, and plain bytes of 1 MiB and more.
+    r = run(SMALL, "--sweep", "memory=1.5GiB:1610612736:1024K", "--policy", "static", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [p["memory_bytes"] for p in json.loads(r.stdout)["points"]] == [3 * GIB // 2]
+    r = run(SMALL, "--sweep", "memory=33554432:32M:1M", "--policy", "static", "--json")
+    assert r.returncode == 0, r.stderr
 
 
 def test_sizes_beyond_json_integers_refused():
