@@ -118,8 +118,10 @@ static int parse_options(int argc, char **argv, struct options *o)
                         sweep_slo_parse(optarg, &o->slo, err, sizeof(err));
                         break;
                 case 'J': {
+                        /* Digits only: strtoul takes " 2" and "+2", and wraps "-1". */
                         unsigned long v = strtoul(optarg, &end, 10);
-                        if (*end || end == optarg || v < 1 || v > 64)
+                        if (*end || end == optarg || optarg[strspn(optarg, "0123456789")] ||
+                            v < 1 || v > 64)
                                 snprintf(err, sizeof(err), "--jobs: \"%s\" is not 1..64", optarg);
                         o->jobs = (unsigned)v;
                         break;

@@ -103,13 +103,29 @@ int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size
         return 0;
 }
 
+/* Whether text is digits with at most one inner dot ("0.1", "5", not ".5", "1e-3", " 1"). */
+static bool plain_decimal(const char *text, size_t len)
+{
+        size_t digits = strspn(text, "0123456789");
+
+        if (digits == 0)
+                return false;
+        if (digits == len)
+                return true;
+        if (text[digits] != '.' || digits + 1 == len)
+                return false;
+        return strspn(text + digits + 1, "0123456789") == len - digits - 1;
+}
+
 int sweep_slo_parse(const char *text, struct sweep_slo *slo, char *err, size_t errlen)
 {
-        char *end;
-
         if (strncmp(text, "short=", 6) == 0) {
-                double v = strtod(text + 6, &end);
-                if (end == text + 6 || strcmp(end, "%") != 0 || !(v >= 0.0 && v <= 100.0)) {
+                const char *num = text + 6;
+                size_t len = strlen(num);
+                double v = 0;
+                /* Only plain decimals: strtod would take " 1", "1e-1", "0x1p-3" and "inf". */
+                if (len < 2 || num[len - 1] != '%' || !plain_decimal(num, len - 1) ||
+                    !((v = strtod(num, NULL)) <= 100.0)) {
                         snprintf(err, errlen, "--slo: \"%s\" is not short=P%% (0..100)", text);
                         return -EINVAL;
                 }
@@ -122,10 +138,13 @@ int sweep_slo_parse(const char *text, struct sweep_slo *slo, char *err, size_t e
                 return 0;
         }
         if (strncmp(text, "oom=", 4) == 0) {
+                const char *num = text + 4;
+                unsigned long long v = 0;
                 errno = 0;
-                unsigned long long v = strtoull(text + 4, &end, 10);
-                /* At most INT64_MAX: the JSON's integers are signed. */
-                if (end == text + 4 || *end || text[4] == '-' || errno == ERANGE ||
+                /* Digits only (strtoull would take " 5", "+5" and wrap " -1"); at most
+                 * INT64_MAX: the JSON's integers are signed. */
+                if (!num[0] || num[strspn(num, "0123456789")] ||
+                    ((v = strtoull(num, NULL, 10)), errno == ERANGE) ||
                     v > (unsigned long long)INT64_MAX) {
                         snprintf(err, errlen, "--slo: \"%s\" is not oom=N", text);
                         return -EINVAL;

@@ -104,6 +104,22 @@ def test_sizes_beyond_json_integers_refused():
     expect_exit(run(SMALL, "--sweep", "memory=8000000T:9000000T:1000000T"), 2, "below 8 EiB")
 
 
+def test_slo_and_jobs_take_plain_numbers_only():
+    # strtod and strtoul took leading blanks, signs, exponents, hex and "inf" before.
+    for slo in ("short= 1%", "short=1e-1%", "short=0x1p-3%", "short=inf%", "short=.5%",
+                "short=5.%", "short=%", "short=-0%", "short=1%%"):
+        expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", slo), 2,
+                    f'--slo: "{slo}" is not short=P% (0..100)')
+    for slo in ("oom= 5", "oom=+5", "oom=", "oom= -1", "oom=5 ", "oom=0x10"):
+        expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", slo), 2, f'--slo: "{slo}" is not oom=N')
+    for jobs in (" 2", "+2", "-1", "2 ", "", "18446744073709551617"):
+        expect_exit(run(SMALL, "--sweep", SWEEP, "--jobs", jobs), 2, f'--jobs: "{jobs}" is not 1..64')
+    out = run(SMALL, "--sweep", "memory=2G:2G:1G", "--policy", "static", "--slo", "short=0.25%",
+              "--slo", "oom=12", "--jobs", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["slo"] == {"short_share": 0.0025, "oom_kills": 12}, out.stdout
+
+
 def test_oom_beyond_json_integers_refused():
     # Written as -1 in the JSON's slo before: the count is a signed 64-bit integer there.
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "oom=99999999999999999999"), 2, "oom=N")
