@@ -277,10 +277,24 @@ static int opt_duration(const char *v, double *ret)
         return 0;
 }
 
-static int opt_size(const char *v, double *ret)
+/*
+ * A size as the rest of dynmem reads one: a unit, or plain bytes of at least
+ * 1 MiB. Returns 0, or -1 with what is wrong (after "--NAME: ") in why.
+ */
+static int opt_size(const char *v, double *ret, char *why, size_t len)
 {
         uint64_t b;
-        if (size_parse(v, &b) < 0)
+        int r = size_parse(v, &b);
+
+        if (r == -ERANGE) {
+                snprintf(why, len, "\"%s\" is too large", v);
+                return -1;
+        }
+        if (r < 0) {
+                snprintf(why, len, "\"%s\" is not a size (e.g. 256M)", v);
+                return -1;
+        }
+        if (size_unit_missing(v, b, why, len))
                 return -1;
         *ret = (double)b;
         return 0;
@@ -323,7 +337,7 @@ int main(int argc, char **argv)
 
         while ((c = getopt_long(argc, argv, "h", options, &li)) != -1) {
                 const char *kind = NULL; /* what the value should have been */
-                char *end;
+                char why[200] = "", *end;
                 switch (c) {
                 case 's': {
                         unsigned long long v;
@@ -343,8 +357,7 @@ int main(int argc, char **argv)
                 case 'p':
                 case 'R': {
                         double *v = c == 'b' ? &p.base : c == 'p' ? &p.peak : &p.rate;
-                        if (opt_size(optarg, v) < 0)
-                                kind = "a size (e.g. 256M)";
+                        opt_size(optarg, v, why, sizeof(why));
                         break;
                 }
                 case 'd':
@@ -374,9 +387,10 @@ int main(int argc, char **argv)
                         usage(stderr);
                         return 2;
                 }
-                if (kind) {
-                        fprintf(stderr, "dynmem-tracegen: --%s: \"%s\" is not %s\n",
-                                options[li].name, optarg, kind);
+                if (kind)
+                        snprintf(why, sizeof(why), "\"%s\" is not %s", optarg, kind);
+                if (why[0]) {
+                        fprintf(stderr, "dynmem-tracegen: --%s: %s\n", options[li].name, why);
                         return 2;
                 }
         }

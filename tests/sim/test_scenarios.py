@@ -70,10 +70,30 @@ def test_tracegen_names_the_option_with_a_bad_value():
                          (["diurnal", "--seed", "-1"], '--seed: "-1" is not a whole number'),
                          (["diurnal", "--seed", "99999999999999999999999"], "--seed: "),
                          (["diurnal", "--noise", "nan"], '--noise: "nan" is not a percentage'),
-                         (["diurnal", "--noise", ""], '--noise: "" is not a percentage')):
+                         (["diurnal", "--noise", ""], '--noise: "" is not a percentage'),
+                         # Plain bytes below 1 MiB were taken (and every row clamped to
+                         # 16 MiB), as no other size dynmem reads takes them.
+                         (["diurnal", "--base", "256"],
+                          '--base: "256" has no unit and would be 256 bytes; write 256M'),
+                         (["diurnal", "--peak", "1024"], '--peak: "1024" has no unit'),
+                         (["leak", "--rate", "128"], '--rate: "128" has no unit'),
+                         (["diurnal", "--peak", "-1G"], '--peak: "-1G" is not a size'),
+                         (["diurnal", "--peak", "1G "], '--peak: "1G " is not a size'),
+                         (["diurnal", "--base", ""], '--base: "" is not a size'),
+                         (["diurnal", "--peak", "99999999999T"], '--peak: "99999999999T" is too large')):
         r = subprocess.run([GEN, *args], capture_output=True, text=True)
         assert r.returncode == 2, f"{args}: exit {r.returncode}"
         assert r.stderr.startswith("dynmem-tracegen: ") and needle in r.stderr, (args, r.stderr)
+
+
+def test_tracegen_takes_sizes_with_units_or_bytes():
+    # Units of every spelling, decimals, plain bytes of 1 MiB and more, and a zero base.
+    for args in (["diurnal", "--base", "0", "--peak", "1.5G"],
+                 ["diurnal", "--base", "268435456", "--peak", "1GiB"],
+                 ["leak", "--base", "512MB", "--peak", "2g", "--rate", "1048576"]):
+        r = subprocess.run([GEN, *args, "--duration", "10m"], capture_output=True, text=True)
+        assert r.returncode == 0, (args, r.stderr)
+        assert r.stdout.startswith("seconds,demand\n"), (args, r.stdout[:40])
 
 
 def test_tracegen_says_which_option_is_out_of_range():
