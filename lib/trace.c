@@ -108,9 +108,21 @@ static int parse_row(struct reader *rd, unsigned line, char *text, struct trace 
                                 text);
                 return -EINVAL;
         }
-        if (size_parse(comma + 1, &demand) < 0 || demand > TRACE_DEMAND_MAX) {
+        /* A bare number is bytes, of any size (no "unit left out" here: traces are data). */
+        int r = size_parse(comma + 1, &demand);
+        if (r == -EINVAL && !comma[1]) {
+                config_diag_add(diag, rd->name, line, "no demand after the comma");
+                return -EINVAL;
+        }
+        if (r == -EINVAL) {
                 config_diag_add(diag, rd->name, line,
-                                "\"%s\" is not a demand in bytes (at most 16 TiB)", comma + 1);
+                                "\"%s\" is not a demand (bytes, or a size with K, M, G or T)",
+                                comma + 1);
+                return -EINVAL;
+        }
+        if (r < 0 || demand > TRACE_DEMAND_MAX) {
+                config_diag_add(diag, rd->name, line, "demand \"%s\" is more than 16 TiB",
+                                comma + 1);
                 return -EINVAL;
         }
         if (t->n > 0 && ms <= t->t_ms[t->n - 1]) {

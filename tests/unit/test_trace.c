@@ -87,7 +87,35 @@ static void decimals_and_sizes(void **state)
         load_ok("seconds,demand\n0,16T\n", &t);
         assert_int_equal(t.demand[0], TRACE_DEMAND_MAX);
         trace_free(&t);
-        expect_error_at("seconds,demand\n0,17592186044417\n", 2, "at most 16 TiB");
+        expect_error_at("seconds,demand\n0,17592186044417\n", 2,
+                        "demand \"17592186044417\" is more than 16 TiB");
+        expect_error_at("seconds,demand\n0,16.000001T\n", 2, "is more than 16 TiB");
+        /* Beyond 64 bits: too large, not "not a demand" (and never wrapped). */
+        expect_error_at("seconds,demand\n0,18446744073709551616\n", 2,
+                        "demand \"18446744073709551616\" is more than 16 TiB");
+        expect_error_at("seconds,demand\n0,99999999999999999999999\n", 2, "is more than 16 TiB");
+        expect_error_at("seconds,demand\n0,17179869184G\n", 2, "is more than 16 TiB");
+}
+
+/* A bare demand is bytes, as it always was: small ones too (traces are data, not settings). */
+static void bare_demand_is_bytes(void **state)
+{
+        struct trace t;
+
+        load_ok("seconds,demand\n0,0\n1,512\n2,1048576\n3,536870912\n4,512M\n5,0.5K\n", &t);
+        assert_int_equal(t.n, 6);
+        assert_int_equal(t.demand[0], 0);
+        assert_int_equal(t.demand[1], 512);
+        assert_int_equal(t.demand[2], MIB);
+        assert_int_equal(t.demand[3], 512 * MIB);
+        assert_int_equal(t.demand[4], 512 * MIB);
+        assert_int_equal(t.demand[5], 512);
+        trace_free(&t);
+        /* Units in any case and spelling dynmem takes elsewhere. */
+        load_ok("seconds,demand\n0,2g\n1,2GiB\n2,2GB\n3,2048m\n4,2097152k\n5,2147483648B\n", &t);
+        for (size_t i = 0; i < t.n; i++)
+                assert_int_equal(t.demand[i], 2 * GIB);
+        trace_free(&t);
 }
 
 static void crlf_comments_blank_lines(void **state)
@@ -171,10 +199,17 @@ static void bad_fields(void **state)
         expect_error_at("seconds,demand\n.5,1G\n", 2, "is not a number of seconds");
         expect_error_at("seconds,demand\n99999999999999999999,1G\n", 2,
                         "is not a number of seconds");
-        expect_error_at("seconds,demand\n1,lots\n", 2, "\"lots\" is not a demand");
-        expect_error_at("seconds,demand\n1,-5\n", 2, "is not a demand");
-        expect_error_at("seconds,demand\n1,\n", 2, "is not a demand");
-        expect_error_at("seconds,demand\n1, 5G\n", 2, "is not a demand");
+        expect_error_at("seconds,demand\n1,lots\n", 2,
+                        "\"lots\" is not a demand (bytes, or a size with K, M, G or T)");
+        expect_error_at("seconds,demand\n1,-5\n", 2, "\"-5\" is not a demand");
+        expect_error_at("seconds,demand\n1,+5\n", 2, "\"+5\" is not a demand");
+        expect_error_at("seconds,demand\n1,\n", 2, "no demand after the comma");
+        expect_error_at("seconds,demand\n1, 5G\n", 2, "\" 5G\" is not a demand");
+        expect_error_at("seconds,demand\n1,5G \n", 2, "\"5G \" is not a demand");
+        expect_error_at("seconds,demand\n1,5Gx\n", 2, "\"5Gx\" is not a demand");
+        expect_error_at("seconds,demand\n1,1e9\n", 2, "\"1e9\" is not a demand");
+        expect_error_at("seconds,demand\n1,0x100000\n", 2, "is not a demand");
+        expect_error_at("seconds,demand\n1,5.\n", 2, "\"5.\" is not a demand");
         expect_error_at("seconds,demand\n0,1G\n1,2G\n2,1G,3\n", 4, "expected two fields");
         expect_error_at("seconds,demand\n1\n", 2, "expected two fields");
         expect_error_at("seconds,demand\n1;1G\n", 2, "expected two fields");
@@ -366,6 +401,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(parses_rows),
             cmocka_unit_test(decimals_and_sizes),
+            cmocka_unit_test(bare_demand_is_bytes),
             cmocka_unit_test(crlf_comments_blank_lines),
             cmocka_unit_test(header_required),
             cmocka_unit_test(lone_carriage_returns),
