@@ -110,7 +110,11 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
                 errors++;
         }
         char why[160];
-        if ((kv = config_vm_key(cvm, "swap")) && size_parse(kv->value, &sv->swap_bytes) < 0) {
+        int r = (kv = config_vm_key(cvm, "swap")) ? size_parse(kv->value, &sv->swap_bytes) : 0;
+        if (r == -ERANGE) {
+                config_diag_add(diag, cfg->path, kv->line, "swap: \"%s\" is too large", kv->value);
+                errors++;
+        } else if (r < 0) {
                 config_diag_add(diag, cfg->path, kv->line, "swap: \"%s\" is not a size%s",
                                 kv->value, config_comment_hint(kv->value));
                 errors++;
@@ -407,18 +411,29 @@ void sim_backend_judge(struct backend *b, uint64_t now_ms, uint64_t dt_ms)
                         record_reaction(&sv->stats, now_ms - sv->short_since_ms);
                 }
                 sv->is_short = is_short;
-                bool oom = d > sv->held + sv->swap_bytes;
+                bool oom = d > add_sat(sv->held, sv->swap_bytes); /* swap may be any size */
                 if (oom && !sv->in_oom)
                         sv->stats.oom_kills++;
                 sv->in_oom = oom;
         }
 }
 
+/*
+ * Bytes moved at rate bytes per second in dt_ms, saturating: [sim] grow_rate
+ * and shrink_rate may be any size, and a double beyond 2^64 does not convert.
+ */
+static uint64_t moved_bytes(uint64_t rate, uint64_t dt_ms)
+{
+        double v = (double)rate * (double)dt_ms / 1000.0;
+
+        return v >= 0x1p64 ? UINT64_MAX : (uint64_t)v;
+}
+
 void sim_backend_move(struct backend *b, uint64_t dt_ms)
 {
         struct sim_backend *sb = priv(b);
-        uint64_t shrink = (uint64_t)((double)sb->params.shrink_rate * (double)dt_ms / 1000.0);
-        uint64_t grow = (uint64_t)((double)sb->params.grow_rate * (double)dt_ms / 1000.0);
+        uint64_t shrink = moved_bytes(sb->params.shrink_rate, dt_ms);
+        uint64_t grow = moved_bytes(sb->params.grow_rate, dt_ms);
         uint64_t held = 0;
 
         for (size_t i = 0; i < sb->n; i++) {

@@ -163,6 +163,55 @@ def test_size_without_unit_refused():
     assert r.returncode == 0, r.stderr
 
 
+def test_sizes_in_scenario_keys_named_with_the_bad_value():
+    path = scenario("swap-big.ini", "[host]\nmemory = 4G\n" + GOOD_VM +
+                    "swap = 18446744073709551616\n")
+    expect_exit(run(path), 2, f'{path}:10: swap: "18446744073709551616" is too large')
+    for bad in ("-1G", "1G2", "0x100M", "1e9"):
+        path = scenario("swap-bad.ini", "[host]\nmemory = 4G\n" + GOOD_VM + f"swap = {bad}\n")
+        expect_exit(run(path), 2, f'{path}:10: swap: "{bad}" is not a size')
+    path = scenario("swap-empty.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "swap =\n")
+    expect_exit(run(path), 2, f"{path}:10: swap: empty value")
+    path = scenario("rate-bad.ini", "[host]\nmemory = 4G\n[sim]\ngrow_rate = 512\n" + GOOD_VM)
+    expect_exit(run(path), 2, f'{path}:4: grow_rate: "512" has no unit')
+
+
+STATIC_OVER = """[host]
+memory = 4G
+policy = static
+
+[vm "a"]
+startup = 512M
+trace = a.csv
+"""
+
+
+def test_swap_of_any_size_does_not_wrap():
+    # held + swap wrapped past 2^64 before: the largest swap made every VM at its size an
+    # OOM kill, where any swap above the shortfall makes none.
+    trace = "seconds,demand\n0,600M\n60,600M\n"
+    for swap, kills in (("1G", 0), ("18446744073709551615", 0), ("16777215T", 0), ("0", 1)):
+        path = scenario("swap-any.ini", STATIC_OVER + f"swap = {swap}\n", trace=trace)
+        out = sim_json(path)
+        assert out["oom_kills"] == kills, (swap, out["oom_kills"])
+        assert out["short_seconds"] > 0, out
+
+
+def test_rates_of_any_size_do_not_wrap():
+    # grow_rate x step beyond 2^64 bytes converted to nonsense before (no growth at all on
+    # x86-64): the fastest rate must be at least as fast as a fast one.
+    trace = "seconds,demand\n0,300M\n60,300M\n61,3G\n600,3G\n"
+    vm = ('[vm "a"]\ndynamic = yes\nstartup = 512M\nminimum = 256M\nmaximum = 6G\n'
+          "trace = a.csv\n")
+    short = {}
+    for rate in ("1T", "16777215T", "18446744073709551615"):
+        path = scenario("rate-any.ini", "[host]\nmemory = 8G\npolicy = hyperv\n[sim]\n"
+                        f"step = 30s\ngrow_rate = {rate}\nshrink_rate = {rate}\n" + vm,
+                        trace=trace)
+        short[rate] = sim_json(path)["short_seconds"]
+    assert short["16777215T"] == short["1T"] == short["18446744073709551615"], short
+
+
 def test_comment_after_a_backend_value_explained():
     # '#' after a value is part of it (inih): the backend's message says what starts a comment
     path = scenario("hash.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "start = 10s   # later\n")
