@@ -29,6 +29,7 @@
 #include "http.h"
 #include "notify.h"
 #include "privileges.h"
+#include "resolver.h"
 #include "inventory.h"
 #include "state.h"
 #include "units.h"
@@ -545,6 +546,7 @@ void daemon_fini(struct daemon *d)
         if (d->backend)
                 d->backend->ops->destroy(d->backend);
         config_free(&d->cfg);
+        resolver_free(d->resolver); /* after the peers, before the loop: see resolver.h */
         if (d->base)
                 event_base_free(d->base);
         free(d->config_path);
@@ -684,6 +686,8 @@ void daemon_reload(struct daemon *d)
         config_free(&d->cfg);
         d->cfg = cfg;
         apply_config(d, &d->cfg, false);
+        if (d->resolver)
+                resolver_reload(d->resolver); /* a changed resolv.conf or hosts, even mid-move */
         relief_reload(d);
         daemon_save(d, NULL, 0);
         log_msg(LOG_INFO, "reloaded %s: %zu VMs", d->config_path, d->reg.n);

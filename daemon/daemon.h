@@ -27,6 +27,7 @@
 
 struct attach;
 struct relief;
+struct resolver;
 struct control_server;
 struct events;
 struct http_server;
@@ -73,6 +74,8 @@ struct daemon {
 
         struct migration_counters migrations; /* live migrations to and from here (migration.c) */
         struct relief *relief;                /* [cluster]: peers and the relief rule (relief.c) */
+        struct resolver
+            *resolver; /* the peers' name lookups, from the first peer on (resolver.c) */
 
         /* persistence */
         int state_lock_fd; /* STATE_DIR/dynmemd.lock, held for the daemon's life; -1: none */

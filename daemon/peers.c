@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -36,7 +35,7 @@ struct peer {
 
 struct peers {
         struct event_base *base;
-        struct evdns_base *dns; /* a peer's name resolved in the loop, not by a blocking call */
+        struct evdns_base *dns; /* a peer's name looked up in the loop (the owner's resolver) */
         struct peer *p;
         size_t n;
         uint64_t timeout_ms;
@@ -262,7 +261,7 @@ static int parse_http(struct peer *p, const char *http, char *err, size_t errlen
         return r;
 }
 
-int peers_new(struct event_base *base, const struct config_cluster *c,
+int peers_new(struct event_base *base, struct evdns_base *dns, const struct config_cluster *c,
               void (*on_answered)(void *userdata), void *userdata, struct peers **ret, char *err,
               size_t errlen)
 {
@@ -278,6 +277,7 @@ int peers_new(struct event_base *base, const struct config_cluster *c,
                 return -ENOMEM;
         }
         *ps = (struct peers){.base = base,
+                             .dns = dns,
                              .p = ps->p,
                              .n = c->n_peers,
                              .timeout_ms = c->peer_timeout_ms,
@@ -298,19 +298,6 @@ int peers_new(struct event_base *base, const struct config_cluster *c,
                         peers_free(ps);
                         return -EINVAL;
                 }
-        }
-        /*
-         * Without a DNS base libevent resolves a peer's name with getaddrinfo(),
-         * which blocks: a resolver that does not answer would stop the whole
-         * loop, balancing included, for its timeout at every round. evdns reads
-         * /etc/resolv.conf and /etc/hosts once, here; an address needs no lookup.
-         */
-        if (base && !(ps->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE))) {
-                snprintf(err, errlen,
-                         "cannot set up name resolution for the peers (out of memory?)");
-                peers_free(ps);
-                return -ENOMEM;
         }
         struct timeval tv = mono_timeval(PEERS_INTERVAL_MS);
         ps->timer = base ? event_new(base, -1, EV_PERSIST, on_timer, ps) : NULL;
@@ -342,8 +329,6 @@ void peers_free(struct peers *ps)
                 free(ps->p[i].libvirt_uri);
                 free(ps->p[i].http);
         }
-        if (ps->dns)
-                evdns_base_free(ps->dns, 1); /* after the connections: nothing waits on it */
         free(ps->p);
         free(ps);
 }

@@ -22,6 +22,7 @@
 #define PEERS_FRESH_MS    60000        /* an answer older than this is not used */
 
 struct event_base;
+struct evdns_base;
 struct peers;
 
 enum peer_state {
@@ -44,9 +45,11 @@ struct peer_view {
 /*
  * The peers of a configuration (none: *ret NULL, 0). Every http must be
  * http://HOST[:PORT]; -EINVAL with the reason in err otherwise.
- * on_answered(userdata) runs when a round of questions is over.
+ * on_answered(userdata) runs when a round of questions is over. A peer's
+ * name is looked up with dns (resolver.h), which must outlive the peers:
+ * a lookup under way when they are freed still ends in its callbacks.
  */
-int peers_new(struct event_base *base, const struct config_cluster *c,
+int peers_new(struct event_base *base, struct evdns_base *dns, const struct config_cluster *c,
               void (*on_answered)(void *userdata), void *userdata, struct peers **ret, char *err,
               size_t errlen);
 void peers_free(struct peers *p);

@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "peers.h"
 #include "relief_rule.h"
+#include "resolver.h"
 #include "units.h"
 
 #define ARRIVALS_MAX 256   /* VMs remembered as lately arrived */
@@ -440,7 +441,16 @@ int relief_init(struct daemon *d)
         r->enabled = c->relief;
         r->rule = (struct relief_rule){c->shortage_for_ms, c->cooldown_ms};
         r->move = NO_MOVE;
-        ret = peers_new(d->base, c, on_answered, r, &r->peers, err, sizeof(err));
+        /* made with the first peers, and kept across reloads (resolver.h) */
+        if (c->n_peers && !d->resolver &&
+            resolver_new(d->base, RESOLVER_CONF, RESOLVER_HOSTS, &d->resolver) < 0) {
+                log_msg(LOG_ERR,
+                        "[cluster]: cannot set up the peers' name lookups (out of memory)");
+                free(r);
+                return -ENOMEM;
+        }
+        ret = peers_new(d->base, resolver_dns(d->resolver), c, on_answered, r, &r->peers, err,
+                        sizeof(err));
         if (ret < 0) {
                 log_msg(LOG_ERR, "[cluster]: %s", err);
                 free(r);

@@ -28,6 +28,7 @@
 #include "mono.h"
 #include "registry.h"
 #include "relief.h"
+#include "resolver.h"
 #include "units.h"
 
 static const char peer_reply[] =
@@ -175,6 +176,8 @@ static void teardown(struct fixture *f)
         event_free(f->accept_ev);
         close(f->listener);
         registry_free(&f->d->reg, NULL);
+        resolver_free(f->d->resolver); /* kept across relief_free(), as in dynmemd */
+        f->d->resolver = NULL;
         event_base_free(f->d->base);
         snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
         assert_int_equal(system(cmd), 0);
