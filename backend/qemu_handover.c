@@ -91,24 +91,38 @@ static const char *kind_of(mode_t mode)
                 return "a folder";
         if (S_ISSOCK(mode))
                 return "a socket";
+        if (S_ISLNK(mode))
+                return "a symlink";
         return "not a file";
 }
 
-int qemu_open_file(const char *what, const char *path, int flags, bool block_ok, char *err,
-                   size_t errlen)
+/* The file at path is st, which is of the wrong kind: -EINVAL, saying so in err. */
+static int refuse(const char *what, const char *path, const struct stat *st, bool block_ok,
+                  char *err, size_t errlen)
+{
+        snprintf(err, errlen, "%s %s is %s, not a regular file%s", what, path, kind_of(st->st_mode),
+                 block_ok ? " or a block device" : "");
+        return -EINVAL;
+}
+
+static int open_checked(const char *what, const char *path, int flags, mode_t mode, bool block_ok,
+                        char *err, size_t errlen)
 {
         struct stat st;
-        int e, fl, fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        int e, fl, fd = open(path, flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, mode);
 
+        /* Not opened because of its kind (to write: a FIFO without a reader, a folder; a
+         * symlink with O_NOFOLLOW): said as when it is opened. */
+        if (fd < 0 && (errno == ENXIO || errno == EISDIR || errno == ELOOP) &&
+            lstat(path, &st) == 0 && !S_ISREG(st.st_mode))
+                return refuse(what, path, &st, block_ok, err, errlen);
         if (fd < 0)
                 goto failed;
         if (fstat(fd, &st) < 0 || (fl = fcntl(fd, F_GETFL)) < 0)
                 goto failed;
         if (!S_ISREG(st.st_mode) && !(block_ok && S_ISBLK(st.st_mode))) {
                 close(fd);
-                snprintf(err, errlen, "%s %s is %s, not a regular file%s", what, path,
-                         kind_of(st.st_mode), block_ok ? " or a block device" : "");
-                return -EINVAL;
+                return refuse(what, path, &st, block_ok, err, errlen);
         }
         if (fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
                 goto failed;
@@ -119,6 +133,18 @@ failed:
                 close(fd);
         snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
         return -e;
+}
+
+int qemu_open_file(const char *what, const char *path, int flags, bool block_ok, char *err,
+                   size_t errlen)
+{
+        return open_checked(what, path, flags, 0, block_ok, err, errlen);
+}
+
+int qemu_open_console_log(const char *path, char *err, size_t errlen)
+{
+        return open_checked("console log", path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW,
+                            QEMU_CONSOLE_LOG_MODE, false, err, errlen);
 }
 
 /*

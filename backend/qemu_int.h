@@ -164,6 +164,15 @@ bool qemu_disk_is_qcow2(const char *path);
 int qemu_open_file(const char *what, const char *path, int flags, bool block_ok, char *err,
                    size_t errlen);
 
+/*
+ * The VM's console log at path, for QEMU and dynmem to append to: created
+ * (QEMU_CONSOLE_LOG_MODE) when missing, never through a symlink, and opened
+ * as qemu_open_file() does, so that a FIFO or device there is refused
+ * ("console log PATH is a FIFO, not a regular file") rather than waited on.
+ */
+#define QEMU_CONSOLE_LOG_MODE 0640
+int qemu_open_console_log(const char *path, char *err, size_t errlen);
+
 /* The disk layer at path as qemu_open_file("disk", ...), a block device allowed. */
 int qemu_disk_open(const char *path, int flags, char *err, size_t errlen);
 

@@ -247,12 +247,12 @@ int qemu_proc_log_last_line(const char *path, uint64_t from, char *buf, size_t l
 {
         char tail[TAIL_MAX + 1];
         struct stat st;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC); /* a FIFO: no wait */
         ssize_t n;
 
         if (fd < 0)
                 return -errno;
-        if (fstat(fd, &st) < 0 || (uint64_t)st.st_size <= from) {
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size <= from) {
                 close(fd);
                 return -ENOENT;
         }

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,14 +174,11 @@ static int launch(struct qemu_vm *qv, const struct qemu_layout *l, char *binary,
 /* The VM's console log, opened to append what QEMU and dynmem write; -errno with err. */
 static int open_console_log(const struct qemu_vm *qv, char *err, size_t errlen)
 {
-        int fd =
-            open(qv->paths.console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+        char why[PATH_MAX + 96];
+        int fd = qemu_open_console_log(qv->paths.console, why, sizeof(why));
 
-        if (fd < 0) {
-                fd = -errno;
-                snprintf(err, errlen, "vm \"%s\": console log %s: %s", qv->vm->name,
-                         qv->paths.console, strerror(-fd));
-        }
+        if (fd < 0)
+                snprintf(err, errlen, "vm \"%s\": %s", qv->vm->name, why);
         return fd;
 }
 

@@ -613,6 +613,69 @@ static void a_fifo_in_place_of_a_file_is_refused_without_waiting(void **state)
         qt_rmtree(dir);
 }
 
+/*
+ * The console log replaced by a FIFO (or a device, a folder, a symlink): the
+ * start is refused at once, naming it, rather than dynmemd waiting in open()
+ * for a reader that never comes; reading its last line does not wait either.
+ * A regular one is appended to, in blocking mode; a missing one is made with
+ * QEMU_CONSOLE_LOG_MODE.
+ */
+static void a_fifo_in_place_of_the_console_log_is_refused_without_waiting(void **state)
+{
+        char *dir = qt_tempdir(), err[512], want[PATH_MAX + 128], path[PATH_MAX], line[64];
+        static const struct {
+                const char *file, *is;
+        } cases[] = {
+            {"pipe", "is a FIFO, not a regular file"},
+            {"null", "is a symlink, not a regular file"}, /* never through one */
+            {"sub", "is a folder, not a regular file"},
+        };
+        struct stat st;
+        int fd;
+
+        (void)state;
+        alarm(60); /* without the fix open() waits for a reader: fail then, rather than hang */
+        assert_true(sh(dir, "mkfifo pipe && mkdir sub && ln -s /dev/null null && "
+                            "printf 'booted\\n' > old.log"));
+        int fds = open_fds();
+        for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+                snprintf(path, sizeof(path), "%s/%s", dir, cases[i].file);
+                err[0] = '\0';
+                assert_true(qemu_open_console_log(path, err, sizeof(err)) < 0);
+                snprintf(want, sizeof(want), "console log %s %s", path, cases[i].is);
+                assert_string_equal(err, want);
+                assert_int_equal(open_fds(), fds);
+        }
+        snprintf(path, sizeof(path), "%s/pipe", dir);
+        assert_int_equal(qemu_proc_log_last_line(path, 0, line, sizeof(line)), -ENOENT);
+
+        /* A regular one: appended to, blocking, its mode kept. */
+        snprintf(path, sizeof(path), "%s/old.log", dir);
+        assert_int_equal(chmod(path, 0600), 0);
+        assert_true((fd = qemu_open_console_log(path, err, sizeof(err))) >= 0);
+        assert_true(is_blocking(fd));
+        assert_true(fcntl(fd, F_GETFL) & O_APPEND);
+        assert_int_equal(write(fd, "again\n", 6), 6);
+        close(fd);
+        assert_int_equal(qemu_proc_log_last_line(path, 0, line, sizeof(line)), 0);
+        assert_string_equal(line, "again");
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_size, 13);
+        assert_int_equal(st.st_mode & 07777, 0600);
+
+        /* A missing one: made, owner read-write and group read (less the umask). */
+        mode_t mask = umask(022);
+        snprintf(path, sizeof(path), "%s/new.log", dir);
+        assert_true((fd = qemu_open_console_log(path, err, sizeof(err))) >= 0);
+        close(fd);
+        umask(mask);
+        assert_int_equal(stat(path, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, QEMU_CONSOLE_LOG_MODE);
+        alarm(0);
+        qt_rmtree(dir);
+}
+
 static void layout_follows_the_settings(void **state)
 {
         struct vm_settings s = {.dynamic = true,
@@ -1613,6 +1676,7 @@ int main(void)
             cmocka_unit_test(a_qcow2_chain_is_handed_over_layer_by_layer),
             cmocka_unit_test(a_hostile_qcow2_image_is_refused),
             cmocka_unit_test(a_fifo_in_place_of_a_file_is_refused_without_waiting),
+            cmocka_unit_test(a_fifo_in_place_of_the_console_log_is_refused_without_waiting),
             cmocka_unit_test(a_backing_file_the_qemu_user_cannot_read_is_not_handed_over),
             cmocka_unit_test(layout_follows_the_settings),
             cmocka_unit_test(paths_fit_in_a_socket_address),
