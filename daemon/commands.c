@@ -680,11 +680,26 @@ static char *cmd_admit(struct daemon *d, const struct control_request *req,
 
         if (req->incoming_bytes)
                 return admit_incoming(d, req, ret_wait);
-        if (!e || e->origin != REGISTRY_BACKEND) {
+        if (!e) {
                 log_msg(LOG_NOTICE, "%s: a start dynmemd does not know of: admitted unchecked",
                         req->name);
                 snprintf(note, sizeof(note), "%s: not known to dynmemd; admitted unchecked",
                          req->name);
+                return control_reply_ok(json_pack("{s:s}", "note", note));
+        }
+        /* A VM dynmemd runs itself: only dynmem start admits it. Another owner's
+         * start of the same name (a libvirt domain beside backend qemu) is not
+         * one dynmemd counts, so it goes ahead, but the note must not call the
+         * VM unknown or its start admitted. */
+        if (e->origin != REGISTRY_BACKEND) {
+                log_msg(LOG_NOTICE,
+                        "%s: admit asked for a VM dynmemd runs itself: another owner's start "
+                        "of that name is not counted",
+                        req->name);
+                snprintf(note, sizeof(note),
+                         "%s: dynmemd runs this VM itself and admits it at dynmem start %s; a "
+                         "start by another owner is not counted: unchecked",
+                         req->name, req->name);
                 return control_reply_ok(json_pack("{s:s}", "note", note));
         }
         switch (e->vm.state) {

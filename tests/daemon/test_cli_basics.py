@@ -350,6 +350,17 @@ def life_cycle_errors_are_one_clear_line(bins):
 
 
 @tap.case
+def admit_of_a_vm_dynmemd_runs_does_not_call_it_unknown(bins):
+    with running(bins, CONFIG) as d:
+        r = d.ok("admit", "db1")
+        check("not known" not in r.out and "dynmemd runs this VM itself" in r.out and
+              "dynmem start db1" in r.out, "admit says the VM is dynmemd's own", r)
+        check(d.vm("db1")["state"] == "off", "nothing started", d.vm("db1"))
+        r = d.ok("admit", "web9")
+        check("web9: not known to dynmemd" in r.out, "a VM dynmemd does not know", r)
+
+
+@tap.case
 def no_daemon_says_where_it_looked(bins):
     d = Daemon(bins, CONFIG)
     try:
