@@ -431,6 +431,7 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
         char *reply = NULL, err[512] = "", warn[512] = "";
         struct registry_entry *e = find(d, req->name, &reply);
         struct vm_settings want;
+        unsigned given;
         int r;
 
         if (!e)
@@ -446,11 +447,12 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
                 return set_owned(d, e, req);
         want = e->vm.settings;
         settings_merge(&want, &req->settings, req->given);
+        given = req->given | settings_follow_startup(&want, req->given);
         r = apply_settings(d, e, &want, err, sizeof(err));
         if (r < 0)
                 return control_reply_error(-r, "%s: %s", e->vm.name, err);
         if (e->origin == REGISTRY_CONFIG)
-                e->overrides |= req->given;
+                e->overrides |= given;
         registry_touch(e);
         daemon_save(d, warn, sizeof(warn));
         log_msg(LOG_INFO, "%s: settings changed", e->vm.name);

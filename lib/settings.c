@@ -178,6 +178,24 @@ void settings_merge(struct vm_settings *dst, const struct vm_settings *src, unsi
                                      settings_get(src, &settings_table[i]));
 }
 
+unsigned settings_follow_startup(struct vm_settings *s, unsigned given)
+{
+        unsigned moved = 0;
+
+        if (s->dynamic || !(given & SETTINGS_STARTUP))
+                return 0;
+        if (!(given & SETTINGS_MAXIMUM) && s->maximum_bytes < s->startup_bytes) {
+                s->maximum_bytes = s->startup_bytes;
+                moved |= SETTINGS_MAXIMUM;
+        }
+        if (!(given & SETTINGS_MINIMUM) && s->minimum_bytes > s->startup_bytes &&
+            s->startup_bytes >= SETTINGS_MINIMUM_FLOOR) {
+                s->minimum_bytes = s->startup_bytes;
+                moved |= SETTINGS_MINIMUM;
+        }
+        return moved;
+}
+
 uint64_t settings_first_block(const struct vm_settings *s)
 {
         if (!s->dynamic || s->maximum_bytes <= s->startup_bytes ||

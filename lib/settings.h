@@ -134,6 +134,16 @@ unsigned settings_diff(const struct vm_settings *a, const struct vm_settings *b)
 void settings_merge(struct vm_settings *dst, const struct vm_settings *src, unsigned mask);
 
 /*
+ * A static VM's minimum and maximum do nothing while it stays static; when a
+ * change (`given`) sets its startup but neither of them, they follow the new
+ * startup as far as minimum <= startup <= maximum needs, so that
+ * `dynmem set NAME --startup 2G` of a static VM is not refused for a maximum
+ * its operator never set. Returns the bits of the fields moved (to be kept as
+ * given), 0 for a dynamic VM.
+ */
+unsigned settings_follow_startup(struct vm_settings *s, unsigned given);
+
+/*
  * Fill the fields not marked in given_mask with defaults derived from the
  * given ones: startup 1 GiB, minimum = min(512 MiB, startup), maximum =
  * max(startup, 4 x startup) for dynamic VMs and startup for static ones,

@@ -32,6 +32,10 @@ startup = 1G
 minimum = 512M
 maximum = 2G
 trace = @DATA@/flat-300m.csv
+
+[vm "static1"]
+startup = 256M
+trace = @DATA@/flat-300m.csv
 """
 
 
@@ -119,6 +123,28 @@ def minimum_startup_maximum_stay_ordered(bins):
         o = d.vm("off1")
         check(o["minimum_bytes"] == o["startup_bytes"] == o["maximum_bytes"] == 3 * GIB,
               "several settings in one change are checked together", o)
+
+
+@tap.case
+def static_vm_minimum_and_maximum_follow_its_startup(bins):
+    # static1 took minimum = maximum = startup (256M) from the file's defaults
+    with running(bins, CONFIG) as d:
+        d.ok("set", "static1", "--startup", "1G")
+        v = d.vm("static1")
+        check(v["startup_bytes"] == GIB and v["maximum_bytes"] == GIB and
+              v["minimum_bytes"] == 256 * MIB, "maximum follows a larger startup", v)
+        d.ok("set", "static1", "--startup", "128M")
+        v = d.vm("static1")
+        check(v["startup_bytes"] == v["minimum_bytes"] == 128 * MIB and
+              v["maximum_bytes"] == GIB, "minimum follows a smaller startup", v)
+        d.fails("set", "static1", "--startup", "2G", "--maximum", "1G",
+                contains="static1: startup 2 GiB is above maximum 1 GiB")
+        d.fails("set", "off1", "--startup", "3G", contains="off1: startup 3 GiB is above maximum")
+        d.kill9()
+        d.start()
+        v = d.vm("static1")
+        check((v["minimum_bytes"], v["startup_bytes"], v["maximum_bytes"]) ==
+              (128 * MIB, 128 * MIB, GIB), "kept across a crash of dynmemd", v)
 
 
 @tap.case
