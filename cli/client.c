@@ -5,11 +5,13 @@
 #include "client.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
@@ -17,6 +19,32 @@
 
 #include "units.h"
 #include "mono.h"
+
+/* Who may connect: the socket's own group (dynmemd -g), or its directory is shut. */
+static void denied(const char *path, char *err, size_t errlen)
+{
+        struct stat st;
+        const struct group *g;
+
+        if (stat(path, &st) < 0) {
+                snprintf(err, errlen,
+                         "permission denied on %s: this user may not reach it (its "
+                         "directory's permissions)",
+                         path);
+                return;
+        }
+        g = getgrgid(st.st_gid);
+        if (g)
+                snprintf(err, errlen,
+                         "permission denied on %s: reading needs root or membership in its "
+                         "group, %s",
+                         path, g->gr_name);
+        else
+                snprintf(err, errlen,
+                         "permission denied on %s: reading needs root or membership in its "
+                         "group, gid %u",
+                         path, (unsigned)st.st_gid);
+}
 
 static int connect_socket(const char *path, uint64_t timeout_ms, char *err, size_t errlen)
 {
@@ -39,10 +67,7 @@ static int connect_socket(const char *path, uint64_t timeout_ms, char *err, size
                 if (fd >= 0)
                         close(fd);
                 if (e == EACCES || e == EPERM)
-                        snprintf(err, errlen,
-                                 "permission denied on %s: reading needs root or "
-                                 "membership in the socket's group (dynmem)",
-                                 path);
+                        denied(path, err, errlen);
                 else
                         snprintf(err, errlen,
                                  "no dynmemd is listening on %s (%s); start it, or "

@@ -206,7 +206,18 @@ def others_may_not_even_read(bins):
     with running(bins, CONFIG) as d:  # no group "dynmem" here: root only
         r = nobody_can(d, "list")
         check(r.rc == 1 and f"permission denied on {d.socket}" in r.err, "refused", r)
+        group = grp.getgrgid(os.stat(d.socket).st_gid).gr_name
+        check(r.err.rstrip().endswith(f"membership in its group, {group}"),
+              "names the socket's own group", r, group)
         d.ok("list")
+
+
+@tap.case
+def refusal_names_the_group_given_with_g(bins):
+    with running(bins, CONFIG, group="nogroup") as d:  # user daemon is not in nogroup
+        r = d.cli("list", user="daemon")
+        check(r.rc == 1 and r.err.rstrip().endswith("membership in its group, nogroup"),
+              "the group of dynmemd -g, not dynmem", r)
 
 
 if __name__ == "__main__":
