@@ -12,6 +12,10 @@ the even ones, each with linear and step interpolation, and all 80 on 40 GiB
 (scarcity).
 
     bench/same_decisions.py --baseline /path/to/old/dynmem-sim [--sim NEW] [--jobs N]
+                            [--policy-key KEY=VALUE ...]
+
+--policy-key adds a [policy] line to every scenario (e.g. headroom_pool_percent=100, to
+compare an opt-in part that the defaults leave off).
 
 Prints one line per scenario and exits 1 if any differs.
 """
@@ -31,9 +35,24 @@ import simbench  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def scenarios(tmp):
+def with_keys(path, tmp, keys):
+    """The bundled scenario at path with keys added to its [policy], in tmp beside its traces."""
+    if not keys:
+        return path
+    folder = os.path.join(tmp, "bundled")
+    if not os.path.isdir(folder):
+        os.makedirs(folder)
+        os.symlink(os.path.join(ROOT, "scenarios", "traces"), os.path.join(folder, "traces"))
+    copy = os.path.join(folder, os.path.basename(path))
+    with open(path, encoding="utf-8") as f, open(copy, "w", encoding="utf-8") as out:
+        out.write(f.read() + "\n[policy]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
+    return copy
+
+
+def scenarios(tmp, keys):
     """(label, path) of every scenario compared."""
-    out = [(os.path.basename(p), p) for p in sorted(glob.glob(os.path.join(ROOT, "scenarios", "*.ini")))]
+    out = [(os.path.basename(p), with_keys(p, tmp, keys))
+           for p in sorted(glob.glob(os.path.join(ROOT, "scenarios", "*.ini")))]
     dataset = bb.find_dataset()
     if not dataset:
         print("# no Bitbrains dataset: bundled scenarios only")
@@ -43,9 +62,11 @@ def scenarios(tmp):
         for interp in ("linear", "step"):
             tag = f"{which}-{interp}"
             out.append((f"bitbrains {tag}", bb.scenario(dataset, tmp, names, bb.host_memory(names),
-                                                        interp=interp, tag=tag)))
+                                                        interp=interp, policy_keys=keys,
+                                                        tag=tag)))
     names = bb.subset(dataset, "all")
-    out.append(("bitbrains all on 40G", bb.scenario(dataset, tmp, names, "40G", tag="all-40g")))
+    out.append(("bitbrains all on 40G", bb.scenario(dataset, tmp, names, "40G",
+                                                         policy_keys=keys, tag="all-40g")))
     return out
 
 
@@ -72,12 +93,20 @@ def main():
     ap.add_argument("--baseline", required=True, help="dynmem-sim built before the change")
     ap.add_argument("--sim", default=None, help="dynmem-sim to check (default: this tree's)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--policy-key", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [policy] line added to every scenario")
     args = ap.parse_args()
+    keys = {}
+    for item in args.policy_key:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            ap.error(f"--policy-key {item!r} is not KEY=VALUE")
+        keys[key.strip()] = value.strip()
     # Each build runs in its scenario's folder: a relative path is taken from here first.
     baseline = os.path.abspath(args.baseline)
     sim = os.path.abspath(args.sim or simbench.find_sim())
     with tempfile.TemporaryDirectory(prefix="same-decisions-") as tmp:
-        todo = scenarios(tmp)
+        todo = scenarios(tmp, keys)
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(lambda s: compare(baseline, sim, s[0], s[1], tmp), todo))
     differ = [label for label, same in results if not same]

@@ -149,7 +149,7 @@ static inline double policy_history_edge(unsigned bucket)
  * (policy_pool_share_one()) before the allocation.
  */
 #define POLICY_PRICE_BINS   4096
-#define POLICY_PRICE_WINDOW 16
+#define POLICY_PRICE_WINDOW 8
 
 struct policy_pool {
         uint64_t buffers;                   /* the pooled VMs' buffers, summed */
