@@ -90,6 +90,18 @@ static void cell_state(const json_t *obj, const char *key, char *buf, size_t len
         }
 }
 
+/*
+ * The status, or "problem" when the VM's settings cannot be used (a libvirt domain's
+ * bad metadata): it is then not balanced, and `dynmem show` says why.
+ */
+static void cell_status(const json_t *obj, const char *key, char *buf, size_t len)
+{
+        if (json_is_string(json_object_get(obj, "problem")))
+                snprintf(buf, len, "problem");
+        else
+                cell_string(obj, key, buf, len);
+}
+
 static const struct column vm_columns[] = {
     {"NAME", "name", cell_string, false, false},
     {"STATE", "state", cell_state, false, false},
@@ -97,7 +109,7 @@ static const struct column vm_columns[] = {
     {"LENT", "lent_bytes", cell_size, true, true},
     {"DEMAND", "demand_bytes", cell_size, true, false},
     {"PRESSURE", "pressure_percent", cell_percent, true, false},
-    {"STATUS", "status", cell_string, false, false},
+    {"STATUS", "status", cell_status, false, false},
     {"MIN", "minimum_bytes", cell_size, true, false},
     {"STARTUP", "startup_bytes", cell_size, true, false},
     {"MAX", "maximum_bytes", cell_size, true, false},
@@ -204,6 +216,7 @@ static const struct field vm_fields[] = {
     {"Lend:", "lend", cell_bool},
     {"Defined by:", "origin", cell_string},
     {"Autostart:", "autostart", cell_bool},
+    {"Problem:", "problem", cell_string},
 };
 
 /* What the backend describes (the "backend" member); what does not apply is left out. */

@@ -526,6 +526,54 @@ class running:
         return False
 
 
+class editing:
+    """with editing(d, edit) as path: a control socket at path that hands each request to
+    d's dynmemd and its reply to edit(request, reply), which changes the reply in place,
+    before passing it on. What dynmem prints of states this host cannot make (a libvirt
+    domain's problem, a relief move, a state file that cannot be written) is then tested
+    on dynmemd's own answers: d.ok("show", "web1", socket_path=path)."""
+
+    def __init__(self, d, edit):
+        self.d, self.edit = d, edit
+        self.path = os.path.join(d.dir, "edited.sock")
+        self.stop = threading.Event()
+
+    def __enter__(self):
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(self.path)
+        self.server.listen(16)
+        self.server.settimeout(0.1)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        return self.path
+
+    def _serve(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=self._client, args=(conn,), daemon=True).start()
+
+    def _client(self, conn):
+        conn.settimeout(WAIT)
+        with conn, self.d.connect() as up, conn.makefile("rb") as lines:
+            for line in lines:
+                if not line.strip():
+                    continue
+                up.sendall(line)
+                reply = read_line(up)
+                self.edit(json.loads(line), reply)
+                conn.sendall((json.dumps(reply) + "\n").encode())
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.server.close()
+        os.unlink(self.path)
+        return False
+
+
 def accounting(d, memory):
     """Σ assigned of the VMs holding memory ≤ memory, each running VM within its
     [minimum, maximum]; returns the VMs."""
