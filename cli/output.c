@@ -361,6 +361,10 @@ static void print_cluster(FILE *out, const json_t *relief, const json_t *peers)
                             out, "%-16s short of %s for %s\n", "",
                             size_format((uint64_t)member_int(relief, "short_bytes"), a, sizeof(a)),
                             duration_format((uint64_t)for_ms, b, sizeof(b)));
+                if (json_is_string(json_object_get(relief, "moving")))
+                        fprintf(out, "%-16s moving %s now\n", "", member_str(relief, "moving"));
+                if (json_is_string(json_object_get(relief, "last")))
+                        fprintf(out, "%-16s last: %s\n", "", member_str(relief, "last"));
         }
         json_array_foreach(peers, i, p)
         {

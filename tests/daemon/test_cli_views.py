@@ -77,5 +77,34 @@ def list_flags_a_vm_with_a_problem_in_its_status(bins):
         check(rows["web1"]["STATUS"] in ("ok", "low", "warning"), "web1 as it was", rows)
 
 
+@tap.case
+def status_prints_every_host_warning(bins):
+    def warnings(request, reply):
+        h = reply["host"]
+        h.update(state_saved=False, state_error="cannot write /var/lib/dynmem/web1: "
+                 "No space left on device", overcommitted=True,
+                 overcommit_error="the running VMs' minimums (5 GiB in all) exceed memory (4 GiB)")
+        h["relief"] = {"enabled": True, "short": True, "short_bytes": 512 << 20,
+                       "short_for_ms": 90000, "shortage_for_ms": 60000, "cooldown_ms": 300000,
+                       "moves": 2, "done": 1, "failed": 0, "no_room": 1, "moving": "web1",
+                       "last": "moving web1 to hostb: short of memory for 1.5m"}
+
+    with running(bins, CONFIG) as d:
+        out = d.ok("status").out
+        check("NOT SAVED" not in out and "OVERCOMMITTED" not in out and "Relief:" not in out,
+              "nothing to warn of", out)
+        with editing(d, warnings) as path:
+            out = d.ok("status", socket_path=path).out
+        for line in (r"Memory: +OVERCOMMITTED: the running VMs' minimums \(5 GiB in all\) "
+                     r"exceed memory \(4 GiB\)",
+                     r"State: +NOT SAVED: cannot write /var/lib/dynmem/web1: No space left",
+                     r"Relief: +on: short of memory now; 2 moves \(1 done, 0 failed\), "
+                     r"1 without room",
+                     r" +short of 512 MiB for 90s",
+                     r" +moving web1 now",
+                     r" +last: moving web1 to hostb: short of memory for 1.5m"):
+            check(re.search("^" + line, out, re.M), line, out)
+
+
 if __name__ == "__main__":
     main(tap)
