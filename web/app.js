@@ -1,5 +1,6 @@
 // app.js: dynmemd's live page. Every second it reads /api/v1/vms,
-// /api/v1/counters, /api/v1/status and the new events, redraws the table and
+// /api/v1/counters, /api/v1/status and the new events, redraws the host's figures
+// and warnings (as `dynmem status` has them) and the table, and
 // appends one point to each chart; the VM selected by its name (#vm=NAME)
 // has its details shown, all that `dynmem show` prints. The charts' history (the last ten minutes)
 // lives in this page only; reloading starts them afresh. Where polls are
@@ -25,7 +26,7 @@
     ['lent', 'lent_bytes', size, true],   // what of the target is lent as page cache
     ['demand', 'demand_bytes', size, true],
     ['pressure', 'pressure_percent', percent, true],
-    ['status', 'status', text],
+    ['status', 'status', (v, vm) => statusOf(vm)],
     ['minimum', 'minimum_bytes', size, true],
     ['startup', 'startup_bytes', size, true],
     ['maximum', 'maximum_bytes', size, true],
@@ -91,6 +92,12 @@
     return v === null || v === undefined ? '-' : String(v);
   }
 
+  // the status, or "problem" when the VM's settings cannot be used (a libvirt domain's
+  // bad metadata: it is not balanced), as `dynmem list` has it
+  function statusOf(vm) {
+    return typeof vm.problem === 'string' ? 'problem' : text(vm.status);
+  }
+
   // a switch, as `dynmem show` prints it
   function onOff(v) {
     return v === true ? 'on' : v === false ? 'off' : '-';
@@ -111,6 +118,16 @@
 
   function trim(x) {
     return String(Math.round(x * 100) / 100);
+  }
+
+  // a duration as `dynmem status` prints it: 800ms, 1.5s, 90s, 2m, 1h
+  function duration(ms) {
+    if (typeof ms !== 'number') return '-';
+    if (ms < 1000) return ms + 'ms';
+    if (ms < 60000 || ms % 1000 !== 0) return ms / 1000 + 's';
+    if (ms % 3600000 === 0) return ms / 3600000 + 'h';
+    if (ms % 60000 === 0) return ms / 60000 + 'm';
+    return ms / 1000 + 's';
   }
 
   function percent(p) {
@@ -157,8 +174,27 @@
     set('host-peers', peers.map((p) => p.name + ' ' + p.state +
       (typeof p.available_for_balancing_bytes !== 'number' ? ''
         : ' (' + size(p.available_for_balancing_bytes) + ' free)') +
-      (typeof p.error === 'string' ? ': ' + p.error : '')).join(', ') +
-      (host.relief && host.relief.enabled && host.relief.short ? '; short of memory' : ''));
+      (typeof p.error === 'string' ? ': ' + p.error : '')).join(', '));
+    // the relief rule: what `dynmem status` says of it
+    const r = host.relief;
+    const relief = r && r.enabled === true;
+    document.getElementById('host-relief-box').hidden = !relief;
+    if (relief) {
+      set('host-relief', (r.short ? 'short of memory now' : 'not short') +
+        (r.short_for_ms > 0 ? ' (' + size(r.short_bytes) + ' for ' +
+          duration(r.short_for_ms) + ')' : '') +
+        '; ' + r.moves + ' moves (' + r.done + ' done, ' + r.failed + ' failed), ' +
+        r.no_room + ' without room' +
+        (typeof r.moving === 'string' ? '; moving ' + r.moving + ' now' : '') +
+        (typeof r.last === 'string' ? '; last: ' + r.last : ''));
+    }
+    // what needs the operator, with dynmemd's reason (as text: it names paths)
+    const warn = (id, why) => {
+      document.getElementById(id + '-box').hidden = typeof why !== 'string';
+      set(id, typeof why === 'string' ? why : '-');
+    };
+    warn('host-overcommit', host.overcommitted ? host.overcommit_error : null);
+    warn('host-state', host.state_saved === false ? host.state_error : null);
   }
 
   // the VM whose details are shown: #vm=NAME in the page's address, null for none
@@ -196,7 +232,7 @@
       COLUMNS.forEach(([cls, key, fmt, num], i) => {
         const td = tr.children[i];
         (i === 0 ? td.firstChild : td).textContent = fmt(vm[key], vm);
-        td.className = cls + (num ? ' num' : '') + (cls === 'status' ? ' status-' + vm.status : '');
+        td.className = cls + (num ? ' num' : '') + (cls === 'status' ? ' status-' + statusOf(vm) : '');
       });
       tr.classList.toggle('off', vm.state !== 'running' && vm.state !== 'stopping');
       tr.classList.toggle('selected', vm.name === selected());

@@ -77,6 +77,9 @@ ODD_NAME = '<i id="pwn3">odd</i>&"'
 PEER = '<b id="pwn4">peer</b>'
 PEER_ERROR = 'http://peer:9100/: <img id="pwn7"> refused'
 EVENT = 'crashed: <img id="pwn6"> & "x"'
+STATE_ERROR = 'cannot write /var/lib/dynmem/<b id="pwn8">x</b>: No space left on device'
+OVERCOMMIT = "the running VMs' minimums (9 GiB in all) exceed memory (8 GiB) & <i id=\"pwn9\">"
+RELIEF_LAST = 'moving web1 to <img id="pwn10">: short of memory for 90s'
 
 
 def make_fixture(d):
@@ -110,6 +113,11 @@ def make_fixture(d):
                         "error": PEER_ERROR, "age_ms": None, "memory_bytes": None,
                         "assigned_bytes": None, "available_for_balancing_bytes": None,
                         "running": None}]
+    status.update(state_saved=False, state_error=STATE_ERROR, overcommitted=True,
+                  overcommit_error=OVERCOMMIT)
+    status["relief"] = dict(status["relief"], enabled=True, short=True,
+                            short_bytes=512 * 1024 * 1024, short_for_ms=90000, moves=2, done=1,
+                            failed=0, no_room=1, moving="web1", last=RELIEF_LAST)
     counters = d.json("counters")
     counters["vms"] = {v["name"]: dict(next(iter(counters["vms"].values())))
                        for v in fixture_vms}
@@ -178,6 +186,8 @@ def main():
               "the host line", result["host"])
         # no [peer] sections: no Peers label (the header's flex layout showed it, empty)
         check(result["host"]["peersShown"] is False, "no peers", result["host"])
+        # no relief rule, minimums within memory, the state saved: nothing said of them
+        check(result["host"]["alertsShown"] == [], "no relief and no warnings", result["host"])
 
     @tap.case
     def a_vm_chosen_by_its_name_shows_all_dynmem_show_prints(b):
@@ -264,7 +274,8 @@ def main():
                     json.dump(fixture, f)
                 url = d.json("status")["http_url"]
                 env = dict(os.environ, PLAYWRIGHT_CORE=os.path.join(modules, "playwright-core"))
-                p = subprocess.run(["node", os.path.join(HERE, "fixture_check.cjs"), url, path],
+                p = subprocess.run(["node", os.path.join(HERE, "fixture_check.cjs"), url, path,
+                                    shot.replace(".png", "-fixture.png")],
                                    capture_output=True, text=True, timeout=600, env=env)
         check(p.stdout.strip(), "fixture_check.cjs reported", p.stderr)
         r = json.loads(p.stdout.strip().splitlines()[-1])
@@ -306,6 +317,9 @@ def main():
         broken = r["vms"]["broken"]["details"]
         check(broken["Problem"] == PROBLEM and broken["Defined by"] == "libvirt",
               "the problem, as text", broken)
+        # and flagged in the table, as dynmem list flags it (its status looked fine before)
+        check(rows["broken"]["status"] == "problem" and rows["noagent"]["status"] == "unknown",
+              "the problem in the status column", rows)
 
         # a name that is markup (dynmemd refuses such names; the page must not rely on it)
         odd = r["vms"][ODD_NAME]
@@ -318,6 +332,18 @@ def main():
               "the peer, as text", r["page"]["peers"])
         check(any(EVENT in e for e in r["page"]["events"]), "the event, as text",
               r["page"]["events"])
+
+        # the host's warnings, in the header beside its figures, as text (neither the
+        # state file's error nor overcommitted minimums were on the page before, and the
+        # relief rule only as "short of memory" after the peers)
+        host = r["page"]["host"]
+        check(host.get("host-overcommit") == OVERCOMMIT, "overcommitted minimums", host)
+        check(host.get("host-state") == STATE_ERROR, "the state file not written", host)
+        check(host.get("host-relief") == "short of memory now (512 MiB for 90s); 2 moves "
+              "(1 done, 0 failed), 1 without room; moving web1 now; last: " + RELIEF_LAST,
+              "the relief rule", host)
+        check(r["page"]["alertColor"] == "rgb(255, 180, 168)", "the warnings stand out",
+              r["page"]["alertColor"])
 
     sys.exit(tap.run(bins))
 
