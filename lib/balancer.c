@@ -302,6 +302,8 @@ static void fill_policy_vm(struct policy_vm *pv, struct vm *vm)
         pv->stall_fraction = vm->obs.stall_fraction;
         pv->stall_urgent = vm->obs.stall_urgent;
         pv->cache_evicted_bytes = vm->obs.cache_evicted_bytes;
+        pv->swap_known = vm->obs.swap_known;
+        pv->swap_bytes = vm->obs.swap_bytes;
         pv->external_bytes = 0;
         switch (vm->state) {
         case VM_RUNNING:

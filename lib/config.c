@@ -139,6 +139,8 @@ static const struct key_spec policy_keys[] = {
      NO_FLAG},
     {"headroom_pool_percent", KEY_U32, offsetof(struct policy_tunables, headroom_pool_percent), 0,
      1000, NO_FLAG},
+    {"headroom_kill_weight", KEY_U32, offsetof(struct policy_tunables, headroom_kill_weight), 0,
+     1000, NO_FLAG},
     {"headroom_period", KEY_DURATION, offsetof(struct policy_tunables, headroom_period_ms), 0,
      DAY_MS, NO_FLAG},
     {"persistence_max_permille", KEY_U32,

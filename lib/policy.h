@@ -72,6 +72,8 @@ struct policy_tunables {
         uint32_t headroom_permille;     /* headroom covers this share of unforeseen rises (995) */
         uint32_t headroom_pool_percent; /* the VMs share this % of their buffers' sum (100; 0: each
                                            VM max(its cover, its buffer)) */
+        uint32_t headroom_kill_weight;  /* the pool counts a rise past a VM's cover and its swap
+                                           (an OOM kill) this many times more (0: not apart) */
         uint64_t headroom_period_ms; /* ... counted per this much time, not per decision (30 s) */
         uint32_t persistence_max_permille; /* changes carry on at most this much (1000; 0 = off) */
         uint32_t grow_band_percent;   /* grow once less than this % of the headroom is left (30) */
@@ -209,13 +211,16 @@ struct policy_vm {
         uint64_t demand_time_ms;      /* when it was sampled, on the decisions' clock (0 = now) */
         double stall_fraction;        /* share of the last interval spent stalled, 0..1 */
         uint64_t cache_evicted_bytes; /* page cache evicted under a stall since the last decision */
-        uint64_t lend_bytes;          /* scratch: the want plus what is lent (0 = nothing lent) */
-        uint64_t lent_bytes;          /* output: what of target_bytes is lent above the want
-                                         (0 = nothing lent) */
-        uint64_t external_bytes;      /* POLICY_EXTERNAL: proposed target (0 = keep) */
-        uint64_t expected_bytes;      /* scratch: the figure expected at the next decision */
-        bool pooled;         /* scratch: want = next + headroom from the pool (policy_pool.c) */
-        uint32_t pool_scale; /* scratch: the correction of the figure, permille */
+        bool swap_known;
+        uint64_t swap_bytes;     /* room the guest has past its memory before its OOM killer runs
+                                    (swap free, a burst absorber); unknown: none */
+        uint64_t lend_bytes;     /* scratch: the want plus what is lent (0 = nothing lent) */
+        uint64_t lent_bytes;     /* output: what of target_bytes is lent above the want
+                                    (0 = nothing lent) */
+        uint64_t external_bytes; /* POLICY_EXTERNAL: proposed target (0 = keep) */
+        uint64_t expected_bytes; /* scratch: the figure expected at the next decision */
+        bool pooled;             /* scratch: want = next + headroom from the pool (policy_pool.c) */
+        uint32_t pool_scale;     /* scratch: the correction of the figure, permille */
         uint64_t pool_next_bytes; /* scratch: the corrected figure expected next */
         /*
          * scratch: the rise worth covering across the pool's window, in up to

@@ -245,36 +245,76 @@ static inline double cost_of(double missed, double price, double bytes)
 }
 
 /*
+ * The share of rises past the cover edges[b] plus kill->room, while the
+ * buckets are read from the top down: suffix[i] holds the weight of the
+ * rises in buckets i and up for every i >= b already read (suffix[top + 1]
+ * = 0), and *j the bucket the previous, higher cover's kill line fell in
+ * (top + 1 at first: the lines only fall). Inside a bucket the rises are
+ * taken as spread evenly.
+ */
+static double inverse_width[POLICY_RISE_BUCKETS]; /* 1 / (edges[b + 1] - edges[b]) */
+
+__attribute__((constructor)) static void inverse_widths(void)
+{
+        for (unsigned b = 1; b < POLICY_RISE_BUCKETS; b++)
+                inverse_width[b] = 1.0 / (policy_history_edges[b + 1] - policy_history_edges[b]);
+}
+
+static double kill_share(const struct policy_history *h, const double *suffix, unsigned b,
+                         unsigned *j, double room, double unit)
+{
+        const double *x = policy_history_edges;
+        double line = x[b] + room;
+
+        while (*j > b && x[*j] > line)
+                (*j)--;
+        if (*j > h->top)
+                return 0.0;
+        double part = (x[*j + 1] - line) * inverse_width[*j];
+        return (suffix[*j + 1] + h->rise_weight[*j] * part) * unit;
+}
+
+/*
  * The buckets are read from the top down, each lower edge a cover that
  * misses the rises above it; the search stops once the share missed alone
+ * (with its kills, counted kill->weight times more)
  * costs as much as the best cover found: every lower edge misses at least
  * as much, and rounding keeps that order, so none can cost less. Of two
  * edges that cost the same the higher is kept.
  */
-double policy_history_priced_edge(const struct policy_history *h, double price, uint64_t period_ms)
+double policy_history_priced_edge(const struct policy_history *h, double price, uint64_t period_ms,
+                                  const struct policy_kill *kill)
 {
-        double unit, best, above = 0.0;
+        double unit, best, above = 0.0, suffix[POLICY_RISE_BUCKETS + 1];
+        bool kills = kill && kill->weight > 0.0;
+        unsigned j = h->top + 1u;
 
         if (!priced_start(h, period_ms, &unit, &best))
                 return 0.0;
+        suffix[h->top + 1] = 0.0;
         double best_cost = cost_of(0.0, price, best);
         for (unsigned b = h->top + 1u; b-- > 1;) {
                 above += h->rise_weight[b];
+                suffix[b] = above;
                 double missed = above * unit, lower = policy_history_edges[b];
-                double cost = cost_of(missed, price, lower);
+                double charged =
+                    kills ? missed + kill->weight * kill_share(h, suffix, b, &j, kill->room, unit)
+                          : missed;
+                double cost = cost_of(charged, price, lower);
                 if (cost < best_cost) {
                         best_cost = cost;
                         best = lower;
                 }
-                if (missed >= best_cost)
+                if (charged >= best_cost)
                         break;
         }
         return best;
 }
 
-uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms)
+uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms,
+                               const struct policy_kill *kill)
 {
-        return (uint64_t)policy_history_priced_edge(h, price, period_ms);
+        return (uint64_t)policy_history_priced_edge(h, price, period_ms, kill);
 }
 
 /* The first of `count` ascending prices above `slope` (count when none is), without branches. */
@@ -333,19 +373,23 @@ static int priced_steps(const double *missed, unsigned lo, unsigned hi, const do
 }
 
 int policy_history_priced_window(const struct policy_history *h, const double *prices, int count,
-                                 uint64_t period_ms, uint8_t *buckets, int *from)
+                                 uint64_t period_ms, const struct policy_kill *kill,
+                                 uint8_t *buckets, int *from)
 {
         double unit, top_bytes, above = 0.0, missed_at[POLICY_RISE_BUCKETS + 1];
+        double suffix[POLICY_RISE_BUCKETS + 1];
+        bool kills = kill && kill->weight > 0.0;
 
         from[0] = 0;
         buckets[0] = 0; /* no cover */
         if (!priced_start(h, period_ms, &unit, &top_bytes) || h->top == 0)
                 return 1; /* no history, or every rise in the bottom bucket: no cover */
-        unsigned top = h->top, lo_b = top + 1, hi_b = top + 1;
+        unsigned top = h->top, lo_b = top + 1, hi_b = top + 1, j = top + 1;
         double p_lo = prices[0], p_hi = prices[count - 1];
         double cost_lo = cost_of(0.0, p_lo, top_bytes), cost_hi = cost_of(0.0, p_hi, top_bytes);
 
         missed_at[top + 1] = 0.0;
+        suffix[top + 1] = 0.0;
         /*
          * policy_history_priced_edge() at both ends at once: past the point
          * where one end's search would stop no edge costs it less, so reading
@@ -354,14 +398,19 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
          */
         for (unsigned b = top + 1u; b-- > 1;) {
                 above += h->rise_weight[b];
+                suffix[b] = above;
                 double missed = above * unit, lower = policy_history_edges[b];
-                double c_lo = cost_of(missed, p_lo, lower), c_hi = cost_of(missed, p_hi, lower);
-                missed_at[b] = missed;
+                /* What the hull and the costs see: the misses, and the kills among them. */
+                double charged =
+                    kills ? missed + kill->weight * kill_share(h, suffix, b, &j, kill->room, unit)
+                          : missed;
+                double c_lo = cost_of(charged, p_lo, lower), c_hi = cost_of(charged, p_hi, lower);
+                missed_at[b] = charged;
                 lo_b = c_lo < cost_lo ? b : lo_b;
                 cost_lo = c_lo < cost_lo ? c_lo : cost_lo;
                 hi_b = c_hi < cost_hi ? b : hi_b;
                 cost_hi = c_hi < cost_hi ? c_hi : cost_hi;
-                if (missed >= cost_lo && missed >= cost_hi)
+                if (charged >= cost_lo && charged >= cost_hi)
                         break;
         }
         if (lo_b == hi_b || count < 2) {

@@ -98,16 +98,29 @@ uint64_t policy_history_quantile(const struct policy_history *h, uint32_t permil
 uint64_t policy_history_tail(const struct policy_history *h, double miss, uint64_t period_ms);
 
 /*
+ * What a cover's misses cost beyond their count: a rise larger than the
+ * cover plus `room` (the guest's swap, in the history's bytes) is an OOM
+ * kill, counted `weight` times more (weight 0: not counted).
+ */
+struct policy_kill {
+        double room;
+        double weight;
+};
+
+/*
  * The cover worth its price: the bucket edge h that makes the share of rises
- * above h (per period_ms of time) plus `price` x h smallest, in bytes (the
+ * above h (per period_ms of time), plus kill->weight x the share above h +
+ * kill->room (NULL: none), plus `price` x h smallest, in bytes (the
  * higher edge of two that cost the same). Along the lower convex hull of the
  * points (cover, share missed) this is where the hull's slope falls to the
  * price: a higher price never buys more cover.
  */
-uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms);
+uint64_t policy_history_priced(const struct policy_history *h, double price, uint64_t period_ms,
+                               const struct policy_kill *kill);
 
 /* The same edge as a double (the top edge is not a whole number of bytes). */
-double policy_history_priced_edge(const struct policy_history *h, double price, uint64_t period_ms);
+double policy_history_priced_edge(const struct policy_history *h, double price, uint64_t period_ms,
+                                  const struct policy_kill *kill);
 
 /*
  * The edge policy_history_priced_edge() gives at each of `count` ascending
@@ -121,7 +134,8 @@ double policy_history_priced_edge(const struct policy_history *h, double price, 
  * POLICY_RISE_BUCKETS + 1).
  */
 int policy_history_priced_window(const struct policy_history *h, const double *prices, int count,
-                                 uint64_t period_ms, uint8_t *buckets, int *from);
+                                 uint64_t period_ms, const struct policy_kill *kill,
+                                 uint8_t *buckets, int *from);
 
 /*
  * The covers the edges stand for, by bucket b from 1: none for b = 1 (the

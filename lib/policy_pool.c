@@ -34,6 +34,19 @@ static uint64_t buffer_of(const struct policy_vm *vm)
 }
 
 /*
+ * The VM's OOM kills as its history measures them: a rise past the cover
+ * plus the guest's swap (none when unknown: without swap every rise past the
+ * cover may be one), in the history's bytes.
+ */
+static struct policy_kill kill_of(const struct policy_vm *vm, const struct policy_tunables *t)
+{
+        double scale = (double)vm->pool_scale / 1000.0;
+        double room = vm->swap_known && scale > 0.0 ? (double)vm->swap_bytes / scale : 0.0;
+
+        return (struct policy_kill){.room = room, .weight = (double)t->headroom_kill_weight};
+}
+
+/*
  * Prices per byte of cover, as logarithms: a share of rises per byte, from 1
  * per 2^50 bytes (everything worth covering) to 1 per 2^10 (nothing is), in
  * POLICY_PRICE_BINS steps; bin b's price is the lowest it holds.
@@ -78,8 +91,9 @@ static void add_covers(struct policy_vm *vm, const struct policy_tunables *t, co
                 return; /* it covers nothing at any price (and a scale of 0 covers nothing) */
         double scale = (double)vm->pool_scale / 1000.0;
         double cap = (double)vm->cover_bytes / scale; /* in the history's bytes */
+        struct policy_kill kill = kill_of(vm, t);
         int pieces = policy_history_priced_window(&vm->memory.history, prices, count,
-                                                  t->headroom_period_ms, buckets, from);
+                                                  t->headroom_period_ms, &kill, buckets, from);
         for (int k = 0; k < pieces; k++) {
                 double edge = policy_history_edge(buckets[k]);
                 double now = (edge < cap ? edge : cap) * scale;
@@ -220,7 +234,9 @@ static uint64_t rise_at(const struct policy_pool *pool, const struct policy_vm *
                         k--;
                 return (uint64_t)policy_history_edge(vm->pool_bucket[k]);
         }
-        return policy_history_priced(&vm->memory.history, pool->price, t->headroom_period_ms);
+        struct policy_kill kill = kill_of(vm, t);
+        return policy_history_priced(&vm->memory.history, pool->price, t->headroom_period_ms,
+                                     &kill);
 }
 
 /*

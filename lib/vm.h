@@ -73,6 +73,8 @@ struct vm_observation {
                                          previous observation: the figures are current */
         uint64_t cache_evicted_bytes; /* page cache the guest evicted under a stall since the
                                          previous observation (docs/demand.md) */
+        bool swap_known;
+        uint64_t swap_bytes; /* room past its memory before the guest's OOM killer runs */
         bool guest_visible_known;
         uint64_t guest_visible_bytes; /* memory the guest sees (MemTotal) */
         bool guest_available_known;

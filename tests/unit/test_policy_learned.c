@@ -5,7 +5,8 @@
  * current use served before anyone's projected rise under deep scarcity, and
  * holds kept for a VM that waits only for headroom; the headroom pool: the
  * buffers' sum shared by the VMs' rises, at a price that does not depend on
- * where its search starts.
+ * where its search starts, and rises past a VM's cover and its swap (OOM
+ * kills) counted apart.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -169,6 +170,57 @@ static void pool_scarce_covers_the_likeliest_rises(void **state)
 }
 
 /*
+ * Two VMs at 2 GiB with a 20 % buffer, sharing the pool, decided every 30 s
+ * for four hours: a rises by 96 MiB on every 3rd decision, b by 300 to 700
+ * MiB on every 7th. b has `b_swap` of swap, a 1 GiB. Returns the headroom
+ * each holds above its expected figure at the end.
+ */
+static void headrooms_with_swap(struct fx *f, uint32_t kill_weight, uint64_t b_swap,
+                                uint64_t *ret_a, uint64_t *ret_b)
+{
+        f->n = 0;
+        f->scratch.contended = f->scratch.scarce = false;
+        f->scratch.price_bin = 0;
+        f->cfg.tunables.headroom_pool_percent = 100;
+        f->cfg.tunables.headroom_kill_weight = kill_weight;
+        struct policy_vm *a = add(f, "a", dyn(2 * GIB, 256 * MIB, 8 * GIB), 2 * GIB);
+        struct policy_vm *b = add(f, "b", dyn(2 * GIB, 256 * MIB, 8 * GIB), 2 * GIB);
+        a->swap_known = b->swap_known = true;
+        a->swap_bytes = GIB;
+        b->swap_bytes = b_swap;
+        for (uint64_t k = 0; k <= 480; k++) {
+                demand(a, k % 3 == 2 ? 2 * GIB + 96 * MIB : 2 * GIB);
+                demand(b, k % 7 == 6 ? 2 * GIB + (300 + (k / 7) % 5 * 100) * MIB : 2 * GIB);
+                decide(f, k * 30000);
+                settle(f);
+        }
+        *ret_a = a->want_bytes - a->pool_next_bytes;
+        *ret_b = b->want_bytes - b->pool_next_bytes;
+}
+
+static void pool_counts_kills_past_swap_apart(void **state)
+{
+        struct fx *f = *state;
+        uint64_t a0, b0, ak, bk, buffer = want_of(2 * GIB, 20) - 2 * GIB;
+
+        /* Counted by their number alone, b's rare wide rises lose to a's frequent ones... */
+        headrooms_with_swap(f, 0, 64 * MIB, &a0, &b0);
+        /* ... and with most of them past b's cover and its 64 MiB of swap, b is killed. */
+        assert_true(b0 + 64 * MIB < 600 * MIB);
+        /* A kill counted 20 times more than a miss takes the cover to where b's swap ends its
+         * likelier kills, from a's part of the same pool. */
+        headrooms_with_swap(f, 20, 64 * MIB, &ak, &bk);
+        assert_true(bk > b0 + 64 * MIB);
+        assert_true(ak < a0);
+        assert_true(ak + bk <= 2 * buffer + 4 * MIB);
+        /* With swap larger than any rise of b, no rise kills: the weight changes nothing. */
+        headrooms_with_swap(f, 0, 2 * GIB, &a0, &b0);
+        headrooms_with_swap(f, 20, 2 * GIB, &ak, &bk);
+        assert_int_equal(ak, a0);
+        assert_int_equal(bk, b0);
+}
+
+/*
  * The pool's price is searched from where the previous decision found it;
  * searched from the other end of the scale instead, every decision is the
  * same. Eight VMs rise by different sizes, some often, some rarely, on a
@@ -225,6 +277,7 @@ int main(void)
             T(pool_gives_headroom_where_rises_are),
             T(pool_scarce_covers_the_likeliest_rises),
             T(pool_price_wherever_the_search_starts),
+            T(pool_counts_kills_past_swap_apart),
         };
 #undef T
         return cmocka_run_group_tests(tests, NULL, NULL);
