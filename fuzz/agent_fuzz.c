@@ -8,8 +8,9 @@
  *   byte 1: milliseconds that pass between feeds, times 10.
  * After every feed it checks what the policy relies on: demand within the
  * guest's MemTotal + 1/8 and the VM's limit, a stall share in 0..1, rates
- * finite and never negative, reports within their documented ranges, and
- * counters that add up. A violation aborts (a finding).
+ * finite and never negative, reports within their documented ranges, swap
+ * room known only from a report that gave it, and counters that add up. A
+ * violation aborts (a finding).
  *
  * Build and run: fuzz/run.sh agent SECONDS (see docs/guest-protocol.md).
  */
@@ -74,6 +75,11 @@ static void check(struct agent *a, const struct agent_options *o, uint64_t now)
                       r->absorber_size_bytes <= 2 * r->mem_total_bytes &&
                       r->absorber_ram_bytes <= r->mem_total_bytes);
         }
+        if (e.swap_known)
+                CHECK(e.fresh && (r->have & AGENT_HAVE_SWAP) &&
+                      e.swap_free_bytes <= AGENT_BYTES_MAX);
+        else
+                CHECK(e.swap_free_bytes == 0);
         if (e.stall_known)
                 CHECK(isfinite(e.stall_fraction) && e.stall_fraction >= 0 && e.stall_fraction <= 1);
         CHECK(isfinite(e.refaults_per_s) && e.refaults_per_s >= 0);

@@ -420,6 +420,7 @@ static const size_t report_offsets[AGENT_R_N_KEYS] = {
     [AGENT_R_ABSORBER_RAM] = RF(absorber_ram_bytes),
     [AGENT_R_ABSORBER_SIZE] = RF(absorber_size_bytes),
     [AGENT_R_FILE_RECLAIMED] = RF(file_reclaimed),
+    [AGENT_R_SWAP_FREE] = RF(swap_free_bytes),
 };
 _Static_assert(AGENT_R_N_KEYS < 63, "a report's keys fit the seen mask beside the cause bit");
 

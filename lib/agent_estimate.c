@@ -274,6 +274,8 @@ void agent_estimator_get(const struct agent_estimator *e, const struct agent_rep
                 out.refaults_per_s = e->rates_known ? e->refault_rate : 0;
                 out.evicted_total_bytes = e->evicted_total;
                 out.majfaults_per_s = e->rates_known ? e->majfault_rate : 0;
+                out.swap_known = r->have & AGENT_HAVE_SWAP;
+                out.swap_free_bytes = out.swap_known ? r->swap_free_bytes : 0;
         }
         *ret = out;
 }

@@ -52,6 +52,7 @@ struct agent_report {
         uint64_t absorber_ram_bytes;  /* RAM the absorber holds for them (compressed) */
         uint64_t absorber_size_bytes; /* its size, <= AGENT_ABSORBER_MAX_TOTALS x MemTotal */
         uint64_t file_reclaimed;      /* page-cache pages reclaimed (pgsteal_file) */
+        uint64_t swap_free_bytes;     /* SwapFree: its swap areas' room, the absorber's included */
         uint64_t received_ms;         /* host time it was accepted */
 };
 
@@ -88,6 +89,13 @@ struct agent_estimate {
         uint64_t evicted_total_bytes;
         double majfaults_per_s;   /* major faults per second */
         uint64_t committed_bytes; /* Committed_AS as reported (not used for demand) */
+        /*
+         * The room the guest can still push pages out to before its OOM killer runs:
+         * SwapFree, which holds the burst absorber's free room too (it is a swap area
+         * of the guest's). Unknown from an agent that does not report swap_free_bytes.
+         */
+        bool swap_known;
+        uint64_t swap_free_bytes;
         /*
          * Reports accepted so far that the guest sent because it started to stall
          * (cause psi): when it grew since the last estimate the caller took, a stall

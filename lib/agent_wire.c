@@ -62,6 +62,7 @@ const struct agent_report_key_desc agent_report_keys[AGENT_R_N_KEYS] = {
     [AGENT_R_ABSORBER_RAM] = {"absorber_ram_bytes", BYTES, AGENT_HAVE_ABSORBER, false},
     [AGENT_R_ABSORBER_SIZE] = {"absorber_size_bytes", BYTES, AGENT_HAVE_ABSORBER, false},
     [AGENT_R_FILE_RECLAIMED] = {"file_reclaimed", COUNT, AGENT_HAVE_RECLAIM, false},
+    [AGENT_R_SWAP_FREE] = {"swap_free_bytes", BYTES, AGENT_HAVE_SWAP, false},
 };
 
 char *agent_caps_format(unsigned caps, char *buf, size_t len)

@@ -104,6 +104,7 @@ enum agent_have {
         AGENT_HAVE_SELF = 1u << 5,      /* self_rss_bytes, self_cpu_us */
         AGENT_HAVE_ABSORBER = 1u << 6, /* absorber_bytes, absorber_ram_bytes, absorber_size_bytes */
         AGENT_HAVE_RECLAIM = 1u << 7,  /* file_reclaimed (Linux >= 5.8) */
+        AGENT_HAVE_SWAP = 1u << 8,     /* swap_free_bytes (older agents: swap unknown) */
 };
 
 #define AGENT_ABSORBER_MAX_TOTALS 2 /* an absorber holds at most 2 x MemTotal */
@@ -141,6 +142,7 @@ enum agent_report_key {
         AGENT_R_ABSORBER_RAM,   /* RAM the absorber holds for them (compressed) */
         AGENT_R_ABSORBER_SIZE,  /* its size, <= AGENT_ABSORBER_MAX_TOTALS x MemTotal */
         AGENT_R_FILE_RECLAIMED, /* page-cache pages the kernel reclaimed (pgsteal_file) */
+        AGENT_R_SWAP_FREE,      /* SwapFree: room left in its swap areas, the absorber's too */
         AGENT_R_N_KEYS,
 };
 

@@ -176,6 +176,8 @@ size_t proto_report(const struct sample *s, uint64_t seq, enum agent_cause cause
         put_key(buf, len, &used, AGENT_R_ACTIVE_FILE, s->active_file);
         put_key(buf, len, &used, AGENT_R_COMMITTED, s->committed);
         put_key(buf, len, &used, AGENT_R_SWAP_USED, s->swap_used);
+        if (s->have & AGENT_HAVE_SWAP)
+                put_key(buf, len, &used, AGENT_R_SWAP_FREE, s->swap_free);
         if (s->have & AGENT_HAVE_AVAILABLE)
                 put_key(buf, len, &used, AGENT_R_MEM_AVAILABLE, s->mem_available);
         put_group(buf, len, &used, s->have & AGENT_HAVE_BALLOON, AGENT_R_BALLOON, s->balloon,

@@ -130,7 +130,12 @@ int sample_parse_meminfo(const char *text, struct sample *ret)
                 ret->have |= keys[i].have;
         }
         util_find_u64(text, "SwapTotal", &swap_total);
-        util_find_u64(text, "SwapFree", &swap_free);
+        if (util_find_u64(text, "SwapFree", &swap_free) == 0) {
+                /* More than the host takes is as much room as it needs to know of. */
+                ret->swap_free =
+                    swap_free <= AGENT_BYTES_MAX / 1024 ? swap_free * 1024 : AGENT_BYTES_MAX;
+                ret->have |= AGENT_HAVE_SWAP;
+        }
         ret->swap_used = swap_total > swap_free && swap_total <= AGENT_BYTES_MAX / 1024
                              ? (swap_total - swap_free) * 1024
                              : 0;

@@ -21,6 +21,7 @@ struct sample {
         uint64_t time_ms;
         uint32_t have; /* AGENT_HAVE_* bits of lib/agent_wire.h */
         uint64_t mem_total, mem_available, mem_free, cached, active_file, committed, swap_used;
+        uint64_t swap_free; /* SwapFree, the absorber's free room included (AGENT_HAVE_SWAP) */
         uint64_t balloon;
         bool balloon_in_total;
         struct psi_values psi;

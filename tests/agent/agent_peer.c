@@ -107,16 +107,17 @@ static void print_report(struct agent *a, uint64_t now)
                 return;
         if (e.stall_known)
                 snprintf(stall, sizeof(stall), "%.6f", e.stall_fraction);
-        printf("report seq=%" PRIu64 " cause=%s time_ms=%" PRIu64 " total=%" PRIu64
-               " avail=%" PRIu64 " free=%" PRIu64 " committed=%" PRIu64 " balloon=%" PRIu64
-               " demand=%s%" PRIu64 " stall=%s some_avg10_bp=%" PRIu64 " some_total_us=%" PRIu64
-               " refaults_per_s=%.1f oom_kill=%" PRIu64 " onlined=%" PRIu64 " self_rss=%" PRIu64
-               " self_cpu_us=%" PRIu64 " unknown_keys=%" PRIu64 " rx_ms=%" PRIu64 "\n",
-               r->seq, agent_cause_name(r->cause), r->time_ms, r->mem_total_bytes,
-               r->mem_available_bytes, r->mem_free_bytes, r->committed_bytes, r->balloon_bytes,
-               e.demand_known ? "" : "?", e.demand_bytes, stall, r->psi_some_avg10_bp,
-               r->psi_some_total_us, e.refaults_per_s, r->oom_kill, r->onlined, r->self_rss_bytes,
-               r->self_cpu_us, agent_counters(a)->unknown_keys, now);
+        printf(
+            "report seq=%" PRIu64 " cause=%s time_ms=%" PRIu64 " total=%" PRIu64 " avail=%" PRIu64
+            " free=%" PRIu64 " committed=%" PRIu64 " balloon=%" PRIu64 " demand=%s%" PRIu64
+            " swap=%s%" PRIu64 " stall=%s some_avg10_bp=%" PRIu64 " some_total_us=%" PRIu64
+            " refaults_per_s=%.1f oom_kill=%" PRIu64 " onlined=%" PRIu64 " self_rss=%" PRIu64
+            " self_cpu_us=%" PRIu64 " unknown_keys=%" PRIu64 " rx_ms=%" PRIu64 "\n",
+            r->seq, agent_cause_name(r->cause), r->time_ms, r->mem_total_bytes,
+            r->mem_available_bytes, r->mem_free_bytes, r->committed_bytes, r->balloon_bytes,
+            e.demand_known ? "" : "?", e.demand_bytes, e.swap_known ? "" : "?", e.swap_free_bytes,
+            stall, r->psi_some_avg10_bp, r->psi_some_total_us, e.refaults_per_s, r->oom_kill,
+            r->onlined, r->self_rss_bytes, r->self_cpu_us, agent_counters(a)->unknown_keys, now);
 }
 
 static void print_events(struct peer *p, struct agent *a, unsigned ev, uint64_t now)

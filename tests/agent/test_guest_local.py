@@ -46,7 +46,8 @@ def check_session(t, peer, agent):
          peer.text())
     r = r or {}
     want = {"total": 1024 * MIB, "avail": 512 * MIB, "free": 256 * MIB,
-            "committed": 2048 * MIB, "balloon": 100 * MIB, "oom_kill": 3}
+            "committed": 2048 * MIB, "balloon": 100 * MIB, "oom_kill": 3,
+            "swap": 92160 * 1024}
     got = {k: r.get(k) for k in want}
     t.ok(got == want, "report carries /proc/meminfo and /proc/vmstat in bytes", f"{got}\n{want}")
     t.ok(r.get("demand") == 412 * MIB,

@@ -271,6 +271,53 @@ static void report_is_parsed_and_estimated(void **state)
         agent_free(a);
 }
 
+/*
+ * swap_free_bytes is the guest's swap room, up to 16 TiB, its own figure (not held to
+ * MemTotal). An agent that leaves it out (one that predates it) has swap unknown; an
+ * estimate gone stale knows none either.
+ */
+static void swap_free_is_known_only_when_reported(void **state)
+{
+        struct agent *a = ready_agent(0);
+        struct agent_estimate e;
+        char line[AGENT_LINE_MAX];
+
+        assert_true(feed(a, report(line, sizeof(line), 1, 1000, 1024, 512, 0, NULL), 10) &
+                    AGENT_EV_REPORT);
+        assert_int_equal(agent_estimate(a, 10, &e), 0);
+        assert_false(e.swap_known);
+        assert_int_equal(e.swap_free_bytes, 0);
+        assert_false(agent_last_report(a)->have & AGENT_HAVE_SWAP);
+
+        assert_true(feed(a,
+                         report(line, sizeof(line), 2, 2000, 1024, 512, 0,
+                                "swap_free_bytes=17592186044416"),
+                         1010) &
+                    AGENT_EV_REPORT);
+        assert_int_equal(agent_estimate(a, 1010, &e), 0);
+        assert_true(e.swap_known);
+        assert_int_equal(e.swap_free_bytes, AGENT_BYTES_MAX);
+
+        assert_true(
+            feed(a, report(line, sizeof(line), 3, 3000, 1024, 512, 0, "swap_free_bytes=0"), 2010) &
+            AGENT_EV_REPORT);
+        assert_int_equal(agent_estimate(a, 2010, &e), 0);
+        assert_true(e.swap_known);
+        assert_int_equal(e.swap_free_bytes, 0);
+
+        /* the next report leaves it out: unknown again, not the last figure */
+        assert_true(feed(a, report(line, sizeof(line), 4, 4000, 1024, 512, 0, NULL), 3010) &
+                    AGENT_EV_REPORT);
+        assert_int_equal(agent_estimate(a, 3010, &e), 0);
+        assert_false(e.swap_known);
+
+        feed(a, report(line, sizeof(line), 5, 5000, 1024, 512, 0, "swap_free_bytes=1048576"), 4010);
+        assert_int_equal(agent_estimate(a, 4010 + 3001, &e), 0);
+        assert_false(e.fresh || e.swap_known);
+        assert_int_equal(agent_counters(a)->unknown_keys, 0);
+        agent_free(a);
+}
+
 static void psi_report_is_urgent(void **state)
 {
         struct agent *a = ready_agent(0);
@@ -433,13 +480,16 @@ static void out_of_range_reports_are_rejected(void **state)
             "balloon_bytes=1",                             /* group incomplete */
             "psi_full_avg10_bp=10001 psi_full_total_us=0",
             "psi_full_avg10_bp=1",
-            "cached_bytes=5",                 /* repeated */
-            "active_file_bytes=1073741825",   /* above MemTotal */
-            "swap_used_bytes=17592186044417", /* above 16 TiB */
-            "oom_kill=99999999999999999999",  /* overflow */
-            "oom_kill=01",                    /* leading zero */
-            "pgmajfault=-1",                  /* sign */
-            "self_rss_bytes=1",               /* group incomplete */
+            "cached_bytes=5",                      /* repeated */
+            "active_file_bytes=1073741825",        /* above MemTotal */
+            "swap_used_bytes=17592186044417",      /* above 16 TiB */
+            "swap_free_bytes=17592186044417",      /* above 16 TiB */
+            "swap_free_bytes=1 swap_free_bytes=1", /* repeated */
+            "swap_free_bytes=12k",                 /* not a number */
+            "oom_kill=99999999999999999999",       /* overflow */
+            "oom_kill=01",                         /* leading zero */
+            "pgmajfault=-1",                       /* sign */
+            "self_rss_bytes=1",                    /* group incomplete */
         };
         struct agent *a = ready_agent(0);
         char line[AGENT_LINE_MAX];
@@ -773,7 +823,8 @@ static void largest_report_fits_a_line(void **state)
                          "oom_kill=4611686018427387904 onlined=4611686018427387904 "
                          "refaults=4611686018427387904 self_rss_bytes=17592186044416 "
                          "self_cpu_us=4611686018427387904 absorber_bytes=17592186044416 "
-                         "absorber_ram_bytes=17592186044416 absorber_size_bytes=17592186044416\n");
+                         "absorber_ram_bytes=17592186044416 absorber_size_bytes=17592186044416 "
+                         "file_reclaimed=4611686018427387904 swap_free_bytes=17592186044416\n");
 
         assert_true(n > 0 && n <= AGENT_LINE_MAX);
         print_message("# the largest report is %d bytes\n", n);
@@ -782,10 +833,10 @@ static void largest_report_fits_a_line(void **state)
                 print_message("# %s\n", agent_last_error(a));
         assert_true(ev & AGENT_EV_REPORT);
         assert_int_equal(agent_counters(a)->unknown_keys, 0);
-        assert_int_equal(agent_last_report(a)->have, AGENT_HAVE_AVAILABLE | AGENT_HAVE_PSI |
-                                                         AGENT_HAVE_PSI_FULL | AGENT_HAVE_REFAULTS |
-                                                         AGENT_HAVE_BALLOON | AGENT_HAVE_SELF |
-                                                         AGENT_HAVE_ABSORBER);
+        assert_int_equal(agent_last_report(a)->have,
+                         AGENT_HAVE_AVAILABLE | AGENT_HAVE_PSI | AGENT_HAVE_PSI_FULL |
+                             AGENT_HAVE_REFAULTS | AGENT_HAVE_BALLOON | AGENT_HAVE_SELF |
+                             AGENT_HAVE_ABSORBER | AGENT_HAVE_RECLAIM | AGENT_HAVE_SWAP);
         struct agent_estimate e;
         assert_int_equal(agent_estimate(a, 1, &e), 0);
         assert_int_equal(e.demand_bytes, AGENT_BYTES_MAX); /* a full absorber, at the limit */
@@ -810,6 +861,7 @@ int main(void)
             cmocka_unit_test(agent_refusal_and_wrong_choice),
             cmocka_unit_test(bad_hellos_are_rejected),
             cmocka_unit_test(report_is_parsed_and_estimated),
+            cmocka_unit_test(swap_free_is_known_only_when_reported),
             cmocka_unit_test(psi_report_is_urgent),
             cmocka_unit_test(partial_and_batched_lines),
             cmocka_unit_test(long_lines_are_discarded),

@@ -8,7 +8,8 @@
  *   old descriptor never comes back, its node goes;
  * - hotplug: the uevent socket's overflow, ENOBUFS from recv(), which this
  *   program hands out in place of the kernel (-Wl,--wrap=recv);
- * - sample: a /proc/meminfo that loses its MemTotal and gets it back.
+ * - sample: a /proc/meminfo that loses its MemTotal and gets it back, and its
+ *   SwapFree, present or not.
  *
  * What the agent logs is taken here too (-Wl,--wrap=util_log), so that the
  * cases count its lines rather than read its rate-limited stderr.
@@ -27,6 +28,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "agent_wire.h"
 #include "conn.h"
 #include "hotplug.h"
 #include "sample.h"
@@ -426,6 +428,37 @@ static void meminfo_without_memtotal_is_logged_once_and_retried(void **state)
         sampler_close(&s);
 }
 
+/*
+ * SwapFree is reported as swap_free_bytes whenever /proc/meminfo has it (0: a guest
+ * without swap); without the line the key is left out (the host: swap unknown). More
+ * than the host accepts is sent as the most it accepts.
+ */
+static void meminfo_swap_free_is_sampled(void **state)
+{
+        static const struct {
+                const char *text;
+                bool have;
+                uint64_t swap_free, swap_used;
+        } cases[] = {
+            {"MemTotal: 1048576 kB\nSwapTotal: 2097152 kB\nSwapFree: 1572864 kB\n", true,
+             1572864ull * 1024, 524288ull * 1024},
+            {"MemTotal: 1048576 kB\nSwapTotal: 0 kB\nSwapFree: 0 kB\n", true, 0, 0},
+            {"MemTotal: 1048576 kB\n", false, 0, 0},
+            {"MemTotal: 1048576 kB\nSwapTotal: 34359738368 kB\nSwapFree: 34359738368 kB\n", true,
+             AGENT_BYTES_MAX, 0},
+        };
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct sample smp = {0};
+
+                assert_int_equal(sample_parse_meminfo(cases[i].text, &smp), 0);
+                assert_int_equal(!!(smp.have & AGENT_HAVE_SWAP), cases[i].have);
+                assert_int_equal(smp.swap_free, cases[i].swap_free);
+                assert_int_equal(smp.swap_used, cases[i].swap_used);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -442,6 +475,7 @@ int main(void)
                                             remove_root),
             cmocka_unit_test_setup_teardown(meminfo_without_memtotal_is_logged_once_and_retried,
                                             make_root, remove_root),
+            cmocka_unit_test(meminfo_swap_free_is_sampled),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -85,7 +85,8 @@ static void the_guests_report_is_read_whole(void **state)
         struct sample s = {
             .time_ms = 5000,
             .have = AGENT_HAVE_AVAILABLE | AGENT_HAVE_PSI | AGENT_HAVE_PSI_FULL |
-                    AGENT_HAVE_REFAULTS | AGENT_HAVE_BALLOON | AGENT_HAVE_SELF | AGENT_HAVE_RECLAIM,
+                    AGENT_HAVE_REFAULTS | AGENT_HAVE_BALLOON | AGENT_HAVE_SELF |
+                    AGENT_HAVE_RECLAIM | AGENT_HAVE_SWAP,
             .mem_total = 1000 << 20,
             .mem_available = 500 << 20,
             .mem_free = 400 << 20,
@@ -93,6 +94,7 @@ static void the_guests_report_is_read_whole(void **state)
             .active_file = 200 << 20,
             .committed = 1234567,
             .swap_used = 7 << 20,
+            .swap_free = 22ull << 30,
             .balloon = 100 << 20,
             .balloon_in_total = true,
             .psi = {.some_avg10_bp = 11,
@@ -148,6 +150,7 @@ static void the_guests_report_is_read_whole(void **state)
                 assert_int_equal(r->self_rss_bytes, s.self_rss);
                 assert_int_equal(r->self_cpu_us, 19);
                 assert_int_equal(r->file_reclaimed, 21);
+                assert_int_equal(r->swap_free_bytes, s.swap_free);
                 agent_free(a);
         }
 }
@@ -160,7 +163,7 @@ static void the_longest_report_fits_a_line(void **state)
             .time_ms = AGENT_TIME_MAX,
             .have = AGENT_HAVE_AVAILABLE | AGENT_HAVE_PSI | AGENT_HAVE_PSI_FULL |
                     AGENT_HAVE_REFAULTS | AGENT_HAVE_BALLOON | AGENT_HAVE_SELF |
-                    AGENT_HAVE_ABSORBER | AGENT_HAVE_RECLAIM,
+                    AGENT_HAVE_ABSORBER | AGENT_HAVE_RECLAIM | AGENT_HAVE_SWAP,
             .mem_total = bytes,
             .mem_available = bytes,
             .mem_free = bytes,
@@ -168,6 +171,7 @@ static void the_longest_report_fits_a_line(void **state)
             .active_file = bytes,
             .committed = count,
             .swap_used = bytes,
+            .swap_free = bytes,
             .balloon = bytes,
             .balloon_in_total = true,
             .psi = {.some_avg10_bp = 10000,
@@ -191,6 +195,35 @@ static void the_longest_report_fits_a_line(void **state)
         assert_true(n > 0);
         assert_true(n <= AGENT_LINE_MAX);
         assert_non_null(strstr(line, " file_reclaimed="));
+        assert_non_null(strstr(line, " swap_free_bytes="));
+}
+
+/*
+ * A guest whose /proc/meminfo has no SwapFree sends no swap_free_bytes, and the host
+ * reads its swap as unknown, as from an agent that predates the key.
+ */
+static void a_report_without_swap_free_leaves_swap_unknown(void **state)
+{
+        struct sample s = {.time_ms = 5000,
+                           .have = AGENT_HAVE_AVAILABLE,
+                           .mem_total = 1000 << 20,
+                           .mem_available = 500 << 20,
+                           .mem_free = 400 << 20,
+                           .swap_free = 3 << 20}; /* not sent: not in have */
+        struct proto_offer o = {
+            .min = 1, .max = 1, .version = 1, .page_size = 4096, .software = "x"};
+        char line[AGENT_LINE_MAX];
+        struct agent_estimate e;
+        struct agent *a = connected();
+        size_t n = proto_hello(&o, line, sizeof(line));
+
+        assert_true(agent_feed(a, line, n, 2) & AGENT_EV_READY);
+        n = proto_report(&s, 1, AGENT_CAUSE_TICK, 0, line, sizeof(line));
+        assert_null(strstr(line, "swap_free_bytes"));
+        assert_true(agent_feed(a, line, n, 3) & AGENT_EV_REPORT);
+        assert_int_equal(agent_estimate(a, 3, &e), 0);
+        assert_false(e.swap_known);
+        agent_free(a);
 }
 
 int main(void)
@@ -200,6 +233,7 @@ int main(void)
             cmocka_unit_test(the_guests_hello_is_read_whole),
             cmocka_unit_test(the_guests_report_is_read_whole),
             cmocka_unit_test(the_longest_report_fits_a_line),
+            cmocka_unit_test(a_report_without_swap_free_leaves_swap_unknown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
