@@ -3,6 +3,8 @@
  * QEMU guests (qemu, and libvirt, whose guests are the same QEMU with the
  * same devices and agent): the agent's estimate while fresh, else the
  * balloon's statistics while they move, else nothing (the VM keeps its size).
+ * The guest's swap room comes from the agent only (balloon statistics do not
+ * say it): without a fresh agent report it is unknown.
  * Demand is in the host's terms, as assigned memory is: the guest's figure
  * plus what its kernel keeps out of MemTotal (docs/demand.md). Pure: the
  * caller passes the time.
@@ -119,6 +121,13 @@ static void from_agent(struct qemu_guest_signal *sg, const struct qemu_mem *m, u
         o->cache_evicted_bytes = r->evicted_total_bytes >= sg->evicted_observed
                                      ? r->evicted_total_bytes - sg->evicted_observed
                                      : r->evicted_total_bytes;
+        /*
+         * The room past its memory before its OOM killer runs: SwapFree, the burst
+         * absorber's free room inside it (the absorber is one of its swap areas; adding
+         * absorber_size_bytes - absorber_bytes again would count that room twice).
+         */
+        o->swap_known = r->swap_known;
+        o->swap_bytes = r->swap_known ? r->swap_free_bytes : 0;
         o->guest_visible_known = r->visible_known;
         o->guest_visible_bytes = r->visible_bytes;
         o->guest_available_known = r->available_known;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "agent.h"
 #include "qemu.h"
 #include "qemu_int.h"
 #include "qemu_launch.h"
@@ -1339,6 +1340,90 @@ static void a_reboot_forgets_the_previous_boot(void **state)
         assert_true(qemu_signal_agent(&sg, &e));
 }
 
+/* An agent that has connected and reported `line` at mono 1000 ms; its estimate in e. */
+static void agent_reported(const char *line, struct agent_estimate *e)
+{
+        static const char hello[] = "DMG1 hello min=1 max=1 version=1 interval_ms=1000 "
+                                    "agent=0.1.0 page_size=4096\n";
+        struct agent *a;
+
+        assert_int_equal(agent_new(NULL, &a), 0);
+        agent_connected(a, 1000);
+        assert_true(agent_feed(a, hello, strlen(hello), 1000) & AGENT_EV_READY);
+        assert_true(agent_feed(a, line, strlen(line), 1000) & AGENT_EV_REPORT);
+        assert_int_equal(agent_estimate(a, 1000, e), 0);
+        agent_free(a);
+}
+
+/*
+ * The guest's swap room (the policy weighs a rise past it as an OOM kill) is the
+ * agent's swap_free_bytes, which holds the burst absorber's free room already:
+ * it is not added again. An agent that does not report it, balloon statistics
+ * and a reboot leave it unknown.
+ */
+static void the_swap_room_comes_from_the_agent(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 768 * MIB);
+        struct qemu_guest_signal sg;
+        struct agent_estimate e;
+        struct vm_observation o = {0};
+
+        (void)state;
+        /* 2 GiB of swap free, 100 MiB of it the absorber's (200 MiB, 100 MiB used). */
+        agent_reported("DMG1 report seq=1 time_ms=5 mem_total_bytes=268435456 "
+                       "mem_free_bytes=0 mem_available_bytes=16777216 "
+                       "absorber_bytes=104857600 absorber_ram_bytes=33554432 "
+                       "absorber_size_bytes=209715200 swap_free_bytes=2147483648\n",
+                       &e);
+        qemu_signal_reset(&sg);
+        qemu_signal_agent(&sg, &e);
+        qemu_signal_observe(&sg, &m, 1000, 1000, &o);
+        assert_int_equal(sg.source, QEMU_SIGNAL_AGENT);
+        assert_true(o.swap_known);
+        assert_int_equal(o.swap_bytes, 2 * GIB);
+
+        /* A guest without swap has no room: known, 0. */
+        agent_reported("DMG1 report seq=1 time_ms=5 mem_total_bytes=268435456 "
+                       "mem_free_bytes=0 mem_available_bytes=16777216 swap_free_bytes=0\n",
+                       &e);
+        qemu_signal_agent(&sg, &e);
+        o = (struct vm_observation){0};
+        qemu_signal_observe(&sg, &m, 1000, 1000, &o);
+        assert_true(o.swap_known);
+        assert_int_equal(o.swap_bytes, 0);
+
+        /* An agent that does not report swap_free_bytes: unknown, whatever else it says. */
+        agent_reported("DMG1 report seq=1 time_ms=5 mem_total_bytes=268435456 "
+                       "mem_free_bytes=0 mem_available_bytes=16777216 swap_used_bytes=0 "
+                       "absorber_bytes=0 absorber_ram_bytes=0 absorber_size_bytes=209715200\n",
+                       &e);
+        qemu_signal_agent(&sg, &e);
+        o = (struct vm_observation){0};
+        qemu_signal_observe(&sg, &m, 1000, 1000, &o);
+        assert_int_equal(sg.source, QEMU_SIGNAL_AGENT);
+        assert_false(o.swap_known);
+        assert_int_equal(o.swap_bytes, 0);
+
+        /* The agent gone stale, demand from the balloon's statistics: unknown. */
+        agent_reported("DMG1 report seq=1 time_ms=5 mem_total_bytes=268435456 "
+                       "mem_free_bytes=0 mem_available_bytes=16777216 swap_free_bytes=1048576\n",
+                       &e);
+        qemu_signal_agent(&sg, &e);
+        qemu_signal_stats(&sg, 250 * MIB, 100 * MIB, 7, 1000 + QEMU_AGENT_FRESH_MS);
+        o = (struct vm_observation){0};
+        qemu_signal_observe(&sg, &m, 1000 + QEMU_AGENT_FRESH_MS, 1000 + QEMU_AGENT_FRESH_MS, &o);
+        assert_int_equal(sg.source, QEMU_SIGNAL_BALLOON);
+        assert_false(o.swap_known);
+
+        /* A reboot forgets it until the new boot's agent reports. */
+        qemu_signal_reset(&sg);
+        qemu_signal_agent(&sg, &e);
+        qemu_signal_reboot(&sg);
+        o = (struct vm_observation){0};
+        qemu_signal_observe(&sg, &m, 1000, 1000, &o);
+        assert_false(o.swap_known);
+}
+
 /* The guest kernel's reservation is measured only while virtio-mem stands still. */
 static void the_guest_reserve_is_measured_when_settled(void **state)
 {
@@ -1708,6 +1793,7 @@ int main(void)
             cmocka_unit_test(without_virtio_mem_the_balloon_works_alone),
             cmocka_unit_test(a_reset_starts_from_empty_devices),
             cmocka_unit_test(a_reboot_forgets_the_previous_boot),
+            cmocka_unit_test(the_swap_room_comes_from_the_agent),
             cmocka_unit_test(a_target_moving_each_second_keeps_no_old_high),
             cmocka_unit_test(requests_in_flight_are_not_repeated),
             cmocka_unit_test(a_lowered_request_may_still_hold_the_previous_one),
