@@ -1,9 +1,10 @@
 /*
  * policy_bench: how long one policy decision takes for many VMs, on one core.
  * Runs the hyperv kind, the dynmem kind with its defaults (the headroom pool
- * off) and dynmem with the pool on (headroom_pool_percent = 100) over the same
- * seeded VMs (plenty and scarcity), in turn, ROUNDS times, and prints the
- * median and p99 per decision (the median over the rounds of each round's
+ * on, OOM kills weighed apart) and dynmem without the pool
+ * (headroom_pool_percent = 0) over the same seeded VMs (plenty and scarcity;
+ * each VM with 0 to 2 GiB of guest swap), in turn, ROUNDS times, and prints
+ * the median and p99 per decision (the median over the rounds of each round's
  * figure), with the cost as a ratio of hyperv's and of dynmem's with its
  * defaults, measured in the same run.
  * Each decision is timed on the wall clock and on the thread's CPU clock: on
@@ -55,6 +56,8 @@ static void make_vms(struct policy_vm *vms, size_t n)
                     .assigned_bytes = startup,
                     .demand_known = true,
                     .stall_known = true,
+                    .swap_known = true,
+                    .swap_bytes = (rng() % 5) * 512 * MIB,
                 };
         }
 }
@@ -72,7 +75,7 @@ static double cpu_ms(void)
  * Time `decisions` decisions with demands drifting; returns the median and
  * p99 in ms, on the wall clock, and the median on the CPU clock.
  */
-static void run(enum policy_kind kind, uint32_t pool_percent, struct policy_vm *vms, size_t n,
+static void run(enum policy_kind kind, int pool_percent, struct policy_vm *vms, size_t n,
                 uint64_t memory, int decisions, double *ret_median, double *ret_p99,
                 double *ret_cpu)
 {
@@ -83,8 +86,8 @@ static void run(enum policy_kind kind, uint32_t pool_percent, struct policy_vm *
         double *c = calloc((size_t)decisions, sizeof(*c));
 
         policy_tunables_default(&cfg.tunables);
-        if (kind == POLICY_DYNMEM)
-                cfg.tunables.headroom_pool_percent = pool_percent;
+        if (pool_percent >= 0)
+                cfg.tunables.headroom_pool_percent = (uint32_t)pool_percent;
         policy_scratch_reserve(&scratch, n);
         for (int d = 0; d < decisions; d++) {
                 for (size_t i = 0; i < n; i++) {
@@ -112,11 +115,11 @@ static void run(enum policy_kind kind, uint32_t pool_percent, struct policy_vm *
 static const struct {
         const char *name;
         enum policy_kind kind;
-        uint32_t pool_percent;
+        int pool_percent; /* -1: the default */
 } policies[] = {
-    {"hyperv", POLICY_HYPERV, 0},
-    {"dynmem", POLICY_DYNMEM, 0}, /* the defaults: the pool is opt-in */
-    {"dynmem-pool", POLICY_DYNMEM, 100},
+    {"hyperv", POLICY_HYPERV, -1},
+    {"dynmem", POLICY_DYNMEM, -1},
+    {"dynmem-nopool", POLICY_DYNMEM, 0},
 };
 #define POLICIES (sizeof(policies) / sizeof(policies[0]))
 

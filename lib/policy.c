@@ -87,8 +87,8 @@ void policy_tunables_default(struct policy_tunables *t)
             .stall_memory_ms = 600 * MSEC_PER_SEC,
             .history_halflife_ms = 6 * 3600 * MSEC_PER_SEC,
             .headroom_permille = 995,
-            .headroom_pool_percent = 0, /* opt-in: docs/policy.md, "The headroom pool" */
-            .headroom_kill_weight = 0,
+            .headroom_pool_percent = 100,
+            .headroom_kill_weight = 2,
             .headroom_period_ms = 30 * MSEC_PER_SEC,
             .persistence_max_permille = 1000,
             .grow_band_percent = 30,
@@ -604,8 +604,14 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                 settle(&d, release);
                 grant(&d);
         }
-        for (size_t i = 0; i < n; i++)
-                policy_lend_figure(&vms[i]);
+        /* With lending off and nothing lent before, every figure stays 0: no pass needed. */
+        if (cfg->tunables.lend_hold_ms > 0 || scratch->lent) {
+                scratch->lent = false;
+                for (size_t i = 0; i < n; i++) {
+                        policy_lend_figure(&vms[i]);
+                        scratch->lent |= vms[i].lent_bytes > 0;
+                }
+        }
         if (ret_summary)
                 *ret_summary = d.sum;
         return 0;

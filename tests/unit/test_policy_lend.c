@@ -106,9 +106,11 @@ static void a_loan_comes_last_and_goes_first(void **state)
 {
         struct fx *f = *state;
         f->host.memory_bytes = 1536 * MIB;
-        /* b's want is its demand and buffer: no projection of its rise. */
+        /* b's want is its demand and buffer: no projection of its rise, no pool sharing
+         * a's buffer with it. */
         f->cfg.tunables.persistence_max_permille = 0;
         f->cfg.tunables.trend_lookahead_ms = 0;
+        f->cfg.tunables.headroom_pool_percent = 0;
         struct policy_vm *a = cache_guest(f, "a");
         struct policy_vm *b = add(f, "b", dyn(512 * MIB, 512 * MIB, 2 * GIB), 512 * MIB);
         demand(b, 300 * MIB);
