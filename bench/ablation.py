@@ -8,6 +8,8 @@ Bitbrains host of bench/bitbrains_data.py; ratios are against `hyperv` in the sa
                     (the figure as reported: no change carried on)
     learned headroom  headroom_permille = 0 (the buffer only)
     headroom pool   headroom_pool_percent = 0 (each VM max(its cover, its buffer))
+    kill weight     headroom_kill_weight = 0 (a rise past the cover and the guest's swap
+                    counted as any other miss)
     cover per time  headroom_period = 0s (the cover's share counted per decision)
     band            grow_band_percent = 100, shrink_band_percent = 0
                     (grow whenever below want, shrink whenever above it: the deadband only)
@@ -37,6 +39,7 @@ VARIANTS = [
     ("without projection", {"persistence_max_permille": 0, "trend_lookahead": "0s"}),
     ("without learned headroom", {"headroom_permille": 0}),
     ("without headroom pool", {"headroom_pool_percent": 0}),
+    ("without kill weight", {"headroom_kill_weight": 0}),
     ("cover per decision", {"headroom_period": "0s"}),
     ("without band", {"grow_band_percent": 100, "shrink_band_percent": 0}),
     ("without slow shrink", {"shrink_delay": "0s", "shrink_step_percent": 100}),
