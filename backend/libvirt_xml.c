@@ -396,7 +396,7 @@ static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, 
         }
         case F_LEND:
                 if (lx_text(n, text, sizeof(text)) < 0 || switch_parse(text, &m->lend) < 0) {
-                        snprintf(err, errlen, "<lend> is not yes or no");
+                        snprintf(err, errlen, "<lend> is not " SWITCH_WORDS);
                         return -EINVAL;
                 }
                 return 0;

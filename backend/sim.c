@@ -135,13 +135,10 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
                 }
         }
         if ((kv = config_vm_key(cvm, "psi"))) {
-                if (strcmp(kv->value, "yes") == 0 || strcmp(kv->value, "on") == 0)
-                        sv->psi = true;
-                else if (strcmp(kv->value, "no") == 0 || strcmp(kv->value, "off") == 0)
-                        sv->psi = false;
-                else {
-                        config_diag_add(diag, cfg->path, kv->line, "psi: \"%s\" is not yes or no%s",
-                                        kv->value, config_comment_hint(kv->value));
+                if (switch_parse(kv->value, &sv->psi) < 0) {
+                        config_diag_add(diag, cfg->path, kv->line,
+                                        "psi: \"%s\" is not " SWITCH_WORDS "%s", kv->value,
+                                        config_comment_hint(kv->value));
                         errors++;
                 }
         }

@@ -653,7 +653,7 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
         }
         case KEY_BOOL:
                 if (switch_parse(value, (bool *)field) < 0) {
-                        diag_value(ps, value, "%s: \"%s\" is not yes or no", k->name, value);
+                        diag_value(ps, value, "%s: \"%s\" is not " SWITCH_WORDS, k->name, value);
                         return -1;
                 }
                 return 0;

@@ -151,7 +151,7 @@ const char *settings_expected(const struct setting_desc *d)
 {
         switch (d->type) {
         case SETTING_SWITCH:
-                return "yes or no";
+                return SWITCH_WORDS;
         case SETTING_SIZE:
                 return "a size (bytes, or a number with K, M, G or T)";
         case SETTING_NUMBER:

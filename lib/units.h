@@ -51,6 +51,9 @@ int duration_parse(const char *text, uint64_t *ret_ms);
 /* Parse a switch. Returns 0 or -EINVAL. */
 int switch_parse(const char *text, bool *ret);
 
+/* What switch_parse() accepts, for messages: "\"maybe\" is not " SWITCH_WORDS. */
+#define SWITCH_WORDS "yes/no, on/off, true/false or 1/0"
+
 /*
  * Print a size for people: "512 MiB", "1.5 GiB", "0 B". Whole units are
  * printed without decimals. Always NUL-terminates; returns buf.

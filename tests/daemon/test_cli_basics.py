@@ -416,6 +416,8 @@ def cli_usage_errors_exit_2(bins):
         check(d.vm("web1")["weight"] == 5000 and "new1" not in d.vms(), "nothing changed",
               d.vms())
         d.fails("set", "web1", "--weight", "many", rc=2, contains="--weight")
+        d.fails("set", "web1", "--dynamic", "maybe", rc=2,
+                contains='--dynamic: "maybe" is not yes/no, on/off, true/false or 1/0')
         d.fails("show", rc=2, contains="expected one VM name")
         d.fails("list", "web1", rc=2, contains="takes no VM name")
         d.fails("start", "web1", "--force", rc=2)

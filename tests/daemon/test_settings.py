@@ -97,7 +97,7 @@ def lend_changes_any_time(bins):
         d.ok("set", "off1", "--lend", "off")
         check(d.vm("off1")["lend"] is False, "off VM changed", d.vm("off1"))
         d.fails("set", "web1", "--lend", "sometimes", rc=2,
-                contains="--lend: \"sometimes\" is not yes or no")
+                contains="--lend: \"sometimes\" is not yes/no, on/off, true/false or 1/0")
 
 
 @tap.case

@@ -779,7 +779,7 @@ static void bad_metadata_is_reported_for_that_domain(void **state)
             {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:max-was>5</dm:max-was>",
              "slots"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:lend>maybe</dm:lend>",
-             "<lend> is not yes or no"},
+             "<lend> is not yes/no, on/off, true/false or 1/0"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:lend/>", "<lend>"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:lend>no</dm:lend>"
              "<dm:lend>no</dm:lend>",

@@ -149,6 +149,15 @@ def test_bad_sim_key_value():
     expect_exit(run(path), 2, f'{path}:10: start: "soon" is not a duration')
 
 
+def test_switches_take_every_form():
+    # psi is a BOOL like dynamic: the same words, and a refusal that names them
+    path = scenario("psi-true.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "psi = true\n")
+    r = run(path, "--json")
+    assert r.returncode == 0, r.stderr
+    path = scenario("psi-maybe.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "psi = maybe\n")
+    expect_exit(run(path), 2, f'{path}:10: psi: "maybe" is not yes/no, on/off, true/false or 1/0')
+
+
 def test_size_without_unit_refused():
     # "512" is 512 bytes: a unit left out, said with the key, in the scenario and the backend's keys
     path = scenario("nounit.ini", "[host]\nmemory = 4G\n" + GOOD_VM.replace("512M", "512"))

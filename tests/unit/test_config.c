@@ -307,8 +307,10 @@ static void bad_values(void **state)
                         "startup: \"99999999999T\" is larger than 16 TiB");
         expect_error_at("[vm \"a\"]\nblock = 9000000000G\n", 2,
                         "block: \"9000000000G\" is larger than 1 GiB");
-        expect_error_at("[vm \"a\"]\ndynamic = maybe\n", 2, "dynamic: \"maybe\" is not yes or no");
-        expect_error_at("[vm \"a\"]\nautostart = 2\n", 2, "is not yes or no");
+        expect_error_at("[vm \"a\"]\ndynamic = maybe\n", 2,
+                        "dynamic: \"maybe\" is not yes/no, on/off, true/false or 1/0");
+        expect_error_at("[vm \"a\"]\nautostart = 2\n", 2,
+                        "is not yes/no, on/off, true/false or 1/0");
         expect_error_at("[sim]\nseed = x\n", 2, "seed: \"x\" is not a whole number");
         expect_error_at("[sim]\nseed = -4\n", 2, "is not a whole number");
         expect_error_at("[sim]\nspeed = fast\n", 2, "speed: \"fast\" is not a number");
@@ -335,7 +337,7 @@ static void bad_values(void **state)
         expect_error_at("[host]\ninterval = 1s\t# often\n", 2,
                         "is not a duration (a number with ms, s, m or h) (a comment after");
         expect_error_at("[vm \"a\"]\nweight = 5000 # default\n", 2, "at the start of a line)");
-        expect_error_at("[vm \"a\"]\ndynamic = yes # on\n", 2, "is not yes or no (a comment");
+        expect_error_at("[vm \"a\"]\ndynamic = yes # on\n", 2, "or 1/0 (a comment");
         expect_error_at("[sim]\nseed = 4 # fixed\n", 2, "is not a whole number (a comment");
         expect_error_at("[sim]\nspeed = 2 # x\n", 2, "in 0.001..100000 (a comment");
         /* The comment forms dynmem.conf(5) names, as the installed inih reads them. */
@@ -469,8 +471,8 @@ static void lend_is_a_vm_switch(void **state)
         config_free(&c);
         config_diag_free(&d);
         expect_error_at("[vm \"a\"]\nlend = sometimes\n", 2,
-                        "lend: \"sometimes\" is not yes or no");
-        expect_error_at("[vm \"a\"]\nlend = 2\n", 2, "lend: \"2\" is not yes or no");
+                        "lend: \"sometimes\" is not yes/no, on/off, true/false or 1/0");
+        expect_error_at("[vm \"a\"]\nlend = 2\n", 2, "lend: \"2\" is not yes/no, on/off");
         expect_error_at("[vm \"a\"]\nlend = no\nlend = yes\n", 3, "lend: given twice");
         expect_error_at("[host]\nlend = no\n", 2, "unknown key \"lend\" in [host]");
 }
@@ -993,7 +995,8 @@ static void cluster_and_peers(void **state)
         config_diag_free(&d);
 
         expect_error_at("[cluster]\nrelief = yes\n", 2, "relief: no [peer");
-        expect_error_at("[cluster]\nrelief = maybe\n", 2, "is not yes or no");
+        expect_error_at("[cluster]\nrelief = maybe\n", 2,
+                        "relief: \"maybe\" is not yes/no, on/off");
         expect_error_at("[cluster]\nshortage_for = 10ms\n", 2, "shortage_for: 10ms is outside");
         expect_error_at("[cluster]\npeers = b\n", 2, "unknown key \"peers\" in [cluster]");
         expect_error_at("[peer \"b\"]\nhttp = http://b:1\n", 1, "needs libvirt_uri and http");

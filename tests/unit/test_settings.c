@@ -387,7 +387,7 @@ static void parse_text_by_type(void **state)
         assert_int_equal(v, 77); /* untouched on failure */
         assert_non_null(strstr(settings_expected(startup), "size"));
         assert_non_null(strstr(settings_expected(weight), "whole number"));
-        assert_non_null(strstr(settings_expected(dynamic), "yes or no"));
+        assert_non_null(strstr(settings_expected(dynamic), "yes/no, on/off, true/false or 1/0"));
 }
 
 /* Every whole-number row: its bounds pass settings_check, one beyond fails naming it. */
