@@ -474,8 +474,8 @@ static void parse_scalars(struct parse_ctx *x, struct qemu_vm_config *c)
         if ((kv = config_vm_key(x->cvm, "shutdown_timeout")) &&
             (duration_parse(kv->value, &c->shutdown_timeout_ms) < 0 ||
              c->shutdown_timeout_ms < 100 || c->shutdown_timeout_ms > 3600 * MSEC_PER_SEC))
-                problem(x, kv->line, "shutdown_timeout: \"%s\" is not a duration in 100ms..1h%s",
-                        kv->value, config_comment_hint(kv->value));
+                problem(x, kv->line, "shutdown_timeout: \"%s\"%s is not a duration in 100ms..1h%s",
+                        kv->value, duration_read_as(kv->value), config_comment_hint(kv->value));
 }
 
 static void parse_qemu(struct parse_ctx *x, struct qemu_vm_config *c)

@@ -105,8 +105,8 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
                                 kv->value, config_comment_hint(kv->value));
                 errors++;
         } else if (kv && sv->start_ms > TRACE_MS_MAX) {
-                config_diag_add(diag, cfg->path, kv->line, "start: \"%s\" is more than 366 days",
-                                kv->value);
+                config_diag_add(diag, cfg->path, kv->line, "start: \"%s\"%s is more than 366 days",
+                                kv->value, duration_read_as(kv->value));
                 errors++;
         }
         char why[160];

@@ -233,8 +233,8 @@ static int take_view_option(struct cli *cli, int key, const char *arg)
                 return 0;
         case KEY_INTERVAL:
                 if (duration_parse(arg, &cli->interval_ms) < 0 || cli->interval_ms < 100)
-                        return fail_usage("--interval: \"%s\" is not a duration of 100ms or more",
-                                          arg);
+                        return fail_usage("--interval: \"%s\"%s is not a duration of 100ms or more",
+                                          arg, duration_read_as(arg));
                 return 0;
         case KEY_COUNT:
                 errno = 0;
@@ -271,7 +271,8 @@ static int take_option(struct cli *cli, int key, const char *arg)
                 return 0;
         case KEY_TIMEOUT:
                 if (duration_parse(arg, &cli->timeout_ms) < 0 || cli->timeout_ms == 0)
-                        return fail_usage("--timeout: \"%s\" is not a duration (30s, 5m)", arg);
+                        return fail_usage("--timeout: \"%s\"%s is not a duration (30s, 5m)", arg,
+                                          duration_read_as(arg));
                 cli->timeout_given = true;
                 return 0;
         case KEY_CONNECT:

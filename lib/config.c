@@ -614,7 +614,8 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                 if (r < 0 || (k->min > 0 && (double)u < k->min) ||
                     (k->max > 0 && (double)u > k->max)) {
                         char a[32], b[32];
-                        diag(ps, ps->line, "%s: %s is outside %s..%s", k->name, value,
+                        diag(ps, ps->line, "%s: %s%s is outside %s..%s", k->name, value,
+                             duration_read_as(value),
                              duration_format((uint64_t)k->min, a, sizeof(a)),
                              duration_format((uint64_t)k->max, b, sizeof(b)));
                         return -1;

@@ -125,6 +125,22 @@ int duration_parse(const char *text, uint64_t *ret_ms)
                             sizeof(duration_suffixes) / sizeof(duration_suffixes[0]), true, ret_ms);
 }
 
+const char *duration_read_as(const char *text)
+{
+        static const char digits[] = "0123456789";
+
+        if (!text || !isdigit((unsigned char)text[0]))
+                return "";
+        size_t n = strspn(text, digits);
+        if (text[n] == '.') {
+                size_t m = strspn(text + n + 1, digits);
+                if (m == 0)
+                        return "";
+                n += 1 + m;
+        }
+        return text[n] == '\0' && text[strspn(text, "0.")] != '\0' ? " (seconds)" : "";
+}
+
 char *size_format(uint64_t bytes, char *buf, size_t len)
 {
         static const char *names[] = {"B", "KiB", "MiB", "GiB", "TiB"};

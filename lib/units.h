@@ -48,6 +48,13 @@ bool size_unit_missing(const char *text, uint64_t bytes, char *buf, size_t len);
 /* Parse a duration. Returns 0, -EINVAL or -ERANGE. */
 int duration_parse(const char *text, uint64_t *ret_ms);
 
+/*
+ * How a message about the duration `text` says it was read: " (seconds)" for
+ * a bare number ("200", "0.5"), which duration_parse() reads as seconds, and
+ * "" for anything else (a zero is zero in any unit); for "interval: 200 (seconds) is outside 10ms..1m".
+ */
+const char *duration_read_as(const char *text);
+
 /* Parse a switch. Returns 0 or -EINVAL. */
 int switch_parse(const char *text, bool *ret);
 

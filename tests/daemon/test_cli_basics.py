@@ -418,6 +418,9 @@ def cli_usage_errors_exit_2(bins):
         d.fails("set", "web1", "--weight", "many", rc=2, contains="--weight")
         d.fails("set", "web1", "--dynamic", "maybe", rc=2,
                 contains='--dynamic: "maybe" is not yes/no, on/off, true/false or 1/0')
+        # A bare number is seconds, and the refusal says it was read so.
+        d.fails("counters", "--interval", "0.05", rc=2,
+                contains='--interval: "0.05" (seconds) is not a duration of 100ms or more')
         d.fails("show", rc=2, contains="expected one VM name")
         d.fails("list", "web1", rc=2, contains="takes no VM name")
         d.fails("start", "web1", "--force", rc=2)

@@ -1026,6 +1026,22 @@ static void a_comment_in_a_value_is_explained(void **state)
 #undef HINT
 }
 
+/* shutdown_timeout = 7200 is two hours: the refusal says the bare number was read as seconds. */
+static void a_bare_shutdown_timeout_is_said_to_be_seconds(void **state)
+{
+        struct keys *k = *state;
+        struct qemu_vm_config c;
+
+        config_diag_free(&k->diag);
+        assert_int_equal(parse(k, "[vm \"web\"]\nshutdown_timeout = 7200\n", false, &c), -EINVAL);
+        assert_true(diag_has(k, 2,
+                             "shutdown_timeout: \"7200\" (seconds) is not a duration in "
+                             "100ms..1h"));
+        config_diag_free(&k->diag);
+        assert_int_equal(parse(k, "[vm \"web\"]\nshutdown_timeout = 2h\n", false, &c), -EINVAL);
+        assert_true(diag_has(k, 2, "shutdown_timeout: \"2h\" is not a duration in 100ms..1h"));
+}
+
 /* A machine type that cannot take virtio-mem is the config's problem, not a start's. */
 static void machines_without_virtio_mem_are_refused_when_read(void **state)
 {
@@ -1773,6 +1789,8 @@ int main(void)
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(bad_keys_are_reported_with_file_and_line, keys_setup,
                                             keys_teardown),
+            cmocka_unit_test_setup_teardown(a_bare_shutdown_timeout_is_said_to_be_seconds,
+                                            keys_setup, keys_teardown),
             cmocka_unit_test_setup_teardown(a_comment_in_a_value_is_explained, keys_setup,
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(machines_without_virtio_mem_are_refused_when_read,

@@ -242,6 +242,9 @@ def test_times_beyond_a_year_refused():
     expect_exit(r, 2, os.path.join(TMP, "a.csv") + ":2:", "more than 366 days", "not Unix time")
     path = scenario("late.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "start = 8785h\n")
     expect_exit(run(path, timeout=30), 2, f'{path}:10: start: "8785h" is more than 366 days')
+    path = scenario("late-s.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "start = 40000000\n")
+    expect_exit(run(path, timeout=30), 2,
+                f'{path}:10: start: "40000000" (seconds) is more than 366 days')
 
 
 def test_trace_required():

@@ -415,6 +415,39 @@ static void out_of_range_values(void **state)
         expect_error_at("[policy]\ntrend_lookahead = 2h\n", 2, "is outside");
 }
 
+/* A bare number is seconds, and a duration out of range says it was read so. */
+static void bare_durations_are_said_to_be_seconds(void **state)
+{
+        static const char *const keys[] = {
+            "[host]\ninterval",
+            "[policy]\nshrink_delay",
+            "[policy]\ntrend_lookahead",
+            "[policy]\nprobe_after",
+            "[policy]\nstall_memory",
+            "[policy]\nlend_hold",
+            "[policy]\nhistory_halflife",
+            "[policy]\nheadroom_period",
+            "[sim]\nduration",
+            "[sim]\nstep",
+            "[sim]\nreport_interval",
+            "[cluster]\nshortage_for",
+            "[cluster]\ncooldown",
+            "[cluster]\npeer_timeout",
+        };
+        char text[128];
+
+        expect_error_at("[host]\ninterval = 200\n", 2,
+                        "interval: 200 (seconds) is outside 10ms..1m");
+        expect_error_at("[host]\ninterval = 0.005\n", 2, "interval: 0.005 (seconds) is outside");
+        /* A unit given, or a zero, is read as written. */
+        expect_error_at("[host]\ninterval = 200m\n", 2, "interval: 200m is outside 10ms..1m");
+        expect_error_at("[sim]\nstep = 0\n", 2, "step: 0 is outside 10ms..1h");
+        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                snprintf(text, sizeof(text), "%s = 99999999\n", keys[i]);
+                expect_error_at(text, 2, "99999999 (seconds) is outside");
+        }
+}
+
 /* Every row of settings_table is a [vm] key, recorded with its line. */
 static void every_setting_is_a_vm_key(void **state)
 {
@@ -1020,6 +1053,7 @@ int main(void)
             cmocka_unit_test(bad_values),
             cmocka_unit_test(good_value_spellings),
             cmocka_unit_test(out_of_range_values),
+            cmocka_unit_test(bare_durations_are_said_to_be_seconds),
             cmocka_unit_test(every_setting_is_a_vm_key),
             cmocka_unit_test(lend_is_a_vm_switch),
             cmocka_unit_test(percent_sign_on_percentages),

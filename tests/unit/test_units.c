@@ -108,6 +108,23 @@ static void duration_parse_units(void **state)
         assert_int_equal(duration_parse("1d", &v), -EINVAL);
 }
 
+static void duration_read_as_names_seconds(void **state)
+{
+        assert_string_equal(duration_read_as("200"), " (seconds)");
+        assert_string_equal(duration_read_as("0.5"), " (seconds)");
+        assert_string_equal(duration_read_as("99999999999999999999"), " (seconds)");
+        assert_string_equal(duration_read_as("200ms"), "");
+        assert_string_equal(duration_read_as("2m"), "");
+        assert_string_equal(duration_read_as("0"), "");
+        assert_string_equal(duration_read_as("0.0"), "");
+        assert_string_equal(duration_read_as("1."), "");
+        assert_string_equal(duration_read_as("1.2.3"), "");
+        assert_string_equal(duration_read_as(".5"), "");
+        assert_string_equal(duration_read_as(""), "");
+        assert_string_equal(duration_read_as("soon"), "");
+        assert_string_equal(duration_read_as(NULL), "");
+}
+
 static void size_format_is_readable(void **state)
 {
         char buf[32];
@@ -146,6 +163,7 @@ int main(void)
             cmocka_unit_test(size_parse_detects_overflow),
             cmocka_unit_test(size_unit_missing_below_one_mib),
             cmocka_unit_test(duration_parse_units),
+            cmocka_unit_test(duration_read_as_names_seconds),
             cmocka_unit_test(size_format_is_readable),
             cmocka_unit_test(duration_format_is_readable),
             cmocka_unit_test(rounding),
