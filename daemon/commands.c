@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "mono.h"
 #include "relief.h"
+#include "suggest.h"
 #include "wake.h"
 
 typedef char *(*command_fn)(struct daemon *d, const struct control_request *req,
@@ -467,6 +468,30 @@ static bool key_allowed(const struct backend *b, const char *key)
         return false;
 }
 
+/* A key the backend does not take, with the nearest backend key or setting (--NAME) if one is near.
+ */
+static char *refuse_key(const struct backend *b, const char *vm, const char *key)
+{
+        struct suggest s;
+
+        suggest_init(&s, key);
+        for (size_t i = 0; i < SETTINGS_N; i++)
+                suggest_offer(&s, settings_table[i].name);
+        for (const char *const *k = b->ops->vm_keys; *k; k++)
+                suggest_offer(&s, *k);
+        const char *best = suggest_best(&s);
+        if (!best)
+                return control_reply_error(EINVAL, "%s: backend %s takes no key \"%s\"", vm,
+                                           b->ops->name, key);
+        if (settings_find(best))
+                return control_reply_error(
+                    EINVAL, "%s: backend %s takes no key \"%s\" (did you mean --%s?)", vm,
+                    b->ops->name, key, best);
+        return control_reply_error(EINVAL,
+                                   "%s: backend %s takes no key \"%s\" (did you mean \"%s\"?)", vm,
+                                   b->ops->name, key, best);
+}
+
 /* "NAME: message", naming the VM once (backend messages may name it already). */
 static char *fail_named(int errnum, const char *name, const char *msg)
 {
@@ -500,9 +525,7 @@ static char *check_create(struct daemon *d, const struct control_request *req,
                 return control_reply_error(EINVAL, "%s: %s", req->name, err);
         for (size_t i = 0; i < req->n_keys; i++)
                 if (!key_allowed(d->backend, req->keys[i].key))
-                        return control_reply_error(EINVAL, "%s: backend %s takes no key \"%s\"",
-                                                   req->name, d->backend->ops->name,
-                                                   req->keys[i].key);
+                        return refuse_key(d->backend, req->name, req->keys[i].key);
         *ret = s;
         return NULL;
 }

@@ -44,9 +44,9 @@ POLICY="$(ls lib/policy*.c | grep -v policy_exec | tr '\n' ' ')lib/settings.c li
 LIBS=""
 case $TARGET in
 agent) LIBSRC="lib/agent.c lib/agent_wire.c lib/agent_estimate.c lib/bucket.c" ;;
-config) LIBSRC="lib/config.c $POLICY"; LIBS="-linih" ;;
-trace) LIBSRC="lib/trace.c lib/config.c $POLICY"; LIBS="-linih" ;;
-control) LIBSRC="lib/control.c lib/agent_wire.c lib/vm.c lib/counters.c lib/config.c $POLICY"
+config) LIBSRC="lib/config.c lib/suggest.c $POLICY"; LIBS="-linih" ;;
+trace) LIBSRC="lib/trace.c lib/config.c lib/suggest.c $POLICY"; LIBS="-linih" ;;
+control) LIBSRC="lib/control.c lib/agent_wire.c lib/vm.c lib/counters.c lib/config.c lib/suggest.c $POLICY"
         LIBS="-linih -ljansson" ;;
 policy_exec) LIBSRC="lib/policy_exec.c lib/policy_exec_loop.c lib/child.c lib/mono.c $POLICY"
         LIBS="-levent -ljansson" ;;

@@ -2,7 +2,8 @@
  * config: reads dynmem's INI files (daemon configuration and simulator
  * scenarios) through inih. A reader callback counts lines so that every
  * message carries FILE:LINE; tables describe each section's keys, their type
- * and their range. See config.h.
+ * and their range; an unknown key is named with the nearest known one
+ * (lib/suggest). See config.h.
  */
 #include "config.h"
 
@@ -17,6 +18,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "suggest.h"
 #include "trace.h"
 #include "units.h"
 
@@ -726,6 +728,12 @@ static const struct key_spec *find_key(const struct key_spec *table, const char 
         return NULL;
 }
 
+static void offer_keys(struct suggest *s, const struct key_spec *table)
+{
+        for (; table->name; table++)
+                suggest_offer(s, table->name);
+}
+
 static void add_extra(struct parse_state *ps, const char *key, const char *value)
 {
         struct config_vm *vm = ps->vm;
@@ -832,7 +840,14 @@ static int handle_key(void *user, const char *section, const char *key, const ch
                         add_extra(ps, key, value); /* checked by the backend */
                         return 1;
                 }
-                diag(ps, ps->line, "unknown key \"%s\" in [%s]", key, ps->section_raw);
+                struct suggest s;
+                suggest_init(&s, key);
+                offer_keys(&s, table);
+                if (suggest_best(&s))
+                        diag(ps, ps->line, "unknown key \"%s\" in [%s] (did you mean \"%s\"?)", key,
+                             ps->section_raw, suggest_best(&s));
+                else
+                        diag(ps, ps->line, "unknown key \"%s\" in [%s]", key, ps->section_raw);
                 return 1;
         }
         if (store_value(ps, k, base, value) < 0)
@@ -990,6 +1005,51 @@ void config_free(struct config *c)
         *c = (struct config){0};
 }
 
+/* Append ", name" (or the first name) to buf of len bytes; names past its end are left out. */
+static void list_add(char *buf, size_t len, const char *name)
+{
+        size_t used = strlen(buf);
+
+        if (used < len)
+                snprintf(buf + used, len - used, "%s%s", used ? ", " : "", name);
+}
+
+/*
+ * An unknown [vm] key: the nearest VM key or backend key when one is near
+ * (a misspelt weight is not the backend's problem), or else where [vm] keys
+ * come from, with both lists.
+ */
+static void report_vm_key(const struct config *c, const struct config_vm *vm,
+                          const struct config_kv *kv, const char *backend,
+                          const char *const *allowed, struct config_diag *d)
+{
+        char core[256] = "", own[256] = "";
+        struct suggest s;
+
+        suggest_init(&s, kv->key);
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                suggest_offer(&s, settings_table[i].name);
+                list_add(core, sizeof(core), settings_table[i].name);
+        }
+        offer_keys(&s, vm_keys);
+        for (const struct key_spec *k = vm_keys; k->name; k++)
+                list_add(core, sizeof(core), k->name);
+        for (const char *const *a = allowed; *a; a++) {
+                suggest_offer(&s, *a);
+                list_add(own, sizeof(own), *a);
+        }
+        if (suggest_best(&s))
+                config_diag_add(d, c->path, kv->line,
+                                "unknown key \"%s\" in [vm \"%s\"] (did you mean \"%s\"?)", kv->key,
+                                vm->name, suggest_best(&s));
+        else
+                config_diag_add(
+                    d, c->path, kv->line,
+                    "unknown key \"%s\" in [vm \"%s\"]: neither a VM key (%s) nor a key "
+                    "of backend %s (%s)",
+                    kv->key, vm->name, core, backend, own[0] ? own : "it takes none");
+}
+
 int config_check_backend_keys(const struct config *c, const char *backend,
                               const char *const *allowed, struct config_diag *d)
 {
@@ -1002,9 +1062,7 @@ int config_check_backend_keys(const struct config *c, const char *backend,
                         for (const char *const *a = allowed; *a && !ok; a++)
                                 ok = strcmp(*a, vm->extra[j].key) == 0;
                         if (!ok) {
-                                config_diag_add(d, c->path, vm->extra[j].line,
-                                                "unknown key \"%s\" in [vm \"%s\"] for backend %s",
-                                                vm->extra[j].key, vm->name, backend);
+                                report_vm_key(c, vm, &vm->extra[j], backend, allowed, d);
                                 errors++;
                         }
                 }

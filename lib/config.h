@@ -131,7 +131,12 @@ int config_load_string(const char *name, const char *text, struct config *ret,
 
 void config_free(struct config *c);
 
-/* Check that every backend key of every VM is in the NULL-terminated `allowed` list. */
+/*
+ * Check that every backend key of every VM is in the NULL-terminated `allowed`
+ * list. An unknown key near a VM key or an allowed key (a misspelling) is
+ * reported with a "did you mean"; any other with both lists. Unknown keys of
+ * the other sections get their "did you mean" from config_load().
+ */
 int config_check_backend_keys(const struct config *c, const char *backend,
                               const char *const *allowed, struct config_diag *diag);
 

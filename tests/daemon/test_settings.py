@@ -183,6 +183,10 @@ def create_refuses_what_the_backend_cannot_run(bins):
         d.fails("create", "new2", "-o", "trace=/nonexistent.csv", contains="/nonexistent.csv")
         d.fails("create", "new2", "-o", f"trace={DATA}/small.csv", "-o", "colour=red",
                 contains="new2: backend sim takes no key \"colour\"")
+        d.fails("create", "new2", "-o", f"tarce={DATA}/small.csv",
+                contains="new2: backend sim takes no key \"tarce\" (did you mean \"trace\"?)")
+        d.fails("create", "new2", "-o", f"trace={DATA}/small.csv", "-o", "wieght=100",
+                contains="new2: backend sim takes no key \"wieght\" (did you mean --weight?)")
         d.fails("create", "new2", "--startup", "1G", "--maximum", "512M",
                 "-o", f"trace={DATA}/small.csv", contains="new2: startup 1 GiB is above maximum")
         d.fails("show", "new2", contains="no such VM")

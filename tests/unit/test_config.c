@@ -840,8 +840,11 @@ static void backend_keys(void **state)
         assert_int_equal(c.vms[1].extra[2].line, 7);
         assert_int_equal(config_check_backend_keys(&c, "sim", allowed, &d), -EINVAL);
         assert_int_equal(d.count, 2);
-        assert_non_null(
-            tu_diag_find(&d, "t.ini:6: ", "unknown key \"kernel\" in [vm \"b\"] for backend sim"));
+        /* Nothing near: where [vm] keys come from, both lists. */
+        assert_non_null(tu_diag_find(&d, "t.ini:6: ",
+                                     "unknown key \"kernel\" in [vm \"b\"]: neither a VM key "
+                                     "(dynamic, startup, minimum, maximum, buffer, weight, block, "
+                                     "lend, autostart) nor a key of backend sim (trace, start)"));
         assert_non_null(tu_diag_find(&d, "t.ini:7: ", "\"colour\""));
         config_diag_free(&d);
 
@@ -851,8 +854,62 @@ static void backend_keys(void **state)
         static const char *const none[] = {NULL};
         assert_int_equal(config_check_backend_keys(&c, "none", none, &d), -EINVAL);
         assert_int_equal(d.count, 5);
+        assert_non_null(tu_diag_find(&d, "t.ini:7: ", "nor a key of backend none (it takes none)"));
         config_free(&c);
         config_diag_free(&d);
+}
+
+/*
+ * A misspelt key is named with the key meant, a VM setting's as a backend's:
+ * "wieght" is no business of the backend's.
+ */
+static void a_misspelt_key_is_named_with_the_key_meant(void **state)
+{
+        static const char *const allowed[] = {"trace", "start", "report_scale", NULL};
+        struct config c;
+        struct config_diag d = {0};
+        const char *text = "[vm \"x\"]\n"
+                           "wieght = 5000\n"
+                           "maxmum = 2G\n"
+                           "Dynamic = yes\n"
+                           "tarce = x.csv\n"
+                           "strat = 5s\n"
+                           "autostrat = yes\n"
+                           "reportscale = 2\n";
+
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_int_equal(config_check_backend_keys(&c, "sim", allowed, &d), -EINVAL);
+        assert_int_equal(d.count, 7);
+        assert_non_null(tu_diag_find(&d, "t.ini:2: ",
+                                     "unknown key \"wieght\" in [vm \"x\"] (did you mean "
+                                     "\"weight\"?)"));
+        assert_non_null(tu_diag_find(&d, "t.ini:3: ", "(did you mean \"maximum\"?)"));
+        assert_non_null(tu_diag_find(&d, "t.ini:4: ", "(did you mean \"dynamic\"?)"));
+        assert_non_null(tu_diag_find(&d, "t.ini:5: ", "(did you mean \"trace\"?)"));
+        assert_non_null(tu_diag_find(&d, "t.ini:6: ", "(did you mean \"start\"?)"));
+        assert_non_null(tu_diag_find(&d, "t.ini:7: ", "(did you mean \"autostart\"?)"));
+        assert_non_null(tu_diag_find(&d, "t.ini:8: ", "(did you mean \"report_scale\"?)"));
+        for (size_t i = 0; i < d.count; i++)
+                assert_null(strstr(d.messages[i], "backend"));
+        config_free(&c);
+        config_diag_free(&d);
+
+        /* The other sections, each from its own keys. */
+        expect_error_at("[host]\nintervall = 1s\n", 2,
+                        "unknown key \"intervall\" in [host] (did you mean \"interval\"?)");
+        expect_error_at(
+            "[policy]\nshrink_dealy = 1m\n", 2,
+            "unknown key \"shrink_dealy\" in [policy] (did you mean \"shrink_delay\"?)");
+        expect_error_at("[sim]\nspede = 2\n", 2, "(did you mean \"speed\"?)");
+        expect_error_at("[cluster]\ncooldwon = 5m\n", 2, "(did you mean \"cooldown\"?)");
+        expect_error_at("[peer \"b\"]\nhtp = http://b:8080\n", 2, "(did you mean \"http\"?)");
+        /* Nothing near: the message as before. */
+        struct config_diag none = {0};
+        assert_int_equal(config_load_string("t.ini", "[host]\nflavour = big\n", &c, &none),
+                         -EINVAL);
+        assert_non_null(tu_diag_find(&none, "t.ini:2: ", "unknown key \"flavour\" in [host]"));
+        assert_null(strstr(none.messages[0], "did you mean"));
+        config_diag_free(&none);
 }
 
 static void real_files(void **state)
@@ -1053,6 +1110,7 @@ int main(void)
             cmocka_unit_test(bad_values),
             cmocka_unit_test(good_value_spellings),
             cmocka_unit_test(out_of_range_values),
+            cmocka_unit_test(a_misspelt_key_is_named_with_the_key_meant),
             cmocka_unit_test(bare_durations_are_said_to_be_seconds),
             cmocka_unit_test(every_setting_is_a_vm_key),
             cmocka_unit_test(lend_is_a_vm_switch),
