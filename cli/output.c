@@ -182,6 +182,7 @@ struct field {
         const char *label;
         const char *key;
         cell_fn cell;
+        bool if_known; /* left out while null (not known), rather than printed as "-" */
 };
 
 static void print_fields(FILE *out, const json_t *obj, const struct field *fields, size_t n)
@@ -189,7 +190,8 @@ static void print_fields(FILE *out, const json_t *obj, const struct field *field
         char buf[512];
 
         for (size_t i = 0; i < n; i++) {
-                if (!json_object_get(obj, fields[i].key))
+                const json_t *v = json_object_get(obj, fields[i].key);
+                if (!v || (fields[i].if_known && json_is_null(v)))
                         continue;
                 fields[i].cell(obj, fields[i].key, buf, sizeof(buf));
                 fprintf(out, "%-16s %s\n", fields[i].label, buf);
@@ -197,40 +199,42 @@ static void print_fields(FILE *out, const json_t *obj, const struct field *field
 }
 
 static const struct field vm_fields[] = {
-    {"Name:", "name", cell_string},
-    {"State:", "state", cell_state},
-    {"Dynamic memory:", "dynamic", cell_bool},
-    {"Assigned:", "assigned_bytes", cell_size},
-    {"Demand:", "demand_bytes", cell_size},
-    {"Pressure:", "pressure_percent", cell_percent},
-    {"Status:", "status", cell_string},
-    {"Target:", "target_bytes", cell_size},
-    {"Lent:", "lent_bytes", cell_size},
-    {"Reason:", "reason", cell_string},
-    {"Minimum:", "minimum_bytes", cell_size},
-    {"Startup:", "startup_bytes", cell_size},
-    {"Maximum:", "maximum_bytes", cell_size},
-    {"Buffer:", "buffer_percent", cell_percent},
-    {"Weight:", "weight", cell_number},
-    {"Block:", "block_bytes", cell_size},
-    {"Lend:", "lend", cell_bool},
-    {"Defined by:", "origin", cell_string},
-    {"Autostart:", "autostart", cell_bool},
-    {"Problem:", "problem", cell_string},
+    {"Name:", "name", cell_string, false},
+    {"State:", "state", cell_state, false},
+    {"Dynamic memory:", "dynamic", cell_bool, false},
+    {"Assigned:", "assigned_bytes", cell_size, false},
+    {"Demand:", "demand_bytes", cell_size, false},
+    {"Pressure:", "pressure_percent", cell_percent, false},
+    {"Status:", "status", cell_string, false},
+    {"Target:", "target_bytes", cell_size, false},
+    {"Lent:", "lent_bytes", cell_size, false},
+    {"Reason:", "reason", cell_string, false},
+    {"Minimum:", "minimum_bytes", cell_size, false},
+    {"Startup:", "startup_bytes", cell_size, false},
+    {"Maximum:", "maximum_bytes", cell_size, false},
+    {"Buffer:", "buffer_percent", cell_percent, false},
+    {"Weight:", "weight", cell_number, false},
+    {"Block:", "block_bytes", cell_size, false},
+    {"Lend:", "lend", cell_bool, false},
+    {"Defined by:", "origin", cell_string, false},
+    {"Autostart:", "autostart", cell_bool, false},
+    {"Guest sees:", "guest_visible_bytes", cell_size, true},
+    {"Host RSS:", "host_rss_bytes", cell_size, true},
+    {"Problem:", "problem", cell_string, false},
 };
 
 /* What the backend describes (the "backend" member); what does not apply is left out. */
 static const struct field backend_fields[] = {
-    {"Backend:", "name", cell_string},
-    {"Demand from:", "signal", cell_string},
-    {"Guest agent:", "agent_state", cell_string},
-    {"Agent protocol:", "agent_protocol_version", cell_number},
-    {"Agent can:", "agent_capabilities", cell_string},
-    {"Process:", "pid", cell_number},
-    {"Accelerator:", "accelerator", cell_string},
-    {"Version:", "version", cell_string},
-    {"Machine:", "machine", cell_string},
-    {"Resizing:", "resizing", cell_bool},
+    {"Backend:", "name", cell_string, false},
+    {"Demand from:", "signal", cell_string, false},
+    {"Guest agent:", "agent_state", cell_string, false},
+    {"Agent protocol:", "agent_protocol_version", cell_number, false},
+    {"Agent can:", "agent_capabilities", cell_string, false},
+    {"Process:", "pid", cell_number, false},
+    {"Accelerator:", "accelerator", cell_string, false},
+    {"Version:", "version", cell_string, false},
+    {"Machine:", "machine", cell_string, false},
+    {"Resizing:", "resizing", cell_bool, false},
 };
 
 /* A string member, or "?" when the reply has none. */
@@ -304,22 +308,22 @@ static void cell_duration(const json_t *obj, const char *key, char *buf, size_t 
 }
 
 static const struct field host_fields[] = {
-    {"Host memory:", "host_total_bytes", cell_size},
-    {"Reserve:", "reserve_bytes", cell_size},
-    {"VM memory:", "memory_bytes", cell_size},
-    {"Assigned:", "assigned_bytes", cell_size},
-    {"Available:", "available_bytes", cell_size},
-    {"Pressure:", "pressure_percent", cell_percent},
-    {"VMs:", "vms", cell_number},
-    {"Running:", "running", cell_number},
-    {"Policy:", "policy", cell_string},
-    {"Backend:", "backend", cell_string},
-    {"Interval:", "interval_ms", cell_duration},
-    {"Config:", "config", cell_string},
-    {"Socket:", "socket", cell_string},
-    {"State dir:", "state_dir", cell_string},
-    {"Cycle late p99:", "cycle_lateness_p99_ms", cell_ms},
-    {"Uptime:", "uptime_ms", cell_duration},
+    {"Host memory:", "host_total_bytes", cell_size, false},
+    {"Reserve:", "reserve_bytes", cell_size, false},
+    {"VM memory:", "memory_bytes", cell_size, false},
+    {"Assigned:", "assigned_bytes", cell_size, false},
+    {"Available:", "available_bytes", cell_size, false},
+    {"Pressure:", "pressure_percent", cell_percent, false},
+    {"VMs:", "vms", cell_number, false},
+    {"Running:", "running", cell_number, false},
+    {"Policy:", "policy", cell_string, false},
+    {"Backend:", "backend", cell_string, false},
+    {"Interval:", "interval_ms", cell_duration, false},
+    {"Config:", "config", cell_string, false},
+    {"Socket:", "socket", cell_string, false},
+    {"State dir:", "state_dir", cell_string, false},
+    {"Cycle late p99:", "cycle_lateness_p99_ms", cell_ms, false},
+    {"Uptime:", "uptime_ms", cell_duration, false},
 };
 
 static json_int_t member_int(const json_t *o, const char *key)

@@ -106,5 +106,27 @@ def status_prints_every_host_warning(bins):
             check(re.search("^" + line, out, re.M), line, out)
 
 
+@tap.case
+def show_prints_what_the_guest_sees_and_the_host_rss_when_known(bins):
+    def rss(request, reply):
+        if reply.get("vm", {}).get("name") == "web1":
+            reply["vm"]["host_rss_bytes"] = 700 << 20
+
+    with running(bins, CONFIG) as d:
+        wait_for(lambda: d.vm("web1")["guest_visible_bytes"], "web1 observed")
+        seen = d.vm("web1")["guest_visible_bytes"]
+        out = d.ok("show", "web1").out
+        check(re.search(r"^Guest sees: +\d+(\.\d+)? [MG]iB$", out, re.M), "what the guest sees",
+              out, seen)
+        check("Host RSS:" not in out, "the simulator knows no RSS: no line", out)
+        off = d.ok("show", "db1").out
+        check("Guest sees:" not in off and "Host RSS:" not in off, "an off VM: neither", off)
+        with editing(d, rss) as path:
+            out = d.ok("show", "web1", socket_path=path).out
+        check(re.search(r"^Host RSS: +700 MiB$", out, re.M), "the host's RSS", out)
+        check(out.index("Autostart:") < out.index("Guest sees:") < out.index("Host RSS:"),
+              "in the web page's order", out)
+
+
 if __name__ == "__main__":
     main(tap)
