@@ -73,9 +73,26 @@ int commands_show(struct cli *cli)
         return run(cli, CONTROL_SHOW, "vm", output_vm);
 }
 
+/*
+ * The host, then the VMs that have a problem: the status reply is the host alone, so
+ * the VMs are asked for as list asks. --json prints the status reply's host as it is.
+ */
 int commands_status(struct cli *cli)
 {
-        return run(cli, CONTROL_STATUS, "host", output_host);
+        json_t *reply, *vms;
+        int r = call(cli, CONTROL_STATUS, &reply);
+
+        if (r != CLI_OK || cli->json || !json_object_get(reply, "host"))
+                return r != CLI_OK ? r : show_member(cli, reply, "host", output_host);
+        output_host(stdout, json_object_get(reply, "host"));
+        json_decref(reply);
+        fflush(stdout);
+        r = call(cli, CONTROL_LIST, &vms);
+        if (r != CLI_OK)
+                return r;
+        output_problems(stdout, json_object_get(vms, "vms"));
+        json_decref(vms);
+        return CLI_OK;
 }
 
 int commands_start(struct cli *cli)

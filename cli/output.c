@@ -400,3 +400,22 @@ void output_host(FILE *out, const json_t *host)
         if (json_is_string(state_error))
                 fprintf(out, "%-16s NOT SAVED: %s\n", "State:", json_string_value(state_error));
 }
+
+void output_problems(FILE *out, const json_t *vms)
+{
+        size_t i, n = 0;
+        const json_t *vm;
+
+        json_array_foreach(vms, i, vm)
+        {
+                const json_t *name = json_object_get(vm, "name");
+                if (!json_is_string(json_object_get(vm, "problem")) || !json_is_string(name))
+                        continue;
+                if (n++)
+                        fprintf(out, ", %s", json_string_value(name));
+                else
+                        fprintf(out, "%-16s %s", "Problems:", json_string_value(name));
+        }
+        if (n)
+                fputs(" (see dynmem show NAME)\n", out);
+}

@@ -19,6 +19,9 @@ void output_vm_table(FILE *out, const json_t *vms);
 /* One VM, one "Key: value" line per field. */
 void output_vm(FILE *out, const json_t *vm);
 
+/* "Problems: vm1, vm2 (see dynmem show NAME)": the VMs whose settings cannot be used, if any. */
+void output_problems(FILE *out, const json_t *vms);
+
 /* The host, one "Key: value" line per field. */
 void output_host(FILE *out, const json_t *host);
 

@@ -80,6 +80,8 @@ def list_flags_a_vm_with_a_problem_in_its_status(bins):
 @tap.case
 def status_prints_every_host_warning(bins):
     def warnings(request, reply):
+        if "host" not in reply:
+            return  # status also asks for the VMs
         h = reply["host"]
         h.update(state_saved=False, state_error="cannot write /var/lib/dynmem/web1: "
                  "No space left on device", overcommitted=True,
@@ -104,6 +106,30 @@ def status_prints_every_host_warning(bins):
                      r" +moving web1 now",
                      r" +last: moving web1 to hostb: short of memory for 1.5m"):
             check(re.search("^" + line, out, re.M), line, out)
+
+
+@tap.case
+def status_names_the_vms_with_a_problem(bins):
+    def both(request, reply):
+        for vm in reply.get("vms", []):
+            vm.update(origin="libvirt", problem=PROBLEM)
+
+    with running(bins, CONFIG) as d:
+        out = d.ok("status").out
+        check("Problems:" not in out, "no problem, no line", out)
+        with editing(d, with_problem) as path:
+            out = d.ok("status", socket_path=path).out
+            check(re.search(r"^Problems: +db1 \(see dynmem show NAME\)$", out, re.M),
+                  "db1 named, after the host", out)
+            check(out.index("Problems:") > out.index("Uptime:"), "last, with the warnings", out)
+            host = d.json("status", socket_path=path)
+            check("Problems" not in str(host) and host["vms"] == 2, "--json: the host as it was",
+                  host)
+        with editing(d, both) as path:
+            out = d.ok("status", socket_path=path).out
+        names = re.search(r"^Problems: +(.*) \(see dynmem show NAME\)$", out, re.M)
+        check(names and sorted(names.group(1).split(", ")) == ["db1", "web1"], "both, one line",
+              out)
 
 
 @tap.case
