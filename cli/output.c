@@ -118,6 +118,22 @@ static const struct column vm_columns[] = {
 };
 #define N_COLUMNS (sizeof(vm_columns) / sizeof(vm_columns[0]))
 
+/* Columns the text takes on a terminal: its characters (UTF-8), not its bytes. */
+static size_t text_width(const char *s)
+{
+        size_t w = 0;
+
+        for (; *s; s++)
+                w += ((unsigned char)*s & 0xC0) != 0x80;
+        return w;
+}
+
+static void pad(FILE *out, size_t n)
+{
+        while (n--)
+                fputc(' ', out);
+}
+
 static void print_row(FILE *out, char (*cells)[CELL_MAX], const size_t *width, const bool *shown)
 {
         size_t last = 0;
@@ -125,12 +141,14 @@ static void print_row(FILE *out, char (*cells)[CELL_MAX], const size_t *width, c
         for (size_t c = 0; c < N_COLUMNS; c++)
                 last = shown[c] ? c : last;
         for (size_t c = 0; c <= last; c++) {
+                size_t w = text_width(cells[c]), room = width[c] > w ? width[c] - w : 0;
                 if (!shown[c])
                         continue;
                 if (vm_columns[c].right)
-                        fprintf(out, "%*s", (int)width[c], cells[c]);
-                else
-                        fprintf(out, "%-*s", c == last ? 0 : (int)width[c], cells[c]);
+                        pad(out, room);
+                fputs(cells[c], out);
+                if (!vm_columns[c].right && c != last)
+                        pad(out, room);
                 fputs(c == last ? "\n" : "  ", out);
         }
 }
@@ -150,9 +168,28 @@ static bool any_above_zero(const json_t *vms, const char *key)
         return false;
 }
 
+/*
+ * A name longer than cap characters as its head, the mark and its tail (the tail tells
+ * web-prod-01 from web-prod-02): "averyveryl…name" at 15. Names are ASCII.
+ */
+static void shorten(char *name, size_t cap, const char *mark)
+{
+        size_t n = strlen(name), m = strlen(mark), tail = (cap - 1) / 3, head = cap - 1 - tail;
+
+        if (n <= cap || head + m + tail >= CELL_MAX)
+                return;
+        memmove(name + head + m, name + n - tail, tail + 1);
+        memcpy(name + head, mark, m);
+}
+
 void output_vm_table(FILE *out, const json_t *vms)
 {
-        size_t n = json_array_size(vms), width[N_COLUMNS];
+        output_vm_table_fit(out, vms, 0, NULL);
+}
+
+void output_vm_table_fit(FILE *out, const json_t *vms, size_t columns, const char *mark)
+{
+        size_t n = json_array_size(vms), width[N_COLUMNS], others = 0;
         bool shown[N_COLUMNS];
         char(*cells)[N_COLUMNS][CELL_MAX] = calloc(n + 1, sizeof(*cells));
 
@@ -167,9 +204,18 @@ void output_vm_table(FILE *out, const json_t *vms)
                 for (size_t c = 0; c < N_COLUMNS; c++) {
                         vm_columns[c].cell(json_array_get(vms, r), vm_columns[c].key,
                                            cells[r + 1][c], CELL_MAX);
-                        size_t w = strlen(cells[r + 1][c]);
+                        size_t w = text_width(cells[r + 1][c]);
                         width[c] = w > width[c] ? w : width[c];
                 }
+        }
+        for (size_t c = 1; c < N_COLUMNS; c++)
+                others += shown[c] ? width[c] + 2 : 0;
+        if (columns && mark && width[0] > OUTPUT_NAME_MIN && width[0] + others > columns) {
+                size_t cap =
+                    columns > others + OUTPUT_NAME_MIN ? columns - others : OUTPUT_NAME_MIN;
+                for (size_t r = 1; r <= n; r++)
+                        shorten(cells[r][0], cap, mark);
+                width[0] = cap;
         }
         for (size_t r = 0; r <= n; r++)
                 print_row(out, cells[r], width, shown);

@@ -1,7 +1,8 @@
 /*
- * output: dynmem's replies printed for people: the VM table of `list`, one
- * VM for `show`, the host for `status`; and the raw JSON for --json. Sizes
- * are printed in MiB/GiB; what is unknown is printed as "-".
+ * output: dynmem's replies printed for people: the VM table of `list` (and of
+ * `top`, cut to the terminal), one VM for `show`, the host for `status` with
+ * the VMs that have a problem; and the raw JSON for --json. Sizes are printed
+ * in MiB/GiB; what is unknown is printed as "-".
  */
 #ifndef DYNMEM_OUTPUT_H
 #define DYNMEM_OUTPUT_H
@@ -15,6 +16,14 @@ void output_json(FILE *out, const json_t *value);
 /* An aligned table of VMs: NAME STATE ASSIGNED DEMAND PRESSURE STATUS MIN STARTUP MAX BUFFER
  * WEIGHT. */
 void output_vm_table(FILE *out, const json_t *vms);
+
+/*
+ * The same table cut to fit `columns` terminal columns (0: no limit) by narrowing NAME
+ * alone, to the longer of OUTPUT_NAME_MIN characters and what the other columns leave: a
+ * longer name keeps its head and tail around `mark` ("…" or "~", never part of a name).
+ */
+#define OUTPUT_NAME_MIN 10 /* the other columns take about 90 of a 100-column terminal */
+void output_vm_table_fit(FILE *out, const json_t *vms, size_t columns, const char *mark);
 
 /* One VM, one "Key: value" line per field. */
 void output_vm(FILE *out, const json_t *vm);

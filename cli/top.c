@@ -1,13 +1,19 @@
 /*
  * top: `dynmem top`, a live view of the VMs in the terminal, the most
  * pressed first (pressure, highest first; unknown last; then by name),
- * under one line about the host. It redraws every second with plain ANSI
+ * under one line about the host and, when the host has something the
+ * operator must see (memory overcommitted, state not saved, the relief rule
+ * short of memory), one line of warnings in the blank line's place, so that
+ * the table does not move. NAME is narrowed to fit the terminal
+ * (output_vm_table_fit). It redraws every second with plain ANSI
  * escapes on the alternate screen and quits on q (or Ctrl-C, SIGTERM,
  * SIGHUP), putting the terminal back as it was. Without a terminal on its
  * standard output it is a usage error (exit 2) that names the commands
  * that print instead.
  */
 #include <errno.h>
+#include <langinfo.h>
+#include <locale.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -148,8 +154,42 @@ static void host_line(FILE *f, const json_t *host)
                 (long long)json_integer_value(json_object_get(host, "running")));
 }
 
-/* The frame's text, or a one-line error: NUL-terminated, caller frees. */
-static char *frame_text(struct cli *cli)
+/*
+ * What dynmem status ends with, in a line: "! memory OVERCOMMITTED; state NOT SAVED;
+ * short of 512 MiB for 90s (relief); see dynmem status", or a blank line when nothing is.
+ */
+static void warning_line(FILE *f, const json_t *host)
+{
+        const json_t *relief = json_object_get(host, "relief");
+        json_int_t for_ms = json_integer_value(json_object_get(relief, "short_for_ms"));
+        bool short_now = json_is_true(json_object_get(relief, "enabled")) &&
+                         json_is_true(json_object_get(relief, "short"));
+        const char *sep = "! ";
+        char a[32], b[32];
+
+        if (json_is_string(json_object_get(host, "overcommit_error"))) {
+                fprintf(f, "%smemory OVERCOMMITTED", sep);
+                sep = "; ";
+        }
+        if (json_is_string(json_object_get(host, "state_error"))) {
+                fprintf(f, "%sstate NOT SAVED", sep);
+                sep = "; ";
+        }
+        if (short_now) {
+                fprintf(f, "%sshort of %s", sep,
+                        size_format(
+                            (uint64_t)json_integer_value(json_object_get(relief, "short_bytes")), a,
+                            sizeof(a)));
+                if (for_ms > 0)
+                        fprintf(f, " for %s", duration_format((uint64_t)for_ms, b, sizeof(b)));
+                fputs(" (relief)", f);
+                sep = "; ";
+        }
+        fputs(sep[0] == ';' ? "; see dynmem status\n" : "\n", f);
+}
+
+/* The frame's text for `cols` columns, or a one-line error: NUL-terminated, caller frees. */
+static char *frame_text(struct cli *cli, unsigned cols, const char *mark)
 {
         char err[CONTROL_ERROR_MAX + 256] = "", *text = NULL, when[16];
         json_t *vms = NULL, *host = NULL, *order;
@@ -172,9 +212,9 @@ static char *frame_text(struct cli *cli)
                 fprintf(f, "\ndynmem: %s\n", err);
         } else {
                 host_line(f, json_object_get(host, "host"));
-                fputc('\n', f);
+                warning_line(f, json_object_get(host, "host"));
                 order = sorted(json_object_get(vms, "vms"));
-                output_vm_table(f, order);
+                output_vm_table_fit(f, order, cols, mark);
                 json_decref(order);
         }
         json_decref(host);
@@ -192,19 +232,32 @@ static void window_size(unsigned *rows, unsigned *cols)
                 *rows = ws.ws_row, *cols = ws.ws_col;
 }
 
-/* Draw over the previous frame, each line cut to the window. */
-static void draw(const char *text)
+/* The bytes of the first `cols` characters (UTF-8) of line[0..n). */
+static size_t cut(const char *line, size_t n, unsigned cols)
 {
-        unsigned rows, cols, row = 0;
+        size_t i = 0;
+
+        for (unsigned w = 0; i < n; i++) {
+                if (((unsigned char)line[i] & 0xC0) != 0x80 && w++ == cols)
+                        break;
+        }
+        return i;
+}
+
+/* Draw over the previous frame, each line cut to the window. */
+static void draw(const char *text, unsigned rows, unsigned cols)
+{
+        unsigned row = 0;
         const char *line = text;
 
-        window_size(&rows, &cols);
         fputs(ESC_HOME, stdout);
         while (line && *line && row < rows) {
                 const char *nl = strchr(line, '\n');
                 size_t n = nl ? (size_t)(nl - line) : strlen(line);
-                const char *style = row == 0 ? ESC_BOLD : row == 3 ? ESC_INV : "";
-                printf("%s%.*s%s" ESC_EOL "%s", style, (int)(n < cols ? n : cols), line,
+                const char *style = row == 0 || (row == 2 && n) ? ESC_BOLD
+                                    : row == 3                  ? ESC_INV
+                                                                : "";
+                printf("%s%.*s%s" ESC_EOL "%s", style, (int)cut(line, n, cols), line,
                        style[0] ? ESC_RESET : "", row + 1 < rows ? "\r\n" : "");
                 line = nl ? nl + 1 : NULL;
                 row++;
@@ -236,6 +289,8 @@ int commands_top(struct cli *cli)
 {
         struct terminal t = {0};
         bool keyboard = true;
+        const char *mark;
+        unsigned rows, cols;
 
         /* A usage error, said as main.c says those: where top cannot draw, what can. */
         if (!isatty(STDOUT_FILENO)) {
@@ -244,13 +299,16 @@ int commands_top(struct cli *cli)
                                 "--interval 1s (dynmem --help)\n");
                 return CLI_USAGE;
         }
+        setlocale(LC_CTYPE, ""); /* a long name's mark: "…" where the terminal takes UTF-8 */
+        mark = strcmp(nl_langinfo(CODESET), "UTF-8") == 0 ? "\u2026" : "~";
         if (cli->timeout_ms > 5000)
                 cli->timeout_ms = 5000; /* a frame must not wait long for dynmemd */
         terminal_enter(&t);
         while (!stop_signal) {
-                char *text = frame_text(cli);
+                window_size(&rows, &cols);
+                char *text = frame_text(cli, cols, mark);
                 if (text)
-                        draw(text);
+                        draw(text, rows, cols);
                 free(text);
                 if (wait_key(TOP_REFRESH_MS, &keyboard))
                         break;

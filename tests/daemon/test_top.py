@@ -9,7 +9,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Tap, check, main, running, wait_for  # noqa: E402
+from dynmemtest import Tap, check, editing, main, running, wait_for  # noqa: E402
 
 
 tap = Tap()
@@ -44,9 +44,9 @@ trace = @DATA@/small.csv
 
 
 class Tmux:
-    """A private tmux server running one command in an 120x30 window."""
+    """A private tmux server running one command in a window 120 (or width) x 30."""
 
-    def __init__(self, command, env):
+    def __init__(self, command, env, width=120):
         self.dir = tempfile.mkdtemp(prefix="dynmem-top-")
         self.sock = os.path.join(self.dir, "tmux.sock")
         self.status = os.path.join(self.dir, "status")
@@ -55,7 +55,7 @@ class Tmux:
         # (the shell outlives a Ctrl-C meant for dynmem)
         script = (f"trap : INT; {command}; echo $? > {self.status}; stty -a > {self.stty}; "
                   "sleep 600")
-        self.tmux("new-session", "-d", "-x", "120", "-y", "30", "sh", "-c", script, env=env)
+        self.tmux("new-session", "-d", "-x", str(width), "-y", "30", "sh", "-c", script, env=env)
 
     def tmux(self, *args, env=None):
         return subprocess.run(["tmux", "-S", self.sock, "-f", "/dev/null"] + list(args),
@@ -91,10 +91,10 @@ def table(screen):
     return [line.split()[0] for line in lines[head[0] + 1:] if line.strip()]
 
 
-def run_top(d):
+def run_top(d, socket=None, width=120, env=None):
     env = dict(os.environ, TERM="xterm-256color", ASAN_OPTIONS=os.environ.get(
-        "ASAN_OPTIONS", "") + ":detect_leaks=1")
-    return Tmux(f"{d.dynmem} --socket {d.socket} top", env)
+        "ASAN_OPTIONS", "") + ":detect_leaks=1", **(env or {}))
+    return Tmux(f"{d.dynmem} --socket {socket or d.socket} top", env, width)
 
 
 def pressed_first(screen):
@@ -166,6 +166,82 @@ def it_says_so_when_the_daemon_is_gone(bins):
             wait_for(lambda: t.exit_status() == 0, "top to quit")
         finally:
             t.close()
+
+
+# Two names of 63 characters, the most a VM name may have, alike but for their end.
+LONG = [("averyverylongname-of-a-vm-that-takes-its-whole-63-characters-" + n) for n in ("01", "02")]
+LONG_CONFIG = CONFIG + "".join(f"""
+[vm "{name}"]
+startup = 512M
+trace = @DATA@/small.csv
+autostart = yes
+""" for name in LONG)
+
+
+@tap.case
+def a_long_name_is_shortened_with_a_mark_to_fit_the_terminal(bins):
+    with running(bins, LONG_CONFIG) as d:
+        for locale, mark in (("C.UTF-8", "\u2026"), ("C", "~")):
+            t = run_top(d, width=100, env={"LC_ALL": locale})
+            try:
+                wait_for(lambda: len(table(t.screen())) == 5, "top to draw the VMs")
+                lines = t.screen().splitlines()
+                head = [line for line in lines if line.startswith("NAME ")][0]
+                check(head.rstrip().endswith("WEIGHT"), "every column shows in 100 columns",
+                      t.screen())
+                names = [line.split()[0] for line in lines if line.startswith("averyv")]
+                check(len(names) == 2 and all(mark in n for n in names), "both marked " + mark,
+                      t.screen())
+                check(names[0] != names[1] and {n[-2:] for n in names} == {"01", "02"},
+                      "the names' ends tell them apart", names)
+                check(all(len(n) >= 10 for n in names), "10 characters at least", names)
+                rows = [line for line in lines if line.startswith("averyv")]
+                check(all(line.split()[-1].isdigit() for line in rows), "WEIGHT on every row",
+                      t.screen())
+                check("calm" in table(t.screen()), "a short name as it is", t.screen())
+                t.keys("q")
+                wait_for(lambda: t.exit_status() is not None, "top to quit")
+            finally:
+                t.close()
+        listed = d.ok("list").out
+        check(all(name in listed for name in LONG), "dynmem list: the whole names", listed)
+
+
+@tap.case
+def a_warning_line_shows_what_status_warns_of(bins):
+    def warnings(request, reply):
+        h = reply.get("host")
+        if h:
+            h.update(state_saved=False, state_error="cannot write /var/lib/dynmem/calm: "
+                     "No space left on device", overcommitted=True,
+                     overcommit_error="the running VMs' minimums (9 GiB in all) exceed memory")
+            h["relief"] = {"enabled": True, "short": True, "short_bytes": 512 << 20,
+                           "short_for_ms": 90000, "moves": 0, "done": 0, "failed": 0,
+                           "no_room": 0}
+
+    with running(bins, CONFIG) as d:
+        t = run_top(d)
+        try:
+            wait_for(lambda: len(table(t.screen())) == 3, "top to draw")
+            lines = t.screen().splitlines()
+            check(lines[2].strip() == "" and lines[3].startswith("NAME "),
+                  "nothing to warn of: a blank line, the table where it was", t.screen())
+            t.keys("q")
+            wait_for(lambda: t.exit_status() is not None, "top to quit")
+        finally:
+            t.close()
+        with editing(d, warnings) as path:
+            t = run_top(d, socket=path)
+            try:
+                wait_for(lambda: len(table(t.screen())) == 3, "top to draw")
+                lines = t.screen().splitlines()
+                check(lines[2] == "! memory OVERCOMMITTED; state NOT SAVED; short of 512 MiB "
+                      "for 90s (relief); see dynmem status", "one line of warnings", t.screen())
+                check(lines[3].startswith("NAME "), "the table where it was", t.screen())
+                t.keys("q")
+                wait_for(lambda: t.exit_status() is not None, "top to quit")
+            finally:
+                t.close()
 
 
 @tap.case
