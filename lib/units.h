@@ -51,7 +51,8 @@ int duration_parse(const char *text, uint64_t *ret_ms);
 /*
  * How a message about the duration `text` says it was read: " (seconds)" for
  * a bare number ("200", "0.5"), which duration_parse() reads as seconds, and
- * "" for anything else (a zero is zero in any unit); for "interval: 200 (seconds) is outside 10ms..1m".
+ * "" for anything else (a zero is zero in any unit). For example:
+ * "interval: 200 (seconds) is outside 10ms..1m".
  */
 const char *duration_read_as(const char *text);
 
