@@ -1,7 +1,8 @@
 /*
  * policy_bench: how long one policy decision takes for many VMs, on one core.
  * Runs the hyperv kind, the dynmem kind with its defaults (the headroom pool
- * on, OOM kills weighed apart) and dynmem without the pool
+ * on, OOM kills weighed apart), dynmem with the pool but no kill weight
+ * (headroom_kill_weight = 0) and dynmem without the pool
  * (headroom_pool_percent = 0) over the same seeded VMs (plenty and scarcity;
  * each VM with 0 to 2 GiB of guest swap), in turn, ROUNDS times, and prints
  * the median and p99 per decision (the median over the rounds of each round's
@@ -75,8 +76,8 @@ static double cpu_ms(void)
  * Time `decisions` decisions with demands drifting; returns the median and
  * p99 in ms, on the wall clock, and the median on the CPU clock.
  */
-static void run(enum policy_kind kind, int pool_percent, struct policy_vm *vms, size_t n,
-                uint64_t memory, int decisions, double *ret_median, double *ret_p99,
+static void run(enum policy_kind kind, int pool_percent, int kill_weight, struct policy_vm *vms,
+                size_t n, uint64_t memory, int decisions, double *ret_median, double *ret_p99,
                 double *ret_cpu)
 {
         struct policy_config cfg = {.kind = kind};
@@ -88,6 +89,8 @@ static void run(enum policy_kind kind, int pool_percent, struct policy_vm *vms, 
         policy_tunables_default(&cfg.tunables);
         if (pool_percent >= 0)
                 cfg.tunables.headroom_pool_percent = (uint32_t)pool_percent;
+        if (kill_weight >= 0)
+                cfg.tunables.headroom_kill_weight = (uint32_t)kill_weight;
         policy_scratch_reserve(&scratch, n);
         for (int d = 0; d < decisions; d++) {
                 for (size_t i = 0; i < n; i++) {
@@ -115,11 +118,12 @@ static void run(enum policy_kind kind, int pool_percent, struct policy_vm *vms, 
 static const struct {
         const char *name;
         enum policy_kind kind;
-        int pool_percent; /* -1: the default */
+        int pool_percent, kill_weight; /* -1: the default */
 } policies[] = {
-    {"hyperv", POLICY_HYPERV, -1},
-    {"dynmem", POLICY_DYNMEM, -1},
-    {"dynmem-nopool", POLICY_DYNMEM, 0},
+    {"hyperv", POLICY_HYPERV, -1, -1},
+    {"dynmem", POLICY_DYNMEM, -1, -1},
+    {"dynmem-nokill", POLICY_DYNMEM, -1, 0},
+    {"dynmem-nopool", POLICY_DYNMEM, 0, -1},
 };
 #define POLICIES (sizeof(policies) / sizeof(policies[0]))
 
@@ -155,9 +159,9 @@ int main(int argc, char **argv)
                         for (size_t k = 0; k < POLICIES; k++) {
                                 rng_state = 42;
                                 make_vms(vms, n);
-                                run(policies[k].kind, policies[k].pool_percent, vms, n,
-                                    cases[c].memory_per_vm * n, decisions, &med[k][r], &p99[k][r],
-                                    &cpu[k][r]);
+                                run(policies[k].kind, policies[k].pool_percent,
+                                    policies[k].kill_weight, vms, n, cases[c].memory_per_vm * n,
+                                    decisions, &med[k][r], &p99[k][r], &cpu[k][r]);
                         }
                 double by_round[POLICIES][100];
                 for (size_t k = 0; k < POLICIES; k++) {

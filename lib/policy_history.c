@@ -245,33 +245,29 @@ static inline double cost_of(double missed, double price, double bytes)
 }
 
 /*
- * The share of rises past the cover edges[b] plus kill->room, while the
- * buckets are read from the top down: suffix[i] holds the weight of the
- * rises in buckets i and up for every i >= b already read (suffix[top + 1]
- * = 0), and *j the bucket the previous, higher cover's kill line fell in
- * (top + 1 at first: the lines only fall). Inside a bucket the rises are
- * taken as spread evenly.
+ * What a cover at edges[b] is charged for, while the buckets are read from
+ * the top down: `missed`, the share of rises past it, plus kill->weight x
+ * the share past it and kill->room (an OOM kill; kill NULL or weight 0:
+ * none). suffix[i] holds the weight of the rises in buckets i and up for
+ * every i >= b already read (suffix[top + 1] = 0), and *j the bucket the
+ * previous, higher cover's kill line fell in (top + 1 at first: the lines
+ * only fall). Inside a bucket the rises are taken as spread evenly.
  */
-static double inverse_width[POLICY_RISE_BUCKETS]; /* 1 / (edges[b + 1] - edges[b]) */
-
-__attribute__((constructor)) static void inverse_widths(void)
-{
-        for (unsigned b = 1; b < POLICY_RISE_BUCKETS; b++)
-                inverse_width[b] = 1.0 / (policy_history_edges[b + 1] - policy_history_edges[b]);
-}
-
-static double kill_share(const struct policy_history *h, const double *suffix, unsigned b,
-                         unsigned *j, double room, double unit)
+static double charged_share(const struct policy_history *h, const struct policy_kill *kill,
+                            const double *suffix, unsigned b, unsigned *j, double missed,
+                            double unit)
 {
         const double *x = policy_history_edges;
-        double line = x[b] + room;
 
+        if (!kill || !(kill->weight > 0.0))
+                return missed;
+        double line = x[b] + kill->room;
         while (*j > b && x[*j] > line)
                 (*j)--;
         if (*j > h->top)
-                return 0.0;
-        double part = (x[*j + 1] - line) * inverse_width[*j];
-        return (suffix[*j + 1] + h->rise_weight[*j] * part) * unit;
+                return missed;
+        double part = (x[*j + 1] - line) / (x[*j + 1] - x[*j]);
+        return missed + kill->weight * (suffix[*j + 1] + h->rise_weight[*j] * part) * unit;
 }
 
 /*
@@ -286,7 +282,6 @@ double policy_history_priced_edge(const struct policy_history *h, double price, 
                                   const struct policy_kill *kill)
 {
         double unit, best, above = 0.0, suffix[POLICY_RISE_BUCKETS + 1];
-        bool kills = kill && kill->weight > 0.0;
         unsigned j = h->top + 1u;
 
         if (!priced_start(h, period_ms, &unit, &best))
@@ -297,9 +292,7 @@ double policy_history_priced_edge(const struct policy_history *h, double price, 
                 above += h->rise_weight[b];
                 suffix[b] = above;
                 double missed = above * unit, lower = policy_history_edges[b];
-                double charged =
-                    kills ? missed + kill->weight * kill_share(h, suffix, b, &j, kill->room, unit)
-                          : missed;
+                double charged = charged_share(h, kill, suffix, b, &j, missed, unit);
                 double cost = cost_of(charged, price, lower);
                 if (cost < best_cost) {
                         best_cost = cost;
@@ -378,7 +371,6 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
 {
         double unit, top_bytes, above = 0.0, missed_at[POLICY_RISE_BUCKETS + 1];
         double suffix[POLICY_RISE_BUCKETS + 1];
-        bool kills = kill && kill->weight > 0.0;
 
         from[0] = 0;
         buckets[0] = 0; /* no cover */
@@ -401,9 +393,7 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
                 suffix[b] = above;
                 double missed = above * unit, lower = policy_history_edges[b];
                 /* What the hull and the costs see: the misses, and the kills among them. */
-                double charged =
-                    kills ? missed + kill->weight * kill_share(h, suffix, b, &j, kill->room, unit)
-                          : missed;
+                double charged = charged_share(h, kill, suffix, b, &j, missed, unit);
                 double c_lo = cost_of(charged, p_lo, lower), c_hi = cost_of(charged, p_hi, lower);
                 missed_at[b] = charged;
                 lo_b = c_lo < cost_lo ? b : lo_b;
