@@ -14,7 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define LOG_BURST      10
+/*
+ * A start-up and a few reconnects fit the burst; past it, ten a minute, so a host
+ * that floods junk or flaps the port cannot flood the guest's journal.
+ */
+#define LOG_BURST      30
 #define LOG_PER_MINUTE 10
 
 static char root_prefix[UTIL_PATH_MAX / 2];

@@ -174,6 +174,41 @@ def check_host_junk(t, agent_exe, root, port, tmp):
          agent.text())
 
 
+def check_log_flood(t, agent_exe, root, port, tmp):
+    """A host sending 200 junk lines at once gets a burst of them into the guest's log,
+    not all; once the rate allows, the next line says how many were left out."""
+    if os.path.exists(port):
+        os.unlink(port)
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(port)
+    srv.listen(1)
+    srv.settimeout(10)
+    agent = Agent(agent_exe, root, tmp)
+    try:
+        conn, _ = srv.accept()
+        conn.settimeout(10)
+        conn.sendall(b"junk\n" * 200)
+        time.sleep(1)
+        flood = agent.text()
+        time.sleep(6.5)  # ten a minute: room for one more line
+        conn.sendall(b"junk\n")
+        end = time.monotonic() + 10
+        while "suppressed" not in agent.text() and time.monotonic() < end:
+            time.sleep(0.1)
+        conn.close()
+    finally:
+        srv.close()
+        agent.stop()
+    logged = flood.count("ignored a malformed line from the host")
+    lines = flood.count("dynmem-guest:")
+    t.ok(0 < logged and lines <= 30,
+         "200 junk lines at once: a burst of 30 lines at most reaches the log",
+         f"{logged} junk lines of {lines}:\n{flood}")
+    left_out = re.search(r"\((\d+) messages suppressed\)", agent.text())
+    t.ok(left_out is not None and int(left_out.group(1)) >= 200 - logged,
+         "the next line that gets through says how many were left out", agent.text()[-600:])
+
+
 def check_no_spin(t, agent_exe, root, tmp):
     agent = Agent(agent_exe, root, tmp, "--port", os.path.join(tmp, "nothing-here"))
     time.sleep(0.5)
@@ -357,6 +392,7 @@ def main():
         check_incompatible(t, agent, agent_exe, peer_exe, root, port, tmp)
         agent = None
         check_host_junk(t, agent_exe, root, port, tmp)
+        check_log_flood(t, agent_exe, root, port, tmp)
         check_no_spin(t, agent_exe, root, tmp)
         check_devices_bound_late(t, agent_exe, peer_exe, tmp)
         check_meminfo_lost(t, agent_exe, peer_exe, tmp)
