@@ -169,17 +169,145 @@ static bool any_above_zero(const json_t *vms, const char *key)
 }
 
 /*
- * A name longer than cap characters as its head, the mark and its tail (the tail tells
- * web-prod-01 from web-prod-02): "averyveryl…name" at 15. Names are ASCII.
+ * How a name longer than cap characters is shortened: its first `head`
+ * characters, the mark, and, with a window (width > 0), `width` characters
+ * from `from` and the mark again, then its last `tail` characters.
  */
-static void shorten(char *name, size_t cap, const char *mark)
-{
-        size_t n = strlen(name), m = strlen(mark), tail = (cap - 1) / 3, head = cap - 1 - tail;
+struct cut {
+        size_t head, from, width, tail;
+};
 
-        if (n <= cap || head + m + tail >= CELL_MAX)
-                return;
-        memmove(name + head + m, name + n - tail, tail + 1);
-        memcpy(name + head, mark, m);
+/* name (ASCII, longer than the cut keeps) shortened by c into out[CELL_MAX]. */
+static void cut_name(const char *name, struct cut c, const char *mark, char *out)
+{
+        size_t n = strlen(name);
+
+        if (c.width)
+                snprintf(out, CELL_MAX, "%.*s%s%.*s%s%s", (int)c.head, name, mark, (int)c.width,
+                         name + c.from, mark, name + n - c.tail);
+        else
+                snprintf(out, CELL_MAX, "%.*s%s%s", (int)c.head, name, mark, name + n - c.tail);
+}
+
+/*
+ * The usual cut at cap: the head and the tail around the mark, the tail a
+ * third (it tells web-prod-01 from web-prod-02): "averyveryl…name" at 15.
+ */
+static struct cut usual_cut(size_t cap)
+{
+        size_t tail = (cap - 1) / 3;
+
+        return (struct cut){.head = cap - 1 - tail, .tail = tail};
+}
+
+/*
+ * The k-th cut to try at cap when names alike at the usual cut must be told
+ * apart, for names that first differ at index `differ`: more of the end
+ * (where names usually differ: web-frontend-production-01 and
+ * web-frontend-staging-01), then more of the start, then a window at the
+ * difference between a shorter head and tail ("db-p…eu-we…ica"). False when
+ * there is none left.
+ */
+static bool other_cut(size_t cap, size_t differ, size_t k, struct cut *c)
+{
+        struct cut u = usual_cut(cap);
+        size_t longer_tails = cap - 2 - u.tail, longer_heads = u.tail - 1;
+
+        if (k < longer_tails) {
+                *c = (struct cut){.head = u.head - 1 - k, .tail = u.tail + 1 + k};
+                return true;
+        }
+        k -= longer_tails;
+        if (k < longer_heads) {
+                *c = (struct cut){.head = u.head + 1 + k, .tail = u.tail - 1 - k};
+                return true;
+        }
+        if (k > longer_heads || cap < 7)
+                return false;
+        size_t side = (cap - 2) / 4;
+        *c = (struct cut){.head = side, .from = differ, .width = cap - 2 - 2 * side, .tail = side};
+        return true;
+}
+
+/* Whether c can cut name: it keeps fewer characters than the name has, each once. */
+static bool cut_fits(const char *name, struct cut c)
+{
+        size_t n = strlen(name);
+
+        if (c.width)
+                return c.head <= c.from && c.from + c.width + c.tail < n;
+        return c.head + c.tail < n;
+}
+
+/* The index of the first character where the names of rows[0..k) are not all alike. */
+static size_t first_difference(char (*cells)[N_COLUMNS][CELL_MAX], const size_t *rows, size_t k)
+{
+        for (size_t i = 0;; i++)
+                for (size_t j = 1; j < k; j++)
+                        if (cells[rows[j]][0][i] != cells[rows[0]][0][i] || !cells[rows[0]][0][i])
+                                return i;
+}
+
+/*
+ * NAME's cells (rows 1..n) cut to cap characters around `mark`. Names that
+ * the usual cut makes alike are cut another way, the same for all of them,
+ * so that every row's text differs from every other's: the first of
+ * other_cut()'s that does it (none may at a very narrow column with many
+ * names alike: those keep the usual cut). A name that fits stays whole.
+ */
+static void shorten_names(char (*cells)[N_COLUMNS][CELL_MAX], size_t n, size_t cap,
+                          const char *mark)
+{
+        char(*shown)[CELL_MAX] = calloc(n + 1, CELL_MAX), (*try)[CELL_MAX] = calloc(n, CELL_MAX);
+        size_t *alike = calloc(n, sizeof(*alike)), *group = calloc(n + 1, sizeof(*group));
+
+        if (!shown || !try || !alike || !group)
+                goto out;
+        for (size_t r = 1; r <= n; r++) {
+                if (strlen(cells[r][0]) > cap)
+                        cut_name(cells[r][0], usual_cut(cap), mark, shown[r]);
+                else
+                        snprintf(shown[r], CELL_MAX, "%s", cells[r][0]);
+        }
+        for (size_t r = 1; r <= n; r++) {
+                size_t k = 0, differ;
+                struct cut c;
+                if (group[r] || !strstr(shown[r], mark))
+                        continue;
+                for (size_t q = r; q <= n; q++)
+                        if (!group[q] && strcmp(shown[q], shown[r]) == 0)
+                                alike[k++] = q, group[q] = r;
+                if (k < 2)
+                        continue;
+                differ = first_difference(cells, alike, k);
+                for (size_t t = 0; other_cut(cap, differ, t, &c); t++) {
+                        bool ok = true;
+                        for (size_t i = 0; ok && i < k; i++) {
+                                ok = cut_fits(cells[alike[i]][0], c);
+                                if (ok)
+                                        cut_name(cells[alike[i]][0], c, mark, try[i]);
+                        }
+                        /* told apart from each other and from every other row */
+                        for (size_t i = 0; ok && i < k; i++) {
+                                for (size_t j = 0; ok && j < i; j++)
+                                        ok = strcmp(try[i], try[j]) != 0;
+                                for (size_t q = 1; ok && q <= n; q++)
+                                        ok = group[q] == r || strcmp(try[i], shown[q]) != 0;
+                        }
+                        if (!ok)
+                                continue;
+                        for (size_t i = 0; i < k; i++)
+                                snprintf(shown[alike[i]], CELL_MAX, "%s", try[i]);
+                        break;
+                }
+        }
+        for (size_t r = 1; r <= n; r++)
+                snprintf(cells[r][0], CELL_MAX, "%s", shown[r]);
+out:
+        free(shown);
+        free(try);
+        free(alike);
+        free(group);
 }
 
 void output_vm_table(FILE *out, const json_t *vms)
@@ -213,8 +341,7 @@ void output_vm_table_fit(FILE *out, const json_t *vms, size_t columns, const cha
         if (columns && mark && width[0] > OUTPUT_NAME_MIN && width[0] + others > columns) {
                 size_t cap =
                     columns > others + OUTPUT_NAME_MIN ? columns - others : OUTPUT_NAME_MIN;
-                for (size_t r = 1; r <= n; r++)
-                        shorten(cells[r][0], cap, mark);
+                shorten_names(cells, n, cap, mark);
                 width[0] = cap;
         }
         for (size_t r = 0; r <= n; r++)

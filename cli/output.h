@@ -21,6 +21,9 @@ void output_vm_table(FILE *out, const json_t *vms);
  * The same table cut to fit `columns` terminal columns (0: no limit) by narrowing NAME
  * alone, to the longer of OUTPUT_NAME_MIN characters and what the other columns leave: a
  * longer name keeps its head and tail around `mark` ("…" or "~", never part of a name).
+ * Names that this would make alike are cut another way, the same for all of them, so that
+ * no two rows show the same text: more of the end, else of the start, else a piece from
+ * where they first differ between two marks ("db…eu-w…ca").
  */
 #define OUTPUT_NAME_MIN 10 /* the other columns take about 90 of a 100-column terminal */
 void output_vm_table_fit(FILE *out, const json_t *vms, size_t columns, const char *mark);

@@ -207,6 +207,47 @@ def a_long_name_is_shortened_with_a_mark_to_fit_the_terminal(bins):
         check(all(name in listed for name in LONG), "dynmem list: the whole names", listed)
 
 
+# Names that the usual cut at 10 characters makes alike: "web-fr…-01" (their ends alike),
+# "db-pri…ica" (alike but in their middle), and one that is alike with neither.
+ALIKE = ["web-frontend-production-01", "web-frontend-staging-01",
+         "db-primary-eu-west-01-replica", "db-primary-us-east-01-replica",
+         "averyverylongname-of-a-vm-that-takes-its-whole-63-characters-01"]
+ALIKE_CONFIG = CONFIG + "".join(f"""
+[vm "{name}"]
+startup = 512M
+trace = @DATA@/small.csv
+autostart = yes
+""" for name in ALIKE)
+
+
+@tap.case
+def names_alike_once_shortened_are_told_apart(bins):
+    with running(bins, ALIKE_CONFIG) as d:
+        for locale, mark in (("C.UTF-8", "\u2026"), ("C", "~")):
+            t = run_top(d, width=100, env={"LC_ALL": locale})
+            try:
+                wait_for(lambda: len(table(t.screen())) == 8, "top to draw the VMs")
+                names = [n for n in table(t.screen()) if n not in ("calm", "pressed", "zoff")]
+                check(len(names) == 5 and all(mark in n for n in names), "all marked " + mark,
+                      names, t.screen())
+                check(len(set(names)) == 5, "no two alike", names)
+                check(all(len(n) == 10 for n in names), "each cut to the 10 characters left",
+                      names)
+                web = sorted(n for n in names if n.startswith("web-"))
+                check(len(web) == 2 and {n[-4:] for n in web} == {"n-01", "g-01"},
+                      "web-*: more of the end", web)
+                db = sorted(n for n in names if n.startswith("db"))
+                check(len(db) == 2 and "eu-w" in db[0] and "us-e" in db[1],
+                      "db-*: where they differ", db)
+                rows = [line for line in t.screen().splitlines() if line.split()[:1] == [names[0]]]
+                check(rows and rows[0].rstrip().split()[-1].isdigit(), "WEIGHT still shows",
+                      t.screen())
+                t.keys("q")
+                wait_for(lambda: t.exit_status() is not None, "top to quit")
+            finally:
+                t.close()
+
+
 @tap.case
 def a_warning_line_shows_what_status_warns_of(bins):
     def warnings(request, reply):
