@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -13,11 +14,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "mono.h"
 #include "settings.h"
 
 #define PEER_HOST_MAX 256
+
+/*
+ * A peer's name lookup under way. libevent's HTTP client does not cancel its
+ * own lookup when its connection is freed (it runs on to its timeout, then
+ * connects for nobody), so peers.c looks the name up itself and connects to
+ * the address. A lookup given up (the peer removed at a reload or freed, its
+ * deadline passed) is cancelled: it leaves the name servers at once, and its
+ * callback, which libevent still runs later in the loop, finds p NULL and
+ * only frees this. What it found can never reach another peer.
+ */
+struct lookup {
+        struct peer *p; /* NULL once given up */
+        struct evdns_getaddrinfo_request *req;
+        bool in_ask; /* the answer came within ask_one() (an address, /etc/hosts) */
+};
 
 struct peer {
         struct peers *owner;
@@ -27,6 +45,8 @@ struct peer {
         char host_header[PEER_HOST_MAX + 8]; /* "name:port", "[v6addr]:port" (RFC 7230, 5.4) */
         int port;
         struct evhttp_connection *conn;
+        char conn_addr[INET6_ADDRSTRLEN]; /* the address conn connects to */
+        struct lookup *lookup;            /* under way, or NULL */
         bool asking;
         struct event *deadline; /* the whole answer within the timeout, not each read */
         struct peer_view view;  /* name, libvirt_uri, http point into this struct */
@@ -148,6 +168,18 @@ static void on_reply(struct evhttp_request *req, void *arg)
  * now and then would keep the round waiting. Past the timeout, the question
  * is given up (freeing the connection cancels it, without on_reply).
  */
+static void give_up_lookup(struct peer *p)
+{
+        struct lookup *l = p->lookup;
+
+        if (!l)
+                return;
+        p->lookup = NULL;
+        l->p = NULL;
+        if (l->req)
+                evdns_getaddrinfo_cancel(l->req); /* its callback, later, frees l */
+}
+
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
         struct peer *p = arg;
@@ -156,6 +188,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
         (void)fd, (void)what;
         if (!p->asking)
                 return;
+        give_up_lookup(p);
         if (p->conn)
                 evhttp_connection_free(p->conn);
         p->conn = NULL;
@@ -166,19 +199,23 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
         round_over(p->owner);
 }
 
-static void ask_one(struct peer *p)
+/* The question, to the address the peer's name has now. false: the peer is down. */
+static bool send_question(struct peer *p, const char *addr)
 {
         struct peers *ps = p->owner;
         struct evhttp_request *req;
 
-        if (p->asking)
-                return;
+        if (p->conn && strcmp(p->conn_addr, addr) != 0) {
+                evhttp_connection_free(p->conn); /* the name moved */
+                p->conn = NULL;
+        }
         if (!p->conn) {
-                p->conn = evhttp_connection_base_new(ps->base, ps->dns, p->host, (uint16_t)p->port);
+                p->conn = evhttp_connection_base_new(ps->base, NULL, addr, (uint16_t)p->port);
                 if (!p->conn) {
                         down(p, "cannot make a connection (out of memory?)");
-                        return;
+                        return false;
                 }
+                snprintf(p->conn_addr, sizeof(p->conn_addr), "%s", addr);
                 struct timeval tv = {(time_t)(ps->timeout_ms / 1000),
                                      (suseconds_t)(ps->timeout_ms % 1000 * 1000)};
                 evhttp_connection_set_timeout_tv(p->conn, &tv);
@@ -188,20 +225,112 @@ static void ask_one(struct peer *p)
         req = evhttp_request_new(on_reply, p);
         if (!req) {
                 down(p, "out of memory");
-                return;
+                return false;
         }
         evhttp_add_header(evhttp_request_get_output_headers(req), "Host", p->host_header);
-        p->asking = true;
         if (evhttp_make_request(p->conn, req, EVHTTP_REQ_GET, "/api/v1/status") < 0) {
-                p->asking = false; /* libevent freed the request */
-                down(p, "the request could not be sent");
-                return;
+                down(p, "the request could not be sent"); /* libevent freed the request */
+                return false;
         }
+        return true;
+}
+
+/* The end of a lookup: the question sent to its first address, or the peer down. */
+static void looked_up(int result, struct evutil_addrinfo *ai, void *arg)
+{
+        struct lookup *l = arg;
+        struct peer *p = l->p;
+        bool in_ask = l->in_ask;
+        char addr[INET6_ADDRSTRLEN] = "", why[160];
+
+        if (p)
+                p->lookup = NULL;
+        free(l);
+        if (ai && ai->ai_family == AF_INET)
+                evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, addr,
+                                 sizeof(addr));
+        else if (ai && ai->ai_family == AF_INET6)
+                evutil_inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, addr,
+                                 sizeof(addr));
+        if (ai)
+                evutil_freeaddrinfo(ai);
+        if (!p)
+                return; /* given up: nothing of it is used */
+        if (result == 0 && addr[0] && send_question(p, addr))
+                return;
+        if (result != 0) {
+                snprintf(why, sizeof(why), "name %.100s not found: %s", p->host,
+                         evutil_gai_strerror(result));
+                down(p, why);
+        } else if (!addr[0]) {
+                down(p, "no IPv4 or IPv6 address");
+        }
+        p->asking = false;
+        if (p->deadline)
+                event_del(p->deadline);
+        if (!in_ask)
+                round_over(p->owner); /* peers_ask() says it otherwise */
+}
+
+static bool is_address(const char *host)
+{
+        unsigned char buf[sizeof(struct in6_addr)];
+
+        return evutil_inet_pton(AF_INET, host, buf) == 1 ||
+               evutil_inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* p is being asked, until an answer or its deadline. */
+static void start_deadline(struct peer *p)
+{
+        struct peers *ps = p->owner;
+
+        p->asking = true;
         if (!p->deadline && ps->base)
                 p->deadline = event_new(ps->base, -1, 0, on_deadline, p);
         if (p->deadline) {
                 struct timeval tv = mono_timeval(ps->timeout_ms);
                 event_add(p->deadline, &tv);
+        }
+}
+
+/*
+ * Ask p for its status: its name looked up again each time (an address
+ * changed in DNS or the hosts file is used from the next question on), then
+ * the question sent; the deadline bounds both.
+ */
+static void ask_one(struct peer *p)
+{
+        struct peers *ps = p->owner;
+        struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
+                                        .ai_socktype = SOCK_STREAM,
+                                        .ai_protocol = IPPROTO_TCP,
+                                        .ai_flags = EVUTIL_AI_ADDRCONFIG};
+        struct lookup *l;
+
+        if (p->asking)
+                return;
+        if (is_address(p->host)) { /* nothing to look up (and ::1 whatever the host's addresses) */
+                start_deadline(p);
+                if (!send_question(p, p->host)) {
+                        p->asking = false;
+                        if (p->deadline)
+                                event_del(p->deadline);
+                }
+                return;
+        }
+        if (!(l = calloc(1, sizeof(*l)))) {
+                down(p, "out of memory");
+                return;
+        }
+        *l = (struct lookup){.p = p, .in_ask = true};
+        p->lookup = l;
+        start_deadline(p);
+        struct evdns_getaddrinfo_request *req =
+            evdns_getaddrinfo(ps->dns, p->host, NULL, &hints, looked_up, l);
+        if (p->lookup) { /* still l: under way, it ends in looked_up(), later */
+                l->req = req;
+                l->in_ask = false;
         }
 }
 
@@ -322,6 +451,7 @@ void peers_free(struct peers *ps)
         if (ps->timer)
                 event_free(ps->timer);
         for (size_t i = 0; i < ps->n; i++) {
+                give_up_lookup(&ps->p[i]); /* nothing left for the name servers */
                 if (ps->p[i].conn)
                         evhttp_connection_free(ps->p[i].conn); /* cancels a request in flight */
                 if (ps->p[i].deadline)

@@ -46,8 +46,9 @@ struct peer_view {
  * The peers of a configuration (none: *ret NULL, 0). Every http must be
  * http://HOST[:PORT]; -EINVAL with the reason in err otherwise.
  * on_answered(userdata) runs when a round of questions is over. A peer's
- * name is looked up with dns (resolver.h), which must outlive the peers:
- * a lookup under way when they are freed still ends in its callbacks.
+ * name is looked up with dns (resolver.h) before each question; peers_free()
+ * cancels a lookup under way, whose callback, run later in the loop, uses
+ * nothing of the peers: dns must outlive them.
  */
 int peers_new(struct event_base *base, struct evdns_base *dns, const struct config_cluster *c,
               void (*on_answered)(void *userdata), void *userdata, struct peers **ret, char *err,

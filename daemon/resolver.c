@@ -192,21 +192,29 @@ struct evdns_base *resolver_dns(const struct resolver *r)
         return r ? r->dns : NULL;
 }
 
+/* Run the callbacks queued on base (each pass may queue one more). */
+static void drain(struct event_base *base)
+{
+        for (int i = 0;
+             i < DRAIN_PASSES && event_base_get_num_events(base, EVENT_BASE_COUNT_ACTIVE) > 0; i++)
+                event_base_loop(base, EVLOOP_NONBLOCK);
+}
+
 void resolver_free(struct resolver *r)
 {
         if (!r)
                 return;
         /*
-         * A lookup still under way (libevent's HTTP client does not cancel
-         * one with its connection) is failed here; its callback, deferred to
-         * the loop, frees it. Without these passes the loop would be freed
-         * with the callbacks still queued, and what they free leaked.
+         * A lookup cancelled (a peer given up) still has its callback queued
+         * on the loop, and that callback reads the evdns base: it runs first,
+         * while the base exists. A lookup still under way is then failed; its
+         * callback, deferred to the loop too, frees it. Without these passes
+         * the loop would be freed with the callbacks still queued, and what
+         * they free leaked.
          */
+        drain(r->base);
         evdns_base_free(r->dns, 1);
-        for (int i = 0;
-             i < DRAIN_PASSES && event_base_get_num_events(r->base, EVENT_BASE_COUNT_ACTIVE) > 0;
-             i++)
-                event_base_loop(r->base, EVLOOP_NONBLOCK);
+        drain(r->base);
         free(r->conf);
         free(r->hosts);
         free(r);

@@ -10,10 +10,12 @@
  * line of the log.
  *
  * It lives until dynmemd stops, across reloads: a peer's lookup that is
- * left behind (a peer removed, a question given up) ends later in the
- * loop, in a callback of libevent's that still uses it. resolver_free()
- * fails the lookups still under way and lets their callbacks run before it
- * returns, so that the loop can be freed after it with nothing leaked.
+ * given up (a peer removed, a question past its deadline) is cancelled at
+ * once (peers.c), but its callback still runs later in the loop, in code of
+ * libevent's that uses the evdns base. resolver_free() lets those callbacks
+ * run, then fails the lookups still under way and lets theirs run too
+ * before it returns, so that the loop can be freed after it with nothing
+ * leaked.
  */
 #ifndef DYNMEM_RESOLVER_H
 #define DYNMEM_RESOLVER_H

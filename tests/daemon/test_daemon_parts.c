@@ -652,8 +652,8 @@ static void a_peer_that_never_finishes_is_down_after_its_timeout(void **state)
         assert_true(mono_ms() - t0 < 2000);
         assert_non_null(v.error);
         peers_free(t.peers);
+        event_free(t.tick); /* before resolver_free(), whose loop passes would run it */
         resolver_free(t.resolver);
-        event_free(t.tick);
         if (t.fd >= 0)
                 close(t.fd);
         close(t.listener);
@@ -733,8 +733,8 @@ static void ask_answering_peer(struct answering *t, const char *http)
                 fail_msg("peer %s: %s", http, v.error ? v.error : "not up");
         assert_true(v.memory_bytes == 8 * GIB);
         peers_free(t->peers);
+        event_free(t->tick); /* before resolver_free(), whose loop passes would run it */
         resolver_free(t->resolver);
-        event_free(t->tick);
         if (t->fd >= 0)
                 close(t->fd);
         event_base_free(t->base);
@@ -894,6 +894,72 @@ static void a_resolver_that_does_not_answer_does_not_stop_the_loop(void **state)
         close(t.udp);
 }
 
+/*
+ * A peer removed (a reload frees the peers) while its name is being looked
+ * up: the lookup is cancelled with it, so nothing of it is left on the loop
+ * (no timeout to wait for, no name server socket kept), and a new set of
+ * peers starts afresh. The name server is the test's, named in a resolv.conf
+ * of its own, and never answers.
+ */
+static void a_removed_peer_leaves_no_lookup_behind(void **state)
+{
+        struct sockaddr_in ns = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t nslen = sizeof(ns);
+        char dir[] = "/tmp/dynmem-peers-XXXXXX", conf[64], hosts[64], err[200];
+        struct config_peer cp = {.name = "far",
+                                 .libvirt_uri = (char *)"test:///default",
+                                 .http = (char *)"http://peer.dynmem-test.invalid:9100"};
+        struct config_cluster c = {.peer_timeout_ms = 20000, .peers = &cp, .n_peers = 1};
+        struct silent_dns t = {0};
+        struct timeval every = {0, 20 * 1000};
+        FILE *f;
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(conf, sizeof(conf), "%s/resolv.conf", dir);
+        snprintf(hosts, sizeof(hosts), "%s/hosts", dir);
+        assert_true((t.udp = socket(AF_INET, SOCK_DGRAM, 0)) >= 0);
+        assert_int_equal(bind(t.udp, (struct sockaddr *)&ns, sizeof(ns)), 0);
+        assert_int_equal(getsockname(t.udp, (struct sockaddr *)&ns, &nslen), 0);
+        assert_non_null(f = fopen(conf, "w"));
+        fprintf(f, "nameserver 127.0.0.1:%u\noptions timeout:30 attempts:1\n",
+                (unsigned)ntohs(ns.sin_port));
+        assert_int_equal(fclose(f), 0);
+        assert_non_null(f = fopen(hosts, "w"));
+        assert_int_equal(fclose(f), 0);
+
+        assert_non_null(t.base = event_base_new());
+        assert_int_equal(resolver_new(t.base, conf, hosts, &t.resolver), 0);
+        struct event *tick = event_new(t.base, -1, EV_PERSIST, silent_dns_tick, &t);
+        event_add(tick, &every);
+        int before = event_base_get_num_events(t.base, EVENT_BASE_COUNT_ADDED);
+
+        for (int round = 0; round < 2; round++) { /* removed, then a new set in its slot */
+                t.questions = t.ticks_while_asked = 0;
+                assert_int_equal(peers_new(t.base, resolver_dns(t.resolver), &c, NULL, NULL,
+                                           &t.peers, err, sizeof(err)),
+                                 0);
+                peers_ask(t.peers);
+                t.until_ms = mono_ms() + 60000;
+                event_base_dispatch(t.base);
+                assert_true(t.questions > 0); /* the lookup is under way */
+                assert_true(peers_asking(t.peers));
+                peers_free(t.peers);
+                for (int i = 0; i < 16; i++)
+                        event_base_loop(t.base, EVLOOP_NONBLOCK);
+                /* the tick alone is left, as before the peers */
+                assert_int_equal(event_base_get_num_events(t.base, EVENT_BASE_COUNT_ADDED), before);
+        }
+        event_free(tick);
+        resolver_free(t.resolver);
+        assert_int_equal(event_base_get_num_events(t.base, EVENT_BASE_COUNT_ACTIVE), 0);
+        event_base_free(t.base);
+        close(t.udp);
+        unlink(conf);
+        unlink(hosts);
+        rmdir(dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -918,6 +984,7 @@ int main(void)
             cmocka_unit_test(a_peer_at_an_ipv6_address_is_asked_with_its_host_and_port),
             cmocka_unit_test(a_peer_named_by_a_host_name_is_reached),
             cmocka_unit_test(a_resolver_that_does_not_answer_does_not_stop_the_loop),
+            cmocka_unit_test(a_removed_peer_leaves_no_lookup_behind),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
