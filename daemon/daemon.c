@@ -357,6 +357,24 @@ static void set_aside(const char *dir)
                         from, strerror(-r));
 }
 
+/* A state file with entries left out: the whole file is set aside, the rest kept. */
+static void keep_aside(const char *dir, size_t kept)
+{
+        char from[PATH_MAX], to[PATH_MAX];
+        int r = snprintf(from, sizeof(from), "%s/%s", dir, STATE_FILE) >= (int)sizeof(from)
+                    ? -ENAMETOOLONG
+                    : fsutil_set_aside(from, to, sizeof(to));
+
+        if (r == 0)
+                log_msg(LOG_ERR, "state file set aside as %s; the other %zu entries are kept", to,
+                        kept);
+        else
+                log_msg(LOG_ERR,
+                        "cannot set the state file %s aside: %s; the other %zu entries "
+                        "are kept",
+                        from, strerror(-r), kept);
+}
+
 /*
  * One dynmemd per state directory: a second one (another socket, the same
  * state_dir) would overwrite state.json and running.json and reattach the
@@ -401,6 +419,13 @@ static void setup_state(struct daemon *d)
 
         d->state_saved = true;
         r = state_load(d->state_dir, &st, err, sizeof(err));
+        if (r == 0 && st.dropped.n) {
+                /* the entries that are good are kept; the file as it was, for a look */
+                for (size_t i = 0; i < st.dropped.n; i++)
+                        log_msg(LOG_ERR, "%s: %s; this entry is dropped", err,
+                                st.dropped.messages[i]);
+                keep_aside(d->state_dir, st.n);
+        }
         if (r == 0) {
                 apply_state(d, &st);
                 state_free(&st);

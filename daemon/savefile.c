@@ -58,10 +58,35 @@ static void free_vms(const struct savefile_spec *spec, char *vms, size_t n)
         free(vms);
 }
 
-static int parse_vms(const json_t *list, const struct savefile_spec *spec, char **ret_vms,
-                     size_t *ret_n, char *err, size_t errlen)
+void savefile_drops_free(struct savefile_drops *drops)
 {
-        size_t n = json_array_size(list);
+        if (!drops)
+                return;
+        for (size_t i = 0; i < drops->n; i++)
+                free(drops->messages[i]);
+        free(drops->messages);
+        *drops = (struct savefile_drops){0};
+}
+
+/* Note a VM left out; false when out of memory. */
+static bool drop_add(struct savefile_drops *drops, size_t i, const char *why)
+{
+        char *msg = NULL, **grown = realloc(drops->messages, (drops->n + 1) * sizeof(*grown));
+
+        if (!grown)
+                return false;
+        drops->messages = grown;
+        if (asprintf(&msg, "vms[%zu]: %s", i, why) < 0)
+                return false;
+        drops->messages[drops->n++] = msg;
+        return true;
+}
+
+static int parse_vms(const json_t *list, const struct savefile_spec *spec,
+                     struct savefile_drops *drops, char **ret_vms, size_t *ret_n, char *err,
+                     size_t errlen)
+{
+        size_t n = json_array_size(list), kept = 0;
         char *vms, why[256] = "";
 
         if (n > CONFIG_VMS_MAX) {
@@ -75,30 +100,43 @@ static int parse_vms(const json_t *list, const struct savefile_spec *spec, char 
         }
         for (size_t i = 0; i < n; i++) {
                 const json_t *obj = json_array_get(list, i);
-                char *vm = vms + i * spec->vm_size;
+                char *vm = vms + kept * spec->vm_size;
                 why[0] = '\0';
                 int r = take_name(obj, spec, vm, why, sizeof(why));
                 if (r == 0)
                         r = spec->parse_vm(obj, vm, why, sizeof(why));
-                for (size_t j = 0; r == 0 && j < i; j++)
-                        if (strcmp(name_of(spec, vms, i), name_of(spec, vms, j)) == 0) {
+                for (size_t j = 0; r == 0 && j < kept; j++)
+                        if (strcmp(name_of(spec, vms, kept), name_of(spec, vms, j)) == 0) {
                                 snprintf(why, sizeof(why), "%s is listed twice",
-                                         name_of(spec, vms, i));
+                                         name_of(spec, vms, kept));
                                 r = -EINVAL;
                         }
-                if (r < 0) {
-                        snprintf(err, errlen, "vms[%zu]: %s", i, why);
-                        free_vms(spec, vms, i + 1);
-                        return r;
+                if (r == 0) {
+                        kept++;
+                        continue;
                 }
+                if (drops && drop_add(drops, i, why)) {
+                        /* this one is left out, the others are kept */
+                        if (spec->free_vm)
+                                spec->free_vm(vm);
+                        memset(vm, 0, spec->vm_size);
+                        continue;
+                }
+                if (drops)
+                        snprintf(err, errlen, "out of memory");
+                else
+                        snprintf(err, errlen, "vms[%zu]: %s", i, why);
+                free_vms(spec, vms, kept + 1);
+                return drops ? -ENOMEM : r;
         }
         *ret_vms = vms;
-        *ret_n = n;
+        *ret_n = kept;
         return 0;
 }
 
-int savefile_parse(const char *text, size_t len, const struct savefile_spec *spec,
-                   json_t **ret_root, void **ret_vms, size_t *ret_n, char *err, size_t errlen)
+int savefile_parse_lenient(const char *text, size_t len, const struct savefile_spec *spec,
+                           json_t **ret_root, void **ret_vms, size_t *ret_n,
+                           struct savefile_drops *drops, char *err, size_t errlen)
 {
         json_error_t jerr;
         json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -119,14 +157,22 @@ int savefile_parse(const char *text, size_t len, const struct savefile_spec *spe
                 snprintf(err, errlen, "version %lld is not %d",
                          (long long)json_integer_value(version), spec->version);
         else
-                r = parse_vms(list, spec, &vms, &n, err, errlen);
+                r = parse_vms(list, spec, drops, &vms, &n, err, errlen);
         if (r < 0 || !ret_root)
                 json_decref(root);
-        if (r < 0)
+        if (r < 0) {
+                savefile_drops_free(drops);
                 return r;
+        }
         if (ret_root)
                 *ret_root = root;
         *ret_vms = vms;
         *ret_n = n;
         return 0;
+}
+
+int savefile_parse(const char *text, size_t len, const struct savefile_spec *spec,
+                   json_t **ret_root, void **ret_vms, size_t *ret_n, char *err, size_t errlen)
+{
+        return savefile_parse_lenient(text, len, spec, ret_root, ret_vms, ret_n, NULL, err, errlen);
 }

@@ -8,7 +8,8 @@
  * The parser checks the JSON (no duplicate members), the version, the
  * members allowed beside it, the number of VMs (CONFIG_VMS_MAX), each VM's
  * "name" (config_name_valid()) and that no VM is listed twice; the rest of
- * each VM object is read by the file's own function.
+ * each VM object is read by the file's own function. Strict, one bad VM
+ * fails the file; or lenient, a bad VM is left out and the rest kept.
  */
 #ifndef DYNMEM_SAVEFILE_H
 #define DYNMEM_SAVEFILE_H
@@ -38,5 +39,24 @@ struct savefile_spec {
  */
 int savefile_parse(const char *text, size_t len, const struct savefile_spec *spec,
                    json_t **ret_root, void **ret_vms, size_t *ret_n, char *err, size_t errlen);
+
+/* The VMs a lenient parse left out, each as "vms[I]: why". */
+struct savefile_drops {
+        char **messages;
+        size_t n;
+};
+
+/*
+ * Like savefile_parse(), but a VM that is wrong on its own (its name, its
+ * members, listed twice: the second one) is left out and named in *drops
+ * (zeroed by the caller; free with savefile_drops_free()), and the others
+ * are kept. What is wrong with the file as a whole (not JSON, its version,
+ * its shape, too many VMs) still fails it, with *drops empty.
+ */
+int savefile_parse_lenient(const char *text, size_t len, const struct savefile_spec *spec,
+                           json_t **ret_root, void **ret_vms, size_t *ret_n,
+                           struct savefile_drops *drops, char *err, size_t errlen);
+
+void savefile_drops_free(struct savefile_drops *drops);
 
 #endif

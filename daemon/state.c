@@ -61,13 +61,15 @@ static const struct savefile_spec state_spec = {
 
 int state_parse(const char *text, size_t len, struct state *ret, char *err, size_t errlen)
 {
+        struct savefile_drops dropped = {0};
         void *vms;
         size_t n;
-        int r = savefile_parse(text, len, &state_spec, NULL, &vms, &n, err, errlen);
+        int r =
+            savefile_parse_lenient(text, len, &state_spec, NULL, &vms, &n, &dropped, err, errlen);
 
         if (r < 0)
                 return r;
-        *ret = (struct state){.vms = vms, .n = n};
+        *ret = (struct state){.vms = vms, .n = n, .dropped = dropped};
         return 0;
 }
 
@@ -96,6 +98,8 @@ int state_load(const char *dir, struct state *ret, char *err, size_t errlen)
         r = state_parse(text, len, ret, why, sizeof(why));
         if (r < 0)
                 snprintf(err, errlen, "%s: %s", path, why);
+        else if (ret->dropped.n)
+                snprintf(err, errlen, "%s", path);
         free(text);
         return r;
 }
@@ -107,6 +111,7 @@ void state_free(struct state *s)
         for (size_t i = 0; i < s->n; i++)
                 control_keys_free(s->vms[i].keys, s->vms[i].n_keys);
         free(s->vms);
+        savefile_drops_free(&s->dropped);
         *s = (struct state){0};
 }
 

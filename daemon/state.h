@@ -18,6 +18,7 @@
 #include <stddef.h>
 
 #include "registry.h"
+#include "savefile.h"
 #include "settings.h"
 
 #define STATE_FILE      "state.json"
@@ -38,15 +39,19 @@ struct state_vm {
 struct state {
         struct state_vm *vms;
         size_t n;
+        struct savefile_drops dropped; /* entries left out, each with its reason */
 };
 
 /*
  * Parse a state file's text. Returns 0 or -EINVAL with a sentence in err
- * naming the first problem; nothing is half-taken.
+ * naming the problem; nothing is half-taken. An entry that is wrong on its
+ * own is left out and named in ret->dropped, and the others are kept: one
+ * bad VM does not cost the others their saved settings.
  */
 int state_parse(const char *text, size_t len, struct state *ret, char *err, size_t errlen);
 
-/* Read STATE_DIR/state.json. -ENOENT when there is none; -EINVAL when it is bad (err). */
+/* Read STATE_DIR/state.json. -ENOENT when there is none; -EINVAL when it is bad (err);
+ * entries left out are in ret->dropped (err then names the file). */
 int state_load(const char *dir, struct state *ret, char *err, size_t errlen);
 
 void state_free(struct state *s);

@@ -338,14 +338,7 @@ static void state_refuses_bad_files(void **state)
             "{\"version\":1}",
             "{\"version\":1,\"vms\":{}}",
             "{\"version\":1,\"vms\":[],\"extra\":1}",
-            "{\"version\":1,\"vms\":[{\"name\":\"a\"}]}",
-            "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"elsewhere\"}]}",
-            /* a backend's VMs are its own: never in the state file, never made from it */
-            "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"backend\"}]}",
-            "{\"version\":1,\"vms\":[{\"name\":\"../a\",\"origin\":\"config\"}]}",
-            "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\",\"colour\":1}]}",
-            ("{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\","
-             "\"settings\":{\"weight\":\"x\"}}]}"),
+            "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\"}",
         };
         struct state st;
         char err[256];
@@ -355,14 +348,57 @@ static void state_refuses_bad_files(void **state)
                                  -EINVAL);
         assert_int_equal(state_parse("{\"version\":1,\"vms\":[]}", 22, &st, err, sizeof(err)), 0);
         assert_int_equal(st.n, 0);
+        assert_int_equal(st.dropped.n, 0);
         state_free(&st);
+}
+
+/* An entry that is wrong on its own is left out, named; the good ones around it are kept. */
+static void state_drops_a_bad_entry_and_keeps_the_others(void **state)
+{
+        static const struct {
+                const char *entry, *why;
+        } bad[] = {
+            {"{\"name\":\"b\"}", "item not found: origin"},
+            {"{\"name\":\"b\",\"origin\":\"elsewhere\"}", "origin must be config or created"},
+            /* a backend's VMs are its own: never in the state file, never made from it */
+            {"{\"name\":\"b\",\"origin\":\"backend\"}", "origin must be config or created"},
+            {"{\"name\":\"../b\",\"origin\":\"config\"}", "invalid VM name"},
+            {"{\"origin\":\"config\"}", "without a \"name\""},
+            {"7", "without a \"name\""},
+            {"{\"name\":\"b\",\"origin\":\"config\",\"colour\":1}", "colour"},
+            {"{\"name\":\"b\",\"origin\":\"config\",\"settings\":{\"weight\":\"x\"}}", "weight"},
+            {"{\"name\":\"a\",\"origin\":\"config\"}", "a is listed twice"},
+        };
+        struct state st;
+        char text[512], err[256];
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                snprintf(text, sizeof(text),
+                         "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\","
+                         "\"settings\":{\"weight\":7}},\n  %s,\n  {\"name\":\"c\",\"origin\":"
+                         "\"config\",\"settings\":{\"weight\":9}}]}",
+                         bad[i].entry);
+                err[0] = '\0';
+                assert_int_equal(state_parse(text, strlen(text), &st, err, sizeof(err)), 0);
+                assert_int_equal(st.n, 2);
+                assert_string_equal(st.vms[0].name, "a");
+                assert_int_equal(st.vms[0].settings.weight, 7);
+                assert_string_equal(st.vms[1].name, "c");
+                assert_int_equal(st.vms[1].settings.weight, 9);
+                assert_int_equal(st.dropped.n, 1);
+                if (strncmp(st.dropped.messages[0], "vms[1]: ", 8) != 0 ||
+                    !strstr(st.dropped.messages[0], bad[i].why))
+                        fail_msg("%s: \"vms[1]: ...%s\" not in \"%s\"", bad[i].entry, bad[i].why,
+                                 st.dropped.messages[0]);
+                state_free(&st);
+        }
 }
 
 /* Both saved files go through one parser: the same shape problems, the same messages. */
 static int parse_either(bool attach, const char *text, char *err, size_t errlen)
 {
         struct attach_list l;
-        struct state st;
+        struct state st = {0};
         int r;
 
         if (attach) {
@@ -371,7 +407,11 @@ static int parse_either(bool attach, const char *text, char *err, size_t errlen)
                         attach_list_free(&l);
         } else {
                 r = state_parse(text, strlen(text), &st, err, errlen);
-                if (r == 0)
+                if (r == 0 && st.dropped.n) { /* left out alone: the same message */
+                        snprintf(err, errlen, "%s", st.dropped.messages[0]);
+                        r = -EINVAL;
+                }
+                if (r == 0 || st.dropped.n)
                         state_free(&st);
         }
         return r;
@@ -978,6 +1018,7 @@ int main(void)
             cmocka_unit_test(state_dir_lock_has_one_holder),
             cmocka_unit_test(atomic_write_makes_a_fresh_file),
             cmocka_unit_test(state_load_names_what_is_wrong),
+            cmocka_unit_test(state_drops_a_bad_entry_and_keeps_the_others),
             cmocka_unit_test(backend_table),
             cmocka_unit_test(peer_status_is_range_checked),
             cmocka_unit_test(a_peer_that_never_finishes_is_down_after_its_timeout),

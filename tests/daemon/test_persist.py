@@ -4,6 +4,7 @@ the configuration combine, reload on SIGHUP, a clean exit on SIGTERM, and a
 state directory that cannot be written."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -350,6 +351,36 @@ def corrupt_state_file_is_set_aside(bins):
         check("origin must be config or created" in d.log(), "the reason is logged", d.log())
         check(state_file(d) == {"version": 1, "vms": []}, "a good state file written")
         d.wait_state("web1", "running")
+    finally:
+        d.stop()
+        d.cleanup()
+
+
+@tap.case
+def one_bad_entry_costs_the_others_nothing(bins):
+    d = Daemon(bins, config())
+    os.makedirs(d.state_dir)
+    path = os.path.join(d.state_dir, "state.json")
+    text = ('{"version": 1, "vms": [\n'
+            '  {"name":"web1","origin":"config","settings":{"weight":42}},\n'
+            '  {"name":"db1","origin":"config","settings":{"weight":"heavy"}},\n'
+            '  {"name":"new1","origin":"created","autostart":false,"settings":{"dynamic":false,'
+            '"startup_bytes":268435456},"backend":{"trace":"' + DATA + '/small.csv"}}\n]}\n')
+    with open(path, "w") as f:
+        f.write(text)
+    try:
+        d.start()
+        check(d.vm("web1")["weight"] == 42, "the override before the bad entry is kept", d.log())
+        check(d.vm("new1")["startup_bytes"] == 256 * MIB, "the created VM after it too", d.log())
+        check(d.vm("db1")["weight"] == 5000, "the bad one is dropped: the file's value")
+        check(re.search(re.escape(path) + r": vms\[1\]: .*weight.*; this entry is dropped",
+                        d.log()), "the log names the entry and why", d.log())
+        check(f"state file set aside as {path}.bad; the other 2 entries are kept" in d.log(),
+              "and where the file as it was went", d.log())
+        with open(path + ".bad") as f:
+            check(f.read() == text, "set aside whole")
+        names = sorted(v["name"] for v in state_file(d)["vms"])
+        check(names == ["new1", "web1"], "the good entries written back", names)
     finally:
         d.stop()
         d.cleanup()
