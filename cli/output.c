@@ -563,6 +563,7 @@ void output_host(FILE *out, const json_t *host)
 {
         const json_t *state_error = json_object_get(host, "state_error");
         const json_t *overcommit = json_object_get(host, "overcommit_error");
+        const json_t *reload_error = json_object_get(host, "reload_error");
 
         print_fields(out, host, host_fields, sizeof(host_fields) / sizeof(host_fields[0]));
         if (strcmp(member_str(host, "backend"), "libvirt") == 0)
@@ -572,6 +573,11 @@ void output_host(FILE *out, const json_t *host)
                 fprintf(out, "%-16s OVERCOMMITTED: %s\n", "Memory:", json_string_value(overcommit));
         if (json_is_string(state_error))
                 fprintf(out, "%-16s NOT SAVED: %s\n", "State:", json_string_value(state_error));
+        if (json_is_string(reload_error))
+                fprintf(out,
+                        "%-16s RELOAD FAILED: %s; the configuration in force is the one read "
+                        "before\n",
+                        "Config:", json_string_value(reload_error));
 }
 
 void output_problems(FILE *out, const json_t *vms)

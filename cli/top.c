@@ -156,7 +156,8 @@ static void host_line(FILE *f, const json_t *host)
 
 /*
  * What dynmem status ends with, in a line: "! memory OVERCOMMITTED; state NOT SAVED;
- * short of 512 MiB for 90s (relief); see dynmem status", or a blank line when nothing is.
+ * config RELOAD FAILED; short of 512 MiB for 90s (relief); see dynmem status", or a
+ * blank line when nothing is.
  */
 static void warning_line(FILE *f, const json_t *host)
 {
@@ -173,6 +174,10 @@ static void warning_line(FILE *f, const json_t *host)
         }
         if (json_is_string(json_object_get(host, "state_error"))) {
                 fprintf(f, "%sstate NOT SAVED", sep);
+                sep = "; ";
+        }
+        if (json_is_string(json_object_get(host, "reload_error"))) {
+                fprintf(f, "%sconfig RELOAD FAILED", sep);
                 sep = "; ";
         }
         if (short_now) {

@@ -281,6 +281,8 @@ json_t *commands_host_json(struct daemon *d)
                 put(h, "state_dir", json_string(d->state_dir)) |
                 put(h, "state_saved", json_boolean(d->state_saved)) |
                 put(h, "state_error", d->state_saved ? json_null() : json_string(d->state_error)) |
+                put(h, "reload_error",
+                    d->reload_error[0] ? json_string(d->reload_error) : json_null()) |
                 put(h, "overcommitted", json_boolean(d->overcommitted)) |
                 put(h, "overcommit_error",
                     d->overcommitted ? json_string(d->overcommit_error) : json_null()) |

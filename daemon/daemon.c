@@ -643,6 +643,17 @@ static void keep_fixed(struct config *cfg, struct config *old)
         SWAP(cfg->sim, old->sim);
 }
 
+/* A failed reload's problems, logged, and the first kept for dynmem status. */
+static void reload_diag(struct daemon *d, struct config_diag *diag)
+{
+        if (diag->count == 1)
+                snprintf(d->reload_error, sizeof(d->reload_error), "%s", diag->messages[0]);
+        else if (diag->count > 1)
+                snprintf(d->reload_error, sizeof(d->reload_error), "%s (and %zu more in the log)",
+                         diag->messages[0], diag->count - 1);
+        log_diag(diag);
+}
+
 /* Load and check the file; 0 with *ret filled, or a negative errno (logged). */
 static int reload_read(struct daemon *d, struct config *ret)
 {
@@ -650,16 +661,18 @@ static int reload_read(struct daemon *d, struct config *ret)
         struct config cfg;
 
         if (dconfig_load(d->config_path, &cfg, &diag) < 0) {
-                log_diag(&diag);
+                reload_diag(d, &diag);
                 return -EINVAL;
         }
         if (strcmp(cfg.host.backend, d->cfg.host.backend) != 0) {
-                log_msg(LOG_ERR, "%s: [host] backend changes only when dynmemd restarts", cfg.path);
+                snprintf(d->reload_error, sizeof(d->reload_error),
+                         "%s: [host] backend changes only when dynmemd restarts", cfg.path);
+                log_msg(LOG_ERR, "%s", d->reload_error);
                 config_free(&cfg);
                 return -EINVAL;
         }
         if (dconfig_check_vms(d->backend, &cfg, &diag) < 0) {
-                log_diag(&diag);
+                reload_diag(d, &diag);
                 config_free(&cfg);
                 return -EINVAL;
         }
@@ -684,7 +697,9 @@ static int reload_policy(struct daemon *d, const struct config *cfg)
         }
         if (balancer_replace_policy(&d->bal, cfg->host.policy, &cfg->tunables, d->reg.vms, d->reg.n,
                                     d->base, wake_request, d, err, sizeof(err)) < 0) {
-                log_msg(LOG_ERR, "%s: [host] policy %s: %s", cfg->path, cfg->host.policy, err);
+                snprintf(d->reload_error, sizeof(d->reload_error), "%s: [host] policy %s: %s",
+                         cfg->path, cfg->host.policy, err);
+                log_msg(LOG_ERR, "%s", d->reload_error);
                 return -EINVAL;
         }
         log_msg(LOG_INFO, "policy %s replaces %s", cfg->host.policy, d->cfg.host.policy);
@@ -696,12 +711,15 @@ void daemon_reload(struct daemon *d)
         struct config cfg = {0};
 
         log_msg(LOG_INFO, "SIGHUP: reloading %s", d->config_path);
+        snprintf(d->reload_error, sizeof(d->reload_error), "%s: cannot be read",
+                 d->config_path); /* each failure below says better */
         if (reload_read(d, &cfg) < 0 || reload_policy(d, &cfg) < 0) {
                 log_msg(LOG_ERR, "reload failed: the configuration in force stays (policy %s)",
                         d->cfg.host.policy);
                 config_free(&cfg);
                 return;
         }
+        d->reload_error[0] = '\0';
         warn_fixed(d, &cfg);
         keep_fixed(&cfg, &d->cfg);
         d->bal.host.memory_bytes = cfg.host.memory_bytes;

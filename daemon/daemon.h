@@ -83,6 +83,9 @@ struct daemon {
         char state_error[256];
         double state_retry_ms; /* monotonic ms of the last failed save */
 
+        /* the last reload failed: its first problem (the log has them all); "" when it worked */
+        char reload_error[512];
+
         /* the running VMs' minimums exceed memory (a reload lowered it): said once */
         bool overcommitted;
         char overcommit_error[256];

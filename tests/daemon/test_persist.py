@@ -199,6 +199,17 @@ def sighup_with_a_broken_file_keeps_the_old_one(bins):
         check(":" in d.log() and "weight: \"heavy\"" in d.log(), "FILE:LINE message", d.log())
         vms = d.vms()
         check("bad" not in vms and vms["web1"]["state"] == "running", "old config in force", vms)
+        # where the operator looks after systemctl reload: dynmem status, not only the log
+        h = d.status()
+        check(re.search(re.escape(d.conf) + r":\d+: weight: \"heavy\"", h["reload_error"] or ""),
+              "status names the first problem", h)
+        out = d.ok("status").out
+        check(re.search(r"Config: +RELOAD FAILED: .*weight: \"heavy\".*the configuration in force "
+                        r"is the one read before", out), "and says it in words", out)
+        d.write_config(config())
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.status()["reload_error"] is None, "a reload that works to clear it")
+        check("RELOAD FAILED" not in d.ok("status").out, "gone from the words too")
 
 
 @tap.case
