@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "suggest.h"
 #include "trace.h"
@@ -940,16 +942,28 @@ int config_load(const char *path, struct config *ret, struct config_diag *d)
         int r;
 
         *ret = (struct config){0};
-        ps.fp = fopen(path, "re");
-        if (!ps.fp) {
+        /* O_NONBLOCK: a FIFO put in the file's place is refused below, not waited on (a
+         * reload would stop dynmemd's loop until the watchdog killed it) */
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0) {
                 r = -errno;
                 config_diag_add(d, path, 0, "cannot open: %s", strerror(errno));
                 return r;
         }
-        r = fstat(fileno(ps.fp), &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : 0;
+        r = fstat(fd, &st) < 0                             ? -errno
+            : S_ISDIR(st.st_mode)                          ? -EISDIR
+            : S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) ? -EINVAL
+            : fcntl(fd, F_SETFL, 0) < 0                    ? -errno
+                                                           : 0;
+        ps.fp = r == 0 ? fdopen(fd, "r") : NULL;
+        if (r == 0 && !ps.fp)
+                r = -errno;
         if (r < 0) {
-                config_diag_add(d, path, 0, "cannot read: %s", strerror(-r));
-                fclose(ps.fp);
+                if (r == -EINVAL)
+                        config_diag_add(d, path, 0, "cannot read: a FIFO or socket, not a file");
+                else
+                        config_diag_add(d, path, 0, "cannot read: %s", strerror(-r));
+                close(fd);
                 return r;
         }
         if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > CONFIG_FILE_MAX) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <cmocka.h>
 
 #include "config.h"
@@ -939,6 +940,19 @@ static void real_files(void **state)
         snprintf(prefix, sizeof(prefix), "%s: ", missing);
         assert_non_null(tu_diag_find(&d, prefix, "cannot open: No such file or directory"));
         config_diag_free(&d);
+
+        /* a FIFO in the file's place is refused at once, not waited on */
+        char *fifo = NULL;
+        assert_true(asprintf(&fifo, "%s/fifo.ini", dir) > 0);
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        alarm(10); /* a hang fails the test */
+        assert_int_equal(config_load(fifo, &c, &d), -EINVAL);
+        alarm(0);
+        snprintf(prefix, sizeof(prefix), "%s: ", fifo);
+        assert_non_null(tu_diag_find(&d, prefix, "cannot read: a FIFO or socket, not a file"));
+        config_diag_free(&d);
+        unlink(fifo);
+        free(fifo);
 
         char *empty = tu_write(dir, "empty.ini", "", false);
         assert_int_equal(config_load(empty, &c, &d), 0);
