@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "units.h"
 
@@ -18,25 +19,34 @@ struct reader {
         size_t pos;
 };
 
-/* Next line without its newline; NULL at the end. Lines over `cap` are flagged with *overlong. */
-static char *next_line(struct reader *rd, char *buf, size_t cap, bool *overlong)
+/*
+ * Next line without its newline; NULL at the end. Lines over `cap` are flagged with *overlong,
+ * lines holding a NUL byte (which would end the line unseen) with *nul.
+ */
+static char *next_line(struct reader *rd, char *buf, size_t cap, bool *overlong, bool *nul)
 {
         *overlong = false;
+        *nul = false;
         if (rd->fp) {
-                if (!fgets(buf, (int)cap, rd->fp))
+                /* By character, not fgets(), so that a NUL byte cannot end the line unseen. */
+                size_t n = 0;
+                int c = EOF;
+                while (n < cap - 1 && (c = getc_unlocked(rd->fp)) != EOF && c != '\n') {
+                        *nul |= c == '\0';
+                        buf[n++] = (char)c;
+                }
+                if (n == 0 && c == EOF)
                         return NULL;
-                size_t n = strlen(buf);
-                if (n && buf[n - 1] == '\n') {
-                        buf[--n] = '\0';
-                } else if (!feof(rd->fp)) {
-                        /* The buffer is full: only a newline next keeps the line whole. */
-                        int c = fgetc(rd->fp);
+                if (n == cap - 1) {
+                        /* The buffer is full: a newline or the end next keeps it whole. */
+                        c = getc_unlocked(rd->fp);
                         if (c != '\n' && c != EOF) {
                                 *overlong = true;
-                                while ((c = fgetc(rd->fp)) != EOF && c != '\n')
+                                while ((c = getc_unlocked(rd->fp)) != EOF && c != '\n')
                                         ;
                         }
                 }
+                buf[n] = '\0';
         } else {
                 const char *s = rd->text + rd->pos;
                 if (!*s)
@@ -140,13 +150,13 @@ static int parse_row(struct reader *rd, unsigned line, char *text, struct trace 
 static int load(struct reader *rd, struct trace *t, struct config_diag *diag)
 {
         char buf[256];
-        bool overlong;
+        bool overlong, nul;
         unsigned line = 0;
         size_t cap = 0;
         int r = 0;
 
         *t = (struct trace){.path = strdup(rd->name)};
-        while (next_line(rd, buf, sizeof(buf), &overlong)) {
+        while (next_line(rd, buf, sizeof(buf), &overlong, &nul)) {
                 line++;
                 if (line == 1 && strchr(buf, '\r')) {
                         /* Classic Mac OS line ends: the whole file reads as one line. */
@@ -157,6 +167,12 @@ static int load(struct reader *rd, struct trace *t, struct config_diag *diag)
                 }
                 if (overlong) {
                         config_diag_add(diag, rd->name, line, "line too long");
+                        r = -EINVAL;
+                        break;
+                }
+                if (nul) {
+                        config_diag_add(diag, rd->name, line,
+                                        "a NUL byte in the line (not a text file?)");
                         r = -EINVAL;
                         break;
                 }
@@ -176,6 +192,10 @@ static int load(struct reader *rd, struct trace *t, struct config_diag *diag)
                 if (r < 0)
                         break;
         }
+        if (r == 0 && rd->fp && ferror(rd->fp)) {
+                config_diag_add(diag, rd->name, 0, "read error");
+                r = -EIO;
+        }
         if (r == 0 && t->n == 0) {
                 config_diag_add(diag, rd->name, line ? line : 1, "no rows");
                 r = -EINVAL;
@@ -188,6 +208,7 @@ static int load(struct reader *rd, struct trace *t, struct config_diag *diag)
 int trace_load(const char *path, struct trace *ret, struct config_diag *diag)
 {
         struct reader rd = {.name = path};
+        struct stat st;
         int r;
 
         rd.fp = fopen(path, "re");
@@ -197,7 +218,14 @@ int trace_load(const char *path, struct trace *ret, struct config_diag *diag)
                 *ret = (struct trace){0};
                 return r;
         }
-        r = load(&rd, ret, diag);
+        /* A directory opens, then fails to read: say so rather than "no rows". */
+        r = fstat(fileno(rd.fp), &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : 0;
+        if (r < 0) {
+                config_diag_add(diag, path, 0, "cannot read: %s", strerror(-r));
+                *ret = (struct trace){0};
+        } else {
+                r = load(&rd, ret, diag);
+        }
         fclose(rd.fp);
         return r;
 }

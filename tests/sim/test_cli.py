@@ -279,6 +279,24 @@ def test_trace_without_header():
     expect_exit(run(path), 2, os.path.join(TMP, "a.csv") + ":1: expected the header")
 
 
+def test_trace_with_a_nul_byte_refused():
+    # A NUL byte must not end the row unseen: "0,1G" would be read from "0,1G<NUL>junk".
+    for trace, line in (("seconds,demand\n0,300M\x00junk\n", 2),
+                        ("seconds,demand\n0,300M\x00\n10,400M\n", 2)):
+        path = scenario("nul.ini", "[host]\nmemory = 4G\n" + GOOD_VM, trace=trace)
+        r = run(path)
+        expect_exit(r, 2, os.path.join(TMP, "a.csv") + f":{line}: a NUL byte in the line")
+        assert r.stdout == ""
+
+
+def test_trace_that_is_a_directory_refused():
+    os.makedirs(os.path.join(TMP, "dir.csv"), exist_ok=True)
+    path = write("dirtrace.ini", "[host]\nmemory = 4G\n" + GOOD_VM.replace("a.csv", "dir.csv"))
+    r = run(path)
+    expect_exit(r, 2, os.path.join(TMP, "dir.csv") + ": cannot read: Is a directory")
+    assert "no rows" not in r.stderr
+
+
 def test_trace_relative_to_scenario():
     # Run from another directory: the trace is found next to the scenario.
     path = scenario("rel.ini", "[host]\nmemory = 4G\n" + GOOD_VM)
