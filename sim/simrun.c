@@ -21,6 +21,26 @@
 
 static const char *const sim_only_keys_hint = "trace, start, swap, report_scale, psi";
 
+/*
+ * A VM asked to start at or after the end of the run would count as never started, as one
+ * refused for want of memory does (and fail every --slo): refuse it.
+ */
+static int check_start(const struct config *cfg, const struct config_vm *cvm,
+                       struct config_diag *diag)
+{
+        const struct config_kv *kv = config_vm_key(cvm, "start");
+        uint64_t start_ms;
+        char a[32];
+
+        if (!kv || !cfg->sim.duration_ms || duration_parse(kv->value, &start_ms) < 0 ||
+            start_ms < cfg->sim.duration_ms)
+                return 0;
+        config_diag_add(diag, cfg->path, kv->line,
+                        "start: \"%s\" is not before the end of the run ([sim] duration %s)",
+                        kv->value, duration_format(cfg->sim.duration_ms, a, sizeof(a)));
+        return -EINVAL;
+}
+
 int simrun_load_scenario(const char *path, struct config *ret)
 {
         struct config_diag diag = {0};
@@ -33,6 +53,11 @@ int simrun_load_scenario(const char *path, struct config *ret)
                 config_diag_add(&diag, path, 0, "[host] memory is required in a scenario");
                 r = -EINVAL;
         }
+        if (r == 0 && ret->n_vms == 0) {
+                /* Nothing to replay: the figures would all be 0 and look like a result. */
+                config_diag_add(&diag, path, 0, "no [vm \"NAME\"] section: a scenario needs a VM");
+                r = -EINVAL;
+        }
         if (r == 0)
                 r = config_check_backend_keys(ret, "sim", sim_backend_ops.vm_keys, &diag);
         if (r == 0 && sim_backend_new(ret, &b, err, sizeof(err)) < 0) {
@@ -41,6 +66,9 @@ int simrun_load_scenario(const char *path, struct config *ret)
         }
         for (size_t i = 0; r == 0 && b && i < ret->n_vms; i++)
                 if (sim_backend_ops.check_vm(b, ret, &ret->vms[i], &diag) < 0)
+                        r = -EINVAL;
+        for (size_t i = 0; r == 0 && i < ret->n_vms; i++)
+                if (check_start(ret, &ret->vms[i], &diag) < 0)
                         r = -EINVAL;
         for (size_t i = 0; i < diag.count; i++)
                 fprintf(stderr, "%s\n", diag.messages[i]);

@@ -253,6 +253,31 @@ def test_times_beyond_a_year_refused():
                 f'{path}:10: start: "40000000" (seconds) is more than 366 days')
 
 
+def test_start_after_the_run_refused():
+    # It would be counted as never started, as a VM refused for want of memory is.
+    path = scenario("after.ini", "[host]\nmemory = 4G\n[sim]\nduration = 10s\n" + GOOD_VM +
+                    "start = 10s\n")
+    r = run(path)
+    expect_exit(r, 2, f'{path}:12: start: "10s" is not before the end of the run '
+                "([sim] duration 10s)")
+    assert r.stdout == ""
+    # Just before the end it starts; without a duration the run lasts until it has.
+    path = scenario("before.ini", "[host]\nmemory = 4G\n[sim]\nduration = 10s\n" + GOOD_VM +
+                    "start = 9s\n")
+    assert sim_json(path)["started"] == 1
+    path = scenario("nodur.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "start = 1h\n")
+    assert sim_json(path)["started"] == 1
+
+
+def test_scenario_without_vms_refused():
+    for text in ("[host]\nmemory = 4G\n", "[host]\nmemory = 4G\n[sim]\nduration = 1h\n"):
+        path = write("novms.ini", text)
+        r = run(path)
+        expect_exit(r, 2, f'{path}: no [vm "NAME"] section: a scenario needs a VM')
+        assert r.stdout == ""
+        expect_exit(run(path, "--sweep", "memory=1G:2G:1G"), 2, "a scenario needs a VM")
+
+
 def test_trace_required():
     path = write("notrace.ini", "[host]\nmemory = 4G\n[vm \"a\"]\nstartup = 1G\n")
     expect_exit(run(path), 2, f'{path}:3: vm "a": the sim backend needs a trace')
