@@ -178,9 +178,15 @@ static int run_single(const struct options *o, const struct config *cfg)
         struct simrun_result res;
         char err[256] = "";
         int status = 0;
+        FILE *report = NULL;
 
+        /* Both outputs before the run: a path that cannot be written fails at once. */
         if (o->timeline_path && !(opt.timeline = open_output(o->timeline_path)))
                 return 1;
+        if (o->report_path && !(report = open_output(o->report_path))) {
+                status = 1;
+                goto out;
+        }
         if (simrun(cfg, &opt, &res, err, sizeof(err)) < 0) {
                 fprintf(stderr, "dynmem-sim: %s: %s\n", o->scenario, err);
                 status = 1;
@@ -190,16 +196,18 @@ static int run_single(const struct options *o, const struct config *cfg)
                 status = write_json(report_json(&res)) < 0 ? 1 : 0;
         else
                 report_human(stdout, &res);
-        if (o->report_path) {
-                FILE *f = open_output(o->report_path);
-                int r = f ? report_html(f, o->scenario, &res) : -1;
-                if ((f && fclose(f) != 0) || r < 0) {
+        if (report) {
+                int r = report_html(report, o->scenario, &res);
+                if (fclose(report) != 0 || r < 0) {
                         fprintf(stderr, "dynmem-sim: cannot write %s\n", o->report_path);
                         status = 1;
                 }
+                report = NULL;
         }
         simrun_result_free(&res);
 out:
+        if (report) /* the run failed: nothing to write */
+                fclose(report);
         if (opt.timeline && fclose(opt.timeline) != 0) {
                 fprintf(stderr, "dynmem-sim: cannot write %s\n", o->timeline_path);
                 status = 1;
@@ -215,11 +223,17 @@ static int run_sweep(const struct options *o, const struct config *cfg)
         struct sweep_result res;
         char err[256];
         int status = 0;
+        FILE *report = NULL;
 
+        /* Before the sweep: a path that cannot be written fails at once, not after it. */
+        if (o->report_path && !(report = open_output(o->report_path)))
+                return 1;
         if (sweep_run(cfg, policies, n, &o->range, &o->slo, o->slo_given, o->jobs, &res, err,
                       sizeof(err)) < 0) {
                 fprintf(stderr, "dynmem-sim: %s: %s\n", o->scenario, err);
                 sweep_result_free(&res);
+                if (report)
+                        fclose(report);
                 return 1;
         }
         for (size_t j = 0; j < res.n_sizes * res.n_policies; j++)
@@ -229,10 +243,9 @@ static int run_sweep(const struct options *o, const struct config *cfg)
                 status |= write_json(sweep_report_json(&res)) < 0 ? 1 : 0;
         else
                 sweep_report_human(stdout, o->scenario, &res);
-        if (o->report_path) {
-                FILE *f = open_output(o->report_path);
-                int r = f ? sweep_report_html(f, o->scenario, &res) : -1;
-                if ((f && fclose(f) != 0) || r < 0) {
+        if (report) {
+                int r = sweep_report_html(report, o->scenario, &res);
+                if (fclose(report) != 0 || r < 0) {
                         fprintf(stderr, "dynmem-sim: cannot write %s\n", o->report_path);
                         status = 1;
                 }
