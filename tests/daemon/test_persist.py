@@ -213,6 +213,26 @@ def sighup_with_a_broken_file_keeps_the_old_one(bins):
 
 
 @tap.case
+def sighup_with_an_empty_file_removes_nothing(bins):
+    """A file caught between truncation and writing (an editor, a deployment tool) would
+    otherwise remove every VM and drop its saved settings."""
+    with daemon(bins, config()) as d:
+        d.wait_state("web1", "running")
+        d.ok("set", "db1", "--weight", "7000")
+        open(d.conf, "w").close()  # truncated, not yet written
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.status()["reload_error"], "the refusal in status")
+        check("empty" in d.status()["reload_error"], "it says the file is empty", d.status())
+        vms = d.vms()
+        check(vms["web1"]["state"] == "running" and vms["db1"]["weight"] == 7000,
+              "every VM and its settings stay", vms)
+        check("db1" in vms, "db1 too", vms)
+        d.write_config(BASE)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "db1" not in d.vms(), "a file with the host's keys and no VM is taken")
+
+
+@tap.case
 def sighup_changes_the_policy_and_says_so(bins):
     """A new policy replaces the one in force whole; status and the log name the one that runs
     (the failure half of it, out of memory, is unit/balancer_replace)."""
