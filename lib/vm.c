@@ -48,10 +48,8 @@ bool vm_runs_here(const struct vm *vm)
 }
 
 static const char *const status_names[] = {
-    [VM_STATUS_UNKNOWN] = "unknown",
-    [VM_STATUS_OK] = "ok",
-    [VM_STATUS_LOW] = "low",
-    [VM_STATUS_WARNING] = "warning",
+    [VM_STATUS_UNKNOWN] = "unknown", [VM_STATUS_OK] = "ok",     [VM_STATUS_LOW] = "low",
+    [VM_STATUS_WARNING] = "warning", [VM_STATUS_NONE] = "none",
 };
 
 const char *vm_status_name(enum vm_status s)
@@ -74,7 +72,9 @@ double vm_pressure_percent(const struct vm *vm)
 
 enum vm_status vm_status(const struct vm *vm)
 {
-        if (!vm_holds_memory(vm) || !vm->obs.demand_known)
+        if (!vm_holds_memory(vm))
+                return VM_STATUS_NONE;
+        if (!vm->obs.demand_known)
                 return VM_STATUS_UNKNOWN;
         uint64_t demand = vm->obs.demand_bytes, assigned = vm->obs.assigned_bytes;
         if (assigned < demand)

@@ -50,10 +50,11 @@ bool vm_runs_here(const struct vm *vm);
 
 /* Memory status as Hyper-V shows it. */
 enum vm_status {
-        VM_STATUS_UNKNOWN, /* no demand known */
+        VM_STATUS_UNKNOWN, /* holds memory, no demand known (yet) */
         VM_STATUS_OK,      /* target (demand + buffer) met */
         VM_STATUS_LOW,     /* demand met, buffer not */
         VM_STATUS_WARNING, /* assigned below demand */
+        VM_STATUS_NONE,    /* holds no memory (off, crashed, starting): nothing to judge */
 };
 
 const char *vm_status_name(enum vm_status s);

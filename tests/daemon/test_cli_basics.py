@@ -210,11 +210,11 @@ def list_and_show_json_have_the_documented_fields(bins):
             for key in ("demand_bytes", "pressure_percent"):
                 check(key in v, f"{key} present", v)
             check(v["state"] in ("running", "off", "starting", "stopping", "crashed"), "state", v)
-            check(v["status"] in ("ok", "low", "warning", "unknown"), "status", v)
+            check(v["status"] in ("ok", "low", "warning", "unknown", "none"), "status", v)
         off = vms[0]
         check(off["state"] == "off" and off["assigned_bytes"] == 0 and
               off["demand_bytes"] is None and off["pressure_percent"] is None and
-              off["status"] == "unknown", "an off VM holds nothing and has no demand", off)
+              off["status"] == "none", "an off VM holds nothing and has no demand", off)
         check(off["startup_bytes"] == 512 * MIB and off["dynamic"] is False, "db1 settings", off)
         web = wait_for(lambda: (v := d.vm("web1"))["demand_bytes"] is not None and v,
                        "web1 to report demand")

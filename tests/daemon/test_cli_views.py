@@ -70,7 +70,9 @@ def list_flags_a_vm_with_a_problem_in_its_status(bins):
     with running(bins, CONFIG) as d:
         wait_for(lambda: d.vm("web1")["status"] != "unknown", "web1's demand")
         plain = table(d.ok("list").out)
-        check(plain["db1"]["STATUS"] == "unknown", "an off VM's status", plain)
+        check(plain["db1"]["STATUS"] == "none", "an off VM's status: it holds no memory", plain)
+        check(re.search(r"^Status: +none$", d.ok("show", "db1").out, re.M),
+              "show says the same of it", d.ok("show", "db1").out)
         with editing(d, with_problem) as path:
             rows = table(d.ok("list", socket_path=path).out)
         check(rows["db1"]["STATUS"] == "problem", "db1 flagged", rows)

@@ -321,7 +321,7 @@ static void vm_json_reports_unknowns_as_null(void **state)
         assert_string_equal(json_string_value(json_object_get(obj, "state")), "off");
         assert_true(json_is_null(json_object_get(obj, "demand_bytes")));
         assert_true(json_is_null(json_object_get(obj, "pressure_percent")));
-        assert_string_equal(json_string_value(json_object_get(obj, "status")), "unknown");
+        assert_string_equal(json_string_value(json_object_get(obj, "status")), "none");
         json_decref(obj);
         vm.state = VM_RUNNING;
         vm.obs = (struct vm_observation){
@@ -332,6 +332,42 @@ static void vm_json_reports_unknowns_as_null(void **state)
         assert_true(json_real_value(json_object_get(obj, "pressure_percent")) == 50.0);
         assert_true(json_integer_value(json_object_get(obj, "lent_bytes")) == 0);
         json_decref(obj);
+}
+
+/*
+ * A VM that holds no memory has status "none", whatever its last observation said;
+ * "unknown" is kept for a VM that holds memory and has no demand known yet.
+ */
+static void vm_json_status_none_while_holding_no_memory(void **state)
+{
+        static const enum vm_state holds_none[] = {VM_OFF, VM_CRASHED, VM_STARTING};
+        struct vm vm;
+        json_t *obj;
+
+        for (size_t i = 0; i < sizeof(holds_none) / sizeof(holds_none[0]); i++) {
+                vm = (struct vm){.state = holds_none[i]};
+                snprintf(vm.name, sizeof(vm.name), "web1");
+                settings_complete(&vm.settings, 0);
+                /* what it last showed before it stopped holding memory */
+                vm.obs = (struct vm_observation){
+                    .assigned_bytes = GIB, .demand_known = true, .demand_bytes = GIB / 2};
+                obj = control_vm_json(&vm, NULL, NULL);
+                assert_non_null(obj);
+                assert_string_equal(json_string_value(json_object_get(obj, "status")), "none");
+                json_decref(obj);
+        }
+        vm.state = VM_RUNNING;
+        vm.obs = (struct vm_observation){.alive = true, .assigned_bytes = GIB};
+        obj = control_vm_json(&vm, NULL, NULL);
+        assert_string_equal(json_string_value(json_object_get(obj, "status")), "unknown");
+        json_decref(obj);
+        vm.obs.demand_known = true;
+        vm.obs.demand_bytes = GIB / 2;
+        obj = control_vm_json(&vm, NULL, NULL);
+        assert_string_equal(json_string_value(json_object_get(obj, "status")), "ok");
+        json_decref(obj);
+        assert_string_equal(vm_status_name(VM_STATUS_NONE), "none");
+        assert_string_equal(vm_status_name(VM_STATUS_UNKNOWN), "unknown");
 }
 
 /* lent_bytes: the loan in the target while the VM holds memory, 0 once it holds none. */
@@ -441,6 +477,7 @@ int main(void)
             cmocka_unit_test(replies_parse),
             cmocka_unit_test(error_replies_are_valid_utf8),
             cmocka_unit_test(vm_json_reports_unknowns_as_null),
+            cmocka_unit_test(vm_json_status_none_while_holding_no_memory),
             cmocka_unit_test(vm_json_carries_the_loan),
             cmocka_unit_test(vm_json_takes_a_cut_refusal),
             cmocka_unit_test(settings_merge_copies_only_the_mask),

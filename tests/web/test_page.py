@@ -102,7 +102,7 @@ def make_fixture(d):
         like("noagent", demand_bytes=None, pressure_percent=None, status="unknown",
              lent_bytes=512 * 1024, backend=backend),
         like("stopped", state="off", assigned_bytes=0, demand_bytes=None,
-             pressure_percent=None, status="unknown", target_bytes=0, lent_bytes=0,
+             pressure_percent=None, status="none", target_bytes=0, lent_bytes=0,
              reason="none", refusal=REFUSAL, autostart=False),
         like("moving", migration="incoming", status="unknown"),
         like("broken", origin="libvirt", problem=PROBLEM),
@@ -180,8 +180,9 @@ def main():
         check(db1["lend"] == "off" and rows["web1"]["lend"] == "on", "lend", rows)
         # lending is off (lend_hold = 0): nothing of db1's target is a loan
         check(db1["lent"] == "0 B", "db1 is lent nothing", db1)
-        check(rows["spare"]["state"] == "off" and rows["spare"]["pressure"] == "-",
-              "an off VM", rows["spare"])
+        check(rows["spare"]["state"] == "off" and rows["spare"]["pressure"] == "-" and
+              rows["spare"]["status"] == "none", "an off VM: it holds no memory, status none",
+              rows["spare"])
         check(result["host"]["memory"] == "8 GiB" and result["host"]["vms"] == "3 (2 running)",
               "the host line", result["host"])
         # no [peer] sections: no Peers label (the header's flex layout showed it, empty)
