@@ -28,6 +28,7 @@ enum {
         OPT_COUNTERS = 1u << 4, /* counters: --set, --vm, --interval, --count */
         OPT_FOLLOW = 1u << 5,   /* events: --follow */
         OPT_MIGRATE = 1u << 6,  /* migrate: --connect, --migrate-uri, --persistent, ... */
+        OPT_SET = 1u << 7,      /* set: --autostart on|off */
 };
 
 struct command {
@@ -44,7 +45,7 @@ static const struct command commands[] = {
     {"status", commands_status, 0, 0, "the host: memory, reserve, available, pressure"},
     {"start", commands_start, 0, 1, "start a VM (if the host has room for it)"},
     {"stop", commands_stop, OPT_FORCE, 1, "stop a VM (--force: at once)"},
-    {"set", commands_set, OPT_SETTINGS, 1, "change a VM's memory settings"},
+    {"set", commands_set, OPT_SETTINGS | OPT_SET, 1, "change a VM's settings and autostart"},
     {"create", commands_create, OPT_SETTINGS | OPT_CREATE, 1, "define a new VM"},
     {"delete", commands_delete, 0, 1, "remove a VM made with create"},
     {"counters", commands_counters, OPT_COUNTERS, 0, "the performance counters"},
@@ -63,6 +64,7 @@ static const struct command commands[] = {
 /* getopt values beyond characters; settings_table row i is KEY_SETTING + i. */
 enum {
         KEY_AUTOSTART = 256,
+        KEY_AUTOSTART_SET,
         KEY_TIMEOUT,
         KEY_SET,
         KEY_VM,
@@ -88,6 +90,7 @@ static const struct {
     {{"force", no_argument, NULL, 'f'}, OPT_FORCE},
     {{"option", required_argument, NULL, 'o'}, OPT_CREATE},
     {{"autostart", no_argument, NULL, KEY_AUTOSTART}, OPT_CREATE},
+    {{"autostart", required_argument, NULL, KEY_AUTOSTART_SET}, OPT_SET},
     {{"set", required_argument, NULL, KEY_SET}, OPT_COUNTERS},
     {{"vm", required_argument, NULL, KEY_VM}, OPT_COUNTERS},
     {{"interval", required_argument, NULL, KEY_INTERVAL}, OPT_COUNTERS},
@@ -132,7 +135,8 @@ static void usage(FILE *out)
                         i % 4 == 3 || i + 1 == SETTINGS_N ? "\n" : "");
         }
         fputs("Options of create: -o, --option KEY=VALUE (backend keys, e.g. trace=FILE.csv),\n"
-              "  --autostart.  Option of stop: -f, --force.\n"
+              "  --autostart.  Option of set: --autostart on|off (start the VM when dynmemd\n"
+              "  starts).  Option of stop: -f, --force.\n"
               "Options of counters: --set balancer|vm, --vm NAME, --interval DURATION,\n"
               "  --count N (a series, as CSV).  Option of events: --follow.\n"
               "Options of migrate: --connect URI (the source, default qemu:///system),\n"
@@ -267,7 +271,14 @@ static int take_option(struct cli *cli, int key, const char *arg)
         case 'o':
                 return add_key(req, arg);
         case KEY_AUTOSTART:
-                req->autostart = true;
+                req->autostart = req->autostart_given = true;
+                return 0;
+        case KEY_AUTOSTART_SET:
+                if (req->autostart_given)
+                        return fail_usage("--autostart given twice");
+                if (switch_parse(arg, &req->autostart) < 0)
+                        return fail_usage("--autostart: \"%s\" is not " SWITCH_WORDS, arg);
+                req->autostart_given = true;
                 return 0;
         case KEY_TIMEOUT:
                 if (duration_parse(arg, &cli->timeout_ms) < 0 || cli->timeout_ms == 0)
@@ -384,7 +395,7 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
         }
         if (cmd->operands == 2)
                 cli->operand = argv[first + 1];
-        if (cmd->options & OPT_SETTINGS && cli->req.given == 0 && strcmp(cmd->name, "set") == 0)
+        if ((cmd->options & OPT_SET) && cli->req.given == 0 && !cli->req.autostart_given)
                 return fail_usage("%s: nothing to change", cmd->name);
         if (cli->vm && cli->set && strcmp(cli->set, "balancer") == 0)
                 return fail_usage("%s: --vm needs the vm set", cmd->name);

@@ -147,7 +147,8 @@ static void update_from_config(struct daemon *d, const struct config *cfg,
         e->removed = false;
         e->seen = true;
         e->config_line = cvm->line;
-        e->autostart = cvm->autostart;
+        if (!e->autostart_override)
+                e->autostart = cvm->autostart;
         registry_touch(e);
         struct vm_settings want = wanted_settings(cfg, cvm, e);
         if (settings_diff(&want, &e->vm.settings) != 0 &&
@@ -207,6 +208,17 @@ static void state_override(const struct state_vm *sv, struct registry_entry *e)
                         sv->name);
                 return;
         }
+        if (sv->autostart_given) {
+                e->autostart = sv->autostart;
+                e->autostart_override = true;
+                registry_touch(e);
+                log_msg(LOG_INFO,
+                        "%s: autostart %s, set with dynmem set, overrides the "
+                        "configuration",
+                        sv->name, sv->autostart ? "on" : "off");
+        }
+        if (sv->given == 0)
+                return;
         want = e->vm.settings;
         settings_merge(&want, &sv->settings, sv->given);
         if (settings_check(&want, err, sizeof(err)) < 0) {

@@ -446,19 +446,33 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
                                            "%s: migrating; change its settings once it has "
                                            "arrived",
                                            e->vm.name);
+        if (e->origin == REGISTRY_BACKEND && req->autostart_given)
+                return control_reply_error(EOPNOTSUPP,
+                                           "%s: %s starts its domains: virsh autostart %s%s",
+                                           e->vm.name, d->backend->ops->owner(d->backend),
+                                           req->autostart ? "" : "--disable ", e->vm.name);
         if (e->origin == REGISTRY_BACKEND)
                 return set_owned(d, e, req);
-        want = e->vm.settings;
-        settings_merge(&want, &req->settings, req->given);
-        given = req->given | settings_follow_startup(&want, req->given);
-        r = apply_settings(d, e, &want, err, sizeof(err));
-        if (r < 0)
-                return control_reply_error(-r, "%s: %s", e->vm.name, err);
-        if (e->origin == REGISTRY_CONFIG)
-                e->overrides |= given;
+        if (req->given) {
+                want = e->vm.settings;
+                settings_merge(&want, &req->settings, req->given);
+                given = req->given | settings_follow_startup(&want, req->given);
+                r = apply_settings(d, e, &want, err, sizeof(err));
+                if (r < 0)
+                        return control_reply_error(-r, "%s: %s", e->vm.name, err);
+                if (e->origin == REGISTRY_CONFIG)
+                        e->overrides |= given;
+                log_msg(LOG_INFO, "%s: settings changed", e->vm.name);
+        }
+        /* Taken at dynmemd's next start (and by a reload that defines the VM anew), as
+         * virsh autostart: a VM that is off is not started now. */
+        if (req->autostart_given) {
+                e->autostart = req->autostart;
+                e->autostart_override = e->origin == REGISTRY_CONFIG;
+                log_msg(LOG_INFO, "%s: autostart %s", e->vm.name, req->autostart ? "on" : "off");
+        }
         registry_touch(e);
         daemon_save(d, warn, sizeof(warn));
-        log_msg(LOG_INFO, "%s: settings changed", e->vm.name);
         return reply_vm(d, e, warn);
 }
 

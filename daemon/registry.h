@@ -37,6 +37,7 @@ struct registry_entry {
         unsigned config_line; /* REGISTRY_CONFIG: line of the section */
         unsigned overrides;   /* REGISTRY_CONFIG: settings fields `dynmem set` changed */
         bool autostart;
+        bool autostart_override;    /* REGISTRY_CONFIG: autostart set with `dynmem set` */
         bool configured;            /* the backend accepted the keys */
         bool removed;               /* gone from the configuration: dropped once off */
         int start_errno;            /* why the last start failed (0: it did not) */

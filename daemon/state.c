@@ -19,7 +19,7 @@ static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
         struct state_vm *sv = vm;
         const char *name = NULL, *origin = NULL;
         json_t *settings = NULL, *backend = NULL;
-        int autostart = 0;
+        int autostart = -1;
         json_error_t jerr;
 
         if (json_unpack_ex((json_t *)obj, &jerr, JSON_STRICT, "{s:s, s:s, s?o, s?b, s?o}", "name",
@@ -33,7 +33,8 @@ static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
                 snprintf(err, errlen, "%s: origin must be config or created", name);
                 return -EINVAL;
         }
-        sv->autostart = autostart;
+        sv->autostart = autostart == 1;
+        sv->autostart_given = autostart != -1;
         if (settings &&
             control_settings_parse(settings, &sv->settings, &sv->given, err, errlen) < 0)
                 return -EINVAL;
@@ -121,15 +122,19 @@ static json_t *entry_json(const struct registry_entry *e, bool *ret_skip)
         bool created = e->origin == REGISTRY_CREATED;
         unsigned mask = created ? ~0u : e->overrides;
 
-        *ret_skip = !created && (e->overrides == 0 || e->removed);
+        *ret_skip = !created && ((e->overrides == 0 && !e->autostart_override) || e->removed);
         if (*ret_skip)
                 return NULL;
         json_t *obj = json_pack("{s:s, s:s, s:o}", "name", e->vm.name, "origin",
                                 registry_origin_name(e->origin), "settings",
                                 control_settings_json(&e->vm.settings, mask));
+        if (obj && (created || e->autostart_override) &&
+            json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0) {
+                json_decref(obj);
+                return NULL;
+        }
         if (obj && created &&
-            (json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0 ||
-             json_object_set_new(obj, "backend", control_keys_json(e->keys, e->n_keys)) < 0)) {
+            json_object_set_new(obj, "backend", control_keys_json(e->keys, e->n_keys)) < 0) {
                 json_decref(obj);
                 return NULL;
         }

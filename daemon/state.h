@@ -6,8 +6,11 @@
  * The file is replaced atomically on every change. docs/daemon.md
  * describes how it combines with the configuration file.
  *
+ * `dynmem set` also overrides a configuration VM's autostart ("autostart" kept with it).
+ *
  *   {"version": 1, "vms": [
  *     {"name": "web1", "origin": "config", "settings": {"buffer_percent": 30}},
+ *     {"name": "db1", "origin": "config", "settings": {}, "autostart": true},
  *     {"name": "web3", "origin": "created", "autostart": false,
  *      "settings": {...every setting...}, "backend": {"trace": "/srv/web3.csv"}}]}
  */
@@ -32,6 +35,7 @@ struct state_vm {
         struct vm_settings settings; /* the fields marked in given */
         unsigned given;
         bool autostart;
+        bool autostart_given; /* "autostart" was in the entry */
         struct config_kv *keys;
         size_t n_keys;
 };

@@ -21,7 +21,7 @@ static const struct control_command_info commands[CONTROL_N_COMMANDS] = {
     [CONTROL_STATUS] = {"status", false, false, 0},
     [CONTROL_START] = {"start", true, true, 0},
     [CONTROL_STOP] = {"stop", true, true, CONTROL_FIELD_FORCE},
-    [CONTROL_SET] = {"set", true, true, CONTROL_FIELD_SETTINGS},
+    [CONTROL_SET] = {"set", true, true, CONTROL_FIELD_SETTINGS | CONTROL_FIELD_AUTOSTART},
     [CONTROL_CREATE] = {"create", true, true,
                         CONTROL_FIELD_SETTINGS | CONTROL_FIELD_BACKEND | CONTROL_FIELD_AUTOSTART},
     [CONTROL_DELETE] = {"delete", true, true, 0},
@@ -345,10 +345,11 @@ static int parse_body(const json_t *obj, struct control_request *req, char *err,
         if ((r = parse_bool_field(obj, "force", &req->force, err, errlen)) < 0 ||
             (r = parse_bool_field(obj, "autostart", &req->autostart, err, errlen)) < 0)
                 return r;
+        req->autostart_given = json_object_get(obj, "autostart") != NULL;
         if (settings &&
             (r = control_settings_parse(settings, &req->settings, &req->given, err, errlen)) < 0)
                 return r;
-        if (req->command == CONTROL_SET && req->given == 0) {
+        if (req->command == CONTROL_SET && req->given == 0 && !req->autostart_given) {
                 snprintf(err, errlen, "%s: set: nothing to change", req->name);
                 return -EINVAL;
         }
@@ -422,8 +423,8 @@ static json_t *request_json(const struct control_request *r)
         if ((info->fields & CONTROL_FIELD_INCOMING) && r->incoming_bytes)
                 bad |= json_object_set_new(obj, "incoming_bytes",
                                            json_integer((json_int_t)r->incoming_bytes));
-        if ((info->fields & CONTROL_FIELD_AUTOSTART) && r->autostart)
-                bad |= json_object_set_new(obj, "autostart", json_true());
+        if ((info->fields & CONTROL_FIELD_AUTOSTART) && (r->autostart || r->autostart_given))
+                bad |= json_object_set_new(obj, "autostart", json_boolean(r->autostart));
         if ((info->fields & CONTROL_FIELD_BACKEND) && r->n_keys)
                 bad |= json_object_set_new(obj, "backend", control_keys_json(r->keys, r->n_keys));
         if (bad) {

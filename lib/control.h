@@ -67,7 +67,7 @@ enum {
         CONTROL_FIELD_FORCE = 1u << 0,     /* stop: "force": bool */
         CONTROL_FIELD_SETTINGS = 1u << 1,  /* set, create: "settings": {...} */
         CONTROL_FIELD_BACKEND = 1u << 2,   /* create: "backend": {"KEY": "VALUE"} */
-        CONTROL_FIELD_AUTOSTART = 1u << 3, /* create: "autostart": bool */
+        CONTROL_FIELD_AUTOSTART = 1u << 3, /* set, create: "autostart": bool */
         CONTROL_FIELD_NAME = 1u << 4,      /* counters: "name" (one VM), optional */
         CONTROL_FIELD_SINCE = 1u << 5,     /* events: "since": sequence number */
         CONTROL_FIELD_INCOMING = 1u << 6,  /* admit: "incoming_bytes": a VM arriving by live
@@ -87,6 +87,7 @@ struct control_request {
         struct vm_settings settings; /* fields marked in `given` */
         unsigned given;              /* enum settings_field bits */
         bool autostart;
+        bool autostart_given;   /* "autostart" was in the request */
         struct config_kv *keys; /* create: backend keys (line = 0) */
         size_t n_keys;
         uint64_t since;          /* events: the last sequence number seen (0: all) */

@@ -68,6 +68,45 @@ static void requests_parse(void **state)
         control_request_free(&req);
 }
 
+/* set takes "autostart" alone; off is carried as false, not left out. */
+static void set_takes_autostart(void **state)
+{
+        struct control_request req;
+        char *line;
+
+        assert_int_equal(parse("{\"version\":1,\"command\":\"set\",\"name\":\"w\","
+                               "\"autostart\":false}",
+                               &req),
+                         0);
+        assert_int_equal(req.command, CONTROL_SET);
+        assert_true(req.autostart_given);
+        assert_false(req.autostart);
+        assert_int_equal(req.given, 0);
+        line = control_request_format(&req);
+        assert_non_null(line);
+        assert_non_null(strstr(line, "\"autostart\":false"));
+        free(line);
+        control_request_free(&req);
+        assert_int_equal(parse("{\"version\":1,\"command\":\"set\",\"name\":\"w\","
+                               "\"autostart\":true,\"settings\":{\"weight\":10}}",
+                               &req),
+                         0);
+        assert_true(req.autostart_given && req.autostart);
+        control_request_free(&req);
+        /* without it, nothing of autostart is said */
+        assert_int_equal(parse("{\"version\":1,\"command\":\"set\",\"name\":\"w\","
+                               "\"settings\":{\"weight\":10}}",
+                               &req),
+                         0);
+        assert_false(req.autostart_given);
+        line = control_request_format(&req);
+        assert_null(strstr(line, "autostart"));
+        free(line);
+        control_request_free(&req);
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"autostart\":\"yes\"}",
+                  -EINVAL, "autostart: expected true or false");
+}
+
 /* The admission hook's request for a VM arriving by live migration. */
 static void admit_takes_an_incoming_size(void **state)
 {
@@ -469,6 +508,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(requests_parse),
             cmocka_unit_test(admit_takes_an_incoming_size),
+            cmocka_unit_test(set_takes_autostart),
             cmocka_unit_test(requests_refuse_bad_envelopes),
             cmocka_unit_test(requests_refuse_bad_fields),
             cmocka_unit_test(requests_have_a_size_limit),

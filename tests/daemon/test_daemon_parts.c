@@ -26,6 +26,7 @@
 #include "apply.h"
 #include "attach.h"
 #include "backends.h"
+#include "commands.h"
 #include "daemon.h"
 #include "dconfig.h"
 #include "fsutil.h"
@@ -267,7 +268,7 @@ static void state_round_trips(void **state)
 {
         struct config_kv key = {"trace", "/srv/t.csv", 0};
         struct registry r = {0};
-        struct registry_entry *cfg, *made, *plain;
+        struct registry_entry *cfg, *made, *plain, *auto_off;
         struct state st;
         char err[256], *text;
 
@@ -276,7 +277,10 @@ static void state_round_trips(void **state)
         cfg->vm.settings.weight = 77;
         cfg->vm.settings.lend = false;
         cfg->overrides = SETTINGS_WEIGHT | SETTINGS_LEND;
-        assert_int_equal(registry_add(&r, "plain", &plain), 0); /* nothing to keep */
+        assert_int_equal(registry_add(&r, "plain", &plain), 0);  /* nothing to keep */
+        assert_int_equal(registry_add(&r, "db1", &auto_off), 0); /* only autostart */
+        settings_complete(&auto_off->vm.settings, 0);
+        auto_off->autostart_override = true;
         assert_int_equal(registry_add(&r, "made", &made), 0);
         made->origin = REGISTRY_CREATED;
         made->autostart = true;
@@ -286,22 +290,70 @@ static void state_round_trips(void **state)
         text = state_format(&r);
         assert_non_null(text);
         assert_int_equal(state_parse(text, strlen(text), &st, err, sizeof(err)), 0);
-        assert_int_equal(st.n, 2);
-        assert_string_equal(st.vms[0].name, "made");
-        assert_int_equal(st.vms[0].origin, REGISTRY_CREATED);
-        assert_true(st.vms[0].autostart);
-        assert_int_equal(st.vms[0].given, SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM |
+        assert_int_equal(st.n, 3);
+        assert_string_equal(st.vms[0].name, "db1");
+        assert_int_equal(st.vms[0].origin, REGISTRY_CONFIG);
+        assert_int_equal(st.vms[0].given, 0);
+        assert_true(st.vms[0].autostart_given);
+        assert_false(st.vms[0].autostart);
+        assert_string_equal(st.vms[1].name, "made");
+        assert_int_equal(st.vms[1].origin, REGISTRY_CREATED);
+        assert_true(st.vms[1].autostart);
+        assert_int_equal(st.vms[1].given, SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MINIMUM |
                                               SETTINGS_MAXIMUM | SETTINGS_BUFFER | SETTINGS_WEIGHT |
                                               SETTINGS_BLOCK | SETTINGS_LEND);
-        assert_false(st.vms[0].settings.lend);
-        assert_string_equal(st.vms[0].keys[0].value, "/srv/t.csv");
-        assert_string_equal(st.vms[1].name, "web1");
-        assert_int_equal(st.vms[1].given, SETTINGS_WEIGHT | SETTINGS_LEND);
-        assert_int_equal(st.vms[1].settings.weight, 77);
         assert_false(st.vms[1].settings.lend);
+        assert_string_equal(st.vms[1].keys[0].value, "/srv/t.csv");
+        assert_string_equal(st.vms[2].name, "web1");
+        assert_false(st.vms[2].autostart_given);
+        assert_int_equal(st.vms[2].given, SETTINGS_WEIGHT | SETTINGS_LEND);
+        assert_int_equal(st.vms[2].settings.weight, 77);
+        assert_false(st.vms[2].settings.lend);
         state_free(&st);
         free(text);
         registry_free(&r, NULL);
+}
+
+static const char *stand_in_owner(struct backend *b)
+{
+        (void)b;
+        return "libvirt at qemu:///system";
+}
+
+static const struct backend_ops owning_ops = {.name = "libvirt", .owner = stand_in_owner};
+
+/*
+ * `dynmem set --autostart` on a VM its backend owns (a libvirt domain): refused with the
+ * owner's command, and nothing changes (libvirt starts its domains itself).
+ */
+static void set_autostart_is_refused_on_an_owned_vm(void **state)
+{
+        struct backend b = {.ops = &owning_ops};
+        struct daemon d = {.backend = &b};
+        struct control_request req = {.command = CONTROL_SET, .autostart_given = true};
+        struct registry_entry *e;
+        enum commands_wait wait;
+        json_t *reply;
+        char err[256], *line;
+
+        assert_int_equal(registry_add(&d.reg, "dom1", &e), 0);
+        e->origin = REGISTRY_BACKEND;
+        settings_complete(&e->vm.settings, 0);
+        snprintf(req.name, sizeof(req.name), "dom1");
+        for (int on = 0; on < 2; on++) {
+                req.autostart = on;
+                line = commands_run(&d, &req, &wait);
+                assert_non_null(line);
+                assert_int_equal(control_reply_parse(line, strlen(line), &reply, err, sizeof(err)),
+                                 -EOPNOTSUPP);
+                assert_string_equal(err, on ? "dom1: libvirt at qemu:///system starts its "
+                                              "domains: virsh autostart dom1"
+                                            : "dom1: libvirt at qemu:///system starts its "
+                                              "domains: virsh autostart --disable dom1");
+                free(line);
+                assert_false(e->autostart);
+        }
+        registry_free(&d.reg, NULL);
 }
 
 /*
@@ -1012,6 +1064,7 @@ int main(void)
             cmocka_unit_test(a_guest_rebooting_in_a_loop_has_few_lines),
             cmocka_unit_test(registry_keeps_names_sorted),
             cmocka_unit_test(state_round_trips),
+            cmocka_unit_test(set_autostart_is_refused_on_an_owned_vm),
             cmocka_unit_test(state_without_lend_means_yes),
             cmocka_unit_test(state_refuses_bad_files),
             cmocka_unit_test(saved_files_share_one_parser),

@@ -113,6 +113,43 @@ def created_vm_survives_a_restart(bins):
 
 
 @tap.case
+def set_autostart_survives_a_restart_and_a_reload(bins):
+    with daemon(bins, config()) as d:
+        d.wait_state("web1", "running")
+        d.ok("set", "db1", "--autostart", "yes")
+        d.ok("set", "web1", "--autostart", "no")
+        st = state_file(d)
+        check(st["vms"] == [
+            {"name": "db1", "origin": "config", "settings": {}, "autostart": True},
+            {"name": "web1", "origin": "config", "settings": {}, "autostart": False}],
+            "kept as overrides of the file", st)
+        check(d.vm("db1")["state"] == "off", "not started by the change", d.vm("db1"))
+        # a reload keeps what dynmem set chose, as it keeps overridden settings
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in d.log(), "the reload")
+        check(d.vm("db1")["autostart"] is True and d.vm("web1")["autostart"] is False,
+              "kept by the reload", d.vms())
+        restart(d)
+        check(d.vm("db1")["autostart"] is True and d.vm("web1")["autostart"] is False,
+              "kept across the restart", d.vms())
+        d.wait_state("db1", "running")
+        check(d.vm("web1")["state"] == "off", "web1 no longer autostarts", d.vm("web1"))
+        check(state_file(d) == st, "written back the same", state_file(d), st)
+
+
+@tap.case
+def set_autostart_on_a_created_vm_survives_a_restart(bins):
+    with daemon(bins, config()) as d:
+        d.ok("create", "new1", "--startup", "256M", "-o", f"trace={DATA}/small.csv")
+        d.ok("set", "new1", "--autostart", "on")
+        vm = [v for v in state_file(d)["vms"] if v["name"] == "new1"]
+        check(len(vm) == 1 and vm[0]["autostart"] is True, "saved", vm)
+        restart(d)
+        check(d.vm("new1")["autostart"] is True, "kept", d.vm("new1"))
+        d.wait_state("new1", "running")
+
+
+@tap.case
 def lend_off_survives_a_restart(bins):
     with daemon(bins, config()) as d:
         check(d.vm("web1")["lend"] is True, "lend is on by default", d.vm("web1"))

@@ -2,6 +2,7 @@
 """Every settings rule of Hyper-V, allowed and refused, through dynmem set and
 dynmem create; and dynmem delete."""
 import os
+import re
 import subprocess
 import sys
 
@@ -221,6 +222,43 @@ def every_setting_has_an_option(bins):
                 contains="web1: cannot change block size while the VM is running")
         d.fails("set", "off1", "--block", "3M", contains="off1: block size 3 MiB is not a power of two")
         d.fails("set", "off1", "--block", "big", rc=2, contains='--block: "big" is not a size')
+
+
+@tap.case
+def set_changes_autostart(bins):
+    usage = subprocess.run([bins[1], "--help"], capture_output=True, text=True).stdout
+    check("Option of set: --autostart on|off" in usage, "set's --autostart in the usage", usage)
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        check(d.vm("off1")["autostart"] is False, "off1 not autostarted", d.vm("off1"))
+        r = d.json("set", "off1", "--autostart", "yes")
+        check(r["autostart"] is True, "the reply shows it", r)
+        check(d.vm("off1")["autostart"] is True and d.vm("off1")["state"] == "off",
+              "on, and the VM is not started by it", d.vm("off1"))
+        check("off1: autostart on" in d.log(), "logged", d.log())
+        d.ok("set", "web1", "--autostart", "off")
+        check(d.vm("web1")["autostart"] is False and d.vm("web1")["state"] == "running",
+              "off on a running VM, which keeps running", d.vm("web1"))
+        out = d.ok("show", "web1").out
+        check(re.search(r"^Autostart: +off$", out, re.M), "show says so", out)
+        d.ok("set", "off1", "--autostart", "off", "--weight", "100")
+        check(d.vm("off1")["autostart"] is False and d.vm("off1")["weight"] == 100,
+              "with a setting", d.vm("off1"))
+        # a refused setting changes nothing, autostart included
+        d.fails("set", "web1", "--autostart", "on", "--startup", "2G",
+                contains="web1: cannot change startup while the VM is running")
+        check(d.vm("web1")["autostart"] is False, "refused as a whole", d.vm("web1"))
+        d.fails("set", "off1", "--autostart", "maybe", rc=2,
+                contains='--autostart: "maybe" is not yes/no, on/off, true/false or 1/0')
+        d.fails("set", "off1", "--autostart", rc=2, contains="option --autostart needs a value")
+        d.fails("set", "off1", "--autostart", "on", "--autostart", "off", rc=2,
+                contains="--autostart given twice")
+        d.fails("set", "off1", rc=2, contains="nothing to change")
+        # create keeps its flag
+        d.ok("create", "auto1", "--startup", "256M", "--autostart", "-o", f"trace={DATA}/small.csv")
+        check(d.vm("auto1")["autostart"] is True, "create --autostart", d.vm("auto1"))
+        d.ok("set", "auto1", "--autostart", "0")
+        check(d.vm("auto1")["autostart"] is False, "a created VM's too", d.vm("auto1"))
 
 
 @tap.case
