@@ -935,28 +935,26 @@ static int load(struct parse_state *ps, struct config *ret)
         return 0;
 }
 
-int config_load(const char *path, struct config *ret, struct config_diag *d)
+FILE *config_open_text(const char *path, struct stat *st, struct config_diag *d, int *err)
 {
-        struct parse_state ps = {.file = path, .diag = d};
-        struct stat st;
-        int r;
-
-        *ret = (struct config){0};
         /* O_NONBLOCK: a FIFO put in the file's place is refused below, not waited on (a
          * reload would stop dynmemd's loop until the watchdog killed it) */
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        FILE *fp = NULL;
+        int r;
+
         if (fd < 0) {
-                r = -errno;
+                *err = -errno;
                 config_diag_add(d, path, 0, "cannot open: %s", strerror(errno));
-                return r;
+                return NULL;
         }
-        r = fstat(fd, &st) < 0                             ? -errno
-            : S_ISDIR(st.st_mode)                          ? -EISDIR
-            : S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) ? -EINVAL
-            : fcntl(fd, F_SETFL, 0) < 0                    ? -errno
-                                                           : 0;
-        ps.fp = r == 0 ? fdopen(fd, "r") : NULL;
-        if (r == 0 && !ps.fp)
+        r = fstat(fd, st) < 0                                ? -errno
+            : S_ISDIR(st->st_mode)                           ? -EISDIR
+            : S_ISFIFO(st->st_mode) || S_ISSOCK(st->st_mode) ? -EINVAL
+            : fcntl(fd, F_SETFL, 0) < 0                      ? -errno
+                                                             : 0;
+        fp = r == 0 ? fdopen(fd, "r") : NULL;
+        if (r == 0 && !fp)
                 r = -errno;
         if (r < 0) {
                 if (r == -EINVAL)
@@ -964,8 +962,22 @@ int config_load(const char *path, struct config *ret, struct config_diag *d)
                 else
                         config_diag_add(d, path, 0, "cannot read: %s", strerror(-r));
                 close(fd);
-                return r;
+                *err = r;
+                return NULL;
         }
+        return fp;
+}
+
+int config_load(const char *path, struct config *ret, struct config_diag *d)
+{
+        struct parse_state ps = {.file = path, .diag = d};
+        struct stat st;
+        int r;
+
+        *ret = (struct config){0};
+        ps.fp = config_open_text(path, &st, d, &r);
+        if (!ps.fp)
+                return r;
         if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > CONFIG_FILE_MAX) {
                 config_diag_add(d, path, 0, "larger than %u bytes", CONFIG_FILE_MAX);
                 fclose(ps.fp);

@@ -22,6 +22,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
 
 #include "policy.h"
 #include "settings.h"
@@ -39,6 +41,13 @@ struct config_diag {
 
 void config_diag_add(struct config_diag *d, const char *file, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/*
+ * Opens a text file to read (configuration, trace): a directory, a FIFO or a
+ * socket is refused at once, never waited on, with a line in d naming it.
+ * The file, with *st filled; or NULL with *err a negative errno.
+ */
+FILE *config_open_text(const char *path, struct stat *st, struct config_diag *d, int *err);
 void config_diag_free(struct config_diag *d);
 
 struct config_kv {

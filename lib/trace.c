@@ -211,21 +211,13 @@ int trace_load(const char *path, struct trace *ret, struct config_diag *diag)
         struct stat st;
         int r;
 
-        rd.fp = fopen(path, "re");
+        /* A directory, a FIFO or a socket: said at once, never "no rows" or a wait. */
+        rd.fp = config_open_text(path, &st, diag, &r);
         if (!rd.fp) {
-                r = -errno;
-                config_diag_add(diag, path, 0, "cannot open: %s", strerror(errno));
                 *ret = (struct trace){0};
                 return r;
         }
-        /* A directory opens, then fails to read: say so rather than "no rows". */
-        r = fstat(fileno(rd.fp), &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : 0;
-        if (r < 0) {
-                config_diag_add(diag, path, 0, "cannot read: %s", strerror(-r));
-                *ret = (struct trace){0};
-        } else {
-                r = load(&rd, ret, diag);
-        }
+        r = load(&rd, ret, diag);
         fclose(rd.fp);
         return r;
 }

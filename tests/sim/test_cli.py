@@ -322,6 +322,16 @@ def test_trace_that_is_a_directory_refused():
     assert "no rows" not in r.stderr
 
 
+def test_trace_that_is_a_fifo_refused():
+    # A FIFO without a writer used to be waited on for ever.
+    fifo = os.path.join(TMP, "fifo.csv")
+    if not os.path.exists(fifo):
+        os.mkfifo(fifo)
+    path = write("fifotrace.ini", "[host]\nmemory = 4G\n" + GOOD_VM.replace("a.csv", "fifo.csv"))
+    r = run(path)
+    expect_exit(r, 2, fifo + ": cannot read: a FIFO or socket, not a file")
+
+
 def test_trace_relative_to_scenario():
     # Run from another directory: the trace is found next to the scenario.
     path = scenario("rel.ini", "[host]\nmemory = 4G\n" + GOOD_VM)
