@@ -5,7 +5,8 @@
 # Idempotent: asks apt only for packages that are missing. Needs root for that.
 #
 # systemd is there for systemd-sysusers and systemd-analyze (the unit's security
-# test); both work without systemd running.
+# test); both work without systemd running. acl (setfacl) is qemu-config's: the
+# KVM device judged for the QEMU user with ACLs on it.
 #
 #   scripts/deps.sh            build + test + demo packages
 #   scripts/deps.sh --print    list them and exit
@@ -21,7 +22,7 @@ set -eu
 PACKAGES="
   build-essential pkg-config meson ninja-build clang clang-format
   libjansson-dev libinih-dev libevent-dev libmicrohttpd-dev libcmocka-dev
-  libcap-dev libsystemd-dev systemd
+  libcap-dev libsystemd-dev systemd acl
   python3 valgrind
   qemu-system-x86 qemu-utils busybox-static cpio kmod debootstrap e2fsprogs
   libclang-rt-14-dev
