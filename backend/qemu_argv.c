@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -72,9 +71,9 @@ void qemu_layout_from_settings(const struct vm_settings *s, struct qemu_layout *
                                     .first = first};
 }
 
-bool qemu_kvm_usable_by(const char *path, const struct qemu_identity *id, char *why, size_t len)
+bool qemu_kvm_usable_by(const char *path, struct qemu_launch *ql, const struct qemu_identity *id,
+                        char *why, size_t len)
 {
-        struct stat st;
         int fd;
 
         if (!id->switched) {
@@ -88,18 +87,9 @@ bool qemu_kvm_usable_by(const char *path, const struct qemu_identity *id, char *
                 snprintf(why, len, "%s opens for user %s, whom QEMU runs as", path, id->name);
                 return true;
         }
-        if (stat(path, &st) < 0) {
-                snprintf(why, len, "%s: %s", path, strerror(errno));
+        /* Another user: only the launcher can become it and ask the kernel (ACLs, LSMs). */
+        if (qemu_launch_access(ql, path, R_OK | W_OK, why, len) < 0)
                 return false;
-        }
-        if (!qemu_identity_allows(&st, id, R_OK | W_OK)) {
-                snprintf(why, len,
-                         "%s (mode %04o, uid %u, gid %u) cannot be read and written by user %s, "
-                         "whom QEMU runs as",
-                         path, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
-                         (unsigned)st.st_gid, id->name);
-                return false;
-        }
         snprintf(why, len, "%s may be read and written by user %s, whom QEMU runs as", path,
                  id->name);
         return true;
@@ -109,7 +99,7 @@ bool qemu_kvm_usable_by(const char *path, const struct qemu_identity *id, char *
 #define DEVICE_WHY_MAX 168
 #define KVM_WHY_MAX    200
 
-static bool kvm_works(const struct qemu_identity *id, char *why, size_t len)
+static bool kvm_works(struct qemu_launch *ql, const struct qemu_identity *id, char *why, size_t len)
 {
         char reason[DEVICE_WHY_MAX];
 
@@ -117,7 +107,7 @@ static bool kvm_works(const struct qemu_identity *id, char *why, size_t len)
                 snprintf(why, len, "no kvm_intel or kvm_amd module");
                 return false;
         }
-        if (!qemu_kvm_usable_by("/dev/kvm", id, reason, sizeof(reason))) {
+        if (!qemu_kvm_usable_by("/dev/kvm", ql, id, reason, sizeof(reason))) {
                 snprintf(why, len, "%s", reason);
                 return false;
         }
@@ -125,8 +115,8 @@ static bool kvm_works(const struct qemu_identity *id, char *why, size_t len)
         return true;
 }
 
-int qemu_accel_choose(enum qemu_accel accel, const struct qemu_identity *id, bool *ret_kvm,
-                      char *why, size_t len)
+int qemu_accel_choose(enum qemu_accel accel, struct qemu_launch *ql, const struct qemu_identity *id,
+                      bool *ret_kvm, char *why, size_t len)
 {
         char reason[KVM_WHY_MAX];
         bool kvm;
@@ -137,7 +127,7 @@ int qemu_accel_choose(enum qemu_accel accel, const struct qemu_identity *id, boo
                 snprintf(why, len, "tcg (accel = tcg)");
                 return 0;
         case QEMU_ACCEL_KVM:
-                if (!kvm_works(id, reason, sizeof(reason))) {
+                if (!kvm_works(ql, id, reason, sizeof(reason))) {
                         snprintf(why, len, "accel = kvm, but KVM does not work here: %s", reason);
                         return -ENODEV;
                 }
@@ -145,7 +135,7 @@ int qemu_accel_choose(enum qemu_accel accel, const struct qemu_identity *id, boo
                 snprintf(why, len, "kvm (accel = kvm)");
                 return 0;
         default:
-                kvm = kvm_works(id, reason, sizeof(reason));
+                kvm = kvm_works(ql, id, reason, sizeof(reason));
                 *ret_kvm = kvm;
                 snprintf(why, len, "%s (auto: %s)", kvm ? "kvm" : "tcg", reason);
                 return 0;

@@ -196,24 +196,27 @@ void qemu_paths_free(struct qemu_paths *p);
 /* The memory layout for settings (startup, maximum, block; dynamic VMs only grow). */
 void qemu_layout_from_settings(const struct vm_settings *s, struct qemu_layout *ret);
 
+struct qemu_launch;
+
 #define QEMU_ACCEL_WHY_MAX 256 /* the phrase below, with a user name and a device's mode */
 
 /*
- * Choose KVM or TCG for a QEMU that runs as id; why gets a phrase for the log
- * ("tcg (auto: no kvm_intel or kvm_amd module)"). -ENODEV when kvm is
- * demanded but does not work here.
+ * Choose KVM or TCG for a QEMU that runs as id, whom the launcher ql
+ * becomes; why gets a phrase for the log ("tcg (auto: no kvm_intel or
+ * kvm_amd module)"). -ENODEV when kvm is demanded but does not work here.
  */
-int qemu_accel_choose(enum qemu_accel accel, const struct qemu_identity *id, bool *ret_kvm,
-                      char *why, size_t len);
+int qemu_accel_choose(enum qemu_accel accel, struct qemu_launch *ql, const struct qemu_identity *id,
+                      bool *ret_kvm, char *why, size_t len);
 
 /*
  * May a QEMU running as id open the KVM device at path (/dev/kvm) read-write?
- * When QEMU is dynmemd's own user, dynmemd opens it; otherwise its owner,
- * group and mode are held against QEMU's uid, gid and groups, as the kernel
- * does (ACLs aside). why names the user checked and, when it may not, the
- * device's mode and owners.
+ * When QEMU is dynmemd's own user, dynmemd opens it (ql is not used and may
+ * be NULL); otherwise the launcher ql asks as that user
+ * (qemu_launch_access: the kernel's answer, ACLs and security modules
+ * included). why names the user checked and, when it may not, the errno.
  */
-bool qemu_kvm_usable_by(const char *path, const struct qemu_identity *id, char *why, size_t len);
+bool qemu_kvm_usable_by(const char *path, struct qemu_launch *ql, const struct qemu_identity *id,
+                        char *why, size_t len);
 
 /*
  * The `-chardev` word of the QMP socket as dynmemd wrote it before QEMU got

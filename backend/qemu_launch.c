@@ -3,16 +3,18 @@
  * signals it, and dynmemd's side of it. See qemu_launch.h.
  *
  * The protocol is one SOCK_SEQPACKET message each way: a request (start:
- * argv and the descriptors to hand over; kill: a pidfd and a signal) and a
- * reply (an errno and the step that failed; on a start, the pid and a
- * pidfd). The launcher trusts nothing in a request it has not checked, and
- * can only ever become the one user it was made for.
+ * argv and the descriptors to hand over; kill: a pidfd and a signal; access:
+ * an absolute path and R_OK/W_OK) and a reply (an errno and the step that
+ * failed; on a start, the pid and a pidfd). The launcher trusts nothing in a
+ * request it has not checked, and can only ever become the one user it was
+ * made for.
  */
 #include "qemu_launch.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/close_range.h>
 #include <poll.h>
 #include <pwd.h>
@@ -32,16 +34,18 @@
 
 #include "child.h"
 
-#define REQUEST_MAX   (256 * 1024) /* argv of one start, bytes */
-#define ARGS_MAX      4096
-#define REPLY_WAIT_MS 10000 /* the launcher answers after one clone and exec */
+#define REQUEST_MAX (256 * 1024) /* argv of one start, bytes */
+#define ARGS_MAX    4096
+/* The launcher answers after one clone and exec, or one fork and faccessat. */
+#define REPLY_WAIT_MS 10000
 
-enum op { OP_SPAWN = 1, OP_KILL = 2 };
+enum op { OP_SPAWN = 1, OP_KILL = 2, OP_ACCESS = 3 };
 
 struct request {
         uint32_t op;
-        int32_t sig;
-        uint32_t argc;
+        int32_t sig;    /* kill */
+        uint32_t mode;  /* access: R_OK, W_OK or both */
+        uint32_t argc;  /* spawn */
         uint32_t n_fds; /* SCM_RIGHTS: spawn: log fd, then the handed ones; kill: the pidfd */
 };
 
@@ -182,6 +186,59 @@ static struct reply do_spawn(const struct who *w, char *const argv[], const int 
         return rep;
 }
 
+/*
+ * May the QEMU user open path with mode? A child becomes that user (as for a
+ * start) and asks the kernel: faccessat with AT_EACCESS judges its effective
+ * ids, groups, ACLs and security modules as an open would, and opens nothing.
+ */
+static struct reply do_access(const struct who *w, const char *path, int mode)
+{
+        struct failure f = {0};
+        int errpipe[2];
+
+        if (pipe2(errpipe, O_CLOEXEC) < 0)
+                return (struct reply){.err = errno, .step = "pipe"};
+        pid_t pid = fork();
+        if (pid == 0) {
+                close(errpipe[0]);
+                become(errpipe[1], w);
+                if (faccessat(AT_FDCWD, path, mode, AT_EACCESS) < 0)
+                        fail_child(errpipe[1], "access");
+                _exit(0);
+        }
+        close(errpipe[1]);
+        if (pid < 0) {
+                close(errpipe[0]);
+                return (struct reply){.err = errno, .step = "fork"};
+        }
+        /* EOF: allowed; a record: refused, or the step of becoming the user that failed. */
+        ssize_t got;
+        do
+                got = read(errpipe[0], &f, sizeof(f));
+        while (got < 0 && errno == EINTR);
+        close(errpipe[0]);
+        int status = 0;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        struct reply rep = {0};
+        if (got == (ssize_t)sizeof(f)) {
+                rep.err = f.err ? f.err : EIO;
+                memcpy(rep.step, f.step, sizeof(rep.step));
+                rep.step[sizeof(rep.step) - 1] = '\0';
+        } else if (got != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                rep = (struct reply){.err = EIO, .step = "the asking process"};
+        }
+        return rep;
+}
+
+/* The path of an access request: one NUL-terminated absolute path, nothing after it. */
+static const char *unpack_path(const char *p, size_t len)
+{
+        if (len < 2 || len > PATH_MAX || p[0] != '/' || memchr(p, '\0', len) != p + len - 1)
+                return NULL;
+        return p;
+}
+
 /* As the launcher, and failing that as the QEMU user (whom the launcher may signal then). */
 static struct reply do_kill(const struct who *w, int pidfd, int sig)
 {
@@ -261,6 +318,7 @@ static void handle(int sock, const struct who *w, char *buf, size_t len, int *fd
         static char *argv[ARGS_MAX + 1];
         struct request req;
         struct reply rep = {.err = EINVAL, .step = "request"};
+        const char *path = NULL;
         int pidfd = -1;
 
         if (len < sizeof(req))
@@ -274,6 +332,10 @@ static void handle(int sock, const struct who *w, char *buf, size_t len, int *fd
         else if (req.op == OP_KILL && n_fds == 1 && len == sizeof(req) && req.sig > 0 &&
                  req.sig < NSIG)
                 rep = do_kill(w, fds[0], req.sig);
+        else if (req.op == OP_ACCESS && n_fds == 0 && req.mode != 0 &&
+                 (req.mode & ~(uint32_t)(R_OK | W_OK)) == 0 &&
+                 (path = unpack_path(buf + sizeof(req), len - sizeof(req))))
+                rep = do_access(w, path, (int)req.mode);
 out:
         for (size_t i = 0; i < n_fds; i++)
                 close(fds[i]);
@@ -466,13 +528,15 @@ static int roundtrip(struct qemu_launch *ql, const struct iovec *iov, int n_iov,
         } u = {0};
         struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n_iov};
 
-        m.msg_control = u.buf;
-        m.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        if (n_fds > 0) {
+                m.msg_control = u.buf;
+                m.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+        }
         if (sendmsg(ql->sock, &m, MSG_NOSIGNAL) < 0)
                 return -errno;
         struct pollfd p = {.fd = ql->sock, .events = POLLIN};
@@ -564,4 +628,34 @@ int qemu_launch_kill(struct qemu_launch *ql, int pidfd, int sig)
         int r = roundtrip(ql, &iov, 1, &pidfd, 1, &rep, NULL);
 
         return r < 0 ? r : -rep.err;
+}
+
+int qemu_launch_access(struct qemu_launch *ql, const char *path, int mode, char *err, size_t errlen)
+{
+        struct request req = {.op = OP_ACCESS, .mode = (uint32_t)mode};
+        struct reply rep = {0};
+        size_t len = strlen(path) + 1;
+
+        if (ql->id.problem[0]) {
+                snprintf(err, errlen, "%s", ql->id.problem);
+                return -EPERM;
+        }
+        if (path[0] != '/' || len > PATH_MAX || mode == 0 || (mode & ~(R_OK | W_OK))) {
+                snprintf(err, errlen, "cannot ask about %s: not an absolute path, or mode %d", path,
+                         mode);
+                return -EINVAL;
+        }
+        struct iovec iov[2] = {{&req, sizeof(req)}, {(void *)path, len}};
+        int r = roundtrip(ql, iov, 2, NULL, 0, &rep, NULL);
+        if (r < 0) {
+                snprintf(err, errlen, "the QEMU launcher: %s", strerror(-r));
+                return r;
+        }
+        if (rep.err && strcmp(rep.step, "access") == 0)
+                snprintf(err, errlen, "%s: %s (as user %s, whom QEMU runs as)", path,
+                         strerror(rep.err), ql->id.name);
+        else if (rep.err)
+                snprintf(err, errlen, "cannot ask as user %s about %s: %s: %s", ql->id.name, path,
+                         rep.step, strerror(rep.err));
+        return -rep.err;
 }

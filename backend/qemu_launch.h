@@ -6,12 +6,14 @@
  * dynmemd. It is the only part of dynmemd that keeps CAP_SETUID and
  * CAP_SETGID (given by the unit, or by running as root); the daemon drops
  * every capability after it exists (daemon/privileges.c). The launcher
- * reads requests from a socketpair and does two things: start a program as
- * the QEMU user (its groups, gid and uid set, every capability dropped,
+ * reads requests from a socketpair and does three things: start a program
+ * as the QEMU user (its groups, gid and uid set, every capability dropped,
  * no_new_privs set, in its own session, with the descriptors it was handed
- * at 3, 4, ...: QEMU opens none of dynmemd's files itself), and send a
- * signal to such a process. The programs it starts are children of
- * dynmemd (CLONE_PARENT), which reaps them and reads their exit status.
+ * at 3, 4, ...: QEMU opens none of dynmemd's files itself), send a signal
+ * to such a process, and ask, as the QEMU user, whether it may read and
+ * write a path (/dev/kvm: its ACLs and security modules count, which
+ * dynmemd, without a capability, cannot judge for another user). The programs it starts are
+ * children of dynmemd (CLONE_PARENT), which reaps them and reads their exit status.
  *
  * Where dynmemd cannot change users (an ordinary user without those
  * capabilities), QEMU runs as dynmemd's own user; qemu_launch_identity()
@@ -57,6 +59,17 @@ const struct qemu_identity *qemu_launch_identity(const struct qemu_launch *ql);
  */
 int qemu_launch_spawn(struct qemu_launch *ql, char *const argv[], int log_fd, const int *fds,
                       size_t n_fds, pid_t *ret_pid, int *ret_pidfd, char *err, size_t errlen);
+
+/*
+ * May the QEMU user open path (absolute) with mode (R_OK, W_OK or both)? A
+ * child of the launcher becomes that user as for a start and calls
+ * faccessat(AT_EACCESS): owner, groups, mode bits, ACLs and security modules
+ * are judged by the kernel, and nothing is opened. 0, or -errno with err: on
+ * a refusal "PATH: REASON (as user NAME, whom QEMU runs as)", else why it
+ * could not be asked (the user's problem, the launcher's failure).
+ */
+int qemu_launch_access(struct qemu_launch *ql, const char *path, int mode, char *err,
+                       size_t errlen);
 
 /* Send sig to the process behind pidfd (one started here, or a QEMU found running). */
 int qemu_launch_kill(struct qemu_launch *ql, int pidfd, int sig);

@@ -279,8 +279,8 @@ static int check_can_start(struct qemu_backend *qb, struct qemu_vm *qv, char **r
         }
         if ((r = check_files(qv, ret_binary, err, errlen)) < 0)
                 return r;
-        if ((r = qemu_accel_choose(qv->cfg.accel, qemu_launch_identity(qb->launch), &qv->kvm,
-                                   qv->accel, sizeof(qv->accel))) < 0)
+        if ((r = qemu_accel_choose(qv->cfg.accel, qb->launch, qemu_launch_identity(qb->launch),
+                                   &qv->kvm, qv->accel, sizeof(qv->accel))) < 0)
                 snprintf(err, errlen, "vm \"%s\": %s", name, qv->accel);
         else if ((r = make_dir(dir = qb->run_dir)) < 0 || (r = make_dir(dir = qb->state_dir)) < 0)
                 snprintf(err, errlen, "vm \"%s\": directory %s: %s", name, dir, strerror(-r));

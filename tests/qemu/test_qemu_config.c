@@ -2,9 +2,9 @@
  * Tests for the QEMU backend's parts that need no QEMU: qemu_args split and
  * refused, the command line, VM keys with FILE:LINE diagnostics and the
  * bundled image, the accelerator choice (the KVM device judged for the QEMU
- * user), and the memory arithmetic (grow order, shrink order, balloon below
- * startup, stuck unplug, refused plug), and the signals of the launcher and of
- * what it starts.
+ * user by the launcher, ACLs included), and the memory arithmetic (grow
+ * order, shrink order, balloon below startup, stuck unplug, refused plug), and
+ * the signals of the launcher and of what it starts.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -728,13 +729,13 @@ static void accel_is_chosen_and_explained(void **state)
 
         (void)state;
         snprintf(own.name, sizeof(own.name), "me");
-        assert_int_equal(qemu_accel_choose(QEMU_ACCEL_TCG, &own, &kvm, why, sizeof(why)), 0);
+        assert_int_equal(qemu_accel_choose(QEMU_ACCEL_TCG, NULL, &own, &kvm, why, sizeof(why)), 0);
         assert_false(kvm);
         assert_string_equal(why, "tcg (accel = tcg)");
-        assert_int_equal(qemu_accel_choose(QEMU_ACCEL_AUTO, &own, &kvm, why, sizeof(why)), 0);
+        assert_int_equal(qemu_accel_choose(QEMU_ACCEL_AUTO, NULL, &own, &kvm, why, sizeof(why)), 0);
         assert_non_null(strstr(why, kvm ? "kvm (auto: " : "tcg (auto: "));
         bool auto_kvm = kvm;
-        int r = qemu_accel_choose(QEMU_ACCEL_KVM, &own, &kvm, why, sizeof(why));
+        int r = qemu_accel_choose(QEMU_ACCEL_KVM, NULL, &own, &kvm, why, sizeof(why));
         /* Demanding KVM works exactly where auto would choose it. */
         assert_int_equal(r == 0, auto_kvm);
         if (r < 0) {
@@ -743,73 +744,145 @@ static void accel_is_chosen_and_explained(void **state)
         }
 }
 
-/* Whether QEMU may open a KVM device, judged for a QEMU user other than this one. */
-static bool usable(const char *path, mode_t mode, const struct qemu_identity *id, char *why,
-                   size_t len)
+/* Whether QEMU may open a KVM device (a file made here), after shell commands on it. */
+static bool usable(const char *path, const char *cmd, struct qemu_launch *ql,
+                   const struct qemu_identity *id, char *why, size_t len)
 {
-        assert_int_equal(chmod(path, mode), 0);
-        return qemu_kvm_usable_by(path, id, why, len);
+        char *line;
+
+        assert_true(asprintf(&line, "f='%s'; %s", path, cmd) > 0);
+        assert_int_equal(system(line), 0);
+        free(line);
+        return qemu_kvm_usable_by(path, ql, id, why, len);
 }
 
-static void the_kvm_device_is_judged_for_the_qemu_user(void **state)
+/* A QEMU that runs as dynmemd's own user: dynmemd's own open decides. */
+static void the_kvm_device_opens_for_dynmemds_own_user(void **state)
 {
         char path[] = "/tmp/test-qemu-kvm-XXXXXX", why[QEMU_ACCEL_WHY_MAX];
         int fd = mkstemp(path);
-        struct stat st;
+        struct qemu_identity own = {
+            .switched = false, .uid = geteuid(), .gid = getegid(), .name = "me"};
 
         (void)state;
         assert_true(fd >= 0);
         close(fd);
-        assert_int_equal(stat(path, &st), 0);
-        /* Owner and group are this process's; the QEMU user is told apart by its ids alone. */
-        struct qemu_identity owner = {
-            .switched = true, .uid = st.st_uid, .gid = st.st_gid + 1, .name = "owner"};
-        struct qemu_identity member = {.switched = true,
-                                       .uid = st.st_uid + 1,
-                                       .gid = st.st_gid + 1,
-                                       .groups = {st.st_gid + 7, st.st_gid},
-                                       .n_groups = 2,
-                                       .name = "member"};
-        struct qemu_identity primary = {
-            .switched = true, .uid = st.st_uid + 1, .gid = st.st_gid, .name = "primary"};
-        struct qemu_identity other = {.switched = true,
-                                      .uid = st.st_uid + 1,
-                                      .gid = st.st_gid + 1,
-                                      .groups = {st.st_gid + 7},
-                                      .n_groups = 1,
-                                      .name = "dynmem-qemu"};
-
-        /* The owner's bits count for the owner, and only they. */
-        assert_true(usable(path, 0600, &owner, why, sizeof(why)));
-        assert_non_null(strstr(why, "by user owner, whom QEMU runs as"));
-        assert_false(usable(path, 0400, &owner, why, sizeof(why)));
-        assert_false(usable(path, 0200, &owner, why, sizeof(why)));
-        assert_false(usable(path, 0066, &owner, why, sizeof(why)));
-        /* A supplementary group or the primary one: the group's bits. */
-        assert_true(usable(path, 0660, &member, why, sizeof(why)));
-        assert_false(usable(path, 0606, &member, why, sizeof(why)));
-        assert_false(usable(path, 0640, &member, why, sizeof(why)));
-        assert_true(usable(path, 0060, &primary, why, sizeof(why)));
-        assert_false(usable(path, 0606, &primary, why, sizeof(why)));
-        /* Anyone else: the others' bits, whatever dynmemd itself may do (root, group kvm). */
-        assert_true(usable(path, 0606, &other, why, sizeof(why)));
-        assert_false(usable(path, 0660, &other, why, sizeof(why)));
-        char want[160];
-        snprintf(want, sizeof(want),
-                 "%s (mode 0660, uid %u, gid %u) cannot be read and written by user dynmem-qemu, "
-                 "whom QEMU runs as",
-                 path, (unsigned)st.st_uid, (unsigned)st.st_gid);
-        assert_string_equal(why, want);
-        /* A QEMU that runs as dynmemd's own user: dynmemd's own open decides. */
-        struct qemu_identity own = {
-            .switched = false, .uid = geteuid(), .gid = getegid(), .name = "me"};
-        assert_true(usable(path, 0600, &own, why, sizeof(why)));
+        assert_true(usable(path, "chmod 0600 \"$f\"", NULL, &own, why, sizeof(why)));
         assert_non_null(strstr(why, "opens for user me, whom QEMU runs as"));
         assert_int_equal(unlink(path), 0);
-        assert_false(qemu_kvm_usable_by(path, &other, why, sizeof(why)));
+        assert_false(qemu_kvm_usable_by(path, NULL, &own, why, sizeof(why)));
         assert_non_null(strstr(why, strerror(ENOENT)));
-        assert_false(qemu_kvm_usable_by(path, &own, why, sizeof(why)));
         assert_non_null(strstr(why, "as user me"));
+}
+
+/*
+ * Another QEMU user: the launcher becomes it and the kernel judges, so an
+ * ACL counts as it does for QEMU's open (a grant to the user or its group, a
+ * mask that takes back what the mode bits seem to give), and so does the
+ * refusal's errno. Needs root (the launcher changes users) and setfacl.
+ */
+static void the_kvm_device_is_judged_for_the_qemu_user_acls_included(void **state)
+{
+        char path[] = "/tmp/test-qemu-kvm-XXXXXX", why[QEMU_ACCEL_WHY_MAX], err[256], want[256];
+        struct qemu_launch *ql = NULL;
+        struct passwd *pw;
+
+        (void)state;
+        if (geteuid() != 0) {
+                print_message("# skipped: the launcher changes users only as root\n");
+                skip();
+        }
+        if (system("command -v setfacl >/dev/null 2>&1") != 0) {
+                print_message("# skipped: setfacl is not installed (package acl)\n");
+                skip();
+        }
+        assert_non_null(pw = getpwnam("nobody"));
+        if (qemu_launch_new("nobody", &ql, err, sizeof(err)) < 0)
+                fail_msg("qemu_launch_new: %s", err);
+        const struct qemu_identity *id = qemu_launch_identity(ql);
+        assert_true(id->switched);
+        assert_string_equal(id->problem, "");
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        close(fd);
+        assert_int_equal(chown(path, 0, 0), 0);
+
+        /* Root's alone: refused, with the kernel's reason. */
+        assert_false(usable(path, "chmod 0600 \"$f\"", ql, id, why, sizeof(why)));
+        snprintf(want, sizeof(want), "%s: %s (as user nobody, whom QEMU runs as)", path,
+                 strerror(EACCES));
+        assert_string_equal(why, want);
+        /* The mode bits alone still count: the others' bits for nobody, not the group's. */
+        assert_true(usable(path, "chmod 0606 \"$f\"", ql, id, why, sizeof(why)));
+        assert_non_null(strstr(why, "may be read and written by user nobody, whom QEMU runs as"));
+        assert_false(usable(path, "chmod 0660 \"$f\"", ql, id, why, sizeof(why)));
+        /* Read alone is not enough. */
+        assert_false(usable(path, "chmod 0604 \"$f\"", ql, id, why, sizeof(why)));
+
+        /* Mode 0600, but an ACL entry for the user (as udev's uaccess gives): usable. */
+        char cmd[160];
+        snprintf(cmd, sizeof(cmd), "chmod 0600 \"$f\" && setfacl -m u:%u:rw \"$f\"",
+                 (unsigned)pw->pw_uid);
+        assert_true(usable(path, cmd, ql, id, why, sizeof(why)));
+        /* ... or for its group. */
+        snprintf(cmd, sizeof(cmd),
+                 "setfacl -b \"$f\" && chmod 0600 \"$f\" && setfacl -m g:%u:rw \"$f\"",
+                 (unsigned)pw->pw_gid);
+        assert_true(usable(path, cmd, ql, id, why, sizeof(why)));
+
+        /*
+         * Mode bits that seem to allow it, an ACL that takes it back: unusable. A
+         * mask without write over the user's entry (mode 0646), and an entry
+         * that grants the user nothing (mode 0666). (A mask of --- would not do:
+         * with no group bits Linux reads no ACL, and the others' bits apply.)
+         */
+        snprintf(cmd, sizeof(cmd),
+                 "setfacl -b \"$f\" && chmod 0666 \"$f\" && setfacl -m u:%u:rw,m::r \"$f\"",
+                 (unsigned)pw->pw_uid);
+        assert_false(usable(path, cmd, ql, id, why, sizeof(why)));
+        assert_string_equal(why, want);
+        snprintf(cmd, sizeof(cmd),
+                 "setfacl -b \"$f\" && chmod 0666 \"$f\" && setfacl -m u:%u:--- \"$f\"",
+                 (unsigned)pw->pw_uid);
+        assert_false(usable(path, cmd, ql, id, why, sizeof(why)));
+        assert_string_equal(why, want);
+
+        /* Gone: the kernel's ENOENT. */
+        assert_int_equal(unlink(path), 0);
+        assert_false(qemu_kvm_usable_by(path, ql, id, why, sizeof(why)));
+        snprintf(want, sizeof(want), "%s: %s (as user nobody, whom QEMU runs as)", path,
+                 strerror(ENOENT));
+        assert_string_equal(why, want);
+        qemu_launch_free(ql);
+}
+
+/*
+ * The launcher answers only well-formed questions: an absolute path, read or
+ * write or both; a user that cannot be QEMU's is said instead of asked.
+ */
+static void the_launcher_asks_only_well_formed_questions(void **state)
+{
+        struct qemu_launch *ql = NULL;
+        char err[256];
+
+        (void)state;
+        if (qemu_launch_new(NULL, &ql, err, sizeof(err)) < 0)
+                fail_msg("qemu_launch_new: %s", err);
+        if (!qemu_launch_identity(ql)->problem[0]) {
+                assert_int_equal(qemu_launch_access(ql, "dev/kvm", R_OK, err, sizeof(err)),
+                                 -EINVAL);
+                assert_int_equal(qemu_launch_access(ql, "/", X_OK, err, sizeof(err)), -EINVAL);
+                assert_int_equal(qemu_launch_access(ql, "/", 0, err, sizeof(err)), -EINVAL);
+                assert_int_equal(qemu_launch_access(ql, "/", R_OK, err, sizeof(err)), 0);
+        }
+        qemu_launch_free(ql);
+        if (geteuid() != 0)
+                return; /* only root can be asked for another user */
+        if (qemu_launch_new("root", &ql, err, sizeof(err)) < 0)
+                fail_msg("qemu_launch_new: %s", err);
+        assert_int_equal(qemu_launch_access(ql, "/", R_OK, err, sizeof(err)), -EPERM);
+        assert_non_null(strstr(err, "QEMU never runs as root"));
+        qemu_launch_free(ql);
 }
 
 /* ---- keys ---- */
@@ -1782,7 +1855,9 @@ int main(void)
             cmocka_unit_test(layout_follows_the_settings),
             cmocka_unit_test(paths_fit_in_a_socket_address),
             cmocka_unit_test(accel_is_chosen_and_explained),
-            cmocka_unit_test(the_kvm_device_is_judged_for_the_qemu_user),
+            cmocka_unit_test(the_kvm_device_opens_for_dynmemds_own_user),
+            cmocka_unit_test(the_kvm_device_is_judged_for_the_qemu_user_acls_included),
+            cmocka_unit_test(the_launcher_asks_only_well_formed_questions),
             cmocka_unit_test_setup_teardown(the_bundled_image_is_the_default, keys_setup,
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(own_kernel_paths_are_relative_to_the_config, keys_setup,
