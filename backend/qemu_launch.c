@@ -4,10 +4,13 @@
  *
  * The protocol is one SOCK_SEQPACKET message each way: a request (start:
  * argv and the descriptors to hand over; kill: a pidfd and a signal; access:
- * an absolute path and R_OK/W_OK) and a reply (an errno and the step that
- * failed; on a start, the pid and a pidfd). The launcher trusts nothing in a
- * request it has not checked, and can only ever become the one user it was
- * made for.
+ * an absolute path, or a descriptor, and R_OK/W_OK) and a reply (an errno and
+ * the step that failed; on a start, the pid and a pidfd). Each request has a
+ * number the reply repeats: a reply that comes after dynmemd stopped waiting
+ * for it is told apart from the next request's and set aside (a QEMU it
+ * started is killed), never taken for another answer. The launcher trusts
+ * nothing in a request it has not checked, and can only ever become the one
+ * user it was made for.
  */
 #include "qemu_launch.h"
 
@@ -30,6 +33,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "child.h"
@@ -38,20 +42,25 @@
 #define ARGS_MAX    4096
 /* The launcher answers after one clone and exec, or one fork and faccessat. */
 #define REPLY_WAIT_MS 10000
+/* At the end, how long programs killed after a late reply are waited for in all. */
+#define KILLED_WAIT_MS 1000
 
-enum op { OP_SPAWN = 1, OP_KILL = 2, OP_ACCESS = 3 };
+enum op { OP_SPAWN = 1, OP_KILL = 2, OP_ACCESS = 3, OP_ACCESS_FD = 4 };
 
 struct request {
         uint32_t op;
         int32_t sig;    /* kill */
         uint32_t mode;  /* access: R_OK, W_OK or both */
         uint32_t argc;  /* spawn */
-        uint32_t n_fds; /* SCM_RIGHTS: spawn: log fd, then the handed ones; kill: the pidfd */
+        uint32_t n_fds; /* SCM_RIGHTS: spawn: log fd, then the handed ones; kill: the pidfd;
+                           access by descriptor: the file's */
+        uint32_t seq;   /* repeated in the reply */
 };
 
 struct reply {
         int32_t err; /* 0 or an errno */
         int32_t pid;
+        uint32_t seq;  /* the request's */
         char step[48]; /* what failed */
 };
 
@@ -66,9 +75,16 @@ struct who {
         char **envp;
 };
 
+#define ORPHANS_MAX 8
+
 struct qemu_launch {
         int sock;
         pid_t pid;
+        uint32_t seq; /* the last request's number */
+        /* Programs started after their start was given up on (a late reply): to kill. */
+        int orphans[ORPHANS_MAX];
+        size_t n_orphans;
+        struct child_strays killed; /* orphans killed and not yet reaped */
         struct qemu_identity id;
 };
 
@@ -187,11 +203,14 @@ static struct reply do_spawn(const struct who *w, char *const argv[], const int 
 }
 
 /*
- * May the QEMU user open path with mode? A child becomes that user (as for a
- * start) and asks the kernel: faccessat with AT_EACCESS judges its effective
- * ids, groups, ACLs and security modules as an open would, and opens nothing.
+ * May the QEMU user open path (or, path NULL, the file open at fd) with mode?
+ * A child becomes that user (as for a start) and asks the kernel: faccessat
+ * with AT_EACCESS judges its effective ids, groups, ACLs and security modules
+ * as an open would, and opens nothing. For a descriptor (faccessat2's
+ * AT_EMPTY_PATH, Linux 5.8) the file itself is judged, not the folders on the
+ * way to it: QEMU gets dynmemd's descriptor, not the name.
  */
-static struct reply do_access(const struct who *w, const char *path, int mode)
+static struct reply do_access(const struct who *w, const char *path, int fd, int mode)
 {
         struct failure f = {0};
         int errpipe[2];
@@ -202,7 +221,9 @@ static struct reply do_access(const struct who *w, const char *path, int mode)
         if (pid == 0) {
                 close(errpipe[0]);
                 become(errpipe[1], w);
-                if (faccessat(AT_FDCWD, path, mode, AT_EACCESS) < 0)
+                if (path && faccessat(AT_FDCWD, path, mode, AT_EACCESS) < 0)
+                        fail_child(errpipe[1], "access");
+                if (!path && syscall(SYS_faccessat2, fd, "", mode, AT_EACCESS | AT_EMPTY_PATH) < 0)
                         fail_child(errpipe[1], "access");
                 _exit(0);
         }
@@ -324,6 +345,7 @@ static void handle(int sock, const struct who *w, char *buf, size_t len, int *fd
         if (len < sizeof(req))
                 goto out;
         memcpy(&req, buf, sizeof(req));
+        rep.seq = req.seq;
         if (req.n_fds != n_fds)
                 goto out;
         if (req.op == OP_SPAWN && n_fds >= 1 &&
@@ -335,7 +357,11 @@ static void handle(int sock, const struct who *w, char *buf, size_t len, int *fd
         else if (req.op == OP_ACCESS && n_fds == 0 && req.mode != 0 &&
                  (req.mode & ~(uint32_t)(R_OK | W_OK)) == 0 &&
                  (path = unpack_path(buf + sizeof(req), len - sizeof(req))))
-                rep = do_access(w, path, (int)req.mode);
+                rep = do_access(w, path, -1, (int)req.mode);
+        else if (req.op == OP_ACCESS_FD && n_fds == 1 && len == sizeof(req) && req.mode != 0 &&
+                 (req.mode & ~(uint32_t)(R_OK | W_OK)) == 0)
+                rep = do_access(w, NULL, fds[0], (int)req.mode);
+        rep.seq = req.seq;
 out:
         for (size_t i = 0; i < n_fds; i++)
                 close(fds[i]);
@@ -504,30 +530,59 @@ fail:
         return -errno;
 }
 
-void qemu_launch_free(struct qemu_launch *ql)
-{
-        if (!ql)
-                return;
-        close(ql->sock); /* the launcher sees EOF and exits at once */
-        waitpid(ql->pid, NULL, 0);
-        free(ql);
-}
-
 const struct qemu_identity *qemu_launch_identity(const struct qemu_launch *ql)
 {
         return &ql->id;
 }
 
-/* Send a request and wait for its reply (the launcher's clone and exec, no more). */
-static int roundtrip(struct qemu_launch *ql, const struct iovec *iov, int n_iov, const int *fds,
-                     size_t n_fds, struct reply *rep, int *ret_fd)
+static int ms_left(const struct timespec *deadline)
+{
+        struct timespec now;
+
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        int64_t ms = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000 +
+                     (deadline->tv_nsec - now.tv_nsec) / 1000000;
+        return ms < 0 ? 0 : (int)ms;
+}
+
+/*
+ * A reply to a request dynmemd stopped waiting for. Only a start's carries a
+ * descriptor: a child that failed before its exec is reaped; a program that
+ * runs, with nobody to look after it, is killed once the launcher is free.
+ */
+static void set_aside(struct qemu_launch *ql, const struct reply *rep, int fd)
+{
+        if (fd < 0)
+                return;
+        if (rep->err) {
+                waitid((idtype_t)P_PIDFD, (id_t)fd, &(siginfo_t){0}, WEXITED);
+                close(fd);
+        } else if (ql->n_orphans < ORPHANS_MAX) {
+                ql->orphans[ql->n_orphans++] = fd;
+        } else {
+                close(fd); /* left to whoever inherits it */
+        }
+}
+
+/*
+ * Send a request (numbered here) and wait for its reply: the launcher's
+ * clone and exec, or fork and faccessat, no more. Replies to earlier requests
+ * that come meanwhile are set aside, whatever they say.
+ */
+static int exchange(struct qemu_launch *ql, struct request *req, const void *payload, size_t len,
+                    const int *fds, size_t n_fds, struct reply *rep, int *ret_fd)
 {
         union {
                 char buf[CMSG_SPACE(sizeof(int) * (QEMU_LAUNCH_FDS_MAX + 1))];
                 struct cmsghdr align;
         } u = {0};
-        struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n_iov};
+        struct iovec iov[2] = {{req, sizeof(*req)}, {(void *)payload, len}};
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = payload ? 2 : 1};
+        struct timespec deadline;
 
+        if (++ql->seq == 0)
+                ql->seq = 1;
+        req->seq = ql->seq;
         if (n_fds > 0) {
                 m.msg_control = u.buf;
                 m.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
@@ -539,22 +594,69 @@ static int roundtrip(struct qemu_launch *ql, const struct iovec *iov, int n_iov,
         }
         if (sendmsg(ql->sock, &m, MSG_NOSIGNAL) < 0)
                 return -errno;
-        struct pollfd p = {.fd = ql->sock, .events = POLLIN};
-        if (poll(&p, 1, REPLY_WAIT_MS) <= 0)
-                return -ETIMEDOUT;
-        struct iovec in = {.iov_base = rep, .iov_len = sizeof(*rep)};
-        struct msghdr r = {.msg_iov = &in, .msg_iovlen = 1, .msg_control = u.buf};
-        r.msg_controllen = sizeof(u.buf);
-        ssize_t got = recvmsg(ql->sock, &r, MSG_CMSG_CLOEXEC);
-        int fd = -1;
-        if (got > 0 && take_fds(&r, &fd, 1) == 1 && ret_fd)
-                *ret_fd = fd;
-        else if (fd >= 0)
-                close(fd);
-        if (got != (ssize_t)sizeof(*rep))
-                return got < 0 ? -errno : -EPIPE;
-        rep->step[sizeof(rep->step) - 1] = '\0';
-        return 0;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_sec += REPLY_WAIT_MS / 1000;
+        deadline.tv_nsec += (REPLY_WAIT_MS % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+        }
+        for (;;) {
+                struct pollfd p = {.fd = ql->sock, .events = POLLIN};
+                int ready = poll(&p, 1, ms_left(&deadline));
+                if (ready < 0 && errno == EINTR)
+                        continue;
+                if (ready <= 0)
+                        return -ETIMEDOUT;
+                struct iovec in = {.iov_base = rep, .iov_len = sizeof(*rep)};
+                struct msghdr r = {.msg_iov = &in, .msg_iovlen = 1, .msg_control = u.buf};
+                r.msg_controllen = sizeof(u.buf);
+                ssize_t got = recvmsg(ql->sock, &r, MSG_CMSG_CLOEXEC);
+                int fd = -1;
+                if (got > 0)
+                        take_fds(&r, &fd, 1); /* more than one: closed there */
+                if (got != (ssize_t)sizeof(*rep) || (r.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+                        if (fd >= 0)
+                                close(fd);
+                        return got < 0 ? -errno : -EPIPE;
+                }
+                rep->step[sizeof(rep->step) - 1] = '\0';
+                if (rep->seq != req->seq) {
+                        set_aside(ql, rep, fd);
+                        continue;
+                }
+                if (ret_fd)
+                        *ret_fd = fd;
+                else if (fd >= 0)
+                        close(fd);
+                return 0;
+        }
+}
+
+/* Kill what was started after its start was given up on; reap what has exited. */
+static void kill_orphans(struct qemu_launch *ql)
+{
+        while (ql->n_orphans > 0) {
+                int pidfd = ql->orphans[--ql->n_orphans];
+                struct request req = {.op = OP_KILL, .sig = SIGKILL, .n_fds = 1};
+                struct reply rep = {0};
+                if (exchange(ql, &req, NULL, 0, &pidfd, 1, &rep, NULL) < 0) {
+                        set_aside(ql, &(struct reply){0}, pidfd); /* the next request tries again */
+                        break;
+                }
+                child_strays_add(&ql->killed, pidfd); /* exited already (ESRCH) or killed now */
+        }
+        child_strays_reap(&ql->killed, 0);
+}
+
+/* A request and its reply; then the launcher kills what late replies left running. */
+static int roundtrip(struct qemu_launch *ql, struct request *req, const void *payload, size_t len,
+                     const int *fds, size_t n_fds, struct reply *rep, int *ret_fd)
+{
+        int r = exchange(ql, req, payload, len, fds, n_fds, rep, ret_fd);
+
+        kill_orphans(ql);
+        return r;
 }
 
 /* argv packed for the request: the strings, NUL after each. */
@@ -596,8 +698,7 @@ int qemu_launch_spawn(struct qemu_launch *ql, char *const argv[], int log_fd, co
                 snprintf(err, errlen, "QEMU's command line is too long");
                 return -E2BIG;
         }
-        struct iovec iov[2] = {{&req, sizeof(req)}, {packed, len}};
-        r = roundtrip(ql, iov, 2, all, n_fds + 1, &rep, &pidfd);
+        r = roundtrip(ql, &req, packed, len, all, n_fds + 1, &rep, &pidfd);
         free(packed);
         if (r < 0) {
                 snprintf(err, errlen, "the QEMU launcher: %s", strerror(-r));
@@ -623,39 +724,80 @@ int qemu_launch_spawn(struct qemu_launch *ql, char *const argv[], int log_fd, co
 int qemu_launch_kill(struct qemu_launch *ql, int pidfd, int sig)
 {
         struct request req = {.op = OP_KILL, .sig = sig, .n_fds = 1};
-        struct iovec iov = {&req, sizeof(req)};
         struct reply rep = {0};
-        int r = roundtrip(ql, &iov, 1, &pidfd, 1, &rep, NULL);
+        int r = roundtrip(ql, &req, NULL, 0, &pidfd, 1, &rep, NULL);
 
         return r < 0 ? r : -rep.err;
 }
 
-int qemu_launch_access(struct qemu_launch *ql, const char *path, int mode, char *err, size_t errlen)
+/* An access question asked and its answer said: "NAME: REASON (as user ...)" on a refusal. */
+static int ask(struct qemu_launch *ql, struct request *req, const char *path, const int *fd,
+               const char *name, char *err, size_t errlen)
 {
-        struct request req = {.op = OP_ACCESS, .mode = (uint32_t)mode};
         struct reply rep = {0};
-        size_t len = strlen(path) + 1;
+        int r = roundtrip(ql, req, path, path ? strlen(path) + 1 : 0, fd, fd ? 1 : 0, &rep, NULL);
 
-        if (ql->id.problem[0]) {
-                snprintf(err, errlen, "%s", ql->id.problem);
-                return -EPERM;
-        }
-        if (path[0] != '/' || len > PATH_MAX || mode == 0 || (mode & ~(R_OK | W_OK))) {
-                snprintf(err, errlen, "cannot ask about %s: not an absolute path, or mode %d", path,
-                         mode);
-                return -EINVAL;
-        }
-        struct iovec iov[2] = {{&req, sizeof(req)}, {(void *)path, len}};
-        int r = roundtrip(ql, iov, 2, NULL, 0, &rep, NULL);
         if (r < 0) {
                 snprintf(err, errlen, "the QEMU launcher: %s", strerror(-r));
                 return r;
         }
         if (rep.err && strcmp(rep.step, "access") == 0)
-                snprintf(err, errlen, "%s: %s (as user %s, whom QEMU runs as)", path,
+                snprintf(err, errlen, "%s: %s (as user %s, whom QEMU runs as)", name,
                          strerror(rep.err), ql->id.name);
         else if (rep.err)
-                snprintf(err, errlen, "cannot ask as user %s about %s: %s: %s", ql->id.name, path,
+                snprintf(err, errlen, "cannot ask as user %s about %s: %s: %s", ql->id.name, name,
                          rep.step, strerror(rep.err));
         return -rep.err;
+}
+
+static bool mode_ok(int mode)
+{
+        return mode != 0 && (mode & ~(R_OK | W_OK)) == 0;
+}
+
+int qemu_launch_access(struct qemu_launch *ql, const char *path, int mode, char *err, size_t errlen)
+{
+        struct request req = {.op = OP_ACCESS, .mode = (uint32_t)mode};
+
+        if (ql->id.problem[0]) {
+                snprintf(err, errlen, "%s", ql->id.problem);
+                return -EPERM;
+        }
+        if (path[0] != '/' || strlen(path) + 1 > PATH_MAX || !mode_ok(mode)) {
+                snprintf(err, errlen, "cannot ask about %s: not an absolute path, or mode %d", path,
+                         mode);
+                return -EINVAL;
+        }
+        return ask(ql, &req, path, NULL, path, err, errlen);
+}
+
+int qemu_launch_access_fd(struct qemu_launch *ql, int fd, const char *name, int mode, char *err,
+                          size_t errlen)
+{
+        struct request req = {.op = OP_ACCESS_FD, .mode = (uint32_t)mode, .n_fds = 1};
+
+        if (ql->id.problem[0]) {
+                snprintf(err, errlen, "%s", ql->id.problem);
+                return -EPERM;
+        }
+        if (fd < 0 || !mode_ok(mode)) {
+                snprintf(err, errlen, "cannot ask about %s: descriptor %d, mode %d", name, fd,
+                         mode);
+                return -EINVAL;
+        }
+        return ask(ql, &req, NULL, &fd, name, err, errlen);
+}
+
+void qemu_launch_free(struct qemu_launch *ql)
+{
+        if (!ql)
+                return;
+        kill_orphans(ql);
+        close(ql->sock); /* the launcher sees EOF and exits at once */
+        waitpid(ql->pid, NULL, 0);
+        for (size_t i = 0; i < ql->n_orphans; i++)
+                close(ql->orphans[i]);
+        child_strays_reap(&ql->killed, KILLED_WAIT_MS);
+        child_strays_close(&ql->killed);
+        free(ql);
 }

@@ -10,10 +10,14 @@
  * as the QEMU user (its groups, gid and uid set, every capability dropped,
  * no_new_privs set, in its own session, with the descriptors it was handed
  * at 3, 4, ...: QEMU opens none of dynmemd's files itself), send a signal
- * to such a process, and ask, as the QEMU user, whether it may read and
- * write a path (/dev/kvm: its ACLs and security modules count, which
- * dynmemd, without a capability, cannot judge for another user). The programs it starts are
- * children of dynmemd (CLONE_PARENT), which reaps them and reads their exit status.
+ * to such a process, and ask, as the QEMU user, whether it may read or
+ * write a path (/dev/kvm) or a file dynmemd opened for it (the kernel, a
+ * backing file): its ACLs and security modules count, which dynmemd,
+ * without a capability, cannot judge for another user. The programs it
+ * starts are children of dynmemd (CLONE_PARENT), which reaps them and reads
+ * their exit status. Each reply names its request: one that comes after
+ * dynmemd stopped waiting (10 s) is never taken for a later request's, and a
+ * QEMU it says was started then is killed.
  *
  * Where dynmemd cannot change users (an ordinary user without those
  * capabilities), QEMU runs as dynmemd's own user; qemu_launch_identity()
@@ -70,6 +74,16 @@ int qemu_launch_spawn(struct qemu_launch *ql, char *const argv[], int log_fd, co
  */
 int qemu_launch_access(struct qemu_launch *ql, const char *path, int mode, char *err,
                        size_t errlen);
+
+/*
+ * The same for the file open at fd (dynmemd's descriptor, handed to QEMU):
+ * the file itself is judged, not the folders on the way to its name, and no
+ * rename can swap it for another. name says which file in err ("NAME:
+ * REASON (as user NAME, whom QEMU runs as)"). -ENOSYS (with step "access")
+ * where the kernel cannot be asked so (before Linux 5.8: no faccessat2).
+ */
+int qemu_launch_access_fd(struct qemu_launch *ql, int fd, const char *name, int mode, char *err,
+                          size_t errlen);
 
 /* Send sig to the process behind pidfd (one started here, or a QEMU found running). */
 int qemu_launch_kill(struct qemu_launch *ql, int pidfd, int sig);

@@ -1785,6 +1785,74 @@ static pid_t find_launcher(void)
         return found;
 }
 
+/* This process's children whose command is comm (running or not yet reaped). */
+static int children_named(const char *comm)
+{
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        int n = 0;
+
+        while (d && (e = readdir(d))) {
+                char path[300], name[64] = "";
+                int ppid = 0;
+                snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+                FILE *f = fopen(path, "r");
+                if (!f)
+                        continue;
+                if (fscanf(f, "%*d (%63[^)]) %*c %d", name, &ppid) == 2 && ppid == getpid() &&
+                    strcmp(name, comm) == 0)
+                        n++;
+                fclose(f);
+        }
+        if (d)
+                closedir(d);
+        return n;
+}
+
+/*
+ * A reply that comes after dynmemd stopped waiting for it (10 s: the launcher
+ * is stopped here meanwhile) is never taken for the next request's: a start's
+ * late "started" is not an access check's "allowed". And what that start ran,
+ * which nobody looks after, is killed and reaped.
+ */
+static void a_late_reply_is_never_taken_for_the_next_ones(void **state)
+{
+        char *argv[] = {"/bin/sleep", "1000", NULL}, err[256];
+        struct qemu_launch *ql = NULL;
+        pid_t launcher, pid;
+        int pidfd = -1;
+
+        (void)state;
+        assert_int_equal(children_named("dynmem-launcher"), 0);
+        if (qemu_launch_new(geteuid() == 0 ? "nobody" : NULL, &ql, err, sizeof(err)) < 0)
+                fail_msg("qemu_launch_new: %s", err);
+        if (qemu_launch_identity(ql)->problem[0]) {
+                print_message("# skipped: %s\n", qemu_launch_identity(ql)->problem);
+                qemu_launch_free(ql);
+                skip();
+        }
+        /* Once it answers, the launcher is this process's one child named so. */
+        assert_int_equal(qemu_launch_access(ql, "/", R_OK, err, sizeof(err)), 0);
+        assert_int_equal(children_named("dynmem-launcher"), 1);
+        launcher = find_launcher();
+        assert_true(launcher > 0);
+        int log_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        assert_true(log_fd >= 0);
+
+        assert_int_equal(kill(launcher, SIGSTOP), 0);
+        int r = qemu_launch_spawn(ql, argv, log_fd, NULL, 0, &pid, &pidfd, err, sizeof(err));
+        assert_int_equal(r, -ETIMEDOUT);
+        assert_int_equal(kill(launcher, SIGCONT), 0);
+        /* The start's reply ("started") comes first; this question gets its own answer. */
+        r = qemu_launch_access(ql, "/nonexistent-dynmem-test", R_OK, err, sizeof(err));
+        assert_int_equal(r, -ENOENT);
+        assert_int_equal(qemu_launch_access(ql, "/", R_OK, err, sizeof(err)), 0);
+        qemu_launch_free(ql);
+        /* The sleep the late start ran was killed and reaped. */
+        assert_int_equal(children_named("sleep"), 0);
+        close(log_fd);
+}
+
 /*
  * Whatever the process that made the launcher blocked or ignored, the
  * launcher blocks nothing and ignores only SIGHUP, SIGINT and SIGPIPE, and
@@ -1858,6 +1926,7 @@ int main(void)
             cmocka_unit_test(the_kvm_device_opens_for_dynmemds_own_user),
             cmocka_unit_test(the_kvm_device_is_judged_for_the_qemu_user_acls_included),
             cmocka_unit_test(the_launcher_asks_only_well_formed_questions),
+            cmocka_unit_test(a_late_reply_is_never_taken_for_the_next_ones),
             cmocka_unit_test_setup_teardown(the_bundled_image_is_the_default, keys_setup,
                                             keys_teardown),
             cmocka_unit_test_setup_teardown(own_kernel_paths_are_relative_to_the_config, keys_setup,
