@@ -3,7 +3,8 @@
  * its own user, needs no access to dynmemd's folders: the QMP and agent
  * sockets (bound here, owner-only, listening), the console log, kernel,
  * initrd and disk. QEMU gets the descriptors (qemu_launch.h); the command
- * line names them (qemu_argv.c).
+ * line names them (qemu_argv.c). The kernel, initrd and backing files must be
+ * readable by the QEMU user, which the launcher asks the kernel as that user.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,14 +70,6 @@ bool qemu_identity_allows(const struct stat *st, const struct qemu_identity *id,
         else
                 bits = st->st_mode;
         return (!(want & R_OK) || (bits & S_IROTH)) && (!(want & W_OK) || (bits & S_IWOTH));
-}
-
-/* May the QEMU user read this file? The kernel checks again when QEMU opens it. */
-static bool readable_by(const struct stat *st, const struct qemu_identity *id)
-{
-        if (!id->switched)
-                return true; /* QEMU is dynmemd's own user: it opened it */
-        return qemu_identity_allows(st, id, R_OK);
 }
 
 static const char *kind_of(mode_t mode)
@@ -150,36 +143,47 @@ int qemu_open_console_log(const char *path, char *err, size_t errlen)
 /*
  * Refuse a file the QEMU user could not read: QEMU gets dynmemd's descriptor
  * (through /proc/self/fd/N or an fdset), which skips the folders' permissions,
- * not the file's. what names the file in err.
+ * not the file's. When QEMU is dynmemd's own user, dynmemd's open said so
+ * already; else the launcher asks the kernel as that user about this very
+ * descriptor (mode bits, ACLs, security modules). what names the file in err.
  */
 static int check_readable(int fd, const char *what, const char *path,
-                          const struct qemu_identity *id, char *err, size_t errlen)
+                          const struct qemu_identity *id, struct qemu_launch *ql, char *err,
+                          size_t errlen)
 {
+        char name[2 * PATH_MAX + 64];
         struct stat st;
+        int r;
 
+        if (!id->switched)
+                return 0;
+        snprintf(name, sizeof(name), "%s %s", what, path);
+        if ((r = qemu_launch_access_fd(ql, fd, name, R_OK, err, errlen)) != -ENOSYS)
+                return r;
+        /* A kernel without faccessat2: the mode bits alone, as dynmem judged before. */
         if (fstat(fd, &st) < 0) {
                 int e = errno;
-                snprintf(err, errlen, "%s %s: %s", what, path, strerror(e));
+                snprintf(err, errlen, "%s: %s", name, strerror(e));
                 return -e;
         }
-        if (readable_by(&st, id))
+        if (qemu_identity_allows(&st, id, R_OK))
                 return 0;
         snprintf(err, errlen,
-                 "%s %s (mode %04o, uid %u, gid %u) cannot be read by user %s, whom QEMU runs as",
-                 what, path, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
-                 (unsigned)st.st_gid, id->name);
+                 "%s (mode %04o, uid %u, gid %u) cannot be read by user %s, whom QEMU runs as",
+                 name, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid, (unsigned)st.st_gid,
+                 id->name);
         return -EACCES;
 }
 
 /* The kernel and initrd, which QEMU loads through /proc/self/fd/N: regular files. */
 static int open_boot_file(const char *what, const char *path, const struct qemu_identity *id,
-                          char *err, size_t errlen)
+                          struct qemu_launch *ql, char *err, size_t errlen)
 {
         int r, fd = qemu_open_file(what, path, O_RDONLY, false, err, errlen);
 
         if (fd < 0)
                 return fd;
-        if ((r = check_readable(fd, what, path, id, err, errlen)) < 0) {
+        if ((r = check_readable(fd, what, path, id, ql, err, errlen)) < 0) {
                 close(fd);
                 return r;
         }
@@ -203,20 +207,20 @@ void qemu_handover_close(struct qemu_handover *h, int log_fd)
  * its own rights, so it hands it over only if the QEMU user may read it.
  */
 static int check_backing(const char *disk, int fd, const char *path, const struct qemu_identity *id,
-                         char *err, size_t errlen)
+                         struct qemu_launch *ql, char *err, size_t errlen)
 {
         char what[PATH_MAX + 32];
 
         snprintf(what, sizeof(what), "disk %s: backing file", disk);
-        return check_readable(fd, what, path, id, err, errlen);
+        return check_readable(fd, what, path, id, ql, err, errlen);
 }
 
 /*
  * The disk, open read-write and read-only, and each backing file of a
  * qcow2 chain read-only, as the layers QEMU gets (qemu_argv.c names them).
  */
-static int open_disk(const char *disk, const struct qemu_identity *id, struct qemu_handover *h,
-                     char *err, size_t errlen)
+static int open_disk(const char *disk, const struct qemu_identity *id, struct qemu_launch *ql,
+                     struct qemu_handover *h, char *err, size_t errlen)
 {
         struct qemu_disk_layer *l = h->layer;
         int fd, r;
@@ -242,15 +246,15 @@ static int open_disk(const char *disk, const struct qemu_identity *id, struct qe
                 l = &h->layer[h->n_layers++];
                 *l = next;
                 l->fd = hand(h, fd);
-                if ((r = check_backing(disk, fd, l->path, id, err, errlen)) < 0)
+                if ((r = check_backing(disk, fd, l->path, id, ql, err, errlen)) < 0)
                         return r;
         }
         return 0;
 }
 
 int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *p, int log_fd,
-                       const struct qemu_identity *id, struct qemu_handover *h, char *err,
-                       size_t errlen)
+                       const struct qemu_identity *id, struct qemu_launch *ql,
+                       struct qemu_handover *h, char *err, size_t errlen)
 {
         int fd;
 
@@ -272,15 +276,15 @@ int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *
         }
         h->agent = hand(h, fd);
         h->console = hand(h, log_fd);
-        if ((fd = open_boot_file("kernel", c->kernel, id, err, errlen)) < 0)
+        if ((fd = open_boot_file("kernel", c->kernel, id, ql, err, errlen)) < 0)
                 goto fail;
         h->kernel = hand(h, fd);
         if (c->initrd) {
-                if ((fd = open_boot_file("initrd", c->initrd, id, err, errlen)) < 0)
+                if ((fd = open_boot_file("initrd", c->initrd, id, ql, err, errlen)) < 0)
                         goto fail;
                 h->initrd = hand(h, fd);
         }
-        if (c->disk && (fd = open_disk(c->disk, id, h, err, errlen)) < 0)
+        if (c->disk && (fd = open_disk(c->disk, id, ql, h, err, errlen)) < 0)
                 goto fail;
         return 0;
 fail:

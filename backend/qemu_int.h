@@ -248,12 +248,15 @@ struct qemu_identity;
 
 /*
  * Open and bind what QEMU is handed for this start (qemu_handover.c); the
- * kernel and initrd must be readable by id. 0, or -errno with the file and
- * the reason in err (nothing left open or bound).
+ * kernel, initrd and backing files must be readable by id: dynmemd's own
+ * open says so when QEMU is dynmemd's user, else the launcher ql asks as id
+ * (qemu_launch_access_fd: ACLs and security modules count; ql may be NULL
+ * when id is not switched). 0, or -errno with the file and the reason in
+ * err (nothing left open or bound).
  */
 int qemu_handover_open(const struct qemu_vm_config *c, const struct qemu_paths *p, int log_fd,
-                       const struct qemu_identity *id, struct qemu_handover *h, char *err,
-                       size_t errlen);
+                       const struct qemu_identity *id, struct qemu_launch *ql,
+                       struct qemu_handover *h, char *err, size_t errlen);
 
 /* Close what was opened (log_fd, the caller's, stays). */
 void qemu_handover_close(struct qemu_handover *h, int log_fd);
@@ -266,7 +269,9 @@ struct stat;
 /*
  * Would the kernel give a process of id (its uid, gid and groups) the access
  * want (R_OK, W_OK or both) to a file with this owner, group and mode? POSIX
- * ACLs are not read. id is taken as it is, switched or not.
+ * ACLs and security modules are not read: only where the kernel cannot be
+ * asked as id (qemu_launch_access_fd's -ENOSYS, before Linux 5.8). id is
+ * taken as it is, switched or not.
  */
 bool qemu_identity_allows(const struct stat *st, const struct qemu_identity *id, int want);
 

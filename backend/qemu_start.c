@@ -147,7 +147,8 @@ static int launch(struct qemu_vm *qv, const struct qemu_layout *l, char *binary,
         char **argv = NULL, why[320];
         int r;
 
-        if ((r = qemu_handover_open(&qv->cfg, &qv->paths, log_fd, id, &h, why, sizeof(why))) < 0) {
+        if ((r = qemu_handover_open(&qv->cfg, &qv->paths, log_fd, id, qv->qb->launch, &h, why,
+                                    sizeof(why))) < 0) {
                 snprintf(err, errlen, "vm \"%s\": %s", qv->vm->name, why);
                 return r;
         }

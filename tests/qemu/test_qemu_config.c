@@ -295,7 +295,7 @@ static bool sh(const char *dir, const char *cmd)
 }
 
 static int open_disk_as(const char *dir, const char *disk, const struct qemu_identity *id,
-                        struct qemu_handover *h, char *err, size_t errlen)
+                        struct qemu_launch *ql, struct qemu_handover *h, char *err, size_t errlen)
 {
         struct qemu_vm_config c = {0};
         struct qemu_paths p = {0};
@@ -307,7 +307,7 @@ static int open_disk_as(const char *dir, const char *disk, const struct qemu_ide
                 abort();
         c.kernel = kernel;
         c.disk = path;
-        r = qemu_handover_open(&c, &p, -1, id, h, err, errlen);
+        r = qemu_handover_open(&c, &p, -1, id, ql, h, err, errlen);
         unlink(p.qmp);
         unlink(p.agent);
         free(kernel), free(path), free(p.qmp), free(p.agent);
@@ -319,7 +319,7 @@ static int open_disk(const char *dir, const char *disk, struct qemu_handover *h,
 {
         struct qemu_identity id = {.switched = false};
 
-        return open_disk_as(dir, disk, &id, h, err, errlen);
+        return open_disk_as(dir, disk, &id, NULL, h, err, errlen);
 }
 
 /* Each layer's fd must be of the layer's file, with the access mode QEMU asks for, blocking. */
@@ -336,41 +336,122 @@ static void assert_layer(const struct qemu_handover *h, size_t i, const char *na
         assert_false(fcntl(fd, F_GETFL) & O_NONBLOCK); /* QEMU reads it in blocking mode */
 }
 
+/* A launcher for user nobody, or a skip saying why (root only, and setfacl). */
+static struct qemu_launch *launcher_for_nobody(void)
+{
+        struct qemu_launch *ql = NULL;
+        char err[256];
+
+        if (geteuid() != 0) {
+                print_message("# skipped: the launcher changes users only as root\n");
+                skip();
+        }
+        if (system("command -v setfacl >/dev/null 2>&1") != 0) {
+                print_message("# skipped: setfacl is not installed (package acl)\n");
+                skip();
+        }
+        if (!getpwnam("nobody")) {
+                print_message("# skipped: there is no user nobody\n");
+                skip();
+        }
+        if (qemu_launch_new("nobody", &ql, err, sizeof(err)) < 0)
+                fail_msg("qemu_launch_new: %s", err);
+        assert_true(qemu_launch_identity(ql)->switched);
+        assert_string_equal(qemu_launch_identity(ql)->problem, "");
+        return ql;
+}
+
 /*
  * An image names its backing file, and QEMU writes the image: a backing file
  * that the QEMU user could not open itself is refused, the kernel and initrd's
- * rule, and nothing is left open.
+ * rule, and nothing is left open. The kernel judges it as that user, ACLs
+ * included, and the file itself, not the folders on the way to it (QEMU gets
+ * dynmemd's descriptor): the test's folder is root's alone.
  */
 static void a_backing_file_the_qemu_user_cannot_read_is_not_handed_over(void **state)
 {
+        struct qemu_launch *ql = launcher_for_nobody();
+        const struct qemu_identity *id = qemu_launch_identity(ql);
         char *dir = qt_tempdir(), err[512];
-        struct qemu_identity id = {.switched = true, .uid = 65534, .gid = 65534, .name = "nobody"};
         struct qemu_handover h;
-        struct stat st;
 
         (void)state;
         if (!sh(dir, "qemu-img --version")) {
+                qemu_launch_free(ql);
                 qt_rmtree(dir);
                 skip();
         }
-        assert_true(sh(dir, "touch kernel && chmod 0644 kernel && "
+        assert_true(sh(dir, "chmod 0700 . && touch kernel && chmod 0644 kernel && "
                             "qemu-img create -f raw secret.raw 1M && chmod 0600 secret.raw && "
                             "qemu-img create -f qcow2 -b secret.raw -F raw over.qcow2"));
-        assert_int_equal(stat(dir, &st), 0);
-        if (st.st_uid == id.uid) { /* running as that user: any file it made is its own */
-                qt_rmtree(dir);
-                skip();
-        }
-        assert_int_equal(open_disk_as(dir, "over.qcow2", &id, &h, err, sizeof(err)), -EACCES);
-        assert_non_null(strstr(err, "secret.raw"));
-        assert_non_null(strstr(err, "cannot be read by user nobody"));
+        assert_int_equal(open_disk_as(dir, "over.qcow2", id, ql, &h, err, sizeof(err)), -EACCES);
+        print_message("# %s\n", err);
+        assert_non_null(strstr(err, "backing file "));
+        assert_non_null(
+            strstr(err, "secret.raw: Permission denied (as user nobody, whom QEMU runs as)"));
         assert_int_equal(h.n, 0);
 
         /* Readable by others: handed over. */
         assert_true(sh(dir, "chmod 0644 secret.raw"));
-        assert_int_equal(open_disk_as(dir, "over.qcow2", &id, &h, err, sizeof(err)), 0);
+        assert_int_equal(open_disk_as(dir, "over.qcow2", id, ql, &h, err, sizeof(err)), 0);
         assert_int_equal(h.n_layers, 2);
         qemu_handover_close(&h, -1);
+
+        /* Mode 0600 and an ACL entry for nobody (the mode bits alone would refuse it). */
+        assert_true(sh(dir, "chmod 0600 secret.raw && setfacl -m u:nobody:r secret.raw"));
+        assert_int_equal(open_disk_as(dir, "over.qcow2", id, ql, &h, err, sizeof(err)), 0);
+        assert_int_equal(h.n_layers, 2);
+        qemu_handover_close(&h, -1);
+
+        /* Mode 0644 and an entry that gives nobody nothing (the mode bits alone would allow it). */
+        assert_true(sh(dir, "setfacl -b secret.raw && chmod 0644 secret.raw && "
+                            "setfacl -m u:nobody:--- secret.raw"));
+        assert_int_equal(open_disk_as(dir, "over.qcow2", id, ql, &h, err, sizeof(err)), -EACCES);
+        assert_non_null(strstr(err, "secret.raw: Permission denied (as user nobody"));
+        assert_int_equal(h.n, 0);
+        qemu_launch_free(ql);
+        qt_rmtree(dir);
+}
+
+/* The kernel and initrd the same way: as the QEMU user, ACLs included. */
+static void the_kernel_and_initrd_are_judged_for_the_qemu_user_acls_included(void **state)
+{
+        struct qemu_launch *ql = launcher_for_nobody();
+        const struct qemu_identity *id = qemu_launch_identity(ql);
+        char *dir = qt_tempdir(), err[512];
+        struct qemu_vm_config c = {0};
+        struct qemu_paths p = {0};
+        struct qemu_handover h;
+        char *kernel, *initrd;
+
+        (void)state;
+        if (asprintf(&kernel, "%s/vmlinuz", dir) < 0 || asprintf(&initrd, "%s/initrd", dir) < 0 ||
+            asprintf(&p.qmp, "%s/q.qmp", dir) < 0 || asprintf(&p.agent, "%s/q.agent", dir) < 0)
+                abort();
+        c.kernel = kernel, c.initrd = initrd;
+        assert_true(sh(dir, "chmod 0700 . && touch vmlinuz initrd && chmod 0600 vmlinuz initrd"));
+        assert_int_equal(qemu_handover_open(&c, &p, -1, id, ql, &h, err, sizeof(err)), -EACCES);
+        print_message("# %s\n", err);
+        char want[PATH_MAX + 100];
+        snprintf(want, sizeof(want), "kernel %s: %s (as user nobody, whom QEMU runs as)", kernel,
+                 strerror(EACCES));
+        assert_string_equal(err, want);
+        assert_true(sh(dir, "setfacl -m u:nobody:r vmlinuz"));
+        assert_int_equal(qemu_handover_open(&c, &p, -1, id, ql, &h, err, sizeof(err)), -EACCES);
+        assert_non_null(strstr(err, "initrd "));
+        char grant[64];
+        snprintf(grant, sizeof(grant), "setfacl -m g:%u:r initrd", (unsigned)id->gid);
+        assert_true(sh(dir, grant));
+        assert_int_equal(qemu_handover_open(&c, &p, -1, id, ql, &h, err, sizeof(err)), 0);
+        qemu_handover_close(&h, -1);
+        /* Write alone is not read. */
+        assert_true(sh(dir, "setfacl -b vmlinuz && chmod 0602 vmlinuz"));
+        assert_int_equal(qemu_handover_open(&c, &p, -1, id, ql, &h, err, sizeof(err)), -EACCES);
+        assert_non_null(strstr(err, "kernel "));
+        unlink(p.qmp);
+        unlink(p.agent);
+        free(kernel), free(initrd), free(p.qmp), free(p.agent);
+        qemu_launch_free(ql);
         qt_rmtree(dir);
 }
 
@@ -546,7 +627,7 @@ static int hand_over(const char *dir, const char *kernel, const char *initrd, co
             (disk && asprintf(&d, "%s/%s", dir, disk) < 0))
                 abort();
         c.kernel = k, c.initrd = i, c.disk = d;
-        r = qemu_handover_open(&c, &p, -1, &id, h, err, errlen);
+        r = qemu_handover_open(&c, &p, -1, &id, NULL, h, err, errlen);
         unlink(p.qmp);
         unlink(p.agent);
         free(k), free(i), free(d), free(p.qmp), free(p.agent);
@@ -1920,6 +2001,7 @@ int main(void)
             cmocka_unit_test(a_fifo_in_place_of_a_file_is_refused_without_waiting),
             cmocka_unit_test(a_fifo_in_place_of_the_console_log_is_refused_without_waiting),
             cmocka_unit_test(a_backing_file_the_qemu_user_cannot_read_is_not_handed_over),
+            cmocka_unit_test(the_kernel_and_initrd_are_judged_for_the_qemu_user_acls_included),
             cmocka_unit_test(layout_follows_the_settings),
             cmocka_unit_test(paths_fit_in_a_socket_address),
             cmocka_unit_test(accel_is_chosen_and_explained),

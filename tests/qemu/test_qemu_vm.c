@@ -552,7 +552,7 @@ static void start_failures_name_the_vm_and_cause(void **state)
         assert_true(start_error(f, ini, err, sizeof(err)) < 0);
         print_message("# %s\n", err);
         assert_non_null(strstr(err, "vm \"private\": kernel"));
-        assert_non_null(strstr(err, "cannot be read by user"));
+        assert_non_null(strstr(err, ": Permission denied (as user "));
 }
 
 static void check_vm_reports_file_and_line(void **state)
