@@ -238,7 +238,8 @@ int attach_parse(const char *text, size_t len, struct attach_list *ret, char *er
         json_t *root;
         void *vms;
         char why[384] = "";
-        int r = savefile_parse(text, len, &attach_spec, &root, &vms, &l.n, err, errlen);
+        int r = savefile_parse_lenient(text, len, &attach_spec, &root, &vms, &l.n, &l.dropped, err,
+                                       errlen);
 
         if (r < 0)
                 return r;
@@ -259,6 +260,7 @@ void attach_list_free(struct attach_list *l)
         if (!l)
                 return;
         free(l->vms);
+        savefile_drops_free(&l->dropped);
         *l = (struct attach_list){0};
 }
 
@@ -436,8 +438,21 @@ static int load(const struct daemon *d, struct attach_list *ret)
                 else
                         log_msg(LOG_ERR, "%s: %s; cannot set it aside (%s), no VM is reattached",
                                 path, err, strerror(-aside));
+                return r;
         }
-        return r;
+        if (!ret->dropped.n)
+                return 0;
+        /* the entries that are good are reattached; the file as it was, for a look */
+        for (size_t i = 0; i < ret->dropped.n; i++)
+                log_msg(LOG_ERR, "%s: %s; this entry is dropped", path, ret->dropped.messages[i]);
+        aside = fsutil_set_aside(path, bad, sizeof(bad));
+        if (aside == 0)
+                log_msg(LOG_ERR, "%s set aside as %s; the other %zu entries are kept", path, bad,
+                        ret->n);
+        else
+                log_msg(LOG_ERR, "cannot set %s aside: %s; the other %zu entries are kept", path,
+                        strerror(-aside), ret->n);
+        return 0;
 }
 
 int attach_init(struct daemon *d)

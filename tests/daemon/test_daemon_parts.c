@@ -446,16 +446,79 @@ static void state_drops_a_bad_entry_and_keeps_the_others(void **state)
         }
 }
 
+/* running.json the same way: a bad entry is left out, named; the VMs around it are kept. */
+static void attach_drops_a_bad_entry_and_keeps_the_others(void **state)
+{
+        static const struct {
+                const char *entry, *why;
+        } bad[] = {
+            {"{\"name\":\"b\",\"assigned_bytes\":1,\"target_bytes\":1}", "state"},
+            {"{\"name\":\"b\",\"state\":\"off\",\"assigned_bytes\":1,\"target_bytes\":1}",
+             "b: state \"off\" is not running or stopping"},
+            {"{\"name\":\"b\",\"state\":\"running\",\"assigned_bytes\":-1,\"target_bytes\":1}",
+             "b: sizes out of range"},
+            {"{\"name\":\"b\",\"state\":\"running\",\"assigned_bytes\":\"1G\","
+             "\"target_bytes\":1}",
+             "Expected integer"},
+            {"{\"name\":\"b\",\"state\":\"running\",\"assigned_bytes\":1,\"target_bytes\":1,"
+             "\"counters\":{\"add_operations\":-3}}",
+             "b: add_operations: not a count"},
+            {"{\"name\":\"b\",\"state\":\"running\",\"assigned_bytes\":1,\"target_bytes\":1,"
+             "\"counters\":7}",
+             "b: counters: not an object"},
+            {"{\"name\":\"../b\",\"state\":\"running\",\"assigned_bytes\":1,\"target_bytes\":1}",
+             "invalid VM name"},
+            {"{\"state\":\"running\",\"assigned_bytes\":1,\"target_bytes\":1}",
+             "without a \"name\""},
+            {"7", "without a \"name\""},
+            {"{\"name\":\"a\",\"state\":\"running\",\"assigned_bytes\":1,\"target_bytes\":1}",
+             "a is listed twice"},
+        };
+        struct attach_list l;
+        char text[768], err[256];
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                snprintf(text, sizeof(text),
+                         "{\"version\":1,\"host\":{\"crashes\":4},\"vms\":[{\"name\":\"a\","
+                         "\"state\":\"running\",\"assigned_bytes\":7,\"target_bytes\":8},\n  %s,\n"
+                         "  {\"name\":\"c\",\"state\":\"stopping\",\"assigned_bytes\":9,"
+                         "\"target_bytes\":9,\"counters\":{\"add_operations\":5}}]}",
+                         bad[i].entry);
+                err[0] = '\0';
+                assert_int_equal(attach_parse(text, strlen(text), &l, err, sizeof(err)), 0);
+                assert_int_equal(l.n, 2);
+                assert_string_equal(l.vms[0].name, "a");
+                assert_int_equal(l.vms[0].state, VM_RUNNING);
+                assert_int_equal(l.vms[0].assigned_bytes, 7);
+                assert_int_equal(l.vms[0].target_bytes, 8);
+                assert_string_equal(l.vms[1].name, "c");
+                assert_int_equal(l.vms[1].state, VM_STOPPING);
+                assert_int_equal(l.vms[1].assigned_bytes, 9);
+                assert_int_equal(l.vms[1].counters.add_operations, 5);
+                assert_int_equal(l.host.crashes, 4);
+                assert_int_equal(l.dropped.n, 1);
+                if (strncmp(l.dropped.messages[0], "vms[1]: ", 8) != 0 ||
+                    !strstr(l.dropped.messages[0], bad[i].why))
+                        fail_msg("%s: \"vms[1]: ...%s\" not in \"%s\"", bad[i].entry, bad[i].why,
+                                 l.dropped.messages[0]);
+                attach_list_free(&l);
+        }
+}
+
 /* Both saved files go through one parser: the same shape problems, the same messages. */
 static int parse_either(bool attach, const char *text, char *err, size_t errlen)
 {
-        struct attach_list l;
+        struct attach_list l = {0};
         struct state st = {0};
         int r;
 
         if (attach) {
                 r = attach_parse(text, strlen(text), &l, err, errlen);
-                if (r == 0)
+                if (r == 0 && l.dropped.n) { /* left out alone: the same message */
+                        snprintf(err, errlen, "%s", l.dropped.messages[0]);
+                        r = -EINVAL;
+                }
+                if (r == 0 || l.dropped.n)
                         attach_list_free(&l);
         } else {
                 r = state_parse(text, strlen(text), &st, err, errlen);
@@ -1072,6 +1135,7 @@ int main(void)
             cmocka_unit_test(atomic_write_makes_a_fresh_file),
             cmocka_unit_test(state_load_names_what_is_wrong),
             cmocka_unit_test(state_drops_a_bad_entry_and_keeps_the_others),
+            cmocka_unit_test(attach_drops_a_bad_entry_and_keeps_the_others),
             cmocka_unit_test(backend_table),
             cmocka_unit_test(peer_status_is_range_checked),
             cmocka_unit_test(a_peer_that_never_finishes_is_down_after_its_timeout),

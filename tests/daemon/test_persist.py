@@ -454,6 +454,44 @@ def one_bad_entry_costs_the_others_nothing(bins):
         d.cleanup()
 
 
+@tap.case
+def one_bad_running_entry_costs_the_others_nothing(bins):
+    # running.json: the VMs around a bad entry are still reattached (the simulated ones
+    # never outlive dynmemd, so each is found off), the host's counters kept.
+    d = Daemon(bins, config())
+    os.makedirs(d.state_dir)
+    path = os.path.join(d.state_dir, "running.json")
+    text = ('{"version": 1, "host": {"add_operations": 1000}, "vms": [\n'
+            '  {"name":"web1","state":"running","assigned_bytes":1073741824,'
+            '"target_bytes":1073741824},\n'
+            '  {"name":"db1","state":"paused","assigned_bytes":536870912,'
+            '"target_bytes":536870912},\n'
+            '  {"name":"gone1","state":"stopping","assigned_bytes":536870912,'
+            '"target_bytes":536870912}\n]}\n')
+    with open(path, "w") as f:
+        f.write(text)
+    try:
+        d.start()
+        log = d.log()
+        check("web1: was running when dynmemd stopped; nothing of it runs now: off" in log,
+              "the entry before the bad one is reattached", log)
+        check("gone1: was running when dynmemd stopped but is no longer defined" in log,
+              "the entry after it too", log)
+        check("db1: was running" not in log, "the bad one is not", log)
+        check(f'{path}: vms[1]: db1: state "paused" is not running or stopping; this entry '
+              "is dropped" in log, "the log names the entry and why", log)
+        check(f"{path} set aside as {path}.bad; the other 2 entries are kept" in log,
+              "and where the file as it was went", log)
+        with open(path + ".bad") as f:
+            check(f.read() == text, "set aside whole")
+        c = d.json("counters", "--set", "balancer")["balancer"]
+        check(c["memory_add_operations"] >= 1000, "the host's counters are kept", c)
+        d.wait_state("web1", "running")
+    finally:
+        d.stop()
+        d.cleanup()
+
+
 def set_aside_beside_an_earlier_one(bins, name, logged):
     """A bad NAME goes beside a NAME.bad set aside before, never over it; logged(bad)
     is the log line that names where it went."""
