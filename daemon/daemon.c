@@ -272,10 +272,15 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 
 /* ---- set-up ---- */
 
+/* The first CONFIG_DIAG_MAX problems, then one line for the rest. */
 static void log_diag(struct config_diag *diag)
 {
+        char more[64];
+
         for (size_t i = 0; i < diag->count; i++)
                 log_msg(LOG_ERR, "%s", diag->messages[i]);
+        if (config_diag_more(diag, more, sizeof(more)))
+                log_msg(LOG_ERR, "%s", more);
         config_diag_free(diag);
 }
 
@@ -644,14 +649,24 @@ static void keep_fixed(struct config *cfg, struct config *old)
         SWAP(cfg->sim, old->sim);
 }
 
-/* A failed reload's problems, logged, and the first kept for dynmem status. */
+/*
+ * A failed reload's problems, logged, and the first kept for dynmem status
+ * with how many more there are and how many of those the log shows.
+ */
 static void reload_diag(struct daemon *d, struct config_diag *diag)
 {
-        if (diag->count == 1)
+        char n[32];
+
+        if (diag->count == 1 && !diag->more)
                 snprintf(d->reload_error, sizeof(d->reload_error), "%s", diag->messages[0]);
-        else if (diag->count > 1)
+        else if (diag->count > 1 && !diag->more)
                 snprintf(d->reload_error, sizeof(d->reload_error), "%s (and %zu more in the log)",
                          diag->messages[0], diag->count - 1);
+        else if (diag->count > 0)
+                snprintf(d->reload_error, sizeof(d->reload_error),
+                         "%s (and %s more; the next %zu in the log)", diag->messages[0],
+                         config_count_format(diag->count - 1 + diag->more, n, sizeof(n)),
+                         diag->count - 1);
         log_diag(diag);
 }
 

@@ -104,11 +104,14 @@ static int parse_options(int argc, char **argv, struct options *opt)
 static int check_config(const char *path, const char *group)
 {
         struct config_diag diag = {0};
+        char more[64];
         char summary[512] = "";
         int r = dconfig_check_file(path, group, &diag, summary, sizeof(summary));
 
         for (size_t i = 0; i < diag.count; i++)
                 fprintf(stderr, "%s\n", diag.messages[i]);
+        if (config_diag_more(&diag, more, sizeof(more)))
+                fprintf(stderr, "%s\n", more);
         config_diag_free(&diag);
         if (r < 0)
                 return 2;

@@ -33,6 +33,10 @@ void config_diag_add(struct config_diag *d, const char *file, unsigned line, con
 
         if (!d)
                 return;
+        if (d->count >= CONFIG_DIAG_MAX) {
+                d->more++;
+                return;
+        }
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
@@ -49,6 +53,33 @@ void config_diag_add(struct config_diag *d, const char *file, unsigned line, con
         d->messages[d->count++] = full;
 }
 
+char *config_count_format(size_t n, char *buf, size_t len)
+{
+        char digits[24];
+        int nd = snprintf(digits, sizeof(digits), "%zu", n);
+        size_t o = 0;
+
+        for (int i = 0; i < nd && o + 1 < len; i++) {
+                if (i > 0 && (nd - i) % 3 == 0 && o + 2 < len)
+                        buf[o++] = ',';
+                buf[o++] = digits[i];
+        }
+        if (len)
+                buf[o] = '\0';
+        return buf;
+}
+
+const char *config_diag_more(const struct config_diag *d, char *buf, size_t len)
+{
+        char n[32];
+
+        if (!d || !d->more)
+                return NULL;
+        snprintf(buf, len, "... and %s more problem%s", config_count_format(d->more, n, sizeof(n)),
+                 d->more == 1 ? "" : "s");
+        return buf;
+}
+
 void config_diag_free(struct config_diag *d)
 {
         if (!d)
@@ -58,6 +89,7 @@ void config_diag_free(struct config_diag *d)
         free(d->messages);
         d->messages = NULL;
         d->count = 0;
+        d->more = 0;
 }
 
 /* ---- key tables ---- */

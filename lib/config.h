@@ -33,14 +33,28 @@
 #define CONFIG_VMS_MAX   100000
 #define CONFIG_FILE_MAX  (16u * 1024 * 1024)
 
-/* Problems found while reading; each message is complete ("FILE:LINE: ..."). */
+/*
+ * Problems found while reading; each message is complete ("FILE:LINE: ...").
+ * The first CONFIG_DIAG_MAX are kept, the others only counted (a binary file
+ * given as the configuration has a problem on nearly every line): whoever
+ * shows the messages adds config_diag_more()'s line after them.
+ */
+#define CONFIG_DIAG_MAX 20
+
 struct config_diag {
         char **messages;
-        size_t count;
+        size_t count; /* messages kept, at most CONFIG_DIAG_MAX */
+        size_t more;  /* problems after those, counted and not kept */
 };
 
 void config_diag_add(struct config_diag *d, const char *file, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* "... and 6,980 more problems" into buf; NULL when every problem is in d->messages. */
+const char *config_diag_more(const struct config_diag *d, char *buf, size_t len);
+
+/* A count with its thousands grouped, "6,980", into buf (at least 27 bytes). */
+char *config_count_format(size_t n, char *buf, size_t len);
 
 /*
  * Opens a text file to read (configuration, trace): a directory, a FIFO or a

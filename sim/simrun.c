@@ -44,6 +44,7 @@ static int check_start(const struct config *cfg, const struct config_vm *cvm,
 int simrun_load_scenario(const char *path, struct config *ret)
 {
         struct config_diag diag = {0};
+        char more[64];
         struct backend *b = NULL;
         char err[256] = "";
         int r;
@@ -72,6 +73,8 @@ int simrun_load_scenario(const char *path, struct config *ret)
                         r = -EINVAL;
         for (size_t i = 0; i < diag.count; i++)
                 fprintf(stderr, "%s\n", diag.messages[i]);
+        if (config_diag_more(&diag, more, sizeof(more)))
+                fprintf(stderr, "%s\n", more);
         if (r < 0 && diag.count == 0)
                 fprintf(stderr, "%s: invalid scenario (sim keys: %s)\n", path, sim_only_keys_hint);
         if (b)

@@ -250,6 +250,27 @@ def sighup_with_a_broken_file_keeps_the_old_one(bins):
 
 
 @tap.case
+def sighup_with_a_binary_file_logs_the_first_problems(bins):
+    """A binary file has a problem on nearly every line: the first 20 are logged, then one
+    line for the rest, and dynmem status says how many the log shows."""
+    with daemon(bins, config()) as d:
+        d.wait_state("web1", "running")
+        with open(d.conf, "wb") as f:
+            f.write(b"\x7fELF\x02\x01\x01\x00\x00\n" * 7000)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "more problems" in d.log(), "the closing line in the log")
+        log = d.log()
+        nul = [ln for ln in log.splitlines() if f"{d.conf}:" in ln and "a NUL byte" in ln]
+        check(len(nul) == 20, "the first 20 problems are logged", len(nul), log[-3000:])
+        check(f"{d.conf}:20: a NUL byte" in nul[-1], "with their lines", nul[-1:])
+        check("... and 6,980 more problems" in log, "then how many more", log[-3000:])
+        h = d.status()
+        check(re.match(re.escape(d.conf) + r":1: a NUL byte.*\(and 6,999 more; the next 19 in "
+                       r"the log\)$", h["reload_error"] or ""), "status says what the log holds", h)
+        check(d.vms()["web1"]["state"] == "running", "the configuration in force stays")
+
+
+@tap.case
 def sighup_with_an_empty_file_removes_nothing(bins):
     """A file caught between truncation and writing (an editor, a deployment tool) would
     otherwise remove every VM and drop its saved settings."""

@@ -1063,6 +1063,71 @@ static void diag_helpers(void **state)
         config_diag_free(NULL);
 }
 
+/*
+ * A file with a problem on every line (a binary file given as the
+ * configuration): the first CONFIG_DIAG_MAX are kept with their lines, the
+ * rest counted for one closing line.
+ */
+static void many_problems_are_capped(void **state)
+{
+        enum { LINES = 7000 };
+        char *dir = tu_tempdir(), more[64], want[32];
+        size_t len = 0;
+        char *text = malloc(LINES * 16);
+        struct config_diag d = {0};
+
+        assert_non_null(text);
+        for (int i = 1; i <= LINES; i++) {
+                static const char line[] = "\x7f"
+                                           "ELF\x02\x01\x01\0\0\n";
+                memcpy(text + len, line, sizeof(line) - 1);
+                len += sizeof(line) - 1;
+        }
+        assert_int_equal(load_bytes(dir, text, len, &d), -EINVAL);
+        assert_int_equal(d.count, CONFIG_DIAG_MAX);
+        assert_int_equal(d.more, LINES - CONFIG_DIAG_MAX);
+        assert_non_null(strstr(d.messages[0], "nul.ini:1: a NUL byte"));
+        snprintf(want, sizeof(want), "nul.ini:%d: a NUL byte", CONFIG_DIAG_MAX);
+        assert_non_null(strstr(d.messages[CONFIG_DIAG_MAX - 1], want));
+        assert_non_null(config_diag_more(&d, more, sizeof(more)));
+        assert_string_equal(more, "... and 6,980 more problems");
+        config_diag_free(&d);
+        assert_int_equal(d.more, 0);
+        assert_null(config_diag_more(&d, more, sizeof(more)));
+
+        /* one past the cap: said in the singular */
+        for (int i = 0; i <= CONFIG_DIAG_MAX; i++)
+                config_diag_add(&d, "f.ini", (unsigned)i + 1, "bad");
+        assert_int_equal(d.count, CONFIG_DIAG_MAX);
+        assert_string_equal(config_diag_more(&d, more, sizeof(more)), "... and 1 more problem");
+        config_diag_free(&d);
+        free(text);
+        tu_rmtree(dir);
+}
+
+static void counts_are_grouped(void **state)
+{
+        static const struct {
+                size_t n;
+                const char *text;
+        } cases[] = {
+            {0, "0"},
+            {7, "7"},
+            {999, "999"},
+            {1000, "1,000"},
+            {6980, "6,980"},
+            {123456, "123,456"},
+            {1234567, "1,234,567"},
+        };
+        char buf[32];
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+                assert_string_equal(config_count_format(cases[i].n, buf, sizeof(buf)),
+                                    cases[i].text);
+        /* a short buffer is cut, never overrun */
+        assert_string_equal(config_count_format(1234567, buf, 4), "1,2");
+}
+
 /* [cluster] and [peer "NAME"]: hosts that relieve each other. */
 static void cluster_and_peers(void **state)
 {
@@ -1150,6 +1215,8 @@ int main(void)
             cmocka_unit_test(real_file_line_limits),
             cmocka_unit_test(not_a_regular_file),
             cmocka_unit_test(diag_helpers),
+            cmocka_unit_test(many_problems_are_capped),
+            cmocka_unit_test(counts_are_grouped),
             cmocka_unit_test(cluster_and_peers),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
