@@ -156,9 +156,22 @@ static bool same_file(const struct stat *a, const struct stat *b)
                a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
+/*
+ * The trace's own problems ("/srv/t.csv: cannot open: ...", "/srv/t.csv:12:
+ * ...") each with the configuration line of its trace = key before it.
+ */
+static void trace_diag(const struct config *cfg, const struct config_kv *kv,
+                       const struct config_diag *from, struct config_diag *diag)
+{
+        for (size_t i = 0; i < from->count; i++)
+                config_diag_add(diag, cfg->path, kv->line, "trace: %s", from->messages[i]);
+        if (diag)
+                diag->more += from->more;
+}
+
 /* The VM's trace, shared with other VMs replaying the same unchanged file. */
-static int trace_get(struct sim_backend *sb, const struct config_vm *cvm, struct shared_trace **ret,
-                     struct config_diag *diag)
+static int trace_get(struct sim_backend *sb, const struct config *cfg, const struct config_vm *cvm,
+                     struct shared_trace **ret, struct config_diag *diag)
 {
         const struct config_kv *kv = config_vm_key(cvm, "trace");
         char *path = kv ? resolve(sb->base_dir, kv->value) : NULL;
@@ -186,7 +199,10 @@ static int trace_get(struct sim_backend *sb, const struct config_vm *cvm, struct
                 return -ENOMEM;
         }
         sb->traces = grown;
-        r = trace_load(path, &t->trace, diag);
+        struct config_diag own = {0};
+        r = trace_load(path, &t->trace, &own);
+        trace_diag(cfg, kv, &own, diag);
+        config_diag_free(&own);
         if (r < 0) {
                 free(t), free(path);
                 return r;
@@ -223,7 +239,7 @@ static int sim_check_vm(struct backend *b, const struct config *cfg, const struc
 
         if (r < 0)
                 return r;
-        r = trace_get(priv(b), cvm, &t, diag);
+        r = trace_get(priv(b), cfg, cvm, &t, diag);
         if (r == 0)
                 trace_put(priv(b), t);
         return r;
@@ -241,7 +257,7 @@ static int sim_configure_vm(struct backend *b, struct vm *vm, const struct confi
 
         r = parse_keys(cfg, cvm, &parsed, &diag);
         if (r == 0)
-                r = trace_get(sb, cvm, &parsed.trace, &diag);
+                r = trace_get(sb, cfg, cvm, &parsed.trace, &diag);
         if (r < 0) {
                 snprintf(err, errlen, "%s", diag.count ? diag.messages[0] : "bad sim keys");
                 config_diag_free(&diag);

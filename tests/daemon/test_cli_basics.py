@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import GIB, MIB, Daemon, Tap, check, main, running, wait_for  # noqa: E402
+from dynmemtest import DATA, GIB, MIB, Daemon, Tap, check, main, running, wait_for  # noqa: E402
 
 
 tap = Tap()
@@ -65,6 +65,23 @@ def config_check_reports_file_and_line(bins):
                                           p.stderr), "unknown backend key with its line", p)
     p, conf = check_config(bins, CONFIG + "\n[vm \"x3\"]\ntrace = @DATA@/bad.csv\n")
     check(p.returncode == 2 and "bad.csv:3:" in p.stderr, "bad trace reported with its line", p)
+
+
+@tap.case
+def config_check_names_the_line_of_a_missing_trace(bins):
+    # the trace's own path and error, after the configuration line of its trace = key
+    d = Daemon(bins, CONFIG + "\n[vm \"x4\"]\nstartup = 1G\ntrace = @DATA@/gone.csv\n")
+    try:
+        with open(d.conf) as f:
+            line = f.read().split("\n").index(f"trace = {DATA}/gone.csv") + 1
+        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        want = f"{d.conf}:{line}: trace: {DATA}/gone.csv: cannot open: No such file or directory"
+        check(p.returncode == 2 and want in p.stderr, "FILE:LINE: trace: PATH: why", want, p)
+    finally:
+        d.cleanup()
+    p, conf = check_config(bins, CONFIG + "\n[vm \"x3\"]\ntrace = @DATA@/bad.csv\n")
+    check(re.search(re.escape(conf) + r":\d+: trace: .*bad\.csv:3: ", p.stderr),
+          "a bad row too", p)
 
 
 @tap.case

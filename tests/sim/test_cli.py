@@ -287,7 +287,9 @@ def test_missing_trace():
     path = write("missing.ini", "[host]\nmemory = 4G\n" +
                  GOOD_VM.replace("a.csv", "traces/gone.csv"))
     r = run(path)
-    expect_exit(r, 2, os.path.join(TMP, "traces/gone.csv"), "cannot open")
+    # the scenario's line of the trace = key, then the trace's own path and error
+    expect_exit(r, 2, f"{path}:9: trace: " + os.path.join(TMP, "traces/gone.csv") +
+                ": cannot open: No such file or directory")
     assert r.stdout == ""
 
 
@@ -295,7 +297,8 @@ def test_bad_trace_line():
     path = scenario("badtrace.ini", "[host]\nmemory = 4G\n" + GOOD_VM,
                     trace="seconds,demand\n0,300M\n# fine so far\n10,lots\n")
     r = run(path)
-    expect_exit(r, 2, os.path.join(TMP, "a.csv") + ":4:", '"lots" is not a demand')
+    expect_exit(r, 2, f"{path}:9: trace: " + os.path.join(TMP, "a.csv") + ":4:",
+                '"lots" is not a demand')
     assert r.stdout == ""
 
 
