@@ -28,7 +28,7 @@ enum {
         OPT_COUNTERS = 1u << 4, /* counters: --set, --vm, --interval, --count */
         OPT_FOLLOW = 1u << 5,   /* events: --follow */
         OPT_MIGRATE = 1u << 6,  /* migrate: --connect, --migrate-uri, --persistent, ... */
-        OPT_SET = 1u << 7,      /* set: --autostart on|off */
+        OPT_SET = 1u << 7,      /* set: --autostart on|off, --reset KEY */
 };
 
 struct command {
@@ -65,6 +65,7 @@ static const struct command commands[] = {
 enum {
         KEY_AUTOSTART = 256,
         KEY_AUTOSTART_SET,
+        KEY_RESET,
         KEY_TIMEOUT,
         KEY_SET,
         KEY_VM,
@@ -91,6 +92,7 @@ static const struct {
     {{"option", required_argument, NULL, 'o'}, OPT_CREATE},
     {{"autostart", no_argument, NULL, KEY_AUTOSTART}, OPT_CREATE},
     {{"autostart", required_argument, NULL, KEY_AUTOSTART_SET}, OPT_SET},
+    {{"reset", required_argument, NULL, KEY_RESET}, OPT_SET},
     {{"set", required_argument, NULL, KEY_SET}, OPT_COUNTERS},
     {{"vm", required_argument, NULL, KEY_VM}, OPT_COUNTERS},
     {{"interval", required_argument, NULL, KEY_INTERVAL}, OPT_COUNTERS},
@@ -135,8 +137,9 @@ static void usage(FILE *out)
                         i % 4 == 3 || i + 1 == SETTINGS_N ? "\n" : "");
         }
         fputs("Options of create: -o, --option KEY=VALUE (backend keys, e.g. trace=FILE.csv),\n"
-              "  --autostart.  Option of set: --autostart on|off (start the VM when dynmemd\n"
-              "  starts).  Option of stop: -f, --force.\n"
+              "  --autostart.  Options of set: --autostart on|off (start the VM when dynmemd\n"
+              "  starts); --reset KEY[,KEY...] (KEY: a setting above, autostart or all: back\n"
+              "  to the configuration file's value).  Option of stop: -f, --force.\n"
               "Options of counters: --set balancer|vm, --vm NAME, --interval DURATION,\n"
               "  --count N (a series, as CSV).  Option of events: --follow.\n"
               "Options of migrate: --connect URI (the source, default qemu:///system),\n"
@@ -219,6 +222,29 @@ static int take_setting(struct control_request *req, const struct setting_desc *
         return 0;
 }
 
+/* --reset KEY[,KEY...]: settings by option name, autostart or all; repeatable. */
+static int take_reset(struct control_request *req, const char *arg)
+{
+        char word[64];
+        const char *p = arg;
+
+        do {
+                size_t n = strcspn(p, ",");
+                if (n == 0 || n >= sizeof(word))
+                        return fail_usage("--reset: \"%s\" is not KEY[,KEY...]", arg);
+                memcpy(word, p, n);
+                word[n] = '\0';
+                if (!settings_find(word) && strcmp(word, "autostart") != 0 &&
+                    strcmp(word, "all") != 0)
+                        return fail_usage("--reset: \"%s\" is not a setting (--reset takes the "
+                                          "options' names: buffer, weight, ...), autostart or all",
+                                          word);
+                control_reset_word(word, &req->reset, &req->reset_autostart);
+                p += n;
+        } while (*p++ == ',');
+        return 0;
+}
+
 /* The options of counters and events. Returns 0 or -EINVAL (reported). */
 static int take_view_option(struct cli *cli, int key, const char *arg)
 {
@@ -280,6 +306,8 @@ static int take_option(struct cli *cli, int key, const char *arg)
                         return fail_usage("--autostart: \"%s\" is not " SWITCH_WORDS, arg);
                 req->autostart_given = true;
                 return 0;
+        case KEY_RESET:
+                return take_reset(req, arg);
         case KEY_TIMEOUT:
                 if (duration_parse(arg, &cli->timeout_ms) < 0 || cli->timeout_ms == 0)
                         return fail_usage("--timeout: \"%s\"%s is not a duration (30s, 5m)", arg,
@@ -395,8 +423,12 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
         }
         if (cmd->operands == 2)
                 cli->operand = argv[first + 1];
-        if ((cmd->options & OPT_SET) && cli->req.given == 0 && !cli->req.autostart_given)
+        bool reset = cli->req.reset || cli->req.reset_autostart;
+        if ((cmd->options & OPT_SET) && cli->req.given == 0 && !cli->req.autostart_given && !reset)
                 return fail_usage("%s: nothing to change", cmd->name);
+        if (reset && (cli->req.given || cli->req.autostart_given))
+                return fail_usage("%s: --reset goes alone; make the changes with another set",
+                                  cmd->name);
         if (cli->vm && cli->set && strcmp(cli->set, "balancer") == 0)
                 return fail_usage("%s: --vm needs the vm set", cmd->name);
         return 0;

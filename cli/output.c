@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "settings.h"
 #include "units.h"
 
 #define CELL_MAX 80 /* a cell of the VM table: a whole name, a state with its migration */
@@ -66,6 +67,25 @@ static void cell_bool(const json_t *obj, const char *key, char *buf, size_t len)
         const json_t *v = json_object_get(obj, key);
 
         snprintf(buf, len, "%s", json_is_true(v) ? "on" : json_is_false(v) ? "off" : "-");
+}
+
+/* Settings by JSON name as the options' names: "buffer, weight, autostart", or "none". */
+static void cell_names(const json_t *obj, const char *key, char *buf, size_t len)
+{
+        const json_t *v = json_object_get(obj, key), *w;
+        size_t i, at = 0;
+
+        snprintf(buf, len, "none");
+        json_array_foreach(v, i, w)
+        {
+                const char *name = json_string_value(w);
+                const struct setting_desc *d = name ? settings_find_json(name) : NULL;
+                if (at < len)
+                        at += (size_t)snprintf(buf + at, len - at, "%s%s", i ? ", " : "",
+                                               d      ? d->name
+                                               : name ? name
+                                                      : "?");
+        }
 }
 
 /* ---- the VM table ---- */
@@ -391,6 +411,7 @@ static const struct field vm_fields[] = {
     {"Lend:", "lend", cell_bool, false},
     {"Defined by:", "origin", cell_string, false},
     {"Autostart:", "autostart", cell_bool, false},
+    {"Overridden:", "overrides", cell_names, false},
     {"Guest sees:", "guest_visible_bytes", cell_size, true},
     {"Host RSS:", "host_rss_bytes", cell_size, true},
     {"Problem:", "problem", cell_string, false},
@@ -447,6 +468,12 @@ void output_vm(FILE *out, const json_t *vm)
         const json_t *backend = json_object_get(vm, "backend");
 
         print_fields(out, vm, vm_fields, sizeof(vm_fields) / sizeof(vm_fields[0]));
+        if (json_array_size(json_object_get(vm, "reset_pending")) > 0) {
+                char names[512];
+                cell_names(vm, "reset_pending", names, sizeof(names));
+                fprintf(out, "%-16s %s (the file's values once the VM is off)\n",
+                        "Reset waits:", names);
+        }
         if (json_is_string(refusal))
                 fprintf(out, "%-16s %s\n", "Last refusal:", json_string_value(refusal));
         for (size_t i = 0;

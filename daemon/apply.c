@@ -5,6 +5,7 @@
 #include "apply.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -157,6 +158,8 @@ static void update_from_config(struct daemon *d, const struct config *cfg,
                         "%s: keeping the current settings: %s (reload again once "
                         "the VM is off)",
                         e->vm.name, err);
+        else
+                e->reset_pending = 0; /* the file's values are in force */
         if (!registry_keys_equal(e, cvm->extra, cvm->n_extra) &&
             apply_keys(d, e, cvm->extra, cvm->n_extra, err, sizeof(err)) < 0)
                 log_msg(LOG_ERR, "%s: the backend does not accept it: %s", e->vm.name, err);
@@ -194,6 +197,124 @@ void apply_config(struct daemon *d, const struct config *cfg, bool initial)
                         drop_from_config(d, cfg, e);
         }
         daemon_vms_changed(d);
+}
+
+/* ---- dynmem set --reset ---- */
+
+static const struct config_vm *config_section(const struct config *cfg, const char *name)
+{
+        for (size_t i = 0; i < cfg->n_vms; i++)
+                if (strcmp(cfg->vms[i].name, name) == 0)
+                        return &cfg->vms[i];
+        return NULL;
+}
+
+/* "buffer, weight, autostart": the settings' option names in table order. */
+static void name_list(unsigned mask, bool autostart, char *out, size_t len)
+{
+        size_t at = 0;
+
+        out[0] = '\0';
+        for (size_t i = 0; i < SETTINGS_N && at < len; i++)
+                if (mask & settings_table[i].bit)
+                        at += (size_t)snprintf(out + at, len - at, "%s%s", at ? ", " : "",
+                                               settings_table[i].name);
+        if (autostart && at < len)
+                snprintf(out + at, len - at, "%sautostart", at ? ", " : "");
+}
+
+/*
+ * The file's values of `reset` on the VM: all at once when its state allows
+ * it, else one setting at a time in table order, each that the running VM
+ * can take. Returns the settings left to wait, with the first refusal in err.
+ */
+static unsigned take_file_values(struct daemon *d, struct registry_entry *e,
+                                 const struct config_vm *cvm, unsigned reset, char *err,
+                                 size_t errlen)
+{
+        struct vm_settings want = e->vm.settings;
+        char why[256] = "";
+        unsigned left = 0;
+
+        settings_merge(&want, &cvm->settings, reset);
+        if (apply_settings(d, e, &want, why, sizeof(why)) == 0)
+                return 0;
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *s = &settings_table[i];
+                if (!(reset & s->bit) || !(settings_diff(&e->vm.settings, &cvm->settings) & s->bit))
+                        continue;
+                want = e->vm.settings;
+                settings_merge(&want, &cvm->settings, s->bit);
+                if (apply_settings(d, e, &want, why, sizeof(why)) < 0) {
+                        if (!left)
+                                snprintf(err, errlen, "%s", why);
+                        left |= s->bit;
+                }
+        }
+        return left;
+}
+
+int apply_reset(struct daemon *d, struct registry_entry *e, unsigned reset, bool reset_autostart,
+                char *note, size_t notelen, char *warn, size_t warnlen)
+{
+        const struct config_vm *cvm = e->removed ? NULL : config_section(&d->cfg, e->vm.name);
+        unsigned was = e->overrides & reset;
+        bool was_autostart = reset_autostart && e->autostart_override;
+        char names[160], why[256] = "", at[PATH_MAX + 16];
+
+        if (!cvm) {
+                snprintf(note, notelen, "%s: no longer in %s; nothing to go back to", e->vm.name,
+                         d->cfg.path);
+                return -ENOENT;
+        }
+        snprintf(at, sizeof(at), "%s:%u", d->cfg.path, cvm->line);
+        unsigned left = take_file_values(d, e, cvm, reset, why, sizeof(why));
+        e->overrides &= ~reset;
+        e->reset_pending = (e->reset_pending & ~reset) | left;
+        if (reset_autostart) {
+                e->autostart = cvm->autostart;
+                e->autostart_override = false;
+        }
+        registry_touch(e);
+        name_list(was, was_autostart, names, sizeof(names));
+        if (names[0])
+                snprintf(note, notelen, "%s: %s from %s again", e->vm.name, names, at);
+        else
+                snprintf(note, notelen, "%s: nothing to reset: none of it was set with dynmem set",
+                         e->vm.name);
+        log_msg(LOG_INFO, "%s", note);
+        if (left) {
+                name_list(left, false, names, sizeof(names));
+                snprintf(warn, warnlen,
+                         "%s kept while the VM runs (%s); %s's value%s taken once it is off", names,
+                         why, at, strchr(names, ',') ? "s are" : " is");
+                log_msg(LOG_NOTICE, "%s: %s", e->vm.name, warn);
+        }
+        return 0;
+}
+
+void apply_reset_pending(struct daemon *d)
+{
+        for (size_t i = 0; i < d->reg.n; i++) {
+                struct registry_entry *e = d->reg.entries[i];
+                const struct config_vm *cvm;
+                char err[256] = "", names[160];
+
+                if (!e->reset_pending || !vm_is_off(&e->vm))
+                        continue;
+                cvm = e->removed || e->origin != REGISTRY_CONFIG
+                          ? NULL
+                          : config_section(&d->cfg, e->vm.name);
+                name_list(e->reset_pending, false, names, sizeof(names));
+                if (cvm && take_file_values(d, e, cvm, e->reset_pending, err, sizeof(err)) == 0)
+                        log_msg(LOG_INFO, "%s: off: %s from %s:%u now", e->vm.name, names,
+                                d->cfg.path, cvm->line);
+                else if (cvm)
+                        log_msg(LOG_WARNING, "%s: %s from %s:%u not taken: %s", e->vm.name, names,
+                                d->cfg.path, cvm->line, err);
+                e->reset_pending = 0;
+                registry_touch(e);
+        }
 }
 
 static void state_override(const struct state_vm *sv, struct registry_entry *e)

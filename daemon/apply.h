@@ -47,6 +47,20 @@ int apply_keys(struct daemon *d, struct registry_entry *e, const struct config_k
  */
 void apply_config(struct daemon *d, const struct config *cfg, bool initial);
 
+/*
+ * `dynmem set --reset`: hand the settings in `reset` (and autostart) of a VM
+ * of the configuration file back to the configuration in force, dropping
+ * their overrides. Values a running VM cannot take now (Hyper-V's rules, as
+ * at a reload) stay until it is off, then apply_reset_pending() takes them;
+ * `warn` says which. `note` says what was handed back. Returns 0, or -ENOENT
+ * with a reason in note when the configuration no longer defines the VM.
+ */
+int apply_reset(struct daemon *d, struct registry_entry *e, unsigned reset, bool reset_autostart,
+                char *note, size_t notelen, char *warn, size_t warnlen);
+
+/* Take the configuration's values a reset left waiting, for the VMs that are off now. */
+void apply_reset_pending(struct daemon *d);
+
 /* Take the state file's overrides and created VMs (at start, after apply_config). */
 void apply_state(struct daemon *d, const struct state *st);
 

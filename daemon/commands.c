@@ -39,6 +39,34 @@ static const char *origin_of(const struct daemon *d, const struct registry_entry
                                              : registry_origin_name(e->origin);
 }
 
+/* Settings' JSON names in mask, and "autostart" when autostart is true. */
+static json_t *names_json(unsigned mask, bool autostart)
+{
+        json_t *a = json_array();
+        int bad = !a;
+
+        for (size_t i = 0; !bad && i < SETTINGS_N; i++)
+                if (mask & settings_table[i].bit)
+                        bad |= json_array_append_new(a, json_string(settings_table[i].json));
+        if (!bad && autostart)
+                bad |= json_array_append_new(a, json_string("autostart"));
+        if (bad) {
+                json_decref(a);
+                return NULL;
+        }
+        return a;
+}
+
+/* A VM of the file: what `dynmem set` overrode, and what a reset left waiting. */
+static int put_overrides(json_t *obj, const struct registry_entry *e)
+{
+        if (e->origin != REGISTRY_CONFIG)
+                return 0;
+        return json_object_set_new(obj, "overrides",
+                                   names_json(e->overrides, e->autostart_override)) < 0 ||
+               json_object_set_new(obj, "reset_pending", names_json(e->reset_pending, false)) < 0;
+}
+
 static json_t *vm_json(struct daemon *d, const struct registry_entry *e)
 {
         struct backend_vm_description desc = {0};
@@ -49,6 +77,7 @@ static json_t *vm_json(struct daemon *d, const struct registry_entry *e)
         if (obj &&
             (json_object_set_new(obj, "origin", json_string(origin_of(d, e))) < 0 ||
              json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0 ||
+             put_overrides(obj, e) ||
              (e->problem[0] && json_object_set_new(obj, "problem", json_string(e->problem)) < 0))) {
                 json_decref(obj);
                 return NULL;
@@ -428,6 +457,42 @@ static char *set_owned(struct daemon *d, struct registry_entry *e,
         return reply_vm(d, e, NULL);
 }
 
+/*
+ * dynmem set --reset: a VM of the file goes back to the file's values; the
+ * others have no file values to go back to.
+ */
+static char *set_reset(struct daemon *d, struct registry_entry *e,
+                       const struct control_request *req)
+{
+        char note[512] = "", warn[512] = "", saved[512] = "";
+        json_t *vm;
+
+        if (e->origin == REGISTRY_BACKEND)
+                return control_reply_error(EOPNOTSUPP,
+                                           "%s: its settings live in its definition at %s, not "
+                                           "in %s: nothing to reset; change them with dynmem set",
+                                           e->vm.name, d->backend->ops->owner(d->backend),
+                                           d->config_path);
+        if (e->origin == REGISTRY_CREATED)
+                return control_reply_error(EPERM,
+                                           "%s: made with dynmem create, so %s has no values to "
+                                           "go back to; change them with dynmem set, or delete "
+                                           "and create it again",
+                                           e->vm.name, d->config_path);
+        if (apply_reset(d, e, req->reset, req->reset_autostart, note, sizeof(note), warn,
+                        sizeof(warn)) < 0)
+                return control_reply_error(ENOENT, "%s", note);
+        daemon_save(d, saved, sizeof(saved));
+        if (saved[0]) /* not saved: that matters more than what waits for the VM */
+                snprintf(warn, sizeof(warn), "%s", saved);
+        vm = vm_text(d, e) ? json_loads(e->json_text, 0, NULL) : NULL;
+        if (!vm)
+                return NULL;
+        return control_reply_ok(
+            warn[0] ? json_pack("{s:o, s:s, s:s}", "vm", vm, "note", note, "warning", warn)
+                    : json_pack("{s:o, s:s}", "vm", vm, "note", note));
+}
+
 static char *cmd_set(struct daemon *d, const struct control_request *req,
                      enum commands_wait *ret_wait)
 {
@@ -446,6 +511,8 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
                                            "%s: migrating; change its settings once it has "
                                            "arrived",
                                            e->vm.name);
+        if (req->reset || req->reset_autostart)
+                return set_reset(d, e, req);
         if (e->origin == REGISTRY_BACKEND && req->autostart_given)
                 return control_reply_error(EOPNOTSUPP,
                                            "%s: %s starts its domains: virsh autostart %s%s",
@@ -462,6 +529,7 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
                         return control_reply_error(-r, "%s: %s", e->vm.name, err);
                 if (e->origin == REGISTRY_CONFIG)
                         e->overrides |= given;
+                e->reset_pending &= ~given; /* set anew: nothing of the file waits for them */
                 log_msg(LOG_INFO, "%s: settings changed", e->vm.name);
         }
         /* Taken at dynmemd's next start (and by a reload that defines the VM anew), as

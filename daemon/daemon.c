@@ -236,6 +236,7 @@ void daemon_cycle(struct daemon *d)
         relief_cycle(d);
         attach_after_cycle(d); /* before replies: a started VM is on disk first */
         control_server_after_cycle(d->server);
+        apply_reset_pending(d); /* before a start: a VM that stopped takes the file's values */
         if (apply_sweep(d) > 0) {
                 daemon_vms_changed(d);
                 daemon_save(d, NULL, 0);

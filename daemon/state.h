@@ -7,6 +7,7 @@
  * describes how it combines with the configuration file.
  *
  * `dynmem set` also overrides a configuration VM's autostart ("autostart" kept with it).
+ * `dynmem set --reset` drops overrides: the entry loses those fields, or goes.
  *
  *   {"version": 1, "vms": [
  *     {"name": "web1", "origin": "config", "settings": {"buffer_percent": 30}},

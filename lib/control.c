@@ -21,7 +21,8 @@ static const struct control_command_info commands[CONTROL_N_COMMANDS] = {
     [CONTROL_STATUS] = {"status", false, false, 0},
     [CONTROL_START] = {"start", true, true, 0},
     [CONTROL_STOP] = {"stop", true, true, CONTROL_FIELD_FORCE},
-    [CONTROL_SET] = {"set", true, true, CONTROL_FIELD_SETTINGS | CONTROL_FIELD_AUTOSTART},
+    [CONTROL_SET] = {"set", true, true,
+                     CONTROL_FIELD_SETTINGS | CONTROL_FIELD_AUTOSTART | CONTROL_FIELD_RESET},
     [CONTROL_CREATE] = {"create", true, true,
                         CONTROL_FIELD_SETTINGS | CONTROL_FIELD_BACKEND | CONTROL_FIELD_AUTOSTART},
     [CONTROL_DELETE] = {"delete", true, true, 0},
@@ -139,6 +140,7 @@ static const struct {
     {"name", CONTROL_FIELD_NAME},
     {"since", CONTROL_FIELD_SINCE},
     {"incoming_bytes", CONTROL_FIELD_INCOMING},
+    {"reset", CONTROL_FIELD_RESET},
 };
 #define N_OPTIONAL_FIELDS (sizeof(optional_fields) / sizeof(optional_fields[0]))
 
@@ -326,6 +328,57 @@ static int parse_uint(const json_t *obj, const char *key, uint64_t min, uint64_t
         return 0;
 }
 
+int control_reset_word(const char *word, unsigned *reset, bool *reset_autostart)
+{
+        const struct setting_desc *d = settings_find(word);
+
+        if (!d)
+                d = settings_find_json(word);
+        if (d)
+                *reset |= d->bit;
+        else if (strcmp(word, "autostart") == 0)
+                *reset_autostart = true;
+        else if (strcmp(word, "all") == 0)
+                *reset |= SETTINGS_ALL, *reset_autostart = true;
+        else
+                return -EINVAL;
+        return 0;
+}
+
+/* "reset": a non-empty array of settings (JSON names), "autostart" or "all". */
+static int parse_reset(const json_t *obj, struct control_request *req, char *err, size_t errlen)
+{
+        const json_t *reset = json_object_get(obj, "reset"), *v;
+        size_t i;
+
+        if (!reset)
+                return 0;
+        if (!json_is_array(reset) || json_array_size(reset) == 0) {
+                snprintf(err, errlen, "reset: expected a non-empty array of setting names");
+                return -EINVAL;
+        }
+        json_array_foreach(reset, i, v)
+        {
+                const char *word = json_string_value(v);
+                if (!word || (!settings_find_json(word) && strcmp(word, "autostart") != 0 &&
+                              strcmp(word, "all") != 0)) {
+                        snprintf(err, errlen,
+                                 "reset: \"%.64s\" is not a setting, \"autostart\" or \"all\"",
+                                 word ? word : "(not a string)");
+                        return -EINVAL;
+                }
+                control_reset_word(word, &req->reset, &req->reset_autostart);
+        }
+        if (req->given || req->autostart_given) {
+                snprintf(err, errlen,
+                         "%s: set: reset and changes in one request; make them one after the "
+                         "other",
+                         req->name);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static int parse_body(const json_t *obj, struct control_request *req, char *err, size_t errlen)
 {
         const struct control_command_info *info = &commands[req->command];
@@ -349,7 +402,10 @@ static int parse_body(const json_t *obj, struct control_request *req, char *err,
         if (settings &&
             (r = control_settings_parse(settings, &req->settings, &req->given, err, errlen)) < 0)
                 return r;
-        if (req->command == CONTROL_SET && req->given == 0 && !req->autostart_given) {
+        if ((r = parse_reset(obj, req, err, errlen)) < 0)
+                return r;
+        if (req->command == CONTROL_SET && req->given == 0 && !req->autostart_given &&
+            req->reset == 0 && !req->reset_autostart) {
                 snprintf(err, errlen, "%s: set: nothing to change", req->name);
                 return -EINVAL;
         }
@@ -401,6 +457,27 @@ void control_request_free(struct control_request *r)
         r->n_keys = 0;
 }
 
+/* The reset's words: ["all"], or the settings' JSON names and "autostart". */
+static json_t *reset_json(const struct control_request *r)
+{
+        json_t *a = json_array();
+        bool all = r->reset == SETTINGS_ALL && r->reset_autostart;
+        int bad = !a;
+
+        if (!bad && all)
+                bad |= json_array_append_new(a, json_string("all"));
+        for (size_t i = 0; !bad && !all && i < SETTINGS_N; i++)
+                if (r->reset & settings_table[i].bit)
+                        bad |= json_array_append_new(a, json_string(settings_table[i].json));
+        if (!bad && !all && r->reset_autostart)
+                bad |= json_array_append_new(a, json_string("autostart"));
+        if (bad) {
+                json_decref(a);
+                return NULL;
+        }
+        return a;
+}
+
 static json_t *request_json(const struct control_request *r)
 {
         const struct control_command_info *info = control_command_info(r->command);
@@ -425,6 +502,8 @@ static json_t *request_json(const struct control_request *r)
                                            json_integer((json_int_t)r->incoming_bytes));
         if ((info->fields & CONTROL_FIELD_AUTOSTART) && (r->autostart || r->autostart_given))
                 bad |= json_object_set_new(obj, "autostart", json_boolean(r->autostart));
+        if ((info->fields & CONTROL_FIELD_RESET) && (r->reset || r->reset_autostart))
+                bad |= json_object_set_new(obj, "reset", reset_json(r));
         if ((info->fields & CONTROL_FIELD_BACKEND) && r->n_keys)
                 bad |= json_object_set_new(obj, "backend", control_keys_json(r->keys, r->n_keys));
         if (bad) {

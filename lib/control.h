@@ -72,6 +72,8 @@ enum {
         CONTROL_FIELD_SINCE = 1u << 5,     /* events: "since": sequence number */
         CONTROL_FIELD_INCOMING = 1u << 6,  /* admit: "incoming_bytes": a VM arriving by live
                                               migration holding that much (with "settings") */
+        CONTROL_FIELD_RESET = 1u << 7,     /* set: "reset": ["weight", "autostart", ...] or
+                                              ["all"]: hand these back to the configuration */
 };
 
 /* The command's description, or NULL when out of range. */
@@ -88,6 +90,8 @@ struct control_request {
         unsigned given;              /* enum settings_field bits */
         bool autostart;
         bool autostart_given;   /* "autostart" was in the request */
+        unsigned reset;         /* set: settings to hand back to the configuration file */
+        bool reset_autostart;   /* set: ... and autostart */
         struct config_kv *keys; /* create: backend keys (line = 0) */
         size_t n_keys;
         uint64_t since;          /* events: the last sequence number seen (0: all) */
@@ -104,6 +108,14 @@ struct control_request {
  */
 int control_request_parse(const char *line, size_t len, struct control_request *ret, char *err,
                           size_t errlen);
+
+/*
+ * One word of a reset (the CLI's --reset KEY, the request's "reset" member):
+ * a setting's option name ("buffer") or JSON name ("buffer_percent"),
+ * "autostart", or "all" (every setting and autostart). Adds to *reset and
+ * *reset_autostart. Returns 0 or -EINVAL.
+ */
+int control_reset_word(const char *word, unsigned *reset, bool *reset_autostart);
 
 /* Release what a parsed request holds (not the struct). Accepts NULL. */
 void control_request_free(struct control_request *r);

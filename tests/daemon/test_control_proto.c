@@ -107,6 +107,69 @@ static void set_takes_autostart(void **state)
                   -EINVAL, "autostart: expected true or false");
 }
 
+/* set takes "reset": settings by JSON name, "autostart", or "all"; alone, round-tripped. */
+static void set_takes_a_reset(void **state)
+{
+        struct control_request req;
+        char *line;
+
+        assert_int_equal(parse("{\"version\":1,\"command\":\"set\",\"name\":\"w\","
+                               "\"reset\":[\"weight\",\"buffer_percent\",\"autostart\"]}",
+                               &req),
+                         0);
+        assert_int_equal(req.reset, SETTINGS_WEIGHT | SETTINGS_BUFFER);
+        assert_true(req.reset_autostart);
+        assert_int_equal(req.given, 0);
+        assert_false(req.autostart_given);
+        line = control_request_format(&req);
+        assert_non_null(line);
+        assert_non_null(strstr(line, "\"reset\":[\"buffer_percent\",\"weight\",\"autostart\"]"));
+        free(line);
+        control_request_free(&req);
+        assert_int_equal(parse("{\"version\":1,\"command\":\"set\",\"name\":\"w\","
+                               "\"reset\":[\"all\"]}",
+                               &req),
+                         0);
+        assert_int_equal(req.reset, SETTINGS_ALL);
+        assert_true(req.reset_autostart);
+        line = control_request_format(&req);
+        assert_non_null(strstr(line, "\"reset\":[\"all\"]"));
+        free(line);
+        control_request_free(&req);
+        /* without autostart, "all" of the settings is spelt out */
+        req = (struct control_request){.command = CONTROL_SET, .name = "w", .reset = SETTINGS_ALL};
+        line = control_request_format(&req);
+        assert_null(strstr(line, "\"all\""));
+        assert_non_null(strstr(line, "\"block_bytes\""));
+        assert_null(strstr(line, "autostart"));
+        free(line);
+        /* the CLI's words: the options' names */
+        unsigned reset = 0;
+        bool autostart = false;
+        assert_int_equal(control_reset_word("buffer", &reset, &autostart), 0);
+        assert_int_equal(control_reset_word("startup_bytes", &reset, &autostart), 0);
+        assert_int_equal(reset, SETTINGS_BUFFER | SETTINGS_STARTUP);
+        assert_false(autostart);
+        assert_int_equal(control_reset_word("bogus", &reset, &autostart), -EINVAL);
+        /* what is refused */
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"reset\":[]}", -EINVAL,
+                  "reset: expected a non-empty array");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"reset\":\"all\"}", -EINVAL,
+                  "reset: expected a non-empty array");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"reset\":[\"buffer\"]}",
+                  -EINVAL, "reset: \"buffer\" is not a setting, \"autostart\" or \"all\"");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"reset\":[7]}", -EINVAL,
+                  "reset: \"(not a string)\" is not a setting");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"reset\":[\"weight\"],"
+                  "\"settings\":{\"buffer_percent\":30}}",
+                  -EINVAL, "w: set: reset and changes in one request");
+        parse_err("{\"version\":1,\"command\":\"set\",\"name\":\"w\",\"reset\":[\"weight\"],"
+                  "\"autostart\":true}",
+                  -EINVAL, "w: set: reset and changes in one request");
+        parse_err("{\"version\":1,\"command\":\"create\",\"name\":\"w\",\"reset\":[\"all\"]}",
+                  -EINVAL, "unknown field \"reset\" in a create request");
+}
+
 /* The admission hook's request for a VM arriving by live migration. */
 static void admit_takes_an_incoming_size(void **state)
 {
@@ -509,6 +572,7 @@ int main(void)
             cmocka_unit_test(requests_parse),
             cmocka_unit_test(admit_takes_an_incoming_size),
             cmocka_unit_test(set_takes_autostart),
+            cmocka_unit_test(set_takes_a_reset),
             cmocka_unit_test(requests_refuse_bad_envelopes),
             cmocka_unit_test(requests_refuse_bad_fields),
             cmocka_unit_test(requests_have_a_size_limit),

@@ -138,6 +138,32 @@ def set_autostart_survives_a_restart_and_a_reload(bins):
 
 
 @tap.case
+def set_reset_survives_a_restart_and_a_reload(bins):
+    with daemon(bins, config()) as d:
+        d.wait_state("web1", "running")
+        d.ok("set", "web1", "--buffer", "40", "--weight", "100")
+        d.ok("set", "db1", "--weight", "7", "--autostart", "yes")
+        d.ok("set", "web1", "--reset", "weight")
+        d.ok("set", "db1", "--reset", "all")
+        st = state_file(d)
+        check(st["vms"] == [{"name": "web1", "origin": "config",
+                             "settings": {"buffer_percent": 40}}],
+              "the state file keeps only what is still overridden", st)
+        # a reload: the file's new weight is web1's again; its buffer stays overridden
+        d.write_config(config(weight=8000))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.vm("web1")["weight"] == 8000, "the file's new weight")
+        check(d.vm("web1")["buffer_percent"] == 40, "the buffer still overridden", d.vm("web1"))
+        restart(d)
+        web1, db1 = d.vm("web1"), d.vm("db1")
+        check(web1["weight"] == 8000 and web1["buffer_percent"] == 40 and
+              web1["overrides"] == ["buffer_percent"], "web1 after the restart", web1)
+        check(db1["weight"] == 5000 and db1["autostart"] is False and db1["state"] == "off" and
+              db1["overrides"] == [], "db1 is the file's again", db1)
+        check(state_file(d) == st, "written back the same", state_file(d), st)
+
+
+@tap.case
 def set_autostart_on_a_created_vm_survives_a_restart(bins):
     with daemon(bins, config()) as d:
         d.ok("create", "new1", "--startup", "256M", "-o", f"trace={DATA}/small.csv")

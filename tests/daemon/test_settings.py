@@ -227,7 +227,7 @@ def every_setting_has_an_option(bins):
 @tap.case
 def set_changes_autostart(bins):
     usage = subprocess.run([bins[1], "--help"], capture_output=True, text=True).stdout
-    check("Option of set: --autostart on|off" in usage, "set's --autostart in the usage", usage)
+    check("Options of set: --autostart on|off" in usage, "set's --autostart in the usage", usage)
     with running(bins, CONFIG) as d:
         d.wait_state("web1", "running")
         check(d.vm("off1")["autostart"] is False, "off1 not autostarted", d.vm("off1"))
@@ -259,6 +259,77 @@ def set_changes_autostart(bins):
         check(d.vm("auto1")["autostart"] is True, "create --autostart", d.vm("auto1"))
         d.ok("set", "auto1", "--autostart", "0")
         check(d.vm("auto1")["autostart"] is False, "a created VM's too", d.vm("auto1"))
+
+
+@tap.case
+def set_reset_hands_settings_back_to_the_file(bins):
+    usage = subprocess.run([bins[1], "--help"], capture_output=True, text=True).stdout
+    check("--reset KEY[,KEY...]" in usage, "set's --reset in the usage", usage)
+    with running(bins, CONFIG) as d:
+        d.wait_state("web1", "running")
+        check(d.vm("web1")["overrides"] == [], "a VM of the file: nothing overridden yet",
+              d.vm("web1"))
+        d.ok("set", "web1", "--buffer", "50", "--weight", "9000", "--minimum", "256M")
+        d.ok("set", "web1", "--autostart", "off")
+        v = d.vm("web1")
+        check(v["overrides"] == ["minimum_bytes", "buffer_percent", "weight", "autostart"],
+              "the overrides listed", v)
+        out = d.ok("show", "web1").out
+        check(re.search(r"^Overridden: +minimum, buffer, weight, autostart$", out, re.M),
+              "show says which settings are overrides", out)
+        r = d.ok("set", "web1", "--reset", "weight")
+        check(re.search(r"^web1: weight from \S+:\d+ again$", r.out, re.M), "the note", r)
+        v = d.vm("web1")
+        check(v["weight"] == 5000 and v["buffer_percent"] == 50 and
+              v["overrides"] == ["minimum_bytes", "buffer_percent", "autostart"],
+              "weight back to the file's, the others kept", v)
+        # The file's minimum 512M is above the running VM's 256M: a running VM's minimum is
+        # only lowered, so that value waits for the VM to be off, as at a reload.
+        r = d.ok("set", "web1", "--reset", "all")
+        check("web1: minimum, buffer, autostart from " in r.out, "the note names them", r)
+        check("dynmem: warning: web1: minimum kept while the VM runs (minimum can only be "
+              "lowered while the VM is running)" in r.err and "is taken once it is off" in r.err,
+              "the warning says what waits and why", r)
+        v = d.vm("web1")
+        check(v["buffer_percent"] == 20 and v["autostart"] is True and v["overrides"] == [] and
+              v["minimum_bytes"] == 256 * MIB and v["reset_pending"] == ["minimum_bytes"],
+              "the file's values taken where a running VM can", v)
+        out = d.ok("show", "web1").out
+        check(re.search(r"^Overridden: +none$", out, re.M) and
+              re.search(r"^Reset waits: +minimum ", out, re.M), "show says so", out)
+        d.ok("stop", "web1")
+        wait_for(lambda: d.vm("web1")["minimum_bytes"] == 512 * MIB, "the file's minimum once off")
+        check(d.vm("web1")["reset_pending"] == [], "nothing waits any more", d.vm("web1"))
+        check(re.search(r"web1: off: minimum from \S+ now", d.log()), "logged", d.log())
+        # a reset of what was never overridden changes nothing and says so
+        r = d.ok("set", "off1", "--reset", "weight,buffer")
+        check("off1: nothing to reset: none of it was set with dynmem set" in r.out, "said", r)
+        # several words, repeated options
+        d.ok("set", "off1", "--weight", "1", "--buffer", "30", "--lend", "off")
+        d.ok("set", "off1", "--reset", "weight,lend", "--reset", "buffer")
+        check(d.vm("off1")["overrides"] == [], "every word taken", d.vm("off1"))
+
+
+@tap.case
+def set_reset_refusals(bins):
+    with running(bins, CONFIG) as d:
+        d.ok("create", "c1", "--startup", "256M", "-o", f"trace={DATA}/small.csv")
+        check("overrides" not in d.vm("c1"), "a created VM has no overrides to show", d.vm("c1"))
+        d.fails("set", "c1", "--reset", "all",
+                contains="c1: made with dynmem create, so ")
+        d.fails("set", "c1", "--reset", "weight", contains="has no values to go back to")
+        d.fails("set", "nope", "--reset", "all", contains="dynmem: nope: no such VM")
+        d.fails("set", "off1", "--reset", "bogus", rc=2,
+                contains='--reset: "bogus" is not a setting')
+        d.fails("set", "off1", "--reset", "buffer_percent", rc=2,
+                contains='--reset: "buffer_percent" is not a setting')
+        d.fails("set", "off1", "--reset", rc=2, contains="option --reset needs a value")
+        d.fails("set", "off1", "--reset", "weight,", rc=2, contains='"weight," is not KEY[,KEY...]')
+        d.fails("set", "off1", "--reset", "weight", "--buffer", "30", rc=2,
+                contains="set: --reset goes alone")
+        d.fails("set", "off1", "--reset", "all", "--autostart", "on", rc=2,
+                contains="set: --reset goes alone")
+        d.fails("create", "c2", "--reset", "all", rc=2, contains="unknown option --reset")
 
 
 @tap.case
