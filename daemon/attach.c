@@ -178,10 +178,14 @@ static int parse_host(const json_t *obj, struct balancer_counters *c, char *err,
                 snprintf(err, errlen, "host: not an object");
                 return -EINVAL;
         }
-        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-                if (get_count(obj, fields[i].key, (uint64_t *)((char *)c + fields[i].off), err,
-                              errlen) < 0)
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+                char why[128];
+                if (get_count(obj, fields[i].key, (uint64_t *)((char *)c + fields[i].off), why,
+                              sizeof(why)) < 0) {
+                        snprintf(err, errlen, "host: %s", why);
                         return -EINVAL;
+                }
+        }
         return 0;
 }
 
@@ -244,13 +248,12 @@ int attach_parse(const char *text, size_t len, struct attach_list *ret, char *er
         if (r < 0)
                 return r;
         l.vms = vms;
-        r = parse_host(json_object_get(root, "host"), &l.host, why, sizeof(why));
-        json_decref(root);
-        if (r < 0) {
-                snprintf(err, errlen, "%s", why);
-                attach_list_free(&l);
-                return r;
+        /* Counters are cheap to lose, the VMs are not: bad ones start from zero. */
+        if (parse_host(json_object_get(root, "host"), &l.host, why, sizeof(why)) < 0) {
+                l.host = (struct balancer_counters){0};
+                snprintf(l.host_problem, sizeof(l.host_problem), "%s", why);
         }
+        json_decref(root);
         *ret = l;
         return 0;
 }
@@ -440,18 +443,24 @@ static int load(const struct daemon *d, struct attach_list *ret)
                                 path, err, strerror(-aside));
                 return r;
         }
-        if (!ret->dropped.n)
+        if (!ret->dropped.n && !ret->host_problem[0])
                 return 0;
         /* the entries that are good are reattached; the file as it was, for a look */
+        if (ret->host_problem[0])
+                log_msg(LOG_ERR,
+                        "%s: %s; the host's counters start from zero, the VMs are still "
+                        "reattached",
+                        path, ret->host_problem);
         for (size_t i = 0; i < ret->dropped.n; i++)
                 log_msg(LOG_ERR, "%s: %s; this entry is dropped", path, ret->dropped.messages[i]);
+        const char *kept = ret->dropped.n ? "the other" : "its";
         aside = fsutil_set_aside(path, bad, sizeof(bad));
         if (aside == 0)
-                log_msg(LOG_ERR, "%s set aside as %s; the other %zu entries are kept", path, bad,
+                log_msg(LOG_ERR, "%s set aside as %s; %s %zu entries are kept", path, bad, kept,
                         ret->n);
         else
-                log_msg(LOG_ERR, "cannot set %s aside: %s; the other %zu entries are kept", path,
-                        strerror(-aside), ret->n);
+                log_msg(LOG_ERR, "cannot set %s aside: %s; %s %zu entries are kept", path,
+                        strerror(-aside), kept, ret->n);
         return 0;
 }
 

@@ -13,7 +13,9 @@
  * the counters the file kept; -ENOENT and it is off (nothing of it runs any
  * more); another error and it is crashed. Each outcome is logged once.
  * A VM entry that is wrong on its own is dropped with a line naming it and
- * the others are reattached; the file as it was is set aside (.bad).
+ * the others are reattached; bad host counters start from zero, with a line
+ * saying why, and the VMs are reattached; either way the file as it was is
+ * set aside (.bad).
  *
  *   {"version": 1,
  *    "host": {"added_bytes": 0, "removed_bytes": 0, "add_operations": 0, ...},
@@ -52,17 +54,19 @@ struct attach_list {
         struct attach_vm *vms;
         size_t n;
         struct balancer_counters host; /* the cumulative fields */
+        char host_problem[256];        /* why the host's counters are zero: bad in the file */
         struct savefile_drops dropped; /* entries left out, each with its reason */
 };
 
 /*
  * Parse the file's text. Returns 0, or -EINVAL with one sentence in err and
  * nothing taken when the file as a whole is wrong (not JSON, its version,
- * its shape, bad host counters). A VM entry that is wrong on its own (wrong
- * types, sizes out of range, unknown states, a name listed a second time) is
- * left out and named in ret->dropped, and the others are kept: one bad entry
- * does not cost the other VMs their reattachment. Caller frees with
- * attach_list_free().
+ * its shape). A VM entry that is wrong on its own (wrong types, sizes out of
+ * range, unknown states, a name listed a second time) is left out and named
+ * in ret->dropped, and the others are kept: one bad entry does not cost the
+ * other VMs their reattachment. Bad host counters cost only themselves: they
+ * are zero, with the reason in ret->host_problem, and the VMs are kept.
+ * Caller frees with attach_list_free().
  */
 int attach_parse(const char *text, size_t len, struct attach_list *ret, char *err, size_t errlen);
 void attach_list_free(struct attach_list *l);

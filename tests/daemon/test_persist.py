@@ -539,6 +539,42 @@ def one_bad_running_entry_costs_the_others_nothing(bins):
         d.cleanup()
 
 
+@tap.case
+def bad_host_counters_cost_only_the_counters(bins):
+    # running.json: host counters that cannot be read start from zero, said in the log;
+    # the VMs are still reattached and the file as it was is set aside.
+    d = Daemon(bins, config())
+    os.makedirs(d.state_dir)
+    path = os.path.join(d.state_dir, "running.json")
+    text = ('{"version": 1, "host": {"add_operations": 1000, "crashes": -3}, "vms": [\n'
+            '  {"name":"web1","state":"running","assigned_bytes":1073741824,'
+            '"target_bytes":1073741824},\n'
+            '  {"name":"db1","state":"stopping","assigned_bytes":536870912,'
+            '"target_bytes":536870912}\n]}\n')
+    with open(path, "w") as f:
+        f.write(text)
+    try:
+        d.start()
+        log = d.log()
+        check("web1: was running when dynmemd stopped; nothing of it runs now: off" in log and
+              "db1: was running when dynmemd stopped" in log, "the VMs are reattached", log)
+        check(f"{path}: host: crashes: not a count of 0..2^62; the host's counters start from "
+              "zero, the VMs are still reattached" in log, "the log says why", log)
+        check(f"{path} set aside as {path}.bad; its 2 entries are kept" in log,
+              "and where the file as it was went", log)
+        check("no VM is reattached" not in log, "not the whole file", log)
+        with open(path + ".bad") as f:
+            check(f.read() == text, "set aside whole")
+        c = d.json("counters", "--set", "balancer")["balancer"]
+        check(c["memory_add_operations"] < 1000, "the host's counters start from zero", c)
+        d.wait_state("web1", "running")
+        with open(path) as f:
+            check(json.load(f)["host"].get("crashes", 0) >= 0, "a good file written", path)
+    finally:
+        d.stop()
+        d.cleanup()
+
+
 def set_aside_beside_an_earlier_one(bins, name, logged):
     """A bad NAME goes beside a NAME.bad set aside before, never over it; logged(bad)
     is the log line that names where it went."""
