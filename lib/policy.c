@@ -49,7 +49,8 @@ int policy_kind_parse(const char *text, enum policy_kind *ret_kind, const char *
         if (!text)
                 return -EINVAL;
         if (strncmp(text, "exec:", 5) == 0) {
-                if (text[5] == '\0')
+                /* Only white space after the colon names no program. */
+                if (text[5 + strspn(text + 5, " \t\n\v\f\r")] == '\0')
                         return -EINVAL;
                 *ret_kind = POLICY_EXTERNAL;
                 if (ret_command)

@@ -286,8 +286,8 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
 
 /*
  * Parse a policy name: "dynmem", "static", "hyperv" (and "exec:..." as
- * POLICY_EXTERNAL, with *ret_command pointing after the colon).
- * Returns 0 or -EINVAL.
+ * POLICY_EXTERNAL, with *ret_command pointing after the colon; "exec:"
+ * followed by nothing or only white space is refused). Returns 0 or -EINVAL.
  */
 int policy_kind_parse(const char *text, enum policy_kind *ret_kind, const char **ret_command);
 const char *policy_kind_name(enum policy_kind kind);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "dynmem-config.h"
+#include "log.h"
 #include "report.h"
 #include "simrun.h"
 #include "sweep.h"
@@ -69,6 +70,14 @@ static FILE *open_output(const char *path)
         return f;
 }
 
+static bool policy_given(const struct options *o, const char *policy)
+{
+        for (size_t i = 0; i < o->n_policies; i++)
+                if (strcmp(o->policies[i], policy) == 0)
+                        return true;
+        return false;
+}
+
 /* Parse the command line. Returns 0, 1 (done: help or version) or 2 (bad usage). */
 static int parse_options(int argc, char **argv, struct options *o)
 {
@@ -85,18 +94,27 @@ static int parse_options(int argc, char **argv, struct options *o)
         while ((c = getopt_long(argc, argv, "p:jt:r:s:l:J:hV", options, NULL)) != -1) {
                 err[0] = '\0';
                 switch (c) {
-                case 'p':
+                case 'p': {
+                        /* Quoted as a clean line: the text may hold any byte. */
+                        char shown[84];
+                        log_clean(shown, sizeof(shown), optarg);
                         if (policy_kind_parse(optarg, &(enum policy_kind){0}, NULL) < 0)
                                 snprintf(err, sizeof(err),
-                                         "unknown policy \"%s\" (dynmem, static, hyperv or "
-                                         "exec:COMMAND)",
-                                         optarg);
+                                         strncmp(optarg, "exec:", 5) == 0
+                                             ? "--policy \"%s\" names no program after exec:"
+                                             : "unknown policy \"%s\" (dynmem, static, hyperv or "
+                                               "exec:COMMAND)",
+                                         shown);
+                        else if (policy_given(o, optarg))
+                                snprintf(err, sizeof(err), "--policy \"%s\" given more than once",
+                                         shown);
                         else if (o->n_policies == SWEEP_POLICIES_MAX)
                                 snprintf(err, sizeof(err), "at most %d policies",
                                          SWEEP_POLICIES_MAX);
                         else
                                 o->policies[o->n_policies++] = optarg;
                         break;
+                }
                 case 'j':
                         o->json = true;
                         break;
@@ -123,6 +141,8 @@ static int parse_options(int argc, char **argv, struct options *o)
                         if (*end || end == optarg || optarg[strspn(optarg, "0123456789")] ||
                             v < 1 || v > 64)
                                 snprintf(err, sizeof(err), "--jobs: \"%s\" is not 1..64", optarg);
+                        else if (o->jobs)
+                                snprintf(err, sizeof(err), "--jobs given more than once");
                         o->jobs = (unsigned)v;
                         break;
                 }

@@ -106,7 +106,13 @@ def test_missing_scenario():
 
 def test_unknown_policy():
     expect_exit(run(SMALL, "--policy", "greedy"), 2, 'unknown policy "greedy"')
-    expect_exit(run(SMALL, "--policy", "exec:"), 2, "unknown policy")
+    expect_exit(run(SMALL, "--policy", "exec:"), 2, '--policy "exec:" names no program after exec:')
+    # Only white space after exec: was taken, and every run then failed to start it.
+    for policy in ("exec: ", "exec:\t ", "exec:\n"):
+        r = run(SMALL, "--policy", policy)
+        shown = policy.replace("\t", " ").replace("\n", " ")  # quoted on one line
+        expect_exit(r, 2, f'--policy "{shown}" names no program after exec:')
+        assert r.stdout == "" and r.stderr.count("dynmem-sim:") == 1, r.stderr
 
 
 # ---- bad scenarios and traces: FILE:LINE, exit 2, nothing runs ----

@@ -66,6 +66,14 @@ def test_usage_errors():
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "oom=0", "--slo", "oom=3"), 2,
                 "oom= given more than once")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--jobs", "0"), 2, "--jobs")
+    # The last of a repeated --jobs was silently kept before.
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--jobs", "2", "--jobs", "4"), 2,
+                "--jobs given more than once")
+    # A policy given twice was swept twice before.
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--policy", "static", "--policy", "hyperv",
+                    "--policy", "static"), 2, '--policy "static" given more than once')
+    expect_exit(run(SMALL, "--sweep", SWEEP, "--policy", "exec: "), 2,
+                '--policy "exec: " names no program after exec:')
     expect_exit(run(SMALL, "--sweep", SWEEP, "--timeline", os.path.join(TMP, "t.csv")), 2,
                 "--timeline with --sweep")
     expect_exit(run(SMALL, "--slo", "short=1%"), 2, "--slo needs --sweep")

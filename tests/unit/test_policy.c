@@ -38,12 +38,16 @@ static void kind_names_parse(void **state)
 
         k = POLICY_STATIC;
         assert_int_equal(policy_kind_parse("exec:", &k, &cmd), -EINVAL);
+        assert_int_equal(policy_kind_parse("exec: ", &k, &cmd), -EINVAL);
+        assert_int_equal(policy_kind_parse("exec: \t\n", &k, &cmd), -EINVAL);
         assert_int_equal(policy_kind_parse("exec", &k, &cmd), -EINVAL);
         assert_int_equal(policy_kind_parse("Dynmem", &k, &cmd), -EINVAL);
         assert_int_equal(policy_kind_parse("", &k, &cmd), -EINVAL);
         assert_int_equal(policy_kind_parse(NULL, &k, &cmd), -EINVAL);
         assert_int_equal(policy_kind_parse("dynmem ", &k, &cmd), -EINVAL);
         assert_int_equal(k, POLICY_STATIC); /* untouched on failure */
+        assert_int_equal(policy_kind_parse("exec: x", &k, &cmd), 0);
+        assert_string_equal(cmd, " x");
 
         assert_string_equal(policy_kind_name(POLICY_DYNMEM), "dynmem");
         assert_string_equal(policy_kind_name(POLICY_HYPERV), "hyperv");
