@@ -363,7 +363,7 @@ static void state_created(struct daemon *d, const struct state_vm *sv)
         char err[512] = "";
 
         settings_complete(&s, sv->given);
-        if (settings_check(&s, err, sizeof(err)) < 0) {
+        if (settings_check_given(&s, sv->given, err, sizeof(err)) < 0) {
                 log_msg(LOG_WARNING, "state file: %s: dropped: %s", sv->name, err);
                 return;
         }

@@ -605,7 +605,7 @@ static char *check_create(struct daemon *d, const struct control_request *req,
         if (registry_find(&d->reg, req->name))
                 return control_reply_error(EEXIST, "%s: already exists", req->name);
         settings_complete(&s, req->given);
-        if (settings_check(&s, err, sizeof(err)) < 0)
+        if (settings_check_given(&s, req->given, err, sizeof(err)) < 0)
                 return control_reply_error(EINVAL, "%s: %s", req->name, err);
         for (size_t i = 0; i < req->n_keys; i++)
                 if (!key_allowed(d->backend, req->keys[i].key))

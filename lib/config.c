@@ -931,7 +931,7 @@ static void check_whole(struct parse_state *ps)
                 char err[256] = "";
 
                 settings_complete(&vm->settings, vm->given);
-                if (settings_check(&vm->settings, err, sizeof(err)) < 0)
+                if (settings_check_given(&vm->settings, vm->given, err, sizeof(err)) < 0)
                         diag(ps, vm->line, "vm \"%s\": %s", vm->name, err);
         }
         for (size_t i = 0; i < c->cluster.n_peers; i++) {

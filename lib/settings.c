@@ -294,19 +294,64 @@ static int check_number(const struct vm_settings *s, const struct setting_desc *
         return -EINVAL;
 }
 
-static int check_order(const char *low_label, uint64_t low, const char *high_label, uint64_t high,
-                       char *err, size_t errlen)
+/* What a size not given defaults to, for a message about it (settings_complete's rules). */
+static const char *default_text(const struct vm_settings *s, unsigned bit, char *buf, size_t len)
 {
-        char a[32], b[32];
+        char a[32];
 
-        if (low <= high)
+        switch (bit) {
+        case SETTINGS_STARTUP:
+                snprintf(buf, len, "%s", size_format(SETTINGS_STARTUP_DEFAULT, a, sizeof(a)));
+                break;
+        case SETTINGS_MINIMUM:
+                snprintf(buf, len, "the smaller of 512 MiB and startup");
+                break;
+        default:
+                snprintf(buf, len, "%s", s->dynamic ? "4 x startup" : "startup");
+                break;
+        }
+        return buf;
+}
+
+/*
+ * minimum <= startup <= maximum. Of the pairs out of order, the one with the
+ * most sizes the operator gave is named (in the order minimum/startup,
+ * startup/maximum, minimum/maximum), so that "minimum = 2G, maximum = 1G"
+ * says so rather than naming a startup nobody set; a size not given that the
+ * message names is said to be a default.
+ */
+static int check_order(const struct vm_settings *s, unsigned given, char *err, size_t errlen)
+{
+        static const unsigned pairs[][2] = {{SETTINGS_MINIMUM, SETTINGS_STARTUP},
+                                            {SETTINGS_STARTUP, SETTINGS_MAXIMUM},
+                                            {SETTINGS_MINIMUM, SETTINGS_MAXIMUM}};
+        const struct setting_desc *worst[2] = {NULL, NULL};
+        int worst_given = -1;
+        char a[32], b[32], note[96] = "", dflt[48];
+
+        for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+                const struct setting_desc *lo = &settings_table[__builtin_ctz(pairs[i][0])];
+                const struct setting_desc *hi = &settings_table[__builtin_ctz(pairs[i][1])];
+                int n = !!(given & lo->bit) + !!(given & hi->bit);
+                if (settings_get(s, lo) > settings_get(s, hi) && n > worst_given) {
+                        worst[0] = lo, worst[1] = hi;
+                        worst_given = n;
+                }
+        }
+        if (!worst[0])
                 return 0;
-        snprintf(err, errlen, "%s %s is above %s %s", low_label, size_format(low, a, sizeof(a)),
-                 high_label, size_format(high, b, sizeof(b)));
+        for (size_t i = 0; i < 2; i++)
+                if (!(given & worst[i]->bit) && !note[0])
+                        snprintf(note, sizeof(note), " (%s is not set and defaults to %s)",
+                                 worst[i]->label,
+                                 default_text(s, worst[i]->bit, dflt, sizeof(dflt)));
+        snprintf(err, errlen, "%s %s is above %s %s%s", worst[0]->label,
+                 size_format(settings_get(s, worst[0]), a, sizeof(a)), worst[1]->label,
+                 size_format(settings_get(s, worst[1]), b, sizeof(b)), note);
         return -EINVAL;
 }
 
-int settings_check(const struct vm_settings *s, char *err, size_t errlen)
+int settings_check_given(const struct vm_settings *s, unsigned given, char *err, size_t errlen)
 {
         if (check_block(s, err, errlen) < 0)
                 return -EINVAL;
@@ -316,9 +361,7 @@ int settings_check(const struct vm_settings *s, char *err, size_t errlen)
                     check_size(s, d, err, errlen) < 0)
                         return -EINVAL;
         }
-        if (check_order("minimum", s->minimum_bytes, "startup", s->startup_bytes, err, errlen) <
-                0 ||
-            check_order("startup", s->startup_bytes, "maximum", s->maximum_bytes, err, errlen) < 0)
+        if (check_order(s, given, err, errlen) < 0)
                 return -EINVAL;
         for (size_t i = 0; i < SETTINGS_N; i++) {
                 const struct setting_desc *d = &settings_table[i];
@@ -326,6 +369,11 @@ int settings_check(const struct vm_settings *s, char *err, size_t errlen)
                         return -EINVAL;
         }
         return 0;
+}
+
+int settings_check(const struct vm_settings *s, char *err, size_t errlen)
+{
+        return settings_check_given(s, SETTINGS_ALL, err, errlen);
 }
 
 /* Whether a running VM may take `now` for the setting it holds as `was`; if not, why. */

@@ -171,6 +171,17 @@ uint64_t settings_first_block(const struct vm_settings *s);
 int settings_check(const struct vm_settings *s, char *err, size_t errlen);
 
 /*
+ * settings_check() of settings completed by settings_complete(&s, given):
+ * a size out of order is named as the operator wrote it. Of minimum,
+ * startup and maximum, the pair out of order with the most sizes given is
+ * named, and one not given is said to be a default: "minimum = 2G, maximum
+ * = 1G" reads "minimum 2 GiB is above maximum 1 GiB", "minimum = 2G" alone
+ * "minimum 2 GiB is above startup 1 GiB (startup is not set and defaults to
+ * 1 GiB)".
+ */
+int settings_check_given(const struct vm_settings *s, unsigned given, char *err, size_t errlen);
+
+/*
  * Check a change to a VM's settings against Hyper-V's rules for what may
  * change while it runs (each row's `change`): dynamic, startup and block
  * only while off, minimum may only be lowered and maximum only be raised

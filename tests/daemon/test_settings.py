@@ -190,6 +190,13 @@ def create_refuses_what_the_backend_cannot_run(bins):
                 contains="new2: backend sim takes no key \"wieght\" (did you mean --weight?)")
         d.fails("create", "new2", "--startup", "1G", "--maximum", "512M",
                 "-o", f"trace={DATA}/small.csv", contains="new2: startup 1 GiB is above maximum")
+        # startup not given: the sizes given are named, not the default startup (1 GiB)
+        d.fails("create", "new2", "--minimum", "2G", "--maximum", "1G",
+                "-o", f"trace={DATA}/small.csv", contains="new2: minimum 2 GiB is above maximum 1 GiB")
+        d.fails("create", "new2", "--dynamic", "on", "--minimum", "2G", "--maximum", "8G",
+                "-o", f"trace={DATA}/small.csv",
+                contains="new2: minimum 2 GiB is above startup 1 GiB (startup is not set and "
+                         "defaults to 1 GiB)")
         d.fails("show", "new2", contains="no such VM")
 
 

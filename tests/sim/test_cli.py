@@ -138,6 +138,12 @@ def test_bad_values_and_settings():
     path = scenario("bad3.ini", "[host]\nmemory = 4G\n[vm \"a\"]\nstartup = 1G\nminimum = 2G\n"
                     "trace = a.csv\n")
     expect_exit(run(path), 2, f'{path}:3: vm "a": minimum 2 GiB is above startup 1 GiB')
+    # Without startup, the sizes the file gives are named, not the default startup.
+    path = scenario("bad4.ini", "[host]\nmemory = 4G\n[vm \"a\"]\nminimum = 2G\nmaximum = 1G\n"
+                    "trace = a.csv\n")
+    r = run(path)
+    expect_exit(r, 2, f'{path}:3: vm "a": minimum 2 GiB is above maximum 1 GiB')
+    assert "startup" not in r.stderr, r.stderr
 
 
 def test_memory_required():

@@ -737,6 +737,12 @@ static void cross_key_settings_errors(void **state)
         expect_error_at("[host]\nmemory = 4G\n[vm \"a\"]\nstartup = 1G\nminimum = 2G\n", 3,
                         "vm \"a\": minimum 2 GiB is above startup 1 GiB");
         expect_error_at("[vm \"a\"]\nstartup = 3G\nmaximum = 2G\n", 1, "above maximum");
+        /* startup not set: named what the file says, not the default startup (1 GiB). */
+        expect_error_at("[vm \"a\"]\nminimum = 2G\nmaximum = 1G\n", 1,
+                        "vm \"a\": minimum 2 GiB is above maximum 1 GiB");
+        expect_error_at("[vm \"a\"]\ndynamic = yes\nminimum = 2G\nmaximum = 8G\n", 1,
+                        "vm \"a\": minimum 2 GiB is above startup 1 GiB (startup is not set and "
+                        "defaults to 1 GiB)");
         expect_error_at("[vm \"a\"]\nstartup = 1025M\n", 1, "not a multiple of the 2 MiB block");
         expect_error_at("[vm \"a\"]\nblock = 3M\n", 1, "block size");
         expect_error_at("[vm \"a\"]\nminimum = 16M\nstartup = 16M\n", 1, "below 32 MiB");

@@ -205,6 +205,50 @@ static void check_ordering(void **state)
         assert_int_equal(settings_check(&s, (char[64]){0}, 64), 0);
 }
 
+/* The settings as a file or `dynmem create` gives them, completed: the sizes in mib, 0 not given.
+ */
+static void expect_order_error(bool dynamic, uint64_t startup, uint64_t minimum, uint64_t maximum,
+                               const char *want)
+{
+        struct vm_settings s = {.dynamic = dynamic,
+                                .startup_bytes = startup * MIB,
+                                .minimum_bytes = minimum * MIB,
+                                .maximum_bytes = maximum * MIB};
+        unsigned given = SETTINGS_DYNAMIC | (startup ? SETTINGS_STARTUP : 0) |
+                         (minimum ? SETTINGS_MINIMUM : 0) | (maximum ? SETTINGS_MAXIMUM : 0);
+        char err[256] = "";
+
+        settings_complete(&s, given);
+        assert_int_equal(settings_check_given(&s, given, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, want);
+}
+
+static void check_ordering_names_what_was_given(void **state)
+{
+        /* startup defaults to 1 GiB: this named it before ("above startup 1 GiB"). */
+        expect_order_error(false, 0, 2048, 1024, "minimum 2 GiB is above maximum 1 GiB");
+        expect_order_error(true, 0, 2048, 1024, "minimum 2 GiB is above maximum 1 GiB");
+        /* A default the message has to name is said to be one. */
+        expect_order_error(true, 0, 2048, 8192,
+                           "minimum 2 GiB is above startup 1 GiB (startup is not set and "
+                           "defaults to 1 GiB)");
+        expect_order_error(true, 0, 0, 256,
+                           "startup 1 GiB is above maximum 256 MiB (startup is not set and "
+                           "defaults to 1 GiB)");
+        expect_order_error(true, 0, 2048, 0,
+                           "minimum 2 GiB is above startup 1 GiB (startup is not set and "
+                           "defaults to 1 GiB)");
+        /* All given: as settings_check() says it. */
+        expect_order_error(true, 1024, 2048, 4096, "minimum 2 GiB is above startup 1 GiB");
+        expect_order_error(true, 4096, 1024, 2048, "startup 4 GiB is above maximum 2 GiB");
+        expect_order_error(true, 1024, 4096, 2048, "minimum 4 GiB is above startup 1 GiB");
+        /* Given sizes in order are not blamed on a default. */
+        struct vm_settings s = {.dynamic = true, .minimum_bytes = 512 * MIB};
+        settings_complete(&s, SETTINGS_DYNAMIC | SETTINGS_MINIMUM);
+        assert_int_equal(
+            settings_check_given(&s, SETTINGS_DYNAMIC | SETTINGS_MINIMUM, (char[64]){0}, 64), 0);
+}
+
 static void check_error_text_fits(void **state)
 {
         struct vm_settings s = valid();
@@ -469,6 +513,7 @@ int main(void)
             cmocka_unit_test(check_alignment),
             cmocka_unit_test(check_ranges),
             cmocka_unit_test(check_ordering),
+            cmocka_unit_test(check_ordering_names_what_was_given),
             cmocka_unit_test(check_error_text_fits),
             cmocka_unit_test(change_while_off_allows_anything_valid),
             cmocka_unit_test(change_while_running),
