@@ -285,6 +285,17 @@ static void log_diag(struct config_diag *diag)
         config_diag_free(diag);
 }
 
+/* What the file holds that may not be what was meant (a '#' in a path): logged, not refused. */
+static void log_warnings(const struct config *cfg)
+{
+        char more[64];
+
+        for (size_t i = 0; i < cfg->warnings.count; i++)
+                log_msg(LOG_WARNING, "%s", cfg->warnings.messages[i]);
+        if (config_diag_more(&cfg->warnings, more, sizeof(more)))
+                log_msg(LOG_WARNING, "%s", more);
+}
+
 static int setup_balancer(struct daemon *d, const struct config *cfg, struct balancer *ret)
 {
         char err[256] = "";
@@ -321,6 +332,7 @@ static int setup_config(struct daemon *d, const char *path)
                 log_diag(&diag);
                 return -EINVAL;
         }
+        log_warnings(&d->cfg);
         d->backend_entry = backends_find(d->cfg.host.backend);
         d->socket_path = strdup(d->cfg.host.socket);
         d->state_dir = strdup(d->cfg.host.state_dir);
@@ -752,6 +764,7 @@ void daemon_reload(struct daemon *d)
                 return;
         }
         d->reload_error[0] = '\0';
+        log_warnings(&cfg);
         warn_fixed(d, &cfg);
         keep_fixed(&cfg, &d->cfg);
         d->bal.host.memory_bytes = cfg.host.memory_bytes;

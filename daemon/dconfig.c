@@ -236,8 +236,8 @@ int dconfig_check_group(const char *group, char *err, size_t errlen)
         return -ENOENT;
 }
 
-int dconfig_check_file(const char *path, const char *group, struct config_diag *diag, char *summary,
-                       size_t len)
+int dconfig_check_file(const char *path, const char *group, struct config_diag *diag,
+                       struct config_diag *warnings, char *summary, size_t len)
 {
         const struct backends_entry *be;
         struct backend_env env = {0};
@@ -274,6 +274,8 @@ int dconfig_check_file(const char *path, const char *group, struct config_diag *
                          size_format(cfg.host.reserve_bytes, res, sizeof(res)), cfg.n_vms);
         if (b)
                 b->ops->destroy(b);
+        *warnings = cfg.warnings;
+        cfg.warnings = (struct config_diag){0};
         config_free(&cfg);
         return r < 0 ? -EINVAL : 0;
 }

@@ -62,9 +62,11 @@ int dconfig_check_group(const char *group, char *err, size_t errlen);
 /*
  * Everything `dynmemd -n` checks: -g's group (NULL: not given), load, the
  * control socket's directory, create the backend, check the VMs. On
- * success writes one line describing the config into summary.
+ * success writes one line describing the config into summary. The file's
+ * warnings (struct config's) are handed to warnings (empty when the file
+ * could not be read).
  */
-int dconfig_check_file(const char *path, const char *group, struct config_diag *diag, char *summary,
-                       size_t len);
+int dconfig_check_file(const char *path, const char *group, struct config_diag *diag,
+                       struct config_diag *warnings, char *summary, size_t len);
 
 #endif

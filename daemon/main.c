@@ -103,16 +103,23 @@ static int parse_options(int argc, char **argv, struct options *opt)
 
 static int check_config(const char *path, const char *group)
 {
-        struct config_diag diag = {0};
+        struct config_diag diag = {0}, warnings = {0};
         char more[64];
         char summary[512] = "";
-        int r = dconfig_check_file(path, group, &diag, summary, sizeof(summary));
+        int r = dconfig_check_file(path, group, &diag, &warnings, summary, sizeof(summary));
 
         for (size_t i = 0; i < diag.count; i++)
                 fprintf(stderr, "%s\n", diag.messages[i]);
         if (config_diag_more(&diag, more, sizeof(more)))
                 fprintf(stderr, "%s\n", more);
+        /* After the errors, less those an error at their line already explains. */
+        for (size_t i = 0; i < warnings.count; i++)
+                if (!config_diag_explains(&diag, path, warnings.messages[i]))
+                        fprintf(stderr, "%s\n", warnings.messages[i]);
+        if (config_diag_more(&warnings, more, sizeof(more)))
+                fprintf(stderr, "%s\n", more);
         config_diag_free(&diag);
+        config_diag_free(&warnings);
         if (r < 0)
                 return 2;
         printf("%s\n", summary);

@@ -53,6 +53,29 @@ void config_diag_add(struct config_diag *d, const char *file, unsigned line, con
         d->messages[d->count++] = full;
 }
 
+/* Where comments start, as config_comment_hint() and the warnings of text values say it. */
+#define COMMENT_RULE                                                                               \
+        "a comment after a value starts with \" ;\", white space and ';'; '#' starts a comment "   \
+        "only at the start of a line"
+
+bool config_diag_explains(const struct config_diag *d, const char *file, const char *message)
+{
+        size_t n = strlen(file), len;
+
+        if (!d || strncmp(message, file, n) != 0 || message[n] != ':' ||
+            !isdigit((unsigned char)message[n + 1]))
+                return false;
+        len = n + 1 + strspn(message + n + 1, "0123456789");
+        if (message[len] != ':')
+                return false;
+        len++; /* "file:LINE:" */
+        for (size_t i = 0; i < d->count; i++)
+                if (strncmp(d->messages[i], message, len) == 0 &&
+                    strstr(d->messages[i], COMMENT_RULE))
+                        return true;
+        return false;
+}
+
 char *config_count_format(size_t n, char *buf, size_t len)
 {
         char digits[24];
@@ -577,13 +600,42 @@ const char *config_comment_hint(const char *value)
         for (const char *p = value; *p; p++) {
                 bool after_word = p > value && p[-1] != ' ' && p[-1] != '\t';
                 if (*p == '#' && p > value && !after_word)
-                        return " (a comment after a value starts with \" ;\", white space and ';'; "
-                               "'#' starts a comment only at the start of a line)";
+                        return " (" COMMENT_RULE ")";
                 if (*p == ';' && after_word)
                         return " (a comment after a value starts with \" ;\": white space before "
                                "the ';')";
         }
         return "";
+}
+
+/* Where white space followed by '#' starts in a text value, or NULL. */
+static const char *text_comment(const char *value)
+{
+        for (const char *p = value; *p; p++)
+                if (*p == '#' && p > value && (p[-1] == ' ' || p[-1] == '\t')) {
+                        while (p > value && (p[-1] == ' ' || p[-1] == '\t'))
+                                p--;
+                        return p;
+                }
+        return NULL;
+}
+
+bool config_text_has_comment(const char *value)
+{
+        return text_comment(value) != NULL;
+}
+
+/* A text value that holds " #": a warning, not an error (a path may hold it). */
+static void warn_comment(struct parse_state *ps, unsigned line, const char *key, const char *value)
+{
+        const char *tail = text_comment(value);
+
+        if (!tail)
+                return;
+        config_diag_add(
+            &ps->cfg->warnings, ps->file, line,
+            "warning: %s: \"%.120s%s\" holds \"%.80s%s\" as part of the value (" COMMENT_RULE ")",
+            key, value, strlen(value) > 120 ? "..." : "", tail, strlen(tail) > 80 ? "..." : "");
 }
 
 /* A value that is not of its key's type: the message, and a word on a comment it holds. */
@@ -886,6 +938,8 @@ static int handle_key(void *user, const char *section, const char *key, const ch
         }
         if (store_value(ps, k, base, value) < 0)
                 return 1;
+        if (k->type == KEY_STRING || k->type == KEY_POLICY)
+                warn_comment(ps, ps->line, key, value);
         if (k->given_offset != NO_FLAG)
                 *(bool *)((char *)base + k->given_offset) = true;
         return 1;
@@ -929,6 +983,10 @@ static void check_whole(struct parse_state *ps)
         for (size_t i = 0; i < c->n_vms; i++) {
                 struct config_vm *vm = &c->vms[i];
                 char err[256] = "";
+
+                /* Backend keys are text here, continuation lines included. */
+                for (size_t j = 0; j < vm->n_extra; j++)
+                        warn_comment(ps, vm->extra[j].line, vm->extra[j].key, vm->extra[j].value);
 
                 settings_complete(&vm->settings, vm->given);
                 if (settings_check_given(&vm->settings, vm->given, err, sizeof(err)) < 0)
@@ -1060,6 +1118,7 @@ void config_free(struct config *c)
                 free(c->cluster.peers[i].http);
         }
         free(c->cluster.peers);
+        config_diag_free(&c->warnings);
         *c = (struct config){0};
 }
 

@@ -53,6 +53,14 @@ void config_diag_add(struct config_diag *d, const char *file, unsigned line, con
 /* "... and 6,980 more problems" into buf; NULL when every problem is in d->messages. */
 const char *config_diag_more(const struct config_diag *d, char *buf, size_t len);
 
+/*
+ * Whether d holds a message at the FILE:LINE of message (which begins
+ * "file:LINE: ") that already says where comments start (a value refused
+ * with config_comment_hint()'s words): the warning of a text value there
+ * would say it again.
+ */
+bool config_diag_explains(const struct config_diag *d, const char *file, const char *message);
+
 /* A count with its thousands grouped, "6,980", into buf (at least 27 bytes). */
 char *config_count_format(size_t n, char *buf, size_t len);
 
@@ -133,6 +141,15 @@ struct config_cluster {
 
 struct config {
         char *path;
+        /*
+         * Not errors, "FILE:LINE: warning: ..." (the first CONFIG_DIAG_MAX):
+         * a text value (a name, a path, a URI, a command, a backend key) that
+         * holds white space and '#', which may be meant as a comment and is
+         * part of the value. Whoever shows errors shows these after them,
+         * leaving out the ones an error at their line already explains
+         * (config_diag_explains()).
+         */
+        struct config_diag warnings;
         struct config_host host;
         struct policy_tunables tunables;
         struct config_sim sim;
@@ -182,6 +199,12 @@ const char *config_skip_bom(const char *text);
  * at the start of a line, so "1G   # note" and "1G; note" are the value.
  */
 const char *config_comment_hint(const char *value);
+
+/*
+ * Whether a text value (a path, a name, a URI) holds white space followed
+ * by '#', which is then part of it: config_load() warns of it.
+ */
+bool config_text_has_comment(const char *value);
 
 /* True when `name` is a valid VM name. */
 bool config_name_valid(const char *name);

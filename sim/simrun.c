@@ -77,6 +77,12 @@ int simrun_load_scenario(const char *path, struct config *ret)
                 fprintf(stderr, "%s\n", more);
         if (r < 0 && diag.count == 0)
                 fprintf(stderr, "%s: invalid scenario (sim keys: %s)\n", path, sim_only_keys_hint);
+        /* After the errors, less those an error at their line already explains. */
+        for (size_t i = 0; i < ret->warnings.count; i++)
+                if (!config_diag_explains(&diag, path, ret->warnings.messages[i]))
+                        fprintf(stderr, "%s\n", ret->warnings.messages[i]);
+        if (config_diag_more(&ret->warnings, more, sizeof(more)))
+                fprintf(stderr, "%s\n", more);
         if (b)
                 b->ops->destroy(b);
         config_diag_free(&diag);

@@ -68,6 +68,27 @@ def config_check_reports_file_and_line(bins):
 
 
 @tap.case
+def config_check_warns_of_a_comment_in_a_text_value(bins):
+    # " #" is part of a text value (a path may hold it): the file is good, with a warning
+    rule = ("as part of the value (a comment after a value starts with \" ;\", white space and "
+            "';'; '#' starts a comment only at the start of a line)")
+    p, conf = check_config(bins, CONFIG.replace("interval = 100ms\n", "interval = 100ms\n"
+                                                "libvirt_uri = qemu:///system # the local one\n"))
+    check(p.returncode == 0 and "configuration OK" in p.stdout, "still good", p)
+    check(re.search(re.escape(conf) + r":\d+: warning: libvirt_uri: \"qemu:///system # the local "
+                    r"one\" holds \" # the local one\" " + re.escape(rule), p.stderr),
+          "FILE:LINE: warning: with the rule", p)
+    # beside an error that does not say where comments start, the warning says it
+    p, conf = check_config(bins, CONFIG + "\n[vm \"x5\"]\ntrace = @DATA@/small.csv # mine\n")
+    check(p.returncode == 2 and "small.csv # mine: cannot open" in p.stderr and
+          re.search(r":\d+: warning: trace: .* holds \" # mine\" ", p.stderr),
+          "a path that cannot be opened, and why", p)
+    # an error that does say it is not repeated by a warning
+    p, conf = check_config(bins, CONFIG.replace("speed = 20", "speed = 20 # fast"))
+    check(p.returncode == 2 and "warning" not in p.stderr, "no warning for a number", p)
+
+
+@tap.case
 def config_check_names_the_line_of_a_missing_trace(bins):
     # the trace's own path and error, after the configuration line of its trace = key
     d = Daemon(bins, CONFIG + "\n[vm \"x4\"]\nstartup = 1G\ntrace = @DATA@/gone.csv\n")

@@ -337,6 +337,19 @@ def sighup_changes_the_policy_and_says_so(bins):
 
 
 @tap.case
+def start_and_sighup_warn_of_a_comment_in_a_text_value(bins):
+    text = config().replace("interval = 100ms", "interval = 100ms\n"
+                            "libvirt_uri = qemu:///system # the local one")
+    said = ('warning: libvirt_uri: "qemu:///system # the local one" holds " # the local one" as '
+            "part of the value")
+    with daemon(bins, text) as d:
+        check(d.log_count(said) == 1, "said at the start", d.log())
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in d.log(), "the reload")
+        check(d.log_count(said) == 2, "and at a reload, which goes on", d.log())
+
+
+@tap.case
 def sighup_says_what_waits_for_a_restart(bins):
     with daemon(bins, config()) as d:
         d.write_config(config().replace("interval = 100ms", "interval = 100ms\n"

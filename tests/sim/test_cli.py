@@ -250,6 +250,26 @@ def test_comment_after_a_backend_value_explained():
     path = scenario("ok-comment.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "swap = 256M ; fine\n")
     r = run(path, "--json")
     assert r.returncode == 0, r.stderr
+    # The error above already says where comments start: no warning repeats it.
+    r = run(scenario("hash.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "start = 10s   # later\n"))
+    assert "warning" not in r.stderr, r.stderr
+
+
+def test_comment_in_a_text_value_warned_of():
+    # Part of the value, as a path may hold " #": the run goes on, with a warning at its line.
+    r = run(scenario("hash-policy.ini", "[host]\nmemory = 4G\npolicy = static # for now\n"
+                     "[sim]\nduration = 5s\n" + GOOD_VM))
+    expect_exit(r, 2, ':3: policy: "static # for now" is not dynmem')
+    assert "warning" not in r.stderr, r.stderr
+    path = scenario("hash-exec.ini", "[host]\nmemory = 4G\n"
+                    f"policy = exec:{sys.executable} -c pass # mine\n[sim]\nduration = 2s\n"
+                    + GOOD_VM)
+    r = run(path, "--json")
+    assert r.returncode == 0, r.stderr
+    want = (f'{path}:3: warning: policy: "exec:{sys.executable} -c pass # mine" holds " # mine" '
+            "as part of the value (a comment after a value starts with \" ;\", white space and "
+            "';'; '#' starts a comment only at the start of a line)\n")
+    assert want in r.stderr, r.stderr
 
 
 def test_times_beyond_a_year_refused():

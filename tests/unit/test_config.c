@@ -689,6 +689,75 @@ static void overlong_line(void **state)
         config_diag_free(&d);
 }
 
+/* " #" in a text value is part of it: a warning at load, not an error. */
+static void comment_in_a_text_value_is_warned_of(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+        const char *text = "[host]\n"
+                           "socket = /run/dynmem/s # the socket\n"
+                           "policy = exec:/usr/bin/pol\t# mine\n"
+                           "libvirt_uri = qemu:///system#x\n"
+                           "[vm \"a\"]\n"
+                           "kernel = /boot/vmlinuz # the cloud kernel\n"
+                           "append = console=ttyS0\n"
+                           "  quiet # x\n"
+                           "initrd = /boot/initrd ; a comment\n";
+
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_int_equal(d.count, 0);
+        /* The value is kept as written: a path may hold " #". */
+        assert_string_equal(c.host.socket, "/run/dynmem/s # the socket");
+        assert_string_equal(config_vm_key(&c.vms[0], "kernel")->value,
+                            "/boot/vmlinuz # the cloud kernel");
+        assert_int_equal(c.warnings.count, 4);
+        assert_string_equal(
+            c.warnings.messages[0],
+            "t.ini:2: warning: socket: \"/run/dynmem/s # the socket\" holds \" # the "
+            "socket\" as part of the value (a comment after a value starts with "
+            "\" ;\", white space and ';'; '#' starts a comment only at the start of "
+            "a line)");
+        assert_non_null(strstr(c.warnings.messages[1], "t.ini:3: warning: policy: "));
+        assert_non_null(strstr(c.warnings.messages[2],
+                               "t.ini:6: warning: kernel: \"/boot/vmlinuz # the cloud kernel\" "
+                               "holds \" # the cloud kernel\""));
+        /* A continued value, at its key's line; "#x" inside a word and ';' are no concern. */
+        assert_non_null(strstr(c.warnings.messages[3], "t.ini:7: warning: append: "));
+        assert_non_null(strstr(c.warnings.messages[3], "\"console=ttyS0 quiet # x\""));
+        config_free(&c);
+        assert_int_equal(c.warnings.count, 0);
+
+        /* A long value is cut in the message, which stays one line of sane length. */
+        char long_text[1200];
+        snprintf(long_text, sizeof(long_text), "[vm \"a\"]\nkernel = /%0150d\n  %010d # %0150d\n",
+                 0, 0, 0);
+        assert_int_equal(config_load_string("t.ini", long_text, &c, &d), 0);
+        assert_int_equal(c.warnings.count, 1);
+        assert_true(strlen(c.warnings.messages[0]) < 512);
+        assert_non_null(strstr(c.warnings.messages[0], "...\" holds \" # 000"));
+        assert_non_null(strstr(c.warnings.messages[0], "...\" as part of the value (a comment"));
+        config_free(&c);
+        config_diag_free(&d);
+}
+
+/* An error at a line that already says where comments start makes the warning there redundant. */
+static void warning_explained_by_an_error(void **state)
+{
+        struct config_diag e = {0};
+
+        config_diag_add(&e, "t.ini", 7, "swap: \"1G # x\" is not a size%s",
+                        config_comment_hint("1G # x"));
+        config_diag_add(&e, "t.ini", 9, "trace: a.csv # x: cannot open");
+        assert_true(config_diag_explains(&e, "t.ini", "t.ini:7: warning: swap: ..."));
+        /* An error that does not explain it leaves the warning useful. */
+        assert_false(config_diag_explains(&e, "t.ini", "t.ini:9: warning: trace: ..."));
+        assert_false(config_diag_explains(&e, "t.ini", "t.ini:70: warning: x"));
+        assert_false(config_diag_explains(&e, "t.ini", "t.ini: warning: x"));
+        assert_false(config_diag_explains(&e, "u.ini", "t.ini:7: warning: swap: ..."));
+        assert_false(config_diag_explains(NULL, "t.ini", "t.ini:7: warning: swap: ..."));
+        config_diag_free(&e);
+}
+
 static void continuation_lines(void **state)
 {
         struct config c;
@@ -1209,6 +1278,8 @@ int main(void)
             cmocka_unit_test(syntax_errors),
             cmocka_unit_test(overlong_line),
             cmocka_unit_test(continuation_lines),
+            cmocka_unit_test(comment_in_a_text_value_is_warned_of),
+            cmocka_unit_test(warning_explained_by_an_error),
             cmocka_unit_test(continuation_value_limit),
             cmocka_unit_test(cross_key_settings_errors),
             cmocka_unit_test(several_errors_all_reported),
