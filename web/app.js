@@ -58,6 +58,7 @@
     ['Lend', 'lend', onOff],
     ['Defined by', 'origin', text],
     ['Autostart', 'autostart', onOff],
+    ['Overridden', 'overrides', settingNames],
     ['Guest sees', 'guest_visible_bytes', size],
     ['Host RSS', 'host_rss_bytes', size],
     ['Problem', 'problem', text],
@@ -87,6 +88,12 @@
     hostGraph: null,
     vms: null,           // the VMs last read
   };
+
+  // settings by the names `dynmem set` takes: "buffer_percent" is --buffer; none for []
+  function settingNames(v) {
+    if (!Array.isArray(v) || v.length === 0) return 'none';
+    return v.map((n) => String(n).replace(/_(bytes|percent)$/, '')).join(', ');
+  }
 
   function text(v) {
     return v === null || v === undefined ? '-' : String(v);
@@ -265,6 +272,11 @@
       items.push(dt, dd);
     };
     for (const [label, key, fmt] of DETAILS) {
+      // before the refusal, as dynmem show has it: settings handed back to the file
+      // (dynmem set --reset) that wait for the VM to be off
+      if (key === 'refusal' && Array.isArray(vm.reset_pending) && vm.reset_pending.length) {
+        add('Reset waits', settingNames(vm.reset_pending) + " (the file's values once the VM is off)");
+      }
       if (key in vm && !(key === 'refusal' && vm.refusal === null)) add(label, fmt(vm[key], vm));
     }
     const b = vm.backend;

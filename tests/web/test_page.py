@@ -103,7 +103,8 @@ def make_fixture(d):
              lent_bytes=512 * 1024, backend=backend),
         like("stopped", state="off", assigned_bytes=0, demand_bytes=None,
              pressure_percent=None, status="none", target_bytes=0, lent_bytes=0,
-             reason="none", refusal=REFUSAL, autostart=False),
+             reason="none", refusal=REFUSAL, autostart=False,
+             overrides=["buffer_percent", "weight", "autostart"], reset_pending=["minimum_bytes"]),
         like("moving", migration="incoming", status="unknown"),
         like("broken", origin="libvirt", problem=PROBLEM),
         like(ODD_NAME),
@@ -208,7 +209,8 @@ def main():
         missing = [k for k in show if k not in page_fields]
         check(not missing, "every line of dynmem show on the page", missing, page_fields)
         for k in ("Name", "Dynamic memory", "Minimum", "Startup", "Maximum", "Buffer", "Weight",
-                  "Block", "Lend", "Defined by", "Autostart", "Backend", "Demand from"):
+                  "Block", "Lend", "Defined by", "Autostart", "Overridden", "Backend",
+                  "Demand from"):
             check(page_fields.get(k) == show[k], f"{k} as dynmem show has it", page_fields, show)
 
     @tap.case
@@ -307,6 +309,9 @@ def main():
         check(off["rows"]["stopped"]["state"] == "off" and
               off["rows"]["stopped"]["assigned"] == "0 B", "the stopped VM", off["rows"])
         check(off["details"]["Last refusal"] == REFUSAL, "the refusal, as text", off["details"])
+        check(off["details"].get("Overridden") == "buffer, weight, autostart" and
+              off["details"].get("Reset waits") == "minimum (the file's values once the VM is off)",
+              "overrides and a reset that waits, by the names dynmem set takes", off["details"])
 
         # arriving by live migration
         moving = r["vms"]["moving"]["rows"]["moving"]
