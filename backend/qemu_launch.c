@@ -692,7 +692,8 @@ int qemu_launch_spawn(struct qemu_launch *ql, char *const argv[], int log_fd, co
                 snprintf(err, errlen, "cannot hand QEMU %zu descriptors or a relative path", n_fds);
                 return -EINVAL;
         }
-        memcpy(all + 1, fds, n_fds * sizeof(int));
+        if (n_fds > 0) /* fds may be NULL when there are none */
+                memcpy(all + 1, fds, n_fds * sizeof(int));
         char *packed = pack_argv(argv, &req.argc, &len);
         if (!packed) {
                 snprintf(err, errlen, "QEMU's command line is too long");
