@@ -11,6 +11,7 @@ back. Prints TAP.
 
 usage: test_guest_local.py DYNMEM_GUEST AGENT_PEER
 """
+import contextlib
 import os
 import re
 import shutil
@@ -138,8 +139,10 @@ def agent_text(tmp):
     return out
 
 
-def check_host_junk(t, agent_exe, root, port, tmp):
-    """Raw host: junk, an over-long line, then a good hello: the agent still answers."""
+@contextlib.contextmanager
+def raw_host(agent_exe, root, port, tmp):
+    """A host side that is a bare socket, and an agent connected to it: (conn, agent).
+    The agent is stopped on the way out."""
     if os.path.exists(port):
         os.unlink(port)
     srv = socket.socket(socket.AF_UNIX)
@@ -150,6 +153,16 @@ def check_host_junk(t, agent_exe, root, port, tmp):
     try:
         conn, _ = srv.accept()
         conn.settimeout(10)
+        with conn:
+            yield conn, agent
+    finally:
+        srv.close()
+        agent.stop()
+
+
+def check_host_junk(t, agent_exe, root, port, tmp):
+    """Raw host: junk, an over-long line, then a good hello: the agent still answers."""
+    with raw_host(agent_exe, root, port, tmp) as (conn, agent):
         conn.sendall(b"DMG1 hello min=x max=1\nGARBAGE \x00\xff\n" + b"y" * 3000 + b"\n" +
                      b"DMG1 hello min=1 max=1 interval_ms=999999\n")
         data = b""
@@ -165,11 +178,7 @@ def check_host_junk(t, agent_exe, root, port, tmp):
              "after junk and an over-long line a good hello is answered; "
              "the interval is clamped to 60 s", "\n".join(lines))
         t.ok(all(len(l) + 1 <= 1024 for l in lines), "every agent line fits 1024 bytes")
-        conn.close()
-    finally:
-        srv.close()
         time.sleep(0.3)
-        agent.stop()
     t.ok("ignored a malformed line from the host" in agent.text(), "junk is logged",
          agent.text())
 
@@ -177,16 +186,7 @@ def check_host_junk(t, agent_exe, root, port, tmp):
 def check_log_flood(t, agent_exe, root, port, tmp):
     """A host sending 200 junk lines at once gets a burst of them into the guest's log,
     not all; once the rate allows, the next line says how many were left out."""
-    if os.path.exists(port):
-        os.unlink(port)
-    srv = socket.socket(socket.AF_UNIX)
-    srv.bind(port)
-    srv.listen(1)
-    srv.settimeout(10)
-    agent = Agent(agent_exe, root, tmp)
-    try:
-        conn, _ = srv.accept()
-        conn.settimeout(10)
+    with raw_host(agent_exe, root, port, tmp) as (conn, agent):
         conn.sendall(b"junk\n" * 200)
         time.sleep(1)
         flood = agent.text()
@@ -195,10 +195,6 @@ def check_log_flood(t, agent_exe, root, port, tmp):
         end = time.monotonic() + 10
         while "suppressed" not in agent.text() and time.monotonic() < end:
             time.sleep(0.1)
-        conn.close()
-    finally:
-        srv.close()
-        agent.stop()
     logged = flood.count("ignored a malformed line from the host")
     lines = flood.count("dynmem-guest:")
     t.ok(0 < logged and lines <= 30,
