@@ -26,6 +26,7 @@ struct cli {
         uint64_t interval_ms;       /* counters --interval: 0 = one sample */
         uint64_t count;             /* counters --count: samples in a series, 0 = until stopped */
         bool follow;                /* events --follow */
+        bool names_only;            /* list --name: the VM names, one a line */
         bool timeout_given;         /* --timeout was given (migrate: abort after it) */
         const char *operand;        /* migrate: DEST_URI */
         const char *connect;        /* migrate --connect: the source's libvirt URI */

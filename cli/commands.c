@@ -65,7 +65,7 @@ static int run(struct cli *cli, enum control_command command, const char *key,
 
 int commands_list(struct cli *cli)
 {
-        return run(cli, CONTROL_LIST, "vms", output_vm_table);
+        return run(cli, CONTROL_LIST, "vms", cli->names_only ? output_vm_names : output_vm_table);
 }
 
 int commands_show(struct cli *cli)

@@ -29,6 +29,7 @@ enum {
         OPT_FOLLOW = 1u << 5,   /* events: --follow */
         OPT_MIGRATE = 1u << 6,  /* migrate: --connect, --migrate-uri, --persistent, ... */
         OPT_SET = 1u << 7,      /* set: --autostart on|off, --reset KEY */
+        OPT_LIST = 1u << 8,     /* list: --name */
 };
 
 struct command {
@@ -40,7 +41,7 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"list", commands_list, 0, 0, "the VMs, their memory and settings"},
+    {"list", commands_list, OPT_LIST, 0, "the VMs, their memory and settings"},
     {"show", commands_show, 0, 1, "one VM in detail"},
     {"status", commands_status, 0, 0, "the host: memory, reserve, available, pressure"},
     {"start", commands_start, 0, 1, "start a VM (if the host has room for it)"},
@@ -77,6 +78,7 @@ enum {
         KEY_PERSISTENT,
         KEY_UNDEFINE_SOURCE,
         KEY_BANDWIDTH,
+        KEY_NAME,
         KEY_SETTING,
 };
 
@@ -103,6 +105,7 @@ static const struct {
     {{"persistent", no_argument, NULL, KEY_PERSISTENT}, OPT_MIGRATE},
     {{"undefinesource", no_argument, NULL, KEY_UNDEFINE_SOURCE}, OPT_MIGRATE},
     {{"bandwidth", required_argument, NULL, KEY_BANDWIDTH}, OPT_MIGRATE},
+    {{"name", no_argument, NULL, KEY_NAME}, OPT_LIST},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
 
@@ -142,6 +145,7 @@ static void usage(FILE *out)
               "  to the configuration file's value).  Option of stop: -f, --force.\n"
               "Options of counters: --set balancer|vm, --vm NAME, --interval DURATION,\n"
               "  --count N (a series, as CSV).  Option of events: --follow.\n"
+              "Option of list: --name (the VM names alone, one a line; not with --json).\n"
               "Options of migrate: --connect URI (the source, default qemu:///system),\n"
               "  --migrate-uri URI (QEMU's data), --persistent, --undefinesource,\n"
               "  --bandwidth MIB (MiB/s at most), --timeout DURATION (abort it then).\n"
@@ -326,6 +330,9 @@ static int take_option(struct cli *cli, int key, const char *arg)
         case KEY_UNDEFINE_SOURCE:
                 cli->undefine_source = true;
                 return 0;
+        case KEY_NAME:
+                cli->names_only = true;
+                return 0;
         case KEY_BANDWIDTH: {
                 char *end;
                 errno = 0;
@@ -428,6 +435,10 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
                 return fail_usage("%s: nothing to change", cmd->name);
         if (reset && (cli->req.given || cli->req.autostart_given))
                 return fail_usage("%s: --reset goes alone; make the changes with another set",
+                                  cmd->name);
+        if (cli->names_only && cli->json)
+                return fail_usage("%s: --name prints the names alone; --json prints the whole VM "
+                                  "objects (each has its \"name\"): give one of them",
                                   cmd->name);
         if (cli->vm && cli->set && strcmp(cli->set, "balancer") == 0)
                 return fail_usage("%s: --vm needs the vm set", cmd->name);

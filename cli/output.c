@@ -335,6 +335,19 @@ void output_vm_table(FILE *out, const json_t *vms)
         output_vm_table_fit(out, vms, 0, NULL);
 }
 
+void output_vm_names(FILE *out, const json_t *vms)
+{
+        size_t i;
+        const json_t *vm;
+
+        json_array_foreach(vms, i, vm)
+        {
+                const char *name = json_string_value(json_object_get(vm, "name"));
+                if (name)
+                        fprintf(out, "%s\n", name);
+        }
+}
+
 void output_vm_table_fit(FILE *out, const json_t *vms, size_t columns, const char *mark)
 {
         size_t n = json_array_size(vms), width[N_COLUMNS], others = 0;

@@ -1,8 +1,8 @@
 /*
  * output: dynmem's replies printed for people: the VM table of `list` (and of
- * `top`, cut to the terminal), one VM for `show`, the host for `status` with
- * the VMs that have a problem; and the raw JSON for --json. Sizes are printed
- * in MiB/GiB; what is unknown is printed as "-".
+ * `top`, cut to the terminal) or its names alone (`list --name`), one VM for
+ * `show`, the host for `status` with the VMs that have a problem; and the raw
+ * JSON for --json. Sizes are printed in MiB/GiB; what is unknown is printed as "-".
  */
 #ifndef DYNMEM_OUTPUT_H
 #define DYNMEM_OUTPUT_H
@@ -16,6 +16,9 @@ void output_json(FILE *out, const json_t *value);
 /* An aligned table of VMs: NAME STATE ASSIGNED DEMAND PRESSURE STATUS MIN STARTUP MAX BUFFER
  * WEIGHT. */
 void output_vm_table(FILE *out, const json_t *vms);
+
+/* The VMs' names alone, one a line, in the table's order (list --name: scripts, completion). */
+void output_vm_names(FILE *out, const json_t *vms);
 
 /*
  * The same table cut to fit `columns` terminal columns (0: no limit) by narrowing NAME

@@ -338,6 +338,22 @@ def list_shows_the_longest_name_whole(bins):
 
 
 @tap.case
+def list_name_prints_the_names_alone(bins):
+    # For scripts and the shell's completion: every VM, whatever its state, one a line.
+    with running(bins, CONFIG + f'\n[vm "{LONG_NAME}"]\nstartup = 512M\ntrace = @DATA@/flat-300m.csv\n') as d:
+        d.wait_state("web1", "running")
+        r = d.ok("list", "--name")
+        check(r.out == f"db1\n{LONG_NAME}\nweb1\n" and r.err == "",
+              "the names in list's order, nothing else", r)
+        d.fails("list", "--name", "--json", rc=2,
+                contains="list: --name prints the names alone; --json prints the whole VM objects")
+        d.fails("--json", "list", "--name", rc=2, contains="--name prints the names alone")
+        d.fails("show", "web1", "--name", rc=2, contains="show: unknown option --name")
+        p = subprocess.run([d.dynmem, "--help"], capture_output=True, text=True)
+        check("Option of list: --name" in p.stdout, "--help names it", p)
+
+
+@tap.case
 def output_that_cannot_be_written_is_exit_1(bins):
     # Exit 0 with the output lost before; a series went on for ever once its reader left.
     with running(bins, CONFIG) as d:
