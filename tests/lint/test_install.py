@@ -4,7 +4,8 @@ program an installed unit or the libvirt hook runs is installed (or, outside
 the prefix, an absolute system path); every man page a unit's Documentation=
 or a program's --help names is installed; the installed dynmemd accepts the
 installed example configuration (`dynmemd -n`, as the README's install steps
-run it); every /usr/local path the README and docs/ name is installed (when
+run it); every program has its bash completion, which registers itself for that
+program in a plain bash; every /usr/local path the README and docs/ name is installed (when
 the build's prefix is /usr/local). Prints TAP.
 
 usage: test_install.py SOURCE_DIR BUILD_DIR
@@ -103,6 +104,22 @@ def the_installed_dynmemd_accepts_the_installed_example(ctx):
     r = subprocess.run([dynmemd, "-n", "-f", examples[0]], capture_output=True, text=True,
                        timeout=30)
     check(r.returncode == 0, "dynmemd -n accepts it", r.returncode, r.stdout + r.stderr)
+
+
+@tap.case
+def every_program_has_its_bash_completion(ctx):
+    scripts = find(ctx, os.path.join("bash-completion", "completions", "*"))
+    names = sorted(os.path.basename(p) for p in scripts)
+    check(names == sorted(os.path.basename(p) for p in PROGRAMS),
+          "one completion per program, named after it", names)
+    for script in scripts:
+        name = os.path.basename(script)
+        r = subprocess.run(["bash", "--norc", "--noprofile", "-c",
+                            'source "$1" && complete -p "$2"', "sh", script, name],
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 0 and re.match(r"complete -F \S+ " + re.escape(name) + "$",
+                                             r.stdout.strip()) and not r.stderr,
+              f"{name}'s completion registers itself in a plain bash", r.stdout, r.stderr)
 
 
 @tap.case
