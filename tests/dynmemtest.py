@@ -19,6 +19,9 @@ cleans up whatever a case leaves behind. Each suite keeps only its cases:
     if __name__ == "__main__":
         main(tap)
 
+A configuration on the simulated backend is built of sim_host(), dynamic_vm() and
+static_vm(), so that a suite names only its memory and its VMs.
+
 A case that cannot run here raises Skip("why") (TAP "ok N - name # SKIP why");
 a script that cannot run at all calls skip_all("why") ("1..0 # SKIP why"), so
 that scripts/test-summary.py names the reason. Every wait polls a condition
@@ -247,6 +250,47 @@ def main(tap, setup=None, teardown=None):
         if teardown:
             teardown(ctx)
     sys.exit(rc)
+
+
+# ---- configurations on the simulated backend ----
+
+def sim_host(memory, *lines, policy=None):
+    """The head of a configuration for the simulated backend: memory, a 100 ms cycle,
+    further [host] lines (e.g. "http = 127.0.0.1:0"), [sim] speed 20 (a trace runs 20
+    times as fast as written), then a [policy] section of policy's lines if given.
+    The VMs' sections follow: sim_host("4G") + dynamic_vm("web1", "rise.csv")."""
+    text = f"\nmemory = {memory}\ninterval = 100ms\n" + "".join(line + "\n" for line in lines)
+    text += "\n[sim]\nspeed = 20\n"
+    if policy:
+        text += "\n[policy]\n" + policy + "\n"
+    return text
+
+
+def _vm_section(name, keys):
+    lines = "".join(f"{key} = {value}\n" for key, value in keys if value is not None)
+    return f'\n[vm "{name}"]\n' + lines
+
+
+def _trace(trace):
+    """A file name alone is one of tests/daemon/data (@DATA@)."""
+    return trace if "/" in trace else "@DATA@/" + trace
+
+
+def dynamic_vm(name, trace, startup="1G", minimum="512M", maximum="4G", weight=None,
+               autostart=True):
+    """A dynamic VM's section: by default 1G at startup within [512M, 4G], autostarted;
+    trace is a file of tests/daemon/data or a path (@FAULTS@/wave.csv)."""
+    return _vm_section(name, [("dynamic", "yes"), ("startup", startup), ("minimum", minimum),
+                              ("maximum", maximum), ("weight", weight), ("trace", _trace(trace)),
+                              ("autostart", "yes" if autostart else None)])
+
+
+def static_vm(name, startup, trace, minimum=None, maximum=None, autostart=False):
+    """A VM of fixed size (dynamic off, the default), not autostarted unless asked;
+    trace as for dynamic_vm."""
+    return _vm_section(name, [("startup", startup), ("minimum", minimum), ("maximum", maximum),
+                              ("trace", _trace(trace)),
+                              ("autostart", "yes" if autostart else None)])
 
 
 # ---- dynmemd and the dynmem command ----

@@ -6,72 +6,20 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import GIB, MIB, Tap, check, main, running, wait_for  # noqa: E402
+from dynmemtest import (GIB, MIB, Tap, check, dynamic_vm, main, running, sim_host,  # noqa: E402
+                        static_vm, wait_for)
 
 tap = Tap()
 
-FULL = """
-memory = 2G
-interval = 100ms
+FULL = (sim_host("2G")
+        + static_vm("big1", "1536M", "small.csv", minimum="1536M", autostart=True)
+        + static_vm("big2", "1G", "small.csv"))
 
-[sim]
-speed = 20
+SCARCE = (sim_host("3G", policy="shrink_delay = 2s")
+          + dynamic_vm("heavy", "high-3g.csv", weight=9000)
+          + dynamic_vm("light", "high-3g.csv", weight=1000))
 
-[vm "big1"]
-startup = 1536M
-minimum = 1536M
-trace = @DATA@/small.csv
-autostart = yes
-
-[vm "big2"]
-startup = 1G
-trace = @DATA@/small.csv
-"""
-
-SCARCE = """
-memory = 3G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[policy]
-shrink_delay = 2s
-
-[vm "heavy"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-weight = 9000
-trace = @DATA@/high-3g.csv
-autostart = yes
-
-[vm "light"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-weight = 1000
-trace = @DATA@/high-3g.csv
-autostart = yes
-"""
-
-GROW = """
-memory = 8G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[vm "web1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-trace = @DATA@/rise.csv
-autostart = yes
-"""
+GROW = sim_host("8G") + dynamic_vm("web1", "rise.csv")
 
 
 def within_budget(d, memory):

@@ -6,30 +6,15 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import DATA, GIB, MIB, Daemon, Tap, check, main, running, wait_for  # noqa: E402
+from dynmemtest import (DATA, GIB, MIB, Daemon, Tap, check, dynamic_vm, main, running,  # noqa: E402
+                        sim_host, static_vm, wait_for)
 
 
 tap = Tap()
 
-CONFIG = """
-memory = 4G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[vm "web1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 3G
-trace = @DATA@/rise.csv
-autostart = yes
-
-[vm "db1"]
-startup = 512M
-trace = @DATA@/flat-300m.csv
-"""
+CONFIG = (sim_host("4G")
+          + dynamic_vm("web1", "rise.csv", maximum="3G")
+          + static_vm("db1", "512M", "flat-300m.csv"))
 
 VM_FIELDS = {
     "name": str, "state": str, "dynamic": bool, "startup_bytes": int,

@@ -12,26 +12,13 @@ import stat
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Tap, check, main, read_line, request, running, wait_for  # noqa: E402
+from dynmemtest import (Tap, check, dynamic_vm, main, read_line, request, running,  # noqa: E402
+                        sim_host, wait_for)
 
 
 tap = Tap()
 
-CONFIG = """
-memory = 4G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[vm "web1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 3G
-trace = @DATA@/rise.csv
-autostart = yes
-"""
+CONFIG = sim_host("4G") + dynamic_vm("web1", "rise.csv", maximum="3G")
 
 
 def error_of(reply, num, text):

@@ -8,38 +8,16 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import GIB, MIB, Tap, check, main, running, wait_for  # noqa: E402
+from dynmemtest import (GIB, MIB, Tap, check, dynamic_vm, main, running, sim_host,  # noqa: E402
+                        static_vm, wait_for)
 
 
 tap = Tap()
 
-CONFIG = """
-memory = 6G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[vm "web1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-trace = @DATA@/rise.csv
-autostart = yes
-
-[vm "idle"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 2G
-trace = @DATA@/small.csv
-autostart = yes
-
-[vm "spare"]
-startup = 1G
-trace = @DATA@/small.csv
-"""
+CONFIG = (sim_host("6G")
+          + dynamic_vm("web1", "rise.csv")
+          + dynamic_vm("idle", "small.csv", maximum="2G")
+          + static_vm("spare", "1G", "small.csv"))
 
 BALANCER_KEYS = [
     "available_memory_bytes", "available_memory_for_balancing_bytes",

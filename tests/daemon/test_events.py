@@ -11,36 +11,16 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Tap, check, main, running, wait_for  # noqa: E402
+from dynmemtest import (Tap, check, dynamic_vm, main, running, sim_host, static_vm,  # noqa: E402
+                        wait_for)
 
 
 tap = Tap()
 
-CONFIG = """
-memory = 3G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[vm "web1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 2G
-trace = @DATA@/rise.csv
-autostart = yes
-
-[vm "big"]
-startup = 4G
-minimum = 4G
-maximum = 4G
-trace = @DATA@/small.csv
-
-[vm "spare"]
-startup = 512M
-trace = @DATA@/small.csv
-"""
+CONFIG = (sim_host("3G")
+          + dynamic_vm("web1", "rise.csv", maximum="2G")
+          + static_vm("big", "4G", "small.csv", minimum="4G", maximum="4G")
+          + static_vm("spare", "512M", "small.csv"))
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  (.*)$")
 

@@ -16,7 +16,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Daemon, Tap, check, main, running, wait_for  # noqa: E402
+from dynmemtest import (Daemon, Tap, check, dynamic_vm, main, running, sim_host,  # noqa: E402
+                        static_vm, wait_for)
 
 
 try:
@@ -31,34 +32,10 @@ except ImportError:
 
 tap = Tap()
 
-CONFIG = """
-memory = 6G
-interval = 100ms
-http = 127.0.0.1:0
-
-[sim]
-speed = 20
-
-[vm "web1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-trace = @DATA@/rise.csv
-autostart = yes
-
-[vm "web.2-b"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 2G
-trace = @DATA@/small.csv
-autostart = yes
-
-[vm "spare"]
-startup = 1G
-trace = @DATA@/small.csv
-"""
+CONFIG = (sim_host("6G", "http = 127.0.0.1:0")
+          + dynamic_vm("web1", "rise.csv")
+          + dynamic_vm("web.2-b", "small.csv", maximum="2G")
+          + static_vm("spare", "1G", "small.csv"))
 
 DYGRAPHS = "/usr/share/javascript/dygraphs/dygraph.min.js"
 

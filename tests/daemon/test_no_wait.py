@@ -17,8 +17,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import (MIB, WAIT, Skip, Tap, check, main, request, running,  # noqa: E402
-                        wait_for)
+from dynmemtest import (MIB, WAIT, Skip, Tap, check, dynamic_vm, main, request,  # noqa: E402
+                        running, wait_for)
 
 tap = Tap()
 
@@ -41,23 +41,7 @@ CONFIG = """
 memory = 8G
 interval = 100ms
 policy = exec:/bin/sh @DIR@/policy.sh
-
-[vm "web"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-trace = @DATA@/flat-300m.csv
-autostart = yes
-
-[vm "db"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-trace = @DATA@/flat-300m.csv
-autostart = yes
-"""
+""" + dynamic_vm("web", "flat-300m.csv") + dynamic_vm("db", "flat-300m.csv")
 
 
 def set_mode(d, mode):

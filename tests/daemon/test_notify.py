@@ -11,22 +11,12 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Daemon, Tap, check, main, read_line, request, wait_for  # noqa: E402
+from dynmemtest import (Daemon, Tap, check, main, read_line, request, sim_host,  # noqa: E402
+                        static_vm, wait_for)
 
 tap = Tap()
 
-CONFIG = """
-memory = 8G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[vm "web1"]
-startup = 1G
-trace = @DATA@/small.csv
-autostart = yes
-"""
+CONFIG = sim_host("8G") + static_vm("web1", "1G", "small.csv", autostart=True)
 
 
 class Notified:

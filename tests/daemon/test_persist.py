@@ -10,40 +10,18 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import DATA, GIB, MIB, Daemon, Tap, check, main, wait_for  # noqa: E402
+from dynmemtest import (DATA, GIB, MIB, Daemon, Tap, check, dynamic_vm, main,  # noqa: E402
+                        sim_host, static_vm, wait_for)
 
 
 tap = Tap()
 
-BASE = """
-memory = 8G
-interval = 100ms
-
-[sim]
-speed = 20
-"""
-
-WEB1 = """
-[vm "web1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-weight = {weight}
-trace = @DATA@/flat-300m.csv
-autostart = yes
-"""
-
-DB1 = """
-[vm "db1"]
-startup = 512M
-trace = @DATA@/small.csv
-"""
+BASE = sim_host("8G")
+DB1 = static_vm("db1", "512M", "small.csv")
 
 
 def config(weight=5000, maximum="4G", extra=""):
-    return BASE + WEB1.format(weight=weight).replace("maximum = 4G", f"maximum = {maximum}") + \
-        DB1 + extra
+    return BASE + dynamic_vm("web1", "flat-300m.csv", maximum=maximum, weight=weight) + DB1 + extra
 
 
 def restart(d):

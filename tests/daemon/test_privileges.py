@@ -13,23 +13,13 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Skip, Tap, check, main, need_root, running, wait_for  # noqa: E402
+from dynmemtest import (Skip, Tap, check, main, need_root, running, sim_host,  # noqa: E402
+                        static_vm, wait_for)
 
 tap = Tap()
 
-CONFIG = """
-memory = 4G
-interval = 100ms
-admin_group = staff
-
-[sim]
-speed = 20
-
-[vm "web1"]
-startup = 1G
-trace = @DATA@/small.csv
-autostart = yes
-"""
+CONFIG = (sim_host("4G", "admin_group = staff")
+          + static_vm("web1", "1G", "small.csv", autostart=True))
 
 
 def as_nobody(d, *args, groups=()):

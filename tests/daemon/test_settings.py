@@ -7,37 +7,16 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import DATA, GIB, MIB, Tap, check, main, running, wait_for  # noqa: E402
+from dynmemtest import (DATA, GIB, MIB, Tap, check, dynamic_vm, main, running,  # noqa: E402
+                        sim_host, static_vm, wait_for)
 
 
 tap = Tap()
 
-CONFIG = """
-memory = 8G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[vm "web1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-trace = @DATA@/flat-300m.csv
-autostart = yes
-
-[vm "off1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 2G
-trace = @DATA@/flat-300m.csv
-
-[vm "static1"]
-startup = 256M
-trace = @DATA@/flat-300m.csv
-"""
+CONFIG = (sim_host("8G")
+          + dynamic_vm("web1", "flat-300m.csv")
+          + dynamic_vm("off1", "flat-300m.csv", maximum="2G", autostart=False)
+          + static_vm("static1", "256M", "flat-300m.csv"))
 
 
 @tap.case

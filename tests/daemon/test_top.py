@@ -9,38 +9,16 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Tap, check, editing, main, running, wait_for  # noqa: E402
+from dynmemtest import (Tap, check, dynamic_vm, editing, main, running, sim_host,  # noqa: E402
+                        static_vm, wait_for)
 
 
 tap = Tap()
 
-CONFIG = """
-memory = 8G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[vm "calm"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-trace = @DATA@/small.csv
-autostart = yes
-
-[vm "pressed"]
-dynamic = yes
-startup = 1G
-minimum = 1G
-maximum = 1G
-trace = @DATA@/high-3g.csv
-autostart = yes
-
-[vm "zoff"]
-startup = 1G
-trace = @DATA@/small.csv
-"""
+CONFIG = (sim_host("8G")
+          + dynamic_vm("calm", "small.csv")
+          + dynamic_vm("pressed", "high-3g.csv", minimum="1G", maximum="1G")
+          + static_vm("zoff", "1G", "small.csv"))
 
 
 class Tmux:

@@ -15,30 +15,15 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Daemon, Tap, check, main, wait_for  # noqa: E402
+from dynmemtest import (Daemon, Tap, check, dynamic_vm, main, sim_host, static_vm,  # noqa: E402
+                        wait_for)
 
 
 tap = Tap()
 
-CONFIG = """
-memory = 8G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[vm "web1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-trace = @DATA@/flat-300m.csv
-autostart = yes
-
-[vm "db1"]
-startup = 512M
-trace = @DATA@/small.csv
-"""
+CONFIG = (sim_host("8G")
+          + dynamic_vm("web1", "flat-300m.csv")
+          + static_vm("db1", "512M", "small.csv"))
 
 
 class daemon:

@@ -18,50 +18,18 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import (DATA, GIB, Daemon, Tap, accounting, check, leftovers, main, state_files,
-                        wait_for)  # noqa: E402
+from dynmemtest import (DATA, GIB, Daemon, Tap, accounting, check, dynamic_vm,  # noqa: E402
+                        leftovers, main, sim_host, state_files, static_vm, wait_for)
 
 
 tap = Tap()
 
 MEMORY = 4 * GIB
-CONFIG = """
-memory = 4G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[policy]
-shrink_delay = 1s
-
-[vm "wave1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 3G
-weight = 8000
-trace = @FAULTS@/wave.csv
-autostart = yes
-
-[vm "wave2"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 3G
-weight = 2000
-trace = @FAULTS@/wave-b.csv
-autostart = yes
-
-[vm "static1"]
-startup = 512M
-trace = @DATA@/small.csv
-autostart = yes
-
-[vm "spare"]
-startup = 256M
-trace = @DATA@/small.csv
-"""
+CONFIG = (sim_host("4G", policy="shrink_delay = 1s")
+          + dynamic_vm("wave1", "@FAULTS@/wave.csv", maximum="3G", weight=8000)
+          + dynamic_vm("wave2", "@FAULTS@/wave-b.csv", maximum="3G", weight=2000)
+          + static_vm("static1", "512M", "small.csv", autostart=True)
+          + static_vm("spare", "256M", "small.csv"))
 
 CONFIGURED = {"wave1", "wave2", "static1", "spare"}
 AUTOSTART = ("wave1", "wave2", "static1")

@@ -16,56 +16,20 @@ import signal
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import GIB, MIB, Daemon, Tap, accounting, check, main, wait_for  # noqa: E402
+from dynmemtest import (GIB, MIB, Daemon, Tap, accounting, check, dynamic_vm, main,  # noqa: E402
+                        sim_host, static_vm, wait_for)
 
 
 tap = Tap()
 
-VMS = """
-[vm "heavy"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-weight = 9000
-trace = @DATA@/high-3g.csv
-autostart = yes
-
-[vm "middle"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-weight = 5000
-trace = @DATA@/high-3g.csv
-autostart = yes
-
-[vm "light"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 4G
-weight = 1000
-trace = @DATA@/high-3g.csv
-autostart = yes
-
-[vm "late"]
-startup = 256M
-trace = @DATA@/small.csv
-"""
+VMS = (dynamic_vm("heavy", "high-3g.csv", weight=9000)
+       + dynamic_vm("middle", "high-3g.csv", weight=5000)
+       + dynamic_vm("light", "high-3g.csv", weight=1000)
+       + static_vm("late", "256M", "small.csv"))
 
 
 def conf(memory):
-    return (f"""
-memory = {memory}
-interval = 100ms
-
-[sim]
-speed = 20
-
-[policy]
-shrink_delay = 1s
-""" + VMS)
+    return sim_host(memory, policy="shrink_delay = 1s") + VMS
 
 
 NAMES = ("heavy", "middle", "light")

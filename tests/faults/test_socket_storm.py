@@ -25,7 +25,8 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import WAIT, Daemon, Skip, Tap, check, main, request, wait_for  # noqa: E402
+from dynmemtest import (WAIT, Daemon, Skip, Tap, check, dynamic_vm, main, request,  # noqa: E402
+                        sim_host, static_vm, wait_for)
 
 
 tap = Tap()
@@ -34,26 +35,9 @@ CLIENTS = 1000
 KINDS = ("silent", "partial", "oversized", "malformed", "valid")
 REQUEST_MAX = 64 * 1024
 
-CONFIG = """
-memory = 8G
-interval = 100ms
-http = 127.0.0.1:0
-
-[sim]
-speed = 20
-
-[vm "wave1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 3G
-trace = @FAULTS@/wave.csv
-autostart = yes
-
-[vm "spare"]
-startup = 256M
-trace = @DATA@/small.csv
-"""
+CONFIG = (sim_host("8G", "http = 127.0.0.1:0")
+          + dynamic_vm("wave1", "@FAULTS@/wave.csv", maximum="3G")
+          + static_vm("spare", "256M", "small.csv"))
 NAMES = ["spare", "wave1"]
 
 

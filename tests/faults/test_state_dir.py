@@ -19,35 +19,16 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import (DATA, GIB, Daemon, Skip, Tap, accounting, check, leftovers, main,
-                        need_root, state_files, wait_for)  # noqa: E402
+from dynmemtest import (DATA, GIB, Daemon, Skip, Tap, accounting, check, dynamic_vm,  # noqa: E402
+                        leftovers, main, need_root, sim_host, state_files, static_vm, wait_for)
 
 
 tap = Tap()
 
 MEMORY = 6 * GIB
-CONFIG = ("""
-memory = 6G
-interval = 100ms
-
-[sim]
-speed = 20
-
-[policy]
-shrink_delay = 1s
-
-[vm "wave1"]
-dynamic = yes
-startup = 1G
-minimum = 512M
-maximum = 3G
-trace = @FAULTS@/wave.csv
-autostart = yes
-
-[vm "spare"]
-startup = 256M
-trace = @DATA@/small.csv
-""")
+CONFIG = (sim_host("6G", policy="shrink_delay = 1s")
+          + dynamic_vm("wave1", "@FAULTS@/wave.csv", maximum="3G")
+          + static_vm("spare", "256M", "small.csv"))
 
 PAGE = 4096
 
