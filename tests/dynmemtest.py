@@ -335,6 +335,35 @@ class Daemon:
         with open(self.conf, "w") as f:
             f.write(head + text)
 
+    def __enter__(self):
+        """with Daemon(bins, config) as d: a dynmemd to start when the case says
+        (d.start()), stopped with SIGTERM and cleaned up however the block ends. How it
+        exits is not checked: `running` checks that."""
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.stop()
+        except subprocess.TimeoutExpired:
+            pass  # cleanup() kills it
+        finally:
+            self.cleanup()
+        return False
+
+    def check_config(self, *args):
+        """dynmemd -n (check the configuration and exit) with args; the finished process."""
+        return subprocess.run([self.dynmemd, "-n", "-f", self.conf] + list(args),
+                              capture_output=True, text=True, timeout=WAIT)
+
+    def write_state(self, name, text):
+        """A file in the state directory before dynmemd starts, as an earlier dynmemd (or a
+        damaged disk) left it; returns its path."""
+        os.makedirs(self.state_dir, exist_ok=True)
+        path = os.path.join(self.state_dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
     def write_file(self, name, text, executable=False):
         """A file (a policy script, a stand-in kernel or QEMU) in the temporary
         directory, @DIR@ in text replaced as in the configuration; returns its path."""

@@ -24,12 +24,8 @@ VM_FIELDS = {
 
 
 def check_config(bins, text):
-    d = Daemon(bins, text)
-    try:
-        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
-        return p, d.conf
-    finally:
-        d.cleanup()
+    with Daemon(bins, text) as d:
+        return d.check_config(), d.conf
 
 
 @tap.case
@@ -76,15 +72,12 @@ def config_check_warns_of_a_comment_in_a_text_value(bins):
 @tap.case
 def config_check_names_the_line_of_a_missing_trace(bins):
     # the trace's own path and error, after the configuration line of its trace = key
-    d = Daemon(bins, CONFIG + "\n[vm \"x4\"]\nstartup = 1G\ntrace = @DATA@/gone.csv\n")
-    try:
+    with Daemon(bins, CONFIG + "\n[vm \"x4\"]\nstartup = 1G\ntrace = @DATA@/gone.csv\n") as d:
         with open(d.conf) as f:
             line = f.read().split("\n").index(f"trace = {DATA}/gone.csv") + 1
-        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        p = d.check_config()
         want = f"{d.conf}:{line}: trace: {DATA}/gone.csv: cannot open: No such file or directory"
         check(p.returncode == 2 and want in p.stderr, "FILE:LINE: trace: PATH: why", want, p)
-    finally:
-        d.cleanup()
     p, conf = check_config(bins, CONFIG + "\n[vm \"x3\"]\ntrace = @DATA@/bad.csv\n")
     check(re.search(re.escape(conf) + r":\d+: trace: .*bad\.csv:3: ", p.stderr),
           "a bad row too", p)
@@ -109,12 +102,10 @@ def config_check_names_the_backend_problem(bins):
 
 @tap.case
 def config_check_checks_what_dynmemd_will_need(bins):
-    d = Daemon(bins, "")
-    try:
+    with Daemon(bins, "") as d:
         def check_n(config, *args):
             d.write_config(config)
-            return subprocess.run([d.dynmemd, "-n", "-f", d.conf] + list(args),
-                                  capture_output=True, text=True)
+            return d.check_config(*args)
         p = check_n("", "-g", "no-such-dynmem-group")
         check(p.returncode == 2 and "dynmemd: -g: there is no group no-such-dynmem-group\n"
               in p.stderr, "-g names a group that does not exist", p)
@@ -153,27 +144,22 @@ def config_check_checks_what_dynmemd_will_need(bins):
               "a name not in PATH", p)
         p = check_n(f"policy = exec:{good} --fast\n")
         check(p.returncode == 0, "an executable program is good", p)
-    finally:
-        d.cleanup()
 
 @tap.case
 def config_check_refuses_a_machine_without_virtio_mem(bins):
-    d = Daemon(bins, "")
-    try:
+    with Daemon(bins, "") as d:
         kernel = d.write_file("vmlinuz", "kernel")
         initrd = d.write_file("initrd.img", "initrd")
         d.write_config(f"[host]\nbackend = qemu\n[vm \"tiny\"]\nkernel = {kernel}\n"
                        f"initrd = {initrd}\nmachine = microvm\n")
-        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        p = d.check_config()
         check(p.returncode == 2 and re.search(
             re.escape(d.conf) + r":\d+: vm \"tiny\": machine: \"microvm\" cannot take "
             r"virtio-mem hot-plug", p.stderr), "refused with the VM, the key and its line", p)
         d.write_config(f"[host]\nbackend = qemu\n[vm \"tiny\"]\nkernel = {kernel}\n"
                        f"initrd = {initrd}\nmachine = q35\n")
-        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        p = d.check_config()
         check(p.returncode == 0, "q35 is good", p)
-    finally:
-        d.cleanup()
 
 @tap.case
 def the_example_configuration_checks_as_installed_and_uncommented(bins):
@@ -183,8 +169,7 @@ def the_example_configuration_checks_as_installed_and_uncommented(bins):
     p, _ = check_config(bins, text)
     check(p.returncode == 0 and "0 VMs" in p.stdout, "as installed: good, no VM", p)
     # Its VMs uncommented, with files where they point (a temporary folder here).
-    d = Daemon(bins, "")
-    try:
+    with Daemon(bins, "") as d:
         images = os.path.join(d.dir, "images")
         os.makedirs(images)
         for f in ("vmlinuz", "initrd.img"):
@@ -199,10 +184,8 @@ def the_example_configuration_checks_as_installed_and_uncommented(bins):
         check(live.count("[vm ") == 2 and "\n# memory = 48G" in live, "two VMs uncommented", live)
         with open(d.conf, "w") as f:
             f.write(live)
-        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        p = d.check_config()
         check(p.returncode == 0 and "2 VMs" in p.stdout, "with its VMs: good, 2 VMs", p)
-    finally:
-        d.cleanup()
 
 
 @tap.case
@@ -401,15 +384,12 @@ def admit_of_a_vm_dynmemd_runs_does_not_call_it_unknown(bins):
 
 @tap.case
 def no_daemon_says_where_it_looked(bins):
-    d = Daemon(bins, CONFIG)
-    try:
+    with Daemon(bins, CONFIG) as d:
         r = d.fails("list", contains="no dynmemd is listening on " + d.socket)
         env = dict(os.environ, DYNMEM_SOCKET="/nonexistent/dynmemd.sock")
         p = subprocess.run([d.dynmem, "list"], capture_output=True, text=True, env=env)
         check(p.returncode == 1 and "/nonexistent/dynmemd.sock" in p.stderr,
               "DYNMEM_SOCKET is where it looks", p)
-    finally:
-        d.cleanup()
 
 
 @tap.case
@@ -490,16 +470,13 @@ def stop_cancels_a_start_that_waits(bins):
 
 @tap.case
 def sigterm_tells_waiting_clients(bins):
-    d = Daemon(bins, SLOW)
-    try:
+    with Daemon(bins, SLOW) as d:
         d.start()
         p = start_in_background(d, "db1")
         rc = d.stop()
         out, err = p.communicate(timeout=60)
         check(rc == 0, "clean exit", rc, d.log())
         check(p.returncode == 1 and "db1: dynmemd is stopping" in err, "told", err)
-    finally:
-        d.cleanup()
 
 
 if __name__ == "__main__":

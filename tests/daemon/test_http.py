@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -295,22 +294,14 @@ def http_is_off_by_default_and_loopback_only(bins):
         ("http = 127.0.0.1:0\nhttp_allow_remote = maybe\n", "http_allow_remote"),
     ]
     for line, why in cases:
-        d = Daemon(bins, CONFIG.replace("http = 127.0.0.1:0\n", line))
-        try:
-            p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True,
-                               timeout=60)
+        with Daemon(bins, CONFIG.replace("http = 127.0.0.1:0\n", line)) as d:
+            p = d.check_config()
             check(p.returncode == 2 and why in p.stderr and d.conf in p.stderr,
                   f"{line.strip()!r} is refused: {why}", p.returncode, p.stderr)
-        finally:
-            d.cleanup()
-    d = Daemon(bins, CONFIG.replace("http = 127.0.0.1:0\n",
-                                    "http = 0.0.0.0:9100\nhttp_allow_remote = yes\n"))
-    try:
-        p = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True,
-                           timeout=60)
+    with Daemon(bins, CONFIG.replace("http = 127.0.0.1:0\n",
+                                     "http = 0.0.0.0:9100\nhttp_allow_remote = yes\n")) as d:
+        p = d.check_config()
         check(p.returncode == 0, "allowed when the operator says so", p.stderr)
-    finally:
-        d.cleanup()
 
 
 @tap.case
@@ -319,15 +310,12 @@ def a_port_in_use_stops_the_start(bins):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        d = Daemon(bins, CONFIG.replace("http = 127.0.0.1:0", f"http = 127.0.0.1:{port}"))
-        try:
+        with Daemon(bins, CONFIG.replace("http = 127.0.0.1:0", f"http = 127.0.0.1:{port}")) as d:
             d.start(expect_ready=False)
             rc = d.proc.wait(timeout=60)
             log = d.log()
             check(rc == 1 and "Address already in use" in log and f"127.0.0.1:{port}" in log,
                   "exit 1, saying why", rc, log)
-        finally:
-            d.cleanup()
 
 
 @tap.case

@@ -35,21 +35,9 @@ def state_file(d):
         return json.load(f)
 
 
-class daemon:
-    def __init__(self, bins, text, **kw):
-        self.d = Daemon(bins, text, **kw)
-
-    def __enter__(self):
-        return self.d.start()
-
-    def __exit__(self, *exc):
-        self.d.cleanup()
-        return False
-
-
 @tap.case
 def set_survives_a_restart(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.ok("set", "web1", "--buffer", "40", "--weight", "100")
         st = state_file(d)
         check(st["version"] == 1 and st["vms"] == [
@@ -63,7 +51,7 @@ def set_survives_a_restart(bins):
 
 @tap.case
 def state_overrides_only_what_set_changed(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.ok("set", "web1", "--weight", "100")
         d.stop()
         d.write_config(config(weight=7000, maximum="6G"))
@@ -75,7 +63,7 @@ def state_overrides_only_what_set_changed(bins):
 
 @tap.case
 def created_vm_survives_a_restart(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.ok("create", "new1", "--startup", "256M", "--maximum", "1G", "--dynamic", "on",
              "--autostart", "-o", f"trace={DATA}/small.csv")
         d.ok("create", "new2", "-o", f"trace={DATA}/small.csv")
@@ -92,7 +80,7 @@ def created_vm_survives_a_restart(bins):
 
 @tap.case
 def set_autostart_survives_a_restart_and_a_reload(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.wait_state("web1", "running")
         d.ok("set", "db1", "--autostart", "yes")
         d.ok("set", "web1", "--autostart", "no")
@@ -117,7 +105,7 @@ def set_autostart_survives_a_restart_and_a_reload(bins):
 
 @tap.case
 def set_reset_survives_a_restart_and_a_reload(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.wait_state("web1", "running")
         d.ok("set", "web1", "--buffer", "40", "--weight", "100")
         d.ok("set", "db1", "--weight", "7", "--autostart", "yes")
@@ -143,7 +131,7 @@ def set_reset_survives_a_restart_and_a_reload(bins):
 
 @tap.case
 def set_autostart_on_a_created_vm_survives_a_restart(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.ok("create", "new1", "--startup", "256M", "-o", f"trace={DATA}/small.csv")
         d.ok("set", "new1", "--autostart", "on")
         vm = [v for v in state_file(d)["vms"] if v["name"] == "new1"]
@@ -155,7 +143,7 @@ def set_autostart_on_a_created_vm_survives_a_restart(bins):
 
 @tap.case
 def lend_off_survives_a_restart(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         check(d.vm("web1")["lend"] is True, "lend is on by default", d.vm("web1"))
         d.ok("set", "web1", "--lend", "no")
         st = state_file(d)
@@ -168,29 +156,23 @@ def lend_off_survives_a_restart(bins):
 @tap.case
 def a_state_file_without_lend_means_yes(bins):
     # As dynmemd wrote it before the lend setting: every other setting of a created VM.
-    d = Daemon(bins, config())
-    os.makedirs(d.state_dir)
-    old = {"version": 1, "vms": [
-        {"name": "old1", "origin": "created", "autostart": False,
-         "settings": {"dynamic": True, "startup_bytes": 512 * MIB, "minimum_bytes": 256 * MIB,
-                      "maximum_bytes": GIB, "buffer_percent": 20, "weight": 5000,
-                      "block_bytes": 2 * MIB},
-         "backend": {"trace": f"{DATA}/small.csv"}}]}
-    with open(os.path.join(d.state_dir, "state.json"), "w") as f:
-        json.dump(old, f)
-    try:
+    with Daemon(bins, config()) as d:
+        old = {"version": 1, "vms": [
+            {"name": "old1", "origin": "created", "autostart": False,
+             "settings": {"dynamic": True, "startup_bytes": 512 * MIB, "minimum_bytes": 256 * MIB,
+                          "maximum_bytes": GIB, "buffer_percent": 20, "weight": 5000,
+                          "block_bytes": 2 * MIB},
+             "backend": {"trace": f"{DATA}/small.csv"}}]}
+        d.write_state("state.json", json.dumps(old))
         d.start()
         v = d.vm("old1")
         check(v["origin"] == "created" and v["maximum_bytes"] == GIB, "loaded", d.log())
         check(v["lend"] is True, "lend: yes", v)
-    finally:
-        d.stop()
-        d.cleanup()
 
 
 @tap.case
 def config_wins_over_a_created_vm_of_the_same_name(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.ok("create", "x1", "--startup", "256M", "-o", f"trace={DATA}/small.csv")
         d.stop()
         d.write_config(config(extra='[vm "x1"]\nstartup = 768M\ntrace = @DATA@/small.csv\n'))
@@ -202,7 +184,7 @@ def config_wins_over_a_created_vm_of_the_same_name(bins):
 
 @tap.case
 def sighup_reloads_the_configuration(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.wait_state("web1", "running")
         d.ok("start", "db1")
         d.write_config(config(weight=8000, extra='[vm "new9"]\nstartup = 256M\n'
@@ -218,7 +200,7 @@ def sighup_reloads_the_configuration(bins):
 
 @tap.case
 def sighup_keeps_what_a_running_vm_cannot_take(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.wait_state("web1", "running")
         d.write_config(config().replace("startup = 1G", "startup = 2G"))
         d.send(signal.SIGHUP)
@@ -232,7 +214,7 @@ def sighup_keeps_what_a_running_vm_cannot_take(bins):
 
 @tap.case
 def sighup_with_a_broken_file_keeps_the_old_one(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.wait_state("web1", "running")
         d.write_config(config() + "\n[vm \"bad\"]\nweight = heavy\n")
         d.send(signal.SIGHUP)
@@ -257,7 +239,7 @@ def sighup_with_a_broken_file_keeps_the_old_one(bins):
 def sighup_with_a_binary_file_logs_the_first_problems(bins):
     """A binary file has a problem on nearly every line: the first 20 are logged, then one
     line for the rest, and dynmem status says how many the log shows."""
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.wait_state("web1", "running")
         with open(d.conf, "wb") as f:
             f.write(b"\x7fELF\x02\x01\x01\x00\x00\n" * 7000)
@@ -278,7 +260,7 @@ def sighup_with_a_binary_file_logs_the_first_problems(bins):
 def sighup_with_an_empty_file_removes_nothing(bins):
     """A file caught between truncation and writing (an editor, a deployment tool) would
     otherwise remove every VM and drop its saved settings."""
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.wait_state("web1", "running")
         d.ok("set", "db1", "--weight", "7000")
         open(d.conf, "w").close()  # truncated, not yet written
@@ -298,7 +280,7 @@ def sighup_with_an_empty_file_removes_nothing(bins):
 def sighup_changes_the_policy_and_says_so(bins):
     """A new policy replaces the one in force whole; status and the log name the one that runs
     (the failure half of it, out of memory, is unit/balancer_replace)."""
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.wait_state("web1", "running")
         policy = lambda: d.status()["policy"]  # noqa: E731
         check(policy() == "dynmem", "dynmem at start", d.status())
@@ -320,7 +302,7 @@ def start_and_sighup_warn_of_a_comment_in_a_text_value(bins):
                             "libvirt_uri = qemu:///system # the local one")
     said = ('warning: libvirt_uri: "qemu:///system # the local one" holds " # the local one" as '
             "part of the value")
-    with daemon(bins, text) as d:
+    with Daemon(bins, text).start() as d:
         check(d.log_count(said) == 1, "said at the start", d.log())
         d.send(signal.SIGHUP)
         wait_for(lambda: "reloaded" in d.log(), "the reload")
@@ -329,7 +311,7 @@ def start_and_sighup_warn_of_a_comment_in_a_text_value(bins):
 
 @tap.case
 def sighup_says_what_waits_for_a_restart(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.write_config(config().replace("interval = 100ms", "interval = 100ms\n"
                                         "admin_group = root\nqemu_user = nobody"))
         d.send(signal.SIGHUP)
@@ -359,7 +341,7 @@ http = http://127.0.0.1:1
 
 @tap.case
 def sighup_with_a_bad_peer_keeps_the_peers(bins):
-    with daemon(bins, config(extra=PEER)) as d:
+    with Daemon(bins, config(extra=PEER)).start() as d:
         def names():
             return [p["name"] for p in d.status()["peers"]]
 
@@ -376,21 +358,17 @@ def sighup_with_a_bad_peer_keeps_the_peers(bins):
 
 @tap.case
 def sigterm_exits_cleanly(bins):
-    d = Daemon(bins, config())
-    try:
-        d.start()
+    with Daemon(bins, config()).start() as d:
         d.wait_state("web1", "running")
         rc = d.stop()
         check(rc == 0, "exit status 0", rc, d.log())
         check(not os.path.exists(d.socket), "socket removed", d.log())
         check("stopped" in d.log(), "says it stopped", d.log())
-    finally:
-        d.cleanup()
 
 
 @tap.case
 def second_daemon_on_the_same_socket_is_refused(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.ok("set", "web1", "--weight", "123")
         before = state_file(d)
         p = subprocess.run([d.dynmemd, "-d", "-f", d.conf], capture_output=True, text=True,
@@ -403,19 +381,15 @@ def second_daemon_on_the_same_socket_is_refused(bins):
 
 @tap.case
 def second_daemon_on_the_same_state_dir_is_refused(bins):
-    with daemon(bins, config()) as d:
+    with Daemon(bins, config()).start() as d:
         d.ok("set", "web1", "--weight", "123")
         before = state_file(d)
-        other = Daemon(bins, config(), state_dir=d.state_dir)  # its own socket
-        try:
+        with Daemon(bins, config(), state_dir=d.state_dir) as other:  # its own socket
             other.start(expect_ready=False)
             rc = other.proc.wait(timeout=30)
             check(rc == 1 and f"another dynmemd (pid {d.proc.pid}) uses the state directory "
                   f"{d.state_dir}" in other.log(), "refused with the reason", rc, other.log())
             check(not os.path.exists(other.socket), "its socket removed", other.log())
-        finally:
-            other.stop()
-            other.cleanup()
         check(state_file(d) == before, "state file untouched")
         check(d.vm("web1")["weight"] == 123, "the first one still serves")
         rc = d.stop()
@@ -426,12 +400,11 @@ def second_daemon_on_the_same_state_dir_is_refused(bins):
 
 @tap.case
 def unwritable_state_dir_keeps_running_and_says_so(bins):
-    d = Daemon(bins, config())
-    blocker = os.path.join(d.dir, "blocker")
-    open(blocker, "w").close()
-    d.state_dir = os.path.join(blocker, "state")  # a directory under a file: never writable
-    d.write_config(config())
-    try:
+    with Daemon(bins, config()) as d:
+        blocker = os.path.join(d.dir, "blocker")
+        open(blocker, "w").close()
+        d.state_dir = os.path.join(blocker, "state")  # a directory under a file: never writable
+        d.write_config(config())
         d.start()
         h = d.json("status")
         check(h["state_saved"] is False and "cannot write" in h["state_error"], "status", h)
@@ -440,41 +413,29 @@ def unwritable_state_dir_keeps_running_and_says_so(bins):
         check("dynmem: warning: web1: not saved" in r.err, "the change warns", r)
         check(d.vm("web1")["weight"] == 42, "but is made")
         check("NOT SAVED" in d.ok("status").out, "human status shows it")
-    finally:
-        d.stop()
-        d.cleanup()
 
 
 @tap.case
 def corrupt_state_file_is_set_aside(bins):
-    d = Daemon(bins, config())
-    os.makedirs(d.state_dir)
-    with open(os.path.join(d.state_dir, "state.json"), "w") as f:
-        f.write('{"version": 1, "vms": [{"name": "web1", "origin": "elsewhere"}]}')
-    try:
+    with Daemon(bins, config()) as d:
+        d.write_state("state.json",
+                      '{"version": 1, "vms": [{"name": "web1", "origin": "elsewhere"}]}')
         d.start()
         check(os.path.exists(os.path.join(d.state_dir, "state.json.bad")), "set aside", d.log())
         check("origin must be config or created" in d.log(), "the reason is logged", d.log())
         check(state_file(d) == {"version": 1, "vms": []}, "a good state file written")
         d.wait_state("web1", "running")
-    finally:
-        d.stop()
-        d.cleanup()
 
 
 @tap.case
 def one_bad_entry_costs_the_others_nothing(bins):
-    d = Daemon(bins, config())
-    os.makedirs(d.state_dir)
-    path = os.path.join(d.state_dir, "state.json")
-    text = ('{"version": 1, "vms": [\n'
-            '  {"name":"web1","origin":"config","settings":{"weight":42}},\n'
-            '  {"name":"db1","origin":"config","settings":{"weight":"heavy"}},\n'
-            '  {"name":"new1","origin":"created","autostart":false,"settings":{"dynamic":false,'
-            '"startup_bytes":268435456},"backend":{"trace":"' + DATA + '/small.csv"}}\n]}\n')
-    with open(path, "w") as f:
-        f.write(text)
-    try:
+    with Daemon(bins, config()) as d:
+        text = ('{"version": 1, "vms": [\n'
+                '  {"name":"web1","origin":"config","settings":{"weight":42}},\n'
+                '  {"name":"db1","origin":"config","settings":{"weight":"heavy"}},\n'
+                '  {"name":"new1","origin":"created","autostart":false,"settings":{"dynamic":false,'
+                '"startup_bytes":268435456},"backend":{"trace":"' + DATA + '/small.csv"}}\n]}\n')
+        path = d.write_state("state.json", text)
         d.start()
         check(d.vm("web1")["weight"] == 42, "the override before the bad entry is kept", d.log())
         check(d.vm("new1")["startup_bytes"] == 256 * MIB, "the created VM after it too", d.log())
@@ -487,28 +448,21 @@ def one_bad_entry_costs_the_others_nothing(bins):
             check(f.read() == text, "set aside whole")
         names = sorted(v["name"] for v in state_file(d)["vms"])
         check(names == ["new1", "web1"], "the good entries written back", names)
-    finally:
-        d.stop()
-        d.cleanup()
 
 
 @tap.case
 def one_bad_running_entry_costs_the_others_nothing(bins):
     # running.json: the VMs around a bad entry are still reattached (the simulated ones
     # never outlive dynmemd, so each is found off), the host's counters kept.
-    d = Daemon(bins, config())
-    os.makedirs(d.state_dir)
-    path = os.path.join(d.state_dir, "running.json")
-    text = ('{"version": 1, "host": {"add_operations": 1000}, "vms": [\n'
-            '  {"name":"web1","state":"running","assigned_bytes":1073741824,'
-            '"target_bytes":1073741824},\n'
-            '  {"name":"db1","state":"paused","assigned_bytes":536870912,'
-            '"target_bytes":536870912},\n'
-            '  {"name":"gone1","state":"stopping","assigned_bytes":536870912,'
-            '"target_bytes":536870912}\n]}\n')
-    with open(path, "w") as f:
-        f.write(text)
-    try:
+    with Daemon(bins, config()) as d:
+        text = ('{"version": 1, "host": {"add_operations": 1000}, "vms": [\n'
+                '  {"name":"web1","state":"running","assigned_bytes":1073741824,'
+                '"target_bytes":1073741824},\n'
+                '  {"name":"db1","state":"paused","assigned_bytes":536870912,'
+                '"target_bytes":536870912},\n'
+                '  {"name":"gone1","state":"stopping","assigned_bytes":536870912,'
+                '"target_bytes":536870912}\n]}\n')
+        path = d.write_state("running.json", text)
         d.start()
         log = d.log()
         check("web1: was running when dynmemd stopped; nothing of it runs now: off" in log,
@@ -525,26 +479,19 @@ def one_bad_running_entry_costs_the_others_nothing(bins):
         c = d.json("counters", "--set", "balancer")["balancer"]
         check(c["memory_add_operations"] >= 1000, "the host's counters are kept", c)
         d.wait_state("web1", "running")
-    finally:
-        d.stop()
-        d.cleanup()
 
 
 @tap.case
 def bad_host_counters_cost_only_the_counters(bins):
     # running.json: host counters that cannot be read start from zero, said in the log;
     # the VMs are still reattached and the file as it was is set aside.
-    d = Daemon(bins, config())
-    os.makedirs(d.state_dir)
-    path = os.path.join(d.state_dir, "running.json")
-    text = ('{"version": 1, "host": {"add_operations": 1000, "crashes": -3}, "vms": [\n'
-            '  {"name":"web1","state":"running","assigned_bytes":1073741824,'
-            '"target_bytes":1073741824},\n'
-            '  {"name":"db1","state":"stopping","assigned_bytes":536870912,'
-            '"target_bytes":536870912}\n]}\n')
-    with open(path, "w") as f:
-        f.write(text)
-    try:
+    with Daemon(bins, config()) as d:
+        text = ('{"version": 1, "host": {"add_operations": 1000, "crashes": -3}, "vms": [\n'
+                '  {"name":"web1","state":"running","assigned_bytes":1073741824,'
+                '"target_bytes":1073741824},\n'
+                '  {"name":"db1","state":"stopping","assigned_bytes":536870912,'
+                '"target_bytes":536870912}\n]}\n')
+        path = d.write_state("running.json", text)
         d.start()
         log = d.log()
         check("web1: was running when dynmemd stopped; nothing of it runs now: off" in log and
@@ -561,21 +508,14 @@ def bad_host_counters_cost_only_the_counters(bins):
         d.wait_state("web1", "running")
         with open(path) as f:
             check(json.load(f)["host"].get("crashes", 0) >= 0, "a good file written", path)
-    finally:
-        d.stop()
-        d.cleanup()
 
 
 def set_aside_beside_an_earlier_one(bins, name, logged):
     """A bad NAME goes beside a NAME.bad set aside before, never over it; logged(bad)
     is the log line that names where it went."""
     d = Daemon(bins, config())
-    os.makedirs(d.state_dir)
-    bad = os.path.join(d.state_dir, name + ".bad")
-    with open(bad, "w") as f:
-        f.write("set aside earlier")
-    with open(os.path.join(d.state_dir, name), "w") as f:
-        f.write('{"version": 1, "vms": [')  # cut short
+    bad = d.write_state(name + ".bad", "set aside earlier")
+    d.write_state(name, '{"version": 1, "vms": [')  # cut short
     try:
         d.start()
         with open(bad) as f:
@@ -592,25 +532,17 @@ def set_aside_beside_an_earlier_one(bins, name, logged):
 
 @tap.case
 def a_state_file_set_aside_before_is_kept(bins):
-    d = set_aside_beside_an_earlier_one(bins, "state.json",
-                                        lambda bad: f"state file set aside as {bad}.1")
-    try:
+    with set_aside_beside_an_earlier_one(bins, "state.json",
+                                         lambda bad: f"state file set aside as {bad}.1") as d:
         check(state_file(d) == {"version": 1, "vms": []}, "a good state file written")
-    finally:
-        d.stop()
-        d.cleanup()
 
 
 @tap.case
 def a_running_file_set_aside_before_is_kept(bins):
     # running.json (the VMs a restart reattaches) is set aside as state.json is.
-    d = set_aside_beside_an_earlier_one(
-        bins, "running.json", lambda bad: f"set aside as {bad}.1, no VM is reattached")
-    try:
+    with set_aside_beside_an_earlier_one(
+            bins, "running.json", lambda bad: f"set aside as {bad}.1, no VM is reattached") as d:
         d.wait_state("web1", "running")
-    finally:
-        d.stop()
-        d.cleanup()
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ def an_admin_group_that_does_not_exist_is_refused(bins):
     with running(bins, "memory = 4G\n") as d:
         with open(d.conf, "a") as f:
             f.write("admin_group = no-such-group-dynmem\n")
-        r = subprocess.run([d.dynmemd, "-n", "-f", d.conf], capture_output=True, text=True)
+        r = d.check_config()
         check(r.returncode == 2 and "admin_group: there is no group no-such-group-dynmem"
               in r.stderr, "dynmemd -n", r)
 

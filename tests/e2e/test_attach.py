@@ -26,18 +26,6 @@ CONFIG = (sim_host("8G")
           + static_vm("db1", "512M", "small.csv"))
 
 
-class daemon:
-    def __init__(self, bins, text=CONFIG, **kw):
-        self.d = Daemon(bins, text, **kw)
-
-    def __enter__(self):
-        return self.d
-
-    def __exit__(self, *exc):
-        self.d.cleanup()
-        return False
-
-
 def running_file(d):
     with open(os.path.join(d.state_dir, "running.json")) as f:
         return json.load(f)
@@ -52,7 +40,7 @@ def listed(d):
 
 @tap.case
 def running_vms_are_listed_and_unlisted(bins):
-    with daemon(bins) as d:
+    with Daemon(bins, CONFIG) as d:
         d.start()
         d.wait_state("web1", "running")
         vms = wait_for(lambda: (lambda x: x if x and "web1" in x else None)(listed(d)),
@@ -74,7 +62,7 @@ def running_vms_are_listed_and_unlisted(bins):
 
 @tap.case
 def after_kill_9_a_vm_with_nothing_left_is_off_and_autostarts(bins):
-    with daemon(bins) as d:
+    with Daemon(bins, CONFIG) as d:
         d.start()
         d.wait_state("web1", "running")
         d.ok("start", "db1")
@@ -94,11 +82,9 @@ def after_kill_9_a_vm_with_nothing_left_is_off_and_autostarts(bins):
 
 @tap.case
 def a_damaged_file_is_set_aside(bins):
-    with daemon(bins) as d:
-        os.makedirs(d.state_dir)
-        with open(os.path.join(d.state_dir, "running.json"), "w") as f:
-            f.write('{"version": 1, "vms": [{"name": "web1", "state": "flying", '
-                    '"assigned_bytes": 1, "target_bytes": 1}]}')
+    with Daemon(bins, CONFIG) as d:
+        d.write_state("running.json", '{"version": 1, "vms": [{"name": "web1", "state": '
+                      '"flying", "assigned_bytes": 1, "target_bytes": 1}]}')
         d.start()
         check(os.path.exists(os.path.join(d.state_dir, "running.json.bad")), "set aside",
               d.log())
@@ -125,10 +111,8 @@ def bad_values_are_refused(bins):
         ("[1, 2", ""),
     ]
     for text, reason in cases:
-        with daemon(bins) as d:
-            os.makedirs(d.state_dir)
-            with open(os.path.join(d.state_dir, "running.json"), "w") as f:
-                f.write(text)
+        with Daemon(bins, CONFIG) as d:
+            d.write_state("running.json", text)
             d.start()
             check(os.path.exists(os.path.join(d.state_dir, "running.json.bad")),
                   "set aside: " + text, d.log())
@@ -138,12 +122,10 @@ def bad_values_are_refused(bins):
 
 @tap.case
 def a_vm_no_longer_defined_is_left_alone(bins):
-    with daemon(bins) as d:
-        os.makedirs(d.state_dir)
-        with open(os.path.join(d.state_dir, "running.json"), "w") as f:
-            json.dump({"version": 1, "vms": [{"name": "gone", "state": "running",
-                                              "assigned_bytes": 1 << 30,
-                                              "target_bytes": 1 << 30}]}, f)
+    with Daemon(bins, CONFIG) as d:
+        d.write_state("running.json", json.dumps({"version": 1, "vms": [
+            {"name": "gone", "state": "running", "assigned_bytes": 1 << 30,
+             "target_bytes": 1 << 30}]}))
         d.start()
         check("gone: was running when dynmemd stopped but is no longer defined" in d.log(),
               "warned", d.log())
