@@ -148,12 +148,8 @@ def it_says_so_when_the_daemon_is_gone(bins):
 
 # Two names of 63 characters, the most a VM name may have, alike but for their end.
 LONG = [("averyverylongname-of-a-vm-that-takes-its-whole-63-characters-" + n) for n in ("01", "02")]
-LONG_CONFIG = CONFIG + "".join(f"""
-[vm "{name}"]
-startup = 512M
-trace = @DATA@/small.csv
-autostart = yes
-""" for name in LONG)
+LONG_CONFIG = CONFIG + "".join(static_vm(name, "512M", "small.csv", autostart=True)
+                                for name in LONG)
 
 
 @tap.case
@@ -190,12 +186,8 @@ def a_long_name_is_shortened_with_a_mark_to_fit_the_terminal(bins):
 ALIKE = ["web-frontend-production-01", "web-frontend-staging-01",
          "db-primary-eu-west-01-replica", "db-primary-us-east-01-replica",
          "averyverylongname-of-a-vm-that-takes-its-whole-63-characters-01"]
-ALIKE_CONFIG = CONFIG + "".join(f"""
-[vm "{name}"]
-startup = 512M
-trace = @DATA@/small.csv
-autostart = yes
-""" for name in ALIKE)
+ALIKE_CONFIG = CONFIG + "".join(static_vm(name, "512M", "small.csv", autostart=True)
+                                for name in ALIKE)
 
 
 @tap.case
