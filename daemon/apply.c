@@ -293,8 +293,10 @@ int apply_reset(struct daemon *d, struct registry_entry *e, unsigned reset, bool
         return 0;
 }
 
-void apply_reset_pending(struct daemon *d)
+size_t apply_reset_pending(struct daemon *d)
 {
+        size_t taken = 0;
+
         for (size_t i = 0; i < d->reg.n; i++) {
                 struct registry_entry *e = d->reg.entries[i];
                 const struct config_vm *cvm;
@@ -314,14 +316,21 @@ void apply_reset_pending(struct daemon *d)
                                 d->cfg.path, cvm->line, err);
                 e->reset_pending = 0;
                 registry_touch(e);
+                taken++;
         }
+        return taken;
 }
 
-static void state_override(const struct state_vm *sv, struct registry_entry *e)
+static void state_override(const struct daemon *d, const struct state_vm *sv,
+                           struct registry_entry *e)
 {
+        unsigned pending = sv->reset_pending;
         struct vm_settings want;
-        char err[256] = "";
+        char err[256] = "", names[160];
 
+        if (sv->note[0])
+                log_msg(LOG_WARNING, "state file: %s: reset_pending: %s; dropped", sv->name,
+                        sv->note);
         if (!e || e->origin != REGISTRY_CONFIG) {
                 log_msg(LOG_WARNING,
                         "state file: %s: settings for a VM no longer in the "
@@ -350,10 +359,19 @@ static void state_override(const struct state_vm *sv, struct registry_entry *e)
                 return;
         }
         e->vm.settings = want;
-        e->overrides = sv->given;
+        e->overrides = sv->given & ~pending;
+        e->reset_pending = pending;
         registry_touch(e);
-        log_msg(LOG_INFO, "%s: settings changed with dynmem set override the configuration",
-                sv->name);
+        if (e->overrides)
+                log_msg(LOG_INFO, "%s: settings changed with dynmem set override the configuration",
+                        sv->name);
+        if (pending) {
+                /* the VM may still run with them (reattached): as before the restart */
+                name_list(pending, false, names, sizeof(names));
+                log_msg(LOG_INFO, "%s: %s kept until the VM is off; then %s:%u's value%s taken",
+                        sv->name, names, d->cfg.path, e->config_line,
+                        strchr(names, ',') ? "s are" : " is");
+        }
 }
 
 static void state_created(struct daemon *d, const struct state_vm *sv)
@@ -388,7 +406,7 @@ void apply_state(struct daemon *d, const struct state *st)
                 struct registry_entry *e = registry_find(&d->reg, sv->name);
 
                 if (sv->origin == REGISTRY_CONFIG)
-                        state_override(sv, e);
+                        state_override(d, sv, e);
                 else if (e)
                         log_msg(LOG_WARNING,
                                 "state file: %s: made with dynmem create, now "

@@ -58,10 +58,17 @@ void apply_config(struct daemon *d, const struct config *cfg, bool initial);
 int apply_reset(struct daemon *d, struct registry_entry *e, unsigned reset, bool reset_autostart,
                 char *note, size_t notelen, char *warn, size_t warnlen);
 
-/* Take the configuration's values a reset left waiting, for the VMs that are off now. */
-void apply_reset_pending(struct daemon *d);
+/*
+ * Take the configuration's values a reset left waiting, for the VMs that are
+ * off now. Returns how many VMs no longer wait (the state file is then stale).
+ */
+size_t apply_reset_pending(struct daemon *d);
 
-/* Take the state file's overrides and created VMs (at start, after apply_config). */
+/*
+ * Take the state file's overrides, the resets that were waiting (kept until the
+ * VM is off: it may be reattached running) and created VMs (at start, after
+ * apply_config).
+ */
 void apply_state(struct daemon *d, const struct state *st);
 
 /* Ask for every VM marked autostart that is off to be started. */

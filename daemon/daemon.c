@@ -236,11 +236,14 @@ void daemon_cycle(struct daemon *d)
         relief_cycle(d);
         attach_after_cycle(d); /* before replies: a started VM is on disk first */
         control_server_after_cycle(d->server);
-        apply_reset_pending(d); /* before a start: a VM that stopped takes the file's values */
+        /* before a start: a VM that stopped takes the file's values */
+        bool changed = apply_reset_pending(d) > 0;
         if (apply_sweep(d) > 0) {
                 daemon_vms_changed(d);
-                daemon_save(d, NULL, 0);
+                changed = true;
         }
+        if (changed)
+                daemon_save(d, NULL, 0);
         retry_save(d);
         notify_cycle(d); /* the watchdog is fed by cycles that run, nothing else */
 }
@@ -559,6 +562,9 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
         r = setup_cycle(d);
         if (r < 0 || (r = wake_init(d)) < 0 || (r = attach_init(d)) < 0 || (r = relief_init(d)) < 0)
                 return r;
+        /* a reset that waited before the restart: taken now by the VMs not found running */
+        if (apply_reset_pending(d) > 0)
+                daemon_save(d, NULL, 0);
         apply_autostart(d);
         log_started(d);
         notify_init(d);

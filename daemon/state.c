@@ -14,17 +14,77 @@
 #include "fsutil.h"
 #include "savefile.h"
 
+/* Add "what" to the entry's note of what its "reset_pending" lost. */
+static void note_add(struct state_vm *sv, const char *what)
+{
+        size_t at = strlen(sv->note);
+
+        if (at + 1 < sizeof(sv->note))
+                snprintf(sv->note + at, sizeof(sv->note) - at, "%s%s", at ? ", " : "", what);
+}
+
+/* A saved name for a message: quoted, at most 40 bytes, anything unprintable as '?'. */
+static void quote_name(const json_t *v, char *out, size_t len)
+{
+        const char *text = json_string_value(v);
+        size_t n = 0;
+
+        if (!text) {
+                snprintf(out, len, "a %s",
+                         json_is_object(v)   ? "JSON object"
+                         : json_is_array(v)  ? "JSON array"
+                         : json_is_number(v) ? "number"
+                                             : "non-string");
+                return;
+        }
+        out[n++] = '"';
+        for (; *text && n + 2 < len && n < 41; text++)
+                out[n++] = *text >= 0x20 && *text < 0x7f ? *text : '?';
+        out[n++] = '"';
+        out[n] = '\0';
+}
+
+/*
+ * "reset_pending": the settings whose reset waits for the VM to be off, each
+ * by its JSON name and with its value in force in "settings". What is wrong
+ * is dropped alone and named in sv->note; the entry and the file stand.
+ */
+static void parse_pending(const json_t *list, struct state_vm *sv)
+{
+        const json_t *v;
+        size_t i;
+        char what[64], why[96];
+
+        if (!json_is_array(list)) {
+                note_add(sv, "not a list of settings");
+                return;
+        }
+        json_array_foreach(list, i, v)
+        {
+                const struct setting_desc *s =
+                    json_is_string(v) ? settings_find_json(json_string_value(v)) : NULL;
+                if (s && (sv->given & s->bit)) {
+                        sv->reset_pending |= s->bit;
+                        continue;
+                }
+                quote_name(v, what, sizeof(what));
+                snprintf(why, sizeof(why), "%s %s", what,
+                         s ? "without its value in \"settings\"" : "is not a setting");
+                note_add(sv, why);
+        }
+}
+
 static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
 {
         struct state_vm *sv = vm;
         const char *name = NULL, *origin = NULL;
-        json_t *settings = NULL, *backend = NULL;
+        json_t *settings = NULL, *backend = NULL, *pending = NULL;
         int autostart = -1;
         json_error_t jerr;
 
-        if (json_unpack_ex((json_t *)obj, &jerr, JSON_STRICT, "{s:s, s:s, s?o, s?b, s?o}", "name",
-                           &name, "origin", &origin, "settings", &settings, "autostart", &autostart,
-                           "backend", &backend) < 0) {
+        if (json_unpack_ex((json_t *)obj, &jerr, JSON_STRICT, "{s:s, s:s, s?o, s?b, s?o, s?o}",
+                           "name", &name, "origin", &origin, "settings", &settings, "autostart",
+                           &autostart, "backend", &backend, "reset_pending", &pending) < 0) {
                 snprintf(err, errlen, "%s", jerr.text);
                 return -EINVAL;
         }
@@ -40,6 +100,11 @@ static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
                 return -EINVAL;
         if (backend && control_keys_parse(backend, &sv->keys, &sv->n_keys, err, errlen) < 0)
                 return -EINVAL;
+        /* only a VM of the file has values to go back to */
+        if (pending && sv->origin == REGISTRY_CONFIG)
+                parse_pending(pending, sv);
+        else if (pending)
+                note_add(sv, "a created VM has no file values to wait for");
         return 0;
 }
 
@@ -116,13 +181,28 @@ void state_free(struct state *s)
         *s = (struct state){0};
 }
 
+/* ["minimum_bytes", ...]: the settings in mask by their JSON names; NULL on ENOMEM. */
+static json_t *pending_json(unsigned mask)
+{
+        json_t *a = json_array();
+
+        for (size_t i = 0; a && i < SETTINGS_N; i++)
+                if ((mask & settings_table[i].bit) &&
+                    json_array_append_new(a, json_string(settings_table[i].json)) < 0) {
+                        json_decref(a);
+                        return NULL;
+                }
+        return a;
+}
+
 /* The persisted part of one entry, or NULL when it has nothing to keep. */
 static json_t *entry_json(const struct registry_entry *e, bool *ret_skip)
 {
         bool created = e->origin == REGISTRY_CREATED;
-        unsigned mask = created ? ~0u : e->overrides;
+        unsigned pending = created ? 0 : e->reset_pending;
+        unsigned mask = created ? ~0u : e->overrides | pending;
 
-        *ret_skip = !created && ((e->overrides == 0 && !e->autostart_override) || e->removed);
+        *ret_skip = !created && ((mask == 0 && !e->autostart_override) || e->removed);
         if (*ret_skip)
                 return NULL;
         json_t *obj = json_pack("{s:s, s:s, s:o}", "name", e->vm.name, "origin",
@@ -135,6 +215,11 @@ static json_t *entry_json(const struct registry_entry *e, bool *ret_skip)
         }
         if (obj && created &&
             json_object_set_new(obj, "backend", control_keys_json(e->keys, e->n_keys)) < 0) {
+                json_decref(obj);
+                return NULL;
+        }
+        if (obj && pending &&
+            json_object_set_new(obj, "reset_pending", pending_json(pending)) < 0) {
                 json_decref(obj);
                 return NULL;
         }

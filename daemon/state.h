@@ -8,10 +8,17 @@
  *
  * `dynmem set` also overrides a configuration VM's autostart ("autostart" kept with it).
  * `dynmem set --reset` drops overrides: the entry loses those fields, or goes.
+ * A value a running VM cannot take back yet stays in "settings" (the value in
+ * force) and is named in "reset_pending" (JSON names): the file's value is
+ * taken once the VM is off, also after a restart of dynmemd. A name there
+ * that is not a setting, or has no value in "settings", is dropped alone
+ * (state_vm.note says which); files without the member load as before.
  *
  *   {"version": 1, "vms": [
  *     {"name": "web1", "origin": "config", "settings": {"buffer_percent": 30}},
  *     {"name": "db1", "origin": "config", "settings": {}, "autostart": true},
+ *     {"name": "app1", "origin": "config", "settings": {"minimum_bytes": 268435456},
+ *      "reset_pending": ["minimum_bytes"]},
  *     {"name": "web3", "origin": "created", "autostart": false,
  *      "settings": {...every setting...}, "backend": {"trace": "/srv/web3.csv"}}]}
  */
@@ -35,6 +42,8 @@ struct state_vm {
         enum registry_origin origin;
         struct vm_settings settings; /* the fields marked in given */
         unsigned given;
+        unsigned reset_pending; /* fields of given that wait for the file's value */
+        char note[256];         /* "" or what of "reset_pending" was dropped, and why */
         bool autostart;
         bool autostart_given; /* "autostart" was in the entry */
         struct config_kv *keys;

@@ -1,7 +1,8 @@
 /*
  * Tests for dynmemd's parts that need no event loop: the reserve formula and
  * memory defaults, the cycle timing histogram, the settings rule for a
- * running VM's maximum, the registry, the state file, the backend table, a
+ * running VM's maximum, the registry, the state file (a reset that waits across a
+ * restart among it), the backend table, a
  * peer's status reply, a peer that never finishes its answer.
  */
 #include <arpa/inet.h>
@@ -379,6 +380,162 @@ static void state_without_lend_means_yes(void **state)
         assert_true(s.lend);
         assert_int_equal(settings_check(&s, err, sizeof(err)), 0);
         state_free(&st);
+}
+
+/*
+ * "reset_pending": what is wrong in it is dropped alone and said in the note; the
+ * entry, its settings and the entries around it stand. A file without it loads as
+ * before: nothing waits.
+ */
+static void state_reset_pending_is_read_leniently(void **state)
+{
+        static const struct {
+                const char *pending;
+                unsigned kept;
+                const char *note;
+        } cases[] = {
+            {"", 0, ""},
+            {",\"reset_pending\":[]", 0, ""},
+            {",\"reset_pending\":[\"minimum_bytes\"]", SETTINGS_MINIMUM, ""},
+            {",\"reset_pending\":[\"minimum_bytes\",\"startup_bytes\"]",
+             SETTINGS_MINIMUM | SETTINGS_STARTUP, ""},
+            {",\"reset_pending\":[\"bogus\",\"minimum_bytes\"]", SETTINGS_MINIMUM,
+             "\"bogus\" is not a setting"},
+            {",\"reset_pending\":[\"minimum\",7,{},\"minimum_bytes\"]", SETTINGS_MINIMUM,
+             "\"minimum\" is not a setting, a number is not a setting, a JSON object is not "
+             "a setting"},
+            {",\"reset_pending\":[\"weight\",\"minimum_bytes\"]", SETTINGS_MINIMUM,
+             "\"weight\" without its value in \"settings\""},
+            {",\"reset_pending\":[\"\\u0001x\"]", 0, "\"?x\" is not a setting"},
+            {",\"reset_pending\":\"minimum_bytes\"", 0, "not a list of settings"},
+            {",\"reset_pending\":null", 0, "not a list of settings"},
+        };
+        struct state st;
+        char text[512], err[256];
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                snprintf(
+                    text, sizeof(text),
+                    "{\"version\":1,\"vms\":[{\"name\":\"a\",\"origin\":\"config\","
+                    "\"settings\":{\"weight\":7}},\n  {\"name\":\"b\",\"origin\":\"config\","
+                    "\"settings\":{\"minimum_bytes\":268435456,\"startup_bytes\":536870912}%s},"
+                    "\n  {\"name\":\"c\",\"origin\":\"config\",\"settings\":{\"weight\":9}}]}",
+                    cases[i].pending);
+                assert_int_equal(state_parse(text, strlen(text), &st, err, sizeof(err)), 0);
+                assert_int_equal(st.dropped.n, 0);
+                assert_int_equal(st.n, 3);
+                assert_int_equal(st.vms[0].settings.weight, 7);
+                assert_int_equal(st.vms[2].settings.weight, 9);
+                assert_string_equal(st.vms[1].name, "b");
+                assert_int_equal(st.vms[1].given, SETTINGS_MINIMUM | SETTINGS_STARTUP);
+                assert_true(st.vms[1].settings.minimum_bytes == 256 * MIB);
+                if (st.vms[1].reset_pending != cases[i].kept ||
+                    strcmp(st.vms[1].note, cases[i].note) != 0)
+                        fail_msg("%s: kept %#x, note \"%s\"", cases[i].pending,
+                                 st.vms[1].reset_pending, st.vms[1].note);
+                assert_int_equal(st.vms[0].reset_pending | st.vms[2].reset_pending, 0);
+                state_free(&st);
+        }
+}
+
+/* A backend that takes any VM's keys. */
+static int accepting_configure(struct backend *b, struct vm *vm, const struct config *cfg,
+                               const struct config_vm *cvm, char *err, size_t errlen)
+{
+        return 0;
+}
+
+static const struct backend_ops accepting_ops = {.name = "accepting",
+                                                 .configure_vm = accepting_configure};
+
+/* dynmemd's start as far as the VMs' settings go: the file, then the state file's text. */
+static struct registry_entry *start_from(struct daemon *d, const char *state_text)
+{
+        struct state st;
+        char err[256];
+
+        apply_config(d, &d->cfg, true);
+        if (state_text) {
+                assert_int_equal(state_parse(state_text, strlen(state_text), &st, err, sizeof(err)),
+                                 0);
+                assert_int_equal(st.dropped.n, 0);
+                apply_state(d, &st);
+                state_free(&st);
+        }
+        return registry_find(&d->reg, "web1");
+}
+
+static void stop_daemon(struct daemon *d)
+{
+        registry_free(&d->reg, NULL);
+        balancer_fini(&d->bal);
+}
+
+/*
+ * `dynmem set --reset` of a value a running VM cannot take waits until the VM is
+ * off, and so it does across a restart of dynmemd: the state file keeps the value in
+ * force and the waiting reset; a VM found running again (reattached) keeps them, and
+ * takes the file's value once it is off.
+ */
+static void a_waiting_reset_survives_a_restart(void **state)
+{
+        static const char conf[] = "[vm \"web1\"]\ndynamic = yes\nstartup = 1G\n"
+                                   "minimum = 512M\nmaximum = 4G\nweight = 5000\n";
+        struct backend b = {.ops = &accepting_ops};
+        struct daemon d = {.backend = &b}, again = {.backend = &b};
+        struct config_diag diag = {0};
+        struct registry_entry *e;
+        struct vm_settings want;
+        char err[256], note[256], warn[512], *text, *after;
+
+        assert_int_equal(config_load_string("dynmem.conf", conf, &d.cfg, &diag), 0);
+        again.cfg = d.cfg;
+        e = start_from(&d, NULL);
+        assert_non_null(e);
+        e->vm.state = VM_RUNNING;
+        want = e->vm.settings;
+        want.minimum_bytes = 256 * MIB; /* a running VM's minimum may be lowered */
+        want.weight = 7;
+        assert_int_equal(apply_settings(&d, e, &want, err, sizeof(err)), 0);
+        e->overrides = SETTINGS_MINIMUM | SETTINGS_WEIGHT;
+        assert_int_equal(
+            apply_reset(&d, e, SETTINGS_MINIMUM, false, note, sizeof(note), warn, sizeof(warn)), 0);
+        assert_int_equal(e->reset_pending, SETTINGS_MINIMUM);
+        assert_int_equal(e->overrides, SETTINGS_WEIGHT);
+        text = state_format(&d.reg);
+        assert_non_null(text);
+        assert_non_null(strstr(text, "{\"name\":\"web1\",\"origin\":\"config\",\"settings\":{"
+                                     "\"minimum_bytes\":268435456,\"weight\":7},"
+                                     "\"reset_pending\":[\"minimum_bytes\"]}"));
+        stop_daemon(&d);
+
+        /* the restart: the VM still runs, found again by the backend */
+        e = start_from(&again, text);
+        assert_non_null(e);
+        assert_true(e->vm.settings.minimum_bytes == 256 * MIB);
+        assert_int_equal(e->vm.settings.weight, 7);
+        assert_int_equal(e->reset_pending, SETTINGS_MINIMUM);
+        assert_int_equal(e->overrides, SETTINGS_WEIGHT);
+        after = state_format(&again.reg);
+        assert_string_equal(after, text); /* written back the same */
+        free(after);
+        e->vm.state = VM_RUNNING;
+        assert_int_equal(apply_reset_pending(&again), 0);
+        assert_true(e->vm.settings.minimum_bytes == 256 * MIB);
+        assert_int_equal(e->reset_pending, SETTINGS_MINIMUM);
+        e->vm.state = VM_OFF;
+        assert_int_equal(apply_reset_pending(&again), 1);
+        assert_true(e->vm.settings.minimum_bytes == 512 * MIB);
+        assert_int_equal(e->vm.settings.weight, 7);
+        assert_int_equal(e->reset_pending, 0);
+        after = state_format(&again.reg);
+        assert_null(strstr(after, "reset_pending"));
+        assert_non_null(strstr(after, "\"settings\":{\"weight\":7}}"));
+        free(after);
+        free(text);
+        stop_daemon(&again);
+        config_free(&d.cfg);
+        config_diag_free(&diag);
 }
 
 static void state_refuses_bad_files(void **state)
@@ -1172,6 +1329,8 @@ int main(void)
             cmocka_unit_test(set_autostart_is_refused_on_an_owned_vm),
             cmocka_unit_test(state_without_lend_means_yes),
             cmocka_unit_test(state_refuses_bad_files),
+            cmocka_unit_test(state_reset_pending_is_read_leniently),
+            cmocka_unit_test(a_waiting_reset_survives_a_restart),
             cmocka_unit_test(saved_files_share_one_parser),
             cmocka_unit_test(state_dir_lock_has_one_holder),
             cmocka_unit_test(atomic_write_makes_a_fresh_file),

@@ -130,6 +130,64 @@ def set_reset_survives_a_restart_and_a_reload(bins):
 
 
 @tap.case
+def a_waiting_reset_survives_a_restart(bins):
+    # The file's minimum 512M is above web1's 256M while it runs: a running VM's minimum
+    # is only lowered, so that reset waits for the VM to be off, and the wait is saved
+    # with the value in force. Simulated VMs never outlive dynmemd: after the restart
+    # web1 is off, and takes the file's value before its autostart. (A VM found running
+    # again keeps waiting: test-daemon_parts, a_waiting_reset_survives_a_restart.)
+    with Daemon(bins, config()).start() as d:
+        d.wait_state("web1", "running")
+        d.ok("set", "web1", "--minimum", "256M", "--weight", "100")
+        r = d.ok("set", "web1", "--reset", "minimum")
+        check("web1: minimum kept while the VM runs" in r.err, "the reset waits", r)
+        st = state_file(d)
+        check(st["vms"] == [{"name": "web1", "origin": "config",
+                             "settings": {"minimum_bytes": 256 * MIB, "weight": 100},
+                             "reset_pending": ["minimum_bytes"]}],
+              "the waiting reset is saved with the value in force", st)
+        before = len(d.log())
+        restart(d)
+        log = d.log()[before:]
+        kept = re.search(r"web1: minimum kept until the VM is off; then \S+:\d+'s value is "
+                         r"taken", log)
+        taken = re.search(r"web1: off: minimum from \S+:\d+ now", log)
+        started = log.find("web1: autostart")
+        check(kept and taken and 0 <= kept.start() < taken.start() < started,
+              "loaded, then taken before the autostart", log)
+        d.wait_state("web1", "running")
+        v = d.vm("web1")
+        check(v["minimum_bytes"] == 512 * MIB and v["reset_pending"] == [] and
+              v["weight"] == 100 and v["overrides"] == ["weight"], "the file's minimum", v)
+        check(state_file(d)["vms"] == [{"name": "web1", "origin": "config",
+                                        "settings": {"weight": 100}}],
+              "nothing waits in the state file any more", state_file(d))
+
+
+@tap.case
+def a_bad_name_in_a_waiting_reset_costs_only_itself(bins):
+    # As a later or damaged dynmemd may have written it: "bogus" and a setting without
+    # its value are dropped, each named; the rest of the entry and the file stand.
+    with Daemon(bins, config()) as d:
+        d.write_state("state.json", json.dumps({"version": 1, "vms": [
+            {"name": "db1", "origin": "config", "settings": {"weight": 7}},
+            {"name": "web1", "origin": "config",
+             "settings": {"minimum_bytes": 256 * MIB, "weight": 100},
+             "reset_pending": ["bogus", "minimum_bytes", "buffer_percent"]}]}))
+        d.start()
+        log = d.log()
+        check('state file: web1: reset_pending: "bogus" is not a setting, "buffer_percent" '
+              'without its value in "settings"; dropped' in log, "the log names them", log)
+        check(re.search(r"web1: off: minimum from \S+:\d+ now", log), "the rest is taken", log)
+        web1, db1 = d.vm("web1"), d.vm("db1")
+        check(web1["minimum_bytes"] == 512 * MIB and web1["weight"] == 100 and
+              web1["reset_pending"] == [] and web1["overrides"] == ["weight"], "web1", web1)
+        check(db1["weight"] == 7, "the other entry is kept", db1)
+        check("this entry is dropped" not in log and "set aside" not in log,
+              "no entry dropped, the file not set aside", log)
+
+
+@tap.case
 def set_autostart_on_a_created_vm_survives_a_restart(bins):
     with Daemon(bins, config()).start() as d:
         d.ok("create", "new1", "--startup", "256M", "-o", f"trace={DATA}/small.csv")
