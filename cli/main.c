@@ -190,7 +190,7 @@ static int add_key(struct control_request *req, const char *arg)
                 return -ENOMEM;
         req->keys = grown;
         grown[req->n_keys] =
-            (struct config_kv){strndup(arg, (size_t)(eq - arg)), strdup(eq + 1), 0};
+            (struct config_kv){.key = strndup(arg, (size_t)(eq - arg)), .value = strdup(eq + 1)};
         if (!grown[req->n_keys].key || !grown[req->n_keys].value) {
                 free(grown[req->n_keys].key);
                 free(grown[req->n_keys].value);

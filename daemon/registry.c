@@ -146,8 +146,9 @@ int registry_set_keys(struct registry_entry *e, const struct config_kv *keys, si
         if (!copy)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                copy[i] =
-                    (struct config_kv){strdup(keys[i].key), strdup(keys[i].value), keys[i].line};
+                copy[i] = keys[i];
+                copy[i].key = strdup(keys[i].key);
+                copy[i].value = strdup(keys[i].value);
                 if (!copy[i].key || !copy[i].value) {
                         for (size_t j = 0; j <= i; j++) {
                                 free(copy[j].key);

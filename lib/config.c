@@ -58,22 +58,43 @@ void config_diag_add(struct config_diag *d, const char *file, unsigned line, con
         "a comment after a value starts with \" ;\", white space and ';'; '#' starts a comment "   \
         "only at the start of a line"
 
+/* Whether d holds a message at FILE:LINE that says where comments start. */
+static bool explained_at(const struct config_diag *d, const char *file, unsigned long line)
+{
+        size_t n = strlen(file);
+        char at[32];
+        int k = snprintf(at, sizeof(at), ":%lu:", line);
+
+        for (size_t i = 0; i < d->count; i++)
+                if (strncmp(d->messages[i], file, n) == 0 &&
+                    strncmp(d->messages[i] + n, at, (size_t)k) == 0 &&
+                    strstr(d->messages[i], COMMENT_RULE))
+                        return true;
+        return false;
+}
+
 bool config_diag_explains(const struct config_diag *d, const char *file, const char *message)
 {
-        size_t n = strlen(file), len;
+        size_t n = strlen(file);
+        unsigned long line, from;
+        char *end;
+        int used = -1;
 
         if (!d || strncmp(message, file, n) != 0 || message[n] != ':' ||
             !isdigit((unsigned char)message[n + 1]))
                 return false;
-        len = n + 1 + strspn(message + n + 1, "0123456789");
-        if (message[len] != ':')
+        line = strtoul(message + n + 1, &end, 10);
+        if (*end != ':')
                 return false;
-        len++; /* "file:LINE:" */
-        for (size_t i = 0; i < d->count; i++)
-                if (strncmp(d->messages[i], message, len) == 0 &&
-                    strstr(d->messages[i], COMMENT_RULE))
-                        return true;
-        return false;
+        if (explained_at(d, file, line))
+                return true;
+        /* "FILE:LINE: warning: KEY (continued from line N): ...": also at the key's line */
+        if (strncmp(end, ": warning: ", 11) != 0)
+                return false;
+        end += 11 + strcspn(end + 11, " :");
+        if (sscanf(end, " (continued from line %lu):%n", &from, &used) != 1 || used < 0)
+                return false;
+        return explained_at(d, file, from);
 }
 
 char *config_count_format(size_t n, char *buf, size_t len)
@@ -625,17 +646,26 @@ bool config_text_has_comment(const char *value)
         return text_comment(value) != NULL;
 }
 
-/* A text value that holds " #": a warning, not an error (a path may hold it). */
-static void warn_comment(struct parse_state *ps, unsigned line, const char *key, const char *value)
+/*
+ * A text value that holds " #": a warning, not an error (a path may hold it).
+ * It names the line that holds the " #": `at`, or `line` (the key's) when 0;
+ * a value continued from the key's line says that line too.
+ */
+static void warn_comment(struct parse_state *ps, unsigned line, unsigned at, const char *key,
+                         const char *value)
 {
         const char *tail = text_comment(value);
+        char from[48] = "";
 
         if (!tail)
                 return;
-        config_diag_add(
-            &ps->cfg->warnings, ps->file, line,
-            "warning: %s: \"%.120s%s\" holds \"%.80s%s\" as part of the value (" COMMENT_RULE ")",
-            key, value, strlen(value) > 120 ? "..." : "", tail, strlen(tail) > 80 ? "..." : "");
+        if (at && at != line)
+                snprintf(from, sizeof(from), " (continued from line %u)", line);
+        config_diag_add(&ps->cfg->warnings, ps->file, at ? at : line,
+                        "warning: %s%s: \"%.120s%s\" holds \"%.80s%s\" as part of the value "
+                        "(" COMMENT_RULE ")",
+                        key, from, value, strlen(value) > 120 ? "..." : "", tail,
+                        strlen(tail) > 80 ? "..." : "");
 }
 
 /* A value that is not of its key's type: the message, and a word on a comment it holds. */
@@ -830,7 +860,8 @@ static void add_extra(struct parse_state *ps, const char *key, const char *value
                 return;
         }
         vm->extra = grown;
-        vm->extra[vm->n_extra] = (struct config_kv){strdup(key), strdup(value), ps->line};
+        vm->extra[vm->n_extra] = (struct config_kv){strdup(key), strdup(value), ps->line,
+                                                    text_comment(value) ? ps->line : 0};
         if (!vm->extra[vm->n_extra].key || !vm->extra[vm->n_extra].value) {
                 free(vm->extra[vm->n_extra].key);
                 free(vm->extra[vm->n_extra].value);
@@ -863,6 +894,8 @@ static int continue_value(struct parse_state *ps, const char *key, const char *v
         grown[a] = ' ';
         memcpy(grown + a + 1, value, b + 1);
         kv->value = grown;
+        if (!kv->comment_line && text_comment(value))
+                kv->comment_line = ps->line; /* the warning names this line, not the key's */
         return 1;
 }
 
@@ -939,7 +972,7 @@ static int handle_key(void *user, const char *section, const char *key, const ch
         if (store_value(ps, k, base, value) < 0)
                 return 1;
         if (k->type == KEY_STRING || k->type == KEY_POLICY)
-                warn_comment(ps, ps->line, key, value);
+                warn_comment(ps, ps->line, 0, key, value);
         if (k->given_offset != NO_FLAG)
                 *(bool *)((char *)base + k->given_offset) = true;
         return 1;
@@ -986,7 +1019,8 @@ static void check_whole(struct parse_state *ps)
 
                 /* Backend keys are text here, continuation lines included. */
                 for (size_t j = 0; j < vm->n_extra; j++)
-                        warn_comment(ps, vm->extra[j].line, vm->extra[j].key, vm->extra[j].value);
+                        warn_comment(ps, vm->extra[j].line, vm->extra[j].comment_line,
+                                     vm->extra[j].key, vm->extra[j].value);
 
                 settings_complete(&vm->settings, vm->given);
                 if (settings_check_given(&vm->settings, vm->given, err, sizeof(err)) < 0)

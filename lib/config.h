@@ -57,7 +57,9 @@ const char *config_diag_more(const struct config_diag *d, char *buf, size_t len)
  * Whether d holds a message at the FILE:LINE of message (which begins
  * "file:LINE: ") that already says where comments start (a value refused
  * with config_comment_hint()'s words): the warning of a text value there
- * would say it again.
+ * would say it again. The warning of a value continued on indented lines
+ * names the line of its " #" and, "KEY (continued from line N)", its key's
+ * line, where the key's errors are: a message at either explains it.
  */
 bool config_diag_explains(const struct config_diag *d, const char *file, const char *message);
 
@@ -75,7 +77,8 @@ void config_diag_free(struct config_diag *d);
 struct config_kv {
         char *key;
         char *value;
-        unsigned line;
+        unsigned line;         /* of the key (0: not from a file) */
+        unsigned comment_line; /* the reader's: the line of the value's first " #", or 0 */
 };
 
 struct config_vm {

@@ -234,7 +234,7 @@ static int add_key(struct config_kv **keys, size_t *n, const char *key, const ch
         if (!grown)
                 return -ENOMEM;
         *keys = grown;
-        grown[*n] = (struct config_kv){strdup(key), strdup(value), 0};
+        grown[*n] = (struct config_kv){.key = strdup(key), .value = strdup(value)};
         if (!grown[*n].key || !grown[*n].value) {
                 free(grown[*n].key);
                 free(grown[*n].value);

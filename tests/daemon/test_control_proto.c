@@ -294,7 +294,7 @@ static void requests_round_trip(void **state)
 {
         struct control_request in = {.command = CONTROL_CREATE, .force = false, .autostart = true};
         struct control_request out;
-        struct config_kv key = {"trace", "/srv/a b.csv", 0};
+        struct config_kv key = {.key = "trace", .value = "/srv/a b.csv"};
         char *line;
 
         snprintf(in.name, sizeof(in.name), "web-3");

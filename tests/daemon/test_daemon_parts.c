@@ -153,7 +153,7 @@ static void a_refusal_always_has_a_reason(void **state)
         struct backend b = {.ops = &silent_ops};
         struct daemon d = {.backend = &b};
         struct registry_entry *e;
-        struct config_kv key = {"trace", "/x.csv", 0};
+        struct config_kv key = {.key = "trace", .value = "/x.csv"};
         char err[64];
 
         assert_int_equal(registry_add(&d.reg, "a", &e), 0);
@@ -267,7 +267,7 @@ static void registry_keeps_names_sorted(void **state)
 
 static void state_round_trips(void **state)
 {
-        struct config_kv key = {"trace", "/srv/t.csv", 0};
+        struct config_kv key = {.key = "trace", .value = "/srv/t.csv"};
         struct registry r = {0};
         struct registry_entry *cfg, *made, *plain, *auto_off;
         struct state st;

@@ -721,8 +721,9 @@ static void comment_in_a_text_value_is_warned_of(void **state)
         assert_non_null(strstr(c.warnings.messages[2],
                                "t.ini:6: warning: kernel: \"/boot/vmlinuz # the cloud kernel\" "
                                "holds \" # the cloud kernel\""));
-        /* A continued value, at its key's line; "#x" inside a word and ';' are no concern. */
-        assert_non_null(strstr(c.warnings.messages[3], "t.ini:7: warning: append: "));
+        /* A continued value, at the line of its " #"; "#x" inside a word and ';' are no concern. */
+        assert_non_null(
+            strstr(c.warnings.messages[3], "t.ini:8: warning: append (continued from line 7): "));
         assert_non_null(strstr(c.warnings.messages[3], "\"console=ttyS0 quiet # x\""));
         config_free(&c);
         assert_int_equal(c.warnings.count, 0);
@@ -736,6 +737,45 @@ static void comment_in_a_text_value_is_warned_of(void **state)
         assert_true(strlen(c.warnings.messages[0]) < 512);
         assert_non_null(strstr(c.warnings.messages[0], "...\" holds \" # 000"));
         assert_non_null(strstr(c.warnings.messages[0], "...\" as part of the value (a comment"));
+        config_free(&c);
+        config_diag_free(&d);
+}
+
+/*
+ * A value continued on indented lines: its warning names the line that holds the
+ * first " #" (comment lines may come between), and the key's line beside it.
+ */
+static void comment_on_a_continuation_line_is_warned_at_its_line(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+        const char *text = "[vm \"a\"]\n"                         /* 1 */
+                           "append = console=ttyS0\n"             /* 2 */
+                           "  quiet\n"                            /* 3 */
+                           "; the noisy one\n"                    /* 4 */
+                           "  loglevel=3 # the quiet one\n"       /* 5 */
+                           "  panic=1 # again\n"                  /* 6 */
+                           "kernel = /boot/vmlinuz # the cloud\n" /* 7 */
+                           "  one\n"                              /* 8 */
+                           "initrd = /boot/initrd\n"              /* 9 */
+                           "  # a comment line, not a value\n";   /* 10 */
+
+        assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
+        assert_int_equal(d.count, 0);
+        assert_string_equal(config_vm_key(&c.vms[0], "append")->value,
+                            "console=ttyS0 quiet loglevel=3 # the quiet one panic=1 # again");
+        assert_int_equal(config_vm_key(&c.vms[0], "append")->line, 2);
+        assert_string_equal(config_vm_key(&c.vms[0], "initrd")->value, "/boot/initrd");
+        assert_int_equal(c.warnings.count, 2);
+        assert_string_equal(c.warnings.messages[0],
+                            "t.ini:5: warning: append (continued from line 2): \"console=ttyS0 "
+                            "quiet loglevel=3 # the quiet one panic=1 # again\" holds \" # the "
+                            "quiet one panic=1 # again\" as part of the value (a comment after a "
+                            "value starts with \" ;\", white space and ';'; '#' starts a comment "
+                            "only at the start of a line)");
+        /* on the key's own line: that line alone, as for a value on one line */
+        assert_non_null(strstr(c.warnings.messages[1], "t.ini:7: warning: kernel: \"/boot/vmlinuz "
+                                                       "# the cloud one\" holds"));
         config_free(&c);
         config_diag_free(&d);
 }
@@ -755,6 +795,14 @@ static void warning_explained_by_an_error(void **state)
         assert_false(config_diag_explains(&e, "t.ini", "t.ini: warning: x"));
         assert_false(config_diag_explains(&e, "u.ini", "t.ini:7: warning: swap: ..."));
         assert_false(config_diag_explains(NULL, "t.ini", "t.ini:7: warning: swap: ..."));
+        /* A continued value's warning, at its " #": an error at its key's line explains it too. */
+        assert_true(config_diag_explains(&e, "t.ini",
+                                         "t.ini:8: warning: swap (continued from line 7): ..."));
+        assert_false(config_diag_explains(&e, "t.ini",
+                                          "t.ini:8: warning: swap (continued from line 9): ..."));
+        /* words of the value are no line of the key */
+        assert_false(config_diag_explains(
+            &e, "t.ini", "t.ini:8: warning: swap: \"x (continued from line 7): y\" holds ..."));
         config_diag_free(&e);
 }
 
@@ -1278,6 +1326,7 @@ int main(void)
             cmocka_unit_test(syntax_errors),
             cmocka_unit_test(overlong_line),
             cmocka_unit_test(continuation_lines),
+            cmocka_unit_test(comment_on_a_continuation_line_is_warned_at_its_line),
             cmocka_unit_test(comment_in_a_text_value_is_warned_of),
             cmocka_unit_test(warning_explained_by_an_error),
             cmocka_unit_test(continuation_value_limit),
