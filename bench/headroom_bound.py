@@ -25,7 +25,11 @@ every 6 h) and is given the headroom h that makes share missed(h) + price x h sm
 the price being the one that holds Hyper-V's memory (bisection). The second keeps one
 histogram per quartile of the VM's own past levels and reads the one of its level now:
 a headroom that follows the VM's state (a bursty VM idling low rises from there), which
-the policy does not model.
+the policy does not model. Two more rows try other states, also learned online: one
+histogram for the samples after a fall of more than 10 % and one for the others (a VM
+that fell may rise back), and the headroom counted from the highest of the VM's last two
+samples instead of the last one (memory kept for a VM that regrows soon), its rises
+measured from there.
 
     bench/headroom_bound.py [--sets tune,held-out,all]
 
@@ -119,8 +123,32 @@ LEVEL_CLASSES = 4  # quartiles of the VM's past levels
 LEVEL_HISTORY = 12  # samples seen before the level classes are used
 
 
-def online(traces, caps, price, classes):
-    """(short samples, OOM kills, mean held) for the pool learned online, per level class."""
+def level_class(levels, demand, k):
+    """The quartile of the VM's past levels that sample k is in (0 before LEVEL_HISTORY)."""
+    if len(levels) < LEVEL_HISTORY:
+        return 0
+    return min(LEVEL_CLASSES - 1, bisect.bisect_left(levels, demand[k]) * LEVEL_CLASSES
+               // len(levels))
+
+
+def fall_class(levels, demand, k):
+    """1 after a fall of more than 10 % from the sample before, else 0."""
+    return 1 if k > 0 and demand[k] < 0.9 * demand[k - 1] else 0
+
+
+STATES = {  # name: (classes, class of sample k, samples the base is the highest of)
+    "one": (1, lambda levels, demand, k: 0, 1),
+    "level": (LEVEL_CLASSES, level_class, 1),
+    "fall": (2, fall_class, 1),
+    "highest-2": (1, lambda levels, demand, k: 0, 2),
+}
+
+
+def online(traces, caps, price, state):
+    """(short samples, OOM kills, mean held) for the pool learned online: held = base +
+    the headroom priced from the histogram of the VM's state (STATES), base the highest
+    of its last samples, each rise measured from the base it came after."""
+    classes, class_of, span = STATES[state]
     short = oom = 0
     held_sum = 0.0
     for name, demand in traces.items():
@@ -128,7 +156,7 @@ def online(traces, caps, price, classes):
         hist = [[0.0] * len(RISE_EDGES) for _ in range(classes)]
         weight = [0.0] * classes
         levels = []
-        held = prev_class = None
+        held = prev_class = prev_base = None
         for k, d in enumerate(demand):
             if held is not None:
                 short += d > held
@@ -137,16 +165,15 @@ def online(traces, caps, price, classes):
                     weight[c] *= RISE_DECAY
                     hist[c] = [w * RISE_DECAY for w in hist[c]]
                 weight[prev_class] += 1
-                rise = d - demand[k - 1]
+                rise = d - prev_base
                 if rise >= RISE_EDGES[0]:
                     hist[prev_class][min(len(RISE_EDGES) - 1,
                                          bisect.bisect_right(RISE_EDGES, rise) - 1)] += 1
-            cls = 0
-            if classes > 1 and len(levels) >= LEVEL_HISTORY:
-                cls = min(classes - 1, bisect.bisect_left(levels, d) * classes // len(levels))
+            cls = class_of(levels, demand, k)
             bisect.insort(levels, d)
+            base = max(demand[max(0, k - span + 1):k + 1])
             if weight[cls] < 6:  # too little history: the buffer, as the pool gives
-                h = 0.2 * d
+                h, base = 0.2 * d, d
             else:
                 above = sum(hist[cls])
                 h, best = 0.0, above / weight[cls]
@@ -156,22 +183,22 @@ def online(traces, caps, price, classes):
                     cost = above / weight[cls] + price * edge / bb.MIB
                     if cost < best:
                         h, best = edge, cost
-            held = min(maximum, max(MIN_BYTES, d + h))
+            held = min(maximum, max(MIN_BYTES, base + h))
             held_sum += held
-            prev_class = cls
+            prev_class, prev_base = cls, base
     return short, oom, held_sum / max(len(demand) for demand in traces.values())
 
 
-def online_at(traces, caps, budget, classes):
+def online_at(traces, caps, budget, state):
     """online() at the lowest price that holds no more than budget."""
     lo, hi = 1e-7, 1.0
     for _ in range(18):
         mid = (lo * hi) ** 0.5
-        if online(traces, caps, mid, classes)[2] > budget:
+        if online(traces, caps, mid, state)[2] > budget:
             lo = mid
         else:
             hi = mid
-    return online(traces, caps, hi, classes)
+    return online(traces, caps, hi, state)
 
 
 def main():
@@ -197,9 +224,11 @@ def main():
             rows.append((f"{form}, per VM, in-sample", best_at(opts, h[2])))
             rows.append((f"{form}, per VM, in-sample, OOM kills <= hyperv",
                          best_without_more_kills(opts, h[2], h[1])))
-        rows.append(("pool learned online (past only)", online_at(traces, caps, h[2], 1)))
-        rows.append(("pool learned online, per level quartile",
-                     online_at(traces, caps, h[2], LEVEL_CLASSES)))
+        for state, label in (("one", "pool learned online (past only)"),
+                             ("level", "pool learned online, per level quartile"),
+                             ("fall", "pool learned online, after a fall > 10 % apart"),
+                             ("highest-2", "pool learned online, above the higher of the last 2")):
+            rows.append((label, online_at(traces, caps, h[2], state)))
         for label, (s, k, m) in rows:
             print(f"| {which} | {label} | {s:,} | {s / h[0]:.2f} | {k} | {m / bb.GIB:.2f} |"
                   f" {m / h[2]:.3f} |")
