@@ -32,7 +32,7 @@ int apply_check_change(const struct vm *vm, const struct vm_settings *new, uint6
             new->maximum_bytes > vm->settings.maximum_bytes &&new->maximum_bytes > honourable) {
                 snprintf(err, errlen,
                          "cannot raise maximum to %s while the VM is running: it can reach at "
-                         "most %s until it restarts",
+                         "most %s while it runs; raise the maximum while it is off",
                          size_format(new->maximum_bytes, a, sizeof(a)),
                          size_format(honourable, b, sizeof(b)));
                 return -EPERM;

@@ -124,7 +124,8 @@ static void running_maximum_is_bounded_by_the_backend(void **state)
         want.maximum_bytes = 16 * GIB;
         assert_int_equal(apply_check_change(&vm, &want, 8 * GIB, err, sizeof(err)), -EPERM);
         assert_string_equal(err, "cannot raise maximum to 16 GiB while the VM is running: it "
-                                 "can reach at most 8 GiB until it restarts");
+                                 "can reach at most 8 GiB while it runs; raise the maximum while "
+                                 "it is off");
         want.maximum_bytes = 8 * GIB;
         assert_int_equal(apply_check_change(&vm, &want, 8 * GIB, err, sizeof(err)), 0);
         want.maximum_bytes = 2 * GIB;

@@ -232,7 +232,7 @@ def settings_live_in_the_domains_metadata(ctx):
     host.virsh("metadata", "db", NS, "--key", "dynmem", "--set", hand, "--live", "--config")
     wait_for(lambda: d.vm("db")["weight"] == 2500,
              "dynmemd to take a change made with virsh metadata", timeout=15, interval=0.2)
-    d.fails("set", "db", "--maximum", "2G", contains="until it restarts")
+    d.fails("set", "db", "--maximum", "2G", contains="raise the maximum while it is off")
 
 
 @tap.case
