@@ -189,7 +189,11 @@ static int parse_host(const json_t *obj, struct balancer_counters *c, char *err,
         return 0;
 }
 
-static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
+static const char *const attach_members[] = {"state", "assigned_bytes", "target_bytes", "counters",
+                                             NULL};
+
+static int parse_vm(const json_t *obj, void *vm, char *ignored, size_t ignoredlen, char *err,
+                    size_t errlen)
 {
         struct attach_vm *av = vm;
         const char *name = NULL, *state = NULL;
@@ -217,6 +221,7 @@ static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
         av->assigned_bytes = (uint64_t)assigned;
         av->target_bytes = (uint64_t)target;
         char why[128] = "";
+        (void)ignored, (void)ignoredlen; /* counters it does not know are not worth a line */
         if (parse_counters(counters, &av->counters, why, sizeof(why)) < 0) {
                 snprintf(err, errlen, "%s: %s", name, why);
                 return -EINVAL;
@@ -230,6 +235,7 @@ static const struct savefile_spec attach_spec = {
     .version = ATTACH_VERSION,
     .shape = "{\"version\": 1, \"host\": {...}, \"vms\": [...]}",
     .extras = attach_extras,
+    .members = attach_members,
     .vm_size = sizeof(struct attach_vm),
     .name_offset = offsetof(struct attach_vm, name),
     .name_size = sizeof(((struct attach_vm *)0)->name),
@@ -242,8 +248,8 @@ int attach_parse(const char *text, size_t len, struct attach_list *ret, char *er
         json_t *root;
         void *vms;
         char why[384] = "";
-        int r = savefile_parse_lenient(text, len, &attach_spec, &root, &vms, &l.n, &l.dropped, err,
-                                       errlen);
+        int r = savefile_parse_lenient(text, len, &attach_spec, &root, &vms, &l.n, &l.dropped,
+                                       &l.ignored, err, errlen);
 
         if (r < 0)
                 return r;
@@ -264,6 +270,7 @@ void attach_list_free(struct attach_list *l)
                 return;
         free(l->vms);
         savefile_drops_free(&l->dropped);
+        savefile_drops_free(&l->ignored);
         *l = (struct attach_list){0};
 }
 
@@ -443,6 +450,11 @@ static int load(const struct daemon *d, struct attach_list *ret)
                                 path, err, strerror(-aside));
                 return r;
         }
+        /* a newer dynmemd's additions: the VMs are reattached with what this one knows */
+        for (size_t i = 0; i < ret->ignored.n; i++)
+                log_msg(LOG_WARNING,
+                        "%s: %s: not known to this dynmemd (written by a newer one?); ignored",
+                        path, ret->ignored.messages[i]);
         if (!ret->dropped.n && !ret->host_problem[0])
                 return 0;
         /* the entries that are good are reattached; the file as it was, for a look */

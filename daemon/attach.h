@@ -56,6 +56,7 @@ struct attach_list {
         struct balancer_counters host; /* the cumulative fields */
         char host_problem[256];        /* why the host's counters are zero: bad in the file */
         struct savefile_drops dropped; /* entries left out, each with its reason */
+        struct savefile_drops ignored; /* what a newer dynmemd wrote that this one ignores */
 };
 
 /*
@@ -66,6 +67,8 @@ struct attach_list {
  * in ret->dropped, and the others are kept: one bad entry does not cost the
  * other VMs their reattachment. Bad host counters cost only themselves: they
  * are zero, with the reason in ret->host_problem, and the VMs are kept.
+ * Members this dynmemd does not know (a newer one's) are ignored and named in
+ * ret->ignored; a file of a higher version than ATTACH_VERSION is -EINVAL.
  * Caller frees with attach_list_free().
  */
 int attach_parse(const char *text, size_t len, struct attach_list *ret, char *err, size_t errlen);

@@ -379,22 +379,26 @@ static void set_aside(const char *dir)
                         from, strerror(-r));
 }
 
-/* A state file with entries left out: the whole file is set aside, the rest kept. */
-static void keep_aside(const char *dir, size_t kept)
+/*
+ * A state file with entries left out, or with what a newer dynmemd added and
+ * this one ignores: the whole file is set aside (the next save would lose
+ * it), the rest kept.
+ */
+static void keep_aside(const char *dir, size_t kept, bool dropped)
 {
         char from[PATH_MAX], to[PATH_MAX];
+        const char *other = dropped ? "the other" : "its";
         int r = snprintf(from, sizeof(from), "%s/%s", dir, STATE_FILE) >= (int)sizeof(from)
                     ? -ENAMETOOLONG
                     : fsutil_set_aside(from, to, sizeof(to));
 
         if (r == 0)
-                log_msg(LOG_ERR, "state file set aside as %s; the other %zu entries are kept", to,
-                        kept);
+                log_msg(dropped ? LOG_ERR : LOG_WARNING,
+                        "state file set aside as %s%s; %s %zu entries are kept", to,
+                        dropped ? "" : " with what this dynmemd ignores", other, kept);
         else
-                log_msg(LOG_ERR,
-                        "cannot set the state file %s aside: %s; the other %zu entries "
-                        "are kept",
-                        from, strerror(-r), kept);
+                log_msg(LOG_ERR, "cannot set the state file %s aside: %s; %s %zu entries are kept",
+                        from, strerror(-r), other, kept);
 }
 
 /*
@@ -441,13 +445,16 @@ static void setup_state(struct daemon *d)
 
         d->state_saved = true;
         r = state_load(d->state_dir, &st, err, sizeof(err));
-        if (r == 0 && st.dropped.n) {
-                /* the entries that are good are kept; the file as it was, for a look */
-                for (size_t i = 0; i < st.dropped.n; i++)
-                        log_msg(LOG_ERR, "%s: %s; this entry is dropped", err,
-                                st.dropped.messages[i]);
-                keep_aside(d->state_dir, st.n);
-        }
+        /* the entries that are good are kept; the file as it was, for a look */
+        for (size_t i = 0; r == 0 && i < st.dropped.n; i++)
+                log_msg(LOG_ERR, "%s: %s; this entry is dropped", err, st.dropped.messages[i]);
+        /* a newer dynmemd's additions: the entries are kept with what this one knows */
+        for (size_t i = 0; r == 0 && i < st.ignored.n; i++)
+                log_msg(LOG_WARNING,
+                        "%s: %s: not known to this dynmemd (written by a newer one?); ignored", err,
+                        st.ignored.messages[i]);
+        if (r == 0 && (st.dropped.n || st.ignored.n))
+                keep_aside(d->state_dir, st.n, st.dropped.n != 0);
         if (r == 0) {
                 apply_state(d, &st);
                 state_free(&st);

@@ -11,21 +11,37 @@
 
 #include "config.h"
 
-/* version and vms, plus the spec's extras; anything else is an error. */
-static bool members_known(const json_t *root, const struct savefile_spec *spec)
+static bool listed(const char *key, const char *const *list)
+{
+        for (; list && *list; list++)
+                if (strcmp(key, *list) == 0)
+                        return true;
+        return false;
+}
+
+void savefile_note(char *buf, size_t len, const char *what)
+{
+        size_t at = strnlen(buf, len);
+
+        if (at + 1 < len)
+                snprintf(buf + at, len - at, "%s%s", at ? ", " : "", what);
+}
+
+/* The members of obj that are neither in list nor in more, into buf as "member \"x\", ...". */
+static void note_unknown(const json_t *obj, const char *const *list, const char *const *more,
+                         char *buf, size_t len)
 {
         const char *key;
         json_t *v;
+        char what[96];
 
-        json_object_foreach((json_t *)root, key, v)
+        json_object_foreach((json_t *)obj, key, v)
         {
-                bool known = strcmp(key, "version") == 0 || strcmp(key, "vms") == 0;
-                for (const char *const *x = spec->extras; x && *x && !known; x++)
-                        known = strcmp(key, *x) == 0;
-                if (!known)
-                        return false;
+                if (listed(key, list) || listed(key, more))
+                        continue;
+                snprintf(what, sizeof(what), "member \"%.64s\"", key);
+                savefile_note(buf, len, what);
         }
-        return true;
 }
 
 static const char *name_of(const struct savefile_spec *spec, const char *vms, size_t i)
@@ -68,26 +84,49 @@ void savefile_drops_free(struct savefile_drops *drops)
         *drops = (struct savefile_drops){0};
 }
 
-/* Note a VM left out; false when out of memory. */
-static bool drop_add(struct savefile_drops *drops, size_t i, const char *why)
+/* Add a message to a list; false when out of memory. */
+static bool list_add(struct savefile_drops *list, const char *msg)
 {
-        char *msg = NULL, **grown = realloc(drops->messages, (drops->n + 1) * sizeof(*grown));
+        char *copy, **grown = realloc(list->messages, (list->n + 1) * sizeof(*grown));
 
         if (!grown)
                 return false;
-        drops->messages = grown;
-        if (asprintf(&msg, "vms[%zu]: %s", i, why) < 0)
+        list->messages = grown;
+        if (!(copy = strdup(msg)))
                 return false;
-        drops->messages[drops->n++] = msg;
+        list->messages[list->n++] = copy;
         return true;
 }
 
+/* Note a VM left out; false when out of memory. */
+static bool drop_add(struct savefile_drops *drops, size_t i, const char *why)
+{
+        char msg[300];
+
+        snprintf(msg, sizeof(msg), "vms[%zu]: %s", i, why);
+        return list_add(drops, msg);
+}
+
+static const char *const name_member[] = {"name", NULL};
+
+/* What a kept VM had that was ignored, into the list; false when out of memory. */
+static bool ignored_add(struct savefile_drops *ignored, size_t i, const char *name,
+                        const char *what)
+{
+        char msg[400];
+
+        if (!ignored || !what[0])
+                return true;
+        snprintf(msg, sizeof(msg), "vms[%zu] (%s): %s", i, name, what);
+        return list_add(ignored, msg);
+}
+
 static int parse_vms(const json_t *list, const struct savefile_spec *spec,
-                     struct savefile_drops *drops, char **ret_vms, size_t *ret_n, char *err,
-                     size_t errlen)
+                     struct savefile_drops *drops, struct savefile_drops *ignored, char **ret_vms,
+                     size_t *ret_n, char *err, size_t errlen)
 {
         size_t n = json_array_size(list), kept = 0;
-        char *vms, why[256] = "";
+        char *vms, why[256] = "", what[256];
 
         if (n > CONFIG_VMS_MAX) {
                 snprintf(err, errlen, "more than %d VMs", CONFIG_VMS_MAX);
@@ -101,10 +140,10 @@ static int parse_vms(const json_t *list, const struct savefile_spec *spec,
         for (size_t i = 0; i < n; i++) {
                 const json_t *obj = json_array_get(list, i);
                 char *vm = vms + kept * spec->vm_size;
-                why[0] = '\0';
+                why[0] = what[0] = '\0';
                 int r = take_name(obj, spec, vm, why, sizeof(why));
                 if (r == 0)
-                        r = spec->parse_vm(obj, vm, why, sizeof(why));
+                        r = spec->parse_vm(obj, vm, what, sizeof(what), why, sizeof(why));
                 for (size_t j = 0; r == 0 && j < kept; j++)
                         if (strcmp(name_of(spec, vms, kept), name_of(spec, vms, j)) == 0) {
                                 snprintf(why, sizeof(why), "%s is listed twice",
@@ -112,6 +151,15 @@ static int parse_vms(const json_t *list, const struct savefile_spec *spec,
                                 r = -EINVAL;
                         }
                 if (r == 0) {
+                        char unknown[256] = "";
+                        note_unknown(obj, name_member, spec->members, unknown, sizeof(unknown));
+                        if (what[0])
+                                savefile_note(unknown, sizeof(unknown), what);
+                        if (!ignored_add(ignored, i, name_of(spec, vms, kept), unknown)) {
+                                snprintf(err, errlen, "out of memory");
+                                free_vms(spec, vms, kept + 1);
+                                return -ENOMEM;
+                        }
                         kept++;
                         continue;
                 }
@@ -134,10 +182,30 @@ static int parse_vms(const json_t *list, const struct savefile_spec *spec,
         return 0;
 }
 
+/* The version: 0, or -EINVAL with a sentence in err. */
+static int check_version(const json_t *version, const struct savefile_spec *spec, char *err,
+                         size_t errlen)
+{
+        long long v = (long long)json_integer_value(version);
+
+        if (v == spec->version)
+                return 0;
+        if (v > spec->version)
+                snprintf(err, errlen,
+                         "version %lld, written by a newer dynmemd (this one reads version %d)", v,
+                         spec->version);
+        else
+                snprintf(err, errlen, "version %lld is not %d", v, spec->version);
+        return -EINVAL;
+}
+
 int savefile_parse_lenient(const char *text, size_t len, const struct savefile_spec *spec,
                            json_t **ret_root, void **ret_vms, size_t *ret_n,
-                           struct savefile_drops *drops, char *err, size_t errlen)
+                           struct savefile_drops *drops, struct savefile_drops *ignored, char *err,
+                           size_t errlen)
 {
+        static const char *const base[] = {"version", "vms", NULL};
+        char unknown[256] = "";
         json_error_t jerr;
         json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
         const json_t *version = json_object_get(root, "version");
@@ -150,18 +218,28 @@ int savefile_parse_lenient(const char *text, size_t len, const struct savefile_s
                 snprintf(err, errlen, "line %d: %s", jerr.line, jerr.text);
                 return -EINVAL;
         }
-        if (!json_is_object(root) || !json_is_integer(version) || !json_is_array(list) ||
-            !members_known(root, spec))
+        /* the version first: a newer file may have another shape */
+        if (!json_is_object(root) || !json_is_integer(version))
                 snprintf(err, errlen, "expected %s", spec->shape);
-        else if (json_integer_value(version) != spec->version)
-                snprintf(err, errlen, "version %lld is not %d",
-                         (long long)json_integer_value(version), spec->version);
+        else if (check_version(version, spec, err, errlen) < 0)
+                ;
+        else if (!json_is_array(list))
+                snprintf(err, errlen, "expected %s", spec->shape);
         else
-                r = parse_vms(list, spec, drops, &vms, &n, err, errlen);
+                r = parse_vms(list, spec, drops, ignored, &vms, &n, err, errlen);
+        if (r == 0 && ignored) {
+                note_unknown(root, base, spec->extras, unknown, sizeof(unknown));
+                if (unknown[0] && !list_add(ignored, unknown)) {
+                        snprintf(err, errlen, "out of memory");
+                        free_vms(spec, vms, n);
+                        r = -ENOMEM;
+                }
+        }
         if (r < 0 || !ret_root)
                 json_decref(root);
         if (r < 0) {
                 savefile_drops_free(drops);
+                savefile_drops_free(ignored);
                 return r;
         }
         if (ret_root)
@@ -174,5 +252,6 @@ int savefile_parse_lenient(const char *text, size_t len, const struct savefile_s
 int savefile_parse(const char *text, size_t len, const struct savefile_spec *spec,
                    json_t **ret_root, void **ret_vms, size_t *ret_n, char *err, size_t errlen)
 {
-        return savefile_parse_lenient(text, len, spec, ret_root, ret_vms, ret_n, NULL, err, errlen);
+        return savefile_parse_lenient(text, len, spec, ret_root, ret_vms, ret_n, NULL, NULL, err,
+                                      errlen);
 }

@@ -74,7 +74,40 @@ static void parse_pending(const json_t *list, struct state_vm *sv)
         }
 }
 
-static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
+/*
+ * "settings" without those this dynmemd does not know (a newer one's), each
+ * named in ignored: the entry keeps the others. NULL on ENOMEM.
+ */
+static json_t *known_settings(json_t *settings, char *ignored, size_t ignoredlen)
+{
+        json_t *known, *v;
+        const char *key;
+        char what[96];
+
+        if (!json_is_object(settings)) /* control_settings_parse() says what is wrong */
+                return json_incref(settings);
+        if (!(known = json_object()))
+                return NULL;
+        json_object_foreach(settings, key, v)
+        {
+                if (settings_find_json(key)) {
+                        if (json_object_set(known, key, v) < 0) {
+                                json_decref(known);
+                                return NULL;
+                        }
+                        continue;
+                }
+                snprintf(what, sizeof(what), "setting \"%.64s\"", key);
+                savefile_note(ignored, ignoredlen, what);
+        }
+        return known;
+}
+
+static const char *const state_members[] = {"origin",  "settings",      "autostart",
+                                            "backend", "reset_pending", NULL};
+
+static int parse_vm(const json_t *obj, void *vm, char *ignored, size_t ignoredlen, char *err,
+                    size_t errlen)
 {
         struct state_vm *sv = vm;
         const char *name = NULL, *origin = NULL;
@@ -82,9 +115,10 @@ static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
         int autostart = -1;
         json_error_t jerr;
 
-        if (json_unpack_ex((json_t *)obj, &jerr, JSON_STRICT, "{s:s, s:s, s?o, s?b, s?o, s?o}",
-                           "name", &name, "origin", &origin, "settings", &settings, "autostart",
-                           &autostart, "backend", &backend, "reset_pending", &pending) < 0) {
+        /* not JSON_STRICT: members of a newer dynmemd are ignored (savefile names them) */
+        if (json_unpack_ex((json_t *)obj, &jerr, 0, "{s:s, s:s, s?o, s?b, s?o, s?o}", "name", &name,
+                           "origin", &origin, "settings", &settings, "autostart", &autostart,
+                           "backend", &backend, "reset_pending", &pending) < 0) {
                 snprintf(err, errlen, "%s", jerr.text);
                 return -EINVAL;
         }
@@ -95,9 +129,17 @@ static int parse_vm(const json_t *obj, void *vm, char *err, size_t errlen)
         }
         sv->autostart = autostart == 1;
         sv->autostart_given = autostart != -1;
-        if (settings &&
-            control_settings_parse(settings, &sv->settings, &sv->given, err, errlen) < 0)
-                return -EINVAL;
+        if (settings) {
+                json_t *known = known_settings(settings, ignored, ignoredlen);
+                int r = known
+                            ? control_settings_parse(known, &sv->settings, &sv->given, err, errlen)
+                            : -ENOMEM;
+                json_decref(known);
+                if (r == -ENOMEM)
+                        snprintf(err, errlen, "out of memory");
+                if (r < 0)
+                        return -EINVAL;
+        }
         if (backend && control_keys_parse(backend, &sv->keys, &sv->n_keys, err, errlen) < 0)
                 return -EINVAL;
         /* only a VM of the file has values to go back to */
@@ -118,6 +160,7 @@ static void free_vm_item(void *vm)
 static const struct savefile_spec state_spec = {
     .version = STATE_VERSION,
     .shape = "{\"version\": 1, \"vms\": [...]}",
+    .members = state_members,
     .vm_size = sizeof(struct state_vm),
     .name_offset = offsetof(struct state_vm, name),
     .name_size = sizeof(((struct state_vm *)0)->name),
@@ -127,15 +170,15 @@ static const struct savefile_spec state_spec = {
 
 int state_parse(const char *text, size_t len, struct state *ret, char *err, size_t errlen)
 {
-        struct savefile_drops dropped = {0};
+        struct savefile_drops dropped = {0}, ignored = {0};
         void *vms;
         size_t n;
-        int r =
-            savefile_parse_lenient(text, len, &state_spec, NULL, &vms, &n, &dropped, err, errlen);
+        int r = savefile_parse_lenient(text, len, &state_spec, NULL, &vms, &n, &dropped, &ignored,
+                                       err, errlen);
 
         if (r < 0)
                 return r;
-        *ret = (struct state){.vms = vms, .n = n, .dropped = dropped};
+        *ret = (struct state){.vms = vms, .n = n, .dropped = dropped, .ignored = ignored};
         return 0;
 }
 
@@ -164,7 +207,7 @@ int state_load(const char *dir, struct state *ret, char *err, size_t errlen)
         r = state_parse(text, len, ret, why, sizeof(why));
         if (r < 0)
                 snprintf(err, errlen, "%s: %s", path, why);
-        else if (ret->dropped.n)
+        else if (ret->dropped.n || ret->ignored.n)
                 snprintf(err, errlen, "%s", path);
         free(text);
         return r;
@@ -178,6 +221,7 @@ void state_free(struct state *s)
                 control_keys_free(s->vms[i].keys, s->vms[i].n_keys);
         free(s->vms);
         savefile_drops_free(&s->dropped);
+        savefile_drops_free(&s->ignored);
         *s = (struct state){0};
 }
 

@@ -54,18 +54,23 @@ struct state {
         struct state_vm *vms;
         size_t n;
         struct savefile_drops dropped; /* entries left out, each with its reason */
+        struct savefile_drops ignored; /* what a newer dynmemd wrote that this one ignores */
 };
 
 /*
  * Parse a state file's text. Returns 0 or -EINVAL with a sentence in err
  * naming the problem; nothing is half-taken. An entry that is wrong on its
  * own is left out and named in ret->dropped, and the others are kept: one
- * bad VM does not cost the others their saved settings.
+ * bad VM does not cost the others their saved settings. Members and
+ * settings this dynmemd does not know (a newer one's) are ignored and named
+ * in ret->ignored; their entry is kept with what is known of it. A file of
+ * a higher version than STATE_VERSION is -EINVAL, its message saying so.
  */
 int state_parse(const char *text, size_t len, struct state *ret, char *err, size_t errlen);
 
 /* Read STATE_DIR/state.json. -ENOENT when there is none; -EINVAL when it is bad (err);
- * entries left out are in ret->dropped (err then names the file). */
+ * entries left out are in ret->dropped, what was ignored in ret->ignored (err then names
+ * the file). */
 int state_load(const char *dir, struct state *ret, char *err, size_t errlen);
 
 void state_free(struct state *s);

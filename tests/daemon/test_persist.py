@@ -603,5 +603,46 @@ def a_running_file_set_aside_before_is_kept(bins):
         d.wait_state("web1", "running")
 
 
+@tap.case
+def a_newer_dynmemds_additions_are_ignored_and_named(bins):
+    # A downgrade: a newer dynmemd wrote a member and a setting this one does not know.
+    # The entry is kept with what this one knows; the file as it was is set aside, so
+    # that the next save does not lose the newer dynmemd's additions.
+    with Daemon(bins, config()) as d:
+        text = ('{"version": 1, "later": true, "vms": [\n'
+                '  {"name":"web1","origin":"config","colour":"red",'
+                '"settings":{"weight":42,"future_knob":3}}\n]}\n')
+        path = d.write_state("state.json", text)
+        d.start()
+        check(d.vm("web1")["weight"] == 42, "the entry is kept", d.log())
+        log = d.log()
+        check(f'{path}: vms[0] (web1): member "colour", setting "future_knob": not known to '
+              "this dynmemd (written by a newer one?); ignored" in log, "named", log)
+        check(f'{path}: member "later": not known' in log, "beside vms too", log)
+        check(f"state file set aside as {path}.bad with what this dynmemd ignores; its 1 "
+              "entries are kept" in log, "set aside", log)
+        with open(path + ".bad") as f:
+            check(f.read() == text, "set aside whole")
+        check(state_file(d)["vms"] == [{"name": "web1", "origin": "config",
+                                        "settings": {"weight": 42}}],
+              "what this one knows written back", state_file(d))
+
+
+@tap.case
+def a_state_file_of_a_newer_version_is_set_aside(bins):
+    with Daemon(bins, config()) as d:
+        text = '{"version": 2, "vms": {"web1": {"weight": 42}}}\n'
+        path = d.write_state("state.json", text)
+        d.start()
+        log = d.log()
+        check(f"{path}: version 2, written by a newer dynmemd (this one reads version 1)" in log,
+              "the reason", log)
+        check(f"state file set aside as {path}.bad; starting from the configuration alone" in
+              log, "set aside", log)
+        with open(path + ".bad") as f:
+            check(f.read() == text, "never overwritten")
+        check(d.vm("web1")["weight"] == 5000, "the configuration's value", d.vm("web1"))
+
+
 if __name__ == "__main__":
     main(tap)

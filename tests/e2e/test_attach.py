@@ -98,7 +98,7 @@ def a_damaged_file_is_set_aside(bins):
 @tap.case
 def bad_values_are_refused(bins):
     cases = [
-        ('{"version": 2, "vms": []}', "version 2 is not 1"),
+        ('{"version": 2, "vms": []}', "version 2, written by a newer dynmemd"),
         ('{"version": 1, "vms": [{"name": "web1", "state": "running", "assigned_bytes": -1, '
          '"target_bytes": 0}]}', "sizes out of range"),
         ('{"version": 1, "vms": [{"name": "../x", "state": "running", "assigned_bytes": 1, '
@@ -107,7 +107,7 @@ def bad_values_are_refused(bins):
         ('{"version": 1, "vms": [{"name": "a", "state": "running", "assigned_bytes": 1, '
          '"target_bytes": 1}, {"name": "a", "state": "running", "assigned_bytes": 1, '
          '"target_bytes": 1}]}', "listed twice"),
-        ('{"version": 1, "vms": [], "extra": 1}', "expected"),
+        ('{"version": 1, "vms": {}}', "expected"),
         ("[1, 2", ""),
     ]
     for text, reason in cases:
