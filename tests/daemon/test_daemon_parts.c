@@ -881,6 +881,93 @@ static void saved_files_of_a_newer_version_fail_whole(void **state)
         rmdir(dir);
 }
 
+/* Read a fixture of tests/daemon/fixtures (the tests run in the source tree). */
+static char *fixture(const char *name, size_t *ret_len)
+{
+        char path[256], *text = NULL;
+
+        snprintf(path, sizeof(path), "tests/daemon/fixtures/%s", name);
+        if (fsutil_read_file(path, 1u << 20, &text, ret_len) < 0)
+                fail_msg("cannot read %s", path);
+        return text;
+}
+
+/*
+ * state.json and running.json as dynmemd wrote them for version 1: every
+ * later dynmemd must read them as they were meant, with nothing dropped or
+ * ignored (a format change that cannot bumps the version and keeps a reader).
+ */
+static void saved_files_of_version_1_still_load(void **state)
+{
+        struct state st = {0};
+        struct attach_list l = {0};
+        char err[256] = "";
+        size_t len;
+        char *text = fixture("state-v1.json", &len);
+
+        assert_int_equal(state_parse(text, len, &st, err, sizeof(err)), 0);
+        free(text);
+        assert_int_equal(st.n, 4);
+        assert_int_equal(st.dropped.n, 0);
+        assert_int_equal(st.ignored.n, 0);
+        const struct state_vm *app1 = &st.vms[0], *db1 = &st.vms[1], *new1 = &st.vms[2],
+                              *web1 = &st.vms[3];
+        assert_string_equal(app1->name, "app1");
+        assert_int_equal(app1->origin, REGISTRY_CONFIG);
+        assert_int_equal(app1->given, SETTINGS_MINIMUM | SETTINGS_WEIGHT);
+        assert_true(app1->settings.minimum_bytes == 256 * MIB);
+        assert_int_equal(app1->settings.weight, 7000);
+        assert_int_equal(app1->reset_pending, SETTINGS_MINIMUM);
+        assert_string_equal(app1->note, "");
+        assert_false(app1->autostart_given);
+        assert_string_equal(db1->name, "db1");
+        assert_int_equal(db1->given, 0);
+        assert_true(db1->autostart_given && db1->autostart);
+        assert_string_equal(new1->name, "new1");
+        assert_int_equal(new1->origin, REGISTRY_CREATED);
+        assert_int_equal(new1->given, SETTINGS_ALL);
+        assert_true(new1->settings.dynamic && new1->settings.lend);
+        assert_true(new1->settings.startup_bytes == 256 * MIB);
+        assert_true(new1->settings.minimum_bytes == 256 * MIB);
+        assert_true(new1->settings.maximum_bytes == GIB);
+        assert_int_equal(new1->settings.buffer_percent, 20);
+        assert_int_equal(new1->settings.weight, 5000);
+        assert_true(new1->settings.block_bytes == 2 * MIB);
+        assert_true(new1->autostart_given && new1->autostart);
+        assert_int_equal(new1->n_keys, 1);
+        assert_string_equal(new1->keys[0].key, "trace");
+        assert_string_equal(new1->keys[0].value, "/srv/dynmem/traces/small.csv");
+        assert_string_equal(web1->name, "web1");
+        assert_int_equal(web1->given, SETTINGS_BUFFER | SETTINGS_WEIGHT);
+        assert_int_equal(web1->settings.buffer_percent, 40);
+        assert_int_equal(web1->settings.weight, 100);
+        state_free(&st);
+
+        text = fixture("running-v1.json", &len);
+        assert_int_equal(attach_parse(text, len, &l, err, sizeof(err)), 0);
+        free(text);
+        assert_int_equal(l.n, 3);
+        assert_int_equal(l.dropped.n, 0);
+        assert_int_equal(l.ignored.n, 0);
+        assert_string_equal(l.host_problem, "");
+        assert_true(l.host.removed_bytes == 1233125376);
+        assert_int_equal(l.host.remove_operations, 2);
+        assert_string_equal(l.vms[0].name, "app1");
+        assert_int_equal(l.vms[0].state, VM_RUNNING);
+        assert_true(l.vms[0].assigned_bytes == 377487360 && l.vms[0].target_bytes == 377487360);
+        assert_true(l.vms[0].counters.removed_bytes == 696254464);
+        assert_int_equal(l.vms[0].counters.remove_operations, 1);
+        assert_true(l.vms[0].counters.average_pressure > 80.55 &&
+                    l.vms[0].counters.average_pressure < 80.56);
+        assert_true(l.vms[0].counters.minimum_pressure == 29.296875);
+        assert_string_equal(l.vms[1].name, "new1");
+        assert_true(l.vms[1].assigned_bytes == 256 * MIB);
+        assert_true(l.vms[1].counters.maximum_pressure == 39.0625);
+        assert_string_equal(l.vms[2].name, "web1");
+        assert_true(l.vms[2].target_bytes == 512 * MIB);
+        attach_list_free(&l);
+}
+
 /* One holder of a state directory at a time; the next is told who holds it. */
 static void state_dir_lock_has_one_holder(void **state)
 {
@@ -1422,6 +1509,7 @@ int main(void)
             cmocka_unit_test(saved_files_share_one_parser),
             cmocka_unit_test(saved_files_ignore_what_a_newer_dynmemd_added),
             cmocka_unit_test(saved_files_of_a_newer_version_fail_whole),
+            cmocka_unit_test(saved_files_of_version_1_still_load),
             cmocka_unit_test(state_dir_lock_has_one_holder),
             cmocka_unit_test(atomic_write_makes_a_fresh_file),
             cmocka_unit_test(state_load_names_what_is_wrong),
