@@ -461,6 +461,10 @@ static int lv_store_settings(struct backend *b, struct vm *vm, const struct vm_s
                 snprintf(err, errlen, "libvirt at %s cannot be reached", lb->uri);
                 return -ENOTCONN;
         }
+        if (d && d->xml.meta_state == LIBVIRT_XML_META_NEWER) {
+                snprintf(err, errlen, "dynmem metadata of %s", d->xml.meta_error);
+                return -EPERM;
+        }
         if (!d || d->xml.meta_state != LIBVIRT_XML_META_OK) {
                 snprintf(err, errlen, "not dynamic; use dynmem enable");
                 return -EPERM;

@@ -212,6 +212,16 @@ static void fill_info(struct lv_domain *d)
                         log_msg(LOG_NOTICE, "%s: its dynmem metadata is good again", d->name);
                 snprintf(d->problem_logged, sizeof(d->problem_logged), "%s", in->problem);
         }
+        /* a newer dynmem's additions: said once for each new set, the rest is used */
+        const char *ignored = d->xml.meta_state == LIBVIRT_XML_META_OK ? d->xml.meta.ignored : "";
+        if (strcmp(ignored, d->ignored_logged) != 0) {
+                if (ignored[0])
+                        log_msg(LOG_WARNING,
+                                "%s: dynmem metadata: %s not known to this dynmem (written by a "
+                                "newer one?); ignored, and kept when dynmem writes the metadata",
+                                d->name, ignored);
+                snprintf(d->ignored_logged, sizeof(d->ignored_logged), "%s", ignored);
+        }
 }
 
 /* Reload one domain from libvirt. 1 changed, 0 gone from libvirt, -1 failed (kept dirty). */

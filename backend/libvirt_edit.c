@@ -92,6 +92,15 @@ static int survey(struct edit *e)
         }
         if (e->others + e->old_region >= e->total)
                 return fail(e, -EINVAL, "its memory devices take all of <memory>");
+        unsigned newer = lx_meta_newer(e->root);
+        if (newer) {
+                /* a newer dynmem's metadata may mean what this one would undo wrongly */
+                snprintf(e->err, e->errlen,
+                         "its dynmem metadata is of version %u, written by a newer dynmem (this "
+                         "one reads version %d); it is left as it is",
+                         newer, LIBVIRT_XML_NS_VERSION);
+                return -EPERM;
+        }
         xmlNodePtr meta = lx_meta_node(e->root);
         if (meta && lx_meta_read(e->doc, meta, &e->meta, why, sizeof(why)) == 0)
                 e->had_meta = true;
@@ -298,6 +307,15 @@ static void set_vmem(struct edit *e, uint64_t size, uint64_t block, uint64_t fir
         lx_drop(lx_child(t, "current"));
 }
 
+/* The namespace on an element and every element under it (a newer dynmem's nest). */
+static void set_ns(xmlNodePtr node, xmlNsPtr ns)
+{
+        xmlSetNs(node, ns);
+        for (xmlNodePtr n = node->children; n; n = n->next)
+                if (n->type == XML_ELEMENT_NODE)
+                        set_ns(n, ns);
+}
+
 static int write_meta(struct edit *e)
 {
         xmlNodePtr md = child_or_add(e->root, "metadata"), old;
@@ -318,9 +336,7 @@ static int write_meta(struct edit *e)
                 return fail(e, -ENOMEM, "out of memory");
         xmlNsPtr ns =
             xmlNewNs(node, (const xmlChar *)LIBVIRT_XML_NS, (const xmlChar *)LIBVIRT_XML_NS_PREFIX);
-        for (xmlNodePtr n = node; n; n = n == node ? n->children : n->next)
-                if (n->type == XML_ELEMENT_NODE)
-                        xmlSetNs(n, ns);
+        set_ns(node, ns);
         xmlAddChild(md, node);
         return 0;
 }

@@ -62,6 +62,7 @@ struct lv_domain {
         struct libvirt_xml_domain xml; /* live XML while it runs, persistent XML when off */
         struct backend_vm_info info;
         char problem_logged[200];
+        char ignored_logged[160]; /* the metadata's elements unknown here, as last logged */
 
         /* the running instance (balanced domains) */
         bool attached; /* mem and agent set up for this id */

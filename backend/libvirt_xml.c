@@ -227,6 +227,25 @@ char *lx_dump(xmlDocPtr doc)
         return out;
 }
 
+unsigned lx_meta_newer(xmlNodePtr domain)
+{
+        xmlNodePtr md = lx_child(domain, "metadata");
+        size_t base = strlen(LIBVIRT_XML_NS_BASE);
+        unsigned newest = 0;
+        uint64_t v;
+
+        for (xmlNodePtr n = md ? md->children : NULL; n; n = n->next) {
+                const char *href = n->type == XML_ELEMENT_NODE && n->ns && n->ns->href
+                                       ? (const char *)n->ns->href
+                                       : "";
+                if (strncmp(href, LIBVIRT_XML_NS_BASE, base) == 0 &&
+                    lx_uint(href + base, 1000000, &v) == 0 && v > LIBVIRT_XML_NS_VERSION &&
+                    v > newest)
+                        newest = (unsigned)v;
+        }
+        return newest;
+}
+
 xmlNodePtr lx_meta_node(xmlNodePtr domain)
 {
         xmlNodePtr md = lx_child(domain, "metadata");
@@ -328,6 +347,73 @@ enum {
         F_LEND = 128
 };
 
+/* Drop the namespaces of a copied element and all under it: written back without any. */
+static void strip_ns(xmlNodePtr n)
+{
+        for (; n; n = n->next) {
+                if (n->type != XML_ELEMENT_NODE)
+                        continue;
+                n->ns = NULL;
+                for (xmlAttrPtr a = n->properties; a; a = a->next)
+                        a->ns = NULL;
+                if (n->nsDef) {
+                        xmlFreeNsList(n->nsDef);
+                        n->nsDef = NULL;
+                }
+                strip_ns(n->children);
+        }
+}
+
+/*
+ * An element this dynmem does not know (a newer one's, in the same version):
+ * named in m->ignored and kept in m->unknown as it was, to be written back.
+ */
+static int keep_unknown(xmlNodePtr n, struct libvirt_xml_meta *m, char *err, size_t errlen)
+{
+        size_t at = strlen(m->ignored), used = strlen(m->unknown);
+        xmlDocPtr doc = xmlNewDoc((const xmlChar *)"1.0");
+        xmlNodePtr copy = doc ? xmlDocCopyNode(n, doc, 1) : NULL;
+        char *text;
+
+        if (!copy) {
+                xmlFreeDoc(doc);
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        xmlDocSetRootElement(doc, copy);
+        strip_ns(copy);
+        text = lx_dump_node(doc, copy);
+        xmlFreeDoc(doc);
+        if (!text) {
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        /* the whole metadata is at most LIBVIRT_XML_META_MAX: so is what it does not know */
+        if (used + strlen(text) < sizeof(m->unknown))
+                memcpy(m->unknown + used, text, strlen(text) + 1);
+        free(text);
+        if (at + 1 < sizeof(m->ignored))
+                snprintf(m->ignored + at, sizeof(m->ignored) - at, "%s<%.32s>", at ? ", " : "",
+                         (const char *)n->name);
+        return 0;
+}
+
+/* Name the attributes of a known element other than those it takes ("a b"), in m->ignored. */
+static void note_attributes(xmlNodePtr n, const char *takes, struct libvirt_xml_meta *m)
+{
+        for (xmlAttrPtr a = n->properties; a; a = a->next) {
+                const char *name = (const char *)a->name;
+                const char *at = strstr(takes, name);
+                size_t len = strlen(name), used = strlen(m->ignored);
+                if (at && (at == takes || at[-1] == ' ') && (at[len] == ' ' || !at[len]))
+                        continue;
+                if (used + 1 < sizeof(m->ignored))
+                        snprintf(m->ignored + used, sizeof(m->ignored) - used,
+                                 "%s<%.32s %.32s=...>", used ? ", " : "", (const char *)n->name,
+                                 name);
+        }
+}
+
 static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, char *err,
                       size_t errlen)
 {
@@ -341,10 +427,13 @@ static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, 
         for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
                 if (strcmp(name, names[i]) == 0)
                         bit = 1u << i;
-        if (!bit) {
-                snprintf(err, errlen, "unknown element <%.32s>", name);
-                return -EINVAL;
-        }
+        if (!bit)
+                return keep_unknown(n, m, err, errlen);
+        note_attributes(n,
+                        bit == F_MAXWAS                                  ? "unit slots"
+                        : bit == F_MIN || bit == F_MAX || bit == F_FIRST ? "unit"
+                                                                         : "",
+                        m);
         if (*seen & bit) {
                 snprintf(err, errlen, "<%s> given twice", name);
                 return -EINVAL;
@@ -430,6 +519,7 @@ int lx_meta_read(xmlDocPtr doc, xmlNodePtr node, struct libvirt_xml_meta *ret, c
                          (const char *)node->name, LIBVIRT_XML_META);
                 return -EINVAL;
         }
+        note_attributes(node, "", &m);
         for (xmlNodePtr n = node->children; n; n = n->next) {
                 if (n->type == XML_TEXT_NODE || n->type == XML_COMMENT_NODE)
                         continue;
@@ -450,6 +540,20 @@ int lx_meta_read(xmlDocPtr doc, xmlNodePtr node, struct libvirt_xml_meta *ret, c
         return 0;
 }
 
+/*
+ * The element's text as libvirt keeps it: each tag with the namespace prefix
+ * (at most "dynmem:"), and its declaration on the element.
+ */
+static size_t kept_length(const char *text)
+{
+        size_t tags = 0;
+
+        for (const char *p = strchr(text, '<'); p; p = strchr(p + 1, '<'))
+                tags++;
+        return strlen(text) + tags * (strlen(LIBVIRT_XML_NS_PREFIX) + 1) +
+               sizeof(" xmlns:" LIBVIRT_XML_NS_PREFIX "=\"" LIBVIRT_XML_NS "\"");
+}
+
 char *libvirt_xml_meta_format(const struct libvirt_xml_meta *m)
 {
         char added[160], maxwas[128] = "", first[64] = "", *out = NULL;
@@ -464,14 +568,22 @@ char *libvirt_xml_meta_format(const struct libvirt_xml_meta *m)
         if (m->first_bytes)
                 snprintf(first, sizeof(first), "<first unit=\"bytes\">%llu</first>",
                          (unsigned long long)m->first_bytes);
-        if (asprintf(
-                &out,
-                "<%s><minimum unit=\"bytes\">%llu</minimum><maximum unit=\"bytes\">%llu</maximum>"
-                "<buffer>%u</buffer><weight>%u</weight><added>%s</added>%s%s%s</%s>",
-                LIBVIRT_XML_META, (unsigned long long)m->minimum_bytes,
-                (unsigned long long)m->maximum_bytes, m->buffer_percent, m->weight, added, maxwas,
-                first, lend, LIBVIRT_XML_META) < 0)
-                return NULL;
+        /* what a newer dynmem added (m->unknown) goes back as it was, unless the whole would no
+         * longer be read (over LIBVIRT_XML_META_MAX): then it goes */
+        for (int with = 1; with >= 0; with--) {
+                free(out);
+                if (asprintf(&out,
+                             "<%s><minimum unit=\"bytes\">%llu</minimum><maximum "
+                             "unit=\"bytes\">%llu</maximum><buffer>%u</buffer><weight>%u</weight>"
+                             "<added>%s</added>%s%s%s%s</%s>",
+                             LIBVIRT_XML_META, (unsigned long long)m->minimum_bytes,
+                             (unsigned long long)m->maximum_bytes, m->buffer_percent, m->weight,
+                             added, maxwas, first, lend, with ? m->unknown : "",
+                             LIBVIRT_XML_META) < 0)
+                        return NULL;
+                if (!m->unknown[0] || kept_length(out) <= LIBVIRT_XML_META_MAX)
+                        break;
+        }
         return out;
 }
 
@@ -534,8 +646,18 @@ static int read_devices(xmlDocPtr doc, xmlNodePtr devices, struct libvirt_xml_do
 static void read_meta(xmlDocPtr doc, xmlNodePtr root, struct libvirt_xml_domain *d)
 {
         xmlNodePtr meta = lx_meta_node(root);
+        unsigned newer = lx_meta_newer(root);
         uint64_t first;
 
+        /* a newer dynmem's metadata may mean what this one would misread: left alone */
+        if (newer) {
+                d->meta_state = LIBVIRT_XML_META_NEWER;
+                snprintf(d->meta_error, sizeof(d->meta_error),
+                         "version %u (" LIBVIRT_XML_NS_BASE "%u), written by a newer dynmem "
+                         "(this one reads version %d); the domain is left as it is",
+                         newer, newer, LIBVIRT_XML_NS_VERSION);
+                return;
+        }
         if (!meta)
                 return;
         d->meta_state = LIBVIRT_XML_META_BAD;

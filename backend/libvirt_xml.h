@@ -33,6 +33,17 @@
  * virtio-mem device's. Sizes are bytes. <lend> is written only when the VM
  * may not borrow (the `lend` setting off): metadata without it, as every
  * dynmem before the setting wrote it, means yes.
+ *
+ * Compatibility (docs/libvirt.md): the metadata travels with the domain, on
+ * live migration to hosts whose dynmem may be older or newer. The version is
+ * the namespace's last number. Within a version a newer dynmem may add
+ * elements, which must be safe to ignore: an element this dynmem does not
+ * know is ignored and named (meta.ignored), the rest of the metadata used,
+ * and it is written back as it was whenever dynmem writes the metadata
+ * again. A change older dynmems must not misread takes a new namespace
+ * (urn:dynmem:domain:2): metadata of a higher version than this dynmem
+ * reads leaves the domain unbalanced (LIBVIRT_XML_META_NEWER), and neither
+ * enable nor disable nor new settings rewrite it.
  */
 #ifndef DYNMEM_LIBVIRT_XML_H
 #define DYNMEM_LIBVIRT_XML_H
@@ -45,6 +56,8 @@
 #include "vm.h"
 
 #define LIBVIRT_XML_NS         "urn:dynmem:domain:1"
+#define LIBVIRT_XML_NS_BASE    "urn:dynmem:domain:" /* and the version */
+#define LIBVIRT_XML_NS_VERSION 1
 #define LIBVIRT_XML_NS_PREFIX  "dynmem"
 #define LIBVIRT_XML_META       "memory" /* the metadata element's name */
 #define LIBVIRT_XML_VMEM_ALIAS "ua-dynmem-vmem"
@@ -79,12 +92,17 @@ struct libvirt_xml_meta {
         unsigned max_was_slots;
         uint64_t first_bytes; /* the device block plugged at boot instead of boot RAM, 0 none */
         bool lend;            /* the `lend` setting; <lend> absent: yes */
+        char ignored[160];    /* "<a>, <b>": the elements this dynmem does not know, or "" */
+        /* those elements as they were (without namespace), written back with the rest */
+        char unknown[LIBVIRT_XML_META_MAX];
 };
 
 enum libvirt_xml_meta_state {
         LIBVIRT_XML_META_NONE, /* no dynmem metadata: a static domain */
         LIBVIRT_XML_META_OK,
         LIBVIRT_XML_META_BAD, /* present but unusable (reason in meta_error) */
+        /* of a higher version than this dynmem reads (meta_error says which): left alone */
+        LIBVIRT_XML_META_NEWER,
 };
 
 /* What dynmem reads of a domain. */
@@ -118,7 +136,8 @@ struct libvirt_xml_domain {
  * Parse a domain's XML. Returns 0, or -EINVAL with a sentence in err when it
  * is not a domain XML dynmem can read (malformed, no name, sizes out of
  * range, over LIBVIRT_XML_MAX). A bad dynmem metadata element is not an
- * error: meta_state says BAD with the reason. Free with libvirt_xml_domain_free.
+ * error: meta_state says BAD with the reason (NEWER: of a higher version).
+ * Free with libvirt_xml_domain_free.
  */
 int libvirt_xml_parse(const char *xml, size_t len, struct libvirt_xml_domain *ret, char *err,
                       size_t errlen);

@@ -57,7 +57,14 @@ char *lx_dump(xmlDocPtr doc);
 /* dynmem's metadata element under <metadata>, or NULL. */
 xmlNodePtr lx_meta_node(xmlNodePtr domain);
 
-/* Read dynmem's metadata element: 0, or -EINVAL with the reason in err. */
+/* The highest version of dynmem metadata under <metadata> above LIBVIRT_XML_NS_VERSION, or 0. */
+unsigned lx_meta_newer(xmlNodePtr domain);
+
+/*
+ * Read dynmem's metadata element: 0, or -EINVAL / -ENOMEM with the reason in
+ * err. Elements it does not know are named in ret->ignored and kept in
+ * ret->unknown.
+ */
 int lx_meta_read(xmlDocPtr doc, xmlNodePtr node, struct libvirt_xml_meta *ret, char *err,
                  size_t errlen);
 

@@ -763,8 +763,11 @@ static void bad_metadata_is_reported_for_that_domain(void **state)
             {"<dm:minimum unit='bytes'>1</dm:minimum>", "lacks <maximum>"},
             {"<dm:minimum>1</dm:minimum><dm:minimum>2</dm:minimum><dm:maximum>3</dm:maximum>",
              "twice"},
-            {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:color>red</dm:color>",
-             "unknown element"},
+            /* an element it does not know is ignored (metadata_a_newer_dynmem_added_to_...),
+             * but not one it knows that is wrong */
+            {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:color>red</dm:color>"
+             "<dm:buffer>x</dm:buffer>",
+             "<buffer>"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:weight>10001</dm:weight>",
              "<weight>"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:buffer>4</dm:buffer>",
@@ -836,6 +839,117 @@ static void metadata_of_other_namespaces_is_ignored(void **state)
         parse_ok(x, &d);
         assert_int_equal(d.meta_state, LIBVIRT_XML_META_NONE);
         libvirt_xml_domain_free(&d);
+        free(x);
+}
+
+/*
+ * Within version 1 a newer dynmem may add elements (and attributes): this one
+ * uses what it knows, names the rest, and writes the elements back as they
+ * were whenever it writes the metadata (new settings, enabling again).
+ */
+static void metadata_a_newer_dynmem_added_to_is_used_and_kept(void **state)
+{
+        struct libvirt_xml_request off = req_1g;
+        struct libvirt_xml_domain d, d2;
+        char *x, *x2, *meta, *with;
+
+        off.lend = false;
+        x = enable(plain, &off);
+        with =
+            variant(x, "</dynmem:memory>",
+                    "<dynmem:color shade='dark'>red<dynmem:tone>warm</dynmem:tone></dynmem:color>"
+                    "<dynmem:later/></dynmem:memory>");
+        with = variant(with, "<dynmem:lend>", "<dynmem:lend since='2'>");
+        parse_ok(with, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        assert_false(d.meta.lend);
+        assert_int_equal(d.meta.weight, 7000);
+        assert_string_equal(d.meta.ignored, "<lend since=...>, <color>, <later>");
+        assert_string_equal(d.meta.unknown,
+                            "<color shade=\"dark\">red<tone>warm</tone></color><later/>");
+
+        /* new settings of a running domain: the element libvirt is given keeps them */
+        meta = libvirt_xml_meta_format(&d.meta);
+        assert_non_null(strstr(meta, "<lend>no</lend><color shade=\"dark\">red<tone>warm</tone>"
+                                     "</color><later/></memory>"));
+        free(meta);
+
+        /* unless the whole would be too large to be read again: then they go */
+        struct libvirt_xml_meta big = d.meta;
+        big.unknown[0] = '\0';
+        while (strlen(big.unknown) + 5 < 3000)
+                strcat(big.unknown, "<z/>");
+        meta = libvirt_xml_meta_format(&big);
+        assert_null(strstr(meta, "<z/>"));
+        assert_non_null(strstr(meta, "<lend>no</lend></memory>"));
+        free(meta);
+
+        /* enabling again (a shut-off domain's new settings): the same */
+        x2 = enable(with, &off);
+        parse_ok(x2, &d2);
+        assert_string_equal(d2.meta.unknown, d.meta.unknown);
+        assert_string_equal(d2.meta.ignored, "<color>, <later>");
+        assert_int_equal(occurrences(x2, "<dynmem:color shade=\"dark\">red<dynmem:tone>warm"), 1);
+        libvirt_xml_domain_free(&d);
+        libvirt_xml_domain_free(&d2);
+        free(x);
+        free(x2);
+        free(with);
+
+        /* today's metadata names nothing */
+        x = enable(plain, &req_1g);
+        parse_ok(x, &d);
+        assert_string_equal(d.meta.ignored, "");
+        assert_string_equal(d.meta.unknown, "");
+        libvirt_xml_domain_free(&d);
+        free(x);
+}
+
+/*
+ * Metadata of a higher version (a newer namespace) may mean what this dynmem
+ * would misread: the domain is not balanced, and neither enable nor disable
+ * rewrites it; alone or beside version 1's.
+ */
+static void metadata_of_a_newer_version_leaves_the_domain_alone(void **state)
+{
+        static const char v2[] = "<dynmem2:memory xmlns:dynmem2='urn:dynmem:domain:2'>"
+                                 "<dynmem2:range low='1' high='3'/></dynmem2:memory>";
+        char *x = enable(plain, &req_1g), *meta, *alone, *beside, *out = NULL, err[256];
+        struct libvirt_xml_domain d;
+        struct vm_settings s;
+
+        assert_true(asprintf(&meta, "<metadata>%s", v2) > 0);
+        alone = variant(plain, "</domain>", "<metadata></metadata></domain>");
+        alone = variant(alone, "<metadata>", meta);
+        beside = variant(x, "<metadata>", meta);
+        const char *const cases[] = {alone, beside};
+        for (size_t i = 0; i < 2; i++) {
+                parse_ok(cases[i], &d);
+                assert_int_equal(d.meta_state, LIBVIRT_XML_META_NEWER);
+                assert_string_equal(d.meta_error,
+                                    "version 2 (urn:dynmem:domain:2), written by a newer dynmem "
+                                    "(this one reads version 1); the domain is left as it is");
+                assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
+                assert_string_equal(err, d.meta_error);
+                libvirt_xml_domain_free(&d);
+                enable_fails(cases[i], &req_1g,
+                             "its dynmem metadata is of version 2, written by "
+                             "a newer dynmem (this one reads version 1); it is "
+                             "left as it is");
+                assert_int_equal(
+                    libvirt_xml_disable(cases[i], strlen(cases[i]), &out, err, sizeof(err)),
+                    -EPERM);
+                assert_null(out);
+        }
+        /* not a version: another namespace */
+        free(beside);
+        beside = variant(x, "<metadata>", "<metadata><o:m xmlns:o='urn:dynmem:domain:2b'/>");
+        parse_ok(beside, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        libvirt_xml_domain_free(&d);
+        free(beside);
+        free(alone);
+        free(meta);
         free(x);
 }
 
@@ -1115,6 +1229,8 @@ int main(void)
             cmocka_unit_test(good_metadata_that_breaks_the_rules_is_refused),
             cmocka_unit_test(metadata_of_other_namespaces_is_ignored),
             cmocka_unit_test(metadata_format_reads_back),
+            cmocka_unit_test(metadata_a_newer_dynmem_added_to_is_used_and_kept),
+            cmocka_unit_test(metadata_of_a_newer_version_leaves_the_domain_alone),
             cmocka_unit_test(reads_the_live_xml),
             cmocka_unit_test(the_live_layout_counts_the_first_block),
             cmocka_unit_test(a_first_block_that_does_not_fit_is_bad_metadata),
