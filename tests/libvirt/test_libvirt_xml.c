@@ -953,6 +953,55 @@ static void metadata_of_a_newer_version_leaves_the_domain_alone(void **state)
         free(x);
 }
 
+/*
+ * A domain as this dynmem defines it for metadata version 1
+ * (tests/libvirt/fixtures/domain-v1.xml, never rewritten): every later
+ * dynmem must read its settings and layout and disable it back to the
+ * domain it was.
+ */
+static void a_domain_enabled_by_metadata_version_1_still_reads(void **state)
+{
+        FILE *f = fopen("tests/libvirt/fixtures/domain-v1.xml", "r");
+        static char xml[16384];
+        struct libvirt_xml_domain d;
+        struct libvirt_xml_layout l;
+        struct vm_settings s;
+        char err[256] = "", *y;
+        size_t n;
+
+        assert_non_null(f);
+        n = fread(xml, 1, sizeof(xml) - 1, f);
+        fclose(f);
+        xml[n] = '\0';
+        parse_ok(xml, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        assert_string_equal(d.meta.ignored, "");
+        assert_true(d.meta.minimum_bytes == 128 * MIB && d.meta.maximum_bytes == GIB);
+        assert_int_equal(d.meta.buffer_percent, 25);
+        assert_int_equal(d.meta.weight, 7000);
+        assert_false(d.meta.lend);
+        assert_int_equal(d.meta.added, LIBVIRT_XML_ADDED_MAXMEMORY | LIBVIRT_XML_ADDED_NUMA |
+                                           LIBVIRT_XML_ADDED_STATS | LIBVIRT_XML_ADDED_CHANNEL |
+                                           LIBVIRT_XML_ADDED_CONTROLLER |
+                                           LIBVIRT_XML_ADDED_DEFLATE | LIBVIRT_XML_ADDED_REPORTING);
+        assert_true(d.first_bytes == 2 * MIB);
+        assert_true(d.startup_bytes == 256 * MIB);
+        assert_true(d.vmem && d.vmem_size == 896 * MIB && d.vmem_block == 2 * MIB);
+        assert_true(d.agent_channel && d.balloon);
+        assert_int_equal(d.stats_period, 1);
+        if (libvirt_xml_settings(&d, &s, err, sizeof(err)) != 0)
+                fail_msg("%s", err);
+        assert_true(s.dynamic && !s.lend);
+        assert_true(s.startup_bytes == 256 * MIB && s.minimum_bytes == 128 * MIB &&
+                    s.maximum_bytes == GIB && s.block_bytes == 2 * MIB);
+        libvirt_xml_layout(&d, &l);
+        assert_true(l.boot == 254 * MIB && l.first == 2 * MIB && l.block == 2 * MIB);
+        libvirt_xml_domain_free(&d);
+        y = disable(xml);
+        assert_same_xml(plain, y);
+        free(y);
+}
+
 static void metadata_format_reads_back(void **state)
 {
         struct libvirt_xml_meta m = {.minimum_bytes = 256 * MIB,
@@ -1231,6 +1280,7 @@ int main(void)
             cmocka_unit_test(metadata_format_reads_back),
             cmocka_unit_test(metadata_a_newer_dynmem_added_to_is_used_and_kept),
             cmocka_unit_test(metadata_of_a_newer_version_leaves_the_domain_alone),
+            cmocka_unit_test(a_domain_enabled_by_metadata_version_1_still_reads),
             cmocka_unit_test(reads_the_live_xml),
             cmocka_unit_test(the_live_layout_counts_the_first_block),
             cmocka_unit_test(a_first_block_that_does_not_fit_is_bad_metadata),
