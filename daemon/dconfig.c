@@ -50,6 +50,34 @@ int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char
         return 0;
 }
 
+bool dconfig_host_memory_exceeds(const struct config_host *h, int total_r, uint64_t total,
+                                 char *msg, size_t len)
+{
+        char mem[32], res[32], sum[32], tot[32], fit[32], what[128];
+        uint64_t need = h->memory_bytes + h->reserve_bytes;
+
+        if (!h->memory_given || total_r < 0 || (need >= h->memory_bytes && need <= total))
+                return false;
+        if (need < h->memory_bytes)
+                need = UINT64_MAX;
+        if (total > h->reserve_bytes + SETTINGS_MINIMUM_FLOOR)
+                snprintf(what, sizeof(what),
+                         "lower memory to %s or less, or leave it out (MemTotal less the reserve)",
+                         size_format(size_round_down(total - h->reserve_bytes, 2 * MIB), fit,
+                                     sizeof(fit)));
+        else
+                snprintf(what, sizeof(what), "lower the reserve and memory");
+        snprintf(msg, len,
+                 "warning: [host] memory %s and reserve %s (kept for the host outside memory) "
+                 "make %s, more than the host's %s (MemTotal, %s): VMs may be given memory the "
+                 "host does not have; %s, unless that memory is about to be added",
+                 size_format(h->memory_bytes, mem, sizeof(mem)),
+                 size_format(h->reserve_bytes, res, sizeof(res)),
+                 size_format(need, sum, sizeof(sum)), size_format(total, tot, sizeof(tot)),
+                 HOSTMEM_MEMINFO, what);
+        return true;
+}
+
 bool dconfig_http_wanted(const char *http)
 {
         return http && http[0] && strcmp(http, "off") != 0;
@@ -111,7 +139,7 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
 {
         struct config cfg;
         uint64_t total = 0;
-        char err[256] = "";
+        char err[256] = "", warn[448];
         int r, errors = 0;
 
         r = config_load(path, &cfg, diag);
@@ -164,6 +192,8 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
         if (dconfig_host_memory(&cfg.host, r, total, err, sizeof(err)) < 0) {
                 config_diag_add(diag, path, 0, "%s", err);
                 errors++;
+        } else if (dconfig_host_memory_exceeds(&cfg.host, r, total, warn, sizeof(warn))) {
+                config_diag_add(&cfg.warnings, path, cfg.host.memory_line, "%s", warn);
         }
         if (errors) {
                 config_free(&cfg);

@@ -2,7 +2,8 @@
  * dconfig: dynmemd's reading of the shared INI configuration (lib/config):
  * what the daemon adds on top of the parser. It fills the [host] defaults
  * (socket, state_dir, memory = MemTotal - reserve, reserve from
- * hostmem_reserve_default()), checks that the backend exists in this build,
+ * hostmem_reserve_default()), warns when a given memory and the reserve
+ * exceed MemTotal, checks that the backend exists in this build,
  * checks that an exec: policy's program can be run, and has the backend
  * check every VM's backend keys; for `dynmemd -n` also -g's group and the
  * control socket's directory. Problems go to a
@@ -28,6 +29,16 @@
  */
 int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char *err,
                         size_t errlen);
+
+/*
+ * Whether a given [host] memory plus the reserve (given or computed: the
+ * host keeps it outside memory) is more than the host's MemTotal (total_r
+ * and total as above; nothing is known when MemTotal cannot be read). A
+ * warning, not an error: memory may be added to the host later. Returns
+ * true with "warning: ..." (the figures, what to do) in msg.
+ */
+bool dconfig_host_memory_exceeds(const struct config_host *h, int total_r, uint64_t total,
+                                 char *msg, size_t len);
 
 /*
  * Read a daemon configuration: parse, fill [host] defaults, check the

@@ -70,6 +70,24 @@ def config_check_warns_of_a_comment_in_a_text_value(bins):
 
 
 @tap.case
+def config_check_warns_of_memory_beyond_the_host(bins):
+    # more than any host has: a warning with the line, the figures and what to do; still good
+    with Daemon(bins, CONFIG.replace("memory = 4G", "memory = 4096T")) as d:
+        with open(d.conf) as f:
+            line = f.read().split("\n").index("memory = 4096T") + 1
+        p = d.check_config()
+        check(p.returncode == 0 and "configuration OK" in p.stdout, "still good", p)
+        check(re.search(re.escape(f"{d.conf}:{line}: warning: [host] memory 4096 TiB and reserve ")
+                        + r"[0-9.]+ [MG]iB \(kept for the host outside memory\) make [0-9.]+ TiB, "
+                        r"more than the host's [0-9.]+ [GT]iB \(MemTotal, /proc/meminfo\): .*lower "
+                        r"memory to [0-9.]+ [GT]iB or less, or leave it out", p.stderr),
+              "FILE:LINE: warning: with MemTotal and what to do", p)
+    # memory left out is MemTotal less the reserve: nothing to warn of
+    p, conf = check_config(bins, CONFIG.replace("memory = 4G", ""))
+    check(p.returncode == 0 and "warning" not in p.stderr, "no warning without memory", p)
+
+
+@tap.case
 def config_check_names_the_line_of_a_missing_trace(bins):
     # the trace's own path and error, after the configuration line of its trace = key
     with Daemon(bins, CONFIG + "\n[vm \"x4\"]\nstartup = 1G\ntrace = @DATA@/gone.csv\n") as d:

@@ -89,6 +89,41 @@ static void memory_defaults(void **state)
         assert_non_null(strstr(err, "leaves nothing"));
 }
 
+static void memory_beyond_memtotal_warns(void **state)
+{
+        struct config_host h = {.memory_bytes = 48 * GIB, .memory_given = true, .memory_line = 3};
+        char msg[448] = "";
+
+        /* 48 GiB on a host of 24: a warning with the figures and what to do. */
+        assert_int_equal(dconfig_host_memory(&h, 0, 24 * GIB, msg, sizeof(msg)), 0);
+        assert_true(dconfig_host_memory_exceeds(&h, 0, 24 * GIB, msg, sizeof(msg)));
+        assert_non_null(strstr(msg, "warning: [host] memory 48 GiB and reserve 1.5 GiB"));
+        assert_non_null(strstr(msg, "make 49.5 GiB, more than the host's 24 GiB (MemTotal"));
+        assert_non_null(strstr(msg, "lower memory to 22.5 GiB or less"));
+        /* The reserve stays outside memory: 23 GiB and 1.5 GiB do not fit 24 GiB either. */
+        h.memory_bytes = 23 * GIB;
+        assert_true(dconfig_host_memory_exceeds(&h, 0, 24 * GIB, msg, sizeof(msg)));
+        /* A reserve given smaller makes room. */
+        h.reserve_bytes = 512 * MIB, h.reserve_given = true;
+        assert_false(dconfig_host_memory_exceeds(&h, 0, 24 * GIB, msg, sizeof(msg)));
+        h.memory_bytes = 24 * GIB - 512 * MIB;
+        assert_false(dconfig_host_memory_exceeds(&h, 0, 24 * GIB, msg, sizeof(msg)));
+        h.memory_bytes += 2 * MIB;
+        assert_true(dconfig_host_memory_exceeds(&h, 0, 24 * GIB, msg, sizeof(msg)));
+        /* A reserve that leaves nothing: no size to suggest. */
+        h.reserve_bytes = 30 * GIB;
+        assert_true(dconfig_host_memory_exceeds(&h, 0, 24 * GIB, msg, sizeof(msg)));
+        assert_non_null(strstr(msg, "lower the reserve and memory"));
+        /* Sums past 2^64 still warn. */
+        h.memory_bytes = UINT64_MAX - GIB;
+        assert_true(dconfig_host_memory_exceeds(&h, 0, 24 * GIB, msg, sizeof(msg)));
+        /* MemTotal unknown, or memory not given (it is MemTotal less the reserve): no warning. */
+        assert_false(dconfig_host_memory_exceeds(&h, -ENOENT, 0, msg, sizeof(msg)));
+        h = (struct config_host){0};
+        assert_int_equal(dconfig_host_memory(&h, 0, 24 * GIB, msg, sizeof(msg)), 0);
+        assert_false(dconfig_host_memory_exceeds(&h, 0, 24 * GIB, msg, sizeof(msg)));
+}
+
 static void histogram_percentiles(void **state)
 {
         struct histogram h = {0};
@@ -1495,6 +1530,7 @@ int main(void)
             cmocka_unit_test(meminfo_parses),
             cmocka_unit_test(reserve_formula),
             cmocka_unit_test(memory_defaults),
+            cmocka_unit_test(memory_beyond_memtotal_warns),
             cmocka_unit_test(histogram_percentiles),
             cmocka_unit_test(running_maximum_is_bounded_by_the_backend),
             cmocka_unit_test(a_refusal_always_has_a_reason),

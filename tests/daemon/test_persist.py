@@ -368,6 +368,17 @@ def start_and_sighup_warn_of_a_comment_in_a_text_value(bins):
 
 
 @tap.case
+def start_and_sighup_warn_of_memory_beyond_the_host(bins):
+    said = "warning: [host] memory 4096 TiB and reserve "
+    with Daemon(bins, config().replace("memory = 8G", "memory = 4096T")).start() as d:
+        check(d.log_count(said) == 1 and "(MemTotal, /proc/meminfo)" in d.log(),
+              "said at the start", d.log())
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "reloaded" in d.log(), "the reload")
+        check(d.log_count(said) == 2, "and at a reload, which goes on", d.log())
+
+
+@tap.case
 def sighup_says_what_waits_for_a_restart(bins):
     with Daemon(bins, config()).start() as d:
         d.write_config(config().replace("interval = 100ms", "interval = 100ms\n"

@@ -151,6 +151,14 @@ def test_memory_required():
     expect_exit(run(path), 2, "memory is required")
 
 
+def test_memory_beyond_this_machine_is_no_warning():
+    # A scenario's host is made up: dynmem-sim never holds it against this machine's memory.
+    r = run(scenario("huge.ini", "[host]\nmemory = 4096T\n[sim]\nduration = 5s\n" + GOOD_VM),
+            "--json")
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr and "MemTotal" not in r.stderr, r.stderr
+
+
 def test_unknown_vm_key():
     path = scenario("vmkey.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "kernel = /boot/vmlinuz\n")
     expect_exit(run(path), 2, f'{path}:10: unknown key "kernel" in [vm "a"]: neither a VM key '
