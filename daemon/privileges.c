@@ -59,9 +59,18 @@ int privileges_drop(struct daemon *d)
 
         say_who_runs_qemu(d);
         if (geteuid() == 0) {
-                log_msg(LOG_NOTICE,
-                        "running as root, which dynmemd does not need: the shipped unit runs it "
-                        "as user dynmem, with CAP_SETUID and CAP_SETGID for starting QEMU only");
+                if (strcmp(d->cfg.host.backend, "libvirt") == 0)
+                        log_msg(LOG_NOTICE,
+                                "running as root, which backend libvirt does not need: the shipped "
+                                "unit runs dynmemd as user dynmem, given libvirt's socket group in "
+                                "a drop-in (systemctl edit dynmemd: [Service] "
+                                "SupplementaryGroups=kvm libvirt); docs/libvirt.md, Install, says "
+                                "what the guest agents' sockets need");
+                else
+                        log_msg(LOG_NOTICE,
+                                "running as root, which dynmemd does not need: the shipped unit "
+                                "runs it as user dynmem, with CAP_SETUID and CAP_SETGID for "
+                                "starting QEMU only");
                 return 0;
         }
         if ((r = drop_all()) < 0) {

@@ -6,7 +6,8 @@
  * every capability from the daemon itself (permitted, effective,
  * inheritable, ambient) and sets no_new_privs: the parsers of what guests
  * and clients send run with none. Run as root, dynmemd keeps root and says
- * so once; QEMU never runs as root either way.
+ * so once, with what it needs instead (backend libvirt: libvirt's socket
+ * group); QEMU never runs as root either way.
  */
 #ifndef DYNMEM_PRIVILEGES_H
 #define DYNMEM_PRIVILEGES_H

@@ -2,11 +2,12 @@
 """Who may do what, and what dynmemd keeps: members of [host] admin_group may change
 settings through the socket and readers may not (SO_PEERCRED and SO_PEERGROUPS, the
 groups of the connecting process); an admin_group that does not exist is a
-configuration error; run as root dynmemd says so once; run as the unit runs it (user
-dynmem in groups dynmem and kvm, with CAP_SETUID and CAP_SETGID, no_new_privs) it keeps
-those groups and no capability, and its exec: policy has none either; QEMU never runs as
-root (a qemu_user that is root or missing refuses every start, and is said), and
-without those capabilities it runs as dynmemd's own user, which is said."""
+configuration error; run as root dynmemd says so once (with backend libvirt, with the
+group it needs instead); run as the unit runs it (user dynmem in groups dynmem and kvm,
+with CAP_SETUID and CAP_SETGID, no_new_privs) it keeps those groups and no capability,
+and its exec: policy has none either; QEMU never runs as root (a qemu_user that is root
+or missing refuses every start, and is said), and without those capabilities it runs as
+dynmemd's own user, which is said."""
 import grp
 import os
 import subprocess
@@ -63,6 +64,33 @@ def as_root_it_says_so_once(bins):
     with running(bins, CONFIG) as d:
         d.wait_state("web1", "running")
         check(d.log().count("running as root") == 1, "said once", d.log())
+
+
+# Backend libvirt with a socket of this test's: no libvirtd needed for what dynmemd says.
+LIBVIRT = "backend = libvirt\nlibvirt_uri = qemu:///system?socket=@DIR@/libvirt-sock\nmemory = 4G\n"
+GROUP_FIX = "systemctl edit dynmemd: [Service] SupplementaryGroups=kvm libvirt"
+
+
+def need_libvirt(d):
+    p = d.check_config()
+    if "without libvirt" in p.stderr:
+        raise Skip("dynmemd was built without libvirt")
+
+
+@tap.case
+def as_root_with_libvirt_it_says_what_the_backend_needs_instead(bins):
+    need_root()
+    with running(bins, LIBVIRT) as d:
+        need_libvirt(d)
+        wait_for(lambda: "libvirt-sock" in d.log(), "the connection's error")
+        log = d.log()
+        check(log.count("running as root, which backend libvirt does not need") == 1 and
+              GROUP_FIX in log and "docs/libvirt.md, Install" in log, "said once, with the group",
+              log)
+        check("CAP_SETUID" not in log, "not the QEMU backend's needs", log)
+        # libvirtd not there: no socket to be refused by, so no hint of the group
+        check("No such file or directory" in log and "may not connect" not in log,
+              "a missing socket is not a refusal", log)
 
 
 def caps(pid):
