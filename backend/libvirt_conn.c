@@ -1,7 +1,8 @@
 /*
  * libvirt_conn: the libvirt backend's connection. Opens it when it is time
  * (again with backoff after libvirtd went away: 1 s, doubling to 30 s),
- * says once that it is lost and once that it is back, registers the domain
+ * says once that it is lost (when libvirt refuses this user, with the group
+ * to give it) and once that it is back, registers the domain
  * events that mark domains for reloading, and reads the balloon statistics
  * of every running domain in one call per cycle.
  */
@@ -233,14 +234,43 @@ static void schedule_retry(struct lv_backend *lb, uint64_t now_ms)
         lb->retry_at_ms = now_ms + lb->backoff_ms;
 }
 
+/* What a refused user needs, as docs/libvirt.md's Install says. */
+#define LV_GROUP_FIX                                                                               \
+        "give the user dynmemd runs as libvirt's group libvirt (under the shipped unit a "         \
+        "drop-in, systemctl edit dynmemd: [Service] SupplementaryGroups=kvm libvirt; "             \
+        "docs/libvirt.md, Install)"
+
+const char *lv_refusal_hint(const char *uri, const virError *e)
+{
+        if (!e || !uri || !strstr(uri, ":///"))
+                return NULL; /* a remote host's users are not this one's to change */
+        switch (e->code) {
+        case VIR_ERR_SYSTEM_ERROR: /* connect(2) on the socket: errno in int1 */
+                if ((e->domain == VIR_FROM_RPC || e->domain == VIR_FROM_REMOTE) &&
+                    (e->int1 == EACCES || e->int1 == EPERM))
+                        return "this user may not connect to libvirt's socket: " LV_GROUP_FIX;
+                return NULL;
+        case VIR_ERR_AUTH_FAILED:
+        case VIR_ERR_AUTH_CANCELLED:
+        case VIR_ERR_AUTH_UNAVAILABLE:
+        case VIR_ERR_ACCESS_DENIED:
+        case VIR_ERR_OPERATION_DENIED:
+                return "libvirt refuses this user (its polkit rules let group libvirt manage "
+                       "domains): " LV_GROUP_FIX;
+        default:
+                return NULL;
+        }
+}
+
 static void say_down(struct lv_backend *lb)
 {
         if (lb->down_logged)
                 return;
         log_msg(LOG_ERR,
                 "libvirt at %s: %s; the VMs keep their sizes until it answers again (retrying "
-                "every %d s at most)",
-                lb->uri, lb->down_reason, LV_BACKOFF_MAX_MS / 1000);
+                "every %d s at most)%s%s",
+                lb->uri, lb->down_reason, LV_BACKOFF_MAX_MS / 1000, lb->down_hint ? "; " : "",
+                lb->down_hint ? lb->down_hint : "");
         lb->down_logged = true;
 }
 
@@ -294,6 +324,7 @@ bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms)
                 return false;
         virSetErrorFunc(NULL, quiet);
         lb->conn = virConnectOpen(lb->uri);
+        lb->down_hint = lb->conn ? NULL : lv_refusal_hint(lb->uri, virGetLastError());
         if (!lb->conn) {
                 snprintf(lb->down_reason, sizeof(lb->down_reason), "%s", lv_error());
         } else if (set_keepalive(lb) < 0) {

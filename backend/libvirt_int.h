@@ -106,6 +106,7 @@ struct lv_backend {
         uint64_t retry_at_ms, backoff_ms;
         bool down_logged; /* said once that libvirt cannot be reached */
         char down_reason[256];
+        const char *down_hint; /* lv_refusal_hint() of a refused connection, or NULL */
         bool ever_connected;
         char hv_version[32]; /* the hypervisor's (QEMU's) version, "" unknown */
         bool refresh_all;    /* list every domain again */
@@ -129,6 +130,15 @@ struct lv_backend {
 
 /* Connected (trying again when it is time). Logs losing and regaining it once. */
 bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms);
+
+/*
+ * What to do when the local libvirt at uri refused to connect this user
+ * (error e of virConnectOpen): permission denied on its socket (a system
+ * error of errno EACCES or EPERM while connecting), or a refusal by its
+ * authentication (polkit) or access control. NULL for any other error, for
+ * none, and for a remote URI (qemu+ssh://HOST/system).
+ */
+const char *lv_refusal_hint(const char *uri, const virError *e);
 
 /* Note a failed call: when libvirt says the connection is gone, drop it. */
 void lv_conn_check_error(struct lv_backend *lb, const char *what);

@@ -7,9 +7,11 @@ group it needs instead); run as the unit runs it (user dynmem in groups dynmem a
 with CAP_SETUID and CAP_SETGID, no_new_privs) it keeps those groups and no capability,
 and its exec: policy has none either; QEMU never runs as root (a qemu_user that is root
 or missing refuses every start, and is said), and without those capabilities it runs as
-dynmemd's own user, which is said."""
+dynmemd's own user, which is said; a user libvirt's socket refuses is told the group."""
 import grp
 import os
+import re
+import socket
 import subprocess
 import sys
 
@@ -91,6 +93,33 @@ def as_root_with_libvirt_it_says_what_the_backend_needs_instead(bins):
         # libvirtd not there: no socket to be refused by, so no hint of the group
         check("No such file or directory" in log and "may not connect" not in log,
               "a missing socket is not a refusal", log)
+
+
+@tap.case
+def a_user_refused_by_libvirts_socket_is_told_the_group(bins):
+    r = running(bins, LIBVIRT)
+    try:
+        need_libvirt(r.d)
+        r.d.as_the_unit()
+    except Skip:
+        r.d.cleanup()
+        raise
+    # libvirt's socket as a host without the drop-in has it: another user's, mode 0600
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(os.path.join(r.d.dir, "libvirt-sock"))
+        os.chmod(os.path.join(r.d.dir, "libvirt-sock"), 0o600)
+        sock.listen(1)
+        with r as d:
+            wait_for(lambda: "libvirt-sock" in d.log(), "the connection's error")
+            log = d.log()
+            check(re.search(r"error: libvirt at qemu:///system\?socket=\S+: Failed to connect "
+                            r"socket to '\S+/libvirt-sock': Permission denied; the VMs keep their "
+                            r"sizes .*; this user may not connect to libvirt's socket: give the user "
+                            r"dynmemd runs as libvirt's group libvirt", log) and GROUP_FIX in log,
+                  "the refusal, with the group to give", log)
+    finally:
+        sock.close()
 
 
 def caps(pid):

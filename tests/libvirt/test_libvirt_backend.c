@@ -638,10 +638,54 @@ static void a_virtio_mem_size_not_in_whole_blocks_is_not_taken(void **state)
         free(d);
 }
 
+/* A refused connection names the group to give; other failures are left as libvirt says them. */
+static void a_refused_user_is_told_the_group(void **state)
+{
+        const char *local = "qemu:///system";
+        virError e = {.code = VIR_ERR_SYSTEM_ERROR, .domain = VIR_FROM_RPC, .int1 = EACCES};
+        const char *h = lv_refusal_hint(local, &e);
+
+        (void)state;
+        /* as libvirt 9.0 says a socket of mode 0600 to another user: code 38, domain 7, int1 13 */
+        assert_non_null(h);
+        assert_non_null(strstr(h, "may not connect to libvirt's socket"));
+        assert_non_null(strstr(h, "group libvirt"));
+        assert_non_null(strstr(h, "SupplementaryGroups=kvm libvirt"));
+        assert_non_null(strstr(h, "docs/libvirt.md"));
+        e.int1 = EPERM;
+        assert_non_null(lv_refusal_hint(local, &e));
+        e.domain = VIR_FROM_REMOTE;
+        assert_non_null(lv_refusal_hint(local, &e));
+        /* libvirtd not running, or another system error: no hint */
+        e.int1 = ENOENT;
+        assert_null(lv_refusal_hint(local, &e));
+        e.int1 = ECONNREFUSED;
+        assert_null(lv_refusal_hint(local, &e));
+        e = (virError){.code = VIR_ERR_SYSTEM_ERROR, .domain = VIR_FROM_QEMU, .int1 = EACCES};
+        assert_null(lv_refusal_hint(local, &e));
+        /* polkit and access control */
+        static const int refusals[] = {VIR_ERR_AUTH_FAILED, VIR_ERR_AUTH_CANCELLED,
+                                       VIR_ERR_AUTH_UNAVAILABLE, VIR_ERR_ACCESS_DENIED,
+                                       VIR_ERR_OPERATION_DENIED};
+        for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+                e = (virError){.code = refusals[i], .domain = VIR_FROM_REMOTE};
+                h = lv_refusal_hint(local, &e);
+                assert_non_null(h);
+                assert_non_null(strstr(h, "libvirt refuses this user"));
+                assert_non_null(strstr(h, "SupplementaryGroups=kvm libvirt"));
+                /* a remote host's refusal is not this host's group to give */
+                assert_null(lv_refusal_hint("qemu+ssh://b/system", &e));
+        }
+        e = (virError){.code = VIR_ERR_NO_CONNECT, .domain = VIR_FROM_REMOTE};
+        assert_null(lv_refusal_hint(local, &e));
+        assert_null(lv_refusal_hint(local, NULL));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(a_connection_without_keepalive_is_used),
+            cmocka_unit_test(a_refused_user_is_told_the_group),
             cmocka_unit_test(a_domain_started_again_after_a_stop_is_not_destroyed),
             cmocka_unit_test(a_failed_forced_stop_is_logged),
             cmocka_unit_test(a_domain_defined_with_a_name_dynmem_cannot_use_is_said),
