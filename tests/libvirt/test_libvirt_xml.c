@@ -851,15 +851,16 @@ static void metadata_a_newer_dynmem_added_to_is_used_and_kept(void **state)
 {
         struct libvirt_xml_request off = req_1g;
         struct libvirt_xml_domain d, d2;
-        char *x, *x2, *meta, *with;
+        char *x, *x2, *meta, *added, *with;
 
         off.lend = false;
         x = enable(plain, &off);
-        with =
+        added =
             variant(x, "</dynmem:memory>",
                     "<dynmem:color shade='dark'>red<dynmem:tone>warm</dynmem:tone></dynmem:color>"
                     "<dynmem:later/></dynmem:memory>");
-        with = variant(with, "<dynmem:lend>", "<dynmem:lend since='2'>");
+        with = variant(added, "<dynmem:lend>", "<dynmem:lend since='2'>");
+        free(added);
         parse_ok(with, &d);
         assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
         assert_false(d.meta.lend);
@@ -914,13 +915,14 @@ static void metadata_of_a_newer_version_leaves_the_domain_alone(void **state)
 {
         static const char v2[] = "<dynmem2:memory xmlns:dynmem2='urn:dynmem:domain:2'>"
                                  "<dynmem2:range low='1' high='3'/></dynmem2:memory>";
-        char *x = enable(plain, &req_1g), *meta, *alone, *beside, *out = NULL, err[256];
+        char *x = enable(plain, &req_1g), *meta, *empty, *alone, *beside, *out = NULL, err[256];
         struct libvirt_xml_domain d;
         struct vm_settings s;
 
         assert_true(asprintf(&meta, "<metadata>%s", v2) > 0);
-        alone = variant(plain, "</domain>", "<metadata></metadata></domain>");
-        alone = variant(alone, "<metadata>", meta);
+        empty = variant(plain, "</domain>", "<metadata></metadata></domain>");
+        alone = variant(empty, "<metadata>", meta);
+        free(empty);
         beside = variant(x, "<metadata>", meta);
         const char *const cases[] = {alone, beside};
         for (size_t i = 0; i < 2; i++) {
