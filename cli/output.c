@@ -599,6 +599,26 @@ static void print_cluster(FILE *out, const json_t *relief, const json_t *peers)
         }
 }
 
+/*
+ * The warnings of the configuration in force, one a line under "Config: N
+ * warnings", and how many more the log has.
+ */
+static void print_config_warnings(FILE *out, const json_t *host)
+{
+        const json_t *list = json_object_get(host, "config_warnings"), *w;
+        json_int_t total = member_int(host, "config_warning_count");
+        size_t i;
+
+        if (total <= 0)
+                return;
+        fprintf(out, "%-16s %lld warning%s in the configuration in force:\n",
+                "Config:", (long long)total, total == 1 ? "" : "s");
+        json_array_foreach(list, i, w) fprintf(out, "%-16s   %s\n", "", json_string_value(w));
+        if (total > (json_int_t)json_array_size(list))
+                fprintf(out, "%-16s   and %lld more in the log\n", "",
+                        (long long)(total - (json_int_t)json_array_size(list)));
+}
+
 void output_host(FILE *out, const json_t *host)
 {
         const json_t *state_error = json_object_get(host, "state_error");
@@ -618,6 +638,7 @@ void output_host(FILE *out, const json_t *host)
                         "%-16s RELOAD FAILED: %s; the configuration in force is the one read "
                         "before\n",
                         "Config:", json_string_value(reload_error));
+        print_config_warnings(out, host);
 }
 
 void output_problems(FILE *out, const json_t *vms)

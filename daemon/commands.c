@@ -273,6 +273,31 @@ static int put_memory(json_t *h, const struct daemon *d)
                put(h, "crashes", json_integer((json_int_t)c->crashes));
 }
 
+/*
+ * The warnings of the configuration in force (read at the start or by the
+ * last reload that worked): the first COMMANDS_CONFIG_WARNINGS, and how
+ * many there are in all (the log has up to CONFIG_DIAG_MAX of them).
+ */
+#define COMMANDS_CONFIG_WARNINGS 5
+
+static int put_config_warnings(json_t *h, const struct daemon *d)
+{
+        const struct config_diag *w = &d->cfg.warnings;
+        json_t *list = json_array();
+        int bad = !list;
+
+        for (size_t i = 0; list && i < w->count && i < COMMANDS_CONFIG_WARNINGS; i++) {
+                /* a warning quotes the file, cut to a length: maybe through a character */
+                char *text = strdup(w->messages[i]);
+                if (text)
+                        control_text_scrub(text);
+                bad |= json_array_append_new(list, text ? json_string(text) : NULL) < 0;
+                free(text);
+        }
+        return bad | put(h, "config_warnings", list) |
+               put(h, "config_warning_count", json_integer((json_int_t)(w->count + w->more)));
+}
+
 static json_t *ms(double v)
 {
         return json_real((double)(long long)(v * 1000.0 + 0.5) / 1000.0);
@@ -316,7 +341,7 @@ json_t *commands_host_json(struct daemon *d)
                 put(h, "overcommit_error",
                     d->overcommitted ? json_string(d->overcommit_error) : json_null()) |
                 put(h, "http_url", d->http ? json_string(http_server_url(d->http)) : json_null());
-        bad = bad || put_memory(h, d) || put_timing(h, d) ||
+        bad = bad || put_config_warnings(h, d) || put_memory(h, d) || put_timing(h, d) ||
               put(h, "relief", relief_json(d)) | put(h, "peers", relief_peers_json(d));
         if (bad) {
                 json_decref(h);

@@ -376,6 +376,53 @@ def start_and_sighup_warn_of_memory_beyond_the_host(bins):
         d.send(signal.SIGHUP)
         wait_for(lambda: "reloaded" in d.log(), "the reload")
         check(d.log_count(said) == 2, "and at a reload, which goes on", d.log())
+        # where the operator looks: dynmem status, as long as that file is in force
+        with open(d.conf) as f:
+            line = f.read().split("\n").index("memory = 4096T") + 1
+        h = d.status()
+        check(h["config_warning_count"] == 1 and len(h["config_warnings"]) == 1 and
+              h["config_warnings"][0].startswith(f"{d.conf}:{line}: {said}"),
+              "the warning in the JSON, FILE:LINE first", h)
+        out = d.ok("status").out
+        check(re.search(r"Config: +1 warning in the configuration in force:\n +" +
+                        re.escape(f"{d.conf}:{line}: {said}"), out), "and in words", out)
+        # a reload that fails keeps the configuration in force, and its warning
+        d.write_config(config().replace("memory = 8G", "memory = 4096T") +
+                       "\n[vm \"bad\"]\nweight = heavy\n")
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.status()["reload_error"], "the failed reload")
+        check(d.status()["config_warning_count"] == 1, "the warning stays", d.status())
+        check(re.search(r"RELOAD FAILED.*\n.*1 warning", d.ok("status").out),
+              "both in words", d.ok("status").out)
+        # a reload of a file that does not warn clears it
+        d.write_config(config())
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.status()["reload_error"] is None, "the reload that works")
+        h = d.status()
+        check(h["config_warnings"] == [] and h["config_warning_count"] == 0, "no warning", h)
+        check("warning" not in d.ok("status").out, "gone from the words too")
+
+
+@tap.case
+def status_shows_the_first_config_warnings_and_how_many(bins):
+    """Seven warnings (traces whose names hold " #"): the first five in status (JSON and
+    words), the others counted."""
+    vms = "".join(static_vm(f"t{i}", "512M", f"@DIR@/t # {i}.csv") for i in range(7))
+    with Daemon(bins, config(extra=vms)) as d:
+        with open(os.path.join(DATA, "small.csv")) as f:
+            trace = f.read()
+        for i in range(7):
+            with open(os.path.join(d.dir, f"t # {i}.csv"), "w") as f:
+                f.write(trace)
+        d.start()
+        h = d.status()
+        check(h["config_warning_count"] == 7 and len(h["config_warnings"]) == 5, "5 of 7", h)
+        check(all(f'" # {i}.csv" as part of the value' in w for i, w in
+                  enumerate(h["config_warnings"])), "the first ones, in order", h)
+        out = d.ok("status").out
+        check("7 warnings in the configuration in force:" in out and
+              out.count("# 4.csv\" as part of the value") == 1 and "# 5.csv\"" not in out and
+              re.search(r"\n +and 2 more in the log\n", out), "5 lines and the rest counted", out)
 
 
 @tap.case
