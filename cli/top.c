@@ -156,8 +156,8 @@ static void host_line(FILE *f, const json_t *host)
 
 /*
  * What dynmem status ends with, in a line: "! memory OVERCOMMITTED; state NOT SAVED;
- * config RELOAD FAILED; short of 512 MiB for 90s (relief); see dynmem status", or a
- * blank line when nothing is.
+ * config RELOAD FAILED; 2 config warnings; short of 512 MiB for 90s (relief); see dynmem status",
+ * or a blank line when nothing is.
  */
 static void warning_line(FILE *f, const json_t *host)
 {
@@ -178,6 +178,12 @@ static void warning_line(FILE *f, const json_t *host)
         }
         if (json_is_string(json_object_get(host, "reload_error"))) {
                 fprintf(f, "%sconfig RELOAD FAILED", sep);
+                sep = "; ";
+        }
+        json_int_t warned = json_integer_value(json_object_get(host, "config_warning_count"));
+        if (warned > 0) {
+                fprintf(f, "%s%lld config warning%s", sep, (long long)warned,
+                        warned == 1 ? "" : "s");
                 sep = "; ";
         }
         if (short_now) {

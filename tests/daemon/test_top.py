@@ -225,7 +225,8 @@ def a_warning_line_shows_what_status_warns_of(bins):
         if h:
             h.update(state_saved=False, state_error="cannot write /var/lib/dynmem/calm: "
                      "No space left on device", overcommitted=True,
-                     overcommit_error="the running VMs' minimums (9 GiB in all) exceed memory")
+                     overcommit_error="the running VMs' minimums (9 GiB in all) exceed memory",
+                     config_warning_count=2)
             h["relief"] = {"enabled": True, "short": True, "short_bytes": 512 << 20,
                            "short_for_ms": 90000, "moves": 0, "done": 0, "failed": 0,
                            "no_room": 0}
@@ -246,7 +247,8 @@ def a_warning_line_shows_what_status_warns_of(bins):
             try:
                 wait_for(lambda: len(table(t.screen())) == 3, "top to draw")
                 lines = t.screen().splitlines()
-                check(lines[2] == "! memory OVERCOMMITTED; state NOT SAVED; short of 512 MiB "
+                check(lines[2] == "! memory OVERCOMMITTED; state NOT SAVED; 2 config warnings; "
+                      "short of 512 MiB "
                       "for 90s (relief); see dynmem status", "one line of warnings", t.screen())
                 check(lines[3].startswith("NAME "), "the table where it was", t.screen())
                 t.keys("q")
