@@ -196,22 +196,27 @@ def names_alike_once_shortened_are_told_apart(bins):
         for locale, mark in (("C.UTF-8", "\u2026"), ("C", "~")):
             t = run_top(d, width=100, env={"LC_ALL": locale})
             try:
-                wait_for(lambda: len(table(t.screen())) == 8, "top to draw the VMs")
-                names = [n for n in table(t.screen()) if n not in ("calm", "pressed", "zoff")]
+                # One whole frame, read once: a capture taken while top redraws may mix two.
+                screen = wait_for(lambda: (lambda s: s if len(table(s)) == 8 and sum(
+                    mark in n for n in table(s)) == 5 else None)(t.screen()),
+                                  "top to draw the VMs, the long names marked " + mark)
+                names = [n for n in table(screen) if n not in ("calm", "pressed", "zoff")]
                 check(len(names) == 5 and all(mark in n for n in names), "all marked " + mark,
-                      names, t.screen())
+                      names, screen)
                 check(len(set(names)) == 5, "no two alike", names)
-                check(all(len(n) == 10 for n in names), "each cut to the 10 characters left",
-                      names)
+                # the column's width follows the other columns' figures (a demand not yet
+                # reported is narrower), so only the same width for all is certain
+                check(len({len(n) for n in names}) == 1 and 7 <= len(names[0]) <= 12,
+                      "each cut to the same width, what the other columns leave", names)
                 web = sorted(n for n in names if n.startswith("web-"))
                 check(len(web) == 2 and {n[-4:] for n in web} == {"n-01", "g-01"},
                       "web-*: more of the end", web)
                 db = sorted(n for n in names if n.startswith("db"))
                 check(len(db) == 2 and "eu-w" in db[0] and "us-e" in db[1],
                       "db-*: where they differ", db)
-                rows = [line for line in t.screen().splitlines() if line.split()[:1] == [names[0]]]
+                rows = [line for line in screen.splitlines() if line.split()[:1] == [names[0]]]
                 check(rows and rows[0].rstrip().split()[-1].isdigit(), "WEIGHT still shows",
-                      t.screen())
+                      screen)
                 t.keys("q")
                 wait_for(lambda: t.exit_status() is not None, "top to quit")
             finally:
