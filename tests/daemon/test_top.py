@@ -204,8 +204,9 @@ def names_alike_once_shortened_are_told_apart(bins):
                 check(len(names) == 5 and all(mark in n for n in names), "all marked " + mark,
                       names, screen)
                 check(len(set(names)) == 5, "no two alike", names)
-                # the column's width follows the other columns' figures (a demand not yet
-                # reported is narrower), so only the same width for all is certain
+                # the column takes what the other columns leave, and they widen with their
+                # figures ("warning" in STATUS is wider than its heading), so only the same
+                # width for all is certain
                 check(len({len(n) for n in names}) == 1 and 7 <= len(names[0]) <= 12,
                       "each cut to the same width, what the other columns leave", names)
                 web = sorted(n for n in names if n.startswith("web-"))
