@@ -692,6 +692,17 @@ int libvirt_xml_parse(const char *xml, size_t len, struct libvirt_xml_domain *re
         if (type && strlen((const char *)type) < sizeof(d.type))
                 snprintf(d.type, sizeof(d.type), "%s", (const char *)type);
         xmlFree(type);
+        /* libvirt writes each of these once; a second one would be read by one step and
+         * edited by another */
+        static const char *const once[] = {"name",      "uuid",    "memory", "currentMemory",
+                                           "maxMemory", "devices", "cpu",    "metadata"};
+        for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++)
+                if (lx_next(lx_child(root, once[i]), once[i])) {
+                        snprintf(err, errlen,
+                                 "domain XML with more than one <%s>: not as libvirt writes it",
+                                 once[i]);
+                        goto out;
+                }
         if (lx_text(lx_child(root, "name"), d.name, sizeof(d.name)) < 0 || !d.name[0]) {
                 snprintf(err, errlen, "domain XML without a name of at most %d characters",
                          VM_NAME_MAX - 1);

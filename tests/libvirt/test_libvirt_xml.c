@@ -754,6 +754,33 @@ static char *with_meta(const char *body)
         return out;
 }
 
+/*
+ * libvirt writes each element dynmem reads or edits once: a domain with a
+ * second one (<metadata>, <devices>, ...) would be read by one step and
+ * edited by another, so it is refused (found by the fuzz target: dynmem's
+ * metadata in a second <metadata> stayed after disable).
+ */
+static void a_domain_with_an_element_twice_is_refused(void **state)
+{
+        static const char *const twice[] = {"metadata", "devices", "memory", "name"};
+        char *x = enable(plain, &req_1g), err[256], needle[96];
+        struct libvirt_xml_domain d;
+
+        for (size_t i = 0; i < sizeof(twice) / sizeof(twice[0]); i++) {
+                char *extra;
+                assert_true(asprintf(&extra, "<%s/></domain>", twice[i]) > 0);
+                char *bad = variant(x, "</domain>", extra);
+                free(extra);
+                snprintf(needle, sizeof(needle), "more than one <%s>", twice[i]);
+                assert_int_equal(libvirt_xml_parse(bad, strlen(bad), &d, err, sizeof(err)),
+                                 -EINVAL);
+                if (!strstr(err, needle))
+                        fail_msg("expected \"%s\" in \"%s\"", needle, err);
+                free(bad);
+        }
+        free(x);
+}
+
 static void bad_metadata_is_reported_for_that_domain(void **state)
 {
         static const struct {
@@ -1277,6 +1304,7 @@ int main(void)
             cmocka_unit_test(disable_refuses_a_running_domain),
             cmocka_unit_test(hostile_xml_is_refused),
             cmocka_unit_test(bad_metadata_is_reported_for_that_domain),
+            cmocka_unit_test(a_domain_with_an_element_twice_is_refused),
             cmocka_unit_test(good_metadata_that_breaks_the_rules_is_refused),
             cmocka_unit_test(metadata_of_other_namespaces_is_ignored),
             cmocka_unit_test(metadata_format_reads_back),
