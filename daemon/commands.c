@@ -280,20 +280,32 @@ static int put_memory(json_t *h, const struct daemon *d)
  */
 #define COMMANDS_CONFIG_WARNINGS 5
 
+/*
+ * A message about the configuration as a JSON string: it quotes the file,
+ * cut to a length (maybe through a character), so it is made valid UTF-8
+ * first. NULL when out of memory.
+ */
+static json_t *config_text_json(const char *message)
+{
+        char *text = strdup(message);
+        json_t *j = NULL;
+
+        if (text) {
+                control_text_scrub(text);
+                j = json_string(text);
+        }
+        free(text);
+        return j;
+}
+
 static int put_config_warnings(json_t *h, const struct daemon *d)
 {
         const struct config_diag *w = &d->cfg.warnings;
         json_t *list = json_array();
         int bad = !list;
 
-        for (size_t i = 0; list && i < w->count && i < COMMANDS_CONFIG_WARNINGS; i++) {
-                /* a warning quotes the file, cut to a length: maybe through a character */
-                char *text = strdup(w->messages[i]);
-                if (text)
-                        control_text_scrub(text);
-                bad |= json_array_append_new(list, text ? json_string(text) : NULL) < 0;
-                free(text);
-        }
+        for (size_t i = 0; list && i < w->count && i < COMMANDS_CONFIG_WARNINGS; i++)
+                bad |= json_array_append_new(list, config_text_json(w->messages[i])) < 0;
         return bad | put(h, "config_warnings", list) |
                put(h, "config_warning_count", json_integer((json_int_t)(w->count + w->more)));
 }
@@ -336,7 +348,7 @@ json_t *commands_host_json(struct daemon *d)
                 put(h, "state_saved", json_boolean(d->state_saved)) |
                 put(h, "state_error", d->state_saved ? json_null() : json_string(d->state_error)) |
                 put(h, "reload_error",
-                    d->reload_error[0] ? json_string(d->reload_error) : json_null()) |
+                    d->reload_error[0] ? config_text_json(d->reload_error) : json_null()) |
                 put(h, "overcommitted", json_boolean(d->overcommitted)) |
                 put(h, "overcommit_error",
                     d->overcommitted ? json_string(d->overcommit_error) : json_null()) |

@@ -294,6 +294,22 @@ def sighup_with_a_broken_file_keeps_the_old_one(bins):
 
 
 @tap.case
+def a_reload_error_quoting_bytes_not_utf8_leaves_status_working(bins):
+    with Daemon(bins, config()).start() as d:
+        d.wait_state("web1", "running")
+        d.write_config(config() + '\n[vm "bad"]\nweight = heXavy\n')
+        with open(d.conf, "rb") as f:
+            text = f.read()
+        with open(d.conf, "wb") as f:
+            f.write(text.replace(b"heXavy", b"he\xffavy"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "reload failed" in d.log(), "the failure in the log")
+        h = d.status()
+        check(re.search(r"weight: \"he\?avy\"", h["reload_error"] or ""),
+              "the byte shown as ?, and the status still a reply", h)
+
+
+@tap.case
 def sighup_with_a_binary_file_logs_the_first_problems(bins):
     """A binary file has a problem on nearly every line: the first 20 are logged, then one
     line for the rest, and dynmem status says how many the log shows."""
