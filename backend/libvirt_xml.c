@@ -19,10 +19,18 @@
 
 /* ---- helpers ---- */
 
+/*
+ * The first element of root's that libvirt writes once but the XML holds
+ * twice, or NULL: a second one would be read by one step and edited by
+ * another.
+ */
+static const char *repeated_element(xmlNodePtr root);
+
 xmlDocPtr lx_read(const char *xml, size_t len, char *err, size_t errlen)
 {
         xmlDocPtr doc;
         xmlNodePtr root;
+        const char *twice;
 
         if (!xml || len == 0 || len > LIBVIRT_XML_MAX || len > (size_t)INT32_MAX) {
                 snprintf(err, errlen, "domain XML is empty or larger than %u bytes",
@@ -45,6 +53,9 @@ xmlDocPtr lx_read(const char *xml, size_t len, char *err, size_t errlen)
                 snprintf(err, errlen, "domain XML with a document type declaration is refused");
         } else if (!root || root->ns || strcmp((const char *)root->name, "domain") != 0) {
                 snprintf(err, errlen, "not a domain XML (the root element is not <domain>)");
+        } else if ((twice = repeated_element(root))) {
+                snprintf(err, errlen,
+                         "domain XML with more than one <%s>: not as libvirt writes it", twice);
         } else {
                 return doc;
         }
@@ -70,6 +81,17 @@ xmlNodePtr lx_next(xmlNodePtr after, const char *name)
         for (xmlNodePtr n = after ? after->next : NULL; n; n = n->next)
                 if (is_element(n, name))
                         return n;
+        return NULL;
+}
+
+static const char *repeated_element(xmlNodePtr root)
+{
+        static const char *const once[] = {"name",      "uuid",    "memory", "currentMemory",
+                                           "maxMemory", "devices", "cpu",    "metadata"};
+
+        for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++)
+                if (lx_next(lx_child(root, once[i]), once[i]))
+                        return once[i];
         return NULL;
 }
 
@@ -692,17 +714,6 @@ int libvirt_xml_parse(const char *xml, size_t len, struct libvirt_xml_domain *re
         if (type && strlen((const char *)type) < sizeof(d.type))
                 snprintf(d.type, sizeof(d.type), "%s", (const char *)type);
         xmlFree(type);
-        /* libvirt writes each of these once; a second one would be read by one step and
-         * edited by another */
-        static const char *const once[] = {"name",      "uuid",    "memory", "currentMemory",
-                                           "maxMemory", "devices", "cpu",    "metadata"};
-        for (size_t i = 0; i < sizeof(once) / sizeof(once[0]); i++)
-                if (lx_next(lx_child(root, once[i]), once[i])) {
-                        snprintf(err, errlen,
-                                 "domain XML with more than one <%s>: not as libvirt writes it",
-                                 once[i]);
-                        goto out;
-                }
         if (lx_text(lx_child(root, "name"), d.name, sizeof(d.name)) < 0 || !d.name[0]) {
                 snprintf(err, errlen, "domain XML without a name of at most %d characters",
                          VM_NAME_MAX - 1);

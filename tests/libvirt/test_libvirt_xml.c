@@ -776,6 +776,7 @@ static void a_domain_with_an_element_twice_is_refused(void **state)
                                  -EINVAL);
                 if (!strstr(err, needle))
                         fail_msg("expected \"%s\" in \"%s\"", needle, err);
+                enable_fails(bad, &req_1g, needle);
                 free(bad);
         }
         free(x);
