@@ -14,15 +14,6 @@
 #include "fsutil.h"
 #include "savefile.h"
 
-/* Add "what" to the entry's note of what its "reset_pending" lost. */
-static void note_add(struct state_vm *sv, const char *what)
-{
-        size_t at = strlen(sv->note);
-
-        if (at + 1 < sizeof(sv->note))
-                snprintf(sv->note + at, sizeof(sv->note) - at, "%s%s", at ? ", " : "", what);
-}
-
 /* A saved name for a message: quoted, at most 40 bytes, anything unprintable as '?'. */
 static void quote_name(const json_t *v, char *out, size_t len)
 {
@@ -56,7 +47,7 @@ static void parse_pending(const json_t *list, struct state_vm *sv)
         char what[64], why[96];
 
         if (!json_is_array(list)) {
-                note_add(sv, "not a list of settings");
+                savefile_note(sv->note, sizeof(sv->note), "not a list of settings");
                 return;
         }
         json_array_foreach(list, i, v)
@@ -70,7 +61,7 @@ static void parse_pending(const json_t *list, struct state_vm *sv)
                 quote_name(v, what, sizeof(what));
                 snprintf(why, sizeof(why), "%s %s", what,
                          s ? "without its value in \"settings\"" : "is not a setting");
-                note_add(sv, why);
+                savefile_note(sv->note, sizeof(sv->note), why);
         }
 }
 
@@ -146,7 +137,8 @@ static int parse_vm(const json_t *obj, void *vm, char *ignored, size_t ignoredle
         if (pending && sv->origin == REGISTRY_CONFIG)
                 parse_pending(pending, sv);
         else if (pending)
-                note_add(sv, "a created VM has no file values to wait for");
+                savefile_note(sv->note, sizeof(sv->note),
+                              "a created VM has no file values to wait for");
         return 0;
 }
 
