@@ -110,6 +110,10 @@ int policy_scratch_reserve(struct policy_scratch *s, size_t n)
         if (!items)
                 return -ENOMEM;
         s->spare = items;
+        struct policy_fill_item *fill = realloc(s->fill, n * sizeof(*fill));
+        if (!fill)
+                return -ENOMEM;
+        s->fill = fill;
         uint32_t *index = realloc(s->index, n * sizeof(*index));
         if (!index)
                 return -ENOMEM;
@@ -124,6 +128,7 @@ void policy_scratch_free(struct policy_scratch *s)
                 return;
         free(s->items);
         free(s->spare);
+        free(s->fill);
         free(s->index);
         *s = (struct policy_scratch){0};
 }
@@ -166,10 +171,10 @@ static void fill_levels(const struct policy_vm *vm, int stage, uint64_t *lo, uin
         *hi = level_bytes(vm, stage + 1);
 }
 
-#define SORT_KEY_BITS 32 /* sort_items() orders by the low 32 bits of a key */
+#define SORT_KEY_BITS 32 /* sort_items() orders by a 32-bit key */
 
 /*
- * Sort items by key (SORT_KEY_BITS significant bits), ascending, stable: LSD
+ * Sort items by key, ascending, stable: LSD
  * radix sort with 11-bit digits, skipping digits every key shares. Linear in
  * n; `spare` holds n items.
  */
@@ -206,14 +211,14 @@ static void sort_items(struct policy_sort_item *items, struct policy_sort_item *
  * (exponent and 20 bits of mantissa: one part in a million) order the
  * water-filling well enough.
  */
-static uint64_t double_key(double d)
+static uint32_t double_key(double d)
 {
         uint64_t k;
 
         if (!(d > 0.0))
                 return 0;
         memcpy(&k, &d, sizeof(k));
-        return k >> (64 - SORT_KEY_BITS);
+        return (uint32_t)(k >> (64 - SORT_KEY_BITS));
 }
 
 /*
@@ -222,12 +227,15 @@ static uint64_t double_key(double d)
  * to its weight. Weight-0 VMs take part only in the zero pass, which shares
  * equally what the others could not use. Shares are rounded down to each
  * VM's block. The weighted pass sets every ideal to its lower level, then adds
- * the shares; returns what is left of the budget.
+ * the shares; returns what is left of the budget. The participants are
+ * copied into scr->fill first, so that handing out in sorted order reads
+ * those few bytes and not the VMs, which lie far apart.
  */
 static uint64_t waterfill(struct policy_vm *vms, const uint32_t *idx, size_t n, uint64_t budget,
                           int stage, struct policy_scratch *scr, bool zero_pass)
 {
         struct policy_sort_item *items = scr->items;
+        struct policy_fill_item *fill = scr->fill;
         size_t m = 0;
         double wsum = 0.0;
 
@@ -242,7 +250,11 @@ static uint64_t waterfill(struct policy_vm *vms, const uint32_t *idx, size_t n, 
                 if (hi <= lo || zero != zero_pass)
                         continue;
                 double w = zero_pass ? 1.0 : (double)vm->settings.weight;
-                items[m++] = (struct policy_sort_item){double_key((double)(hi - lo) / w), idx[k]};
+                fill[m] = (struct policy_fill_item){
+                    .room = hi - lo, .block = vm->settings.block_bytes, .weight = w, .vm = idx[k]};
+                items[m] =
+                    (struct policy_sort_item){double_key((double)(hi - lo) / w), (uint32_t)m};
+                m++;
                 wsum += w;
         }
         /* Ascending room per unit of weight: the VMs that fill up first come first. */
@@ -250,19 +262,17 @@ static uint64_t waterfill(struct policy_vm *vms, const uint32_t *idx, size_t n, 
 
         uint64_t left = budget;
         for (size_t i = 0; i < m && left > 0; i++) {
-                struct policy_vm *vm = &vms[items[i].index];
-                uint64_t lo, hi;
-                double w = zero_pass ? 1.0 : (double)vm->settings.weight;
+                struct policy_fill_item *f = &fill[items[i].index];
+                double share = (double)left * f->weight / wsum;
+                uint64_t give = share >= (double)f->room ? f->room : (uint64_t)share;
 
-                fill_levels(vm, stage, &lo, &hi);
-                double share = (double)left * w / wsum;
-                uint64_t give = share >= (double)(hi - lo) ? hi - lo : (uint64_t)share;
-
-                give = block_down(give > left ? left : give, vm->settings.block_bytes);
-                vm->ideal_bytes += give;
+                give = block_down(give > left ? left : give, f->block);
+                f->give = give;
                 left -= give;
-                wsum -= w;
+                wsum -= f->weight;
         }
+        for (size_t i = 0; i < m; i++) /* in the VMs' own order */
+                vms[fill[i].vm].ideal_bytes += fill[i].give;
         return left;
 }
 
@@ -440,7 +450,7 @@ _Static_assert(GROW_WEIGHT_BITS + GROW_SHORTFALL_BITS <= SORT_KEY_BITS,
                "the grant order's key fits what sort_items() sorts by");
 
 /* Grant order: heavier first, then the one furthest below its need. */
-static uint64_t grow_key(const struct policy_vm *vm)
+static uint32_t grow_key(const struct policy_vm *vm)
 {
         uint64_t shortfall =
             vm->need_bytes > vm->assigned_bytes ? (vm->need_bytes - vm->assigned_bytes) >> 20 : 0;
@@ -448,8 +458,9 @@ static uint64_t grow_key(const struct policy_vm *vm)
 
         if (shortfall > mask)
                 shortfall = mask;
-        return ((uint64_t)(SETTINGS_WEIGHT_MAX - vm->settings.weight) << GROW_SHORTFALL_BITS) |
-               (mask - shortfall);
+        return (uint32_t)(((uint64_t)(SETTINGS_WEIGHT_MAX - vm->settings.weight)
+                           << GROW_SHORTFALL_BITS) |
+                          (mask - shortfall));
 }
 
 /*

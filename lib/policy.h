@@ -252,8 +252,17 @@ struct policy_summary {
  * allocate; policy_scratch_reserve() grows it (returns -ENOMEM).
  */
 struct policy_sort_item {
-        uint64_t key;
+        uint32_t key;
         uint32_t index;
+};
+
+/* One water-filling participant, packed so that the pass in sorted order stays in cache. */
+struct policy_fill_item {
+        uint64_t room;  /* bytes from its lower level to its upper one */
+        uint64_t block; /* its block: what a share is rounded down to */
+        uint64_t give;  /* its share, once handed out */
+        double weight;
+        uint32_t vm; /* its index in the decision's VMs */
 };
 
 struct policy_scratch {
@@ -264,6 +273,7 @@ struct policy_scratch {
         size_t capacity;
         struct policy_sort_item *items;
         struct policy_sort_item *spare; /* radix sort's second buffer */
+        struct policy_fill_item *fill;
         uint32_t *index;
 };
 
