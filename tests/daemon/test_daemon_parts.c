@@ -324,7 +324,7 @@ static void state_round_trips(void **state)
         settings_complete(&made->vm.settings, 0);
         made->vm.settings.lend = false;
         assert_int_equal(registry_set_keys(made, &key, 1), 0);
-        text = state_format(&r);
+        text = state_format(&r, NULL);
         assert_non_null(text);
         assert_int_equal(state_parse(text, strlen(text), &st, err, sizeof(err)), 0);
         assert_int_equal(st.n, 3);
@@ -538,7 +538,7 @@ static void a_waiting_reset_survives_a_restart(void **state)
             apply_reset(&d, e, SETTINGS_MINIMUM, false, note, sizeof(note), warn, sizeof(warn)), 0);
         assert_int_equal(e->reset_pending, SETTINGS_MINIMUM);
         assert_int_equal(e->overrides, SETTINGS_WEIGHT);
-        text = state_format(&d.reg);
+        text = state_format(&d.reg, NULL);
         assert_non_null(text);
         assert_non_null(strstr(text, "{\"name\":\"web1\",\"origin\":\"config\",\"settings\":{"
                                      "\"minimum_bytes\":268435456,\"weight\":7},"
@@ -552,7 +552,7 @@ static void a_waiting_reset_survives_a_restart(void **state)
         assert_int_equal(e->vm.settings.weight, 7);
         assert_int_equal(e->reset_pending, SETTINGS_MINIMUM);
         assert_int_equal(e->overrides, SETTINGS_WEIGHT);
-        after = state_format(&again.reg);
+        after = state_format(&again.reg, NULL);
         assert_string_equal(after, text); /* written back the same */
         free(after);
         e->vm.state = VM_RUNNING;
@@ -564,7 +564,7 @@ static void a_waiting_reset_survives_a_restart(void **state)
         assert_true(e->vm.settings.minimum_bytes == 512 * MIB);
         assert_int_equal(e->vm.settings.weight, 7);
         assert_int_equal(e->reset_pending, 0);
-        after = state_format(&again.reg);
+        after = state_format(&again.reg, NULL);
         assert_null(strstr(after, "reset_pending"));
         assert_non_null(strstr(after, "\"settings\":{\"weight\":7}}"));
         free(after);
