@@ -127,6 +127,7 @@ static struct vm_settings wanted_settings(const struct config *cfg, const struct
                         "they are dropped",
                         e->vm.name, cfg->path, cvm->line, err);
                 e->overrides = 0;
+                registry_drop_carried_settings(e); /* a newer dynmemd's overrides go with them */
                 want = cvm->settings;
         }
         return want;
@@ -144,6 +145,10 @@ static void update_from_config(struct daemon *d, const struct config *cfg,
                         e->vm.name, cfg->path, cvm->line);
                 e->origin = REGISTRY_CONFIG;
                 e->overrides = 0;
+                /* what a newer dynmemd wrote for the created VM goes with it */
+                registry_drop_carried_settings(e);
+                json_decref(e->carried);
+                e->carried = NULL;
         }
         e->removed = false;
         e->seen = true;
@@ -254,13 +259,34 @@ static unsigned take_file_values(struct daemon *d, struct registry_entry *e,
         return left;
 }
 
+/*
+ * "a, b": the names of the settings a newer dynmemd wrote, printable ASCII
+ * (anything else as '?'), as many as fit.
+ */
+static void carried_names(const json_t *carried, char *out, size_t len)
+{
+        const char *key;
+        json_t *v;
+        size_t at = 0;
+
+        out[0] = '\0';
+        json_object_foreach((json_t *)carried, key, v)
+        {
+                if (at && at + 2 < len)
+                        out[at++] = ',', out[at++] = ' ';
+                for (size_t i = 0; key[i] && i < 40 && at + 1 < len; i++)
+                        out[at++] = key[i] >= 0x20 && key[i] < 0x7f ? key[i] : '?';
+                out[at] = '\0';
+        }
+}
+
 int apply_reset(struct daemon *d, struct registry_entry *e, unsigned reset, bool reset_autostart,
                 char *note, size_t notelen, char *warn, size_t warnlen)
 {
         const struct config_vm *cvm = e->removed ? NULL : config_section(&d->cfg, e->vm.name);
         unsigned was = e->overrides & reset;
         bool was_autostart = reset_autostart && e->autostart_override;
-        char names[160], why[256] = "", at[PATH_MAX + 16];
+        char names[160], why[256] = "", at[PATH_MAX + 16], newer[160] = "", dropped[200] = "";
 
         if (!cvm) {
                 snprintf(note, notelen, "%s: no longer in %s; nothing to go back to", e->vm.name,
@@ -275,10 +301,19 @@ int apply_reset(struct daemon *d, struct registry_entry *e, unsigned reset, bool
                 e->autostart = cvm->autostart;
                 e->autostart_override = false;
         }
+        /* every setting: also those of a newer dynmemd, which this one never applied */
+        if ((reset & SETTINGS_ALL) == SETTINGS_ALL && e->carried_settings) {
+                carried_names(e->carried_settings, newer, sizeof(newer));
+                snprintf(dropped, sizeof(dropped), "%s (not known to this dynmemd) dropped", newer);
+                registry_drop_carried_settings(e);
+        }
         registry_touch(e);
         name_list(was, was_autostart, names, sizeof(names));
         if (names[0])
-                snprintf(note, notelen, "%s: %s from %s again", e->vm.name, names, at);
+                snprintf(note, notelen, "%s: %s from %s again%s%s", e->vm.name, names, at,
+                         dropped[0] ? "; " : "", dropped);
+        else if (dropped[0])
+                snprintf(note, notelen, "%s: %s", e->vm.name, dropped);
         else
                 snprintf(note, notelen, "%s: nothing to reset: none of it was set with dynmem set",
                          e->vm.name);
@@ -347,8 +382,15 @@ static void state_override(const struct daemon *d, const struct state_vm *sv,
                         "configuration",
                         sv->name, sv->autostart ? "on" : "off");
         }
-        if (sv->given == 0)
+        /* what a newer dynmemd wrote, to be written back; its settings only with the others */
+        json_decref(e->carried);
+        e->carried = json_incref(sv->carried);
+        registry_touch(e);
+        if (sv->given == 0) {
+                registry_drop_carried_settings(e);
+                e->carried_settings = json_incref(sv->carried_settings);
                 return;
+        }
         want = e->vm.settings;
         settings_merge(&want, &sv->settings, sv->given);
         if (settings_check(&want, err, sizeof(err)) < 0) {
@@ -361,6 +403,8 @@ static void state_override(const struct daemon *d, const struct state_vm *sv,
         e->vm.settings = want;
         e->overrides = sv->given & ~pending;
         e->reset_pending = pending;
+        registry_drop_carried_settings(e);
+        e->carried_settings = json_incref(sv->carried_settings);
         registry_touch(e);
         if (e->overrides)
                 log_msg(LOG_INFO, "%s: settings changed with dynmem set override the configuration",
@@ -392,6 +436,8 @@ static void state_created(struct daemon *d, const struct state_vm *sv)
         e->origin = REGISTRY_CREATED;
         e->vm.settings = s;
         e->autostart = sv->autostart;
+        e->carried = json_incref(sv->carried);
+        e->carried_settings = json_incref(sv->carried_settings);
         if (apply_keys(d, e, sv->keys, sv->n_keys, err, sizeof(err)) < 0)
                 log_msg(LOG_ERR,
                         "%s: the backend does not accept it: %s; it cannot start until "

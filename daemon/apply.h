@@ -52,7 +52,9 @@ void apply_config(struct daemon *d, const struct config *cfg, bool initial);
  * of the configuration file back to the configuration in force, dropping
  * their overrides. Values a running VM cannot take now (Hyper-V's rules, as
  * at a reload) stay until it is off, then apply_reset_pending() takes them;
- * `warn` says which. `note` says what was handed back. Returns 0, or -ENOENT
+ * `warn` says which. A reset of every setting also drops the settings a
+ * newer dynmemd wrote for the VM (carried), at once: this dynmemd never
+ * applied them. `note` says what was handed back. Returns 0, or -ENOENT
  * with a reason in note when the configuration no longer defines the VM.
  */
 int apply_reset(struct daemon *d, struct registry_entry *e, unsigned reset, bool reset_autostart,
@@ -67,7 +69,9 @@ size_t apply_reset_pending(struct daemon *d);
 /*
  * Take the state file's overrides, the resets that were waiting (kept until the
  * VM is off: it may be reattached running) and created VMs (at start, after
- * apply_config).
+ * apply_config), each with what a newer dynmemd wrote for it (carried). The
+ * settings a newer dynmemd wrote go with the overrides when those no longer
+ * fit the configuration.
  */
 void apply_state(struct daemon *d, const struct state *st);
 

@@ -61,7 +61,7 @@ int daemon_vms_changed(struct daemon *d)
 
 int daemon_save(struct daemon *d, char *warn, size_t len)
 {
-        int r = state_save(d->state_dir, &d->reg);
+        int r = state_save(d->state_dir, &d->reg, d->state_carried);
 
         if (r < 0) {
                 d->state_retry_ms = mono_ms_exact();
@@ -380,25 +380,24 @@ static void set_aside(const char *dir)
 }
 
 /*
- * A state file with entries left out, or with what a newer dynmemd added and
- * this one ignores: the whole file is set aside (the next save would lose
- * it), the rest kept.
+ * A state file with entries left out: the whole file is set aside (the next
+ * save would lose them), the other entries kept. What a newer dynmemd added
+ * is not a reason: it is written back (state.c).
  */
-static void keep_aside(const char *dir, size_t kept, bool dropped)
+static void keep_aside(const char *dir, size_t kept)
 {
         char from[PATH_MAX], to[PATH_MAX];
-        const char *other = dropped ? "the other" : "its";
         int r = snprintf(from, sizeof(from), "%s/%s", dir, STATE_FILE) >= (int)sizeof(from)
                     ? -ENAMETOOLONG
                     : fsutil_set_aside(from, to, sizeof(to));
 
         if (r == 0)
-                log_msg(dropped ? LOG_ERR : LOG_WARNING,
-                        "state file set aside as %s%s; %s %zu entries are kept", to,
-                        dropped ? "" : " with what this dynmemd ignores", other, kept);
+                log_msg(LOG_ERR, "state file set aside as %s; the other %zu entries are kept", to,
+                        kept);
         else
-                log_msg(LOG_ERR, "cannot set the state file %s aside: %s; %s %zu entries are kept",
-                        from, strerror(-r), other, kept);
+                log_msg(LOG_ERR,
+                        "cannot set the state file %s aside: %s; the other %zu entries are kept",
+                        from, strerror(-r), kept);
 }
 
 /*
@@ -448,15 +447,19 @@ static void setup_state(struct daemon *d)
         /* the entries that are good are kept; the file as it was, for a look */
         for (size_t i = 0; r == 0 && i < st.dropped.n; i++)
                 log_msg(LOG_ERR, "%s: %s; this entry is dropped", err, st.dropped.messages[i]);
-        /* a newer dynmemd's additions: the entries are kept with what this one knows */
+        /* a newer dynmemd's additions: the entries are kept with what this one knows, and the
+         * additions are carried to be written back */
         for (size_t i = 0; r == 0 && i < st.ignored.n; i++)
                 log_msg(LOG_WARNING,
-                        "%s: %s: not known to this dynmemd (written by a newer one?); ignored", err,
-                        st.ignored.messages[i]);
-        if (r == 0 && (st.dropped.n || st.ignored.n))
-                keep_aside(d->state_dir, st.n, st.dropped.n != 0);
+                        "%s: %s: not known to this dynmemd (written by a newer one?); ignored, "
+                        "and written back with the state file",
+                        err, st.ignored.messages[i]);
+        if (r == 0 && st.dropped.n)
+                keep_aside(d->state_dir, st.n);
         if (r == 0) {
                 apply_state(d, &st);
+                d->state_carried = st.carried;
+                st.carried = NULL;
                 state_free(&st);
         } else if (r != -ENOENT) {
                 log_msg(LOG_ERR, "%s", err);
@@ -600,6 +603,7 @@ void daemon_fini(struct daemon *d)
                         event_free(d->signal_ev[i]);
         balancer_fini(&d->bal);
         registry_free(&d->reg, d->backend);
+        json_decref(d->state_carried);
         if (d->backend)
                 d->backend->ops->destroy(d->backend);
         config_free(&d->cfg);

@@ -8,6 +8,7 @@
 #ifndef DYNMEM_DAEMON_H
 #define DYNMEM_DAEMON_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -82,6 +83,7 @@ struct daemon {
         bool state_saved;
         char state_error[256];
         double state_retry_ms; /* monotonic ms of the last failed save */
+        json_t *state_carried; /* the state file's members a newer dynmemd wrote, or NULL */
 
         /* the last reload failed: its first problem (the log has them all); "" when it worked */
         char reload_error[512];

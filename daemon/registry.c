@@ -112,6 +112,15 @@ void registry_touch(struct registry_entry *e)
         e->state_text = NULL;
 }
 
+void registry_drop_carried_settings(struct registry_entry *e)
+{
+        if (!e->carried_settings)
+                return;
+        json_decref(e->carried_settings);
+        e->carried_settings = NULL;
+        registry_touch(e);
+}
+
 static void entry_free(struct registry_entry *e, struct backend *b)
 {
         if (b && e->vm.backend_data)
@@ -123,6 +132,8 @@ static void entry_free(struct registry_entry *e, struct backend *b)
         free(e->keys);
         free(e->json_text);
         free(e->state_text);
+        json_decref(e->carried);
+        json_decref(e->carried_settings);
         free(e);
 }
 

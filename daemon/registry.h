@@ -3,11 +3,13 @@
  * its struct vm (which the balancer borrows through registry.vms, an array
  * in the same order) and what the daemon knows beyond the balancer: where
  * the VM was defined, which settings `dynmem set` overrode, its backend
- * keys, autostart, and why its last start failed.
+ * keys, autostart, why its last start failed, and what a newer dynmemd
+ * wrote in its state file entry.
  */
 #ifndef DYNMEM_REGISTRY_H
 #define DYNMEM_REGISTRY_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,7 +52,15 @@ struct registry_entry {
         char *json_text;                /* cached reply JSON, valid during cycle json_cycle */
         size_t json_len;
         uint64_t json_cycle;
-        char *state_text;       /* cached state file entry ("" when none), or NULL */
+        char *state_text; /* cached state file entry ("" when none), or NULL */
+        /*
+         * REGISTRY_CONFIG and REGISTRY_CREATED: what a newer dynmemd wrote in
+         * the VM's state file entry that this one does not know, written back
+         * with it (state.c): the entry's members, and the settings in its
+         * "settings". Objects, or NULL when there is none.
+         */
+        json_t *carried;
+        json_t *carried_settings;
         struct config_kv *keys; /* backend keys, owned */
         size_t n_keys;
 };
@@ -79,6 +89,9 @@ void registry_remove(struct registry *r, struct registry_entry *e, struct backen
  * overrides, origin, keys, autostart, removal): drop what is cached.
  */
 void registry_touch(struct registry_entry *e);
+
+/* Let go of the settings a newer dynmemd wrote for the entry (a reset, a new definition). */
+void registry_drop_carried_settings(struct registry_entry *e);
 
 /* Replace an entry's backend keys with copies. Returns 0 or -ENOMEM. */
 int registry_set_keys(struct registry_entry *e, const struct config_kv *keys, size_t n);

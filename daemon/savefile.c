@@ -27,9 +27,19 @@ void savefile_note(char *buf, size_t len, const char *what)
                 snprintf(buf + at, len - at, "%s%s", at ? ", " : "", what);
 }
 
-/* The members of obj that are neither in list nor in more, into buf as "member \"x\", ...". */
-static void note_unknown(const json_t *obj, const char *const *list, const char *const *more,
-                         char *buf, size_t len)
+static const char *const name_member[] = {"name", NULL};
+static const char *const base_members[] = {"version", "vms", NULL};
+
+/* Whether the spec knows a member of a VM's object (vm) or of the file's. */
+static bool known_member(const char *key, const struct savefile_spec *spec, bool vm)
+{
+        return vm ? listed(key, name_member) || listed(key, spec->members)
+                  : listed(key, base_members) || listed(key, spec->extras);
+}
+
+/* The members of obj the spec does not know, into buf as "member \"x\", ...". */
+static void note_unknown(const json_t *obj, const struct savefile_spec *spec, bool vm, char *buf,
+                         size_t len)
 {
         const char *key;
         json_t *v;
@@ -37,11 +47,28 @@ static void note_unknown(const json_t *obj, const char *const *list, const char 
 
         json_object_foreach((json_t *)obj, key, v)
         {
-                if (listed(key, list) || listed(key, more))
+                if (known_member(key, spec, vm))
                         continue;
                 snprintf(what, sizeof(what), "member \"%.64s\"", key);
                 savefile_note(buf, len, what);
         }
+}
+
+json_t *savefile_unknown(const json_t *obj, const struct savefile_spec *spec, bool vm)
+{
+        json_t *unknown = json_object(), *v;
+        const char *key;
+
+        json_object_foreach((json_t *)obj, key, v)
+        {
+                if (known_member(key, spec, vm))
+                        continue;
+                if (!unknown || json_object_set(unknown, key, v) < 0) {
+                        json_decref(unknown);
+                        return NULL;
+                }
+        }
+        return unknown;
 }
 
 static const char *name_of(const struct savefile_spec *spec, const char *vms, size_t i)
@@ -107,8 +134,6 @@ static bool drop_add(struct savefile_drops *drops, size_t i, const char *why)
         return list_add(drops, msg);
 }
 
-static const char *const name_member[] = {"name", NULL};
-
 /* What a kept VM had that was ignored, into the list; false when out of memory. */
 static bool ignored_add(struct savefile_drops *ignored, size_t i, const char *name,
                         const char *what)
@@ -152,7 +177,7 @@ static int parse_vms(const json_t *list, const struct savefile_spec *spec,
                         }
                 if (r == 0) {
                         char unknown[256] = "";
-                        note_unknown(obj, name_member, spec->members, unknown, sizeof(unknown));
+                        note_unknown(obj, spec, true, unknown, sizeof(unknown));
                         if (what[0])
                                 savefile_note(unknown, sizeof(unknown), what);
                         if (!ignored_add(ignored, i, name_of(spec, vms, kept), unknown)) {
@@ -204,7 +229,6 @@ int savefile_parse_lenient(const char *text, size_t len, const struct savefile_s
                            struct savefile_drops *drops, struct savefile_drops *ignored, char *err,
                            size_t errlen)
 {
-        static const char *const base[] = {"version", "vms", NULL};
         char unknown[256] = "";
         json_error_t jerr;
         json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -228,7 +252,7 @@ int savefile_parse_lenient(const char *text, size_t len, const struct savefile_s
         else
                 r = parse_vms(list, spec, drops, ignored, &vms, &n, err, errlen);
         if (r == 0 && ignored) {
-                note_unknown(root, base, spec->extras, unknown, sizeof(unknown));
+                note_unknown(root, spec, false, unknown, sizeof(unknown));
                 if (unknown[0] && !list_add(ignored, unknown)) {
                         snprintf(err, errlen, "out of memory");
                         free_vms(spec, vms, n);

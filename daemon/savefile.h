@@ -11,12 +11,14 @@
  * file's own function. Strict, one bad VM fails the file; or lenient, a bad
  * VM is left out and the rest kept.
  *
- * Compatibility (docs/daemon.md, "What survives a restart"): within one
+ * Compatibility (docs/daemon.md, "Upgrades and downgrades"): within one
  * version a newer dynmemd may add members, which an older one ignores. So a
  * member this dynmemd does not know, beside "version" and "vms" or in a
  * VM's object (or whatever the file's own function ignores in it, such as
  * a setting it does not know), is ignored and named in the parse's
- * ignored list; the VM is kept with what is known of it. A change an older
+ * ignored list; the VM is kept with what is known of it. The file's own
+ * code may keep such members (savefile_unknown()) to write them back, as
+ * state.c does. A change an older
  * dynmemd must not misread raises the version: a file of a higher version
  * than this one reads fails as a whole, its message saying a newer dynmemd
  * wrote it; one of a lower version is not a file of dynmemd.
@@ -25,6 +27,7 @@
 #define DYNMEM_SAVEFILE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct savefile_spec {
@@ -80,6 +83,15 @@ int savefile_parse_lenient(const char *text, size_t len, const struct savefile_s
                            size_t errlen);
 
 void savefile_drops_free(struct savefile_drops *drops);
+
+/*
+ * The members of a VM's object (vm true: all but "name" and spec->members)
+ * or of the file's root (vm false: all but "version", "vms" and
+ * spec->extras) that the spec does not know, the ones a parse names as
+ * ignored, in a new object sharing their values (empty when there are
+ * none). NULL on ENOMEM.
+ */
+json_t *savefile_unknown(const json_t *obj, const struct savefile_spec *spec, bool vm);
 
 /* Add "what" to a list of what was ignored ("a, b"), as far as it fits. */
 void savefile_note(char *buf, size_t len, const char *what);

@@ -65,37 +65,61 @@ static void parse_pending(const json_t *list, struct state_vm *sv)
         }
 }
 
-/*
- * "settings" without those this dynmemd does not know (a newer one's), each
- * named in ignored: the entry keeps the others. NULL on ENOMEM.
- */
-static json_t *known_settings(json_t *settings, char *ignored, size_t ignoredlen)
+/* An object with members, or NULL (what was empty is let go). */
+static json_t *unless_empty(json_t *obj)
 {
-        json_t *known, *v;
+        if (json_object_size(obj) > 0)
+                return obj;
+        json_decref(obj);
+        return NULL;
+}
+
+/*
+ * "settings" split in two: those this dynmemd knows into *ret_known, the
+ * others (a newer one's) into *ret_unknown (NULL when none), each of them
+ * named in ignored. 0, or -ENOMEM with nothing taken.
+ */
+static int split_settings(json_t *settings, json_t **ret_known, json_t **ret_unknown, char *ignored,
+                          size_t ignoredlen)
+{
+        json_t *known, *unknown, *v;
         const char *key;
         char what[96];
 
-        if (!json_is_object(settings)) /* control_settings_parse() says what is wrong */
-                return json_incref(settings);
-        if (!(known = json_object()))
-                return NULL;
+        if (!json_is_object(settings)) { /* control_settings_parse() says what is wrong */
+                *ret_known = json_incref(settings);
+                *ret_unknown = NULL;
+                return 0;
+        }
+        known = json_object();
+        unknown = json_object();
         json_object_foreach(settings, key, v)
         {
-                if (settings_find_json(key)) {
-                        if (json_object_set(known, key, v) < 0) {
-                                json_decref(known);
-                                return NULL;
-                        }
-                        continue;
+                bool is_known = settings_find_json(key) != NULL;
+                if (!known || !unknown || json_object_set(is_known ? known : unknown, key, v) < 0) {
+                        json_decref(known);
+                        json_decref(unknown);
+                        return -ENOMEM;
                 }
+                if (is_known)
+                        continue;
                 snprintf(what, sizeof(what), "setting \"%.64s\"", key);
                 savefile_note(ignored, ignoredlen, what);
         }
-        return known;
+        if (!known || !unknown) {
+                json_decref(known);
+                json_decref(unknown);
+                return -ENOMEM;
+        }
+        *ret_known = known;
+        *ret_unknown = unless_empty(unknown);
+        return 0;
 }
 
 static const char *const state_members[] = {"origin",  "settings",      "autostart",
                                             "backend", "reset_pending", NULL};
+
+static const struct savefile_spec state_spec;
 
 static int parse_vm(const json_t *obj, void *vm, char *ignored, size_t ignoredlen, char *err,
                     size_t errlen)
@@ -120,11 +144,19 @@ static int parse_vm(const json_t *obj, void *vm, char *ignored, size_t ignoredle
         }
         sv->autostart = autostart == 1;
         sv->autostart_given = autostart != -1;
+        /* what a newer dynmemd added is kept to be written back (savefile names it) */
+        sv->carried = savefile_unknown(obj, &state_spec, true);
+        if (!sv->carried) {
+                snprintf(err, errlen, "out of memory");
+                return -EINVAL;
+        }
+        sv->carried = unless_empty(sv->carried);
         if (settings) {
-                json_t *known = known_settings(settings, ignored, ignoredlen);
-                int r = known
-                            ? control_settings_parse(known, &sv->settings, &sv->given, err, errlen)
-                            : -ENOMEM;
+                json_t *known = NULL;
+                int r =
+                    split_settings(settings, &known, &sv->carried_settings, ignored, ignoredlen);
+                if (r == 0)
+                        r = control_settings_parse(known, &sv->settings, &sv->given, err, errlen);
                 json_decref(known);
                 if (r == -ENOMEM)
                         snprintf(err, errlen, "out of memory");
@@ -147,6 +179,8 @@ static void free_vm_item(void *vm)
         struct state_vm *sv = vm;
 
         control_keys_free(sv->keys, sv->n_keys);
+        json_decref(sv->carried);
+        json_decref(sv->carried_settings);
 }
 
 static const struct savefile_spec state_spec = {
@@ -163,14 +197,23 @@ static const struct savefile_spec state_spec = {
 int state_parse(const char *text, size_t len, struct state *ret, char *err, size_t errlen)
 {
         struct savefile_drops dropped = {0}, ignored = {0};
+        json_t *root, *carried;
         void *vms;
         size_t n;
-        int r = savefile_parse_lenient(text, len, &state_spec, NULL, &vms, &n, &dropped, &ignored,
+        int r = savefile_parse_lenient(text, len, &state_spec, &root, &vms, &n, &dropped, &ignored,
                                        err, errlen);
 
         if (r < 0)
                 return r;
+        carried = savefile_unknown(root, &state_spec, false);
+        json_decref(root);
         *ret = (struct state){.vms = vms, .n = n, .dropped = dropped, .ignored = ignored};
+        if (!carried) {
+                state_free(ret);
+                snprintf(err, errlen, "out of memory");
+                return -ENOMEM;
+        }
+        ret->carried = unless_empty(carried);
         return 0;
 }
 
@@ -210,10 +253,11 @@ void state_free(struct state *s)
         if (!s)
                 return;
         for (size_t i = 0; i < s->n; i++)
-                control_keys_free(s->vms[i].keys, s->vms[i].n_keys);
+                free_vm_item(&s->vms[i]);
         free(s->vms);
         savefile_drops_free(&s->dropped);
         savefile_drops_free(&s->ignored);
+        json_decref(s->carried);
         *s = (struct state){0};
 }
 
@@ -231,19 +275,42 @@ static json_t *pending_json(unsigned mask)
         return a;
 }
 
-/* The persisted part of one entry, or NULL when it has nothing to keep. */
+/*
+ * Add what a newer dynmemd wrote (carried, or NULL) to obj beside what this
+ * one writes: a member obj has is never replaced. 0, or -ENOMEM.
+ */
+static int add_carried(json_t *obj, const json_t *carried)
+{
+        const char *key;
+        json_t *v;
+
+        json_object_foreach((json_t *)carried, key, v)
+        {
+                if (!json_object_get(obj, key) && json_object_set(obj, key, v) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* The persisted part of one entry; NULL when it has nothing to keep (*ret_skip) or on ENOMEM. */
 static json_t *entry_json(const struct registry_entry *e, bool *ret_skip)
 {
         bool created = e->origin == REGISTRY_CREATED;
+        bool carried = e->carried || e->carried_settings;
         unsigned pending = created ? 0 : e->reset_pending;
         unsigned mask = created ? ~0u : e->overrides | pending;
+        json_t *settings, *obj;
 
-        *ret_skip = !created && ((mask == 0 && !e->autostart_override) || e->removed);
+        *ret_skip = !created && ((mask == 0 && !e->autostart_override && !carried) || e->removed);
         if (*ret_skip)
                 return NULL;
-        json_t *obj = json_pack("{s:s, s:s, s:o}", "name", e->vm.name, "origin",
-                                registry_origin_name(e->origin), "settings",
-                                control_settings_json(&e->vm.settings, mask));
+        settings = control_settings_json(&e->vm.settings, mask);
+        if (settings && add_carried(settings, e->carried_settings) < 0) {
+                json_decref(settings);
+                return NULL;
+        }
+        obj = json_pack("{s:s, s:s, s:o}", "name", e->vm.name, "origin",
+                        registry_origin_name(e->origin), "settings", settings);
         if (obj && (created || e->autostart_override) &&
             json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0) {
                 json_decref(obj);
@@ -256,6 +323,11 @@ static json_t *entry_json(const struct registry_entry *e, bool *ret_skip)
         }
         if (obj && pending &&
             json_object_set_new(obj, "reset_pending", pending_json(pending)) < 0) {
+                json_decref(obj);
+                return NULL;
+        }
+        /* last: a member of this dynmemd's is never one carried, nor written twice */
+        if (obj && add_carried(obj, e->carried) < 0) {
                 json_decref(obj);
                 return NULL;
         }
@@ -276,7 +348,36 @@ static const char *entry_text(struct registry_entry *e)
         return e->state_text;
 }
 
-char *state_format(struct registry *r)
+/*
+ * The file's members a newer dynmemd wrote, after "vms": ", \"x\":1" (nothing
+ * when none). False on ENOMEM.
+ */
+static bool put_carried(FILE *f, const json_t *carried)
+{
+        json_t *copy;
+        char *text;
+        size_t len;
+
+        if (json_object_size(carried) == 0)
+                return true;
+        copy = json_copy((json_t *)carried);
+        if (!copy)
+                return false;
+        /* never this dynmemd's own members, nor twice */
+        json_object_del(copy, "version");
+        json_object_del(copy, "vms");
+        text = json_dumps(copy, JSON_COMPACT);
+        json_decref(copy);
+        if (!text)
+                return false;
+        len = strlen(text);
+        if (len > 2) /* {"x":1} without its braces */
+                fprintf(f, ", %.*s", (int)(len - 2), text + 1);
+        free(text);
+        return true;
+}
+
+char *state_format(struct registry *r, const json_t *carried)
 {
         char *text = NULL;
         size_t len = 0, kept = 0;
@@ -293,7 +394,9 @@ char *state_format(struct registry *r)
                         fprintf(f, "%s\n  %s", kept++ ? "," : "", line);
         }
         if (f) {
-                fputs(kept ? "\n]}\n" : "]}\n", f);
+                fputs(kept ? "\n]" : "]", f);
+                bad |= !put_carried(f, carried);
+                fputs("}\n", f);
                 bad |= ferror(f) != 0;
                 bad |= fclose(f) != 0;
         }
@@ -304,9 +407,9 @@ char *state_format(struct registry *r)
         return text;
 }
 
-int state_save(const char *dir, struct registry *r)
+int state_save(const char *dir, struct registry *r, const json_t *carried)
 {
-        char *text = state_format(r);
+        char *text = state_format(r, carried);
         int ret;
 
         if (!text)

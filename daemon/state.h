@@ -14,6 +14,14 @@
  * that is not a setting, or has no value in "settings", is dropped alone
  * (state_vm.note says which); files without the member load as before.
  *
+ * What a newer dynmemd added within version 1 and this one does not know (a
+ * member of the file, of an entry, or a setting in an entry's "settings")
+ * is carried: kept with the entry (registry_entry.carried and
+ * .carried_settings) or the daemon, and written back beside what this
+ * dynmemd writes, never over a member it knows nor twice. It goes with its
+ * VM (removed, a reset of every setting drops the settings). It is never
+ * added to: at most what the file held when read (STATE_FILE_MAX).
+ *
  *   {"version": 1, "vms": [
  *     {"name": "web1", "origin": "config", "settings": {"buffer_percent": 30}},
  *     {"name": "db1", "origin": "config", "settings": {}, "autostart": true},
@@ -48,11 +56,15 @@ struct state_vm {
         bool autostart_given; /* "autostart" was in the entry */
         struct config_kv *keys;
         size_t n_keys;
+        json_t *carried;          /* the entry's members this dynmemd does not know, or NULL */
+        json_t *carried_settings; /* the same of its "settings", or NULL */
 };
 
 struct state {
         struct state_vm *vms;
         size_t n;
+        json_t
+            *carried; /* the file's members beside "version" and "vms" it does not know, or NULL */
         struct savefile_drops dropped; /* entries left out, each with its reason */
         struct savefile_drops ignored; /* what a newer dynmemd wrote that this one ignores */
 };
@@ -62,8 +74,10 @@ struct state {
  * naming the problem; nothing is half-taken. An entry that is wrong on its
  * own is left out and named in ret->dropped, and the others are kept: one
  * bad VM does not cost the others their saved settings. Members and
- * settings this dynmemd does not know (a newer one's) are ignored and named
- * in ret->ignored; their entry is kept with what is known of it. A file of
+ * settings this dynmemd does not know (a newer one's) are named in
+ * ret->ignored and kept aside (ret->carried, each entry's carried and
+ * carried_settings) to be written back; their entry is kept with what is
+ * known of it. A file of
  * a higher version than STATE_VERSION is -EINVAL, its message saying so.
  */
 int state_parse(const char *text, size_t len, struct state *ret, char *err, size_t errlen);
@@ -77,11 +91,12 @@ void state_free(struct state *s);
 
 /*
  * The state file's text for a registry (caller frees); NULL on ENOMEM. Each
- * entry's line is cached in the entry until registry_touch().
+ * entry's line is cached in the entry until registry_touch(). carried: the
+ * file's members a newer dynmemd wrote (struct state's), or NULL.
  */
-char *state_format(struct registry *r);
+char *state_format(struct registry *r, const json_t *carried);
 
 /* Write the registry's state to STATE_DIR/state.json atomically. Returns 0 or a negative errno. */
-int state_save(const char *dir, struct registry *r);
+int state_save(const char *dir, struct registry *r, const json_t *carried);
 
 #endif

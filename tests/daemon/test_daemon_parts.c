@@ -324,7 +324,7 @@ static void state_round_trips(void **state)
         settings_complete(&made->vm.settings, 0);
         made->vm.settings.lend = false;
         assert_int_equal(registry_set_keys(made, &key, 1), 0);
-        text = state_format(&r);
+        text = state_format(&r, NULL);
         assert_non_null(text);
         assert_int_equal(state_parse(text, strlen(text), &st, err, sizeof(err)), 0);
         assert_int_equal(st.n, 3);
@@ -538,7 +538,7 @@ static void a_waiting_reset_survives_a_restart(void **state)
             apply_reset(&d, e, SETTINGS_MINIMUM, false, note, sizeof(note), warn, sizeof(warn)), 0);
         assert_int_equal(e->reset_pending, SETTINGS_MINIMUM);
         assert_int_equal(e->overrides, SETTINGS_WEIGHT);
-        text = state_format(&d.reg);
+        text = state_format(&d.reg, NULL);
         assert_non_null(text);
         assert_non_null(strstr(text, "{\"name\":\"web1\",\"origin\":\"config\",\"settings\":{"
                                      "\"minimum_bytes\":268435456,\"weight\":7},"
@@ -552,7 +552,7 @@ static void a_waiting_reset_survives_a_restart(void **state)
         assert_int_equal(e->vm.settings.weight, 7);
         assert_int_equal(e->reset_pending, SETTINGS_MINIMUM);
         assert_int_equal(e->overrides, SETTINGS_WEIGHT);
-        after = state_format(&again.reg);
+        after = state_format(&again.reg, NULL);
         assert_string_equal(after, text); /* written back the same */
         free(after);
         e->vm.state = VM_RUNNING;
@@ -564,12 +564,261 @@ static void a_waiting_reset_survives_a_restart(void **state)
         assert_true(e->vm.settings.minimum_bytes == 512 * MIB);
         assert_int_equal(e->vm.settings.weight, 7);
         assert_int_equal(e->reset_pending, 0);
-        after = state_format(&again.reg);
+        after = state_format(&again.reg, NULL);
         assert_null(strstr(after, "reset_pending"));
         assert_non_null(strstr(after, "\"settings\":{\"weight\":7}}"));
         free(after);
         free(text);
         stop_daemon(&again);
+        config_free(&d.cfg);
+        config_diag_free(&diag);
+}
+
+/* The state file's text of a daemon, parsed again (no member twice). */
+static json_t *written(struct daemon *d, const json_t *carried)
+{
+        char *text = state_format(&d->reg, carried);
+        json_error_t jerr;
+        json_t *root;
+
+        assert_non_null(text);
+        root = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root)
+                fail_msg("%s: %s", text, jerr.text);
+        free(text);
+        return root;
+}
+
+/* The entry of the VM named name in a state file's JSON, or NULL. */
+static json_t *entry_named(const json_t *root, const char *name)
+{
+        size_t i;
+        json_t *v;
+
+        json_array_foreach(json_object_get(root, "vms"), i, v)
+        {
+                if (strcmp(json_string_value(json_object_get(v, "name")), name) == 0)
+                        return v;
+        }
+        return NULL;
+}
+
+static void assert_json(const json_t *got, const char *want)
+{
+        json_t *w = json_loads(want, JSON_DECODE_ANY, NULL);
+        char *text = got ? json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+
+        assert_non_null(w);
+        if (!got || !json_equal((json_t *)got, w))
+                fail_msg("got %s, want %s", text ? text : "nothing", want);
+        free(text);
+        json_decref(w);
+}
+
+static const char carry_conf[] = "[vm \"web1\"]\ndynamic = yes\nstartup = 1G\nminimum = 512M\n"
+                                 "maximum = 4G\nweight = 5000\n"
+                                 "[vm \"db1\"]\nstartup = 512M\n"
+                                 "[vm \"app1\"]\nstartup = 512M\n";
+
+/*
+ * A downgrade: what a newer dynmemd added within version 1 (members of the
+ * file and of entries, settings of every JSON type) is carried with its entry
+ * or the file and written back beside what this one writes, the same values;
+ * an entry that has nothing else is kept for it. It goes with its VM.
+ */
+static void what_a_newer_dynmemd_added_is_written_back(void **state)
+{
+        static const char text[] =
+            "{\"version\":1,\"later\":{\"a\":[1,\"x\"]},\"vms\":[\n"
+            "  {\"name\":\"app1\",\"origin\":\"config\",\"settings\":{\"future_knob\":3}},\n"
+            "  {\"name\":\"db1\",\"origin\":\"config\",\"settings\":{},\"colour\":\"red\"},\n"
+            "  {\"name\":\"made\",\"origin\":\"created\",\"numa\":{\"node\":1},\"settings\":"
+            "{\"startup_bytes\":268435456,\"future_list\":[1,2]},\"backend\":{}},\n"
+            "  {\"name\":\"web1\",\"origin\":\"config\",\"colour\":\"blue\",\"settings\":"
+            "{\"weight\":7,\"future_str\":\"s\",\"future_real\":2.5,\"future_obj\":{\"k\":null},"
+            "\"future_list\":[true,\"x\"]}}],\n"
+            "\"more\":\"x\"}";
+        struct backend b = {.ops = &accepting_ops};
+        struct daemon d = {.backend = &b};
+        struct config_diag diag = {0};
+        struct config gone = {0};
+        struct state st;
+        char err[256];
+        json_t *root;
+
+        assert_int_equal(config_load_string("dynmem.conf", carry_conf, &d.cfg, &diag), 0);
+        apply_config(&d, &d.cfg, true);
+        assert_int_equal(state_parse(text, strlen(text), &st, err, sizeof(err)), 0);
+        assert_int_equal(st.dropped.n, 0);
+        assert_int_equal(st.ignored.n, 5); /* the four entries and the file's */
+        apply_state(&d, &st);
+        root = written(&d, st.carried);
+        assert_json(json_object_get(root, "version"), "1");
+        assert_json(json_object_get(root, "later"), "{\"a\":[1,\"x\"]}");
+        assert_json(json_object_get(root, "more"), "\"x\"");
+        assert_int_equal(json_object_size(root), 4);
+        assert_int_equal(json_array_size(json_object_get(root, "vms")), 4);
+        assert_json(entry_named(root, "app1"),
+                    "{\"name\":\"app1\",\"origin\":\"config\",\"settings\":{\"future_knob\":3}}");
+        assert_json(entry_named(root, "db1"),
+                    "{\"name\":\"db1\",\"origin\":\"config\",\"settings\":{},\"colour\":\"red\"}");
+        assert_json(entry_named(root, "web1"),
+                    "{\"name\":\"web1\",\"origin\":\"config\",\"colour\":\"blue\",\"settings\":"
+                    "{\"weight\":7,\"future_str\":\"s\",\"future_real\":2.5,\"future_obj\":"
+                    "{\"k\":null},\"future_list\":[true,\"x\"]}}");
+        assert_json(json_object_get(entry_named(root, "made"), "numa"), "{\"node\":1}");
+        assert_json(
+            json_object_get(json_object_get(entry_named(root, "made"), "settings"), "future_list"),
+            "[1,2]");
+        assert_true(registry_find(&d.reg, "made")->vm.settings.startup_bytes == 256 * MIB);
+        json_decref(root);
+
+        /* gone from the configuration (off: removed at once), or deleted: all of it goes */
+        assert_int_equal(config_load_string("dynmem.conf",
+                                            "[vm \"web1\"]\nstartup = 1G\n"
+                                            "minimum = 512M\ndynamic = yes\n"
+                                            "[vm \"app1\"]\nstartup = 512M\n",
+                                            &gone, &diag),
+                         0);
+        apply_config(&d, &gone, false);
+        registry_remove(&d.reg, registry_find(&d.reg, "made"), NULL);
+        root = written(&d, st.carried);
+        assert_null(entry_named(root, "db1"));
+        assert_null(entry_named(root, "made"));
+        assert_non_null(entry_named(root, "app1"));
+        json_decref(root);
+        state_free(&st);
+        stop_daemon(&d);
+        config_free(&gone);
+        config_free(&d.cfg);
+        config_diag_free(&diag);
+}
+
+/*
+ * A carried member never has a known member's name when read; were it to,
+ * what this dynmemd writes stands and nothing is written twice.
+ */
+static void carried_members_never_replace_known_ones(void **state)
+{
+        struct registry r = {0};
+        struct daemon d = {0};
+        struct registry_entry *e;
+        json_t *root, *file = json_pack("{s:i, s:i, s:i}", "version", 9, "vms", 3, "x", 1);
+
+        assert_int_equal(registry_add(&r, "web1", &e), 0);
+        settings_complete(&e->vm.settings, 0);
+        e->vm.settings.weight = 77;
+        e->overrides = SETTINGS_WEIGHT;
+        e->autostart_override = true;
+        e->carried = json_pack("{s:s, s:s, s:i, s:i, s:s}", "name", "other", "origin", "created",
+                               "settings", 1, "autostart", 5, "colour", "red");
+        e->carried_settings = json_pack("{s:i, s:i}", "weight", 1, "future_knob", 2);
+        d.reg = r;
+        root = written(&d, file);
+        assert_json(root,
+                    "{\"version\":1,\"x\":1,\"vms\":[{\"name\":\"web1\",\"origin\":\"config\","
+                    "\"settings\":{\"weight\":77,\"future_knob\":2},\"autostart\":false,"
+                    "\"colour\":\"red\"}]}");
+        json_decref(root);
+        json_decref(file);
+        registry_free(&d.reg, NULL);
+}
+
+/*
+ * A reset of every setting (--reset all) is back to the configuration's
+ * values: the settings a newer dynmemd wrote go at once, also when a known
+ * value waits for the VM to be off; the entry's other members stay. A reset
+ * of some settings keeps them.
+ */
+static void a_reset_of_every_setting_drops_what_a_newer_dynmemd_set(void **state)
+{
+        static const char text[] =
+            "{\"version\":1,\"vms\":[{\"name\":\"web1\",\"origin\":\"config\",\"colour\":\"red\","
+            "\"settings\":{\"minimum_bytes\":268435456,\"weight\":7,\"future_knob\":[1]}}]}";
+        struct backend b = {.ops = &accepting_ops};
+        struct daemon d = {.backend = &b};
+        struct config_diag diag = {0};
+        struct registry_entry *e;
+        char note[256], warn[512] = "";
+        json_t *root;
+
+        assert_int_equal(config_load_string("dynmem.conf", carry_conf, &d.cfg, &diag), 0);
+        e = start_from(&d, text);
+        assert_non_null(e->carried_settings);
+        e->vm.state = VM_RUNNING;
+        assert_int_equal(
+            apply_reset(&d, e, SETTINGS_WEIGHT, false, note, sizeof(note), warn, sizeof(warn)), 0);
+        assert_string_equal(note, "web1: weight from dynmem.conf:1 again");
+        root = written(&d, NULL);
+        assert_json(json_object_get(entry_named(root, "web1"), "settings"),
+                    "{\"minimum_bytes\":268435456,\"future_knob\":[1]}");
+        json_decref(root);
+
+        /* the minimum cannot be raised while the VM runs: it waits, the rest goes now */
+        assert_int_equal(
+            apply_reset(&d, e, SETTINGS_ALL, true, note, sizeof(note), warn, sizeof(warn)), 0);
+        assert_string_equal(note, "web1: minimum from dynmem.conf:1 again; future_knob (not "
+                                  "known to this dynmemd) dropped");
+        assert_int_equal(e->reset_pending, SETTINGS_MINIMUM);
+        assert_null(e->carried_settings);
+        root = written(&d, NULL);
+        assert_json(entry_named(root, "web1"),
+                    "{\"name\":\"web1\",\"origin\":\"config\",\"settings\":{\"minimum_bytes\":"
+                    "268435456},\"reset_pending\":[\"minimum_bytes\"],\"colour\":\"red\"}");
+        json_decref(root);
+
+        /* off: the waiting value is taken; the entry stays for its other member */
+        e->vm.state = VM_OFF;
+        assert_int_equal(apply_reset_pending(&d), 1);
+        root = written(&d, NULL);
+        assert_json(entry_named(root, "web1"),
+                    "{\"name\":\"web1\",\"origin\":\"config\",\"settings\":{},\"colour\":\"red\"}");
+        json_decref(root);
+        /* with nothing else set, a reset of all says what it dropped */
+        e->carried_settings = json_pack("{s:b}", "future_flag", 1);
+        assert_int_equal(
+            apply_reset(&d, e, SETTINGS_ALL, true, note, sizeof(note), warn, sizeof(warn)), 0);
+        assert_string_equal(note, "web1: future_flag (not known to this dynmemd) dropped");
+        stop_daemon(&d);
+        config_free(&d.cfg);
+        config_diag_free(&diag);
+}
+
+/*
+ * Overrides that no longer fit the configuration are dropped at start, and
+ * the settings a newer dynmemd wrote with them; the entry's other members
+ * stay. A created VM the configuration now defines loses all of it.
+ */
+static void carried_settings_go_with_overrides_that_no_longer_fit(void **state)
+{
+        static const char text[] =
+            "{\"version\":1,\"vms\":[{\"name\":\"web1\",\"origin\":\"config\",\"colour\":\"red\","
+            "\"settings\":{\"startup_bytes\":8589934592,\"future_knob\":3}}]}";
+        struct backend b = {.ops = &accepting_ops};
+        struct daemon d = {.backend = &b};
+        struct config_diag diag = {0};
+        struct registry_entry *e;
+        json_t *root;
+
+        assert_int_equal(config_load_string("dynmem.conf", carry_conf, &d.cfg, &diag), 0);
+        e = start_from(&d, text);
+        assert_int_equal(e->overrides, 0);
+        assert_null(e->carried_settings);
+        root = written(&d, NULL);
+        assert_json(root, "{\"version\":1,\"vms\":[{\"name\":\"web1\",\"origin\":\"config\","
+                          "\"settings\":{},\"colour\":\"red\"}]}");
+        json_decref(root);
+
+        /* a reload that defines a created VM of the same name: the file's definition replaces it */
+        e->origin = REGISTRY_CREATED;
+        e->carried_settings = json_pack("{s:i}", "future_knob", 3);
+        apply_config(&d, &d.cfg, false);
+        assert_null(e->carried);
+        assert_null(e->carried_settings);
+        root = written(&d, NULL);
+        assert_json(root, "{\"version\":1,\"vms\":[]}");
+        json_decref(root);
+        stop_daemon(&d);
         config_free(&d.cfg);
         config_diag_free(&diag);
 }
@@ -837,7 +1086,8 @@ static void saved_files_share_one_parser(void **state)
 
 /*
  * Within one version a newer dynmemd may add members (and settings): this one
- * keeps the entry with what it knows and names the rest once, in either file.
+ * keeps the entry with what it knows and names the rest once, in either file;
+ * state.json's are kept aside to be written back.
  */
 static void saved_files_ignore_what_a_newer_dynmemd_added(void **state)
 {
@@ -872,6 +1122,14 @@ static void saved_files_ignore_what_a_newer_dynmemd_added(void **state)
                             "vms[0] (a): member \"colour\", setting \"future_knob\"");
         assert_string_equal(st.ignored.messages[1], "vms[1] (b): setting \"future_knob\"");
         assert_string_equal(st.ignored.messages[2], "member \"future\"");
+        /* and kept, to be written back (what_a_newer_dynmemd_added_is_written_back) */
+        assert_json(st.carried, "{\"future\":{\"a\":1}}");
+        assert_json(st.vms[0].carried, "{\"colour\":\"red\"}");
+        assert_json(st.vms[0].carried_settings, "{\"future_knob\":3}");
+        assert_null(st.vms[1].carried);
+        assert_json(st.vms[1].carried_settings, "{\"future_knob\":{}}");
+        assert_null(st.vms[2].carried);
+        assert_null(st.vms[2].carried_settings);
         state_free(&st);
 
         assert_int_equal(attach_parse(at_text, strlen(at_text), &l, err, sizeof(err)), 0);
@@ -886,9 +1144,10 @@ static void saved_files_ignore_what_a_newer_dynmemd_added(void **state)
         assert_string_equal(l.ignored.messages[1], "member \"later\"");
         attach_list_free(&l);
 
-        /* today's files name nothing */
+        /* today's files name nothing, and nothing is carried */
         assert_int_equal(state_parse("{\"version\":1,\"vms\":[]}", 22, &st, err, sizeof(err)), 0);
         assert_int_equal(st.ignored.n, 0);
+        assert_null(st.carried);
         state_free(&st);
 }
 
@@ -945,6 +1204,9 @@ static void saved_files_of_version_1_still_load(void **state)
         assert_int_equal(st.n, 4);
         assert_int_equal(st.dropped.n, 0);
         assert_int_equal(st.ignored.n, 0);
+        assert_null(st.carried); /* all of it is known: nothing carried */
+        for (size_t i = 0; i < st.n; i++)
+                assert_true(!st.vms[i].carried && !st.vms[i].carried_settings);
         const struct state_vm *app1 = &st.vms[0], *db1 = &st.vms[1], *new1 = &st.vms[2],
                               *web1 = &st.vms[3];
         assert_string_equal(app1->name, "app1");
@@ -1542,6 +1804,10 @@ int main(void)
             cmocka_unit_test(state_refuses_bad_files),
             cmocka_unit_test(state_reset_pending_is_read_leniently),
             cmocka_unit_test(a_waiting_reset_survives_a_restart),
+            cmocka_unit_test(what_a_newer_dynmemd_added_is_written_back),
+            cmocka_unit_test(carried_members_never_replace_known_ones),
+            cmocka_unit_test(a_reset_of_every_setting_drops_what_a_newer_dynmemd_set),
+            cmocka_unit_test(carried_settings_go_with_overrides_that_no_longer_fit),
             cmocka_unit_test(saved_files_share_one_parser),
             cmocka_unit_test(saved_files_ignore_what_a_newer_dynmemd_added),
             cmocka_unit_test(saved_files_of_a_newer_version_fail_whole),

@@ -677,29 +677,98 @@ def a_running_file_set_aside_before_is_kept(bins):
         d.wait_state("web1", "running")
 
 
+def set_aside_files(d):
+    return sorted(n for n in os.listdir(d.state_dir) if ".bad" in n)
+
+
+# What a newer dynmemd may add within version 1: a setting of each JSON type.
+FUTURE_SETTINGS = {"future_str": "s", "future_num": 3, "future_real": 2.5,
+                   "future_obj": {"k": [None, True]}, "future_list": [1, "x", {}]}
+LATER = {"a": [1, "x"], "b": None}
+
+
 @tap.case
-def a_newer_dynmemds_additions_are_ignored_and_named(bins):
-    # A downgrade: a newer dynmemd wrote a member and a setting this one does not know.
-    # The entry is kept with what this one knows; the file as it was is set aside, so
-    # that the next save does not lose the newer dynmemd's additions.
+def a_newer_dynmemds_additions_are_written_back(bins):
+    # A downgrade: a newer dynmemd wrote a member of the file, a member of an entry and
+    # settings this one does not know. The entry is kept with what this one knows; the
+    # additions are named once and written back as they were with every change, beside
+    # what this one writes, so that an upgrade again finds them. Nothing is set aside.
     with Daemon(bins, config()) as d:
-        text = ('{"version": 1, "later": true, "vms": [\n'
-                '  {"name":"web1","origin":"config","colour":"red",'
-                '"settings":{"weight":42,"future_knob":3}}\n]}\n')
-        path = d.write_state("state.json", text)
+        path = d.write_state("state.json", json.dumps({
+            "version": 1, "later": LATER, "vms": [
+                {"name": "web1", "origin": "config", "colour": "red",
+                 "settings": dict(weight=42, **FUTURE_SETTINGS)}]}))
         d.start()
         check(d.vm("web1")["weight"] == 42, "the entry is kept", d.log())
         log = d.log()
-        check(f'{path}: vms[0] (web1): member "colour", setting "future_knob": not known to '
-              "this dynmemd (written by a newer one?); ignored" in log, "named", log)
-        check(f'{path}: member "later": not known' in log, "beside vms too", log)
-        check(f"state file set aside as {path}.bad with what this dynmemd ignores; its 1 "
-              "entries are kept" in log, "set aside", log)
-        with open(path + ".bad") as f:
-            check(f.read() == text, "set aside whole")
+        check(f'{path}: vms[0] (web1): member "colour", setting "future_str", setting '
+              '"future_num", setting "future_real", setting "future_obj", setting '
+              '"future_list": not known to this dynmemd (written by a newer one?); ignored, '
+              "and written back with the state file" in log, "named", log)
+        check(f'{path}: member "later": not known to this dynmemd (written by a newer one?); '
+              "ignored, and written back" in log, "beside vms too", log)
+        d.ok("set", "web1", "--buffer", "30")
+        want = {"version": 1, "later": LATER, "vms": [
+            {"name": "web1", "origin": "config", "colour": "red",
+             "settings": dict(buffer_percent=30, weight=42, **FUTURE_SETTINGS)}]}
+        check(state_file(d) == want, "written back beside the change", state_file(d))
+        check(set_aside_files(d) == [], "nothing set aside", set_aside_files(d))
+        check("set aside" not in d.log(), "nor said to be", d.log())
+        restart(d)
+        check(state_file(d) == want, "and again by the next start", state_file(d))
+        check(d.log_count("not known to this dynmemd") == 4, "named once per start", d.log())
+
+        # a reset of every setting is back to the configuration's values: the newer
+        # dynmemd's settings go too; the entry's other members stay
+        r = d.ok("set", "web1", "--reset", "all")
+        check("future_str, future_num, future_real, future_obj, future_list (not known to "
+              "this dynmemd) dropped" in r.out + r.err, "the reset says so", r)
+        check(state_file(d) == {"version": 1, "later": LATER, "vms": [
+            {"name": "web1", "origin": "config", "settings": {}, "colour": "red"}]},
+            "the unknown settings are gone", state_file(d))
+        check(d.vm("web1")["weight"] == 5000, "the file's weight", d.vm("web1"))
+
+
+@tap.case
+def a_reset_of_some_settings_keeps_a_newer_dynmemds(bins):
+    with Daemon(bins, config()) as d:
+        d.write_state("state.json", json.dumps({"version": 1, "vms": [
+            {"name": "web1", "origin": "config",
+             "settings": {"weight": 42, "buffer_percent": 30, "future_num": 3}}]}))
+        d.start()
+        d.ok("set", "web1", "--reset", "weight,autostart")
         check(state_file(d)["vms"] == [{"name": "web1", "origin": "config",
-                                        "settings": {"weight": 42}}],
-              "what this one knows written back", state_file(d))
+                                        "settings": {"buffer_percent": 30, "future_num": 3}}],
+              "only the named settings go", state_file(d))
+
+
+@tap.case
+def a_removed_vm_takes_a_newer_dynmemds_additions_with_it(bins):
+    # A VM made with dynmem create and deleted, or gone from the configuration: what a
+    # newer dynmemd wrote for it goes with it; the file's own additions stay.
+    with Daemon(bins, config()) as d:
+        d.write_state("state.json", json.dumps({"version": 1, "later": LATER, "vms": [
+            {"name": "db1", "origin": "config", "colour": "blue",
+             "settings": {"future_num": 3}},
+            {"name": "new1", "origin": "created", "autostart": False, "numa": {"node": 1},
+             "settings": {"startup_bytes": 256 * MIB, "future_list": [1, 2]},
+             "backend": {"trace": f"{DATA}/small.csv"}}]}))
+        d.start()
+        check(d.vm("new1")["startup_bytes"] == 256 * MIB, "the created VM is kept", d.log())
+        vms = {v["name"]: v for v in state_file(d)["vms"]}
+        check(vms["new1"].get("numa") == {"node": 1} and
+              vms["new1"]["settings"].get("future_list") == [1, 2], "carried at start", vms)
+        d.ok("delete", "new1")
+        check(state_file(d) == {"version": 1, "later": LATER, "vms": [
+            {"name": "db1", "origin": "config", "colour": "blue",
+             "settings": {"future_num": 3}}]}, "deleted with its additions", state_file(d))
+        d.write_config(config().replace(DB1, ""))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: "db1" not in d.vms(), "db1 to be removed")
+        wait_for(lambda: state_file(d)["vms"] == [], "db1 to leave the state file")
+        check(state_file(d) == {"version": 1, "later": LATER, "vms": []},
+              "the file's own additions stay", state_file(d))
+        check(set_aside_files(d) == [], "nothing set aside", set_aside_files(d))
 
 
 @tap.case
