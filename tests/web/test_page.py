@@ -6,7 +6,8 @@ host, numbers that change, the events, no error and no request beyond
 dynmemd; while dynmemd does not answer, the figures say how old they are,
 and the charts break where the polls were missed. A screenshot is saved in the build directory.
 The configuration's warnings show as `dynmem status` has them, as text, until a
-reload that works reads a file without them.
+reload that works reads a file without them; a reload that failed is flagged in
+the header, in `dynmem status`'s words, until one works.
 
     test_page.py DYNMEMD DYNMEM BUILD_DIR
 
@@ -91,6 +92,10 @@ RELIEF_LAST = 'moving web1 to <img id="pwn10">: short of memory for 90s'
 # A text value holding " #" is a warning that quotes the value: here markup.
 MARKUP_URI = ('libvirt_uri = qemu:///system # <b id="pwn11">b</b> '
               '<script id="pwn12">window.pwned = 1</script>')
+# A value refused is quoted by the failed reload's error: markup too.
+BAD_WEIGHT = '<b id="pwn13">heavy</b> <script id="pwn14">window.pwned = 2</script>'
+# what follows the error in dynmem status's RELOAD FAILED line, and on the page
+KEPT = "; the configuration in force is the one read before"
 
 
 def warned_config(wave, steps, spares):
@@ -106,9 +111,9 @@ def warned_config(wave, steps, spares):
 
 class PageWatch:
     """warnings_check.cjs holding the page at url open: look(label) asks it what the
-    page shows of the configuration's warnings now (after two more polls; the first
-    look is saved as the screenshot shot); finish() ends it and returns its report
-    (script errors, requests beyond dynmemd)."""
+    page shows of the configuration's warnings and of a failed reload now (after two
+    more polls; the first look is saved as the screenshot shot); finish() ends it and
+    returns its report (script errors, requests beyond dynmemd)."""
 
     def __init__(self, modules, url, tmp, shot):
         env = dict(os.environ, PLAYWRIGHT_CORE=os.path.join(modules, "playwright-core"))
@@ -266,7 +271,8 @@ def main():
               "the host line", result["host"])
         # no [peer] sections: no Peers label (the header's flex layout showed it, empty)
         check(result["host"]["peersShown"] is False, "no peers", result["host"])
-        # no relief rule, minimums within memory, the state saved: nothing said of them
+        # no relief rule, minimums within memory, the state saved, no reload (so none
+        # failed): nothing said of them
         check(result["host"]["alertsShown"] == [], "no relief and no warnings", result["host"])
 
     @tap.case
@@ -468,14 +474,49 @@ def main():
                     check(seen["injected"] == [] and seen["ran"] is None,
                           "no markup from the configuration", seen)
                     check(w["titleColor"] == "rgb(198, 40, 40)", "in the warning colour", w)
+                    # started with its file: no reload, so none failed
+                    check(seen["reload"] is not None and not seen["reload"]["shown"],
+                          "no failed reload on a fresh start", seen["reload"])
 
                     # a reload that fails keeps the configuration in force, and its warnings
                     d.write_config(warned_config(wave, steps, 6) +
                                    '\n[vm "bad"]\nweight = heavy\n')
                     d.send(signal.SIGHUP)
                     wait_for(lambda: d.status()["reload_error"], "the failed reload")
-                    kept = watch.look("a failed reload")["warnings"]
+                    seen = watch.look("a failed reload")
+                    kept = seen["warnings"]
                     check(kept == w, "the same warnings after a failed reload", w, kept)
+                    # and the header says the file was refused (the page said nothing of
+                    # it before: the old warnings looked like the file's), in dynmem
+                    # status's words: the error, and that the file read before is in force
+                    error = d.status()["reload_error"]
+                    out = d.ok("status").out
+                    r = seen["reload"]
+                    check(r is not None and r["shown"] and r["label"] == "Reload failed",
+                          "the failed reload flagged", seen)
+                    check(error.startswith(d.conf + ":") and '"heavy"' in error and
+                          r["text"] == error + KEPT and
+                          re.search(r"Config: +RELOAD FAILED: " + re.escape(r["text"]) + "\n",
+                                    out), "the error, as dynmem status has it", r, out)
+                    check(r["color"] == "rgb(255, 180, 168)",
+                          "standing out as the host's other warnings", r)
+
+                    # a reload that fails again, its error quoting markup: shown as text
+                    d.write_config(warned_config(wave, steps, 6) +
+                                   f'\n[vm "bad"]\nweight = {BAD_WEIGHT}\n')
+                    d.send(signal.SIGHUP)
+                    wait_for(lambda: "pwn13" in (d.status()["reload_error"] or ""),
+                             "the second failed reload")
+                    error = d.status()["reload_error"]
+                    seen = watch.look("a failed reload quoting markup")
+                    r = seen["reload"]
+                    check(r["shown"] and r["text"] == error + KEPT and
+                          f'"{BAD_WEIGHT}"' in r["text"], "the new error, its markup as text",
+                          r, error)
+                    check(seen["injected"] == [] and seen["ran"] is None,
+                          "no markup from the reload's error", seen)
+                    check(seen["warnings"] == w, "the warnings in force, still", w,
+                          seen["warnings"])
 
                     # a reload that works: its file's warnings, here one (no "more" line)
                     d.write_config(warned_config(wave, steps, 0))
@@ -488,6 +529,8 @@ def main():
                           one["title"] == "1 warning in the configuration in force:" and
                           one["lines"] == d.status()["config_warnings"] and
                           one["more"] is None, "the one warning, nothing more", one)
+                    check(not seen["reload"]["shown"], "no failed reload after one that works",
+                          seen["reload"])
                     check(seen["injected"] == [] and seen["ran"] is None,
                           "no markup from the configuration", seen)
 
