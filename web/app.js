@@ -1,12 +1,12 @@
 // app.js: dynmemd's live page. Every second it reads /api/v1/vms,
 // /api/v1/counters, /api/v1/status and the new events, redraws the host's figures
-// and warnings (as `dynmem status` has them) and the table, and
-// appends one point to each chart; the VM selected by its name (#vm=NAME)
-// has its details shown, all that `dynmem show` prints. The charts' history (the last ten minutes)
-// lives in this page only; reloading starts them afresh. Where polls are
-// missing (dynmemd did not answer, or the browser held the page back) the
-// lines break instead of joining across the gap. Read-only: it never sends
-// anything but GET.
+// and warnings (a failed reload among them) and the configuration's warnings (as
+// `dynmem status` has them) and the table, and appends one point to each chart; the
+// VM selected by its name (#vm=NAME) has its details shown, all that `dynmem show`
+// prints. The charts' history (the last ten minutes) lives in this page only;
+// reloading starts them afresh. Where polls are missing (dynmemd did not answer, or
+// the browser held the page back) the lines break instead of joining across the gap.
+// Read-only: it never sends anything but GET.
 'use strict';
 
 (function () {
@@ -202,6 +202,31 @@
     };
     warn('host-overcommit', host.overcommitted ? host.overcommit_error : null);
     warn('host-state', host.state_saved === false ? host.state_error : null);
+    // a reload that failed: the file on disk was refused and the one read before stays
+    // in force (its warnings too); gone at the next reload that works
+    warn('host-reload', typeof host.reload_error === 'string'
+      ? host.reload_error + '; the configuration in force is the one read before' : null);
+    showConfigWarnings(host);
+  }
+
+  // The warnings of the configuration in force, as `dynmem status` has them: how many,
+  // the first ones (FILE:LINE: warning: ...) a line each, and how many more the log has.
+  // As text: they quote the file, which may hold anything.
+  function showConfigWarnings(host) {
+    const list = Array.isArray(host.config_warnings) ? host.config_warnings : [];
+    const total = typeof host.config_warning_count === 'number' ? host.config_warning_count : 0;
+    const more = total - list.length;
+    document.getElementById('config-warnings').hidden = total <= 0;
+    document.getElementById('config-warnings-title').textContent = total <= 0 ? ''
+      : total + ' warning' + (total === 1 ? '' : 's') + ' in the configuration in force:';
+    document.getElementById('config-warnings-list').replaceChildren(...list.map((w) => {
+      const li = document.createElement('li');
+      li.textContent = String(w);
+      return li;
+    }));
+    const p = document.getElementById('config-warnings-more');
+    p.hidden = more <= 0;
+    p.textContent = more > 0 ? 'and ' + more + ' more in the log' : '';
   }
 
   // the VM whose details are shown: #vm=NAME in the page's address, null for none

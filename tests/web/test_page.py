@@ -5,6 +5,9 @@ the page and must show a row per VM, a drawn chart per running VM and for the
 host, numbers that change, the events, no error and no request beyond
 dynmemd; while dynmemd does not answer, the figures say how old they are,
 and the charts break where the polls were missed. A screenshot is saved in the build directory.
+The configuration's warnings show as `dynmem status` has them, as text, until a
+reload that works reads a file without them; a reload that failed is flagged in
+the header, in `dynmem status`'s words, until one works.
 
     test_page.py DYNMEMD DYNMEM BUILD_DIR
 
@@ -12,10 +15,14 @@ Prints TAP; exits 77 (skipped) when chromium cannot be installed.
 """
 import json
 import os
+import queue
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from dynmemtest import Tap, check, running, wait_for  # noqa: E402
@@ -80,6 +87,82 @@ EVENT = 'crashed: <img id="pwn6"> & "x"'
 STATE_ERROR = 'cannot write /var/lib/dynmem/<b id="pwn8">x</b>: No space left on device'
 OVERCOMMIT = "the running VMs' minimums (9 GiB in all) exceed memory (8 GiB) & <i id=\"pwn9\">"
 RELIEF_LAST = 'moving web1 to <img id="pwn10">: short of memory for 90s'
+
+
+# A text value holding " #" is a warning that quotes the value: here markup.
+MARKUP_URI = ('libvirt_uri = qemu:///system # <b id="pwn11">b</b> '
+              '<script id="pwn12">window.pwned = 1</script>')
+# A value refused is quoted by the failed reload's error: markup too.
+BAD_WEIGHT = '<b id="pwn13">heavy</b> <script id="pwn14">window.pwned = 2</script>'
+# what follows the error in dynmem status's RELOAD FAILED line, and on the page
+KEPT = "; the configuration in force is the one read before"
+
+
+def warned_config(wave, steps, spares):
+    """CONFIG with a warning for MARKUP_URI and one for each of `spares` VMs whose
+    trace's name holds " #" (the files t # 0.csv, ... beside steps)."""
+    text = CONFIG.format(wave=wave, steps=steps).replace(
+        "http = 127.0.0.1:0", "http = 127.0.0.1:0\n" + MARKUP_URI)
+    for i in range(spares):
+        text += (f'\n[vm "spare{i}"]\nstartup = 512M\n'
+                 f"trace = {os.path.join(os.path.dirname(steps), f't # {i}.csv')}\n")
+    return text
+
+
+class PageWatch:
+    """warnings_check.cjs holding the page at url open: look(label) asks it what the
+    page shows of the configuration's warnings and of a failed reload now (after two
+    more polls; the first look is saved as the screenshot shot); finish() ends it and
+    returns its report (script errors, requests beyond dynmemd)."""
+
+    def __init__(self, modules, url, tmp, shot):
+        env = dict(os.environ, PLAYWRIGHT_CORE=os.path.join(modules, "playwright-core"))
+        self.stderr = open(os.path.join(tmp, "warnings_check.err"), "w+")
+        command = ["node", os.path.join(HERE, "warnings_check.cjs"), url, shot]
+        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.stderr, text=True, env=env)
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _next(self):
+        try:
+            line = self.lines.get(timeout=300)
+        except queue.Empty:
+            line = None
+        check(line, "warnings_check.cjs answered", self.errors())
+        return json.loads(line)
+
+    def errors(self):
+        self.stderr.seek(0)
+        return self.stderr.read()
+
+    def look(self, label):
+        self.proc.stdin.write(label + "\n")
+        self.proc.stdin.flush()
+        seen = self._next()
+        check(seen.get("label") == label, f"the page looked at ({label})", seen,
+              self.errors())
+        return seen
+
+    def finish(self):
+        self.proc.stdin.close()
+        report = self._next()
+        self.proc.wait(timeout=60)
+        return report
+
+    def close(self):
+        """Stop it if it still runs; what it wrote on stderr."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        errors = self.errors()
+        self.stderr.close()
+        return errors
 
 
 def make_fixture(d):
@@ -188,7 +271,8 @@ def main():
               "the host line", result["host"])
         # no [peer] sections: no Peers label (the header's flex layout showed it, empty)
         check(result["host"]["peersShown"] is False, "no peers", result["host"])
-        # no relief rule, minimums within memory, the state saved: nothing said of them
+        # no relief rule, minimums within memory, the state saved, no reload (so none
+        # failed): nothing said of them
         check(result["host"]["alertsShown"] == [], "no relief and no warnings", result["host"])
 
     @tap.case
@@ -350,6 +434,120 @@ def main():
               "the relief rule", host)
         check(r["page"]["alertColor"] == "rgb(255, 180, 168)", "the warnings stand out",
               r["page"]["alertColor"])
+
+    @tap.case
+    def the_configurations_warnings_show_as_text_until_a_reload_clears_them(b):
+        # They were in /api/v1/status but not on the page: only dynmem status and
+        # dynmem top said the configuration warned.
+        with tempfile.TemporaryDirectory() as tmp:
+            wave, steps = write_traces(tmp)
+            for i in range(6):
+                shutil.copy(steps, os.path.join(tmp, f"t # {i}.csv"))
+            with running(b, warned_config(wave, steps, 6)) as d:
+                with open(d.conf) as f:
+                    uri_line = f.read().split("\n").index(MARKUP_URI) + 1
+                h = d.status()
+                check(h["config_warning_count"] == 7 and len(h["config_warnings"]) == 5,
+                      "7 warnings, the first 5 listed", h)
+                watch = PageWatch(modules, h["http_url"], tmp,
+                                  shot.replace(".png", "-warnings.png"))
+                try:
+                    seen = watch.look("seven warnings")
+                    w = seen["warnings"]
+                    check(w is not None and w["shown"], "the warnings shown", seen)
+                    # as dynmem status has them: how many, each line, how many more
+                    out = d.ok("status").out
+                    check(re.search(r"Config: +" + re.escape(w["title"]) + "\n", out) and
+                          w["title"] == "7 warnings in the configuration in force:",
+                          "how many, in dynmem status's words", w, out)
+                    check(w["lines"] == h["config_warnings"] and
+                          all(re.search(r" +" + re.escape(line) + "\n", out)
+                              for line in w["lines"]), "the first 5, as dynmem status lists them",
+                          w, out)
+                    check(w["more"] == "and 2 more in the log" and
+                          re.search(r"\n +and 2 more in the log\n", out),
+                          "how many more than shown", w, out)
+                    # FILE:LINE first, and the value's markup as text
+                    check(w["lines"][0].startswith(f"{d.conf}:{uri_line}: warning: libvirt_uri: ")
+                          and '<b id="pwn11">b</b> <script id="pwn12">window.pwned = 1</script>'
+                          in w["lines"][0], "FILE:LINE and the markup as text", w)
+                    check(seen["injected"] == [] and seen["ran"] is None,
+                          "no markup from the configuration", seen)
+                    check(w["titleColor"] == "rgb(198, 40, 40)", "in the warning colour", w)
+                    # started with its file: no reload, so none failed
+                    check(seen["reload"] is not None and not seen["reload"]["shown"],
+                          "no failed reload on a fresh start", seen["reload"])
+
+                    # a reload that fails keeps the configuration in force, and its warnings
+                    d.write_config(warned_config(wave, steps, 6) +
+                                   '\n[vm "bad"]\nweight = heavy\n')
+                    d.send(signal.SIGHUP)
+                    wait_for(lambda: d.status()["reload_error"], "the failed reload")
+                    seen = watch.look("a failed reload")
+                    kept = seen["warnings"]
+                    check(kept == w, "the same warnings after a failed reload", w, kept)
+                    # and the header says the file was refused (the page said nothing of
+                    # it before: the old warnings looked like the file's), in dynmem
+                    # status's words: the error, and that the file read before is in force
+                    error = d.status()["reload_error"]
+                    out = d.ok("status").out
+                    r = seen["reload"]
+                    check(r is not None and r["shown"] and r["label"] == "Reload failed",
+                          "the failed reload flagged", seen)
+                    check(error.startswith(d.conf + ":") and '"heavy"' in error and
+                          r["text"] == error + KEPT and
+                          re.search(r"Config: +RELOAD FAILED: " + re.escape(r["text"]) + "\n",
+                                    out), "the error, as dynmem status has it", r, out)
+                    check(r["color"] == "rgb(255, 180, 168)",
+                          "standing out as the host's other warnings", r)
+
+                    # a reload that fails again, its error quoting markup: shown as text
+                    d.write_config(warned_config(wave, steps, 6) +
+                                   f'\n[vm "bad"]\nweight = {BAD_WEIGHT}\n')
+                    d.send(signal.SIGHUP)
+                    wait_for(lambda: "pwn13" in (d.status()["reload_error"] or ""),
+                             "the second failed reload")
+                    error = d.status()["reload_error"]
+                    seen = watch.look("a failed reload quoting markup")
+                    r = seen["reload"]
+                    check(r["shown"] and r["text"] == error + KEPT and
+                          f'"{BAD_WEIGHT}"' in r["text"], "the new error, its markup as text",
+                          r, error)
+                    check(seen["injected"] == [] and seen["ran"] is None,
+                          "no markup from the reload's error", seen)
+                    check(seen["warnings"] == w, "the warnings in force, still", w,
+                          seen["warnings"])
+
+                    # a reload that works: its file's warnings, here one (no "more" line)
+                    d.write_config(warned_config(wave, steps, 0))
+                    d.send(signal.SIGHUP)
+                    wait_for(lambda: d.status()["reload_error"] is None and
+                             d.status()["config_warning_count"] == 1, "the reload to one warning")
+                    seen = watch.look("one warning")
+                    one = seen["warnings"]
+                    check(one["shown"] and
+                          one["title"] == "1 warning in the configuration in force:" and
+                          one["lines"] == d.status()["config_warnings"] and
+                          one["more"] is None, "the one warning, nothing more", one)
+                    check(not seen["reload"]["shown"], "no failed reload after one that works",
+                          seen["reload"])
+                    check(seen["injected"] == [] and seen["ran"] is None,
+                          "no markup from the configuration", seen)
+
+                    # a file without warnings: none left on the page
+                    d.write_config(CONFIG.format(wave=wave, steps=steps))
+                    d.send(signal.SIGHUP)
+                    wait_for(lambda: d.status()["config_warning_count"] == 0,
+                             "the reload to no warning")
+                    none = watch.look("no warning")["warnings"]
+                    check(not none["shown"] and none["lines"] == [] and none["more"] is None,
+                          "no warnings shown", none)
+                    report = watch.finish()
+                finally:
+                    errors = watch.close()
+        check("failure" not in report, "the browser run", report.get("failure"), errors)
+        check(report.get("errors") == [], "no script errors", report.get("errors"))
+        check(report.get("foreign") == [], "no request leaves dynmemd", report.get("foreign"))
 
     sys.exit(tap.run(bins))
 
