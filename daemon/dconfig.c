@@ -9,6 +9,8 @@
 #include <grp.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,12 +260,57 @@ int dconfig_check_socket(const char *socket, char *err, size_t errlen)
         return 0;
 }
 
+/* Whether this process may give a file it owns to group gid (chown(2)): as root, or
+ * when gid is one of its groups. */
+static bool group_is_own(gid_t gid)
+{
+        bool own = geteuid() == 0 || getegid() == gid;
+        int n = own ? 0 : getgroups(0, NULL);
+        gid_t *groups = n > 0 ? calloc((size_t)n, sizeof(*groups)) : NULL;
+
+        if (groups)
+                n = getgroups(n, groups);
+        for (int i = 0; groups && i < n && !own; i++)
+                own = groups[i] == gid;
+        free(groups);
+        return own;
+}
+
+int dconfig_socket_group(const char *group, bool named, gid_t *gid, char *msg, size_t len)
+{
+        struct group *gr = getgrnam(group);
+        struct passwd *pw = getpwuid(geteuid());
+        const char *me = pw ? pw->pw_name : "?";
+
+        if (gr && group_is_own(gr->gr_gid)) {
+                *gid = gr->gr_gid;
+                return 1;
+        }
+        if (named && !gr) {
+                snprintf(msg, len, "-g: there is no group %s", group);
+                return -ENOENT;
+        }
+        if (named) {
+                snprintf(msg, len,
+                         "-g: user %s is not in group %s, so it cannot give the control socket to "
+                         "that group (only root can); run dynmemd as a member of %s, or name one "
+                         "of user %s's groups",
+                         me, group, group, me);
+                return -EPERM;
+        }
+        if (!gr)
+                snprintf(msg, len, "no group %s", group);
+        else
+                snprintf(msg, len, "user %s is not in group %s", me, group);
+        return 0;
+}
+
 int dconfig_check_group(const char *group, char *err, size_t errlen)
 {
-        if (!group || getgrnam(group))
-                return 0;
-        snprintf(err, errlen, "-g: there is no group %s", group);
-        return -ENOENT;
+        gid_t gid;
+        int r = group ? dconfig_socket_group(group, true, &gid, err, errlen) : 0;
+
+        return r < 0 ? r : 0;
 }
 
 int dconfig_check_file(const char *path, const char *group, struct config_diag *diag,

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "backend.h"
 #include "config.h"
@@ -67,7 +68,21 @@ int dconfig_check_vms(struct backend *b, const struct config *cfg, struct config
  */
 int dconfig_check_socket(const char *socket, char *err, size_t errlen);
 
-/* -g GROUP given (not NULL) must name a group. Returns 0 or -ENOENT with a sentence in err. */
+/*
+ * The group the control socket is given: group, named with -g (named) or the default.
+ * Unless dynmemd runs as root it may give its socket only to a group it is in. Returns 1
+ * with *gid set; 0 when the socket keeps the group it was made with, so that only root
+ * and dynmemd's user may use it (the default group does not exist, or this user is not
+ * in it), with why in msg ("no group dynmem"); or, for
+ * a group named with -g that does not exist or that this user is not in, -ENOENT or
+ * -EPERM with a sentence in msg.
+ */
+int dconfig_socket_group(const char *group, bool named, gid_t *gid, char *msg, size_t len);
+
+/*
+ * -g GROUP given (not NULL) must name a group this user may give the control socket to
+ * (dconfig_socket_group()). Returns 0, or -ENOENT or -EPERM with a sentence in err.
+ */
 int dconfig_check_group(const char *group, char *err, size_t errlen);
 
 /*
