@@ -462,6 +462,15 @@ def cli_usage_errors_exit_2(bins):
         d.fails("list", "web1", rc=2, contains="takes no VM name")
         d.fails("start", "web1", "--force", rc=2)
         d.fails("show", "-bad", rc=2)
+        # A long option may be shortened while it begins one option alone; one that begins
+        # two is named as such, not as unknown.
+        d.fails("set", "web1", "--b", "30", rc=2,
+                contains="set: option --b is ambiguous: --buffer, --block (dynmem --help)")
+        d.fails("set", "web1", "--m=1G", rc=2,
+                contains="set: option --m is ambiguous: --minimum, --maximum (dynmem --help)")
+        d.fails("set", "web1", "--bogus", rc=2, contains="set: unknown option --bogus")
+        d.ok("set", "web1", "--wei", "4000")
+        check(d.vm("web1")["weight"] == 4000, "--wei is --weight", d.vm("web1"))
 
 
 SLOW = CONFIG.replace("interval = 100ms", "interval = 60s")
