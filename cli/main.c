@@ -469,6 +469,9 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
                 return fail_usage("%s: --name prints the names alone; --json prints the whole VM "
                                   "objects (each has its \"name\"): give one of them",
                                   cmd->name);
+        if (cli->json && strcmp(cmd->name, "top") == 0)
+                return fail_usage("top: --json does not apply to the live view; for programs: "
+                                  "dynmem list --json, or dynmem counters --json --interval 1s");
         if (cli->vm && cli->set && strcmp(cli->set, "balancer") == 0)
                 return fail_usage("%s: --vm needs the vm set", cmd->name);
         return 0;
