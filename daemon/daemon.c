@@ -540,11 +540,12 @@ static void log_started(const struct daemon *d)
                 log_msg(LOG_INFO, "serving HTTP on %s", http_server_url(d->http));
         log_msg(LOG_INFO,
                 "started (version %s): backend %s, policy %s, memory %s, reserve %s, "
-                "interval %s, %zu VMs, listening on %s",
+                "interval %s, %zu VM%s, listening on %s",
                 DYNMEM_VERSION, d->backend_entry->name, d->cfg.host.policy,
                 size_format(d->cfg.host.memory_bytes, mem, sizeof(mem)),
                 size_format(d->cfg.host.reserve_bytes, res, sizeof(res)),
-                duration_format(d->cfg.host.interval_ms, iv, sizeof(iv)), d->reg.n, d->socket_path);
+                duration_format(d->cfg.host.interval_ms, iv, sizeof(iv)), d->reg.n,
+                d->reg.n == 1 ? "" : "s", d->socket_path);
 }
 
 int daemon_init(struct daemon *d, const struct daemon_options *opt)
@@ -804,5 +805,6 @@ void daemon_reload(struct daemon *d)
                 resolver_reload(d->resolver); /* a changed resolv.conf or hosts, even mid-move */
         relief_reload(d);
         daemon_save(d, NULL, 0);
-        log_msg(LOG_INFO, "reloaded %s: %zu VMs", d->config_path, d->reg.n);
+        log_msg(LOG_INFO, "reloaded %s: %zu VM%s", d->config_path, d->reg.n,
+                d->reg.n == 1 ? "" : "s");
 }

@@ -345,10 +345,11 @@ int dconfig_check_file(const char *path, const char *group, struct config_diag *
         if (r == 0)
                 snprintf(summary, len,
                          "%s: configuration OK: backend %s, policy %s, memory %s, "
-                         "reserve %s, %zu VMs",
+                         "reserve %s, %zu VM%s",
                          path, be->name, cfg.host.policy,
                          size_format(cfg.host.memory_bytes, mem, sizeof(mem)),
-                         size_format(cfg.host.reserve_bytes, res, sizeof(res)), cfg.n_vms);
+                         size_format(cfg.host.reserve_bytes, res, sizeof(res)), cfg.n_vms,
+                         cfg.n_vms == 1 ? "" : "s");
         if (b)
                 b->ops->destroy(b);
         *warnings = cfg.warnings;

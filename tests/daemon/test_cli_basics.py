@@ -2,6 +2,7 @@
 """dynmemd and dynmem basics: config check, list/show/status, start/stop, errors."""
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -33,6 +34,17 @@ def config_check_accepts_a_good_file(bins):
     p, conf = check_config(bins, CONFIG)
     check(p.returncode == 0, "dynmemd -n on a good file", p)
     check("configuration OK" in p.stdout and "2 VMs" in p.stdout, "summary line", p)
+
+
+@tap.case
+def one_vm_is_counted_as_one(bins):
+    one = sim_host("4G") + static_vm("web1", "1G", "small.csv")
+    p, conf = check_config(bins, one)
+    check(p.returncode == 0 and p.stdout.endswith(", 1 VM\n"), "dynmemd -n", p)
+    with running(bins, one) as d:
+        check(", 1 VM, listening on " in d.log(), "the start", d.log())
+        d.send(signal.SIGHUP)
+        wait_for(lambda: f"reloaded {d.conf}: 1 VM\n" in d.log(), "the reload")
 
 
 @tap.case
