@@ -160,6 +160,25 @@ def config_check_checks_what_dynmemd_will_need(bins):
               "one that can be is good, and -n creates nothing", p)
         d.socket = socket
 
+        # dynmemd runs without its state directory, saving nothing: a warning
+        state_dir = d.state_dir
+        d.state_dir = f"{blocker}/state"
+        p = check_n("")
+        check(p.returncode == 0 and p.stderr == f"{d.conf}: warning: [host] state_dir "
+              f"{blocker}/state cannot be created: {blocker} is not a directory; dynmemd would "
+              "run, but keep nothing there (what dynmem set and create change would not "
+              "survive a restart)\n" and "configuration OK" in p.stdout,
+              "a state directory that cannot be created", p)
+        p = check_n("backend = qemu\n")
+        check(p.returncode == 0 and p.stderr.endswith("would not survive a restart) and start "
+                                                      "no VM (a VM's console log goes there)\n"),
+              "with backend qemu, no VM could start", p)
+        d.state_dir = f"{d.dir}/new/state"
+        p = check_n("")
+        check(p.returncode == 0 and p.stderr == "" and not os.path.exists(f"{d.dir}/new"),
+              "one that can be is good, and -n creates nothing", p)
+        d.state_dir = state_dir
+
         flat = d.write_file("flat.sh", "#!/bin/sh\n")
         good = d.write_file("good.sh", "#!/bin/sh\n", executable=True)
         p = check_n("policy = exec:/nonexistent/dynmem-policy --fast\n")
