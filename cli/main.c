@@ -358,6 +358,29 @@ static int take_option(struct cli *cli, int key, const char *arg)
 #define SHORTOPTS_MAX 48
 _Static_assert(2 + 2 * N_OPTIONS + 1 <= SHORTOPTS_MAX, "every short option fits shortopts");
 
+/*
+ * Whether arg ("--b", "--b=30") is the start of more than one of longopts, which getopt
+ * takes for any option it alone begins: their names ("--buffer, --block") into names.
+ */
+static bool ambiguous(const char *arg, const struct option *longopts, char *names, size_t len)
+{
+        size_t n, used = 0, found = 0;
+
+        if (strncmp(arg, "--", 2) != 0)
+                return false;
+        arg += 2;
+        n = strcspn(arg, "=");
+        names[0] = '\0';
+        for (const struct option *o = longopts; o->name; o++) {
+                if (strncmp(o->name, arg, n) != 0 || used >= len)
+                        continue;
+                used += (size_t)snprintf(names + used, len - used, "%s--%s", found ? ", " : "",
+                                         o->name);
+                found++;
+        }
+        return found > 1;
+}
+
 /* Parse argv with the options of `allowed`; stop at the first operand when `stop`. */
 static int parse(struct cli *cli, int argc, char **argv, unsigned allowed, bool stop)
 {
@@ -393,8 +416,14 @@ static int parse(struct cli *cli, int argc, char **argv, unsigned allowed, bool 
                 if (c == ':')
                         return fail_usage("%s%soption %s needs a value", cmd, sep,
                                           argv[optind - 1]);
-                if (c == '?')
+                if (c == '?') {
+                        char names[256];
+                        const char *arg = argv[optind - 1];
+                        if (ambiguous(arg, longopts, names, sizeof(names)))
+                                return fail_usage("%s%soption %.*s is ambiguous: %s", cmd, sep,
+                                                  (int)strcspn(arg, "="), arg, names);
                         return fail_usage("%s%sunknown option %s", cmd, sep, argv[optind - 1]);
+                }
                 if (take_option(cli, c, optarg) < 0)
                         return -EINVAL;
         }
@@ -440,6 +469,9 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
                 return fail_usage("%s: --name prints the names alone; --json prints the whole VM "
                                   "objects (each has its \"name\"): give one of them",
                                   cmd->name);
+        if (cli->json && strcmp(cmd->name, "top") == 0)
+                return fail_usage("top: --json does not apply to the live view; for programs: "
+                                  "dynmem list --json, or dynmem counters --json --interval 1s");
         if (cli->vm && cli->set && strcmp(cli->set, "balancer") == 0)
                 return fail_usage("%s: --vm needs the vm set", cmd->name);
         return 0;

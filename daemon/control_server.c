@@ -52,7 +52,7 @@ struct control_server {
         struct evconnlistener *listener;
         struct event *resume_ev;
         char *path;
-        char *group_name;
+        char *readers;
         gid_t read_gid;
         bool read_gid_valid;
         gid_t admin_gid;
@@ -106,19 +106,25 @@ static int bind_socket(const struct control_server_options *opt, const struct so
         old = umask(0117);
         r = bind(fd, (const struct sockaddr *)sa, sizeof(*sa));
         umask(old);
-        if (r == 0 && opt->read_gid_valid && chown(opt->path, (uid_t)-1, opt->read_gid) < 0)
-                r = -1;
-        if (r == 0 && chmod(opt->path, 0660) < 0)
-                r = -1;
-        if (r == 0 && listen(fd, CONTROL_SERVER_BACKLOG) < 0)
-                r = -1;
         if (r < 0) {
                 r = -errno;
                 snprintf(err, errlen, "control socket %s: %s", opt->path, strerror(errno));
                 close(fd);
                 return r;
         }
-        return fd;
+        if (opt->read_gid_valid && chown(opt->path, (uid_t)-1, opt->read_gid) < 0) {
+                r = -errno;
+                snprintf(err, errlen, "control socket %s: cannot give it to %s: %s", opt->path,
+                         opt->readers, strerror(-r));
+        } else if (chmod(opt->path, 0660) < 0 || listen(fd, CONTROL_SERVER_BACKLOG) < 0) {
+                r = -errno;
+                snprintf(err, errlen, "control socket %s: %s", opt->path, strerror(-r));
+        } else {
+                return fd;
+        }
+        unlink(opt->path); /* bound here, of use to no one */
+        close(fd);
+        return r;
 }
 
 static int make_socket(const struct control_server_options *opt, char *err, size_t errlen)
@@ -273,8 +279,8 @@ static void handle_line(struct conn *c, const char *line, size_t len)
         if (!c->may_read) {
                 send_line(c, control_reply_error(EACCES,
                                                  "permission denied: the control socket "
-                                                 "serves root and group %s only",
-                                                 c->srv->group_name));
+                                                 "serves root and %s only",
+                                                 c->srv->readers));
                 c->closing = true;
                 return;
         }
@@ -490,7 +496,7 @@ int control_server_new(struct daemon *d, const struct control_server_options *op
 {
         struct control_server init = {.d = d,
                                       .path = strdup(opt->path),
-                                      .group_name = strdup(opt->group_name),
+                                      .readers = strdup(opt->readers),
                                       .admin_name =
                                           opt->admin_name ? strdup(opt->admin_name) : NULL,
                                       .read_gid = opt->read_gid,
@@ -503,12 +509,12 @@ int control_server_new(struct daemon *d, const struct control_server_options *op
         struct control_server *srv = NULL;
         int fd;
 
-        if (init.path && init.group_name && (init.admin_name || !opt->admin_name))
+        if (init.path && init.readers && (init.admin_name || !opt->admin_name))
                 srv = malloc(sizeof(*srv));
         if (!srv) {
                 /* Not control_server_free(): the socket at path is not ours to remove. */
                 free(init.path);
-                free(init.group_name);
+                free(init.readers);
                 free(init.admin_name);
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
@@ -586,7 +592,7 @@ void control_server_free(struct control_server *s)
         if (s->path)
                 unlink(s->path);
         free(s->path);
-        free(s->group_name);
+        free(s->readers);
         free(s->admin_name);
         free(s);
 }

@@ -36,9 +36,9 @@ struct control_server;
 
 struct control_server_options {
         const char *path;
-        const char *group_name; /* for messages */
+        const char *readers; /* who may read besides root, for messages: "group dynmem" */
         gid_t read_gid;
-        bool read_gid_valid;    /* false: no such group, only root and the daemon's user */
+        bool read_gid_valid;    /* false: no group, only root and the daemon's user ("user NAME") */
         const char *admin_name; /* for messages; NULL: no admin group */
         gid_t admin_gid;
         bool admin_gid_valid;

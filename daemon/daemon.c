@@ -11,6 +11,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,20 +469,32 @@ static void setup_state(struct daemon *d)
         daemon_save(d, NULL, 0);
 }
 
-static int setup_server(struct daemon *d, const char *group)
+/* The control socket, given to group (named: with -g) when dynmemd may give it. */
+static int setup_server(struct daemon *d, const char *group, bool named)
 {
-        struct control_server_options opt = {.path = d->socket_path, .group_name = group};
+        struct control_server_options opt = {.path = d->socket_path};
         const char *admin = d->cfg.host.admin_group;
-        struct group *gr = getgrnam(group);
-        char err[512] = "";
+        char err[512] = "", readers[128];
+        struct passwd *pw;
+        struct group *gr;
         int r;
 
-        if (gr) {
-                opt.read_gid = gr->gr_gid;
-                opt.read_gid_valid = true;
-        } else {
-                log_msg(LOG_INFO, "no group %s: only root may use %s", group, d->socket_path);
+        r = dconfig_socket_group(group, named, &opt.read_gid, err, sizeof(err));
+        if (r < 0) { /* main() checked -g: the group went away since */
+                log_msg(LOG_ERR, "%s", err);
+                return -EINVAL;
         }
+        opt.read_gid_valid = r > 0;
+        pw = getpwuid(geteuid());
+        if (opt.read_gid_valid)
+                snprintf(readers, sizeof(readers), "group %s", group);
+        else
+                snprintf(readers, sizeof(readers), "user %s", pw ? pw->pw_name : "?");
+        opt.readers = readers;
+        if (!opt.read_gid_valid)
+                log_msg(LOG_INFO,
+                        "%s: only root and %s may use %s (-g gives it to a group of this user's)",
+                        err, readers, d->socket_path);
         if (admin && (gr = getgrnam(admin))) { /* dconfig checked that it exists */
                 opt.admin_name = admin;
                 opt.admin_gid = gr->gr_gid;
@@ -530,11 +543,12 @@ static void log_started(const struct daemon *d)
                 log_msg(LOG_INFO, "serving HTTP on %s", http_server_url(d->http));
         log_msg(LOG_INFO,
                 "started (version %s): backend %s, policy %s, memory %s, reserve %s, "
-                "interval %s, %zu VMs, listening on %s",
+                "interval %s, %zu VM%s, listening on %s",
                 DYNMEM_VERSION, d->backend_entry->name, d->cfg.host.policy,
                 size_format(d->cfg.host.memory_bytes, mem, sizeof(mem)),
                 size_format(d->cfg.host.reserve_bytes, res, sizeof(res)),
-                duration_format(d->cfg.host.interval_ms, iv, sizeof(iv)), d->reg.n, d->socket_path);
+                duration_format(d->cfg.host.interval_ms, iv, sizeof(iv)), d->reg.n,
+                d->reg.n == 1 ? "" : "s", d->socket_path);
 }
 
 int daemon_init(struct daemon *d, const struct daemon_options *opt)
@@ -561,7 +575,7 @@ int daemon_init(struct daemon *d, const struct daemon_options *opt)
                 return r;
         d->speed = d->backend_entry->clock_speed ? d->backend_entry->clock_speed(&d->cfg) : 1.0;
         d->mono_base_ms = mono_ms_exact();
-        r = setup_server(d, group);
+        r = setup_server(d, group, opt->group != NULL);
         if (r < 0 || (r = events_new(0, &d->events)) < 0 || (r = http_setup(d)) < 0)
                 return r;
         apply_config(d, &d->cfg, true);
@@ -795,5 +809,6 @@ void daemon_reload(struct daemon *d)
                 resolver_reload(d->resolver); /* a changed resolv.conf or hosts, even mid-move */
         relief_reload(d);
         daemon_save(d, NULL, 0);
-        log_msg(LOG_INFO, "reloaded %s: %zu VMs", d->config_path, d->reg.n);
+        log_msg(LOG_INFO, "reloaded %s: %zu VM%s", d->config_path, d->reg.n,
+                d->reg.n == 1 ? "" : "s");
 }

@@ -9,6 +9,8 @@
 #include <grp.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,11 +215,47 @@ int dconfig_check_vms(struct backend *b, const struct config *cfg, struct config
         return r;
 }
 
+/* What stops a directory from being used or made (dir_usable()). */
+enum dir_problem {
+        DIR_USABLE,
+        DIR_STAT_FAILED, /* a folder on the way cannot be looked at */
+        DIR_NOT_A_DIR,   /* the deepest that exists is not a directory */
+        DIR_READ_ONLY,   /* the deepest that exists may not be written (by this user) */
+};
+
+/*
+ * Whether directory dir exists and may be written, or can be created: the deepest
+ * folder of it that exists is a directory this user may write. Nothing is created.
+ * Returns DIR_USABLE, or the problem with the folder in question in at and the errno in
+ * *err; *missing: whether dir itself is still to be created.
+ */
+static enum dir_problem dir_usable(const char *dir, char *at, size_t len, bool *missing, int *err)
+{
+        char walk[PATH_MAX];
+        struct stat st;
+
+        snprintf(at, len, "%s", dir);
+        while (stat(at, &st) < 0) {
+                *err = errno;
+                if ((*err != ENOENT && *err != ENOTDIR) || strcmp(at, "/") == 0)
+                        return DIR_STAT_FAILED;
+                snprintf(walk, sizeof(walk), "%s", at);
+                snprintf(at, len, "%s", dirname(walk));
+        }
+        *missing = strcmp(at, dir) != 0;
+        *err = ENOTDIR;
+        if (!S_ISDIR(st.st_mode))
+                return DIR_NOT_A_DIR;
+        *err = faccessat(AT_FDCWD, at, W_OK | X_OK, AT_EACCESS) < 0 ? errno : 0;
+        return *err ? DIR_READ_ONLY : DIR_USABLE;
+}
+
 int dconfig_check_socket(const char *socket, char *err, size_t errlen)
 {
         struct sockaddr_un sa;
         char dir[PATH_MAX], at[PATH_MAX];
-        struct stat st;
+        bool missing = false;
+        int e = 0;
 
         if (strlen(socket) >= sizeof(sa.sun_path) || strlen(socket) >= sizeof(dir)) {
                 snprintf(err, errlen, "control socket path %s is longer than %zu bytes", socket,
@@ -225,45 +263,116 @@ int dconfig_check_socket(const char *socket, char *err, size_t errlen)
                 return -ENAMETOOLONG;
         }
         memcpy(dir, socket, strlen(socket) + 1);
-        snprintf(at, sizeof(at), "%s", dirname(dir));
-        /* The deepest folder on the way that exists: the rest is to be created in it. */
-        while (stat(at, &st) < 0) {
-                if ((errno != ENOENT && errno != ENOTDIR) || strcmp(at, "/") == 0) {
-                        snprintf(err, errlen, "the directory of %s: %s: %s", socket, at,
-                                 strerror(errno));
-                        return -errno;
-                }
-                memcpy(dir, at, strlen(at) + 1);
-                snprintf(at, sizeof(at), "%s", dirname(dir));
-        }
-        memcpy(dir, socket, strlen(socket) + 1);
-        bool exists = strcmp(at, dirname(dir)) == 0;
-        if (!S_ISDIR(st.st_mode)) {
+        switch (dir_usable(dirname(dir), at, sizeof(at), &missing, &e)) {
+        case DIR_USABLE:
+                return 0;
+        case DIR_STAT_FAILED:
+                snprintf(err, errlen, "the directory of %s: %s: %s", socket, at, strerror(e));
+                break;
+        case DIR_NOT_A_DIR:
                 snprintf(err, errlen,
                          "the directory of %s cannot be created: %s is not a directory", socket,
                          at);
-                return -ENOTDIR;
+                break;
+        case DIR_READ_ONLY:
+                snprintf(err, errlen, "%s%s cannot be created in %s (by this user): %s",
+                         missing ? "the directory of " : "", socket, at, strerror(e));
+                break;
         }
-        if (faccessat(AT_FDCWD, at, W_OK | X_OK, AT_EACCESS) < 0) {
-                int e = errno;
-                if (exists)
-                        snprintf(err, errlen, "%s cannot be created in %s (by this user): %s",
-                                 socket, at, strerror(e));
+        return -e;
+}
+
+bool dconfig_state_dir_unusable(const char *state_dir, bool qemu, char *msg, size_t len)
+{
+        const char *then = qemu ? "dynmemd would run, but keep nothing there (what dynmem set "
+                                  "and create change would not survive a restart) and start no "
+                                  "VM (a VM's console log goes there)"
+                                : "dynmemd would run, but keep nothing there (what dynmem set "
+                                  "and create change would not survive a restart)";
+        char at[PATH_MAX];
+        bool missing = false;
+        int e = 0;
+
+        switch (dir_usable(state_dir, at, sizeof(at), &missing, &e)) {
+        case DIR_USABLE:
+                return false;
+        case DIR_STAT_FAILED:
+                snprintf(msg, len, "warning: [host] state_dir %s: %s: %s; %s", state_dir, at,
+                         strerror(e), then);
+                break;
+        case DIR_NOT_A_DIR:
+                snprintf(msg, len,
+                         "warning: [host] state_dir %s cannot be created: %s is not a "
+                         "directory; %s",
+                         state_dir, at, then);
+                break;
+        case DIR_READ_ONLY:
+                if (missing)
+                        snprintf(msg, len,
+                                 "warning: [host] state_dir %s cannot be created in %s (by this "
+                                 "user): %s; %s",
+                                 state_dir, at, strerror(e), then);
                 else
-                        snprintf(err, errlen,
-                                 "the directory of %s cannot be created in %s (by this user): %s",
-                                 socket, at, strerror(e));
-                return -e;
+                        snprintf(msg, len,
+                                 "warning: [host] state_dir %s may not be written (by this "
+                                 "user): %s; %s",
+                                 state_dir, strerror(e), then);
+                break;
         }
+        return true;
+}
+
+/* Whether this process may give a file it owns to group gid (chown(2)): as root, or
+ * when gid is one of its groups. */
+static bool group_is_own(gid_t gid)
+{
+        bool own = geteuid() == 0 || getegid() == gid;
+        int n = own ? 0 : getgroups(0, NULL);
+        gid_t *groups = n > 0 ? calloc((size_t)n, sizeof(*groups)) : NULL;
+
+        if (groups)
+                n = getgroups(n, groups);
+        for (int i = 0; groups && i < n && !own; i++)
+                own = groups[i] == gid;
+        free(groups);
+        return own;
+}
+
+int dconfig_socket_group(const char *group, bool named, gid_t *gid, char *msg, size_t len)
+{
+        struct group *gr = getgrnam(group);
+        struct passwd *pw = getpwuid(geteuid());
+        const char *me = pw ? pw->pw_name : "?";
+
+        if (gr && group_is_own(gr->gr_gid)) {
+                *gid = gr->gr_gid;
+                return 1;
+        }
+        if (named && !gr) {
+                snprintf(msg, len, "-g: there is no group %s", group);
+                return -ENOENT;
+        }
+        if (named) {
+                snprintf(msg, len,
+                         "-g: user %s is not in group %s, so it cannot give the control socket to "
+                         "that group (only root can); run dynmemd as a member of %s, or name one "
+                         "of user %s's groups",
+                         me, group, group, me);
+                return -EPERM;
+        }
+        if (!gr)
+                snprintf(msg, len, "no group %s", group);
+        else
+                snprintf(msg, len, "user %s is not in group %s", me, group);
         return 0;
 }
 
 int dconfig_check_group(const char *group, char *err, size_t errlen)
 {
-        if (!group || getgrnam(group))
-                return 0;
-        snprintf(err, errlen, "-g: there is no group %s", group);
-        return -ENOENT;
+        gid_t gid;
+        int r = group ? dconfig_socket_group(group, true, &gid, err, errlen) : 0;
+
+        return r < 0 ? r : 0;
 }
 
 int dconfig_check_file(const char *path, const char *group, struct config_diag *diag,
@@ -286,6 +395,10 @@ int dconfig_check_file(const char *path, const char *group, struct config_diag *
                 config_diag_add(diag, path, 0, "[host] socket: %s", err);
                 bad = -EINVAL;
         }
+        char warn[PATH_MAX * 2 + 256];
+        if (dconfig_state_dir_unusable(cfg.host.state_dir, strcmp(cfg.host.backend, "qemu") == 0,
+                                       warn, sizeof(warn)))
+                config_diag_add(&cfg.warnings, path, 0, "%s", warn);
         be = backends_find(cfg.host.backend);
         env.state_dir = cfg.host.state_dir;
         r = be->create(&cfg, &env, &b, err, sizeof(err));
@@ -298,10 +411,11 @@ int dconfig_check_file(const char *path, const char *group, struct config_diag *
         if (r == 0)
                 snprintf(summary, len,
                          "%s: configuration OK: backend %s, policy %s, memory %s, "
-                         "reserve %s, %zu VMs",
+                         "reserve %s, %zu VM%s",
                          path, be->name, cfg.host.policy,
                          size_format(cfg.host.memory_bytes, mem, sizeof(mem)),
-                         size_format(cfg.host.reserve_bytes, res, sizeof(res)), cfg.n_vms);
+                         size_format(cfg.host.reserve_bytes, res, sizeof(res)), cfg.n_vms,
+                         cfg.n_vms == 1 ? "" : "s");
         if (b)
                 b->ops->destroy(b);
         *warnings = cfg.warnings;

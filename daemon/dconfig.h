@@ -5,8 +5,8 @@
  * hostmem_reserve_default()), warns when a given memory and the reserve
  * exceed MemTotal, checks that the backend exists in this build,
  * checks that an exec: policy's program can be run, and has the backend
- * check every VM's backend keys; for `dynmemd -n` also -g's group and the
- * control socket's directory. Problems go to a
+ * check every VM's backend keys; for `dynmemd -n` also -g's group, the
+ * control socket's directory and (a warning) the state directory. Problems go to a
  * config_diag as "FILE:LINE: message" (or "FILE: message").
  */
 #ifndef DYNMEM_DCONFIG_H
@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "backend.h"
 #include "config.h"
@@ -67,12 +68,35 @@ int dconfig_check_vms(struct backend *b, const struct config *cfg, struct config
  */
 int dconfig_check_socket(const char *socket, char *err, size_t errlen);
 
-/* -g GROUP given (not NULL) must name a group. Returns 0 or -ENOENT with a sentence in err. */
+/*
+ * The group the control socket is given: group, named with -g (named) or the default.
+ * Unless dynmemd runs as root it may give its socket only to a group it is in. Returns 1
+ * with *gid set; 0 when the socket keeps the group it was made with, so that only root
+ * and dynmemd's user may use it (the default group does not exist, or this user is not
+ * in it), with why in msg ("no group dynmem"); or, for
+ * a group named with -g that does not exist or that this user is not in, -ENOENT or
+ * -EPERM with a sentence in msg.
+ */
+int dconfig_socket_group(const char *group, bool named, gid_t *gid, char *msg, size_t len);
+
+/*
+ * For `dynmemd -n`: whether the state directory may not be written, or cannot be
+ * created, by the user this runs as. dynmemd runs without it (its state is not saved;
+ * with backend qemu, VMs cannot start), so this is a warning: true with "warning: ..."
+ * (and what follows, for backend qemu when qemu) in msg.
+ */
+bool dconfig_state_dir_unusable(const char *state_dir, bool qemu, char *msg, size_t len);
+
+/*
+ * -g GROUP given (not NULL) must name a group this user may give the control socket to
+ * (dconfig_socket_group()). Returns 0, or -ENOENT or -EPERM with a sentence in err.
+ */
 int dconfig_check_group(const char *group, char *err, size_t errlen);
 
 /*
  * Everything `dynmemd -n` checks: -g's group (NULL: not given), load, the
- * control socket's directory, create the backend, check the VMs. On
+ * control socket's directory, the state directory (a warning), create the backend,
+ * check the VMs. On
  * success writes one line describing the config into summary. The file's
  * warnings (struct config's) are handed to warnings (empty when the file
  * could not be read).

@@ -304,6 +304,7 @@ struct parse_state {
         unsigned line;
         bool line_continues; /* the last line read started with white space */
         bool overlong;
+        unsigned unclosed_line; /* the first section header without ']', reported */
         /* section tracking */
         char section_raw[CONFIG_VALUE_MAX];
         enum section section;
@@ -349,8 +350,25 @@ static void notice_section(struct parse_state *ps, const char *line)
         if (*p != '[' || (p > line && ps->last_key[0]))
                 return;
         const char *end = strchr(p, ']');
-        if (!end)
-                return; /* inih reports the syntax error */
+        if (!end) {
+                /* inih reports it only once the file is read, after what follows from it:
+                 * said here, in its place, and the keys below it are not read as keys of
+                 * the section before */
+                int n = (int)strcspn(p, "\r");
+                while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+                        n--;
+                diag(ps, ps->line,
+                     "syntax error: \"%.*s\" has no ']' closing the section name; the keys "
+                     "after it are ignored up to the next section",
+                     n, p);
+                if (!ps->unclosed_line)
+                        ps->unclosed_line = ps->line;
+                ps->section = SECTION_BAD;
+                ps->section_raw[0] = ps->last_key[0] = '\0';
+                ps->vm = NULL;
+                ps->peer = NULL;
+                return;
+        }
         char name[CONFIG_VALUE_MAX];
         size_t n = (size_t)(end - p - 1);
         if (n >= sizeof(name))
@@ -1050,7 +1068,7 @@ static int load(struct parse_state *ps, struct config *ret)
                 seen_reset(&ps->seen[i]);
         if (r == -2) {
                 diag(ps, 0, "out of memory");
-        } else if (r > 0) {
+        } else if (r > 0 && (unsigned)r != ps->unclosed_line) {
                 diag(ps, (unsigned)r, "syntax error (expected [section] or key = value)");
         }
         check_whole(ps);

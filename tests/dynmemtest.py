@@ -391,11 +391,30 @@ class Daemon:
         except KeyError:
             raise Skip("no user dynmem or group kvm (scripts/deps.sh creates them: "
                        "systemd-sysusers daemon/sysusers.conf)") from None
+        self._give_dir(user)
+        self.prefix = UNIT
+        return user
+
+    def as_user(self, name):
+        """Start dynmemd as an ordinary user, as an operator trying it out starts it: that
+        user and its own group alone, no capability, in a folder that is the user's.
+        Returns the user's passwd entry. Raises Skip where that cannot be done (not root,
+        under DYNMEM_DAEMON_WRAPPER)."""
+        import pwd
+        if os.geteuid() != 0:
+            raise Skip("needs root (setpriv starts dynmemd as another user)")
+        if WRAPPER:
+            raise Skip(f"{os.path.basename(WRAPPER[0])} would run setpriv, not dynmemd")
+        user = pwd.getpwnam(name)
+        self._give_dir(user)
+        self.prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
+                       "--clear-groups"]
+        return user
+
+    def _give_dir(self, user):
         for top, dirs, files in os.walk(self.dir):
             for name in dirs + files + [""]:
                 os.lchown(os.path.join(top, name), user.pw_uid, user.pw_gid)
-        self.prefix = UNIT
-        return user
 
     def start(self, expect_ready=True):
         args = WRAPPER + self.prefix + [self.dynmemd, "-d", "-f", self.conf] + self.extra_args

@@ -2,6 +2,7 @@
 """dynmemd and dynmem basics: config check, list/show/status, start/stop, errors."""
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -33,6 +34,17 @@ def config_check_accepts_a_good_file(bins):
     p, conf = check_config(bins, CONFIG)
     check(p.returncode == 0, "dynmemd -n on a good file", p)
     check("configuration OK" in p.stdout and "2 VMs" in p.stdout, "summary line", p)
+
+
+@tap.case
+def one_vm_is_counted_as_one(bins):
+    one = sim_host("4G") + static_vm("web1", "1G", "small.csv")
+    p, conf = check_config(bins, one)
+    check(p.returncode == 0 and p.stdout.endswith(", 1 VM\n"), "dynmemd -n", p)
+    with running(bins, one) as d:
+        check(", 1 VM, listening on " in d.log(), "the start", d.log())
+        d.send(signal.SIGHUP)
+        wait_for(lambda: f"reloaded {d.conf}: 1 VM\n" in d.log(), "the reload")
 
 
 @tap.case
@@ -147,6 +159,25 @@ def config_check_checks_what_dynmemd_will_need(bins):
         check(p.returncode == 0 and not os.path.exists(os.path.join(d.dir, "new")),
               "one that can be is good, and -n creates nothing", p)
         d.socket = socket
+
+        # dynmemd runs without its state directory, saving nothing: a warning
+        state_dir = d.state_dir
+        d.state_dir = f"{blocker}/state"
+        p = check_n("")
+        check(p.returncode == 0 and p.stderr == f"{d.conf}: warning: [host] state_dir "
+              f"{blocker}/state cannot be created: {blocker} is not a directory; dynmemd would "
+              "run, but keep nothing there (what dynmem set and create change would not "
+              "survive a restart)\n" and "configuration OK" in p.stdout,
+              "a state directory that cannot be created", p)
+        p = check_n("backend = qemu\n")
+        check(p.returncode == 0 and p.stderr.endswith("would not survive a restart) and start "
+                                                      "no VM (a VM's console log goes there)\n"),
+              "with backend qemu, no VM could start", p)
+        d.state_dir = f"{d.dir}/new/state"
+        p = check_n("")
+        check(p.returncode == 0 and p.stderr == "" and not os.path.exists(f"{d.dir}/new"),
+              "one that can be is good, and -n creates nothing", p)
+        d.state_dir = state_dir
 
         flat = d.write_file("flat.sh", "#!/bin/sh\n")
         good = d.write_file("good.sh", "#!/bin/sh\n", executable=True)
@@ -462,6 +493,15 @@ def cli_usage_errors_exit_2(bins):
         d.fails("list", "web1", rc=2, contains="takes no VM name")
         d.fails("start", "web1", "--force", rc=2)
         d.fails("show", "-bad", rc=2)
+        # A long option may be shortened while it begins one option alone; one that begins
+        # two is named as such, not as unknown.
+        d.fails("set", "web1", "--b", "30", rc=2,
+                contains="set: option --b is ambiguous: --buffer, --block (dynmem --help)")
+        d.fails("set", "web1", "--m=1G", rc=2,
+                contains="set: option --m is ambiguous: --minimum, --maximum (dynmem --help)")
+        d.fails("set", "web1", "--bogus", rc=2, contains="set: unknown option --bogus")
+        d.ok("set", "web1", "--wei", "4000")
+        check(d.vm("web1")["weight"] == 4000, "--wei is --weight", d.vm("web1"))
 
 
 SLOW = CONFIG.replace("interval = 100ms", "interval = 60s")

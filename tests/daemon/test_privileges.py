@@ -7,7 +7,9 @@ group it needs instead); run as the unit runs it (user dynmem in groups dynmem a
 with CAP_SETUID and CAP_SETGID, no_new_privs) it keeps those groups and no capability,
 and its exec: policy has none either; QEMU never runs as root (a qemu_user that is root
 or missing refuses every start, and is said), and without those capabilities it runs as
-dynmemd's own user, which is said; a user libvirt's socket refuses is told the group."""
+dynmemd's own user, which is said; a user libvirt's socket refuses is told the group; run
+by hand as an ordinary user outside group dynmem it serves root and that user (a group
+named with -g must be one of the user's)."""
 import grp
 import os
 import re
@@ -16,8 +18,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import (Skip, Tap, check, main, need_root, running, sim_host,  # noqa: E402
-                        static_vm, wait_for)
+from dynmemtest import (Daemon, Skip, Tap, check, main, need_root, running,  # noqa: E402
+                        sim_host, static_vm, wait_for)
 
 tap = Tap()
 
@@ -224,6 +226,60 @@ def without_capabilities_qemu_runs_as_dynmemds_own_user(bins):
     with r as d:
         check(f"QEMU runs as dynmemd's own user {user.pw_name} (uid {user.pw_uid})" in d.log(),
               "said at start", d.log())
+
+
+def need_group_dynmem():
+    try:
+        grp.getgrnam("dynmem")
+    except KeyError:
+        raise Skip("no group dynmem (scripts/deps.sh creates it: systemd-sysusers "
+                   "daemon/sysusers.conf)") from None
+
+
+@tap.case
+def as_an_ordinary_user_outside_group_dynmem_it_serves_that_user(bins):
+    need_group_dynmem()
+    r = running(bins, "memory = 4G\n")
+    try:
+        user = r.d.as_user("nobody")
+    except Skip:
+        r.d.cleanup()
+        raise
+    with r as d:
+        check("user nobody is not in group dynmem: only root and user nobody may use "
+              f"{d.socket} (-g gives it to a group of this user's)" in d.log(), "said at start",
+              d.log())
+        check(os.stat(d.socket).st_gid == user.pw_gid, "the socket keeps its own group",
+              os.stat(d.socket))
+        r = d.cli("list", user="nobody")
+        check(r.rc == 0, "its user may use it", r)
+        # another user of the socket's group may connect, and is told who may use it
+        r = subprocess.run(["setpriv", "--reuid=daemon", f"--regid={user.pw_gid}",
+                            "--clear-groups", d.dynmem, "--socket", d.socket, "list"],
+                           capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+        check(r.returncode == 1 and r.stderr == "dynmem: permission denied: the control socket "
+              "serves root and user nobody only\n", "others are refused", r)
+
+
+@tap.case
+def a_group_named_with_g_must_be_one_of_the_users(bins):
+    with Daemon(bins, "memory = 4G\n") as d:
+        d.as_user("nobody")
+        said = ("dynmemd: -g: user nobody is not in group staff, so it cannot give the control "
+                "socket to that group (only root can); run dynmemd as a member of staff, or "
+                "name one of user nobody's groups\n")
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
+        p = subprocess.run(d.prefix + [d.dynmemd, "-n", "-f", d.conf, "-g", "staff"],
+                           capture_output=True, text=True, timeout=60, env=env)
+        check(p.returncode == 2 and said in p.stderr, "dynmemd -n", p)
+        p = subprocess.run(d.prefix + [d.dynmemd, "-d", "-f", d.conf, "-g", "staff"],
+                           capture_output=True, text=True, timeout=60, env=env)
+        check(p.returncode == 2 and p.stderr == said, "a start", p)
+        check(not os.path.exists(d.socket), "no socket is left", d.socket)
+        p = subprocess.run(d.prefix + [d.dynmemd, "-n", "-f", d.conf, "-g", "nogroup"],
+                           capture_output=True, text=True, timeout=60, env=env)
+        check(p.returncode == 0, "its own group may be named", p)
 
 
 if __name__ == "__main__":

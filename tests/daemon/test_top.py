@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """dynmem top in a real terminal (tmux): it draws the VMs sorted by pressure,
 highest first, redraws, quits on q and on Ctrl-C, and leaves the terminal as
-it found it (main screen, echo and line editing back on)."""
+it found it (main screen, echo and line editing back on); --json is refused."""
 import os
 import shutil
 import subprocess
@@ -266,12 +266,28 @@ def a_warning_line_shows_what_status_warns_of(bins):
 @tap.case
 def it_needs_a_terminal(bins):
     with running(bins, CONFIG) as d:
-        for args in (["top"], ["top", "--json"]):
-            r = d.cli(*args)
-            check(r.rc == 2 and r.out == "" and r.err ==
-                  "dynmem: top needs a terminal, and its standard output is not one: use dynmem "
-                  "list (--json for programs) or dynmem counters --interval 1s "
-                  "(dynmem --help)\n", "a usage error (2) that says what to use instead", args, r)
+        r = d.cli("top")
+        check(r.rc == 2 and r.out == "" and r.err ==
+              "dynmem: top needs a terminal, and its standard output is not one: use dynmem "
+              "list (--json for programs) or dynmem counters --interval 1s "
+              "(dynmem --help)\n", "a usage error (2) that says what to use instead", r)
+
+
+@tap.case
+def json_is_refused_rather_than_ignored(bins):
+    with running(bins, CONFIG) as d:
+        said = ("dynmem: top: --json does not apply to the live view; for programs: dynmem list "
+                "--json, or dynmem counters --json --interval 1s (dynmem --help)")
+        r = d.cli("top", "--json")
+        check(r.rc == 2 and r.out == "" and r.err == said + "\n", "without a terminal", r)
+        # on a terminal too, instead of drawing the live view
+        t = Tmux(f"{d.dynmem} --socket {d.socket} top --json",
+                 dict(os.environ, TERM="xterm-256color"), width=200)
+        try:
+            wait_for(lambda: t.exit_status() is not None, "top --json to exit")
+            check(t.exit_status() == 2 and said in t.screen(), "on a terminal", t.screen())
+        finally:
+            t.close()
 
 
 if __name__ == "__main__":

@@ -640,6 +640,23 @@ static void syntax_errors(void **state)
 {
         expect_error_at("[host]\nmemory 1G\n", 2, "syntax error");
         expect_error_at("[host\nmemory = 1G\n", 1, "syntax error");
+        /* A header without ']' is said first, in its place, and once; the keys after it are
+         * neither keys of no section nor of the section before. */
+        assert_int_equal(expect_error_at("[host]\nmemory = 1G\n[vm \"a\"\nstartup = 512M\n"
+                                         "[sim]\nseed = 3\n",
+                                         3,
+                                         "syntax error: \"[vm \"a\"\" has no ']' closing the "
+                                         "section name; the keys after it are ignored up to "
+                                         "the next section"),
+                         1);
+        struct config_diag unclosed = {0};
+        struct config ignored;
+        assert_int_equal(config_load_string("t.ini", "[host\r\nmemory = 1G\nbackend = sim\n",
+                                            &ignored, &unclosed),
+                         -EINVAL);
+        assert_int_equal(unclosed.count, 1);
+        assert_non_null(tu_diag_find(&unclosed, "t.ini:1: ", "\"[host\" has no ']'"));
+        config_diag_free(&unclosed);
         /* What follows a section header on its line would be dropped unseen. */
         expect_error_at("[host] memory = 1G\n", 1,
                         "\"memory = 1G\" after [host] (a key goes on a line of its own)");
