@@ -503,6 +503,71 @@ def test_report_unwritable():
     assert r.stdout == "", r.stdout
 
 
+def outputs_dir(name):
+    """An empty directory for the outputs of one case."""
+    path = os.path.join(TMP, name)
+    os.makedirs(path)
+    return path
+
+
+def test_no_output_left_by_a_run_that_cannot_write_another():
+    # The timeline was created (an older one emptied) before the report's path was found
+    # unwritable, and left so.
+    out = outputs_dir("outputs-unwritable")
+    timeline = os.path.join(out, "t.csv")
+    r = run(SMALL, "--timeline", timeline, "--report", "/nonexistent-dir/r.html")
+    expect_exit(r, 1, "/nonexistent-dir/r.html: No such file or directory")
+    assert os.listdir(out) == [], os.listdir(out)
+    with open(timeline, "w", encoding="utf-8") as f:
+        f.write("an older timeline\n")
+    r = run(SMALL, "--timeline", timeline, "--report", "/nonexistent-dir/r.html")
+    expect_exit(r, 1, "/nonexistent-dir/r.html")
+    with open(timeline, encoding="utf-8") as f:
+        assert f.read() == "an older timeline\n"
+    assert os.listdir(out) == ["t.csv"], os.listdir(out)
+
+
+def test_no_output_left_by_a_run_that_is_killed():
+    # Killed half-way (here by its own policy): the report was left empty and the
+    # timeline half-written, in place of the older ones.
+    out = outputs_dir("outputs-killed")
+    timeline, report = os.path.join(out, "t.csv"), os.path.join(out, "r.html")
+    r = run(SMALL, "--timeline", timeline, "--report", report, "--policy",
+            "exec:kill -9 $PPID")
+    assert r.returncode == -9, (r.returncode, r.stderr)
+    assert os.listdir(out) == [], os.listdir(out)
+    for path in (timeline, report):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("older\n")
+    r = run(SMALL, "--timeline", timeline, "--report", report, "--policy",
+            "exec:kill -9 $PPID")
+    assert r.returncode == -9, (r.returncode, r.stderr)
+    for path in (timeline, report):
+        with open(path, encoding="utf-8") as f:
+            assert f.read() == "older\n", path
+    assert sorted(os.listdir(out)) == ["r.html", "t.csv"], os.listdir(out)
+
+
+def test_outputs_replace_older_files_whole():
+    out = outputs_dir("outputs-replaced")
+    timeline, report = os.path.join(out, "t.csv"), os.path.join(out, "r.html")
+    for path in (timeline, report):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("older\n" * 100000)
+    r = run(SMALL, "--timeline", timeline, "--report", report)
+    assert r.returncode == 0, r.stderr
+    with open(timeline, encoding="utf-8") as f:
+        assert f.read().startswith("seconds,vm,state,")
+    with open(report, encoding="utf-8") as f:
+        text = f.read()
+    assert text.startswith("<!DOCTYPE html>") and text.endswith("</html>\n"), text[-40:]
+    assert sorted(os.listdir(out)) == ["r.html", "t.csv"], os.listdir(out)
+    # Created as fopen() creates a file: 0666 less the umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(report).st_mode & 0o777 == 0o666 & ~umask, oct(os.stat(report).st_mode)
+
+
 # ---- policies ----
 
 def test_static_never_resizes():

@@ -224,6 +224,22 @@ def test_report_unwritable():
     assert r.stdout == "", r.stdout
 
 
+def test_a_failed_sweep_leaves_an_older_report_as_it_was():
+    # A worker killed (here by its policy): the sweep fails, and its report, opened
+    # before, was left empty in place of the older one.
+    out = os.path.join(TMP, "failed-sweep")
+    os.makedirs(out)
+    report = os.path.join(out, "sweep.html")
+    with open(report, "w", encoding="utf-8") as f:
+        f.write("older\n")
+    r = run(SMALL, "--sweep", "memory=2G:3G:1G", "--policy", "exec:kill -9 $PPID", "--report",
+            report)
+    expect_exit(r, 1, "runs did not report")
+    with open(report, encoding="utf-8") as f:
+        assert f.read() == "older\n"
+    assert os.listdir(out) == ["sweep.html"], os.listdir(out)
+
+
 def test_a_failing_policy_is_reported():
     # An exec: policy that exits at once: every run of it reports the failure; the others run.
     r = run(SMALL, "--sweep", "memory=2G:3G:1G", "--policy", "exec:exit 3", "--policy",
