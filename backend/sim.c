@@ -620,6 +620,18 @@ const struct backend_ops sim_backend_ops = {
     .destroy = sim_destroy,
 };
 
+char *sim_backend_trace_path(const struct config *cfg, const char *trace)
+{
+        char *copy = cfg->path ? strdup(cfg->path) : NULL;
+        char *out = NULL;
+
+        if (cfg->path && !copy)
+                return NULL;
+        out = resolve(copy ? dirname(copy) : NULL, trace);
+        free(copy);
+        return out;
+}
+
 int sim_backend_new(const struct config *cfg, struct backend **ret, char *err, size_t errlen)
 {
         struct backend *b = calloc(1, sizeof(*b));

@@ -6,16 +6,19 @@
  * Exit status: 0 done, 1 the run failed, 2 bad usage or a bad scenario.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dynmem-config.h"
 #include "log.h"
 #include "output.h"
 #include "report.h"
+#include "sim.h"
 #include "simrun.h"
 #include "sweep.h"
 #include "sweep_report.h"
@@ -261,6 +264,70 @@ static int run_sweep(const struct options *o, const struct config *cfg)
         return status;
 }
 
+/* Whether a and b are the same file; false when either does not exist. */
+static bool same_file(const struct stat *a, const char *b)
+{
+        struct stat st;
+
+        return stat(b, &st) == 0 && st.st_dev == a->st_dev && st.st_ino == a->st_ino;
+}
+
+/*
+ * What an output at path would overwrite that the run reads: the scenario or
+ * a VM's trace (every run reads the traces again). Writes it to what and
+ * returns true.
+ */
+static bool output_is_input(const struct config *cfg, const char *path, char *what, size_t len)
+{
+        struct stat st;
+
+        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+                return false;
+        if (same_file(&st, cfg->path)) {
+                snprintf(what, len, "the scenario");
+                return true;
+        }
+        for (size_t i = 0; i < cfg->n_vms; i++) {
+                const struct config_kv *kv = config_vm_key(&cfg->vms[i], "trace");
+                char *trace = kv ? sim_backend_trace_path(cfg, kv->value) : NULL;
+                bool same = trace && same_file(&st, trace);
+                free(trace);
+                if (same) {
+                        snprintf(what, len, "the trace of vm \"%s\" (%s:%u)", cfg->vms[i].name,
+                                 cfg->path, kv->line);
+                        return true;
+                }
+        }
+        return false;
+}
+
+/*
+ * --timeline and --report must not name a file the run reads, nor the same
+ * regular (or new) file. Returns 0, or 2 after a message.
+ */
+static int check_outputs(const struct options *o, const struct config *cfg)
+{
+        const char *const names[] = {"--timeline", "--report"};
+        const char *const paths[] = {o->timeline_path, o->report_path};
+        char what[VM_NAME_MAX + PATH_MAX + 64];
+        struct stat st;
+
+        for (size_t i = 0; i < 2; i++)
+                if (paths[i] && output_is_input(cfg, paths[i], what, sizeof(what))) {
+                        fprintf(stderr, "dynmem-sim: %s %s is %s: it would be overwritten\n",
+                                names[i], paths[i], what);
+                        return 2;
+                }
+        if (paths[0] && paths[1] &&
+            (stat(paths[0], &st) == 0 ? S_ISREG(st.st_mode) && same_file(&st, paths[1])
+                                      : strcmp(paths[0], paths[1]) == 0)) {
+                fprintf(stderr, "dynmem-sim: --timeline and --report name the same file %s\n",
+                        paths[1]);
+                return 2;
+        }
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         struct options o = {0};
@@ -273,6 +340,10 @@ int main(int argc, char **argv)
                 return status == 1 ? 0 : 2;
         if (simrun_load_scenario(o.scenario, &cfg) < 0)
                 return 2;
+        if (check_outputs(&o, &cfg) != 0) {
+                config_free(&cfg);
+                return 2;
+        }
         status = o.sweep ? run_sweep(&o, &cfg) : run_single(&o, &cfg);
         if (fflush(stdout) != 0 || ferror(stdout)) {
                 fprintf(stderr, "dynmem-sim: cannot write the standard output\n");

@@ -568,6 +568,47 @@ def test_outputs_replace_older_files_whole():
     assert os.stat(report).st_mode & 0o777 == 0o666 & ~umask, oct(os.stat(report).st_mode)
 
 
+def test_outputs_that_would_overwrite_an_input_refused():
+    # --timeline naming the VM's trace emptied it, and the run then failed on the empty
+    # trace; --report naming the scenario replaced it with the page.
+    trace_text = "seconds,demand\n0,300M\n10,400M\n"
+    trace = write("inputs/t.csv", trace_text)
+    ini = write("inputs/s.ini", "[host]\nmemory = 4G\n[sim]\nduration = 20s\n"
+                "[vm \"a\"]\nstartup = 512M\ntrace = t.csv\n")
+    with open(ini, encoding="utf-8") as f:
+        ini_text = f.read()
+    cases = ((["--timeline", trace], f'--timeline {trace} is the trace of vm "a" ({ini}:7): '
+              "it would be overwritten"),
+             (["--report", ini], f"--report {ini} is the scenario: it would be overwritten"),
+             (["--report", os.path.join(TMP, "inputs", "..", "inputs", "t.csv")],
+              'is the trace of vm "a"'),
+             (["--sweep", "memory=1G:2G:1G", "--report", trace], 'is the trace of vm "a"'))
+    for args, needle in cases:
+        r = run(ini, *args)
+        expect_exit(r, 2, needle)
+        assert r.stdout == "", (args, r.stdout)
+    with open(trace, encoding="utf-8") as f:
+        assert f.read() == trace_text
+    with open(ini, encoding="utf-8") as f:
+        assert f.read() == ini_text
+
+
+def test_outputs_naming_the_same_file_refused():
+    out = outputs_dir("outputs-same")
+    path = os.path.join(out, "both")
+    expect_exit(run(SMALL, "--timeline", path, "--report", path), 2,
+                f"--timeline and --report name the same file {path}")
+    assert os.listdir(out) == [], os.listdir(out)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("older\n")
+    os.symlink(path, os.path.join(out, "link"))
+    expect_exit(run(SMALL, "--timeline", path, "--report", os.path.join(out, "link")), 2,
+                "name the same file")
+    # Not a regular file: both may go there.
+    r = run(SMALL, "--timeline", "/dev/null", "--report", "/dev/null")
+    assert r.returncode == 0, r.stderr
+
+
 # ---- policies ----
 
 def test_static_never_resizes():
