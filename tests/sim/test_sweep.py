@@ -43,10 +43,15 @@ def expect_exit(r, code, *needles):
 
 
 def test_usage_errors():
-    expect_exit(run(SMALL, "--sweep", "memory=4G:1G:1G"), 2, "FROM at most TO")
+    # One sentence for both before, naming neither the field nor its text.
+    expect_exit(run(SMALL, "--sweep", "memory=4G:1G:512M"), 2,
+                '--sweep: FROM "4G" is above TO "1G": the sizes go up from FROM to TO '
+                "(memory=1G:4G:512M)")
     expect_exit(run(SMALL, "--sweep", "memory=1G:2G"), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "cpus=1:2:1"), 2, "memory=FROM:TO:STEP")
-    expect_exit(run(SMALL, "--sweep", "memory=1G:2G:0"), 2, "positive")
+    for step in ("0", "0G"):
+        expect_exit(run(SMALL, "--sweep", f"memory=1G:2G:{step}"), 2,
+                    f'--sweep: STEP "{step}" is 0: the sizes would never reach TO')
     # An empty field (a trailing, leading or doubled ':') was skipped before.
     expect_exit(run(SMALL, "--sweep", "memory=1G:2G:1G:"), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "memory=:1G:2G:1G"), 2, "memory=FROM:TO:STEP")
