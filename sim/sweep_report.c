@@ -51,6 +51,7 @@ static void slo_text(char *buf, size_t len, const struct sweep_result *r)
 void sweep_report_human(FILE *out, const char *scenario, const struct sweep_result *r)
 {
         char a[32], b[32], slo[160];
+        bool starred = false;
 
         fprintf(out, "sweep of %s: %zu host sizes x %zu policies in %.1f s on %u workers\n",
                 scenario, r->n_sizes, r->n_policies, r->wall_s, r->jobs);
@@ -69,13 +70,15 @@ void sweep_report_human(FILE *out, const char *scenario, const struct sweep_resu
                                 fprintf(out, " %24s", "failed");
                                 continue;
                         }
+                        starred |= f->started < f->vms;
                         fprintf(out, " %9.4f%c %5llu %7s", share_of(f) * 100.0,
                                 f->started < f->vms ? '*' : ' ', (unsigned long long)f->oom_kills,
                                 size_format((uint64_t)f->host_mean_bytes, b, sizeof(b)));
                 }
                 fputc('\n', out);
         }
-        fputs("(* not every VM started)\n", out);
+        if (starred) /* the note, only under a table that has a star to explain */
+                fputs("(* not every VM started)\n", out);
         if (!r->slo_given)
                 return;
         slo_text(slo, sizeof(slo), r);

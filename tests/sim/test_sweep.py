@@ -208,6 +208,17 @@ def test_human_table():
     assert re.search(r"^  dynmem\s+\S+ [GM]iB$", r.stdout, re.M), r.stdout
 
 
+def test_human_table_explains_its_stars():
+    # "(* not every VM started)" was printed under every table, with or without a star.
+    r = run(SMALL, "--sweep", "memory=3G:4G:1G")
+    assert r.returncode == 0, r.stderr
+    assert "*" not in r.stdout and "not every VM started" not in r.stdout, r.stdout
+    r = run(SMALL, "--sweep", "memory=1G:4G:1G", "--policy", "static")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^1 GiB\s+[0-9.]+\*", r.stdout, re.M), r.stdout
+    assert "(* not every VM started)" in r.stdout, r.stdout
+
+
 def test_html_page():
     page = os.path.join(TMP, "sweep.html")
     r = run(SMALL, "--sweep", SWEEP, "--slo", "short=1%", "--report", page, "--json")
