@@ -219,6 +219,16 @@ def test_human_table_explains_its_stars():
     assert "(* not every VM started)" in r.stdout, r.stdout
 
 
+def test_human_table_columns_line_up():
+    # A mean of "1015.5 MiB" overflowed its 7 columns and pushed the rest of its row.
+    r = run(SMALL, "--sweep", "memory=1G:2G:1G", "--policy", "static", "--policy", "dynmem")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "1015.5 MiB" in lines[3], lines[3]
+    table = lines[1:4]
+    assert len({len(line) for line in table}) == 1, table
+
+
 def test_html_page():
     page = os.path.join(TMP, "sweep.html")
     r = run(SMALL, "--sweep", SWEEP, "--slo", "short=1%", "--report", page, "--json")
