@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "dynmem-config.h"
+#include "trace.h"
 #include "units.h"
 
 #define POINTS_MAX 2000000      /* rows: half for the grid, half for the corners of jobs */
@@ -253,7 +254,7 @@ static void usage(FILE *out)
               "Shapes: diurnal, batch, leak, idle, warmup, office.\n"
               "\n"
               "  --seed N          random seed (default 1)\n"
-              "  --duration D      length (default 24h)\n"
+              "  --duration D      length (default 24h, at most 8784h)\n"
               "  --interval D      sample spacing (default 60s)\n"
               "  --base SIZE       low level (default 256M)\n"
               "  --peak SIZE       high level (default 1G)\n"
@@ -408,15 +409,18 @@ int main(int argc, char **argv)
         p.shape = argv[optind];
         const char *wrong = p.interval_s < 1              ? "--interval must be at least 1s"
                             : p.duration_s < p.interval_s ? "--duration must be at least --interval"
-                            : p.peak < p.base             ? "--peak must be at least --base"
-                            : p.peak > DEMAND_MAX         ? "--peak must be at most 16T"
-                            : p.noise < 0 || p.noise > 1  ? "--noise must be 0..100"
-                            : p.rate <= 0                 ? "--rate must be positive"
-                            : p.period_s <= 0             ? "--period must be positive"
-                            : p.every_s <= 0              ? "--every must be positive"
-                            : p.rise_s <= 0               ? "--rise must be positive"
-                            : p.tau_s <= 0                ? "--tau must be positive"
-                                                          : NULL;
+                            : p.duration_s > TRACE_MS_MAX / 1000
+                                ? "--duration must be at most 8784h (366 days), the longest trace "
+                                  "dynmem-sim takes"
+                            : p.peak < p.base            ? "--peak must be at least --base"
+                            : p.peak > DEMAND_MAX        ? "--peak must be at most 16T"
+                            : p.noise < 0 || p.noise > 1 ? "--noise must be 0..100"
+                            : p.rate <= 0                ? "--rate must be positive"
+                            : p.period_s <= 0            ? "--period must be positive"
+                            : p.every_s <= 0             ? "--every must be positive"
+                            : p.rise_s <= 0              ? "--rise must be positive"
+                            : p.tau_s <= 0               ? "--tau must be positive"
+                                                         : NULL;
         if (wrong) {
                 fprintf(stderr, "dynmem-tracegen: %s\n", wrong);
                 return 2;

@@ -104,6 +104,10 @@ def test_tracegen_says_which_option_is_out_of_range():
                          (["diurnal", "--peak", "17T"], "--peak must be at most 16T"),
                          (["diurnal", "--duration", "1m", "--interval", "2m"],
                           "--duration must be at least --interval"),
+                         # A trace dynmem-sim then refused was written before.
+                         (["idle", "--duration", "8785h", "--interval", "1h"],
+                          "--duration must be at most 8784h (366 days), the longest trace "
+                          "dynmem-sim takes"),
                          (["leak", "--rate", "0"], "--rate must be positive"),
                          (["warmup", "--tau", "0s"], "--tau must be positive")):
         r = subprocess.run([GEN, *args], capture_output=True, text=True)
@@ -127,7 +131,8 @@ def test_tracegen_writes_traces_the_simulator_takes():
     cases = (["leak", "--peak", "256M", "--duration", "1h"],
              ["batch", "--seed", "3", "--interval", "1500ms", "--every", "10m",
               "--duration", "4h"],
-             ["diurnal", "--base", "16T", "--peak", "16T", "--noise", "50", "--duration", "1h"])
+             ["diurnal", "--base", "16T", "--peak", "16T", "--noise", "50", "--duration", "1h"],
+             ["idle", "--duration", "8784h", "--interval", "1h"])
     with tempfile.TemporaryDirectory() as tmp:
         for args in cases:
             out = subprocess.run([GEN, *args], capture_output=True, text=True, check=True).stdout
