@@ -114,6 +114,9 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
         if (r == -ERANGE) {
                 config_diag_add(diag, cfg->path, kv->line, "swap: \"%s\" is too large", kv->value);
                 errors++;
+        } else if (r < 0 && size_blank_inside(kv->value, why, sizeof(why))) {
+                config_diag_add(diag, cfg->path, kv->line, "swap: %s", why);
+                errors++;
         } else if (r < 0) {
                 config_diag_add(diag, cfg->path, kv->line, "swap: \"%s\" is not a size%s",
                                 kv->value, config_comment_hint(kv->value));

@@ -125,6 +125,11 @@ static int parse_row(struct reader *rd, unsigned line, char *text, struct trace 
                 config_diag_add(diag, rd->name, line, "no demand after the comma");
                 return -EINVAL;
         }
+        char why[160];
+        if (r == -EINVAL && size_blank_inside(comma + 1, why, sizeof(why))) {
+                config_diag_add(diag, rd->name, line, "%s", why);
+                return -EINVAL;
+        }
         if (r == -EINVAL) {
                 config_diag_add(diag, rd->name, line,
                                 "\"%s\" is not a demand (bytes, or a size with K, M, G or T)",

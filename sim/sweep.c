@@ -39,6 +39,10 @@ static int range_field(const char *name, const char *text, uint64_t *ret, char *
                 snprintf(err, errlen, "--sweep: %s \"%s\" is too large", name, text);
                 return -EINVAL;
         }
+        if (r < 0 && size_blank_inside(text, why, sizeof(why))) {
+                snprintf(err, errlen, "--sweep: %s %s", name, why);
+                return -EINVAL;
+        }
         if (r < 0) {
                 snprintf(err, errlen,
                          "--sweep: %s \"%s\" is not a size (bytes, or a number with K, M, G or "

@@ -291,6 +291,8 @@ static int opt_size(const char *v, double *ret, char *why, size_t len)
                 snprintf(why, len, "\"%s\" is too large", v);
                 return -1;
         }
+        if (r < 0 && size_blank_inside(v, why, len))
+                return -1;
         if (r < 0) {
                 snprintf(why, len, "\"%s\" is not a size (e.g. 256M)", v);
                 return -1;

@@ -205,6 +205,9 @@ def test_sizes_in_scenario_keys_named_with_the_bad_value():
     for bad in ("-1G", "1G2", "0x100M", "1e9"):
         path = scenario("swap-bad.ini", "[host]\nmemory = 4G\n" + GOOD_VM + f"swap = {bad}\n")
         expect_exit(run(path), 2, f'{path}:10: swap: "{bad}" is not a size')
+    path = scenario("swap-blank.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "swap = 256 MiB\n")
+    expect_exit(run(path), 2, f'{path}:10: swap: "256 MiB" has a blank between the number and '
+                "its unit; write 256MiB")
     path = scenario("swap-empty.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "swap =\n")
     expect_exit(run(path), 2, f"{path}:10: swap: empty value")
     path = scenario("rate-bad.ini", "[host]\nmemory = 4G\n[sim]\ngrow_rate = 512\n" + GOOD_VM)

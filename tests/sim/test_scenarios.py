@@ -80,6 +80,8 @@ def test_tracegen_names_the_option_with_a_bad_value():
                          (["diurnal", "--peak", "-1G"], '--peak: "-1G" is not a size'),
                          (["diurnal", "--peak", "1G "], '--peak: "1G " is not a size'),
                          (["diurnal", "--base", ""], '--base: "" is not a size'),
+                         (["diurnal", "--peak", "2 G"],
+                          '--peak: "2 G" has a blank between the number and its unit; write 2G'),
                          (["diurnal", "--peak", "99999999999T"], '--peak: "99999999999T" is too large')):
         r = subprocess.run([GEN, *args], capture_output=True, text=True)
         assert r.returncode == 2, f"{args}: exit {r.returncode}"

@@ -58,6 +58,8 @@ def test_usage_errors():
     expect_exit(run(SMALL, "--sweep", "memory=1G::2G:1G"), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "memory=1G:2G:1G" + " " * 200), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "memory=32M:10G:1M"), 2, "more than 1000")
+    expect_exit(run(SMALL, "--sweep", "memory=1G:2 G:1G"), 2,
+                '--sweep: TO "2 G" has a blank between the number and its unit; write 2G')
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=0.1"), 2, "short=P%")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=150%"), 2, "short=P%")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "oom=-1"), 2, "oom=N")

@@ -222,6 +222,9 @@ static void bad_fields(void **state)
         expect_error_at("seconds,demand\n1,1e9\n", 2, "\"1e9\" is not a demand");
         expect_error_at("seconds,demand\n1,0x100000\n", 2, "is not a demand");
         expect_error_at("seconds,demand\n1,5.\n", 2, "\"5.\" is not a demand");
+        /* A blank before the unit is named as such. */
+        expect_error_at("seconds,demand\n0,2 G\n", 2,
+                        "\"2 G\" has a blank between the number and its unit; write 2G");
         expect_error_at("seconds,demand\n0,1G\n1,2G\n2,1G,3\n", 4, "expected two fields");
         expect_error_at("seconds,demand\n1\n", 2, "expected two fields");
         expect_error_at("seconds,demand\n1;1G\n", 2, "expected two fields");
