@@ -336,6 +336,7 @@ int main(int argc, char **argv)
             .rate = 128.0 * MIB,
             .tau_s = 1800,
         };
+        bool base_given = false, peak_given = false;
         int c, li = 0;
 
         while ((c = getopt_long(argc, argv, "h", options, &li)) != -1) {
@@ -360,6 +361,8 @@ int main(int argc, char **argv)
                 case 'p':
                 case 'R': {
                         double *v = c == 'b' ? &p.base : c == 'p' ? &p.peak : &p.rate;
+                        base_given |= c == 'b';
+                        peak_given |= c == 'p';
                         opt_size(optarg, v, why, sizeof(why));
                         break;
                 }
@@ -409,12 +412,17 @@ int main(int argc, char **argv)
                 return 2;
         }
         p.shape = argv[optind];
+        /* Both sizes, and which is a default: --peak alone may be below the default base. */
+        char peak_base[160], a[32], b[32];
+        snprintf(peak_base, sizeof(peak_base), "--peak %s%s must be at least --base %s%s",
+                 size_format((uint64_t)p.peak, a, sizeof(a)), peak_given ? "" : " (the default)",
+                 size_format((uint64_t)p.base, b, sizeof(b)), base_given ? "" : " (the default)");
         const char *wrong = p.interval_s < 1              ? "--interval must be at least 1s"
                             : p.duration_s < p.interval_s ? "--duration must be at least --interval"
                             : p.duration_s > TRACE_MS_MAX / 1000
                                 ? "--duration must be at most 8784h (366 days), the longest trace "
                                   "dynmem-sim takes"
-                            : p.peak < p.base            ? "--peak must be at least --base"
+                            : p.peak < p.base            ? peak_base
                             : p.peak > DEMAND_MAX        ? "--peak must be at most 16T"
                             : p.noise < 0 || p.noise > 1 ? "--noise must be 0..100"
                             : p.rate <= 0                ? "--rate must be positive"

@@ -100,7 +100,13 @@ def test_tracegen_takes_sizes_with_units_or_bytes():
 
 def test_tracegen_says_which_option_is_out_of_range():
     # One sentence listing every condition before, whichever one failed.
-    for args, needle in ((["diurnal", "--peak", "1G", "--base", "2G"], "--peak must be at least --base"),
+    for args, needle in ((["diurnal", "--peak", "1G", "--base", "2G"],
+                          "--peak 1 GiB must be at least --base 2 GiB"),
+                         # Neither size was named, nor that one was the default.
+                         (["diurnal", "--peak", "200M"],
+                          "--peak 200 MiB must be at least --base 256 MiB (the default)"),
+                         (["diurnal", "--base", "1.5G"],
+                          "--peak 1 GiB (the default) must be at least --base 1.5 GiB"),
                          (["idle", "--interval", "0s"], "--interval must be at least 1s"),
                          (["diurnal", "--noise", "150"], "--noise must be 0..100"),
                          (["diurnal", "--peak", "17T"], "--peak must be at most 16T"),
