@@ -114,6 +114,9 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
         if (r == -ERANGE) {
                 config_diag_add(diag, cfg->path, kv->line, "swap: \"%s\" is too large", kv->value);
                 errors++;
+        } else if (r < 0 && size_blank_inside(kv->value, why, sizeof(why))) {
+                config_diag_add(diag, cfg->path, kv->line, "swap: %s", why);
+                errors++;
         } else if (r < 0) {
                 config_diag_add(diag, cfg->path, kv->line, "swap: \"%s\" is not a size%s",
                                 kv->value, config_comment_hint(kv->value));
@@ -619,6 +622,18 @@ const struct backend_ops sim_backend_ops = {
     .forget_vm = sim_forget_vm,
     .destroy = sim_destroy,
 };
+
+char *sim_backend_trace_path(const struct config *cfg, const char *trace)
+{
+        char *copy = cfg->path ? strdup(cfg->path) : NULL;
+        char *out = NULL;
+
+        if (cfg->path && !copy)
+                return NULL;
+        out = resolve(copy ? dirname(copy) : NULL, trace);
+        free(copy);
+        return out;
+}
 
 int sim_backend_new(const struct config *cfg, struct backend **ret, char *err, size_t errlen)
 {

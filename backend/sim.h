@@ -39,6 +39,12 @@ struct sim_vm_stats {
 /* Create the backend from a loaded config; paths of traces are relative to the config file. */
 int sim_backend_new(const struct config *cfg, struct backend **ret, char *err, size_t errlen);
 
+/*
+ * The file a VM's "trace =" value names: relative to the configuration's
+ * directory. Returns a malloc'd path, or NULL when out of memory.
+ */
+char *sim_backend_trace_path(const struct config *cfg, const char *trace);
+
 /* Judge every running VM at now_ms for the next dt_ms (shortness, OOM, stall). */
 void sim_backend_judge(struct backend *b, uint64_t now_ms, uint64_t dt_ms);
 

@@ -203,7 +203,7 @@ static int add_key(struct control_request *req, const char *arg)
 /* --NAME VALUE for a setting: read by its type; dynmemd checks the range. */
 static int take_setting(struct control_request *req, const struct setting_desc *d, const char *arg)
 {
-        char max[32];
+        char max[32], why[160];
         uint64_t v;
         int r = settings_parse_text(d, arg, &v);
 
@@ -214,9 +214,10 @@ static int take_setting(struct control_request *req, const struct setting_desc *
                         snprintf(max, sizeof(max), "%llu", (unsigned long long)d->max);
                 return fail_usage("--%s: \"%s\" is larger than %s", d->name, arg, max);
         }
+        if (r == -EINVAL && d->type == SETTING_SIZE && size_blank_inside(arg, why, sizeof(why)))
+                return fail_usage("--%s: %s", d->name, why);
         if (r < 0)
                 return fail_usage("--%s: \"%s\" is not %s", d->name, arg, settings_expected(d));
-        char why[160];
         if (d->type == SETTING_SIZE && size_unit_missing(arg, v, why, sizeof(why)))
                 return fail_usage("--%s: %s", d->name, why);
         if (req->given & d->bit)

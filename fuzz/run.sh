@@ -45,7 +45,7 @@ LIBS=""
 case $TARGET in
 agent) LIBSRC="lib/agent.c lib/agent_wire.c lib/agent_estimate.c lib/bucket.c" ;;
 config) LIBSRC="lib/config.c lib/suggest.c $POLICY"; LIBS="-linih" ;;
-trace) LIBSRC="lib/trace.c lib/config.c lib/suggest.c $POLICY"; LIBS="-linih" ;;
+trace) LIBSRC="lib/trace.c lib/config.c lib/suggest.c lib/log.c lib/bucket.c $POLICY"; LIBS="-linih" ;;
 control) LIBSRC="lib/control.c lib/agent_wire.c lib/vm.c lib/counters.c lib/config.c lib/suggest.c $POLICY"
         LIBS="-linih -ljansson" ;;
 policy_exec) LIBSRC="lib/policy_exec.c lib/policy_exec_loop.c lib/child.c lib/mono.c $POLICY"

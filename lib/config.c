@@ -711,8 +711,12 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
 
         switch (k->type) {
         case KEY_SIZE: {
-                char a[32];
+                char a[32], why[160];
                 r = size_parse(value, &u);
+                if (r == -EINVAL && size_blank_inside(value, why, sizeof(why))) {
+                        diag(ps, ps->line, "%s: %s", k->name, why);
+                        return -1;
+                }
                 if (r == -EINVAL) {
                         diag_value(ps, value,
                                    "%s: \"%s\" is not a size (bytes, or a number with K, "
@@ -724,7 +728,6 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
                         diag(ps, ps->line, "%s: \"%s\" is too large", k->name, value);
                         return -1;
                 }
-                char why[160];
                 if (size_unit_missing(value, u, why, sizeof(why))) {
                         diag(ps, ps->line, "%s: %s", k->name, why);
                         return -1;
@@ -824,10 +827,14 @@ static int store_value(struct parse_state *ps, const struct key_spec *k, void *b
  */
 static int store_setting(struct parse_state *ps, const struct setting_desc *d, const char *value)
 {
-        char a[32];
+        char a[32], why[160];
         uint64_t v;
         int r = settings_parse_text(d, value, &v);
 
+        if (r == -EINVAL && d->type == SETTING_SIZE && size_blank_inside(value, why, sizeof(why))) {
+                diag(ps, ps->line, "%s: %s", d->name, why);
+                return -1;
+        }
         if (r == -ERANGE && d->type == SETTING_SIZE) {
                 diag(ps, ps->line, "%s: \"%s\" is larger than %s", d->name, value,
                      size_format(d->max, a, sizeof(a)));
@@ -843,7 +850,6 @@ static int store_setting(struct parse_state *ps, const struct setting_desc *d, c
                                    settings_expected(d));
                 return -1;
         }
-        char why[160];
         if (d->type == SETTING_SIZE && size_unit_missing(value, v, why, sizeof(why))) {
                 diag(ps, ps->line, "%s: %s", d->name, why);
                 return -1;

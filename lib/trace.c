@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "log.h"
 #include "units.h"
 
 struct reader {
@@ -124,6 +125,11 @@ static int parse_row(struct reader *rd, unsigned line, char *text, struct trace 
                 config_diag_add(diag, rd->name, line, "no demand after the comma");
                 return -EINVAL;
         }
+        char why[160];
+        if (r == -EINVAL && size_blank_inside(comma + 1, why, sizeof(why))) {
+                config_diag_add(diag, rd->name, line, "%s", why);
+                return -EINVAL;
+        }
         if (r == -EINVAL) {
                 config_diag_add(diag, rd->name, line,
                                 "\"%s\" is not a demand (bytes, or a size with K, M, G or T)",
@@ -145,6 +151,24 @@ static int parse_row(struct reader *rd, unsigned line, char *text, struct trace 
                 return -E2BIG;
         }
         return append_row(t, cap, ms, demand);
+}
+
+/*
+ * The first line is not the header: say what it is instead, so that a blank
+ * or a capital that looks right is seen, and that a comment or a blank line
+ * may only follow the header.
+ */
+static void header_wrong(struct reader *rd, const char *first, struct config_diag *diag)
+{
+        char shown[64];
+
+        log_clean(shown, sizeof(shown), first);
+        config_diag_add(diag, rd->name, 1,
+                        "expected the header \"seconds,demand\" as the first line, not \"%s\"%s",
+                        shown,
+                        first[0] == '\0' || first[0] == '#'
+                            ? " (blank lines and comments may only follow the header)"
+                            : "");
 }
 
 static int load(struct reader *rd, struct trace *t, struct config_diag *diag)
@@ -179,8 +203,7 @@ static int load(struct reader *rd, struct trace *t, struct config_diag *diag)
                 if (line == 1) {
                         /* A spreadsheet's "CSV UTF-8" starts with a byte order mark. */
                         if (strcmp(config_skip_bom(buf), "seconds,demand") != 0) {
-                                config_diag_add(diag, rd->name, 1,
-                                                "expected the header \"seconds,demand\"");
+                                header_wrong(rd, config_skip_bom(buf), diag);
                                 r = -EINVAL;
                                 break;
                         }

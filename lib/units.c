@@ -118,6 +118,25 @@ bool size_unit_missing(const char *text, uint64_t bytes, char *buf, size_t len)
         return true;
 }
 
+bool size_blank_inside(const char *text, char *buf, size_t len)
+{
+        size_t number = strspn(text, "0123456789."), blanks = strspn(text + number, " \t");
+        char joined[64];
+        uint64_t bytes;
+
+        if (len)
+                buf[0] = '\0';
+        if (number == 0 || blanks == 0 || !isalpha((unsigned char)text[number + blanks]) ||
+            strlen(text) >= sizeof(joined))
+                return false;
+        snprintf(joined, sizeof(joined), "%.*s%s", (int)number, text, text + number + blanks);
+        if (size_parse(joined, &bytes) < 0)
+                return false;
+        snprintf(buf, len, "\"%s\" has a blank between the number and its unit; write %s", text,
+                 joined);
+        return true;
+}
+
 int duration_parse(const char *text, uint64_t *ret_ms)
 {
         /* Case matters: "m" is minutes, "M" would be ambiguous. */

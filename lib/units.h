@@ -45,6 +45,14 @@ int size_parse(const char *text, uint64_t *ret_bytes);
  */
 bool size_unit_missing(const char *text, uint64_t bytes, char *buf, size_t len);
 
+/*
+ * A size that size_parse() refused only for blanks between its number and
+ * its unit ("2 G", "512 MiB"): returns true and writes to buf, for a message
+ * after the key's name: "\"2 G\" has a blank between the number and its
+ * unit; write 2G". Returns false for anything else. Always NUL-terminates buf.
+ */
+bool size_blank_inside(const char *text, char *buf, size_t len);
+
 /* Parse a duration. Returns 0, -EINVAL or -ERANGE. */
 int duration_parse(const char *text, uint64_t *ret_ms);
 

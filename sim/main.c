@@ -5,17 +5,20 @@
  *
  * Exit status: 0 done, 1 the run failed, 2 bad usage or a bad scenario.
  */
-#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dynmem-config.h"
 #include "log.h"
+#include "output.h"
 #include "report.h"
+#include "sim.h"
 #include "simrun.h"
 #include "sweep.h"
 #include "sweep_report.h"
@@ -38,6 +41,7 @@ static void usage(FILE *out)
               "  -t, --timeline FILE    write per-VM rows (seconds,vm,state,demand,assigned,\n"
               "                         target,reason) as CSV\n"
               "  -r, --report FILE      write a self-contained HTML page with charts\n"
+              "                         (both files are kept only when the run completes)\n"
               "  -s, --sweep memory=FROM:TO:STEP\n"
               "                         run every host size from FROM to TO (e.g. 40G:96G:4G)\n"
               "  -l, --slo short=P%|oom=N\n"
@@ -60,15 +64,6 @@ struct options {
         struct sweep_slo slo;
         unsigned jobs;
 };
-
-static FILE *open_output(const char *path)
-{
-        FILE *f = fopen(path, "we");
-
-        if (!f)
-                fprintf(stderr, "dynmem-sim: %s: %s\n", path, strerror(errno));
-        return f;
-}
 
 static bool policy_given(const struct options *o, const char *policy)
 {
@@ -195,43 +190,39 @@ static int run_single(const struct options *o, const struct config *cfg)
 {
         struct simrun_options opt = {.policy = o->n_policies ? o->policies[0] : NULL,
                                      .series = o->report_path != NULL};
+        struct output timeline = {.dir_fd = -1}, report = {.dir_fd = -1};
         struct simrun_result res;
         char err[256] = "";
         int status = 0;
-        FILE *report = NULL;
 
         /* Both outputs before the run: a path that cannot be written fails at once. */
-        if (o->timeline_path && !(opt.timeline = open_output(o->timeline_path)))
+        if ((o->timeline_path && output_open(&timeline, o->timeline_path) < 0) ||
+            (o->report_path && output_open(&report, o->report_path) < 0)) {
+                output_discard(&timeline);
                 return 1;
-        if (o->report_path && !(report = open_output(o->report_path))) {
-                status = 1;
-                goto out;
         }
+        opt.timeline = timeline.fp;
         if (simrun(cfg, &opt, &res, err, sizeof(err)) < 0) {
+                /* Nothing of a failed run is kept: no report, no half a timeline. */
                 fprintf(stderr, "dynmem-sim: %s: %s\n", o->scenario, err);
-                status = 1;
-                goto out;
+                output_discard(&timeline);
+                output_discard(&report);
+                return 1;
         }
         if (o->json)
                 status = write_json(report_json(&res)) < 0 ? 1 : 0;
         else
                 report_human(stdout, &res);
-        if (report) {
-                int r = report_html(report, o->scenario, &res);
-                if (fclose(report) != 0 || r < 0) {
-                        fprintf(stderr, "dynmem-sim: cannot write %s\n", o->report_path);
-                        status = 1;
-                }
-                report = NULL;
-        }
-        simrun_result_free(&res);
-out:
-        if (report) /* the run failed: nothing to write */
-                fclose(report);
-        if (opt.timeline && fclose(opt.timeline) != 0) {
-                fprintf(stderr, "dynmem-sim: cannot write %s\n", o->timeline_path);
+        if (report.fp && report_html(report.fp, o->scenario, &res) < 0) {
+                fprintf(stderr, "dynmem-sim: cannot write %s\n", o->report_path);
+                output_discard(&report);
                 status = 1;
         }
+        if (output_commit(&report) < 0)
+                status = 1;
+        if (output_commit(&timeline) < 0)
+                status = 1;
+        simrun_result_free(&res);
         return status;
 }
 
@@ -240,20 +231,19 @@ static int run_sweep(const struct options *o, const struct config *cfg)
         static const char *const defaults[] = {"static", "hyperv", "dynmem"};
         const char *const *policies = o->n_policies ? o->policies : defaults;
         size_t n = o->n_policies ? o->n_policies : 3;
+        struct output report = {.dir_fd = -1};
         struct sweep_result res;
         char err[256];
         int status = 0;
-        FILE *report = NULL;
 
         /* Before the sweep: a path that cannot be written fails at once, not after it. */
-        if (o->report_path && !(report = open_output(o->report_path)))
+        if (o->report_path && output_open(&report, o->report_path) < 0)
                 return 1;
         if (sweep_run(cfg, policies, n, &o->range, &o->slo, o->slo_given, o->jobs, &res, err,
                       sizeof(err)) < 0) {
                 fprintf(stderr, "dynmem-sim: %s: %s\n", o->scenario, err);
                 sweep_result_free(&res);
-                if (report)
-                        fclose(report);
+                output_discard(&report);
                 return 1;
         }
         for (size_t j = 0; j < res.n_sizes * res.n_policies; j++)
@@ -263,15 +253,79 @@ static int run_sweep(const struct options *o, const struct config *cfg)
                 status |= write_json(sweep_report_json(&res)) < 0 ? 1 : 0;
         else
                 sweep_report_human(stdout, o->scenario, &res);
-        if (report) {
-                int r = sweep_report_html(report, o->scenario, &res);
-                if (fclose(report) != 0 || r < 0) {
-                        fprintf(stderr, "dynmem-sim: cannot write %s\n", o->report_path);
-                        status = 1;
-                }
+        if (report.fp && sweep_report_html(report.fp, o->scenario, &res) < 0) {
+                fprintf(stderr, "dynmem-sim: cannot write %s\n", o->report_path);
+                output_discard(&report);
+                status = 1;
         }
+        if (output_commit(&report) < 0)
+                status = 1;
         sweep_result_free(&res);
         return status;
+}
+
+/* Whether a and b are the same file; false when either does not exist. */
+static bool same_file(const struct stat *a, const char *b)
+{
+        struct stat st;
+
+        return stat(b, &st) == 0 && st.st_dev == a->st_dev && st.st_ino == a->st_ino;
+}
+
+/*
+ * What an output at path would overwrite that the run reads: the scenario or
+ * a VM's trace (every run reads the traces again). Writes it to what and
+ * returns true.
+ */
+static bool output_is_input(const struct config *cfg, const char *path, char *what, size_t len)
+{
+        struct stat st;
+
+        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+                return false;
+        if (same_file(&st, cfg->path)) {
+                snprintf(what, len, "the scenario");
+                return true;
+        }
+        for (size_t i = 0; i < cfg->n_vms; i++) {
+                const struct config_kv *kv = config_vm_key(&cfg->vms[i], "trace");
+                char *trace = kv ? sim_backend_trace_path(cfg, kv->value) : NULL;
+                bool same = trace && same_file(&st, trace);
+                free(trace);
+                if (same) {
+                        snprintf(what, len, "the trace of vm \"%s\" (%s:%u)", cfg->vms[i].name,
+                                 cfg->path, kv->line);
+                        return true;
+                }
+        }
+        return false;
+}
+
+/*
+ * --timeline and --report must not name a file the run reads, nor the same
+ * regular (or new) file. Returns 0, or 2 after a message.
+ */
+static int check_outputs(const struct options *o, const struct config *cfg)
+{
+        const char *const names[] = {"--timeline", "--report"};
+        const char *const paths[] = {o->timeline_path, o->report_path};
+        char what[VM_NAME_MAX + PATH_MAX + 64];
+        struct stat st;
+
+        for (size_t i = 0; i < 2; i++)
+                if (paths[i] && output_is_input(cfg, paths[i], what, sizeof(what))) {
+                        fprintf(stderr, "dynmem-sim: %s %s is %s: it would be overwritten\n",
+                                names[i], paths[i], what);
+                        return 2;
+                }
+        if (paths[0] && paths[1] &&
+            (stat(paths[0], &st) == 0 ? S_ISREG(st.st_mode) && same_file(&st, paths[1])
+                                      : strcmp(paths[0], paths[1]) == 0)) {
+                fprintf(stderr, "dynmem-sim: --timeline and --report name the same file %s\n",
+                        paths[1]);
+                return 2;
+        }
+        return 0;
 }
 
 int main(int argc, char **argv)
@@ -286,6 +340,10 @@ int main(int argc, char **argv)
                 return status == 1 ? 0 : 2;
         if (simrun_load_scenario(o.scenario, &cfg) < 0)
                 return 2;
+        if (check_outputs(&o, &cfg) != 0) {
+                config_free(&cfg);
+                return 2;
+        }
         status = o.sweep ? run_sweep(&o, &cfg) : run_single(&o, &cfg);
         if (fflush(stdout) != 0 || ferror(stdout)) {
                 fprintf(stderr, "dynmem-sim: cannot write the standard output\n");

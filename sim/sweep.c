@@ -39,6 +39,10 @@ static int range_field(const char *name, const char *text, uint64_t *ret, char *
                 snprintf(err, errlen, "--sweep: %s \"%s\" is too large", name, text);
                 return -EINVAL;
         }
+        if (r < 0 && size_blank_inside(text, why, sizeof(why))) {
+                snprintf(err, errlen, "--sweep: %s %s", name, why);
+                return -EINVAL;
+        }
         if (r < 0) {
                 snprintf(err, errlen,
                          "--sweep: %s \"%s\" is not a size (bytes, or a number with K, M, G or "
@@ -81,8 +85,19 @@ int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size
             range_field("TO", to, &ret->to, err, errlen) < 0 ||
             range_field("STEP", step, &ret->step, err, errlen) < 0)
                 return -EINVAL;
-        if (ret->step == 0 || ret->from > ret->to) {
-                snprintf(err, errlen, "--sweep: sizes must be positive and FROM at most TO");
+        if (ret->step == 0) {
+                snprintf(err, errlen,
+                         "--sweep: STEP \"%s\" is 0: the sizes would never reach TO (e.g. "
+                         "memory=40G:96G:4G)",
+                         step);
+                return -EINVAL;
+        }
+        if (ret->from > ret->to) {
+                /* The sizes go up: the same range the other way round is what was meant. */
+                snprintf(err, errlen,
+                         "--sweep: FROM \"%s\" is above TO \"%s\": the sizes go up from FROM to "
+                         "TO (memory=%s:%s:%s)",
+                         from, to, to, from, step);
                 return -EINVAL;
         }
         if (ret->from < SWEEP_MEMORY_MIN) {

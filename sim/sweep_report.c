@@ -51,31 +51,34 @@ static void slo_text(char *buf, size_t len, const struct sweep_result *r)
 void sweep_report_human(FILE *out, const char *scenario, const struct sweep_result *r)
 {
         char a[32], b[32], slo[160];
+        bool starred = false;
 
         fprintf(out, "sweep of %s: %zu host sizes x %zu policies in %.1f s on %u workers\n",
                 scenario, r->n_sizes, r->n_policies, r->wall_s, r->jobs);
         fprintf(out, "%-10s", "memory");
         for (size_t p = 0; p < r->n_policies; p++)
-                fprintf(out, " %24.24s", r->policies[p]);
+                fprintf(out, " %27.27s", r->policies[p]);
         fprintf(out, "\n%-10s", "");
         for (size_t p = 0; p < r->n_policies; p++)
-                fprintf(out, " %10s %5s %7s", "short %", "OOM", "mean");
+                fprintf(out, " %10s %5s %10s", "short %", "OOM", "mean");
         fputc('\n', out);
         for (size_t s = 0; s < r->n_sizes; s++) {
                 fprintf(out, "%-10s", size_format(r->sizes[s], a, sizeof(a)));
                 for (size_t p = 0; p < r->n_policies; p++) {
                         const struct sweep_figures *f = sweep_at(r, s, p);
                         if (f->status < 0) {
-                                fprintf(out, " %24s", "failed");
+                                fprintf(out, " %27s", "failed");
                                 continue;
                         }
-                        fprintf(out, " %9.4f%c %5llu %7s", share_of(f) * 100.0,
+                        starred |= f->started < f->vms;
+                        fprintf(out, " %9.4f%c %5llu %10s", share_of(f) * 100.0,
                                 f->started < f->vms ? '*' : ' ', (unsigned long long)f->oom_kills,
                                 size_format((uint64_t)f->host_mean_bytes, b, sizeof(b)));
                 }
                 fputc('\n', out);
         }
-        fputs("(* not every VM started)\n", out);
+        if (starred) /* the note, only under a table that has a star to explain */
+                fputs("(* not every VM started)\n", out);
         if (!r->slo_given)
                 return;
         slo_text(slo, sizeof(slo), r);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "dynmem-config.h"
+#include "trace.h"
 #include "units.h"
 
 #define POINTS_MAX 2000000      /* rows: half for the grid, half for the corners of jobs */
@@ -253,7 +254,7 @@ static void usage(FILE *out)
               "Shapes: diurnal, batch, leak, idle, warmup, office.\n"
               "\n"
               "  --seed N          random seed (default 1)\n"
-              "  --duration D      length (default 24h)\n"
+              "  --duration D      length (default 24h, at most 8784h)\n"
               "  --interval D      sample spacing (default 60s)\n"
               "  --base SIZE       low level (default 256M)\n"
               "  --peak SIZE       high level (default 1G)\n"
@@ -290,6 +291,8 @@ static int opt_size(const char *v, double *ret, char *why, size_t len)
                 snprintf(why, len, "\"%s\" is too large", v);
                 return -1;
         }
+        if (r < 0 && size_blank_inside(v, why, len))
+                return -1;
         if (r < 0) {
                 snprintf(why, len, "\"%s\" is not a size (e.g. 256M)", v);
                 return -1;
@@ -333,6 +336,7 @@ int main(int argc, char **argv)
             .rate = 128.0 * MIB,
             .tau_s = 1800,
         };
+        bool base_given = false, peak_given = false;
         int c, li = 0;
 
         while ((c = getopt_long(argc, argv, "h", options, &li)) != -1) {
@@ -357,6 +361,8 @@ int main(int argc, char **argv)
                 case 'p':
                 case 'R': {
                         double *v = c == 'b' ? &p.base : c == 'p' ? &p.peak : &p.rate;
+                        base_given |= c == 'b';
+                        peak_given |= c == 'p';
                         opt_size(optarg, v, why, sizeof(why));
                         break;
                 }
@@ -406,17 +412,25 @@ int main(int argc, char **argv)
                 return 2;
         }
         p.shape = argv[optind];
+        /* Both sizes, and which is a default: --peak alone may be below the default base. */
+        char peak_base[160], a[32], b[32];
+        snprintf(peak_base, sizeof(peak_base), "--peak %s%s must be at least --base %s%s",
+                 size_format((uint64_t)p.peak, a, sizeof(a)), peak_given ? "" : " (the default)",
+                 size_format((uint64_t)p.base, b, sizeof(b)), base_given ? "" : " (the default)");
         const char *wrong = p.interval_s < 1              ? "--interval must be at least 1s"
                             : p.duration_s < p.interval_s ? "--duration must be at least --interval"
-                            : p.peak < p.base             ? "--peak must be at least --base"
-                            : p.peak > DEMAND_MAX         ? "--peak must be at most 16T"
-                            : p.noise < 0 || p.noise > 1  ? "--noise must be 0..100"
-                            : p.rate <= 0                 ? "--rate must be positive"
-                            : p.period_s <= 0             ? "--period must be positive"
-                            : p.every_s <= 0              ? "--every must be positive"
-                            : p.rise_s <= 0               ? "--rise must be positive"
-                            : p.tau_s <= 0                ? "--tau must be positive"
-                                                          : NULL;
+                            : p.duration_s > TRACE_MS_MAX / 1000
+                                ? "--duration must be at most 8784h (366 days), the longest trace "
+                                  "dynmem-sim takes"
+                            : p.peak < p.base            ? peak_base
+                            : p.peak > DEMAND_MAX        ? "--peak must be at most 16T"
+                            : p.noise < 0 || p.noise > 1 ? "--noise must be 0..100"
+                            : p.rate <= 0                ? "--rate must be positive"
+                            : p.period_s <= 0            ? "--period must be positive"
+                            : p.every_s <= 0             ? "--every must be positive"
+                            : p.rise_s <= 0              ? "--rise must be positive"
+                            : p.tau_s <= 0               ? "--tau must be positive"
+                                                         : NULL;
         if (wrong) {
                 fprintf(stderr, "dynmem-tracegen: %s\n", wrong);
                 return 2;

@@ -468,6 +468,9 @@ def cli_usage_errors_exit_2(bins):
         d.fails("frobnicate", rc=2, contains="unknown command")
         d.fails("set", "web1", rc=2, contains="nothing to change")
         d.fails("set", "web1", "--startup", "lots", rc=2, contains="is not a size")
+        d.fails("set", "web1", "--startup", "2 G", rc=2,
+                contains='--startup: "2 G" has a blank between the number and its unit; '
+                         'write 2G')
         # A plain number below 1 MiB is a unit left out, as in the file.
         d.fails("set", "web1", "--startup", "512", rc=2,
                 contains='--startup: "512" has no unit and would be 512 bytes; '

@@ -205,6 +205,9 @@ def test_sizes_in_scenario_keys_named_with_the_bad_value():
     for bad in ("-1G", "1G2", "0x100M", "1e9"):
         path = scenario("swap-bad.ini", "[host]\nmemory = 4G\n" + GOOD_VM + f"swap = {bad}\n")
         expect_exit(run(path), 2, f'{path}:10: swap: "{bad}" is not a size')
+    path = scenario("swap-blank.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "swap = 256 MiB\n")
+    expect_exit(run(path), 2, f'{path}:10: swap: "256 MiB" has a blank between the number and '
+                "its unit; write 256MiB")
     path = scenario("swap-empty.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "swap =\n")
     expect_exit(run(path), 2, f"{path}:10: swap: empty value")
     path = scenario("rate-bad.ini", "[host]\nmemory = 4G\n[sim]\ngrow_rate = 512\n" + GOOD_VM)
@@ -501,6 +504,112 @@ def test_report_unwritable():
     r = run(SMALL, "--report", "/nonexistent-dir/r.html")
     expect_exit(r, 1, "/nonexistent-dir/r.html: No such file or directory")
     assert r.stdout == "", r.stdout
+
+
+def outputs_dir(name):
+    """An empty directory for the outputs of one case."""
+    path = os.path.join(TMP, name)
+    os.makedirs(path)
+    return path
+
+
+def test_no_output_left_by_a_run_that_cannot_write_another():
+    # The timeline was created (an older one emptied) before the report's path was found
+    # unwritable, and left so.
+    out = outputs_dir("outputs-unwritable")
+    timeline = os.path.join(out, "t.csv")
+    r = run(SMALL, "--timeline", timeline, "--report", "/nonexistent-dir/r.html")
+    expect_exit(r, 1, "/nonexistent-dir/r.html: No such file or directory")
+    assert os.listdir(out) == [], os.listdir(out)
+    with open(timeline, "w", encoding="utf-8") as f:
+        f.write("an older timeline\n")
+    r = run(SMALL, "--timeline", timeline, "--report", "/nonexistent-dir/r.html")
+    expect_exit(r, 1, "/nonexistent-dir/r.html")
+    with open(timeline, encoding="utf-8") as f:
+        assert f.read() == "an older timeline\n"
+    assert os.listdir(out) == ["t.csv"], os.listdir(out)
+
+
+def test_no_output_left_by_a_run_that_is_killed():
+    # Killed half-way (here by its own policy): the report was left empty and the
+    # timeline half-written, in place of the older ones.
+    out = outputs_dir("outputs-killed")
+    timeline, report = os.path.join(out, "t.csv"), os.path.join(out, "r.html")
+    r = run(SMALL, "--timeline", timeline, "--report", report, "--policy",
+            "exec:kill -9 $PPID")
+    assert r.returncode == -9, (r.returncode, r.stderr)
+    assert os.listdir(out) == [], os.listdir(out)
+    for path in (timeline, report):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("older\n")
+    r = run(SMALL, "--timeline", timeline, "--report", report, "--policy",
+            "exec:kill -9 $PPID")
+    assert r.returncode == -9, (r.returncode, r.stderr)
+    for path in (timeline, report):
+        with open(path, encoding="utf-8") as f:
+            assert f.read() == "older\n", path
+    assert sorted(os.listdir(out)) == ["r.html", "t.csv"], os.listdir(out)
+
+
+def test_outputs_replace_older_files_whole():
+    out = outputs_dir("outputs-replaced")
+    timeline, report = os.path.join(out, "t.csv"), os.path.join(out, "r.html")
+    for path in (timeline, report):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("older\n" * 100000)
+    r = run(SMALL, "--timeline", timeline, "--report", report)
+    assert r.returncode == 0, r.stderr
+    with open(timeline, encoding="utf-8") as f:
+        assert f.read().startswith("seconds,vm,state,")
+    with open(report, encoding="utf-8") as f:
+        text = f.read()
+    assert text.startswith("<!DOCTYPE html>") and text.endswith("</html>\n"), text[-40:]
+    assert sorted(os.listdir(out)) == ["r.html", "t.csv"], os.listdir(out)
+    # Created as fopen() creates a file: 0666 less the umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(report).st_mode & 0o777 == 0o666 & ~umask, oct(os.stat(report).st_mode)
+
+
+def test_outputs_that_would_overwrite_an_input_refused():
+    # --timeline naming the VM's trace emptied it, and the run then failed on the empty
+    # trace; --report naming the scenario replaced it with the page.
+    trace_text = "seconds,demand\n0,300M\n10,400M\n"
+    trace = write("inputs/t.csv", trace_text)
+    ini = write("inputs/s.ini", "[host]\nmemory = 4G\n[sim]\nduration = 20s\n"
+                "[vm \"a\"]\nstartup = 512M\ntrace = t.csv\n")
+    with open(ini, encoding="utf-8") as f:
+        ini_text = f.read()
+    cases = ((["--timeline", trace], f'--timeline {trace} is the trace of vm "a" ({ini}:7): '
+              "it would be overwritten"),
+             (["--report", ini], f"--report {ini} is the scenario: it would be overwritten"),
+             (["--report", os.path.join(TMP, "inputs", "..", "inputs", "t.csv")],
+              'is the trace of vm "a"'),
+             (["--sweep", "memory=1G:2G:1G", "--report", trace], 'is the trace of vm "a"'))
+    for args, needle in cases:
+        r = run(ini, *args)
+        expect_exit(r, 2, needle)
+        assert r.stdout == "", (args, r.stdout)
+    with open(trace, encoding="utf-8") as f:
+        assert f.read() == trace_text
+    with open(ini, encoding="utf-8") as f:
+        assert f.read() == ini_text
+
+
+def test_outputs_naming_the_same_file_refused():
+    out = outputs_dir("outputs-same")
+    path = os.path.join(out, "both")
+    expect_exit(run(SMALL, "--timeline", path, "--report", path), 2,
+                f"--timeline and --report name the same file {path}")
+    assert os.listdir(out) == [], os.listdir(out)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("older\n")
+    os.symlink(path, os.path.join(out, "link"))
+    expect_exit(run(SMALL, "--timeline", path, "--report", os.path.join(out, "link")), 2,
+                "name the same file")
+    # Not a regular file: both may go there.
+    r = run(SMALL, "--timeline", "/dev/null", "--report", "/dev/null")
+    assert r.returncode == 0, r.stderr
 
 
 # ---- policies ----

@@ -80,6 +80,8 @@ def test_tracegen_names_the_option_with_a_bad_value():
                          (["diurnal", "--peak", "-1G"], '--peak: "-1G" is not a size'),
                          (["diurnal", "--peak", "1G "], '--peak: "1G " is not a size'),
                          (["diurnal", "--base", ""], '--base: "" is not a size'),
+                         (["diurnal", "--peak", "2 G"],
+                          '--peak: "2 G" has a blank between the number and its unit; write 2G'),
                          (["diurnal", "--peak", "99999999999T"], '--peak: "99999999999T" is too large')):
         r = subprocess.run([GEN, *args], capture_output=True, text=True)
         assert r.returncode == 2, f"{args}: exit {r.returncode}"
@@ -98,12 +100,22 @@ def test_tracegen_takes_sizes_with_units_or_bytes():
 
 def test_tracegen_says_which_option_is_out_of_range():
     # One sentence listing every condition before, whichever one failed.
-    for args, needle in ((["diurnal", "--peak", "1G", "--base", "2G"], "--peak must be at least --base"),
+    for args, needle in ((["diurnal", "--peak", "1G", "--base", "2G"],
+                          "--peak 1 GiB must be at least --base 2 GiB"),
+                         # Neither size was named, nor that one was the default.
+                         (["diurnal", "--peak", "200M"],
+                          "--peak 200 MiB must be at least --base 256 MiB (the default)"),
+                         (["diurnal", "--base", "1.5G"],
+                          "--peak 1 GiB (the default) must be at least --base 1.5 GiB"),
                          (["idle", "--interval", "0s"], "--interval must be at least 1s"),
                          (["diurnal", "--noise", "150"], "--noise must be 0..100"),
                          (["diurnal", "--peak", "17T"], "--peak must be at most 16T"),
                          (["diurnal", "--duration", "1m", "--interval", "2m"],
                           "--duration must be at least --interval"),
+                         # A trace dynmem-sim then refused was written before.
+                         (["idle", "--duration", "8785h", "--interval", "1h"],
+                          "--duration must be at most 8784h (366 days), the longest trace "
+                          "dynmem-sim takes"),
                          (["leak", "--rate", "0"], "--rate must be positive"),
                          (["warmup", "--tau", "0s"], "--tau must be positive")):
         r = subprocess.run([GEN, *args], capture_output=True, text=True)
@@ -127,7 +139,8 @@ def test_tracegen_writes_traces_the_simulator_takes():
     cases = (["leak", "--peak", "256M", "--duration", "1h"],
              ["batch", "--seed", "3", "--interval", "1500ms", "--every", "10m",
               "--duration", "4h"],
-             ["diurnal", "--base", "16T", "--peak", "16T", "--noise", "50", "--duration", "1h"])
+             ["diurnal", "--base", "16T", "--peak", "16T", "--noise", "50", "--duration", "1h"],
+             ["idle", "--duration", "8784h", "--interval", "1h"])
     with tempfile.TemporaryDirectory() as tmp:
         for args in cases:
             out = subprocess.run([GEN, *args], capture_output=True, text=True, check=True).stdout

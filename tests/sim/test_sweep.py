@@ -43,16 +43,23 @@ def expect_exit(r, code, *needles):
 
 
 def test_usage_errors():
-    expect_exit(run(SMALL, "--sweep", "memory=4G:1G:1G"), 2, "FROM at most TO")
+    # One sentence for both before, naming neither the field nor its text.
+    expect_exit(run(SMALL, "--sweep", "memory=4G:1G:512M"), 2,
+                '--sweep: FROM "4G" is above TO "1G": the sizes go up from FROM to TO '
+                "(memory=1G:4G:512M)")
     expect_exit(run(SMALL, "--sweep", "memory=1G:2G"), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "cpus=1:2:1"), 2, "memory=FROM:TO:STEP")
-    expect_exit(run(SMALL, "--sweep", "memory=1G:2G:0"), 2, "positive")
+    for step in ("0", "0G"):
+        expect_exit(run(SMALL, "--sweep", f"memory=1G:2G:{step}"), 2,
+                    f'--sweep: STEP "{step}" is 0: the sizes would never reach TO')
     # An empty field (a trailing, leading or doubled ':') was skipped before.
     expect_exit(run(SMALL, "--sweep", "memory=1G:2G:1G:"), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "memory=:1G:2G:1G"), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "memory=1G::2G:1G"), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "memory=1G:2G:1G" + " " * 200), 2, "memory=FROM:TO:STEP")
     expect_exit(run(SMALL, "--sweep", "memory=32M:10G:1M"), 2, "more than 1000")
+    expect_exit(run(SMALL, "--sweep", "memory=1G:2 G:1G"), 2,
+                '--sweep: TO "2 G" has a blank between the number and its unit; write 2G')
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=0.1"), 2, "short=P%")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "short=150%"), 2, "short=P%")
     expect_exit(run(SMALL, "--sweep", SWEEP, "--slo", "oom=-1"), 2, "oom=N")
@@ -203,6 +210,27 @@ def test_human_table():
     assert re.search(r"^  dynmem\s+\S+ [GM]iB$", r.stdout, re.M), r.stdout
 
 
+def test_human_table_explains_its_stars():
+    # "(* not every VM started)" was printed under every table, with or without a star.
+    r = run(SMALL, "--sweep", "memory=3G:4G:1G")
+    assert r.returncode == 0, r.stderr
+    assert "*" not in r.stdout and "not every VM started" not in r.stdout, r.stdout
+    r = run(SMALL, "--sweep", "memory=1G:4G:1G", "--policy", "static")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^1 GiB\s+[0-9.]+\*", r.stdout, re.M), r.stdout
+    assert "(* not every VM started)" in r.stdout, r.stdout
+
+
+def test_human_table_columns_line_up():
+    # A mean of "1015.5 MiB" overflowed its 7 columns and pushed the rest of its row.
+    r = run(SMALL, "--sweep", "memory=1G:2G:1G", "--policy", "static", "--policy", "dynmem")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "1015.5 MiB" in lines[3], lines[3]
+    table = lines[1:4]
+    assert len({len(line) for line in table}) == 1, table
+
+
 def test_html_page():
     page = os.path.join(TMP, "sweep.html")
     r = run(SMALL, "--sweep", SWEEP, "--slo", "short=1%", "--report", page, "--json")
@@ -222,6 +250,22 @@ def test_report_unwritable():
     r = run(SMALL, "--sweep", SWEEP, "--report", "/nonexistent/dir/x.html")
     expect_exit(r, 1, "/nonexistent/dir/x.html: No such file or directory")
     assert r.stdout == "", r.stdout
+
+
+def test_a_failed_sweep_leaves_an_older_report_as_it_was():
+    # A worker killed (here by its policy): the sweep fails, and its report, opened
+    # before, was left empty in place of the older one.
+    out = os.path.join(TMP, "failed-sweep")
+    os.makedirs(out)
+    report = os.path.join(out, "sweep.html")
+    with open(report, "w", encoding="utf-8") as f:
+        f.write("older\n")
+    r = run(SMALL, "--sweep", "memory=2G:3G:1G", "--policy", "exec:kill -9 $PPID", "--report",
+            report)
+    expect_exit(r, 1, "runs did not report")
+    with open(report, encoding="utf-8") as f:
+        assert f.read() == "older\n"
+    assert os.listdir(out) == ["sweep.html"], os.listdir(out)
 
 
 def test_a_failing_policy_is_reported():

@@ -289,7 +289,12 @@ static void bad_values(void **state)
 {
         expect_error_at("[host]\nmemory = lots\n", 2, "memory: \"lots\" is not a size");
         expect_error_at("[host]\nmemory = -1G\n", 2, "is not a size");
-        expect_error_at("[host]\nmemory = 1 G\n", 2, "is not a size");
+        /* A blank between the number and the unit is named, in keys and in a VM's settings. */
+        expect_error_at("[host]\nmemory = 1 G\n", 2,
+                        "memory: \"1 G\" has a blank between the number and its unit; write 1G");
+        expect_error_at("[vm \"a\"]\nstartup = 512 MiB\n", 2,
+                        "startup: \"512 MiB\" has a blank between the number and its unit; "
+                        "write 512MiB");
         /* A size or duration too large to hold is named so, not "not a size". */
         expect_error_at("[host]\nmemory = 99999999999T\n", 2,
                         "memory: \"99999999999T\" is too large");

@@ -136,11 +136,23 @@ static void crlf_comments_blank_lines(void **state)
 
 static void header_required(void **state)
 {
-        expect_error_at("0,1G\n1,2G\n", 1, "expected the header \"seconds,demand\"");
-        expect_error_at("time,demand\n0,1G\n", 1, "expected the header");
-        expect_error_at("seconds, demand\n0,1G\n", 1, "expected the header");
-        expect_error_at("# comment first\nseconds,demand\n0,1G\n", 1, "expected the header");
-        expect_error_at("\nseconds,demand\n0,1G\n", 1, "expected the header");
+        /* What the first line is instead is quoted: a blank or a capital that looks right. */
+        expect_error_at("0,1G\n1,2G\n", 1,
+                        "expected the header \"seconds,demand\" as the first line, not \"0,1G\"");
+        expect_error_at("time,demand\n0,1G\n", 1, "not \"time,demand\"");
+        expect_error_at("seconds, demand\n0,1G\n", 1, "not \"seconds, demand\"");
+        expect_error_at("Seconds,Demand\r\n0,1G\r\n", 1, "not \"Seconds,Demand\"");
+        /* Comments and blank lines are skipped only after the header. */
+        expect_error_at("# comment first\nseconds,demand\n0,1G\n", 1,
+                        "not \"# comment first\" (blank lines and comments may only follow "
+                        "the header)");
+        expect_error_at("\nseconds,demand\n0,1G\n", 1,
+                        "not \"\" (blank lines and comments may only follow the header)");
+        /* A control character is quoted as a space, a long line cut. */
+        expect_error_at("time\x1b[2J,demand\n0,1G\n", 1, "not \"time [2J,demand\"");
+        expect_error_at("0123456789012345678901234567890123456789012345678901234567890123456789"
+                        ",x\n",
+                        1, "...\"");
 
         /* A byte order mark before the header (a spreadsheet's "CSV UTF-8") is no part of it. */
         struct trace t;
@@ -148,7 +160,7 @@ static void header_required(void **state)
         assert_int_equal(t.n, 1);
         assert_int_equal(t.demand[0], GIB);
         trace_free(&t);
-        expect_error_at("\xEF\xBB\xBFtime,demand\n0,1G\n", 1, "expected the header");
+        expect_error_at("\xEF\xBB\xBFtime,demand\n0,1G\n", 1, "not \"time,demand\"");
 }
 
 /* Line ends of classic Mac OS, as some exports still write them. */
@@ -210,6 +222,9 @@ static void bad_fields(void **state)
         expect_error_at("seconds,demand\n1,1e9\n", 2, "\"1e9\" is not a demand");
         expect_error_at("seconds,demand\n1,0x100000\n", 2, "is not a demand");
         expect_error_at("seconds,demand\n1,5.\n", 2, "\"5.\" is not a demand");
+        /* A blank before the unit is named as such. */
+        expect_error_at("seconds,demand\n0,2 G\n", 2,
+                        "\"2 G\" has a blank between the number and its unit; write 2G");
         expect_error_at("seconds,demand\n0,1G\n1,2G\n2,1G,3\n", 4, "expected two fields");
         expect_error_at("seconds,demand\n1\n", 2, "expected two fields");
         expect_error_at("seconds,demand\n1;1G\n", 2, "expected two fields");

@@ -78,6 +78,29 @@ static void size_unit_missing_below_one_mib(void **state)
         assert_int_equal(strlen(buf), 7);
 }
 
+/* "2 G": refused as every size with a blank is, and named for what it is. */
+static void size_blank_inside_names_the_blank(void **state)
+{
+        char buf[160];
+
+        assert_true(size_blank_inside("2 G", buf, sizeof(buf)));
+        assert_string_equal(buf, "\"2 G\" has a blank between the number and its unit; write 2G");
+        assert_true(size_blank_inside("1.5  GiB", buf, sizeof(buf)));
+        assert_non_null(strstr(buf, "; write 1.5GiB"));
+        assert_true(size_blank_inside("512\tmb", buf, sizeof(buf)));
+        assert_non_null(strstr(buf, "; write 512mb"));
+        /* Anything else is no blank that alone is wrong. */
+        const char *others[] = {"2G", "2 X",  "2 G B", " 2G",  "2G ", "G 2",
+                                "2 ", "lots", "-2 G",  "2 1G", ""};
+        for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+                assert_false(size_blank_inside(others[i], buf, sizeof(buf)));
+                assert_string_equal(buf, "");
+        }
+        /* A short buffer is cut, still a string. */
+        assert_true(size_blank_inside("2 G", buf, 8));
+        assert_int_equal(strlen(buf), 7);
+}
+
 static void size_parse_detects_overflow(void **state)
 {
         uint64_t v = 7;
@@ -162,6 +185,7 @@ int main(void)
             cmocka_unit_test(size_parse_rejects_garbage),
             cmocka_unit_test(size_parse_detects_overflow),
             cmocka_unit_test(size_unit_missing_below_one_mib),
+            cmocka_unit_test(size_blank_inside_names_the_blank),
             cmocka_unit_test(duration_parse_units),
             cmocka_unit_test(duration_read_as_names_seconds),
             cmocka_unit_test(size_format_is_readable),
