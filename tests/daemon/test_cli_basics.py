@@ -421,6 +421,22 @@ def life_cycle_errors_are_one_clear_line(bins):
 
 
 @tap.case
+def a_failed_start_names_the_vm_once(bins):
+    config = ("memory = 2G\ninterval = 100ms\nbackend = qemu\n\n"
+              "[vm \"web4\"]\nstartup = 256M\nkernel = @DIR@/vmlinuz\nqemu = /bin/false\n")
+    r = running(bins, config)
+    kernel = r.d.write_file("vmlinuz", "there when dynmemd starts, gone when web4 does\n")
+    with r as d:
+        os.remove(kernel)
+        e = d.fails("start", "web4", contains=f"dynmem: web4: kernel {kernel}: No such file")
+        check('vm "web4"' not in e.err, "the name once", e)
+        v = d.vm("web4")
+        check(v["refusal"].startswith(f"kernel {kernel}: "), "show's refusal: the reason alone", v)
+        text = d.json("events")[-1]["text"]
+        check(text.startswith(f"web4 could not start: kernel {kernel}"), "the event's", text)
+
+
+@tap.case
 def admit_of_a_vm_dynmemd_runs_does_not_call_it_unknown(bins):
     with running(bins, CONFIG) as d:
         r = d.ok("admit", "db1")
