@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """dynmemd and dynmem basics: config check, list/show/status, start/stop, errors."""
+import json
 import os
 import re
 import signal
@@ -445,6 +446,12 @@ def admit_of_a_vm_dynmemd_runs_does_not_call_it_unknown(bins):
         check(d.vm("db1")["state"] == "off", "nothing started", d.vm("db1"))
         r = d.ok("admit", "web9")
         check("web9: not known to dynmemd" in r.out, "a VM dynmemd does not know", r)
+        # --json: the VM, as start --json prints it; null for a VM dynmemd does not know
+        r = d.ok("admit", "db1", "--json")
+        v = json.loads(r.out)
+        check(v["name"] == "db1" and v["state"] == "off", "admit --json prints the VM", r)
+        r = d.ok("admit", "web9", "--json")
+        check(json.loads(r.out) is None, "admit --json of a VM dynmemd does not know: null", r)
 
 
 @tap.case

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Every settings rule of Hyper-V, allowed and refused, through dynmem set and
 dynmem create; and dynmem delete."""
+import json
 import os
 import re
 import subprocess
@@ -187,9 +188,15 @@ def delete_only_created_vms_that_are_off(bins):
         d.ok("start", "tmp1")
         d.fails("delete", "tmp1", contains="tmp1: running; stop it first")
         d.ok("stop", "tmp1")
-        d.ok("delete", "tmp1")
+        r = d.ok("delete", "tmp1", "--json")
+        v = json.loads(r.out)
+        check(v["name"] == "tmp1" and v["state"] == "off" and v["origin"] == "created",
+              "delete --json prints the VM as it was, as stop --json does", r)
         d.fails("show", "tmp1", contains="tmp1: no such VM")
         d.fails("delete", "tmp1", contains="tmp1: no such VM")
+        d.ok("create", "tmp2", "-o", f"trace={DATA}/small.csv")
+        r = d.ok("delete", "tmp2")
+        check(r.out == "", "without --json it says nothing", r)
 
 
 @tap.case
