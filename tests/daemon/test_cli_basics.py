@@ -483,6 +483,29 @@ def help_and_version_are_what_they_say(bins):
     check(p.returncode == 0 and "-V, --version" in p.stdout, "--help names --version", p)
     p = subprocess.run([dynmem, "--version"], capture_output=True, text=True)
     check(p.returncode == 0 and p.stdout.startswith("dynmem "), "--version works", p)
+    usage = subprocess.run([dynmem, "--help"], capture_output=True, text=True).stdout
+    # help [COMMAND], as git and virsh have it: the usage, as --help and COMMAND --help
+    for args, like in ((["help"], ["--help"]), (["help", "set"], ["set", "--help"]),
+                       (["help", "libvirt-hook"], ["--help"]), (["help", "help"], ["--help"])):
+        p = subprocess.run([dynmem] + args, capture_output=True, text=True)
+        q = subprocess.run([dynmem] + like, capture_output=True, text=True)
+        check(p.returncode == 0 and p.stdout == q.stdout == usage and p.stderr == "",
+              f"dynmem {' '.join(args)} is dynmem {' '.join(like)}", p)
+    check(re.search(r"^  help +\[COMMAND\] ", usage, re.M), "--help lists help", usage)
+    for args, said in ((["help", "frobnicate"],
+                        'dynmem: unknown command "frobnicate" (dynmem --help)\n'),
+                       (["help", "set", "list"],
+                        "dynmem: help: expected one COMMAND at most (dynmem --help)\n"),
+                       (["help", "--json"],
+                        "dynmem: help: takes a COMMAND, no option (dynmem --help)\n"),
+                       (["--json", "help"],
+                        "dynmem: help: --json does not apply to the usage (dynmem --help)\n")):
+        p = subprocess.run([dynmem] + args, capture_output=True, text=True)
+        check(p.returncode == 2 and p.stderr == said and p.stdout == "",
+              f"dynmem {' '.join(args)}: bad usage", p)
+    p = subprocess.run([dynmem, "frobnicate"], capture_output=True, text=True)
+    check(p.stderr == 'dynmem: unknown command "frobnicate" (dynmem --help)\n',
+          "the same words without help", p)
 
 
 @tap.case
