@@ -3,21 +3,39 @@
  */
 #include "commands.h"
 
+#include <errno.h>
 #include <stdio.h>
 
 #include "client.h"
 #include "output.h"
 
-/* Make the request; on failure print dynmemd's or the connection's error. */
+/*
+ * Whether dynmemd's EINVAL to this command refuses what the command line gave: set,
+ * create and enable carry the operator's settings and keys, and dynmemd checks what
+ * dynmem cannot alone (ranges, minimum <= startup <= maximum, the backend's keys).
+ */
+static bool refuses_the_command_line(enum control_command command)
+{
+        return command == CONTROL_SET || command == CONTROL_CREATE || command == CONTROL_ENABLE;
+}
+
+/*
+ * Make the request; on failure print dynmemd's or the connection's error. A value
+ * dynmemd refuses as invalid is bad usage (exit 2), as when dynmem itself refuses it.
+ */
 static int call(struct cli *cli, enum control_command command, json_t **ret_reply)
 {
         char err[CONTROL_ERROR_MAX + 256] = "";
         const json_t *warning, *note;
+        bool answered;
+        int r;
 
         cli->req.command = command;
-        if (client_call(cli, ret_reply, err, sizeof(err)) < 0) {
+        r = client_call_answered(cli, ret_reply, &answered, err, sizeof(err));
+        if (r < 0) {
                 fprintf(stderr, "dynmem: %s\n", err);
-                return CLI_FAILED;
+                return answered && r == -EINVAL && refuses_the_command_line(command) ? CLI_USAGE
+                                                                                     : CLI_FAILED;
         }
         warning = json_object_get(*ret_reply, "warning");
         if (json_is_string(warning))

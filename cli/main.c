@@ -4,7 +4,7 @@
  * one function per command (commands.c). See dynmem(1).
  *
  * Exit status: 0 done, 1 dynmemd refused or could not be reached (or the output
- * could not be written), 2 bad usage.
+ * could not be written), 2 bad usage (also a value dynmemd refuses as invalid).
  */
 #include <errno.h>
 #include <getopt.h>

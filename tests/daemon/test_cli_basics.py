@@ -550,6 +550,29 @@ def cli_usage_errors_exit_2(bins):
         check(d.vm("web1")["weight"] == 4000, "--wei is --weight", d.vm("web1"))
 
 
+@tap.case
+def a_value_dynmemd_refuses_is_bad_usage_as_one_dynmem_refuses(bins):
+    with Daemon(bins, CONFIG) as d:
+        d.start()
+        d.wait_state("web1", "running")
+        # dynmem reads --weight as a number; dynmemd checks its range: exit 2 either way
+        d.fails("set", "web1", "--weight", "10001", rc=2,
+                contains="dynmem: web1: weight 10001 is outside 0..10000")
+        d.fails("set", "db1", "--minimum", "1G", rc=2, contains="db1: minimum 1 GiB is above")
+        trace = d.write_file("gone.csv", open(os.path.join(DATA, "small.csv")).read())
+        d.fails("create", "new1", "-o", f"trace={trace}", "-o", "colour=red", rc=2,
+                contains='new1: backend sim takes no key "colour"')
+        # what the VM's state forbids is dynmemd's refusal, not bad usage
+        d.fails("set", "web1", "--startup", "2G", rc=1,
+                contains="web1: cannot change startup while the VM is running")
+        # a VM whose own keys fail when it starts (EINVAL too): a refusal, not bad usage
+        d.ok("create", "new1", "-o", f"trace={trace}")
+        d.stop()
+        os.remove(trace)
+        d.start()
+        d.fails("start", "new1", rc=1, contains="new1: cannot start: ")
+
+
 SLOW = CONFIG.replace("interval = 100ms", "interval = 60s")
 
 

@@ -61,9 +61,10 @@ def buffer_and_weight_change_any_time(bins):
         v, o = d.vm("web1"), d.vm("off1")
         check(v["buffer_percent"] == 50 and v["weight"] == 9000, "running VM changed", v)
         check(o["buffer_percent"] == 35 and o["weight"] == 0, "off VM changed", o)
-        d.fails("set", "web1", "--buffer", "4", contains="web1: buffer 4 % is outside 5..2000 %")
-        d.fails("set", "web1", "--buffer", "2001", contains="outside 5..2000 %")
-        d.fails("set", "web1", "--weight", "10001", contains="web1: weight 10001 is outside")
+        d.fails("set", "web1", "--buffer", "4", rc=2,
+                contains="web1: buffer 4 % is outside 5..2000 %")
+        d.fails("set", "web1", "--buffer", "2001", rc=2, contains="outside 5..2000 %")
+        d.fails("set", "web1", "--weight", "10001", rc=2, contains="web1: weight 10001 is outside")
 
 
 @tap.case
@@ -94,12 +95,14 @@ def off_vm_takes_startup_and_dynamic_changes(bins):
 @tap.case
 def minimum_startup_maximum_stay_ordered(bins):
     with running(bins, CONFIG) as d:
-        d.fails("set", "off1", "--minimum", "1536M",
+        d.fails("set", "off1", "--minimum", "1536M", rc=2,
                 contains="off1: minimum 1.5 GiB is above startup 1 GiB")
-        d.fails("set", "off1", "--startup", "3G", contains="off1: startup 3 GiB is above maximum 2 GiB")
-        d.fails("set", "off1", "--maximum", "768M", contains="above maximum 768 MiB")
-        d.fails("set", "off1", "--minimum", "16M", contains="minimum 16 MiB is below 32 MiB")
-        d.fails("set", "off1", "--startup", "1000001K", contains="not a multiple of the 2 MiB block")
+        d.fails("set", "off1", "--startup", "3G", rc=2,
+                contains="off1: startup 3 GiB is above maximum 2 GiB")
+        d.fails("set", "off1", "--maximum", "768M", rc=2, contains="above maximum 768 MiB")
+        d.fails("set", "off1", "--minimum", "16M", rc=2, contains="minimum 16 MiB is below 32 MiB")
+        d.fails("set", "off1", "--startup", "1000001K", rc=2,
+                contains="not a multiple of the 2 MiB block")
         d.ok("set", "off1", "--startup", "3G", "--maximum", "3G", "--minimum", "3G")
         o = d.vm("off1")
         check(o["minimum_bytes"] == o["startup_bytes"] == o["maximum_bytes"] == 3 * GIB,
@@ -118,9 +121,10 @@ def static_vm_minimum_and_maximum_follow_its_startup(bins):
         v = d.vm("static1")
         check(v["startup_bytes"] == v["minimum_bytes"] == 128 * MIB and
               v["maximum_bytes"] == GIB, "minimum follows a smaller startup", v)
-        d.fails("set", "static1", "--startup", "2G", "--maximum", "1G",
+        d.fails("set", "static1", "--startup", "2G", "--maximum", "1G", rc=2,
                 contains="static1: startup 2 GiB is above maximum 1 GiB")
-        d.fails("set", "off1", "--startup", "3G", contains="off1: startup 3 GiB is above maximum")
+        d.fails("set", "off1", "--startup", "3G", rc=2,
+                contains="off1: startup 3 GiB is above maximum")
         d.kill9()
         d.start()
         v = d.vm("static1")
@@ -160,21 +164,23 @@ def create_defines_a_vm_with_defaults(bins):
 @tap.case
 def create_refuses_what_the_backend_cannot_run(bins):
     with running(bins, CONFIG) as d:
-        d.fails("create", "new2", contains="the sim backend needs a trace")
-        d.fails("create", "new2", "-o", "trace=/nonexistent.csv", contains="/nonexistent.csv")
-        d.fails("create", "new2", "-o", f"trace={DATA}/small.csv", "-o", "colour=red",
+        d.fails("create", "new2", rc=2, contains="the sim backend needs a trace")
+        d.fails("create", "new2", "-o", "trace=/nonexistent.csv", rc=2, contains="/nonexistent.csv")
+        d.fails("create", "new2", "-o", f"trace={DATA}/small.csv", "-o", "colour=red", rc=2,
                 contains="new2: backend sim takes no key \"colour\"")
-        d.fails("create", "new2", "-o", f"tarce={DATA}/small.csv",
+        d.fails("create", "new2", "-o", f"tarce={DATA}/small.csv", rc=2,
                 contains="new2: backend sim takes no key \"tarce\" (did you mean \"trace\"?)")
-        d.fails("create", "new2", "-o", f"trace={DATA}/small.csv", "-o", "wieght=100",
+        d.fails("create", "new2", "-o", f"trace={DATA}/small.csv", "-o", "wieght=100", rc=2,
                 contains="new2: backend sim takes no key \"wieght\" (did you mean --weight?)")
         d.fails("create", "new2", "--startup", "1G", "--maximum", "512M",
-                "-o", f"trace={DATA}/small.csv", contains="new2: startup 1 GiB is above maximum")
+                "-o", f"trace={DATA}/small.csv", rc=2,
+                contains="new2: startup 1 GiB is above maximum")
         # startup not given: the sizes given are named, not the default startup (1 GiB)
         d.fails("create", "new2", "--minimum", "2G", "--maximum", "1G",
-                "-o", f"trace={DATA}/small.csv", contains="new2: minimum 2 GiB is above maximum 1 GiB")
+                "-o", f"trace={DATA}/small.csv", rc=2,
+                contains="new2: minimum 2 GiB is above maximum 1 GiB")
         d.fails("create", "new2", "--dynamic", "on", "--minimum", "2G", "--maximum", "8G",
-                "-o", f"trace={DATA}/small.csv",
+                "-o", f"trace={DATA}/small.csv", rc=2,
                 contains="new2: minimum 2 GiB is above startup 1 GiB (startup is not set and "
                          "defaults to 1 GiB)")
         d.fails("show", "new2", contains="no such VM")
@@ -213,7 +219,8 @@ def every_setting_has_an_option(bins):
         check(d.vm("off1")["block_bytes"] == 8 * MIB, "set takes --block while off")
         d.fails("set", "web1", "--block", "4M",
                 contains="web1: cannot change block size while the VM is running")
-        d.fails("set", "off1", "--block", "3M", contains="off1: block size 3 MiB is not a power of two")
+        d.fails("set", "off1", "--block", "3M", rc=2,
+                contains="off1: block size 3 MiB is not a power of two")
         d.fails("set", "off1", "--block", "big", rc=2, contains='--block: "big" is not a size')
 
 
