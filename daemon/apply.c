@@ -132,8 +132,8 @@ static struct vm_settings wanted_settings(const struct config *cfg, const struct
         return want;
 }
 
-static void update_from_config(struct daemon *d, const struct config *cfg,
-                               const struct config_vm *cvm, struct registry_entry *e)
+static void update_from_config(struct daemon *d, struct config *cfg, const struct config_vm *cvm,
+                               struct registry_entry *e)
 {
         char err[512] = "";
 
@@ -153,12 +153,18 @@ static void update_from_config(struct daemon *d, const struct config *cfg,
         registry_touch(e);
         struct vm_settings want = wanted_settings(cfg, cvm, e);
         if (settings_diff(&want, &e->vm.settings) != 0 &&
-            apply_settings(d, e, &want, err, sizeof(err)) < 0)
+            apply_settings(d, e, &want, err, sizeof(err)) < 0) {
                 log_msg(LOG_WARNING,
                         "%s: keeping the current settings: %s (reload again once "
                         "the VM is off)",
                         e->vm.name, err);
-        else
+                /* one of the warnings of the configuration in force (dynmem status), until
+                 * a reload finds the VM off or the file fixed */
+                config_diag_add(&cfg->warnings, cfg->path, cvm->line,
+                                "warning: vm \"%s\" runs with its settings before this "
+                                "file's: %s (reload again once the VM is off)",
+                                e->vm.name, err);
+        } else
                 e->reset_pending = 0; /* the file's values are in force */
         if (!registry_keys_equal(e, cvm->extra, cvm->n_extra) &&
             apply_keys(d, e, cvm->extra, cvm->n_extra, err, sizeof(err)) < 0)
@@ -179,7 +185,7 @@ static void drop_from_config(struct daemon *d, const struct config *cfg, struct 
         registry_touch(e);
 }
 
-void apply_config(struct daemon *d, const struct config *cfg, bool initial)
+void apply_config(struct daemon *d, struct config *cfg, bool initial)
 {
         for (size_t i = 0; i < d->reg.n; i++)
                 d->reg.entries[i]->seen = false;

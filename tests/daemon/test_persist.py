@@ -265,9 +265,33 @@ def sighup_keeps_what_a_running_vm_cannot_take(bins):
         wait_for(lambda: "web1: keeping the current settings: cannot change startup" in d.log(),
                  "the refusal in the log")
         check(d.vm("web1")["startup_bytes"] == GIB, "startup kept while running")
+        # and where the operator looks: a warning of the configuration in force
+        with open(d.conf) as f:
+            line = f.read().split("\n").index('[vm "web1"]') + 1
+        said = (f'{d.conf}:{line}: warning: vm "web1" runs with its settings before this '
+                "file's: cannot change startup while the VM is running (reload again once the "
+                "VM is off)")
+        h = d.status()
+        check(h["config_warnings"] == [said] and h["config_warning_count"] == 1,
+              "in dynmem status", h)
+        check("1 warning in the configuration in force:" in d.ok("status").out and
+              said in d.ok("status").out, "in words too", d.ok("status").out)
+        d.send(signal.SIGHUP)  # still running: still said, once
+        wait_for(lambda: d.log_count("web1: keeping the current settings") == 2, "the reload")
+        check(d.status()["config_warnings"] == [said], "said once", d.status())
+        d.write_config(config())  # the file fixed: the VM's settings are the file's
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.status()["config_warnings"] == [], "gone with the file fixed")
+        d.write_config(config().replace("startup = 1G", "startup = 2G"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.status()["config_warnings"] == [said], "back with the change")
         d.ok("stop", "web1")
+        check(d.status()["config_warnings"] == [said], "true until the reload", d.status())
         d.send(signal.SIGHUP)
         wait_for(lambda: d.vm("web1")["startup_bytes"] == 2 * GIB, "applied once off")
+        h = d.status()
+        check(h["config_warnings"] == [] and h["config_warning_count"] == 0,
+              "gone once the file's settings are in force", h)
 
 
 @tap.case
