@@ -149,9 +149,14 @@ def a_waiting_reset_survives_a_restart(bins):
         before = len(d.log())
         restart(d)
         log = d.log()[before:]
-        kept = re.search(r"web1: minimum kept until the VM is off; then \S+:\d+'s value is "
-                         r"taken", log)
-        taken = re.search(r"web1: off: minimum from \S+:\d+ now", log)
+        # each citing the line of the file's minimum key, not of web1's section
+        with open(d.conf) as f:
+            lines = f.read().split("\n")
+        minimum = lines.index("minimum = 512M", lines.index('[vm "web1"]')) + 1
+        kept = re.search(r"web1: minimum kept until the VM is off; then minimum \(line "
+                         f"{minimum}\\) from {re.escape(d.conf)} is taken", log)
+        taken = re.search(f"web1: off: minimum \\(line {minimum}\\) from {re.escape(d.conf)} now",
+                          log)
         started = log.find("web1: autostart")
         check(kept and taken and 0 <= kept.start() < taken.start() < started,
               "loaded, then taken before the autostart", log)
@@ -178,7 +183,8 @@ def a_bad_name_in_a_waiting_reset_costs_only_itself(bins):
         log = d.log()
         check('state file: web1: reset_pending: "bogus" is not a setting, "buffer_percent" '
               'without its value in "settings"; dropped' in log, "the log names them", log)
-        check(re.search(r"web1: off: minimum from \S+:\d+ now", log), "the rest is taken", log)
+        check(re.search(r"web1: off: minimum \(line \d+\) from \S+ now", log), "the rest is taken",
+              log)
         web1, db1 = d.vm("web1"), d.vm("db1")
         check(web1["minimum_bytes"] == 512 * MIB and web1["weight"] == 100 and
               web1["reset_pending"] == [] and web1["overrides"] == ["weight"], "web1", web1)

@@ -277,8 +277,15 @@ def set_reset_hands_settings_back_to_the_file(bins):
         out = d.ok("show", "web1").out
         check(re.search(r"^Overridden: +minimum, buffer, weight, autostart$", out, re.M),
               "show says which settings are overrides", out)
+        # the notes cite the line of each key the value comes from, not the section's
+        with open(d.conf) as f:
+            lines = f.read().split("\n")
+        section = lines.index('[vm "web1"]')
+        minimum = lines.index("minimum = 512M", section) + 1
+        autostart = lines.index("autostart = yes", section) + 1
         r = d.ok("set", "web1", "--reset", "weight")
-        check(re.search(r"^web1: weight from \S+:\d+ again$", r.out, re.M), "the note", r)
+        check(r.out == f"web1: weight (the default) from {d.conf} again\n",
+              "the note: weight is not in the file", r)
         v = d.vm("web1")
         check(v["weight"] == 5000 and v["buffer_percent"] == 50 and
               v["overrides"] == ["minimum_bytes", "buffer_percent", "autostart"],
@@ -286,10 +293,11 @@ def set_reset_hands_settings_back_to_the_file(bins):
         # The file's minimum 512M is above the running VM's 256M: a running VM's minimum is
         # only lowered, so that value waits for the VM to be off, as at a reload.
         r = d.ok("set", "web1", "--reset", "all")
-        check("web1: minimum, buffer, autostart from " in r.out, "the note names them", r)
-        check("dynmem: warning: web1: minimum kept while the VM runs (minimum can only be "
-              "lowered while the VM is running)" in r.err and "is taken once it is off" in r.err,
-              "the warning says what waits and why", r)
+        check(r.out == f"web1: minimum (line {minimum}), buffer (the default), autostart "
+              f"(line {autostart}) from {d.conf} again\n", "the note names them, with lines", r)
+        check(r.err == "dynmem: warning: web1: minimum kept while the VM runs (minimum can only "
+              f"be lowered while the VM is running); minimum (line {minimum}) from {d.conf} "
+              "is taken once it is off\n", "the warning says what waits, why and from where", r)
         v = d.vm("web1")
         check(v["buffer_percent"] == 20 and v["autostart"] is True and v["overrides"] == [] and
               v["minimum_bytes"] == 256 * MIB and v["reset_pending"] == ["minimum_bytes"],
@@ -300,7 +308,8 @@ def set_reset_hands_settings_back_to_the_file(bins):
         d.ok("stop", "web1")
         wait_for(lambda: d.vm("web1")["minimum_bytes"] == 512 * MIB, "the file's minimum once off")
         check(d.vm("web1")["reset_pending"] == [], "nothing waits any more", d.vm("web1"))
-        check(re.search(r"web1: off: minimum from \S+ now", d.log()), "logged", d.log())
+        check(f"web1: off: minimum (line {minimum}) from {d.conf} now" in d.log(), "logged",
+              d.log())
         # a reset of what was never overridden changes nothing and says so
         r = d.ok("set", "off1", "--reset", "weight,buffer")
         check("off1: nothing to reset: none of it was set with dynmem set" in r.out, "said", r)
