@@ -40,7 +40,7 @@ struct cli {
 enum {
         CLI_OK = 0,
         CLI_FAILED = 1, /* dynmemd refused, or could not be reached */
-        CLI_USAGE = 2,
+        CLI_USAGE = 2,  /* bad usage, or a value dynmemd refuses as invalid (EINVAL) */
 };
 
 #endif

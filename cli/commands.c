@@ -3,21 +3,39 @@
  */
 #include "commands.h"
 
+#include <errno.h>
 #include <stdio.h>
 
 #include "client.h"
 #include "output.h"
 
-/* Make the request; on failure print dynmemd's or the connection's error. */
+/*
+ * Whether dynmemd's EINVAL to this command refuses what the command line gave: set,
+ * create and enable carry the operator's settings and keys, and dynmemd checks what
+ * dynmem cannot alone (ranges, minimum <= startup <= maximum, the backend's keys).
+ */
+static bool refuses_the_command_line(enum control_command command)
+{
+        return command == CONTROL_SET || command == CONTROL_CREATE || command == CONTROL_ENABLE;
+}
+
+/*
+ * Make the request; on failure print dynmemd's or the connection's error. A value
+ * dynmemd refuses as invalid is bad usage (exit 2), as when dynmem itself refuses it.
+ */
 static int call(struct cli *cli, enum control_command command, json_t **ret_reply)
 {
         char err[CONTROL_ERROR_MAX + 256] = "";
         const json_t *warning, *note;
+        bool answered;
+        int r;
 
         cli->req.command = command;
-        if (client_call(cli, ret_reply, err, sizeof(err)) < 0) {
+        r = client_call_answered(cli, ret_reply, &answered, err, sizeof(err));
+        if (r < 0) {
                 fprintf(stderr, "dynmem: %s\n", err);
-                return CLI_FAILED;
+                return answered && r == -EINVAL && refuses_the_command_line(command) ? CLI_USAGE
+                                                                                     : CLI_FAILED;
         }
         warning = json_object_get(*ret_reply, "warning");
         if (json_is_string(warning))
@@ -117,35 +135,43 @@ int commands_create(struct cli *cli)
 
 int commands_delete(struct cli *cli)
 {
-        return run(cli, CONTROL_DELETE, NULL, NULL);
+        return run(cli, CONTROL_DELETE, "vm", NULL); /* the VM as it was */
 }
 
-/* A VM its owner keeps (libvirt): the reply may name no VM when the owner's change is not seen yet.
+/*
+ * A reply that may name no VM: a domain whose owner's change is not seen yet (enable,
+ * disable), a VM dynmemd does not know (admit). The VM is printed with print, or with
+ * --json as JSON, null when there is none.
  */
-static int run_owned(struct cli *cli, enum control_command command)
+static int run_maybe_vm(struct cli *cli, enum control_command command,
+                        void (*print)(FILE *, const json_t *))
 {
         json_t *reply;
         int r = call(cli, command, &reply);
+        const json_t *vm;
 
         if (r != CLI_OK)
                 return r;
-        if (json_object_get(reply, "vm"))
-                return show_member(cli, reply, "vm", cli->json ? NULL : output_vm);
+        vm = json_object_get(reply, "vm");
+        if (cli->json)
+                output_json(stdout, vm ? vm : json_null());
+        else if (vm && print)
+                print(stdout, vm);
         json_decref(reply);
         return CLI_OK;
 }
 
 int commands_enable(struct cli *cli)
 {
-        return run_owned(cli, CONTROL_ENABLE);
+        return run_maybe_vm(cli, CONTROL_ENABLE, output_vm);
 }
 
 int commands_disable(struct cli *cli)
 {
-        return run_owned(cli, CONTROL_DISABLE);
+        return run_maybe_vm(cli, CONTROL_DISABLE, output_vm);
 }
 
 int commands_admit(struct cli *cli)
 {
-        return run(cli, CONTROL_ADMIT, NULL, NULL);
+        return run_maybe_vm(cli, CONTROL_ADMIT, NULL); /* the note says it */
 }

@@ -4,7 +4,7 @@
  * one function per command (commands.c). See dynmem(1).
  *
  * Exit status: 0 done, 1 dynmemd refused or could not be reached (or the output
- * could not be written), 2 bad usage.
+ * could not be written), 2 bad usage (also a value dynmemd refuses as invalid).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -32,11 +32,14 @@ enum {
         OPT_LIST = 1u << 8,     /* list: --name */
 };
 
+#define OPERAND_COMMAND 3
+
 struct command {
         const char *name;
         int (*run)(struct cli *cli);
         unsigned options;
-        unsigned operands; /* 0: none, 1: a VM name, 2: a VM name and DEST_URI (migrate) */
+        unsigned operands; /* 0: none, 1: a VM name, 2: a VM name and DEST_URI (migrate),
+                              OPERAND_COMMAND: a command's name, or none (help) */
         const char *summary;
 };
 
@@ -59,6 +62,7 @@ static const struct command commands[] = {
     {"migrate", commands_migrate, OPT_MIGRATE, 2,
      "libvirt: live-migrate a domain to another host, showing progress"},
     {"libvirt-hook", NULL, 0, 0, "libvirt's qemu hook (DOMAIN OPERATION ...): admission"},
+    {"help", NULL, 0, OPERAND_COMMAND, "this usage (help COMMAND: the same as COMMAND --help)"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -129,9 +133,10 @@ static void usage(FILE *out)
         fputs("Usage: dynmem [--socket PATH] COMMAND [ARGS] [--json]\n\nCommands:\n", out);
         for (size_t i = 0; i < N_COMMANDS; i++)
                 fprintf(out, "  %-12s %-15s %s\n", commands[i].name,
-                        commands[i].operands == 2   ? "NAME DEST_URI"
-                        : commands[i].operands == 1 ? "NAME"
-                                                    : "",
+                        commands[i].operands == OPERAND_COMMAND ? "[COMMAND]"
+                        : commands[i].operands == 2             ? "NAME DEST_URI"
+                        : commands[i].operands == 1             ? "NAME"
+                                                                : "",
                         commands[i].summary);
         fputs("\nOptions of set, create and enable (sizes: 512M, 2G, 1.5G):\n", out);
         for (size_t i = 0; i < SETTINGS_N; i++) {
@@ -439,6 +444,21 @@ static const struct command *find_command(const char *name)
         return NULL;
 }
 
+/* dynmem help [COMMAND]: the usage, as dynmem --help and dynmem COMMAND --help print it. */
+static int help(const struct cli *cli, int argc, char **argv)
+{
+        if (cli->json)
+                return fail_usage("help: --json does not apply to the usage");
+        if (argc > 1)
+                return fail_usage("help: expected one COMMAND at most");
+        if (argc == 1 && argv[0][0] == '-')
+                return fail_usage("help: takes a COMMAND, no option");
+        if (argc == 1 && !find_command(argv[0]))
+                return fail_usage("unknown command \"%s\"", argv[0]);
+        usage(stdout);
+        return CLI_OK;
+}
+
 /* The command's own arguments: options and at most one VM name. */
 static int parse_command(struct cli *cli, const struct command *cmd, int argc, char **argv)
 {
@@ -501,6 +521,8 @@ int main(int argc, char **argv)
                 fail_usage("unknown command \"%s\"", argv[first]);
                 return CLI_USAGE;
         }
+        if (cmd->operands == OPERAND_COMMAND)
+                return help(&cli, argc - first - 1, argv + first + 1) < 0 ? CLI_USAGE : CLI_OK;
         if (!cli.socket)
                 cli.socket = getenv(CONTROL_SOCKET_ENV);
         if (!cli.socket || !cli.socket[0])

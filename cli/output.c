@@ -17,7 +17,7 @@ _Static_assert(CELL_MAX > CONFIG_NAME_MAX, "the longest VM name fits a cell");
 
 void output_json(FILE *out, const json_t *value)
 {
-        json_dumpf(value, out, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
+        json_dumpf(value, out, JSON_INDENT(2) | JSON_REAL_PRECISION(12) | JSON_ENCODE_ANY);
         fputc('\n', out);
 }
 

@@ -133,8 +133,8 @@ static struct vm_settings wanted_settings(const struct config *cfg, const struct
         return want;
 }
 
-static void update_from_config(struct daemon *d, const struct config *cfg,
-                               const struct config_vm *cvm, struct registry_entry *e)
+static void update_from_config(struct daemon *d, struct config *cfg, const struct config_vm *cvm,
+                               struct registry_entry *e)
 {
         char err[512] = "";
 
@@ -158,12 +158,18 @@ static void update_from_config(struct daemon *d, const struct config *cfg,
         registry_touch(e);
         struct vm_settings want = wanted_settings(cfg, cvm, e);
         if (settings_diff(&want, &e->vm.settings) != 0 &&
-            apply_settings(d, e, &want, err, sizeof(err)) < 0)
+            apply_settings(d, e, &want, err, sizeof(err)) < 0) {
                 log_msg(LOG_WARNING,
                         "%s: keeping the current settings: %s (reload again once "
                         "the VM is off)",
                         e->vm.name, err);
-        else
+                /* one of the warnings of the configuration in force (dynmem status), until
+                 * a reload finds the VM off or the file fixed */
+                config_diag_add(&cfg->warnings, cfg->path, cvm->line,
+                                "warning: vm \"%s\" runs with its settings before this "
+                                "file's: %s (reload again once the VM is off)",
+                                e->vm.name, err);
+        } else
                 e->reset_pending = 0; /* the file's values are in force */
         if (!registry_keys_equal(e, cvm->extra, cvm->n_extra) &&
             apply_keys(d, e, cvm->extra, cvm->n_extra, err, sizeof(err)) < 0)
@@ -184,7 +190,7 @@ static void drop_from_config(struct daemon *d, const struct config *cfg, struct 
         registry_touch(e);
 }
 
-void apply_config(struct daemon *d, const struct config *cfg, bool initial)
+void apply_config(struct daemon *d, struct config *cfg, bool initial)
 {
         for (size_t i = 0; i < d->reg.n; i++)
                 d->reg.entries[i]->seen = false;
@@ -226,6 +232,40 @@ static void name_list(unsigned mask, bool autostart, char *out, size_t len)
                                                settings_table[i].name);
         if (autostart && at < len)
                 snprintf(out + at, len - at, "%sautostart", at ? ", " : "");
+}
+
+/* One value of the file: "weight (line 15)", or "weight (the default)" when not set there. */
+static size_t cite_one(char *out, size_t len, size_t at, const char *name, unsigned line)
+{
+        if (at >= len)
+                return at;
+        if (line)
+                return at + (size_t)snprintf(out + at, len - at, "%s%s (line %u)", at ? ", " : "",
+                                             name, line);
+        return at +
+               (size_t)snprintf(out + at, len - at, "%s%s (the default)", at ? ", " : "", name);
+}
+
+/*
+ * Where the file's values of these settings (and autostart) come from: "minimum
+ * (line 14), buffer (the default), autostart (line 18) from /etc/dynmem/dynmem.conf",
+ * each at the line of its key, not of the VM's section.
+ */
+static void cite_file_values(const struct config *cfg, const struct config_vm *cvm, unsigned mask,
+                             bool autostart, char *out, size_t len)
+{
+        size_t at = 0;
+
+        out[0] = '\0';
+        for (size_t i = 0; i < SETTINGS_N; i++)
+                if (mask & settings_table[i].bit)
+                        at = cite_one(out, len, at, settings_table[i].name,
+                                      (cvm->given & settings_table[i].bit) ? cvm->given_lines[i]
+                                                                           : 0);
+        if (autostart)
+                at = cite_one(out, len, at, "autostart", cvm->autostart_line);
+        if (at < len)
+                snprintf(out + at, len - at, " from %s", cfg->path);
 }
 
 /*
@@ -286,14 +326,13 @@ int apply_reset(struct daemon *d, struct registry_entry *e, unsigned reset, bool
         const struct config_vm *cvm = e->removed ? NULL : config_section(&d->cfg, e->vm.name);
         unsigned was = e->overrides & reset;
         bool was_autostart = reset_autostart && e->autostart_override;
-        char names[160], why[256] = "", at[PATH_MAX + 16], newer[160] = "", dropped[200] = "";
+        char names[160], why[256] = "", cited[PATH_MAX + 512], newer[160] = "", dropped[200] = "";
 
         if (!cvm) {
                 snprintf(note, notelen, "%s: no longer in %s; nothing to go back to", e->vm.name,
                          d->cfg.path);
                 return -ENOENT;
         }
-        snprintf(at, sizeof(at), "%s:%u", d->cfg.path, cvm->line);
         unsigned left = take_file_values(d, e, cvm, reset, why, sizeof(why));
         e->overrides &= ~reset;
         e->reset_pending = (e->reset_pending & ~reset) | left;
@@ -308,9 +347,9 @@ int apply_reset(struct daemon *d, struct registry_entry *e, unsigned reset, bool
                 registry_drop_carried_settings(e);
         }
         registry_touch(e);
-        name_list(was, was_autostart, names, sizeof(names));
-        if (names[0])
-                snprintf(note, notelen, "%s: %s from %s again%s%s", e->vm.name, names, at,
+        cite_file_values(&d->cfg, cvm, was, was_autostart, cited, sizeof(cited));
+        if (was || was_autostart)
+                snprintf(note, notelen, "%s: %s again%s%s", e->vm.name, cited,
                          dropped[0] ? "; " : "", dropped);
         else if (dropped[0])
                 snprintf(note, notelen, "%s: %s", e->vm.name, dropped);
@@ -320,9 +359,10 @@ int apply_reset(struct daemon *d, struct registry_entry *e, unsigned reset, bool
         log_msg(LOG_INFO, "%s", note);
         if (left) {
                 name_list(left, false, names, sizeof(names));
+                cite_file_values(&d->cfg, cvm, left, false, cited, sizeof(cited));
                 snprintf(warn, warnlen,
-                         "%s kept while the VM runs (%s); %s's value%s taken once it is off", names,
-                         why, at, strchr(names, ',') ? "s are" : " is");
+                         "%s kept while the VM runs (%s); %s %s taken once it is off", names, why,
+                         cited, strchr(names, ',') ? "are" : "is");
                 log_msg(LOG_NOTICE, "%s: %s", e->vm.name, warn);
         }
         return 0;
@@ -335,20 +375,20 @@ size_t apply_reset_pending(struct daemon *d)
         for (size_t i = 0; i < d->reg.n; i++) {
                 struct registry_entry *e = d->reg.entries[i];
                 const struct config_vm *cvm;
-                char err[256] = "", names[160];
+                char err[256] = "", cited[PATH_MAX + 512];
 
                 if (!e->reset_pending || !vm_is_off(&e->vm))
                         continue;
                 cvm = e->removed || e->origin != REGISTRY_CONFIG
                           ? NULL
                           : config_section(&d->cfg, e->vm.name);
-                name_list(e->reset_pending, false, names, sizeof(names));
+                if (cvm)
+                        cite_file_values(&d->cfg, cvm, e->reset_pending, false, cited,
+                                         sizeof(cited));
                 if (cvm && take_file_values(d, e, cvm, e->reset_pending, err, sizeof(err)) == 0)
-                        log_msg(LOG_INFO, "%s: off: %s from %s:%u now", e->vm.name, names,
-                                d->cfg.path, cvm->line);
+                        log_msg(LOG_INFO, "%s: off: %s now", e->vm.name, cited);
                 else if (cvm)
-                        log_msg(LOG_WARNING, "%s: %s from %s:%u not taken: %s", e->vm.name, names,
-                                d->cfg.path, cvm->line, err);
+                        log_msg(LOG_WARNING, "%s: %s not taken: %s", e->vm.name, cited, err);
                 e->reset_pending = 0;
                 registry_touch(e);
                 taken++;
@@ -409,12 +449,14 @@ static void state_override(const struct daemon *d, const struct state_vm *sv,
         if (e->overrides)
                 log_msg(LOG_INFO, "%s: settings changed with dynmem set override the configuration",
                         sv->name);
-        if (pending) {
+        const struct config_vm *cvm = config_section(&d->cfg, sv->name);
+        if (pending && cvm) {
                 /* the VM may still run with them (reattached): as before the restart */
+                char cited[PATH_MAX + 512];
                 name_list(pending, false, names, sizeof(names));
-                log_msg(LOG_INFO, "%s: %s kept until the VM is off; then %s:%u's value%s taken",
-                        sv->name, names, d->cfg.path, e->config_line,
-                        strchr(names, ',') ? "s are" : " is");
+                cite_file_values(&d->cfg, cvm, pending, false, cited, sizeof(cited));
+                log_msg(LOG_INFO, "%s: %s kept until the VM is off; then %s %s taken", sv->name,
+                        names, cited, strchr(names, ',') ? "are" : "is");
         }
 }
 

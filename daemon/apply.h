@@ -41,11 +41,11 @@ int apply_keys(struct daemon *d, struct registry_entry *e, const struct config_k
 
 /*
  * Bring the registry in line with a configuration: define new VMs, update
- * changed ones (settings the running rules refuse are kept and logged; the
- * settings `dynmem set` overrode stay), drop VMs gone from the file (once
- * they are off). `initial` is true at start. Logs what it does.
+ * changed ones (settings the running rules refuse are kept, logged and added
+ * to cfg's warnings; the settings `dynmem set` overrode stay), drop VMs gone
+ * from the file (once they are off). `initial` is true at start. Logs what it does.
  */
-void apply_config(struct daemon *d, const struct config *cfg, bool initial);
+void apply_config(struct daemon *d, struct config *cfg, bool initial);
 
 /*
  * `dynmem set --reset`: hand the settings in `reset` (and autostart) of a VM

@@ -703,11 +703,16 @@ static char *cmd_delete(struct daemon *d, const struct control_request *req,
         if (!vm_is_off(&e->vm))
                 return control_reply_error(EBUSY, "%s: %s; stop it first", e->vm.name,
                                            vm_state_name(e->vm.state));
+        /* the VM as it was, as stop replies with the VM it stopped */
+        json_t *vm = vm_text(d, e) ? json_loads(e->json_text, 0, NULL) : NULL;
+        if (!vm)
+                return NULL;
         log_msg(LOG_INFO, "%s: deleted", e->vm.name);
         registry_remove(&d->reg, e, d->backend);
         daemon_vms_changed(d);
         daemon_save(d, warn, sizeof(warn));
-        return control_reply_ok(warn[0] ? json_pack("{s:s}", "warning", warn) : NULL);
+        return control_reply_ok(warn[0] ? json_pack("{s:o, s:s}", "vm", vm, "warning", warn)
+                                        : json_pack("{s:o}", "vm", vm));
 }
 
 /* ---- VMs a backend owns: dynamic memory on and off, admission of their starts ---- */
@@ -846,7 +851,7 @@ static char *cmd_admit(struct daemon *d, const struct control_request *req,
                          "%s: dynmemd runs this VM itself and admits it at dynmem start %s; a "
                          "start by another owner is not counted: unchecked",
                          req->name, req->name);
-                return control_reply_ok(json_pack("{s:s}", "note", note));
+                return reply_vm_note(d, e, note);
         }
         switch (e->vm.state) {
         case VM_RUNNING:

@@ -954,6 +954,8 @@ static int handle_key(void *user, const char *section, const char *key, const ch
                 break;
         case SECTION_VM:
                 table = vm_keys, base = ps->vm;
+                if (strcmp(key, "autostart") == 0)
+                        ps->vm->autostart_line = ps->line;
                 break;
         case SECTION_CLUSTER:
                 table = cluster_keys, base = &ps->cfg->cluster;

@@ -88,6 +88,7 @@ struct config_vm {
         unsigned given;                   /* enum settings_field bits set explicitly */
         unsigned given_lines[SETTINGS_N]; /* line of each setting, by settings_table row */
         bool autostart;
+        unsigned autostart_line; /* of the autostart key; 0: not given */
         struct config_kv *extra; /* backend keys, in file order */
         size_t n_extra;
 };

@@ -109,6 +109,10 @@ def every_command_of_dynmem_help_is_completed(bins):
           "the commands starting with s")
     check(sorted(complete("dynmem --socket /x ", path=in_path(bins))) == sorted(commands),
           "the commands after an option with its value")
+    check(sorted(complete("dynmem help ", path=in_path(bins))) == sorted(commands),
+          "the commands after `dynmem help `")
+    check(complete("dynmem help set ", path=in_path(bins)) == [], "help takes one COMMAND")
+    check(complete("dynmem help --", path=in_path(bins)) == [], "help takes no option")
 
 
 @tap.case

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """dynmemd and dynmem basics: config check, list/show/status, start/stop, errors."""
+import json
 import os
 import re
 import signal
@@ -421,6 +422,22 @@ def life_cycle_errors_are_one_clear_line(bins):
 
 
 @tap.case
+def a_failed_start_names_the_vm_once(bins):
+    config = ("memory = 2G\ninterval = 100ms\nbackend = qemu\n\n"
+              "[vm \"web4\"]\nstartup = 256M\nkernel = @DIR@/vmlinuz\nqemu = /bin/false\n")
+    r = running(bins, config)
+    kernel = r.d.write_file("vmlinuz", "there when dynmemd starts, gone when web4 does\n")
+    with r as d:
+        os.remove(kernel)
+        e = d.fails("start", "web4", contains=f"dynmem: web4: kernel {kernel}: No such file")
+        check('vm "web4"' not in e.err, "the name once", e)
+        v = d.vm("web4")
+        check(v["refusal"].startswith(f"kernel {kernel}: "), "show's refusal: the reason alone", v)
+        text = d.json("events")[-1]["text"]
+        check(text.startswith(f"web4 could not start: kernel {kernel}"), "the event's", text)
+
+
+@tap.case
 def admit_of_a_vm_dynmemd_runs_does_not_call_it_unknown(bins):
     with running(bins, CONFIG) as d:
         r = d.ok("admit", "db1")
@@ -429,6 +446,12 @@ def admit_of_a_vm_dynmemd_runs_does_not_call_it_unknown(bins):
         check(d.vm("db1")["state"] == "off", "nothing started", d.vm("db1"))
         r = d.ok("admit", "web9")
         check("web9: not known to dynmemd" in r.out, "a VM dynmemd does not know", r)
+        # --json: the VM, as start --json prints it; null for a VM dynmemd does not know
+        r = d.ok("admit", "db1", "--json")
+        v = json.loads(r.out)
+        check(v["name"] == "db1" and v["state"] == "off", "admit --json prints the VM", r)
+        r = d.ok("admit", "web9", "--json")
+        check(json.loads(r.out) is None, "admit --json of a VM dynmemd does not know: null", r)
 
 
 @tap.case
@@ -460,6 +483,29 @@ def help_and_version_are_what_they_say(bins):
     check(p.returncode == 0 and "-V, --version" in p.stdout, "--help names --version", p)
     p = subprocess.run([dynmem, "--version"], capture_output=True, text=True)
     check(p.returncode == 0 and p.stdout.startswith("dynmem "), "--version works", p)
+    usage = subprocess.run([dynmem, "--help"], capture_output=True, text=True).stdout
+    # help [COMMAND], as git and virsh have it: the usage, as --help and COMMAND --help
+    for args, like in ((["help"], ["--help"]), (["help", "set"], ["set", "--help"]),
+                       (["help", "libvirt-hook"], ["--help"]), (["help", "help"], ["--help"])):
+        p = subprocess.run([dynmem] + args, capture_output=True, text=True)
+        q = subprocess.run([dynmem] + like, capture_output=True, text=True)
+        check(p.returncode == 0 and p.stdout == q.stdout == usage and p.stderr == "",
+              f"dynmem {' '.join(args)} is dynmem {' '.join(like)}", p)
+    check(re.search(r"^  help +\[COMMAND\] ", usage, re.M), "--help lists help", usage)
+    for args, said in ((["help", "frobnicate"],
+                        'dynmem: unknown command "frobnicate" (dynmem --help)\n'),
+                       (["help", "set", "list"],
+                        "dynmem: help: expected one COMMAND at most (dynmem --help)\n"),
+                       (["help", "--json"],
+                        "dynmem: help: takes a COMMAND, no option (dynmem --help)\n"),
+                       (["--json", "help"],
+                        "dynmem: help: --json does not apply to the usage (dynmem --help)\n")):
+        p = subprocess.run([dynmem] + args, capture_output=True, text=True)
+        check(p.returncode == 2 and p.stderr == said and p.stdout == "",
+              f"dynmem {' '.join(args)}: bad usage", p)
+    p = subprocess.run([dynmem, "frobnicate"], capture_output=True, text=True)
+    check(p.stderr == 'dynmem: unknown command "frobnicate" (dynmem --help)\n',
+          "the same words without help", p)
 
 
 @tap.case
@@ -505,6 +551,29 @@ def cli_usage_errors_exit_2(bins):
         d.fails("set", "web1", "--bogus", rc=2, contains="set: unknown option --bogus")
         d.ok("set", "web1", "--wei", "4000")
         check(d.vm("web1")["weight"] == 4000, "--wei is --weight", d.vm("web1"))
+
+
+@tap.case
+def a_value_dynmemd_refuses_is_bad_usage_as_one_dynmem_refuses(bins):
+    with Daemon(bins, CONFIG) as d:
+        d.start()
+        d.wait_state("web1", "running")
+        # dynmem reads --weight as a number; dynmemd checks its range: exit 2 either way
+        d.fails("set", "web1", "--weight", "10001", rc=2,
+                contains="dynmem: web1: weight 10001 is outside 0..10000")
+        d.fails("set", "db1", "--minimum", "1G", rc=2, contains="db1: minimum 1 GiB is above")
+        trace = d.write_file("gone.csv", open(os.path.join(DATA, "small.csv")).read())
+        d.fails("create", "new1", "-o", f"trace={trace}", "-o", "colour=red", rc=2,
+                contains='new1: backend sim takes no key "colour"')
+        # what the VM's state forbids is dynmemd's refusal, not bad usage
+        d.fails("set", "web1", "--startup", "2G", rc=1,
+                contains="web1: cannot change startup while the VM is running")
+        # a VM whose own keys fail when it starts (EINVAL too): a refusal, not bad usage
+        d.ok("create", "new1", "-o", f"trace={trace}")
+        d.stop()
+        os.remove(trace)
+        d.start()
+        d.fails("start", "new1", rc=1, contains="new1: cannot start: ")
 
 
 SLOW = CONFIG.replace("interval = 100ms", "interval = 60s")

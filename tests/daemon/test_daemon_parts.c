@@ -748,7 +748,7 @@ static void a_reset_of_every_setting_drops_what_a_newer_dynmemd_set(void **state
         e->vm.state = VM_RUNNING;
         assert_int_equal(
             apply_reset(&d, e, SETTINGS_WEIGHT, false, note, sizeof(note), warn, sizeof(warn)), 0);
-        assert_string_equal(note, "web1: weight from dynmem.conf:1 again");
+        assert_string_equal(note, "web1: weight (line 6) from dynmem.conf again");
         root = written(&d, NULL);
         assert_json(json_object_get(entry_named(root, "web1"), "settings"),
                     "{\"minimum_bytes\":268435456,\"future_knob\":[1]}");
@@ -757,7 +757,7 @@ static void a_reset_of_every_setting_drops_what_a_newer_dynmemd_set(void **state
         /* the minimum cannot be raised while the VM runs: it waits, the rest goes now */
         assert_int_equal(
             apply_reset(&d, e, SETTINGS_ALL, true, note, sizeof(note), warn, sizeof(warn)), 0);
-        assert_string_equal(note, "web1: minimum from dynmem.conf:1 again; future_knob (not "
+        assert_string_equal(note, "web1: minimum (line 4) from dynmem.conf again; future_knob (not "
                                   "known to this dynmemd) dropped");
         assert_int_equal(e->reset_pending, SETTINGS_MINIMUM);
         assert_null(e->carried_settings);

@@ -149,9 +149,14 @@ def a_waiting_reset_survives_a_restart(bins):
         before = len(d.log())
         restart(d)
         log = d.log()[before:]
-        kept = re.search(r"web1: minimum kept until the VM is off; then \S+:\d+'s value is "
-                         r"taken", log)
-        taken = re.search(r"web1: off: minimum from \S+:\d+ now", log)
+        # each citing the line of the file's minimum key, not of web1's section
+        with open(d.conf) as f:
+            lines = f.read().split("\n")
+        minimum = lines.index("minimum = 512M", lines.index('[vm "web1"]')) + 1
+        kept = re.search(r"web1: minimum kept until the VM is off; then minimum \(line "
+                         f"{minimum}\\) from {re.escape(d.conf)} is taken", log)
+        taken = re.search(f"web1: off: minimum \\(line {minimum}\\) from {re.escape(d.conf)} now",
+                          log)
         started = log.find("web1: autostart")
         check(kept and taken and 0 <= kept.start() < taken.start() < started,
               "loaded, then taken before the autostart", log)
@@ -178,7 +183,8 @@ def a_bad_name_in_a_waiting_reset_costs_only_itself(bins):
         log = d.log()
         check('state file: web1: reset_pending: "bogus" is not a setting, "buffer_percent" '
               'without its value in "settings"; dropped' in log, "the log names them", log)
-        check(re.search(r"web1: off: minimum from \S+:\d+ now", log), "the rest is taken", log)
+        check(re.search(r"web1: off: minimum \(line \d+\) from \S+ now", log), "the rest is taken",
+              log)
         web1, db1 = d.vm("web1"), d.vm("db1")
         check(web1["minimum_bytes"] == 512 * MIB and web1["weight"] == 100 and
               web1["reset_pending"] == [] and web1["overrides"] == ["weight"], "web1", web1)
@@ -265,9 +271,33 @@ def sighup_keeps_what_a_running_vm_cannot_take(bins):
         wait_for(lambda: "web1: keeping the current settings: cannot change startup" in d.log(),
                  "the refusal in the log")
         check(d.vm("web1")["startup_bytes"] == GIB, "startup kept while running")
+        # and where the operator looks: a warning of the configuration in force
+        with open(d.conf) as f:
+            line = f.read().split("\n").index('[vm "web1"]') + 1
+        said = (f'{d.conf}:{line}: warning: vm "web1" runs with its settings before this '
+                "file's: cannot change startup while the VM is running (reload again once the "
+                "VM is off)")
+        h = d.status()
+        check(h["config_warnings"] == [said] and h["config_warning_count"] == 1,
+              "in dynmem status", h)
+        check("1 warning in the configuration in force:" in d.ok("status").out and
+              said in d.ok("status").out, "in words too", d.ok("status").out)
+        d.send(signal.SIGHUP)  # still running: still said, once
+        wait_for(lambda: d.log_count("web1: keeping the current settings") == 2, "the reload")
+        check(d.status()["config_warnings"] == [said], "said once", d.status())
+        d.write_config(config())  # the file fixed: the VM's settings are the file's
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.status()["config_warnings"] == [], "gone with the file fixed")
+        d.write_config(config().replace("startup = 1G", "startup = 2G"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.status()["config_warnings"] == [said], "back with the change")
         d.ok("stop", "web1")
+        check(d.status()["config_warnings"] == [said], "true until the reload", d.status())
         d.send(signal.SIGHUP)
         wait_for(lambda: d.vm("web1")["startup_bytes"] == 2 * GIB, "applied once off")
+        h = d.status()
+        check(h["config_warnings"] == [] and h["config_warning_count"] == 0,
+              "gone once the file's settings are in force", h)
 
 
 @tap.case

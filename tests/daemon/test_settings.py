@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Every settings rule of Hyper-V, allowed and refused, through dynmem set and
 dynmem create; and dynmem delete."""
+import json
 import os
 import re
 import subprocess
@@ -60,9 +61,10 @@ def buffer_and_weight_change_any_time(bins):
         v, o = d.vm("web1"), d.vm("off1")
         check(v["buffer_percent"] == 50 and v["weight"] == 9000, "running VM changed", v)
         check(o["buffer_percent"] == 35 and o["weight"] == 0, "off VM changed", o)
-        d.fails("set", "web1", "--buffer", "4", contains="web1: buffer 4 % is outside 5..2000 %")
-        d.fails("set", "web1", "--buffer", "2001", contains="outside 5..2000 %")
-        d.fails("set", "web1", "--weight", "10001", contains="web1: weight 10001 is outside")
+        d.fails("set", "web1", "--buffer", "4", rc=2,
+                contains="web1: buffer 4 % is outside 5..2000 %")
+        d.fails("set", "web1", "--buffer", "2001", rc=2, contains="outside 5..2000 %")
+        d.fails("set", "web1", "--weight", "10001", rc=2, contains="web1: weight 10001 is outside")
 
 
 @tap.case
@@ -93,12 +95,14 @@ def off_vm_takes_startup_and_dynamic_changes(bins):
 @tap.case
 def minimum_startup_maximum_stay_ordered(bins):
     with running(bins, CONFIG) as d:
-        d.fails("set", "off1", "--minimum", "1536M",
+        d.fails("set", "off1", "--minimum", "1536M", rc=2,
                 contains="off1: minimum 1.5 GiB is above startup 1 GiB")
-        d.fails("set", "off1", "--startup", "3G", contains="off1: startup 3 GiB is above maximum 2 GiB")
-        d.fails("set", "off1", "--maximum", "768M", contains="above maximum 768 MiB")
-        d.fails("set", "off1", "--minimum", "16M", contains="minimum 16 MiB is below 32 MiB")
-        d.fails("set", "off1", "--startup", "1000001K", contains="not a multiple of the 2 MiB block")
+        d.fails("set", "off1", "--startup", "3G", rc=2,
+                contains="off1: startup 3 GiB is above maximum 2 GiB")
+        d.fails("set", "off1", "--maximum", "768M", rc=2, contains="above maximum 768 MiB")
+        d.fails("set", "off1", "--minimum", "16M", rc=2, contains="minimum 16 MiB is below 32 MiB")
+        d.fails("set", "off1", "--startup", "1000001K", rc=2,
+                contains="not a multiple of the 2 MiB block")
         d.ok("set", "off1", "--startup", "3G", "--maximum", "3G", "--minimum", "3G")
         o = d.vm("off1")
         check(o["minimum_bytes"] == o["startup_bytes"] == o["maximum_bytes"] == 3 * GIB,
@@ -117,9 +121,10 @@ def static_vm_minimum_and_maximum_follow_its_startup(bins):
         v = d.vm("static1")
         check(v["startup_bytes"] == v["minimum_bytes"] == 128 * MIB and
               v["maximum_bytes"] == GIB, "minimum follows a smaller startup", v)
-        d.fails("set", "static1", "--startup", "2G", "--maximum", "1G",
+        d.fails("set", "static1", "--startup", "2G", "--maximum", "1G", rc=2,
                 contains="static1: startup 2 GiB is above maximum 1 GiB")
-        d.fails("set", "off1", "--startup", "3G", contains="off1: startup 3 GiB is above maximum")
+        d.fails("set", "off1", "--startup", "3G", rc=2,
+                contains="off1: startup 3 GiB is above maximum")
         d.kill9()
         d.start()
         v = d.vm("static1")
@@ -159,21 +164,23 @@ def create_defines_a_vm_with_defaults(bins):
 @tap.case
 def create_refuses_what_the_backend_cannot_run(bins):
     with running(bins, CONFIG) as d:
-        d.fails("create", "new2", contains="the sim backend needs a trace")
-        d.fails("create", "new2", "-o", "trace=/nonexistent.csv", contains="/nonexistent.csv")
-        d.fails("create", "new2", "-o", f"trace={DATA}/small.csv", "-o", "colour=red",
+        d.fails("create", "new2", rc=2, contains="the sim backend needs a trace")
+        d.fails("create", "new2", "-o", "trace=/nonexistent.csv", rc=2, contains="/nonexistent.csv")
+        d.fails("create", "new2", "-o", f"trace={DATA}/small.csv", "-o", "colour=red", rc=2,
                 contains="new2: backend sim takes no key \"colour\"")
-        d.fails("create", "new2", "-o", f"tarce={DATA}/small.csv",
+        d.fails("create", "new2", "-o", f"tarce={DATA}/small.csv", rc=2,
                 contains="new2: backend sim takes no key \"tarce\" (did you mean \"trace\"?)")
-        d.fails("create", "new2", "-o", f"trace={DATA}/small.csv", "-o", "wieght=100",
+        d.fails("create", "new2", "-o", f"trace={DATA}/small.csv", "-o", "wieght=100", rc=2,
                 contains="new2: backend sim takes no key \"wieght\" (did you mean --weight?)")
         d.fails("create", "new2", "--startup", "1G", "--maximum", "512M",
-                "-o", f"trace={DATA}/small.csv", contains="new2: startup 1 GiB is above maximum")
+                "-o", f"trace={DATA}/small.csv", rc=2,
+                contains="new2: startup 1 GiB is above maximum")
         # startup not given: the sizes given are named, not the default startup (1 GiB)
         d.fails("create", "new2", "--minimum", "2G", "--maximum", "1G",
-                "-o", f"trace={DATA}/small.csv", contains="new2: minimum 2 GiB is above maximum 1 GiB")
+                "-o", f"trace={DATA}/small.csv", rc=2,
+                contains="new2: minimum 2 GiB is above maximum 1 GiB")
         d.fails("create", "new2", "--dynamic", "on", "--minimum", "2G", "--maximum", "8G",
-                "-o", f"trace={DATA}/small.csv",
+                "-o", f"trace={DATA}/small.csv", rc=2,
                 contains="new2: minimum 2 GiB is above startup 1 GiB (startup is not set and "
                          "defaults to 1 GiB)")
         d.fails("show", "new2", contains="no such VM")
@@ -187,9 +194,15 @@ def delete_only_created_vms_that_are_off(bins):
         d.ok("start", "tmp1")
         d.fails("delete", "tmp1", contains="tmp1: running; stop it first")
         d.ok("stop", "tmp1")
-        d.ok("delete", "tmp1")
+        r = d.ok("delete", "tmp1", "--json")
+        v = json.loads(r.out)
+        check(v["name"] == "tmp1" and v["state"] == "off" and v["origin"] == "created",
+              "delete --json prints the VM as it was, as stop --json does", r)
         d.fails("show", "tmp1", contains="tmp1: no such VM")
         d.fails("delete", "tmp1", contains="tmp1: no such VM")
+        d.ok("create", "tmp2", "-o", f"trace={DATA}/small.csv")
+        r = d.ok("delete", "tmp2")
+        check(r.out == "", "without --json it says nothing", r)
 
 
 @tap.case
@@ -206,7 +219,8 @@ def every_setting_has_an_option(bins):
         check(d.vm("off1")["block_bytes"] == 8 * MIB, "set takes --block while off")
         d.fails("set", "web1", "--block", "4M",
                 contains="web1: cannot change block size while the VM is running")
-        d.fails("set", "off1", "--block", "3M", contains="off1: block size 3 MiB is not a power of two")
+        d.fails("set", "off1", "--block", "3M", rc=2,
+                contains="off1: block size 3 MiB is not a power of two")
         d.fails("set", "off1", "--block", "big", rc=2, contains='--block: "big" is not a size')
 
 
@@ -263,8 +277,15 @@ def set_reset_hands_settings_back_to_the_file(bins):
         out = d.ok("show", "web1").out
         check(re.search(r"^Overridden: +minimum, buffer, weight, autostart$", out, re.M),
               "show says which settings are overrides", out)
+        # the notes cite the line of each key the value comes from, not the section's
+        with open(d.conf) as f:
+            lines = f.read().split("\n")
+        section = lines.index('[vm "web1"]')
+        minimum = lines.index("minimum = 512M", section) + 1
+        autostart = lines.index("autostart = yes", section) + 1
         r = d.ok("set", "web1", "--reset", "weight")
-        check(re.search(r"^web1: weight from \S+:\d+ again$", r.out, re.M), "the note", r)
+        check(r.out == f"web1: weight (the default) from {d.conf} again\n",
+              "the note: weight is not in the file", r)
         v = d.vm("web1")
         check(v["weight"] == 5000 and v["buffer_percent"] == 50 and
               v["overrides"] == ["minimum_bytes", "buffer_percent", "autostart"],
@@ -272,10 +293,11 @@ def set_reset_hands_settings_back_to_the_file(bins):
         # The file's minimum 512M is above the running VM's 256M: a running VM's minimum is
         # only lowered, so that value waits for the VM to be off, as at a reload.
         r = d.ok("set", "web1", "--reset", "all")
-        check("web1: minimum, buffer, autostart from " in r.out, "the note names them", r)
-        check("dynmem: warning: web1: minimum kept while the VM runs (minimum can only be "
-              "lowered while the VM is running)" in r.err and "is taken once it is off" in r.err,
-              "the warning says what waits and why", r)
+        check(r.out == f"web1: minimum (line {minimum}), buffer (the default), autostart "
+              f"(line {autostart}) from {d.conf} again\n", "the note names them, with lines", r)
+        check(r.err == "dynmem: warning: web1: minimum kept while the VM runs (minimum can only "
+              f"be lowered while the VM is running); minimum (line {minimum}) from {d.conf} "
+              "is taken once it is off\n", "the warning says what waits, why and from where", r)
         v = d.vm("web1")
         check(v["buffer_percent"] == 20 and v["autostart"] is True and v["overrides"] == [] and
               v["minimum_bytes"] == 256 * MIB and v["reset_pending"] == ["minimum_bytes"],
@@ -286,7 +308,8 @@ def set_reset_hands_settings_back_to_the_file(bins):
         d.ok("stop", "web1")
         wait_for(lambda: d.vm("web1")["minimum_bytes"] == 512 * MIB, "the file's minimum once off")
         check(d.vm("web1")["reset_pending"] == [], "nothing waits any more", d.vm("web1"))
-        check(re.search(r"web1: off: minimum from \S+ now", d.log()), "logged", d.log())
+        check(f"web1: off: minimum (line {minimum}) from {d.conf} now" in d.log(), "logged",
+              d.log())
         # a reset of what was never overridden changes nothing and says so
         r = d.ok("set", "off1", "--reset", "weight,buffer")
         check("off1: nothing to reset: none of it was set with dynmem set" in r.out, "said", r)

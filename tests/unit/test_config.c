@@ -389,6 +389,7 @@ static void good_value_spellings(void **state)
         assert_int_equal(config_load_string("t.ini", text, &c, &d), 0);
         assert_true(c.vms[0].settings.dynamic);
         assert_false(c.vms[0].autostart);
+        assert_int_equal(c.vms[0].autostart_line, 3); /* its key's, as a setting's */
         assert_int_equal(c.vms[0].settings.startup_bytes, GIB);
         assert_int_equal(c.vms[0].settings.maximum_bytes, 4 * GIB);
         assert_true(c.sim.seed == UINT64_MAX);
