@@ -338,7 +338,7 @@ int main(int argc, char **argv)
         status = parse_options(argc, argv, &o);
         if (status)
                 return status == 1 ? 0 : 2;
-        if (simrun_load_scenario(o.scenario, &cfg) < 0)
+        if (simrun_load_scenario(o.scenario, o.sweep ? sweep_range_largest(&o.range) : 0, &cfg) < 0)
                 return 2;
         if (check_outputs(&o, &cfg) != 0) {
                 config_free(&cfg);

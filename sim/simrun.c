@@ -41,7 +41,44 @@ static int check_start(const struct config *cfg, const struct config_vm *cvm,
         return -EINVAL;
 }
 
-int simrun_load_scenario(const char *path, struct config *ret)
+/*
+ * A VM whose startup is more than the host's memory is never admitted: it would show only
+ * as never started. A warning at its startup line, not an error (such a what-if is
+ * legitimate); swept is the largest host of a sweep (0: [host] memory is run).
+ */
+static void warn_startup_beyond_memory(struct config *cfg, uint64_t swept)
+{
+        uint64_t memory = swept ? swept : cfg->host.memory_bytes;
+        char a[32], b[32];
+
+        for (size_t i = 0; i < cfg->n_vms; i++) {
+                const struct config_vm *vm = &cfg->vms[i];
+                uint64_t startup = vm->settings.startup_bytes;
+                unsigned line = config_setting_line(vm, SETTINGS_STARTUP);
+
+                if (startup <= memory)
+                        continue;
+                /* Exact: a rounded figure may be above the limit it names. */
+                size_format_exact(startup, a, sizeof(a));
+                size_format_exact(memory, b, sizeof(b));
+                if (swept)
+                        config_diag_add(&cfg->warnings, cfg->path, line,
+                                        "warning: vm \"%s\": startup %s is more than the largest "
+                                        "host of the sweep (%s): it starts at no size (each "
+                                        "point counts it as never started); lower its startup "
+                                        "to %s or less, or sweep up to %s or more",
+                                        vm->name, a, b, b, a);
+                else
+                        config_diag_add(&cfg->warnings, cfg->path, line,
+                                        "warning: vm \"%s\": startup %s is more than [host] "
+                                        "memory %s: it can never start (the results count it "
+                                        "as never started); lower its startup to %s or less, "
+                                        "or raise [host] memory to %s or more",
+                                        vm->name, a, b, b, a);
+        }
+}
+
+int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
 {
         struct config_diag diag = {0};
         char more[64];
@@ -71,6 +108,8 @@ int simrun_load_scenario(const char *path, struct config *ret)
         for (size_t i = 0; r == 0 && i < ret->n_vms; i++)
                 if (check_start(ret, &ret->vms[i], &diag) < 0)
                         r = -EINVAL;
+        if (r == 0)
+                warn_startup_beyond_memory(ret, swept);
         for (size_t i = 0; i < diag.count; i++)
                 fprintf(stderr, "%s\n", diag.messages[i]);
         if (config_diag_more(&diag, more, sizeof(more)))

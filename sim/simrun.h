@@ -70,8 +70,10 @@ void simrun_result_free(struct simrun_result *r);
 
 /*
  * Load a scenario and check everything (keys, traces), printing every
- * problem to stderr as FILE:LINE: message. Returns 0 or -EINVAL.
+ * problem to stderr as FILE:LINE: message, and the warnings after them (a
+ * VM whose startup is more than the host's memory: [host] memory, or swept,
+ * the largest host of a sweep, when not 0). Returns 0 or -EINVAL.
  */
-int simrun_load_scenario(const char *path, struct config *ret);
+int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret);
 
 #endif

@@ -118,6 +118,11 @@ int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size
         return 0;
 }
 
+uint64_t sweep_range_largest(const struct sweep_range *range)
+{
+        return range->from + (range->to - range->from) / range->step * range->step;
+}
+
 /* Whether text is digits with at most one inner dot ("0.1", "5", not ".5", "1e-3", " 1"). */
 static bool plain_decimal(const char *text, size_t len)
 {

@@ -56,6 +56,9 @@ struct sweep_result {
  */
 int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size_t errlen);
 
+/* The largest size a range runs: TO, or the last step below it. */
+uint64_t sweep_range_largest(const struct sweep_range *range);
+
 /* "short=0.1%" or "oom=0", added to *slo (each at most once). Returns 0 or -EINVAL. */
 int sweep_slo_parse(const char *text, struct sweep_slo *slo, char *err, size_t errlen);
 

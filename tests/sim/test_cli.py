@@ -431,6 +431,40 @@ def test_refused_vm_counted():
     assert out["vms"] == 2 and out["started"] == 1 and out["refused"] == 1, out
 
 
+def test_startup_beyond_host_memory_warned():
+    # Such a VM was only counted as never started, with no word on why.
+    path = scenario("too-big.ini", "[host]\nmemory = 1G\n[sim]\nduration = 5s\n" + GOOD_VM +
+                    "[vm \"huge\"]\nminimum = 256M\nstartup = 1536M\ntrace = a.csv\n")
+    r = run(path, "--json")
+    assert r.returncode == 0, r.stderr  # a what-if: the run goes ahead
+    assert json.loads(r.stdout)["refused"] == 1, r.stdout  # the warning is not in the JSON
+    want = (f'{path}:14: warning: vm "huge": startup 1536 MiB is more than [host] memory '
+            "1 GiB: it can never start (the results count it as never started); lower its "
+            "startup to 1 GiB or less, or raise [host] memory to 1536 MiB or more\n")
+    assert r.stderr == want, r.stderr
+    # A startup of the whole host is no warning: it starts while nothing else runs.
+    path = scenario("whole-host.ini", "[host]\nmemory = 1G\n[sim]\nduration = 5s\n" +
+                    "[vm \"all\"]\nstartup = 1G\ntrace = a.csv\n")
+    r = run(path, "--json")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert json.loads(r.stdout)["refused"] == 0, r.stdout
+
+
+def test_startup_beyond_the_largest_swept_host_warned():
+    # A sweep replaces [host] memory: the largest size it runs is what counts.
+    path = scenario("too-big-sweep.ini", "[host]\nmemory = 1G\n[sim]\nduration = 5s\n" +
+                    "[vm \"huge\"]\nstartup = 1536M\ntrace = a.csv\n")
+    r = run(path, "--sweep", "memory=512M:1.4G:256M", "--policy", "static", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["points"][-1]["started"] == 0, r.stdout
+    assert r.stderr == (f'{path}:6: warning: vm "huge": startup 1536 MiB is more than the largest '
+                        "host of the sweep (1280 MiB): it starts at no size (each point counts "
+                        "it as never started); lower its startup to 1280 MiB or less, or sweep "
+                        "up to 1536 MiB or more\n"), r.stderr
+    r = run(path, "--sweep", "memory=1G:2G:512M", "--policy", "static", "--json")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
 def test_deterministic():
     first = run(SMALL, "--json")
     second = run(SMALL, "--json")
