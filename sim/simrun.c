@@ -78,6 +78,18 @@ static void warn_startup_beyond_memory(struct config *cfg, uint64_t swept)
         }
 }
 
+/*
+ * Keys of dynmemd's alone ([host] socket, http...): a scenario may be a real
+ * dynmem.conf, so a warning rather than an error.
+ */
+static void warn_daemon_keys(struct config *cfg)
+{
+        for (size_t i = 0; i < cfg->n_daemon_keys; i++)
+                config_diag_add(&cfg->warnings, cfg->path, cfg->daemon_keys[i].line,
+                                "warning: %s: used by dynmemd only; dynmem-sim ignores it",
+                                cfg->daemon_keys[i].key);
+}
+
 int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
 {
         struct config_diag diag = {0};
@@ -108,6 +120,8 @@ int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
         for (size_t i = 0; r == 0 && i < ret->n_vms; i++)
                 if (check_start(ret, &ret->vms[i], &diag) < 0)
                         r = -EINVAL;
+        if (r == 0)
+                warn_daemon_keys(ret);
         if (r == 0)
                 warn_startup_beyond_memory(ret, swept);
         for (size_t i = 0; i < diag.count; i++)

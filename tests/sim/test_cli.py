@@ -465,6 +465,56 @@ def test_startup_beyond_the_largest_swept_host_warned():
     assert r.returncode == 0 and r.stderr == "", r.stderr
 
 
+DAEMON_CONF = """[host]
+memory = 4G
+reserve = 512M
+interval = 2s
+backend = qemu
+socket = /run/dynmem/dynmemd.sock
+state_dir = /var/lib/dynmem
+http = 127.0.0.1:8080
+http_allow_remote = no
+web_dir = /usr/share/dynmem/web
+qemu_user = dynmem-qemu
+libvirt_uri = qemu:///system
+[sim]
+duration = 5s
+speed = 10
+[policy]
+shrink_delay = 10s
+[vm "a"]
+startup = 512M
+lend = no
+autostart = yes
+trace = a.csv
+[cluster]
+relief = yes
+cooldown = 5m
+[peer "b"]
+libvirt_uri = qemu+ssh://b/system
+http = http://b:8080
+"""
+
+
+def test_daemon_only_keys_warned():
+    # Accepted in silence before: a real dynmem.conf may be pointed at, so a warning per key,
+    # and the run goes ahead; the keys dynmem-sim reads (reserve, interval, lend...) are none.
+    path = scenario("daemon.ini", DAEMON_CONF)
+    r = run(path, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["started"] == 1, r.stdout
+    lines = {5: "backend", 6: "socket", 7: "state_dir", 8: "http", 9: "http_allow_remote",
+             10: "web_dir", 11: "qemu_user", 12: "libvirt_uri", 15: "speed", 21: "autostart",
+             24: "relief", 25: "cooldown", 27: "libvirt_uri", 28: "http"}
+    want = "".join(f"{path}:{n}: warning: {key}: used by dynmemd only; dynmem-sim ignores it\n"
+                   for n, key in lines.items())
+    assert r.stderr == want, r.stderr
+    # An error elsewhere still refuses the scenario; the warnings come after it.
+    path = scenario("daemon-bad.ini", DAEMON_CONF.replace("speed = 10", "speed = fast"))
+    r = run(path)
+    expect_exit(r, 2, f'{path}:15: speed: "fast" is not a number')
+
+
 def test_deterministic():
     first = run(SMALL, "--json")
     second = run(SMALL, "--json")
