@@ -197,6 +197,7 @@ void policy_exec_note_failure(struct policy_exec *pe, uint64_t now_ms)
         pe->failed = true;
         pe->failure_said = false;
         pe->failed_at_ms = now_ms;
+        pe->tally.failures++;
         if (pe->failures < 16)
                 pe->failures++;
 }
@@ -511,10 +512,16 @@ static int decide_waiting(struct policy_exec *pe, const struct policy_host *host
                         return fail(pe, now_ms, r);
                 }
                 pe->failures = 0;
+                pe->tally.answers++;
                 return 0;
         }
         free(buf);
         return fail(pe, now_ms, (int)len);
+}
+
+struct policy_exec_tally policy_exec_tally(const struct policy_exec *pe)
+{
+        return pe->tally;
 }
 
 int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,

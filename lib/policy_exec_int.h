@@ -56,11 +56,12 @@ struct policy_exec {
         int from_child; /* its stdout */
         uint64_t failed_at_ms;
         bool failed;
-        bool failure_said;             /* "waiting to be restarted" said for this failure */
-        unsigned failures;             /* in a row, for the restart pause */
-        struct policy_exec_loop *loop; /* NULL: the waiting mode */
-        unsigned stop_wait_ms;         /* waiting mode: how long a killed child is waited for */
-        struct child_strays strays;    /* waiting mode: killed children not yet reaped */
+        bool failure_said;              /* "waiting to be restarted" said for this failure */
+        unsigned failures;              /* in a row, for the restart pause */
+        struct policy_exec_tally tally; /* since policy_exec_new() */
+        struct policy_exec_loop *loop;  /* NULL: the waiting mode */
+        unsigned stop_wait_ms;          /* waiting mode: how long a killed child is waited for */
+        struct child_strays strays;     /* waiting mode: killed children not yet reaped */
 };
 
 /* Start the child (pipes, fork, exec of /bin/sh -c COMMAND, a pidfd). */

@@ -97,6 +97,7 @@ static void handle_line(struct policy_exec *pe, const char *line, size_t len)
         l->in_flight = false;
         l->reply_ready = true;
         pe->failures = 0;
+        pe->tally.answers++;
         if (l->on_reply)
                 l->on_reply(l->userdata);
 }

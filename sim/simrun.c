@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "policy_exec.h"
 #include "sim.h"
 #include "units.h"
 
@@ -233,10 +234,10 @@ static void on_event(const struct balancer_event *ev, void *userdata)
                 /* It quotes the program's reply: printable only, and not too long. */
                 char text[SIMRUN_MESSAGE_MAX];
                 log_clean(text, sizeof(text), ev->message ? ev->message : "policy failure");
-                if (res->policy_failures < 10 || res->policy_failures % 100 == 0)
+                if (res->policy_messages < 10 || res->policy_messages % 100 == 0)
                         fprintf(stderr, "dynmem-sim: at %.0f s: %s\n", (double)ev->time_ms / 1000.0,
                                 text);
-                res->policy_failures++;
+                res->policy_messages++;
                 return;
         }
         if ((size_t)ev->reason > REASON_LENT)
@@ -334,6 +335,11 @@ static void collect(struct run_state *rs, struct simrun_result *res)
         res->vms = rs->n;
         res->refused = rs->n - res->started;
         res->resize_ops = rs->bal.counters.add_operations + rs->bal.counters.remove_operations;
+        if (rs->bal.exec) {
+                struct policy_exec_tally tally = policy_exec_tally(rs->bal.exec);
+                res->policy_failures = tally.failures;
+                res->policy_failed = tally.answers == 0;
+        }
         res->host_mean_bytes = rs->steps ? rs->held_sum / (double)rs->steps : 0.0;
         if (all) {
                 res->reaction_p50_s = percentile_s(all, k, 0.50);

@@ -33,7 +33,15 @@ struct sweep_figures {
         int status; /* 0, or a negative errno: the run failed */
         uint64_t vms, started, oom_kills, resize_ops, budget_violations;
         double vm_seconds, short_seconds, host_mean_bytes, reaction_p95_s;
+        uint64_t policy_failures; /* an exec: policy's (simrun_result) */
+        bool policy_failed;       /* an exec: policy that never answered: the run failed */
 };
+
+/* Whether a run counts: it completed, and its policy answered (an exec: one at least once). */
+static inline bool sweep_point_ok(const struct sweep_figures *f)
+{
+        return f->status == 0 && !f->policy_failed;
+}
 
 struct sweep_result {
         size_t n_sizes, n_policies;

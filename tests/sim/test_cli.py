@@ -30,7 +30,8 @@ PYTHON = f"exec {sys.executable} -S"
 JSON_KEYS = {
     "policy", "duration_s", "vms", "started", "refused", "vm_seconds", "short_seconds",
     "short_byte_seconds", "oom_kills", "host_mean_bytes", "host_peak_bytes",
-    "budget_violations", "resize_ops", "reaction_p50_s", "reaction_p95_s",
+    "budget_violations", "resize_ops", "reaction_p50_s", "reaction_p95_s", "policy_failures",
+    "policy_failed",
 }
 
 
@@ -272,12 +273,12 @@ def test_comment_in_a_text_value_warned_of():
                      "[sim]\nduration = 5s\n" + GOOD_VM))
     expect_exit(r, 2, ':3: policy: "static # for now" is not dynmem')
     assert "warning" not in r.stderr, r.stderr
+    keep = write("keep.sh", "while read -r l; do echo '{\"targets\": {}}'; done\n")
     path = scenario("hash-exec.ini", "[host]\nmemory = 4G\n"
-                    f"policy = exec:{sys.executable} -c pass # mine\n[sim]\nduration = 2s\n"
-                    + GOOD_VM)
+                    f"policy = exec:sh {keep} # mine\n[sim]\nduration = 2s\n" + GOOD_VM)
     r = run(path, "--json")
     assert r.returncode == 0, r.stderr
-    want = (f'{path}:3: warning: policy: "exec:{sys.executable} -c pass # mine" holds " # mine" '
+    want = (f'{path}:3: warning: policy: "exec:sh {keep} # mine" holds " # mine" '
             "as part of the value (a comment after a value starts with \" ;\", white space and "
             "';'; '#' starts a comment only at the start of a line)\n")
     assert want in r.stderr, r.stderr
@@ -736,8 +737,10 @@ def test_exec_policy():
     assert out["policy"].startswith("exec:") and spec.startswith(out["policy"]), out["policy"]
     assert out["started"] == 3 and out["budget_violations"] == 0
     assert out["resize_ops"] > 0
+    assert out["policy_failures"] == 0 and out["policy_failed"] is False, out
     static = sim_json(SMALL, "--policy", "static")
     assert out["short_seconds"] < static["short_seconds"]
+    assert static["policy_failures"] == 0 and static["policy_failed"] is False, static
 
 
 def test_exec_policy_named_in_full():
@@ -764,12 +767,40 @@ def test_exec_policy_from_scenario():
 
 
 def test_exec_policy_failure_is_survived():
-    script = write("garbage.sh", "while read line; do echo nonsense; done\n")
+    # A policy that answers every other request (it exits after each answer): as under
+    # dynmemd the VMs keep their targets meanwhile, and the run is a run of it; its
+    # failures are counted (as dynmemd's policy_refusals), in the JSON and the summary.
+    script = write("flaky.sh", "read -r line; echo '{\"targets\": {\"web\": 1073741824}}'\n")
     r = run(SMALL, "--json", "--policy", f"exec:sh {script}")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert out["resize_ops"] == 0  # the previous targets stand
-    assert "not JSON" in r.stderr, r.stderr
+    assert out["resize_ops"] > 0, out  # its answers were applied
+    assert out["policy_failed"] is False and out["policy_failures"] > 0, out
+    assert "exited with status 0" in r.stderr, r.stderr
+    r = run(SMALL, "--policy", f"exec:sh {script}")
+    assert r.returncode == 0, r.stderr
+    assert f"  external policy failures: {out['policy_failures']} (previous targets stood)\n" \
+        in r.stdout, r.stdout
+
+
+def test_exec_policy_that_never_answered_fails_the_run():
+    # A typo in its path, or nonsense for every answer: the figures are those of targets
+    # that never moved, which looked like a working static policy with exit status 0.
+    for policy, why in (("exec:/nonexistent/policy", "/nonexistent/policy: not found"),
+                        ("exec:while read l; do echo nonsense; done", "not JSON")):
+        r = run(SMALL, "--json", "--policy", policy)
+        expect_exit(r, 1, why, f'small.ini: policy "{policy}" never answered (')
+        out = json.loads(r.stdout)  # the results are printed all the same, and say so
+        assert out["policy_failed"] is True and out["policy_failures"] > 0, out
+        assert out["resize_ops"] == 0, out  # every VM kept its startup size
+        assert f"never answered ({out['policy_failures']} failures): the run failed" in r.stderr
+    page = os.path.join(TMP, "never-answered.html")
+    r = run(SMALL, "--policy", "exec:/nonexistent/policy", "--report", page)
+    assert r.returncode == 1, r.stderr
+    assert "  external policy failed: it never answered (" in r.stdout, r.stdout
+    with open(page, encoding="utf-8") as f:
+        html = f.read()
+    assert 'id="policy-failed"' in html and 'id="policy-failures">' in html, html
 
 
 
@@ -781,7 +812,7 @@ def test_exec_policy_failure_text_is_printable():
                    'flush=True)\n')
     r = subprocess.run([SIM, SMALL, "--json", "--policy", f"exec:{PYTHON} {script}"],
                        capture_output=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # it never answered usefully
     err = r.stderr.decode("utf-8", "replace")
     assert 'unknown VM " [2J  31mvm"' in err, err
     assert not any(c in err for c in "\x1b\x07\x9b"), repr(err)

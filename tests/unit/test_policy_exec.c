@@ -153,6 +153,8 @@ static void good_policy_targets_arrive(void **state)
         assert_int_equal(f->vms[0].external_bytes, GIB + 4 * MIB);
         assert_int_equal(decide(f, 14500), 0);
         assert_int_equal(f->vms[1].external_bytes, GIB + 6 * MIB);
+        assert_int_equal(policy_exec_tally(f->pe).answers, 3);
+        assert_int_equal(policy_exec_tally(f->pe).failures, 0);
 }
 
 static void check_vm_object(json_t *o, const struct policy_vm *vm)
@@ -425,6 +427,11 @@ static void process_that_exits(void **state)
 
         start_command(f, "exec /nonexistent/dynmem-policy");
         expect_failure(f, 0, -EPIPE, "exited with status 127");
+        /* Each failure counted, the pause not (it is no decision of the program's). */
+        assert_int_equal(decide(f, 1), -EAGAIN);
+        expect_failure(f, POLICY_EXEC_RESTART_MS, -EPIPE, "exited with status 127");
+        assert_int_equal(policy_exec_tally(f->pe).failures, 2);
+        assert_int_equal(policy_exec_tally(f->pe).answers, 0); /* it never answered */
 }
 
 static void process_that_hangs_is_killed(void **state)
@@ -441,6 +448,9 @@ static void process_that_hangs_is_killed(void **state)
         start(f, "hang.sh", script, "exec /bin/sh");
         assert_int_equal(decide(f, 0), 0);
         expect_failure(f, 1000, -ETIMEDOUT, "did not answer within 1000 ms; killed");
+        /* One answer, one failure: what dynmem-sim reports of the program. */
+        assert_int_equal(policy_exec_tally(f->pe).answers, 1);
+        assert_int_equal(policy_exec_tally(f->pe).failures, 1);
         assert_true(asprintf(&pidfile, "%s/pid", f->dir) > 0);
         char *text = tu_read(pidfile);
         assert_non_null(text);

@@ -200,6 +200,8 @@ static void reply_applied_by_the_next_decision(void **state)
         run_until(f, got_replies, "the second reply");
         assert_int_equal(decide(f, 2100), 0);
         assert_int_equal(f->vms[0].external_bytes, GIB + 4 * MIB);
+        assert_int_equal(policy_exec_tally(f->pe).answers, 2);
+        assert_int_equal(policy_exec_tally(f->pe).failures, 0);
 }
 
 static void slow_reply_is_late_once_and_applied(void **state)
@@ -250,6 +252,9 @@ static void garbage_is_killed_and_restarted(void **state)
         assert_int_equal(decide_settled(f, again), -EINVAL);
         assert_int_equal(decide_settled(f, again + 2 * POLICY_EXEC_RESTART_MS - 1), -EAGAIN);
         assert_int_equal(decide(f, again + 2 * POLICY_EXEC_RESTART_MS), -EINPROGRESS);
+        /* Two failures (the pauses are none), and no answer. */
+        assert_int_equal(policy_exec_tally(f->pe).failures, 2);
+        assert_int_equal(policy_exec_tally(f->pe).answers, 0);
 }
 
 static void exits_are_reported_with_their_status(void **state)
