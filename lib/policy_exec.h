@@ -15,7 +15,10 @@
  *
  * In both modes a process that dies, hangs or answers garbage is reported,
  * killed and restarted after a pause that doubles with each failure in a
- * row (1 s up to 64 s); meanwhile the previous targets stand.
+ * row (1 s up to 64 s); meanwhile the previous targets stand. Its standard
+ * error is written to the log (log_msg()) a line each, with a limit: the
+ * first 10 lines in the waiting mode, 10 at once and then 10 a minute in
+ * the loop mode; how many were held back is said too.
  *
  * The caller must ignore SIGPIPE.
  */

@@ -345,6 +345,7 @@ int main(int argc, char **argv)
         int status;
 
         signal(SIGPIPE, SIG_IGN);
+        log_setup("dynmem-sim", LOG_TARGET_STDERR, LOG_INFO); /* an exec: policy's stderr */
         status = parse_options(argc, argv, &o);
         if (status)
                 return status == 1 ? 0 : 2;

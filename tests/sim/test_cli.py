@@ -804,6 +804,40 @@ def test_exec_policy_that_never_answered_fails_the_run():
 
 
 
+CHATTY_SH = """n=0
+while read -r line; do
+    n=$((n + 1))
+    echo "request $n: a word" >&2; echo "request $n: another" >&2; echo "request $n: more" >&2
+    echo '{"targets": {}}'
+done
+"""
+
+
+def test_exec_policy_stderr_limited_per_run():
+    # The program's standard error was passed through whole: 1,350 lines a simulated day of
+    # "sh: 1: /opt/x: not found" for a typo in its path. Now the first ten lines of the run,
+    # each naming the policy, and a line saying how many more there were.
+    script = write("chatty.sh", CHATTY_SH)
+    policy = f"exec:sh {script}"
+    r = run(SMALL, "--json", "--policy", policy)
+    assert r.returncode == 0, r.stderr
+    json.loads(r.stdout)  # nothing of it in the JSON
+    lines = r.stderr.splitlines()
+    assert len(lines) == 11, r.stderr
+    for i, line in enumerate(lines[:10]):
+        request, which = divmod(i, 3)
+        word = ("a word", "another", "more")[which]
+        assert line == f'dynmem-sim: policy "sh {script}": request {request + 1}: {word}', line
+    assert lines[10] == (f'dynmem-sim: policy "sh {script}": 350 more lines of its standard '
+                         "error not shown"), lines[10]
+    # The same limit for every run of a sweep.
+    r = run(SMALL, "--sweep", "memory=2G:3G:1G", "--policy", policy, "--jobs", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("request 1: a word\n") == 2, r.stderr
+    assert r.stderr.count("350 more lines of its standard error not shown\n") == 2, r.stderr
+    assert len(r.stderr.splitlines()) == 22, r.stderr
+
+
 def test_exec_policy_failure_text_is_printable():
     # The reply names a VM with a terminal escape, a bell and a C1 CSI: the message that
     # quotes it reaches stderr with spaces for them
