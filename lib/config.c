@@ -923,6 +923,45 @@ static int continue_value(struct parse_state *ps, const char *key, const char *v
         return 1;
 }
 
+/* Whether only dynmemd reads a key of section (config.daemon_keys). */
+static bool daemon_only(enum section section, const char *key)
+{
+        static const char *const host[] = {
+            "backend", "socket",      "state_dir", "http",        "http_allow_remote",
+            "web_dir", "admin_group", "qemu_user", "libvirt_uri", NULL};
+
+        switch (section) {
+        case SECTION_HOST:
+                for (const char *const *k = host; *k; k++)
+                        if (strcmp(*k, key) == 0)
+                                return true;
+                return false;
+        case SECTION_SIM:
+                return strcmp(key, "speed") == 0; /* dynmemd's sim backend runs in real time */
+        case SECTION_VM:
+                return strcmp(key, "autostart") == 0; /* dynmem-sim starts VMs at start = */
+        case SECTION_CLUSTER:
+        case SECTION_PEER:
+                return true; /* relief and live migration */
+        default:
+                return false;
+        }
+}
+
+static void note_daemon_key(struct parse_state *ps, const char *key)
+{
+        struct config *c = ps->cfg;
+        struct config_key_at *grown =
+            realloc(c->daemon_keys, (c->n_daemon_keys + 1) * sizeof(*grown));
+
+        if (!grown) {
+                diag(ps, ps->line, "out of memory");
+                return;
+        }
+        c->daemon_keys = grown;
+        c->daemon_keys[c->n_daemon_keys++] = (struct config_key_at){key, ps->line};
+}
+
 static int handle_key(void *user, const char *section, const char *key, const char *value)
 {
         struct parse_state *ps = user;
@@ -1003,6 +1042,8 @@ static int handle_key(void *user, const char *section, const char *key, const ch
                 warn_comment(ps, ps->line, 0, key, value);
         if (k->given_offset != NO_FLAG)
                 *(bool *)((char *)base + k->given_offset) = true;
+        if (daemon_only(ps->section, k->name))
+                note_daemon_key(ps, k->name);
         return 1;
 }
 
@@ -1180,6 +1221,7 @@ void config_free(struct config *c)
                 free(c->cluster.peers[i].http);
         }
         free(c->cluster.peers);
+        free(c->daemon_keys);
         config_diag_free(&c->warnings);
         *c = (struct config){0};
 }

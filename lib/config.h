@@ -144,6 +144,12 @@ struct config_cluster {
         size_t n_peers;
 };
 
+/* A key as the file gives it: its name (static text: the key table's) and line. */
+struct config_key_at {
+        const char *key;
+        unsigned line;
+};
+
 struct config {
         char *path;
         /*
@@ -161,6 +167,15 @@ struct config {
         struct config_vm *vms;
         size_t n_vms;
         struct config_cluster cluster;
+        /*
+         * The keys given that only dynmemd reads, in file order: [host]
+         * backend, socket, state_dir, http, http_allow_remote, web_dir,
+         * admin_group, qemu_user and libvirt_uri, [sim] speed, [vm] autostart,
+         * and every key of [cluster] and [peer "NAME"]. dynmem-sim ignores
+         * them and warns of each.
+         */
+        struct config_key_at *daemon_keys;
+        size_t n_daemon_keys;
 };
 
 /*

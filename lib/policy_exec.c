@@ -2,7 +2,8 @@
  * policy_exec: runs an external policy process and speaks its one-line JSON
  * protocol: the request line, the reply parser, the child process and its
  * restart pause, and the mode that waits for each reply (dynmem-sim). The
- * event-loop mode is in policy_exec_loop.c. See policy_exec.h and
+ * event-loop mode is in policy_exec_loop.c, the relay of the program's
+ * standard error in policy_exec_stderr.c. See policy_exec.h and
  * docs/policy-exec.md.
  */
 #include "policy_exec.h"
@@ -37,6 +38,7 @@ int policy_exec_new(const char *command, struct policy_exec **ret, char *err, si
         pe->pid = -1;
         pe->pidfd = -1;
         pe->to_child = pe->from_child = -1;
+        policy_exec_stderr_init(&pe->err, 0); /* the waiting mode's: the first lines of a run */
         pe->stop_wait_ms = POLICY_EXEC_STOP_WAIT_MS;
         *ret = pe;
         return 0;
@@ -80,21 +82,23 @@ int policy_exec_reap(struct policy_exec *pe, char *how, size_t len)
  * A child killed outside the loop (the waiting mode, or freeing): SIGKILL
  * ends it unless it is stuck in the kernel (or slow to free its memory), so
  * wait up to stop_wait_ms (1 s) for it rather than hang; one not gone by
- * then is kept among the strays, which the next decision reaps.
+ * then is kept among the strays, which the next decision reaps. What it
+ * wrote to its standard error is relayed, and the pipe closed.
  */
 static void stop_child_waiting(struct policy_exec *pe)
 {
         char how[64];
 
         policy_exec_kill_child(pe);
-        if (pe->pid < 0)
-                return;
-        poll(&(struct pollfd){.fd = pe->pidfd, .events = POLLIN}, 1, (int)pe->stop_wait_ms);
-        if (!policy_exec_reap(pe, how, sizeof(how))) {
-                child_strays_add(&pe->strays, pe->pidfd);
-                pe->pidfd = -1;
-                pe->pid = -1;
+        if (pe->pid >= 0) {
+                poll(&(struct pollfd){.fd = pe->pidfd, .events = POLLIN}, 1, (int)pe->stop_wait_ms);
+                if (!policy_exec_reap(pe, how, sizeof(how))) {
+                        child_strays_add(&pe->strays, pe->pidfd);
+                        pe->pidfd = -1;
+                        pe->pid = -1;
+                }
         }
+        policy_exec_stderr_close(pe);
 }
 
 void policy_exec_set_stop_wait_ms(struct policy_exec *pe, unsigned ms)
@@ -109,6 +113,7 @@ void policy_exec_abandon_child(struct policy_exec *pe, struct event_base *base)
                 child_reap_later(base, pe->pidfd);
         pe->pidfd = -1;
         pe->pid = -1;
+        policy_exec_stderr_close(pe); /* what it wrote so far */
 }
 
 void policy_exec_free(struct policy_exec *pe)
@@ -125,23 +130,25 @@ void policy_exec_free(struct policy_exec *pe)
         /* The last chance to reap them: wait a moment, as for the child itself. */
         child_strays_reap(&pe->strays, POLICY_EXEC_STOP_WAIT_MS);
         child_strays_close(&pe->strays);
+        policy_exec_stderr_final(pe);
         free(pe->command);
         free(pe);
 }
 
 /*
- * The child: the pipes as its standard input and output, standard error
- * dynmem's, no other descriptor of dynmem's (one not marked close-on-exec
+ * The child: the pipes as its standard input, output and error, no other
+ * descriptor of dynmem's (one not marked close-on-exec
  * would otherwise stay open in it), and the signals as a new process has
  * them: none blocked, none ignored (dynmem ignores SIGPIPE; what its own
  * parent blocked or ignored is not the program's business). Only
  * async-signal-safe calls: dynmemd may have threads.
  */
-static void __attribute__((noreturn)) exec_child(int in, int out, const char *command)
+static void __attribute__((noreturn)) exec_child(int in, int out, int err, const char *command)
 {
-        /* Above 2 first, so that neither pipe is overwritten by the other's dup2. */
+        /* Above 2 first, so that no pipe is overwritten by another's dup2. */
         if ((in = fcntl(in, F_DUPFD, 3)) < 0 || (out = fcntl(out, F_DUPFD, 3)) < 0 ||
-            dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0)
+            (err = fcntl(err, F_DUPFD, 3)) < 0 || dup2(in, STDIN_FILENO) < 0 ||
+            dup2(out, STDOUT_FILENO) < 0 || dup2(err, STDERR_FILENO) < 0)
                 _exit(127);
         closefrom(3);
         child_default_signals();
@@ -156,36 +163,45 @@ static void __attribute__((noreturn)) exec_child(int in, int out, const char *co
  */
 int policy_exec_start_child(struct policy_exec *pe, char *err, size_t errlen)
 {
-        int in[2], out[2], pidfd;
+        int in[2], out[2], errs[2], pidfd;
 
+        policy_exec_stderr_close(pe); /* a former child's, if still open */
         if (pipe2(in, O_CLOEXEC) < 0)
                 goto fail;
         if (pipe2(out, O_CLOEXEC) < 0) {
                 close(in[0]), close(in[1]);
                 goto fail;
         }
-        pid_t pid = fork();
-        if (pid < 0) {
+        if (pipe2(errs, O_CLOEXEC) < 0) {
                 close(in[0]), close(in[1]), close(out[0]), close(out[1]);
                 goto fail;
         }
+        pid_t pid = fork();
+        if (pid < 0) {
+                close(in[0]), close(in[1]), close(out[0]), close(out[1]);
+                close(errs[0]), close(errs[1]);
+                goto fail;
+        }
         if (pid == 0)
-                exec_child(in[0], out[1], pe->command);
+                exec_child(in[0], out[1], errs[1], pe->command);
         close(in[0]);
         close(out[1]);
+        close(errs[1]);
         if ((pidfd = pidfd_open(pid, 0)) < 0) {
                 int e = errno;
                 kill(pid, SIGKILL);
                 waitpid(pid, NULL, WNOHANG); /* not waited for: a zombie at worst (EMFILE) */
-                close(in[1]), close(out[0]);
+                close(in[1]), close(out[0]), close(errs[0]);
                 errno = e;
                 goto fail;
         }
         fcntl(out[0], F_SETFL, O_NONBLOCK);
+        fcntl(errs[0], F_SETFL, O_NONBLOCK);
         pe->pid = pid;
         pe->pidfd = pidfd;
         pe->to_child = in[1];
         pe->from_child = out[0];
+        pe->err.fd = errs[0];
         return 0;
 fail:
         snprintf(err, errlen, "policy \"%s\": cannot start: %s", pe->command, strerror(errno));
@@ -197,6 +213,7 @@ void policy_exec_note_failure(struct policy_exec *pe, uint64_t now_ms)
         pe->failed = true;
         pe->failure_said = false;
         pe->failed_at_ms = now_ms;
+        pe->tally.failures++;
         if (pe->failures < 16)
                 pe->failures++;
 }
@@ -357,6 +374,32 @@ int policy_exec_parse_reply(const char *line, size_t len, struct policy_vm *vms,
 
 /* ---- the waiting mode (dynmem-sim) ---- */
 
+/*
+ * Wait up to ms for fd (-1: none) to have events, relaying the program's
+ * standard error meanwhile: a program that fills that pipe must not stop
+ * before it answers. Returns poll()'s count for fd (0: none in time; -1:
+ * an error other than EINTR).
+ */
+static int poll_relaying(struct policy_exec *pe, int fd, short events, int ms)
+{
+        uint64_t until = mono_ms() + (uint64_t)(ms > 0 ? ms : 0);
+
+        for (;;) {
+                struct pollfd p[2] = {{.fd = fd, .events = events},
+                                      {.fd = pe->err.fd, .events = POLLIN}};
+                uint64_t now = mono_ms();
+                int r = poll(p, 2, now >= until ? 0 : (int)(until - now));
+                if (r < 0 && errno != EINTR)
+                        return -1;
+                if (r > 0 && p[1].revents && policy_exec_stderr_read(pe) == 1)
+                        policy_exec_stderr_close(pe);
+                if (r > 0 && p[0].revents)
+                        return 1;
+                if (mono_ms() >= until)
+                        return 0;
+        }
+}
+
 /* Read one line within the deadline. Returns its length, or a negative errno. */
 static ssize_t read_line(struct policy_exec *pe, char *buf, size_t cap, uint64_t deadline)
 {
@@ -366,10 +409,7 @@ static ssize_t read_line(struct policy_exec *pe, char *buf, size_t cap, uint64_t
                 uint64_t now = mono_ms();
                 if (now >= deadline)
                         return -ETIMEDOUT;
-                struct pollfd p = {.fd = pe->from_child, .events = POLLIN};
-                int r = poll(&p, 1, (int)(deadline - now));
-                if (r < 0 && errno == EINTR)
-                        continue;
+                int r = poll_relaying(pe, pe->from_child, POLLIN, (int)(deadline - now));
                 if (r == 0)
                         return -ETIMEDOUT;
                 ssize_t got = read(pe->from_child, buf + used, cap - used);
@@ -398,8 +438,10 @@ static int fail(struct policy_exec *pe, uint64_t now_ms, int r)
  * deadline: a request larger than a pipe holds must not wait for ever on a
  * process that does not read. 0, -ETIMEDOUT or the write's error.
  */
-static int write_all(int fd, const char *buf, size_t len, uint64_t deadline)
+static int write_all(struct policy_exec *pe, const char *buf, size_t len, uint64_t deadline)
 {
+        int fd = pe->to_child;
+
         while (len > 0) {
                 ssize_t w = write(fd, buf, len);
                 if (w < 0 && errno == EINTR)
@@ -408,8 +450,7 @@ static int write_all(int fd, const char *buf, size_t len, uint64_t deadline)
                         uint64_t now = mono_ms();
                         if (now >= deadline)
                                 return -ETIMEDOUT;
-                        poll(&(struct pollfd){.fd = fd, .events = POLLOUT}, 1,
-                             (int)(deadline - now));
+                        poll_relaying(pe, fd, POLLOUT, (int)(deadline - now));
                         continue;
                 }
                 if (w < 0)
@@ -422,7 +463,7 @@ static int write_all(int fd, const char *buf, size_t len, uint64_t deadline)
 /* How the child ended once its output closed: it is usually exiting, give it 100 ms. */
 static void child_status(struct policy_exec *pe, char *how, size_t len)
 {
-        poll(&(struct pollfd){.fd = pe->pidfd, .events = POLLIN}, 1, 100);
+        poll_relaying(pe, pe->pidfd, POLLIN, 100);
         if (!policy_exec_reap(pe, how, len))
                 snprintf(how, len, "closed its output");
 }
@@ -448,9 +489,9 @@ static int send_waiting(struct policy_exec *pe, const struct policy_host *host,
         char drain[4096];
         for (int i = 0; i < 256 && read(pe->from_child, drain, sizeof(drain)) > 0; i++)
                 ;
-        r = write_all(pe->to_child, req, strlen(req), deadline);
+        r = write_all(pe, req, strlen(req), deadline);
         if (r == 0)
-                r = write_all(pe->to_child, "\n", 1, deadline);
+                r = write_all(pe, "\n", 1, deadline);
         free(req);
         if (r == -ETIMEDOUT) {
                 snprintf(err, errlen, "policy \"%s\" did not read its request within %d ms; killed",
@@ -511,10 +552,16 @@ static int decide_waiting(struct policy_exec *pe, const struct policy_host *host
                         return fail(pe, now_ms, r);
                 }
                 pe->failures = 0;
+                pe->tally.answers++;
                 return 0;
         }
         free(buf);
         return fail(pe, now_ms, (int)len);
+}
+
+struct policy_exec_tally policy_exec_tally(const struct policy_exec *pe)
+{
+        return pe->tally;
 }
 
 int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
@@ -524,6 +571,10 @@ int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
                 err[0] = '\0';
         for (size_t i = 0; i < n; i++)
                 vms[i].external_bytes = 0; /* nothing proposed unless a reply says so */
+        /* What it wrote since the last decision counts against the limit then. */
+        if (policy_exec_stderr_read(pe) == 1 && !pe->loop)
+                policy_exec_stderr_close(pe);
+        pe->err.now_ms = now_ms;
         if (pe->loop)
                 return policy_exec_loop_decide(pe, host, vms, n, now_ms, err, errlen);
         return decide_waiting(pe, host, vms, n, now_ms, err, errlen);

@@ -15,7 +15,10 @@
  *
  * In both modes a process that dies, hangs or answers garbage is reported,
  * killed and restarted after a pause that doubles with each failure in a
- * row (1 s up to 64 s); meanwhile the previous targets stand.
+ * row (1 s up to 64 s); meanwhile the previous targets stand. Its standard
+ * error is written to the log (log_msg()) a line each, with a limit: the
+ * first 10 lines in the waiting mode, 10 at once and then 10 a minute in
+ * the loop mode; how many were held back is said too.
  *
  * The caller must ignore SIGPIPE.
  */
@@ -83,6 +86,18 @@ void policy_exec_set_kill_ms(struct policy_exec *pe, unsigned ms);
  */
 int policy_exec_decide(struct policy_exec *pe, const struct policy_host *host,
                        struct policy_vm *vms, size_t n, uint64_t now_ms, char *err, size_t errlen);
+
+/*
+ * What the program did since policy_exec_new(): its usable replies, and its
+ * failures (it could not be started, exited or closed its output, did not
+ * read or answer in time, answered something that is not a reply). No
+ * answer at all: it never worked.
+ */
+struct policy_exec_tally {
+        uint64_t answers, failures;
+};
+
+struct policy_exec_tally policy_exec_tally(const struct policy_exec *pe);
 
 /* Build the request line (without newline); caller frees. Exposed for tests. */
 char *policy_exec_request(const struct policy_host *host, const struct policy_vm *vms, size_t n,

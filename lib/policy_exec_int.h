@@ -1,8 +1,9 @@
 /*
- * policy_exec_int: what the two halves of the exec: policy share and nothing
+ * policy_exec_int: what the parts of the exec: policy share and nothing
  * else includes. policy_exec.c owns the protocol (the request line, the
  * reply parser), the child process and the waiting mode dynmem-sim uses;
- * policy_exec_loop.c drives the same child from an event loop (dynmemd).
+ * policy_exec_loop.c drives the same child from an event loop (dynmemd);
+ * policy_exec_stderr.c relays the child's standard error to the log.
  */
 #ifndef DYNMEM_POLICY_EXEC_INT_H
 #define DYNMEM_POLICY_EXEC_INT_H
@@ -13,11 +14,51 @@
 #include <sys/types.h>
 
 #include "child.h"
+#include "log.h"
 #include "policy_exec.h"
 
 struct event;
 struct event_base;
 struct evbuffer;
+
+/*
+ * The program's standard error: read from a pipe and written to dynmem's log
+ * line by line ("policy \"COMMAND\": LINE"), each line cut at
+ * POLICY_EXEC_STDERR_LINE bytes, control characters as spaces. At most
+ * POLICY_EXEC_STDERR_BURST lines at once; then none in the waiting mode (a
+ * run of dynmem-sim: the first lines of the run), or
+ * POLICY_EXEC_STDERR_PER_MINUTE a minute in the loop mode (dynmemd runs for
+ * months, and the lines of a program failing now are news). The lines held
+ * back are counted: the next line written says how many, and so does
+ * policy_exec_stderr_final().
+ */
+#define POLICY_EXEC_STDERR_LINE       400
+#define POLICY_EXEC_STDERR_BURST      10
+#define POLICY_EXEC_STDERR_PER_MINUTE 10
+
+struct policy_exec_stderr {
+        int fd; /* the pipe's read end (non-blocking); -1: none */
+        char line[POLICY_EXEC_STDERR_LINE + 1];
+        size_t len;
+        bool cut; /* the line is longer than line[]: the rest is dropped */
+        struct log_ratelimit limit;
+        uint64_t now_ms; /* the limit's clock: the time of the latest decision */
+};
+
+/* Empty, with the limit's rate after the burst (0: none, the waiting mode). */
+void policy_exec_stderr_init(struct policy_exec_stderr *s, double per_minute);
+
+/*
+ * Read what the program wrote, without waiting, and relay its whole lines.
+ * 1 at the end of the file (then policy_exec_stderr_close()), else 0.
+ */
+int policy_exec_stderr_read(struct policy_exec *pe);
+
+/* Relay what is left, a last line without its newline too, and close the pipe. */
+void policy_exec_stderr_close(struct policy_exec *pe);
+
+/* Say how many lines the limit held back and not said yet (the policy is freed). */
+void policy_exec_stderr_final(struct policy_exec *pe);
 
 /* One target of a reply that arrived, by VM name (loop mode). */
 struct policy_exec_target {
@@ -30,9 +71,10 @@ struct policy_exec_loop {
         void (*on_reply)(void *userdata);
         void *userdata;
         struct event *read_ev, *write_ev, *pid_ev, *deadline_ev;
-        unsigned kill_ms;     /* a request unanswered this long kills the process */
-        struct evbuffer *out; /* the request not yet written */
-        char *in;             /* the reply read so far */
+        struct event *stderr_ev; /* the program's standard error */
+        unsigned kill_ms;        /* a request unanswered this long kills the process */
+        struct evbuffer *out;    /* the request not yet written */
+        char *in;                /* the reply read so far */
         size_t in_len, in_cap;
         bool in_flight;        /* a request was sent and no reply came yet */
         bool started_fresh;    /* the request in flight is the first to a new process */
@@ -52,18 +94,23 @@ struct policy_exec {
         char *command;
         pid_t pid;
         int pidfd;
-        int to_child;   /* its stdin */
-        int from_child; /* its stdout */
+        int to_child;                  /* its stdin */
+        int from_child;                /* its stdout */
+        struct policy_exec_stderr err; /* its stderr */
         uint64_t failed_at_ms;
         bool failed;
-        bool failure_said;             /* "waiting to be restarted" said for this failure */
-        unsigned failures;             /* in a row, for the restart pause */
-        struct policy_exec_loop *loop; /* NULL: the waiting mode */
-        unsigned stop_wait_ms;         /* waiting mode: how long a killed child is waited for */
-        struct child_strays strays;    /* waiting mode: killed children not yet reaped */
+        bool failure_said;              /* "waiting to be restarted" said for this failure */
+        unsigned failures;              /* in a row, for the restart pause */
+        struct policy_exec_tally tally; /* since policy_exec_new() */
+        struct policy_exec_loop *loop;  /* NULL: the waiting mode */
+        unsigned stop_wait_ms;          /* waiting mode: how long a killed child is waited for */
+        struct child_strays strays;     /* waiting mode: killed children not yet reaped */
 };
 
-/* Start the child (pipes, fork, exec of /bin/sh -c COMMAND, a pidfd). */
+/*
+ * Start the child (pipes, fork, exec of /bin/sh -c COMMAND, a pidfd). Its
+ * standard error is a pipe too (pe->err), read by the caller's mode.
+ */
 int policy_exec_start_child(struct policy_exec *pe, char *err, size_t errlen);
 
 /* Close the pipes and SIGKILL the child; it still has to be reaped (pe->pid stays). */

@@ -2,8 +2,10 @@
  * policy_exec_loop: the exec: policy driven by an event loop (dynmemd). A
  * decision never waits: it applies a reply that has arrived, or sends a
  * request when none is in flight, and otherwise leaves every VM at its
- * target. The loop writes the request, reads the reply (bounded), reaps the
- * process through its pidfd and kills it when it hangs. See policy_exec.h.
+ * target. The loop writes the request, reads the reply (bounded) and the
+ * process's standard error (relayed to the log, rate-limited: see
+ * policy_exec_int.h), reaps the process through its pidfd and kills it
+ * when it hangs. See policy_exec.h.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -97,6 +99,7 @@ static void handle_line(struct policy_exec *pe, const char *line, size_t len)
         l->in_flight = false;
         l->reply_ready = true;
         pe->failures = 0;
+        pe->tally.answers++;
         if (l->on_reply)
                 l->on_reply(l->userdata);
 }
@@ -154,6 +157,25 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
                 event_del(l->write_ev);
 }
 
+/* The program's standard error: its lines relayed; at its end, the pipe closed. */
+static void on_stderr(evutil_socket_t fd, short what, void *arg)
+{
+        struct policy_exec *pe = arg;
+
+        (void)fd, (void)what;
+        if (policy_exec_stderr_read(pe) == 1) {
+                free_event(&pe->loop->stderr_ev);
+                policy_exec_stderr_close(pe);
+        }
+}
+
+/* Stop reading the standard error: what is left of it is relayed, the pipe closed. */
+static void close_stderr(struct policy_exec *pe)
+{
+        free_event(&pe->loop->stderr_ev);
+        policy_exec_stderr_close(pe);
+}
+
 /* The process exited (its pidfd became readable): reap it, and report it if unexpected. */
 static void on_process_exit(evutil_socket_t fd, short what, void *arg)
 {
@@ -166,6 +188,7 @@ static void on_process_exit(evutil_socket_t fd, short what, void *arg)
                 event_add(l->pid_ev, NULL); /* not yet: look again when it is readable */
                 return;
         }
+        close_stderr(pe); /* all it wrote before it went (relayed before the failure is said) */
         if (!l->killing)
                 fail(pe, -EPIPE, "policy \"%s\" %s", pe->command, how);
         free_event(&l->read_ev);
@@ -204,6 +227,8 @@ int policy_exec_attach(struct policy_exec *pe, struct event_base *base,
         l->in_cap = POLICY_EXEC_LINE_BASE;
         l->in = malloc(l->in_cap);
         pe->loop = l;
+        /* dynmemd runs for months: so many lines a minute, not the first of a run */
+        policy_exec_stderr_init(&pe->err, POLICY_EXEC_STDERR_PER_MINUTE);
         if (!l->out || !l->deadline_ev || !l->in) {
                 policy_exec_loop_free(pe);
                 return -ENOMEM;
@@ -227,6 +252,7 @@ void policy_exec_loop_free(struct policy_exec *pe)
         free_event(&l->write_ev);
         free_event(&l->pid_ev);
         free_event(&l->deadline_ev);
+        free_event(&l->stderr_ev); /* policy_exec_free() relays what is left */
         if (l->out)
                 evbuffer_free(l->out);
         free(l->in);
@@ -240,9 +266,10 @@ void policy_exec_loop_free(struct policy_exec *pe)
 static int start_process(struct policy_exec *pe, char *err, size_t errlen)
 {
         struct policy_exec_loop *l = pe->loop;
-        int r = policy_exec_start_child(pe, err, errlen);
+        int r;
 
-        if (r < 0)
+        free_event(&l->stderr_ev); /* a former process's (closed by the start) */
+        if ((r = policy_exec_start_child(pe, err, errlen)) < 0)
                 return r;
         /* A request is larger than a pipe holds: the loop writes it as the process reads. */
         fcntl(pe->to_child, F_SETFL, O_NONBLOCK);
@@ -250,11 +277,14 @@ static int start_process(struct policy_exec *pe, char *err, size_t errlen)
         l->read_ev = event_new(l->base, pe->from_child, EV_READ | EV_PERSIST, on_readable, pe);
         l->write_ev = event_new(l->base, pe->to_child, EV_WRITE | EV_PERSIST, on_writable, pe);
         l->pid_ev = event_new(l->base, pe->pidfd, EV_READ, on_process_exit, pe);
-        if (!l->read_ev || !l->write_ev || !l->pid_ev || event_add(l->read_ev, NULL) < 0 ||
-            event_add(l->pid_ev, NULL) < 0) {
+        l->stderr_ev = event_new(l->base, pe->err.fd, EV_READ | EV_PERSIST, on_stderr, pe);
+        if (!l->read_ev || !l->write_ev || !l->pid_ev || !l->stderr_ev ||
+            event_add(l->read_ev, NULL) < 0 || event_add(l->pid_ev, NULL) < 0 ||
+            event_add(l->stderr_ev, NULL) < 0) {
                 free_event(&l->read_ev);
                 free_event(&l->write_ev);
                 free_event(&l->pid_ev);
+                free_event(&l->stderr_ev);
                 policy_exec_abandon_child(pe, l->base);
                 snprintf(err, errlen, "out of memory");
                 return -ENOMEM;

@@ -242,23 +242,6 @@ static int check_block(const struct vm_settings *s, char *err, size_t errlen)
         return -EINVAL;
 }
 
-/*
- * A size in the largest unit it is a whole number of ("1025 MiB"): where
- * size_format() rounds ("1.0 GiB"), a size that is not a multiple of the
- * block would look like one.
- */
-static char *size_exact(uint64_t v, char *buf, size_t len)
-{
-        static const char *const names[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-        uint64_t unit = TIB;
-        size_t i = 4;
-
-        while (i > 0 && v % unit != 0)
-                unit /= 1024, i--;
-        snprintf(buf, len, "%llu %s", (unsigned long long)(v / unit), names[i]);
-        return buf;
-}
-
 static int check_size(const struct vm_settings *s, const struct setting_desc *d, char *err,
                       size_t errlen)
 {
@@ -271,7 +254,8 @@ static int check_size(const struct vm_settings *s, const struct setting_desc *d,
                          size_format(d->max, b, sizeof(b)));
         else if (v % s->block_bytes != 0)
                 snprintf(err, errlen, "%s %s is not a multiple of the %s block size", d->label,
-                         size_exact(v, a, sizeof(a)), size_format(s->block_bytes, b, sizeof(b)));
+                         size_format_exact(v, a, sizeof(a)),
+                         size_format(s->block_bytes, b, sizeof(b)));
         else if (v < d->min)
                 snprintf(err, errlen, "%s %s is below %s", d->label, a,
                          size_format(d->min, b, sizeof(b)));

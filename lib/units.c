@@ -175,6 +175,18 @@ char *size_format(uint64_t bytes, char *buf, size_t len)
         return buf;
 }
 
+char *size_format_exact(uint64_t bytes, char *buf, size_t len)
+{
+        static const char *const names[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+        uint64_t unit = TIB;
+        size_t i = 4;
+
+        while (i > 0 && (bytes == 0 || bytes % unit != 0))
+                unit /= 1024, i--;
+        snprintf(buf, len, "%llu %s", (unsigned long long)(bytes / unit), names[i]);
+        return buf;
+}
+
 char *duration_format(uint64_t ms, char *buf, size_t len)
 {
         if (ms < 1000)

@@ -76,6 +76,13 @@ int switch_parse(const char *text, bool *ret);
  */
 char *size_format(uint64_t bytes, char *buf, size_t len);
 
+/*
+ * A size in the largest unit it is a whole number of ("1025 MiB"): where
+ * size_format() rounds ("1.0 GiB"), a figure to write down or compare
+ * with a limit must be exact.
+ */
+char *size_format_exact(uint64_t bytes, char *buf, size_t len);
+
 /* Print a duration for people: "250ms", "1.5s", "3m", "2h". Returns buf. */
 char *duration_format(uint64_t ms, char *buf, size_t len);
 

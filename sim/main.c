@@ -3,7 +3,8 @@
  * loop and policy with a virtual clock, and reports how the VMs fared; with
  * --sweep, does so at every host size of a range under several policies.
  *
- * Exit status: 0 done, 1 the run failed, 2 bad usage or a bad scenario.
+ * Exit status: 0 done, 1 the run failed (or its exec: policy never answered), 2 bad
+ * usage or a bad scenario.
  */
 #include <getopt.h>
 #include <limits.h>
@@ -36,7 +37,8 @@ static void usage(FILE *out)
               "\n"
               "  -p, --policy NAME      dynmem (default), static, hyperv or exec:COMMAND;\n"
               "                         overrides [host] policy (with --sweep: repeat it to\n"
-              "                         compare several; default static, hyperv and dynmem)\n"
+              "                         compare several; default static, hyperv and dynmem);\n"
+              "                         an exec: program that never answers fails the run\n"
               "  -j, --json             print one JSON object instead of the summary\n"
               "  -t, --timeline FILE    write per-VM rows (seconds,vm,state,demand,assigned,\n"
               "                         target,reason) as CSV\n"
@@ -209,8 +211,16 @@ static int run_single(const struct options *o, const struct config *cfg)
                 output_discard(&report);
                 return 1;
         }
+        if (res.policy_failed) {
+                /* The figures are those of targets no policy moved: said, and exit status 1. */
+                fprintf(stderr,
+                        "dynmem-sim: %s: policy \"%s\" never answered (%llu failures): "
+                        "the run failed\n",
+                        o->scenario, res.policy, (unsigned long long)res.policy_failures);
+                status = 1;
+        }
         if (o->json)
-                status = write_json(report_json(&res)) < 0 ? 1 : 0;
+                status |= write_json(report_json(&res)) < 0 ? 1 : 0;
         else
                 report_human(stdout, &res);
         if (report.fp && report_html(report.fp, o->scenario, &res) < 0) {
@@ -247,7 +257,7 @@ static int run_sweep(const struct options *o, const struct config *cfg)
                 return 1;
         }
         for (size_t j = 0; j < res.n_sizes * res.n_policies; j++)
-                if (res.figures[j].status < 0)
+                if (!sweep_point_ok(&res.figures[j]))
                         status = 1; /* reported by the worker */
         if (o->json)
                 status |= write_json(sweep_report_json(&res)) < 0 ? 1 : 0;
@@ -335,10 +345,11 @@ int main(int argc, char **argv)
         int status;
 
         signal(SIGPIPE, SIG_IGN);
+        log_setup("dynmem-sim", LOG_TARGET_STDERR, LOG_INFO); /* an exec: policy's stderr */
         status = parse_options(argc, argv, &o);
         if (status)
                 return status == 1 ? 0 : 2;
-        if (simrun_load_scenario(o.scenario, &cfg) < 0)
+        if (simrun_load_scenario(o.scenario, o.sweep ? sweep_range_largest(&o.range) : 0, &cfg) < 0)
                 return 2;
         if (check_outputs(&o, &cfg) != 0) {
                 config_free(&cfg);

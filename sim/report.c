@@ -17,7 +17,7 @@
 json_t *report_json(const struct simrun_result *r)
 {
         return json_pack("{s:s, s:f, s:I, s:I, s:I, s:f, s:f, s:f, s:I, s:f, s:I, s:I, s:I, "
-                         "s:f, s:f}",
+                         "s:f, s:f, s:I, s:b}",
                          "policy", r->policy, "duration_s", (double)r->duration_ms / 1000.0, "vms",
                          (json_int_t)r->vms, "started", (json_int_t)r->started, "refused",
                          (json_int_t)r->refused, "vm_seconds", r->vm_seconds, "short_seconds",
@@ -25,7 +25,9 @@ json_t *report_json(const struct simrun_result *r)
                          (json_int_t)r->oom_kills, "host_mean_bytes", r->host_mean_bytes,
                          "host_peak_bytes", (json_int_t)r->host_peak_bytes, "budget_violations",
                          (json_int_t)r->budget_violations, "resize_ops", (json_int_t)r->resize_ops,
-                         "reaction_p50_s", r->reaction_p50_s, "reaction_p95_s", r->reaction_p95_s);
+                         "reaction_p50_s", r->reaction_p50_s, "reaction_p95_s", r->reaction_p95_s,
+                         "policy_failures", (json_int_t)r->policy_failures, "policy_failed",
+                         r->policy_failed);
 }
 
 void report_human(FILE *out, const struct simrun_result *r)
@@ -47,7 +49,12 @@ void report_human(FILE *out, const struct simrun_result *r)
                 size_format(r->host_peak_bytes, b, sizeof(b)), (unsigned long long)r->resize_ops);
         fprintf(out, "  reaction (short until enough): p50 %.1f s, p95 %.1f s\n", r->reaction_p50_s,
                 r->reaction_p95_s);
-        if (r->policy_failures)
+        if (r->policy_failed)
+                fprintf(out,
+                        "  external policy failed: it never answered (%llu failures); every VM "
+                        "kept its startup size\n",
+                        (unsigned long long)r->policy_failures);
+        else if (r->policy_failures)
                 fprintf(out, "  external policy failures: %llu (previous targets stood)\n",
                         (unsigned long long)r->policy_failures);
         fputs("  resizes by reason:", out);
@@ -179,9 +186,19 @@ int report_html(FILE *out, const char *scenario, const struct simrun_result *r)
                 "<tr><td>host memory held, peak</td><td>%s</td></tr>\n"
                 "<tr><td>resize operations</td><td>%llu</td></tr>\n"
                 "<tr><td>reaction p50 / p95</td><td>%.1f s / %.1f s</td></tr>\n"
-                "<tr><td>budget violations</td><td>%llu</td></tr></table>\n",
+                "<tr><td>budget violations</td><td>%llu</td></tr>\n",
                 size_format(r->host_peak_bytes, a, sizeof(a)), (unsigned long long)r->resize_ops,
                 r->reaction_p50_s, r->reaction_p95_s, (unsigned long long)r->budget_violations);
+        if (strncmp(r->policy, "exec:", 5) == 0)
+                fprintf(out,
+                        "<tr><td>policy failures</td><td id=\"policy-failures\">%llu</td></tr>\n",
+                        (unsigned long long)r->policy_failures);
+        fputs("</table>\n", out);
+        if (r->policy_failed)
+                fputs("<p id=\"policy-failed\"><b>The policy never answered</b>: every VM kept its "
+                      "startup size, and these are not its figures (its failures are on "
+                      "stderr).</p>\n",
+                      out);
         fputs("<p class=\"key\"><span style=\"background:#2471a3\"></span>assigned"
               "<span style=\"background:#c0392b\"></span>demand"
               "<span style=\"border-top:1px dashed #777\"></span>host memory</p>\n",

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "policy_exec.h"
 #include "sim.h"
 #include "units.h"
 
@@ -41,7 +42,56 @@ static int check_start(const struct config *cfg, const struct config_vm *cvm,
         return -EINVAL;
 }
 
-int simrun_load_scenario(const char *path, struct config *ret)
+/*
+ * A VM whose startup is more than the host's memory is never admitted: it would show only
+ * as never started. A warning at its startup line, not an error (such a what-if is
+ * legitimate); swept is the largest host of a sweep (0: [host] memory is run).
+ */
+static void warn_startup_beyond_memory(struct config *cfg, uint64_t swept)
+{
+        uint64_t memory = swept ? swept : cfg->host.memory_bytes;
+        char a[32], b[32];
+
+        for (size_t i = 0; i < cfg->n_vms; i++) {
+                const struct config_vm *vm = &cfg->vms[i];
+                uint64_t startup = vm->settings.startup_bytes;
+                unsigned line = config_setting_line(vm, SETTINGS_STARTUP);
+
+                if (startup <= memory)
+                        continue;
+                /* Exact: a rounded figure may be above the limit it names. */
+                size_format_exact(startup, a, sizeof(a));
+                size_format_exact(memory, b, sizeof(b));
+                if (swept)
+                        config_diag_add(&cfg->warnings, cfg->path, line,
+                                        "warning: vm \"%s\": startup %s is more than the largest "
+                                        "host of the sweep (%s): it starts at no size (each "
+                                        "point counts it as never started); lower its startup "
+                                        "to %s or less, or sweep up to %s or more",
+                                        vm->name, a, b, b, a);
+                else
+                        config_diag_add(&cfg->warnings, cfg->path, line,
+                                        "warning: vm \"%s\": startup %s is more than [host] "
+                                        "memory %s: it can never start (the results count it "
+                                        "as never started); lower its startup to %s or less, "
+                                        "or raise [host] memory to %s or more",
+                                        vm->name, a, b, b, a);
+        }
+}
+
+/*
+ * Keys of dynmemd's alone ([host] socket, http...): a scenario may be a real
+ * dynmem.conf, so a warning rather than an error.
+ */
+static void warn_daemon_keys(struct config *cfg)
+{
+        for (size_t i = 0; i < cfg->n_daemon_keys; i++)
+                config_diag_add(&cfg->warnings, cfg->path, cfg->daemon_keys[i].line,
+                                "warning: %s: used by dynmemd only; dynmem-sim ignores it",
+                                cfg->daemon_keys[i].key);
+}
+
+int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
 {
         struct config_diag diag = {0};
         char more[64];
@@ -71,6 +121,10 @@ int simrun_load_scenario(const char *path, struct config *ret)
         for (size_t i = 0; r == 0 && i < ret->n_vms; i++)
                 if (check_start(ret, &ret->vms[i], &diag) < 0)
                         r = -EINVAL;
+        if (r == 0)
+                warn_daemon_keys(ret);
+        if (r == 0)
+                warn_startup_beyond_memory(ret, swept);
         for (size_t i = 0; i < diag.count; i++)
                 fprintf(stderr, "%s\n", diag.messages[i]);
         if (config_diag_more(&diag, more, sizeof(more)))
@@ -180,10 +234,10 @@ static void on_event(const struct balancer_event *ev, void *userdata)
                 /* It quotes the program's reply: printable only, and not too long. */
                 char text[SIMRUN_MESSAGE_MAX];
                 log_clean(text, sizeof(text), ev->message ? ev->message : "policy failure");
-                if (res->policy_failures < 10 || res->policy_failures % 100 == 0)
+                if (res->policy_messages < 10 || res->policy_messages % 100 == 0)
                         fprintf(stderr, "dynmem-sim: at %.0f s: %s\n", (double)ev->time_ms / 1000.0,
                                 text);
-                res->policy_failures++;
+                res->policy_messages++;
                 return;
         }
         if ((size_t)ev->reason > REASON_LENT)
@@ -281,6 +335,11 @@ static void collect(struct run_state *rs, struct simrun_result *res)
         res->vms = rs->n;
         res->refused = rs->n - res->started;
         res->resize_ops = rs->bal.counters.add_operations + rs->bal.counters.remove_operations;
+        if (rs->bal.exec) {
+                struct policy_exec_tally tally = policy_exec_tally(rs->bal.exec);
+                res->policy_failures = tally.failures;
+                res->policy_failed = tally.answers == 0;
+        }
         res->host_mean_bytes = rs->steps ? rs->held_sum / (double)rs->steps : 0.0;
         if (all) {
                 res->reaction_p50_s = percentile_s(all, k, 0.50);

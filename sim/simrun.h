@@ -35,8 +35,15 @@ struct simrun_vm_result {
 };
 
 struct simrun_result {
-        char *policy;             /* owned */
-        uint64_t policy_failures; /* external policy failures (each reported on stderr) */
+        char *policy; /* owned */
+        /*
+         * An exec: policy's failures (policy_exec_tally): it could not be
+         * started, exited, hung or replied nonsense, and the VMs kept their
+         * targets. 0 for the built-in policies.
+         */
+        uint64_t policy_failures;
+        bool policy_failed;       /* an exec: policy that never answered: the run failed */
+        uint64_t policy_messages; /* its failure messages, for the limit on stderr */
         uint64_t duration_ms;
         size_t vms, started, refused;
         double vm_seconds, short_seconds, short_byte_seconds;
@@ -70,8 +77,10 @@ void simrun_result_free(struct simrun_result *r);
 
 /*
  * Load a scenario and check everything (keys, traces), printing every
- * problem to stderr as FILE:LINE: message. Returns 0 or -EINVAL.
+ * problem to stderr as FILE:LINE: message, and the warnings after them (a
+ * VM whose startup is more than the host's memory: [host] memory, or swept,
+ * the largest host of a sweep, when not 0). Returns 0 or -EINVAL.
  */
-int simrun_load_scenario(const char *path, struct config *ret);
+int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret);
 
 #endif

@@ -118,6 +118,11 @@ int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size
         return 0;
 }
 
+uint64_t sweep_range_largest(const struct sweep_range *range)
+{
+        return range->from + (range->to - range->from) / range->step * range->step;
+}
+
 /* Whether text is digits with at most one inner dot ("0.1", "5", not ".5", "1e-3", " 1"). */
 static bool plain_decimal(const char *text, size_t len)
 {
@@ -178,7 +183,7 @@ int sweep_slo_parse(const char *text, struct sweep_slo *slo, char *err, size_t e
 
 bool sweep_meets(const struct sweep_slo *slo, const struct sweep_figures *f)
 {
-        if (f->status < 0 || f->started < f->vms)
+        if (!sweep_point_ok(f) || f->started < f->vms)
                 return false;
         if (slo->short_given &&
             f->short_seconds > slo->short_share * (f->vm_seconds > 0 ? f->vm_seconds : 0))
@@ -210,6 +215,16 @@ static struct sweep_figures run_one(const struct config *cfg, const char *policy
         f.short_seconds = res.short_seconds;
         f.host_mean_bytes = res.host_mean_bytes;
         f.reaction_p95_s = res.reaction_p95_s;
+        f.policy_failures = res.policy_failures;
+        f.policy_failed = res.policy_failed;
+        if (f.policy_failed) {
+                char size[32];
+                fprintf(stderr,
+                        "dynmem-sim: %s at %s: the policy never answered (%llu failures): "
+                        "the run failed\n",
+                        policy, size_format(memory, size, sizeof(size)),
+                        (unsigned long long)f.policy_failures);
+        }
         simrun_result_free(&res);
         return f;
 }

@@ -33,7 +33,15 @@ struct sweep_figures {
         int status; /* 0, or a negative errno: the run failed */
         uint64_t vms, started, oom_kills, resize_ops, budget_violations;
         double vm_seconds, short_seconds, host_mean_bytes, reaction_p95_s;
+        uint64_t policy_failures; /* an exec: policy's (simrun_result) */
+        bool policy_failed;       /* an exec: policy that never answered: the run failed */
 };
+
+/* Whether a run counts: it completed, and its policy answered (an exec: one at least once). */
+static inline bool sweep_point_ok(const struct sweep_figures *f)
+{
+        return f->status == 0 && !f->policy_failed;
+}
 
 struct sweep_result {
         size_t n_sizes, n_policies;
@@ -55,6 +63,9 @@ struct sweep_result {
  * text in err.
  */
 int sweep_range_parse(const char *text, struct sweep_range *ret, char *err, size_t errlen);
+
+/* The largest size a range runs: TO, or the last step below it. */
+uint64_t sweep_range_largest(const struct sweep_range *range);
 
 /* "short=0.1%" or "oom=0", added to *slo (each at most once). Returns 0 or -EINVAL. */
 int sweep_slo_parse(const char *text, struct sweep_slo *slo, char *err, size_t errlen);

@@ -32,6 +32,12 @@ static const char *base_name(const char *path)
         return slash && slash[1] ? slash + 1 : path;
 }
 
+/* An exec: policy can fail: its columns add its count of failures. */
+static bool can_fail(const char *policy)
+{
+        return strncmp(policy, "exec:", 5) == 0;
+}
+
 static double share_of(const struct sweep_figures *f)
 {
         return f->vm_seconds > 0 ? f->short_seconds / f->vm_seconds : 0.0;
@@ -57,23 +63,31 @@ void sweep_report_human(FILE *out, const char *scenario, const struct sweep_resu
                 scenario, r->n_sizes, r->n_policies, r->wall_s, r->jobs);
         fprintf(out, "%-10s", "memory");
         for (size_t p = 0; p < r->n_policies; p++)
-                fprintf(out, " %27.27s", r->policies[p]);
+                fprintf(out, can_fail(r->policies[p]) ? " %36.36s" : " %27.27s", r->policies[p]);
         fprintf(out, "\n%-10s", "");
         for (size_t p = 0; p < r->n_policies; p++)
-                fprintf(out, " %10s %5s %10s", "short %", "OOM", "mean");
+                fprintf(out, can_fail(r->policies[p]) ? " %10s %5s %10s %8s" : " %10s %5s %10s",
+                        "short %", "OOM", "mean", "failures");
         fputc('\n', out);
         for (size_t s = 0; s < r->n_sizes; s++) {
                 fprintf(out, "%-10s", size_format(r->sizes[s], a, sizeof(a)));
                 for (size_t p = 0; p < r->n_policies; p++) {
                         const struct sweep_figures *f = sweep_at(r, s, p);
+                        bool counted = can_fail(r->policies[p]);
                         if (f->status < 0) {
-                                fprintf(out, " %27s", "failed");
+                                fprintf(out, counted ? " %36s" : " %27s", "failed");
                                 continue;
                         }
-                        starred |= f->started < f->vms;
-                        fprintf(out, " %9.4f%c %5llu %10s", share_of(f) * 100.0,
-                                f->started < f->vms ? '*' : ' ', (unsigned long long)f->oom_kills,
-                                size_format((uint64_t)f->host_mean_bytes, b, sizeof(b)));
+                        if (f->policy_failed)
+                                fprintf(out, " %27s", "never answered");
+                        else
+                                fprintf(out, " %9.4f%c %5llu %10s", share_of(f) * 100.0,
+                                        f->started < f->vms ? '*' : ' ',
+                                        (unsigned long long)f->oom_kills,
+                                        size_format((uint64_t)f->host_mean_bytes, b, sizeof(b)));
+                        starred |= !f->policy_failed && f->started < f->vms;
+                        if (counted)
+                                fprintf(out, " %8llu", (unsigned long long)f->policy_failures);
                 }
                 fputc('\n', out);
         }
@@ -101,17 +115,18 @@ json_t *sweep_report_json(const struct sweep_result *r)
                         const struct sweep_figures *f = sweep_at(r, s, p);
                         json_array_append_new(
                             points,
-                            json_pack("{s:I, s:s, s:b, s:I, s:I, s:f, s:f, s:f, s:I, s:f, s:I, "
-                                      "s:I, s:b}",
-                                      "memory_bytes", (json_int_t)r->sizes[s], "policy",
-                                      r->policies[p], "ok", f->status == 0, "vms",
-                                      (json_int_t)f->vms, "started", (json_int_t)f->started,
-                                      "vm_seconds", f->vm_seconds, "short_seconds",
-                                      f->short_seconds, "short_share", share_of(f), "oom_kills",
-                                      (json_int_t)f->oom_kills, "host_mean_bytes",
-                                      f->host_mean_bytes, "resize_ops", (json_int_t)f->resize_ops,
-                                      "budget_violations", (json_int_t)f->budget_violations,
-                                      "meets_slo", sweep_meets(&r->slo, f)));
+                            json_pack(
+                                "{s:I, s:s, s:b, s:I, s:I, s:f, s:f, s:f, s:I, s:f, s:I, "
+                                "s:I, s:b, s:I, s:b}",
+                                "memory_bytes", (json_int_t)r->sizes[s], "policy", r->policies[p],
+                                "ok", sweep_point_ok(f), "vms", (json_int_t)f->vms, "started",
+                                (json_int_t)f->started, "vm_seconds", f->vm_seconds,
+                                "short_seconds", f->short_seconds, "short_share", share_of(f),
+                                "oom_kills", (json_int_t)f->oom_kills, "host_mean_bytes",
+                                f->host_mean_bytes, "resize_ops", (json_int_t)f->resize_ops,
+                                "budget_violations", (json_int_t)f->budget_violations, "meets_slo",
+                                sweep_meets(&r->slo, f), "policy_failures",
+                                (json_int_t)f->policy_failures, "policy_failed", f->policy_failed));
                 }
         for (size_t p = 0; p < r->n_policies; p++)
                 json_object_set_new(smallest, r->policies[p],
@@ -205,14 +220,14 @@ static void curve(FILE *out, const struct axes *ax, const struct sweep_result *r
         fprintf(out, "\" stroke=\"%s\" points=\"", colour);
         for (size_t s = 0; s < r->n_sizes; s++) {
                 const struct sweep_figures *f = sweep_at(r, s, p);
-                if (f->status == 0)
+                if (sweep_point_ok(f))
                         fprintf(out, "%.1f,%.1f ", px(ax, (double)r->sizes[s]),
                                 py(ax, oom ? (double)f->oom_kills : share_of(f)));
         }
         fputs("\"/>\n", out);
         for (size_t s = 0; s < r->n_sizes; s++) {
                 const struct sweep_figures *f = sweep_at(r, s, p);
-                if (f->status == 0)
+                if (sweep_point_ok(f))
                         fprintf(out,
                                 "<circle class=\"point\" cx=\"%.1f\" cy=\"%.1f\" r=\"%s\" "
                                 "fill=\"%s\"/>\n",
@@ -242,7 +257,7 @@ static void plot(FILE *out, const char *id, const char *title, const struct swee
         double top = 0.0;
 
         for (size_t j = 0; j < r->n_sizes * r->n_policies; j++)
-                if (r->figures[j].status == 0) {
+                if (sweep_point_ok(&r->figures[j])) {
                         double v = oom ? (double)r->figures[j].oom_kills : share_of(&r->figures[j]);
                         top = v > top ? v : top;
                 }
@@ -317,6 +332,8 @@ static void table(FILE *out, const struct sweep_result *r)
                 fputs(": short %</th><th>OOM kills</th><th>started</th><th>mean held</th>"
                       "<th>resizes</th>",
                       out);
+                if (can_fail(r->policies[p]))
+                        fputs("<th>policy failures</th>", out);
         }
         fputs("</tr>\n", out);
         for (size_t s = 0; s < r->n_sizes; s++) {
@@ -324,18 +341,27 @@ static void table(FILE *out, const struct sweep_result *r)
                         size_format(r->sizes[s], a, sizeof(a)));
                 for (size_t p = 0; p < r->n_policies; p++) {
                         const struct sweep_figures *f = sweep_at(r, s, p);
+                        bool counted = can_fail(r->policies[p]);
                         if (f->status < 0) {
-                                fputs("<td colspan=\"5\">failed</td>", out);
+                                fprintf(out, "<td colspan=\"%d\">failed</td>", counted ? 6 : 5);
                                 continue;
                         }
-                        fprintf(out,
-                                "<td%s>%.4f</td><td>%llu</td><td>%llu/%llu</td><td>%s</td>"
-                                "<td>%llu</td>",
-                                r->slo_given && sweep_meets(&r->slo, f) ? " class=\"meets\"" : "",
-                                share_of(f) * 100.0, (unsigned long long)f->oom_kills,
-                                (unsigned long long)f->started, (unsigned long long)f->vms,
-                                size_format((uint64_t)f->host_mean_bytes, b, sizeof(b)),
-                                (unsigned long long)f->resize_ops);
+                        if (f->policy_failed)
+                                fputs("<td colspan=\"5\" class=\"failed\">never answered</td>",
+                                      out);
+                        else
+                                fprintf(out,
+                                        "<td%s>%.4f</td><td>%llu</td><td>%llu/%llu</td><td>%s</td>"
+                                        "<td>%llu</td>",
+                                        r->slo_given && sweep_meets(&r->slo, f) ? " class=\"meets\""
+                                                                                : "",
+                                        share_of(f) * 100.0, (unsigned long long)f->oom_kills,
+                                        (unsigned long long)f->started, (unsigned long long)f->vms,
+                                        size_format((uint64_t)f->host_mean_bytes, b, sizeof(b)),
+                                        (unsigned long long)f->resize_ops);
+                        if (counted)
+                                fprintf(out, "<td class=\"policy-failures\">%llu</td>",
+                                        (unsigned long long)f->policy_failures);
                 }
                 fputs("</tr>\n", out);
         }
@@ -345,7 +371,7 @@ static void table(FILE *out, const struct sweep_result *r)
 int sweep_report_html(FILE *out, const char *scenario, const struct sweep_result *r)
 {
         report_html_begin(out, "dynmem-sim sweep", scenario,
-                          "td.meets{background:#e8f6ec}\n"
+                          "td.meets{background:#e8f6ec}td.failed{background:#fbe9e7}\n"
                           "figure{margin:0.5em 0}figcaption{font-size:95%;margin-bottom:0.2em}\n"
                           ".grid{stroke:#e4e4e4}.tick{font-size:11px;fill:#555}\n"
                           ".label{font-size:12px;fill:#333}.curve{fill:none;stroke-width:2}\n"

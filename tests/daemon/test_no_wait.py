@@ -7,9 +7,11 @@ more: one silent once goes on to the start, one that never answers fails it
 after the second 20 s with the reason, and nothing of either is left running;
 a QEMU whose QMP broke off while asked is asked once more too. A policy that
 answers garbage or dies keeps the VMs at their targets, is restarted after a
-pause that doubles, and is followed again once it answers."""
+pause that doubles, and is followed again once it answers. What a policy writes on
+its standard error reaches the log, so many lines a minute."""
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -144,6 +146,59 @@ def garbage_or_death_keeps_targets_and_restarts_with_backoff(bins):
         # Answering again: followed again (after the pause, at most 4 s by now).
         set_mode(d, f"0 {1280 * MIB}")
         wait_for(lambda: target(d, "web") == 1280 * MIB, "the restarted policy's target")
+
+
+# 30 lines on its standard error for each request (a request every 100 ms: 300 lines a
+# second), and how many so far in a file next to it.
+CHATTY = """#!/bin/sh
+dir=$(dirname "$0")
+n=0
+while read -r line; do
+    i=0
+    while [ $i -lt 30 ]; do
+        i=$((i + 1)); n=$((n + 1))
+        echo "chatter $n" >&2
+    done
+    echo "$n" > "$dir/written.tmp" && mv "$dir/written.tmp" "$dir/written"
+    echo '{"targets": {}}'
+done
+"""
+
+
+def written(d):
+    try:
+        with open(os.path.join(d.dir, "written")) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+@tap.case
+def a_policy_flooding_its_stderr_is_limited_in_the_log(bins):
+    # Each line went to dynmemd's standard error as it came (the journal under systemd; to
+    # /dev/null in the background), for as long as dynmemd ran. Now through its log: 10 at
+    # once, then 10 a minute, the next line shown saying how many were not, and the
+    # lines not said by the end (here SIGTERM) counted then.
+    t0 = time.monotonic()
+    r = running(bins, CONFIG.replace("policy.sh", "chatty.sh"))
+    r.d.write_file("chatty.sh", CHATTY)
+    with r as d:
+        wait_for(lambda: written(d) >= 600, "600 lines on the policy's standard error")
+        check(d.stop() == 0, "dynmemd exited 0 on SIGTERM", d.log())
+        total, log = written(d), d.log()
+    minutes = (time.monotonic() - t0) / 60
+    lines = log.splitlines()
+    shown = [x for x in lines if re.match(r'^dynmemd: policy "/bin/sh [^"]*": chatter \d+', x)]
+    check(not any(x.startswith("chatter ") for x in lines), "a line not through the log", log)
+    check(10 <= len(shown) <= 10 + 10 * minutes + 1,
+          f"{len(shown)} lines shown in {minutes:.2f} minutes", log)
+    held = sum(int(n) for n in re.findall(r" \(after (\d+) lines not shown\)$", log, re.M))
+    final = re.findall(r'^dynmemd: policy "[^"]*": (\d+) more lines of its standard error not '
+                       r"shown$", log, re.M)
+    check(len(final) == 1, "the lines held back counted at the end", log)
+    # Every line it wrote was shown or counted (some after the last count in the file).
+    check(total <= len(shown) + held + int(final[0]) <= total + 30,
+          "every line shown or counted", len(shown), held, final, total)
 
 
 # QEMU itself, stopped before it runs: it never greets on QMP (a hung QEMU).

@@ -152,6 +152,7 @@ def test_every_size_and_policy():
     assert len(pts) == 21, len(pts)
     for p in pts:
         assert p["ok"] and p["vms"] == 3 and p["budget_violations"] == 0, p
+        assert p["policy_failures"] == 0 and p["policy_failed"] is False, p
         assert p["host_mean_bytes"] <= p["memory_bytes"], p
     assert out["smallest_bytes"] is None, out["smallest_bytes"]  # no --slo given
     assert out["workers"] >= 1 and out["wall_s"] > 0, out
@@ -268,14 +269,62 @@ def test_a_failed_sweep_leaves_an_older_report_as_it_was():
     assert os.listdir(out) == ["sweep.html"], os.listdir(out)
 
 
-def test_a_failing_policy_is_reported():
-    # An exec: policy that exits at once: every run of it reports the failure; the others run.
-    r = run(SMALL, "--sweep", "memory=2G:3G:1G", "--policy", "exec:exit 3", "--policy",
-            "hyperv", "--json")
-    assert r.returncode == 0, r.stderr
+def test_a_policy_that_never_answers_fails_its_runs():
+    # A typo in an exec: policy's path: its points were "ok" with the figures of targets that
+    # never moved, no count of its failures, and exit status 0, as if it were static.
+    policy = "exec:/nonexistent/policy"
+    r = run(SMALL, "--sweep", "memory=2G:3G:1G", "--policy", policy, "--policy", "hyperv",
+            "--json")
+    expect_exit(r, 1, "/nonexistent/policy: not found",
+                f"{policy} at 2 GiB: the policy never answered (")
     out = json.loads(r.stdout)
-    assert "exit" in r.stderr, r.stderr
-    assert all(p["ok"] for p in out["points"]), out["points"]
+    for p in out["points"]:
+        if p["policy"] == policy:
+            assert not p["ok"] and p["policy_failed"] and p["policy_failures"] > 0, p
+            assert not p["meets_slo"], p
+        else:
+            assert p["ok"] and not p["policy_failed"] and p["policy_failures"] == 0, p
+    # The table says it, with the count, in a column the exec: policy has.
+    r = run(SMALL, "--sweep", "memory=2G:3G:1G", "--policy", policy, "--policy", "hyperv")
+    assert r.returncode == 1, r.stderr
+    lines = r.stdout.splitlines()
+    assert "failures" in lines[2] and lines[2].count("failures") == 1, lines[2]
+    failures = out["points"][0]["policy_failures"]
+    assert re.search(rf"^2 GiB\s+never answered\s+{failures}\s+[0-9.]+\s", lines[3]), lines[3]
+    assert len({len(line) for line in lines[1:5]}) == 1, lines[1:5]  # the columns line up
+    page = os.path.join(TMP, "never-answered.html")
+    r = run(SMALL, "--sweep", "memory=2G:3G:1G", "--policy", policy, "--policy", "hyperv",
+            "--report", page)
+    assert r.returncode == 1, r.stderr
+    with open(page, encoding="utf-8") as f:
+        html = f.read()
+    assert html.count('class="failed">never answered</td>') == 2, html
+    assert html.count(f'<td class="policy-failures">{failures}</td>') == 2, html
+    assert html.count("<th>policy failures</th>") == 1, html
+    assert len(re.findall(r'<circle class="point"', html)) == 2 * 2, html  # hyperv's only
+
+
+def test_a_policy_that_fails_at_times_is_counted():
+    # One that answers every other request (it exits after each answer): its runs are
+    # runs of it (ok, exit status 0), with its failures counted as a single run counts them.
+    script = os.path.join(TMP, "flaky.sh")
+    with open(script, "w", encoding="utf-8") as f:
+        f.write("read -r line; echo '{\"targets\": {\"web\": 1073741824}}'\n")
+    policy = f"exec:sh {script}"
+    r = run(SMALL, "--sweep", "memory=2G:3G:1G", "--policy", policy, "--json")
+    assert r.returncode == 0, r.stderr
+    points = json.loads(r.stdout)["points"]
+    for p in points:
+        assert p["ok"] and not p["policy_failed"] and p["policy_failures"] > 0, p
+        assert p["resize_ops"] > 0, p
+    with open(SMALL, encoding="utf-8") as f:
+        text = f.read().replace("memory = 3584M", "memory = 2G")
+    single = os.path.join(TMP, "flaky.ini")
+    with open(single, "w", encoding="utf-8") as f:
+        f.write(text.replace("trace = traces/", f"trace = {DATA}/traces/"))
+    r = run(single, "--policy", policy, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["policy_failures"] == points[0]["policy_failures"], r.stdout
 
 
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("test_")]

@@ -148,6 +148,17 @@ static void full_file_parses(void **state)
         assert_true(db->settings.lend); /* may borrow when the host lends */
         assert_false(db->autostart);
         assert_int_equal(db->n_extra, 0);
+
+        /* The keys only dynmemd reads, where they are given (dynmem-sim warns of each). */
+        static const struct config_key_at daemon_keys[] = {
+            {"backend", 7}, {"socket", 9}, {"state_dir", 10},
+            {"http", 11},   {"speed", 34}, {"autostart", 44},
+        };
+        assert_int_equal(c.n_daemon_keys, sizeof(daemon_keys) / sizeof(daemon_keys[0]));
+        for (size_t i = 0; i < c.n_daemon_keys; i++) {
+                assert_string_equal(c.daemon_keys[i].key, daemon_keys[i].key);
+                assert_int_equal(c.daemon_keys[i].line, daemon_keys[i].line);
+        }
         config_free(&c);
         config_free(&c); /* twice is harmless */
         config_free(NULL);

@@ -2,7 +2,8 @@
  * Tests for policy_exec: the exec: external policy, with real child
  * processes (small sh scripts in a temporary directory): the
  * request line, good replies, garbage, unknown VMs, bad targets, processes
- * that exit, hang or talk too much, and the restart pause.
+ * that exit, hang or talk too much, the restart pause, and the program's
+ * standard error, relayed to the log with a limit.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -153,6 +154,8 @@ static void good_policy_targets_arrive(void **state)
         assert_int_equal(f->vms[0].external_bytes, GIB + 4 * MIB);
         assert_int_equal(decide(f, 14500), 0);
         assert_int_equal(f->vms[1].external_bytes, GIB + 6 * MIB);
+        assert_int_equal(policy_exec_tally(f->pe).answers, 3);
+        assert_int_equal(policy_exec_tally(f->pe).failures, 0);
 }
 
 static void check_vm_object(json_t *o, const struct policy_vm *vm)
@@ -425,6 +428,11 @@ static void process_that_exits(void **state)
 
         start_command(f, "exec /nonexistent/dynmem-policy");
         expect_failure(f, 0, -EPIPE, "exited with status 127");
+        /* Each failure counted, the pause not (it is no decision of the program's). */
+        assert_int_equal(decide(f, 1), -EAGAIN);
+        expect_failure(f, POLICY_EXEC_RESTART_MS, -EPIPE, "exited with status 127");
+        assert_int_equal(policy_exec_tally(f->pe).failures, 2);
+        assert_int_equal(policy_exec_tally(f->pe).answers, 0); /* it never answered */
 }
 
 static void process_that_hangs_is_killed(void **state)
@@ -441,6 +449,9 @@ static void process_that_hangs_is_killed(void **state)
         start(f, "hang.sh", script, "exec /bin/sh");
         assert_int_equal(decide(f, 0), 0);
         expect_failure(f, 1000, -ETIMEDOUT, "did not answer within 1000 ms; killed");
+        /* One answer, one failure: what dynmem-sim reports of the program. */
+        assert_int_equal(policy_exec_tally(f->pe).answers, 1);
+        assert_int_equal(policy_exec_tally(f->pe).failures, 1);
         assert_true(asprintf(&pidfile, "%s/pid", f->dir) > 0);
         char *text = tu_read(pidfile);
         assert_non_null(text);
@@ -681,6 +692,115 @@ static void new_and_free(void **state)
         policy_exec_free(NULL);
 }
 
+/* 25 lines on its standard error for each request, then an answer. */
+static const char chatty_sh[] = "n=0\n"
+                                "while read -r line; do\n"
+                                "    n=$((n + 1)); i=0\n"
+                                "    while [ $i -lt 25 ]; do\n"
+                                "        i=$((i + 1)); echo \"request $n line $i\" >&2\n"
+                                "    done\n"
+                                "    echo '{\"targets\": {}}'\n"
+                                "done\n";
+
+/* What the log (standard error here) got while f->pe ran decisions at these times. */
+static char *logged_over(struct fx *f, const uint64_t *at, size_t n, int *results)
+{
+        char *path = NULL;
+
+        assert_true(asprintf(&path, "%s/log.txt", f->dir) > 0);
+        int saved = tu_stderr_capture(path);
+        for (size_t i = 0; i < n; i++)
+                results[i] = decide(f, at[i]);
+        policy_exec_free(f->pe); /* what is left is relayed, and the count */
+        f->pe = NULL;
+        char *text = tu_stderr_release(saved, path);
+        free(path);
+        assert_non_null(text);
+        return text;
+}
+
+/*
+ * Each line it wrote went to dynmem-sim's stderr, 1,350 a simulated day for
+ * one that cannot be found. Now the first lines of a run only, however long
+ * (an hour later is no different), each naming the policy, and how many more
+ * there were once the run is over.
+ */
+static void stderr_relayed_first_lines_of_a_run(void **state)
+{
+        struct fx *f = *state;
+        const uint64_t at[] = {0, 60000, 3600000};
+        int r[3];
+
+        start(f, "chatty.sh", chatty_sh, "exec /bin/sh");
+        char *text = logged_over(f, at, 3, r);
+        for (size_t i = 0; i < 3; i++)
+                assert_int_equal(r[i], 0);
+        assert_int_equal(tu_count(text, "\n"), 11);
+        assert_int_equal(tu_count(text, "dynmem: policy \"exec /bin/sh "), 11);
+        for (int i = 1; i <= 10; i++) {
+                char line[64];
+                snprintf(line, sizeof(line), "\": request 1 line %d\n", i);
+                assert_non_null(strstr(text, line));
+        }
+        assert_null(strstr(text, "line 11"));
+        assert_null(strstr(text, "request 2"));
+        assert_non_null(strstr(text, "\": 65 more lines of its standard error not shown\n"));
+        free(text);
+}
+
+/*
+ * Lines as text for one line of the log: control characters as spaces, a long
+ * one cut, and the last one relayed without its newline when the program
+ * exits.
+ */
+static void stderr_lines_cleaned_and_cut(void **state)
+{
+        struct fx *f = *state;
+        static const char script[] = "read -r line\n"
+                                     "printf 'a bell\\a and an escape\\033[2J here\\n' >&2\n"
+                                     "head -c 1000 /dev/zero | tr '\\0' x >&2; echo >&2\n"
+                                     "printf 'no newline at the end' >&2\n"
+                                     "exit 3\n";
+        const uint64_t at[] = {0};
+        int r;
+
+        start(f, "odd.sh", script, "exec /bin/sh");
+        char *text = logged_over(f, at, 1, &r);
+        assert_int_equal(r, -EPIPE);
+        assert_non_null(strstr(text, "\": a bell  and an escape [2J here\n"));
+        assert_null(strchr(text, '\a'));
+        assert_null(strchr(text, '\033'));
+        const char *xs = strstr(text, "xxx");
+        assert_non_null(xs);
+        size_t run = strspn(xs, "x");
+        assert_true(run >= 300 && run < 400);
+        assert_memory_equal(xs + run, "...\n", 4);
+        assert_non_null(strstr(text, "\": no newline at the end\n"));
+        free(text);
+}
+
+/* 180 KiB on its standard error before it answers: the pipe is read as it fills. */
+static void stderr_filled_before_the_answer(void **state)
+{
+        struct fx *f = *state;
+        static const char script[] =
+            "while read -r line; do\n"
+            "    yes 'a line of the program, long enough to fill a pipe in a while' |\n"
+            "        head -n 3000 >&2\n"
+            "    echo '{\"targets\": {\"web\": 1073741824}}'\n"
+            "done\n";
+        const uint64_t at[] = {0, 1000};
+        int r[2];
+
+        start(f, "loud.sh", script, "exec /bin/sh");
+        char *text = logged_over(f, at, 2, r);
+        assert_int_equal(r[0], 0);
+        assert_int_equal(r[1], 0);
+        assert_int_equal(tu_count(text, "\n"), 11);
+        assert_non_null(strstr(text, "\": 5990 more lines of its standard error not shown\n"));
+        free(text);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
 int main(void)
@@ -705,6 +825,9 @@ int main(void)
             T(reply_at_the_size_limit),
             T(new_and_free),
             T(the_program_is_checked_before_a_start),
+            T(stderr_relayed_first_lines_of_a_run),
+            T(stderr_lines_cleaned_and_cut),
+            T(stderr_filled_before_the_answer),
         };
 
         signal(SIGPIPE, SIG_IGN); /* as policy_exec.h asks of its callers */

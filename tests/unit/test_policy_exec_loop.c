@@ -4,7 +4,8 @@
  * applied by the first decision after it arrived; a slow reply is reported
  * once and applied when it comes; garbage, exits and hangs are reported,
  * the process is killed, reaped and restarted with a growing pause; a reply
- * naming a VM that went away meanwhile is not an error.
+ * naming a VM that went away meanwhile is not an error; the program's
+ * standard error reaches the log, so many lines a minute.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -200,6 +201,8 @@ static void reply_applied_by_the_next_decision(void **state)
         run_until(f, got_replies, "the second reply");
         assert_int_equal(decide(f, 2100), 0);
         assert_int_equal(f->vms[0].external_bytes, GIB + 4 * MIB);
+        assert_int_equal(policy_exec_tally(f->pe).answers, 2);
+        assert_int_equal(policy_exec_tally(f->pe).failures, 0);
 }
 
 static void slow_reply_is_late_once_and_applied(void **state)
@@ -250,6 +253,9 @@ static void garbage_is_killed_and_restarted(void **state)
         assert_int_equal(decide_settled(f, again), -EINVAL);
         assert_int_equal(decide_settled(f, again + 2 * POLICY_EXEC_RESTART_MS - 1), -EAGAIN);
         assert_int_equal(decide(f, again + 2 * POLICY_EXEC_RESTART_MS), -EINPROGRESS);
+        /* Two failures (the pauses are none), and no answer. */
+        assert_int_equal(policy_exec_tally(f->pe).failures, 2);
+        assert_int_equal(policy_exec_tally(f->pe).answers, 0);
 }
 
 static void exits_are_reported_with_their_status(void **state)
@@ -429,6 +435,62 @@ static void oversized_reply_is_refused(void **state)
 }
 
 /* After a good reply the pause starts from 1 s again. */
+/* 25 lines on its standard error for each request, then an answer. */
+static const char chatty_sh[] = "n=0\n"
+                                "while read -r line; do\n"
+                                "    n=$((n + 1)); i=0\n"
+                                "    while [ $i -lt 25 ]; do\n"
+                                "        i=$((i + 1)); echo \"request $n line $i\" >&2\n"
+                                "    done\n"
+                                "    echo '{\"targets\": {}}'\n"
+                                "done\n";
+
+/*
+ * dynmemd runs for months: a limit for the whole run would say nothing of a
+ * policy failing now. 10 lines at once, then 10 a minute (by the decisions'
+ * clock), the first line after some were held back saying how many, and
+ * what is still held back said when the policy is freed (a reload, the end).
+ */
+static void stderr_relayed_so_many_a_minute(void **state)
+{
+        struct fx *f = *state;
+        char *path = NULL;
+
+        assert_true(asprintf(&path, "%s/log.txt", f->dir) > 0);
+        start(f, "chatty.sh", chatty_sh);
+        int saved = tu_stderr_capture(path);
+        int r[4];
+        r[0] = decide(f, 0);
+        want_replies = 1;
+        run_until(f, got_replies, "the first reply");
+        r[1] = decide(f, 100); /* its lines were all written before it: relayed at 0 */
+        r[2] = decide(f, 60000);
+        want_replies = 2;
+        run_until(f, got_replies, "the second reply");
+        r[3] = decide(f, 60100);
+        policy_exec_free(f->pe);
+        f->pe = NULL;
+        char *text = tu_stderr_release(saved, path);
+        free(path);
+        assert_non_null(text);
+        assert_int_equal(r[0], -EINPROGRESS);
+        assert_int_equal(r[1], 0);
+        assert_int_equal(r[2], -EINPROGRESS);
+        assert_int_equal(r[3], 0);
+        assert_int_equal(tu_count(text, "\n"), 21);
+        for (int i = 1; i <= 10; i++) {
+                char line[80];
+                snprintf(line, sizeof(line), "\": request 1 line %d\n", i);
+                assert_non_null(strstr(text, line));
+                snprintf(line, sizeof(line), "\": request 2 line %d%s\n", i,
+                         i == 1 ? " (after 15 lines not shown)" : "");
+                assert_non_null(strstr(text, line));
+        }
+        assert_null(strstr(text, "line 11"));
+        assert_non_null(strstr(text, "\": 15 more lines of its standard error not shown\n"));
+        free(text);
+}
+
 static void success_resets_the_pause(void **state)
 {
         struct fx *f = *state;
@@ -468,6 +530,7 @@ int main(void)
             T(stale_lines_are_dropped),
             T(oversized_reply_is_refused),
             T(success_resets_the_pause),
+            T(stderr_relayed_so_many_a_minute),
         };
 
         signal(SIGPIPE, SIG_IGN); /* as policy_exec.h asks of its callers */

@@ -159,6 +159,17 @@ static void size_format_is_readable(void **state)
         assert_string_equal(size_format(1023, buf, sizeof(buf)), "1023 B");
 }
 
+static void size_format_exact_never_rounds(void **state)
+{
+        char buf[32];
+
+        assert_string_equal(size_format_exact(1792 * MIB, buf, sizeof(buf)), "1792 MiB");
+        assert_string_equal(size_format_exact(2 * GIB, buf, sizeof(buf)), "2 GiB");
+        assert_string_equal(size_format_exact(GIB + 1, buf, sizeof(buf)), "1073741825 B");
+        assert_string_equal(size_format_exact(3 * TIB, buf, sizeof(buf)), "3 TiB");
+        assert_string_equal(size_format_exact(0, buf, sizeof(buf)), "0 B");
+}
+
 static void duration_format_is_readable(void **state)
 {
         char buf[32];
@@ -189,6 +200,7 @@ int main(void)
             cmocka_unit_test(duration_parse_units),
             cmocka_unit_test(duration_read_as_names_seconds),
             cmocka_unit_test(size_format_is_readable),
+            cmocka_unit_test(size_format_exact_never_rounds),
             cmocka_unit_test(duration_format_is_readable),
             cmocka_unit_test(rounding),
         };

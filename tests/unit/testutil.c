@@ -73,6 +73,40 @@ char *tu_read(const char *path)
         return buf;
 }
 
+int tu_stderr_capture(const char *path)
+{
+        int saved = dup(STDERR_FILENO);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+        fflush(stderr);
+        if (saved < 0 || fd < 0 || dup2(fd, STDERR_FILENO) < 0) {
+                perror("tu_stderr_capture");
+                abort();
+        }
+        close(fd);
+        return saved;
+}
+
+char *tu_stderr_release(int saved, const char *path)
+{
+        fflush(stderr);
+        if (dup2(saved, STDERR_FILENO) < 0) {
+                perror("tu_stderr_release");
+                abort();
+        }
+        close(saved);
+        return tu_read(path);
+}
+
+size_t tu_count(const char *text, const char *needle)
+{
+        size_t n = 0;
+
+        for (const char *p = text; (p = strstr(p, needle)); p += strlen(needle))
+                n++;
+        return n;
+}
+
 const char *tu_diag_find(const struct config_diag *d, const char *prefix, const char *needle)
 {
         for (size_t i = 0; i < d->count; i++) {
