@@ -29,7 +29,9 @@ the policy does not model. Two more rows try other states, also learned online: 
 histogram for the samples after a fall of more than 10 % and one for the others (a VM
 that fell may rise back), and the headroom counted from the highest of the VM's last two
 samples instead of the last one (memory kept for a VM that regrows soon), its rises
-measured from there.
+measured from there. The last keeps one histogram for the samples whose next one rose by
+more than 10 % a day before (within a sample either way) and one for the others: what a
+daily rhythm in the VMs' rises would be worth.
 
     bench/headroom_bound.py [--sets tune,held-out,all]
 
@@ -136,11 +138,24 @@ def fall_class(levels, demand, k):
     return 1 if k > 0 and demand[k] < 0.9 * demand[k - 1] else 0
 
 
+DAY = 288  # 5-minute samples in a day
+
+
+def day_class(levels, demand, k):
+    """1 when the VM rose by more than 10 % at this time of day yesterday (into one of the
+    three samples around k + 1, a day before), else 0: what a daily rhythm would foretell."""
+    for j in range(k - DAY, k - DAY + 3):
+        if 1 <= j < len(demand) and demand[j] > 1.1 * demand[j - 1]:
+            return 1
+    return 0
+
+
 STATES = {  # name: (classes, class of sample k, samples the base is the highest of)
     "one": (1, lambda levels, demand, k: 0, 1),
     "level": (LEVEL_CLASSES, level_class, 1),
     "fall": (2, fall_class, 1),
     "highest-2": (1, lambda levels, demand, k: 0, 2),
+    "day": (2, day_class, 1),
 }
 
 
@@ -227,7 +242,8 @@ def main():
         for state, label in (("one", "pool learned online (past only)"),
                              ("level", "pool learned online, per level quartile"),
                              ("fall", "pool learned online, after a fall > 10 % apart"),
-                             ("highest-2", "pool learned online, above the higher of the last 2")):
+                             ("highest-2", "pool learned online, above the higher of the last 2"),
+                             ("day", "pool learned online, after a rise at this time yesterday apart")):
             rows.append((label, online_at(traces, caps, h[2], state)))
         for label, (s, k, m) in rows:
             print(f"| {which} | {label} | {s:,} | {s / h[0]:.2f} | {k} | {m / bb.GIB:.2f} |"
