@@ -31,7 +31,8 @@ that fell may rise back), and the headroom counted from the highest of the VM's 
 samples instead of the last one (memory kept for a VM that regrows soon), its rises
 measured from there. The last keeps one histogram for the samples whose next one rose by
 more than 10 % a day before (within a sample either way) and one for the others: what a
-daily rhythm in the VMs' rises would be worth.
+daily rhythm in the VMs' rises would be worth; the last lines say how much likelier a
+rise is after one at the same time the day before, counted directly.
 
     bench/headroom_bound.py [--sets tune,held-out,all]
 
@@ -216,6 +217,22 @@ def online_at(traces, caps, budget, state):
     return online(traces, caps, hi, state)
 
 
+def daily_lift(traces, within):
+    """How much likelier a rise of more than 20 % is after one at the same time the day
+    before (within `within` samples either way) than after none: (P(big | big a day
+    before) / P(big)). 1 means no daily rhythm."""
+    big = before = both = count = 0
+    for demand in traces.values():
+        rose = [k > 0 and demand[k] > 1.2 * demand[k - 1] for k in range(len(demand))]
+        for k in range(DAY + within + 1, len(demand)):
+            then = any(rose[k - DAY - within:k - DAY + within + 1])
+            count += 1
+            big += rose[k]
+            before += then
+            both += rose[k] and then
+    return (both / before) / (big / count) if before and big else float("nan")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default="tune,held-out,all")
@@ -225,6 +242,7 @@ def main():
         print("headroom_bound: the Bitbrains dataset was not found (set DYNMEM_BITBRAINS); skipped")
         return 0
     caps = bb.capacities(dataset)
+    lifts = []
     print("| set | rule | short samples | vs hyperv | OOM kills | mean held GiB | vs hyperv |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for which in args.sets.split(","):
@@ -248,6 +266,11 @@ def main():
         for label, (s, k, m) in rows:
             print(f"| {which} | {label} | {s:,} | {s / h[0]:.2f} | {k} | {m / bb.GIB:.2f} |"
                   f" {m / h[2]:.3f} |")
+        lifts.append(f"{which}: a rise of more than 20 % after one at the same time the day "
+                     f"before is {daily_lift(traces, 0):.2f} x as likely as any (at that "
+                     f"sample), {daily_lift(traces, 1):.2f} x (within a sample either way)")
+    for line in lifts:
+        print(line)
     return 0
 
 
