@@ -48,7 +48,7 @@ config) LIBSRC="lib/config.c lib/suggest.c $POLICY"; LIBS="-linih" ;;
 trace) LIBSRC="lib/trace.c lib/config.c lib/suggest.c lib/log.c lib/bucket.c $POLICY"; LIBS="-linih" ;;
 control) LIBSRC="lib/control.c lib/agent_wire.c lib/vm.c lib/counters.c lib/config.c lib/suggest.c $POLICY"
         LIBS="-linih -ljansson" ;;
-policy_exec) LIBSRC="lib/policy_exec.c lib/policy_exec_loop.c lib/child.c lib/mono.c $POLICY"
+policy_exec) LIBSRC="$(ls lib/policy_exec*.c | tr '\n' ' ')lib/child.c lib/mono.c lib/log.c lib/bucket.c $POLICY"
         LIBS="-levent -ljansson" ;;
 qmp) LIBSRC="lib/qmp.c lib/mono.c lib/log.c lib/bucket.c"; LIBS="-levent -ljansson" ;;
 libvirt_xml) LIBSRC="backend/libvirt_xml.c backend/libvirt_edit.c lib/settings.c lib/units.c"
