@@ -178,6 +178,22 @@ def check_host_junk(t, agent_exe, root, port, tmp):
              "after junk and an over-long line a good hello is answered; "
              "the interval is clamped to 60 s", "\n".join(lines))
         t.ok(all(len(l) + 1 <= 1024 for l in lines), "every agent line fits 1024 bytes")
+        # A shorter hello after that longer one: the bytes the longer left behind in the
+        # agent's line buffer ("99" after "2000") are not read as part of it.
+        conn.sendall(b"DMG1 hello min=1 max=1 interval_ms=2000\n")
+        data = b""
+        end = time.monotonic() + 10
+        while b"interval_ms=2000" not in data and time.monotonic() < end:
+            try:
+                chunk = conn.recv(4096)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            data += chunk
+        t.ok(b"version=1 interval_ms=2000 " in data,
+             "a shorter hello after a longer one is answered (read within its own length)",
+             data.decode(errors="replace") + agent.text())
         time.sleep(0.3)
     t.ok("ignored a malformed line from the host" in agent.text(), "junk is logged",
          agent.text())
