@@ -11,12 +11,14 @@
  * throttles the workload's cgroups (memory.high, throttle.h) while the guest
  * is short of memory and more is on its way.
  *
+ * One agent runs at a time (wait_turn: a second waits for the first to stop).
  * One thread, one poll() loop, no allocation after start; it never
  * busy-loops (every wait is a poll on a descriptor or a timer) and logs to
  * stderr sparingly. The protocol: docs/guest-protocol.md. Only libc;
  * built static so that it runs in any Linux guest.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -24,6 +26,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "absorber.h"
 #include "agent_wire.h"
@@ -43,6 +48,9 @@
  * drivers, and a balloon found late changes what reports say (balloon_in_total).
  */
 #define DEVICE_SCAN_MS 5000
+/* One agent at a time (wait_turn): the lock, next to the absorber's and the throttle's notes. */
+#define LOCK_DIR  "/run/dynmem-guest"
+#define LOCK_FILE LOCK_DIR "/lock"
 
 struct run {
         struct conn conn;
@@ -273,6 +281,44 @@ static int wait_events(struct pollfd *fds, nfds_t n, int timeout_ms)
                 rc = ppoll(fds, n, timeout_ms < 0 ? NULL : &ts, &open);
         sigprocmask(SIG_SETMASK, &open, NULL);
         return rc;
+}
+
+/*
+ * Wait until no other agent runs, then hold LOCK_FILE for as long as this one does (flock:
+ * released however the agent ends). Two agents would both drain the absorber and both
+ * throttle the workload, each putting back what the other set; an administrator who starts
+ * one by hand while the service runs gets one line saying which holds the lock, and the
+ * wait. Without a writable /run/dynmem-guest (not root) there is no lock, and nothing the
+ * two could fight over. False when a stop signal came while waiting.
+ */
+static bool wait_turn(void)
+{
+        char path[UTIL_PATH_MAX], pid[24];
+        long n;
+        int fd;
+
+        if (util_path(path, LOCK_DIR))
+                mkdir(path, 0755); /* systemd's RuntimeDirectory= may have made it */
+        if (!util_path(path, LOCK_FILE) ||
+            (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+                return true;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+                n = util_pread_all(fd, pid, sizeof(pid));
+                pid[n > 0 ? strcspn(pid, "\n") : 0] = '\0';
+                util_log("another dynmem-guest runs (pid %s holds " LOCK_FILE
+                         "); waiting until it stops",
+                         pid[0] ? pid : "unknown");
+                while (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+                        wait_events(NULL, 0, 1000);
+                        if (stop_signal)
+                                return false;
+                }
+        }
+        n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+                /* the lock holds; only the pid in it is missing */
+        }
+        return true; /* fd stays open: the lock */
 }
 
 static void loop_once(struct run *r)
@@ -548,6 +594,10 @@ int main(int argc, char **argv)
         sigaction(SIGTERM, &stop, NULL);
         sigaction(SIGINT, &stop, NULL);
         util_set_root(root);
+        if (!wait_turn()) {
+                util_log("stopping (signal %d)", (int)stop_signal);
+                return 0;
+        }
         r.now = mono_ms();
         if ((rc = sampler_open(&r.smp)) < 0) {
                 util_log("cannot read %s/proc/meminfo: %s", root, strerror(-rc));

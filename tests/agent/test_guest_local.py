@@ -7,7 +7,8 @@ trigger can be armed, onlining of offline memory blocks, bad input from the
 host, that a missing port does not make it spin, that virtio devices bound
 after it started (udev under systemd) are found and announced, and that a
 /proc/meminfo without MemTotal stops reports, with one log line, until it is
-back. Prints TAP.
+back, and that a second agent on the same guest waits for the first to stop.
+Prints TAP.
 
 usage: test_guest_local.py DYNMEM_GUEST AGENT_PEER
 """
@@ -380,6 +381,43 @@ def check_long_port_path(t, agent_exe, root, tmp):
          "a port path longer than 255 bytes is opened whole", (len(fifo), got, agent.text()))
 
 
+def check_one_at_a_time(t, agent_exe, tmp):
+    """A second agent on the same guest (say, one started by hand while the service runs)
+    says which one runs and waits for it to stop rather than drain the same absorber and
+    throttle the same cgroups; it starts once the first has stopped, and a stop signal
+    ends its wait (exit 0)."""
+    root = os.path.join(tmp, "one")
+    make_root(root)
+    os.makedirs(os.path.join(root, "run"))  # the lock goes in run/dynmem-guest
+    nothing = os.path.join(tmp, "nothing-here")
+    first = Agent(agent_exe, root, tmp, "--port", nothing)
+    second = third = None
+    try:
+        started = wait_until(lambda: "memory hotplug" in first.text(), 10)
+        second = Agent(agent_exe, root, tmp, "--port", nothing)
+        waiting = wait_until(lambda: "waiting until it stops" in second.text(), 10)
+        time.sleep(1)
+        t.ok(started and waiting and f"another dynmem-guest runs (pid {first.proc.pid} holds "
+             "/run/dynmem-guest/lock)" in second.text() and
+             "memory hotplug" not in second.text() and second.proc.poll() is None,
+             "a second agent on the same guest says which one runs, and waits",
+             first.text() + "\n---\n" + second.text())
+        first.stop()
+        t.ok(wait_until(lambda: "memory hotplug" in second.text(), 10),
+             "it starts once the first has stopped", second.text())
+        third = Agent(agent_exe, root, tmp, "--port", nothing)
+        wait_until(lambda: "waiting until it stops" in third.text(), 10)
+        third.proc.terminate()
+        rc = third.proc.wait(timeout=5)
+        t.ok(rc == 0 and "stopping (signal 15)" in third.text() and
+             "memory hotplug" not in third.text(),
+             "SIGTERM ends a waiting agent's wait: exit 0", (rc, third.text()))
+    finally:
+        for a in (first, second, third):
+            if a and a.proc.poll() is None:
+                a.stop()
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -411,6 +449,7 @@ def main():
         check_options(t, agent_exe)
         check_meminfo_error(t, agent_exe, tmp)
         check_long_port_path(t, agent_exe, root, tmp)
+        check_one_at_a_time(t, agent_exe, tmp)
     finally:
         if agent:
             agent.stop()
