@@ -399,7 +399,8 @@ static void usage(FILE *f)
                 "                    unless the guest has swap), off, force (also: dynmem.agent.\n"
                 "                    absorber=0 on the kernel command line turns it off)\n"
                 "      --absorber-size PERCENT  its size, %% of MemTotal (default 100; also\n"
-                "                    dynmem.agent.absorber_size=PERCENT on the command line)\n"
+                "                    dynmem.agent.absorber_size=PERCENT on the kernel\n"
+                "                    command line)\n"
                 "      --no-throttle no cgroup memory.high on the workload while the guest is\n"
                 "                    short and memory is on its way (also: dynmem.agent.\n"
                 "                    throttle=0 on the kernel command line)\n"
@@ -523,6 +524,7 @@ static int parse_args(int argc, char **argv, struct run *r, const char **port, c
                 }
         }
         if (optind != argc) {
+                fprintf(stderr, "dynmem-guest: unexpected argument \"%s\"\n", argv[optind]);
                 usage(stderr);
                 return 2;
         }
@@ -549,6 +551,7 @@ static void cmdline_absorber_size(struct run *r)
         static const char key[] = "dynmem.agent.absorber_size=";
         char buf[4096], value[16];
         const char *p, *last = NULL;
+        unsigned pct;
         size_t n;
 
         if (util_read_file("/proc/cmdline", buf, sizeof(buf)) <= 0)
@@ -561,8 +564,11 @@ static void cmdline_absorber_size(struct run *r)
         n = strcspn(last, " \n");
         snprintf(value, sizeof(value), "%.*s", (int)(n < sizeof(value) ? n : sizeof(value) - 1),
                  last);
-        if (!absorber_option(4, value, r))
-                util_log("ignored %s%s", key, value);
+        if (n < sizeof(value) && parse_number(value, 1, ABSORBER_SIZE_PCT_MAX, &pct))
+                r->absorber_pct = pct;
+        else
+                util_log("ignored %s%s%s: wants a whole percent of MemTotal, 1..%d", key, value,
+                         n < sizeof(value) ? "" : "...", ABSORBER_SIZE_PCT_MAX);
 }
 
 static void open_absorber(struct run *r)

@@ -335,6 +335,9 @@ def check_options(t, agent_exe):
     good = [(a, r.returncode, r.stderr) for a in ("--absorber-size=200", "--versions=1-1000")
             for r in [run(a)] if r.returncode != 1 or "meminfo" not in r.stderr]
     t.ok(not good, "values in range are taken (then /proc/meminfo is missing: exit 1)", good)
+    r = run("extra")
+    t.ok(r.returncode == 2 and 'unexpected argument "extra"' in r.stderr,
+         "an argument that is no option is refused, and named", (r.returncode, r.stderr))
     h = run("--help")
     helped = set(re.findall(r"--[a-z][a-z-]+", h.stdout))
     man = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "man",
@@ -344,6 +347,24 @@ def check_options(t, agent_exe):
          "--help lists every option, --help too, and the man page's OPTIONS the same ones",
          f"rc={h.returncode} only in --help: {helped - documented}, "
          f"only in the man page: {documented - helped}")
+
+
+def check_cmdline_value(t, agent_exe, tmp):
+    """A bad dynmem.agent.absorber_size= on the kernel command line: one line that names
+    the word as given there and what it wants (not the option --absorber-size, which the
+    administrator did not give); the default size stays."""
+    root = os.path.join(tmp, "cmdline")
+    make_root(root)
+    write(f"{root}/proc/cmdline", "BOOT_IMAGE=/vmlinuz dynmem.agent.absorber_size=abc quiet\n")
+    agent = Agent(agent_exe, root, tmp, "--port", os.path.join(tmp, "nothing-here"))
+    try:
+        wait_until(lambda: "memory hotplug" in agent.text(), 10)
+    finally:
+        agent.stop()
+    text = agent.text()
+    t.ok("ignored dynmem.agent.absorber_size=abc: wants a whole percent of MemTotal, 1..200"
+         in text and "--absorber-size" not in text and text.count("absorber_size") == 1,
+         "a bad value on the kernel command line is named as given there, once", text)
 
 
 def check_meminfo_error(t, agent_exe, tmp):
@@ -447,6 +468,7 @@ def main():
         check_devices_bound_late(t, agent_exe, peer_exe, tmp)
         check_meminfo_lost(t, agent_exe, peer_exe, tmp)
         check_options(t, agent_exe)
+        check_cmdline_value(t, agent_exe, tmp)
         check_meminfo_error(t, agent_exe, tmp)
         check_long_port_path(t, agent_exe, root, tmp)
         check_one_at_a_time(t, agent_exe, tmp)
