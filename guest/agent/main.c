@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -321,6 +322,26 @@ static bool wait_turn(void)
         return true; /* fd stays open: the lock */
 }
 
+/*
+ * Keep the agent's pages in RAM. It must report when the guest is short of memory, and a
+ * guest short of memory reclaims what it can, the agent's own code and data too: in the
+ * bundled image, under a load that filled it, the agent's resident memory fell from 750 to
+ * 220 KiB, and every wakeup had to fault its pages back in (from the absorber, or from disk
+ * in a guest with one). MCL_ONFAULT locks the pages as they are touched, so the agent keeps
+ * what it uses (under 1 MiB), not the whole static binary. Needs RLIMIT_MEMLOCK above the
+ * agent's mappings (about 1.2 MiB): 8 MiB by default from Linux 5.16, and in the unit.
+ */
+static void lock_memory(void)
+{
+        if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0)
+                return;
+        if (errno == EINVAL && mlockall(MCL_CURRENT | MCL_FUTURE) == 0) /* before Linux 4.4 */
+                return;
+        util_log("memory not locked (%s): when the guest is short the kernel may reclaim the "
+                 "agent's own pages",
+                 strerror(errno));
+}
+
 static void loop_once(struct run *r)
 {
         struct pollfd fds[3] = {
@@ -604,6 +625,7 @@ int main(int argc, char **argv)
                 util_log("stopping (signal %d)", (int)stop_signal);
                 return 0;
         }
+        lock_memory();
         r.now = mono_ms();
         if ((rc = sampler_open(&r.smp)) < 0) {
                 util_log("cannot read %s/proc/meminfo: %s", root, strerror(-rc));

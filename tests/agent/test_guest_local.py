@@ -7,14 +7,15 @@ trigger can be armed, onlining of offline memory blocks, bad input from the
 host, that a missing port does not make it spin, that virtio devices bound
 after it started (udev under systemd) are found and announced, and that a
 /proc/meminfo without MemTotal stops reports, with one log line, until it is
-back, and that a second agent on the same guest waits for the first to stop.
-Prints TAP.
+back, that a second agent on the same guest waits for the first to stop, and
+that the agent's pages are locked in RAM. Prints TAP.
 
 usage: test_guest_local.py DYNMEM_GUEST AGENT_PEER
 """
 import contextlib
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -349,6 +350,33 @@ def check_options(t, agent_exe):
          f"only in the man page: {documented - helped}")
 
 
+def check_memory_locked(t, agent_exe, root, tmp):
+    """The agent locks its pages in RAM (mlockall): a guest short of memory must not
+    reclaim the program that reports it. Its resident memory stays what it uses (the
+    pages are locked as they are touched), and VmLck covers it. Where RLIMIT_MEMLOCK
+    cannot hold its mappings, it says so instead."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    room = 8 * MIB if hard == resource.RLIM_INFINITY else min(hard, 8 * MIB)
+    if soft != resource.RLIM_INFINITY and soft < room:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (room, hard))
+    agent = Agent(agent_exe, root, tmp, "--port", os.path.join(tmp, "nothing-here"))
+    try:
+        wait_until(lambda: "memory hotplug" in agent.text(), 10)
+        with open(f"/proc/{agent.proc.pid}/status") as f:
+            status = {l.split(":")[0]: l.split()[1] for l in f if l.startswith("Vm")}
+    finally:
+        agent.stop()
+    locked, rss = int(status.get("VmLck", 0)), int(status.get("VmRSS", 0))
+    if room < 2 * MIB and os.geteuid() != 0:
+        t.ok(locked == 0 and "memory not locked" in agent.text(),
+             "without room under RLIMIT_MEMLOCK the agent says its memory is not locked",
+             agent.text())
+        return
+    t.ok(0 < rss <= locked and rss < 2 * MIB and "memory not locked" not in agent.text(),
+         "the agent's pages are locked in RAM, and it stays as small as it was",
+         f"VmLck {locked} kB, VmRSS {rss} kB\n{agent.text()}")
+
+
 def check_cmdline_value(t, agent_exe, tmp):
     """A bad dynmem.agent.absorber_size= on the kernel command line: one line that names
     the word as given there and what it wants (not the option --absorber-size, which the
@@ -468,6 +496,7 @@ def main():
         check_devices_bound_late(t, agent_exe, peer_exe, tmp)
         check_meminfo_lost(t, agent_exe, peer_exe, tmp)
         check_options(t, agent_exe)
+        check_memory_locked(t, agent_exe, root, tmp)
         check_cmdline_value(t, agent_exe, tmp)
         check_meminfo_error(t, agent_exe, tmp)
         check_long_port_path(t, agent_exe, root, tmp)
