@@ -255,7 +255,12 @@ static int loop_timeout(struct run *r)
         return t;
 }
 
-static volatile sig_atomic_t stop_signal; /* SIGTERM or SIGINT came: stop */
+/*
+ * SIGTERM, SIGINT or SIGHUP came: stop, the throttle lifted first. SIGHUP too: an agent run by
+ * hand whose terminal goes away would otherwise die with the workload still throttled, and
+ * nothing would start it again to put the limits back.
+ */
+static volatile sig_atomic_t stop_signal;
 
 static void on_stop_signal(int sig)
 {
@@ -263,7 +268,7 @@ static void on_stop_signal(int sig)
 }
 
 /*
- * poll() that a stop signal always ends: SIGTERM and SIGINT are blocked but inside ppoll(), so
+ * poll() that a stop signal always ends: the stop signals are blocked but inside ppoll(), so
  * one that comes after run_forever() looked and before the wait began is not left to wait
  * for the timeout (none at all without a host). 0 (nothing) when one came already.
  */
@@ -277,6 +282,7 @@ static int wait_events(struct pollfd *fds, nfds_t n, int timeout_ms)
         sigemptyset(&stops);
         sigaddset(&stops, SIGTERM);
         sigaddset(&stops, SIGINT);
+        sigaddset(&stops, SIGHUP);
         sigprocmask(SIG_BLOCK, &stops, &open);
         if (!stop_signal)
                 rc = ppoll(fds, n, timeout_ms < 0 ? NULL : &ts, &open);
@@ -620,6 +626,7 @@ int main(int argc, char **argv)
         struct sigaction stop = {.sa_handler = on_stop_signal};
         sigaction(SIGTERM, &stop, NULL);
         sigaction(SIGINT, &stop, NULL);
+        sigaction(SIGHUP, &stop, NULL);
         util_set_root(root);
         if (!wait_turn()) {
                 util_log("stopping (signal %d)", (int)stop_signal);
