@@ -416,7 +416,8 @@ static void usage(FILE *f)
                 "usage: dynmem-guest [-v] [-p PORT] [-r ROOT] [OPTION...]\n"
                 "dynmem's guest agent: memory and stall reports to the host.\n"
                 "  -p, --port PORT   virtio-serial port name (default " AGENT_PORT_NAME "),\n"
-                "                    or a path (a character device, or a unix socket)\n"
+                "                    or a path (a character device, a FIFO, or a unix\n"
+                "                    socket)\n"
                 "  -r, --root DIR    read /proc and /sys under DIR (tests)\n"
                 "  -v, --verbose     log every connection change\n"
                 "      --no-trigger  no report when the guest starts to stall, only every\n"
@@ -459,6 +460,29 @@ static bool parse_versions(const char *s, unsigned *lo, unsigned *hi)
         snprintf(min, sizeof(min), "%.*s", (int)(dash - s), s);
         return parse_number(min, 1, AGENT_VERSION_MAX, lo) &&
                parse_number(dash + 1, *lo, AGENT_VERSION_MAX, hi);
+}
+
+/*
+ * --port PATH, when the path is there: a character device, a FIFO or a unix socket. A regular
+ * file would take a hello every second, for ever (it reads as a host that connects, says
+ * nothing and goes); a path not there yet is waited for.
+ */
+static bool port_path_ok(const char *port)
+{
+        struct stat st;
+
+        if (!strchr(port, '/') || stat(port, &st) < 0 || S_ISCHR(st.st_mode) ||
+            S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+                return true;
+        fprintf(stderr,
+                "dynmem-guest: --port %s: %s; wants a character device, a FIFO or a unix "
+                "socket\n",
+                port,
+                S_ISREG(st.st_mode)   ? "a regular file"
+                : S_ISDIR(st.st_mode) ? "a directory"
+                : S_ISBLK(st.st_mode) ? "a block device"
+                                      : "no such thing");
+        return false;
 }
 
 /* --absorber (c = 3) and --absorber-size (c = 4). False, with a message, when arg is wrong. */
@@ -555,7 +579,7 @@ static int parse_args(int argc, char **argv, struct run *r, const char **port, c
                 usage(stderr);
                 return 2;
         }
-        return -1;
+        return port_path_ok(*port) ? -1 : 2;
 }
 
 /* True when the kernel command line (root + path) has word as a whole word. */

@@ -319,7 +319,7 @@ def check_meminfo_lost(t, agent_exe, peer_exe, tmp):
         agent.stop()
 
 
-def check_options(t, agent_exe):
+def check_options(t, agent_exe, tmp):
     """Option values are whole numbers in range or refused (exit 2, the value named);
     --help lists every option, and the man page documents each."""
     def run(*args):
@@ -336,6 +336,13 @@ def check_options(t, agent_exe):
     good = [(a, r.returncode, r.stderr) for a in ("--absorber-size=200", "--versions=1-1000")
             for r in [run(a)] if r.returncode != 1 or "meminfo" not in r.stderr]
     t.ok(not good, "values in range are taken (then /proc/meminfo is missing: exit 1)", good)
+    regular = os.path.join(tmp, "regular-file")
+    open(regular, "w").close()
+    r = run("--port", regular)
+    t.ok(r.returncode == 2 and "a regular file; wants a character device, a FIFO or a unix "
+         "socket" in r.stderr and os.path.getsize(regular) == 0,
+         "--port naming a regular file is refused (it would take a hello a second)",
+         (r.returncode, r.stderr))
     r = run("extra")
     t.ok(r.returncode == 2 and 'unexpected argument "extra"' in r.stderr,
          "an argument that is no option is refused, and named", (r.returncode, r.stderr))
@@ -495,7 +502,7 @@ def main():
         check_no_spin(t, agent_exe, root, tmp)
         check_devices_bound_late(t, agent_exe, peer_exe, tmp)
         check_meminfo_lost(t, agent_exe, peer_exe, tmp)
-        check_options(t, agent_exe)
+        check_options(t, agent_exe, tmp)
         check_memory_locked(t, agent_exe, root, tmp)
         check_cmdline_value(t, agent_exe, tmp)
         check_meminfo_error(t, agent_exe, tmp)
