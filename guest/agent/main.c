@@ -419,7 +419,7 @@ static void usage(FILE *f)
                 "                    or a path (a character device, a FIFO, or a unix\n"
                 "                    socket)\n"
                 "  -r, --root DIR    read /proc and /sys under DIR (tests)\n"
-                "  -v, --verbose     log every connection change\n"
+                "  -v, --verbose     also log the host going away, and each of its hellos\n"
                 "      --no-trigger  no report when the guest starts to stall, only every\n"
                 "                    interval (also: dynmem.agent.trigger=0 on the kernel\n"
                 "                    command line)\n"
