@@ -11,12 +11,14 @@
  * throttles the workload's cgroups (memory.high, throttle.h) while the guest
  * is short of memory and more is on its way.
  *
+ * One agent runs at a time (wait_turn: a second waits for the first to stop).
  * One thread, one poll() loop, no allocation after start; it never
  * busy-loops (every wait is a poll on a descriptor or a timer) and logs to
  * stderr sparingly. The protocol: docs/guest-protocol.md. Only libc;
  * built static so that it runs in any Linux guest.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -24,6 +26,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "absorber.h"
 #include "agent_wire.h"
@@ -43,6 +49,9 @@
  * drivers, and a balloon found late changes what reports say (balloon_in_total).
  */
 #define DEVICE_SCAN_MS 5000
+/* One agent at a time (wait_turn): the lock, next to the absorber's and the throttle's notes. */
+#define LOCK_DIR  "/run/dynmem-guest"
+#define LOCK_FILE LOCK_DIR "/lock"
 
 struct run {
         struct conn conn;
@@ -246,7 +255,12 @@ static int loop_timeout(struct run *r)
         return t;
 }
 
-static volatile sig_atomic_t stop_signal; /* SIGTERM or SIGINT came: stop */
+/*
+ * SIGTERM, SIGINT or SIGHUP came: stop, the throttle lifted first. SIGHUP too: an agent run by
+ * hand whose terminal goes away would otherwise die with the workload still throttled, and
+ * nothing would start it again to put the limits back.
+ */
+static volatile sig_atomic_t stop_signal;
 
 static void on_stop_signal(int sig)
 {
@@ -254,7 +268,7 @@ static void on_stop_signal(int sig)
 }
 
 /*
- * poll() that a stop signal always ends: SIGTERM and SIGINT are blocked but inside ppoll(), so
+ * poll() that a stop signal always ends: the stop signals are blocked but inside ppoll(), so
  * one that comes after run_forever() looked and before the wait began is not left to wait
  * for the timeout (none at all without a host). 0 (nothing) when one came already.
  */
@@ -268,11 +282,70 @@ static int wait_events(struct pollfd *fds, nfds_t n, int timeout_ms)
         sigemptyset(&stops);
         sigaddset(&stops, SIGTERM);
         sigaddset(&stops, SIGINT);
+        sigaddset(&stops, SIGHUP);
         sigprocmask(SIG_BLOCK, &stops, &open);
         if (!stop_signal)
                 rc = ppoll(fds, n, timeout_ms < 0 ? NULL : &ts, &open);
         sigprocmask(SIG_SETMASK, &open, NULL);
         return rc;
+}
+
+/*
+ * Wait until no other agent runs, then hold LOCK_FILE for as long as this one does (flock:
+ * released however the agent ends). Two agents would both drain the absorber and both
+ * throttle the workload, each putting back what the other set; an administrator who starts
+ * one by hand while the service runs gets one line saying which holds the lock, and the
+ * wait. Without a writable /run/dynmem-guest (not root) there is no lock, and nothing the
+ * two could fight over. False when a stop signal came while waiting.
+ */
+static bool wait_turn(void)
+{
+        char path[UTIL_PATH_MAX], pid[24];
+        long n;
+        int fd;
+
+        if (util_path(path, LOCK_DIR))
+                mkdir(path, 0755); /* systemd's RuntimeDirectory= may have made it */
+        if (!util_path(path, LOCK_FILE) ||
+            (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+                return true;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+                n = util_pread_all(fd, pid, sizeof(pid));
+                pid[n > 0 ? strcspn(pid, "\n") : 0] = '\0';
+                util_log("another dynmem-guest runs (pid %s holds " LOCK_FILE
+                         "); waiting until it stops",
+                         pid[0] ? pid : "unknown");
+                while (flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+                        wait_events(NULL, 0, 1000);
+                        if (stop_signal)
+                                return false;
+                }
+        }
+        n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+        if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+                /* the lock holds; only the pid in it is missing */
+        }
+        return true; /* fd stays open: the lock */
+}
+
+/*
+ * Keep the agent's pages in RAM. It must report when the guest is short of memory, and a
+ * guest short of memory reclaims what it can, the agent's own code and data too: in the
+ * bundled image, under a load that filled it, the agent's resident memory fell from 750 to
+ * 220 KiB, and every wakeup had to fault its pages back in (from the absorber, or from disk
+ * in a guest with one). MCL_ONFAULT locks the pages as they are touched, so the agent keeps
+ * what it uses (under 1 MiB), not the whole static binary. Needs RLIMIT_MEMLOCK above the
+ * agent's mappings (about 1.2 MiB): 8 MiB by default from Linux 5.16, and in the unit.
+ */
+static void lock_memory(void)
+{
+        if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0)
+                return;
+        if (errno == EINVAL && mlockall(MCL_CURRENT | MCL_FUTURE) == 0) /* before Linux 4.4 */
+                return;
+        util_log("memory not locked (%s): when the guest is short the kernel may reclaim the "
+                 "agent's own pages",
+                 strerror(errno));
 }
 
 static void loop_once(struct run *r)
@@ -343,9 +416,10 @@ static void usage(FILE *f)
                 "usage: dynmem-guest [-v] [-p PORT] [-r ROOT] [OPTION...]\n"
                 "dynmem's guest agent: memory and stall reports to the host.\n"
                 "  -p, --port PORT   virtio-serial port name (default " AGENT_PORT_NAME "),\n"
-                "                    or a path (a character device, or a unix socket)\n"
+                "                    or a path (a character device, a FIFO, or a unix\n"
+                "                    socket)\n"
                 "  -r, --root DIR    read /proc and /sys under DIR (tests)\n"
-                "  -v, --verbose     log every connection change\n"
+                "  -v, --verbose     also log the host going away, and each of its hellos\n"
                 "      --no-trigger  no report when the guest starts to stall, only every\n"
                 "                    interval (also: dynmem.agent.trigger=0 on the kernel\n"
                 "                    command line)\n"
@@ -353,7 +427,8 @@ static void usage(FILE *f)
                 "                    unless the guest has swap), off, force (also: dynmem.agent.\n"
                 "                    absorber=0 on the kernel command line turns it off)\n"
                 "      --absorber-size PERCENT  its size, %% of MemTotal (default 100; also\n"
-                "                    dynmem.agent.absorber_size=PERCENT on the command line)\n"
+                "                    dynmem.agent.absorber_size=PERCENT on the kernel\n"
+                "                    command line)\n"
                 "      --no-throttle no cgroup memory.high on the workload while the guest is\n"
                 "                    short and memory is on its way (also: dynmem.agent.\n"
                 "                    throttle=0 on the kernel command line)\n"
@@ -385,6 +460,29 @@ static bool parse_versions(const char *s, unsigned *lo, unsigned *hi)
         snprintf(min, sizeof(min), "%.*s", (int)(dash - s), s);
         return parse_number(min, 1, AGENT_VERSION_MAX, lo) &&
                parse_number(dash + 1, *lo, AGENT_VERSION_MAX, hi);
+}
+
+/*
+ * --port PATH, when the path is there: a character device, a FIFO or a unix socket. A regular
+ * file would take a hello every second, for ever (it reads as a host that connects, says
+ * nothing and goes); a path not there yet is waited for.
+ */
+static bool port_path_ok(const char *port)
+{
+        struct stat st;
+
+        if (!strchr(port, '/') || stat(port, &st) < 0 || S_ISCHR(st.st_mode) ||
+            S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+                return true;
+        fprintf(stderr,
+                "dynmem-guest: --port %s: %s; wants a character device, a FIFO or a unix "
+                "socket\n",
+                port,
+                S_ISREG(st.st_mode)   ? "a regular file"
+                : S_ISDIR(st.st_mode) ? "a directory"
+                : S_ISBLK(st.st_mode) ? "a block device"
+                                      : "no such thing");
+        return false;
 }
 
 /* --absorber (c = 3) and --absorber-size (c = 4). False, with a message, when arg is wrong. */
@@ -477,10 +575,11 @@ static int parse_args(int argc, char **argv, struct run *r, const char **port, c
                 }
         }
         if (optind != argc) {
+                fprintf(stderr, "dynmem-guest: unexpected argument \"%s\"\n", argv[optind]);
                 usage(stderr);
                 return 2;
         }
-        return -1;
+        return port_path_ok(*port) ? -1 : 2;
 }
 
 /* True when the kernel command line (root + path) has word as a whole word. */
@@ -503,6 +602,7 @@ static void cmdline_absorber_size(struct run *r)
         static const char key[] = "dynmem.agent.absorber_size=";
         char buf[4096], value[16];
         const char *p, *last = NULL;
+        unsigned pct;
         size_t n;
 
         if (util_read_file("/proc/cmdline", buf, sizeof(buf)) <= 0)
@@ -515,8 +615,11 @@ static void cmdline_absorber_size(struct run *r)
         n = strcspn(last, " \n");
         snprintf(value, sizeof(value), "%.*s", (int)(n < sizeof(value) ? n : sizeof(value) - 1),
                  last);
-        if (!absorber_option(4, value, r))
-                util_log("ignored %s%s", key, value);
+        if (n < sizeof(value) && parse_number(value, 1, ABSORBER_SIZE_PCT_MAX, &pct))
+                r->absorber_pct = pct;
+        else
+                util_log("ignored %s%s%s: wants a whole percent of MemTotal, 1..%d", key, value,
+                         n < sizeof(value) ? "" : "...", ABSORBER_SIZE_PCT_MAX);
 }
 
 static void open_absorber(struct run *r)
@@ -547,7 +650,13 @@ int main(int argc, char **argv)
         struct sigaction stop = {.sa_handler = on_stop_signal};
         sigaction(SIGTERM, &stop, NULL);
         sigaction(SIGINT, &stop, NULL);
+        sigaction(SIGHUP, &stop, NULL);
         util_set_root(root);
+        if (!wait_turn()) {
+                util_log("stopping (signal %d)", (int)stop_signal);
+                return 0;
+        }
+        lock_memory();
         r.now = mono_ms();
         if ((rc = sampler_open(&r.smp)) < 0) {
                 util_log("cannot read %s/proc/meminfo: %s", root, strerror(-rc));

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "agent_wire.h"
-#include "util.h"
 
 static bool word_char(char ch)
 {
@@ -21,24 +20,39 @@ static bool word_char(char ch)
                ch == '-' || ch == '=';
 }
 
+/*
+ * The n bytes at s as a plain decimal up to max. Nothing past them is read: the line is not
+ * NUL-terminated, and what follows it in the buffer is what a longer line left there.
+ */
 static int num(const char *s, size_t n, uint64_t max, uint64_t *ret)
 {
-        const char *end;
-        uint64_t v;
+        uint64_t v = 0;
 
-        if (n == 0 || n > 20 || util_parse_u64(s, &end, &v) < 0 || (size_t)(end - s) != n ||
-            v > max || s[0] == ' ')
+        if (n == 0 || n > 20)
+                return -EINVAL;
+        for (size_t i = 0; i < n; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return -EINVAL;
+                unsigned d = (unsigned)(s[i] - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return -EINVAL;
+                v = v * 10 + d;
+        }
+        if (v > max)
                 return -EINVAL;
         *ret = v;
         return 0;
 }
 
-/* "key=value" at s (n bytes): value into ret when key matches. 1 = matched, 0 = other key. */
+/*
+ * "key=value" at s (n bytes): value into ret when key matches. 1 = matched, 0 = other key,
+ * -EINVAL = the key with a value that is no number up to max (an empty one too).
+ */
 static int field(const char *s, size_t n, const char *key, uint64_t max, uint64_t *ret)
 {
         size_t k = strlen(key);
 
-        if (n <= k + 1 || memcmp(s, key, k) != 0 || s[k] != '=')
+        if (n < k + 1 || memcmp(s, key, k) != 0 || s[k] != '=')
                 return 0;
         return num(s + k + 1, n - k - 1, max, ret) < 0 ? -EINVAL : 1;
 }

@@ -7,13 +7,15 @@ trigger can be armed, onlining of offline memory blocks, bad input from the
 host, that a missing port does not make it spin, that virtio devices bound
 after it started (udev under systemd) are found and announced, and that a
 /proc/meminfo without MemTotal stops reports, with one log line, until it is
-back. Prints TAP.
+back, that a second agent on the same guest waits for the first to stop, and
+that the agent's pages are locked in RAM. Prints TAP.
 
 usage: test_guest_local.py DYNMEM_GUEST AGENT_PEER
 """
 import contextlib
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -178,6 +180,22 @@ def check_host_junk(t, agent_exe, root, port, tmp):
              "after junk and an over-long line a good hello is answered; "
              "the interval is clamped to 60 s", "\n".join(lines))
         t.ok(all(len(l) + 1 <= 1024 for l in lines), "every agent line fits 1024 bytes")
+        # A shorter hello after that longer one: the bytes the longer left behind in the
+        # agent's line buffer ("99" after "2000") are not read as part of it.
+        conn.sendall(b"DMG1 hello min=1 max=1 interval_ms=2000\n")
+        data = b""
+        end = time.monotonic() + 10
+        while b"interval_ms=2000" not in data and time.monotonic() < end:
+            try:
+                chunk = conn.recv(4096)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            data += chunk
+        t.ok(b"version=1 interval_ms=2000 " in data,
+             "a shorter hello after a longer one is answered (read within its own length)",
+             data.decode(errors="replace") + agent.text())
         time.sleep(0.3)
     t.ok("ignored a malformed line from the host" in agent.text(), "junk is logged",
          agent.text())
@@ -301,7 +319,7 @@ def check_meminfo_lost(t, agent_exe, peer_exe, tmp):
         agent.stop()
 
 
-def check_options(t, agent_exe):
+def check_options(t, agent_exe, tmp):
     """Option values are whole numbers in range or refused (exit 2, the value named);
     --help lists every option, and the man page documents each."""
     def run(*args):
@@ -318,6 +336,16 @@ def check_options(t, agent_exe):
     good = [(a, r.returncode, r.stderr) for a in ("--absorber-size=200", "--versions=1-1000")
             for r in [run(a)] if r.returncode != 1 or "meminfo" not in r.stderr]
     t.ok(not good, "values in range are taken (then /proc/meminfo is missing: exit 1)", good)
+    regular = os.path.join(tmp, "regular-file")
+    open(regular, "w").close()
+    r = run("--port", regular)
+    t.ok(r.returncode == 2 and "a regular file; wants a character device, a FIFO or a unix "
+         "socket" in r.stderr and os.path.getsize(regular) == 0,
+         "--port naming a regular file is refused (it would take a hello a second)",
+         (r.returncode, r.stderr))
+    r = run("extra")
+    t.ok(r.returncode == 2 and 'unexpected argument "extra"' in r.stderr,
+         "an argument that is no option is refused, and named", (r.returncode, r.stderr))
     h = run("--help")
     helped = set(re.findall(r"--[a-z][a-z-]+", h.stdout))
     man = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "man",
@@ -327,6 +355,51 @@ def check_options(t, agent_exe):
          "--help lists every option, --help too, and the man page's OPTIONS the same ones",
          f"rc={h.returncode} only in --help: {helped - documented}, "
          f"only in the man page: {documented - helped}")
+
+
+def check_memory_locked(t, agent_exe, root, tmp):
+    """The agent locks its pages in RAM (mlockall): a guest short of memory must not
+    reclaim the program that reports it. Its resident memory stays what it uses (the
+    pages are locked as they are touched), and VmLck covers it. Where RLIMIT_MEMLOCK
+    cannot hold its mappings, it says so instead."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    room = 8 * MIB if hard == resource.RLIM_INFINITY else min(hard, 8 * MIB)
+    if soft != resource.RLIM_INFINITY and soft < room:
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (room, hard))
+    agent = Agent(agent_exe, root, tmp, "--port", os.path.join(tmp, "nothing-here"))
+    try:
+        wait_until(lambda: "memory hotplug" in agent.text(), 10)
+        with open(f"/proc/{agent.proc.pid}/status") as f:
+            status = {l.split(":")[0]: l.split()[1] for l in f if l.startswith("Vm")}
+    finally:
+        agent.stop()
+    locked, rss = int(status.get("VmLck", 0)), int(status.get("VmRSS", 0))
+    if room < 2 * MIB and os.geteuid() != 0:
+        t.ok(locked == 0 and "memory not locked" in agent.text(),
+             "without room under RLIMIT_MEMLOCK the agent says its memory is not locked",
+             agent.text())
+        return
+    t.ok(0 < rss <= locked and rss < 2 * MIB and "memory not locked" not in agent.text(),
+         "the agent's pages are locked in RAM, and it stays as small as it was",
+         f"VmLck {locked} kB, VmRSS {rss} kB\n{agent.text()}")
+
+
+def check_cmdline_value(t, agent_exe, tmp):
+    """A bad dynmem.agent.absorber_size= on the kernel command line: one line that names
+    the word as given there and what it wants (not the option --absorber-size, which the
+    administrator did not give); the default size stays."""
+    root = os.path.join(tmp, "cmdline")
+    make_root(root)
+    write(f"{root}/proc/cmdline", "BOOT_IMAGE=/vmlinuz dynmem.agent.absorber_size=abc quiet\n")
+    agent = Agent(agent_exe, root, tmp, "--port", os.path.join(tmp, "nothing-here"))
+    try:
+        wait_until(lambda: "memory hotplug" in agent.text(), 10)
+    finally:
+        agent.stop()
+    text = agent.text()
+    t.ok("ignored dynmem.agent.absorber_size=abc: wants a whole percent of MemTotal, 1..200"
+         in text and "--absorber-size" not in text and text.count("absorber_size") == 1,
+         "a bad value on the kernel command line is named as given there, once", text)
 
 
 def check_meminfo_error(t, agent_exe, tmp):
@@ -364,6 +437,43 @@ def check_long_port_path(t, agent_exe, root, tmp):
          "a port path longer than 255 bytes is opened whole", (len(fifo), got, agent.text()))
 
 
+def check_one_at_a_time(t, agent_exe, tmp):
+    """A second agent on the same guest (say, one started by hand while the service runs)
+    says which one runs and waits for it to stop rather than drain the same absorber and
+    throttle the same cgroups; it starts once the first has stopped, and a stop signal
+    ends its wait (exit 0)."""
+    root = os.path.join(tmp, "one")
+    make_root(root)
+    os.makedirs(os.path.join(root, "run"))  # the lock goes in run/dynmem-guest
+    nothing = os.path.join(tmp, "nothing-here")
+    first = Agent(agent_exe, root, tmp, "--port", nothing)
+    second = third = None
+    try:
+        started = wait_until(lambda: "memory hotplug" in first.text(), 10)
+        second = Agent(agent_exe, root, tmp, "--port", nothing)
+        waiting = wait_until(lambda: "waiting until it stops" in second.text(), 10)
+        time.sleep(1)
+        t.ok(started and waiting and f"another dynmem-guest runs (pid {first.proc.pid} holds "
+             "/run/dynmem-guest/lock)" in second.text() and
+             "memory hotplug" not in second.text() and second.proc.poll() is None,
+             "a second agent on the same guest says which one runs, and waits",
+             first.text() + "\n---\n" + second.text())
+        first.stop()
+        t.ok(wait_until(lambda: "memory hotplug" in second.text(), 10),
+             "it starts once the first has stopped", second.text())
+        third = Agent(agent_exe, root, tmp, "--port", nothing)
+        wait_until(lambda: "waiting until it stops" in third.text(), 10)
+        third.proc.terminate()
+        rc = third.proc.wait(timeout=5)
+        t.ok(rc == 0 and "stopping (signal 15)" in third.text() and
+             "memory hotplug" not in third.text(),
+             "SIGTERM ends a waiting agent's wait: exit 0", (rc, third.text()))
+    finally:
+        for a in (first, second, third):
+            if a and a.proc.poll() is None:
+                a.stop()
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -392,9 +502,12 @@ def main():
         check_no_spin(t, agent_exe, root, tmp)
         check_devices_bound_late(t, agent_exe, peer_exe, tmp)
         check_meminfo_lost(t, agent_exe, peer_exe, tmp)
-        check_options(t, agent_exe)
+        check_options(t, agent_exe, tmp)
+        check_memory_locked(t, agent_exe, root, tmp)
+        check_cmdline_value(t, agent_exe, tmp)
         check_meminfo_error(t, agent_exe, tmp)
         check_long_port_path(t, agent_exe, root, tmp)
+        check_one_at_a_time(t, agent_exe, tmp)
     finally:
         if agent:
             agent.stop()

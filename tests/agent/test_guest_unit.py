@@ -5,8 +5,9 @@ devices it needs (no ProtectClock=, PrivateDevices=, DevicePolicy= or
 DeviceAllow=: on systemd 245 to 252 ProtectClock= alone implies
 DeviceAllow=char-rtc, which closes /dev/vport* and /dev/zram* to the unit),
 the clock is still out of its reach (no CAP_SYS_TIME, @clock filtered), the
-absorber's swapon and swapoff are not filtered, and the capabilities are
-CAP_SYS_RESOURCE and CAP_SYS_ADMIN only. Needs systemd-analyze (Debian package
+absorber's swapon and swapoff are not filtered, the capabilities are
+CAP_SYS_RESOURCE and CAP_SYS_ADMIN only, and a usage error (exit status 2) is
+not restarted. Needs systemd-analyze (Debian package
 systemd; it need not run); skipped without it. Prints TAP.
 
 usage: test_guest_unit.py UNIT MANPAGE
@@ -78,6 +79,20 @@ def two_capabilities_and_the_man_page_names_them(ctx):
     man = open(ctx["man"]).read()
     check("CAP_SYS_RESOURCE" in man and "CAP_SYS_ADMIN" in man,
           "the man page's SYSTEMD section names both")
+
+
+@tap.case
+def a_usage_error_is_not_restarted(ctx):
+    lines = settings(ctx["unit"])
+    check("Restart=always" in lines, "the agent is restarted when it dies")
+    check("RestartPreventExitStatus=2" in lines,
+          "but not after a usage error (exit status 2), which would only print the usage "
+          "into the journal every RestartSec=", [l for l in lines if l.startswith("Restart")])
+    man = " ".join(open(ctx["man"]).read().split())
+    status = man.split(".SH EXIT STATUS")[1].split(".SH")[0]
+    check("2 on a usage error" in status and
+          "not after a usage error" in man.split(".SH SYSTEMD")[1],
+          "the man page says 2 is a usage error and that the unit does not restart it")
 
 
 def setup(args):

@@ -10,7 +10,7 @@ room, that it lifts them after 10 s when nothing comes, that a guest without
 the memory controller or with --no-throttle gets none, that a memory.high
 someone else set is never raised and is put back by the lift, and that an
 agent killed while throttling leaves its limits to be put back by the next
-one, and that one stopped (SIGTERM) lifts them first. The 10 s case runs with
+one, and that one stopped (SIGTERM, or SIGHUP) lifts them first. The 10 s case runs with
 DYNMEM_SLOW_TESTS=1 (else a TAP SKIP). The real thing runs in
 a guest under QEMU (tests/e2e/test_absorber.py). Prints TAP.
 
@@ -18,6 +18,7 @@ usage: test_throttle_local.py DYNMEM_GUEST
 """
 import os
 import shutil
+import signal
 import sys
 from functools import partial
 import tempfile
@@ -168,8 +169,10 @@ def check_killed(t, exe, tmp):
         b.stop()
 
 
-def check_stopped(t, exe, tmp):
-    root = os.path.join(tmp, "stopped")
+def check_stopped(t, exe, tmp, sig=signal.SIGTERM, why="stopped"):
+    """SIGTERM (as systemd stops it), or SIGHUP (the terminal of an agent run by hand went
+    away): the throttle is lifted first, and the agent exits with status 0."""
+    root = os.path.join(tmp, sig.name)
     make_root(root)
     make_cgroups(root)
     a = Agent(exe, root)
@@ -179,10 +182,13 @@ def check_stopped(t, exe, tmp):
         write(f"{root}/proc/pressure/memory", psi(900000))
         ok = wait(lambda: throttled(root), 5)
     finally:
-        a.stop()  # SIGTERM, as systemd stops it
-    t.ok(ok and lifted(root) and not os.path.exists(f"{root}/run/dynmem-guest/throttle") and
+        a.proc.send_signal(sig)
+        rc = a.proc.wait(timeout=5)
+    t.ok(ok and rc == 0 and lifted(root) and
+         not os.path.exists(f"{root}/run/dynmem-guest/throttle") and
          "throttle: lifted (the agent stops)" in a.text(),
-         "an agent stopped while throttling lifts the throttle first", f"{highs(root)} {a.text()}")
+         f"an agent {why} ({sig.name}) while throttling lifts the throttle first, exit 0",
+         f"rc={rc} {highs(root)} {a.text()}")
 
 
 def check_off(t, exe, tmp):
@@ -221,6 +227,8 @@ def main():
         t.concurrently(partial(check_throttle, exe=exe, tmp=tmp),
                        partial(check_killed, exe=exe, tmp=tmp),
                        partial(check_stopped, exe=exe, tmp=tmp),
+                       partial(check_stopped, exe=exe, tmp=tmp, sig=signal.SIGHUP,
+                               why="whose terminal went away"),
                        partial(check_off, exe=exe, tmp=tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -82,6 +82,11 @@ def the_agent_runs_as_a_systemd_service(ctx):
     check("/system.slice/dynmem-guest.service" in cgroup, "it runs in the unit's cgroup", cgroup)
     check(g.sh("systemctl show -p NRestarts --value dynmem-guest").strip() == "0",
           "systemd never had to restart it")
+    status = g.sh(f"grep -E '^Vm(Lck|RSS)' /proc/{pid}/status")
+    vm = {l.split(":")[0]: int(l.split()[1]) for l in status.splitlines()}
+    journal = g.sh("journalctl -b -u dynmem-guest --no-pager || true")
+    check(0 < vm.get("VmRSS", 0) <= vm.get("VmLck", 0) and "memory not locked" not in journal,
+          "under the unit's sandbox its pages are locked in RAM (mlockall)", status, journal)
     v = wait_for(lambda: (lambda v: v if v["demand_bytes"] else None)(d.vm(NAME)),
                  "the host to have the agent's demand", timeout=120, interval=1)
     comment(f"demand {mib(v['demand_bytes'])}, guest MemTotal {mib(v['guest_visible_bytes'])}")

@@ -5,7 +5,8 @@ service, nothing on the kernel command line about memory hotplug. One guest,
 two boots, checked through qemu-guest-agent (Debian's package in the guest):
 
 - the agent came up as a systemd service (its cgroup is the unit's, systemd
-  never restarted it) and the host heard it with every capability;
+  never restarted it, its pages are locked in RAM within the unit's sandbox)
+  and the host heard it with every capability;
 - neither the kernel command line, the kernel's default nor a udev rule
   brings hot-added memory online: only the agent can;
 - a rising load (tmpfs filled 16 MiB a second) gets memory hot-added, every

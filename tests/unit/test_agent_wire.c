@@ -4,7 +4,8 @@
  * twice), and what the guest agent writes (guest/agent/proto.c, compiled in
  * here) the host's parser (lib/agent.c) reads back whole: every key known,
  * every value in place, every capability and cause recognised. A key renamed
- * on one side only fails here.
+ * on one side only fails here. The other way, the host's hello is read by the
+ * agent's parser within the length it is given.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -226,6 +227,38 @@ static void a_report_without_swap_free_leaves_swap_unknown(void **state)
         agent_free(a);
 }
 
+/*
+ * The host's hello is read within the length the port gives: the agent's line buffer is not
+ * NUL-terminated, and bytes a longer line left after it (here the "0" of interval_ms=20000)
+ * are not part of it.
+ */
+static void the_hosts_hello_is_read_within_its_length(void **state)
+{
+        static const char longer[] = "DMG1 hello min=1 max=1 interval_ms=20000";
+        struct proto_host_hello h;
+        size_t n = sizeof(longer) - 2; /* "... interval_ms=2000", then a stale "0" */
+
+        assert_int_equal(proto_parse_host(longer, n, &h), 1);
+        assert_true(h.has_interval);
+        assert_int_equal(h.interval_ms, 2000);
+        assert_int_equal(h.min, 1);
+        assert_int_equal(h.max, 1);
+        n = strlen("DMG1 hello min=1 max=1"); /* then " interval_ms=...": another key */
+        assert_int_equal(proto_parse_host(longer, n, &h), 1);
+        assert_false(h.has_interval);
+        /* max=1 with a stale digit after it would read as 10: still 1 */
+        static const char versions[] = "DMG1 hello min=1 max=10";
+        assert_int_equal(proto_parse_host(versions, sizeof(versions) - 2, &h), 1);
+        assert_int_equal(h.max, 1);
+        /* and the checks within the length still hold */
+        static const char bad[][64] = {
+            "DMG1 hello min=1 max=1 interval_ms=", "DMG1 hello min=1 max=x",
+            "DMG1 hello min=1 max=1001", "DMG1 hello min=2 max=1",
+            "DMG1 hello min=1 max=1 interval_ms=99999999999999999999"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                assert_true(proto_parse_host(bad[i], strlen(bad[i]), &h) < 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -234,6 +267,7 @@ int main(void)
             cmocka_unit_test(the_guests_report_is_read_whole),
             cmocka_unit_test(the_longest_report_fits_a_line),
             cmocka_unit_test(a_report_without_swap_free_leaves_swap_unknown),
+            cmocka_unit_test(the_hosts_hello_is_read_within_its_length),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
