@@ -79,8 +79,7 @@ static bool rl_ok(struct qemu_agent *qa, uint64_t now_ms, uint64_t *ret_suppress
 {
         if (!log_ratelimit_ok(&qa->rl, now_ms))
                 return false;
-        *ret_suppressed = qa->rl.suppressed;
-        qa->rl.suppressed = 0;
+        *ret_suppressed = log_ratelimit_take_suppressed(&qa->rl);
         return true;
 }
 
@@ -100,8 +99,7 @@ static void log_ready(struct qemu_agent *qa, uint64_t now_ms)
 
         if (!log_ratelimit_ok(rl, now_ms))
                 return;
-        suppressed = rl->suppressed;
-        rl->suppressed = 0;
+        suppressed = log_ratelimit_take_suppressed(rl);
         if (suppressed)
                 snprintf(more, sizeof(more), " (%llu more not logged)",
                          (unsigned long long)suppressed);

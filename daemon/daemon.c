@@ -96,13 +96,13 @@ int daemon_save(struct daemon *d, char *warn, size_t len)
 static void log_rebooted(struct registry_entry *e, const struct balancer_event *ev)
 {
         char a[32], more[48] = "";
+        uint64_t suppressed;
 
         if (!log_ratelimit_ok(&e->reboot_rl, ev->time_ms))
                 return;
-        if (e->reboot_rl.suppressed)
+        if ((suppressed = log_ratelimit_take_suppressed(&e->reboot_rl)))
                 snprintf(more, sizeof(more), " (%llu more not logged)",
-                         (unsigned long long)e->reboot_rl.suppressed);
-        e->reboot_rl.suppressed = 0;
+                         (unsigned long long)suppressed);
         log_msg(LOG_INFO, "%s: the guest restarted; back to %s%s", ev->vm->name,
                 size_format(ev->bytes, a, sizeof(a)), more);
 }

@@ -92,3 +92,11 @@ bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms)
         rl->suppressed++;
         return false;
 }
+
+uint64_t log_ratelimit_take_suppressed(struct log_ratelimit *rl)
+{
+        uint64_t n = rl->suppressed;
+
+        rl->suppressed = 0;
+        return n;
+}

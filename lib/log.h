@@ -51,4 +51,8 @@ struct log_ratelimit {
 
 bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms);
 
+/* The messages suppressed since this was last asked, for the one written now; the count starts
+ * again. */
+uint64_t log_ratelimit_take_suppressed(struct log_ratelimit *rl);
+
 #endif

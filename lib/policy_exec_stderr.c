@@ -37,10 +37,10 @@ static void relay(struct policy_exec *pe)
         s->cut = false;
         if (!log_ratelimit_ok(&s->limit, s->now_ms))
                 return;
-        if (s->limit.suppressed)
+        uint64_t suppressed = log_ratelimit_take_suppressed(&s->limit);
+        if (suppressed)
                 snprintf(before, sizeof(before), " (after %llu lines not shown)",
-                         (unsigned long long)s->limit.suppressed);
-        s->limit.suppressed = 0;
+                         (unsigned long long)suppressed);
         log_clean(command, sizeof(command), pe->command);
         log_msg(LOG_NOTICE, "policy \"%s\": %s%s", command, text, before);
 }
@@ -93,11 +93,11 @@ void policy_exec_stderr_close(struct policy_exec *pe)
 void policy_exec_stderr_final(struct policy_exec *pe)
 {
         char command[COMMAND_SHOWN];
+        uint64_t suppressed = log_ratelimit_take_suppressed(&pe->err.limit);
 
-        if (!pe->err.limit.suppressed)
+        if (!suppressed)
                 return;
         log_clean(command, sizeof(command), pe->command);
         log_msg(LOG_NOTICE, "policy \"%s\": %llu more lines of its standard error not shown",
-                command, (unsigned long long)pe->err.limit.suppressed);
-        pe->err.limit.suppressed = 0;
+                command, (unsigned long long)suppressed);
 }

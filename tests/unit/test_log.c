@@ -48,11 +48,28 @@ static void long_text_is_cut_at_a_character(void **state)
         assert_string_equal(in, "ab c...");
 }
 
+/* A burst of 2, 1 a minute: what was held back is counted once, for the next line allowed. */
+static void suppressed_lines_are_counted_for_the_next_one(void **state)
+{
+        struct log_ratelimit rl = LOG_RATELIMIT(2, 1);
+
+        (void)state;
+        assert_true(log_ratelimit_ok(&rl, 0));
+        assert_true(log_ratelimit_ok(&rl, 0));
+        assert_false(log_ratelimit_ok(&rl, 1000));
+        assert_false(log_ratelimit_ok(&rl, 2000));
+        assert_false(log_ratelimit_ok(&rl, 3000));
+        assert_true(log_ratelimit_ok(&rl, 61000));
+        assert_int_equal(log_ratelimit_take_suppressed(&rl), 3);
+        assert_int_equal(log_ratelimit_take_suppressed(&rl), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(controls_become_spaces),
             cmocka_unit_test(long_text_is_cut_at_a_character),
+            cmocka_unit_test(suppressed_lines_are_counted_for_the_next_one),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
