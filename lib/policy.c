@@ -118,6 +118,10 @@ int policy_scratch_reserve(struct policy_scratch *s, size_t n)
         if (!index)
                 return -ENOMEM;
         s->index = index;
+        index = realloc(s->shrinking, n * sizeof(*index));
+        if (!index)
+                return -ENOMEM;
+        s->shrinking = index;
         s->capacity = n;
         return 0;
 }
@@ -130,6 +134,7 @@ void policy_scratch_free(struct policy_scratch *s)
         free(s->spare);
         free(s->fill);
         free(s->index);
+        free(s->shrinking);
         *s = (struct policy_scratch){0};
 }
 
@@ -295,6 +300,7 @@ struct decision {
         int base_level;             /* else: the level everyone gets */
         uint64_t held;              /* memory the running VMs hold, or may take (committed()) */
         size_t growers;             /* VMs asking to grow, in scr->items */
+        size_t shrinking;           /* smoothed VMs below what they hold, in scr->shrinking */
         uint64_t asked;             /* how much they ask in all */
         struct policy_summary sum;
 };
@@ -463,37 +469,45 @@ static uint32_t grow_key(const struct policy_vm *vm)
                           (mask - shortfall));
 }
 
+/* Whether stage 3 smooths the VM's target (the dynmem kind, a running dynamic VM with a demand). */
+static bool smoothed(const struct decision *d, const struct policy_vm *vm)
+{
+        return d->cfg->kind == POLICY_DYNMEM && vm->phase == POLICY_PHASE_RUNNING &&
+               vm->settings.dynamic && vm->demand_known;
+}
+
 /*
  * Pass 3: reasons, smoothing (dynmem), and what the grant must look at: the
- * growers and how much they ask. On the release pass every hold is dropped.
+ * growers and how much they ask. The smoothed VMs whose ideal is below what
+ * they hold are noted in scr->shrinking: only their targets depend on
+ * whether the holds are released (release_holds()).
  */
-static void settle(struct decision *d, enum policy_release release)
+static void settle(struct decision *d)
 {
         struct policy_scratch *scr = d->scr;
         uint64_t asked = 0, total = 0;
-        size_t growers = 0;
+        size_t growers = 0, shrinking = 0;
 
         for (size_t j = 0; j < d->k; j++) {
                 struct policy_vm *vm = &d->vms[d->idx[j]];
 
-                if (release == RELEASE_NONE) {
-                        if (!d->filled)
-                                vm->ideal_bytes = level_bytes(vm, d->base_level);
-                        if (vm->ideal_bytes < vm->want_bytes)
-                                vm->reason =
-                                    d->sum.overcommitted ? REASON_OVERCOMMITTED : REASON_SCARCITY;
-                        policy_lend_settle(vm);
-                        vm->ideal_reason = vm->reason;
-                        vm->memory.last_decision_ms = d->now;
-                        vm->memory.decided = true;
-                        vm->memory.last_target_bytes = vm->ideal_bytes;
-                        vm->memory.last_cut = vm->ideal_bytes < vm->want_bytes;
-                }
+                if (!d->filled)
+                        vm->ideal_bytes = level_bytes(vm, d->base_level);
+                if (vm->ideal_bytes < vm->want_bytes)
+                        vm->reason = d->sum.overcommitted ? REASON_OVERCOMMITTED : REASON_SCARCITY;
+                policy_lend_settle(vm);
+                vm->ideal_reason = vm->reason;
+                vm->memory.last_decision_ms = d->now;
+                vm->memory.decided = true;
+                vm->memory.last_target_bytes = vm->ideal_bytes;
+                vm->memory.last_cut = vm->ideal_bytes < vm->want_bytes;
                 vm->target_bytes = vm->ideal_bytes;
-                vm->reason = vm->ideal_reason;
-                if (d->cfg->kind == POLICY_DYNMEM && vm->phase == POLICY_PHASE_RUNNING &&
-                    vm->settings.dynamic && vm->demand_known)
-                        policy_smooth_one(vm, d->now, &d->cfg->tunables, d->sum.scarcity, release);
+                if (smoothed(d, vm)) {
+                        policy_smooth_one(vm, d->now, &d->cfg->tunables, d->sum.scarcity,
+                                          RELEASE_NONE);
+                        if (vm->ideal_bytes < vm->assigned_bytes)
+                                scr->shrinking[shrinking++] = d->idx[j];
+                }
                 if (vm->phase == POLICY_PHASE_RUNNING && vm->target_bytes > vm->assigned_bytes) {
                         scr->items[growers++] = (struct policy_sort_item){grow_key(vm), d->idx[j]};
                         if (vm->target_bytes > committed(vm))
@@ -503,7 +517,28 @@ static void settle(struct decision *d, enum policy_release release)
         }
         d->sum.sum_target_bytes = total;
         d->growers = growers;
+        d->shrinking = shrinking;
         d->asked = asked;
+}
+
+/*
+ * Someone waits for memory that a hold keeps: the smoothing of the VMs
+ * settle() noted as shrinking is done again with the holds released.
+ * Nothing else changes: a VM whose ideal is below what it holds is never a
+ * grower, and shrinks free no memory the grant could hand out in this
+ * decision, so the grant's choices stand as they were.
+ */
+static void release_holds(struct decision *d, enum policy_release release)
+{
+        for (size_t j = 0; j < d->shrinking; j++) {
+                struct policy_vm *vm = &d->vms[d->scr->shrinking[j]];
+
+                d->sum.sum_target_bytes -= vm->target_bytes;
+                vm->target_bytes = vm->ideal_bytes;
+                vm->reason = vm->ideal_reason;
+                policy_smooth_one(vm, d->now, &d->cfg->tunables, d->sum.scarcity, release);
+                d->sum.sum_target_bytes = add_sat(d->sum.sum_target_bytes, vm->target_bytes);
+        }
 }
 
 /*
@@ -609,13 +644,10 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
         if (cfg->kind == POLICY_EXTERNAL)
                 external_check(&d);
         allocate(&d);
-        settle(&d, RELEASE_NONE);
+        settle(&d);
         enum policy_release release = grant(&d);
-        if (release != RELEASE_NONE && cfg->kind == POLICY_DYNMEM) {
-                /* Someone waits for memory that a hold keeps: release the holds. */
-                settle(&d, release);
-                grant(&d);
-        }
+        if (release != RELEASE_NONE)
+                release_holds(&d, release);
         /* With lending off and nothing lent before, every figure stays 0: no pass needed. */
         if (cfg->tunables.lend_hold_ms > 0 || scratch->lent) {
                 scratch->lent = false;

@@ -275,6 +275,7 @@ struct policy_scratch {
         struct policy_sort_item *spare; /* radix sort's second buffer */
         struct policy_fill_item *fill;
         uint32_t *index;
+        uint32_t *shrinking; /* VMs whose smoothing a release may change (settle()) */
 };
 
 int policy_scratch_reserve(struct policy_scratch *s, size_t n);
