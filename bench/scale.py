@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """scale: dynmem-sim replaying 1,000 VMs for a simulated day at 1 s steps, and one
-policy decision for 10,000 VMs (bench/policy_bench).
+policy decision for 10,000 VMs (bench/policy_bench, with demands drawn at random and
+from the bundled traces).
 
 The 1,000 VMs take the bundled 24-hour traces in turn (scenarios/traces), each with a
 512 MiB..2 GiB range, on a host sized so the VMs want more than it has at the peak.
@@ -55,7 +56,9 @@ def main():
                   f" {r['resize_ops']} |")
     bench = os.path.join(os.path.dirname(sim), "..", "bench", "policy_bench")
     print()
-    print(subprocess.run([bench], check=True, capture_output=True, text=True).stdout)
+    traces = os.path.join(simbench.ROOT, "scenarios", "traces")
+    print(subprocess.run([bench, "--traces", traces], check=True, capture_output=True,
+                         text=True).stdout)
 
 
 if __name__ == "__main__":

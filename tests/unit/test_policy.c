@@ -621,6 +621,8 @@ static void dynmem_releases_holds_when_another_waits(void **state)
         assert_int_equal(b->target_bytes, GIB); /* waits for a's shrink to happen */
         assert_int_equal(b->reason, REASON_WAITING);
         assert_true(sum_max_assigned_target(f) <= f->host.memory_bytes);
+        /* Only a's smoothing was done again: the summary counts its released target. */
+        assert_int_equal(f->sum.sum_target_bytes, a->target_bytes + b->target_bytes);
         settle(f);
         decide(f, 1000);
         assert_int_equal(b->target_bytes, want_of(2 * GIB, 20));
@@ -635,6 +637,7 @@ static void dynmem_releases_holds_when_another_waits(void **state)
         assert_int_equal(s->admission, ADMISSION_WAIT);
         assert_int_equal(s->target_bytes, 0);
         assert_int_equal(a->target_bytes, 1230 * MIB);
+        assert_int_equal(f->sum.sum_target_bytes, a->target_bytes);
         settle(f);
         decide(f, 1000);
         assert_int_equal(s->admission, ADMISSION_ADMIT);
