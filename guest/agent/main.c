@@ -9,7 +9,7 @@
  * up a burst absorber (compressed swap in RAM, absorber.h) that holds a
  * sudden burst while the host plugs memory, and drains it afterwards; and it
  * throttles the workload's cgroups (memory.high, throttle.h) while the guest
- * is short of memory and more is on its way.
+ * is short of memory and a host is connected to plug more.
  *
  * One agent runs at a time (wait_turn: a second waits for the first to stop).
  * One thread, one poll() loop, no allocation after start; it never
@@ -132,7 +132,10 @@ static void rescan_devices(struct run *r)
         send_hello(r, true, 0);
 }
 
-/* Throttle the workload while the guest stalls short of memory; lift it once it has room. */
+/*
+ * Throttle the workload while the guest stalls short of memory and a host that can plug more
+ * is connected (a version agreed on this connection); lift it once it has room.
+ */
 static void sample_throttle(struct run *r, const struct sample *s)
 {
         bool stalled = (s->have & AGENT_HAVE_PSI) && s->psi.some_total_us > r->throttle_psi_total;
@@ -141,7 +144,8 @@ static void sample_throttle(struct run *r, const struct sample *s)
                 r->throttle_psi_total = s->psi.some_total_us;
         if (!(s->have & AGENT_HAVE_AVAILABLE))
                 return;
-        throttle_run(&r->throttle, stalled, s->mem_total, s->mem_available, s->mem_free, r->now);
+        throttle_run(&r->throttle, r->version != 0, stalled, s->mem_total, s->mem_available,
+                     s->mem_free, r->now);
         r->next_throttle_ms = r->now + THROTTLE_LOOK_MS;
 }
 
@@ -192,6 +196,16 @@ static void send_report(struct run *r, enum agent_cause cause)
         sample_throttle(r, &s); /* after the report: a lower limit may reclaim in here */
 }
 
+/*
+ * No host to report to: it went away, a new connection has not said hello yet, or it speaks
+ * no version of ours. Nobody will plug memory now: the throttle is lifted at once.
+ */
+static void forget_host(struct run *r)
+{
+        r->version = 0;
+        throttle_host_gone(&r->throttle, r->now);
+}
+
 static void on_host_hello(struct run *r, const struct proto_host_hello *h)
 {
         uint32_t v = proto_choose(r->my_min, r->my_max, h->min, h->max);
@@ -211,7 +225,7 @@ static void on_host_hello(struct run *r, const struct proto_host_hello *h)
                                  "compatible host connects",
                                  h->min, h->max, r->my_min, r->my_max);
                 r->told_incompatible = true;
-                r->version = 0;
+                forget_host(r);
                 return;
         }
         if (r->version != v || r->verbose)
@@ -247,7 +261,7 @@ static int loop_timeout(struct run *r)
         if (r->throttle.engaged)
                 t = min_timeout(
                     t, r->next_throttle_ms > r->now ? (int)(r->next_throttle_ms - r->now) : 0);
-        if (r->version || r->absorber.active || r->throttle.enabled)
+        if (r->version || r->absorber.active)
                 t = min_timeout(t,
                                 r->next_report_ms > r->now ? (int)(r->next_report_ms - r->now) : 0);
         if (r->version)
@@ -366,7 +380,7 @@ static void loop_once(struct run *r)
         if (fds[0].revents && !conn_io(&r->conn, fds[0].revents, r->now, on_line, r)) {
                 if (r->version && r->verbose)
                         util_log("host side went away");
-                r->version = 0;
+                forget_host(r);
         }
         if (psi_check(&r->psi, fds[1].revents, r->now) && r->version &&
             r->now - r->last_psi_report_ms >= PSI_REPORT_GAP_MS) {
@@ -390,17 +404,16 @@ static void run_forever(struct run *r)
                 }
                 r->now = mono_ms();
                 if (conn_service(&r->conn, r->now)) {
-                        r->version = 0;
+                        forget_host(r);
                         r->told_incompatible = false;
                         send_hello(r, true, 0);
                 }
                 if (r->version && r->now >= r->next_device_scan_ms)
                         rescan_devices(r);
-                if ((r->version || r->absorber.active || r->throttle.enabled) &&
-                    r->now >= r->next_report_ms) {
+                if ((r->version || r->absorber.active) && r->now >= r->next_report_ms) {
                         if (r->version)
                                 send_report(r, AGENT_CAUSE_TICK);
-                        else /* no host: the absorber still drains, the throttle lifts */
+                        else /* no host: the absorber still drains */
                                 sample_unreported(r);
                         r->next_report_ms += r->interval_ms;
                         if (r->next_report_ms <= r->now) /* late (suspended): no catching up */
@@ -430,8 +443,8 @@ static void usage(FILE *f)
                 "                    dynmem.agent.absorber_size=PERCENT on the kernel\n"
                 "                    command line)\n"
                 "      --no-throttle no cgroup memory.high on the workload while the guest is\n"
-                "                    short and memory is on its way (also: dynmem.agent.\n"
-                "                    throttle=0 on the kernel command line)\n"
+                "                    short and a connected host can plug more (also:\n"
+                "                    dynmem.agent.throttle=0 on the kernel command line)\n"
                 "      --versions MIN-MAX  protocol versions to offer (tests)\n"
                 "  -V, --version     print the version and exit\n"
                 "  -h, --help        print this help and exit\n");
