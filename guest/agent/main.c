@@ -12,6 +12,7 @@
  * is short of memory and a host is connected to plug more.
  *
  * One agent runs at a time (wait_turn: a second waits for the first to stop).
+ * Once set up it drops the capabilities it no longer needs (caps.h).
  * One thread, one poll() loop, no allocation after start; it never
  * busy-loops (every wait is a poll on a descriptor or a timer) and logs to
  * stderr sparingly. The protocol: docs/guest-protocol.md. Only libc;
@@ -21,6 +22,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +35,7 @@
 
 #include "absorber.h"
 #include "agent_wire.h"
+#include "caps.h"
 #include "conn.h"
 #include "dynmem-config.h"
 #include "hotplug.h"
@@ -342,6 +345,16 @@ static bool wait_turn(void)
         return true; /* fd stays open: the lock */
 }
 
+/* mlockall(): 0 or the errno. */
+static int lock_pages(void)
+{
+        if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0)
+                return 0;
+        if (errno == EINVAL && mlockall(MCL_CURRENT | MCL_FUTURE) == 0) /* before Linux 4.4 */
+                return 0;
+        return errno;
+}
+
 /*
  * Keep the agent's pages in RAM. It must report when the guest is short of memory, and a
  * guest short of memory reclaims what it can, the agent's own code and data too: in the
@@ -350,16 +363,56 @@ static bool wait_turn(void)
  * in a guest with one). MCL_ONFAULT locks the pages as they are touched, so the agent keeps
  * what it uses (under 1 MiB), not the whole static binary. Needs RLIMIT_MEMLOCK above the
  * agent's mappings (about 1.2 MiB): 8 MiB by default from Linux 5.16, and in the unit.
+ *
+ * Tried without CAP_IPC_LOCK first (an agent started by hand as root holds it), then with it:
+ * true when the lock needed it, which the agent then keeps (a locked stack that grows past
+ * RLIMIT_MEMLOCK without it would fault).
  */
-static void lock_memory(void)
+static bool lock_memory(void)
 {
-        if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0)
-                return;
-        if (errno == EINVAL && mlockall(MCL_CURRENT | MCL_FUTURE) == 0) /* before Linux 4.4 */
-                return;
+        bool had = caps_effective() & CAPS_BIT(CAP_IPC_LOCK);
+        bool without = !had || caps_set_effective(CAP_IPC_LOCK, false) == 0;
+        int err = lock_pages();
+
+        if (err == 0)
+                return !without;
+        if (had && without && caps_set_effective(CAP_IPC_LOCK, true) == 0 &&
+            (err = lock_pages()) == 0)
+                return true;
         util_log("memory not locked (%s): when the guest is short the kernel may reclaim the "
                  "agent's own pages",
-                 strerror(errno));
+                 strerror(err));
+        return false;
+}
+
+/*
+ * Set up: keep only the capabilities the agent still needs (caps.h), CAP_SYS_ADMIN while it
+ * has an absorber and CAP_IPC_LOCK when the lock needed it; one line says what stays. An
+ * agent started without any says nothing.
+ */
+static void drop_capabilities(const struct run *r, bool lock_needs_it)
+{
+        uint64_t before = caps_permitted(), keep = 0, after;
+        const char *what;
+        int err;
+
+        if (r->absorber.active)
+                keep |= CAPS_BIT(CAP_SYS_ADMIN);
+        if (lock_needs_it)
+                keep |= CAPS_BIT(CAP_IPC_LOCK);
+        if ((err = caps_keep_only(keep, &what)) < 0) {
+                util_log("capabilities: %s failed (%s); the agent keeps what it has", what,
+                         strerror(-err));
+                return;
+        }
+        after = caps_permitted();
+        if (!before)
+                return;
+        util_log("capabilities after start-up: %s%s%s%s; %d dropped", !after ? "none" : "",
+                 after & CAPS_BIT(CAP_SYS_ADMIN) ? "CAP_SYS_ADMIN (the absorber's drains)" : "",
+                 (after & CAPS_BIT(CAP_SYS_ADMIN)) && (after & CAPS_BIT(CAP_IPC_LOCK)) ? ", " : "",
+                 after & CAPS_BIT(CAP_IPC_LOCK) ? "CAP_IPC_LOCK (the memory lock)" : "",
+                 __builtin_popcountll(before & ~after));
 }
 
 static void loop_once(struct run *r)
@@ -669,7 +722,7 @@ int main(int argc, char **argv)
                 util_log("stopping (signal %d)", (int)stop_signal);
                 return 0;
         }
-        lock_memory();
+        bool lock_needs_ipc_lock = lock_memory();
         r.now = mono_ms();
         if ((rc = sampler_open(&r.smp)) < 0) {
                 util_log("cannot read %s/proc/meminfo: %s", root, strerror(-rc));
@@ -692,6 +745,7 @@ int main(int argc, char **argv)
                 util_log("throttle: none: %s", r.throttle.why_off);
         hotplug_open(&r.hp, r.now);
         conn_init(&r.conn, port);
+        drop_capabilities(&r, lock_needs_ipc_lock);
         util_log("%s: port %s, %s, memory hotplug %s", DYNMEM_VERSION, port,
                  psi_has_trigger(&r.psi)                 ? "PSI trigger (" PSI_TRIGGER ")"
                  : psi_available(&r.psi) && r.no_trigger ? "PSI read, no stall reports"
