@@ -9,9 +9,10 @@
  * up a burst absorber (compressed swap in RAM, absorber.h) that holds a
  * sudden burst while the host plugs memory, and drains it afterwards; and it
  * throttles the workload's cgroups (memory.high, throttle.h) while the guest
- * is short of memory and more is on its way.
+ * is short of memory and a host is connected to plug more.
  *
  * One agent runs at a time (wait_turn: a second waits for the first to stop).
+ * Once set up it drops the capabilities it no longer needs (caps.h).
  * One thread, one poll() loop, no allocation after start; it never
  * busy-loops (every wait is a poll on a descriptor or a timer) and logs to
  * stderr sparingly. The protocol: docs/guest-protocol.md. Only libc;
@@ -21,6 +22,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +35,7 @@
 
 #include "absorber.h"
 #include "agent_wire.h"
+#include "caps.h"
 #include "conn.h"
 #include "dynmem-config.h"
 #include "hotplug.h"
@@ -132,7 +135,10 @@ static void rescan_devices(struct run *r)
         send_hello(r, true, 0);
 }
 
-/* Throttle the workload while the guest stalls short of memory; lift it once it has room. */
+/*
+ * Throttle the workload while the guest stalls short of memory and a host that can plug more
+ * is connected (a version agreed on this connection); lift it once it has room.
+ */
 static void sample_throttle(struct run *r, const struct sample *s)
 {
         bool stalled = (s->have & AGENT_HAVE_PSI) && s->psi.some_total_us > r->throttle_psi_total;
@@ -141,7 +147,8 @@ static void sample_throttle(struct run *r, const struct sample *s)
                 r->throttle_psi_total = s->psi.some_total_us;
         if (!(s->have & AGENT_HAVE_AVAILABLE))
                 return;
-        throttle_run(&r->throttle, stalled, s->mem_total, s->mem_available, s->mem_free, r->now);
+        throttle_run(&r->throttle, r->version != 0, stalled, s->mem_total, s->mem_available,
+                     s->mem_free, r->now);
         r->next_throttle_ms = r->now + THROTTLE_LOOK_MS;
 }
 
@@ -192,6 +199,16 @@ static void send_report(struct run *r, enum agent_cause cause)
         sample_throttle(r, &s); /* after the report: a lower limit may reclaim in here */
 }
 
+/*
+ * No host to report to: it went away, a new connection has not said hello yet, or it speaks
+ * no version of ours. Nobody will plug memory now: the throttle is lifted at once.
+ */
+static void forget_host(struct run *r)
+{
+        r->version = 0;
+        throttle_host_gone(&r->throttle, r->now);
+}
+
 static void on_host_hello(struct run *r, const struct proto_host_hello *h)
 {
         uint32_t v = proto_choose(r->my_min, r->my_max, h->min, h->max);
@@ -211,7 +228,7 @@ static void on_host_hello(struct run *r, const struct proto_host_hello *h)
                                  "compatible host connects",
                                  h->min, h->max, r->my_min, r->my_max);
                 r->told_incompatible = true;
-                r->version = 0;
+                forget_host(r);
                 return;
         }
         if (r->version != v || r->verbose)
@@ -247,7 +264,7 @@ static int loop_timeout(struct run *r)
         if (r->throttle.engaged)
                 t = min_timeout(
                     t, r->next_throttle_ms > r->now ? (int)(r->next_throttle_ms - r->now) : 0);
-        if (r->version || r->absorber.active || r->throttle.enabled)
+        if (r->version || r->absorber.active)
                 t = min_timeout(t,
                                 r->next_report_ms > r->now ? (int)(r->next_report_ms - r->now) : 0);
         if (r->version)
@@ -328,6 +345,16 @@ static bool wait_turn(void)
         return true; /* fd stays open: the lock */
 }
 
+/* mlockall(): 0 or the errno. */
+static int lock_pages(void)
+{
+        if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0)
+                return 0;
+        if (errno == EINVAL && mlockall(MCL_CURRENT | MCL_FUTURE) == 0) /* before Linux 4.4 */
+                return 0;
+        return errno;
+}
+
 /*
  * Keep the agent's pages in RAM. It must report when the guest is short of memory, and a
  * guest short of memory reclaims what it can, the agent's own code and data too: in the
@@ -336,16 +363,56 @@ static bool wait_turn(void)
  * in a guest with one). MCL_ONFAULT locks the pages as they are touched, so the agent keeps
  * what it uses (under 1 MiB), not the whole static binary. Needs RLIMIT_MEMLOCK above the
  * agent's mappings (about 1.2 MiB): 8 MiB by default from Linux 5.16, and in the unit.
+ *
+ * Tried without CAP_IPC_LOCK first (an agent started by hand as root holds it), then with it:
+ * true when the lock needed it, which the agent then keeps (a locked stack that grows past
+ * RLIMIT_MEMLOCK without it would fault).
  */
-static void lock_memory(void)
+static bool lock_memory(void)
 {
-        if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0)
-                return;
-        if (errno == EINVAL && mlockall(MCL_CURRENT | MCL_FUTURE) == 0) /* before Linux 4.4 */
-                return;
+        bool had = caps_effective() & CAPS_BIT(CAP_IPC_LOCK);
+        bool without = !had || caps_set_effective(CAP_IPC_LOCK, false) == 0;
+        int err = lock_pages();
+
+        if (err == 0)
+                return !without;
+        if (had && without && caps_set_effective(CAP_IPC_LOCK, true) == 0 &&
+            (err = lock_pages()) == 0)
+                return true;
         util_log("memory not locked (%s): when the guest is short the kernel may reclaim the "
                  "agent's own pages",
-                 strerror(errno));
+                 strerror(err));
+        return false;
+}
+
+/*
+ * Set up: keep only the capabilities the agent still needs (caps.h), CAP_SYS_ADMIN while it
+ * has an absorber and CAP_IPC_LOCK when the lock needed it; one line says what stays. An
+ * agent started without any says nothing.
+ */
+static void drop_capabilities(const struct run *r, bool lock_needs_it)
+{
+        uint64_t before = caps_permitted(), keep = 0, after;
+        const char *what;
+        int err;
+
+        if (r->absorber.active)
+                keep |= CAPS_BIT(CAP_SYS_ADMIN);
+        if (lock_needs_it)
+                keep |= CAPS_BIT(CAP_IPC_LOCK);
+        if ((err = caps_keep_only(keep, &what)) < 0) {
+                util_log("capabilities: %s failed (%s); the agent keeps what it has", what,
+                         strerror(-err));
+                return;
+        }
+        after = caps_permitted();
+        if (!before)
+                return;
+        util_log("capabilities after start-up: %s%s%s%s; %d dropped", !after ? "none" : "",
+                 after & CAPS_BIT(CAP_SYS_ADMIN) ? "CAP_SYS_ADMIN (the absorber's drains)" : "",
+                 (after & CAPS_BIT(CAP_SYS_ADMIN)) && (after & CAPS_BIT(CAP_IPC_LOCK)) ? ", " : "",
+                 after & CAPS_BIT(CAP_IPC_LOCK) ? "CAP_IPC_LOCK (the memory lock)" : "",
+                 __builtin_popcountll(before & ~after));
 }
 
 static void loop_once(struct run *r)
@@ -366,7 +433,7 @@ static void loop_once(struct run *r)
         if (fds[0].revents && !conn_io(&r->conn, fds[0].revents, r->now, on_line, r)) {
                 if (r->version && r->verbose)
                         util_log("host side went away");
-                r->version = 0;
+                forget_host(r);
         }
         if (psi_check(&r->psi, fds[1].revents, r->now) && r->version &&
             r->now - r->last_psi_report_ms >= PSI_REPORT_GAP_MS) {
@@ -390,17 +457,16 @@ static void run_forever(struct run *r)
                 }
                 r->now = mono_ms();
                 if (conn_service(&r->conn, r->now)) {
-                        r->version = 0;
+                        forget_host(r);
                         r->told_incompatible = false;
                         send_hello(r, true, 0);
                 }
                 if (r->version && r->now >= r->next_device_scan_ms)
                         rescan_devices(r);
-                if ((r->version || r->absorber.active || r->throttle.enabled) &&
-                    r->now >= r->next_report_ms) {
+                if ((r->version || r->absorber.active) && r->now >= r->next_report_ms) {
                         if (r->version)
                                 send_report(r, AGENT_CAUSE_TICK);
-                        else /* no host: the absorber still drains, the throttle lifts */
+                        else /* no host: the absorber still drains */
                                 sample_unreported(r);
                         r->next_report_ms += r->interval_ms;
                         if (r->next_report_ms <= r->now) /* late (suspended): no catching up */
@@ -430,8 +496,8 @@ static void usage(FILE *f)
                 "                    dynmem.agent.absorber_size=PERCENT on the kernel\n"
                 "                    command line)\n"
                 "      --no-throttle no cgroup memory.high on the workload while the guest is\n"
-                "                    short and memory is on its way (also: dynmem.agent.\n"
-                "                    throttle=0 on the kernel command line)\n"
+                "                    short and a connected host can plug more (also:\n"
+                "                    dynmem.agent.throttle=0 on the kernel command line)\n"
                 "      --versions MIN-MAX  protocol versions to offer (tests)\n"
                 "  -V, --version     print the version and exit\n"
                 "  -h, --help        print this help and exit\n");
@@ -656,7 +722,7 @@ int main(int argc, char **argv)
                 util_log("stopping (signal %d)", (int)stop_signal);
                 return 0;
         }
-        lock_memory();
+        bool lock_needs_ipc_lock = lock_memory();
         r.now = mono_ms();
         if ((rc = sampler_open(&r.smp)) < 0) {
                 util_log("cannot read %s/proc/meminfo: %s", root, strerror(-rc));
@@ -679,6 +745,7 @@ int main(int argc, char **argv)
                 util_log("throttle: none: %s", r.throttle.why_off);
         hotplug_open(&r.hp, r.now);
         conn_init(&r.conn, port);
+        drop_capabilities(&r, lock_needs_ipc_lock);
         util_log("%s: port %s, %s, memory hotplug %s", DYNMEM_VERSION, port,
                  psi_has_trigger(&r.psi)                 ? "PSI trigger (" PSI_TRIGGER ")"
                  : psi_available(&r.psi) && r.no_trigger ? "PSI read, no stall reports"

@@ -1,6 +1,6 @@
 /*
  * throttle: memory.high on the workload's cgroups while the guest is short
- * and memory is on its way (throttle.h). The cgroups are looked up again at
+ * and a host is there to plug more (throttle.h). The cgroups are looked up again at
  * every engagement (a service or session may have started since), with
  * getdents64 on a static buffer: the agent allocates nothing after start.
  */
@@ -295,8 +295,18 @@ static void lift_all(struct throttle *t)
         drop_state();
 }
 
-void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t mem_available,
-                  uint64_t mem_free, uint64_t now_ms)
+/* Lift an engaged throttle; the log says after how long and why. */
+static void lift(struct throttle *t, uint64_t now_ms, const char *why)
+{
+        lift_all(t);
+        t->engaged = false;
+        util_log("throttle: lifted after %" PRIu64 " ms (%s; lowered by %" PRIu64
+                 " MiB to keep RAM free)",
+                 now_ms - t->since_ms, why, t->lowered >> 20);
+}
+
+void throttle_run(struct throttle *t, bool host, bool stalled, uint64_t mem_total,
+                  uint64_t mem_available, uint64_t mem_free, uint64_t now_ms)
 {
         if (!t->enabled)
                 return;
@@ -304,7 +314,8 @@ void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t
                 if (t->held_off && (mem_available >= mem_total / THROTTLE_ROOM_DIV ||
                                     mem_total > t->mem_total_then))
                         t->held_off = false;
-                if (t->held_off || !stalled || mem_available >= mem_total / THROTTLE_SHORT_DIV)
+                if (!host || t->held_off || !stalled ||
+                    mem_available >= mem_total / THROTTLE_SHORT_DIV)
                         return;
                 rescan(t);
                 limit_all(t);
@@ -314,21 +325,26 @@ void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t
                 keep_free(t, mem_total, mem_free);
                 return;
         }
+        if (!host) {
+                throttle_host_gone(t, now_ms);
+                return;
+        }
         bool room = mem_available >= mem_total / THROTTLE_ROOM_DIV;
         if (!room && now_ms < t->since_ms + THROTTLE_MAX_MS) {
                 keep_free(t, mem_total, mem_free);
                 return;
         }
-        lift_all(t);
-        t->engaged = false;
         t->held_off = !room && mem_total <= t->mem_total_then;
-        util_log("throttle: lifted after %" PRIu64 " ms (%s; lowered by %" PRIu64
-                 " MiB to keep RAM free)",
-                 now_ms - t->since_ms,
-                 !room                           ? "nothing came"
-                 : mem_total > t->mem_total_then ? "memory came"
-                                                 : "room again",
-                 t->lowered >> 20);
+        lift(t, now_ms,
+             !room                           ? "nothing came"
+             : mem_total > t->mem_total_then ? "memory came"
+                                             : "room again");
+}
+
+void throttle_host_gone(struct throttle *t, uint64_t now_ms)
+{
+        if (t->engaged)
+                lift(t, now_ms, "the host went away");
 }
 
 void throttle_close(struct throttle *t)

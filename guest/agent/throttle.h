@@ -1,7 +1,11 @@
 /*
  * throttle: slows the guest's workload down while it is short of memory and
  * the host is plugging more, instead of letting it fill the guest until the
- * kernel kills a process. It sets cgroup v2 memory.high of the workload's
+ * kernel kills a process. Only while a host is there to plug it: a host
+ * that has said hello on the live connection (a version agreed). Without
+ * one nobody adds memory, and holding the workload would only put off the
+ * guest's own OOM handling; a host that goes away lifts the throttle at
+ * once. It sets cgroup v2 memory.high of the workload's
  * cgroups to what each holds when the guest starts to stall: a cgroup over
  * its memory.high reclaims its own pages (into the burst absorber) and its
  * tasks are made to sleep, never killed. While it holds, MemFree below the
@@ -63,15 +67,19 @@ struct throttle {
 bool throttle_open(struct throttle *t, const char *root_dir, bool off);
 
 /*
- * One sample: stalled says the guest stalled since the last one. Engages when the guest
- * stalls with MemAvailable below mem_total / THROTTLE_SHORT_DIV; while engaged, lowers the
+ * One sample: host says a host is connected that can add memory, stalled that the guest
+ * stalled since the last one. Engages when the guest stalls with a host there and
+ * MemAvailable below mem_total / THROTTLE_SHORT_DIV; while engaged, lowers the
  * limits by what MemFree lacks of that share (the workload's own pages go into the
  * absorber, and the RAM they leave stays free for the kernel: the memory map of a block
- * being added); lifts at mem_total / THROTTLE_ROOM_DIV, or in time. Lifted in time, it
- * engages again only once a sample has found room or more memory.
+ * being added); lifts at mem_total / THROTTLE_ROOM_DIV, in time, or at once without a host.
+ * Lifted in time, it engages again only once a sample has found room or more memory.
  */
-void throttle_run(struct throttle *t, bool stalled, uint64_t mem_total, uint64_t mem_available,
-                  uint64_t mem_free, uint64_t now_ms);
+void throttle_run(struct throttle *t, bool host, bool stalled, uint64_t mem_total,
+                  uint64_t mem_available, uint64_t mem_free, uint64_t now_ms);
+
+/* The host went away (or has not said hello on a new connection): an engaged throttle is lifted. */
+void throttle_host_gone(struct throttle *t, uint64_t now_ms);
 
 /* The agent stops: an engaged throttle is lifted (what each cgroup had, put back). */
 void throttle_close(struct throttle *t);

@@ -6,7 +6,8 @@ DeviceAllow=: on systemd 245 to 252 ProtectClock= alone implies
 DeviceAllow=char-rtc, which closes /dev/vport* and /dev/zram* to the unit),
 the clock is still out of its reach (no CAP_SYS_TIME, @clock filtered), the
 absorber's swapon and swapoff are not filtered, the capabilities are
-CAP_SYS_RESOURCE and CAP_SYS_ADMIN only, and a usage error (exit status 2) is
+CAP_SYS_RESOURCE and CAP_SYS_ADMIN only with no_new_privs (the man page says
+which the agent keeps once set up), and a usage error (exit status 2) is
 not restarted. Needs systemd-analyze (Debian package
 systemd; it need not run); skipped without it. Prints TAP.
 
@@ -76,9 +77,16 @@ def two_capabilities_and_the_man_page_names_them(ctx):
     check("CapabilityBoundingSet=CAP_SYS_RESOURCE CAP_SYS_ADMIN" in lines,
           "CAP_SYS_RESOURCE and CAP_SYS_ADMIN, nothing else")
     check("AmbientCapabilities=" not in "\n".join(lines), "no ambient capabilities")
+    check("NoNewPrivileges=yes" in lines,
+          "no_new_privs: what the agent drops once set up cannot come back")
     man = open(ctx["man"]).read()
-    check("CAP_SYS_RESOURCE" in man and "CAP_SYS_ADMIN" in man,
+    systemd = man.split(".SH SYSTEMD")[1].split(".SH ")[0]
+    check("CAP_SYS_RESOURCE" in systemd and "CAP_SYS_ADMIN" in systemd,
           "the man page's SYSTEMD section names both")
+    kept = " ".join(man.split(".SH CAPABILITIES")[-1].split(".SH ")[0].split())
+    check(".SH CAPABILITIES" in man and "CAP_SYS_ADMIN while it has an absorber" in kept and
+          "CAP_IPC_LOCK when locking its pages needed it" in kept and "no_new_privs" in kept,
+          "the man page says what the agent keeps once set up, and why", kept)
 
 
 @tap.case

@@ -2,7 +2,8 @@
 """dynmem-guest's throttle on this host, against a fake /proc, /sys and cgroup
 v2 tree (--root), as a systemd guest lays it out: the agent in
 system.slice/dynmem-guest.service, a database in system.slice/db.service, a
-session in user.slice, init.scope. Checked: which cgroups it throttles (the
+session in user.slice, init.scope; the host side is a unix socket that says
+hello (Host). Checked: which cgroups it throttles (the
 workload's, not its own branch nor init.scope), that it sets memory.high to
 what each holds when the guest stalls short of memory and not when it stalls
 with room, that it lifts the limits once memory has come and the guest has
@@ -10,7 +11,10 @@ room, that it lifts them after 10 s when nothing comes, that a guest without
 the memory controller or with --no-throttle gets none, that a memory.high
 someone else set is never raised and is put back by the lift, and that an
 agent killed while throttling leaves its limits to be put back by the next
-one, and that one stopped (SIGTERM, or SIGHUP) lifts them first. The 10 s case runs with
+one, and that one stopped (SIGTERM, or SIGHUP) lifts them first. And that it
+throttles only while a host is there to plug memory: not without a host, nor
+on a connection whose host has not said hello, and a host that goes away
+lifts it at once. The 10 s case runs with
 DYNMEM_SLOW_TESTS=1 (else a TAP SKIP). The real thing runs in
 a guest under QEMU (tests/e2e/test_absorber.py). Prints TAP.
 
@@ -19,9 +23,11 @@ usage: test_throttle_local.py DYNMEM_GUEST
 import os
 import shutil
 import signal
+import socket
 import sys
 from functools import partial
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -66,6 +72,96 @@ def own_highs_as_set(root):
     return all(h[rel] == str(high) for rel, (_, high) in OWN_HIGH.items())
 
 
+class Host:
+    """The host side of the agent's port, a unix socket at path: it takes the agent's
+    connection, says hello (unless greet is False: a host that has not said it yet) and
+    reads what the agent sends; leave() closes the connection (the agent connects again a
+    second later, to a host that then says nothing until say_hello())."""
+
+    HELLO = b"DMG1 hello min=1 max=1 interval_ms=1000\n"
+
+    def __init__(self, path, greet=True):
+        self.path = path
+        self.greet = greet
+        self.conn = None
+        self.data = b""
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(path)
+        self.srv.listen(4)
+        self.srv.settimeout(0.1)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.srv.accept()
+            except (socket.timeout, OSError):
+                continue
+            conn.settimeout(0.1)
+            with self.lock:
+                self.conn = conn
+                if self.greet:
+                    conn.sendall(self.HELLO)
+            while not self.stopping:
+                try:
+                    chunk = conn.recv(4096)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                with self.lock:
+                    self.data += chunk
+            with self.lock:
+                self.conn = None
+            conn.close()
+
+    def answered(self):
+        """The agent answered a hello: a version agreed on this connection."""
+        with self.lock:
+            return b" version=1 " in self.data
+
+    def say_hello(self):
+        with self.lock:
+            self.greet = True
+            if self.conn:
+                self.conn.sendall(self.HELLO)
+
+    def leave(self):
+        with self.lock:
+            self.greet = False
+            self.data = b""
+            if self.conn:
+                self.conn.shutdown(socket.SHUT_RDWR)
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(timeout=5)
+        self.srv.close()
+
+
+def host_and_agent(exe, root):
+    """A host that says hello, and an agent on its socket once the handshake is done."""
+    host = Host(os.path.join(root, "host.sock"))
+    a = Agent(exe, root, "--port", host.path)
+    wait(host.answered, 10)
+    return host, a
+
+
+def stall(root, seconds, total_us=1000000):
+    """The guest stalls for that long: PSI some total grows by 50 ms every 0.2 s."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        total_us += 50000
+        write(f"{root}/proc/pressure/memory", psi(total_us))
+        time.sleep(0.2)
+    return total_us
+
+
 def wait(cond, timeout):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -91,11 +187,12 @@ def check_throttle(t, exe, tmp):
     root = os.path.join(tmp, "systemd")
     make_root(root)
     make_cgroups(root)
-    a = Agent(exe, root)
+    host, a = host_and_agent(exe, root)
     try:
         t.ok(a.wait_log("throttle: memory.high on 4 workload cgroups"),
              "the workload's cgroups are found (not the agent's branch, not init.scope)",
              a.text())
+        t.ok(host.answered(), "a host is connected and has said hello", a.text())
         # A stall with room to spare (say, refaults): nothing is throttled.
         write(f"{root}/proc/pressure/memory", psi(500000))
         time.sleep(2.5)
@@ -143,13 +240,14 @@ def check_throttle(t, exe, tmp):
              f"{took:.1f} s")
     finally:
         a.stop()
+        host.close()
 
 
 def check_killed(t, exe, tmp):
     root = os.path.join(tmp, "killed")
     make_root(root)
     make_cgroups(root)
-    a = Agent(exe, root)
+    host, a = host_and_agent(exe, root)
     try:
         a.wait_log("throttle: memory.high on")
         write(f"{root}/proc/meminfo", short(1048576))
@@ -158,6 +256,7 @@ def check_killed(t, exe, tmp):
     finally:
         a.proc.kill()
         a.proc.wait(timeout=5)
+        host.close()
     t.ok(ok and throttled(root), "an agent killed while throttling leaves its limits", highs(root))
     b = Agent(exe, root, "--no-throttle")
     try:
@@ -175,7 +274,7 @@ def check_stopped(t, exe, tmp, sig=signal.SIGTERM, why="stopped"):
     root = os.path.join(tmp, sig.name)
     make_root(root)
     make_cgroups(root)
-    a = Agent(exe, root)
+    host, a = host_and_agent(exe, root)
     try:
         a.wait_log("throttle: memory.high on")
         write(f"{root}/proc/meminfo", short(1048576))
@@ -184,6 +283,7 @@ def check_stopped(t, exe, tmp, sig=signal.SIGTERM, why="stopped"):
     finally:
         a.proc.send_signal(sig)
         rc = a.proc.wait(timeout=5)
+        host.close()
     t.ok(ok and rc == 0 and lifted(root) and
          not os.path.exists(f"{root}/run/dynmem-guest/throttle") and
          "throttle: lifted (the agent stops)" in a.text(),
@@ -204,15 +304,90 @@ def check_off(t, exe, tmp):
     root = os.path.join(tmp, "off")
     make_root(root)
     make_cgroups(root)
-    a = Agent(exe, root, "--no-throttle")
+    host = Host(os.path.join(root, "host.sock"))
+    a = Agent(exe, root, "--no-throttle", "--port", host.path)
     try:
         t.ok(a.wait_log("throttle: none: turned off"), "--no-throttle turns it off", a.text())
         write(f"{root}/proc/meminfo", short(1048576))
-        write(f"{root}/proc/pressure/memory", psi(900000))
-        time.sleep(2.5)
-        t.ok(lifted(root), "... and nothing is throttled", highs(root))
+        stall(root, 2.5)
+        t.ok(wait(host.answered, 5) and lifted(root),
+             "... and nothing is throttled, a host there or not", highs(root))
     finally:
         a.stop()
+        host.close()
+
+
+def check_no_host(t, exe, tmp):
+    """No host on the port, then one that connects but has not said hello: nobody will plug
+    memory, and the guest that stalls short of it is left to its own OOM handling. Once
+    the host says hello the same stall is throttled."""
+    root = os.path.join(tmp, "nohost")
+    make_root(root)
+    make_cgroups(root)
+    sock = os.path.join(root, "host.sock")
+    a = Agent(exe, root, "--port", sock)
+    host = None
+    try:
+        a.wait_log("throttle: memory.high on")
+        write(f"{root}/proc/meminfo", short(1048576))
+        total = stall(root, 3)
+        t.ok(lifted(root) and not os.path.exists(f"{root}/run/dynmem-guest/throttle") and
+             "throttle: lifted" not in a.text(),
+             "no host: a guest stalling short of memory is not throttled", f"{highs(root)} "
+             f"{a.text()}")
+        host = Host(sock, greet=False)
+        # the agent looks for its port again after 1, 2, 4, 8 s: it announces itself once there
+        connected = wait(lambda: b"DMG1 hello" in host.data, 15)
+        total = stall(root, 3, total)
+        t.ok(connected and host.conn is not None and not host.answered() and lifted(root),
+             "a host connected that has not said hello: not throttled either",
+             f"{highs(root)} {host.data[-300:]}")
+        host.say_hello()
+        end = time.monotonic() + 10
+        while not throttled(root) and time.monotonic() < end:
+            total = stall(root, 0.5, total)
+        t.ok(host.answered() and throttled(root),
+             "once the host has said hello the same stall is throttled", highs(root))
+    finally:
+        a.stop()
+        if host:
+            host.close()
+
+
+def check_host_leaves(t, exe, tmp):
+    """The host goes away while the throttle holds: lifted at once, not 10 s later; while it
+    is away (the agent connects again, no hello) the stall is not throttled; back with a
+    hello, it is again."""
+    root = os.path.join(tmp, "leaves")
+    make_root(root)
+    make_cgroups(root)
+    host, a = host_and_agent(exe, root)
+    try:
+        a.wait_log("throttle: memory.high on")
+        write(f"{root}/proc/meminfo", short(1048576))
+        total = 1000000
+        end = time.monotonic() + 10
+        while not throttled(root) and time.monotonic() < end:
+            total = stall(root, 0.5, total)
+        ok = throttled(root)
+        host.leave()
+        gone = wait(lambda: lifted(root), 5)
+        t.ok(ok and gone and "throttle: lifted after" in a.text() and
+             "(the host went away;" in a.text() and
+             not os.path.exists(f"{root}/run/dynmem-guest/throttle"),
+             "the host goes away while the throttle holds: lifted at once, and why",
+             f"{highs(root)} {a.text()}")
+        total = stall(root, 3, total)
+        t.ok(lifted(root), "while the host is away the stall is not throttled again",
+             highs(root))
+        host.say_hello()
+        end = time.monotonic() + 10
+        while not throttled(root) and time.monotonic() < end:
+            total = stall(root, 0.5, total)
+        t.ok(throttled(root), "the host back with a hello: throttled again", highs(root))
+    finally:
+        a.stop()
+        host.close()
 
 
 def main():
@@ -229,7 +404,9 @@ def main():
                        partial(check_stopped, exe=exe, tmp=tmp),
                        partial(check_stopped, exe=exe, tmp=tmp, sig=signal.SIGHUP,
                                why="whose terminal went away"),
-                       partial(check_off, exe=exe, tmp=tmp))
+                       partial(check_off, exe=exe, tmp=tmp),
+                       partial(check_no_host, exe=exe, tmp=tmp),
+                       partial(check_host_leaves, exe=exe, tmp=tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return t.done()

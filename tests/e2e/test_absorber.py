@@ -8,7 +8,8 @@ guest that sees ~217 MiB, of pages that compress about 2:1
 (dynmem.load.fill=50); the absorber is twice MemTotal (dynmem.agent.absorber_size=200,
 the largest) so that the check holds on a busy machine too, where plugging
 takes longer (bench/qemu measures the default size). Checked: the absorber is set up in one and not in the
-other; `absorb` gets memory plugged, holds its whole load and has no OOM kill;
+other, and the agent keeps CAP_SYS_ADMIN for its drains in one and no
+capability in the other; `absorb` gets memory plugged, holds its whole load and has no OOM kill;
 `bare` is OOM-killed (skipped when the machine is so busy that the plugging
 outran the step and rescued it too); once `absorb` has its memory, the absorber is empty again
 (the agent drained it, or the load used its pages again). Prints TAP.
@@ -83,6 +84,12 @@ def the_absorber_is_set_up_unless_turned_off(ctx):
           d.console("absorb")[-2000:])
     check("throttle: none: turned off" in d.console("bare"),
           "the agent in bare has no throttle (turned off)", d.console("bare")[-2000:])
+    # started as root by the image's init: once set up, only the absorber's drains need one
+    check("capabilities after start-up: CAP_SYS_ADMIN (the absorber's drains);"
+          in d.console("absorb"), "the agent in absorb keeps CAP_SYS_ADMIN alone, for its "
+          "drains", d.console("absorb")[-2000:])
+    check("capabilities after start-up: none;" in d.console("bare"),
+          "the agent in bare keeps no capability", d.console("bare")[-2000:])
 
 
 @tap.case

@@ -21,7 +21,9 @@
 #include "throttle.h"
 #include "util.h"
 
-#define MIB ((uint64_t)1 << 20)
+#define MIB     ((uint64_t)1 << 20)
+#define HOST    true  /* throttle_run(): a host is connected that can plug memory */
+#define NO_HOST false /* ... none is */
 
 static char tmp_root[256];
 
@@ -97,14 +99,14 @@ static void throttle_lifted_in_time_stays_off_until_room(void **state)
         assert_true(throttle_open(&t, THROTTLE_ROOT, false));
         assert_int_equal(t.count, 1);
 
-        throttle_run(&t, true, total, short_avail, free, now);
+        throttle_run(&t, HOST, true, total, short_avail, free, now);
         assert_true(t.engaged);
         get("/sys/fs/cgroup/user.slice/memory.high", high, sizeof(high));
         assert_string_equal(high, "314572800");
 
         for (now += THROTTLE_LOOK_MS; now < 1000 + THROTTLE_MAX_MS; now += THROTTLE_LOOK_MS)
-                throttle_run(&t, true, total, short_avail, free, now);
-        throttle_run(&t, true, total, short_avail, free, now);
+                throttle_run(&t, HOST, true, total, short_avail, free, now);
+        throttle_run(&t, HOST, true, total, short_avail, free, now);
         assert_false(t.engaged);
         get("/sys/fs/cgroup/user.slice/memory.high", high, sizeof(high));
         assert_string_equal(high, "max");
@@ -112,16 +114,17 @@ static void throttle_lifted_in_time_stays_off_until_room(void **state)
         /* Still at its maximum, still stalling: not throttled again, however long. */
         for (unsigned i = 0; i < 300; i++) {
                 now += THROTTLE_LOOK_MS;
-                throttle_run(&t, true, total, short_avail, free, now);
+                throttle_run(&t, HOST, true, total, short_avail, free, now);
                 assert_false(t.engaged);
         }
         get("/sys/fs/cgroup/user.slice/memory.high", high, sizeof(high));
         assert_string_equal(high, "max");
 
         /* The guest has room again; a later shortage throttles as before. */
-        throttle_run(&t, false, total, total / THROTTLE_ROOM_DIV, free, now += THROTTLE_LOOK_MS);
+        throttle_run(&t, HOST, false, total, total / THROTTLE_ROOM_DIV, free,
+                     now += THROTTLE_LOOK_MS);
         assert_false(t.engaged);
-        throttle_run(&t, true, total, short_avail, free, now += THROTTLE_LOOK_MS);
+        throttle_run(&t, HOST, true, total, short_avail, free, now += THROTTLE_LOOK_MS);
         assert_true(t.engaged);
         throttle_close(&t);
         get("/sys/fs/cgroup/user.slice/memory.high", high, sizeof(high));
@@ -138,12 +141,86 @@ static void throttle_engages_again_once_memory_came(void **state)
         (void)state;
         make_cgroups();
         assert_true(throttle_open(&t, THROTTLE_ROOT, false));
-        throttle_run(&t, true, total, short_avail, free, now);
+        throttle_run(&t, HOST, true, total, short_avail, free, now);
         assert_true(t.engaged);
-        throttle_run(&t, true, total, short_avail, free, now += THROTTLE_MAX_MS);
+        throttle_run(&t, HOST, true, total, short_avail, free, now += THROTTLE_MAX_MS);
         assert_false(t.engaged);
-        throttle_run(&t, true, total + 128 * MIB, short_avail, free, now += THROTTLE_LOOK_MS);
+        throttle_run(&t, HOST, true, total + 128 * MIB, short_avail, free, now += THROTTLE_LOOK_MS);
         assert_true(t.engaged);
+        throttle_close(&t);
+}
+
+/*
+ * No host connected (none has said hello, or it went away): nobody will plug memory, so a
+ * guest that stalls short of it is not throttled, however long; a host that connects and
+ * the next stall throttle as before.
+ */
+static void throttle_only_with_a_host(void **state)
+{
+        const uint64_t total = 1024 * MIB, short_avail = 8 * MIB, free = 40 * MIB;
+        struct throttle t;
+        char high[32], note[UTIL_PATH_MAX];
+        uint64_t now = 1000;
+
+        (void)state;
+        make_cgroups();
+        assert_non_null(util_path(note, "/run"));
+        assert_int_equal(mkdir(note, 0755), 0);
+        assert_true(throttle_open(&t, THROTTLE_ROOT, false));
+        for (unsigned i = 0; i < 300; i++) {
+                throttle_run(&t, NO_HOST, true, total, short_avail, free, now += THROTTLE_LOOK_MS);
+                assert_false(t.engaged);
+        }
+        get("/sys/fs/cgroup/user.slice/memory.high", high, sizeof(high));
+        assert_string_equal(high, "max");
+        assert_non_null(util_path(note, THROTTLE_STATE_FILE));
+        assert_int_not_equal(access(note, F_OK), 0); /* nothing noted: nothing limited */
+
+        throttle_run(&t, HOST, true, total, short_avail, free, now += THROTTLE_LOOK_MS);
+        assert_true(t.engaged);
+        get("/sys/fs/cgroup/user.slice/memory.high", high, sizeof(high));
+        assert_string_equal(high, "314572800");
+        throttle_close(&t);
+}
+
+/*
+ * The host goes away while the throttle holds: lifted at once, the limits put back and the
+ * note for a successor gone, not 10 s later; the next stall with a host engages again (not
+ * held off as after a lift in time).
+ */
+static void throttle_lifted_at_once_when_the_host_goes(void **state)
+{
+        const uint64_t total = 1024 * MIB, short_avail = 8 * MIB, free = 40 * MIB;
+        struct throttle t;
+        char high[32], note[UTIL_PATH_MAX];
+        uint64_t now = 1000;
+
+        (void)state;
+        make_cgroups();
+        assert_non_null(util_path(note, "/run"));
+        assert_int_equal(mkdir(note, 0755), 0); /* where the note for a successor goes */
+        assert_true(throttle_open(&t, THROTTLE_ROOT, false));
+        throttle_run(&t, HOST, true, total, short_avail, free, now);
+        assert_true(t.engaged);
+        assert_non_null(util_path(note, THROTTLE_STATE_FILE));
+        assert_int_equal(access(note, F_OK), 0);
+
+        throttle_host_gone(&t, now += THROTTLE_LOOK_MS);
+        assert_false(t.engaged);
+        get("/sys/fs/cgroup/user.slice/memory.high", high, sizeof(high));
+        assert_string_equal(high, "max");
+        assert_int_not_equal(access(note, F_OK), 0);
+        throttle_host_gone(&t, now += THROTTLE_LOOK_MS); /* nothing engaged: nothing to do */
+        assert_false(t.engaged);
+
+        /* Back, and the guest still stalls short: throttled again at once. */
+        throttle_run(&t, HOST, true, total, short_avail, free, now += THROTTLE_LOOK_MS);
+        assert_true(t.engaged);
+        /* A sample that finds no host (the agent forgot it) lifts it too. */
+        throttle_run(&t, NO_HOST, true, total, short_avail, free, now += THROTTLE_LOOK_MS);
+        assert_false(t.engaged);
+        get("/sys/fs/cgroup/user.slice/memory.high", high, sizeof(high));
+        assert_string_equal(high, "max");
         throttle_close(&t);
 }
 
@@ -219,6 +296,9 @@ int main(void)
             cmocka_unit_test_setup_teardown(throttle_lifted_in_time_stays_off_until_room, make_root,
                                             remove_root),
             cmocka_unit_test_setup_teardown(throttle_engages_again_once_memory_came, make_root,
+                                            remove_root),
+            cmocka_unit_test_setup_teardown(throttle_only_with_a_host, make_root, remove_root),
+            cmocka_unit_test_setup_teardown(throttle_lifted_at_once_when_the_host_goes, make_root,
                                             remove_root),
             cmocka_unit_test_setup_teardown(failed_drains_back_off, make_root, remove_root),
         };
