@@ -35,14 +35,13 @@ static int check_files(struct qemu_vm *qv, char **ret_binary, char *err, size_t 
         for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++) {
                 if (files[i][1] && access(files[i][1], R_OK) < 0) {
                         r = -errno;
-                        snprintf(err, errlen, "vm \"%s\": %s %s: %s%s", qv->vm->name, files[i][0],
-                                 files[i][1], strerror(-r),
+                        snprintf(err, errlen, "%s %s: %s%s", files[i][0], files[i][1], strerror(-r),
                                  qv->cfg.bundled_image && i < 2 ? " (build the guest image)" : "");
                         return r;
                 }
         }
         if ((r = qemu_proc_find_binary(qv->cfg.qemu, ret_binary)) < 0) {
-                snprintf(err, errlen, "vm \"%s\": QEMU binary %s: %s", qv->vm->name, qv->cfg.qemu,
+                snprintf(err, errlen, "QEMU binary %s: %s", qv->cfg.qemu,
                          r == -ENOENT && !strchr(qv->cfg.qemu, '/') ? "not found in PATH"
                                                                     : strerror(-r));
                 return r;
@@ -108,7 +107,11 @@ static uint64_t log_header(struct qemu_vm *qv, int fd, char *const *argv)
         return end > 0 ? (uint64_t)end : 0;
 }
 
-/* QEMU did not come up: one sentence naming the VM and the cause. */
+/*
+ * QEMU did not come up: the cause in one sentence, without the VM's name
+ * (whoever shows it names the VM, as for every start error of the backend);
+ * the log's line names it.
+ */
 void qemu_start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen)
 {
         char last[200] = "";
@@ -120,21 +123,18 @@ void qemu_start_failed(struct qemu_vm *qv, int r, char *err, size_t errlen)
             strchr(msg, 'Z')[1] == ' ')
                 msg = strchr(msg, 'Z') + 2;
         if (r == -ECHILD)
-                snprintf(err, errlen, "vm \"%s\": QEMU exited at start: %s", qv->vm->name,
+                snprintf(err, errlen, "QEMU exited at start: %s",
                          msg[0] ? msg : "no message (see the console log)");
         else if (r == -ETIMEDOUT)
-                snprintf(err, errlen, "vm \"%s\": QEMU did not answer on %s within %d s; killed",
-                         qv->vm->name, qv->paths.qmp, QEMU_START_WAIT_MS / 1000);
+                snprintf(err, errlen, "QEMU did not answer on %s within %d s; killed",
+                         qv->paths.qmp, QEMU_START_WAIT_MS / 1000);
         else if (r == -ECANCELED)
-                snprintf(err, errlen, "vm \"%s\": stopped before QEMU finished starting",
-                         qv->vm->name);
+                snprintf(err, errlen, "stopped before QEMU finished starting");
         else if (r == -EPROTO)
-                snprintf(err, errlen, "vm \"%s\": QEMU did not speak QMP on %s", qv->vm->name,
-                         qv->paths.qmp);
+                snprintf(err, errlen, "QEMU did not speak QMP on %s", qv->paths.qmp);
         else
-                snprintf(err, errlen, "vm \"%s\": cannot talk to QEMU: %s", qv->vm->name,
-                         strerror(-r));
-        log_msg(LOG_ERR, "%s (console log %s)", err, qv->paths.console);
+                snprintf(err, errlen, "cannot talk to QEMU: %s", strerror(-r));
+        log_msg(LOG_ERR, "vm \"%s\": %s (console log %s)", qv->vm->name, err, qv->paths.console);
 }
 
 /* QEMU, as its user, with what it is handed (the launcher waits for its exec). */
@@ -149,7 +149,7 @@ static int launch(struct qemu_vm *qv, const struct qemu_layout *l, char *binary,
 
         if ((r = qemu_handover_open(&qv->cfg, &qv->paths, log_fd, id, qv->qb->launch, &h, why,
                                     sizeof(why))) < 0) {
-                snprintf(err, errlen, "vm \"%s\": %s", qv->vm->name, why);
+                snprintf(err, errlen, "%s", why);
                 return r;
         }
         c.qemu = binary;
@@ -159,9 +159,9 @@ static int launch(struct qemu_vm *qv, const struct qemu_layout *l, char *binary,
                 r = qemu_launch_spawn(qv->qb->launch, argv, log_fd, h.fds, h.n, &qv->pid,
                                       &qv->pidfd, why, sizeof(why));
                 if (r < 0)
-                        snprintf(err, errlen, "vm \"%s\": %s", qv->vm->name, why);
+                        snprintf(err, errlen, "%s", why);
         } else {
-                snprintf(err, errlen, "vm \"%s\": out of memory", qv->vm->name);
+                snprintf(err, errlen, "out of memory");
         }
         qemu_handover_close(&h, log_fd);
         qemu_strv_free(argv);
@@ -179,7 +179,7 @@ static int open_console_log(const struct qemu_vm *qv, char *err, size_t errlen)
         int fd = qemu_open_console_log(qv->paths.console, why, sizeof(why));
 
         if (fd < 0)
-                snprintf(err, errlen, "vm \"%s\": %s", qv->vm->name, why);
+                snprintf(err, errlen, "%s", why);
         return fd;
 }
 
@@ -265,26 +265,25 @@ int qemu_backend_start_result(struct backend *b, struct vm *vm, char *err, size_
 static int check_can_start(struct qemu_backend *qb, struct qemu_vm *qv, char **ret_binary,
                            char *err, size_t errlen)
 {
-        const char *name = qv->vm->name, *dir = NULL;
+        const char *dir = NULL;
         pid_t old;
         int r;
 
         if (qv->running) {
-                snprintf(err, errlen, "vm \"%s\": QEMU already runs (pid %d)", name, (int)qv->pid);
+                snprintf(err, errlen, "QEMU already runs (pid %d)", (int)qv->pid);
                 return -EBUSY;
         }
         if ((old = qemu_start_leftover(qv, NULL)) > 0) {
-                snprintf(err, errlen, "vm \"%s\": a QEMU of this VM still runs (pid %d)", name,
-                         (int)old);
+                snprintf(err, errlen, "a QEMU of this VM still runs (pid %d)", (int)old);
                 return -EEXIST;
         }
         if ((r = check_files(qv, ret_binary, err, errlen)) < 0)
                 return r;
         if ((r = qemu_accel_choose(qv->cfg.accel, qb->launch, qemu_launch_identity(qb->launch),
                                    &qv->kvm, qv->accel, sizeof(qv->accel))) < 0)
-                snprintf(err, errlen, "vm \"%s\": %s", name, qv->accel);
+                snprintf(err, errlen, "%s", qv->accel);
         else if ((r = make_dir(dir = qb->run_dir)) < 0 || (r = make_dir(dir = qb->state_dir)) < 0)
-                snprintf(err, errlen, "vm \"%s\": directory %s: %s", name, dir, strerror(-r));
+                snprintf(err, errlen, "directory %s: %s", dir, strerror(-r));
         if (r < 0) {
                 free(*ret_binary);
                 *ret_binary = NULL;
@@ -315,7 +314,7 @@ static int start_with(struct qemu_vm *qv, const struct qemu_caps *caps, char *bi
         qemu_layout_from_settings(&qv->vm->settings, &l);
         if ((r = qemu_caps_choose(caps, qv->cfg.machine, l.region > 0, &qv->features, why,
                                   sizeof(why))) < 0) {
-                snprintf(err, errlen, "vm \"%s\": %s", qv->vm->name, why);
+                snprintf(err, errlen, "%s", why);
                 return r;
         }
         if ((r = spawn(qv, &l, binary, err, errlen)) < 0)
@@ -330,7 +329,7 @@ static int start_with(struct qemu_vm *qv, const struct qemu_caps *caps, char *bi
                 waitid((idtype_t)P_PIDFD, (id_t)qv->pidfd, &(siginfo_t){0}, WEXITED | WNOHANG);
                 qv->start_state = QEMU_START_NONE;
                 qemu_backend_detach(qv);
-                snprintf(err, errlen, "vm \"%s\": out of memory", qv->vm->name);
+                snprintf(err, errlen, "out of memory");
                 return -ENOMEM;
         }
         log_features(qv, binary);
@@ -370,15 +369,15 @@ static void on_probed(const struct qemu_caps *caps, const char *why, bool again,
                 if ((r = probe_first(qv, binary, err, sizeof(err))) >= 0)
                         return; /* probe_first() keeps binary */
                 qv->probe_binary = binary;
-                log_msg(LOG_ERR, "%s", err);
+                log_msg(LOG_ERR, "vm \"%s\": %s", qv->vm->name, err);
         } else if (caps) {
                 r = start_with(qv, caps, qv->probe_binary, err, sizeof(err));
         } else {
                 /* After asking again, the second answer's reason; the first one was logged. */
-                snprintf(err, sizeof(err), "vm \"%s\": cannot ask QEMU %s what it offers%s: %s",
-                         qv->vm->name, qv->probe_binary,
-                         qv->probe_asked_again ? " (asked twice)" : "", why);
-                log_msg(LOG_ERR, "%s (console log %s)", err, qv->paths.console);
+                snprintf(err, sizeof(err), "cannot ask QEMU %s what it offers%s: %s",
+                         qv->probe_binary, qv->probe_asked_again ? " (asked twice)" : "", why);
+                log_msg(LOG_ERR, "vm \"%s\": %s (console log %s)", qv->vm->name, err,
+                        qv->paths.console);
         }
         free(qv->probe_binary);
         qv->probe_binary = NULL;
@@ -401,8 +400,7 @@ static int probe_first(struct qemu_vm *qv, char *binary, char *err, size_t errle
                              qv, &qv->probe, why, sizeof(why));
         close(log_fd);
         if (r < 0) {
-                snprintf(err, errlen, "vm \"%s\": cannot ask QEMU %s what it offers: %s",
-                         qv->vm->name, binary, why);
+                snprintf(err, errlen, "cannot ask QEMU %s what it offers: %s", binary, why);
                 return r;
         }
         qv->probe_binary = binary;
@@ -420,8 +418,7 @@ void qemu_start_cancel_probe(struct qemu_vm *qv, bool say)
         qv->probe_binary = NULL;
         if (say) {
                 char err[sizeof(qv->start_error)];
-                snprintf(err, sizeof(err), "vm \"%s\": stopped before QEMU finished starting",
-                         qv->vm->name);
+                snprintf(err, sizeof(err), "stopped before QEMU finished starting");
                 start_failed_later(qv, err);
         } else {
                 qv->start_state = QEMU_START_NONE;
@@ -447,12 +444,11 @@ int qemu_backend_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *
 
         (void)now_ms;
         if (!qv || !qv->cfg_valid || !qv->paths.qmp || !qb->env.base || !qb->launch) {
-                snprintf(err, errlen,
-                         "vm \"%s\": no QEMU configuration, event loop or run directory", vm->name);
+                snprintf(err, errlen, "no QEMU configuration, event loop or run directory");
                 return -EINVAL;
         }
         if (qv->probe) {
-                snprintf(err, errlen, "vm \"%s\": already starting", vm->name);
+                snprintf(err, errlen, "already starting");
                 return -EBUSY;
         }
         if ((r = check_can_start(qb, qv, &binary, err, errlen)) < 0)

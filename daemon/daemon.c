@@ -13,6 +13,7 @@
 #include <math.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -636,21 +637,37 @@ void daemon_fini(struct daemon *d)
 
 /* ---- reload ---- */
 
-static void warn_fixed(const struct daemon *d, const struct config *cfg)
+/*
+ * A value of the file that waits for a restart: logged, and added to cfg's
+ * warnings, which dynmem status and the live page show while cfg is in
+ * force: until a reload reads the file again (back at what runs, it says
+ * nothing) or dynmemd restarts.
+ */
+static void warn_restart(struct config *cfg, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void warn_restart(struct config *cfg, const char *fmt, ...)
+{
+        char what[128];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        log_msg(LOG_WARNING, "%s: warning: %s when dynmemd restarts", cfg->path, what);
+        config_diag_add(&cfg->warnings, cfg->path, 0, "warning: %s when dynmemd restarts", what);
+}
+
+static void warn_fixed(const struct daemon *d, struct config *cfg)
 {
         if (strcmp(cfg->host.socket, d->socket_path) != 0)
-                log_msg(LOG_WARNING, "%s: [host] socket changes when dynmemd restarts", cfg->path);
+                warn_restart(cfg, "[host] socket changes");
         if (strcmp(cfg->host.state_dir, d->state_dir) != 0)
-                log_msg(LOG_WARNING, "%s: [host] state_dir changes when dynmemd restarts",
-                        cfg->path);
+                warn_restart(cfg, "[host] state_dir changes");
         if (memcmp(&cfg->sim, &d->cfg.sim, sizeof(cfg->sim)) != 0)
-                log_msg(LOG_WARNING, "%s: [sim] changes take effect when dynmemd restarts",
-                        cfg->path);
+                warn_restart(cfg, "[sim] changes take effect");
         if (dconfig_http_changed(&cfg->host, &d->cfg.host))
-                log_msg(LOG_WARNING,
-                        "%s: [host] http, http_allow_remote and web_dir change "
-                        "when dynmemd restarts",
-                        cfg->path);
+                warn_restart(cfg, "[host] http, http_allow_remote and web_dir change");
         /* Taken when the socket, the QEMU launcher or the libvirt connection were set up. */
         const struct {
                 const char *key, *now, *then;
@@ -662,8 +679,7 @@ static void warn_fixed(const struct daemon *d, const struct config *cfg)
         for (size_t i = 0; i < sizeof(at_start) / sizeof(at_start[0]); i++) {
                 const char *a = at_start[i].now, *b = at_start[i].then;
                 if ((a || b) && (!a || !b || strcmp(a, b) != 0))
-                        log_msg(LOG_WARNING, "%s: [host] %s changes when dynmemd restarts",
-                                cfg->path, at_start[i].key);
+                        warn_restart(cfg, "[host] %s changes", at_start[i].key);
         }
 }
 

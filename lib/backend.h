@@ -106,14 +106,17 @@ struct backend_ops {
         /*
          * Start a VM with its startup size. 0: it runs. BACKEND_START_PENDING:
          * it is coming up (holding its startup size) and start_result() says
-         * when it runs or why it did not start; the caller does not wait.
+         * when it runs or why it did not start; the caller does not wait. A
+         * negative errno with one sentence in err, which does not name the VM
+         * (whoever shows it does: "web4: kernel ...: No such file").
          */
         int (*start)(struct backend *b, struct vm *vm, uint64_t now_ms, char *err, size_t errlen);
 
         /*
          * How a pending start ended: 0 while still under way, 1 once the VM
          * runs, or a negative errno with one sentence in err when it did not
-         * start (nothing of it runs then). NULL when start() never pends.
+         * start (nothing of it runs then), not naming the VM, as for start().
+         * NULL when start() never pends.
          */
         int (*start_result)(struct backend *b, struct vm *vm, char *err, size_t errlen);
 

@@ -212,32 +212,6 @@ static void emit_started(struct balancer *b, struct vm *vm, uint64_t held, uint6
                                         .time_ms = now});
 }
 
-/* s past prefix, or NULL when s (which may be NULL) does not begin with it. */
-static const char *after(const char *s, const char *prefix)
-{
-        size_t n = strlen(prefix);
-
-        return s && strncmp(s, prefix, n) == 0 ? s + n : NULL;
-}
-
-/*
- * The backend's reason a start failed, kept as the VM's refusal. Whoever shows it names
- * the VM already, so a reason that begins with the name (the QEMU backend's `vm "web4":
- * kernel ...`) loses it: "web4: kernel ...", not "web4: vm "web4": kernel ...".
- */
-static void keep_start_failure(struct vm *vm, const char *why)
-{
-        const char *rest = after(after(after(why, "vm \""), vm->name), "\": ");
-
-        if (!rest)
-                rest = after(after(why, vm->name), ": ");
-        if (rest)
-                why = rest;
-        size_t len = strnlen(why, sizeof(vm->refusal) - 1);
-        memmove(vm->refusal, why, len); /* why may be the refusal itself */
-        vm->refusal[len] = '\0';
-}
-
 /* A start the backend finishes later: STARTED once it runs, START_FAILED if it did not. */
 static bool start_still_pending(struct balancer *b, struct vm *vm, uint64_t now)
 {
@@ -250,7 +224,6 @@ static bool start_still_pending(struct balancer *b, struct vm *vm, uint64_t now)
                 emit_started(b, vm, vm->target_bytes, now);
                 return false;
         }
-        keep_start_failure(vm, vm->refusal);
         bool stopping = vm->state == VM_STOPPING;
         vm->state = VM_OFF;
         vm->obs = (struct vm_observation){0};
@@ -389,7 +362,7 @@ static void apply_start(struct balancer *b, struct vm *vm, const struct policy_v
                 vm->start_requested = false;
                 if ((r = b->backend->ops->start(b->backend, vm, now, err, sizeof(err))) < 0) {
                         vm->state = VM_OFF;
-                        keep_start_failure(vm, err);
+                        snprintf(vm->refusal, sizeof(vm->refusal), "%s", err);
                         emit(b, (struct balancer_event){.kind = BALANCER_EVENT_START_FAILED,
                                                         .vm = vm,
                                                         .message = vm->refusal,

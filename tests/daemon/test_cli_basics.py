@@ -435,6 +435,17 @@ def a_failed_start_names_the_vm_once(bins):
         check(v["refusal"].startswith(f"kernel {kernel}: "), "show's refusal: the reason alone", v)
         text = d.json("events")[-1]["text"]
         check(text.startswith(f"web4 could not start: kernel {kernel}"), "the event's", text)
+        said = [line for line in d.log().splitlines() if f"kernel {kernel}" in line]
+        check(len(said) == 1 and f"web4: cannot start: kernel {kernel}: No such file" in said[0]
+              and 'vm "web4"' not in said[0], "the log's line", said)
+        # a start that fails later, in the loop (QEMU cannot be asked what it offers)
+        r.d.write_file("vmlinuz", "back\n")
+        e = d.fails("start", "web4", contains="dynmem: web4: cannot ask QEMU /bin/false what it ")
+        check('vm "web4"' not in e.err and e.err.count("web4") == 1, "the name once", e)
+        check(d.vm("web4")["refusal"].startswith("cannot ask QEMU /bin/false"), "show's", e)
+        said = [line for line in d.log().splitlines() if "web4: cannot start: " in line]
+        check(len(said) == 2 and "web4: cannot start: cannot ask QEMU /bin/false" in said[1] and
+              'vm "web4"' not in said[1], "the log's line", said)
 
 
 @tap.case

@@ -346,6 +346,21 @@ def a_reload_keeps_the_interface_until_restart(bins):
         check(d.json("status")["http_url"] == url, "the same URL", url)
         check(get_json(d, "/api/v1/status")["vms"] == 3, "still serving")
 
+        # the page shows the configuration's warnings from here (built again each cycle):
+        # this one among them
+        def warnings():
+            h = get_json(d, "/api/v1/status")
+            return h["config_warnings"], h["config_warning_count"]
+
+        said = (f"{d.conf}: warning: [host] http, http_allow_remote and web_dir change when "
+                "dynmemd restarts")
+        wait_for(lambda: warnings() == ([said], 1), "the warning for the page")
+        # the file back at the address in force: nothing waits
+        d.write_config(CONFIG)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 2, "the second reload")
+        wait_for(lambda: warnings() == ([], 0), "the warning gone from the page")
+
 
 if __name__ == "__main__":
     main(tap)

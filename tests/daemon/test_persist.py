@@ -494,6 +494,59 @@ def sighup_says_what_waits_for_a_restart(bins):
         check(d.log_count(said) == 2, "a change not in force yet is said again", d.log())
 
 
+@tap.case
+def status_shows_what_waits_for_a_restart_until_the_file_agrees(bins):
+    """A reload's warning that a key changes only when dynmemd restarts is one of the
+    configuration's warnings in status (JSON and words), in the log's words, until a
+    reload reads the file back at what runs or dynmemd restarts."""
+    with Daemon(bins, config()).start() as d:
+        original = open(d.conf).read()
+        moved = original.replace(f"state_dir = {d.state_dir}\n",
+                                 f"state_dir = {d.state_dir}-new\nhttp = 127.0.0.1:0\n")
+        check(moved != original, "the file names the state directory", original)
+        state_dir = f"{d.conf}: warning: [host] state_dir changes when dynmemd restarts"
+        http = (f"{d.conf}: warning: [host] http, http_allow_remote and web_dir change when "
+                "dynmemd restarts")
+
+        def send(text):
+            with open(d.conf, "w") as f:
+                f.write(text)
+            d.send(signal.SIGHUP)
+
+        def reload(text, n):
+            send(text)
+            wait_for(lambda: d.log_count("reloaded") == n, f"reload {n}")
+            return d.status()
+
+        h = reload(moved, 1)
+        check(h["config_warnings"] == [state_dir, http] and h["config_warning_count"] == 2,
+              "both in status --json", h)
+        check(h["state_dir"] == d.state_dir and h["http_url"] is None, "what runs stays", h)
+        out = d.ok("status").out
+        check("2 warnings in the configuration in force:" in out and
+              re.search(r"\n +" + re.escape(state_dir) + "\n", out) and
+              re.search(r"\n +" + re.escape(http) + "\n", out), "both in status's words", out)
+        check(d.log_count(state_dir) == 1 and d.log_count(http) == 1, "the log's words",
+              d.log())
+        # a reload refused keeps the configuration in force, its warnings too
+        send(moved + '\n[vm "bad"]\nweight = heavy\n')
+        wait_for(lambda: d.status()["reload_error"], "the failed reload")
+        check(d.status()["config_warnings"] == [state_dir, http], "kept by a failed reload",
+              d.status())
+        # the file back at what runs: nothing waits
+        h = reload(original, 2)
+        check(h["config_warnings"] == [] and h["config_warning_count"] == 0, "gone", h)
+        check("warning" not in d.ok("status").out, "gone from the words", d.ok("status").out)
+        # what waited, taken by a restart: nothing waits
+        moved = original.replace("interval = 100ms\n", "interval = 100ms\nhttp = 127.0.0.1:0\n")
+        h = reload(moved, 3)
+        check(h["config_warnings"] == [http], "the http change waits", h)
+        restart(d)
+        h = d.status()
+        check(h["http_url"] is not None and h["config_warnings"] == [] and
+              h["config_warning_count"] == 0, "in force after the restart, no warning", h)
+
+
 PEER = """
 [peer "b"]
 libvirt_uri = qemu+ssh://b/system

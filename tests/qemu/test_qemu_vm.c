@@ -503,34 +503,42 @@ static int start_error(struct fixture *f, const char *ini, char *err, size_t len
         return r;
 }
 
-static void start_failures_name_the_vm_and_cause(void **state)
+/*
+ * err begins with the cause (start) and names no VM: whoever shows it names
+ * the VM ("web4: kernel ...").
+ */
+static void assert_cause_alone(const char *err, const char *start)
+{
+        print_message("# %s\n", err);
+        if (strncmp(err, start, strlen(start)) != 0)
+                fail_msg("\"%s\" does not begin with \"%s\"", err, start);
+        assert_null(strstr(err, "vm \""));
+}
+
+static void start_failures_say_the_cause_without_the_vm(void **state)
 {
         struct fixture *f = *state;
         char err[256];
 
         assert_true(start_error(f, "[vm \"nokernel\"]\nkernel = /nonexistent/vmlinuz\n", err,
                                 sizeof(err)) < 0);
-        print_message("# %s\n", err);
-        assert_non_null(strstr(err, "vm \"nokernel\""));
-        assert_non_null(strstr(err, "/nonexistent/vmlinuz"));
+        assert_cause_alone(err, "kernel /nonexistent/vmlinuz: No such file or directory");
 
         assert_true(start_error(f, "[vm \"noqemu\"]\nqemu = /nonexistent/qemu-system-x86_64\n", err,
                                 sizeof(err)) < 0);
-        print_message("# %s\n", err);
-        assert_non_null(strstr(err, "vm \"noqemu\""));
-        assert_non_null(strstr(err, "QEMU binary"));
+        assert_cause_alone(err, "QEMU binary /nonexistent/qemu-system-x86_64: ");
 
         assert_true(
             start_error(f, "[vm \"oldmachine\"]\nmachine = pc-i440fx-1.0\n", err, sizeof(err)) < 0);
-        print_message("# %s\n", err);
-        assert_non_null(strstr(err, "vm \"oldmachine\": QEMU "));
+        assert_cause_alone(err, "QEMU ");
         assert_non_null(strstr(err, "has no machine type \"pc-i440fx-1.0\""));
+        assert_null(strstr(err, "oldmachine"));
 
         assert_true(start_error(f, "[vm \"baddev\"]\nqemu_args = -device no-such-device\n", err,
                                 sizeof(err)) < 0);
-        print_message("# %s\n", err);
-        assert_non_null(strstr(err, "vm \"baddev\": QEMU exited at start"));
+        assert_cause_alone(err, "QEMU exited at start: ");
         assert_non_null(strstr(err, "no-such-device"));
+        assert_null(strstr(err, "baddev"));
 
         /* QEMU, as its own user, loads the kernel dynmemd opened: it must be able to read it. */
         struct backend *b = new_backend(f);
@@ -550,8 +558,7 @@ static void start_failures_name_the_vm_and_cause(void **state)
         assert_int_equal(chmod(kernel, 0600), 0);
         snprintf(ini, sizeof(ini), "[vm \"private\"]\nkernel = %s\n", kernel);
         assert_true(start_error(f, ini, err, sizeof(err)) < 0);
-        print_message("# %s\n", err);
-        assert_non_null(strstr(err, "vm \"private\": kernel"));
+        assert_cause_alone(err, "kernel ");
         assert_non_null(strstr(err, ": Permission denied (as user "));
 }
 
@@ -635,7 +642,8 @@ int main(void)
         char why[512] = "";
         struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(check_vm_reports_file_and_line, setup, teardown),
-            cmocka_unit_test_setup_teardown(start_failures_name_the_vm_and_cause, setup, teardown),
+            cmocka_unit_test_setup_teardown(start_failures_say_the_cause_without_the_vm, setup,
+                                            teardown),
             cmocka_unit_test_setup_teardown(qcow2_overlay_and_raw_disks_are_accepted, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(stop_escalates_when_the_guest_ignores_power_off, setup,

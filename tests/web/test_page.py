@@ -6,8 +6,9 @@ host, numbers that change, the events, no error and no request beyond
 dynmemd; while dynmemd does not answer, the figures say how old they are,
 and the charts break where the polls were missed. A screenshot is saved in the build directory.
 The configuration's warnings show as `dynmem status` has them, as text, until a
-reload that works reads a file without them; a reload that failed is flagged in
-the header, in `dynmem status`'s words, until one works.
+reload that works reads a file without them (a key that changes only when dynmemd
+restarts is one until the file is back at what runs); a reload that failed is
+flagged in the header, in `dynmem status`'s words, until one works.
 
     test_page.py DYNMEMD DYNMEM BUILD_DIR
 
@@ -89,9 +90,12 @@ OVERCOMMIT = "the running VMs' minimums (9 GiB in all) exceed memory (8 GiB) & <
 RELIEF_LAST = 'moving web1 to <img id="pwn10">: short of memory for 90s'
 
 
-# A text value holding " #" is a warning that quotes the value: here markup.
+# A text value holding " #" is a warning that quotes the value: here markup. A
+# peer's, which a reload may take away ([host] libvirt_uri would wait for a restart,
+# itself a warning until then).
 MARKUP_URI = ('libvirt_uri = qemu:///system # <b id="pwn11">b</b> '
               '<script id="pwn12">window.pwned = 1</script>')
+MARKUP_PEER = '\n[peer "b"]\nhttp = http://127.0.0.1:1\n' + MARKUP_URI + "\n"
 # A value refused is quoted by the failed reload's error: markup too.
 BAD_WEIGHT = '<b id="pwn13">heavy</b> <script id="pwn14">window.pwned = 2</script>'
 # what follows the error in dynmem status's RELOAD FAILED line, and on the page
@@ -99,10 +103,9 @@ KEPT = "; the configuration in force is the one read before"
 
 
 def warned_config(wave, steps, spares):
-    """CONFIG with a warning for MARKUP_URI and one for each of `spares` VMs whose
-    trace's name holds " #" (the files t # 0.csv, ... beside steps)."""
-    text = CONFIG.format(wave=wave, steps=steps).replace(
-        "http = 127.0.0.1:0", "http = 127.0.0.1:0\n" + MARKUP_URI)
+    """CONFIG with a warning for MARKUP_URI (a peer's) and one for each of `spares`
+    VMs whose trace's name holds " #" (the files t # 0.csv, ... beside steps)."""
+    text = CONFIG.format(wave=wave, steps=steps) + MARKUP_PEER
     for i in range(spares):
         text += (f'\n[vm "spare{i}"]\nstartup = 512M\n'
                  f"trace = {os.path.join(os.path.dirname(steps), f't # {i}.csv')}\n")
@@ -534,7 +537,24 @@ def main():
                     check(seen["injected"] == [] and seen["ran"] is None,
                           "no markup from the configuration", seen)
 
-                    # a file without warnings: none left on the page
+                    # a key that changes only when dynmemd restarts: the reload's warning
+                    d.write_config(CONFIG.format(wave=wave, steps=steps).replace(
+                        "http = 127.0.0.1:0", "http = 127.0.0.1:1"))
+                    d.send(signal.SIGHUP)
+                    said = (f"{d.conf}: warning: [host] http, http_allow_remote and web_dir "
+                            "change when dynmemd restarts")
+                    wait_for(lambda: d.status()["config_warnings"] == [said],
+                             "the reload to the warning of a restart")
+                    seen = watch.look("a change that waits for a restart")
+                    restart = seen["warnings"]
+                    out = d.ok("status").out
+                    check(restart["shown"] and
+                          restart["title"] == "1 warning in the configuration in force:" and
+                          restart["lines"] == [said] and re.search(r" +" + re.escape(said) + "\n",
+                                                                   out),
+                          "the warning of a restart, as dynmem status has it", restart, out)
+
+                    # a file without warnings, back at what runs: none left on the page
                     d.write_config(CONFIG.format(wave=wave, steps=steps))
                     d.send(signal.SIGHUP)
                     wait_for(lambda: d.status()["config_warning_count"] == 0,
