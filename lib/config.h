@@ -50,8 +50,12 @@ struct config_diag {
 void config_diag_add(struct config_diag *d, const char *file, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* "... and 6,980 more problems" into buf; NULL when every problem is in d->messages. */
-const char *config_diag_more(const struct config_diag *d, char *buf, size_t len);
+/*
+ * "... and 6,980 more problems" into buf, what being the noun ("problem" for
+ * errors, "warning" for config.warnings); NULL when every message is in
+ * d->messages.
+ */
+const char *config_diag_more(const struct config_diag *d, const char *what, char *buf, size_t len);
 
 /*
  * Whether d holds a message at the FILE:LINE of message (which begins

@@ -127,7 +127,7 @@ int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
                 warn_startup_beyond_memory(ret, swept);
         for (size_t i = 0; i < diag.count; i++)
                 fprintf(stderr, "%s\n", diag.messages[i]);
-        if (config_diag_more(&diag, more, sizeof(more)))
+        if (config_diag_more(&diag, "problem", more, sizeof(more)))
                 fprintf(stderr, "%s\n", more);
         if (r < 0 && diag.count == 0)
                 fprintf(stderr, "%s: invalid scenario (sim keys: %s)\n", path, sim_only_keys_hint);
@@ -135,7 +135,7 @@ int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
         for (size_t i = 0; i < ret->warnings.count; i++)
                 if (!config_diag_explains(&diag, path, ret->warnings.messages[i]))
                         fprintf(stderr, "%s\n", ret->warnings.messages[i]);
-        if (config_diag_more(&ret->warnings, more, sizeof(more)))
+        if (config_diag_more(&ret->warnings, "warning", more, sizeof(more)))
                 fprintf(stderr, "%s\n", more);
         if (b)
                 b->ops->destroy(b);
