@@ -990,6 +990,8 @@ static int handle_key(void *user, const char *section, const char *key, const ch
                 break;
         case SECTION_SIM:
                 table = sim_keys, base = &ps->cfg->sim;
+                if (strcmp(key, "seed") == 0)
+                        ps->cfg->sim_seed_line = ps->line;
                 break;
         case SECTION_VM:
                 table = vm_keys, base = ps->vm;

@@ -106,6 +106,7 @@ static void full_file_parses(void **state)
         assert_int_equal(c.sim.grow_rate, 2 * GIB);
         assert_int_equal(c.sim.shrink_rate, 256 * MIB);
         assert_int_equal(c.sim.seed, 42);
+        assert_int_equal(c.sim_seed_line, 33); /* for dynmem-sim's warning */
         assert_true(c.sim.speed == 10.5);
 
         assert_int_equal(c.n_vms, 2);
@@ -180,6 +181,7 @@ static void empty_file_takes_defaults(void **state)
         assert_int_equal(c.host.interval_ms, 1000);
         assert_null(c.host.http);
         assert_int_equal(c.sim.duration_ms, 0);
+        assert_int_equal(c.sim_seed_line, 0);
         assert_int_equal(c.sim.step_ms, 1000);
         assert_int_equal(c.sim.report_interval_ms, 1000);
         assert_int_equal(c.sim.grow_rate, GIB);
