@@ -285,7 +285,7 @@ static void log_diag(struct config_diag *diag)
 
         for (size_t i = 0; i < diag->count; i++)
                 log_msg(LOG_ERR, "%s", diag->messages[i]);
-        if (config_diag_more(diag, more, sizeof(more)))
+        if (config_diag_more(diag, "problem", more, sizeof(more)))
                 log_msg(LOG_ERR, "%s", more);
         config_diag_free(diag);
 }
@@ -297,7 +297,7 @@ static void log_warnings(const struct config *cfg)
 
         for (size_t i = 0; i < cfg->warnings.count; i++)
                 log_msg(LOG_WARNING, "%s", cfg->warnings.messages[i]);
-        if (config_diag_more(&cfg->warnings, more, sizeof(more)))
+        if (config_diag_more(&cfg->warnings, "warning", more, sizeof(more)))
                 log_msg(LOG_WARNING, "%s", more);
 }
 

@@ -110,13 +110,13 @@ static int check_config(const char *path, const char *group)
 
         for (size_t i = 0; i < diag.count; i++)
                 fprintf(stderr, "%s\n", diag.messages[i]);
-        if (config_diag_more(&diag, more, sizeof(more)))
+        if (config_diag_more(&diag, "problem", more, sizeof(more)))
                 fprintf(stderr, "%s\n", more);
         /* After the errors, less those an error at their line already explains. */
         for (size_t i = 0; i < warnings.count; i++)
                 if (!config_diag_explains(&diag, path, warnings.messages[i]))
                         fprintf(stderr, "%s\n", warnings.messages[i]);
-        if (config_diag_more(&warnings, more, sizeof(more)))
+        if (config_diag_more(&warnings, "warning", more, sizeof(more)))
                 fprintf(stderr, "%s\n", more);
         config_diag_free(&diag);
         config_diag_free(&warnings);

@@ -113,13 +113,13 @@ char *config_count_format(size_t n, char *buf, size_t len)
         return buf;
 }
 
-const char *config_diag_more(const struct config_diag *d, char *buf, size_t len)
+const char *config_diag_more(const struct config_diag *d, const char *what, char *buf, size_t len)
 {
         char n[32];
 
         if (!d || !d->more)
                 return NULL;
-        snprintf(buf, len, "... and %s more problem%s", config_count_format(d->more, n, sizeof(n)),
+        snprintf(buf, len, "... and %s more %s%s", config_count_format(d->more, n, sizeof(n)), what,
                  d->more == 1 ? "" : "s");
         return buf;
 }
@@ -990,6 +990,8 @@ static int handle_key(void *user, const char *section, const char *key, const ch
                 break;
         case SECTION_SIM:
                 table = sim_keys, base = &ps->cfg->sim;
+                if (strcmp(key, "seed") == 0)
+                        ps->cfg->sim_seed_line = ps->line;
                 break;
         case SECTION_VM:
                 table = vm_keys, base = ps->vm;

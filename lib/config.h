@@ -50,8 +50,12 @@ struct config_diag {
 void config_diag_add(struct config_diag *d, const char *file, unsigned line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* "... and 6,980 more problems" into buf; NULL when every problem is in d->messages. */
-const char *config_diag_more(const struct config_diag *d, char *buf, size_t len);
+/*
+ * "... and 6,980 more problems" into buf, what being the noun ("problem" for
+ * errors, "warning" for config.warnings); NULL when every message is in
+ * d->messages.
+ */
+const char *config_diag_more(const struct config_diag *d, const char *what, char *buf, size_t len);
 
 /*
  * Whether d holds a message at the FILE:LINE of message (which begins
@@ -119,8 +123,8 @@ struct config_sim {
         uint64_t report_interval_ms; /* 1 s */
         uint64_t grow_rate;          /* bytes per second, 1 GiB */
         uint64_t shrink_rate;        /* bytes per second, 512 MiB */
-        uint64_t seed;
-        double speed; /* simulated seconds per real second (daemon), 1 */
+        uint64_t seed; /* read and checked, used by nothing: see config.sim_seed_line */
+        double speed;  /* simulated seconds per real second (daemon), 1 */
 };
 
 /* A peer host: where its libvirt takes migrations, where its dynmemd answers (read-only). */
@@ -176,6 +180,13 @@ struct config {
          */
         struct config_key_at *daemon_keys;
         size_t n_daemon_keys;
+        /*
+         * The line of [sim] seed, 0 when not given. No part of the model is
+         * random (a generated trace takes its seed from dynmem-tracegen
+         * --seed), so nothing reads the seed and dynmem-sim warns of it. Kept
+         * out of config_sim, which a reload compares byte for byte.
+         */
+        unsigned sim_seed_line;
 };
 
 /*

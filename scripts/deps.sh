@@ -13,7 +13,8 @@
 #
 # debhelper, pkgconf and the -dev packages above are debian/control's
 # Build-Depends (the package suite checks that this list covers them); lintian
-# and git (it copies the files git knows) are the package suite's.
+# and git (it copies the files git knows) are the package suite's; zsh runs the
+# zsh completion in its tests.
 #
 # The browser test also needs node and npm (not from this list: they come with
 # the machine's Node.js) and fetches playwright-core once (tests/web/setup.sh).
@@ -28,7 +29,7 @@ PACKAGES="
   libclang-rt-14-dev
   libjs-dygraphs python3-prometheus-client tmux chromium
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev libxml2-dev
-  iproute2
+  iproute2 zsh
   debhelper lintian pkgconf git
 "
 

@@ -91,6 +91,20 @@ static void warn_daemon_keys(struct config *cfg)
                                 cfg->daemon_keys[i].key);
 }
 
+/*
+ * [sim] seed: no part of the model is random, so a seed would change nothing
+ * and the key must not look as if it did. A warning, as for dynmemd's keys:
+ * scenarios that set it still run.
+ */
+static void warn_seed(struct config *cfg)
+{
+        if (cfg->sim_seed_line)
+                config_diag_add(&cfg->warnings, cfg->path, cfg->sim_seed_line,
+                                "warning: seed: nothing in dynmem-sim is random, so it ignores the "
+                                "seed (a generated trace takes its seed from dynmem-tracegen "
+                                "--seed)");
+}
+
 int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
 {
         struct config_diag diag = {0};
@@ -124,10 +138,12 @@ int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
         if (r == 0)
                 warn_daemon_keys(ret);
         if (r == 0)
+                warn_seed(ret);
+        if (r == 0)
                 warn_startup_beyond_memory(ret, swept);
         for (size_t i = 0; i < diag.count; i++)
                 fprintf(stderr, "%s\n", diag.messages[i]);
-        if (config_diag_more(&diag, more, sizeof(more)))
+        if (config_diag_more(&diag, "problem", more, sizeof(more)))
                 fprintf(stderr, "%s\n", more);
         if (r < 0 && diag.count == 0)
                 fprintf(stderr, "%s: invalid scenario (sim keys: %s)\n", path, sim_only_keys_hint);
@@ -135,7 +151,7 @@ int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
         for (size_t i = 0; i < ret->warnings.count; i++)
                 if (!config_diag_explains(&diag, path, ret->warnings.messages[i]))
                         fprintf(stderr, "%s\n", ret->warnings.messages[i]);
-        if (config_diag_more(&ret->warnings, more, sizeof(more)))
+        if (config_diag_more(&ret->warnings, "warning", more, sizeof(more)))
                 fprintf(stderr, "%s\n", more);
         if (b)
                 b->ops->destroy(b);

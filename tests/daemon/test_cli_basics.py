@@ -83,6 +83,19 @@ def config_check_warns_of_a_comment_in_a_text_value(bins):
 
 
 @tap.case
+def config_check_counts_the_warnings_past_twenty(bins):
+    # the first 20 warnings, then how many more: as warnings, not as problems of the file
+    vms = "".join(f'\n[vm "w{i}"]\nstartup = 64M\ntrace = @DIR@/t.csv # mine\n' for i in range(23))
+    with Daemon(bins, sim_host("4G") + vms) as d:
+        d.write_file("t.csv # mine", "seconds,demand\n0,64M\n")
+        p = d.check_config()
+        lines = p.stderr.splitlines()
+        check(p.returncode == 0 and "configuration OK" in p.stdout, "still good", p)
+        check(len(lines) == 21 and all(": warning: trace: " in w for w in lines[:20]) and
+              lines[20] == "... and 3 more warnings", "20 warnings, then how many more", p)
+
+
+@tap.case
 def config_check_warns_of_memory_beyond_the_host(bins):
     # more than any host has: a warning with the line, the figures and what to do; still good
     with Daemon(bins, CONFIG.replace("memory = 4G", "memory = 4096T")) as d:

@@ -5,7 +5,9 @@ the prefix, an absolute system path); every man page a unit's Documentation=
 or a program's --help names is installed; the installed dynmemd accepts the
 installed example configuration (`dynmemd -n`, as the README's install steps
 run it); every program has its bash completion, which registers itself for that
-program in a plain bash; every /usr/local path the README and docs/ name is installed (when
+program in a plain bash, and its zsh completion, where -Dzshcompletiondir says or in
+PREFIX/share/zsh/site-functions, which compinit maps to that program in a plain `zsh -f`
+(when zsh is here); every /usr/local path the README and docs/ name is installed (when
 the build's prefix is /usr/local). Prints TAP.
 
 usage: test_install.py SOURCE_DIR BUILD_DIR
@@ -123,6 +125,26 @@ def every_program_has_its_bash_completion(ctx):
 
 
 @tap.case
+def every_program_has_its_zsh_completion(ctx):
+    where = ctx["zshcompletiondir"] or os.path.join(ctx["prefix"], ctx["datadir"], "zsh",
+                                                     "site-functions")
+    files = sorted(glob.glob(os.path.join(inside(ctx, where), "_*")))
+    names = [os.path.basename(p) for p in files]
+    check(names == sorted("_" + os.path.basename(p) for p in PROGRAMS),
+          f"one completion per program in {where}, named _PROGRAM", names)
+    if not shutil.which("zsh"):
+        raise Skip("zsh is not installed (scripts/deps.sh): the files are there")
+    for path in files:
+        name = os.path.basename(path)[1:]
+        r = subprocess.run(["zsh", "-f", "-c", 'fpath=($1 $fpath); autoload -Uz compinit; '
+                            'compinit -u -D; print -r -- $_comps[$2]', "zsh",
+                            os.path.dirname(path), name],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0 and r.stdout == f"_{name}\n" and not r.stderr,
+              f"compinit maps {name} to the installed _{name}", r.stdout, r.stderr)
+
+
+@tap.case
 def the_paths_the_docs_name_are_installed(ctx):
     if ctx["prefix"] != "/usr/local":
         raise Skip(f"the build's prefix is {ctx['prefix']}, the docs name /usr/local")
@@ -151,6 +173,7 @@ def setup():
         sys.exit(2)
     src, build = (os.path.abspath(a) for a in sys.argv[1:])
     prefix, mandir = option(build, "prefix"), option(build, "mandir")
+    datadir, zshcompletiondir = option(build, "datadir"), option(build, "zshcompletiondir")
     tmp = tempfile.mkdtemp(prefix="dynmem-install-")
     destdir = os.path.join(tmp, "dest")
     r = subprocess.run(["meson", "install", "-C", build, "--no-rebuild", "--quiet",
@@ -162,7 +185,8 @@ def setup():
             print(f"# {line}")
         sys.exit(1)
     return {"src": src, "tmp": tmp, "destdir": destdir, "prefix": prefix,
-            "mandir": os.path.join(prefix, mandir)}
+            "mandir": os.path.join(prefix, mandir), "datadir": datadir,
+            "zshcompletiondir": zshcompletiondir}
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@
 #    (overrides carry a comment in debian/*.lintian-overrides);
 # 3. `apt-get install ./dynmem_*.deb ./dynmem-guest_*.deb`, then: dynmem
 #    --version, dynmemd -n on the installed configuration, the conffile, the
-#    unit files, the users dynmem and dynmem-qemu, the man pages, the libvirt
-#    backend and its hook;
+#    unit files, the users dynmem and dynmem-qemu, the man pages, the bash and
+#    zsh completion (zsh's compinit finds the latter, when zsh is here), the
+#    libvirt backend and its hook;
 # 4. `apt-get remove`: the programs go, the conffile stays; `apt-get purge`:
 #    nothing of either package is left, only the system users dynmem and
 #    dynmem-qemu and their groups (Debian policy keeps system users and groups).
@@ -77,7 +78,7 @@ purge_all() {
 trap 'purge_all; rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM
 
-echo "1..15"
+echo "1..16"
 
 # ---- what the build needs, from scripts/deps.sh (what a fresh machine gets) ----
 check "scripts/deps.sh installs every Build-Depends of debian/control" \
@@ -148,6 +149,13 @@ check "man pages and the static agent" sh -c \
                  test -f /usr/share/man/\$m.gz || { echo missing \$m; exit 1; }; done
          ! readelf -d /usr/sbin/dynmem-guest | grep -q NEEDED &&
          dynmem-guest --help >/dev/null"
+check "bash and zsh completion of every program, where each shell looks" sh -c \
+        "for p in dynmem dynmemd dynmem-sim dynmem-tracegen dynmem-guest; do
+                 test -f /usr/share/bash-completion/completions/\$p &&
+                 test -f /usr/share/zsh/vendor-completions/_\$p || { echo missing \$p; exit 1; }
+                 ! command -v zsh >/dev/null || zsh -f -c 'autoload -Uz compinit; compinit -u -D;
+                         [[ \$_comps[\$1] == _\$1 ]]' zsh \$p || { echo zsh: no _\$p; exit 1; }
+         done"
 check "the libvirt backend and its hook are in the package" sh -c \
         "printf '[host]\\nbackend = libvirt\\n' >$TMP/libvirt.conf && dynmemd -n -f $TMP/libvirt.conf &&
          test -x /usr/share/dynmem/libvirt-hook &&

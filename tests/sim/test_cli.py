@@ -516,6 +516,56 @@ def test_daemon_only_keys_warned():
     expect_exit(r, 2, f'{path}:15: speed: "fast" is not a number')
 
 
+def test_seed_warned_as_ignored():
+    # Read and never used: nothing in the simulator is random, so a seed must not look as if
+    # it chose anything. A warning at its line; the run goes ahead, the same for any seed.
+    text = "[host]\nmemory = 2G\n[sim]\nduration = 5s\nseed = 7\n" + GOOD_VM
+    path = scenario("seed.ini", text)
+    r = run(path, "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == (f"{path}:5: warning: seed: nothing in dynmem-sim is random, so it "
+                        "ignores the seed (a generated trace takes its seed from "
+                        "dynmem-tracegen --seed)\n"), r.stderr
+    other = run(scenario("seed-8.ini", text.replace("seed = 7", "seed = 8")), "--json")
+    unset = run(scenario("no-seed.ini", text.replace("seed = 7\n", "")), "--json")
+    assert other.returncode == 0 and "seed" in other.stderr, other.stderr
+    assert unset.returncode == 0 and unset.stderr == "", unset.stderr
+    assert r.stdout == other.stdout == unset.stdout
+    # A seed that is no number is still an error, with no warning beside it.
+    r = run(scenario("seed-bad.ini", text.replace("seed = 7", "seed = x")))
+    expect_exit(r, 2, f'{path.replace("seed.ini", "seed-bad.ini")}:5: seed: "x" is not a whole '
+                "number")
+    assert "warning" not in r.stderr, r.stderr
+
+
+def test_warnings_past_twenty_are_counted():
+    # The first 20 warnings are printed, then how many more: none is lost without a word,
+    # and they are counted as warnings, not as problems of the scenario.
+    vms = "".join(f'[vm "v{i}"]\nstartup = 64M\nautostart = yes\ntrace = a.csv\n'
+                  for i in range(30))
+    path = scenario("many-warnings.ini", "[host]\nmemory = 4G\n[sim]\nduration = 5s\n" + vms)
+    r = run(path, "--json")
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 21, r.stderr
+    assert lines[:20] == [f"{path}:{7 + 4 * i}: warning: autostart: used by dynmemd only; "
+                          "dynmem-sim ignores it" for i in range(20)], r.stderr
+    assert lines[20] == "... and 10 more warnings", r.stderr
+    # After an error, the warnings' closing line says warnings: "problems" would count errors
+    # that are not there. (" # mine" is part of the path, which is warned of; the file has
+    # that name. The first VM that starts too late is the error.)
+    write("a.csv # mine", "seconds,demand\n0,300M\n")
+    bad = "".join(f'[vm "v{i}"]\nstart = 9s\ntrace = a.csv # mine\n' for i in range(23))
+    path = scenario("many-both.ini", "[host]\nmemory = 4G\n[sim]\nduration = 5s\n" + bad)
+    r = run(path)
+    expect_exit(r, 2)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 22, r.stderr
+    assert lines[0].startswith(f'{path}:6: start: "9s" is not before the end'), r.stderr
+    assert all(": warning: trace: " in line for line in lines[1:21]), r.stderr
+    assert lines[21] == "... and 3 more warnings", r.stderr
+
+
 def test_deterministic():
     first = run(SMALL, "--json")
     second = run(SMALL, "--json")

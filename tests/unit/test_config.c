@@ -106,6 +106,7 @@ static void full_file_parses(void **state)
         assert_int_equal(c.sim.grow_rate, 2 * GIB);
         assert_int_equal(c.sim.shrink_rate, 256 * MIB);
         assert_int_equal(c.sim.seed, 42);
+        assert_int_equal(c.sim_seed_line, 33); /* for dynmem-sim's warning */
         assert_true(c.sim.speed == 10.5);
 
         assert_int_equal(c.n_vms, 2);
@@ -180,6 +181,7 @@ static void empty_file_takes_defaults(void **state)
         assert_int_equal(c.host.interval_ms, 1000);
         assert_null(c.host.http);
         assert_int_equal(c.sim.duration_ms, 0);
+        assert_int_equal(c.sim_seed_line, 0);
         assert_int_equal(c.sim.step_ms, 1000);
         assert_int_equal(c.sim.report_interval_ms, 1000);
         assert_int_equal(c.sim.grow_rate, GIB);
@@ -1246,20 +1248,46 @@ static void many_problems_are_capped(void **state)
         assert_non_null(strstr(d.messages[0], "nul.ini:1: a NUL byte"));
         snprintf(want, sizeof(want), "nul.ini:%d: a NUL byte", CONFIG_DIAG_MAX);
         assert_non_null(strstr(d.messages[CONFIG_DIAG_MAX - 1], want));
-        assert_non_null(config_diag_more(&d, more, sizeof(more)));
+        assert_non_null(config_diag_more(&d, "problem", more, sizeof(more)));
         assert_string_equal(more, "... and 6,980 more problems");
         config_diag_free(&d);
         assert_int_equal(d.more, 0);
-        assert_null(config_diag_more(&d, more, sizeof(more)));
+        assert_null(config_diag_more(&d, "problem", more, sizeof(more)));
 
         /* one past the cap: said in the singular */
         for (int i = 0; i <= CONFIG_DIAG_MAX; i++)
                 config_diag_add(&d, "f.ini", (unsigned)i + 1, "bad");
         assert_int_equal(d.count, CONFIG_DIAG_MAX);
-        assert_string_equal(config_diag_more(&d, more, sizeof(more)), "... and 1 more problem");
+        assert_string_equal(config_diag_more(&d, "problem", more, sizeof(more)),
+                            "... and 1 more problem");
         config_diag_free(&d);
         free(text);
         tu_rmtree(dir);
+}
+
+/*
+ * Warnings past the cap are counted as warnings: after the problems of a file,
+ * "... and 3 more problems" would count errors that were never there.
+ */
+static void many_warnings_are_counted_as_warnings(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+        char text[4096] = "[host]\nmemory = 4G\n", more[64];
+        size_t len = strlen(text);
+
+        (void)state;
+        for (int i = 0; i < CONFIG_DIAG_MAX + 3; i++)
+                len += (size_t)snprintf(text + len, sizeof(text) - len,
+                                        "[vm \"v%d\"]\ntrace = t.csv # mine\n", i);
+        assert_int_equal(config_load_string("w.ini", text, &c, &d), 0);
+        assert_int_equal(d.count, 0);
+        assert_int_equal(c.warnings.count, CONFIG_DIAG_MAX);
+        assert_int_equal(c.warnings.more, 3);
+        assert_string_equal(config_diag_more(&c.warnings, "warning", more, sizeof(more)),
+                            "... and 3 more warnings");
+        config_free(&c);
+        config_diag_free(&d);
 }
 
 static void counts_are_grouped(void **state)
@@ -1376,6 +1404,7 @@ int main(void)
             cmocka_unit_test(not_a_regular_file),
             cmocka_unit_test(diag_helpers),
             cmocka_unit_test(many_problems_are_capped),
+            cmocka_unit_test(many_warnings_are_counted_as_warnings),
             cmocka_unit_test(counts_are_grouped),
             cmocka_unit_test(cluster_and_peers),
         };
