@@ -220,10 +220,14 @@ int main(int argc, char **argv)
             (argc > 1 && argv[1][0] == '-')) {
                 fprintf(stderr, "usage: policy_bench [--traces DIR] [VMS] [DECISIONS>=10] "
                                 "[ROUNDS 1..100]\n");
+                free(vms);
                 return 2;
         }
-        if (traces_dir && load_traces(traces_dir) < 0)
+        if (traces_dir && load_traces(traces_dir) < 0) {
+                free(traces);
+                free(vms);
                 return 1;
+        }
         printf("%zu VMs, %d decisions per case, %d round(s), one core\n", n, decisions, rounds);
         printf("%-15s %-14s %10s %10s %14s %10s %10s %10s %8s  %s\n", "case", "policy", "median_ms",
                "p99_ms", "vs_hyperv_p50", "vs_dynmem", "cpu_ms", "vs_dynmem", "scarce",
