@@ -165,6 +165,18 @@ static const struct {
     {"TB", 1000ull * 1000 * 1000 * 1000},
 };
 
+/* node has no unit attribute, or one libvirt's units name. */
+static bool unit_known(xmlNodePtr node)
+{
+        xmlChar *unit = xmlGetNoNsProp(node, (const xmlChar *)"unit");
+        bool known = !unit;
+
+        for (size_t i = 0; unit && i < sizeof(units) / sizeof(units[0]); i++)
+                known |= strcasecmp((const char *)unit, units[i].name) == 0;
+        xmlFree(unit);
+        return known;
+}
+
 /* digits scaled by node's unit attribute (default_unit when absent). */
 static int scaled(xmlNodePtr node, const char *text, uint64_t default_unit, uint64_t *ret)
 {
@@ -529,7 +541,16 @@ static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, 
         case F_MAXWAS:
         case F_FIRST:
                 if (lx_size(n, 1, &v) < 0) {
-                        snprintf(err, errlen, "<%s> is not a size of at most 16 TiB", name);
+                        if (!unit_known(n))
+                                snprintf(err, errlen,
+                                         "<%s>'s unit is not one of libvirt's (bytes, KiB, MiB, "
+                                         "GiB, TiB, KB, MB, GB, TB)",
+                                         name);
+                        else
+                                snprintf(err, errlen,
+                                         "<%s> is not a size: a whole number of bytes, or of its "
+                                         "unit attribute's unit (unit=\"MiB\"), at most 16 TiB",
+                                         name);
                         return -EINVAL;
                 }
                 if (bit == F_MIN)
@@ -900,12 +921,14 @@ int libvirt_xml_settings(const struct libvirt_xml_domain *d, struct vm_settings 
         }
         if (settings_check(&s, err, errlen) < 0)
                 return -EINVAL;
+        /* dynmem set cannot help: it refuses metadata that is bad; enable sizes the device */
         if (s.maximum_bytes > top) {
                 snprintf(err, errlen,
-                         "maximum %s is more than the domain can hold (%s with its virtio-mem "
-                         "device); set it with dynmem set while the domain is off",
-                         size_format(s.maximum_bytes, a, sizeof(a)),
-                         size_format(top, b, sizeof(b)));
+                         "maximum %s is more than the domain can hold (%s%s); dynmem enable with "
+                         "--maximum, while the domain is shut off, %s",
+                         size_format(s.maximum_bytes, a, sizeof(a)), size_format(top, b, sizeof(b)),
+                         d->vmem ? " with its virtio-mem device" : ", no virtio-mem device",
+                         d->vmem ? "makes the device larger" : "adds one");
                 return -EINVAL;
         }
         *ret = s;

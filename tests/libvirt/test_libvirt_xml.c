@@ -802,7 +802,12 @@ static void bad_metadata_is_reported_for_that_domain(void **state)
              "<buffer>"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:weight>-1</dm:weight>",
              "<weight>"},
-            {"<dm:minimum unit='furlongs'>1</dm:minimum><dm:maximum>3</dm:maximum>", "<minimum>"},
+            {"<dm:minimum unit='furlongs'>1</dm:minimum><dm:maximum>3</dm:maximum>",
+             "<minimum>'s unit is not one of libvirt's (bytes, KiB, MiB, GiB, TiB"},
+            /* the size as dynmem's command line takes it, not as libvirt writes one */
+            {"<dm:minimum>256M</dm:minimum><dm:maximum>3</dm:maximum>",
+             "<minimum> is not a size: a whole number of bytes, or of its unit attribute's unit "
+             "(unit=\"MiB\")"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>99999999999999999999</dm:maximum>",
              "<maximum>"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:added>rm -rf</dm:added>",
@@ -849,12 +854,29 @@ static void good_metadata_that_breaks_the_rules_is_refused(void **state)
         assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
         assert_non_null(strstr(err, "minimum"));
         libvirt_xml_domain_free(&d);
+        /* dynmem set refuses bad metadata: what to run is enable, which sizes the device */
         parse_ok(y, &d);
         assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
-        assert_non_null(strstr(err, "more than the domain can hold"));
+        assert_string_equal(err, "maximum 4 GiB is more than the domain can hold (256 MiB, no "
+                                 "virtio-mem device); dynmem enable with --maximum, while the "
+                                 "domain is shut off, adds one");
         libvirt_xml_domain_free(&d);
         free(x);
         free(y);
+
+        /* a domain enabled for 1 GiB whose maximum was raised by hand */
+        struct libvirt_xml_request req = req_1g;
+        char *e = enable(plain, &req), *raised;
+        raised = variant(e, "<dynmem:maximum unit=\"bytes\">1073741824<",
+                         "<dynmem:maximum unit=\"GiB\">4<");
+        parse_ok(raised, &d);
+        assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "with its virtio-mem device); dynmem enable with --maximum, "
+                                    "while the domain is shut off, makes the device larger"));
+        assert_null(strstr(err, "dynmem set"));
+        libvirt_xml_domain_free(&d);
+        free(e);
+        free(raised);
 }
 
 static void metadata_of_other_namespaces_is_ignored(void **state)
