@@ -473,7 +473,7 @@ static void append_escaped(char *out, size_t len, const char *value)
  * in m->attrs to be written back on that element. Those in a namespace are
  * not dynmem's (it writes none): named, and not kept.
  */
-static void note_attributes(xmlNodePtr n, const char *takes, unsigned el,
+static void note_attributes(xmlNodePtr n, const char *takes, enum libvirt_xml_meta_element el,
                             struct libvirt_xml_meta *m)
 {
         char kept[LIBVIRT_XML_META_MAX] = "";
@@ -515,13 +515,14 @@ static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, 
         const char *name = (const char *)n->name;
         char text[TEXT_MAX * 2];
         uint64_t v = 0;
-        unsigned bit = 0, el = 0;
+        unsigned bit = 0;
+        enum libvirt_xml_meta_element el = LIBVIRT_XML_EL_META;
 
-        /* names[0] is the metadata element itself: a field is bit 1 << (its index - 1) */
-        for (unsigned i = 1; i < LIBVIRT_XML_META_ELEMENTS; i++)
+        /* names[0] is the metadata element itself: a field is bit 1 << (its number - 1) */
+        for (unsigned i = LIBVIRT_XML_EL_MINIMUM; i < LIBVIRT_XML_META_ELEMENTS; i++)
                 if (strcmp(name, names[i]) == 0) {
                         bit = 1u << (i - 1);
-                        el = i;
+                        el = (enum libvirt_xml_meta_element)i;
                 }
         if (!bit)
                 return keep_unknown(n, m, err, errlen);
@@ -624,7 +625,7 @@ int lx_meta_read(xmlDocPtr doc, xmlNodePtr node, struct libvirt_xml_meta *ret, c
                          (const char *)node->name, LIBVIRT_XML_META);
                 return -EINVAL;
         }
-        note_attributes(node, "", 0, &m);
+        note_attributes(node, "", LIBVIRT_XML_EL_META, &m);
         for (xmlNodePtr n = node->children; n; n = n->next) {
                 if (n->type == XML_TEXT_NODE || n->type == XML_COMMENT_NODE)
                         continue;
@@ -660,8 +661,8 @@ static size_t kept_length(const char *text)
 }
 
 /* The kept attributes of element el (LIBVIRT_XML_META_ELEMENT_NAMES), "" when none or !with. */
-static const char *attrs_of(const struct libvirt_xml_meta *m, unsigned el, bool with, char *buf,
-                            size_t len)
+static const char *attrs_of(const struct libvirt_xml_meta *m, enum libvirt_xml_meta_element el,
+                            bool with, char *buf, size_t len)
 {
         const struct libvirt_xml_attr_span *sp = &m->attr_spans[el];
 
@@ -674,8 +675,8 @@ static const char *attrs_of(const struct libvirt_xml_meta *m, unsigned el, bool 
 }
 
 /* One element: <name OWN KEPT>text</name>, kept being its attributes this dynmem does not know. */
-static void put_element(FILE *f, const struct libvirt_xml_meta *m, bool with, unsigned el,
-                        const char *own, const char *text)
+static void put_element(FILE *f, const struct libvirt_xml_meta *m, bool with,
+                        enum libvirt_xml_meta_element el, const char *own, const char *text)
 {
         static const char *const names[] = LIBVIRT_XML_META_ELEMENT_NAMES;
         char kept[LIBVIRT_XML_META_MAX];
@@ -694,29 +695,30 @@ static char *meta_text(const struct libvirt_xml_meta *m, bool with)
         if (!f)
                 return NULL;
         libvirt_xml_added_format(m->added, added, sizeof(added));
-        fprintf(f, "<%s%s>", LIBVIRT_XML_META, attrs_of(m, 0, with, kept, sizeof(kept)));
+        fprintf(f, "<%s%s>", LIBVIRT_XML_META,
+                attrs_of(m, LIBVIRT_XML_EL_META, with, kept, sizeof(kept)));
         snprintf(num, sizeof(num), "%llu", (unsigned long long)m->minimum_bytes);
-        put_element(f, m, with, 1, " unit=\"bytes\"", num);
+        put_element(f, m, with, LIBVIRT_XML_EL_MINIMUM, " unit=\"bytes\"", num);
         snprintf(num, sizeof(num), "%llu", (unsigned long long)m->maximum_bytes);
-        put_element(f, m, with, 2, " unit=\"bytes\"", num);
+        put_element(f, m, with, LIBVIRT_XML_EL_MAXIMUM, " unit=\"bytes\"", num);
         snprintf(num, sizeof(num), "%u", m->buffer_percent);
-        put_element(f, m, with, 3, "", num);
+        put_element(f, m, with, LIBVIRT_XML_EL_BUFFER, "", num);
         snprintf(num, sizeof(num), "%u", m->weight);
-        put_element(f, m, with, 4, "", num);
-        put_element(f, m, with, 5, "", added);
+        put_element(f, m, with, LIBVIRT_XML_EL_WEIGHT, "", num);
+        put_element(f, m, with, LIBVIRT_XML_EL_ADDED, "", added);
         if (m->max_was_known) {
                 snprintf(slots, sizeof(slots), " unit=\"bytes\" slots=\"%u\"", m->max_was_slots);
                 snprintf(num, sizeof(num), "%llu", (unsigned long long)m->max_was_bytes);
-                put_element(f, m, with, 6, slots, num);
+                put_element(f, m, with, LIBVIRT_XML_EL_MAX_WAS, slots, num);
         }
         if (m->first_bytes) {
                 snprintf(num, sizeof(num), "%llu", (unsigned long long)m->first_bytes);
-                put_element(f, m, with, 7, " unit=\"bytes\"", num);
+                put_element(f, m, with, LIBVIRT_XML_EL_FIRST, " unit=\"bytes\"", num);
         }
         /* only when off: metadata without it means yes, as it did before the setting; and
          * when on, if it carries attributes of a newer dynmem's, which go back with it */
-        if (!m->lend || attrs_of(m, 8, with, kept, sizeof(kept))[0])
-                put_element(f, m, with, 8, "", m->lend ? "yes" : "no");
+        if (!m->lend || attrs_of(m, LIBVIRT_XML_EL_LEND, with, kept, sizeof(kept))[0])
+                put_element(f, m, with, LIBVIRT_XML_EL_LEND, "", m->lend ? "yes" : "no");
         fprintf(f, "%s</%s>", with ? m->unknown : "", LIBVIRT_XML_META);
         if (fclose(f) != 0) {
                 free(out);

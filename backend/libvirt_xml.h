@@ -82,14 +82,25 @@ enum libvirt_xml_added {
 
 /*
  * The elements of the metadata this dynmem knows: the metadata element itself,
- * then the settings' and records' elements in it.
+ * then the settings' and records' elements in it, by number and by name.
  */
+enum libvirt_xml_meta_element {
+        LIBVIRT_XML_EL_META,
+        LIBVIRT_XML_EL_MINIMUM,
+        LIBVIRT_XML_EL_MAXIMUM,
+        LIBVIRT_XML_EL_BUFFER,
+        LIBVIRT_XML_EL_WEIGHT,
+        LIBVIRT_XML_EL_ADDED,
+        LIBVIRT_XML_EL_MAX_WAS,
+        LIBVIRT_XML_EL_FIRST,
+        LIBVIRT_XML_EL_LEND,
+        LIBVIRT_XML_META_ELEMENTS
+};
 #define LIBVIRT_XML_META_ELEMENT_NAMES                                                             \
         {                                                                                          \
                 LIBVIRT_XML_META, "minimum", "maximum", "buffer", "weight", "added", "max-was",    \
                     "first", "lend"                                                                \
         }
-#define LIBVIRT_XML_META_ELEMENTS 9
 
 /* dynmem's settings as the metadata holds them. */
 struct libvirt_xml_meta {
