@@ -55,6 +55,11 @@ static const char *lv_owner(struct backend *b)
         return text;
 }
 
+static bool lv_unreachable(struct backend *b, char *buf, size_t len)
+{
+        return lv_conn_unreachable(priv(b), buf, len);
+}
+
 /* ---- life cycle: through libvirt ---- */
 
 /* run_dir/starting/NAME while dynmemd itself starts NAME (lib/backend.h). */
@@ -561,6 +566,7 @@ const struct backend_ops libvirt_backend_ops = {
     .enable = lv_enable,
     .disable = lv_disable,
     .owner = lv_owner,
+    .unreachable = lv_unreachable,
     .admitting = lv_admitting,
     .expect_incoming = lv_mig_expect,
 };

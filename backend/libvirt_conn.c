@@ -262,16 +262,33 @@ const char *lv_refusal_hint(const char *uri, const virError *e)
         }
 }
 
+/* Why libvirt cannot be reached, and what happens meanwhile, as said in the log. */
+static void down_text(const struct lv_backend *lb, char *buf, size_t len)
+{
+        snprintf(buf, len,
+                 "libvirt at %s: %s; the VMs keep their sizes until it answers again (retrying "
+                 "every %d s at most)%s%s",
+                 lb->uri, lb->down_reason, LV_BACKOFF_MAX_MS / 1000, lb->down_hint ? "; " : "",
+                 lb->down_hint ? lb->down_hint : "");
+}
+
 static void say_down(struct lv_backend *lb)
 {
+        char text[LV_DOWN_TEXT_MAX];
+
         if (lb->down_logged)
                 return;
-        log_msg(LOG_ERR,
-                "libvirt at %s: %s; the VMs keep their sizes until it answers again (retrying "
-                "every %d s at most)%s%s",
-                lb->uri, lb->down_reason, LV_BACKOFF_MAX_MS / 1000, lb->down_hint ? "; " : "",
-                lb->down_hint ? lb->down_hint : "");
+        down_text(lb, text, sizeof(text));
+        log_msg(LOG_ERR, "%s", text);
         lb->down_logged = true;
+}
+
+bool lv_conn_unreachable(const struct lv_backend *lb, char *buf, size_t len)
+{
+        if ((lb->conn && !lb->lost) || !lb->down_reason[0])
+                return false;
+        down_text(lb, buf, len);
+        return true;
 }
 
 static void say_up(struct lv_backend *lb)

@@ -140,6 +140,13 @@ bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms);
  */
 const char *lv_refusal_hint(const char *uri, const virError *e);
 
+/*
+ * True, with what the log said of it (at most LV_DOWN_TEXT_MAX), while libvirt
+ * cannot be reached: the connection failed or was lost, and is not back.
+ */
+#define LV_DOWN_TEXT_MAX 1024
+bool lv_conn_unreachable(const struct lv_backend *lb, char *buf, size_t len);
+
 /* Note a failed call: when libvirt says the connection is gone, drop it. */
 void lv_conn_check_error(struct lv_backend *lb, const char *what);
 

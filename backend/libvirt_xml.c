@@ -165,6 +165,18 @@ static const struct {
     {"TB", 1000ull * 1000 * 1000 * 1000},
 };
 
+/* node has no unit attribute, or one libvirt's units name. */
+static bool unit_known(xmlNodePtr node)
+{
+        xmlChar *unit = xmlGetNoNsProp(node, (const xmlChar *)"unit");
+        bool known = !unit;
+
+        for (size_t i = 0; unit && i < sizeof(units) / sizeof(units[0]); i++)
+                known |= strcasecmp((const char *)unit, units[i].name) == 0;
+        xmlFree(unit);
+        return known;
+}
+
 /* digits scaled by node's unit attribute (default_unit when absent). */
 static int scaled(xmlNodePtr node, const char *text, uint64_t default_unit, uint64_t *ret)
 {
@@ -420,46 +432,109 @@ static int keep_unknown(xmlNodePtr n, struct libvirt_xml_meta *m, char *err, siz
         return 0;
 }
 
-/* Name the attributes of a known element other than those it takes ("a b"), in m->ignored. */
-static void note_attributes(xmlNodePtr n, const char *takes, struct libvirt_xml_meta *m)
+/* True when word is one of the space-separated words of list. */
+static bool among(const char *list, const char *word)
 {
+        size_t len = strlen(word);
+
+        for (const char *at = strstr(list, word); at; at = strstr(at + 1, word))
+                if ((at == list || at[-1] == ' ') && (at[len] == ' ' || !at[len]))
+                        return true;
+        return false;
+}
+
+/* value as an XML attribute value between double quotes, appended to out (at most len). */
+static void append_escaped(char *out, size_t len, const char *value)
+{
+        size_t used = strlen(out);
+
+        for (const char *c = value; *c && used + 1 < len; c++) {
+                const char *esc = *c == '&'    ? "&amp;"
+                                  : *c == '<'  ? "&lt;"
+                                  : *c == '>'  ? "&gt;"
+                                  : *c == '"'  ? "&quot;"
+                                  : *c == '\n' ? "&#10;"
+                                  : *c == '\r' ? "&#13;"
+                                  : *c == '\t' ? "&#9;"
+                                               : NULL;
+                int n = esc ? snprintf(out + used, len - used, "%s", esc)
+                            : snprintf(out + used, len - used, "%c", *c);
+                if (n < 0 || (size_t)n >= len - used) {
+                        out[used] = '\0';
+                        return;
+                }
+                used += (size_t)n;
+        }
+}
+
+/*
+ * The attributes of known element number el (LIBVIRT_XML_META_ELEMENT_NAMES)
+ * other than those it takes ("a b"): named in m->ignored, and kept as they were
+ * in m->attrs to be written back on that element. Those in a namespace are
+ * not dynmem's (it writes none): named, and not kept.
+ */
+static void note_attributes(xmlNodePtr n, const char *takes, enum libvirt_xml_meta_element el,
+                            struct libvirt_xml_meta *m)
+{
+        char kept[LIBVIRT_XML_META_MAX] = "";
+
         for (xmlAttrPtr a = n->properties; a; a = a->next) {
                 const char *name = (const char *)a->name;
-                const char *at = strstr(takes, name);
-                size_t len = strlen(name), used = strlen(m->ignored);
-                if (at && (at == takes || at[-1] == ' ') && (at[len] == ' ' || !at[len]))
+                size_t used = strlen(m->ignored), before = strlen(kept);
+                if (!a->ns && among(takes, name))
                         continue;
                 if (used + 1 < sizeof(m->ignored))
-                        snprintf(m->ignored + used, sizeof(m->ignored) - used,
-                                 "%s<%.32s %.32s=...>", used ? ", " : "", (const char *)n->name,
-                                 name);
+                        snprintf(
+                            m->ignored + used, sizeof(m->ignored) - used,
+                            "%s<%.32s %.16s%s%.32s=...>%s", used ? ", " : "", (const char *)n->name,
+                            a->ns && a->ns->prefix ? (const char *)a->ns->prefix : "",
+                            a->ns && a->ns->prefix ? ":" : "", name, a->ns ? " (not kept)" : "");
+                if (a->ns)
+                        continue;
+                xmlChar *value = xmlNodeGetContent((xmlNodePtr)a);
+                snprintf(kept + before, sizeof(kept) - before, " %s=\"", name);
+                append_escaped(kept, sizeof(kept), value ? (const char *)value : "");
+                xmlFree(value);
+                if (strlen(kept) + 2 >= sizeof(kept))
+                        kept[before] = '\0'; /* too long to keep whole: not kept */
+                else
+                        strcat(kept, "\"");
         }
+        size_t at = strlen(m->attrs), len = strlen(kept);
+        if (!len || at + len >= sizeof(m->attrs))
+                return;
+        memcpy(m->attrs + at, kept, len + 1);
+        m->attr_spans[el] =
+            (struct libvirt_xml_attr_span){.at = (uint16_t)at, .len = (uint16_t)len};
 }
 
 static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, char *err,
                       size_t errlen)
 {
-        static const char *const names[] = {"minimum", "maximum", "buffer", "weight",
-                                            "added",   "max-was", "first",  "lend"};
+        static const char *const names[] = LIBVIRT_XML_META_ELEMENT_NAMES;
         const char *name = (const char *)n->name;
         char text[TEXT_MAX * 2];
         uint64_t v = 0;
         unsigned bit = 0;
+        enum libvirt_xml_meta_element el = LIBVIRT_XML_EL_META;
 
-        for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-                if (strcmp(name, names[i]) == 0)
-                        bit = 1u << i;
+        /* names[0] is the metadata element itself: a field is bit 1 << (its number - 1) */
+        for (unsigned i = LIBVIRT_XML_EL_MINIMUM; i < LIBVIRT_XML_META_ELEMENTS; i++)
+                if (strcmp(name, names[i]) == 0) {
+                        bit = 1u << (i - 1);
+                        el = (enum libvirt_xml_meta_element)i;
+                }
         if (!bit)
                 return keep_unknown(n, m, err, errlen);
-        note_attributes(n,
-                        bit == F_MAXWAS                                  ? "unit slots"
-                        : bit == F_MIN || bit == F_MAX || bit == F_FIRST ? "unit"
-                                                                         : "",
-                        m);
         if (*seen & bit) {
                 snprintf(err, errlen, "<%s> given twice", name);
                 return -EINVAL;
         }
+        note_attributes(n,
+                        bit == F_MAXWAS                                  ? "unit slots"
+                        : bit == F_MIN || bit == F_MAX || bit == F_FIRST ? "unit"
+                                                                         : "",
+                        el, m);
         *seen |= bit;
         switch (bit) {
         case F_MIN:
@@ -467,7 +542,16 @@ static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, 
         case F_MAXWAS:
         case F_FIRST:
                 if (lx_size(n, 1, &v) < 0) {
-                        snprintf(err, errlen, "<%s> is not a size of at most 16 TiB", name);
+                        if (!unit_known(n))
+                                snprintf(err, errlen,
+                                         "<%s>'s unit is not one of libvirt's (bytes, KiB, MiB, "
+                                         "GiB, TiB, KB, MB, GB, TB)",
+                                         name);
+                        else
+                                snprintf(err, errlen,
+                                         "<%s> is not a size: a whole number of bytes, or of its "
+                                         "unit attribute's unit (unit=\"MiB\"), at most 16 TiB",
+                                         name);
                         return -EINVAL;
                 }
                 if (bit == F_MIN)
@@ -541,7 +625,7 @@ int lx_meta_read(xmlDocPtr doc, xmlNodePtr node, struct libvirt_xml_meta *ret, c
                          (const char *)node->name, LIBVIRT_XML_META);
                 return -EINVAL;
         }
-        note_attributes(node, "", &m);
+        note_attributes(node, "", LIBVIRT_XML_EL_META, &m);
         for (xmlNodePtr n = node->children; n; n = n->next) {
                 if (n->type == XML_TEXT_NODE || n->type == XML_COMMENT_NODE)
                         continue;
@@ -576,35 +660,82 @@ static size_t kept_length(const char *text)
                sizeof(" xmlns:" LIBVIRT_XML_NS_PREFIX "=\"" LIBVIRT_XML_NS "\"");
 }
 
+/* The kept attributes of element el (LIBVIRT_XML_META_ELEMENT_NAMES), "" when none or !with. */
+static const char *attrs_of(const struct libvirt_xml_meta *m, enum libvirt_xml_meta_element el,
+                            bool with, char *buf, size_t len)
+{
+        const struct libvirt_xml_attr_span *sp = &m->attr_spans[el];
+
+        buf[0] = '\0';
+        if (with && sp->len && (size_t)sp->at + sp->len < sizeof(m->attrs) && sp->len < len) {
+                memcpy(buf, m->attrs + sp->at, sp->len);
+                buf[sp->len] = '\0';
+        }
+        return buf;
+}
+
+/* One element: <name OWN KEPT>text</name>, kept being its attributes this dynmem does not know. */
+static void put_element(FILE *f, const struct libvirt_xml_meta *m, bool with,
+                        enum libvirt_xml_meta_element el, const char *own, const char *text)
+{
+        static const char *const names[] = LIBVIRT_XML_META_ELEMENT_NAMES;
+        char kept[LIBVIRT_XML_META_MAX];
+
+        fprintf(f, "<%s%s%s>%s</%s>", names[el], own, attrs_of(m, el, with, kept, sizeof(kept)),
+                text, names[el]);
+}
+
+/* The metadata element; with: what this dynmem does not know goes back too. */
+static char *meta_text(const struct libvirt_xml_meta *m, bool with)
+{
+        char added[160], num[32], slots[32], kept[LIBVIRT_XML_META_MAX], *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+
+        if (!f)
+                return NULL;
+        libvirt_xml_added_format(m->added, added, sizeof(added));
+        fprintf(f, "<%s%s>", LIBVIRT_XML_META,
+                attrs_of(m, LIBVIRT_XML_EL_META, with, kept, sizeof(kept)));
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)m->minimum_bytes);
+        put_element(f, m, with, LIBVIRT_XML_EL_MINIMUM, " unit=\"bytes\"", num);
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)m->maximum_bytes);
+        put_element(f, m, with, LIBVIRT_XML_EL_MAXIMUM, " unit=\"bytes\"", num);
+        snprintf(num, sizeof(num), "%u", m->buffer_percent);
+        put_element(f, m, with, LIBVIRT_XML_EL_BUFFER, "", num);
+        snprintf(num, sizeof(num), "%u", m->weight);
+        put_element(f, m, with, LIBVIRT_XML_EL_WEIGHT, "", num);
+        put_element(f, m, with, LIBVIRT_XML_EL_ADDED, "", added);
+        if (m->max_was_known) {
+                snprintf(slots, sizeof(slots), " unit=\"bytes\" slots=\"%u\"", m->max_was_slots);
+                snprintf(num, sizeof(num), "%llu", (unsigned long long)m->max_was_bytes);
+                put_element(f, m, with, LIBVIRT_XML_EL_MAX_WAS, slots, num);
+        }
+        if (m->first_bytes) {
+                snprintf(num, sizeof(num), "%llu", (unsigned long long)m->first_bytes);
+                put_element(f, m, with, LIBVIRT_XML_EL_FIRST, " unit=\"bytes\"", num);
+        }
+        /* only when off: metadata without it means yes, as it did before the setting; and
+         * when on, if it carries attributes of a newer dynmem's, which go back with it */
+        if (!m->lend || attrs_of(m, LIBVIRT_XML_EL_LEND, with, kept, sizeof(kept))[0])
+                put_element(f, m, with, LIBVIRT_XML_EL_LEND, "", m->lend ? "yes" : "no");
+        fprintf(f, "%s</%s>", with ? m->unknown : "", LIBVIRT_XML_META);
+        if (fclose(f) != 0) {
+                free(out);
+                return NULL;
+        }
+        return out;
+}
+
 char *libvirt_xml_meta_format(const struct libvirt_xml_meta *m)
 {
-        char added[160], maxwas[128] = "", first[64] = "", *out = NULL;
-        /* only when off: metadata without it means yes, as it did before the setting */
-        const char *lend = m->lend ? "" : "<lend>no</lend>";
+        char *out = meta_text(m, true);
 
-        libvirt_xml_added_format(m->added, added, sizeof(added));
-        if (m->max_was_known)
-                snprintf(maxwas, sizeof(maxwas),
-                         "<max-was unit=\"bytes\" slots=\"%u\">%llu</max-was>", m->max_was_slots,
-                         (unsigned long long)m->max_was_bytes);
-        if (m->first_bytes)
-                snprintf(first, sizeof(first), "<first unit=\"bytes\">%llu</first>",
-                         (unsigned long long)m->first_bytes);
-        /* what a newer dynmem added (m->unknown) goes back as it was, unless the whole would no
-         * longer be read (over LIBVIRT_XML_META_MAX): then it goes */
-        for (int with = 1; with >= 0; with--) {
+        /* what a newer dynmem added (m->unknown, m->attrs) goes back as it was, unless the
+         * whole would no longer be read (over LIBVIRT_XML_META_MAX): then it goes */
+        if (out && (m->unknown[0] || m->attrs[0]) && kept_length(out) > LIBVIRT_XML_META_MAX) {
                 free(out);
-                if (asprintf(&out,
-                             "<%s><minimum unit=\"bytes\">%llu</minimum><maximum "
-                             "unit=\"bytes\">%llu</maximum><buffer>%u</buffer><weight>%u</weight>"
-                             "<added>%s</added>%s%s%s%s</%s>",
-                             LIBVIRT_XML_META, (unsigned long long)m->minimum_bytes,
-                             (unsigned long long)m->maximum_bytes, m->buffer_percent, m->weight,
-                             added, maxwas, first, lend, with ? m->unknown : "",
-                             LIBVIRT_XML_META) < 0)
-                        return NULL;
-                if (!m->unknown[0] || kept_length(out) <= LIBVIRT_XML_META_MAX)
-                        break;
+                out = meta_text(m, false);
         }
         return out;
 }
@@ -792,12 +923,14 @@ int libvirt_xml_settings(const struct libvirt_xml_domain *d, struct vm_settings 
         }
         if (settings_check(&s, err, errlen) < 0)
                 return -EINVAL;
+        /* dynmem set cannot help: it refuses metadata that is bad; enable sizes the device */
         if (s.maximum_bytes > top) {
                 snprintf(err, errlen,
-                         "maximum %s is more than the domain can hold (%s with its virtio-mem "
-                         "device); set it with dynmem set while the domain is off",
-                         size_format(s.maximum_bytes, a, sizeof(a)),
-                         size_format(top, b, sizeof(b)));
+                         "maximum %s is more than the domain can hold (%s%s); dynmem enable with "
+                         "--maximum, while the domain is shut off, %s",
+                         size_format(s.maximum_bytes, a, sizeof(a)), size_format(top, b, sizeof(b)),
+                         d->vmem ? " with its virtio-mem device" : ", no virtio-mem device",
+                         d->vmem ? "makes the device larger" : "adds one");
                 return -EINVAL;
         }
         *ret = s;

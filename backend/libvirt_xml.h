@@ -80,6 +80,28 @@ enum libvirt_xml_added {
         LIBVIRT_XML_ADDED_REPORTING = 1u << 8,  /* the balloon's freePageReporting='on' */
 };
 
+/*
+ * The elements of the metadata this dynmem knows: the metadata element itself,
+ * then the settings' and records' elements in it, by number and by name.
+ */
+enum libvirt_xml_meta_element {
+        LIBVIRT_XML_EL_META,
+        LIBVIRT_XML_EL_MINIMUM,
+        LIBVIRT_XML_EL_MAXIMUM,
+        LIBVIRT_XML_EL_BUFFER,
+        LIBVIRT_XML_EL_WEIGHT,
+        LIBVIRT_XML_EL_ADDED,
+        LIBVIRT_XML_EL_MAX_WAS,
+        LIBVIRT_XML_EL_FIRST,
+        LIBVIRT_XML_EL_LEND,
+        LIBVIRT_XML_META_ELEMENTS
+};
+#define LIBVIRT_XML_META_ELEMENT_NAMES                                                             \
+        {                                                                                          \
+                LIBVIRT_XML_META, "minimum", "maximum", "buffer", "weight", "added", "max-was",    \
+                    "first", "lend"                                                                \
+        }
+
 /* dynmem's settings as the metadata holds them. */
 struct libvirt_xml_meta {
         uint64_t minimum_bytes;
@@ -95,6 +117,15 @@ struct libvirt_xml_meta {
         char ignored[160];    /* "<a>, <b>": the elements this dynmem does not know, or "" */
         /* those elements as they were (without namespace), written back with the rest */
         char unknown[LIBVIRT_XML_META_MAX];
+        /*
+         * The attributes this dynmem does not know on the elements it knows, as they
+         * were (' a="1" b="2"', without namespace), written back on those elements:
+         * attrs holds them one after the other, attr_spans says whose each is.
+         */
+        char attrs[LIBVIRT_XML_META_MAX];
+        struct libvirt_xml_attr_span {
+                uint16_t at, len;
+        } attr_spans[LIBVIRT_XML_META_ELEMENTS]; /* by element: LIBVIRT_XML_META_ELEMENT_NAMES */
 };
 
 enum libvirt_xml_meta_state {

@@ -5,7 +5,8 @@
  * with what arrives (at most QEMU_AGENT_READ_MAX bytes per turn of the event
  * loop), writes the parser's hellos, logs what the parser saw, and hands
  * fresh estimates (which count the urgent reports) to its owner through a
- * hook.
+ * hook. A socket this user may not reach (a libvirt domain's, whose folder
+ * belongs to libvirt's QEMU user) is said once, with the group it needs.
  */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -13,8 +14,11 @@
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <grp.h>
+#include <pwd.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -49,6 +53,7 @@ struct qemu_agent {
         unsigned ready_caps;
         char ready_software[AGENT_WORD_MAX + 1];
         bool refusal_logged;
+        bool denied_logged; /* the socket refused this user: said until a connection is made */
 };
 
 static void destroy(struct qemu_agent *qa)
@@ -248,6 +253,7 @@ int qemu_agent_adopt(struct qemu_agent *qa, int fd)
                 return -EIO;
         }
         agent_connected(qa->a, now);
+        qa->denied_logged = false;
         qa->st.connects++;
         qa->connected_ms = now;
         qa->lines_at_connect = agent_counters(qa->a)->lines;
@@ -274,6 +280,49 @@ static int try_connect(struct qemu_agent *qa)
         return qemu_agent_adopt(qa, fd);
 }
 
+/*
+ * The socket refused this user (EACCES, EPERM): say so once, with the group
+ * that owns the socket, or its folder when the socket cannot be seen.
+ */
+static void log_denied(struct qemu_agent *qa, int err)
+{
+        char dir[sizeof(((struct sockaddr_un *)0)->sun_path)], group[96] = "", user[64];
+        struct passwd pw, *pwp = NULL;
+        struct group gr, *grp = NULL;
+        char buf[1024];
+        struct stat st;
+        const char *what = "the socket", *slash;
+
+        if (qa->denied_logged)
+                return;
+        qa->denied_logged = true;
+        if (stat(qa->path, &st) < 0) {
+                slash = strrchr(qa->path, '/');
+                snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - qa->path) : 1,
+                         slash ? qa->path : ".");
+                what = "its folder";
+                if (stat(dir, &st) < 0)
+                        what = NULL;
+        }
+        if (what && getgrgid_r(st.st_gid, &gr, buf, sizeof(buf), &grp) == 0 && grp)
+                snprintf(group, sizeof(group), "%s", grp->gr_name);
+        else if (what)
+                snprintf(group, sizeof(group), "%u", (unsigned)st.st_gid);
+        if (getpwuid_r(geteuid(), &pw, buf, sizeof(buf), &pwp) == 0 && pwp)
+                snprintf(user, sizeof(user), "%s", pwp->pw_name);
+        else
+                snprintf(user, sizeof(user), "uid %u", (unsigned)geteuid());
+        if (what)
+                snprintf(buf, sizeof(buf),
+                         " (%s belongs to group %s: give the user dynmemd runs as that group too; "
+                         "backend libvirt: docs/libvirt.md, Install)",
+                         what, group);
+        log_msg(LOG_WARNING,
+                "vm \"%s\": guest agent socket %s: %s for user %s%s; demand comes from the "
+                "balloon statistics until it may connect",
+                qa->name, qa->path, strerror(err), user, what ? buf : "");
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
         struct qemu_agent *qa = arg;
@@ -294,6 +343,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                 qa->st.connect_failures++;
                 log_msg(LOG_DEBUG, "vm \"%s\": guest agent socket %s: %s", qa->name, qa->path,
                         strerror(-r));
+                if (r == -EACCES || r == -EPERM)
+                        log_denied(qa, -r);
         }
 }
 

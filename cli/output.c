@@ -624,8 +624,12 @@ void output_host(FILE *out, const json_t *host)
         const json_t *state_error = json_object_get(host, "state_error");
         const json_t *overcommit = json_object_get(host, "overcommit_error");
         const json_t *reload_error = json_object_get(host, "reload_error");
+        const json_t *backend_error = json_object_get(host, "backend_error");
 
         print_fields(out, host, host_fields, sizeof(host_fields) / sizeof(host_fields[0]));
+        if (json_is_string(backend_error))
+                fprintf(out, "%-16s UNREACHABLE: %s\n",
+                        "Backend:", json_string_value(backend_error));
         if (strcmp(member_str(host, "backend"), "libvirt") == 0)
                 print_migrations(out, json_object_get(host, "migrations"));
         print_cluster(out, json_object_get(host, "relief"), json_object_get(host, "peers"));

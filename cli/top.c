@@ -2,11 +2,11 @@
  * top: `dynmem top`, a live view of the VMs in the terminal, the most
  * pressed first (pressure, highest first; unknown last; then by name),
  * under one line about the host and, when the host has something the
- * operator must see (memory overcommitted, state not saved, the relief rule
- * short of memory), one line of warnings in the blank line's place, so that
- * the table does not move. NAME is narrowed to fit the terminal
- * (output_vm_table_fit). It redraws every second with plain ANSI
- * escapes on the alternate screen and quits on q (or Ctrl-C, SIGTERM,
+ * operator must see (the backend unreachable, memory overcommitted, state
+ * not saved, the relief rule short of memory), one line of warnings in the
+ * blank line's place, so that the table does not move. NAME is narrowed to
+ * fit the terminal (output_vm_table_fit). It redraws every second with plain
+ * ANSI escapes on the alternate screen and quits on q (or Ctrl-C, SIGTERM,
  * SIGHUP), putting the terminal back as it was. Without a terminal on its
  * standard output it is a usage error (exit 2) that names the commands
  * that print instead.
@@ -155,8 +155,9 @@ static void host_line(FILE *f, const json_t *host)
 }
 
 /*
- * What dynmem status ends with, in a line: "! memory OVERCOMMITTED; state NOT SAVED;
- * config RELOAD FAILED; 2 config warnings; short of 512 MiB for 90s (relief); see dynmem status",
+ * What dynmem status ends with, in a line: "! backend UNREACHABLE; memory OVERCOMMITTED; state
+ * NOT SAVED; config RELOAD FAILED; 2 config warnings; short of 512 MiB for 90s (relief); see
+ * dynmem status",
  * or a blank line when nothing is.
  */
 static void warning_line(FILE *f, const json_t *host)
@@ -168,6 +169,10 @@ static void warning_line(FILE *f, const json_t *host)
         const char *sep = "! ";
         char a[32], b[32];
 
+        if (json_is_string(json_object_get(host, "backend_error"))) {
+                fprintf(f, "%sbackend UNREACHABLE", sep);
+                sep = "; ";
+        }
         if (json_is_string(json_object_get(host, "overcommit_error"))) {
                 fprintf(f, "%smemory OVERCOMMITTED", sep);
                 sep = "; ";

@@ -310,6 +310,17 @@ static int put_config_warnings(json_t *h, const struct daemon *d)
                put(h, "config_warning_count", json_integer((json_int_t)(w->count + w->more)));
 }
 
+/* Why the VMs' owner (libvirt) cannot be reached now, or null. */
+static json_t *backend_error_json(struct daemon *d)
+{
+        char why[1024];
+
+        if (!d->backend || !d->backend->ops->unreachable ||
+            !d->backend->ops->unreachable(d->backend, why, sizeof(why)))
+                return json_null();
+        return config_text_json(why);
+}
+
 static json_t *ms(double v)
 {
         return json_real((double)(long long)(v * 1000.0 + 0.5) / 1000.0);
@@ -340,6 +351,7 @@ json_t *commands_host_json(struct daemon *d)
             put(h, "version", json_string(DYNMEM_VERSION)) |
                 put(h, "config", json_string(d->config_path)) |
                 put(h, "backend", json_string(d->backend_entry->name)) |
+                put(h, "backend_error", backend_error_json(d)) |
                 put(h, "policy", json_string(d->cfg.host.policy)) |
                 put(h, "interval_ms", json_integer((json_int_t)d->cfg.host.interval_ms)) |
                 put(h, "clock_speed", json_real(d->speed)) |
@@ -827,15 +839,23 @@ static char *cmd_admit(struct daemon *d, const struct control_request *req,
                        enum commands_wait *ret_wait)
 {
         struct registry_entry *e = registry_find(&d->reg, req->name);
-        char note[256];
+        char note[512];
 
         if (req->incoming_bytes)
                 return admit_incoming(d, req, ret_wait);
         if (!e) {
-                log_msg(LOG_NOTICE, "%s: a start dynmemd does not know of: admitted unchecked",
-                        req->name);
-                snprintf(note, sizeof(note), "%s: not known to dynmemd; admitted unchecked",
-                         req->name);
+                /* one defined while dynmemd could not reach its owner is not listed yet */
+                char why[1024], down[400] = "";
+                if (d->backend->ops->unreachable &&
+                    d->backend->ops->unreachable(d->backend, why, sizeof(why)))
+                        snprintf(down, sizeof(down),
+                                 " (%s cannot be reached now: a VM defined meanwhile is not "
+                                 "known yet)",
+                                 d->backend->ops->owner(d->backend));
+                log_msg(LOG_NOTICE, "%s: a start dynmemd does not know of: admitted unchecked%s",
+                        req->name, down);
+                snprintf(note, sizeof(note), "%s: not known to dynmemd%s; admitted unchecked",
+                         req->name, down);
                 return control_reply_ok(json_pack("{s:s}", "note", note));
         }
         /* A VM dynmemd runs itself: only dynmem start admits it. Another owner's

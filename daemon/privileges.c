@@ -60,12 +60,13 @@ int privileges_drop(struct daemon *d)
         say_who_runs_qemu(d);
         if (geteuid() == 0) {
                 if (strcmp(d->cfg.host.backend, "libvirt") == 0)
-                        log_msg(LOG_NOTICE,
-                                "running as root, which backend libvirt does not need: the shipped "
-                                "unit runs dynmemd as user dynmem, given libvirt's socket group in "
-                                "a drop-in (systemctl edit dynmemd: [Service] "
-                                "SupplementaryGroups=kvm libvirt); docs/libvirt.md, Install, says "
-                                "what the guest agents' sockets need");
+                        log_msg(
+                            LOG_NOTICE,
+                            "running as root, which backend libvirt does not need: the shipped "
+                            "unit runs dynmemd as user dynmem, given libvirt's socket group and "
+                            "its QEMU user's group (the guest agents' sockets) in a drop-in "
+                            "(systemctl edit dynmemd: [Service] SupplementaryGroups=kvm libvirt "
+                            "libvirt-qemu, on Debian); docs/libvirt.md, Install");
                 else
                         log_msg(LOG_NOTICE,
                                 "running as root, which dynmemd does not need: the shipped unit "

@@ -179,6 +179,12 @@ struct backend_ops {
         const char *(*owner)(struct backend *b);
 
         /*
+         * True, with one sentence in buf, while the owner cannot be reached (the
+         * VMs keep their sizes meanwhile); false while it can. NULL: always can.
+         */
+        bool (*unreachable)(struct backend *b, char *buf, size_t len);
+
+        /*
          * The owner is starting the VM and waits for dynmemd's admission
          * (vm->start_outside; libvirt's prepare hook, which runs with the
          * domain locked): until its start is seen, the backend must not call

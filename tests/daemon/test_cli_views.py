@@ -72,7 +72,10 @@ def status_prints_every_host_warning(bins):
         h = reply["host"]
         h.update(state_saved=False, state_error="cannot write /var/lib/dynmem/web1: "
                  "No space left on device", overcommitted=True,
-                 overcommit_error="the running VMs' minimums (5 GiB in all) exceed memory (4 GiB)")
+                 overcommit_error="the running VMs' minimums (5 GiB in all) exceed memory (4 GiB)",
+                 backend_error="libvirt at qemu:///system: Failed to connect socket to "
+                 "'/run/libvirt/libvirt-sock': No such file or directory; the VMs keep their "
+                 "sizes until it answers again (retrying every 30 s at most)")
         h["relief"] = {"enabled": True, "short": True, "short_bytes": 512 << 20,
                        "short_for_ms": 90000, "shortage_for_ms": 60000, "cooldown_ms": 300000,
                        "moves": 2, "done": 1, "failed": 0, "no_room": 1, "moving": "web1",
@@ -80,11 +83,14 @@ def status_prints_every_host_warning(bins):
 
     with running(bins, CONFIG) as d:
         out = d.ok("status").out
-        check("NOT SAVED" not in out and "OVERCOMMITTED" not in out and "Relief:" not in out,
-              "nothing to warn of", out)
+        check("NOT SAVED" not in out and "OVERCOMMITTED" not in out and "Relief:" not in out
+              and "UNREACHABLE" not in out, "nothing to warn of", out)
         with editing(d, warnings) as path:
             out = d.ok("status", socket_path=path).out
-        for line in (r"Memory: +OVERCOMMITTED: the running VMs' minimums \(5 GiB in all\) "
+        for line in (r"Backend: +UNREACHABLE: libvirt at qemu:///system: Failed to connect socket "
+                     r"to '/run/libvirt/libvirt-sock': No such file or directory; the VMs keep "
+                     r"their sizes until it answers again \(retrying every 30 s at most\)$",
+                     r"Memory: +OVERCOMMITTED: the running VMs' minimums \(5 GiB in all\) "
                      r"exceed memory \(4 GiB\)",
                      r"State: +NOT SAVED: cannot write /var/lib/dynmem/web1: No space left",
                      r"Relief: +on: short of memory now; 2 moves \(1 done, 0 failed\), "

@@ -232,7 +232,8 @@ def a_warning_line_shows_what_status_warns_of(bins):
             h.update(state_saved=False, state_error="cannot write /var/lib/dynmem/calm: "
                      "No space left on device", overcommitted=True,
                      overcommit_error="the running VMs' minimums (9 GiB in all) exceed memory",
-                     config_warning_count=2)
+                     config_warning_count=2,
+                     backend_error="libvirt at qemu:///system: Failed to connect socket")
             h["relief"] = {"enabled": True, "short": True, "short_bytes": 512 << 20,
                            "short_for_ms": 90000, "moves": 0, "done": 0, "failed": 0,
                            "no_room": 0}
@@ -249,11 +250,12 @@ def a_warning_line_shows_what_status_warns_of(bins):
         finally:
             t.close()
         with editing(d, warnings) as path:
-            t = run_top(d, socket=path)
+            t = run_top(d, socket=path, width=140)  # every warning at once: a long line
             try:
                 wait_for(lambda: len(table(t.screen())) == 3, "top to draw")
                 lines = t.screen().splitlines()
-                check(lines[2] == "! memory OVERCOMMITTED; state NOT SAVED; 2 config warnings; "
+                check(lines[2] == "! backend UNREACHABLE; memory OVERCOMMITTED; state NOT SAVED; "
+                      "2 config warnings; "
                       "short of 512 MiB "
                       "for 90s (relief); see dynmem status", "one line of warnings", t.screen())
                 check(lines[3].startswith("NAME "), "the table where it was", t.screen())

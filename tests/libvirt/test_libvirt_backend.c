@@ -160,6 +160,52 @@ static void a_connection_without_keepalive_is_used(void **state)
         undefine(dom);
 }
 
+static void take_inventory(void *arg)
+{
+        struct backend *b = arg;
+        const struct backend_vm_info *infos;
+        size_t n;
+
+        b->ops->inventory(b, mono_ms(), &infos, &n);
+}
+
+/*
+ * While libvirt cannot be reached the backend says why, as the log did
+ * (dynmem status shows it), until it answers again; a libvirt that answers
+ * is not said to be unreachable.
+ */
+static void an_unreachable_libvirt_is_said_until_it_answers(void **state)
+{
+        struct config cfg = {
+            .host = {.libvirt_uri = (char *)"qemu:///system?socket=/nonexistent-dynmem/sock"}};
+        struct backend_env env = {.base = base};
+        struct backend *b = backend_open(), *down = NULL;
+        char why[LV_DOWN_TEXT_MAX], log[4096], err[256];
+
+        (void)state;
+        take_inventory(b);
+        assert_false(b->ops->unreachable(b, why, sizeof(why)));
+        b->ops->destroy(b);
+
+        assert_int_equal(libvirt_backend_new(&cfg, &env, &down, err, sizeof(err)), 0);
+        capture_log(take_inventory, down, log, sizeof(log));
+        assert_true(down->ops->unreachable(down, why, sizeof(why)));
+        assert_non_null(strstr(why, "libvirt at qemu:///system?socket=/nonexistent-dynmem/sock: "));
+        assert_non_null(strstr(why, "No such file or directory"));
+        assert_non_null(strstr(why, "the VMs keep their sizes until it answers again"));
+        assert_non_null(strstr(log, why)); /* what the log said */
+
+        /* libvirt answers again (here: another URI, tried at once) */
+        struct lv_backend *lb = down->priv;
+        free(lb->uri);
+        lb->uri = strdup("test:///default");
+        lb->retry_at_ms = 0;
+        capture_log(take_inventory, down, log, sizeof(log));
+        assert_non_null(lb->conn);
+        assert_false(down->ops->unreachable(down, why, sizeof(why)));
+        down->ops->destroy(down);
+}
+
 /* The domain named name in the backend's table. */
 static struct lv_domain *domain(struct backend *b, const char *name)
 {
@@ -686,6 +732,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(a_connection_without_keepalive_is_used),
             cmocka_unit_test(a_refused_user_is_told_the_group),
+            cmocka_unit_test(an_unreachable_libvirt_is_said_until_it_answers),
             cmocka_unit_test(a_domain_started_again_after_a_stop_is_not_destroyed),
             cmocka_unit_test(a_failed_forced_stop_is_logged),
             cmocka_unit_test(a_domain_defined_with_a_name_dynmem_cannot_use_is_said),

@@ -9,7 +9,8 @@ and one set of guests serve every case, in order:
   through libvirt; under scarcity the heavier weight keeps more; settings
   live in the domain's metadata; memory is taken back once the load falls;
   kill -9 of libvirtd and of dynmemd in the middle of a resize; dynmemd
-  started while libvirtd is down; a hostile agent on a libvirt domain; bad
+  started while libvirtd is down (dynmem status says libvirt cannot be
+  reached, and why); a hostile agent on a libvirt domain; bad
   metadata in one domain, then undefined; a domain stopped and started
   behind dynmemd's back; admission through libvirt's qemu hook (refused when
   it cannot fit, dynmem start through libvirt, dynmemd down).
@@ -329,9 +330,23 @@ def dynmemd_started_while_libvirtd_is_down_waits_for_it(ctx):
              "the new dynmemd to say libvirt cannot be reached", timeout=30, interval=0.2)
     check(d.status() is not None and d.proc.poll() is None, "dynmemd runs and answers",
           d.log()[-2000:])
+    # dynmem status and top say so, with what the log said, until libvirt answers
+    h = d.status()
+    check(h.get("backend_error") and "the VMs keep their sizes until it answers again" in
+          h["backend_error"], "status --json has why libvirt cannot be reached", h)
+    out = d.ok("status").out
+    check(re.search(r"^Backend: +UNREACHABLE: libvirt at qemu:///system: ", out, re.M),
+          "dynmem status says libvirt cannot be reached", out)
+    # a start of a domain defined meanwhile is not known: the note says why
+    r = d.ok("admit", "definedmeanwhile")
+    check("admitted unchecked" in r.out and
+          "libvirt at qemu:///system cannot be reached now" in r.out,
+          "admitting a domain dynmemd cannot know says why it is unknown", r)
     host.start_libvirtd()
     wait_for(lambda: d.vm("web")["state"] == "running" and d.vm("plain")["state"] == "running",
              "dynmemd to find web and plain once libvirtd answers", timeout=60, interval=0.2)
+    check(d.status().get("backend_error") is None and "UNREACHABLE" not in d.ok("status").out,
+          "once libvirt answers, status no longer says it cannot be reached", d.status())
     check(d.vm("web")["dynamic"] and d.vm("web")["weight"] == 8000,
           "web's settings came from its metadata", d.vm("web"))
     wait_for(lambda: abs(d.vm("web")["assigned_bytes"] - balloon_current(host, "web")) <= 4 * MIB,

@@ -802,7 +802,12 @@ static void bad_metadata_is_reported_for_that_domain(void **state)
              "<buffer>"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:weight>-1</dm:weight>",
              "<weight>"},
-            {"<dm:minimum unit='furlongs'>1</dm:minimum><dm:maximum>3</dm:maximum>", "<minimum>"},
+            {"<dm:minimum unit='furlongs'>1</dm:minimum><dm:maximum>3</dm:maximum>",
+             "<minimum>'s unit is not one of libvirt's (bytes, KiB, MiB, GiB, TiB"},
+            /* the size as dynmem's command line takes it, not as libvirt writes one */
+            {"<dm:minimum>256M</dm:minimum><dm:maximum>3</dm:maximum>",
+             "<minimum> is not a size: a whole number of bytes, or of its unit attribute's unit "
+             "(unit=\"MiB\")"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>99999999999999999999</dm:maximum>",
              "<maximum>"},
             {"<dm:minimum>1</dm:minimum><dm:maximum>3</dm:maximum><dm:added>rm -rf</dm:added>",
@@ -849,12 +854,29 @@ static void good_metadata_that_breaks_the_rules_is_refused(void **state)
         assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
         assert_non_null(strstr(err, "minimum"));
         libvirt_xml_domain_free(&d);
+        /* dynmem set refuses bad metadata: what to run is enable, which sizes the device */
         parse_ok(y, &d);
         assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
-        assert_non_null(strstr(err, "more than the domain can hold"));
+        assert_string_equal(err, "maximum 4 GiB is more than the domain can hold (256 MiB, no "
+                                 "virtio-mem device); dynmem enable with --maximum, while the "
+                                 "domain is shut off, adds one");
         libvirt_xml_domain_free(&d);
         free(x);
         free(y);
+
+        /* a domain enabled for 1 GiB whose maximum was raised by hand */
+        struct libvirt_xml_request req = req_1g;
+        char *e = enable(plain, &req), *raised;
+        raised = variant(e, "<dynmem:maximum unit=\"bytes\">1073741824<",
+                         "<dynmem:maximum unit=\"GiB\">4<");
+        parse_ok(raised, &d);
+        assert_int_equal(libvirt_xml_settings(&d, &s, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "with its virtio-mem device); dynmem enable with --maximum, "
+                                    "while the domain is shut off, makes the device larger"));
+        assert_null(strstr(err, "dynmem set"));
+        libvirt_xml_domain_free(&d);
+        free(e);
+        free(raised);
 }
 
 static void metadata_of_other_namespaces_is_ignored(void **state)
@@ -872,8 +894,9 @@ static void metadata_of_other_namespaces_is_ignored(void **state)
 
 /*
  * Within version 1 a newer dynmem may add elements (and attributes): this one
- * uses what it knows, names the rest, and writes the elements back as they
- * were whenever it writes the metadata (new settings, enabling again).
+ * uses what it knows, names the rest, and writes the elements and attributes
+ * back as they were whenever it writes the metadata (new settings, enabling
+ * again).
  */
 static void metadata_a_newer_dynmem_added_to_is_used_and_kept(void **state)
 {
@@ -899,8 +922,8 @@ static void metadata_a_newer_dynmem_added_to_is_used_and_kept(void **state)
 
         /* new settings of a running domain: the element libvirt is given keeps them */
         meta = libvirt_xml_meta_format(&d.meta);
-        assert_non_null(strstr(meta, "<lend>no</lend><color shade=\"dark\">red<tone>warm</tone>"
-                                     "</color><later/></memory>"));
+        assert_non_null(strstr(meta, "<lend since=\"2\">no</lend><color shade=\"dark\">red"
+                                     "<tone>warm</tone></color><later/></memory>"));
         free(meta);
 
         /* unless the whole would be too large to be read again: then they go */
@@ -917,8 +940,9 @@ static void metadata_a_newer_dynmem_added_to_is_used_and_kept(void **state)
         x2 = enable(with, &off);
         parse_ok(x2, &d2);
         assert_string_equal(d2.meta.unknown, d.meta.unknown);
-        assert_string_equal(d2.meta.ignored, "<color>, <later>");
+        assert_string_equal(d2.meta.ignored, "<lend since=...>, <color>, <later>");
         assert_int_equal(occurrences(x2, "<dynmem:color shade=\"dark\">red<dynmem:tone>warm"), 1);
+        assert_int_equal(occurrences(x2, "<dynmem:lend since=\"2\">no</dynmem:lend>"), 1);
         libvirt_xml_domain_free(&d);
         libvirt_xml_domain_free(&d2);
         free(x);
@@ -931,6 +955,77 @@ static void metadata_a_newer_dynmem_added_to_is_used_and_kept(void **state)
         assert_string_equal(d.meta.ignored, "");
         assert_string_equal(d.meta.unknown, "");
         libvirt_xml_domain_free(&d);
+        free(x);
+}
+
+/*
+ * Attributes a newer dynmem put on the elements this one knows are kept on
+ * those elements, with their values as they were (escaped again), whatever the
+ * element: the metadata element itself, a size beside its unit, <lend> when on
+ * (written then, as "yes", to carry them). Attributes in a namespace are not
+ * dynmem's (it writes none): named, not kept.
+ */
+static void unknown_attributes_on_known_elements_are_kept(void **state)
+{
+        struct libvirt_xml_domain d, d2;
+        char *x = enable(plain, &req_1g), *a, *b, *c, *meta, *x2;
+
+        a = variant(x, "<dynmem:memory xmlns:dynmem=\"urn:dynmem:domain:1\">",
+                    "<dynmem:memory xmlns:dynmem=\"urn:dynmem:domain:1\" xmlns:o=\"urn:other\" "
+                    "rev=\"3\">");
+        b = variant(a, "<dynmem:weight>",
+                    "<dynmem:weight note='a&amp;b &quot;q&quot; &lt;&gt;&#10;' o:note='other' "
+                    "o:unit='x'>");
+        c = variant(b, "<dynmem:minimum unit=\"bytes\">",
+                    "<dynmem:minimum unit=\"bytes\" step=\"2M\">");
+        free(a);
+        a = variant(c, "</dynmem:memory>",
+                    "<dynmem:lend mode=\"cache\">yes</dynmem:lend>"
+                    "</dynmem:memory>");
+        parse_ok(a, &d);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_OK);
+        assert_true(d.meta.lend);
+        assert_int_equal(d.meta.weight, 7000);
+        assert_string_equal(d.meta.ignored,
+                            "<memory rev=...>, <minimum step=...>, <weight note=...>, "
+                            "<weight o:note=...> (not kept), <weight o:unit=...> (not kept), "
+                            "<lend mode=...>");
+
+        meta = libvirt_xml_meta_format(&d.meta);
+        assert_non_null(strstr(meta, "<memory rev=\"3\"><minimum unit=\"bytes\" step=\"2M\">"));
+        assert_non_null(strstr(meta, "<weight note=\"a&amp;b &quot;q&quot; &lt;&gt;&#10;\">7000"
+                                     "</weight>"));
+        assert_non_null(strstr(meta, "<lend mode=\"cache\">yes</lend></memory>"));
+        assert_null(strstr(meta, "other"));
+        free(meta);
+
+        /* written into the domain (enabling again) and read back: the same, once */
+        x2 = enable(a, &req_1g);
+        parse_ok(x2, &d2);
+        assert_int_equal(occurrences(x2, "<dynmem:weight note=\"a&amp;b &quot;q&quot; "
+                                         "&lt;&gt;&#10;\">7000</dynmem:weight>"),
+                         1);
+        assert_int_equal(occurrences(x2, " rev=\"3\""), 1);
+        assert_int_equal(occurrences(x2, "<dynmem:lend mode=\"cache\">yes</dynmem:lend>"), 1);
+        assert_true(d2.meta.lend);
+        libvirt_xml_domain_free(&d2);
+        free(x2);
+
+        /* too large to be read again with them: they go, as unknown elements do */
+        struct libvirt_xml_meta big = d.meta;
+        big.unknown[0] = '\0';
+        while (strlen(big.unknown) + 5 < 3900)
+                strcat(big.unknown, "<z/>");
+        meta = libvirt_xml_meta_format(&big);
+        assert_null(strstr(meta, "rev="));
+        assert_null(strstr(meta, "note="));
+        assert_null(strstr(meta, "<lend"));
+        free(meta);
+
+        libvirt_xml_domain_free(&d);
+        free(a);
+        free(b);
+        free(c);
         free(x);
 }
 
@@ -1310,6 +1405,7 @@ int main(void)
             cmocka_unit_test(metadata_of_other_namespaces_is_ignored),
             cmocka_unit_test(metadata_format_reads_back),
             cmocka_unit_test(metadata_a_newer_dynmem_added_to_is_used_and_kept),
+            cmocka_unit_test(unknown_attributes_on_known_elements_are_kept),
             cmocka_unit_test(metadata_of_a_newer_version_leaves_the_domain_alone),
             cmocka_unit_test(a_domain_enabled_by_metadata_version_1_still_reads),
             cmocka_unit_test(reads_the_live_xml),

@@ -5,11 +5,13 @@
  * the same loop still fires; connecting to a socket that appears later,
  * reconnecting after either side closes; an agent freed from its own hook;
  * a refused agent and malformed lines give no reports; handshakes whose result
- * changes at every hello are logged at the log's rate.
+ * changes at every hello are logged at the log's rate; a socket this user may
+ * not reach is said once, with the group its folder belongs to.
  */
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -435,6 +438,78 @@ static void handshakes_changing_at_every_hello_are_logged_at_the_rate(void **sta
         assert_true(logged >= 1 && logged <= 5 + took / 10000); /* one more every 10 s */
 }
 
+/*
+ * The agent's socket lies in a folder this user may not enter (a libvirt
+ * domain's channel folder, libvirt-qemu's, to dynmemd's user dynmem): the
+ * connection is refused at every attempt, and that is said once, naming the
+ * folder's group. Run as root, the attempts are made as nobody, in no group.
+ */
+static void a_socket_this_user_may_not_reach_is_said_once_with_the_group(void **state)
+{
+        struct fixture *f = *state;
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        char dir[300], path[400], text[8192] = "", want[300];
+        bool root = geteuid() == 0;
+        int listener, out[2], status;
+        size_t n = 0;
+        ssize_t got;
+
+        snprintf(dir, sizeof(dir), "%s/domain-1-t", f->dir);
+        snprintf(path, sizeof(path), "%s/org.dynmem.agent.0", dir);
+        assert_int_equal(mkdir(dir, 0750), 0);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_int_equal(bind(listener, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        assert_int_equal(listen(listener, 4), 0);
+        struct group *g = getgrgid(root ? 0 : getegid());
+        assert_non_null(g);
+        snprintf(want, sizeof(want),
+                 "(its folder belongs to group %s: give the user dynmemd runs "
+                 "as that group too; backend libvirt: docs/libvirt.md, Install)",
+                 g->gr_name);
+        if (root) { /* nobody may enter the test's folder, not the socket's */
+                assert_int_equal(chmod(f->dir, 0711), 0);
+                assert_int_equal(chown(dir, 0, 0), 0);
+        } else {
+                assert_int_equal(chmod(dir, 0), 0);
+        }
+        assert_int_equal(pipe(out), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct event_base *base = event_base_new();
+                struct qemu_agent *qa = NULL;
+                struct qemu_agent_stats st;
+
+                dup2(out[1], STDERR_FILENO);
+                if (root && (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+                             setresuid(65534, 65534, 65534) < 0))
+                        _exit(3);
+                if (!base || qemu_agent_new(base, "t", path, 1 * GIB, &hooks, NULL, &qa) < 0)
+                        _exit(4);
+                qemu_agent_connect_now(qa);
+                qt_loop_for(base, 2200); /* two more attempts */
+                qemu_agent_stats(qa, &st);
+                _exit(!st.connected && st.connect_failures >= 3 ? 0 : 5);
+        }
+        close(out[1]);
+        while ((got = read(out[0], text + n, sizeof(text) - 1 - n)) > 0)
+                n += (size_t)got;
+        text[n] = '\0';
+        close(out[0]);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        chmod(dir, 0700);
+        close(listener);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fail_msg("the attempts as another user failed (%d): %s", status, text);
+        unsigned said = 0;
+        for (const char *p = text; (p = strstr(p, ": Permission denied for user ")); p++)
+                said++;
+        if (said != 1 || !strstr(text, want) || !strstr(text, path) ||
+            !strstr(text, "demand comes from the balloon statistics until it may connect"))
+                fail_msg("said %u times; expected once, with \"%s\": %s", said, want, text);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -445,6 +520,8 @@ int main(void)
                                             teardown),
             cmocka_unit_test_setup_teardown(an_agent_freed_from_its_hook_goes_quietly, setup,
                                             teardown),
+            cmocka_unit_test_setup_teardown(
+                a_socket_this_user_may_not_reach_is_said_once_with_the_group, setup, teardown),
             cmocka_unit_test_setup_teardown(a_refused_agent_and_malformed_lines_give_no_reports,
                                             setup, teardown),
             cmocka_unit_test_setup_teardown(
