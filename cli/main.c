@@ -444,9 +444,26 @@ static const struct command *find_command(const char *name)
         return NULL;
 }
 
-/* dynmem help [COMMAND]: the usage, as dynmem --help and dynmem COMMAND --help print it. */
+static bool is_help_option(const char *arg)
+{
+        return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
+}
+
+/*
+ * dynmem help [COMMAND]: the usage, as dynmem --help and dynmem COMMAND --help
+ * print it; also dynmem help --help, as every command takes -h, --help.
+ */
 static int help(const struct cli *cli, int argc, char **argv)
 {
+        for (int i = 0; i < argc; i++) {
+                if (argv[i][0] != '-')
+                        continue;
+                if (is_help_option(argv[i])) { /* the first option, as getopt takes them */
+                        usage(stdout);
+                        return CLI_OK;
+                }
+                break; /* any other is refused below */
+        }
         if (cli->json)
                 return fail_usage("help: --json does not apply to the usage");
         if (argc > 1)
@@ -527,8 +544,14 @@ int main(int argc, char **argv)
                 cli.socket = getenv(CONTROL_SOCKET_ENV);
         if (!cli.socket || !cli.socket[0])
                 cli.socket = CONTROL_SOCKET_DEFAULT;
-        if (!cmd->run) /* libvirt-hook: libvirt's own arguments, never a usage error */
+        if (!cmd->run) { /* libvirt-hook: libvirt's own arguments, never a usage error */
+                /* libvirt gives four: one -h or --help alone is someone asking */
+                if (argc - first == 2 && is_help_option(argv[first + 1])) {
+                        usage(stdout);
+                        return CLI_OK;
+                }
                 return commands_libvirt_hook(&cli, argc - first - 1, argv + first + 1);
+        }
         if (parse_command(&cli, cmd, argc - first, argv + first) < 0) {
                 control_request_free(&cli.req); /* the -o keys taken before the mistake */
                 return CLI_USAGE;

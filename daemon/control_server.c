@@ -11,9 +11,11 @@
 #include <event2/listener.h>
 #include <libgen.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -59,6 +61,7 @@ struct control_server {
         bool admin_gid_valid;
         char *admin_name;
         uid_t own_uid;
+        struct timeval idle; /* a client's idle timeout */
         struct conn *conns;
         size_t n_conns;
         uint64_t requests;
@@ -352,13 +355,58 @@ static void write_cb(struct bufferevent *bev, void *arg)
         settle(c);
 }
 
+/* The client sent bytes that are still in the socket, unread. */
+static bool input_waiting(const struct conn *c)
+{
+        int n = 0;
+
+        return ioctl(bufferevent_getfd(c->bev), FIONREAD, &n) == 0 && n > 0;
+}
+
+/* The socket takes more of the client's replies now. */
+static bool output_room(const struct conn *c)
+{
+        struct pollfd p = {.fd = bufferevent_getfd(c->bev), .events = POLLOUT};
+
+        return poll(&p, 1, 0) == 1 && (p.revents & POLLOUT);
+}
+
+/*
+ * Whether a client whose timer expired is really idle. libevent counts the
+ * timeouts from when the loop last woke, a time that stands still while a
+ * callback runs: when the loop was held up for longer than the timeout (a
+ * define a slow libvirtd took 40 s to answer), every client's timer expires
+ * at once and libevent reports the timeout instead of the socket being
+ * ready, for the client whose reply was just made as for one that sent a
+ * request meanwhile. Idle when reading: nothing left unread in the socket,
+ * no request being served, no reply to write (a client that takes none is
+ * the writing timer's). Idle when writing: the socket still takes none of
+ * its replies.
+ */
+static bool really_idle(const struct conn *c, short what)
+{
+        size_t pending = evbuffer_get_length(bufferevent_get_output(c->bev));
+
+        if (what & BEV_EVENT_WRITING)
+                return pending > 0 && !output_room(c);
+        return pending == 0 && c->wait == COMMANDS_WAIT_NONE && !input_waiting(c);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
         struct conn *c = arg;
 
         (void)bev;
-        if (c->lingering || (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))) {
+        if (c->lingering || (what & BEV_EVENT_ERROR) ||
+            ((what & BEV_EVENT_TIMEOUT) && really_idle(c, what))) {
                 conn_free(c);
+                return;
+        }
+        if (what & BEV_EVENT_TIMEOUT) {
+                /* libevent stopped the side that timed out: its timer starts again from now */
+                if (what & BEV_EVENT_WRITING)
+                        bufferevent_enable(c->bev, EV_WRITE);
+                settle(c);
                 return;
         }
         if (what & BEV_EVENT_EOF) {
@@ -416,9 +464,6 @@ static void reject(struct control_server *srv, int fd, const char *why)
 
 static int conn_setup(struct control_server *srv, struct conn *c, int fd)
 {
-        struct timeval idle = {CONTROL_SERVER_IDLE_MS / 1000,
-                               (CONTROL_SERVER_IDLE_MS % 1000) * 1000};
-
         c->bev = bufferevent_socket_new(srv->d->base, fd, BEV_OPT_CLOSE_ON_FREE);
         if (!c->bev)
                 return -ENOMEM;
@@ -426,7 +471,7 @@ static int conn_setup(struct control_server *srv, struct conn *c, int fd)
         bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
         bufferevent_setwatermark(c->bev, EV_READ, 0, CONTROL_REQUEST_MAX + 2);
         bufferevent_set_max_single_write(c->bev, CONTROL_SERVER_WRITE_MAX); /* fewer wakeups */
-        bufferevent_set_timeouts(c->bev, &idle, &idle);
+        bufferevent_set_timeouts(c->bev, &srv->idle, &srv->idle);
         return bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
@@ -507,6 +552,7 @@ int control_server_new(struct daemon *d, const struct control_server_options *op
                                       .rl = LOG_RATELIMIT(10, 10),
                                       .denied_rl = LOG_RATELIMIT(10, 10)};
         struct control_server *srv = NULL;
+        unsigned idle_ms = opt->idle_ms ? opt->idle_ms : CONTROL_SERVER_IDLE_MS;
         int fd;
 
         if (init.path && init.readers && (init.admin_name || !opt->admin_name))
@@ -520,6 +566,7 @@ int control_server_new(struct daemon *d, const struct control_server_options *op
                 return -ENOMEM;
         }
         *srv = init;
+        srv->idle = (struct timeval){idle_ms / 1000, (idle_ms % 1000) * 1000};
         fd = make_socket(opt, err, errlen);
         if (fd < 0) {
                 free(srv->path);

@@ -15,6 +15,11 @@
  * reading nothing) for CONTROL_SERVER_IDLE_MS is dropped; at most
  * CONTROL_SERVER_CLIENTS_MAX clients are served at once. Start and stop
  * requests are answered after the balancing cycle that decides them.
+ *
+ * Idle means idle: when the loop was held up for longer than that (a define
+ * a slow libvirtd took 40 s to answer), a client whose request was being
+ * served, who sent one meanwhile or whose reply waits is not dropped; its
+ * reply is written first.
  */
 #ifndef DYNMEM_CONTROL_SERVER_H
 #define DYNMEM_CONTROL_SERVER_H
@@ -42,6 +47,7 @@ struct control_server_options {
         const char *admin_name; /* for messages; NULL: no admin group */
         gid_t admin_gid;
         bool admin_gid_valid;
+        unsigned idle_ms; /* a client's idle timeout; 0: CONTROL_SERVER_IDLE_MS (tests: less) */
 };
 
 /*

@@ -1,12 +1,12 @@
 // app.js: dynmemd's live page. Every second it reads /api/v1/vms,
 // /api/v1/counters, /api/v1/status and the new events, redraws the host's figures
-// and warnings (a failed reload among them) and the configuration's warnings (as
-// `dynmem status` has them) and the table, and appends one point to each chart; the
-// VM selected by its name (#vm=NAME) has its details shown, all that `dynmem show`
-// prints. The charts' history (the last ten minutes) lives in this page only;
-// reloading starts them afresh. Where polls are missing (dynmemd did not answer, or
-// the browser held the page back) the lines break instead of joining across the gap.
-// Read-only: it never sends anything but GET.
+// and warnings (libvirt out of reach and a failed reload among them) and the
+// configuration's warnings (as `dynmem status` has them) and the table, and
+// appends one point to each chart; the VM selected by its name (#vm=NAME) has its
+// details shown, all that `dynmem show` prints. The charts' history (the last ten
+// minutes) lives in this page only; reloading starts them afresh. Where polls are
+// missing (dynmemd did not answer, or the browser held the page back) the lines
+// break instead of joining across the gap. Read-only: it never sends anything but GET.
 'use strict';
 
 (function () {
@@ -200,6 +200,9 @@
       document.getElementById(id + '-box').hidden = typeof why !== 'string';
       set(id, typeof why === 'string' ? why : '-');
     };
+    // the VMs' owner (libvirt) cannot be reached: why, as the log said it; the VMs keep
+    // their sizes until it answers
+    warn('host-backend', typeof host.backend_error === 'string' ? host.backend_error : null);
     warn('host-overcommit', host.overcommitted ? host.overcommit_error : null);
     warn('host-state', host.state_saved === false ? host.state_error : null);
     // a reload that failed: the file on disk was refused and the one read before stays

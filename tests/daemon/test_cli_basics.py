@@ -516,6 +516,19 @@ def help_and_version_are_what_they_say(bins):
         check(p.returncode == 0 and p.stdout == q.stdout == usage and p.stderr == "",
               f"dynmem {' '.join(args)} is dynmem {' '.join(like)}", p)
     check(re.search(r"^  help +\[COMMAND\] ", usage, re.M), "--help lists help", usage)
+    # COMMAND --help and -h, for every command: what help COMMAND prints (help --help was
+    # bad usage, and libvirt-hook --help read its standard input for libvirt's XML and
+    # printed nothing)
+    commands = re.findall(r"^  (\S+) ", usage.split("Commands:\n")[1].split("\n\n")[0], re.M)
+    check("set" in commands and "libvirt-hook" in commands and "help" in commands,
+          "the commands read from --help", commands)
+    for command in commands:
+        like = subprocess.run([dynmem, "help", command], capture_output=True, text=True)
+        for option in ("--help", "-h"):
+            p = subprocess.run([dynmem, command, option], capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL, timeout=30)
+            check(p.returncode == 0 and p.stdout == like.stdout == usage and p.stderr == "",
+                  f"dynmem {command} {option} is dynmem help {command}", p)
     for args, said in ((["help", "frobnicate"],
                         'dynmem: unknown command "frobnicate" (dynmem --help)\n'),
                        (["help", "set", "list"],

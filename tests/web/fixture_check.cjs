@@ -3,8 +3,8 @@
 // dynmemd), and report what it shows, as one JSON object on stdout, for
 // test_page.py to judge: the VMs a test cannot make here (no agent yet, a
 // migration under way, a backend's problem, a refusal), the host's warnings (relief,
-// overcommitted minimums, a state file not written) and strings that look
-// like markup, where a guest, a backend or libvirt's XML could put them.
+// libvirt out of reach, overcommitted minimums, a state file not written) and strings
+// that look like markup, where a guest, a backend or libvirt's XML could put them.
 //
 //   node fixture_check.cjs URL FIXTURE.json [SCREENSHOT.png]
 //
@@ -48,7 +48,7 @@ function look() {
     peersShown: shown('host-peers-box'),
     peers: document.getElementById('host-peers').textContent,
     // the relief rule and what needs the operator: {id: text} of those shown
-    host: Object.fromEntries(['host-relief', 'host-overcommit', 'host-state']
+    host: Object.fromEntries(['host-relief', 'host-backend', 'host-overcommit', 'host-state']
         .filter((id) => shown(id + '-box'))
         .map((id) => [id, document.getElementById(id).textContent])),
     alertColor: shown('host-state') && getComputedStyle(document.getElementById('host-state')).color,

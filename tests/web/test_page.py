@@ -8,7 +8,8 @@ and the charts break where the polls were missed. A screenshot is saved in the b
 The configuration's warnings show as `dynmem status` has them, as text, until a
 reload that works reads a file without them (a key that changes only when dynmemd
 restarts is one until the file is back at what runs); a reload that failed is
-flagged in the header, in `dynmem status`'s words, until one works.
+flagged in the header, in `dynmem status`'s words, until one works; so is libvirt
+out of reach, with why.
 
     test_page.py DYNMEMD DYNMEM BUILD_DIR
 
@@ -26,7 +27,7 @@ import tempfile
 import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Tap, check, running, wait_for  # noqa: E402
+from dynmemtest import Skip, Tap, check, running, wait_for  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -88,6 +89,8 @@ EVENT = 'crashed: <img id="pwn6"> & "x"'
 STATE_ERROR = 'cannot write /var/lib/dynmem/<b id="pwn8">x</b>: No space left on device'
 OVERCOMMIT = "the running VMs' minimums (9 GiB in all) exceed memory (8 GiB) & <i id=\"pwn9\">"
 RELIEF_LAST = 'moving web1 to <img id="pwn10">: short of memory for 90s'
+BACKEND_ERROR = ("libvirt at qemu:///system: Failed to connect socket to "
+                 "'/run/<b id=\"pwn15\">libvirt</b>/libvirt-sock': No such file or directory")
 
 
 # A text value holding " #" is a warning that quotes the value: here markup. A
@@ -100,6 +103,12 @@ MARKUP_PEER = '\n[peer "b"]\nhttp = http://127.0.0.1:1\n' + MARKUP_URI + "\n"
 BAD_WEIGHT = '<b id="pwn13">heavy</b> <script id="pwn14">window.pwned = 2</script>'
 # what follows the error in dynmem status's RELOAD FAILED line, and on the page
 KEPT = "; the configuration in force is the one read before"
+
+
+# Backend libvirt at a socket that is not there (in the test's directory).
+LIBVIRT_OUT_OF_REACH = ("backend = libvirt\n"
+                        "libvirt_uri = qemu:///system?socket=@DIR@/libvirt-sock\n"
+                        "memory = 4G\nhttp = 127.0.0.1:0\n")
 
 
 def warned_config(wave, steps, spares):
@@ -201,7 +210,7 @@ def make_fixture(d):
                         "assigned_bytes": None, "available_for_balancing_bytes": None,
                         "running": None}]
     status.update(state_saved=False, state_error=STATE_ERROR, overcommitted=True,
-                  overcommit_error=OVERCOMMIT)
+                  overcommit_error=OVERCOMMIT, backend_error=BACKEND_ERROR)
     status["relief"] = dict(status["relief"], enabled=True, short=True,
                             short_bytes=512 * 1024 * 1024, short_for_ms=90000, moves=2, done=1,
                             failed=0, no_room=1, moving="web1", last=RELIEF_LAST)
@@ -430,6 +439,7 @@ def main():
         # state file's error nor overcommitted minimums were on the page before, and the
         # relief rule only as "short of memory" after the peers)
         host = r["page"]["host"]
+        check(host.get("host-backend") == BACKEND_ERROR, "libvirt out of reach", host)
         check(host.get("host-overcommit") == OVERCOMMIT, "overcommitted minimums", host)
         check(host.get("host-state") == STATE_ERROR, "the state file not written", host)
         check(host.get("host-relief") == "short of memory now (512 MiB for 90s); 2 moves "
@@ -480,6 +490,9 @@ def main():
                     # started with its file: no reload, so none failed
                     check(seen["reload"] is not None and not seen["reload"]["shown"],
                           "no failed reload on a fresh start", seen["reload"])
+                    # the simulated backend is always reached
+                    check(seen["backend"] is not None and not seen["backend"]["shown"],
+                          "no backend out of reach", seen["backend"])
 
                     # a reload that fails keeps the configuration in force, and its warnings
                     d.write_config(warned_config(wave, steps, 6) +
@@ -568,6 +581,40 @@ def main():
         check("failure" not in report, "the browser run", report.get("failure"), errors)
         check(report.get("errors") == [], "no script errors", report.get("errors"))
         check(report.get("foreign") == [], "no request leaves dynmemd", report.get("foreign"))
+
+    @tap.case
+    def libvirt_out_of_reach_is_flagged_with_why(b):
+        # dynmem status and dynmem top said it (Backend: UNREACHABLE: ...); the page did not.
+        # libvirt at a socket of this test's: no libvirtd needed for dynmemd to say why.
+        r = running(b, LIBVIRT_OUT_OF_REACH)
+        if "without libvirt" in r.d.check_config().stderr:
+            r.d.cleanup()
+            raise Skip("dynmemd was built without libvirt")
+        with tempfile.TemporaryDirectory() as tmp, r as d:
+            wait_for(lambda: d.status()["backend_error"], "libvirt to be found out of reach")
+            error = d.status()["backend_error"]
+            out = d.ok("status").out
+            check(re.search(r"^Backend: +UNREACHABLE: " + re.escape(error) + "$", out, re.M),
+                  "dynmem status says it", error, out)
+            watch = PageWatch(modules, d.status()["http_url"], tmp,
+                              shot.replace(".png", "-libvirt.png"))
+            try:
+                seen = watch.look("libvirt out of reach")
+                backend = seen["backend"]
+                check(backend is not None and backend["shown"] and
+                      backend["label"] == "Backend unreachable", "flagged in the header", seen)
+                check(backend["text"] == error and "libvirt-sock': No such file or directory; "
+                      "the VMs keep their sizes until it answers again" in backend["text"],
+                      "why, as dynmem status has it", backend, out)
+                check(backend["color"] == "rgb(255, 180, 168)",
+                      "standing out as the host's other warnings", backend)
+                check(not seen["reload"]["shown"] and not seen["warnings"]["shown"],
+                      "nothing else flagged", seen)
+                report = watch.finish()
+            finally:
+                errors = watch.close()
+        check("failure" not in report, "the browser run", report.get("failure"), errors)
+        check(report.get("errors") == [], "no script errors", report.get("errors"))
 
     sys.exit(tap.run(bins))
 
