@@ -627,12 +627,13 @@ void output_host(FILE *out, const json_t *host)
         const json_t *backend_error = json_object_get(host, "backend_error");
 
         print_fields(out, host, host_fields, sizeof(host_fields) / sizeof(host_fields[0]));
-        if (json_is_string(backend_error))
-                fprintf(out, "%-16s UNREACHABLE: %s\n",
-                        "Backend:", json_string_value(backend_error));
         if (strcmp(member_str(host, "backend"), "libvirt") == 0)
                 print_migrations(out, json_object_get(host, "migrations"));
         print_cluster(out, json_object_get(host, "relief"), json_object_get(host, "peers"));
+        /* what needs the operator, last (dynmem(1), status) */
+        if (json_is_string(backend_error))
+                fprintf(out, "%-16s UNREACHABLE: %s\n",
+                        "Backend:", json_string_value(backend_error));
         if (json_is_string(overcommit))
                 fprintf(out, "%-16s OVERCOMMITTED: %s\n", "Memory:", json_string_value(overcommit));
         if (json_is_string(state_error))

@@ -99,6 +99,11 @@ def status_prints_every_host_warning(bins):
                      r" +moving web1 now",
                      r" +last: moving web1 to hostb: short of memory for 1.5m"):
             check(re.search("^" + line, out, re.M), line, out)
+        # what needs the operator comes last, in dynmem(1)'s order: after the relief rule
+        order = [m.start() if m else -1 for m in (re.search(r"^" + w, out, re.M) for w in (
+            "Relief:", "Backend: +UNREACHABLE:", "Memory: +OVERCOMMITTED:", "State: +NOT SAVED:"))]
+        check(-1 not in order and order == sorted(order),
+              "Relief, then Backend: UNREACHABLE, Memory, State", out)
 
 
 @tap.case
