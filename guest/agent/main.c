@@ -65,6 +65,7 @@ struct run {
         struct throttle throttle;
         bool throttle_off;
         uint64_t throttle_psi_total; /* PSI some total at the last sample */
+        bool throttle_psi_taken;     /* ... taken with this host (forget_host() clears it) */
         uint64_t next_throttle_ms;   /* engaged: the next look */
         enum absorber_mode absorber_mode;
         unsigned absorber_pct;
@@ -137,14 +138,19 @@ static void rescan_devices(struct run *r)
 
 /*
  * Throttle the workload while the guest stalls short of memory and a host that can plug more
- * is connected (a version agreed on this connection); lift it once it has room.
+ * is connected (a version agreed on this connection); lift it once it has room. Stalled: PSI
+ * some grew since the last sample taken with this host; the first one only takes the figure,
+ * so that a stall over before the host came (nothing may have sampled since) does not count.
  */
 static void sample_throttle(struct run *r, const struct sample *s)
 {
-        bool stalled = (s->have & AGENT_HAVE_PSI) && s->psi.some_total_us > r->throttle_psi_total;
+        bool stalled = r->throttle_psi_taken && (s->have & AGENT_HAVE_PSI) &&
+                       s->psi.some_total_us > r->throttle_psi_total;
 
-        if (s->have & AGENT_HAVE_PSI)
+        if (s->have & AGENT_HAVE_PSI) {
                 r->throttle_psi_total = s->psi.some_total_us;
+                r->throttle_psi_taken = r->version != 0;
+        }
         if (!(s->have & AGENT_HAVE_AVAILABLE))
                 return;
         throttle_run(&r->throttle, r->version != 0, stalled, s->mem_total, s->mem_available,
@@ -206,6 +212,7 @@ static void send_report(struct run *r, enum agent_cause cause)
 static void forget_host(struct run *r)
 {
         r->version = 0;
+        r->throttle_psi_taken = false;
         throttle_host_gone(&r->throttle, r->now);
 }
 

@@ -14,7 +14,7 @@ agent killed while throttling leaves its limits to be put back by the next
 one, and that one stopped (SIGTERM, or SIGHUP) lifts them first. And that it
 throttles only while a host is there to plug memory: not without a host, nor
 on a connection whose host has not said hello, and a host that goes away
-lifts it at once. The 10 s case runs with
+lifts it at once; a stall over before the host came does not count. The 10 s case runs with
 DYNMEM_SLOW_TESTS=1 (else a TAP SKIP). The real thing runs in
 a guest under QEMU (tests/e2e/test_absorber.py). Prints TAP.
 
@@ -354,6 +354,37 @@ def check_no_host(t, exe, tmp):
             host.close()
 
 
+def check_stall_before_the_host(t, exe, tmp):
+    """A stall while no host was there, over before one says hello: the first sample with the
+    host only takes the PSI figure (without an absorber nothing sampled it meanwhile, and a
+    stall long gone would count as one since the last sample); a stall after that throttles."""
+    root = os.path.join(tmp, "before")
+    make_root(root)
+    make_cgroups(root)
+    sock = os.path.join(root, "host.sock")
+    a = Agent(exe, root, "--port", sock, "--absorber=off")
+    host = None
+    try:
+        a.wait_log("throttle: memory.high on")
+        write(f"{root}/proc/meminfo", short(1048576))
+        total = stall(root, 2)  # then no more: PSI some stays where it is
+        host = Host(sock)
+        answered = wait(host.answered, 15)
+        limited = wait(lambda: not lifted(root), 2.5)  # two reports with the host
+        t.ok(answered and not limited and
+             not os.path.exists(f"{root}/run/dynmem-guest/throttle"),
+             "a stall that ended before the host came is not throttled", f"{highs(root)} "
+             f"{a.text()}")
+        end = time.monotonic() + 10
+        while not throttled(root) and time.monotonic() < end:
+            total = stall(root, 0.5, total)
+        t.ok(throttled(root), "... one with the host there is", highs(root))
+    finally:
+        a.stop()
+        if host:
+            host.close()
+
+
 def check_host_leaves(t, exe, tmp):
     """The host goes away while the throttle holds: lifted at once, not 10 s later; while it
     is away (the agent connects again, no hello) the stall is not throttled; back with a
@@ -406,6 +437,7 @@ def main():
                                why="whose terminal went away"),
                        partial(check_off, exe=exe, tmp=tmp),
                        partial(check_no_host, exe=exe, tmp=tmp),
+                       partial(check_stall_before_the_host, exe=exe, tmp=tmp),
                        partial(check_host_leaves, exe=exe, tmp=tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
