@@ -165,33 +165,26 @@ static const struct {
     {"TB", 1000ull * 1000 * 1000 * 1000},
 };
 
-/* node has no unit attribute, or one libvirt's units name. */
-static bool unit_known(xmlNodePtr node)
+/* The scale of node's unit attribute: default_unit without one, 0 for one libvirt does not name. */
+static uint64_t unit_scale(xmlNodePtr node, uint64_t default_unit)
 {
         xmlChar *unit = xmlGetNoNsProp(node, (const xmlChar *)"unit");
-        bool known = !unit;
+        uint64_t scale = unit ? 0 : default_unit;
 
         for (size_t i = 0; unit && i < sizeof(units) / sizeof(units[0]); i++)
-                known |= strcasecmp((const char *)unit, units[i].name) == 0;
+                if (strcasecmp((const char *)unit, units[i].name) == 0)
+                        scale = units[i].scale;
         xmlFree(unit);
-        return known;
+        return scale;
 }
 
 /* digits scaled by node's unit attribute (default_unit when absent). */
 static int scaled(xmlNodePtr node, const char *text, uint64_t default_unit, uint64_t *ret)
 {
-        uint64_t scale = default_unit, v;
-        xmlChar *unit = xmlGetNoNsProp(node, (const xmlChar *)"unit");
+        uint64_t scale = unit_scale(node, default_unit), v;
 
-        if (unit) {
-                scale = 0;
-                for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-                        if (strcasecmp((const char *)unit, units[i].name) == 0)
-                                scale = units[i].scale;
-                xmlFree(unit);
-                if (!scale)
-                        return -EINVAL;
-        }
+        if (!scale)
+                return -EINVAL;
         if (lx_uint(text, SETTINGS_SIZE_MAX, &v) < 0 || v > SETTINGS_SIZE_MAX / scale)
                 return -EINVAL;
         *ret = v * scale;
@@ -542,7 +535,7 @@ static int meta_field(xmlNodePtr n, struct libvirt_xml_meta *m, unsigned *seen, 
         case F_MAXWAS:
         case F_FIRST:
                 if (lx_size(n, 1, &v) < 0) {
-                        if (!unit_known(n))
+                        if (!unit_scale(n, 1))
                                 snprintf(err, errlen,
                                          "<%s>'s unit is not one of libvirt's (bytes, KiB, MiB, "
                                          "GiB, TiB, KB, MB, GB, TB)",
