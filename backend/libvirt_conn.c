@@ -237,8 +237,8 @@ static void schedule_retry(struct lv_backend *lb, uint64_t now_ms)
 /* What a refused user needs, as docs/libvirt.md's Install says. */
 #define LV_GROUP_FIX                                                                               \
         "give the user dynmemd runs as libvirt's group libvirt (under the shipped unit a "         \
-        "drop-in, systemctl edit dynmemd: [Service] SupplementaryGroups=kvm libvirt; "             \
-        "docs/libvirt.md, Install)"
+        "drop-in, systemctl edit dynmemd: [Service] SupplementaryGroups=kvm libvirt "              \
+        "libvirt-qemu, the last for the guest agents' sockets; docs/libvirt.md, Install)"
 
 const char *lv_refusal_hint(const char *uri, const virError *e)
 {

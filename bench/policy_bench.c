@@ -149,7 +149,10 @@ static void run(enum policy_kind kind, int pool_percent, int kill_weight, struct
                 cfg.tunables.headroom_pool_percent = (uint32_t)pool_percent;
         if (kill_weight >= 0)
                 cfg.tunables.headroom_kill_weight = (uint32_t)kill_weight;
-        policy_scratch_reserve(&scratch, n);
+        if (!t || !c || policy_scratch_reserve(&scratch, n) < 0) {
+                fprintf(stderr, "policy_bench: out of memory for %zu VMs\n", n);
+                exit(1);
+        }
         for (int d = 0; d < decisions; d++) {
                 struct policy_summary summary;
 

@@ -72,7 +72,7 @@ def as_root_it_says_so_once(bins):
 
 # Backend libvirt with a socket of this test's: no libvirtd needed for what dynmemd says.
 LIBVIRT = "backend = libvirt\nlibvirt_uri = qemu:///system?socket=@DIR@/libvirt-sock\nmemory = 4G\n"
-GROUP_FIX = "systemctl edit dynmemd: [Service] SupplementaryGroups=kvm libvirt"
+GROUP_FIX = "systemctl edit dynmemd: [Service] SupplementaryGroups=kvm libvirt libvirt-qemu"
 
 
 def need_libvirt(d):

@@ -696,7 +696,7 @@ static void a_refused_user_is_told_the_group(void **state)
         assert_non_null(h);
         assert_non_null(strstr(h, "may not connect to libvirt's socket"));
         assert_non_null(strstr(h, "group libvirt"));
-        assert_non_null(strstr(h, "SupplementaryGroups=kvm libvirt"));
+        assert_non_null(strstr(h, "SupplementaryGroups=kvm libvirt libvirt-qemu"));
         assert_non_null(strstr(h, "docs/libvirt.md"));
         e.int1 = EPERM;
         assert_non_null(lv_refusal_hint(local, &e));
@@ -718,7 +718,7 @@ static void a_refused_user_is_told_the_group(void **state)
                 h = lv_refusal_hint(local, &e);
                 assert_non_null(h);
                 assert_non_null(strstr(h, "libvirt refuses this user"));
-                assert_non_null(strstr(h, "SupplementaryGroups=kvm libvirt"));
+                assert_non_null(strstr(h, "SupplementaryGroups=kvm libvirt libvirt-qemu"));
                 /* a remote host's refusal is not this host's group to give */
                 assert_null(lv_refusal_hint("qemu+ssh://b/system", &e));
         }
