@@ -144,6 +144,14 @@ class Host:
         self.srv.close()
 
 
+def guest_root(tmp, name, controllers="cpu memory pids"):
+    """A fresh guest root under tmp with its cgroup tree (make_cgroups)."""
+    root = os.path.join(tmp, name)
+    make_root(root)
+    make_cgroups(root, controllers)
+    return root
+
+
 def host_and_agent(exe, root):
     """A host that says hello, and an agent on its socket once the handshake is done."""
     host = Host(os.path.join(root, "host.sock"))
@@ -184,9 +192,7 @@ def lifted(root):
 
 
 def check_throttle(t, exe, tmp):
-    root = os.path.join(tmp, "systemd")
-    make_root(root)
-    make_cgroups(root)
+    root = guest_root(tmp, "systemd")
     host, a = host_and_agent(exe, root)
     try:
         t.ok(a.wait_log("throttle: memory.high on 4 workload cgroups"),
@@ -244,9 +250,7 @@ def check_throttle(t, exe, tmp):
 
 
 def check_killed(t, exe, tmp):
-    root = os.path.join(tmp, "killed")
-    make_root(root)
-    make_cgroups(root)
+    root = guest_root(tmp, "killed")
     host, a = host_and_agent(exe, root)
     try:
         a.wait_log("throttle: memory.high on")
@@ -271,9 +275,7 @@ def check_killed(t, exe, tmp):
 def check_stopped(t, exe, tmp, sig=signal.SIGTERM, why="stopped"):
     """SIGTERM (as systemd stops it), or SIGHUP (the terminal of an agent run by hand went
     away): the throttle is lifted first, and the agent exits with status 0."""
-    root = os.path.join(tmp, sig.name)
-    make_root(root)
-    make_cgroups(root)
+    root = guest_root(tmp, sig.name)
     host, a = host_and_agent(exe, root)
     try:
         a.wait_log("throttle: memory.high on")
@@ -292,18 +294,14 @@ def check_stopped(t, exe, tmp, sig=signal.SIGTERM, why="stopped"):
 
 
 def check_off(t, exe, tmp):
-    root = os.path.join(tmp, "nomem")
-    make_root(root)
-    make_cgroups(root, "cpu pids")
+    root = guest_root(tmp, "nomem", "cpu pids")
     a = Agent(exe, root)
     try:
         t.ok(a.wait_log("throttle: none: no memory controller"),
              "without the memory controller for the children: no throttle, and why", a.text())
     finally:
         a.stop()
-    root = os.path.join(tmp, "off")
-    make_root(root)
-    make_cgroups(root)
+    root = guest_root(tmp, "off")
     host = Host(os.path.join(root, "host.sock"))
     a = Agent(exe, root, "--no-throttle", "--port", host.path)
     try:
@@ -321,9 +319,7 @@ def check_no_host(t, exe, tmp):
     """No host on the port, then one that connects but has not said hello: nobody will plug
     memory, and the guest that stalls short of it is left to its own OOM handling. Once
     the host says hello the same stall is throttled."""
-    root = os.path.join(tmp, "nohost")
-    make_root(root)
-    make_cgroups(root)
+    root = guest_root(tmp, "nohost")
     sock = os.path.join(root, "host.sock")
     a = Agent(exe, root, "--port", sock)
     host = None
@@ -358,9 +354,7 @@ def check_stall_before_the_host(t, exe, tmp):
     """A stall while no host was there, over before one says hello: the first sample with the
     host only takes the PSI figure (without an absorber nothing sampled it meanwhile, and a
     stall long gone would count as one since the last sample); a stall after that throttles."""
-    root = os.path.join(tmp, "before")
-    make_root(root)
-    make_cgroups(root)
+    root = guest_root(tmp, "before")
     sock = os.path.join(root, "host.sock")
     a = Agent(exe, root, "--port", sock, "--absorber=off")
     host = None
@@ -389,9 +383,7 @@ def check_host_leaves(t, exe, tmp):
     """The host goes away while the throttle holds: lifted at once, not 10 s later; while it
     is away (the agent connects again, no hello) the stall is not throttled; back with a
     hello, it is again."""
-    root = os.path.join(tmp, "leaves")
-    make_root(root)
-    make_cgroups(root)
+    root = guest_root(tmp, "leaves")
     host, a = host_and_agent(exe, root)
     try:
         a.wait_log("throttle: memory.high on")

@@ -151,6 +151,19 @@ static void throttle_engages_again_once_memory_came(void **state)
 }
 
 /*
+ * The throttle on the fake cgroup tree, with the folder its note for a successor goes
+ * in; note: that note's path.
+ */
+static void open_noting(struct throttle *t, char *note)
+{
+        make_cgroups();
+        assert_non_null(util_path(note, "/run"));
+        assert_int_equal(mkdir(note, 0755), 0);
+        assert_true(throttle_open(t, THROTTLE_ROOT, false));
+        assert_non_null(util_path(note, THROTTLE_STATE_FILE));
+}
+
+/*
  * No host connected (none has said hello, or it went away): nobody will plug memory, so a
  * guest that stalls short of it is not throttled, however long; a host that connects and
  * the next stall throttle as before.
@@ -163,17 +176,13 @@ static void throttle_only_with_a_host(void **state)
         uint64_t now = 1000;
 
         (void)state;
-        make_cgroups();
-        assert_non_null(util_path(note, "/run"));
-        assert_int_equal(mkdir(note, 0755), 0);
-        assert_true(throttle_open(&t, THROTTLE_ROOT, false));
+        open_noting(&t, note);
         for (unsigned i = 0; i < 300; i++) {
                 throttle_run(&t, NO_HOST, true, total, short_avail, free, now += THROTTLE_LOOK_MS);
                 assert_false(t.engaged);
         }
         get("/sys/fs/cgroup/user.slice/memory.high", high, sizeof(high));
         assert_string_equal(high, "max");
-        assert_non_null(util_path(note, THROTTLE_STATE_FILE));
         assert_int_not_equal(access(note, F_OK), 0); /* nothing noted: nothing limited */
 
         throttle_run(&t, HOST, true, total, short_avail, free, now += THROTTLE_LOOK_MS);
@@ -196,13 +205,9 @@ static void throttle_lifted_at_once_when_the_host_goes(void **state)
         uint64_t now = 1000;
 
         (void)state;
-        make_cgroups();
-        assert_non_null(util_path(note, "/run"));
-        assert_int_equal(mkdir(note, 0755), 0); /* where the note for a successor goes */
-        assert_true(throttle_open(&t, THROTTLE_ROOT, false));
+        open_noting(&t, note);
         throttle_run(&t, HOST, true, total, short_avail, free, now);
         assert_true(t.engaged);
-        assert_non_null(util_path(note, THROTTLE_STATE_FILE));
         assert_int_equal(access(note, F_OK), 0);
 
         throttle_host_gone(&t, now += THROTTLE_LOOK_MS);
