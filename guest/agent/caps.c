@@ -41,21 +41,21 @@ static int set_sets(const struct sets *s)
 
 uint64_t caps_permitted(void)
 {
-        struct sets s;
+        struct sets s = {0};
 
         return get_sets(&s) < 0 ? 0 : s.permitted;
 }
 
 uint64_t caps_effective(void)
 {
-        struct sets s;
+        struct sets s = {0};
 
         return get_sets(&s) < 0 ? 0 : s.effective;
 }
 
 int caps_set_effective(int cap, bool on)
 {
-        struct sets s;
+        struct sets s = {0};
         int r = get_sets(&s);
 
         if (r < 0)
@@ -68,7 +68,7 @@ int caps_set_effective(int cap, bool on)
 
 int caps_keep_only(uint64_t keep, const char **what)
 {
-        struct sets s;
+        struct sets s = {0};
         int r = get_sets(&s);
 
         *what = "capget";
