@@ -19,7 +19,11 @@ last row per set gives hyperv the buffer that makes it hold as much memory as dy
 (found by bisection, whole percents): the comparison at equal memory.
 
     bench/heldout.py [--sets all,tune,...] [--interp linear,step] [--no-oracle]
-                     [--no-equal-memory] [--policy-key KEY=VALUE ...]
+                     [--no-equal-memory] [--policy-key KEY=VALUE ...] [--dataset DIR]
+
+--dataset replays another set of the same kind (another month, window or VMs of the
+archive, made by bench/bitbrains_convert.py) on the same host; the sets' halves are
+its odd- and even-numbered VMs, and a subset's host is 64 GiB x its VMs / 80.
 
 Without the dataset it says so and exits 0.
 """
@@ -153,8 +157,13 @@ def main():
     ap.add_argument("--policy-key", action="append", default=[],
                     help="KEY=VALUE for the scenario's [policy] section (experiments)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--dataset", metavar="DIR",
+                    help="the trace set (vmNNN.csv and capacity.csv, as bitbrains_convert.py "
+                    "writes it); default $DYNMEM_BITBRAINS or ../shared/datasets/bitbrains-rnd")
     args = ap.parse_args()
-    dataset = bb.find_dataset()
+    if args.dataset and not os.path.exists(os.path.join(args.dataset, "capacity.csv")):
+        sys.exit(f"heldout: {args.dataset}: no capacity.csv (bench/bitbrains_convert.py makes a set)")
+    dataset = os.path.abspath(args.dataset) if args.dataset else bb.find_dataset()
     if not dataset:
         print("heldout: the Bitbrains dataset was not found (set DYNMEM_BITBRAINS); skipped")
         return 0

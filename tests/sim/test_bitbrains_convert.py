@@ -206,9 +206,10 @@ def bad_input_is_refused_and_nothing_half_written():
 def heldout_replays_the_set():
     out = os.path.join(TMP, "replay")
     check(convert(out).returncode == 0, "convert failed")
-    env = dict(os.environ, DYNMEM_BITBRAINS=out,
-               DYNMEM_BUILD=os.path.dirname(os.path.dirname(SIM)))
-    r = subprocess.run([sys.executable, HELDOUT, "--sets", "all", "--interp", "linear",
+    env = dict(os.environ, DYNMEM_BUILD=os.path.dirname(os.path.dirname(SIM)))
+    env.pop("DYNMEM_BITBRAINS", None)
+    r = subprocess.run([sys.executable, HELDOUT, "--dataset", out, "--sets", "all",
+                        "--interp", "linear",
                         "--no-oracle", "--no-equal-memory", "--jobs", "1"], capture_output=True,
                        text=True, env=env, timeout=600)
     check(r.returncode == 0, f"heldout exit {r.returncode}: {r.stderr}")
