@@ -89,7 +89,7 @@ void policy_tunables_default(struct policy_tunables *t)
             .history_halflife_ms = 6 * 3600 * MSEC_PER_SEC,
             .headroom_permille = 995,
             .headroom_pool_percent = 100,
-            .headroom_kill_weight = 2,
+            .headroom_kill_weight = 13,
             .headroom_period_ms = 30 * MSEC_PER_SEC,
             .persistence_max_permille = 1000,
             .grow_band_percent = 30,
