@@ -8,10 +8,11 @@ pages needed it (RLIMIT_MEMLOCK below its mappings), nothing else in any set,
 and no_new_privs is on. An absorber that goes off for good while the agent
 runs (a drain's swapon failed) takes CAP_SYS_ADMIN with it; a drain whose
 swapoff failed, to be tried again, does not. Under a test root a drain runs
-neither system call: DYNMEM_GUEST_TEST_DRAIN says how it ends. Needs root (a process started otherwise holds no
-capability to drop): skipped otherwise. That it still does its work with what
-it keeps (reports, stall reports from its PSI trigger, reconnecting) under a
-real kernel is checked in tests/agent/test_guest_qemu.py. Prints TAP.
+neither system call: DYNMEM_GUEST_TEST_DRAIN says how it ends. Needs root (a
+process started otherwise holds no capability to drop): skipped otherwise.
+That it still does its work with what it keeps (reports, stall reports from
+its PSI trigger, reconnecting) under a real kernel is checked in
+tests/agent/test_guest_qemu.py. Prints TAP.
 
 usage: test_caps_local.py DYNMEM_GUEST
 """
@@ -100,14 +101,14 @@ def run_failing_drain(exe, root, how, memlock):
         # 64 MiB stored in 20 MiB of RAM, with 512 MiB available: room to drain at once
         write(f"{root}/sys/block/zram1/mm_stat",
               f"{64 * MIB + PAGE} {18 * MIB} {20 * MIB} 0 0 0 0 0 0\n")
-        text = wait_log(log, DRAIN_FAILED[how])
+        wait_log(log, DRAIN_FAILED[how])
         if how == "swapon-fails":
-            text = wait_log(log, "capabilities: CAP_SYS_ADMIN dropped")
+            wait_log(log, "capabilities: CAP_SYS_ADMIN dropped")
         after = status(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=5)
-    return before, after, read(log) or text
+    return before, after, read(log) or ""
 
 
 def check_sets(t, st, log, want, what):
@@ -179,9 +180,9 @@ def main():
         check_sets(t, before, log, CAP_SYS_ADMIN | lock, "before a drain whose swapon fails")
         t.ok(DRAIN_FAILED["swapon-fails"] in log, "the drain's swapon failed: absorber off", log)
         check_sets(t, after, log, lock, "once the absorber is off for good")
-        t.ok("capabilities: CAP_SYS_ADMIN dropped, the absorber being off for good; left: "
-             + ("CAP_IPC_LOCK (the memory lock)" if lock else "none") in log,
-             "... and says so", log)
+        said = ("capabilities: CAP_SYS_ADMIN dropped, the absorber being off for good; left: "
+                + ("CAP_IPC_LOCK (the memory lock)" if lock else "none"))
+        t.ok(said in log, "... and says so", log)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return t.done()
