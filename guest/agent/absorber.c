@@ -4,7 +4,10 @@
  * its disksize is set, a swap header written, and swapon(2) enables it.
  * Draining runs swapoff(2) + swapon(2) in a child process so that the
  * agent keeps reporting while the pages come back. Under a test root
- * (util_set_root) everything but those two system calls runs.
+ * (util_set_root) everything but those two system calls runs; there a
+ * drain's child stands in for them and reports a drain that worked, or,
+ * when the environment has DYNMEM_GUEST_TEST_DRAIN=swapoff-fails or
+ * swapon-fails, that failure (honoured under a test root only).
  */
 #include "absorber.h"
 
@@ -24,6 +27,11 @@
 
 #define ZRAM_CONTROL "/sys/class/zram-control"
 #define SWAP_MAGIC   "SWAPSPACE2"
+
+/* How a drain's child exits. */
+#define DRAIN_DONE           0
+#define DRAIN_SWAPOFF_FAILED 1 /* still swapped on: the next drain tries again */
+#define DRAIN_SWAPON_FAILED  2 /* swapped off, not on again: the absorber is gone */
 
 static unsigned char header_page[65536];
 
@@ -262,18 +270,31 @@ bool absorber_read(struct absorber *a, struct absorber_fill *ret)
         return true;
 }
 
+/* A test root's drain: swapoff and swapon act on the whole machine; the test says how it ends. */
+static _Noreturn void test_drain_child(void)
+{
+        const char *how = getenv("DYNMEM_GUEST_TEST_DRAIN");
+
+        if (how && strcmp(how, "swapoff-fails") == 0)
+                _exit(DRAIN_SWAPOFF_FAILED);
+        if (how && strcmp(how, "swapon-fails") == 0)
+                _exit(DRAIN_SWAPON_FAILED);
+        _exit(DRAIN_DONE);
+}
+
 /* The drain's child: every page back into RAM, then the empty device back on. */
 static _Noreturn void drain_child(const struct absorber *a)
 {
         char dev[32], path[UTIL_PATH_MAX];
 
         snprintf(dev, sizeof(dev), "/dev/zram%d", a->dev);
-        if (!util_root_is_real()) /* a test root: swapoff acts on the whole machine */
-                _exit(0);
+        if (!util_root_is_real())
+                test_drain_child();
         if (!util_path(path, dev) || swapoff(path) < 0)
-                _exit(1);
-        _exit(swapon(path, SWAP_FLAG_PREFER | (ABSORBER_PRIORITY & SWAP_FLAG_PRIO_MASK)) < 0 ? 2
-                                                                                             : 0);
+                _exit(DRAIN_SWAPOFF_FAILED);
+        _exit(swapon(path, SWAP_FLAG_PREFER | (ABSORBER_PRIORITY & SWAP_FLAG_PRIO_MASK)) < 0
+                  ? DRAIN_SWAPON_FAILED
+                  : DRAIN_DONE);
 }
 
 static void reap(struct absorber *a, uint64_t now_ms)
@@ -284,7 +305,7 @@ static void reap(struct absorber *a, uint64_t now_ms)
                 return;
         a->drain_pid = 0;
         a->last_drain_ms = now_ms - a->drain_started_ms;
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        if (WIFEXITED(status) && WEXITSTATUS(status) == DRAIN_DONE) {
                 a->drains++;
                 a->failing = 0;
                 util_log("absorber: drained %" PRIu64 " MiB back into RAM in %" PRIu64 " ms",
@@ -292,7 +313,7 @@ static void reap(struct absorber *a, uint64_t now_ms)
                 return;
         }
         a->drain_failures++;
-        if (WIFEXITED(status) && WEXITSTATUS(status) == 2) { /* swapped off, not on again */
+        if (WIFEXITED(status) && WEXITSTATUS(status) == DRAIN_SWAPON_FAILED) { /* for good */
                 off(a, "swapon failed after a drain", 0);
                 util_log("absorber: swapon failed after a drain; absorber off");
                 return;

@@ -76,7 +76,9 @@ bool absorber_read(struct absorber *a, struct absorber_fill *ret);
  * drain. After a failed drain the next waits twice as long as the one before, up to
  * ABSORBER_RETRY_MAX_MS, and only the first failure in a row is logged. An absorber that empties
  * without a drain (the workload used its pages again, which brings them back into RAM) is logged
- * once. Call after each sample and whenever the timeout says.
+ * once. A drain whose swapon fails leaves the device swapped off: the absorber is off for good
+ * (active false; nothing swaps on or off again). Call after each sample and whenever the timeout
+ * says.
  */
 void absorber_run(struct absorber *a, const struct absorber_fill *f, uint64_t mem_total,
                   uint64_t mem_available, uint64_t now_ms);

@@ -5,12 +5,13 @@
  * CAP_SYS_RESOURCE to open the PSI trigger (the kernel checks it when the file
  * is opened), CAP_SYS_ADMIN for the absorber's first swapon. After that it
  * keeps CAP_SYS_ADMIN only while it has an absorber (each drain's swapoff and
- * swapon) and CAP_IPC_LOCK only when locking its pages needed it; the rest
- * leaves its permitted, effective and inheritable sets (the ambient one with
- * them), and no_new_privs keeps any program it might run from gaining one
- * back. Still uid 0, it owns what it goes on writing (memory block states,
- * memory.high, its port, /run/dynmem-guest). Plain capget/capset: the agent
- * is libc only. docs/guest-protocol.md, "What the agent does".
+ * swapon; an absorber that goes off for good, its swapon failing after a
+ * drain, takes CAP_SYS_ADMIN with it) and CAP_IPC_LOCK only when locking its
+ * pages needed it; the rest leaves its permitted, effective and inheritable
+ * sets (the ambient one with them), and no_new_privs keeps any program it
+ * might run from gaining one back. Still uid 0, it owns what it goes on writing (memory block
+ * states, memory.high, its port, /run/dynmem-guest). Plain capget/capset: the agent is libc only.
+ * docs/guest-protocol.md, "What the agent does".
  */
 #ifndef DYNMEM_GUEST_CAPS_H
 #define DYNMEM_GUEST_CAPS_H
@@ -28,6 +29,12 @@ uint64_t caps_effective(void);
 
 /* Raise cap in the effective set (it must be permitted) or lower it there. 0 or -errno. */
 int caps_set_effective(int cap, bool on);
+
+/*
+ * Drop cap from the permitted, effective and inheritable sets (and so the ambient one): for
+ * good, nothing brings it back. 0 or -errno.
+ */
+int caps_drop(int cap);
 
 /*
  * Keep only keep of what is permitted, in the permitted and effective sets; nothing

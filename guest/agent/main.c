@@ -12,7 +12,8 @@
  * is short of memory and a host is connected to plug more.
  *
  * One agent runs at a time (wait_turn: a second waits for the first to stop).
- * Once set up it drops the capabilities it no longer needs (caps.h).
+ * Once set up it drops the capabilities it no longer needs (caps.h), and
+ * CAP_SYS_ADMIN later should its absorber go off for good.
  * One thread, one poll() loop, no allocation after start; it never
  * busy-loops (every wait is a poll on a descriptor or a timer) and logs to
  * stderr sparingly. The protocol: docs/guest-protocol.md. Only libc;
@@ -158,13 +159,50 @@ static void sample_throttle(struct run *r, const struct sample *s)
         r->next_throttle_ms = r->now + THROTTLE_LOOK_MS;
 }
 
+/*
+ * The absorber has gone off for good (a drain's swapon failed, absorber.h): nothing will run
+ * swapoff or swapon again, so CAP_SYS_ADMIN leaves the permitted and effective sets, and
+ * no_new_privs (caps.h) keeps it from coming back. An agent that does not hold it says nothing.
+ */
+static void drop_sys_admin(void)
+{
+        char others[32];
+        uint64_t left;
+        int err;
+
+        if (!(caps_permitted() & CAPS_BIT(CAP_SYS_ADMIN)))
+                return;
+        if ((err = caps_drop(CAP_SYS_ADMIN)) < 0) {
+                util_log("capabilities: dropping CAP_SYS_ADMIN failed (%s); the agent keeps it",
+                         strerror(-err));
+                return;
+        }
+        left = caps_permitted();
+        snprintf(others, sizeof(others), "%d capabilities", __builtin_popcountll(left));
+        util_log("capabilities: CAP_SYS_ADMIN dropped, the absorber being off for good; left: %s",
+                 !left                            ? "none"
+                 : left == CAPS_BIT(CAP_IPC_LOCK) ? "CAP_IPC_LOCK (the memory lock)"
+                                                  : others);
+}
+
+/* absorber_run(); an absorber it turns off for good takes CAP_SYS_ADMIN with it. */
+static void run_absorber(struct run *r, const struct absorber_fill *f, uint64_t mem_total,
+                         uint64_t mem_available)
+{
+        bool was_active = r->absorber.active;
+
+        absorber_run(&r->absorber, f, mem_total, mem_available, r->now);
+        if (was_active && !r->absorber.active)
+                drop_sys_admin();
+}
+
 /* Add the absorber's fill to a sample, and drain it when the guest has room again. */
 static void sample_absorber(struct run *r, struct sample *s)
 {
         struct absorber_fill f;
 
         if (!absorber_read(&r->absorber, &f)) {
-                absorber_run(&r->absorber, NULL, s->mem_total, s->mem_available, r->now);
+                run_absorber(r, NULL, s->mem_total, s->mem_available);
                 return;
         }
         s->absorber_stored = f.stored;
@@ -174,7 +212,7 @@ static void sample_absorber(struct run *r, struct sample *s)
         if (s->have & AGENT_HAVE_PSI)
                 absorber_note_stall(&r->absorber, s->psi.some_total_us, r->now);
         if (s->have & AGENT_HAVE_AVAILABLE)
-                absorber_run(&r->absorber, &f, s->mem_total, s->mem_available, r->now);
+                run_absorber(r, &f, s->mem_total, s->mem_available);
 }
 
 /* A sample not sent to the host (there is none, or the throttle looks between reports). */
@@ -449,7 +487,7 @@ static void loop_once(struct run *r)
         }
         hotplug_run(&r->hp, fds[2].revents, r->now);
         if (absorber_timeout(&r->absorber, r->now) >= 0) /* a drain runs: reap it when done */
-                absorber_run(&r->absorber, NULL, 0, 0, r->now);
+                run_absorber(r, NULL, 0, 0);
         if (r->throttle.engaged && r->now >= r->next_throttle_ms) /* is the memory there yet? */
                 sample_unreported(r);
 }

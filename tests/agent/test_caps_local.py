@@ -5,10 +5,14 @@ read from /proc/PID/status. Started as root it holds every capability of the
 bounding set; once set up it keeps CAP_SYS_ADMIN only while it has a burst
 absorber (each drain's swapoff and swapon), CAP_IPC_LOCK only when locking its
 pages needed it (RLIMIT_MEMLOCK below its mappings), nothing else in any set,
-and no_new_privs is on. Needs root (a process started otherwise holds no
-capability to drop): skipped otherwise. That it still does its work with what
-it keeps (reports, stall reports from its PSI trigger, reconnecting) under a
-real kernel is checked in tests/agent/test_guest_qemu.py. Prints TAP.
+and no_new_privs is on. An absorber that goes off for good while the agent
+runs (a drain's swapon failed) takes CAP_SYS_ADMIN with it; a drain whose
+swapoff failed, to be tried again, does not. Under a test root a drain runs
+neither system call: DYNMEM_GUEST_TEST_DRAIN says how it ends. Needs root (a
+process started otherwise holds no capability to drop): skipped otherwise.
+That it still does its work with what it keeps (reports, stall reports from
+its PSI trigger, reconnecting) under a real kernel is checked in
+tests/agent/test_guest_qemu.py. Prints TAP.
 
 usage: test_caps_local.py DYNMEM_GUEST
 """
@@ -23,13 +27,17 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from dynmemtest import Tap, skip_all  # noqa: E402
 
-from test_absorber_local import make_root, read  # noqa: E402
+from test_absorber_local import PAGE, make_root, read, write  # noqa: E402
 
 CAP_IPC_LOCK = 1 << 14
 CAP_SYS_ADMIN = 1 << 21
 KIB = 1024
 MIB = 1024 * KIB
 STARTED = "memory hotplug"  # the agent's start line, logged once it is set up
+DRAIN_FAILED = {  # what the agent logs when a drain failed so (DYNMEM_GUEST_TEST_DRAIN)
+    "swapoff-fails": "absorber: a drain failed (swapoff)",
+    "swapon-fails": "absorber: swapon failed after a drain; absorber off",
+}
 
 
 def status(pid):
@@ -48,8 +56,16 @@ def names(bits):
     return ", ".join(out) or "none"
 
 
-def run_agent(exe, root, *args, memlock=None):
-    """The agent started and set up: (its /proc status, its log). memlock: its RLIMIT_MEMLOCK."""
+def wait_log(log, needle, timeout=10):
+    end = time.monotonic() + timeout
+    while needle not in (read(log) or "") and time.monotonic() < end:
+        time.sleep(0.05)
+    return read(log) or ""
+
+
+def start_agent(exe, root, *args, memlock=None, env=None):
+    """The agent started and set up: (its process, its log's path). memlock: its
+    RLIMIT_MEMLOCK; env: what its environment adds to this test's."""
     log = os.path.join(root, "agent.log")
 
     def limit():
@@ -58,16 +74,41 @@ def run_agent(exe, root, *args, memlock=None):
 
     proc = subprocess.Popen([exe, "--root", root, "--port", root + "/no-port", *args],
                             stdout=subprocess.DEVNULL, stderr=open(log, "w"),
-                            preexec_fn=limit)
+                            preexec_fn=limit, env={**os.environ, **(env or {})})
+    wait_log(log, STARTED)
+    return proc, log
+
+
+def run_agent(exe, root, *args, memlock=None):
+    """The agent started and set up: (its /proc status, its log). memlock: its RLIMIT_MEMLOCK."""
+    proc, log = start_agent(exe, root, *args, memlock=memlock)
     try:
-        end = time.monotonic() + 10
-        while STARTED not in (read(log) or "") and time.monotonic() < end:
-            time.sleep(0.05)
         st = status(proc.pid)
     finally:
         proc.terminate()
         proc.wait(timeout=5)
     return st, read(log) or ""
+
+
+def run_failing_drain(exe, root, how, memlock):
+    """An agent with an absorber whose drains fail as how says (DYNMEM_GUEST_TEST_DRAIN):
+    (its /proc status before the absorber holds anything, its status once the first drain has
+    failed, its log)."""
+    make_root(root)
+    proc, log = start_agent(exe, root, memlock=memlock, env={"DYNMEM_GUEST_TEST_DRAIN": how})
+    try:
+        before = status(proc.pid)
+        # 64 MiB stored in 20 MiB of RAM, with 512 MiB available: room to drain at once
+        write(f"{root}/sys/block/zram1/mm_stat",
+              f"{64 * MIB + PAGE} {18 * MIB} {20 * MIB} 0 0 0 0 0 0\n")
+        wait_log(log, DRAIN_FAILED[how])
+        if how == "swapon-fails":
+            wait_log(log, "capabilities: CAP_SYS_ADMIN dropped")
+        after = status(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+    return before, after, read(log) or ""
 
 
 def check_sets(t, st, log, want, what):
@@ -122,6 +163,26 @@ def main():
                  "RLIMIT_MEMLOCK of 64 KiB: the pages are locked all the same (CAP_IPC_LOCK)",
                  f"VmLck {locked} kB\n{log}")
             check_sets(t, st, log, CAP_IPC_LOCK, "a lock beyond RLIMIT_MEMLOCK")
+
+        # A drain whose swapoff failed is tried again later: CAP_SYS_ADMIN stays for it.
+        before, after, log = run_failing_drain(exe, os.path.join(tmp, "swapoff-fails"),
+                                               "swapoff-fails", 8 * MIB)
+        check_sets(t, before, log, CAP_SYS_ADMIN, "before a drain whose swapoff fails")
+        t.ok(DRAIN_FAILED["swapoff-fails"] in log, "the drain's swapoff failed", log)
+        check_sets(t, after, log, CAP_SYS_ADMIN, "after it (drained again later)")
+        t.ok("CAP_SYS_ADMIN dropped" not in log, "... and says nothing of it", log)
+
+        # A drain whose swapon failed leaves the absorber off for good: CAP_SYS_ADMIN goes, and
+        # only it (with 64 KiB of RLIMIT_MEMLOCK, CAP_IPC_LOCK stays, where the test holds it).
+        lock = start & CAP_IPC_LOCK
+        before, after, log = run_failing_drain(exe, os.path.join(tmp, "swapon-fails"),
+                                               "swapon-fails", 64 * KIB if lock else 8 * MIB)
+        check_sets(t, before, log, CAP_SYS_ADMIN | lock, "before a drain whose swapon fails")
+        t.ok(DRAIN_FAILED["swapon-fails"] in log, "the drain's swapon failed: absorber off", log)
+        check_sets(t, after, log, lock, "once the absorber is off for good")
+        said = ("capabilities: CAP_SYS_ADMIN dropped, the absorber being off for good; left: "
+                + ("CAP_IPC_LOCK (the memory lock)" if lock else "none"))
+        t.ok(said in log, "... and says so", log)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return t.done()

@@ -3,8 +3,11 @@
  * need no port and no host: the throttle against a fake cgroup v2 tree under a
  * temporary root (util_set_root), as tests/agent/test_throttle_local.py lays it
  * out, but driven sample by sample with its own clock; the absorber's drains
- * (under a test root a drain's child runs no swapoff and exits at once).
+ * (under a test root a drain's child runs no swapoff and exits at once); and
+ * dropping a capability for good (caps.h), in a child of this test.
  */
+#include <errno.h>
+#include <linux/capability.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +21,7 @@
 #include <cmocka.h>
 
 #include "absorber.h"
+#include "caps.h"
 #include "throttle.h"
 #include "util.h"
 
@@ -295,6 +299,38 @@ static void failed_drains_back_off(void **state)
         assert_int_equal(a.next_drain_ms - now, ABSORBER_DRAIN_GAP_MS);
 }
 
+/*
+ * caps_drop(), as the agent drops CAP_SYS_ADMIN when its absorber goes off for good: it leaves
+ * the permitted and effective sets, the others stay as they were, and it cannot be raised
+ * again. In a child, which holds what this test holds (as root: CAP_SYS_ADMIN among them);
+ * skipped without it. The child's exit status names the first step that went wrong.
+ */
+static void a_dropped_capability_does_not_come_back(void **state)
+{
+        const uint64_t admin = CAPS_BIT(CAP_SYS_ADMIN);
+        uint64_t permitted = caps_permitted(), effective = caps_effective();
+        int status;
+        pid_t pid;
+
+        (void)state;
+        if (!(permitted & admin) || !(effective & admin))
+                skip();
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+                _exit(caps_drop(CAP_SYS_ADMIN) != 0                       ? 1
+                      : caps_permitted() != (permitted & ~admin)          ? 2
+                      : caps_effective() != (effective & ~admin)          ? 3
+                      : caps_set_effective(CAP_SYS_ADMIN, true) != -EPERM ? 4
+                      : caps_drop(CAP_SYS_ADMIN) != 0                     ? 5 /* again: no-op */
+                      : caps_permitted() != (permitted & ~admin)          ? 6
+                                                                          : 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        assert_true(caps_permitted() & admin); /* this process still holds it */
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -306,6 +342,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(throttle_lifted_at_once_when_the_host_goes, make_root,
                                             remove_root),
             cmocka_unit_test_setup_teardown(failed_drains_back_off, make_root, remove_root),
+            cmocka_unit_test(a_dropped_capability_does_not_come_back),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
