@@ -199,8 +199,14 @@ static void estimate_stall(struct policy_vm *vm, uint64_t reported, uint64_t now
         const struct vm_settings *s = &vm->settings;
 
         m->last_stall_ms = now;
-        if (m->probing && m->last_cut) {
-                /* Scarcity, not the probe, took it there: nothing learned. */
+        if (m->probing && (m->last_cut || reported > add_sat(m->probe_demand_bytes,
+                                                             deadband(t, m->probe_demand_bytes)))) {
+                /*
+                 * Scarcity, not the probe, took it there, or the figure rose past
+                 * the one the probe last cut against (by more than the deadband):
+                 * the rise explains the stall, and the stall says nothing of how
+                 * far the figure over-counts. Nothing learned.
+                 */
                 m->probing = false;
                 m->probe_permille = 0;
         } else if (m->probing && reported > 0) {

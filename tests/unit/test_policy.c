@@ -1003,6 +1003,40 @@ static void probing_lowers_a_quiet_vm(void **state)
 }
 
 /*
+ * A probe learns how far a figure over-counts from where the guest stalls as
+ * the probe lowers it. A guest whose figure jumps past what it holds while it
+ * is probed stalls because of the rise: that teaches nothing, and the figure
+ * is believed (before, the probe took the size held over the new figure as
+ * the share the figure over-counts, and kept the VM that far below it for
+ * stall_memory_ms).
+ */
+static void a_rise_during_a_probe_teaches_it_nothing(void **state)
+{
+        struct fx *f = *state;
+        uint64_t now = 0;
+        unsigned probing = 0;
+
+        f->host.memory_bytes = 1300 * MIB; /* contended: probing is worth it */
+        struct policy_vm *a = add(f, "a", dyn(GIB, 512 * MIB, 8 * GIB), 1230 * MIB);
+        demand(a, GIB);
+        stall(a, 0.0);
+        for (; now < 300 * 1000 && probing < 5; now += 1000) {
+                decide(f, now);
+                probing += a->memory.probing && a->reason == REASON_PROBE;
+                settle(f);
+        }
+        assert_int_equal(probing, 5);
+        assert_true(a->assigned_bytes < 1200 * MIB);
+
+        demand(a, 1400 * MIB); /* a job starts: far past what the probe holds */
+        stall(a, 0.3);
+        decide(f, now);
+        assert_false(a->memory.probing);
+        assert_true(a->memory.correction_permille == 0 || a->memory.correction_permille >= 1000);
+        assert_true(a->need_bytes >= 1400 * MIB);
+}
+
+/*
  * A guest that never stalls is probed down to probe_max_percent under its
  * figure; the probe then learns that the figure over-counts and keeps the
  * buffer on top of the corrected demand: it grows back by the buffer only,
@@ -1398,6 +1432,7 @@ int main(void)
             T(urgent_stall_below_want_restores_the_buffer),
             T(hostile_urgent_stalls),
             T(probing_lowers_a_quiet_vm),
+            T(a_rise_during_a_probe_teaches_it_nothing),
             T(probing_stops_at_its_floor),
             T(probe_lands_one_step_at_a_time),
             T(probing_never_below_minimum),
