@@ -46,6 +46,7 @@ struct fixture {
         uint64_t last_tick_ms, longest_gap_ms;     /* the loop's longest pause between ticks */
         uint64_t moves, failed, ended_ms, next_ms; /* what the ticks saw */
         uint64_t until_ms;
+        bool (*done)(const struct fixture *f); /* stops the run before until_ms (NULL: never) */
 };
 
 /* The peer: answers every request with its status, then closes. */
@@ -97,10 +98,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                 f->next_ms = now;
         f->moves = moves;
         f->failed = failed;
-        if (now >= f->until_ms)
+        if (now >= f->until_ms || (f->done && f->done(f)))
                 event_base_loopbreak(f->d->base);
 }
 
+/*
+ * Run the loop until `done` says so or `ms` have passed: a loaded machine
+ * delays the child and the ticks, so the tests wait for what they look for
+ * rather than for a time.
+ */
 static void run_for(struct fixture *f, uint64_t ms)
 {
         f->until_ms = mono_ms() + ms;
@@ -195,6 +201,16 @@ static char *last_said(struct daemon *d)
         return s;
 }
 
+static bool move_failed(const struct fixture *f)
+{
+        return f->failed >= 1;
+}
+
+static bool next_move_started(const struct fixture *f)
+{
+        return f->next_ms != 0;
+}
+
 /*
  * A move whose child closes its output and runs on: the loop goes on
  * meanwhile, the move ends when the child exits. The child's signals are a
@@ -218,7 +234,8 @@ static void the_loop_never_waits_for_the_move(void **state)
                   "sleep 2\n"
                   "exit 3\n",
                   1000, 60000);
-        run_for(f, 5000);
+        f->done = move_failed;
+        run_for(f, 60000);
         sigprocmask(SIG_SETMASK, &old_mask, NULL);
         sigaction(SIGUSR2, &old_usr2, NULL);
 
@@ -242,7 +259,8 @@ static void the_shortage_counts_anew_after_a_move(void **state)
 
         (void)state;
         f = setup("sleep 3\necho 'dynmem: refused'\nexit 1\n", 1000, 1000);
-        run_for(f, 7000);
+        f->done = next_move_started;
+        run_for(f, 60000);
         assert_true(f->ended_ms && f->next_ms);
         if (f->next_ms - f->ended_ms < 950)
                 fail_msg("the next move %llu ms after the first ended",
