@@ -68,7 +68,7 @@ def read_vm(path):
             try:
                 t = int(float(fields[t_col]))
                 prov, use = float(fields[p_col]), float(fields[u_col])
-            except (IndexError, ValueError):
+            except (IndexError, ValueError, OverflowError):  # short, not numbers, infinite
                 bad += 1
                 continue
             if not (math.isfinite(prov) and math.isfinite(use)) or prov < 0 or use < 0:

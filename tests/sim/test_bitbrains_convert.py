@@ -89,11 +89,11 @@ def make_month():
     del rows[10:40:2]  # 15 samples missing, no gap over 600 s
     write_vm(11, rows)
     MONTH_VMS[11] = "too few samples"
-    # Taken, with a repeated timestamp and unreadable rows to skip.
+    # Taken, with a repeated timestamp and unreadable rows to skip (one of them infinite).
     rows = good_rows(12, days=6)
     rows.insert(5, (rows[5][0], PROVISIONED_KB, 1.0))
     write_vm(12, rows[:5] + [rows[6], rows[5]] + rows[7:],
-             extra="garbage\n1372629804;\t2\nnan;\tnan\n")
+             extra="garbage\n1372629804;\t2\nnan;\tnan\ninf;\t2;\t1;\t1;\t1;\t1.0;\t1.0\n")
     MONTH_VMS[12] = ""
 
 
@@ -150,7 +150,7 @@ def rows_are_seconds_and_bytes_from_the_window_start():
     check(int(rows[5][1]) == round(usage(5, 12) * 1024),
           f"the repeated timestamp kept {rows[5][1]}, not its first row")
     with open(os.path.join(out, "SOURCE.md"), encoding="utf-8") as f:
-        check("unreadable rows skipped: 3" in f.read(), "the three bad rows not counted")
+        check("unreadable rows skipped: 4" in f.read(), "the four bad rows not counted")
 
 
 def vms_are_taken_evenly_spaced_and_excluded_by_manifest():
