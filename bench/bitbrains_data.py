@@ -24,9 +24,14 @@ writes traces that hold each sample until the next one (a row 1 ms before each s
 repeats the previous value), so a policy cannot profit from the straight lines the
 simulator draws between 5-minute samples.
 """
+import atexit
 import bisect
 import csv
 import os
+import re
+import shutil
+import sys
+import tempfile
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -34,11 +39,44 @@ DAY = 86400
 ALL_DAYS = 3
 
 
+_converted = {}
+
+
+def usable_dataset(path, who):
+    """A trace set (vmNNN.csv and capacity.csv) as it is; a folder of raw GWA-T-12 files
+    (1.csv, 2.csv, ...: a month as the archive publishes it) converted once per run, as
+    bench/bitbrains_convert.py does with its defaults, into a temporary set removed at
+    exit; anything else ends the run, saying why (`who` names what gave the path)."""
+    path = os.path.abspath(path)
+    if os.path.exists(os.path.join(path, "capacity.csv")):
+        return path
+    if path in _converted:
+        return _converted[path]
+    if os.path.isdir(path) and any(re.fullmatch(r"\d+\.csv", n) for n in os.listdir(path)):
+        import bitbrains_convert as bc  # noqa: E402 (only for raw folders)
+        out = tempfile.mkdtemp(prefix="dynmem-bitbrains-")
+        atexit.register(shutil.rmtree, out, True)
+        try:
+            read, qualify, taken, _, _ = bc.convert(path, out, 0, ALL_DAYS, 80, set())
+        except (bc.ConvertError, OSError) as e:
+            sys.exit(f"{who}: {e}")
+        print(f"{who}: {path} holds raw GWA-T-12 files: {taken} of its {qualify} qualifying "
+              f"VMs ({read} read) taken as bench/bitbrains_convert.py takes them, for this run",
+              file=sys.stderr)
+        _converted[path] = out
+        return out
+    sys.exit(f"{who}: {path} is neither a trace set (vmNNN.csv and capacity.csv) nor a "
+             "month of raw GWA-T-12 files (1.csv, 2.csv, ...); bench/bitbrains_convert.py "
+             "makes a set from such a month")
+
+
 def find_dataset():
-    """The folder holding vm001.csv..vm080.csv and capacity.csv, or None."""
+    """The folder holding vm001.csv..vm080.csv and capacity.csv, or None. $DYNMEM_BITBRAINS
+    may also name a month of raw GWA-T-12 files (usable_dataset()); set to anything else,
+    it ends the run with why, rather than skipping the benchmark."""
     env = os.environ.get("DYNMEM_BITBRAINS")
     if env is not None:
-        return os.path.abspath(env) if os.path.exists(os.path.join(env, "capacity.csv")) else None
+        return usable_dataset(env, "DYNMEM_BITBRAINS")
     # ../shared/datasets/bitbrains-rnd beside the clone, or beside a folder above it
     d = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for _ in range(3):

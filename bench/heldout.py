@@ -22,8 +22,9 @@ last row per set gives hyperv the buffer that makes it hold as much memory as dy
                      [--no-equal-memory] [--policy-key KEY=VALUE ...] [--dataset DIR]
 
 --dataset replays another set of the same kind (another month, window or VMs of the
-archive, made by bench/bitbrains_convert.py) on the same host; the sets' halves are
-its odd- and even-numbered VMs, and a subset's host is 64 GiB x its VMs / 80.
+archive, made by bench/bitbrains_convert.py, or a month of the archive's raw files,
+converted for the run with that script's defaults) on the same host; the sets' halves
+are its odd- and even-numbered VMs, and a subset's host is 64 GiB x its VMs / 80.
 
 Without the dataset it says so and exits 0.
 """
@@ -159,11 +160,10 @@ def main():
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--dataset", metavar="DIR",
                     help="the trace set (vmNNN.csv and capacity.csv, as bitbrains_convert.py "
-                    "writes it); default $DYNMEM_BITBRAINS or ../shared/datasets/bitbrains-rnd")
+                    "writes it) or a month of raw GWA-T-12 files; default $DYNMEM_BITBRAINS "
+                    "or ../shared/datasets/bitbrains-rnd")
     args = ap.parse_args()
-    if args.dataset and not os.path.exists(os.path.join(args.dataset, "capacity.csv")):
-        sys.exit(f"heldout: {args.dataset}: no capacity.csv (bench/bitbrains_convert.py makes a set)")
-    dataset = os.path.abspath(args.dataset) if args.dataset else bb.find_dataset()
+    dataset = bb.usable_dataset(args.dataset, "heldout") if args.dataset else bb.find_dataset()
     if not dataset:
         print("heldout: the Bitbrains dataset was not found (set DYNMEM_BITBRAINS); skipped")
         return 0

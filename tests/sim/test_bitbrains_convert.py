@@ -5,8 +5,9 @@ Each VM file breaks one rule of the selection (zero usage, a gap, a late start, 
 changing provisioned size, flat usage, usage above provisioned, too few samples) or
 keeps them all; the cases check which VMs are taken, the rows written (seconds from
 the window's start, bytes, a repeated timestamp kept once, unreadable rows skipped),
---vms, --exclude and --start-day, the refusals, and that bench/heldout.py replays the
-set it writes.
+--vms, --exclude and --start-day, the refusals, that bench/heldout.py replays the
+set it writes, and that it converts a raw month given to it and refuses a folder that
+is neither.
 
     test_bitbrains_convert.py DYNMEM_SIM SOURCE_ROOT
 
@@ -218,6 +219,26 @@ def heldout_replays_the_set():
         check(f"| all: {policy} | {vms}/{vms} |" in r.stdout, f"no {policy} row in {r.stdout}")
 
 
+def heldout_takes_a_raw_month_and_refuses_anything_else():
+    env = dict(os.environ, DYNMEM_BUILD=os.path.dirname(os.path.dirname(SIM)))
+    env.pop("DYNMEM_BITBRAINS", None)
+    args = [sys.executable, HELDOUT, "--sets", "all", "--interp", "linear", "--no-oracle",
+            "--no-equal-memory", "--jobs", "1"]
+    r = subprocess.run(args + ["--dataset", MONTH], capture_output=True, text=True, env=env,
+                       timeout=600)
+    check(r.returncode == 0, f"heldout on the raw month: exit {r.returncode}: {r.stderr}")
+    vms = sum(1 for why in MONTH_VMS.values() if not why)
+    check(f"{vms} of its {vms} qualifying VMs (14 read)" in r.stderr, f"no note: {r.stderr}")
+    check(f"| all: dynmem | {vms}/{vms} |" in r.stdout, f"no dynmem row in {r.stdout}")
+    junk = os.path.join(TMP, "junk")
+    os.makedirs(junk)
+    for how in (["--dataset", junk], []):
+        e = dict(env, DYNMEM_BITBRAINS=junk) if not how else env
+        r = subprocess.run(args + how, capture_output=True, text=True, env=e, timeout=120)
+        check(r.returncode == 1 and "is neither a trace set" in r.stderr,
+              f"{how or 'DYNMEM_BITBRAINS'} on a folder of nothing: exit {r.returncode}: {r.stderr}")
+
+
 def main():
     make_month()
     try:
@@ -228,6 +249,7 @@ def main():
             a_later_window_starts_days_later,
             bad_input_is_refused_and_nothing_half_written,
             heldout_replays_the_set,
+            heldout_takes_a_raw_month_and_refuses_anything_else,
         ])
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
