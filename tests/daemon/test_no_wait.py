@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""A balancing loop that never waits: while an exec: policy takes 3 s to answer,
-or a QEMU never answers its QMP greeting, `status` is answered at once and no
-cycle is skipped (as counted by dynmemd itself); the late reply is still applied.
+"""A balancing loop that never waits: while an exec: policy holds its reply, or
+a QEMU never answers its QMP greeting, `status` is answered and the cycles go on
+(as counted by dynmemd itself: never stopped for long, however loaded the machine
+is); the late reply is still applied.
 A QEMU asked what it offers that is silent for 20 s is killed and asked once
 more: one silent once goes on to the start, one that never answers fails it
 after the second 20 s with the reason, and nothing of either is left running;
@@ -25,15 +26,23 @@ from dynmemtest import (MIB, WAIT, Skip, Tap, check, dynamic_vm, main, request, 
 tap = Tap()
 
 # The policy reads what to do from a file next to it, for every request: a
-# number of seconds to think, then a target for "web", or "garbage", or "die".
+# number of seconds to think, then a target for "web", or "garbage", or "die", or
+# "hold" and a target: answer only once a file "release" is there. It notes when it
+# starts and when it answers garbage (the clock's time, for the restart pauses).
 POLICY = """#!/bin/sh
 dir=$(dirname "$0")
+echo "start $(date +%s.%N)" >> "$dir/events"
 while read -r line; do
     echo "$line" > "$dir/last-request"
     read -r mode < "$dir/mode"
     case "$mode" in
-    garbage) echo 'this is not JSON' ;;
+    garbage) echo "garbage $(date +%s.%N)" >> "$dir/events"; echo 'this is not JSON' ;;
     die) exit 3 ;;
+    hold*)
+        : > "$dir/holding"
+        while [ ! -e "$dir/release" ]; do sleep 0.05; done
+        rm -f "$dir/holding" "$dir/release"
+        set -- $mode; echo "{\\"targets\\": {\\"web\\": $2}}" ;;
     *) set -- $mode; sleep "$1"; echo "{\\"targets\\": {\\"web\\": $2}}" ;;
     esac
 done
@@ -69,6 +78,7 @@ def host(d):
 
 
 def timed_status(s):
+    """One `status` request on connection s: its time and what it says of the host."""
     t0 = time.monotonic()
     s.sendall(request("status"))
     buf = b""
@@ -76,53 +86,99 @@ def timed_status(s):
         chunk = s.recv(65536)
         check(chunk, "dynmemd closed the connection")
         buf += chunk
-    check(json.loads(buf).get("ok"), "status failed", buf)
-    return time.monotonic() - t0
+    reply = json.loads(buf)
+    check(reply.get("ok"), "status failed", buf)
+    return time.monotonic() - t0, reply["host"]
+
+
+def holding(d):
+    return os.path.exists(os.path.join(d.dir, "holding"))
+
+
+def policy_starts(d):
+    return len(events(d, "start"))
 
 
 @tap.case
 def status_and_cycles_do_not_wait_for_a_slow_policy(bins):
-    with daemon_with_policy(bins, f"3 {1536 * MIB}") as d:
+    with daemon_with_policy(bins, f"0 {1536 * MIB}") as d:
         wait_for(lambda: target(d, "web") == 1536 * MIB, "the first reply to be applied")
+        # The next request is held until the test releases it: however long the
+        # machine's load makes the checks take (within the 10 s dynmemd gives it).
+        set_mode(d, f"hold {1280 * MIB}")
+        wait_for(lambda: holding(d), "a request the policy holds")
         before = host(d)
-        # 100 status requests (or more) while the policy thinks for 3 s at a time.
-        p99, worst, calls = status_calls_while(d, 6.5)
-        after = host(d)
-        print(f"# {calls} status calls during 3 s replies: p99 {p99 * 1000:.1f} ms, "
-              f"max {worst * 1000:.1f} ms; cycles {after['cycles'] - before['cycles']}, "
-              f"skipped {after['cycles_skipped'] - before['cycles_skipped']}, "
-              f"lateness p99 {after['cycle_lateness_p99_ms']} ms", flush=True)
-        # A loop that waited for the policy would answer after up to 3 s and skip
-        # ~29 of the 100 ms cycles per reply.
-        check(worst < 1.0, f"a status call took {worst:.2f} s")
-        skipped = after["cycles_skipped"] - before["cycles_skipped"]
-        check(skipped < 10, f"{skipped} cycles skipped while the policy thought", after)
-        check(after["cycles"] - before["cycles"] >= 30, "too few cycles ran", before, after)
-        check("has not answered for" in d.log(), "lateness not reported", d.log())
-        # The late replies are applied: a new target is followed.
-        set_mode(d, f"3 {1280 * MIB}")
-        wait_for(lambda: target(d, "web") == 1280 * MIB, "a late reply to be applied")
+        # 20 status requests (or more) and 10 cycles while the policy holds its reply. A
+        # loop that waited for the policy would answer none of them and run no cycle (or
+        # kill the policy when the reply was due, and start it again).
+        p99, worst, calls, after = status_calls_while(
+            d, 0, at_least=20, until=lambda st: st["cycles"] - before["cycles"] >= 10)
+        print(f"# {calls} status calls while the policy held its reply: p99 "
+              f"{p99 * 1000:.1f} ms, max {worst * 1000:.1f} ms; cycles "
+              f"{after['cycles'] - before['cycles']}, skipped "
+              f"{after['cycles_skipped'] - before['cycles_skipped']}, lateness p99 "
+              f"{after['cycle_lateness_p99_ms']} ms", flush=True)
+        check(holding(d) and policy_starts(d) == 1, "the held request was not the one still "
+              "asked", policy_starts(d), d.log())
+        wait_for(lambda: "has not answered for" in d.log(), "the lateness to be reported")
+        # The held reply, late, is applied; so are replies that take 3 s.
+        set_mode(d, f"3 {1024 * MIB}")
+        d.write_file("release", "")
+        wait_for(lambda: target(d, "web") == 1280 * MIB, "the held reply to be applied")
+        wait_for(lambda: target(d, "web") == 1024 * MIB, "a reply after 3 s to be applied")
+        check(policy_starts(d) == 1 and "killed" not in d.log(),
+              "the policy was killed for thinking", d.log())
         check(d.log().count("has not answered for") <= 6, "lateness reported too often",
               d.log())
 
 
-def status_calls_while(d, seconds, at_least=100):
-    """Time `status` requests on one connection for `seconds` (and at least 100)."""
+def status_calls_while(d, seconds, at_least=100, until=lambda status: True):
+    """Time `status` requests on one connection for `seconds`, at least `at_least`,
+    and until the last reply satisfies `until` (within WAIT): the worst 1 %, the
+    worst, how many, and the last reply."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(WAIT)
     s.connect(d.socket)
     times = []
     t0 = time.monotonic()
-    while len(times) < at_least or time.monotonic() - t0 < seconds:
-        times.append(timed_status(s))
+    while True:
+        took, last = timed_status(s)
+        times.append(took)
+        if len(times) >= at_least and time.monotonic() - t0 >= seconds and until(last):
+            break
+        check(time.monotonic() - t0 < WAIT, f"not so within {WAIT:.0f} s", last)
         time.sleep(0.05)
     s.close()
     times.sort()
-    return times[int(len(times) * 0.99) - 1], times[-1], len(times)
+    return times[int(len(times) * 0.99) - 1], times[-1], len(times), last
+
+
+def events(d, kind):
+    """The times the policy noted (policy.sh) of one kind, in order."""
+    try:
+        with open(os.path.join(d.dir, "events")) as f:
+            lines = f.read().split("\n")[:-1]  # the last line may be being written
+    except FileNotFoundError:
+        return []
+    return [float(line.split()[1]) for line in lines if line.split()[0] == kind]
 
 
 def policy_log(d):
     return [line for line in d.log().splitlines() if "policy:" in line]
+
+
+def restarts_after_garbage(d):
+    """For each garbage reply, the seconds until the policy's next start (the ones
+    that came so far), as the policy itself noted them."""
+    starts = events(d, "start")
+    return [next(s for s in starts if s > g) - g for g in events(d, "garbage")
+            if any(s > g for s in starts)]
+
+
+def pause_notices(d):
+    """(pause in ms, failures in a row) of each "will be restarted" notice."""
+    return [(int(ms), int(n)) for ms, n in
+            re.findall(r"restarted (\d+) ms after its failure \((\d+) in a row\)", d.log())]
 
 
 @tap.case
@@ -131,21 +187,33 @@ def garbage_or_death_keeps_targets_and_restarts_with_backoff(bins):
         wait_for(lambda: target(d, "web") == 1536 * MIB, "the policy's target")
         db = target(d, "db")
         set_mode(d, "garbage")
-        wait_for(lambda: "not JSON" in d.log(), "the garbage to be reported")
-        wait_for(lambda: "(2 in a row)" in d.log(), "a second failure after the pause")
-        log = "\n".join(policy_log(d))
-        check("restarted 1000 ms after its failure (1 in a row)" in log, "first pause not 1 s", log)
-        check("restarted 2000 ms after its failure (2 in a row)" in log, "second pause not 2 s",
-              log)
-        check(target(d, "web") == 1536 * MIB and target(d, "db") == db,
-              "a VM left its target while the policy failed", d.vms())
+        wait_for(lambda: len(events(d, "garbage")) >= 2, "a second garbage reply")
         set_mode(d, "die")
+        # The restarts as the policy saw them: the garbage is written before dynmemd
+        # reads it and a start noted after dynmemd forks, so each interval is at least
+        # the pause dynmemd kept. A loaded machine only makes them longer.
+        gaps = wait_for(lambda: len(restarts_after_garbage(d)) >= 2 and restarts_after_garbage(d),
+                        "a restart after the second garbage reply")
+        print("# restarts after garbage: " + ", ".join(f"{g:.2f} s" for g in gaps), flush=True)
+        check(gaps[0] >= 1.0, f"restarted {gaps[0]:.2f} s after the first failure, not 1 s",
+              d.log())
+        check(gaps[1] >= 2.0, f"restarted {gaps[1]:.2f} s after the second failure, not 2 s",
+              d.log())
         wait_for(lambda: "exited with status 3" in d.log(), "the exit to be reported")
-        check(target(d, "web") == 1536 * MIB, "web left its target", d.vm("web"))
-        check(host(d)["cycles_skipped"] < 10, "cycles skipped", host(d))
-        # Answering again: followed again (after the pause, at most 4 s by now).
+        # The loop goes on deciding meanwhile, and a decision that falls inside a pause
+        # says how long it is: 1 s, then twice as long each time. (With the loop late
+        # by more than a pause, none may fall in the first ones: it waits for one.)
+        wait_for(lambda: pause_notices(d), "a decision during a pause to say so")
+        for ms, n in pause_notices(d):
+            check(ms == min(1000 << (n - 1), 64000), f"pause {ms} ms after {n} in a row",
+                  "\n".join(policy_log(d)))
+        check(target(d, "web") == 1536 * MIB and target(d, "db") == db,
+              "a VM left its target while the policy failed or died", d.vms())
+        # Answering again: followed again, after the pause (doubled with each failure:
+        # longer if the machine's load made the waits above long).
         set_mode(d, f"0 {1280 * MIB}")
-        wait_for(lambda: target(d, "web") == 1280 * MIB, "the restarted policy's target")
+        wait_for(lambda: target(d, "web") == 1280 * MIB, "the restarted policy's target",
+                 timeout=2 * WAIT)
 
 
 # 30 lines on its standard error for each request (a request every 100 ms: 300 lines a
@@ -265,16 +333,24 @@ def start_in_background(d, name):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+# The longest dynmemd's loop may stop while a QEMU does not greet: far above what a
+# loaded machine causes (its cycles up to 2.85 s late with the suite on 2 shared
+# cores beside other jobs), far below what waiting for the greeting would (20 s,
+# the greeting's timeout, for every status call then and every cycle).
+LOOP_STOPS_AT_MOST_S = 10.0
+
+
 def check_responsive(d, before, what):
-    """status answered at once and no cycle skipped for 5 s (and 100 calls) from before."""
-    p99, worst, calls = status_calls_while(d, 5.0)
-    after = host(d)
-    skipped = after["cycles_skipped"] - before["cycles_skipped"]
+    """status answered, and the loop never stopped for long, over 5 s (and 100 calls)."""
+    p99, worst, calls, after = status_calls_while(d, 5.0)
+    longest = max(after["cycle_lateness_max_ms"], after["cycle_duration_max_ms"]) / 1000
     print(f"# {calls} status calls while {what}: p99 {p99 * 1000:.1f} ms, "
           f"max {worst * 1000:.1f} ms; cycles {after['cycles'] - before['cycles']}, "
-          f"skipped {skipped}", flush=True)
-    check(worst < 1.0, f"a status call took {worst:.2f} s")
-    check(skipped < 10, f"{skipped} cycles skipped while {what}", after)
+          f"skipped {after['cycles_skipped'] - before['cycles_skipped']}, loop stopped "
+          f"{longest:.2f} s at most", flush=True)
+    check(worst < LOOP_STOPS_AT_MOST_S, f"a status call took {worst:.2f} s while {what}")
+    check(longest < LOOP_STOPS_AT_MOST_S, f"a cycle came {longest:.2f} s late while {what}",
+          after)
 
 
 @tap.case
