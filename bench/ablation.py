@@ -23,7 +23,8 @@ on 64 GiB with the samples held as steps.
 
     bench/ablation.py
 
-Without the dataset it says so and exits 0.
+Without the dataset it says so and exits 0; with $DYNMEM_BITBRAINS naming a folder that is
+neither a trace set nor a month of the archive's raw files, it says why and exits 1.
 """
 import concurrent.futures
 import os

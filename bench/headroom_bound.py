@@ -36,7 +36,8 @@ rise is after one at the same time the day before, counted directly.
 
     bench/headroom_bound.py [--sets tune,held-out,all]
 
-Pure Python, a few minutes. Without the dataset it says so and exits 0.
+Pure Python, a few minutes. Without the dataset it says so and exits 0 (with
+$DYNMEM_BITBRAINS naming a folder that is neither a trace set nor a raw month: 1, and why).
 """
 import argparse
 import bisect

@@ -26,7 +26,8 @@ archive, made by bench/bitbrains_convert.py, or a month of the archive's raw fil
 converted for the run with that script's defaults) on the same host; the sets' halves
 are its odd- and even-numbered VMs, and a subset's host is 64 GiB x its VMs / 80.
 
-Without the dataset it says so and exits 0.
+Without the dataset it says so and exits 0; with $DYNMEM_BITBRAINS naming a folder that is
+neither a trace set nor a month of the archive's raw files, it says why and exits 1.
 """
 import argparse
 import concurrent.futures

@@ -13,7 +13,8 @@ page and a PNG of its curves (headless Chromium) to --out, and times the sweep
 
     bench/sweep.py [--out DIR] [--runs 3] [--interp linear|step]
 
-Without the dataset it says so and exits 0.
+Without the dataset it says so and exits 0; with $DYNMEM_BITBRAINS naming a folder that is
+neither a trace set nor a month of the archive's raw files, it says why and exits 1.
 """
 import argparse
 import json
