@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Tap  # noqa: E402
+from dynmemtest import WAIT, Tap  # noqa: E402
 
 MIB = 1 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -76,7 +76,7 @@ class Agent:
     def text(self):
         return read(self.log) or ""
 
-    def wait_log(self, needle, timeout=10):
+    def wait_log(self, needle, timeout=WAIT):
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if needle in self.text():
@@ -165,7 +165,7 @@ def check_adopt_and_drain(t, exe, tmp):
                 f.truncate()
             time.sleep(0.25)
         t.ok("drained" not in a.text(), "no drain while the guest still stalls", a.text())
-        t.ok(a.wait_log("absorber: drained 64 MiB back into RAM", 5),
+        t.ok(a.wait_log("absorber: drained 64 MiB back into RAM"),
              "drained once MemAvailable holds them, less the RAM they hold now, with "
              "1/32 of MemTotal to spare, and the stall is over",
              a.text())
@@ -203,7 +203,7 @@ def check_empty_again(t, exe, tmp):
               f"{24 * MIB + PAGE} {9 * MIB} {10 * MIB} 0 0 0 0 0 0\n")
         time.sleep(1.5)  # a sample sees it hold 24 MiB
         write(f"{root}/sys/block/zram1/mm_stat", f"{PAGE} 100 {PAGE} 0 0 0 0 0 0\n")
-        t.ok(a.wait_log("absorber: empty again without a drain (24 MiB at most", 5) and
+        t.ok(a.wait_log("absorber: empty again without a drain (24 MiB at most") and
              "drained" not in a.text(),
              "an absorber the workload emptied by using its pages again is logged, no drain",
              a.text())

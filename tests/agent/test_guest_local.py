@@ -24,8 +24,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import (MIB, PSI_IDLE, Agent, Peer, Tap, make_root, parse_fields, write,  # noqa: E402
-                        write_in_place)
+from dynmemtest import (MIB, PSI_IDLE, WAIT, Agent, Peer, Tap, make_root, parse_fields,  # noqa: E402
+                        write, write_in_place)
 
 
 def wait_until(cond, timeout):
@@ -44,7 +44,7 @@ def check_session(t, peer, agent):
     f = parse_fields(ready or "")
     t.ok(f.get("version") == 1 and f.get("caps") == "balloon,virtio-mem,psi,online-movable",
          "hello: version 1 and capabilities (no PSI trigger on a plain file)", ready)
-    r = peer.report(10)
+    r = peer.report(WAIT)
     t.ok(r is not None and r["cause"] == "hello", "a report follows the handshake at once",
          peer.text())
     r = r or {}
@@ -58,7 +58,7 @@ def check_session(t, peer, agent):
     t.ok(r.get("unknown_keys") == 0, "the host parser knows every key the agent sends", r)
     t.ok(0 < r.get("self_rss", 0) < 4 * MIB, "the agent reports its own RSS",
          r.get("self_rss"))
-    ticks = [peer.report(5, lambda x: x["cause"] == "tick") for _ in range(3)]
+    ticks = [peer.report(WAIT, lambda x: x["cause"] == "tick") for _ in range(3)]
     seqs = [x["seq"] for x in ticks if x]
     t.ok(len(seqs) == 3 and seqs == list(range(seqs[0], seqs[0] + 3)),
          "reports keep coming at the interval, numbered", seqs)
@@ -68,9 +68,9 @@ def check_session(t, peer, agent):
 def check_onlining(t, root, peer):
     states = lambda: [open(f"{root}/sys/devices/system/memory/memory{i}/state").read().strip()
                       for i in (1, 2)]
-    t.ok(wait_until(lambda: states() == ["online_movable"] * 2, 10),
+    t.ok(wait_until(lambda: states() == ["online_movable"] * 2, WAIT),
          "offline memory blocks are brought online movable", states())
-    r = peer.report(10, lambda x: x["onlined"] == 2)
+    r = peer.report(WAIT, lambda x: x["onlined"] == 2)
     t.ok(r is not None, "reports count the blocks the agent onlined", peer.text()[-500:])
 
 
@@ -78,12 +78,12 @@ def check_psi_polling(t, root, peer):
     write_in_place(f"{root}/proc/pressure/memory",
                    "some avg10=5.00 avg60=1.00 avg300=0.20 total=1000\n"
                    "full avg10=1.00 avg60=0.00 avg300=0.00 total=500\n")
-    r = peer.report(10, lambda x: x["some_total_us"] == 1000)
+    r = peer.report(WAIT, lambda x: x["some_total_us"] == 1000)
     t.ok(r is not None and r["some_avg10_bp"] == 500,
          "PSI figures are reported (avg10 in basis points, total in us)", r)
     time.sleep(0.3)
     # a stall goes on: its total keeps growing, 60 ms of stall every 200 ms
-    r, total, deadline = None, 61000, time.monotonic() + 10
+    r, total, deadline = None, 61000, time.monotonic() + WAIT
     while r is None and time.monotonic() < deadline:
         write_in_place(f"{root}/proc/pressure/memory",
                        f"some avg10=9.00 avg60=1.00 avg300=0.20 total={total}\n"
@@ -98,7 +98,7 @@ def check_psi_polling(t, root, peer):
 def check_reconnect(t, peer_exe, port, agent, last_seq):
     peer = Peer(peer_exe, port, "--listen", "--interval", "200", "--reports", "3", timeout=20)
     ready = peer.wait_for(lambda l: l.startswith("ready "), 15)
-    r = peer.report(10)
+    r = peer.report(WAIT)
     t.ok(ready is not None and r is not None and r["seq"] > last_seq,
          "after the host side closes and comes back the agent reconnects; seq goes on",
          peer.text() + "\n" + agent.text())
@@ -114,7 +114,7 @@ def check_incompatible(t, agent, agent_exe, peer_exe, root, port, tmp):
     # The host side stays until the agent has read its versions: killed earlier, it can
     # close the connection with the agent's hello unread, and the agent sees a reset instead.
     line = "host speaks protocol versions 5-9, this agent 1-1: incompatible"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT
     while line not in agent_text(tmp) and time.monotonic() < deadline:
         time.sleep(0.1)
     peer.stop()
@@ -184,7 +184,7 @@ def check_host_junk(t, agent_exe, root, port, tmp):
         # agent's line buffer ("99" after "2000") are not read as part of it.
         conn.sendall(b"DMG1 hello min=1 max=1 interval_ms=2000\n")
         data = b""
-        end = time.monotonic() + 10
+        end = time.monotonic() + WAIT
         while b"interval_ms=2000" not in data and time.monotonic() < end:
             try:
                 chunk = conn.recv(4096)
@@ -206,13 +206,13 @@ def check_log_flood(t, agent_exe, root, port, tmp):
     not all; once the rate allows, the next line says how many were left out."""
     with raw_host(agent_exe, root, port, tmp) as (conn, agent):
         conn.sendall(b"junk\n" * 200)
-        time.sleep(1)
-        flood = agent.text()
-        time.sleep(6.5)  # ten a minute: room for one more line
+        # the burst is logged once the agent has read the lines, however late that is
+        wait_until(lambda: "ignored a malformed line from the host" in agent.text(), WAIT)
+        time.sleep(7.5)  # the burst's end, then ten a minute: room for one more line
         conn.sendall(b"junk\n")
-        end = time.monotonic() + 10
-        while "suppressed" not in agent.text() and time.monotonic() < end:
-            time.sleep(0.1)
+        wait_until(lambda: "suppressed" in agent.text(), WAIT)
+    # what was logged before the line that says how many were left out
+    flood = agent.text().split("messages suppressed")[0].rpartition("\n")[0]
     logged = flood.count("ignored a malformed line from the host")
     lines = flood.count("dynmem-guest:")
     t.ok(0 < logged and lines <= 30,
@@ -265,7 +265,7 @@ def check_devices_bound_late(t, agent_exe, peer_exe, tmp):
         first = peer.wait_for(lambda l: l.startswith("ready "), 20)
         t.ok(first is not None and parse_fields(first).get("caps") == "psi,online-movable",
              "without bound devices the handshake names none", first or peer.text())
-        r = peer.report(10)
+        r = peer.report(WAIT)
         t.ok(r is not None and r.get("demand") == 512 * MIB,
              "the balloon's pages count as used while no deflate-on-oom balloon is known", r)
         add_devices(root)
@@ -274,7 +274,7 @@ def check_devices_bound_late(t, agent_exe, peer_exe, tmp):
              parse_fields(again).get("caps") == "balloon,virtio-mem,psi,online-movable",
              "devices bound later are announced in a new handshake",
              peer.text()[-1000:] + "\n" + agent.text())
-        r = peer.report(10, lambda x: x["cause"] == "tick")
+        r = peer.report(WAIT, lambda x: x["cause"] == "tick")
         t.ok(r is not None and r.get("demand") == 412 * MIB,
              "and the balloon's pages are taken off the demand", r)
         t.ok(peer.lines.count("connected") == 1, "all on one connection (not a reconnect)",
@@ -295,11 +295,11 @@ def check_meminfo_lost(t, agent_exe, peer_exe, tmp):
     peer = Peer(peer_exe, port, "--listen", "--interval", "200", timeout=60)
     agent = Agent(agent_exe, root, tmp)
     try:
-        r = peer.report(20, lambda x: x["cause"] == "tick")
+        r = peer.report(WAIT, lambda x: x["cause"] == "tick")
         t.ok(r is not None, "reports come before MemTotal goes", peer.text() + agent.text())
         write_in_place(meminfo, "".join(l + "\n" for l in good.splitlines()
                                         if not l.startswith("MemTotal")))
-        said = wait_until(lambda: "no usable MemTotal" in agent.text(), 10)
+        said = wait_until(lambda: "no usable MemTotal" in agent.text(), WAIT)
         seq = max((parse_fields(l).get("seq", 0) for l in peer.lines
                    if l.startswith("report ")), default=0)
         time.sleep(1.5)  # seven intervals
@@ -308,7 +308,7 @@ def check_meminfo_lost(t, agent_exe, peer_exe, tmp):
         t.ok(said and agent.text().count("no usable MemTotal") == 1 and not later,
              "without MemTotal no reports, and that is logged once", agent.text())
         write_in_place(meminfo, good)
-        r = peer.report(10, lambda x: x["seq"] > seq)
+        r = peer.report(WAIT, lambda x: x["seq"] > seq)
         t.ok(r is not None and r["total"] == 1024 * MIB and
              "/proc/meminfo: readable again" in agent.text() and
              peer.lines.count("connected") == 1,
@@ -368,7 +368,7 @@ def check_memory_locked(t, agent_exe, root, tmp):
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (room, hard))
     agent = Agent(agent_exe, root, tmp, "--port", os.path.join(tmp, "nothing-here"))
     try:
-        wait_until(lambda: "memory hotplug" in agent.text(), 10)
+        wait_until(lambda: "memory hotplug" in agent.text(), WAIT)
         with open(f"/proc/{agent.proc.pid}/status") as f:
             status = {l.split(":")[0]: l.split()[1] for l in f if l.startswith("Vm")}
     finally:
@@ -393,7 +393,7 @@ def check_cmdline_value(t, agent_exe, tmp):
     write(f"{root}/proc/cmdline", "BOOT_IMAGE=/vmlinuz dynmem.agent.absorber_size=abc quiet\n")
     agent = Agent(agent_exe, root, tmp, "--port", os.path.join(tmp, "nothing-here"))
     try:
-        wait_until(lambda: "memory hotplug" in agent.text(), 10)
+        wait_until(lambda: "memory hotplug" in agent.text(), WAIT)
     finally:
         agent.stop()
     text = agent.text()
@@ -449,9 +449,9 @@ def check_one_at_a_time(t, agent_exe, tmp):
     first = Agent(agent_exe, root, tmp, "--port", nothing)
     second = third = None
     try:
-        started = wait_until(lambda: "memory hotplug" in first.text(), 10)
+        started = wait_until(lambda: "memory hotplug" in first.text(), WAIT)
         second = Agent(agent_exe, root, tmp, "--port", nothing)
-        waiting = wait_until(lambda: "waiting until it stops" in second.text(), 10)
+        waiting = wait_until(lambda: "waiting until it stops" in second.text(), WAIT)
         time.sleep(1)
         t.ok(started and waiting and f"another dynmem-guest runs (pid {first.proc.pid} holds "
              "/run/dynmem-guest/lock)" in second.text() and
@@ -459,10 +459,10 @@ def check_one_at_a_time(t, agent_exe, tmp):
              "a second agent on the same guest says which one runs, and waits",
              first.text() + "\n---\n" + second.text())
         first.stop()
-        t.ok(wait_until(lambda: "memory hotplug" in second.text(), 10),
+        t.ok(wait_until(lambda: "memory hotplug" in second.text(), WAIT),
              "it starts once the first has stopped", second.text())
         third = Agent(agent_exe, root, tmp, "--port", nothing)
-        wait_until(lambda: "waiting until it stops" in third.text(), 10)
+        wait_until(lambda: "waiting until it stops" in third.text(), WAIT)
         third.proc.terminate()
         rc = third.proc.wait(timeout=5)
         t.ok(rc == 0 and "stopping (signal 15)" in third.text() and

@@ -31,7 +31,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Tap  # noqa: E402
+from dynmemtest import WAIT, Tap  # noqa: E402
 
 from test_absorber_local import Agent, make_root, meminfo, psi, read, write  # noqa: E402
 
@@ -156,7 +156,7 @@ def host_and_agent(exe, root):
     """A host that says hello, and an agent on its socket once the handshake is done."""
     host = Host(os.path.join(root, "host.sock"))
     a = Agent(exe, root, "--port", host.path)
-    wait(host.answered, 10)
+    wait(host.answered, WAIT)
     return host, a
 
 
@@ -206,7 +206,7 @@ def check_throttle(t, exe, tmp):
         # Short of memory and stalling: memory.high = what each holds.
         write(f"{root}/proc/meminfo", short(1048576))
         write(f"{root}/proc/pressure/memory", psi(900000))
-        ok = wait(lambda: throttled(root), 5)
+        ok = wait(lambda: throttled(root), WAIT)
         h = highs(root)
         t.ok(ok and all(h[rel] == "max" for rel in LEFT_ALONE),
              "stalling short of memory: memory.high of the workload's cgroups set to what each "
@@ -218,13 +218,13 @@ def check_throttle(t, exe, tmp):
         write(f"{root}/proc/meminfo", short(1048576, 8192))
         floors = {rel: str(cur // 2) for rel, cur in WORKLOAD.items()}
         floors["machine.slice"] = str(OWN_HIGH["machine.slice"][0] // 2)
-        ok = wait(lambda: all(highs(root)[rel] == v for rel, v in floors.items()), 5)
+        ok = wait(lambda: all(highs(root)[rel] == v for rel, v in floors.items()), WAIT)
         t.ok(ok, "MemFree below MemTotal / 32 while engaged: the limits are lowered, down to "
              "half of what each held and no further", highs(root))
         # Memory comes online and the guest has room: lifted within a few looks.
         write(f"{root}/proc/meminfo", meminfo(1048576 + 262144, 300000))
         start = time.monotonic()
-        ok = wait(lambda: lifted(root), 5)
+        ok = wait(lambda: lifted(root), WAIT)
         t.ok(ok, "lifted once memory came and the guest has room (memory.high someone else set "
              "put back)",
              f"{highs(root)} after {time.monotonic() - start:.1f} s")
@@ -237,9 +237,9 @@ def check_throttle(t, exe, tmp):
             return
         write(f"{root}/proc/meminfo", short(1048576 + 262144))
         write(f"{root}/proc/pressure/memory", psi(1500000))
-        ok = wait(lambda: throttled(root), 5)
+        ok = wait(lambda: throttled(root), WAIT)
         start = time.monotonic()
-        gone = wait(lambda: lifted(root), 60)  # generous: a busy host may be late
+        gone = wait(lambda: lifted(root), WAIT)  # generous: a busy host may be late
         took = time.monotonic() - start
         t.ok(ok and gone and took >= 8,
              "without memory coming the throttle is held, and lifted after 10 s",
@@ -256,7 +256,7 @@ def check_killed(t, exe, tmp):
         a.wait_log("throttle: memory.high on")
         write(f"{root}/proc/meminfo", short(1048576))
         write(f"{root}/proc/pressure/memory", psi(900000))
-        ok = wait(lambda: throttled(root), 5)
+        ok = wait(lambda: throttled(root), WAIT)
     finally:
         a.proc.kill()
         a.proc.wait(timeout=5)
@@ -281,7 +281,7 @@ def check_stopped(t, exe, tmp, sig=signal.SIGTERM, why="stopped"):
         a.wait_log("throttle: memory.high on")
         write(f"{root}/proc/meminfo", short(1048576))
         write(f"{root}/proc/pressure/memory", psi(900000))
-        ok = wait(lambda: throttled(root), 5)
+        ok = wait(lambda: throttled(root), WAIT)
     finally:
         a.proc.send_signal(sig)
         rc = a.proc.wait(timeout=5)
@@ -308,7 +308,7 @@ def check_off(t, exe, tmp):
         t.ok(a.wait_log("throttle: none: turned off"), "--no-throttle turns it off", a.text())
         write(f"{root}/proc/meminfo", short(1048576))
         stall(root, 2.5)
-        t.ok(wait(host.answered, 5) and lifted(root),
+        t.ok(wait(host.answered, WAIT) and lifted(root),
              "... and nothing is throttled, a host there or not", highs(root))
     finally:
         a.stop()
@@ -333,13 +333,13 @@ def check_no_host(t, exe, tmp):
              f"{a.text()}")
         host = Host(sock, greet=False)
         # the agent looks for its port again after 1, 2, 4, 8 s: it announces itself once there
-        connected = wait(lambda: b"DMG1 hello" in host.data, 15)
+        connected = wait(lambda: b"DMG1 hello" in host.data, WAIT)
         total = stall(root, 3, total)
         t.ok(connected and host.conn is not None and not host.answered() and lifted(root),
              "a host connected that has not said hello: not throttled either",
              f"{highs(root)} {host.data[-300:]}")
         host.say_hello()
-        end = time.monotonic() + 10
+        end = time.monotonic() + WAIT
         while not throttled(root) and time.monotonic() < end:
             total = stall(root, 0.5, total)
         t.ok(host.answered() and throttled(root),
@@ -363,13 +363,13 @@ def check_stall_before_the_host(t, exe, tmp):
         write(f"{root}/proc/meminfo", short(1048576))
         total = stall(root, 2)  # then no more: PSI some stays where it is
         host = Host(sock)
-        answered = wait(host.answered, 15)
+        answered = wait(host.answered, WAIT)
         limited = wait(lambda: not lifted(root), 2.5)  # two reports with the host
         t.ok(answered and not limited and
              not os.path.exists(f"{root}/run/dynmem-guest/throttle"),
              "a stall that ended before the host came is not throttled", f"{highs(root)} "
              f"{a.text()}")
-        end = time.monotonic() + 10
+        end = time.monotonic() + WAIT
         while not throttled(root) and time.monotonic() < end:
             total = stall(root, 0.5, total)
         t.ok(throttled(root), "... one with the host there is", highs(root))
@@ -389,12 +389,12 @@ def check_host_leaves(t, exe, tmp):
         a.wait_log("throttle: memory.high on")
         write(f"{root}/proc/meminfo", short(1048576))
         total = 1000000
-        end = time.monotonic() + 10
+        end = time.monotonic() + WAIT
         while not throttled(root) and time.monotonic() < end:
             total = stall(root, 0.5, total)
         ok = throttled(root)
         host.leave()
-        gone = wait(lambda: lifted(root), 5)
+        gone = wait(lambda: lifted(root), WAIT)
         t.ok(ok and gone and "throttle: lifted after" in a.text() and
              "(the host went away;" in a.text() and
              not os.path.exists(f"{root}/run/dynmem-guest/throttle"),
@@ -404,7 +404,7 @@ def check_host_leaves(t, exe, tmp):
         t.ok(lifted(root), "while the host is away the stall is not throttled again",
              highs(root))
         host.say_hello()
-        end = time.monotonic() + 10
+        end = time.monotonic() + WAIT
         while not throttled(root) and time.monotonic() < end:
             total = stall(root, 0.5, total)
         t.ok(throttled(root), "the host back with a hello: throttled again", highs(root))
