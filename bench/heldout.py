@@ -20,6 +20,7 @@ last row per set gives hyperv the buffer that makes it hold as much memory as dy
 
     bench/heldout.py [--sets all,tune,...] [--interp linear,step] [--no-oracle]
                      [--no-equal-memory] [--policy-key KEY=VALUE ...] [--dataset DIR]
+                     [--keep DIR]
 
 --dataset replays another set of the same kind (another month, window or VMs of the
 archive, made by bench/bitbrains_convert.py, or a month of the archive's raw files,
@@ -31,6 +32,7 @@ neither a trace set nor a month of the archive's raw files, it says why and exit
 """
 import argparse
 import concurrent.futures
+import contextlib
 import os
 import sys
 import tempfile
@@ -163,6 +165,9 @@ def main():
                     help="the trace set (vmNNN.csv and capacity.csv, as bitbrains_convert.py "
                     "writes it) or a month of raw GWA-T-12 files; default $DYNMEM_BITBRAINS "
                     "or ../shared/datasets/bitbrains-rnd")
+    ap.add_argument("--keep", metavar="DIR",
+                    help="write the scenarios into DIR and keep them (SET-INTERP-bBUFFER.ini), "
+                    "to replay one with dynmem-sim --timeline")
     args = ap.parse_args()
     dataset = bb.usable_dataset(args.dataset, "heldout") if args.dataset else bb.find_dataset()
     if not dataset:
@@ -174,8 +179,10 @@ def main():
     for s in sets:
         if s not in SETS:
             sys.exit(f"heldout: unknown set {s} ({', '.join(SETS)})")
-    with tempfile.TemporaryDirectory() as tmp, \
-            concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+    if args.keep:
+        os.makedirs(args.keep, exist_ok=True)
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()) \
+            as tmp, concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
         runner = Runner(dataset, tmp, sim, keys)
         for interp in args.interp.split(","):
             table(runner, pool, sets, interp, not args.no_oracle, not args.no_equal_memory)

@@ -66,19 +66,6 @@ int caps_set_effective(int cap, bool on)
         return set_sets(&s);
 }
 
-int caps_drop(int cap)
-{
-        struct sets s = {0};
-        int r = get_sets(&s);
-
-        if (r < 0)
-                return r;
-        s.permitted &= ~CAPS_BIT(cap);
-        s.effective &= ~CAPS_BIT(cap);
-        s.inheritable &= ~CAPS_BIT(cap);
-        return set_sets(&s);
-}
-
 int caps_keep_only(uint64_t keep, const char **what)
 {
         struct sets s = {0};

@@ -31,15 +31,9 @@ uint64_t caps_effective(void);
 int caps_set_effective(int cap, bool on);
 
 /*
- * Drop cap from the permitted, effective and inheritable sets (and so the ambient one): for
- * good, nothing brings it back. 0 or -errno.
- */
-int caps_drop(int cap);
-
-/*
  * Keep only keep of what is permitted, in the permitted and effective sets; nothing
  * inheritable nor ambient; then no_new_privs. 0 or -errno (the step that failed is
- * named in *what).
+ * named in *what). What it takes away cannot come back: also how one capability is dropped.
  */
 int caps_keep_only(uint64_t keep, const char **what);
 

@@ -161,28 +161,26 @@ static void sample_throttle(struct run *r, const struct sample *s)
 
 /*
  * The absorber has gone off for good (a drain's swapon failed, absorber.h): nothing will run
- * swapoff or swapon again, so CAP_SYS_ADMIN leaves the permitted and effective sets, and
- * no_new_privs (caps.h) keeps it from coming back. An agent that does not hold it says nothing.
+ * swapoff or swapon again, so the agent keeps what it holds but CAP_SYS_ADMIN (caps_keep_only(),
+ * whose no_new_privs keeps it from coming back). After drop_capabilities() only CAP_IPC_LOCK
+ * can be left. An agent that does not hold it says nothing.
  */
 static void drop_sys_admin(void)
 {
-        char others[32];
-        uint64_t left;
+        uint64_t held = caps_permitted();
+        const char *what;
         int err;
 
-        if (!(caps_permitted() & CAPS_BIT(CAP_SYS_ADMIN)))
+        if (!(held & CAPS_BIT(CAP_SYS_ADMIN)))
                 return;
-        if ((err = caps_drop(CAP_SYS_ADMIN)) < 0) {
-                util_log("capabilities: dropping CAP_SYS_ADMIN failed (%s); the agent keeps it",
-                         strerror(-err));
+        if ((err = caps_keep_only(held & ~CAPS_BIT(CAP_SYS_ADMIN), &what)) < 0) {
+                util_log("capabilities: dropping CAP_SYS_ADMIN failed (%s: %s); the agent keeps it",
+                         what, strerror(-err));
                 return;
         }
-        left = caps_permitted();
-        snprintf(others, sizeof(others), "%d capabilities", __builtin_popcountll(left));
         util_log("capabilities: CAP_SYS_ADMIN dropped, the absorber being off for good; left: %s",
-                 !left                            ? "none"
-                 : left == CAPS_BIT(CAP_IPC_LOCK) ? "CAP_IPC_LOCK (the memory lock)"
-                                                  : others);
+                 caps_permitted() & CAPS_BIT(CAP_IPC_LOCK) ? "CAP_IPC_LOCK (the memory lock)"
+                                                           : "none");
 }
 
 /* absorber_run(); an absorber it turns off for good takes CAP_SYS_ADMIN with it. */

@@ -892,6 +892,17 @@ static void metadata_of_other_namespaces_is_ignored(void **state)
         free(x);
 }
 
+/* The metadata formatted with unknown elements of its own (<z/>) filling `length` characters. */
+static char *format_with_filler(const struct libvirt_xml_meta *m, size_t length)
+{
+        struct libvirt_xml_meta big = *m;
+
+        big.unknown[0] = '\0';
+        while (strlen(big.unknown) + 5 < length)
+                strcat(big.unknown, "<z/>");
+        return libvirt_xml_meta_format(&big);
+}
+
 /*
  * Within version 1 a newer dynmem may add elements (and attributes): this one
  * uses what it knows, names the rest, and writes the elements and attributes
@@ -927,11 +938,7 @@ static void metadata_a_newer_dynmem_added_to_is_used_and_kept(void **state)
         free(meta);
 
         /* unless the whole would be too large to be read again: then they go */
-        struct libvirt_xml_meta big = d.meta;
-        big.unknown[0] = '\0';
-        while (strlen(big.unknown) + 5 < 3000)
-                strcat(big.unknown, "<z/>");
-        meta = libvirt_xml_meta_format(&big);
+        meta = format_with_filler(&d.meta, 3000);
         assert_null(strstr(meta, "<z/>"));
         assert_non_null(strstr(meta, "<lend>no</lend></memory>"));
         free(meta);
@@ -1012,11 +1019,7 @@ static void unknown_attributes_on_known_elements_are_kept(void **state)
         free(x2);
 
         /* too large to be read again with them: they go, as unknown elements do */
-        struct libvirt_xml_meta big = d.meta;
-        big.unknown[0] = '\0';
-        while (strlen(big.unknown) + 5 < 3900)
-                strcat(big.unknown, "<z/>");
-        meta = libvirt_xml_meta_format(&big);
+        meta = format_with_filler(&d.meta, 3900);
         assert_null(strstr(meta, "rev="));
         assert_null(strstr(meta, "note="));
         assert_null(strstr(meta, "<lend"));

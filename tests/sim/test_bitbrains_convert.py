@@ -204,39 +204,44 @@ def bad_input_is_refused_and_nothing_half_written():
     check(r.returncode == 1 and "no VM qualifies" in r.stderr, f"{r.returncode} {r.stderr}")
 
 
+def taken():
+    """How many of the month's VMs keep every rule."""
+    return sum(1 for why in MONTH_VMS.values() if not why)
+
+
+def heldout(*args, **env):
+    """bench/heldout.py on the whole set, linear, neither oracle nor equal memory, with the
+    dynmem-sim under test and no $DYNMEM_BITBRAINS but what env gives."""
+    e = dict(os.environ, DYNMEM_BUILD=os.path.dirname(os.path.dirname(SIM)))
+    e.pop("DYNMEM_BITBRAINS", None)
+    e.update(env)
+    return subprocess.run([sys.executable, HELDOUT, "--sets", "all", "--interp", "linear",
+                           "--no-oracle", "--no-equal-memory", "--jobs", "1", *args],
+                          capture_output=True, text=True, env=e, timeout=600)
+
+
 def heldout_replays_the_set():
     out = os.path.join(TMP, "replay")
     check(convert(out).returncode == 0, "convert failed")
-    env = dict(os.environ, DYNMEM_BUILD=os.path.dirname(os.path.dirname(SIM)))
-    env.pop("DYNMEM_BITBRAINS", None)
-    r = subprocess.run([sys.executable, HELDOUT, "--dataset", out, "--sets", "all",
-                        "--interp", "linear",
-                        "--no-oracle", "--no-equal-memory", "--jobs", "1"], capture_output=True,
-                       text=True, env=env, timeout=600)
+    r = heldout("--dataset", out)
     check(r.returncode == 0, f"heldout exit {r.returncode}: {r.stderr}")
-    vms = sum(1 for why in MONTH_VMS.values() if not why)
+    vms = taken()
     for policy in ("hyperv", "dynmem"):
         check(f"| all: {policy} | {vms}/{vms} |" in r.stdout, f"no {policy} row in {r.stdout}")
 
 
 def heldout_takes_a_raw_month_and_refuses_anything_else():
-    env = dict(os.environ, DYNMEM_BUILD=os.path.dirname(os.path.dirname(SIM)))
-    env.pop("DYNMEM_BITBRAINS", None)
-    args = [sys.executable, HELDOUT, "--sets", "all", "--interp", "linear", "--no-oracle",
-            "--no-equal-memory", "--jobs", "1"]
-    r = subprocess.run(args + ["--dataset", MONTH], capture_output=True, text=True, env=env,
-                       timeout=600)
+    r = heldout("--dataset", MONTH)
     check(r.returncode == 0, f"heldout on the raw month: exit {r.returncode}: {r.stderr}")
-    vms = sum(1 for why in MONTH_VMS.values() if not why)
+    vms = taken()
     check(f"{vms} of its {vms} qualifying VMs (14 read)" in r.stderr, f"no note: {r.stderr}")
     check(f"| all: dynmem | {vms}/{vms} |" in r.stdout, f"no dynmem row in {r.stdout}")
     junk = os.path.join(TMP, "junk")
     os.makedirs(junk)
-    for how in (["--dataset", junk], []):
-        e = dict(env, DYNMEM_BITBRAINS=junk) if not how else env
-        r = subprocess.run(args + how, capture_output=True, text=True, env=e, timeout=120)
+    for r, how in ((heldout("--dataset", junk), "--dataset"),
+                   (heldout(DYNMEM_BITBRAINS=junk), "DYNMEM_BITBRAINS")):
         check(r.returncode == 1 and "is neither a trace set" in r.stderr,
-              f"{how or 'DYNMEM_BITBRAINS'} on a folder of nothing: exit {r.returncode}: {r.stderr}")
+              f"{how} on a folder of nothing: exit {r.returncode}: {r.stderr}")
 
 
 def main():
