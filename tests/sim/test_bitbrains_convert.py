@@ -6,8 +6,9 @@ changing provisioned size, flat usage, usage above provisioned, too few samples)
 keeps them all; the cases check which VMs are taken, the rows written (seconds from
 the window's start, bytes, a repeated timestamp kept once, unreadable rows skipped),
 --vms, --exclude and --start-day, the refusals, that bench/heldout.py replays the
-set it writes, and that it converts a raw month given to it and refuses a folder that
-is neither.
+set it writes, on the issue's host or on one with another step, swap and buffer (and
+refuses values dynmem-sim would), and that it converts a raw month given to it and
+refuses a folder that is neither.
 
     test_bitbrains_convert.py DYNMEM_SIM SOURCE_ROOT
 
@@ -230,6 +231,26 @@ def heldout_replays_the_set():
         check(f"| all: {policy} | {vms}/{vms} |" in r.stdout, f"no {policy} row in {r.stdout}")
 
 
+def heldout_changes_the_hosts_settings_and_refuses_bad_ones():
+    out = os.path.join(TMP, "settings")
+    check(convert(out).returncode == 0, "convert failed")
+    keep = os.path.join(TMP, "settings-kept")
+    r = heldout("--dataset", out, "--keep", keep, "--step", "60s", "--swap", "1G",
+                "--buffer", "10")
+    check(r.returncode == 0, f"heldout exit {r.returncode}: {r.stderr}")
+    with open(os.path.join(keep, "all-linear-b10.ini"), encoding="utf-8") as f:
+        ini = f.read()
+    vms = taken()
+    for line, count in (("step = 60s", 1), ("swap = 1G", vms), ("buffer = 10", vms)):
+        check(ini.count(line + "\n") == count, f"{line!r} not {count} times in {ini}")
+    check(f"| all: dynmem | {vms}/{vms} |" in r.stdout, f"no dynmem row in {r.stdout}")
+    for flag, value, said in (("--step", "2x", 'step: "2x" is not a duration'),
+                              ("--swap", "-1", 'swap: "-1" is not a size')):
+        r = heldout("--dataset", out, flag, value)
+        check(r.returncode == 1 and said in r.stderr and "| all:" not in r.stdout,
+              f"{flag} {value}: exit {r.returncode}: {r.stderr} {r.stdout}")
+
+
 def heldout_takes_a_raw_month_and_refuses_anything_else():
     r = heldout("--dataset", MONTH)
     check(r.returncode == 0, f"heldout on the raw month: exit {r.returncode}: {r.stderr}")
@@ -254,6 +275,7 @@ def main():
             a_later_window_starts_days_later,
             bad_input_is_refused_and_nothing_half_written,
             heldout_replays_the_set,
+            heldout_changes_the_hosts_settings_and_refuses_bad_ones,
             heldout_takes_a_raw_month_and_refuses_anything_else,
         ])
     finally:
