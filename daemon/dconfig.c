@@ -85,17 +85,6 @@ bool dconfig_http_wanted(const char *http)
         return http && http[0] && strcmp(http, "off") != 0;
 }
 
-static bool same(const char *a, const char *b)
-{
-        return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-bool dconfig_http_changed(const struct config_host *a, const struct config_host *b)
-{
-        return !same(a->http, b->http) || !same(a->web_dir, b->web_dir) ||
-               a->http_allow_remote != b->http_allow_remote;
-}
-
 /* [host] http's address (loopback unless http_allow_remote) and web_dir. */
 static int dconfig_check_http(const struct config_host *h, const char *path,
                               struct config_diag *diag)
@@ -147,6 +136,7 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
         r = config_load(path, &cfg, diag);
         if (r < 0)
                 return -EINVAL;
+        config_warn_seed(&cfg, "dynmemd"); /* the simulated backend is not random either */
         if (fill_string(&cfg.host.socket, CONTROL_SOCKET_DEFAULT) < 0 ||
             fill_string(&cfg.host.state_dir, DCONFIG_STATE_DIR_DEFAULT) < 0) {
                 config_diag_add(diag, path, 0, "out of memory");

@@ -342,7 +342,9 @@ def a_reload_keeps_the_interface_until_restart(bins):
         url = d.json("status")["http_url"]
         d.write_config(CONFIG.replace("http = 127.0.0.1:0", "http = 127.0.0.1:1"))
         d.send(signal.SIGHUP)
-        wait_for(lambda: "web_dir change when dynmemd restarts" in d.log(), "the warning")
+        said = (f"{d.conf}:{d.conf_line('http = 127.0.0.1:1')}: warning: [host] http changes when "
+                "dynmemd restarts")
+        wait_for(lambda: said in d.log(), "the warning, at the line of http")
         check(d.json("status")["http_url"] == url, "the same URL", url)
         check(get_json(d, "/api/v1/status")["vms"] == 3, "still serving")
 
@@ -352,8 +354,6 @@ def a_reload_keeps_the_interface_until_restart(bins):
             h = get_json(d, "/api/v1/status")
             return h["config_warnings"], h["config_warning_count"]
 
-        said = (f"{d.conf}: warning: [host] http, http_allow_remote and web_dir change when "
-                "dynmemd restarts")
         wait_for(lambda: warnings() == ([said], 1), "the warning for the page")
         # the file back at the address in force: nothing waits
         d.write_config(CONFIG)

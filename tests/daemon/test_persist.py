@@ -504,9 +504,12 @@ def status_shows_what_waits_for_a_restart_until_the_file_agrees(bins):
         moved = original.replace(f"state_dir = {d.state_dir}\n",
                                  f"state_dir = {d.state_dir}-new\nhttp = 127.0.0.1:0\n")
         check(moved != original, "the file names the state directory", original)
-        state_dir = f"{d.conf}: warning: [host] state_dir changes when dynmemd restarts"
-        http = (f"{d.conf}: warning: [host] http, http_allow_remote and web_dir change when "
-                "dynmemd restarts")
+        with open(d.conf, "w") as f:
+            f.write(moved)
+        state_dir = (f"{d.conf}:{d.conf_line(f'state_dir = {d.state_dir}-new')}: warning: "
+                     "[host] state_dir changes when dynmemd restarts")
+        http = (f"{d.conf}:{d.conf_line('http = 127.0.0.1:0')}: warning: [host] http changes "
+                "when dynmemd restarts")
 
         def send(text):
             with open(d.conf, "w") as f:
@@ -540,7 +543,9 @@ def status_shows_what_waits_for_a_restart_until_the_file_agrees(bins):
         # what waited, taken by a restart: nothing waits
         moved = original.replace("interval = 100ms\n", "interval = 100ms\nhttp = 127.0.0.1:0\n")
         h = reload(moved, 3)
-        check(h["config_warnings"] == [http], "the http change waits", h)
+        http = (f"{d.conf}:{d.conf_line('http = 127.0.0.1:0')}: warning: [host] http changes "
+                "when dynmemd restarts")
+        check(h["config_warnings"] == [http], "the http change waits, at its new line", h)
         restart(d)
         h = d.status()
         check(h["http_url"] is not None and h["config_warnings"] == [] and
@@ -552,6 +557,85 @@ PEER = """
 libvirt_uri = qemu+ssh://b/system
 http = http://127.0.0.1:1
 """
+
+
+@tap.case
+def what_waits_for_a_restart_is_named_at_its_line(bins):
+    """Each key a reload found changed that waits for a restart is warned of at the line
+    that gives it; a key the file no longer gives (back at its default) has no line, and
+    the warning says it is no longer given."""
+    with Daemon(bins, config()).start() as d:
+        original = open(d.conf).read()
+        moved = (original.replace(f"socket = {d.socket}\n", f"socket = {d.socket}-new\n")
+                 .replace("speed = 20\n", "speed = 10\nseed = 3\n"))
+        check(moved.count("-new") == 1 and "speed = 10" in moved, "the file to change",
+              original)
+        with open(d.conf, "w") as f:
+            f.write(moved)
+        socket = (f"{d.conf}:{d.conf_line(f'socket = {d.socket}-new')}: warning: [host] socket "
+                  "changes when dynmemd restarts")
+        speed = (f"{d.conf}:{d.conf_line('speed = 10')}: warning: [sim] speed changes when "
+                 "dynmemd restarts")
+        seed = (f"{d.conf}:{d.conf_line('seed = 3')}: warning: seed: nothing in dynmemd is "
+                "random, so it ignores the seed (a generated trace takes its seed from "
+                "dynmem-tracegen --seed)")
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 1, "the reload")
+        h = d.status()
+        # the seed, read by nothing, waits for nothing: its own warning alone
+        check(h["config_warnings"] == [seed, socket, speed], "FILE:LINE of each", h)
+        check(all(d.log_count(w) == 1 for w in (seed, socket, speed)), "the log's words",
+              d.log())
+        check(h["socket"] == d.socket, "the socket in force stays", h)
+
+        # removed: state_dir and [sim] speed fall back to their defaults, which differ
+        gone = (original.replace(f"state_dir = {d.state_dir}\n", "")
+                .replace("speed = 20\n", ""))
+        check(gone != original and "state_dir" not in gone, "the keys to remove", gone)
+        with open(d.conf, "w") as f:
+            f.write(gone)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 2, "the second reload")
+        h = d.status()
+        check(h["config_warnings"] == [
+            f"{d.conf}: warning: [host] state_dir (no longer given) changes when dynmemd "
+            "restarts",
+            f"{d.conf}: warning: [sim] speed (no longer given) changes when dynmemd restarts"],
+            "no line for a key no longer given, and it says so", h)
+        check(h["state_dir"] == d.state_dir, "the state directory in force stays", h)
+
+
+@tap.case
+def start_and_sighup_warn_of_a_seed(bins):
+    """[sim] seed is read by nothing: dynmemd warns of it at its line, at the start, at a
+    reload and in dynmemd -n, as dynmem-sim does; the file loads."""
+    text = config().replace("speed = 20\n", "speed = 20\nseed = 7\n")
+    check("seed = 7" in text, "the file gives a seed", text)
+    with Daemon(bins, text) as d:
+        said = (f"{d.conf}:{d.conf_line('seed = 7')}: warning: seed: nothing in dynmemd is "
+                "random, so it ignores the seed (a generated trace takes its seed from "
+                "dynmem-tracegen --seed)")
+        p = d.check_config()
+        check(p.returncode == 0 and said in p.stderr, "dynmemd -n: OK, with the warning", p)
+        d.start()
+        h = d.status()
+        check(h["config_warnings"] == [said] and h["config_warning_count"] == 1,
+              "at the start, in status", h)
+        check(d.log_count(said) == 1, "and in the log", d.log())
+        check(said in d.ok("status").out, "and in status's words", d.ok("status").out)
+        # another seed at a reload: warned of again, nothing waits for a restart
+        d.write_config(config().replace("speed = 20\n", "speed = 20\nseed = 8\n"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 1, "the reload")
+        again = said.replace("seed = 7", "seed = 8")
+        h = d.status()
+        check(h["config_warnings"] == [again] and "when dynmemd restarts" not in d.log(),
+              "the seed's warning alone", h, d.log())
+        # no seed: no warning
+        d.write_config(config())
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 2, "the second reload")
+        check(d.status()["config_warnings"] == [], "gone with the key", d.status())
 
 
 @tap.case
