@@ -686,9 +686,12 @@ static void warn_fixed(const struct daemon *d, struct config *cfg)
         for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++)
                 if (host[i].changed)
                         warn_restart(cfg, "host", host[i].key);
-        /* The simulated backend's, taken when it was made; the seed is read by nothing. */
+        /*
+         * The simulated backend's, taken when it was made. Not duration, which
+         * only dynmem-sim reads, nor seed, which nothing reads.
+         */
         for (size_t i = 0; i < n_sim; i++)
-                if (strcmp(sim[i], "seed") != 0)
+                if (strcmp(sim[i], "duration") != 0 && strcmp(sim[i], "seed") != 0)
                         warn_restart(cfg, "sim", sim[i]);
 }
 

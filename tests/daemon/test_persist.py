@@ -567,7 +567,7 @@ def what_waits_for_a_restart_is_named_at_its_line(bins):
     with Daemon(bins, config()).start() as d:
         original = open(d.conf).read()
         moved = (original.replace(f"socket = {d.socket}\n", f"socket = {d.socket}-new\n")
-                 .replace("speed = 20\n", "speed = 10\nseed = 3\n"))
+                 .replace("speed = 20\n", "speed = 10\nseed = 3\nduration = 1h\n"))
         check(moved.count("-new") == 1 and "speed = 10" in moved, "the file to change",
               original)
         with open(d.conf, "w") as f:
@@ -582,7 +582,8 @@ def what_waits_for_a_restart_is_named_at_its_line(bins):
         d.send(signal.SIGHUP)
         wait_for(lambda: d.log_count("reloaded") == 1, "the reload")
         h = d.status()
-        # the seed, read by nothing, waits for nothing: its own warning alone
+        # nothing waits for the seed, read by nothing, nor for duration, dynmem-sim's:
+        # the seed's own warning alone
         check(h["config_warnings"] == [seed, socket, speed], "FILE:LINE of each", h)
         check(all(d.log_count(w) == 1 for w in (seed, socket, speed)), "the log's words",
               d.log())
