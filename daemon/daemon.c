@@ -681,15 +681,19 @@ static void warn_fixed(const struct daemon *d, struct config *cfg)
             {"libvirt_uri", text_differs(now->libvirt_uri, then->libvirt_uri)},
         };
         const char *sim[CONFIG_SIM_KEYS];
-        size_t n_sim = config_sim_differences(&cfg->sim, &d->cfg.sim, sim, CONFIG_SIM_KEYS);
+        size_t n_sim = 0;
 
         for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++)
                 if (host[i].changed)
                         warn_restart(cfg, "host", host[i].key);
         /*
-         * The simulated backend's, taken when it was made. Not duration, which
-         * only dynmem-sim reads, nor seed, which nothing reads.
+         * The simulated backend's, taken when it was made: nothing else reads
+         * [sim] (the backend in force is the file's, reload_read() sees to
+         * that). Not duration, which only dynmem-sim reads, nor seed, which
+         * nothing reads.
          */
+        if (strcmp(d->backend_entry->name, "sim") == 0)
+                n_sim = config_sim_differences(&cfg->sim, &d->cfg.sim, sim, CONFIG_SIM_KEYS);
         for (size_t i = 0; i < n_sim; i++)
                 if (strcmp(sim[i], "duration") != 0 && strcmp(sim[i], "seed") != 0)
                         warn_restart(cfg, "sim", sim[i]);
@@ -768,8 +772,17 @@ static int reload_read(struct daemon *d, struct config *ret)
                 return -EINVAL;
         }
         if (strcmp(cfg.host.backend, d->cfg.host.backend) != 0) {
-                snprintf(d->reload_error, sizeof(d->reload_error),
-                         "%s: [host] backend changes only when dynmemd restarts", cfg.path);
+                unsigned line = config_key_line(&cfg, "host", "backend");
+
+                if (line)
+                        snprintf(d->reload_error, sizeof(d->reload_error),
+                                 "%s:%u: [host] backend changes only when dynmemd restarts",
+                                 cfg.path, line);
+                else
+                        snprintf(d->reload_error, sizeof(d->reload_error),
+                                 "%s: [host] backend (no longer given) changes only when "
+                                 "dynmemd restarts",
+                                 cfg.path);
                 log_msg(LOG_ERR, "%s", d->reload_error);
                 config_free(&cfg);
                 return -EINVAL;

@@ -85,10 +85,16 @@ bool dconfig_http_wanted(const char *http)
         return http && http[0] && strcmp(http, "off") != 0;
 }
 
-/* [host] http's address (loopback unless http_allow_remote) and web_dir. */
-static int dconfig_check_http(const struct config_host *h, const char *path,
-                              struct config_diag *diag)
+/* The line of [host] key, or 0 when the file leaves it at its default. */
+static unsigned host_line(const struct config *cfg, const char *key)
 {
+        return config_key_line(cfg, "host", key);
+}
+
+/* [host] http's address (loopback unless http_allow_remote) and web_dir. */
+static int dconfig_check_http(const struct config *cfg, const char *path, struct config_diag *diag)
+{
+        const struct config_host *h = &cfg->host;
         struct sockaddr_storage ss;
         socklen_t len;
         char err[256] = "";
@@ -96,12 +102,12 @@ static int dconfig_check_http(const struct config_host *h, const char *path,
 
         if (dconfig_http_wanted(h->http) &&
             address_parse(h->http, h->http_allow_remote, &ss, &len, err, sizeof(err)) < 0) {
-                config_diag_add(diag, path, 0, "[host] http: %s", err);
+                config_diag_add(diag, path, host_line(cfg, "http"), "[host] http: %s", err);
                 r = -EINVAL;
         }
         if (h->web_dir && h->web_dir[0] != '/') {
-                config_diag_add(diag, path, 0, "[host] web_dir \"%s\" must be an absolute path",
-                                h->web_dir);
+                config_diag_add(diag, path, host_line(cfg, "web_dir"),
+                                "[host] web_dir \"%s\" must be an absolute path", h->web_dir);
                 r = -EINVAL;
         }
         return r;
@@ -143,20 +149,21 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
                 errors++;
         }
         if (cfg.host.socket && cfg.host.socket[0] != '/') {
-                config_diag_add(diag, path, 0, "[host] socket \"%s\" must be an absolute path",
-                                cfg.host.socket);
+                config_diag_add(diag, path, host_line(&cfg, "socket"),
+                                "[host] socket \"%s\" must be an absolute path", cfg.host.socket);
                 errors++;
         }
         if (cfg.host.state_dir && cfg.host.state_dir[0] != '/') {
-                config_diag_add(diag, path, 0, "[host] state_dir \"%s\" must be an absolute path",
+                config_diag_add(diag, path, host_line(&cfg, "state_dir"),
+                                "[host] state_dir \"%s\" must be an absolute path",
                                 cfg.host.state_dir);
                 errors++;
         }
-        if (dconfig_check_http(&cfg.host, path, diag) < 0)
+        if (dconfig_check_http(&cfg, path, diag) < 0)
                 errors++;
         if (cfg.host.admin_group && !getgrnam(cfg.host.admin_group)) {
-                config_diag_add(diag, path, 0, "[host] admin_group: there is no group %s",
-                                cfg.host.admin_group);
+                config_diag_add(diag, path, host_line(&cfg, "admin_group"),
+                                "[host] admin_group: there is no group %s", cfg.host.admin_group);
                 errors++;
         }
         if (dconfig_check_policy(&cfg.host, err, sizeof(err)) < 0) {
@@ -164,7 +171,7 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
                 errors++;
         }
         if (backends_check(cfg.host.backend, err, sizeof(err)) < 0) {
-                config_diag_add(diag, path, 0, "[host] backend: %s", err);
+                config_diag_add(diag, path, host_line(&cfg, "backend"), "[host] backend: %s", err);
                 errors++;
         }
         /* Each peer's http as peers_new() will take it, so that a reload cannot lose them. */
@@ -382,13 +389,13 @@ int dconfig_check_file(const char *path, const char *group, struct config_diag *
         if (dconfig_load(path, &cfg, diag) < 0)
                 return -EINVAL;
         if (dconfig_check_socket(cfg.host.socket, err, sizeof(err)) < 0) {
-                config_diag_add(diag, path, 0, "[host] socket: %s", err);
+                config_diag_add(diag, path, host_line(&cfg, "socket"), "[host] socket: %s", err);
                 bad = -EINVAL;
         }
         char warn[PATH_MAX * 2 + 256];
         if (dconfig_state_dir_unusable(cfg.host.state_dir, strcmp(cfg.host.backend, "qemu") == 0,
                                        warn, sizeof(warn)))
-                config_diag_add(&cfg.warnings, path, 0, "%s", warn);
+                config_diag_add(&cfg.warnings, path, host_line(&cfg, "state_dir"), "%s", warn);
         be = backends_find(cfg.host.backend);
         env.state_dir = cfg.host.state_dir;
         r = be->create(&cfg, &env, &b, err, sizeof(err));

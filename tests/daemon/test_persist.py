@@ -640,6 +640,92 @@ def start_and_sighup_warn_of_a_seed(bins):
 
 
 @tap.case
+def sim_keys_wait_for_a_restart_only_under_the_simulated_backend(bins):
+    """dynmemd reads [sim] only with backend sim: under backend qemu a changed [sim] key
+    is no warning. backend itself cannot change at a reload: the reload is refused at
+    the key's line, or without one when the file no longer gives it (back at sim)."""
+    qemu = "[host]\nbackend = qemu\nmemory = 2G\ninterval = 100ms\n\n[sim]\nspeed = 20\n"
+    with Daemon(bins, qemu).start() as d:
+        d.write_config(qemu.replace("speed = 20\n", "speed = 10\nstep = 2s\n"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 1, "the reload")
+        h = d.status()
+        check(h["config_warnings"] == [] and h["reload_error"] is None,
+              "nothing waits: dynmemd under backend qemu reads no [sim] key", h)
+        check("when dynmemd restarts" not in d.log(), "nor does the log say so", d.log())
+
+        # backend sim in the file, [sim] changed too: refused at backend's line
+        d.write_config(qemu.replace("backend = qemu", "backend = sim")
+                       .replace("speed = 20\n", "speed = 5\n"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.status()["reload_error"], "the refused reload")
+        said = (f"{d.conf}:{d.conf_line('backend = sim')}: [host] backend changes only when "
+                "dynmemd restarts")
+        h = d.status()
+        check(h["reload_error"] == said and h["config_warnings"] == [],
+              "the reload refused at the line of backend, nothing else said", h)
+        check(d.log_count(said) == 1 and "when dynmemd restarts" not in
+              d.log().replace(said, ""), "the log's words", d.log())
+        # backend taken out of the file: the default, sim, with no line
+        d.write_config(qemu.replace("backend = qemu\n", ""))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reload failed") == 2, "the second refused reload")
+        h = d.status()
+        check(h["reload_error"] == f"{d.conf}: [host] backend (no longer given) changes only "
+              "when dynmemd restarts", "no line for a key no longer given, and it says so", h)
+
+
+@tap.case
+def errors_of_host_keys_name_their_lines(bins):
+    """dynmemd's own errors of [host] keys (a path not absolute, an http address, a group
+    that does not exist, a backend it does not know) name the key's line: at a reload,
+    which is refused, and at the start, which fails."""
+    bad = [
+        ("web_dir = relative/web", '[host] web_dir "relative/web" must be an absolute path'),
+        ("http = 192.0.2.1:9100", "[host] http: "),
+        ("admin_group = no-such-group-dynmem",
+         "[host] admin_group: there is no group no-such-group-dynmem"),
+        ("backend = vmware", '[host] backend: unknown backend "vmware" (known: sim, qemu, '
+         "libvirt)"),
+    ]
+    with Daemon(bins, config()).start() as d:
+        for n, (line, error) in enumerate(bad, 1):
+            d.write_config(config().replace("interval = 100ms\n", f"interval = 100ms\n{line}\n"))
+            d.send(signal.SIGHUP)
+            wait_for(lambda: d.log_count("reload failed") == n, f"reload {n} refused")
+            said = f"{d.conf}:{d.conf_line(line)}: {error}"
+            h = d.status()
+            check((h["reload_error"] or "").startswith(said), f"{line}: refused at its line", said,
+                  h)
+            check(said in d.log(), f"{line}: the log's words", d.log())
+    for line, error in bad:
+        with Daemon(bins, config().replace("interval = 100ms\n",
+                                           f"interval = 100ms\n{line}\n")) as d:
+            d.start(expect_ready=False)
+            rc = d.proc.wait(timeout=60)
+            said = f"{d.conf}:{d.conf_line(line)}: {error}"
+            check(rc == 2 and said in d.log(), f"{line}: the start fails at its line", rc,
+                  d.log())
+    # socket and state_dir, which the test's files give at lines 2 and 3
+    with Daemon(bins, config()) as d:
+        socket, state_dir = d.socket, d.state_dir
+        for key, value in (("socket", "run/dynmemd.sock"), ("state_dir", "state")):
+            d.write_config(config())
+            with open(d.conf) as f:
+                text = f.read()
+            with open(d.conf, "w") as f:
+                f.write(text.replace({"socket": socket, "state_dir": state_dir}[key], value, 1))
+            said = (f"{d.conf}:{d.conf_line(f'{key} = {value}')}: [host] {key} \"{value}\" "
+                    "must be an absolute path")
+            p = d.check_config()
+            check(p.returncode == 2 and said in p.stderr, f"dynmemd -n: {key} at its line", p)
+            d.start(expect_ready=False)
+            rc = d.proc.wait(timeout=60)
+            check(rc == 2 and said in d.log(), f"the start: {key} at its line", rc, d.log())
+            d.logf.close()
+
+
+@tap.case
 def sighup_with_a_bad_peer_keeps_the_peers(bins):
     with Daemon(bins, config(extra=PEER)).start() as d:
         def names():
