@@ -638,49 +638,65 @@ void daemon_fini(struct daemon *d)
 /* ---- reload ---- */
 
 /*
- * A value of the file that waits for a restart: logged, and added to cfg's
- * warnings, which dynmem status and the live page show while cfg is in
- * force: until a reload reads the file again (back at what runs, it says
- * nothing) or dynmemd restarts.
+ * A key of the file whose value waits for a restart: logged, and added to
+ * cfg's warnings, which dynmem status and the live page show while cfg is
+ * in force: until a reload reads the file again (back at what runs, it says
+ * nothing) or dynmemd restarts. The warning names the key's line; a key the
+ * file no longer gives went back to its default and has none.
  */
-static void warn_restart(struct config *cfg, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void warn_restart(struct config *cfg, const char *fmt, ...)
+static void warn_restart(struct config *cfg, const char *section, const char *key)
 {
-        char what[128];
-        va_list ap;
+        unsigned line = config_key_line(cfg, section, key);
+        char what[160];
 
-        va_start(ap, fmt);
-        vsnprintf(what, sizeof(what), fmt, ap);
-        va_end(ap);
-        log_msg(LOG_WARNING, "%s: warning: %s when dynmemd restarts", cfg->path, what);
-        config_diag_add(&cfg->warnings, cfg->path, 0, "warning: %s when dynmemd restarts", what);
+        snprintf(what, sizeof(what), "warning: [%s] %s%s changes when dynmemd restarts", section,
+                 key, line ? "" : " (no longer given)");
+        if (line)
+                log_msg(LOG_WARNING, "%s:%u: %s", cfg->path, line, what);
+        else
+                log_msg(LOG_WARNING, "%s: %s", cfg->path, what);
+        config_diag_add(&cfg->warnings, cfg->path, line, "%s", what);
+}
+
+static bool text_differs(const char *a, const char *b)
+{
+        return (a || b) && (!a || !b || strcmp(a, b) != 0);
 }
 
 static void warn_fixed(const struct daemon *d, struct config *cfg)
 {
-        if (strcmp(cfg->host.socket, d->socket_path) != 0)
-                warn_restart(cfg, "[host] socket changes");
-        if (strcmp(cfg->host.state_dir, d->state_dir) != 0)
-                warn_restart(cfg, "[host] state_dir changes");
-        if (memcmp(&cfg->sim, &d->cfg.sim, sizeof(cfg->sim)) != 0)
-                warn_restart(cfg, "[sim] changes take effect");
-        if (dconfig_http_changed(&cfg->host, &d->cfg.host))
-                warn_restart(cfg, "[host] http, http_allow_remote and web_dir change");
-        /* Taken when the socket, the QEMU launcher or the libvirt connection were set up. */
+        const struct config_host *now = &cfg->host, *then = &d->cfg.host;
+        /* Taken when the socket, the HTTP server, the QEMU launcher or libvirt were set up. */
         const struct {
-                const char *key, *now, *then;
-        } at_start[] = {
-            {"admin_group", cfg->host.admin_group, d->cfg.host.admin_group},
-            {"qemu_user", cfg->host.qemu_user, d->cfg.host.qemu_user},
-            {"libvirt_uri", cfg->host.libvirt_uri, d->cfg.host.libvirt_uri},
+                const char *key;
+                bool changed;
+        } host[] = {
+            {"socket", strcmp(now->socket, d->socket_path) != 0},
+            {"state_dir", strcmp(now->state_dir, d->state_dir) != 0},
+            {"http", text_differs(now->http, then->http)},
+            {"http_allow_remote", now->http_allow_remote != then->http_allow_remote},
+            {"web_dir", text_differs(now->web_dir, then->web_dir)},
+            {"admin_group", text_differs(now->admin_group, then->admin_group)},
+            {"qemu_user", text_differs(now->qemu_user, then->qemu_user)},
+            {"libvirt_uri", text_differs(now->libvirt_uri, then->libvirt_uri)},
         };
-        for (size_t i = 0; i < sizeof(at_start) / sizeof(at_start[0]); i++) {
-                const char *a = at_start[i].now, *b = at_start[i].then;
-                if ((a || b) && (!a || !b || strcmp(a, b) != 0))
-                        warn_restart(cfg, "[host] %s changes", at_start[i].key);
-        }
+        const char *sim[CONFIG_SIM_KEYS];
+        size_t n_sim = 0;
+
+        for (size_t i = 0; i < sizeof(host) / sizeof(host[0]); i++)
+                if (host[i].changed)
+                        warn_restart(cfg, "host", host[i].key);
+        /*
+         * The simulated backend's, taken when it was made: nothing else reads
+         * [sim] (the backend in force is the file's, reload_read() sees to
+         * that). Not duration, which only dynmem-sim reads, nor seed, which
+         * nothing reads.
+         */
+        if (strcmp(d->backend_entry->name, "sim") == 0)
+                n_sim = config_sim_differences(&cfg->sim, &d->cfg.sim, sim, CONFIG_SIM_KEYS);
+        for (size_t i = 0; i < n_sim; i++)
+                if (strcmp(sim[i], "duration") != 0 && strcmp(sim[i], "seed") != 0)
+                        warn_restart(cfg, "sim", sim[i]);
 }
 
 #define SWAP(a, b)                                                                                 \
@@ -756,8 +772,17 @@ static int reload_read(struct daemon *d, struct config *ret)
                 return -EINVAL;
         }
         if (strcmp(cfg.host.backend, d->cfg.host.backend) != 0) {
-                snprintf(d->reload_error, sizeof(d->reload_error),
-                         "%s: [host] backend changes only when dynmemd restarts", cfg.path);
+                unsigned line = config_key_line(&cfg, "host", "backend");
+
+                if (line)
+                        snprintf(d->reload_error, sizeof(d->reload_error),
+                                 "%s:%u: [host] backend changes only when dynmemd restarts",
+                                 cfg.path, line);
+                else
+                        snprintf(d->reload_error, sizeof(d->reload_error),
+                                 "%s: [host] backend (no longer given) changes only when "
+                                 "dynmemd restarts",
+                                 cfg.path);
                 log_msg(LOG_ERR, "%s", d->reload_error);
                 config_free(&cfg);
                 return -EINVAL;

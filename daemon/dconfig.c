@@ -85,21 +85,16 @@ bool dconfig_http_wanted(const char *http)
         return http && http[0] && strcmp(http, "off") != 0;
 }
 
-static bool same(const char *a, const char *b)
+/* The line of [host] key, or 0 when the file leaves it at its default. */
+static unsigned host_line(const struct config *cfg, const char *key)
 {
-        return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-bool dconfig_http_changed(const struct config_host *a, const struct config_host *b)
-{
-        return !same(a->http, b->http) || !same(a->web_dir, b->web_dir) ||
-               a->http_allow_remote != b->http_allow_remote;
+        return config_key_line(cfg, "host", key);
 }
 
 /* [host] http's address (loopback unless http_allow_remote) and web_dir. */
-static int dconfig_check_http(const struct config_host *h, const char *path,
-                              struct config_diag *diag)
+static int dconfig_check_http(const struct config *cfg, const char *path, struct config_diag *diag)
 {
+        const struct config_host *h = &cfg->host;
         struct sockaddr_storage ss;
         socklen_t len;
         char err[256] = "";
@@ -107,12 +102,12 @@ static int dconfig_check_http(const struct config_host *h, const char *path,
 
         if (dconfig_http_wanted(h->http) &&
             address_parse(h->http, h->http_allow_remote, &ss, &len, err, sizeof(err)) < 0) {
-                config_diag_add(diag, path, 0, "[host] http: %s", err);
+                config_diag_add(diag, path, host_line(cfg, "http"), "[host] http: %s", err);
                 r = -EINVAL;
         }
         if (h->web_dir && h->web_dir[0] != '/') {
-                config_diag_add(diag, path, 0, "[host] web_dir \"%s\" must be an absolute path",
-                                h->web_dir);
+                config_diag_add(diag, path, host_line(cfg, "web_dir"),
+                                "[host] web_dir \"%s\" must be an absolute path", h->web_dir);
                 r = -EINVAL;
         }
         return r;
@@ -147,26 +142,28 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
         r = config_load(path, &cfg, diag);
         if (r < 0)
                 return -EINVAL;
+        config_warn_seed(&cfg, "dynmemd"); /* the simulated backend is not random either */
         if (fill_string(&cfg.host.socket, CONTROL_SOCKET_DEFAULT) < 0 ||
             fill_string(&cfg.host.state_dir, DCONFIG_STATE_DIR_DEFAULT) < 0) {
                 config_diag_add(diag, path, 0, "out of memory");
                 errors++;
         }
         if (cfg.host.socket && cfg.host.socket[0] != '/') {
-                config_diag_add(diag, path, 0, "[host] socket \"%s\" must be an absolute path",
-                                cfg.host.socket);
+                config_diag_add(diag, path, host_line(&cfg, "socket"),
+                                "[host] socket \"%s\" must be an absolute path", cfg.host.socket);
                 errors++;
         }
         if (cfg.host.state_dir && cfg.host.state_dir[0] != '/') {
-                config_diag_add(diag, path, 0, "[host] state_dir \"%s\" must be an absolute path",
+                config_diag_add(diag, path, host_line(&cfg, "state_dir"),
+                                "[host] state_dir \"%s\" must be an absolute path",
                                 cfg.host.state_dir);
                 errors++;
         }
-        if (dconfig_check_http(&cfg.host, path, diag) < 0)
+        if (dconfig_check_http(&cfg, path, diag) < 0)
                 errors++;
         if (cfg.host.admin_group && !getgrnam(cfg.host.admin_group)) {
-                config_diag_add(diag, path, 0, "[host] admin_group: there is no group %s",
-                                cfg.host.admin_group);
+                config_diag_add(diag, path, host_line(&cfg, "admin_group"),
+                                "[host] admin_group: there is no group %s", cfg.host.admin_group);
                 errors++;
         }
         if (dconfig_check_policy(&cfg.host, err, sizeof(err)) < 0) {
@@ -174,7 +171,7 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
                 errors++;
         }
         if (backends_check(cfg.host.backend, err, sizeof(err)) < 0) {
-                config_diag_add(diag, path, 0, "[host] backend: %s", err);
+                config_diag_add(diag, path, host_line(&cfg, "backend"), "[host] backend: %s", err);
                 errors++;
         }
         /* Each peer's http as peers_new() will take it, so that a reload cannot lose them. */
@@ -392,13 +389,13 @@ int dconfig_check_file(const char *path, const char *group, struct config_diag *
         if (dconfig_load(path, &cfg, diag) < 0)
                 return -EINVAL;
         if (dconfig_check_socket(cfg.host.socket, err, sizeof(err)) < 0) {
-                config_diag_add(diag, path, 0, "[host] socket: %s", err);
+                config_diag_add(diag, path, host_line(&cfg, "socket"), "[host] socket: %s", err);
                 bad = -EINVAL;
         }
         char warn[PATH_MAX * 2 + 256];
         if (dconfig_state_dir_unusable(cfg.host.state_dir, strcmp(cfg.host.backend, "qemu") == 0,
                                        warn, sizeof(warn)))
-                config_diag_add(&cfg.warnings, path, 0, "%s", warn);
+                config_diag_add(&cfg.warnings, path, host_line(&cfg, "state_dir"), "%s", warn);
         be = backends_find(cfg.host.backend);
         env.state_dir = cfg.host.state_dir;
         r = be->create(&cfg, &env, &b, err, sizeof(err));

@@ -52,10 +52,6 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
 /* Whether [host] http asks for a server: set, not empty, not "off". */
 bool dconfig_http_wanted(const char *http);
 
-/* True when a new configuration changes [host] http, http_allow_remote or web_dir (they apply at
- * restart). */
-bool dconfig_http_changed(const struct config_host *a, const struct config_host *b);
-
 /* Check every VM's backend keys with the backend. Returns 0 or -EINVAL. */
 int dconfig_check_vms(struct backend *b, const struct config *cfg, struct config_diag *diag);
 

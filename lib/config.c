@@ -245,6 +245,8 @@ static const struct key_spec sim_keys[] = {
     {"speed", KEY_DOUBLE, offsetof(struct config_sim, speed), 0.001, 100000, NO_FLAG},
     {NULL, 0, 0, 0, 0, 0},
 };
+_Static_assert(sizeof(sim_keys) / sizeof(sim_keys[0]) == CONFIG_SIM_KEYS + 1,
+               "CONFIG_SIM_KEYS counts the keys of [sim]");
 
 static const struct key_spec cluster_keys[] = {
     {"relief", KEY_BOOL, offsetof(struct config_cluster, relief), 0, 0, NO_FLAG},
@@ -948,18 +950,28 @@ static bool daemon_only(enum section section, const char *key)
         }
 }
 
-static void note_daemon_key(struct parse_state *ps, const char *key)
+static const char *section_label(enum section section)
 {
-        struct config *c = ps->cfg;
-        struct config_key_at *grown =
-            realloc(c->daemon_keys, (c->n_daemon_keys + 1) * sizeof(*grown));
+        static const char *const names[] = {
+            [SECTION_HOST] = "host", [SECTION_POLICY] = "policy",   [SECTION_SIM] = "sim",
+            [SECTION_VM] = "vm",     [SECTION_CLUSTER] = "cluster", [SECTION_PEER] = "peer",
+        };
+
+        return section < sizeof(names) / sizeof(names[0]) && names[section] ? names[section] : "";
+}
+
+/* Note key, at the current line, in a list of config_key_at. */
+static void note_key(struct parse_state *ps, struct config_key_at **list, size_t *n,
+                     const char *key)
+{
+        struct config_key_at *grown = realloc(*list, (*n + 1) * sizeof(*grown));
 
         if (!grown) {
                 diag(ps, ps->line, "out of memory");
                 return;
         }
-        c->daemon_keys = grown;
-        c->daemon_keys[c->n_daemon_keys++] = (struct config_key_at){key, ps->line};
+        *list = grown;
+        (*list)[(*n)++] = (struct config_key_at){key, ps->line, section_label(ps->section)};
 }
 
 static int handle_key(void *user, const char *section, const char *key, const char *value)
@@ -990,8 +1002,6 @@ static int handle_key(void *user, const char *section, const char *key, const ch
                 break;
         case SECTION_SIM:
                 table = sim_keys, base = &ps->cfg->sim;
-                if (strcmp(key, "seed") == 0)
-                        ps->cfg->sim_seed_line = ps->line;
                 break;
         case SECTION_VM:
                 table = vm_keys, base = ps->vm;
@@ -1045,7 +1055,9 @@ static int handle_key(void *user, const char *section, const char *key, const ch
         if (k->given_offset != NO_FLAG)
                 *(bool *)((char *)base + k->given_offset) = true;
         if (daemon_only(ps->section, k->name))
-                note_daemon_key(ps, k->name);
+                note_key(ps, &ps->cfg->daemon_keys, &ps->cfg->n_daemon_keys, k->name);
+        if (ps->section != SECTION_VM && ps->section != SECTION_PEER)
+                note_key(ps, &ps->cfg->given_keys, &ps->cfg->n_given_keys, k->name);
         return 1;
 }
 
@@ -1224,6 +1236,7 @@ void config_free(struct config *c)
         }
         free(c->cluster.peers);
         free(c->daemon_keys);
+        free(c->given_keys);
         config_diag_free(&c->warnings);
         *c = (struct config){0};
 }
@@ -1291,6 +1304,62 @@ int config_check_backend_keys(const struct config *c, const char *backend,
                 }
         }
         return errors ? -EINVAL : 0;
+}
+
+unsigned config_key_line(const struct config *c, const char *section, const char *key)
+{
+        for (size_t i = 0; i < c->n_given_keys; i++)
+                if (strcmp(c->given_keys[i].section, section) == 0 &&
+                    strcmp(c->given_keys[i].key, key) == 0)
+                        return c->given_keys[i].line;
+        return 0;
+}
+
+/* Whether k's value differs between a and b, two structs of k's table. */
+static bool key_differs(const struct key_spec *k, const void *a, const void *b)
+{
+        const char *va = (const char *)a + k->offset, *vb = (const char *)b + k->offset;
+
+        switch (k->type) {
+        case KEY_SIZE:
+        case KEY_DURATION:
+        case KEY_U64:
+                return *(const uint64_t *)va != *(const uint64_t *)vb;
+        case KEY_U32:
+                return *(const uint32_t *)va != *(const uint32_t *)vb;
+        case KEY_BOOL:
+                return *(const bool *)va != *(const bool *)vb;
+        case KEY_DOUBLE:
+                return *(const double *)va != *(const double *)vb;
+        case KEY_STRING:
+        case KEY_POLICY: {
+                const char *ta = *(char *const *)va, *tb = *(char *const *)vb;
+                return (ta || tb) && (!ta || !tb || strcmp(ta, tb) != 0);
+        }
+        }
+        return false;
+}
+
+size_t config_sim_differences(const struct config_sim *a, const struct config_sim *b,
+                              const char **keys, size_t max)
+{
+        size_t n = 0;
+
+        for (const struct key_spec *k = sim_keys; k->name && n < max; k++)
+                if (key_differs(k, a, b))
+                        keys[n++] = k->name;
+        return n;
+}
+
+void config_warn_seed(struct config *c, const char *program)
+{
+        unsigned line = config_key_line(c, "sim", "seed");
+
+        if (line)
+                config_diag_add(&c->warnings, c->path, line,
+                                "warning: seed: nothing in %s is random, so it ignores the seed (a "
+                                "generated trace takes its seed from dynmem-tracegen --seed)",
+                                program);
 }
 
 unsigned config_setting_line(const struct config_vm *vm, unsigned bit)

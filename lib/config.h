@@ -123,8 +123,8 @@ struct config_sim {
         uint64_t report_interval_ms; /* 1 s */
         uint64_t grow_rate;          /* bytes per second, 1 GiB */
         uint64_t shrink_rate;        /* bytes per second, 512 MiB */
-        uint64_t seed; /* read and checked, used by nothing: see config.sim_seed_line */
-        double speed;  /* simulated seconds per real second (daemon), 1 */
+        uint64_t seed;               /* read and checked, used by nothing: see config_warn_seed() */
+        double speed;                /* simulated seconds per real second (daemon), 1 */
 };
 
 /* A peer host: where its libvirt takes migrations, where its dynmemd answers (read-only). */
@@ -152,7 +152,11 @@ struct config_cluster {
 struct config_key_at {
         const char *key;
         unsigned line;
+        const char *section; /* static text: "host", "policy", "sim", "vm", "cluster", "peer" */
 };
+
+/* How many keys [sim] has (config_sim_differences()). */
+#define CONFIG_SIM_KEYS 7
 
 struct config {
         char *path;
@@ -181,12 +185,13 @@ struct config {
         struct config_key_at *daemon_keys;
         size_t n_daemon_keys;
         /*
-         * The line of [sim] seed, 0 when not given. No part of the model is
-         * random (a generated trace takes its seed from dynmem-tracegen
-         * --seed), so nothing reads the seed and dynmem-sim warns of it. Kept
-         * out of config_sim, which a reload compares byte for byte.
+         * Every key given in [host], [policy], [sim] and [cluster], the
+         * sections a file holds one of, in file order, for
+         * config_key_line(): a reload's warning names the line of the key
+         * that changed.
          */
-        unsigned sim_seed_line;
+        struct config_key_at *given_keys;
+        size_t n_given_keys;
 };
 
 /*
@@ -210,6 +215,28 @@ void config_free(struct config *c);
  */
 int config_check_backend_keys(const struct config *c, const char *backend,
                               const char *const *allowed, struct config_diag *diag);
+
+/*
+ * The line that gave key in section ("host", "policy", "sim" or "cluster"),
+ * or 0 when the file does not give it (the key has its default).
+ */
+unsigned config_key_line(const struct config *c, const char *section, const char *key);
+
+/*
+ * The names (static text) of the [sim] keys whose values differ between a
+ * and b, in the order config_load() knows them; returns how many, at most
+ * max (CONFIG_SIM_KEYS holds them all).
+ */
+size_t config_sim_differences(const struct config_sim *a, const struct config_sim *b,
+                              const char **keys, size_t max);
+
+/*
+ * Add to c's warnings, at its line, that the file gives [sim] seed, which
+ * nothing reads: no part of program ("dynmem-sim", "dynmemd") is random, and
+ * a generated trace takes its seed from dynmem-tracegen --seed. A warning,
+ * not an error: files that set it still load.
+ */
+void config_warn_seed(struct config *c, const char *program);
 
 /* The line that gave a setting (one settings_field bit), else the section's. */
 unsigned config_setting_line(const struct config_vm *vm, unsigned bit);

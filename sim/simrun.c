@@ -91,20 +91,6 @@ static void warn_daemon_keys(struct config *cfg)
                                 cfg->daemon_keys[i].key);
 }
 
-/*
- * [sim] seed: no part of the model is random, so a seed would change nothing
- * and the key must not look as if it did. A warning, as for dynmemd's keys:
- * scenarios that set it still run.
- */
-static void warn_seed(struct config *cfg)
-{
-        if (cfg->sim_seed_line)
-                config_diag_add(&cfg->warnings, cfg->path, cfg->sim_seed_line,
-                                "warning: seed: nothing in dynmem-sim is random, so it ignores the "
-                                "seed (a generated trace takes its seed from dynmem-tracegen "
-                                "--seed)");
-}
-
 int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
 {
         struct config_diag diag = {0};
@@ -138,7 +124,7 @@ int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
         if (r == 0)
                 warn_daemon_keys(ret);
         if (r == 0)
-                warn_seed(ret);
+                config_warn_seed(ret, "dynmem-sim"); /* the model is not random */
         if (r == 0)
                 warn_startup_beyond_memory(ret, swept);
         for (size_t i = 0; i < diag.count; i++)

@@ -350,6 +350,11 @@ class Daemon:
             self.cleanup()
         return False
 
+    def conf_line(self, text):
+        """The number of the configuration file's line that reads text, whole."""
+        with open(self.conf) as f:
+            return f.read().split("\n").index(text) + 1
+
     def check_config(self, *args):
         """dynmemd -n (check the configuration and exit) with args; the finished process."""
         return subprocess.run([self.dynmemd, "-n", "-f", self.conf] + list(args),

@@ -134,10 +134,11 @@ def config_check_names_the_backend_problem(bins):
     check(p.returncode == 2 and re.search(r"\.conf:\d+: vm \"a\": kernel /nonexistent/vmlinuz: "
                                           r"No such file", p.stderr),
           "a qemu VM's missing kernel is named with its line", p)
-    p, _ = check_config(bins, "[host]\nbackend = vmware\n")
-    check(p.returncode == 2 and
-          "unknown backend \"vmware\" (known: sim, qemu, libvirt)" in p.stderr,
-          "unknown backend", p)
+    with Daemon(bins, "[host]\nbackend = vmware\n") as d:
+        p = d.check_config()
+        check(p.returncode == 2 and f"{d.conf}:{d.conf_line('backend = vmware')}: [host] "
+              "backend: unknown backend \"vmware\" (known: sim, qemu, libvirt)" in p.stderr,
+              "unknown backend, at its line", p)
     p, conf = check_config(bins, "[host]\nbackend = libvirt\n\n[vm \"web\"]\nstartup = 1G\n")
     check(p.returncode == 2 and
           ("the VMs are libvirt's domains" in p.stderr or "without libvirt" in p.stderr),
@@ -165,9 +166,10 @@ def config_check_checks_what_dynmemd_will_need(bins):
         socket = d.socket
         d.socket = f"{blocker}/run/dynmemd.sock"
         p = check_n("")
-        check(p.returncode == 2 and f"[host] socket: the directory of {blocker}/run/dynmemd.sock "
-              f"cannot be created: {blocker} is not a directory" in p.stderr,
-              "a socket directory that cannot be created", p)
+        check(p.returncode == 2 and f"{d.conf}:{d.conf_line(f'socket = {d.socket}')}: [host] "
+              f"socket: the directory of {blocker}/run/dynmemd.sock cannot be created: "
+              f"{blocker} is not a directory" in p.stderr,
+              "a socket directory that cannot be created, at the line of socket", p)
         d.socket = f"{d.dir}/new/deeper/dynmemd.sock"
         p = check_n("")
         check(p.returncode == 0 and not os.path.exists(os.path.join(d.dir, "new")),
@@ -178,11 +180,12 @@ def config_check_checks_what_dynmemd_will_need(bins):
         state_dir = d.state_dir
         d.state_dir = f"{blocker}/state"
         p = check_n("")
-        check(p.returncode == 0 and p.stderr == f"{d.conf}: warning: [host] state_dir "
+        check(p.returncode == 0 and p.stderr == f"{d.conf}:"
+              f"{d.conf_line(f'state_dir = {d.state_dir}')}: warning: [host] state_dir "
               f"{blocker}/state cannot be created: {blocker} is not a directory; dynmemd would "
               "run, but keep nothing there (what dynmem set and create change would not "
               "survive a restart)\n" and "configuration OK" in p.stdout,
-              "a state directory that cannot be created", p)
+              "a state directory that cannot be created, at the line of state_dir", p)
         p = check_n("backend = qemu\n")
         check(p.returncode == 0 and p.stderr.endswith("would not survive a restart) and start "
                                                       "no VM (a VM's console log goes there)\n"),

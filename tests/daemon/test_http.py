@@ -283,21 +283,23 @@ def http_is_off_by_default_and_loopback_only(bins):
     off = CONFIG.replace("http = 127.0.0.1:0\n", "")
     with running(bins, off) as d:
         check(d.json("status")["http_url"] is None, "off without [host] http")
+    # each refused at the line of the key at fault (the last of the case's lines)
     cases = [
-        ("http = 0.0.0.0:9100\n", "http_allow_remote"),
-        ("http = *:9100\n", "http_allow_remote"),
-        ("http = 192.0.2.1:9100\n", "not a loopback address"),
-        ("http = 127.0.0.1\n", "ADDRESS:PORT"),
-        ("http = 127.0.0.1:99999\n", "ADDRESS:PORT"),
-        ("http = example.com:80\n", "not an IP address"),
-        ("http = 127.0.0.1:0\nweb_dir = relative/dir\n", "absolute path"),
-        ("http = 127.0.0.1:0\nhttp_allow_remote = maybe\n", "http_allow_remote"),
+        ("http = 0.0.0.0:9100\n", "[host] http: ", "http_allow_remote"),
+        ("http = *:9100\n", "[host] http: ", "http_allow_remote"),
+        ("http = 192.0.2.1:9100\n", "[host] http: ", "not a loopback address"),
+        ("http = 127.0.0.1\n", "[host] http: ", "ADDRESS:PORT"),
+        ("http = 127.0.0.1:99999\n", "[host] http: ", "ADDRESS:PORT"),
+        ("http = example.com:80\n", "[host] http: ", "not an IP address"),
+        ("http = 127.0.0.1:0\nweb_dir = relative/dir\n", "[host] web_dir ", "absolute path"),
+        ("http = 127.0.0.1:0\nhttp_allow_remote = maybe\n", "http_allow_remote", "yes/no"),
     ]
-    for line, why in cases:
+    for line, what, why in cases:
         with Daemon(bins, CONFIG.replace("http = 127.0.0.1:0\n", line)) as d:
             p = d.check_config()
-            check(p.returncode == 2 and why in p.stderr and d.conf in p.stderr,
-                  f"{line.strip()!r} is refused: {why}", p.returncode, p.stderr)
+            at = f"{d.conf}:{d.conf_line(line.splitlines()[-1])}: {what}"
+            check(p.returncode == 2 and why in p.stderr and at in p.stderr,
+                  f"{line.strip()!r} is refused at its line: {why}", at, p.returncode, p.stderr)
     with Daemon(bins, CONFIG.replace("http = 127.0.0.1:0\n",
                                      "http = 0.0.0.0:9100\nhttp_allow_remote = yes\n")) as d:
         p = d.check_config()
@@ -314,8 +316,10 @@ def a_port_in_use_stops_the_start(bins):
             d.start(expect_ready=False)
             rc = d.proc.wait(timeout=60)
             log = d.log()
-            check(rc == 1 and "Address already in use" in log and f"127.0.0.1:{port}" in log,
-                  "exit 1, saying why", rc, log)
+            said = (f"{d.conf}:{d.conf_line(f'http = 127.0.0.1:{port}')}: [host] http = "
+                    f"127.0.0.1:{port}: ")
+            check(rc == 1 and "Address already in use" in log and said in log,
+                  "exit 1, saying why at the line of http", said, rc, log)
 
 
 @tap.case
@@ -342,7 +346,9 @@ def a_reload_keeps_the_interface_until_restart(bins):
         url = d.json("status")["http_url"]
         d.write_config(CONFIG.replace("http = 127.0.0.1:0", "http = 127.0.0.1:1"))
         d.send(signal.SIGHUP)
-        wait_for(lambda: "web_dir change when dynmemd restarts" in d.log(), "the warning")
+        said = (f"{d.conf}:{d.conf_line('http = 127.0.0.1:1')}: warning: [host] http changes when "
+                "dynmemd restarts")
+        wait_for(lambda: said in d.log(), "the warning, at the line of http")
         check(d.json("status")["http_url"] == url, "the same URL", url)
         check(get_json(d, "/api/v1/status")["vms"] == 3, "still serving")
 
@@ -352,8 +358,6 @@ def a_reload_keeps_the_interface_until_restart(bins):
             h = get_json(d, "/api/v1/status")
             return h["config_warnings"], h["config_warning_count"]
 
-        said = (f"{d.conf}: warning: [host] http, http_allow_remote and web_dir change when "
-                "dynmemd restarts")
         wait_for(lambda: warnings() == ([said], 1), "the warning for the page")
         # the file back at the address in force: nothing waits
         d.write_config(CONFIG)

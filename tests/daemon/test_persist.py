@@ -504,9 +504,12 @@ def status_shows_what_waits_for_a_restart_until_the_file_agrees(bins):
         moved = original.replace(f"state_dir = {d.state_dir}\n",
                                  f"state_dir = {d.state_dir}-new\nhttp = 127.0.0.1:0\n")
         check(moved != original, "the file names the state directory", original)
-        state_dir = f"{d.conf}: warning: [host] state_dir changes when dynmemd restarts"
-        http = (f"{d.conf}: warning: [host] http, http_allow_remote and web_dir change when "
-                "dynmemd restarts")
+        with open(d.conf, "w") as f:
+            f.write(moved)
+        state_dir = (f"{d.conf}:{d.conf_line(f'state_dir = {d.state_dir}-new')}: warning: "
+                     "[host] state_dir changes when dynmemd restarts")
+        http = (f"{d.conf}:{d.conf_line('http = 127.0.0.1:0')}: warning: [host] http changes "
+                "when dynmemd restarts")
 
         def send(text):
             with open(d.conf, "w") as f:
@@ -540,7 +543,9 @@ def status_shows_what_waits_for_a_restart_until_the_file_agrees(bins):
         # what waited, taken by a restart: nothing waits
         moved = original.replace("interval = 100ms\n", "interval = 100ms\nhttp = 127.0.0.1:0\n")
         h = reload(moved, 3)
-        check(h["config_warnings"] == [http], "the http change waits", h)
+        http = (f"{d.conf}:{d.conf_line('http = 127.0.0.1:0')}: warning: [host] http changes "
+                "when dynmemd restarts")
+        check(h["config_warnings"] == [http], "the http change waits, at its new line", h)
         restart(d)
         h = d.status()
         check(h["http_url"] is not None and h["config_warnings"] == [] and
@@ -552,6 +557,172 @@ PEER = """
 libvirt_uri = qemu+ssh://b/system
 http = http://127.0.0.1:1
 """
+
+
+@tap.case
+def what_waits_for_a_restart_is_named_at_its_line(bins):
+    """Each key a reload found changed that waits for a restart is warned of at the line
+    that gives it; a key the file no longer gives (back at its default) has no line, and
+    the warning says it is no longer given."""
+    with Daemon(bins, config()).start() as d:
+        original = open(d.conf).read()
+        moved = (original.replace(f"socket = {d.socket}\n", f"socket = {d.socket}-new\n")
+                 .replace("speed = 20\n", "speed = 10\nseed = 3\nduration = 1h\n"))
+        check(moved.count("-new") == 1 and "speed = 10" in moved, "the file to change",
+              original)
+        with open(d.conf, "w") as f:
+            f.write(moved)
+        socket = (f"{d.conf}:{d.conf_line(f'socket = {d.socket}-new')}: warning: [host] socket "
+                  "changes when dynmemd restarts")
+        speed = (f"{d.conf}:{d.conf_line('speed = 10')}: warning: [sim] speed changes when "
+                 "dynmemd restarts")
+        seed = (f"{d.conf}:{d.conf_line('seed = 3')}: warning: seed: nothing in dynmemd is "
+                "random, so it ignores the seed (a generated trace takes its seed from "
+                "dynmem-tracegen --seed)")
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 1, "the reload")
+        h = d.status()
+        # nothing waits for the seed, read by nothing, nor for duration, dynmem-sim's:
+        # the seed's own warning alone
+        check(h["config_warnings"] == [seed, socket, speed], "FILE:LINE of each", h)
+        check(all(d.log_count(w) == 1 for w in (seed, socket, speed)), "the log's words",
+              d.log())
+        check(h["socket"] == d.socket, "the socket in force stays", h)
+
+        # removed: state_dir and [sim] speed fall back to their defaults, which differ
+        gone = (original.replace(f"state_dir = {d.state_dir}\n", "")
+                .replace("speed = 20\n", ""))
+        check(gone != original and "state_dir" not in gone, "the keys to remove", gone)
+        with open(d.conf, "w") as f:
+            f.write(gone)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 2, "the second reload")
+        h = d.status()
+        check(h["config_warnings"] == [
+            f"{d.conf}: warning: [host] state_dir (no longer given) changes when dynmemd "
+            "restarts",
+            f"{d.conf}: warning: [sim] speed (no longer given) changes when dynmemd restarts"],
+            "no line for a key no longer given, and it says so", h)
+        check(h["state_dir"] == d.state_dir, "the state directory in force stays", h)
+
+
+@tap.case
+def start_and_sighup_warn_of_a_seed(bins):
+    """[sim] seed is read by nothing: dynmemd warns of it at its line, at the start, at a
+    reload and in dynmemd -n, as dynmem-sim does; the file loads."""
+    text = config().replace("speed = 20\n", "speed = 20\nseed = 7\n")
+    check("seed = 7" in text, "the file gives a seed", text)
+    with Daemon(bins, text) as d:
+        said = (f"{d.conf}:{d.conf_line('seed = 7')}: warning: seed: nothing in dynmemd is "
+                "random, so it ignores the seed (a generated trace takes its seed from "
+                "dynmem-tracegen --seed)")
+        p = d.check_config()
+        check(p.returncode == 0 and said in p.stderr, "dynmemd -n: OK, with the warning", p)
+        d.start()
+        h = d.status()
+        check(h["config_warnings"] == [said] and h["config_warning_count"] == 1,
+              "at the start, in status", h)
+        check(d.log_count(said) == 1, "and in the log", d.log())
+        check(said in d.ok("status").out, "and in status's words", d.ok("status").out)
+        # another seed at a reload: warned of again, nothing waits for a restart
+        d.write_config(config().replace("speed = 20\n", "speed = 20\nseed = 8\n"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 1, "the reload")
+        again = said.replace("seed = 7", "seed = 8")
+        h = d.status()
+        check(h["config_warnings"] == [again] and "when dynmemd restarts" not in d.log(),
+              "the seed's warning alone", h, d.log())
+        # no seed: no warning
+        d.write_config(config())
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 2, "the second reload")
+        check(d.status()["config_warnings"] == [], "gone with the key", d.status())
+
+
+@tap.case
+def sim_keys_wait_for_a_restart_only_under_the_simulated_backend(bins):
+    """dynmemd reads [sim] only with backend sim: under backend qemu a changed [sim] key
+    is no warning. backend itself cannot change at a reload: the reload is refused at
+    the key's line, or without one when the file no longer gives it (back at sim)."""
+    qemu = "[host]\nbackend = qemu\nmemory = 2G\ninterval = 100ms\n\n[sim]\nspeed = 20\n"
+    with Daemon(bins, qemu).start() as d:
+        d.write_config(qemu.replace("speed = 20\n", "speed = 10\nstep = 2s\n"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reloaded") == 1, "the reload")
+        h = d.status()
+        check(h["config_warnings"] == [] and h["reload_error"] is None,
+              "nothing waits: dynmemd under backend qemu reads no [sim] key", h)
+        check("when dynmemd restarts" not in d.log(), "nor does the log say so", d.log())
+
+        # backend sim in the file, [sim] changed too: refused at backend's line
+        d.write_config(qemu.replace("backend = qemu", "backend = sim")
+                       .replace("speed = 20\n", "speed = 5\n"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.status()["reload_error"], "the refused reload")
+        said = (f"{d.conf}:{d.conf_line('backend = sim')}: [host] backend changes only when "
+                "dynmemd restarts")
+        h = d.status()
+        check(h["reload_error"] == said and h["config_warnings"] == [],
+              "the reload refused at the line of backend, nothing else said", h)
+        check(d.log_count(said) == 1 and "when dynmemd restarts" not in
+              d.log().replace(said, ""), "the log's words", d.log())
+        # backend taken out of the file: the default, sim, with no line
+        d.write_config(qemu.replace("backend = qemu\n", ""))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reload failed") == 2, "the second refused reload")
+        h = d.status()
+        check(h["reload_error"] == f"{d.conf}: [host] backend (no longer given) changes only "
+              "when dynmemd restarts", "no line for a key no longer given, and it says so", h)
+
+
+@tap.case
+def errors_of_host_keys_name_their_lines(bins):
+    """dynmemd's own errors of [host] keys (a path not absolute, an http address, a group
+    that does not exist, a backend it does not know) name the key's line: at a reload,
+    which is refused, and at the start, which fails."""
+    bad = [
+        ("web_dir = relative/web", '[host] web_dir "relative/web" must be an absolute path'),
+        ("http = 192.0.2.1:9100", "[host] http: "),
+        ("admin_group = no-such-group-dynmem",
+         "[host] admin_group: there is no group no-such-group-dynmem"),
+        ("backend = vmware", '[host] backend: unknown backend "vmware" (known: sim, qemu, '
+         "libvirt)"),
+    ]
+    with Daemon(bins, config()).start() as d:
+        for n, (line, error) in enumerate(bad, 1):
+            d.write_config(config().replace("interval = 100ms\n", f"interval = 100ms\n{line}\n"))
+            d.send(signal.SIGHUP)
+            wait_for(lambda: d.log_count("reload failed") == n, f"reload {n} refused")
+            said = f"{d.conf}:{d.conf_line(line)}: {error}"
+            h = d.status()
+            check((h["reload_error"] or "").startswith(said), f"{line}: refused at its line", said,
+                  h)
+            check(said in d.log(), f"{line}: the log's words", d.log())
+    for line, error in bad:
+        with Daemon(bins, config().replace("interval = 100ms\n",
+                                           f"interval = 100ms\n{line}\n")) as d:
+            d.start(expect_ready=False)
+            rc = d.proc.wait(timeout=60)
+            said = f"{d.conf}:{d.conf_line(line)}: {error}"
+            check(rc == 2 and said in d.log(), f"{line}: the start fails at its line", rc,
+                  d.log())
+    # socket and state_dir, which the test's files give at lines 2 and 3
+    with Daemon(bins, config()) as d:
+        socket, state_dir = d.socket, d.state_dir
+        for key, value in (("socket", "run/dynmemd.sock"), ("state_dir", "state")):
+            d.write_config(config())
+            with open(d.conf) as f:
+                text = f.read()
+            with open(d.conf, "w") as f:
+                f.write(text.replace({"socket": socket, "state_dir": state_dir}[key], value, 1))
+            said = (f"{d.conf}:{d.conf_line(f'{key} = {value}')}: [host] {key} \"{value}\" "
+                    "must be an absolute path")
+            p = d.check_config()
+            check(p.returncode == 2 and said in p.stderr, f"dynmemd -n: {key} at its line", p)
+            d.start(expect_ready=False)
+            rc = d.proc.wait(timeout=60)
+            check(rc == 2 and said in d.log(), f"the start: {key} at its line", rc, d.log())
+            d.logf.close()
 
 
 @tap.case

@@ -58,8 +58,9 @@ def an_admin_group_that_does_not_exist_is_refused(bins):
         with open(d.conf, "a") as f:
             f.write("admin_group = no-such-group-dynmem\n")
         r = d.check_config()
-        check(r.returncode == 2 and "admin_group: there is no group no-such-group-dynmem"
-              in r.stderr, "dynmemd -n", r)
+        said = (f"{d.conf}:{d.conf_line('admin_group = no-such-group-dynmem')}: [host] "
+                "admin_group: there is no group no-such-group-dynmem")
+        check(r.returncode == 2 and said in r.stderr, "dynmemd -n, at the key's line", said, r)
 
 
 @tap.case

@@ -106,7 +106,7 @@ static void full_file_parses(void **state)
         assert_int_equal(c.sim.grow_rate, 2 * GIB);
         assert_int_equal(c.sim.shrink_rate, 256 * MIB);
         assert_int_equal(c.sim.seed, 42);
-        assert_int_equal(c.sim_seed_line, 33); /* for dynmem-sim's warning */
+        assert_int_equal(config_key_line(&c, "sim", "seed"), 33); /* for the seed's warning */
         assert_true(c.sim.speed == 10.5);
 
         assert_int_equal(c.n_vms, 2);
@@ -152,14 +152,26 @@ static void full_file_parses(void **state)
 
         /* The keys only dynmemd reads, where they are given (dynmem-sim warns of each). */
         static const struct config_key_at daemon_keys[] = {
-            {"backend", 7}, {"socket", 9}, {"state_dir", 10},
-            {"http", 11},   {"speed", 34}, {"autostart", 44},
+            {"backend", 7, "host"}, {"socket", 9, "host"}, {"state_dir", 10, "host"},
+            {"http", 11, "host"},   {"speed", 34, "sim"},  {"autostart", 44, "vm"},
         };
         assert_int_equal(c.n_daemon_keys, sizeof(daemon_keys) / sizeof(daemon_keys[0]));
         for (size_t i = 0; i < c.n_daemon_keys; i++) {
                 assert_string_equal(c.daemon_keys[i].key, daemon_keys[i].key);
                 assert_int_equal(c.daemon_keys[i].line, daemon_keys[i].line);
+                assert_string_equal(c.daemon_keys[i].section, daemon_keys[i].section);
         }
+        /* Every key of the one-of sections, where it is given (a reload's warnings). */
+        assert_int_equal(c.n_given_keys, 8 + 12 + 7);
+        assert_int_equal(config_key_line(&c, "host", "socket"), 9);
+        assert_int_equal(config_key_line(&c, "host", "http"), 11);
+        assert_int_equal(config_key_line(&c, "policy", "stall_memory"), 25);
+        assert_int_equal(config_key_line(&c, "sim", "duration"), 28);
+        assert_int_equal(config_key_line(&c, "sim", "speed"), 34);
+        assert_int_equal(config_key_line(&c, "host", "qemu_user"), 0); /* not given */
+        assert_int_equal(config_key_line(&c, "sim", "socket"), 0);     /* [host]'s */
+        assert_int_equal(config_key_line(&c, "vm", "autostart"), 0);   /* one VM's, not kept */
+        assert_int_equal(config_key_line(&c, "host", "startup"), 0);
         config_free(&c);
         config_free(&c); /* twice is harmless */
         config_free(NULL);
@@ -181,7 +193,8 @@ static void empty_file_takes_defaults(void **state)
         assert_int_equal(c.host.interval_ms, 1000);
         assert_null(c.host.http);
         assert_int_equal(c.sim.duration_ms, 0);
-        assert_int_equal(c.sim_seed_line, 0);
+        assert_int_equal(config_key_line(&c, "sim", "seed"), 0);
+        assert_int_equal(c.n_given_keys, 0);
         assert_int_equal(c.sim.step_ms, 1000);
         assert_int_equal(c.sim.report_interval_ms, 1000);
         assert_int_equal(c.sim.grow_rate, GIB);
@@ -1362,6 +1375,94 @@ static void cluster_and_peers(void **state)
                         "given twice");
 }
 
+/* A [peer]'s keys are not [host]'s, though they share names: their lines are not looked up. */
+static void key_lines_are_by_section(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+
+        (void)state;
+        assert_int_equal(config_load_string("k.ini",
+                                            "[peer \"b\"]\n"                      /* 1 */
+                                            "libvirt_uri = qemu+ssh://b/system\n" /* 2 */
+                                            "http = http://b:9100\n"              /* 3 */
+                                            "[host]\n"                            /* 4 */
+                                            "libvirt_uri = qemu:///system\n"      /* 5 */
+                                            "[cluster]\n"                         /* 6 */
+                                            "cooldown = 10m\n"                    /* 7 */
+                                            "[host]\n"                            /* 8 */
+                                            "http = 127.0.0.1:0\n",               /* 9 */
+                                            &c, &d),
+                         0);
+        assert_int_equal(config_key_line(&c, "host", "libvirt_uri"), 5);
+        assert_int_equal(config_key_line(&c, "host", "http"), 9); /* [host] again: one section */
+        assert_int_equal(config_key_line(&c, "cluster", "cooldown"), 7);
+        assert_int_equal(config_key_line(&c, "peer", "http"), 0);
+        assert_int_equal(c.n_given_keys, 3);
+        config_free(&c);
+        assert_int_equal(c.n_given_keys, 0);
+        config_diag_free(&d);
+}
+
+/* The [sim] keys whose values differ, by name, each key of the table compared. */
+static void sim_differences_name_each_key(void **state)
+{
+        struct config a, b;
+        struct config_diag d = {0};
+        const char *keys[CONFIG_SIM_KEYS];
+
+        (void)state;
+        assert_int_equal(config_load_string("a.ini", "", &a, &d), 0);
+        assert_int_equal(config_load_string("b.ini", "", &b, &d), 0);
+        assert_int_equal(config_sim_differences(&a.sim, &b.sim, keys, CONFIG_SIM_KEYS), 0);
+        config_free(&b);
+        assert_int_equal(config_load_string("b.ini",
+                                            "[sim]\nduration = 1h\nstep = 2s\n"
+                                            "report_interval = 2s\ngrow_rate = 2G\n"
+                                            "shrink_rate = 1G\nseed = 9\nspeed = 2\n",
+                                            &b, &d),
+                         0);
+        static const char *const all[] = {
+            "duration", "step", "report_interval", "grow_rate", "shrink_rate", "seed", "speed"};
+        assert_int_equal(config_sim_differences(&a.sim, &b.sim, keys, CONFIG_SIM_KEYS),
+                         CONFIG_SIM_KEYS);
+        for (size_t i = 0; i < CONFIG_SIM_KEYS; i++)
+                assert_string_equal(keys[i], all[i]);
+        assert_int_equal(config_sim_differences(&a.sim, &b.sim, keys, 2), 2); /* at most max */
+        assert_string_equal(keys[1], "step");
+        config_free(&b);
+        /* the default given: no difference; one value changed: that key alone */
+        assert_int_equal(config_load_string("b.ini", "[sim]\nstep = 1s\nspeed = 0.5\n", &b, &d), 0);
+        assert_int_equal(config_sim_differences(&a.sim, &b.sim, keys, CONFIG_SIM_KEYS), 1);
+        assert_string_equal(keys[0], "speed");
+        config_free(&b);
+        config_free(&a);
+        config_diag_free(&d);
+}
+
+/* [sim] seed is read by nothing: a warning at its line, naming the program. */
+static void seed_is_warned_of_at_its_line(void **state)
+{
+        struct config c;
+        struct config_diag d = {0};
+
+        (void)state;
+        assert_int_equal(config_load_string("s.ini", "[sim]\nstep = 1s\nseed = 7\n", &c, &d), 0);
+        assert_int_equal(c.warnings.count, 0); /* config_load() leaves it to the program */
+        config_warn_seed(&c, "dynmemd");
+        assert_int_equal(c.warnings.count, 1);
+        assert_string_equal(c.warnings.messages[0],
+                            "s.ini:3: warning: seed: nothing in dynmemd is random, so it ignores "
+                            "the seed (a generated trace takes its seed from dynmem-tracegen "
+                            "--seed)");
+        config_free(&c);
+        assert_int_equal(config_load_string("s.ini", "[sim]\nstep = 1s\n", &c, &d), 0);
+        config_warn_seed(&c, "dynmem-sim");
+        assert_int_equal(c.warnings.count, 0);
+        config_free(&c);
+        config_diag_free(&d);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1407,6 +1508,9 @@ int main(void)
             cmocka_unit_test(many_warnings_are_counted_as_warnings),
             cmocka_unit_test(counts_are_grouped),
             cmocka_unit_test(cluster_and_peers),
+            cmocka_unit_test(key_lines_are_by_section),
+            cmocka_unit_test(sim_differences_name_each_key),
+            cmocka_unit_test(seed_is_warned_of_at_its_line),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

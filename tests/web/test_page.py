@@ -554,8 +554,8 @@ def main():
                     d.write_config(CONFIG.format(wave=wave, steps=steps).replace(
                         "http = 127.0.0.1:0", "http = 127.0.0.1:1"))
                     d.send(signal.SIGHUP)
-                    said = (f"{d.conf}: warning: [host] http, http_allow_remote and web_dir "
-                            "change when dynmemd restarts")
+                    said = (f"{d.conf}:{d.conf_line('http = 127.0.0.1:1')}: warning: "
+                            "[host] http changes when dynmemd restarts")
                     wait_for(lambda: d.status()["config_warnings"] == [said],
                              "the reload to the warning of a restart")
                     seen = watch.look("a change that waits for a restart")
