@@ -174,6 +174,21 @@ struct policy_vm_memory {
 #define POLICY_POOL_PIECES 4
 
 /*
+ * Where the OOM-kill line of each of a history's edges falls, for one room
+ * (the guest's swap in the history's bytes): edge b's line, edge b plus the
+ * room, lies in bucket bucket[b], part[b] of the way down from its top.
+ * They depend on the room alone, so a VM keeps them from one decision to
+ * the next and works them out again only when its room changes
+ * (policy_history_priced_window()).
+ */
+struct policy_kill_lines {
+        bool known;  /* worked out, for `room` */
+        double room; /* the room they are for */
+        uint8_t bucket[POLICY_RISE_BUCKETS];
+        double part[POLICY_RISE_BUCKETS];
+};
+
+/*
  * One VM as the policy sees it. The fields every pass reads or writes come
  * first, in two cache lines, then the cover and the part of the memory the
  * smoothing reads in the third; what only the estimate needs comes after.
@@ -230,6 +245,7 @@ struct policy_vm {
         uint8_t pool_pieces;
         uint8_t pool_from[POLICY_POOL_PIECES];
         uint8_t pool_bucket[POLICY_POOL_PIECES]; /* ... its edge (policy_history_edge()) */
+        struct policy_kill_lines kill_lines;     /* scratch, kept: for the pool's covers */
 };
 
 struct policy_host {
