@@ -278,7 +278,21 @@ struct policy_fill_item {
         uint64_t block; /* its block: what a share is rounded down to */
         uint64_t give;  /* its share, once handed out */
         double weight;
-        uint32_t vm; /* its index in the decision's VMs */
+        uint32_t at; /* its place among the decision's participants */
+};
+
+#define POLICY_LEVELS 5 /* the levels the allocation hands memory out by (policy.c) */
+
+/*
+ * One participant of a decision as the allocation sees it, in the
+ * participants' order: its levels, block and weight, copied as its levels
+ * are summed, so that the water-filling reads these and not the VMs.
+ */
+struct policy_level_item {
+        uint64_t level[POLICY_LEVELS];
+        uint64_t block;
+        uint64_t give; /* what the water-filling gave it above its lower level */
+        uint32_t weight;
 };
 
 struct policy_scratch {
@@ -290,6 +304,7 @@ struct policy_scratch {
         struct policy_sort_item *items;
         struct policy_sort_item *spare; /* radix sort's second buffer */
         struct policy_fill_item *fill;
+        struct policy_level_item *levels; /* the participants' levels, in their order */
         uint32_t *index;
         uint32_t *shrinking; /* VMs whose smoothing a release may change (settle()) */
 };
