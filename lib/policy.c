@@ -494,6 +494,8 @@ static void settle(struct decision *d)
         struct policy_scratch *scr = d->scr;
         uint64_t asked = 0, total = 0;
         size_t growers = 0, shrinking = 0;
+        /* With lending off no VM is lent anything (policy_lend_one()): no loan to settle. */
+        bool lending = d->cfg->tunables.lend_hold_ms > 0;
 
         for (size_t j = 0; j < d->k; j++) {
                 struct policy_vm *vm = &d->vms[d->idx[j]];
@@ -502,7 +504,8 @@ static void settle(struct decision *d)
                 vm->ideal_bytes = l->level[d->base_level] + (d->filled ? l->give : 0);
                 if (vm->ideal_bytes < vm->want_bytes)
                         vm->reason = d->sum.overcommitted ? REASON_OVERCOMMITTED : REASON_SCARCITY;
-                policy_lend_settle(vm);
+                if (lending)
+                        policy_lend_settle(vm);
                 vm->ideal_reason = vm->reason;
                 vm->memory.last_decision_ms = d->now;
                 vm->memory.decided = true;
