@@ -143,6 +143,19 @@ struct policy_history {
         double persist_xy, persist_xx; /* decayed sums: rate x previous trend, trend^2 */
 };
 
+/*
+ * Which bucket the OOM-kill line of each of a history's edges falls in, for
+ * one room (the guest's swap in the history's bytes): edge b's line, edge b
+ * plus the room, lies in bucket bucket[b]. They depend on the room alone, so
+ * a VM keeps them from one decision to the next and works them out again
+ * only when its room changes (policy_history_priced_window()).
+ */
+struct policy_kill_lines {
+        double room; /* the room they are for */
+        /* bucket[0]: POLICY_RISE_BUCKETS once worked out, 0 before (edge 0 is never a cover) */
+        uint8_t bucket[POLICY_RISE_BUCKETS];
+};
+
 /* What the policy remembers about one VM between decisions; kept by the caller, zeroed at start. */
 struct policy_vm_memory {
         /* what every decision's smoothing reads first (one cache line) */
@@ -169,24 +182,10 @@ struct policy_vm_memory {
         uint64_t lend_bytes;          /* lent above the want: cache evicted, summed (0 = none) */
         uint64_t lend_ms;             /* when the guest last evicted cache under a stall */
         struct policy_history history;
+        struct policy_kill_lines kill_lines; /* beside the buckets they index */
 };
 
 #define POLICY_POOL_PIECES 4
-
-/*
- * Where the OOM-kill line of each of a history's edges falls, for one room
- * (the guest's swap in the history's bytes): edge b's line, edge b plus the
- * room, lies in bucket bucket[b], part[b] of the way down from its top.
- * They depend on the room alone, so a VM keeps them from one decision to
- * the next and works them out again only when its room changes
- * (policy_history_priced_window()).
- */
-struct policy_kill_lines {
-        bool known;  /* worked out, for `room` */
-        double room; /* the room they are for */
-        uint8_t bucket[POLICY_RISE_BUCKETS];
-        double part[POLICY_RISE_BUCKETS];
-};
 
 /*
  * One VM as the policy sees it. The fields every pass reads or writes come
@@ -245,7 +244,6 @@ struct policy_vm {
         uint8_t pool_pieces;
         uint8_t pool_from[POLICY_POOL_PIECES];
         uint8_t pool_bucket[POLICY_POOL_PIECES]; /* ... its edge (policy_history_edge()) */
-        struct policy_kill_lines kill_lines;     /* scratch, kept: for the pool's covers */
 };
 
 struct policy_host {

@@ -368,28 +368,24 @@ static int priced_steps(const double *missed, unsigned lo, unsigned hi, const do
 }
 
 /*
- * Where every edge's kill line falls for a room, as charged_share() finds it
- * (the same walk from the top edge down, the same arithmetic): a line at or
- * above the top edge is in bucket POLICY_RISE_BUCKETS, past every history's
- * top.
+ * Which bucket every edge's kill line falls in for a room, as
+ * charged_share() finds it (the same walk from the top edge down): a line at
+ * or above the top edge is in bucket POLICY_RISE_BUCKETS, past every
+ * history's top.
  */
 static void kill_lines_work_out(struct policy_kill_lines *lines, double room)
 {
         const double *x = policy_history_edges;
         unsigned j = POLICY_RISE_BUCKETS;
 
-        lines->bucket[0] = POLICY_RISE_BUCKETS;
-        lines->part[0] = 0.0; /* edge 0 is never a cover */
+        lines->bucket[0] = POLICY_RISE_BUCKETS; /* worked out */
         for (unsigned b = POLICY_RISE_BUCKETS; b-- > 1;) {
                 double line = x[b] + room;
                 while (j > b && x[j] > line)
                         j--;
                 lines->bucket[b] = (uint8_t)j;
-                lines->part[b] =
-                    j < POLICY_RISE_BUCKETS ? (x[j + 1] - line) / (x[j + 1] - x[j]) : 0.0;
         }
         lines->room = room;
-        lines->known = true;
 }
 
 int policy_history_priced_window(const struct policy_history *h, const double *prices, int count,
@@ -410,7 +406,7 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
         bool kills = weight > 0.0;
 
         /* The lines kept hold for the same room, to the bit (a NaN room matches none). */
-        if (kills && !(lines->known && lines->room == kill->room))
+        if (kills && !(lines->bucket[0] == POLICY_RISE_BUCKETS && lines->room == kill->room))
                 kill_lines_work_out(lines, kill->room);
         missed_at[top + 1] = 0.0;
         suffix[top + 1] = 0.0;
@@ -426,17 +422,20 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
                 double missed = above * unit, lower = policy_history_edges[b];
                 /*
                  * What the hull and the costs see: the misses, and the kills
-                 * among them, as charged_share() counts them (from the kept
-                 * lines, where its walk would find them).
+                 * among them, as charged_share() counts them (in the bucket
+                 * its walk would find, kept from before).
                  */
                 double charged = missed;
                 if (kills) {
                         unsigned j = lines->bucket[b];
-                        if (j <= top)
-                                charged = missed +
-                                          weight *
-                                              (suffix[j + 1] + h->rise_weight[j] * lines->part[b]) *
-                                              unit;
+                        if (j <= top) {
+                                const double *x = policy_history_edges;
+                                double line = x[b] + kill->room;
+                                double part = (x[j + 1] - line) / (x[j + 1] - x[j]);
+                                charged = missed + weight *
+                                                       (suffix[j + 1] + h->rise_weight[j] * part) *
+                                                       unit;
+                        }
                 }
                 double c_lo = cost_of(charged, p_lo, lower), c_hi = cost_of(charged, p_hi, lower);
                 missed_at[b] = charged;

@@ -94,7 +94,7 @@ static void add_covers(struct policy_vm *vm, const struct policy_tunables *t, co
         struct policy_kill kill = kill_of(vm, t);
         int pieces =
             policy_history_priced_window(&vm->memory.history, prices, count, t->headroom_period_ms,
-                                         &kill, &vm->kill_lines, buckets, from);
+                                         &kill, &vm->memory.kill_lines, buckets, from);
         for (int k = 0; k < pieces; k++) {
                 double edge = policy_history_edge(buckets[k]);
                 double now = (edge < cap ? edge : cap) * scale;

@@ -294,7 +294,7 @@ static void kill_lines_follow_the_swap(void **state)
                 b->swap_known = b->swap_bytes > 0;
                 memcpy(copy, f->vms, sizeof(copy));
                 for (size_t i = 0; i < f->n; i++)
-                        copy[i].kill_lines = (struct policy_kill_lines){0};
+                        copy[i].memory.kill_lines = (struct policy_kill_lines){0};
                 fresh.contended = f->scratch.contended;
                 fresh.scarce = f->scratch.scarce;
                 fresh.price_bin = f->scratch.price_bin;
