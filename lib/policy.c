@@ -296,6 +296,7 @@ struct decision {
         struct policy_decay decay;  /* the history's decay factor, per interval */
         struct policy_pool pool;    /* the headroom pool, filled as the VMs are estimated */
         bool filled;                /* water-filling gave shares above base_level */
+        bool packed;                /* the participants' levels are in scr->levels */
         int base_level;             /* the level everyone gets */
         uint64_t held;              /* memory the running VMs hold, or may take (committed()) */
         size_t growers;             /* VMs asking to grow, in scr->items */
@@ -324,17 +325,29 @@ static uint64_t committed(const struct policy_vm *vm)
         return r > vm->may_hold_bytes ? r : vm->may_hold_bytes;
 }
 
-/* Adds participant `at` to the sums, and keeps its levels for the allocation. */
-static void add_levels(struct decision *d, const struct policy_vm *vm, size_t at)
+/* Participant `at`'s levels, block and weight, packed for the water-filling. */
+static void pack_levels(struct decision *d, const struct policy_vm *vm, size_t at)
 {
         struct policy_level_item *item = &d->scr->levels[at];
 
-        for (int l = 0; l < LEVELS; l++) {
+        for (int l = 0; l < LEVELS; l++)
                 item->level[l] = level_bytes(vm, l);
-                d->sum_level[l] = add_sat(d->sum_level[l], item->level[l]);
-        }
         item->block = vm->settings.block_bytes;
         item->weight = vm->settings.weight;
+}
+
+/*
+ * Adds participant `at` to the sums, and packs its levels while they are at
+ * hand when the decision expects to water-fill (as the last one did: a host
+ * short of memory stays so for a while); else the allocation packs them if
+ * it does water-fill after all.
+ */
+static void add_levels(struct decision *d, const struct policy_vm *vm, size_t at)
+{
+        for (int l = 0; l < LEVELS; l++)
+                d->sum_level[l] = add_sat(d->sum_level[l], level_bytes(vm, l));
+        if (d->packed)
+                pack_levels(d, vm, at);
 }
 
 /*
@@ -448,6 +461,11 @@ static void allocate(struct decision *d)
         }
         d->filled = true;
         d->base_level = level;
+        if (!d->packed) {
+                for (size_t j = 0; j < d->k; j++)
+                        pack_levels(d, &d->vms[d->idx[j]], j);
+                d->packed = true;
+        }
         uint64_t left =
             waterfill(d->scr->levels, d->k, memory - d->sum_level[level], level, d->scr, false);
         if (left > 0)
@@ -500,8 +518,12 @@ static void settle(struct decision *d)
         for (size_t j = 0; j < d->k; j++) {
                 struct policy_vm *vm = &d->vms[d->idx[j]];
 
-                const struct policy_level_item *l = &scr->levels[j];
-                vm->ideal_bytes = l->level[d->base_level] + (d->filled ? l->give : 0);
+                if (d->filled) {
+                        const struct policy_level_item *l = &scr->levels[j];
+                        vm->ideal_bytes = l->level[d->base_level] + l->give;
+                } else {
+                        vm->ideal_bytes = level_bytes(vm, d->base_level);
+                }
                 if (vm->ideal_bytes < vm->want_bytes)
                         vm->reason = d->sum.overcommitted ? REASON_OVERCOMMITTED : REASON_SCARCITY;
                 if (lending)
@@ -640,7 +662,8 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                              .vms = vms,
                              .scr = scratch,
                              .now = now_ms,
-                             .idx = scratch->index};
+                             .idx = scratch->index,
+                             .packed = scratch->filled};
 
         if (scratch->capacity < n)
                 return -ENOMEM;
@@ -654,6 +677,7 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
         if (cfg->kind == POLICY_EXTERNAL)
                 external_check(&d);
         allocate(&d);
+        scratch->filled = d.filled;
         settle(&d);
         enum policy_release release = grant(&d);
         if (release != RELEASE_NONE)

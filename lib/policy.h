@@ -297,6 +297,7 @@ struct policy_scratch {
         bool contended;     /* the last decision's VMs wanted most of the host (probing) */
         bool scarce;        /* ... or more than all of it (no probing: scarcity cuts instead) */
         bool lent;          /* some VM's lent_bytes was not 0 after the last decision */
+        bool filled;        /* the last decision water-filled (its levels were packed) */
         uint32_t price_bin; /* the headroom pool's price: where the next decision looks first */
         size_t capacity;
         struct policy_sort_item *items;
