@@ -114,6 +114,10 @@ int policy_scratch_reserve(struct policy_scratch *s, size_t n)
         if (!fill)
                 return -ENOMEM;
         s->fill = fill;
+        struct policy_level_item *levels = realloc(s->levels, n * sizeof(*levels));
+        if (!levels)
+                return -ENOMEM;
+        s->levels = levels;
         uint32_t *index = realloc(s->index, n * sizeof(*index));
         if (!index)
                 return -ENOMEM;
@@ -133,6 +137,7 @@ void policy_scratch_free(struct policy_scratch *s)
         free(s->items);
         free(s->spare);
         free(s->fill);
+        free(s->levels);
         free(s->index);
         free(s->shrinking);
         *s = (struct policy_scratch){0};
@@ -150,6 +155,7 @@ enum level {
         LEVEL_LEND, /* what no VM wants, lent to those that evicted cache (policy_lend.c) */
         LEVELS,
 };
+_Static_assert(LEVELS == POLICY_LEVELS, "a participant's packed levels hold every level");
 
 static uint64_t level_bytes(const struct policy_vm *vm, int level)
 {
@@ -167,13 +173,6 @@ static uint64_t level_bytes(const struct policy_vm *vm, int level)
         default:
                 return vm->lend_bytes > vm->want_bytes ? vm->lend_bytes : vm->want_bytes;
         }
-}
-
-/* Water-filling from level `stage` to the next one. */
-static void fill_levels(const struct policy_vm *vm, int stage, uint64_t *lo, uint64_t *hi)
-{
-        *lo = level_bytes(vm, stage);
-        *hi = level_bytes(vm, stage + 1);
 }
 
 #define SORT_KEY_BITS 32 /* sort_items() orders by a 32-bit key */
@@ -227,17 +226,18 @@ static uint32_t double_key(double d)
 }
 
 /*
- * Weighted water-filling: hand out up to `budget` bytes on top of each VM's
- * lower level, VM i receiving at most its room (upper - lower), in proportion
- * to its weight. Weight-0 VMs take part only in the zero pass, which shares
- * equally what the others could not use. Shares are rounded down to each
- * VM's block. The weighted pass sets every ideal to its lower level, then adds
- * the shares; returns what is left of the budget. The participants are
- * copied into scr->fill first, so that handing out in sorted order reads
- * those few bytes and not the VMs, which lie far apart.
+ * Weighted water-filling: hand out up to `budget` bytes on top of each of
+ * the n participants' lower level (`stage`), participant i receiving at most
+ * its room (up to the next level), in proportion to its weight. Weight-0
+ * participants take part only in the zero pass, which shares equally what
+ * the others could not use. Shares are rounded down to each VM's block. The
+ * shares are added to levels[i].give (which the weighted pass sets to 0
+ * first), for settle() to add to the lower level; returns what is left of
+ * the budget. The participants with room are copied into scr->fill first,
+ * so that handing out in sorted order reads those few bytes.
  */
-static uint64_t waterfill(struct policy_vm *vms, const uint32_t *idx, size_t n, uint64_t budget,
-                          int stage, struct policy_scratch *scr, bool zero_pass)
+static uint64_t waterfill(struct policy_level_item *levels, size_t n, uint64_t budget, int stage,
+                          struct policy_scratch *scr, bool zero_pass)
 {
         struct policy_sort_item *items = scr->items;
         struct policy_fill_item *fill = scr->fill;
@@ -245,18 +245,17 @@ static uint64_t waterfill(struct policy_vm *vms, const uint32_t *idx, size_t n, 
         double wsum = 0.0;
 
         for (size_t k = 0; k < n; k++) {
-                struct policy_vm *vm = &vms[idx[k]];
-                uint64_t lo, hi;
-                bool zero = vm->settings.weight == 0;
+                struct policy_level_item *l = &levels[k];
+                uint64_t lo = l->level[stage], hi = l->level[stage + 1];
+                bool zero = l->weight == 0;
 
-                fill_levels(vm, stage, &lo, &hi);
                 if (!zero_pass)
-                        vm->ideal_bytes = lo; /* the first pass sets everyone's base */
+                        l->give = 0; /* the first pass starts everyone at the base */
                 if (hi <= lo || zero != zero_pass)
                         continue;
-                double w = zero_pass ? 1.0 : (double)vm->settings.weight;
+                double w = zero_pass ? 1.0 : (double)l->weight;
                 fill[m] = (struct policy_fill_item){
-                    .room = hi - lo, .block = vm->settings.block_bytes, .weight = w, .vm = idx[k]};
+                    .room = hi - lo, .block = l->block, .weight = w, .at = (uint32_t)k};
                 items[m] =
                     (struct policy_sort_item){double_key((double)(hi - lo) / w), (uint32_t)m};
                 m++;
@@ -276,8 +275,8 @@ static uint64_t waterfill(struct policy_vm *vms, const uint32_t *idx, size_t n, 
                 left -= give;
                 wsum -= f->weight;
         }
-        for (size_t i = 0; i < m; i++) /* in the VMs' own order */
-                vms[fill[i].vm].ideal_bytes += fill[i].give;
+        for (size_t i = 0; i < m; i++) /* in the participants' own order */
+                levels[fill[i].at].give += fill[i].give;
         return left;
 }
 
@@ -296,8 +295,9 @@ struct decision {
         uint64_t sum_level[LEVELS]; /* what the participants hold at each level */
         struct policy_decay decay;  /* the history's decay factor, per interval */
         struct policy_pool pool;    /* the headroom pool, filled as the VMs are estimated */
-        bool filled;                /* water-filling set the ideals */
-        int base_level;             /* else: the level everyone gets */
+        bool filled;                /* water-filling gave shares above base_level */
+        bool packed;                /* the participants' levels are in scr->levels */
+        int base_level;             /* the level everyone gets */
         uint64_t held;              /* memory the running VMs hold, or may take (committed()) */
         size_t growers;             /* VMs asking to grow, in scr->items */
         size_t shrinking;           /* smoothed VMs below what they hold, in scr->shrinking */
@@ -325,10 +325,29 @@ static uint64_t committed(const struct policy_vm *vm)
         return r > vm->may_hold_bytes ? r : vm->may_hold_bytes;
 }
 
-static void add_levels(struct decision *d, const struct policy_vm *vm)
+/* Participant `at`'s levels, block and weight, packed for the water-filling. */
+static void pack_levels(struct decision *d, const struct policy_vm *vm, size_t at)
+{
+        struct policy_level_item *item = &d->scr->levels[at];
+
+        for (int l = 0; l < LEVELS; l++)
+                item->level[l] = level_bytes(vm, l);
+        item->block = vm->settings.block_bytes;
+        item->weight = vm->settings.weight;
+}
+
+/*
+ * Adds participant `at` to the sums, and packs its levels while they are at
+ * hand when the decision expects to water-fill (as the last one did: a host
+ * short of memory stays so for a while); else the allocation packs them if
+ * it does water-fill after all.
+ */
+static void add_levels(struct decision *d, const struct policy_vm *vm, size_t at)
 {
         for (int l = 0; l < LEVELS; l++)
                 d->sum_level[l] = add_sat(d->sum_level[l], level_bytes(vm, l));
+        if (d->packed)
+                pack_levels(d, vm, at);
 }
 
 /*
@@ -378,9 +397,9 @@ static void estimate_all(struct decision *d, size_t n)
                         d->scr->spare[d->n_starters++].index = (uint32_t)i;
                         continue;
                 }
-                d->idx[d->k++] = (uint32_t)i;
                 d->held = add_sat(d->held, committed(vm));
-                add_levels(d, vm);
+                add_levels(d, vm, d->k);
+                d->idx[d->k++] = (uint32_t)i;
         }
 }
 
@@ -410,7 +429,7 @@ static void admit_starters(struct decision *d)
                 }
                 vm->admission = ADMISSION_WAIT;
                 d->n_admitted++;
-                add_levels(d, vm);
+                add_levels(d, vm, d->k);
                 d->idx[d->k++] = i;
         }
         sum_from_levels(d);
@@ -441,10 +460,16 @@ static void allocate(struct decision *d)
                 return;
         }
         d->filled = true;
+        d->base_level = level;
+        if (!d->packed) {
+                for (size_t j = 0; j < d->k; j++)
+                        pack_levels(d, &d->vms[d->idx[j]], j);
+                d->packed = true;
+        }
         uint64_t left =
-            waterfill(d->vms, d->idx, d->k, memory - d->sum_level[level], level, d->scr, false);
+            waterfill(d->scr->levels, d->k, memory - d->sum_level[level], level, d->scr, false);
         if (left > 0)
-                waterfill(d->vms, d->idx, d->k, left, level, d->scr, true);
+                waterfill(d->scr->levels, d->k, left, level, d->scr, true);
 }
 
 /* ---- stage 3: settle (smoothing in policy_smooth.c), then grant ---- */
@@ -487,15 +512,22 @@ static void settle(struct decision *d)
         struct policy_scratch *scr = d->scr;
         uint64_t asked = 0, total = 0;
         size_t growers = 0, shrinking = 0;
+        /* With lending off no VM is lent anything (policy_lend_one()): no loan to settle. */
+        bool lending = d->cfg->tunables.lend_hold_ms > 0;
 
         for (size_t j = 0; j < d->k; j++) {
                 struct policy_vm *vm = &d->vms[d->idx[j]];
 
-                if (!d->filled)
+                if (d->filled) {
+                        const struct policy_level_item *l = &scr->levels[j];
+                        vm->ideal_bytes = l->level[d->base_level] + l->give;
+                } else {
                         vm->ideal_bytes = level_bytes(vm, d->base_level);
+                }
                 if (vm->ideal_bytes < vm->want_bytes)
                         vm->reason = d->sum.overcommitted ? REASON_OVERCOMMITTED : REASON_SCARCITY;
-                policy_lend_settle(vm);
+                if (lending)
+                        policy_lend_settle(vm);
                 vm->ideal_reason = vm->reason;
                 vm->memory.last_decision_ms = d->now;
                 vm->memory.decided = true;
@@ -616,7 +648,7 @@ static void external_check(struct decision *d)
                         vm->need_bytes = vm->want_bytes =
                             clamp_u64(block_up(prev, vm->settings.block_bytes),
                                       vm->settings.minimum_bytes, vm->settings.maximum_bytes);
-                add_levels(d, vm);
+                add_levels(d, vm, j);
         }
         sum_from_levels(d);
 }
@@ -630,7 +662,8 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                              .vms = vms,
                              .scr = scratch,
                              .now = now_ms,
-                             .idx = scratch->index};
+                             .idx = scratch->index,
+                             .packed = scratch->filled};
 
         if (scratch->capacity < n)
                 return -ENOMEM;
@@ -644,6 +677,7 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
         if (cfg->kind == POLICY_EXTERNAL)
                 external_check(&d);
         allocate(&d);
+        scratch->filled = d.filled;
         settle(&d);
         enum policy_release release = grant(&d);
         if (release != RELEASE_NONE)

@@ -143,6 +143,19 @@ struct policy_history {
         double persist_xy, persist_xx; /* decayed sums: rate x previous trend, trend^2 */
 };
 
+/*
+ * Which bucket the OOM-kill line of each of a history's edges falls in, for
+ * one room (the guest's swap in the history's bytes): edge b's line, edge b
+ * plus the room, lies in bucket bucket[b]. They depend on the room alone, so
+ * a VM keeps them from one decision to the next and works them out again
+ * only when its room changes (policy_history_priced_window()).
+ */
+struct policy_kill_lines {
+        double room; /* the room they are for */
+        /* bucket[0]: POLICY_RISE_BUCKETS once worked out, 0 before (edge 0 is never a cover) */
+        uint8_t bucket[POLICY_RISE_BUCKETS];
+};
+
 /* What the policy remembers about one VM between decisions; kept by the caller, zeroed at start. */
 struct policy_vm_memory {
         /* what every decision's smoothing reads first (one cache line) */
@@ -169,6 +182,7 @@ struct policy_vm_memory {
         uint64_t lend_bytes;          /* lent above the want: cache evicted, summed (0 = none) */
         uint64_t lend_ms;             /* when the guest last evicted cache under a stall */
         struct policy_history history;
+        struct policy_kill_lines kill_lines; /* beside the buckets they index */
 };
 
 #define POLICY_POOL_PIECES 4
@@ -262,18 +276,34 @@ struct policy_fill_item {
         uint64_t block; /* its block: what a share is rounded down to */
         uint64_t give;  /* its share, once handed out */
         double weight;
-        uint32_t vm; /* its index in the decision's VMs */
+        uint32_t at; /* its place among the decision's participants */
+};
+
+#define POLICY_LEVELS 5 /* the levels the allocation hands memory out by (policy.c) */
+
+/*
+ * One participant of a decision as the allocation sees it, in the
+ * participants' order: its levels, block and weight, copied as its levels
+ * are summed, so that the water-filling reads these and not the VMs.
+ */
+struct policy_level_item {
+        uint64_t level[POLICY_LEVELS];
+        uint64_t block;
+        uint64_t give; /* what the water-filling gave it above its lower level */
+        uint32_t weight;
 };
 
 struct policy_scratch {
         bool contended;     /* the last decision's VMs wanted most of the host (probing) */
         bool scarce;        /* ... or more than all of it (no probing: scarcity cuts instead) */
         bool lent;          /* some VM's lent_bytes was not 0 after the last decision */
+        bool filled;        /* the last decision water-filled (its levels were packed) */
         uint32_t price_bin; /* the headroom pool's price: where the next decision looks first */
         size_t capacity;
         struct policy_sort_item *items;
         struct policy_sort_item *spare; /* radix sort's second buffer */
         struct policy_fill_item *fill;
+        struct policy_level_item *levels; /* the participants' levels, in their order */
         uint32_t *index;
         uint32_t *shrinking; /* VMs whose smoothing a release may change (settle()) */
 };

@@ -252,6 +252,8 @@ static inline double cost_of(double missed, double price, double bytes)
  * every i >= b already read (suffix[top + 1] = 0), and *j the bucket the
  * previous, higher cover's kill line fell in (top + 1 at first: the lines
  * only fall). Inside a bucket the rises are taken as spread evenly.
+ * kill_lines_work_out() finds the same buckets and parts for every edge at
+ * once.
  */
 static double charged_share(const struct policy_history *h, const struct policy_kill *kill,
                             const double *suffix, unsigned b, unsigned *j, double missed,
@@ -365,9 +367,30 @@ static int priced_steps(const double *missed, unsigned lo, unsigned hi, const do
         return pieces;
 }
 
+/*
+ * Which bucket every edge's kill line falls in for a room, as
+ * charged_share() finds it (the same walk from the top edge down): a line at
+ * or above the top edge is in bucket POLICY_RISE_BUCKETS, past every
+ * history's top.
+ */
+static void kill_lines_work_out(struct policy_kill_lines *lines, double room)
+{
+        const double *x = policy_history_edges;
+        unsigned j = POLICY_RISE_BUCKETS;
+
+        lines->bucket[0] = POLICY_RISE_BUCKETS; /* worked out */
+        for (unsigned b = POLICY_RISE_BUCKETS; b-- > 1;) {
+                double line = x[b] + room;
+                while (j > b && x[j] > line)
+                        j--;
+                lines->bucket[b] = (uint8_t)j;
+        }
+        lines->room = room;
+}
+
 int policy_history_priced_window(const struct policy_history *h, const double *prices, int count,
                                  uint64_t period_ms, const struct policy_kill *kill,
-                                 uint8_t *buckets, int *from)
+                                 struct policy_kill_lines *lines, uint8_t *buckets, int *from)
 {
         double unit, top_bytes, above = 0.0, missed_at[POLICY_RISE_BUCKETS + 1];
         double suffix[POLICY_RISE_BUCKETS + 1];
@@ -376,10 +399,15 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
         buckets[0] = 0; /* no cover */
         if (!priced_start(h, period_ms, &unit, &top_bytes) || h->top == 0)
                 return 1; /* no history, or every rise in the bottom bucket: no cover */
-        unsigned top = h->top, lo_b = top + 1, hi_b = top + 1, j = top + 1;
+        unsigned top = h->top, lo_b = top + 1, hi_b = top + 1;
         double p_lo = prices[0], p_hi = prices[count - 1];
         double cost_lo = cost_of(0.0, p_lo, top_bytes), cost_hi = cost_of(0.0, p_hi, top_bytes);
+        double weight = kill ? kill->weight : 0.0;
+        bool kills = weight > 0.0;
 
+        /* The lines kept hold for the same room, to the bit (a NaN room matches none). */
+        if (kills && !(lines->bucket[0] == POLICY_RISE_BUCKETS && lines->room == kill->room))
+                kill_lines_work_out(lines, kill->room);
         missed_at[top + 1] = 0.0;
         suffix[top + 1] = 0.0;
         /*
@@ -392,8 +420,23 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
                 above += h->rise_weight[b];
                 suffix[b] = above;
                 double missed = above * unit, lower = policy_history_edges[b];
-                /* What the hull and the costs see: the misses, and the kills among them. */
-                double charged = charged_share(h, kill, suffix, b, &j, missed, unit);
+                /*
+                 * What the hull and the costs see: the misses, and the kills
+                 * among them, as charged_share() counts them (in the bucket
+                 * its walk would find, kept from before).
+                 */
+                double charged = missed;
+                if (kills) {
+                        unsigned j = lines->bucket[b];
+                        if (j <= top) {
+                                const double *x = policy_history_edges;
+                                double line = x[b] + kill->room;
+                                double part = (x[j + 1] - line) / (x[j + 1] - x[j]);
+                                charged = missed + weight *
+                                                       (suffix[j + 1] + h->rise_weight[j] * part) *
+                                                       unit;
+                        }
+                }
                 double c_lo = cost_of(charged, p_lo, lower), c_hi = cost_of(charged, p_hi, lower);
                 missed_at[b] = charged;
                 lo_b = c_lo < cost_lo ? b : lo_b;

@@ -130,12 +130,13 @@ double policy_history_priced_edge(const struct policy_history *h, double price, 
  * two ends are what priced_edge gives (for a history that covers anything:
  * one with every rise in the bottom bucket gives no cover, bucket 0); between
  * them the edge steps where the slope of the lower hull of the points
- * (cover, share missed) falls below the price. Returns how many pieces (1 ..
- * POLICY_RISE_BUCKETS + 1).
+ * (cover, share missed) falls below the price. `lines` are the VM's kill
+ * lines kept from before (worked out again here when they are not for
+ * kill->room). Returns how many pieces (1 .. POLICY_RISE_BUCKETS + 1).
  */
 int policy_history_priced_window(const struct policy_history *h, const double *prices, int count,
                                  uint64_t period_ms, const struct policy_kill *kill,
-                                 uint8_t *buckets, int *from);
+                                 struct policy_kill_lines *lines, uint8_t *buckets, int *from);
 
 /*
  * The covers the edges stand for, by bucket b from 1: none for b = 1 (the

@@ -92,8 +92,9 @@ static void add_covers(struct policy_vm *vm, const struct policy_tunables *t, co
         double scale = (double)vm->pool_scale / 1000.0;
         double cap = (double)vm->cover_bytes / scale; /* in the history's bytes */
         struct policy_kill kill = kill_of(vm, t);
-        int pieces = policy_history_priced_window(&vm->memory.history, prices, count,
-                                                  t->headroom_period_ms, &kill, buckets, from);
+        int pieces =
+            policy_history_priced_window(&vm->memory.history, prices, count, t->headroom_period_ms,
+                                         &kill, &vm->memory.kill_lines, buckets, from);
         for (int k = 0; k < pieces; k++) {
                 double edge = policy_history_edge(buckets[k]);
                 double now = (edge < cap ? edge : cap) * scale;

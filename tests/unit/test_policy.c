@@ -371,6 +371,44 @@ static void weight_zero_takes_leftovers_only(void **state)
         assert_int_equal(z->ideal_bytes, 1536 * MIB);
 }
 
+/*
+ * A decision packs the participants' levels for the water-filling while it
+ * sums them when the one before water-filled, and otherwise only once it
+ * finds it must: the host turns short and plentiful in turn, and every
+ * decision, made again on copies with the other guess, gives the same ideals.
+ */
+static void water_filling_whatever_the_last_decision_did(void **state)
+{
+        struct fx *f = *state;
+        struct policy_scratch other = {0};
+        struct policy_vm copy[MAX_VMS];
+        unsigned filled = 0;
+
+        assert_int_equal(policy_scratch_reserve(&other, MAX_VMS), 0);
+        f->cfg.kind = POLICY_HYPERV;
+        for (size_t i = 0; i < 4; i++) {
+                struct policy_vm *vm = add(f, "vm", dyn(GIB, 512 * MIB, 4 * GIB), GIB);
+                vm->settings.weight = (uint32_t)(1 + 100 * i);
+        }
+        for (uint64_t k = 0; k < 12; k++) {
+                f->host.memory_bytes = k % 3 == 0 ? 32 * GIB : (4 + k % 2) * GIB;
+                for (size_t i = 0; i < f->n; i++)
+                        demand(&f->vms[i], GIB + (k * 7 + i * 3) % 5 * 256 * MIB);
+                memcpy(copy, f->vms, sizeof(copy));
+                other.filled = !f->scratch.filled;
+                assert_int_equal(
+                    policy_decide(&f->cfg, &f->host, copy, f->n, k * 1000, &other, NULL), 0);
+                decide(f, k * 1000);
+                for (size_t i = 0; i < f->n; i++)
+                        assert_int_equal(copy[i].ideal_bytes, f->vms[i].ideal_bytes);
+                assert_int_equal(other.filled, f->scratch.filled);
+                filled += f->scratch.filled;
+        }
+        /* The short hosts were water-filled, the plentiful ones not. */
+        assert_int_equal(filled, 8);
+        policy_scratch_free(&other);
+}
+
 static void overcommitted_holds_everyone_at_minimum(void **state)
 {
         static const enum policy_kind kinds[] = {POLICY_HYPERV, POLICY_DYNMEM};
@@ -1413,6 +1451,7 @@ int main(void)
             T(equal_weights_share_equally),
             T(never_more_than_need),
             T(weight_zero_takes_leftovers_only),
+            T(water_filling_whatever_the_last_decision_did),
             T(overcommitted_holds_everyone_at_minimum),
             T(static_policy_pins_startup),
             T(hyperv_follows_demand_without_hysteresis),

@@ -6,7 +6,7 @@
  * holds kept for a VM that waits only for headroom; the headroom pool: the
  * buffers' sum shared by the VMs' rises, at a price that does not depend on
  * where its search starts, and rises past a VM's cover and its swap (OOM
- * kills) counted apart.
+ * kills) counted apart, with the kill lines a VM keeps following its swap.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -266,6 +266,57 @@ static void pool_price_wherever_the_search_starts(void **state)
         policy_scratch_free(&far);
 }
 
+/*
+ * Each VM keeps where its kill lines fall from one decision to the next, and
+ * its swap moves them. Two VMs rise as in headrooms_with_swap(), b's swap
+ * changing every 5th decision (64 MiB, 1 GiB, 300 MiB, ..., unknown): decided
+ * with the lines kept, and again from copies whose lines are worked out
+ * afresh, every decision is the same, and the swap changes b's headroom.
+ */
+static void kill_lines_follow_the_swap(void **state)
+{
+        struct fx *f = *state;
+        struct policy_scratch fresh = {0};
+        struct policy_vm copy[MAX_VMS];
+        const uint64_t swaps[] = {64 * MIB, GIB, 300 * MIB, 0, 2 * GIB};
+        uint64_t lowest = UINT64_MAX, highest = 0;
+
+        assert_int_equal(policy_scratch_reserve(&fresh, MAX_VMS), 0);
+        f->cfg.tunables.headroom_kill_weight = 20;
+        struct policy_vm *a = add(f, "a", dyn(2 * GIB, 256 * MIB, 8 * GIB), 2 * GIB);
+        struct policy_vm *b = add(f, "b", dyn(2 * GIB, 256 * MIB, 8 * GIB), 2 * GIB);
+        a->swap_known = true;
+        a->swap_bytes = GIB;
+        for (uint64_t k = 0; k <= 480; k++) {
+                demand(a, k % 3 == 2 ? 2 * GIB + 96 * MIB : 2 * GIB);
+                demand(b, k % 7 == 6 ? 2 * GIB + (300 + (k / 7) % 5 * 100) * MIB : 2 * GIB);
+                b->swap_bytes = swaps[(k / 5) % 5];
+                b->swap_known = b->swap_bytes > 0;
+                memcpy(copy, f->vms, sizeof(copy));
+                for (size_t i = 0; i < f->n; i++)
+                        copy[i].memory.kill_lines = (struct policy_kill_lines){0};
+                fresh.contended = f->scratch.contended;
+                fresh.scarce = f->scratch.scarce;
+                fresh.price_bin = f->scratch.price_bin;
+                assert_int_equal(
+                    policy_decide(&f->cfg, &f->host, copy, f->n, k * 30000, &fresh, NULL), 0);
+                decide(f, k * 30000);
+                for (size_t i = 0; i < f->n; i++) {
+                        assert_int_equal(copy[i].want_bytes, f->vms[i].want_bytes);
+                        assert_int_equal(copy[i].target_bytes, f->vms[i].target_bytes);
+                }
+                if (k >= 240) {
+                        uint64_t headroom = b->want_bytes - b->pool_next_bytes;
+                        lowest = headroom < lowest ? headroom : lowest;
+                        highest = headroom > highest ? headroom : highest;
+                }
+                settle(f);
+        }
+        /* The swap moved b's cover: the lines did matter. */
+        assert_true(highest > lowest);
+        policy_scratch_free(&fresh);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -278,6 +329,7 @@ int main(void)
             T(pool_scarce_covers_the_likeliest_rises),
             T(pool_price_wherever_the_search_starts),
             T(pool_counts_kills_past_swap_apart),
+            T(kill_lines_follow_the_swap),
         };
 #undef T
         return cmocka_run_group_tests(tests, NULL, NULL);
