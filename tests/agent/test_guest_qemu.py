@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import GuestVM, Peer, Tap, build_image, parse_fields  # noqa: E402
+from dynmemtest import WAIT, GuestVM, Peer, Tap, build_image, parse_fields  # noqa: E402
 
 
 MIB = 1 << 20
@@ -43,14 +43,14 @@ def check_first_session(t, vm, peer):
     caps = parse_fields(ready).get("caps", "")
     t.ok(caps == "balloon,virtio-mem,psi,psi-trigger,online-movable",
          "capabilities: balloon, virtio-mem, PSI with a trigger, online-movable", ready)
-    r = peer.report(20)
+    r = peer.report(WAIT)
     ok = r is not None and 150 * MIB < r["total"] <= 256 * MIB and \
         r["avail"] <= r["total"] and r["free"] <= r["total"] and r["committed"] > 0 and \
         str(r["demand"]).isdigit() and 0 < r["demand"] <= r["total"]
     t.ok(ok, "a report with sane figures (256 MiB guest)", r)
     t.ok(r is not None and r["unknown_keys"] == 0,
          "the host parser knows every key the agent sends", r)
-    ticks = [peer.report(10, lambda x: x["cause"] == "tick") for _ in range(3)]
+    ticks = [peer.report(WAIT, lambda x: x["cause"] == "tick") for _ in range(3)]
     seqs = [x["seq"] for x in ticks if x]
     t.ok(len(seqs) == 3 and all(b > a for a, b in zip(seqs, seqs[1:])),
          "tick reports keep coming, numbered", seqs)
@@ -98,9 +98,9 @@ def footprint(t, peer, first):
 
 
 def check_reconnect(t, args, vm, last_seq):
-    peer = Peer(args.peer, vm.agent_sock, "--reports", "2", timeout=60)
-    ready = peer.wait_for(lambda l: l.startswith("ready "), 30)
-    r = peer.report(20)
+    peer = Peer(args.peer, vm.agent_sock, "--reports", "2", timeout=3 * WAIT)
+    ready = peer.wait_for(lambda l: l.startswith("ready "), WAIT)
+    r = peer.report(WAIT)
     t.ok(ready is not None and r is not None and r["seq"] > last_seq,
          "after the host side closes and reconnects, the handshake and reports resume",
          peer.text())
@@ -108,16 +108,17 @@ def check_reconnect(t, args, vm, last_seq):
 
 
 def check_incompatible(t, args, vm):
-    peer = Peer(args.peer, vm.agent_sock, "--versions", "7-9", "--until-refused", timeout=60)
-    refused = peer.wait_for(lambda l: l.startswith("refused "), 30)
+    peer = Peer(args.peer, vm.agent_sock, "--versions", "7-9", "--until-refused",
+                timeout=3 * WAIT)
+    refused = peer.wait_for(lambda l: l.startswith("refused "), WAIT)
     t.ok(refused is not None and "7-9" in refused, "an incompatible host is refused",
          peer.text())
     peer.stop()
     line = "dynmem-guest: host speaks protocol versions 7-9, this agent 1-1: incompatible"
-    t.ok(vm.wait_console(line, 15), "the agent logs one clear line on the console",
+    t.ok(vm.wait_console(line, WAIT), "the agent logs one clear line on the console",
          vm.console_text()[-2000:])
-    peer = Peer(args.peer, vm.agent_sock, "--reports", "1", timeout=60)
-    t.ok(peer.report(30) is not None, "a compatible host is served again afterwards",
+    peer = Peer(args.peer, vm.agent_sock, "--reports", "1", timeout=3 * WAIT)
+    t.ok(peer.report(WAIT) is not None, "a compatible host is served again afterwards",
          peer.text())
     peer.stop()
 
@@ -136,7 +137,7 @@ def main():
     vm = GuestVM(args.image_dir, tmp, mem_mib=256, vmem_mib=512, append=LOAD)
     peer = None
     try:
-        peer = Peer(args.peer, vm.agent_sock, timeout=BOOT_TIMEOUT + 150)
+        peer = Peer(args.peer, vm.agent_sock, timeout=BOOT_TIMEOUT + 6 * WAIT)
         first = check_first_session(t, vm, peer)
         if first:
             check_own_swap(t, vm)

@@ -15,6 +15,12 @@ import socket
 import time
 
 
+# seconds a command may take to be answered: a guest under TCG on a shared, busy
+# machine (and short of memory when a test fills it) can be that slow; a call
+# ends as soon as the answer comes (dynmemtest's WAIT)
+CALL_TIMEOUT = 60.0
+
+
 class QgaError(Exception):
     pass
 
@@ -68,7 +74,7 @@ class Qga:
             if msg.get("return") == token:
                 return
 
-    def call(self, execute, arguments=None, timeout=10.0):
+    def call(self, execute, arguments=None, timeout=CALL_TIMEOUT):
         """The 'return' of one command; QgaError when the agent does not answer in time."""
         deadline = time.monotonic() + timeout
         try:

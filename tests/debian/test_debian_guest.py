@@ -39,7 +39,8 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 from debiancases import (BOOT_TIMEOUT, CASES, NAME, SETTINGS, STARTUP, ready_lines,  # noqa: E402
                          try_sh)
 from debianlib import Guest, build_image, cannot_build_reason, overlay, qga_socket, vm_section  # noqa: E402
-from dynmemtest import Failure, QemuDaemon, Tap, check, comment, main, mib, skip_all, wait_for  # noqa: E402
+from dynmemtest import (WAIT, Failure, QemuDaemon, Tap, check, comment, main, mib,  # noqa: E402
+                        skip_all, wait_for)
 
 REBOOT = "--reboot" in sys.argv
 if REBOOT:
@@ -113,13 +114,19 @@ def after_a_reboot_it_starts_at_its_startup_size(ctx):
     check(memtotal == ctx["memtotal0"], "the new boot sees its startup memory only",
           f"MemTotal {memtotal} now, {ctx['memtotal0']} at the first boot")
     # An idle guest wants less than its startup size: nothing learnt before the
-    # reboot may grow it again. Watch it for 20 s of the agent's reports.
-    end = time.monotonic() + 20
-    while time.monotonic() < end:
+    # reboot may grow it again. Watch it for 20 s of the agent's reports, and on
+    # until dynmemd has run 20 cycles (of 1 s) on them, however loaded the machine.
+    start, first = time.monotonic(), d.status()["cycles"]
+    while True:
         v = d.vm(NAME)
         check(v["assigned_bytes"] == STARTUP and v["target_bytes"] == STARTUP,
               "an idle guest stays at its startup size after the reboot", v)
+        if time.monotonic() - start >= 20 and d.status()["cycles"] - first >= 20:
+            break
+        check(time.monotonic() - start < WAIT, f"dynmemd ran no 20 cycles in {WAIT:.0f} s",
+              d.status())
         time.sleep(1)
+    check(v["backend"]["signal"] == "agent", "the agent's reports were what it watched", v)
     comment(f"demand {mib(v['demand_bytes'] or 0)} after the reboot")
 
 

@@ -17,7 +17,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import PSI_IDLE, Agent, Peer, Tap, make_root, write, write_in_place  # noqa: E402
+from dynmemtest import (PSI_IDLE, WAIT, Agent, Peer, Tap, make_root, write,  # noqa: E402
+                        write_in_place)
 
 
 STALL = ("some avg10=9.00 avg60=1.00 avg300=0.20 total={}\n"
@@ -29,21 +30,23 @@ def session(t, agent_exe, peer_exe, tmp, cmdline, args, stall_reports, name):
     make_root(root)
     write(f"{root}/proc/cmdline", cmdline + "\n")
     port = os.path.join(root, "dev", "vport0p1")
-    peer = Peer(peer_exe, port, "--listen", "--interval", "200", timeout=60)
+    # each wait below ends once what it awaits has come, within WAIT (60 s) however
+    # loaded the machine is; the peer outlives them all
+    peer = Peer(peer_exe, port, "--listen", "--interval", "200", timeout=6 * WAIT)
     agent = Agent(agent_exe, root, tmp, *args)
     try:
-        ready = peer.wait_for(lambda l: l.startswith("ready "), 20)
+        ready = peer.wait_for(lambda l: l.startswith("ready "), WAIT)
         t.ok(ready is not None, f"{name}: handshake", peer.text() + "\n" + agent.text())
         # some pressure first: the polling fallback starts looking (when it is on)
         write_in_place(f"{root}/proc/pressure/memory", STALL.format(1000))
-        r = peer.report(10, lambda x: x["some_total_us"] == 1000)
+        r = peer.report(WAIT, lambda x: x["some_total_us"] == 1000)
         t.ok(r is not None, f"{name}: PSI figures are reported", peer.text()[-800:])
         time.sleep(0.3)
         write_in_place(f"{root}/proc/pressure/memory", STALL.format(61000))
         if stall_reports:
             # a stall goes on: its total keeps growing (as the kernel's does), so a
             # busy machine that delays the agent's first look cannot hide it
-            r, total, deadline = None, 61000, time.monotonic() + 10
+            r, total, deadline = None, 61000, time.monotonic() + WAIT
             while r is None and time.monotonic() < deadline:
                 r = peer.report(0.2, lambda x: x["cause"] == "psi")
                 total += 20000
@@ -53,7 +56,7 @@ def session(t, agent_exe, peer_exe, tmp, cmdline, args, stall_reports, name):
             # wait for three periodic reports carrying the stall: none of them a psi one
             seen = []
             while len(seen) < 3:
-                r = peer.report(10, lambda x: x["some_total_us"] == 61000)
+                r = peer.report(WAIT, lambda x: x["some_total_us"] == 61000)
                 if r is None:
                     break
                 seen.append(r["cause"])

@@ -190,7 +190,7 @@ def qemu_killed_the_vm_crashes_and_its_memory_is_free(ctx):
     v = wait_for(lambda: (lambda x: x if x["state"] == "crashed" else None)(d.vm("g1")),
                  "g1 to be crashed", timeout=60)
     h2 = wait_for(lambda: (lambda x: x if x["available_bytes"] == x["memory_bytes"] else None)(
-        d.status()), "its memory to be available again", timeout=30)
+        d.status()), "its memory to be available again")
     comment(f"available {mib(h['available_bytes'])} -> {mib(h2['available_bytes'])}")
     check(v["assigned_bytes"] == 0 and h2["assigned_bytes"] == 0, "it holds nothing", v, h2)
     check(h2["crashes"] >= 1, "counted as a crash", h2)

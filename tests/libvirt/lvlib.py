@@ -27,9 +27,9 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
-from dynmemtest import (MIB, WRAPPER, Daemon, Failure, Sampler, Skip, Tap, check,  # noqa: E402,F401
-                        comment, guest_image, hostile_image, main, mib, skip_all, wait_for,
-                        wait_reporting)
+from dynmemtest import (MIB, WAIT, WRAPPER, Daemon, Failure, Sampler, Skip, Tap,  # noqa: E402,F401
+                        check, comment, guest_image, hostile_image, main, mib, skip_all,
+                        wait_for, wait_reporting)
 from lvhost import LibvirtHost, skip_reason  # noqa: E402,F401
 
 DOMAIN = """<domain type='qemu'>
@@ -154,7 +154,7 @@ def qemu_pid(host, name):
         return None
 
 
-__all__ = ["MIB", "Failure", "LvDaemon", "LibvirtHost", "Sampler", "Tap", "balloon_current",
+__all__ = ["MIB", "WAIT", "Failure", "LvDaemon", "LibvirtHost", "Sampler", "Tap", "balloon_current",
            "check", "check_can_run", "comment", "console", "domain", "domstate", "guest_image",
            "hostile_image", "install_hook", "main", "mib", "qemu_pid", "signal", "wait_for",
            "wait_reporting"]

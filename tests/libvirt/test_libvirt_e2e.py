@@ -25,7 +25,7 @@ import re
 import tempfile
 import time
 
-from lvlib import (MIB, Failure, LibvirtHost, LvDaemon, Sampler, Skip, Tap, balloon_current,
+from lvlib import (MIB, WAIT, Failure, LibvirtHost, LvDaemon, Sampler, Skip, Tap, balloon_current,
                    check, check_can_run, comment, console, domain, domstate, guest_image,
                    hostile_image as build_hostile_image, install_hook, main, mib, qemu_pid,
                    wait_for, wait_reporting)
@@ -96,7 +96,7 @@ def mib_of(v):
     return v / MIB
 
 
-def wait_running(d, name, timeout=30):
+def wait_running(d, name, timeout=WAIT):
     return wait_for(lambda: (lambda v: v if v["state"] == "running" else None)(d.vm(name)),
                     f"dynmemd to see {name} running", timeout=timeout, interval=0.2)
 
@@ -107,6 +107,22 @@ def wait_booted(d, host, name):
 
 def lines(log, text):
     return [line for line in log.splitlines() if text in line]
+
+
+def watch(d, seconds, cycles, look=lambda: None):
+    """Call look() every half second for `seconds`, and on until dynmemd has run
+    `cycles` more cycles (within WAIT): a window for what must not happen that a
+    loaded machine cannot leave without the daemon at work in it."""
+    first = d.status()["cycles"]
+    start = time.monotonic()
+    while True:
+        look()
+        ran = d.status()["cycles"] - first
+        if time.monotonic() - start >= seconds and ran >= cycles:
+            return ran
+        check(time.monotonic() - start < WAIT, f"dynmemd ran {ran} cycles in {WAIT:.0f} s, "
+              f"not {cycles}", d.log()[-2000:])
+        time.sleep(0.5)
 
 
 # ---- enable and disable ----
@@ -184,7 +200,7 @@ def domains_started_with_virsh_are_picked_up_and_grown_under_load(ctx):
     req = int(re.search(r"<requested unit='KiB'>(\d+)</requested>", live).group(1)) * 1024
     check(req > 0, "the growth is virtio-mem's, asked through libvirt (its live XML)", live)
     wait_for(lambda: abs(d.vm("web")["assigned_bytes"] - balloon_current(host, "web")) <= 4 * MIB,
-             "dynmemd's figure to match libvirt's balloon.current", timeout=30, interval=0.5)
+             "dynmemd's figure to match libvirt's balloon.current", timeout=WAIT, interval=0.5)
     comment(f"web: {mib(v['assigned_bytes'])} assigned, demand {mib(v['demand_bytes'])}, "
             f"requested {mib(req)} of virtio-mem")
 
@@ -232,7 +248,7 @@ def settings_live_in_the_domains_metadata(ctx):
     hand = meta.replace("<weight>3000</weight>", "<weight>2500</weight>")
     host.virsh("metadata", "db", NS, "--key", "dynmem", "--set", hand, "--live", "--config")
     wait_for(lambda: d.vm("db")["weight"] == 2500,
-             "dynmemd to take a change made with virsh metadata", timeout=15, interval=0.2)
+             "dynmemd to take a change made with virsh metadata", timeout=WAIT, interval=0.2)
     d.fails("set", "db", "--maximum", "2G", contains="raise the maximum while it is off")
 
 
@@ -251,7 +267,7 @@ def memory_is_taken_back_once_the_load_falls(ctx):
         # db's load may have been OOM-killed and started again: it leaves, so that what
         # follows does not depend on where its load is
         ctx["host"].virsh("destroy", "db")
-        wait_for(lambda: d.vm("db")["state"] == "off", "db to be off", timeout=15, interval=0.2)
+        wait_for(lambda: d.vm("db")["state"] == "off", "db to be off", timeout=WAIT, interval=0.2)
     comment(f"after the load: web {mib(d.vm('web')['assigned_bytes'])}")
 
 
@@ -262,7 +278,7 @@ def start_resize(d, name, buffer):
     before = d.vm(name)["target_bytes"]
     d.ok("set", name, "--buffer", str(buffer))
     return wait_for(lambda: (lambda v: v if v["target_bytes"] != before else None)(d.vm(name)),
-                    f"a resize of {name} to be asked", timeout=30, interval=0.05)
+                    f"a resize of {name} to be asked", timeout=WAIT, interval=0.05)
 
 
 @tap.case
@@ -275,8 +291,10 @@ def kill_9_of_libvirtd_in_the_middle_of_a_resize(ctx):
     comment(f"libvirtd killed while web moves from {mib(v['assigned_bytes'])} to "
             f"{mib(v['target_bytes'])}")
     wait_for(lambda: lines(d.log(), "the VMs keep their sizes until it answers again"),
-             "dynmemd to say libvirt is gone", timeout=30, interval=0.2)
-    time.sleep(4)  # backoff retries meanwhile: said once
+             "dynmemd to say libvirt is gone", timeout=WAIT, interval=0.2)
+    # backoff retries meanwhile (1 s, then 2 s): said once. Four cycles (of 1 s) see
+    # the one after 1 s and reach the one after 2 more, however late they run.
+    watch(d, 4, 4)
     check(d.proc.poll() is None, "dynmemd is alive", d.log()[-2000:])
     check(len(lines(d.log(), "until it answers again")) == 1, "said once", d.log()[-3000:])
     vms = d.vms()
@@ -289,7 +307,7 @@ def kill_9_of_libvirtd_in_the_middle_of_a_resize(ctx):
     for n in pids:
         check(domstate(host, n) == "running", f"{n} still runs in libvirt")
     wait_for(lambda: abs(d.vm("web")["assigned_bytes"] - balloon_current(host, "web")) <= 4 * MIB,
-             "dynmemd's figure for web to match libvirt's again", timeout=30, interval=0.5)
+             "dynmemd's figure for web to match libvirt's again", timeout=WAIT, interval=0.5)
     wait_for(lambda: (lambda v: v["assigned_bytes"] >= v["target_bytes"] - 8 * MIB)(d.vm("web")),
              "web to reach its target through the new connection", timeout=120, interval=0.5)
 
@@ -303,7 +321,7 @@ def kill_9_of_dynmemd_in_the_middle_of_a_resize(ctx):
             f"{mib(v['target_bytes'])}")
     d.start()
     wait_for(lambda: d.vm("web")["state"] == "running" and d.vm("plain")["state"] == "running",
-             "the restarted dynmemd to see web and plain running", timeout=30, interval=0.2)
+             "the restarted dynmemd to see web and plain running", timeout=WAIT, interval=0.2)
     log = d.log()
     check(lines(log, "web: reattached"), "web is reattached (counters kept)", log[-3000:])
     check(d.vm("web")["weight"] == 8000 and d.vm("db")["weight"] == 2500,
@@ -314,7 +332,7 @@ def kill_9_of_dynmemd_in_the_middle_of_a_resize(ctx):
         ours = sum(vms[n]["assigned_bytes"] for n in ("web", "plain"))
         theirs = sum(balloon_current(host, n) for n in ("web", "plain"))
         return abs(ours - theirs) <= 8 * MIB and h["assigned_bytes"] == ours
-    wait_for(consistent, "the memory dynmemd counts to be libvirt's, once", timeout=30,
+    wait_for(consistent, "the memory dynmemd counts to be libvirt's, once", timeout=WAIT,
              interval=0.5)
     check(d.status()["assigned_bytes"] <= MEMORY, "the budget holds", d.status())
 
@@ -327,7 +345,7 @@ def dynmemd_started_while_libvirtd_is_down_waits_for_it(ctx):
     said = len(lines(d.log(), "until it answers again"))
     d.start()
     wait_for(lambda: len(lines(d.log(), "until it answers again")) == said + 1,
-             "the new dynmemd to say libvirt cannot be reached", timeout=30, interval=0.2)
+             "the new dynmemd to say libvirt cannot be reached", timeout=WAIT, interval=0.2)
     check(d.status() is not None and d.proc.poll() is None, "dynmemd runs and answers",
           d.log()[-2000:])
     # dynmem status and top say so, with what the log said, until libvirt answers
@@ -350,7 +368,7 @@ def dynmemd_started_while_libvirtd_is_down_waits_for_it(ctx):
     check(d.vm("web")["dynamic"] and d.vm("web")["weight"] == 8000,
           "web's settings came from its metadata", d.vm("web"))
     wait_for(lambda: abs(d.vm("web")["assigned_bytes"] - balloon_current(host, "web")) <= 4 * MIB,
-             "dynmemd's figure for web to be libvirt's", timeout=30, interval=0.5)
+             "dynmemd's figure for web to be libvirt's", timeout=WAIT, interval=0.5)
 
 
 # ---- hostile input ----
@@ -363,19 +381,23 @@ def a_hostile_agent_on_a_libvirt_domain_gets_no_more_than_its_maximum(ctx):
     host.virsh("start", "hostile")
     wait_for(lambda: "hostile-agent: mode max" in console(host, "hostile"),
              "the hostile agent to claim its maximum", timeout=BOOT, interval=0.5)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
+
+    def look():
         vms = d.vms()
         check(vms["hostile"]["assigned_bytes"] <= 512 * MIB, "never above its maximum", vms)
         check(vms["web"]["assigned_bytes"] >= 256 * MIB, "web keeps its minimum", vms)
-        time.sleep(0.5)
+    # 15 s of its claim, and 15 of dynmemd's cycles (of 1 s) balancing against it
+    watch(d, 15, 15, look)
     check(d.proc.poll() is None, "dynmemd is alive", d.log()[-2000:])
-    about = lines(d.log(), '"hostile": guest agent')
-    check(about, "lib/agent's parser saw through it (its garbage is logged)", d.log()[-3000:])
+    wait_for(lambda: lines(d.log(), '"hostile": guest agent'),
+             "lib/agent's parser to see through it (its garbage logged)", interval=0.2)
+    v = d.vm("hostile")
+    comment(f"hostile claims {mib(v['demand_bytes'] or 0)} ({v['backend']['signal']}), "
+            f"MemTotal {mib(v['guest_visible_bytes'] or 0)}")
     comment(f"hostile: {mib(d.vm('hostile')['assigned_bytes'])}, "
             f"{len(lines(d.log(), 'hostile'))} log lines about it")
     host.virsh("destroy", "hostile")
-    wait_for(lambda: d.vm("hostile")["state"] == "off", "hostile to be off", timeout=15,
+    wait_for(lambda: d.vm("hostile")["state"] == "off", "hostile to be off", timeout=WAIT,
              interval=0.2)
 
 
@@ -386,7 +408,7 @@ def bad_metadata_is_reported_for_that_domain_and_the_others_are_balanced(ctx):
     host.virsh("metadata", "bad", NS, "--key", "dynmem", "--config", "--set",
                "<memory><minimum>1</minimum><maximum>3</maximum><weight>99999</weight></memory>")
     v = wait_for(lambda: (lambda v: v if v.get("problem") else None)(d.vm("bad")),
-                 "dynmemd to report bad's metadata", timeout=15, interval=0.2)
+                 "dynmemd to report bad's metadata", timeout=WAIT, interval=0.2)
     check("weight" in v["problem"] and not v["dynamic"], "the problem is named", v)
     d.fails("set", "bad", "--weight", "10", contains="metadata")
     w = d.vm("web")
@@ -396,7 +418,7 @@ def bad_metadata_is_reported_for_that_domain_and_the_others_are_balanced(ctx):
           d.log()[-2000:])
     host.virsh("undefine", "bad")
     wait_for(lambda: "bad" not in d.vms(), "dynmemd to drop bad once libvirt undefines it",
-             timeout=15, interval=0.2)
+             timeout=WAIT, interval=0.2)
 
 
 @tap.case
@@ -405,11 +427,11 @@ def a_domain_stopped_and_started_behind_dynmemds_back_is_followed(ctx):
     held = d.status()["assigned_bytes"]
     host.virsh("destroy", "plain")
     wait_for(lambda: d.vm("plain")["state"] == "off", "plain to be off in dynmemd",
-             timeout=10, interval=0.1)
+             timeout=WAIT, interval=0.1)
     check(d.status()["assigned_bytes"] <= held - 200 * MIB, "its memory is free again",
           d.status())
     host.virsh("start", "plain")
-    wait_running(d, "plain", timeout=10)
+    wait_running(d, "plain", timeout=WAIT)
 
 
 # ---- admission through libvirt's hook ----
@@ -418,7 +440,7 @@ def a_domain_stopped_and_started_behind_dynmemds_back_is_followed(ctx):
 def a_start_that_cannot_fit_is_refused_through_the_hook(ctx):
     d, host = ctx["d"], ctx["host"]
     host.define(domain(host, "big", ctx["image"], memory=1200))
-    wait_for(lambda: "big" in d.vms(), "dynmemd to list big", timeout=10, interval=0.2)
+    wait_for(lambda: "big" in d.vms(), "dynmemd to list big", timeout=WAIT, interval=0.2)
     p = host.virsh("start", "big", check=False)
     check(p.returncode != 0 and "not enough memory" in p.stderr,
           "virsh start big fails with dynmemd's reason", p)
@@ -438,7 +460,7 @@ def dynmem_start_and_stop_go_through_libvirt(ctx):
     r = d.ok("stop", "--force", "tiny")
     check("stopped by libvirt" in r.out, "dynmem stop says who stopped it", r)
     wait_for(lambda: domstate(host, "tiny") == "shut off", "libvirt to shut tiny off",
-             timeout=15, interval=0.2)
+             timeout=WAIT, interval=0.2)
 
 
 @tap.case
@@ -455,10 +477,10 @@ def a_guest_reboot_brings_the_domain_back_to_its_startup_size(ctx):
     events = len(lines(d.log(), "boots: the guest restarted; back to 256 MiB"))
     host.virsh("reset", "boots")
     wait_for(lambda: len(lines(d.log(), "boots: the guest restarted; back to 256 MiB")) > events,
-             "dynmemd to take boots back to its startup size", timeout=30, interval=0.2)
+             "dynmemd to take boots back to its startup size", timeout=WAIT, interval=0.2)
     check(domstate(host, "boots") == "running", "boots runs on (libvirt restarted the guest)")
     low = wait_for(lambda: (lambda v: v if v["assigned_bytes"] <= 256 * MIB else None)(
-        d.vm("boots")), "boots to hold no more than its startup size", timeout=30, interval=0.2)
+        d.vm("boots")), "boots to hold no more than its startup size", timeout=WAIT, interval=0.2)
     comment(f"boots: {mib(low['assigned_bytes'])} after the reset")
     check(low["assigned_bytes"] == 256 * MIB,
           "after the reset boots holds its startup size, the first block counted", low)
@@ -471,7 +493,7 @@ def a_guest_reboot_brings_the_domain_back_to_its_startup_size(ctx):
     comment(f"boots: reporting again after the reboot, MemTotal {mib(v['guest_visible_bytes'])}, "
             f"signal {v['backend']['signal']}")
     host.virsh("destroy", "boots")
-    wait_for(lambda: d.vm("boots")["state"] == "off", "boots to be off", timeout=15,
+    wait_for(lambda: d.vm("boots")["state"] == "off", "boots to be off", timeout=WAIT,
              interval=0.2)
 
 

@@ -46,8 +46,8 @@ from twohost import (MIB, NS, Failure, TwoHosts, check, comment, console, domain
                      wait_for)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import (OOM_MARKERS, Skip, Tap, guest_image, main, mib, skip_all,  # noqa: E402
-                        wait_reporting)
+from dynmemtest import (OOM_MARKERS, WAIT, Skip, Tap, guest_image, main, mib,  # noqa: E402
+                        skip_all, wait_reporting)
 
 FULL = os.environ.get("DYNMEM_MIGRATION_FULL") == "1"
 BOOT = 300          # a start to an agent that reports: TCG on two busy cores
@@ -250,7 +250,7 @@ def set_memory(ctx, h, mib_):
     h.d.write_config("[host]\nbackend = libvirt\n" + h.config(mib_))
     h.d.send(signal.SIGHUP)
     wait_for(lambda: h.status()["memory_bytes"] == mib_ * MIB,
-             f"{h.name}'s dynmemd to take memory = {mib_}M", timeout=20, interval=0.2)
+             f"{h.name}'s dynmemd to take memory = {mib_}M", timeout=WAIT, interval=0.2)
 
 
 def vmem(h, name):
@@ -306,7 +306,7 @@ def balancing_resumes(h, name):
     h.d.ok("set", name, "--buffer", str(buffer))
     e = wait_for(lambda: [e for e in events_of(h, name, ("add", "remove")) if e["seq"] > seen],
                  f"dynmemd on {h.name} to resize {name} for buffer {buffer} %",
-                 timeout=45 if grow else 90, interval=0.3)
+                 timeout=WAIT if grow else 90, interval=0.3)
     comment(f"{name} on {h.name}: buffer {buffer} %: {e[0]['text']}")
 
 
@@ -355,7 +355,7 @@ def room_is_made_by_shrinking_a_lighter_vm_and_the_grown_vm_arrives_whole(ctx):
             f"downtime {r['stats']['downtime']} ms")
     check_runs(b, "web", a)
     v = wait_for(lambda: (lambda v: v if v["migration"] is None and v["state"] == "running"
-                          else None)(b.vm("web")), "B to balance web", timeout=30, interval=0.2)
+                          else None)(b.vm("web")), "B to balance web", timeout=WAIT, interval=0.2)
     check(attached_plugged(b, "web") == cur_a,
           f"the plugged memory arrived whole ({mib(cur_a)} on A)", attached_plugged(b, "web"))
     check(all(v[k] == settings[k] for k in settings), "the settings came with it (metadata)",
@@ -378,7 +378,7 @@ def room_is_made_by_shrinking_a_lighter_vm_and_the_grown_vm_arrives_whole(ctx):
     check(a.domstate("web") in ("shut off", None), "A no longer runs it", a.domstate("web"))
     set_memory(ctx, b, 1536)  # room on B: it may grow web now
     wait_for(lambda: a.vm("web")["state"] == "off" if "web" in a.vms() else True,
-             "A to release web", timeout=20, interval=0.2)
+             "A to release web", timeout=WAIT, interval=0.2)
     check(events_of(a, "web", ("leaving",)) and events_of(a, "web", ("left",)),
           "A's events: leaving, left", events_of(a, "web"))
     check(events_of(b, "web", ("arriving",)) and events_of(b, "web", ("arrived",)),
@@ -395,11 +395,11 @@ def it_goes_back_with_virsh_migrate_live(ctx):
     b.migrate("web", a, via="virsh")
     check_runs(a, "web", a)
     wait_for(lambda: (lambda v: v if v["migration"] is None and v["state"] == "running"
-                      else None)(a.vm("web")), "A to balance web", timeout=30, interval=0.2)
+                      else None)(a.vm("web")), "A to balance web", timeout=WAIT, interval=0.2)
     check(attached_plugged(a, "web") == cur_b, "the plugged memory arrived whole",
           attached_plugged(a, "web"), cur_b)
     wait_for(lambda: b.vm("web")["state"] == "off" if "web" in b.vms() else True,
-             "B to release web", timeout=20, interval=0.2)
+             "B to release web", timeout=WAIT, interval=0.2)
     balancing_resumes(a, "web")
 
 
@@ -413,14 +413,14 @@ def the_destinations_libvirtd_killed_midway_leaves_the_vm_on_the_source(ctx):
              (b.vms().get("web") or {}).get("migration") == "incoming",
              "B to count web arriving", timeout=60, interval=0.05)
     wait_for(lambda: (a.vm("web").get("migration") or "") != "", "A to see web leaving",
-             timeout=30, interval=0.1)
+             timeout=WAIT, interval=0.1)
     b.lv.kill_libvirtd()
     out, err = p.communicate(timeout=300)
     b.lv.start_libvirtd()  # at once: B's dynmemd reconnects within its first backoff
     check(p.returncode != 0, "the migration failed", out, err)
     comment(f"failed as it should: {err.strip().splitlines()[-1] if err.strip() else out}")
     check(a.domstate("web") == "running", "web runs on A")
-    wait_for(lambda: a.vm("web")["migration"] is None, "A to balance web again", timeout=30,
+    wait_for(lambda: a.vm("web")["migration"] is None, "A to balance web again", timeout=WAIT,
              interval=0.2)
     check(abs(a.vm("web")["assigned_bytes"] - held) <= 32 * MIB, "with the memory it had",
           held, a.vm("web"))
@@ -523,12 +523,12 @@ def dynmemd_on_the_source_restarted_midway_holds_the_vm_and_lets_it_go(ctx):
     mark = len(a.d.log())
     a.d.start()
     wait_for(lambda: a.vm("web").get("migration") in ("outgoing", "switchover") or
-             p.poll() is not None, "the restarted dynmemd to see web leaving", timeout=30,
+             p.poll() is not None, "the restarted dynmemd to see web leaving", timeout=WAIT,
              interval=0.1)
     out, err = finish_migration(a, "web", p)
     check(p.returncode == 0, "the migration went through", out, err)
     wait_for(lambda: "web" not in a.vms() or not holds(a.vm("web")), "A to let web go",
-             timeout=30, interval=0.2)
+             timeout=WAIT, interval=0.2)
     after = a.d.log()[mark:]
     check(not re.search(r"^dynmemd: web [+-]", after, re.M), "no resize after the restart",
           after[-3000:])

@@ -48,7 +48,8 @@ struct fixture {
         struct qemu_vm_info info[N_VMS];
         unsigned stall_seen, stall_bad, plain_balloon, plain_not_balloon;
         char plain_bad_source[16];
-        uint64_t since; /* a condition's reference count */
+        uint64_t since;                    /* a condition's reference count */
+        unsigned hold_lines, hold_repeats; /* load_settled(): the console's load lines then */
 };
 
 static void on_wakeup(void *userdata)
@@ -139,9 +140,24 @@ static bool load_settled(void *arg)
 
         refresh(f);
         f->since = f->info[AGENT].agent.reports;
+        f->hold_lines = qt_file_count(f->info[AGENT].console_log, "dynmem-load: holding ");
         /* Early in the 10 s hold, so that it still holds when the next reports come. */
         return qt_console_load(f->info[AGENT].console_log, &held, &target, &repeats) == 0 &&
-               held == (uint64_t)HOLD_MIB * MIB && target == held && repeats >= 3 && repeats <= 6;
+               held == (uint64_t)HOLD_MIB * MIB && target == held &&
+               (f->hold_repeats = repeats) >= 3 && repeats <= 6;
+}
+
+/*
+ * The hold load_settled() saw goes on: every load line since is one more of it.
+ * On a loaded machine the reports can come after its 10 s.
+ */
+static bool still_the_same_hold(struct fixture *f, uint64_t *held, uint64_t *target)
+{
+        unsigned repeats,
+            lines = qt_file_count(f->info[AGENT].console_log, "dynmem-load: holding ");
+
+        assert_int_equal(qt_console_load(f->info[AGENT].console_log, held, target, &repeats), 0);
+        return repeats >= f->hold_repeats && repeats - f->hold_repeats == lines - f->hold_lines;
 }
 
 /* Two reports newer than f->since, the observation agent-sourced. */
@@ -256,7 +272,6 @@ static void demand_switches_to_the_agent_and_tracks_the_load(void **state)
 {
         struct fixture *f = *state;
         uint64_t t0 = mono_ms(), held, target;
-        unsigned repeats;
 
         wait_for(f, agent_sourced, "agent-sourced demand");
         print_message("# agent-sourced demand %llu ms after both guests were ready: %llu MiB, "
@@ -270,9 +285,14 @@ static void demand_switches_to_the_agent_and_tracks_the_load(void **state)
         assert_true(f->obs[AGENT].guest_visible_known &&
                     f->obs[AGENT].guest_visible_bytes <= 256 * MIB);
 
-        wait_for(f, load_settled, "dynmem-load to hold 100 MiB");
-        wait_for(f, reports_after, "reports while the load holds");
-        assert_int_equal(qt_console_load(f->info[AGENT].console_log, &held, &target, &repeats), 0);
+        /* Two reports within one hold: the next hold of the plan's loop when they came late. */
+        for (uint64_t t1 = mono_ms();; assert_true(mono_ms() - t1 < WAIT_MS)) {
+                wait_for(f, load_settled, "dynmem-load to hold 100 MiB");
+                wait_for(f, reports_after, "reports while the load holds");
+                if (still_the_same_hold(f, &held, &target))
+                        break;
+                print_message("# the hold ended before two reports came: the next hold\n");
+        }
         uint64_t demand = f->obs[AGENT].demand_bytes;
         print_message("# dynmem-load holds %llu MiB; agent demand %llu MiB, MemTotal %llu MiB, "
                       "MemAvailable %llu MiB\n",

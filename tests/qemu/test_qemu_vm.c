@@ -85,6 +85,7 @@ struct watch {
         struct vm_observation obs;
         struct qemu_vm_info info;
         const char *needle;
+        uint64_t since_ms; /* sampled_since(): statistics the guest took from then on */
 };
 
 static void refresh(struct watch *w)
@@ -171,6 +172,26 @@ static void wait_for(struct fixture *f, bool (*cond)(void *), struct watch *w, c
                          what, (unsigned long long)w->obs.assigned_bytes,
                          (unsigned long long)w->info.plugged_bytes,
                          (unsigned long long)w->info.balloon_actual_bytes);
+}
+
+static bool sampled_since(void *arg)
+{
+        struct watch *w = arg;
+
+        refresh(w);
+        return w->obs.demand_known && w->obs.demand_time_ms >= w->since_ms;
+}
+
+/*
+ * Run the loop for ms, and on until the backend has read balloon statistics the
+ * guest took within that time: a window for what must not happen that a loaded
+ * machine cannot leave without the backend at work in it.
+ */
+static void watch_for(struct fixture *f, struct watch *w, uint64_t ms)
+{
+        w->since_ms = mono_ms();
+        qt_loop_for(f->base, ms);
+        wait_for(f, sampled_since, w, "balloon statistics taken in the window");
 }
 
 /* Start a configured VM and wait for the guest's ready line; returns ms to ready. */
@@ -324,8 +345,8 @@ static void grows_shrinks_balloons_and_dies(void **state)
         /* Targets beyond the layout are clamped, never reported above maximum. */
         resize(f, &w, 1 * GIB, "growing to maximum");
         assert_int_equal(b->ops->set_target(b, &t.vm, 64 * GIB, mono_ms()), 0);
-        qt_loop_for(f->base, 1500);
-        refresh(&w);
+        wait_for(f, settled, &w, "the clamped request to be met");
+        watch_for(f, &w, 1500);
         assert_true(w.obs.assigned_bytes <= 1 * GIB);
 
         int before = f->wakeups;
@@ -473,8 +494,7 @@ static void reattaches_from_a_fresh_backend(void **state)
                          qt_version_at_least(v, 8, 1) ? QEMU_SWITCH_ON : QEMU_SWITCH_OFF);
         assert_string_equal(w.info.features.run_with_why, QEMU_RUN_WITH_UNUSED);
         /* Found running, it keeps what it has until asked. */
-        qt_loop_for(f->base, 2500);
-        refresh(&w);
+        watch_for(f, &w, 2500);
         assert_int_equal(w.obs.assigned_bytes, 384 * MIB);
         assert_int_equal(b->ops->max_honourable(b, &t.vm), 512 * MIB);
         assert_int_equal(b->ops->reattach(b, &t.vm, mono_ms()), 0);
