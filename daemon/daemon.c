@@ -301,19 +301,22 @@ static void log_warnings(const struct config *cfg)
                 log_msg(LOG_WARNING, "%s", more);
 }
 
+/* The policy's problems name the line of [host] policy, or the file alone for the default. */
 static int setup_balancer(struct daemon *d, const struct config *cfg, struct balancer *ret)
 {
-        char err[256] = "";
+        char err[256] = "", at[PATH_MAX + 16];
         int r = balancer_init(ret, cfg->host.policy, &cfg->tunables, d->backend, err, sizeof(err));
 
         if (r < 0) {
-                log_msg(LOG_ERR, "%s: [host] policy: %s", cfg->path, err);
+                log_msg(LOG_ERR, "%s: [host] policy: %s",
+                        dconfig_key_at(cfg, "host", "policy", at, sizeof(at)), err);
                 return r;
         }
         /* An exec: policy is read from the loop; its reply runs an extra cycle. */
         if (balancer_attach_loop(ret, d->base, wake_request, d) < 0) {
                 balancer_fini(ret);
-                log_msg(LOG_ERR, "%s: [host] policy: out of memory", cfg->path);
+                log_msg(LOG_ERR, "%s: [host] policy: out of memory",
+                        dconfig_key_at(cfg, "host", "policy", at, sizeof(at)));
                 return -ENOMEM;
         }
         ret->host.memory_bytes = cfg->host.memory_bytes;
@@ -805,7 +808,7 @@ static int reload_read(struct daemon *d, struct config *ret)
  */
 static int reload_policy(struct daemon *d, const struct config *cfg)
 {
-        char err[256] = "";
+        char err[256] = "", at[PATH_MAX + 16];
 
         if (strcmp(cfg->host.policy, d->cfg.host.policy) == 0) {
                 d->bal.policy.tunables = cfg->tunables;
@@ -814,7 +817,8 @@ static int reload_policy(struct daemon *d, const struct config *cfg)
         if (balancer_replace_policy(&d->bal, cfg->host.policy, &cfg->tunables, d->reg.vms, d->reg.n,
                                     d->base, wake_request, d, err, sizeof(err)) < 0) {
                 snprintf(d->reload_error, sizeof(d->reload_error), "%s: [host] policy %s: %s",
-                         cfg->path, cfg->host.policy, err);
+                         dconfig_key_at(cfg, "host", "policy", at, sizeof(at)), cfg->host.policy,
+                         err);
                 log_msg(LOG_ERR, "%s", d->reload_error);
                 return -EINVAL;
         }

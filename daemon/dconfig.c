@@ -85,6 +85,18 @@ bool dconfig_http_wanted(const char *http)
         return http && http[0] && strcmp(http, "off") != 0;
 }
 
+const char *dconfig_key_at(const struct config *cfg, const char *section, const char *key,
+                           char *buf, size_t len)
+{
+        unsigned line = config_key_line(cfg, section, key);
+
+        if (line)
+                snprintf(buf, len, "%s:%u", cfg->path, line);
+        else
+                snprintf(buf, len, "%s", cfg->path);
+        return buf;
+}
+
 /* The line of [host] key, or 0 when the file leaves it at its default. */
 static unsigned host_line(const struct config *cfg, const char *key)
 {
@@ -189,7 +201,11 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
         }
         r = hostmem_total(&total);
         if (dconfig_host_memory(&cfg.host, r, total, err, sizeof(err)) < 0) {
-                config_diag_add(diag, path, 0, "%s", err);
+                /*
+                 * MemTotal read: the reserve (given, or the default) leaves nothing;
+                 * unread: memory, which the file does not give, cannot be filled.
+                 */
+                config_diag_add(diag, path, r == 0 ? host_line(&cfg, "reserve") : 0, "%s", err);
                 errors++;
         } else if (dconfig_host_memory_exceeds(&cfg.host, r, total, warn, sizeof(warn))) {
                 config_diag_add(&cfg.warnings, path, cfg.host.memory_line, "%s", warn);

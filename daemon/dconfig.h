@@ -49,6 +49,13 @@ bool dconfig_host_memory_exceeds(const struct config_host *h, int total_r, uint6
  */
 int dconfig_load(const char *path, struct config *ret, struct config_diag *diag);
 
+/*
+ * Where a message about [section] key of cfg begins: "FILE:LINE" of the key,
+ * or "FILE" when the file leaves it at its default. Returns buf.
+ */
+const char *dconfig_key_at(const struct config *cfg, const char *section, const char *key,
+                           char *buf, size_t len);
+
 /* Whether [host] http asks for a server: set, not empty, not "off". */
 bool dconfig_http_wanted(const char *http);
 

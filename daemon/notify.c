@@ -9,17 +9,19 @@
  */
 #include "notify.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
 
 #include "daemon.h"
+#include "dconfig.h"
 #include "mono.h"
 #include "units.h"
 
 void notify_init(struct daemon *d)
 {
         uint64_t usec = 0;
-        char iv[32], wd[32];
+        char iv[32], wd[32], at[PATH_MAX + 16];
 
         d->watchdog_ms = 0;
         if (sd_watchdog_enabled(0, &usec) <= 0 || usec < 1000)
@@ -27,9 +29,10 @@ void notify_init(struct daemon *d)
         d->watchdog_ms = usec / 1000;
         if (d->cfg.host.interval_ms * 2 > d->watchdog_ms)
                 log_msg(LOG_WARNING,
-                        "[host] interval %s is more than half the watchdog's %s: systemd will "
-                        "restart dynmemd between two cycles; raise WatchdogSec= to twice the "
-                        "interval or more",
+                        "%s: warning: [host] interval %s is more than half the watchdog's %s: "
+                        "systemd will restart dynmemd between two cycles; raise WatchdogSec= to "
+                        "twice the interval or more",
+                        dconfig_key_at(&d->cfg, "host", "interval", at, sizeof(at)),
                         duration_format(d->cfg.host.interval_ms, iv, sizeof(iv)),
                         duration_format(d->watchdog_ms, wd, sizeof(wd)));
 }

@@ -21,9 +21,15 @@ static void say_who_runs_qemu(struct daemon *d)
                                              ? qemu_backend_identity(d->backend)
                                              : NULL;
 
+        unsigned line = config_key_line(&d->cfg, "host", "qemu_user");
+
         if (!id)
                 return;
-        if (id->problem[0])
+        /* A user the file names is its problem, at its line; the default's is the host's. */
+        if (id->problem[0] && line)
+                log_msg(LOG_WARNING, "%s:%u: warning: no VM can start: %s", d->cfg.path, line,
+                        id->problem);
+        else if (id->problem[0])
                 log_msg(LOG_WARNING, "no VM can start: %s", id->problem);
         else if (!id->switched)
                 log_msg(LOG_NOTICE,

@@ -111,6 +111,13 @@ def config_check_warns_of_memory_beyond_the_host(bins):
     # memory left out is MemTotal less the reserve: nothing to warn of
     p, conf = check_config(bins, CONFIG.replace("memory = 4G", ""))
     check(p.returncode == 0 and "warning" not in p.stderr, "no warning without memory", p)
+    # memory left out and a reserve larger than the host: an error at the line of reserve
+    with Daemon(bins, CONFIG.replace("memory = 4G", "reserve = 4096T")) as d:
+        p = d.check_config()
+        said = (f"{d.conf}:{d.conf_line('reserve = 4096T')}: [host] reserve 4096 TiB leaves "
+                "nothing of the host's ")
+        check(p.returncode == 2 and said in p.stderr and p.stderr.endswith(" for VMs\n"),
+              "a reserve that leaves nothing, at its line", said, p)
 
 
 @tap.case

@@ -124,6 +124,52 @@ static void memory_beyond_memtotal_warns(void **state)
         assert_false(dconfig_host_memory_exceeds(&h, 0, 24 * GIB, msg, sizeof(msg)));
 }
 
+/* A file holding text. */
+static void write_text(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "w");
+
+        assert_non_null(f);
+        assert_true(fputs(text, f) >= 0);
+        assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * A message about a key begins at the key's line (the policy's problems at the start and
+ * at a reload), or at the file alone for a key left at its default. A reserve that leaves
+ * nothing is refused at the line of reserve; MemTotal less the default reserve is never
+ * nothing here.
+ */
+static void messages_of_a_key_name_its_line(void **state)
+{
+        char dir[] = "/tmp/dynmem-at-XXXXXX", path[64], at[96], want[128];
+        struct config_diag diag = {0};
+        struct config cfg;
+
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/dynmem.conf", dir);
+        write_text(path, "[host]\nmemory = 4G\npolicy = hyperv\n");
+        assert_int_equal(config_load(path, &cfg, &diag), 0);
+        snprintf(want, sizeof(want), "%s:3", path);
+        assert_string_equal(dconfig_key_at(&cfg, "host", "policy", at, sizeof(at)), want);
+        assert_string_equal(dconfig_key_at(&cfg, "host", "interval", at, sizeof(at)), path);
+        assert_string_equal(dconfig_key_at(&cfg, "sim", "policy", at, sizeof(at)), path);
+        config_free(&cfg);
+
+        write_text(path, "[host]\ninterval = 2s\nreserve = 16T\n");
+        assert_int_equal(dconfig_load(path, &cfg, &diag), -EINVAL);
+        assert_int_equal(diag.count, 1);
+        snprintf(want, sizeof(want), "%s:3: [host] reserve 16 TiB leaves nothing of the host's ",
+                 path);
+        assert_memory_equal(diag.messages[0], want, strlen(want));
+        config_diag_free(&diag);
+        write_text(path, "[host]\ninterval = 2s\n");
+        assert_int_equal(dconfig_load(path, &cfg, &diag), 0);
+        config_free(&cfg);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 static void histogram_percentiles(void **state)
 {
         struct histogram h = {0};
@@ -1793,6 +1839,7 @@ int main(void)
             cmocka_unit_test(reserve_formula),
             cmocka_unit_test(memory_defaults),
             cmocka_unit_test(memory_beyond_memtotal_warns),
+            cmocka_unit_test(messages_of_a_key_name_its_line),
             cmocka_unit_test(histogram_percentiles),
             cmocka_unit_test(running_maximum_is_bounded_by_the_backend),
             cmocka_unit_test(a_refusal_always_has_a_reason),

@@ -154,7 +154,18 @@ def an_interval_the_watchdog_cannot_wait_for_is_warned_about(bins):
     try:
         n.start()
         n.wait_for("READY=1")
-        wait_for(lambda: "more than half the watchdog's" in n.d.log(), "the warning")
+        said = (f"{n.d.conf}:{n.d.conf_line('interval = 1s')}: warning: [host] interval 1s "
+                "is more than half the watchdog's ")
+        wait_for(lambda: said in n.d.log(), "the warning, at the line of interval")
+    finally:
+        n.close()
+    # interval left at its default, 1 s: the file alone
+    n = Notified(bins, CONFIG.replace("interval = 100ms\n", ""), 1_000_000)
+    try:
+        n.start()
+        n.wait_for("READY=1")
+        said = f"{n.d.conf}: warning: [host] interval 1s is more than half the watchdog's "
+        wait_for(lambda: said in n.d.log(), "the warning, without a line")
     finally:
         n.close()
 

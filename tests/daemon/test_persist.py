@@ -678,8 +678,8 @@ def sim_keys_wait_for_a_restart_only_under_the_simulated_backend(bins):
 @tap.case
 def errors_of_host_keys_name_their_lines(bins):
     """dynmemd's own errors of [host] keys (a path not absolute, an http address, a group
-    that does not exist, a backend it does not know) name the key's line: at a reload,
-    which is refused, and at the start, which fails."""
+    that does not exist, a backend it does not know, a reserve that leaves nothing) name
+    the key's line: at a reload, which is refused, and at the start, which fails."""
     bad = [
         ("web_dir = relative/web", '[host] web_dir "relative/web" must be an absolute path'),
         ("http = 192.0.2.1:9100", "[host] http: "),
@@ -706,6 +706,22 @@ def errors_of_host_keys_name_their_lines(bins):
             said = f"{d.conf}:{d.conf_line(line)}: {error}"
             check(rc == 2 and said in d.log(), f"{line}: the start fails at its line", rc,
                   d.log())
+    # a reserve that leaves nothing of the host (memory left out): at the line of reserve
+    nothing = config().replace("memory = 8G\n", "reserve = 4096T\n")
+    with Daemon(bins, config()).start() as d:
+        d.write_config(nothing)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reload failed") == 1, "the reload refused")
+        said = (f"{d.conf}:{d.conf_line('reserve = 4096T')}: [host] reserve 4096 TiB leaves "
+                "nothing of the host's ")
+        check((d.status()["reload_error"] or "").startswith(said), "refused at its line", said,
+              d.status())
+    with Daemon(bins, nothing) as d:
+        d.start(expect_ready=False)
+        rc = d.proc.wait(timeout=60)
+        said = (f"{d.conf}:{d.conf_line('reserve = 4096T')}: [host] reserve 4096 TiB leaves "
+                "nothing of the host's ")
+        check(rc == 2 and said in d.log(), "the start fails at its line", said, rc, d.log())
     # socket and state_dir, which the test's files give at lines 2 and 3
     with Daemon(bins, config()) as d:
         socket, state_dir = d.socket, d.state_dir

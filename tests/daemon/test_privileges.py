@@ -210,7 +210,8 @@ def qemu_never_runs_as_root(bins):
                        ("qemu_user = no-such-user-dynmem",
                         "there is no user no-such-user-dynmem for QEMU")):
         with qemu_daemon(bins, line) as d:
-            check(f"no VM can start: {said}" in d.log(), "said at start", d.log())
+            at = f"{d.conf}:{d.conf_line(line)}: warning: no VM can start: {said}"
+            check(at in d.log(), "said at start, at the line of qemu_user", at, d.log())
             d.fails("start", "q1", contains=said)
             check(d.vm("q1")["state"] == "off", "not started", d.vm("q1"))
 
