@@ -12,20 +12,20 @@ and one set of guests serve every case, in order:
   started while libvirtd is down (dynmem status says libvirt cannot be
   reached, and why); a hostile agent on a libvirt domain, first with lies
   dynmemd takes, then with garbage it refuses; bad metadata in one domain,
-  then undefined; a domain stopped and started
-  behind dynmemd's back; admission through libvirt's qemu hook (refused when
-  it cannot fit, dynmem start through libvirt, dynmemd down).
+  then undefined; a domain stopped and started behind dynmemd's back;
+  admission through libvirt's qemu hook (refused when it cannot fit, dynmem
+  start through libvirt, dynmemd down).
 
 The hostile domain's agent (tests/hostile/hostile-agent.c) first sends
 well-formed reports, which dynmemd takes (the demand it shows is the agent's),
-claiming far more than its 512 MiB maximum with every page in use and 100 %
-of the time stalled: for ten of dynmemd's cycles after it has grown to its
-maximum, libvirt's own figure (balloon.current) never shows it above that
-maximum, web keeps its minimum and its demand, and the domains together stay
-within the host's memory. Then it floods reports, sends garbage and wrong
-protocol versions, and claims again: dynmemd has refused it, hears nothing
-more from it and falls back to the balloon's statistics, and the same holds
-for fifteen cycles.
+claiming far more than its 512 MiB maximum with every page in use and 100 % of
+the time stalled: for ten of dynmemd's cycles after it has grown to its
+maximum, neither dynmemd's request nor libvirt's own figure (balloon.current)
+is above that maximum, web keeps its minimum and its demand, and the domains
+together stay within the host's memory. Then it floods reports, sends garbage
+and wrong protocol versions, and claims again: dynmemd has refused it, hears
+nothing more from it and falls back to the balloon's statistics, and the same
+holds for fifteen cycles.
 
 The memory the VMs hold, their minimums and maximums are sampled twice a
 second throughout (dynmemtest.Sampler). Prints TAP.
