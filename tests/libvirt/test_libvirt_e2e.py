@@ -10,10 +10,22 @@ and one set of guests serve every case, in order:
   live in the domain's metadata; memory is taken back once the load falls;
   kill -9 of libvirtd and of dynmemd in the middle of a resize; dynmemd
   started while libvirtd is down (dynmem status says libvirt cannot be
-  reached, and why); a hostile agent on a libvirt domain; bad
-  metadata in one domain, then undefined; a domain stopped and started
-  behind dynmemd's back; admission through libvirt's qemu hook (refused when
-  it cannot fit, dynmem start through libvirt, dynmemd down).
+  reached, and why); a hostile agent on a libvirt domain, first with lies
+  dynmemd takes, then with garbage it refuses; bad metadata in one domain,
+  then undefined; a domain stopped and started behind dynmemd's back;
+  admission through libvirt's qemu hook (refused when it cannot fit, dynmem
+  start through libvirt, dynmemd down).
+
+The hostile domain's agent (tests/hostile/hostile-agent.c) first sends
+well-formed reports, which dynmemd takes (the demand it shows is the agent's),
+claiming far more than its 512 MiB maximum with every page in use and 100 % of
+the time stalled: for ten of dynmemd's cycles after it has grown to its
+maximum, neither dynmemd's request nor libvirt's own figure (balloon.current)
+is above that maximum, web keeps its minimum and its demand, and the domains
+together stay within the host's memory. Then it floods reports, sends garbage
+and wrong protocol versions, and claims again: dynmemd has refused it, hears
+nothing more from it and falls back to the balloon's statistics, and the same
+holds for fifteen cycles.
 
 The memory the VMs hold, their minimums and maximums are sampled twice a
 second throughout (dynmemtest.Sampler). Prints TAP.
@@ -373,25 +385,109 @@ def dynmemd_started_while_libvirtd_is_down_waits_for_it(ctx):
 
 # ---- hostile input ----
 
-@tap.case
-def a_hostile_agent_on_a_libvirt_domain_gets_no_more_than_its_maximum(ctx):
-    d, host, image = ctx["d"], ctx["host"], ctx["hostile_image"]
-    host.define(domain(host, "hostile", image, extra="dynmem.hostile=flood:15,garbage:15,max"))
-    d.ok("enable", "hostile", "--minimum", "256M", "--maximum", "512M", "--weight", "5000")
-    host.virsh("start", "hostile")
-    wait_for(lambda: "hostile-agent: mode max" in console(host, "hostile"),
-             "the hostile agent to claim its maximum", timeout=BOOT, interval=0.5)
+# The hostile domain runs hostile-agent (tests/hostile) in place of dynmem-guest, in turn:
+# for CLAIM seconds well-formed reports, which dynmemd takes, claiming far more than its
+# maximum (every page in use, 100 % of the time stalled, short by twice its MemTotal); a
+# flood of reports; garbage and wrong protocol versions, which get the agent refused; then
+# the claim again, which a refused agent makes unheard (dynmemd falls back to the balloon's
+# statistics). CLAIM covers the agent's first report, the domain's growth to its maximum
+# and the window after it on a busy machine; the case fails, saying so, if it runs out.
+HOSTILE_MAX = 512 * MIB
+CLAIM = 45
+HOSTILE_SCHEDULE = f"max:{CLAIM},flood:15,garbage:15,max"
+SLACK = 8 * MIB  # a few blocks: the guest onlines what it is given block by block
 
+
+def hostile_modes(host):
+    """The hostile agent's modes so far, in order, from its console."""
+    return re.findall(r"hostile-agent: mode (\w+)", console(host, "hostile"))
+
+
+def hostile_looker(d, host, seen):
+    """A look() for watch(): what libvirt says each running domain holds, against the
+    hostile domain's maximum, web's minimum and the demand web reports, and the host's
+    memory; what breaks them goes into seen["broken"], the most each held into seen."""
     def look():
         vms = d.vms()
-        check(vms["hostile"]["assigned_bytes"] <= 512 * MIB, "never above its maximum", vms)
-        check(vms["web"]["assigned_bytes"] >= 256 * MIB, "web keeps its minimum", vms)
-    # 15 s of its claim, and 15 of dynmemd's cycles (of 1 s) balancing against it
-    watch(d, 15, 15, look)
+        held = {n: balloon_current(host, n) for n in ("hostile", "web", "plain")}
+        for n, b in held.items():
+            seen[n] = max(seen.get(n, 0), b)
+        web, hostile = vms["web"], vms["hostile"]
+        due = max(web["minimum_bytes"], min(web["demand_bytes"] or 0, web["maximum_bytes"]))
+        broken = []
+        if held["hostile"] > HOSTILE_MAX or hostile["target_bytes"] > HOSTILE_MAX:
+            broken.append(f"hostile above its maximum: libvirt says {mib(held['hostile'])}, "
+                          f"dynmemd asks {mib(hostile['target_bytes'])}")
+        if held["web"] + SLACK < due:
+            broken.append(f"web holds {mib(held['web'])} (libvirt), below its due {mib(due)} "
+                          f"(minimum {mib(web['minimum_bytes'])}, demand "
+                          f"{mib(web['demand_bytes'] or 0)})")
+        if sum(held.values()) > MEMORY:
+            broken.append(f"the domains hold {mib(sum(held.values()))} of {mib(MEMORY)}")
+        seen.setdefault("broken", []).extend(broken)
+        return held
+    return look
+
+
+@tap.case
+def a_hostile_agent_whose_claims_dynmemd_takes_gets_no_more_than_its_maximum(ctx):
+    d, host, image = ctx["d"], ctx["host"], ctx["hostile_image"]
+    host.define(domain(host, "hostile", image, extra=f"dynmem.hostile={HOSTILE_SCHEDULE}"))
+    d.ok("enable", "hostile", "--minimum", "256M", "--maximum", "512M", "--weight", "5000")
+    host.virsh("start", "hostile")
+    ctx["hostile_started"] = True
+    wait_for(lambda: "max" in hostile_modes(host), "the hostile agent to start claiming",
+             timeout=BOOT, interval=0.5)
+    started = time.monotonic()
+    # dynmemd takes its reports: the demand it shows is the agent's, above the maximum
+    v = wait_for(lambda: (lambda v: v if v["backend"]["signal"] == "agent" and
+                          (v["demand_bytes"] or 0) > HOSTILE_MAX else None)(d.vm("hostile")),
+                 "dynmemd to take the agent's claim above the maximum", interval=0.2)
+    comment(f"hostile claims {mib(v['demand_bytes'])} ({v['backend']['signal']}, agent "
+            f"{v['backend']['agent_state']}, reason {v['reason']}), MemTotal "
+            f"{mib(v['guest_visible_bytes'] or 0)}")
+    seen = {}
+    look = hostile_looker(d, host, seen)
+    # Believed, it grows: as far as its maximum, as libvirt says, and for 10 of dynmemd's
+    # cycles more (of 1 s) it stays there while it claims on.
+    wait_for(lambda: look()["hostile"] >= HOSTILE_MAX - SLACK or seen["broken"],
+             "the hostile domain to grow to its maximum (libvirt's balloon.current)",
+             interval=0.5)
+    comment(f"hostile at {mib(seen['hostile'])} {time.monotonic() - started:.0f} s into its claim")
+    watch(d, 0, 10, look)
+    comment("libvirt said at most: " + ", ".join(f"{n} {mib(seen[n])}" for n in
+                                                  ("hostile", "web", "plain")))
+    check(not seen["broken"], "while it claims, the hostile domain stays within its maximum, "
+          "web keeps its minimum and its demand, the host's memory holds", *seen["broken"][:10])
+    modes = hostile_modes(host)
+    check(modes == ["max"], f"all of it while the agent claimed (its modes: {modes}; "
+          f"{time.monotonic() - started:.0f} s of its {CLAIM} s: lengthen CLAIM)")
+    v = d.vm("hostile")
+    check(v["backend"]["signal"] == "agent" and v["demand_bytes"] > HOSTILE_MAX,
+          "dynmemd still takes the agent's claim", v)
     check(d.proc.poll() is None, "dynmemd is alive", d.log()[-2000:])
+
+
+@tap.case
+def a_hostile_agent_sending_garbage_is_refused_and_gets_no_more_than_its_maximum(ctx):
+    d, host = ctx["d"], ctx["host"]
+    check(ctx.get("hostile_started"), "the hostile domain was started (the case before)")
+    # its flood, its garbage, then its claim again, unheard
+    wait_for(lambda: hostile_modes(host)[-1:] == ["max"] and len(hostile_modes(host)) > 1,
+             "the hostile agent's garbage to end", timeout=BOOT, interval=0.5)
     wait_for(lambda: lines(d.log(), '"hostile": guest agent'),
              "lib/agent's parser to see through it (its garbage logged)", interval=0.2)
+    v = wait_for(lambda: (lambda v: v if v["backend"]["agent_state"] == "refused" else None)(
+        d.vm("hostile")), "dynmemd to refuse the agent (its wrong versions)", interval=0.2)
+    seen = {}
+    look = hostile_looker(d, host, seen)
+    # 15 of dynmemd's cycles (of 1 s) balancing against its unheard claim
+    watch(d, 0, 15, look)
+    check(not seen["broken"], "the hostile domain stays within its maximum, web keeps its "
+          "minimum and its demand, the host's memory holds", *seen["broken"][:10])
+    check(d.proc.poll() is None, "dynmemd is alive", d.log()[-2000:])
     v = d.vm("hostile")
+    check(v["backend"]["signal"] != "agent", "its claim is not heard", v)
     comment(f"hostile claims {mib(v['demand_bytes'] or 0)} ({v['backend']['signal']}), "
             f"MemTotal {mib(v['guest_visible_bytes'] or 0)}")
     comment(f"hostile: {mib(d.vm('hostile')['assigned_bytes'])}, "
