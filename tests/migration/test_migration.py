@@ -293,21 +293,56 @@ def attached_plugged(h, name):
     return int(found[-1]) * MIB if found else None
 
 
+# The policy's band (docs/policy.md, "Hysteresis: a band around want"; lib/policy.c's
+# defaults): a VM is grown once it holds less than GROW_BAND of its headroom (want less need)
+# above its need, and shrunk once it holds more than its want plus SHRINK_BAND of that
+# headroom (at least the deadband) and that surplus has lasted shrink_delay (30 s). Inside the
+# band a buffer change resizes nothing.
+GROW_BAND, SHRINK_BAND = 0.30, 0.50
+BAND_MARGIN = 16 * MIB
+
+
+def buffer_that_resizes(v):
+    """(buffer %, event kind): a new buffer that takes the VM v (`dynmem show --json`) out of
+    its band, so that dynmemd must resize it, and the event that says so; None if none can.
+    Its need is its demand and its want the demand plus the buffer (just arrived, it has no
+    history), both within its minimum and maximum. A buffer that wants the maximum even
+    for a demand a fifth lower puts the grow edge at 0.7 x need + 0.3 x maximum at least,
+    whatever the demand does: below it the VM is grown at once. Above, 5 % (6 if it has 5)
+    leaves it well above its want, and it is shrunk once the surplus has lasted
+    shrink_delay. (A fixed 60 % left a VM that arrived holding 638 MiB, demand 479 MiB,
+    minimum 512 MiB, maximum 1 GiB, inside its band: its grow edge was 589 MiB.)"""
+    d, a = max(v["demand_bytes"], MIB), v["assigned_bytes"]
+    lo, hi = v["minimum_bytes"], v["maximum_bytes"]
+    need = min(max(d, lo), hi)
+    if a + BAND_MARGIN < need + GROW_BAND * (hi - need):
+        return -(-hi * 125 // d) - 100, "add"
+    buffer = 6 if v["buffer_percent"] == 5 else 5  # the least a buffer may be (5..2000 %)
+    want = min(max(d * (100 + buffer) // 100, lo), hi)
+    deadband = max(16 * MIB, a * 3 // 100)
+    if a > want + max(SHRINK_BAND * (want - need), deadband) + 3 * BAND_MARGIN:
+        return buffer, "remove"
+    return None
+
+
 def balancing_resumes(h, name):
-    """Balancing works there: a new buffer makes dynmemd resize it. A VM near its need (a
-    small buffer) gets a large one and is grown within a few cycles; any other gets 5 % and
-    is shrunk once its surplus has lasted shrink_delay. (The policy lets a VM drift within a
-    band around what it wants, so a few points more or less change nothing.)"""
+    """Balancing works there: a new buffer makes dynmemd resize it, the way the policy must
+    (buffer_that_resizes): grown within a few cycles, or shrunk once its surplus has lasted
+    shrink_delay."""
     v = wait_for(lambda: (lambda v: v if v["demand_bytes"] is not None else None)(h.vm(name)),
                  f"a demand for {name} on {h.name}", timeout=60, interval=0.5)
+    chosen = buffer_that_resizes(v)
+    check(chosen, f"a buffer takes {name} out of its band on {h.name} (it holds "
+          f"{mib(v['assigned_bytes'])} for a demand of {mib(v['demand_bytes'])})", v)
+    buffer, kind = chosen
     seen = max((e["seq"] for e in events(h)), default=0)
-    grow = v["buffer_percent"] <= 10
-    buffer = 60 if grow else 5
     h.d.ok("set", name, "--buffer", str(buffer))
-    e = wait_for(lambda: [e for e in events_of(h, name, ("add", "remove")) if e["seq"] > seen],
-                 f"dynmemd on {h.name} to resize {name} for buffer {buffer} %",
-                 timeout=WAIT if grow else 90, interval=0.3)
-    comment(f"{name} on {h.name}: buffer {buffer} %: {e[0]['text']}")
+    e = wait_for(lambda: [e for e in events_of(h, name, (kind,)) if e["seq"] > seen],
+                 f"dynmemd on {h.name} to {'grow' if kind == 'add' else 'shrink'} {name} "
+                 f"(holding {mib(v['assigned_bytes'])}, demand {mib(v['demand_bytes'])}) for "
+                 f"buffer {buffer} %", timeout=WAIT if kind == "add" else 90, interval=0.3)
+    comment(f"{name} on {h.name}: {mib(v['assigned_bytes'])} held, demand "
+            f"{mib(v['demand_bytes'])}: buffer {buffer} %: {e[0]['text']}")
 
 
 # ---- the cases ----

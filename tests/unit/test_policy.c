@@ -569,6 +569,52 @@ static void dynmem_ignores_small_changes(void **state)
         assert_true(a->target_bytes > a->assigned_bytes);
 }
 
+/*
+ * A buffer change moves the band, not the VM: a VM that holds more than its new grow edge
+ * (need + 30 % of its headroom) stays where it is, however large the buffer that brought the
+ * edge near. The numbers are the migration test's (tests/migration, buffer_that_resizes):
+ * web arrived holding 638 MiB, demand 479 MiB under its 512 MiB minimum, 1 GiB maximum.
+ */
+static void a_raised_buffer_grows_only_below_the_new_grow_edge(void **state)
+{
+        struct fx *f = *state;
+        struct vm_settings s = dyn(512 * MIB, 512 * MIB, GIB);
+
+        s.buffer_percent = 60; /* want 768 MiB; grow edge 512 + 30 % of 256 = 589 MiB */
+        struct policy_vm *web = add(f, "web", s, 638 * MIB);
+        web->requested_bytes = 638 * MIB;
+        for (uint64_t now = 1000; now <= 120000; now += 1000) {
+                demand(web, 479 * MIB);
+                decide(f, now);
+                assert_int_equal(web->want_bytes, want_of(479 * MIB, 60));
+                assert_int_equal(web->target_bytes, 638 * MIB);
+                assert_int_equal(web->reason, REASON_HOLD);
+        }
+
+        /* A buffer that wants the maximum: the edge is 512 + 30 % of 512 = 665.6 MiB. */
+        web->settings.buffer_percent = 168;
+        demand(web, 479 * MIB);
+        decide(f, 121000);
+        assert_int_equal(web->target_bytes, GIB);
+        assert_int_not_equal(web->reason, REASON_HOLD);
+
+        /* Just above that edge it holds; 5 % then shrinks it once shrink_delay has passed. */
+        memset(&web->memory, 0, sizeof(web->memory));
+        web->assigned_bytes = web->requested_bytes = 668 * MIB;
+        demand(web, 479 * MIB);
+        decide(f, 122000);
+        assert_int_equal(web->target_bytes, 668 * MIB);
+        web->settings.buffer_percent = 5;
+        for (uint64_t now = 123000; now < 123000 + f->cfg.tunables.shrink_delay_ms; now += 1000) {
+                demand(web, 479 * MIB);
+                decide(f, now);
+                assert_int_equal(web->target_bytes, 668 * MIB);
+        }
+        demand(web, 479 * MIB);
+        decide(f, 123000 + f->cfg.tunables.shrink_delay_ms);
+        assert_int_equal(web->target_bytes, 512 * MIB); /* 479 MiB + 5 %, within its minimum */
+}
+
 static void dynmem_shrinks_after_delay_and_gradually(void **state)
 {
         struct fx *f = *state;
@@ -1458,6 +1504,7 @@ int main(void)
             T(no_demand_keeps_size),
             T(dynmem_grows_at_once),
             T(dynmem_ignores_small_changes),
+            T(a_raised_buffer_grows_only_below_the_new_grow_edge),
             T(dynmem_shrinks_after_delay_and_gradually),
             T(dynmem_surplus_restarts_when_demand_returns),
             T(dynmem_hold_keeps_a_resize_in_flight),
