@@ -775,17 +775,13 @@ static int reload_read(struct daemon *d, struct config *ret)
                 return -EINVAL;
         }
         if (strcmp(cfg.host.backend, d->cfg.host.backend) != 0) {
-                unsigned line = config_key_line(&cfg, "host", "backend");
+                char at[PATH_MAX + 16];
+                bool given = config_key_line(&cfg, "host", "backend") != 0;
 
-                if (line)
-                        snprintf(d->reload_error, sizeof(d->reload_error),
-                                 "%s:%u: [host] backend changes only when dynmemd restarts",
-                                 cfg.path, line);
-                else
-                        snprintf(d->reload_error, sizeof(d->reload_error),
-                                 "%s: [host] backend (no longer given) changes only when "
-                                 "dynmemd restarts",
-                                 cfg.path);
+                snprintf(d->reload_error, sizeof(d->reload_error),
+                         "%s: [host] backend%s changes only when dynmemd restarts",
+                         dconfig_key_at(&cfg, "host", "backend", at, sizeof(at)),
+                         given ? "" : " (no longer given)");
                 log_msg(LOG_ERR, "%s", d->reload_error);
                 config_free(&cfg);
                 return -EINVAL;

@@ -179,7 +179,7 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
                 errors++;
         }
         if (dconfig_check_policy(&cfg.host, err, sizeof(err)) < 0) {
-                config_diag_add(diag, path, cfg.host.policy_line, "policy: %s", err);
+                config_diag_add(diag, path, host_line(&cfg, "policy"), "policy: %s", err);
                 errors++;
         }
         if (backends_check(cfg.host.backend, err, sizeof(err)) < 0) {
@@ -208,7 +208,7 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
                 config_diag_add(diag, path, r == 0 ? host_line(&cfg, "reserve") : 0, "%s", err);
                 errors++;
         } else if (dconfig_host_memory_exceeds(&cfg.host, r, total, warn, sizeof(warn))) {
-                config_diag_add(&cfg.warnings, path, cfg.host.memory_line, "%s", warn);
+                config_diag_add(&cfg.warnings, path, host_line(&cfg, "memory"), "%s", warn);
         }
         if (errors) {
                 config_free(&cfg);

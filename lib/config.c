@@ -992,10 +992,6 @@ static int handle_key(void *user, const char *section, const char *key, const ch
                 return 1; /* the section header was reported */
         case SECTION_HOST:
                 table = host_keys, base = &ps->cfg->host;
-                if (strcmp(key, "policy") == 0)
-                        ps->cfg->host.policy_line = ps->line;
-                if (strcmp(key, "memory") == 0)
-                        ps->cfg->host.memory_line = ps->line;
                 break;
         case SECTION_POLICY:
                 table = policy_keys, base = &ps->cfg->tunables;

@@ -100,11 +100,9 @@ struct config_vm {
 struct config_host {
         uint64_t memory_bytes; /* memory the VMs may hold in all */
         bool memory_given;
-        unsigned memory_line;   /* of the memory key, for messages; 0: not given */
         uint64_t reserve_bytes; /* kept for the host itself */
         bool reserve_given;
         char *policy;         /* "dynmem" unless given */
-        unsigned policy_line; /* of the policy key, for messages; 0: not given */
         char *backend;        /* "sim" unless given */
         uint64_t interval_ms; /* balancing cycle, 1 s */
         char *socket;

@@ -91,7 +91,7 @@ static void memory_defaults(void **state)
 
 static void memory_beyond_memtotal_warns(void **state)
 {
-        struct config_host h = {.memory_bytes = 48 * GIB, .memory_given = true, .memory_line = 3};
+        struct config_host h = {.memory_bytes = 48 * GIB, .memory_given = true};
         char msg[448] = "";
 
         /* 48 GiB on a host of 24: a warning with the figures and what to do. */
