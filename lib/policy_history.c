@@ -255,6 +255,20 @@ static inline double cost_of(double missed, double price, double bytes)
  * kill_lines_work_out() finds the same buckets and parts for every edge at
  * once.
  */
+/* The charge of a cover at edges[b] whose kill line falls in bucket j (top + 1: none). */
+static inline double charged_in(const struct policy_history *h, const struct policy_kill *kill,
+                                const double *suffix, unsigned b, unsigned j, double missed,
+                                double unit)
+{
+        const double *x = policy_history_edges;
+
+        if (j > h->top)
+                return missed;
+        double line = x[b] + kill->room;
+        double part = (x[j + 1] - line) / (x[j + 1] - x[j]);
+        return missed + kill->weight * (suffix[j + 1] + h->rise_weight[j] * part) * unit;
+}
+
 static double charged_share(const struct policy_history *h, const struct policy_kill *kill,
                             const double *suffix, unsigned b, unsigned *j, double missed,
                             double unit)
@@ -266,10 +280,7 @@ static double charged_share(const struct policy_history *h, const struct policy_
         double line = x[b] + kill->room;
         while (*j > b && x[*j] > line)
                 (*j)--;
-        if (*j > h->top)
-                return missed;
-        double part = (x[*j + 1] - line) / (x[*j + 1] - x[*j]);
-        return missed + kill->weight * (suffix[*j + 1] + h->rise_weight[*j] * part) * unit;
+        return charged_in(h, kill, suffix, b, *j, missed, unit);
 }
 
 /*
@@ -402,8 +413,7 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
         unsigned top = h->top, lo_b = top + 1, hi_b = top + 1;
         double p_lo = prices[0], p_hi = prices[count - 1];
         double cost_lo = cost_of(0.0, p_lo, top_bytes), cost_hi = cost_of(0.0, p_hi, top_bytes);
-        double weight = kill ? kill->weight : 0.0;
-        bool kills = weight > 0.0;
+        bool kills = kill && kill->weight > 0.0;
 
         /* The lines kept hold for the same room, to the bit (a NaN room matches none). */
         if (kills && !(lines->bucket[0] == POLICY_RISE_BUCKETS && lines->room == kill->room))
@@ -425,18 +435,8 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
                  * among them, as charged_share() counts them (in the bucket
                  * its walk would find, kept from before).
                  */
-                double charged = missed;
-                if (kills) {
-                        unsigned j = lines->bucket[b];
-                        if (j <= top) {
-                                const double *x = policy_history_edges;
-                                double line = x[b] + kill->room;
-                                double part = (x[j + 1] - line) / (x[j + 1] - x[j]);
-                                charged = missed + weight *
-                                                       (suffix[j + 1] + h->rise_weight[j] * part) *
-                                                       unit;
-                        }
-                }
+                double charged =
+                    kills ? charged_in(h, kill, suffix, b, lines->bucket[b], missed, unit) : missed;
                 double c_lo = cost_of(charged, p_lo, lower), c_hi = cost_of(charged, p_hi, lower);
                 missed_at[b] = charged;
                 lo_b = c_lo < cost_lo ? b : lo_b;
