@@ -599,16 +599,14 @@ int http_setup(struct daemon *d)
 {
         const struct config_host *h = &d->cfg.host;
         struct http_options opt = {h->http, h->http_allow_remote, h->web_dir};
-        unsigned line = config_key_line(&d->cfg, "host", "http");
-        char err[512] = "";
+        char err[512] = "", at[PATH_MAX + 16];
         int r;
 
         if (!dconfig_http_wanted(h->http))
                 return 0;
         r = http_server_new(d, &opt, &d->http, err, sizeof(err));
-        if (r < 0 && line)
-                log_msg(LOG_ERR, "%s:%u: [host] http = %s: %s", d->config_path, line, h->http, err);
-        else if (r < 0)
-                log_msg(LOG_ERR, "%s: [host] http = %s: %s", d->config_path, h->http, err);
+        if (r < 0)
+                log_msg(LOG_ERR, "%s: [host] http = %s: %s",
+                        dconfig_key_at(&d->cfg, "host", "http", at, sizeof(at)), h->http, err);
         return r;
 }
