@@ -69,8 +69,12 @@ static void check(struct agent *a, const struct agent_options *o, uint64_t now)
         CHECK(r->balloon_in_total <= 1);
         if (e.demand_known) {
                 CHECK(e.demand_bytes <= o->limit_bytes);
-                CHECK(e.demand_bytes <=
-                      r->mem_total_bytes + r->mem_total_bytes / 8 + r->absorber_bytes);
+                /* With pages in the absorber, also the room the agent waits for to drain them. */
+                uint64_t room =
+                    r->absorber_bytes ? r->mem_total_bytes / AGENT_ABSORBER_ROOM_DIV : 0;
+                CHECK(e.demand_bytes <= r->mem_total_bytes +
+                                            r->mem_total_bytes / AGENT_DEMAND_MARGIN_DIV +
+                                            r->absorber_bytes + room);
                 CHECK(r->absorber_bytes <= r->absorber_size_bytes &&
                       r->absorber_size_bytes <= 2 * r->mem_total_bytes &&
                       r->absorber_ram_bytes <= r->mem_total_bytes);
