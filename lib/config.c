@@ -1084,6 +1084,37 @@ static int fill_string_default(char **field, const char *value)
         return *field ? 0 : -ENOMEM;
 }
 
+/*
+ * A VM's settings error at the line of the key it is about, the first of
+ * the settings its message names (named, settings_check_naming()) that the
+ * section gives; the other one named, when the section gives it too, is
+ * cited with its line: "t.ini:5: vm "a": minimum 2 GiB is above maximum 1 GiB
+ * (maximum at line 4)". A message about settings the section leaves at their
+ * defaults (it says so) is at the section's header.
+ */
+static void report_settings(struct parse_state *ps, const struct config_vm *vm,
+                            const unsigned named[2], const char *err)
+{
+        unsigned line = 0, other = 0;
+        const char *other_key = "";
+        char also[96] = "";
+
+        for (size_t i = 0; i < 2; i++) {
+                if (!named[i] || !(vm->given & named[i]))
+                        continue;
+                unsigned at = vm->given_lines[__builtin_ctz(named[i])];
+                if (!line) {
+                        line = at;
+                } else {
+                        other = at;
+                        other_key = settings_table[__builtin_ctz(named[i])].name;
+                }
+        }
+        if (other)
+                snprintf(also, sizeof(also), " (%s at line %u)", other_key, other);
+        diag(ps, line ? line : vm->line, "vm \"%s\": %s%s", vm->name, err, also);
+}
+
 /* Checks that need more than one key: the settings rules. */
 static void check_whole(struct parse_state *ps)
 {
@@ -1101,9 +1132,10 @@ static void check_whole(struct parse_state *ps)
                         warn_comment(ps, vm->extra[j].line, vm->extra[j].comment_line,
                                      vm->extra[j].key, vm->extra[j].value);
 
+                unsigned named[2];
                 settings_complete(&vm->settings, vm->given);
-                if (settings_check_given(&vm->settings, vm->given, err, sizeof(err)) < 0)
-                        diag(ps, vm->line, "vm \"%s\": %s", vm->name, err);
+                if (settings_check_naming(&vm->settings, vm->given, named, err, sizeof(err)) < 0)
+                        report_settings(ps, vm, named, err);
         }
         for (size_t i = 0; i < c->cluster.n_peers; i++) {
                 const struct config_peer *p = &c->cluster.peers[i];

@@ -228,7 +228,7 @@ void settings_complete(struct vm_settings *s, unsigned given)
 }
 
 /* The block is every other size's unit: a power of two in its range. */
-static int check_block(const struct vm_settings *s, char *err, size_t errlen)
+static int check_block(const struct vm_settings *s, unsigned named[2], char *err, size_t errlen)
 {
         const struct setting_desc *d = &settings_table[__builtin_ctz(SETTINGS_BLOCK)];
         uint64_t v = s->block_bytes;
@@ -236,45 +236,10 @@ static int check_block(const struct vm_settings *s, char *err, size_t errlen)
 
         if (v >= d->min && v <= d->max && (v & (v - 1)) == 0)
                 return 0;
+        named[0] = SETTINGS_BLOCK;
         snprintf(err, errlen, "%s %s is not a power of two between %s and %s", d->label,
                  size_format(v, a, sizeof(a)), size_format(d->min, b, sizeof(b)),
                  size_format(d->max, c, sizeof(c)));
-        return -EINVAL;
-}
-
-static int check_size(const struct vm_settings *s, const struct setting_desc *d, char *err,
-                      size_t errlen)
-{
-        uint64_t v = settings_get(s, d);
-        char a[32], b[32];
-
-        size_format(v, a, sizeof(a));
-        if (v > d->max)
-                snprintf(err, errlen, "%s %s is larger than %s", d->label, a,
-                         size_format(d->max, b, sizeof(b)));
-        else if (v % s->block_bytes != 0)
-                snprintf(err, errlen, "%s %s is not a multiple of the %s block size", d->label,
-                         size_format_exact(v, a, sizeof(a)),
-                         size_format(s->block_bytes, b, sizeof(b)));
-        else if (v < d->min)
-                snprintf(err, errlen, "%s %s is below %s", d->label, a,
-                         size_format(d->min, b, sizeof(b)));
-        else
-                return 0;
-        return -EINVAL;
-}
-
-static int check_number(const struct vm_settings *s, const struct setting_desc *d, char *err,
-                        size_t errlen)
-{
-        uint64_t v = settings_get(s, d);
-        const char *sp = d->unit[0] ? " " : "";
-
-        if (v >= d->min && v <= d->max)
-                return 0;
-        snprintf(err, errlen, "%s %llu%s%s is outside %llu..%llu%s%s", d->label,
-                 (unsigned long long)v, sp, d->unit, (unsigned long long)d->min,
-                 (unsigned long long)d->max, sp, d->unit);
         return -EINVAL;
 }
 
@@ -297,6 +262,60 @@ static const char *default_text(const struct vm_settings *s, unsigned bit, char 
         return buf;
 }
 
+/* " (minimum is not set and defaults to ...)" for a size of d not given, else "". */
+static const char *default_note(const struct vm_settings *s, const struct setting_desc *d,
+                                unsigned given, char *buf, size_t len)
+{
+        char dflt[48];
+
+        if (given & d->bit)
+                buf[0] = '\0';
+        else
+                snprintf(buf, len, " (%s is not set and defaults to %s)", d->label,
+                         default_text(s, d->bit, dflt, sizeof(dflt)));
+        return buf;
+}
+
+static int check_size(const struct vm_settings *s, const struct setting_desc *d, unsigned given,
+                      unsigned named[2], char *err, size_t errlen)
+{
+        uint64_t v = settings_get(s, d);
+        char a[32], b[32], note[96];
+
+        size_format(v, a, sizeof(a));
+        default_note(s, d, given, note, sizeof(note));
+        if (v > d->max)
+                snprintf(err, errlen, "%s %s is larger than %s%s", d->label, a,
+                         size_format(d->max, b, sizeof(b)), note);
+        else if (v % s->block_bytes != 0) {
+                named[1] = SETTINGS_BLOCK;
+                snprintf(err, errlen, "%s %s is not a multiple of the %s block size%s", d->label,
+                         size_format_exact(v, a, sizeof(a)),
+                         size_format(s->block_bytes, b, sizeof(b)), note);
+        } else if (v < d->min)
+                snprintf(err, errlen, "%s %s is below %s%s", d->label, a,
+                         size_format(d->min, b, sizeof(b)), note);
+        else
+                return 0;
+        named[0] = d->bit;
+        return -EINVAL;
+}
+
+static int check_number(const struct vm_settings *s, const struct setting_desc *d,
+                        unsigned named[2], char *err, size_t errlen)
+{
+        uint64_t v = settings_get(s, d);
+        const char *sp = d->unit[0] ? " " : "";
+
+        if (v >= d->min && v <= d->max)
+                return 0;
+        named[0] = d->bit;
+        snprintf(err, errlen, "%s %llu%s%s is outside %llu..%llu%s%s", d->label,
+                 (unsigned long long)v, sp, d->unit, (unsigned long long)d->min,
+                 (unsigned long long)d->max, sp, d->unit);
+        return -EINVAL;
+}
+
 /*
  * minimum <= startup <= maximum. Of the pairs out of order, the one with the
  * most sizes the operator gave is named (in the order minimum/startup,
@@ -304,14 +323,15 @@ static const char *default_text(const struct vm_settings *s, unsigned bit, char 
  * says so rather than naming a startup nobody set; a size not given that the
  * message names is said to be a default.
  */
-static int check_order(const struct vm_settings *s, unsigned given, char *err, size_t errlen)
+static int check_order(const struct vm_settings *s, unsigned given, unsigned named[2], char *err,
+                       size_t errlen)
 {
         static const unsigned pairs[][2] = {{SETTINGS_MINIMUM, SETTINGS_STARTUP},
                                             {SETTINGS_STARTUP, SETTINGS_MAXIMUM},
                                             {SETTINGS_MINIMUM, SETTINGS_MAXIMUM}};
         const struct setting_desc *worst[2] = {NULL, NULL};
         int worst_given = -1;
-        char a[32], b[32], note[96] = "", dflt[48];
+        char a[32], b[32], note[96] = "";
 
         for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
                 const struct setting_desc *lo = &settings_table[__builtin_ctz(pairs[i][0])];
@@ -324,35 +344,42 @@ static int check_order(const struct vm_settings *s, unsigned given, char *err, s
         }
         if (!worst[0])
                 return 0;
-        for (size_t i = 0; i < 2; i++)
-                if (!(given & worst[i]->bit) && !note[0])
-                        snprintf(note, sizeof(note), " (%s is not set and defaults to %s)",
-                                 worst[i]->label,
-                                 default_text(s, worst[i]->bit, dflt, sizeof(dflt)));
+        for (size_t i = 0; i < 2 && !note[0]; i++)
+                default_note(s, worst[i], given, note, sizeof(note));
+        named[0] = worst[0]->bit, named[1] = worst[1]->bit;
         snprintf(err, errlen, "%s %s is above %s %s%s", worst[0]->label,
                  size_format(settings_get(s, worst[0]), a, sizeof(a)), worst[1]->label,
                  size_format(settings_get(s, worst[1]), b, sizeof(b)), note);
         return -EINVAL;
 }
 
-int settings_check_given(const struct vm_settings *s, unsigned given, char *err, size_t errlen)
+int settings_check_naming(const struct vm_settings *s, unsigned given, unsigned named[2], char *err,
+                          size_t errlen)
 {
-        if (check_block(s, err, errlen) < 0)
+        named[0] = named[1] = 0;
+        if (check_block(s, named, err, errlen) < 0)
                 return -EINVAL;
         for (size_t i = 0; i < SETTINGS_N; i++) {
                 const struct setting_desc *d = &settings_table[i];
                 if (d->type == SETTING_SIZE && d->bit != SETTINGS_BLOCK &&
-                    check_size(s, d, err, errlen) < 0)
+                    check_size(s, d, given, named, err, errlen) < 0)
                         return -EINVAL;
         }
-        if (check_order(s, given, err, errlen) < 0)
+        if (check_order(s, given, named, err, errlen) < 0)
                 return -EINVAL;
         for (size_t i = 0; i < SETTINGS_N; i++) {
                 const struct setting_desc *d = &settings_table[i];
-                if (d->type == SETTING_NUMBER && check_number(s, d, err, errlen) < 0)
+                if (d->type == SETTING_NUMBER && check_number(s, d, named, err, errlen) < 0)
                         return -EINVAL;
         }
         return 0;
+}
+
+int settings_check_given(const struct vm_settings *s, unsigned given, char *err, size_t errlen)
+{
+        unsigned named[2];
+
+        return settings_check_naming(s, given, named, err, errlen);
 }
 
 int settings_check(const struct vm_settings *s, char *err, size_t errlen)

@@ -177,9 +177,23 @@ int settings_check(const struct vm_settings *s, char *err, size_t errlen);
  * named, and one not given is said to be a default: "minimum = 2G, maximum
  * = 1G" reads "minimum 2 GiB is above maximum 1 GiB", "minimum = 2G" alone
  * "minimum 2 GiB is above startup 1 GiB (startup is not set and defaults to
- * 1 GiB)".
+ * 1 GiB)". So is a size not given that another rule names ("block = 1G"
+ * alone: "minimum 512 MiB is not a multiple of the 1 GiB block size (minimum
+ * is not set and defaults to the smaller of 512 MiB and startup)").
  */
 int settings_check_given(const struct vm_settings *s, unsigned given, char *err, size_t errlen);
+
+/*
+ * settings_check_given(), also saying which settings its message names, as
+ * enum settings_field bits in the message's order, 0 where it names fewer:
+ * named[0] the setting it is about ("minimum 2 GiB ..."), named[1] the one
+ * it holds it against ("... is above maximum 1 GiB", "... is not a multiple
+ * of the 2 MiB block size"). A size it names that was not given is said to be
+ * a default. For a reader that knows where each setting came from: the
+ * configuration file names the line of the key (lib/config).
+ */
+int settings_check_naming(const struct vm_settings *s, unsigned given, unsigned named[2], char *err,
+                          size_t errlen);
 
 /*
  * Check a change to a VM's settings against Hyper-V's rules for what may

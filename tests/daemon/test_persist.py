@@ -742,6 +742,33 @@ def errors_of_host_keys_name_their_lines(bins):
 
 
 @tap.case
+def errors_of_vm_settings_name_their_lines(bins):
+    """A rule between a VM's settings is an error at the line of the key the message is
+    about, citing the other key's line: with dynmemd -n, at a reload, which is refused,
+    and at the start, which fails."""
+    bad = config(maximum="256M")
+
+    def said(d):
+        return (f"{d.conf}:{d.conf_line('startup = 1G')}: vm \"web1\": startup 1 GiB is above "
+                f"maximum 256 MiB (maximum at line {d.conf_line('maximum = 256M')})")
+
+    with Daemon(bins, config()).start() as d:
+        d.write_config(bad)
+        p = d.check_config()
+        check(p.returncode == 2 and said(d) in p.stderr, "dynmemd -n: at startup's line",
+              said(d), p)
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.log_count("reload failed") == 1, "the reload refused")
+        check(d.status()["reload_error"] == said(d), "refused at startup's line", said(d),
+              d.status())
+        check(said(d) in d.log(), "the log's words", d.log())
+    with Daemon(bins, bad) as d:
+        d.start(expect_ready=False)
+        rc = d.proc.wait(timeout=60)
+        check(rc == 2 and said(d) in d.log(), "the start fails at startup's line", rc, d.log())
+
+
+@tap.case
 def sighup_with_a_bad_peer_keeps_the_peers(bins):
     with Daemon(bins, config(extra=PEER)).start() as d:
         def names():

@@ -136,15 +136,23 @@ def test_several_errors_reported():
 
 
 def test_bad_values_and_settings():
+    # At the line of the key the message is about (minimum, line 5), with the line of the
+    # one it is held against.
     path = scenario("bad3.ini", "[host]\nmemory = 4G\n[vm \"a\"]\nstartup = 1G\nminimum = 2G\n"
                     "trace = a.csv\n")
-    expect_exit(run(path), 2, f'{path}:3: vm "a": minimum 2 GiB is above startup 1 GiB')
+    expect_exit(run(path), 2,
+                f'{path}:5: vm "a": minimum 2 GiB is above startup 1 GiB (startup at line 4)')
     # Without startup, the sizes the file gives are named, not the default startup.
     path = scenario("bad4.ini", "[host]\nmemory = 4G\n[vm \"a\"]\nminimum = 2G\nmaximum = 1G\n"
                     "trace = a.csv\n")
     r = run(path)
-    expect_exit(r, 2, f'{path}:3: vm "a": minimum 2 GiB is above maximum 1 GiB')
+    expect_exit(r, 2, f'{path}:4: vm "a": minimum 2 GiB is above maximum 1 GiB (maximum at line 5)')
     assert "startup" not in r.stderr, r.stderr
+    # A size the block does not divide: at the size's line, citing the block's.
+    path = scenario("bad5.ini", "[host]\nmemory = 4G\n[vm \"a\"]\nblock = 4M\ntrace = a.csv\n"
+                    "startup = 1026M\n")
+    expect_exit(run(path), 2, f'{path}:6: vm "a": startup 1026 MiB is not a multiple of the '
+                "4 MiB block size (block at line 4)")
 
 
 def test_memory_required():

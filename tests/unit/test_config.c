@@ -899,22 +899,42 @@ static void continuation_value_limit(void **state)
 
 static void cross_key_settings_errors(void **state)
 {
-        /* Reported at the VM's section header, with the VM's name. */
-        expect_error_at("[host]\nmemory = 4G\n[vm \"a\"]\nstartup = 1G\nminimum = 2G\n", 3,
-                        "vm \"a\": minimum 2 GiB is above startup 1 GiB");
-        expect_error_at("[vm \"a\"]\nstartup = 3G\nmaximum = 2G\n", 1, "above maximum");
+        /*
+         * Reported at the line of the key the message is about, with the VM's name; the
+         * other key it holds it against, when the section gives it, is cited with its line.
+         */
+        expect_error_at("[host]\nmemory = 4G\n[vm \"a\"]\nstartup = 1G\nminimum = 2G\n", 5,
+                        "vm \"a\": minimum 2 GiB is above startup 1 GiB (startup at line 4)");
+        expect_error_at("[vm \"a\"]\nstartup = 3G\nmaximum = 2G\n", 2,
+                        "vm \"a\": startup 3 GiB is above maximum 2 GiB (maximum at line 3)");
+        /* the key named first, wherever the section gives it */
+        expect_error_at("[vm \"a\"]\nmaximum = 2G\nweight = 1\nstartup = 3G\n", 4,
+                        "startup 3 GiB is above maximum 2 GiB (maximum at line 2)");
         /* startup not set: named what the file says, not the default startup (1 GiB). */
-        expect_error_at("[vm \"a\"]\nminimum = 2G\nmaximum = 1G\n", 1,
-                        "vm \"a\": minimum 2 GiB is above maximum 1 GiB");
-        expect_error_at("[vm \"a\"]\ndynamic = yes\nminimum = 2G\nmaximum = 8G\n", 1,
+        expect_error_at("[vm \"a\"]\nminimum = 2G\nmaximum = 1G\n", 2,
+                        "vm \"a\": minimum 2 GiB is above maximum 1 GiB (maximum at line 3)");
+        /* a default it names: at the line of the key the section gives, said to be a default */
+        expect_error_at("[vm \"a\"]\ndynamic = yes\nminimum = 2G\nmaximum = 8G\n", 3,
                         "vm \"a\": minimum 2 GiB is above startup 1 GiB (startup is not set and "
                         "defaults to 1 GiB)");
-        expect_error_at("[vm \"a\"]\nstartup = 1025M\n", 1, "not a multiple of the 2 MiB block");
-        expect_error_at("[vm \"a\"]\nblock = 3M\n", 1, "block size");
-        expect_error_at("[vm \"a\"]\nminimum = 16M\nstartup = 16M\n", 1, "below 32 MiB");
-        expect_error_at("[vm \"a\"]\nstartup = 16M\n", 1, "startup 16 MiB is below 32 MiB");
-        expect_error_at("[vm \"b\"]\nstartup = 1G\n[vm \"a\"]\nstartup = 64M\nminimum = 128M\n", 3,
-                        "vm \"a\"");
+        expect_error_at("[vm \"a\"]\ndynamic = yes\nmaximum = 256M\n", 3,
+                        "vm \"a\": startup 1 GiB is above maximum 256 MiB (startup is not set and "
+                        "defaults to 1 GiB)");
+        expect_error_at("[vm \"a\"]\nweight = 1\nstartup = 1025M\n", 3,
+                        "vm \"a\": startup 1025 MiB is not a multiple of the 2 MiB block size");
+        expect_error_at("[vm \"a\"]\nblock = 4M\nstartup = 1026M\n", 3,
+                        "vm \"a\": startup 1026 MiB is not a multiple of the 4 MiB block size "
+                        "(block at line 2)");
+        expect_error_at("[vm \"a\"]\nweight = 1\nblock = 3M\n", 3, "block size 3 MiB");
+        expect_error_at("[vm \"a\"]\nweight = 1\nblock = 1G\n", 3,
+                        "vm \"a\": minimum 512 MiB is not a multiple of the 1 GiB block size "
+                        "(minimum is not set and defaults to the smaller of 512 MiB and startup)");
+        expect_error_at("[vm \"a\"]\nminimum = 16M\nstartup = 16M\n", 3,
+                        "startup 16 MiB is below 32 MiB");
+        expect_error_at("[vm \"a\"]\nweight = 1\nstartup = 16M\n", 3,
+                        "vm \"a\": startup 16 MiB is below 32 MiB");
+        expect_error_at("[vm \"b\"]\nstartup = 1G\n[vm \"a\"]\nstartup = 64M\nminimum = 128M\n", 5,
+                        "vm \"a\": minimum 128 MiB is above startup 64 MiB (startup at line 4)");
 }
 
 static void several_errors_all_reported(void **state)
@@ -940,7 +960,7 @@ static void several_errors_all_reported(void **state)
         assert_non_null(tu_diag_find(&d, "t.ini:5: ", "step"));
         assert_non_null(tu_diag_find(&d, "t.ini:7: ", "weight"));
         assert_non_null(tu_diag_find(&d, "t.ini:8: ", "defined twice"));
-        assert_non_null(tu_diag_find(&d, "t.ini:9: ", "minimum"));
+        assert_non_null(tu_diag_find(&d, "t.ini:11: ", "minimum"));
         assert_non_null(tu_diag_find(&d, "t.ini:12: ", "unknown section"));
         assert_int_equal(d.count, 7);
         config_diag_free(&d);

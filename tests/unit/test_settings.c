@@ -249,6 +249,55 @@ static void check_ordering_names_what_was_given(void **state)
             settings_check_given(&s, SETTINGS_DYNAMIC | SETTINGS_MINIMUM, (char[64]){0}, 64), 0);
 }
 
+/* The settings a message names, in its order, for a reader that points at their keys. */
+static void check_names_the_settings_of_its_message(void **state)
+{
+        static const struct {
+                unsigned given;
+                struct vm_settings s;
+                unsigned first, second;
+        } cases[] = {
+            /* minimum = 2G, maximum = 1G: "minimum 2 GiB is above maximum 1 GiB" */
+            {SETTINGS_MINIMUM | SETTINGS_MAXIMUM,
+             {.minimum_bytes = 2 * GIB, .maximum_bytes = GIB},
+             SETTINGS_MINIMUM,
+             SETTINGS_MAXIMUM},
+            /* a default named is named too: "... above startup 1 GiB (startup is not set ...)" */
+            {SETTINGS_DYNAMIC | SETTINGS_MINIMUM,
+             {.dynamic = true, .minimum_bytes = 2 * GIB},
+             SETTINGS_MINIMUM,
+             SETTINGS_STARTUP},
+            /* "startup 1026 MiB is not a multiple of the 4 MiB block size" */
+            {SETTINGS_STARTUP | SETTINGS_BLOCK,
+             {.startup_bytes = 1026 * MIB, .block_bytes = 4 * MIB},
+             SETTINGS_STARTUP,
+             SETTINGS_BLOCK},
+            /* one setting on its own */
+            {SETTINGS_BLOCK, {.block_bytes = 3 * MIB}, SETTINGS_BLOCK, 0},
+            {SETTINGS_STARTUP, {.startup_bytes = 16 * MIB}, SETTINGS_STARTUP, 0},
+            {SETTINGS_WEIGHT, {.weight = 10001}, SETTINGS_WEIGHT, 0},
+        };
+        char err[256];
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                struct vm_settings s = cases[i].s;
+                unsigned named[2] = {~0u, ~0u};
+
+                settings_complete(&s, cases[i].given);
+                assert_int_equal(settings_check_naming(&s, cases[i].given, named, err, sizeof(err)),
+                                 -EINVAL);
+                assert_int_equal(named[0], cases[i].first);
+                assert_int_equal(named[1], cases[i].second);
+        }
+        /* minimum not given, named by another rule: said to be a default */
+        struct vm_settings s = {.block_bytes = GIB};
+        settings_complete(&s, SETTINGS_BLOCK);
+        assert_int_equal(settings_check_given(&s, SETTINGS_BLOCK, err, sizeof(err)), -EINVAL);
+        assert_string_equal(err, "minimum 512 MiB is not a multiple of the 1 GiB block size "
+                                 "(minimum is not set and defaults to the smaller of 512 MiB and "
+                                 "startup)");
+}
+
 static void check_error_text_fits(void **state)
 {
         struct vm_settings s = valid();
@@ -514,6 +563,7 @@ int main(void)
             cmocka_unit_test(check_ranges),
             cmocka_unit_test(check_ordering),
             cmocka_unit_test(check_ordering_names_what_was_given),
+            cmocka_unit_test(check_names_the_settings_of_its_message),
             cmocka_unit_test(check_error_text_fits),
             cmocka_unit_test(change_while_off_allows_anything_valid),
             cmocka_unit_test(change_while_running),
