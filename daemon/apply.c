@@ -113,24 +113,82 @@ static void define_from_config(struct daemon *d, const struct config *cfg,
         }
 }
 
+/*
+ * The line of the file that settings changed with dynmem set (overrides) no
+ * longer fit: of the settings the problem names (settings_check_naming()),
+ * the first the file sets and no override replaces; else the VM's section.
+ */
+static unsigned clash_line(const struct config_vm *cvm, const unsigned named[2], unsigned overrides)
+{
+        for (size_t i = 0; i < 2; i++)
+                if (named[i] && !(overrides & named[i]) && (cvm->given & named[i]))
+                        return config_setting_line(cvm, named[i]);
+        return cvm->line;
+}
+
 /* The file's settings with the fields `dynmem set` overrode kept. */
 static struct vm_settings wanted_settings(const struct config *cfg, const struct config_vm *cvm,
                                           struct registry_entry *e)
 {
         struct vm_settings want = cvm->settings;
+        unsigned named[2];
         char err[256] = "";
 
         settings_merge(&want, &e->vm.settings, e->overrides);
-        if (e->overrides && settings_check(&want, err, sizeof(err)) < 0) {
+        if (e->overrides &&
+            settings_check_naming(&want, SETTINGS_ALL, named, err, sizeof(err)) < 0) {
                 log_msg(LOG_WARNING,
                         "%s: the settings changed with dynmem set no longer fit %s:%u (%s); "
                         "they are dropped",
-                        e->vm.name, cfg->path, cvm->line, err);
+                        e->vm.name, cfg->path, clash_line(cvm, named, e->overrides), err);
                 e->overrides = 0;
                 registry_drop_carried_settings(e); /* a newer dynmemd's overrides go with them */
                 want = cvm->settings;
         }
         return want;
+}
+
+/*
+ * The setting a running VM refused (apply_settings()) in want: the first it
+ * cannot take on its own (settings_check_change()), else a maximum raised
+ * beyond what it can reach; 0 when neither.
+ */
+static unsigned refused_setting(const struct vm *vm, const struct vm_settings *want)
+{
+        unsigned bit = settings_running_refuses(&vm->settings, want);
+
+        if (!bit && want->maximum_bytes > vm->settings.maximum_bytes)
+                bit = SETTINGS_MAXIMUM;
+        return bit;
+}
+
+/*
+ * A running VM keeps its settings: said at the line of the key it refused, or
+ * at its section when the file leaves that setting at its default (which the
+ * message says), logged and one of cfg's warnings (dynmem status), until a
+ * reload finds the VM off or the file fixed.
+ */
+static void warn_kept(struct config *cfg, const struct config_vm *cvm,
+                      const struct registry_entry *e, const struct vm_settings *want,
+                      const char *err)
+{
+        unsigned bit = refused_setting(&e->vm, want);
+        bool given = bit && (cvm->given & bit);
+        unsigned line = given ? config_setting_line(cvm, bit) : cvm->line;
+        char unset[96] = "";
+
+        if (bit && !given)
+                snprintf(unset, sizeof(unset), "the file leaves %s at its default; ",
+                         settings_table[__builtin_ctz(bit)].name);
+        log_msg(LOG_WARNING,
+                "%s:%u: %s: keeping the current settings: %s (%sreload again once the VM is "
+                "off)",
+                cfg->path, line, e->vm.name, err, unset);
+        config_diag_add(
+            &cfg->warnings, cfg->path, line,
+            "warning: vm \"%s\" runs with its settings before this file's: %s (%sreload "
+            "again once the VM is off)",
+            e->vm.name, err, unset);
 }
 
 static void update_from_config(struct daemon *d, struct config *cfg, const struct config_vm *cvm,
@@ -158,18 +216,9 @@ static void update_from_config(struct daemon *d, struct config *cfg, const struc
         registry_touch(e);
         struct vm_settings want = wanted_settings(cfg, cvm, e);
         if (settings_diff(&want, &e->vm.settings) != 0 &&
-            apply_settings(d, e, &want, err, sizeof(err)) < 0) {
-                log_msg(LOG_WARNING,
-                        "%s: keeping the current settings: %s (reload again once "
-                        "the VM is off)",
-                        e->vm.name, err);
-                /* one of the warnings of the configuration in force (dynmem status), until
-                 * a reload finds the VM off or the file fixed */
-                config_diag_add(&cfg->warnings, cfg->path, cvm->line,
-                                "warning: vm \"%s\" runs with its settings before this "
-                                "file's: %s (reload again once the VM is off)",
-                                e->vm.name, err);
-        } else
+            apply_settings(d, e, &want, err, sizeof(err)) < 0)
+                warn_kept(cfg, cvm, e, &want, err);
+        else
                 e->reset_pending = 0; /* the file's values are in force */
         if (!registry_keys_equal(e, cvm->extra, cvm->n_extra) &&
             apply_keys(d, e, cvm->extra, cvm->n_extra, err, sizeof(err)) < 0)
@@ -399,7 +448,8 @@ size_t apply_reset_pending(struct daemon *d)
 static void state_override(const struct daemon *d, const struct state_vm *sv,
                            struct registry_entry *e)
 {
-        unsigned pending = sv->reset_pending;
+        unsigned pending = sv->reset_pending, named[2];
+        const struct config_vm *cvm;
         struct vm_settings want;
         char err[256] = "", names[160];
 
@@ -433,11 +483,13 @@ static void state_override(const struct daemon *d, const struct state_vm *sv,
         }
         want = e->vm.settings;
         settings_merge(&want, &sv->settings, sv->given);
-        if (settings_check(&want, err, sizeof(err)) < 0) {
+        cvm = config_section(&d->cfg, sv->name);
+        if (settings_check_naming(&want, SETTINGS_ALL, named, err, sizeof(err)) < 0) {
                 log_msg(LOG_WARNING,
                         "state file: %s: the settings changed with dynmem set no "
-                        "longer fit the configuration (%s); they are dropped",
-                        sv->name, err);
+                        "longer fit %s:%u (%s); they are dropped",
+                        sv->name, d->cfg.path,
+                        cvm ? clash_line(cvm, named, sv->given) : e->config_line, err);
                 return;
         }
         e->vm.settings = want;
@@ -449,7 +501,6 @@ static void state_override(const struct daemon *d, const struct state_vm *sv,
         if (e->overrides)
                 log_msg(LOG_INFO, "%s: settings changed with dynmem set override the configuration",
                         sv->name);
-        const struct config_vm *cvm = config_section(&d->cfg, sv->name);
         if (pending && cvm) {
                 /* the VM may still run with them (reattached): as before the restart */
                 char cited[PATH_MAX + 512];

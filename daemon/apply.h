@@ -42,7 +42,8 @@ int apply_keys(struct daemon *d, struct registry_entry *e, const struct config_k
 /*
  * Bring the registry in line with a configuration: define new VMs, update
  * changed ones (settings the running rules refuse are kept, logged and added
- * to cfg's warnings; the settings `dynmem set` overrode stay), drop VMs gone
+ * to cfg's warnings at the line of the key refused; the settings `dynmem set`
+ * overrode stay unless the file's new values no longer fit them), drop VMs gone
  * from the file (once they are off). `initial` is true at start. Logs what it does.
  */
 void apply_config(struct daemon *d, struct config *cfg, bool initial);

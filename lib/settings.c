@@ -413,17 +413,30 @@ static int check_running_change(const struct setting_desc *d, uint64_t was, uint
         return -EPERM;
 }
 
+/* The first setting (its bit) a running VM cannot take from old to new, with why; or 0. */
+static unsigned first_refused(const struct vm_settings *old, const struct vm_settings *new,
+                              char *err, size_t errlen)
+{
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                const struct setting_desc *d = &settings_table[i];
+                if (check_running_change(d, settings_get(old, d), settings_get(new, d), err,
+                                         errlen) < 0)
+                        return d->bit;
+        }
+        return 0;
+}
+
+unsigned settings_running_refuses(const struct vm_settings *old, const struct vm_settings *new)
+{
+        char err[128];
+
+        return first_refused(old, new, err, sizeof(err));
+}
+
 int settings_check_change(const struct vm_settings *old, const struct vm_settings *new,
                           bool running, char *err, size_t errlen)
 {
         if (settings_check(new, err, errlen) < 0)
                 return -EINVAL;
-        for (size_t i = 0; running && i < SETTINGS_N; i++) {
-                const struct setting_desc *d = &settings_table[i];
-                int r = check_running_change(d, settings_get(old, d), settings_get(new, d), err,
-                                             errlen);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        return running && first_refused(old, new, err, errlen) ? -EPERM : 0;
 }

@@ -206,4 +206,11 @@ int settings_check_naming(const struct vm_settings *s, unsigned given, unsigned 
 int settings_check_change(const struct vm_settings *old, const struct vm_settings *new,
                           bool running, char *err, size_t errlen);
 
+/*
+ * The setting (its enum settings_field bit) that settings_check_change()
+ * names when a running VM cannot go from old to new, the first in table
+ * order; 0 when a running VM can take every change.
+ */
+unsigned settings_running_refuses(const struct vm_settings *old, const struct vm_settings *new);
+
 #endif

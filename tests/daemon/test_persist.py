@@ -268,12 +268,12 @@ def sighup_keeps_what_a_running_vm_cannot_take(bins):
         d.wait_state("web1", "running")
         d.write_config(config().replace("startup = 1G", "startup = 2G"))
         d.send(signal.SIGHUP)
-        wait_for(lambda: "web1: keeping the current settings: cannot change startup" in d.log(),
-                 "the refusal in the log")
+        # at the line of the key the running VM refuses, not the VM's section
+        line = d.conf_line("startup = 2G")
+        wait_for(lambda: f"{d.conf}:{line}: web1: keeping the current settings: cannot change "
+                 "startup" in d.log(), "the refusal in the log, at startup's line")
         check(d.vm("web1")["startup_bytes"] == GIB, "startup kept while running")
         # and where the operator looks: a warning of the configuration in force
-        with open(d.conf) as f:
-            line = f.read().split("\n").index('[vm "web1"]') + 1
         said = (f'{d.conf}:{line}: warning: vm "web1" runs with its settings before this '
                 "file's: cannot change startup while the VM is running (reload again once the "
                 "VM is off)")
@@ -298,6 +298,61 @@ def sighup_keeps_what_a_running_vm_cannot_take(bins):
         h = d.status()
         check(h["config_warnings"] == [] and h["config_warning_count"] == 0,
               "gone once the file's settings are in force", h)
+
+
+@tap.case
+def what_a_running_vm_cannot_take_is_named_at_its_line(bins):
+    """A setting a running VM refuses at a reload is named at its key's line, whichever it
+    is; one the file no longer gives went back to its default, at the VM's section, and
+    the warning says so."""
+    with Daemon(bins, config()).start() as d:
+        d.wait_state("web1", "running")
+        d.write_config(config(maximum="2G"))
+        d.send(signal.SIGHUP)
+        said = (f'{d.conf}:{d.conf_line("maximum = 2G")}: warning: vm "web1" runs with its '
+                "settings before this file's: maximum can only be raised while the VM is "
+                "running (reload again once the VM is off)")
+        wait_for(lambda: d.status()["config_warnings"] == [said], "maximum, at its line")
+    two = config().replace("startup = 1G", "startup = 2G")
+    with Daemon(bins, two).start() as d:
+        d.wait_state("web1", "running")
+        d.write_config(two.replace("startup = 2G\n", ""))
+        d.send(signal.SIGHUP)
+        section = d.conf_line('[vm "web1"]')
+        said = (f'{d.conf}:{section}: warning: vm "web1" runs with its settings before this '
+                "file's: cannot change startup while the VM is running (the file leaves startup "
+                "at its default; reload again once the VM is off)")
+        wait_for(lambda: d.status()["config_warnings"] == [said],
+                 "a default, at the section, said to be one")
+        check(f"{d.conf}:{section}: web1: keeping the current settings: cannot change startup "
+              "while the VM is running (the file leaves startup at its default; reload again "
+              "once the VM is off)" in d.log(), "the log's words", d.log())
+
+
+@tap.case
+def overrides_that_no_longer_fit_name_the_files_line(bins):
+    """Settings changed with dynmem set that the file's new values no longer fit are
+    dropped, naming the line of the file's key they clash with: at a reload, and from
+    the state file at the start."""
+    small = config().replace("startup = 512M", "startup = 128M")
+    with Daemon(bins, config()).start() as d:
+        d.ok("set", "db1", "--minimum", "256M")
+        d.write_config(small)
+        d.send(signal.SIGHUP)
+        said = (f"db1: the settings changed with dynmem set no longer fit "
+                f"{d.conf}:{d.conf_line('startup = 128M')} (minimum 256 MiB is above startup "
+                "128 MiB); they are dropped")
+        wait_for(lambda: said in d.log(), "at a reload, the line of startup")
+        check(d.vm("db1")["minimum_bytes"] == 128 * MIB, "the file's settings stand", d.vm("db1"))
+    with Daemon(bins, config()).start() as d:
+        d.ok("set", "db1", "--minimum", "256M")
+        d.stop()
+        d.write_config(small)
+        d.start()
+        said = (f"state file: db1: the settings changed with dynmem set no longer fit "
+                f"{d.conf}:{d.conf_line('startup = 128M')} (minimum 256 MiB is above startup "
+                "128 MiB); they are dropped")
+        check(said in d.log(), "at the start, the line of startup", said, d.log())
 
 
 @tap.case

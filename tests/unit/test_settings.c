@@ -385,6 +385,25 @@ static void change_while_running(void **state)
         assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), -EINVAL);
 }
 
+/* What a running VM refuses is named by its setting: the first in table order. */
+static void running_refusal_names_its_setting(void **state)
+{
+        struct vm_settings old = valid(), new = old;
+
+        assert_int_equal(settings_running_refuses(&old, &old), 0);
+        new.weight = 100;
+        new.minimum_bytes = old.minimum_bytes - 2 * MIB;
+        new.maximum_bytes = old.maximum_bytes + 2 * MIB;
+        assert_int_equal(settings_running_refuses(&old, &new), 0);
+        new.maximum_bytes = old.maximum_bytes - 2 * MIB;
+        assert_int_equal(settings_running_refuses(&old, &new), SETTINGS_MAXIMUM);
+        new.startup_bytes = 2 * GIB;
+        assert_int_equal(settings_running_refuses(&old, &new), SETTINGS_STARTUP);
+        new = old;
+        new.minimum_bytes = old.minimum_bytes + 2 * MIB;
+        assert_int_equal(settings_running_refuses(&old, &new), SETTINGS_MINIMUM);
+}
+
 /* Row i is bit i; every name finds its row back; no two rows share a name or a field. */
 static void table_rows_match_bits_and_names(void **state)
 {
@@ -567,6 +586,7 @@ int main(void)
             cmocka_unit_test(check_error_text_fits),
             cmocka_unit_test(change_while_off_allows_anything_valid),
             cmocka_unit_test(change_while_running),
+            cmocka_unit_test(running_refusal_names_its_setting),
             cmocka_unit_test(table_rows_match_bits_and_names),
             cmocka_unit_test(table_rows_own_their_field),
             cmocka_unit_test(parse_text_by_type),
