@@ -620,6 +620,55 @@ static void a_waiting_reset_survives_a_restart(void **state)
         config_diag_free(&diag);
 }
 
+/* A backend whose running VMs can reach at most 8 GiB (a QEMU VM's virtio-mem device). */
+static uint64_t reach_8g(struct backend *b, const struct vm *vm)
+{
+        return 8 * GIB;
+}
+
+static const struct backend_ops reach_8g_ops = {
+    .name = "reach-8g", .configure_vm = accepting_configure, .max_honourable = reach_8g};
+
+/*
+ * A reload's maximum that the backend says the running VM cannot reach is kept
+ * back with a warning at the line of the file's maximum, not the VM's section.
+ */
+static void a_maximum_beyond_reach_is_named_at_its_line(void **state)
+{
+        static const char conf[] = "[vm \"web1\"]\ndynamic = yes\nstartup = 1G\n"
+                                   "minimum = 512M\nmaximum = 4G\n";
+        struct backend b = {.ops = &reach_8g_ops};
+        struct daemon d = {.backend = &b};
+        struct config_diag diag = {0};
+        struct config reload;
+        struct registry_entry *e;
+        char dummy;
+
+        assert_int_equal(config_load_string("dynmem.conf", conf, &d.cfg, &diag), 0);
+        e = start_from(&d, NULL);
+        assert_non_null(e);
+        e->vm.state = VM_RUNNING;
+        e->vm.backend_data = &dummy; /* the backend holds the running VM */
+        assert_int_equal(config_load_string("dynmem.conf",
+                                            "[vm \"web1\"]\ndynamic = yes\nstartup = 1G\n"
+                                            "minimum = 512M\nweight = 7\nmaximum = 16G\n",
+                                            &reload, &diag),
+                         0);
+        apply_config(&d, &reload, false);
+        assert_true(e->vm.settings.maximum_bytes == 4 * GIB);
+        assert_int_equal(reload.warnings.count, 1);
+        assert_string_equal(reload.warnings.messages[0],
+                            "dynmem.conf:6: warning: vm \"web1\" runs with its settings before "
+                            "this file's: cannot raise maximum to 16 GiB while the VM is running: "
+                            "it can reach at most 8 GiB while it runs; raise the maximum while it "
+                            "is off (reload again once the VM is off)");
+        e->vm.backend_data = NULL;
+        stop_daemon(&d);
+        config_free(&reload);
+        config_free(&d.cfg);
+        config_diag_free(&diag);
+}
+
 /* The state file's text of a daemon, parsed again (no member twice). */
 static json_t *written(struct daemon *d, const json_t *carried)
 {
@@ -1851,6 +1900,7 @@ int main(void)
             cmocka_unit_test(state_refuses_bad_files),
             cmocka_unit_test(state_reset_pending_is_read_leniently),
             cmocka_unit_test(a_waiting_reset_survives_a_restart),
+            cmocka_unit_test(a_maximum_beyond_reach_is_named_at_its_line),
             cmocka_unit_test(what_a_newer_dynmemd_added_is_written_back),
             cmocka_unit_test(carried_members_never_replace_known_ones),
             cmocka_unit_test(a_reset_of_every_setting_drops_what_a_newer_dynmemd_set),
