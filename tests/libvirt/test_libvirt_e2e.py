@@ -202,10 +202,15 @@ def domains_started_with_virsh_are_picked_up_and_grown_under_load(ctx):
     v = wait_booted(d, host, "web")
     comment(f"web reports {time.monotonic() - ctx['t0']:.0f} s into the test, MemTotal "
             f"{mib(v['guest_visible_bytes'])}")
-    live = host.virsh("dumpxml", "web")
-    cur = re.search(r"<current unit='KiB'>(\d+)</current>", live)
-    check(cur and int(cur.group(1)) >= 2048,
-          "the guest plugged the first block at boot (the live XML's <current>)", live)
+    # libvirt learns of the plug from QEMU's size-change event, which may come after the
+    # agent's first report on a busy machine.
+    def plugged():
+        live = host.virsh("dumpxml", "web")
+        cur = re.search(r"<current unit='KiB'>(\d+)</current>", live)
+        return live if cur and int(cur.group(1)) >= 2048 else None
+
+    wait_for(plugged, "the guest to plug the first block at boot (the live XML's <current>)",
+             interval=0.5)
     v = wait_for(lambda: (lambda v: v if v["assigned_bytes"] >= 480 * MIB else None)(d.vm("web")),
                  "web to grow past 480 MiB", timeout=240, interval=0.5)
     live = host.virsh("dumpxml", "web")
