@@ -535,6 +535,15 @@ void qemu_mem_plan(struct qemu_mem *m, uint64_t now_ms, struct qemu_mem_plan *re
 bool qemu_mem_guest_reserve(const struct qemu_mem *m, uint64_t mem_total, uint64_t sampled_ms,
                             uint64_t *ret);
 
+/*
+ * How long a new instance's demand waits, at most, for the reservation's first
+ * measurement (qemu_signal.c): it is unknown meanwhile. Most take one settle
+ * period and a figure after it; a guest whose virtio-mem never settles (no
+ * driver for it) or whose MemTotal never gives a figure has its demand in its
+ * own terms after this.
+ */
+#define QEMU_RESERVE_WAIT_MS 10000
+
 /* ---- the guest agent's connection (qemu_agent.c) ---- */
 
 #define QEMU_AGENT_TICK_MS  1000        /* connect attempts and due output, this often */
@@ -659,6 +668,8 @@ struct qemu_guest_signal {
         uint64_t stale_update;       /* ... marks figures that are not believed */
         bool reserve_known;          /* the guest kernel's reservation was measured */
         uint64_t reserve;            /* memory the VM holds outside its MemTotal (qemu_mem) */
+        bool unmeasured_seen;        /* a figure came before it was: the demand waits ... */
+        uint64_t unmeasured_ms;      /* ... from then (monotonic), QEMU_RESERVE_WAIT_MS at most */
         enum qemu_signal source;     /* where the latest observation's demand came from */
 };
 
@@ -669,7 +680,8 @@ void qemu_signal_reset(struct qemu_guest_signal *sg);
  * The guest rebooted (QMP RESET): the previous boot's estimate and balloon
  * statistics are dropped. The agent's connection, and with it its count of
  * urgent reports, goes on; the kernel's reservation stays as measured until
- * the new boot's MemTotal measures it again.
+ * the new boot's MemTotal measures it again (one not measured yet is waited
+ * for again, as at a start).
  */
 void qemu_signal_reboot(struct qemu_guest_signal *sg);
 
@@ -683,8 +695,10 @@ void qemu_signal_stats(struct qemu_guest_signal *sg, uint64_t total, uint64_t av
 /*
  * Fill demand, stall and what the guest sees into o: the agent's estimate when
  * fresh (QEMU_AGENT_FRESH_MS) and it knows the demand, else the balloon's
- * statistics when they moved within QEMU_STATS_FRESH_MS, else nothing. now_ms
- * is the loop's clock, mono the monotonic one the reports were stamped with.
+ * statistics when they moved within QEMU_STATS_FRESH_MS, else nothing. Until
+ * the guest kernel's reservation is measured the demand is unknown, for at most
+ * QEMU_RESERVE_WAIT_MS from the first figure. now_ms is the loop's clock, mono
+ * the monotonic one the reports were stamped with.
  */
 void qemu_signal_observe(struct qemu_guest_signal *sg, const struct qemu_mem *m, uint64_t now_ms,
                          uint64_t mono, struct vm_observation *o);

@@ -6,8 +6,9 @@
  * The guest's swap room comes from the agent only (balloon statistics do not
  * say it): without a fresh agent report it is unknown.
  * Demand is in the host's terms, as assigned memory is: the guest's figure
- * plus what its kernel keeps out of MemTotal (docs/demand.md). Pure: the
- * caller passes the time.
+ * plus what its kernel keeps out of MemTotal (docs/demand.md), and unknown
+ * until that is measured (QEMU_RESERVE_WAIT_MS at most). Pure: the caller
+ * passes the time.
  */
 #include "qemu_int.h"
 
@@ -95,12 +96,39 @@ static void note_mem_total(struct qemu_guest_signal *sg, const struct qemu_mem *
         }
 }
 
-/* The guest's demand as the host holds it: plus what its kernel keeps out of MemTotal. */
-static uint64_t host_demand(const struct qemu_guest_signal *sg, uint64_t guest_demand)
+/*
+ * Whether the demand waits for the reservation's first measurement. A figure without it is
+ * in the guest's terms, that much below the host's: a new instance (a start, a reattach, a
+ * VM arrived by migration) would read low for its first seconds, and the first measured
+ * figure would step up by the whole reservation, which the policy takes for a rise of the
+ * guest's own and covers. The wait is QEMU_RESERVE_WAIT_MS at most from the first figure:
+ * a guest whose reservation cannot be measured then has its demand in its own terms.
+ */
+static bool reserve_awaited(struct qemu_guest_signal *sg, uint64_t mono)
+{
+        if (sg->reserve_known)
+                return false;
+        if (!sg->unmeasured_seen) {
+                sg->unmeasured_seen = true;
+                sg->unmeasured_ms = mono;
+        }
+        return mono < sg->unmeasured_ms + QEMU_RESERVE_WAIT_MS;
+}
+
+/*
+ * The guest's demand as the host holds it: plus what its kernel keeps out of MemTotal.
+ * False while the reservation is awaited.
+ */
+static bool host_demand(struct qemu_guest_signal *sg, uint64_t guest_demand, uint64_t mono,
+                        uint64_t *ret)
 {
         uint64_t reserve = sg->reserve_known ? sg->reserve : 0;
 
-        return guest_demand > UINT64_MAX - reserve ? UINT64_MAX : guest_demand + reserve;
+        *ret = 0;
+        if (reserve_awaited(sg, mono))
+                return false;
+        *ret = guest_demand > UINT64_MAX - reserve ? UINT64_MAX : guest_demand + reserve;
+        return true;
 }
 
 static void from_agent(struct qemu_guest_signal *sg, const struct qemu_mem *m, uint64_t now_ms,
@@ -111,8 +139,7 @@ static void from_agent(struct qemu_guest_signal *sg, const struct qemu_mem *m, u
 
         if (r->visible_known)
                 note_mem_total(sg, m, r->visible_bytes, r->report_ms);
-        o->demand_known = r->demand_known;
-        o->demand_bytes = host_demand(sg, r->demand_bytes);
+        o->demand_known = host_demand(sg, r->demand_bytes, mono, &o->demand_bytes);
         o->demand_time_ms = now_ms > age ? now_ms - age : 0;
         o->stall_known = r->stall_known;
         o->stall_fraction = r->stall_fraction;
@@ -144,8 +171,8 @@ static void from_balloon(struct qemu_guest_signal *sg, const struct qemu_mem *m,
         uint64_t used = s->total - s->available, age = mono - s->sampled_ms;
 
         note_mem_total(sg, m, s->total, s->sampled_ms);
-        o->demand_known = true;
-        o->demand_bytes = host_demand(sg, used > balloon ? used - balloon : 0);
+        o->demand_known =
+            host_demand(sg, used > balloon ? used - balloon : 0, mono, &o->demand_bytes);
         o->demand_time_ms = now_ms > age ? now_ms - age : 0;
         o->guest_visible_known = true;
         o->guest_visible_bytes = s->total;

@@ -1462,6 +1462,7 @@ static void a_reboot_forgets_the_previous_boot(void **state)
 
         (void)state;
         qemu_signal_reset(&sg);
+        sg.reserve_known = true; /* measured before (the reboot keeps it): no wait for it */
         assert_true(qemu_signal_agent(&sg, &e));
         qemu_signal_stats(&sg, 250 * MIB, 100 * MIB, 7, 1000);
         qemu_signal_observe(&sg, &m, 1000, 1000, &o);
@@ -1592,6 +1593,135 @@ static void the_swap_room_comes_from_the_agent(void **state)
         o = (struct vm_observation){0};
         qemu_signal_observe(&sg, &m, 1000, 1000, &o);
         assert_false(o.swap_known);
+}
+
+/* The agent's estimate at mono t: MemTotal 217 MiB, demand 150 MiB in the guest's terms. */
+static struct agent_estimate guest_figures(uint64_t t, uint64_t mem_total)
+{
+        return (struct agent_estimate){.fresh = true,
+                                       .report_ms = t,
+                                       .visible_known = true,
+                                       .visible_bytes = mem_total,
+                                       .available_known = true,
+                                       .available_bytes = mem_total - 150 * MIB,
+                                       .demand_known = true,
+                                       .demand_bytes = 150 * MIB};
+}
+
+/* Observe at t, the agent having reported e at t; the observation. */
+static struct vm_observation observe_at(struct qemu_guest_signal *sg, const struct qemu_mem *m,
+                                        struct agent_estimate e, uint64_t t)
+{
+        struct vm_observation o = {0};
+
+        e.report_ms = t;
+        qemu_signal_agent(sg, &e);
+        qemu_signal_observe(sg, m, t, t, &o);
+        return o;
+}
+
+/*
+ * A new instance (a start, a reattach after dynmemd restarted, a VM arrived by live
+ * migration) has not measured the guest kernel's reservation yet: until it has, its
+ * demand is unknown (the VM keeps its size). The guest's figure alone would read the
+ * reservation low and then step up by all of it when measured: 42 MiB for a VM just
+ * arrived, which the policy, with no history, took for a rise and grew past its want.
+ */
+static void a_new_instance_waits_for_the_guest_reserve(void **state)
+{
+        struct qemu_mem m = mem(256 * MIB, 768 * MIB);
+        struct agent_estimate e = guest_figures(0, 217 * MIB);
+        struct qemu_guest_signal sg;
+        struct vm_observation o;
+
+        (void)state;
+        m.known = false; /* as at a reattach: nothing read back yet */
+        qemu_signal_reset(&sg);
+        o = observe_at(&sg, &m, e, 500);
+        assert_false(o.demand_known);
+        qemu_mem_readback(&m, 256 * MIB, 0, 0, 1000);
+        for (uint64_t t = 1000; t < 1000 + QEMU_RESERVE_SETTLE_MS; t += 250) {
+                o = observe_at(&sg, &m, e, t);
+                assert_false(o.demand_known);
+                assert_int_equal(o.demand_bytes, 0);
+                /* What the guest sees and its stall are the agent's, as ever. */
+                assert_int_equal(sg.source, QEMU_SIGNAL_AGENT);
+                assert_true(o.guest_visible_known);
+                assert_int_equal(o.guest_visible_bytes, 217 * MIB);
+        }
+        /* Measured (256 - 217 MiB): the first demand known is in the host's terms. */
+        o = observe_at(&sg, &m, e, 1000 + QEMU_RESERVE_SETTLE_MS);
+        assert_true(o.demand_known);
+        assert_int_equal(o.demand_bytes, (150 + 39) * MIB);
+        /* From then on, even while virtio-mem moves again, it stays in those terms. */
+        m.target = 512 * MIB;
+        plan(&m, 4000);
+        o = observe_at(&sg, &m, e, 4500);
+        assert_true(o.demand_known);
+        assert_int_equal(o.demand_bytes, (150 + 39) * MIB);
+
+        /* The balloon's statistics wait for it as well, and hand over to the agent. */
+        m = mem(256 * MIB, 768 * MIB);
+        m.known = false;
+        qemu_signal_reset(&sg);
+        qemu_mem_readback(&m, 256 * MIB, 0, 0, 1000);
+        qemu_signal_stats(&sg, 217 * MIB, 67 * MIB, 7, 1000);
+        o = (struct vm_observation){0};
+        qemu_signal_observe(&sg, &m, 1000, 1000, &o);
+        assert_int_equal(sg.source, QEMU_SIGNAL_BALLOON);
+        assert_false(o.demand_known);
+        qemu_signal_stats(&sg, 217 * MIB, 67 * MIB, 8, 1000 + QEMU_RESERVE_SETTLE_MS);
+        qemu_signal_observe(&sg, &m, 1000 + QEMU_RESERVE_SETTLE_MS, 1000 + QEMU_RESERVE_SETTLE_MS,
+                            &o);
+        assert_true(o.demand_known);
+        assert_int_equal(o.demand_bytes, (150 + 39) * MIB);
+        o = observe_at(&sg, &m, e, 1000 + QEMU_RESERVE_SETTLE_MS + 500);
+        assert_int_equal(sg.source, QEMU_SIGNAL_AGENT);
+        assert_int_equal(o.demand_bytes, (150 + 39) * MIB);
+}
+
+/*
+ * A guest whose reservation cannot be measured (virtio-mem never plugs its first block:
+ * no driver; a MemTotal above what the VM holds: a lie) gets its demand in its own terms
+ * QEMU_RESERVE_WAIT_MS after its first figure, as before the wait, and never more.
+ */
+static void a_reserve_never_measured_is_waited_for_a_while(void **state)
+{
+        struct qemu_layout l = {
+            .startup = 256 * MIB, .region = 768 * MIB, .block = 2 * MIB, .first = 128 * MIB};
+        struct qemu_mem m;
+        struct qemu_guest_signal sg;
+        struct vm_observation o;
+        const uint64_t t0 = 5000;
+
+        (void)state;
+        /* The first block asked for at the start and never plugged. */
+        qemu_mem_init(&m, &l, true);
+        qemu_mem_readback(&m, 256 * MIB, 0, 128 * MIB, 1000);
+        qemu_signal_reset(&sg);
+        o = observe_at(&sg, &m, guest_figures(0, 217 * MIB), t0);
+        assert_false(o.demand_known);
+        o = observe_at(&sg, &m, guest_figures(0, 217 * MIB), t0 + QEMU_RESERVE_WAIT_MS - 1);
+        assert_false(o.demand_known);
+        o = observe_at(&sg, &m, guest_figures(0, 217 * MIB), t0 + QEMU_RESERVE_WAIT_MS);
+        assert_true(o.demand_known);
+        assert_int_equal(o.demand_bytes, 150 * MIB);
+        assert_false(sg.reserve_known);
+
+        /* A MemTotal of more than the VM holds measures nothing: its own figure, no more. */
+        m = mem(256 * MIB, 768 * MIB);
+        qemu_signal_reset(&sg);
+        o = observe_at(&sg, &m, guest_figures(0, 300 * MIB), t0);
+        assert_false(o.demand_known);
+        o = observe_at(&sg, &m, guest_figures(0, 300 * MIB), t0 + QEMU_RESERVE_WAIT_MS);
+        assert_true(o.demand_known);
+        assert_int_equal(o.demand_bytes, 150 * MIB);
+        assert_false(sg.reserve_known);
+
+        /* A reboot before it was measured: the new boot's figures wait again. */
+        qemu_signal_reboot(&sg);
+        o = observe_at(&sg, &m, guest_figures(0, 300 * MIB), t0 + QEMU_RESERVE_WAIT_MS + 100);
+        assert_false(o.demand_known);
 }
 
 /* The guest kernel's reservation is measured only while virtio-mem stands still. */
@@ -2034,6 +2164,8 @@ int main(void)
             cmocka_unit_test(growing_deflates_first_then_plugs),
             cmocka_unit_test(shrinking_unplugs_first_then_balloons),
             cmocka_unit_test(the_guest_reserve_is_measured_when_settled),
+            cmocka_unit_test(a_new_instance_waits_for_the_guest_reserve),
+            cmocka_unit_test(a_reserve_never_measured_is_waited_for_a_while),
             cmocka_unit_test(a_stuck_unplug_is_made_up_by_the_balloon),
             cmocka_unit_test(a_refused_plug_is_cut_back_and_retried_later),
             cmocka_unit_test(without_virtio_mem_the_balloon_works_alone),
