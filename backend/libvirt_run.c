@@ -507,6 +507,10 @@ void lv_run_guest_reset(struct lv_domain *d)
         d->reset_unseen = true;
         qemu_signal_reboot(&d->sig);
         qemu_mem_reset(&d->mem, mono_ms());
+        /* libvirt's live XML is the old boot's until it has asked QEMU again (its own reset
+         * handling, without an event): not read again for LV_REREAD_MS; a figure of libvirt's
+         * above ours still counts meanwhile */
+        d->check.reread_ms = mono_ms();
         /* A QEMU its guest took over may send RESET events without end: libvirt relays each. */
         if (log_ratelimit_ok(&d->rl, mono_ms()))
                 log_msg(LOG_INFO, "vm \"%s\": the guest restarted (libvirt's reboot event)",
