@@ -55,6 +55,10 @@ struct lv_check {
         bool differs;           /* ... and it was not dynmemd's (LV_CHECK_SLACK or a block apart) */
         uint64_t checked_ms;    /* when it was read, 0 never */
         uint64_t reread_ms;     /* when the live XML was last read again for it, 0 never */
+        /* the guest restarted and the figures have not agreed since: libvirt's may still
+         * hold the old boot's virtio-mem (it refreshes the device's size on a reset, and
+         * its <currentMemory> only at the next balloon change), so it does not count */
+        bool since_reset;
 };
 
 /* The QEMU process of a domain's running instance, as first seen. */
@@ -243,7 +247,8 @@ void lv_run_take_vmem_size(struct lv_domain *d, uint64_t size_kib);
 /*
  * What the domain holds as dynmemd counts it: its own figure (the XML and
  * the events), or libvirt's when that differs and is larger (lv_check),
- * never above what the domain's devices hold.
+ * never above what the domain's devices hold, and not since a guest reset
+ * until the two have agreed again.
  */
 uint64_t lv_run_assigned(const struct lv_domain *d);
 

@@ -171,7 +171,9 @@ uint64_t lv_run_assigned(const struct lv_domain *d)
 
         /* differing, the larger: a figure below what the domain holds would hand its memory
          * to the other VMs (libvirt's is capped at what the domain's devices hold) */
-        return d->check.differs && d->check.libvirt_bytes > ours ? d->check.libvirt_bytes : ours;
+        return d->check.differs && !d->check.since_reset && d->check.libvirt_bytes > ours
+                   ? d->check.libvirt_bytes
+                   : ours;
 }
 
 /* libvirt's figure (bytes, capped) is not dynmemd's: more than a block or LV_CHECK_SLACK apart. */
@@ -192,6 +194,8 @@ static void note_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint6
         d->check.libvirt_bytes = theirs;
         d->check.differs = figures_differ(d, theirs);
         d->check.checked_ms = now_ms ? now_ms : 1;
+        if (!d->check.differs)
+                d->check.since_reset = false;
 }
 
 void lv_run_take_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint64_t now_ms)
@@ -237,7 +241,7 @@ static void reread_live_xml(struct lv_domain *d, uint64_t now_ms)
                         d->name, size_format(after, held, sizeof(held)),
                         (unsigned long long)(d->mem.plugged / MIB),
                         size_format(before, was, sizeof(was)));
-        else if (d->check.differs && d->check.libvirt_bytes > after &&
+        else if (d->check.differs && !d->check.since_reset && d->check.libvirt_bytes > after &&
                  log_ratelimit_ok(&d->rl, mono_ms()))
                 log_msg(LOG_INFO,
                         "vm \"%s\": libvirt says it holds %s, its live XML %s: counted at %s "
@@ -507,10 +511,11 @@ void lv_run_guest_reset(struct lv_domain *d)
         d->reset_unseen = true;
         qemu_signal_reboot(&d->sig);
         qemu_mem_reset(&d->mem, mono_ms());
-        /* libvirt's live XML is the old boot's until it has asked QEMU again (its own reset
-         * handling, without an event): not read again for LV_REREAD_MS; a figure of libvirt's
-         * above ours still counts meanwhile */
+        /* libvirt's live XML has the old boot's virtio-mem until it has asked QEMU again (its
+         * own reset handling, without an event): not read again for LV_REREAD_MS; and its
+         * <currentMemory> may keep it until the next balloon change (lv_check.since_reset) */
         d->check.reread_ms = mono_ms();
+        d->check.since_reset = true;
         /* A QEMU its guest took over may send RESET events without end: libvirt relays each. */
         if (log_ratelimit_ok(&d->rl, mono_ms()))
                 log_msg(LOG_INFO, "vm \"%s\": the guest restarted (libvirt's reboot event)",

@@ -836,15 +836,28 @@ static void a_domain_whose_xml_says_less_than_libvirts_figure_is_counted_at_libv
         assert_int_equal(listed(b, "bk-restart")->assigned_bytes, 502 * MIB);
 
         /* the guest restarted (QEMU emptied virtio-mem); libvirt's XML is still the old
-         * boot's: not taken at once, and libvirt's larger figure counts meanwhile */
+         * boot's: not taken at once; and libvirt 9.0's <currentMemory> keeps the old boot's
+         * virtio-mem when it refreshed the device before QEMU's size-change event came (it
+         * recomputes it only at a balloon change): not counted until the figures agree */
         d->check.reread_ms = mono_ms() - LV_REREAD_MS;
         lv_run_guest_reset(d);
         d->check.checked_ms = 0;
         assert_non_null(listed(b, "bk-restart"));
         assert_int_equal(d->mem.plugged, 0);
-        assert_int_equal(qemu_mem_assigned(&d->mem), 256 * MIB);
-        assert_int_equal(observed(b, "bk-restart").assigned_bytes, 504 * MIB);
-        serve_xml(dom, NULL, NULL);
+        assert_true(d->check.differs);
+        assert_int_equal(observed(b, "bk-restart").assigned_bytes, 256 * MIB);
+        serve_xml(dom, NULL, NULL); /* libvirt asked QEMU: 0 plugged */
+        d->check.checked_ms = 0;
+        d->check.reread_ms = mono_ms() - LV_REREAD_MS;
+        assert_int_equal(listed(b, "bk-restart")->assigned_bytes, 256 * MIB);
+        /* a balloon change: libvirt's figure is right again, and counts from then on */
+        assert_int_equal(virDomainSetMemoryFlags(dom, 256 * 1024, VIR_DOMAIN_AFFECT_LIVE), 0);
+        d->check.checked_ms = 0;
+        assert_int_equal(listed(b, "bk-restart")->assigned_bytes, 256 * MIB);
+        assert_false(d->check.differs || d->check.since_reset);
+        assert_int_equal(virDomainSetMemoryFlags(dom, 400 * 1024, VIR_DOMAIN_AFFECT_LIVE), 0);
+        d->check.checked_ms = 0;
+        assert_int_equal(listed(b, "bk-restart")->assigned_bytes, 400 * MIB);
         b->ops->destroy(b);
         undefine(dom);
 }
