@@ -53,12 +53,14 @@ struct lv_stats {
 struct lv_check {
         uint64_t libvirt_bytes; /* at the last check, at most what the domain's devices hold */
         bool differs;           /* ... and it was not dynmemd's (LV_CHECK_SLACK or a block apart) */
+        uint64_t differs_ms;    /* since when they differ (an event on its way: a second) */
         uint64_t checked_ms;    /* when it was read, 0 never */
         uint64_t reread_ms;     /* when the live XML was last read again for it, 0 never */
         /* the guest restarted and the figures have not agreed since: libvirt's may still
          * hold the old boot's virtio-mem (it refreshes the device's size on a reset, and
          * its <currentMemory> only at the next balloon change), so it does not count */
         bool since_reset;
+        bool said; /* counting libvirt's figure was logged: once until they agree */
 };
 
 /* The QEMU process of a domain's running instance, as first seen. */
@@ -259,7 +261,8 @@ void lv_run_take_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint6
  * Once a cycle: libvirt's figure for each attached domain not read within
  * LV_CHECK_MS (virDomainGetInfo: no job, no call into QEMU), and the live
  * XML again (virDomainGetXMLDesc, which takes no job either), at most every
- * LV_REREAD_MS, of those whose figures differ.
+ * LV_REREAD_MS, of those whose figures have differed for LV_CHECK_MS (not
+ * an event still on its way).
  */
 void lv_run_check_figures(struct lv_backend *lb);
 

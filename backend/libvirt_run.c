@@ -191,11 +191,15 @@ static void note_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint6
 {
         uint64_t theirs = current_kib < top_of(d) / KIB ? current_kib * KIB : top_of(d);
 
+        bool differed = d->check.differs;
+
         d->check.libvirt_bytes = theirs;
         d->check.differs = figures_differ(d, theirs);
         d->check.checked_ms = now_ms ? now_ms : 1;
+        if (d->check.differs && !differed)
+                d->check.differs_ms = d->check.checked_ms;
         if (!d->check.differs)
-                d->check.since_reset = false;
+                d->check.since_reset = d->check.said = false;
 }
 
 void lv_run_take_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint64_t now_ms)
@@ -236,18 +240,20 @@ static void reread_live_xml(struct lv_domain *d, uint64_t now_ms)
         uint64_t after = qemu_mem_assigned(&d->mem);
         if (after != before || d->mem.plugged != plugged_before)
                 log_msg(LOG_NOTICE,
-                        "vm \"%s\": libvirt's figure changed without an event; its live XML, "
-                        "read again, says it holds %s (%llu MiB of virtio-mem plugged), not %s",
+                        "vm \"%s\": libvirt's figure was not dynmemd's; its live XML, read "
+                        "again, says it holds %s (%llu MiB of virtio-mem plugged), not %s",
                         d->name, size_format(after, held, sizeof(held)),
                         (unsigned long long)(d->mem.plugged / MIB),
                         size_format(before, was, sizeof(was)));
         else if (d->check.differs && !d->check.since_reset && d->check.libvirt_bytes > after &&
-                 log_ratelimit_ok(&d->rl, mono_ms()))
+                 !d->check.said) {
+                d->check.said = true;
                 log_msg(LOG_INFO,
                         "vm \"%s\": libvirt says it holds %s, its live XML %s: counted at %s "
                         "until they agree",
                         d->name, size_format(d->check.libvirt_bytes, held, sizeof(held)),
                         size_format(after, was, sizeof(was)), held);
+        }
 }
 
 /* A domain libvirt is known to run, attached, and not moving: its figure may be read. */
@@ -278,7 +284,7 @@ void lv_run_check_figures(struct lv_backend *lb)
                         }
                         lv_run_take_libvirt_figure(d, info.memory, now);
                 }
-                if (d->check.differs &&
+                if (d->check.differs && now >= d->check.differs_ms + LV_CHECK_MS &&
                     (!d->check.reread_ms || now >= d->check.reread_ms + LV_REREAD_MS))
                         reread_live_xml(d, now);
         }
