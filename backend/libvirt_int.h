@@ -34,6 +34,8 @@
 #define LV_INCOMING_WAIT_MS 60000     /* a migration the hook announced: libvirt's domain by then */
 #define LV_SLOW_CALL_MS     100       /* a libvirt call this slow is logged (debug) */
 #define LV_CHECK_MS         1000      /* libvirt's figure for a balanced domain: read this often */
+#define LV_CHECK_WINDOW_MS  60000     /* ... for this long after its XML was read or it restarted */
+#define LV_CHECK_IDLE_MS    30000     /* ... and this often otherwise */
 #define LV_REREAD_MS        5000      /* figures differing: the live XML read again this often */
 #define LV_CHECK_SLACK      (4 * MIB) /* figures closer than this (or a block) agree */
 
@@ -46,16 +48,20 @@ struct lv_stats {
 /*
  * libvirt's own figure for what a balanced running domain holds (its
  * <currentMemory>, balloon.current: virDomainGetInfo or the statistics),
- * checked against dynmemd's (lv_run_check_figures). libvirt changes it
- * without an event when it refreshes a domain from QEMU, as it does when
- * libvirtd restarts.
+ * checked against dynmemd's (lv_run_check_figures). libvirt changes its
+ * figures without an event when it refreshes a domain from QEMU: when
+ * libvirtd restarts (dynmemd reconnects and reads every domain again), on a
+ * guest reset, at the end of an arrival; so the check is made every second
+ * for a while after dynmemd read the live XML or the guest restarted, and
+ * seldom otherwise.
  */
 struct lv_check {
         uint64_t libvirt_bytes; /* at the last check, at most what the domain's devices hold */
         bool differs;           /* ... and it was not dynmemd's (LV_CHECK_SLACK or a block apart) */
         uint64_t differs_ms;    /* since when they differ (an event on its way: a second) */
         uint64_t checked_ms;    /* when it was read, 0 never */
-        uint64_t reread_ms;     /* when the live XML was last read again for it, 0 never */
+        uint64_t watch_until_ms; /* read every LV_CHECK_MS until then (and while they differ) */
+        uint64_t reread_ms;      /* when the live XML was last read again for it, 0 never */
         /* the guest restarted and the figures have not agreed since: libvirt's may still
          * hold the old boot's virtio-mem (it refreshes the device's size on a reset, and
          * its <currentMemory> only at the next balloon change), so it does not count */
@@ -240,6 +246,8 @@ void lv_dom_detach(struct lv_domain *d);
 /*
  * Take what the (reloaded) live XML says the domain holds. A virtio-mem size
  * outside the device or not a whole number of its blocks is not taken.
+ * libvirt's own figure is then checked every LV_CHECK_MS for
+ * LV_CHECK_WINDOW_MS (libvirt may still be refreshing it from QEMU).
  */
 void lv_run_readback_xml(struct lv_domain *d);
 
@@ -258,11 +266,12 @@ uint64_t lv_run_assigned(const struct lv_domain *d);
 void lv_run_take_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint64_t now_ms);
 
 /*
- * Once a cycle: libvirt's figure for each attached domain not read within
- * LV_CHECK_MS (virDomainGetInfo: no job, no call into QEMU), and the live
- * XML again (virDomainGetXMLDesc, which takes no job either), at most every
- * LV_REREAD_MS, of those whose figures have differed for LV_CHECK_MS (not
- * an event still on its way).
+ * Once a cycle: libvirt's figure for each attached domain whose turn has
+ * come (every LV_CHECK_MS in its window or while the figures differ, else
+ * every LV_CHECK_IDLE_MS; virDomainGetInfo: no job, no call into QEMU), and
+ * the live XML again (virDomainGetXMLDesc, which takes no job either), at
+ * most every LV_REREAD_MS, of those whose figures have differed for
+ * LV_CHECK_MS (not an event still on its way).
  */
 void lv_run_check_figures(struct lv_backend *lb);
 

@@ -161,6 +161,7 @@ static void readback_from(struct lv_domain *d, const struct libvirt_xml_domain *
 void lv_run_readback_xml(struct lv_domain *d)
 {
         readback_from(d, &d->xml);
+        d->check.watch_until_ms = mono_ms() + LV_CHECK_WINDOW_MS;
 }
 
 /* ---- libvirt's own figure against dynmemd's ---- */
@@ -273,8 +274,11 @@ void lv_run_check_figures(struct lv_backend *lb)
                 virDomainInfo info;
                 if (!checkable(d))
                         continue;
+                uint64_t every = now < d->check.watch_until_ms || d->check.differs
+                                     ? LV_CHECK_MS
+                                     : LV_CHECK_IDLE_MS;
                 /* the statistics of this cycle may have brought it (balloon.current) */
-                if (!d->check.checked_ms || now >= d->check.checked_ms + LV_CHECK_MS) {
+                if (!d->check.checked_ms || now >= d->check.checked_ms + every) {
                         double t0 = mono_ms_exact();
                         int r = virDomainGetInfo(d->dom, &info);
                         lv_note_call(lb, "virDomainGetInfo", d->name, t0);
@@ -522,6 +526,7 @@ void lv_run_guest_reset(struct lv_domain *d)
          * <currentMemory> may keep it until the next balloon change (lv_check.since_reset) */
         d->check.reread_ms = mono_ms();
         d->check.since_reset = true;
+        d->check.watch_until_ms = mono_ms() + LV_CHECK_WINDOW_MS;
         /* A QEMU its guest took over may send RESET events without end: libvirt relays each. */
         if (log_ratelimit_ok(&d->rl, mono_ms()))
                 log_msg(LOG_INFO, "vm \"%s\": the guest restarted (libvirt's reboot event)",

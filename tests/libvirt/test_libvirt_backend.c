@@ -787,7 +787,8 @@ static struct vm_observation observed(struct backend *b, const char *name)
 /* As if ms had passed for d's check of libvirt's figure (its rate limits). */
 static void pass_time(struct lv_domain *d, uint64_t ms)
 {
-        uint64_t *stamps[] = {&d->check.checked_ms, &d->check.reread_ms, &d->check.differs_ms};
+        uint64_t *stamps[] = {&d->check.checked_ms, &d->check.reread_ms, &d->check.differs_ms,
+                              &d->check.watch_until_ms};
 
         for (size_t i = 0; i < sizeof(stamps) / sizeof(stamps[0]); i++)
                 if (*stamps[i])
@@ -858,8 +859,9 @@ static void a_domain_whose_xml_says_less_than_libvirts_figure_is_counted_at_libv
          * boot's: not taken at once; and libvirt 9.0's <currentMemory> keeps the old boot's
          * virtio-mem when it refreshed the device before QEMU's size-change event came (it
          * recomputes it only at a balloon change): not counted until the figures agree */
-        pass_time(d, LV_REREAD_MS);
-        lv_run_guest_reset(d);
+        pass_time(d, LV_CHECK_WINDOW_MS); /* out of the window its XML opened */
+        assert_non_null(listed(b, "bk-restart"));
+        lv_run_guest_reset(d); /* a new one */
         pass_time(d, LV_CHECK_MS);
         assert_non_null(listed(b, "bk-restart"));
         pass_time(d, LV_CHECK_MS);
@@ -930,6 +932,18 @@ static void a_figure_libvirt_changed_without_an_event_is_read_again(void **state
         assert_int_equal(d->mem.actual, 300 * MIB);
         assert_int_equal(observed(b, "bk-quiet").assigned_bytes, 300 * MIB);
         assert_false(d->check.differs);
+
+        /* a minute after its XML was read, libvirt's figure is read every LV_CHECK_IDLE_MS */
+        pass_time(d, LV_CHECK_WINDOW_MS);
+        assert_non_null(listed(b, "bk-quiet")); /* read now, as before */
+        assert_int_equal(virDomainSetMemoryFlags(dom, 600 * 1024, VIR_DOMAIN_AFFECT_LIVE), 0);
+        pass_time(d, LV_CHECK_MS);
+        assert_non_null(listed(b, "bk-quiet"));
+        assert_false(d->check.differs);
+        pass_time(d, LV_CHECK_IDLE_MS);
+        assert_non_null(listed(b, "bk-quiet"));
+        assert_true(d->check.differs);
+        assert_int_equal(observed(b, "bk-quiet").assigned_bytes, 600 * MIB);
         b->ops->destroy(b);
         undefine(dom);
 }
