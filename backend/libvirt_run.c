@@ -129,7 +129,7 @@ void lv_run_take_vmem_size(struct lv_domain *d, uint64_t size_kib)
  * libvirt's balloon figure, which holds what virtio-mem plugged (its
  * <current>); the balloon's own is the difference. Events keep both up to
  * date in between (libvirt_conn.c); libvirt's own figure is checked against
- * them every LV_CHECK_MS (lv_run_check_figures).
+ * them (lv_run_check_figures), for the times libvirt changes it without one.
  */
 static void readback_from(struct lv_domain *d, const struct libvirt_xml_domain *x)
 {
@@ -191,7 +191,6 @@ static bool figures_differ(const struct lv_domain *d, uint64_t theirs)
 static void note_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint64_t now_ms)
 {
         uint64_t theirs = current_kib < top_of(d) / KIB ? current_kib * KIB : top_of(d);
-
         bool differed = d->check.differs;
 
         d->check.libvirt_bytes = theirs;
