@@ -285,7 +285,7 @@ static uint64_t assigned_now(const struct lv_domain *d)
         if (d->migration == VM_MIGRATION_IN)
                 return lv_mig_incoming_bytes(d);
         if (d->attached && d->mem.known)
-                return qemu_mem_assigned(&d->mem);
+                return lv_run_assigned(d);
         return d->stats.known ? d->stats.current : d->xml.current_bytes;
 }
 
@@ -320,6 +320,7 @@ static uint64_t lv_inventory(struct backend *b, uint64_t now_ms, const struct ba
                 lv_mig_poll(lb);
                 changed = lv_dom_reload_dirty(lb, now);
                 lv_conn_read_stats(lb);
+                lv_run_check_figures(lb);
                 check_stops(lb);
                 if (changed || lb->n != lb->n_infos)
                         lb->generation++;

@@ -379,12 +379,17 @@ static bool param_ull(const virTypedParameter *p, int n, const char *name, uint6
  * The guest's own statistics (its balloon driver's), checked as the QEMU
  * backend checks QEMU's: a MemTotal above what the domain may hold (boot
  * memory and what its virtio-mem device may plug; the device itself is
- * larger, to a whole guest memory block) is not taken.
+ * larger, to a whole guest memory block) is not taken. libvirt's
+ * balloon.current is checked against dynmemd's figure (lv_run_check_figures).
  */
 void lv_dom_take_stats(struct lv_domain *d, const virTypedParameter *params, int n)
 {
         const uint64_t top_kib = (d->mem.layout.startup + d->mem.layout.region) / KIB;
-        uint64_t total, avail, updated = 0;
+        uint64_t total, avail, updated = 0, current;
+
+        /* libvirt's own figure, which lv_run_check_figures would otherwise ask for */
+        if (param_ull(params, n, "balloon.current", UINT64_MAX, &current))
+                lv_run_take_libvirt_figure(d, current, mono_ms());
 
         if (d->attached && param_ull(params, n, "balloon.last-update", UINT64_MAX, &updated) &&
             updated > 0 && param_ull(params, n, "balloon.available", top_kib, &total) &&

@@ -23,16 +23,21 @@
 #include "mono.h"
 #include "qemu_int.h"
 
-#define LV_BACKOFF_MIN_MS   1000   /* first retry after the connection is lost */
-#define LV_BACKOFF_MAX_MS   30000  /* retries at most this far apart */
-#define LV_KEEPALIVE_S      5      /* libvirt keepalive: a probe every 5 s ... */
-#define LV_KEEPALIVE_COUNT  3      /* ... and the connection is dead after 3 unanswered */
-#define LV_STATS_FRESH_MS   10000  /* balloon statistics older than this are unknown */
-#define LV_AGENT_FRESH_MS   10000  /* an agent report is used this long */
-#define LV_START_PENDING_MS 120000 /* an admitted start not seen running by then is off */
-#define LV_DOMAINS_MAX      4096   /* domains one host may have */
-#define LV_INCOMING_WAIT_MS 60000  /* a migration the hook announced: libvirt's domain by then */
-#define LV_SLOW_CALL_MS     100    /* a libvirt call this slow is logged (debug) */
+#define LV_BACKOFF_MIN_MS   1000      /* first retry after the connection is lost */
+#define LV_BACKOFF_MAX_MS   30000     /* retries at most this far apart */
+#define LV_KEEPALIVE_S      5         /* libvirt keepalive: a probe every 5 s ... */
+#define LV_KEEPALIVE_COUNT  3         /* ... and the connection is dead after 3 unanswered */
+#define LV_STATS_FRESH_MS   10000     /* balloon statistics older than this are unknown */
+#define LV_AGENT_FRESH_MS   10000     /* an agent report is used this long */
+#define LV_START_PENDING_MS 120000    /* an admitted start not seen running by then is off */
+#define LV_DOMAINS_MAX      4096      /* domains one host may have */
+#define LV_INCOMING_WAIT_MS 60000     /* a migration the hook announced: libvirt's domain by then */
+#define LV_SLOW_CALL_MS     100       /* a libvirt call this slow is logged (debug) */
+#define LV_CHECK_MS         1000      /* libvirt's figure for a balanced domain: read this often */
+#define LV_CHECK_WINDOW_MS  60000     /* ... for this long after its XML was read or it restarted */
+#define LV_CHECK_IDLE_MS    30000     /* ... and this often otherwise */
+#define LV_REREAD_MS        5000      /* figures differing: the live XML read again this often */
+#define LV_CHECK_SLACK      (4 * MIB) /* figures closer than this (or a block) agree */
 
 /* What libvirt says a domain holds: balloon.current, virtio-mem plugged included. */
 struct lv_stats {
@@ -40,7 +45,30 @@ struct lv_stats {
         uint64_t current;
 };
 
-/* One libvirt domain the backend knows, by name (sorted). */
+/*
+ * libvirt's own figure for what a balanced running domain holds (its
+ * <currentMemory>, balloon.current: virDomainGetInfo or the statistics),
+ * checked against dynmemd's (lv_run_check_figures). libvirt changes its
+ * figures without an event when it refreshes a domain from QEMU: when
+ * libvirtd restarts (dynmemd reconnects and reads every domain again), on a
+ * guest reset, at the end of an arrival; so the check is made every second
+ * for a while after dynmemd read the live XML or the guest restarted, and
+ * seldom otherwise.
+ */
+struct lv_check {
+        uint64_t libvirt_bytes; /* at the last check, at most what the domain's devices hold */
+        bool differs;           /* ... and it was not dynmemd's (LV_CHECK_SLACK or a block apart) */
+        uint64_t differs_ms;    /* since when they differ (an event on its way: a second) */
+        uint64_t checked_ms;    /* when it was read, 0 never */
+        uint64_t watch_until_ms; /* read every LV_CHECK_MS until then (and while they differ) */
+        uint64_t reread_ms;      /* when the live XML was last read again for it, 0 never */
+        /* the guest restarted and the figures have not agreed since: libvirt's may still
+         * hold the old boot's virtio-mem (it refreshes the device's size on a reset, and
+         * its <currentMemory> only at the next balloon change), so it does not count */
+        bool since_reset;
+        bool said; /* counting libvirt's figure was logged: once until they agree */
+};
+
 /* The QEMU process of a domain's running instance, as first seen. */
 struct lv_qemu_pid {
         int id;         /* the instance (libvirt's id) */
@@ -48,6 +76,7 @@ struct lv_qemu_pid {
         uint64_t start; /* its start time (clock ticks after boot) */
 };
 
+/* One libvirt domain the backend knows, by name (sorted). */
 struct lv_domain {
         struct lv_backend *lb;
         char name[VM_NAME_MAX];
@@ -71,6 +100,7 @@ struct lv_domain {
         bool job_busy;          /* a resize job of this attachment is out: no new plan */
         struct qemu_mem mem;
         struct lv_stats stats;
+        struct lv_check check;       /* libvirt's figure against ours (attached domains) */
         struct lv_qemu_pid qemu_pid; /* for its resident memory (lv_run_rss) */
         struct qemu_agent *agent_conn;
         struct qemu_guest_signal sig; /* the agent's estimate, balloon statistics: demand */
@@ -216,11 +246,34 @@ void lv_dom_detach(struct lv_domain *d);
 /*
  * Take what the (reloaded) live XML says the domain holds. A virtio-mem size
  * outside the device or not a whole number of its blocks is not taken.
+ * libvirt's own figure is then checked every LV_CHECK_MS for
+ * LV_CHECK_WINDOW_MS (libvirt may still be refreshing it from QEMU).
  */
 void lv_run_readback_xml(struct lv_domain *d);
 
 /* The size virtio-mem plugged (libvirt's event), checked as in the XML. */
 void lv_run_take_vmem_size(struct lv_domain *d, uint64_t size_kib);
+
+/*
+ * What the domain holds as dynmemd counts it: its own figure (the XML and
+ * the events), or libvirt's when that differs and is larger (lv_check),
+ * never above what the domain's devices hold, and not since a guest reset
+ * until the two have agreed again.
+ */
+uint64_t lv_run_assigned(const struct lv_domain *d);
+
+/* libvirt's figure for the domain (<currentMemory>, KiB), read at now_ms: checked against ours. */
+void lv_run_take_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint64_t now_ms);
+
+/*
+ * Once a cycle: libvirt's figure for each attached domain whose turn has
+ * come (every LV_CHECK_MS in its window or while the figures differ, else
+ * every LV_CHECK_IDLE_MS; virDomainGetInfo: no job, no call into QEMU), and
+ * the live XML again (virDomainGetXMLDesc, which takes no job either), at
+ * most every LV_REREAD_MS, of those whose figures have differed for
+ * LV_CHECK_MS (not an event still on its way).
+ */
+void lv_run_check_figures(struct lv_backend *lb);
 
 /* The QEMU process's resident memory (libvirt's pid file), 0 unknown. */
 uint64_t lv_run_rss(struct lv_domain *d);

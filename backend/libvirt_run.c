@@ -93,6 +93,7 @@ void lv_dom_detach(struct lv_domain *d)
         d->attached_id = -1;
         qemu_signal_reset(&d->sig);
         d->stats = (struct lv_stats){0};
+        d->check = (struct lv_check){0};
 }
 
 /*
@@ -124,14 +125,14 @@ void lv_run_take_vmem_size(struct lv_domain *d, uint64_t size_kib)
 }
 
 /*
- * What the live XML says the domain holds: <currentMemory> is libvirt's
- * balloon figure, which holds what virtio-mem plugged (its <current>); the
- * balloon's own is the difference. Events keep both up to date in between
- * (libvirt_conn.c), so no call is made for them every cycle.
+ * What a live XML x of the domain says it holds: <currentMemory> is
+ * libvirt's balloon figure, which holds what virtio-mem plugged (its
+ * <current>); the balloon's own is the difference. Events keep both up to
+ * date in between (libvirt_conn.c); libvirt's own figure is checked against
+ * them (lv_run_check_figures), for the times libvirt changes it without one.
  */
-void lv_run_readback_xml(struct lv_domain *d)
+static void readback_from(struct lv_domain *d, const struct libvirt_xml_domain *x)
 {
-        const struct libvirt_xml_domain *x = &d->xml;
         const struct qemu_layout *l = &d->mem.layout;
         /* a figure not taken leaves the last one taken (none yet: nothing plugged) */
         uint64_t plugged = d->mem.known ? d->mem.plugged : 0;
@@ -155,6 +156,141 @@ void lv_run_readback_xml(struct lv_domain *d)
                           mono_ms());
         if (first && !d->target_set) /* found running: hold what it has until asked */
                 d->mem.target = qemu_mem_clamp_target(&d->mem, qemu_mem_assigned(&d->mem));
+}
+
+void lv_run_readback_xml(struct lv_domain *d)
+{
+        readback_from(d, &d->xml);
+        d->check.watch_until_ms = mono_ms() + LV_CHECK_WINDOW_MS;
+}
+
+/* ---- libvirt's own figure against dynmemd's ---- */
+
+uint64_t lv_run_assigned(const struct lv_domain *d)
+{
+        uint64_t ours = qemu_mem_assigned(&d->mem);
+
+        /* differing, the larger: a figure below what the domain holds would hand its memory
+         * to the other VMs (libvirt's is capped at what the domain's devices hold) */
+        return d->check.differs && !d->check.since_reset && d->check.libvirt_bytes > ours
+                   ? d->check.libvirt_bytes
+                   : ours;
+}
+
+/* libvirt's figure (bytes, capped) is not dynmemd's: more than a block or LV_CHECK_SLACK apart. */
+static bool figures_differ(const struct lv_domain *d, uint64_t theirs)
+{
+        uint64_t ours = qemu_mem_assigned(&d->mem);
+        uint64_t slack =
+            d->mem.layout.block > LV_CHECK_SLACK ? d->mem.layout.block : LV_CHECK_SLACK;
+
+        return theirs > ours + slack || ours > theirs + slack;
+}
+
+/* Note libvirt's figure (<currentMemory>): capped at what the domain's devices hold. */
+static void note_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint64_t now_ms)
+{
+        uint64_t theirs = current_kib < top_of(d) / KIB ? current_kib * KIB : top_of(d);
+        bool differed = d->check.differs;
+
+        d->check.libvirt_bytes = theirs;
+        d->check.differs = figures_differ(d, theirs);
+        d->check.checked_ms = now_ms ? now_ms : 1;
+        if (d->check.differs && !differed)
+                d->check.differs_ms = d->check.checked_ms;
+        if (!d->check.differs)
+                d->check.since_reset = d->check.said = false;
+}
+
+void lv_run_take_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint64_t now_ms)
+{
+        if (d->attached && d->mem.known)
+                note_libvirt_figure(d, current_kib, now_ms);
+}
+
+/*
+ * The live XML again, for a domain whose figures differ: libvirt refreshed
+ * it from QEMU without an event, or an event is still on its way. Only the
+ * memory it holds is taken (the rest is reloaded when an event marks the
+ * domain), and only from the instance attached.
+ */
+static void reread_live_xml(struct lv_domain *d, uint64_t now_ms)
+{
+        struct libvirt_xml_domain x;
+        char err[256], was[32], held[32];
+        uint64_t before = qemu_mem_assigned(&d->mem), plugged_before = d->mem.plugged;
+
+        d->check.reread_ms = now_ms ? now_ms : 1;
+        double t0 = mono_ms_exact();
+        char *xml = virDomainGetXMLDesc(d->dom, 0);
+        lv_note_call(d->lb, "virDomainGetXMLDesc", d->name, t0);
+        if (!xml) {
+                lv_conn_check_error(d->lb, "reading a domain's XML");
+                return;
+        }
+        int r = libvirt_xml_parse(xml, strlen(xml), &x, err, sizeof(err));
+        free(xml);
+        if (r < 0)
+                return;
+        if (x.live && x.id == d->attached_id) {
+                readback_from(d, &x);
+                note_libvirt_figure(d, x.current_bytes / KIB, now_ms); /* the same snapshot's */
+        }
+        libvirt_xml_domain_free(&x);
+        uint64_t after = qemu_mem_assigned(&d->mem);
+        if (after != before || d->mem.plugged != plugged_before)
+                log_msg(LOG_NOTICE,
+                        "vm \"%s\": libvirt's figure was not dynmemd's; its live XML, read "
+                        "again, says it holds %s (%llu MiB of virtio-mem plugged), not %s",
+                        d->name, size_format(after, held, sizeof(held)),
+                        (unsigned long long)(d->mem.plugged / MIB),
+                        size_format(before, was, sizeof(was)));
+        else if (d->check.differs && !d->check.since_reset && d->check.libvirt_bytes > after &&
+                 !d->check.said) {
+                d->check.said = true;
+                log_msg(LOG_INFO,
+                        "vm \"%s\": libvirt says it holds %s, its live XML %s: counted at %s "
+                        "until they agree",
+                        d->name, size_format(d->check.libvirt_bytes, held, sizeof(held)),
+                        size_format(after, was, sizeof(was)), held);
+        }
+}
+
+/* A domain libvirt is known to run, attached, and not moving: its figure may be read. */
+static bool checkable(const struct lv_domain *d)
+{
+        return d->attached && d->mem.known && d->dom && !d->dirty && !d->locked_by_start &&
+               d->run == BACKEND_VM_RUNNING && d->id == d->attached_id &&
+               d->migration == VM_MIGRATION_NONE;
+}
+
+void lv_run_check_figures(struct lv_backend *lb)
+{
+        uint64_t now = mono_ms();
+
+        for (size_t i = 0; i < lb->n && lb->conn; i++) {
+                struct lv_domain *d = lb->doms[i];
+                virDomainInfo info;
+                if (!checkable(d))
+                        continue;
+                uint64_t every = now < d->check.watch_until_ms || d->check.differs
+                                     ? LV_CHECK_MS
+                                     : LV_CHECK_IDLE_MS;
+                /* the statistics of this cycle may have brought it (balloon.current) */
+                if (!d->check.checked_ms || now >= d->check.checked_ms + every) {
+                        double t0 = mono_ms_exact();
+                        int r = virDomainGetInfo(d->dom, &info);
+                        lv_note_call(lb, "virDomainGetInfo", d->name, t0);
+                        if (r < 0) {
+                                lv_conn_check_error(lb, "reading a domain's memory");
+                                continue;
+                        }
+                        lv_run_take_libvirt_figure(d, info.memory, now);
+                }
+                if (d->check.differs && now >= d->check.differs_ms + LV_CHECK_MS &&
+                    (!d->check.reread_ms || now >= d->check.reread_ms + LV_REREAD_MS))
+                        reread_live_xml(d, now);
+        }
 }
 
 uint64_t lv_run_rss_of(struct lv_qemu_pid *seen, const char *pidfile, int id)
@@ -367,8 +503,10 @@ void lv_run_apply(struct lv_domain *d)
 
 void lv_run_observe(struct lv_domain *d, uint64_t now_ms, struct vm_observation *o)
 {
-        o->assigned_bytes = d->mem.known ? qemu_mem_assigned(&d->mem) : d->mem.layout.startup;
+        o->assigned_bytes = d->mem.known ? lv_run_assigned(d) : d->mem.layout.startup;
         o->may_hold_bytes = d->mem.known ? qemu_mem_may_hold(&d->mem, mono_ms()) : 0;
+        if (d->mem.known && o->may_hold_bytes < o->assigned_bytes)
+                o->may_hold_bytes = o->assigned_bytes;
         qemu_signal_observe(&d->sig, &d->mem, now_ms, mono_ms(), o);
         o->host_rss_bytes = lv_run_rss(d);
         o->rebooted = d->reset_unseen;
@@ -382,6 +520,12 @@ void lv_run_guest_reset(struct lv_domain *d)
         d->reset_unseen = true;
         qemu_signal_reboot(&d->sig);
         qemu_mem_reset(&d->mem, mono_ms());
+        /* libvirt's live XML has the old boot's virtio-mem until it has asked QEMU again (its
+         * own reset handling, without an event): not read again for LV_REREAD_MS; and its
+         * <currentMemory> may keep it until the next balloon change (lv_check.since_reset) */
+        d->check.reread_ms = mono_ms();
+        d->check.since_reset = true;
+        d->check.watch_until_ms = mono_ms() + LV_CHECK_WINDOW_MS;
         /* A QEMU its guest took over may send RESET events without end: libvirt relays each. */
         if (log_ratelimit_ok(&d->rl, mono_ms()))
                 log_msg(LOG_INFO, "vm \"%s\": the guest restarted (libvirt's reboot event)",

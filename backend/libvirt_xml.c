@@ -834,6 +834,12 @@ int libvirt_xml_parse(const char *xml, size_t len, struct libvirt_xml_domain *re
                 return -EINVAL;
         root = xmlDocGetRootElement(doc);
         d.live = xmlHasProp(root, (const xmlChar *)"id") != NULL;
+        d.id = -1;
+        xmlChar *id = xmlGetNoNsProp(root, (const xmlChar *)"id");
+        uint64_t id_value;
+        if (id && lx_uint((const char *)id, INT32_MAX, &id_value) == 0)
+                d.id = (int)id_value;
+        xmlFree(id);
         xmlChar *type = xmlGetNoNsProp(root, (const xmlChar *)"type");
         if (type && strlen((const char *)type) < sizeof(d.type))
                 snprintf(d.type, sizeof(d.type), "%s", (const char *)type);

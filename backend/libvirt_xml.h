@@ -142,6 +142,7 @@ struct libvirt_xml_domain {
         char uuid[40];
         char type[16];          /* <domain type=...>: "kvm", "qemu" (TCG) */
         bool live;              /* the XML has an id: the domain runs */
+        int id;                 /* that id (libvirt's instance), -1 none or not a number */
         uint64_t total_bytes;   /* <memory>: boot memory plus memory devices */
         uint64_t current_bytes; /* <currentMemory> */
         uint64_t boot_bytes;    /* boot memory: total less every memory device */

@@ -75,6 +75,48 @@ int __wrap_virDomainGetJobStats(virDomainPtr dom, int *type, virTypedParameterPt
         }
 }
 
+/*
+ * virDomainGetXMLDesc, wrapped too: a case may serve a domain's live XML in
+ * libvirt's place (the test driver never writes a virtio-mem device's
+ * <current>, which libvirt's QEMU driver does once it has asked QEMU).
+ */
+static struct {
+        const char *name; /* the domain's, NULL: libvirt's own XML for every domain */
+        char *xml;
+} served;
+
+char *__real_virDomainGetXMLDesc(virDomainPtr dom, unsigned int flags);
+char *__wrap_virDomainGetXMLDesc(virDomainPtr dom, unsigned int flags);
+
+char *__wrap_virDomainGetXMLDesc(virDomainPtr dom, unsigned int flags)
+{
+        const char *name = virDomainGetName(dom);
+
+        if (served.name && name && strcmp(name, served.name) == 0)
+                return strdup(served.xml);
+        return __real_virDomainGetXMLDesc(dom, flags);
+}
+
+/* Serve libvirt's live XML of dom with text put in after `after`; NULL text: stop serving. */
+static void serve_xml(virDomainPtr dom, const char *after, const char *text)
+{
+        free(served.xml);
+        served.xml = NULL;
+        served.name = NULL;
+        if (!text)
+                return;
+        char *xml = __real_virDomainGetXMLDesc(dom, 0);
+        assert_non_null(xml);
+        char *at = strstr(xml, after);
+        assert_non_null(at);
+        at += strlen(after);
+        served.xml = malloc(strlen(xml) + strlen(text) + 1);
+        assert_non_null(served.xml);
+        sprintf(served.xml, "%.*s%s%s", (int)(at - xml), xml, text, at);
+        served.name = virDomainGetName(dom);
+        free(xml);
+}
+
 static struct backend *backend_open(void)
 {
         struct config cfg = {.host = {.libvirt_uri = (char *)"test:///default"}};
@@ -684,6 +726,266 @@ static void a_virtio_mem_size_not_in_whole_blocks_is_not_taken(void **state)
         free(d);
 }
 
+/* Run fn with the log captured, and say whether it has text. */
+static bool logged(void (*fn)(void *), void *arg, const char *text)
+{
+        static char buf[16384];
+
+        capture_log(fn, arg, buf, sizeof(buf));
+        return strstr(buf, text) != NULL;
+}
+
+/*
+ * A running dynamic domain on the test driver: boot_kib of boot memory (its
+ * NUMA cell) and a virtio-mem device of vmem_kib (none when 0) of which
+ * requested_kib is asked, current_kib in all (<currentMemory>); minimum
+ * 256 MiB, maximum 1 GiB, first block 2 MiB.
+ */
+static virDomainPtr define_dynamic(const char *name, unsigned boot_kib, unsigned vmem_kib,
+                                   unsigned requested_kib, unsigned current_kib)
+{
+        char xml[3000], vmem[600] = "";
+        virDomainPtr dom;
+
+        if (vmem_kib)
+                snprintf(vmem, sizeof(vmem),
+                         "<memory model='virtio-mem'><target><size unit='KiB'>%u</size>"
+                         "<node>0</node><block unit='KiB'>2048</block>"
+                         "<requested unit='KiB'>%u</requested></target>"
+                         "<alias name='" LIBVIRT_XML_VMEM_ALIAS "'/></memory>",
+                         vmem_kib, requested_kib);
+        snprintf(xml, sizeof(xml),
+                 "<domain type='test'><name>%s</name>"
+                 "<maxMemory slots='1' unit='KiB'>%u</maxMemory>"
+                 "<memory unit='KiB'>%u</memory><currentMemory unit='KiB'>%u</currentMemory>"
+                 "<vcpu>1</vcpu><os><type>hvm</type></os>"
+                 "<cpu><numa><cell id='0' cpus='0' memory='%u' unit='KiB'/></numa></cpu>"
+                 "<devices><memballoon model='virtio'/>%s</devices>"
+                 "<metadata><dynmem:memory xmlns:dynmem='" LIBVIRT_XML_NS "'>"
+                 "<dynmem:minimum unit='bytes'>268435456</dynmem:minimum>"
+                 "<dynmem:maximum unit='bytes'>1073741824</dynmem:maximum>"
+                 "<dynmem:buffer>20</dynmem:buffer><dynmem:weight>5000</dynmem:weight>%s"
+                 "</dynmem:memory></metadata></domain>",
+                 name, 2 * 1048576, boot_kib + vmem_kib, current_kib, boot_kib, vmem,
+                 vmem_kib ? "<dynmem:first unit='bytes'>2097152</dynmem:first>" : "");
+        dom = virDomainDefineXML(conn, xml);
+        assert_non_null(dom);
+        assert_int_equal(virDomainCreate(dom), 0);
+        return dom;
+}
+
+static struct vm_observation observed(struct backend *b, const char *name)
+{
+        struct vm_observation o = {0};
+        struct vm vm = {0};
+
+        snprintf(vm.name, sizeof(vm.name), "%s", name);
+        assert_int_equal(b->ops->observe(b, &vm, mono_ms(), &o), 0);
+        return o;
+}
+
+/* As if ms had passed for d's check of libvirt's figure (its rate limits). */
+static void pass_time(struct lv_domain *d, uint64_t ms)
+{
+        uint64_t *stamps[] = {&d->check.checked_ms, &d->check.reread_ms, &d->check.differs_ms,
+                              &d->check.watch_until_ms};
+
+        for (size_t i = 0; i < sizeof(stamps) / sizeof(stamps[0]); i++)
+                if (*stamps[i])
+                        *stamps[i] = *stamps[i] > ms ? *stamps[i] - ms : 1;
+}
+
+/*
+ * libvirt 9.0 does not read a virtio-mem device's <current> back from the
+ * status XML it keeps (it only writes it): after libvirtd restarts, a
+ * domain's live XML says 0 plugged until libvirt has asked QEMU again, which
+ * it does without an event, while <currentMemory> still has the whole. The
+ * test driver serves such an XML (it drops <current> too): the domain holds
+ * 504 MiB (254 MiB of boot memory, 248 plugged, and 2 MiB more in libvirt's
+ * figure, as in the e2e test), and dynmemd read 0 plugged. It is counted at
+ * libvirt's figure, never below: counted at 256 MiB, its memory would be
+ * handed to the other VMs. Once libvirt's XML has the device's <current>,
+ * the XML read again gives dynmemd's figure. After a guest reset, the XML
+ * (the old boot's until libvirt asked QEMU) is not read again at once.
+ */
+static void a_domain_whose_xml_says_less_than_libvirts_figure_is_counted_at_libvirts(void **state)
+{
+        virDomainPtr dom = define_dynamic("bk-restart", 260096, 788480, 253952, 516096);
+        struct backend *b = backend_open();
+        struct inventory_arg a = {b};
+
+        (void)state;
+        const struct backend_vm_info *in = listed(b, "bk-restart");
+        assert_non_null(in);
+        assert_true(in->balanced);
+        struct lv_domain *d = domain(b, "bk-restart");
+        assert_true(d->attached);
+        assert_int_equal(d->mem.plugged, 0); /* what the live XML says */
+        assert_int_equal(qemu_mem_assigned(&d->mem), 256 * MIB);
+        assert_int_equal(in->assigned_bytes, 504 * MIB); /* listed at libvirt's figure */
+        struct vm_observation o = observed(b, "bk-restart");
+        assert_int_equal(o.assigned_bytes, 504 * MIB);
+        assert_true(o.may_hold_bytes >= 504 * MIB);
+        assert_true(d->check.differs);
+        assert_int_equal(d->check.reread_ms, 0); /* not read again within the second */
+
+        /* a second on: its XML is read again, in vain, and that is said, once */
+        pass_time(d, LV_CHECK_MS);
+        assert_true(logged(inventory, &a,
+                           "vm \"bk-restart\": libvirt says it holds 504 MiB, its live XML "
+                           "256 MiB: counted at 504 MiB until they agree"));
+        assert_true(d->check.reread_ms > 0);
+        pass_time(d, LV_REREAD_MS);
+        uint64_t reread = d->check.reread_ms;
+        assert_false(logged(inventory, &a, "libvirt says it holds"));
+        assert_true(d->check.reread_ms > reread); /* read again */
+        assert_int_equal(observed(b, "bk-restart").assigned_bytes, 504 * MIB);
+
+        /* libvirt asked QEMU: its XML has the device's <current> (248 MiB), no event */
+        serve_xml(dom, "</requested>", "<current unit='KiB'>253952</current>");
+        pass_time(d, LV_CHECK_MS);
+        assert_non_null(listed(b, "bk-restart"));
+        assert_int_equal(d->mem.plugged, 0); /* not read again within LV_REREAD_MS */
+        pass_time(d, LV_REREAD_MS);
+        assert_true(logged(inventory, &a,
+                           "vm \"bk-restart\": libvirt's figure was not dynmemd's; its live XML, "
+                           "read again, says it holds 502 MiB (248 MiB of virtio-mem plugged), "
+                           "not 256 MiB"));
+        assert_int_equal(d->mem.plugged, 248 * MIB);
+        assert_false(d->check.differs); /* 504 and 502 MiB: a block apart */
+        assert_int_equal(listed(b, "bk-restart")->assigned_bytes, 502 * MIB);
+
+        /* the guest restarted (QEMU emptied virtio-mem); libvirt's XML is still the old
+         * boot's: not taken at once; and libvirt 9.0's <currentMemory> keeps the old boot's
+         * virtio-mem when it refreshed the device before QEMU's size-change event came (it
+         * recomputes it only at a balloon change): not counted until the figures agree */
+        pass_time(d, LV_CHECK_WINDOW_MS); /* out of the window its XML opened */
+        assert_non_null(listed(b, "bk-restart"));
+        lv_run_guest_reset(d); /* a new one */
+        pass_time(d, LV_CHECK_MS);
+        assert_non_null(listed(b, "bk-restart"));
+        pass_time(d, LV_CHECK_MS);
+        assert_non_null(listed(b, "bk-restart"));
+        assert_int_equal(d->mem.plugged, 0);
+        assert_true(d->check.differs);
+        assert_int_equal(observed(b, "bk-restart").assigned_bytes, 256 * MIB);
+        serve_xml(dom, NULL, NULL); /* libvirt asked QEMU: 0 plugged */
+        pass_time(d, LV_REREAD_MS);
+        assert_int_equal(listed(b, "bk-restart")->assigned_bytes, 256 * MIB);
+        /* a balloon change: libvirt's figure is right again, and counts from then on */
+        assert_int_equal(virDomainSetMemoryFlags(dom, 256 * 1024, VIR_DOMAIN_AFFECT_LIVE), 0);
+        pass_time(d, LV_CHECK_MS);
+        assert_int_equal(listed(b, "bk-restart")->assigned_bytes, 256 * MIB);
+        assert_false(d->check.differs || d->check.since_reset);
+        assert_int_equal(virDomainSetMemoryFlags(dom, 400 * 1024, VIR_DOMAIN_AFFECT_LIVE), 0);
+        pass_time(d, LV_CHECK_MS);
+        assert_int_equal(listed(b, "bk-restart")->assigned_bytes, 400 * MIB);
+        b->ops->destroy(b);
+        undefine(dom);
+}
+
+/*
+ * libvirt's figure changes without an event (the test driver's
+ * virDomainSetMemoryFlags raises none, as libvirt's refresh from QEMU after
+ * it restarts raises none): once the figures have differed for a second (not
+ * an event on its way), the live XML is read again and dynmemd's figure
+ * becomes libvirt's, up and down, at most every LV_REREAD_MS; in between the
+ * larger of the two is counted.
+ */
+static void a_figure_libvirt_changed_without_an_event_is_read_again(void **state)
+{
+        virDomainPtr dom = define_dynamic("bk-quiet", 1048576, 0, 0, 524288);
+        struct backend *b = backend_open();
+        struct inventory_arg a = {b};
+
+        (void)state;
+        assert_non_null(listed(b, "bk-quiet"));
+        struct lv_domain *d = domain(b, "bk-quiet");
+        assert_true(d->attached);
+        assert_int_equal(qemu_mem_assigned(&d->mem), 512 * MIB);
+        assert_false(d->check.differs);
+
+        assert_int_equal(virDomainSetMemoryFlags(dom, 768 * 1024, VIR_DOMAIN_AFFECT_LIVE), 0);
+        assert_int_equal(listed(b, "bk-quiet")->assigned_bytes, 512 * MIB); /* read < 1 s ago */
+        pass_time(d, LV_CHECK_MS);
+        assert_int_equal(listed(b, "bk-quiet")->assigned_bytes, 768 * MIB); /* the larger */
+        assert_int_equal(d->mem.actual, 512 * MIB); /* an event may be on its way */
+        pass_time(d, LV_CHECK_MS);
+        assert_true(logged(inventory, &a, "libvirt's figure was not dynmemd's"));
+        assert_int_equal(d->mem.actual, 768 * MIB);
+        assert_int_equal(listed(b, "bk-quiet")->assigned_bytes, 768 * MIB);
+        assert_false(d->check.differs);
+
+        /* lower again at once: the XML is not read again before LV_REREAD_MS, and meanwhile
+         * the larger figure counts, never the lower */
+        assert_int_equal(virDomainSetMemoryFlags(dom, 300 * 1024, VIR_DOMAIN_AFFECT_LIVE), 0);
+        pass_time(d, LV_CHECK_MS);
+        assert_non_null(listed(b, "bk-quiet"));
+        pass_time(d, LV_CHECK_MS);
+        assert_non_null(listed(b, "bk-quiet"));
+        assert_true(d->check.differs);
+        assert_int_equal(d->check.libvirt_bytes, 300 * MIB);
+        assert_int_equal(d->mem.actual, 768 * MIB);
+        assert_int_equal(observed(b, "bk-quiet").assigned_bytes, 768 * MIB);
+        pass_time(d, LV_REREAD_MS); /* its time has come */
+        assert_non_null(listed(b, "bk-quiet"));
+        assert_int_equal(d->mem.actual, 300 * MIB);
+        assert_int_equal(observed(b, "bk-quiet").assigned_bytes, 300 * MIB);
+        assert_false(d->check.differs);
+
+        /* a minute after its XML was read, libvirt's figure is read every LV_CHECK_IDLE_MS */
+        pass_time(d, LV_CHECK_WINDOW_MS);
+        assert_non_null(listed(b, "bk-quiet")); /* read now, as before */
+        assert_int_equal(virDomainSetMemoryFlags(dom, 600 * 1024, VIR_DOMAIN_AFFECT_LIVE), 0);
+        pass_time(d, LV_CHECK_MS);
+        assert_non_null(listed(b, "bk-quiet"));
+        assert_false(d->check.differs);
+        pass_time(d, LV_CHECK_IDLE_MS);
+        assert_non_null(listed(b, "bk-quiet"));
+        assert_true(d->check.differs);
+        assert_int_equal(observed(b, "bk-quiet").assigned_bytes, 600 * MIB);
+        b->ops->destroy(b);
+        undefine(dom);
+}
+
+/*
+ * libvirt's figure is QEMU's, whose guest may be hostile: never counted
+ * above what the domain's devices hold, never counted below dynmemd's own,
+ * and one within a block or LV_CHECK_SLACK of it does not count.
+ */
+static void a_hostile_libvirt_figure_is_bounded(void **state)
+{
+        struct lv_domain *d = calloc(1, sizeof(*d));
+
+        (void)state;
+        assert_non_null(d);
+        d->attached = true;
+        qemu_mem_init(
+            &d->mem,
+            &(struct qemu_layout){
+                .startup = 254 * MIB, .region = 258 * MIB, .block = 2 * MIB, .first = 2 * MIB},
+            false);
+        qemu_mem_readback(&d->mem, 254 * MIB, 0, 2 * MIB, mono_ms());
+        assert_int_equal(lv_run_assigned(d), 256 * MIB);
+        lv_run_take_libvirt_figure(d, 8ull << 30, mono_ms()); /* 8 TiB, in KiB */
+        assert_true(d->check.differs);
+        assert_int_equal(lv_run_assigned(d), 512 * MIB); /* its boot memory and whole device */
+        lv_run_take_libvirt_figure(d, UINT64_MAX, mono_ms());
+        assert_int_equal(lv_run_assigned(d), 512 * MIB);
+        lv_run_take_libvirt_figure(d, 100 * 1024, mono_ms()); /* less than ours */
+        assert_true(d->check.differs);
+        assert_int_equal(lv_run_assigned(d), 256 * MIB);
+        lv_run_take_libvirt_figure(d, 0, mono_ms());
+        assert_int_equal(lv_run_assigned(d), 256 * MIB);
+        lv_run_take_libvirt_figure(d, 258 * 1024, mono_ms()); /* QEMU's rounding: the same */
+        assert_false(d->check.differs);
+        assert_int_equal(lv_run_assigned(d), 256 * MIB);
+        d->attached = false; /* detached: nothing taken */
+        lv_run_take_libvirt_figure(d, 400 * 1024, mono_ms());
+        assert_false(d->check.differs);
+        free(d);
+}
+
 /* A refused connection names the group to give; other failures are left as libvirt says them. */
 static void a_refused_user_is_told_the_group(void **state)
 {
@@ -745,6 +1047,10 @@ int main(void)
             cmocka_unit_test(a_domain_without_job_statistics_is_not_taken_for_an_arrival),
             cmocka_unit_test(a_reused_pid_gives_no_resident_memory),
             cmocka_unit_test(a_virtio_mem_size_not_in_whole_blocks_is_not_taken),
+            cmocka_unit_test(
+                a_domain_whose_xml_says_less_than_libvirts_figure_is_counted_at_libvirts),
+            cmocka_unit_test(a_figure_libvirt_changed_without_an_event_is_read_again),
+            cmocka_unit_test(a_hostile_libvirt_figure_is_bounded),
         };
         int r;
 

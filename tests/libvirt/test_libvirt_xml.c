@@ -187,6 +187,7 @@ static void reads_a_static_domain(void **state)
         assert_string_equal(d.name, "web");
         assert_string_equal(d.uuid, "d6460e07-1a8a-4660-b782-24e173f01146");
         assert_false(d.live);
+        assert_int_equal(d.id, -1);
         assert_int_equal(d.total_bytes, 256 * MIB);
         assert_int_equal(d.startup_bytes, 256 * MIB);
         assert_true(d.balloon);
@@ -1213,6 +1214,7 @@ static void reads_the_live_xml(void **state)
 
         parse_ok(c, &d);
         assert_true(d.live);
+        assert_int_equal(d.id, 4); /* the instance: a live XML read again is checked by it */
         assert_true(d.vmem);
         assert_int_equal(d.vmem_requested, 512 * MIB);
         assert_true(d.vmem_current_known);
@@ -1237,6 +1239,19 @@ static void reads_the_live_xml(void **state)
         free(c);
         free(upd);
         free(back);
+
+        /* an id that is not a number is no instance dynmem attached */
+        static const char *const bad_ids[] = {"x", "-1", "99999999999", ""};
+        for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
+                char id[64];
+                snprintf(id, sizeof(id), "<domain type='qemu' id='%s'>", bad_ids[i]);
+                a = variant(plain, "<domain type='qemu'>", id);
+                parse_ok(a, &d);
+                assert_true(d.live);
+                assert_int_equal(d.id, -1);
+                libvirt_xml_domain_free(&d);
+                free(a);
+        }
 }
 
 /* A started domain enabled with a first block: boot memory, the block, and what it may plug. */
