@@ -18,37 +18,46 @@ static bool vm_is_off(const struct vm *vm)
         return vm->state == VM_OFF || vm->state == VM_CRASHED;
 }
 
+/* The largest maximum the VM can reach while it runs (its backend's); any while it is off. */
+static uint64_t running_reach(struct daemon *d, const struct registry_entry *e)
+{
+        if (!vm_is_off(&e->vm) && e->vm.backend_data)
+                return d->backend->ops->max_honourable(d->backend, &e->vm);
+        return SETTINGS_SIZE_MAX;
+}
+
+/* A running VM's maximum raised beyond `honourable`: -EPERM with why in err; else 0. */
+static int check_reach(const struct vm *vm, const struct vm_settings *new, uint64_t honourable,
+                       char *err, size_t errlen)
+{
+        char a[32], b[32];
+
+        if (new->maximum_bytes <= vm->settings.maximum_bytes || new->maximum_bytes <= honourable)
+                return 0;
+        snprintf(err, errlen,
+                 "cannot raise maximum to %s while the VM is running: it can reach at most %s "
+                 "while it runs; raise the maximum while it is off",
+                 size_format(new->maximum_bytes, a, sizeof(a)),
+                 size_format(honourable, b, sizeof(b)));
+        return -EPERM;
+}
+
 int apply_check_change(const struct vm *vm, const struct vm_settings *new, uint64_t honourable,
                        char *err, size_t errlen)
 {
         bool running = !vm_is_off(vm);
-        char a[32], b[32];
-        int r;
+        int r = settings_check_change(&vm->settings, new, running, err, errlen);
 
-        r = settings_check_change(&vm->settings, new, running, err, errlen);
-        if (r < 0)
+        if (r < 0 || !running)
                 return r;
-        if (running &&
-            new->maximum_bytes > vm->settings.maximum_bytes &&new->maximum_bytes > honourable) {
-                snprintf(err, errlen,
-                         "cannot raise maximum to %s while the VM is running: it can reach at "
-                         "most %s while it runs; raise the maximum while it is off",
-                         size_format(new->maximum_bytes, a, sizeof(a)),
-                         size_format(honourable, b, sizeof(b)));
-                return -EPERM;
-        }
-        return 0;
+        return check_reach(vm, new, honourable, err, errlen);
 }
 
 int apply_settings(struct daemon *d, struct registry_entry *e, const struct vm_settings *new,
                    char *err, size_t errlen)
 {
-        uint64_t honourable = SETTINGS_SIZE_MAX;
-        int r;
+        int r = apply_check_change(&e->vm, new, running_reach(d, e), err, errlen);
 
-        if (!vm_is_off(&e->vm) && e->vm.backend_data)
-                honourable = d->backend->ops->max_honourable(d->backend, &e->vm);
-        r = apply_check_change(&e->vm, new, honourable, err, errlen);
         if (r < 0)
                 return r;
         e->vm.settings = *new;
@@ -149,46 +158,133 @@ static struct vm_settings wanted_settings(const struct config *cfg, const struct
 }
 
 /*
- * The setting a running VM refused (apply_settings()) in want: the first it
- * cannot take on its own (settings_check_change()), else a maximum raised
- * beyond what it can reach; 0 when neither.
+ * The settings of want the running VM refuses, each on its own: those its
+ * rules refuse (settings_running_refused()) and a maximum raised beyond what
+ * it can reach (`honourable`). 0 while it is off.
  */
-static unsigned refused_setting(const struct vm *vm, const struct vm_settings *want)
+static unsigned running_refused(const struct vm *vm, const struct vm_settings *want,
+                                uint64_t honourable)
 {
-        unsigned bit = settings_running_refuses(&vm->settings, want);
+        unsigned refused;
+        char err[256];
 
-        if (!bit && want->maximum_bytes > vm->settings.maximum_bytes)
-                bit = SETTINGS_MAXIMUM;
-        return bit;
+        if (vm_is_off(vm))
+                return 0;
+        refused = settings_running_refused(&vm->settings, want);
+        if (check_reach(vm, want, honourable, err, sizeof(err)) < 0)
+                refused |= SETTINGS_MAXIMUM;
+        return refused;
+}
+
+/* Why the running VM refuses the one setting `bit` of want, in apply_check_change()'s words. */
+static void refusal_of(const struct vm *vm, const struct vm_settings *want, unsigned bit,
+                       uint64_t honourable, char *err, size_t errlen)
+{
+        if (settings_running_why(&vm->settings, want, bit, err, errlen) == 0)
+                check_reach(vm, want, honourable, err, errlen);
 }
 
 /*
- * A running VM keeps its settings: said at the line of the key it refused, or
- * at its section when the file leaves that setting at its default (which the
- * message says), logged and one of cfg's warnings (dynmem status), until a
- * reload finds the VM off or the file fixed.
+ * How the warning of a value that waits for the VM to be off begins, after
+ * its "FILE:LINE: ": `what` is a setting's key, or "settings" when the VM
+ * kept them all. apply_set_pending() finds it again by these words.
  */
-static void warn_kept(struct config *cfg, const struct config_vm *cvm,
-                      const struct registry_entry *e, const struct vm_settings *want,
-                      const char *err)
+static void waiting_words(const char *vm, const char *what, char *out, size_t len)
 {
-        unsigned bit = refused_setting(&e->vm, want);
-        bool given = bit && (cvm->given & bit);
-        unsigned line = given ? config_setting_line(cvm, bit) : cvm->line;
-        char unset[96] = "";
+        snprintf(out, len, "warning: vm \"%s\" takes this file's %s once it is off: ", vm, what);
+}
 
+/*
+ * Where the warning of setting `bit` goes: the line of its key, or the VM's
+ * section when the file leaves it at its default, which `unset` then says.
+ */
+static unsigned waiting_line(const struct config_vm *cvm, unsigned bit, char *unset, size_t len)
+{
+        bool given = bit && (cvm->given & bit);
+
+        unset[0] = '\0';
         if (bit && !given)
-                snprintf(unset, sizeof(unset), "the file leaves %s at its default; ",
+                snprintf(unset, len, " (the file leaves %s at its default)",
                          settings_table[__builtin_ctz(bit)].name);
-        log_msg(LOG_WARNING,
-                "%s:%u: %s: keeping the current settings: %s (%sreload again once the VM is "
-                "off)",
-                cfg->path, line, e->vm.name, err, unset);
-        config_diag_add(
-            &cfg->warnings, cfg->path, line,
-            "warning: vm \"%s\" runs with its settings before this file's: %s (%sreload "
-            "again once the VM is off)",
-            e->vm.name, err, unset);
+        return given ? config_setting_line(cvm, bit) : cvm->line;
+}
+
+/*
+ * A setting the running VM refused waits for it to be off: said at the line
+ * of its key, logged and one of cfg's warnings (dynmem status) until the VM
+ * takes the file's value (apply_set_pending()) or a reload finds the file
+ * changed.
+ */
+static void warn_waiting(struct config *cfg, const struct config_vm *cvm,
+                         const struct registry_entry *e, unsigned bit, const char *why)
+{
+        const char *name = settings_table[__builtin_ctz(bit)].name;
+        char unset[96], words[160];
+        unsigned line = waiting_line(cvm, bit, unset, sizeof(unset));
+
+        log_msg(LOG_WARNING, "%s:%u: %s: keeping the current %s until the VM is off: %s%s",
+                cfg->path, line, e->vm.name, name, why, unset);
+        waiting_words(e->vm.name, name, words, sizeof(words));
+        config_diag_add(&cfg->warnings, cfg->path, line, "%s%s%s", words, why, unset);
+}
+
+/*
+ * The running VM keeps all its settings: what it refused (why, of `first`)
+ * and, in `misfit`, why the changes it could take do not fit on their own.
+ * Said at the line of the first key it refused, as warn_waiting() says one.
+ */
+static void warn_all_kept(struct config *cfg, const struct config_vm *cvm,
+                          const struct registry_entry *e, unsigned first, const char *why,
+                          const char *misfit)
+{
+        char unset[96], words[160], alone[320] = "";
+        unsigned line = waiting_line(cvm, first, unset, sizeof(unset));
+
+        if (misfit[0])
+                snprintf(alone, sizeof(alone),
+                         "; the changes it can take now do not fit on their own (%s)", misfit);
+        log_msg(LOG_WARNING, "%s:%u: %s: keeping the current settings until the VM is off: %s%s%s",
+                cfg->path, line, e->vm.name, why, alone, unset);
+        waiting_words(e->vm.name, "settings", words, sizeof(words));
+        config_diag_add(&cfg->warnings, cfg->path, line, "%s%s%s%s", words, why, alone, unset);
+}
+
+/*
+ * A running VM refused the file's new settings (want) as a whole, for err: it
+ * takes now each change its state allows and keeps the current value of each
+ * it refuses, which waits for the VM to be off (reset_pending, as a reset
+ * does; apply_reset_pending() takes it), with a warning at its key's line.
+ * When the changes it takes do not fit on their own (settings_check()), it
+ * keeps every setting, all of them waiting, with one warning.
+ */
+static void take_what_runs(struct daemon *d, struct config *cfg, const struct config_vm *cvm,
+                           struct registry_entry *e, const struct vm_settings *want,
+                           const char *err)
+{
+        uint64_t honourable = running_reach(d, e);
+        unsigned changed = settings_diff(want, &e->vm.settings);
+        unsigned refused = running_refused(&e->vm, want, honourable);
+        struct vm_settings now = *want;
+        char why[256] = "", misfit[256] = "";
+
+        settings_merge(&now, &e->vm.settings, refused);
+        if (refused)
+                refusal_of(&e->vm, want, refused & -refused, honourable, why, sizeof(why));
+        if (!refused || apply_settings(d, e, &now, misfit, sizeof(misfit)) < 0) {
+                e->reset_pending = refused ? changed : 0;
+                warn_all_kept(cfg, cvm, e, refused & -refused, refused ? why : err, misfit);
+                registry_touch(e);
+                return;
+        }
+        e->reset_pending = refused;
+        registry_touch(e);
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                unsigned bit = settings_table[i].bit;
+                if (!(refused & bit))
+                        continue;
+                refusal_of(&e->vm, want, bit, honourable, why, sizeof(why));
+                warn_waiting(cfg, cvm, e, bit, why);
+        }
 }
 
 static void update_from_config(struct daemon *d, struct config *cfg, const struct config_vm *cvm,
@@ -217,7 +313,7 @@ static void update_from_config(struct daemon *d, struct config *cfg, const struc
         struct vm_settings want = wanted_settings(cfg, cvm, e);
         if (settings_diff(&want, &e->vm.settings) != 0 &&
             apply_settings(d, e, &want, err, sizeof(err)) < 0)
-                warn_kept(cfg, cvm, e, &want, err);
+                take_what_runs(d, cfg, cvm, e, &want, err);
         else
                 e->reset_pending = 0; /* the file's values are in force */
         if (!registry_keys_equal(e, cvm->extra, cvm->n_extra) &&
@@ -257,6 +353,25 @@ void apply_config(struct daemon *d, struct config *cfg, bool initial)
                         drop_from_config(d, cfg, e);
         }
         daemon_vms_changed(d);
+}
+
+void apply_set_pending(struct daemon *d, struct registry_entry *e, unsigned pending)
+{
+        unsigned gone = e->reset_pending & ~pending;
+        char words[160];
+
+        e->reset_pending = pending;
+        registry_touch(e);
+        for (size_t i = 0; i < SETTINGS_N; i++) {
+                if (!(gone & settings_table[i].bit))
+                        continue;
+                waiting_words(e->vm.name, settings_table[i].name, words, sizeof(words));
+                config_diag_drop(&d->cfg.warnings, d->cfg.path, words);
+        }
+        if (gone && !pending) {
+                waiting_words(e->vm.name, "settings", words, sizeof(words));
+                config_diag_drop(&d->cfg.warnings, d->cfg.path, words);
+        }
 }
 
 /* ---- dynmem set --reset ---- */
@@ -384,7 +499,7 @@ int apply_reset(struct daemon *d, struct registry_entry *e, unsigned reset, bool
         }
         unsigned left = take_file_values(d, e, cvm, reset, why, sizeof(why));
         e->overrides &= ~reset;
-        e->reset_pending = (e->reset_pending & ~reset) | left;
+        apply_set_pending(d, e, (e->reset_pending & ~reset) | left);
         if (reset_autostart) {
                 e->autostart = cvm->autostart;
                 e->autostart_override = false;
@@ -438,8 +553,7 @@ size_t apply_reset_pending(struct daemon *d)
                         log_msg(LOG_INFO, "%s: off: %s now", e->vm.name, cited);
                 else if (cvm)
                         log_msg(LOG_WARNING, "%s: %s not taken: %s", e->vm.name, cited, err);
-                e->reset_pending = 0;
-                registry_touch(e);
+                apply_set_pending(d, e, 0);
                 taken++;
         }
         return taken;

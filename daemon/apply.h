@@ -41,12 +41,26 @@ int apply_keys(struct daemon *d, struct registry_entry *e, const struct config_k
 
 /*
  * Bring the registry in line with a configuration: define new VMs, update
- * changed ones (settings the running rules refuse are kept, logged and added
- * to cfg's warnings at the line of the key refused; the settings `dynmem set`
- * overrode stay unless the file's new values no longer fit them), drop VMs gone
- * from the file (once they are off). `initial` is true at start. Logs what it does.
+ * changed ones, drop VMs gone from the file (once they are off). `initial` is
+ * true at start. Logs what it does. A running VM takes each changed setting
+ * its state allows and keeps the current value of each it refuses (Hyper-V's
+ * rules, and a maximum beyond what it can reach); the file's value of those
+ * waits for the VM to be off (reset_pending, taken by apply_reset_pending()),
+ * each with a warning logged and added to cfg's warnings at the line of its
+ * key. When the changes it can take do not fit on their own
+ * (settings_check()), it keeps every setting, all waiting, with one warning.
+ * The settings `dynmem set` overrode stay unless the file's new values no
+ * longer fit them.
  */
 void apply_config(struct daemon *d, struct config *cfg, bool initial);
+
+/*
+ * The settings of a VM of the file whose file values wait for it to be off
+ * become `pending`. The warnings of the configuration in force about those
+ * that no longer wait (taken, or set anew with dynmem set) go from
+ * d->cfg.warnings, so that dynmem status shows only what still waits.
+ */
+void apply_set_pending(struct daemon *d, struct registry_entry *e, unsigned pending);
 
 /*
  * `dynmem set --reset`: hand the settings in `reset` (and autostart) of a VM

@@ -578,7 +578,8 @@ static char *cmd_set(struct daemon *d, const struct control_request *req,
                         return control_reply_error(-r, "%s: %s", e->vm.name, err);
                 if (e->origin == REGISTRY_CONFIG)
                         e->overrides |= given;
-                e->reset_pending &= ~given; /* set anew: nothing of the file waits for them */
+                /* set anew: nothing of the file waits for them */
+                apply_set_pending(d, e, e->reset_pending & ~given);
                 log_msg(LOG_INFO, "%s: settings changed", e->vm.name);
         }
         /* Taken at dynmemd's next start (and by a reload that defines the VM anew), as

@@ -40,8 +40,9 @@ struct registry_entry {
         unsigned overrides;   /* REGISTRY_CONFIG: settings fields `dynmem set` changed */
         bool autostart;
         bool autostart_override;    /* REGISTRY_CONFIG: autostart set with `dynmem set` */
-        unsigned reset_pending;     /* REGISTRY_CONFIG: settings handed back to the file by
-                                       `dynmem set --reset` whose values wait for the VM to be off */
+        unsigned reset_pending;     /* REGISTRY_CONFIG: settings whose file values wait for the
+                                       VM to be off: handed back by `dynmem set --reset`, or
+                                       changed by a reload, while it ran */
         bool configured;            /* the backend accepted the keys */
         bool removed;               /* gone from the configuration: dropped once off */
         int start_errno;            /* why the last start failed (0: it did not) */

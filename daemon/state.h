@@ -8,9 +8,10 @@
  *
  * `dynmem set` also overrides a configuration VM's autostart ("autostart" kept with it).
  * `dynmem set --reset` drops overrides: the entry loses those fields, or goes.
- * A value a running VM cannot take back yet stays in "settings" (the value in
- * force) and is named in "reset_pending" (JSON names): the file's value is
- * taken once the VM is off, also after a restart of dynmemd. A name there
+ * A value a running VM cannot take back yet (or a reload's value it refused)
+ * stays in "settings" (the value in force) and is named in "reset_pending"
+ * (JSON names): the file's value is taken once the VM is off, also after a
+ * restart of dynmemd. A name there
  * that is not a setting, or has no value in "settings", is dropped alone
  * (state_vm.note says which); files without the member load as before.
  *

@@ -97,6 +97,38 @@ bool config_diag_explains(const struct config_diag *d, const char *file, const c
         return explained_at(d, file, from);
 }
 
+/* The text of message after its "FILE:LINE: " or "FILE: ", or NULL when it is not about file. */
+static const char *text_after_place(const char *message, const char *file)
+{
+        size_t n = strlen(file);
+        const char *at = message + n;
+
+        if (strncmp(message, file, n) != 0 || *at != ':')
+                return NULL;
+        if (isdigit((unsigned char)at[1]))
+                for (at++; isdigit((unsigned char)*at); at++)
+                        ;
+        return strncmp(at, ": ", 2) == 0 ? at + 2 : NULL;
+}
+
+size_t config_diag_drop(struct config_diag *d, const char *file, const char *start)
+{
+        size_t kept = 0, n = strlen(start);
+
+        if (!d)
+                return 0;
+        for (size_t i = 0; i < d->count; i++) {
+                const char *text = text_after_place(d->messages[i], file);
+                if (text && strncmp(text, start, n) == 0)
+                        free(d->messages[i]);
+                else
+                        d->messages[kept++] = d->messages[i];
+        }
+        size_t dropped = d->count - kept;
+        d->count = kept;
+        return dropped;
+}
+
 char *config_count_format(size_t n, char *buf, size_t len)
 {
         char digits[24];

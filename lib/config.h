@@ -67,6 +67,14 @@ const char *config_diag_more(const struct config_diag *d, const char *what, char
  */
 bool config_diag_explains(const struct config_diag *d, const char *file, const char *message);
 
+/*
+ * Drop the kept messages about file (at any of its lines, or none) whose text
+ * after "FILE:LINE: " begins with start: a warning that is no longer true (a
+ * value a running VM kept back, taken once it is off). Those only counted in
+ * d->more stay counted. Returns how many went.
+ */
+size_t config_diag_drop(struct config_diag *d, const char *file, const char *start);
+
 /* A count with its thousands grouped, "6,980", into buf (at least 27 bytes). */
 char *config_count_format(size_t n, char *buf, size_t len);
 

@@ -417,20 +417,33 @@ static int check_running_change(const struct setting_desc *d, uint64_t was, uint
 static unsigned first_refused(const struct vm_settings *old, const struct vm_settings *new,
                               char *err, size_t errlen)
 {
+        unsigned refused = settings_running_refused(old, new);
+
+        if (refused)
+                settings_running_why(old, new, refused & -refused, err, errlen);
+        return refused & -refused;
+}
+
+unsigned settings_running_refused(const struct vm_settings *old, const struct vm_settings *new)
+{
+        unsigned refused = 0;
+        char err[128];
+
         for (size_t i = 0; i < SETTINGS_N; i++) {
                 const struct setting_desc *d = &settings_table[i];
                 if (check_running_change(d, settings_get(old, d), settings_get(new, d), err,
-                                         errlen) < 0)
-                        return d->bit;
+                                         sizeof(err)) < 0)
+                        refused |= d->bit;
         }
-        return 0;
+        return refused;
 }
 
-unsigned settings_running_refuses(const struct vm_settings *old, const struct vm_settings *new)
+int settings_running_why(const struct vm_settings *old, const struct vm_settings *new, unsigned bit,
+                         char *err, size_t errlen)
 {
-        char err[128];
+        const struct setting_desc *d = &settings_table[__builtin_ctz(bit)];
 
-        return first_refused(old, new, err, sizeof(err));
+        return check_running_change(d, settings_get(old, d), settings_get(new, d), err, errlen);
 }
 
 int settings_check_change(const struct vm_settings *old, const struct vm_settings *new,

@@ -207,10 +207,19 @@ int settings_check_change(const struct vm_settings *old, const struct vm_setting
                           bool running, char *err, size_t errlen);
 
 /*
- * The setting (its enum settings_field bit) that settings_check_change()
- * names when a running VM cannot go from old to new, the first in table
- * order; 0 when a running VM can take every change.
+ * Every setting (enum settings_field bits) a running VM cannot take from old
+ * to new, each by its own row's rule, whatever the others do: a reload
+ * applies the rest (daemon/apply). 0 when a running VM can take every
+ * change; the lowest bit is the setting settings_check_change() names.
  */
-unsigned settings_running_refuses(const struct vm_settings *old, const struct vm_settings *new);
+unsigned settings_running_refused(const struct vm_settings *old, const struct vm_settings *new);
+
+/*
+ * Why a running VM cannot take the one setting `bit` from old to new, in
+ * settings_check_change()'s words ("maximum can only be raised while the VM
+ * is running"). Returns -EPERM with the reason in err, or 0 when it can.
+ */
+int settings_running_why(const struct vm_settings *old, const struct vm_settings *new, unsigned bit,
+                         char *err, size_t errlen);
 
 #endif

@@ -300,8 +300,8 @@
       items.push(dt, dd);
     };
     for (const [label, key, fmt] of DETAILS) {
-      // before the refusal, as dynmem show has it: settings handed back to the file
-      // (dynmem set --reset) that wait for the VM to be off
+      // before the refusal, as dynmem show has it: the file's values that wait for the
+      // VM to be off (handed back by dynmem set --reset, or refused at a reload)
       if (key === 'refusal' && Array.isArray(vm.reset_pending) && vm.reset_pending.length) {
         add('Reset waits', settingNames(vm.reset_pending) + " (the file's values once the VM is off)");
       }

@@ -631,7 +631,8 @@ static const struct backend_ops reach_8g_ops = {
 
 /*
  * A reload's maximum that the backend says the running VM cannot reach is kept
- * back with a warning at the line of the file's maximum, not the VM's section.
+ * back with a warning at the line of the file's maximum, not the VM's section;
+ * the weight changed with it is taken.
  */
 static void a_maximum_beyond_reach_is_named_at_its_line(void **state)
 {
@@ -656,15 +657,154 @@ static void a_maximum_beyond_reach_is_named_at_its_line(void **state)
                          0);
         apply_config(&d, &reload, false);
         assert_true(e->vm.settings.maximum_bytes == 4 * GIB);
+        assert_int_equal(e->vm.settings.weight, 7); /* what it can take, it takes */
+        assert_int_equal(e->reset_pending, SETTINGS_MAXIMUM);
         assert_int_equal(reload.warnings.count, 1);
         assert_string_equal(reload.warnings.messages[0],
-                            "dynmem.conf:6: warning: vm \"web1\" runs with its settings before "
-                            "this file's: cannot raise maximum to 16 GiB while the VM is running: "
-                            "it can reach at most 8 GiB while it runs; raise the maximum while it "
-                            "is off (reload again once the VM is off)");
+                            "dynmem.conf:6: warning: vm \"web1\" takes this file's maximum once "
+                            "it is off: cannot raise maximum to 16 GiB while the VM is running: it "
+                            "can reach at most 8 GiB while it runs; raise the maximum while it is "
+                            "off");
         e->vm.backend_data = NULL;
         stop_daemon(&d);
         config_free(&reload);
+        config_free(&d.cfg);
+        config_diag_free(&diag);
+}
+
+/* A reload as dynmemd makes it: the new configuration replaces the one in force, then applies. */
+static void reload_with(struct daemon *d, const char *conf)
+{
+        struct config_diag diag = {0};
+        struct config cfg;
+
+        assert_int_equal(config_load_string("dynmem.conf", conf, &cfg, &diag), 0);
+        config_diag_free(&diag);
+        config_free(&d->cfg);
+        d->cfg = cfg;
+        apply_config(d, &d->cfg, false);
+}
+
+/*
+ * A reload that changes a running VM's weight and buffer and lowers its
+ * maximum: the VM takes the weight and the buffer at once and keeps its
+ * maximum, which waits for the VM to be off (saved as a reset waits), with a
+ * warning at the line of maximum; once off, the file's maximum is taken and the
+ * warning goes from the configuration's warnings.
+ */
+static void a_reload_takes_what_a_running_vm_can_take(void **state)
+{
+        static const char conf[] = "[vm \"web1\"]\ndynamic = yes\nstartup = 1G\n"
+                                   "minimum = 512M\nmaximum = 4G\nweight = 5000\n";
+        struct backend b = {.ops = &accepting_ops};
+        struct daemon d = {.backend = &b};
+        struct config_diag diag = {0};
+        struct registry_entry *e;
+        char *text;
+
+        assert_int_equal(config_load_string("dynmem.conf", conf, &d.cfg, &diag), 0);
+        e = start_from(&d, NULL);
+        assert_non_null(e);
+        e->vm.state = VM_RUNNING;
+        reload_with(&d, "[vm \"web1\"]\ndynamic = yes\nstartup = 1G\nminimum = 256M\n"
+                        "maximum = 2G\nweight = 7\nbuffer = 40\n");
+        assert_int_equal(e->vm.settings.weight, 7);
+        assert_int_equal(e->vm.settings.buffer_percent, 40);
+        assert_true(e->vm.settings.minimum_bytes == 256 * MIB); /* lowered: allowed */
+        assert_true(e->vm.settings.maximum_bytes == 4 * GIB);
+        assert_int_equal(e->reset_pending, SETTINGS_MAXIMUM);
+        assert_int_equal(e->overrides, 0);
+        assert_int_equal(d.cfg.warnings.count, 1);
+        assert_string_equal(d.cfg.warnings.messages[0],
+                            "dynmem.conf:5: warning: vm \"web1\" takes this file's maximum once "
+                            "it is off: maximum can only be raised while the VM is running");
+        text = state_format(&d.reg, NULL);
+        assert_non_null(strstr(text, "{\"name\":\"web1\",\"origin\":\"config\",\"settings\":{"
+                                     "\"maximum_bytes\":4294967296},\"reset_pending\":["
+                                     "\"maximum_bytes\"]}"));
+        free(text);
+
+        /* still running: it waits, and so does the warning */
+        assert_int_equal(apply_reset_pending(&d), 0);
+        assert_int_equal(d.cfg.warnings.count, 1);
+        /* off: the file's maximum, and nothing left to warn of */
+        e->vm.state = VM_OFF;
+        assert_int_equal(apply_reset_pending(&d), 1);
+        assert_true(e->vm.settings.maximum_bytes == 2 * GIB);
+        assert_int_equal(e->vm.settings.weight, 7);
+        assert_int_equal(e->reset_pending, 0);
+        assert_int_equal(d.cfg.warnings.count, 0);
+        text = state_format(&d.reg, NULL);
+        assert_null(strstr(text, "web1"));
+        free(text);
+
+        /* running again, a file that lowers maximum and changes startup: two warnings */
+        e->vm.state = VM_RUNNING;
+        reload_with(&d, "[vm \"web1\"]\ndynamic = yes\nstartup = 512M\nminimum = 256M\n"
+                        "maximum = 1G\nweight = 8\n");
+        assert_int_equal(e->vm.settings.weight, 8);
+        assert_true(e->vm.settings.startup_bytes == GIB);
+        assert_true(e->vm.settings.maximum_bytes == 2 * GIB);
+        assert_int_equal(e->reset_pending, SETTINGS_STARTUP | SETTINGS_MAXIMUM);
+        assert_int_equal(d.cfg.warnings.count, 2);
+        assert_string_equal(d.cfg.warnings.messages[0],
+                            "dynmem.conf:3: warning: vm \"web1\" takes this file's startup once "
+                            "it is off: cannot change startup while the VM is running");
+        assert_string_equal(d.cfg.warnings.messages[1],
+                            "dynmem.conf:5: warning: vm \"web1\" takes this file's maximum once "
+                            "it is off: maximum can only be raised while the VM is running");
+        /* dynmem set of maximum: the file's maximum no longer waits, nor its warning */
+        apply_set_pending(&d, e, e->reset_pending & ~SETTINGS_MAXIMUM);
+        assert_int_equal(d.cfg.warnings.count, 1);
+        assert_non_null(strstr(d.cfg.warnings.messages[0], "takes this file's startup"));
+        /* the file changed back: nothing waits */
+        reload_with(&d, "[vm \"web1\"]\ndynamic = yes\nstartup = 1G\nminimum = 256M\n"
+                        "maximum = 2G\nweight = 8\n");
+        assert_int_equal(e->reset_pending, 0);
+        assert_int_equal(d.cfg.warnings.count, 0);
+        stop_daemon(&d);
+        config_free(&d.cfg);
+        config_diag_free(&diag);
+}
+
+/*
+ * When the changes a running VM could take do not fit on their own (a
+ * minimum the file lowers to fit its new block, which the VM keeps), it keeps
+ * every setting, the weight too; they all wait for it to be off, with one
+ * warning that says why, at the line of the key it refused.
+ */
+static void a_reload_keeps_all_when_the_rest_does_not_fit(void **state)
+{
+        static const char conf[] = "[vm \"web1\"]\ndynamic = yes\nstartup = 1G\n"
+                                   "minimum = 512M\nmaximum = 4G\nblock = 4M\n";
+        struct backend b = {.ops = &accepting_ops};
+        struct daemon d = {.backend = &b};
+        struct config_diag diag = {0};
+        struct registry_entry *e;
+
+        assert_int_equal(config_load_string("dynmem.conf", conf, &d.cfg, &diag), 0);
+        e = start_from(&d, NULL);
+        assert_non_null(e);
+        e->vm.state = VM_RUNNING;
+        reload_with(&d, "[vm \"web1\"]\ndynamic = yes\nstartup = 1G\nminimum = 510M\n"
+                        "maximum = 4G\nblock = 2M\nweight = 7\n");
+        assert_true(e->vm.settings.block_bytes == 4 * MIB);
+        assert_true(e->vm.settings.minimum_bytes == 512 * MIB);
+        assert_int_equal(e->vm.settings.weight, SETTINGS_WEIGHT_DEFAULT);
+        assert_int_equal(e->reset_pending, SETTINGS_MINIMUM | SETTINGS_WEIGHT | SETTINGS_BLOCK);
+        assert_int_equal(d.cfg.warnings.count, 1);
+        assert_string_equal(d.cfg.warnings.messages[0],
+                            "dynmem.conf:6: warning: vm \"web1\" takes this file's settings once "
+                            "it is off: cannot change block size while the VM is running; the "
+                            "changes it can take now do not fit on their own (minimum 510 MiB is "
+                            "not a multiple of the 4 MiB block size)");
+        e->vm.state = VM_OFF;
+        assert_int_equal(apply_reset_pending(&d), 1);
+        assert_true(e->vm.settings.block_bytes == 2 * MIB);
+        assert_true(e->vm.settings.minimum_bytes == 510 * MIB);
+        assert_int_equal(e->vm.settings.weight, 7);
+        assert_int_equal(d.cfg.warnings.count, 0);
+        stop_daemon(&d);
         config_free(&d.cfg);
         config_diag_free(&diag);
 }
@@ -1901,6 +2041,8 @@ int main(void)
             cmocka_unit_test(state_reset_pending_is_read_leniently),
             cmocka_unit_test(a_waiting_reset_survives_a_restart),
             cmocka_unit_test(a_maximum_beyond_reach_is_named_at_its_line),
+            cmocka_unit_test(a_reload_takes_what_a_running_vm_can_take),
+            cmocka_unit_test(a_reload_keeps_all_when_the_rest_does_not_fit),
             cmocka_unit_test(what_a_newer_dynmemd_added_is_written_back),
             cmocka_unit_test(carried_members_never_replace_known_ones),
             cmocka_unit_test(a_reset_of_every_setting_drops_what_a_newer_dynmemd_set),

@@ -270,34 +270,89 @@ def sighup_keeps_what_a_running_vm_cannot_take(bins):
         d.send(signal.SIGHUP)
         # at the line of the key the running VM refuses, not the VM's section
         line = d.conf_line("startup = 2G")
-        wait_for(lambda: f"{d.conf}:{line}: web1: keeping the current settings: cannot change "
-                 "startup" in d.log(), "the refusal in the log, at startup's line")
-        check(d.vm("web1")["startup_bytes"] == GIB, "startup kept while running")
+        wait_for(lambda: f"{d.conf}:{line}: web1: keeping the current startup until the VM is "
+                 "off: cannot change startup while the VM is running" in d.log(),
+                 "the refusal in the log, at startup's line")
+        v = d.vm("web1")
+        check(v["startup_bytes"] == GIB and v["reset_pending"] == ["startup_bytes"],
+              "startup kept while running, the file's waiting", v)
         # and where the operator looks: a warning of the configuration in force
-        said = (f'{d.conf}:{line}: warning: vm "web1" runs with its settings before this '
-                "file's: cannot change startup while the VM is running (reload again once the "
-                "VM is off)")
+        said = (f'{d.conf}:{line}: warning: vm "web1" takes this file\'s startup once it is '
+                "off: cannot change startup while the VM is running")
         h = d.status()
         check(h["config_warnings"] == [said] and h["config_warning_count"] == 1,
               "in dynmem status", h)
         check("1 warning in the configuration in force:" in d.ok("status").out and
               said in d.ok("status").out, "in words too", d.ok("status").out)
         d.send(signal.SIGHUP)  # still running: still said, once
-        wait_for(lambda: d.log_count("web1: keeping the current settings") == 2, "the reload")
+        wait_for(lambda: d.log_count("web1: keeping the current startup") == 2, "the reload")
         check(d.status()["config_warnings"] == [said], "said once", d.status())
-        d.write_config(config())  # the file fixed: the VM's settings are the file's
+        d.write_config(config())  # the file changed back: nothing waits
         d.send(signal.SIGHUP)
-        wait_for(lambda: d.status()["config_warnings"] == [], "gone with the file fixed")
+        wait_for(lambda: d.status()["config_warnings"] == [], "gone with the file changed back")
+        check(d.vm("web1")["reset_pending"] == [], "nothing waits", d.vm("web1"))
         d.write_config(config().replace("startup = 1G", "startup = 2G"))
         d.send(signal.SIGHUP)
         wait_for(lambda: d.status()["config_warnings"] == [said], "back with the change")
         d.ok("stop", "web1")
-        check(d.status()["config_warnings"] == [said], "true until the reload", d.status())
-        d.send(signal.SIGHUP)
-        wait_for(lambda: d.vm("web1")["startup_bytes"] == 2 * GIB, "applied once off")
+        # once off the VM takes the file's startup, with no reload
+        wait_for(lambda: d.vm("web1")["startup_bytes"] == 2 * GIB, "taken once off")
         h = d.status()
         check(h["config_warnings"] == [] and h["config_warning_count"] == 0,
               "gone once the file's settings are in force", h)
+        check(d.vm("web1")["reset_pending"] == [], "nothing waits", d.vm("web1"))
+
+
+@tap.case
+def sighup_applies_what_a_running_vm_can_take(bins):
+    """One reload raises web1's weight and lowers its maximum while it runs: the weight is
+    taken at once; the maximum, which a running VM may only raise, keeps its value with a
+    warning at its key's line, waits as a reset does (in the state file too) and the file's
+    is taken once the VM is off. dynmem set of a waiting setting ends its wait."""
+    with Daemon(bins, config()).start() as d:
+        d.wait_state("web1", "running")
+        d.write_config(config(weight=8000, maximum="2G"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.vm("web1")["weight"] == 8000, "the new weight, at once")
+        v = d.vm("web1")
+        check(v["maximum_bytes"] == 4 * GIB and v["reset_pending"] == ["maximum_bytes"] and
+              v["overrides"] == [], "the maximum kept, the file's waiting", v)
+        line = d.conf_line("maximum = 2G")
+        check(f"{d.conf}:{line}: web1: keeping the current maximum until the VM is off: maximum "
+              "can only be raised while the VM is running" in d.log(), "logged at its line",
+              d.log())
+        said = (f'{d.conf}:{line}: warning: vm "web1" takes this file\'s maximum once it is '
+                "off: maximum can only be raised while the VM is running")
+        check(d.status()["config_warnings"] == [said], "in dynmem status", d.status())
+        check(re.search(r"^Reset waits: +maximum ", d.ok("show", "web1").out, re.M),
+              "dynmem show says what waits", d.ok("show", "web1").out)
+        check(state_file(d)["vms"] == [{"name": "web1", "origin": "config",
+                                        "settings": {"maximum_bytes": 4 * GIB},
+                                        "reset_pending": ["maximum_bytes"]}],
+              "saved with the value in force", state_file(d))
+        d.ok("stop", "web1")
+        wait_for(lambda: d.vm("web1")["maximum_bytes"] == 2 * GIB, "the file's maximum once off")
+        check(re.search(f"web1: off: maximum \\(line {line}\\) from {re.escape(d.conf)} now",
+                        d.log()), "and says so", d.log())
+        v = d.vm("web1")
+        check(v["weight"] == 8000 and v["reset_pending"] == [], "the file's settings", v)
+        check(d.status()["config_warnings"] == [], "the warning gone", d.status())
+        check(state_file(d)["vms"] == [], "nothing saved", state_file(d))
+        d.ok("start", "web1")
+        d.wait_state("web1", "running")
+        check(d.vm("web1")["maximum_bytes"] == 2 * GIB, "started with it", d.vm("web1"))
+
+        # lowered again while it runs, then set with dynmem set: nothing of the file waits
+        d.write_config(config(weight=8000, maximum="1G"))
+        d.send(signal.SIGHUP)
+        wait_for(lambda: d.vm("web1")["reset_pending"] == ["maximum_bytes"], "the wait")
+        check(len(d.status()["config_warnings"]) == 1, "warned", d.status())
+        d.ok("set", "web1", "--maximum", "3G")
+        v = d.vm("web1")
+        check(v["maximum_bytes"] == 3 * GIB and v["reset_pending"] == [] and
+              v["overrides"] == ["maximum_bytes"], "set anew", v)
+        check(d.status()["config_warnings"] == [], "the warning gone with the wait",
+              d.status())
 
 
 @tap.case
@@ -309,9 +364,9 @@ def what_a_running_vm_cannot_take_is_named_at_its_line(bins):
         d.wait_state("web1", "running")
         d.write_config(config(maximum="2G"))
         d.send(signal.SIGHUP)
-        said = (f'{d.conf}:{d.conf_line("maximum = 2G")}: warning: vm "web1" runs with its '
-                "settings before this file's: maximum can only be raised while the VM is "
-                "running (reload again once the VM is off)")
+        said = (f'{d.conf}:{d.conf_line("maximum = 2G")}: warning: vm "web1" takes this '
+                "file's maximum once it is off: maximum can only be raised while the VM is "
+                "running")
         wait_for(lambda: d.status()["config_warnings"] == [said], "maximum, at its line")
     two = config().replace("startup = 1G", "startup = 2G")
     with Daemon(bins, two).start() as d:
@@ -319,14 +374,14 @@ def what_a_running_vm_cannot_take_is_named_at_its_line(bins):
         d.write_config(two.replace("startup = 2G\n", ""))
         d.send(signal.SIGHUP)
         section = d.conf_line('[vm "web1"]')
-        said = (f'{d.conf}:{section}: warning: vm "web1" runs with its settings before this '
-                "file's: cannot change startup while the VM is running (the file leaves startup "
-                "at its default; reload again once the VM is off)")
+        said = (f'{d.conf}:{section}: warning: vm "web1" takes this file\'s startup once it is '
+                "off: cannot change startup while the VM is running (the file leaves startup at "
+                "its default)")
         wait_for(lambda: d.status()["config_warnings"] == [said],
                  "a default, at the section, said to be one")
-        check(f"{d.conf}:{section}: web1: keeping the current settings: cannot change startup "
-              "while the VM is running (the file leaves startup at its default; reload again "
-              "once the VM is off)" in d.log(), "the log's words", d.log())
+        check(f"{d.conf}:{section}: web1: keeping the current startup until the VM is off: "
+              "cannot change startup while the VM is running (the file leaves startup at its "
+              "default)" in d.log(), "the log's words", d.log())
 
 
 @tap.case

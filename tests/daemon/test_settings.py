@@ -48,6 +48,10 @@ def running_vm_maximum_may_only_be_raised(bins):
         d.wait_state("web1", "running")
         d.fails("set", "web1", "--maximum", "2G",
                 contains="web1: maximum can only be raised while the VM is running")
+        # one command is taken whole or not at all (a reload takes what it can)
+        d.fails("set", "web1", "--weight", "100", "--maximum", "2G",
+                contains="web1: maximum can only be raised while the VM is running")
+        check(d.vm("web1")["weight"] != 100, "nothing of the refused command taken", d.vm("web1"))
         d.ok("set", "web1", "--maximum", "6G")
         check(d.vm("web1")["maximum_bytes"] == 6 * GIB, "maximum raised")
 

@@ -217,6 +217,35 @@ static void empty_file_takes_defaults(void **state)
 }
 
 /*
+ * A warning no longer true goes by the words it begins with, after its
+ * "FILE:LINE: " or "FILE: ", for that file only; the others keep their order.
+ */
+static void diag_drop_takes_only_the_words_given(void **state)
+{
+        struct config_diag d = {0};
+
+        config_diag_add(&d, "a.conf", 5, "warning: vm \"web1\" takes this file's maximum: x");
+        config_diag_add(&d, "a.conf", 0, "warning: vm \"web1\" takes this file's maximum: y");
+        config_diag_add(&d, "a.conf", 3, "warning: vm \"web10\" takes this file's maximum: z");
+        config_diag_add(&d, "a.conf.old", 5, "warning: vm \"web1\" takes this file's maximum");
+        config_diag_add(&d, "b.conf", 7, "warning: [host] http changes when dynmemd restarts");
+        assert_int_equal(config_diag_drop(&d, "a.conf",
+                                          "warning: vm \"web1\" takes this file's "
+                                          "maximum"),
+                         2);
+        assert_int_equal(d.count, 3);
+        assert_string_equal(d.messages[0], "a.conf:3: warning: vm \"web10\" takes this file's "
+                                           "maximum: z");
+        assert_string_equal(d.messages[1], "a.conf.old:5: warning: vm \"web1\" takes this "
+                                           "file's maximum");
+        assert_string_equal(d.messages[2], "b.conf:7: warning: [host] http changes when dynmemd "
+                                           "restarts");
+        assert_int_equal(config_diag_drop(&d, "a.conf", "warning: vm \"web1\""), 0);
+        assert_int_equal(config_diag_drop(NULL, "a.conf", "x"), 0);
+        config_diag_free(&d);
+}
+
+/*
  * Load text that must fail and check that some message reads
  * "NAME:LINE: ..." containing needle. Returns the number of messages.
  */
@@ -1488,6 +1517,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(full_file_parses),
             cmocka_unit_test(empty_file_takes_defaults),
+            cmocka_unit_test(diag_drop_takes_only_the_words_given),
             cmocka_unit_test(unknown_section),
             cmocka_unit_test(unknown_keys),
             cmocka_unit_test(size_without_unit),

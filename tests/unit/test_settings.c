@@ -385,23 +385,49 @@ static void change_while_running(void **state)
         assert_int_equal(settings_check_change(&old, &new, true, err, sizeof(err)), -EINVAL);
 }
 
-/* What a running VM refuses is named by its setting: the first in table order. */
-static void running_refusal_names_its_setting(void **state)
+/*
+ * What a running VM refuses is named by its setting, every one on its own
+ * rule whatever the others change (a reload applies the rest), each with
+ * its reason; the first in table order is the one settings_check_change()
+ * names.
+ */
+static void running_refusals_are_named_by_setting(void **state)
 {
         struct vm_settings old = valid(), new = old;
+        char err[128] = "";
 
-        assert_int_equal(settings_running_refuses(&old, &old), 0);
+        assert_int_equal(settings_running_refused(&old, &old), 0);
         new.weight = 100;
+        new.buffer_percent = 50;
+        new.lend = !old.lend;
         new.minimum_bytes = old.minimum_bytes - 2 * MIB;
         new.maximum_bytes = old.maximum_bytes + 2 * MIB;
-        assert_int_equal(settings_running_refuses(&old, &new), 0);
+        assert_int_equal(settings_running_refused(&old, &new), 0);
+        assert_int_equal(settings_running_why(&old, &new, SETTINGS_MAXIMUM, err, sizeof(err)), 0);
         new.maximum_bytes = old.maximum_bytes - 2 * MIB;
-        assert_int_equal(settings_running_refuses(&old, &new), SETTINGS_MAXIMUM);
+        assert_int_equal(settings_running_refused(&old, &new), SETTINGS_MAXIMUM);
+        assert_int_equal(settings_running_why(&old, &new, SETTINGS_MAXIMUM, err, sizeof(err)),
+                         -EPERM);
+        assert_string_equal(err, "maximum can only be raised while the VM is running");
         new.startup_bytes = 2 * GIB;
-        assert_int_equal(settings_running_refuses(&old, &new), SETTINGS_STARTUP);
+        new.block_bytes = 4 * MIB;
+        new.dynamic = !old.dynamic;
+        assert_int_equal(settings_running_refused(&old, &new),
+                         SETTINGS_DYNAMIC | SETTINGS_STARTUP | SETTINGS_MAXIMUM | SETTINGS_BLOCK);
+        assert_int_equal(settings_running_why(&old, &new, SETTINGS_DYNAMIC, err, sizeof(err)),
+                         -EPERM);
+        assert_string_equal(err, "cannot change dynamic while the VM is running");
+        assert_int_equal(settings_running_why(&old, &new, SETTINGS_BLOCK, err, sizeof(err)),
+                         -EPERM);
+        assert_string_equal(err, "cannot change block size while the VM is running");
         new = old;
         new.minimum_bytes = old.minimum_bytes + 2 * MIB;
-        assert_int_equal(settings_running_refuses(&old, &new), SETTINGS_MINIMUM);
+        new.weight = 1;
+        assert_int_equal(settings_running_refused(&old, &new), SETTINGS_MINIMUM);
+        assert_int_equal(settings_running_why(&old, &new, SETTINGS_MINIMUM, err, sizeof(err)),
+                         -EPERM);
+        assert_string_equal(err, "minimum can only be lowered while the VM is running");
+        assert_int_equal(settings_running_why(&old, &new, SETTINGS_WEIGHT, err, sizeof(err)), 0);
 }
 
 /* Row i is bit i; every name finds its row back; no two rows share a name or a field. */
@@ -586,7 +612,7 @@ int main(void)
             cmocka_unit_test(check_error_text_fits),
             cmocka_unit_test(change_while_off_allows_anything_valid),
             cmocka_unit_test(change_while_running),
-            cmocka_unit_test(running_refusal_names_its_setting),
+            cmocka_unit_test(running_refusals_are_named_by_setting),
             cmocka_unit_test(table_rows_match_bits_and_names),
             cmocka_unit_test(table_rows_own_their_field),
             cmocka_unit_test(parse_text_by_type),
