@@ -485,7 +485,7 @@ void output_vm(FILE *out, const json_t *vm)
                 char names[512];
                 cell_names(vm, "reset_pending", names, sizeof(names));
                 fprintf(out, "%-16s %s (the file's values once the VM is off)\n",
-                        "Reset waits:", names);
+                        "Waits for off:", names);
         }
         if (json_is_string(refusal))
                 fprintf(out, "%-16s %s\n", "Last refusal:", json_string_value(refusal));

@@ -303,7 +303,7 @@
       // before the refusal, as dynmem show has it: the file's values that wait for the
       // VM to be off (handed back by dynmem set --reset, or refused at a reload)
       if (key === 'refusal' && Array.isArray(vm.reset_pending) && vm.reset_pending.length) {
-        add('Reset waits', settingNames(vm.reset_pending) + " (the file's values once the VM is off)");
+        add('Waits for off', settingNames(vm.reset_pending) + " (the file's values once the VM is off)");
       }
       if (key in vm && !(key === 'refusal' && vm.refusal === null)) add(label, fmt(vm[key], vm));
     }

@@ -324,7 +324,7 @@ def sighup_applies_what_a_running_vm_can_take(bins):
         said = (f'{d.conf}:{line}: warning: vm "web1" takes this file\'s maximum once it is '
                 "off: maximum can only be raised while the VM is running")
         check(d.status()["config_warnings"] == [said], "in dynmem status", d.status())
-        check(re.search(r"^Reset waits: +maximum ", d.ok("show", "web1").out, re.M),
+        check(re.search(r"^Waits for off: +maximum ", d.ok("show", "web1").out, re.M),
               "dynmem show says what waits", d.ok("show", "web1").out)
         check(state_file(d)["vms"] == [{"name": "web1", "origin": "config",
                                         "settings": {"maximum_bytes": 4 * GIB},

@@ -308,7 +308,7 @@ def set_reset_hands_settings_back_to_the_file(bins):
               "the file's values taken where a running VM can", v)
         out = d.ok("show", "web1").out
         check(re.search(r"^Overridden: +none$", out, re.M) and
-              re.search(r"^Reset waits: +minimum ", out, re.M), "show says so", out)
+              re.search(r"^Waits for off: +minimum ", out, re.M), "show says so", out)
         d.ok("stop", "web1")
         wait_for(lambda: d.vm("web1")["minimum_bytes"] == 512 * MIB, "the file's minimum once off")
         check(d.vm("web1")["reset_pending"] == [], "nothing waits any more", d.vm("web1"))

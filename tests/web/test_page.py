@@ -406,7 +406,7 @@ def main():
               off["rows"]["stopped"]["assigned"] == "0 B", "the stopped VM", off["rows"])
         check(off["details"]["Last refusal"] == REFUSAL, "the refusal, as text", off["details"])
         check(off["details"].get("Overridden") == "buffer, weight, autostart" and
-              off["details"].get("Reset waits") == "minimum (the file's values once the VM is off)",
+              off["details"].get("Waits for off") == "minimum (the file's values once the VM is off)",
               "overrides and a reset that waits, by the names dynmem set takes", off["details"])
 
         # arriving by live migration
