@@ -259,7 +259,7 @@ static uint64_t lv_max_honourable(struct backend *b, const struct vm *vm)
 
         if (!d || !d->attached)
                 return SETTINGS_SIZE_MAX; /* sized at the next start */
-        return d->mem.layout.startup + d->mem.layout.region;
+        return lv_run_top(d);
 }
 
 static int lv_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)

@@ -384,7 +384,7 @@ static bool param_ull(const virTypedParameter *p, int n, const char *name, uint6
  */
 void lv_dom_take_stats(struct lv_domain *d, const virTypedParameter *params, int n)
 {
-        const uint64_t top_kib = (d->mem.layout.startup + d->mem.layout.region) / KIB;
+        const uint64_t top_kib = lv_run_top(d) / KIB;
         uint64_t total, avail, updated = 0, current;
 
         /* libvirt's own figure, which lv_run_check_figures would otherwise ask for */

@@ -261,6 +261,8 @@ void lv_run_take_vmem_size(struct lv_domain *d, uint64_t size_kib);
  * until the two have agreed again.
  */
 uint64_t lv_run_assigned(const struct lv_domain *d);
+/* The most the domain's memory can reach: its boot memory and its virtio-mem device. */
+uint64_t lv_run_top(const struct lv_domain *d);
 
 /* libvirt's figure for the domain (<currentMemory>, KiB), read at now_ms: checked against ours. */
 void lv_run_take_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint64_t now_ms);

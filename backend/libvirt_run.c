@@ -15,7 +15,7 @@
 #include "libvirt_int.h"
 #include "units.h"
 
-static uint64_t top_of(const struct lv_domain *d)
+uint64_t lv_run_top(const struct lv_domain *d)
 {
         return d->mem.layout.startup + d->mem.layout.region;
 }
@@ -42,8 +42,8 @@ static void start_agent(struct lv_domain *d)
 
         if (!d->xml.agent_path[0] || !d->lb->env.base)
                 return;
-        r = qemu_agent_new(d->lb->env.base, d->name, d->xml.agent_path, top_of(d), &agent_hooks, d,
-                           &d->agent_conn);
+        r = qemu_agent_new(d->lb->env.base, d->name, d->xml.agent_path, lv_run_top(d), &agent_hooks,
+                           d, &d->agent_conn);
         if (r < 0) {
                 log_msg(LOG_WARNING, "vm \"%s\": no guest agent connection: %s", d->name,
                         strerror(-r));
@@ -190,7 +190,7 @@ static bool figures_differ(const struct lv_domain *d, uint64_t theirs)
 /* Note libvirt's figure (<currentMemory>): capped at what the domain's devices hold. */
 static void note_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint64_t now_ms)
 {
-        uint64_t theirs = current_kib < top_of(d) / KIB ? current_kib * KIB : top_of(d);
+        uint64_t theirs = current_kib < lv_run_top(d) / KIB ? current_kib * KIB : lv_run_top(d);
         bool differed = d->check.differs;
 
         d->check.libvirt_bytes = theirs;
