@@ -60,6 +60,24 @@ static bool lv_unreachable(struct backend *b, char *buf, size_t len)
         return lv_conn_unreachable(priv(b), buf, len);
 }
 
+/*
+ * libvirt is not answering (lv_conn_hung): a call from the loop would wait
+ * with it, so none is made; err says so. True then.
+ */
+static bool refused_while_hung(struct lv_backend *lb, char *err, size_t errlen)
+{
+        uint64_t ms;
+
+        if (!lv_conn_hung(lb, mono_ms(), &ms))
+                return false;
+        if (err)
+                snprintf(err, errlen,
+                         "libvirt at %s is not answering (for %llu s); try again "
+                         "once it does",
+                         lb->uri, (unsigned long long)(ms / 1000));
+        return true;
+}
+
 /* ---- life cycle: through libvirt ---- */
 
 /* run_dir/starting/NAME while dynmemd itself starts NAME (lib/backend.h). */
@@ -104,6 +122,8 @@ static int lv_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err
                 d->pending_until_ms = mono_ms() + LV_START_PENDING_MS;
                 return 0;
         }
+        if (refused_while_hung(lb, err, errlen))
+                return -EAGAIN;
         if (!(dom = lv_dom_lookup(d))) {
                 snprintf(err, errlen, "libvirt at %s: %s", lb->uri,
                          lb->conn ? lv_error() : "not connected");
@@ -118,7 +138,7 @@ static int lv_start(struct backend *b, struct vm *vm, uint64_t now_ms, char *err
                 lv_conn_check_error(lb, "starting a domain");
         } else {
                 d->pending_until_ms = mono_ms() + LV_START_PENDING_MS;
-                d->dirty = true;
+                lv_dom_mark(d);
                 log_msg(LOG_INFO, "%s: started through libvirt", vm->name);
         }
         virDomainFree(dom);
@@ -147,6 +167,10 @@ static int lv_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_ms
         int r;
 
         (void)now_ms;
+        if (dom && refused_while_hung(lb, NULL, 0)) {
+                virDomainFree(dom);
+                return -EAGAIN;
+        }
         if (!dom)
                 return lb->conn ? -ENOENT : -ENOTCONN;
         r = force ? virDomainDestroy(dom) : virDomainShutdown(dom);
@@ -157,7 +181,7 @@ static int lv_stop(struct backend *b, struct vm *vm, bool force, uint64_t now_ms
         } else {
                 d->stop_by_ms = force ? 0 : mono_ms() + STOP_GRACE_MS;
                 d->stop_id = d->id;
-                d->dirty = true;
+                lv_dom_mark(d);
         }
         virDomainFree(dom);
         return r < 0 ? -EIO : 0;
@@ -176,8 +200,8 @@ static void check_stops(struct lv_backend *lb)
                 struct lv_domain *d = lb->doms[i];
                 if (d->run != BACKEND_VM_RUNNING || d->id != d->stop_id)
                         d->stop_by_ms = 0; /* it stopped */
-                if (!d->stop_by_ms || now < d->stop_by_ms)
-                        continue;
+                if (!d->stop_by_ms || now < d->stop_by_ms || lv_conn_hung(lb, now, NULL))
+                        continue; /* (not while libvirt does not answer: later) */
                 d->stop_by_ms = 0;
                 virDomainPtr dom = lv_dom_lookup(d);
                 if (dom && virDomainDestroy(dom) == 0) {
@@ -210,6 +234,8 @@ static int lv_set_target(struct backend *b, struct vm *vm, uint64_t target_bytes
                 return -ENOTCONN;
         if (!d || !d->attached)
                 return -ESRCH;
+        if (lv_conn_hung(lb, mono_ms(), NULL))
+                return -EBUSY; /* its figures may be stale: no resize until libvirt answers */
         if (!d->info.balanced)
                 return -EPERM; /* static: never touched */
         /* migrating (held where it is until it has moved), or a job; while our own resize
@@ -290,7 +316,7 @@ static uint64_t assigned_now(const struct lv_domain *d)
 }
 
 /* The table as the daemon reads it; out of memory, the previous list stands. */
-static void list_infos(struct lv_backend *lb)
+void lv_list_infos(struct lv_backend *lb)
 {
         if (lb->n > lb->n_infos || !lb->infos) {
                 struct backend_vm_info *grown =
@@ -311,20 +337,18 @@ static uint64_t lv_inventory(struct backend *b, uint64_t now_ms, const struct ba
 {
         struct lv_backend *lb = priv(b);
         uint64_t now = mono_ms();
-        bool changed;
 
         (void)now_ms;
-        if (lv_conn_ensure(lb, now)) {
-                if (lb->refresh_all)
-                        lv_dom_refresh_all(lb);
-                lv_mig_poll(lb);
-                changed = lv_dom_reload_dirty(lb, now);
-                lv_conn_read_stats(lb);
-                lv_run_check_figures(lb);
-                check_stops(lb);
-                if (changed || lb->n != lb->n_infos)
+        lv_conn_ensure(lb, now);
+        /* the reads go to the reader; their answers are taken when they come back */
+        lv_conn_read(lb, now);
+        if (lb->conn) {
+                if (lv_dom_reload_dirty(lb, now, NULL))
                         lb->generation++;
-                list_infos(lb);
+                check_stops(lb);
+                if (lb->n != lb->n_infos)
+                        lb->generation++;
+                lv_list_infos(lb);
         }
         *ret = lb->infos;
         *ret_n = lb->n_infos;
@@ -351,10 +375,15 @@ static int define(struct lv_backend *lb, const char *xml, char *err, size_t errl
 static char *offline_xml(struct lv_backend *lb, const char *name, char *err, size_t errlen,
                          int *ret_errno)
 {
-        virDomainPtr dom = lb->conn ? virDomainLookupByName(lb->conn, name) : NULL;
+        virDomainPtr dom;
         char *xml = NULL;
 
         *ret_errno = 0;
+        if (refused_while_hung(lb, err, errlen)) {
+                *ret_errno = EAGAIN;
+                return NULL;
+        }
+        dom = lb->conn ? virDomainLookupByName(lb->conn, name) : NULL;
         if (!dom) {
                 *ret_errno = lb->conn ? ENOENT : ENOTCONN;
                 snprintf(err, errlen, "%s",
@@ -467,6 +496,8 @@ static int lv_store_settings(struct backend *b, struct vm *vm, const struct vm_s
                 snprintf(err, errlen, "libvirt at %s cannot be reached", lb->uri);
                 return -ENOTCONN;
         }
+        if (refused_while_hung(lb, err, errlen))
+                return -EAGAIN;
         if (d && d->xml.meta_state == LIBVIRT_XML_META_NEWER) {
                 snprintf(err, errlen, "dynmem metadata of %s", d->xml.meta_error);
                 return -EPERM;
@@ -495,7 +526,7 @@ static int lv_store_settings(struct backend *b, struct vm *vm, const struct vm_s
                 snprintf(err, errlen, "libvirt refused the metadata: %s", lv_error());
                 lv_conn_check_error(lb, "setting metadata");
         }
-        d->dirty = true;
+        lv_dom_mark(d);
         virDomainFree(dom);
         free(meta);
         return r < 0 ? -EIO : 0;
@@ -535,8 +566,12 @@ static void lv_destroy(struct backend *b)
         if (!b)
                 return;
         lb = priv(b);
+        bool hung = lv_conn_hung(lb, mono_ms(), NULL);
+        lv_reader_free(lb->reader); /* a round in a call is left to finish on its own */
+        lb->reader = NULL;
         lv_run_stop_work(lb); /* the call under way ends; queued resizes are dropped */
-        lv_conn_close(lb);
+        if (!hung)            /* else closing would wait on libvirt too: the process is ending */
+                lv_conn_close(lb);
         libvirt_event_flush(); /* what the closed connection handed back, now */
         for (size_t i = 0; i < lb->n; i++)
                 lv_dom_free(lb->doms[i]);
@@ -592,6 +627,8 @@ int libvirt_backend_new(const struct config *cfg, const struct backend_env *env,
         if (env)
                 lb->env = *env;
         lb->env.run_dir = lb->run_dir;
+        /* libvirt's test driver runs in this process: nothing to wait for */
+        lb->reads_inline = strncmp(lb->uri, "test:", 5) == 0;
         lb->unlisted_rl = LOG_RATELIMIT(5, 6);
         for (size_t i = 0; i < sizeof(lb->callbacks) / sizeof(lb->callbacks[0]); i++)
                 lb->callbacks[i] = -1;

@@ -3,8 +3,11 @@
  * (again with backoff after libvirtd went away: 1 s, doubling to 30 s),
  * says once that it is lost (when libvirt refuses this user, with the group
  * to give it) and once that it is back, registers the domain
- * events that mark domains for reloading, and reads the balloon statistics
- * of every running domain in one call per cycle.
+ * events that mark domains for reloading, and takes the balloon statistics
+ * of every running domain, read in one call per cycle. The connection is
+ * opened and the cycle's reads made by the reader's thread (libvirt_reader.c,
+ * one round at a time, libvirt_round.c): reads out for LV_ANSWER_MS mean
+ * libvirt is not answering, which status says, with how long.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -188,27 +191,32 @@ static const struct {
 _Static_assert(N_EVENTS <= sizeof(((struct lv_backend *)0)->callbacks) / sizeof(int),
                "every event has a callback id");
 
-static int register_events(struct lv_backend *lb)
+static int register_events(virConnectPtr conn, struct lv_backend *lb, int *callbacks)
 {
         for (size_t i = 0; i < N_EVENTS; i++) {
-                lb->callbacks[i] = virConnectDomainEventRegisterAny(lb->conn, NULL, events[i].id,
-                                                                    events[i].cb, lb, NULL);
-                if (lb->callbacks[i] < 0)
+                callbacks[i] = virConnectDomainEventRegisterAny(conn, NULL, events[i].id,
+                                                                events[i].cb, lb, NULL);
+                if (callbacks[i] < 0)
                         return -1;
         }
-        return virConnectRegisterCloseCallback(lb->conn, on_close, lb, NULL);
+        return virConnectRegisterCloseCallback(conn, on_close, lb, NULL);
+}
+
+void lv_conn_forget(virConnectPtr conn, int *callbacks)
+{
+        for (size_t i = 0; i < N_EVENTS; i++) {
+                if (callbacks[i] >= 0)
+                        virConnectDomainEventDeregisterAny(conn, callbacks[i]);
+                callbacks[i] = -1;
+        }
+        virConnectUnregisterCloseCallback(conn, on_close);
+        virConnectClose(conn);
 }
 
 void lv_conn_close(struct lv_backend *lb)
 {
         if (!lb->conn)
                 return;
-        for (size_t i = 0; i < N_EVENTS; i++) {
-                if (lb->callbacks[i] >= 0)
-                        virConnectDomainEventDeregisterAny(lb->conn, lb->callbacks[i]);
-                lb->callbacks[i] = -1;
-        }
-        virConnectUnregisterCloseCallback(lb->conn, on_close);
         int t = atomic_exchange(&lb->close_timer, 0);
         if (t > 0) /* a close the worker noticed, not yet taken: moot now */
                 virEventRemoveTimeout(t);
@@ -217,13 +225,15 @@ void lv_conn_close(struct lv_backend *lb)
         for (size_t i = 0; i < lb->n; i++) {
                 struct lv_domain *d = lb->doms[i];
                 d->stats.known = false;
+                d->job_read_ms = 0;
                 if (d->dom)
                         virDomainFree(d->dom); /* of this connection */
                 d->dom = NULL;
                 d->dirty = true;
         }
-        virConnectClose(lb->conn);
+        lv_conn_forget(lb->conn, lb->callbacks);
         lb->conn = NULL;
+        lb->conn_serial++; /* a round out on it is dropped when it comes back */
 }
 
 static void schedule_retry(struct lv_backend *lb, uint64_t now_ms)
@@ -283,21 +293,37 @@ static void say_down(struct lv_backend *lb)
         lb->down_logged = true;
 }
 
+bool lv_conn_hung(const struct lv_backend *lb, uint64_t now_ms, uint64_t *ms)
+{
+        uint64_t out = lb->reader ? lv_reader_busy_ms(lb->reader, now_ms) : 0;
+
+        if (ms)
+                *ms = out;
+        return out >= LV_ANSWER_MS;
+}
+
 bool lv_conn_unreachable(const struct lv_backend *lb, char *buf, size_t len)
 {
+        uint64_t ms;
+
+        if (lv_conn_hung(lb, mono_ms(), &ms)) {
+                snprintf(buf, len,
+                         "libvirt at %s: not answering for %llu s (%s); the VMs keep their "
+                         "sizes until it answers again",
+                         lb->uri, (unsigned long long)(ms / 1000),
+                         lb->conn ? "its calls wait" : "a new connection waits");
+                return true;
+        }
         if ((lb->conn && !lb->lost) || !lb->down_reason[0])
                 return false;
         down_text(lb, buf, len);
         return true;
 }
 
-static void say_up(struct lv_backend *lb)
+static void say_up(struct lv_backend *lb, unsigned long lib, unsigned long hv)
 {
-        unsigned long lib = 0, hv = 0;
-
-        virConnectGetLibVersion(lb->conn, &lib);
         lb->hv_version[0] = '\0';
-        if (virConnectGetVersion(lb->conn, &hv) == 0 && hv)
+        if (hv)
                 snprintf(lb->hv_version, sizeof(lb->hv_version), "%lu.%lu.%lu", hv / 1000000,
                          hv / 1000 % 1000, hv % 1000);
         if (lb->down_logged || lb->ever_connected)
@@ -315,15 +341,36 @@ static void say_up(struct lv_backend *lb)
  * (test:///, qemu:///embed) has no connection to watch and does not support
  * it: that is no reason to stay away.
  */
-static int set_keepalive(struct lv_backend *lb)
+static int set_keepalive(virConnectPtr conn)
 {
-        if (virConnectSetKeepAlive(lb->conn, LV_KEEPALIVE_S, LV_KEEPALIVE_COUNT) >= 0)
+        if (virConnectSetKeepAlive(conn, LV_KEEPALIVE_S, LV_KEEPALIVE_COUNT) >= 0)
                 return 0;
-        if (virGetLastErrorCode() != VIR_ERR_NO_SUPPORT)
-                return -1;
-        log_msg(LOG_DEBUG, "libvirt at %s: no keepalive on this connection (%s)", lb->uri,
-                lv_error());
-        return 0;
+        return virGetLastErrorCode() == VIR_ERR_NO_SUPPORT ? 0 : -1;
+}
+
+void lv_conn_open_round(struct lv_round *r)
+{
+        virConnectPtr conn = virConnectOpen(r->uri);
+
+        if (!conn) {
+                snprintf(r->open_error, sizeof(r->open_error), "%s", lv_error());
+                r->open_hint = lv_refusal_hint(r->uri, virGetLastError());
+                return;
+        }
+        if (set_keepalive(conn) < 0) {
+                snprintf(r->open_error, sizeof(r->open_error), "no keepalive: %s", lv_error());
+        } else if (register_events(conn, r->lb, r->callbacks) < 0) {
+                /* said before closing: closing makes calls that replace libvirt's last error */
+                snprintf(r->open_error, sizeof(r->open_error),
+                         "cannot follow its domain events: %s", lv_error());
+        } else {
+                virConnectGetLibVersion(conn, &r->lib_version);
+                if (virConnectGetVersion(conn, &r->hv_version) < 0)
+                        r->hv_version = 0;
+                r->opened = conn;
+                return;
+        }
+        lv_conn_forget(conn, r->callbacks);
 }
 
 bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms)
@@ -335,33 +382,32 @@ bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms)
                 lb->backoff_ms = 0;
                 lb->retry_at_ms = now_ms; /* once at once: libvirtd may be back already */
         }
-        if (lb->conn)
-                return true;
-        if (now_ms < lb->retry_at_ms)
-                return false;
-        virSetErrorFunc(NULL, quiet);
-        lb->conn = virConnectOpen(lb->uri);
-        lb->down_hint = lb->conn ? NULL : lv_refusal_hint(lb->uri, virGetLastError());
-        if (!lb->conn) {
-                snprintf(lb->down_reason, sizeof(lb->down_reason), "%s", lv_error());
-        } else if (set_keepalive(lb) < 0) {
-                snprintf(lb->down_reason, sizeof(lb->down_reason), "no keepalive: %s", lv_error());
-                lv_conn_close(lb);
-        } else if (register_events(lb) < 0) {
-                /* said before closing: closing makes calls that replace libvirt's last error */
-                snprintf(lb->down_reason, sizeof(lb->down_reason),
-                         "cannot follow its domain events: %s", lv_error());
-                lv_conn_close(lb);
-        }
-        if (!lb->conn) {
+        return lb->conn != NULL;
+}
+
+bool lv_conn_due(const struct lv_backend *lb, uint64_t now_ms)
+{
+        return !lb->conn && now_ms >= lb->retry_at_ms;
+}
+
+void lv_conn_take_open(struct lv_backend *lb, struct lv_round *r)
+{
+        if (!r->opened || lb->conn) {
+                snprintf(lb->down_reason, sizeof(lb->down_reason), "%s",
+                         r->opened ? "connected twice" : r->open_error);
+                lb->down_hint = r->open_hint;
                 say_down(lb);
-                schedule_retry(lb, now_ms);
-                return false;
+                schedule_retry(lb, mono_ms());
+                return;
         }
-        say_up(lb);
+        lb->conn = r->opened;
+        r->opened = NULL;
+        memcpy(lb->callbacks, r->callbacks, sizeof(lb->callbacks));
+        lb->conn_serial++;
+        lb->down_hint = NULL;
+        say_up(lb, r->lib_version, r->hv_version);
         lb->backoff_ms = 0;
         lb->refresh_all = true;
-        return true;
 }
 
 void lv_conn_check_error(struct lv_backend *lb, const char *what)
@@ -380,40 +426,124 @@ void lv_conn_check_error_msg(struct lv_backend *lb, const char *what, const char
 /*
  * Statistics of the domains known to run, named one by one: listing every
  * domain would lock each, and one whose start waits in libvirt's prepare
- * hook stays locked until that hook has its answer from this very loop.
+ * hook stays locked until that hook has its answer from the loop.
  */
-void lv_conn_read_stats(struct lv_backend *lb)
+void lv_conn_take_stats(struct lv_backend *lb, struct lv_round *r)
 {
-        virDomainStatsRecordPtr *recs = NULL;
-        virDomainPtr *doms;
-        size_t k = 0;
-        int n;
-
-        if (!lb->conn || !(doms = calloc(lb->n + 1, sizeof(*doms))))
+        if (!r->n_stats_doms)
                 return;
-        for (size_t i = 0; i < lb->n; i++) {
-                struct lv_domain *d = lb->doms[i];
-                if (d->attached && d->dom && lv_run_needs_stats(d))
-                        doms[k++] = d->dom;
-        }
-        /* NOWAIT: a domain busy with a job gives what needs none (balloon.current) at once */
-        double t0 = mono_ms_exact();
-        n = k ? virDomainListGetStats(doms, VIR_DOMAIN_STATS_BALLOON, &recs,
-                                      VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT)
-              : 0;
-        if (k)
-                lv_note_call(lb, "virDomainListGetStats", NULL, t0);
-        free(doms);
-        if (n < 0) {
-                lv_conn_check_error(lb, "reading balloon statistics");
+        lv_note_call_ms(lb, "virDomainListGetStats", NULL, r->stats_ms);
+        if (r->n_recs < 0) {
+                lv_conn_check_error_msg(lb, "reading balloon statistics", r->stats_err.message);
                 return;
         }
         lb->stats_ms = mono_ms();
-        for (int i = 0; i < n; i++) {
-                struct lv_domain *d = lv_dom_find(lb, virDomainGetName(recs[i]->dom));
+        for (int i = 0; i < r->n_recs; i++) {
+                struct lv_domain *d = lv_dom_find(lb, virDomainGetName(r->recs[i]->dom));
                 if (d)
-                        lv_dom_take_stats(d, recs[i]->params, recs[i]->nparams);
+                        lv_dom_take_stats(d, r->recs[i]->params, r->recs[i]->nparams);
         }
-        if (recs)
-                virDomainStatsRecordListFree(recs);
+}
+
+/* ---- the rounds of reads ---- */
+
+static void run_round(void *round, void *userdata)
+{
+        (void)userdata;
+        lv_round_run(round);
+}
+
+static void drop_round(void *round, void *userdata)
+{
+        (void)userdata;
+        lv_round_free(round);
+}
+
+static void take_round(struct lv_backend *lb, struct lv_round *r, bool *opened, bool *more)
+{
+        bool open = !r->conn;
+        *more = r->list_all || r->n_loads;
+        if (lv_round_take(lb, r))
+                lb->generation++;
+        *opened = open && lb->conn;
+        lv_list_infos(lb);
+}
+
+void lv_conn_round_done(void *round, void *userdata)
+{
+        struct lv_backend *lb = userdata;
+        bool opened, more;
+
+        if (lb->hang_logged) {
+                log_msg(LOG_NOTICE, "libvirt at %s answers again", lb->uri);
+                lb->hang_logged = false;
+        }
+        bool listed = ((struct lv_round *)round)->list_all;
+        take_round(lb, round, &opened, &more);
+        if (opened || listed) /* what follows (the list, the reloads) at once */
+                wake(lb);
+}
+
+static struct lv_reader *reader_of(struct lv_backend *lb)
+{
+        if (!lb->reader && lb->env.base && !lb->reads_inline &&
+            !(lb->reader =
+                  lv_reader_new(lb->env.base, run_round, lv_conn_round_done, drop_round, lb))) {
+                log_msg(LOG_ERR,
+                        "libvirt: no thread for the reads: %s; they are made from the loop",
+                        strerror(errno));
+                lb->reads_inline = true;
+        }
+        return lb->reader;
+}
+
+void lv_conn_read(struct lv_backend *lb, uint64_t now_ms)
+{
+        struct lv_reader *reader = reader_of(lb);
+        uint64_t ms;
+
+        virSetErrorFunc(NULL, quiet); /* global: for every thread */
+        if (reader && lv_reader_busy(reader)) {
+                if (lv_conn_hung(lb, now_ms, &ms) && !lb->hang_logged) {
+                        log_msg(LOG_WARNING,
+                                "libvirt at %s: not answering for %llu s; the VMs keep their "
+                                "sizes until it answers again",
+                                lb->uri, (unsigned long long)(ms / 1000));
+                        lb->hang_logged = true;
+                }
+                return;
+        }
+        if (!lb->conn && !lv_conn_due(lb, now_ms))
+                return;
+        if (reader) {
+                /* at dynmemd's start (nothing served yet) the first rounds are waited for, a
+                 * few seconds at most: it starts with the domains listed when libvirt answers */
+                uint64_t deadline = now_ms + LV_ANSWER_MS;
+                for (int i = 0; i < 4; i++) {
+                        struct lv_round *r = lv_round_build(lb, now_ms);
+                        bool more = r && (!r->conn || r->list_all || r->n_loads);
+                        if (r && lv_reader_submit(reader, r) < 0)
+                                lv_round_free(r);
+                        if (!r || !more || lb->started_reads || (now_ms = mono_ms()) >= deadline ||
+                            !lv_reader_wait(reader, deadline - now_ms) || !lb->conn)
+                                break;
+                }
+                lb->started_reads = true;
+                return;
+        }
+        /* an in-process driver: nothing to wait for; what a connection or a listing
+         * brings is read in the same cycle, as one would expect of it */
+        bool chain = false; /* connected or listed just now: the reloads that follow too */
+        for (int i = 0; i < 4; i++) {
+                struct lv_round *r = lv_round_build(lb, now_ms);
+                bool opened, more, listed;
+                if (!r)
+                        return;
+                listed = !r->conn || r->list_all;
+                lv_round_run(r);
+                take_round(lb, r, &opened, &more);
+                if (!(listed && (opened || lb->conn)) && !(chain && more))
+                        return;
+                chain = listed;
+        }
 }

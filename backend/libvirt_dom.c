@@ -120,13 +120,19 @@ static void say_unlisted(const char *name)
                         name, LV_DOMAINS_MAX);
 }
 
+void lv_dom_mark(struct lv_domain *d)
+{
+        d->dirty = true;
+        d->touched++;
+}
+
 bool lv_dom_touch(struct lv_backend *lb, virDomainPtr dom)
 {
         const char *name = virDomainGetName(dom);
         struct lv_domain *d = name ? lv_dom_get(lb, name) : NULL;
 
         if (d)
-                d->dirty = true;
+                lv_dom_mark(d);
         else if (name) /* not in the table, and it has no room or the name is not valid */
                 lb->dropped_names++;
         return d != NULL;
@@ -140,27 +146,18 @@ void lv_dom_unlisted(struct lv_backend *lb, virDomainPtr dom)
                 say_unlisted(name);
 }
 
-void lv_dom_refresh_all(struct lv_backend *lb)
+void lv_dom_take_list(struct lv_backend *lb, struct lv_round *r)
 {
-        virDomainPtr *doms = NULL;
-        int n;
-
-        lb->refresh_all = false;
-        for (size_t i = 0; i < lb->n; i++)
-                lb->doms[i]->dirty = true; /* those no longer there are found undefined */
-        n = virConnectListAllDomains(lb->conn, &doms, 0);
-        if (n < 0) {
+        if (r->n_listed < 0) {
                 lb->refresh_all = true;
-                lv_conn_check_error(lb, "listing the domains");
+                lv_conn_check_error_msg(lb, "listing the domains", r->list_err.message);
                 return;
         }
-        for (int i = 0; i < n; i++) {
-                const char *name = virDomainGetName(doms[i]);
-                if (name && !lv_dom_get(lb, name))
-                        say_unlisted(name);
-                virDomainFree(doms[i]);
-        }
-        free(doms);
+        for (size_t i = 0; i < lb->n; i++)
+                lb->doms[i]->dirty = true; /* those no longer there are found undefined */
+        for (int i = 0; i < r->n_listed; i++)
+                if (r->listed[i] && !lv_dom_get(lb, r->listed[i]))
+                        say_unlisted(r->listed[i]);
 }
 
 virDomainPtr lv_dom_lookup(struct lv_domain *d)
@@ -224,43 +221,31 @@ static void fill_info(struct lv_domain *d)
         }
 }
 
-/* Reload one domain from libvirt. 1 changed, 0 gone from libvirt, -1 failed (kept dirty). */
-static int load(struct lv_domain *d)
+/* Take one domain's reload. 1 changed, 0 gone from libvirt, -1 failed (kept dirty). */
+static int take_load(struct lv_domain *d, struct lv_round_load *l)
 {
         struct lv_backend *lb = d->lb;
-        virDomainPtr dom = virDomainLookupByName(lb->conn, d->name);
-        int state = 0, reason = 0, r = -1;
-        char *xml = NULL, err[256];
+        char err[256];
 
-        if (!dom) {
-                virErrorPtr e = virGetLastError();
-                if (e && e->code == VIR_ERR_NO_DOMAIN)
-                        return 0;
-                lv_conn_check_error(lb, "looking a domain up");
-                return -1;
-        }
-        if (virDomainGetState(dom, &state, &reason, 0) < 0 ||
-            !(xml = virDomainGetXMLDesc(dom, 0))) {
-                virErrorPtr e = virGetLastError();
-                r = e && e->code == VIR_ERR_NO_DOMAIN ? 0 : -1;
-                if (r < 0)
-                        lv_conn_check_error(lb, "reading a domain");
-                goto out;
+        if (l->r <= 0) {
+                if (l->r < 0)
+                        lv_conn_check_error_msg(lb, "reading a domain", l->err.message);
+                return l->r;
         }
         struct libvirt_xml_domain x;
-        if (libvirt_xml_parse(xml, strlen(xml), &x, err, sizeof(err)) < 0) {
+        if (libvirt_xml_parse(l->xml, strlen(l->xml), &x, err, sizeof(err)) < 0) {
                 if (log_ratelimit_ok(&d->rl, mono_ms()))
                         log_msg(LOG_WARNING, "%s: cannot read its XML: %s", d->name, err);
-                goto out;
+                return -1;
         }
         libvirt_xml_domain_free(&d->xml);
         d->xml = x;
         snprintf(d->uuid, sizeof(d->uuid), "%s", x.uuid);
-        d->run = run_of(state, reason);
-        d->state = state;
-        d->reason = reason;
-        d->persistent = virDomainIsPersistent(dom) == 1;
-        d->id = d->run == BACKEND_VM_RUNNING ? (int)virDomainGetID(dom) : -1;
+        d->run = run_of(l->state, l->reason);
+        d->state = l->state;
+        d->reason = l->reason;
+        d->persistent = l->persistent;
+        d->id = d->run == BACKEND_VM_RUNNING ? l->id : -1;
         fill_info(d);
         d->stats.current = x.live ? x.current_bytes : 0;
         d->stats.known = x.live;
@@ -268,14 +253,9 @@ static int load(struct lv_domain *d)
                 lv_run_readback_xml(d);
         if (d->dom)
                 virDomainFree(d->dom);
-        d->dom = dom; /* kept: later calls need no lookup */
-        dom = NULL;
-        r = 1;
-out:
-        free(xml);
-        if (dom)
-                virDomainFree(dom);
-        return r;
+        d->dom = l->dom; /* kept: later calls need no lookup */
+        l->dom = NULL;
+        return 1;
 }
 
 /* A start libvirt is making after admission: counted as running until seen or given up. */
@@ -292,7 +272,7 @@ static void note_pending(struct lv_domain *d, uint64_t now_ms)
         }
 }
 
-bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms)
+bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms, struct lv_round *round)
 {
         bool changed = false;
 
@@ -308,8 +288,9 @@ bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms)
                         d->locked_by_start = false;
                         d->dirty = true;
                 }
-                if (d->dirty && lb->conn && !d->locked_by_start) {
-                        int r = load(d);
+                struct lv_round_load *l = lv_round_load_of(round, d->name);
+                if (l && d->dirty && lb->conn && !d->locked_by_start) {
+                        int r = take_load(d, l);
                         if (r == 0 && lv_mig_expected(d, now_ms)) {
                                 lv_mig_placeholder_info(d); /* libvirt has none yet */
                                 d->dirty = false;
@@ -321,8 +302,9 @@ bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms)
                                 continue;
                         }
                         if (r > 0) {
-                                lv_mig_loaded(d, now_ms);
-                                d->dirty = false;
+                                lv_mig_loaded(d, &l->job, now_ms);
+                                /* marked again while it was read: read again */
+                                d->dirty = d->touched != l->touched;
                                 changed = true;
                         }
                 }

@@ -17,6 +17,8 @@
 
 #include "backend.h"
 #include "libvirt.h"
+#include "libvirt_reader.h"
+#include "libvirt_round.h"
 #include "libvirt_work.h"
 #include "libvirt_xml.h"
 #include "log.h"
@@ -38,6 +40,7 @@
 #define LV_CHECK_IDLE_MS    30000     /* ... and this often otherwise */
 #define LV_REREAD_MS        5000      /* figures differing: the live XML read again this often */
 #define LV_CHECK_SLACK      (4 * MIB) /* figures closer than this (or a block) agree */
+#define LV_ANSWER_MS        5000      /* reads out this long: libvirt is not answering */
 
 /* What libvirt says a domain holds: balloon.current, virtio-mem plugged included. */
 struct lv_stats {
@@ -83,6 +86,7 @@ struct lv_domain {
         char uuid[40];
         virDomainPtr dom; /* libvirt's handle, from the last reload; NULL unknown */
         bool dirty;       /* reload at the next inventory */
+        uint64_t touched; /* marked for reloading this many times (a reload under way misses it) */
         bool undefined;   /* gone from libvirt: dropped at the next inventory */
         enum backend_vm_run run;
         bool persistent;
@@ -96,8 +100,10 @@ struct lv_domain {
         /* the running instance (balanced domains) */
         bool attached; /* mem and agent set up for this id */
         int attached_id;
-        uint64_t attach_serial; /* this attachment's number (lv_backend.attach_serials) */
-        bool job_busy;          /* a resize job of this attachment is out: no new plan */
+        uint64_t attach_serial;         /* this attachment's number (lv_backend.attach_serials) */
+        bool job_busy;                  /* a resize job of this attachment is out: no new plan */
+        struct lv_job_reading job_read; /* its job, as the last round read it ... */
+        uint64_t job_read_ms;           /* ... then (mono_ms), 0 never */
         struct qemu_mem mem;
         struct lv_stats stats;
         struct lv_check check;       /* libvirt's figure against ours (attached domains) */
@@ -129,7 +135,8 @@ struct lv_backend {
         char *uri;
         char *run_dir;
         virConnectPtr conn;
-        int callbacks[8];         /* event callback ids, -1 none */
+        uint64_t conn_serial; /* connections opened and closed: a round's is still this one */
+        int callbacks[LV_ROUND_CALLBACKS]; /* event callback ids, -1 none */
         bool lost;                /* the close callback ran: reconnect at the next inventory */
         _Atomic int close_reason; /* the close the resize worker noticed, for the loop */
         _Atomic int close_timer;  /* the timeout that takes it on the loop, 0 none */
@@ -149,17 +156,49 @@ struct lv_backend {
         uint64_t infos_generation;
         uint64_t dropped_names;           /* domains whose names dynmem cannot use */
         struct log_ratelimit unlisted_rl; /* saying so (lv_dom_unlisted) */
-        struct lv_work *work;    /* the resize calls' thread (libvirt_work.c), made when needed */
-        bool work_stopped;       /* shutting down: no more jobs */
-        uint64_t attach_serials; /* attachments made (lv_domain.attach_serial) */
-        uint64_t calls;          /* timed libvirt calls (statistics and resizes) */
+        struct lv_work *work;     /* the resize calls' thread (libvirt_work.c), made when needed */
+        bool work_stopped;        /* shutting down: no more jobs */
+        struct lv_reader *reader; /* the reads' thread (libvirt_reader.c), made when needed */
+        bool reads_inline;        /* an in-process driver (test:///): read on the loop */
+        bool hang_logged;         /* said that libvirt is not answering */
+        bool started_reads;       /* the first rounds (waited for, at dynmemd's start) are made */
+        uint64_t attach_serials;  /* attachments made (lv_domain.attach_serial) */
+        uint64_t calls;           /* timed libvirt calls (statistics and resizes) */
         double call_ms, call_max_ms;
 };
 
 /* ---- the connection (libvirt_conn.c) ---- */
 
-/* Connected (trying again when it is time). Logs losing and regaining it once. */
+/* A lost connection is closed (a new one is opened by a round); true while one is open. */
 bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms);
+
+/* Time to open a connection (none, and the backoff is over). */
+bool lv_conn_due(const struct lv_backend *lb, uint64_t now_ms);
+
+/* Open the round's connection (the reader's thread): keepalive, events, versions. */
+void lv_conn_open_round(struct lv_round *r);
+
+/* Take the connection a round opened, or why it could not; logs it once. */
+void lv_conn_take_open(struct lv_backend *lb, struct lv_round *r);
+
+/* Deregister a connection's events and drop the reference (any thread). */
+void lv_conn_forget(virConnectPtr conn, int *callbacks);
+
+/* Take a round's balloon statistics. */
+void lv_conn_take_stats(struct lv_backend *lb, struct lv_round *r);
+
+/*
+ * Reads are out for LV_ANSWER_MS or more: libvirt is not answering. Then
+ * nothing is asked of it from the loop and no resize is planned; ms: how
+ * long so far.
+ */
+bool lv_conn_hung(const struct lv_backend *lb, uint64_t now_ms, uint64_t *ms);
+
+/* Once a cycle: the round of reads, when none is out (made at once for in-process drivers). */
+void lv_conn_read(struct lv_backend *lb, uint64_t now_ms);
+
+/* A round's answers came back (the reader's `done`). */
+void lv_conn_round_done(void *round, void *userdata);
 
 /*
  * What to do when the local libvirt at uri refused to connect this user
@@ -186,13 +225,6 @@ void lv_conn_check_error_msg(struct lv_backend *lb, const char *what, const char
 /* Close and forget the connection (events deregistered). */
 void lv_conn_close(struct lv_backend *lb);
 
-/*
- * Read the guest's balloon statistics, in one call, of the dynamic domains that
- * have no fresh agent report (the call waits for QEMU: it is made only when
- * they are needed).
- */
-void lv_conn_read_stats(struct lv_backend *lb);
-
 /* Count a libvirt call that began at started_ms (mono_ms_exact); a slow one is logged. */
 void lv_note_call(struct lv_backend *lb, const char *call, const char *name, double started_ms);
 
@@ -209,11 +241,21 @@ struct lv_domain *lv_dom_find(struct lv_backend *lb, const char *name);
 /* The domain named name, added (dirty) when new; NULL on ENOMEM or too many. */
 struct lv_domain *lv_dom_get(struct lv_backend *lb, const char *name);
 
-/* Mark every domain dirty and list libvirt's domains again (after connecting). */
-void lv_dom_refresh_all(struct lv_backend *lb);
+/* A round listed every domain (after connecting): each is marked for reloading. */
+void lv_dom_take_list(struct lv_backend *lb, struct lv_round *r);
 
-/* Reload the dirty domains, drop the undefined ones; true when anything changed. */
-bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms);
+/* Mark the domain for reloading. */
+void lv_dom_mark(struct lv_domain *d);
+
+/*
+ * Once a cycle (round NULL) and with each round's reloads: take what was
+ * reloaded, drop the undefined domains, attach and detach; true when anything
+ * changed.
+ */
+bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms, struct lv_round *round);
+
+/* The list as the daemon reads it (libvirt.c). */
+void lv_list_infos(struct lv_backend *lb);
 
 /*
  * libvirt's balloon-change event: the size QEMU reports, which the guest
@@ -221,7 +263,7 @@ bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms);
  */
 void lv_dom_take_balloon(struct lv_domain *d, uint64_t actual_kib);
 
-/* Take the statistics of one domain (lv_conn_read_stats). */
+/* Take the statistics of one domain (lv_conn_take_stats). */
 void lv_dom_take_stats(struct lv_domain *d, const virTypedParameter *params, int n);
 
 /* A libvirt event about a domain: mark it for reloading. False when it is not listed. */
@@ -268,14 +310,19 @@ uint64_t lv_run_top(const struct lv_domain *d);
 void lv_run_take_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint64_t now_ms);
 
 /*
- * Once a cycle: libvirt's figure for each attached domain whose turn has
- * come (every LV_CHECK_MS in its window or while the figures differ, else
- * every LV_CHECK_IDLE_MS; virDomainGetInfo: no job, no call into QEMU), and
- * the live XML again (virDomainGetXMLDesc, which takes no job either), at
- * most every LV_REREAD_MS, of those whose figures have differed for
- * LV_CHECK_MS (not an event still on its way).
+ * For the round: libvirt's figure of an attached domain whose turn has come
+ * (every LV_CHECK_MS in its window or while the figures differ, else every
+ * LV_CHECK_IDLE_MS; virDomainGetInfo: no job, no call into QEMU; not when
+ * info is false, the statistics bring it), and its live XML again
+ * (virDomainGetXMLDesc, which takes no job either), at most every
+ * LV_REREAD_MS, when the figures have differed for LV_CHECK_MS (not an event
+ * still on its way).
  */
-void lv_run_check_figures(struct lv_backend *lb);
+void lv_run_wants_figure(struct lv_domain *d, uint64_t now_ms, bool info, bool *ret_info,
+                         bool *ret_xml);
+
+/* Take what the round read of the domain's figure and live XML. */
+void lv_run_take_reading(struct lv_domain *d, struct lv_round_dom *rd, uint64_t now_ms);
 
 /* The QEMU process's resident memory (libvirt's pid file), 0 unknown. */
 uint64_t lv_run_rss(struct lv_domain *d);
@@ -333,11 +380,21 @@ virDomainPtr lv_dom_lookup(struct lv_domain *d);
 /* "outgoing", "incoming" or "none", for messages. */
 const char *lv_mig_name(enum vm_migration m);
 
-/* A job runs on the domain (a migration noted as such): no resize now. Asks libvirt. */
+/*
+ * A job runs on the domain (a migration noted as such), or the last round did
+ * not read it lately (LV_ANSWER_MS): no resize now.
+ */
 bool lv_mig_busy(struct lv_domain *d);
 
-/* The domain was just loaded: which migration, if any, its job is. */
-void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms);
+/* The round should read the domain's job: it migrates (has it ended?), or may be resized. */
+bool lv_mig_wants_job(const struct lv_domain *d);
+
+/* The round's reading of the domain's job. */
+void lv_mig_take_job(struct lv_domain *d, const struct lv_job_reading *j, double ms,
+                     uint64_t now_ms);
+
+/* The domain was just loaded, its job read with it: which migration, if any, its job is. */
+void lv_mig_loaded(struct lv_domain *d, const struct lv_job_reading *job, uint64_t now_ms);
 
 /*
  * libvirt no longer has the domain (a transient one stopped, or one undefined
@@ -346,9 +403,6 @@ void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms);
  * migration: true then, and it is dropped at the next reload.
  */
 bool lv_mig_vanished(struct lv_domain *d);
-
-/* Once a cycle: a migrating domain whose job ended is reloaded. */
-void lv_mig_poll(struct lv_backend *lb);
 
 /* libvirt's events: a migration iteration (source), a lifecycle change. */
 void lv_mig_iteration(struct lv_backend *lb, virDomainPtr dom);

@@ -41,54 +41,14 @@ const char *lv_mig_name(enum vm_migration m)
         return n ? n : "none";
 }
 
-/* libvirt paused it for a migration: the switchover on the source, the whole arrival here. */
-static bool paused_for_migration(struct lv_domain *d)
+/* libvirt paused it for a migration (its state as last loaded): the switchover on the source,
+ * the whole arrival here. */
+static bool paused_for_migration(const struct lv_domain *d)
 {
-        int state = 0, reason = 0;
-
-        return d->dom && virDomainGetState(d->dom, &state, &reason, 0) == 0 &&
-               state == VIR_DOMAIN_PAUSED && reason == VIR_DOMAIN_PAUSED_MIGRATION;
+        return d->state == VIR_DOMAIN_PAUSED && d->reason == VIR_DOMAIN_PAUSED_MIGRATION;
 }
 
-/*
- * A job on the domain, and which: 1 a job runs, 0 none, -1 libvirt could not
- * say. A driver without job statistics says nothing of a migration: unknown.
- */
-static int job_of(struct lv_domain *d, int *ret_operation)
-{
-        virTypedParameterPtr p = NULL;
-        int type = VIR_DOMAIN_JOB_NONE, n = 0, op = 0;
-
-        *ret_operation = 0;
-        if (!d->dom || !d->lb->conn)
-                return -1;
-        double t0 = mono_ms_exact();
-        int r = virDomainGetJobStats(d->dom, &type, &p, &n, 0);
-        lv_note_call(d->lb, "virDomainGetJobStats", d->name, t0);
-        if (r < 0) {
-                virErrorPtr e = virGetLastError();
-                if (e && (e->code == VIR_ERR_NO_DOMAIN || e->code == VIR_ERR_OPERATION_INVALID))
-                        return 0; /* gone, or no longer running: no job */
-                if (e && e->code == VIR_ERR_OPERATION_UNSUPPORTED) {
-                        /* libvirt 9.0 on the destination of a migration: "migration statistics
-                         * are available only on the source host", the domain paused for it;
-                         * any other domain (a driver without job statistics): unknown */
-                        if (!paused_for_migration(d))
-                                return -1;
-                        *ret_operation = VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN;
-                        return 1;
-                }
-                lv_conn_check_error(d->lb, "reading a domain's job");
-                return -1;
-        }
-        if (type != VIR_DOMAIN_JOB_NONE)
-                virTypedParamsGetInt(p, n, VIR_DOMAIN_JOB_OPERATION, &op);
-        virTypedParamsFree(p, n);
-        *ret_operation = op;
-        return type != VIR_DOMAIN_JOB_NONE;
-}
-
-/* What a job's operation (job_of) says of a migration. */
+/* What a job's operation (struct lv_job_reading) says of a migration. */
 static enum vm_migration migration_of_job(int operation)
 {
         if (operation == VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT)
@@ -122,25 +82,50 @@ static void set_migration(struct lv_domain *d, enum vm_migration m, const char *
 
 bool lv_mig_busy(struct lv_domain *d)
 {
-        int op, r;
+        const struct lv_job_reading *j = &d->job_read;
 
         if (d->migration != VM_MIGRATION_NONE)
                 return true;
-        r = job_of(d, &op);
-        if (r > 0 && migration_of_job(op) != VM_MIGRATION_NONE)
-                set_migration(d, migration_of_job(op), "its job");
-        if (r > 0 && d->migration != VM_MIGRATION_NONE && d->lb->env.wakeup)
-                d->lb->env.wakeup(d->lb->env.wakeup_userdata);
-        return r != 0; /* a job of any kind, or libvirt cannot say: not now */
+        if (!d->job_read_ms || mono_ms() >= d->job_read_ms + LV_ANSWER_MS)
+                return true; /* not read lately: libvirt may not be answering */
+        if (j->r > 0 && migration_of_job(j->operation) != VM_MIGRATION_NONE) {
+                set_migration(d, migration_of_job(j->operation), "its job");
+                if (d->lb->env.wakeup)
+                        d->lb->env.wakeup(d->lb->env.wakeup_userdata);
+        }
+        return j->r != 0; /* a job of any kind, or libvirt cannot say: not now */
 }
 
-/* Running, not paused: an arrival is over. */
-static bool running_here(struct lv_domain *d)
+bool lv_mig_wants_job(const struct lv_domain *d)
 {
-        int state = 0, reason = 0;
+        if (!d->dom || d->locked_by_start)
+                return false;
+        /* leaving: has its job ended? (an arrival ends with libvirt's events, not its job) */
+        if (d->migration != VM_MIGRATION_NONE)
+                return d->migration != VM_MIGRATION_IN;
+        /* may be resized: asked before each plan (lv_mig_busy); not behind our own resize */
+        return d->attached && d->info.balanced && !d->job_busy;
+}
 
-        return d->dom && virDomainGetState(d->dom, &state, &reason, 0) == 0 &&
-               state == VIR_DOMAIN_RUNNING;
+void lv_mig_take_job(struct lv_domain *d, const struct lv_job_reading *j, double ms,
+                     uint64_t now_ms)
+{
+        lv_note_call_ms(d->lb, "virDomainGetJobStats", d->name, ms);
+        if (j->r < 0 && j->err.code)
+                lv_conn_check_error_msg(d->lb, "reading a domain's job", j->err.message);
+        if (d->migration != VM_MIGRATION_NONE && d->migration != VM_MIGRATION_IN) {
+                if (j->r == 0) /* over: reload it (off, gone, or running here) */
+                        lv_dom_mark(d);
+                return;
+        }
+        d->job_read = *j;
+        d->job_read_ms = now_ms ? now_ms : 1;
+}
+
+/* Running, not paused (its state as last loaded): an arrival is over. */
+static bool running_here(const struct lv_domain *d)
+{
+        return d->state == VIR_DOMAIN_RUNNING;
 }
 
 static bool leaving(const struct lv_domain *d)
@@ -160,10 +145,9 @@ static void show_incoming_settings(struct lv_domain *d)
         d->info.problem[0] = '\0';
 }
 
-void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms)
+void lv_mig_loaded(struct lv_domain *d, const struct lv_job_reading *job, uint64_t now_ms)
 {
         enum vm_migration m;
-        int op = 0, r;
 
         if (d->run != BACKEND_VM_RUNNING) {
                 /* it left, or was shut off during its migration (libvirt's reason says which) */
@@ -187,10 +171,12 @@ void lv_mig_loaded(struct lv_domain *d, uint64_t now_ms)
                 d->dirty = false;
                 return;
         }
-        r = job_of(d, &op);
-        if (r < 0)
+        if (job->r < 0) {
+                if (job->err.code)
+                        lv_conn_check_error_msg(d->lb, "reading a domain's job", job->err.message);
                 return; /* keep what was known */
-        m = r > 0 ? migration_of_job(op) : VM_MIGRATION_NONE;
+        }
+        m = job->r > 0 ? migration_of_job(job->operation) : VM_MIGRATION_NONE;
         if (m == VM_MIGRATION_OUT && paused_for_migration(d))
                 m = VM_MIGRATION_SWITCHOVER;
         set_migration(d, m, m == VM_MIGRATION_NONE ? "no migration job" : "its job");
@@ -211,21 +197,6 @@ bool lv_mig_vanished(struct lv_domain *d)
                 d->dom = NULL;
         }
         return true;
-}
-
-void lv_mig_poll(struct lv_backend *lb)
-{
-        for (size_t i = 0; i < lb->n; i++) {
-                struct lv_domain *d = lb->doms[i];
-                int op;
-                /* an arrival ends with libvirt's resumed or stopped event, not its job */
-                if (d->migration == VM_MIGRATION_NONE || d->migration == VM_MIGRATION_IN ||
-                    !d->dom || d->locked_by_start)
-                        continue;
-                /* over: reload it (off, gone, or running here) */
-                if (job_of(d, &op) == 0)
-                        d->dirty = true;
-        }
 }
 
 /* ---- libvirt's events ---- */

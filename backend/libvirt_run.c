@@ -214,23 +214,13 @@ void lv_run_take_libvirt_figure(struct lv_domain *d, uint64_t current_kib, uint6
  * memory it holds is taken (the rest is reloaded when an event marks the
  * domain), and only from the instance attached.
  */
-static void reread_live_xml(struct lv_domain *d, uint64_t now_ms)
+static void take_live_xml(struct lv_domain *d, const char *xml, uint64_t now_ms)
 {
         struct libvirt_xml_domain x;
         char err[256], was[32], held[32];
         uint64_t before = qemu_mem_assigned(&d->mem), plugged_before = d->mem.plugged;
 
-        d->check.reread_ms = now_ms ? now_ms : 1;
-        double t0 = mono_ms_exact();
-        char *xml = virDomainGetXMLDesc(d->dom, 0);
-        lv_note_call(d->lb, "virDomainGetXMLDesc", d->name, t0);
-        if (!xml) {
-                lv_conn_check_error(d->lb, "reading a domain's XML");
-                return;
-        }
-        int r = libvirt_xml_parse(xml, strlen(xml), &x, err, sizeof(err));
-        free(xml);
-        if (r < 0)
+        if (libvirt_xml_parse(xml, strlen(xml), &x, err, sizeof(err)) < 0)
                 return;
         if (x.live && x.id == d->attached_id) {
                 readback_from(d, &x);
@@ -264,32 +254,38 @@ static bool checkable(const struct lv_domain *d)
                d->migration == VM_MIGRATION_NONE;
 }
 
-void lv_run_check_figures(struct lv_backend *lb)
+void lv_run_wants_figure(struct lv_domain *d, uint64_t now_ms, bool info, bool *ret_info,
+                         bool *ret_xml)
 {
-        uint64_t now = mono_ms();
+        *ret_info = *ret_xml = false;
+        if (!checkable(d))
+                return;
+        uint64_t every =
+            now_ms < d->check.watch_until_ms || d->check.differs ? LV_CHECK_MS : LV_CHECK_IDLE_MS;
+        *ret_info = info && (!d->check.checked_ms || now_ms >= d->check.checked_ms + every);
+        if (d->check.differs && now_ms >= d->check.differs_ms + LV_CHECK_MS &&
+            (!d->check.reread_ms || now_ms >= d->check.reread_ms + LV_REREAD_MS)) {
+                d->check.reread_ms = now_ms ? now_ms : 1;
+                *ret_xml = true;
+        }
+}
 
-        for (size_t i = 0; i < lb->n && lb->conn; i++) {
-                struct lv_domain *d = lb->doms[i];
-                virDomainInfo info;
-                if (!checkable(d))
-                        continue;
-                uint64_t every = now < d->check.watch_until_ms || d->check.differs
-                                     ? LV_CHECK_MS
-                                     : LV_CHECK_IDLE_MS;
-                /* the statistics of this cycle may have brought it (balloon.current) */
-                if (!d->check.checked_ms || now >= d->check.checked_ms + every) {
-                        double t0 = mono_ms_exact();
-                        int r = virDomainGetInfo(d->dom, &info);
-                        lv_note_call(lb, "virDomainGetInfo", d->name, t0);
-                        if (r < 0) {
-                                lv_conn_check_error(lb, "reading a domain's memory");
-                                continue;
-                        }
-                        lv_run_take_libvirt_figure(d, info.memory, now);
-                }
-                if (d->check.differs && now >= d->check.differs_ms + LV_CHECK_MS &&
-                    (!d->check.reread_ms || now >= d->check.reread_ms + LV_REREAD_MS))
-                        reread_live_xml(d, now);
+void lv_run_take_reading(struct lv_domain *d, struct lv_round_dom *rd, uint64_t now_ms)
+{
+        if (rd->want_info) {
+                lv_note_call_ms(d->lb, "virDomainGetInfo", d->name, rd->info_ms);
+                if (!rd->info_ok)
+                        lv_conn_check_error_msg(d->lb, "reading a domain's memory",
+                                                rd->err.message);
+                else if (checkable(d))
+                        lv_run_take_libvirt_figure(d, rd->memory_kib, now_ms);
+        }
+        if (rd->want_xml) {
+                lv_note_call_ms(d->lb, "virDomainGetXMLDesc", d->name, rd->xml_ms);
+                if (!rd->xml)
+                        lv_conn_check_error_msg(d->lb, "reading a domain's XML", rd->err.message);
+                else if (checkable(d))
+                        take_live_xml(d, rd->xml, now_ms);
         }
 }
 
@@ -473,8 +469,10 @@ void lv_run_apply(struct lv_domain *d)
         struct qemu_mem_plan p;
         virDomainPtr dom;
 
+        /* not while libvirt does not answer: the figures may be stale, the call would wait */
         if (!d->attached || !d->mem.known || !d->target_set || !d->lb->conn ||
-            d->migration != VM_MIGRATION_NONE || d->job_busy)
+            d->migration != VM_MIGRATION_NONE || d->job_busy ||
+            lv_conn_hung(d->lb, mono_ms(), NULL))
                 return;
         qemu_mem_plan(&d->mem, mono_ms(), &p);
         if (!p.set_balloon && !p.set_requested)

@@ -188,7 +188,10 @@ static struct lv_domain *load(struct lv_backend *lb, const char *name)
 
         assert_non_null(d);
         d->dirty = true;
-        lv_dom_reload_dirty(lb, mono_ms());
+        struct lv_round *r = lv_round_build(lb, mono_ms());
+        assert_non_null(r);
+        lv_round_run(r);
+        lv_round_take(lb, r);
         return lv_dom_find(lb, name);
 }
 
