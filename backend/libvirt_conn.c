@@ -140,8 +140,13 @@ static void take_close(struct lv_backend *lb, int reason)
                                           "a client request"};
 
         lb->lost = true;
-        snprintf(lb->down_reason, sizeof(lb->down_reason), "connection closed by %s",
-                 (unsigned)reason < 4 ? why[reason] : "libvirt");
+        if (reason == VIR_CONNECT_CLOSE_REASON_KEEPALIVE) /* libvirtd hangs, or its host */
+                snprintf(lb->down_reason, sizeof(lb->down_reason),
+                         "not answering: connection closed by a keepalive timeout (%d s x %d)",
+                         LV_KEEPALIVE_S, LV_KEEPALIVE_COUNT);
+        else
+                snprintf(lb->down_reason, sizeof(lb->down_reason), "connection closed by %s",
+                         (unsigned)reason < 4 ? why[reason] : "libvirt");
         wake(lb);
 }
 
