@@ -54,7 +54,7 @@ struct lv_round *lv_round_build(struct lv_backend *lb, uint64_t now_ms)
         r->conn = lb->conn;
         r->loads = calloc(n, sizeof(*r->loads));
         r->doms = calloc(n, sizeof(*r->doms));
-        r->stats_doms = calloc(n, sizeof(*r->stats_doms));
+        r->stats_doms = calloc(n + 1, sizeof(*r->stats_doms)); /* NULL-terminated */
         if (!r->loads || !r->doms || !r->stats_doms) {
                 lv_round_free(r);
                 return NULL;

@@ -8,7 +8,7 @@ isolated libvirtd 9.0 (lvhost.py) running one dynamic TCG domain:
   that the connection is dropped and dynmemd's reconnection meets the stopped
   libvirtd too) dynmem status answers within its ordinary client timeout and
   says that libvirt is not answering, and nothing is resized although the
-  guest asks for more; after SIGCONT libvirt answers again, status says so
+  guest's load rises; after SIGCONT libvirt answers again, status says so
   and the domain grows to its demand through libvirt. Then dynmemd is
   restarted while libvirtd is stopped: it answers from the start, says libvirt
   is not answering, and finds and balances the domain once libvirtd goes on.
@@ -131,27 +131,24 @@ def with_libvirtd_stopped_status_answers_and_nothing_is_resized(ctx):
                     re.M), "dynmem status says libvirt is not answering", out)
     slowest = 0.0
     # past the keepalive (the connection dropped, a reconnection waiting on the stopped
-    # libvirtd) and until the guest asks for more than it holds
-    while time.monotonic() - stopped_at < STOPPED or \
-            d.vm("web")["demand_bytes"] < before["assigned_bytes"] + 100 * MIB:
+    # libvirtd) and the guest's load rising meanwhile (its ramp begins 40 s after boot;
+    # what it asks for is not seen once the connection is gone: nothing is decided then)
+    while time.monotonic() - stopped_at < STOPPED:
         h, took = timed_status(d)
         slowest = max(slowest, took)
         check(NOT_ANSWERING in (h.get("backend_error") or ""),
               "status says libvirt is not answering throughout the stop", h)
-        check(time.monotonic() - stopped_at < 4 * WAIT, "the guest's demand to rise",
-              d.vm("web"), console(host, "web")[-1000:])
         time.sleep(1)
     v = d.vm("web")
     comment(f"after {time.monotonic() - stopped_at:.0f} s stopped: web holds "
-            f"{mib(v['assigned_bytes'])}, target {mib(v['target_bytes'])}, demand "
-            f"{mib(v['demand_bytes'])}; the slowest status took {slowest:.1f} s")
+            f"{mib(v['assigned_bytes'])}, target {mib(v['target_bytes'])}; the slowest "
+            f"status took {slowest:.1f} s")
     check(v["target_bytes"] == before["target_bytes"] and
           v["assigned_bytes"] == before["assigned_bytes"],
           "nothing was asked of libvirt while it did not answer", before, v)
     check(len(resizes(d)) == resized, "no resize of web while libvirt did not answer",
           resizes(d)[resized:])
     check(d.proc.poll() is None, "dynmemd is alive", d.log()[-2000:])
-    ctx["demand"] = v["demand_bytes"]
     ctx["held"] = v["assigned_bytes"]
 
 
