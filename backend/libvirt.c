@@ -357,6 +357,24 @@ static uint64_t lv_inventory(struct backend *b, uint64_t now_ms, const struct ba
 
 /* ---- settings in the domains ---- */
 
+/*
+ * A domain dynmemd just changed is read again at once, from the loop (which
+ * has just made the change's own call, libvirt answering): dynmem show
+ * right after dynmem enable or set has the new settings.
+ */
+static void reload_now(struct lv_backend *lb, const char *name)
+{
+        struct lv_domain *d = lv_dom_find(lb, name);
+        struct lv_round *r = d ? lv_round_build_reload(lb, d) : NULL;
+
+        if (!r)
+                return;
+        lv_round_run(r);
+        if (lv_round_take(lb, r))
+                lb->generation++;
+        lv_list_infos(lb);
+}
+
 static int define(struct lv_backend *lb, const char *xml, char *err, size_t errlen)
 {
         virDomainPtr dom = virDomainDefineXML(lb->conn, xml);
@@ -367,7 +385,10 @@ static int define(struct lv_backend *lb, const char *xml, char *err, size_t errl
                 return -EIO;
         }
         lv_dom_touch(lb, dom);
+        char name[VM_NAME_MAX];
+        snprintf(name, sizeof(name), "%s", virDomainGetName(dom));
         virDomainFree(dom);
+        reload_now(lb, name);
         return 0;
 }
 
@@ -529,6 +550,8 @@ static int lv_store_settings(struct backend *b, struct vm *vm, const struct vm_s
         lv_dom_mark(d);
         virDomainFree(dom);
         free(meta);
+        if (r == 0)
+                reload_now(lb, vm->name);
         return r < 0 ? -EIO : 0;
 }
 

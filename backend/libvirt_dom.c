@@ -289,6 +289,10 @@ bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms, struct lv_round
                         d->dirty = true;
                 }
                 struct lv_round_load *l = lv_round_load_of(round, d->name);
+                /* one read before the domain was marked again may be older than what the
+                 * mark is for (a definition dynmemd just wrote): read again instead */
+                if (l && d->touched != l->touched)
+                        l = NULL;
                 if (l && d->dirty && lb->conn && !d->locked_by_start) {
                         int r = take_load(d, l);
                         if (r == 0 && lv_mig_expected(d, now_ms)) {
@@ -303,8 +307,7 @@ bool lv_dom_reload_dirty(struct lv_backend *lb, uint64_t now_ms, struct lv_round
                         }
                         if (r > 0) {
                                 lv_mig_loaded(d, &l->job, now_ms);
-                                /* marked again while it was read: read again */
-                                d->dirty = d->touched != l->touched;
+                                d->dirty = false;
                                 changed = true;
                         }
                 }

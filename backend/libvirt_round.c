@@ -81,6 +81,28 @@ struct lv_round *lv_round_build(struct lv_backend *lb, uint64_t now_ms)
         return r;
 }
 
+struct lv_round *lv_round_build_reload(struct lv_backend *lb, struct lv_domain *d)
+{
+        struct lv_round *r = calloc(1, sizeof(*r));
+
+        if (!r || !lb->conn || virConnectRef(lb->conn) < 0 ||
+            !(r->loads = calloc(1, sizeof(*r->loads)))) {
+                if (r && r->conn)
+                        virConnectClose(r->conn);
+                free(r);
+                return NULL;
+        }
+        r->lb = lb;
+        r->conn = lb->conn;
+        r->conn_serial = lb->conn_serial;
+        for (int i = 0; i < LV_ROUND_CALLBACKS; i++)
+                r->callbacks[i] = -1;
+        snprintf(r->loads[0].name, sizeof(r->loads[0].name), "%s", d->name);
+        r->loads[0].touched = d->touched;
+        r->n_loads = 1;
+        return r;
+}
+
 /* ---- made on the reader's thread ---- */
 
 /* A domain's job (libvirt_migrate.c says what it means). */

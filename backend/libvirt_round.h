@@ -19,6 +19,7 @@
 #include "vm.h"
 
 struct lv_backend;
+struct lv_domain;
 
 /* What a failed call left: libvirt's error, read on the thread that made it. */
 struct lv_call_error {
@@ -94,6 +95,9 @@ struct lv_round {
 
 /* The round the loop needs now (references taken); NULL on ENOMEM or nothing to read. */
 struct lv_round *lv_round_build(struct lv_backend *lb, uint64_t now_ms);
+
+/* A round that reloads the one domain d (references taken); NULL on ENOMEM or not connected. */
+struct lv_round *lv_round_build_reload(struct lv_backend *lb, struct lv_domain *d);
 
 /* Make the round's calls (the reader's thread, or the loop for in-process drivers). */
 void lv_round_run(struct lv_round *r);
