@@ -24,6 +24,8 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
@@ -87,6 +89,21 @@ class LvDaemon(Daemon):
 
     def status(self):
         return self.json("status")
+
+    def finish(self, tap, name, t0):
+        """Stops dynmemd at a test's end: its exit status and sanitizer reports said,
+        and, when the test failed, its log kept outside its temporary folder."""
+        rc = self.stop()
+        log = self.log()
+        if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log:
+            comment(f"dynmemd exited with {rc} on SIGTERM")
+            comment(log[-4000:])
+        comment(f"the whole test took {time.monotonic() - t0:.0f} s")
+        if tap.failed:
+            fd, kept = tempfile.mkstemp(prefix=f"{name}-dynmemd-", suffix=".log")
+            with os.fdopen(fd, "w") as f:
+                f.write(log)
+            comment(f"dynmemd's log: {kept}")
 
 
 def console_path(host, name):

@@ -34,7 +34,6 @@ usage: test_libvirt_e2e.py DYNMEMD DYNMEM
 """
 import os
 import re
-import tempfile
 import time
 
 from lvlib import (MIB, WAIT, Failure, LibvirtHost, LvDaemon, Sampler, Skip, Tap, balloon_current,
@@ -89,17 +88,7 @@ def teardown(ctx):
     d, host = ctx["d"], ctx["host"]
     for v in ctx["sampler"].violations[:20]:
         comment(f"violation: {v}")
-    rc = d.stop()
-    log = d.log()
-    if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log:
-        comment(f"dynmemd exited with {rc} on SIGTERM")
-        comment(log[-4000:])
-    comment(f"the whole test took {time.monotonic() - ctx['t0']:.0f} s")
-    if tap.failed:  # dynmemd's log outlives its temporary folder, for the failure
-        fd, kept = tempfile.mkstemp(prefix="libvirt-e2e-dynmemd-", suffix=".log")
-        with os.fdopen(fd, "w") as f:
-            f.write(log)
-        comment(f"dynmemd's log: {kept}")
+    d.finish(tap, "libvirt-e2e", ctx["t0"])
     host.stop()
     d.cleanup()
 

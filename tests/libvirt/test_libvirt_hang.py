@@ -18,10 +18,8 @@ timeout. Prints TAP.
 
 usage: test_libvirt_hang.py DYNMEMD DYNMEM
 """
-import os
 import re
 import signal
-import tempfile
 import time
 
 from lvlib import (MIB, WAIT, LibvirtHost, LvDaemon, Tap, balloon_current, check,
@@ -58,17 +56,7 @@ def teardown(ctx):
     d, host = ctx["d"], ctx["host"]
     if host.libvirtd and host.libvirtd.poll() is None:
         host.libvirtd.send_signal(signal.SIGCONT)  # never leave it stopped
-    rc = d.stop()
-    log = d.log()
-    if rc != 0 or "ERROR: AddressSanitizer" in log or "runtime error:" in log:
-        comment(f"dynmemd exited with {rc} on SIGTERM")
-        comment(log[-4000:])
-    comment(f"the whole test took {time.monotonic() - ctx['t0']:.0f} s")
-    if tap.failed:  # dynmemd's log outlives its temporary folder, for the failure
-        fd, kept = tempfile.mkstemp(prefix="libvirt-hang-dynmemd-", suffix=".log")
-        with os.fdopen(fd, "w") as f:
-            f.write(log)
-        comment(f"dynmemd's log: {kept}")
+    d.finish(tap, "libvirt-hang", ctx["t0"])
     host.stop()
     d.cleanup()
 
