@@ -12,15 +12,21 @@
  * 0 and the VM is running again with nothing restarted, its settings and
  * the counters the file kept; -ENOENT and it is off (nothing of it runs any
  * more); another error and it is crashed. Each outcome is logged once.
+ * A VM that is reattached gets back what the policy had learned of it (its
+ * entry's "policy" member, lib/policy_save.h), aged by the time since it was
+ * written ("written_at_ms", the wall clock, beside "vms"); a "policy" member
+ * that does not hold, or of a newer version, costs only itself: a warning
+ * naming the VM and why, and the VM learns again from nothing.
  * A VM entry that is wrong on its own is dropped with a line naming it and
  * the others are reattached; bad host counters start from zero, with a line
  * saying why, and the VMs are reattached; either way the file as it was is
  * set aside (.bad).
  *
- *   {"version": 1,
+ *   {"version": 1, "written_at_ms": 1796000000000,
  *    "host": {"added_bytes": 0, "removed_bytes": 0, "add_operations": 0, ...},
  *    "vms": [{"name": "web1", "state": "running", "assigned_bytes": 805306368,
- *             "target_bytes": 805306368, "counters": {"added_bytes": 0, ...}}]}
+ *             "target_bytes": 805306368, "counters": {"added_bytes": 0, ...},
+ *             "policy": {"version": 1, "rise_weights": [...], ...}}]}
  */
 #ifndef DYNMEM_ATTACH_H
 #define DYNMEM_ATTACH_H
@@ -48,12 +54,15 @@ struct attach_vm {
         uint64_t assigned_bytes;
         uint64_t target_bytes;
         struct vm_counters counters; /* the cumulative fields and pressures */
+        json_t *policy;              /* what the policy learned (read when reattached), or NULL */
 };
 
 struct attach_list {
         struct attach_vm *vms;
         size_t n;
         struct balancer_counters host; /* the cumulative fields */
+        bool written_at_known;         /* "written_at_ms" was a time */
+        uint64_t written_at_ms;        /* when it was written, ms since the epoch */
         char host_problem[256];        /* why the host's counters are zero: bad in the file */
         struct savefile_drops dropped; /* entries left out, each with its reason */
         struct savefile_drops ignored; /* what a newer dynmemd wrote that this one ignores */
