@@ -228,7 +228,9 @@ static void every_field_is_checked(void **state)
         assert_int_equal(policy_learned_parse(obj, &l, err, sizeof(err)), 0);
         assert_true(l.correction && l.correction_permille == 900 && l.stall_backoff == 2);
         json_decref(obj);
-        assert_int_equal(policy_learned_parse(json_array(), &l, err, sizeof(err)), -EINVAL);
+        obj = json_array();
+        assert_int_equal(policy_learned_parse(obj, &l, err, sizeof(err)), -EINVAL);
+        json_decref(obj);
 
         static const struct {
                 const char *path, *value, *said;
