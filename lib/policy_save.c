@@ -21,7 +21,9 @@ bool policy_learned_take(const struct policy_vm_memory *m, uint64_t now_ms,
         double unit = h->weight_unit;
 
         *ret = (struct policy_learned){0};
-        if (!h->primed)
+        /* restored and not sampled since: what it was given, aged from when (last_ms) */
+        if (!h->primed && !(h->weight_sum > 0.0f) && !(h->persist_xx > 0.0) &&
+            !m->correction_permille)
                 return false;
         ret->age_ms = ms_since(now_ms, h->last_ms);
         ret->interval_ms = h->last_dt_ms;
@@ -74,6 +76,7 @@ void policy_learned_apply(const struct policy_learned *l, uint64_t away_ms, uint
         h->persist_xy = l->persist_xy * keep;
         h->persist_xx = l->persist_xx * keep;
         h->last_dt_ms = l->interval_ms;
+        h->last_ms = now_ms; /* not primed: only how old the weights are, should it be taken */
         if (!l->correction)
                 return;
         uint32_t backoff =

@@ -55,7 +55,10 @@ struct policy_learned {
 
 /*
  * What m learned, at now_ms on the decisions' clock. False when it learned
- * nothing yet (no sample taken): nothing worth keeping.
+ * nothing yet (no sample taken): nothing worth keeping. A memory restored by
+ * policy_learned_apply() and not sampled since gives back what it was
+ * given, aged by the time since (a restart before its VM's first sample
+ * loses nothing).
  */
 bool policy_learned_take(const struct policy_vm_memory *m, uint64_t now_ms,
                          struct policy_learned *ret);

@@ -299,6 +299,57 @@ static void nothing_learned_nothing_kept(void **state)
         assert_false(policy_learned_summarize(&m, &f->cfg.tunables, &sum));
 }
 
+/*
+ * A memory restored and not sampled since (its VM's first sample after a
+ * restart has not come, or never comes: no signal) is saved again as it was
+ * given, aged by the time since: a second restart before that sample loses
+ * nothing, nor ages it twice.
+ */
+static void restored_and_not_sampled_is_saved_again(void **state)
+{
+        struct fx *f = *state;
+        struct policy_learned l, again, twice;
+        struct policy_learned_summary sum, restored, after;
+        struct policy_vm_memory m, m2;
+        uint64_t hl = f->cfg.tunables.history_halflife_ms;
+
+        two_vms(f);
+        for (uint64_t k = 0; k < 300; k++) {
+                feed(f, k);
+                decide(f, k * STEP_MS);
+                settle(f);
+        }
+        /* a correction the probe learned a minute before the save */
+        f->vms[1].memory.correction_permille = 900;
+        f->vms[1].memory.correction_ms = 300 * STEP_MS - 60000;
+        f->vms[1].memory.stall_backoff = 2;
+        assert_true(policy_learned_take(&f->vms[1].memory, 300 * STEP_MS, &l));
+        assert_true(l.correction);
+        assert_true(policy_learned_summarize(&f->vms[1].memory, &f->cfg.tunables, &sum));
+        /* restored at 5000 after half a half-life away, less the time since its last sample */
+        policy_learned_apply(&l, hl / 2 - STEP_MS, 5000, &f->cfg.tunables, &m);
+        assert_false(m.history.primed);
+        assert_true(policy_learned_summarize(&m, &f->cfg.tunables, &restored));
+        /* taken again another half half-life later: what was given, as old as it is by then */
+        assert_true(policy_learned_take(&m, 5000 + hl / 2, &again));
+        assert_int_equal(again.age_ms, hl / 2);
+        assert_int_equal(again.interval_ms, l.interval_ms);
+        assert_true(again.persistence == l.persistence);
+        assert_true(again.correction && again.correction_permille == 900 &&
+                    again.stall_backoff == 2);
+        assert_int_equal(again.correction_age_ms, 60000 + (hl / 2 - STEP_MS) + hl / 2);
+        for (int b = 0; b < POLICY_RISE_BUCKETS; b++)
+                assert_true(fabs(again.rise_weight[b] - l.rise_weight[b] / sqrt(2.0)) <=
+                            l.rise_weight[b] * 1e-6);
+        /* restored from that: one half-life in all, as had it been kept in memory */
+        policy_learned_apply(&again, 0, 0, &f->cfg.tunables, &m2);
+        assert_true(policy_learned_summarize(&m2, &f->cfg.tunables, &after));
+        assert_true(fabs(after.samples - sum.samples / 2) < sum.samples * 1e-4);
+        assert_int_equal(after.cover_bytes, sum.cover_bytes);
+        assert_true(policy_learned_take(&m2, 0, &twice));
+        assert_true(restored.samples > after.samples);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
@@ -307,6 +358,7 @@ int main(void)
             T(restored_weights_are_aged_by_the_time_away),
             T(every_field_is_checked),
             T(nothing_learned_nothing_kept),
+            T(restored_and_not_sampled_is_saved_again),
         };
 #undef T
         return cmocka_run_group_tests(tests, NULL, NULL);
