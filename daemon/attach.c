@@ -15,6 +15,7 @@
 
 #include "daemon.h"
 #include "fsutil.h"
+#include "inventory.h"
 #include "savefile.h"
 #include "log.h"
 #include "policy_save.h"
@@ -28,6 +29,14 @@ struct attach {
         uint64_t sig; /* which VMs held memory, in which state, at the last write */
         double written_ms;
         char *written; /* the text last written */
+        /*
+         * The file's entries while the backend that owns the VMs has not been
+         * reached since the start (waiting): each VM its first list has
+         * running claims its own (attach_claim()); the file is not written
+         * meanwhile, so nothing of it is lost should dynmemd stop first.
+         */
+        struct attach_list pending;
+        bool waiting;
 };
 
 /* ---- the file's text ---- */
@@ -82,11 +91,16 @@ static bool put_learned(const struct daemon *d, const struct vm *vm, json_t *obj
 
 static json_t *vm_json(const struct daemon *d, const struct vm *vm, bool *learned)
 {
+        const struct registry_entry *e = registry_entry_of(vm);
         json_t *obj = json_pack(
             "{s:s, s:s, s:I, s:I, s:o}", "name", vm->name, "state", vm_state_name(vm->state),
             "assigned_bytes", (json_int_t)vm->obs.assigned_bytes, "target_bytes",
             (json_int_t)vm->target_bytes, "counters", vm_counters_json(&vm->counters));
 
+        if (obj && e && e->uuid[0] && json_object_set_new(obj, "uuid", json_string(e->uuid)) < 0) {
+                json_decref(obj);
+                return NULL;
+        }
         if (obj && !put_learned(d, vm, obj, learned)) {
                 json_decref(obj);
                 return NULL;
@@ -229,21 +243,21 @@ static int parse_host(const json_t *obj, struct balancer_counters *c, char *err,
         return 0;
 }
 
-static const char *const attach_members[] = {"state",    "assigned_bytes", "target_bytes",
-                                             "counters", "policy",         NULL};
+static const char *const attach_members[] = {
+    "state", "assigned_bytes", "target_bytes", "counters", "policy", "uuid", NULL};
 
 static int parse_vm(const json_t *obj, void *vm, char *ignored, size_t ignoredlen, char *err,
                     size_t errlen)
 {
         struct attach_vm *av = vm;
-        const char *name = NULL, *state = NULL;
+        const char *name = NULL, *state = NULL, *uuid = NULL;
         json_t *counters = NULL, *policy = NULL;
         json_int_t assigned = -1, target = -1;
         json_error_t jerr;
 
-        if (json_unpack_ex((json_t *)obj, &jerr, 0, "{s:s, s:s, s:I, s:I, s?o, s?o}", "name", &name,
-                           "state", &state, "assigned_bytes", &assigned, "target_bytes", &target,
-                           "counters", &counters, "policy", &policy) < 0) {
+        if (json_unpack_ex((json_t *)obj, &jerr, 0, "{s:s, s:s, s:I, s:I, s?o, s?o, s?s}", "name",
+                           &name, "state", &state, "assigned_bytes", &assigned, "target_bytes",
+                           &target, "counters", &counters, "policy", &policy, "uuid", &uuid) < 0) {
                 snprintf(err, errlen, "%s", jerr.text);
                 return -EINVAL;
         }
@@ -266,6 +280,12 @@ static int parse_vm(const json_t *obj, void *vm, char *ignored, size_t ignoredle
                 snprintf(err, errlen, "%s: %s", name, why);
                 return -EINVAL;
         }
+        if (uuid && strlen(uuid) >= sizeof(av->uuid)) {
+                snprintf(err, errlen, "%s: uuid: longer than %zu characters", name,
+                         sizeof(av->uuid) - 1);
+                return -EINVAL;
+        }
+        snprintf(av->uuid, sizeof(av->uuid), "%s", uuid ? uuid : "");
         /* read when the VM is reattached: one that does not hold costs only itself */
         av->policy = json_incref(policy);
         return 0;
@@ -348,6 +368,9 @@ static uint64_t holding_signature(const struct daemon *d)
 
 static void save(struct daemon *d, struct attach *a)
 {
+        if (a->waiting) /* the file holds what the owner's VMs wait for: kept as it is */
+                return;
+
         char *text = attach_format(d);
         int r = text ? 0 : -ENOMEM;
 
@@ -451,18 +474,18 @@ static void restore_learned(struct daemon *d, struct vm *vm, const struct attach
                 duration_format(away_ms + learned.age_ms, away_text, sizeof(away_text)));
 }
 
-/* The backend found the VM running: it runs again as it was (and stops again if it was). */
-static void reattached(struct daemon *d, struct registry_entry *e, const struct attach_list *l,
-                       const struct attach_vm *av, uint64_t now)
+/*
+ * A running VM gets back what its entry kept: its counters and what the
+ * policy learned of it (and it stops again if it was stopping).
+ */
+static void restore_entry(struct daemon *d, struct vm *vm, const struct attach_list *l,
+                          const struct attach_vm *av, uint64_t now)
 {
-        struct vm *vm = &e->vm;
         char a[32];
 
-        vm->state = VM_RUNNING;
-        vm->target_bytes = vm->ideal_bytes = av->assigned_bytes;
         restore_counters(&vm->counters, &av->counters, now);
         log_msg(LOG_INFO, "%s: reattached: running, holding %s", vm->name,
-                size_format(av->assigned_bytes, a, sizeof(a)));
+                size_format(vm->obs.assigned_bytes, a, sizeof(a)));
         restore_learned(d, vm, l, av, now);
         if (av->state == VM_STOPPING) {
                 if (d->backend->ops->stop(d->backend, vm, false, now) == 0) {
@@ -474,6 +497,29 @@ static void reattached(struct daemon *d, struct registry_entry *e, const struct 
                                 vm->name);
                 }
         }
+}
+
+/* The backend found the VM running: it runs again as it was. */
+static void reattached(struct daemon *d, struct registry_entry *e, const struct attach_list *l,
+                       const struct attach_vm *av, uint64_t now)
+{
+        struct vm *vm = &e->vm;
+
+        vm->state = VM_RUNNING;
+        vm->target_bytes = vm->ideal_bytes = av->assigned_bytes;
+        restore_entry(d, vm, l, av, now);
+}
+
+/* Another VM now has the entry's name (its owner's id differs): it gets nothing of it. */
+static bool another_vm(const struct registry_entry *e, const struct attach_vm *av)
+{
+        if (!e->uuid[0] || !av->uuid[0] || strcmp(e->uuid, av->uuid) == 0)
+                return false;
+        log_msg(LOG_WARNING,
+                "%s: was running when dynmemd stopped, but the VM of that name is another now "
+                "(uuid %s, was %s); it starts from nothing",
+                av->name, e->uuid, av->uuid);
+        return true;
 }
 
 static void reattach_one(struct daemon *d, const struct attach_list *l, const struct attach_vm *av,
@@ -495,6 +541,8 @@ static void reattach_one(struct daemon *d, const struct attach_list *l, const st
                         av->name, e->configured ? "not off" : "the backend refused its keys");
                 return;
         }
+        if (another_vm(e, av))
+                return;
         vm->obs = (struct vm_observation){.alive = true, .assigned_bytes = av->assigned_bytes};
         r = d->backend->ops->reattach(d->backend, vm, now);
         registry_touch(e);
@@ -582,6 +630,52 @@ static int load(const struct daemon *d, struct attach_list *ret)
         return 0;
 }
 
+bool attach_claim(struct daemon *d, struct registry_entry *e, uint64_t now)
+{
+        struct attach *a = d->attach;
+
+        if (!a || !a->waiting)
+                return false;
+        for (size_t i = 0; i < a->pending.n; i++) {
+                struct attach_vm *av = &a->pending.vms[i];
+                if (av->claimed || strcmp(av->name, e->vm.name) != 0)
+                        continue;
+                av->claimed = true;
+                if (another_vm(e, av))
+                        return false;
+                restore_entry(d, &e->vm, &a->pending, av, now);
+                return true;
+        }
+        return false;
+}
+
+void attach_owner_listed(struct daemon *d)
+{
+        struct attach *a = d->attach;
+
+        if (!a || !a->waiting)
+                return;
+        for (size_t i = 0; i < a->pending.n; i++) {
+                const struct attach_vm *av = &a->pending.vms[i];
+                if (av->claimed)
+                        continue;
+                if (registry_find(&d->reg, av->name))
+                        log_msg(LOG_INFO,
+                                "%s: was running when dynmemd stopped; not running now: off",
+                                av->name);
+                else
+                        log_msg(LOG_WARNING,
+                                "%s: was running when dynmemd stopped but is no longer defined; "
+                                "whatever of it still runs is left alone",
+                                av->name);
+        }
+        attach_list_free(&a->pending);
+        a->pending = (struct attach_list){0};
+        a->waiting = false;
+        if (a->enabled)
+                save(d, a);
+}
+
 int attach_init(struct daemon *d)
 {
         struct attach_list l = {0};
@@ -590,8 +684,19 @@ int attach_init(struct daemon *d)
         d->attach = calloc(1, sizeof(*d->attach));
         if (!d->attach)
                 return -ENOMEM;
-        if (load(d, &l) == 0) {
+        int loaded = load(d, &l);
+        if (loaded == 0)
                 restore_host(&d->bal.counters, &l.host);
+        if (loaded == 0 && l.n && !inventory_listed(d)) {
+                /* the owner of the VMs cannot say which run: its list is waited for */
+                log_msg(LOG_NOTICE,
+                        "%s cannot be reached: the %zu VMs %s/%s names are reattached once it "
+                        "lists them running",
+                        d->backend->ops->owner ? d->backend->ops->owner(d->backend) : "the backend",
+                        l.n, d->state_dir, ATTACH_FILE);
+                d->attach->pending = l;
+                d->attach->waiting = true;
+        } else if (loaded == 0) {
                 for (size_t i = 0; i < l.n; i++)
                         reattach_one(d, &l, &l.vms[i], now);
                 attach_list_free(&l);
@@ -609,6 +714,7 @@ void attach_free(struct daemon *d)
                 return;
         if (a->enabled)
                 save(d, a);
+        attach_list_free(&a->pending);
         free(a->written);
         free(a);
         d->attach = NULL;

@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"
 #include "counters.h"
 #include "savefile.h"
 #include "vm.h"
@@ -46,6 +47,7 @@
 #define ATTACH_BYTES_LIMIT (1ull << 62) /* sizes and counts above this are refused */
 
 struct daemon;
+struct registry_entry;
 
 /* One VM of the file. */
 struct attach_vm {
@@ -55,6 +57,8 @@ struct attach_vm {
         uint64_t target_bytes;
         struct vm_counters counters; /* the cumulative fields and pressures */
         json_t *policy;              /* what the policy learned (read when reattached), or NULL */
+        char uuid[BACKEND_UUID_MAX]; /* the owner's lasting id of the VM ("uuid"), or "" */
+        bool claimed;                /* given back to its VM (entries waiting for the owner) */
 };
 
 struct attach_list {
@@ -91,6 +95,22 @@ char *attach_format(const struct daemon *d);
  * file is kept. Logs what it does. Returns 0 or -ENOMEM.
  */
 int attach_init(struct daemon *d);
+
+/*
+ * With a backend that owns its VMs (libvirt) and could not be reached when
+ * dynmemd started, the file's entries wait for its list instead of being
+ * taken as gone, and the file is left as it was. The inventory hands each
+ * VM it finds running in that list to attach_claim() (after taking it in
+ * afresh): true when an entry of that name (and the same uuid, where both
+ * have one) was waiting, which the VM then gets back as a reattached one
+ * gets it (counters, what the policy learned, logged as a reattach).
+ * attach_owner_listed(), after an inventory that read the list, drops the
+ * entries left, each with a line saying why, and the file is kept again.
+ * A VM whose uuid is not its entry's is another VM of that name: it gets
+ * nothing of the entry, with or without waiting.
+ */
+bool attach_claim(struct daemon *d, struct registry_entry *e, uint64_t now);
+void attach_owner_listed(struct daemon *d);
 
 /* End of a cycle: write the file if what it holds changed (see above). */
 void attach_after_cycle(struct daemon *d);
