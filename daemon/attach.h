@@ -45,7 +45,7 @@
 
 #define ATTACH_FILE               "running.json"
 #define ATTACH_VERSION            1
-#define ATTACH_FILE_MAX           (16u * 1024 * 1024)
+#define ATTACH_FILE_MAX           (128u * 1024 * 1024) /* CONFIG_VMS_MAX VMs of ~1.2 KB */
 #define ATTACH_REFRESH_MS         10000
 #define ATTACH_LEARNED_REFRESH_MS 60000
 #define ATTACH_BYTES_LIMIT        (1ull << 62) /* sizes and counts above this are refused */
