@@ -194,6 +194,7 @@ static void fill_info(struct lv_domain *d)
 
         *in = (struct backend_vm_info){.run = d->run};
         snprintf(in->name, sizeof(in->name), "%s", d->name);
+        snprintf(in->uuid, sizeof(in->uuid), "%s", d->uuid);
         if (d->xml.meta_state == LIBVIRT_XML_META_NONE) {
                 libvirt_xml_static_settings(&d->xml, &in->settings);
         } else if (libvirt_xml_settings(&d->xml, &in->settings, why, sizeof(why)) == 0) {

@@ -41,6 +41,7 @@ struct sim_vm {
         uint64_t swap_bytes;
         double report_scale;
         bool psi;
+        bool outlive; /* a restarted dynmemd finds it still running */
 
         bool running;
         uint64_t started_ms;
@@ -73,7 +74,8 @@ struct sim_backend {
         bool reports_held; /* a cycle between two reports: observe() takes no new one */
 };
 
-static const char *const sim_vm_keys[] = {"trace", "start", "swap", "report_scale", "psi", NULL};
+static const char *const sim_vm_keys[] = {"trace", "start",   "swap", "report_scale",
+                                          "psi",   "outlive", NULL};
 
 static struct sim_backend *priv(struct backend *b)
 {
@@ -144,6 +146,12 @@ static int parse_keys(const struct config *cfg, const struct config_vm *cvm, str
                                         config_comment_hint(kv->value));
                         errors++;
                 }
+        }
+        if ((kv = config_vm_key(cvm, "outlive")) && switch_parse(kv->value, &sv->outlive) < 0) {
+                config_diag_add(diag, cfg->path, kv->line,
+                                "outlive: \"%s\" is not " SWITCH_WORDS "%s", kv->value,
+                                config_comment_hint(kv->value));
+                errors++;
         }
         if (!config_vm_key(cvm, "trace")) {
                 config_diag_add(diag, cfg->path, cvm->line,
@@ -294,6 +302,7 @@ static int sim_configure_vm(struct backend *b, struct vm *vm, const struct confi
         sv->swap_bytes = parsed.swap_bytes;
         sv->report_scale = parsed.report_scale;
         sv->psi = parsed.psi;
+        sv->outlive = parsed.outlive;
         return 0;
 }
 
@@ -570,9 +579,20 @@ static void sim_describe(struct backend *b, const struct vm *vm, struct backend_
         ret->resizing = sv->held != sv->target;
 }
 
+/*
+ * Simulated VMs do not outlive the process, unless `outlive = yes` says to
+ * take one as still running: it holds what the file said it held, and its
+ * trace starts again from its beginning.
+ */
 static int sim_reattach(struct backend *b, struct vm *vm, uint64_t now_ms)
 {
-        return -ENOENT; /* simulated VMs do not outlive the process */
+        struct sim_vm *sv = vm->backend_data;
+        char err[64];
+
+        if (!sv || !sv->outlive || sim_start(b, vm, now_ms, err, sizeof(err)) < 0)
+                return -ENOENT;
+        sv->held = sv->target = vm->obs.assigned_bytes;
+        return 0;
 }
 
 static void sim_forget_vm(struct backend *b, struct vm *vm)

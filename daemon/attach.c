@@ -11,11 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "daemon.h"
 #include "fsutil.h"
+#include "inventory.h"
 #include "savefile.h"
 #include "log.h"
+#include "policy_save.h"
 #include "units.h"
 
 #define PRESSURE_LIMIT 1e9 /* percent; anything above is not a pressure */
@@ -26,6 +29,15 @@ struct attach {
         uint64_t sig; /* which VMs held memory, in which state, at the last write */
         double written_ms;
         char *written; /* the text last written */
+        bool learned;  /* it holds what the policy learned of a VM: refreshed less often */
+        /*
+         * The file's entries while the backend that owns the VMs has not been
+         * reached since the start (waiting): each VM its first list has
+         * running claims its own (attach_claim()); the file is not written
+         * meanwhile, so nothing of it is lost should dynmemd stop first.
+         */
+        struct attach_list pending;
+        bool waiting;
 };
 
 /* ---- the file's text ---- */
@@ -56,22 +68,58 @@ static json_t *host_counters_json(const struct balancer_counters *c)
                          "policy_refusals", (json_int_t)c->policy_refusals);
 }
 
-static json_t *vm_json(const struct vm *vm)
+/* The wall clock in ms since the epoch: what outlives dynmemd's own clock. */
+static uint64_t wall_ms(void)
 {
-        return json_pack("{s:s, s:s, s:I, s:I, s:o}", "name", vm->name, "state",
-                         vm_state_name(vm->state), "assigned_bytes",
-                         (json_int_t)vm->obs.assigned_bytes, "target_bytes",
-                         (json_int_t)vm->target_bytes, "counters", vm_counters_json(&vm->counters));
+        struct timespec ts;
+
+        if (clock_gettime(CLOCK_REALTIME, &ts) < 0 || ts.tv_sec < 0)
+                return 0;
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-char *attach_format(const struct daemon *d)
+/* What the policy learned of the VM ("policy"), when it learned anything; false on ENOMEM. */
+static bool put_learned(const struct daemon *d, const struct vm *vm, json_t *obj, bool *learned)
+{
+        const struct policy_vm_memory *m = balancer_memory_const(&d->bal, vm);
+        struct policy_learned l;
+
+        if (!m || !policy_learned_take(m, daemon_now(d), &l))
+                return true;
+        *learned = true;
+        return json_object_set_new(obj, "policy", policy_learned_json(&l)) == 0;
+}
+
+static json_t *vm_json(const struct daemon *d, const struct vm *vm, bool *learned)
+{
+        const struct registry_entry *e = registry_entry_of(vm);
+        json_t *obj = json_pack(
+            "{s:s, s:s, s:I, s:I, s:o}", "name", vm->name, "state", vm_state_name(vm->state),
+            "assigned_bytes", (json_int_t)vm->obs.assigned_bytes, "target_bytes",
+            (json_int_t)vm->target_bytes, "counters", vm_counters_json(&vm->counters));
+
+        if (obj && e && e->uuid[0] && json_object_set_new(obj, "uuid", json_string(e->uuid)) < 0) {
+                json_decref(obj);
+                return NULL;
+        }
+        if (obj && !put_learned(d, vm, obj, learned)) {
+                json_decref(obj);
+                return NULL;
+        }
+        return obj;
+}
+
+/* The file's text; *learned says whether it holds what the policy learned of any VM. */
+static char *format(const struct daemon *d, bool *learned)
 {
         json_t *vms = json_array(), *root;
         char *text = NULL;
 
+        *learned = false;
         for (size_t i = 0; vms && i < d->reg.n; i++) {
                 const struct vm *vm = d->reg.vms[i];
-                if (vm_holds_memory(vm) && json_array_append_new(vms, vm_json(vm)) < 0) {
+                if (vm_holds_memory(vm) &&
+                    json_array_append_new(vms, vm_json(d, vm, learned)) < 0) {
                         json_decref(vms);
                         return NULL;
                 }
@@ -79,10 +127,25 @@ char *attach_format(const struct daemon *d)
         root = vms ? json_pack("{s:i, s:o, s:o}", "version", ATTACH_VERSION, "host",
                                host_counters_json(&d->bal.counters), "vms", vms)
                    : NULL;
+        /* when the histories are aged from: only with one (else an unchanged file is not written)
+         */
+        if (root && *learned &&
+            json_object_set_new(root, "written_at_ms", json_integer((json_int_t)wall_ms())) < 0) {
+                json_decref(root);
+                return NULL;
+        }
+        /* 17 digits: a learned weight read back is the one written, to the bit */
         if (root)
-                text = json_dumps(root, JSON_INDENT(1) | JSON_REAL_PRECISION(12));
+                text = json_dumps(root, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
         json_decref(root);
         return text;
+}
+
+char *attach_format(const struct daemon *d)
+{
+        bool learned;
+
+        return format(d, &learned);
 }
 
 /* ---- parsing ---- */
@@ -189,21 +252,21 @@ static int parse_host(const json_t *obj, struct balancer_counters *c, char *err,
         return 0;
 }
 
-static const char *const attach_members[] = {"state", "assigned_bytes", "target_bytes", "counters",
-                                             NULL};
+static const char *const attach_members[] = {
+    "state", "assigned_bytes", "target_bytes", "counters", "policy", "uuid", NULL};
 
 static int parse_vm(const json_t *obj, void *vm, char *ignored, size_t ignoredlen, char *err,
                     size_t errlen)
 {
         struct attach_vm *av = vm;
-        const char *name = NULL, *state = NULL;
-        json_t *counters = NULL;
+        const char *name = NULL, *state = NULL, *uuid = NULL;
+        json_t *counters = NULL, *policy = NULL;
         json_int_t assigned = -1, target = -1;
         json_error_t jerr;
 
-        if (json_unpack_ex((json_t *)obj, &jerr, 0, "{s:s, s:s, s:I, s:I, s?o}", "name", &name,
-                           "state", &state, "assigned_bytes", &assigned, "target_bytes", &target,
-                           "counters", &counters) < 0) {
+        if (json_unpack_ex((json_t *)obj, &jerr, 0, "{s:s, s:s, s:I, s:I, s?o, s?o, s?s}", "name",
+                           &name, "state", &state, "assigned_bytes", &assigned, "target_bytes",
+                           &target, "counters", &counters, "policy", &policy, "uuid", &uuid) < 0) {
                 snprintf(err, errlen, "%s", jerr.text);
                 return -EINVAL;
         }
@@ -226,10 +289,23 @@ static int parse_vm(const json_t *obj, void *vm, char *ignored, size_t ignoredle
                 snprintf(err, errlen, "%s: %s", name, why);
                 return -EINVAL;
         }
+        if (uuid && strlen(uuid) >= sizeof(av->uuid)) {
+                snprintf(err, errlen, "%s: uuid: longer than %zu characters", name,
+                         sizeof(av->uuid) - 1);
+                return -EINVAL;
+        }
+        snprintf(av->uuid, sizeof(av->uuid), "%s", uuid ? uuid : "");
+        /* read when the VM is reattached: one that does not hold costs only itself */
+        av->policy = json_incref(policy);
         return 0;
 }
 
-static const char *const attach_extras[] = {"host", NULL};
+static void free_vm_item(void *vm)
+{
+        json_decref(((struct attach_vm *)vm)->policy);
+}
+
+static const char *const attach_extras[] = {"host", "written_at_ms", NULL};
 
 static const struct savefile_spec attach_spec = {
     .version = ATTACH_VERSION,
@@ -240,6 +316,7 @@ static const struct savefile_spec attach_spec = {
     .name_offset = offsetof(struct attach_vm, name),
     .name_size = sizeof(((struct attach_vm *)0)->name),
     .parse_vm = parse_vm,
+    .free_vm = free_vm_item,
 };
 
 int attach_parse(const char *text, size_t len, struct attach_list *ret, char *err, size_t errlen)
@@ -254,6 +331,11 @@ int attach_parse(const char *text, size_t len, struct attach_list *ret, char *er
         if (r < 0)
                 return r;
         l.vms = vms;
+        const json_t *at = json_object_get(root, "written_at_ms");
+        if (json_is_integer(at) && json_integer_value(at) >= 0) {
+                l.written_at_known = true;
+                l.written_at_ms = (uint64_t)json_integer_value(at);
+        }
         /* Counters are cheap to lose, the VMs are not: bad ones start from zero. */
         if (parse_host(json_object_get(root, "host"), &l.host, why, sizeof(why)) < 0) {
                 l.host = (struct balancer_counters){0};
@@ -268,6 +350,8 @@ void attach_list_free(struct attach_list *l)
 {
         if (!l)
                 return;
+        for (size_t i = 0; i < l->n; i++)
+                free_vm_item(&l->vms[i]);
         free(l->vms);
         savefile_drops_free(&l->dropped);
         savefile_drops_free(&l->ignored);
@@ -293,11 +377,16 @@ static uint64_t holding_signature(const struct daemon *d)
 
 static void save(struct daemon *d, struct attach *a)
 {
-        char *text = attach_format(d);
+        if (a->waiting) /* the file holds what the owner's VMs wait for: kept as it is */
+                return;
+
+        bool learned;
+        char *text = format(d, &learned);
         int r = text ? 0 : -ENOMEM;
 
         a->sig = holding_signature(d);
         a->written_ms = mono_ms_exact();
+        a->learned = learned;
         if (text && !a->failing && a->written && strcmp(text, a->written) == 0) {
                 free(text);
                 return;
@@ -327,8 +416,9 @@ void attach_after_cycle(struct daemon *d)
 
         if (!a || !a->enabled)
                 return;
-        if (holding_signature(d) != a->sig ||
-            mono_ms_exact() - a->written_ms >= (double)ATTACH_REFRESH_MS)
+        /* at 10,000 VMs the learned part makes the text 11 MB and a third of a second's work */
+        uint64_t every = a->learned && !a->failing ? ATTACH_LEARNED_REFRESH_MS : ATTACH_REFRESH_MS;
+        if (holding_signature(d) != a->sig || mono_ms_exact() - a->written_ms >= (double)every)
                 save(d, a);
 }
 
@@ -347,18 +437,68 @@ static void restore_counters(struct vm_counters *c, const struct vm_counters *sa
         c->last_update_ms = now;
 }
 
-/* The backend found the VM running: it runs again as it was (and stops again if it was). */
-static void reattached(struct daemon *d, struct registry_entry *e, const struct attach_vm *av,
-                       uint64_t now)
+/*
+ * What the policy had learned of a reattached VM, aged by the time since the
+ * file was written (on the decisions' clock). One that does not hold is
+ * dropped with a line saying why: the VM learns again from nothing.
+ */
+static void restore_learned(struct daemon *d, struct vm *vm, const struct attach_list *l,
+                            const struct attach_vm *av, uint64_t now)
 {
-        struct vm *vm = &e->vm;
+        struct policy_vm_memory *m = balancer_memory(&d->bal, vm);
+        struct policy_learned learned;
+        char why[256] = "", away_text[32];
+        int r;
+
+        if (!av->policy)
+                return;
+        if (!m) {
+                log_msg(LOG_WARNING,
+                        "%s: what the policy learned of it cannot be kept: not "
+                        "balanced; it learns again from nothing",
+                        vm->name);
+                return;
+        }
+        r = policy_learned_parse(av->policy, &learned, why, sizeof(why));
+        if (r == -EPROTONOSUPPORT) {
+                log_msg(LOG_WARNING,
+                        "%s: what the policy learned of it was written by a newer dynmemd (%s); "
+                        "ignored, it learns again from nothing",
+                        vm->name, why);
+                return;
+        }
+        if (r == 0 && !l->written_at_known)
+                snprintf(why, sizeof(why), "the file has no written_at_ms to age it from");
+        if (r < 0 || !l->written_at_known) {
+                log_msg(LOG_WARNING,
+                        "%s: what the policy learned of it is dropped: policy: %s; it learns "
+                        "again from nothing",
+                        vm->name, why);
+                return;
+        }
+        uint64_t wall = wall_ms();
+        /* a clock set back counts as no time at all */
+        double away = wall > l->written_at_ms ? (double)(wall - l->written_at_ms) * d->speed : 0.0;
+        uint64_t away_ms =
+            away < (double)POLICY_SAVE_AGE_MAX ? (uint64_t)away : POLICY_SAVE_AGE_MAX;
+        policy_learned_apply(&learned, away_ms, now, &d->bal.policy.tunables, m);
+        log_msg(LOG_INFO, "%s: what the policy learned of it is kept, aged by %s", vm->name,
+                duration_format(away_ms + learned.age_ms, away_text, sizeof(away_text)));
+}
+
+/*
+ * A running VM gets back what its entry kept: its counters and what the
+ * policy learned of it (and it stops again if it was stopping).
+ */
+static void restore_entry(struct daemon *d, struct vm *vm, const struct attach_list *l,
+                          const struct attach_vm *av, uint64_t now)
+{
         char a[32];
 
-        vm->state = VM_RUNNING;
-        vm->target_bytes = vm->ideal_bytes = av->assigned_bytes;
         restore_counters(&vm->counters, &av->counters, now);
         log_msg(LOG_INFO, "%s: reattached: running, holding %s", vm->name,
-                size_format(av->assigned_bytes, a, sizeof(a)));
+                size_format(vm->obs.assigned_bytes, a, sizeof(a)));
+        restore_learned(d, vm, l, av, now);
         if (av->state == VM_STOPPING) {
                 if (d->backend->ops->stop(d->backend, vm, false, now) == 0) {
                         vm->state = VM_STOPPING;
@@ -371,7 +511,31 @@ static void reattached(struct daemon *d, struct registry_entry *e, const struct 
         }
 }
 
-static void reattach_one(struct daemon *d, const struct attach_vm *av, uint64_t now)
+/* The backend found the VM running: it runs again as it was. */
+static void reattached(struct daemon *d, struct registry_entry *e, const struct attach_list *l,
+                       const struct attach_vm *av, uint64_t now)
+{
+        struct vm *vm = &e->vm;
+
+        vm->state = VM_RUNNING;
+        vm->target_bytes = vm->ideal_bytes = av->assigned_bytes;
+        restore_entry(d, vm, l, av, now);
+}
+
+/* Another VM now has the entry's name (its owner's id differs): it gets nothing of it. */
+static bool another_vm(const struct registry_entry *e, const struct attach_vm *av)
+{
+        if (!e->uuid[0] || !av->uuid[0] || strcmp(e->uuid, av->uuid) == 0)
+                return false;
+        log_msg(LOG_WARNING,
+                "%s: was running when dynmemd stopped, but the VM of that name is another now "
+                "(uuid %s, was %s); it starts from nothing",
+                av->name, e->uuid, av->uuid);
+        return true;
+}
+
+static void reattach_one(struct daemon *d, const struct attach_list *l, const struct attach_vm *av,
+                         uint64_t now)
 {
         struct registry_entry *e = registry_find(&d->reg, av->name);
         struct vm *vm = e ? &e->vm : NULL;
@@ -389,11 +553,13 @@ static void reattach_one(struct daemon *d, const struct attach_vm *av, uint64_t 
                         av->name, e->configured ? "not off" : "the backend refused its keys");
                 return;
         }
+        if (another_vm(e, av))
+                return;
         vm->obs = (struct vm_observation){.alive = true, .assigned_bytes = av->assigned_bytes};
         r = d->backend->ops->reattach(d->backend, vm, now);
         registry_touch(e);
         if (r == 0) {
-                reattached(d, e, av, now);
+                reattached(d, e, l, av, now);
                 return;
         }
         vm->obs = (struct vm_observation){0};
@@ -476,6 +642,52 @@ static int load(const struct daemon *d, struct attach_list *ret)
         return 0;
 }
 
+bool attach_claim(struct daemon *d, struct registry_entry *e, uint64_t now)
+{
+        struct attach *a = d->attach;
+
+        if (!a || !a->waiting)
+                return false;
+        for (size_t i = 0; i < a->pending.n; i++) {
+                struct attach_vm *av = &a->pending.vms[i];
+                if (av->claimed || strcmp(av->name, e->vm.name) != 0)
+                        continue;
+                av->claimed = true;
+                if (another_vm(e, av))
+                        return false;
+                restore_entry(d, &e->vm, &a->pending, av, now);
+                return true;
+        }
+        return false;
+}
+
+void attach_owner_listed(struct daemon *d)
+{
+        struct attach *a = d->attach;
+
+        if (!a || !a->waiting)
+                return;
+        for (size_t i = 0; i < a->pending.n; i++) {
+                const struct attach_vm *av = &a->pending.vms[i];
+                if (av->claimed)
+                        continue;
+                if (registry_find(&d->reg, av->name))
+                        log_msg(LOG_INFO,
+                                "%s: was running when dynmemd stopped; not running now: off",
+                                av->name);
+                else
+                        log_msg(LOG_WARNING,
+                                "%s: was running when dynmemd stopped but is no longer defined; "
+                                "whatever of it still runs is left alone",
+                                av->name);
+        }
+        attach_list_free(&a->pending);
+        a->pending = (struct attach_list){0};
+        a->waiting = false;
+        if (a->enabled)
+                save(d, a);
+}
+
 int attach_init(struct daemon *d)
 {
         struct attach_list l = {0};
@@ -484,10 +696,21 @@ int attach_init(struct daemon *d)
         d->attach = calloc(1, sizeof(*d->attach));
         if (!d->attach)
                 return -ENOMEM;
-        if (load(d, &l) == 0) {
+        int loaded = load(d, &l);
+        if (loaded == 0)
                 restore_host(&d->bal.counters, &l.host);
+        if (loaded == 0 && l.n && !inventory_listed(d)) {
+                /* the owner of the VMs cannot say which run: its list is waited for */
+                log_msg(LOG_NOTICE,
+                        "%s cannot be reached: the %zu VMs %s/%s names are reattached once it "
+                        "lists them running",
+                        d->backend->ops->owner ? d->backend->ops->owner(d->backend) : "the backend",
+                        l.n, d->state_dir, ATTACH_FILE);
+                d->attach->pending = l;
+                d->attach->waiting = true;
+        } else if (loaded == 0) {
                 for (size_t i = 0; i < l.n; i++)
-                        reattach_one(d, &l.vms[i], now);
+                        reattach_one(d, &l, &l.vms[i], now);
                 attach_list_free(&l);
         }
         d->attach->enabled = true;
@@ -503,6 +726,7 @@ void attach_free(struct daemon *d)
                 return;
         if (a->enabled)
                 save(d, a);
+        attach_list_free(&a->pending);
         free(a->written);
         free(a);
         d->attach = NULL;

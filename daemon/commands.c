@@ -5,6 +5,7 @@
 #include "commands.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mono.h"
+#include "policy_save.h"
 #include "relief.h"
 #include "suggest.h"
 #include "wake.h"
@@ -67,6 +69,24 @@ static int put_overrides(json_t *obj, const struct registry_entry *e)
                json_object_set_new(obj, "reset_pending", names_json(e->reset_pending, false)) < 0;
 }
 
+/*
+ * What the policy learned of the VM (lib/policy_save.h): its cover for
+ * unforeseen rises, the persistence of its changes and how many samples'
+ * weight that rests on; null while it holds no memory or learned nothing.
+ */
+static json_t *learned_json(const struct daemon *d, const struct vm *vm)
+{
+        const struct policy_vm_memory *m = balancer_memory_const(&d->bal, vm);
+        struct policy_learned_summary sum;
+
+        if (!vm_holds_memory(vm) || !m ||
+            !policy_learned_summarize(m, &d->bal.policy.tunables, &sum))
+                return json_null();
+        return json_pack("{s:I, s:f, s:f}", "cover_bytes", (json_int_t)sum.cover_bytes,
+                         "persistence", round(sum.persistence * 1000.0) / 1000.0, "samples",
+                         round(sum.samples * 10.0) / 10.0);
+}
+
 static json_t *vm_json(struct daemon *d, const struct registry_entry *e)
 {
         struct backend_vm_description desc = {0};
@@ -77,6 +97,7 @@ static json_t *vm_json(struct daemon *d, const struct registry_entry *e)
         if (obj &&
             (json_object_set_new(obj, "origin", json_string(origin_of(d, e))) < 0 ||
              json_object_set_new(obj, "autostart", json_boolean(e->autostart)) < 0 ||
+             json_object_set_new(obj, "learned", learned_json(d, &e->vm)) < 0 ||
              put_overrides(obj, e) ||
              (e->problem[0] && json_object_set_new(obj, "problem", json_string(e->problem)) < 0))) {
                 json_decref(obj);

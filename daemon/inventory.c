@@ -8,12 +8,18 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "attach.h"
 #include "daemon.h"
 #include "log.h"
 #include "mono.h"
 #include "units.h"
 
-/* Started by someone else: running from now on, holding what the backend says. */
+/*
+ * Started by someone else, or found running once the backend answered after
+ * dynmemd started: running from now on, holding what the backend says. In
+ * the second case running.json may have kept what was learned of it
+ * (attach_claim()).
+ */
 static void adopt(struct daemon *d, struct registry_entry *e, const struct backend_vm_info *in)
 {
         struct vm *vm = &e->vm;
@@ -29,6 +35,8 @@ static void adopt(struct daemon *d, struct registry_entry *e, const struct backe
         vm->migration = VM_MIGRATION_NONE; /* migration_follow() says what it is */
         vm_counters_reset(&vm->counters);
         balancer_reset_vm(&d->bal, vm);
+        if (attach_claim(d, e, daemon_now(d)))
+                return;
         log_msg(LOG_INFO, "%s: running (started by %s), holding %s%s", vm->name,
                 d->backend->ops->owner ? d->backend->ops->owner(d->backend) : "its owner",
                 size_format(held, a, sizeof(a)), in->balanced ? "" : "; static: never resized");
@@ -86,6 +94,7 @@ static void follow_settings(struct registry_entry *e, const struct backend_vm_in
                 vm->settings = in->settings;
         }
         snprintf(e->problem, sizeof(e->problem), "%s", in->problem);
+        snprintf(e->uuid, sizeof(e->uuid), "%s", in->uuid);
 }
 
 /* A VM the backend lists for the first time: its entry, or NULL (out of memory). */
@@ -102,6 +111,7 @@ static struct registry_entry *add(struct daemon *d, const struct backend_vm_info
         e->seen = true;
         e->vm.settings = in->settings;
         snprintf(e->problem, sizeof(e->problem), "%s", in->problem);
+        snprintf(e->uuid, sizeof(e->uuid), "%s", in->uuid);
         log_msg(LOG_INFO, "%s: found (%s)", in->name,
                 in->balanced     ? "dynamic memory"
                 : in->problem[0] ? "not balanced"
@@ -162,6 +172,14 @@ static void check_admissions(struct daemon *d)
         }
 }
 
+bool inventory_listed(struct daemon *d)
+{
+        char why[8];
+
+        return !d->backend->ops->inventory || !d->backend->ops->unreachable ||
+               !d->backend->ops->unreachable(d->backend, why, sizeof(why));
+}
+
 void inventory_sync(struct daemon *d, bool may_adopt)
 {
         const struct backend_vm_info *list = NULL;
@@ -172,27 +190,34 @@ void inventory_sync(struct daemon *d, bool may_adopt)
                 return;
         uint64_t gen = d->backend->ops->inventory(d->backend, daemon_now(d), &list, &n);
         check_admissions(d);
-        if (gen == d->inventory_generation && (d->inventory_adopted || !may_adopt))
+        if (gen == d->inventory_generation && (d->inventory_adopted || !may_adopt)) {
+                if (may_adopt && inventory_listed(d))
+                        attach_owner_listed(d);
                 return;
+        }
         for (size_t i = 0; i < d->reg.n; i++)
                 d->reg.entries[i]->seen = false;
+        for (size_t i = 0; i < n; i++)
+                if (!registry_find(&d->reg, list[i].name) && add(d, &list[i]))
+                        changed = true;
+        /* the new ones are the balancer's before any is taken in (its policy memory) */
+        if (changed)
+                daemon_vms_changed(d);
+        changed = false;
         for (size_t i = 0; i < n; i++) {
                 struct registry_entry *e = registry_find(&d->reg, list[i].name);
-                if (!e) {
-                        if (!(e = add(d, &list[i])))
-                                continue;
-                        changed = true;
-                } else if (e->origin != REGISTRY_BACKEND) {
+                if (!e || e->origin != REGISTRY_BACKEND)
                         continue;
-                }
                 e->seen = true;
                 follow_settings(e, &list[i]);
                 follow_state(d, e, &list[i], may_adopt);
                 registry_touch(e);
         }
-        changed |= drop_unseen(d);
-        if (changed)
+        if (drop_unseen(d))
                 daemon_vms_changed(d);
         d->inventory_generation = gen;
         d->inventory_adopted = may_adopt;
+        /* what running.json kept for VMs not found running by now is dropped */
+        if (may_adopt && inventory_listed(d))
+                attach_owner_listed(d);
 }

@@ -17,7 +17,10 @@
  *     be freed; then it is refused.
  *
  * With adopt false (at start-up, before running.json is read) VMs are listed
- * but none is taken as running: reattaching them keeps their counters.
+ * but none is taken as running: reattaching them keeps their counters. When
+ * the backend could not be reached then, running.json's entries wait
+ * (attach.h): a VM the first list read afterwards has running is reattached
+ * from its entry as it is taken in, and the entries left are dropped.
  */
 #ifndef DYNMEM_INVENTORY_H
 #define DYNMEM_INVENTORY_H
@@ -30,5 +33,8 @@ struct daemon;
 
 /* Take the backend's list in (nothing when the backend has none). */
 void inventory_sync(struct daemon *d, bool adopt);
+
+/* True when the backend has no list or its list is read: it can be reached. */
+bool inventory_listed(struct daemon *d);
 
 #endif

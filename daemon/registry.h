@@ -39,16 +39,17 @@ struct registry_entry {
         unsigned config_line; /* REGISTRY_CONFIG: line of the section */
         unsigned overrides;   /* REGISTRY_CONFIG: settings fields `dynmem set` changed */
         bool autostart;
-        bool autostart_override;    /* REGISTRY_CONFIG: autostart set with `dynmem set` */
-        unsigned reset_pending;     /* REGISTRY_CONFIG: settings whose file values wait for the
-                                       VM to be off: handed back by `dynmem set --reset`, or
-                                       changed by a reload, while it ran */
-        bool configured;            /* the backend accepted the keys */
-        bool removed;               /* gone from the configuration: dropped once off */
-        int start_errno;            /* why the last start failed (0: it did not) */
-        bool seen;                  /* scratch for apply_config() and inventory_sync() */
-        char problem[200];          /* REGISTRY_BACKEND: why its settings cannot be used, or "" */
-        uint64_t admit_deadline_ms; /* a start its owner makes waits for admission until then */
+        bool autostart_override;     /* REGISTRY_CONFIG: autostart set with `dynmem set` */
+        unsigned reset_pending;      /* REGISTRY_CONFIG: settings whose file values wait for the
+                                        VM to be off: handed back by `dynmem set --reset`, or
+                                        changed by a reload, while it ran */
+        bool configured;             /* the backend accepted the keys */
+        bool removed;                /* gone from the configuration: dropped once off */
+        int start_errno;             /* why the last start failed (0: it did not) */
+        bool seen;                   /* scratch for apply_config() and inventory_sync() */
+        char problem[200];           /* REGISTRY_BACKEND: why its settings cannot be used, or "" */
+        char uuid[BACKEND_UUID_MAX]; /* REGISTRY_BACKEND: the owner's lasting id of it, or "" */
+        uint64_t admit_deadline_ms;  /* a start its owner makes waits for admission until then */
         struct log_ratelimit reboot_rl; /* "the guest restarted": a guest may reboot in a loop */
         char *json_text;                /* cached reply JSON, valid during cycle json_cycle */
         size_t json_len;

@@ -70,6 +70,8 @@ enum backend_vm_run {
         BACKEND_VM_CRASHED, /* stopped by a crash (observe() then says not alive) */
 };
 
+#define BACKEND_UUID_MAX 40
+
 struct backend_vm_info {
         char name[VM_NAME_MAX];
         bool balanced;               /* it has dynmem settings and they are good */
@@ -79,6 +81,8 @@ struct backend_vm_info {
         char problem[200];           /* why a VM with dynmem settings is not balanced, or "" */
         enum vm_migration migration; /* a live migration to or from here under way */
         bool migrated_away; /* off here because it migrated to another host (its owner says so) */
+        char uuid[BACKEND_UUID_MAX]; /* the owner's lasting id of the VM (libvirt: its UUID), or ""
+                                      */
 };
 
 /*

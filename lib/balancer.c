@@ -134,6 +134,20 @@ void balancer_reset_vm(struct balancer *b, struct vm *vm)
                 pv->memory = (struct policy_vm_memory){0};
 }
 
+struct policy_vm_memory *balancer_memory(struct balancer *b, const struct vm *vm)
+{
+        struct policy_vm *pv = slot_of(b, vm);
+
+        return pv ? &pv->memory : NULL;
+}
+
+const struct policy_vm_memory *balancer_memory_const(const struct balancer *b, const struct vm *vm)
+{
+        const struct policy_vm *pv = slot_of(b, vm);
+
+        return pv ? &pv->memory : NULL;
+}
+
 /* What one VM keeps when a VM of `weight` asks for room (balancer_room_for). */
 static uint64_t kept_by(const struct balancer *b, size_t i, uint32_t weight)
 {

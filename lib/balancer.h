@@ -117,6 +117,14 @@ void balancer_request_start(struct balancer *b, struct vm *vm);
 void balancer_reset_vm(struct balancer *b, struct vm *vm);
 
 /*
+ * What the policy remembers of a VM between ticks, or NULL when the VM is
+ * not in the balancer's set. Replacing it (a restart's saved history,
+ * policy_save.h) is for a VM not yet decided on since it was reattached.
+ */
+struct policy_vm_memory *balancer_memory(struct balancer *b, const struct vm *vm);
+const struct policy_vm_memory *balancer_memory_const(const struct balancer *b, const struct vm *vm);
+
+/*
  * Memory that could be made free for a VM of this weight arriving by live
  * migration, by shrinking only VMs of lower weight, to their minimum: the
  * host's memory less what every other VM keeps. A dynamic VM of that weight

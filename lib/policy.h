@@ -177,6 +177,7 @@ struct policy_vm_memory {
         uint64_t stall_floor_bytes;   /* learned at a stall: the working set is at least this */
         uint64_t stall_figure_bytes;  /* the reported demand the floor was learned against */
         uint64_t correction_ms;       /* when either was learned */
+        uint64_t correction_aged_ms;  /* how old it already was then (restored: policy_save.h) */
         uint32_t stall_backoff;       /* multiplier of stall_memory_ms, doubled per same edge */
         uint32_t stall_streak;        /* consecutive decisions stalling at want */
         uint64_t lend_bytes;          /* lent above the want: cache evicted, summed (0 = none) */

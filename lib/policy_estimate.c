@@ -104,8 +104,8 @@ static uint64_t backoff_ms(const struct policy_vm_memory *m, uint64_t base)
 static bool correction_fresh(const struct policy_vm_memory *m, uint64_t now,
                              const struct policy_tunables *t)
 {
-        return m->correction_permille &&
-               ms_since(now, m->correction_ms) < backoff_ms(m, t->stall_memory_ms);
+        return m->correction_permille && ms_since(now, m->correction_ms) + m->correction_aged_ms <
+                                             backoff_ms(m, t->stall_memory_ms);
 }
 
 /* Whether a and b are within 10 % of each other (and a is something). */
@@ -126,6 +126,7 @@ static void correction_learned(struct policy_vm_memory *m, bool same, uint64_t n
         else if (m->stall_backoff < t->stall_backoff_max)
                 m->stall_backoff *= 2;
         m->correction_ms = now;
+        m->correction_aged_ms = 0;
         m->probing = false;
         m->probe_permille = 0;
 }

@@ -158,7 +158,8 @@ uint64_t policy_history_update(struct policy_history *h, uint64_t demand, uint64
         /* 2^64 as a double: anything at or above it saturates. */
         h->expected = expected >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)expected;
         h->last_demand = demand;
-        h->last_dt_ms = dt;
+        if (h->primed) /* a first sample keeps the interval a restored history knows */
+                h->last_dt_ms = dt;
         h->last_ms = now;
         h->primed = true;
         return h->expected;
