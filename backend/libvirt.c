@@ -628,6 +628,9 @@ const struct backend_ops libvirt_backend_ops = {
     .unreachable = lv_unreachable,
     .admitting = lv_admitting,
     .expect_incoming = lv_mig_expect,
+    .carry_learned = lv_carry_write,
+    .carry_pending = lv_carry_pending,
+    .carried_learned = lv_carry_read,
 };
 
 int libvirt_backend_new(const struct config *cfg, const struct backend_env *env,

@@ -80,6 +80,9 @@ static int on_metadata(virConnectPtr conn, virDomainPtr dom, int type, const cha
                        void *opaque)
 {
         (void)conn;
+        /* the settings' element only: dynmemd's own writes of what the policy learned
+         * (LIBVIRT_XML_LEARNED_NS, libvirt_carry.c) raise this event too, and reloading the
+         * domain for each would read its XML again every time for nothing */
         if (type == VIR_DOMAIN_METADATA_ELEMENT && nsuri && strcmp(nsuri, LIBVIRT_XML_NS) == 0)
                 lv_dom_touch(opaque, dom);
         return 0;

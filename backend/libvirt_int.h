@@ -102,6 +102,7 @@ struct lv_domain {
         int attached_id;
         uint64_t attach_serial;         /* this attachment's number (lv_backend.attach_serials) */
         bool job_busy;                  /* a resize job of this attachment is out: no new plan */
+        bool carry_out;                 /* a write of what the policy learned is out */
         struct lv_job_reading job_read; /* its job, as the last round read it ... */
         uint64_t job_read_ms;           /* ... then (mono_ms), 0 never */
         struct qemu_mem mem;
@@ -357,6 +358,9 @@ bool lv_run_send(struct lv_domain *d, const struct qemu_mem_plan *p, virDomainPt
 /* A job's result, on the loop: taken by the attachment it was planned for, else dropped. */
 void lv_run_job_done(struct lv_job *j, void *userdata);
 
+/* The worker (made when first needed), or NULL: no loop, no thread, or stopping. */
+struct lv_work *lv_run_work(struct lv_backend *lb);
+
 /* Stop the worker: the call under way finishes, queued jobs are dropped (flags cleared). */
 void lv_run_stop_work(struct lv_backend *lb);
 
@@ -374,6 +378,16 @@ void lv_run_guest_reset(struct lv_domain *d);
 
 /* The domain's libvirt handle, a reference the caller frees (virDomainFree); NULL unknown. */
 virDomainPtr lv_dom_lookup(struct lv_domain *d);
+
+/* ---- what the policy learned, carried in the live metadata (libvirt_carry.c) ---- */
+
+/* lib/backend.h carry_learned, carry_pending and carried_learned. */
+int lv_carry_write(struct backend *b, struct vm *vm, const char *text);
+bool lv_carry_pending(struct backend *b, const struct vm *vm);
+int lv_carry_read(struct backend *b, const struct vm *vm, char **ret);
+
+/* A write's result (a job of one LV_STEP_METADATA step), on the loop. */
+void lv_carry_done(struct lv_job *j, struct lv_backend *lb);
 
 /* ---- live migration (libvirt_migrate.c) ---- */
 

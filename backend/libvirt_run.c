@@ -339,7 +339,7 @@ static void run_job(struct lv_job *j, void *userdata)
         lv_job_run(j);
 }
 
-static struct lv_work *work_of(struct lv_backend *lb)
+struct lv_work *lv_run_work(struct lv_backend *lb)
 {
         if (!lb->work && lb->env.base && !lb->work_stopped &&
             !(lb->work = lv_work_new(lb->env.base, run_job, lv_run_job_done, lb)))
@@ -372,7 +372,7 @@ bool lv_run_send(struct lv_domain *d, const struct qemu_mem_plan *p, virDomainPt
 {
         struct lv_backend *lb = d->lb;
         struct lv_job *j = job_of_plan(d, p, dom);
-        struct lv_work *w = j ? work_of(lb) : NULL;
+        struct lv_work *w = j ? lv_run_work(lb) : NULL;
 
         if (!j) {
                 plan_not_sent(d, p);
@@ -420,9 +420,14 @@ static bool take_step(struct lv_domain *d, const struct lv_job *j, const struct 
 void lv_run_job_done(struct lv_job *j, void *userdata)
 {
         struct lv_backend *lb = userdata;
-        struct lv_domain *d = lv_dom_find(lb, j->name);
+        struct lv_domain *d;
         const struct lv_step *failed = NULL;
 
+        if (j->n_steps && j->steps[0].kind == LV_STEP_METADATA) {
+                lv_carry_done(j, lb);
+                return;
+        }
+        d = lv_dom_find(lb, j->name);
         for (int i = 0; j->ran && i < j->n_steps; i++)
                 lv_note_call_ms(lb, lv_step_call(&j->steps[i]), j->name, j->steps[i].ms);
         if (j->ran && j->waited_ms >= LV_SLOW_CALL_MS)

@@ -51,10 +51,28 @@ int lv_job_add(struct lv_job *j, enum lv_step_kind kind, uint64_t bytes, char *x
         return 0;
 }
 
+int lv_job_add_metadata(struct lv_job *j, char *xml, const char *key, const char *uri)
+{
+        int r = lv_job_add(j, LV_STEP_METADATA, 0, xml);
+
+        if (r == 0) {
+                j->steps[j->n_steps - 1].key = key;
+                j->steps[j->n_steps - 1].uri = uri;
+        }
+        return r;
+}
+
 const char *lv_step_call(const struct lv_step *s)
 {
-        return s->kind == LV_STEP_BALLOON ? "virDomainSetMemoryFlags"
-                                          : "virDomainUpdateDeviceFlags";
+        switch (s->kind) {
+        case LV_STEP_BALLOON:
+                return "virDomainSetMemoryFlags";
+        case LV_STEP_REQUESTED:
+                return "virDomainUpdateDeviceFlags";
+        case LV_STEP_METADATA:
+                return "virDomainSetMetadata";
+        }
+        return "?";
 }
 
 static void run_step(struct lv_job *j, struct lv_step *s)
@@ -65,6 +83,11 @@ static void run_step(struct lv_job *j, struct lv_step *s)
         if (s->kind == LV_STEP_BALLOON)
                 r = virDomainSetMemoryFlags(j->dom, (unsigned long)(s->bytes / KIB),
                                             VIR_DOMAIN_AFFECT_LIVE);
+        else if (s->kind == LV_STEP_METADATA)
+                /* the live domain only: what the policy learned is not the next start's */
+                r = s->xml ? virDomainSetMetadata(j->dom, VIR_DOMAIN_METADATA_ELEMENT, s->xml,
+                                                  s->key, s->uri, VIR_DOMAIN_AFFECT_LIVE)
+                           : -1;
         else
                 r = s->xml ? virDomainUpdateDeviceFlags(j->dom, s->xml, VIR_DOMAIN_AFFECT_LIVE)
                            : -1;
@@ -72,7 +95,7 @@ static void run_step(struct lv_job *j, struct lv_step *s)
         s->ok = r == 0;
         if (s->ok)
                 return;
-        if (!s->xml && s->kind == LV_STEP_REQUESTED) {
+        if (!s->xml && s->kind != LV_STEP_BALLOON) {
                 snprintf(s->error, sizeof(s->error), "out of memory");
                 return;
         }

@@ -32,12 +32,15 @@ struct event_base;
 enum lv_step_kind {
         LV_STEP_BALLOON,   /* virDomainSetMemoryFlags(bytes, LIVE) */
         LV_STEP_REQUESTED, /* virDomainUpdateDeviceFlags(xml, LIVE): virtio-mem's <requested> */
+        LV_STEP_METADATA,  /* virDomainSetMetadata(ELEMENT, xml, key, uri, LIVE) */
 };
 
 struct lv_step {
         enum lv_step_kind kind;
         uint64_t bytes;
-        char *xml; /* LV_STEP_REQUESTED: the device element; NULL fails the step (no memory) */
+        char *xml; /* LV_STEP_REQUESTED: the device element, LV_STEP_METADATA: the metadata
+                      element; NULL fails the step (no memory) */
+        const char *key, *uri; /* LV_STEP_METADATA: its namespace's prefix and URI (static) */
         /* the outcome, written by the worker */
         bool ok;
         int error_code;  /* libvirt's (virErrorNumber) when it failed */
@@ -66,6 +69,9 @@ struct lv_job *lv_job_new(virDomainPtr dom, const char *name, uint64_t serial);
 
 /* Append a step; xml (LV_STEP_REQUESTED) becomes the job's. -ENOSPC when full. */
 int lv_job_add(struct lv_job *j, enum lv_step_kind kind, uint64_t bytes, char *xml);
+
+/* Append an LV_STEP_METADATA step; xml becomes the job's. -ENOSPC when full. */
+int lv_job_add_metadata(struct lv_job *j, char *xml, const char *key, const char *uri);
 
 /* Make the job's calls and note their outcomes (any thread). */
 void lv_job_run(struct lv_job *j);

@@ -786,6 +786,30 @@ static int read_devices(xmlDocPtr doc, xmlNodePtr devices, struct libvirt_xml_do
 }
 
 /*
+ * The learned element's text (the first, should a hand-written XML hold
+ * two): kept when it is at most LIBVIRT_XML_LEARNED_MAX, else only noted.
+ * What the text says is checked by whoever reads it.
+ */
+static void read_learned(xmlNodePtr root, struct libvirt_xml_domain *d)
+{
+        xmlNodePtr md = lx_child(root, "metadata");
+
+        for (xmlNodePtr n = md ? md->children : NULL; n; n = n->next) {
+                if (n->type != XML_ELEMENT_NODE || !n->ns || !n->ns->href ||
+                    strcmp((const char *)n->ns->href, LIBVIRT_XML_LEARNED_NS) != 0)
+                        continue;
+                xmlChar *text = xmlNodeGetContent(n);
+                size_t len = text ? strlen((const char *)text) : 0;
+                if (len > LIBVIRT_XML_LEARNED_MAX)
+                        d->learned_oversize = true;
+                else
+                        d->learned = strdup(text ? (const char *)text : "");
+                xmlFree(text);
+                return;
+        }
+}
+
+/*
  * The metadata, and the first block it records (a domain enabled before
  * dynmem plugged one at boot records none): it must lie in the device.
  */
@@ -880,12 +904,15 @@ int libvirt_xml_parse(const char *xml, size_t len, struct libvirt_xml_domain *re
         }
         d.boot_bytes = d.total_bytes - devices;
         read_meta(doc, root, &d);
+        read_learned(root, &d);
         d.startup_bytes = d.boot_bytes + d.first_bytes;
         *ret = d;
         d.vmem_xml = NULL;
+        d.learned = NULL;
         r = 0;
 out:
         free(d.vmem_xml);
+        free(d.learned);
         xmlFreeDoc(doc);
         return r;
 }
@@ -896,6 +923,34 @@ void libvirt_xml_domain_free(struct libvirt_xml_domain *d)
                 return;
         free(d->vmem_xml);
         d->vmem_xml = NULL;
+        free(d->learned);
+        d->learned = NULL;
+}
+
+char *libvirt_xml_learned_format(const char *text)
+{
+        size_t len = strlen(text),
+               cap = sizeof("<" LIBVIRT_XML_LEARNED "></" LIBVIRT_XML_LEARNED ">");
+        char *out, *p;
+
+        if (len > LIBVIRT_XML_LEARNED_MAX)
+                return NULL;
+        cap += len * 5; /* "&amp;" at worst */
+        if (!(out = malloc(cap)))
+                return NULL;
+        p = out + sprintf(out, "<" LIBVIRT_XML_LEARNED ">");
+        for (const char *c = text; *c; c++) {
+                const char *esc = *c == '&'   ? "&amp;"
+                                  : *c == '<' ? "&lt;"
+                                  : *c == '>' ? "&gt;"
+                                              : NULL;
+                if (esc)
+                        p += sprintf(p, "%s", esc);
+                else
+                        *p++ = *c;
+        }
+        sprintf(p, "</" LIBVIRT_XML_LEARNED ">");
+        return out;
 }
 
 int libvirt_xml_settings(const struct libvirt_xml_domain *d, struct vm_settings *ret, char *err,

@@ -67,6 +67,21 @@
 #define LIBVIRT_XML_PATH_MAX   512u                /* agent socket paths */
 #define LIBVIRT_XML_STATS_S    1                   /* balloon statistics period set by enable */
 
+/*
+ * What the policy learned of a running domain, kept by dynmemd in the live
+ * domain's metadata so that a live migration takes it along: its own element
+ * in its own namespace, apart from the settings (virsh metadata of the
+ * settings, dynmem set and an older dynmem never see it). Its text is JSON
+ * that dynmemd writes and reads (daemon/carry.c); here it is only text.
+ *
+ *   <dynmemlearned:learned xmlns:dynmemlearned="urn:dynmem:learned:1">{"written_at_ms":...,
+ *     "policy":{...}}</dynmemlearned:learned>
+ */
+#define LIBVIRT_XML_LEARNED_NS     "urn:dynmem:learned:1"
+#define LIBVIRT_XML_LEARNED_PREFIX "dynmemlearned"
+#define LIBVIRT_XML_LEARNED        "learned" /* the element's name */
+#define LIBVIRT_XML_LEARNED_MAX    4096u     /* a larger text is not kept (BACKEND_LEARNED_MAX) */
+
 /* What enable added to a domain (recorded in the metadata for disable). */
 enum libvirt_xml_added {
         LIBVIRT_XML_ADDED_MAXMEMORY = 1u << 0,  /* <maxMemory> was absent */
@@ -162,6 +177,9 @@ struct libvirt_xml_domain {
         enum libvirt_xml_meta_state meta_state;
         struct libvirt_xml_meta meta;
         char meta_error[200];
+
+        char *learned;         /* the learned element's text (LIBVIRT_XML_LEARNED_NS), NULL none */
+        bool learned_oversize; /* ... there, but over LIBVIRT_XML_LEARNED_MAX: not kept */
 };
 
 /*
@@ -230,6 +248,13 @@ int libvirt_xml_disable(const char *xml, size_t len, char **ret_xml, char *err, 
 
 /* The metadata element for virDomainSetMetadata (no namespace: libvirt adds it). */
 char *libvirt_xml_meta_format(const struct libvirt_xml_meta *m);
+
+/*
+ * The learned element for virDomainSetMetadata (no namespace: libvirt adds
+ * it) holding text, escaped (caller frees); NULL on ENOMEM or when text is
+ * over LIBVIRT_XML_LEARNED_MAX.
+ */
+char *libvirt_xml_learned_format(const char *text);
 
 /* The virtio-mem device's XML with only <requested> changed (caller frees); NULL on error. */
 char *libvirt_xml_vmem_requested(const char *device_xml, uint64_t requested_bytes);

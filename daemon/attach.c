@@ -68,8 +68,7 @@ static json_t *host_counters_json(const struct balancer_counters *c)
                          "policy_refusals", (json_int_t)c->policy_refusals);
 }
 
-/* The wall clock in ms since the epoch: what outlives dynmemd's own clock. */
-static uint64_t wall_ms(void)
+uint64_t attach_wall_ms(void)
 {
         struct timespec ts;
 
@@ -130,7 +129,8 @@ static char *format(const struct daemon *d, bool *learned)
         /* when the histories are aged from: only with one (else an unchanged file is not written)
          */
         if (root && *learned &&
-            json_object_set_new(root, "written_at_ms", json_integer((json_int_t)wall_ms())) < 0) {
+            json_object_set_new(root, "written_at_ms", json_integer((json_int_t)attach_wall_ms())) <
+                0) {
                 json_decref(root);
                 return NULL;
         }
@@ -437,6 +437,24 @@ static void restore_counters(struct vm_counters *c, const struct vm_counters *sa
         c->last_update_ms = now;
 }
 
+int attach_learned_apply(struct daemon *d, struct vm *vm, const json_t *policy, uint64_t away_ms,
+                         uint64_t now, uint64_t *ret_aged_ms, char *why, size_t len)
+{
+        struct policy_vm_memory *m = balancer_memory(&d->bal, vm);
+        struct policy_learned learned;
+        int r;
+
+        if (!m) {
+                snprintf(why, len, "not balanced");
+                return -ENOENT;
+        }
+        if ((r = policy_learned_parse(policy, &learned, why, len)) < 0)
+                return r;
+        policy_learned_apply(&learned, away_ms, now, &d->bal.policy.tunables, m);
+        *ret_aged_ms = away_ms + learned.age_ms;
+        return 0;
+}
+
 /*
  * What the policy had learned of a reattached VM, aged by the time since the
  * file was written (on the decisions' clock). One that does not hold is
@@ -445,21 +463,33 @@ static void restore_counters(struct vm_counters *c, const struct vm_counters *sa
 static void restore_learned(struct daemon *d, struct vm *vm, const struct attach_list *l,
                             const struct attach_vm *av, uint64_t now)
 {
-        struct policy_vm_memory *m = balancer_memory(&d->bal, vm);
-        struct policy_learned learned;
+        struct registry_entry *e = registry_find(&d->reg, vm->name);
         char why[256] = "", away_text[32];
+        uint64_t aged_ms;
         int r;
 
         if (!av->policy)
                 return;
-        if (!m) {
+        if (!l->written_at_known) {
+                log_msg(LOG_WARNING,
+                        "%s: what the policy learned of it is dropped: policy: the file has no "
+                        "written_at_ms to age it from; it learns again from nothing",
+                        vm->name);
+                return;
+        }
+        uint64_t wall = attach_wall_ms();
+        /* a clock set back counts as no time at all */
+        double away = wall > l->written_at_ms ? (double)(wall - l->written_at_ms) * d->speed : 0.0;
+        uint64_t away_ms =
+            away < (double)POLICY_SAVE_AGE_MAX ? (uint64_t)away : POLICY_SAVE_AGE_MAX;
+        r = attach_learned_apply(d, vm, av->policy, away_ms, now, &aged_ms, why, sizeof(why));
+        if (r == -ENOENT) {
                 log_msg(LOG_WARNING,
                         "%s: what the policy learned of it cannot be kept: not "
                         "balanced; it learns again from nothing",
                         vm->name);
                 return;
         }
-        r = policy_learned_parse(av->policy, &learned, why, sizeof(why));
         if (r == -EPROTONOSUPPORT) {
                 log_msg(LOG_WARNING,
                         "%s: what the policy learned of it was written by a newer dynmemd (%s); "
@@ -467,23 +497,17 @@ static void restore_learned(struct daemon *d, struct vm *vm, const struct attach
                         vm->name, why);
                 return;
         }
-        if (r == 0 && !l->written_at_known)
-                snprintf(why, sizeof(why), "the file has no written_at_ms to age it from");
-        if (r < 0 || !l->written_at_known) {
+        if (r < 0) {
                 log_msg(LOG_WARNING,
                         "%s: what the policy learned of it is dropped: policy: %s; it learns "
                         "again from nothing",
                         vm->name, why);
                 return;
         }
-        uint64_t wall = wall_ms();
-        /* a clock set back counts as no time at all */
-        double away = wall > l->written_at_ms ? (double)(wall - l->written_at_ms) * d->speed : 0.0;
-        uint64_t away_ms =
-            away < (double)POLICY_SAVE_AGE_MAX ? (uint64_t)away : POLICY_SAVE_AGE_MAX;
-        policy_learned_apply(&learned, away_ms, now, &d->bal.policy.tunables, m);
+        if (e) /* what its domain may carry is taken over this only when newer (carry.c) */
+                e->learned_wall_ms = l->written_at_ms ? l->written_at_ms : 1;
         log_msg(LOG_INFO, "%s: what the policy learned of it is kept, aged by %s", vm->name,
-                duration_format(away_ms + learned.age_ms, away_text, sizeof(away_text)));
+                duration_format(aged_ms, away_text, sizeof(away_text)));
 }
 
 /*

@@ -119,6 +119,19 @@ void attach_owner_listed(struct daemon *d);
 /* End of a cycle: write the file if what it holds changed (see above). */
 void attach_after_cycle(struct daemon *d);
 
+/*
+ * What the policy learned of a running VM (policy: a policy_learned_json()
+ * object, checked field by field) given to its policy memory, aged by
+ * away_ms (on the decisions' clock) beside the age it holds; *ret_aged_ms
+ * says by how much in all. 0; -ENOENT when the VM is not balanced; else
+ * policy_learned_parse()'s error with its sentence in why, and nothing given.
+ */
+int attach_learned_apply(struct daemon *d, struct vm *vm, const json_t *policy, uint64_t away_ms,
+                         uint64_t now, uint64_t *ret_aged_ms, char *why, size_t len);
+
+/* The wall clock in ms since the epoch (0 unknown): what outlives dynmemd's own clock. */
+uint64_t attach_wall_ms(void);
+
 /* Write the file one last time (when attach_init ran) and free. d->attach may be NULL. */
 void attach_free(struct daemon *d);
 

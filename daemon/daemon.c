@@ -23,6 +23,7 @@
 
 #include "apply.h"
 #include "attach.h"
+#include "carry.h"
 #include "dynmem-config.h"
 #include "control_server.h"
 #include "dconfig.h"
@@ -230,6 +231,7 @@ void daemon_cycle(struct daemon *d)
         if (d->backend_entry->advance)
                 d->backend_entry->advance(d->backend, now);
         inventory_sync(d, true);
+        carry_cycle(d); /* what an arrival carries, before the policy decides on it */
         if (balancer_tick(&d->bal, now) < 0 && log_ratelimit_ok(&d->tick_errors, now))
                 log_msg(LOG_ERR, "balancing cycle failed: out of memory");
         d->cycles++; /* before anything is read: what was cached is stale now */

@@ -51,7 +51,11 @@ struct registry_entry {
         char uuid[BACKEND_UUID_MAX]; /* REGISTRY_BACKEND: the owner's lasting id of it, or "" */
         uint64_t admit_deadline_ms;  /* a start its owner makes waits for admission until then */
         struct log_ratelimit reboot_rl; /* "the guest restarted": a guest may reboot in a loop */
-        char *json_text;                /* cached reply JSON, valid during cycle json_cycle */
+        /* what the policy learned, carried in the VM by its owner (carry.c) */
+        bool carry_looked;        /* what it carried in was looked at, since it holds memory */
+        uint64_t carry_at_ms;     /* the next write is due then (daemon_now), 0 unscheduled */
+        uint64_t learned_wall_ms; /* running.json gave it what was learned, written then */
+        char *json_text;          /* cached reply JSON, valid during cycle json_cycle */
         size_t json_len;
         uint64_t json_cycle;
         char *state_text; /* cached state file entry ("" when none), or NULL */

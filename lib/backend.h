@@ -72,6 +72,9 @@ enum backend_vm_run {
 
 #define BACKEND_UUID_MAX 40
 
+/* The most text a VM carries of what the policy learned of it (carry_learned below). */
+#define BACKEND_LEARNED_MAX 4096
+
 struct backend_vm_info {
         char name[VM_NAME_MAX];
         bool balanced;               /* it has dynmem settings and they are good */
@@ -207,6 +210,27 @@ struct backend_ops {
          */
         int (*expect_incoming)(struct backend *b, const char *name, const struct vm_settings *s,
                                uint64_t bytes, char *err, size_t errlen);
+
+        /*
+         * What the policy learned of a running VM travels with it when its
+         * owner moves it to another host (libvirt: an element of the live
+         * domain's metadata, which a live migration takes along; never the
+         * persistent definition). carry_learned() keeps text (at most
+         * BACKEND_LEARNED_MAX) in the running VM without waiting: the write
+         * is made off the loop, and not while the VM migrates or another job
+         * of its owner runs on it. 0 when the write is on its way; -EBUSY
+         * (migrating, a job, the last write not made yet), -EAGAIN (the owner
+         * cannot be reached or is not answering), -ENOENT (not running here),
+         * -EFBIG, -ENOMEM. carry_pending(): a write handed over is not made
+         * yet. carried_learned(): the text the VM holds, as the owner last
+         * showed it (caller frees *ret): 0; -ENOENT when it holds none;
+         * -EFBIG when it holds more than BACKEND_LEARNED_MAX. The text is
+         * whatever anyone with access to the owner wrote: the caller checks
+         * it. NULL: this backend's VMs do not travel.
+         */
+        int (*carry_learned)(struct backend *b, struct vm *vm, const char *text);
+        bool (*carry_pending)(struct backend *b, const struct vm *vm);
+        int (*carried_learned)(struct backend *b, const struct vm *vm, char **ret);
 };
 
 struct event_base;

@@ -953,6 +953,93 @@ static void a_figure_libvirt_changed_without_an_event_is_read_again(void **state
         undefine(dom);
 }
 
+/* Turn the loop until the domain's write of what the policy learned is made. */
+static void carry_made(struct backend *b, struct vm *vm)
+{
+        for (int i = 0; i < 200 && b->ops->carry_pending(b, vm); i++)
+                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(5000);
+        assert_false(b->ops->carry_pending(b, vm));
+}
+
+/*
+ * What the policy learned goes into the live domain's metadata, in its own
+ * namespace (escaped), made by the worker; not into the persistent
+ * definition, and the settings' element is as it was. libvirt's
+ * metadata-change event for it does not have the domain reloaded. After a
+ * reload the text is given back as written; one too large is said to be;
+ * nothing is written while the domain migrates.
+ */
+static void what_the_policy_learned_is_carried_in_the_live_metadata(void **state)
+{
+        virDomainPtr dom = define_dynamic("bk-carry", 1048576, 0, 0, 524288);
+        struct backend *b = backend_open();
+        const char *text = "{\"written_at_ms\":1,\"policy\":{\"note\":\"<a & b>\"}}";
+        char *meta, *config, *back = NULL, big[LIBVIRT_XML_LEARNED_MAX + 64];
+        struct vm vm = {0};
+
+        (void)state;
+        snprintf(vm.name, sizeof(vm.name), "bk-carry");
+        assert_non_null(listed(b, "bk-carry"));
+        struct lv_domain *d = domain(b, "bk-carry");
+        assert_true(d->attached);
+        assert_int_equal(b->ops->carried_learned(b, &vm, &back), -ENOENT); /* none yet */
+        char *settings_before = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
+                                                     LIBVIRT_XML_NS, VIR_DOMAIN_AFFECT_LIVE);
+        assert_non_null(settings_before);
+
+        assert_int_equal(b->ops->carry_learned(b, &vm, text), 0);
+        assert_int_equal(b->ops->carry_learned(b, &vm, text), -EBUSY); /* one at a time */
+        carry_made(b, &vm);
+        meta = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, LIBVIRT_XML_LEARNED_NS,
+                                    VIR_DOMAIN_AFFECT_LIVE);
+        assert_non_null(meta);
+        assert_non_null(strstr(meta, "&lt;a &amp; b&gt;"));
+        config = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, LIBVIRT_XML_LEARNED_NS,
+                                      VIR_DOMAIN_AFFECT_CONFIG);
+        assert_null(config); /* the next cold start's definition never holds it */
+        char *settings_after = virDomainGetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT,
+                                                    LIBVIRT_XML_NS, VIR_DOMAIN_AFFECT_LIVE);
+        assert_string_equal(settings_after, settings_before);
+
+        /* libvirt's event for it has come through the loop: not a reason to reload */
+        for (int i = 0; i < 20; i++)
+                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        assert_false(d->dirty);
+
+        /* its XML read again: the text as written */
+        lv_dom_mark(d);
+        assert_non_null(listed(b, "bk-carry"));
+        assert_int_equal(b->ops->carried_learned(b, &vm, &back), 0);
+        assert_string_equal(back, text);
+        free(back);
+
+        /* written by someone else, too large: said so, not kept */
+        memset(big, 'x', sizeof(big));
+        memcpy(big, "<learned>", 9);
+        snprintf(big + sizeof(big) - 12, 12, "</learned>");
+        assert_int_equal(virDomainSetMetadata(dom, VIR_DOMAIN_METADATA_ELEMENT, big, "other",
+                                              LIBVIRT_XML_LEARNED_NS, VIR_DOMAIN_AFFECT_LIVE),
+                         0);
+        lv_dom_mark(d);
+        assert_non_null(listed(b, "bk-carry"));
+        assert_int_equal(b->ops->carried_learned(b, &vm, &back), -EFBIG);
+        assert_null(back);
+
+        /* not while it migrates, nor more than the element may hold */
+        d->migration = VM_MIGRATION_OUT;
+        assert_int_equal(b->ops->carry_learned(b, &vm, text), -EBUSY);
+        d->migration = VM_MIGRATION_NONE;
+        big[LIBVIRT_XML_LEARNED_MAX + 1] = '\0';
+        assert_non_null(listed(b, "bk-carry"));
+        assert_int_equal(b->ops->carry_learned(b, &vm, big), -EFBIG);
+
+        free(meta);
+        free(settings_before);
+        free(settings_after);
+        b->ops->destroy(b);
+        undefine(dom);
+}
+
 /*
  * libvirt's figure is QEMU's, whose guest may be hostile: never counted
  * above what the domain's devices hold, never counted below dynmemd's own,
@@ -1056,6 +1143,7 @@ int main(void)
                 a_domain_whose_xml_says_less_than_libvirts_figure_is_counted_at_libvirts),
             cmocka_unit_test(a_figure_libvirt_changed_without_an_event_is_read_again),
             cmocka_unit_test(a_hostile_libvirt_figure_is_bounded),
+            cmocka_unit_test(what_the_policy_learned_is_carried_in_the_live_metadata),
         };
         int r;
 
