@@ -239,6 +239,7 @@ static int take_load(struct lv_domain *d, struct lv_round_load *l)
                         log_msg(LOG_WARNING, "%s: cannot read its XML: %s", d->name, err);
                 return -1;
         }
+        log_msg(LOG_DEBUG, "vm \"%s\": its XML read again", d->name);
         libvirt_xml_domain_free(&d->xml);
         d->xml = x;
         snprintf(d->uuid, sizeof(d->uuid), "%s", x.uuid);

@@ -138,8 +138,10 @@ static void take(struct daemon *d, struct registry_entry *e, const char *text)
         int r;
 
         if (!json_is_object(root)) {
-                snprintf(why, sizeof(why), "not a JSON object%s%s", root ? "" : ": ",
-                         root ? "" : jerr.text);
+                if (root)
+                        snprintf(why, sizeof(why), "not a JSON object");
+                else
+                        snprintf(why, sizeof(why), "not JSON: %s", jerr.text);
                 dropped(vm, why);
                 json_decref(root);
                 return;

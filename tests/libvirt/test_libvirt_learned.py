@@ -5,6 +5,16 @@ is left as it was until libvirt's list is read, a domain that list has running g
 entry back as it is taken in (dynmem show --json "learned" is what it was), an entry
 that does not hold is dropped with one warning naming the domain, which is balanced all
 the same, and an entry of another domain of that name (its UUID) gives it nothing.
+
+What the policy learned also travels with a domain in its live metadata (an element in
+the namespace urn:dynmem:learned:1): dynmemd writes it on a timer (its period,
+5 minutes, is DYNMEM_TEST_CARRY_PERIOD_MS here, an environment variable only the tests
+set), and a domain taken in running that holds one, as a domain arriving by live
+migration does, is given that learned state; one that does not hold (not JSON, over
+4 KiB, dated ahead of the clock, of a newer version) is dropped with one warning naming
+the domain, which is balanced all the same. dynmemd's own writes do not have the domain's
+XML read again.
+
 dynmemd runs against libvirt's test driver (test:///FILE): each connection finds the
 domains of FILE running, and while FILE is missing libvirt cannot be reached."""
 import json
@@ -20,10 +30,24 @@ tap = Tap()
 UUIDS = {"web": "6695eb01-f6a4-8304-79aa-97f2502e193f",
          "db": "1f0c2e58-3a47-4c1e-9d43-5d2a11c0a7b2",
          "other": "8a3d7c10-52e4-4b8f-a1c9-0e6f2b9d4c35"}
+CARRIERS = {"moved": "0d9a3f6e-1b2c-4d5e-8f70-112233445566",
+            "notjson": "0d9a3f6e-1b2c-4d5e-8f70-112233445567",
+            "huge": "0d9a3f6e-1b2c-4d5e-8f70-112233445568",
+            "ahead": "0d9a3f6e-1b2c-4d5e-8f70-112233445569",
+            "newer": "0d9a3f6e-1b2c-4d5e-8f70-11223344556a",
+            "cut": "0d9a3f6e-1b2c-4d5e-8f70-11223344556b"}
+LEARNED_NS = "urn:dynmem:learned:1"
 
 
-def domain(name):
-    return f"""<domain type='test'><name>{name}</name><uuid>{UUIDS[name]}</uuid>
+def carried(text):
+    """The element a dynmemd on another host left in the live XML (text: its JSON)."""
+    return (f"<dynmemlearned:learned xmlns:dynmemlearned='{LEARNED_NS}'>{text}"
+            "</dynmemlearned:learned>")
+
+
+def domain(name, extra=""):
+    uuid = UUIDS.get(name) or CARRIERS[name]
+    return f"""<domain type='test'><name>{name}</name><uuid>{uuid}</uuid>
 <maxMemory slots='1' unit='KiB'>2097152</maxMemory>
 <memory unit='KiB'>1048576</memory><currentMemory unit='KiB'>524288</currentMemory>
 <vcpu>1</vcpu><os><type>hvm</type></os>
@@ -37,7 +61,7 @@ def domain(name):
 <dynmem:maximum unit='bytes'>1073741824</dynmem:maximum>
 <dynmem:buffer>20</dynmem:buffer><dynmem:weight>5000</dynmem:weight>
 <dynmem:first unit='bytes'>2097152</dynmem:first>
-</dynmem:memory></metadata></domain>"""
+</dynmem:memory>{extra}</metadata></domain>"""
 
 
 CONFIG = """backend = libvirt
@@ -193,6 +217,117 @@ def learned_state_comes_back_when_libvirt_answers_after_dynmemd_started(bins):
                  "running.json to be written again without it")
         saved = {v["name"]: v for v in running_file(d)["vms"]}
         check(saved["web"]["policy"]["rise_weights"][9] > 0, "web's history is in it", saved)
+
+
+def write_node(d, names, extra=None):
+    extra = extra or {}
+    with open(node_file(d), "w") as f:
+        f.write("<node>\n" + "\n".join(domain(n, extra.get(n, "")) for n in names) +
+                "\n</node>\n")
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+@tap.case
+def a_domain_arriving_with_learned_metadata_is_given_it(bins):
+    """(b) and (c): domains found running with the element, as a domain that arrived by
+    live migration is; no running.json entry for them."""
+    good = json.dumps({"written_at_ms": now_ms() - 60000, "policy": policy(40)})
+    ahead = json.dumps({"written_at_ms": now_ms() + 3600 * 1000, "policy": policy(40)})
+    newer = dict(policy(40), version=2)
+    cut = policy(40)
+    cut["rise_weights"] = cut["rise_weights"][:-1]
+    extra = {"moved": carried(good),
+             "notjson": carried("{\"written_at_ms\": 1, \"policy\": "),
+             "huge": carried(json.dumps({"written_at_ms": now_ms(), "policy": policy(40),
+                                         "pad": "x" * 5000})),
+             "ahead": carried(ahead),
+             "newer": carried(json.dumps({"written_at_ms": now_ms(), "policy": newer})),
+             "cut": carried(json.dumps({"written_at_ms": now_ms(), "policy": cut}))}
+    with Daemon(bins, CONFIG) as d:
+        write_node(d, CARRIERS, extra)
+        mark = start(d)
+        wait_for(lambda: all(balanced(d, n) for n in CARRIERS), "every domain balanced")
+        wait_for(lambda: learned(d, "moved") is not None, "moved to have what it carried")
+        log = since(d, mark)
+        check("moved: what the policy learned of it came carried in the VM (written " in log,
+              "one line says it was carried", log)
+        check(log.count("moved: what the policy learned") == 1, "once", log)
+        got = learned(d, "moved")
+        # 540 samples' weight, aged by a minute (a half-life of hours)
+        check(got["cover_bytes"] > 0 and 530 <= got["samples"] <= 541,
+              "moved has what its element says", got)
+        why = {"notjson": "not JSON: ",
+               "huge": "larger than 4096 bytes",
+               "ahead": "written_at_ms: ",
+               "cut": "policy: rise_weights: not a list of 24 numbers"}
+        for name, reason in why.items():
+            line = (f"{name}: what the policy learned of it, carried in the VM, is dropped: "
+                    f"{reason}")
+            check(line in log, f"{name}: one warning says why", log)
+            check(log.count(f"{name}: what the policy learned") == 1, f"{name}: once", log)
+        check("ahead of this host's clock; it learns again" in log, "ahead: says so", log)
+        check("newer: what the policy learned of it, carried in the VM, was written by a newer "
+              "dynmemd (version 2 is newer than this dynmem reads (1)); ignored" in log,
+              "a newer version: ignored with one warning", log)
+        check(log.count("newer: what the policy learned") == 1, "newer: once", log)
+        for name in why.keys() | {"newer"}:
+            check(learned(d, name) is None and balanced(d, name),
+                  f"{name} learns from nothing and is balanced", d.vm(name))
+        stop(d)
+
+
+@tap.case
+def running_json_goes_first_when_it_is_newer(bins):
+    """A restart here: running.json's entry and the element both hold learned state; the
+    one written later is taken."""
+    old = json.dumps({"written_at_ms": now_ms() - 3600 * 1000, "policy": policy(5)})
+    with Daemon(bins, CONFIG) as d:
+        write_node(d, ["web", "db"], {"web": carried(old), "db": carried(
+            json.dumps({"written_at_ms": now_ms() + 1000, "policy": policy(5)}))})
+        write_running(d, {"version": 1, "written_at_ms": now_ms(), "vms": [
+            entry("web", UUIDS["web"], policy(300)), entry("db", UUIDS["db"], policy(300))]})
+        mark = start(d)
+        wait_for(lambda: learned(d, "web") is not None and learned(d, "db") is not None,
+                 "both to have learned state")
+        log = since(d, mark)
+        check(learned(d, "web")["samples"] > 700, "web: running.json's, the newer",
+              learned(d, "web"))
+        check("web: what the policy learned of it came carried" not in log,
+              "the older element is not taken", log)
+        check(learned(d, "db")["samples"] < 600, "db: the element's, the newer",
+              learned(d, "db"))
+        check("db: what the policy learned of it came carried in the VM" in log,
+              "and said", log)
+        stop(d)
+
+
+@tap.case
+def dynmemd_writes_what_it_learned_into_the_live_metadata(bins):
+    """(a) and (d): with the period at 500 ms the timer writes web's learned state (given
+    back from running.json) into its live metadata, again and again; dynmemd's own writes
+    do not have the domain's XML read again."""
+    os.environ["DYNMEM_TEST_CARRY_PERIOD_MS"] = "500"
+    try:
+        with Daemon(bins, CONFIG, extra_args=["-v"]) as d:  # -v: the debug lines
+            write_node(d, ["web"])
+            write_running(d, {"version": 1, "written_at_ms": now_ms(), "vms": [
+                entry("web", UUIDS["web"], policy(40))]})
+            mark = start(d)
+            written = 'vm "web": what the policy learned is in its live metadata'
+            wait_for(lambda: since(d, mark).count(written) >= 4,
+                     "web's learned state written four times")
+            log = since(d, mark)
+            check(log.count('vm "web": its XML read again') <= 2,
+                  "the writes do not have web read again", log)
+            check("refused the metadata" not in log, "libvirt took every write", log)
+            # what was written is read back as an arriving domain's: dynmem set has web's
+            # XML read again, and a dynmemd started on that XML takes it in
+            stop(d)
+    finally:
+        del os.environ["DYNMEM_TEST_CARRY_PERIOD_MS"]
 
 
 if __name__ == "__main__":
