@@ -81,7 +81,7 @@ static int write_one(struct daemon *d, struct registry_entry *e)
 
 int carry_now(struct daemon *d, struct registry_entry *e)
 {
-        if (!d->backend->ops->carry_learned || e->vm.state != VM_RUNNING)
+        if (!d->backend || !d->backend->ops->carry_learned || e->vm.state != VM_RUNNING)
                 return -EOPNOTSUPP;
         int r = write_one(d, e);
         if (r == 0)
@@ -91,7 +91,7 @@ int carry_now(struct daemon *d, struct registry_entry *e)
 
 bool carry_pending(struct daemon *d, struct registry_entry *e)
 {
-        return d->backend->ops->carry_pending && d->backend->ops->carry_pending(d->backend, &e->vm);
+        return d->backend && d->backend->ops->carry_pending && d->backend->ops->carry_pending(d->backend, &e->vm);
 }
 
 /* ---- reading ---- */

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "carry.h"
 #include "child.h"
 #include "daemon.h"
 #include "dynmem-config.h"
@@ -57,6 +58,18 @@ struct relief {
         bool is_short;
         uint64_t short_bytes; /* how much need exceeds memory */
         struct move move;
+        /*
+         * The move decided, waiting for what the policy learned of the VM to be
+         * written into it (carry_now()) so that the peer gets it fresh; at most
+         * CARRY_WAIT_MS, then it goes without.
+         */
+        struct {
+                bool on;
+                char vm[VM_NAME_MAX];
+                size_t peer;
+                uint64_t bytes, until_ms;
+                char why[EVENTS_TEXT_MAX];
+        } next;
         struct relief_counts count;
         struct arrival arrivals[ARRIVALS_MAX];
         size_t n_arrivals;
@@ -330,6 +343,29 @@ static void rooms_text(struct relief *r, char *buf, size_t len)
         }
 }
 
+/* The move decided (r->next), once what the VM carries is written or the wait is over. */
+static void launch(struct relief *r)
+{
+        struct registry_entry *e = registry_find(&r->d->reg, r->next.vm);
+        struct peer_view v;
+        int err;
+
+        r->next.on = false;
+        if (!e || r->next.peer >= peers_count(r->peers))
+                return; /* gone meanwhile: the rule decides again */
+        peers_view(r->peers, r->next.peer, &v);
+        err = spawn(r, e->vm.name, &v);
+        r->count.moves++;
+        r->move.bytes = r->next.bytes;
+        if (err < 0) {
+                r->count.failed++;
+                say(r, &e->vm, r->next.bytes, LOG_ERR, "cannot run %s: %s", cli_path(),
+                    strerror(-err));
+        } else {
+                say(r, &e->vm, r->next.bytes, LOG_NOTICE, "%s", r->next.why);
+        }
+}
+
 static void decide(struct relief *r)
 {
         struct daemon *d = r->d;
@@ -374,22 +410,19 @@ static void decide(struct relief *r)
                 struct registry_entry *e = d->reg.entries[vi];
                 struct peer_view v;
                 peers_view(r->peers, pj, &v);
-                int err = spawn(r, e->vm.name, &v);
-                r->count.moves++;
-                r->move.bytes = c[vi].bytes;
-                if (err < 0) {
-                        r->count.failed++;
-                        say(r, &e->vm, c[vi].bytes, LOG_ERR, "cannot run %s: %s", cli_path(),
-                            strerror(-err));
-                } else {
-                        say(r, &e->vm, c[vi].bytes, LOG_NOTICE,
-                            "moving %s (weight %u, %s to copy) to %s (%s available for "
-                            "balancing there): short of memory for %.0f s (the VMs need %s of %s)",
-                            e->vm.name, e->vm.settings.weight,
-                            size_format(c[vi].bytes, a, sizeof(a)), v.name,
-                            size_format(v.available_bytes, b, sizeof(b)), (double)lasted / 1000.0,
-                            need, mem);
-                }
+                snprintf(r->next.vm, sizeof(r->next.vm), "%s", e->vm.name);
+                r->next.peer = pj;
+                r->next.bytes = c[vi].bytes;
+                snprintf(r->next.why, sizeof(r->next.why),
+                         "moving %s (weight %u, %s to copy) to %s (%s available for "
+                         "balancing there): short of memory for %.0f s (the VMs need %s of %s)",
+                         e->vm.name, e->vm.settings.weight, size_format(c[vi].bytes, a, sizeof(a)),
+                         v.name, size_format(v.available_bytes, b, sizeof(b)),
+                         (double)lasted / 1000.0, need, mem);
+                r->next.until_ms = now + CARRY_WAIT_MS;
+                r->next.on = true;
+                if (carry_now(d, e) < 0) /* nothing to carry, or not now: it goes as it is */
+                        launch(r);
         }
         free(c);
         free(room);
@@ -413,6 +446,12 @@ void relief_cycle(struct daemon *d)
                 return;
         r->is_short = s->sum_need_bytes > mem;
         r->short_bytes = r->is_short ? s->sum_need_bytes - mem : 0;
+        if (r->next.on) {
+                struct registry_entry *e = registry_find(&d->reg, r->next.vm);
+                if (!e || !carry_pending(d, e) || mono_ms() >= r->next.until_ms)
+                        launch(r);
+                return;
+        }
         bool due = relief_due(&r->st, &r->rule, r->is_short, mono_ms());
         if (!due || r->deciding || r->move.pid)
                 return;
