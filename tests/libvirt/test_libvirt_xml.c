@@ -1390,6 +1390,73 @@ static void added_names_round_trip(void **state)
             "maxMemory controller");
 }
 
+/* plain with text put into a <metadata> before </domain>. */
+static char *plain_with_metadata(const char *text)
+{
+        const char *end = strstr(plain, "</domain>");
+        char *xml = malloc(strlen(plain) + strlen(text) + 32);
+
+        assert_non_null(end);
+        assert_non_null(xml);
+        sprintf(xml, "%.*s<metadata>%s</metadata>\n</domain>\n", (int)(end - plain), plain, text);
+        return xml;
+}
+
+/*
+ * The learned element's text is read back as it was written (escaped in the
+ * element); one larger than LIBVIRT_XML_LEARNED_MAX is noted, not kept; an
+ * element of another namespace, or a settings element, is not it, and it does
+ * not make the domain's settings anything but absent.
+ */
+static void the_learned_element_round_trips(void **state)
+{
+        const char *text = "{\"written_at_ms\":1,\"policy\":{\"note\":\"<a & b>\"}}";
+        char *element = libvirt_xml_learned_format(text), *xml, *big;
+        char meta[LIBVIRT_XML_LEARNED_MAX + 200];
+        struct libvirt_xml_domain d;
+        char err[256];
+
+        (void)state;
+        assert_non_null(element);
+        assert_null(strstr(element, "<a &")); /* escaped */
+        /* as libvirt keeps it: the namespace on the element */
+        snprintf(meta, sizeof(meta),
+                 "<l:learned xmlns:l='" LIBVIRT_XML_LEARNED_NS "'>%s</l:learned>"
+                 "<o:learned xmlns:o='urn:example:other'>not ours</o:learned>",
+                 element + strlen("<learned>"));
+        char *close = strstr(meta, "</learned></l:learned>");
+        assert_non_null(close);
+        memmove(close, close + strlen("</learned>"), strlen(close + strlen("</learned>")) + 1);
+        xml = plain_with_metadata(meta);
+        assert_int_equal(libvirt_xml_parse(xml, strlen(xml), &d, err, sizeof(err)), 0);
+        assert_non_null(d.learned);
+        assert_string_equal(d.learned, text);
+        assert_false(d.learned_oversize);
+        assert_int_equal(d.meta_state, LIBVIRT_XML_META_NONE);
+        libvirt_xml_domain_free(&d);
+        assert_null(d.learned);
+        free(xml);
+
+        /* too large */
+        big = malloc(LIBVIRT_XML_LEARNED_MAX + 100);
+        assert_non_null(big);
+        memset(big, 'x', LIBVIRT_XML_LEARNED_MAX + 99);
+        big[LIBVIRT_XML_LEARNED_MAX + 99] = '\0';
+        assert_null(libvirt_xml_learned_format(big)); /* never written */
+        char *huge = malloc(LIBVIRT_XML_LEARNED_MAX + 300);
+        assert_non_null(huge);
+        sprintf(huge, "<l:learned xmlns:l='" LIBVIRT_XML_LEARNED_NS "'>%s</l:learned>", big);
+        xml = plain_with_metadata(huge);
+        assert_int_equal(libvirt_xml_parse(xml, strlen(xml), &d, err, sizeof(err)), 0);
+        assert_null(d.learned);
+        assert_true(d.learned_oversize);
+        libvirt_xml_domain_free(&d);
+        free(xml);
+        free(huge);
+        free(big);
+        free(element);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1432,6 +1499,7 @@ int main(void)
             cmocka_unit_test(enabling_again_over_bad_metadata_keeps_the_startup),
             cmocka_unit_test(mangled_xml_never_crashes),
             cmocka_unit_test(added_names_round_trip),
+            cmocka_unit_test(the_learned_element_round_trips),
         };
         int r = cmocka_run_group_tests(tests, NULL, NULL);
 
