@@ -1,6 +1,8 @@
 /*
  * libvirt_work: the libvirt backend's resize calls, made by one worker
- * thread so that dynmemd's loop never waits on them.
+ * thread so that dynmemd's loop never waits on them; also the write of what
+ * the policy learned into the live metadata (libvirt_carry.c), a job of one
+ * LV_STEP_METADATA step.
  *
  * libvirt's resize calls (virDomainSetMemoryFlags, virDomainUpdateDeviceFlags)
  * have no asynchronous form and take from a few to hundreds of milliseconds
