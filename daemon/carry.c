@@ -91,7 +91,8 @@ int carry_now(struct daemon *d, struct registry_entry *e)
 
 bool carry_pending(struct daemon *d, struct registry_entry *e)
 {
-        return d->backend && d->backend->ops->carry_pending && d->backend->ops->carry_pending(d->backend, &e->vm);
+        return d->backend && d->backend->ops->carry_pending &&
+               d->backend->ops->carry_pending(d->backend, &e->vm);
 }
 
 /* ---- reading ---- */
