@@ -176,6 +176,9 @@ def setup(bins):
     comment(f"the domains run QEMU {'.'.join(map(str, version or ()))} "
             f"({binary or 'libvirt default'})")
     os.environ["DYNMEM_CLI"] = bins[1]  # what the relief rule runs
+    # what the policy learned travels in the live metadata, written every 5 min; every 10 s
+    # here, so that the first migration carries it (read once by each dynmemd at start)
+    os.environ["DYNMEM_TEST_CARRY_PERIOD_MS"] = "10000"
     ctx = {"t0": time.monotonic(), "image": image, "bins": bins}
     hosts = TwoHosts(bins, "", "")
     a, b = hosts.a, hosts.b
@@ -408,6 +411,8 @@ def room_is_made_by_shrinking_a_lighter_vm_and_the_grown_vm_arrives_whole(ctx):
                       v["guest_visible_bytes"] - vmem(b, "web")[1] == base else None)(b.vm("web")),
              f"the guest on B to see MemTotal = {mib(base)} + what is plugged", timeout=60,
              interval=0.5)
+    check(re.search(r"web: what the policy learned of it came carried in the VM", b.d.log()),
+          "what A's policy learned of web came with it (live metadata)", b.d.log()[-3000:])
     check(b.vm("db")["assigned_bytes"] < db_before, "B shrank db (lighter) to make room",
           db_before, b.vm("db"))
     check(a.domstate("web") in ("shut off", None), "A no longer runs it", a.domstate("web"))
