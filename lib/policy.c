@@ -325,13 +325,15 @@ static uint64_t committed(const struct policy_vm *vm)
         return r > vm->may_hold_bytes ? r : vm->may_hold_bytes;
 }
 
-/* Participant `at`'s levels, block and weight, packed for the water-filling. */
-static void pack_levels(struct decision *d, const struct policy_vm *vm, size_t at)
+/* Participant `at`'s levels (level_bytes() of each), block and weight, packed for the
+ * water-filling. */
+static void pack_levels(struct decision *d, const struct policy_vm *vm, const uint64_t *level,
+                        size_t at)
 {
         struct policy_level_item *item = &d->scr->levels[at];
 
         for (int l = 0; l < LEVELS; l++)
-                item->level[l] = level_bytes(vm, l);
+                item->level[l] = level[l];
         item->block = vm->settings.block_bytes;
         item->weight = vm->settings.weight;
 }
@@ -344,10 +346,14 @@ static void pack_levels(struct decision *d, const struct policy_vm *vm, size_t a
  */
 static void add_levels(struct decision *d, const struct policy_vm *vm, size_t at)
 {
-        for (int l = 0; l < LEVELS; l++)
-                d->sum_level[l] = add_sat(d->sum_level[l], level_bytes(vm, l));
+        uint64_t level[LEVELS];
+
+        for (int l = 0; l < LEVELS; l++) {
+                level[l] = level_bytes(vm, l);
+                d->sum_level[l] = add_sat(d->sum_level[l], level[l]);
+        }
         if (d->packed)
-                pack_levels(d, vm, at);
+                pack_levels(d, vm, level, at);
 }
 
 /*
@@ -462,8 +468,14 @@ static void allocate(struct decision *d)
         d->filled = true;
         d->base_level = level;
         if (!d->packed) {
-                for (size_t j = 0; j < d->k; j++)
-                        pack_levels(d, &d->vms[d->idx[j]], j);
+                for (size_t j = 0; j < d->k; j++) {
+                        const struct policy_vm *vm = &d->vms[d->idx[j]];
+                        uint64_t bytes[LEVELS];
+
+                        for (int l = 0; l < LEVELS; l++)
+                                bytes[l] = level_bytes(vm, l);
+                        pack_levels(d, vm, bytes, j);
+                }
                 d->packed = true;
         }
         uint64_t left =

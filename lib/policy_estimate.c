@@ -83,10 +83,13 @@ static uint64_t estimate_learned(struct policy_vm *vm, uint64_t expected, uint64
                                                    t->headroom_period_ms);
         uint64_t headroom = scale_permille(learned, scale);
 
-        /* What it uses now, and as much of the projection as has carried on before. */
-        uint64_t sure = now;
-        if (next > now)
-                sure = now + (uint64_t)((double)(next - now) * vm->memory.history.persistence);
+        /*
+         * What it uses now, and as much of the projection as has carried on
+         * before (without a branch: whether the projection rises is anybody's
+         * guess; none gives 0 x the persistence, 0).
+         */
+        uint64_t rise = next > now ? next - now : 0;
+        uint64_t sure = now + (uint64_t)((double)rise * vm->memory.history.persistence);
         estimate_levels(vm, sure, now > next ? now : next, next,
                         headroom > buffer ? headroom : buffer);
         /* With a pool, the headroom is set once every VM is estimated (policy_pool.c). */
