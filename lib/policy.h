@@ -158,13 +158,15 @@ struct policy_kill_lines {
 
 /* What the policy remembers about one VM between decisions; kept by the caller, zeroed at start. */
 struct policy_vm_memory {
-        /* what every decision's smoothing reads first (one cache line) */
+        /* what every decision's smoothing and lending read first (one cache line) */
         bool decided;  /* a decision has been made for this VM */
         bool surplus;  /* assigned has been above its shrink edge since surplus_since_ms */
         bool last_cut; /* the previous ideal was below its want (scarcity) */
         uint64_t last_decision_ms;
         uint64_t surplus_since_ms;
         uint64_t last_target_bytes; /* the ideal of the previous decision */
+        uint64_t lend_bytes;        /* lent above the want: cache evicted, summed (0 = none) */
+        uint64_t lend_ms;           /* when the guest last evicted cache under a stall */
 
         uint64_t last_stall_ms;
         bool probing;                 /* a probe is descending toward the working set */
@@ -179,8 +181,6 @@ struct policy_vm_memory {
         uint64_t correction_ms;       /* when either was learned */
         uint32_t stall_backoff;       /* multiplier of stall_memory_ms, doubled per same edge */
         uint32_t stall_streak;        /* consecutive decisions stalling at want */
-        uint64_t lend_bytes;          /* lent above the want: cache evicted, summed (0 = none) */
-        uint64_t lend_ms;             /* when the guest last evicted cache under a stall */
         struct policy_history history;
         struct policy_kill_lines kill_lines; /* beside the buckets they index */
 };
@@ -189,8 +189,10 @@ struct policy_vm_memory {
 
 /*
  * One VM as the policy sees it. The fields every pass reads or writes come
- * first, in two cache lines, then the cover and the part of the memory the
- * smoothing reads in the third; what only the estimate needs comes after.
+ * first, then the cover, the scratch of the pool's share and of lending, and
+ * the part of the memory the smoothing reads: the passes after the estimate
+ * read these 240 bytes and nothing else of the VM. What only the estimate
+ * needs comes after.
  */
 struct policy_vm {
         /* inputs read by every pass */
@@ -212,12 +214,24 @@ struct policy_vm {
         uint64_t requested_bytes; /* input: target the backend is moving toward (0 = none) */
         uint64_t may_hold_bytes;  /* input: the most it may hold until read back (0 = assigned) */
         uint64_t floor_bytes, need_bytes, want_bytes;
-        uint64_t now_bytes;             /* what it uses now, without the projection (floor..need) */
-        uint64_t ideal_bytes;           /* output: what the VM should reach once memory is free */
-        uint64_t target_bytes;          /* output: what to request now (after grant) */
-        struct vm_settings settings;    /* input */
-        uint64_t cover_bytes;           /* scratch: headroom its unforeseen rises call for */
-        struct policy_vm_memory memory; /* in and out */
+        uint64_t now_bytes;          /* what it uses now, without the projection (floor..need) */
+        uint64_t ideal_bytes;        /* output: what the VM should reach once memory is free */
+        uint64_t target_bytes;       /* output: what to request now (after grant) */
+        struct vm_settings settings; /* input */
+        uint64_t cover_bytes;        /* scratch: headroom its unforeseen rises call for */
+        uint64_t lend_bytes;         /* scratch: the want plus what is lent (0 = nothing lent) */
+        uint64_t pool_next_bytes;    /* scratch: the corrected figure expected next */
+        uint32_t pool_scale;         /* scratch: the correction of the figure, permille */
+        bool pooled; /* scratch: want = next + headroom from the pool (policy_pool.c) */
+        /*
+         * scratch: the rise worth covering across the pool's window, in up to
+         * POLICY_POOL_PIECES pieces, each from an index of the window on, as
+         * a bucket's edge (0 pieces: found again at the price)
+         */
+        uint8_t pool_pieces;
+        uint8_t pool_from[POLICY_POOL_PIECES];
+        uint8_t pool_bucket[POLICY_POOL_PIECES]; /* ... its edge (policy_history_edge()) */
+        struct policy_vm_memory memory;          /* in and out */
 
         /* inputs for the estimate */
         const char *name;
@@ -228,22 +242,10 @@ struct policy_vm {
         bool swap_known;
         uint64_t swap_bytes;     /* room the guest has past its memory before its OOM killer runs
                                     (swap free, a burst absorber); unknown: none */
-        uint64_t lend_bytes;     /* scratch: the want plus what is lent (0 = nothing lent) */
         uint64_t lent_bytes;     /* output: what of target_bytes is lent above the want
                                     (0 = nothing lent) */
         uint64_t external_bytes; /* POLICY_EXTERNAL: proposed target (0 = keep) */
         uint64_t expected_bytes; /* scratch: the figure expected at the next decision */
-        bool pooled;             /* scratch: want = next + headroom from the pool (policy_pool.c) */
-        uint32_t pool_scale;     /* scratch: the correction of the figure, permille */
-        uint64_t pool_next_bytes; /* scratch: the corrected figure expected next */
-        /*
-         * scratch: the rise worth covering across the pool's window, in up to
-         * POLICY_POOL_PIECES pieces, each from an index of the window on, as
-         * a bucket's edge (0 pieces: found again at the price)
-         */
-        uint8_t pool_pieces;
-        uint8_t pool_from[POLICY_POOL_PIECES];
-        uint8_t pool_bucket[POLICY_POOL_PIECES]; /* ... its edge (policy_history_edge()) */
 };
 
 struct policy_host {
