@@ -243,6 +243,19 @@ static uint32_t double_key(double d)
 }
 
 /*
+ * What a water-filling participant is given at a share of what is left
+ * (`share` bytes): its room once the share reaches it, else the share, never
+ * more than is left, rounded down to its block. It never falls as the share
+ * rises (a share below the room as a double truncates to at most the room).
+ */
+static inline uint64_t fill_give(const struct policy_fill_item *f, double share, uint64_t left)
+{
+        uint64_t give = share >= (double)f->room ? f->room : (uint64_t)share;
+
+        return block_down(give > left ? left : give, f->block);
+}
+
+/*
  * Weighted water-filling: hand out up to `budget` bytes on top of each of
  * the n participants' lower level (`stage`), participant i receiving at most
  * its room (up to the next level), in proportion to its weight. Weight-0
@@ -284,10 +297,22 @@ static uint64_t waterfill(struct policy_level_item *levels, size_t n, uint64_t b
         uint64_t left = budget;
         for (size_t i = 0; i < m && left > 0; i++) {
                 struct policy_fill_item *f = &fill[items[i].index];
-                double share = (double)left * f->weight / wsum;
-                uint64_t give = share >= (double)f->room ? f->room : (uint64_t)share;
+                double part = (double)left * f->weight;
+                /*
+                 * The share is part / wsum. Every participant waits for the
+                 * one before, and a division takes long, so the product with
+                 * 1 / wsum (which does not wait) comes first: it is within
+                 * 2^-51 of the quotient, so where the gives 2^-50 below and
+                 * above it agree, that is the give at the quotient
+                 * (fill_give() never falls as the share rises); else the
+                 * quotient decides. wsum > 0: it holds f's weight.
+                 */
+                double guess = part * (1.0 / wsum);
+                uint64_t give = fill_give(f, guess, left);
 
-                give = block_down(give > left ? left : give, f->block);
+                if (fill_give(f, guess * (1.0 - 0x1p-50), left) != give ||
+                    fill_give(f, guess * (1.0 + 0x1p-50), left) != give)
+                        give = fill_give(f, part / wsum, left);
                 f->give = give;
                 left -= give;
                 wsum -= f->weight;
