@@ -155,7 +155,7 @@ enum level {
         LEVEL_LEND, /* what no VM wants, lent to those that evicted cache (policy_lend.c) */
         LEVELS,
 };
-_Static_assert(LEVELS == POLICY_LEVELS, "a participant's packed levels hold every level");
+_Static_assert(LEVELS == POLICY_LEVELS, "the levels the scratch knows of are these");
 
 static uint64_t level_bytes(const struct policy_vm *vm, int level)
 {
@@ -257,8 +257,8 @@ static inline uint64_t fill_give(const struct policy_fill_item *f, double share,
 
 /*
  * Weighted water-filling: hand out up to `budget` bytes on top of each of
- * the n participants' lower level (`stage`), participant i receiving at most
- * its room (up to the next level), in proportion to its weight. Weight-0
+ * the n participants' lower level, participant i receiving at most its room
+ * (up to its upper level), in proportion to its weight. Weight-0
  * participants take part only in the zero pass, which shares equally what
  * the others could not use. Shares are rounded down to each VM's block. The
  * shares are added to levels[i].give (which the weighted pass sets to 0
@@ -266,7 +266,7 @@ static inline uint64_t fill_give(const struct policy_fill_item *f, double share,
  * the budget. The participants with room are copied into scr->fill first,
  * so that handing out in sorted order reads those few bytes.
  */
-static uint64_t waterfill(struct policy_level_item *levels, size_t n, uint64_t budget, int stage,
+static uint64_t waterfill(struct policy_level_item *levels, size_t n, uint64_t budget,
                           struct policy_scratch *scr, bool zero_pass)
 {
         struct policy_sort_item *items = scr->items;
@@ -276,7 +276,7 @@ static uint64_t waterfill(struct policy_level_item *levels, size_t n, uint64_t b
 
         for (size_t k = 0; k < n; k++) {
                 struct policy_level_item *l = &levels[k];
-                uint64_t lo = l->level[stage], hi = l->level[stage + 1];
+                uint64_t lo = l->lower, hi = l->upper;
                 bool zero = l->weight == 0;
 
                 if (!zero_pass)
@@ -339,6 +339,7 @@ struct decision {
         struct policy_pool pool;    /* the headroom pool, filled as the VMs are estimated */
         bool filled;                /* water-filling gave shares above base_level */
         bool packed;                /* the participants' levels are in scr->levels */
+        int pack_level;             /* ... that level and the one above */
         int base_level;             /* the level everyone gets */
         uint64_t held;              /* memory the running VMs hold, or may take (committed()) */
         size_t growers;             /* VMs asking to grow, in scr->items */
@@ -367,24 +368,26 @@ static uint64_t committed(const struct policy_vm *vm)
         return r > vm->may_hold_bytes ? r : vm->may_hold_bytes;
 }
 
-/* Participant `at`'s levels (level_bytes() of each), block and weight, packed for the
- * water-filling. */
+/*
+ * Participant `at`'s levels d->pack_level and the one above (of its
+ * level_bytes() of each), block and weight, packed for the water-filling.
+ */
 static void pack_levels(struct decision *d, const struct policy_vm *vm, const uint64_t *level,
                         size_t at)
 {
         struct policy_level_item *item = &d->scr->levels[at];
 
-        for (int l = 0; l < LEVELS; l++)
-                item->level[l] = level[l];
+        item->lower = level[d->pack_level];
+        item->upper = level[d->pack_level + 1];
         item->block = vm->settings.block_bytes;
         item->weight = vm->settings.weight;
 }
 
 /*
  * Adds participant `at` to the sums, and packs its levels while they are at
- * hand when the decision expects to water-fill (as the last one did: a host
- * short of memory stays so for a while); else the allocation packs them if
- * it does water-fill after all.
+ * hand when the decision expects to water-fill from the same level as the
+ * last one did (a host short of memory stays so for a while); else the
+ * allocation packs them if it does water-fill after all.
  */
 static void add_levels(struct decision *d, const struct policy_vm *vm, size_t at)
 {
@@ -519,7 +522,8 @@ static void allocate(struct decision *d)
         }
         d->filled = true;
         d->base_level = level;
-        if (!d->packed) {
+        if (!d->packed || d->pack_level != level) {
+                d->pack_level = level;
                 for (size_t j = 0; j < d->k; j++) {
                         const struct policy_vm *vm = &d->vms[d->idx[j]];
                         uint64_t bytes[LEVELS];
@@ -531,9 +535,9 @@ static void allocate(struct decision *d)
                 d->packed = true;
         }
         uint64_t left =
-            waterfill(d->scr->levels, d->k, memory - d->sum_level[level], level, d->scr, false);
+            waterfill(d->scr->levels, d->k, memory - d->sum_level[level], d->scr, false);
         if (left > 0)
-                waterfill(d->scr->levels, d->k, left, level, d->scr, true);
+                waterfill(d->scr->levels, d->k, left, d->scr, true);
 }
 
 /* ---- stage 3: settle (smoothing in policy_smooth.c), then grant ---- */
@@ -584,7 +588,7 @@ static void settle(struct decision *d)
 
                 if (d->filled) {
                         const struct policy_level_item *l = &scr->levels[j];
-                        vm->ideal_bytes = l->level[d->base_level] + l->give;
+                        vm->ideal_bytes = l->lower + l->give;
                 } else {
                         vm->ideal_bytes = level_bytes(vm, d->base_level);
                 }
@@ -727,7 +731,8 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                              .scr = scratch,
                              .now = now_ms,
                              .idx = scratch->index,
-                             .packed = scratch->filled};
+                             .packed = scratch->filled,
+                             .pack_level = scratch->fill_level};
 
         if (scratch->capacity < n)
                 return -ENOMEM;
@@ -742,6 +747,7 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                 external_check(&d);
         allocate(&d);
         scratch->filled = d.filled;
+        scratch->fill_level = (uint8_t)d.base_level;
         settle(&d);
         enum policy_release release = grant(&d);
         if (release != RELEASE_NONE)

@@ -327,8 +327,9 @@ static bool rising(const struct policy_vm *vm)
 {
         const struct policy_history *h = &vm->memory.history;
         uint64_t d = vm->demand_bytes, threshold = scale_permille(d, PROBE_RISING_PERMILLE);
+        uint64_t expected = h->expected; /* what the estimate expects next */
 
-        if (vm->expected_bytes >= add_sat(d, threshold) && vm->expected_bytes > d)
+        if (expected >= add_sat(d, threshold) && expected > d)
                 return true;
         return h->trend_rate * (double)MSEC_PER_SEC >= (double)threshold;
 }
@@ -353,7 +354,7 @@ void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tu
                 return;
         }
         if (estimate_probe(vm, vm->demand_bytes, now, t)) /* learned now: use it now */
-                estimate_learned(vm, vm->expected_bytes, m->correction_permille, 0, t);
+                estimate_learned(vm, m->history.expected, m->correction_permille, 0, t);
 }
 
 /*
@@ -395,14 +396,14 @@ static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct pol
          */
         uint64_t sampled =
             vm->demand_time_ms && vm->demand_time_ms <= now ? vm->demand_time_ms : now;
-        vm->expected_bytes = policy_history_update(&m->history, reported, sampled, decay, t);
+        uint64_t expected = policy_history_update(&m->history, reported, sampled, decay, t);
         if (!m->decided)
                 m->last_stall_ms = now; /* quiet time counts from the first decision */
         if (vm->stall_known && correction_fresh(m, now, t)) {
                 scale = m->correction_permille;
                 floor = stall_floor(m, reported);
         }
-        uint64_t learned = estimate_learned(vm, vm->expected_bytes, scale, floor, t);
+        uint64_t learned = estimate_learned(vm, expected, scale, floor, t);
         vm->cover_bytes = scale_permille(learned, scale);
         if (!vm->stall_known)
                 return;
