@@ -423,18 +423,12 @@ static void add_levels(struct decision *d, const struct policy_vm *vm, size_t at
 
 /*
  * Pass 1: estimate every VM; running VMs join the participants and the
- * sums; starting VMs are set aside for admission. Once the pool's price is
- * known, the second pass goes over the VMs from the last to the first: those
- * the first pass left in the cache come first (a pass over 10,000 VMs reads
- * more than the second-level cache holds), and the settling, from the first
- * to the last, then finds in the cache what this one read last. The
- * participants and the starters keep the VMs' order all the same.
+ * sums; starting VMs are set aside for admission.
  */
 static void estimate_all(struct decision *d, size_t n)
 {
         const struct policy_tunables *t = &d->cfg->tunables;
         bool pool = d->cfg->kind == POLICY_DYNMEM && t->headroom_pool_percent > 0;
-        size_t running = 0, starting = 0;
 
         if (pool)
                 policy_pool_start(&d->pool, d->scr->price_bin);
@@ -450,20 +444,16 @@ static void estimate_all(struct decision *d, size_t n)
                         policy_estimate_one(d->cfg, vm, d->now, &d->decay);
                 if (pool && vm->pooled)
                         policy_pool_add(&d->pool, vm, t);
-                running += vm->phase == POLICY_PHASE_RUNNING;
-                starting += vm->phase == POLICY_PHASE_STARTING;
         }
         if (pool) {
                 policy_pool_price(&d->pool, d->vms, n, t);
                 d->scr->price_bin = (uint32_t)d->pool.bin;
         }
-        d->k = running;
-        d->n_starters = starting;
-        for (size_t i = n; i-- > 0;) {
+        for (size_t i = 0; i < n; i++) {
                 struct policy_vm *vm = &d->vms[i];
 
-                if (i >= PREFETCH_AHEAD)
-                        prefetch_vm(&d->vms[i - PREFETCH_AHEAD]);
+                if (i + PREFETCH_AHEAD < n)
+                        prefetch_vm(&d->vms[i + PREFETCH_AHEAD]);
 
                 if (vm->phase == POLICY_PHASE_OFF)
                         continue;
@@ -478,12 +468,12 @@ static void estimate_all(struct decision *d, size_t n)
                     vm->settings.dynamic && vm->demand_known)
                         policy_lend_one(vm, d->now, t);
                 if (vm->phase == POLICY_PHASE_STARTING) {
-                        d->scr->spare[--starting].index = (uint32_t)i;
+                        d->scr->spare[d->n_starters++].index = (uint32_t)i;
                         continue;
                 }
                 d->held = add_sat(d->held, committed(vm));
-                add_levels(d, vm, --running);
-                d->idx[running] = (uint32_t)i;
+                add_levels(d, vm, d->k);
+                d->idx[d->k++] = (uint32_t)i;
         }
 }
 
