@@ -753,7 +753,8 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                              .scr = scratch,
                              .now = now_ms,
                              .idx = scratch->index,
-                             .packed = scratch->filled,
+                             /* a level past the want has no level above it to pack */
+                             .packed = scratch->filled && scratch->fill_level < LEVEL_LEND,
                              .pack_level = scratch->fill_level};
 
         if (scratch->capacity < n)
@@ -769,7 +770,8 @@ int policy_decide(const struct policy_config *cfg, const struct policy_host *hos
                 external_check(&d);
         allocate(&d);
         scratch->filled = d.filled;
-        scratch->fill_level = (uint8_t)d.base_level;
+        if (d.filled)
+                scratch->fill_level = (uint8_t)d.base_level;
         settle(&d);
         enum policy_release release = grant(&d);
         if (release != RELEASE_NONE)
