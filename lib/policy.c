@@ -110,10 +110,6 @@ int policy_scratch_reserve(struct policy_scratch *s, size_t n)
         if (!items)
                 return -ENOMEM;
         s->spare = items;
-        struct policy_fill_item *fill = realloc(s->fill, n * sizeof(*fill));
-        if (!fill)
-                return -ENOMEM;
-        s->fill = fill;
         struct policy_level_item *levels = realloc(s->levels, n * sizeof(*levels));
         if (!levels)
                 return -ENOMEM;
@@ -136,7 +132,6 @@ void policy_scratch_free(struct policy_scratch *s)
                 return;
         free(s->items);
         free(s->spare);
-        free(s->fill);
         free(s->levels);
         free(s->index);
         free(s->shrinking);
@@ -243,16 +238,17 @@ static uint32_t double_key(double d)
 }
 
 /*
- * What a water-filling participant is given at a share of what is left
- * (`share` bytes): its room once the share reaches it, else the share, never
- * more than is left, rounded down to its block. It never falls as the share
- * rises (a share below the room as a double truncates to at most the room).
+ * What a water-filling participant with `room` bytes below its upper level
+ * is given at a share of what is left (`share` bytes): its room once the
+ * share reaches it, else the share, never more than is left, rounded down
+ * to its block. It never falls as the share rises (a share below the room
+ * as a double truncates to at most the room).
  */
-static inline uint64_t fill_give(const struct policy_fill_item *f, double share, uint64_t left)
+static inline uint64_t fill_give(uint64_t room, uint64_t block, double share, uint64_t left)
 {
-        uint64_t give = share >= (double)f->room ? f->room : (uint64_t)share;
+        uint64_t give = share >= (double)room ? room : (uint64_t)share;
 
-        return block_down(give > left ? left : give, f->block);
+        return block_down(give > left ? left : give, block);
 }
 
 /*
@@ -263,14 +259,13 @@ static inline uint64_t fill_give(const struct policy_fill_item *f, double share,
  * the others could not use. Shares are rounded down to each VM's block. The
  * shares are added to levels[i].give (which the weighted pass sets to 0
  * first), for settle() to add to the lower level; returns what is left of
- * the budget. The participants with room are copied into scr->fill first,
- * so that handing out in sorted order reads those few bytes.
+ * the budget. The participants are handed out to in sorted order from
+ * their packed levels (40 bytes each).
  */
 static uint64_t waterfill(struct policy_level_item *levels, size_t n, uint64_t budget,
                           struct policy_scratch *scr, bool zero_pass)
 {
         struct policy_sort_item *items = scr->items;
-        struct policy_fill_item *fill = scr->fill;
         size_t m = 0;
         double wsum = 0.0;
 
@@ -284,11 +279,8 @@ static uint64_t waterfill(struct policy_level_item *levels, size_t n, uint64_t b
                 if (hi <= lo || zero != zero_pass)
                         continue;
                 double w = zero_pass ? 1.0 : (double)l->weight;
-                fill[m] = (struct policy_fill_item){
-                    .room = hi - lo, .block = l->block, .weight = w, .at = (uint32_t)k};
-                items[m] =
-                    (struct policy_sort_item){double_key((double)(hi - lo) / w), (uint32_t)m};
-                m++;
+                items[m++] =
+                    (struct policy_sort_item){double_key((double)(hi - lo) / w), (uint32_t)k};
                 wsum += w;
         }
         /* Ascending room per unit of weight: the VMs that fill up first come first. */
@@ -296,8 +288,10 @@ static uint64_t waterfill(struct policy_level_item *levels, size_t n, uint64_t b
 
         uint64_t left = budget;
         for (size_t i = 0; i < m && left > 0; i++) {
-                struct policy_fill_item *f = &fill[items[i].index];
-                double part = (double)left * f->weight;
+                struct policy_level_item *l = &levels[items[i].index];
+                uint64_t room = l->upper - l->lower;
+                double w = zero_pass ? 1.0 : (double)l->weight;
+                double part = (double)left * w;
                 /*
                  * The share is part / wsum. Every participant waits for the
                  * one before, and a division takes long, so the product with
@@ -305,20 +299,18 @@ static uint64_t waterfill(struct policy_level_item *levels, size_t n, uint64_t b
                  * 2^-51 of the quotient, so where the gives 2^-50 below and
                  * above it agree, that is the give at the quotient
                  * (fill_give() never falls as the share rises); else the
-                 * quotient decides. wsum > 0: it holds f's weight.
+                 * quotient decides. wsum > 0: it holds l's weight.
                  */
                 double guess = part * (1.0 / wsum);
-                uint64_t give = fill_give(f, guess, left);
+                uint64_t give = fill_give(room, l->block, guess, left);
 
-                if (fill_give(f, guess * (1.0 - 0x1p-50), left) != give ||
-                    fill_give(f, guess * (1.0 + 0x1p-50), left) != give)
-                        give = fill_give(f, part / wsum, left);
-                f->give = give;
+                if (fill_give(room, l->block, guess * (1.0 - 0x1p-50), left) != give ||
+                    fill_give(room, l->block, guess * (1.0 + 0x1p-50), left) != give)
+                        give = fill_give(room, l->block, part / wsum, left);
+                l->give += give; /* 0 before: its first share in either pass */
                 left -= give;
-                wsum -= f->weight;
+                wsum -= w;
         }
-        for (size_t i = 0; i < m; i++) /* in the participants' own order */
-                levels[fill[i].at].give += fill[i].give;
         return left;
 }
 

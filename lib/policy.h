@@ -275,15 +275,6 @@ struct policy_sort_item {
         uint32_t index;
 };
 
-/* One water-filling participant, packed so that the pass in sorted order stays in cache. */
-struct policy_fill_item {
-        uint64_t room;  /* bytes from its lower level to its upper one */
-        uint64_t block; /* its block: what a share is rounded down to */
-        uint64_t give;  /* its share, once handed out */
-        double weight;
-        uint32_t at; /* its place among the decision's participants */
-};
-
 #define POLICY_LEVELS 5 /* the levels the allocation hands memory out by (policy.c) */
 
 /*
@@ -308,8 +299,7 @@ struct policy_scratch {
         uint32_t price_bin; /* the headroom pool's price: where the next decision looks first */
         size_t capacity;
         struct policy_sort_item *items;
-        struct policy_sort_item *spare; /* radix sort's second buffer */
-        struct policy_fill_item *fill;
+        struct policy_sort_item *spare;   /* radix sort's second buffer */
         struct policy_level_item *levels; /* the participants' levels, in their order */
         uint32_t *index;
         uint32_t *shrinking; /* VMs whose smoothing a release may change (settle()) */
