@@ -158,30 +158,30 @@ struct policy_kill_lines {
 
 /* What the policy remembers about one VM between decisions; kept by the caller, zeroed at start. */
 struct policy_vm_memory {
-        /* what every decision's smoothing reads first (one cache line) */
+        /* what every decision's smoothing and lending read first */
         bool decided;  /* a decision has been made for this VM */
         bool surplus;  /* assigned has been above its shrink edge since surplus_since_ms */
         bool last_cut; /* the previous ideal was below its want (scarcity) */
+        bool probing;  /* a probe is descending toward the working set */
+        uint32_t probe_permille; /* how far the probe is below its start */
         uint64_t last_decision_ms;
         uint64_t surplus_since_ms;
         uint64_t last_target_bytes; /* the ideal of the previous decision */
+        uint64_t lend_bytes;        /* lent above the want: cache evicted, summed (0 = none) */
+        uint64_t lend_ms;           /* when the guest last evicted cache under a stall */
 
         uint64_t last_stall_ms;
-        bool probing;                 /* a probe is descending toward the working set */
-        uint32_t probe_permille;      /* how far the probe is below its start */
         uint64_t probe_start_bytes;   /* where the probe started: the fine zone, or lower */
         uint64_t probe_demand_bytes;  /* corrected demand when the probe last looked */
         uint64_t probe_cover_bytes;   /* the headroom for unforeseen rises the probe kept */
         uint32_t correction_permille; /* learned: working set / reported demand, 1..1000
                                          (0 = none; 1000 with a stall's floor) */
+        uint32_t stall_backoff;       /* multiplier of stall_memory_ms, doubled per same edge */
+        uint32_t stall_streak;        /* consecutive decisions stalling at want */
+        uint32_t correction_aged_ms;  /* how old it already was then (restored: policy_save.h) */
         uint64_t stall_floor_bytes;   /* learned at a stall: the working set is at least this */
         uint64_t stall_figure_bytes;  /* the reported demand the floor was learned against */
         uint64_t correction_ms;       /* when either was learned */
-        uint64_t correction_aged_ms;  /* how old it already was then (restored: policy_save.h) */
-        uint32_t stall_backoff;       /* multiplier of stall_memory_ms, doubled per same edge */
-        uint32_t stall_streak;        /* consecutive decisions stalling at want */
-        uint64_t lend_bytes;          /* lent above the want: cache evicted, summed (0 = none) */
-        uint64_t lend_ms;             /* when the guest last evicted cache under a stall */
         struct policy_history history;
         struct policy_kill_lines kill_lines; /* beside the buckets they index */
 };
@@ -190,8 +190,12 @@ struct policy_vm_memory {
 
 /*
  * One VM as the policy sees it. The fields every pass reads or writes come
- * first, in two cache lines, then the cover and the part of the memory the
- * smoothing reads in the third; what only the estimate needs comes after.
+ * first, then the cover, the scratch of the pool's share and of lending, and
+ * the part of the memory the smoothing reads: the passes after the estimate
+ * read these 240 bytes and nothing else of the VM. What only the estimate
+ * needs comes after. 576 bytes, nine cache lines, without holes: in an array
+ * every VM's fields lie at the same place in their lines, and a pass over
+ * the VMs reads fewer lines.
  */
 struct policy_vm {
         /* inputs read by every pass */
@@ -209,34 +213,19 @@ struct policy_vm {
         enum policy_reason reason;
         enum policy_reason ideal_reason;
         enum policy_admission admission;
+        uint32_t pool_scale;      /* scratch: the correction of the figure, permille */
         uint64_t assigned_bytes;  /* input: what the VM really holds now (read back) */
         uint64_t requested_bytes; /* input: target the backend is moving toward (0 = none) */
         uint64_t may_hold_bytes;  /* input: the most it may hold until read back (0 = assigned) */
         uint64_t floor_bytes, need_bytes, want_bytes;
-        uint64_t now_bytes;             /* what it uses now, without the projection (floor..need) */
-        uint64_t ideal_bytes;           /* output: what the VM should reach once memory is free */
-        uint64_t target_bytes;          /* output: what to request now (after grant) */
-        struct vm_settings settings;    /* input */
-        uint64_t cover_bytes;           /* scratch: headroom its unforeseen rises call for */
-        struct policy_vm_memory memory; /* in and out */
-
-        /* inputs for the estimate */
-        const char *name;
-        uint64_t demand_bytes;        /* latest demand sample, without buffer */
-        uint64_t demand_time_ms;      /* when it was sampled, on the decisions' clock (0 = now) */
-        double stall_fraction;        /* share of the last interval spent stalled, 0..1 */
-        uint64_t cache_evicted_bytes; /* page cache evicted under a stall since the last decision */
-        bool swap_known;
-        uint64_t swap_bytes;     /* room the guest has past its memory before its OOM killer runs
-                                    (swap free, a burst absorber); unknown: none */
-        uint64_t lend_bytes;     /* scratch: the want plus what is lent (0 = nothing lent) */
-        uint64_t lent_bytes;     /* output: what of target_bytes is lent above the want
-                                    (0 = nothing lent) */
-        uint64_t external_bytes; /* POLICY_EXTERNAL: proposed target (0 = keep) */
-        uint64_t expected_bytes; /* scratch: the figure expected at the next decision */
-        bool pooled;             /* scratch: want = next + headroom from the pool (policy_pool.c) */
-        uint32_t pool_scale;     /* scratch: the correction of the figure, permille */
-        uint64_t pool_next_bytes; /* scratch: the corrected figure expected next */
+        uint64_t now_bytes;          /* what it uses now, without the projection (floor..need) */
+        uint64_t ideal_bytes;        /* output: what the VM should reach once memory is free */
+        uint64_t target_bytes;       /* output: what to request now (after grant) */
+        struct vm_settings settings; /* input */
+        uint64_t cover_bytes;        /* scratch: headroom its unforeseen rises call for */
+        uint64_t lend_bytes;         /* scratch: the want plus what is lent (0 = nothing lent) */
+        uint64_t pool_next_bytes;    /* scratch: the corrected figure expected next */
+        bool pooled; /* scratch: want = next + headroom from the pool (policy_pool.c) */
         /*
          * scratch: the rise worth covering across the pool's window, in up to
          * POLICY_POOL_PIECES pieces, each from an index of the window on, as
@@ -245,7 +234,23 @@ struct policy_vm {
         uint8_t pool_pieces;
         uint8_t pool_from[POLICY_POOL_PIECES];
         uint8_t pool_bucket[POLICY_POOL_PIECES]; /* ... its edge (policy_history_edge()) */
+        bool swap_known;                         /* input for the estimate: swap_bytes below */
+        struct policy_vm_memory memory;          /* in and out */
+
+        /* inputs for the estimate */
+        const char *name;
+        uint64_t demand_bytes;        /* latest demand sample, without buffer */
+        uint64_t demand_time_ms;      /* when it was sampled, on the decisions' clock (0 = now) */
+        double stall_fraction;        /* share of the last interval spent stalled, 0..1 */
+        uint64_t cache_evicted_bytes; /* page cache evicted under a stall since the last decision */
+        uint64_t swap_bytes;     /* room the guest has past its memory before its OOM killer runs
+                                    (swap free, a burst absorber); unknown: none */
+        uint64_t lent_bytes;     /* output: what of target_bytes is lent above the want
+                                    (0 = nothing lent) */
+        uint64_t external_bytes; /* POLICY_EXTERNAL: proposed target (0 = keep) */
 };
+_Static_assert(sizeof(struct policy_vm) % 64 == 0,
+               "a whole number of cache lines a VM: every VM's fields fall in the same lines");
 
 struct policy_host {
         uint64_t memory_bytes;  /* memory the VMs may hold in all */
@@ -271,24 +276,16 @@ struct policy_sort_item {
         uint32_t index;
 };
 
-/* One water-filling participant, packed so that the pass in sorted order stays in cache. */
-struct policy_fill_item {
-        uint64_t room;  /* bytes from its lower level to its upper one */
-        uint64_t block; /* its block: what a share is rounded down to */
-        uint64_t give;  /* its share, once handed out */
-        double weight;
-        uint32_t at; /* its place among the decision's participants */
-};
-
 #define POLICY_LEVELS 5 /* the levels the allocation hands memory out by (policy.c) */
 
 /*
  * One participant of a decision as the allocation sees it, in the
- * participants' order: its levels, block and weight, copied as its levels
- * are summed, so that the water-filling reads these and not the VMs.
+ * participants' order: the level the water-filling hands memory out above
+ * and the next one, its block and weight, copied as its levels are summed,
+ * so that the water-filling and the settling read these and not the VMs.
  */
 struct policy_level_item {
-        uint64_t level[POLICY_LEVELS];
+        uint64_t lower, upper; /* its levels at the water-filling's base and the next */
         uint64_t block;
         uint64_t give; /* what the water-filling gave it above its lower level */
         uint32_t weight;
@@ -299,11 +296,11 @@ struct policy_scratch {
         bool scarce;        /* ... or more than all of it (no probing: scarcity cuts instead) */
         bool lent;          /* some VM's lent_bytes was not 0 after the last decision */
         bool filled;        /* the last decision water-filled (its levels were packed) */
+        uint8_t fill_level; /* ... from this level: the next packs this one and the one above */
         uint32_t price_bin; /* the headroom pool's price: where the next decision looks first */
         size_t capacity;
         struct policy_sort_item *items;
-        struct policy_sort_item *spare; /* radix sort's second buffer */
-        struct policy_fill_item *fill;
+        struct policy_sort_item *spare;   /* radix sort's second buffer */
         struct policy_level_item *levels; /* the participants' levels, in their order */
         uint32_t *index;
         uint32_t *shrinking; /* VMs whose smoothing a release may change (settle()) */

@@ -83,10 +83,13 @@ static uint64_t estimate_learned(struct policy_vm *vm, uint64_t expected, uint64
                                                    t->headroom_period_ms);
         uint64_t headroom = scale_permille(learned, scale);
 
-        /* What it uses now, and as much of the projection as has carried on before. */
-        uint64_t sure = now;
-        if (next > now)
-                sure = now + (uint64_t)((double)(next - now) * vm->memory.history.persistence);
+        /*
+         * What it uses now, and as much of the projection as has carried on
+         * before (without a branch: whether the projection rises is anybody's
+         * guess; none gives 0 x the persistence, 0).
+         */
+        uint64_t rise = next > now ? next - now : 0;
+        uint64_t sure = now + (uint64_t)((double)rise * vm->memory.history.persistence);
         estimate_levels(vm, sure, now > next ? now : next, next,
                         headroom > buffer ? headroom : buffer);
         /* With a pool, the headroom is set once every VM is estimated (policy_pool.c). */
@@ -325,8 +328,9 @@ static bool rising(const struct policy_vm *vm)
 {
         const struct policy_history *h = &vm->memory.history;
         uint64_t d = vm->demand_bytes, threshold = scale_permille(d, PROBE_RISING_PERMILLE);
+        uint64_t expected = h->expected; /* what the estimate expects next */
 
-        if (vm->expected_bytes >= add_sat(d, threshold) && vm->expected_bytes > d)
+        if (expected >= add_sat(d, threshold) && expected > d)
                 return true;
         return h->trend_rate * (double)MSEC_PER_SEC >= (double)threshold;
 }
@@ -351,7 +355,7 @@ void policy_probe_one(struct policy_vm *vm, uint64_t now, const struct policy_tu
                 return;
         }
         if (estimate_probe(vm, vm->demand_bytes, now, t)) /* learned now: use it now */
-                estimate_learned(vm, vm->expected_bytes, m->correction_permille, 0, t);
+                estimate_learned(vm, m->history.expected, m->correction_permille, 0, t);
 }
 
 /*
@@ -393,14 +397,14 @@ static void estimate_dynmem(struct policy_vm *vm, uint64_t now, const struct pol
          */
         uint64_t sampled =
             vm->demand_time_ms && vm->demand_time_ms <= now ? vm->demand_time_ms : now;
-        vm->expected_bytes = policy_history_update(&m->history, reported, sampled, decay, t);
+        uint64_t expected = policy_history_update(&m->history, reported, sampled, decay, t);
         if (!m->decided)
                 m->last_stall_ms = now; /* quiet time counts from the first decision */
         if (vm->stall_known && correction_fresh(m, now, t)) {
                 scale = m->correction_permille;
                 floor = stall_floor(m, reported);
         }
-        uint64_t learned = estimate_learned(vm, vm->expected_bytes, scale, floor, t);
+        uint64_t learned = estimate_learned(vm, expected, scale, floor, t);
         vm->cover_bytes = scale_permille(learned, scale);
         if (!vm->stall_known)
                 return;

@@ -50,17 +50,20 @@ static uint64_t bucket_start(unsigned b)
         return bucket_starts[b];
 }
 
+/*
+ * Without a branch: half the samples of a steady VM are no rise at all, and
+ * which half is anybody's guess.
+ */
 static unsigned bucket_of(uint64_t rise)
 {
         uint64_t x = rise >> RISE_BASE_SHIFT;
+        unsigned k = 63 - (unsigned)__builtin_clzll(x | 1); /* 0 for no rise or a small one */
+        unsigned last_pair = (POLICY_RISE_BUCKETS - 2) / 2; /* k past it: the last bucket */
+        unsigned in = k < last_pair ? k : last_pair;
+        unsigned b = 1 + 2 * in + (rise >= bucket_start(2 + 2 * in) ? 1 : 0);
 
-        if (x == 0)
-                return 0;
-        unsigned k = 63 - (unsigned)__builtin_clzll(x);
-        if (2 + 2 * k > POLICY_RISE_BUCKETS)
-                return POLICY_RISE_BUCKETS - 1; /* 32 GiB or more: the last bucket */
-        unsigned b = 1 + 2 * k + (rise >= bucket_start(2 + 2 * k) ? 1 : 0);
-        return b < POLICY_RISE_BUCKETS ? b : POLICY_RISE_BUCKETS - 1;
+        b = k > last_pair || b > POLICY_RISE_BUCKETS - 1 ? POLICY_RISE_BUCKETS - 1 : b;
+        return b & -(unsigned)(x != 0); /* under 8 MiB: bucket 0 */
 }
 
 /* 2^(-dt / half-life), computed once for every VM sampled at the same interval. */
@@ -89,13 +92,24 @@ static double projection(struct policy_history *h, uint64_t dt_ms, const struct 
         double cap = (double)t->persistence_max_permille / 1000.0;
         double rate = h->trend_rate;
 
-        beta = beta > cap ? cap : beta > 0.0 ? beta : 0.0;
+        double positive = beta > 0.0 ? beta : 0.0; /* NaN: 0 */
+
+        beta = cap < positive ? cap : positive;
         h->persistence = (float)beta;
         double p = beta * rate * (double)dt_ms;
-        /* Only a guest that rose over the last interval is still rising. */
-        if (rate > 0.0 && h->last_rate > 0.0)
-                p += (rate < h->last_rate ? rate : h->last_rate) * (double)t->trend_lookahead_ms;
-        return p;
+        /*
+         * Only a guest that rose over the last interval is still rising. The
+         * sign of a rate is anybody's guess, so the sum is made without a
+         * branch: adding a +0 changes at most a -0 into +0, which the caller
+         * adds to the demand.
+         */
+        double ahead = (rate < h->last_rate ? rate : h->last_rate) * (double)t->trend_lookahead_ms;
+        uint64_t bits;
+
+        memcpy(&bits, &ahead, sizeof(bits));
+        bits &= -(uint64_t)((rate > 0.0) & (h->last_rate > 0.0));
+        memcpy(&ahead, &bits, sizeof(bits));
+        return p + ahead;
 }
 
 /*
@@ -400,6 +414,33 @@ static void kill_lines_work_out(struct policy_kill_lines *lines, double room)
         lines->room = room;
 }
 
+/* Both ends of the price window while the buckets are read: the best edge and its cost at each. */
+struct window_ends {
+        double p_lo, p_hi;
+        double cost_lo, cost_hi;
+        unsigned lo_b, hi_b;
+};
+
+/*
+ * Weighs the cover at edge b, charged `charged`, at both ends; true once the
+ * search is over for both: once the share alone costs as much as the higher
+ * price's best. At every edge the higher price costs at least as much as the
+ * lower (its product with the same bytes rounds no lower), so its best is
+ * never below the lower's, and one test does for both (one branch fewer to
+ * foretell per bucket).
+ */
+static inline bool window_weigh(struct window_ends *e, unsigned b, double charged)
+{
+        double lower = policy_history_edges[b];
+        double c_lo = cost_of(charged, e->p_lo, lower), c_hi = cost_of(charged, e->p_hi, lower);
+
+        e->lo_b = c_lo < e->cost_lo ? b : e->lo_b;
+        e->cost_lo = c_lo < e->cost_lo ? c_lo : e->cost_lo;
+        e->hi_b = c_hi < e->cost_hi ? b : e->hi_b;
+        e->cost_hi = c_hi < e->cost_hi ? c_hi : e->cost_hi;
+        return charged >= e->cost_hi;
+}
+
 int policy_history_priced_window(const struct policy_history *h, const double *prices, int count,
                                  uint64_t period_ms, const struct policy_kill *kill,
                                  struct policy_kill_lines *lines, uint8_t *buckets, int *from)
@@ -427,34 +468,43 @@ int policy_history_priced_window(const struct policy_history *h, const double *p
          * on for the other changes nothing. The top edge is
          * policy_history_edges[top + 1].
          */
-        for (unsigned b = top + 1u; b-- > 1;) {
-                above += h->rise_weight[b];
+        struct window_ends e = {p_lo, p_hi, cost_lo, cost_hi, lo_b, hi_b};
+        const float *w = h->rise_weight;
+        unsigned b = top;
+        /*
+         * First the edges whose kill line lies past the top bucket: their
+         * misses are charged as they are. The lines only fall as the edges
+         * do, so once one lies inside the history every lower one does.
+         */
+        for (; b >= 1 && !(kills && lines->bucket[b] <= top); b--) {
+                above += w[b];
                 suffix[b] = above;
-                double missed = above * unit, lower = policy_history_edges[b];
-                /*
-                 * What the hull and the costs see: the misses, and the kills
-                 * among them, as charged_share() counts them (in the bucket
-                 * its walk would find, kept from before).
-                 */
-                double charged =
-                    kills ? charged_in(h, kill, suffix, b, lines->bucket[b], missed, unit) : missed;
-                double c_lo = cost_of(charged, p_lo, lower), c_hi = cost_of(charged, p_hi, lower);
+                double charged = above * unit;
                 missed_at[b] = charged;
-                lo_b = c_lo < cost_lo ? b : lo_b;
-                cost_lo = c_lo < cost_lo ? c_lo : cost_lo;
-                hi_b = c_hi < cost_hi ? b : hi_b;
-                cost_hi = c_hi < cost_hi ? c_hi : cost_hi;
-                /*
-                 * Both ends' searches are over once the share alone costs as
-                 * much as the higher price's best: at every edge the higher
-                 * price costs at least as much as the lower (its product with
-                 * the same bytes rounds no lower), so its best is never below
-                 * the lower's, and one test does for both (one branch fewer
-                 * to foretell per bucket).
-                 */
-                if (charged >= cost_hi)
+                if (window_weigh(&e, b, charged))
+                        goto found;
+        }
+        /*
+         * Then the edges whose kill line falls in bucket j <= top: the
+         * misses plus kill->weight x the kills among them, as charged_in()
+         * counts them (in the bucket its walk would find, kept from before).
+         */
+        const double *x = policy_history_edges;
+        double room = kills ? kill->room : 0.0, weight = kills ? kill->weight : 0.0;
+        for (; b >= 1; b--) {
+                above += w[b];
+                suffix[b] = above;
+                unsigned j = lines->bucket[b];
+                double line = x[b] + room;
+                double part = (x[j + 1] - line) / (x[j + 1] - x[j]);
+                double charged = above * unit + weight * (suffix[j + 1] + w[j] * part) * unit;
+                missed_at[b] = charged;
+                if (window_weigh(&e, b, charged))
                         break;
         }
+found:
+        lo_b = e.lo_b;
+        hi_b = e.hi_b;
         if (lo_b == hi_b || count < 2) {
                 buckets[0] = (uint8_t)lo_b;
                 return 1;

@@ -34,14 +34,24 @@ static uint64_t buffer_of(const struct policy_vm *vm)
 }
 
 /*
+ * The VM's figure in the history's bytes: divided by the correction
+ * (pool_scale / 1000), which is most often none, 1000 permille: then the
+ * quotient is the figure itself and no division is made.
+ */
+static double uncorrected(const struct policy_vm *vm, double bytes)
+{
+        return vm->pool_scale == 1000 ? bytes : bytes / ((double)vm->pool_scale / 1000.0);
+}
+
+/*
  * The VM's OOM kills as its history measures them: a rise past the cover
  * plus the guest's swap (none when unknown: without swap every rise past the
  * cover may be one), in the history's bytes.
  */
 static struct policy_kill kill_of(const struct policy_vm *vm, const struct policy_tunables *t)
 {
-        double scale = (double)vm->pool_scale / 1000.0;
-        double room = vm->swap_known && scale > 0.0 ? (double)vm->swap_bytes / scale : 0.0;
+        double room =
+            vm->swap_known && vm->pool_scale > 0 ? uncorrected(vm, (double)vm->swap_bytes) : 0.0;
 
         return (struct policy_kill){.room = room, .weight = (double)t->headroom_kill_weight};
 }
@@ -89,8 +99,8 @@ static void add_covers(struct policy_vm *vm, const struct policy_tunables *t, co
         vm->pool_bucket[0] = 0;
         if (vm->cover_bytes == 0)
                 return; /* it covers nothing at any price (and a scale of 0 covers nothing) */
-        double scale = (double)vm->pool_scale / 1000.0;
-        double cap = (double)vm->cover_bytes / scale; /* in the history's bytes */
+        double scale = vm->pool_scale == 1000 ? 1.0 : (double)vm->pool_scale / 1000.0;
+        double cap = uncorrected(vm, (double)vm->cover_bytes); /* in the history's bytes */
         struct policy_kill kill = kill_of(vm, t);
         int pieces =
             policy_history_priced_window(&vm->memory.history, prices, count, t->headroom_period_ms,

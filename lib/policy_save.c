@@ -86,9 +86,10 @@ void policy_learned_apply(const struct policy_learned *l, uint64_t away_ms, uint
         ret->stall_figure_bytes = l->stall_figure_bytes;
         ret->stall_backoff = backoff ? backoff : 1;
         ret->correction_ms = now_ms;
-        /* at most twice the longest age read: never near overflowing when added to */
+        /* 32 bits (49 days) in the VM's record: a correction is fresh for at most
+         * stall_memory x stall_backoff_max, hours, so any older one is simply old */
         uint64_t aged = add_sat(l->correction_age_ms, away_ms);
-        ret->correction_aged_ms = aged < 2 * POLICY_SAVE_AGE_MAX ? aged : 2 * POLICY_SAVE_AGE_MAX;
+        ret->correction_aged_ms = aged < UINT32_MAX ? (uint32_t)aged : UINT32_MAX;
 }
 
 /* ---- struct <-> JSON ---- */

@@ -52,14 +52,15 @@
 #define SETTINGS_GUEST_MEMORY_BLOCK                                                                \
         (128 * MIB) /* Linux adds hot-plugged memory in these (x86-64) */
 
+/* The sizes first, the flags last: 48 bytes, without holes (it sits in every VM's record). */
 struct vm_settings {
-        bool dynamic;            /* Dynamic Memory on; off = fixed at startup */
         uint64_t startup_bytes;  /* what the guest boots with */
         uint64_t minimum_bytes;  /* floor of the balancer */
         uint64_t maximum_bytes;  /* ceiling of the balancer */
+        uint64_t block_bytes;    /* resize granularity (power of two) */
         uint32_t buffer_percent; /* memory kept above demand, % of demand */
         uint32_t weight;         /* 0..10000: who keeps memory under scarcity */
-        uint64_t block_bytes;    /* resize granularity (power of two) */
+        bool dynamic;            /* Dynamic Memory on; off = fixed at startup */
         bool lend;               /* may be lent idle memory as page cache (policy_lend) */
 };
 
