@@ -172,7 +172,7 @@ def test_unknown_vm_key():
     path = scenario("vmkey.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "kernel = /boot/vmlinuz\n")
     expect_exit(run(path), 2, f'{path}:10: unknown key "kernel" in [vm "a"]: neither a VM key '
                 "(dynamic, startup, minimum, maximum, buffer, weight, block, lend, autostart) "
-                "nor a key of backend sim (trace, start, swap, report_scale, psi)")
+                "nor a key of backend sim (trace, start, swap, report_scale, psi, outlive)")
     # A misspelt VM setting is not the backend's: the key meant is named.
     path = scenario("vmkey2.ini", "[host]\nmemory = 4G\n" + GOOD_VM + "wieght = 5000\n")
     expect_exit(run(path), 2, f'{path}:10: unknown key "wieght" in [vm "a"] '
