@@ -36,6 +36,17 @@ static void two_vms(struct fx *f)
         add(f, "b", dyn(2 * GIB, 512 * MIB, 4 * GIB), 2 * GIB);
 }
 
+/* The two VMs, decided on every 2 s for 10 minutes: a has learned its jumps. */
+static void learned_for_ten_minutes(struct fx *f)
+{
+        two_vms(f);
+        for (uint64_t k = 0; k < 300; k++) {
+                feed(f, k);
+                decide(f, k * STEP_MS);
+                settle(f);
+        }
+}
+
 /* The memory through JSON text, as dynmemd writes and reads it. */
 static void through_text(const struct policy_learned *in, struct policy_learned *out)
 {
@@ -142,12 +153,7 @@ static void restored_weights_are_aged_by_the_time_away(void **state)
         struct policy_vm_memory m;
         uint64_t hl = f->cfg.tunables.history_halflife_ms;
 
-        two_vms(f);
-        for (uint64_t k = 0; k < 300; k++) {
-                feed(f, k);
-                decide(f, k * STEP_MS);
-                settle(f);
-        }
+        learned_for_ten_minutes(f);
         assert_true(policy_learned_summarize(&f->vms[0].memory, &f->cfg.tunables, &before));
         assert_true(before.cover_bytes >= 200 * MIB);
         assert_true(policy_learned_take(&f->vms[0].memory, 300 * STEP_MS, &l));
@@ -313,12 +319,7 @@ static void restored_and_not_sampled_is_saved_again(void **state)
         struct policy_vm_memory m, m2;
         uint64_t hl = f->cfg.tunables.history_halflife_ms;
 
-        two_vms(f);
-        for (uint64_t k = 0; k < 300; k++) {
-                feed(f, k);
-                decide(f, k * STEP_MS);
-                settle(f);
-        }
+        learned_for_ten_minutes(f);
         /* a correction the probe learned a minute before the save */
         f->vms[1].memory.correction_permille = 900;
         f->vms[1].memory.correction_ms = 300 * STEP_MS - 60000;
