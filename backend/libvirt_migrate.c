@@ -114,8 +114,11 @@ void lv_mig_take_job(struct lv_domain *d, const struct lv_job_reading *j, double
         if (j->r < 0 && j->err.code)
                 lv_conn_check_error_msg(d->lb, "reading a domain's job", j->err.message);
         if (d->migration != VM_MIGRATION_NONE && d->migration != VM_MIGRATION_IN) {
-                if (j->r == 0) /* over: reload it (off, gone, or running here) */
-                        lv_dom_mark(d);
+                /* over: reload it (off, gone, or running here). Not lv_dom_mark(): that
+                 * would also set aside the load read in this same round, and the next
+                 * round's job, over again, the one after, for ever */
+                if (j->r == 0)
+                        d->dirty = true;
                 return;
         }
         d->job_read = *j;
