@@ -31,9 +31,10 @@ static virConnectPtr conn; /* the test's own connection to the same driver */
  * error read once with virGetLastError (wrapped too).
  */
 static enum {
-        JOBS_LIBVIRT,     /* the driver's own answer */
-        JOBS_UNSUPPORTED, /* VIR_ERR_OPERATION_UNSUPPORTED */
-        JOBS_NO_OPERATION /* a job, without its operation */
+        JOBS_LIBVIRT,      /* the driver's own answer */
+        JOBS_UNSUPPORTED,  /* VIR_ERR_OPERATION_UNSUPPORTED */
+        JOBS_NO_OPERATION, /* a job, without its operation */
+        JOBS_NONE          /* no job: QEMU's driver once a migration has ended */
 } job_answer;
 
 static virError job_error = {.code = VIR_ERR_OPERATION_UNSUPPORTED,
@@ -66,7 +67,8 @@ int __wrap_virDomainGetJobStats(virDomainPtr dom, int *type, virTypedParameterPt
                 job_error_pending = true;
                 return -1;
         case JOBS_NO_OPERATION:
-                *type = VIR_DOMAIN_JOB_UNBOUNDED;
+        case JOBS_NONE:
+                *type = job_answer == JOBS_NONE ? VIR_DOMAIN_JOB_NONE : VIR_DOMAIN_JOB_UNBOUNDED;
                 *params = NULL;
                 *nparams = 0;
                 return 0;
@@ -593,6 +595,49 @@ static void a_domain_shut_off_while_leaving_is_not_said_to_have_migrated(void **
         assert_int_equal(in->run, BACKEND_VM_OFF);
         assert_true(in->migrated_away);
         assert_null(listed(b, "bk-left"));
+        b->ops->destroy(b);
+}
+
+/*
+ * A domain leaving this host whose job ends (libvirt's QEMU driver answers
+ * "no job") in the same round that reloads it after its stopped event is
+ * taken off from that reload: the job's end does not set the reload aside
+ * as one read before a newer mark (it did, at every round, and the source
+ * counted a domain that had left for ever).
+ */
+static void a_domain_whose_migration_ended_is_taken_off_at_once(void **state)
+{
+        struct backend *b = backend_open();
+        struct lv_backend *lb = b->priv;
+
+        (void)state;
+        virDomainPtr dom = define_running("bk-moved");
+        assert_non_null(listed(b, "bk-moved"));
+        struct lv_domain *d = domain(b, "bk-moved");
+        d->migration = VM_MIGRATION_SWITCHOVER; /* paused for its switchover */
+        assert_int_equal(virDomainDestroy(dom), 0);
+        lv_mig_lifecycle(lb, dom, VIR_DOMAIN_EVENT_STOPPED, VIR_DOMAIN_EVENT_STOPPED_MIGRATED);
+        lv_dom_touch(lb, dom); /* what its stopped event does */
+        job_answer = JOBS_NONE;
+        for (int round = 0; round < 3; round++) {
+                struct lv_round *r = lv_round_build(lb, mono_ms());
+                assert_non_null(r);
+                assert_true(round > 0 ||
+                            (lv_round_load_of(r, "bk-moved") && lv_round_dom_of(r, "bk-moved") &&
+                             lv_round_dom_of(r, "bk-moved")->want_job));
+                lv_round_run(r);
+                lv_round_take(lb, r);
+                if (round == 0) { /* the round that asked both: taken off from it */
+                        assert_int_equal(d->run, BACKEND_VM_OFF);
+                        assert_int_equal(d->migration, VM_MIGRATION_NONE);
+                }
+        }
+        job_answer = JOBS_LIBVIRT;
+        const struct backend_vm_info *in = listed(b, "bk-moved");
+        assert_non_null(in);
+        assert_int_equal(in->run, BACKEND_VM_OFF); /* and stays so */
+        undefine(dom);
+        run_loop(NULL); /* its events, before the next case's */
         b->ops->destroy(b);
 }
 
@@ -1136,6 +1181,7 @@ int main(void)
             cmocka_unit_test(an_admitted_arrival_libvirt_never_makes_is_dropped),
             cmocka_unit_test(an_arrival_over_a_definition_here_has_the_arriving_settings),
             cmocka_unit_test(a_domain_shut_off_while_leaving_is_not_said_to_have_migrated),
+            cmocka_unit_test(a_domain_whose_migration_ended_is_taken_off_at_once),
             cmocka_unit_test(a_domain_without_job_statistics_is_not_taken_for_an_arrival),
             cmocka_unit_test(a_reused_pid_gives_no_resident_memory),
             cmocka_unit_test(a_virtio_mem_size_not_in_whole_blocks_is_not_taken),
