@@ -437,20 +437,36 @@ static void restore_counters(struct vm_counters *c, const struct vm_counters *sa
         c->last_update_ms = now;
 }
 
-int attach_learned_apply(struct daemon *d, struct vm *vm, const json_t *policy, uint64_t away_ms,
-                         uint64_t now, uint64_t *ret_aged_ms, char *why, size_t len)
+int attach_learned_apply(struct daemon *d, struct vm *vm, const json_t *policy,
+                         uint64_t written_at_ms, const char *where, uint64_t *ret_aged_ms)
 {
         struct policy_vm_memory *m = balancer_memory(&d->bal, vm);
         struct policy_learned learned;
+        uint64_t wall = attach_wall_ms();
+        char why[256] = "";
         int r;
 
-        if (!m) {
-                snprintf(why, len, "not balanced");
+        if (!m)
                 return -ENOENT;
-        }
-        if ((r = policy_learned_parse(policy, &learned, why, len)) < 0)
+        r = policy_learned_parse(policy, &learned, why, sizeof(why));
+        if (r == -EPROTONOSUPPORT) {
+                log_msg(LOG_WARNING,
+                        "%s: what the policy learned of it%s was written by a newer dynmemd (%s); "
+                        "ignored, it learns again from nothing",
+                        vm->name, where, why);
                 return r;
-        policy_learned_apply(&learned, away_ms, now, &d->bal.policy.tunables, m);
+        }
+        if (r < 0) {
+                log_msg(LOG_WARNING,
+                        "%s: what the policy learned of it%s is dropped: policy: %s; it learns "
+                        "again from nothing",
+                        vm->name, where, why);
+                return r;
+        }
+        double away = wall > written_at_ms ? (double)(wall - written_at_ms) * d->speed : 0.0;
+        uint64_t away_ms =
+            away < (double)POLICY_SAVE_AGE_MAX ? (uint64_t)away : POLICY_SAVE_AGE_MAX;
+        policy_learned_apply(&learned, away_ms, daemon_now(d), &d->bal.policy.tunables, m);
         *ret_aged_ms = away_ms + learned.age_ms;
         return 0;
 }
@@ -461,10 +477,10 @@ int attach_learned_apply(struct daemon *d, struct vm *vm, const json_t *policy, 
  * dropped with a line saying why: the VM learns again from nothing.
  */
 static void restore_learned(struct daemon *d, struct vm *vm, const struct attach_list *l,
-                            const struct attach_vm *av, uint64_t now)
+                            const struct attach_vm *av)
 {
         struct registry_entry *e = registry_find(&d->reg, vm->name);
-        char why[256] = "", away_text[32];
+        char away_text[32];
         uint64_t aged_ms;
         int r;
 
@@ -477,12 +493,7 @@ static void restore_learned(struct daemon *d, struct vm *vm, const struct attach
                         vm->name);
                 return;
         }
-        uint64_t wall = attach_wall_ms();
-        /* a clock set back counts as no time at all */
-        double away = wall > l->written_at_ms ? (double)(wall - l->written_at_ms) * d->speed : 0.0;
-        uint64_t away_ms =
-            away < (double)POLICY_SAVE_AGE_MAX ? (uint64_t)away : POLICY_SAVE_AGE_MAX;
-        r = attach_learned_apply(d, vm, av->policy, away_ms, now, &aged_ms, why, sizeof(why));
+        r = attach_learned_apply(d, vm, av->policy, l->written_at_ms, "", &aged_ms);
         if (r == -ENOENT) {
                 log_msg(LOG_WARNING,
                         "%s: what the policy learned of it cannot be kept: not "
@@ -490,20 +501,8 @@ static void restore_learned(struct daemon *d, struct vm *vm, const struct attach
                         vm->name);
                 return;
         }
-        if (r == -EPROTONOSUPPORT) {
-                log_msg(LOG_WARNING,
-                        "%s: what the policy learned of it was written by a newer dynmemd (%s); "
-                        "ignored, it learns again from nothing",
-                        vm->name, why);
+        if (r < 0)
                 return;
-        }
-        if (r < 0) {
-                log_msg(LOG_WARNING,
-                        "%s: what the policy learned of it is dropped: policy: %s; it learns "
-                        "again from nothing",
-                        vm->name, why);
-                return;
-        }
         if (e) /* what its domain may carry is taken over this only when newer (carry.c) */
                 e->learned_wall_ms = l->written_at_ms ? l->written_at_ms : 1;
         log_msg(LOG_INFO, "%s: what the policy learned of it is kept, aged by %s", vm->name,
@@ -522,7 +521,7 @@ static void restore_entry(struct daemon *d, struct vm *vm, const struct attach_l
         restore_counters(&vm->counters, &av->counters, now);
         log_msg(LOG_INFO, "%s: reattached: running, holding %s", vm->name,
                 size_format(vm->obs.assigned_bytes, a, sizeof(a)));
-        restore_learned(d, vm, l, av, now);
+        restore_learned(d, vm, l, av);
         if (av->state == VM_STOPPING) {
                 if (d->backend->ops->stop(d->backend, vm, false, now) == 0) {
                         vm->state = VM_STOPPING;

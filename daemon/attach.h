@@ -121,13 +121,17 @@ void attach_after_cycle(struct daemon *d);
 
 /*
  * What the policy learned of a running VM (policy: a policy_learned_json()
- * object, checked field by field) given to its policy memory, aged by
- * away_ms (on the decisions' clock) beside the age it holds; *ret_aged_ms
- * says by how much in all. 0; -ENOENT when the VM is not balanced; else
- * policy_learned_parse()'s error with its sentence in why, and nothing given.
+ * object, checked field by field) given to its policy memory, aged by the
+ * time since written_at_ms on the wall clock (a clock set back, or hosts'
+ * clocks a little apart: no time; on the decisions' clock, times the sim's
+ * speed) beside the age it holds; *ret_aged_ms says by how much in all.
+ * `where` names the source in the warnings (", carried in the VM," or "").
+ * 0; -ENOENT when the VM is not balanced (nothing said); else
+ * policy_learned_parse()'s error, said in one warning naming the VM, and
+ * nothing given.
  */
-int attach_learned_apply(struct daemon *d, struct vm *vm, const json_t *policy, uint64_t away_ms,
-                         uint64_t now, uint64_t *ret_aged_ms, char *why, size_t len);
+int attach_learned_apply(struct daemon *d, struct vm *vm, const json_t *policy,
+                         uint64_t written_at_ms, const char *where, uint64_t *ret_aged_ms);
 
 /* The wall clock in ms since the epoch (0 unknown): what outlives dynmemd's own clock. */
 uint64_t attach_wall_ms(void);

@@ -160,28 +160,11 @@ static void take(struct daemon *d, struct registry_entry *e, const char *text)
                 json_decref(root);
                 return;
         }
-        /* hosts' clocks a little apart: no time at all */
-        double away = wall > at ? (double)(wall - at) * d->speed : 0.0;
-        uint64_t away_ms =
-            away < (double)POLICY_SAVE_AGE_MAX ? (uint64_t)away : POLICY_SAVE_AGE_MAX;
-        r = attach_learned_apply(d, vm, json_object_get(root, "policy"), away_ms, daemon_now(d),
-                                 &aged_ms, why, sizeof(why));
+        r = attach_learned_apply(d, vm, json_object_get(root, "policy"), at, ", carried in the VM,",
+                                 &aged_ms);
         json_decref(root);
-        if (r == -ENOENT) /* a static VM: nothing of the policy's applies */
+        if (r < 0) /* said; or a static VM (-ENOENT): nothing of the policy's applies */
                 return;
-        if (r == -EPROTONOSUPPORT) {
-                log_msg(LOG_WARNING,
-                        "%s: what the policy learned of it, carried in the VM, was written by a "
-                        "newer dynmemd (%s); ignored, it learns again from nothing",
-                        vm->name, why);
-                return;
-        }
-        if (r < 0) {
-                char policy_why[300];
-                snprintf(policy_why, sizeof(policy_why), "policy: %s", why);
-                dropped(vm, policy_why);
-                return;
-        }
         log_msg(LOG_INFO,
                 "%s: what the policy learned of it came carried in the VM (written %s ago), "
                 "aged by %s",
