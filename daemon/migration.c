@@ -102,7 +102,7 @@ static void step(struct daemon *d, struct vm *vm, enum vm_migration was,
                 d->migrations.failed_out++;
                 say(d, vm, BALANCER_EVENT_MIGRATION_FAILED, vm->obs.assigned_bytes, LOG_NOTICE,
                     "its migration to another host ended with it still running here; balanced "
-                    "here again");
+                    "here again, with what the policy learned of it");
         } else if (now == VM_MIGRATION_IN && was == VM_MIGRATION_NONE) {
                 say(d, vm, BALANCER_EVENT_ARRIVING, vm->migration_bytes, LOG_NOTICE,
                     "arriving by live migration with %s, unannounced (no admission hook ran "
@@ -112,7 +112,10 @@ static void step(struct daemon *d, struct vm *vm, enum vm_migration was,
         vm->migration = now;
         if (now == VM_MIGRATION_NONE) {
                 vm->migration_bytes = 0;
-                balancer_reset_vm(&d->bal, vm); /* its past here, if any, says nothing now */
+                if (was == VM_MIGRATION_IN) /* its past here, if any, says nothing now */
+                        balancer_reset_vm(&d->bal, vm);
+                else /* it ran here all along, held: only the moment is stale */
+                        balancer_forget_instant(&d->bal, vm, daemon_now(d));
         }
 }
 

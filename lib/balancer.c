@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "policy_exec.h"
+#include "policy_save.h"
 #include "units.h"
 
 int balancer_init(struct balancer *b, const char *policy_spec,
@@ -132,6 +133,21 @@ void balancer_reset_vm(struct balancer *b, struct vm *vm)
 
         if (pv)
                 pv->memory = (struct policy_vm_memory){0};
+}
+
+void balancer_forget_instant(struct balancer *b, struct vm *vm, uint64_t now_ms)
+{
+        struct policy_vm *pv = slot_of(b, vm);
+        struct policy_learned learned;
+
+        if (!pv)
+                return;
+        if (!policy_learned_take(&pv->memory, now_ms, &learned)) {
+                pv->memory = (struct policy_vm_memory){0};
+                return;
+        }
+        /* As a restart keeps it, with no time away: the history ages from its last sample. */
+        policy_learned_apply(&learned, 0, now_ms, &b->policy.tunables, &pv->memory);
 }
 
 struct policy_vm_memory *balancer_memory(struct balancer *b, const struct vm *vm)

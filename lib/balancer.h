@@ -117,6 +117,14 @@ void balancer_request_start(struct balancer *b, struct vm *vm);
 void balancer_reset_vm(struct balancer *b, struct vm *vm);
 
 /*
+ * The policy forgets the moment but keeps what it learned of the VM's
+ * workload (policy_save.h: its rises, their persistence, its correction), at
+ * now_ms on the decisions' clock: for a VM that ran here all along but was
+ * held while a live migration of it failed.
+ */
+void balancer_forget_instant(struct balancer *b, struct vm *vm, uint64_t now_ms);
+
+/*
  * What the policy remembers of a VM between ticks, or NULL when the VM is
  * not in the balancer's set. Replacing it (a restart's saved history,
  * policy_save.h) is for a VM not yet decided on since it was reattached.

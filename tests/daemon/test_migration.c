@@ -1,8 +1,9 @@
 /*
  * Tests for dynmemd's part in live migrations (daemon/migration.c) on a
  * daemon of its own, no loop and a stand-in backend: the settings an
- * arriving VM is admitted with, and how a VM that stops holding memory here
- * in the middle of its migration is counted.
+ * arriving VM is admitted with, how a VM that stops holding memory here
+ * in the middle of its migration is counted, and what the policy keeps of a
+ * VM whose migration ended.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -130,11 +131,74 @@ static void a_vm_shut_off_during_its_migration_has_not_left(void **state)
         daemon_free(d);
 }
 
+/* A memory that learned: rises in bucket 5, a correction, and a sample of the moment. */
+static void learned_something(struct policy_vm_memory *m, uint64_t now)
+{
+        assert_non_null(m);
+        m->history.rise_weight[5] = 3.0f;
+        m->history.weight_sum = 3.0f;
+        m->history.weight_unit = 1.0f;
+        m->history.top = 5;
+        m->history.primed = true;
+        m->history.last_demand = GIB;
+        m->history.last_ms = now;
+        m->history.expected = GIB + 64 * MIB;
+        m->history.trend_rate = 1e3;
+        m->correction_permille = 870;
+        m->correction_ms = now;
+        m->stall_backoff = 2;
+}
+
+/*
+ * A VM whose outgoing migration failed ran here all along, held: the policy
+ * keeps what it learned of its workload and forgets only the moment (the
+ * last sample, the rate, what it expected). One that arrived keeps nothing
+ * from here: what it learned comes carried in it (carry.c).
+ */
+static void a_failed_outgoing_migration_keeps_what_the_policy_learned(void **state)
+{
+        struct daemon *d = daemon_new();
+        char err[256];
+
+        (void)state;
+        assert_int_equal(balancer_init(&d->bal, "dynmem", NULL, NULL, err, sizeof(err)), 0);
+        struct registry_entry *out = leaving(d, "web");
+        struct registry_entry *in = leaving(d, "db");
+        in->vm.migration = VM_MIGRATION_IN;
+        assert_int_equal(balancer_set_vms(&d->bal, d->reg.vms, d->reg.n), 0);
+        out = registry_find(&d->reg, "web");
+        in = registry_find(&d->reg, "db");
+        learned_something(balancer_memory(&d->bal, &out->vm), daemon_now(d));
+        learned_something(balancer_memory(&d->bal, &in->vm), daemon_now(d));
+
+        struct backend_vm_info still_here = {.migration = VM_MIGRATION_NONE, .assigned_bytes = GIB};
+        migration_follow(d, out, &still_here);
+        assert_int_equal(out->vm.migration, VM_MIGRATION_NONE);
+        assert_int_equal(d->migrations.failed_out, 1);
+        const struct policy_vm_memory *m = balancer_memory(&d->bal, &out->vm);
+        assert_true(m->history.weight_sum > 0.0f);
+        assert_int_equal(m->history.top, 5);
+        assert_true(m->history.rise_weight[5] > 0.0f);
+        assert_int_equal(m->correction_permille, 870);
+        assert_int_equal(m->stall_backoff, 2);
+        assert_false(m->history.primed); /* the moment is gone */
+        assert_int_equal(m->history.expected, 0);
+        assert_true(m->history.trend_rate == 0.0);
+
+        migration_follow(d, in, &still_here);
+        assert_int_equal(d->migrations.arrived, 1);
+        m = balancer_memory(&d->bal, &in->vm);
+        assert_true(m->history.weight_sum == 0.0f);
+        assert_int_equal(m->correction_permille, 0);
+        daemon_free(d);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(an_arriving_vm_has_the_settings_it_arrives_with),
             cmocka_unit_test(a_vm_shut_off_during_its_migration_has_not_left),
+            cmocka_unit_test(a_failed_outgoing_migration_keeps_what_the_policy_learned),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
