@@ -22,16 +22,26 @@ Subsets and windows, fixed before any tuning:
 Interpolation: dynmem-sim interpolates linearly between trace rows. `interp="step"`
 writes traces that hold each sample until the next one (a row 1 ms before each sample
 repeats the previous value), so a policy cannot profit from the straight lines the
-simulator draws between 5-minute samples.
+simulator draws between 5-minute samples. Two more fills, seeded by the VM's name so
+that every run writes the same rows, put the change somewhere a policy cannot know:
+`interp="jump"` holds each sample and makes the change to the next one at a moment
+drawn uniformly within the interval (a job that starts at some point between two
+samples); `interp="wander"` walks from each sample to the next in 30-s steps, a random
+walk pinned at both samples (a Brownian bridge) whose spread halfway is half the
+larger of the change and the VM's median change between samples, kept between half
+the lower sample and the VM's provisioned size.
 """
 import atexit
 import bisect
 import csv
 import os
+import random
 import re
+import statistics
 import shutil
 import sys
 import tempfile
+import zlib
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -131,10 +141,40 @@ def value_at(ts, ds, t, interp):
     return round(ds[j] + (ds[j + 1] - ds[j]) * f)
 
 
-def window_rows(ts, ds, start, end, interp):
-    """Rows (seconds from the window's start, demand) for [start, end]."""
-    rows = [(0.0, value_at(ts, ds, start, interp))]
-    prev = rows[0][1]
+FILLS = ("linear", "step", "jump", "wander")
+WANDER_STEP = 30.0  # seconds between the rows of a wander
+
+
+def wander_rows(rng, t0, t1, d0, d1, spread, cap):
+    """The rows strictly between (t0, d0) and (t1, d1) of a random walk pinned at both."""
+    n = max(1, round((t1 - t0) / WANDER_STEP))
+    # a bridge over n steps of deviation s spreads s * sqrt(n) / 2 halfway
+    s = 2.0 * spread / n ** 0.5
+    walk, w = [], 0.0
+    for _ in range(n):
+        w += rng.gauss(0.0, s)
+        walk.append(w)
+    lo, rows = min(d0, d1) / 2, []
+    for k in range(1, n):
+        f = k / n
+        d = d0 + (d1 - d0) * f + walk[k - 1] - f * walk[-1]
+        rows.append((t0 + (t1 - t0) * f, round(min(max(d, lo), cap))))
+    return rows
+
+
+def window_rows(ts, ds, start, end, interp, seed="", cap=None):
+    """Rows (seconds from the window's start, demand) for [start, end].
+
+    seed names the trace for the seeded fills (jump, wander); cap bounds a wander."""
+    if interp not in FILLS:
+        raise ValueError(f"unknown interpolation {interp} ({', '.join(FILLS)})")
+    rng = random.Random(zlib.crc32(f"{seed}:{start}".encode()))
+    changes = [abs(b - a) for a, b in zip(ds, ds[1:])]
+    typical = statistics.median(changes) if changes else 0
+    cap = cap if cap is not None else max(ds) * 2
+    first = value_at(ts, ds, start, "step" if interp in ("jump", "wander") else interp)
+    rows = [(0.0, first)]
+    prev_t, prev = start, first
     for t, d in zip(ts, ds):
         if t <= start:
             continue
@@ -142,8 +182,17 @@ def window_rows(ts, ds, start, end, interp):
             break
         if interp == "step":
             rows.append((t - start - 0.001, prev))
+        elif interp == "jump":
+            at = min(prev_t + rng.uniform(0.0, t - prev_t), t - 0.002)
+            if at - 0.001 > prev_t and d != prev:
+                rows.append((at - start - 0.001, prev))
+                rows.append((at - start, d))
+            rows.append((t - start - 0.001, d))
+        elif interp == "wander":
+            spread = max(abs(d - prev), typical) / 2
+            rows += [(x - start, y) for x, y in wander_rows(rng, prev_t, t, prev, d, spread, cap)]
         rows.append((t - start, d))
-        prev = d
+        prev_t, prev = t, d
     return rows
 
 
@@ -167,7 +216,7 @@ def scenario(dataset, tmp, names, memory, days=ALL_DAYS, start_day=0, interp="li
     for i, name in enumerate(names):
         ts, ds = read_trace(dataset, name)
         path = os.path.join(dataset, name + ".csv")
-        rows = window_rows(ts, ds, start, end, interp)
+        rows = window_rows(ts, ds, start, end, interp, seed=name, cap=align(caps[name]))
         if derived:
             path = os.path.join(tmp, f"{tag}-{name}.csv")
             write_trace(path, rows)

@@ -14,11 +14,13 @@ avoided). The sets were fixed before the policy was tuned:
 
 Each set runs with the simulator's linear interpolation between the 5-minute samples
 and with the samples held as steps (`--interp`), so that no gain can come from the
-straight lines drawn between samples. Ratios are against `hyperv` in the same run. A
+straight lines drawn between samples. `--interp` also takes `jump` (each change made at
+a seeded random moment between the samples) and `wander` (a seeded random walk pinned
+at both samples): bench/bitbrains_data.py, "Interpolation". Ratios are against `hyperv` in the same run. A
 last row per set gives hyperv the buffer that makes it hold as much memory as dynmem
 (found by bisection, whole percents): the comparison at equal memory.
 
-    bench/heldout.py [--sets all,tune,...] [--interp linear,step] [--no-oracle]
+    bench/heldout.py [--sets all,tune,...] [--interp linear,step,jump,wander] [--no-oracle]
                      [--no-equal-memory] [--policy-key KEY=VALUE ...] [--dataset DIR]
                      [--keep DIR] [--step TIME] [--swap SIZE] [--buffer PERCENT]
 
@@ -165,7 +167,9 @@ def table(runner, pool, sets, interp, oracle, equal):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sets", default="tune,held-out,all,days-1-2,day-3")
-    ap.add_argument("--interp", default="linear,step")
+    ap.add_argument("--interp", default="linear,step",
+                    help="fills between samples, from " + ", ".join(bb.FILLS) +
+                    " (default linear,step)")
     ap.add_argument("--no-oracle", action="store_true")
     ap.add_argument("--no-equal-memory", action="store_true")
     ap.add_argument("--policy-key", action="append", default=[],
@@ -186,6 +190,9 @@ def main():
                     help="write the scenarios into DIR and keep them (SET-INTERP-bBUFFER.ini), "
                     "to replay one with dynmem-sim --timeline")
     args = ap.parse_args()
+    for fill in args.interp.split(","):
+        if fill not in bb.FILLS:
+            sys.exit(f"heldout: unknown interpolation {fill} ({', '.join(bb.FILLS)})")
     dataset = bb.usable_dataset(args.dataset, "heldout") if args.dataset else bb.find_dataset()
     if not dataset:
         print("heldout: the Bitbrains dataset was not found (set DYNMEM_BITBRAINS); skipped")

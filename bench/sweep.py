@@ -11,7 +11,7 @@ prints the numbers as a markdown table and the smallest host per policy, writes 
 page and a PNG of its curves (headless Chromium) to --out, and times the sweep
 (--runs times, the median, with the load average: the machine is shared).
 
-    bench/sweep.py [--out DIR] [--runs 3] [--interp linear|step]
+    bench/sweep.py [--out DIR] [--runs 3] [--interp linear|step|jump|wander]
 
 Without the dataset it says so and exits 0; with $DYNMEM_BITBRAINS naming a folder that is
 neither a trace set nor a month of the archive's raw files, it says why and exits 1.
@@ -49,7 +49,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=".")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--interp", default="linear", choices=("linear", "step"))
+    ap.add_argument("--interp", default="linear", choices=bb.FILLS)
     args = ap.parse_args()
     dataset = bb.find_dataset()
     if not dataset:
