@@ -995,7 +995,7 @@ static bool carry_poll(struct daemon *d, struct registry_entry *e, char **ret_re
                                                  e->vm.name);
         } else {
                 snprintf(note, sizeof(note),
-                         "%s: what the policy learned of it is in its live metadata at %s: a "
+                         "%s: what the policy learned of it is in its live metadata (%s): a "
                          "migration takes it along",
                          e->vm.name, owner);
                 *ret_reply = reply_vm_note(d, e, note);
