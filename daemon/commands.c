@@ -957,7 +957,9 @@ static char *cmd_carry(struct daemon *d, const struct control_request *req,
         case -EAGAIN:
                 return control_reply_error(ENOTCONN, "%s: %s cannot be reached now", e->vm.name,
                                            d->backend->ops->owner(d->backend));
-        case -ENOENT:
+        case -ENOENT: /* running, but its owner's view of it is not balanced (static) */
+                return control_reply_error(ENODATA, "%s: not balanced here: nothing to carry",
+                                           e->vm.name);
         case -EOPNOTSUPP:
                 return control_reply_error(ESRCH, "%s: not running here: it carries nothing",
                                            e->vm.name);
