@@ -85,10 +85,12 @@ int lv_carry_write(struct backend *b, struct vm *vm, const char *text)
         return 0;
 }
 
-bool lv_carry_pending(struct backend *b, const struct vm *vm)
+bool lv_carry_pending(struct backend *b, const struct vm *vm, int *ret_error)
 {
         struct lv_domain *d = lv_dom_find(b->priv, vm->name);
 
+        if (ret_error)
+                *ret_error = d ? d->carry_error : -ENOENT;
         return d && d->carry_out;
 }
 
@@ -97,8 +99,10 @@ void lv_carry_done(struct lv_job *j, struct lv_backend *lb)
         struct lv_domain *d = lv_dom_find(lb, j->name);
         const struct lv_step *s = &j->steps[0];
 
-        if (d)
+        if (d) {
                 d->carry_out = false;
+                d->carry_error = !j->ran ? -ECANCELED : s->ok ? 0 : -EIO;
+        }
         if (!j->ran)
                 return; /* taken back: the domain went, or dynmemd stops */
         lv_note_call_ms(lb, lv_step_call(s), j->name, s->ms);

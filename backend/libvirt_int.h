@@ -103,6 +103,7 @@ struct lv_domain {
         uint64_t attach_serial;         /* this attachment's number (lv_backend.attach_serials) */
         bool job_busy;                  /* a resize job of this attachment is out: no new plan */
         bool carry_out;                 /* a write of what the policy learned is out */
+        int carry_error;                /* how the last one went: 0, -EIO, -ECANCELED */
         struct lv_job_reading job_read; /* its job, as the last round read it ... */
         uint64_t job_read_ms;           /* ... then (mono_ms), 0 never */
         struct qemu_mem mem;
@@ -383,7 +384,7 @@ virDomainPtr lv_dom_lookup(struct lv_domain *d);
 
 /* lib/backend.h carry_learned, carry_pending and carried_learned. */
 int lv_carry_write(struct backend *b, struct vm *vm, const char *text);
-bool lv_carry_pending(struct backend *b, const struct vm *vm);
+bool lv_carry_pending(struct backend *b, const struct vm *vm, int *ret_error);
 int lv_carry_read(struct backend *b, const struct vm *vm, char **ret);
 
 /* A write's result (a job of one LV_STEP_METADATA step), on the loop. */

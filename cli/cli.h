@@ -34,6 +34,7 @@ struct cli {
         bool persistent;            /* migrate --persistent: defined on the destination */
         bool undefine_source;       /* migrate --undefinesource */
         uint64_t bandwidth_mib;     /* migrate --bandwidth: MiB/s at most, 0 = libvirt's */
+        bool no_carry;              /* migrate --no-carry: dynmemd is not asked to write first */
 };
 
 /* Exit statuses. */

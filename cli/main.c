@@ -82,6 +82,7 @@ enum {
         KEY_PERSISTENT,
         KEY_UNDEFINE_SOURCE,
         KEY_BANDWIDTH,
+        KEY_NO_CARRY,
         KEY_NAME,
         KEY_SETTING,
 };
@@ -109,6 +110,7 @@ static const struct {
     {{"persistent", no_argument, NULL, KEY_PERSISTENT}, OPT_MIGRATE},
     {{"undefinesource", no_argument, NULL, KEY_UNDEFINE_SOURCE}, OPT_MIGRATE},
     {{"bandwidth", required_argument, NULL, KEY_BANDWIDTH}, OPT_MIGRATE},
+    {{"no-carry", no_argument, NULL, KEY_NO_CARRY}, OPT_MIGRATE},
     {{"name", no_argument, NULL, KEY_NAME}, OPT_LIST},
 };
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -153,7 +155,9 @@ static void usage(FILE *out)
               "Option of list: --name (the VM names alone, one a line; not with --json).\n"
               "Options of migrate: --connect URI (the source, default qemu:///system),\n"
               "  --migrate-uri URI (QEMU's data), --persistent, --undefinesource,\n"
-              "  --bandwidth MIB (MiB/s at most), --timeout DURATION (abort it then).\n"
+              "  --bandwidth MIB (MiB/s at most), --timeout DURATION (abort it then),\n"
+              "  --no-carry (dynmemd here is not asked first to write what it learned of\n"
+              "  the domain into it, fresh, for the destination's dynmemd).\n"
               "Every command: -s, --socket PATH (default $" CONTROL_SOCKET_ENV
               " or " CONTROL_SOCKET_DEFAULT "),\n"
               "  -j, --json, --timeout DURATION (default 2m), -h, --help.\n"
@@ -335,6 +339,9 @@ static int take_option(struct cli *cli, int key, const char *arg)
                 return 0;
         case KEY_UNDEFINE_SOURCE:
                 cli->undefine_source = true;
+                return 0;
+        case KEY_NO_CARRY:
+                cli->no_carry = true;
                 return 0;
         case KEY_NAME:
                 cli->names_only = true;

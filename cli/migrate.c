@@ -6,10 +6,18 @@
  * does), with progress printed once a second and, at the end, what the
  * migration cost as libvirt measured it (time, bytes sent, downtime).
  *
- * dynmemd on either host needs no word from this command: each follows the
- * migration through libvirt (neither resizes the domain while it moves) and
- * the destination's admission hook may refuse it, in which case libvirt's
- * error, printed here, carries dynmemd's reason.
+ * dynmemd on either host follows the migration through libvirt (neither
+ * resizes the domain while it moves) and the destination's admission hook
+ * may refuse it, in which case libvirt's error, printed here, carries
+ * dynmemd's reason. One word goes to the source's dynmemd first, when the
+ * source is this host: the control command "carry", which has what its
+ * policy learned of the domain written into the live metadata now (the
+ * relief rule's write, daemon/carry.c), so that the destination gets it
+ * fresh rather than as written up to 5 minutes ago. Whatever stops that
+ * (no dynmemd, an older one, the domain not balanced there, the write
+ * failing or taking over CARRY_WAIT_MS), the migration goes ahead, with one
+ * line on stderr saying so. --no-carry leaves it out (the relief rule,
+ * which wrote it just before).
  *
  * Threads: the migration call blocks until the migration ends, so it runs
  * in a thread of its own; the main thread polls the job's progress on the
@@ -34,12 +42,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "client.h"
 #include "mono.h"
 #include "output.h"
 #include "units.h"
 
 #define PROGRESS_MS 1000 /* a progress line this often */
 #define POLL_MS     100  /* the main thread looks this often whether the migration ended */
+/* dynmemd waits 5 s at most for the write and answers with the cycle that sees it over */
+#define CARRY_ASK_MS 10000
 
 struct migration {
         virConnectPtr conn;
@@ -48,6 +59,7 @@ struct migration {
         virTypedParameterPtr params;
         int nparams;
         unsigned flags;
+        bool carried;     /* dynmemd wrote what it learned of the domain just before */
         atomic_bool done; /* the migration call returned */
         int result;       /* its return value */
         char error[4096]; /* libvirt's error when it failed (a hook's message is long) */
@@ -178,9 +190,10 @@ static void print_result(struct migration *m, const char *name, uint64_t elapsed
         pthread_mutex_lock(&m->lock);
         if (json) {
                 json_t *o =
-                    json_pack("{s:s, s:s, s:b, s:I, s:o}", "domain", name, "destination", m->dest,
-                              "ok", m->result == 0, "elapsed_ms", (json_int_t)elapsed_ms, "stats",
-                              m->final ? stats_json(m->final, m->nfinal) : json_null());
+                    json_pack("{s:s, s:s, s:b, s:I, s:o, s:b}", "domain", name, "destination",
+                              m->dest, "ok", m->result == 0, "elapsed_ms", (json_int_t)elapsed_ms,
+                              "stats", m->final ? stats_json(m->final, m->nfinal) : json_null(),
+                              "learned_fresh", m->carried);
                 if (o && m->result < 0)
                         json_object_set_new(o, "error", json_string(m->error));
                 if (o)
@@ -203,9 +216,14 @@ static void print_result(struct migration *m, const char *name, uint64_t elapsed
 
 /* ---- the command ---- */
 
+static const char *source_uri(const struct cli *cli)
+{
+        return cli->connect ? cli->connect : "qemu:///system";
+}
+
 static int open_source(struct cli *cli, struct migration *m, const char *name)
 {
-        const char *uri = cli->connect ? cli->connect : "qemu:///system";
+        const char *uri = source_uri(cli);
 
         virSetErrorFunc(NULL, quiet);
         if (virEventRegisterDefaultImpl() < 0) {
@@ -248,6 +266,62 @@ static int set_params(struct cli *cli, struct migration *m)
         return 0;
 }
 
+/* ---- what the domain carries of what dynmemd learned ---- */
+
+/* A URI without a host ("qemu:///system", "test:///default"): libvirt on this host. */
+static bool uri_is_local(const char *uri)
+{
+        const char *p = strstr(uri, "://");
+
+        return !p || p[3] == '/';
+}
+
+/*
+ * Ask this host's dynmemd to write what it learned of the domain into it now
+ * (the control command "carry"): true once written. Else one line on stderr
+ * says why it goes as last written, and the migration goes ahead all the same.
+ */
+static bool ask_carry(const struct cli *cli, const char *name, const char *uri)
+{
+        struct cli ask = {.socket = cli->socket, .timeout_ms = CARRY_ASK_MS};
+        json_t *reply = NULL;
+        bool answered;
+        char err[CONTROL_ERROR_MAX + 256], why[CONTROL_ERROR_MAX + 300];
+        const char *own = err;
+        size_t n = strlen(name);
+        int r;
+
+        if (!uri_is_local(uri)) {
+                snprintf(why, sizeof(why),
+                         "the source, %s, is another host: its dynmemd is not asked to write it "
+                         "fresh",
+                         uri);
+        } else {
+                ask.req.command = CONTROL_CARRY;
+                snprintf(ask.req.name, sizeof(ask.req.name), "%s", name);
+                r = client_call_answered(&ask, &reply, &answered, err, sizeof(err));
+                json_decref(reply);
+                if (r == 0)
+                        return true;
+                if (strncmp(err, name, n) == 0 && strncmp(err + n, ": ", 2) == 0)
+                        own = err + n + 2; /* dynmemd's sentence names the domain: once is enough */
+                if (!answered && (r == -ENOENT || r == -ECONNREFUSED))
+                        snprintf(why, sizeof(why), "no dynmemd is listening on %s", cli->socket);
+                else if (r == -EOPNOTSUPP && strncmp(err, "unknown command", 15) == 0)
+                        snprintf(why, sizeof(why),
+                                 "dynmemd on %s is older than this dynmem and cannot be asked "
+                                 "to write it fresh",
+                                 cli->socket);
+                else
+                        snprintf(why, sizeof(why), "%s", own);
+        }
+        fprintf(stderr,
+                "dynmem: %s: what dynmemd learned of it goes along as last written, up to 5 "
+                "minutes ago: %s\n",
+                name, why);
+        return false;
+}
+
 /* Wait for the migration thread, a progress line a second; abort it after the --timeout. */
 static void follow(struct cli *cli, struct migration *m, const char *name, uint64_t t0)
 {
@@ -283,6 +357,10 @@ int commands_migrate(struct cli *cli)
 
         if (open_source(cli, &m, cli->name) < 0 || set_params(cli, &m) < 0)
                 goto out;
+        if (!cli->no_carry)
+                m.carried = ask_carry(cli, cli->name, source_uri(cli));
+        if (m.carried && !cli->json)
+                printf("%s: dynmemd wrote what it learned of it into it, fresh\n", cli->name);
         cb =
             virConnectDomainEventRegisterAny(m.conn, m.dom, VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
                                              VIR_DOMAIN_EVENT_CALLBACK(on_job_completed), &m, NULL);

@@ -89,10 +89,20 @@ int carry_now(struct daemon *d, struct registry_entry *e)
         return r;
 }
 
-bool carry_pending(struct daemon *d, struct registry_entry *e)
+bool carry_pending(struct daemon *d, struct registry_entry *e, int *ret_error)
 {
+        if (ret_error)
+                *ret_error = -EOPNOTSUPP;
         return d->backend && d->backend->ops->carry_pending &&
-               d->backend->ops->carry_pending(d->backend, &e->vm);
+               d->backend->ops->carry_pending(d->backend, &e->vm, ret_error);
+}
+
+int carry_fresh(struct daemon *d, struct registry_entry *e)
+{
+        /* the write already out (the timer's) was made from what the policy knows now */
+        if (e->vm.state == VM_RUNNING && carry_pending(d, e, NULL))
+                return 0;
+        return carry_now(d, e);
 }
 
 /* ---- reading ---- */

@@ -10,8 +10,9 @@
  * something, at a moment of its own within the period (its name's hash), so
  * that many VMs do not write together; at most CARRY_PER_CYCLE writes a
  * cycle. A VM that migrates, or whose owner has a job running on it or does
- * not answer, is tried again CARRY_RETRY_MS later. The relief rule writes a
- * VM's just before it moves it (carry_now()).
+ * not answer, is tried again CARRY_RETRY_MS later. The relief rule, and
+ * `dynmem migrate` through the control command "carry", have a VM's written
+ * just before it moves (carry_fresh()).
  *
  *   {"written_at_ms": 1796000000000, "policy": {"version": 1, ...}}
  *
@@ -46,7 +47,7 @@
 #define CARRY_RETRY_MS  10000       /* busy or unreachable: tried again then */
 #define CARRY_PER_CYCLE 8           /* writes handed over in one cycle at most */
 #define CARRY_SKEW_MS   (60 * 1000) /* a time this far ahead of our clock is the hosts' skew */
-#define CARRY_WAIT_MS   5000        /* the relief rule waits this long for a write */
+#define CARRY_WAIT_MS   5000        /* a move waits this long for a write (carry_fresh) */
 
 struct daemon;
 struct registry_entry;
@@ -58,11 +59,27 @@ struct registry_entry;
 void carry_cycle(struct daemon *d);
 
 /*
- * Write what the policy learned of e's VM now (the relief rule, before it
- * moves the VM). 0 when the write is on its way (carry_pending() says when
- * it is made), or a negative errno: nothing to write, or not now.
+ * Write what the policy learned of e's VM now. 0 when the write is on its
+ * way (carry_pending() says when it is made), or a negative errno: nothing
+ * to write (-ENODATA), not now (-EBUSY, -EAGAIN), or no such write
+ * (-EOPNOTSUPP: the backend keeps nothing in its VMs, or the VM is not
+ * running).
  */
 int carry_now(struct daemon *d, struct registry_entry *e);
-bool carry_pending(struct daemon *d, struct registry_entry *e);
+
+/*
+ * Just before the VM moves (the relief rule; `dynmem migrate` through the
+ * control command "carry"): carry_now(), or 0 when a write is out already,
+ * made from what the policy knows now. The caller waits for carry_pending()
+ * at most CARRY_WAIT_MS.
+ */
+int carry_fresh(struct daemon *d, struct registry_entry *e);
+
+/*
+ * A write handed over is not made yet. Once it is over (false), *ret_error
+ * (when not NULL) says how it went: 0 made, -EIO refused by the VM's owner,
+ * -ECANCELED taken back, -EOPNOTSUPP no write of this backend.
+ */
+bool carry_pending(struct daemon *d, struct registry_entry *e, int *ret_error);
 
 #endif

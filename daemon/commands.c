@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "apply.h"
+#include "carry.h"
 #include "control_server.h"
 #include "daemon.h"
 #include "dynmem-config.h"
@@ -909,6 +910,101 @@ static char *cmd_admit(struct daemon *d, const struct control_request *req,
         return NULL;
 }
 
+/* ---- what a VM carries when it moves ---- */
+
+/*
+ * `dynmem migrate` is about to move the VM: what the policy learned of it is
+ * written into it now (carry_fresh(), as the relief rule does), so that it
+ * goes along fresh rather than as the timer last wrote it. The write is the
+ * resize worker's; the answer comes with the cycle that sees it made, or
+ * after CARRY_WAIT_MS.
+ */
+static char *cmd_carry(struct daemon *d, const struct control_request *req,
+                       enum commands_wait *ret_wait)
+{
+        char *reply = NULL;
+        struct registry_entry *e = find(d, req->name, &reply);
+        int r;
+
+        if (!e)
+                return reply;
+        if (!d->backend->ops->carry_learned)
+                return control_reply_error(EOPNOTSUPP,
+                                           "%s: backend %s keeps nothing in its VMs that a "
+                                           "migration takes along (backend libvirt does)",
+                                           e->vm.name, d->backend->ops->name);
+        if (e->vm.state != VM_RUNNING)
+                return control_reply_error(ESRCH, "%s: not running here: it carries nothing",
+                                           e->vm.name);
+        if (e->vm.migration != VM_MIGRATION_NONE)
+                return control_reply_error(EBUSY, "%s: migrating already", e->vm.name);
+        r = carry_fresh(d, e);
+        switch (r) {
+        case 0:
+                e->carry_wait_ms = mono_ms() + CARRY_WAIT_MS;
+                *ret_wait = COMMANDS_WAIT_CARRY;
+                return NULL;
+        case -ENODATA:
+                return control_reply_error(ENODATA,
+                                           "%s: dynmemd has learned nothing of it (not balanced "
+                                           "here, or not yet): nothing to carry",
+                                           e->vm.name);
+        case -EBUSY:
+                return control_reply_error(EBUSY,
+                                           "%s: %s has a job running on it: it cannot be "
+                                           "written now",
+                                           e->vm.name, d->backend->ops->owner(d->backend));
+        case -EAGAIN:
+                return control_reply_error(ENOTCONN, "%s: %s cannot be reached now", e->vm.name,
+                                           d->backend->ops->owner(d->backend));
+        case -ENOENT: /* running, but its owner's view of it is not balanced (static) */
+                return control_reply_error(ENODATA, "%s: not balanced here: nothing to carry",
+                                           e->vm.name);
+        case -EOPNOTSUPP:
+                return control_reply_error(ESRCH, "%s: not running here: it carries nothing",
+                                           e->vm.name);
+        default:
+                return control_reply_error(-r,
+                                           "%s: what the policy learned of it cannot be "
+                                           "written into it: %s",
+                                           e->vm.name, strerror(-r));
+        }
+}
+
+/* A "carry" request's wait: over once the write is made or failed, or CARRY_WAIT_MS passed. */
+static bool carry_poll(struct daemon *d, struct registry_entry *e, char **ret_reply)
+{
+        const char *owner = d->backend->ops->owner(d->backend);
+        char note[300];
+        int error;
+
+        if (carry_pending(d, e, &error)) {
+                if (mono_ms() < e->carry_wait_ms)
+                        return false;
+                *ret_reply = control_reply_error(ETIMEDOUT,
+                                                 "%s: %s did not make the write of what the "
+                                                 "policy learned of it within %d s",
+                                                 e->vm.name, owner, CARRY_WAIT_MS / 1000);
+        } else if (error == -EIO) {
+                *ret_reply = control_reply_error(EIO,
+                                                 "%s: %s refused the write of what the policy "
+                                                 "learned of it (dynmemd's log says why)",
+                                                 e->vm.name, owner);
+        } else if (error < 0) {
+                *ret_reply = control_reply_error(ECANCELED,
+                                                 "%s: the write of what the policy learned of it "
+                                                 "was not made: it stopped here, or dynmemd stops",
+                                                 e->vm.name);
+        } else {
+                snprintf(note, sizeof(note),
+                         "%s: what the policy learned of it is in its live metadata (%s): a "
+                         "migration takes it along",
+                         e->vm.name, owner);
+                *ret_reply = reply_vm_note(d, e, note);
+        }
+        return true;
+}
+
 /* ---- counters and events ---- */
 
 static char *cmd_counters(struct daemon *d, const struct control_request *req,
@@ -935,7 +1031,7 @@ static const command_fn handlers[CONTROL_N_COMMANDS] = {
     [CONTROL_START] = cmd_start,   [CONTROL_STOP] = cmd_stop,     [CONTROL_SET] = cmd_set,
     [CONTROL_CREATE] = cmd_create, [CONTROL_DELETE] = cmd_delete, [CONTROL_COUNTERS] = cmd_counters,
     [CONTROL_EVENTS] = cmd_events, [CONTROL_ENABLE] = cmd_enable, [CONTROL_DISABLE] = cmd_disable,
-    [CONTROL_ADMIT] = cmd_admit,
+    [CONTROL_ADMIT] = cmd_admit,   [CONTROL_CARRY] = cmd_carry,
 };
 
 char *commands_run(struct daemon *d, const struct control_request *req,
@@ -955,6 +1051,8 @@ bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, 
                 *ret_reply = control_reply_error(ENOENT, "%s: no longer defined", name);
                 return true;
         }
+        if (wait == COMMANDS_WAIT_CARRY)
+                return carry_poll(d, e, ret_reply);
         bool starting = wait == COMMANDS_WAIT_START || wait == COMMANDS_WAIT_ADMIT;
         char note[300];
 

@@ -19,6 +19,7 @@ enum commands_wait {
         COMMANDS_WAIT_START, /* until the VM leaves "starting" */
         COMMANDS_WAIT_STOP,  /* until the VM leaves "stopping" */
         COMMANDS_WAIT_ADMIT, /* until a start its owner makes is admitted or refused */
+        COMMANDS_WAIT_CARRY, /* until what the VM carries is written, CARRY_WAIT_MS at most */
 };
 
 /*

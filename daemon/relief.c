@@ -60,7 +60,7 @@ struct relief {
         struct move move;
         /*
          * The move decided, waiting for what the policy learned of the VM to be
-         * written into it (carry_now()) so that the peer gets it fresh; at most
+         * written into it (carry_fresh()) so that the peer gets it fresh; at most
          * CARRY_WAIT_MS, then it goes without.
          */
         struct {
@@ -237,10 +237,20 @@ static int spawn(struct relief *r, const char *vm, const struct peer_view *peer)
 {
         struct daemon *d = r->d;
         const char *own = d->cfg.host.libvirt_uri ? d->cfg.host.libvirt_uri : "qemu:///system";
-        const char *argv[] = {cli_path(),  "migrate",           "--connect",
-                              own,         "--persistent",      "--undefinesource",
-                              "--timeout", RELIEF_MOVE_TIMEOUT, "--json",
-                              vm,          peer->libvirt_uri,   NULL};
+        /* --no-carry: what the VM carries was written just before (launch()) */
+        const char *argv[] = {cli_path(),
+                              "migrate",
+                              "--connect",
+                              own,
+                              "--persistent",
+                              "--undefinesource",
+                              "--no-carry",
+                              "--timeout",
+                              RELIEF_MOVE_TIMEOUT,
+                              "--json",
+                              vm,
+                              peer->libvirt_uri,
+                              NULL};
         int fds[2];
         pid_t pid;
 
@@ -421,7 +431,7 @@ static void decide(struct relief *r)
                          (double)lasted / 1000.0, need, mem);
                 r->next.until_ms = now + CARRY_WAIT_MS;
                 r->next.on = true;
-                if (carry_now(d, e) < 0) /* nothing to carry, or not now: it goes as it is */
+                if (carry_fresh(d, e) < 0) /* nothing to carry, or not now: it goes as it is */
                         launch(r);
         }
         free(c);
@@ -448,7 +458,7 @@ void relief_cycle(struct daemon *d)
         r->short_bytes = r->is_short ? s->sum_need_bytes - mem : 0;
         if (r->next.on) {
                 struct registry_entry *e = registry_find(&d->reg, r->next.vm);
-                if (!e || !carry_pending(d, e) || mono_ms() >= r->next.until_ms)
+                if (!e || !carry_pending(d, e, NULL) || mono_ms() >= r->next.until_ms)
                         launch(r);
                 return;
         }

@@ -222,14 +222,17 @@ struct backend_ops {
          * (migrating, a job, the last write not made yet), -EAGAIN (the owner
          * cannot be reached or is not answering), -ENOENT (not running here),
          * -EFBIG, -ENOMEM. carry_pending(): a write handed over is not made
-         * yet. carried_learned(): the text the VM holds, as the owner last
+         * yet; once it is over (false), *ret_error (when not NULL) says how
+         * the last one went: 0 made, -EIO the owner refused it, -ECANCELED
+         * taken back (the VM went, or dynmemd stops), -ENOENT no such VM.
+         * carried_learned(): the text the VM holds, as the owner last
          * showed it (caller frees *ret): 0; -ENOENT when it holds none;
          * -EFBIG when it holds more than BACKEND_LEARNED_MAX. The text is
          * whatever anyone with access to the owner wrote: the caller checks
          * it. NULL: this backend's VMs do not travel.
          */
         int (*carry_learned)(struct backend *b, struct vm *vm, const char *text);
-        bool (*carry_pending)(struct backend *b, const struct vm *vm);
+        bool (*carry_pending)(struct backend *b, const struct vm *vm, int *ret_error);
         int (*carried_learned)(struct backend *b, const struct vm *vm, char **ret);
 };
 

@@ -31,6 +31,7 @@ static const struct control_command_info commands[CONTROL_N_COMMANDS] = {
     [CONTROL_ENABLE] = {"enable", true, true, CONTROL_FIELD_SETTINGS},
     [CONTROL_DISABLE] = {"disable", true, true, 0},
     [CONTROL_ADMIT] = {"admit", true, true, CONTROL_FIELD_SETTINGS | CONTROL_FIELD_INCOMING},
+    [CONTROL_CARRY] = {"carry", true, true, 0},
 };
 
 const struct control_command_info *control_command_info(enum control_command c)

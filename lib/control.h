@@ -52,6 +52,7 @@ enum control_command {
         CONTROL_ENABLE,  /* a VM its backend owns (libvirt): dynamic memory on */
         CONTROL_DISABLE, /* ... and off */
         CONTROL_ADMIT,   /* its owner starts it: may it? (the libvirt hook) */
+        CONTROL_CARRY,   /* it moves now: what the policy learned, written into it fresh */
         CONTROL_N_COMMANDS,
 };
 

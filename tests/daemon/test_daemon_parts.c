@@ -439,6 +439,162 @@ static void set_autostart_is_refused_on_an_owned_vm(void **state)
         registry_free(&d.reg, NULL);
 }
 
+/* A backend whose VMs carry what the policy learned: the write's state is the test's. */
+static struct {
+        bool pending; /* a write is out */
+        int error;    /* how the last one went */
+} carrying;
+
+static int carrying_write(struct backend *b, struct vm *vm, const char *text)
+{
+        carrying.pending = true;
+        return 0;
+}
+
+static bool carrying_pending(struct backend *b, const struct vm *vm, int *ret_error)
+{
+        if (ret_error)
+                *ret_error = carrying.error;
+        return carrying.pending;
+}
+
+static void carrying_describe(struct backend *b, const struct vm *vm,
+                              struct backend_vm_description *out)
+{
+}
+
+static const struct backend_ops carrying_ops = {.name = "libvirt",
+                                                .owner = stand_in_owner,
+                                                .describe = carrying_describe,
+                                                .carry_learned = carrying_write,
+                                                .carry_pending = carrying_pending};
+
+/* The control command "carry" for dom1: its reply line's errno (0: ok), or -1 while it waits. */
+static int carry_request(struct daemon *d, const char *name, char *err, size_t errlen)
+{
+        struct control_request req = {.command = CONTROL_CARRY};
+        enum commands_wait wait;
+        json_t *reply = NULL;
+        char *line;
+        int r;
+
+        snprintf(req.name, sizeof(req.name), "%s", name);
+        line = commands_run(d, &req, &wait);
+        if (!line) {
+                assert_int_equal(wait, COMMANDS_WAIT_CARRY);
+                return -1;
+        }
+        assert_int_equal(wait, COMMANDS_WAIT_NONE);
+        r = control_reply_parse(line, strlen(line), &reply, err, errlen);
+        json_decref(reply);
+        free(line);
+        return -r;
+}
+
+/* The waiting "carry" request after a cycle: its errno as above, the note in err. */
+static int carry_answer(struct daemon *d, const char *name, char *err, size_t errlen)
+{
+        json_t *reply = NULL;
+        char *line = NULL;
+        int r;
+
+        if (!commands_poll(d, name, COMMANDS_WAIT_CARRY, &line))
+                return -1;
+        assert_non_null(line);
+        r = control_reply_parse(line, strlen(line), &reply, err, errlen);
+        if (r == 0)
+                snprintf(err, errlen, "%s", json_string_value(json_object_get(reply, "note")));
+        json_decref(reply);
+        free(line);
+        return -r;
+}
+
+/*
+ * The control command "carry" (`dynmem migrate`, before it moves the VM):
+ * the answer waits for the write of what the policy learned of the VM and
+ * says how it went: made, refused by libvirt, or not made in time. A VM
+ * that is not there, not running, of a backend whose VMs carry nothing, or
+ * of which nothing was learned, is answered at once, saying why.
+ */
+static void carry_waits_for_the_write_and_says_how_it_went(void **state)
+{
+        static const struct backend_ops qemu_ops = {.name = "qemu"};
+        struct backend b = {.ops = &carrying_ops}, plain = {.ops = &qemu_ops};
+        struct daemon d = {.backend = &b};
+        struct registry_entry *e;
+        char err[CONTROL_ERROR_MAX];
+
+        carrying.pending = false;
+        carrying.error = 0;
+        assert_int_equal(registry_add(&d.reg, "dom1", &e), 0);
+        e->origin = REGISTRY_BACKEND;
+        settings_complete(&e->vm.settings, 0);
+
+        assert_int_equal(carry_request(&d, "nosuch", err, sizeof(err)), ENOENT);
+        assert_string_equal(err, "nosuch: no such VM");
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), ESRCH); /* off */
+        assert_string_equal(err, "dom1: not running here: it carries nothing");
+        e->vm.state = VM_RUNNING;
+        /* not balanced (no policy memory): nothing learned, nothing written */
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), ENODATA);
+        assert_string_equal(err, "dom1: dynmemd has learned nothing of it (not balanced here, or "
+                                 "not yet): nothing to carry");
+        assert_false(carrying.pending);
+        e->vm.migration = VM_MIGRATION_OUT;
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), EBUSY);
+        e->vm.migration = VM_MIGRATION_NONE;
+
+        /* a write out already (the timer's): the answer waits for it, then it is made */
+        carrying.pending = true;
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), -1);
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), -1);
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), -1);
+        carrying.pending = false;
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), 0);
+        assert_string_equal(err, "dom1: what the policy learned of it is in its live metadata "
+                                 "(libvirt at qemu:///system): a migration takes it along");
+
+        /* libvirt refuses it */
+        carrying.pending = true;
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), -1);
+        carrying.pending = false;
+        carrying.error = -EIO;
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), EIO);
+        assert_string_equal(err, "dom1: libvirt at qemu:///system refused the write of what the "
+                                 "policy learned of it (dynmemd's log says why)");
+
+        /* taken back (the domain stopped) */
+        carrying.pending = true;
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), -1);
+        carrying.pending = false;
+        carrying.error = -ECANCELED;
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), ECANCELED);
+
+        /* not made within CARRY_WAIT_MS: the wait is over (its end moved to now) */
+        carrying.pending = true;
+        carrying.error = 0;
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), -1);
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), -1);
+        e->carry_wait_ms = 1;
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), ETIMEDOUT);
+        assert_string_equal(err, "dom1: libvirt at qemu:///system did not make the write of what "
+                                 "the policy learned of it within 5 s");
+
+        /* gone while it waits */
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), -1);
+        registry_remove(&d.reg, e, NULL);
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), ENOENT);
+
+        /* a backend whose VMs carry nothing (sim, qemu) */
+        d.backend = &plain;
+        assert_int_equal(registry_add(&d.reg, "dom1", &e), 0);
+        e->vm.state = VM_RUNNING;
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), EOPNOTSUPP);
+        assert_string_equal(err, "dom1: backend qemu keeps nothing in its VMs that a migration "
+                                 "takes along (backend libvirt does)");
+        registry_free(&d.reg, NULL);
+}
+
 /*
  * A state file written before the `lend` setting: a created VM's settings
  * without it load, and the VM may borrow (the default), as state_created()
@@ -2036,6 +2192,7 @@ int main(void)
             cmocka_unit_test(registry_keeps_names_sorted),
             cmocka_unit_test(state_round_trips),
             cmocka_unit_test(set_autostart_is_refused_on_an_owned_vm),
+            cmocka_unit_test(carry_waits_for_the_write_and_says_how_it_went),
             cmocka_unit_test(state_without_lend_means_yes),
             cmocka_unit_test(state_refuses_bad_files),
             cmocka_unit_test(state_reset_pending_is_read_leniently),

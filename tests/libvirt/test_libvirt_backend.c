@@ -1001,9 +1001,12 @@ static void a_figure_libvirt_changed_without_an_event_is_read_again(void **state
 /* Turn the loop until the domain's write of what the policy learned is made. */
 static void carry_made(struct backend *b, struct vm *vm)
 {
-        for (int i = 0; i < 200 && b->ops->carry_pending(b, vm); i++)
+        int error = 1;
+
+        for (int i = 0; i < 200 && b->ops->carry_pending(b, vm, NULL); i++)
                 event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(5000);
-        assert_false(b->ops->carry_pending(b, vm));
+        assert_false(b->ops->carry_pending(b, vm, &error));
+        assert_int_equal(error, 0); /* made */
 }
 
 /*

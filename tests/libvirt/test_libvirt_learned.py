@@ -13,17 +13,21 @@ set), and a domain taken in running that holds one, as a domain arriving by live
 migration does, is given that learned state; one that does not hold (not JSON, over
 4 KiB, dated ahead of the clock, of a newer version) is dropped with one warning naming
 the domain, which is balanced all the same. dynmemd's own writes do not have the domain's
-XML read again.
+XML read again. `dynmem migrate` has dynmemd write it fresh just before the migration
+starts (the control command "carry"), and goes ahead with one line on stderr saying why
+when it cannot be.
 
 dynmemd runs against libvirt's test driver (test:///FILE): each connection finds the
 domains of FILE running, and while FILE is missing libvirt cannot be reached."""
 import json
 import os
+import socket
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from dynmemtest import Daemon, Tap, check, main, wait_for  # noqa: E402
+from dynmemtest import Daemon, Tap, check, main, request, wait_for  # noqa: E402
 
 tap = Tap()
 
@@ -328,6 +332,123 @@ def dynmemd_writes_what_it_learned_into_the_live_metadata(bins):
             stop(d)
     finally:
         del os.environ["DYNMEM_TEST_CARRY_PERIOD_MS"]
+
+
+STALE = "what dynmemd learned of it goes along as last written, up to 5 minutes ago: "
+
+
+class OlderDynmemd:
+    """A socket that answers every request as a dynmemd without the command "carry"."""
+
+    def __init__(self, path):
+        self.path = path
+        self.asked = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(4)
+        self.sock.settimeout(30)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            command = json.loads(conn.makefile("rb").readline())["command"]
+            self.asked.append(command)
+            conn.sendall((json.dumps({"version": 1, "ok": False, "errno": 95,
+                                      "error": f'unknown command "{command}"'}) +
+                          "\n").encode())
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(timeout=30)
+
+
+@tap.case
+def dynmem_migrate_has_dynmemd_write_what_it_learned_first(bins):
+    """`dynmem migrate` asks this host's dynmemd to write what it learned of the domain into
+    its live metadata just before the migration starts, and the migration goes ahead
+    whatever stops that (no dynmemd, an older one, a domain of which nothing was learned),
+    with one line on stderr saying why, stdout left to --json. libvirt's test driver
+    cannot migrate: each migration ends here with libvirt's error, after the write."""
+    with Daemon(bins, CONFIG, extra_args=["-v"]) as d:  # -v: the debug line of each write
+        write_node(d, ["web", "db"])
+        write_running(d, {"version": 1, "written_at_ms": now_ms(), "vms": [
+            entry("web", UUIDS["web"], policy(40))]})
+        mark = start(d)
+        wait_for(lambda: learned(d, "web") is not None and balanced(d, "db"),
+                 "web to have what running.json kept, db balanced")
+        written = 'vm "web": what the policy learned is in its live metadata'
+
+        # the control command itself
+        before = since(d, mark).count(written)
+        reply = d.raw(request("carry", name="web"))
+        check(len(reply) == 1 and reply[0]["ok"] and reply[0]["vm"]["name"] == "web" and
+              reply[0]["note"] == "web: what the policy learned of it is in its live metadata "
+              f"(libvirt at test://{node_file(d)}): a migration takes it along",
+              "carry: web's is written, said once written", reply)
+        check(since(d, mark).count(written) > before, "the write was made before the answer",
+              since(d, mark))
+        reply = d.raw(request("carry", name="nosuch"))
+        check(not reply[0]["ok"] and reply[0]["errno"] == 2 and
+              reply[0]["error"] == "nosuch: no such VM", "carry: an unknown VM", reply)
+        check(learned(d, "db") is None, "db: nothing learned", d.vm("db"))
+        reply = d.raw(request("carry", name="db"))
+        check(not reply[0]["ok"] and reply[0]["errno"] == 61 and "nothing to carry" in
+              reply[0]["error"], "carry: nothing learned of db: nothing to write", reply)
+
+        # dynmem migrate: the write, then the migration
+        source = f"test://{node_file(d)}"
+        before = since(d, mark).count(written)
+        r = d.cli("migrate", "--connect", source, "web", "test:///default")
+        check(r.rc == 1 and "web: migration to test:///default failed" in r.err,
+              "the migration was tried (the test driver cannot)", r)
+        check(STALE not in r.err and r.err.count("\n") == 1, "no word of an old state", r)
+        check(r.out.startswith("web: dynmemd wrote what it learned of it into it, fresh\n"
+                               "web: migrating to test:///default"),
+              "written first, said so", r)
+        check(since(d, mark).count(written) > before, "dynmemd wrote it", since(d, mark))
+        r = d.cli("migrate", "--json", "--connect", source, "web", "test:///default")
+        out = json.loads(r.out)
+        check(r.rc == 1 and out["learned_fresh"] is True and out["ok"] is False,
+              "--json: stdout is the one object, learned_fresh true", r)
+
+        # nothing learned of db: it goes ahead, one line says why
+        r = d.cli("migrate", "--connect", source, "db", "test:///default")
+        check(r.rc == 1 and f"dynmem: db: {STALE}dynmemd has learned nothing of it (not "
+              "balanced here, or not yet): nothing to carry\n" in r.err and
+              "db: migration to test:///default failed" in r.err and r.err.count("\n") == 2,
+              "db: one line says why, then the migration", r)
+
+        # --no-carry: dynmemd is not asked
+        before = since(d, mark).count(written)
+        r = d.cli("migrate", "--no-carry", "--connect", source, "web", "test:///default")
+        check(r.rc == 1 and STALE not in r.err and "dynmemd wrote" not in r.out,
+              "--no-carry: not asked", r)
+        check(since(d, mark).count(written) == before, "nothing written", since(d, mark))
+
+        # an older dynmemd, without the command
+        older_path = os.path.join(d.dir, "older.sock")
+        older = OlderDynmemd(older_path)
+        r = d.cli("migrate", "--json", "--connect", source, "web", "test:///default",
+                  socket_path=older_path)
+        older.close()
+        check(older.asked == ["carry"], "the older dynmemd was asked", older.asked)
+        check(r.rc == 1 and f"dynmem: web: {STALE}dynmemd on {older_path} is older than this "
+              "dynmem and cannot be asked to write it fresh\n" in r.err and
+              r.err.count("\n") == 2, "an older dynmemd: one line says so", r)
+        check(json.loads(r.out)["learned_fresh"] is False, "--json: stdout is the object", r)
+
+        # no dynmemd: the same
+        stop(d)
+        r = d.cli("migrate", "--json", "--connect", source, "web", "test:///default")
+        check(r.rc == 1 and f"dynmem: web: {STALE}no dynmemd is listening on {d.socket}\n"
+              in r.err and "web: migration to test:///default failed" in r.err,
+              "no dynmemd: one line says so, then the migration", r)
+        check(json.loads(r.out)["learned_fresh"] is False, "--json: stdout is the object", r)
 
 
 if __name__ == "__main__":
