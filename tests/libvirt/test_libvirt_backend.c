@@ -1141,6 +1141,9 @@ static void libvirts_error_handler_is_not_set_beside_the_threads(void **state)
         }
         assert_int_equal(error_func_sets_beside_threads, 0);
         threads_of = NULL;
+        /* the last round back, so that the reader is joined, not left to end on its own */
+        for (int i = 0; i < 200 && lv_reader_busy(lb->reader); i++)
+                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(5000);
         b->ops->destroy(b);
         undefine(dom);
 }
