@@ -658,6 +658,7 @@ int libvirt_backend_new(const struct config *cfg, const struct backend_env *env,
         lb->unlisted_rl = LOG_RATELIMIT(5, 6);
         for (size_t i = 0; i < sizeof(lb->callbacks) / sizeof(lb->callbacks[0]); i++)
                 lb->callbacks[i] = -1;
+        lv_conn_quiet_errors();
         if (env && env->base && libvirt_event_register(env->base) < 0) {
                 snprintf(err, errlen, "libvirt's events already run on another loop");
                 free(lb->uri);

@@ -10,6 +10,7 @@
  * libvirt is not answering, which status says, with how long.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,18 @@
 static void quiet(void *userdata, virErrorPtr e)
 {
         (void)userdata, (void)e;
+}
+
+static void set_quiet(void)
+{
+        virSetErrorFunc(NULL, quiet);
+}
+
+void lv_conn_quiet_errors(void)
+{
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+        pthread_once(&once, set_quiet);
 }
 
 void lv_note_call(struct lv_backend *lb, const char *call, const char *name, double started_ms)
@@ -510,7 +523,6 @@ void lv_conn_read(struct lv_backend *lb, uint64_t now_ms)
         struct lv_reader *reader = reader_of(lb);
         uint64_t ms;
 
-        virSetErrorFunc(NULL, quiet); /* global: for every thread */
         if (reader && lv_reader_busy(reader)) {
                 if (lv_conn_hung(lb, now_ms, &ms) && !lb->hang_logged) {
                         log_msg(LOG_WARNING,

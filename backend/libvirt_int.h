@@ -171,6 +171,14 @@ struct lv_backend {
 
 /* ---- the connection (libvirt_conn.c) ---- */
 
+/*
+ * libvirt's errors are not printed on stderr: set once per process, before
+ * any libvirt call. libvirt keeps its error handler in globals that every
+ * thread's failed call reads, unlocked: setting it while the reader or the
+ * worker is in a call would be a data race.
+ */
+void lv_conn_quiet_errors(void);
+
 /* A lost connection is closed (a new one is opened by a round); true while one is open. */
 bool lv_conn_ensure(struct lv_backend *lb, uint64_t now_ms);
 

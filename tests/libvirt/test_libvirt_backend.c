@@ -1089,6 +1089,69 @@ static void what_the_policy_learned_is_carried_in_the_live_metadata(void **state
 }
 
 /*
+ * virSetErrorFunc, wrapped too: libvirt keeps the handler in globals that a
+ * failed call reads on whichever thread made it, unlocked. A set while the
+ * backend's reader or worker exists could race with their calls.
+ */
+static struct lv_backend *threads_of; /* the backend whose threads are looked at */
+static int error_func_sets_beside_threads;
+
+void __real_virSetErrorFunc(void *userdata, virErrorFunc handler);
+void __wrap_virSetErrorFunc(void *userdata, virErrorFunc handler);
+
+void __wrap_virSetErrorFunc(void *userdata, virErrorFunc handler)
+{
+        if (threads_of && (threads_of->reader || threads_of->work))
+                error_func_sets_beside_threads++;
+        __real_virSetErrorFunc(userdata, handler);
+}
+
+/*
+ * libvirt's error handler is set before the backend's threads call libvirt,
+ * never beside them: here the reads are the reader thread's (as for any
+ * driver outside the process) and a write of what the policy learned is the
+ * worker's, with cycles going on around both. It used to be set again at
+ * every cycle.
+ */
+static void libvirts_error_handler_is_not_set_beside_the_threads(void **state)
+{
+        virDomainPtr dom = define_dynamic("bk-threads", 1048576, 0, 0, 524288);
+        struct backend *b = backend_open();
+        struct lv_backend *lb = b->priv;
+        struct vm vm = {0};
+
+        (void)state;
+        snprintf(vm.name, sizeof(vm.name), "bk-threads");
+        lb->reads_inline = false;
+        threads_of = lb;
+        error_func_sets_beside_threads = 0;
+        /* listed, attached, and its job read (a write waits for that) by rounds of the reader */
+        for (int i = 0; i < 200; i++) {
+                if (listed(b, "bk-threads")) {
+                        struct lv_domain *d = domain(b, "bk-threads");
+                        if (d->attached && d->job_read_ms)
+                                break;
+                }
+                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(5000);
+        }
+        assert_non_null(lb->reader);
+        assert_int_equal(b->ops->carry_learned(b, &vm, "{\"written_at_ms\":1}"), 0);
+        carry_made(b, &vm);
+        assert_non_null(lb->work);
+        for (int i = 0; i < 5; i++) {
+                take_inventory(b);
+                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        }
+        assert_int_equal(error_func_sets_beside_threads, 0);
+        threads_of = NULL;
+        /* the last round back, so that the reader is joined, not left to end on its own */
+        for (int i = 0; i < 200 && lv_reader_busy(lb->reader); i++)
+                event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(5000);
+        b->ops->destroy(b);
+        undefine(dom);
+}
+
+/*
  * libvirt's figure is QEMU's, whose guest may be hostile: never counted
  * above what the domain's devices hold, never counted below dynmemd's own,
  * and one within a block or LV_CHECK_SLACK of it does not count.
@@ -1193,6 +1256,7 @@ int main(void)
             cmocka_unit_test(a_figure_libvirt_changed_without_an_event_is_read_again),
             cmocka_unit_test(a_hostile_libvirt_figure_is_bounded),
             cmocka_unit_test(what_the_policy_learned_is_carried_in_the_live_metadata),
+            cmocka_unit_test(libvirts_error_handler_is_not_set_beside_the_threads),
         };
         int r;
 
