@@ -73,6 +73,8 @@ int lv_carry_write(struct backend *b, struct vm *vm, const char *text)
                 free(xml);
                 return -ENOMEM;
         }
+        /* made later, it could meet the move's own job and hold the worker for it */
+        j->drop_after_ms = BACKEND_CARRY_WAIT_MS;
         lv_job_add_metadata(j, xml, LIBVIRT_XML_LEARNED_PREFIX, LIBVIRT_XML_LEARNED_NS);
         d->carry_out = true;
         struct lv_work *w = lv_run_work(lb);
@@ -94,30 +96,55 @@ bool lv_carry_pending(struct backend *b, const struct vm *vm, int *ret_error)
         return d && d->carry_out;
 }
 
+/* How a write that came back went (lv_carry_pending's *ret_error). */
+static int outcome(const struct lv_job *j, const struct lv_backend *lb, const struct lv_domain *d)
+{
+        if (j->ran && j->steps[0].ok)
+                return 0;
+        if (j->dropped_late)
+                return -ETIMEDOUT;
+        if (!j->ran && lb->work_stopped)
+                return -ESHUTDOWN;
+        if (j->conn != lb->conn) /* taken back with the connection (lv_conn_close), or lost */
+                return -ENOTCONN;
+        if (!d || !d->attached || d->attach_serial != j->serial || !j->ran)
+                return -ECANCELED; /* the domain stopped or restarted: not its write any more */
+        return -EIO;
+}
+
 void lv_carry_done(struct lv_job *j, struct lv_backend *lb)
 {
         struct lv_domain *d = lv_dom_find(lb, j->name);
         const struct lv_step *s = &j->steps[0];
+        int error = outcome(j, lb, d);
 
         if (d) {
                 d->carry_out = false;
-                d->carry_error = !j->ran ? -ECANCELED : s->ok ? 0 : -EIO;
+                d->carry_error = error;
         }
-        if (!j->ran)
-                return; /* taken back: the domain went, or dynmemd stops */
-        lv_note_call_ms(lb, lv_step_call(s), j->name, s->ms);
-        if (s->ok) {
+        if (j->ran)
+                lv_note_call_ms(lb, lv_step_call(s), j->name, s->ms);
+        if (error == 0)
                 log_msg(LOG_DEBUG, "vm \"%s\": what the policy learned is in its live metadata",
                         j->name);
-                return;
-        }
-        if (!d || log_ratelimit_ok(&d->rl, mono_ms()))
+        else if (error == -ETIMEDOUT)
+                log_msg(LOG_INFO,
+                        "vm \"%s\": the write of what the policy learned of it waited %.0f s "
+                        "for the resize worker: dropped",
+                        j->name, j->waited_ms / 1000.0);
+        else if (error != -EIO)
+                log_msg(LOG_DEBUG,
+                        "vm \"%s\": the write of what the policy learned of it is taken back: %s",
+                        j->name, strerror(-error));
+        else if (log_ratelimit_ok(&d->rl, mono_ms()))
                 log_msg(LOG_WARNING,
                         "vm \"%s\": libvirt refused the metadata that carries what the policy "
                         "learned of it: %s",
                         j->name, s->error);
-        if (j->conn == lb->conn)
+        if (error == -EIO)
                 lv_conn_check_error_msg(lb, "setting metadata", s->error);
+        if (lb->env.carried)
+                lb->env.carried(lb->env.wakeup_userdata);
 }
 
 int lv_carry_read(struct backend *b, const struct vm *vm, char **ret)

@@ -103,7 +103,7 @@ struct lv_domain {
         uint64_t attach_serial;         /* this attachment's number (lv_backend.attach_serials) */
         bool job_busy;                  /* a resize job of this attachment is out: no new plan */
         bool carry_out;                 /* a write of what the policy learned is out */
-        int carry_error;                /* how the last one went: 0, -EIO, -ECANCELED */
+        int carry_error;                /* how the last one went (lv_carry_pending) */
         struct lv_job_reading job_read; /* its job, as the last round read it ... */
         uint64_t job_read_ms;           /* ... then (mono_ms), 0 never */
         struct qemu_mem mem;

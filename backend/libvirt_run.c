@@ -84,7 +84,9 @@ void lv_dom_attach(struct lv_domain *d)
 
 void lv_dom_detach(struct lv_domain *d)
 {
-        if (d->job_busy && d->lb->work) /* its resize not begun: not made (the result is dropped) */
+        /* its resize, or the write of what the policy learned, not begun: not made (a resize's
+         * result is dropped; the write answers ECANCELED, lv_carry_done) */
+        if ((d->job_busy || d->carry_out) && d->lb->work)
                 lv_work_cancel(d->lb->work, d->name);
         d->job_busy = false;
         qemu_agent_free(d->agent_conn);

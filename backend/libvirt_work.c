@@ -189,7 +189,10 @@ static void *worker(void *arg)
                 pthread_mutex_unlock(&w->lock);
 
                 j->waited_ms = mono_ms_exact() - j->submitted_ms;
-                w->run(j, w->userdata);
+                if (j->drop_after_ms > 0 && j->waited_ms > j->drop_after_ms)
+                        j->dropped_late = true; /* not run */
+                else
+                        w->run(j, w->userdata);
 
                 pthread_mutex_lock(&w->lock);
                 w->running_job = false;

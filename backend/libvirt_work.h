@@ -15,7 +15,12 @@
  * loop alone reads and writes the backend's state, and it alone frees jobs,
  * so the last reference on a connection is dropped on the loop too.
  *
- * Jobs run one at a time, in the order submitted. Stopping (lv_work_free)
+ * Jobs run one at a time, in the order submitted. A job with drop_after_ms
+ * that waited longer than that for the worker is not run (ran false,
+ * dropped_late): the write of what the policy learned, which a move waits
+ * for no longer, and which made late could meet the move's own job on the
+ * domain and hold the worker, and every domain's resize, for libvirt's wait
+ * for that job. Stopping (lv_work_free)
  * lets the running call finish, joins the thread, and hands every job back
  * through `done`: those that never ran with `ran` false.
  */
@@ -56,12 +61,15 @@ struct lv_step {
 struct lv_job {
         struct lv_job *next;
         char name[VM_NAME_MAX];
-        uint64_t serial;     /* which attachment of the domain it was planned for */
-        virConnectPtr conn;  /* a reference the job holds */
-        virDomainPtr dom;    /* likewise */
-        double submitted_ms; /* mono_ms_exact when it was handed over */
-        double waited_ms;    /* from then until the worker took it */
-        bool ran;            /* the worker made its calls (false: dropped before) */
+        uint64_t serial;      /* which attachment of the domain it was planned for */
+        virConnectPtr conn;   /* a reference the job holds */
+        virDomainPtr dom;     /* likewise */
+        double submitted_ms;  /* mono_ms_exact when it was handed over */
+        double waited_ms;     /* from then until the worker took it */
+        double drop_after_ms; /* not made when it waited longer than this for the worker (0: no
+                                 limit) */
+        bool ran;             /* the worker made its calls (false: dropped before) */
+        bool dropped_late;    /* not made: it waited longer than drop_after_ms */
         int n_steps;
         struct lv_step steps[LV_JOB_STEPS];
 };

@@ -36,6 +36,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "backend.h"
+
 /*
  * Every 5 minutes: what the history learns changes slowly (its half-life is
  * hours), and each write is a libvirt call that takes the domain's job and
@@ -47,7 +49,7 @@
 #define CARRY_RETRY_MS  10000       /* busy or unreachable: tried again then */
 #define CARRY_PER_CYCLE 8           /* writes handed over in one cycle at most */
 #define CARRY_SKEW_MS   (60 * 1000) /* a time this far ahead of our clock is the hosts' skew */
-#define CARRY_WAIT_MS   5000        /* a move waits this long for a write (carry_fresh) */
+#define CARRY_WAIT_MS   BACKEND_CARRY_WAIT_MS /* a move waits this long for a write (carry_fresh) */
 
 struct daemon;
 struct registry_entry;
@@ -78,7 +80,9 @@ int carry_fresh(struct daemon *d, struct registry_entry *e);
 /*
  * A write handed over is not made yet. Once it is over (false), *ret_error
  * (when not NULL) says how it went: 0 made, -EIO refused by the VM's owner,
- * -ECANCELED taken back, -EOPNOTSUPP no write of this backend.
+ * -ECANCELED taken back (the VM stopped), -ENOTCONN the connection to the
+ * owner was lost, -ETIMEDOUT dropped after waiting CARRY_WAIT_MS for the
+ * worker, -ESHUTDOWN dynmemd stops, -EOPNOTSUPP no write of this backend.
  */
 bool carry_pending(struct daemon *d, struct registry_entry *e, int *ret_error);
 

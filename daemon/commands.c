@@ -916,12 +916,14 @@ static char *cmd_admit(struct daemon *d, const struct control_request *req,
  * `dynmem migrate` is about to move the VM: what the policy learned of it is
  * written into it now (carry_fresh(), as the relief rule does), so that it
  * goes along fresh rather than as the timer last wrote it. The write is the
- * resize worker's; the answer comes with the cycle that sees it made, or
- * after CARRY_WAIT_MS.
+ * resize worker's; the answer comes as soon as the backend says the write is
+ * over, or CARRY_WAIT_MS after the request (the control server's timer):
+ * never a cycle later.
  */
 static char *cmd_carry(struct daemon *d, const struct control_request *req,
                        enum commands_wait *ret_wait)
 {
+        const char *owner = d->backend->ops->owner ? d->backend->ops->owner(d->backend) : "";
         char *reply = NULL;
         struct registry_entry *e = find(d, req->name, &reply);
         int r;
@@ -941,7 +943,6 @@ static char *cmd_carry(struct daemon *d, const struct control_request *req,
         r = carry_fresh(d, e);
         switch (r) {
         case 0:
-                e->carry_wait_ms = mono_ms() + CARRY_WAIT_MS;
                 *ret_wait = COMMANDS_WAIT_CARRY;
                 return NULL;
         case -ENODATA:
@@ -951,17 +952,28 @@ static char *cmd_carry(struct daemon *d, const struct control_request *req,
                                            e->vm.name);
         case -EBUSY:
                 return control_reply_error(EBUSY,
-                                           "%s: %s has a job running on it: it cannot be "
-                                           "written now",
-                                           e->vm.name, d->backend->ops->owner(d->backend));
+                                           "%s: it cannot be written now: %s has a job running "
+                                           "on it or is starting it, or dynmemd has not read its "
+                                           "jobs in the last seconds",
+                                           e->vm.name, owner);
         case -EAGAIN:
                 return control_reply_error(ENOTCONN, "%s: %s cannot be reached now", e->vm.name,
-                                           d->backend->ops->owner(d->backend));
+                                           owner);
         case -ENOENT: /* running, but its owner's view of it is not balanced (static) */
                 return control_reply_error(ENODATA, "%s: not balanced here: nothing to carry",
                                            e->vm.name);
         case -EOPNOTSUPP:
                 return control_reply_error(ESRCH, "%s: not running here: it carries nothing",
+                                           e->vm.name);
+        case -EFBIG:
+                return control_reply_error(EFBIG,
+                                           "%s: what the policy learned of it is larger than "
+                                           "the %d bytes a VM carries: nothing is written",
+                                           e->vm.name, BACKEND_LEARNED_MAX);
+        case -ENOMEM:
+                return control_reply_error(ENOMEM,
+                                           "%s: dynmemd is out of memory: nothing is "
+                                           "written",
                                            e->vm.name);
         default:
                 return control_reply_error(-r,
@@ -971,36 +983,62 @@ static char *cmd_carry(struct daemon *d, const struct control_request *req,
         }
 }
 
-/* A "carry" request's wait: over once the write is made or failed, or CARRY_WAIT_MS passed. */
-static bool carry_poll(struct daemon *d, struct registry_entry *e, char **ret_reply)
+/*
+ * A "carry" request's wait: over once the write is made, refused or taken
+ * back, or at until_ms, the request's own end of the wait (CARRY_WAIT_MS).
+ */
+static bool carry_poll(struct daemon *d, struct registry_entry *e, uint64_t until_ms,
+                       char **ret_reply)
 {
         const char *owner = d->backend->ops->owner(d->backend);
         char note[300];
         int error;
 
         if (carry_pending(d, e, &error)) {
-                if (mono_ms() < e->carry_wait_ms)
+                if (mono_ms() < until_ms)
                         return false;
-                *ret_reply = control_reply_error(ETIMEDOUT,
-                                                 "%s: %s did not make the write of what the "
-                                                 "policy learned of it within %d s",
-                                                 e->vm.name, owner, CARRY_WAIT_MS / 1000);
-        } else if (error == -EIO) {
-                *ret_reply = control_reply_error(EIO,
-                                                 "%s: %s refused the write of what the policy "
-                                                 "learned of it (dynmemd's log says why)",
-                                                 e->vm.name, owner);
-        } else if (error < 0) {
-                *ret_reply = control_reply_error(ECANCELED,
-                                                 "%s: the write of what the policy learned of it "
-                                                 "was not made: it stopped here, or dynmemd stops",
-                                                 e->vm.name);
-        } else {
+                error = -ETIMEDOUT;
+        }
+        switch (error) {
+        case 0:
                 snprintf(note, sizeof(note),
                          "%s: what the policy learned of it is in its live metadata (%s): a "
                          "migration takes it along",
                          e->vm.name, owner);
                 *ret_reply = reply_vm_note(d, e, note);
+                break;
+        case -ETIMEDOUT: /* still out, or dropped for having waited that long (the worker) */
+                *ret_reply = control_reply_error(ETIMEDOUT,
+                                                 "%s: %s did not make the write of what the "
+                                                 "policy learned of it within %d s (a write not "
+                                                 "begun by then is dropped)",
+                                                 e->vm.name, owner, CARRY_WAIT_MS / 1000);
+                break;
+        case -EIO:
+                *ret_reply = control_reply_error(EIO,
+                                                 "%s: %s refused the write of what the policy "
+                                                 "learned of it (dynmemd's log says why)",
+                                                 e->vm.name, owner);
+                break;
+        case -ENOTCONN:
+                *ret_reply = control_reply_error(ENOTCONN,
+                                                 "%s: the write of what the policy learned of it "
+                                                 "was not made: the connection to %s was lost",
+                                                 e->vm.name, owner);
+                break;
+        case -ESHUTDOWN:
+                *ret_reply = control_reply_error(ESHUTDOWN,
+                                                 "%s: the write of what the policy learned of it "
+                                                 "was not made: dynmemd is stopping",
+                                                 e->vm.name);
+                break;
+        default: /* -ECANCELED */
+                *ret_reply = control_reply_error(ECANCELED,
+                                                 "%s: the write of what the policy learned of it "
+                                                 "was not made: it stopped (or restarted) here "
+                                                 "first",
+                                                 e->vm.name);
+                break;
         }
         return true;
 }
@@ -1043,7 +1081,13 @@ char *commands_run(struct daemon *d, const struct control_request *req,
         return handlers[req->command](d, req, ret_wait);
 }
 
-bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, char **ret_reply)
+unsigned commands_wait_limit_ms(enum commands_wait wait)
+{
+        return wait == COMMANDS_WAIT_CARRY ? CARRY_WAIT_MS : 0;
+}
+
+bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, uint64_t until_ms,
+                   char **ret_reply)
 {
         struct registry_entry *e = registry_find(&d->reg, name);
 
@@ -1052,7 +1096,7 @@ bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, 
                 return true;
         }
         if (wait == COMMANDS_WAIT_CARRY)
-                return carry_poll(d, e, ret_reply);
+                return carry_poll(d, e, until_ms, ret_reply);
         bool starting = wait == COMMANDS_WAIT_START || wait == COMMANDS_WAIT_ADMIT;
         char note[300];
 

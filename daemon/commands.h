@@ -3,12 +3,16 @@
  * command in a table. The control server has already parsed the request and
  * checked that the caller may make it. Start and stop answer after the
  * balancing cycle that decides them: commands_run() says so through
- * *ret_wait, and commands_poll() gives the answer once it is known.
+ * *ret_wait, and commands_poll() gives the answer once it is known. A
+ * carry request's wait is its own: over when the write is (the backend
+ * says so, and the control server asks at once) or at its end,
+ * commands_wait_limit_ms() after the request, whatever the cycles do.
  */
 #ifndef DYNMEM_COMMANDS_H
 #define DYNMEM_COMMANDS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "control.h"
 
@@ -21,6 +25,9 @@ enum commands_wait {
         COMMANDS_WAIT_ADMIT, /* until a start its owner makes is admitted or refused */
         COMMANDS_WAIT_CARRY, /* until what the VM carries is written, CARRY_WAIT_MS at most */
 };
+
+/* How long a wait of this kind lasts at most, from the request (ms); 0: until a cycle decides. */
+unsigned commands_wait_limit_ms(enum commands_wait wait);
 
 /*
  * Run a request. Returns the reply line (caller frees), or NULL: with
@@ -42,7 +49,10 @@ json_t *commands_host_json(struct daemon *d);
 /*
  * For a request waiting on VM `name`: true with the reply line in
  * *ret_reply (NULL when out of memory) once the wait is over, else false.
+ * until_ms (mono_ms) is the request's own end of the wait, for the kinds
+ * commands_wait_limit_ms() bounds (else 0).
  */
-bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, char **ret_reply);
+bool commands_poll(struct daemon *d, const char *name, enum commands_wait wait, uint64_t until_ms,
+                   char **ret_reply);
 
 #endif

@@ -26,6 +26,7 @@
 #include "daemon.h"
 #include "fsutil.h"
 #include "log.h"
+#include "mono.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59
@@ -44,15 +45,18 @@ struct conn {
         bool may_read, may_change;
         enum commands_wait wait;
         char wait_name[VM_NAME_MAX];
-        bool closing;   /* close once every reply is written */
-        bool lingering; /* replies written, our side shut: discarding input until EOF */
-        bool eof;       /* the client will send nothing more */
+        uint64_t wait_until_ms; /* the wait's own end (mono_ms), for the kinds it bounds */
+        struct event *wait_ev;  /* fires then; NULL until a bounded wait */
+        bool closing;           /* close once every reply is written */
+        bool lingering;         /* replies written, our side shut: discarding input until EOF */
+        bool eof;               /* the client will send nothing more */
 };
 
 struct control_server {
         struct daemon *d;
         struct evconnlistener *listener;
         struct event *resume_ev;
+        struct event *poll_ev; /* the bounded waits are looked at (control_server_carried) */
         char *path;
         char *readers;
         gid_t read_gid;
@@ -172,6 +176,8 @@ static void conn_free(struct conn *c)
         if (c->next)
                 c->next->prev = c->prev;
         srv->n_conns--;
+        if (c->wait_ev)
+                event_free(c->wait_ev);
         bufferevent_free(c->bev);
         free(c);
 }
@@ -251,6 +257,62 @@ static void refuse(struct conn *c, const struct control_request *req)
                                          admin ? " or group " : "", admin ? admin : ""));
 }
 
+/*
+ * Look at c's wait: when it is over, its reply is sent, and c may be freed.
+ * True while it still waits (c is left as it was).
+ */
+static bool poll_wait(struct conn *c)
+{
+        char *reply = NULL;
+
+        if (c->wait == COMMANDS_WAIT_NONE)
+                return false;
+        if (!commands_poll(c->srv->d, c->wait_name, c->wait, c->wait_until_ms, &reply))
+                return true;
+        c->wait = COMMANDS_WAIT_NONE;
+        if (c->wait_ev)
+                event_del(c->wait_ev);
+        send_line(c, reply);
+        settle(c);
+        return false;
+}
+
+static void arm_wait(struct conn *c)
+{
+        uint64_t now = mono_ms();
+        /* a millisecond late: the end has come when it fires */
+        uint64_t us = ((c->wait_until_ms > now ? c->wait_until_ms - now : 0) + 1) * 1000;
+        struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+
+        event_add(c->wait_ev, &tv);
+}
+
+/* The end of a bounded wait: the answer it has then (a timeout, mostly). */
+static void wait_end_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct conn *c = arg;
+
+        (void)fd, (void)what;
+        if (poll_wait(c)) /* the clocks' rounding: not quite over yet */
+                arm_wait(c);
+}
+
+/*
+ * A wait that ends limit_ms after the request whatever the cycles do (carry):
+ * its end kept with the request, a timer set for it. -ENOMEM.
+ */
+static int wait_bounded(struct conn *c, unsigned limit_ms)
+{
+        c->wait_until_ms = 0;
+        if (!limit_ms)
+                return 0;
+        c->wait_until_ms = mono_ms() + limit_ms;
+        if (!c->wait_ev && !(c->wait_ev = evtimer_new(c->srv->d->base, wait_end_cb, c)))
+                return -ENOMEM;
+        arm_wait(c);
+        return 0;
+}
+
 static void handle_request(struct conn *c, const struct control_request *req)
 {
         const struct control_command_info *info = control_command_info(req->command);
@@ -265,6 +327,10 @@ static void handle_request(struct conn *c, const struct control_request *req)
         if (wait != COMMANDS_WAIT_NONE) {
                 c->wait = wait;
                 snprintf(c->wait_name, sizeof(c->wait_name), "%s", req->name);
+                if (wait_bounded(c, commands_wait_limit_ms(wait)) < 0) {
+                        c->wait = COMMANDS_WAIT_NONE;
+                        send_line(c, control_reply_error(ENOMEM, "%s: out of memory", req->name));
+                }
                 return;
         }
         send_line(c, reply);
@@ -536,6 +602,20 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 
 /* ---- the server ---- */
 
+/* The loop's turn after control_server_carried(): the bounded waits are looked at. */
+static void poll_bounded_cb(evutil_socket_t fd, short what, void *arg)
+{
+        struct control_server *s = arg;
+        struct conn *next;
+
+        (void)fd, (void)what;
+        for (struct conn *c = s->conns; c; c = next) {
+                next = c->next;
+                if (c->wait_until_ms)
+                        poll_wait(c);
+        }
+}
+
 int control_server_new(struct daemon *d, const struct control_server_options *opt,
                        struct control_server **ret, char *err, size_t errlen)
 {
@@ -577,7 +657,8 @@ int control_server_new(struct daemon *d, const struct control_server_options *op
         srv->listener = evconnlistener_new(d->base, accept_cb, srv,
                                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
         srv->resume_ev = evtimer_new(d->base, resume_cb, srv);
-        if (!srv->listener || !srv->resume_ev) {
+        srv->poll_ev = evtimer_new(d->base, poll_bounded_cb, srv);
+        if (!srv->listener || !srv->resume_ev || !srv->poll_ev) {
                 if (!srv->listener)
                         close(fd);
                 control_server_free(srv);
@@ -594,15 +675,15 @@ void control_server_after_cycle(struct control_server *s)
         struct conn *next;
 
         for (struct conn *c = s->conns; c; c = next) {
-                char *reply = NULL;
                 next = c->next;
-                if (c->wait == COMMANDS_WAIT_NONE ||
-                    !commands_poll(s->d, c->wait_name, c->wait, &reply))
-                        continue;
-                c->wait = COMMANDS_WAIT_NONE;
-                send_line(c, reply);
-                settle(c);
+                poll_wait(c);
         }
+}
+
+void control_server_carried(struct control_server *s)
+{
+        if (s && s->poll_ev)
+                event_active(s->poll_ev, EV_TIMEOUT, 0);
 }
 
 size_t control_server_clients(const struct control_server *s)
@@ -636,6 +717,8 @@ void control_server_free(struct control_server *s)
                 evconnlistener_free(s->listener);
         if (s->resume_ev)
                 event_free(s->resume_ev);
+        if (s->poll_ev)
+                event_free(s->poll_ev);
         if (s->path)
                 unlink(s->path);
         free(s->path);

@@ -14,7 +14,9 @@
  * read while its replies are unsent; a client idle (sending nothing, or
  * reading nothing) for CONTROL_SERVER_IDLE_MS is dropped; at most
  * CONTROL_SERVER_CLIENTS_MAX clients are served at once. Start and stop
- * requests are answered after the balancing cycle that decides them.
+ * requests are answered after the balancing cycle that decides them; a
+ * carry request as soon as the backend says its write is over
+ * (control_server_carried()), or at the end of its own wait, on a timer.
  *
  * Idle means idle: when the loop was held up for longer than that (a define
  * a slow libvirtd took 40 s to answer), a client whose request was being
@@ -60,6 +62,13 @@ int control_server_new(struct daemon *d, const struct control_server_options *op
 
 /* A balancing cycle ended: answer the start and stop requests it decided. */
 void control_server_after_cycle(struct control_server *s);
+
+/*
+ * A write a carry request may wait for is over (the backend environment's
+ * carried()): the bounded waits are looked at on the loop's next turn. s may
+ * be NULL.
+ */
+void control_server_carried(struct control_server *s);
 
 /* Clients connected now. */
 size_t control_server_clients(const struct control_server *s);

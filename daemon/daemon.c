@@ -329,6 +329,14 @@ static int setup_balancer(struct daemon *d, const struct config *cfg, struct bal
         return 0;
 }
 
+/* The backend's carried(): a write a carry request may wait for is over, answered now. */
+static void on_carried(void *userdata)
+{
+        struct daemon *d = userdata;
+
+        control_server_carried(d->server);
+}
+
 static int setup_config(struct daemon *d, const char *path)
 {
         struct config_diag diag = {0};
@@ -353,7 +361,8 @@ static int setup_config(struct daemon *d, const char *path)
                                       .run_dir = dirname(d->run_dir),
                                       .state_dir = d->state_dir,
                                       .wakeup = wake_request,
-                                      .wakeup_userdata = d};
+                                      .wakeup_userdata = d,
+                                      .carried = on_carried};
         r = d->backend_entry->create(&d->cfg, &d->env, &d->backend, err, sizeof(err));
         if (r < 0) {
                 log_msg(LOG_ERR, "%s: backend %s: %s", path, d->backend_entry->name, err);
@@ -616,6 +625,7 @@ void daemon_fini(struct daemon *d)
         http_server_free(d->http);
         events_free(d->events);
         control_server_free(d->server);
+        d->server = NULL; /* the backend's carried() may come while it stops */
         if (d->cycle_ev)
                 event_free(d->cycle_ev);
         for (size_t i = 0; i < N_SIGNALS; i++)

@@ -55,7 +55,6 @@ struct registry_entry {
         bool carry_looked;        /* what it carried in was looked at, since it holds memory */
         uint64_t carry_at_ms;     /* the next write is due then (daemon_now), 0 unscheduled */
         uint64_t learned_wall_ms; /* running.json gave it what was learned, written then */
-        uint64_t carry_wait_ms;   /* a "carry" request waits for the write until then (mono) */
         char *json_text;          /* cached reply JSON, valid during cycle json_cycle */
         size_t json_len;
         uint64_t json_cycle;

@@ -75,6 +75,13 @@ enum backend_vm_run {
 /* The most text a VM carries of what the policy learned of it (carry_learned below). */
 #define BACKEND_LEARNED_MAX 4096
 
+/*
+ * A write of it that has not begun this long after it was handed over is
+ * dropped: a move waits no longer for it (the control command "carry", the
+ * relief rule), and made late it could meet the move's own job on the VM.
+ */
+#define BACKEND_CARRY_WAIT_MS 5000
+
 struct backend_vm_info {
         char name[VM_NAME_MAX];
         bool balanced;               /* it has dynmem settings and they are good */
@@ -224,7 +231,11 @@ struct backend_ops {
          * -EFBIG, -ENOMEM. carry_pending(): a write handed over is not made
          * yet; once it is over (false), *ret_error (when not NULL) says how
          * the last one went: 0 made, -EIO the owner refused it, -ECANCELED
-         * taken back (the VM went, or dynmemd stops), -ENOENT no such VM.
+         * taken back (the VM stopped or restarted first), -ENOTCONN taken
+         * back (the connection to the owner was lost), -ETIMEDOUT dropped
+         * (not begun within BACKEND_CARRY_WAIT_MS), -ESHUTDOWN taken back
+         * (dynmemd stops), -ENOENT no such VM. When a write handed over is
+         * over, the backend calls its environment's carried() (below).
          * carried_learned(): the text the VM holds, as the owner last
          * showed it (caller frees *ret): 0; -ENOENT when it holds none;
          * -EFBIG when it holds more than BACKEND_LEARNED_MAX. The text is
@@ -247,6 +258,10 @@ struct backend_env {
          * should look at soon (a VM died, a guest reported stall). May be NULL. */
         void (*wakeup)(void *userdata);
         void *wakeup_userdata;
+        /* Called (on the loop) when a write carry_learned() handed over is
+         * over, however it went: who waits for it is answered now. With
+         * wakeup_userdata. May be NULL. */
+        void (*carried)(void *userdata);
 };
 
 struct backend {

@@ -6,7 +6,8 @@
  * test's, by the linker's --wrap) that hold the loop up, wait for a cycle or
  * make a reply longer than the socket holds. The client is a socket on the
  * same loop. A client is never dropped while its request is served or its
- * reply waits; an idle one still is.
+ * reply waits; an idle one still is. A carry request is answered without a
+ * cycle: when its write is over, or at the end of its own wait.
  */
 #include <errno.h>
 #include <event2/event.h>
@@ -27,6 +28,7 @@
 #include "commands.h"
 #include "control_server.h"
 #include "daemon.h"
+#include "mono.h"
 
 #define IDLE_MS    200
 #define HELD_MS    (3 * IDLE_MS) /* the loop held up: longer than the idle timeout */
@@ -42,6 +44,8 @@ static struct {
         size_t reply_bytes;      /* the size of the replies' padding */
         bool decided;            /* commands_poll: the cycle decided the wait */
         unsigned runs;           /* requests run */
+        unsigned limit_ms;       /* commands_wait_limit_ms of a carry wait */
+        unsigned timed_out;      /* commands_poll: waits answered for their end */
 } stand_in;
 
 static void hold_loop(unsigned ms)
@@ -70,7 +74,8 @@ static char *reply_line(unsigned n)
 char *__wrap_commands_run(struct daemon *d, const struct control_request *req,
                           enum commands_wait *ret_wait);
 bool __wrap_commands_poll(struct daemon *d, const char *name, enum commands_wait wait,
-                          char **ret_reply);
+                          uint64_t until_ms, char **ret_reply);
+unsigned __wrap_commands_wait_limit_ms(enum commands_wait wait);
 
 char *__wrap_commands_run(struct daemon *d, const struct control_request *req,
                           enum commands_wait *ret_wait)
@@ -83,13 +88,21 @@ char *__wrap_commands_run(struct daemon *d, const struct control_request *req,
 }
 
 bool __wrap_commands_poll(struct daemon *d, const char *name, enum commands_wait wait,
-                          char **ret_reply)
+                          uint64_t until_ms, char **ret_reply)
 {
-        (void)d, (void)name, (void)wait;
-        if (!stand_in.decided)
-                return false;
+        (void)d, (void)name;
+        if (!stand_in.decided) {
+                if (wait != COMMANDS_WAIT_CARRY || mono_ms() < until_ms)
+                        return false;
+                stand_in.timed_out++;
+        }
         *ret_reply = reply_line(stand_in.runs);
         return true;
+}
+
+unsigned __wrap_commands_wait_limit_ms(enum commands_wait wait)
+{
+        return wait == COMMANDS_WAIT_CARRY ? stand_in.limit_ms : 0;
 }
 
 /* ---- the server and its client ---- */
@@ -332,6 +345,50 @@ static void a_reply_that_waited_for_a_long_cycle_is_written(void **state)
         expect_reply(h, 1);
 }
 
+/* The backend says the write a carry request waits for is over: no cycle comes. */
+static void carried(struct harness *h)
+{
+        stand_in.decided = true;
+        control_server_carried(h->srv);
+}
+
+/*
+ * A carry request is answered as soon as its write is over, without waiting
+ * for a cycle ([host] interval may be 30 s).
+ */
+static void a_carry_is_answered_when_its_write_is_over(void **state)
+{
+        struct harness *h = *state;
+
+        stand_in.wait = COMMANDS_WAIT_CARRY;
+        stand_in.limit_ms = 10 * GIVE_UP_MS;
+        send_text(h, REQUEST);
+        while (stand_in.runs == 0)
+                event_base_loop(h->d.base, EVLOOP_ONCE);
+        hold_next_turn(h, NULL, carried);
+        await_reply(h);
+        expect_reply(h, 1);
+        assert_int_equal(stand_in.timed_out, 0);
+}
+
+/* ... and at its own end (a timer), when the write is not over by then: still no cycle. */
+static void a_carry_is_answered_at_the_end_of_its_wait(void **state)
+{
+        struct harness *h = *state;
+
+        stand_in.wait = COMMANDS_WAIT_CARRY;
+        stand_in.limit_ms = IDLE_MS / 2;
+        send_text(h, REQUEST);
+        await_reply(h);
+        expect_reply(h, 1);
+        assert_int_equal(stand_in.timed_out, 1);
+        /* the connection serves the next request */
+        stand_in.wait = COMMANDS_WAIT_NONE;
+        send_text(h, REQUEST);
+        await_reply(h);
+        expect_reply(h, 2);
+}
+
 static void client_reads(struct harness *h)
 {
         assert_true(client_take(h));
@@ -423,6 +480,10 @@ int main(void)
             cmocka_unit_test_setup_teardown(a_request_sent_while_the_loop_was_held_up_is_served,
                                             setup, teardown),
             cmocka_unit_test_setup_teardown(a_reply_that_waited_for_a_long_cycle_is_written, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(a_carry_is_answered_when_its_write_is_over, setup,
+                                            teardown),
+            cmocka_unit_test_setup_teardown(a_carry_is_answered_at_the_end_of_its_wait, setup,
                                             teardown),
             cmocka_unit_test_setup_teardown(a_long_reply_goes_on_after_the_loop_was_held_up, setup,
                                             teardown),

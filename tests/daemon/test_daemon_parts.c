@@ -27,11 +27,13 @@
 #include "apply.h"
 #include "attach.h"
 #include "backends.h"
+#include "carry.h"
 #include "commands.h"
 #include "daemon.h"
 #include "dconfig.h"
 #include "fsutil.h"
 #include "histogram.h"
+#include "mono.h"
 #include "hostmem.h"
 #include "peers.h"
 #include "resolver.h"
@@ -443,10 +445,13 @@ static void set_autostart_is_refused_on_an_owned_vm(void **state)
 static struct {
         bool pending; /* a write is out */
         int error;    /* how the last one went */
+        int refuse;   /* the next write is refused at once with this (negative errno) */
 } carrying;
 
 static int carrying_write(struct backend *b, struct vm *vm, const char *text)
 {
+        if (carrying.refuse)
+                return carrying.refuse;
         carrying.pending = true;
         return 0;
 }
@@ -491,14 +496,18 @@ static int carry_request(struct daemon *d, const char *name, char *err, size_t e
         return -r;
 }
 
-/* The waiting "carry" request after a cycle: its errno as above, the note in err. */
-static int carry_answer(struct daemon *d, const char *name, char *err, size_t errlen)
+/*
+ * The waiting "carry" request, its wait ending at until_ms (mono_ms): its
+ * errno as above, the note in err.
+ */
+static int carry_answer_until(struct daemon *d, const char *name, uint64_t until_ms, char *err,
+                              size_t errlen)
 {
         json_t *reply = NULL;
         char *line = NULL;
         int r;
 
-        if (!commands_poll(d, name, COMMANDS_WAIT_CARRY, &line))
+        if (!commands_poll(d, name, COMMANDS_WAIT_CARRY, until_ms, &line))
                 return -1;
         assert_non_null(line);
         r = control_reply_parse(line, strlen(line), &reply, err, errlen);
@@ -507,6 +516,13 @@ static int carry_answer(struct daemon *d, const char *name, char *err, size_t er
         json_decref(reply);
         free(line);
         return -r;
+}
+
+/* The same, for a request whose wait ends in the future (as the control server keeps it). */
+static int carry_answer(struct daemon *d, const char *name, char *err, size_t errlen)
+{
+        assert_int_equal(commands_wait_limit_ms(COMMANDS_WAIT_CARRY), CARRY_WAIT_MS);
+        return carry_answer_until(d, name, mono_ms() + CARRY_WAIT_MS, err, errlen);
 }
 
 /*
@@ -563,24 +579,65 @@ static void carry_waits_for_the_write_and_says_how_it_went(void **state)
         assert_string_equal(err, "dom1: libvirt at qemu:///system refused the write of what the "
                                  "policy learned of it (dynmemd's log says why)");
 
-        /* taken back (the domain stopped) */
+        /* taken back: the domain stopped, the connection was lost, dynmemd stops */
         carrying.pending = true;
         assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), -1);
         carrying.pending = false;
         carrying.error = -ECANCELED;
         assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), ECANCELED);
+        assert_string_equal(err, "dom1: the write of what the policy learned of it was not made: "
+                                 "it stopped (or restarted) here first");
+        carrying.error = -ENOTCONN;
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), ENOTCONN);
+        assert_string_equal(err, "dom1: the write of what the policy learned of it was not made: "
+                                 "the connection to libvirt at qemu:///system was lost");
+        carrying.error = -ESHUTDOWN;
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), ESHUTDOWN);
+        assert_string_equal(err, "dom1: the write of what the policy learned of it was not made: "
+                                 "dynmemd is stopping");
+        /* dropped by the worker for having waited CARRY_WAIT_MS */
+        carrying.error = -ETIMEDOUT;
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), ETIMEDOUT);
 
-        /* not made within CARRY_WAIT_MS: the wait is over (its end moved to now) */
+        /* not made within CARRY_WAIT_MS: the wait is over at the request's own end */
         carrying.pending = true;
         carrying.error = 0;
         assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), -1);
         assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), -1);
-        e->carry_wait_ms = 1;
-        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), ETIMEDOUT);
+        assert_int_equal(carry_answer_until(&d, "dom1", mono_ms(), err, sizeof(err)), ETIMEDOUT);
         assert_string_equal(err, "dom1: libvirt at qemu:///system did not make the write of what "
-                                 "the policy learned of it within 5 s");
+                                 "the policy learned of it within 5 s (a write not begun by then "
+                                 "is dropped)");
+        /* a second request for the VM does not move the first one's end, nor starts it over */
+        uint64_t first_until = mono_ms();
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), -1);
+        assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), -1); /* the second waits */
+        assert_int_equal(carry_answer_until(&d, "dom1", first_until, err, sizeof(err)), ETIMEDOUT);
+        carrying.pending = false;
+
+        /* refused at once: the owner busy with it, unreachable, too much, no memory */
+        struct vm *vms[] = {&e->vm};
+        assert_int_equal(balancer_set_vms(&d.bal, vms, 1), 0);
+        balancer_memory(&d.bal, &e->vm)->correction_permille = 900; /* something learned */
+        carrying.refuse = -EBUSY;
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), EBUSY);
+        assert_string_equal(err, "dom1: it cannot be written now: libvirt at qemu:///system has a "
+                                 "job running on it or is starting it, or dynmemd has not read "
+                                 "its jobs in the last seconds");
+        carrying.refuse = -EAGAIN;
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), ENOTCONN);
+        carrying.refuse = -EFBIG;
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), EFBIG);
+        assert_string_equal(err, "dom1: what the policy learned of it is larger than the 4096 "
+                                 "bytes a VM carries: nothing is written");
+        carrying.refuse = -ENOMEM;
+        assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), ENOMEM);
+        assert_string_equal(err, "dom1: dynmemd is out of memory: nothing is written");
+        carrying.refuse = 0;
+        balancer_fini(&d.bal);
 
         /* gone while it waits */
+        carrying.pending = true;
         assert_int_equal(carry_request(&d, "dom1", err, sizeof(err)), -1);
         registry_remove(&d.reg, e, NULL);
         assert_int_equal(carry_answer(&d, "dom1", err, sizeof(err)), ENOENT);

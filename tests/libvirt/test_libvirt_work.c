@@ -4,7 +4,9 @@
  * (test:///default, whose virDomainSetMemoryFlags changes the domain's
  * memory), their results come back on the loop and are taken by the
  * domain's attachment, or dropped when the domain went away or restarted
- * while its job ran; shutdown with jobs queued; a flood of reboot events. A
+ * while its job ran; shutdown with jobs queued; the write of what the policy
+ * learned, taken back when its domain stops and dropped when it waited too
+ * long; a flood of reboot events. A
  * gate in the worker's run function holds a job "running" for as long as a
  * test needs.
  */
@@ -446,6 +448,115 @@ static void stopping_with_jobs_queued_drops_them_and_clears_their_flags(void **s
         undefine(b);
 }
 
+/* ---- the write of what the policy learned (libvirt_carry.c) ---- */
+
+static unsigned carried_calls;
+
+static void on_carried(void *userdata)
+{
+        (void)userdata;
+        carried_calls++;
+}
+
+/* lv_carry_write for d, its job read just now (none running), and how it went once back. */
+static int carry_write(struct lv_backend *lb, struct lv_domain *d)
+{
+        struct backend b = {.priv = lb};
+        struct vm vm = {0};
+
+        snprintf(vm.name, sizeof(vm.name), "%s", d->name);
+        d->job_read_ms = mono_ms();
+        d->job_read.r = 0;
+        return lv_carry_write(&b, &vm, "{\"written_at_ms\":1}");
+}
+
+static int carry_error(struct lv_backend *lb, struct lv_domain *d)
+{
+        struct backend b = {.priv = lb};
+        struct vm vm = {0};
+        int error = 1;
+
+        snprintf(vm.name, sizeof(vm.name), "%s", d->name);
+        assert_false(lv_carry_pending(&b, &vm, &error));
+        return error;
+}
+
+/*
+ * A write queued behind another domain's resize, of a domain that stops
+ * meanwhile: taken back, never made on the stopped domain (libvirt would
+ * refuse it), and answered "taken back" (ECANCELED), the daemon told at once.
+ */
+static void a_queued_carry_write_of_a_stopped_domain_is_taken_back(void **state)
+{
+        virDomainPtr a = define_running("wk-k", 1048576), b = define_running("wk-l", 1048576);
+        struct lv_backend *lb = backend_new();
+        struct lv_domain *da = load(lb, "wk-k"), *db = load(lb, "wk-l");
+
+        carried_calls = 0;
+        lb->env.carried = on_carried;
+        assert_true(da && db && da->attached && db->attached);
+        gate_allow(0);
+        resize(da, 512 * MIB);
+        gate_wait_entered(1);
+        assert_int_equal(carry_write(lb, db), 0);
+        assert_true(db->carry_out);
+        assert_int_equal(lv_work_pending(lb->work), 2);
+        assert_int_equal(virDomainDestroy(b), 0);
+        db = load(lb, "wk-l"); /* stopped: detached, its queued write taken back */
+        assert_false(db->attached);
+        assert_int_equal(lv_work_pending(lb->work), 1);
+        gate_allow(INT_MAX);
+        run_until_back(2);
+        assert_int_equal(gate.entered, 1); /* the write was never made */
+        assert_false(db->carry_out);
+        assert_int_equal(carry_error(lb, db), -ECANCELED);
+        assert_int_equal(carried_calls, 1);
+        backend_free(lb);
+        undefine(a);
+        undefine(b);
+}
+
+/*
+ * A write that waited longer than its limit for the worker (BACKEND_CARRY_WAIT_MS;
+ * here 50 ms) is dropped, not made: made late it could meet a migration's job.
+ */
+static void a_carry_write_that_waited_too_long_is_dropped(void **state)
+{
+        virDomainPtr a = define_running("wk-m", 1048576), b = define_running("wk-n", 1048576);
+        struct lv_backend *lb = backend_new();
+        struct lv_domain *da = load(lb, "wk-m"), *db = load(lb, "wk-n");
+        struct lv_job *j;
+
+        carried_calls = 0;
+        lb->env.carried = on_carried;
+        gate_allow(0);
+        resize(da, 512 * MIB);
+        gate_wait_entered(1);
+        /* lv_carry_write's job, with a short limit */
+        assert_non_null(j = lv_job_new(db->dom, db->name, db->attach_serial));
+        assert_int_equal(lv_job_add_metadata(j, libvirt_xml_learned_format("{}"),
+                                             LIBVIRT_XML_LEARNED_PREFIX, LIBVIRT_XML_LEARNED_NS),
+                         0);
+        j->drop_after_ms = 50;
+        db->carry_out = true;
+        assert_int_equal(lv_work_submit(lb->work, j), 0);
+        usleep(200 * 1000);
+        gate_allow(INT_MAX);
+        run_until_back(2);
+        assert_int_equal(gate.entered, 1); /* not made */
+        assert_false(back.ran[1]);
+        assert_int_equal(carry_error(lb, db), -ETIMEDOUT);
+        assert_int_equal(carried_calls, 1);
+        /* one that did not wait that long is made */
+        assert_int_equal(carry_write(lb, db), 0);
+        run_until_back(3);
+        assert_int_equal(carry_error(lb, db), 0);
+        assert_int_equal(carried_calls, 2);
+        backend_free(lb);
+        undefine(a);
+        undefine(b);
+}
+
 /* ---- reboot events ---- */
 
 static unsigned wakeups;
@@ -511,6 +622,8 @@ int main(void)
             cmocka_unit_test_setup(a_domain_restarted_while_its_job_runs_keeps_its_new_plan, setup),
             cmocka_unit_test_setup(a_queued_job_of_a_stopped_domain_is_not_made, setup),
             cmocka_unit_test_setup(without_a_loop_the_calls_are_made_in_place, setup),
+            cmocka_unit_test_setup(a_queued_carry_write_of_a_stopped_domain_is_taken_back, setup),
+            cmocka_unit_test_setup(a_carry_write_that_waited_too_long_is_dropped, setup),
             cmocka_unit_test_setup(stopping_with_jobs_queued_drops_them_and_clears_their_flags,
                                    setup),
             cmocka_unit_test_setup(a_flood_of_reboot_events_is_logged_and_woken_for_at_the_rate,
