@@ -10,7 +10,8 @@
  * resizes the domain while it moves) and the destination's admission hook
  * may refuse it, in which case libvirt's error, printed here, carries
  * dynmemd's reason. One word goes to the source's dynmemd first, when the
- * source is this host: the control command "carry", which has what its
+ * source is this host (a URI with "://" and no host; an alias may name any
+ * host, so it is not asked): the control command "carry", which has what its
  * policy learned of the domain written into the live metadata now (the
  * relief rule's write, daemon/carry.c), so that the destination gets it
  * fresh rather than as written up to 5 minutes ago. Whatever stops that
@@ -49,7 +50,7 @@
 
 #define PROGRESS_MS 1000 /* a progress line this often */
 #define POLL_MS     100  /* the main thread looks this often whether the migration ended */
-/* dynmemd waits 5 s at most for the write and answers with the cycle that sees it over */
+/* dynmemd waits 5 s at most for the write and answers as soon as it is over */
 #define CARRY_ASK_MS 10000
 
 struct migration {
@@ -268,12 +269,21 @@ static int set_params(struct cli *cli, struct migration *m)
 
 /* ---- what the domain carries of what dynmemd learned ---- */
 
-/* A URI without a host ("qemu:///system", "test:///default"): libvirt on this host. */
-static bool uri_is_local(const char *uri)
+/*
+ * A URI without a host ("qemu:///system", "test:///default"): libvirt on
+ * this host. One that names a host counts as another host's, even
+ * "qemu+ssh://localhost/system"; one without "://" is an alias from
+ * libvirt.conf, which may name any host: not known to be this one.
+ */
+enum uri_where { URI_HERE, URI_HOST, URI_ALIAS };
+
+static enum uri_where uri_where(const char *uri)
 {
         const char *p = strstr(uri, "://");
 
-        return !p || p[3] == '/';
+        if (!p)
+                return URI_ALIAS;
+        return p[3] == '/' ? URI_HERE : URI_HOST;
 }
 
 /*
@@ -291,10 +301,15 @@ static bool ask_carry(const struct cli *cli, const char *name, const char *uri)
         size_t n = strlen(name);
         int r;
 
-        if (!uri_is_local(uri)) {
+        if (uri_where(uri) == URI_HOST) {
                 snprintf(why, sizeof(why),
                          "the source, %s, is another host: its dynmemd is not asked to write it "
                          "fresh",
+                         uri);
+        } else if (uri_where(uri) == URI_ALIAS) {
+                snprintf(why, sizeof(why),
+                         "the source, %s, is an alias (no \"://\"), which may name another host: "
+                         "no dynmemd is asked to write it fresh",
                          uri);
         } else {
                 ask.req.command = CONTROL_CARRY;
@@ -305,6 +320,14 @@ static bool ask_carry(const struct cli *cli, const char *name, const char *uri)
                         return true;
                 if (strncmp(err, name, n) == 0 && strncmp(err + n, ": ", 2) == 0)
                         own = err + n + 2; /* dynmemd's sentence names the domain: once is enough */
+                if (answered && r == -ENODATA) {
+                        /* nothing was ever written: no old state goes along either */
+                        fprintf(stderr,
+                                "dynmem: %s: nothing learned of it yet: nothing goes along: "
+                                "%s\n",
+                                name, own);
+                        return false;
+                }
                 if (!answered && (r == -ENOENT || r == -ECONNREFUSED))
                         snprintf(why, sizeof(why), "no dynmemd is listening on %s", cli->socket);
                 else if (r == -EOPNOTSUPP && strncmp(err, "unknown command", 15) == 0)
