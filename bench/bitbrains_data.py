@@ -183,11 +183,16 @@ def window_rows(ts, ds, start, end, interp, seed="", cap=None):
         if interp == "step":
             rows.append((t - start - 0.001, prev))
         elif interp == "jump":
-            at = min(prev_t + rng.uniform(0.0, t - prev_t), t - 0.002)
-            if at - 0.001 > prev_t and d != prev:
-                rows.append((at - start - 0.001, prev))
-                rows.append((at - start, d))
-            rows.append((t - start - 0.001, d))
+            # in whole milliseconds, as the rows are written: a moment at least 2 ms from
+            # either sample, so that its two rows and the sample's stay in order
+            p_ms, q_ms, s_ms = round(prev_t * 1000), round(t * 1000), round(start * 1000)
+            if q_ms - p_ms >= 4 and d != prev:
+                at = p_ms + 2 + rng.randrange(q_ms - p_ms - 3)
+                rows.append(((at - 1 - s_ms) / 1000, prev))
+                rows.append(((at - s_ms) / 1000, d))
+                rows.append(((q_ms - 1 - s_ms) / 1000, d))
+            else:  # too short to put a moment in, or no change: held, as a step
+                rows.append(((q_ms - 1 - s_ms) / 1000, prev))
         elif interp == "wander":
             spread = max(abs(d - prev), typical) / 2
             rows += [(x - start, y) for x, y in wander_rows(rng, prev_t, t, prev, d, spread, cap)]

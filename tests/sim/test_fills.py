@@ -92,6 +92,23 @@ def wander_is_pinned_bounded_and_the_same_every_run():
     assert rows("wander", seed="vm002") != rs
 
 
+def rows_stay_in_order_as_written_whatever_the_draw():
+    """Written with 3 decimals, as write_trace does: strictly increasing for any seed,
+    also for intervals of a few milliseconds, where a jump has no room and holds."""
+    ts = [0.0, 0.004, 0.007, 300.0, 300.003, 600.0]
+    ds = [100 * MIB, 200 * MIB, 50 * MIB, 300 * MIB, 10 * MIB, 400 * MIB]
+    for fill in ("jump", "wander"):
+        for k in range(2000):
+            rs = bb.window_rows(ts, ds, 0.0, 600.0, fill, seed=f"vm{k}", cap=CAP)
+            written = [float(f"{t:.3f}") for t, _ in rs]
+            assert all(a < b for a, b in zip(written, written[1:])), (fill, k, written)
+            assert all(d >= 0 for _, d in rs), (fill, k)
+    # an interval too short for a moment inside it is held, not drawn as a line
+    rs = bb.window_rows([0.0, 0.003], [100 * MIB, 200 * MIB], 0.0, 0.003, "jump", seed="vm1",
+                        cap=CAP)
+    assert value_at(rs, 0.0015) == 100 * MIB, rs
+
+
 def a_window_that_starts_later_starts_from_the_sample_before():
     for fill in ("step", "jump", "wander"):
         rs = rows(fill, start=450.0)
@@ -128,6 +145,7 @@ sys.exit(simtap.run_cases([
     step_holds_each_sample_until_the_next,
     jump_changes_once_inside_each_interval,
     wander_is_pinned_bounded_and_the_same_every_run,
+    rows_stay_in_order_as_written_whatever_the_draw,
     a_window_that_starts_later_starts_from_the_sample_before,
     an_unknown_fill_is_refused_by_name,
     dynmem_sim_replays_every_fill,
