@@ -389,6 +389,8 @@ def room_is_made_by_shrinking_a_lighter_vm_and_the_grown_vm_arrives_whole(ctx):
     r = migration_result(out)
     check(r["ok"] and r["stats"] and r["stats"]["data_processed"] > 0,
           "dynmem migrate reports libvirt's figures", r)
+    check(r.get("learned_fresh") is True and "goes along" not in err,
+          "A's dynmemd wrote what it learned of web just before the move (carry)", r, err)
     comment(f"A -> B: {r['elapsed_ms'] / 1000:.1f} s, {mib(r['stats']['data_processed'])} sent, "
             f"downtime {r['stats']['downtime']} ms")
     check_runs(b, "web", a)

@@ -166,8 +166,9 @@ class Host:
         """Live-migrate name to host dest from inside this host's namespaces,
         with `dynmem migrate` (its --json result) or `virsh migrate --live`.
         Returns (returncode, stdout, stderr)."""
-        if via == "dynmem":
-            args = [self.bins[1], "migrate", name, dest.uri(), "--json"] + list(extra)
+        if via == "dynmem":  # this host's dynmemd is asked to write what it learned, fresh
+            args = [self.bins[1], "--socket", self.d.socket, "migrate", name, dest.uri(),
+                    "--json"] + list(extra)
         else:
             args = ["virsh", "-c", "qemu:///system", "migrate", "--live", name,
                     dest.uri()] + list(extra)
@@ -180,7 +181,8 @@ class Host:
     def popen_migrate(self, name, dest, extra=()):
         """`dynmem migrate NAME DEST --json` in the background (a Popen)."""
         import subprocess
-        return self.lv.popen([self.bins[1], "migrate", name, dest.uri(), "--json"] + list(extra),
+        return self.lv.popen([self.bins[1], "--socket", self.d.socket, "migrate", name,
+                              dest.uri(), "--json"] + list(extra),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
