@@ -169,9 +169,10 @@ def window_rows(ts, ds, start, end, interp, seed="", cap=None):
     if interp not in FILLS:
         raise ValueError(f"unknown interpolation {interp} ({', '.join(FILLS)})")
     rng = random.Random(zlib.crc32(f"{seed}:{start}".encode()))
-    changes = [abs(b - a) for a, b in zip(ds, ds[1:])]
-    typical = statistics.median(changes) if changes else 0
-    cap = cap if cap is not None else max(ds) * 2
+    if interp == "wander":  # the VM's median change between samples
+        changes = [abs(b - a) for a, b in zip(ds, ds[1:])]
+        typical = statistics.median(changes) if changes else 0
+        cap = cap if cap is not None else max(ds) * 2
     first = value_at(ts, ds, start, "step" if interp in ("jump", "wander") else interp)
     rows = [(0.0, first)]
     prev_t, prev = start, first

@@ -935,12 +935,10 @@ static char *cmd_carry(struct daemon *d, const struct control_request *req,
                                            "%s: backend %s keeps nothing in its VMs that a "
                                            "migration takes along (backend libvirt does)",
                                            e->vm.name, d->backend->ops->name);
-        if (e->vm.state != VM_RUNNING)
-                return control_reply_error(ESRCH, "%s: not running here: it carries nothing",
-                                           e->vm.name);
-        if (e->vm.migration != VM_MIGRATION_NONE)
+        bool running = e->vm.state == VM_RUNNING;
+        if (running && e->vm.migration != VM_MIGRATION_NONE)
                 return control_reply_error(EBUSY, "%s: migrating already", e->vm.name);
-        r = carry_fresh(d, e);
+        r = running ? carry_fresh(d, e) : -EOPNOTSUPP; /* not running: as carry_now() says */
         switch (r) {
         case 0:
                 *ret_wait = COMMANDS_WAIT_CARRY;
