@@ -331,18 +331,26 @@ static void cycle_ends(struct harness *h)
         control_server_after_cycle(h->srv);
 }
 
-/* A start answered after the cycle that decides it: the cycle took longer than the timeout. */
-static void a_reply_that_waited_for_a_long_cycle_is_written(void **state)
+/*
+ * A request that waits (`wait`), taken in; then, in the loop's next turn,
+ * what ends its wait (`ends`): its reply is written.
+ */
+static void answered_once(struct harness *h, enum commands_wait wait,
+                          void (*ends)(struct harness *h))
 {
-        struct harness *h = *state;
-
-        stand_in.wait = COMMANDS_WAIT_START;
+        stand_in.wait = wait;
         send_text(h, REQUEST);
         while (stand_in.runs == 0)
                 event_base_loop(h->d.base, EVLOOP_ONCE);
-        hold_next_turn(h, NULL, cycle_ends);
+        hold_next_turn(h, NULL, ends);
         await_reply(h);
         expect_reply(h, 1);
+}
+
+/* A start answered after the cycle that decides it: the cycle took longer than the timeout. */
+static void a_reply_that_waited_for_a_long_cycle_is_written(void **state)
+{
+        answered_once(*state, COMMANDS_WAIT_START, cycle_ends);
 }
 
 /* The backend says the write a carry request waits for is over: no cycle comes. */
@@ -360,14 +368,8 @@ static void a_carry_is_answered_when_its_write_is_over(void **state)
 {
         struct harness *h = *state;
 
-        stand_in.wait = COMMANDS_WAIT_CARRY;
         stand_in.limit_ms = 10 * GIVE_UP_MS;
-        send_text(h, REQUEST);
-        while (stand_in.runs == 0)
-                event_base_loop(h->d.base, EVLOOP_ONCE);
-        hold_next_turn(h, NULL, carried);
-        await_reply(h);
-        expect_reply(h, 1);
+        answered_once(h, COMMANDS_WAIT_CARRY, carried);
         assert_int_equal(stand_in.timed_out, 0);
 }
 
