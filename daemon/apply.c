@@ -478,7 +478,7 @@ static void carried_names(const json_t *carried, char *out, size_t len)
         {
                 if (at && at + 2 < len)
                         out[at++] = ',', out[at++] = ' ';
-                for (size_t i = 0; key[i] && i < 40 && at + 1 < len; i++)
+                for (size_t i = 0; i < 40 && key[i] && at + 1 < len; i++)
                         out[at++] = key[i] >= 0x20 && key[i] < 0x7f ? key[i] : '?';
                 out[at] = '\0';
         }
