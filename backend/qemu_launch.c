@@ -146,10 +146,31 @@ static void become(int errfd, const struct who *w)
                 fail_child(errfd, "checking the new identity");
 }
 
+/*
+ * dynmemd's unit protects it from the OOM killer (OOMScoreAdjust=-900: it is
+ * what gives memory back), and a fork inherits that. A QEMU keeps none of it:
+ * a value below 0 is raised to 0, the kernel's own rule for every process
+ * (raising needs no privilege). A value above 0, set on purpose, is kept.
+ * Not fatal: a guest that cannot start over it would be worse.
+ */
+static void oom_score_adj_unprotected(void)
+{
+        char buf[16] = "";
+        int fd = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
+
+        if (fd < 0)
+                return;
+        ssize_t got = read(fd, buf, sizeof(buf) - 1);
+        if (got > 0 && buf[0] == '-' && lseek(fd, 0, SEEK_SET) == 0)
+                (void)!write(fd, "0", 1);
+        close(fd);
+}
+
 static void __attribute__((noreturn))
 child(int errfd, const struct who *w, char *const argv[], int log_fd, const int *fds, size_t n)
 {
         place_fds(errfd, log_fd, fds, n);
+        oom_score_adj_unprotected();
         /* Its own session: a Ctrl-C at dynmemd's terminal does not reach the guests. */
         if (setsid() < 0)
                 fail_child(errfd, "setsid");

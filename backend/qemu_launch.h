@@ -8,8 +8,10 @@
  * every capability after it exists (daemon/privileges.c). The launcher
  * reads requests from a socketpair and does three things: start a program
  * as the QEMU user (its groups, gid and uid set, every capability dropped,
- * no_new_privs set, in its own session, with the descriptors it was handed
- * at 3, 4, ...: QEMU opens none of dynmemd's files itself), send a signal
+ * no_new_privs set, without dynmemd's protection from the OOM killer (a
+ * negative oom_score_adj raised to 0), in its own session, with the
+ * descriptors it was handed at 3, 4, ...: QEMU opens none of dynmemd's
+ * files itself), send a signal
  * to such a process, and ask, as the QEMU user, whether it may read or
  * write a path (/dev/kvm) or a file dynmemd opened for it (the kernel, a
  * backing file): its ACLs and security modules count, which dynmemd,

@@ -2122,6 +2122,77 @@ static void the_launcher_and_what_it_starts_have_default_signals(void **state)
         assert_string_equal(got, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000001003\n");
 }
 
+/*
+ * In a child process with oom_score_adj `own`: what a program its launcher
+ * starts reads as its own. INT_MIN when the child may not set `own`
+ * (lowering it needs CAP_SYS_RESOURCE); the test's own value is untouched.
+ */
+static int launched_oom_score_adj(const char *own)
+{
+        int result[2];
+
+        assert_int_equal(pipe2(result, O_CLOEXEC), 0);
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+                char *const argv[] = {"/bin/cat", "/proc/self/oom_score_adj", NULL};
+                char err[256] = "", got[32] = "";
+                struct qemu_launch *ql = NULL;
+                int out[2], pidfd = -1, value = INT_MIN;
+                pid_t pid = -1;
+                FILE *f = fopen("/proc/self/oom_score_adj", "we");
+
+                if (!f || fputs(own, f) < 0 || fclose(f) != 0) {
+                        (void)!write(result[1], &value, sizeof(value));
+                        _exit(0);
+                }
+                if (qemu_launch_new(geteuid() == 0 ? "nobody" : NULL, &ql, err, sizeof(err)) < 0 ||
+                    qemu_launch_identity(ql)->problem[0] || pipe2(out, O_CLOEXEC) < 0 ||
+                    qemu_launch_spawn(ql, argv, out[1], NULL, 0, &pid, &pidfd, err, sizeof(err)) <
+                        0) {
+                        fprintf(stderr, "# launching cat: %s%s\n", err,
+                                ql ? qemu_launch_identity(ql)->problem : "");
+                        _exit(1);
+                }
+                close(out[1]);
+                ssize_t n = read(out[0], got, sizeof(got) - 1);
+                waitid(P_PIDFD, (id_t)pidfd, &(siginfo_t){0}, WEXITED);
+                qemu_launch_free(ql);
+                if (n <= 0)
+                        _exit(1);
+                value = atoi(got);
+                (void)!write(result[1], &value, sizeof(value));
+                _exit(0);
+        }
+        close(result[1]);
+        int value = 0, status = 0;
+        ssize_t n = read(result[0], &value, sizeof(value));
+        close(result[0]);
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_int_equal(n, (ssize_t)sizeof(value));
+        return value;
+}
+
+/*
+ * dynmemd's unit protects it from the OOM killer (OOMScoreAdjust=-900); the
+ * launcher, forked from it, inherits that, and what it starts (QEMU) must
+ * not: a host short of memory would kill its own services before a guest of
+ * many GiB. A value above 0, set on purpose, is kept.
+ */
+static void what_the_launcher_starts_is_not_protected_from_the_oom_killer(void **state)
+{
+        (void)state;
+        assert_int_equal(launched_oom_score_adj("300"), 300);
+        int protected_ = launched_oom_score_adj("-900");
+        /* cmocka's skip is a failure to meson: the part that can run here has run. */
+        if (protected_ == INT_MIN)
+                print_message("# not checked: a value below 0 (lowering oom_score_adj needs "
+                              "CAP_SYS_RESOURCE, which this process has not)\n");
+        else
+                assert_int_equal(protected_, 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -2177,6 +2248,7 @@ int main(void)
             cmocka_unit_test(a_lowered_request_may_still_hold_the_previous_one),
             cmocka_unit_test(what_is_read_back_is_clamped),
             cmocka_unit_test(the_launcher_and_what_it_starts_have_default_signals),
+            cmocka_unit_test(what_the_launcher_starts_is_not_protected_from_the_oom_killer),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
