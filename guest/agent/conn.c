@@ -63,6 +63,16 @@ static int find_port(const char *spec, char *path)
         return r;
 }
 
+bool conn_port_exists(const char *spec)
+{
+        char path[UTIL_PATH_MAX];
+        struct stat st;
+
+        if (find_port(spec, path) < 0)
+                return false;
+        return !strchr(spec, '/') || stat(path, &st) == 0;
+}
+
 static int open_socket(const char *path)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};

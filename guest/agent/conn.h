@@ -57,6 +57,12 @@ struct conn {
 };
 
 void conn_init(struct conn *c, const char *spec);
+
+/*
+ * Does the port exist: a virtio-serial port of that name, or the path given?
+ * Whether it can be opened, or a host is on the other side, is not asked.
+ */
+bool conn_port_exists(const char *spec);
 void conn_close(struct conn *c, uint64_t now_ms);
 
 /*

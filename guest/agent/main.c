@@ -11,7 +11,9 @@
  * throttles the workload's cgroups (memory.high, throttle.h) while the guest
  * is short of memory and a host is connected to plug more.
  *
- * One agent runs at a time (wait_turn: a second waits for the first to stop).
+ * Nothing of the machine is touched until the port exists (wait_port: a
+ * machine without it is no dynmem guest). One agent runs at a time
+ * (wait_turn: a second waits for the first to stop).
  * Once set up it drops the capabilities it no longer needs (caps.h), and
  * CAP_SYS_ADMIN later should its absorber go off for good.
  * One thread, one poll() loop, no allocation after start; it never
@@ -386,6 +388,29 @@ static bool wait_turn(void)
                 /* the lock holds; only the pid in it is missing */
         }
         return true; /* fd stays open: the lock */
+}
+
+/*
+ * Wait until the port exists before anything of the machine is touched (the
+ * absorber's swap, the cgroups' memory.high, memory blocks brought online,
+ * the PSI trigger): a machine without it is not a dynmem guest (a host the
+ * agent was installed on, a VM without dynmem's channel), and is left as it
+ * is. False when a stop signal ended the wait.
+ */
+static bool wait_port(const char *spec)
+{
+        if (conn_port_exists(spec))
+                return true;
+        util_log("port %s: not found; looking again every %d s, and nothing is set up until "
+                 "it exists (dynmem's guests have it)",
+                 spec, CONN_RETRY_MS / 1000);
+        while (!conn_port_exists(spec)) {
+                wait_events(NULL, 0, CONN_RETRY_MS);
+                if (stop_signal)
+                        return false;
+        }
+        util_log("port %s: found", spec);
+        return true;
 }
 
 /* mlockall(): 0 or the errno. */
@@ -778,6 +803,10 @@ int main(int argc, char **argv)
         if (cmdline_has("/proc/cmdline", "dynmem.agent.throttle=0"))
                 r.throttle_off = true;
         cmdline_absorber_size(&r);
+        if (!wait_port(port)) {
+                util_log("stopping (signal %d)", (int)stop_signal);
+                return 0;
+        }
         psi_open(&r.psi, !r.no_trigger);
         open_absorber(&r);
         if (throttle_open(&r.throttle, THROTTLE_ROOT, r.throttle_off))

@@ -63,14 +63,20 @@ def make_root(root, swaps="", avail_kb=524288):
     write(f"{root}/dev/zram1", "")
     write(f"{root}/sys/class/zram-control/hot_remove", "")
     os.makedirs(f"{root}/run", exist_ok=True)
+    add_port(root)
+
+
+def add_port(root):
+    """dynmem's virtio-serial port, named in /sys; no device node: no host on it."""
+    write(f"{root}/sys/class/virtio-ports/vport0p1/name", "org.dynmem.agent.0\n")
 
 
 class Agent:
-    """The agent on a port that does not exist: it runs without a host."""
+    """The agent on dynmem's port, which it cannot open: it runs without a host."""
 
     def __init__(self, exe, root, *args):
         self.log = os.path.join(root, "agent.log")
-        self.proc = subprocess.Popen([exe, "--root", root, "--port", root + "/no-port", *args],
+        self.proc = subprocess.Popen([exe, "--root", root, *args],
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
 
     def text(self):
@@ -106,6 +112,28 @@ def check_setup(t, exe, tmp):
              "a version-1 swap header for the whole device", (len(page), version, last_page))
         t.ok((read(f"{root}/run/dynmem-guest/absorber") or "").strip() == "1",
              "the device is remembered for a restart", read(f"{root}/run/dynmem-guest/absorber"))
+    finally:
+        a.stop()
+
+
+def check_no_port(t, exe, tmp):
+    """A machine without dynmem's port (a host the agent was installed on, a VM without
+    dynmem's channel) is left as it is: no absorber, until the port appears."""
+    root = os.path.join(tmp, "noport")
+    make_root(root)
+    shutil.rmtree(f"{root}/sys/class/virtio-ports")
+    a = Agent(exe, root)
+    try:
+        said = a.wait_log("nothing is set up until it exists")
+        time.sleep(2)
+        t.ok(said and "absorber:" not in a.text() and
+             read(f"{root}/sys/block/zram1/disksize").strip() == "0" and
+             os.path.getsize(f"{root}/dev/zram1") == 0 and
+             not os.path.exists(f"{root}/run/dynmem-guest/absorber"),
+             "without dynmem's port no zram device is touched", a.text())
+        add_port(root)
+        t.ok(a.wait_log("absorber: /dev/zram1"), "the port appears: the absorber is set up",
+             a.text())
     finally:
         a.stop()
 
@@ -224,7 +252,8 @@ def main():
                        partial(check_own_swap, exe=exe, tmp=tmp),
                        partial(check_adopt_and_drain, exe=exe, tmp=tmp),
                        partial(check_not_adopted, exe=exe, tmp=tmp),
-                       partial(check_empty_again, exe=exe, tmp=tmp))
+                       partial(check_empty_again, exe=exe, tmp=tmp),
+                       partial(check_no_port, exe=exe, tmp=tmp))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return t.done()

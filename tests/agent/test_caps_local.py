@@ -72,7 +72,7 @@ def start_agent(exe, root, *args, memlock=None, env=None):
         if memlock is not None:
             resource.setrlimit(resource.RLIMIT_MEMLOCK, (memlock, memlock))
 
-    proc = subprocess.Popen([exe, "--root", root, "--port", root + "/no-port", *args],
+    proc = subprocess.Popen([exe, "--root", root, *args],
                             stdout=subprocess.DEVNULL, stderr=open(log, "w"),
                             preexec_fn=limit, env={**os.environ, **(env or {})})
     wait_log(log, STARTED)

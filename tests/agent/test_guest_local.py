@@ -366,7 +366,7 @@ def check_memory_locked(t, agent_exe, root, tmp):
     room = 8 * MIB if hard == resource.RLIM_INFINITY else min(hard, 8 * MIB)
     if soft != resource.RLIM_INFINITY and soft < room:
         resource.setrlimit(resource.RLIMIT_MEMLOCK, (room, hard))
-    agent = Agent(agent_exe, root, tmp, "--port", os.path.join(tmp, "nothing-here"))
+    agent = Agent(agent_exe, root, tmp)  # the port of make_root, no host on it
     try:
         wait_until(lambda: "memory hotplug" in agent.text(), WAIT)
         with open(f"/proc/{agent.proc.pid}/status") as f:
@@ -391,7 +391,7 @@ def check_cmdline_value(t, agent_exe, tmp):
     root = os.path.join(tmp, "cmdline")
     make_root(root)
     write(f"{root}/proc/cmdline", "BOOT_IMAGE=/vmlinuz dynmem.agent.absorber_size=abc quiet\n")
-    agent = Agent(agent_exe, root, tmp, "--port", os.path.join(tmp, "nothing-here"))
+    agent = Agent(agent_exe, root, tmp)  # the port of make_root, no host on it
     try:
         wait_until(lambda: "memory hotplug" in agent.text(), WAIT)
     finally:
@@ -445,12 +445,11 @@ def check_one_at_a_time(t, agent_exe, tmp):
     root = os.path.join(tmp, "one")
     make_root(root)
     os.makedirs(os.path.join(root, "run"))  # the lock goes in run/dynmem-guest
-    nothing = os.path.join(tmp, "nothing-here")
-    first = Agent(agent_exe, root, tmp, "--port", nothing)
+    first = Agent(agent_exe, root, tmp)  # the port of make_root, no host on it
     second = third = None
     try:
         started = wait_until(lambda: "memory hotplug" in first.text(), WAIT)
-        second = Agent(agent_exe, root, tmp, "--port", nothing)
+        second = Agent(agent_exe, root, tmp)
         waiting = wait_until(lambda: "waiting until it stops" in second.text(), WAIT)
         time.sleep(1)
         t.ok(started and waiting and f"another dynmem-guest runs (pid {first.proc.pid} holds "
@@ -461,7 +460,7 @@ def check_one_at_a_time(t, agent_exe, tmp):
         first.stop()
         t.ok(wait_until(lambda: "memory hotplug" in second.text(), WAIT),
              "it starts once the first has stopped", second.text())
-        third = Agent(agent_exe, root, tmp, "--port", nothing)
+        third = Agent(agent_exe, root, tmp)
         wait_until(lambda: "waiting until it stops" in third.text(), WAIT)
         third.proc.terminate()
         rc = third.proc.wait(timeout=5)
