@@ -515,6 +515,15 @@ static void resolve(const char *user, struct qemu_identity *id, struct who *w)
         }
 }
 
+void qemu_launch_user_problem(const char *user, char *problem, size_t len)
+{
+        struct qemu_identity id;
+        struct who w = {0};
+
+        resolve(user ? user : QEMU_LAUNCH_USER_DEFAULT, &id, &w);
+        snprintf(problem, len, "%s", id.problem);
+}
+
 int qemu_launch_new(const char *user, struct qemu_launch **ret, char *err, size_t errlen)
 {
         struct qemu_launch *ql = calloc(1, sizeof(*ql));

@@ -52,6 +52,13 @@ struct qemu_identity {
 /* Fork the launcher for user (NULL: QEMU_LAUNCH_USER_DEFAULT). 0 or -errno with err. */
 int qemu_launch_new(const char *user, struct qemu_launch **ret, char *err, size_t errlen);
 
+/*
+ * Why no QEMU could start as user (NULL: QEMU_LAUNCH_USER_DEFAULT), as the
+ * launcher qemu_launch_new() makes here would find it, without making one:
+ * into problem (empty when it could, or when this process cannot change
+ * users and QEMU would run as its own). For dynmemd -n.
+ */
+void qemu_launch_user_problem(const char *user, char *problem, size_t len);
 /* Ends the launcher (running QEMUs are not touched). Accepts NULL. */
 void qemu_launch_free(struct qemu_launch *ql);
 

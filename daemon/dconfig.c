@@ -24,6 +24,7 @@
 #include "hostmem.h"
 #include "peers.h"
 #include "policy_exec.h"
+#include "qemu_launch.h"
 #include "units.h"
 
 int dconfig_host_memory(struct config_host *h, int total_r, uint64_t total, char *err,
@@ -144,6 +145,33 @@ static int fill_string(char **field, const char *value)
         return *field ? 0 : -ENOMEM;
 }
 
+/*
+ * A VM whose startup is more than the memory for VMs is refused at every start
+ * (even with every other VM at its minimum it does not fit): a warning at its
+ * startup line, as dynmem-sim gives, rather than an "OK" from dynmemd -n.
+ */
+static void warn_startup_beyond_memory(struct config *cfg)
+{
+        char a[32], b[32];
+
+        for (size_t i = 0; i < cfg->n_vms; i++) {
+                const struct config_vm *vm = &cfg->vms[i];
+                uint64_t startup = vm->settings.startup_bytes;
+                unsigned line = config_setting_line(vm, SETTINGS_STARTUP);
+
+                if (startup <= cfg->host.memory_bytes)
+                        continue;
+                /* Exact: a rounded figure may be above the limit it names. */
+                size_format_exact(startup, a, sizeof(a));
+                size_format_exact(cfg->host.memory_bytes, b, sizeof(b));
+                config_diag_add(&cfg->warnings, cfg->path, line ? line : vm->line,
+                                "warning: vm \"%s\": startup %s is more than [host] memory %s: "
+                                "it can never start (each start is refused); lower its startup "
+                                "to %s or less, or raise [host] memory to %s or more",
+                                vm->name, a, b, b, a);
+        }
+}
+
 int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
 {
         struct config cfg;
@@ -207,8 +235,10 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
                  */
                 config_diag_add(diag, path, r == 0 ? host_line(&cfg, "reserve") : 0, "%s", err);
                 errors++;
-        } else if (dconfig_host_memory_exceeds(&cfg.host, r, total, warn, sizeof(warn))) {
-                config_diag_add(&cfg.warnings, path, host_line(&cfg, "memory"), "%s", warn);
+        } else {
+                if (dconfig_host_memory_exceeds(&cfg.host, r, total, warn, sizeof(warn)))
+                        config_diag_add(&cfg.warnings, path, host_line(&cfg, "memory"), "%s", warn);
+                warn_startup_beyond_memory(&cfg);
         }
         if (errors) {
                 config_free(&cfg);
@@ -413,6 +443,17 @@ int dconfig_check_file(const char *path, const char *group, struct config_diag *
                                        warn, sizeof(warn)))
                 config_diag_add(&cfg.warnings, path, host_line(&cfg, "state_dir"), "%s", warn);
         be = backends_find(cfg.host.backend);
+        if (strcmp(be->name, "qemu") == 0) {
+                /* What a start would warn of, and then refuse at every VM's start. */
+                char problem[256];
+
+                qemu_launch_user_problem(cfg.host.qemu_user, problem, sizeof(problem));
+                if (problem[0]) {
+                        config_diag_add(diag, path, host_line(&cfg, "qemu_user"),
+                                        "no VM can start: %s", problem);
+                        bad = -EINVAL;
+                }
+        }
         env.state_dir = cfg.host.state_dir;
         r = be->create(&cfg, &env, &b, err, sizeof(err));
         if (r < 0)

@@ -121,6 +121,28 @@ def config_check_warns_of_memory_beyond_the_host(bins):
 
 
 @tap.case
+def config_check_warns_of_a_vm_that_can_never_start(bins):
+    # a startup above the memory for VMs is refused at every start: a warning at its line
+    huge = CONFIG + dynamic_vm("huge", "small.csv", startup="6G", minimum="6G", maximum="8G")
+    with Daemon(bins, huge) as d:
+        p = d.check_config()
+        said = (f'{d.conf}:{d.conf_line("startup = 6G")}: warning: vm "huge": startup 6 GiB is '
+                "more than [host] memory 4 GiB: it can never start (each start is refused); "
+                "lower its startup to 4 GiB or less, or raise [host] memory to 6 GiB or more")
+        check(p.returncode == 0 and "configuration OK" in p.stdout and said in p.stderr,
+              "still good, with the warning", said, p)
+    # the default startup (1 GiB) on a host with less: at the VM's section
+    small = sim_host("512M") + static_vm("db1", "256M", "small.csv") + \
+        '\n[vm "plain"]\ntrace = @DATA@/small.csv\n'
+    with Daemon(bins, small) as d:
+        p = d.check_config()
+        at = d.conf_line('[vm "plain"]')
+        check(p.returncode == 0 and f'{d.conf}:{at}: warning: vm "plain": startup 1 GiB is more '
+              'than [host] memory 512 MiB' in p.stderr and '"db1"' not in p.stderr,
+              "a default startup at its section's line", p)
+
+
+@tap.case
 def config_check_names_the_line_of_a_missing_trace(bins):
     # the trace's own path and error, after the configuration line of its trace = key
     with Daemon(bins, CONFIG + "\n[vm \"x4\"]\nstartup = 1G\ntrace = @DATA@/gone.csv\n") as d:

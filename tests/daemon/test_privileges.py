@@ -7,7 +7,7 @@ configuration error; run as root dynmemd says so once (with backend libvirt, wit
 group it needs instead); run as the unit runs it (user dynmem in groups dynmem and kvm,
 with CAP_SETUID and CAP_SETGID, no_new_privs) it keeps those groups and no capability,
 and its exec: policy has none either; QEMU never runs as root (a qemu_user that is root
-or missing refuses every start, and is said), and without those capabilities it runs as
+or missing refuses every start, is said, and makes dynmemd -n refuse the file), and without those capabilities it runs as
 dynmemd's own user, which is said; a user libvirt's socket refuses is told the group; run
 by hand as an ordinary user outside group dynmem it serves root and that user (a group
 named with -g must be one of the user's)."""
@@ -223,6 +223,14 @@ def qemu_never_runs_as_root(bins):
             check(at in d.log(), "said at start, at the line of qemu_user", at, d.log())
             d.fails("start", "q1", contains=said)
             check(d.vm("q1")["state"] == "off", "not started", d.vm("q1"))
+            # dynmemd -n (the unit's ExecStartPre=) refuses the file, at the same line
+            p = d.check_config()
+            at = f"{d.conf}:{d.conf_line(line)}: no VM can start: {said}"
+            check(p.returncode == 2 and at in p.stderr and "configuration OK" not in p.stdout,
+                  "dynmemd -n: an error at the line of qemu_user", at, p)
+    with qemu_daemon(bins, "") as d:  # dynmem-qemu, which scripts/deps.sh makes
+        p = d.check_config()
+        check(p.returncode == 0 and "configuration OK" in p.stdout, "the default user is good", p)
 
 
 @tap.case
