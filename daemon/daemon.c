@@ -766,19 +766,12 @@ static int reload_read(struct daemon *d, struct config *ret)
 {
         struct config_diag diag = {0};
         struct config cfg;
-        struct stat st;
 
-        /*
-         * An empty file is refused: an editor or a deployment tool caught between
-         * truncating the file and writing it would otherwise remove every VM and
-         * drop their saved settings. A file meant to hold no VM still holds the
-         * host's keys or a comment.
-         */
-        if (stat(d->config_path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0) {
-                snprintf(d->reload_error, sizeof(d->reload_error),
-                         "%s: empty (being written?); to run without VMs, leave the host's keys "
-                         "or a comment in it",
-                         d->config_path);
+        /* A file meant to hold no VM still holds the host's keys or a comment. */
+        char why[256];
+
+        if (dconfig_empty_file(d->config_path, why, sizeof(why))) {
+                snprintf(d->reload_error, sizeof(d->reload_error), "%s: %s", d->config_path, why);
                 log_msg(LOG_ERR, "%s", d->reload_error);
                 return -EINVAL;
         }

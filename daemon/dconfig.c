@@ -418,6 +418,19 @@ int dconfig_check_group(const char *group, char *err, size_t errlen)
         return r < 0 ? r : 0;
 }
 
+bool dconfig_empty_file(const char *path, char *msg, size_t len)
+{
+        struct stat st;
+
+        if (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size != 0)
+                return false;
+        snprintf(msg, len,
+                 "empty (being written?); a reload refuses it, as one caught between "
+                 "truncating and writing; to run without VMs, leave the host's keys or a "
+                 "comment in it");
+        return true;
+}
+
 int dconfig_check_file(const char *path, const char *group, struct config_diag *diag,
                        struct config_diag *warnings, char *summary, size_t len)
 {
@@ -431,6 +444,10 @@ int dconfig_check_file(const char *path, const char *group, struct config_diag *
         if (dconfig_check_group(group, err, sizeof(err)) < 0) {
                 config_diag_add(diag, "dynmemd", 0, "%s", err);
                 bad = -EINVAL;
+        }
+        if (dconfig_empty_file(path, err, sizeof(err))) {
+                config_diag_add(diag, path, 0, "%s", err);
+                return -EINVAL;
         }
         if (dconfig_load(path, &cfg, diag) < 0)
                 return -EINVAL;

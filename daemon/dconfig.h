@@ -50,6 +50,14 @@ bool dconfig_host_memory_exceeds(const struct config_host *h, int total_r, uint6
 int dconfig_load(const char *path, struct config *ret, struct config_diag *diag);
 
 /*
+ * Whether path is an empty regular file, which a reload refuses and
+ * dynmemd -n with it: an editor or a deployment tool caught between
+ * truncating the file and writing it would otherwise remove every VM and
+ * drop their saved settings. True with the sentence in msg (without the path).
+ */
+bool dconfig_empty_file(const char *path, char *msg, size_t len);
+
+/*
  * Where a message about [section] key of cfg begins: "FILE:LINE" of the key,
  * or "FILE" when the file leaves it at its default. Returns buf.
  */

@@ -480,7 +480,12 @@ def sighup_with_an_empty_file_removes_nothing(bins):
         open(d.conf, "w").close()  # truncated, not yet written
         d.send(signal.SIGHUP)
         wait_for(lambda: d.status()["reload_error"], "the refusal in status")
-        check("empty" in d.status()["reload_error"], "it says the file is empty", d.status())
+        check(d.status()["reload_error"].startswith(f"{d.conf}: empty (being written?)"),
+              "it says the file is empty", d.status())
+        p = d.check_config()  # what dynmemd -n says of it, before a reload
+        check(p.returncode == 2 and p.stderr.startswith(f"{d.conf}: empty (being written?); a "
+                                                        "reload refuses it"),
+              "dynmemd -n refuses it with the same words", p)
         vms = d.vms()
         check(vms["web1"]["state"] == "running" and vms["db1"]["weight"] == 7000,
               "every VM and its settings stay", vms)
