@@ -68,6 +68,12 @@ static int parse_options(int argc, char **argv, struct options *opt)
         while ((c = getopt_long(argc, argv, "f:dnvg:hV", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'f':
+                        if (!optarg[0]) {
+                                /* An unset variable in a script: not the default file. */
+                                fprintf(stderr, "dynmemd: -f/--config needs a file\n");
+                                usage(stderr);
+                                return -EINVAL;
+                        }
                         opt->config = optarg;
                         break;
                 case 'd':

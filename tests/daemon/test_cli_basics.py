@@ -296,6 +296,10 @@ def the_http_example_checks_as_written(bins):
 def dynmemd_refuses_bad_usage(bins):
     p = subprocess.run([bins[0], "--bogus"], capture_output=True, text=True)
     check(p.returncode == 2 and "Usage" in p.stderr, "exit 2 with usage", p)
+    for args in (["-n", "-f", ""], ["--config=", "-n"]):  # an unset variable in a script
+        p = subprocess.run([bins[0], *args], capture_output=True, text=True)
+        check(p.returncode == 2 and p.stderr.startswith("dynmemd: -f/--config needs a file\n"),
+              "an empty -f is bad usage, not the default file", args, p)
 
 
 @tap.case
