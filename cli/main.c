@@ -303,6 +303,9 @@ static int take_option(struct cli *cli, int key, const char *arg)
                 cli->json = true;
                 return 0;
         case 's':
+                /* an unset variable ("--socket $HOSTB_SOCK") must not mean the default */
+                if (!arg[0])
+                        return fail_usage("--socket needs a path, not an empty word");
                 cli->socket = arg;
                 return 0;
         case 'f':

@@ -508,6 +508,18 @@ def socket_from_the_environment(bins):
                            capture_output=True, text=True, env=dict(os.environ,
                                                                     DYNMEM_SOCKET="/x"))
         check(p.returncode == 0, "--socket wins over DYNMEM_SOCKET", p)
+        # An empty --socket (a script's unset variable) is bad usage: it would otherwise
+        # reach the daemon of DYNMEM_SOCKET or the default one, and change what it has.
+        for args in (["--socket", ""], ["--socket="], ["-s", ""], ["list", "--socket", ""]):
+            argv = args + ["list"] if args[0] != "list" else args
+            p = subprocess.run([d.dynmem, *argv], capture_output=True, text=True, env=env)
+            check(p.returncode == 2 and p.stdout == ""
+                  and p.stderr.startswith("dynmem: --socket needs a path")
+                  and p.stderr.count("\n") == 1, f"dynmem {argv}: bad usage", p)
+        # an empty DYNMEM_SOCKET counts as not set, as dynmem(1) says: --socket then decides
+        p = subprocess.run([d.dynmem, "--socket", d.socket, "list"], capture_output=True,
+                           text=True, env=dict(os.environ, DYNMEM_SOCKET=""))
+        check(p.returncode == 0 and "web1" in p.stdout, "an empty DYNMEM_SOCKET is not set", p)
 
 
 @tap.case
