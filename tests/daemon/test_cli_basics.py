@@ -496,6 +496,15 @@ def no_daemon_says_where_it_looked(bins):
         p = subprocess.run([d.dynmem, "list"], capture_output=True, text=True, env=env)
         check(p.returncode == 1 and "/nonexistent/dynmemd.sock" in p.stderr,
               "DYNMEM_SOCKET is where it looks", p)
+        # a path that is there but no socket: said so, not "refused" as if dynmemd were down
+        plain = os.path.join(d.dir, "plain-file")
+        with open(plain, "w", encoding="utf-8") as f:
+            f.write("not a socket\n")
+        for path, kind in ((plain, "a regular file"), (d.dir, "a directory")):
+            r = d.fails("list", socket_path=path,
+                        contains=f"{path} is not a socket but {kind}; point --socket or "
+                                 "DYNMEM_SOCKET at dynmemd's socket")
+            check("no dynmemd is listening" not in r.err, "not the message of no daemon", r)
 
 
 @tap.case
