@@ -538,6 +538,16 @@ def help_and_version_are_what_they_say(bins):
     check(p.returncode == 0 and "-V, --version" in p.stdout, "--help names --version", p)
     p = subprocess.run([dynmem, "--version"], capture_output=True, text=True)
     check(p.returncode == 0 and p.stdout.startswith("dynmem "), "--version works", p)
+    # as dynmemd and dynmem-sim: -V before the command prints the version, whatever follows
+    for args in (["--version", "extra"], ["-V", "list"], ["--socket", "/nonexistent", "-V"]):
+        q = subprocess.run([dynmem, *args], capture_output=True, text=True)
+        check(q.returncode == 0 and q.stdout == p.stdout and q.stderr == "",
+              f"dynmem {' '.join(args)}: the version", q)
+    # after the command it is no option of the command: the message says where it goes
+    q = subprocess.run([dynmem, "list", "--version"], capture_output=True, text=True)
+    check(q.returncode == 2 and q.stdout == "" and q.stderr.startswith(
+        "dynmem: list: --version goes before the command: dynmem --version"),
+        "dynmem list --version: where --version goes", q)
     usage = subprocess.run([dynmem, "--help"], capture_output=True, text=True).stdout
     # help [COMMAND], as git and virsh have it: the usage, as --help and COMMAND --help
     for args, like in ((["help"], ["--help"]), (["help", "set"], ["set", "--help"]),
