@@ -265,7 +265,9 @@ static void usage(FILE *out)
               "  --rise D          batch: time to reach a job's level (default 30s)\n"
               "  --hold D          batch: mean job length (default 20m)\n"
               "  --rate SIZE       leak: growth per hour (default 128M)\n"
-              "  --tau D           warmup: time constant (default 30m)\n",
+              "  --tau D           warmup: time constant (default 30m)\n"
+              "  -h, --help        show this help\n"
+              "  -V, --version     show the version\n",
               out);
 }
 
@@ -306,21 +308,14 @@ static int opt_size(const char *v, double *ret, char *why, size_t len)
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-            {"seed", required_argument, NULL, 's'},
-            {"duration", required_argument, NULL, 'd'},
-            {"interval", required_argument, NULL, 'i'},
-            {"base", required_argument, NULL, 'b'},
-            {"peak", required_argument, NULL, 'p'},
-            {"noise", required_argument, NULL, 'n'},
-            {"period", required_argument, NULL, 'P'},
-            {"phase", required_argument, NULL, 'H'},
-            {"every", required_argument, NULL, 'e'},
-            {"rise", required_argument, NULL, 'r'},
-            {"hold", required_argument, NULL, 'o'},
-            {"rate", required_argument, NULL, 'R'},
-            {"tau", required_argument, NULL, 't'},
-            {"help", no_argument, NULL, 'h'},
-            {NULL, 0, NULL, 0},
+            {"seed", required_argument, NULL, 's'},     {"duration", required_argument, NULL, 'd'},
+            {"interval", required_argument, NULL, 'i'}, {"base", required_argument, NULL, 'b'},
+            {"peak", required_argument, NULL, 'p'},     {"noise", required_argument, NULL, 'n'},
+            {"period", required_argument, NULL, 'P'},   {"phase", required_argument, NULL, 'H'},
+            {"every", required_argument, NULL, 'e'},    {"rise", required_argument, NULL, 'r'},
+            {"hold", required_argument, NULL, 'o'},     {"rate", required_argument, NULL, 'R'},
+            {"tau", required_argument, NULL, 't'},      {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
         };
         struct params p = {
             .seed = 1,
@@ -339,7 +334,7 @@ int main(int argc, char **argv)
         bool base_given = false, peak_given = false;
         int c, li = 0;
 
-        while ((c = getopt_long(argc, argv, "h", options, &li)) != -1) {
+        while ((c = getopt_long(argc, argv, "hV", options, &li)) != -1) {
                 const char *kind = NULL; /* what the value should have been */
                 char why[200] = "", *end;
                 switch (c) {
@@ -388,6 +383,9 @@ int main(int argc, char **argv)
                 }
                 case 'h':
                         usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("dynmem-tracegen %s\n", DYNMEM_VERSION);
                         return 0;
                 default:
                         usage(stderr);

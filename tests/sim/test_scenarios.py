@@ -48,6 +48,16 @@ def test_tracegen_same_seed_same_bytes():
     assert a == b and a != c
 
 
+def test_tracegen_version_and_help():
+    # As every other dynmem program: -V, --version (it was an unrecognized option, exit 2).
+    for args in (["--version"], ["-V"], ["idle", "--version"]):
+        r = subprocess.run([GEN, *args], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stderr == "", (args, r.returncode, r.stderr)
+        assert r.stdout.startswith("dynmem-tracegen ") and r.stdout.count("\n") == 1, r.stdout
+    r = subprocess.run([GEN, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "-h, --help" in r.stdout and "-V, --version" in r.stdout, r
+
+
 def test_tracegen_refuses_bad_arguments():
     for args in (["nosuchshape"], [], ["diurnal", "--peak", "1G", "--base", "2G"],
                  ["leak", "--rate", "banana"], ["idle", "--interval", "0s"],
