@@ -152,7 +152,7 @@ def test_bad_values_and_settings():
     path = scenario("bad5.ini", "[host]\nmemory = 4G\n[vm \"a\"]\nblock = 4M\ntrace = a.csv\n"
                     "startup = 1026M\n")
     expect_exit(run(path), 2, f'{path}:6: vm "a": startup 1026 MiB is not a multiple of the '
-                "4 MiB block size (block at line 4)")
+                "4 MiB block size, as 1 GiB and 1028 MiB are (block at line 4)")
 
 
 def test_memory_required():
