@@ -589,6 +589,16 @@ def test_human_summary():
         assert f"\n{name} " in r.stdout, name
 
 
+def test_human_summary_counts_one_as_one():
+    # "1 VMs over 10s" before; "resize operations" likewise
+    path = scenario("one-vm.ini", "[host]\nmemory = 2G\n[sim]\nduration = 10s\n"
+                    "[vm \"a\"]\nstartup = 512M\ntrace = a.csv\n")
+    r = run(path, "--policy", "static")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("policy static, 1 VM over 10s on a host with "), r.stdout
+    assert "; 0 resize operations\n" in r.stdout, r.stdout
+
+
 # ---- --timeline and --report ----
 
 def test_timeline():
