@@ -271,6 +271,31 @@ static void usage(FILE *out)
               out);
 }
 
+/* The options of some shapes alone: given for another, they would change nothing. */
+static const struct {
+        int key;
+        const char *name, *shapes[2];
+} shape_options[] = {
+    {'P', "period", {"diurnal"}}, {'H', "phase", {"diurnal", "office"}},
+    {'e', "every", {"batch"}},    {'r', "rise", {"batch"}},
+    {'o', "hold", {"batch"}},     {'R', "rate", {"leak"}},
+    {'t', "tau", {"warmup"}},
+};
+#define N_SHAPE_OPTIONS (sizeof(shape_options) / sizeof(shape_options[0]))
+
+/* An option given that shape does not use: its index in shape_options, else -1. */
+static int option_unused(const bool given[N_SHAPE_OPTIONS], const char *shape)
+{
+        for (size_t i = 0; i < N_SHAPE_OPTIONS; i++) {
+                bool used = false;
+                for (size_t j = 0; j < 2 && shape_options[i].shapes[j]; j++)
+                        used |= strcmp(shape, shape_options[i].shapes[j]) == 0;
+                if (given[i] && !used)
+                        return (int)i;
+        }
+        return -1;
+}
+
 static int opt_duration(const char *v, double *ret)
 {
         uint64_t ms;
@@ -331,7 +356,7 @@ int main(int argc, char **argv)
             .rate = 128.0 * MIB,
             .tau_s = 1800,
         };
-        bool base_given = false, peak_given = false;
+        bool base_given = false, peak_given = false, shape_given[N_SHAPE_OPTIONS] = {false};
         int c, li = 0;
 
         while ((c = getopt_long(argc, argv, "hV", options, &li)) != -1) {
@@ -397,6 +422,8 @@ int main(int argc, char **argv)
                         fprintf(stderr, "dynmem-tracegen: --%s: %s\n", options[li].name, why);
                         return 2;
                 }
+                for (size_t i = 0; i < N_SHAPE_OPTIONS; i++)
+                        shape_given[i] |= shape_options[i].key == c;
         }
         static const char *const shapes[] = {"diurnal", "batch",  "leak",
                                              "idle",    "warmup", "office"};
@@ -410,6 +437,14 @@ int main(int argc, char **argv)
                 return 2;
         }
         p.shape = argv[optind];
+        int unused = option_unused(shape_given, p.shape);
+        if (unused >= 0) { /* the same trace with it or without: a mistake, said */
+                const char *const *on = shape_options[unused].shapes;
+                fprintf(stderr, "dynmem-tracegen: --%s is for %s%s%s only; %s does not use it\n",
+                        shape_options[unused].name, on[0], on[1] ? " and " : "", on[1] ? on[1] : "",
+                        p.shape);
+                return 2;
+        }
         /* Both sizes, and which is a default: --peak alone may be below the default base. */
         char peak_base[160], a[32], b[32];
         snprintf(peak_base, sizeof(peak_base), "--peak %s%s must be at least --base %s%s",
