@@ -155,6 +155,14 @@ def test_bad_values_and_settings():
                 "4 MiB block size, as 1 GiB and 1028 MiB are (block at line 4)")
 
 
+def test_duration_zero_refused():
+    # 0 was taken as "until the last trace ends", without a word
+    path = scenario("zero.ini", "[host]\nmemory = 2G\n[sim]\nduration = 0\n" + GOOD_VM)
+    r = run(path)
+    expect_exit(r, 2, f"{path}:4: duration: 0 is outside 1ms..8784h")
+    assert r.stdout == "", r.stdout
+
+
 def test_memory_required():
     path = scenario("nomem.ini", "[host]\npolicy = hyperv\n" + GOOD_VM)
     expect_exit(run(path), 2, "memory is required")
