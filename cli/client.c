@@ -46,6 +46,20 @@ static void denied(const char *path, char *err, size_t errlen)
                          path, (unsigned)st.st_gid);
 }
 
+/* What a path that is not a socket is, for the message that says so. */
+static const char *file_kind(mode_t mode)
+{
+        if (S_ISREG(mode))
+                return "a regular file";
+        if (S_ISDIR(mode))
+                return "a directory";
+        if (S_ISFIFO(mode))
+                return "a FIFO";
+        if (S_ISCHR(mode) || S_ISBLK(mode))
+                return "a device";
+        return "another kind of file";
+}
+
 static int connect_socket(const char *path, uint64_t timeout_ms, char *err, size_t errlen)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -64,11 +78,19 @@ static int connect_socket(const char *path, uint64_t timeout_ms, char *err, size
                 setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 int e = errno;
+                struct stat st;
                 if (fd >= 0)
                         close(fd);
                 if (e == EACCES || e == EPERM)
                         denied(path, err, errlen);
-                else
+                else if (e == ECONNREFUSED && stat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+                        /* a file or folder there: "refused" would send one looking for dynmemd */
+                        snprintf(err, errlen,
+                                 "%s is not a socket but %s; point --socket or " CONTROL_SOCKET_ENV
+                                 " at dynmemd's socket",
+                                 path, file_kind(st.st_mode));
+                        e = ENOTSOCK;
+                } else
                         snprintf(err, errlen,
                                  "no dynmemd is listening on %s (%s); start it, or "
                                  "point --socket or " CONTROL_SOCKET_ENV " at its socket",

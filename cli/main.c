@@ -30,6 +30,7 @@ enum {
         OPT_MIGRATE = 1u << 6,  /* migrate: --connect, --migrate-uri, --persistent, ... */
         OPT_SET = 1u << 7,      /* set: --autostart on|off, --reset KEY */
         OPT_LIST = 1u << 8,     /* list: --name */
+        OPT_TOP = 1u << 9,      /* before the command: -V, --version */
 };
 
 #define OPERAND_COMMAND 3
@@ -95,6 +96,7 @@ static const struct {
     {{"socket", required_argument, NULL, 's'}, OPT_COMMON},
     {{"timeout", required_argument, NULL, KEY_TIMEOUT}, OPT_COMMON},
     {{"help", no_argument, NULL, 'h'}, OPT_COMMON},
+    {{"version", no_argument, NULL, 'V'}, OPT_TOP},
     {{"force", no_argument, NULL, 'f'}, OPT_FORCE},
     {{"option", required_argument, NULL, 'o'}, OPT_CREATE},
     {{"autostart", no_argument, NULL, KEY_AUTOSTART}, OPT_CREATE},
@@ -303,6 +305,9 @@ static int take_option(struct cli *cli, int key, const char *arg)
                 cli->json = true;
                 return 0;
         case 's':
+                /* an unset variable ("--socket $HOSTB_SOCK") must not mean the default */
+                if (!arg[0])
+                        return fail_usage("--socket needs a path, not an empty word");
                 cli->socket = arg;
                 return 0;
         case 'f':
@@ -425,6 +430,10 @@ static int parse(struct cli *cli, int argc, char **argv, unsigned allowed, bool 
                         usage(stdout);
                         exit(CLI_OK);
                 }
+                if (c == 'V') { /* as dynmemd and dynmem-sim: whatever follows */
+                        printf("dynmem %s\n", DYNMEM_VERSION);
+                        exit(fflush(stdout) == 0 && !ferror(stdout) ? CLI_OK : CLI_FAILED);
+                }
                 const char *cmd = stop ? "" : argv[0], *sep = stop ? "" : ": ";
                 if (c == ':')
                         return fail_usage("%s%soption %s needs a value", cmd, sep,
@@ -435,6 +444,9 @@ static int parse(struct cli *cli, int argc, char **argv, unsigned allowed, bool 
                         if (ambiguous(arg, longopts, names, sizeof(names)))
                                 return fail_usage("%s%soption %.*s is ambiguous: %s", cmd, sep,
                                                   (int)strcspn(arg, "="), arg, names);
+                        if (!stop && (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0))
+                                return fail_usage("%s: %s goes before the command: dynmem %s", cmd,
+                                                  arg, arg);
                         return fail_usage("%s%sunknown option %s", cmd, sep, argv[optind - 1]);
                 }
                 if (take_option(cli, c, optarg) < 0)
@@ -529,11 +541,7 @@ int main(int argc, char **argv)
         int first, r;
 
         signal(SIGPIPE, SIG_IGN);
-        if (argc == 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
-                printf("dynmem %s\n", DYNMEM_VERSION);
-                return CLI_OK;
-        }
-        first = parse(&cli, argc, argv, 0, true); /* options before the command */
+        first = parse(&cli, argc, argv, OPT_TOP, true); /* options before the command */
         if (first < 0)
                 return CLI_USAGE;
         if (first >= argc) {

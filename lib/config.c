@@ -265,8 +265,9 @@ static const struct key_spec policy_keys[] = {
 };
 
 static const struct key_spec sim_keys[] = {
-    /* As long as a trace may run (trace.h), and no longer. */
-    {"duration", KEY_DURATION, offsetof(struct config_sim, duration_ms), 0, (double)TRACE_MS_MAX,
+    /* As long as a trace may run (trace.h), and no longer; 0 would run nothing (left out, the
+       run lasts until the last trace ends). */
+    {"duration", KEY_DURATION, offsetof(struct config_sim, duration_ms), 1, (double)TRACE_MS_MAX,
      NO_FLAG},
     {"step", KEY_DURATION, offsetof(struct config_sim, step_ms), 10, 3600000, NO_FLAG},
     {"report_interval", KEY_DURATION, offsetof(struct config_sim, report_interval_ms), 10, 3600000,

@@ -227,18 +227,32 @@ void settings_complete(struct vm_settings *s, unsigned given)
                 s->lend = true;
 }
 
+/* A size as size_format() prints it, with its exact bytes where that rounds ("4.0 KiB (4097 B)").
+ */
+static char *size_shown(uint64_t v, char *buf, size_t len)
+{
+        char a[32];
+
+        size_format(v, a, sizeof(a));
+        if (strchr(a, '.'))
+                snprintf(buf, len, "%s (%llu B)", a, (unsigned long long)v);
+        else
+                snprintf(buf, len, "%s", a);
+        return buf;
+}
+
 /* The block is every other size's unit: a power of two in its range. */
 static int check_block(const struct vm_settings *s, unsigned named[2], char *err, size_t errlen)
 {
         const struct setting_desc *d = &settings_table[__builtin_ctz(SETTINGS_BLOCK)];
         uint64_t v = s->block_bytes;
-        char a[32], b[32], c[32];
+        char a[64], b[32], c[32];
 
         if (v >= d->min && v <= d->max && (v & (v - 1)) == 0)
                 return 0;
         named[0] = SETTINGS_BLOCK;
         snprintf(err, errlen, "%s %s is not a power of two between %s and %s", d->label,
-                 size_format(v, a, sizeof(a)), size_format(d->min, b, sizeof(b)),
+                 size_shown(v, a, sizeof(a)), size_format(d->min, b, sizeof(b)),
                  size_format(d->max, c, sizeof(c)));
         return -EINVAL;
 }
@@ -276,22 +290,56 @@ static const char *default_note(const struct vm_settings *s, const struct settin
         return buf;
 }
 
+/*
+ * A size that is not a multiple of the block, shown so that the problem shows:
+ * exactly when it is a whole number of KiB or more ("1025 MiB", "1048580 KiB"),
+ * else in MiB with its exact bytes ("1331.2 MiB (1395864371 B)"), where "1.3 GiB"
+ * alone would look like a multiple.
+ */
+static char *misaligned_format(uint64_t v, char *buf, size_t len)
+{
+        if (v % KIB == 0)
+                return size_format_exact(v, buf, len);
+        snprintf(buf, len, "%.1f MiB (%llu B)", (double)v / (double)MIB, (unsigned long long)v);
+        return buf;
+}
+
+/* ", as 1330 MiB and 1332 MiB are": the multiples of d's range nearest to v. */
+static char *nearest_multiples(const struct setting_desc *d, uint64_t v, uint64_t block, char *buf,
+                               size_t len)
+{
+        uint64_t below = v - v % block, above = below + block;
+        bool lo = below >= d->min && below > 0, hi = above <= d->max && above > below;
+        char a[32], b[32];
+
+        size_format_exact(below, a, sizeof(a));
+        size_format_exact(above, b, sizeof(b));
+        if (lo && hi)
+                snprintf(buf, len, ", as %s and %s are", a, b);
+        else if (lo || hi)
+                snprintf(buf, len, ", as %s is", lo ? a : b);
+        else
+                buf[0] = '\0';
+        return buf;
+}
+
 static int check_size(const struct vm_settings *s, const struct setting_desc *d, unsigned given,
                       unsigned named[2], char *err, size_t errlen)
 {
         uint64_t v = settings_get(s, d);
-        char a[32], b[32], note[96];
+        char a[64], b[32], note[96], near[112];
 
-        size_format(v, a, sizeof(a));
+        size_shown(v, a, sizeof(a));
         default_note(s, d, given, note, sizeof(note));
         if (v > d->max)
                 snprintf(err, errlen, "%s %s is larger than %s%s", d->label, a,
                          size_format(d->max, b, sizeof(b)), note);
         else if (v % s->block_bytes != 0) {
                 named[1] = SETTINGS_BLOCK;
-                snprintf(err, errlen, "%s %s is not a multiple of the %s block size%s", d->label,
-                         size_format_exact(v, a, sizeof(a)),
-                         size_format(s->block_bytes, b, sizeof(b)), note);
+                snprintf(err, errlen, "%s %s is not a multiple of the %s block size%s%s", d->label,
+                         misaligned_format(v, a, sizeof(a)),
+                         size_format(s->block_bytes, b, sizeof(b)),
+                         nearest_multiples(d, v, s->block_bytes, near, sizeof(near)), note);
         } else if (v < d->min)
                 snprintf(err, errlen, "%s %s is below %s%s", d->label, a,
                          size_format(d->min, b, sizeof(b)), note);

@@ -34,8 +34,8 @@ void report_human(FILE *out, const struct simrun_result *r)
 {
         char a[32], b[32], c[32];
 
-        fprintf(out, "policy %s, %zu VMs over %s on a host with %s for VMs\n", r->policy, r->vms,
-                duration_format(r->duration_ms, a, sizeof(a)),
+        fprintf(out, "policy %s, %zu VM%s over %s on a host with %s for VMs\n", r->policy, r->vms,
+                r->vms == 1 ? "" : "s", duration_format(r->duration_ms, a, sizeof(a)),
                 size_format(r->memory_bytes, b, sizeof(b)));
         fprintf(out, "  started %zu, never started %zu, OOM kills %llu, budget violations %llu\n",
                 r->started, r->refused, (unsigned long long)r->oom_kills,
@@ -44,9 +44,10 @@ void report_human(FILE *out, const struct simrun_result *r)
                 r->short_seconds, r->vm_seconds,
                 r->vm_seconds > 0 ? 100.0 * r->short_seconds / r->vm_seconds : 0.0,
                 r->short_byte_seconds / (double)GIB);
-        fprintf(out, "  host memory held: mean %s, peak %s; %llu resize operations\n",
+        fprintf(out, "  host memory held: mean %s, peak %s; %llu resize operation%s\n",
                 size_format((uint64_t)r->host_mean_bytes, a, sizeof(a)),
-                size_format(r->host_peak_bytes, b, sizeof(b)), (unsigned long long)r->resize_ops);
+                size_format(r->host_peak_bytes, b, sizeof(b)), (unsigned long long)r->resize_ops,
+                r->resize_ops == 1 ? "" : "s");
         fprintf(out, "  reaction (short until enough): p50 %.1f s, p95 %.1f s\n", r->reaction_p50_s,
                 r->reaction_p95_s);
         if (r->policy_failed)

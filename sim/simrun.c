@@ -16,6 +16,7 @@
 #include "log.h"
 #include "policy_exec.h"
 #include "sim.h"
+#include "trace.h"
 #include "units.h"
 
 #define SIMRUN_MESSAGE_MAX 320 /* a policy failure on stderr, bytes */
@@ -91,6 +92,89 @@ static void warn_daemon_keys(struct config *cfg)
                                 cfg->daemon_keys[i].key);
 }
 
+/*
+ * The narrowest peak of the trace at path: a row, or a run of rows of one
+ * demand, above the rows on either side, which the demand exceeds only
+ * between those two rows (*from_ms, *to_ms). Returns its width, to - from;
+ * 0 for none, or a trace that cannot be read (check_vm said why). The first
+ * and last levels hold before and after the trace, so they are never missed;
+ * the corners of a step or a job (rows 1 ms or 1 s apart) make no peak of
+ * their own.
+ */
+static uint64_t narrowest_peak_ms(const char *path, uint64_t *from_ms, uint64_t *to_ms)
+{
+        struct config_diag ignored = {0};
+        struct trace t = {0};
+        uint64_t least = 0;
+
+        if (trace_load(path, &t, &ignored) == 0) {
+                for (size_t i = 1; i + 1 < t.n; i++) {
+                        size_t j = i;
+                        while (j + 1 < t.n && t.demand[j + 1] == t.demand[i])
+                                j++;
+                        if (j + 1 < t.n && t.demand[i - 1] < t.demand[i] &&
+                            t.demand[j + 1] < t.demand[i] &&
+                            (least == 0 || t.t_ms[j + 1] - t.t_ms[i - 1] < least)) {
+                                least = t.t_ms[j + 1] - t.t_ms[i - 1];
+                                *from_ms = t.t_ms[i - 1];
+                                *to_ms = t.t_ms[j + 1];
+                        }
+                        i = j;
+                }
+        }
+        trace_free(&t);
+        config_diag_free(&ignored);
+        return least;
+}
+
+/*
+ * The run reads a trace's demand once a step: a peak narrower than a step can
+ * fall between two steps and is never seen, neither as time short nor as an
+ * OOM kill. A warning once per trace file, at [sim] step's line (at the VM's
+ * trace line when step is left at its default), with the step, the width of
+ * the narrowest peak and its rows.
+ */
+static void warn_step_beyond_traces(struct config *cfg)
+{
+        uint64_t step = cfg->sim.step_ms;
+        unsigned step_line = config_key_line(cfg, "sim", "step");
+        char **seen = calloc(cfg->n_vms ? cfg->n_vms : 1, sizeof(*seen));
+        size_t n_seen = 0;
+        char a[32], b[32];
+
+        for (size_t i = 0; seen && i < cfg->n_vms; i++) {
+                const struct config_vm *vm = &cfg->vms[i];
+                const struct config_kv *kv = config_vm_key(vm, "trace");
+                char *path = kv ? sim_backend_trace_path(cfg, kv->value) : NULL;
+                uint64_t from = 0, to = 0, width;
+                bool again = false;
+
+                for (size_t j = 0; path && j < n_seen && !again; j++)
+                        again = strcmp(seen[j], path) == 0;
+                if (!path || again) {
+                        free(path);
+                        continue;
+                }
+                seen[n_seen++] = path;
+                width = narrowest_peak_ms(path, &from, &to);
+                if (width == 0 || width > step)
+                        continue;
+                duration_format(step, a, sizeof(a));
+                duration_format(width, b, sizeof(b));
+                config_diag_add(&cfg->warnings, cfg->path, step_line ? step_line : kv->line,
+                                "warning: [sim] step %s is not shorter than the %s of the "
+                                "narrowest peak of the trace %s (vm \"%s\", between its rows at "
+                                "%g and %g seconds): its demand is read once a step, so such a "
+                                "peak can fall between two steps unseen (no time short, no OOM "
+                                "kill); a step under %s sees every peak",
+                                a, b, kv->value, vm->name, (double)from / 1000.0,
+                                (double)to / 1000.0, b);
+        }
+        for (size_t j = 0; j < n_seen; j++)
+                free(seen[j]);
+        free(seen);
+}
+
 int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
 {
         struct config_diag diag = {0};
@@ -127,6 +211,8 @@ int simrun_load_scenario(const char *path, uint64_t swept, struct config *ret)
                 config_warn_seed(ret, "dynmem-sim"); /* the model is not random */
         if (r == 0)
                 warn_startup_beyond_memory(ret, swept);
+        if (r == 0)
+                warn_step_beyond_traces(ret);
         for (size_t i = 0; i < diag.count; i++)
                 fprintf(stderr, "%s\n", diag.messages[i]);
         if (config_diag_more(&diag, "problem", more, sizeof(more)))

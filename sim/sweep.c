@@ -306,8 +306,8 @@ static int run_workers(const struct config *cfg, struct sweep_result *r, size_t 
         for (unsigned i = 0; i < started; i++)
                 waitpid(pids[i], NULL, 0);
         if (started == 0 || got < n_jobs) {
-                snprintf(err, errlen, "%zu of %zu runs did not report (%u workers)", n_jobs - got,
-                         n_jobs, started);
+                snprintf(err, errlen, "%zu of %zu run%s did not report (%u worker%s)", n_jobs - got,
+                         n_jobs, n_jobs == 1 ? "" : "s", started, started == 1 ? "" : "s");
                 return -ECHILD;
         }
         return 0;

@@ -59,8 +59,9 @@ void sweep_report_human(FILE *out, const char *scenario, const struct sweep_resu
         char a[32], b[32], slo[160];
         bool starred = false;
 
-        fprintf(out, "sweep of %s: %zu host sizes x %zu policies in %.1f s on %u workers\n",
-                scenario, r->n_sizes, r->n_policies, r->wall_s, r->jobs);
+        fprintf(out, "sweep of %s: %zu host size%s x %zu polic%s in %.1f s on %u worker%s\n",
+                scenario, r->n_sizes, r->n_sizes == 1 ? "" : "s", r->n_policies,
+                r->n_policies == 1 ? "y" : "ies", r->wall_s, r->jobs, r->jobs == 1 ? "" : "s");
         fprintf(out, "%-10s", "memory");
         for (size_t p = 0; p < r->n_policies; p++)
                 fprintf(out, can_fail(r->policies[p]) ? " %36.36s" : " %27.27s", r->policies[p]);
@@ -380,9 +381,10 @@ int sweep_report_html(FILE *out, const char *scenario, const struct sweep_result
         fputs("<h1>Capacity sweep: ", out);
         report_html_escape(out, base_name(scenario));
         fprintf(out,
-                "</h1>\n<p>%zu host sizes &times; %zu policies, simulated on %u worker processes "
+                "</h1>\n<p>%zu host size%s &times; %zu polic%s, simulated on %u worker process%s "
                 "in %.1f s.</p>\n",
-                r->n_sizes, r->n_policies, r->jobs, r->wall_s);
+                r->n_sizes, r->n_sizes == 1 ? "" : "s", r->n_policies,
+                r->n_policies == 1 ? "y" : "ies", r->jobs, r->jobs == 1 ? "" : "es", r->wall_s);
         smallest_line(out, r);
         legend(out, r);
         plot(out, "short-curve", "Short VM-seconds, % of VM-seconds (log scale)", r, false);

@@ -265,8 +265,35 @@ static void usage(FILE *out)
               "  --rise D          batch: time to reach a job's level (default 30s)\n"
               "  --hold D          batch: mean job length (default 20m)\n"
               "  --rate SIZE       leak: growth per hour (default 128M)\n"
-              "  --tau D           warmup: time constant (default 30m)\n",
+              "  --tau D           warmup: time constant (default 30m)\n"
+              "  -h, --help        show this help\n"
+              "  -V, --version     show the version\n",
               out);
+}
+
+/* The options of some shapes alone: given for another, they would change nothing. */
+static const struct {
+        int key;
+        const char *name, *shapes[2];
+} shape_options[] = {
+    {'P', "period", {"diurnal"}}, {'H', "phase", {"diurnal", "office"}},
+    {'e', "every", {"batch"}},    {'r', "rise", {"batch"}},
+    {'o', "hold", {"batch"}},     {'R', "rate", {"leak"}},
+    {'t', "tau", {"warmup"}},
+};
+#define N_SHAPE_OPTIONS (sizeof(shape_options) / sizeof(shape_options[0]))
+
+/* An option given that shape does not use: its index in shape_options, else -1. */
+static int option_unused(const bool given[N_SHAPE_OPTIONS], const char *shape)
+{
+        for (size_t i = 0; i < N_SHAPE_OPTIONS; i++) {
+                bool used = false;
+                for (size_t j = 0; j < 2 && shape_options[i].shapes[j]; j++)
+                        used |= strcmp(shape, shape_options[i].shapes[j]) == 0;
+                if (given[i] && !used)
+                        return (int)i;
+        }
+        return -1;
 }
 
 static int opt_duration(const char *v, double *ret)
@@ -306,21 +333,14 @@ static int opt_size(const char *v, double *ret, char *why, size_t len)
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
-            {"seed", required_argument, NULL, 's'},
-            {"duration", required_argument, NULL, 'd'},
-            {"interval", required_argument, NULL, 'i'},
-            {"base", required_argument, NULL, 'b'},
-            {"peak", required_argument, NULL, 'p'},
-            {"noise", required_argument, NULL, 'n'},
-            {"period", required_argument, NULL, 'P'},
-            {"phase", required_argument, NULL, 'H'},
-            {"every", required_argument, NULL, 'e'},
-            {"rise", required_argument, NULL, 'r'},
-            {"hold", required_argument, NULL, 'o'},
-            {"rate", required_argument, NULL, 'R'},
-            {"tau", required_argument, NULL, 't'},
-            {"help", no_argument, NULL, 'h'},
-            {NULL, 0, NULL, 0},
+            {"seed", required_argument, NULL, 's'},     {"duration", required_argument, NULL, 'd'},
+            {"interval", required_argument, NULL, 'i'}, {"base", required_argument, NULL, 'b'},
+            {"peak", required_argument, NULL, 'p'},     {"noise", required_argument, NULL, 'n'},
+            {"period", required_argument, NULL, 'P'},   {"phase", required_argument, NULL, 'H'},
+            {"every", required_argument, NULL, 'e'},    {"rise", required_argument, NULL, 'r'},
+            {"hold", required_argument, NULL, 'o'},     {"rate", required_argument, NULL, 'R'},
+            {"tau", required_argument, NULL, 't'},      {"help", no_argument, NULL, 'h'},
+            {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
         };
         struct params p = {
             .seed = 1,
@@ -336,10 +356,10 @@ int main(int argc, char **argv)
             .rate = 128.0 * MIB,
             .tau_s = 1800,
         };
-        bool base_given = false, peak_given = false;
+        bool base_given = false, peak_given = false, shape_given[N_SHAPE_OPTIONS] = {false};
         int c, li = 0;
 
-        while ((c = getopt_long(argc, argv, "h", options, &li)) != -1) {
+        while ((c = getopt_long(argc, argv, "hV", options, &li)) != -1) {
                 const char *kind = NULL; /* what the value should have been */
                 char why[200] = "", *end;
                 switch (c) {
@@ -389,6 +409,9 @@ int main(int argc, char **argv)
                 case 'h':
                         usage(stdout);
                         return 0;
+                case 'V':
+                        printf("dynmem-tracegen %s\n", DYNMEM_VERSION);
+                        return 0;
                 default:
                         usage(stderr);
                         return 2;
@@ -399,6 +422,8 @@ int main(int argc, char **argv)
                         fprintf(stderr, "dynmem-tracegen: --%s: %s\n", options[li].name, why);
                         return 2;
                 }
+                for (size_t i = 0; i < N_SHAPE_OPTIONS; i++)
+                        shape_given[i] |= shape_options[i].key == c;
         }
         static const char *const shapes[] = {"diurnal", "batch",  "leak",
                                              "idle",    "warmup", "office"};
@@ -412,6 +437,14 @@ int main(int argc, char **argv)
                 return 2;
         }
         p.shape = argv[optind];
+        int unused = option_unused(shape_given, p.shape);
+        if (unused >= 0) { /* the same trace with it or without: a mistake, said */
+                const char *const *on = shape_options[unused].shapes;
+                fprintf(stderr, "dynmem-tracegen: --%s is for %s%s%s only; %s does not use it\n",
+                        shape_options[unused].name, on[0], on[1] ? " and " : "", on[1] ? on[1] : "",
+                        p.shape);
+                return 2;
+        }
         /* Both sizes, and which is a default: --peak alone may be below the default base. */
         char peak_base[160], a[32], b[32];
         snprintf(peak_base, sizeof(peak_base), "--peak %s%s must be at least --base %s%s",

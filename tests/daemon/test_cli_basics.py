@@ -522,6 +522,15 @@ def no_daemon_says_where_it_looked(bins):
         p = subprocess.run([d.dynmem, "list"], capture_output=True, text=True, env=env)
         check(p.returncode == 1 and "/nonexistent/dynmemd.sock" in p.stderr,
               "DYNMEM_SOCKET is where it looks", p)
+        # a path that is there but no socket: said so, not "refused" as if dynmemd were down
+        plain = os.path.join(d.dir, "plain-file")
+        with open(plain, "w", encoding="utf-8") as f:
+            f.write("not a socket\n")
+        for path, kind in ((plain, "a regular file"), (d.dir, "a directory")):
+            r = d.fails("list", socket_path=path,
+                        contains=f"{path} is not a socket but {kind}; point --socket or "
+                                 "DYNMEM_SOCKET at dynmemd's socket")
+            check("no dynmemd is listening" not in r.err, "not the message of no daemon", r)
 
 
 @tap.case
@@ -534,6 +543,18 @@ def socket_from_the_environment(bins):
                            capture_output=True, text=True, env=dict(os.environ,
                                                                     DYNMEM_SOCKET="/x"))
         check(p.returncode == 0, "--socket wins over DYNMEM_SOCKET", p)
+        # An empty --socket (a script's unset variable) is bad usage: it would otherwise
+        # reach the daemon of DYNMEM_SOCKET or the default one, and change what it has.
+        for args in (["--socket", ""], ["--socket="], ["-s", ""], ["list", "--socket", ""]):
+            argv = args + ["list"] if args[0] != "list" else args
+            p = subprocess.run([d.dynmem, *argv], capture_output=True, text=True, env=env)
+            check(p.returncode == 2 and p.stdout == ""
+                  and p.stderr.startswith("dynmem: --socket needs a path")
+                  and p.stderr.count("\n") == 1, f"dynmem {argv}: bad usage", p)
+        # an empty DYNMEM_SOCKET counts as not set, as dynmem(1) says: --socket then decides
+        p = subprocess.run([d.dynmem, "--socket", d.socket, "list"], capture_output=True,
+                           text=True, env=dict(os.environ, DYNMEM_SOCKET=""))
+        check(p.returncode == 0 and "web1" in p.stdout, "an empty DYNMEM_SOCKET is not set", p)
 
 
 @tap.case
@@ -543,6 +564,16 @@ def help_and_version_are_what_they_say(bins):
     check(p.returncode == 0 and "-V, --version" in p.stdout, "--help names --version", p)
     p = subprocess.run([dynmem, "--version"], capture_output=True, text=True)
     check(p.returncode == 0 and p.stdout.startswith("dynmem "), "--version works", p)
+    # as dynmemd and dynmem-sim: -V before the command prints the version, whatever follows
+    for args in (["--version", "extra"], ["-V", "list"], ["--socket", "/nonexistent", "-V"]):
+        q = subprocess.run([dynmem, *args], capture_output=True, text=True)
+        check(q.returncode == 0 and q.stdout == p.stdout and q.stderr == "",
+              f"dynmem {' '.join(args)}: the version", q)
+    # after the command it is no option of the command: the message says where it goes
+    q = subprocess.run([dynmem, "list", "--version"], capture_output=True, text=True)
+    check(q.returncode == 2 and q.stdout == "" and q.stderr.startswith(
+        "dynmem: list: --version goes before the command: dynmem --version"),
+        "dynmem list --version: where --version goes", q)
     usage = subprocess.run([dynmem, "--help"], capture_output=True, text=True).stdout
     # help [COMMAND], as git and virsh have it: the usage, as --help and COMMAND --help
     for args, like in ((["help"], ["--help"]), (["help", "set"], ["set", "--help"]),

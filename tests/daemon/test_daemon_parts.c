@@ -1015,7 +1015,8 @@ static void a_reload_keeps_all_when_the_rest_does_not_fit(void **state)
                             "dynmem.conf:6: warning: vm \"web1\" takes this file's settings once "
                             "it is off: cannot change block size while the VM is running; the "
                             "changes it can take now do not fit on their own (minimum 510 MiB is "
-                            "not a multiple of the 4 MiB block size)");
+                            "not a multiple of the 4 MiB block size, as 508 MiB and 512 MiB "
+                            "are)");
         e->vm.state = VM_OFF;
         assert_int_equal(apply_reset_pending(&d), 1);
         assert_true(e->vm.settings.block_bytes == 2 * MIB);

@@ -15,7 +15,11 @@
 #    unit files, the users dynmem and dynmem-qemu, the man pages, the bash and
 #    zsh completion (zsh's compinit finds the latter, when zsh is here), the
 #    libvirt backend and its hook;
-# 4. `apt-get remove`: the programs go, the conffile stays; `apt-get purge`:
+# 4. the installed dynmemd runs on the installed configuration until dynmem
+#    status answers, and stops: it leaves its lock, state.json and running.json
+#    in /var/lib/dynmem, as on any host where it ran (with a console log and its
+#    trimmed .old beside them, as a guest's run leaves);
+# 5. `apt-get remove`: the programs go, the conffile stays; `apt-get purge`:
 #    nothing of either package is left, only the system users dynmem and
 #    dynmem-qemu and their groups (Debian policy keeps system users and groups).
 #
@@ -75,10 +79,11 @@ purge_all() {
                 >"$TMP/purge-on-exit.log" 2>&1
         installed=0
 }
-trap 'purge_all; rm -rf "$TMP"' EXIT
+dynmemd_pid=""
+trap '[ -z "$dynmemd_pid" ] || kill "$dynmemd_pid" 2>/dev/null; purge_all; rm -rf "$TMP"' EXIT
 trap 'exit 1' INT TERM
 
-echo "1..16"
+echo "1..17"
 
 # ---- what the build needs, from scripts/deps.sh (what a fresh machine gets) ----
 check "scripts/deps.sh installs every Build-Depends of debian/control" \
@@ -170,6 +175,25 @@ else
 fi
 dpkg -L dynmem dynmem-guest 2>/dev/null | sort -u >"$TMP/files"
 comment "$(wc -l <"$TMP/files") paths in the two packages"
+
+# ---- a run of dynmemd, so that purge meets what one leaves in /var/lib/dynmem ----
+dynmemd -d >"$TMP/dynmemd.log" 2>&1 &
+dynmemd_pid=$!
+i=0
+until dynmem status >/dev/null 2>&1 || [ $i -ge 300 ] || ! kill -0 $dynmemd_pid 2>/dev/null; do
+        sleep 0.1
+        i=$((i + 1))
+done
+kill -TERM $dynmemd_pid 2>/dev/null
+wait $dynmemd_pid
+rc=$?
+dynmemd_pid=""
+# a guest's console log and its trimmed part, as the qemu backend names them (no QEMU here)
+: >/var/lib/dynmem/web.console.log && : >/var/lib/dynmem/web.console.log.old
+check "the installed dynmemd ran, stopped on SIGTERM and left its lock and state in /var/lib/dynmem" sh -c \
+        "test $rc = 0 && grep -q '^dynmemd: started' $TMP/dynmemd.log &&
+         test -f /var/lib/dynmem/dynmemd.lock && test -f /var/lib/dynmem/state.json &&
+         test -f /var/lib/dynmem/running.json || { cat $TMP/dynmemd.log; ls -la /var/lib/dynmem; exit 1; }"
 
 # ---- remove, then purge ----
 t0=$(date +%s)

@@ -152,7 +152,51 @@ def test_bad_values_and_settings():
     path = scenario("bad5.ini", "[host]\nmemory = 4G\n[vm \"a\"]\nblock = 4M\ntrace = a.csv\n"
                     "startup = 1026M\n")
     expect_exit(run(path), 2, f'{path}:6: vm "a": startup 1026 MiB is not a multiple of the '
-                "4 MiB block size (block at line 4)")
+                "4 MiB block size, as 1 GiB and 1028 MiB are (block at line 4)")
+
+
+def test_duration_zero_refused():
+    # 0 was taken as "until the last trace ends", without a word
+    path = scenario("zero.ini", "[host]\nmemory = 2G\n[sim]\nduration = 0\n" + GOOD_VM)
+    r = run(path)
+    expect_exit(r, 2, f"{path}:4: duration: 0 is outside 1ms..8784h")
+    assert r.stdout == "", r.stdout
+
+
+def test_step_longer_than_a_peak_of_a_trace_warned():
+    # A static VM of 512M whose 3-minute trace peaks at 900M between two steps of 1h: the
+    # run saw no OOM kill and said nothing; with a step of 90s it sees the kill.
+    trace = "seconds,demand\n0,300M\n60,400M\n120,900M\n180,300M\n"
+    vm = '[vm "web"]\nstartup = 512M\ntrace = a.csv\n'
+    path = scenario("long-step.ini", "[host]\nmemory = 2G\n[sim]\nstep = 1h\n" + vm, trace)
+    r = run(path, "--policy", "static", "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == (f'{path}:4: warning: [sim] step 1h is not shorter than the 2m of the '
+                        'narrowest peak of the trace a.csv (vm "web", between its rows at 60 and '
+                        '180 seconds): its demand is read once a step, so such a peak can fall '
+                        'between two steps unseen (no time short, no OOM kill); a step under 2m '
+                        'sees every peak\n'), r.stderr
+    assert json.loads(r.stdout)["oom_kills"] == 0
+    path = scenario("row-step.ini", "[host]\nmemory = 2G\n[sim]\nstep = 90s\n" + vm, trace)
+    r = run(path, "--policy", "static", "--json")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert json.loads(r.stdout)["oom_kills"] == 1, r.stdout
+    # step left at 1s: at the trace's line; one warning for a trace two VMs replay
+    trace = "seconds,demand\n0,300M\n0.4,400M\n0.8,300M\n"
+    path = scenario("fine.ini", "[host]\nmemory = 2G\n" + vm + vm.replace("web", "db"), trace)
+    r = run(path, "--policy", "static")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.startswith(f"{path}:5: warning: [sim] step 1s is not shorter than the 800ms "
+                               'of the narrowest peak of the trace a.csv (vm "web", between its '
+                               "rows at 0 and 0.8 seconds)"), r.stderr
+    assert r.stderr.count("\n") == 1, r.stderr
+    # rows closer than a step that make no peak of their own: a step function's corners
+    # 1 ms apart (bench/bitbrains_data.py's step fill), a rise to a level that holds
+    trace = ("seconds,demand\n0,300M\n299.999,300M\n300,400M\n599.999,400M\n600,350M\n"
+             "899.999,350M\n900,300M\n")
+    path = scenario("corners.ini", "[host]\nmemory = 2G\n[sim]\nstep = 30s\n" + vm, trace)
+    r = run(path, "--policy", "static")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
 
 
 def test_memory_required():
@@ -587,6 +631,16 @@ def test_human_summary():
     assert r.stdout.startswith("policy dynmem, 3 VMs")
     for name in ("web", "batch", "fixed"):
         assert f"\n{name} " in r.stdout, name
+
+
+def test_human_summary_counts_one_as_one():
+    # "1 VMs over 10s" before; "resize operations" likewise
+    path = scenario("one-vm.ini", "[host]\nmemory = 2G\n[sim]\nduration = 10s\n"
+                    "[vm \"a\"]\nstartup = 512M\ntrace = a.csv\n")
+    r = run(path, "--policy", "static")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("policy static, 1 VM over 10s on a host with "), r.stdout
+    assert "; 0 resize operations\n" in r.stdout, r.stdout
 
 
 # ---- --timeline and --report ----

@@ -48,6 +48,38 @@ def test_tracegen_same_seed_same_bytes():
     assert a == b and a != c
 
 
+def test_tracegen_version_and_help():
+    # As every other dynmem program: -V, --version (it was an unrecognized option, exit 2).
+    for args in (["--version"], ["-V"], ["idle", "--version"]):
+        r = subprocess.run([GEN, *args], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stderr == "", (args, r.returncode, r.stderr)
+        assert r.stdout.startswith("dynmem-tracegen ") and r.stdout.count("\n") == 1, r.stdout
+    r = subprocess.run([GEN, "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "-h, --help" in r.stdout and "-V, --version" in r.stdout, r
+
+
+def test_tracegen_refuses_an_option_its_shape_does_not_use():
+    # idle --phase 3h wrote the same trace as idle alone, without a word
+    for args, needle in ((["idle", "--phase", "3h"],
+                          "--phase is for diurnal and office only; idle does not use it"),
+                         (["leak", "--tau", "1h"], "--tau is for warmup only; leak does not use it"),
+                         (["office", "--period", "12h"],
+                          "--period is for diurnal only; office does not use it"),
+                         (["warmup", "--every", "1h"],
+                          "--every is for batch only; warmup does not use it"),
+                         (["diurnal", "--rate", "1G"],
+                          "--rate is for leak only; diurnal does not use it")):
+        r = subprocess.run([GEN, *args], capture_output=True, text=True)
+        assert r.returncode == 2 and r.stdout == "", (args, r.returncode)
+        assert r.stderr == f"dynmem-tracegen: {needle}\n", (args, r.stderr)
+    # each shape's own options are taken
+    for args in (["office", "--phase", "1h"], ["diurnal", "--period", "6h", "--phase", "1h"],
+                 ["batch", "--every", "1h", "--rise", "10s", "--hold", "5m"],
+                 ["leak", "--rate", "64M"], ["warmup", "--tau", "10m"]):
+        r = subprocess.run([GEN, *args, "--duration", "10m"], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stderr == "", (args, r.stderr)
+
+
 def test_tracegen_refuses_bad_arguments():
     for args in (["nosuchshape"], [], ["diurnal", "--peak", "1G", "--base", "2G"],
                  ["leak", "--rate", "banana"], ["idle", "--interval", "0s"],

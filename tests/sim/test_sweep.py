@@ -211,6 +211,19 @@ def test_human_table():
     assert re.search(r"^  dynmem\s+\S+ [GM]iB$", r.stdout, re.M), r.stdout
 
 
+def test_one_size_one_policy_one_worker_counted_as_one():
+    # "1 host sizes x 1 policies ... on 1 workers" before, and so on the page
+    page = os.path.join(TMP, "one.html")
+    r = run(SMALL, "--sweep", "memory=2G:2G:512M", "--policy", "static", "--jobs", "1",
+            "--report", page)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^sweep of \S+: 1 host size x 1 policy in [0-9.]+ s on 1 worker$",
+                     r.stdout, re.M), r.stdout
+    with open(page, encoding="utf-8") as f:
+        html = f.read()
+    assert "1 host size &times; 1 policy, simulated on 1 worker process in" in html, html[:2000]
+
+
 def test_human_table_explains_its_stars():
     # "(* not every VM started)" was printed under every table, with or without a star.
     r = run(SMALL, "--sweep", "memory=3G:4G:1G")

@@ -950,14 +950,20 @@ static void cross_key_settings_errors(void **state)
                         "vm \"a\": startup 1 GiB is above maximum 256 MiB (startup is not set and "
                         "defaults to 1 GiB)");
         expect_error_at("[vm \"a\"]\nweight = 1\nstartup = 1025M\n", 3,
-                        "vm \"a\": startup 1025 MiB is not a multiple of the 2 MiB block size");
+                        "vm \"a\": startup 1025 MiB is not a multiple of the 2 MiB block size, "
+                        "as 1 GiB and 1026 MiB are");
+        /* 1.3G is no whole number of KiB: in MiB with its bytes, never in bytes alone */
+        expect_error_at("[vm \"a\"]\nweight = 1\nstartup = 1.3G\n", 3,
+                        "vm \"a\": startup 1331.2 MiB (1395864371 B) is not a multiple of the "
+                        "2 MiB block size, as 1330 MiB and 1332 MiB are");
         expect_error_at("[vm \"a\"]\nblock = 4M\nstartup = 1026M\n", 3,
-                        "vm \"a\": startup 1026 MiB is not a multiple of the 4 MiB block size "
-                        "(block at line 2)");
+                        "vm \"a\": startup 1026 MiB is not a multiple of the 4 MiB block size, "
+                        "as 1 GiB and 1028 MiB are (block at line 2)");
         expect_error_at("[vm \"a\"]\nweight = 1\nblock = 3M\n", 3, "block size 3 MiB");
         expect_error_at("[vm \"a\"]\nweight = 1\nblock = 1G\n", 3,
-                        "vm \"a\": minimum 512 MiB is not a multiple of the 1 GiB block size "
-                        "(minimum is not set and defaults to the smaller of 512 MiB and startup)");
+                        "vm \"a\": minimum 512 MiB is not a multiple of the 1 GiB block size, "
+                        "as 1 GiB is (minimum is not set and defaults to the smaller of 512 MiB "
+                        "and startup)");
         expect_error_at("[vm \"a\"]\nminimum = 16M\nstartup = 16M\n", 3,
                         "startup 16 MiB is below 32 MiB");
         expect_error_at("[vm \"a\"]\nweight = 1\nstartup = 16M\n", 3,

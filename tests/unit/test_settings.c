@@ -130,7 +130,19 @@ static void check_alignment(void **state)
         /* Shown exactly, not as "1.0 GiB", which would look like a multiple. */
         expect_invalid(&s, "startup 1048580 KiB is not a multiple of the 2 MiB block size");
         s.startup_bytes = GIB + 100;
-        expect_invalid(&s, "startup 1073741924 B is not a multiple");
+        /* bytes alone, "1073741924 B", were no size an operator wrote: MiB, and the exact bytes */
+        expect_invalid(&s, "startup 1024.0 MiB (1073741924 B) is not a multiple of the 2 MiB "
+                           "block size, as 1 GiB and 1026 MiB are");
+        s.startup_bytes = 1395864371; /* 1.3G */
+        expect_invalid(&s, "startup 1331.2 MiB (1395864371 B) is not a multiple of the 2 MiB "
+                           "block size, as 1330 MiB and 1332 MiB are");
+        /* a multiple below the least startup is no value to suggest */
+        s.startup_bytes = 33 * MIB;
+        expect_invalid(&s, "startup 33 MiB is not a multiple of the 2 MiB block size, as "
+                           "32 MiB and 34 MiB are");
+        s.startup_bytes = 31 * MIB;
+        expect_invalid(&s, "startup 31 MiB is not a multiple of the 2 MiB block size, as "
+                           "32 MiB is");
         s.startup_bytes = 1025 * MIB;
         expect_invalid(&s, "startup 1025 MiB is not a multiple");
         s = valid();
@@ -293,9 +305,9 @@ static void check_names_the_settings_of_its_message(void **state)
         struct vm_settings s = {.block_bytes = GIB};
         settings_complete(&s, SETTINGS_BLOCK);
         assert_int_equal(settings_check_given(&s, SETTINGS_BLOCK, err, sizeof(err)), -EINVAL);
-        assert_string_equal(err, "minimum 512 MiB is not a multiple of the 1 GiB block size "
-                                 "(minimum is not set and defaults to the smaller of 512 MiB and "
-                                 "startup)");
+        assert_string_equal(err, "minimum 512 MiB is not a multiple of the 1 GiB block size, "
+                                 "as 1 GiB is (minimum is not set and defaults to the smaller of "
+                                 "512 MiB and startup)");
 }
 
 static void check_error_text_fits(void **state)
