@@ -17,6 +17,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "file_kind.h"
 #include "qemu_int.h"
 #include "qemu_launch.h"
 
@@ -72,29 +73,12 @@ bool qemu_identity_allows(const struct stat *st, const struct qemu_identity *id,
         return (!(want & R_OK) || (bits & S_IROTH)) && (!(want & W_OK) || (bits & S_IWOTH));
 }
 
-static const char *kind_of(mode_t mode)
-{
-        if (S_ISFIFO(mode))
-                return "a FIFO";
-        if (S_ISCHR(mode))
-                return "a character device";
-        if (S_ISBLK(mode))
-                return "a block device";
-        if (S_ISDIR(mode))
-                return "a folder";
-        if (S_ISSOCK(mode))
-                return "a socket";
-        if (S_ISLNK(mode))
-                return "a symlink";
-        return "not a file";
-}
-
 /* The file at path is st, which is of the wrong kind: -EINVAL, saying so in err. */
 static int refuse(const char *what, const char *path, const struct stat *st, bool block_ok,
                   char *err, size_t errlen)
 {
-        snprintf(err, errlen, "%s %s is %s, not a regular file%s", what, path, kind_of(st->st_mode),
-                 block_ok ? " or a block device" : "");
+        snprintf(err, errlen, "%s %s is %s, not a regular file%s", what, path,
+                 file_kind(st->st_mode), block_ok ? " or a block device" : "");
         return -EINVAL;
 }
 

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "file_kind.h"
 #include "units.h"
 #include "mono.h"
 
@@ -44,20 +45,6 @@ static void denied(const char *path, char *err, size_t errlen)
                          "permission denied on %s: reading needs root or membership in its "
                          "group, gid %u",
                          path, (unsigned)st.st_gid);
-}
-
-/* What a path that is not a socket is, for the message that says so. */
-static const char *file_kind(mode_t mode)
-{
-        if (S_ISREG(mode))
-                return "a regular file";
-        if (S_ISDIR(mode))
-                return "a directory";
-        if (S_ISFIFO(mode))
-                return "a FIFO";
-        if (S_ISCHR(mode) || S_ISBLK(mode))
-                return "a device";
-        return "another kind of file";
 }
 
 static int connect_socket(const char *path, uint64_t timeout_ms, char *err, size_t errlen)

@@ -526,7 +526,7 @@ def no_daemon_says_where_it_looked(bins):
         plain = os.path.join(d.dir, "plain-file")
         with open(plain, "w", encoding="utf-8") as f:
             f.write("not a socket\n")
-        for path, kind in ((plain, "a regular file"), (d.dir, "a directory")):
+        for path, kind in ((plain, "a regular file"), (d.dir, "a folder")):
             r = d.fails("list", socket_path=path,
                         contains=f"{path} is not a socket but {kind}; point --socket or "
                                  "DYNMEM_SOCKET at dynmemd's socket")
