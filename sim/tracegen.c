@@ -445,6 +445,15 @@ int main(int argc, char **argv)
                         p.shape);
                 return 2;
         }
+        /* idle is flat at --base: a --peak would change nothing, and no default may refuse it. */
+        bool flat = strcmp(p.shape, "idle") == 0;
+        if (flat && peak_given) {
+                fprintf(stderr, "dynmem-tracegen: --peak is not for idle, which stays at --base "
+                                "(with small blips over it)\n");
+                return 2;
+        }
+        if (flat)
+                p.peak = p.base;
         /* Both sizes, and which is a default: --peak alone may be below the default base. */
         char peak_base[160], a[32], b[32];
         snprintf(peak_base, sizeof(peak_base), "--peak %s%s must be at least --base %s%s",

@@ -72,6 +72,13 @@ def test_tracegen_refuses_an_option_its_shape_does_not_use():
         r = subprocess.run([GEN, *args], capture_output=True, text=True)
         assert r.returncode == 2 and r.stdout == "", (args, r.returncode)
         assert r.stderr == f"dynmem-tracegen: {needle}\n", (args, r.stderr)
+    # idle stays at --base: a --peak is refused, and the default peak does not refuse a base
+    r = subprocess.run([GEN, "idle", "--peak", "4G"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr == ("dynmem-tracegen: --peak is not for idle, which "
+                                              "stays at --base (with small blips over it)\n"), r
+    r = subprocess.run([GEN, "idle", "--base", "2G", "--duration", "10m"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and r.stderr == "", r
     # each shape's own options are taken
     for args in (["office", "--phase", "1h"], ["diurnal", "--period", "6h", "--phase", "1h"],
                  ["batch", "--every", "1h", "--rise", "10s", "--hold", "5m"],
