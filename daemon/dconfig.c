@@ -145,33 +145,6 @@ static int fill_string(char **field, const char *value)
         return *field ? 0 : -ENOMEM;
 }
 
-/*
- * A VM whose startup is more than the memory for VMs is refused at every start
- * (even with every other VM at its minimum it does not fit): a warning at its
- * startup line, as dynmem-sim gives, rather than an "OK" from dynmemd -n.
- */
-static void warn_startup_beyond_memory(struct config *cfg)
-{
-        char a[32], b[32];
-
-        for (size_t i = 0; i < cfg->n_vms; i++) {
-                const struct config_vm *vm = &cfg->vms[i];
-                uint64_t startup = vm->settings.startup_bytes;
-                unsigned line = config_setting_line(vm, SETTINGS_STARTUP);
-
-                if (startup <= cfg->host.memory_bytes)
-                        continue;
-                /* Exact: a rounded figure may be above the limit it names. */
-                size_format_exact(startup, a, sizeof(a));
-                size_format_exact(cfg->host.memory_bytes, b, sizeof(b));
-                config_diag_add(&cfg->warnings, cfg->path, line ? line : vm->line,
-                                "warning: vm \"%s\": startup %s is more than [host] memory %s: "
-                                "it can never start (each start is refused); lower its startup "
-                                "to %s or less, or raise [host] memory to %s or more",
-                                vm->name, a, b, b, a);
-        }
-}
-
 int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
 {
         struct config cfg;
@@ -238,7 +211,13 @@ int dconfig_load(const char *path, struct config *ret, struct config_diag *diag)
         } else {
                 if (dconfig_host_memory_exceeds(&cfg.host, r, total, warn, sizeof(warn)))
                         config_diag_add(&cfg.warnings, path, host_line(&cfg, "memory"), "%s", warn);
-                warn_startup_beyond_memory(&cfg);
+                /* Each start of such a VM is refused: even with every other at its minimum. */
+                char b[32], limit[64];
+                snprintf(limit, sizeof(limit), "[host] memory %s",
+                         size_format_exact(cfg.host.memory_bytes, b, sizeof(b)));
+                config_warn_startup_beyond(&cfg, cfg.host.memory_bytes, limit,
+                                           "it can never start (each start is refused)",
+                                           "raise [host] memory to");
         }
         if (errors) {
                 config_free(&cfg);

@@ -1423,6 +1423,26 @@ void config_warn_seed(struct config *c, const char *program)
                                 program);
 }
 
+void config_warn_startup_beyond(struct config *c, uint64_t memory, const char *limit,
+                                const char *consequence, const char *raise)
+{
+        char a[32], b[32];
+
+        for (size_t i = 0; i < c->n_vms; i++) {
+                const struct config_vm *vm = &c->vms[i];
+                uint64_t startup = vm->settings.startup_bytes;
+
+                if (startup <= memory)
+                        continue;
+                size_format_exact(startup, a, sizeof(a));
+                size_format_exact(memory, b, sizeof(b));
+                config_diag_add(&c->warnings, c->path, config_setting_line(vm, SETTINGS_STARTUP),
+                                "warning: vm \"%s\": startup %s is more than %s: %s; lower its "
+                                "startup to %s or less, or %s %s or more",
+                                vm->name, a, limit, consequence, b, raise, a);
+        }
+}
+
 unsigned config_setting_line(const struct config_vm *vm, unsigned bit)
 {
         return vm->given & bit ? vm->given_lines[__builtin_ctz(bit)] : vm->line;

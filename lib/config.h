@@ -244,6 +244,17 @@ size_t config_sim_differences(const struct config_sim *a, const struct config_si
  */
 void config_warn_seed(struct config *c, const char *program);
 
+/*
+ * Add to c's warnings, at each VM's startup line (its section's when the
+ * file leaves startup at its default), that its startup is more than memory
+ * and so it never starts: "warning: vm "NAME": startup A is more than LIMIT:
+ * CONSEQUENCE; lower its startup to B or less, or RAISE A or more", A and B
+ * exact (a rounded figure may be above the limit it names). limit names
+ * memory as the program has it ("[host] memory 4 GiB").
+ */
+void config_warn_startup_beyond(struct config *c, uint64_t memory, const char *limit,
+                                const char *consequence, const char *raise);
+
 /* The line that gave a setting (one settings_field bit), else the section's. */
 unsigned config_setting_line(const struct config_vm *vm, unsigned bit);
 

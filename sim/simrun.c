@@ -51,33 +51,16 @@ static int check_start(const struct config *cfg, const struct config_vm *cvm,
 static void warn_startup_beyond_memory(struct config *cfg, uint64_t swept)
 {
         uint64_t memory = swept ? swept : cfg->host.memory_bytes;
-        char a[32], b[32];
+        char b[32], limit[64];
 
-        for (size_t i = 0; i < cfg->n_vms; i++) {
-                const struct config_vm *vm = &cfg->vms[i];
-                uint64_t startup = vm->settings.startup_bytes;
-                unsigned line = config_setting_line(vm, SETTINGS_STARTUP);
-
-                if (startup <= memory)
-                        continue;
-                /* Exact: a rounded figure may be above the limit it names. */
-                size_format_exact(startup, a, sizeof(a));
-                size_format_exact(memory, b, sizeof(b));
-                if (swept)
-                        config_diag_add(&cfg->warnings, cfg->path, line,
-                                        "warning: vm \"%s\": startup %s is more than the largest "
-                                        "host of the sweep (%s): it starts at no size (each "
-                                        "point counts it as never started); lower its startup "
-                                        "to %s or less, or sweep up to %s or more",
-                                        vm->name, a, b, b, a);
-                else
-                        config_diag_add(&cfg->warnings, cfg->path, line,
-                                        "warning: vm \"%s\": startup %s is more than [host] "
-                                        "memory %s: it can never start (the results count it "
-                                        "as never started); lower its startup to %s or less, "
-                                        "or raise [host] memory to %s or more",
-                                        vm->name, a, b, b, a);
-        }
+        size_format_exact(memory, b, sizeof(b));
+        snprintf(limit, sizeof(limit),
+                 swept ? "the largest host of the sweep (%s)" : "[host] memory %s", b);
+        config_warn_startup_beyond(
+            cfg, memory, limit,
+            swept ? "it starts at no size (each point counts it as never started)"
+                  : "it can never start (the results count it as never started)",
+            swept ? "sweep up to" : "raise [host] memory to");
 }
 
 /*
