@@ -452,8 +452,6 @@ int main(int argc, char **argv)
                                 "(with small blips over it)\n");
                 return 2;
         }
-        if (flat)
-                p.peak = p.base;
         /* Both sizes, and which is a default: --peak alone may be below the default base. */
         char peak_base[160], a[32], b[32];
         snprintf(peak_base, sizeof(peak_base), "--peak %s%s must be at least --base %s%s",
@@ -464,7 +462,8 @@ int main(int argc, char **argv)
                             : p.duration_s > TRACE_MS_MAX / 1000
                                 ? "--duration must be at most 8784h (366 days), the longest trace "
                                   "dynmem-sim takes"
-                            : p.peak < p.base            ? peak_base
+                            : p.base > DEMAND_MAX        ? "--base must be at most 16T"
+                            : !flat && p.peak < p.base   ? peak_base
                             : p.peak > DEMAND_MAX        ? "--peak must be at most 16T"
                             : p.noise < 0 || p.noise > 1 ? "--noise must be 0..100"
                             : p.rate <= 0                ? "--rate must be positive"

@@ -79,6 +79,8 @@ def test_tracegen_refuses_an_option_its_shape_does_not_use():
     r = subprocess.run([GEN, "idle", "--base", "2G", "--duration", "10m"], capture_output=True,
                        text=True)
     assert r.returncode == 0 and r.stderr == "", r
+    r = subprocess.run([GEN, "idle", "--base", "20T"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr == "dynmem-tracegen: --base must be at most 16T\n", r
     # each shape's own options are taken
     for args in (["office", "--phase", "1h"], ["diurnal", "--period", "6h", "--phase", "1h"],
                  ["batch", "--every", "1h", "--rise", "10s", "--hold", "5m"],
