@@ -306,3 +306,23 @@ uint64_t trace_demand_at(const struct trace *t, uint64_t ms, size_t *cursor)
         *cursor = i;
         return interpolate(t, i, ms);
 }
+
+uint64_t trace_narrowest_peak_ms(const struct trace *t, uint64_t *from_ms, uint64_t *to_ms)
+{
+        uint64_t least = 0;
+
+        for (size_t i = 1; i + 1 < t->n; i++) {
+                size_t j = i; /* the run of rows at i's demand ends at j */
+                while (j + 1 < t->n && t->demand[j + 1] == t->demand[i])
+                        j++;
+                uint64_t width = j + 1 < t->n ? t->t_ms[j + 1] - t->t_ms[i - 1] : 0;
+                if (width && t->demand[i - 1] < t->demand[i] && t->demand[j + 1] < t->demand[i] &&
+                    (least == 0 || width < least)) {
+                        least = width;
+                        *from_ms = t->t_ms[i - 1];
+                        *to_ms = t->t_ms[j + 1];
+                }
+                i = j;
+        }
+        return least;
+}

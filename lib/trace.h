@@ -40,4 +40,13 @@ uint64_t trace_demand_at(const struct trace *t, uint64_t t_ms, size_t *cursor);
 /* Time of the last row. */
 uint64_t trace_end_ms(const struct trace *t);
 
+/*
+ * The narrowest peak: a row, or a run of rows of one demand, above the rows
+ * on either side, which the demand exceeds only between those two rows
+ * (*from_ms, *to_ms). Returns its width, to - from; 0 for none. The first
+ * and last levels hold before and after the trace, so they make no peak;
+ * nor do the corners of a step or a job (rows 1 ms or 1 s apart) alone.
+ */
+uint64_t trace_narrowest_peak_ms(const struct trace *t, uint64_t *from_ms, uint64_t *to_ms);
+
 #endif

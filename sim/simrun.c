@@ -75,36 +75,15 @@ static void warn_daemon_keys(struct config *cfg)
                                 cfg->daemon_keys[i].key);
 }
 
-/*
- * The narrowest peak of the trace at path: a row, or a run of rows of one
- * demand, above the rows on either side, which the demand exceeds only
- * between those two rows (*from_ms, *to_ms). Returns its width, to - from;
- * 0 for none, or a trace that cannot be read (check_vm said why). The first
- * and last levels hold before and after the trace, so they are never missed;
- * the corners of a step or a job (rows 1 ms or 1 s apart) make no peak of
- * their own.
- */
+/* The narrowest peak of the trace at path (trace_narrowest_peak_ms()); 0 when it cannot be read
+ * (check_vm said why). */
 static uint64_t narrowest_peak_ms(const char *path, uint64_t *from_ms, uint64_t *to_ms)
 {
         struct config_diag ignored = {0};
         struct trace t = {0};
-        uint64_t least = 0;
+        uint64_t least =
+            trace_load(path, &t, &ignored) == 0 ? trace_narrowest_peak_ms(&t, from_ms, to_ms) : 0;
 
-        if (trace_load(path, &t, &ignored) == 0) {
-                for (size_t i = 1; i + 1 < t.n; i++) {
-                        size_t j = i;
-                        while (j + 1 < t.n && t.demand[j + 1] == t.demand[i])
-                                j++;
-                        if (j + 1 < t.n && t.demand[i - 1] < t.demand[i] &&
-                            t.demand[j + 1] < t.demand[i] &&
-                            (least == 0 || t.t_ms[j + 1] - t.t_ms[i - 1] < least)) {
-                                least = t.t_ms[j + 1] - t.t_ms[i - 1];
-                                *from_ms = t.t_ms[i - 1];
-                                *to_ms = t.t_ms[j + 1];
-                        }
-                        i = j;
-                }
-        }
         trace_free(&t);
         config_diag_free(&ignored);
         return least;
